@@ -1,0 +1,64 @@
+"""The `mmlnb-dist` console script. Subcommands only parse arguments and call library functions/recipes.
+
+Each subcommand lives in `mmlnb_dist/commands/<name>.py` as a `register(subparsers)` function; heavy
+imports (torch, deepspeed, mlflow, ray) happen inside the handlers so that `--help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from .config import ConfigError
+
+# Order is the order in `mmlnb-dist --help`.
+COMMAND_MODULES = [
+    "demo",
+    "config_cmd",
+    "data",
+    "shards",
+    "slides",
+    "train",
+    "vlm",
+    "tracking",
+    "tune",
+]
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one clear message, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmlnb-dist",
+        description="Distributed multi-modal histopathology classification (MMLNB: VLM descriptions + "
+        "PRMF fusion). Every subcommand has --help.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"mmlnb-dist {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"mmlnb_dist.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except (ConfigError, UserError) as err:
+        print(f"mmlnb-dist {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mmlnb-dist {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

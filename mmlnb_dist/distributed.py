@@ -1,0 +1,178 @@
+"""Everything about processes: ranks, the process group, DeepSpeed configs and engines, collectives.
+
+No other module imports torch.distributed or deepspeed's comm layer. Recipes receive a `DistEnv` and pass
+rank and world size down explicitly; models never see them.
+
+Launchers: a plain `python`/`mmlnb-dist` process is rank 0 of 1; `deepspeed`, `torchrun` and Ray Train set
+RANK / WORLD_SIZE / LOCAL_RANK (and MASTER_ADDR/PORT), which `DistEnv.from_environment` reads once.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+
+from .config import DistributedConfig
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process stands: its global and local rank, the world size, and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @staticmethod
+    def from_environment(device: Optional[torch.device] = None) -> "DistEnv":
+        """Read the launcher's variables (absent: one process) and pick this rank's device."""
+        rank = int(os.environ.get("RANK", 0))
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        if device is None:
+            device = torch.device("cuda", local % torch.cuda.device_count()) if torch.cuda.is_available() \
+                else torch.device("cpu")
+        return DistEnv(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def resolve_backend(cfg: DistributedConfig, device: torch.device) -> str:
+    if cfg.backend != "auto":
+        return cfg.backend
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 1800) -> None:
+    """Create the process group once (DeepSpeed and Ray Train reuse an existing one)."""
+    if not env.is_distributed or dist.is_initialized():
+        return
+    if env.device.type == "cuda":
+        torch.cuda.set_device(env.device)
+    import deepspeed
+
+    deepspeed.init_distributed(
+        dist_backend=resolve_backend(cfg, env.device),
+        timeout=datetime.timedelta(seconds=timeout_s),
+        verbose=False,
+    )
+
+
+def destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(env: DistEnv) -> None:
+    if env.is_distributed and dist.is_initialized():
+        dist.barrier()
+
+
+def all_gather_object(env: DistEnv, obj: Any) -> List[Any]:
+    """Every rank's `obj`, in rank order (a list of one on a single process)."""
+    if not env.is_distributed:
+        return [obj]
+    out: List[Any] = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(env: DistEnv, obj: Any, src: int = 0) -> Any:
+    if not env.is_distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def all_reduce_sum(env: DistEnv, tensor: torch.Tensor) -> torch.Tensor:
+    if env.is_distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batch math and DeepSpeed configs: derived from the typed config, never typed twice.
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """global = micro x accumulation x world."""
+
+    global_batch: int
+    micro_batch: int
+    accumulation: int
+    world_size: int
+
+
+def plan_batch(global_batch: int, world_size: int, micro_batch: Optional[int]) -> BatchPlan:
+    """Derive micro batch and gradient accumulation; an indivisible combination is a config error."""
+    if micro_batch is None:
+        if global_batch % world_size:
+            raise ValueError(
+                f"global batch {global_batch} is not divisible by world size {world_size}; "
+                f"set distributed.micro_batch_per_gpu or change the global batch"
+            )
+        micro_batch = global_batch // world_size
+    per_step = micro_batch * world_size
+    if global_batch % per_step:
+        raise ValueError(
+            f"global batch {global_batch} is not a multiple of micro batch {micro_batch} x world size "
+            f"{world_size} = {per_step}"
+        )
+    return BatchPlan(global_batch, micro_batch, global_batch // per_step, world_size)
+
+
+def deepspeed_config(
+    cfg: DistributedConfig,
+    plan: BatchPlan,
+    *,
+    lr: float,
+    weight_decay: float = 0.0,
+    optimizer: str = "adam",
+    on_cpu: bool = False,
+    steps_per_print: int = 10**9,
+    base: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """The DeepSpeed config dict for this run. `base` (a user JSON) is kept but batch keys are derived."""
+    ds: Dict[str, Any] = dict(base or {})
+    ds["train_batch_size"] = plan.global_batch
+    ds["train_micro_batch_size_per_gpu"] = plan.micro_batch
+    ds["gradient_accumulation_steps"] = plan.accumulation
+    ds.setdefault("steps_per_print", steps_per_print)
+    ds.setdefault("wall_clock_breakdown", False)
+    if cfg.gradient_clipping > 0:
+        ds.setdefault("gradient_clipping", cfg.gradient_clipping)
+    if base is None:
+        ds["optimizer"] = {
+            "type": "AdamW" if optimizer == "adamw" else "Adam",
+            "params": {"lr": lr, "weight_decay": weight_decay, "torch_adam": True,
+                       "adam_w_mode": optimizer == "adamw"},
+        }
+        if on_cpu:
+            # DeepSpeed's fused/CPU Adam kernels need a compiler toolchain; torch's Adam works everywhere.
+            ds["optimizer"]["params"]["torch_adam"] = True
+        zero: Dict[str, Any] = {"stage": cfg.zero_stage}
+        if cfg.zero_stage >= 2 and cfg.offload_optimizer:
+            zero["offload_optimizer"] = {"device": "cpu", "pin_memory": not on_cpu}
+        if cfg.zero_stage == 3:
+            if cfg.offload_params:
+                zero["offload_param"] = {"device": "cpu", "pin_memory": not on_cpu}
+            zero["stage3_gather_16bit_weights_on_model_save"] = True
+        ds["zero_optimization"] = zero
+        if cfg.precision == "bf16":
+            ds["bf16"] = {"enabled": True}
+        elif cfg.precision == "fp16":
+            ds["fp16"] = {"enabled": True, "loss_scale": 0, "initial_scale_power": 16}
+    return ds
