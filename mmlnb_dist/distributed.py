@@ -69,6 +69,32 @@ def init_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 18
     )
 
 
+def init_engine_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 1800) -> None:
+    """Like `init_process_group`, but also gives a single process a 1-rank group.
+
+    A DeepSpeed engine needs a process group and `LOCAL_RANK` even alone; without launcher variables
+    DeepSpeed would try MPI discovery. So a plain process gets the variables a launcher would have set
+    (rank 0 of 1, a free local port) before the group is created.
+    """
+    if not env.is_distributed and not dist.is_initialized():
+        import socket
+
+        with socket.socket() as s:  # a free port: concurrent single-process runs must not collide
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
+                           ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
+            os.environ.setdefault(key, value)
+        import deepspeed
+
+        deepspeed.init_distributed(
+            dist_backend=resolve_backend(cfg, env.device), timeout=datetime.timedelta(seconds=timeout_s),
+            verbose=False,
+        )
+        return
+    init_process_group(env, cfg, timeout_s)
+
+
 def destroy_process_group() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -54,6 +54,9 @@ class BuildConfig(Section):
     seed: int = Field(0, ge=0)
     """Seed of the split: the same inputs and seed give byte-identical shards."""
 
+    max_skipped_rate: float = Field(0.01, ge=0.0, le=1.0)
+    """Fail the build when more than this share of input images is unreadable (they are skipped and listed)."""
+
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "BuildConfig":
         if self.val_fraction + self.test_fraction >= 1.0:

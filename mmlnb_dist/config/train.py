@@ -1,9 +1,9 @@
 """Stage 2 training: optimisation, curriculum, evaluation, checkpoints."""
 from __future__ import annotations
 
-from typing import List, Literal
+from typing import List, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import Section
 
@@ -48,6 +48,17 @@ class CurriculumConfig(Section):
     ]
     """Staged freezing: which encoders train from each phase's start epoch on."""
 
+    @model_validator(mode="after")
+    def _check_schedule(self) -> "CurriculumConfig":
+        if self.ramp_end < self.ramp_start:
+            raise ValueError(f"ramp_end ({self.ramp_end}) must be >= ramp_start ({self.ramp_start})")
+        starts = [p.start_epoch for p in self.phases]
+        if not starts or starts[0] != 0:
+            raise ValueError("phases must start with a phase at start_epoch 0")
+        if any(b <= a for a, b in zip(starts, starts[1:])):
+            raise ValueError(f"phase start epochs must increase strictly (got {starts})")
+        return self
+
 
 class TrainConfig(Section):
     epochs: int = Field(150, ge=1)
@@ -71,11 +82,20 @@ class TrainConfig(Section):
     cache_frozen_features: bool = True
     """Compute a frozen encoder's features once and reuse them while it stays frozen."""
 
+    feature_cache: Literal["memory", "disk"] = "memory"
+    """Where cached features live: in memory, or also on disk under `<run dir>/feature_cache` (reused on resume)."""
+
+    eval_batch_size: Optional[int] = Field(None, ge=1)
+    """Samples per rank per evaluation batch; default: the training micro batch."""
+
     eval_every: int = Field(1, ge=1)
     """Evaluate on the validation split every this many epochs (and after the last)."""
 
-    best_metric: str = "balanced_accuracy"
-    """Validation metric that picks the best checkpoint."""
+    best_metric: Literal[
+        "accuracy", "balanced_accuracy", "kappa", "quadratic_kappa", "f1_weighted", "precision_weighted",
+        "recall_weighted", "auroc", "loss",
+    ] = "balanced_accuracy"
+    """Validation metric that picks the best checkpoint (higher is better, except loss)."""
 
     checkpoint_every: int = Field(1, ge=1)
     """Save a resumable checkpoint every this many epochs."""

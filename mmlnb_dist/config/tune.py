@@ -1,8 +1,86 @@
-"""Ray Tune searches (fields are filled in by the tuning issue)."""
+"""Ray Tune searches over the training recipes."""
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import Field
 
 from .base import Section
 
 
 class TuneConfig(Section):
-    pass
+    space: Optional[Path] = None
+    """Search-space YAML (see `tune/spaces/*.yaml`); `--space` on the command line sets it."""
+
+    recipe: str = "fusion"
+    """What one trial runs: `fusion` (train), `vlm-fusion` (fine-tune VLM, describe, train) or `module:function`."""
+
+    searcher: Literal["random", "grid", "optuna"] = "random"
+    """Search algorithm: random sampling, grid (every `grid` value; `num_samples` repeats), Optuna TPE."""
+
+    num_samples: int = Field(4, ge=1)
+    """Trials to run (for grid: repeats of the whole grid)."""
+
+    max_concurrent: int = Field(1, ge=1)
+    """Trials running at the same time (bounded also by the cluster's free CPUs/GPUs)."""
+
+    metric: str = "val/balanced_accuracy"
+    """Reported metric that ASHA, the searcher and the best-trial choice optimise."""
+
+    mode: Literal["max", "min"] = "max"
+    """Whether `metric` is maximised or minimised."""
+
+    scheduler: Literal["asha", "fifo"] = "asha"
+    """Trial scheduler: ASHA early stopping on `metric`, or FIFO (every trial runs to the end)."""
+
+    grace_period: int = Field(1, ge=1)
+    """ASHA: epochs every trial runs before it may be stopped."""
+
+    reduction_factor: int = Field(2, ge=2)
+    """ASHA: keep the best 1/reduction_factor of trials at each rung."""
+
+    max_t: Optional[int] = Field(None, ge=1)
+    """ASHA: the longest a trial runs in epochs; default `train.epochs`."""
+
+    seed: int = Field(0, ge=0)
+    """Seed of the searcher (random and Optuna sampling)."""
+
+    address: Optional[str] = None
+    """Ray cluster to join (`auto`, `ray://host:10001`, `host:6379`); default RAY_ADDRESS, else a local instance."""
+
+    num_cpus: Optional[int] = Field(None, ge=1)
+    """CPUs of the local Ray instance started when no cluster address is given (default: all)."""
+
+    resume: bool = False
+    """Continue the search stored at `storage_path/name` (finished trials are kept, errored ones rerun)."""
+
+    max_failures: int = Field(1, ge=0)
+    """Retries of a failed trial before it is reported as errored."""
+
+    cpus_per_trial: float = Field(1.0, gt=0.0)
+    """CPUs per training worker of a trial."""
+
+    gpus_per_trial: float = Field(0.0, ge=0.0)
+    """GPUs per training worker of a trial; fractions let several trials share one GPU."""
+
+    workers_per_trial: int = Field(1, ge=1)
+    """Ray Train workers (DeepSpeed ranks) per trial."""
+
+    use_ray_train: bool = True
+    """Run each trial's recipe in a Ray Train TorchTrainer worker group; off: inside the trial process itself."""
+
+    storage_path: Optional[Path] = None
+    """Where Tune keeps trial state for resume; default `<run.output_dir>/tune` (absolute; shared on clusters)."""
+
+    name: str = "search"
+    """Search name: the folder under `storage_path`, the MLflow parent run's name and the trial run prefix."""
+
+    shared_cache_dir: Optional[Path] = None
+    """Frozen-feature and description cache shared by all trials; default `<storage_path>/<name>/cache`."""
+
+    best_config: Optional[Path] = None
+    """Where the best trial's full config is written as YAML; default `<storage_path>/<name>/best.yaml`."""
+
+    register_best: bool = False
+    """Register the best trial's exported model under `tracking.register_name` once the search ends."""

@@ -33,6 +33,10 @@ class LoraConfig(Section):
     train_merger: bool = False
     """Fully train the vision-language merger (projector)."""
 
+    modules_to_save: List[str] = []
+    """Further modules trained in full and saved with the adapter (e.g. [lm_head, embed_tokens] for the
+    randomly initialised `tiny` model, whose near-zero output layer LoRA alone cannot scale)."""
+
 
 class GenerationConfig(Section):
     preset: Literal["greedy", "authors"] = "greedy"
@@ -43,6 +47,9 @@ class GenerationConfig(Section):
 
     batch_size: int = Field(8, ge=1)
     """Images per generate() call on each rank."""
+
+    merge_adapter: bool = True
+    """Fold the LoRA weights into the base model before generating (same outputs, faster decoding)."""
 
 
 class VLMConfig(Section):
@@ -73,6 +80,9 @@ class VLMConfig(Section):
     global_batch_size: int = Field(16, ge=1)
     """Pairs per optimizer step across all ranks (authors: 4 per device x 4 accumulation)."""
 
+    micro_batch_per_gpu: Optional[int] = Field(None, ge=1)
+    """Pairs per GPU per forward pass (authors: 4); default distributed.micro_batch_per_gpu, else no accumulation."""
+
     lr: float = Field(1e-4, gt=0.0)
     """Learning rate."""
 
@@ -81,6 +91,24 @@ class VLMConfig(Section):
 
     max_length: int = Field(1024, ge=16)
     """Token limit of one training sequence (prompt, image tokens and answer)."""
+
+    log_every: int = Field(10, ge=1)
+    """Log the training loss every this many optimizer steps."""
+
+    eval_every: Optional[int] = Field(None, ge=1)
+    """Validation loss every this many steps (always at the end); None: only at the end."""
+
+    checkpoint_every: Optional[int] = Field(None, ge=1)
+    """DeepSpeed checkpoint (resumable) every this many steps (always at the end); None: only at the end."""
+
+    val_max_samples: Optional[int] = Field(None, ge=1)
+    """Cap on validation pairs for the eval loss (None: the whole val split)."""
+
+    tiny_seed: int = Field(0, ge=0)
+    """Seed of the randomly initialised `tiny` model (the same seed gives the same base weights everywhere)."""
+
+    cache_dir: Optional[Path] = None
+    """Where the `tiny` model and tokenizer are built once (default: $MMLNB_CACHE or <tmp>/mmlnb-cache)."""
 
     generation: GenerationConfig = GenerationConfig()
     """Description generation."""

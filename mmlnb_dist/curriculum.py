@@ -1,0 +1,81 @@
+"""Curriculum: the loss weight lambda(e) and the staged-freezing phases.
+
+    L = lambda(e) * CE(fused logits, y) + (1 - lambda(e)) * CE(image-only logits, y)
+
+Early epochs lean on the image branch (lambda small); the fused prediction takes over as lambda -> 1.
+Epochs are 0-based. The schedule is a pure function of the epoch, so resuming needs only the epoch number.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .config import CurriculumConfig, PhaseConfig
+
+
+def curriculum_lambda(cfg: CurriculumConfig, epoch: int) -> float:
+    """lambda(epoch) of the configured schedule (1.0 when the curriculum is disabled).
+
+    step (the authors'): `start` before `ramp_start`; from `ramp_start` it rises every `step_every` epochs by
+    (end - start) / (number of steps in the ramp, counting the final jump to `end`), reaching `end` at
+    `ramp_end`. With start 0.3, end 1.0, ramp 50..100, every 10: 0.30, 0.44, 0.58, 0.72, 0.86, then 1.0.
+    linear / cosine: a smooth ramp from `start` at `ramp_start` to `end` at `ramp_end`. constant: `start`.
+    """
+    if not cfg.enabled:
+        return 1.0
+    if cfg.schedule == "constant":
+        return cfg.start
+    if epoch < cfg.ramp_start:
+        return cfg.start
+    if epoch >= cfg.ramp_end:
+        return cfg.end
+    span = cfg.ramp_end - cfg.ramp_start
+    if cfg.schedule == "step":
+        n_steps = math.ceil(span / cfg.step_every)  # steps inside the ramp; the jump to `end` is one more
+        inc = (cfg.end - cfg.start) / n_steps
+        return round(cfg.start + ((epoch - cfg.ramp_start) // cfg.step_every) * inc, 10)
+    frac = (epoch - cfg.ramp_start) / span
+    if cfg.schedule == "cosine":
+        frac = 0.5 * (1.0 - math.cos(math.pi * frac))
+    return cfg.start + frac * (cfg.end - cfg.start)
+
+
+def phase_index(cfg: CurriculumConfig, epoch: int) -> int:
+    """Index of the freezing phase that holds `epoch` (phases start at 0 and increase; checked by the config)."""
+    index = 0
+    for i, phase in enumerate(cfg.phases):
+        if epoch >= phase.start_epoch:
+            index = i
+    return index
+
+
+def phase_for_epoch(cfg: CurriculumConfig, epoch: int) -> PhaseConfig:
+    return cfg.phases[phase_index(cfg, epoch)]
+
+
+def curriculum_loss(logits: torch.Tensor, image_logits: Optional[torch.Tensor], target: torch.Tensor,
+                    lam: float) -> torch.Tensor:
+    """lambda * CE(fused) + (1 - lambda) * CE(image head); single-branch models use CE(fused) alone."""
+    loss = F.cross_entropy(logits.float(), target)
+    if image_logits is None or lam >= 1.0:
+        return loss
+    return lam * loss + (1.0 - lam) * F.cross_entropy(image_logits.float(), target)
+
+
+@dataclass
+class CurriculumState:
+    """Where training stands in the curriculum; stored in checkpoints (the schedule itself is in the config)."""
+
+    epoch: int = 0
+    phase: int = 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "phase": self.phase}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.phase = int(state["phase"])

@@ -1,0 +1,346 @@
+"""The streaming shard loader: rank/worker partitioning, epoch-seeded shuffle, exactly-once evaluation.
+
+How samples are dealt (and why not WebDataset's `split_by_node`/`split_by_worker`): dealing whole shards
+gives ranks uneven counts and leaves a rank with nothing when there are fewer shards than ranks x workers,
+which hangs DDP (webdataset #188, #225). Instead the manifest's per-shard counts define one global sequence of
+the split's samples, and each (rank, worker) *slot* reads a contiguous range of it, skipping into a shard as
+needed. So any number of shards works with any number of slots.
+
+- `mode="train"`: the sequence is the shards in an epoch-seeded order, repeated (each repetition re-permuted) when `epoch_samples` exceeds the split: that is the resampling.
+  `epoch_samples` (global) is split evenly over ranks (`epoch_samples // world_size` each, the remainder
+  dropped), and every rank yields the same number of batches of the same sizes, so DDP never waits on a rank
+  that ran out. A slot's range is shuffled through a seeded buffer. A bad sample is replaced by reading on past
+  the range, so batch counts stay equal.
+- `mode="eval"`: slot `s` of `S` reads global indices `[s*N//S, (s+1)*N//S)` in manifest order: every sample
+  exactly once across all ranks and workers. Ranks may get counts differing by one slot's share; metrics must be
+  gathered from all ranks (sum counts, not average means).
+
+Bad samples (undecodable image, unknown class) are skipped and recorded in `loader.bad_samples` with shard and
+key: each worker sends its new ledger entries along with its batches (no side files), and the loader stops
+with `BadSampleRateError`, naming the worst shard, once the share of bad samples exceeds `max_bad_sample_rate`.
+A truncated tar stops the epoch with a `ShardError` naming the shard.
+
+Tars are read with `tarfile` through `shards.iter_shard_samples` rather than `webdataset.WebDataset`: we need
+to start and stop inside a shard at exact sample indices, and the whole pipeline is a few generators.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .shards import ShardError, image_member, iter_shard_samples, read_manifest, shard_paths
+from .transforms import ImageTransform, decode_image, sample_rng
+
+
+class BadSampleRateError(RuntimeError):
+    """Too many samples could not be decoded; the message names the shard with the most of them."""
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """One skipped sample in the ledger."""
+
+    shard: str
+    key: str
+    reason: str
+    epoch: int
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Planning: which global indices each (rank, worker) slot reads, and how its batches are sized
+# --------------------------------------------------------------------------------------------------------------
+def train_batch_sizes(per_rank: int, batch_size: int) -> List[int]:
+    """Batch sizes of one rank's training epoch: full batches, then one smaller batch for the remainder."""
+    full, rest = divmod(per_rank, batch_size)
+    return [batch_size] * full + ([rest] if rest else [])
+
+
+def eval_ranges(total: int, num_slots: int) -> List[Tuple[int, int]]:
+    """Contiguous global index range `[a, b)` of each slot; together they cover `range(total)` exactly once."""
+    return [(s * total // num_slots, (s + 1) * total // num_slots) for s in range(num_slots)]
+
+
+def _segments(counts: Sequence[int], start: int, seed: int, epoch: int, shuffle: bool) -> Iterator[Tuple[int, int, int]]:
+    """`(shard_index, first, end)` pieces of the global sequence from position `start` onward (endless).
+
+    Without shuffle the sequence is the shards in manifest order (once around: callers stop at the split's end).
+    With shuffle it is cycle after cycle of shard permutations seeded by (seed, epoch, cycle).
+    """
+    # No random start offset: a window of one split's length starting at 0 then covers each sample once.
+    cycle, within = divmod(start, sum(counts))
+    while True:
+        order = np.random.default_rng([seed, epoch, cycle]).permutation(len(counts)) if shuffle else np.arange(len(counts))
+        cum = 0
+        for j in order:
+            n = counts[j]
+            if within < cum + n:
+                yield int(j), max(0, within - cum), n
+            cum += n
+        cycle, within = cycle + 1, 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The per-worker stream
+# --------------------------------------------------------------------------------------------------------------
+class _ShardStream(IterableDataset):
+    """Yields this worker's batches (dicts), each carrying the ledger entries found since the previous one.
+
+    A final message with `_end=True` and no samples carries the last ledger entries.
+    """
+
+    def __init__(self, shards: List[Tuple[Path, int]], classes: Sequence[str], *, rank: int, world_size: int,
+                 num_workers: int, batch_size: int, mode: str, seed: int, epoch: int, per_rank: int,
+                 transform: ImageTransform, shuffle_buffer: int, max_bad_sample_rate: float) -> None:
+        self.shards, self.classes = shards, list(classes)
+        self.rank, self.world_size, self.num_workers = rank, world_size, max(1, num_workers)
+        self.batch_size, self.mode, self.seed, self.epoch = batch_size, mode, seed, epoch
+        self.per_rank, self.transform = per_rank, transform
+        self.shuffle_buffer, self.max_bad_sample_rate = shuffle_buffer, max_bad_sample_rate
+
+    # -- planning for this worker --------------------------------------------------------------------------------
+    def plan(self, worker: int) -> Tuple[int, List[int], Optional[int]]:
+        """(first global position, batch sizes, end position or None) of slot (rank, worker)."""
+        counts = [n for _, n in self.shards]
+        if self.mode == "eval":
+            a, b = eval_ranges(sum(counts), self.world_size * self.num_workers)[self.rank * self.num_workers + worker]
+            return a, train_batch_sizes(b - a, self.batch_size), b
+        sizes = train_batch_sizes(self.per_rank, self.batch_size)
+        mine = sizes[worker::self.num_workers]
+        before = sum(sum(sizes[w::self.num_workers]) for w in range(worker))
+        return self.rank * self.per_rank + before, mine, None
+
+    # -- raw samples -------------------------------------------------------------------------------------------------
+    def _read(self, start: int, stop: Optional[int]) -> Iterator[Dict[str, Any]]:
+        """Raw samples at global positions [start, stop) (stop None: endless, train only)."""
+        counts = [n for _, n in self.shards]
+        remaining = None if stop is None else stop - start
+        for j, first, end in _segments(counts, start, self.seed, self.epoch, self.mode == "train"):
+            take = end - first if remaining is None else min(end - first, remaining)
+            for sample in itertools.islice(iter_shard_samples(self.shards[j][0]), first, first + take):
+                yield sample
+            if remaining is not None:
+                remaining -= take
+                if remaining <= 0:
+                    return
+
+    def _shuffled(self, samples: Iterator[Dict[str, Any]], rng: np.random.Generator) -> Iterator[Dict[str, Any]]:
+        """Seeded buffer shuffle (raw bytes are buffered: decoding happens after)."""
+        buf: List[Dict[str, Any]] = []
+        for s in samples:
+            if len(buf) < self.shuffle_buffer:
+                buf.append(s)
+                continue
+            i = int(rng.integers(len(buf)))
+            buf[i], s = s, buf[i]
+            yield s
+        rng.shuffle(buf)  # type: ignore[arg-type]
+        yield from buf
+
+    # -- decoding ------------------------------------------------------------------------------------------------
+    def _decode(self, raw: Dict[str, Any]) -> Dict[str, Any]:
+        """Raw sample -> {"image", "label", "text", "key", "slide_id"}; raises ValueError with the reason."""
+        try:
+            cls = int(raw["cls"].decode("ascii"))
+        except (KeyError, ValueError, UnicodeDecodeError):
+            raise ValueError(f"missing or invalid cls {raw.get('cls')!r}") from None
+        if not 0 <= cls < len(self.classes):
+            raise ValueError(f"unknown class index {cls} (classes: {', '.join(self.classes)})")
+        ext = image_member(raw)
+        if ext is None:
+            raise ValueError("no image member")
+        key = raw["__key__"]
+        try:
+            img = decode_image(raw[ext], self.transform.image_size)
+            rng = sample_rng(self.seed, self.epoch, key) if self.transform.augment else None
+            image = self.transform(img, rng)
+        except Exception as err:  # PIL raises many types for corrupt data; all mean "undecodable"
+            raise ValueError(f"image not decodable ({type(err).__name__}: {err})") from None
+        slide_id = None
+        if "json" in raw:
+            try:
+                slide_id = json.loads(raw["json"]).get("slide_id")
+            except (ValueError, AttributeError):
+                pass
+        text = raw["txt"].decode("utf-8", errors="replace") if "txt" in raw else ""
+        return {"image": image, "label": cls, "text": text, "key": key, "slide_id": slide_id}
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        start, sizes, stop = self.plan(worker)
+        need = sum(sizes)
+        if self.mode == "train" and need:
+            rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
+            own = self._read(start, start + need)
+            raw = self._shuffled(own, rng) if self.shuffle_buffer > 0 else own
+            # Replacements for bad samples come from just past this slot's range.
+            raw = itertools.chain(raw, self._read(start + need, None))
+        else:
+            raw = self._read(start, stop) if need else iter(())
+        bad: List[BadSample] = []
+        pending: List[Dict[str, str]] = []
+        read = 0
+        batch: List[Dict[str, Any]] = []
+        sizes_left = list(sizes)
+        for sample in raw:
+            if not sizes_left:
+                break
+            read += 1
+            try:
+                batch.append(self._decode(sample))
+            except ValueError as err:
+                entry = BadSample(sample["__shard__"], sample["__key__"], str(err), self.epoch)
+                bad.append(entry)
+                pending.append(asdict(entry))
+                self._check_rate(bad, need)
+                continue
+            if len(batch) == sizes_left[0]:
+                sizes_left.pop(0)
+                yield self._collate(batch, pending, read)
+                batch, pending, read = [], [], 0
+        if batch:  # eval: bad samples left the last batch short
+            yield self._collate(batch, pending, read)
+            pending, read = [], 0
+        yield {"_end": True, "_bad": pending, "_read": read}
+
+    def _check_rate(self, bad: List[BadSample], need: int) -> None:
+        # This slot ends with at most `need` good samples, so bad/(need+bad) is a lower bound of its final rate:
+        # once it exceeds the limit the epoch cannot end below it. Stop now (also prevents endless replacement).
+        # The second condition only matters with max_bad_sample_rate=1 on a set with no readable sample.
+        if len(bad) / (need + len(bad)) > self.max_bad_sample_rate or len(bad) > 100 * (need + 1):
+            raise BadSampleRateError(_rate_message(bad, need + len(bad), self.max_bad_sample_rate))
+
+    @staticmethod
+    def _collate(batch: List[Dict[str, Any]], bad: List[Dict[str, str]], read: int) -> Dict[str, Any]:
+        return {
+            "image": torch.stack([b["image"] for b in batch]),
+            "label": torch.tensor([b["label"] for b in batch], dtype=torch.long),
+            "text": [b["text"] for b in batch],
+            "key": [b["key"] for b in batch],
+            "slide_id": [b["slide_id"] for b in batch],
+            "_bad": bad,
+            "_read": read,
+        }
+
+
+def _rate_message(bad: Sequence[BadSample], read: int, limit: float) -> str:
+    worst, n = Counter(b.shard for b in bad).most_common(1)[0]
+    examples = "; ".join(f"{b.shard} key {b.key}: {b.reason}" for b in list(bad)[:3])
+    return (f"{len(bad)} bad samples of {read} read ({len(bad) / max(read, 1):.1%} > max_bad_sample_rate={limit}); "
+            f"most in shard {worst} ({n}). First: {examples}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The loader
+# --------------------------------------------------------------------------------------------------------------
+class ShardLoader:
+    """Iterable over batches of one rank; call `set_epoch(e)` before each epoch (as with DistributedSampler)."""
+
+    def __init__(self, shard_dir: Union[str, Path], split: str, *, rank: int, world_size: int, batch_size: int,
+                 num_workers: int, mode: str, seed: int, image_size: int, augment: bool, shuffle_buffer: int,
+                 epoch_samples: Optional[int] = None, max_bad_sample_rate: float = 0.01) -> None:
+        if mode not in ("train", "eval"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.shard_dir, self.split, self.mode = Path(shard_dir), split, mode
+        self.manifest = read_manifest(shard_dir)
+        self.classes: List[str] = list(self.manifest["classes"])
+        self.shards = shard_paths(shard_dir, self.manifest, split)
+        for path, _ in self.shards:
+            if not path.is_file():
+                raise ShardError(f"shard listed in {self.shard_dir / 'manifest.json'} not found: {path}")
+        self.split_size = sum(n for _, n in self.shards)
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.num_workers, self.seed = num_workers, seed
+        self.transform = ImageTransform(image_size, augment=augment and mode == "train")
+        self.shuffle_buffer = shuffle_buffer if mode == "train" else 0
+        self.max_bad_sample_rate = max_bad_sample_rate
+        self.epoch = 0
+        self.bad_samples: List[BadSample] = []
+        """The ledger: every skipped sample of every epoch so far, with shard, key and reason."""
+        if mode == "train":
+            if self.split_size == 0:
+                raise ShardError(f"{self.shard_dir}: split '{split}' has no samples to train on")
+            self.epoch_samples = epoch_samples or self.split_size
+            self.per_rank = self.epoch_samples // world_size
+            if self.per_rank == 0:
+                raise ValueError(f"epoch_samples={self.epoch_samples} is smaller than world_size={world_size}")
+        else:
+            self.epoch_samples = self.split_size
+            self.per_rank = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _dataset(self) -> _ShardStream:
+        return _ShardStream(self.shards, self.classes, rank=self.rank, world_size=self.world_size,
+                            num_workers=self.num_workers, batch_size=self.batch_size, mode=self.mode,
+                            seed=self.seed, epoch=self.epoch, per_rank=self.per_rank, transform=self.transform,
+                            shuffle_buffer=self.shuffle_buffer, max_bad_sample_rate=self.max_bad_sample_rate)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples this rank yields in this epoch (eval: before skipping bad samples)."""
+        ds = self._dataset()
+        return sum(sum(ds.plan(w)[1]) for w in range(ds.num_workers))
+
+    def __len__(self) -> int:
+        """Batches this rank yields in this epoch (train: the same on every rank)."""
+        ds = self._dataset()
+        return sum(len(ds.plan(w)[1]) for w in range(ds.num_workers))
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        # A fresh DataLoader per epoch: workers receive a copy of the dataset with the current epoch, so the
+        # epoch-seeded order cannot go stale in long-lived workers (the detshuffle problem).
+        dataset = self._dataset()
+        loader = DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
+                            prefetch_factor=4 if self.num_workers else None)
+        epoch_bad: List[BadSample] = []
+        read = 0
+        for item in loader:
+            new = [BadSample(**b) for b in item["_bad"]]
+            epoch_bad.extend(new)
+            self.bad_samples.extend(new)
+            read += item["_read"]
+            if item.get("_end"):
+                continue
+            yield {k: v for k, v in item.items() if not k.startswith("_")}
+        if epoch_bad and len(epoch_bad) / max(read, 1) > self.max_bad_sample_rate:
+            raise BadSampleRateError(_rate_message(epoch_bad, read, self.max_bad_sample_rate))
+
+    def bad_sample_report(self) -> str:
+        """The ledger as a table: epoch, shard, key, reason."""
+        if not self.bad_samples:
+            return "no bad samples"
+        return "\n".join(f"epoch {b.epoch}  {b.shard}  {b.key}  {b.reason}" for b in self.bad_samples)
+
+
+def build_loader(shard_dir: Union[str, Path], split: str, *, rank: int, world_size: int, batch_size: int,
+                 num_workers: int, mode: str, seed: int, image_size: int, augment: bool, shuffle_buffer: int,
+                 epoch_samples: Optional[int] = None, max_bad_sample_rate: float = 0.01) -> ShardLoader:
+    """The loader of one rank over one split of a shard set (see the module docstring for the guarantees)."""
+    return ShardLoader(shard_dir, split, rank=rank, world_size=world_size, batch_size=batch_size,
+                       num_workers=num_workers, mode=mode, seed=seed, image_size=image_size, augment=augment,
+                       shuffle_buffer=shuffle_buffer, epoch_samples=epoch_samples,
+                       max_bad_sample_rate=max_bad_sample_rate)
+
+
+def build_loader_from_config(cfg, split: str, rank: int, world_size: int, batch_size: int, mode: str) -> ShardLoader:
+    """`build_loader` with `cfg.data.shards`, `cfg.data.loader.*` and `cfg.run.seed`."""
+    lc = cfg.data.loader
+    return build_loader(cfg.data.shards, split, rank=rank, world_size=world_size, batch_size=batch_size,
+                        num_workers=lc.num_workers, mode=mode, seed=cfg.run.seed, image_size=lc.image_size,
+                        augment=lc.augment, shuffle_buffer=lc.shuffle_buffer,
+                        epoch_samples=lc.epoch_samples if mode == "train" else None,
+                        max_bad_sample_rate=lc.max_bad_sample_rate)

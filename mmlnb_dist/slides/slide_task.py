@@ -1,0 +1,179 @@
+"""One slide from file to staged tiles: the unit of work a pool process or a Ray task runs.
+
+Everything a slide produces is written to `<work>/slides/<slide_id>.tmp/` and renamed to `<slide_id>/` when
+complete, so the presence of `<slide_id>/result.json` is the completed-slides record and a kill mid-slide
+leaves nothing that a rerun would trust.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ..config.slides import SlidesConfig
+from .qc import REASONS, check_tile
+from .reader import Resolution, SlideError, SlideReader
+from .sampling import candidates
+from .tissue import TissueMask, detect_tissue, mask_from_polygons
+
+RESULT = "result.json"
+TILES = "tiles.jsonl"
+REJECTED = "rejected.jsonl"  # every QC-rejected tile with its reason and scores (an audit trail)
+
+
+@dataclass
+class SlideJob:
+    """Everything one slide needs; picklable (sent to pool processes and Ray tasks)."""
+
+    slide_id: str
+    path: Path
+    label: str
+    cfg: SlidesConfig
+    work_dir: Path
+    fingerprint: str
+    quota: Optional[int] = None
+    mask_path: Optional[Path] = None
+    normalizer: Any = None  # a fitted StainNormalizer (fitted once by the driver, not once per slide)
+
+
+def safe_key(text: str) -> str:
+    """Shard keys allow [A-Za-z0-9_-] only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", text)
+
+
+def fingerprint(cfg: SlidesConfig, path: Path, label: str, quota: Optional[int], target: Optional[np.ndarray],
+                mask_path: Optional[Path]) -> str:
+    """What a staged slide depends on; a changed option or input re-runs that slide on resume."""
+    options = cfg.model_dump(mode="json", exclude={"workers", "ray_address", "log_to_tracking", "qc_pictures",
+                                                   "mask_dir"})
+    h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+    st = Path(path).stat()
+    h.update(f"{Path(path).name}|{st.st_size}|{label}|{quota}".encode())
+    if target is not None:
+        h.update(np.ascontiguousarray(target).tobytes())
+    if mask_path is not None and Path(mask_path).is_file():
+        h.update(Path(mask_path).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def load_result(work_dir: Path, slide_id: str) -> Optional[Dict[str, Any]]:
+    path = Path(work_dir) / "slides" / safe_key(slide_id) / RESULT
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
+def slide_mask(reader: SlideReader, job: SlideJob) -> tuple:
+    """Thumbnail, and the tissue mask (from `mask_path` when given, else detected)."""
+    from .geojson import read_geojson
+
+    thumb, scale = reader.thumbnail(job.cfg.tissue.thumbnail_mpp)
+    if job.mask_path is not None:
+        mask = mask_from_polygons(read_geojson(job.mask_path), thumb.shape[:2], scale, thumb, job.cfg.tissue)
+    else:
+        mask = detect_tissue(thumb, scale, reader.mpp, job.cfg.tissue)
+    return thumb, mask
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality, optimize=False, progressive=False)
+    return buf.getvalue()
+
+
+def process_slide(job: SlideJob) -> Dict[str, Any]:
+    """Tile one slide into `<work>/slides/<id>/`; returns its result record (never raises for bad input)."""
+    from .geojson import write_geojson
+    from .stain import StainNormalizer
+
+    start = time.perf_counter()
+    cfg = job.cfg
+    final = Path(job.work_dir) / "slides" / safe_key(job.slide_id)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "tiles").mkdir(parents=True)
+    result: Dict[str, Any] = {"slide_id": job.slide_id, "label": job.label, "file": Path(job.path).name,
+                              "fingerprint": job.fingerprint, "status": "ok", "error": None, "candidates": 0,
+                              "kept": 0, "rejected": {r: 0 for r in REASONS}}
+    try:
+        with SlideReader(job.path, job.slide_id, cfg.assume_mpp) as reader:
+            target_mpp = reader.target_mpp(Resolution(cfg.mpp, cfg.magnification))
+            size0 = max(1, int(round(cfg.tile_size * target_mpp / reader.mpp)))
+            level = reader.best_level(target_mpp / reader.mpp)
+            thumb, mask = slide_mask(reader, job)
+            write_geojson(tmp / "mask.geojson", mask.polygons, job.slide_id)
+            result.update(level0_mpp=reader.mpp, mpp_source=reader.mpp_source, mpp=target_mpp, level=level,
+                          size0=size0, tissue_fraction=mask.fraction, dimensions=list(reader.dimensions))
+            quota = job.quota if job.quota is not None else cfg.sampling.max_tiles_per_slide
+            cands = candidates(mask.raster, mask.scale, reader.dimensions, size0, cfg.sampling, job.slide_id,
+                               limit=None if quota is None else 4 * quota)
+            result["candidates"] = len(cands)
+            if not mask.polygons or not cands:
+                result["status"] = "no_tissue"
+                result["error"] = "no tissue found" if not mask.polygons else "no tile fits inside the tissue"
+            normalizer = job.normalizer or StainNormalizer("none")
+            boxes = _tile_loop(reader, job, cands, quota, size0, level, target_mpp, mask, normalizer, tmp, result)
+        if cfg.qc_pictures:
+            from .report import qc_picture
+
+            qc_picture(thumb, mask, boxes, size0, tmp / "qc.png")
+    except SlideError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {**result, "status": "failed", "error": str(err), "seconds": time.perf_counter() - start}
+    except Exception as err:  # a decoder crash mid-slide must not stop the other slides
+        shutil.rmtree(tmp, ignore_errors=True)
+        return {**result, "status": "failed", "error": f"{type(err).__name__}: {err}",
+                "seconds": time.perf_counter() - start}
+    result["seconds"] = round(time.perf_counter() - start, 3)
+    (tmp / RESULT).write_text(json.dumps(result, indent=1, sort_keys=True))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return result
+
+
+def _tile_loop(reader: SlideReader, job: SlideJob, cands, quota: Optional[int], size0: int, level: int,
+               target_mpp: float, mask: TissueMask, normalizer, tmp: Path, result: Dict[str, Any]) -> List[tuple]:
+    """Read, QC, normalise and stage tiles until `quota` are kept; returns (x, y, reason) boxes for the picture."""
+    cfg = job.cfg
+    rejected: Counter = Counter()
+    boxes: List[tuple] = []
+    kept = 0
+    with open(tmp / TILES, "w") as index, open(tmp / REJECTED, "w") as rejects:
+        for x, y, mask_frac in cands:
+            if quota is not None and kept >= quota:
+                break
+            tile = reader.read_tile(x, y, size0, cfg.tile_size, level)
+            scores, reason = check_tile(tile, mask.threshold, mask.channel, cfg.qc)
+            boxes.append((x, y, reason))
+            if reason is not None:
+                rejected[reason] += 1
+                rejects.write(json.dumps({"x": x, "y": y, "reason": reason,
+                                          "qc": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
+                continue
+            out, used = normalizer(tile)
+            key = f"{safe_key(job.slide_id)}_x{x}_y{y}"
+            (tmp / "tiles" / f"{key}.jpg").write_bytes(encode_jpeg(out, cfg.stage_jpeg_quality))
+            meta = {"source": f"slides:{Path(job.path).name}", "slide_id": job.slide_id, "level": level,
+                    "x": x, "y": y, "mpp": round(target_mpp, 6), "level0_mpp": round(reader.mpp, 6),
+                    "tile_size": cfg.tile_size, "size0": size0, "mask_fraction": round(mask_frac, 4),
+                    "qc": {k: round(v, 4) for k, v in scores.items()}, "normalisation": used}
+            index.write(json.dumps({"key": key, "meta": meta}, sort_keys=True) + "\n")
+            kept += 1
+    result["kept"] = kept
+    result["rejected"] = {r: int(rejected.get(r, 0)) for r in REASONS}
+    return boxes

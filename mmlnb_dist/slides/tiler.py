@@ -1,0 +1,327 @@
+"""Slides to shards: find slides and labels, plan, tile each slide in parallel (resumably), write shards.
+
+    report = tile_slides(cfg, slides="wsi/", labels="slides.csv", out="shards/wsi")
+
+Slides are tiled independently (a pool process or a Ray task each) into `<out>.work/slides/<id>/`; a rerun
+skips slides whose staged result matches the current options. The shards are then written from the staged
+tiles by `build_shards` only, so they are the same bytes whether the run was interrupted or not.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..config import Config
+from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, safe_key
+
+SLIDE_EXTENSIONS = (".svs", ".ndpi", ".mrxs", ".tif", ".tiff", ".vms", ".vmu", ".scn", ".bif", ".svslide",
+                    ".czi", ".dcm")
+PROBLEM_STATUSES = ("failed", "no_tissue", "missing_slide", "unlabelled", "bad_label")
+
+
+class TilingInputError(ValueError):
+    """The slide list or label file itself is unusable (a usage error, not a bad slide)."""
+
+
+@dataclass
+class TilingReport:
+    """Per-slide results (in slide-id order), the manifest written, and where the QC outputs are."""
+
+    results: List[Dict[str, Any]]
+    manifest: Optional[Dict[str, Any]]
+    qc_dir: Path
+    seconds: float
+    problems: List[Dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------------------------
+def find_slides(slides: Path) -> Dict[str, Path]:
+    """`{slide_id: path}` from a folder (slide files at its top level) or a CSV with a `path` column."""
+    slides = Path(slides)
+    if slides.is_dir():
+        paths = sorted(p for p in slides.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
+        found = {p.stem: p for p in paths}
+    elif slides.is_file():
+        with open(slides, newline="") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise TilingInputError(f"{slides}: a slide list CSV needs a 'path' column (optional 'slide_id')")
+            found = {}
+            for row in reader:
+                p = Path(row["path"])
+                p = p if p.is_absolute() else slides.parent / p
+                found[row.get("slide_id") or p.stem] = p
+    else:
+        raise TilingInputError(f"--slides {slides}: no such folder or CSV file")
+    return dict(sorted(found.items()))
+
+
+def read_labels(path: Path) -> Dict[str, str]:
+    """`{slide_id: label}` from a CSV with `slide_id` and `label` columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise TilingInputError(f"--labels {path}: no such file")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"slide_id", "label"} <= set(reader.fieldnames):
+            raise TilingInputError(f"{path}: the label CSV needs 'slide_id' and 'label' columns")
+        return {row["slide_id"].strip(): row["label"].strip() for row in reader if row.get("slide_id")}
+
+
+def match_inputs(found: Dict[str, Path], labels: Dict[str, str],
+                 classes: Sequence[str]) -> Tuple[Dict[str, Tuple[Path, str]], List[Dict[str, Any]]]:
+    """Slides that can be tiled, and a problem record for each slide that cannot (never silently dropped)."""
+    usable, problems = {}, []
+    for sid in sorted(set(found) | set(labels)):
+        if sid not in found:
+            problems.append(_problem(sid, labels[sid], "missing_slide", "named in the label file, no slide file"))
+        elif sid not in labels:
+            problems.append(_problem(sid, "", "unlabelled", f"{found[sid].name} is not in the label file"))
+        elif not found[sid].exists():
+            problems.append(_problem(sid, labels[sid], "missing_slide", f"{found[sid]} does not exist"))
+        elif labels[sid] not in classes:
+            problems.append(_problem(sid, labels[sid], "bad_label",
+                                     f"label {labels[sid]!r} is not one of {list(classes)}"))
+        else:
+            usable[sid] = (found[sid], labels[sid])
+    return usable, problems
+
+
+def _problem(slide_id: str, label: str, status: str, error: str) -> Dict[str, Any]:
+    return {"slide_id": slide_id, "label": label, "status": status, "error": error, "candidates": 0, "kept": 0,
+            "rejected": {}, "seconds": 0.0}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Planning: stain target and balanced quotas
+# ----------------------------------------------------------------------------------------------------------------
+def stain_target(cfg: Config, usable: Dict[str, Tuple[Path, str]]) -> Tuple[Optional[np.ndarray], str]:
+    """The stain target image and where it came from (config path, tiatoolbox sample, or the first slide)."""
+    from .stain import default_target_path, load_rgb
+
+    s = cfg.slides
+    if s.stain.method == "none":
+        return None, "none"
+    if s.stain.target is not None:
+        if not Path(s.stain.target).is_file():
+            raise TilingInputError(f"slides.stain.target {s.stain.target}: no such file")
+        return load_rgb(s.stain.target), str(s.stain.target)
+    default = default_target_path()
+    if default is not None:
+        return load_rgb(default), "tiatoolbox:data/target_image.png"
+    for sid, (path, label) in usable.items():  # the first readable slide with tissue, in slide-id order
+        target = _target_from_slide(cfg, sid, path, label)
+        if target is not None:
+            return target, f"slide:{sid}"
+    return None, "none"
+
+
+def _target_from_slide(cfg: Config, sid: str, path: Path, label: str, side: int = 1024) -> Optional[np.ndarray]:
+    """The `side`-pixel square (at the tile resolution) with the most tissue in the slide."""
+    from .reader import Resolution, SlideError, SlideReader
+    from .sampling import mask_fractions
+    from .slide_task import slide_mask
+
+    s = cfg.slides
+    try:
+        with SlideReader(path, sid, s.assume_mpp) as reader:
+            mpp = reader.target_mpp(Resolution(s.mpp, s.magnification))
+            job = SlideJob(sid, path, label, s, Path("."), "")
+            _, mask = slide_mask(reader, job)
+            size0 = min(int(round(side * mpp / reader.mpp)), *reader.dimensions)
+            step = max(1, size0 // 4)
+            gx, gy = np.meshgrid(np.arange(0, reader.dimensions[0] - size0 + 1, step),
+                                 np.arange(0, reader.dimensions[1] - size0 + 1, step))
+            frac = mask_fractions(mask.raster, mask.scale, gx.ravel(), gy.ravel(), size0)
+            if frac.size == 0 or frac.max() <= 0:
+                return None
+            i = int(np.argmax(frac))
+            level = reader.best_level(mpp / reader.mpp)
+            return reader.read_tile(int(gx.ravel()[i]), int(gy.ravel()[i]), size0, side, level)
+    except SlideError:
+        return None
+
+
+def plan_quotas(cfg: Config, usable: Dict[str, Tuple[Path, str]]) -> Dict[str, Optional[int]]:
+    """Per-slide tile caps: the configured cap, or balanced across classes when `balance_classes` is on."""
+    s = cfg.slides
+    if not s.sampling.balance_classes:
+        return {sid: None for sid in usable}
+    from .reader import Resolution, SlideError, SlideReader
+    from .sampling import balanced_quotas, candidates
+    from .slide_task import slide_mask
+
+    counts = {}
+    for sid, (path, label) in usable.items():  # thumbnails only: seconds per slide at most
+        try:
+            with SlideReader(path, sid, s.assume_mpp) as reader:
+                mpp = reader.target_mpp(Resolution(s.mpp, s.magnification))
+                size0 = max(1, int(round(s.tile_size * mpp / reader.mpp)))
+                _, mask = slide_mask(reader, SlideJob(sid, path, label, s, Path("."), ""))
+                counts[sid] = len(candidates(mask.raster, mask.scale, reader.dimensions, size0, s.sampling, sid))
+        except SlideError:
+            counts[sid] = 0  # it fails again, and is reported, when it is tiled
+    return dict(balanced_quotas(counts, {sid: usable[sid][1] for sid in usable}, s.sampling.max_tiles_per_slide))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running
+# ----------------------------------------------------------------------------------------------------------------
+def _run_jobs(jobs: List[SlideJob], workers: int, ray_address: Optional[str], progress: bool) -> List[Dict]:
+    """Run `process_slide` over jobs (in-process, process pool or Ray); results in completion order."""
+    from tqdm import tqdm
+
+    results: List[Dict[str, Any]] = []
+    bar = tqdm(total=len(jobs), desc="slides", unit="slide", disable=not progress)
+    start = time.perf_counter()
+
+    def done(result: Dict[str, Any]) -> None:
+        results.append(result)
+        tiles = sum(r.get("kept", 0) for r in results)
+        bar.set_postfix(tiles=tiles, tiles_per_s=f"{tiles / max(time.perf_counter() - start, 1e-9):.1f}")
+        bar.update(1)
+
+    try:
+        if ray_address is not None:
+            for r in _ray_results(jobs, ray_address):
+                done(r)
+        elif workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                done(process_slide(job))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            # spawn: OpenSlide handles and threads (tqdm, Ray) do not survive fork reliably.
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+                futures = [pool.submit(process_slide, job) for job in jobs]
+                for fut in as_completed(futures):
+                    done(fut.result())
+    finally:
+        bar.close()
+    return results
+
+
+def _ray_results(jobs: List[SlideJob], address: str) -> Iterable[Dict[str, Any]]:
+    """One Ray task per slide; uses an already-initialised Ray (tests) or connects to `address`."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=None if address == "local" else address, include_dashboard=False,
+                 log_to_driver=False)
+    task = ray.remote(num_cpus=1)(process_slide)
+    pending = [task.remote(job) for job in jobs]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(ready[0])
+
+
+def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
+    """SampleSpecs of every kept tile of the completed slides, read back from the staging folder."""
+    from ..data.shards import SampleSpec
+
+    samples = []
+    for r in results:
+        if r.get("status") != "ok":
+            continue
+        slide_dir = Path(work_dir) / "slides" / safe_key(r["slide_id"])
+        with open(slide_dir / TILES) as f:
+            for line in f:
+                rec = json.loads(line)
+                samples.append(SampleSpec(key=rec["key"], label=r["label"],
+                                          image=(slide_dir / "tiles" / f"{rec['key']}.jpg").read_bytes(),
+                                          slide_id=r["slide_id"], meta=rec["meta"]))
+    return samples
+
+
+def tile_slides(cfg: Config, slides: Path, labels: Path, out: Path, classes: Sequence[str] = ("UD", "PD", "D"),
+                progress: bool = True, logger=None) -> TilingReport:
+    """Tile every labelled slide and write the shard set `out` (see the module docstring)."""
+    from ..data.shards import build_shards
+
+    start = time.perf_counter()
+    s = cfg.slides
+    out = Path(out)
+    work = out.with_name(out.name + ".work")
+    found = find_slides(Path(slides))
+    usable, problems = match_inputs(found, read_labels(Path(labels)), classes)
+    mask_dir = Path(s.mask_dir) if s.mask_dir is not None else None
+    if mask_dir is not None and not mask_dir.is_dir():
+        raise TilingInputError(f"slides.mask_dir {mask_dir}: no such folder")
+    target, target_source = stain_target(cfg, usable)
+    if s.stain.method != "none" and target is None:
+        raise TilingInputError("no stain target: set slides.stain.target (no tiatoolbox, no slide with tissue)")
+    quotas = plan_quotas(cfg, usable)
+    from .stain import StainNormalizer
+
+    normalizer = StainNormalizer(s.stain.method, target)
+
+    results: List[Dict[str, Any]] = []
+    jobs: List[SlideJob] = []
+    for sid, (path, label) in usable.items():
+        mask_path = mask_dir / f"{sid}.geojson" if mask_dir is not None else None
+        if mask_path is not None and not mask_path.is_file():
+            mask_path = None  # no correction for this slide: detect as usual
+        fp = fingerprint(s, path, label, quotas[sid], target, mask_path)
+        previous = load_result(work, sid)
+        if previous is not None and previous.get("fingerprint") == fp:
+            results.append({**previous, "resumed": True})
+            continue
+        jobs.append(SlideJob(sid, path, label, s, work, fp, quotas[sid], mask_path, normalizer))
+    if results and progress:
+        print(f"resuming: {len(results)} slide(s) already tiled in {work}, {len(jobs)} to go")
+    results.extend(_run_jobs(jobs, s.workers, s.ray_address, progress))
+    results.sort(key=lambda r: r["slide_id"])
+
+    samples = staged_samples(work, results)
+    manifest = None
+    if samples:
+        provenance = {"tool": "mmlnb-dist slides tile", "stain_target": target_source,
+                      "slides": s.model_dump(mode="json", exclude={"workers", "ray_address", "mask_dir",
+                                                                   "log_to_tracking", "qc_pictures"}),
+                      "slide_files": {r["slide_id"]: r.get("file") for r in results if r["status"] == "ok"}}
+        manifest = build_shards(samples, out, cfg.data.build, classes=classes, provenance=provenance,
+                                progress=progress)
+    all_results = sorted(results + problems, key=lambda r: r["slide_id"])
+    qc_dir = _write_qc(out if manifest is not None else work, work, all_results, logger)
+    bad = [r for r in all_results if r["status"] in PROBLEM_STATUSES]
+    return TilingReport(all_results, manifest, qc_dir, time.perf_counter() - start, bad)
+
+
+def _write_qc(base: Path, work: Path, results: List[Dict[str, Any]], logger) -> Path:
+    """Copy masks and pictures next to the shards (`<out>/qc/`), write the summary CSV, log to tracking."""
+    import shutil
+
+    from .report import summary_rows, write_summary_csv
+
+    qc_dir = base / "qc"
+    qc_dir.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        slide_dir = work / "slides" / safe_key(r["slide_id"])
+        for name, dest in (("mask.geojson", "masks"), ("qc.png", "pictures")):
+            if (slide_dir / name).is_file():
+                (qc_dir / dest).mkdir(exist_ok=True)
+                suffix = Path(name).suffix
+                shutil.copyfile(slide_dir / name, qc_dir / dest / f"{safe_key(r['slide_id'])}{suffix}")
+    summary = write_summary_csv(summary_rows(results), qc_dir / "summary.csv")
+    if logger is not None:
+        if (qc_dir / "pictures").is_dir():
+            logger.log_artifact(qc_dir / "pictures", "slides_qc")
+        logger.log_artifact(summary, "slides_qc")
+        ok = [r for r in results if r["status"] == "ok"]
+        logger.log_metrics({"slides/ok": float(len(ok)), "slides/problems": float(len(results) - len(ok)),
+                            "slides/tiles": float(sum(r["kept"] for r in ok))}, step=0)
+    return qc_dir

@@ -1,0 +1,300 @@
+"""The search driver: `run_search(cfg)` (what `mmlnb-dist tune` calls).
+
+Layout under `<tune.storage_path>/<tune.name>/` (the Tune experiment folder, which resume needs intact):
+    trials/<name>-<trial_id>/   each trial's run folder (config.yaml, checkpoints, export, trial_result.json)
+    cache/                      frozen-feature (and description) cache shared by all trials
+    search.json                 the MLflow parent run id (reused on resume) and tracking URI
+    best.yaml                   the best trial's full config, ready for `mmlnb-dist train --config best.yaml`
+    trials.csv                  one row per trial: params, final metrics, status
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..config import Config, TrainConfig, save_config
+from ..config.__init__ import config_from_dict
+from .space import apply_params, load_space, to_tune_space
+from .trial import RESULT_FILE, read_trial_result, trial_main
+
+
+class SearchError(RuntimeError):
+    """The search cannot start or resume as configured; the message says what to change."""
+
+
+def _dirs(cfg: Config) -> Dict[str, Path]:
+    storage = (cfg.tune.storage_path or cfg.run.output_dir / "tune").resolve()
+    exp = storage / cfg.tune.name
+    return {"storage": storage, "exp": exp, "trials": exp / "trials",
+            "cache": (cfg.tune.shared_cache_dir or exp / "cache").resolve(),
+            "best": (cfg.tune.best_config or exp / "best.yaml").resolve()}
+
+
+def _searcher(cfg: Config):
+    t = cfg.tune
+    if t.searcher == "optuna":
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        return ConcurrencyLimiter(OptunaSearch(metric=t.metric, mode=t.mode, seed=t.seed),
+                                  max_concurrent=t.max_concurrent)
+    return None  # random and grid: Tune's BasicVariantGenerator (grid_search entries in the space)
+
+
+def _scheduler(cfg: Config):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    t = cfg.tune
+    if t.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="training_iteration", max_t=t.max_t or cfg.train.epochs,
+                         grace_period=t.grace_period, reduction_factor=t.reduction_factor)
+
+
+def _init_ray(cfg: Config) -> bool:
+    """Join the configured cluster (tune.address, else RAY_ADDRESS) or start a local instance.
+    Returns True when this call started Ray (so the driver shuts it down again)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = cfg.tune.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, include_dashboard=False)
+    else:
+        ray.init(num_cpus=cfg.tune.num_cpus, include_dashboard=False)
+    return True
+
+
+def _tracking(cfg: Config, dirs: Dict[str, Path], state: Dict[str, Any]) -> Tuple[Optional[str], Any]:
+    """The URI trials log to. SQLite has one writer: concurrent trials go through a local server instead."""
+    from ..tracking import default_tracking_uri, start_server
+
+    if "mlflow" not in cfg.tracking.backends:
+        return None, None
+    uri = default_tracking_uri(cfg)
+    if uri.startswith("sqlite:") and cfg.tune.max_concurrent > 1:
+        proc, server_uri = start_server(uri, cfg.run.output_dir / "mlartifacts",
+                                        log_path=dirs["exp"] / "mlflow_server.log")
+        print(f"tune: {cfg.tune.max_concurrent} concurrent trials log through a local MLflow server "
+              f"{server_uri} (backed by {uri})", flush=True)
+        return server_uri, proc
+    return uri, None
+
+
+def _parent_run(cfg: Config, uri: str, state: Dict[str, Any], space_path: Path) -> Optional[str]:
+    """Create (or, on resume, reuse) the MLflow parent run of the search; None if tracking is unavailable."""
+    from ..tracking import _get_or_create_experiment, environment_tags, limit_http_retries, server_reachable
+
+    import mlflow
+    from mlflow.entities import Param
+
+    limit_http_retries(cfg.tracking)
+    if not server_reachable(uri, cfg.tracking.request_timeout_s):
+        print(f"WARNING: tune: tracking server {uri} unreachable; no MLflow parent run", file=sys.stderr)
+        return None
+    client = mlflow.MlflowClient(uri)
+    if state.get("parent_run_id"):
+        try:
+            client.get_run(state["parent_run_id"])
+            client.update_run(state["parent_run_id"], status="RUNNING")
+            return state["parent_run_id"]
+        except Exception:  # noqa: BLE001 - gone: create a new one
+            pass
+    exp_id = _get_or_create_experiment(client, cfg.tracking.experiment, cfg.run.output_dir / "mlartifacts")
+    tags = {"stage": "tune", "tune.name": cfg.tune.name, "tune.space": str(space_path), **environment_tags()}
+    run = client.create_run(exp_id, run_name=f"{cfg.tune.name}-search", tags=tags)
+    params = {f"tune.{k}": str(v) for k, v in cfg.tune.model_dump(mode="json").items()}
+    params["tune.space_file"] = str(space_path)
+    client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
+    client.log_artifact(run.info.run_id, str(space_path), "search")
+    return run.info.run_id
+
+
+def _trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, Any]]:
+    rows = []
+    for r in results:
+        cfgd = r.config or {}
+        trial_id = Path(r.path).name.split("_")[-2] if r.path else "?"
+        row: Dict[str, Any] = {"trial": trial_id, "status": "ERROR" if r.error else "OK"}
+        row.update({k: v for k, v in cfgd.items()})
+        metrics = r.metrics or {}
+        row["iterations"] = metrics.get("training_iteration")
+        row[cfg.tune.metric] = metrics.get(cfg.tune.metric)
+        row["trial_id"] = metrics.get("trial_id", trial_id)
+        row["run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{row['trial_id']}")
+        res = read_trial_result(Path(row["run_dir"])) or {}
+        row["completed"] = bool(res)
+        row["trial_seconds"] = res.get("trial_seconds")
+        for k, v in res.items():
+            if k.startswith("cache"):
+                row[k] = v
+        if r.error:
+            row["error"] = str(r.error).splitlines()[0][:300] if str(r.error) else type(r.error).__name__
+        rows.append(row)
+    return rows
+
+
+def _cache_stats(cache_dir: Path, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    files = sorted(p.name for p in cache_dir.rglob("*.safetensors")) if cache_dir.is_dir() else []
+    stats = {"cache_files": len(files), "files": files}
+    for key in ("cache/hits", "cache/misses", "cache_hits", "cache_misses"):
+        vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        if vals:
+            stats[key] = sum(vals)
+    return stats
+
+
+def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]:
+    """Run (or resume) the configured search; returns a summary with the best trial and its config path."""
+    import ray
+    from ray import tune
+
+    space_path = Path(space_path or cfg.tune.space or "tune/spaces/curriculum.yaml")
+    space = load_space(space_path)
+    dirs = _dirs(cfg)
+    exp_dir = dirs["exp"]
+    resuming = cfg.tune.resume
+    if resuming and not (exp_dir / "search.json").is_file():
+        raise SearchError(f"nothing to resume at {exp_dir}; drop tune.resume=true to start this search")
+    if not resuming and (exp_dir / "search.json").is_file():
+        raise SearchError(f"search '{cfg.tune.name}' already exists at {exp_dir}; resume it with "
+                          f"tune.resume=true or pick another tune.name")
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    dirs["trials"].mkdir(parents=True, exist_ok=True)
+    dirs["cache"].mkdir(parents=True, exist_ok=True)
+    state_path = exp_dir / "search.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+
+    uri, server = _tracking(cfg, dirs, state)
+    parent = _parent_run(cfg, uri, state, space_path) if uri else None
+    state.update({"parent_run_id": parent, "space": str(space_path), "tracking_uri": uri,
+                  "started": state.get("started", time.time())})
+    state_path.write_text(json.dumps(state, indent=1))
+
+    base = cfg.model_dump(mode="json")
+    train_fields = set(TrainConfig.model_fields)
+    cache_field = next((f for f in ("feature_cache_dir", "cache_dir") if f in train_fields), None)
+    ctx = {"base": base, "space": space, "name": cfg.tune.name, "trials_dir": str(dirs["trials"]),
+           "uri": uri, "parent_run_id": parent, "recipe": cfg.tune.recipe, "tune": cfg.tune.model_dump(mode="json"),
+           "storage": str(dirs["storage"]), "cache_dir": str(dirs["cache"]), "cache_field": cache_field,
+           "train_fields": sorted(train_fields)}
+    started_ray = _init_ray(cfg)
+    t0 = time.time()
+    try:
+        # The trial process only drives its TorchTrainer (Ray refuses 0): the workers hold the CPUs/GPUs.
+        res = {"CPU": 0.01} if cfg.tune.use_ray_train else {
+            "CPU": cfg.tune.cpus_per_trial * cfg.tune.workers_per_trial,
+            "GPU": cfg.tune.gpus_per_trial * cfg.tune.workers_per_trial}
+        trainable = tune.with_resources(tune.with_parameters(trial_main, ctx=ctx), res)
+        if resuming and tune.Tuner.can_restore(str(exp_dir)):
+            tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=to_tune_space(space, cfg.tune.searcher),
+                tune_config=tune.TuneConfig(
+                    metric=cfg.tune.metric, mode=cfg.tune.mode, num_samples=cfg.tune.num_samples,
+                    max_concurrent_trials=cfg.tune.max_concurrent, search_alg=_searcher(cfg),
+                    scheduler=_scheduler(cfg)),
+                run_config=tune.RunConfig(
+                    name=cfg.tune.name, storage_path=str(dirs["storage"]),
+                    failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
+                    verbose=1),
+            )
+        grid = tuner.fit()
+        wall = time.time() - t0
+        rows = _trial_rows(grid, dirs, cfg)
+        summary = _finish(cfg, grid, rows, dirs, uri, parent, space, wall)
+    finally:
+        if started_ray:
+            ray.shutdown()
+        if server is not None:
+            from ..tracking import stop_server
+
+            stop_server(server)
+    return summary
+
+
+def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float) -> Dict[str, Any]:
+    """Best config YAML, trials table, cache stats, parent-run logging, optional registration."""
+    errored = [r for r in rows if r["status"] == "ERROR"]
+    summary: Dict[str, Any] = {"trials": len(rows), "errored": len(errored), "wall_s": round(wall, 1),
+                               "experiment_dir": str(dirs["exp"]), "parent_run_id": parent,
+                               "stopped_early": sum(1 for r in rows if not r["completed"] and r["status"] == "OK")}
+    with open(dirs["exp"] / "trials.csv", "w", newline="") as fh:
+        keys = sorted({k for r in rows for k in r})
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    summary["cache"] = _cache_stats(dirs["cache"], rows)
+    try:
+        best = grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode, filter_nan_and_inf=True)
+    except RuntimeError:
+        best = None
+    if best is not None and best.metrics:
+        best_dict, applied = apply_params(cfg.model_dump(mode="json"), best.config, space)
+        best_dict["tune"] = {**best_dict.get("tune", {}), "resume": False}
+        best_cfg = config_from_dict(best_dict, "best trial")
+        save_config(best_cfg, dirs["best"])
+        summary.update({"best_config": str(dirs["best"]), "best_params": applied,
+                        "best_metric": best.metrics.get(cfg.tune.metric),
+                        "best_trial_id": best.metrics.get("trial_id")})
+        summary["best_run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{summary['best_trial_id']}")
+    if parent and uri:
+        _log_parent(cfg, uri, parent, summary, dirs, errored)
+    if cfg.tune.register_best and cfg.tracking.register_name and parent and summary.get("best_run_dir"):
+        summary["registered"] = _register_best(cfg, uri, parent, summary)
+    (dirs["exp"] / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def _log_parent(cfg, uri, parent, summary, dirs, errored) -> None:
+    import mlflow
+    from mlflow.entities import Metric, Param
+
+    client = mlflow.MlflowClient(uri)
+    now = int(time.time() * 1000)
+    try:
+        metrics = [Metric("tune/wall_s", summary["wall_s"], now, 0), Metric("tune/trials", summary["trials"], now, 0),
+                   Metric("tune/errored", summary["errored"], now, 0),
+                   Metric("tune/stopped_early", summary["stopped_early"], now, 0),
+                   Metric("tune/cache_files", summary["cache"]["cache_files"], now, 0)]
+        if isinstance(summary.get("best_metric"), (int, float)):
+            metrics.append(Metric(f"best/{cfg.tune.metric}", float(summary["best_metric"]), now, 0))
+        params = [Param(f"best.{k}", str(v)) for k, v in (summary.get("best_params") or {}).items()]
+        client.log_batch(parent, metrics=metrics, params=params)
+        client.log_artifact(parent, str(dirs["exp"] / "trials.csv"), "search")
+        if summary.get("best_config"):
+            client.log_artifact(parent, summary["best_config"], "search")
+        client.set_tag(parent, "best_trial_id", str(summary.get("best_trial_id")))
+        if errored:
+            client.set_tag(parent, "errored_trials", ", ".join(str(r["trial_id"]) for r in errored))
+        client.set_terminated(parent, status="FINISHED")
+    except Exception as err:  # noqa: BLE001 - results are on disk either way
+        print(f"WARNING: tune: could not log the search summary to MLflow: {err}", file=sys.stderr)
+
+
+def _register_best(cfg, uri, parent, summary) -> Optional[Dict[str, Any]]:
+    import mlflow
+
+    from ..registry import register_run
+
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs(
+        [client.get_run(parent).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    best_dir = str(Path(summary["best_run_dir"]).resolve())
+    match = [r for r in runs if r.data.tags.get("run_dir") == best_dir]
+    if not match:
+        print(f"WARNING: tune: no MLflow child run for {best_dir}; not registered", file=sys.stderr)
+        return None
+    metric = cfg.tracking.register_metric or cfg.tune.metric
+    mode = cfg.tracking.register_mode if cfg.tracking.register_metric else cfg.tune.mode
+    return register_run(match[0].info.run_id, cfg.tracking.register_name, cfg.tracking.register_alias, uri,
+                        metric, mode).as_dict()
