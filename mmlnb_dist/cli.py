@@ -11,6 +11,7 @@ import sys
 from typing import List, Optional
 
 from .config import ConfigError
+from .errors import UserError  # re-exported: commands raise `mmlnb_dist.cli.UserError`
 
 # Order is the order in `mmlnb-dist --help`.
 COMMAND_MODULES = [
@@ -24,10 +25,6 @@ COMMAND_MODULES = [
     "tracking",
     "tune",
 ]
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one clear message, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:

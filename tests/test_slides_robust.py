@@ -114,3 +114,19 @@ def test_ray_one_task_per_slide(good, tmp_path):
     local = tile_slides(cfg, good, good / "labels.csv", tmp_path / "local", progress=False)
     assert report.ok and [r["kept"] for r in report.results] == [5] * 6
     assert _digest(tmp_path / "ray") == _digest(tmp_path / "local")
+
+
+def test_synth_command_and_tracking(tmp_path, capsys):
+    """`slides synth` writes slides + labels that `slides tile --track` turns into shards, logging QC."""
+    folder = tmp_path / "demo"
+    assert main(["slides", "synth", "--out", str(folder), "--per-class", "1", "--size", "1024"]) == 0
+    assert sorted(p.name for p in folder.glob("*.tif")) == ["synth-D-0.tif", "synth-PD-0.tif", "synth-UD-0.tif"]
+    out = tmp_path / "shards"
+    code = main(["slides", "tile", "--slides", str(folder), "--labels", str(folder / "labels.csv"), "--out",
+                 str(out), "--quiet", "--track", "tracking.backends=[stdout]", "data.build.val_fraction=0"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "synth-UD-0" in printed and "slides/tiles=" in printed
+    assert (out / "manifest.json").is_file() and len(list((out / "qc" / "pictures").glob("*.png"))) == 3
+    metrics = [json.loads(l) for l in (tmp_path / "shards.work" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["slides/ok"] == 3.0

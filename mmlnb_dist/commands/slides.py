@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "tile", help="tile slides into shards (resumable, parallel over slides)",
         description="Detect tissue, sample and QC tiles at a physical resolution, normalise stain, and write "
         "shards grouped by slide. Exit code 0: all slides tiled; 1: some slides failed or were skipped "
-        "(named in the summary); 2: usage or config error. Options: `mmlnb-dist config explain slides`.",
+        "(named in the summary); 2: usage or config error. Options: `mmlnb-dist config explain` (keys slides.*).",
     )
     tile.add_argument("--slides", required=True, type=Path, help="folder of slide files, or CSV with a path column")
     tile.add_argument("--labels", required=True, type=Path, help="CSV with slide_id,label (slide_id = file stem)")

@@ -102,7 +102,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ..cli import UserError
-    from ..recipes.evaluate_fusion import evaluate_export, evaluate_checkpoint
+    from ..recipes.fusion_evaluate import evaluate_checkpoint, evaluate_export
 
     cfg = load_from_args(args)
     try:

@@ -1,8 +1,86 @@
-"""`mmlnb-dist vlm` subcommands (registered by the issue that implements them)."""
+"""`mmlnb-dist finetune-vlm | describe | export-vlm`: stage 1 (the description VLM)."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from pathlib import Path
+
+from . import DEFAULT_PROFILE, add_config_args, load_from_args
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from ..cli import UserError
+    from ..data.shards import ShardError
+    from ..recipes.finetune_vlm import run
+
+    cfg = load_from_args(args)
+    try:
+        result = run(cfg)
+    except (ShardError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    if int(os.environ.get("RANK", "0")) == 0:  # every rank returns the result; print it once
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    from ..cli import UserError
+    from ..data.shards import ShardError
+    from ..recipes.describe import run_describe
+
+    cfg = load_from_args(args)
+    if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
+        raise UserError(f"--adapter {args.adapter}: no adapter_config.json (a peft adapter folder is expected)")
+    try:
+        result = run_describe(cfg, vlm=args.vlm, adapter=args.adapter, shards_in=args.shards, out=args.out)
+    except (ShardError, ValueError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    if "quality" in result:
+        print(json.dumps({k: v for k, v in result.items() if k != "quality"}, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..cli import UserError
+    from ..models.vlm import dtype_for, merge_and_export
+
+    cfg = load_from_args(args)
+    if not (Path(args.adapter) / "adapter_config.json").is_file():
+        raise UserError(f"--adapter {args.adapter}: no adapter_config.json (a peft adapter folder is expected)")
+    out = merge_and_export(args.base or cfg.vlm.model, args.adapter, args.out, min_pixels=cfg.vlm.min_pixels,
+                           max_pixels=cfg.vlm.max_pixels, dtype=dtype_for(args.dtype), seed=cfg.vlm.tiny_seed)
+    print(f"merged model written to {out}")
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    p = sub.add_parser(
+        "finetune-vlm", help="LoRA fine-tune Qwen2.5-VL on image-description pairs (stage 1)",
+        description="Fine-tune the description VLM with LoRA under DeepSpeed. Run as one process, with "
+        "`deepspeed --num_gpus N --no_local_rank --module mmlnb_dist.cli finetune-vlm ...` or torchrun. "
+        "Pairs: vlm.pairs (a shard set whose samples carry `txt`). Resume: run.resume=true.",
+    )
+    add_config_args(p, DEFAULT_PROFILE)
+    p.set_defaults(func=_finetune)
+
+    p = sub.add_parser(
+        "describe", help="generate a description for every patch of a shard set (cached, resumable)",
+        description="Batched, distributed description generation into a new shard set with `txt` members.",
+    )
+    p.add_argument("--vlm", default=None, help="base model (hub id, folder or `tiny`); default vlm.model")
+    p.add_argument("--adapter", default=None, help="LoRA adapter folder from finetune-vlm")
+    p.add_argument("--shards", default=None, type=Path, help="input shard set; default data.shards")
+    p.add_argument("--out", default=None, type=Path, help="output shard set; default <shards>-described")
+    add_config_args(p, DEFAULT_PROFILE)
+    p.set_defaults(func=_describe)
+
+    p = sub.add_parser(
+        "export-vlm", help="merge a LoRA adapter into its base model and save it (safetensors + processor)",
+    )
+    p.add_argument("--base", default=None, help="base model (hub id, folder or `tiny`); default vlm.model")
+    p.add_argument("--adapter", required=True, help="LoRA adapter folder")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="saved weight dtype")
+    add_config_args(p, DEFAULT_PROFILE)
+    p.set_defaults(func=_export)

@@ -201,18 +201,44 @@ def _run_jobs(jobs: List[SlideJob], workers: int, ray_address: Optional[str], pr
             for job in jobs:
                 done(process_slide(job))
         else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            # spawn: OpenSlide handles and threads (tqdm, Ray) do not survive fork reliably.
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
-                futures = [pool.submit(process_slide, job) for job in jobs]
-                for fut in as_completed(futures):
-                    done(fut.result())
+            for r in _pool_results(jobs, workers):
+                done(r)
     finally:
         bar.close()
     return results
+
+
+def _crashed(job: SlideJob, err: BaseException) -> Dict[str, Any]:
+    return {**_problem(job.slide_id, job.label, "failed", f"worker crashed on {Path(job.path).name}: "
+                       f"{type(err).__name__}: {err}"), "file": Path(job.path).name}
+
+
+def _pool_results(jobs: List[SlideJob], workers: int) -> Iterable[Dict[str, Any]]:
+    """Process pool over slides. A worker that dies (a decoder segfault on a corrupt slide) breaks the whole
+    pool; the unfinished slides are then retried one per fresh single-process pool, so only the slide that
+    kills its worker is lost (and reported)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn: OpenSlide handles and threads (tqdm, Ray) do not survive fork reliably.
+    ctx = multiprocessing.get_context("spawn")
+    pending, isolate = list(jobs), False
+    while pending:
+        batch = pending[:1] if isolate else list(pending)
+        try:
+            with ProcessPoolExecutor(max_workers=1 if isolate else min(workers, len(batch)),
+                                     mp_context=ctx) as pool:
+                futures = {pool.submit(process_slide, job): job for job in batch}
+                for fut in as_completed(futures):
+                    result = fut.result()
+                    pending.remove(futures[fut])
+                    yield result
+        except BrokenProcessPool as err:
+            if isolate:
+                pending.remove(batch[0])
+                yield _crashed(batch[0], err)
+            isolate = True
 
 
 def _ray_results(jobs: List[SlideJob], address: str) -> Iterable[Dict[str, Any]]:
@@ -222,11 +248,15 @@ def _ray_results(jobs: List[SlideJob], address: str) -> Iterable[Dict[str, Any]]
     if not ray.is_initialized():
         ray.init(address=None if address == "local" else address, include_dashboard=False,
                  log_to_driver=False)
-    task = ray.remote(num_cpus=1)(process_slide)
-    pending = [task.remote(job) for job in jobs]
+    task = ray.remote(num_cpus=1, max_retries=1)(process_slide)
+    refs = {task.remote(job): job for job in jobs}
+    pending = list(refs)
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
-        yield ray.get(ready[0])
+        try:
+            yield ray.get(ready[0])
+        except Exception as err:  # the worker died (process_slide itself never raises for bad input)
+            yield _crashed(refs[ready[0]], err)
 
 
 def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
