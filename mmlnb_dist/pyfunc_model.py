@@ -129,55 +129,15 @@ class ExportPredictor:
 
 
 def load_predictor(export_dir: Path, device: Optional[str] = None) -> ExportPredictor:
-    """Rebuild the classifier from the fusion recipe's export folder through its own loader.
+    """Rebuild the classifier from the fusion recipe's export folder through its own loader
+    (`mmlnb_dist.checkpoint.load_exported_model`: model, tokenize, classes; image size in model_config.json)."""
+    import json
 
-    Expects `mmlnb_dist.checkpoint.load_exported_model(export_dir)` returning the model, or a
-    (model, info) pair / dict with `model`, `classes`, `image_size`; missing pieces are read from the
-    export's `config.yaml` and `classes.json`/`manifest.json`.
-    """
-    import importlib
-
-    import yaml
+    from .checkpoint import load_exported_model
 
     export_dir = Path(export_dir)
     if not export_dir.is_dir():
         raise FileNotFoundError(f"export folder not found: {export_dir}")
-    loader = None
-    for module in ("mmlnb_dist.checkpoint", "mmlnb_dist.export", "mmlnb_dist.recipes.train_fusion"):
-        try:
-            loader = getattr(importlib.import_module(module), "load_exported_model", None)
-        except ImportError:
-            continue
-        if loader is not None:
-            break
-    if loader is None:
-        raise ImportError("no load_exported_model(export_dir) found in mmlnb_dist.checkpoint (fusion recipe)")
-    loaded = loader(export_dir)
-    info: Dict[str, Any] = {}
-    if isinstance(loaded, tuple):
-        model, extra = loaded[0], (loaded[1] if len(loaded) > 1 else {})
-        info.update(extra if isinstance(extra, dict) else vars(extra))
-    elif isinstance(loaded, dict):
-        model = loaded["model"]
-        info.update(loaded)
-    else:
-        model = loaded
-    classes = info.get("classes") or getattr(model, "classes", None)
-    image_size = info.get("image_size")
-    cfg_file = export_dir / "config.yaml"
-    raw = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
-    if image_size is None:
-        image_size = ((raw.get("data") or {}).get("loader") or {}).get("image_size", 224)
-    if classes is None:
-        for name in ("classes.json", "manifest.json", "export.json", "meta.json"):
-            f = export_dir / name
-            if f.is_file():
-                import json
-
-                data = json.loads(f.read_text())
-                classes = data if isinstance(data, list) else data.get("classes")
-                if classes:
-                    break
-    if not classes:
-        raise ValueError(f"{export_dir}: could not find the class list")
-    return ExportPredictor(model, classes, int(image_size), device)
+    model, _tokenize, classes = load_exported_model(export_dir)
+    meta = json.loads((export_dir / "model_config.json").read_text())
+    return ExportPredictor(model, classes, int(meta.get("image_size", 224)), device)

@@ -74,8 +74,8 @@ def model_card(run, export_dir: Path, classes, metric: str) -> str:
             lines.append(f"- {k}: {v:.4f}")
     env = {k: v for k, v in run.data.tags.items() if k.startswith(("version.", "git.", "device"))}
     lines += ["", "## Environment"] + [f"- {k}: {v}" for k, v in sorted(env.items())]
-    cfg_path = export_dir / "config.yaml"
-    if cfg_path.is_file():
+    cfg_path = next((p for p in (export_dir / "config.yaml", export_dir.parent / "config.yaml") if p.is_file()), None)
+    if cfg_path is not None:
         lines += ["", "## Config", "```yaml", cfg_path.read_text().rstrip(), "```"]
     lines += ["", "## Use", "```python", "import mlflow, pandas as pd",
               "m = mlflow.pyfunc.load_model('models:/<name>@<alias>')",
@@ -95,6 +95,20 @@ def find_export_dir(run, export_dir: Optional[Path] = None) -> Path:
         raise RegistryError(f"export folder {export_dir} of run {run.info.run_id} does not exist "
                             f"(was the run trained to the end?)")
     return export_dir
+
+
+def _requirements():
+    """Pinned from this environment: skips MLflow's slow requirement inference (it reloads the model)."""
+    from importlib import metadata
+
+    reqs = []
+    for name in ("torch", "torchvision", "transformers", "safetensors", "tokenizers", "numpy", "pandas",
+                 "pillow", "pyyaml", "pydantic", "mlflow"):
+        try:
+            reqs.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return reqs
 
 
 def register_run(run_id: str, name: str, alias: Optional[str] = "champion", tracking_uri: Optional[str] = None,
@@ -145,6 +159,7 @@ def register_run(run_id: str, name: str, alias: Optional[str] = "champion", trac
                 name="model", python_model=MMLNBClassifier(),
                 artifacts={"export": str(export_dir), "model_card": str(card)},
                 code_paths=[str(package_dir)], signature=signature, input_example=example,
+                pip_requirements=_requirements(),
                 registered_model_name=name,
                 metadata={"classes": classes, "metric": metric, "metric_value": value},
             )

@@ -112,6 +112,7 @@ def test_ray_one_task_per_slide(good, tmp_path):
         ray.shutdown()
     cfg = load_config(None, ["slides.sampling.max_tiles_per_slide=5"])
     local = tile_slides(cfg, good, good / "labels.csv", tmp_path / "local", progress=False)
+    assert local.ok
     assert report.ok and [r["kept"] for r in report.results] == [5] * 6
     assert _digest(tmp_path / "ray") == _digest(tmp_path / "local")
 
@@ -130,3 +131,24 @@ def test_synth_command_and_tracking(tmp_path, capsys):
     assert (out / "manifest.json").is_file() and len(list((out / "qc" / "pictures").glob("*.png"))) == 3
     metrics = [json.loads(l) for l in (tmp_path / "shards.work" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["slides/ok"] == 3.0
+
+
+class _KillsWorker:
+    """Unpickling this calls os._exit in the worker: stands in for a decoder segfault on a corrupt slide."""
+
+    def __reduce__(self):
+        return (os._exit, (3,))
+
+
+def test_crashed_worker_loses_only_its_slide(good, tmp_path):
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.slides.slide_task import SlideJob
+    from mmlnb_dist.slides.tiler import _pool_results
+
+    cfg = load_config(None, ["slides.sampling.max_tiles_per_slide=3"]).slides
+    jobs = [SlideJob(sid, good / f"{sid}.tif", sid.split("-")[0], cfg, tmp_path, "fp")
+            for sid in ("UD-0", "PD-0", "D-0")]
+    jobs[1].normalizer = _KillsWorker()
+    results = {r["slide_id"]: r for r in _pool_results(jobs, 2)}
+    assert results["UD-0"]["status"] == results["D-0"]["status"] == "ok"
+    assert results["PD-0"]["status"] == "failed" and "worker crashed on PD-0.tif" in results["PD-0"]["error"]

@@ -76,13 +76,22 @@ def synthetic_samples(src_dir: Path, n: int, size: int, seed: int):
     return collect_samples(src_dir, descriptions=src_dir / "descriptions.jsonl")
 
 
+# Class-exclusive phrases of mmlnb_dist.data.synthetic's descriptions (each description opens with an
+# architecture sentence that contains one of them; none occurs in another class's phrases).
+SYNTHETIC_KEYWORDS: Dict[str, Sequence[str]] = {
+    "UD": ("sheets", "packed", "small round blue", "undifferentiated"),
+    "PD": ("nests of small", "clusters of neuroblasts", "dispersed", "scattered small round", "poorly differentiated",
+           "homer wright"),
+    "D": ("ganglion-like", "vesicular", "schwannian", "differentiating", "ample pink", "enlarged"),
+}
+
+
 def class_keywords() -> Dict[str, Sequence[str]]:
     try:
-        from mmlnb_dist.data.synthetic import CLASS_KEYWORDS  # type: ignore[attr-defined]
-
-        return CLASS_KEYWORDS
+        import mmlnb_dist.data.synthetic  # noqa: F401
     except ImportError:
         return FALLBACK_KEYWORDS
+    return SYNTHETIC_KEYWORDS
 
 
 def names_class(text: str, label: str, keywords: Optional[Dict[str, Sequence[str]]] = None) -> bool:
@@ -90,7 +99,6 @@ def names_class(text: str, label: str, keywords: Optional[Dict[str, Sequence[str
     keywords = keywords or class_keywords()
     low = text.lower()
     hits = {c for c, words in keywords.items() if any(w in low for w in words)}
-    # "poorly differentiated" and "undifferentiated" contain "differentiated": D only counts on its own words.
     return hits == {label}
 
 

@@ -1,8 +1,141 @@
-"""`mmlnb-dist tracking` subcommands (registered by the issue that implements them)."""
+"""`mmlnb-dist mlflow-server`, `tracking sync`, `register` and `predict`."""
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+from . import add_config_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    p = sub.add_parser("mlflow-server", help="start a shared MLflow tracking server bound to 127.0.0.1",
+                       description="Runs `mlflow server` in the foreground (Ctrl-C stops it). Point runs at it "
+                       "with tracking.uri=http://127.0.0.1:PORT.")
+    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    p.add_argument("--backend-store", default="sqlite:///runs/mlflow.db",
+                   help="backend store URI (default sqlite:///runs/mlflow.db, the embedded default's database)")
+    p.add_argument("--artifacts-dir", type=Path, default=Path("runs/mlartifacts"),
+                   help="where the server keeps artifacts (default runs/mlartifacts)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="bind address (default 127.0.0.1; exposing it needs an authenticating proxy)")
+    p.set_defaults(func=_server)
+
+    t = sub.add_parser("tracking", help="tracking utilities (sync)")
+    tsub = t.add_subparsers(dest="tracking_command", metavar="SUBCOMMAND")
+    tsub.required = True
+    s = tsub.add_parser("sync", help="upload the metrics a run kept on disk while its server was unreachable",
+                        description="Replays RUN_DIR/mlflow_spool.jsonl into the run recorded in "
+                        "RUN_DIR/mlflow_run.json (or a new run). Idempotent: only what was not sent yet is sent.")
+    s.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    s.add_argument("--uri", help="tracking URI to upload to (default: the one the run used)")
+    s.set_defaults(func=_sync)
+
+    r = sub.add_parser("register", help="register a trained classifier in the MLflow Model Registry",
+                       description="Logs the run's export as a pyfunc model, registers it under --name and moves "
+                       "--alias to it only if --metric beats the current holder's.")
+    r.add_argument("--run", required=True, metavar="RUN_ID", help="MLflow run id of a training run")
+    r.add_argument("--name", default="mmlnb-nb", help="registered model name (default mmlnb-nb)")
+    r.add_argument("--alias", default="champion", help="alias to move when the metric improves ('' for none)")
+    r.add_argument("--metric", default="val/balanced_accuracy", help="metric deciding the alias")
+    r.add_argument("--mode", choices=["max", "min"], default="max", help="higher (max) or lower (min) is better")
+    r.add_argument("--export", type=Path, help="export folder (default: <run_dir tag>/export)")
+    r.add_argument("--uri", help="tracking URI (default: from --config / the embedded SQLite store)")
+    add_config_args(r)
+    r.set_defaults(func=_register)
+
+    q = sub.add_parser("predict", help="predict subtypes with a registered model",
+                       description="Images, image folders, shard folders (manifest.json) or .tar shards in; "
+                       "CSV or JSONL out, with per-slide aggregates when slide ids are known. Exit 1 when some "
+                       "inputs could not be read (the rest still get results), 2 when the model is missing.")
+    q.add_argument("inputs", nargs="+", metavar="IMAGES_OR_SHARDS")
+    q.add_argument("--model", required=True, help="model URI, e.g. models:/mmlnb-nb@champion, or a model folder")
+    q.add_argument("--out", type=Path, required=True, help="preds.csv or preds.jsonl")
+    q.add_argument("--descriptions", type=Path, help="CSV/JSONL with key or path and description columns")
+    q.add_argument("--vlm", help="generate descriptions with this VLM (name/path, or 'tiny')")
+    q.add_argument("--adapter", type=Path, help="LoRA adapter folder for --vlm")
+    q.add_argument("--split", help="shard split to read from shard folders (default: all splits)")
+    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--uri", help="tracking URI for models:/ URIs (default: the embedded SQLite store)")
+    add_config_args(q)
+    q.set_defaults(func=_predict)
+
+
+def _tracking_uri(args) -> str:
+    if getattr(args, "uri", None):
+        return args.uri
+    from ..tracking import default_tracking_uri
+    from . import load_from_args
+
+    return default_tracking_uri(load_from_args(args))
+
+
+def _server(args) -> int:
+    import subprocess
+
+    from ..tracking import server_command
+
+    args.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    if args.backend_store.startswith("sqlite:///"):
+        Path(args.backend_store[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    cmd = server_command(args.port, args.backend_store, args.artifacts_dir, host=args.host)
+    print(f"MLflow server on http://{args.host}:{args.port} (store {args.backend_store}, artifacts "
+          f"{args.artifacts_dir}); use tracking.uri=http://{args.host}:{args.port}", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _sync(args) -> int:
+    from ..cli import UserError
+    from ..tracking import sync_run_dir
+
+    failed = 0
+    for run_dir in args.run_dirs:
+        try:
+            res = sync_run_dir(run_dir, uri=args.uri)
+        except (FileNotFoundError, ValueError) as err:
+            raise UserError(str(err)) from None
+        except ConnectionError as err:
+            print(f"{run_dir}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        how = "created run" if res["created"] else "run"
+        print(f"{run_dir}: sent {res['sent']} event(s) to {how} {res['run_id']} at {res['uri']}")
+    return 1 if failed else 0
+
+
+def _register(args) -> int:
+    from ..cli import UserError
+    from ..registry import RegistryError, register_run
+
+    try:
+        res = register_run(args.run, args.name, args.alias or None, _tracking_uri(args), args.metric, args.mode,
+                           args.export)
+    except (RegistryError, FileNotFoundError, ImportError) as err:
+        raise UserError(str(err)) from None
+    print(f"registered {res.name} version {res.version}: {res.reason}")
+    if res.alias_moved:
+        print(f"models:/{res.name}@{res.alias} -> version {res.version}")
+    return 0
+
+
+def _predict(args) -> int:
+    from ..cli import UserError
+    from ..predict import ModelNotFound, PredictError, predict_to_file
+
+    try:
+        report = predict_to_file(args.model, [Path(p) for p in args.inputs], args.out,
+                                 descriptions=args.descriptions, vlm=args.vlm, adapter=args.adapter,
+                                 split=args.split, batch_size=args.batch_size, tracking_uri=_tracking_uri(args))
+    except (ModelNotFound, PredictError) as err:
+        raise UserError(str(err)) from None
+    print(f"{report['predicted']} prediction(s) -> {args.out}"
+          + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else ""))
+    for item, reason in report["failed"]:
+        print(f"unreadable: {item}: {reason}", file=sys.stderr)
+    if report["failed"]:
+        print(f"{len(report['failed'])} input(s) could not be read", file=sys.stderr)
+        return 1
+    return 0

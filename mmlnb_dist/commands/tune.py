@@ -1,8 +1,34 @@
-"""`mmlnb-dist tune` subcommands (registered by the issue that implements them)."""
+"""`mmlnb-dist tune`: a Ray Tune search over the training recipe."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from . import DEFAULT_PROFILE, add_config_args, load_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    return None
+    p = sub.add_parser("tune", help="hyperparameter search with Ray Tune (ASHA, random/grid/Optuna)",
+                       description="Each trial runs the training recipe in a fresh Ray Train TorchTrainer and "
+                       "logs an MLflow child run under one parent run. Resume with tune.resume=true; join a "
+                       "cluster with tune.address=... or RAY_ADDRESS. See docs/tune.md.")
+    add_config_args(p, DEFAULT_PROFILE)
+    p.add_argument("--space", type=Path, help="search-space YAML (tune/spaces/*.yaml); overrides tune.space")
+    p.set_defaults(func=_tune)
+
+
+def _tune(args) -> int:
+    from ..cli import UserError
+    from ..tuning.driver import SearchError, run_search
+    from ..tuning.space import SpaceError
+
+    cfg = load_from_args(args)
+    try:
+        summary = run_search(cfg, args.space)
+    except (SearchError, SpaceError) as err:
+        raise UserError(str(err)) from None
+    print(json.dumps({k: v for k, v in summary.items() if k != "cache"}, indent=1, default=str))
+    if summary.get("best_config"):
+        print(f"best config: {summary['best_config']}  (train it: mmlnb-dist train --config {summary['best_config']})")
+    return 1 if summary["errored"] else 0

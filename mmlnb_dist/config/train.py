@@ -1,6 +1,7 @@
 """Stage 2 training: optimisation, curriculum, evaluation, checkpoints."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Literal, Optional
 
 from pydantic import Field, model_validator
@@ -84,6 +85,9 @@ class TrainConfig(Section):
 
     feature_cache: Literal["memory", "disk"] = "memory"
     """Where cached features live: in memory, or also on disk under `<run dir>/feature_cache` (reused on resume)."""
+
+    feature_cache_dir: Optional[Path] = None
+    """Folder of the disk feature cache; default `<run dir>/feature_cache` (tune points all trials at one)."""
 
     eval_batch_size: Optional[int] = Field(None, ge=1)
     """Samples per rank per evaluation batch; default: the training micro batch."""

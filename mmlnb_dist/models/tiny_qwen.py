@@ -157,35 +157,43 @@ def default_cache_dir() -> Path:
 def ensure_tiny_model(seed: int = 0, cache_dir: Optional[Path] = None) -> Path:
     """Build (once) and return the folder of the tiny model + processor for `seed`.
 
-    Written to a temporary folder and renamed, so concurrent ranks never read half a model: the loser of the
-    rename race simply finds the winner's identical copy.
+    Concurrent ranks serialise on a file lock; the model is written to a temporary folder and renamed, so a
+    folder with `done.json` is always complete.
     """
-    import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    import fcntl
 
     root = Path(cache_dir or default_cache_dir())
     out = root / f"tiny-qwen2.5-vl-seed{seed}-{_fingerprint()}"
     if (out / "done.json").is_file():
         return out
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=root))
+    with open(root / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "done.json").is_file():
+            _build(out, seed)
+    return out
+
+
+def _build(out: Path, seed: int) -> None:
+    import shutil
+
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     tok = build_tiny_tokenizer()
     # Processor pixel bounds are per-run settings (load_vlm overrides them); these are only defaults.
     processor = build_tiny_processor(tok, min_pixels=56 * 56, max_pixels=112 * 112)
     config = tiny_config(tok)
-    gen = torch.random.get_rng_state()
+    state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
-    torch.random.set_rng_state(gen)
+    torch.random.set_rng_state(state)
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     model.save_pretrained(tmp, safe_serialization=True)
     processor.save_pretrained(tmp)
     (tmp / "done.json").write_text(json.dumps({"seed": seed, "kind": "tiny-qwen2.5-vl"}))
-    try:
-        tmp.rename(out)
-    except OSError:  # another process won the race; its copy is identical
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    if out.exists():  # a stale, incomplete folder from a killed build
+        shutil.rmtree(out)
+    tmp.rename(out)

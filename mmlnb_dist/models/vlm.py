@@ -54,13 +54,9 @@ def load_processor(path: str, min_pixels: int, max_pixels: int):
     """The model's processor with the image bounded to [min_pixels, max_pixels] (aspect ratio kept)."""
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(path, min_pixels=min_pixels, max_pixels=max_pixels)
-    # Older saved processors keep `min_pixels/max_pixels` attributes and newer ones `size`: set both.
-    ip = processor.image_processor
-    ip.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
-    for attr, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
-        if hasattr(ip, attr):
-            setattr(ip, attr, value)
+    processor = AutoProcessor.from_pretrained(path)
+    # transformers 5 bounds the resize through `size` (the min/max_pixels keywords are deprecated).
+    processor.image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     return processor
 
 

@@ -171,7 +171,7 @@ class FusionTrainingRecipe:
         self.table = None
         if not cfg.train.cache_frozen_features:
             return
-        directory = self.run_dir / "feature_cache" if cfg.train.feature_cache == "disk" else None
+        directory = (cfg.train.feature_cache_dir or self.run_dir / "feature_cache") if cfg.train.feature_cache == "disk" else None
         lc = cfg.data.loader
         if model.image_encoder is not None and not model.image_trainable:
             if lc.augment:

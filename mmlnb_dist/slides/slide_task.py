@@ -76,15 +76,15 @@ def load_result(work_dir: Path, slide_id: str) -> Optional[Dict[str, Any]]:
         return None
 
 
-def slide_mask(reader: SlideReader, job: SlideJob) -> tuple:
-    """Thumbnail, and the tissue mask (from `mask_path` when given, else detected)."""
+def slide_mask(reader: SlideReader, cfg: SlidesConfig, mask_path: Optional[Path] = None) -> tuple:
+    """Thumbnail, and the tissue mask (from the GeoJSON `mask_path` when given, else detected)."""
     from .geojson import read_geojson
 
-    thumb, scale = reader.thumbnail(job.cfg.tissue.thumbnail_mpp)
-    if job.mask_path is not None:
-        mask = mask_from_polygons(read_geojson(job.mask_path), thumb.shape[:2], scale, thumb, job.cfg.tissue)
+    thumb, scale = reader.thumbnail(cfg.tissue.thumbnail_mpp)
+    if mask_path is not None:
+        mask = mask_from_polygons(read_geojson(mask_path), thumb.shape[:2], scale, thumb, cfg.tissue)
     else:
-        mask = detect_tissue(thumb, scale, reader.mpp, job.cfg.tissue)
+        mask = detect_tissue(thumb, scale, reader.mpp, cfg.tissue)
     return thumb, mask
 
 
@@ -115,7 +115,7 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
             target_mpp = reader.target_mpp(Resolution(cfg.mpp, cfg.magnification))
             size0 = max(1, int(round(cfg.tile_size * target_mpp / reader.mpp)))
             level = reader.best_level(target_mpp / reader.mpp)
-            thumb, mask = slide_mask(reader, job)
+            thumb, mask = slide_mask(reader, cfg, job.mask_path)
             write_geojson(tmp / "mask.geojson", mask.polygons, job.slide_id)
             result.update(level0_mpp=reader.mpp, mpp_source=reader.mpp_source, mpp=target_mpp, level=level,
                           size0=size0, tissue_fraction=mask.fraction, dimensions=list(reader.dimensions))

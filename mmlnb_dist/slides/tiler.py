@@ -99,6 +99,14 @@ def match_inputs(found: Dict[str, Path], labels: Dict[str, str],
     return usable, problems
 
 
+def _mask_path(s, slide_id: str) -> Optional[Path]:
+    """The corrected mask `<mask_dir>/<slide_id>.geojson` if there is one (else the slide is detected)."""
+    if s.mask_dir is None:
+        return None
+    path = Path(s.mask_dir) / f"{slide_id}.geojson"
+    return path if path.is_file() else None
+
+
 def _problem(slide_id: str, label: str, status: str, error: str) -> Dict[str, Any]:
     return {"slide_id": slide_id, "label": label, "status": status, "error": error, "candidates": 0, "kept": 0,
             "rejected": {}, "seconds": 0.0}
@@ -121,14 +129,14 @@ def stain_target(cfg: Config, usable: Dict[str, Tuple[Path, str]]) -> Tuple[Opti
     default = default_target_path()
     if default is not None:
         return load_rgb(default), "tiatoolbox:data/target_image.png"
-    for sid, (path, label) in usable.items():  # the first readable slide with tissue, in slide-id order
-        target = _target_from_slide(cfg, sid, path, label)
+    for sid, (path, _) in usable.items():  # the first readable slide with tissue, in slide-id order
+        target = _target_from_slide(cfg, sid, path)
         if target is not None:
             return target, f"slide:{sid}"
     return None, "none"
 
 
-def _target_from_slide(cfg: Config, sid: str, path: Path, label: str, side: int = 1024) -> Optional[np.ndarray]:
+def _target_from_slide(cfg: Config, sid: str, path: Path, side: int = 1024) -> Optional[np.ndarray]:
     """The `side`-pixel square (at the tile resolution) with the most tissue in the slide."""
     from .reader import Resolution, SlideError, SlideReader
     from .sampling import mask_fractions
@@ -138,8 +146,7 @@ def _target_from_slide(cfg: Config, sid: str, path: Path, label: str, side: int 
     try:
         with SlideReader(path, sid, s.assume_mpp) as reader:
             mpp = reader.target_mpp(Resolution(s.mpp, s.magnification))
-            job = SlideJob(sid, path, label, s, Path("."), "")
-            _, mask = slide_mask(reader, job)
+            _, mask = slide_mask(reader, s, _mask_path(s, sid))
             size0 = min(int(round(side * mpp / reader.mpp)), *reader.dimensions)
             step = max(1, size0 // 4)
             gx, gy = np.meshgrid(np.arange(0, reader.dimensions[0] - size0 + 1, step),
@@ -169,7 +176,7 @@ def plan_quotas(cfg: Config, usable: Dict[str, Tuple[Path, str]]) -> Dict[str, O
             with SlideReader(path, sid, s.assume_mpp) as reader:
                 mpp = reader.target_mpp(Resolution(s.mpp, s.magnification))
                 size0 = max(1, int(round(s.tile_size * mpp / reader.mpp)))
-                _, mask = slide_mask(reader, SlideJob(sid, path, label, s, Path("."), ""))
+                _, mask = slide_mask(reader, s, _mask_path(s, sid))
                 counts[sid] = len(candidates(mask.raster, mask.scale, reader.dimensions, size0, s.sampling, sid))
         except SlideError:
             counts[sid] = 0  # it fails again, and is reported, when it is tiled
@@ -287,6 +294,8 @@ def tile_slides(cfg: Config, slides: Path, labels: Path, out: Path, classes: Seq
     out = Path(out)
     work = out.with_name(out.name + ".work")
     found = find_slides(Path(slides))
+    if not found:
+        raise TilingInputError(f"--slides {slides}: no slide files ({', '.join(SLIDE_EXTENSIONS)})")
     usable, problems = match_inputs(found, read_labels(Path(labels)), classes)
     mask_dir = Path(s.mask_dir) if s.mask_dir is not None else None
     if mask_dir is not None and not mask_dir.is_dir():
@@ -302,9 +311,7 @@ def tile_slides(cfg: Config, slides: Path, labels: Path, out: Path, classes: Seq
     results: List[Dict[str, Any]] = []
     jobs: List[SlideJob] = []
     for sid, (path, label) in usable.items():
-        mask_path = mask_dir / f"{sid}.geojson" if mask_dir is not None else None
-        if mask_path is not None and not mask_path.is_file():
-            mask_path = None  # no correction for this slide: detect as usual
+        mask_path = _mask_path(s, sid)
         fp = fingerprint(s, path, label, quotas[sid], target, mask_path)
         previous = load_result(work, sid)
         if previous is not None and previous.get("fingerprint") == fp:

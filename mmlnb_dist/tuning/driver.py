@@ -56,6 +56,41 @@ def _scheduler(cfg: Config):
                          grace_period=t.grace_period, reduction_factor=t.reduction_factor)
 
 
+def _release_callback(trials_dir: Path, name: str):
+    """A Tune callback that frees a stopped trial's Ray Train worker group.
+
+    When Tune stops a trial (ASHA, or max_t reached) it kills the trial process while its TorchTrainer still
+    holds the workers' placement group; Ray Train's own cleaner needs the state API (the dashboard), which a
+    plain `ray.init(include_dashboard=False)` lacks, so the next trial waited forever for a CPU.
+    """
+    from ray import tune
+
+    class ReleaseWorkerGroups(tune.Callback):
+        def _release(self, trial) -> None:
+            from ray._raylet import PlacementGroupID
+            from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+            from .trial import PG_FILE
+
+            path = trials_dir / f"{name}-{trial.trial_id}" / PG_FILE
+            if not path.is_file():
+                return
+            pg_hex = path.read_text().strip()
+            try:
+                if placement_group_table().get(pg_hex, {}).get("state") not in (None, "REMOVED"):
+                    remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex))))
+            except Exception as err:  # noqa: BLE001 - best effort; Ray may already have removed it
+                print(f"tune: could not release worker group of trial {trial.trial_id}: {err}", file=sys.stderr)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._release(trial)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._release(trial)
+
+    return ReleaseWorkerGroups()
+
+
 def _init_ray(cfg: Config) -> bool:
     """Join the configured cluster (tune.address, else RAY_ADDRESS) or start a local instance.
     Returns True when this call started Ray (so the driver shuts it down again)."""
@@ -120,8 +155,8 @@ def _trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, A
     rows = []
     for r in results:
         cfgd = r.config or {}
-        trial_id = Path(r.path).name.split("_")[-2] if r.path else "?"
-        row: Dict[str, Any] = {"trial": trial_id, "status": "ERROR" if r.error else "OK"}
+        trial_id = (r.metrics or {}).get("trial_id") or "?"
+        row: Dict[str, Any] = {"status": "ERROR" if r.error else "OK"}
         row.update({k: v for k, v in cfgd.items()})
         metrics = r.metrics or {}
         row["iterations"] = metrics.get("training_iteration")
@@ -141,7 +176,8 @@ def _trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, A
 
 
 def _cache_stats(cache_dir: Path, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
-    files = sorted(p.name for p in cache_dir.rglob("*.safetensors")) if cache_dir.is_dir() else []
+    files = sorted(str(p.relative_to(cache_dir)) for p in cache_dir.rglob("*") if p.is_file()) \
+        if cache_dir.is_dir() else []
     stats = {"cache_files": len(files), "files": files}
     for key in ("cache/hits", "cache/misses", "cache_hits", "cache_misses"):
         vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
@@ -187,8 +223,9 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     started_ray = _init_ray(cfg)
     t0 = time.time()
     try:
-        # The trial process only drives its TorchTrainer (Ray refuses 0): the workers hold the CPUs/GPUs.
-        res = {"CPU": 0.01} if cfg.tune.use_ray_train else {
+        # With Ray Train the trial process only drives its TorchTrainer, but it still takes one CPU: with a
+        # token 0.01 CPU the next trial's worker group timed out waiting for resources on a 2-CPU machine.
+        res = {"CPU": 1} if cfg.tune.use_ray_train else {
             "CPU": cfg.tune.cpus_per_trial * cfg.tune.workers_per_trial,
             "GPU": cfg.tune.gpus_per_trial * cfg.tune.workers_per_trial}
         trainable = tune.with_resources(tune.with_parameters(trial_main, ctx=ctx), res)
@@ -205,6 +242,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
                 run_config=tune.RunConfig(
                     name=cfg.tune.name, storage_path=str(dirs["storage"]),
                     failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
+                    callbacks=[_release_callback(dirs["trials"], cfg.tune.name)],
                     verbose=1),
             )
         grid = tuner.fit()

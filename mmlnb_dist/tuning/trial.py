@@ -7,6 +7,7 @@ ASHA reads them. With `tune.use_ray_train=false` the recipe runs inside the tria
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
@@ -19,6 +20,7 @@ RECIPES = {
     "vlm-fusion": "mmlnb_dist.tuning.pipeline:run",
 }
 RESULT_FILE = "trial_result.json"
+PG_FILE = "train_placement_group.txt"
 
 
 def resolve_recipe(name: str) -> Callable[..., Dict[str, Any]]:
@@ -51,10 +53,37 @@ def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float) -> None
     (run_dir / RESULT_FILE).write_text(json.dumps(payload, indent=1, default=str))
 
 
+@contextlib.contextmanager
+def count_cache_loads(counts: Dict[str, int]):
+    """Count frozen-feature cache hits (a `FeatureCache.load()` that found the file) and misses.
+
+    The recipe does not report them, so the trial wraps the loader for its own duration, in a process
+    that only runs this trial; the original method is restored afterwards.
+    """
+    try:
+        from ..features import FeatureCache
+    except ImportError:
+        yield counts
+        return
+    original = FeatureCache.load
+
+    def load(self) -> bool:
+        found = original(self)
+        counts["cache/hits" if found else "cache/misses"] += 1
+        return found
+
+    FeatureCache.load = load
+    try:
+        yield counts
+    finally:
+        FeatureCache.load = original
+
+
 def _worker_loop(config: Dict[str, Any]) -> None:
     """Runs in each Ray Train worker: one DeepSpeed rank of the recipe."""
     import ray.train
     import ray.train.torch
+    import ray.util
 
     from ..config.__init__ import config_from_dict
     from ..distributed import DistEnv
@@ -63,6 +92,11 @@ def _worker_loop(config: Dict[str, Any]) -> None:
     env = DistEnv(rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
                   local_rank=ctx.get_local_rank(), device=ray.train.torch.get_device())
     cfg = config_from_dict(config["cfg"], "tune trial")
+    pg = ray.util.get_current_placement_group()
+    if env.rank == 0 and pg is not None:
+        # The driver removes this group if Tune stops the trial (ASHA) before Ray Train can (see driver).
+        cfg.run.dir.mkdir(parents=True, exist_ok=True)
+        (cfg.run.dir / PG_FILE).write_text(pg.id.hex())
     recipe = resolve_recipe(config["recipe"])
     t0 = time.time()
 
@@ -71,9 +105,11 @@ def _worker_loop(config: Dict[str, Any]) -> None:
         # `report` on all ranks, and only rank 0's values are forwarded to Tune.
         ray.train.report({**clean_metrics(metrics), "epoch": float(epoch)})
 
-    result = recipe(cfg, env, report=report)
+    counts = {"cache/hits": 0, "cache/misses": 0}
+    with count_cache_loads(counts):
+        result = recipe(cfg, env, report=report)
     if env.rank == 0:
-        _write_result(cfg.run.dir, result or {}, time.time() - t0)
+        _write_result(cfg.run.dir, {**counts, **(result or {})}, time.time() - t0)
 
 
 def fit_with_ray_train(cfg_dict: Dict[str, Any], recipe: str, run_dir: Path, tune_cfg, storage: Path) -> None:
@@ -133,8 +169,10 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
         fit_with_ray_train(cfg.model_dump(mode="json"), ctx["recipe"], run_dir, tune_cfg, Path(ctx["storage"]))
     else:
         recipe = resolve_recipe(ctx["recipe"])
-        result = recipe(cfg, None, report=lambda e, m: tune.report({**clean_metrics(m), "epoch": float(e)}))
-        _write_result(run_dir, result or {}, time.time() - t0)
+        counts = {"cache/hits": 0, "cache/misses": 0}
+        with count_cache_loads(counts):
+            result = recipe(cfg, None, report=lambda e, m: tune.report({**clean_metrics(m), "epoch": float(e)}))
+        _write_result(run_dir, {**counts, **(result or {})}, time.time() - t0)
 
 
 def read_trial_result(run_dir: Path) -> Optional[Dict[str, Any]]:

@@ -1,0 +1,123 @@
+"""Fusion training throughput: our trainer vs a loop that does what the authors' loop does.
+
+Same data (synthetic shards), same model sizes (the cpu-demo encoders unless overridden), same epochs and
+three-phase schedule, same per-epoch validation. The authors'-style loop runs the image encoder forward twice
+per step (once for the fused logits, once more for the "image logits"), recomputes both encoders every step
+of every epoch (nothing cached), and freezes by requires_grad only. Ours: one image forward, frozen encoders'
+features cached, the final phase trains the heads from cached features.
+
+    .venv/bin/python benchmarks/fusion_throughput.py [--n 240] [--epochs-per-phase 2] [key=value overrides]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def authors_loop(cfg, classes) -> dict:
+    """Per-phase wall time and samples/s of the authors'-style loop (no DeepSpeed, plain Adam)."""
+    from mmlnb_dist.curriculum import curriculum_lambda, phase_index
+    from mmlnb_dist.data.loader import build_loader_from_config
+    from mmlnb_dist.models import build_classifier
+
+    torch.manual_seed(cfg.run.seed)
+    model = build_classifier(cfg.model, len(classes))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    bs = cfg.train.global_batch_size
+    train = build_loader_from_config(cfg, "train", 0, 1, bs, "train")
+    val = build_loader_from_config(cfg, "val", 0, 1, bs, "eval")
+    phases: dict = {}
+    for epoch in range(cfg.train.epochs):
+        p = cfg.train.curriculum.phases[phase_index(cfg.train.curriculum, epoch)]
+        for part, on in ((model.image_encoder, p.train_image_encoder), (model.text_encoder, p.train_text_encoder)):
+            part.requires_grad_(on)
+        lam = curriculum_lambda(cfg.train.curriculum, epoch)
+        model.train()
+        train.set_epoch(epoch)
+        t0, n = time.perf_counter(), 0
+        for batch in train:
+            tok = model.text_encoder.tokenize(batch["text"])
+            out = model(pixel_values=batch["image"], **tok)
+            image_logits = model.image_head(model.image_encoder(batch["image"]))  # the second VGG forward
+            loss = lam * F.cross_entropy(out["logits"], batch["label"]) + \
+                (1 - lam) * F.cross_entropy(image_logits, batch["label"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            n += len(batch["label"])
+        model.eval()
+        with torch.no_grad():
+            for batch in val:
+                model(pixel_values=batch["image"], **model.text_encoder.tokenize(batch["text"]))
+        dt = time.perf_counter() - t0
+        rec = phases.setdefault(phase_index(cfg.train.curriculum, epoch), {"seconds": 0.0, "samples": 0})
+        rec["seconds"] += dt
+        rec["samples"] += n
+    return phases
+
+
+def ours(cfg) -> dict:
+    from mmlnb_dist.recipes.train_fusion import run
+
+    run(cfg)
+    phases: dict = {}
+    for line in (Path(cfg.run.dir) / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if "train/epoch_seconds" in rec:
+            ph = phases.setdefault(int(rec["train/phase"]), {"seconds": 0.0, "samples": 0})
+            ph["seconds"] += rec["train/epoch_seconds"]
+            ph["samples"] += int(round(rec["train/samples_per_s"] * rec["train/epoch_seconds"]))
+    return phases
+
+
+def main() -> None:
+    from fusion_fixtures import tiny_config, make_shards
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=240)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--epochs-per-phase", type=int, default=2)
+    ap.add_argument("--work", default=str(ROOT / "benchmarks" / "_work" / "fusion"))
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    work = Path(args.work)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    shards = make_shards(work, n=args.n, size=args.size)
+    k = args.epochs_per_phase
+    sched = [f"train.epochs={3 * k}", f"train.curriculum.ramp_start={k}", f"train.curriculum.ramp_end={2 * k}",
+             f"train.curriculum.phases=[{{start_epoch: 0, train_text_encoder: false}}, {{start_epoch: {k}}},"
+             f" {{start_epoch: {2 * k}, train_image_encoder: false, train_text_encoder: false}}]"]
+    cfg = tiny_config(shards, work / "runs", "bench", sched + list(args.overrides))
+    classes = json.loads((shards / "manifest.json").read_text())["classes"]
+
+    t0 = time.perf_counter()
+    theirs = authors_loop(cfg, classes)
+    t_theirs = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    mine = ours(cfg)
+    t_ours = time.perf_counter() - t0
+    out = {"authors_loop_seconds": t_theirs, "ours_seconds": t_ours, "speedup": t_theirs / t_ours,
+           "phases": {p: {"authors_samples_per_s": theirs[p]["samples"] / theirs[p]["seconds"],
+                          "ours_samples_per_s": mine[p]["samples"] / mine[p]["seconds"],
+                          "authors_seconds": theirs[p]["seconds"], "ours_seconds": mine[p]["seconds"]}
+                      for p in sorted(theirs)},
+           "model": {"image": cfg.model.image_encoder.name, "text": cfg.model.text_encoder.name},
+           "n": args.n, "size": args.size, "epochs": cfg.train.epochs, "load": os.getloadavg()}
+    (work / "result.json").write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Batch prediction with a registered model (`mmlnb-dist predict`).
+
+Inputs: image files, folders of images, shard folders (with manifest.json) or single .tar shards. Every input
+that cannot be read is listed with its reason; the others still get predictions. Descriptions come from the
+shards' `txt`, a `--descriptions` CSV/JSONL (columns `key` or `path`, `description`, optional `slide_id`), or
+a VLM. With slide ids, a per-slide file gives the mean probability and the majority vote per slide.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .pyfunc_model import IMAGE_EXTENSIONS, decode_image
+
+
+class PredictError(RuntimeError):
+    """Bad prediction arguments (output format, description file...)."""
+
+
+class ModelNotFound(PredictError):
+    """The model URI does not resolve to a model."""
+
+
+def load_model(model_uri: str, tracking_uri: Optional[str] = None):
+    """`mlflow.pyfunc.load_model` with a clear error for a missing model."""
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    if not model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:")) and not Path(model_uri).exists():
+        raise ModelNotFound(f"model not found: {model_uri} (no such folder; use models:/NAME@ALIAS)")
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except Exception as err:  # noqa: BLE001 - MLflow raises MlflowException / OSError variants
+        first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+        raise ModelNotFound(f"model not found: {model_uri} ({first})") from None
+
+
+def _shard_items(tar: Path) -> List[Dict[str, Any]]:
+    from .data.shards import iter_shard_samples
+
+    items = []
+    for s in iter_shard_samples(tar):
+        data = next((s[e] for e in ("jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp") if e in s), None)
+        meta = {}
+        if "json" in s:
+            try:
+                meta = json.loads(s["json"])
+            except ValueError:
+                meta = {}
+        text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
+        items.append({"key": s["__key__"], "source": f"{tar}:{s['__key__']}", "data": data,
+                      "slide_id": meta.get("slide_id"), "description": text})
+    return items
+
+
+def collect_inputs(paths: Sequence[Path], split: Optional[str] = None) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
+    """Expand inputs into items {key, source, data|path, slide_id, description}; returns (items, failures)."""
+    items: List[Dict[str, Any]] = []
+    failed: List[Tuple[str, str]] = []
+    for path in paths:
+        path = Path(path)
+        try:
+            if not path.exists():
+                failed.append((str(path), "no such file or folder"))
+            elif path.is_dir() and (path / "manifest.json").is_file():
+                from .data.shards import read_manifest
+
+                manifest = read_manifest(path)
+                for name, info in manifest["splits"].items():
+                    if split and name != split:
+                        continue
+                    for shard in info.get("shards", []):
+                        items.extend(_shard_items(path / shard["file"]))
+            elif path.suffix == ".tar":
+                items.extend(_shard_items(path))
+            elif path.is_dir():
+                files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+                if not files:
+                    failed.append((str(path), "folder holds no images"))
+                items.extend({"key": str(f.relative_to(path).with_suffix("")).replace("/", "_"), "source": str(f),
+                              "path": f} for f in files)
+            else:
+                items.append({"key": path.stem, "source": str(path), "path": path})
+        except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
+            failed.append((str(path), f"{type(err).__name__}: {err}"))
+    return items, failed
+
+
+def read_descriptions(path: Path) -> Dict[str, Dict[str, Any]]:
+    """{key or path or file name: {"description", "slide_id"}} from a CSV or JSONL file."""
+    path = Path(path)
+    if not path.is_file():
+        raise PredictError(f"descriptions file not found: {path}")
+    if path.suffix in (".jsonl", ".json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    else:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    table: Dict[str, Dict[str, Any]] = {}
+    for row in rows:
+        if "description" not in row:
+            raise PredictError(f"{path}: every row needs a 'description' column")
+        for col in ("key", "path", "image"):
+            if row.get(col):
+                table[str(row[col])] = row
+                table[Path(str(row[col])).name] = row
+                table[Path(str(row[col])).stem] = row
+    return table
+
+
+def _generate_descriptions(images, vlm: str, adapter: Optional[Path]) -> List[str]:
+    try:
+        from .recipes.describe import describe_images  # the VLM part's in-memory entry point
+    except ImportError:
+        raise PredictError("--vlm needs mmlnb_dist.recipes.describe.describe_images(images, model, adapter); "
+                           "generate descriptions with `mmlnb-dist describe` and pass --descriptions") from None
+    return list(describe_images(images, model=vlm, adapter=adapter))
+
+
+def slide_aggregates(rows: List[Dict[str, Any]], classes: Sequence[str]) -> List[Dict[str, Any]]:
+    """Per slide: patch count, mean probability per class, its argmax, and the majority vote of patch labels
+    (ties broken by the higher mean probability)."""
+    by_slide: Dict[str, List[Dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("slide_id"):
+            by_slide.setdefault(str(r["slide_id"]), []).append(r)
+    out = []
+    for slide, rs in sorted(by_slide.items()):
+        mean = {c: sum(float(r[f"prob_{c}"]) for r in rs) / len(rs) for c in classes}
+        votes = Counter(r["label"] for r in rs)
+        top = max(votes.values())
+        majority = max((c for c in classes if votes.get(c) == top), key=lambda c: mean[c])
+        row = {"slide_id": slide, "n_patches": len(rs), "label_mean_prob": max(classes, key=lambda c: mean[c]),
+               "label_majority": majority}
+        row.update({f"mean_prob_{c}": mean[c] for c in classes})
+        row.update({f"votes_{c}": votes.get(c, 0) for c in classes})
+        out.append(row)
+    return out
+
+
+def _write(rows: List[Dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".jsonl":
+        with open(path, "w") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, default=str) + "\n")
+        return
+    keys: List[str] = []
+    for r in rows:
+        keys.extend(k for k in r if k not in keys)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descriptions: Optional[Path] = None,
+                    vlm: Optional[str] = None, adapter: Optional[Path] = None, split: Optional[str] = None,
+                    batch_size: int = 32, tracking_uri: Optional[str] = None) -> Dict[str, Any]:
+    """Predict every readable input and write `out` (+ `<out>.slides.<ext>` when slide ids are known).
+
+    Returns {"predicted": n, "failed": [(input, reason)], "out": path, "slides_out": path|None}.
+    """
+    import pandas as pd
+
+    out = Path(out)
+    if out.suffix not in (".csv", ".jsonl"):
+        raise PredictError(f"--out must end in .csv or .jsonl (got {out.name})")
+    model = load_model(model_uri, tracking_uri)
+    table = read_descriptions(descriptions) if descriptions else {}
+    items, failed = collect_inputs(inputs, split)
+
+    good, images = [], []
+    for it in items:
+        try:
+            data = it["data"] if it.get("data") is not None else Path(it["path"]).read_bytes()
+            images.append(decode_image(data))
+            it["data"] = data
+            good.append(it)
+        except (ValueError, OSError) as err:
+            failed.append((it["source"], str(err)))
+    for it in good:
+        row = table.get(it["key"]) or table.get(Path(it["source"]).name) or table.get(it["source"])
+        if row:
+            it["description"] = row["description"]
+            it["slide_id"] = it.get("slide_id") or row.get("slide_id") or None
+    if vlm and good:
+        texts = _generate_descriptions(images, vlm, adapter)
+        for it, text in zip(good, texts):
+            it["description"] = text
+
+    rows: List[Dict[str, Any]] = []
+    classes: List[str] = []
+    if good:
+        frame = pd.DataFrame({
+            "image": [base64.b64encode(it["data"]).decode() for it in good],
+            "description": [it.get("description") or "" for it in good],
+            "key": [it["key"] for it in good],
+            "slide_id": [str(it["slide_id"]) if it.get("slide_id") else "" for it in good],
+        })
+        pred = model.predict(frame, params={"batch_size": batch_size})
+        classes = [c[len("prob_"):] for c in pred.columns if c.startswith("prob_")]
+        for it, rec in zip(good, pred.to_dict("records")):
+            rec["source"] = it["source"]
+            rec["slide_id"] = rec.get("slide_id") or None
+            rows.append(rec)
+    _write(rows, out)
+    slides_out = None
+    agg = slide_aggregates(rows, classes)
+    if agg:
+        slides_out = out.with_name(out.stem + ".slides" + out.suffix)
+        _write(agg, slides_out)
+    return {"predicted": len(rows), "failed": failed, "out": str(out), "slides_out": str(slides_out) if slides_out else None}
