@@ -169,7 +169,7 @@ def dataset_specs(shard_dir: Path) -> List[Dict[str, Any]]:
             "provenance": manifest.get("provenance"),
         }
         specs.append({
-            "name": Path(shard_dir).resolve().name,
+            "name": f"{Path(shard_dir).resolve().name}:{split}",  # MLflow merges inputs of equal name+digest
             "digest": digest[:16],
             "source": str(Path(shard_dir).resolve()),
             "profile": profile,

@@ -37,7 +37,8 @@ def test_prmf_authors_form_equals_hand_computation():
 @pytest.mark.parametrize("form", ["paper", "authors"])
 def test_alpha_is_in_unit_interval(form):
     torch.manual_seed(2)
-    _, alpha = PRMF(8, 6, form)(100 * torch.randn(64, 8), 100 * torch.randn(64, 6))
+    with torch.no_grad():
+        _, alpha = PRMF(8, 6, form)(100 * torch.randn(64, 8), 100 * torch.randn(64, 6))
     assert alpha.shape == (64, 1) and float(alpha.min()) >= 0.0 and float(alpha.max()) <= 1.0
 
 

@@ -131,8 +131,10 @@ def test_geojson_round_trip_as_corrected_mask(tiled, slide_dir, tmp_path):
     data = json.loads((out / "qc" / "masks" / "cmu.geojson").read_text())
     assert data["type"] == "FeatureCollection"
     assert all(f["geometry"]["type"] == "Polygon" for f in data["features"])
-    ring = data["features"][0]["geometry"]["coordinates"][0]
-    assert ring[0] == ring[-1]  # closed rings
+    rings = data["features"][0]["geometry"]["coordinates"]
+    assert len(rings) == 3  # measured: the outline and 2 holes (holes stay holes)
+    ring = rings[0]
+    assert all(r[0] == r[-1] for r in rings)  # closed rings
     masks = tmp_path / "masks"
     masks.mkdir()
     (masks / "cmu.geojson").write_text(json.dumps(data))

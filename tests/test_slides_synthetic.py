@@ -245,3 +245,26 @@ def test_pen_and_low_contrast_filters():
     faint = (tile.astype(np.float32) * 0.15 + 200).astype(np.uint8)  # washed-out stain
     scores, reason = check_tile(faint, 5.0, "saturation", TileQCConfig(min_blur=0.0))
     assert reason == "low_contrast", scores
+
+
+def test_coarse_tiles_come_from_a_coarse_level(slides, tmp_path):
+    """2 um/px tiles on a 0.5 um/px slide with levels 1 and 4: read from level 1 (downsample 4), never level 0,
+    and the provenance (level-0 x, y, size0) reads back the stored pixels."""
+    from PIL import Image
+
+    from mmlnb_dist.data.shards import image_member
+    from mmlnb_dist.slides.reader import SlideReader
+
+    folder, _ = slides
+    out = tmp_path / "coarse"
+    report = _tile(folder, out, "slides.mpp=2.0", "slides.tile_size=64", "data.build.image_format=original",
+                   "data.build.val_fraction=0")
+    assert report.ok
+    for r in report.results:
+        assert r["level"] == 1 and r["size0"] == 256
+    sample = next(iter(_samples(out, "train")))
+    meta = json.loads(sample["json"])
+    with SlideReader(folder / f"{meta['slide_id']}.tif") as reader:
+        again = reader.read_tile(meta["x"], meta["y"], meta["size0"], 64, meta["level"]).astype(np.float32)
+    stored = np.asarray(Image.open(io.BytesIO(sample[image_member(sample)])).convert("RGB")).astype(np.float32)
+    assert np.abs(stored - again).mean() < 6.0

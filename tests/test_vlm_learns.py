@@ -4,7 +4,7 @@ image-description pairs, writes descriptions that name the patch's class far mor
 "Names the class": the description contains a class-exclusive phrase of that class and of no other class
 (`test_vlm_support.SYNTHETIC_KEYWORDS`; every reference description passes this check). A generator that
 ignores the image can name the right class for at most the majority share of the held-out patches (~1/3).
-Measured on this machine: 0.80 of 60 held-out patches after 250 steps (see docs/vlm.md).
+Measured on this machine: 0.65 of 60 held-out patches after 250 steps (see docs/vlm.md).
 """
 from __future__ import annotations
 

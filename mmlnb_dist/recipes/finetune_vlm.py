@@ -18,6 +18,7 @@ Outputs in `<run.output_dir>/<run.name>/`: `adapter/` (peft format, safetensors;
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -203,9 +204,23 @@ class FinetuneVLMRecipe:
         print(f"[{STAGE}] resumed from {ckpt} at step {self.step}", flush=True)
 
     # -- batches ----------------------------------------------------------------------------------------------
+    ENCODE_CACHE_BYTES = 1 << 30
+    """Encoded pairs are kept in memory when the whole split fits in this much (images are not augmented, so
+    the processor's resize/normalise/patchify of a pair never changes; on small models it dominates a step)."""
+
     def _encode(self, pairs: List[Pair]) -> List[V.Encoded]:
         v = self.cfg.vlm
-        return [V.encode_pair(self.processor, p.image, v.prompt, p.text, v.max_length) for p in pairs]
+        cache = self.__dict__.setdefault("_enc_cache", {})
+        out = []
+        for p in pairs:
+            enc = cache.get(p.key)
+            if enc is None:
+                enc = V.encode_pair(self.processor, p.image, v.prompt, p.text, v.max_length)
+                n_pairs = len(self.train_pairs) + len(self.val_pairs)
+                if enc.pixel_values.numel() * enc.pixel_values.element_size() * n_pairs <= self.ENCODE_CACHE_BYTES:
+                    cache[p.key] = enc
+            out.append(enc)
+        return out
 
     def _to_device(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         batch = {k: t.to(self.env.device) for k, t in batch.items()}
@@ -281,9 +296,8 @@ class FinetuneVLMRecipe:
         for b in range(n_batches):
             chunk = mine[b * self.plan.micro_batch:(b + 1) * self.plan.micro_batch]
             enc = self._encode([self.val_pairs[i] for i in chunk] or [self.val_pairs[0]])
-            if not chunk:
-                for e in enc:
-                    e.labels = [V.IGNORE_INDEX] * len(e.labels)
+            if not chunk:  # a copy: encodings may be cached
+                enc = [dataclasses.replace(e, labels=[V.IGNORE_INDEX] * len(e.labels)) for e in enc]
             batch = self._to_device(V.collate(enc, self.pad_id, "right"))
             loss = self.engine(**batch).loss
             n_tok = int((batch["labels"][:, 1:] != V.IGNORE_INDEX).sum())

@@ -25,8 +25,9 @@ def tile_scores(rgb: np.ndarray, threshold: float, channel: str) -> Dict[str, fl
     # H&E hues are pink/purple (hue < 15 or > 120 on OpenCV's 0-179 scale); marker ink is green/blue (35-115)
     # and strongly saturated, or black (very dark). Both thresholds are loose on purpose: only obvious ink.
     ink = ((hue >= 35) & (hue <= 115) & (sat > 90) & (val < 220)) | (val < 40)
+    values = sat if channel == "saturation" else tissue_channel(rgb, channel)  # reuse the HSV conversion
     return {
-        "tissue_fraction": float((tissue_channel(rgb, channel) > threshold).mean()),
+        "tissue_fraction": float((values > threshold).mean()),
         "blur": float(cv2.Laplacian(grey, cv2.CV_64F).var()),
         "contrast": float(grey.std()),
         "pen_fraction": float(ink.mean()),

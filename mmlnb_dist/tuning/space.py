@@ -9,7 +9,7 @@
       train.global_batch_size: {grid: [16, 32]}   # grid values (also used by searcher=grid)
 
 Distributions: uniform, loguniform, quniform [lo, hi, q], randint [lo, hi) , choice [...], grid [...].
-`scale: epochs` multiplies the sampled value by `train.epochs` and rounds it, so one space fits the 9-epoch
+`scale: epochs` multiplies the sampled value by `train.epochs` and rounds it (at least 1), so one space fits the 9-epoch
 demo and the 150-epoch paper profile.
 """
 from __future__ import annotations
@@ -121,7 +121,7 @@ def apply_params(cfg_dict: Dict[str, Any], sampled: Mapping[str, Any],
     for key, value in sampled.items():
         spec = space.get(key, {})
         if spec.get("scale") == "epochs":
-            value = int(round(float(value) * epochs))
+            value = max(1, int(round(float(value) * epochs)))  # epoch 0 belongs to the first phase
         if hasattr(value, "item"):  # numpy scalars from the searchers
             value = value.item()
         _set_path(out, key, value)
