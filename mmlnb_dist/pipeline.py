@@ -96,9 +96,42 @@ def stage_shards(cfg: Config, source: StageResult, log: Callable[[str], None]) -
     return run_stage("shards", out, fp, work, log)
 
 
+def stage_train(cfg: Config, shards: StageResult, log: Callable[[str], None]) -> StageResult:
+    """Stage 2: the fusion classifier on `shards.output` (a described shard set in the full pipeline)."""
+    from .recipes.train_fusion import run as train_fusion
+
+    cfg = cfg.model_copy(deep=True)
+    cfg.data.shards = shards.output
+    cfg.run.name = f"{cfg.run.name}-fusion"
+    fp = fingerprint("train", shards.fingerprint, manifest_digest(shards.output), cfg.run.seed,
+                     cfg.model.model_dump(), cfg.train.model_dump(), cfg.distributed.model_dump(),
+                     cfg.data.loader.model_dump())
+
+    def work() -> Dict[str, Any]:
+        result = train_fusion(cfg)
+        return {"metrics": {k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
+
+    return run_stage("train", Path(cfg.run.dir), fp, work, log)
+
+
+PAPER_COLUMNS = [("accuracy", "Acc"), ("balanced_accuracy", "BAcc"), ("kappa", "Kappa"),
+                 ("f1_weighted", "F1"), ("precision_weighted", "Prec"), ("recall_weighted", "Rec"),
+                 ("auroc", "AUROC")]
+
+
+def paper_table(metrics: Dict[str, Any], split: str = "val") -> str:
+    """The paper's Table 1 columns (in %) for one split, plus the ordinal quadratic kappa."""
+    head = " | ".join(f"{name:>6}" for _, name in PAPER_COLUMNS) + " | QWK(ord)"
+    row = " | ".join(f"{100 * metrics[f'{split}/{key}']:6.2f}" for key, _ in PAPER_COLUMNS)
+    row += f" | {100 * metrics[f'{split}/quadratic_kappa']:8.2f}"
+    return f"{split} split (best checkpoint), %:\n{head}\n{row}\n" \
+        "Kappa is unweighted Cohen's kappa; QWK(ord) is quadratic-weighted on the ordinal order UD < PD < D."
+
+
 def run_demo(cfg: Config, log: Callable[[str], None] = print) -> List[StageResult]:
     """Run the embedded-default pipeline end to end; return what each stage did."""
     synth = stage_synth(cfg, log)
     shards = stage_shards(cfg, synth, log)
-    results = [synth, shards]
+    train = stage_train(cfg, shards, log)
+    results = [synth, shards, train]
     return results

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..pipeline import run_demo
+    from ..pipeline import paper_table, run_demo
 
     cfg = load_from_args(args)
     results = run_demo(cfg)
@@ -27,4 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
     for r in results:
         state = "skipped (up to date)" if r.skipped else f"{r.seconds:.1f}s"
         print(f"  {r.name:<14} {state:<22} {r.output}")
+    metrics = results[-1].info.get("metrics", {})
+    if "val/accuracy" in metrics:
+        print("\n" + paper_table(metrics, "val"))
     return 0
