@@ -47,6 +47,14 @@ def _example_image_b64(size: int = 32) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def run_metric(run, metric: str) -> Optional[float]:
+    """A run's value of `metric`; `best/val/x` (the exported best checkpoint) falls back to `val/x`."""
+    value = run.data.metrics.get(metric)
+    if value is None and metric.startswith("best/"):
+        value = run.data.metrics.get(metric[len("best/"):])
+    return value
+
+
 def better(new: Optional[float], old: Optional[float], mode: str) -> bool:
     """Whether `new` beats `old` (a missing or NaN holder value always loses)."""
     if new is None or (isinstance(new, float) and math.isnan(new)):
@@ -112,7 +120,7 @@ def _requirements():
 
 
 def register_run(run_id: str, name: str, alias: Optional[str] = "champion", tracking_uri: Optional[str] = None,
-                 metric: str = "val/balanced_accuracy", mode: str = "max",
+                 metric: str = "best/val/balanced_accuracy", mode: str = "max",
                  export_dir: Optional[Path] = None) -> RegisterResult:
     """Log run `run_id`'s export as a pyfunc model, register it as a new version of `name`, maybe move `alias`.
 
@@ -133,7 +141,7 @@ def register_run(run_id: str, name: str, alias: Optional[str] = "champion", trac
     export_dir = find_export_dir(run, export_dir)
     predictor = load_predictor(export_dir)
     classes = list(predictor.classes)
-    value = run.data.metrics.get(metric)
+    value = run_metric(run, metric)
 
     # Signature and example from a real prediction: checks the export works before anything is registered.
     example = pd.DataFrame({"image": [_example_image_b64()], "description": ["Sheets of small round blue cells."],
@@ -181,7 +189,7 @@ def register_run(run_id: str, name: str, alias: Optional[str] = "champion", trac
             holder = None
         if holder is not None and holder.run_id:
             try:
-                previous = client.get_run(holder.run_id).data.metrics.get(metric)
+                previous = run_metric(client.get_run(holder.run_id), metric)
             except Exception:  # noqa: BLE001 - holder's run deleted: treat as no value
                 previous = None
         if holder is None:
@@ -198,14 +206,15 @@ def register_run(run_id: str, name: str, alias: Optional[str] = "champion", trac
 def register_after_training(cfg, result: Dict[str, Any], run_id: Optional[str]) -> Optional[RegisterResult]:
     """Hook for the end of training: register when `tracking.register_name` is set (rank 0 only, caller's job).
 
-    `result` is the recipe's return dict (`run_dir`, `val/...`); the metric defaults to `val/<best_metric>`.
+    `result` is the recipe's return dict (`run_dir`, `val/...`); the metric defaults to
+    `best/val/<train.best_metric>` (the exported best checkpoint's validation value).
     """
     from .tracking import default_tracking_uri
 
     name = cfg.tracking.register_name
     if not name or not run_id:
         return None
-    metric = cfg.tracking.register_metric or f"val/{cfg.train.best_metric}"
+    metric = cfg.tracking.register_metric or f"best/val/{cfg.train.best_metric}"
     mode = "min" if metric.endswith("loss") and cfg.tracking.register_metric is None else cfg.tracking.register_mode
     export_dir = Path(result["run_dir"]) / "export" if result.get("run_dir") else None
     return register_run(run_id, name, cfg.tracking.register_alias, default_tracking_uri(cfg), metric, mode,

@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--run", required=True, metavar="RUN_ID", help="MLflow run id of a training run")
     r.add_argument("--name", default="mmlnb-nb", help="registered model name (default mmlnb-nb)")
     r.add_argument("--alias", default="champion", help="alias to move when the metric improves ('' for none)")
-    r.add_argument("--metric", default="val/balanced_accuracy", help="metric deciding the alias")
+    r.add_argument("--metric", default="best/val/balanced_accuracy",
+                   help="metric deciding the alias (default best/val/balanced_accuracy: the exported checkpoint's; "
+                   "falls back to val/balanced_accuracy)")
     r.add_argument("--mode", choices=["max", "min"], default="max", help="higher (max) or lower (min) is better")
     r.add_argument("--export", type=Path, help="export folder (default: <run_dir tag>/export)")
     r.add_argument("--uri", help="tracking URI (default: from --config / the embedded SQLite store)")

@@ -49,7 +49,7 @@ class TrackingConfig(Section):
     """Alias the new version takes, only when it beats the current holder on `register_metric`."""
 
     register_metric: Optional[str] = None
-    """Metric that decides the alias, e.g. `val/balanced_accuracy`; default `val/<train.best_metric>`."""
+    """Metric that decides the alias, e.g. `best/val/balanced_accuracy`; default `best/val/<train.best_metric>`."""
 
     register_mode: Literal["max", "min"] = "max"
     """Whether a higher (max) or lower (min) `register_metric` is better."""

@@ -191,7 +191,14 @@ def _build(out: Path, seed: int) -> None:
     torch.random.set_rng_state(state)
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = config.text_config.pad_token_id
-    model.save_pretrained(tmp, safe_serialization=True)
+    # Written by hand rather than with model.save_pretrained: under an initialised process group transformers
+    # writes weights only on rank 0, and the rank holding the lock here may be any rank.
+    from safetensors.torch import save_file
+
+    config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"),
+              metadata={"format": "pt"})
     processor.save_pretrained(tmp)
     (tmp / "done.json").write_text(json.dumps({"seed": seed, "kind": "tiny-qwen2.5-vl"}))
     if out.exists():  # a stale, incomplete folder from a killed build

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import Config, TrainConfig, save_config
-from ..config.__init__ import config_from_dict
+from ..config import config_from_dict
 from .space import apply_params, load_space, to_tune_space
-from .trial import RESULT_FILE, read_trial_result, trial_main
+from .trial import read_trial_result, trial_main
 
 
 class SearchError(RuntimeError):

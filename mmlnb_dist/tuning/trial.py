@@ -85,7 +85,7 @@ def _worker_loop(config: Dict[str, Any]) -> None:
     import ray.train.torch
     import ray.util
 
-    from ..config.__init__ import config_from_dict
+    from ..config import config_from_dict
     from ..distributed import DistEnv
 
     ctx = ray.train.get_context()
@@ -139,7 +139,7 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     from ray import tune
 
     from ..config import TuneConfig
-    from ..config.__init__ import config_from_dict
+    from ..config import config_from_dict
     from .space import apply_params
 
     trial_id = tune.get_context().get_trial_id()

@@ -1,0 +1,94 @@
+"""Tuning overhead (issue 6): a 4-trial Ray Tune search vs 4 sequential plain `mmlnb-dist train` runs of the
+same configs, on the CPU, with the frozen-feature cache hit counts.
+
+    .venv/bin/python benchmarks/tune_overhead.py [--out /tmp/tune-bench] [--epochs 4]
+
+Prints a Markdown table (paste it into BENCHMARKS.md under "## Tuning overhead (issue 6)").
+Variants: sequential CLI runs (one fresh process each, as a user would run them); the search with FIFO (same
+work as sequential: every trial runs all epochs) with trials in Ray Train TorchTrainers; the same search with ASHA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "launch" / "profiles" / "cpu-demo.yaml"
+LRS = [3e-3, 1e-3, 3e-4, 1e-7]
+
+
+def make_shards(root: Path, n: int, size: int) -> Path:
+    from mmlnb_dist.config import BuildConfig
+    from mmlnb_dist.data.shards import build_shards, collect_samples
+    from mmlnb_dist.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(root / "src", n=n, size=size, n_slides=12, noisy_description_rate=0.2, seed=0)
+    build = BuildConfig(max_samples_per_shard=60, val_fraction=0.25, image_format="png", image_size=size)
+    build_shards(collect_samples(root / "src"), root / "shards", build, progress=False)
+    return root / "shards"
+
+
+def common(shards: Path, out: Path, epochs: int):
+    return [f"data.shards={shards}", f"run.output_dir={out}", "tracking.backends=[mlflow]",
+            "data.loader.num_workers=0", "data.loader.image_size=32", f"train.epochs={epochs}",
+            "train.feature_cache=disk"]
+
+
+def sequential(shards: Path, out: Path, epochs: int) -> dict:
+    t0 = time.time()
+    for i, lr in enumerate(LRS):
+        cmd = [sys.executable, "-m", "mmlnb_dist.cli", "train", "--config", str(PROFILE),
+               *common(shards, out, epochs), f"run.name=seq{i}", f"train.lr={lr}"]
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    caches = len(list(out.rglob("feature_cache/*.safetensors")))
+    return {"wall_s": time.time() - t0, "cache_files": caches, "hits": 0, "misses": caches}
+
+
+def search(shards: Path, out: Path, epochs: int, scheduler: str, space: Path) -> dict:
+    cmd = [sys.executable, "-m", "mmlnb_dist.cli", "tune", "--config", str(PROFILE), "--space", str(space),
+           *common(shards, out, epochs), "tune.searcher=grid", "tune.num_samples=1", f"tune.scheduler={scheduler}",
+           "tune.metric=val/loss", "tune.mode=min", "tune.num_cpus=2", f"tune.name={scheduler}"]
+    t0 = time.time()
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.time() - t0
+    summary = json.loads((out / "tune" / scheduler / "summary.json").read_text())
+    cache = summary["cache"]
+    return {"wall_s": wall, "search_s": summary["wall_s"], "cache_files": cache["cache_files"],
+            "hits": cache.get("cache/hits", 0), "misses": cache.get("cache/misses", 0),
+            "stopped_early": summary["stopped_early"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path("/tmp/tune-bench"))
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--n", type=int, default=150)
+    args = ap.parse_args()
+    shutil.rmtree(args.out, ignore_errors=True)
+    args.out.mkdir(parents=True)
+    shards = make_shards(args.out / "data", args.n, 48)
+    space = args.out / "space.yaml"
+    space.write_text("params:\n  train.lr: {grid: [" + ", ".join(str(x) for x in LRS) + "]}\n")
+    load = os.getloadavg()
+    rows = {"sequential (4 x `mmlnb-dist train`)": sequential(shards, args.out / "seq", args.epochs),
+            "tune, FIFO, TorchTrainer per trial": search(shards, args.out / "fifo", args.epochs, "fifo", space),
+            "tune, ASHA, TorchTrainer per trial": search(shards, args.out / "asha", args.epochs, "asha", space)}
+    load_after = os.getloadavg()
+    print(f"machine: {os.cpu_count()}-core CPU; load average before {load[0]:.2f}, after {load_after[0]:.2f}; "
+          f"{args.n} samples, {args.epochs} epochs, lr grid {LRS}\n")
+    print("| variant | wall (s) | vs sequential | cache files | cache hits | cache misses | stopped early |")
+    print("|---|---|---|---|---|---|---|")
+    base = rows["sequential (4 x `mmlnb-dist train`)"]["wall_s"]
+    for name, r in rows.items():
+        print(f"| {name} | {r['wall_s']:.0f} | {r['wall_s'] / base:.2f}x | {r['cache_files']} | {r['hits']} | "
+              f"{r['misses']} | {r.get('stopped_early', '-')} |")
+
+
+if __name__ == "__main__":
+    main()
