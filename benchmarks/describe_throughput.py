@@ -36,13 +36,24 @@ def build_shards(out: Path, n: int, size: int) -> Path:
     return out
 
 
-def authors_loop(cfg, vlm: str, shards: Path, csv_path: Path) -> dict:
+def load(cfg, vlm: str, adapter):
+    """The same (merged) model both sides use."""
+    from mmlnb_dist.models import vlm as V
+
+    v = cfg.vlm
+    model, proc = V.load_vlm(vlm, min_pixels=v.min_pixels, max_pixels=v.max_pixels, cache_dir=v.cache_dir)
+    if adapter:
+        model = V.load_adapter(model, adapter).merge_and_unload().eval()
+    return model, proc
+
+
+def authors_loop(cfg, vlm: str, adapter, shards: Path, csv_path: Path) -> dict:
     """One image at a time; after each, rewrite the whole CSV (their script's pattern); no resume."""
     from mmlnb_dist.data.shards import image_member, iter_shard_samples, read_manifest, shard_paths
     from mmlnb_dist.models import vlm as V
 
     v = cfg.vlm
-    model, proc = V.load_vlm(vlm, min_pixels=v.min_pixels, max_pixels=v.max_pixels, cache_dir=v.cache_dir)
+    model, proc = load(cfg, vlm, adapter)
     manifest = read_manifest(shards)
     samples = [s for split in manifest["splits"] for p, _ in shard_paths(shards, manifest, split)
                for s in iter_shard_samples(p)]
@@ -59,14 +70,14 @@ def authors_loop(cfg, vlm: str, shards: Path, csv_path: Path) -> dict:
     return {"n": len(rows), "seconds": seconds, "per_s": len(rows) / seconds}
 
 
-def warm_up(cfg, vlm: str, shards: Path, batch_size: int) -> None:
+def warm_up(cfg, vlm: str, adapter, shards: Path, batch_size: int) -> None:
     """First calls of each batch shape pay one-off kernel set-up (seconds on the CPU): pay it for both sides
     before timing, so neither measurement includes it."""
     from mmlnb_dist.data.shards import image_member, iter_shard_samples, read_manifest, shard_paths
     from mmlnb_dist.models import vlm as V
 
     v = cfg.vlm
-    model, proc = V.load_vlm(vlm, min_pixels=v.min_pixels, max_pixels=v.max_pixels, cache_dir=v.cache_dir)
+    model, proc = load(cfg, vlm, adapter)
     manifest = read_manifest(shards)
     path = shard_paths(shards, manifest, next(iter(manifest["splits"])))[0][0]
     images = [s[image_member(s)] for s in iter_shard_samples(path)][:batch_size]
@@ -74,16 +85,18 @@ def warm_up(cfg, vlm: str, shards: Path, batch_size: int) -> None:
         V.generate_descriptions(model, proc, batch, v.prompt, v.generation)
 
 
-def ours(cfg, vlm: str, shards: Path, out: Path) -> dict:
+def ours(cfg, vlm: str, adapter, shards: Path, out: Path) -> dict:
     from mmlnb_dist.recipes.describe import run_describe
 
-    r = run_describe(cfg, vlm, None, shards, out, progress=False)
-    return {"n": r["num_samples"], "seconds": r["seconds"], "per_s": r["samples_per_s"]}
+    r = run_describe(cfg, vlm, adapter, shards, out, progress=False)
+    return {"n": r["num_samples"], "seconds": r["seconds"], "per_s": r["samples_per_s"],
+            "mean_words": round(r["quality"]["words"]["mean"], 1)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--vlm", default="tiny")
+    ap.add_argument("--adapter", default=None, help="a LoRA adapter (e.g. from finetune-vlm) used by both sides")
     ap.add_argument("--n", type=int, default=96, help="images")
     ap.add_argument("--size", type=int, default=112, help="image side in pixels (also the processor bound)")
     ap.add_argument("--batch-size", type=int, default=32)
@@ -101,12 +114,12 @@ def main() -> None:
             f"vlm.generation.max_new_tokens={args.max_new_tokens}", f"vlm.generation.preset={args.preset}",
         ])
         shards = build_shards(tmp / "in", args.n, args.size)
-        warm_up(cfg, args.vlm, shards, args.batch_size)
-        base = authors_loop(cfg, args.vlm, shards, tmp / "authors.csv")
-        new = ours(cfg, args.vlm, shards, tmp / "out")
+        warm_up(cfg, args.vlm, args.adapter, shards, args.batch_size)
+        base = authors_loop(cfg, args.vlm, args.adapter, shards, tmp / "authors.csv")
+        new = ours(cfg, args.vlm, args.adapter, shards, tmp / "out")
     load = os.getloadavg()
     print(json.dumps({
-        "vlm": args.vlm, "images": args.n, "size": args.size, "batch_size": args.batch_size,
+        "vlm": args.vlm, "adapter": args.adapter, "mean_words": new["mean_words"], "images": args.n, "size": args.size, "batch_size": args.batch_size,
         "max_new_tokens": args.max_new_tokens, "preset": args.preset,
         "authors_per_s": round(base["per_s"], 2), "ours_per_s": round(new["per_s"], 2),
         "speedup": round(new["per_s"] / base["per_s"], 1), "cpu_count": os.cpu_count(),

@@ -5,7 +5,8 @@ same configs, on the CPU, with the frozen-feature cache hit counts.
 
 Prints a Markdown table (paste it into BENCHMARKS.md under "## Tuning overhead (issue 6)").
 Variants: sequential CLI runs (one fresh process each, as a user would run them); the search with FIFO (same
-work as sequential: every trial runs all epochs) with trials in Ray Train TorchTrainers; the same search with ASHA.
+work as sequential: every trial runs all epochs) and with ASHA, each with trials in Ray Train TorchTrainers
+(the default) and with the recipe run inside the trial process (`tune.use_ray_train=false`).
 """
 from __future__ import annotations
 
@@ -50,14 +51,15 @@ def sequential(shards: Path, out: Path, epochs: int) -> dict:
     return {"wall_s": time.time() - t0, "cache_files": caches, "hits": 0, "misses": caches}
 
 
-def search(shards: Path, out: Path, epochs: int, scheduler: str, space: Path) -> dict:
+def search(shards: Path, out: Path, epochs: int, scheduler: str, space: Path, *extra: str) -> dict:
+    name = scheduler + ("-inproc" if extra else "")
     cmd = [sys.executable, "-m", "mmlnb_dist.cli", "tune", "--config", str(PROFILE), "--space", str(space),
            *common(shards, out, epochs), "tune.searcher=grid", "tune.num_samples=1", f"tune.scheduler={scheduler}",
-           "tune.metric=val/loss", "tune.mode=min", "tune.num_cpus=2", f"tune.name={scheduler}"]
+           "tune.metric=val/loss", "tune.mode=min", "tune.num_cpus=2", f"tune.name={name}", *extra]
     t0 = time.time()
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.time() - t0
-    summary = json.loads((out / "tune" / scheduler / "summary.json").read_text())
+    summary = json.loads((out / "tune" / name / "summary.json").read_text())
     cache = summary["cache"]
     return {"wall_s": wall, "search_s": summary["wall_s"], "cache_files": cache["cache_files"],
             "hits": cache.get("cache/hits", 0), "misses": cache.get("cache/misses", 0),
@@ -78,7 +80,11 @@ def main() -> None:
     load = os.getloadavg()
     rows = {"sequential (4 x `mmlnb-dist train`)": sequential(shards, args.out / "seq", args.epochs),
             "tune, FIFO, TorchTrainer per trial": search(shards, args.out / "fifo", args.epochs, "fifo", space),
-            "tune, ASHA, TorchTrainer per trial": search(shards, args.out / "asha", args.epochs, "asha", space)}
+            "tune, ASHA, TorchTrainer per trial": search(shards, args.out / "asha", args.epochs, "asha", space),
+            "tune, FIFO, recipe in the trial process": search(shards, args.out / "fifo-in", args.epochs, "fifo",
+                                                              space, "tune.use_ray_train=false"),
+            "tune, ASHA, recipe in the trial process": search(shards, args.out / "asha-in", args.epochs, "asha",
+                                                              space, "tune.use_ray_train=false")}
     load_after = os.getloadavg()
     print(f"machine: {os.cpu_count()}-core CPU; load average before {load[0]:.2f}, after {load_after[0]:.2f}; "
           f"{args.n} samples, {args.epochs} epochs, lr grid {LRS}\n")

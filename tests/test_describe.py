@@ -3,7 +3,6 @@ output as an uninterrupted one (greedy); manifest provenance and the quality rep
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import pytest

@@ -124,6 +124,7 @@ class FinetuneVLMRecipe:
         self.step = 0
         self.engine = None
         self.logger = None
+        self._enc_cache: Dict[str, V.Encoded] = {}
 
     # -- setup ------------------------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -210,7 +211,7 @@ class FinetuneVLMRecipe:
 
     def _encode(self, pairs: List[Pair]) -> List[V.Encoded]:
         v = self.cfg.vlm
-        cache = self.__dict__.setdefault("_enc_cache", {})
+        cache = self._enc_cache
         out = []
         for p in pairs:
             enc = cache.get(p.key)
