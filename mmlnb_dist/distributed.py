@@ -181,14 +181,13 @@ def deepspeed_config(
     if cfg.gradient_clipping > 0:
         ds.setdefault("gradient_clipping", cfg.gradient_clipping)
     if base is None:
+        # On the CPU, DeepSpeed's fused Adam kernel is unavailable (it needs CUDA and a JIT build): use torch's.
+        # On GPUs keep DeepSpeed's fused Adam, which is faster.
         ds["optimizer"] = {
             "type": "AdamW" if optimizer == "adamw" else "Adam",
-            "params": {"lr": lr, "weight_decay": weight_decay, "torch_adam": True,
+            "params": {"lr": lr, "weight_decay": weight_decay, "torch_adam": on_cpu,
                        "adam_w_mode": optimizer == "adamw"},
         }
-        if on_cpu:
-            # DeepSpeed's fused/CPU Adam kernels need a compiler toolchain; torch's Adam works everywhere.
-            ds["optimizer"]["params"]["torch_adam"] = True
         zero: Dict[str, Any] = {"stage": cfg.zero_stage}
         if cfg.zero_stage >= 2 and cfg.offload_optimizer:
             zero["offload_optimizer"] = {"device": "cpu", "pin_memory": not on_cpu}
