@@ -114,15 +114,17 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(shards, tm
     (tmp_path / "space.yaml").write_text("params:\n  train.lr: {loguniform: [1.0e-3, 3.0e-3]}\n")
     trials = tmp_path / "runs" / "tune" / "resumable" / "trials"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(_tune_cmd(shards, tmp_path), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "first.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(_tune_cmd(shards, tmp_path), cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 300
         done = []
-        while time.time() < deadline and not done:
+        while time.time() < deadline and not done and proc.poll() is None:
             done = sorted(trials.glob("*/trial_result.json")) if trials.is_dir() else []
             time.sleep(0.5)
-        assert done, "no trial finished within 300 s"
+        assert done, f"no trial finished (driver exit code {proc.poll()}); log tail:\n{log.read_text()[-4000:]}"
         proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and stops
         proc.wait(timeout=120)
     finally:

@@ -250,7 +250,8 @@ class FusionTrainingRecipe:
             engine.step()
             b = label.numel()
             seen += b
-            sums[0] += float(loss.detach()) * b
+            loss_value = float(loss.detach())
+            sums[0] += loss_value * b
             sums[1] += b
             if out["alpha"] is not None:
                 sums[2] += float(out["alpha"].detach().float().sum())
@@ -259,10 +260,10 @@ class FusionTrainingRecipe:
                 self.global_step += 1
                 rate = seen * env.world_size / max(time.perf_counter() - t0, 1e-9)
                 alpha = float(sums[2] / sums[3]) if sums[3] else float("nan")
-                bar.set_postfix(loss=f"{float(loss):.3f}", lam=f"{lam:.2f}", alpha=f"{alpha:.2f}",
+                bar.set_postfix(loss=f"{loss_value:.3f}", lam=f"{lam:.2f}", alpha=f"{alpha:.2f}",
                                 sps=f"{rate:.0f}")
                 if self.global_step % cfg.train.log_every == 0:
-                    self.logger.log_metrics({"train/loss": float(loss), "train/lambda": lam,
+                    self.logger.log_metrics({"train/loss": loss_value, "train/lambda": lam,
                                              "train/alpha_mean": alpha, "train/samples_per_s": rate},
                                             step=self.global_step)
             bar.update(1)
