@@ -113,7 +113,10 @@ def _tune_cmd(shards, out, *extra):
 def test_interrupted_search_resumes_without_rerunning_finished_trials(shards, tmp_path):
     (tmp_path / "space.yaml").write_text("params:\n  train.lr: {loguniform: [1.0e-3, 3.0e-3]}\n")
     trials = tmp_path / "runs" / "tune" / "resumable" / "trials"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # a clean environment: no rendezvous variables left by trainings earlier in this pytest process
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["PYTHONUNBUFFERED"] = "1"
     log = tmp_path / "first.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(_tune_cmd(shards, tmp_path), cwd=ROOT, env=env, stdout=out,

@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
@@ -134,6 +135,22 @@ def fit_with_ray_train(cfg_dict: Dict[str, Any], recipe: str, run_dir: Path, tun
     trainer.fit()
 
 
+def _own_rendezvous() -> None:
+    """Give an in-process trial a 1-rank rendezvous on a free port of its own.
+
+    Ray workers inherit the environment of whoever started Ray; a MASTER_PORT left there by a training in
+    the driver's process (still listening) made every trial fail with EADDRINUSE. The trial process runs
+    nothing else, so overwriting these variables here is safe.
+    """
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)})
+
+
 def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     """The Tune trainable: config for this trial -> recipe (in a TorchTrainer) -> reports -> result file."""
     from ray import tune
@@ -169,6 +186,7 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
         fit_with_ray_train(cfg.model_dump(mode="json"), ctx["recipe"], run_dir, tune_cfg, Path(ctx["storage"]))
     else:
         recipe = resolve_recipe(ctx["recipe"])
+        _own_rendezvous()
         counts = {"cache/hits": 0, "cache/misses": 0}
         with count_cache_loads(counts):
             result = recipe(cfg, None, report=lambda e, m: tune.report({**clean_metrics(m), "epoch": float(e)}))
