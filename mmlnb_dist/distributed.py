@@ -82,9 +82,15 @@ def init_engine_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: i
         with socket.socket() as s:  # a free port: concurrent single-process runs must not collide
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        ours = []
         for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
                            ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
-            os.environ.setdefault(key, value)
+            if key not in os.environ:
+                os.environ[key] = value
+                ours.append(key)
+        # Remembered so that destroy_process_group() takes them back: left behind, a stale MASTER_PORT is
+        # inherited by child processes (Ray trials, launchers) and collides with their own groups.
+        os.environ[_SET_BY_US] = ",".join(ours)
         import deepspeed
 
         deepspeed.init_distributed(
@@ -95,9 +101,15 @@ def init_engine_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: i
     init_process_group(env, cfg, timeout_s)
 
 
+_SET_BY_US = "MMLNB_DIST_SET_LAUNCHER_ENV"
+
+
 def destroy_process_group() -> None:
+    """Destroy the group and remove the launcher variables `init_engine_process_group` invented."""
     if dist.is_initialized():
         dist.destroy_process_group()
+    for key in filter(None, os.environ.pop(_SET_BY_US, "").split(",")):
+        os.environ.pop(key, None)
 
 
 def barrier(env: DistEnv) -> None:

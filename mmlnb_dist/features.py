@@ -12,6 +12,8 @@ With `train.feature_cache: disk` the train-split table is also written to
 from __future__ import annotations
 
 import json
+import os
+import uuid
 import logging
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -72,7 +74,8 @@ class FeatureCache:
 
         keys = sorted(self._store)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
+        # A unique temporary name: concurrent trials sharing a cache folder may write the same entry at once.
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
         save_file({"features": self.stacked(keys).contiguous()}, str(tmp), metadata={"keys": json.dumps(keys)})
         tmp.replace(self.path)  # atomic: a killed run never leaves a half-written cache
         return self.path

@@ -30,6 +30,8 @@ PACKAGES = ("torch", "torchvision", "deepspeed", "transformers", "peft", "mlflow
 
 
 class MetricLogger(Protocol):
+    wants_figures: bool  # False when no backend keeps pictures: callers skip drawing them
+
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None: ...
@@ -42,6 +44,7 @@ class NullLogger:
     """What every rank but 0 gets."""
 
     run_id: Optional[str] = None
+    wants_figures: bool = False
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
@@ -279,6 +282,8 @@ class MLflowLogger(NullLogger):
     failure is still only warned about once.
     """
 
+    wants_figures = True
+
     def __init__(self, tracking: TrackingConfig, uri: str, artifact_root: Path, run_name: str,
                  tags: Optional[Mapping[str, str]] = None, run_dir: Optional[Path] = None):
         import mlflow
@@ -427,6 +432,10 @@ class MultiLogger(NullLogger):
     @property
     def run_id(self) -> Optional[str]:
         return next((lg.run_id for lg in self.loggers if getattr(lg, "run_id", None)), None)
+
+    @property
+    def wants_figures(self) -> bool:
+        return any(lg.wants_figures for lg in self.loggers)
 
     @property
     def mlflow(self) -> Optional[MLflowLogger]:

@@ -26,7 +26,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 import torch
 
@@ -307,3 +307,26 @@ def _finish(cfg: Config, vlm: str, adapter: Optional[str], shards_in: Path, out:
         pass
     return {"num_samples": n, "described_now": described, "seconds": seconds,
             "samples_per_s": described / seconds if seconds > 0 else None, "quality": report}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# In-memory entry point (prediction from raw images)
+# ---------------------------------------------------------------------------------------------------------
+
+def describe_images(images: List[Any], model: str, adapter: Optional[Union[str, Path]] = None,
+                    cfg: Optional[Config] = None) -> List[str]:
+    """Descriptions for images (bytes or PIL), generated exactly as `describe` does (same prompt, template, pixel bounds
+    and generation settings). Without `cfg`, the settings are read from the fine-tuning run that wrote the
+    adapter (`<run_dir>/config.yaml` beside `<run_dir>/adapter`), so prediction uses the prompt and image
+    size the adapter was trained with; with neither, the defaults."""
+    from ..config import load_config
+
+    if cfg is None:
+        trained_with = Path(adapter).parent / "config.yaml" if adapter else None
+        cfg = load_config(trained_with if trained_with and trained_with.is_file() else None)
+    describer = Describer(cfg, model, str(adapter) if adapter else None, DistEnv.from_environment())
+    bs = cfg.vlm.generation.batch_size
+    texts: List[str] = []
+    for start in range(0, len(images), bs):
+        texts.extend(describer.describe(list(images[start:start + bs])))
+    return texts

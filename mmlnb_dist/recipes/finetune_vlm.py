@@ -31,7 +31,7 @@ import torch
 
 from ..config import Config, save_config
 from ..distributed import (
-    DistEnv, all_reduce_sum, barrier, deepspeed_config, destroy_process_group, init_engine_process_group, plan_batch,
+    DistEnv, all_reduce_sum, barrier, deepspeed_config, init_engine_process_group, plan_batch,
 )
 from ..models import vlm as V
 from ..tracking import build_logger
@@ -367,13 +367,13 @@ def save_adapter(model, out_dir: Path, env: DistEnv, base_path: Optional[str] = 
 
 
 def run(cfg: Config, env: Optional[DistEnv] = None, report=None) -> Dict[str, Any]:
-    """Fine-tune, validate, checkpoint and save the adapter; returns run_dir, adapter_dir and final losses."""
-    recipe = FinetuneVLMRecipe(cfg, env, report)
-    owns_group = False
-    try:
-        import torch.distributed as dist
+    """Fine-tune, validate, checkpoint and save the adapter; returns run_dir, adapter_dir and final losses.
 
-        owns_group = not dist.is_initialized()
+    The process group it may create is left alive for the process's lifetime (as the fusion recipe does):
+    DeepSpeed caches its groups at module level, so a group destroyed here would break the next engine
+    created in the same process (the demo pipeline, a Ray trial running several stages)."""
+    recipe = FinetuneVLMRecipe(cfg, env, report)
+    try:
         recipe.setup()
         train_metrics = recipe.train()
         val_metrics = recipe._log_val()
@@ -386,5 +386,3 @@ def run(cfg: Config, env: Optional[DistEnv] = None, report=None) -> Dict[str, An
         return result
     finally:
         recipe.cleanup()
-        if owns_group:
-            destroy_process_group()

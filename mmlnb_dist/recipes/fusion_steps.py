@@ -6,6 +6,8 @@ plain `FusionClassifier` (the engine's `.module`) and `forward` is whatever runs
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -56,12 +58,21 @@ def prepare_inputs(model, batch: Dict[str, Any], caches: Dict[str, Optional[Feat
     return inputs
 
 
+@dataclass
+class Predictions:
+    """A split's gathered predictions, in the same (rank-major) order on every rank."""
+
+    probs: torch.Tensor    # [N, C] class probabilities
+    targets: torch.Tensor  # [N] true class indices
+    alpha: torch.Tensor    # [N] PRMF text weight per sample, or empty for other fusion modes
+
+
 @torch.no_grad()
 def evaluate(model, forward: Callable, loader, caches: Dict[str, Optional[FeatureCache]], env,
-             classes: List[str], progress: Optional[Callable] = None) -> Tuple[Dict[str, Any], torch.Tensor]:
+             classes: List[str], progress: Optional[Callable] = None) -> Tuple[Dict[str, Any], Predictions]:
     """Metrics over the whole split: each rank predicts its share (the eval loader yields every sample exactly
     once across ranks), predictions are gathered, every rank computes the same metrics. Returns (metrics,
-    mean alpha per sample or empty)."""
+    the gathered predictions)."""
     was_training = model.training
     model.eval()
     probs, targets, losses, alphas = [], [], [], []
@@ -90,7 +101,7 @@ def evaluate(model, forward: Callable, loader, caches: Dict[str, Optional[Featur
     if alpha.numel():
         metrics["alpha_mean"] = float(alpha.mean())
     model.train(was_training)
-    return metrics, alpha
+    return metrics, Predictions(all_p, all_t, alpha)
 
 
 @torch.no_grad()

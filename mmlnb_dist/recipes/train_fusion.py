@@ -26,7 +26,8 @@ from ..curriculum import CurriculumState, curriculum_lambda, curriculum_loss, ph
 from ..distributed import (DistEnv, all_gather_object, all_reduce_sum, barrier, deepspeed_config,
                            init_engine_process_group, plan_batch)
 from ..features import FeatureCache, FeatureTable
-from ..metrics import confusion_figure, format_metrics_table, scalar_metrics
+from ..metrics import format_metrics_table, scalar_metrics
+from ..plots import log_evaluation_figures
 from ..models.encoders import module_fingerprint
 from .fusion_steps import evaluate, fill_caches, prepare_inputs
 
@@ -278,14 +279,22 @@ class FusionTrainingRecipe:
         return stats
 
     def validate(self, split: str = "val") -> Dict[str, Any]:
+        return self._evaluate(split)[0]
+
+    def _evaluate(self, split: str):
         from tqdm import tqdm
 
         def bar(it):
             return tqdm(it, desc=f"eval {split}", disable=not self.env.is_main, leave=False, dynamic_ncols=True)
 
-        metrics, _ = evaluate(self.model, self.engine, self.eval_loaders[split], self.caches, self.env,
-                              self.classes, progress=bar)
-        return metrics
+        return evaluate(self.model, self.engine, self.eval_loaders[split], self.caches, self.env,
+                        self.classes, progress=bar)
+
+    def _curriculum_used(self) -> Dict[str, Any]:
+        """The lambda of every epoch this run trained (from its history, so a resumed run shows all of them)."""
+        return {"epochs": [h["epoch"] for h in self.history],
+                "lambdas": [h["train/lambda"] for h in self.history],
+                "phases": [p.model_dump() for p in self.cfg.train.curriculum.phases]}
 
     def _is_better(self, value: float) -> bool:
         if self.best is None:
@@ -349,16 +358,17 @@ class FusionTrainingRecipe:
             self.enter_phase(best["epoch"])
             result.update({"best_epoch": best["epoch"], "best_metric": best["metric"], "best_value": best["value"]})
         for split in ["val"] + (["test"] if self.has_test else []):
-            metrics = self.validate(split)
+            metrics, preds = self._evaluate(split)
             result.update(scalar_metrics(metrics, f"{split}/"))
             result[f"{split}/confusion_matrix"] = metrics["confusion_matrix"]
             result[f"{split}/per_class"] = metrics["per_class"]
             self.logger.log_metrics(scalar_metrics(metrics, f"best/{split}/"), step=self.global_step)
             self.say(format_metrics_table(metrics, self.classes, f"{split} split, best checkpoint"))
-            if env.is_main:
-                self.logger.log_figure(confusion_figure(metrics["confusion_matrix"], self.classes,
-                                                        f"{split} (best, epoch {result.get('best_epoch')})"),
-                                       f"confusion_{split}.png")
+            if env.is_main and self.logger.wants_figures:
+                # Confusion matrix, per-class ROC, alpha per class and per correct/wrong, the curriculum used.
+                log_evaluation_figures(self.logger, preds.targets.numpy(), preds.probs.numpy(), self.classes,
+                                       alpha=preds.alpha.numpy() if preds.alpha.numel() else None,
+                                       prefix=split, curriculum=self._curriculum_used())
         state = full_fp32_state_dict(self.model)  # collective under ZeRO
         if env.is_main:
             export_dir = export_model(state, self.model, self.cfg.model, self.classes, self.run_dir / "export",
@@ -367,6 +377,12 @@ class FusionTrainingRecipe:
             (self.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
             self.logger.log_artifact(export_dir / "model_config.json", "export")
             self.logger.log_artifact(self.run_dir / "metrics.json")
+            if self.cfg.tracking.register_name:
+                from ..registry import register_after_training
+
+                registered = register_after_training(self.cfg, result, self.logger.run_id)
+                if registered is not None:
+                    result["registered"] = registered.as_dict()
         result["export_dir"] = str(self.run_dir / "export")
         barrier(env)
         return result
