@@ -72,44 +72,25 @@ def init_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 18
 def init_engine_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 1800) -> None:
     """Like `init_process_group`, but also gives a single process a 1-rank group.
 
-    A DeepSpeed engine needs a process group and `LOCAL_RANK` even alone; without launcher variables
-    DeepSpeed would try MPI discovery. So a plain process gets the variables a launcher would have set
-    (rank 0 of 1, a free local port) before the group is created.
+    A DeepSpeed engine needs a process group and `LOCAL_RANK` even alone. A plain process gets a 1-rank group
+    over an in-memory store: no rendezvous port is opened or written to the environment, so nothing stale is
+    inherited by child processes (launchers, Ray trials) and concurrent single-process runs cannot collide.
+    The group lives as long as the process: DeepSpeed caches its groups at module level.
     """
     if not env.is_distributed and not dist.is_initialized():
-        import socket
-
-        with socket.socket() as s:  # a free port: concurrent single-process runs must not collide
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        ours = []
-        for key, value in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"),
-                           ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(port))):
-            if key not in os.environ:
-                os.environ[key] = value
-                ours.append(key)
-        # Remembered so that destroy_process_group() takes them back: left behind, a stale MASTER_PORT is
-        # inherited by child processes (Ray trials, launchers) and collides with their own groups.
-        os.environ[_SET_BY_US] = ",".join(ours)
+        os.environ.setdefault("LOCAL_RANK", "0")  # read by the DeepSpeed engine; a launcher overrides it
+        dist.init_process_group(backend=resolve_backend(cfg, env.device), store=dist.HashStore(), rank=0,
+                                world_size=1, timeout=datetime.timedelta(seconds=timeout_s))
         import deepspeed
 
-        deepspeed.init_distributed(
-            dist_backend=resolve_backend(cfg, env.device), timeout=datetime.timedelta(seconds=timeout_s),
-            verbose=False,
-        )
+        deepspeed.init_distributed(dist_backend=resolve_backend(cfg, env.device), verbose=False)
         return
     init_process_group(env, cfg, timeout_s)
 
 
-_SET_BY_US = "MMLNB_DIST_SET_LAUNCHER_ENV"
-
-
 def destroy_process_group() -> None:
-    """Destroy the group and remove the launcher variables `init_engine_process_group` invented."""
     if dist.is_initialized():
         dist.destroy_process_group()
-    for key in filter(None, os.environ.pop(_SET_BY_US, "").split(",")):
-        os.environ.pop(key, None)
 
 
 def barrier(env: DistEnv) -> None:

@@ -194,16 +194,13 @@ def paper_table(metrics: Dict[str, Any], split: str = "val") -> str:
 def run_demo(cfg: Config, log: Callable[[str], None] = print) -> List[StageResult]:
     """Run the embedded-default pipeline end to end; return what each stage did.
 
-    The process group is created once here and kept for every stage: DeepSpeed caches its groups at module
-    level, so destroying and re-creating the group between two engines in one process breaks the second.
+    The process group is created once here and lives as long as the process: DeepSpeed caches its groups at
+    module level, so a group destroyed and re-created between two engines in one process breaks the second.
     """
-    from .distributed import DistEnv, destroy_process_group, init_engine_process_group
+    from .distributed import DistEnv, init_engine_process_group
 
     init_engine_process_group(DistEnv.from_environment(), cfg.distributed)
-    try:
-        return _run_stages(cfg, log)
-    finally:
-        destroy_process_group()
+    return _run_stages(cfg, log)
 
 
 def _run_stages(cfg: Config, log: Callable[[str], None]) -> List[StageResult]:

@@ -14,7 +14,8 @@ PIX = 56 * 56
 
 def _overrides(tmp: Path):
     return [f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}", f"vlm.cache_dir={tmp / 'cache'}",
-            "vlm.generation.max_new_tokens=8", "vlm.generation.batch_size=4", "tracking.backends=[stdout]"]
+            "vlm.generation.max_new_tokens=8", "vlm.generation.batch_size=4", "tracking.backends=[stdout]",
+            f"run.output_dir={tmp / 'runs'}"]
 
 
 @pytest.fixture(scope="module")

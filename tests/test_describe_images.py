@@ -21,7 +21,7 @@ def _images(n):
 
 
 def test_batched_generation_equals_one_at_a_time_and_reads_the_training_config(tmp_path):
-    overrides = ["vlm.model=tiny", "vlm.min_pixels=3136", "vlm.max_pixels=3136",
+    overrides = [f"run.output_dir={tmp_path / 'runs'}", "tracking.backends=[stdout]", "vlm.model=tiny", "vlm.min_pixels=3136", "vlm.max_pixels=3136",
                  "vlm.generation.max_new_tokens=6", "vlm.generation.batch_size=3"]
     cfg = load_config(None, overrides)
     images = _images(4)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from . import DEFAULT_PROFILE, add_config_args, load_from_args
 
@@ -86,8 +87,6 @@ def generated_deepspeed_config(cfg, world_size: int) -> dict:
 def _train(args: argparse.Namespace) -> int:
     cfg = load_from_args(args)
     if args.print_deepspeed_config:
-        import os
-
         world = args.world_size or int(os.environ.get("WORLD_SIZE", 1))
         print(json.dumps(generated_deepspeed_config(cfg, world), indent=2))
         return 0
@@ -96,7 +95,8 @@ def _train(args: argparse.Namespace) -> int:
 
     result = run(cfg)
     keys = [k for k in result if k.startswith(("val/", "test/")) and isinstance(result[k], float)]
-    print(json.dumps({k: result[k] for k in ["run_dir", "best_epoch", "export_dir", *keys] if k in result}))
+    if int(os.environ.get("RANK", 0)) == 0:  # one summary line, not one per rank interleaved on stdout
+        print(json.dumps({k: result[k] for k in ["run_dir", "best_epoch", "export_dir", *keys] if k in result}))
     return 0
 
 
@@ -118,4 +118,25 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
     else:
         print(format_metrics_table(metrics, classes, f"{args.split} split ({args.export or args.checkpoint})"))
+    _track_evaluation(cfg, args, metrics, classes)
     return 0
+
+
+def _track_evaluation(cfg, args: argparse.Namespace, metrics: dict, classes) -> None:
+    """Log the evaluation as its own MLflow run (rank 0 inside build_logger): metrics and confusion matrix."""
+    from pathlib import Path
+
+    from ..metrics import confusion_figure, scalar_metrics
+    from ..tracking import build_logger
+
+    if "mlflow" not in cfg.tracking.backends:
+        return  # the table (or JSON) above is the stdout record
+    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"backends": ["mlflow"]})})
+    run_dir = Path(cfg.run.output_dir) / f"{cfg.run.name}-evaluate"
+    logger = build_logger(cfg, int(os.environ.get("RANK", 0)), run_dir, "evaluate",
+                          tags={"model": str(args.export or args.checkpoint), "split": args.split})
+    logger.log_metrics(scalar_metrics(metrics, f"{args.split}/"), step=0)
+    if logger.wants_figures:
+        logger.log_figure(confusion_figure(metrics["confusion_matrix"], classes, f"{args.split}"),
+                          f"confusion_{args.split}.png")
+    logger.close()

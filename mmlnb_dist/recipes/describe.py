@@ -305,8 +305,32 @@ def _finish(cfg: Config, vlm: str, adapter: Optional[str], shards_in: Path, out:
         (out / PROGRESS_DIR).rmdir()
     except OSError:
         pass
-    return {"num_samples": n, "described_now": described, "seconds": seconds,
-            "samples_per_s": described / seconds if seconds > 0 else None, "quality": report}
+    result = {"num_samples": n, "described_now": described, "seconds": seconds,
+              "samples_per_s": described / seconds if seconds > 0 else None, "quality": report}
+    _track(cfg, shards_in, out, result)
+    return result
+
+
+def _track(cfg: Config, shards_in: Path, out: Path, result: Dict[str, Any]) -> None:
+    """Log the describe run (rank 0): its config, the input shard set, the quality figures and report."""
+    from ..tracking import build_logger
+
+    tracked = cfg.model_copy(update={"data": cfg.data.model_copy(update={"shards": shards_in})})
+    run_dir = Path(cfg.run.output_dir) / f"{cfg.run.name}-describe"
+    logger = build_logger(tracked, 0, run_dir, "describe", tags={"output": str(out)})
+    q = result["quality"]
+    metrics = {"describe/samples": float(result["num_samples"]), "describe/words_mean": q["words"]["mean"],
+               "describe/empty_share": q["empty_share"], "describe/repeated_share": q["repeated_share"],
+               "describe/distinct": float(q["distinct"])}
+    if result["samples_per_s"]:
+        metrics["describe/samples_per_s"] = float(result["samples_per_s"])
+    for name in ("rouge_l", "bleu4"):  # against the reference descriptions, where the input had them
+        if q.get("reference"):
+            metrics[f"describe/{name}"] = float(q["reference"][name])
+    logger.log_metrics(metrics, step=0)
+    logger.log_artifact(out / "quality_report.json")
+    logger.log_artifact(out / "manifest.json")
+    logger.close()
 
 
 # ---------------------------------------------------------------------------------------------------------
