@@ -72,5 +72,10 @@ class ImageTransform:
         t = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
         return t.sub_(self.mean).div_(self.std)
 
+    def normalise_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 `[B, S, S, 3]` -> normalised float32 `[B, 3, S, S]` in one vectorised pass."""
+        t = batch.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+        return t.sub_(self.mean).div_(self.std)
+
     def __call__(self, img, rng: Optional[np.random.Generator] = None) -> torch.Tensor:
         return self.normalise(self.to_array(img, rng))
