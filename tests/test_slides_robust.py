@@ -92,7 +92,7 @@ def test_kill_and_resume_gives_the_same_shards(good, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len(list(staged.glob("*/result.json")))
-    assert 1 <= done < 6, f"{done} slides staged when killed"
+    assert 0 < done < 6, f"{done} slides staged when killed"
     assert not (out / "manifest.json").exists()
     result = subprocess.run(_cli(good, out), check=True, capture_output=True, text=True)
     assert f"resumed: {done} slide(s)" in result.stdout
