@@ -1,11 +1,9 @@
 """Shard building, manifest, splits, determinism, atomic writes, input errors and verification."""
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 from collections import Counter
-from pathlib import Path
 
 import pytest
 

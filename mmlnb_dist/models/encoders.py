@@ -13,7 +13,7 @@ import hashlib
 import importlib.util
 import math
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import torch
 import torch.nn.functional as F

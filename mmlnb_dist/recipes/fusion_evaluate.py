@@ -5,7 +5,6 @@ ranks) and the metrics are computed on the gathered predictions.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 

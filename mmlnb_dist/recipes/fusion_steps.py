@@ -29,33 +29,37 @@ def prepare_inputs(model, batch: Dict[str, Any], caches: Dict[str, Optional[Feat
     dtype = model_dtype(model)
     inputs: Dict[str, torch.Tensor] = {}
     if model.image_encoder is not None:
-        feats = batch.get("image_features")
-        cache = caches.get("image")
-        if feats is None and cache is not None:
-            feats = cache.lookup(keys)
-            if feats is None:
-                with torch.no_grad():
-                    feats = model.encode_image(batch["image"].to(device, dtype))
-                cache.put(keys, feats)
+        feats = _features(batch, "image", caches, keys,
+                          lambda: model.encode_image(batch["image"].to(device, dtype)))
         if feats is not None:
             inputs["image_features"] = feats.to(device, dtype)
         else:
             inputs["pixel_values"] = batch["image"].to(device, dtype)
     if model.text_encoder is not None:
-        feats = batch.get("text_features")
-        cache = caches.get("text")
-        if feats is None and cache is not None:
-            feats = cache.lookup(keys)
-            if feats is None:
-                tokens = {k: v.to(device) for k, v in model.text_encoder.tokenize(batch["text"]).items()}
-                with torch.no_grad():
-                    feats = model.encode_text(**tokens)
-                cache.put(keys, feats)
+        def tokens() -> Dict[str, torch.Tensor]:
+            return {k: v.to(device) for k, v in model.text_encoder.tokenize(batch["text"]).items()}
+
+        feats = _features(batch, "text", caches, keys, lambda: model.encode_text(**tokens()))
         if feats is not None:
             inputs["text_features"] = feats.to(device, dtype)
         else:
-            inputs.update({k: v.to(device) for k, v in model.text_encoder.tokenize(batch["text"]).items()})
+            inputs.update(tokens())
     return inputs
+
+
+def _features(batch: Dict[str, Any], branch: str, caches: Dict[str, Optional[FeatureCache]], keys: List[str],
+              encode: Callable[[], torch.Tensor]) -> Optional[torch.Tensor]:
+    """A branch's features: given in the batch, else from its cache (encoded without gradients and stored on a
+    miss); None when the branch has no cache and must be encoded by the model itself."""
+    feats = batch.get(f"{branch}_features")
+    cache = caches.get(branch)
+    if feats is None and cache is not None:
+        feats = cache.lookup(keys)
+        if feats is None:
+            with torch.no_grad():
+                feats = encode()
+            cache.put(keys, feats)
+    return feats
 
 
 @dataclass
