@@ -10,8 +10,7 @@ import importlib
 import sys
 from typing import List, Optional
 
-from .config import ConfigError
-from .errors import UserError  # re-exported: commands raise `mmlnb_dist.cli.UserError`
+from .core.errors import UserError
 
 # Order is the order in `mmlnb-dist --help`.
 COMMAND_MODULES = [
@@ -46,9 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .core.distributed import DistEnv
+    from .core.logging import setup_logging
+
+    setup_logging(DistEnv.from_environment().rank)
     try:
         code = args.func(args)
-    except (ConfigError, UserError) as err:
+    except UserError as err:
         print(f"mmlnb-dist {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

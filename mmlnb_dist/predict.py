@@ -14,10 +14,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .pyfunc_model import IMAGE_EXTENSIONS, decode_image
+from .core.errors import UserError
+from .data.images import image_member, is_image_file
+from .recipes.fusion.pyfunc_model import read_image
 
 
-class PredictError(RuntimeError):
+class PredictError(UserError, RuntimeError):
     """Bad prediction arguments (output format, description file...)."""
 
 
@@ -42,11 +44,12 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
 
 
 def _shard_items(tar: Path) -> List[Dict[str, Any]]:
-    from .data.shards import iter_shard_samples
+    from .data.reader import iter_shard_samples
 
     items = []
     for s in iter_shard_samples(tar):
-        data = next((s[e] for e in ("jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp") if e in s), None)
+        ext = image_member(s)
+        data = s[ext] if ext else None
         meta = {}
         if "json" in s:
             try:
@@ -69,9 +72,9 @@ def collect_inputs(paths: Sequence[Path], split: Optional[str] = None) -> Tuple[
             if not path.exists():
                 failed.append((str(path), "no such file or folder"))
             elif path.is_dir() and (path / "manifest.json").is_file():
-                from .data.shards import read_manifest
+                from .data.shardset import ShardSet
 
-                manifest = read_manifest(path)
+                manifest = ShardSet.open(path).manifest
                 for name, info in manifest["splits"].items():
                     if split and name != split:
                         continue
@@ -80,7 +83,7 @@ def collect_inputs(paths: Sequence[Path], split: Optional[str] = None) -> Tuple[
             elif path.suffix == ".tar":
                 items.extend(_shard_items(path))
             elif path.is_dir():
-                files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+                files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p.name))
                 if not files:
                     failed.append((str(path), "folder holds no images"))
                 items.extend({"key": str(f.relative_to(path).with_suffix("")).replace("/", "_"), "source": str(f),
@@ -115,12 +118,14 @@ def read_descriptions(path: Path) -> Dict[str, Dict[str, Any]]:
 
 
 def _generate_descriptions(images, vlm: str, adapter: Optional[Path]) -> List[str]:
-    try:
-        from .recipes.describe import describe_images  # the VLM part's in-memory entry point
-    except ImportError:
-        raise PredictError("--vlm needs mmlnb_dist.recipes.describe.describe_images(images, model, adapter); "
-                           "generate descriptions with `mmlnb-dist describe` and pass --descriptions") from None
-    return list(describe_images(images, model=vlm, adapter=adapter))
+    """Descriptions generated as `describe` does, with the `vlm` section of the fine-tuning run that wrote the
+    adapter (`<run_dir>/config.yaml` beside `<run_dir>/adapter`: same prompt and image size); else the defaults."""
+    from .config import load_config
+    from .recipes.vlm.describe import describe_images
+
+    trained_with = Path(adapter).parent / "config.yaml" if adapter else None
+    cfg = load_config(trained_with if trained_with and trained_with.is_file() else None)
+    return list(describe_images(images, vlm, adapter, cfg.vlm, cfg.distributed.precision))
 
 
 def slide_aggregates(rows: List[Dict[str, Any]], classes: Sequence[str]) -> List[Dict[str, Any]]:
@@ -180,7 +185,7 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     for it in items:
         try:
             data = it["data"] if it.get("data") is not None else Path(it["path"]).read_bytes()
-            images.append(decode_image(data))
+            images.append(read_image(data))
             it["data"] = data
             good.append(it)
         except (ValueError, OSError) as err:

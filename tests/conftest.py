@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Shared helpers live in tests/support (`from support.shards import ...`); with --import-mode=importlib the test
+# folders are not put on sys.path, so put tests/ there once.
+TESTS = str(Path(__file__).resolve().parent)
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
 
 # Model hubs are unreachable: make any accidental download fail fast instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -21,8 +21,8 @@ def test_demo_runs_both_stages_then_skips_them(tmp_path, capsys):
         "data.synth.n=90", "data.synth.n_slides=9", "data.synth.size=96",
         "data.build.image_size=64", "data.build.test_fraction=0.0", "data.build.val_fraction=0.34",
         "data.loader.num_workers=0", "vlm.max_steps=6", "vlm.generation.max_new_tokens=8",
-        "train.epochs=3", "train.curriculum.ramp_start=1", "train.curriculum.ramp_end=2",
-        "train.curriculum.phases=[{start_epoch: 0, train_text_encoder: false}, {start_epoch: 1}, "
+        "train.epochs=3", "fusion.curriculum.ramp_start=1", "fusion.curriculum.ramp_end=2",
+        "fusion.curriculum.phases=[{start_epoch: 0, train_text_encoder: false}, {start_epoch: 1}, "
         "{start_epoch: 2, train_image_encoder: false, train_text_encoder: false}]",
         "tracking.backends=[stdout]",
     ]

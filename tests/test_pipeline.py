@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmlnb_dist.errors import UserError
+from mmlnb_dist.core.errors import UserError
 from mmlnb_dist.pipeline import fingerprint, run_stage
 
 

@@ -29,8 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from ..config import ConfigError
-    from ..cli import UserError
+    from ..core.errors import UserError
 
     flags = {"n": args.n, "size": args.size, "n_slides": args.n_slides,
              "noisy_description_rate": args.noisy_rate, "seed": args.seed}
@@ -46,7 +45,7 @@ def _synth(args: argparse.Namespace) -> int:
                                          noisy_description_rate=s.noisy_description_rate, seed=s.seed,
                                          progress=True)
     except (ValueError, OSError) as err:
-        if isinstance(err, ConfigError):
+        if isinstance(err, UserError):
             raise
         raise UserError(str(err)) from None
     counts = ", ".join(f"{k} {v}" for k, v in summary["class_counts"].items())

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--input", "-i", required=True, metavar="PATH", help="folder of class subfolders, or CSV manifest")
     build.add_argument("--descriptions", metavar="JSONL", help="descriptions JSONL ({'file', 'description'} per line)")
     build.add_argument("--out", "-o", metavar="DIR", help="output shard folder (default: data.shards)")
-    build.add_argument("--classes", default="UD,PD,D", help="comma-separated class names, in index order (default UD,PD,D)")
+    build.add_argument("--classes", default=None,
+                       help="comma-separated class names, in index order (default: data.classes, UD,PD,D)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(build)
     build.set_defaults(func=_build)
@@ -44,21 +45,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ..cli import UserError
-    from ..data.shards import ShardError, VerifyReport, build_shards, collect_samples
+    from ..core.errors import UserError
+    from ..data.build import build_shards
+    from ..data.collect import collect_samples
+    from ..data.verify import VerifyReport
 
+    if args.classes is not None:
+        args.overrides = list(args.overrides) + [f"data.classes=[{args.classes}]"]
     cfg = load_from_args(args)
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+    classes = cfg.data.classes
     if len(set(classes)) != len(classes) or len(classes) < 2:
-        raise UserError(f"--classes needs at least two distinct names, got {args.classes!r}")
+        raise UserError(f"--classes (data.classes) needs at least two distinct names, got {classes}")
     out = args.out or str(cfg.data.shards)
-    try:
-        samples = collect_samples(args.input, classes, args.descriptions)
-        manifest = build_shards(samples, out, cfg.data.build, classes,
-                                provenance={"input": str(args.input), "descriptions": args.descriptions},
-                                progress=not args.no_progress)
-    except ShardError as err:
-        raise UserError(str(err)) from None
+    samples = collect_samples(args.input, classes, args.descriptions)
+    manifest = build_shards(samples, out, cfg.data.build, classes,
+                            provenance={"input": str(args.input), "descriptions": args.descriptions},
+                            progress=not args.no_progress)
     counts = {split: info["class_counts"] for split, info in manifest["splits"].items()}
     print(VerifyReport([], counts, classes).table())
     n_shards = sum(len(info["shards"]) for info in manifest["splits"].values())
@@ -71,13 +73,9 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from ..cli import UserError
-    from ..data.shards import ShardError, verify_shards
+    from ..data.verify import verify_shards
 
-    try:
-        report = verify_shards(args.shard_dir, progress=not args.no_progress)
-    except ShardError as err:
-        raise UserError(str(err)) from None
+    report = verify_shards(args.shard_dir, progress=not args.no_progress)
     print(report.table())
     if report.ok:
         print(f"ok: {args.shard_dir}")

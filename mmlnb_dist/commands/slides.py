@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tile.add_argument("--mask-dir", type=Path, help="corrected tissue masks <slide_id>.geojson to use")
     tile.add_argument("--workers", type=int, help="slides tiled in parallel (process pool)")
     tile.add_argument("--ray-address", help="Ray cluster address: one Ray task per slide")
-    tile.add_argument("--classes", default="UD,PD,D", help="comma-separated class names (default UD,PD,D)")
+    tile.add_argument("--classes", default=None, help="comma-separated class names (default: data.classes, UD,PD,D)")
     tile.add_argument("--track", action="store_true", help="log QC pictures and summary through tracking.*")
     tile.add_argument("--quiet", action="store_true", help="no progress bars")
     add_config_args(tile)
@@ -70,24 +70,21 @@ def _overrides(args: argparse.Namespace) -> list:
 
 
 def run_tile(args: argparse.Namespace) -> int:
-    from ..cli import UserError
-    from ..data.shards import ShardError
     from ..slides.report import format_table, summary_rows
-    from ..slides.tiler import TilingInputError, tile_slides
+    from ..slides.tiler import tile_slides
 
     args.overrides = list(args.overrides) + _overrides(args)
+    if args.classes is not None:
+        args.overrides.append(f"data.classes=[{args.classes}]")
     cfg = load_from_args(args)
-    classes = [c.strip() for c in args.classes.split(",") if c.strip()]
     logger = None
     if args.track or cfg.slides.log_to_tracking:
-        from ..tracking import build_logger
+        from ..core.tracking import build_logger
 
-        logger = build_logger(cfg, 0, Path(str(args.out) + ".work"), "slides")
+        logger = build_logger(cfg.tracking, cfg.run, 0, Path(str(args.out) + ".work"), "slides", config=cfg)
     try:
-        report = tile_slides(cfg, args.slides, args.labels, args.out, classes=classes, progress=not args.quiet,
-                             logger=logger)
-    except (TilingInputError, ShardError) as err:
-        raise UserError(str(err)) from None
+        report = tile_slides(cfg.slides, cfg.data.build, args.slides, args.labels, args.out, classes=cfg.data.classes,
+                             progress=not args.quiet, logger=logger)
     finally:
         if logger is not None:
             logger.close()
@@ -107,7 +104,7 @@ def run_tile(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from ..cli import UserError
+    from ..core.errors import UserError
     from ..slides.synthetic_slides import write_synthetic_slide
 
     if args.size % 256 or args.size < 1024:

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="metric deciding the alias (default best/val/balanced_accuracy: the exported checkpoint's; "
                    "falls back to val/balanced_accuracy)")
     r.add_argument("--mode", choices=["max", "min"], default="max", help="higher (max) or lower (min) is better")
-    r.add_argument("--export", type=Path, help="export folder (default: <run_dir tag>/export)")
+    r.add_argument("--export", type=Path, help="model folder (default: the recipe's export in the run folder)")
+    r.add_argument("--recipe", default=None, help="recipe that trained the run (default: train.recipe)")
     r.add_argument("--uri", help="tracking URI (default: from --config / the embedded SQLite store)")
     add_config_args(r)
     r.set_defaults(func=_register)
@@ -63,19 +64,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_predict)
 
 
-def _tracking_uri(args) -> str:
-    if getattr(args, "uri", None):
-        return args.uri
-    from ..tracking import default_tracking_uri
-    from . import load_from_args
+def _tracking_uri(args, cfg) -> str:
+    from ..core.tracking.server import default_tracking_uri
 
-    return default_tracking_uri(load_from_args(args))
+    return args.uri or default_tracking_uri(cfg.tracking, cfg.run.output_dir)
 
 
 def _server(args) -> int:
     import subprocess
 
-    from ..tracking import server_command
+    from ..core.tracking.server import server_command
 
     args.artifacts_dir.mkdir(parents=True, exist_ok=True)
     if args.backend_store.startswith("sqlite:///"):
@@ -90,8 +88,8 @@ def _server(args) -> int:
 
 
 def _sync(args) -> int:
-    from ..cli import UserError
-    from ..tracking import sync_run_dir
+    from ..core.errors import UserError
+    from ..core.tracking.journal import sync_run_dir
 
     failed = 0
     for run_dir in args.run_dirs:
@@ -109,14 +107,17 @@ def _sync(args) -> int:
 
 
 def _register(args) -> int:
-    from ..cli import UserError
-    from ..registry import RegistryError, register_run
+    from ..core.errors import UserError
+    from ..recipes import load_class, spec_for
+    from . import load_from_args
 
-    try:
-        res = register_run(args.run, args.name, args.alias or None, _tracking_uri(args), args.metric, args.mode,
-                           args.export)
-    except (RegistryError, FileNotFoundError, ImportError) as err:
-        raise UserError(str(err)) from None
+    cfg = load_from_args(args)
+    spec = spec_for(args.recipe or cfg.train.recipe, "--recipe")
+    if not spec.register:
+        raise UserError(f"the {spec.name} recipe has no model to register")
+    register = load_class(spec.register)
+    res = register(args.run, args.name, alias=args.alias or None, tracking_uri=_tracking_uri(args, cfg),
+                   metric=args.metric, mode=args.mode, model_dir=args.export)
     print(f"registered {res.name} version {res.version}: {res.reason}")
     if res.alias_moved:
         print(f"models:/{res.name}@{res.alias} -> version {res.version}")
@@ -124,15 +125,12 @@ def _register(args) -> int:
 
 
 def _predict(args) -> int:
-    from ..cli import UserError
-    from ..predict import ModelNotFound, PredictError, predict_to_file
+    from ..predict import predict_to_file
+    from . import load_from_args
 
-    try:
-        report = predict_to_file(args.model, [Path(p) for p in args.inputs], args.out,
-                                 descriptions=args.descriptions, vlm=args.vlm, adapter=args.adapter,
-                                 split=args.split, batch_size=args.batch_size, tracking_uri=_tracking_uri(args))
-    except (ModelNotFound, PredictError) as err:
-        raise UserError(str(err)) from None
+    report = predict_to_file(args.model, [Path(p) for p in args.inputs], args.out, descriptions=args.descriptions,
+                             vlm=args.vlm, adapter=args.adapter, split=args.split, batch_size=args.batch_size,
+                             tracking_uri=_tracking_uri(args, load_from_args(args)))
     print(f"{report['predicted']} prediction(s) -> {args.out}"
           + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else ""))
     for item, reason in report["failed"]:

@@ -3,51 +3,47 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from . import DEFAULT_PROFILE, add_config_args, load_from_args
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from ..cli import UserError
-    from ..data.shards import ShardError
-    from ..recipes.finetune_vlm import run
+    from ..core.distributed import DistEnv
+    from ..core.recipe import run
+    from ..recipes import recipe_class
 
     cfg = load_from_args(args)
-    try:
-        result = run(cfg)
-    except (ShardError, FileNotFoundError) as err:
-        raise UserError(str(err)) from None
-    if int(os.environ.get("RANK", "0")) == 0:  # every rank returns the result; print it once
+    env = DistEnv.from_environment()
+    result = run(recipe_class("vlm"), cfg, env)
+    if env.is_main:  # every rank returns the result; print it once
         print(json.dumps(result, indent=2))
     return 0
 
 
+def _check_adapter(adapter) -> None:
+    from ..core.errors import UserError
+
+    if adapter and not (Path(adapter) / "adapter_config.json").is_file():
+        raise UserError(f"--adapter {adapter}: no adapter_config.json (a peft adapter folder is expected)")
+
+
 def _describe(args: argparse.Namespace) -> int:
-    from ..cli import UserError
-    from ..data.shards import ShardError
-    from ..recipes.describe import run_describe
+    from ..recipes.vlm.describe import run_describe
 
     cfg = load_from_args(args)
-    if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
-        raise UserError(f"--adapter {args.adapter}: no adapter_config.json (a peft adapter folder is expected)")
-    try:
-        result = run_describe(cfg, vlm=args.vlm, adapter=args.adapter, shards_in=args.shards, out=args.out)
-    except (ShardError, ValueError, FileNotFoundError) as err:
-        raise UserError(str(err)) from None
+    _check_adapter(args.adapter)
+    result = run_describe(cfg, vlm=args.vlm, adapter=args.adapter, shards_in=args.shards, out=args.out)
     if "quality" in result:
         print(json.dumps({k: v for k, v in result.items() if k != "quality"}, indent=2))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..cli import UserError
-    from ..models.vlm import dtype_for, merge_and_export
+    from ..recipes.vlm.model import dtype_for, merge_and_export
 
     cfg = load_from_args(args)
-    if not (Path(args.adapter) / "adapter_config.json").is_file():
-        raise UserError(f"--adapter {args.adapter}: no adapter_config.json (a peft adapter folder is expected)")
+    _check_adapter(args.adapter)
     out = merge_and_export(args.base or cfg.vlm.model, args.adapter, args.out, min_pixels=cfg.vlm.min_pixels,
                            max_pixels=cfg.vlm.max_pixels, dtype=dtype_for(args.dtype), seed=cfg.vlm.tiny_seed)
     print(f"merged model written to {out}")

@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from .base import Section
+from ..core.config import Section
 
 
 class TuneConfig(Section):
@@ -14,7 +14,8 @@ class TuneConfig(Section):
     """Search-space YAML (see `tune/spaces/*.yaml`); `--space` on the command line sets it."""
 
     recipe: str = "fusion"
-    """What one trial runs: `fusion` (train), `vlm-fusion` (fine-tune VLM, describe, train) or `module:function`."""
+    """What one trial runs: a recipe of the recipe table (`fusion`), the `vlm-fusion` pipeline (fine-tune the
+    VLM, describe, train), or `package.module:Recipe` (a recipe class outside the table)."""
 
     searcher: Literal["random", "grid", "optuna"] = "random"
     """Search algorithm: random sampling, grid (every `grid` value; `num_samples` repeats), Optuna TPE."""

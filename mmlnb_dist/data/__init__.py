@@ -1,8 +1,13 @@
-"""Data: the embedded synthetic set, WebDataset shard building/verification, and the streaming loader.
+"""Data: shard sets and everything that reads or writes them. Knows no model and no recipe.
 
-Submodules import heavy dependencies (torch, PIL) themselves; import what you need from them directly:
+    from mmlnb_dist.data.shardset import ShardSet, ShardError      # a shard set, opened once
+    from mmlnb_dist.data.build import SampleSpec, build_shards     # patches -> shard set
+    from mmlnb_dist.data.collect import collect_samples            # folder / CSV -> SampleSpecs
+    from mmlnb_dist.data.verify import verify_shards
+    from mmlnb_dist.data.loader import build_loader                # shard set -> batches (recipe-injected preprocess)
+    from mmlnb_dist.data.preprocess import ImageSamplePreprocess, ClassIndexLabel, MultiHotLabel
+    from mmlnb_dist.data.map import map_shard_set                  # shard set -> derived shard set, exactly once
+    from mmlnb_dist.data.synthetic import make_synthetic_dataset   # the embedded synthetic H&E-like set
 
-    from mmlnb_dist.data.shards import SampleSpec, build_shards, read_manifest, iter_shard_samples
-    from mmlnb_dist.data.loader import build_loader, build_loader_from_config
-    from mmlnb_dist.data.synthetic import make_synthetic_dataset, render_patch, describe_label
+Submodules import heavy dependencies (torch, PIL, webdataset) themselves.
 """

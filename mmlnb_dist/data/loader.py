@@ -6,7 +6,8 @@ which hangs DDP (webdataset #188, #225). Instead the manifest's per-shard counts
 the split's samples, and each (rank, worker) *slot* reads a contiguous range of it, skipping into a shard as
 needed. So any number of shards works with any number of slots.
 
-- `mode="train"`: the sequence is the shards in an epoch-seeded order, repeated (each repetition re-permuted) when `epoch_samples` exceeds the split: that is the resampling.
+- `mode="train"`: the sequence is the shards in an epoch-seeded order, repeated (each repetition re-permuted)
+  when `epoch_samples` exceeds the split: that is the resampling.
   `epoch_samples` (global) is split evenly over ranks (`epoch_samples // world_size` each, the remainder
   dropped), and every rank yields the same number of batches of the same sizes, so DDP never waits on a rank
   that ran out. A slot's range is shuffled through a seeded buffer. A bad sample is replaced by reading on past
@@ -15,29 +16,32 @@ needed. So any number of shards works with any number of slots.
   exactly once across all ranks and workers. Ranks may get counts differing by one slot's share; metrics must be
   gathered from all ranks (sum counts, not average means).
 
-Bad samples (undecodable image, unknown class) are skipped and recorded in `loader.bad_samples` with shard and
-key: each worker sends its new ledger entries along with its batches (no side files), and the loader stops
-with `BadSampleRateError`, naming the worst shard, once the share of bad samples exceeds `max_bad_sample_rate`.
+What a sample becomes is the recipe's business: it injects a preprocess object (`data.preprocess`) whose
+`decode` runs in the workers, `collate` builds batches there and `finalize` runs once per batch in the main
+process. Bad samples (the decode raised ValueError: undecodable image, unknown label) are skipped and recorded
+in `loader.bad_samples` with shard and key: each worker sends its new ledger entries along with its batches (no
+side files), and the loader stops with `BadSampleRateError`, naming the worst shard, once the share of bad
+samples exceeds `max_bad_sample_rate`.
 A truncated tar stops the epoch with a `ShardError` naming the shard.
 
-Tars are read with `tarfile` through `shards.iter_shard_samples` rather than `webdataset.WebDataset`: we need
+Tars are read with `tarfile` through `reader.iter_shard_samples` rather than `webdataset.WebDataset`: we need
 to start and stop inside a shard at exact sample indices, and the whole pipeline is a few generators.
 """
 from __future__ import annotations
 
 import itertools
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .shards import ShardError, image_member, iter_shard_samples, read_manifest, shard_paths
-from .transforms import ImageTransform, decode_image, sample_rng
+from .config import LoaderConfig
+from .preprocess import SampleContext
+from .reader import iter_shard_samples
+from .shardset import ShardError, ShardSet
 
 
 class BadSampleRateError(RuntimeError):
@@ -96,13 +100,14 @@ class _ShardStream(IterableDataset):
     A final message with `_end=True` and no samples carries the last ledger entries.
     """
 
-    def __init__(self, shards: List[Tuple[Path, int]], classes: Sequence[str], *, rank: int, world_size: int,
+    def __init__(self, shards: List[Tuple[Path, int]], preprocess: Any, *, rank: int, world_size: int,
                  num_workers: int, batch_size: int, mode: str, seed: int, epoch: int, per_rank: int,
-                 transform: ImageTransform, shuffle_buffer: int, max_bad_sample_rate: float) -> None:
-        self.shards, self.classes = shards, list(classes)
+                 shuffle_buffer: int, max_bad_sample_rate: float) -> None:
+        self.shards, self.preprocess = shards, preprocess
         self.rank, self.world_size, self.num_workers = rank, world_size, max(1, num_workers)
         self.batch_size, self.mode, self.seed, self.epoch = batch_size, mode, seed, epoch
-        self.per_rank, self.transform = per_rank, transform
+        self.per_rank = per_rank
+        self.context = SampleContext(seed, epoch, mode == "train")
         self.shuffle_buffer, self.max_bad_sample_rate = shuffle_buffer, max_bad_sample_rate
 
     # -- planning for this worker --------------------------------------------------------------------------------
@@ -144,35 +149,6 @@ class _ShardStream(IterableDataset):
         rng.shuffle(buf)  # type: ignore[arg-type]
         yield from buf
 
-    # -- decoding ------------------------------------------------------------------------------------------------
-    def _decode(self, raw: Dict[str, Any]) -> Dict[str, Any]:
-        """Raw sample -> {"image", "label", "text", "key", "slide_id"}; raises ValueError with the reason."""
-        try:
-            cls = int(raw["cls"].decode("ascii"))
-        except (KeyError, ValueError, UnicodeDecodeError):
-            raise ValueError(f"missing or invalid cls {raw.get('cls')!r}") from None
-        if not 0 <= cls < len(self.classes):
-            raise ValueError(f"unknown class index {cls} (classes: {', '.join(self.classes)})")
-        ext = image_member(raw)
-        if ext is None:
-            raise ValueError("no image member")
-        key = raw["__key__"]
-        try:
-            img = decode_image(raw[ext], self.transform.image_size)
-            rng = sample_rng(self.seed, self.epoch, key) if self.transform.augment else None
-            # Workers ship uint8 pixels; the main process normalises whole batches (see ShardLoader.__iter__).
-            image = self.transform.to_array(img, rng)
-        except Exception as err:  # PIL raises many types for corrupt data; all mean "undecodable"
-            raise ValueError(f"image not decodable ({type(err).__name__}: {err})") from None
-        slide_id = None
-        if "json" in raw:
-            try:
-                slide_id = json.loads(raw["json"]).get("slide_id")
-            except (ValueError, AttributeError):
-                pass
-        text = raw["txt"].decode("utf-8", errors="replace") if "txt" in raw else ""
-        return {"image": image, "label": cls, "text": text, "key": key, "slide_id": slide_id}
-
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
@@ -196,7 +172,7 @@ class _ShardStream(IterableDataset):
                 break
             read += 1
             try:
-                batch.append(self._decode(sample))
+                batch.append(self.preprocess.decode(sample, self.context))
             except ValueError as err:
                 entry = BadSample(sample["__shard__"], sample["__key__"], str(err), self.epoch)
                 bad.append(entry)
@@ -219,17 +195,8 @@ class _ShardStream(IterableDataset):
         if len(bad) / (need + len(bad)) > self.max_bad_sample_rate or len(bad) > 100 * (need + 1):
             raise BadSampleRateError(_rate_message(bad, need + len(bad), self.max_bad_sample_rate))
 
-    @staticmethod
-    def _collate(batch: List[Dict[str, Any]], bad: List[Dict[str, str]], read: int) -> Dict[str, Any]:
-        return {
-            "image": torch.from_numpy(np.stack([b["image"] for b in batch])),  # uint8 [B, S, S, 3]
-            "label": torch.tensor([b["label"] for b in batch], dtype=torch.long),
-            "text": [b["text"] for b in batch],
-            "key": [b["key"] for b in batch],
-            "slide_id": [b["slide_id"] for b in batch],
-            "_bad": bad,
-            "_read": read,
-        }
+    def _collate(self, batch: List[Dict[str, Any]], bad: List[Dict[str, str]], read: int) -> Dict[str, Any]:
+        return {**self.preprocess.collate(batch), "_bad": bad, "_read": read}
 
 
 def _rate_message(bad: Sequence[BadSample], read: int, limit: float) -> str:
@@ -245,8 +212,8 @@ def _rate_message(bad: Sequence[BadSample], read: int, limit: float) -> str:
 class ShardLoader:
     """Iterable over batches of one rank; call `set_epoch(e)` before each epoch (as with DistributedSampler)."""
 
-    def __init__(self, shard_dir: Union[str, Path], split: str, *, rank: int, world_size: int, batch_size: int,
-                 num_workers: int, mode: str, seed: int, image_size: int, augment: bool, shuffle_buffer: int,
+    def __init__(self, shard_set: ShardSet, split: str, preprocess: Any, *, rank: int, world_size: int,
+                 batch_size: int, num_workers: int, mode: str, seed: int, shuffle_buffer: int,
                  epoch_samples: Optional[int] = None, max_bad_sample_rate: float = 0.01) -> None:
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
@@ -254,17 +221,14 @@ class ShardLoader:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.shard_dir, self.split, self.mode = Path(shard_dir), split, mode
-        self.manifest = read_manifest(shard_dir)
-        self.classes: List[str] = list(self.manifest["classes"])
-        self.shards = shard_paths(shard_dir, self.manifest, split)
+        self.shard_set, self.split, self.mode, self.preprocess = shard_set, split, mode, preprocess
+        self.shards = shard_set.shards(split)
         for path, _ in self.shards:
             if not path.is_file():
-                raise ShardError(f"shard listed in {self.shard_dir / 'manifest.json'} not found: {path}")
+                raise ShardError(f"shard listed in {shard_set.root / 'manifest.json'} not found: {path}")
         self.split_size = sum(n for _, n in self.shards)
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         self.num_workers, self.seed = num_workers, seed
-        self.transform = ImageTransform(image_size, augment=augment and mode == "train")
         self.shuffle_buffer = shuffle_buffer if mode == "train" else 0
         self.max_bad_sample_rate = max_bad_sample_rate
         self.epoch = 0
@@ -272,7 +236,7 @@ class ShardLoader:
         """The ledger: every skipped sample of every epoch so far, with shard, key and reason."""
         if mode == "train":
             if self.split_size == 0:
-                raise ShardError(f"{self.shard_dir}: split '{split}' has no samples to train on")
+                raise ShardError(f"{shard_set.root}: split '{split}' has no samples to train on")
             self.epoch_samples = epoch_samples or self.split_size
             self.per_rank = self.epoch_samples // world_size
             if self.per_rank == 0:
@@ -285,9 +249,9 @@ class ShardLoader:
         self.epoch = int(epoch)
 
     def _dataset(self) -> _ShardStream:
-        return _ShardStream(self.shards, self.classes, rank=self.rank, world_size=self.world_size,
+        return _ShardStream(self.shards, self.preprocess, rank=self.rank, world_size=self.world_size,
                             num_workers=self.num_workers, batch_size=self.batch_size, mode=self.mode,
-                            seed=self.seed, epoch=self.epoch, per_rank=self.per_rank, transform=self.transform,
+                            seed=self.seed, epoch=self.epoch, per_rank=self.per_rank,
                             shuffle_buffer=self.shuffle_buffer, max_bad_sample_rate=self.max_bad_sample_rate)
 
     @property
@@ -316,10 +280,7 @@ class ShardLoader:
             read += item["_read"]
             if item.get("_end"):
                 continue
-            # uint8 crosses the worker -> main process boundary (4x less than float32), then one vectorised
-            # normalisation per batch instead of one per image.
-            item["image"] = self.transform.normalise_batch(item["image"])
-            yield {k: v for k, v in item.items() if not k.startswith("_")}
+            yield self.preprocess.finalize({k: v for k, v in item.items() if not k.startswith("_")})
         if epoch_bad and len(epoch_bad) / max(read, 1) > self.max_bad_sample_rate:
             raise BadSampleRateError(_rate_message(epoch_bad, read, self.max_bad_sample_rate))
 
@@ -330,21 +291,10 @@ class ShardLoader:
         return "\n".join(f"epoch {b.epoch}  {b.shard}  {b.key}  {b.reason}" for b in self.bad_samples)
 
 
-def build_loader(shard_dir: Union[str, Path], split: str, *, rank: int, world_size: int, batch_size: int,
-                 num_workers: int, mode: str, seed: int, image_size: int, augment: bool, shuffle_buffer: int,
-                 epoch_samples: Optional[int] = None, max_bad_sample_rate: float = 0.01) -> ShardLoader:
-    """The loader of one rank over one split of a shard set (see the module docstring for the guarantees)."""
-    return ShardLoader(shard_dir, split, rank=rank, world_size=world_size, batch_size=batch_size,
-                       num_workers=num_workers, mode=mode, seed=seed, image_size=image_size, augment=augment,
-                       shuffle_buffer=shuffle_buffer, epoch_samples=epoch_samples,
-                       max_bad_sample_rate=max_bad_sample_rate)
-
-
-def build_loader_from_config(cfg, split: str, rank: int, world_size: int, batch_size: int, mode: str) -> ShardLoader:
-    """`build_loader` with `cfg.data.shards`, `cfg.data.loader.*` and `cfg.run.seed`."""
-    lc = cfg.data.loader
-    return build_loader(cfg.data.shards, split, rank=rank, world_size=world_size, batch_size=batch_size,
-                        num_workers=lc.num_workers, mode=mode, seed=cfg.run.seed, image_size=lc.image_size,
-                        augment=lc.augment, shuffle_buffer=lc.shuffle_buffer,
-                        epoch_samples=lc.epoch_samples if mode == "train" else None,
-                        max_bad_sample_rate=lc.max_bad_sample_rate)
+def build_loader(shard_set: ShardSet, split: str, preprocess: Any, loader: LoaderConfig, *, rank: int,
+                 world_size: int, batch_size: int, mode: str, seed: int) -> ShardLoader:
+    """The loader of one rank over one split, with the `data.loader` settings (epoch size for training only)."""
+    return ShardLoader(shard_set, split, preprocess, rank=rank, world_size=world_size, batch_size=batch_size,
+                       num_workers=loader.num_workers, mode=mode, seed=seed, shuffle_buffer=loader.shuffle_buffer,
+                       epoch_samples=loader.epoch_samples if mode == "train" else None,
+                       max_bad_sample_rate=loader.max_bad_sample_rate)

@@ -1,12 +1,13 @@
-"""Models of the fusion stage: encoder registries, the PRMF block and the dual-branch classifier."""
-from .classifier import FusionClassifier, build_classifier
+"""Shared model building blocks: the image and text encoder registries (used by several recipes).
+
+Models know no ranks, no data pipeline and no tracking: recipes hand them tensors.
+"""
 from .encoders import (
-    IMAGE_ENCODERS, EncoderError, ImageEncoder, TextEncoder, build_image_encoder, build_text_encoder,
-    module_fingerprint,
+    IMAGE_ENCODERS, IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, TextEncoder, build_image_encoder,
+    build_text_encoder, module_fingerprint,
 )
-from .prmf import PRMF, build_fusion
 
 __all__ = [
-    "FusionClassifier", "build_classifier", "IMAGE_ENCODERS", "EncoderError", "ImageEncoder", "TextEncoder",
-    "build_image_encoder", "build_text_encoder", "module_fingerprint", "PRMF", "build_fusion",
+    "IMAGE_ENCODERS", "IMAGENET_MEAN", "IMAGENET_STD", "EncoderError", "ImageEncoder", "TextEncoder",
+    "build_image_encoder", "build_text_encoder", "module_fingerprint",
 ]

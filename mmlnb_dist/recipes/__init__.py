@@ -1,1 +1,76 @@
-"""mmlnb_dist.recipes package."""
+"""The recipe table: every recipe the CLI, the pipeline and Tune can run, and the config section it owns.
+
+A new recipe is a package beside `fusion/` and `vlm/` (config section, model, loss, metrics, recipe class; see
+docs/adding-a-recipe.md) plus one row here. The root config (`mmlnb_dist.config.Config`) takes its sections
+from this table, and `train.best_metric` is checked against the chosen recipe's metric names.
+
+Only light modules are imported here (the config sections); a recipe's class is imported when it runs.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Tuple, Type
+
+from ..core.config import Section
+from ..core.errors import ConfigError
+from .fusion.config import METRIC_NAMES as FUSION_METRICS
+from .fusion.config import FusionConfig
+from .vlm.config import VLMConfig
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """One row of the table."""
+
+    name: str
+    """What `train.recipe` / `tune.recipe` say to run it."""
+    section: str
+    """Its config section's key in the root config."""
+    config: Type[Section]
+    """Its config section's class."""
+    target: str
+    """`module:Class` of the recipe class (imported only when it runs)."""
+    description: str
+    """One line for `config explain` and `--help`."""
+    metrics: Tuple[str, ...] = ()
+    """Validation metric names that `train.best_metric` may pick."""
+    lower_is_better: FrozenSet[str] = field(default_factory=frozenset)
+    """Metrics where lower is better (everything else: higher)."""
+    register: str = ""
+    """`module:function(run_id, name, *, alias, tracking_uri, metric, mode, model_dir=None) -> RegisterResult`
+    that registers a finished run's model in the MLflow registry ("" when the recipe has nothing to register)."""
+
+
+RECIPES: Dict[str, RecipeSpec] = {spec.name: spec for spec in (
+    RecipeSpec("fusion", "fusion", FusionConfig, "mmlnb_dist.recipes.fusion.recipe:FusionRecipe",
+               "Stage 2 of MMLNB: the dual-branch PRMF classifier (image + description) with the curriculum",
+               metrics=(*FUSION_METRICS, "loss"), lower_is_better=frozenset({"loss"}),
+               register="mmlnb_dist.recipes.fusion.pyfunc_model:register_run"),
+    RecipeSpec("vlm", "vlm", VLMConfig, "mmlnb_dist.recipes.vlm.finetune:FinetuneVLMRecipe",
+               "Stage 1 of MMLNB: the description VLM (Qwen2.5-VL + LoRA): fine-tuning and describe",
+               metrics=("loss",), lower_is_better=frozenset({"loss"})),
+)}
+
+
+def spec_for(name: str, key: str = "train.recipe") -> RecipeSpec:
+    if name not in RECIPES:
+        raise ConfigError(f"{key}: unknown recipe '{name}'; the recipe table has {', '.join(sorted(RECIPES))}")
+    return RECIPES[name]
+
+
+def load_class(target: str, key: str = "tune.recipe") -> type:
+    """Import `package.module:Name`."""
+    module, _, name = target.partition(":")
+    if not name:
+        raise ConfigError(f"{key}: '{target}' is neither a recipe of the table ({', '.join(sorted(RECIPES))}) "
+                          f"nor 'package.module:Name'")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"{key}: cannot import '{target}' ({err})") from None
+
+
+def recipe_class(name: str, key: str = "train.recipe") -> type:
+    """The recipe class of a table name, or of a `module:Class` target."""
+    return load_class(RECIPES[name].target if name in RECIPES else name, key)

@@ -10,7 +10,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ..config.slides import TileQCConfig
+from .config import TileQCConfig
 from .tissue import tissue_channel
 
 REASONS = ("background", "pen", "blur", "low_contrast")

@@ -12,7 +12,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from ..config.slides import SamplingConfig
+from .config import SamplingConfig
 
 Candidate = Tuple[int, int, float]  # x0, y0, mask fraction
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..config.slides import SlidesConfig
+from .config import SlidesConfig
 from .qc import REASONS, check_tile
 from .reader import Resolution, SlideError, SlideReader
 from .sampling import candidates

@@ -1,6 +1,7 @@
 """Slides to shards: find slides and labels, plan, tile each slide in parallel (resumably), write shards.
 
-    report = tile_slides(cfg, slides="wsi/", labels="slides.csv", out="shards/wsi")
+    report = tile_slides(cfg.slides, cfg.data.build, slides="wsi/", labels="slides.csv", out="shards/wsi",
+                         classes=cfg.data.classes)
 
 Slides are tiled independently (a pool process or a Ray task each) into `<out>.work/slides/<id>/`; a rerun
 skips slides whose staged result matches the current options. The shards are then written from the staged
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +19,19 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..config import Config
+from ..core.errors import UserError
+from ..data.config import BuildConfig
+from .config import SlidesConfig
 from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, safe_key
+
+log = logging.getLogger(__name__)
 
 SLIDE_EXTENSIONS = (".svs", ".ndpi", ".mrxs", ".tif", ".tiff", ".vms", ".vmu", ".scn", ".bif", ".svslide",
                     ".czi", ".dcm")
 PROBLEM_STATUSES = ("failed", "no_tissue", "missing_slide", "unlabelled", "bad_label")
 
 
-class TilingInputError(ValueError):
+class TilingInputError(UserError, ValueError):
     """The slide list or label file itself is unusable (a usage error, not a bad slide)."""
 
 
@@ -115,11 +121,10 @@ def _problem(slide_id: str, label: str, status: str, error: str) -> Dict[str, An
 # ----------------------------------------------------------------------------------------------------------------
 # Planning: stain target and balanced quotas
 # ----------------------------------------------------------------------------------------------------------------
-def stain_target(cfg: Config, usable: Dict[str, Tuple[Path, str]]) -> Tuple[Optional[np.ndarray], str]:
+def stain_target(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Tuple[Optional[np.ndarray], str]:
     """The stain target image and where it came from (config path, tiatoolbox sample, or the first slide)."""
     from .stain import default_target_path, load_rgb
 
-    s = cfg.slides
     if s.stain.method == "none":
         return None, "none"
     if s.stain.target is not None:
@@ -130,19 +135,18 @@ def stain_target(cfg: Config, usable: Dict[str, Tuple[Path, str]]) -> Tuple[Opti
     if default is not None:
         return load_rgb(default), "tiatoolbox:data/target_image.png"
     for sid, (path, _) in usable.items():  # the first readable slide with tissue, in slide-id order
-        target = _target_from_slide(cfg, sid, path)
+        target = _target_from_slide(s, sid, path)
         if target is not None:
             return target, f"slide:{sid}"
     return None, "none"
 
 
-def _target_from_slide(cfg: Config, sid: str, path: Path, side: int = 1024) -> Optional[np.ndarray]:
+def _target_from_slide(s: SlidesConfig, sid: str, path: Path, side: int = 1024) -> Optional[np.ndarray]:
     """The `side`-pixel square (at the tile resolution) with the most tissue in the slide."""
     from .reader import Resolution, SlideError, SlideReader
     from .sampling import mask_fractions
     from .slide_task import slide_mask
 
-    s = cfg.slides
     try:
         with SlideReader(path, sid, s.assume_mpp) as reader:
             mpp = reader.target_mpp(Resolution(s.mpp, s.magnification))
@@ -161,9 +165,8 @@ def _target_from_slide(cfg: Config, sid: str, path: Path, side: int = 1024) -> O
         return None
 
 
-def plan_quotas(cfg: Config, usable: Dict[str, Tuple[Path, str]]) -> Dict[str, Optional[int]]:
+def plan_quotas(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Dict[str, Optional[int]]:
     """Per-slide tile caps: the configured cap, or balanced across classes when `balance_classes` is on."""
-    s = cfg.slides
     if not s.sampling.balance_classes:
         return {sid: None for sid in usable}
     from .reader import Resolution, SlideError, SlideReader
@@ -268,7 +271,7 @@ def _ray_results(jobs: List[SlideJob], address: str) -> Iterable[Dict[str, Any]]
 
 def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
     """SampleSpecs of every kept tile of the completed slides, read back from the staging folder."""
-    from ..data.shards import SampleSpec
+    from ..data.build import SampleSpec
 
     samples = []
     for r in results:
@@ -284,13 +287,12 @@ def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
     return samples
 
 
-def tile_slides(cfg: Config, slides: Path, labels: Path, out: Path, classes: Sequence[str] = ("UD", "PD", "D"),
+def tile_slides(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path, out: Path, classes: Sequence[str],
                 progress: bool = True, logger=None) -> TilingReport:
     """Tile every labelled slide and write the shard set `out` (see the module docstring)."""
-    from ..data.shards import build_shards
+    from ..data.build import build_shards
 
     start = time.perf_counter()
-    s = cfg.slides
     out = Path(out)
     work = out.with_name(out.name + ".work")
     found = find_slides(Path(slides))
@@ -300,10 +302,10 @@ def tile_slides(cfg: Config, slides: Path, labels: Path, out: Path, classes: Seq
     mask_dir = Path(s.mask_dir) if s.mask_dir is not None else None
     if mask_dir is not None and not mask_dir.is_dir():
         raise TilingInputError(f"slides.mask_dir {mask_dir}: no such folder")
-    target, target_source = stain_target(cfg, usable)
+    target, target_source = stain_target(s, usable)
     if s.stain.method != "none" and target is None:
         raise TilingInputError("no stain target: set slides.stain.target (no tiatoolbox, no slide with tissue)")
-    quotas = plan_quotas(cfg, usable)
+    quotas = plan_quotas(s, usable)
     from .stain import StainNormalizer
 
     normalizer = StainNormalizer(s.stain.method, target)
@@ -318,8 +320,8 @@ def tile_slides(cfg: Config, slides: Path, labels: Path, out: Path, classes: Seq
             results.append({**previous, "resumed": True})
             continue
         jobs.append(SlideJob(sid, path, label, s, work, fp, quotas[sid], mask_path, normalizer))
-    if results and progress:
-        print(f"resuming: {len(results)} slide(s) already tiled in {work}, {len(jobs)} to go")
+    if results:
+        log.info("resuming: %d slide(s) already tiled in %s, %d to go", len(results), work, len(jobs))
     results.extend(_run_jobs(jobs, s.workers, s.ray_address, progress))
     results.sort(key=lambda r: r["slide_id"])
 
@@ -330,7 +332,7 @@ def tile_slides(cfg: Config, slides: Path, labels: Path, out: Path, classes: Seq
                       "slides": s.model_dump(mode="json", exclude={"workers", "ray_address", "mask_dir",
                                                                    "log_to_tracking", "qc_pictures"}),
                       "slide_files": {r["slide_id"]: r.get("file") for r in results if r["status"] == "ok"}}
-        manifest = build_shards(samples, out, cfg.data.build, classes=classes, provenance=provenance,
+        manifest = build_shards(samples, out, build, classes=classes, provenance=provenance,
                                 progress=progress)
     all_results = sorted(results + problems, key=lambda r: r["slide_id"])
     qc_dir = _write_qc(out if manifest is not None else work, work, all_results, logger)

@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..config.slides import TissueConfig
+from .config import TissueConfig
 
 Ring = np.ndarray  # (N, 2) float64 level-0 (x, y)
 

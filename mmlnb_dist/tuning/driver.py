@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..config import Config, TrainConfig, save_config
-from ..config import config_from_dict
+from ..config import Config, config_from_dict, save_config
+from ..core.errors import UserError
+from ..core.tracking.runs import ParentRun
 from .space import apply_params, load_space, to_tune_space
 from .trial import read_trial_result, trial_main
 
+log = logging.getLogger(__name__)
 
-class SearchError(RuntimeError):
+
+class SearchError(UserError, RuntimeError):
     """The search cannot start or resume as configured; the message says what to change."""
 
 
@@ -80,7 +83,7 @@ def _release_callback(trials_dir: Path, name: str):
                 if placement_group_table().get(pg_hex, {}).get("state") not in (None, "REMOVED"):
                     remove_placement_group(PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex))))
             except Exception as err:  # noqa: BLE001 - best effort; Ray may already have removed it
-                print(f"tune: could not release worker group of trial {trial.trial_id}: {err}", file=sys.stderr)
+                log.warning("could not release the worker group of trial %s: %s", trial.trial_id, err)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._release(trial)
@@ -106,49 +109,31 @@ def _init_ray(cfg: Config) -> bool:
     return True
 
 
-def _tracking(cfg: Config, dirs: Dict[str, Path], state: Dict[str, Any]) -> Tuple[Optional[str], Any]:
+def _tracking(cfg: Config, dirs: Dict[str, Path]) -> Tuple[Optional[str], Any]:
     """The URI trials log to. SQLite has one writer: concurrent trials go through a local server instead."""
-    from ..tracking import default_tracking_uri, start_server
+    from ..core.tracking.server import default_tracking_uri, start_server
 
     if "mlflow" not in cfg.tracking.backends:
         return None, None
-    uri = default_tracking_uri(cfg)
+    uri = default_tracking_uri(cfg.tracking, cfg.run.output_dir)
     if uri.startswith("sqlite:") and cfg.tune.max_concurrent > 1:
         proc, server_uri = start_server(uri, cfg.run.output_dir / "mlartifacts",
                                         log_path=dirs["exp"] / "mlflow_server.log")
-        print(f"tune: {cfg.tune.max_concurrent} concurrent trials log through a local MLflow server "
-              f"{server_uri} (backed by {uri})", flush=True)
+        log.info("%d concurrent trials log through a local MLflow server %s (backed by %s)",
+                 cfg.tune.max_concurrent, server_uri, uri)
         return server_uri, proc
     return uri, None
 
 
-def _parent_run(cfg: Config, uri: str, state: Dict[str, Any], space_path: Path) -> Optional[str]:
+def _parent_run(cfg: Config, uri: str, state: Dict[str, Any], space_path: Path) -> Optional[ParentRun]:
     """Create (or, on resume, reuse) the MLflow parent run of the search; None if tracking is unavailable."""
-    from ..tracking import _get_or_create_experiment, environment_tags, limit_http_retries, server_reachable
+    from ..core.tracking.environment import environment_tags
 
-    import mlflow
-    from mlflow.entities import Param
-
-    limit_http_retries(cfg.tracking)
-    if not server_reachable(uri, cfg.tracking.request_timeout_s):
-        print(f"WARNING: tune: tracking server {uri} unreachable; no MLflow parent run", file=sys.stderr)
-        return None
-    client = mlflow.MlflowClient(uri)
-    if state.get("parent_run_id"):
-        try:
-            client.get_run(state["parent_run_id"])
-            client.update_run(state["parent_run_id"], status="RUNNING")
-            return state["parent_run_id"]
-        except Exception:  # noqa: BLE001 - gone: create a new one
-            pass
-    exp_id = _get_or_create_experiment(client, cfg.tracking.experiment, cfg.run.output_dir / "mlartifacts")
     tags = {"stage": "tune", "tune.name": cfg.tune.name, "tune.space": str(space_path), **environment_tags()}
-    run = client.create_run(exp_id, run_name=f"{cfg.tune.name}-search", tags=tags)
-    params = {f"tune.{k}": str(v) for k, v in cfg.tune.model_dump(mode="json").items()}
+    params = {f"tune.{k}": v for k, v in cfg.tune.model_dump(mode="json").items()}
     params["tune.space_file"] = str(space_path)
-    client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
-    client.log_artifact(run.info.run_id, str(space_path), "search")
-    return run.info.run_id
+    return ParentRun.open(cfg.tracking, uri, cfg.run.output_dir, f"{cfg.tune.name}-search", tags=tags,
+                          params=params, artifacts=[space_path], resume_id=state.get("parent_run_id"))
 
 
 def _trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, Any]]:
@@ -207,19 +192,16 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     state_path = exp_dir / "search.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
 
-    uri, server = _tracking(cfg, dirs, state)
+    uri, server = _tracking(cfg, dirs)
     parent = _parent_run(cfg, uri, state, space_path) if uri else None
-    state.update({"parent_run_id": parent, "space": str(space_path), "tracking_uri": uri,
+    state.update({"parent_run_id": parent.run_id if parent else None, "space": str(space_path), "tracking_uri": uri,
                   "started": state.get("started", time.time())})
     state_path.write_text(json.dumps(state, indent=1))
 
     base = cfg.model_dump(mode="json")
-    train_fields = set(TrainConfig.model_fields)
-    cache_field = next((f for f in ("feature_cache_dir", "cache_dir") if f in train_fields), None)
     ctx = {"base": base, "space": space, "name": cfg.tune.name, "trials_dir": str(dirs["trials"]),
-           "uri": uri, "parent_run_id": parent, "recipe": cfg.tune.recipe, "tune": cfg.tune.model_dump(mode="json"),
-           "storage": str(dirs["storage"]), "cache_dir": str(dirs["cache"]), "cache_field": cache_field,
-           "train_fields": sorted(train_fields)}
+           "uri": uri, "parent_run_id": parent.run_id if parent else None, "recipe": cfg.tune.recipe,
+           "tune": cfg.tune.model_dump(mode="json"), "storage": str(dirs["storage"]), "cache_dir": str(dirs["cache"])}
     started_ray = _init_ray(cfg)
     t0 = time.time()
     try:
@@ -253,7 +235,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
         if started_ray:
             ray.shutdown()
         if server is not None:
-            from ..tracking import stop_server
+            from ..core.tracking.server import stop_server
 
             stop_server(server)
     return summary
@@ -263,7 +245,7 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float) -> D
     """Best config YAML, trials table, cache stats, parent-run logging, optional registration."""
     errored = [r for r in rows if r["status"] == "ERROR"]
     summary: Dict[str, Any] = {"trials": len(rows), "errored": len(errored), "wall_s": round(wall, 1),
-                               "experiment_dir": str(dirs["exp"]), "parent_run_id": parent,
+                               "experiment_dir": str(dirs["exp"]), "parent_run_id": parent.run_id if parent else None,
                                "stopped_early": sum(1 for r in rows if not r["completed"] and r["status"] == "OK")}
     with open(dirs["exp"] / "trials.csv", "w", newline="") as fh:
         keys = sorted({k for r in rows for k in r})
@@ -284,55 +266,42 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float) -> D
                         "best_metric": best.metrics.get(cfg.tune.metric),
                         "best_trial_id": best.metrics.get("trial_id")})
         summary["best_run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{summary['best_trial_id']}")
-    if parent and uri:
-        _log_parent(cfg, uri, parent, summary, dirs, errored)
+    if parent is not None:
+        _log_parent(cfg, parent, summary, dirs, errored)
     if cfg.tune.register_best and cfg.tracking.register_name and parent and summary.get("best_run_dir"):
-        summary["registered"] = _register_best(cfg, uri, parent, summary)
+        summary["registered"] = _register_best(cfg, parent, summary)
     (dirs["exp"] / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
 
-def _log_parent(cfg, uri, parent, summary, dirs, errored) -> None:
-    import mlflow
-    from mlflow.entities import Metric, Param
-
-    client = mlflow.MlflowClient(uri)
-    now = int(time.time() * 1000)
-    try:
-        metrics = [Metric("tune/wall_s", summary["wall_s"], now, 0), Metric("tune/trials", summary["trials"], now, 0),
-                   Metric("tune/errored", summary["errored"], now, 0),
-                   Metric("tune/stopped_early", summary["stopped_early"], now, 0),
-                   Metric("tune/cache_files", summary["cache"]["cache_files"], now, 0)]
-        if isinstance(summary.get("best_metric"), (int, float)):
-            metrics.append(Metric(f"best/{cfg.tune.metric}", float(summary["best_metric"]), now, 0))
-        params = [Param(f"best.{k}", str(v)) for k, v in (summary.get("best_params") or {}).items()]
-        client.log_batch(parent, metrics=metrics, params=params)
-        client.log_artifact(parent, str(dirs["exp"] / "trials.csv"), "search")
-        if summary.get("best_config"):
-            client.log_artifact(parent, summary["best_config"], "search")
-        client.set_tag(parent, "best_trial_id", str(summary.get("best_trial_id")))
-        if errored:
-            client.set_tag(parent, "errored_trials", ", ".join(str(r["trial_id"]) for r in errored))
-        client.set_terminated(parent, status="FINISHED")
-    except Exception as err:  # noqa: BLE001 - results are on disk either way
-        print(f"WARNING: tune: could not log the search summary to MLflow: {err}", file=sys.stderr)
+def _log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: Dict[str, Path], errored) -> None:
+    metrics = {"tune/wall_s": summary["wall_s"], "tune/trials": summary["trials"], "tune/errored": summary["errored"],
+               "tune/stopped_early": summary["stopped_early"], "tune/cache_files": summary["cache"]["cache_files"]}
+    if isinstance(summary.get("best_metric"), (int, float)):
+        metrics[f"best/{cfg.tune.metric}"] = float(summary["best_metric"])
+    tags = {"best_trial_id": str(summary.get("best_trial_id"))}
+    if errored:
+        tags["errored_trials"] = ", ".join(str(r["trial_id"]) for r in errored)
+    artifacts = [dirs["exp"] / "trials.csv"] + ([Path(summary["best_config"])] if summary.get("best_config") else [])
+    parent.finish(metrics=metrics, params={f"best.{k}": v for k, v in (summary.get("best_params") or {}).items()},
+                  artifacts=artifacts, tags=tags)
 
 
-def _register_best(cfg, uri, parent, summary) -> Optional[Dict[str, Any]]:
-    import mlflow
+def _register_best(cfg: Config, parent: ParentRun, summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Register the best trial's model through its recipe's entry in the recipe table."""
+    from ..recipes import RECIPES, load_class
 
-    from ..registry import register_run
-
-    client = mlflow.MlflowClient(uri)
-    runs = client.search_runs(
-        [client.get_run(parent).info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
+    spec = RECIPES.get(cfg.train.recipe)
+    if spec is None or not spec.register:
+        log.warning("the %s recipe registers no model; tune.register_best ignored", cfg.train.recipe)
+        return None
     best_dir = str(Path(summary["best_run_dir"]).resolve())
-    match = [r for r in runs if r.data.tags.get("run_dir") == best_dir]
-    if not match:
-        print(f"WARNING: tune: no MLflow child run for {best_dir}; not registered", file=sys.stderr)
+    run_id = parent.child_with_tag("run_dir", best_dir)
+    if run_id is None:
+        log.warning("no MLflow child run for %s; not registered", best_dir)
         return None
     metric = cfg.tracking.register_metric or cfg.tune.metric
     mode = cfg.tracking.register_mode if cfg.tracking.register_metric else cfg.tune.mode
-    return register_run(match[0].info.run_id, cfg.tracking.register_name, cfg.tracking.register_alias, uri,
-                        metric, mode).as_dict()
+    register = load_class(spec.register)
+    return register(run_id, cfg.tracking.register_name, alias=cfg.tracking.register_alias, tracking_uri=parent.uri,
+                    metric=metric, mode=mode).as_dict()

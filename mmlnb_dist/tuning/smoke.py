@@ -2,8 +2,8 @@
 
 `tune.recipe=mmlnb_dist.tuning.smoke:run` runs it: a softmax regression on fixed random "features" whose
 learning rate comes from `train.lr`; it logs through `build_logger`, reports every epoch, shares
-`tune.shared_cache_dir` through `<cache>/smoke-features-<seed>.npy` (computed once, then hit).
-It is not a model of anything: the real trials run `mmlnb_dist.recipes.train_fusion:run`.
+`run.cache_dir` (the search's shared cache) through `<cache>/smoke-features-<seed>.npy` (computed once, then hit).
+It is not a model of anything: the real trials run the recipes of the recipe table.
 """
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ def _features(cache_dir: Optional[Path], seed: int) -> tuple:
 
 
 def run(cfg, env=None, report: Optional[Callable[[int, Dict[str, Any]], None]] = None) -> Dict[str, Any]:
-    from ..tracking import build_logger
+    from ..core.tracking import build_logger
 
     rank = env.rank if env is not None else 0
     run_dir = cfg.run.dir
-    logger = build_logger(cfg, rank, run_dir, "smoke")
-    cache_dir = cfg.tune.shared_cache_dir  # the tune driver points every trial at one folder
+    logger = build_logger(cfg.tracking, cfg.run, rank, run_dir, "smoke", config=cfg)
+    cache_dir = cfg.run.cache_dir  # the tune driver points every trial at one folder
     x, hit = _features(Path(cache_dir) if cache_dir else None, cfg.run.seed)
     w_true = np.random.default_rng(123).normal(size=(16, 3))
     y = (x @ w_true).argmax(1)

@@ -20,10 +20,12 @@ from typing import Any, Dict, List, Mapping, Tuple, Union
 
 import yaml
 
+from ..core.errors import UserError
+
 DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
 
 
-class SpaceError(ValueError):
+class SpaceError(UserError, ValueError):
     """A search-space file is malformed; the message names the file and key."""
 
 
@@ -51,7 +53,8 @@ def load_space(path: Union[str, Path]) -> Dict[str, Dict[str, Any]]:
 
 def check_keys(params: Mapping[str, Any], source: Any = "space") -> None:
     """Every key must be a config field (list indices allowed), so typos fail before Ray starts."""
-    from ..config import Config, Section
+    from ..config import Config
+    from ..core.config import Section
 
     for key in params:
         model: Any = Config

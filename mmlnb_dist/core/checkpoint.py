@@ -1,0 +1,197 @@
+"""Resumable checkpoints for any recipe: save, resume, retention and the best checkpoint, model-agnostic.
+
+Layout under a recipe's checkpoint folder (usually `runs/<name>/checkpoints/`):
+
+    epoch-0003/ (or step-000050/)   a DeepSpeed checkpoint (`engine.save_checkpoint`), one per saved tag
+    latest                          DeepSpeed's pointer to the newest tag
+    best.json                       {"tag", "epoch" or "step", "metric", "value"}: the checkpoint kept as best
+
+The recipe passes its own client state (where it stands, its best so far, its history); the manager adds the
+RNG states of every rank so that a resumed run draws the same random numbers as an uninterrupted one.
+Recipes that export a model for inference do so themselves (the export format is theirs); the consolidated
+fp32 weights they need come from `full_fp32_state_dict`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .distributed import DistEnv, all_gather_object, barrier
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+TAG_RE = re.compile(r"^(epoch|step)-(\d+)$")
+
+
+def epoch_tag(epoch: int) -> str:
+    return f"epoch-{epoch:04d}"
+
+
+def step_tag(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def rng_state() -> Dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def list_tags(ckpt_dir: Path) -> List[str]:
+    """Checkpoint tags present, oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    tags = [p.name for p in ckpt_dir.iterdir() if p.is_dir() and TAG_RE.match(p.name)]
+    return sorted(tags, key=lambda t: int(TAG_RE.match(t).group(2)))
+
+
+class CheckpointManager:
+    """Save and resume DeepSpeed checkpoints of one run, keep the newest `keep` and the best."""
+
+    def __init__(self, directory: Path, env: DistEnv, keep: int = 2):
+        self.dir = Path(directory)
+        self.env = env
+        self.keep = keep
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def tags(self) -> List[str]:
+        return list_tags(self.dir)
+
+    def latest(self) -> Optional[str]:
+        """DeepSpeed's `latest` pointer when present and valid, else the newest tag folder."""
+        pointer = self.dir / "latest"
+        if pointer.is_file():
+            tag = pointer.read_text().strip()
+            if (self.dir / tag).is_dir():
+                return tag
+        tags = self.tags()
+        return tags[-1] if tags else None
+
+    def has_checkpoints(self) -> bool:
+        return self.dir.is_dir() and any(self.dir.iterdir())
+
+    def check_fresh_start(self, resume: bool) -> None:
+        """Refuse to start a new run on top of an old run's checkpoints (it would mix the two)."""
+        if not resume and self.has_checkpoints():
+            raise UserError(f"{self.dir} already holds checkpoints; pass run.resume=true to continue that run, "
+                            f"or choose another run.name / run.output_dir")
+
+    @property
+    def best(self) -> Optional[Dict[str, Any]]:
+        path = self.dir / "best.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    # -- writing -----------------------------------------------------------------------------------------
+    def save(self, engine, tag: str, client_state: Dict[str, Any], best: Optional[Dict[str, Any]] = None,
+             exclude_frozen_parameters: bool = False) -> str:
+        """Collective: every rank calls it (DeepSpeed writes each rank's partition). Then rank 0 records the
+        best checkpoint and applies retention, never deleting the best."""
+        state = {**client_state, "rng": all_gather_object(self.env, rng_state())}
+        engine.save_checkpoint(str(self.dir), tag=tag, client_state=state, save_latest=True,
+                               exclude_frozen_parameters=exclude_frozen_parameters)
+        barrier(self.env)
+        if self.env.is_main:
+            if best is not None:
+                self._write_best(best)
+            self._retain(protect=[best["tag"]] if best else [])
+        barrier(self.env)
+        return tag
+
+    def _write_best(self, best: Dict[str, Any]) -> None:
+        tmp = self.dir / "best.json.tmp"
+        tmp.write_text(json.dumps(best, indent=2))
+        tmp.replace(self.dir / "best.json")
+
+    def _retain(self, protect: Sequence[str]) -> List[str]:
+        tags = self.tags()
+        removed = []
+        for tag in tags[:-self.keep]:
+            if tag in protect:
+                continue
+            shutil.rmtree(self.dir / tag, ignore_errors=True)
+            removed.append(tag)
+        return removed
+
+    # -- loading -----------------------------------------------------------------------------------------
+    def load(self, engine, tag: Optional[str] = None, *, module_only: bool = False,
+             strict: bool = True) -> Tuple[Optional[str], Dict[str, Any]]:
+        """Load a checkpoint (the latest by default) into the engine; returns (tag, client_state) and, unless
+        `module_only`, restores this rank's RNG state as it was when the checkpoint was saved."""
+        tag = tag or self.latest()
+        if tag is None:
+            return None, {}
+        path, client = engine.load_checkpoint(
+            str(self.dir), tag=tag, load_module_only=module_only, load_optimizer_states=not module_only,
+            load_lr_scheduler_states=not module_only, load_module_strict=strict,
+        )
+        if path is None:
+            raise RuntimeError(f"could not load checkpoint {self.dir / tag}")
+        client = client or {}
+        if not module_only and client.get("rng"):
+            set_rng_state(client["rng"][min(self.env.rank, len(client["rng"]) - 1)])
+        return tag, client
+
+    def resume(self, engine, resume: bool, strict: bool = True) -> Dict[str, Any]:
+        """With `resume`, load the latest checkpoint and return its client state ({} when there is none);
+        without, return {} (a fresh start). `strict=False` for checkpoints saved without frozen weights."""
+        if not resume:
+            return {}
+        tag, client = self.load(engine, strict=strict)
+        if tag is None:
+            log.info("run.resume=true but no checkpoint in %s: starting from the beginning", self.dir)
+            return {}
+        log.info("resumed from %s", self.dir / tag)
+        return {**client, "tag": tag}
+
+
+def full_fp32_state_dict(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """Consolidated fp32 weights. Collective under ZeRO 1/2 (master weights are partitioned across ranks and
+    gathered by DeepSpeed's `safe_get_full_fp32_param`); buffers (batch-norm statistics) come from the module."""
+    from deepspeed.utils import safe_get_full_fp32_param
+
+    params = dict(module.named_parameters())
+    state: Dict[str, torch.Tensor] = {}
+    for name, tensor in module.state_dict().items():  # persistent buffers only, as load_state_dict expects
+        if name in params:
+            full = safe_get_full_fp32_param(params[name])
+            tensor = full if full is not None else params[name].detach()
+        tensor = tensor.detach().cpu()
+        state[name] = (tensor.float() if tensor.is_floating_point() else tensor).clone()
+    return state
+
+
+def fp32_state_dict_from_checkpoint(ckpt_dir: Path, tag: Optional[str] = None) -> Tuple[str, Dict[str, torch.Tensor]]:
+    """The consolidated fp32 module weights of a saved checkpoint, without building an engine (evaluation).
+
+    ZeRO 1-3 checkpoints are consolidated by DeepSpeed's `zero_to_fp32`; a ZeRO-0 checkpoint holds the module
+    whole in its model-states file. Only for run folders this tool wrote: DeepSpeed's files are pickles.
+    """
+    ckpt_dir = Path(ckpt_dir)
+    manager = CheckpointManager(ckpt_dir, DistEnv())
+    best = manager.best
+    tag = tag or (best["tag"] if best else None) or manager.latest()
+    if tag is None or not (ckpt_dir / tag).is_dir():
+        raise UserError(f"no checkpoint {tag or ''} in {ckpt_dir}".replace("  ", " "))
+    model_states = sorted((ckpt_dir / tag).glob("*model_states.pt"))
+    if not model_states:
+        raise UserError(f"{ckpt_dir / tag} is not a DeepSpeed checkpoint (no *model_states.pt)")
+    # DeepSpeed writes these files with pickled Python objects (optimizer and client state): weights_only=False.
+    states = torch.load(model_states[0], map_location="cpu", weights_only=False)
+    if states.get("ds_config", {}).get("zero_optimization", {}).get("stage", 0) > 0 or not states.get("module"):
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        return tag, dict(get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag))
+    return tag, {k: (v.float() if v.is_floating_point() else v) for k, v in states["module"].items()}

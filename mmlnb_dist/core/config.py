@@ -1,0 +1,181 @@
+"""Typed config machinery: the `Section` base, YAML loading with dotted overrides, and `explain`.
+
+Sections are pydantic models whose fields carry their documentation as attribute docstrings (the litgpt
+style): `use_attribute_docstrings` turns each docstring into the field's description, which
+`mmlnb-dist config explain` prints and a test checks is present on every field.
+
+Nothing here knows which sections exist: the functions take the root model class (`mmlnb_dist.config.Config`
+assembles it from the shared sections and each recipe's section).
+"""
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Type, TypeVar, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import ConfigError
+
+__all__ = ["Section", "ConfigError", "apply_overrides", "validate", "load", "to_yaml", "save_config", "flatten",
+           "explain"]
+
+S = TypeVar("S", bound="Section")
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, assignments are validated, docstrings document fields."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        use_attribute_docstrings=True,
+        protected_namespaces=(),
+    )
+
+
+def _section_type(annotation: Any) -> Optional[type]:
+    return annotation if isinstance(annotation, type) and issubclass(annotation, Section) else None
+
+
+def known_keys(model: type, prefix: str = "") -> List[str]:
+    """Every dotted key of `model` (for "did you mean" hints)."""
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        sub = _section_type(field.annotation)
+        if sub is not None:
+            keys.extend(known_keys(sub, prefix + name + "."))
+    return keys
+
+
+def _check_key(root: type, dotted: str) -> None:
+    model: type = root
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            where = ".".join(parts[:i]) or "the top level"
+            close = difflib.get_close_matches(dotted, known_keys(root), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown config key '{dotted}': '{part}' is not a field of {where}{hint}")
+        if i < len(parts) - 1:
+            sub = _section_type(fields[part].annotation)
+            if sub is None:
+                raise ConfigError(f"config key '{dotted}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
+            model = sub
+
+
+def _parse_value(text: str) -> Any:
+    # YAML gives the natural types: 3e-4 -> float, true -> bool, [a, b] -> list, null -> None.
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
+    """Apply `a.b.c=value` overrides to a raw (dict) config of model `root`; returns the same dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value (for example train.lr=3e-4)")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        _check_key(root, key)
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = _parse_value(text)
+    return raw
+
+
+def _format_validation_error(root: type, err: ValidationError, source: str) -> str:
+    lines = [f"invalid config ({source}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(root)"
+        got = e.get("input")
+        got_text = "" if isinstance(got, dict) or e["type"] == "extra_forbidden" else f" (got {got!r})"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(key, known_keys(root), n=1)
+            msg = "unknown key" + (f"; did you mean '{close[0]}'?" if close else "")
+        lines.append(f"  {key}: {msg}{got_text}")
+    return "\n".join(lines)
+
+
+def validate(root: Type[S], raw: Dict[str, Any], source: str = "<dict>") -> S:
+    """Validate a raw dict into `root`; a `ConfigError` lists every bad key with its reason."""
+    try:
+        return root.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(root, err, source)) from None
+
+
+def load(root: Type[S], path: Optional[Union[str, Path]] = None, overrides: Iterable[str] = ()) -> S:
+    """Load a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+    raw: Dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        source = str(path)
+    overrides = list(overrides)
+    apply_overrides(root, raw, overrides)
+    if overrides:
+        source += " + overrides " + " ".join(overrides)
+    return validate(root, raw, source)
+
+
+def to_yaml(cfg: Section) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def save_config(cfg: Section, path: Union[str, Path]) -> Path:
+    """Write the resolved config as YAML (every run saves one beside its outputs); atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(to_yaml(cfg))
+    tmp.replace(path)
+    return path
+
+
+def flatten(cfg: Section) -> Dict[str, Any]:
+    """The resolved config as {dotted.key: value} (MLflow params, search spaces)."""
+    out: Dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(cfg.model_dump(mode="json"), "")
+    return out
+
+
+def explain(model: type, prefix: str = "") -> List[str]:
+    """One line per field: dotted key, default, docstring (for `mmlnb-dist config explain`)."""
+    lines = []
+    for name, field in model.model_fields.items():
+        key = prefix + name
+        sub = _section_type(field.annotation)
+        if sub is not None:
+            lines.append(f"{key}:  # {field.description or ''}")
+            lines.extend(explain(sub, key + "."))
+        else:
+            default = field.get_default(call_default_factory=True)
+            lines.append(f"{key} = {default!r}  # {field.description or ''}")
+    return lines

@@ -1,0 +1,155 @@
+"""Everything about processes: ranks, the process group, collectives and the batch math.
+
+No other module imports torch.distributed. Recipes receive a `DistEnv` and pass rank and world size down
+explicitly; models never see them. DeepSpeed configs and engines are built in `core.engine`.
+
+Launchers: a plain `python`/`mmlnb-dist` process is rank 0 of 1; `deepspeed`, `torchrun` and Ray Train set
+RANK / WORLD_SIZE / LOCAL_RANK (and MASTER_ADDR/PORT), which `DistEnv.from_environment` reads once.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any, List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+
+from .errors import ConfigError
+from .sections import DistributedConfig
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process stands: its global and local rank, the world size, and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @staticmethod
+    def from_environment(device: Optional[torch.device] = None) -> "DistEnv":
+        """Read the launcher's variables (absent: one process) and pick this rank's device."""
+        rank = int(os.environ.get("RANK", 0))
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        if device is None:
+            device = torch.device("cuda", local % torch.cuda.device_count()) if torch.cuda.is_available() \
+                else torch.device("cpu")
+        return DistEnv(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+def resolve_backend(cfg: DistributedConfig, device: torch.device) -> str:
+    if cfg.backend != "auto":
+        return cfg.backend
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 1800) -> None:
+    """Create the process group once (DeepSpeed and Ray Train reuse an existing one)."""
+    if not env.is_distributed or dist.is_initialized():
+        return
+    if env.device.type == "cuda":
+        torch.cuda.set_device(env.device)
+    import deepspeed
+
+    deepspeed.init_distributed(
+        dist_backend=resolve_backend(cfg, env.device),
+        timeout=datetime.timedelta(seconds=timeout_s),
+        verbose=False,
+    )
+
+
+def init_engine_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 1800) -> None:
+    """Like `init_process_group`, but also gives a single process a 1-rank group.
+
+    A DeepSpeed engine needs a process group and `LOCAL_RANK` even alone. A plain process gets a 1-rank group
+    over an in-memory store: no rendezvous port is opened or written to the environment, so nothing stale is
+    inherited by child processes (launchers, Ray trials) and concurrent single-process runs cannot collide.
+    The group lives as long as the process: DeepSpeed caches its groups at module level.
+    """
+    if not env.is_distributed and not dist.is_initialized():
+        os.environ.setdefault("LOCAL_RANK", "0")  # read by the DeepSpeed engine; a launcher overrides it
+        dist.init_process_group(backend=resolve_backend(cfg, env.device), store=dist.HashStore(), rank=0,
+                                world_size=1, timeout=datetime.timedelta(seconds=timeout_s))
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=resolve_backend(cfg, env.device), verbose=False)
+        return
+    init_process_group(env, cfg, timeout_s)
+
+
+def destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(env: DistEnv) -> None:
+    if env.is_distributed and dist.is_initialized():
+        dist.barrier()
+
+
+def all_gather_object(env: DistEnv, obj: Any) -> List[Any]:
+    """Every rank's `obj`, in rank order (a list of one on a single process)."""
+    if not env.is_distributed:
+        return [obj]
+    out: List[Any] = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(env: DistEnv, tensor: torch.Tensor) -> torch.Tensor:
+    if env.is_distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def gather_tensors(env: DistEnv, tensors: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+    """Each tensor concatenated over ranks along dim 0, in rank order (uneven per-rank lengths are fine):
+    how evaluation collects a split's predictions when every rank predicted its own share."""
+    local = tuple(t.detach().cpu() for t in tensors)
+    parts = all_gather_object(env, local)
+    return tuple(torch.cat([p[i] for p in parts]) for i in range(len(local)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Batch math: derived from the typed config, never typed twice.
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """global = micro x accumulation x world."""
+
+    global_batch: int
+    micro_batch: int
+    accumulation: int
+    world_size: int
+
+
+def plan_batch(global_batch: int, world_size: int, micro_batch: Optional[int],
+               key: str = "train.global_batch_size") -> BatchPlan:
+    """Derive micro batch and gradient accumulation; an indivisible combination is a `ConfigError` naming `key`."""
+    if micro_batch is None:
+        if global_batch % world_size:
+            raise ConfigError(
+                f"{key}: global batch {global_batch} is not divisible by world size {world_size}; "
+                f"set distributed.micro_batch_per_gpu or change the global batch"
+            )
+        micro_batch = global_batch // world_size
+    per_step = micro_batch * world_size
+    if global_batch % per_step:
+        raise ConfigError(
+            f"{key}: global batch {global_batch} is not a multiple of micro batch {micro_batch} x world size "
+            f"{world_size} = {per_step}"
+        )
+    return BatchPlan(global_batch, micro_batch, global_batch // per_step, world_size)

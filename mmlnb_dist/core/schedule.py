@@ -1,0 +1,93 @@
+"""The learning rate: one owner for every stage.
+
+    lr(group, step) = group's peak lr x factor(step) x (0 while the group is frozen)
+
+`factor` is a linear warmup followed by a constant or a cosine decay (`LRScheduleConfig`). `GroupSchedule` is a
+`torch.optim.lr_scheduler.LRScheduler`: the recipe builds it with its optimizer and hands both to
+`deepspeed.initialize`, which steps it after every optimizer step and stores it in checkpoints. Nothing else
+writes a learning rate: a recipe that freezes part of its model (the fusion curriculum's phases) says which
+parameter groups are frozen, and the schedule gives them a learning rate of exactly 0, so Adam's momentum
+cannot move a frozen weight (DeepSpeed hands frozen parameters zero gradients, not none).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, List, Optional
+
+import torch
+
+from .sections import LRScheduleConfig
+
+
+def warmup_steps(schedule: LRScheduleConfig, total_steps: int) -> int:
+    return int(round(schedule.warmup_ratio * total_steps))
+
+
+def lr_factor(schedule: LRScheduleConfig, total_steps: int) -> Callable[[int], float]:
+    """factor(step), with step counted from 0 (the first optimizer step).
+
+    Warmup: (step + 1) / W for step < W, so the first step already trains (torch's `LinearLR` with
+    start_factor 1/W). Then `constant` stays at 1; `cosine` falls from 1 at step W to `min_lr_ratio` at the last
+    step (torch's `CosineAnnealingLR` with T_max = total - W - 1), and stays there if training runs longer.
+    """
+    warm = warmup_steps(schedule, total_steps)
+    floor = schedule.min_lr_ratio
+    decay = max(1, total_steps - warm - 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if schedule.name == "constant":
+            return 1.0
+        t = min(step - warm, decay)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t / decay))
+
+    return factor
+
+
+class GroupSchedule(torch.optim.lr_scheduler.LRScheduler):
+    """Per-group peak lr x `factor(step)`, and 0 for frozen groups (named by the group's `"name"` key)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, factor: Callable[[int], float]):
+        self.factor = factor
+        self.frozen: frozenset = frozenset()
+        super().__init__(optimizer)
+
+    def get_lr(self) -> List[float]:
+        f = self.factor(self.last_epoch)
+        return [0.0 if group.get("name") in self.frozen else base * f
+                for group, base in zip(self.optimizer.param_groups, self.base_lrs)]
+
+    def set_frozen(self, names: Iterable[str]) -> None:
+        """Freeze exactly these groups from now on (the others train) and apply it to the current step."""
+        self.frozen = frozenset(names)
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self):
+        # The factor is a closure rebuilt from the config; checkpoints keep only the step and the frozen set.
+        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "factor")}
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, schedule: LRScheduleConfig, total_steps: int) -> GroupSchedule:
+    return GroupSchedule(optimizer, lr_factor(schedule, total_steps))
+
+
+def planned_lrs(schedule: LRScheduleConfig, total_steps: int, lr: float) -> List[float]:
+    """The learning rate of every optimizer step of the run (for the logged curve)."""
+    factor = lr_factor(schedule, total_steps)
+    return [lr * factor(s) for s in range(total_steps)]
+
+
+def schedule_figure(lrs: List[float], title: Optional[str] = None):
+    """The learning-rate curve as a matplotlib figure (no pyplot: safe in servers and Ray workers)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3))
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(range(len(lrs)), lrs)
+    ax.set(xlabel="optimizer step", ylabel="learning rate", title=title or "Learning-rate schedule")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,161 @@
+"""The shared config sections every stage reads: the run, distributed execution, training and tracking.
+
+Recipe-specific sections live in their recipe package (`recipes/<name>/config.py`); data and slides sections
+beside their code. `mmlnb_dist.config.Config` assembles the root.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Literal, Optional
+
+from pydantic import Field
+
+from .config import Section
+
+
+class RunConfig(Section):
+    output_dir: Path = Path("runs")
+    """Parent folder of run folders; each run writes to `<output_dir>/<name>`."""
+
+    name: str = "mmlnb"
+    """Run name: the run folder's name and the MLflow run name."""
+
+    seed: int = Field(0, ge=0)
+    """Global seed: model init, data shuffling, augmentation and dropout derive from it."""
+
+    resume: bool = False
+    """Continue the run found in the run folder from its latest checkpoint instead of starting afresh."""
+
+    cache_dir: Optional[Path] = None
+    """Caches that outlive one run (frozen encoder features); default: inside the run folder. A search points
+    all its trials at one, so equal encoders are computed once."""
+
+    @property
+    def dir(self) -> Path:
+        return self.output_dir / self.name
+
+
+class DistributedConfig(Section):
+    backend: Literal["auto", "nccl", "gloo"] = "auto"
+    """torch.distributed backend; `auto` picks nccl with CUDA, gloo on CPU."""
+
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    """DeepSpeed ZeRO stage."""
+
+    offload_optimizer: bool = False
+    """ZeRO-3 (or 2): keep optimizer states in CPU memory."""
+
+    offload_params: bool = False
+    """ZeRO-3: keep parameters in CPU memory between uses."""
+
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    """Training precision. bf16 on Ampere or newer GPUs; fp16 uses dynamic loss scaling."""
+
+    gradient_clipping: float = Field(1.0, ge=0.0)
+    """Global gradient-norm clip (0 disables)."""
+
+    micro_batch_per_gpu: Optional[int] = Field(None, ge=1)
+    """Samples per GPU per forward pass; default: the global batch divided by world size (no accumulation)."""
+
+    deepspeed_config: Optional[str] = None
+    """A DeepSpeed JSON used instead of the generated one: batch keys are still derived, and it may not set
+    `optimizer` or `scheduler` (the recipe builds both from its config, so that one place sets the lr)."""
+
+
+class LRScheduleConfig(Section):
+    name: Literal["constant", "cosine"] = "constant"
+    """Shape after the warmup: constant at `lr`, or a cosine decay from `lr` to `lr * min_lr_ratio`."""
+
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share of the optimizer steps spent in a linear warmup from lr/warmup_steps up to `lr`."""
+
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    """Learning rate at the end of the cosine, as a fraction of `lr`."""
+
+
+class TrainConfig(Section):
+    recipe: str = "fusion"
+    """Training recipe `mmlnb-dist train` runs (a name in the recipe table, `mmlnb_dist/recipes/__init__.py`)."""
+
+    epochs: int = Field(150, ge=1)
+    """Training epochs."""
+
+    global_batch_size: int = Field(32, ge=1)
+    """Samples per optimizer step across all ranks (micro batch x accumulation x world size)."""
+
+    optimizer: Literal["adam", "adamw"] = "adam"
+    """Optimizer."""
+
+    lr: float = Field(1e-4, gt=0.0)
+    """Peak learning rate."""
+
+    weight_decay: float = Field(0.0, ge=0.0)
+    """Weight decay (Adam's L2 form when optimizer is adam, decoupled for adamw)."""
+
+    lr_schedule: LRScheduleConfig = LRScheduleConfig()
+    """Learning-rate schedule over all optimizer steps (constant by default: the paper's Adam at 1e-4)."""
+
+    eval_batch_size: Optional[int] = Field(None, ge=1)
+    """Samples per rank per evaluation batch; default: the training micro batch."""
+
+    eval_every: int = Field(1, ge=1)
+    """Evaluate on the validation split every this many epochs (and after the last)."""
+
+    best_metric: str = "balanced_accuracy"
+    """Validation metric that picks the best checkpoint: one of the recipe's metric names (`loss` is lower-better)."""
+
+    checkpoint_every: int = Field(1, ge=1)
+    """Save a resumable checkpoint every this many epochs."""
+
+    keep_checkpoints: int = Field(2, ge=1)
+    """Latest checkpoints kept (the best one is always kept as well)."""
+
+    log_every: int = Field(10, ge=1)
+    """Log step metrics every this many optimizer steps."""
+
+
+class TrackingConfig(Section):
+    backends: List[Literal["stdout", "mlflow"]] = ["stdout", "mlflow"]
+    """Metric-logger backends; every one logs from rank 0 only."""
+
+    uri: Optional[str] = None
+    """MLflow tracking URI; default: `sqlite:///<run.output_dir>/mlflow.db` created on first use."""
+
+    experiment: str = "mmlnb"
+    """MLflow experiment name."""
+
+    system_metrics: bool = False
+    """Log CPU, memory and GPU use alongside training metrics."""
+
+    system_metrics_interval_s: float = Field(10.0, gt=0.0)
+    """Seconds between two system-metric samples when `system_metrics` is on."""
+
+    spool: bool = True
+    """Append every MLflow call to `<run_dir>/mlflow_spool.jsonl` so `tracking sync` can replay it later."""
+
+    request_timeout_s: float = Field(5.0, gt=0.0)
+    """HTTP timeout of one tracking-server request; a dead server costs at most this (plus one retry)."""
+
+    request_max_retries: int = Field(1, ge=0)
+    """HTTP retries per tracking-server request (MLflow's default of 7 stalls a run for minutes)."""
+
+    log_environment: bool = True
+    """Tag each run with the git commit, the device and the versions of torch, deepspeed, mlflow, ray, ..."""
+
+    log_dataset: bool = True
+    """Log the shard set (`data.shards` manifest: name, digest, counts) as the run's MLflow dataset input."""
+
+    parent_run_id: Optional[str] = None
+    """Nest the run under this MLflow run (`mlflow.parentRunId` tag); the tune driver sets it per trial."""
+
+    register_name: Optional[str] = None
+    """Register the exported classifier under this Model Registry name at the end of training (off: None)."""
+
+    register_alias: str = "champion"
+    """Alias the new version takes, only when it beats the current holder on `register_metric`."""
+
+    register_metric: Optional[str] = None
+    """Metric that decides the alias, e.g. `best/val/balanced_accuracy`; default `best/val/<train.best_metric>`."""
+
+    register_mode: Literal["max", "min"] = "max"
+    """Whether a higher (max) or lower (min) `register_metric` is better."""

@@ -1,0 +1,137 @@
+"""The metric-logger interface: one small protocol, backends chosen by config, the rank-0 rule inside.
+
+Training loops call `logger.log_metrics(...)` unconditionally on every rank; `build_logger` hands ranks other
+than 0 a logger that does nothing, so no loop ever asks "am I rank 0?" before logging.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
+
+from ..config import Section, flatten, save_config
+from ..sections import RunConfig, TrackingConfig
+
+
+class MetricLogger(Protocol):
+    wants_figures: bool  # False when no backend keeps pictures: callers skip drawing them
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None: ...
+    def log_figure(self, figure: Any, name: str) -> None: ...
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def close(self, status: str = "FINISHED") -> None: ...
+
+
+class NullLogger:
+    """What every rank but 0 gets."""
+
+    run_id: Optional[str] = None
+    wants_figures: bool = False
+
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None: ...
+    def log_figure(self, figure: Any, name: str) -> None: ...
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def close(self, status: str = "FINISHED") -> None: ...
+
+
+class StdoutLogger(NullLogger):
+    """Metrics as one line per call, and a JSONL copy in the run folder (`metrics.jsonl`)."""
+
+    def __init__(self, run_dir: Optional[Path] = None, stream=None):
+        self.stream = stream or sys.stdout
+        self.jsonl = None
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.jsonl = open(run_dir / "metrics.jsonl", "a")
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+        print(f"[step {step}] {text}", file=self.stream, flush=True)
+        if self.jsonl:
+            self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
+            self.jsonl.flush()
+
+    def close(self, status: str = "FINISHED") -> None:
+        if self.jsonl:
+            self.jsonl.close()
+            self.jsonl = None
+
+
+class MultiLogger(NullLogger):
+    """Fans every call out to several backends."""
+
+    def __init__(self, loggers: List[Any]):
+        self.loggers = loggers
+
+    def log_params(self, params):
+        for lg in self.loggers:
+            lg.log_params(params)
+
+    def log_metrics(self, metrics, step):
+        for lg in self.loggers:
+            lg.log_metrics(metrics, step)
+
+    def log_artifact(self, path, artifact_path=None):
+        for lg in self.loggers:
+            lg.log_artifact(path, artifact_path)
+
+    def log_figure(self, figure, name):
+        for lg in self.loggers:
+            lg.log_figure(figure, name)
+
+    def set_tags(self, tags):
+        for lg in self.loggers:
+            lg.set_tags(tags)
+
+    def close(self, status="FINISHED"):
+        for lg in self.loggers:
+            lg.close(status)
+
+    @property
+    def run_id(self) -> Optional[str]:
+        return next((lg.run_id for lg in self.loggers if getattr(lg, "run_id", None)), None)
+
+    @property
+    def wants_figures(self) -> bool:
+        return any(lg.wants_figures for lg in self.loggers)
+
+
+
+def build_logger(tracking: TrackingConfig, run: RunConfig, rank: int, run_dir: Path, stage: str, *,
+                 config: Optional[Section] = None, datasets: Sequence[Dict[str, Any]] = (),
+                 tags: Optional[Mapping[str, str]] = None) -> MetricLogger:
+    """The logger for one run of one stage. Ranks other than 0 get a `NullLogger`.
+
+    The MLflow run gets: `config` flattened as params and saved as `<run_dir>/config.yaml` (an artifact), the
+    git commit, package versions and device as tags, and `datasets` (`ShardSet.dataset_specs()`) as dataset
+    inputs. Its name is `<run.name>-<stage>`; the URI is `tracking.uri` or a SQLite store in `run.output_dir`.
+    """
+    if rank != 0:
+        return NullLogger()
+    from .environment import environment_tags
+    from .server import default_tracking_uri
+
+    run_dir = Path(run_dir)
+    loggers: List[Any] = []
+    if "stdout" in tracking.backends:
+        loggers.append(StdoutLogger(run_dir))
+    if "mlflow" in tracking.backends:
+        from .mlflow_logger import MLflowLogger
+
+        base_tags = {"stage": stage, "run_dir": str(run_dir.resolve()), **dict(tags or {})}
+        if tracking.log_environment:
+            base_tags.update(environment_tags())
+        ml = MLflowLogger(tracking, default_tracking_uri(tracking, run.output_dir), run.output_dir / "mlartifacts",
+                          run_name=f"{run.name}-{stage}", tags=base_tags, run_dir=run_dir)
+        loggers.append(ml)
+        if config is not None:
+            ml.log_params(flatten(config))
+            ml.log_artifact(save_config(config, run_dir / "config.yaml"))
+        if tracking.log_dataset and datasets:
+            ml.log_datasets(list(datasets))
+    return MultiLogger(loggers)

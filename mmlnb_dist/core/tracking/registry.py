@@ -1,0 +1,195 @@
+"""The MLflow Model Registry, for any recipe: log a run's model as a pyfunc, register it, move an alias.
+
+    result = register_model(run_id, "mmlnb-nb", package_fn, alias="champion", tracking_uri=uri,
+                            metric="best/val/balanced_accuracy", mode="max")
+
+The recipe supplies `package_fn(run) -> ModelPackage` (its pyfunc model, artifacts, signature, example and the
+recipe-specific parts of the model card). The alias moves to the new version only when its metric beats the
+current holder's, read from the holder's own run (aliases, not the deprecated stages).
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import yaml
+
+from ..errors import UserError
+
+
+class RegistryError(UserError, RuntimeError):
+    """The run, its model files or the registered model is missing or unusable; the message says which."""
+
+
+@dataclass
+class ModelPackage:
+    """What a recipe logs for one registered version."""
+
+    python_model: Any
+    """An `mlflow.pyfunc.PythonModel` instance."""
+    artifacts: Dict[str, str]
+    """Files the model loads (`context.artifacts` names -> paths)."""
+    signature: Any
+    input_example: Any
+    card_sections: Dict[str, str] = field(default_factory=dict)
+    """Recipe-specific model-card sections (title -> Markdown body), e.g. classes and usage."""
+    title: str = "model"
+    metadata: Dict[str, Any] = field(default_factory=dict)
+    version_tags: Dict[str, str] = field(default_factory=dict)
+    code_paths: List[str] = field(default_factory=list)
+
+
+@dataclass
+class RegisterResult:
+    name: str
+    version: str
+    model_uri: str
+    alias: Optional[str]
+    alias_moved: bool
+    metric: str
+    value: Optional[float]
+    previous_value: Optional[float]
+    reason: str
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def run_metric(run, metric: str) -> Optional[float]:
+    """A run's value of `metric`; `best/val/x` (the exported best checkpoint) falls back to `val/x`."""
+    value = run.data.metrics.get(metric)
+    if value is None and metric.startswith("best/"):
+        value = run.data.metrics.get(metric[len("best/"):])
+    return value
+
+
+def better(new: Optional[float], old: Optional[float], mode: str) -> bool:
+    """Whether `new` beats `old` (a missing or NaN holder value always loses)."""
+    if new is None or (isinstance(new, float) and math.isnan(new)):
+        return False
+    if old is None or (isinstance(old, float) and math.isnan(old)):
+        return True
+    return new > old if mode == "max" else new < old
+
+
+def run_folder(run) -> Path:
+    """The run folder a run was logged from (its `run_dir` tag)."""
+    run_dir = run.data.tags.get("run_dir")
+    if not run_dir:
+        raise RegistryError(f"run {run.info.run_id} has no 'run_dir' tag; pass the model folder explicitly")
+    return Path(run_dir)
+
+
+def model_card(run, package: ModelPackage, metric: str) -> str:
+    """A Markdown model card: the recipe's sections, data lineage (dataset inputs), metrics, environment, config."""
+    lines = [f"# {package.title} from run `{run.info.run_id}` ({run.info.run_name})", ""]
+    for title, body in package.card_sections.items():
+        lines += [f"## {title}", body.rstrip(), ""]
+    lines.append("## Data")
+    for ds_input in getattr(run.inputs, "dataset_inputs", None) or []:
+        ds = ds_input.dataset
+        ctx = next((t.value for t in ds_input.tags if t.key == "mlflow.data.context"), "?")
+        profile = json.loads(ds.profile) if ds.profile else {}
+        lines.append(f"- {ctx}: `{ds.name}` digest `{ds.digest}`, {profile.get('num_samples')} samples, "
+                     f"class counts {profile.get('class_counts')}, source {ds.source}")
+        if profile.get("provenance"):
+            lines.append(f"  - provenance: `{json.dumps(profile['provenance'])[:500]}`")
+    lines += ["", f"## Metrics (selection metric: `{metric}`)"]
+    for k, v in sorted(run.data.metrics.items()):
+        if k.startswith(("val/", "test/", "train/")):
+            lines.append(f"- {k}: {v:.4f}")
+    env = {k: v for k, v in run.data.tags.items() if k.startswith(("version.", "git.", "device"))}
+    lines += ["", "## Environment"] + [f"- {k}: {v}" for k, v in sorted(env.items())]
+    cfg_path = run.data.tags.get("run_dir") and Path(run.data.tags["run_dir"]) / "config.yaml"
+    if cfg_path and cfg_path.is_file():
+        lines += ["", "## Config", "```yaml", cfg_path.read_text().rstrip(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def pinned_requirements() -> List[str]:
+    """Pinned from this environment: skips MLflow's slow requirement inference (it reloads the model)."""
+    from importlib import metadata
+
+    reqs = []
+    for name in ("torch", "torchvision", "transformers", "safetensors", "tokenizers", "numpy", "pandas",
+                 "pillow", "pyyaml", "pydantic", "mlflow"):
+        try:
+            reqs.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return reqs
+
+
+def _holder_value(client, name: str, alias: str, metric: str):
+    try:
+        holder = client.get_model_version_by_alias(name, alias)
+    except Exception:  # noqa: BLE001 - no holder yet
+        return None, None
+    try:
+        previous = run_metric(client.get_run(holder.run_id), metric) if holder.run_id else None
+    except Exception:  # noqa: BLE001 - the holder's run was deleted: no value
+        previous = None
+    return holder, previous
+
+
+def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPackage], *,
+                   alias: Optional[str] = "champion", tracking_uri: Optional[str] = None,
+                   metric: str = "best/val/balanced_accuracy", mode: str = "max") -> RegisterResult:
+    """Log run `run_id`'s model (built by `package_fn(run)`) as a pyfunc, register it as a new version of
+    `name`, and move `alias` to it when its `metric` beats the current holder's."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run
+        raise RegistryError(f"run {run_id} not found at {client.tracking_uri}: {err}") from None
+    package = package_fn(run)
+    value = run_metric(run, metric)
+    card = model_card(run, package, metric)
+    previous_tracking = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(client.tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:  # MLflow copies artifacts when it logs them
+        card_path = Path(tmp) / "MODEL_CARD.md"
+        card_path.write_text(card)
+        try:
+            # Attach the logged model to the training run (start_run(run_id) here, never MLFLOW_RUN_ID).
+            with mlflow.start_run(run_id=run_id):
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=package.python_model,
+                    artifacts={**package.artifacts, "model_card": str(card_path)},
+                    code_paths=package.code_paths or None, signature=package.signature,
+                    input_example=package.input_example, pip_requirements=pinned_requirements(),
+                    registered_model_name=name,
+                    metadata={**package.metadata, "metric": metric, "metric_value": value},
+                )
+        finally:
+            mlflow.set_tracking_uri(previous_tracking)
+    version = str(info.registered_model_version)
+    client.update_model_version(name, version, description=card[:5000])
+    client.set_model_version_tag(name, version, "source_run_id", run_id)
+    for key, tag in package.version_tags.items():
+        client.set_model_version_tag(name, version, key, tag)
+    if value is not None:
+        client.set_model_version_tag(name, version, metric, str(value))
+
+    previous, moved, reason = None, False, "no alias requested"
+    if alias:
+        holder, previous = _holder_value(client, name, alias, metric)
+        if holder is None:
+            moved, reason = True, f"first version with alias '{alias}'"
+        elif better(value, previous, mode):
+            moved, reason = True, f"{metric} {value} beats {previous} (version {holder.version})"
+        else:
+            reason = f"{metric} {value} does not beat {previous} (version {holder.version} keeps '{alias}')"
+        if moved:
+            client.set_registered_model_alias(name, alias, version)
+    return RegisterResult(name, version, f"models:/{name}/{version}", alias, moved, metric, value, previous, reason)
+
+
+def write_result(result: RegisterResult, path: Path) -> None:
+    Path(path).write_text(yaml.safe_dump(result.as_dict(), sort_keys=False))

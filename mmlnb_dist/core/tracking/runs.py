@@ -1,0 +1,87 @@
+"""Parent and child runs: a search (or any group of runs) as one MLflow parent run with its trials nested under
+it through the `mlflow.parentRunId` tag (never `MLFLOW_RUN_ID`, which would override the parent: MLflow #15713).
+
+    parent = ParentRun.open(tracking, uri, output_dir, name="search-1", tags=..., params=..., resume_id=None)
+    ... each trial: tracking.parent_run_id = parent.run_id ...
+    parent.finish(metrics={...}, params={...}, artifacts=[...], tags={...})
+    parent.child_with_tag("run_dir", "/abs/path")   # the trial's own run
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from ..sections import TrackingConfig
+from .server import get_or_create_experiment, limit_http_retries, server_reachable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ParentRun:
+    """An MLflow run that groups child runs; every call survives a lost server (it warns and carries on)."""
+
+    uri: str
+    run_id: str
+
+    @classmethod
+    def open(cls, tracking: TrackingConfig, uri: str, output_dir: Path, name: str, *,
+             tags: Optional[Mapping[str, str]] = None, params: Optional[Mapping[str, Any]] = None,
+             artifacts: Sequence[Path] = (), resume_id: Optional[str] = None) -> Optional["ParentRun"]:
+        """Reuse `resume_id` when that run still exists (a resumed search), else create one; None when the
+        tracking server cannot be reached (the children then log without a parent)."""
+        import mlflow
+        from mlflow.entities import Param
+
+        limit_http_retries(tracking)
+        if not server_reachable(uri, tracking.request_timeout_s):
+            log.warning("tracking server %s unreachable; no MLflow parent run for %s", uri, name)
+            return None
+        client = mlflow.MlflowClient(uri)
+        if resume_id:
+            try:
+                client.get_run(resume_id)
+                client.update_run(resume_id, status="RUNNING")
+                return cls(uri, resume_id)
+            except Exception:  # noqa: BLE001 - the run is gone (a fresh store): create a new one
+                pass
+        exp_id = get_or_create_experiment(client, tracking.experiment, Path(output_dir) / "mlartifacts")
+        run = client.create_run(exp_id, run_name=name, tags=dict(tags or {}))
+        run_id = run.info.run_id
+        items = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+        for i in range(0, len(items), 100):
+            client.log_batch(run_id, params=items[i:i + 100])
+        for path in artifacts:
+            client.log_artifact(run_id, str(path), "search")
+        return cls(uri, run_id)
+
+    def finish(self, *, metrics: Mapping[str, float] = (), params: Mapping[str, Any] = (),
+               artifacts: Sequence[Path] = (), tags: Mapping[str, str] = (), status: str = "FINISHED") -> None:
+        """Log the group's summary and close the run."""
+        import mlflow
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = mlflow.MlflowClient(self.uri)
+        now = int(time.time() * 1000)
+        try:
+            client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in dict(metrics).items()],
+                             params=[Param(k, str(v)[:6000]) for k, v in dict(params).items()],
+                             tags=[RunTag(k, str(v)[:5000]) for k, v in dict(tags).items()])
+            for path in artifacts:
+                client.log_artifact(self.run_id, str(path), "search")
+            client.set_terminated(self.run_id, status=status)
+        except Exception as err:  # noqa: BLE001 - results are on disk either way
+            log.warning("could not log the summary of parent run %s to MLflow: %s", self.run_id, err)
+
+    def child_with_tag(self, key: str, value: str) -> Optional[str]:
+        """The run id of the child run whose tag `key` equals `value` (None when there is none)."""
+        import mlflow
+
+        client = mlflow.MlflowClient(self.uri)
+        runs = client.search_runs([client.get_run(self.run_id).info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}'")
+        match = [r for r in runs if r.data.tags.get(key) == value]
+        return match[0].info.run_id if match else None

@@ -1,0 +1,224 @@
+"""Building a shard set: validate the inputs, split them, encode the images, write the shards and the manifest.
+
+    samples = collect_samples("patches/", classes=["UD", "PD", "D"], descriptions="descriptions.jsonl")
+    manifest = build_shards(samples, "shards/mine", BuildConfig(), classes=["UD", "PD", "D"])
+
+Everything is written into a hidden temporary folder beside the output and renamed when complete. The same
+samples (in any order) and seed give byte-identical shards and manifest.
+"""
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .config import BuildConfig
+from .shardset import FORMAT, MANIFEST, SPLITS, ShardError
+from .split import split_samples
+from .writer import KEY_RE, write_manifest, write_tar_shard
+
+
+@dataclass
+class SampleSpec:
+    """One input sample for `build_shards`: an image file (or its bytes) and its label."""
+
+    key: str
+    """Unique sample key, characters [A-Za-z0-9_-] only (it becomes the tar member stem)."""
+    label: str
+    """Class name; must be one of the build's classes."""
+    image: Union[Path, bytes]
+    """Path to the image file, or the encoded image bytes."""
+    slide_id: Optional[str] = None
+    """Slide (or patient) the patch comes from; splits never put one slide in two splits."""
+    description: Optional[str] = None
+    """Free-text description stored as the sample's `txt` member."""
+    meta: Dict[str, Any] = field(default_factory=dict)
+    """Extra provenance stored in the sample's `json` member."""
+
+
+def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
+    """Encoded image member `(ext, bytes)`; raises on unreadable images (the caller records them as skipped)."""
+    from PIL import Image
+
+    raw = spec.image if isinstance(spec.image, bytes) else Path(spec.image).read_bytes()
+    img = Image.open(io.BytesIO(raw))
+    if build.image_format == "original":
+        img.load()  # decodability check: a corrupt original must not reach the shards
+        ext = (Path(spec.image).suffix.lstrip(".").lower() if not isinstance(spec.image, bytes) else "") or (img.format or "png").lower()
+        return ext, raw
+    size = build.image_size
+    # draft() lets the JPEG decoder scale by 1/2, 1/4, 1/8 in the DCT domain when the source is much larger.
+    img.draft("RGB", (size, size))
+    img = img.convert("RGB")
+    w, h = img.size
+    scale = size / min(w, h)
+    if scale != 1.0:
+        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    buf = io.BytesIO()
+    if build.image_format == "jpeg":
+        img.save(buf, format="JPEG", quality=build.jpeg_quality, optimize=False, progressive=False)
+        return "jpg", buf.getvalue()
+    img.save(buf, format="PNG", optimize=False, compress_level=6)
+    return "png", buf.getvalue()
+
+
+def _raw_sample(spec: SampleSpec, ext: str, data: bytes, classes: Sequence[str]) -> Dict[str, Any]:
+    meta = {"label": spec.label, "slide_id": spec.slide_id,
+            "source": spec.image.as_posix() if isinstance(spec.image, Path) else "<bytes>", **spec.meta}
+    sample = {"__key__": spec.key, ext: data, "cls": str(classes.index(spec.label)), "json": meta}
+    if spec.description is not None:
+        sample["txt"] = spec.description
+    return sample
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(out_dir: Path) -> None:
+    """Remove temporary folders left by killed builds of the same output (their process is gone)."""
+    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or not _pid_alive(int(pid)) or int(pid) == os.getpid():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def validate_samples(samples: Sequence[SampleSpec], classes: Sequence[str]) -> None:
+    """Check keys, labels and image paths before anything is written; `ShardError` naming the first problems."""
+    if not samples:
+        raise ShardError("no input samples")
+    problems: List[str] = []
+    seen: Dict[str, SampleSpec] = {}
+    for s in samples:
+        where = s.image.as_posix() if isinstance(s.image, Path) else s.key
+        if not KEY_RE.match(s.key):
+            problems.append(f"{where}: invalid key {s.key!r} (allowed: [A-Za-z0-9_-])")
+        elif s.key in seen:
+            problems.append(f"{where}: duplicate key {s.key!r}")
+        seen[s.key] = s
+        if s.label not in classes:
+            problems.append(f"{where}: unknown label {s.label!r} (classes: {', '.join(classes)})")
+        if isinstance(s.image, Path) and not s.image.is_file():
+            problems.append(f"{where}: image file not found")
+    if problems:
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise ShardError("invalid input samples:\n  " + "\n  ".join(problems[:10]) + more)
+
+
+def build_shards(
+    samples: Sequence[SampleSpec],
+    out_dir: Union[str, Path],
+    build: BuildConfig,
+    classes: Sequence[str],
+    provenance: Optional[Mapping[str, Any]] = None,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """Split, encode and write a shard set; return its manifest.
+
+    Everything is written into `.<name>.partial-<pid>` beside `out_dir` and renamed to `out_dir` only when
+    complete, so an interrupted build never leaves finished-looking output (and the next build removes the
+    leftover). An existing `out_dir` is replaced only if it is empty or a shard set. Unreadable images are
+    skipped and listed in `manifest["skipped"]`; more than `build.max_skipped_rate` of them fails the build.
+    The same samples (in any order) and seed give byte-identical shards and manifest.
+    """
+    from tqdm import tqdm
+
+    classes = list(classes)
+    out_dir = Path(out_dir)
+    validate_samples(samples, classes)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())):
+        raise ShardError(f"refusing to replace {out_dir}: it exists and is not a shard set (no {MANIFEST})")
+    splits = split_samples(samples, build)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    tmp.mkdir()
+    skipped: List[Dict[str, str]] = []
+    manifest_splits: Dict[str, Any] = {}
+    bar = tqdm(total=len(samples), desc=f"shards {out_dir.name}", unit="img", disable=not progress)
+    try:
+        # PIL releases the GIL while decoding, resizing and encoding: threads keep all cores busy, and
+        # `map` keeps the input order, so the output bytes do not depend on scheduling.
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            for split in SPLITS:
+                specs = splits[split]
+                if split == "test" and build.test_fraction == 0.0:
+                    continue
+
+                def encoded(chunk: List[SampleSpec]) -> Iterator[Dict[str, Any]]:
+                    def work(spec: SampleSpec) -> Tuple[SampleSpec, Optional[Tuple[str, bytes]], str]:
+                        try:
+                            return spec, _encode(spec, build), ""
+                        except Exception as err:  # any decoder error means: this image is unreadable
+                            return spec, None, f"{type(err).__name__}: {err}"
+
+                    for spec, enc, reason in pool.map(work, chunk):
+                        bar.update(1)
+                        if enc is None:
+                            skipped.append({"key": spec.key, "source": str(spec.image) if isinstance(spec.image, Path) else "<bytes>", "reason": reason})
+                            continue
+                        yield _raw_sample(spec, enc[0], enc[1], classes)
+
+                entries = []
+                step = build.max_samples_per_shard
+                for i, start in enumerate(range(0, len(specs), step)):
+                    entry = write_tar_shard(tmp / f"{split}-{i:06d}.tar", encoded(specs[start:start + step]), classes)
+                    if entry["num_samples"] == 0:  # every image of this chunk was unreadable
+                        (tmp / entry["file"]).unlink()
+                        continue
+                    entries.append(entry)
+                # Renumber when an all-skipped chunk left a gap, so names stay consecutive.
+                for i, entry in enumerate(entries):
+                    name = f"{split}-{i:06d}.tar"
+                    if entry["file"] != name:
+                        os.replace(tmp / entry["file"], tmp / name)
+                        entry["file"] = name
+                manifest_splits[split] = {
+                    "num_samples": sum(e["num_samples"] for e in entries),
+                    "class_counts": {c: sum(e["class_counts"][c] for e in entries) for c in classes},
+                    "shards": entries,
+                }
+        bar.close()
+        rate = len(skipped) / len(samples)
+        if rate > build.max_skipped_rate:
+            listing = "\n  ".join(f"{s['source']}: {s['reason']}" for s in skipped[:10])
+            raise ShardError(f"{len(skipped)} of {len(samples)} input images unreadable ({rate:.1%} > "
+                             f"data.build.max_skipped_rate={build.max_skipped_rate}):\n  {listing}")
+        group = build.group_by_slide and any(s.slide_id is not None for s in samples)
+        manifest = {
+            "format": FORMAT,
+            "classes": classes,
+            "splits": manifest_splits,
+            "split": {"seed": build.seed, "val_fraction": build.val_fraction, "test_fraction": build.test_fraction,
+                      "stratify": build.stratify, "group_by_slide": group},
+            "build_options": build.model_dump(mode="json"),
+            "has_descriptions": any(s.description is not None for s in samples),
+            "provenance": dict(provenance or {}),
+            "skipped": sorted(skipped, key=lambda s: s["key"]),
+        }
+        write_manifest(tmp, manifest)
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        bar.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest

@@ -1,0 +1,106 @@
+"""Data: the synthetic set, shard building, and the streaming loader."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from ..core.config import Section
+
+
+class SynthConfig(Section):
+    n: int = Field(600, ge=3)
+    """Number of synthetic patches (split evenly over the three classes)."""
+
+    size: int = Field(256, ge=32)
+    """Side of each synthetic patch in pixels."""
+
+    n_slides: int = Field(30, ge=3)
+    """Number of synthetic slides the patches are drawn from (slide ids for grouped splits)."""
+
+    noisy_description_rate: float = Field(0.2, ge=0.0, le=1.0)
+    """Share of descriptions that are uninformative or describe the wrong class."""
+
+    seed: int = Field(0, ge=0)
+    """Seed of the synthetic set: the same seed writes the same bytes."""
+
+
+class BuildConfig(Section):
+    max_samples_per_shard: int = Field(1000, ge=1)
+    """Samples per tar shard before a new shard starts."""
+
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    """Share of samples (or of slides, with grouping) in the validation split."""
+
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    """Share in the held-out test split; 0 writes no test shards."""
+
+    stratify: bool = True
+    """Keep class proportions equal across splits (exact to one sample per class)."""
+
+    group_by_slide: bool = True
+    """When samples carry a slide id, keep every slide in exactly one split (no slide leakage)."""
+
+    image_format: Literal["jpeg", "png", "original"] = "jpeg"
+    """Store images re-encoded as JPEG or PNG at `image_size`, or as the original file bytes."""
+
+    image_size: int = Field(256, ge=16)
+    """Side in pixels of re-encoded images (shorter side resized, then centre-cropped square)."""
+
+    jpeg_quality: int = Field(90, ge=1, le=100)
+    """JPEG quality of re-encoded images."""
+
+    seed: int = Field(0, ge=0)
+    """Seed of the split: the same inputs and seed give byte-identical shards."""
+
+    max_skipped_rate: float = Field(0.01, ge=0.0, le=1.0)
+    """Fail the build when more than this share of input images is unreadable (they are skipped and listed)."""
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_data(self) -> "BuildConfig":
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"val_fraction + test_fraction must be < 1 (got {self.val_fraction} + {self.test_fraction})"
+            )
+        return self
+
+
+class LoaderConfig(Section):
+    num_workers: int = Field(2, ge=0)
+    """DataLoader worker processes per rank."""
+
+    image_size: int = Field(224, ge=16)
+    """Side of the square crop a recipe feeds its image encoder."""
+
+    augment: bool = True
+    """Random flips and 90-degree rotations on training images (turn off to allow frozen-feature caching)."""
+
+    shuffle_buffer: int = Field(500, ge=0)
+    """Samples held in the shuffle buffer of the training stream; 0 disables sample shuffling."""
+
+    epoch_samples: Optional[int] = Field(None, ge=1)
+    """Training samples per epoch across all ranks; default: the train split's size from the manifest."""
+
+    max_bad_sample_rate: float = Field(0.01, ge=0.0, le=1.0)
+    """Stop with an error when the share of skipped (undecodable, unknown-label) samples exceeds this."""
+
+
+class DataConfig(Section):
+    shards: Path = Path("shards/demo")
+    """Shard set folder (holds manifest.json) that training reads."""
+
+    classes: List[str] = ["UD", "PD", "D"]
+    """Class names in index order when building shards from patches or slides (the MMLNB subtypes by default)."""
+
+    synth_dir: Path = Path("shards/demo-src")
+    """Where the demo writes the synthetic source set before building shards."""
+
+    synth: SynthConfig = SynthConfig()
+    """The embedded synthetic H&E-like data set."""
+
+    build: BuildConfig = BuildConfig()
+    """Shard building options."""
+
+    loader: LoaderConfig = LoaderConfig()
+    """Streaming loader options."""

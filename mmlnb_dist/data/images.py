@@ -1,0 +1,89 @@
+"""Images in shards: which member holds the image, how its bytes are decoded, and the geometric transform.
+
+One owner for these, used by the shard builder, the verifier, the loader and prediction. Decoding never
+unpickles. Augmentation draws from a generator seeded by (seed, epoch, sample key), never from global state,
+so a sample gets the same augmentation in the same epoch whichever rank or worker reads it.
+"""
+from __future__ import annotations
+
+import io
+import zlib
+from typing import Any, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+IMAGE_EXTENSIONS: Tuple[str, ...] = ("jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp")
+"""Image member names (and file suffixes) accepted, in order of preference: the first present wins."""
+
+
+def image_member(sample: Mapping[str, Any]) -> Optional[str]:
+    """The sample's image member name: the first of IMAGE_EXTENSIONS present."""
+    return next((ext for ext in IMAGE_EXTENSIONS if ext in sample), None)
+
+
+def is_image_file(name: str) -> bool:
+    return name.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS if "." in name else False
+
+
+def decode_image(data: bytes, size: Optional[int] = None):
+    """Decode image bytes to an RGB PIL image, fully (a truncated file fails here, not later). With `size`,
+    JPEG decoding may scale down by a power of two in the DCT domain while staying at least `size` on each
+    side (much faster for large images)."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    if size is not None:
+        img.draft("RGB", (size, size))
+    return img.convert("RGB")
+
+
+def sample_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    """The augmentation generator of one sample in one epoch."""
+    return np.random.default_rng([seed, epoch, zlib.crc32(key.encode("utf-8"))])
+
+
+class ImageTransform:
+    """Resize the shorter side to `image_size`, centre-crop square, optionally flip/rotate (dihedral group).
+
+    `to_array` gives uint8 `[S, S, 3]` (what loader workers ship); `normalise_batch` turns a uint8 batch into
+    float32 `[B, 3, S, S]` with the mean and std the model expects (given by the recipe).
+    """
+
+    def __init__(self, image_size: int, augment: bool = False, mean: Sequence[float] = (0.0, 0.0, 0.0),
+                 std: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
+        self.image_size = image_size
+        self.augment = augment
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def to_array(self, img, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+        """Geometric part: PIL image -> uint8 `[S, S, 3]` (resized, cropped, augmented)."""
+        from PIL import Image
+
+        s = self.image_size
+        w, h = img.size
+        if (w, h) != (s, s):
+            scale = s / min(w, h)
+            img = img.resize((max(s, round(w * scale)), max(s, round(h * scale))), Image.BILINEAR)
+            w, h = img.size
+            left, top = (w - s) // 2, (h - s) // 2
+            img = img.crop((left, top, left + s, top + s))
+        arr = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
+        if self.augment and rng is not None:
+            # Histology has no canonical orientation: the 8 dihedral transforms are all label-preserving.
+            if rng.random() < 0.5:
+                arr = arr[:, ::-1]
+            k = int(rng.integers(4))
+            if k:
+                arr = np.rot90(arr, k)
+        return np.ascontiguousarray(arr)
+
+    def normalise_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 `[B, S, S, 3]` -> normalised float32 `[B, 3, S, S]` in one vectorised pass."""
+        t = batch.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+        return t.sub_(self.mean).div_(self.std)
+
+    def __call__(self, img, rng: Optional[np.random.Generator] = None) -> torch.Tensor:
+        """One PIL image -> normalised float32 `[3, S, S]` (prediction: no loader involved)."""
+        return self.normalise_batch(torch.from_numpy(self.to_array(img, rng))[None])[0]

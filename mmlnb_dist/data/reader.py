@@ -1,0 +1,48 @@
+"""Reading raw samples out of a tar shard, in file order, with errors that name the shard.
+
+Tars are read with the standard library's `tarfile` in streaming mode: one sequential pass, no seeking, the way
+a remote stream would be read. The loader needs to start and stop inside a shard at exact sample indices, and
+needs a truncated shard reported with its name, so this is a plain generator rather than a webdataset pipeline.
+Nothing here ever unpickles data.
+"""
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Union
+
+from .shardset import ShardError
+
+
+def iter_shard_samples(tar_path: Union[str, Path]) -> Iterator[Dict[str, Any]]:
+    """Raw samples of one shard, in file order: `{"__key__": str, "__shard__": str, "jpg": bytes, "cls": bytes, ...}`.
+
+    Members are grouped by the stem before the first dot (keys contain no dots). A truncated or corrupt tar
+    raises `ShardError` naming the shard and the last complete key.
+    """
+    tar_path = Path(tar_path)
+    shard = tar_path.name
+    current: Optional[Dict[str, Any]] = None
+    last_key = None
+    try:
+        # Streaming mode ("r|"): one sequential pass, no seeking, the same way a remote stream would be read.
+        with tarfile.open(tar_path, mode="r|") as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                stem, _, ext = member.name.partition(".")
+                data = tar.extractfile(member).read()  # type: ignore[union-attr]
+                if current is not None and current["__key__"] != stem:
+                    last_key = current["__key__"]
+                    yield current
+                    current = None
+                if current is None:
+                    current = {"__key__": stem, "__shard__": shard}
+                current[ext] = data
+    except FileNotFoundError:
+        raise ShardError(f"shard not found: {tar_path}") from None
+    except (tarfile.TarError, EOFError, OSError) as err:
+        after = f" after key '{last_key}'" if last_key else " at its start"
+        raise ShardError(f"shard {shard}: truncated or corrupt tar{after} ({err})") from None
+    if current is not None:
+        yield current

@@ -1,0 +1,134 @@
+"""A shard set, opened once: its manifest, classes, splits and digest, passed down instead of a path.
+
+    shards = ShardSet.open("shards/demo")
+    shards.require_split("train")            # ShardError naming the folder and the remedy when it is empty
+    shards.classes, shards.shards("val"), shards.digest, shards.dataset_specs()
+
+A shard set is a folder with `{train,val,test}-NNNNNN.tar` and a `manifest.json` (format in docs/CONTRACTS.md
+and docs/data.md). Each sample is a group of tar members sharing a key: the image, `cls` (class index),
+`json` (metadata: label, slide id, source, provenance, optional `labels` list) and optionally `txt`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Tuple, Union
+
+from ..core.errors import UserError
+
+FORMAT = "mmlnb-shards/1"
+MANIFEST = "manifest.json"
+SPLITS: Tuple[str, ...] = ("train", "val", "test")
+
+
+class ShardError(UserError, ValueError):
+    """A shard set, shard or build input is missing or malformed; the message names the path."""
+
+
+def read_manifest(shard_dir: Union[str, Path]) -> Dict[str, Any]:
+    """Load and sanity-check `manifest.json` of a shard set; `ShardError` naming the path when it is not one."""
+    return ShardSet.open(shard_dir).manifest
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """An opened shard set: the folder, its parsed manifest and the manifest's SHA-256."""
+
+    root: Path
+    manifest: Dict[str, Any]
+    digest: str
+    """SHA-256 of manifest.json, which lists every shard's own SHA-256: equal digests, equal shards."""
+
+    @classmethod
+    def open(cls, shard_dir: Union[str, Path]) -> "ShardSet":
+        root = Path(shard_dir)
+        path = root / MANIFEST
+        if not root.is_dir():
+            raise ShardError(f"shard folder not found: {root}")
+        if not path.is_file():
+            raise ShardError(f"{path} not found: {root} is not a shard set (build one with `mmlnb-dist shards "
+                             f"build`)")
+        try:
+            raw = path.read_bytes()
+            manifest = json.loads(raw.decode("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ShardError(f"{path} is not valid JSON: {err}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            found = manifest.get("format") if isinstance(manifest, dict) else None
+            raise ShardError(f"{path}: not a {FORMAT} manifest (format={found!r})")
+        for key in ("classes", "splits"):
+            if key not in manifest:
+                raise ShardError(f"{path}: missing field '{key}'")
+        for name, split in manifest["splits"].items():
+            if not isinstance(split, dict) or "shards" not in split or "num_samples" not in split:
+                raise ShardError(f"{path}: split '{name}' lacks 'shards' or 'num_samples'")
+        return cls(root, manifest, hashlib.sha256(raw).hexdigest())
+
+    # -- what it holds ------------------------------------------------------------------------------------------
+    @property
+    def classes(self) -> List[str]:
+        """The label vocabulary, in index order (`cls` indexes it; multi-label `labels` name its entries)."""
+        return list(self.manifest["classes"])
+
+    @property
+    def has_descriptions(self) -> bool:
+        return bool(self.manifest.get("has_descriptions"))
+
+    @property
+    def provenance(self) -> Dict[str, Any]:
+        return dict(self.manifest.get("provenance") or {})
+
+    def num_samples(self, split: str) -> int:
+        return int(self.manifest["splits"].get(split, {}).get("num_samples", 0))
+
+    def shards(self, split: str) -> List[Tuple[Path, int]]:
+        """`(path, num_samples)` of every shard of `split`, in manifest order."""
+        if split not in self.manifest["splits"]:
+            raise ShardError(f"{self.root / MANIFEST}: no split '{split}' (has: {', '.join(self.manifest['splits'])})")
+        return [(self.root / s["file"], int(s["num_samples"])) for s in self.manifest["splits"][split]["shards"]]
+
+    def entries(self) -> List[Tuple[str, int, Dict[str, Any]]]:
+        """(split, position in split, manifest entry) of every shard, in manifest order."""
+        return [(split, i, entry) for split, info in self.manifest["splits"].items()
+                for i, entry in enumerate(info["shards"])]
+
+    def require_split(self, split: str, purpose: str = "") -> int:
+        """The split's sample count; a `ShardError` naming the folder and the remedy when it is empty."""
+        n = self.num_samples(split)
+        if n == 0:
+            why = f" ({purpose})" if purpose else ""
+            raise ShardError(f"data.shards: {self.root} has no '{split}' samples{why}; rebuild the shards with a "
+                             f"'{split}' split (data.build.val_fraction / test_fraction)")
+        return n
+
+    def dataset_specs(self) -> List[Dict[str, Any]]:
+        """One JSON-ready dataset description per split (name, digest, counts, provenance): the run's lineage
+        to its exact shards, logged as MLflow dataset inputs."""
+        specs = []
+        for split, info in self.manifest["splits"].items():
+            profile = {
+                "num_samples": info.get("num_samples"), "class_counts": info.get("class_counts"),
+                "num_shards": len(info.get("shards", [])), "classes": self.classes,
+                "has_descriptions": self.manifest.get("has_descriptions"), "manifest_sha256": self.digest,
+                "provenance": self.manifest.get("provenance"),
+            }
+            specs.append({"name": f"{self.root.resolve().name}:{split}",  # MLflow merges equal name+digest
+                          "digest": self.digest[:16], "source": str(self.root.resolve()), "profile": profile,
+                          "context": split})
+        return specs
+
+
+def updated_manifest(base: Mapping[str, Any], entries: Mapping[Tuple[str, int], Dict[str, Any]],
+                     **updates: Any) -> Dict[str, Any]:
+    """A copy of `base` with shard entries replaced by position ((split, i) -> entry), split counts recomputed
+    from them, and top-level fields updated (a derived shard set's manifest)."""
+    new = json.loads(json.dumps(base))
+    classes = new["classes"]
+    for split, info in new["splits"].items():
+        info["shards"] = [entries[(split, i)] for i in range(len(info["shards"]))]
+        info["num_samples"] = sum(e["num_samples"] for e in info["shards"])
+        info["class_counts"] = {c: sum(e["class_counts"].get(c, 0) for e in info["shards"]) for c in classes}
+    new.update(updates)
+    return new

@@ -1,0 +1,62 @@
+"""Splitting samples into train / val / test: stratified by class, grouped by slide when slide ids are present."""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from .config import BuildConfig
+from .shardset import SPLITS
+
+if TYPE_CHECKING:
+    from .build import SampleSpec
+
+
+def _allocate(units: List[Tuple[str, int]], fractions: Tuple[float, float], rng: np.random.Generator) -> Dict[str, str]:
+    """Assign units (key, size) of one stratum to test/val/train so sample counts approach the fractions.
+
+    Units are shuffled, then laid end to end; a unit goes to the split its midpoint falls into. With units of
+    size 1 this gives `round(n * fraction)` samples per split (exact to one sample per stratum).
+    """
+    test_frac, val_frac = fractions
+    order = rng.permutation(len(units))
+    total = sum(size for _, size in units)
+    test_end, val_end = total * test_frac, total * (test_frac + val_frac)
+    out, cum = {}, 0
+    for i in order:
+        key, size = units[i]
+        mid = cum + size / 2.0
+        out[key] = "test" if mid < test_end else "val" if mid < val_end else "train"
+        cum += size
+    return out
+
+
+def split_samples(samples: Sequence[SampleSpec], build: BuildConfig) -> Dict[str, List[SampleSpec]]:
+    """Split samples into train/val/test: stratified by class, grouped by slide when slide ids are present.
+
+    Grouping: each slide is one unit, stratified by its majority label; samples without a slide id are units
+    of their own. Deterministic for `build.seed` and the set of samples (input order does not matter).
+    Each split is then shuffled with the seed, so shards mix classes and slides.
+    """
+    samples = sorted(samples, key=lambda s: s.key)
+    group = build.group_by_slide and any(s.slide_id is not None for s in samples)
+    units: Dict[str, List[SampleSpec]] = defaultdict(list)
+    for s in samples:
+        units[f"slide:{s.slide_id}" if group and s.slide_id is not None else f"key:{s.key}"].append(s)
+    strata: Dict[str, List[Tuple[str, int]]] = defaultdict(list)
+    for unit, members in sorted(units.items()):
+        label = Counter(m.label for m in members).most_common(1)[0][0] if build.stratify else "*"
+        strata[label].append((unit, len(members)))
+    rng = np.random.default_rng(build.seed)
+    assignment: Dict[str, str] = {}
+    for label in sorted(strata):
+        assignment.update(_allocate(strata[label], (build.test_fraction, build.val_fraction), rng))
+    out: Dict[str, List[SampleSpec]] = {name: [] for name in SPLITS}
+    for unit, members in sorted(units.items()):
+        out[assignment[unit]].extend(members)
+    for name in SPLITS:
+        out[name].sort(key=lambda s: s.key)
+        order = rng.permutation(len(out[name]))
+        out[name] = [out[name][i] for i in order]
+    return out

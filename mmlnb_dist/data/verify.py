@@ -1,0 +1,113 @@
+"""Checking a shard set against its manifest: files, sizes, checksums, counts, keys, images and labels."""
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Union
+
+from .images import image_member
+from .reader import iter_shard_samples
+from .shardset import SPLITS, ShardError, ShardSet
+from .writer import sha256_file
+
+
+@dataclass
+class VerifyReport:
+    """What `verify_shards` found: problems (one line each, naming shard and key) and per-split class counts."""
+
+    problems: List[str]
+    counts: Dict[str, Dict[str, int]]
+    classes: List[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def table(self) -> str:
+        head = ["split", *self.classes, "total"]
+        rows = [[split, *(str(c.get(k, 0)) for k in self.classes), str(sum(c.values()))] for split, c in self.counts.items()]
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [head, *rows])
+
+
+def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyReport:
+    """Check every shard against the manifest: file present, bytes, sha256, counts per class, unique keys,
+    every image decodable, every `cls` a valid class index matching the `json` label."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    shard_dir = Path(shard_dir)
+    manifest = ShardSet.open(shard_dir).manifest
+    classes = list(manifest["classes"])
+    problems: List[str] = []
+    counts: Dict[str, Dict[str, int]] = {}
+    keys: Dict[str, str] = {}
+    listed = set()
+    total = sum(int(s["num_samples"]) for split in manifest["splits"].values() for s in split["shards"])
+    bar = tqdm(total=total, desc="verify", unit="sample", disable=not progress)
+    ordered = sorted(manifest["splits"].items(), key=lambda kv: (SPLITS + (kv[0],)).index(kv[0]))
+    for split, info in ordered:
+        split_counts: Counter = Counter()
+        for entry in info["shards"]:
+            path = shard_dir / entry["file"]
+            listed.add(entry["file"])
+            if not path.is_file():
+                problems.append(f"{entry['file']}: missing")
+                continue
+            if path.stat().st_size != entry.get("bytes"):
+                problems.append(f"{entry['file']}: {path.stat().st_size} bytes, manifest says {entry.get('bytes')}")
+            if sha256_file(path) != entry.get("sha256"):
+                problems.append(f"{entry['file']}: sha256 differs from the manifest")
+            shard_counts: Counter = Counter()
+            n = 0
+            try:
+                for sample in iter_shard_samples(path):
+                    n += 1
+                    bar.update(1)
+                    key = sample["__key__"]
+                    where = f"{entry['file']} key {key}"
+                    if key in keys:
+                        problems.append(f"{where}: duplicate key (also in {keys[key]})")
+                    keys[key] = entry["file"]
+                    ext = image_member(sample)
+                    if ext is None:
+                        problems.append(f"{where}: no image member")
+                    else:
+                        try:
+                            Image.open(io.BytesIO(sample[ext])).load()
+                        except Exception as err:
+                            problems.append(f"{where}: image not decodable ({type(err).__name__}: {err})")
+                    try:
+                        cls = int(sample["cls"].decode("ascii"))
+                        label = classes[cls] if 0 <= cls < len(classes) else None
+                    except (KeyError, ValueError, UnicodeDecodeError):
+                        label = None
+                    if label is None:
+                        problems.append(f"{where}: missing or invalid cls {sample.get('cls')!r}")
+                        continue
+                    try:
+                        meta_label = json.loads(sample["json"]).get("label") if "json" in sample else label
+                    except (ValueError, AttributeError):
+                        meta_label = None
+                        problems.append(f"{where}: json member is not a JSON object")
+                    if meta_label is not None and meta_label != label:
+                        problems.append(f"{where}: cls says {label} but json label says {meta_label}")
+                    shard_counts[label] += 1
+            except ShardError as err:
+                problems.append(str(err))
+            if n != entry["num_samples"]:
+                problems.append(f"{entry['file']}: {n} samples, manifest says {entry['num_samples']}")
+            if any(shard_counts.get(c, 0) != entry["class_counts"].get(c, 0) for c in classes):
+                problems.append(f"{entry['file']}: class counts {dict(shard_counts)} differ from manifest {entry['class_counts']}")
+            split_counts.update(shard_counts)
+        if sum(split_counts.values()) != info["num_samples"]:
+            problems.append(f"split {split}: {sum(split_counts.values())} valid samples, manifest says {info['num_samples']}")
+        counts[split] = {c: split_counts.get(c, 0) for c in classes}
+    bar.close()
+    for extra in sorted(p.name for p in shard_dir.glob("*.tar")):
+        if extra not in listed:
+            problems.append(f"{extra}: tar file not listed in the manifest")
+    return VerifyReport(problems, counts, classes)

@@ -1,0 +1,93 @@
+"""Writing shards: `webdataset.TarWriter` with fixed headers, a temporary name and a rename, and the manifest.
+
+The headers are fixed (mtime 0, owner names empty, ids 0, mode 0644; the POSIX tar format TarWriter uses) and
+TarWriter writes the members of a sample sorted by extension, so the same samples give the same bytes:
+rebuilds are byte-identical. A shard is
+written to `<name>.partial` and renamed when complete, so a crash never leaves a finished-looking shard.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, Iterable, Mapping, Sequence, Union
+
+from .shardset import MANIFEST, ShardError
+
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+"""Allowed sample keys: they become tar member stems, and readers split names at the first dot."""
+
+
+def as_bytes(value: Any) -> bytes:
+    """A member's bytes: bytes as they are, text as UTF-8, dicts and lists as sorted-key JSON."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    return str(value).encode("utf-8")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_entry(path: Path, num_samples: int, counts: Mapping[str, int], classes: Sequence[str]) -> Dict[str, Any]:
+    """A shard's manifest entry."""
+    return {"file": path.name, "num_samples": num_samples,
+            "class_counts": {c: int(counts.get(c, 0)) for c in classes}, "sha256": sha256_file(path),
+            "bytes": path.stat().st_size}
+
+
+def write_tar_shard(path: Union[str, Path], samples: Iterable[Mapping[str, Any]],
+                    classes: Sequence[str]) -> Dict[str, Any]:
+    """Write raw samples (`{"__key__": ..., "jpg": bytes, "cls": ..., ...}`) to one tar; return its manifest entry.
+
+    Samples are written in the order given. Keys starting with `__` (`__key__`, `__shard__`) are not written.
+    """
+    from webdataset import TarWriter
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    counts: Counter = Counter()
+    n = 0
+    seen = set()
+    try:
+        with open(tmp, "wb") as stream:
+            writer = TarWriter(stream, user="", group="", mode=0o644, mtime=0, encoder=False)
+            try:
+                for sample in samples:
+                    key = sample["__key__"]
+                    if not KEY_RE.match(key):
+                        raise ShardError(f"{path.name}: invalid sample key {key!r} (allowed: [A-Za-z0-9_-])")
+                    if key in seen:
+                        raise ShardError(f"{path.name}: duplicate sample key {key!r}")
+                    seen.add(key)
+                    writer.write({"__key__": key, **{ext: as_bytes(v) for ext, v in sample.items()
+                                                      if not ext.startswith("__")}})
+                    counts[classes[int(as_bytes(sample["cls"]).decode("ascii"))]] += 1
+                    n += 1
+            finally:
+                writer.close()  # also on errors: the tar stream must not outlive the file it writes to
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return shard_entry(path, n, counts, classes)
+
+
+def write_manifest(shard_dir: Union[str, Path], manifest: Mapping[str, Any]) -> Path:
+    """Write `manifest.json` atomically (temporary name, then rename), with sorted keys for stable bytes."""
+    path = Path(shard_dir) / MANIFEST
+    tmp = path.with_name(MANIFEST + ".partial")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

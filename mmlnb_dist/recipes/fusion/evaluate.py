@@ -1,0 +1,96 @@
+"""Evaluate a trained fusion classifier on one split, from its export or from a checkpoint's fp32 weights.
+
+No training engine is built: the model is rebuilt from the export (or from `fusion.model` for a checkpoint) and
+its weights loaded as a plain state dict. Works as one process or under a launcher: each rank evaluates its
+share of the split (exactly once across ranks) and the metrics are computed on the gathered predictions.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+import torch
+
+from ...core.checkpoint import fp32_state_dict_from_checkpoint
+from ...core.distributed import DistEnv, init_process_group
+from ...core.errors import UserError
+from ...data.loader import build_loader
+from ...data.shardset import ShardSet
+from .steps import evaluate, preprocess_for
+
+if TYPE_CHECKING:
+    from ...config import Config
+
+
+def _evaluate(cfg: "Config", model: torch.nn.Module, classes: List[str], split: str, image_size: int,
+              env: DistEnv) -> Dict[str, Any]:
+    shards = ShardSet.open(cfg.data.shards)
+    shards.require_split(split, "the split to evaluate")
+    if shards.classes != list(classes):
+        raise UserError(f"the model's classes {list(classes)} differ from the shards' {shards.classes} "
+                        f"({cfg.data.shards})")
+    preprocess = preprocess_for(shards.classes, image_size, augment=False)
+    loader = build_loader(shards, split, preprocess, cfg.data.loader, rank=env.rank, world_size=env.world_size,
+                          batch_size=cfg.train.eval_batch_size or 64, mode="eval", seed=cfg.run.seed)
+    model.to(env.device).eval()
+    metrics, _ = evaluate(model, model, loader, {}, env, list(classes))
+    return metrics
+
+
+def evaluate_export(cfg: "Config", export_dir, split: str = "val",
+                    env: Optional[DistEnv] = None) -> Tuple[Dict[str, Any], List[str]]:
+    """Metrics of an export folder (`runs/<name>/export`) on `split` of `cfg.data.shards`."""
+    from .export import load_exported_model, read_export_config
+
+    env = env or DistEnv.from_environment()
+    init_process_group(env, cfg.distributed)
+    model, _, classes = load_exported_model(export_dir, env.device)
+    meta, _ = read_export_config(export_dir)
+    return _evaluate(cfg, model, classes, split, int(meta.get("image_size", cfg.data.loader.image_size)), env), classes
+
+
+def evaluate_checkpoint(cfg: "Config", ckpt_dir, split: str = "val", tag: Optional[str] = None,
+                        env: Optional[DistEnv] = None) -> Tuple[Dict[str, Any], List[str]]:
+    """Rebuild the model from `cfg.fusion.model`, load a checkpoint's consolidated fp32 weights (default: the
+    best tag, else the latest) and evaluate. Encoders are built without pretrained weights: the checkpoint holds
+    all of them."""
+    from .model import build_classifier
+
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        raise UserError(f"checkpoint folder not found: {ckpt_dir}")
+    env = env or DistEnv.from_environment()
+    init_process_group(env, cfg.distributed)
+    classes = ShardSet.open(cfg.data.shards).classes
+    model_cfg = cfg.fusion.model.model_copy(deep=True)
+    model_cfg.image_encoder.pretrained = False
+    model_cfg.image_encoder.weights_path = None
+    model = build_classifier(model_cfg, len(classes))
+    loaded, state = fp32_state_dict_from_checkpoint(ckpt_dir, tag)
+    model.load_state_dict(state, strict=True)
+    metrics = _evaluate(cfg, model, classes, split, cfg.data.loader.image_size, env)
+    metrics["checkpoint_tag"] = loaded
+    return metrics, classes
+
+
+def track_evaluation(cfg: "Config", model: str, split: str, metrics: Dict[str, Any], classes: List[str]) -> None:
+    """Log an evaluation as its own MLflow run (rank 0 inside build_logger): metrics and confusion matrix."""
+    from ...core.tracking import build_logger
+    from .metrics import scalar_metrics
+    from .plots import confusion_matrix_figure
+
+    if "mlflow" not in cfg.tracking.backends:
+        return  # the printed table (or JSON) is the stdout record
+    tracking = cfg.tracking.model_copy(update={"backends": ["mlflow"]})
+    run_dir = Path(cfg.run.output_dir) / f"{cfg.run.name}-evaluate"
+    specs = ShardSet.open(cfg.data.shards).dataset_specs()
+    logger = build_logger(tracking, cfg.run, DistEnv.from_environment().rank, run_dir, "evaluate", config=cfg,
+                          datasets=specs, tags={"model": model, "split": split})
+    logger.log_metrics(scalar_metrics(metrics, f"{split}/"), step=0)
+    if logger.wants_figures:
+        cm = metrics["confusion_matrix"]
+        y_true = [i for i, row in enumerate(cm) for j, n in enumerate(row) for _ in range(n)]
+        y_pred = [j for i, row in enumerate(cm) for j, n in enumerate(row) for _ in range(n)]
+        logger.log_figure(confusion_matrix_figure(y_true, y_pred, classes, title=f"Confusion matrix ({split})"),
+                          f"confusion_{split}.png")
+    logger.close()

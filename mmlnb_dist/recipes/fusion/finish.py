@@ -1,0 +1,66 @@
+"""The end of a fusion run: reload the best checkpoint, evaluate val and test with it, draw the figures,
+export the weights for inference, write `metrics.json`, and register the model when asked."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Dict
+
+from ...core.checkpoint import full_fp32_state_dict
+from ...core.distributed import barrier
+from .export import export_model
+from .metrics import format_metrics_table, scalar_metrics
+from .plots import log_evaluation_figures
+
+if TYPE_CHECKING:
+    from .recipe import FusionRecipe
+
+log = logging.getLogger(__name__)
+
+
+def curriculum_used(recipe: "FusionRecipe") -> Dict[str, Any]:
+    """The lambda of every epoch the run trained (from its history, so a resumed run shows all of them)."""
+    return {"epochs": [h["epoch"] for h in recipe.history], "lambdas": [h["train/lambda"] for h in recipe.history],
+            "phases": [p.model_dump() for p in recipe.cfg.fusion.curriculum.phases]}
+
+
+def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
+    """Returns `run_dir`, `best_epoch`, `val/<metric>` (and `test/<metric>`) evaluated with the best
+    checkpoint, `export_dir`, and the feature-cache counts (`cache/hits`, `cache/misses`)."""
+    cfg, env = recipe.cfg, recipe.env
+    result: Dict[str, Any] = {"run_dir": str(recipe.run_dir), "world_size": env.world_size}
+    best = recipe.best or recipe.checkpoints.best
+    if best is not None:
+        recipe.checkpoints.load(recipe.engine.engine, tag=best["tag"], module_only=True)
+        recipe.phases.enter(best["epoch"], force=True)  # caches were built for the last weights: rebuild
+        result.update({"best_epoch": best["epoch"], "best_metric": best["metric"], "best_value": best["value"]})
+    for split in ["val"] + (["test"] if recipe.has_test else []):
+        metrics, preds = recipe.evaluate(split)
+        result.update(scalar_metrics(metrics, f"{split}/"))
+        result[f"{split}/confusion_matrix"] = metrics["confusion_matrix"]
+        result[f"{split}/per_class"] = metrics["per_class"]
+        recipe.logger.log_metrics(scalar_metrics(metrics, f"best/{split}/"), step=recipe.global_step)
+        log.info("%s", format_metrics_table(metrics, recipe.classes, f"{split} split, best checkpoint"))
+        if env.is_main and recipe.logger.wants_figures:
+            # Confusion matrix, per-class ROC, alpha per class and per correct/wrong, the curriculum used.
+            log_evaluation_figures(recipe.logger, preds.targets.numpy(), preds.probs.numpy(), recipe.classes,
+                                   alpha=preds.alpha.numpy() if preds.alpha.numel() else None,
+                                   prefix=split, curriculum=curriculum_used(recipe))
+    result["cache/hits"] = recipe.phases.cache_loads["hits"]
+    result["cache/misses"] = recipe.phases.cache_loads["misses"]
+    state = full_fp32_state_dict(recipe.model)  # collective under ZeRO
+    export_dir = recipe.run_dir / "export"
+    if env.is_main:
+        export_model(state, recipe.model, cfg.fusion.model, recipe.classes, export_dir,
+                     image_size=cfg.data.loader.image_size, extra={"best": best, "shards": str(cfg.data.shards)})
+        (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        recipe.logger.log_artifact(export_dir / "model_config.json", "export")
+        recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
+        if cfg.tracking.register_name and recipe.logger.run_id:
+            from .pyfunc_model import register_export
+
+            registered = register_export(cfg, recipe.logger.run_id, export_dir)
+            result["registered"] = registered.as_dict()
+    result["export_dir"] = str(export_dir)
+    barrier(env)
+    return result

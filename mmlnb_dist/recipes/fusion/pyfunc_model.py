@@ -1,0 +1,215 @@
+"""The MLflow pyfunc wrapper of a trained classifier (what `models:/mmlnb-nb@champion` loads).
+
+Input: a pandas DataFrame with columns
+  - `image` (str): a file path, or the image bytes base64-encoded (what `mlflow models serve` receives);
+  - `description` (str, optional): the text branch's input ("" when none: the image branch still works);
+  - `key`, `slide_id` (str, optional): carried through to the output.
+Output: a DataFrame with `key`, `slide_id`, `label` (predicted subtype), `prob_<class>` per class, `alpha`
+(PRMF text weight, NaN for fusions without one) and `description`.
+
+The model folder holds the fusion recipe's export directory (weights, class list, text encoder and
+tokenizer files, config) as the `export` artifact and a model card; `load_context` rebuilds the network
+through the fusion recipe's loader, so serving and training share one code path. `model_package` and
+`register_export` hand all of it to the registry (`core.tracking.registry`).
+"""
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+import mlflow.pyfunc
+import numpy as np
+
+from ...core.tracking.registry import ModelPackage, RegisterResult, register_model, run_folder
+from ...data.images import decode_image, is_image_file
+
+if TYPE_CHECKING:
+    from ...config import Config
+
+
+def read_image(value: Any):
+    """A PIL RGB image from a path, raw bytes, or base64 text; raises ValueError with the reason."""
+    from PIL import UnidentifiedImageError
+
+    try:
+        if isinstance(value, (bytes, bytearray)):
+            data = bytes(value)
+        elif isinstance(value, str) and len(value) < 4096 and is_image_file(value):
+            data = Path(value).read_bytes()
+        elif isinstance(value, str):
+            data = base64.b64decode(value, validate=True)
+        else:
+            raise ValueError(f"unsupported image value of type {type(value).__name__}")
+        return decode_image(data)
+    except FileNotFoundError:
+        raise ValueError(f"file not found: {value}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, base64.binascii.Error) as err:
+        raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
+
+
+def _column(df, name: str, default: Any) -> List[Any]:
+    if name in df.columns:
+        return [default if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in df[name]]
+    return [default] * len(df)
+
+
+class MMLNBClassifier(mlflow.pyfunc.PythonModel):
+    """Dual-branch (image + description) subtype classifier as an MLflow pyfunc model."""
+
+    def load_context(self, context) -> None:
+        self.predictor = load_predictor(Path(context.artifacts["export"]))
+
+    def predict(self, context, model_input, params: Optional[Dict[str, Any]] = None):
+        import pandas as pd
+
+        df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        if "image" not in df.columns:
+            raise ValueError("input needs an 'image' column (file path or base64-encoded image bytes)")
+        images = [read_image(v) for v in df["image"]]
+        texts = [str(t) for t in _column(df, "description", "")]
+        batch = int((params or {}).get("batch_size", 32))
+        return predictions_frame(self.predictor, images, texts, _column(df, "key", None),
+                                 _column(df, "slide_id", None), batch)
+
+
+def predictions_frame(predictor, images: Sequence[Any], texts: Sequence[str], keys: Sequence[Any],
+                      slide_ids: Sequence[Any], batch_size: int = 32):
+    """Run `predictor` in batches and lay the results out as the output DataFrame."""
+    import pandas as pd
+
+    probs, alphas = [], []
+    for i in range(0, len(images), batch_size):
+        out = predictor.predict(list(images[i:i + batch_size]), list(texts[i:i + batch_size]))
+        probs.append(np.asarray(out["probs"], dtype=np.float64))
+        a = out.get("alpha")
+        alphas.append(np.full(len(probs[-1]), np.nan) if a is None else np.asarray(a, np.float64).reshape(-1))
+    classes = list(predictor.classes)
+    p = np.concatenate(probs) if probs else np.zeros((0, len(classes)))
+    a = np.concatenate(alphas) if alphas else np.zeros(0)
+    frame = {
+        "key": [None if k is None else str(k) for k in keys],
+        "slide_id": [None if s is None else str(s) for s in slide_ids],
+        "label": [classes[i] for i in p.argmax(axis=1)] if len(p) else [],
+    }
+    for c, name in enumerate(classes):
+        frame[f"prob_{name}"] = p[:, c]
+    frame["alpha"] = a
+    frame["description"] = list(texts)
+    return pd.DataFrame(frame)
+
+
+class ExportPredictor:
+    """images + descriptions -> class probabilities and alpha, for one exported classifier (CPU or GPU)."""
+
+    def __init__(self, model, classes: Sequence[str], image_size: int, mean: Sequence[float], std: Sequence[float],
+                 device: Optional[str] = None):
+        import torch
+
+        from ...data.images import ImageTransform
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.classes = list(classes)
+        self.transform = ImageTransform(image_size, augment=False, mean=mean, std=std)
+
+    def predict(self, images: Sequence[Any], texts: Sequence[str]) -> Dict[str, Any]:
+        import torch
+
+        kwargs: Dict[str, Any] = {}
+        if getattr(self.model, "image_encoder", None) is not None:
+            kwargs["pixel_values"] = torch.stack([self.transform(img) for img in images]).to(self.device)
+        if getattr(self.model, "text_encoder", None) is not None:
+            tok = self.model.text_encoder.tokenize([t or "" for t in texts])
+            kwargs.update({k: v.to(self.device) for k, v in tok.items()})
+        with torch.no_grad():
+            out = self.model(**kwargs)
+        probs = torch.softmax(out["logits"].float(), dim=-1).cpu().numpy()
+        alpha = out.get("alpha")
+        if alpha is not None:
+            alpha = torch.as_tensor(alpha).float().reshape(-1).expand(len(probs)).cpu().numpy()
+        return {"probs": probs, "alpha": alpha}
+
+
+def load_predictor(export_dir: Path, device: Optional[str] = None) -> ExportPredictor:
+    """Rebuild the classifier from the fusion recipe's export folder through its own loader."""
+    from .export import load_exported_model, read_export_config
+
+    export_dir = Path(export_dir)
+    if not export_dir.is_dir():
+        raise FileNotFoundError(f"export folder not found: {export_dir}")
+    model, _tokenize, classes = load_exported_model(export_dir)
+    meta, _ = read_export_config(export_dir)
+    pre = meta["preprocessing"]
+    return ExportPredictor(model, classes, int(meta.get("image_size", 224)), pre["image_mean"], pre["image_std"],
+                           device)
+
+
+USAGE = """```python
+import mlflow, pandas as pd
+m = mlflow.pyfunc.load_model('models:/<name>@<alias>')
+m.predict(pd.DataFrame({'image': ['patch.png'], 'description': ['...']}))
+```"""
+
+
+def _example_image_b64(size: int = 32) -> str:
+    import io
+
+    from PIL import Image
+
+    img = Image.new("RGB", (size, size), (200, 120, 180))  # H&E-ish pink
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
+    """What the registry logs for a fusion run: the pyfunc wrapper around its export (default
+    `<run folder>/export`), with a signature and an example from a real prediction (which also checks the
+    export works before anything is registered)."""
+    import json
+
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from ...core.tracking.registry import RegistryError
+
+    export_dir = Path(export_dir) if export_dir is not None else run_folder(run) / "export"
+    if not export_dir.is_dir():
+        raise RegistryError(f"export folder {export_dir} of run {run.info.run_id} does not exist "
+                            f"(was the run trained to the end?)")
+    predictor = load_predictor(export_dir)
+    classes = list(predictor.classes)
+    example = pd.DataFrame({"image": [_example_image_b64()], "description": ["Sheets of small round blue cells."],
+                            "key": ["example"], "slide_id": [""]})
+    out = predictions_frame(predictor, [read_image(example["image"][0])], list(example["description"]),
+                            ["example"], [""])
+    package_root = Path(__file__).resolve().parents[2]  # the mmlnb_dist package: the pyfunc imports it
+    return ModelPackage(
+        python_model=MMLNBClassifier(), artifacts={"export": str(export_dir)},
+        signature=infer_signature(example, out, params={"batch_size": 32}), input_example=example,
+        title="mmlnb-nb classifier", card_sections={"Classes": ", ".join(classes), "Use": USAGE},
+        metadata={"classes": classes}, version_tags={"classes": json.dumps(classes)},
+        code_paths=[str(package_root)])
+
+
+def register_run(run_id: str, name: str, *, alias: Optional[str], tracking_uri: Optional[str], metric: str,
+                 mode: str, model_dir: Optional[Path] = None) -> RegisterResult:
+    """Register a fusion run's export (`model_dir`, default `<run folder>/export`): the recipe-table entry point
+    that `mmlnb-dist register` and a search's best trial use."""
+    return register_model(run_id, name, lambda run: model_package(run, model_dir), alias=alias,
+                          tracking_uri=tracking_uri, metric=metric, mode=mode)
+
+
+def register_export(cfg: "Config", run_id: str, export_dir: Path) -> RegisterResult:
+    """Register a finished run's export under `tracking.register_name` (the end-of-training hook, rank 0).
+
+    The metric defaults to `best/val/<train.best_metric>` (the exported best checkpoint's validation value),
+    lower-better for a loss."""
+    from ...core.tracking.server import default_tracking_uri
+
+    t = cfg.tracking
+    metric = t.register_metric or f"best/val/{cfg.train.best_metric}"
+    mode = "min" if metric.endswith("loss") and t.register_metric is None else t.register_mode
+    return register_run(run_id, t.register_name, alias=t.register_alias, metric=metric, mode=mode,
+                        tracking_uri=default_tracking_uri(t, cfg.run.output_dir), model_dir=export_dir)

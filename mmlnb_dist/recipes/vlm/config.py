@@ -1,0 +1,119 @@
+"""The VLM recipe's config section (`vlm:`): the description model (Qwen2.5-VL + LoRA), its fine-tuning and
+description generation."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Literal, Optional
+
+from pydantic import Field
+
+from ...core.config import Section
+from ...core.sections import LRScheduleConfig
+
+DEFAULT_PROMPT = (
+    "You are a specialized pathologist, please describe what you see microscopically on the "
+    "neuroblastoma pathology image."
+)
+
+
+class LoraConfig(Section):
+    r: int = Field(64, ge=1)
+    """LoRA rank."""
+
+    alpha: int = Field(16, ge=1)
+    """LoRA alpha (scaling alpha / r)."""
+
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    """LoRA dropout."""
+
+    target_modules: List[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    """Projection names adapted in the language model."""
+
+    vision_lora: bool = False
+    """Also adapt the vision tower's blocks (off: suffix matching must never reach it silently)."""
+
+    train_merger: bool = False
+    """Fully train the vision-language merger (projector)."""
+
+    modules_to_save: List[str] = []
+    """Further modules trained in full and saved with the adapter (e.g. [lm_head, embed_tokens] for the
+    randomly initialised `tiny` model, whose near-zero output layer LoRA alone cannot scale)."""
+
+
+class GenerationConfig(Section):
+    preset: Literal["greedy", "authors"] = "greedy"
+    """greedy decoding, or the authors' sampling (temperature 0.3, top_p 0.9, top_k 50, repetition 1.2)."""
+
+    max_new_tokens: int = Field(256, ge=1)
+    """Tokens generated per description."""
+
+    batch_size: int = Field(8, ge=1)
+    """Images per generate() call on each rank."""
+
+    merge_adapter: bool = True
+    """Fold the LoRA weights into the base model before generating (same outputs, faster decoding)."""
+
+
+class VLMConfig(Section):
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    """Base model name or local path, or `tiny` for a randomly initialised test-size Qwen2.5-VL."""
+
+    pairs: Path = Path("shards/demo")
+    """Shard set with image-description pairs to fine-tune on."""
+
+    prompt: str = DEFAULT_PROMPT
+    """The user prompt, identical at training and generation."""
+
+    min_pixels: int = Field(256 * 256, ge=28 * 28)
+    """Lower bound on image pixels after the processor's resize."""
+
+    max_pixels: int = Field(256 * 256, ge=28 * 28)
+    """Upper bound on image pixels after the processor's resize (authors: 256x256)."""
+
+    lora: LoraConfig = LoraConfig()
+    """LoRA adapter."""
+
+    epochs: int = Field(5, ge=1)
+    """Fine-tuning epochs."""
+
+    max_steps: Optional[int] = Field(None, ge=1)
+    """Stop after this many optimizer steps (overrides epochs)."""
+
+    global_batch_size: int = Field(16, ge=1)
+    """Pairs per optimizer step across all ranks (authors: 4 per device x 4 accumulation)."""
+
+    micro_batch_per_gpu: Optional[int] = Field(None, ge=1)
+    """Pairs per GPU per forward pass (authors: 4); default distributed.micro_batch_per_gpu, else no accumulation."""
+
+    lr: float = Field(1e-4, gt=0.0)
+    """Peak learning rate (AdamW)."""
+
+    lr_schedule: LRScheduleConfig = LRScheduleConfig(name="cosine", warmup_ratio=0.1)
+    """Learning-rate schedule over the fine-tuning steps: linear warmup over 10% of them, then cosine to 0."""
+
+    gradient_checkpointing: bool = True
+    """Recompute activations in the backward pass to save memory."""
+
+    max_length: int = Field(1024, ge=16)
+    """Token limit of one training sequence (prompt, image tokens and answer)."""
+
+    log_every: int = Field(10, ge=1)
+    """Log the training loss every this many optimizer steps."""
+
+    eval_every: Optional[int] = Field(None, ge=1)
+    """Validation loss every this many steps (always at the end); None: only at the end."""
+
+    checkpoint_every: Optional[int] = Field(None, ge=1)
+    """DeepSpeed checkpoint (resumable) every this many steps (always at the end); None: only at the end."""
+
+    val_max_samples: Optional[int] = Field(None, ge=1)
+    """Cap on validation pairs for the eval loss (None: the whole val split)."""
+
+    tiny_seed: int = Field(0, ge=0)
+    """Seed of the randomly initialised `tiny` model (the same seed gives the same base weights everywhere)."""
+
+    cache_dir: Optional[Path] = None
+    """Where the `tiny` model and tokenizer are built once (default: $MMLNB_CACHE or <tmp>/mmlnb-cache)."""
+
+    generation: GenerationConfig = GenerationConfig()
+    """Description generation."""

@@ -1,0 +1,162 @@
+"""Description generation: a `txt` description for every patch of a shard set, distributed, batched, resumable.
+
+    out = run_describe(cfg, vlm="tiny", adapter="runs/x/adapter", shards_in="shards/nbpath",
+                       out="shards/nbpath-described")
+
+The work is `data.map_shard_set` with a function that describes a batch of images: ranks take whole shards,
+an output shard appears only when complete, finished batches are journaled so a killed run continues where
+it stopped, and the output holds every input sample exactly once (see that module). With greedy decoding a
+resumed run writes exactly the descriptions of an uninterrupted one.
+
+Output: a shard set with the same split/shard file names and sample keys, images, `cls` and `json`; `txt` is
+the generated description and a pre-existing description moves to `json["reference_description"]`. Its
+manifest records model, adapter sha256, prompt and generation settings under `provenance["describe"]`;
+`quality_report.json` holds description-length statistics, the share of empty and repeated outputs and,
+where references exist, ROUGE-L and BLEU-4 against them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+import torch
+
+from ...core.distributed import DistEnv, destroy_process_group, init_process_group
+from ...data.images import image_member
+from ...data.map import map_shard_set
+from ...data.shardset import ShardSet
+from . import model as V
+from .quality import format_report, quality_report
+
+if TYPE_CHECKING:
+    from ...config import Config
+    from .config import VLMConfig
+
+log = logging.getLogger(__name__)
+
+
+class Describer:
+    """Loads the VLM (+ adapter) once and describes batches of images exactly as fine-tuning saw them (same
+    prompt, chat template and pixel bounds)."""
+
+    def __init__(self, vcfg: "VLMConfig", vlm: str, adapter: Optional[str], device: torch.device, precision: str):
+        self.vcfg, self.device = vcfg, device
+        self.dtype = V.dtype_for(precision) if device.type == "cuda" else torch.float32
+        model, self.processor = V.load_vlm(vlm, min_pixels=vcfg.min_pixels, max_pixels=vcfg.max_pixels,
+                                           dtype=self.dtype, seed=vcfg.tiny_seed, cache_dir=vcfg.cache_dir)
+        if adapter:
+            model = V.load_adapter(model, adapter)
+            if vcfg.generation.merge_adapter:
+                model = model.merge_and_unload()
+        self.model = model.to(device).eval()
+
+    def describe(self, images: List[Any]) -> List[str]:
+        v = self.vcfg
+        return V.generate_descriptions(self.model, self.processor, images, v.prompt, v.generation,
+                                       device=self.device, model_dtype=self.dtype)
+
+
+def described(sample: Dict[str, Any], text: str) -> Dict[str, str]:
+    """A sample's new members: the generated `txt`, and its `json` with the old description kept as reference."""
+    meta = json.loads(sample["json"]) if "json" in sample else {}
+    if "txt" in sample:
+        meta["reference_description"] = sample["txt"].decode("utf-8")
+    return {"json": json.dumps(meta, sort_keys=True, ensure_ascii=False), "txt": text}
+
+
+class _DescribeBatches:
+    """The map function: loads the model on the first batch that needs it (none, when all is done already)."""
+
+    def __init__(self, make: Any):
+        self.make = make
+        self.describer: Optional[Describer] = None
+        self.load_seconds = 0.0
+
+    def __call__(self, samples: List[Dict[str, Any]]) -> List[Dict[str, str]]:
+        if self.describer is None:
+            t0 = time.perf_counter()
+            self.describer = self.make()
+            self.load_seconds = time.perf_counter() - t0
+        texts = self.describer.describe([s[image_member(s)] for s in samples])
+        return [described(s, t) for s, t in zip(samples, texts)]
+
+
+def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, world_size: int) -> Dict[str, Any]:
+    v, gen = cfg.vlm, cfg.vlm.generation
+    settings = {"preset": gen.preset, "max_new_tokens": gen.max_new_tokens, "batch_size": gen.batch_size,
+                **(V.AUTHORS_SAMPLING if gen.preset == "authors" else {"do_sample": False})}
+    return {"source": str(source.root), "source_manifest_sha256": source.digest, "model": vlm,
+            "resolved_model": V.resolve_model_path(vlm, v.tiny_seed, v.cache_dir),
+            "adapter": str(adapter) if adapter else None, "adapter_sha256": V.adapter_sha256(adapter),
+            "prompt": v.prompt, "min_pixels": v.min_pixels, "max_pixels": v.max_pixels, "generation": settings,
+            "world_size": world_size}
+
+
+def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str] = None,
+                 shards_in: Optional[Path] = None, out: Optional[Path] = None,
+                 env: Optional[DistEnv] = None, progress: bool = True) -> Dict[str, Any]:
+    """Describe every sample of `shards_in` into `out`. Defaults: vlm = cfg.vlm.model, shards_in =
+    cfg.data.shards, out = `<shards_in>-described`. Returns out, counts, samples/s and the quality report."""
+    env = env or DistEnv.from_environment()
+    vlm = vlm or cfg.vlm.model
+    source = ShardSet.open(shards_in or cfg.data.shards)
+    out = Path(out or f"{source.root}-described")
+    owns_group = env.is_distributed and not torch.distributed.is_initialized()
+    init_process_group(env, cfg.distributed)
+    try:
+        fn = _DescribeBatches(lambda: Describer(cfg.vlm, vlm, adapter, env.device, cfg.distributed.precision))
+        mapped = map_shard_set(source, out, fn, env=env, batch_size=cfg.vlm.generation.batch_size,
+                               provenance={"describe": provenance(cfg, vlm, adapter, source, env.world_size)},
+                               progress=progress, desc="describe", has_descriptions=True)
+        result: Dict[str, Any] = {"out": str(out)}
+        if env.is_main:
+            report = quality_report(ShardSet.open(out))
+            (out / "quality_report.json").write_text(json.dumps(report, indent=2) + "\n")
+            log.info("%s", format_report(report))
+            seconds = mapped["seconds"] - fn.load_seconds  # generation only: the model loads on the first batch
+            result.update({"num_samples": mapped["num_samples"], "described_now": mapped["processed_now"],
+                           "seconds": seconds, "load_seconds": fn.load_seconds, "quality": report,
+                           "samples_per_s": mapped["processed_now"] / seconds if seconds > 0 else None})
+            _track(cfg, source, out, result)
+        return result
+    finally:
+        if owns_group:
+            destroy_process_group()
+
+
+def _track(cfg: "Config", source: ShardSet, out: Path, result: Dict[str, Any]) -> None:
+    """Log the describe run (rank 0): its config, the input shard set, the quality figures and report."""
+    from ...core.tracking import build_logger
+
+    run_dir = Path(cfg.run.output_dir) / f"{cfg.run.name}-describe"
+    logger = build_logger(cfg.tracking, cfg.run, 0, run_dir, "describe", config=cfg, datasets=source.dataset_specs(),
+                          tags={"output": str(out)})
+    q = result["quality"]
+    metrics = {"describe/samples": float(result["num_samples"]), "describe/words_mean": q["words"]["mean"],
+               "describe/empty_share": q["empty_share"], "describe/repeated_share": q["repeated_share"],
+               "describe/distinct": float(q["distinct"])}
+    if result["samples_per_s"]:
+        metrics["describe/samples_per_s"] = float(result["samples_per_s"])
+    for name in ("rouge_l", "bleu4"):  # against the reference descriptions, where the input had them
+        if q.get("reference"):
+            metrics[f"describe/{name}"] = float(q["reference"][name])
+    logger.log_metrics(metrics, step=0)
+    logger.log_artifact(out / "quality_report.json")
+    logger.log_artifact(out / "manifest.json")
+    logger.close()
+
+
+def describe_images(images: List[Any], model: str, adapter: Optional[str], vcfg: "VLMConfig",
+                    precision: str = "fp32") -> List[str]:
+    """Descriptions for images (bytes or PIL), generated exactly as `describe` does, with the `vlm` section the
+    adapter was trained with (prediction passes the fine-tuning run's section)."""
+    describer = Describer(vcfg, model, str(adapter) if adapter else None, DistEnv.from_environment().device,
+                          precision)
+    bs = vcfg.generation.batch_size
+    texts: List[str] = []
+    for start in range(0, len(images), bs):
+        texts.extend(describer.describe(list(images[start:start + bs])))
+    return texts

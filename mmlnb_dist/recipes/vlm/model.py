@@ -1,0 +1,293 @@
+"""Stage 1 model: Qwen2.5-VL loading, LoRA (applied here and nowhere else), and the one chat template.
+
+Three things must agree between fine-tuning and description generation, so they live together here:
+
+1. the prompt: `prompt_text()` renders the processor's chat template with one image placeholder and the user
+   prompt, ending in the assistant header (`add_generation_prompt=True`);
+2. the tokens: `encode_prompt()` turns (image, prompt) into ids with the image placeholder expanded to the
+   image's token count; `encode_pair()` appends the answer and `<|im_end|>` to *those same ids*, so the ids a
+   model is trained on are exactly the ids it later generates from (the authors trained without the prompt
+   and generated with it, and ended sequences with the pad token: both avoided by construction);
+3. the image resolution: the processor's min/max pixel bounds, set once in `load_vlm()`.
+
+Labels are -100 on every prompt and image token; only the answer and its end-of-turn token are supervised.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from ...data.images import decode_image
+from .config import GenerationConfig, LoraConfig
+
+IGNORE_INDEX = -100
+END_OF_TURN = "<|im_end|>"
+TINY = "tiny"
+
+# The authors' sampling (SPEC 2): kept as a preset; greedy is the default because it is reproducible.
+AUTHORS_SAMPLING = dict(do_sample=True, temperature=0.3, top_p=0.9, top_k=50, repetition_penalty=1.2)
+
+# Names inside Qwen2.5-VL's vision tower (`model.visual`): its blocks use a fused `qkv` and `proj`, and
+# `gate/up/down_proj` in the MLP, which plain suffix matching on the language model's names would also hit.
+VISION_TARGETS = ("attn.qkv", "attn.proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+VISION_PREFIX = "visual."
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------------
+
+def resolve_model_path(name: str, seed: int = 0, cache_dir: Optional[Path] = None) -> str:
+    """`tiny` -> the cached tiny model folder (built on first use); anything else is passed through."""
+    if name == TINY:
+        from .tiny_qwen import ensure_tiny_model
+
+        return str(ensure_tiny_model(seed=seed, cache_dir=cache_dir))
+    return str(name)
+
+
+def load_processor(path: str, min_pixels: int, max_pixels: int):
+    """The model's processor with the image bounded to [min_pixels, max_pixels] (aspect ratio kept)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(path)
+    # transformers 5 bounds the resize through `size` (the min/max_pixels keywords are deprecated).
+    processor.image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    return processor
+
+
+def load_vlm(name: str, *, min_pixels: int, max_pixels: int, dtype: torch.dtype = torch.float32,
+             seed: int = 0, cache_dir: Optional[Path] = None):
+    """(model, processor) for a hub id, a local folder, or `tiny`. The model is on the CPU, eval mode."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    path = resolve_model_path(name, seed=seed, cache_dir=cache_dir)
+    processor = load_processor(path, min_pixels, max_pixels)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype)
+    tok = processor.tokenizer
+    if tok.pad_token_id is None:  # Qwen ships `<|endoftext|>` as pad; keep a fallback for odd checkpoints
+        tok.pad_token = "<|endoftext|>"
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.eval()
+    return model, processor
+
+
+def dtype_for(precision: str) -> torch.dtype:
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# LoRA: the only place that decides what is adapted
+# ---------------------------------------------------------------------------------------------------------
+
+def _linear_names(model: torch.nn.Module) -> List[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+
+
+def lora_target_modules(model: torch.nn.Module, lora: LoraConfig) -> List[str]:
+    """Full module names to adapt: the language model's `lora.target_modules`, plus the vision blocks'
+    projections only when `lora.vision_lora` is set.
+
+    peft matches a plain name list by suffix, so `gate_proj` would silently adapt the vision tower's MLPs too;
+    full names make the choice explicit and visible in `adapter_config.json`.
+    """
+    names = []
+    for name in _linear_names(model):
+        in_vision = VISION_PREFIX in name
+        if in_vision:
+            if lora.vision_lora and ".blocks." in name and any(name.endswith("." + t) for t in VISION_TARGETS):
+                names.append(name)
+        elif any(name.endswith("." + t) for t in lora.target_modules):
+            names.append(name)
+    if not names:
+        raise ValueError(f"LoRA targets {lora.target_modules} match no linear layer of the model")
+    return names
+
+
+def merger_module_name(model: torch.nn.Module) -> str:
+    for name, _ in model.named_modules():
+        if name.endswith("visual.merger"):
+            return name
+    raise ValueError("the model has no vision merger (`visual.merger`)")
+
+
+def apply_lora(model: torch.nn.Module, lora: LoraConfig):
+    """Wrap `model` in a peft LoRA model as configured; the merger is fully trained via modules_to_save."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    peft_cfg = PeftLoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
+        target_modules=lora_target_modules(model, lora),
+        modules_to_save=([merger_module_name(model)] if lora.train_merger else []) + list(lora.modules_to_save)
+        or None,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_cfg)
+
+
+def load_adapter(model: torch.nn.Module, adapter_dir: Union[str, Path], trainable: bool = False):
+    """Base model + a saved peft adapter (safetensors)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def adapter_sha256(adapter_dir: Optional[Union[str, Path]]) -> Optional[str]:
+    """Fingerprint of an adapter's weights (recorded in describe's manifest)."""
+    if adapter_dir is None:
+        return None
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def count_trainable(model: torch.nn.Module) -> Tuple[int, int]:
+    """(trainable, total) parameter counts; ZeRO-3 partitions report their full size via `ds_numel`."""
+    trainable = total = 0
+    for p in model.parameters():
+        n = getattr(p, "ds_numel", p.numel())
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The template, shared by training and generation
+# ---------------------------------------------------------------------------------------------------------
+
+def prompt_messages(prompt: str) -> List[Dict[str, Any]]:
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
+def prompt_text(processor, prompt: str) -> str:
+    """The rendered chat prompt up to and including the assistant header."""
+    return processor.apply_chat_template(prompt_messages(prompt), tokenize=False, add_generation_prompt=True)
+
+
+def as_rgb(image: Union[bytes, "Any"]):
+    """PIL RGB image from encoded bytes (a shard member) or a PIL image."""
+    return decode_image(bytes(image)) if isinstance(image, (bytes, bytearray)) else image.convert("RGB")
+
+
+@dataclass
+class Encoded:
+    """One sequence: token ids (+ labels when training) and its image tensors."""
+
+    input_ids: List[int]
+    mm_token_type_ids: List[int]
+    pixel_values: torch.Tensor
+    image_grid_thw: torch.Tensor
+    labels: Optional[List[int]] = None
+
+
+def encode_prompt(processor, image, prompt: str) -> Encoded:
+    """(image, prompt) -> prompt ids with the image placeholder expanded to this image's token count."""
+    out = processor(text=[prompt_text(processor, prompt)], images=[as_rgb(image)], return_tensors="pt")
+    ids = out["input_ids"][0].tolist()
+    mm = out.get("mm_token_type_ids")
+    mm_ids = mm[0].tolist() if mm is not None else [0] * len(ids)
+    return Encoded(ids, mm_ids, out["pixel_values"], out["image_grid_thw"])
+
+
+def encode_pair(processor, image, prompt: str, answer: str, max_length: int) -> Encoded:
+    """Prompt ids + answer ids + `<|im_end|>`; labels -100 on the prompt. Long answers are cut at max_length."""
+    enc = encode_prompt(processor, image, prompt)
+    n_prompt = len(enc.input_ids)
+    if n_prompt >= max_length:
+        raise ValueError(
+            f"the prompt and image take {n_prompt} tokens, more than vlm.max_length={max_length}: "
+            f"raise vlm.max_length or lower vlm.max_pixels"
+        )
+    answer_ids = processor.tokenizer(answer.strip() + END_OF_TURN, add_special_tokens=False)["input_ids"]
+    answer_ids = answer_ids[: max_length - n_prompt]
+    enc.input_ids = enc.input_ids + answer_ids
+    enc.mm_token_type_ids = enc.mm_token_type_ids + [0] * len(answer_ids)
+    enc.labels = [IGNORE_INDEX] * n_prompt + list(answer_ids)
+    return enc
+
+
+def collate(batch: Sequence[Encoded], pad_id: int, padding_side: str = "right") -> Dict[str, torch.Tensor]:
+    """Pad a batch: right for training (labels padded with -100), left for generation (new tokens follow
+    the last real token of every row)."""
+    width = max(len(e.input_ids) for e in batch)
+    ids, mask, mm, labels = [], [], [], []
+    for e in batch:
+        pad = width - len(e.input_ids)
+        row_mask = [1] * len(e.input_ids)
+        if padding_side == "left":
+            ids.append([pad_id] * pad + e.input_ids)
+            mask.append([0] * pad + row_mask)
+            mm.append([0] * pad + e.mm_token_type_ids)
+            if e.labels is not None:
+                labels.append([IGNORE_INDEX] * pad + e.labels)
+        else:
+            ids.append(e.input_ids + [pad_id] * pad)
+            mask.append(row_mask + [0] * pad)
+            mm.append(e.mm_token_type_ids + [0] * pad)
+            if e.labels is not None:
+                labels.append(e.labels + [IGNORE_INDEX] * pad)
+    out = {
+        "input_ids": torch.tensor(ids, dtype=torch.long),
+        "attention_mask": torch.tensor(mask, dtype=torch.long),
+        "mm_token_type_ids": torch.tensor(mm, dtype=torch.int),
+        "pixel_values": torch.cat([e.pixel_values for e in batch], dim=0),
+        "image_grid_thw": torch.cat([e.image_grid_thw for e in batch], dim=0),
+    }
+    if labels:
+        out["labels"] = torch.tensor(labels, dtype=torch.long)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------------------------------------
+
+def generation_kwargs(gen: GenerationConfig, processor) -> Dict[str, Any]:
+    tok = processor.tokenizer
+    kw: Dict[str, Any] = dict(
+        max_new_tokens=gen.max_new_tokens,
+        eos_token_id=tok.convert_tokens_to_ids(END_OF_TURN),
+        pad_token_id=tok.pad_token_id,
+    )
+    if gen.preset == "authors":
+        kw.update(AUTHORS_SAMPLING)
+    else:
+        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    return kw
+
+
+@torch.no_grad()
+def generate_descriptions(model, processor, images: Sequence[Any], prompt: str, gen: GenerationConfig,
+                          device: torch.device = torch.device("cpu"),
+                          model_dtype: Optional[torch.dtype] = None) -> List[str]:
+    """One description per image, in one left-padded batched `generate` call."""
+    encoded = [encode_prompt(processor, img, prompt) for img in images]
+    batch = collate(encoded, processor.tokenizer.pad_token_id, padding_side="left")
+    batch = {k: v.to(device) for k, v in batch.items()}
+    if model_dtype is not None:
+        batch["pixel_values"] = batch["pixel_values"].to(model_dtype)
+    out = model.generate(**batch, **generation_kwargs(gen, processor))
+    new_tokens = out[:, batch["input_ids"].shape[1]:]
+    texts = processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return [t.strip() for t in texts]
+
+
+def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path], *, min_pixels: int,
+                     max_pixels: int, dtype: torch.dtype = torch.float32, seed: int = 0) -> Path:
+    """Fold the LoRA weights into the base model and save a plain checkpoint (safetensors + processor)."""
+    model, processor = load_vlm(base, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype, seed=seed)
+    merged = load_adapter(model, adapter).merge_and_unload()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out, safe_serialization=True)
+    processor.save_pretrained(out)
+    return out

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mmlnb_dist.config import Config, ConfigError, Section, flatten, load_config, save_config
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILES = sorted((ROOT / "launch" / "profiles").glob("*.yaml"))
+
+
+def test_profiles_exist():
+    names = {p.stem for p in PROFILES}
+    assert {"cpu-demo", "rtx4090", "node-8gpu", "multi-node"} <= names
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
+def test_every_shipped_profile_loads_and_round_trips(path, tmp_path):
+    cfg = load_config(path)
+    saved = save_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(saved) == cfg
+
+
+def test_rtx4090_is_the_papers_reference():
+    cfg = load_config(ROOT / "launch/profiles/rtx4090.yaml")
+    assert (cfg.train.epochs, cfg.train.global_batch_size, cfg.train.lr) == (150, 32, 1e-4)
+    assert cfg.data.loader.image_size == 224
+    assert cfg.distributed.precision == "bf16"
+    assert cfg.fusion.model.image_encoder.name == "vgg16"
+
+
+def _all_fields(model, prefix=""):
+    for name, field in model.model_fields.items():
+        yield prefix + name, field
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, Section):
+            yield from _all_fields(ann, prefix + name + ".")
+
+
+def test_every_field_has_a_docstring():
+    missing = [key for key, field in _all_fields(Config) if not (field.description or "").strip()]
+    assert not missing, f"fields without a docstring: {missing}"
+
+
+def test_dotted_overrides_are_typed():
+    cfg = load_config(None, ["train.lr=3e-4", "fusion.curriculum.enabled=false", "vlm.lora.target_modules=[q_proj]"])
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.fusion.curriculum.enabled is False
+    assert cfg.vlm.lora.target_modules == ["q_proj"]
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown config key 'train\.lrr'.*did you mean 'train\.lr'"):
+        load_config(None, ["train.lrr=1"])
+
+
+def test_bad_value_names_the_key_and_value():
+    with pytest.raises(ConfigError, match=r"train\.lr: Input should be greater than 0 \(got -1\)"):
+        load_config(None, ["train.lr=-1"])
+
+
+def test_unknown_key_in_yaml_is_rejected(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"train": {"epoch": 3}}))
+    with pytest.raises(ConfigError, match=r"train\.epoch: unknown key; did you mean 'train\.epochs'"):
+        load_config(path)
+
+
+def test_split_fractions_validated():
+    with pytest.raises(ConfigError, match="val_fraction \\+ test_fraction must be < 1"):
+        load_config(None, ["data.build.val_fraction=0.6", "data.build.test_fraction=0.5"])
+
+
+def test_missing_file_and_bad_override_form():
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("nope.yaml")
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        load_config(None, ["train.lr"])
+
+
+def test_flatten_has_dotted_keys():
+    flat = flatten(load_config(None))
+    assert flat["fusion.curriculum.start"] == 0.3
+    assert "vlm.lora.r" in flat
+
+
+def test_cli_validate_reports_bad_config_with_exit_code_2():
+    run = subprocess.run(
+        [sys.executable, "-m", "mmlnb_dist.cli", "config", "validate", "train.epochs=0"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert run.returncode == 2
+    assert "train.epochs" in run.stderr and "greater than or equal to 1" in run.stderr

@@ -1,0 +1,189 @@
+"""Model Registry: register a trained run as a pyfunc model, move the alias only on improvement, load it in a
+fresh process and get the trainer's predictions; then `predict` on shards and broken inputs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmlnb_dist.cli import main
+
+from support.fusion import make_shards, tiny_config  # the fusion part's test helpers
+
+ROOT = Path(__file__).resolve().parents[2]
+METRIC = "best/val/balanced_accuracy"  # what the end-of-training hook and `mmlnb-dist register` select on
+
+
+def register_run(run_id: str, name: str, alias: str, uri: str):
+    """The fusion recipe's registry entry point with the selection metric of the old defaults."""
+    from mmlnb_dist.recipes.fusion.pyfunc_model import register_run as register
+
+    return register(run_id, name, alias=alias, tracking_uri=uri, metric=METRIC, mode="max")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny fusion training run tracked in a local SQLite store."""
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
+
+    root = tmp_path_factory.mktemp("reg")
+    shards = make_shards(root, n=90, size=48)
+    cfg = tiny_config(shards, root / "runs", "reg", ["tracking.backends=[mlflow]", "train.epochs=2",
+                                                      "train.log_every=1", "data.loader.image_size=32"])
+    result = run(FusionRecipe, cfg)
+    uri = f"sqlite:///{(root / 'runs' / 'mlflow.db').resolve()}"
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(cfg.tracking.experiment)
+    run_id = client.search_runs([exp.experiment_id])[0].info.run_id
+    return {"root": root, "shards": shards, "result": result, "uri": uri, "run_id": run_id, "cfg": cfg}
+
+
+def _fake_run(client, trained, value: float) -> str:
+    """Another 'training run' of the same export with a chosen metric value (avoids a second training)."""
+    src = client.get_run(trained["run_id"])
+    run = client.create_run(src.info.experiment_id, tags={"run_dir": src.data.tags["run_dir"]})
+    client.log_metric(run.info.run_id, "val/balanced_accuracy", value)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def test_alias_moves_only_when_the_metric_improves(trained):
+    import mlflow
+
+    uri, client = trained["uri"], mlflow.MlflowClient(trained["uri"])
+    first = register_run(trained["run_id"], "nb-test", "champion", uri)
+    assert first.alias_moved and first.version == "1"
+    worse = register_run(_fake_run(client, trained, -1.0), "nb-test", "champion", uri)
+    assert not worse.alias_moved
+    assert str(client.get_model_version_by_alias("nb-test", "champion").version) == "1"
+    better = register_run(_fake_run(client, trained, 2.0), "nb-test", "champion", uri)
+    assert better.alias_moved
+    assert str(client.get_model_version_by_alias("nb-test", "champion").version) == better.version
+    mv = client.get_model_version("nb-test", better.version)
+    assert "## Data" in mv.description and "## Metrics" in mv.description
+    assert json.loads(mv.tags["classes"]) == ["UD", "PD", "D"]
+
+
+def test_training_logs_its_learning_rate_schedule(trained):
+    """The fusion run's planned learning-rate curve is an MLflow figure beside the curriculum's, and the lr it
+    trained with is a metric: constant here (the fusion default), 0 nowhere (frozen groups are not shown)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(trained["uri"])
+    figures = {a.path for a in client.list_artifacts(trained["run_id"], "figures")}
+    assert {"figures/lr_schedule.png", "figures/curriculum_schedule.png"} <= figures
+    lrs = [m.value for m in client.get_metric_history(trained["run_id"], "train/lr")]
+    assert lrs and set(lrs) == {trained["cfg"].train.lr}
+
+
+def test_register_command_and_missing_run(trained, capsys):
+    code = main(["register", "--run", trained["run_id"], "--name", "nb-cli", "--alias", "champion",
+                 "--uri", trained["uri"]])
+    assert code == 0 and "models:/nb-cli@champion -> version 1" in capsys.readouterr().out
+    assert main(["register", "--run", "0" * 32, "--name", "nb-cli", "--uri", trained["uri"]]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def _inputs(trained, n=6):
+    from mmlnb_dist.data.reader import iter_shard_samples
+
+    tar = sorted(Path(trained["shards"]).glob("val-*.tar"))[0]
+    samples = list(iter_shard_samples(tar))[:n]
+    import base64
+
+    images = [base64.b64encode(next(s[e] for e in ("png", "jpg") if e in s)).decode() for s in samples]
+    texts = [s.get("txt", b"").decode() for s in samples]
+    return pd.DataFrame({"image": images, "description": texts, "key": [s["__key__"] for s in samples],
+                         "slide_id": [""] * len(samples)})
+
+
+@pytest.mark.slow
+def test_fresh_process_loads_the_alias_and_predicts_like_the_trainer(trained, tmp_path):
+    from mmlnb_dist.recipes.fusion.pyfunc_model import load_predictor, predictions_frame, read_image
+
+    register_run(trained["run_id"], "nb-fresh", "champion", trained["uri"])
+    frame = _inputs(trained)
+    frame.to_json(tmp_path / "in.json", orient="records")
+    code = (
+        "import sys, mlflow, pandas as pd\n"
+        f"mlflow.set_tracking_uri({trained['uri']!r})\n"
+        "m = mlflow.pyfunc.load_model('models:/nb-fresh@champion')\n"
+        f"df = pd.read_json({str(tmp_path / 'in.json')!r}, orient='records', dtype=False)\n"
+        f"m.predict(df).to_json({str(tmp_path / 'out.json')!r}, orient='records')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=300)
+    served = pd.read_json(tmp_path / "out.json", orient="records")
+    # The trainer's own model, rebuilt from its export folder in this process.
+    predictor = load_predictor(Path(trained["result"]["export_dir"]))
+    local = predictions_frame(predictor, [read_image(v) for v in frame["image"]], list(frame["description"]),
+                              list(frame["key"]), list(frame["slide_id"]))
+    for c in ("prob_UD", "prob_PD", "prob_D", "alpha"):
+        np.testing.assert_allclose(served[c].to_numpy(), local[c].to_numpy(), rtol=1e-5, atol=1e-6)
+    assert list(served["label"]) == list(local["label"])
+
+
+def test_predict_reports_bad_inputs_and_still_predicts_the_good_ones(trained, tmp_path, capsys):
+    register_run(trained["run_id"], "nb-pred", "champion", trained["uri"])
+    good = tmp_path / "good.png"
+    import base64
+
+    good.write_bytes(base64.b64decode(_inputs(trained, 1)["image"][0]))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    descs = tmp_path / "descs.csv"
+    descs.write_text("path,description,slide_id\ngood.png,Sheets of small round blue cells.,S1\n")
+    out = tmp_path / "preds.csv"
+    code = main(["predict", "--model", "models:/nb-pred@champion", str(good), str(broken),
+                 str(tmp_path / "missing.png"), "--descriptions", str(descs), "--out", str(out),
+                 "--uri", trained["uri"]])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "broken.png: not a readable image" in err and "missing.png: no such file" in err
+    rows = pd.read_csv(out)
+    assert list(rows["key"]) == ["good"] and rows["description"][0].startswith("Sheets")
+    assert abs(rows[["prob_UD", "prob_PD", "prob_D"]].sum(axis=1)[0] - 1) < 1e-5
+
+
+def test_predict_on_shards_writes_per_slide_aggregates(trained, tmp_path):
+    register_run(trained["run_id"], "nb-slides", "champion", trained["uri"])
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", "--model", "models:/nb-slides@champion", str(trained["shards"]), "--split", "val",
+                 "--out", str(out), "--uri", trained["uri"]]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    slides = [json.loads(x) for x in out.with_name("preds.slides.jsonl").read_text().splitlines()]
+    assert rows and all(r["slide_id"] for r in rows)
+    # hand computation of one slide
+    s = slides[0]
+    mine = [r for r in rows if r["slide_id"] == s["slide_id"]]
+    assert s["n_patches"] == len(mine)
+    for c in ("UD", "PD", "D"):
+        assert abs(s[f"mean_prob_{c}"] - sum(r[f"prob_{c}"] for r in mine) / len(mine)) < 1e-9
+        assert s[f"votes_{c}"] == sum(r["label"] == c for r in mine)
+
+
+def test_missing_model_is_exit_code_2(tmp_path, capsys, trained):
+    code = main(["predict", "--model", "models:/no-such-model@champion", str(tmp_path), "--out",
+                 str(tmp_path / "p.csv"), "--uri", trained["uri"]])
+    assert code == 2 and "model not found" in capsys.readouterr().err
+
+
+def test_slide_aggregates_by_hand():
+    from mmlnb_dist.predict import slide_aggregates
+
+    rows = [{"slide_id": "A", "label": "UD", "prob_UD": 0.6, "prob_PD": 0.3, "prob_D": 0.1},
+            {"slide_id": "A", "label": "UD", "prob_UD": 0.5, "prob_PD": 0.4, "prob_D": 0.1},
+            {"slide_id": "A", "label": "D", "prob_UD": 0.1, "prob_PD": 0.1, "prob_D": 0.8},
+            {"slide_id": "B", "label": "PD", "prob_UD": 0.2, "prob_PD": 0.7, "prob_D": 0.1},
+            {"slide_id": None, "label": "PD", "prob_UD": 0.2, "prob_PD": 0.7, "prob_D": 0.1}]
+    a, b = slide_aggregates(rows, ["UD", "PD", "D"])
+    assert a["n_patches"] == 3 and a["label_majority"] == "UD"
+    assert a["mean_prob_UD"] == pytest.approx(0.4) and a["mean_prob_D"] == pytest.approx(1.0 / 3)
+    assert a["label_mean_prob"] == "UD" and b["label_majority"] == "PD" and b["n_patches"] == 1

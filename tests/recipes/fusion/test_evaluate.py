@@ -1,0 +1,34 @@
+"""Evaluation without a training engine: the export and a checkpoint's consolidated fp32 weights give the
+metrics training reported for its best checkpoint, and no DeepSpeed engine is built to get them."""
+from __future__ import annotations
+
+import pytest
+
+from support.fusion import make_shards, tiny_config
+
+SHORT = ["train.epochs=2", "fusion.curriculum.ramp_start=1", "fusion.curriculum.ramp_end=2",
+         "fusion.curriculum.phases=[{start_epoch: 0, train_text_encoder: false}, {start_epoch: 1}]"]
+
+
+def test_export_and_checkpoint_evaluate_like_training_without_an_engine(tmp_path, monkeypatch):
+    import deepspeed
+
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes.fusion.evaluate import evaluate_checkpoint, evaluate_export
+    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
+
+    shards = make_shards(tmp_path, n=90, size=64)
+    cfg = tiny_config(shards, tmp_path / "runs", "ev", SHORT)
+    result = run(FusionRecipe, cfg)
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("evaluation built a DeepSpeed engine")
+
+    monkeypatch.setattr(deepspeed, "initialize", no_engine)
+    from_export, classes = evaluate_export(cfg, result["export_dir"], "val")
+    from_checkpoint, _ = evaluate_checkpoint(cfg, tmp_path / "runs" / "ev" / "checkpoints", "val")
+    assert classes == ["UD", "PD", "D"]
+    assert from_checkpoint["checkpoint_tag"] == f"epoch-{result['best_epoch']:04d}"
+    for key in ("accuracy", "balanced_accuracy", "kappa", "auroc", "loss", "num_samples"):
+        assert from_export[key] == pytest.approx(result[f"val/{key}"], abs=1e-6), key
+        assert from_checkpoint[key] == pytest.approx(result[f"val/{key}"], abs=1e-6), key

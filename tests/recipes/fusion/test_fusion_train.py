@@ -1,0 +1,168 @@
+"""End-to-end fusion training on CPU: 2-process DeepSpeed (ZeRO-1, gloo), kill-and-resume, the export, the
+shipped DeepSpeed JSONs, and config errors caught before work starts."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from support.fusion import CPU_DEMO, ROOT, make_shards
+
+PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+BASE = ["tracking.backends=[stdout]", "data.loader.num_workers=0", "data.loader.image_size=64", "run.seed=0"]
+# A short schedule with all three phases: text frozen, both train, both frozen (cached features).
+SHORT = ["train.epochs=4", "fusion.curriculum.ramp_start=1", "fusion.curriculum.ramp_end=3",
+         "fusion.curriculum.phases=[{start_epoch: 0, train_text_encoder: false}, {start_epoch: 1},"
+         " {start_epoch: 3, train_image_encoder: false, train_text_encoder: false}]"]
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory) -> Path:
+    """240 synthetic patches at 64 px (180 train / 60 val), built once per session."""
+    return make_shards(tmp_path_factory.mktemp("fusion"), n=240, size=64)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(*args: str) -> list:
+    return [PY, "-m", "mmlnb_dist.cli", *args]
+
+
+def _env() -> dict:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               OMP_NUM_THREADS="1")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    return env
+
+
+def _last_json(stdout: str) -> dict:
+    return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+
+
+@pytest.mark.slow
+def test_two_process_deepspeed_zero1_run_beats_chance(shards, tmp_path):
+    """torchrun, 2 CPU processes, gloo, ZeRO-1, seed 0: validation balanced accuracy >= 0.55 (chance 0.33)."""
+    cmd = [PY, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "mmlnb_dist.cli", "train", "--config", str(CPU_DEMO), f"data.shards={shards}",
+           f"run.output_dir={tmp_path}", "run.name=ds2", "distributed.zero_stage=1", *BASE]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = _last_json(proc.stdout)
+    assert result["val/num_samples"] == 60  # each validation sample exactly once across the 2 ranks
+    assert result["val/balanced_accuracy"] >= 0.55, result
+    cfg = json.loads((tmp_path / "ds2" / "deepspeed_config.json").read_text())
+    assert cfg["zero_optimization"]["stage"] == 1 and cfg["train_micro_batch_size_per_gpu"] == 16
+    assert (tmp_path / "ds2" / "export" / "model.safetensors").is_file()
+
+
+def _train_cmd(shards: Path, out: Path, *extra: str) -> list:
+    return _cli("train", "--config", str(CPU_DEMO), f"data.shards={shards}", f"run.output_dir={out}",
+                "run.name=r", "train.keep_checkpoints=1", *BASE, *SHORT, *extra)
+
+
+def _weights(export_dir: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(export_dir / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_weights_and_metrics(shards, tmp_path):
+    """SIGKILL after the first checkpoint, resume with run.resume=true: the export equals an uninterrupted
+    run's to 1e-5 and the validation metrics are identical (both single-process CPU, seed 0)."""
+    ref = subprocess.run(_train_cmd(shards, tmp_path / "ref"), cwd=ROOT, env=_env(), capture_output=True,
+                         text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr[-4000:]
+
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(_train_cmd(shards, killed_dir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    latest = killed_dir / "r" / "checkpoints" / "latest"
+    deadline = time.time() + 240
+    while not latest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert latest.exists(), "no checkpoint appeared"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed_dir / "r" / "export").exists(), "the run finished before it could be killed"
+
+    resumed = subprocess.run(_train_cmd(shards, killed_dir, "run.resume=true"), cwd=ROOT, env=_env(),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "resumed from" in resumed.stderr  # logged by core.checkpoint (stdlib logging goes to stderr)
+    a, b = _weights(tmp_path / "ref" / "r" / "export"), _weights(killed_dir / "r" / "export")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
+    ra, rb = _last_json(ref.stdout), _last_json(resumed.stdout)
+    for key, value in ra.items():
+        if key.startswith("val/"):
+            assert rb[key] == pytest.approx(value, abs=1e-6), key
+    # retention: keep_checkpoints=1 plus the best
+    tags = sorted(p.name for p in (killed_dir / "r" / "checkpoints").iterdir() if p.name.startswith("epoch-"))
+    assert len(tags) in (1, 2), tags
+
+    # the export rebuilds offline and predicts
+    from mmlnb_dist.recipes.fusion.export import load_exported_model
+
+    model, tokenize, classes = load_exported_model(killed_dir / "r" / "export")
+    assert classes == ["UD", "PD", "D"]
+    with torch.no_grad():
+        out = model(pixel_values=torch.randn(2, 3, 64, 64), **tokenize(["small round blue cells", ""]))
+    assert out["logits"].shape == (2, 3)
+
+    # evaluate from the export and from the checkpoint give the same metrics as training reported
+    ev = subprocess.run(_cli("evaluate", "--config", str(CPU_DEMO), f"data.shards={shards}", *BASE,
+                             "--export", str(killed_dir / "r" / "export"), "--json"),
+                        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=200)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    got = json.loads(ev.stdout[ev.stdout.index("{"):])
+    assert got["balanced_accuracy"] == pytest.approx(rb["val/balanced_accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "launch" / "deepspeed").glob("fusion_*.json")), ids=lambda p: p.stem)
+def test_shipped_deepspeed_jsons_equal_the_generated_ones(path):
+    from mmlnb_dist.commands.train import generated_deepspeed_config
+    from mmlnb_dist.config import load_config
+
+    _, zero, precision = path.stem.split("_")
+    cfg = load_config(ROOT / "launch/profiles/rtx4090.yaml",
+                      [f"distributed.zero_stage={zero.removeprefix('zero')}", f"distributed.precision={precision}"])
+    assert json.loads(path.read_text()) == generated_deepspeed_config(cfg, world_size=1)
+
+
+def test_all_nine_deepspeed_jsons_ship():
+    names = {p.stem for p in (ROOT / "launch" / "deepspeed").glob("fusion_*.json")}
+    assert names == {f"fusion_zero{z}_{p}" for z in (0, 1, 2) for p in ("bf16", "fp16", "fp32")}
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.global_batch_size=0", "global_batch_size"),
+    ("fusion.model.mode=late", "fusion.model.mode"),
+    ("train.best_metric=speed", "train.best_metric"),
+    ("fusion.model.image_encoder.name=alexnet", "alexnet"),
+    ("data.shards=/nonexistent/shards", "data.shards"),
+])
+def test_train_rejects_a_bad_config_before_work_starts(override, message, tmp_path, shards, capsys):
+    from mmlnb_dist.cli import main
+
+    args = ["train", "--config", str(CPU_DEMO), f"data.shards={shards}", f"run.output_dir={tmp_path}",
+            "tracking.backends=[stdout]", override]
+    t0 = time.time()
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert time.time() - t0 < 20
+    assert not (tmp_path / "cpu-demo").exists()  # nothing was written

@@ -1,0 +1,49 @@
+"""The description quality report: its ROUGE-L and BLEU-4 are torchmetrics' own values for the generated
+descriptions against the references kept in each sample's json, and its counts are those of the shards."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mmlnb_dist.data.build import SampleSpec, build_shards
+from mmlnb_dist.data.config import BuildConfig
+from mmlnb_dist.data.shardset import ShardSet
+from mmlnb_dist.recipes.vlm.quality import format_report, quality_report
+
+GENERATED = ["Sheets of small round blue cells.", "Neuropil with scattered ganglion cells.", "",
+             "Neuropil with scattered ganglion cells.", "Poorly differentiated tumour with rosettes and neuropil."]
+REFERENCES = ["sheets of small round blue cells without neuropil", "ganglion cells in schwannian stroma", "neuropil",
+              None, "poorly differentiated neuroblastoma with neuropil and rosettes"]
+
+
+def _described_set(tmp_path):
+    from PIL import Image
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 60, 150)).save(buf, format="PNG")
+    specs = []
+    for i, (text, ref) in enumerate(zip(GENERATED, REFERENCES)):
+        meta = {"reference_description": ref} if ref else {}
+        specs.append(SampleSpec(f"k{i}", "UD", buf.getvalue(), description=text, meta=meta))
+    build_shards(specs, tmp_path / "described", BuildConfig(val_fraction=0.0, image_format="png", image_size=16),
+                 ["UD", "PD", "D"], progress=False)
+    return ShardSet.open(tmp_path / "described")
+
+
+def test_report_equals_torchmetrics_on_the_pairs_with_references(tmp_path):
+    from torchmetrics.functional.text import bleu_score, rouge_score
+
+    report = quality_report(_described_set(tmp_path))
+    pairs = [(g, r) for g, r in zip(GENERATED, REFERENCES) if r]
+    hyps, refs = [g for g, _ in pairs], [r for _, r in pairs]
+    per_pair = torch.stack([rouge_score(h, r, rouge_keys="rougeL")["rougeL_fmeasure"] for h, r in pairs])
+    assert report["reference"]["n"] == 4
+    assert report["reference"]["rouge_l"] == pytest.approx(float(per_pair.mean()), abs=1e-6)
+    assert report["reference"]["bleu4"] == pytest.approx(float(bleu_score(hyps, [[r] for r in refs], n_gram=4,
+                                                                          smooth=True)), abs=1e-6)
+    assert report["n"] == 5 and report["distinct"] == 4
+    assert report["empty_share"] == pytest.approx(1 / 5) and report["repeated_share"] == pytest.approx(2 / 5)
+    assert "ROUGE-L" in format_report(report) and json.dumps(report)

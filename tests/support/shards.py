@@ -1,0 +1,43 @@
+"""Small builders shared by the data tests: tiny synthetic patch folders and shard sets."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+from PIL import Image
+
+from mmlnb_dist.data.build import SampleSpec, build_shards
+from mmlnb_dist.data.config import BuildConfig
+
+CLASSES = ["UD", "PD", "D"]
+
+
+def write_patch_folder(root: Path, per_class: int = 6, size: int = 24, classes=("UD", "PD", "D"), seed: int = 0) -> Path:
+    """Random-noise PNGs in class subfolders (content does not matter for the shard mechanics)."""
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (size, size + 4, 3), dtype=np.uint8)).save(root / c / f"{c}_{i:03d}.png")
+    return root
+
+
+def specs_for(root: Path, slides_per_class: Optional[int] = None) -> List[SampleSpec]:
+    """SampleSpecs of a patch folder; with `slides_per_class`, samples are dealt to slides of their class."""
+    specs = []
+    for c in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        for i, p in enumerate(sorted((root / c).glob("*.png"))):
+            slide = f"{c}-slide{i % slides_per_class}" if slides_per_class else None
+            specs.append(SampleSpec(p.stem, c, p, slide_id=slide, description=f"a {c} patch number {i}"))
+    return specs
+
+
+def make_shard_set(tmp: Path, per_class: int = 6, max_per_shard: int = 5, val_fraction: float = 0.2,
+                   test_fraction: float = 0.0, size: int = 24, **build_kw) -> Path:
+    """A built shard set under `tmp/shards` (PNG re-encoded so bytes are lossless and fast)."""
+    src = write_patch_folder(tmp / "src", per_class=per_class, size=size)
+    build = BuildConfig(max_samples_per_shard=max_per_shard, val_fraction=val_fraction,
+                        test_fraction=test_fraction, image_format="png", image_size=size, **build_kw)
+    build_shards(specs_for(src), tmp / "shards", build, CLASSES, progress=False)
+    return tmp / "shards"
