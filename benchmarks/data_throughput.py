@@ -85,10 +85,16 @@ def bench_map_style(src: Path, batch: int, workers: int) -> float:
 
 def bench_shards(shards: Path, batch: int, workers: int) -> float:
     """(b): our stream."""
+    from mmlnb_dist.data.config import LoaderConfig
     from mmlnb_dist.data.loader import build_loader
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.recipes.fusion.steps import preprocess_for
 
-    loader = build_loader(shards, "train", rank=0, world_size=1, batch_size=batch, num_workers=workers,
-                          mode="train", seed=0, image_size=224, augment=False, shuffle_buffer=500)
+    shard_set = ShardSet.open(shards)
+    preprocess = preprocess_for(shard_set.classes, 224, augment=False)
+    loader = build_loader(shard_set, "train", preprocess,
+                          LoaderConfig(num_workers=workers, image_size=224, augment=False, shuffle_buffer=500),
+                          rank=0, world_size=1, batch_size=batch, mode="train", seed=0)
     t = time.perf_counter()
     n = sum(len(b["key"]) for b in loader)
     return n / (time.perf_counter() - t)
@@ -98,16 +104,18 @@ def bench_bare(shards: Path) -> float:
     """(c): decode + transform in one process, no loader machinery."""
     import torch
 
-    from mmlnb_dist.data.shards import image_member, iter_shard_samples, read_manifest
-    from mmlnb_dist.data.transforms import ImageTransform, decode_image
+    from mmlnb_dist.data.images import ImageTransform, decode_image, image_member
+    from mmlnb_dist.data.reader import iter_shard_samples
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.models.encoders import IMAGENET_MEAN, IMAGENET_STD
 
     torch.set_num_threads(1)  # like a DataLoader worker
-    tf = ImageTransform(224)
-    m = read_manifest(shards)
+    tf = ImageTransform(224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    shard_set = ShardSet.open(shards)
     t = time.perf_counter()
     n = 0
-    for e in m["splits"]["train"]["shards"]:
-        for s in iter_shard_samples(shards / e["file"]):
+    for path, _ in shard_set.shards("train"):
+        for s in iter_shard_samples(path):
             tf(decode_image(s[image_member(s)], 224))
             n += 1
     return n / (time.perf_counter() - t)
@@ -121,8 +129,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
 
-    from mmlnb_dist.config.data import BuildConfig
-    from mmlnb_dist.data.shards import build_shards, collect_samples
+    from mmlnb_dist.data.build import build_shards
+    from mmlnb_dist.data.collect import collect_samples
+    from mmlnb_dist.data.config import BuildConfig
+    from mmlnb_dist.data.synthetic import CLASSES
 
     t = time.perf_counter()
     src = make_source(args.work, args.n)
@@ -130,7 +140,7 @@ def main() -> None:
     t = time.perf_counter()
     shards = args.work / "shards"
     build = BuildConfig(val_fraction=0.0)  # defaults otherwise: JPEG q90 at 256 px, 1000 per shard
-    build_shards(collect_samples(src), shards, build, progress=False)
+    build_shards(collect_samples(src, CLASSES), shards, build, CLASSES, progress=False)
     build_s = time.perf_counter() - t
     print(f"shards build: {build_s:.1f}s ({args.n / build_s:.0f} images/s)")
     load = os.getloadavg()

@@ -24,21 +24,22 @@ sys.path.insert(0, str(ROOT))
 
 
 def build_shards(out: Path, n: int, size: int) -> Path:
-    from mmlnb_dist.config.data import BuildConfig
-    from mmlnb_dist.data.shards import build_shards as build, collect_samples
-    from mmlnb_dist.data.synthetic import make_synthetic_dataset
+    from mmlnb_dist.data.build import build_shards as build
+    from mmlnb_dist.data.collect import collect_samples
+    from mmlnb_dist.data.config import BuildConfig
+    from mmlnb_dist.data.synthetic import CLASSES, make_synthetic_dataset
 
     src = out.parent / "src"
     make_synthetic_dataset(src, n=n, size=size, n_slides=max(6, n // 8), noisy_description_rate=0.0, seed=0)
-    samples = collect_samples(src, descriptions=src / "descriptions.jsonl")
+    samples = collect_samples(src, CLASSES, descriptions=src / "descriptions.jsonl")
     build(samples, out, BuildConfig(max_samples_per_shard=n, val_fraction=0.0, image_format="png",
-                                    image_size=size, group_by_slide=False), progress=False)
+                                    image_size=size, group_by_slide=False), CLASSES, progress=False)
     return out
 
 
 def load(cfg, vlm: str, adapter):
     """The same (merged) model both sides use."""
-    from mmlnb_dist.models import vlm as V
+    from mmlnb_dist.recipes.vlm import model as V
 
     v = cfg.vlm
     model, proc = V.load_vlm(vlm, min_pixels=v.min_pixels, max_pixels=v.max_pixels, cache_dir=v.cache_dir)
@@ -49,13 +50,15 @@ def load(cfg, vlm: str, adapter):
 
 def authors_loop(cfg, vlm: str, adapter, shards: Path, csv_path: Path) -> dict:
     """One image at a time; after each, rewrite the whole CSV (their script's pattern); no resume."""
-    from mmlnb_dist.data.shards import image_member, iter_shard_samples, read_manifest, shard_paths
-    from mmlnb_dist.models import vlm as V
+    from mmlnb_dist.data.images import image_member
+    from mmlnb_dist.data.reader import iter_shard_samples
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.recipes.vlm import model as V
 
     v = cfg.vlm
     model, proc = load(cfg, vlm, adapter)
-    manifest = read_manifest(shards)
-    samples = [s for split in manifest["splits"] for p, _ in shard_paths(shards, manifest, split)
+    shard_set = ShardSet.open(shards)
+    samples = [s for split in shard_set.manifest["splits"] for p, _ in shard_set.shards(split)
                for s in iter_shard_samples(p)]
     rows = []
     t0 = time.perf_counter()
@@ -73,23 +76,26 @@ def authors_loop(cfg, vlm: str, adapter, shards: Path, csv_path: Path) -> dict:
 def warm_up(cfg, vlm: str, adapter, shards: Path, batch_size: int) -> None:
     """First calls of each batch shape pay one-off kernel set-up (seconds on the CPU): pay it for both sides
     before timing, so neither measurement includes it."""
-    from mmlnb_dist.data.shards import image_member, iter_shard_samples, read_manifest, shard_paths
-    from mmlnb_dist.models import vlm as V
+    from mmlnb_dist.data.images import image_member
+    from mmlnb_dist.data.reader import iter_shard_samples
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.recipes.vlm import model as V
 
     v = cfg.vlm
     model, proc = load(cfg, vlm, adapter)
-    manifest = read_manifest(shards)
-    path = shard_paths(shards, manifest, next(iter(manifest["splits"])))[0][0]
+    shard_set = ShardSet.open(shards)
+    path = shard_set.shards(next(iter(shard_set.manifest["splits"])))[0][0]
     images = [s[image_member(s)] for s in iter_shard_samples(path)][:batch_size]
     for batch in (images[:1], images):
         V.generate_descriptions(model, proc, batch, v.prompt, v.generation)
 
 
 def ours(cfg, vlm: str, adapter, shards: Path, out: Path) -> dict:
-    from mmlnb_dist.recipes.describe import run_describe
+    from mmlnb_dist.recipes.vlm.describe import run_describe
 
     r = run_describe(cfg, vlm, adapter, shards, out, progress=False)
-    return {"n": r["num_samples"], "seconds": r["seconds"], "per_s": r["samples_per_s"],
+    seconds = r["seconds"]  # generation only: run_describe takes the lazy model load out
+    return {"n": r["num_samples"], "seconds": seconds, "per_s": r["described_now"] / seconds,
             "mean_words": round(r["quality"]["words"]["mean"], 1)}
 
 

@@ -26,22 +26,29 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def authors_loop(cfg, classes) -> dict:
     """Per-phase wall time and samples/s of the authors'-style loop (no DeepSpeed, plain Adam)."""
-    from mmlnb_dist.curriculum import curriculum_lambda, phase_index
-    from mmlnb_dist.data.loader import build_loader_from_config
-    from mmlnb_dist.models import build_classifier
+    from mmlnb_dist.data.loader import build_loader
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.recipes.fusion.curriculum import curriculum_lambda, phase_index
+    from mmlnb_dist.recipes.fusion.model import build_classifier
+    from mmlnb_dist.recipes.fusion.steps import preprocess_for
 
     torch.manual_seed(cfg.run.seed)
-    model = build_classifier(cfg.model, len(classes))
+    model = build_classifier(cfg.fusion.model, len(classes))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     bs = cfg.train.global_batch_size
-    train = build_loader_from_config(cfg, "train", 0, 1, bs, "train")
-    val = build_loader_from_config(cfg, "val", 0, 1, bs, "eval")
+    lc = cfg.data.loader
+    shards = ShardSet.open(cfg.data.shards)
+    preprocess = preprocess_for(shards.classes, lc.image_size, lc.augment)
+    train = build_loader(shards, "train", preprocess, lc, rank=0, world_size=1, batch_size=bs, mode="train",
+                         seed=cfg.run.seed)
+    val = build_loader(shards, "val", preprocess, lc, rank=0, world_size=1, batch_size=bs, mode="eval",
+                       seed=cfg.run.seed)
     phases: dict = {}
     for epoch in range(cfg.train.epochs):
-        p = cfg.train.curriculum.phases[phase_index(cfg.train.curriculum, epoch)]
+        p = cfg.fusion.curriculum.phases[phase_index(cfg.fusion.curriculum, epoch)]
         for part, on in ((model.image_encoder, p.train_image_encoder), (model.text_encoder, p.train_text_encoder)):
             part.requires_grad_(on)
-        lam = curriculum_lambda(cfg.train.curriculum, epoch)
+        lam = curriculum_lambda(cfg.fusion.curriculum, epoch)
         model.train()
         train.set_epoch(epoch)
         t0, n = time.perf_counter(), 0
@@ -60,16 +67,17 @@ def authors_loop(cfg, classes) -> dict:
             for batch in val:
                 model(pixel_values=batch["image"], **model.text_encoder.tokenize(batch["text"]))
         dt = time.perf_counter() - t0
-        rec = phases.setdefault(phase_index(cfg.train.curriculum, epoch), {"seconds": 0.0, "samples": 0})
+        rec = phases.setdefault(phase_index(cfg.fusion.curriculum, epoch), {"seconds": 0.0, "samples": 0})
         rec["seconds"] += dt
         rec["samples"] += n
     return phases
 
 
 def ours(cfg) -> dict:
-    from mmlnb_dist.recipes.train_fusion import run
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes import recipe_class
 
-    run(cfg)
+    run(recipe_class("fusion"), cfg)
     phases: dict = {}
     for line in (Path(cfg.run.dir) / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
@@ -81,7 +89,7 @@ def ours(cfg) -> dict:
 
 
 def main() -> None:
-    from fusion_fixtures import tiny_config, make_shards
+    from support.fusion import make_shards, tiny_config
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=240)
@@ -96,8 +104,8 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     shards = make_shards(work, n=args.n, size=args.size)
     k = args.epochs_per_phase
-    sched = [f"train.epochs={3 * k}", f"train.curriculum.ramp_start={k}", f"train.curriculum.ramp_end={2 * k}",
-             f"train.curriculum.phases=[{{start_epoch: 0, train_text_encoder: false}}, {{start_epoch: {k}}},"
+    sched = [f"train.epochs={3 * k}", f"fusion.curriculum.ramp_start={k}", f"fusion.curriculum.ramp_end={2 * k}",
+             f"fusion.curriculum.phases=[{{start_epoch: 0, train_text_encoder: false}}, {{start_epoch: {k}}},"
              f" {{start_epoch: {2 * k}, train_image_encoder: false, train_text_encoder: false}}]"]
     cfg = tiny_config(shards, work / "runs", "bench", sched + list(args.overrides))
     classes = json.loads((shards / "manifest.json").read_text())["classes"]
@@ -113,7 +121,7 @@ def main() -> None:
                           "ours_samples_per_s": mine[p]["samples"] / mine[p]["seconds"],
                           "authors_seconds": theirs[p]["seconds"], "ours_seconds": mine[p]["seconds"]}
                       for p in sorted(theirs)},
-           "model": {"image": cfg.model.image_encoder.name, "text": cfg.model.text_encoder.name},
+           "model": {"image": cfg.fusion.model.image_encoder.name, "text": cfg.fusion.model.text_encoder.name},
            "n": args.n, "size": args.size, "epochs": cfg.train.epochs, "load": os.getloadavg()}
     (work / "result.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

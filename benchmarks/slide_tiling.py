@@ -47,7 +47,7 @@ def naive_loop(path: Path, mpp: float, tile: int, threshold: float = 20.0, min_t
     import openslide
     from PIL import Image
 
-    from mmlnb_dist.config.slides import TileQCConfig
+    from mmlnb_dist.slides.config import TileQCConfig
     from mmlnb_dist.slides.qc import check_tile
 
     start = time.perf_counter()
@@ -90,7 +90,8 @@ def ours(slides: list, mpp: float, tile: int, workers: int, work: Path) -> dict:
                              "slides.sampling.max_tiles_per_slide=null", "data.build.val_fraction=0",
                              "data.build.image_format=original", "slides.tissue.threshold=20"])
     start = time.perf_counter()
-    report = tile_slides(cfg, folder, folder / "labels.csv", out, progress=False)
+    report = tile_slides(cfg.slides, cfg.data.build, folder, folder / "labels.csv", out, cfg.data.classes,
+                         progress=False)
     seconds = time.perf_counter() - start
     return {"tiles": sum(r["kept"] for r in report.results), "seconds": seconds,
             "read": sum(r["kept"] + sum(r["rejected"].values()) for r in report.results),

@@ -25,20 +25,21 @@ LRS = [3e-3, 1e-3, 3e-4, 1e-7]
 
 
 def make_shards(root: Path, n: int, size: int) -> Path:
-    from mmlnb_dist.config import BuildConfig
-    from mmlnb_dist.data.shards import build_shards, collect_samples
-    from mmlnb_dist.data.synthetic import make_synthetic_dataset
+    from mmlnb_dist.data.build import build_shards
+    from mmlnb_dist.data.collect import collect_samples
+    from mmlnb_dist.data.config import BuildConfig
+    from mmlnb_dist.data.synthetic import CLASSES, make_synthetic_dataset
 
     make_synthetic_dataset(root / "src", n=n, size=size, n_slides=12, noisy_description_rate=0.2, seed=0)
     build = BuildConfig(max_samples_per_shard=60, val_fraction=0.25, image_format="png", image_size=size)
-    build_shards(collect_samples(root / "src"), root / "shards", build, progress=False)
+    build_shards(collect_samples(root / "src", CLASSES), root / "shards", build, CLASSES, progress=False)
     return root / "shards"
 
 
 def common(shards: Path, out: Path, epochs: int):
     return [f"data.shards={shards}", f"run.output_dir={out}", "tracking.backends=[mlflow]",
             "data.loader.num_workers=0", "data.loader.image_size=32", f"train.epochs={epochs}",
-            "train.feature_cache=disk"]
+            "fusion.feature_cache=disk"]
 
 
 def sequential(shards: Path, out: Path, epochs: int) -> dict:
