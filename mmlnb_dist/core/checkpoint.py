@@ -183,8 +183,10 @@ def fp32_state_dict_from_checkpoint(ckpt_dir: Path, tag: Optional[str] = None) -
     manager = CheckpointManager(ckpt_dir, DistEnv())
     best = manager.best
     tag = tag or (best["tag"] if best else None) or manager.latest()
-    if tag is None or not (ckpt_dir / tag).is_dir():
-        raise UserError(f"no checkpoint {tag or ''} in {ckpt_dir}".replace("  ", " "))
+    if tag is None:
+        raise UserError(f"no checkpoint in {ckpt_dir}")
+    if not (ckpt_dir / tag).is_dir():
+        raise UserError(f"no checkpoint {tag} in {ckpt_dir} (has: {', '.join(manager.tags()) or 'none'})")
     model_states = sorted((ckpt_dir / tag).glob("*model_states.pt"))
     if not model_states:
         raise UserError(f"{ckpt_dir / tag} is not a DeepSpeed checkpoint (no *model_states.pt)")
