@@ -21,6 +21,7 @@ import base64
 import json
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Sequence, Tuple, Union
 
@@ -65,8 +66,6 @@ def _append_progress(path: Path, rows: Iterable[Tuple[str, Updates]]) -> None:
 
 def _existing_entry(path: Path, classes: Sequence[str]) -> Dict[str, Any]:
     """Manifest entry of a finished output shard (after a restart)."""
-    from collections import Counter
-
     counts = Counter(classes[int(s["cls"])] for s in iter_shard_samples(path))
     return shard_entry(path, sum(counts.values()), counts, classes)
 
@@ -95,8 +94,6 @@ def _map_shard(src: Path, dst: Path, fn: Callable[[List[Dict[str, Any]]], List[U
 
 def verify_exactly_once(source: ShardSet, out: Path) -> int:
     """Every input key appears exactly once in the output, in the same shard; returns the count."""
-    from collections import Counter
-
     n = 0
     for split, _, entry in source.entries():
         want = Counter(s["__key__"] for s in iter_shard_samples(source.root / entry["file"]))

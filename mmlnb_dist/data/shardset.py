@@ -27,11 +27,6 @@ class ShardError(UserError, ValueError):
     """A shard set, shard or build input is missing or malformed; the message names the path."""
 
 
-def read_manifest(shard_dir: Union[str, Path]) -> Dict[str, Any]:
-    """Load and sanity-check `manifest.json` of a shard set; `ShardError` naming the path when it is not one."""
-    return ShardSet.open(shard_dir).manifest
-
-
 @dataclass(frozen=True)
 class ShardSet:
     """An opened shard set: the folder, its parsed manifest and the manifest's SHA-256."""

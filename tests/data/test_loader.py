@@ -8,7 +8,7 @@ import torch
 from mmlnb_dist.config import load_config
 from mmlnb_dist.data.loader import BadSampleRateError, ShardLoader, build_loader
 from mmlnb_dist.data.reader import iter_shard_samples
-from mmlnb_dist.data.shardset import ShardError, ShardSet, read_manifest
+from mmlnb_dist.data.shardset import ShardError, ShardSet
 from mmlnb_dist.data.writer import write_tar_shard
 from mmlnb_dist.models.encoders import IMAGENET_MEAN, IMAGENET_STD
 from mmlnb_dist.recipes.fusion.steps import preprocess_for
@@ -34,7 +34,7 @@ def keys_of(batches):
 
 
 def all_keys(shards, split="train"):
-    m = read_manifest(shards)
+    m = ShardSet.open(shards).manifest
     return sorted(s["__key__"] for e in m["splits"][split]["shards"] for s in iter_shard_samples(shards / e["file"]))
 
 
@@ -48,7 +48,7 @@ def test_eval_covers_every_sample_exactly_once_across_ranks_and_workers(tmp_path
         assert len(batches) == len(ld) and sum(len(b["key"]) for b in batches) == ld.num_samples
         seen += keys_of(batches)
     assert sorted(seen) == all_keys(shards)
-    assert len(read_manifest(shards)["splits"]["train"]["shards"]) == (8 if max_per_shard == 4 else 1)
+    assert len(ShardSet.open(shards).manifest["splits"]["train"]["shards"]) == (8 if max_per_shard == 4 else 1)
 
 
 def test_batch_contents(tmp_path):
@@ -149,4 +149,4 @@ def test_loader_errors_and_config_convenience(tmp_path):
     preprocess = preprocess_for(cfg.data.classes, cfg.data.loader.image_size, augment=False)
     ld = build_loader(ShardSet.open(cfg.data.shards), "val", preprocess, cfg.data.loader, rank=0, world_size=1,
                       batch_size=2, mode="eval", seed=cfg.run.seed)
-    assert sum(len(b["key"]) for b in ld) == read_manifest(shards)["splits"]["val"]["num_samples"]
+    assert sum(len(b["key"]) for b in ld) == ShardSet.open(shards).manifest["splits"]["val"]["num_samples"]

@@ -14,7 +14,7 @@ from mmlnb_dist.data.build import SampleSpec, build_shards
 from mmlnb_dist.data.collect import collect_samples
 from mmlnb_dist.data.config import BuildConfig
 from mmlnb_dist.data.reader import iter_shard_samples
-from mmlnb_dist.data.shardset import ShardError, read_manifest
+from mmlnb_dist.data.shardset import ShardError, ShardSet
 from mmlnb_dist.data.split import split_samples
 from mmlnb_dist.data.verify import verify_shards
 from mmlnb_dist.data.writer import sha256_file, write_tar_shard
@@ -24,7 +24,7 @@ from support.shards import CLASSES, make_shard_set, specs_for, write_patch_folde
 
 def test_round_trip_manifest_counts_and_checksums(tmp_path):
     out = make_shard_set(tmp_path, per_class=10, max_per_shard=7, val_fraction=0.2, test_fraction=0.2)
-    m = read_manifest(out)
+    m = ShardSet.open(out).manifest
     assert m["format"] == "mmlnb-shards/1" and m["classes"] == ["UD", "PD", "D"]
     assert set(m["splits"]) == {"train", "val", "test"}
     assert {s: m["splits"][s]["num_samples"] for s in m["splits"]} == {"train": 18, "val": 6, "test": 6}
@@ -176,7 +176,7 @@ def test_corrupt_input_images_are_skipped_and_reported(tmp_path, capsys):
                  "data.build.max_skipped_rate=0.05"]) == 0
     printed = capsys.readouterr().out
     assert "UD_003.png" in printed and "skipped 1" in printed
-    m = read_manifest(out)
+    m = ShardSet.open(out).manifest
     assert [s["key"] for s in m["skipped"]] == ["UD_UD_003"]
     assert sum(i["num_samples"] for i in m["splits"].values()) == 29
     # Above the rate the build fails and leaves nothing behind.
@@ -206,12 +206,12 @@ def test_verify_reports_corrupt_image_and_truncated_tar_with_shard_and_key(tmp_p
     assert "shard train-000001.tar: truncated or corrupt tar" in text
 
 
-def test_read_manifest_errors_name_the_path(tmp_path):
+def test_opening_a_broken_shard_set_names_the_path(tmp_path):
     with pytest.raises(ShardError, match="not found"):
-        read_manifest(tmp_path / "missing")
+        ShardSet.open(tmp_path / "missing").manifest
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ShardError, match="manifest.json is not valid JSON"):
-        read_manifest(tmp_path)
+        ShardSet.open(tmp_path).manifest
 
 
 def test_folder_with_labels_csv_and_descriptions_via_synth_cli(tmp_path, capsys):
@@ -219,7 +219,7 @@ def test_folder_with_labels_csv_and_descriptions_via_synth_cli(tmp_path, capsys)
     assert main(["data", "synth", "--out", str(src), "--n", "30", "--size", "32", "--n-slides", "6"]) == 0
     assert main(["shards", "build", "--input", str(src), "--out", str(tmp_path / "sh"), "--no-progress",
                  "data.build.image_size=32", "data.build.val_fraction=0.34"]) == 0
-    m = read_manifest(tmp_path / "sh")
+    m = ShardSet.open(tmp_path / "sh").manifest
     assert m["split"]["group_by_slide"] is True and m["has_descriptions"] is True
     # 6 slides, 2 per class: one slide of each class goes to val.
     assert m["splits"]["val"]["class_counts"] == {"UD": 5, "PD": 5, "D": 5}

@@ -8,25 +8,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..config import Section, flatten, save_config
 from ..sections import RunConfig, TrackingConfig
 
 
-class MetricLogger(Protocol):
-    wants_figures: bool  # False when no backend keeps pictures: callers skip drawing them
-
-    def log_params(self, params: Mapping[str, Any]) -> None: ...
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
-    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None: ...
-    def log_figure(self, figure: Any, name: str) -> None: ...
-    def set_tags(self, tags: Mapping[str, str]) -> None: ...
-    def close(self, status: str = "FINISHED") -> None: ...
-
-
 class NullLogger:
-    """What every rank but 0 gets."""
+    """The metric-logger interface, which every backend implements; this one does nothing (what every rank but 0
+    gets). `wants_figures` is False when no backend keeps pictures: callers skip drawing them."""
 
     run_id: Optional[str] = None
     wants_figures: bool = False
@@ -37,6 +27,10 @@ class NullLogger:
     def log_figure(self, figure: Any, name: str) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def close(self, status: str = "FINISHED") -> None: ...
+
+
+MetricLogger = NullLogger
+"""The type every logger has (backends derive from `NullLogger`)."""
 
 
 class StdoutLogger(NullLogger):

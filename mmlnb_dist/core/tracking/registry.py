@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-import yaml
-
 from ..errors import UserError
 
 
@@ -190,6 +188,3 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
             client.set_registered_model_alias(name, alias, version)
     return RegisterResult(name, version, f"models:/{name}/{version}", alias, moved, metric, value, previous, reason)
 
-
-def write_result(result: RegisterResult, path: Path) -> None:
-    Path(path).write_text(yaml.safe_dump(result.as_dict(), sort_keys=False))

@@ -27,9 +27,9 @@ def shards(tmp_path_factory):
 
 def _descriptions(out: Path):
     from mmlnb_dist.data.reader import iter_shard_samples
-    from mmlnb_dist.data.shardset import read_manifest
+    from mmlnb_dist.data.shardset import ShardSet
 
-    manifest = read_manifest(out)
+    manifest = ShardSet.open(out).manifest
     got = {}
     for split, info in manifest["splits"].items():
         for entry in info["shards"]:
@@ -41,9 +41,9 @@ def _descriptions(out: Path):
 
 def _inputs(src: Path):
     from mmlnb_dist.data.reader import iter_shard_samples
-    from mmlnb_dist.data.shardset import read_manifest
+    from mmlnb_dist.data.shardset import ShardSet
 
-    manifest = read_manifest(src)
+    manifest = ShardSet.open(src).manifest
     return {s["__key__"]: (split, e["file"], s) for split, info in manifest["splits"].items()
             for e in info["shards"] for s in iter_shard_samples(src / e["file"])}
 
