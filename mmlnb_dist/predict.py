@@ -27,20 +27,39 @@ class ModelNotFound(PredictError):
     """The model URI does not resolve to a model."""
 
 
+class UnsafeModel(PredictError):
+    """The model folder holds a file that would be unpickled to load (a pickled pyfunc, a torch checkpoint)."""
+
+
 def load_model(model_uri: str, tracking_uri: Optional[str] = None):
-    """`mlflow.pyfunc.load_model` with a clear error for a missing model."""
+    """`mlflow.pyfunc.load_model` with a clear error for a missing model. The model folder is fetched first and
+    refused (`UnsafeModel`, naming the file) when anything in it would be unpickled to load."""
     import mlflow
+
+    from .core.tracking.registry import RegistryError, refuse_unpickling
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
-    if not model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:")) and not Path(model_uri).exists():
+    local = not model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:"))
+    if local and not Path(model_uri).exists():
         raise ModelNotFound(f"model not found: {model_uri} (no such folder; use models:/NAME@ALIAS)")
     try:
-        return mlflow.pyfunc.load_model(model_uri)
+        folder = Path(model_uri) if local else Path(mlflow.artifacts.download_artifacts(model_uri))
     except Exception as err:  # noqa: BLE001 - MLflow raises MlflowException / OSError variants
-        first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-        raise ModelNotFound(f"model not found: {model_uri} ({first})") from None
+        raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
+    try:
+        refuse_unpickling(folder, f"model {model_uri}: folder" if not local else "model folder")
+    except RegistryError as err:
+        raise UnsafeModel(str(err)) from None
+    try:
+        return mlflow.pyfunc.load_model(str(folder))
+    except Exception as err:  # noqa: BLE001
+        raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0][:300] if str(err) else type(err).__name__
 
 
 def _shard_items(tar: Path) -> List[Dict[str, Any]]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Optional
 
 
@@ -10,7 +9,7 @@ def add_config_args(parser: argparse.ArgumentParser, default: Optional[str] = No
     """The shared `--config FILE key=value ...` arguments."""
     parser.add_argument(
         "--config", "-c", default=default, metavar="FILE",
-        help="YAML config (a profile in launch/profiles/)" + (f"; default {default}" if default else ""),
+        help="YAML config: a file, or a shipped profile's name (cpu-demo, rtx4090, node-8gpu, multi-node)" + (f"; default {default}" if default else ""),
     )
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE",
@@ -24,4 +23,5 @@ def load_from_args(args: argparse.Namespace):
     return load_config(args.config, args.overrides)
 
 
-DEFAULT_PROFILE = str(Path("launch/profiles/cpu-demo.yaml"))
+DEFAULT_PROFILE = "cpu-demo"
+"""The embedded default profile, resolved from the installed package (works from any folder)."""

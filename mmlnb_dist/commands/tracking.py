@@ -24,11 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("tracking", help="tracking utilities (sync)")
     tsub = t.add_subparsers(dest="tracking_command", metavar="SUBCOMMAND")
     tsub.required = True
-    s = tsub.add_parser("sync", help="upload the metrics a run kept on disk while its server was unreachable",
-                        description="Replays RUN_DIR/mlflow_spool.jsonl into the run recorded in "
-                        "RUN_DIR/mlflow_run.json (or a new run). Idempotent: only what was not sent yet is sent.")
-    s.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
-    s.add_argument("--uri", help="tracking URI to upload to (default: the one the run used)")
+    s = tsub.add_parser("sync", help="upload the metrics runs kept on disk while their server was unreachable",
+                        description="Finds every MLflow journal (<run folder>/tracking/<stage>.jsonl) in each FOLDER "
+                        "or below it (a run folder or a whole runs folder) and sends the events the server has not "
+                        "acknowledged into the run recorded beside it (or a new run). A run whose process was killed "
+                        "is marked KILLED; a journal a live process is still writing is skipped. Idempotent: only "
+                        "what was not sent yet is sent.")
+    s.add_argument("run_dirs", nargs="+", type=Path, metavar="FOLDER")
+    s.add_argument("--uri", help="tracking URI to upload to (default: the one each run used)")
     s.set_defaults(func=_sync)
 
     r = sub.add_parser("register", help="register a trained classifier in the MLflow Model Registry",
@@ -92,17 +95,20 @@ def _sync(args) -> int:
     from ..core.tracking.journal import sync_run_dir
 
     failed = 0
-    for run_dir in args.run_dirs:
+    for folder in args.run_dirs:
         try:
-            res = sync_run_dir(run_dir, uri=args.uri)
-        except (FileNotFoundError, ValueError) as err:
+            results = sync_run_dir(folder, uri=args.uri)
+        except FileNotFoundError as err:
             raise UserError(str(err)) from None
-        except ConnectionError as err:
-            print(f"{run_dir}: {err}", file=sys.stderr)
-            failed += 1
-            continue
-        how = "created run" if res["created"] else "run"
-        print(f"{run_dir}: sent {res['sent']} event(s) to {how} {res['run_id']} at {res['uri']}")
+        for res in results:
+            if res.get("error"):
+                print(f"{res['journal']}: {res['error']}", file=sys.stderr)
+                failed += 1
+            elif res.get("skipped"):
+                print(f"{res['journal']}: skipped ({res['skipped']})")
+            else:
+                how = "created run" if res["created"] else "run"
+                print(f"{res['journal']}: sent {res['sent']} event(s) to {how} {res['run_id']} at {res['uri']}")
     return 1 if failed else 0
 
 

@@ -33,7 +33,8 @@ def _describe(args: argparse.Namespace) -> int:
 
     cfg = load_from_args(args)
     _check_adapter(args.adapter)
-    result = run_describe(cfg, vlm=args.vlm, adapter=args.adapter, shards_in=args.shards, out=args.out)
+    result = run_describe(cfg, vlm=args.vlm, adapter=args.adapter, shards_in=args.shards, out=args.out,
+                          restart=args.restart)
     if "quality" in result:
         print(json.dumps({k: v for k, v in result.items() if k != "quality"}, indent=2))
     return 0
@@ -55,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "finetune-vlm", help="LoRA fine-tune Qwen2.5-VL on image-description pairs (stage 1)",
         description="Fine-tune the description VLM with LoRA under DeepSpeed. Run as one process, with "
         "`deepspeed --num_gpus N --no_local_rank --module mmlnb_dist.cli finetune-vlm ...` or torchrun. "
-        "Pairs: vlm.pairs (a shard set whose samples carry `txt`). Resume: run.resume=true.",
+        "Pairs: vlm.pairs (a shard set whose samples carry `txt`). Checkpoints every vlm.checkpoint_every "
+        "steps; resume a killed run with run.resume=true (without it, a run folder holding checkpoints is refused).",
     )
     add_config_args(p, DEFAULT_PROFILE)
     p.set_defaults(func=_finetune)
@@ -68,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter", default=None, help="LoRA adapter folder from finetune-vlm")
     p.add_argument("--shards", default=None, type=Path, help="input shard set; default data.shards")
     p.add_argument("--out", default=None, type=Path, help="output shard set; default <shards>-described")
+    p.add_argument("--restart", action="store_true",
+                   help="delete an earlier (partial) output in --out and start over; without it a run continues "
+                   "the output only if it was made with the same model, adapter, prompt, generation settings and "
+                   "input, and is refused otherwise")
     add_config_args(p, DEFAULT_PROFILE)
     p.set_defaults(func=_describe)
 

@@ -82,9 +82,32 @@ def config_from_dict(raw: Dict[str, Any], source: str = "<dict>") -> Any:
     return machinery.validate(Config, raw, source)
 
 
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
+"""The shipped profiles (package data; `launch/profiles` links here in a source checkout)."""
+
+
+def shipped_profiles() -> List[str]:
+    return sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+
+
+def resolve_profile(path: Union[str, Path]) -> Path:
+    """A config path as given, else a shipped profile by name (`cpu-demo`, `rtx4090.yaml`) or by its source
+    checkout path (`launch/profiles/cpu-demo.yaml`), so commands work from any folder."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    name = given.name if given.suffix in (".yaml", ".yml") else given.name + ".yaml"
+    shipped = PROFILES_DIR / name
+    if shipped.is_file() and (len(given.parts) == 1 or given.parent.as_posix().endswith("launch/profiles")):
+        return shipped
+    raise ConfigError(f"config file {path} not found (from {Path.cwd()}); shipped profiles: "
+                      f"{', '.join(shipped_profiles())} (give a name, e.g. --config cpu-demo)")
+
+
 def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str] = ()) -> Any:
-    """Load a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
-    return machinery.load(Config, path, overrides)
+    """Load a YAML config (a path or a shipped profile's name; the defaults when None) and apply dotted
+    overrides."""
+    return machinery.load(Config, resolve_profile(path) if path is not None else None, overrides)
 
 
 def explain() -> List[str]:

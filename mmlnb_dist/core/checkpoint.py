@@ -2,9 +2,16 @@
 
 Layout under a recipe's checkpoint folder (usually `runs/<name>/checkpoints/`):
 
-    epoch-0003/ (or step-000050/)   a DeepSpeed checkpoint (`engine.save_checkpoint`), one per saved tag
-    latest                          DeepSpeed's pointer to the newest tag
+    run.json                        the marker: this folder was written by mmlnb-dist
+    epoch-0003/ (or step-000050/)   a DeepSpeed checkpoint (`engine.save_checkpoint`), one per saved tag, with
+      checksums.json                size and sha256 of every file in it, written when the save completed
+    latest                          the newest complete tag
     best.json                       {"tag", "epoch" or "step", "metric", "value"}: the checkpoint kept as best
+
+A save is written to `.partial-<tag>/` and renamed to `<tag>/` once every rank has finished and its checksums are
+recorded, so a kill mid-save leaves no folder that looks complete. Resume takes the newest tag whose checksums
+match (falling back, with a message, past a torn or damaged one). DeepSpeed's files are pickles: they are only
+loaded from folders that carry the marker and whose digests match what this tool recorded at save time.
 
 The recipe passes its own client state (where it stands, its best so far, its history); the manager adds the
 RNG states of every rank so that a resumed run draws the same random numbers as an uninterrupted one.
@@ -13,11 +20,13 @@ fp32 weights they need come from `full_fp32_state_dict`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -30,6 +39,13 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 TAG_RE = re.compile(r"^(epoch|step)-(\d+)$")
+MARKER = "run.json"
+CHECKSUMS = "checksums.json"
+PARTIAL = ".partial-"
+
+
+class CheckpointError(UserError):
+    """A checkpoint folder this tool did not write, or one that is damaged."""
 
 
 def epoch_tag(epoch: int) -> str:
@@ -41,21 +57,69 @@ def step_tag(step: int) -> str:
 
 
 def rng_state() -> Dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator a step may draw from: Python, NumPy, torch CPU and (on GPUs) every CUDA device's."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: Dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def list_tags(ckpt_dir: Path) -> List[str]:
-    """Checkpoint tags present, oldest first."""
+    """Checkpoint tags present (complete or not), oldest first."""
     if not ckpt_dir.is_dir():
         return []
     tags = [p.name for p in ckpt_dir.iterdir() if p.is_dir() and TAG_RE.match(p.name)]
     return sorted(tags, key=lambda t: int(TAG_RE.match(t).group(2)))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_checksums(tag_dir: Path) -> Dict[str, Dict[str, Any]]:
+    """Write `checksums.json` (size and sha256 of every file under `tag_dir`)."""
+    files = {str(p.relative_to(tag_dir)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(tag_dir.rglob("*")) if p.is_file() and p.name != CHECKSUMS}
+    (tag_dir / CHECKSUMS).write_text(json.dumps({"files": files}, indent=1))
+    return files
+
+
+def checkpoint_problem(tag_dir: Path) -> Optional[str]:
+    """Why `tag_dir` cannot be trusted (None when every recorded file is there with its recorded digest)."""
+    sums = tag_dir / CHECKSUMS
+    if not sums.is_file():
+        return f"{tag_dir} has no {CHECKSUMS}: the save did not complete, or another tool wrote it"
+    try:
+        files = json.loads(sums.read_text())["files"]
+    except (ValueError, KeyError):
+        return f"{sums} is damaged"
+    for name, want in files.items():
+        path = tag_dir / name
+        if not path.is_file():
+            return f"{path} is missing"
+        if path.stat().st_size != want["size"] or _sha256(path) != want["sha256"]:
+            return f"{path} differs from what was saved (size or sha256)"
+    return None
+
+
+def require_marker(ckpt_dir: Path) -> None:
+    """Refuse folders this tool did not create: DeepSpeed's checkpoint files are pickles and run code on load."""
+    if not (Path(ckpt_dir) / MARKER).is_file():
+        raise CheckpointError(f"{ckpt_dir} has no {MARKER}: it was not written by mmlnb-dist (or by a version "
+                              f"before checkpoints were marked). Its files are pickles and are not loaded; evaluate "
+                              f"an export (safetensors) instead, or start a new run")
 
 
 class CheckpointManager:
@@ -71,17 +135,24 @@ class CheckpointManager:
         return list_tags(self.dir)
 
     def latest(self) -> Optional[str]:
-        """DeepSpeed's `latest` pointer when present and valid, else the newest tag folder."""
-        pointer = self.dir / "latest"
-        if pointer.is_file():
-            tag = pointer.read_text().strip()
-            if (self.dir / tag).is_dir():
+        """The newest complete tag (the `latest` pointer is a hint only: a kill between the rename and the
+        pointer update, or a damaged newer save, must not decide). Torn or damaged tags are skipped, each
+        with a warning; None when no complete tag exists."""
+        for tag in reversed(self.tags()):
+            problem = checkpoint_problem(self.dir / tag)
+            if problem is None:
                 return tag
-        tags = self.tags()
-        return tags[-1] if tags else None
+            log.warning("skipping checkpoint %s: %s; falling back to an older one", tag, problem)
+        return None
 
     def has_checkpoints(self) -> bool:
         return self.dir.is_dir() and any(self.dir.iterdir())
+
+    def _mark(self) -> None:
+        marker = self.dir / MARKER
+        if not marker.is_file():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"tool": "mmlnb-dist", "format": 1, "created": time.time()}))
 
     def check_fresh_start(self, resume: bool) -> None:
         """Refuse to start a new run on top of an old run's checkpoints (it would mix the two)."""
@@ -100,10 +171,22 @@ class CheckpointManager:
         """Collective: every rank calls it (DeepSpeed writes each rank's partition). Then rank 0 records the
         best checkpoint and applies retention, never deleting the best."""
         state = {**client_state, "rng": all_gather_object(self.env, rng_state())}
-        engine.save_checkpoint(str(self.dir), tag=tag, client_state=state, save_latest=True,
+        partial = PARTIAL + tag
+        if self.env.is_main:
+            self._mark()
+            shutil.rmtree(self.dir / partial, ignore_errors=True)  # left by a save that was killed
+        barrier(self.env)
+        engine.save_checkpoint(str(self.dir), tag=partial, client_state=state, save_latest=False,
                                exclude_frozen_parameters=exclude_frozen_parameters)
         barrier(self.env)
         if self.env.is_main:
+            record_checksums(self.dir / partial)
+            if (self.dir / tag).exists():  # an earlier save of the same tag (a resumed run repeating it)
+                shutil.rmtree(self.dir / tag)
+            (self.dir / partial).rename(self.dir / tag)
+            pointer = self.dir / "latest.tmp"
+            pointer.write_text(tag)
+            pointer.replace(self.dir / "latest")
             if best is not None:
                 self._write_best(best)
             self._retain(protect=[best["tag"]] if best else [])
@@ -130,9 +213,15 @@ class CheckpointManager:
              strict: bool = True) -> Tuple[Optional[str], Dict[str, Any]]:
         """Load a checkpoint (the latest by default) into the engine; returns (tag, client_state) and, unless
         `module_only`, restores this rank's RNG state as it was when the checkpoint was saved."""
+        if not self.dir.is_dir():
+            return None, {}
+        require_marker(self.dir)
         tag = tag or self.latest()
         if tag is None:
             return None, {}
+        problem = checkpoint_problem(self.dir / tag)
+        if problem is not None:
+            raise CheckpointError(f"cannot load checkpoint {tag}: {problem}")
         path, client = engine.load_checkpoint(
             str(self.dir), tag=tag, load_module_only=module_only, load_optimizer_states=not module_only,
             load_lr_scheduler_states=not module_only, load_module_strict=strict,
@@ -181,16 +270,24 @@ def fp32_state_dict_from_checkpoint(ckpt_dir: Path, tag: Optional[str] = None) -
     """
     ckpt_dir = Path(ckpt_dir)
     manager = CheckpointManager(ckpt_dir, DistEnv())
+    if not ckpt_dir.is_dir():
+        raise UserError(f"no checkpoint folder {ckpt_dir}")
+    require_marker(ckpt_dir)
     best = manager.best
     tag = tag or (best["tag"] if best else None) or manager.latest()
     if tag is None:
-        raise UserError(f"no checkpoint in {ckpt_dir}")
+        problems = [checkpoint_problem(ckpt_dir / t) for t in manager.tags()]
+        raise CheckpointError(f"no complete checkpoint in {ckpt_dir}" + "".join(f"; {p}" for p in problems if p))
     if not (ckpt_dir / tag).is_dir():
         raise UserError(f"no checkpoint {tag} in {ckpt_dir} (has: {', '.join(manager.tags()) or 'none'})")
+    problem = checkpoint_problem(ckpt_dir / tag)
+    if problem is not None:
+        raise CheckpointError(f"cannot load checkpoint {tag}: {problem}")
     model_states = sorted((ckpt_dir / tag).glob("*model_states.pt"))
     if not model_states:
         raise UserError(f"{ckpt_dir / tag} is not a DeepSpeed checkpoint (no *model_states.pt)")
-    # DeepSpeed writes these files with pickled Python objects (optimizer and client state): weights_only=False.
+    # DeepSpeed writes these files with pickled Python objects (optimizer and client state): weights_only=False,
+    # acceptable only because the marker and the digests recorded at save time were checked above.
     states = torch.load(model_states[0], map_location="cpu", weights_only=False)
     if states.get("ds_config", {}).get("zero_optimization", {}).get("stage", 0) > 0 or not states.get("module"):
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint

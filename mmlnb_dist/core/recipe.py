@@ -12,18 +12,40 @@ A recipe is a class, one instance per run and process (in the spirit of torchtun
         def cleanup(self, status: str) -> None: ...   # FINISHED, FAILED or KILLED
         @classmethod
         def check(cls, cfg, env) -> None: ...   # optional: config problems found before any work
+        result_sections = ("run", "data", ...)  # optional: config sections whose change alters its results
+        resume_may_change = ("train.epochs",)    # optional: keys a resume may change (besides RESUME_MAY_CHANGE)
+
+`run()` owns the run folder (`cfg.run.dir`): it holds an exclusive `FolderLock` on it for the whole run (a second
+job into the same folder stops at once, naming the holder), and on `run.resume=true` compares the resolved config
+stored there (`config.yaml`) with the new one, refusing differences that change results (listed) and recording
+the allowed ones in `resume_changes.json`. `check()` must therefore create nothing on disk.
 
 `report(step_or_epoch, metrics)` is optional; Ray Tune trials report through it, on every rank.
 The recipe table (`mmlnb_dist/recipes/__init__.py`) names every recipe; `core` knows none of them.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Protocol, Type
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Protocol, Sequence, Type
+
+import yaml
 
 from .distributed import DistEnv, init_engine_process_group
 from .logging import setup_logging
+from .provenance import format_changes, read_record, refuse_changes, write_record
+from .runlock import FolderLock
+from .signals import sigterm_as_interrupt
+
+log = logging.getLogger(__name__)
 
 Report = Callable[[int, Dict[str, float]], None]
+
+RESUME_MAY_CHANGE: Sequence[str] = ("run.resume", "tracking.*", "train.epochs", "train.log_every",
+                                    "train.keep_checkpoints", "train.eval_batch_size", "train.checkpoint_every")
+"""Keys any resume may change: more epochs, logging and retention, tracking. Everything else in a recipe's
+`result_sections` decides its results (seed, learning rate, shards, model, world size...) and is refused."""
 
 
 class Recipe(Protocol):
@@ -46,19 +68,66 @@ def run(recipe_cls: Type[Recipe], cfg: Any, env: Optional[DistEnv] = None,
     """
     env = env or DistEnv.from_environment()
     setup_logging(env.rank)
+    run_dir = Path(cfg.run.dir)
+    # Rank 0 holds the folder; a launcher (deepspeed, torchrun) stops the other ranks when rank 0 exits.
+    lock = FolderLock(run_dir, getattr(recipe_cls, "name", "run")) if env.is_main else None
+    if lock is not None:
+        lock.refuse_if_held()  # "in use by pid N" rather than whatever the other job's files make check() say
     check = getattr(recipe_cls, "check", None)
     if check is not None:
         check(cfg, env)
-    init_engine_process_group(env, cfg.distributed)
-    recipe = recipe_cls(cfg, env, report)
-    status = "FAILED"
+    if lock is not None:
+        lock.acquire()
     try:
-        recipe.setup()
-        result = recipe.train()
-        status = "FINISHED"
-        return result
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
+        if cfg.run.resume:
+            check_resume_config(cfg, run_dir, recipe_cls, record=env.is_main)
+        init_engine_process_group(env, cfg.distributed)
+        recipe = recipe_cls(cfg, env, report)
+        status = "FAILED"
+        try:
+            with sigterm_as_interrupt():  # a scheduler's SIGTERM ends the run as KILLED, like Ctrl-C
+                recipe.setup()
+                result = recipe.train()
+            status = "FINISHED"
+            return result
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            recipe.cleanup(status)
     finally:
-        recipe.cleanup(status)
+        if lock is not None:
+            lock.release()
+
+
+def config_sections(cfg: Any, sections: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """The resolved config as plain YAML data, limited to `sections` (all when None)."""
+    data = yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=True))
+    return {k: v for k, v in data.items() if sections is None or k in sections}
+
+
+def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool = True) -> None:
+    """Refuse a resume whose config differs from the stored one in a way that changes results (listing every
+    such key); log and record the allowed changes. Nothing stored (a run killed before it saved its config):
+    nothing to compare."""
+    stored_path = run_dir / "config.yaml"
+    if not stored_path.is_file():
+        return
+    sections = getattr(recipe_cls, "result_sections", None)
+    allow = (*RESUME_MAY_CHANGE, *getattr(recipe_cls, "resume_may_change", ()))
+    old = {k: v for k, v in (yaml.safe_load(stored_path.read_text()) or {}).items()
+           if sections is None or k in sections}
+    changes = refuse_changes(f"{run_dir} (run.resume=true)", old, config_sections(cfg, sections), allow=allow,
+                             remedy="Resume with the stored settings (they are in config.yaml), or start a new run "
+                                    "under another run.name.")
+    if changes:
+        log.info("resuming with changed settings:\n%s", format_changes(changes))
+        schedule = getattr(getattr(cfg, "train", None), "lr_schedule", None)
+        if any(key == "train.epochs" for key, _, _ in changes) and getattr(schedule, "name", "constant") != "constant":
+            log.warning("train.epochs changed under a %s learning-rate schedule: the rest of the schedule is "
+                        "stretched to the new length, so the result equals no uninterrupted run", schedule.name)
+        if record:
+            path = run_dir / "resume_changes.json"
+            history = read_record(path)["resumes"] if path.is_file() else []
+            history.append({"time": time.time(), "changed": {k: [o, n] for k, o, n in changes}})
+            write_record(path, {"resumes": history})

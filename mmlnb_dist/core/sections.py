@@ -131,7 +131,8 @@ class TrackingConfig(Section):
     """Seconds between two system-metric samples when `system_metrics` is on."""
 
     spool: bool = True
-    """Append every MLflow call to `<run_dir>/mlflow_spool.jsonl` so `tracking sync` can replay it later."""
+    """Append every MLflow call to `<run_dir>/tracking/<stage>.jsonl` so a resume or `tracking sync` sends what the
+    server missed (also what lets a resumed run continue its MLflow run)."""
 
     request_timeout_s: float = Field(5.0, gt=0.0)
     """HTTP timeout of one tracking-server request; a dead server costs at most this (plus one retry)."""

@@ -3,8 +3,10 @@
     samples = collect_samples("patches/", classes=["UD", "PD", "D"], descriptions="descriptions.jsonl")
     manifest = build_shards(samples, "shards/mine", BuildConfig(), classes=["UD", "PD", "D"])
 
-Everything is written into a hidden temporary folder beside the output and renamed when complete. The same
-samples (in any order) and seed give byte-identical shards and manifest.
+The build holds a `FolderLock` on the output for its whole life (a second build, tiling or describe into the
+same folder stops at once). Everything is written into a hidden temporary folder inside the output and moved
+into place when complete, manifest last. The same samples (in any order) and seed give byte-identical shards
+and manifest.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock
 from .config import BuildConfig
 from .shardset import FORMAT, MANIFEST, SPLITS, ShardError
 from .split import split_samples
@@ -88,12 +91,59 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+INCOMPLETE = ".incomplete"
+"""Marker of an output whose old shards were being replaced when the build stopped: safe to replace again."""
+LOCK_FILES = (LOCK_FILE, HOLDER_FILE)
+
+
 def _clean_stale(out_dir: Path) -> None:
-    """Remove temporary folders left by killed builds of the same output (their process is gone)."""
+    """Remove temporary folders left by killed builds of the same output (their process is gone): inside the
+    output (we hold its lock, so any is stale) and, from older versions, beside it."""
+    for stale in out_dir.glob(".partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
         pid = stale.name.rsplit("-", 1)[-1]
         if not pid.isdigit() or not _pid_alive(int(pid)) or int(pid) == os.getpid():
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def _user_entries(out_dir: Path) -> List[Path]:
+    """What is in the output besides our lock and temporary files."""
+    if not out_dir.is_dir():
+        return []
+    return [p for p in out_dir.iterdir() if p.name not in (*LOCK_FILES, INCOMPLETE) and not p.name.startswith(".partial-")]
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ShardError(f"refusing to replace {out_dir}: it is a file, not a shard set folder")
+    if _user_entries(out_dir) and not (out_dir / MANIFEST).is_file() and not (out_dir / INCOMPLETE).exists():
+        raise ShardError(f"refusing to replace {out_dir}: it exists and is not a shard set (no {MANIFEST})")
+
+
+def _move_into_place(tmp: Path, out_dir: Path) -> None:
+    """Replace the output's content with `tmp`'s. The manifest goes first and comes back last, so a build
+    stopped in between leaves no finished-looking output (and the marker lets the next build replace it)."""
+    (out_dir / INCOMPLETE).write_text("")
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for old in _user_entries(out_dir):
+        shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+    for new in sorted(tmp.iterdir(), key=lambda p: p.name == MANIFEST):
+        os.replace(new, out_dir / new.name)
+    tmp.rmdir()
+    (out_dir / INCOMPLETE).unlink()
+
+
+def discard_empty_output(out_dir: Path, lock: FolderLock) -> None:
+    """A build that created the output and failed leaves nothing: the lock files go while the lock is still
+    held (a job arriving after that creates fresh ones), then the folder."""
+    if lock.held and out_dir.is_dir() and not _user_entries(out_dir):
+        for name in (INCOMPLETE, HOLDER_FILE, LOCK_FILE):
+            (out_dir / name).unlink(missing_ok=True)
+        try:
+            out_dir.rmdir()
+        except OSError:
+            pass
 
 
 def validate_samples(samples: Sequence[SampleSpec], classes: Sequence[str]) -> None:
@@ -125,26 +175,43 @@ def build_shards(
     classes: Sequence[str],
     provenance: Optional[Mapping[str, Any]] = None,
     progress: bool = True,
+    lock: bool = True,
 ) -> Dict[str, Any]:
     """Split, encode and write a shard set; return its manifest.
 
-    Everything is written into `.<name>.partial-<pid>` beside `out_dir` and renamed to `out_dir` only when
-    complete, so an interrupted build never leaves finished-looking output (and the next build removes the
-    leftover). An existing `out_dir` is replaced only if it is empty or a shard set. Unreadable images are
+    Holds a `FolderLock` on `out_dir` for the whole build (`lock=False`: the caller holds it, as slide tiling
+    does). Everything is written into `<out_dir>/.partial-<pid>` and moved into place only when complete,
+    manifest last, so an interrupted build never leaves finished-looking output (and the next build removes
+    the leftover). An existing `out_dir` is replaced only if it is empty or a shard set. Unreadable images are
     skipped and listed in `manifest["skipped"]`; more than `build.max_skipped_rate` of them fails the build.
     The same samples (in any order) and seed give byte-identical shards and manifest.
     """
-    from tqdm import tqdm
-
     classes = list(classes)
     out_dir = Path(out_dir)
     validate_samples(samples, classes)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())):
-        raise ShardError(f"refusing to replace {out_dir}: it exists and is not a shard set (no {MANIFEST})")
+    _check_replaceable(out_dir)
     splits = split_samples(samples, build)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    held = FolderLock(out_dir, "shards build")
+    if lock:
+        held.acquire()
+    try:
+        return _build_locked(samples, splits, out_dir, build, classes, provenance, progress)
+    except BaseException:
+        discard_empty_output(out_dir, held)
+        raise
+    finally:
+        held.release()
+
+
+def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSpec]], out_dir: Path,
+                  build: BuildConfig, classes: List[str], provenance: Optional[Mapping[str, Any]],
+                  progress: bool) -> Dict[str, Any]:
+    from tqdm import tqdm
+
+    _check_replaceable(out_dir)  # again: another job may have written it before we held it
+    out_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
+    tmp = out_dir / f".partial-{os.getpid()}"
     tmp.mkdir()
     skipped: List[Dict[str, str]] = []
     manifest_splits: Dict[str, Any] = {}
@@ -210,13 +277,7 @@ def build_shards(
             "skipped": sorted(skipped, key=lambda s: s["key"]),
         }
         write_manifest(tmp, manifest)
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
+        _move_into_place(tmp, out_dir)
     except BaseException:
         bar.close()
         shutil.rmtree(tmp, ignore_errors=True)

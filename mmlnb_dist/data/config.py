@@ -83,7 +83,18 @@ class LoaderConfig(Section):
     """Training samples per epoch across all ranks; default: the train split's size from the manifest."""
 
     max_bad_sample_rate: float = Field(0.01, ge=0.0, le=1.0)
-    """Stop with an error when the share of skipped (undecodable, unknown-label) samples exceeds this."""
+    """Stop with an error when the share of bad samples (undecodable, unknown label, missing from a short shard)
+    exceeds this: one global rate per epoch or evaluation across all ranks and workers (the same data gives the
+    same decision with any number of workers). `describe` skips bad images under the same budget."""
+
+    max_member_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    """Largest tar member (image, text, json) read into memory; a larger one stops with an error naming the shard,
+    key and size instead of exhausting memory (a corrupt header or a wrong file packed into the shard)."""
+
+    preflight: Literal["checksum", "size", "off"] = "checksum"
+    """Check the shard files before `train`, `finetune-vlm` and `describe` start: `checksum` = every file present,
+    its byte size and SHA-256 as in the manifest (ranks share the hashing, a thread pool reads in parallel);
+    `size` = presence and byte size only (cheap on huge sets); `off` = no check."""
 
 
 class DataConfig(Section):

@@ -18,10 +18,12 @@ needed. So any number of shards works with any number of slots.
 
 What a sample becomes is the recipe's business: it injects a preprocess object (`data.preprocess`) whose
 `decode` runs in the workers, `collate` builds batches there and `finalize` runs once per batch in the main
-process. Bad samples (the decode raised ValueError: undecodable image, unknown label) are skipped and recorded
-in `loader.bad_samples` with shard and key: each worker sends its new ledger entries along with its batches (no
-side files), and the loader stops with `BadSampleRateError`, naming the worst shard, once the share of bad
-samples exceeds `max_bad_sample_rate`.
+process. Bad samples (the decode raised ValueError: undecodable image, unknown label; or a position the
+manifest promises that a short shard does not hold) are skipped and recorded in `loader.bad_samples` with
+shard and key: each worker sends its new ledger entries along with its batches (no side files). The budget is
+one global rate per pass (`data.ledger`): `end_epoch()` (every rank, after each epoch and evaluation) gathers
+the ledger over ranks, prints it, writes it to the run folder, logs it and raises `BadSampleRateError` above
+`max_bad_sample_rate`; a slot whose own count already exceeds it stops at once.
 A truncated tar stops the epoch with a `ShardError` naming the shard.
 
 Tars are read with `tarfile` through `reader.iter_shard_samples` rather than `webdataset.WebDataset`: we need
@@ -30,8 +32,7 @@ to start and stop inside a shard at exact sample indices, and the whole pipeline
 from __future__ import annotations
 
 import itertools
-from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -39,23 +40,12 @@ import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .config import LoaderConfig
+from .ledger import BadSample, BadSampleRateError, exceeds, gather_entries, rate_message, report, summarize
 from .preprocess import SampleContext
-from .reader import iter_shard_samples
+from .reader import DEFAULT_MAX_MEMBER_BYTES, iter_shard_samples
 from .shardset import ShardError, ShardSet
 
-
-class BadSampleRateError(RuntimeError):
-    """Too many samples could not be decoded; the message names the shard with the most of them."""
-
-
-@dataclass(frozen=True)
-class BadSample:
-    """One skipped sample in the ledger."""
-
-    shard: str
-    key: str
-    reason: str
-    epoch: int
+__all__ = ["BadSample", "BadSampleRateError", "ShardLoader", "build_loader", "eval_ranges", "train_batch_sizes"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -102,13 +92,15 @@ class _ShardStream(IterableDataset):
 
     def __init__(self, shards: List[Tuple[Path, int]], preprocess: Any, *, rank: int, world_size: int,
                  num_workers: int, batch_size: int, mode: str, seed: int, epoch: int, per_rank: int,
-                 shuffle_buffer: int, max_bad_sample_rate: float) -> None:
+                 shuffle_buffer: int, max_bad_sample_rate: float, planned: int,
+                 max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> None:
         self.shards, self.preprocess = shards, preprocess
         self.rank, self.world_size, self.num_workers = rank, world_size, max(1, num_workers)
         self.batch_size, self.mode, self.seed, self.epoch = batch_size, mode, seed, epoch
         self.per_rank = per_rank
         self.context = SampleContext(seed, epoch, mode == "train")
         self.shuffle_buffer, self.max_bad_sample_rate = shuffle_buffer, max_bad_sample_rate
+        self.planned, self.max_member_bytes = planned, max_member_bytes
 
     # -- planning for this worker --------------------------------------------------------------------------------
     def plan(self, worker: int) -> Tuple[int, List[int], Optional[int]]:
@@ -129,8 +121,16 @@ class _ShardStream(IterableDataset):
         remaining = None if stop is None else stop - start
         for j, first, end in _segments(counts, start, self.seed, self.epoch, self.mode == "train"):
             take = end - first if remaining is None else min(end - first, remaining)
-            for sample in itertools.islice(iter_shard_samples(self.shards[j][0]), first, first + take):
+            path = self.shards[j][0]
+            got = 0
+            for sample in itertools.islice(iter_shard_samples(path, self.max_member_bytes), first, first + take):
+                got += 1
                 yield sample
+            if got < take:  # the shard ended early (a tar cut between two samples): bad data, not the end
+                held = sum(1 for _ in iter_shard_samples(path, self.max_member_bytes))
+                reason = f"missing: shard ended after {held} of {counts[j]} samples (truncated?)"
+                for index in range(first + got, first + take):
+                    yield {"__key__": f"#{index}", "__shard__": path.name, "__missing__": reason}
             if remaining is not None:
                 remaining -= take
                 if remaining <= 0:
@@ -158,8 +158,9 @@ class _ShardStream(IterableDataset):
             rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
             own = self._read(start, start + need)
             raw = self._shuffled(own, rng) if self.shuffle_buffer > 0 else own
-            # Replacements for bad samples come from just past this slot's range.
-            raw = itertools.chain(raw, self._read(start + need, None))
+            # Replacements for bad samples come from just past this slot's range (owned by another slot or
+            # past the epoch: recorded, not counted, see data.ledger).
+            raw = itertools.chain(raw, ({**s, "__replacement__": True} for s in self._read(start + need, None)))
         else:
             raw = self._read(start, stop) if need else iter(())
         bad: List[BadSample] = []
@@ -172,9 +173,12 @@ class _ShardStream(IterableDataset):
                 break
             read += 1
             try:
+                if "__missing__" in sample:
+                    raise ValueError(sample["__missing__"])
                 batch.append(self.preprocess.decode(sample, self.context))
             except ValueError as err:
-                entry = BadSample(sample["__shard__"], sample["__key__"], str(err), self.epoch)
+                entry = BadSample(sample["__shard__"], sample["__key__"], str(err), self.epoch,
+                                  replacement=bool(sample.get("__replacement__")))
                 bad.append(entry)
                 pending.append(asdict(entry))
                 self._check_rate(bad, need)
@@ -189,21 +193,15 @@ class _ShardStream(IterableDataset):
         yield {"_end": True, "_bad": pending, "_read": read}
 
     def _check_rate(self, bad: List[BadSample], need: int) -> None:
-        # This slot ends with at most `need` good samples, so bad/(need+bad) is a lower bound of its final rate:
-        # once it exceeds the limit the epoch cannot end below it. Stop now (also prevents endless replacement).
-        # The second condition only matters with max_bad_sample_rate=1 on a set with no readable sample.
-        if len(bad) / (need + len(bad)) > self.max_bad_sample_rate or len(bad) > 100 * (need + 1):
-            raise BadSampleRateError(_rate_message(bad, need + len(bad), self.max_bad_sample_rate))
+        # This slot's counted entries alone are a lower bound of the pass's global count, and the denominator
+        # (positions planned) is global and fixed: once they exceed the budget the pass cannot end below it.
+        # The second condition stops endless replacement on a set with no readable sample (rate limit 1).
+        counted = [b for b in bad if not b.replacement]
+        if exceeds(len(counted), self.planned, self.max_bad_sample_rate) or len(bad) > 100 * (need + 1):
+            raise BadSampleRateError(rate_message(counted or bad, self.planned, self.max_bad_sample_rate))
 
     def _collate(self, batch: List[Dict[str, Any]], bad: List[Dict[str, str]], read: int) -> Dict[str, Any]:
         return {**self.preprocess.collate(batch), "_bad": bad, "_read": read}
-
-
-def _rate_message(bad: Sequence[BadSample], read: int, limit: float) -> str:
-    worst, n = Counter(b.shard for b in bad).most_common(1)[0]
-    examples = "; ".join(f"{b.shard} key {b.key}: {b.reason}" for b in list(bad)[:3])
-    return (f"{len(bad)} bad samples of {read} read ({len(bad) / max(read, 1):.1%} > max_bad_sample_rate={limit}); "
-            f"most in shard {worst} ({n}). First: {examples}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -214,7 +212,8 @@ class ShardLoader:
 
     def __init__(self, shard_set: ShardSet, split: str, preprocess: Any, *, rank: int, world_size: int,
                  batch_size: int, num_workers: int, mode: str, seed: int, shuffle_buffer: int,
-                 epoch_samples: Optional[int] = None, max_bad_sample_rate: float = 0.01) -> None:
+                 epoch_samples: Optional[int] = None, max_bad_sample_rate: float = 0.01,
+                 max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> None:
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         if not 0 <= rank < world_size:
@@ -230,10 +229,11 @@ class ShardLoader:
         self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
         self.num_workers, self.seed = num_workers, seed
         self.shuffle_buffer = shuffle_buffer if mode == "train" else 0
-        self.max_bad_sample_rate = max_bad_sample_rate
+        self.max_bad_sample_rate, self.max_member_bytes = max_bad_sample_rate, max_member_bytes
         self.epoch = 0
         self.bad_samples: List[BadSample] = []
         """The ledger: every skipped sample of every epoch so far, with shard, key and reason."""
+        self._reported = 0  # ledger entries already covered by `end_epoch`
         if mode == "train":
             if self.split_size == 0:
                 raise ShardError(f"{shard_set.root}: split '{split}' has no samples to train on")
@@ -252,7 +252,13 @@ class ShardLoader:
         return _ShardStream(self.shards, self.preprocess, rank=self.rank, world_size=self.world_size,
                             num_workers=self.num_workers, batch_size=self.batch_size, mode=self.mode,
                             seed=self.seed, epoch=self.epoch, per_rank=self.per_rank,
-                            shuffle_buffer=self.shuffle_buffer, max_bad_sample_rate=self.max_bad_sample_rate)
+                            shuffle_buffer=self.shuffle_buffer, max_bad_sample_rate=self.max_bad_sample_rate,
+                            planned=self.planned, max_member_bytes=self.max_member_bytes)
+
+    @property
+    def planned(self) -> int:
+        """Positions one pass reads over the whole job (all ranks): the budget's denominator."""
+        return self.per_rank * self.world_size if self.mode == "train" else self.split_size
 
     @property
     def num_samples(self) -> int:
@@ -271,18 +277,37 @@ class ShardLoader:
         dataset = self._dataset()
         loader = DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
                             prefetch_factor=4 if self.num_workers else None)
-        epoch_bad: List[BadSample] = []
-        read = 0
+        counted: List[BadSample] = []
         for item in loader:
             new = [BadSample(**b) for b in item["_bad"]]
-            epoch_bad.extend(new)
+            counted.extend(b for b in new if not b.replacement)
             self.bad_samples.extend(new)
-            read += item["_read"]
             if item.get("_end"):
                 continue
             yield self.preprocess.finalize({k: v for k, v in item.items() if not k.startswith("_")})
-        if epoch_bad and len(epoch_bad) / max(read, 1) > self.max_bad_sample_rate:
-            raise BadSampleRateError(_rate_message(epoch_bad, read, self.max_bad_sample_rate))
+        # This rank's count over the global plan: a lower bound of the global rate (`end_epoch` has the whole).
+        if exceeds(len(counted), self.planned, self.max_bad_sample_rate):
+            raise BadSampleRateError(rate_message(counted, self.planned, self.max_bad_sample_rate))
+
+    def ledger_summary(self) -> Dict[str, Any]:
+        """The ledger of the pass(es) since the last `end_epoch`, over ALL ranks: `bad` (counted), `planned`,
+        `rate`, `limit`, `by_shard`, `entries`. Collective when a process group is up: call it on every rank."""
+        entries = gather_entries(self.bad_samples[self._reported:], self.world_size)
+        return summarize(entries, split=self.split, epoch=self.epoch, planned=self.planned,
+                         limit=self.max_bad_sample_rate)
+
+    def end_epoch(self, run_dir: Optional[Path] = None, logger: Any = None, step: Optional[int] = None) -> Dict[str, Any]:
+        """Close a pass (an epoch or an evaluation; collective): print its ledger, append it to
+        `<run_dir>/bad_samples.jsonl`, log `data/bad_samples/<split>` (+ the file) and raise
+        `BadSampleRateError` when the global rate exceeds the budget. Returns `ledger_summary()`."""
+        summary = self.ledger_summary()
+        self._reported = len(self.bad_samples)
+        report(summary, is_main=self.rank == 0, run_dir=run_dir, logger=logger, step=step)
+        if exceeds(summary["bad"], summary["planned"], summary["limit"]):
+            counted = [BadSample(**e) for e in summary["entries"] if not e["replacement"]]
+            raise BadSampleRateError(rate_message(counted, summary["planned"], summary["limit"],
+                                                  where=f"split '{self.split}', epoch {self.epoch}: "))
+        return summary
 
     def bad_sample_report(self) -> str:
         """The ledger as a table: epoch, shard, key, reason."""
@@ -297,4 +322,4 @@ def build_loader(shard_set: ShardSet, split: str, preprocess: Any, loader: Loade
     return ShardLoader(shard_set, split, preprocess, rank=rank, world_size=world_size, batch_size=batch_size,
                        num_workers=loader.num_workers, mode=mode, seed=seed, shuffle_buffer=loader.shuffle_buffer,
                        epoch_samples=loader.epoch_samples if mode == "train" else None,
-                       max_bad_sample_rate=loader.max_bad_sample_rate)
+                       max_bad_sample_rate=loader.max_bad_sample_rate, max_member_bytes=loader.max_member_bytes)

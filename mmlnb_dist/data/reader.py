@@ -13,12 +13,18 @@ from typing import Any, Dict, Iterator, Optional, Union
 
 from .shardset import ShardError
 
+DEFAULT_MAX_MEMBER_BYTES = 64 * 1024 * 1024
+"""`data.loader.max_member_bytes`'s default: no image, text or json of a patch comes near it."""
 
-def iter_shard_samples(tar_path: Union[str, Path]) -> Iterator[Dict[str, Any]]:
+
+def iter_shard_samples(tar_path: Union[str, Path],
+                       max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Iterator[Dict[str, Any]]:
     """Raw samples of one shard, in file order: `{"__key__": str, "__shard__": str, "jpg": bytes, "cls": bytes, ...}`.
 
     Members are grouped by the stem before the first dot (keys contain no dots). A truncated or corrupt tar
-    raises `ShardError` naming the shard and the last complete key.
+    raises `ShardError` naming the shard and the last complete key; a member larger than `max_member_bytes`
+    raises `ShardError` naming shard, key and size before it is read (a corrupt size field or a wrong file in
+    the shard would otherwise be read whole into memory).
     """
     tar_path = Path(tar_path)
     shard = tar_path.name
@@ -31,6 +37,11 @@ def iter_shard_samples(tar_path: Union[str, Path]) -> Iterator[Dict[str, Any]]:
                 if not member.isfile():
                     continue
                 stem, _, ext = member.name.partition(".")
+                if member.size > max_member_bytes:
+                    raise ShardError(
+                        f"shard {tar_path}: key '{stem}' member {member.name} is {member.size} bytes, over "
+                        f"data.loader.max_member_bytes={max_member_bytes}; raise the limit if the shard is right, "
+                        f"else rebuild the shard")
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
                 if current is not None and current["__key__"] != stem:
                     last_key = current["__key__"]

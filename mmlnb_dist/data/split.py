@@ -1,6 +1,7 @@
 """Splitting samples into train / val / test: stratified by class, grouped by slide when slide ids are present."""
 from __future__ import annotations
 
+import logging
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
 
@@ -11,6 +12,8 @@ from .shardset import SPLITS
 
 if TYPE_CHECKING:
     from .build import SampleSpec
+
+log = logging.getLogger(__name__)
 
 
 def _allocate(units: List[Tuple[str, int]], fractions: Tuple[float, float], rng: np.random.Generator) -> Dict[str, str]:
@@ -59,4 +62,32 @@ def split_samples(samples: Sequence[SampleSpec], build: BuildConfig) -> Dict[str
         out[name].sort(key=lambda s: s.key)
         order = rng.permutation(len(out[name]))
         out[name] = [out[name][i] for i in order]
+    warn_unfit_splits(samples, out, build, group)
     return out
+
+
+def warn_unfit_splits(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSpec]], build: BuildConfig,
+                      grouped: bool) -> None:
+    """Warn when a split cannot serve its purpose: held-out patches that may share a slide with training
+    patches (optimistic validation), or a held-out split left empty by too few slides (training fails later)."""
+    held_out = {"val": build.val_fraction, "test": build.test_fraction}
+    if not any(held_out.values()):
+        return
+    loose = sum(1 for s in samples if s.slide_id is None or not grouped)
+    if loose:
+        why = ("data.build.group_by_slide=false" if any(s.slide_id is not None for s in samples) and not grouped
+               else f"{loose} of {len(samples)} samples carry no slide id")
+        log.warning("splitting by patch (%s): patches of one slide can land in train and val, which inflates "
+                    "validation metrics; give every sample its slide (a `slide_id` column in the labels CSV)", why)
+    for name, fraction in held_out.items():
+        if fraction > 0 and not splits[name]:
+            if grouped:
+                per_class = Counter(s.label for s in {s.slide_id: s for s in samples if s.slide_id}.values())
+                counts = ", ".join(f"{c} {n}" for c, n in sorted(per_class.items()))
+                where = f"{sum(per_class.values())} slide(s) ({counts}) are too few to give"
+            else:
+                where = f"{len(samples)} sample(s) are too few to give"
+            log.warning("the %s split is empty: %s data.build.%s_fraction=%s a whole slide or sample of any class. "
+                        "Remedies: more slides per class; a larger data.build.%s_fraction; data.build.stratify=false "
+                        "(all classes share the %s budget); or data.build.group_by_slide=false (splits by tile: tiles "
+                        "of one slide then land in train and %s)", name, where, name, fraction, name, name, name)

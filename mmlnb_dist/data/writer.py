@@ -84,8 +84,20 @@ def write_tar_shard(path: Union[str, Path], samples: Iterable[Mapping[str, Any]]
     return shard_entry(path, n, counts, classes)
 
 
+SIZES = "sizes.json"
+"""`{shard file name: sample count}` beside the shards: what WebDataset clients such as open_clip read when no
+sample count is given."""
+
+
 def write_manifest(shard_dir: Union[str, Path], manifest: Mapping[str, Any]) -> Path:
-    """Write `manifest.json` atomically (temporary name, then rename), with sorted keys for stable bytes."""
+    """Write `manifest.json` atomically (temporary name, then rename), with sorted keys for stable bytes, and
+    `sizes.json` (every shard's sample count, from the manifest's entries) before it."""
+    sizes = {e["file"]: int(e["num_samples"]) for info in manifest.get("splits", {}).values()
+             for e in info.get("shards", [])}
+    sizes_path = Path(shard_dir) / SIZES
+    tmp = sizes_path.with_name(SIZES + ".partial")
+    tmp.write_text(json.dumps(sizes, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, sizes_path)
     path = Path(shard_dir) / MANIFEST
     tmp = path.with_name(MANIFEST + ".partial")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

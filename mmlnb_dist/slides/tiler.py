@@ -64,6 +64,7 @@ def find_slides(slides: Path) -> Dict[str, Path]:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise TilingInputError(f"{slides}: a slide list CSV needs a 'path' column (optional 'slide_id')")
+            reject_misnamed_slide_column(slides, reader.fieldnames)
             found = {}
             for row in reader:
                 p = Path(row["path"])
@@ -74,6 +75,16 @@ def find_slides(slides: Path) -> Dict[str, Path]:
     return dict(sorted(found.items()))
 
 
+def reject_misnamed_slide_column(path: Path, columns: Sequence[str]) -> None:
+    """The slide column is `slide_id` (docs/slides.md). A look-alike (`slide`, `Slide_ID`, `slide_name`) is an
+    error naming it: ignoring it silently would fall back to file stems and no label would match."""
+    if "slide_id" in columns:
+        return
+    for name in columns:
+        if name.strip().lower().replace(" ", "_") in ("slide", "slide_id", "slideid", "slide_name", "slidename"):
+            raise TilingInputError(f"{path}: column '{name}' is not read; name the slide column 'slide_id'")
+
+
 def read_labels(path: Path) -> Dict[str, str]:
     """`{slide_id: label}` from a CSV with `slide_id` and `label` columns."""
     path = Path(path)
@@ -82,7 +93,9 @@ def read_labels(path: Path) -> Dict[str, str]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"slide_id", "label"} <= set(reader.fieldnames):
-            raise TilingInputError(f"{path}: the label CSV needs 'slide_id' and 'label' columns")
+            reject_misnamed_slide_column(path, reader.fieldnames or [])
+            raise TilingInputError(f"{path}: the label CSV needs 'slide_id' and 'label' columns; found "
+                                   f"{list(reader.fieldnames or [])}")
         return {row["slide_id"].strip(): row["label"].strip() for row in reader if row.get("slide_id")}
 
 
@@ -289,7 +302,23 @@ def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
 
 def tile_slides(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path, out: Path, classes: Sequence[str],
                 progress: bool = True, logger=None) -> TilingReport:
-    """Tile every labelled slide and write the shard set `out` (see the module docstring)."""
+    """Tile every labelled slide and write the shard set `out` (see the module docstring), holding a
+    `FolderLock` on `out` for the whole job (a second job into it stops at once, naming this one)."""
+    from ..core.runlock import FolderLock
+    from ..data.build import discard_empty_output
+
+    lock = FolderLock(Path(out), "slides tile").acquire()
+    try:
+        return _tile_slides_locked(s, build, slides, labels, out, classes, progress, logger)
+    except BaseException:
+        discard_empty_output(Path(out), lock)  # a job stopped before writing anything leaves no folder
+        raise
+    finally:
+        lock.release()
+
+
+def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path, out: Path,
+                        classes: Sequence[str], progress: bool, logger) -> TilingReport:
     from ..data.build import build_shards
 
     start = time.perf_counter()
@@ -333,7 +362,7 @@ def tile_slides(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path,
                                                                    "log_to_tracking", "qc_pictures"}),
                       "slide_files": {r["slide_id"]: r.get("file") for r in results if r["status"] == "ok"}}
         manifest = build_shards(samples, out, build, classes=classes, provenance=provenance,
-                                progress=progress)
+                                progress=progress, lock=False)  # tile_slides holds the lock
     all_results = sorted(results + problems, key=lambda r: r["slide_id"])
     qc_dir = _write_qc(out if manifest is not None else work, work, all_results, logger)
     bad = [r for r in all_results if r["status"] in PROBLEM_STATUSES]

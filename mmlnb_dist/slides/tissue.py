@@ -50,12 +50,19 @@ def tissue_channel(rgb: np.ndarray, channel: str) -> np.ndarray:
     return od.sum(axis=-1) / 3.0
 
 
-def _disk(diameter_px: float) -> Optional[np.ndarray]:
+def structuring_disk(diameter_px: float) -> Optional[np.ndarray]:
+    """An elliptic structuring element of about `diameter_px`, always of ODD size (None below 2 px).
+
+    OpenCV anchors a kernel at (size // 2, size // 2) and applies the same unreflected kernel in dilation and
+    erosion: with an even size the anchor is off-centre and each closing or opening moves the mask by up to
+    half a kernel down and right (the default 32 um closing and 16 um opening at 8 um/px moved it 16 um). An
+    odd size has a centred anchor and a symmetric disk, so the mask stays where the tissue is."""
     import cv2
 
     d = int(round(diameter_px))
     if d < 2:
         return None
+    d += 1 - d % 2  # the next odd size
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (d, d))
 
 
@@ -83,10 +90,10 @@ def detect_tissue(thumb: np.ndarray, scale: float, mpp0: float, cfg: TissueConfi
     t = threshold_channel(values, cfg)
     mask = (values > t).astype(np.uint8)
     um_per_px = mpp0 * scale
-    kernel = _disk(cfg.closing_um / um_per_px)
+    kernel = structuring_disk(cfg.closing_um / um_per_px)
     if kernel is not None:
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
-    kernel = _disk(cfg.opening_um / um_per_px)
+    kernel = structuring_disk(cfg.opening_um / um_per_px)
     if kernel is not None:
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
     px_area = um_per_px * um_per_px

@@ -105,7 +105,11 @@ def _init_ray(cfg: Config) -> bool:
     if address:
         ray.init(address=address, include_dashboard=False)
     else:
-        ray.init(num_cpus=cfg.tune.num_cpus, include_dashboard=False)
+        # "local": always a fresh instance. A bare ray.init() joins the cluster recorded in
+        # <ray tmp>/ray_current_cluster, which outlives a killed `ray start` head: a resumed search would
+        # attach to a dead cluster. The instance's raylet and GCS share this process's fate (Ray's kernel
+        # fate-sharing), so a killed driver takes them along instead of leaving them running.
+        ray.init(address="local", num_cpus=cfg.tune.num_cpus, include_dashboard=False)
     return True
 
 
@@ -177,7 +181,8 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     from ray import tune
 
     space_path = Path(space_path or cfg.tune.space or "tune/spaces/curriculum.yaml")
-    space = load_space(space_path)
+    base = cfg.model_dump(mode="json")
+    space = load_space(space_path, base)  # every range end gives a valid config, checked before Ray starts
     dirs = _dirs(cfg)
     exp_dir = dirs["exp"]
     resuming = cfg.tune.resume
@@ -198,7 +203,6 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
                   "started": state.get("started", time.time())})
     state_path.write_text(json.dumps(state, indent=1))
 
-    base = cfg.model_dump(mode="json")
     ctx = {"base": base, "space": space, "name": cfg.tune.name, "trials_dir": str(dirs["trials"]),
            "uri": uri, "parent_run_id": parent.run_id if parent else None, "recipe": cfg.tune.recipe,
            "tune": cfg.tune.model_dump(mode="json"), "storage": str(dirs["storage"]), "cache_dir": str(dirs["cache"])}

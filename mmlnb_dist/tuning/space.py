@@ -11,26 +11,32 @@
 Distributions: uniform, loguniform, quniform [lo, hi, q], randint [lo, hi) , choice [...], grid [...].
 `scale: epochs` multiplies the sampled value by `train.epochs` and rounds it (at least 1), so one space fits the 9-epoch
 demo and the 150-epoch paper profile.
+
+`load_space(path, base)` also checks the space against the base config before Ray starts: both ends of every range
+and every choice, alone and paired with every end of every other key (the rest at their midpoints), must give a
+config that validates, so a range whose high end is invalid fails at search start instead of in some trial.
 """
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import yaml
 
-from ..core.errors import UserError
+from ..core.errors import ConfigError
 
 DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
 
 
-class SpaceError(UserError, ValueError):
-    """A search-space file is malformed; the message names the file and key."""
+class SpaceError(ConfigError):
+    """A search-space file is malformed or gives invalid configs; the message names the file and key."""
 
 
-def load_space(path: Union[str, Path]) -> Dict[str, Dict[str, Any]]:
-    """Read and validate a space file; returns {dotted_key: spec}."""
+def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
+    """Read and validate a space file; returns {dotted_key: spec}. With `base` (the search's config as a dict)
+    every range end and choice is also checked to give a valid config (`check_ranges`)."""
     path = Path(path)
     if not path.is_file():
         raise SpaceError(f"search space file not found: {path}")
@@ -47,8 +53,92 @@ def load_space(path: Union[str, Path]) -> Dict[str, Dict[str, Any]]:
             raise SpaceError(f"{path}: '{key}' has unknown fields {sorted(extra)}")
         if spec.get("scale") not in (None, "epochs"):
             raise SpaceError(f"{path}: '{key}': scale must be 'epochs'")
+        _check_shape(path, key, kinds[0], spec[kinds[0]])
     check_keys(params, path)
+    if base is not None:
+        check_ranges(params, base, path)
     return params
+
+
+def _check_shape(source: Any, key: str, kind: str, val: Any) -> None:
+    """The distribution's arguments, so Ray never sees a range it cannot sample."""
+    if kind in ("choice", "grid"):
+        if not isinstance(val, list) or not val:
+            raise SpaceError(f"{source}: '{key}': {kind} needs a non-empty list of values (got {val!r})")
+        return
+    size = 3 if kind == "quniform" else 2
+    if not isinstance(val, list) or len(val) != size or \
+            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in val):
+        raise SpaceError(f"{source}: '{key}': {kind} needs [{'low, high, q' if size == 3 else 'low, high'}] numbers "
+                         f"(got {val!r}; YAML reads 1e-4 as text, write 1.0e-4)")
+    low, high = val[0], val[1]
+    if kind == "randint" and not all(isinstance(v, int) for v in (low, high)):
+        raise SpaceError(f"{source}: '{key}': randint needs integer ends (got {val!r})")
+    if not low < high:
+        raise SpaceError(f"{source}: '{key}': {kind} needs low < high (got low end {low!r}, high end {high!r})")
+    if kind == "loguniform" and low <= 0:
+        raise SpaceError(f"{source}: '{key}': loguniform needs a positive low end (got low end {low!r})")
+
+
+def range_ends(spec: Mapping[str, Any]) -> List[Tuple[str, Any]]:
+    """[(which end, value)]: both ends of a numeric range (randint's high end is exclusive), every choice."""
+    kind = next(k for k in spec if k in DISTRIBUTIONS)
+    val = spec[kind]
+    if kind in ("choice", "grid"):
+        return [(f"{kind} {v!r}", v) for v in val]
+    return [("low end", val[0]), ("high end", val[1] - 1 if kind == "randint" else val[1])]
+
+
+def _midpoint(spec: Mapping[str, Any]) -> Any:
+    """A value well inside the range (geometric middle of a loguniform), the first choice."""
+    kind = next(k for k in spec if k in DISTRIBUTIONS)
+    val = spec[kind]
+    if kind in ("choice", "grid"):
+        return val[0]
+    if kind == "randint":
+        return (val[0] + val[1] - 1) // 2
+    if kind == "loguniform":
+        return math.sqrt(val[0] * val[1])
+    mid = (val[0] + val[1]) / 2
+    return round(mid / val[2]) * val[2] if kind == "quniform" else mid
+
+
+def check_ranges(params: Mapping[str, Dict[str, Any]], base: Dict[str, Any], source: Any = "space") -> None:
+    """Every end of every range and every choice, alone and paired with every end of every other key (the other
+    keys at their midpoints), must give a valid config through the trial's own path (`apply_params`, then the
+    config validation). Pairs catch ordering constraints (ramp_end >= ramp_start, increasing phase starts).
+    A failure is a SpaceError naming the key(s), the end(s) and the config's own reason."""
+    typical = {k: _midpoint(v) for k, v in params.items()}
+    _validate(base, params, typical, [], source)
+    keys = list(params)
+    for key in keys:  # each key alone first, so a lone bad end is named alone
+        for end in range_ends(params[key]):
+            _validate(base, params, typical, [(key, end)], source)
+    for i, key in enumerate(keys):
+        for other in keys[i + 1:]:
+            for end in range_ends(params[key]):
+                for other_end in range_ends(params[other]):
+                    _validate(base, params, typical, [(key, end), (other, other_end)], source)
+
+
+def _validate(base: Dict[str, Any], params: Mapping[str, Dict[str, Any]], typical: Dict[str, Any],
+              picked: List[Tuple[str, Tuple[str, Any]]], source: Any) -> None:
+    from ..config import config_from_dict
+
+    sampled = {**typical, **{key: value for key, (_, value) in picked}}
+    cfg_dict, applied = apply_params(base, sampled, params)
+    try:
+        config_from_dict(cfg_dict, f"{source}")
+    except ConfigError as err:
+        if not picked:
+            what = "its midpoint (every range at its middle, every choice at its first value)"
+        else:
+            what = " together with ".join(
+                f"'{key}' {which} {value!r}" + (f" (x train.epochs -> {applied[key]})"
+                                                if params[key].get("scale") == "epochs" else "")
+                for key, (which, value) in picked)
+        raise SpaceError(f"{source}: the space gives an invalid config at {what}: {err}. Narrow the range in the "
+                         f"space file (or change the base config) so every value it can sample is valid") from None
 
 
 def check_keys(params: Mapping[str, Any], source: Any = "space") -> None:

@@ -12,12 +12,16 @@ runs a recipe class (or a `run(cfg, env, report)` function) outside the table.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+log = logging.getLogger(__name__)
+
 RESULT_FILE = "trial_result.json"
+PARAMS_FILE = "trial_params.json"
 PG_FILE = "train_placement_group.txt"
 PIPELINES = {"vlm-fusion": "mmlnb_dist.pipeline:run_vlm_fusion"}
 """Trial targets that are pipelines of several stages rather than one recipe."""
@@ -53,11 +57,15 @@ def clean_metrics(metrics: Dict[str, Any]) -> Dict[str, float]:
     return out
 
 
-def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float) -> None:
+def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float, last_epoch: Optional[int]) -> None:
+    """The trial's 'finished' mark: written whole (a temporary file renamed), so it exists only complete."""
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in result.items()}
     payload["trial_seconds"] = seconds
-    (run_dir / RESULT_FILE).write_text(json.dumps(payload, indent=1, default=str))
+    payload["last_epoch"] = last_epoch
+    tmp = run_dir / f".{RESULT_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps(payload, indent=1, default=str))
+    tmp.replace(run_dir / RESULT_FILE)
 
 
 def _worker_loop(config: Dict[str, Any]) -> None:
@@ -80,15 +88,17 @@ def _worker_loop(config: Dict[str, Any]) -> None:
         (cfg.run.dir / PG_FILE).write_text(pg.id.hex())
     target = resolve_target(config["recipe"])
     t0 = time.time()
+    last_epoch = [None]
 
     def report(epoch: int, metrics: Dict[str, Any]) -> None:
         # every rank must call ray.train.report equally often (else training hangs): the recipe calls
         # `report` on all ranks, and only rank 0's values are forwarded to Tune.
+        last_epoch[0] = epoch
         ray.train.report({**clean_metrics(metrics), "epoch": float(epoch)})
 
     result = target(cfg, env, report)
     if env.rank == 0:
-        _write_result(cfg.run.dir, result or {}, time.time() - t0)
+        _write_result(cfg.run.dir, result or {}, time.time() - t0, last_epoch[0])
 
 
 def fit_with_ray_train(cfg_dict: Dict[str, Any], recipe: str, run_dir: Path, tune_cfg, storage: Path) -> None:
@@ -122,12 +132,17 @@ def _single_process_env() -> None:
 
 def trial_config(params: Dict[str, Any], ctx: Dict[str, Any], trial_id: str) -> Dict[str, Any]:
     """The trial's full config: the base config, the sampled values, its own run folder, the shared cache and
-    the search's tracking (a child run of the search's parent run; only the driver registers models)."""
+    the search's tracking (a child run of the search's parent run; only the driver registers models).
+    A trial whose folder already holds checkpoints was started before (a killed search, resumed; or a retry
+    after a failure): it resumes from its newest checkpoint (a fresh start there is refused by the recipe)."""
     from .space import apply_params
 
     cfg_dict, applied = apply_params(ctx["base"], params, ctx["space"])
     run = cfg_dict.setdefault("run", {})
-    run.update({"name": f"{ctx['name']}-{trial_id}", "output_dir": ctx["trials_dir"], "resume": False,
+    name = f"{ctx['name']}-{trial_id}"
+    checkpoints = Path(ctx["trials_dir"]) / name / "checkpoints"  # every recipe's <run dir>/checkpoints
+    earlier_attempt = checkpoints.is_dir() and any(checkpoints.iterdir())
+    run.update({"name": name, "output_dir": ctx["trials_dir"], "resume": earlier_attempt,
                 "cache_dir": ctx["cache_dir"]})
     tracking = cfg_dict.setdefault("tracking", {})
     tracking.update({"uri": ctx["uri"], "parent_run_id": ctx["parent_run_id"], "register_name": None})
@@ -142,19 +157,62 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
 
     trial_id = tune.get_context().get_trial_id()
     built = trial_config(params, ctx, trial_id)
+    if set_aside_other_trials_folder(Path(ctx["trials_dir"]) / f"{ctx['name']}-{trial_id}", built["applied"]):
+        built = trial_config(params, ctx, trial_id)  # its checkpoints were another trial's: start fresh
     cfg = config_from_dict(built["cfg"], f"trial {trial_id} ({built['applied']})")
     run_dir = cfg.run.dir.resolve()
+    done = read_trial_result(run_dir)
+    if done is not None:
+        # Tune saves its experiment state at most every 10 s: a driver killed soon after this trial finished
+        # restores it as unfinished and starts it again. Its result file says it is done: report that result
+        # once (Tune needs a last result for the best-trial choice) and leave the folder untouched.
+        log.info("trial %s already finished (%s); reporting its result instead of running it again",
+                 trial_id, run_dir / RESULT_FILE)
+        last = done.get("last_epoch")
+        tune.report({**clean_metrics(done), "epoch": float(last if last is not None else -1)})
+        return
+    if cfg.run.resume:
+        log.info("trial %s ran before and left checkpoints in %s: resuming from the newest", trial_id, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "trial_params.json").write_text(json.dumps(built["applied"], indent=1, default=str))
+    (run_dir / PARAMS_FILE).write_text(json.dumps(built["applied"], indent=1, default=str))
     tune_cfg = TuneConfig.model_validate(ctx["tune"])
     t0 = time.time()
     if tune_cfg.use_ray_train:
         fit_with_ray_train(cfg.model_dump(mode="json"), ctx["recipe"], run_dir, tune_cfg, Path(ctx["storage"]))
     else:
         _single_process_env()
-        result = resolve_target(ctx["recipe"])(
-            cfg, None, lambda e, m: tune.report({**clean_metrics(m), "epoch": float(e)}))
-        _write_result(run_dir, result or {}, time.time() - t0)
+        last_epoch = [None]
+
+        def report(epoch: int, metrics: Dict[str, Any]) -> None:
+            last_epoch[0] = epoch
+            tune.report({**clean_metrics(metrics), "epoch": float(epoch)})
+
+        result = resolve_target(ctx["recipe"])(cfg, None, report)
+        _write_result(run_dir, result or {}, time.time() - t0, last_epoch[0])
+
+
+def set_aside_other_trials_folder(run_dir: Path, applied: Dict[str, Any]) -> Optional[Path]:
+    """Move the trial folder aside when it holds another trial's work; returns where it went (None: kept).
+
+    Folders are named by trial id. Tune saves its experiment state at most every 10 s, so after a hard kill it
+    may not know a trial it had started: the restored searcher then creates a trial with the same id and newly
+    sampled values (seen with the random searcher), and that trial must neither resume the lost trial's
+    checkpoints nor report its result. Nothing is deleted: the lost trial's folder becomes `<name>.lost-<n>`."""
+    params_path = run_dir / PARAMS_FILE
+    if not params_path.is_file():
+        return None
+    stored = json.loads(params_path.read_text())
+    if stored == json.loads(json.dumps(applied, default=str)):
+        return None
+    n = 1
+    while run_dir.with_name(f"{run_dir.name}.lost-{n}").exists():
+        n += 1
+    target = run_dir.with_name(f"{run_dir.name}.lost-{n}")
+    run_dir.rename(target)
+    log.warning("trial folder %s held another trial's work (values %s, now %s): Tune lost that trial's record "
+                "(killed before it saved its state); moved to %s, starting this trial fresh",
+                run_dir, stored, applied, target)
+    return target
 
 
 def read_trial_result(run_dir: Path) -> Optional[Dict[str, Any]]:

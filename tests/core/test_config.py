@@ -76,7 +76,9 @@ def test_split_fractions_validated():
 
 
 def test_missing_file_and_bad_override_form():
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="config file nope.yaml not found"):
+        load_config("nope.yaml")
+    with pytest.raises(ConfigError, match="shipped profiles: cpu-demo, multi-node, node-8gpu, rtx4090"):
         load_config("nope.yaml")
     with pytest.raises(ConfigError, match="not of the form key=value"):
         load_config(None, ["train.lr"])
@@ -95,3 +97,20 @@ def test_cli_validate_reports_bad_config_with_exit_code_2():
     )
     assert run.returncode == 2
     assert "train.epochs" in run.stderr and "greater than or equal to 1" in run.stderr
+
+
+def test_commands_find_the_shipped_profiles_from_any_folder(tmp_path):
+    """Issue 11 item 12: the default profile was a path relative to the current folder."""
+    def cli(*args):
+        res = subprocess.run([sys.executable, "-m", "mmlnb_dist.cli", *args], capture_output=True, text=True,
+                             cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    # `train`'s default (the cpu-demo profile: global batch 24 on one process)
+    assert yaml.safe_load(cli("train", "--print-deepspeed-config"))["train_batch_size"] == \
+        load_config(ROOT / "launch/profiles/cpu-demo.yaml").train.global_batch_size
+    assert yaml.safe_load(cli("config", "show", "--config", "rtx4090"))["run"]["name"] == "rtx4090"
+    assert yaml.safe_load(cli("config", "show", "--config", "launch/profiles/node-8gpu.yaml"))["run"]["name"] == \
+        "node-8gpu"
+    assert (ROOT / "launch" / "profiles").resolve() == (ROOT / "mmlnb_dist" / "profiles")  # one copy, linked

@@ -46,13 +46,39 @@ def trained(tmp_path_factory):
     return {"root": root, "shards": shards, "result": result, "uri": uri, "run_id": run_id, "cfg": cfg}
 
 
-def _fake_run(client, trained, value: float) -> str:
+def _fake_run(client, trained, value: float, metric: str = "val/balanced_accuracy") -> str:
     """Another 'training run' of the same export with a chosen metric value (avoids a second training)."""
     src = client.get_run(trained["run_id"])
     run = client.create_run(src.info.experiment_id, tags={"run_dir": src.data.tags["run_dir"]})
-    client.log_metric(run.info.run_id, "val/balanced_accuracy", value)
+    client.log_metric(run.info.run_id, metric, value)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def _alias_after(trained, name: str, values, metric: str = METRIC, mode: str = "max"):
+    """Register one fake run per value in turn; returns (alias_moved per version, the alias holder's version)."""
+    import mlflow
+
+    from mmlnb_dist.recipes.fusion.pyfunc_model import register_run as register
+
+    client = mlflow.MlflowClient(trained["uri"])
+    moved = [register(_fake_run(client, trained, v, metric.removeprefix("best/")), name, alias="champion",
+                      tracking_uri=trained["uri"], metric=metric, mode=mode).alias_moved for v in values]
+    return moved, str(client.get_model_version_by_alias(name, "champion").version)
+
+
+def test_alias_is_compared_with_its_holder_not_with_the_latest_version(trained):
+    """v1 good takes the alias, v2 worse does not, v3 beats v2 (the latest) but not v1 (the holder): no alias."""
+    assert _alias_after(trained, "nb-holder", [0.8, 0.2, 0.5]) == ([True, False, False], "1")
+
+
+def test_a_tie_leaves_the_alias_with_its_holder(trained):
+    assert _alias_after(trained, "nb-tie", [0.6, 0.6]) == ([True, False], "1")
+
+
+def test_mode_min_means_lower_is_better(trained):
+    moved, holder = _alias_after(trained, "nb-min", [0.5, 0.7, 0.3, 0.4], metric="val/loss", mode="min")
+    assert (moved, holder) == ([True, False, True, False], "3")
 
 
 def test_alias_moves_only_when_the_metric_improves(trained):
@@ -187,3 +213,64 @@ def test_slide_aggregates_by_hand():
     assert a["n_patches"] == 3 and a["label_majority"] == "UD"
     assert a["mean_prob_UD"] == pytest.approx(0.4) and a["mean_prob_D"] == pytest.approx(1.0 / 3)
     assert a["label_mean_prob"] == "UD" and b["label_majority"] == "PD" and b["n_patches"] == 1
+
+
+def _model_folder(trained, name: str, dest: Path) -> Path:
+    import mlflow
+
+    res = register_run(trained["run_id"], name, "champion", trained["uri"])
+    mlflow.set_tracking_uri(trained["uri"])  # models:/ URIs resolve through the registry at this URI
+    mlflow.set_registry_uri(trained["uri"])
+    return Path(mlflow.artifacts.download_artifacts(res.model_uri, dst_path=str(dest),
+                                                    tracking_uri=trained["uri"]))
+
+
+def test_registered_model_is_code_not_a_pickle_and_predicts_like_the_export(trained, tmp_path):
+    import mlflow
+    import yaml
+
+    from mmlnb_dist.recipes.fusion.pyfunc_model import load_predictor, predictions_frame, read_image
+
+    folder = _model_folder(trained, "nb-code", tmp_path / "model")
+    files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    assert not [f for f in files if f.endswith((".pkl", ".pickle")) or "cloudpickle" in f], files
+    pyfunc = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
+    assert pyfunc.get("model_code_path") and "python_model" not in pyfunc
+    frame = _inputs(trained)
+    served = mlflow.pyfunc.load_model(str(folder)).predict(frame)
+    predictor = load_predictor(Path(trained["result"]["export_dir"]))
+    local = predictions_frame(predictor, [read_image(v) for v in frame["image"]], list(frame["description"]),
+                              list(frame["key"]), list(frame["slide_id"]))
+    for c in ("prob_UD", "prob_PD", "prob_D", "alpha"):
+        np.testing.assert_allclose(served[c].to_numpy(), local[c].to_numpy(), rtol=1e-5, atol=1e-6)
+    assert list(served["label"]) == list(local["label"])
+
+
+def test_predict_refuses_a_model_folder_that_holds_a_pickle(trained, tmp_path, capsys):
+    import base64
+
+    folder = _model_folder(trained, "nb-unsafe", tmp_path / "model")
+    (folder / "artifacts" / "export" / "extra_head.pt").write_bytes(b"\x80\x04K\x01.")  # a pickle of 1
+    image = tmp_path / "p.png"
+    image.write_bytes(base64.b64decode(_inputs(trained, 1)["image"][0]))
+    out = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(folder), str(image), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "extra_head.pt" in err and "unpickled" in err and not out.exists()
+
+
+def test_predict_refuses_a_registered_pickled_pyfunc(trained, tmp_path, capsys):
+    """A model logged the old way (a PythonModel object, pickled) is refused before anything is loaded."""
+    import mlflow
+
+    class Pickled(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input
+
+    mlflow.set_tracking_uri(trained["uri"])
+    mlflow.set_registry_uri(trained["uri"])
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(name="model", python_model=Pickled(), registered_model_name="nb-pickled")
+    code = main(["predict", "--model", "models:/nb-pickled/1", str(tmp_path), "--out", str(tmp_path / "p.csv"),
+                 "--uri", trained["uri"]])
+    assert code == 2 and "python_model.pkl" in capsys.readouterr().err

@@ -22,7 +22,7 @@ CPU_DEMO = ROOT / "launch" / "profiles" / "cpu-demo.yaml"
 def _fake_shards(root: Path) -> Path:
     """Only the manifest matters for the dataset input."""
     shards = root / "shards"
-    shards.mkdir(parents=True)
+    shards.mkdir(parents=True, exist_ok=True)
     manifest = {"format": "mmlnb-shards/1", "classes": ["UD", "PD", "D"], "has_descriptions": True,
                 "provenance": {"describe": {"model": "tiny", "adapter": "a1"}},
                 "splits": {"train": {"num_samples": 9, "class_counts": {"UD": 3, "PD": 3, "D": 3},
@@ -113,6 +113,7 @@ def test_tracking_server_gets_params_metrics_dataset_and_artifacts(tmp_path, ser
     _check_run_landed(server["uri"], logger.run_id)
 
 
+@pytest.mark.slow  # stops and restarts a real MLflow server process
 def test_lost_server_does_not_stop_training_and_sync_uploads_later(tmp_path, capsys):
     import mlflow
 
@@ -135,7 +136,7 @@ def test_lost_server_does_not_stop_training_and_sync_uploads_later(tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("MLflow tracking disabled") == 1  # warned once
     assert "tracking sync" in err
-    spool = [json.loads(x) for x in (run_dir / "mlflow_spool.jsonl").read_text().splitlines()]
+    spool = [json.loads(x) for x in (run_dir / "tracking" / "train.jsonl").read_text().splitlines()]
     assert [e["step"] for e in spool if e["op"] == "metrics"] == [0, 1, 2, 3, 4, 5]
 
     proc, uri = start_server(db, tmp_path / "art", port=port)  # the server is back
@@ -165,7 +166,7 @@ def test_unreachable_server_at_start_is_journaled_and_synced_into_a_new_run(tmp_
     logger.close()
     assert time.time() - t0 < 20 and logger.run_id is None
     assert main(["tracking", "sync", str(run_dir), "--uri", server["uri"]]) == 0
-    state = json.loads((run_dir / "mlflow_run.json").read_text())
+    state = json.loads((run_dir / "tracking" / "train.json").read_text())
     run = mlflow.MlflowClient(server["uri"]).get_run(state["run_id"])
     assert run.data.metrics["val/accuracy"] == 0.5 and run.data.params["train.epochs"] == "9"
 
@@ -200,7 +201,24 @@ def test_evaluation_figures_are_drawn_and_logged(tmp_path):
     assert set(lg.names) == {"val/confusion_matrix.png", "val/confusion_matrix_normalized.png",
                              "val/roc_curves.png", "val/alpha_distribution.png", "curriculum_schedule.png"}
     assert all((tmp_path / n.replace("/", "_")).stat().st_size > 1000 for n in lg.names)
-    assert MLflowLogger  # the MLflow backend saves figures under <run_dir>/figures (checked above)
+
+    # The MLflow backend keeps every figure under <run_dir>/figures, even with no server, and journals it as an
+    # artifact of the same sub-folder (what `tracking sync` uploads later).
+    from mmlnb_dist.core.sections import TrackingConfig
+    from mmlnb_dist.core.tracking.server import free_port
+
+    run_dir = tmp_path / "run"
+    ml = MLflowLogger(TrackingConfig(), f"http://127.0.0.1:{free_port()}", tmp_path / "art", "fig-train",
+                      run_dir=run_dir, stage="train")
+    log_evaluation_figures(ml, y, probs, ["UD", "PD", "D"], alpha=rng.random(60), curriculum=cur)
+    ml.close()
+    saved = {str(p.relative_to(run_dir / "figures")) for p in (run_dir / "figures").rglob("*.png")}
+    assert saved == set(lg.names)
+    assert all((run_dir / "figures" / n).stat().st_size > 1000 for n in saved)
+    journaled = [json.loads(x) for x in (run_dir / "tracking" / "train.jsonl").read_text().splitlines()]
+    artifacts = {(Path(e["path"]).relative_to((run_dir / "figures").resolve()).as_posix(), e["artifact_path"])
+                 for e in journaled if e["op"] == "artifact"}
+    assert artifacts == {(n, str(Path("figures", n).parent)) for n in saved}
 
 
 def test_new_commands_have_help(capsys):

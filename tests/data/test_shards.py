@@ -230,3 +230,32 @@ def test_folder_with_labels_csv_and_descriptions_via_synth_cli(tmp_path, capsys)
                 sid = json.loads(s["json"])["slide_id"]
                 assert slides.setdefault(sid, split) == split
                 assert s["txt"]
+
+
+# -- splits that cannot serve their purpose are named (issue 11 item 9) ----------------------------------------
+def _specs(n_slides_per_class: int, per_slide: int = 4, with_slides: bool = True):
+    return [SampleSpec(f"{c}_{s}_{i}", c, b"unused", slide_id=f"{c}-s{s}" if with_slides else None)
+            for c in CLASSES for s in range(n_slides_per_class) for i in range(per_slide)]
+
+
+def test_split_by_patch_without_slide_ids_warns_of_leakage(caplog):
+    with caplog.at_level("WARNING", logger="mmlnb_dist.data.split"):
+        split_samples(_specs(2, with_slides=False), BuildConfig(val_fraction=0.25))
+    text = caplog.text
+    assert "slide id" in text and "train and val" in text and "slide_id" in text
+
+
+def test_split_with_slide_ids_does_not_warn_of_leakage(caplog):
+    with caplog.at_level("WARNING", logger="mmlnb_dist.data.split"):
+        splits = split_samples(_specs(4), BuildConfig(val_fraction=0.25))
+    assert splits["val"] and "leak" not in caplog.text and "empty" not in caplog.text
+
+
+def test_empty_val_split_from_too_few_slides_warns_with_the_remedy(caplog):
+    with caplog.at_level("WARNING", logger="mmlnb_dist.data.split"):
+        splits = split_samples(_specs(1), BuildConfig(val_fraction=0.2))
+    assert splits["val"] == []
+    text = caplog.text
+    assert "val split is empty" in text
+    for remedy in ("data.build.val_fraction", "data.build.stratify=false", "data.build.group_by_slide=false"):
+        assert remedy in text

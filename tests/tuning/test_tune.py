@@ -2,15 +2,21 @@
 
 - 4 trials, each in a fresh Ray Train TorchTrainer, ASHA on val/loss: at least one stopped early, one MLflow
   parent run with 4 child runs, the best config written, the frozen-feature cache computed once.
-- A search interrupted after its first finished trial resumes without rerunning that trial.
+- A search whose driver's process group is SIGKILLed while a trial runs (after another finished) resumes with
+  `tune.resume=true`: the finished trial is not run again, the interrupted one goes on from its checkpoint, no Ray
+  process is left behind.
+- Every shipped space gives valid configs over its whole range; a space that does not fails before Ray starts.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,19 +42,121 @@ def shards(tmp_path_factory):
     return make_shards(tmp_path_factory.mktemp("tune"), n=90, size=48)
 
 
-def test_space_files_load_and_give_valid_configs():
-    from mmlnb_dist.config import config_from_dict
-    from mmlnb_dist.tuning.space import apply_params, load_space, to_tune_space
+def _range_ends(spec):
+    """[(which end, value)] of one space entry: both ends of a numeric range (randint's high is exclusive),
+    every value of a choice or grid."""
+    if "choice" in spec or "grid" in spec:
+        return [(f"choice {v!r}", v) for v in spec.get("choice") or spec.get("grid")]
+    kind, (lo, hi, *_) = next((k, v) for k, v in spec.items() if k in ("uniform", "loguniform", "quniform",
+                                                                            "randint"))
+    return [("low", lo), ("high", hi - 1 if kind == "randint" else hi)]
 
-    for path in sorted((ROOT / "tune" / "spaces").glob("*.yaml")):
+
+def _typical(spec):
+    """A value inside the range: the midpoint of a numeric range, the first choice."""
+    ends = _range_ends(spec)
+    if "choice" in spec or "grid" in spec:
+        return ends[0][1]
+    lo, hi = ends[0][1], ends[1][1]
+    return (lo + hi) // 2 if isinstance(lo, int) and isinstance(hi, int) else (lo + hi) / 2
+
+
+def _trial_config(base, space, sampled):
+    """The config a trial would run with these values: the trial's own code path, then the config validation."""
+    from mmlnb_dist.config import config_from_dict
+    from mmlnb_dist.tuning.trial import trial_config
+
+    ctx = {"base": base, "space": space, "name": "check", "trials_dir": "/tmp/trials", "cache_dir": "/tmp/cache",
+           "uri": None, "parent_run_id": None}
+    return config_from_dict(trial_config(sampled, ctx, "t0")["cfg"], f"sampled {sampled}")
+
+
+@pytest.mark.parametrize("profile", sorted(p.name for p in (ROOT / "launch" / "profiles").glob("*.yaml")))
+def test_space_files_load_and_give_valid_configs(profile):
+    """Every shipped space over its whole range: each end of each range and each choice, alone and in pairs with
+    every end of every other key (the rest at their midpoints), gives a valid trial config on every profile."""
+    from itertools import combinations
+
+    from mmlnb_dist.tuning.space import load_space, to_tune_space
+
+    base = load_config(ROOT / "launch" / "profiles" / profile).model_dump(mode="json")
+    paths = sorted((ROOT / "tune" / "spaces").glob("*.yaml"))
+    assert {p.stem for p in paths} >= {"curriculum", "optimisation", "lora", "joint"}
+    for path in paths:
         space = load_space(path)
         to_tune_space(space, "random")
-        base = load_config(CPU_DEMO).model_dump(mode="json")
-        lows = {k: (v.get("uniform") or v.get("loguniform") or v.get("choice") or v.get("grid"))[0]
-                for k, v in space.items()}
-        config_from_dict(apply_params(base, lows, space)[0])
-    assert {p.stem for p in (ROOT / "tune" / "spaces").glob("*.yaml")} >= {"curriculum", "optimisation", "lora",
-                                                                         "joint"}
+        typical = {k: _typical(v) for k, v in space.items()}
+        checked = 0
+        for pair in combinations(list(space) + [None], 2):  # None: a key alone
+            keys = [k for k in pair if k is not None]
+            options = [_range_ends(space[k]) for k in keys]
+            for ends in ([(a, b) for a in options[0] for b in options[1]] if len(keys) == 2 else
+                         [(a,) for a in options[0]]):
+                sampled = {**typical, **{k: v for k, (_, v) in zip(keys, ends, strict=True)}}
+                _trial_config(base, space, sampled)
+                checked += 1
+        assert checked >= 2 * len(space), path
+
+
+def test_space_with_a_bad_range_end_is_refused_before_ray_starts(tmp_path):
+    """A range whose high (or low) end gives an invalid config fails at search start, naming key and end."""
+    import ray
+
+    from mmlnb_dist.core.errors import ConfigError
+    from mmlnb_dist.tuning.driver import run_search
+
+    cfg = load_config(CPU_DEMO, [f"run.output_dir={tmp_path / 'runs'}", "tracking.backends=[stdout]"])
+    cases = {
+        "high": ("fusion.curriculum.start: {uniform: [0.2, 1.5]}", r"fusion\.curriculum\.start.*high end 1\.5"),
+        "low": ("train.lr: {uniform: [-1.0e-3, 1.0e-2]}", r"train\.lr.*low end -0\.001"),
+        "choice": ("vlm.lora.dropout: {choice: [0.0, 1.0]}", r"vlm\.lora\.dropout.*choice 1\.0"),
+        "scaled": ("fusion.curriculum.ramp_start: {uniform: [0.1, 0.9], scale: epochs}",
+                   r"fusion\.curriculum\.ramp_start.*high end 0\.9"),
+    }
+    for name, (line, message) in cases.items():
+        space = tmp_path / f"{name}.yaml"
+        space.write_text(f"params:\n  {line}\n")
+        with pytest.raises(ConfigError, match=message):
+            run_search(cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"name": name})}), space)
+        assert not ray.is_initialized(), name
+        assert not (tmp_path / "runs" / "tune" / name / "search.json").exists(), name
+
+
+def test_a_trial_that_left_checkpoints_resumes_from_them(tmp_path):
+    """A trial started again (a killed search resumed, or Tune's retry) must not start fresh on top of its own
+    checkpoints: the recipe refuses that ('already holds checkpoints'), so the trial config asks to resume."""
+    from mmlnb_dist.config import config_from_dict
+    from mmlnb_dist.tuning.trial import trial_config
+
+    base = load_config(CPU_DEMO).model_dump(mode="json")
+    ctx = {"base": base, "space": {}, "name": "s", "trials_dir": str(tmp_path), "cache_dir": str(tmp_path / "c"),
+           "uri": None, "parent_run_id": None}
+    assert config_from_dict(trial_config({}, ctx, "t0")["cfg"]).run.resume is False  # a first attempt
+    (tmp_path / "s-t0" / "checkpoints" / "epoch-0000").mkdir(parents=True)
+    again = config_from_dict(trial_config({}, ctx, "t0")["cfg"])
+    assert again.run.resume is True and again.run.dir == tmp_path / "s-t0"
+    assert config_from_dict(trial_config({}, ctx, "t1")["cfg"]).run.resume is False  # another trial
+
+
+def test_a_trial_folder_holding_other_values_is_set_aside_not_resumed(tmp_path):
+    """After a hard kill Tune may restore its searcher without a trial it had started and create a trial with the
+    same id but new values (seen in the kill drill with the random searcher): that trial must not resume or report
+    the lost trial's work. Equal values: the same trial, kept."""
+    from mmlnb_dist.tuning.trial import set_aside_other_trials_folder, trial_config
+
+    space = {"train.lr": {"loguniform": [1.0e-3, 3.0e-3]}}
+    ctx = {"base": load_config(CPU_DEMO).model_dump(mode="json"), "space": space, "name": "s",
+           "trials_dir": str(tmp_path), "cache_dir": str(tmp_path / "c"), "uri": None, "parent_run_id": None}
+    folder = tmp_path / "s-t0"
+    (folder / "checkpoints" / "epoch-0000").mkdir(parents=True)
+    (folder / "trial_params.json").write_text(json.dumps({"train.lr": 0.0025248065166868323}))
+    assert set_aside_other_trials_folder(folder, {"train.lr": 0.0025248065166868323}) is None
+    assert trial_config({"train.lr": 0.0025248065166868323}, ctx, "t0")["cfg"]["run"]["resume"] is True
+
+    moved = set_aside_other_trials_folder(folder, {"train.lr": 0.001065942652366538})
+    assert moved == tmp_path / "s-t0.lost-1" and (moved / "checkpoints" / "epoch-0000").is_dir()
+    assert not folder.exists()
+    assert trial_config({"train.lr": 0.001065942652366538}, ctx, "t0")["cfg"]["run"]["resume"] is False
 
 
 def test_bad_space_key_is_named(tmp_path):
@@ -74,12 +182,10 @@ def test_four_trial_asha_search_with_torchtrainer(shards, tmp_path):
         "tune.searcher=grid", "tune.num_samples=2", "tune.grace_period=1", "tune.reduction_factor=2"]))
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        t0 = time.time()
         summary = run_search(cfg, space)
-        wall = time.time() - t0
     finally:
         ray.shutdown()
-    print(json.dumps(summary, indent=1, default=str), f"wall {wall:.0f}s")
+    print(json.dumps(summary, indent=1, default=str))  # timings belong to benchmarks/tune_overhead.py
     assert summary["trials"] == 4 and summary["errored"] == 0
     assert summary["stopped_early"] >= 1
     # MLflow: one parent, four children
@@ -110,44 +216,168 @@ def _tune_cmd(shards, out, *extra):
             *extra]
 
 
-@pytest.mark.slow
-def test_interrupted_search_resumes_without_rerunning_finished_trials(shards, tmp_path):
-    (tmp_path / "space.yaml").write_text("params:\n  train.lr: {loguniform: [1.0e-3, 3.0e-3]}\n")
-    trials = tmp_path / "runs" / "tune" / "resumable" / "trials"
-    # a clean environment: no rendezvous variables left by trainings earlier in this pytest process
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["PYTHONUNBUFFERED"] = "1"
-    log = tmp_path / "first.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(_tune_cmd(shards, tmp_path), cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        done = []
-        while time.time() < deadline and not done and proc.poll() is None:
-            done = sorted(trials.glob("*/trial_result.json")) if trials.is_dir() else []
-            time.sleep(0.5)
-        assert done, f"no trial finished (driver exit code {proc.poll()}); log tail:\n{log.read_text()[-4000:]}"
-        proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and stops
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    first = done[0]
-    stamp = first.stat().st_mtime_ns
-    finished_before = {p.parent.name for p in trials.glob("*/trial_result.json")}
-    assert len(finished_before) < 3, "the search finished before it could be interrupted"
+def _killed_search_cmd(shards, out, *extra):
+    """Two two-epoch trials, each in a Ray Train worker group (one trial at a time on 2 CPUs)."""
+    return [sys.executable, "-m", "mmlnb_dist.cli", "tune", "--config", str(CPU_DEMO),
+            "--space", str(out / "space.yaml"),
+            *_overrides(shards, out / "runs", ["tune.use_ray_train=true", "tune.scheduler=fifo",
+                                               "tune.searcher=grid", "tune.num_samples=1", "tune.name=killed",
+                                               "train.epochs=2"]),
+            *extra]
 
-    res = subprocess.run(_tune_cmd(shards, tmp_path, "tune.resume=true"), cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=400)
+
+def _trial_states(trials: Path):
+    """(finished, running) trial folders: finished ones hold trial_result.json; a running one is in its Ray Train
+    worker, past its first epoch (a complete checkpoint tag: saved under a temporary name, then renamed), with
+    no result yet."""
+    from mmlnb_dist.core.checkpoint import list_tags
+    from mmlnb_dist.tuning.trial import PG_FILE, RESULT_FILE
+
+    dirs = [d for d in trials.iterdir() if d.is_dir()] if trials.is_dir() else []
+    finished = [d for d in dirs if (d / RESULT_FILE).is_file()]
+    running = [d for d in dirs if (d / PG_FILE).is_file() and list_tags(d / "checkpoints")
+               and not (d / RESULT_FILE).is_file()]
+    return finished, running
+
+
+def _processes_naming(text: str):
+    """{pid: command line} of the live processes whose command line or environment contains `text`: the
+    driver's RAY_TMPDIR reaches every process it starts (raylet, GCS, workers, which rename themselves
+    `ray::IDLE` and the like), and the session folder under it is on the command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if (text in cmd or text in environ) and state != "Z":
+            found[int(entry.name)] = cmd
+    return found
+
+
+def _session_members(sid) -> list:
+    """Live pids of session `sid` (the driver was started as a session leader). Ray's raylet puts every worker
+    in a process group of its own inside that session, so killing the driver's process group alone leaves the
+    running trial's worker training (checked: it finished the trial seconds after the driver had died)."""
+    if sid is None:
+        return []
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:  # fields after the name: state, ppid, pgrp, session
+            members.append(int(entry.name))
+    return members
+
+
+def _kill_session(sid) -> None:
+    """SIGKILL every process of the driver's session at once: driver, trial, Ray Train workers, raylet, GCS
+    (again while any is left: the raylet may have forked a worker during the sweep)."""
+    for _ in range(5):
+        members = _session_members(sid)
+        if not members:
+            return
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _wait_for_no_processes(sid, ray_tmp: Path, deadline_s: float = 120.0) -> None:
+    """Wait until the killed session and every Ray process of this test's Ray folder are gone; survivors after
+    the deadline are killed (by pid) and fail the test, naming them."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and (_session_members(sid) or _processes_naming(str(ray_tmp))):
+        time.sleep(0.2)
+    left = {**_processes_naming(str(ray_tmp)), **{pid: "session member" for pid in _session_members(sid)}}
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, f"processes left behind: {left}"
+
+
+@contextlib.contextmanager
+def _ray_temp_dir():
+    """A short private RAY_TMPDIR (Ray's socket paths must stay under 107 characters): whatever Ray process
+    still names it at the end is killed by pid, then the folder is removed."""
+    path = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        for pid in _processes_naming(str(path)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_killed_search_resumes_without_rerunning_finished_trials(shards, tmp_path):
+    """SIGKILL the driver's whole process group while a Ray Train trial runs, then `tune.resume=true`."""
+    # a grid: a restored searcher gives a trial it lost the same values again, so that trial resumes its
+    # checkpoint (random values are new values: that case is test_a_trial_folder_holding_other_values_...)
+    (tmp_path / "space.yaml").write_text("params:\n  train.lr: {grid: [3.0e-3, 1.0e-3]}\n")
+    exp = tmp_path / "runs" / "tune" / "killed"
+    trials = exp / "trials"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "RAY_ADDRESS")}
+    env["PYTHONUNBUFFERED"] = "1"
+    # Tune saves its experiment state at most every 10 s: a huge period makes the kill always land after an
+    # unsaved trial completion (the worst case), so Tune's own state still lists the finished trial as running.
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "100000"
+    log = tmp_path / "first.log"
+    with _ray_temp_dir() as ray_tmp:
+        env["RAY_TMPDIR"] = str(ray_tmp)  # this test's Ray processes are the ones naming this folder
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(_killed_search_cmd(shards, tmp_path), cwd=ROOT, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            finished, running = [], []
+            while proc.poll() is None and not (finished and running):
+                finished, running = _trial_states(trials)
+                time.sleep(0.2)  # polling the trial folders; the files decide when to kill
+            assert finished and running, (f"the driver exited (code {proc.poll()}) before a trial finished and "
+                                          f"the next one started; log tail:\n{log.read_text()[-4000:]}")
+            _kill_session(proc.pid)  # no chance to save anything: driver, trial, workers, raylet, GCS
+            assert proc.wait(timeout=60) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                _kill_session(proc.pid)
+                proc.wait()
+        _wait_for_no_processes(proc.pid, ray_tmp)
+        finished, running = _trial_states(trials)
+        assert len(finished) == 1 and len(running) == 1, (finished, running)
+        stamps = {d.name: ((d / "trial_result.json").stat().st_mtime_ns, (d / "trial_result.json").stat().st_ino)
+                  for d in finished}
+        interrupted = running[0].name
+        first_epoch = running[0] / "checkpoints" / "epoch-0000"
+        first_epoch_inode = first_epoch.stat().st_ino
+
+        res = subprocess.run(_killed_search_cmd(shards, tmp_path, "tune.resume=true"), cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=540, check=False, start_new_session=True)
+        _wait_for_no_processes(None, ray_tmp)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    finished = {p.parent.name for p in trials.glob("*/trial_result.json")}
-    assert len(finished) == 3 and finished_before <= finished
-    assert first.stat().st_mtime_ns == stamp  # the finished trial was not run again
-    summary = json.loads((tmp_path / "runs" / "tune" / "resumable" / "summary.json").read_text())
-    assert summary["trials"] == 3 and summary["errored"] == 0
+    done = {d.name for d in trials.iterdir() if (d / "trial_result.json").is_file()}
+    assert done == set(stamps) | {interrupted}
+    for name, stamp in stamps.items():  # the finished trial was not run again
+        path = trials / name / "trial_result.json"
+        assert (path.stat().st_mtime_ns, path.stat().st_ino) == stamp, name
+    # the interrupted trial went on from its epoch-0 checkpoint (a rerun from scratch saves that tag anew)
+    assert first_epoch.stat().st_ino == first_epoch_inode
+    summary = json.loads((exp / "summary.json").read_text())
+    assert summary["trials"] == 2 and summary["errored"] == 0, summary
     assert yaml.safe_load(Path(summary["best_config"]).read_text())["train"]["epochs"] == 2
 
 

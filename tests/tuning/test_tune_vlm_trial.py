@@ -50,5 +50,8 @@ def test_same_lora_settings_reuse_descriptions_and_a_new_rank_recomputes(tmp_pat
         == (0.0, 1.0, 0.0)
     assert calls == [8, 4]  # the VLM was fine-tuned once per distinct LoRA setting
     assert first["descriptions"] == again["descriptions"] != other["descriptions"]
+    # text features of other descriptions are cached apart, never served from the first set's table (the same
+    # sample keys, other text: before the shard digest named the cache, rank 4's run reused rank 8's features)
+    assert len(list((tmp_path / "cache" / "features").glob("text-*.safetensors"))) == 2
     for result in (first, again, other):
         assert 0.0 <= result["val/balanced_accuracy"] <= 1.0

@@ -1,47 +1,91 @@
-"""The MLflow journal: every call a run makes is appended to `<run_dir>/mlflow_spool.jsonl` before it is sent,
-so a run never depends on the tracking server; `sync_run_dir` replays what was not sent.
+"""The MLflow journal: every call a stage makes is appended to `<run_dir>/tracking/<stage>.jsonl` before it is
+sent, so a run never depends on the tracking server.
+
+One journal is one MLflow run. `<run_dir>/tracking/<stage>.json` (the state) records the tracking URI, the run
+id and `acked`: how many leading events the server acknowledged. Events are sent strictly in journal order and
+`acked` moves past an event only after the server accepted it, so whatever a crash or a lost server leaves
+behind is exactly the events after `acked` (`pending()`), and `upload` sends those and nothing else.
+
+Lifecycle events mark the process segments of the run: `start` (the first process), `resume` (each resumed
+process, which continues the same MLflow run), `close` (the status a process ended with). A segment with no
+`close` was killed without a chance to say so (SIGKILL, power loss); the next resume or `tracking sync` closes it
+as KILLED. While a process writes a journal it holds an advisory lock on `<stage>.lock`; the kernel drops the
+lock when the process dies, which is how `tracking sync` tells a dead writer from a live one.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import os
+import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .server import get_or_create_experiment, limit_http_retries, server_reachable
+log = logging.getLogger(__name__)
 
-SPOOL_FILE = "mlflow_spool.jsonl"
-STATE_FILE = "mlflow_run.json"
+JOURNAL_DIR = "tracking"
+"""Sub-folder of a run folder that holds its journals (one per stage)."""
+LIFECYCLE = ("start", "resume", "close")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class Spool:
-    """Append-only journal of MLflow calls plus a small state file (run id, how many events were applied)."""
+    """One MLflow run's append-only journal of calls plus its state file (run id, acknowledged prefix)."""
 
-    def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.run_dir / SPOOL_FILE
-        self.state_path = self.run_dir / STATE_FILE
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.path.with_suffix(".json")
+        self.lock_path = self.path.with_suffix(".lock")
+        self._lock_fh = None
+        self._repaired = False
         self.count = sum(1 for _ in self.events())
 
+    @classmethod
+    def for_stage(cls, run_dir: Path, stage: str) -> "Spool":
+        return cls(Path(run_dir) / JOURNAL_DIR / f"{stage}.jsonl")
+
+    # -- events
     def events(self) -> Iterator[Dict[str, Any]]:
         if not self.path.is_file():
             return
         with open(self.path) as fh:
             for line in fh:
+                if not line.endswith("\n"):
+                    return  # a line cut short by a crash (repaired before the next append)
                 line = line.strip()
-                if not line:
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    # A line cut short by a crash: everything before it is still good.
-                    return
+                if line:
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        log.warning("%s: skipping an unreadable journal line", self.path)
+
+    def _repair_tail(self) -> None:
+        """Drop a last line a killed process left half written, so later appends start on a fresh line."""
+        self._repaired = True
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) == b"\n":
+                return
+            fh.seek(0)
+            data = fh.read()
+            fh.truncate(data.rfind(b"\n") + 1)
 
     def append(self, event: Dict[str, Any]) -> None:
+        if not self._repaired:
+            self._repair_tail()
+        event = {**event, "ts": event.get("ts", now_ms())}
         with open(self.path, "a") as fh:
             fh.write(json.dumps(event) + "\n")
         self.count += 1
 
+    # -- state
     def state(self) -> Dict[str, Any]:
         if self.state_path.is_file():
             return json.loads(self.state_path.read_text())
@@ -49,57 +93,252 @@ class Spool:
 
     def write_state(self, **updates: Any) -> None:
         state = {**self.state(), **updates}
-        tmp = self.state_path.with_suffix(".tmp")
+        tmp = self.state_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.state_path)
 
+    @property
+    def acked(self) -> int:
+        return int(self.state().get("acked", 0))
 
-def sync_run_dir(run_dir: Path, uri: Optional[str] = None, experiment: Optional[str] = None) -> Dict[str, Any]:
-    """Upload what a run journaled but could not send. Idempotent: a second call sends nothing.
+    def pending(self) -> List[Tuple[int, Dict[str, Any]]]:
+        """(index, event) of every event the server has not acknowledged, in journal order."""
+        acked = self.acked
+        return [(i, e) for i, e in enumerate(self.events()) if i >= acked]
 
-    Reuses the run recorded in `mlflow_run.json` when it exists at `uri` (default: the recorded URI),
-    sending only events after the last applied one; otherwise creates a run and replays the whole journal.
-    Returns {"run_id", "sent", "created", "uri"}.
-    """
-    import mlflow
+    def open_segment(self) -> Optional[Dict[str, Any]]:
+        """The last event when the last process segment never closed (its writer was killed), else None."""
+        last, last_lifecycle = None, None
+        for event in self.events():
+            last = event
+            if event["op"] in LIFECYCLE:
+                last_lifecycle = event["op"]
+        return last if last_lifecycle in ("start", "resume") else None
 
-    from .mlflow_logger import apply_event
+    def close_killed_segment(self) -> bool:
+        """Journal a KILLED close for a segment whose process died without closing; True when there was one."""
+        last = self.open_segment()
+        if last is None:
+            return False
+        self.append({"op": "close", "status": "KILLED", "ts": last.get("ts", now_ms()), "recovered": True})
+        return True
 
-    run_dir = Path(run_dir)
-    spool = Spool(run_dir)
-    if spool.count == 0:
-        raise FileNotFoundError(f"no MLflow journal in {run_dir} (expected {run_dir / SPOOL_FILE})")
-    events = list(spool.events())
-    start = next((e for e in events if e["op"] == "start"), None)
+    # -- the writer's lock
+    def lock(self) -> bool:
+        """Take the writer's lock (False when another live process holds it)."""
+        fh = open(self.lock_path, "a")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return False
+        self._lock_fh = fh
+        return True
+
+    def unlock(self) -> None:
+        if self._lock_fh is not None:
+            self._lock_fh.close()  # closing the file releases the lock
+            self._lock_fh = None
+
+    def writer_alive(self) -> bool:
+        """Whether a live process (this one included, through another logger) is writing this journal."""
+        if self._lock_fh is not None:
+            return True
+        if not self.lock():
+            return True
+        self.unlock()
+        return False
+
+    def archive(self) -> Path:
+        """Move this journal aside (`<stage>.<n>.jsonl` + state) so a fresh run starts an empty one; the
+        archived journal stays a run of its own for `tracking sync`."""
+        n = 1
+        while self.path.with_suffix(f".{n}.jsonl").exists():
+            n += 1
+        dest = self.path.with_suffix(f".{n}.jsonl")
+        self.path.replace(dest)
+        if self.state_path.is_file():
+            self.state_path.replace(dest.with_suffix(".json"))
+        self.count = 0
+        return dest
+
+
+def _dataset_inputs(specs: List[Dict[str, Any]]):
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for s in specs:
+        ds = Dataset(name=s["name"], digest=s["digest"], source_type="local",
+                     source=json.dumps({"uri": s["source"]}), profile=json.dumps(s["profile"]))
+        inputs.append(DatasetInput(ds, tags=[InputTag("mlflow.data.context", s["context"])]))
+    return inputs
+
+
+def _log_params(client, run_id: str, params: Dict[str, str]) -> None:
+    """Params in chunks of 100 (re-sending a chunk after a failure is harmless: same values). MLflow refuses to
+    change a param, which a resumed run with an edited config would do: the run keeps the values it started with
+    and each changed value becomes a `param_changed.<key>` tag."""
+    from mlflow.entities import Param, RunTag
+
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        try:
+            client.log_batch(run_id, params=items[i:i + 100])
+        except Exception as err:  # noqa: BLE001 - only a refused change is handled; the rest re-raises
+            if getattr(err, "error_code", None) != "INVALID_PARAMETER_VALUE":
+                raise
+            logged = client.get_run(run_id).data.params
+            new = [p for p in items[i:i + 100] if p.key not in logged]
+            changed = [RunTag(f"param_changed.{p.key}", p.value[:5000]) for p in items[i:i + 100]
+                       if p.key in logged and logged[p.key] != p.value]
+            client.log_batch(run_id, params=new, tags=changed)
+
+
+def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
+    """Send one journal event to MLflow (raises when the server does not accept it)."""
+    from mlflow.entities import Metric, RunTag
+
+    op = event["op"]
+    if op == "params":
+        _log_params(client, run_id, event["params"])
+    elif op == "metrics":
+        items = [Metric(k, v, event["ts"], event["step"]) for k, v in event["metrics"].items()]
+        client.log_batch(run_id, metrics=items)
+    elif op == "tags":
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in event["tags"].items()])
+    elif op == "artifact":
+        path = Path(event["path"])
+        if not path.exists():
+            log.warning("artifact %s no longer exists; not uploaded", path)
+        elif path.is_dir():
+            client.log_artifacts(run_id, str(path), event.get("artifact_path"))
+        else:
+            client.log_artifact(run_id, str(path), event.get("artifact_path"))
+    elif op == "inputs":
+        client.log_inputs(run_id, datasets=_dataset_inputs(event["datasets"]))
+    elif op == "close":
+        client.set_terminated(run_id, status=event["status"], end_time=event.get("ts"))
+    elif op == "resume":
+        # The same run continues: RUNNING again, with a count of how often it was resumed.
+        client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, "resume_count", str(event.get("resume_count", 1)))
+    elif op != "start":
+        raise ValueError(f"unknown journal event {op!r}")
+
+
+def find_journals(root: Path) -> List[Path]:
+    """Every journal (`tracking/*.jsonl`) in run folder `root` or anywhere below it (a whole runs folder)."""
+    root = Path(root)
+    found: List[Path] = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "mlartifacts")
+        if Path(folder).name == JOURNAL_DIR:
+            found.extend(Path(folder) / f for f in sorted(files) if f.endswith(".jsonl"))
+            dirs[:] = []
+    return found
+
+
+def ensure_run(client, spool: Spool, uri: str, experiment: Optional[str] = None) -> Tuple[str, bool]:
+    """The MLflow run of this journal at `uri`: the recorded one when the server still has it, else a new run
+    built from the `start` event (then every event is pending again). Returns (run_id, created)."""
+    from .server import get_or_create_experiment
+
+    state = spool.state()
+    if state.get("run_id") and state.get("tracking_uri") == uri:
+        try:
+            client.get_run(state["run_id"])
+            return state["run_id"], False
+        except Exception:  # noqa: BLE001 - the run is gone (e.g. a fresh server): make a new one
+            log.warning("run %s is not at %s any more; uploading %s into a new run", state["run_id"], uri,
+                        spool.path)
+    start = next((e for e in spool.events() if e["op"] == "start"), None)
     if start is None:
         raise ValueError(f"{spool.path} has no start event")
-    state = spool.state()
-    uri = uri or state.get("tracking_uri")
+    experiment = experiment or start["experiment"]
+    exp_id = get_or_create_experiment(client, experiment, Path(start["artifact_root"]))
+    run = client.create_run(exp_id, run_name=start["run_name"], tags=start.get("tags") or {},
+                            start_time=start.get("ts"))
+    spool.write_state(tracking_uri=uri, experiment=experiment, run_name=start["run_name"],
+                      run_id=run.info.run_id, acked=0)
+    return run.info.run_id, True
+
+
+METRICS_PER_BATCH = 1000
+"""MLflow's limit of metrics in one `log_batch` request."""
+
+
+def send_pending(client, run_id: str, spool: Spool) -> int:
+    """Send every unacknowledged event in order, moving `acked` past each one the server accepted; the first
+    failure raises and leaves it and everything after it pending. Runs of metric events go as one request
+    (up to `METRICS_PER_BATCH` metrics), acknowledged together. Returns how many events were sent."""
+    from mlflow.entities import Metric
+
+    pending = spool.pending()
+    sent, i = 0, 0
+    while i < len(pending):
+        index, event = pending[i]
+        if event["op"] != "metrics":
+            apply_event(client, run_id, event)
+            i += 1
+        else:
+            batch: List[Any] = []
+            while i < len(pending) and pending[i][1]["op"] == "metrics" and (
+                    not batch or len(batch) + len(pending[i][1]["metrics"]) <= METRICS_PER_BATCH):
+                index, event = pending[i]
+                batch.extend(Metric(k, v, event["ts"], event["step"]) for k, v in event["metrics"].items())
+                i += 1
+            if len(batch) > METRICS_PER_BATCH:  # one event with more metrics than a request takes
+                for j in range(0, len(batch), METRICS_PER_BATCH):
+                    client.log_batch(run_id, metrics=batch[j:j + METRICS_PER_BATCH])
+            else:
+                client.log_batch(run_id, metrics=batch)
+        spool.write_state(acked=index + 1)
+        sent = i
+    return sent
+
+
+def upload(spool: Spool, uri: Optional[str] = None, experiment: Optional[str] = None) -> Dict[str, Any]:
+    """Upload what one journal holds but the server has not acknowledged. Idempotent: a second call sends
+    nothing. A journal whose writer died mid-segment is closed as KILLED first; one still being written by a live
+    process is left alone (its logger sends it). Returns {"run_id", "sent", "created", "uri", "journal",
+    "skipped"}."""
+    import mlflow
+
+    from .server import limit_http_retries, server_reachable
+
+    result: Dict[str, Any] = {"journal": str(spool.path), "run_id": spool.state().get("run_id"), "sent": 0,
+                              "created": False, "uri": uri or spool.state().get("tracking_uri"), "skipped": None}
+    if spool.writer_alive():
+        result["skipped"] = "a live process is still writing it"
+        return result
+    spool.close_killed_segment()
+    if not spool.pending() and (uri is None or uri == spool.state().get("tracking_uri")):
+        return result
+    uri = result["uri"]
     if not uri:
-        raise ValueError("no tracking URI recorded for this run; pass one (--uri)")
+        raise ValueError(f"{spool.path}: no tracking URI recorded for this run; pass one (--uri)")
     limit_http_retries()
     if not server_reachable(uri):
         raise ConnectionError(f"tracking server {uri} is not reachable")
     client = mlflow.MlflowClient(tracking_uri=uri)
-    run_id, applied, created = None, 0, False
-    if state.get("run_id") and state.get("tracking_uri") == uri:
+    run_id, created = ensure_run(client, spool, uri, experiment)
+    result.update(run_id=run_id, created=created, sent=send_pending(client, run_id, spool))
+    return result
+
+
+def sync_run_dir(root: Path, uri: Optional[str] = None, experiment: Optional[str] = None) -> List[Dict[str, Any]]:
+    """`upload` every journal in run folder `root` or below it (a runs folder). A journal that fails (server
+    unreachable, a call refused) gets an "error" entry; the others are still uploaded."""
+    journals = find_journals(root)
+    if not journals:
+        raise FileNotFoundError(f"no MLflow journal in {root} (expected <run folder>/{JOURNAL_DIR}/<stage>.jsonl "
+                                f"in it or in a folder below it)")
+    results = []
+    for path in journals:
         try:
-            client.get_run(state["run_id"])
-            run_id, applied = state["run_id"], int(state.get("applied", 0))
-        except Exception:  # noqa: BLE001 - the run is gone (e.g. a fresh server): make a new one
-            run_id = None
-    if run_id is None:
-        exp_id = get_or_create_experiment(client, experiment or start["experiment"], Path(start["artifact_root"]))
-        run = client.create_run(exp_id, run_name=start["run_name"], tags=start.get("tags") or {})
-        run_id, applied, created = run.info.run_id, 0, True
-        spool.write_state(tracking_uri=uri, experiment=experiment or start["experiment"],
-                          run_name=start["run_name"], run_id=run_id, applied=0)
-    sent = 0
-    for i, event in enumerate(events):
-        if i < applied or event["op"] == "start":
-            continue
-        apply_event(client, run_id, event)
-        sent += 1
-        spool.write_state(applied=i + 1)
-    spool.write_state(applied=len(events))
-    return {"run_id": run_id, "sent": sent, "created": created, "uri": uri}
+            results.append(upload(Spool(path), uri, experiment))
+        except (ConnectionError, ValueError) as err:
+            results.append({"journal": str(path), "error": str(err)})
+        except Exception as err:  # noqa: BLE001 - one refused call must not stop the other journals
+            results.append({"journal": str(path), "error": f"{type(err).__name__}: {str(err)[:300]}"})
+    return results

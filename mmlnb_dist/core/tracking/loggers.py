@@ -104,6 +104,8 @@ def build_logger(tracking: TrackingConfig, run: RunConfig, rank: int, run_dir: P
     The MLflow run gets: `config` flattened as params and saved as `<run_dir>/config.yaml` (an artifact), the
     git commit, package versions and device as tags, and `datasets` (`ShardSet.dataset_specs()`) as dataset
     inputs. Its name is `<run.name>-<stage>`; the URI is `tracking.uri` or a SQLite store in `run.output_dir`.
+    With `run.resume` it continues the MLflow run recorded in `<run_dir>/tracking/<stage>.json` (and sends what
+    the earlier process journaled but could not send); a fresh run always gets a new MLflow run.
     """
     if rank != 0:
         return NullLogger()
@@ -121,10 +123,12 @@ def build_logger(tracking: TrackingConfig, run: RunConfig, rank: int, run_dir: P
         if tracking.log_environment:
             base_tags.update(environment_tags())
         ml = MLflowLogger(tracking, default_tracking_uri(tracking, run.output_dir), run.output_dir / "mlartifacts",
-                          run_name=f"{run.name}-{stage}", tags=base_tags, run_dir=run_dir)
+                          run_name=f"{run.name}-{stage}", tags=base_tags, run_dir=run_dir, stage=stage,
+                          resume=run.resume)
         loggers.append(ml)
         if config is not None:
-            ml.log_params(flatten(config))
+            # `run.resume` says how this process started, not what the run is (a resumed run keeps its params).
+            ml.log_params({k: v for k, v in flatten(config).items() if k != "run.resume"})
             ml.log_artifact(save_config(config, run_dir / "config.yaml"))
         if tracking.log_dataset and datasets:
             ml.log_datasets(list(datasets))

@@ -1,109 +1,96 @@
 """The MLflow backend of the metric logger: params, metrics, artifacts, figures and dataset inputs.
 
-The backend never stops a run: every call is first appended to the run's journal (`journal.Spool`), then sent.
-When the tracking server cannot be reached (at start or mid-run) the logger warns once, stops sending and keeps
-journaling; `mmlnb-dist tracking sync RUN_DIR` replays the journal later (`journal.sync_run_dir`).
+The backend never stops a run: every call is first appended to the stage's journal (`journal.Spool`,
+`<run_dir>/tracking/<stage>.jsonl`), then sent. When the tracking server cannot be reached (at start or mid-run)
+the logger warns once, stops sending and keeps journaling; a resumed process (`run.resume=true`) reopens the same
+MLflow run (its id is in `<run_dir>/tracking/<stage>.json`) and first sends what earlier processes could not,
+and `mmlnb-dist tracking sync RUNS_FOLDER` uploads every journal left with unsent events (`journal.sync_run_dir`).
 """
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..sections import TrackingConfig
-from .journal import Spool
+from .journal import Spool, apply_event, ensure_run, now_ms, send_pending
 from .loggers import NullLogger
 from .server import get_or_create_experiment, limit_http_retries, server_reachable
 
 log = logging.getLogger(__name__)
 
 
-def _dataset_inputs(specs: List[Dict[str, Any]]):
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-
-    inputs = []
-    for s in specs:
-        ds = Dataset(name=s["name"], digest=s["digest"], source_type="local",
-                     source=json.dumps({"uri": s["source"]}), profile=json.dumps(s["profile"]))
-        inputs.append(DatasetInput(ds, tags=[InputTag("mlflow.data.context", s["context"])]))
-    return inputs
-
-
-def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
-    """Send one journal event to MLflow."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    op = event["op"]
-    if op == "params":
-        items = [Param(k, v) for k, v in event["params"].items()]
-        for i in range(0, len(items), 100):
-            client.log_batch(run_id, params=items[i:i + 100])
-    elif op == "metrics":
-        items = [Metric(k, v, event["ts"], event["step"]) for k, v in event["metrics"].items()]
-        client.log_batch(run_id, metrics=items)
-    elif op == "tags":
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in event["tags"].items()])
-    elif op == "artifact":
-        path = Path(event["path"])
-        if not path.exists():
-            log.warning("artifact %s no longer exists; not uploaded", path)
-        elif path.is_dir():
-            client.log_artifacts(run_id, str(path), event.get("artifact_path"))
-        else:
-            client.log_artifact(run_id, str(path), event.get("artifact_path"))
-    elif op == "inputs":
-        client.log_inputs(run_id, datasets=_dataset_inputs(event["datasets"]))
-    elif op == "close":
-        client.set_terminated(run_id, status=event["status"], end_time=event.get("ts"))
-    elif op != "start":
-        raise ValueError(f"unknown journal event {op!r}")
-
-
 class MLflowLogger(NullLogger):
     """Logs to an MLflow run: params, metrics, artifacts, figures, dataset inputs; never raises on a lost server.
 
-    With `run_dir` every call is journaled first (`Spool`); without it, calls go straight to MLflow and a
-    failure is still only warned about once.
+    With `run_dir` every call is journaled first (`Spool` of `stage`) and `resume=True` continues the run the
+    journal belongs to (a fresh run moves an old journal aside and never reuses its run); without `run_dir`,
+    calls go straight to MLflow and a failure is still only warned about once.
     """
 
     wants_figures = True
 
     def __init__(self, tracking: TrackingConfig, uri: str, artifact_root: Path, run_name: str,
-                 tags: Optional[Mapping[str, str]] = None, run_dir: Optional[Path] = None):
+                 tags: Optional[Mapping[str, str]] = None, run_dir: Optional[Path] = None, *,
+                 stage: str = "run", resume: bool = False):
         import mlflow
 
         limit_http_retries(tracking)
         self.tracking = tracking
         self.uri = uri
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.spool = Spool(self.run_dir) if (self.run_dir is not None and tracking.spool) else None
         self.client = mlflow.MlflowClient(tracking_uri=uri)
         self.run_id: Optional[str] = None
         self.online = True
+        self.closed = False
         self._warned = False
         self._monitor = None
         tags = dict(tags or {})
         if tracking.parent_run_id:
             tags["mlflow.parentRunId"] = tracking.parent_run_id
-        self._record({"op": "start", "run_name": run_name, "experiment": tracking.experiment,
-                      "artifact_root": str(Path(artifact_root).resolve()), "tags": tags})
+        self.spool = self._open_journal(stage, resume) if self.run_dir is not None else None
+        if self.spool is not None:
+            if self.spool.count == 0:
+                self.spool.state_path.unlink(missing_ok=True)  # a new journal is a new run: no stale run id
+                self._record({"op": "start", "run_name": run_name, "experiment": tracking.experiment,
+                              "artifact_root": str(Path(artifact_root).resolve()), "tags": tags})
+            else:  # resume: the earlier process may have died without a word; say so, then continue its run
+                if self.spool.close_killed_segment():
+                    log.info("the previous process of this run was killed; its MLflow run is marked KILLED and "
+                             "continued")
+                resumes = sum(1 for e in self.spool.events() if e["op"] == "resume")
+                self._record({"op": "resume", "resume_count": resumes + 1})
+            if not self.spool.state().get("run_id"):
+                self.spool.write_state(tracking_uri=uri, experiment=tracking.experiment, run_name=run_name)
         if not server_reachable(uri, tracking.request_timeout_s):
             self._go_offline(f"tracking server {uri} is not reachable")
             return
         try:
-            exp_id = get_or_create_experiment(self.client, tracking.experiment, Path(artifact_root))
-            self.run = self.client.create_run(exp_id, run_name=run_name, tags=tags)
-            self.run_id = self.run.info.run_id
+            if self.spool is not None:
+                # The run this journal belongs to (created on first contact), then the backlog earlier
+                # processes could not send, then this process's start/resume event: all in journal order.
+                self.run_id, _ = ensure_run(self.client, self.spool, uri)
+                send_pending(self.client, self.run_id, self.spool)
+            else:
+                exp_id = get_or_create_experiment(self.client, tracking.experiment, Path(artifact_root))
+                self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
         except Exception as err:  # noqa: BLE001 - any tracking failure must leave training running
-            self._go_offline(f"could not create an MLflow run at {uri}: {err}")
+            self._go_offline(f"could not open the MLflow run at {uri}: {type(err).__name__}: {str(err)[:200]}")
             return
-        if self.spool:
-            self.spool.write_state(tracking_uri=uri, experiment=tracking.experiment, run_name=run_name,
-                                   run_id=self.run_id, applied=self.spool.count)
         if tracking.system_metrics:
             self._start_system_metrics()
+
+    def _open_journal(self, stage: str, resume: bool) -> Optional[Spool]:
+        if not self.tracking.spool:
+            return None
+        spool = Spool.for_stage(self.run_dir, stage)
+        if not spool.lock():
+            log.warning("another process is writing %s (the same run folder twice?); journaling anyway",
+                        spool.path)
+        if spool.count and not resume:
+            moved = spool.archive()  # a fresh run never continues an old run; its journal stays syncable
+            log.info("fresh run: the previous MLflow journal of %s moved to %s", stage, moved.name)
+        return spool
 
     # -- plumbing
     def _go_offline(self, reason: str) -> None:
@@ -111,7 +98,8 @@ class MLflowLogger(NullLogger):
         if not self._warned:
             self._warned = True
             where = f"; metrics are kept in {self.spool.path} - upload them later with " \
-                    f"`mmlnb-dist tracking sync {self.run_dir}`" if self.spool else ""
+                    f"`mmlnb-dist tracking sync {self.run_dir}` (a resumed run sends them itself)" if self.spool \
+                else ""
             log.warning("MLflow tracking disabled for this run: %s%s", reason, where)
 
     def _record(self, event: Dict[str, Any]) -> None:
@@ -123,13 +111,14 @@ class MLflowLogger(NullLogger):
         if not (self.online and self.run_id):
             return
         try:
+            # While online every earlier event is acknowledged, so the new one is the only pending one.
             apply_event(self.client, self.run_id, event)
         except Exception as err:  # noqa: BLE001
             self._stop_system_metrics()
             self._go_offline(f"tracking server call failed ({type(err).__name__}: {str(err)[:200]})")
             return
         if self.spool:
-            self.spool.write_state(applied=self.spool.count)
+            self.spool.write_state(acked=self.spool.count)
 
     def _start_system_metrics(self) -> None:
         try:
@@ -155,7 +144,7 @@ class MLflowLogger(NullLogger):
         self._emit({"op": "params", "params": {k: str(v)[:6000] for k, v in params.items()}})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        self._emit({"op": "metrics", "step": int(step), "ts": int(time.time() * 1000),
+        self._emit({"op": "metrics", "step": int(step), "ts": now_ms(),
                     "metrics": {k: float(v) for k, v in metrics.items()}})
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
@@ -179,5 +168,11 @@ class MLflowLogger(NullLogger):
             self._emit({"op": "inputs", "datasets": specs})
 
     def close(self, status: str = "FINISHED") -> None:
+        """End the run with `status` (FINISHED, FAILED or KILLED), journaled like every call."""
+        if self.closed:
+            return
+        self.closed = True
         self._stop_system_metrics()
-        self._emit({"op": "close", "status": status, "ts": int(time.time() * 1000)})
+        self._emit({"op": "close", "status": status, "ts": now_ms()})
+        if self.spool is not None:
+            self.spool.unlock()

@@ -3,9 +3,11 @@
     result = register_model(run_id, "mmlnb-nb", package_fn, alias="champion", tracking_uri=uri,
                             metric="best/val/balanced_accuracy", mode="max")
 
-The recipe supplies `package_fn(run) -> ModelPackage` (its pyfunc model, artifacts, signature, example and the
-recipe-specific parts of the model card). The alias moves to the new version only when its metric beats the
-current holder's, read from the holder's own run (aliases, not the deprecated stages).
+The recipe supplies `package_fn(run) -> ModelPackage` (its model code file, artifacts, signature, example and the
+recipe-specific parts of the model card). The model is logged as code (MLflow "models from code"), so loading it
+unpickles nothing; `refuse_unpickling` rejects model folders that hold pickles. The alias moves to the new
+version only when its metric strictly beats the alias holder's (on a tie the holder keeps it), read from the
+holder's own run, not from the latest version (aliases, not the deprecated stages).
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ class RegistryError(UserError, RuntimeError):
 class ModelPackage:
     """What a recipe logs for one registered version."""
 
-    python_model: Any
-    """An `mlflow.pyfunc.PythonModel` instance."""
+    python_model: str
+    """Path of the model's code file (MLflow "models from code": it ends with `mlflow.models.set_model(...)`).
+    Never an object: a logged object is pickled, and loading it would unpickle."""
     artifacts: Dict[str, str]
     """Files the model loads (`context.artifacts` names -> paths)."""
     signature: Any
@@ -57,6 +60,28 @@ class RegisterResult:
         return asdict(self)
 
 
+UNPICKLING_SUFFIXES = (".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".ckpt")
+"""Files that need unpickling to load (Python pickles, torch.save / pytorch_model.bin checkpoints)."""
+
+
+def unpickling_files(folder: Path) -> List[Path]:
+    """Files under `folder` whose loading would unpickle: a model folder of ours holds none (weights are
+    safetensors, settings JSON, the model code Python source)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file()
+                  and (p.suffix.lower() in UNPICKLING_SUFFIXES or "cloudpickle" in p.name.lower()))
+
+
+def refuse_unpickling(folder: Path, what: str = "model folder") -> None:
+    """Raise `RegistryError` naming the first file under `folder` that would need unpickling."""
+    found = unpickling_files(folder)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise RegistryError(f"{what} {folder} holds {found[0].relative_to(folder)}{more}, a file that would be "
+                            f"unpickled to load; refusing it (our models are safetensors + JSON + model code). "
+                            f"Re-register the run with this version (`mmlnb-dist register`) or remove the file.")
+
+
 def run_metric(run, metric: str) -> Optional[float]:
     """A run's value of `metric`; `best/val/x` (the exported best checkpoint) falls back to `val/x`."""
     value = run.data.metrics.get(metric)
@@ -66,7 +91,9 @@ def run_metric(run, metric: str) -> Optional[float]:
 
 
 def better(new: Optional[float], old: Optional[float], mode: str) -> bool:
-    """Whether `new` beats `old` (a missing or NaN holder value always loses)."""
+    """Whether `new` strictly beats `old` under `mode` ("max": higher is better, "min": lower); a tie does not
+    (the alias holder keeps it); a missing or NaN new value never wins, a missing or NaN holder value always
+    loses."""
     if new is None or (isinstance(new, float) and math.isnan(new)):
         return False
     if old is None or (isinstance(old, float) and math.isnan(old)):
@@ -147,6 +174,10 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run
         raise RegistryError(f"run {run_id} not found at {client.tracking_uri}: {err}") from None
     package = package_fn(run)
+    code = Path(str(package.python_model))
+    if not (isinstance(package.python_model, (str, Path)) and code.suffix == ".py" and code.is_file()):
+        raise RegistryError(f"the model package of run {run_id} must name its model code file (.py, MLflow models "
+                            f"from code), not {package.python_model!r}: a logged object would be pickled")
     value = run_metric(run, metric)
     card = model_card(run, package, metric)
     previous_tracking = mlflow.get_tracking_uri()
@@ -158,7 +189,7 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
             # Attach the logged model to the training run (start_run(run_id) here, never MLFLOW_RUN_ID).
             with mlflow.start_run(run_id=run_id):
                 info = mlflow.pyfunc.log_model(
-                    name="model", python_model=package.python_model,
+                    name="model", python_model=str(code),
                     artifacts={**package.artifacts, "model_card": str(card_path)},
                     code_paths=package.code_paths or None, signature=package.signature,
                     input_example=package.input_example, pip_requirements=pinned_requirements(),

@@ -103,6 +103,9 @@ def load_exported_model(export_dir, device: Union[str, torch.device] = "cpu"
     """
     from safetensors.torch import load_file
 
+    from ...core.tracking.registry import refuse_unpickling
+
+    refuse_unpickling(Path(export_dir), "export folder")  # exports are safetensors + JSON; a pickle is foreign
     model, meta = build_model_from_export(export_dir)
     model.load_state_dict(load_file(str(Path(export_dir) / "model.safetensors")), strict=True)
     model.to(device).eval()

@@ -8,7 +8,11 @@ shard set, so one cache serves the train, val and test splits.
 
 With `fusion.feature_cache: disk` (or a set `run.cache_dir`) the train-split table is also written to
 `<cache folder>/<kind>-<identity>.safetensors` (`<run.cache_dir>/features`, else `<run dir>/feature_cache`) and
-read back on resume (safetensors: no pickles).
+read back on resume (safetensors: no pickles). A saved table also records what made it beyond the encoder
+(`provenance`: the shard set's manifest digest, the preprocessing): the identity says nothing about which images
+a key names, so a cache folder shared by runs on two shard sets with the same keys would serve one set's
+features to the other. Loading a table recorded with different provenance is refused (`ProvenanceError`
+naming every differing key, the file and how to start over).
 """
 from __future__ import annotations
 
@@ -16,18 +20,23 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import torch
+
+from ...core.provenance import refuse_changes
 
 
 class FeatureCache:
     """key -> feature vector (fp32, CPU) for one encoder identity."""
 
-    def __init__(self, kind: str, identity: str, directory: Optional[Path] = None):
+    def __init__(self, kind: str, identity: str, directory: Optional[Path] = None,
+                 provenance: Optional[Mapping[str, Any]] = None):
         self.kind = kind
         self.identity = identity
         self.directory = Path(directory) if directory is not None else None
+        self.provenance = dict(provenance) if provenance is not None else None
+        """What the features depend on besides the encoder (shard set digest, preprocessing); saved with them."""
         self._store: Dict[str, torch.Tensor] = {}
         self.loaded_from_disk = False
         """Whether `load()` found this identity's features on disk (a cache hit: no encoder pass needed)."""
@@ -76,7 +85,10 @@ class FeatureCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # A unique temporary name: concurrent trials sharing a cache folder may write the same entry at once.
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-        save_file({"features": self.stacked(keys).contiguous()}, str(tmp), metadata={"keys": json.dumps(keys)})
+        metadata = {"keys": json.dumps(keys)}
+        if self.provenance is not None:
+            metadata["provenance"] = json.dumps(self.provenance, sort_keys=True, default=str)
+        save_file({"features": self.stacked(keys).contiguous()}, str(tmp), metadata=metadata)
         tmp.replace(self.path)  # atomic: a killed run never leaves a half-written cache
         return self.path
 
@@ -86,7 +98,11 @@ class FeatureCache:
         from safetensors import safe_open
 
         with safe_open(str(self.path), framework="pt") as f:
-            keys = json.loads(f.metadata()["keys"])
+            meta = f.metadata()
+            if self.provenance is not None and "provenance" in meta:
+                refuse_changes(f"feature cache {self.path}", json.loads(meta["provenance"]), self.provenance,
+                               remedy=f"Delete {self.path} (it is rebuilt), or use another run.cache_dir.")
+            keys = json.loads(meta["keys"])
             feats = f.get_tensor("features")
         self._store.update({k: v for k, v in zip(keys, feats)})
         self.loaded_from_disk = True
@@ -101,33 +117,54 @@ def merge_gathered(parts: Iterable[Dict[str, torch.Tensor]]) -> Dict[str, torch.
     return merged
 
 
+class CachedKeys:
+    """A loader preprocess that only names samples: `decode` keeps the key of a sample whose features are
+    cached and reads nothing else (no image decoding). A train loader built with it deals exactly the samples, in
+    exactly the order and batches, that the recipe's own train loader deals (same shards, seed, epoch, rank and
+    batch size), so training from cached features sees the batches an uncached run sees. A key without features
+    (its sample was bad when the cache was filled) is a bad sample here too, replaced as the loader replaces one."""
+
+    def __init__(self, keys: Iterable[str]):
+        self.keys = frozenset(keys)
+
+    def decode(self, raw: Dict[str, Any], ctx: Any) -> Dict[str, Any]:
+        key = raw["__key__"]
+        if key not in self.keys:
+            raise ValueError("no cached features (the sample could not be read when the cache was filled)")
+        return {"key": key}
+
+    def collate(self, samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+        return {"key": [s["key"] for s in samples]}
+
+    def finalize(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        return batch
+
+
 class FeatureTable:
     """The whole train split as tensors (keys, labels, image/text features): the final phase trains the heads
-    from this alone, without decoding an image or running an encoder."""
+    from this alone, without decoding an image or running an encoder. `order` is a train loader over
+    `CachedKeys`: it decides which samples make each batch, the same as the uncached run's loader would."""
 
     def __init__(self, keys: List[str], labels: torch.Tensor, image: Optional[torch.Tensor],
-                 text: Optional[torch.Tensor]):
+                 text: Optional[torch.Tensor], order: Any):
         self.keys = keys
         self.labels = labels
         self.image = image
         self.text = text
+        self.order = order
+        self.index = {k: i for i, k in enumerate(keys)}
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def batches(self, *, epoch: int, seed: int, rank: int, world_size: int, micro_batch: int,
-                num_micro_batches: int):
-        """This rank's micro batches for one epoch: an epoch-seeded permutation shared by all ranks, dealt
-        round-robin, `num_micro_batches` each (the same count on every rank, so no collective waits)."""
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.keys), generator=g)
-        need = num_micro_batches * micro_batch * world_size
-        if need > len(order):  # more steps than samples: wrap around (the loader resamples the same way)
-            order = order.repeat(need // len(order) + 1)
-        order = order[:need].view(num_micro_batches, world_size, micro_batch)[:, rank]
-        for idx in order:
+    def batches(self, *, epoch: int, num_micro_batches: int, **_: Any):
+        """This rank's micro batches of `epoch`, in the train loader's order (it holds the seed, rank, world
+        size and micro batch size); at most `num_micro_batches` of them."""
+        self.order.set_epoch(epoch)
+        for _, batch in zip(range(num_micro_batches), self.order):
+            idx = torch.tensor([self.index[k] for k in batch["key"]], dtype=torch.long)
             yield {
-                "key": [self.keys[i] for i in idx.tolist()],
+                "key": list(batch["key"]),
                 "label": self.labels[idx],
                 "image_features": self.image[idx] if self.image is not None else None,
                 "text_features": self.text[idx] if self.text is not None else None,

@@ -3,7 +3,9 @@
 Entering a phase (once per phase) freezes or unfreezes the encoders, tells the learning-rate schedule which
 parameter groups are frozen (it gives them a learning rate of exactly 0), and sets up a feature cache for each
 frozen encoder whose input is not randomly augmented. When every encoder the model has is frozen and cached,
-the heads train straight from a `FeatureTable` of the whole train split: no decoding, no encoder passes.
+the heads train straight from a `FeatureTable` of the whole train split: no decoding, no encoder passes. Its
+batches come from a train loader that reads only sample keys (`CachedKeys`) with the recipe's loader settings,
+so they hold the same samples in the same order as the batches of a run without the cache.
 """
 from __future__ import annotations
 
@@ -12,11 +14,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Optional
 
-from ...core.distributed import DistEnv
+from ...core.distributed import DistEnv, plan_batch
 from ...core.schedule import GroupSchedule
+from ...data.loader import build_loader
 from ...models.encoders import module_fingerprint
 from .curriculum import phase_index
-from .features import FeatureCache, FeatureTable
+from .features import CachedKeys, FeatureCache, FeatureTable
 from .steps import fill_caches
 
 if TYPE_CHECKING:
@@ -63,6 +66,13 @@ class PhaseController:
             return Path(self.cfg.run.cache_dir) / "features"
         return self.run_dir / "feature_cache" if self.cfg.fusion.feature_cache == "disk" else None
 
+    def _key_loader(self, keys):
+        """A train loader like the recipe's (same shards, settings, seed, rank and micro batch) that yields keys."""
+        cfg, env = self.cfg, self.env
+        plan = plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
+        return build_loader(self.loader.shard_set, "train", CachedKeys(keys), cfg.data.loader, rank=env.rank,
+                            world_size=env.world_size, batch_size=plan.micro_batch, mode="train", seed=cfg.run.seed)
+
     def _build_caches(self) -> None:
         cfg, model = self.cfg, self.model
         self.caches = {"image": None, "text": None}
@@ -71,17 +81,23 @@ class PhaseController:
             return
         directory = self.cache_dir()
         lc = cfg.data.loader
+        # What the cached features were computed from. The shard set's digest is part of the cache's name, so runs
+        # on different shard sets sharing run.cache_dir (a search over VLM settings: same keys, other
+        # descriptions) each get their own table instead of another set's features; the recorded provenance is
+        # the backstop that refuses a table whose name matches but whose data does not.
+        digest = self.loader.shard_set.digest
+        provenance = {"shards_manifest_sha256": digest, "image_size": lc.image_size}
         if model.image_encoder is not None and not model.image_trainable:
             if lc.augment:
                 log.info("image encoder frozen but data.loader.augment=true: image features are NOT cached "
                          "(random augmentation changes every input)")
             else:
-                ident = module_fingerprint(f"{model.image_encoder.name}@{lc.image_size}", model.image_encoder)
-                self.caches["image"] = FeatureCache("image", ident, directory)
+                ident = module_fingerprint(f"{model.image_encoder.name}@{lc.image_size}@{digest}", model.image_encoder)
+                self.caches["image"] = FeatureCache("image", ident, directory, provenance=provenance)
         if model.text_encoder is not None and not model.text_trainable:
             te = model.text_encoder
-            ident = module_fingerprint(f"{te.name}@{te.pooling}@{te.max_length}", te)
-            self.caches["text"] = FeatureCache("text", ident, directory)
+            ident = module_fingerprint(f"{te.name}@{te.pooling}@{te.max_length}@{digest}", te)
+            self.caches["text"] = FeatureCache("text", ident, directory, provenance=provenance)
         active = {k: c for k, c in self.caches.items() if c is not None}
         if not active:
             return
@@ -104,6 +120,6 @@ class PhaseController:
             # Every input of the model is cached: train the heads straight from the features.
             self.table = FeatureTable(
                 keys, labels, active["image"].stacked(keys) if needs_image else None,
-                active["text"].stacked(keys) if needs_text else None,
+                active["text"].stacked(keys) if needs_text else None, order=self._key_loader(keys),
             )
             log.info("all encoders frozen and cached: training the heads from features (no decoding, no encoders)")

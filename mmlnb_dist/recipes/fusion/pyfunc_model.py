@@ -9,7 +9,8 @@ Output: a DataFrame with `key`, `slide_id`, `label` (predicted subtype), `prob_<
 
 The model folder holds the fusion recipe's export directory (weights, class list, text encoder and
 tokenizer files, config) as the `export` artifact and a model card; `load_context` rebuilds the network
-through the fusion recipe's loader, so serving and training share one code path. `model_package` and
+through the fusion recipe's loader, so serving and training share one code path. The model is logged as code
+(`pyfunc_code.py`, MLflow "models from code"): the model folder holds no pickle. `model_package` and
 `register_export` hand all of it to the registry (`core.tracking.registry`).
 """
 from __future__ import annotations
@@ -186,7 +187,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
                             ["example"], [""])
     package_root = Path(__file__).resolve().parents[2]  # the mmlnb_dist package: the pyfunc imports it
     return ModelPackage(
-        python_model=MMLNBClassifier(), artifacts={"export": str(export_dir)},
+        python_model=str(Path(__file__).with_name("pyfunc_code.py")), artifacts={"export": str(export_dir)},
         signature=infer_signature(example, out, params={"batch_size": 32}), input_example=example,
         title="mmlnb-nb classifier", card_sections={"Classes": ", ".join(classes), "Use": USAGE},
         metadata={"classes": classes}, version_tags={"classes": json.dumps(classes)},

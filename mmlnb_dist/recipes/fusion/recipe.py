@@ -26,6 +26,7 @@ from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
 from ...core.tracking import build_logger
 from ...data.loader import build_loader
+from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
 from .curriculum import CurriculumState, curriculum_lambda, curriculum_loss
 from .metrics import format_metrics_table, scalar_metrics
@@ -43,6 +44,8 @@ class FusionRecipe:
     """setup -> train -> (evaluate, save_checkpoint)* -> finish -> cleanup. One instance per run and process."""
 
     name = "fusion"
+    result_sections = ("run", "data", "train", "distributed", "fusion")
+    """Config sections whose change alters the results: a resume that changes them is refused (core.recipe)."""
 
     def __init__(self, cfg: "Config", env: DistEnv, report: Optional[Report] = None):
         self.cfg, self.env, self.report = cfg, env, report
@@ -57,8 +60,10 @@ class FusionRecipe:
 
     @classmethod
     def check(cls, cfg: "Config", env: DistEnv) -> None:
-        """Problems found without touching a GPU or reading a shard: raised before any work starts."""
+        """Problems found without touching a GPU (and reading at most a few samples of one shard, when the
+        manifest does not record descriptions): raised before any work starts."""
         from ...models.encoders import IMAGE_ENCODERS
+        from .checks import check_best_metric_defined, check_text_available
 
         name = cfg.fusion.model.image_encoder.name
         if cfg.fusion.model.mode != "text_only" and name not in IMAGE_ENCODERS:
@@ -77,6 +82,9 @@ class FusionRecipe:
             raise ShardError(f"data.shards: {err}") from None
         shards.require_split("train", "to train on")
         shards.require_split("val", "to pick the best checkpoint")
+        check_shard_files(shards, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
+        check_text_available(cfg, shards)
+        check_best_metric_defined(cfg, shards)
         CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
 
     # -- setup -------------------------------------------------------------------------------------------------
@@ -215,10 +223,14 @@ class FusionRecipe:
         def bar(it):
             return tqdm(it, desc=f"eval {split}", disable=not self.env.is_main, leave=False, dynamic_ncols=True)
 
-        return evaluate_split(self.model, self.engine.engine, self.eval_loaders[split], self.phases.caches, self.env,
-                        self.classes, progress=bar)
+        result = evaluate_split(self.model, self.engine.engine, self.eval_loaders[split], self.phases.caches,
+                                self.env, self.classes, progress=bar)
+        self.eval_loaders[split].end_epoch(self.run_dir, self.logger, step=self.global_step)
+        return result
 
     def _is_better(self, value: float) -> bool:
+        if value != value:  # NaN (an undefined metric) never becomes the best, or it would stay the best forever
+            return False
         if self.best is None:
             return True
         return value < self.best["value"] if self.cfg.train.best_metric == "loss" else value > self.best["value"]
@@ -234,6 +246,8 @@ class FusionRecipe:
         last = cfg.train.epochs - 1
         for epoch in range(self.start_epoch, cfg.train.epochs):
             stats = self.train_epoch(epoch)
+            if self.phases.table is None:  # the epoch read shards (not cached features): report its bad samples
+                self.train_loader.end_epoch(self.run_dir, self.logger, step=self.global_step)
             self.logger.log_metrics(stats, step=self.global_step)
             improved = False
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch == last:

@@ -103,7 +103,7 @@ def evaluate(model, forward: Callable, loader, caches: Dict[str, Optional[Featur
     local_p = torch.cat(probs) if probs else torch.zeros(0, n)
     local_t = torch.cat(targets) if targets else torch.zeros(0, dtype=torch.long)
     all_p, all_t = gather_tensors(env, (local_p.float(), local_t.long()))
-    metrics = compute_metrics(all_p, all_t, classes)
+    metrics = compute_metrics(all_p, all_t, classes, split=getattr(loader, "split", "eval"))
     loss_parts = all_gather_object(env, float(torch.stack(losses).sum()) if losses else 0.0)
     metrics["loss"] = sum(loss_parts) / max(1, int(all_t.numel()))
     alpha = torch.cat(alphas) if alphas else torch.zeros(0)

@@ -103,8 +103,9 @@ class VLMConfig(Section):
     eval_every: Optional[int] = Field(None, ge=1)
     """Validation loss every this many steps (always at the end); None: only at the end."""
 
-    checkpoint_every: Optional[int] = Field(None, ge=1)
-    """DeepSpeed checkpoint (resumable) every this many steps (always at the end); None: only at the end."""
+    checkpoint_every: Optional[int] = Field(50, ge=1)
+    """DeepSpeed checkpoint (resumable, `run.resume=true`) every this many steps, and always at the end; None:
+    only at the end (a killed run then starts again from step 0)."""
 
     val_max_samples: Optional[int] = Field(None, ge=1)
     """Cap on validation pairs for the eval loss (None: the whole val split)."""

@@ -10,12 +10,21 @@ resumed run writes exactly the descriptions of an uninterrupted one.
 
 Output: a shard set with the same split/shard file names and sample keys, images, `cls` and `json`; `txt` is
 the generated description and a pre-existing description moves to `json["reference_description"]`. Its
-manifest records model, adapter sha256, prompt and generation settings under `provenance["describe"]`;
+manifest records model, adapter sha256, prompt and generation settings under `provenance["describe"]`.
+
+One job per output: rank 0 holds a `FolderLock` on `out` for the whole run. The same record is kept in
+`out/provenance.json` from the first batch on, and a run continuing an output made with another base model,
+adapter (digest of every adapter file), prompt, generation settings or input (manifest digest) is refused,
+naming what differs; `restart=True` (`describe --restart`) deletes the old output and starts over. The input
+shards are checked against their manifest first (`data.loader.preflight`); an undecodable image is skipped,
+listed under the output manifest's `skipped` and counted against `data.loader.max_bad_sample_rate`;
+
 `quality_report.json` holds description-length statistics, the share of empty and repeated outputs and,
 where references exist, ROUGE-L and BLEU-4 against them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -25,8 +34,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import torch
 
 from ...core.distributed import DistEnv, destroy_process_group, init_process_group
-from ...data.images import image_member
-from ...data.map import map_shard_set
+from ...core.runlock import FolderLock
+from ...data.images import decode_image, image_member
+from ...data.map import SkipSample, map_shard_set
+from ...data.preflight import check_shard_files
 from ...data.shardset import ShardSet
 from . import model as V
 from .quality import format_report, quality_report
@@ -75,42 +86,101 @@ class _DescribeBatches:
         self.describer: Optional[Describer] = None
         self.load_seconds = 0.0
 
-    def __call__(self, samples: List[Dict[str, Any]]) -> List[Dict[str, str]]:
-        if self.describer is None:
-            t0 = time.perf_counter()
-            self.describer = self.make()
-            self.load_seconds = time.perf_counter() - t0
-        texts = self.describer.describe([s[image_member(s)] for s in samples])
-        return [described(s, t) for s, t in zip(samples, texts)]
+    def __call__(self, samples: List[Dict[str, Any]]) -> List[Any]:
+        results: List[Any] = [unreadable(s) for s in samples]
+        good = [i for i, r in enumerate(results) if r is None]
+        if good:
+            if self.describer is None:
+                t0 = time.perf_counter()
+                self.describer = self.make()
+                self.load_seconds = time.perf_counter() - t0
+            texts = self.describer.describe([samples[i][image_member(samples[i])] for i in good])
+            for i, text in zip(good, texts):
+                results[i] = described(samples[i], text)
+        return results
+
+
+def unreadable(sample: Dict[str, Any]) -> Optional[SkipSample]:
+    """A `SkipSample` naming why the sample's image cannot be described, or None when it decodes."""
+    ext = image_member(sample)
+    if ext is None:
+        return SkipSample("no image member")
+    try:
+        decode_image(sample[ext])
+    except Exception as err:  # any decoder error means: this image is unreadable
+        return SkipSample(f"image not decodable ({type(err).__name__}: {err})")
+    return None
+
+
+def adapter_digest(adapter: Optional[str]) -> Optional[str]:
+    """SHA-256 over every file of an adapter folder (names and bytes: weights and adapter_config.json)."""
+    if not adapter:
+        return None
+    h = hashlib.sha256()
+    root = Path(adapter)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _config_digest(model_path: str) -> Optional[str]:
+    config = Path(model_path) / "config.json"
+    return hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
 
 
 def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, world_size: int) -> Dict[str, Any]:
     v, gen = cfg.vlm, cfg.vlm.generation
     settings = {"preset": gen.preset, "max_new_tokens": gen.max_new_tokens, "batch_size": gen.batch_size,
                 **(V.AUTHORS_SAMPLING if gen.preset == "authors" else {"do_sample": False})}
+    resolved = V.resolve_model_path(vlm, v.tiny_seed, v.cache_dir)
     return {"source": str(source.root), "source_manifest_sha256": source.digest, "model": vlm,
-            "resolved_model": V.resolve_model_path(vlm, v.tiny_seed, v.cache_dir),
-            "adapter": str(adapter) if adapter else None, "adapter_sha256": V.adapter_sha256(adapter),
+            "resolved_model": resolved, "model_config_sha256": _config_digest(resolved), "tiny_seed": v.tiny_seed,
+            "adapter": str(adapter) if adapter else None, "adapter_sha256": adapter_digest(adapter),
             "prompt": v.prompt, "min_pixels": v.min_pixels, "max_pixels": v.max_pixels, "generation": settings,
             "world_size": world_size}
 
 
+RESUME_MAY_CHANGE = ("describe.world_size", "describe.source", "describe.adapter", "describe.resolved_model")
+"""Provenance keys a resumed describe may change: ranks, and where the same input/adapter/model files live
+(their digests must still match)."""
+
+
 def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str] = None,
                  shards_in: Optional[Path] = None, out: Optional[Path] = None,
-                 env: Optional[DistEnv] = None, progress: bool = True) -> Dict[str, Any]:
+                 env: Optional[DistEnv] = None, progress: bool = True, restart: bool = False) -> Dict[str, Any]:
     """Describe every sample of `shards_in` into `out`. Defaults: vlm = cfg.vlm.model, shards_in =
-    cfg.data.shards, out = `<shards_in>-described`. Returns out, counts, samples/s and the quality report."""
+    cfg.data.shards, out = `<shards_in>-described`. `restart`: delete an earlier output of `out` first instead
+    of continuing it. Returns out, counts, samples/s and the quality report."""
     env = env or DistEnv.from_environment()
     vlm = vlm or cfg.vlm.model
     source = ShardSet.open(shards_in or cfg.data.shards)
     out = Path(out or f"{source.root}-described")
+    lc = cfg.data.loader
+    check_shard_files(source, lc.preflight, rank=env.rank, world_size=env.world_size)  # before any work
+    lock = FolderLock(out, "describe").acquire() if env.is_main else None
+    try:
+        return _describe_locked(cfg, vlm, adapter, source, out, env, progress, restart)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, out: Path, env: DistEnv,
+                     progress: bool, restart: bool) -> Dict[str, Any]:
+    lc = cfg.data.loader
     owns_group = env.is_distributed and not torch.distributed.is_initialized()
     init_process_group(env, cfg.distributed)
     try:
         fn = _DescribeBatches(lambda: Describer(cfg.vlm, vlm, adapter, env.device, cfg.distributed.precision))
+        made_by = {"describe": provenance(cfg, vlm, adapter, source, env.world_size)}
         mapped = map_shard_set(source, out, fn, env=env, batch_size=cfg.vlm.generation.batch_size,
-                               provenance={"describe": provenance(cfg, vlm, adapter, source, env.world_size)},
-                               progress=progress, desc="describe", has_descriptions=True)
+                               provenance=made_by, record=made_by, allow=RESUME_MAY_CHANGE, restart=restart,
+                               lock=False, max_bad_sample_rate=lc.max_bad_sample_rate,
+                               max_member_bytes=lc.max_member_bytes, progress=progress, desc="describe",
+                               has_descriptions=True)
         result: Dict[str, Any] = {"out": str(out)}
         if env.is_main:
             report = quality_report(ShardSet.open(out))

@@ -11,14 +11,17 @@ One process, `deepspeed --num_gpus N`, `torchrun` or several nodes: the process 
 variables (`DistEnv.from_environment`). ZeRO 0-3 (with CPU offload) come from `distributed.*`, or a DeepSpeed
 JSON (`distributed.deepspeed_config=launch/deepspeed/vlm_zero3.json`) whose batch keys are re-derived.
 
-Data order: the pairs of a shard set's train split are few (NBITP: 1,500) and are held in memory as encoded
-bytes. Step `s` of epoch `e` takes global batch `s` of a permutation seeded by (run.seed, e), every rank its own
-contiguous slice: so a resumed run continues on exactly the batches it would have seen.
+Data order and randomness depend on the optimizer step alone (`batches.py`): a run killed after a checkpoint and
+resumed with `run.resume=true` ends with the adapter of an uninterrupted run, bit for bit (LoRA dropout included).
+Checkpoints are written every `vlm.checkpoint_every` steps; a fresh start on a folder that holds checkpoints is
+refused (pass run.resume=true, or choose another run.name), and a resume may only change the keys listed in
+`resume_may_change` (core.recipe compares the stored config.yaml).
 
 The learning rate follows `vlm.lr_schedule` (linear warmup, then cosine, by default) over all optimizer steps.
 
-Outputs in `<run.output_dir>/<run.name>/`: `adapter/` (peft format, safetensors; gathered across ZeRO-3 ranks),
-`checkpoints/` (DeepSpeed, frozen base weights excluded, step and RNG states in the client state),
+Outputs in `<run.output_dir>/<run.name>/`: `adapter/` (peft format, safetensors; gathered across ZeRO-3 ranks,
+`adapter.py`), `checkpoints/` (DeepSpeed, frozen base weights excluded, step, loss window and RNG states in the
+client state),
 `metrics.jsonl`, `config.yaml`, `result.json`.
 """
 from __future__ import annotations
@@ -27,7 +30,6 @@ import dataclasses
 import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
@@ -36,57 +38,23 @@ import torch
 
 from ...core.checkpoint import CheckpointManager, step_tag
 from ...core.config import save_config
-from ...core.distributed import DistEnv, all_reduce_sum, barrier, plan_batch
+from ...core.distributed import DistEnv, all_reduce_sum, plan_batch
 from ...core.engine import OptimizerSpec, build_engine, deepspeed_config, precision_of, seed_everything
+from ...core.errors import ConfigError
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
 from ...core.tracking import build_logger
-from ...data.images import image_member
-from ...data.reader import iter_shard_samples
-from ...data.shardset import ShardSet
+from ...data.preflight import check_shard_files
+from ...data.shardset import ShardError, ShardSet
 from . import model as V
+from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
+from .batches import Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed  # noqa: F401
 
 if TYPE_CHECKING:
     from ...config import Config
 
 log = logging.getLogger(__name__)
 STAGE = "finetune-vlm"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Pairs
-# ---------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Pair:
-    key: str
-    image: bytes
-    text: str
-    label: str
-
-
-def read_pairs(shards: ShardSet, split: str) -> List[Pair]:
-    """Every (image, description) pair of one split, in manifest order; samples without `txt` are skipped."""
-    if split not in shards.manifest["splits"]:
-        return []
-    classes = shards.classes
-    pairs = []
-    for path, _ in shards.shards(split):
-        for s in iter_shard_samples(path):
-            text = s.get("txt", b"").decode("utf-8").strip()
-            ext = image_member(s)
-            if not text or ext is None:
-                continue
-            pairs.append(Pair(s["__key__"], s[ext], text, classes[int(s["cls"])]))
-    return pairs
-
-
-def step_indices(n: int, global_batch: int, step: int, seed: int) -> List[int]:
-    """Indices of global batch `step` (counted across epochs; the last partial batch of an epoch is dropped)."""
-    per_epoch = n // global_batch
-    epoch, within = divmod(step, per_epoch)
-    perm = np.random.default_rng([seed, epoch]).permutation(n)
-    return perm[within * global_batch:(within + 1) * global_batch].tolist()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -115,47 +83,64 @@ def shipped_deepspeed_configs(cfg: "Config") -> Dict[str, Dict[str, Any]]:
 # The recipe
 # ---------------------------------------------------------------------------------------------------------
 
+def require_one_batch(n_pairs: int, global_batch: int, pairs_dir: Path) -> None:
+    if n_pairs < global_batch:
+        raise ConfigError(f"vlm.global_batch_size: {global_batch} pairs per step, but vlm.pairs ({pairs_dir}) has "
+                          f"{n_pairs} training pairs with descriptions; lower vlm.global_batch_size to at most "
+                          f"{n_pairs} or fine-tune on more pairs")
+
+
 class FinetuneVLMRecipe:
     """setup -> train (validate, save_checkpoint inside) -> save the adapter -> cleanup."""
 
     name = "vlm"
+    result_sections = ("run", "distributed", "vlm")
+    """The sections this recipe reads; `data`, `train`, `fusion`... may differ on resume (core.recipe)."""
+    resume_may_change = ("vlm.max_steps", "vlm.epochs", "vlm.log_every", "vlm.eval_every", "vlm.checkpoint_every",
+                         "vlm.generation.*", "vlm.cache_dir", "run.cache_dir")
+    """Train longer, log, validate or checkpoint at another cadence; generation settings (describe's, unused
+    here); where the tiny model is cached (its weights are a function of vlm.tiny_seed)."""
 
     def __init__(self, cfg: "Config", env: DistEnv, report: Optional[Report] = None):
         self.cfg, self.env, self.report = cfg, env, report
         self.run_dir = Path(cfg.run.dir)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", env, keep=2)
         self.step = 0
+        self.loss_window: List[float] = []  # train losses since the last logged one (checkpointed)
+        self.last_train: Dict[str, float] = {}
         self.engine = None
         self.logger = None
-        self._enc_cache: Dict[str, V.Encoded] = {}
 
     @classmethod
     def check(cls, cfg: "Config", env: DistEnv) -> None:
-        """Config problems found before any work (no folder is created before these pass)."""
+        """Config problems found before any work; creates nothing on disk (core.recipe.run takes the folder after)."""
         vcfg = cfg.vlm
         micro = vcfg.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
-        plan_batch(vcfg.global_batch_size, env.world_size, micro, key="vlm.global_batch_size")
-        ShardSet.open(vcfg.pairs).require_split("train", "image-description pairs to fine-tune on")
+        plan = plan_batch(vcfg.global_batch_size, env.world_size, micro, key="vlm.global_batch_size")
         if cfg.distributed.deepspeed_config:
             from ...core.engine import read_user_deepspeed_json
 
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
+        try:
+            pairs = ShardSet.open(vcfg.pairs)
+        except ShardError as err:  # name the key to change
+            raise ShardError(f"vlm.pairs: {err}") from None
+        pairs.require_split("train", "image-description pairs to fine-tune on")
+        check_shard_files(pairs, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
+        require_one_batch(count_pairs(pairs, "train"), plan.global_batch, vcfg.pairs)
+        CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
 
     # -- setup ------------------------------------------------------------------------------------------------
     def setup(self) -> None:
-        from ...core.errors import UserError
-
         cfg, env, vcfg = self.cfg, self.env, self.cfg.vlm
-        seed_everything(cfg.run.seed + env.rank)  # dropout masks differ per rank
+        seed_everything(cfg.run.seed)  # the same on every rank: identical LoRA initialisation
         self.run_dir.mkdir(parents=True, exist_ok=True)
         pairs = ShardSet.open(vcfg.pairs)
         self.train_pairs = read_pairs(pairs, "train")
         self.val_pairs = read_pairs(pairs, "val")[: vcfg.val_max_samples]
         micro = vcfg.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
         self.plan = plan_batch(vcfg.global_batch_size, env.world_size, micro, key="vlm.global_batch_size")
-        if len(self.train_pairs) < self.plan.global_batch:
-            raise UserError(f"vlm.pairs: {vcfg.pairs} has {len(self.train_pairs)} training pairs with descriptions, "
-                            f"fewer than one global batch of {self.plan.global_batch} (vlm.global_batch_size)")
+        require_one_batch(len(self.train_pairs), self.plan.global_batch, vcfg.pairs)  # setup without check()
         self.steps_per_epoch = len(self.train_pairs) // self.plan.global_batch
         self.total_steps = vcfg.max_steps or vcfg.epochs * self.steps_per_epoch
 
@@ -185,6 +170,7 @@ class FinetuneVLMRecipe:
         self.engine = self.built.engine
         self.model = model
         self.pad_id = self.processor.tokenizer.pad_token_id
+        self.encode = pair_encoder(self.processor, vcfg, len(self.train_pairs) + len(self.val_pairs))
         self.logger = build_logger(cfg.tracking, cfg.run, env.rank, self.run_dir, STAGE, config=cfg,
                                    datasets=pairs.dataset_specs(), tags={"recipe": self.name})
         self.logger.log_metrics({"params/trainable": float(trainable), "params/total": float(total),
@@ -193,32 +179,16 @@ class FinetuneVLMRecipe:
             lrs = planned_lrs(vcfg.lr_schedule, self.total_steps, vcfg.lr)
             self.logger.log_figure(schedule_figure(lrs, "VLM learning-rate schedule"), "lr_schedule.png")
         if env.is_main:
-            save_config(cfg, self.run_dir / "config.yaml")
+            save_config(cfg, self.run_dir / "config.yaml")  # core.recipe compares it on resume
         # Frozen base weights are not in the checkpoint (excluded at save): load non-strictly.
         client = self.checkpoints.resume(self.engine, cfg.run.resume, strict=False)
         if client:
             self.step = int(client["step"])
+            self.loss_window = list(client.get("loss_window", []))
+            self.last_train = dict(client.get("last_train", {}))
             log.info("continuing at step %d", self.step)
 
     # -- batches ----------------------------------------------------------------------------------------------
-    ENCODE_CACHE_BYTES = 1 << 30
-    """Encoded pairs are kept in memory when the whole split fits in this much (images are not augmented, so
-    the processor's resize/normalise/patchify of a pair never changes; on small models it dominates a step)."""
-
-    def _encode(self, pairs: List[Pair]) -> List[V.Encoded]:
-        v = self.cfg.vlm
-        cache = self._enc_cache
-        out = []
-        for p in pairs:
-            enc = cache.get(p.key)
-            if enc is None:
-                enc = V.encode_pair(self.processor, p.image, v.prompt, p.text, v.max_length)
-                n_pairs = len(self.train_pairs) + len(self.val_pairs)
-                if enc.pixel_values.numel() * enc.pixel_values.element_size() * n_pairs <= self.ENCODE_CACHE_BYTES:
-                    cache[p.key] = enc
-            out.append(enc)
-        return out
-
     def _to_device(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         batch = {k: t.to(self.env.device) for k, t in batch.items()}
         batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
@@ -231,7 +201,7 @@ class FinetuneVLMRecipe:
         mine = idx[self.env.rank * per_rank:(self.env.rank + 1) * per_rank]
         out = []
         for i in range(0, len(mine), self.plan.micro_batch):
-            enc = self._encode([self.train_pairs[j] for j in mine[i:i + self.plan.micro_batch]])
+            enc = self.encode([self.train_pairs[j] for j in mine[i:i + self.plan.micro_batch]])
             out.append(self._to_device(V.collate(enc, self.pad_id, "right")))
         return out
 
@@ -253,11 +223,11 @@ class FinetuneVLMRecipe:
 
         vcfg = self.cfg.vlm
         self.engine.train()
-        last: Dict[str, float] = {}
-        window: List[float] = []
         bar = tqdm(total=self.total_steps, initial=self.step, desc=STAGE, disable=not self.env.is_main,
                    dynamic_ncols=True)
         while self.step < self.total_steps:
+            # Dropout masks from a seed of (run.seed, step, rank): independent of the run's history.
+            seed_everything(step_seed(self.cfg.run.seed, self.step, self.env.rank))
             losses = []
             for batch in self.micro_batches(self.step):
                 loss = self.engine(**batch).loss
@@ -266,20 +236,20 @@ class FinetuneVLMRecipe:
                 losses.append(loss.detach().float())
             self.step += 1
             step_loss = all_reduce_sum(self.env, torch.stack(losses).mean().reshape(1)).item() / self.env.world_size
-            window.append(step_loss)
+            self.loss_window.append(step_loss)
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.3f}")
             if self.step % vcfg.log_every == 0 or self.step == self.total_steps:
-                last = {"train/loss": float(np.mean(window)), "train/epoch": self.step / self.steps_per_epoch,
-                        "train/lr": self.built.lr()}
-                window = []
-                self.logger.log_metrics(last, step=self.step)
+                self.last_train = {"train/loss": float(np.mean(self.loss_window)),
+                                   "train/epoch": self.step / self.steps_per_epoch, "train/lr": self.built.lr()}
+                self.loss_window = []
+                self.logger.log_metrics(self.last_train, step=self.step)
             if vcfg.eval_every and self.step % vcfg.eval_every == 0 and self.step < self.total_steps:
                 self._log_val()
             if vcfg.checkpoint_every and self.step % vcfg.checkpoint_every == 0 and self.step < self.total_steps:
                 self.save_checkpoint()
         bar.close()
-        return last
+        return self.last_train
 
     def _log_val(self) -> Dict[str, float]:
         metrics = self.validate()
@@ -305,7 +275,7 @@ class FinetuneVLMRecipe:
         totals = torch.zeros(2, dtype=torch.float64)
         for b in range(n_batches):
             chunk = mine[b * self.plan.micro_batch:(b + 1) * self.plan.micro_batch]
-            enc = self._encode([self.val_pairs[i] for i in chunk] or [self.val_pairs[0]])
+            enc = self.encode([self.val_pairs[i] for i in chunk] or [self.val_pairs[0]])
             if not chunk:  # a copy: encodings may be cached
                 enc = [dataclasses.replace(e, labels=[V.IGNORE_INDEX] * len(e.labels)) for e in enc]
             batch = self._to_device(V.collate(enc, self.pad_id, "right"))
@@ -328,8 +298,8 @@ class FinetuneVLMRecipe:
     def save_checkpoint(self) -> str:
         """A resumable checkpoint (LoRA + optimizer + schedule + step + RNG), frozen base weights excluded.
         Collective: every rank calls it."""
-        return self.checkpoints.save(self.engine, step_tag(self.step), {"step": self.step},
-                                     exclude_frozen_parameters=True)
+        client = {"step": self.step, "loss_window": self.loss_window, "last_train": self.last_train}
+        return self.checkpoints.save(self.engine, step_tag(self.step), client, exclude_frozen_parameters=True)
 
     def save_adapter(self, out_dir: Optional[Path] = None) -> Path:
         """The adapter in peft format. Collective: under ZeRO-3 every rank must join the gather."""
@@ -341,39 +311,3 @@ class FinetuneVLMRecipe:
         if self.logger is not None:
             self.logger.close(status)
 
-
-def trainable_state_dict(model: torch.nn.Module, env: DistEnv) -> Dict[str, torch.Tensor]:
-    """Full copies of every trainable tensor (LoRA A/B and modules_to_save), on rank 0; {} elsewhere.
-
-    Under ZeRO-3 each rank holds a shard of every parameter (`p.numel() == 0` locally): GatheredParameters
-    materialises them on all ranks, which is why every rank must call this (saving only on rank 0 without the
-    gather is what writes the well-known empty adapter).
-    """
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    partitioned = [p for _, p in named if hasattr(p, "ds_id")]
-    state: Dict[str, torch.Tensor] = {}
-    if partitioned:
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(partitioned, modifier_rank=None):
-            if env.is_main:
-                state = {n: p.detach().cpu().clone() for n, p in named}
-    elif env.is_main:
-        state = {n: p.detach().cpu().clone() for n, p in named}
-    return state
-
-
-def save_adapter(model, out_dir: Path, env: DistEnv, base_path: Optional[str] = None) -> None:
-    """Gather (all ranks) then write the peft adapter (rank 0); refuses to write an empty one."""
-    from peft import get_peft_model_state_dict
-
-    state = trainable_state_dict(model, env)
-    if env.is_main:
-        peft_state = get_peft_model_state_dict(model, state_dict=state)
-        if not peft_state or any(t.numel() == 0 for t in peft_state.values()):
-            raise RuntimeError("refusing to save an empty LoRA adapter (parameters were not gathered)")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if base_path is not None:
-            model.peft_config["default"].base_model_name_or_path = base_path
-        model.save_pretrained(str(out_dir), state_dict=state, safe_serialization=True)
-    barrier(env)

@@ -265,14 +265,20 @@ def generation_kwargs(gen: GenerationConfig, processor) -> Dict[str, Any]:
     return kw
 
 
+def generation_batch(processor, images: Sequence[Any], prompt: str) -> Dict[str, torch.Tensor]:
+    """The prompts of `images`, left-padded: images of different sizes give prompts of different lengths (one
+    token per merged 28x28 patch), and left padding keeps each prompt flush against its first new token."""
+    encoded = [encode_prompt(processor, img, prompt) for img in images]
+    return collate(encoded, processor.tokenizer.pad_token_id, padding_side="left")
+
+
 @torch.no_grad()
 def generate_descriptions(model, processor, images: Sequence[Any], prompt: str, gen: GenerationConfig,
                           device: torch.device = torch.device("cpu"),
                           model_dtype: Optional[torch.dtype] = None) -> List[str]:
-    """One description per image, in one left-padded batched `generate` call."""
-    encoded = [encode_prompt(processor, img, prompt) for img in images]
-    batch = collate(encoded, processor.tokenizer.pad_token_id, padding_side="left")
-    batch = {k: v.to(device) for k, v in batch.items()}
+    """One description per image, in one left-padded batched `generate` call; each stops at `<|im_end|>`
+    (excluded from the text)."""
+    batch = {k: v.to(device) for k, v in generation_batch(processor, images, prompt).items()}
     if model_dtype is not None:
         batch["pixel_values"] = batch["pixel_values"].to(model_dtype)
     out = model.generate(**batch, **generation_kwargs(gen, processor))

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from support.fusion import CPU_DEMO, ROOT, make_shards
+from support.fusion import (CPU_DEMO, ROOT, checkpoint_weights, gate_env, gated_train_command, kill_at_gate,
+                            make_shards)
 
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 BASE = ["tracking.backends=[stdout]", "data.loader.num_workers=0", "data.loader.image_size=64", "run.seed=0"]
@@ -81,39 +80,51 @@ def _weights(export_dir: Path) -> dict:
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights_and_metrics(shards, tmp_path):
-    """SIGKILL after the first checkpoint, resume with run.resume=true: the export equals an uninterrupted
-    run's to 1e-5 and the validation metrics are identical (both single-process CPU, seed 0)."""
+    """SIGKILL right after the checkpoint of epoch 1 of 4 (an exact point, whatever the load: the child waits
+    there to be killed, see `support.fusion.gated_train_command`), resume with run.resume=true: the LAST
+    checkpoint (trained entirely after the kill) and the export are bit-identical to an uninterrupted run's (both
+    single-process CPU, seed 0), and the validation metrics from training, `evaluate --export` and
+    `evaluate --checkpoint` all equal the uninterrupted run's."""
     ref = subprocess.run(_train_cmd(shards, tmp_path / "ref"), cwd=ROOT, env=_env(), capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=600)
     assert ref.returncode == 0, ref.stderr[-4000:]
 
     killed_dir = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(shards, killed_dir), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen(gated_train_command(PY, _train_cmd(shards, killed_dir)[3:]), cwd=ROOT,
+                            env=gate_env(_env(), gate, "saved:epoch-0001"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    latest = killed_dir / "r" / "checkpoints" / "latest"
-    deadline = time.time() + 240
-    while not latest.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert latest.exists(), "no checkpoint appeared"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (killed_dir / "r" / "export").exists(), "the run finished before it could be killed"
+    assert kill_at_gate(proc, gate) == "saved:epoch-0001"
+    ckpt = killed_dir / "r" / "checkpoints"
+    # killed mid-run, told by the files: epoch 1 is the newest checkpoint, nothing of epochs 2-3, no export
+    assert (ckpt / "latest").read_text() == "epoch-0001"
+    assert not (ckpt / "epoch-0002").exists() and not (ckpt / "epoch-0003").exists()
+    assert not (killed_dir / "r" / "export").exists() and not (killed_dir / "r" / "metrics.json").exists()
 
     resumed = subprocess.run(_train_cmd(shards, killed_dir, "run.resume=true"), cwd=ROOT, env=_env(),
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-4000:]
-    assert "resumed from" in resumed.stderr  # logged by core.checkpoint (stdlib logging goes to stderr)
-    a, b = _weights(tmp_path / "ref" / "r" / "export"), _weights(killed_dir / "r" / "export")
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0, msg=key)
+    assert f"resumed from {ckpt / 'epoch-0001'}" in resumed.stderr  # logged by core.checkpoint (stderr)
+    assert "continuing at epoch 2" in resumed.stderr
+
+    # the last checkpoint and the export: bit for bit
+    last_ref = checkpoint_weights(tmp_path / "ref" / "r" / "checkpoints", "epoch-0003")
+    last_resumed = checkpoint_weights(ckpt, "epoch-0003")
+    for name, (a, b) in {"last checkpoint": (last_ref, last_resumed),
+                         "export": (_weights(tmp_path / "ref" / "r" / "export"),
+                                    _weights(killed_dir / "r" / "export"))}.items():
+        assert a.keys() == b.keys(), name
+        differ = [k for k in a if not torch.equal(a[k], b[k])]
+        assert differ == [], f"{name}: {differ}"
     ra, rb = _last_json(ref.stdout), _last_json(resumed.stdout)
+    assert ra["best_epoch"] == rb["best_epoch"]
     for key, value in ra.items():
         if key.startswith("val/"):
-            assert rb[key] == pytest.approx(value, abs=1e-6), key
+            assert rb[key] == value, key
     # retention: keep_checkpoints=1 plus the best
-    tags = sorted(p.name for p in (killed_dir / "r" / "checkpoints").iterdir() if p.name.startswith("epoch-"))
-    assert len(tags) in (1, 2), tags
+    tags = sorted(p.name for p in ckpt.iterdir() if p.name.startswith("epoch-"))
+    assert "epoch-0003" in tags and len(tags) in (1, 2), tags
+    assert not [p.name for p in ckpt.iterdir() if p.name.startswith(".partial-")]
 
     # the export rebuilds offline and predicts
     from mmlnb_dist.recipes.fusion.export import load_exported_model
@@ -124,13 +135,14 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(shards, tmp_path):
         out = model(pixel_values=torch.randn(2, 3, 64, 64), **tokenize(["small round blue cells", ""]))
     assert out["logits"].shape == (2, 3)
 
-    # evaluate from the export and from the checkpoint give the same metrics as training reported
-    ev = subprocess.run(_cli("evaluate", "--config", str(CPU_DEMO), f"data.shards={shards}", *BASE,
-                             "--export", str(killed_dir / "r" / "export"), "--json"),
-                        cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=200)
-    assert ev.returncode == 0, ev.stderr[-3000:]
-    got = json.loads(ev.stdout[ev.stdout.index("{"):])
-    assert got["balanced_accuracy"] == pytest.approx(rb["val/balanced_accuracy"], abs=1e-6)
+    # evaluate from the export and from the checkpoints folder (the best tag) give the metrics training reported
+    for source in (["--export", str(killed_dir / "r" / "export")], ["--checkpoint", str(ckpt)]):
+        ev = subprocess.run(_cli("evaluate", "--config", str(CPU_DEMO), f"data.shards={shards}", *BASE, *source,
+                                 "--json"), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+        assert ev.returncode == 0, ev.stderr[-3000:]
+        got = json.loads(ev.stdout[ev.stdout.index("{"):])
+        for key in ("balanced_accuracy", "accuracy", "kappa", "auroc", "loss", "num_samples"):
+            assert got[key] == pytest.approx(rb[f"val/{key}"], abs=1e-6), (source[0], key)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "launch" / "deepspeed").glob("fusion_*.json")), ids=lambda p: p.stem)
@@ -156,13 +168,16 @@ def test_all_nine_deepspeed_jsons_ship():
     ("fusion.model.image_encoder.name=alexnet", "alexnet"),
     ("data.shards=/nonexistent/shards", "data.shards"),
 ])
-def test_train_rejects_a_bad_config_before_work_starts(override, message, tmp_path, shards, capsys):
+def test_train_rejects_a_bad_config_before_work_starts(override, message, tmp_path, shards, capsys, monkeypatch):
     from mmlnb_dist.cli import main
+    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
 
+    def no_work(self):
+        raise AssertionError("setup started: the config error was not caught before work")
+
+    monkeypatch.setattr(FusionRecipe, "setup", no_work)
     args = ["train", "--config", str(CPU_DEMO), f"data.shards={shards}", f"run.output_dir={tmp_path}",
             "tracking.backends=[stdout]", override]
-    t0 = time.time()
     assert main(args) == 2
     assert message in capsys.readouterr().err
-    assert time.time() - t0 < 20
     assert not (tmp_path / "cpu-demo").exists()  # nothing was written

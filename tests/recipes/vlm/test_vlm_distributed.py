@@ -1,6 +1,10 @@
 """2-process DeepSpeed ZeRO-3 LoRA fine-tuning of the tiny Qwen2.5-VL (torchrun, gloo, CPU, torch_adam):
-the loss falls, the adapter is complete (gathered across ranks) and reproduces the trained weights, resume
-continues from the saved step, and the merged export matches base + adapter."""
+the loss falls, the adapter is complete (gathered across ranks) and equals the consolidated checkpoint tensor for
+tensor, resume continues from the saved step, and the merged export matches base + adapter.
+
+Every tensor of the tiny model is smaller than DeepSpeed's default `stage3_param_persistence_threshold` (1e5
+elements), which keeps such tensors whole on every rank: with the default, ZeRO-3 would never partition them and
+the adapter gather would go untested. The run uses a DeepSpeed JSON with the threshold at 0."""
 from __future__ import annotations
 
 import json
@@ -18,9 +22,14 @@ pytestmark = pytest.mark.slow  # every test here reads the 2-process torchrun ru
 PIX = 56 * 56
 
 
+ZERO3_PARTITION_ALL = {"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0,
+                                             "stage3_gather_16bit_weights_on_model_save": True}}
+
+
 def _args(tmp: Path, *extra: str):
     return ["finetune-vlm", "--config", "launch/profiles/cpu-demo.yaml", f"vlm.pairs={tmp / 'pairs'}",
-            f"run.output_dir={tmp / 'runs'}", "run.name=z3", "distributed.zero_stage=3", "vlm.log_every=1",
+            f"run.output_dir={tmp / 'runs'}", "run.name=z3", "distributed.zero_stage=3",
+            f"distributed.deepspeed_config={tmp / 'zero3.json'}", "vlm.log_every=1",
             "vlm.checkpoint_every=3", "vlm.lr=1e-2", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
             f"vlm.cache_dir={tmp / 'cache'}", "tracking.backends=[stdout]", "vlm.gradient_checkpointing=true",
             "vlm.val_max_samples=8", *extra]
@@ -34,8 +43,43 @@ def _check(proc: subprocess.CompletedProcess) -> None:
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vlm_z3")
     make_pairs(tmp / "pairs", n=48)
-    _check(torchrun(_args(tmp, "vlm.max_steps=6")))
+    (tmp / "zero3.json").write_text(json.dumps(ZERO3_PARTITION_ALL))
+    proc = torchrun(_args(tmp, "vlm.max_steps=6"))
+    _check(proc)
+    (tmp / "first_run.log").write_text(proc.stdout + proc.stderr)
     return tmp
+
+
+def test_every_trainable_tensor_was_partitioned(trained):
+    """The run really exercised the gather: no trainable tensor stayed whole on every rank."""
+    import re
+
+    log = (trained / "first_run.log").read_text()
+    counts = re.search(r"ZeRO-3: (\d+) of (\d+) trainable tensors are partitioned", log)
+    assert counts and int(counts[1]) == int(counts[2]) > 0, counts
+
+
+def test_adapter_equals_the_consolidated_checkpoint(trained):
+    """Every saved adapter tensor equals the trained fp32 weight that zero_to_fp32 consolidates from the final
+    ZeRO-3 checkpoint (the adapter is written right after it): exactly, and none is missing or empty."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.core.checkpoint import fp32_state_dict_from_checkpoint
+    from mmlnb_dist.recipes.vlm import model as V
+
+    tag, consolidated = fp32_state_dict_from_checkpoint(trained / "runs/z3/checkpoints", "step-000006")
+    cfg = load_config(ROOT / "launch/profiles/cpu-demo.yaml")
+    base, _ = V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=trained / "cache")
+    peft_model = V.apply_lora(base, cfg.vlm.lora)
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert trainable <= set(consolidated), sorted(trainable - set(consolidated))[:5]
+    expected = get_peft_model_state_dict(peft_model, state_dict={n: consolidated[n] for n in trainable})
+    adapter = load_file(str(trained / "runs/z3/adapter/adapter_model.safetensors"))
+    assert set(adapter) == set(expected)
+    differing = [k for k in expected if adapter[k].numel() == 0 or not torch.equal(adapter[k], expected[k])]
+    assert not differing, differing[:5]
 
 
 def _logits(model, processor, tmp: Path):
@@ -108,7 +152,7 @@ def test_merged_export_matches_base_plus_adapter(trained):
     cmd = [sys.executable, "-m", "mmlnb_dist.cli", "export-vlm", "--base", "tiny", "--adapter",
            str(trained / "runs/z3/adapter"), "--out", str(out), "--config", "launch/profiles/cpu-demo.yaml",
            f"vlm.cache_dir={trained / 'cache'}", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}"]
-    _check(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180))
+    _check(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600))
     assert (out / "model.safetensors").is_file()
     merged = Qwen2_5_VLForConditionalGeneration.from_pretrained(out)
     base, proc = V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=trained / "cache")

@@ -14,10 +14,23 @@ PROMPT = "You are a specialized pathologist, please describe what you see micros
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def tiny(cache):
     from mmlnb_dist.recipes.vlm import model as V
 
-    return V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=tmp_path_factory.mktemp("cache"))
+    return V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def tiny_varsize(cache):
+    """Pixel bounds 28x28 .. 112x112: images of different sizes get different numbers of image tokens."""
+    from mmlnb_dist.recipes.vlm import model as V
+
+    return V.load_vlm("tiny", min_pixels=28 * 28, max_pixels=112 * 112, cache_dir=cache)
 
 
 def _image(seed: int = 0, size: int = 64):
@@ -66,18 +79,138 @@ def test_train_and_generate_share_the_prompt_ids(tiny):
         [0] * (len(gen.input_ids) - len(short.input_ids))
 
 
-def test_generation_stops_at_end_of_turn_and_is_batched(tiny):
+def _generated_ids(model, proc, images, gen):
+    """Greedy new-token ids per image, from one left-padded batch (reference for the text checks)."""
+    from mmlnb_dist.recipes.vlm import model as V
+
+    batch = V.generation_batch(proc, images, PROMPT)
+    out = model.generate(**batch, **V.generation_kwargs(gen, proc))
+    return [row.tolist() for row in out[:, batch["input_ids"].shape[1]:]]
+
+
+def test_batched_generation_of_unequal_prompts_equals_one_at_a_time(tiny_varsize):
+    """Images of different sizes have different numbers of image tokens: the batch is really left-padded, and
+    every row generates what it generates alone."""
     from mmlnb_dist.recipes.vlm.config import GenerationConfig
     from mmlnb_dist.recipes.vlm import model as V
 
-    model, proc = tiny
-    gen = GenerationConfig(max_new_tokens=6)
-    batched = V.generate_descriptions(model, proc, [_image(0), _image(1)], PROMPT, gen)
-    single = [V.generate_descriptions(model, proc, [_image(i)], PROMPT, gen)[0] for i in (0, 1)]
+    model, proc = tiny_varsize
+    images = [_image(0, 56), _image(1, 112), _image(2, 84)]
+    image_id = proc.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    counts = [V.encode_prompt(proc, im, PROMPT).input_ids.count(image_id) for im in images]
+    assert len(set(counts)) == 3, counts  # 4, 16 and 9 image tokens
+    batch = V.generation_batch(proc, images, PROMPT)
+    pads = (batch["attention_mask"] == 0).sum(dim=1).tolist()
+    assert sorted(pads)[0] == 0 and all(p > 0 for p in sorted(pads)[1:]), pads
+    assert all(batch["attention_mask"][i, :p].sum() == 0 for i, p in enumerate(pads))  # padding on the left
+    gen = GenerationConfig(max_new_tokens=8)
+    batched = V.generate_descriptions(model, proc, images, PROMPT, gen)
+    single = [V.generate_descriptions(model, proc, [im], PROMPT, gen)[0] for im in images]
     assert batched == single
+    assert len(set(single)) == 3, single  # the images lead to different outputs: a mix-up would show
+
+
+def test_generation_stops_at_end_of_turn_and_excludes_it(tiny_varsize):
+    """A model that emits `<|im_end|>` exactly where it would have emitted token X (their output rows swapped):
+    each description is the original one cut before its first X, in a batch where rows stop at different steps."""
+    import copy
+
+    import torch
+
+    from mmlnb_dist.recipes.vlm.config import GenerationConfig
+    from mmlnb_dist.recipes.vlm import model as V
+
+    model, proc = tiny_varsize
+    tok = proc.tokenizer
+    end = tok.convert_tokens_to_ids(V.END_OF_TURN)
+    images = [_image(0, 56), _image(1, 112), _image(2, 84)]
+    gen = GenerationConfig(max_new_tokens=10)
+    plain = _generated_ids(model, proc, images, gen)
+    assert all(end not in row for row in plain)  # the random model never ends a turn by itself
+    # X: a token that one row reaches late enough to keep some text and another row never produces.
+    stop_token, stop_at = next((row[i], i) for row in plain for i in range(2, len(row))
+                               if row[i] not in row[:i] and any(row[i] not in other for other in plain))
+    ending = copy.deepcopy(model)
+    head = ending.get_output_embeddings().weight
+    with torch.no_grad():
+        head[[end, stop_token]] = head[[stop_token, end]]
+    expected = [tok.decode(row[:row.index(stop_token)] if stop_token in row else row,
+                           skip_special_tokens=True).strip() for row in plain]
+    lengths = [row.index(stop_token) if stop_token in row else len(row) for row in plain]
+    assert min(lengths) == stop_at and max(lengths) == gen.max_new_tokens  # rows stop at different steps
+    assert V.generate_descriptions(ending, proc, images, PROMPT, gen) == expected
+    assert [V.generate_descriptions(ending, proc, [im], PROMPT, gen)[0] for im in images] == expected
     kw = V.generation_kwargs(GenerationConfig(preset="authors"), proc)
     assert kw["do_sample"] and kw["temperature"] == 0.3 and kw["top_p"] == 0.9 and kw["top_k"] == 50
-    assert kw["repetition_penalty"] == 1.2 and kw["eos_token_id"] == proc.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert kw["repetition_penalty"] == 1.2 and kw["eos_token_id"] == end
+
+
+def test_training_loss_is_cross_entropy_over_answer_tokens_only(tiny_varsize):
+    """Right padding: labels are -100 on prompt, image and padding; the model's loss equals a cross-entropy
+    computed by hand over the answer positions (each predicted from the position before it)."""
+    import torch
+    import torch.nn.functional as F
+
+    from mmlnb_dist.recipes.vlm import model as V
+
+    model, proc = tiny_varsize
+    pairs = [(_image(0, 56), "Sheets of small round blue cells."), (_image(1, 112), "Neuropil.")]
+    enc = [V.encode_pair(proc, im, PROMPT, text, 256) for im, text in pairs]
+    n_prompt = [len(V.encode_prompt(proc, im, PROMPT).input_ids) for im, _ in pairs]
+    batch = V.collate(enc, proc.tokenizer.pad_token_id, "right")
+    width = batch["input_ids"].shape[1]
+    lengths = [len(e.input_ids) for e in enc]
+    assert min(lengths) < width  # the batch really is padded
+    for i, (n, length) in enumerate(zip(n_prompt, lengths)):
+        assert (batch["labels"][i, :n] == V.IGNORE_INDEX).all()
+        assert (batch["labels"][i, length:] == V.IGNORE_INDEX).all()
+        assert (batch["attention_mask"][i, length:] == 0).all()
+        assert batch["labels"][i, n:length].tolist() == enc[i].input_ids[n:]
+    with torch.no_grad():
+        out = model(**batch)
+    logits, targets = [], []
+    for i, (n, length) in enumerate(zip(n_prompt, lengths)):
+        logits.append(out.logits[i, n - 1:length - 1])
+        targets.append(torch.tensor(enc[i].input_ids[n:length]))
+    by_hand = F.cross_entropy(torch.cat(logits).float(), torch.cat(targets))
+    assert torch.allclose(out.loss, by_hand, rtol=1e-5, atol=1e-6), (out.loss, by_hand)
+
+
+def test_finetune_and_describe_read_the_one_prompt_field(tiny, cache):
+    """`vlm.prompt` is the prompt of both: the training ids start with its prompt ids, and describe generates
+    from exactly its prompt ids; changing the field changes both."""
+    import io
+
+    import torch
+
+    from mmlnb_dist.recipes.vlm import model as V
+    from mmlnb_dist.recipes.vlm.batches import Pair, pair_encoder
+    from mmlnb_dist.recipes.vlm.config import VLMConfig
+    from mmlnb_dist.recipes.vlm.describe import Describer
+
+    _, proc = tiny
+    image = _image(3)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    pair = Pair("k0", buf.getvalue(), "Neuropil.", "PD")
+    seen = {}
+    for prompt in ("Describe the patch.", "What grade is this neuroblastoma?"):
+        vcfg = VLMConfig(model="tiny", prompt=prompt, min_pixels=PIX, max_pixels=PIX, cache_dir=cache)
+        want = V.encode_prompt(proc, image, prompt).input_ids
+        trained = pair_encoder(proc, vcfg)([pair])[0].input_ids
+        describer = Describer(vcfg, "tiny", None, torch.device("cpu"), "fp32")
+        captured = {}
+
+        def fake_generate(**kw):
+            captured.update(kw)
+            return kw["input_ids"]  # no new tokens
+
+        describer.model.generate = fake_generate
+        assert describer.describe([image]) == [""]
+        assert trained[:len(want)] == want
+        assert captured["input_ids"][0].tolist() == want
+        seen[prompt] = want
+    assert len({tuple(v) for v in seen.values()}) == 2
 
 
 def test_lora_targets_exclude_vision_tower_unless_asked(tiny):

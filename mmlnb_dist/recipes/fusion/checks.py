@@ -1,0 +1,64 @@
+"""Checks of a shard set against a fusion config that `FusionRecipe.check` runs before any work: cheap (the
+manifest, or at most a few samples of the first train shard), so a run that would train on the wrong numbers
+stops with a ConfigError naming the key to change instead of failing or misleading epochs later."""
+from __future__ import annotations
+
+import logging
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from ...core.errors import ConfigError
+from ...data.reader import iter_shard_samples
+from ...data.shardset import ShardSet
+
+if TYPE_CHECKING:
+    from ...config import Config
+
+log = logging.getLogger(__name__)
+
+PROBE_SAMPLES = 16
+"""Samples of the first train shard read when an (older) manifest does not record `has_descriptions`."""
+
+
+def train_has_descriptions(shards: ShardSet) -> bool:
+    """Whether the train samples carry descriptions: the manifest's record, else a look at the first samples."""
+    recorded = shards.manifest.get("has_descriptions")
+    if recorded is not None:
+        return bool(recorded)
+    entries = shards.shards("train")
+    if not entries:
+        return False
+    probe = islice(iter_shard_samples(entries[0][0]), PROBE_SAMPLES)
+    return any(sample.get("txt", b"").strip() for sample in probe)
+
+
+def check_text_available(cfg: "Config", shards: ShardSet) -> None:
+    """A fusion mode with a text branch on shards without descriptions would feed it empty strings."""
+    mode = cfg.fusion.model.mode
+    if mode == "image_only" or train_has_descriptions(shards):
+        return
+    raise ConfigError(f"fusion.model.mode={mode} uses a text branch, but the train samples of data.shards "
+                      f"{shards.root} carry no descriptions (no `txt` members): it would train on empty text. "
+                      f"Train on images alone with fusion.model.mode=image_only, or write descriptions first "
+                      f"with `mmlnb-dist describe --shards {shards.root}` and train on its output")
+
+
+UNDEFINED_ON_ONE_CLASS = ("auroc", "kappa", "quadratic_kappa")
+"""Metrics without meaning on a split holding one class: AUROC is NaN; kappa is NaN (no chance disagreement)
+when every prediction is that class too, and at most 0 otherwise."""
+
+
+def check_best_metric_defined(cfg: "Config", shards: ShardSet) -> None:
+    """A val split holding fewer than two classes cannot pick a checkpoint by AUROC or kappa."""
+    metric = cfg.train.best_metric
+    counts = shards.manifest["splits"].get("val", {}).get("class_counts", {})
+    present = sorted(c for c, n in counts.items() if n)
+    if metric in UNDEFINED_ON_ONE_CLASS and len(present) < 2:
+        raise ConfigError(f"train.best_metric={metric}: the val split of {shards.root} holds only "
+                          f"{present or 'no'} class(es), so its {metric} is undefined (NaN) and cannot choose the "
+                          f"best checkpoint; pick another metric (e.g. train.best_metric=loss) or rebuild the "
+                          f"shards with more val slides (data.build.val_fraction)")
+    absent = [c for c in shards.classes if c not in present]
+    if absent:
+        log.warning("the val split of %s has no samples of %s: those classes are left out of balanced accuracy "
+                    "and AUROC on val", shards.root, ", ".join(absent))

@@ -1,0 +1,78 @@
+"""Saving the LoRA adapter from a DeepSpeed engine, ZeRO-3 included.
+
+Under ZeRO-3 every parameter larger than `stage3_param_persistence_threshold` elements is partitioned: outside a
+`deepspeed.zero.GatheredParameters` block a rank holds an empty placeholder (`numel() == 0`, `ds_status`
+NOT_AVAILABLE) and its shard in `ds_tensor`. Copying such a parameter is what writes the well-known empty adapter
+(peft #2892, trl #4416, DeepSpeed #7900). Here every rank joins the gather, rank 0 copies, and the copy refuses
+any parameter that is still partitioned, so a missing gather is an error and never an empty file.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from ...core.distributed import DistEnv, barrier
+
+log = logging.getLogger(__name__)
+
+
+class PartitionedParameterError(RuntimeError):
+    """A ZeRO-3 parameter was about to be copied while its data lives in shards on other ranks."""
+
+
+def is_partitioned(param: torch.Tensor) -> bool:
+    """True for a ZeRO-3 parameter whose full data is not on this rank right now."""
+    status = getattr(param, "ds_status", None)
+    if status is not None and getattr(status, "name", "") == "NOT_AVAILABLE":
+        return True
+    return param.numel() == 0 and getattr(param, "ds_numel", 0) > 0
+
+
+def copy_trainable(named: List[Tuple[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """CPU copies of `named` parameters; refuses (PartitionedParameterError) when any is still partitioned."""
+    partitioned = [n for n, p in named if is_partitioned(p)]
+    if partitioned:
+        raise PartitionedParameterError(
+            f"{len(partitioned)} of {len(named)} trainable parameters are partitioned by ZeRO-3 on this rank (first: "
+            f"{partitioned[0]}); copying them now would save empty tensors. Gather them first, on every rank "
+            f"(deepspeed.zero.GatheredParameters), as trainable_state_dict does")
+    return {n: p.detach().cpu().clone() for n, p in named}
+
+
+def trainable_state_dict(model: torch.nn.Module, env: DistEnv) -> Dict[str, torch.Tensor]:
+    """Full copies of every trainable tensor (LoRA A/B and modules_to_save), on rank 0; {} elsewhere.
+
+    Collective under ZeRO-3: GatheredParameters materialises the partitioned parameters on all ranks, so every
+    rank must call this.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    zero3 = [p for _, p in named if hasattr(p, "ds_id")]
+    if zero3:
+        import deepspeed
+
+        # Persistent tensors (below stage3_param_persistence_threshold) stay whole once a forward pass fetched them.
+        log.info("ZeRO-3: %d of %d trainable tensors are partitioned across ranks at save (gathered to save)",
+                 sum(is_partitioned(p) for _, p in named), len(named))
+
+        with deepspeed.zero.GatheredParameters(zero3, modifier_rank=None):
+            return copy_trainable(named) if env.is_main else {}
+    return copy_trainable(named) if env.is_main else {}
+
+
+def save_adapter(model, out_dir: Path, env: DistEnv, base_path: Optional[str] = None) -> None:
+    """Gather (all ranks) then write the peft adapter (rank 0); refuses to write an empty one."""
+    from peft import get_peft_model_state_dict
+
+    state = trainable_state_dict(model, env)
+    if env.is_main:
+        peft_state = get_peft_model_state_dict(model, state_dict=state)
+        if not peft_state or any(t.numel() == 0 for t in peft_state.values()):
+            raise PartitionedParameterError("refusing to save an empty LoRA adapter (parameters were not gathered)")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if base_path is not None:
+            model.peft_config["default"].base_model_name_or_path = base_path
+        model.save_pretrained(str(out_dir), state_dict=state, safe_serialization=True)
+    barrier(env)

@@ -1,0 +1,98 @@
+"""The fine-tuning data: image-description pairs, their order, their encoding, and the per-step seed.
+
+Data order: the pairs of a shard set's train split are few (NBITP: 1,500) and are held in memory as encoded
+bytes. Optimizer step `s` takes global batch `s` of a permutation seeded by (run.seed, epoch), every rank its own
+contiguous slice; the random numbers of step `s` (LoRA dropout) come from a seed derived from (run.seed, s, rank).
+Both depend on the step alone, so a resumed run replays exactly the steps an uninterrupted one would have taken.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Dict, List
+
+import numpy as np
+
+from ...data.images import image_member
+from ...data.reader import iter_shard_samples
+from ...data.shardset import ShardSet
+from . import model as V
+
+if TYPE_CHECKING:
+    from .config import VLMConfig
+
+
+@dataclass(frozen=True)
+class Pair:
+    key: str
+    image: bytes
+    text: str
+    label: str
+
+
+def read_pairs(shards: ShardSet, split: str) -> List[Pair]:
+    """Every (image, description) pair of one split, in manifest order; samples without `txt` are skipped."""
+    if split not in shards.manifest["splits"]:
+        return []
+    classes = shards.classes
+    pairs = []
+    for path, _ in shards.shards(split):
+        for s in iter_shard_samples(path):
+            text = s.get("txt", b"").decode("utf-8").strip()
+            ext = image_member(s)
+            if not text or ext is None:
+                continue
+            pairs.append(Pair(s["__key__"], s[ext], text, classes[int(s["cls"])]))
+    return pairs
+
+
+def count_pairs(shards: ShardSet, split: str) -> int:
+    """How many samples of `split` `read_pairs` would return (for config checks; decodes no image)."""
+    if split not in shards.manifest["splits"]:
+        return 0
+    return sum(1 for path, _ in shards.shards(split) for s in iter_shard_samples(path)
+               if s.get("txt", b"").decode("utf-8").strip() and image_member(s) is not None)
+
+
+def step_indices(n: int, global_batch: int, step: int, seed: int) -> List[int]:
+    """Indices of global batch `step` (counted across epochs; the last partial batch of an epoch is dropped)."""
+    per_epoch = n // global_batch
+    epoch, within = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return perm[within * global_batch:(within + 1) * global_batch].tolist()
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of optimizer step `step` on `rank` (dropout masks differ per rank and per step). Derived from
+    the step, not from where the RNG stood: a resumed run draws what an uninterrupted one drew, on the CPU and on
+    GPUs alike (CUDA generators are not in a checkpoint's RNG state)."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class PairEncoder:
+    """Pairs -> `Encoded` sequences with the one template (`model.encode_pair`), cached when the split fits.
+
+    Images are not augmented, so the processor's resize/normalise/patchify of a pair never changes; on small
+    models it dominates a step, so encodings are kept in memory when all pairs fit in `cache_bytes`.
+    """
+
+    def __init__(self, processor, prompt: str, max_length: int, n_pairs: int = 0, cache_bytes: int = 1 << 30):
+        self.processor, self.prompt, self.max_length = processor, prompt, max_length
+        self.n_pairs, self.cache_bytes = n_pairs, cache_bytes
+        self.cache: Dict[str, V.Encoded] = {}
+
+    def __call__(self, pairs: List[Pair]) -> List[V.Encoded]:
+        out = []
+        for p in pairs:
+            enc = self.cache.get(p.key)
+            if enc is None:
+                enc = V.encode_pair(self.processor, p.image, self.prompt, p.text, self.max_length)
+                if enc.pixel_values.numel() * enc.pixel_values.element_size() * self.n_pairs <= self.cache_bytes:
+                    self.cache[p.key] = enc
+            out.append(enc)
+        return out
+
+
+def pair_encoder(processor, vcfg: "VLMConfig", n_pairs: int = 0) -> PairEncoder:
+    """The encoder of the `vlm` section: its prompt (`vlm.prompt`, the one describe generates from) and
+    `vlm.max_length`."""
+    return PairEncoder(processor, vcfg.prompt, vcfg.max_length, n_pairs)

@@ -1,0 +1,105 @@
+"""Checkpoints that are torn, damaged or not ours are never loaded.
+
+Issue 11 item 7: with the `latest` marker missing, the newest folder was taken without checking it, and a torn
+checkpoint crashed the resume. Item 11: DeepSpeed's checkpoint files are pickles; resume and `evaluate
+--checkpoint` unpickled whatever folder they were given."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from deepspeed.runtime.engine import DeepSpeedEngine
+
+from mmlnb_dist.core.checkpoint import CheckpointManager, fp32_state_dict_from_checkpoint
+from mmlnb_dist.core.errors import UserError
+from mmlnb_dist.core.distributed import DistEnv
+from mmlnb_dist.core.recipe import run
+from support.probe import LinearProbe, multi_hot_shards, probe_config
+
+SETTINGS = ("tracking.backends=[stdout]", "train.lr_schedule.name=constant", "train.lr_schedule.warmup_ratio=0",
+            "train.keep_checkpoints=3")
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return multi_hot_shards(tmp_path_factory.mktemp("probe"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(shards, tmp_path_factory):
+    """Final weights of an uninterrupted three-epoch run."""
+    out = tmp_path_factory.mktemp("full")
+    run(LinearProbe, probe_config(shards, out, *SETTINGS))
+    return fp32_state_dict_from_checkpoint(out / "probe" / "checkpoints")[1]
+
+
+def model_states(tag_dir: Path) -> Path:
+    (path,) = tag_dir.glob("*model_states.pt")
+    return path
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Killed(KeyboardInterrupt):
+    pass
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_with_a_message(shards, uninterrupted, tmp_path, caplog):
+    run(LinearProbe, probe_config(shards, tmp_path, *SETTINGS))
+    ckpt = tmp_path / "probe" / "checkpoints"
+    newest = model_states(ckpt / "epoch-0002")
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a torn write
+    assert (ckpt / "latest").read_text().strip() == "epoch-0002"
+
+    with caplog.at_level("WARNING", logger="mmlnb_dist.core.checkpoint"):
+        assert CheckpointManager(ckpt, DistEnv()).latest() == "epoch-0001"
+        run(LinearProbe, probe_config(shards, tmp_path, *SETTINGS, "run.resume=true"))
+    assert "skipping checkpoint epoch-0002" in caplog.text and newest.name in caplog.text
+    assert_same_weights(fp32_state_dict_from_checkpoint(ckpt)[1], uninterrupted)  # epoch 2 was trained again
+
+
+def test_a_save_killed_midway_leaves_no_checkpoint_that_looks_complete(shards, uninterrupted, tmp_path, monkeypatch):
+    original = DeepSpeedEngine.save_checkpoint
+    calls = []
+
+    def save_then_die_halfway(self, save_dir, tag=None, **kwargs):
+        calls.append(tag)
+        original(self, save_dir, tag=tag, **kwargs)
+        if len(calls) == 2:  # the second save (epoch 1): the process dies while files are half written
+            states = model_states(Path(save_dir) / tag)
+            states.write_bytes(states.read_bytes()[:100])
+            raise Killed()
+
+    monkeypatch.setattr(DeepSpeedEngine, "save_checkpoint", save_then_die_halfway)
+    with pytest.raises(Killed):
+        run(LinearProbe, probe_config(shards, tmp_path, *SETTINGS))
+    monkeypatch.setattr(DeepSpeedEngine, "save_checkpoint", original)
+
+    ckpt = tmp_path / "probe" / "checkpoints"
+    (ckpt / "latest").unlink(missing_ok=True)  # the pointer lost as well: only the folders can tell
+    assert [p.name for p in ckpt.iterdir() if p.name.startswith("epoch-")] == ["epoch-0000"]
+    run(LinearProbe, probe_config(shards, tmp_path, *SETTINGS, "run.resume=true"))
+    assert_same_weights(fp32_state_dict_from_checkpoint(ckpt)[1], uninterrupted)
+
+
+def test_checkpoints_not_written_by_this_tool_or_changed_since_are_not_unpickled(shards, tmp_path):
+    run(LinearProbe, probe_config(shards, tmp_path, *SETTINGS, "train.epochs=1"))
+    ckpt = tmp_path / "probe" / "checkpoints"
+    marker = (ckpt / "run.json").read_text()
+
+    (ckpt / "run.json").unlink()  # a folder from somewhere else
+    with pytest.raises(UserError, match="not written by mmlnb-dist"):
+        fp32_state_dict_from_checkpoint(ckpt)
+    with pytest.raises(UserError, match="not written by mmlnb-dist"):
+        run(LinearProbe, probe_config(shards, tmp_path, *SETTINGS, "train.epochs=2", "run.resume=true"))
+
+    (ckpt / "run.json").write_text(marker)
+    states = model_states(ckpt / "epoch-0000")
+    data = bytearray(states.read_bytes())
+    data[-20] ^= 0xFF  # same size, one byte changed after the save
+    states.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="differs from what was saved"):
+        fp32_state_dict_from_checkpoint(ckpt)

@@ -1,0 +1,158 @@
+"""describe records what made its output and refuses to continue it with something else (unless told to start
+over); it checks its input shards before any work, skips bad images under the loader's budget, and its manifest
+and sizes.json count what it actually wrote."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmlnb_dist.core.provenance import ProvenanceError
+from mmlnb_dist.data.loader import BadSampleRateError
+from mmlnb_dist.data.reader import iter_shard_samples
+from mmlnb_dist.data.shardset import ShardError, ShardSet
+from mmlnb_dist.data.writer import write_tar_shard
+
+from support.vlm import make_pairs
+
+ROOT = Path(__file__).resolve().parents[3]
+PIX = 56 * 56
+CLASSES = ["UD", "PD", "D"]
+
+
+def _cfg(tmp: Path, *extra: str):
+    from mmlnb_dist.config import load_config
+
+    return load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
+        f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}", f"vlm.cache_dir={tmp / 'cache'}",
+        "vlm.generation.max_new_tokens=4", "vlm.generation.batch_size=2", "tracking.backends=[stdout]",
+        f"run.output_dir={tmp / 'runs'}", *extra])
+
+
+def make_adapter(tmp: Path, name: str, seed: int) -> Path:
+    """A random (non-zero) LoRA adapter for the tiny VLM, saved as finetune-vlm saves one."""
+    import torch
+
+    from mmlnb_dist.recipes.vlm import model as V
+
+    cfg = _cfg(tmp)
+    base, _ = V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=cfg.vlm.cache_dir)
+    peft_model = V.apply_lora(base, cfg.vlm.lora)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for pname, p in peft_model.named_parameters():
+            if "lora_B" in pname:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    out = tmp / name
+    peft_model.save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("describe-prov")
+    make_pairs(tmp / "in", n=12, per_shard=4, val_fraction=0.25)
+    return tmp
+
+
+def _texts(out: Path):
+    return {s["__key__"]: s["txt"].decode() for f in sorted(out.glob("*.tar")) for s in iter_shard_samples(f)}
+
+
+def _interrupt_after_first_shard(monkeypatch, D, out: Path):
+    real = D.Describer.describe
+
+    def flaky(self, images):
+        if list(out.glob("*.tar")):
+            raise KeyboardInterrupt("simulated kill")
+        return real(self, images)
+
+    monkeypatch.setattr(D.Describer, "describe", flaky)
+    return real
+
+
+def test_resume_with_another_adapter_is_refused_and_restart_starts_over(data, monkeypatch):
+    from mmlnb_dist.recipes.vlm import describe as D
+
+    cfg = _cfg(data)
+    a, b = make_adapter(data, "adapter-a", 1), make_adapter(data, "adapter-b", 2)
+    out = data / "mixed"
+    real = _interrupt_after_first_shard(monkeypatch, D, out)
+    with pytest.raises(KeyboardInterrupt):
+        D.run_describe(cfg, "tiny", str(a), data / "in", out, progress=False)
+    monkeypatch.setattr(D.Describer, "describe", real)
+    done_by_a = sorted(p.name for p in out.glob("*.tar"))
+    assert done_by_a
+    with pytest.raises(ProvenanceError, match=r"adapter_sha256") as err:
+        D.run_describe(cfg, "tiny", str(b), data / "in", out, progress=False)
+    assert "--restart" in str(err.value) and "adapter" in str(err.value)
+    assert sorted(p.name for p in out.glob("*.tar")) == done_by_a  # refused before touching anything
+    # The same adapter resumes; another prompt is refused too, naming the prompt.
+    with pytest.raises(ProvenanceError, match=r"prompt"):
+        D.run_describe(_cfg(data, "vlm.prompt=Describe it."), "tiny", str(a), data / "in", out, progress=False)
+    # Starting over with B: every description from B, the manifest names B.
+    restarted = D.run_describe(cfg, "tiny", str(b), data / "in", out, progress=False, restart=True)
+    assert restarted["described_now"] == 12
+    whole_b = D.run_describe(cfg, "tiny", str(b), data / "in", data / "whole-b", progress=False)
+    assert whole_b["num_samples"] == 12 and _texts(out) == _texts(data / "whole-b")
+    prov = ShardSet.open(out).provenance["describe"]
+    assert prov["adapter_sha256"] == D.adapter_digest(str(b)) != D.adapter_digest(str(a))
+
+
+def test_restart_refuses_to_delete_a_folder_that_is_not_a_describe_output(data):
+    from mmlnb_dist.recipes.vlm import describe as D
+
+    precious = data / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("mine")
+    with pytest.raises(ShardError, match=r"notes\.txt"):
+        D.run_describe(_cfg(data), "tiny", None, data / "in", precious, progress=False, restart=True)
+    assert (precious / "notes.txt").read_text() == "mine"
+
+
+def test_truncated_input_shard_stops_describe_before_any_work(data):
+    from mmlnb_dist.recipes.vlm import describe as D
+
+    src = data / "short-in"
+    make_pairs(src, n=12, per_shard=4, val_fraction=0.25)
+    path = src / "train-000001.tar"
+    write_tar_shard(path, list(iter_shard_samples(path))[:3], CLASSES)  # cut cleanly between two samples
+    with pytest.raises(ShardError, match=r"train-000001\.tar"):
+        D.run_describe(_cfg(data), "tiny", None, src, data / "short-out", progress=False)
+    assert not list((data / "short-out").glob("*.tar"))
+
+
+def test_bad_images_are_skipped_under_the_budget_and_the_manifest_counts_what_was_written(data):
+    from mmlnb_dist.recipes.vlm import describe as D
+
+    src = data / "bad-in"
+    make_pairs(src, n=12, per_shard=4, val_fraction=0.25)
+    path = src / "train-000000.tar"
+    samples = list(iter_shard_samples(path))
+    samples[1]["png"] = b"not an image"
+    bad_key = samples[1]["__key__"]
+    write_tar_shard(path, samples, CLASSES)
+    shards = ShardSet.open(src)  # re-record the altered shard's checksum so only the image is bad
+    manifest = shards.manifest
+    for e in manifest["splits"]["train"]["shards"]:
+        if e["file"] == path.name:
+            from mmlnb_dist.data.writer import shard_entry
+
+            e.update(shard_entry(path, e["num_samples"], e["class_counts"], CLASSES))
+    (src / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BadSampleRateError, match=rf"{path.name}.*{bad_key}"):
+        D.run_describe(_cfg(data, "data.loader.max_bad_sample_rate=0.05"), "tiny", None, src, data / "bad-strict",
+                       progress=False)
+    out = data / "bad-out"
+    result = D.run_describe(_cfg(data, "data.loader.max_bad_sample_rate=0.1"), "tiny", None, src, out,
+                            progress=False)
+    written = _texts(out)
+    assert bad_key not in written and len(written) == 11 and result["num_samples"] == 11
+    m = ShardSet.open(out).manifest
+    counted = {e["file"]: sum(1 for _ in iter_shard_samples(out / e["file"]))
+               for info in m["splits"].values() for e in info["shards"]}
+    assert {e["file"]: e["num_samples"] for info in m["splits"].values() for e in info["shards"]} == counted
+    assert sum(info["num_samples"] for info in m["splits"].values()) == 11
+    assert json.loads((out / "sizes.json").read_text()) == counted
+    assert [(s["shard"], s["key"]) for s in m["skipped"] if s.get("stage") == "describe"] == [(path.name, bad_key)]

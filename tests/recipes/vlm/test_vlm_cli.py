@@ -1,0 +1,37 @@
+"""`finetune-vlm` refuses a bad config the way every command does: one line naming the key on stderr, exit
+code 2, no traceback, and no run folder (the checks run before core.recipe.run takes the folder). Through the
+CLI, as a user meets it: one subprocess per case (a few seconds: the stack's imports)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from support.vlm import ROOT, make_pairs
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    return make_pairs(tmp_path_factory.mktemp("vlm_cli") / "pairs", n=24)  # 18 training pairs
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["vlm.global_batch_size=6", "vlm.micro_batch_per_gpu=4"], "vlm.global_batch_size"),  # 6 = 4 x ?
+    (["vlm.global_batch_size=32"], "vlm.global_batch_size"),  # more than the 18 training pairs
+    (["vlm.pairs={tmp}/missing"], "vlm.pairs"),
+], ids=["indivisible", "larger-than-the-pairs", "no-shard-set"])
+def test_bad_config_exits_2_naming_the_key_and_leaves_no_folder(pairs, tmp_path, overrides, key):
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "mmlnb_dist.cli", "finetune-vlm", "--config", "launch/profiles/cpu-demo.yaml",
+           f"vlm.pairs={pairs}", f"run.output_dir={runs}", "run.name=bad", "tracking.backends=[stdout]",
+           f"vlm.cache_dir={tmp_path / 'cache'}", *[o.format(tmp=tmp_path) for o in overrides]]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    error = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert error and key in error[-1], proc.stderr[-2000:]
+    assert not runs.exists() or not any(runs.iterdir()), sorted(p.name for p in runs.rglob("*"))
+    assert not (tmp_path / "cache").exists()  # nothing was built either
