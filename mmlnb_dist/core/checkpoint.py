@@ -20,7 +20,6 @@ fp32 weights they need come from `full_fp32_state_dict`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import random
@@ -35,6 +34,7 @@ import torch
 
 from .distributed import DistEnv, all_gather_object, barrier
 from .errors import UserError
+from .files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +80,9 @@ def list_tags(ckpt_dir: Path) -> List[str]:
     return sorted(tags, key=lambda t: int(TAG_RE.match(t).group(2)))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def record_checksums(tag_dir: Path) -> Dict[str, Dict[str, Any]]:
     """Write `checksums.json` (size and sha256 of every file under `tag_dir`)."""
-    files = {str(p.relative_to(tag_dir)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+    files = {str(p.relative_to(tag_dir)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
              for p in sorted(tag_dir.rglob("*")) if p.is_file() and p.name != CHECKSUMS}
     (tag_dir / CHECKSUMS).write_text(json.dumps({"files": files}, indent=1))
     return files
@@ -109,7 +101,7 @@ def checkpoint_problem(tag_dir: Path) -> Optional[str]:
         path = tag_dir / name
         if not path.is_file():
             return f"{path} is missing"
-        if path.stat().st_size != want["size"] or _sha256(path) != want["sha256"]:
+        if path.stat().st_size != want["size"] or sha256_file(path) != want["sha256"]:
             return f"{path} differs from what was saved (size or sha256)"
     return None
 

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..core.files import sha256_file
 from .shardset import MANIFEST, ShardError, ShardSet
-from .writer import sha256_file
 
 log = logging.getLogger(__name__)
 

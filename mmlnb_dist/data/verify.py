@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Union
 
+from ..core.files import sha256_file
 from .images import image_member
 from .reader import iter_shard_samples
 from .shardset import SPLITS, ShardError, ShardSet
-from .writer import sha256_file
 
 
 @dataclass

@@ -7,7 +7,6 @@ written to `<name>.partial` and renamed when complete, so a crash never leaves a
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -15,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Sequence, Union
 
+from ..core.files import sha256_file
 from .shardset import MANIFEST, ShardError
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -30,14 +30,6 @@ def as_bytes(value: Any) -> bytes:
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")
     return str(value).encode("utf-8")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_entry(path: Path, num_samples: int, counts: Mapping[str, int], classes: Sequence[str]) -> Dict[str, Any]:

@@ -131,9 +131,20 @@ def _inputs(trained, n=6):
                          "slide_id": [""] * len(samples)})
 
 
+def assert_predicts_like_the_export(served, trained, frame) -> None:
+    """`served` (a pyfunc model's predictions) equals the trainer's own model rebuilt from its export folder."""
+    from mmlnb_dist.recipes.fusion.pyfunc_model import load_predictor, predictions_frame, read_image
+
+    predictor = load_predictor(Path(trained["result"]["export_dir"]))
+    local = predictions_frame(predictor, [read_image(v) for v in frame["image"]], list(frame["description"]),
+                              list(frame["key"]), list(frame["slide_id"]))
+    for c in ("prob_UD", "prob_PD", "prob_D", "alpha"):
+        np.testing.assert_allclose(served[c].to_numpy(), local[c].to_numpy(), rtol=1e-5, atol=1e-6)
+    assert list(served["label"]) == list(local["label"])
+
+
 @pytest.mark.slow
 def test_fresh_process_loads_the_alias_and_predicts_like_the_trainer(trained, tmp_path):
-    from mmlnb_dist.recipes.fusion.pyfunc_model import load_predictor, predictions_frame, read_image
 
     register_run(trained["run_id"], "nb-fresh", "champion", trained["uri"])
     frame = _inputs(trained)
@@ -147,13 +158,7 @@ def test_fresh_process_loads_the_alias_and_predicts_like_the_trainer(trained, tm
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=300)
     served = pd.read_json(tmp_path / "out.json", orient="records")
-    # The trainer's own model, rebuilt from its export folder in this process.
-    predictor = load_predictor(Path(trained["result"]["export_dir"]))
-    local = predictions_frame(predictor, [read_image(v) for v in frame["image"]], list(frame["description"]),
-                              list(frame["key"]), list(frame["slide_id"]))
-    for c in ("prob_UD", "prob_PD", "prob_D", "alpha"):
-        np.testing.assert_allclose(served[c].to_numpy(), local[c].to_numpy(), rtol=1e-5, atol=1e-6)
-    assert list(served["label"]) == list(local["label"])
+    assert_predicts_like_the_export(served, trained, frame)
 
 
 def test_predict_reports_bad_inputs_and_still_predicts_the_good_ones(trained, tmp_path, capsys):
@@ -229,7 +234,6 @@ def test_registered_model_is_code_not_a_pickle_and_predicts_like_the_export(trai
     import mlflow
     import yaml
 
-    from mmlnb_dist.recipes.fusion.pyfunc_model import load_predictor, predictions_frame, read_image
 
     folder = _model_folder(trained, "nb-code", tmp_path / "model")
     files = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
@@ -238,12 +242,7 @@ def test_registered_model_is_code_not_a_pickle_and_predicts_like_the_export(trai
     assert pyfunc.get("model_code_path") and "python_model" not in pyfunc
     frame = _inputs(trained)
     served = mlflow.pyfunc.load_model(str(folder)).predict(frame)
-    predictor = load_predictor(Path(trained["result"]["export_dir"]))
-    local = predictions_frame(predictor, [read_image(v) for v in frame["image"]], list(frame["description"]),
-                              list(frame["key"]), list(frame["slide_id"]))
-    for c in ("prob_UD", "prob_PD", "prob_D", "alpha"):
-        np.testing.assert_allclose(served[c].to_numpy(), local[c].to_numpy(), rtol=1e-5, atol=1e-6)
-    assert list(served["label"]) == list(local["label"])
+    assert_predicts_like_the_export(served, trained, frame)
 
 
 def test_predict_refuses_a_model_folder_that_holds_a_pickle(trained, tmp_path, capsys):

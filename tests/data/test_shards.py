@@ -6,9 +6,11 @@ import tarfile
 from collections import Counter
 
 import pytest
+from support.shards import CLASSES, make_shard_set, specs_for, write_patch_folder
 
 from mmlnb_dist.cli import main
 from mmlnb_dist.config import ConfigError, load_config
+from mmlnb_dist.core.files import sha256_file
 from mmlnb_dist.data import build as build_mod
 from mmlnb_dist.data.build import SampleSpec, build_shards
 from mmlnb_dist.data.collect import collect_samples
@@ -17,9 +19,7 @@ from mmlnb_dist.data.reader import iter_shard_samples
 from mmlnb_dist.data.shardset import ShardError, ShardSet
 from mmlnb_dist.data.split import split_samples
 from mmlnb_dist.data.verify import verify_shards
-from mmlnb_dist.data.writer import sha256_file, write_tar_shard
-
-from support.shards import CLASSES, make_shard_set, specs_for, write_patch_folder
+from mmlnb_dist.data.writer import write_tar_shard
 
 
 def test_round_trip_manifest_counts_and_checksums(tmp_path):

@@ -22,7 +22,7 @@ from mmlnb_dist.data.map import PROGRESS_DIR
 from mmlnb_dist.data.reader import iter_shard_samples
 from mmlnb_dist.data.shardset import ShardSet
 
-from support.vlm import make_pairs
+from support.vlm import make_pairs, write_random_adapter
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
@@ -75,21 +75,10 @@ def _texts(out: Path):
 
 def _adapter(tmp: Path, name: str, seed: int) -> Path:
     """A random non-zero LoRA adapter of the tiny VLM, saved as finetune-vlm saves one."""
-    import torch
-
     from mmlnb_dist.config import load_config
-    from mmlnb_dist.recipes.vlm import model as V
 
     cfg = load_config(ROOT / "launch/profiles/cpu-demo.yaml", _overrides(tmp))
-    base, _ = V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=cfg.vlm.cache_dir)
-    peft_model = V.apply_lora(base, cfg.vlm.lora)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for pname, p in peft_model.named_parameters():
-            if "lora_B" in pname:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    peft_model.save_pretrained(str(tmp / name))
-    return tmp / name
+    return write_random_adapter(cfg.vlm, tmp / name, seed, PIX)
 
 
 @pytest.mark.slow

@@ -118,3 +118,21 @@ def torchrun(args: List[str], nproc: int = 2, timeout: int = 900, env_extra: Opt
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
            f"--master_port={free_port()}", "-m", "mmlnb_dist.cli", *args]
     return subprocess.run(cmd, cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def write_random_adapter(vlm_cfg, out: Path, seed: int, pixels: int) -> Path:
+    """A random, non-zero LoRA adapter of the tiny VLM (`vlm_cfg`: a `vlm` config section), saved as
+    finetune-vlm saves one: two seeds give two adapters that describe differently."""
+    import torch
+
+    from mmlnb_dist.recipes.vlm import model as V
+
+    base, _ = V.load_vlm("tiny", min_pixels=pixels, max_pixels=pixels, cache_dir=vlm_cfg.cache_dir)
+    peft_model = V.apply_lora(base, vlm_cfg.lora)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    peft_model.save_pretrained(str(out))
+    return out

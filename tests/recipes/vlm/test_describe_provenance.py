@@ -14,7 +14,7 @@ from mmlnb_dist.data.reader import iter_shard_samples
 from mmlnb_dist.data.shardset import ShardError, ShardSet
 from mmlnb_dist.data.writer import write_tar_shard
 
-from support.vlm import make_pairs
+from support.vlm import make_pairs, write_random_adapter
 
 ROOT = Path(__file__).resolve().parents[3]
 PIX = 56 * 56
@@ -32,21 +32,7 @@ def _cfg(tmp: Path, *extra: str):
 
 def make_adapter(tmp: Path, name: str, seed: int) -> Path:
     """A random (non-zero) LoRA adapter for the tiny VLM, saved as finetune-vlm saves one."""
-    import torch
-
-    from mmlnb_dist.recipes.vlm import model as V
-
-    cfg = _cfg(tmp)
-    base, _ = V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=cfg.vlm.cache_dir)
-    peft_model = V.apply_lora(base, cfg.vlm.lora)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for pname, p in peft_model.named_parameters():
-            if "lora_B" in pname:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    out = tmp / name
-    peft_model.save_pretrained(str(out))
-    return out
+    return write_random_adapter(_cfg(tmp).vlm, tmp / name, seed, PIX)
 
 
 @pytest.fixture(scope="module")
