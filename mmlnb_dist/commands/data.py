@@ -15,8 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write the synthetic H&E-like patch set (PNG class folders, labels.csv, descriptions.jsonl)",
         description="Write synthetic neuroblastoma-like H&E patches (UD/PD/D) in class subfolders, with "
         "labels.csv (file, label, slide_id) and descriptions.jsonl. Values come from data.synth in the config; "
-        "the flags below override them. The same seed writes the same bytes.",
-        epilog="example: mmlnb-dist data synth --out shards/demo-src --n 600 --seed 0",
+        "the flags below override them. The same seed writes the same bytes. With --task multilabel: patches "
+        "showing 1-3 of 12 findings, images/ and pairs.csv (image, text, labels, slide_id) with noisy captions, "
+        "the input of `shards build --task multilabel`.",
+        epilog="examples:\n  mmlnb-dist data synth --out shards/demo-src --n 600 --seed 0\n"
+        "  mmlnb-dist data synth --task multilabel --out shards/ml-src --n 600 --size 128\n"
+        "  mmlnb-dist shards build --input shards/ml-src/pairs.csv --task multilabel --out shards/ml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     synth.add_argument("--out", metavar="DIR", help="output folder (default: data.synth_dir)")
     synth.add_argument("--n", type=int, help="number of patches (data.synth.n)")
@@ -24,6 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--n-slides", type=int, help="number of slides (data.synth.n_slides)")
     synth.add_argument("--noisy-rate", type=float, help="share of noisy descriptions (data.synth.noisy_description_rate)")
     synth.add_argument("--seed", type=int, help="seed (data.synth.seed)")
+    synth.add_argument("--task", choices=("single", "multilabel"), default="single",
+                       help="single: UD/PD/D class folders (default); multilabel: findings + noisy captions CSV")
+    synth.add_argument("--omit-rate", type=float, help="multilabel: chance a caption omits a true finding "
+                       "(data.synth.caption_omit_rate)")
+    synth.add_argument("--wrong-rate", type=float, help="multilabel: chance a caption names a wrong finding "
+                       "(data.synth.caption_wrong_rate)")
+    synth.add_argument("--faint-rate", type=float, help="multilabel: chance a finding is drawn faint "
+                       "(data.synth.faint_rate)")
     add_config_args(synth)
     synth.set_defaults(func=_synth)
 
@@ -32,11 +45,14 @@ def _synth(args: argparse.Namespace) -> int:
     from ..core.errors import UserError
 
     flags = {"n": args.n, "size": args.size, "n_slides": args.n_slides,
-             "noisy_description_rate": args.noisy_rate, "seed": args.seed}
+             "noisy_description_rate": args.noisy_rate, "seed": args.seed, "caption_omit_rate": args.omit_rate,
+             "caption_wrong_rate": args.wrong_rate, "faint_rate": args.faint_rate}
     args.overrides = list(args.overrides) + [f"data.synth.{k}={v}" for k, v in flags.items() if v is not None]
     cfg = load_from_args(args)  # validates the flags too (e.g. --n 0 names data.synth.n)
     s = cfg.data.synth
     out = args.out or str(cfg.data.synth_dir)
+    if args.task == "multilabel":
+        return _synth_multilabel(out, s)
 
     from ..data.synthetic import make_synthetic_dataset
 
@@ -51,4 +67,22 @@ def _synth(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{k} {v}" for k, v in summary["class_counts"].items())
     print(f"wrote {summary['num_samples']} patches ({counts}) from {s.n_slides} slides to {out}; "
           f"{summary['noisy_descriptions']} noisy descriptions")
+    return 0
+
+
+def _synth_multilabel(out: str, s) -> int:
+    from ..core.errors import UserError
+    from ..data.synthetic_multilabel import make_multilabel_dataset
+
+    try:
+        summary = make_multilabel_dataset(out, n=s.n, size=s.size, n_slides=s.n_slides, omit_rate=s.caption_omit_rate,
+                                          wrong_rate=s.caption_wrong_rate, faint_rate=s.faint_rate, seed=s.seed,
+                                          progress=True)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    counts = ", ".join(f"{k} {v}" for k, v in summary["label_counts"].items())
+    print(f"wrote {summary['num_samples']} multi-label patches from {s.n_slides} slides to {out} ({counts}); "
+          f"captions omit {summary['omitted_mentions']} and add {summary['wrong_mentions']} wrong findings; "
+          f"{summary['faint_findings']} findings drawn faint")
+    print(f"next: mmlnb-dist shards build --input {out}/pairs.csv --task multilabel --out <shards>")
     return 0

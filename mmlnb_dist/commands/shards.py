@@ -17,17 +17,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         "columns path|file, label[, slide_id, description]. A folder holding labels.csv is read through it; a "
         "descriptions.jsonl beside the inputs is attached. Options come from data.build (split fractions, "
         "stratification, grouping by slide, image format and size, shard size, seed). The output appears "
-        "only when complete; the same inputs and seed give byte-identical shards.",
+        "only when complete; the same inputs and seed give byte-identical shards. With --task multilabel the "
+        "input is a CSV of image, text and label set (columns and separator: data.multilabel or the flags "
+        "below); bad rows are dropped and listed by row number and reason, the split is iteratively stratified.",
         epilog="examples:\n  mmlnb-dist shards build --input shards/demo-src --out shards/demo\n"
         "  mmlnb-dist shards build --input patches.csv --out shards/mine data.build.val_fraction=0.15 "
-        "data.build.image_format=original",
+        "data.build.image_format=original\n"
+        "  mmlnb-dist shards build --input pairs.csv --task multilabel --out shards/ml --label-merge merge.yaml "
+        "--min-frequency 5 --max-labels 3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     build.add_argument("--input", "-i", required=True, metavar="PATH", help="folder of class subfolders, or CSV manifest")
     build.add_argument("--descriptions", metavar="JSONL", help="descriptions JSONL ({'file', 'description'} per line)")
     build.add_argument("--out", "-o", metavar="DIR", help="output shard folder (default: data.shards)")
     build.add_argument("--classes", default=None,
-                       help="comma-separated class names, in index order (default: data.classes, UD,PD,D)")
+                       help="comma-separated class names, in index order (default: data.classes, UD,PD,D; "
+                       "multilabel: the sorted labels kept)")
+    build.add_argument("--task", choices=("single", "multilabel"), default="single",
+                       help="single: one class per patch (default); multilabel: image/text/label-set CSV")
+    ml = build.add_argument_group("multilabel CSV (override data.multilabel.*)")
+    for flag, key, kind, what in _MULTILABEL_FLAGS:
+        ml.add_argument(flag, dest=f"ml_{key}", type=kind, default=None, help=f"{what} (data.multilabel.{key})")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_args(build)
     build.set_defaults(func=_build)
@@ -44,7 +54,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=_verify)
 
 
+_MULTILABEL_FLAGS = (
+    ("--image-column", "image_column", str, "column with the image path"),
+    ("--text-column", "text_column", str, "column with the caption or report"),
+    ("--labels-column", "labels_column", str, "column with the label set"),
+    ("--group-column", "group_column", str, "slide or patient id column kept whole by the split"),
+    ("--separator", "separator", str, "separator between labels in a cell"),
+    ("--label-merge", "label_merge", str, "YAML mapping target: [sources]"),
+    ("--min-frequency", "min_frequency", int, "labels on fewer rows are removed"),
+    ("--max-labels", "max_labels", int, "rows with more labels are dropped"),
+)
+
+
 def _build(args: argparse.Namespace) -> int:
+    if args.task == "multilabel":
+        return _build_multilabel(args)
     from ..core.errors import UserError
     from ..data.build import build_shards
     from ..data.collect import collect_samples
@@ -77,6 +101,7 @@ def _verify(args: argparse.Namespace) -> int:
 
     report = verify_shards(args.shard_dir, progress=not args.no_progress)
     print(report.table())
+    _print_label_counts(args.shard_dir)
     if report.ok:
         print(f"ok: {args.shard_dir}")
         return 0
@@ -84,3 +109,50 @@ def _verify(args: argparse.Namespace) -> int:
     for line in report.problems:
         print(f"  {line}")
     return 1
+
+
+def _print_label_counts(shard_dir: str, title: str = "label counts (samples holding each label; the table above "
+                       "counts each sample's first label only):") -> None:
+    """Multi-label sets: the per-label table (samples holding each label), checked against the shards by verify."""
+    from ..data.shardset import ShardSet
+
+    manifest = ShardSet.open(shard_dir).manifest
+    if manifest.get("task") != "multilabel":
+        return
+    vocab, splits = manifest["classes"], list(manifest["splits"])
+    width = max(len(c) for c in vocab)
+    print(title)
+    print(f"{'label'.ljust(width)}  " + "  ".join(s.rjust(6) for s in splits))
+    for c in vocab:
+        print(f"{c.ljust(width)}  " + "  ".join(str(manifest["splits"][s]["label_counts"][c]).rjust(6) for s in splits))
+
+
+def _build_multilabel(args: argparse.Namespace) -> int:
+    import json
+
+    from ..data.multilabel import build_multilabel_shards, format_dropped
+
+    flags = {key: getattr(args, f"ml_{key}") for _, key, _, _ in _MULTILABEL_FLAGS}
+    # JSON strings are YAML strings: a separator such as '|' or ';' stays text through the override parser
+    args.overrides = list(args.overrides) + [f"data.multilabel.{k}={json.dumps(v)}" for k, v in flags.items()
+                                             if v is not None]
+    cfg = load_from_args(args)
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    out = args.out or str(cfg.data.shards)
+    manifest = build_multilabel_shards(args.input, out, cfg.data.build, cfg.data.multilabel, classes,
+                                       provenance={"input": str(args.input)}, progress=not args.no_progress)
+    vocab = manifest["classes"]
+    _print_label_counts(out, "samples holding each label:")
+    print("samples: " + ", ".join(f"{s} {info['num_samples']}" for s, info in manifest["splits"].items()))
+    n_shards = sum(len(info["shards"]) for info in manifest["splits"].values())
+    print(f"wrote {n_shards} shards and manifest.json to {out} ({len(vocab)} labels)")
+    if manifest["dropped_rows"]:
+        print(f"dropped {len(manifest['dropped_rows'])} row(s) of {args.input} (listed in manifest.json "
+              f"'dropped_rows'):")
+        for line in format_dropped(manifest["dropped_rows"]):
+            print(f"  {line}")
+    if manifest["skipped"]:
+        print(f"skipped {len(manifest['skipped'])} unreadable images (listed in manifest.json 'skipped'):")
+        for s in manifest["skipped"]:
+            print(f"  {s['source']}  {s['reason']}")
+    return 0

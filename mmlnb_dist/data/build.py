@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock
 from .config import BuildConfig
 from .shardset import FORMAT, MANIFEST, SPLITS, ShardError
-from .split import split_samples
+from .split import is_multilabel, split_samples
 from .writer import KEY_RE, write_manifest, write_tar_shard
 
 
@@ -32,7 +33,7 @@ class SampleSpec:
     key: str
     """Unique sample key, characters [A-Za-z0-9_-] only (it becomes the tar member stem)."""
     label: str
-    """Class name; must be one of the build's classes."""
+    """Class name; must be one of the build's classes (multi-label samples: the first of their labels)."""
     image: Union[Path, bytes]
     """Path to the image file, or the encoded image bytes."""
     slide_id: Optional[str] = None
@@ -40,7 +41,8 @@ class SampleSpec:
     description: Optional[str] = None
     """Free-text description stored as the sample's `txt` member."""
     meta: Dict[str, Any] = field(default_factory=dict)
-    """Extra provenance stored in the sample's `json` member."""
+    """Extra provenance stored in the sample's `json` member. A multi-label sample carries its label set here as
+    `"labels": [names of the classes]`; the build adds `"multi_hot": [0/1 per class]` beside it."""
 
 
 def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
@@ -75,6 +77,10 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
 def _raw_sample(spec: SampleSpec, ext: str, data: bytes, classes: Sequence[str]) -> Dict[str, Any]:
     meta = {"label": spec.label, "slide_id": spec.slide_id,
             "source": spec.image.as_posix() if isinstance(spec.image, Path) else "<bytes>", **spec.meta}
+    if isinstance(spec.meta.get("labels"), list):  # multi-label: names in class order and the multi-hot vector
+        on = set(spec.meta["labels"])
+        meta["labels"] = [c for c in classes if c in on]
+        meta["multi_hot"] = [int(c in on) for c in classes]
     sample = {"__key__": spec.key, ext: data, "cls": str(classes.index(spec.label)), "json": meta}
     if spec.description is not None:
         sample["txt"] = spec.description
@@ -161,6 +167,11 @@ def validate_samples(samples: Sequence[SampleSpec], classes: Sequence[str]) -> N
         seen[s.key] = s
         if s.label not in classes:
             problems.append(f"{where}: unknown label {s.label!r} (classes: {', '.join(classes)})")
+        labels = s.meta.get("labels")
+        if labels is not None and (not isinstance(labels, list) or not labels or s.label not in labels
+                                   or any(label not in classes for label in labels)):
+            problems.append(f"{where}: label set {labels!r} must be a non-empty list of classes holding the "
+                            f"label {s.label!r} (classes: {', '.join(classes)})")
         if isinstance(s.image, Path) and not s.image.is_file():
             problems.append(f"{where}: image file not found")
     if problems:
@@ -176,6 +187,7 @@ def build_shards(
     provenance: Optional[Mapping[str, Any]] = None,
     progress: bool = True,
     lock: bool = True,
+    dropped_rows: Optional[Sequence[Mapping[str, Any]]] = None,
 ) -> Dict[str, Any]:
     """Split, encode and write a shard set; return its manifest.
 
@@ -185,6 +197,10 @@ def build_shards(
     the leftover). An existing `out_dir` is replaced only if it is empty or a shard set. Unreadable images are
     skipped and listed in `manifest["skipped"]`; more than `build.max_skipped_rate` of them fails the build.
     The same samples (in any order) and seed give byte-identical shards and manifest.
+
+    Multi-label builds (every sample has `meta["labels"]`) are split by iterative stratification and their
+    manifest also holds `task: "multilabel"`, `label_counts` (samples holding each label) per shard, per split
+    and overall, and `dropped_rows` (input rows the reader dropped, with row number and reason).
     """
     classes = list(classes)
     out_dir = Path(out_dir)
@@ -195,7 +211,7 @@ def build_shards(
     if lock:
         held.acquire()
     try:
-        return _build_locked(samples, splits, out_dir, build, classes, provenance, progress)
+        return _build_locked(samples, splits, out_dir, build, classes, provenance, progress, dropped_rows)
     except BaseException:
         discard_empty_output(out_dir, held)
         raise
@@ -205,7 +221,7 @@ def build_shards(
 
 def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSpec]], out_dir: Path,
                   build: BuildConfig, classes: List[str], provenance: Optional[Mapping[str, Any]],
-                  progress: bool) -> Dict[str, Any]:
+                  progress: bool, dropped_rows: Optional[Sequence[Mapping[str, Any]]] = None) -> Dict[str, Any]:
     from tqdm import tqdm
 
     _check_replaceable(out_dir)  # again: another job may have written it before we held it
@@ -214,6 +230,8 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
     tmp = out_dir / f".partial-{os.getpid()}"
     tmp.mkdir()
     skipped: List[Dict[str, str]] = []
+    multilabel = is_multilabel(samples)
+    label_counts: Counter = Counter()  # of the shard being written (multi-label builds)
     manifest_splits: Dict[str, Any] = {}
     bar = tqdm(total=len(samples), desc=f"shards {out_dir.name}", unit="img", disable=not progress)
     try:
@@ -237,12 +255,17 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                         if enc is None:
                             skipped.append({"key": spec.key, "source": str(spec.image) if isinstance(spec.image, Path) else "<bytes>", "reason": reason})
                             continue
+                        if multilabel:
+                            label_counts.update(set(spec.meta["labels"]))
                         yield _raw_sample(spec, enc[0], enc[1], classes)
 
                 entries = []
                 step = build.max_samples_per_shard
                 for i, start in enumerate(range(0, len(specs), step)):
+                    label_counts.clear()
                     entry = write_tar_shard(tmp / f"{split}-{i:06d}.tar", encoded(specs[start:start + step]), classes)
+                    if multilabel:
+                        entry["label_counts"] = {c: label_counts.get(c, 0) for c in classes}
                     if entry["num_samples"] == 0:  # every image of this chunk was unreadable
                         (tmp / entry["file"]).unlink()
                         continue
@@ -258,6 +281,9 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                     "class_counts": {c: sum(e["class_counts"][c] for e in entries) for c in classes},
                     "shards": entries,
                 }
+                if multilabel:
+                    manifest_splits[split]["label_counts"] = {
+                        c: sum(e["label_counts"][c] for e in entries) for c in classes}
         bar.close()
         rate = len(skipped) / len(samples)
         if rate > build.max_skipped_rate:
@@ -276,6 +302,12 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
             "provenance": dict(provenance or {}),
             "skipped": sorted(skipped, key=lambda s: s["key"]),
         }
+        if multilabel:
+            manifest["task"] = "multilabel"
+            manifest["split"]["stratify"] = "iterative" if build.stratify else False
+            manifest["label_counts"] = {c: sum(info["label_counts"][c] for info in manifest_splits.values())
+                                        for c in classes}
+            manifest["dropped_rows"] = [dict(d) for d in dropped_rows or ()]
         write_manifest(tmp, manifest)
         _move_into_place(tmp, out_dir)
     except BaseException:

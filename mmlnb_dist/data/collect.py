@@ -15,7 +15,9 @@ from .images import IMAGE_EXTENSIONS
 from .shardset import ShardError
 
 
-def _key_for(rel: str, taken: Dict[str, str]) -> str:
+def sample_key(rel: str, taken: Dict[str, str]) -> str:
+    """A tar-safe sample key for the relative path `rel` (unsafe characters replaced); `taken` maps the keys
+    given so far to their paths, so two paths that sanitise alike get distinct, stable keys."""
     stem = rel.rsplit(".", 1)[0]
     key = re.sub(r"[^A-Za-z0-9_-]", "_", stem)
     if key in taken and taken[key] != rel:  # two paths that sanitise to one key: disambiguate stably
@@ -70,7 +72,7 @@ def _read_csv(csv_path: Path, classes: Sequence[str]) -> Tuple[List[SampleSpec],
         rel = Path(row[path_col]).as_posix()
         slide = (row.get("slide_id") or "").strip() or None
         desc = row.get("description") or None
-        samples.append(SampleSpec(_key_for(rel, taken), row["label"].strip(), root / rel, slide, desc,
+        samples.append(SampleSpec(sample_key(rel, taken), row["label"].strip(), root / rel, slide, desc,
                                   {"file": rel}))
         rels.append(rel)
     return samples, rels
@@ -110,7 +112,7 @@ def collect_samples(
                 raise ShardError(f"{sub}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} images)")
             for p in files:
                 rel = p.relative_to(input_path).as_posix()
-                samples.append(SampleSpec(_key_for(rel, taken), sub.name, p, None, None, {"file": rel}))
+                samples.append(SampleSpec(sample_key(rel, taken), sub.name, p, None, None, {"file": rel}))
                 rels.append(rel)
     if descriptions is None and (root / "descriptions.jsonl").is_file():
         descriptions = root / "descriptions.jsonl"

@@ -22,6 +22,15 @@ class SynthConfig(Section):
     noisy_description_rate: float = Field(0.2, ge=0.0, le=1.0)
     """Share of descriptions that are uninformative or describe the wrong class."""
 
+    caption_omit_rate: float = Field(0.25, ge=0.0, le=1.0)
+    """Multi-label set (`data synth --task multilabel`): chance that a caption leaves out each true finding."""
+
+    caption_wrong_rate: float = Field(0.15, ge=0.0, le=1.0)
+    """Multi-label set: chance that a caption also names a finding the patch does not show."""
+
+    faint_rate: float = Field(0.3, ge=0.0, le=1.0)
+    """Multi-label set: chance that a finding is drawn faint (present in the image, harder to see)."""
+
     seed: int = Field(0, ge=0)
     """Seed of the synthetic set: the same seed writes the same bytes."""
 
@@ -97,6 +106,37 @@ class LoaderConfig(Section):
     `size` = presence and byte size only (cheap on huge sets); `off` = no check."""
 
 
+class MultiLabelConfig(Section):
+    """How `shards build --task multilabel` reads an image / text / label-set CSV (see docs/data.md)."""
+
+    image_column: str = "image"
+    """CSV column with the image path (relative to the CSV's folder, or absolute)."""
+
+    text_column: str = "text"
+    """CSV column with the caption or report; stored as the sample's `txt` member. An empty text drops the row."""
+
+    labels_column: str = "labels"
+    """CSV column with the sample's label set, names joined by `separator` (or a JSON list such as `["a", "b"]`)."""
+
+    group_column: Optional[str] = None
+    """CSV column with the slide or patient id that splits keep whole; default: `slide_id`, else `patient_id`,
+    when the CSV has one (none: every row is its own group)."""
+
+    separator: str = Field("|", min_length=1)
+    """Separator between the label names of one cell."""
+
+    label_merge: Optional[Path] = None
+    """YAML file `target: [source, ...]` mapping labels onto one (e.g. Immune: [Immunology, Immunopathology]);
+    applied before the vocabulary check, `max_labels` and `min_frequency`."""
+
+    min_frequency: int = Field(1, ge=1)
+    """Labels on fewer rows than this (after merging) are removed from the vocabulary and from every row; a row left
+    without a label is dropped and reported."""
+
+    max_labels: Optional[int] = Field(None, ge=1)
+    """Rows with more labels than this (after merging) are dropped and reported; None: no limit."""
+
+
 class DataConfig(Section):
     shards: Path = Path("shards/demo")
     """Shard set folder (holds manifest.json) that training reads."""
@@ -112,6 +152,9 @@ class DataConfig(Section):
 
     build: BuildConfig = BuildConfig()
     """Shard building options."""
+
+    multilabel: MultiLabelConfig = MultiLabelConfig()
+    """How multi-label CSVs are read by `shards build --task multilabel`."""
 
     loader: LoaderConfig = LoaderConfig()
     """Streaming loader options."""

@@ -1,4 +1,8 @@
-"""Splitting samples into train / val / test: stratified by class, grouped by slide when slide ids are present."""
+"""Splitting samples into train / val / test: stratified by class, grouped by slide when slide ids are present.
+
+Multi-label samples (every sample's `meta["labels"]` a list) are stratified by iterative stratification
+(Sechidis et al. 2011, the `iterative-stratification` package) on the label sets of the groups, so each
+label's share in val and test approaches the split fractions, not only the share of one primary label."""
 from __future__ import annotations
 
 import logging
@@ -35,11 +39,46 @@ def _allocate(units: List[Tuple[str, int]], fractions: Tuple[float, float], rng:
     return out
 
 
+def is_multilabel(samples: Sequence[SampleSpec]) -> bool:
+    """True when every sample carries a label set (`meta["labels"]`, a list): a multi-label build."""
+    return bool(samples) and all(isinstance(s.meta.get("labels"), list) for s in samples)
+
+
+def _iterative_assignment(units: List[Tuple[str, List[SampleSpec]]], build: BuildConfig) -> Dict[str, str]:
+    """Units (key, members) to test/val/train by iterative stratification on each unit's label set.
+
+    Test is carved first (`test_fraction` of the units), then val from the rest (`val_fraction` of all units),
+    each with `MultilabelStratifiedShuffleSplit` seeded by `build.seed`. Fractions count units (slides or
+    patients when grouped), as iterative stratification balances label-set rows, not their sizes.
+    """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    vocab = sorted({label for _, members in units for s in members for label in s.meta["labels"]})
+    index = {label: j for j, label in enumerate(vocab)}
+    y = np.zeros((len(units), max(2, len(vocab))), dtype=int)  # 2 columns at least: a one-label set is still
+    for i, (_, members) in enumerate(units):                  # "multilabel-indicator" to the splitter
+        for s in members:
+            y[i, [index[label] for label in s.meta["labels"]]] = 1
+    assignment = {key: "train" for key, _ in units}
+    remaining = np.arange(len(units))
+    for name, fraction in (("test", build.test_fraction), ("val", build.val_fraction)):
+        n_take = int(round(len(units) * fraction))
+        if n_take == 0 or n_take >= len(remaining):
+            continue
+        splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_take, random_state=build.seed)
+        _, taken = next(splitter.split(np.zeros((len(remaining), 1)), y[remaining]))
+        for i in remaining[taken]:
+            assignment[units[i][0]] = name
+        remaining = np.delete(remaining, taken)
+    return assignment
+
+
 def split_samples(samples: Sequence[SampleSpec], build: BuildConfig) -> Dict[str, List[SampleSpec]]:
     """Split samples into train/val/test: stratified by class, grouped by slide when slide ids are present.
 
-    Grouping: each slide is one unit, stratified by its majority label; samples without a slide id are units
-    of their own. Deterministic for `build.seed` and the set of samples (input order does not matter).
+    Grouping: each slide is one unit, stratified by its majority label (multi-label samples: by the union of its
+    samples' label sets, with iterative stratification); samples without a slide id are units of their own.
+    Deterministic for `build.seed` and the set of samples (input order does not matter).
     Each split is then shuffled with the seed, so shards mix classes and slides.
     """
     samples = sorted(samples, key=lambda s: s.key)
@@ -47,14 +86,17 @@ def split_samples(samples: Sequence[SampleSpec], build: BuildConfig) -> Dict[str
     units: Dict[str, List[SampleSpec]] = defaultdict(list)
     for s in samples:
         units[f"slide:{s.slide_id}" if group and s.slide_id is not None else f"key:{s.key}"].append(s)
-    strata: Dict[str, List[Tuple[str, int]]] = defaultdict(list)
-    for unit, members in sorted(units.items()):
-        label = Counter(m.label for m in members).most_common(1)[0][0] if build.stratify else "*"
-        strata[label].append((unit, len(members)))
     rng = np.random.default_rng(build.seed)
-    assignment: Dict[str, str] = {}
-    for label in sorted(strata):
-        assignment.update(_allocate(strata[label], (build.test_fraction, build.val_fraction), rng))
+    if build.stratify and is_multilabel(samples):
+        assignment = _iterative_assignment(sorted(units.items()), build)
+    else:
+        strata: Dict[str, List[Tuple[str, int]]] = defaultdict(list)
+        for unit, members in sorted(units.items()):
+            label = Counter(m.label for m in members).most_common(1)[0][0] if build.stratify else "*"
+            strata[label].append((unit, len(members)))
+        assignment = {}
+        for label in sorted(strata):
+            assignment.update(_allocate(strata[label], (build.test_fraction, build.val_fraction), rng))
     out: Dict[str, List[SampleSpec]] = {name: [] for name in SPLITS}
     for unit, members in sorted(units.items()):
         out[assignment[unit]].extend(members)

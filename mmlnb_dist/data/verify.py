@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 from ..core.files import sha256_file
 from .images import image_member
@@ -33,9 +33,19 @@ class VerifyReport:
         return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [head, *rows])
 
 
+def _label_set(sample: Dict) -> Optional[List[str]]:
+    """A multi-label sample's `json["labels"]`, or None when it is not a non-empty list."""
+    try:
+        names = json.loads(sample["json"]).get("labels")
+    except (KeyError, ValueError, AttributeError):
+        return None
+    return names if isinstance(names, list) and names else None
+
+
 def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyReport:
     """Check every shard against the manifest: file present, bytes, sha256, counts per class, unique keys,
-    every image decodable, every `cls` a valid class index matching the `json` label."""
+    every image decodable, every `cls` a valid class index matching the `json` label; on multi-label sets also
+    every `json["labels"]` a list of classes and the per-shard `label_counts`."""
     from PIL import Image
     from tqdm import tqdm
 
@@ -62,6 +72,7 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
             if sha256_file(path) != entry.get("sha256"):
                 problems.append(f"{entry['file']}: sha256 differs from the manifest")
             shard_counts: Counter = Counter()
+            shard_labels: Counter = Counter()  # multi-label sets: samples holding each label
             n = 0
             try:
                 for sample in iter_shard_samples(path):
@@ -96,12 +107,20 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
                     if meta_label is not None and meta_label != label:
                         problems.append(f"{where}: cls says {label} but json label says {meta_label}")
                     shard_counts[label] += 1
+                    if "label_counts" in entry:
+                        names = _label_set(sample)
+                        if names is None or any(name not in classes for name in names):
+                            problems.append(f"{where}: json 'labels' {names!r} is not a non-empty list of classes")
+                        else:
+                            shard_labels.update(set(names))
             except ShardError as err:
                 problems.append(str(err))
             if n != entry["num_samples"]:
                 problems.append(f"{entry['file']}: {n} samples, manifest says {entry['num_samples']}")
             if any(shard_counts.get(c, 0) != entry["class_counts"].get(c, 0) for c in classes):
                 problems.append(f"{entry['file']}: class counts {dict(shard_counts)} differ from manifest {entry['class_counts']}")
+            if "label_counts" in entry and any(shard_labels.get(c, 0) != entry["label_counts"].get(c, 0) for c in classes):
+                problems.append(f"{entry['file']}: label counts {dict(shard_labels)} differ from manifest {entry['label_counts']}")
             split_counts.update(shard_counts)
         if sum(split_counts.values()) != info["num_samples"]:
             problems.append(f"split {split}: {sum(split_counts.values())} valid samples, manifest says {info['num_samples']}")

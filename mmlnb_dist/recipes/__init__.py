@@ -14,6 +14,9 @@ from typing import Dict, FrozenSet, Tuple, Type
 
 from ..core.config import Section
 from ..core.errors import ConfigError
+from .clip.config import LOWER_IS_BETTER as CLIP_LOWER_IS_BETTER
+from .clip.config import METRIC_NAMES as CLIP_METRICS
+from .clip.config import ClipConfig
 from .fusion.config import METRIC_NAMES as FUSION_METRICS
 from .fusion.config import FusionConfig
 from .vlm.config import VLMConfig
@@ -50,6 +53,9 @@ RECIPES: Dict[str, RecipeSpec] = {spec.name: spec for spec in (
     RecipeSpec("vlm", "vlm", VLMConfig, "mmlnb_dist.recipes.vlm.finetune:FinetuneVLMRecipe",
                "Stage 1 of MMLNB: the description VLM (Qwen2.5-VL + LoRA): fine-tuning and describe",
                metrics=("loss",), lower_is_better=frozenset({"loss"})),
+    RecipeSpec("clip", "clip", ClipConfig, "mmlnb_dist.recipes.clip.recipe:ClipRecipe",
+               "Fine-tuned CLIP towers + MLP head for multi-label classification of image-caption pairs (seed 002)",
+               metrics=(*CLIP_METRICS, "loss"), lower_is_better=CLIP_LOWER_IS_BETTER),
 )}
 
 

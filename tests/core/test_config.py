@@ -78,7 +78,7 @@ def test_split_fractions_validated():
 def test_missing_file_and_bad_override_form():
     with pytest.raises(ConfigError, match="config file nope.yaml not found"):
         load_config("nope.yaml")
-    with pytest.raises(ConfigError, match="shipped profiles: cpu-demo, multi-node, node-8gpu, rtx4090"):
+    with pytest.raises(ConfigError, match="shipped profiles: .*cpu-demo.*rtx4090"):
         load_config("nope.yaml")
     with pytest.raises(ConfigError, match="not of the form key=value"):
         load_config(None, ["train.lr"])

@@ -1,0 +1,227 @@
+"""Multi-label inputs: an image / text / label-set CSV read into build samples, bad rows dropped and reported.
+
+    opts = MultiLabelConfig(separator="|", label_merge="merge.yaml", min_frequency=5, max_labels=3)
+    manifest = build_multilabel_shards("pairs.csv", "shards/ml", BuildConfig(), opts)
+    manifest["classes"], manifest["label_counts"], manifest["splits"]["val"]["label_counts"], manifest["dropped_rows"]
+
+A row is dropped (and reported by its row number, the 1-based data row after the header, with every reason
+found) when its image path is empty, missing or unreadable, its text is empty, it has no label, a label falls
+outside a given vocabulary after merging, it has more labels than `max_labels`, or all of its labels are rarer
+than `min_frequency`. The good rows are still built. Each kept sample carries its label set in the `json` member
+(`labels`: names, `multi_hot`: 0/1 per class), never pickled, and its text in the `txt` member.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+from .build import SampleSpec, build_shards
+from .collect import sample_key
+from .config import BuildConfig, MultiLabelConfig
+from .shardset import ShardError
+
+log = logging.getLogger(__name__)
+
+GROUP_COLUMNS = ("slide_id", "patient_id")
+"""Columns used as the split group when `data.multilabel.group_column` is not set, first present wins."""
+
+
+@dataclass
+class MultiLabelInput:
+    """What `read_multilabel_csv` found: the samples to build, their vocabulary, the dropped rows, label counts."""
+
+    samples: List[SampleSpec]
+    classes: List[str]
+    dropped: List[Dict[str, Any]] = field(default_factory=list)
+    """`{"row": n, "image": cell, "reason": "..."}` per dropped row, in row order."""
+    label_counts: Dict[str, int] = field(default_factory=dict)
+    """Kept samples holding each class."""
+
+
+def load_label_merge(path: Union[str, Path]) -> Dict[str, str]:
+    """Read a merge mapping YAML (`target: [source, ...]`) into {source: target}; a `ShardError` naming the file
+    and key when it is malformed or maps one source onto two targets."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ShardError(f"label merge file {path} (data.multilabel.label_merge) cannot be read: {err}") from None
+    if not isinstance(raw, dict):
+        raise ShardError(f"label merge file {path}: expected a mapping `target: [source, ...]`, got {type(raw).__name__}")
+    merge: Dict[str, str] = {}
+    for target, sources in raw.items():
+        if isinstance(sources, str):
+            sources = [sources]
+        if not isinstance(sources, list) or not all(isinstance(x, (str, int)) for x in sources):
+            raise ShardError(f"label merge file {path}: '{target}' must map to a list of label names")
+        for source in map(str, sources):
+            if merge.get(source, str(target)) != str(target):
+                raise ShardError(f"label merge file {path}: '{source}' is merged into both '{merge[source]}' and "
+                                 f"'{target}'; list it under one target")
+            merge[source] = str(target)
+    return merge
+
+
+def parse_label_cell(cell: str, separator: str) -> List[str]:
+    """Label names of one cell: a JSON list (`["a", "b"]`) or names joined by `separator`; blanks removed."""
+    cell = (cell or "").strip()
+    if cell.startswith("["):
+        try:
+            names = json.loads(cell)
+        except json.JSONDecodeError:
+            names = None
+        if isinstance(names, list):
+            return [str(n).strip() for n in names if str(n).strip()]
+    return [n.strip() for n in cell.split(separator) if n.strip()]
+
+
+def _merged(names: Sequence[str], merge: Mapping[str, str]) -> List[str]:
+    """Names mapped through the merge, duplicates removed, first occurrence order kept."""
+    return list(dict.fromkeys(merge.get(n, n) for n in names))
+
+
+def _image_problem(path: Path) -> Optional[str]:
+    """Why the image cannot be used, or None. Decodes it fully: a truncated file fails here, not in the build."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except Exception as err:  # PIL raises many types for corrupt data; all mean "unreadable"
+        return f"unreadable image ({type(err).__name__}: {err})"
+    return None
+
+
+def _columns(rows_header: Sequence[str], csv_path: Path, opts: MultiLabelConfig) -> Optional[str]:
+    for key in ("image_column", "text_column", "labels_column"):
+        name = getattr(opts, key)
+        if name not in rows_header:
+            raise ShardError(f"CSV {csv_path} has no column '{name}' (data.multilabel.{key}); it has: "
+                             f"{', '.join(rows_header) or 'no header'}. Name the column with "
+                             f"`data.multilabel.{key}=...` or the matching shards build flag")
+    if opts.group_column is not None:
+        if opts.group_column not in rows_header:
+            raise ShardError(f"CSV {csv_path} has no column '{opts.group_column}' (data.multilabel.group_column); "
+                             f"it has: {', '.join(rows_header)}")
+        return opts.group_column
+    return next((c for c in GROUP_COLUMNS if c in rows_header), None)
+
+
+def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
+                        classes: Optional[Sequence[str]] = None) -> MultiLabelInput:
+    """Read an image / text / label-set CSV into build samples; bad rows are dropped and listed, not raised.
+
+    `classes` fixes the vocabulary (rows with a label outside it after merging are dropped); without it the
+    vocabulary is the sorted labels kept. Image paths are relative to the CSV's folder. A `ShardError` when the
+    file or a column is missing, or when no row is usable.
+    """
+    csv_path = Path(csv_path)
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ShardError(f"cannot read CSV {csv_path}: {err}") from None
+    group_col = _columns(header, csv_path, opts)
+    merge = load_label_merge(opts.label_merge) if opts.label_merge is not None else {}
+    vocab = set(classes) if classes is not None else None
+    root = csv_path.parent
+    reasons: Dict[int, List[str]] = {}
+    parsed: Dict[int, List[str]] = {}
+    paths: Dict[int, Path] = {}
+    for n, row in enumerate(rows, 1):
+        why: List[str] = []
+        cell = (row.get(opts.image_column) or "").strip()
+        path = Path(cell) if Path(cell).is_absolute() else root / cell
+        if not cell:
+            why.append("no image path")
+        elif not path.is_file():
+            why.append("image file not found")
+        if not (row.get(opts.text_column) or "").strip():
+            why.append("empty text")
+        labels = _merged(parse_label_cell(row.get(opts.labels_column) or "", opts.separator), merge)
+        if not labels:
+            why.append("no labels")
+        outside = [x for x in labels if vocab is not None and x not in vocab]
+        if outside:
+            why.append(f"labels outside the vocabulary after merging: {', '.join(outside)}")
+        if opts.max_labels is not None and len(labels) > opts.max_labels:
+            why.append(f"{len(labels)} labels after merging, more than max_labels={opts.max_labels}")
+        if why:
+            reasons[n] = why
+        parsed[n], paths[n] = labels, path
+    # Decode only the images of otherwise good rows, in threads (PIL releases the GIL while decoding).
+    candidates = [n for n in parsed if n not in reasons]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for n, problem in zip(candidates, pool.map(lambda k: _image_problem(paths[k]), candidates)):
+            if problem:
+                reasons[n] = [problem]
+    kept = [n for n in parsed if n not in reasons]
+    freq = Counter(x for n in kept for x in parsed[n])
+    rare = {x for x, c in freq.items() if c < opts.min_frequency}
+    for n in kept:
+        removed = [x for x in parsed[n] if x in rare]
+        parsed[n] = [x for x in parsed[n] if x not in rare]
+        if not parsed[n]:
+            reasons[n] = [f"no label left after min_frequency={opts.min_frequency} (removed: {', '.join(removed)})"]
+    if rare:
+        log.info("labels on fewer than %d rows removed (data.multilabel.min_frequency): %s", opts.min_frequency,
+                 ", ".join(sorted(rare)))
+    dropped = [{"row": n, "image": (rows[n - 1].get(opts.image_column) or "").strip(), "reason": "; ".join(reasons[n])}
+               for n in sorted(reasons)]
+    kept = [n for n in parsed if n not in reasons]
+    if not kept:
+        listing = "; ".join(f"row {d['row']}: {d['reason']}" for d in dropped[:10])
+        raise ShardError(f"no usable row in {csv_path} ({len(dropped)} dropped): {listing}")
+    used = {x for n in kept for x in parsed[n]}
+    if classes is not None:
+        vocabulary = [c for c in classes if c not in rare]
+        unused = [c for c in vocabulary if c not in used]
+        if unused:
+            log.warning("classes with no kept sample (their counts are 0): %s", ", ".join(unused))
+    else:
+        vocabulary = sorted(used)
+    order = {c: i for i, c in enumerate(vocabulary)}
+    samples: List[SampleSpec] = []
+    taken: Dict[str, str] = {}
+    keys = set()
+    for n in kept:
+        row, labels = rows[n - 1], sorted(parsed[n], key=order.__getitem__)
+        rel = Path(row[opts.image_column].strip()).as_posix()
+        key = sample_key(rel, taken)
+        if key in keys:  # one image with several captions (Quilt-style): one sample per row
+            key = f"{key}-r{n}"
+        keys.add(key)
+        group = (row.get(group_col) or "").strip() or None if group_col else None
+        samples.append(SampleSpec(key, labels[0], paths[n], group, row[opts.text_column].strip(),
+                                  {"file": rel, "row": n, "labels": labels}))
+    counts = Counter(x for s in samples for x in s.meta["labels"])
+    return MultiLabelInput(samples, vocabulary, dropped, {c: counts.get(c, 0) for c in vocabulary})
+
+
+def format_dropped(dropped: Sequence[Mapping[str, Any]]) -> List[str]:
+    """One line per dropped row: `row N: reason (image)`."""
+    return [f"row {d['row']}: {d['reason']}" + (f"  [{d['image']}]" if d.get("image") else "") for d in dropped]
+
+
+def build_multilabel_shards(csv_path: Union[str, Path], out_dir: Union[str, Path], build: BuildConfig,
+                            opts: MultiLabelConfig, classes: Optional[Sequence[str]] = None,
+                            provenance: Optional[Mapping[str, Any]] = None, progress: bool = True) -> Dict[str, Any]:
+    """Read the CSV (`read_multilabel_csv`) and build its good rows into a shard set; return the manifest, which
+    records the vocabulary (`classes`), `label_counts` per shard, split and overall, and `dropped_rows`."""
+    got = read_multilabel_csv(csv_path, opts, classes)
+    if got.dropped:  # the command prints the full list; the log keeps a trace for batch jobs
+        log.warning("%d row(s) of %s dropped (listed in manifest.json 'dropped_rows'): %s", len(got.dropped),
+                    csv_path, "; ".join(format_dropped(got.dropped[:5])) + (" ..." if len(got.dropped) > 5 else ""))
+    prov = {"input": str(csv_path), "task": "multilabel", **opts.model_dump(mode="json"), **dict(provenance or {})}
+    return build_shards(got.samples, out_dir, build, got.classes, provenance=prov, progress=progress,
+                        dropped_rows=got.dropped)

@@ -1,0 +1,87 @@
+"""The CLIP recipe's config section (`clip:`): the towers, their unfreezing, the fusion, the head, the loss.
+
+Shared training settings are in `train:`; `train.lr` is the head's peak learning rate and `clip.tower_lr` the
+towers' (the seed: 1e-4 and 1e-5), both following `train.lr_schedule`. Gradient clipping is
+`distributed.gradient_clipping` (default 1.0, the seed's), mixed precision `distributed.precision`.
+"""
+from __future__ import annotations
+
+from typing import List, Literal, Optional
+
+from pydantic import Field
+
+from ...core.config import Section
+
+MAX_K = 3
+"""j-of-k accuracies get table names for j = 1..MAX_K (the seed's 1-, 2- and 3-label accuracy)."""
+
+METRIC_NAMES = ("micro_auroc", "macro_auroc", "micro_f1", "macro_f1", "micro_precision", "macro_precision",
+                "micro_recall", "macro_recall", "hamming_loss",
+                *(f"at_least_{j}_of_top_k" for j in range(1, MAX_K + 1)))
+"""Scalar metrics of an evaluation (the F1, precision, recall, Hamming and j-of-k ones on the top-k prediction)."""
+
+LOWER_IS_BETTER = frozenset({"loss", "hamming_loss"})
+
+
+class TinyClipConfig(Section):
+    """A random CLIP of test size (both towers), built from a transformers `CLIPConfig`, for tests and demos."""
+
+    hidden: int = Field(32, ge=8)
+    """Width of both towers' transformer blocks."""
+
+    layers: int = Field(4, ge=1)
+    """Transformer blocks per tower."""
+
+    heads: int = Field(2, ge=1)
+    """Attention heads per block."""
+
+    patch_size: int = Field(8, ge=1)
+    """Vision patch size in pixels (`data.loader.image_size` must be a multiple of it)."""
+
+    projection_dim: int = Field(32, ge=4)
+    """Width of the shared image-text embedding space."""
+
+
+class ClipTowersConfig(Section):
+    name: str = "tiny"
+    """`tiny` (random, offline), or a transformers CLIP name or local folder loaded with
+    `CLIPModel.from_pretrained` (e.g. `openai/clip-vit-large-patch14`, `vinid/plip`)."""
+
+    unfreeze_blocks: int = Field(2, ge=0)
+    """Train the last N transformer blocks of EACH tower; the rest of the towers (embeddings, earlier blocks,
+    final layer norms, projections) stays frozen. 0 trains the head only."""
+
+    max_length: int = Field(77, ge=8)
+    """Caption token limit (CLIP's text position embeddings hold 77)."""
+
+    tiny: TinyClipConfig = TinyClipConfig()
+    """The tiny random CLIP's sizes (used when name is `tiny`)."""
+
+
+class ClipModelConfig(Section):
+    towers: ClipTowersConfig = ClipTowersConfig()
+    """The image and text towers of one CLIP model."""
+
+    fusion: Literal["concat", "sum", "image_only", "text_only"] = "concat"
+    """How the image and text embeddings meet: concatenated (the seed's choice), summed, or one tower alone
+    (the single-tower baselines: the other tower is not run)."""
+
+    head_widths: List[int] = [512, 512, 512]
+    """Hidden widths of the MLP head (the seed's 4 layers: 3 hidden of 512, then one per label)."""
+
+    head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout after each hidden layer of the head (the seed uses none)."""
+
+
+class ClipConfig(Section):
+    model: ClipModelConfig = ClipModelConfig()
+    """The classifier: towers, fusion and head (what the export stores)."""
+
+    tower_lr: float = Field(1e-5, gt=0.0)
+    """Peak learning rate of the unfrozen tower blocks (the head's is `train.lr`)."""
+
+    pos_weight: Optional[List[float]] = None
+    """BCEWithLogitsLoss positive-class weights, one per label in the shard set's vocabulary order (null: 1)."""
+
+    top_k: int = Field(3, ge=1)
+    """The top-k prediction: the k highest-scoring labels of a sample are predicted positive."""

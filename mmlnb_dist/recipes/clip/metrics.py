@@ -1,0 +1,83 @@
+"""Multi-label metrics over a whole evaluation split (the seed's table), gathered across ranks first.
+
+Threshold-free: micro AUROC over all (sample, label) pairs; macro AUROC over the labels that have both positives
+and negatives in the split; the others are listed (`labels_without_positives`, `labels_without_negatives`), not
+silently dropped. On the top-k prediction (the k highest-scoring labels of a sample are predicted positive, the
+rest negative): micro and macro F1, precision and recall (an undefined per-label value counts 0, as scikit-learn's
+`zero_division=0`), Hamming loss, and j-of-k accuracy: the share of samples with at least j true labels among their
+top k (j = 1..k; a sample with fewer than j true labels can never count).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence
+
+import torch
+
+from ...core.distributed import DistEnv, gather_tensors
+
+
+def top_k_prediction(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Long [N, L]: 1 for the k highest-scoring labels of each sample."""
+    pred = torch.zeros_like(scores, dtype=torch.long)
+    return pred.scatter_(1, scores.topk(k, dim=1).indices, 1)
+
+
+def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, classes: Sequence[str], k: int
+                       ) -> Dict[str, Any]:
+    """Scalars named as config.METRIC_NAMES (plus `at_least_{j}_of_top_k` up to k), `num_samples`, the
+    excluded-label lists and `per_label_f1` (vocabulary order). `scores` are logits or probabilities [N, L],
+    `targets` multi-hot [N, L]."""
+    from torchmetrics.functional.classification import (multilabel_auroc, multilabel_f1_score,
+                                                        multilabel_hamming_distance, multilabel_precision,
+                                                        multilabel_recall)
+
+    n_labels = len(classes)
+    if not 1 <= k <= n_labels:
+        raise ValueError(f"clip.top_k: {k} must be between 1 and the number of labels ({n_labels})")
+    scores = scores.detach().float().cpu()
+    target = targets.detach().cpu().round().long()
+    pred = top_k_prediction(scores, k)
+    positives = target.sum(0)
+    defined = [i for i in range(n_labels) if 0 < int(positives[i]) < len(target)]
+    out: Dict[str, Any] = {"num_samples": int(len(target)), "top_k": k,
+                           "labels_without_positives": [classes[i] for i in range(n_labels) if positives[i] == 0],
+                           "labels_without_negatives": [classes[i] for i in range(n_labels)
+                                                        if positives[i] == len(target)]}
+    probs = scores.sigmoid()
+    out["micro_auroc"] = float(multilabel_auroc(probs, target, n_labels, average="micro"))
+    out["macro_auroc"] = (float(multilabel_auroc(probs[:, defined], target[:, defined], len(defined),
+                                                 average="macro")) if len(defined) > 1 else
+                          _binary_auroc(probs, target, defined))
+    hard = pred.float()  # thresholded at 0.5 by torchmetrics: exactly the top-k prediction
+    for avg in ("micro", "macro"):
+        out[f"{avg}_f1"] = float(multilabel_f1_score(hard, target, n_labels, average=avg, zero_division=0))
+        out[f"{avg}_precision"] = float(multilabel_precision(hard, target, n_labels, average=avg, zero_division=0))
+        out[f"{avg}_recall"] = float(multilabel_recall(hard, target, n_labels, average=avg, zero_division=0))
+    out["hamming_loss"] = float(multilabel_hamming_distance(hard, target, n_labels, average="micro"))
+    hits = (pred * target).sum(1)  # true labels among the top k
+    for j in range(1, k + 1):
+        out[f"at_least_{j}_of_top_k"] = float((hits >= j).float().mean())
+    out["per_label_f1"] = [float(v) for v in multilabel_f1_score(hard, target, n_labels, average="none",
+                                                                zero_division=0)]
+    return out
+
+
+def _binary_auroc(probs: torch.Tensor, target: torch.Tensor, defined: List[int]) -> float:
+    from torchmetrics.functional.classification import binary_auroc
+
+    if not defined:
+        return float("nan")  # no label has both positives and negatives: undefined, never the best
+    return float(binary_auroc(probs[:, defined[0]], target[:, defined[0]]))
+
+
+def gathered_metrics(env: DistEnv, scores: torch.Tensor, targets: torch.Tensor, classes: Sequence[str],
+                     k: int) -> Dict[str, Any]:
+    """`multilabel_metrics` over every rank's share of the split (uneven shares are fine; each sample once)."""
+    scores, targets = gather_tensors(env, (scores.float(), targets.float()))
+    return multilabel_metrics(scores, targets, classes, k)
+
+
+def scalar_metrics(metrics: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
+    """The loggable scalars of an evaluation (lists and the top_k setting dropped), with a prefix."""
+    return {f"{prefix}{name}": float(value) for name, value in metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "top_k"}

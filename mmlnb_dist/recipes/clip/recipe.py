@@ -1,0 +1,260 @@
+"""The CLIP recipe: fine-tune the last blocks of both CLIP towers and an MLP head for multi-label classification
+of image-caption pairs (seed 002), under DeepSpeed (one process, N GPUs, several nodes, or CPU/gloo).
+
+    result = core.recipe.run(ClipRecipe, cfg)     # what `mmlnb-dist train` (train.recipe=clip) calls
+
+Per epoch: train with BCEWithLogitsLoss (optional positive-class weights), evaluate on `val` every
+`train.eval_every` epochs (metrics over the whole split gathered from every rank), checkpoint. At the end
+(export.finish): reload the best checkpoint (chosen on `val` by `train.best_metric`), evaluate `val` and `test`
+with it, export fp32 safetensors + JSON.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ...core.checkpoint import CheckpointManager, epoch_tag
+from ...core.config import save_config
+from ...core.distributed import DistEnv, all_reduce_sum, gather_tensors, plan_batch
+from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json, seed_everything
+from ...core.errors import ConfigError
+from ...core.recipe import Report
+from ...core.tracking import build_logger
+from ...data.loader import build_loader
+from ...data.preflight import check_shard_files
+from ...data.preprocess import ImageSamplePreprocess, MultiHotLabel
+from ...data.shardset import ShardError, ShardSet
+from .config import LOWER_IS_BETTER
+from .metrics import multilabel_metrics, scalar_metrics
+from .towers import CLIP_MEAN, CLIP_STD
+
+if TYPE_CHECKING:
+    from ...config import Config
+
+log = logging.getLogger(__name__)
+
+
+def preprocess_for(classes: List[str], image_size: int, augment: bool) -> ImageSamplePreprocess:
+    """The image at `image_size` normalised as CLIP expects, the multi-hot label vector, the caption."""
+    return ImageSamplePreprocess(image_size, MultiHotLabel(classes), augment=augment, mean=CLIP_MEAN, std=CLIP_STD,
+                                 text=True)
+
+
+class ClipRecipe:
+    """setup -> train -> (evaluate, save_checkpoint)* -> finish -> cleanup. One instance per run and process."""
+
+    name = "clip"
+    result_sections = ("run", "data", "train", "distributed", "clip")
+    """Config sections whose change alters the results: a resume that changes them is refused (core.recipe)."""
+
+    def __init__(self, cfg: "Config", env: DistEnv, report: Optional[Report] = None):
+        self.cfg, self.env, self.report = cfg, env, report
+        self.run_dir = Path(cfg.run.dir)
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", env, cfg.train.keep_checkpoints)
+        self.best: Optional[Dict[str, Any]] = None
+        self.global_step = 0
+        self.history: List[Dict[str, float]] = []
+        self.start_epoch = 0
+        self.logger = None
+
+    @classmethod
+    def check(cls, cfg: "Config", env: DistEnv) -> None:
+        """Problems found without work (the shard manifest is read, no sample): raised before anything starts."""
+        c = cfg.clip
+        if cfg.tracking.register_name:
+            raise ConfigError("tracking.register_name: the clip recipe has no MLflow registry package yet (its "
+                              "export is in <run dir>/export); unset it")
+        plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
+        if cfg.distributed.deepspeed_config:
+            read_user_deepspeed_json(cfg.distributed.deepspeed_config)
+        towers = c.model.towers
+        if towers.name == "tiny":
+            if towers.unfreeze_blocks > towers.tiny.layers:
+                raise ConfigError(f"clip.model.towers.unfreeze_blocks: {towers.unfreeze_blocks} blocks asked, but "
+                                  f"the tiny towers have clip.model.towers.tiny.layers={towers.tiny.layers}")
+            if cfg.data.loader.image_size % towers.tiny.patch_size:
+                raise ConfigError(f"data.loader.image_size: {cfg.data.loader.image_size} is not a multiple of "
+                                  f"clip.model.towers.tiny.patch_size {towers.tiny.patch_size}")
+        best = cfg.train.best_metric
+        if best.startswith("at_least_") and int(best.split("_")[2]) > c.top_k:
+            raise ConfigError(f"train.best_metric: '{best}' needs clip.top_k >= {best.split('_')[2]} "
+                              f"(clip.top_k is {c.top_k})")
+        try:
+            shards = ShardSet.open(cfg.data.shards)
+        except ShardError as err:
+            raise ShardError(f"data.shards: {err}") from None
+        shards.require_split("train", "to train on")
+        shards.require_split("val", "to pick the best checkpoint")
+        n_labels = len(shards.classes)
+        if c.top_k > n_labels:
+            raise ConfigError(f"clip.top_k: {c.top_k} is more than the {n_labels} labels of {cfg.data.shards}")
+        if c.pos_weight is not None and len(c.pos_weight) != n_labels:
+            raise ConfigError(f"clip.pos_weight: {len(c.pos_weight)} weights given, but {cfg.data.shards} has "
+                              f"{n_labels} labels ({', '.join(shards.classes)}); give one per label or null")
+        check_shard_files(shards, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
+        CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
+
+    # -- setup -------------------------------------------------------------------------------------------------
+    def setup(self) -> None:
+        from .model import build_model
+
+        cfg, env, c = self.cfg, self.env, self.cfg.clip
+        self.shards = ShardSet.open(cfg.data.shards)
+        self.classes = list(self.shards.classes)
+        self.has_test = self.shards.num_samples("test") > 0
+        self.plan = plan = plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
+        lc = cfg.data.loader
+        preprocess = preprocess_for(self.classes, lc.image_size, augment=lc.augment)
+        eval_bs = cfg.train.eval_batch_size or plan.micro_batch
+        self.train_loader = build_loader(self.shards, "train", preprocess, lc, rank=env.rank,
+                                         world_size=env.world_size, batch_size=plan.micro_batch, mode="train",
+                                         seed=cfg.run.seed)
+        self.eval_loaders = {s: build_loader(self.shards, s, preprocess, lc, rank=env.rank, world_size=env.world_size,
+                                             batch_size=eval_bs, mode="eval", seed=cfg.run.seed)
+                             for s in (["val", "test"] if self.has_test else ["val"])}
+        self.steps_per_epoch = max(1, len(self.train_loader) // plan.accumulation)
+
+        seed_everything(cfg.run.seed)  # the same on every rank: identical initial weights
+        model = build_model(c.model, len(self.classes), lc.image_size)
+        self.pos_weight = torch.tensor(c.pos_weight, dtype=torch.float32) if c.pos_weight is not None else None
+        t = cfg.train
+        self.engine = build_engine(model, model.param_groups(tower_lr=c.tower_lr, head_lr=t.lr),
+                                   optimizer=OptimizerSpec(t.optimizer, t.lr, t.weight_decay), schedule=t.lr_schedule,
+                                   total_steps=t.epochs * self.steps_per_epoch, plan=plan, dist=cfg.distributed, env=env)
+        if env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+            (self.run_dir / "deepspeed_config.json").write_text(json.dumps(self.engine.ds_config, indent=2))
+        self.logger = build_logger(cfg.tracking, cfg.run, env.rank, self.run_dir, "train", config=cfg,
+                                   datasets=self.shards.dataset_specs(),
+                                   tags={"recipe": self.name, "world_size": str(env.world_size)})
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log.info("%d labels; towers '%s', last %d blocks of each unfrozen, fusion %s; %d of %d parameters train; "
+                 "global batch %d = micro %d x accumulation %d x world %d", len(self.classes), c.model.towers.name,
+                 c.model.towers.unfreeze_blocks, c.model.fusion, trainable, sum(p.numel() for p in model.parameters()),
+                 plan.global_batch, plan.micro_batch, plan.accumulation, plan.world_size)
+        client = self.checkpoints.resume(self.engine.engine, cfg.run.resume)
+        if client:
+            self.best = client.get("best")
+            self.global_step = int(client.get("global_step", 0))
+            self.history = list(client.get("history", []))
+            self.start_epoch = int(client["data_position"]["next_epoch"])
+            log.info("continuing at epoch %d", self.start_epoch)
+
+    @property
+    def model(self):
+        return self.engine.module
+
+    def _inputs(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        model, device = self.model, self.env.device
+        inputs: Dict[str, torch.Tensor] = {}
+        if model.uses_image:
+            inputs["pixel_values"] = batch["image"].to(device, next(model.parameters()).dtype)
+        if model.uses_text:
+            inputs.update({k: v.to(device) for k, v in model.towers.tokenize(batch["text"]).items()})
+        return inputs
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        weight = self.pos_weight.to(logits.device) if self.pos_weight is not None else None
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), pos_weight=weight)
+
+    # -- training ----------------------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        cfg, env, engine = self.cfg, self.env, self.engine.engine
+        # A per-epoch seed (dropout, augmentation): a resumed run replays an epoch exactly.
+        seed_everything(cfg.run.seed * 100_003 + epoch * 101 + env.rank)
+        engine.train()
+        self.train_loader.set_epoch(epoch)
+        acc = self.plan.accumulation
+        n = (len(self.train_loader) // acc) * acc
+        if n == 0:
+            raise ConfigError(f"train.global_batch_size: an epoch has {len(self.train_loader)} micro batches per "
+                              f"rank, fewer than the gradient accumulation {acc}; lower the global batch")
+        sums = torch.zeros(2, dtype=torch.float64)  # loss * samples, samples
+        t0 = time.perf_counter()
+        for i, batch in zip(range(n), self.train_loader):
+            labels = batch["label"].to(env.device)
+            loss = self._loss(engine(**self._inputs(batch)), labels)
+            engine.backward(loss)
+            engine.step()
+            value = float(loss.detach())
+            sums += torch.tensor([value * len(labels), len(labels)], dtype=torch.float64)
+            if (i + 1) % acc == 0:
+                self.global_step += 1
+                if self.global_step % cfg.train.log_every == 0:
+                    self.logger.log_metrics({"train/loss": value, "train/lr": self.engine.lr()}, step=self.global_step)
+        all_reduce_sum(env, sums)
+        elapsed = time.perf_counter() - t0
+        return {"train/loss": float(sums[0] / max(sums[1], 1)), "train/epoch_seconds": elapsed,
+                "train/samples_per_s": float(sums[1]) / max(elapsed, 1e-9)}
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "val") -> Dict[str, Any]:
+        """Metrics of the current weights over the whole split (each sample once across ranks) and its loss."""
+        engine = self.engine.engine
+        engine.eval()
+        logits, labels = [], []
+        for batch in self.eval_loaders[split]:
+            logits.append(engine(**self._inputs(batch)).float().cpu())
+            labels.append(batch["label"].float())
+        n_labels = len(self.classes)
+        local = (torch.cat(logits) if logits else torch.zeros(0, n_labels),
+                 torch.cat(labels) if labels else torch.zeros(0, n_labels))
+        scores, targets = gather_tensors(self.env, local)
+        self.eval_loaders[split].end_epoch(self.run_dir, self.logger, step=self.global_step)
+        metrics = multilabel_metrics(scores, targets, self.classes, self.cfg.clip.top_k)
+        metrics["loss"] = float(self._loss(scores, targets))
+        return metrics
+
+    def _is_better(self, value: float) -> bool:
+        if value != value:  # NaN (an undefined metric) never becomes the best
+            return False
+        if self.best is None:
+            return True
+        lower = self.cfg.train.best_metric in LOWER_IS_BETTER
+        return value < self.best["value"] if lower else value > self.best["value"]
+
+    def save_checkpoint(self, epoch: int) -> str:
+        """A resumable checkpoint of `epoch` (collective)."""
+        client = {"best": self.best, "global_step": self.global_step, "history": self.history,
+                  "data_position": {"next_epoch": epoch + 1, "granularity": "epoch"}}
+        return self.checkpoints.save(self.engine.engine, epoch_tag(epoch), client, best=self.best)
+
+    def train(self) -> Dict[str, Any]:
+        cfg = self.cfg
+        last = cfg.train.epochs - 1
+        for epoch in range(self.start_epoch, cfg.train.epochs):
+            stats = self.train_epoch(epoch)
+            self.train_loader.end_epoch(self.run_dir, self.logger, step=self.global_step)
+            self.logger.log_metrics(stats, step=self.global_step)
+            improved = False
+            if (epoch + 1) % cfg.train.eval_every == 0 or epoch == last:
+                metrics = self.evaluate("val")
+                scalars = scalar_metrics(metrics, "val/")
+                self.logger.log_metrics({**scalars, "epoch": float(epoch)}, step=self.global_step)
+                log.info("epoch %d  train loss %.4f  val loss %.4f  micro AUROC %.3f  top-%d micro F1 %.3f",
+                         epoch, stats["train/loss"], metrics["loss"], metrics["micro_auroc"], cfg.clip.top_k,
+                         metrics["micro_f1"])
+                self.history.append({"epoch": epoch, **stats, **scalars})
+                if self.report is not None:
+                    self.report(epoch, {**scalars, **stats, "epoch": epoch})
+                value = float(metrics[cfg.train.best_metric])
+                if self._is_better(value):
+                    improved = True
+                    self.best = {"tag": epoch_tag(epoch), "epoch": epoch, "metric": cfg.train.best_metric,
+                                 "value": value}
+            if improved or (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == last:
+                self.save_checkpoint(epoch)
+        from .export import finish
+
+        return finish(self)
+
+    def cleanup(self, status: str = "FINISHED") -> None:
+        if self.logger is not None:
+            self.logger.close(status)
