@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import shutil
@@ -112,6 +113,18 @@ def require_marker(ckpt_dir: Path) -> None:
         raise CheckpointError(f"{ckpt_dir} has no {MARKER}: it was not written by mmlnb-dist (or by a version "
                               f"before checkpoints were marked). Its files are pickles and are not loaded; evaluate "
                               f"an export (safetensors) instead, or start a new run")
+
+
+def better(new: Optional[float], old: Optional[float], mode: str) -> bool:
+    """Whether `new` strictly beats `old` under `mode` ("max": higher is better, "min": lower): the one rule for
+    the best checkpoint of every recipe and for the registry alias. A tie does not (the holder keeps it); a
+    missing or NaN new value never wins (an undefined metric would otherwise stay the best forever); a missing or
+    NaN old value always loses."""
+    if new is None or (isinstance(new, float) and math.isnan(new)):
+        return False
+    if old is None or (isinstance(old, float) and math.isnan(old)):
+        return True
+    return new > old if mode == "max" else new < old
 
 
 class CheckpointManager:

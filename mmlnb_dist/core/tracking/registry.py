@@ -12,12 +12,12 @@ holder's own run, not from the latest version (aliases, not the deprecated stage
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from ..checkpoint import better
 from ..errors import UserError
 
 
@@ -88,17 +88,6 @@ def run_metric(run, metric: str) -> Optional[float]:
     if value is None and metric.startswith("best/"):
         value = run.data.metrics.get(metric[len("best/"):])
     return value
-
-
-def better(new: Optional[float], old: Optional[float], mode: str) -> bool:
-    """Whether `new` strictly beats `old` under `mode` ("max": higher is better, "min": lower); a tie does not
-    (the alias holder keeps it); a missing or NaN new value never wins, a missing or NaN holder value always
-    loses."""
-    if new is None or (isinstance(new, float) and math.isnan(new)):
-        return False
-    if old is None or (isinstance(old, float) and math.isnan(old)):
-        return True
-    return new > old if mode == "max" else new < old
 
 
 def run_folder(run) -> Path:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from ...core.checkpoint import CheckpointManager, epoch_tag
+from ...core.checkpoint import CheckpointManager, better, epoch_tag
 from ...core.config import save_config
 from ...core.distributed import DistEnv, all_reduce_sum, gather_tensors, plan_batch
 from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json, seed_everything
@@ -213,12 +213,8 @@ class ClipRecipe:
         return metrics
 
     def _is_better(self, value: float) -> bool:
-        if value != value:  # NaN (an undefined metric) never becomes the best
-            return False
-        if self.best is None:
-            return True
-        lower = self.cfg.train.best_metric in LOWER_IS_BETTER
-        return value < self.best["value"] if lower else value > self.best["value"]
+        return better(value, self.best["value"] if self.best else None,
+                      "min" if self.cfg.train.best_metric in LOWER_IS_BETTER else "max")
 
     def save_checkpoint(self, epoch: int) -> str:
         """A resumable checkpoint of `epoch` (collective)."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
 
-from ...core.checkpoint import CheckpointManager, epoch_tag
+from ...core.checkpoint import CheckpointManager, better, epoch_tag
 from ...core.config import save_config
 from ...core.distributed import DistEnv, all_reduce_sum, plan_batch
 from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json, seed_everything
@@ -229,11 +229,8 @@ class FusionRecipe:
         return result
 
     def _is_better(self, value: float) -> bool:
-        if value != value:  # NaN (an undefined metric) never becomes the best, or it would stay the best forever
-            return False
-        if self.best is None:
-            return True
-        return value < self.best["value"] if self.cfg.train.best_metric == "loss" else value > self.best["value"]
+        return better(value, self.best["value"] if self.best else None,
+                      "min" if self.cfg.train.best_metric == "loss" else "max")
 
     def save_checkpoint(self, epoch: int) -> str:
         """A resumable checkpoint of `epoch` (collective)."""
