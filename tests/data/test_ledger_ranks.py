@@ -3,15 +3,11 @@ the global count and the same decision."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from support.ranks import run_ranks
+
 
 RANK = """
 import json, os, sys
@@ -35,12 +31,6 @@ dist.destroy_process_group()
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_end_epoch_counts_every_rank_and_decides_the_same_everywhere(tmp_path):
     from mmlnb_dist.data.reader import iter_shard_samples
@@ -54,11 +44,8 @@ def test_end_epoch_counts_every_rank_and_decides_the_same_everywhere(tmp_path):
         samples[2]["png"] = b"garbage"
         write_tar_shard(shards / name, samples, CLASSES)
     for limit, expected in ((0.04, "ok"), (0.03, "refused")):  # 2 of 60 = 3.3%; each rank alone: 1 of 60
-        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_port()), OMP_NUM_THREADS="1")
         outs = [tmp_path / f"rank{r}-{limit}.json" for r in range(2)]
-        procs = [subprocess.Popen([sys.executable, "-c", RANK, str(r), str(shards), str(limit), str(outs[r])],
-                                  cwd=ROOT, env=env) for r in range(2)]
-        assert [p.wait(timeout=300) for p in procs] == [0, 0]
+        run_ranks(RANK, lambda r: (shards, limit, outs[r]))
         got = [json.loads(o.read_text()) for o in outs]
         assert [g[0] for g in got] == [expected, expected], got
         assert [g[2] for g in got] == [1, 1]  # each rank saw only its own bad sample

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+
+from mmlnb_dist.core.tracking.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,12 +101,6 @@ def names_class(text: str, label: str, keywords: Optional[Dict[str, Sequence[str
     low = text.lower()
     hits = {c for c, words in keywords.items() if any(w in low for w in words)}
     return hits == {label}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(args: List[str], nproc: int = 2, timeout: int = 900, env_extra: Optional[dict] = None,

@@ -3,17 +3,13 @@ lacks): one process, and gathered from 2 gloo ranks with uneven counts (every sa
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[3]
+from support.ranks import run_ranks
+
 
 
 def _data(n=57, labels=7, seed=0, empty=(5,)):
@@ -89,22 +85,13 @@ dist.destroy_process_group()
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_metrics_gathered_from_two_ranks_with_uneven_counts_equal_sklearn_on_the_whole_split(tmp_path):
     scores, targets = _data(n=61)
     data = tmp_path / "split.npz"
     np.savez(data, scores=scores, targets=targets, cut=17)  # rank 0: 17 samples, rank 1: 44
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_port()), OMP_NUM_THREADS="1")
     outs = [tmp_path / f"rank{r}.json" for r in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-c", RANK, str(r), str(data), str(outs[r])], cwd=ROOT, env=env)
-             for r in range(2)]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    run_ranks(RANK, lambda r: (data, outs[r]))
     got = [json.loads(o.read_text()) for o in outs]
     assert got[0] == got[1]  # every rank gets the same answer
     assert got[0]["num_samples"] == 61  # every sample exactly once: no padding duplicates

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from mmlnb_dist.core.tracking.server import free_port
 
 from support.clip import CLIP_PROFILE, ROOT, VOCAB, caption_shards, clip_config
 
@@ -107,12 +108,6 @@ def test_config_mistakes_are_named_before_work_starts(shards, tmp_path, override
     assert not (tmp_path / "clip" / "checkpoints").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_process_deepspeed_zero1_run_of_the_clip_recipe(shards, tmp_path):
     """torchrun, 2 CPU processes, gloo, ZeRO-1, through the CLI: every validation sample once, above chance."""
@@ -120,7 +115,7 @@ def test_two_process_deepspeed_zero1_run_of_the_clip_recipe(shards, tmp_path):
                OMP_NUM_THREADS="1")
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    cmd = [PY, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+    cmd = [PY, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "mmlnb_dist.cli", "train", "--config", str(CLIP_PROFILE), f"data.shards={shards}",
            f"run.output_dir={tmp_path}", "run.name=ds2", "distributed.zero_stage=1", "data.loader.num_workers=0",
            "data.loader.image_size=32", "tracking.backends=[stdout]", EPOCHS]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from mmlnb_dist.core.tracking.server import free_port
 
 from support.fusion import (CPU_DEMO, ROOT, checkpoint_weights, gate_env, gated_train_command, kill_at_gate,
                             make_shards)
@@ -27,12 +28,6 @@ SHORT = ["train.epochs=4", "fusion.curriculum.ramp_start=1", "fusion.curriculum.
 def shards(tmp_path_factory) -> Path:
     """240 synthetic patches at 64 px (180 train / 60 val), built once per session."""
     return make_shards(tmp_path_factory.mktemp("fusion"), n=240, size=64)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(*args: str) -> list:
@@ -54,7 +49,7 @@ def _last_json(stdout: str) -> dict:
 @pytest.mark.slow
 def test_two_process_deepspeed_zero1_run_beats_chance(shards, tmp_path):
     """torchrun, 2 CPU processes, gloo, ZeRO-1, seed 0: validation balanced accuracy >= 0.55 (chance 0.33)."""
-    cmd = [PY, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+    cmd = [PY, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "mmlnb_dist.cli", "train", "--config", str(CPU_DEMO), f"data.shards={shards}",
            f"run.output_dir={tmp_path}", "run.name=ds2", "distributed.zero_stage=1", *BASE]
     proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=400)

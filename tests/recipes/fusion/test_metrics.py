@@ -1,7 +1,6 @@
 """Every metric equals scikit-learn's, on one rank and gathered from 2 gloo ranks with uneven sizes."""
 from __future__ import annotations
 
-import socket
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ import torch
 import torch.multiprocessing as mp
 from sklearn import metrics as skm
 
+from mmlnb_dist.core.tracking.server import free_port
 from mmlnb_dist.recipes.fusion.metrics import compute_metrics, format_metrics_table, ordinal_permutation
 
 from support.metrics import CLASSES, gather_worker
@@ -60,15 +60,9 @@ def test_quadratic_kappa_uses_the_ordinal_order_not_the_label_order():
     assert shuffled["kappa"] == pytest.approx(ours["kappa"], abs=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_gathered_from_two_uneven_ranks_matches_sklearn(tmp_path):
-    mp.spawn(gather_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(gather_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     probs, targets = _random_predictions(77, 11)
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)  # our own test output
