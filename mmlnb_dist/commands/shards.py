@@ -89,11 +89,15 @@ def _build(args: argparse.Namespace) -> int:
     print(VerifyReport([], counts, classes).table())
     n_shards = sum(len(info["shards"]) for info in manifest["splits"].values())
     print(f"wrote {n_shards} shards and manifest.json to {out}")
+    _print_skipped(manifest)
+    return 0
+
+
+def _print_skipped(manifest: dict) -> None:
     if manifest["skipped"]:
         print(f"skipped {len(manifest['skipped'])} unreadable images (listed in manifest.json 'skipped'):")
         for s in manifest["skipped"]:
             print(f"  {s['source']}  {s['reason']}")
-    return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -151,8 +155,5 @@ def _build_multilabel(args: argparse.Namespace) -> int:
               f"'dropped_rows'):")
         for line in format_dropped(manifest["dropped_rows"]):
             print(f"  {line}")
-    if manifest["skipped"]:
-        print(f"skipped {len(manifest['skipped'])} unreadable images (listed in manifest.json 'skipped'):")
-        for s in manifest["skipped"]:
-            print(f"  {s['source']}  {s['reason']}")
+    _print_skipped(manifest)
     return 0
