@@ -1,4 +1,5 @@
-"""Shared model building blocks: the image and text encoder registries (used by several recipes).
+"""Shared model building blocks (used by several recipes): the image and text encoder registries (encoders.py)
+and the fusion blocks, PRMF and its ablations (fusion_blocks.py).
 
 Models know no ranks, no data pipeline and no tracking: recipes hand them tensors.
 """

@@ -3,7 +3,6 @@ minimum frequency, vocabulary and per-label counts in the manifest, `shards veri
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections import Counter
 from pathlib import Path

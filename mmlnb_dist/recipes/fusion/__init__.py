@@ -2,7 +2,7 @@
 PRMF confidence block, trained with a curriculum and staged freezing).
 
     config.py      the `fusion:` section (model, curriculum, caching) and the metric names
-    model.py       FusionClassifier; prmf.py the fusion blocks and their ablations
+    model.py       FusionClassifier (its PRMF block and ablations: models/fusion_blocks.py, shared)
     curriculum.py  lambda(e), the phases and the curriculum loss
     features.py    the frozen-feature cache; phases.py what entering a phase changes
     steps.py       preprocess, batch -> inputs, the evaluation pass; metrics.py, plots.py

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ...models.encoders import ImageEncoder, TextEncoder, build_image_encoder, build_text_encoder
+from ...models.fusion_blocks import build_fusion
 from .config import FusionModelConfig
-from .prmf import build_fusion
 
 TWO_BRANCH_MODES = ("prmf", "concat", "sum", "fixed_alpha")
 
@@ -38,7 +38,8 @@ class FusionClassifier(nn.Module):
         self.num_classes = num_classes
         image_dim = self.image_encoder.out_dim if self.image_encoder is not None else 0
         text_dim = self.text_encoder.out_dim if self.text_encoder is not None else 0
-        self.fusion = build_fusion(fusion, image_dim, text_dim)
+        self.fusion = build_fusion(mode, image_dim, text_dim, confidence=fusion.confidence,
+                                   confidence_hidden=fusion.confidence_hidden, fixed_alpha=fusion.fixed_alpha)
         self.head = nn.Sequential(nn.ReLU(), nn.Dropout(fusion.dropout), nn.Linear(self.fusion.out_dim, num_classes))
         # The curriculum's auxiliary image-only loss only means something when a second branch exists.
         self.image_head = nn.Linear(image_dim, num_classes) if mode in TWO_BRANCH_MODES else None

@@ -6,7 +6,7 @@ import torch
 
 from mmlnb_dist.recipes.fusion.config import FusionModelConfig
 from mmlnb_dist.recipes.fusion.model import build_classifier
-from mmlnb_dist.recipes.fusion.prmf import PRMF
+from mmlnb_dist.models.fusion_blocks import PRMF
 
 
 def test_prmf_paper_form_equals_hand_computation():

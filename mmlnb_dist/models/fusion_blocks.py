@@ -1,6 +1,7 @@
-"""The fusion block: PRMF (the paper's confidence-weighted fusion) and the Table 2 ablations.
+"""Fusion blocks shared by the recipes: PRMF (MMLNB's confidence-weighted fusion) and its Table 2 ablations.
 
-Every fusion maps image features I [B, d_i] and text features T [B, d_t] to fused features F [B, out_dim] and
+The fusion recipe fuses its image and text encoders' features with them; the CLIP recipe reuses PRMF on the two
+CLIP embeddings (`clip.model.fusion=prmf`). Every fusion maps image features I [B, d_i] and text features T [B, d_t] to fused features F [B, out_dim] and
 an optional per-sample text weight alpha [B, 1] (None when the fusion has none).
 """
 from __future__ import annotations
@@ -9,8 +10,6 @@ from typing import Optional, Tuple
 
 import torch
 from torch import nn
-
-from .config import FusionModelConfig
 
 FusionOutput = Tuple[torch.Tensor, Optional[torch.Tensor]]
 
@@ -97,17 +96,19 @@ class SingleBranch(nn.Module):
         return (image if self.branch == "image" else text), None
 
 
-def build_fusion(cfg: FusionModelConfig, image_dim: int, text_dim: int) -> nn.Module:
-    if cfg.mode == "prmf":
-        return PRMF(image_dim, text_dim, cfg.confidence, cfg.confidence_hidden)
-    if cfg.mode == "fixed_alpha":
-        return FixedAlphaFusion(image_dim, text_dim, cfg.fixed_alpha)
-    if cfg.mode == "sum":
+def build_fusion(mode: str, image_dim: int, text_dim: int, *, confidence: str = "paper",
+                 confidence_hidden: int = 256, fixed_alpha: float = 0.5) -> nn.Module:
+    """The fusion block `mode` names (prmf, fixed_alpha, sum, concat, image_only, text_only)."""
+    if mode == "prmf":
+        return PRMF(image_dim, text_dim, confidence, confidence_hidden)
+    if mode == "fixed_alpha":
+        return FixedAlphaFusion(image_dim, text_dim, fixed_alpha)
+    if mode == "sum":
         return SumFusion(image_dim, text_dim)
-    if cfg.mode == "concat":
+    if mode == "concat":
         return ConcatFusion(image_dim, text_dim)
-    if cfg.mode == "image_only":
+    if mode == "image_only":
         return SingleBranch("image", image_dim)
-    if cfg.mode == "text_only":
+    if mode == "text_only":
         return SingleBranch("text", text_dim)
-    raise ValueError(f"unknown fusion mode {cfg.mode!r}")
+    raise ValueError(f"unknown fusion mode {mode!r}")
