@@ -73,6 +73,18 @@ class ClipMultiLabel(nn.Module):
             return image + text
         return image if image is not None else text
 
+    def inputs(self, pixel_values: Optional[torch.Tensor], texts: Optional[List[str]],
+               device: Optional[torch.device] = None) -> Dict[str, torch.Tensor]:
+        """The keyword arguments of `forward` for a batch of normalised images and captions: only what the model
+        uses (a text-only model gets no pixels), tokenised by its own tokenizer, on `device`."""
+        device = device or next(self.parameters()).device
+        out: Dict[str, torch.Tensor] = {}
+        if self.uses_image:
+            out["pixel_values"] = pixel_values.to(device, next(self.parameters()).dtype)
+        if self.uses_text:
+            out.update({k: v.to(device) for k, v in self.towers.tokenize(list(texts)).items()})
+        return out
+
     def forward(self, pixel_values: Optional[torch.Tensor] = None, input_ids: Optional[torch.Tensor] = None,
                 attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         fused = self.embeddings(pixel_values, input_ids, attention_mask)

@@ -152,13 +152,7 @@ class ClipRecipe:
         return self.engine.module
 
     def _inputs(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
-        model, device = self.model, self.env.device
-        inputs: Dict[str, torch.Tensor] = {}
-        if model.uses_image:
-            inputs["pixel_values"] = batch["image"].to(device, next(model.parameters()).dtype)
-        if model.uses_text:
-            inputs.update({k: v.to(device) for k, v in model.towers.tokenize(batch["text"]).items()})
-        return inputs
+        return self.model.inputs(batch["image"], batch["text"], self.env.device)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         weight = self.pos_weight.to(logits.device) if self.pos_weight is not None else None
