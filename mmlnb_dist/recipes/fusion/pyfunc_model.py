@@ -23,30 +23,10 @@ import mlflow.pyfunc
 import numpy as np
 
 from ...core.tracking.registry import ModelPackage, RegisterResult, register_model, run_folder
-from ...data.images import decode_image, is_image_file
+from ...data.images import read_image
 
 if TYPE_CHECKING:
     from ...config import Config
-
-
-def read_image(value: Any):
-    """A PIL RGB image from a path, raw bytes, or base64 text; raises ValueError with the reason."""
-    from PIL import UnidentifiedImageError
-
-    try:
-        if isinstance(value, (bytes, bytearray)):
-            data = bytes(value)
-        elif isinstance(value, str) and len(value) < 4096 and is_image_file(value):
-            data = Path(value).read_bytes()
-        elif isinstance(value, str):
-            data = base64.b64decode(value, validate=True)
-        else:
-            raise ValueError(f"unsupported image value of type {type(value).__name__}")
-        return decode_image(data)
-    except FileNotFoundError:
-        raise ValueError(f"file not found: {value}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, base64.binascii.Error) as err:
-        raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
 
 
 def _column(df, name: str, default: Any) -> List[Any]:
@@ -164,6 +144,34 @@ def _example_image_b64(size: int = 32) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def image_encoder_record(meta: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Which image encoder an export was trained from, its starting weights' digest and their licence: what the
+    export recorded (`image_encoder_provenance`), else what the encoder registry knows by name."""
+    from ...models.encoders import image_encoder_licence
+
+    name = meta.get("image_encoder")
+    if name is None:
+        return None
+    record = {"name": name, "weights_digest": "not recorded in the export", "licence": image_encoder_licence(name),
+              "source": name}
+    record.update(meta.get("image_encoder_provenance") or {})
+    return record
+
+
+def _encoder_card_and_tags(record: Optional[Dict[str, Any]]):
+    """Model-card section and version tags for the image encoder, so its licence travels with the model."""
+    if record is None:
+        return {}, {}
+    tags = {"image_encoder": str(record["name"]), "image_encoder.source": str(record["source"]),
+            "image_encoder.weights_digest": str(record["weights_digest"]),
+            "image_encoder.licence": str(record["licence"])}
+    card = (f"- name: `{record['name']}` (from `{record['source']}`)\n"
+            f"- starting weights digest: `{record['weights_digest']}`\n"
+            f"- licence: {record['licence']}. This model is derived from these weights and inherits their "
+            f"licence{' (not for commercial use)' if record.get('commercial_use') is False else ''}.")
+    return {"Image encoder": card}, tags
+
+
 def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     """What the registry logs for a fusion run: the pyfunc wrapper around its export (default
     `<run folder>/export`), with a signature and an example from a real prediction (which also checks the
@@ -185,12 +193,18 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
                             "key": ["example"], "slide_id": [""]})
     out = predictions_frame(predictor, [read_image(example["image"][0])], list(example["description"]),
                             ["example"], [""])
+    from .export import read_export_config
+
+    encoder = image_encoder_record(read_export_config(export_dir)[0])
+    encoder_card, encoder_tags = _encoder_card_and_tags(encoder)
     package_root = Path(__file__).resolve().parents[2]  # the mmlnb_dist package: the pyfunc imports it
     return ModelPackage(
         python_model=str(Path(__file__).with_name("pyfunc_code.py")), artifacts={"export": str(export_dir)},
         signature=infer_signature(example, out, params={"batch_size": 32}), input_example=example,
-        title="mmlnb-nb classifier", card_sections={"Classes": ", ".join(classes), "Use": USAGE},
-        metadata={"classes": classes}, version_tags={"classes": json.dumps(classes)},
+        title="mmlnb-nb classifier",
+        card_sections={"Classes": ", ".join(classes), **encoder_card, "Use": USAGE},
+        metadata={"classes": classes, "image_encoder": encoder},
+        version_tags={"classes": json.dumps(classes), **encoder_tags},
         code_paths=[str(package_root)])
 
 

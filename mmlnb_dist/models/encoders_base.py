@@ -1,0 +1,68 @@
+"""What every image encoder is (`ImageEncoder`: a module with `out_dim` and the input it expects), the encoder
+error, and the safe weights-file reader; shared by the registries in encoders.py and pathology.py."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..core.errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""The normalisation of the ImageNet-trained encoders (the default of `ImageEncoder.mean` / `.std`)."""
+
+
+class EncoderError(UserError, ValueError):
+    """An encoder cannot be built (unknown name, weights missing offline, bad weights file)."""
+
+
+class ImageEncoder(nn.Module):
+    """A backbone followed by global average pooling: image -> one vector of `out_dim` features.
+
+    The encoder declares the input it was trained on: `mean` / `std` (per channel, for images scaled to [0, 1])
+    and `input_size` (pixels per side; None when any size works). Recipes read these to build their
+    preprocessing (`normalize` applies them to a [0, 1] batch). `licence` and `source` say where the weights come
+    from; `weights_digest` (set by `build_image_encoder` when weights were loaded) identifies them."""
+
+    def __init__(self, name: str, body: nn.Module, out_dim: int, pool: bool = True, *,
+                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                 input_size: Optional[int] = None, licence: str = "", source: str = ""):
+        super().__init__()
+        self.name = name
+        self.body = body
+        self.out_dim = out_dim
+        self.pool = pool
+        self.mean: Tuple[float, ...] = tuple(float(m) for m in mean)
+        self.std: Tuple[float, ...] = tuple(float(s) for s in std)
+        self.input_size = input_size
+        self.licence = licence
+        self.source = source or name
+        self.weights_digest: Optional[str] = None
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """`float[B,3,H,W]` in [0, 1] -> the normalised input this encoder expects."""
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        return (images - mean) / std
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.body(pixel_values)
+        if self.pool:
+            x = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        return x
+
+
+def load_state_file(path: str | Path) -> Dict[str, torch.Tensor]:
+    """A state dict from a .safetensors file or a torch file (loaded with weights_only=True: no pickles run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EncoderError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
