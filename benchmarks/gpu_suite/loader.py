@@ -1,0 +1,89 @@
+"""(d) The shard loader feeding the device: uint8 batches from the workers, normalised on the device.
+
+Synthetic shards are built in the suite's temp folder (the rtx4090 profile's build: JPEG q95 at 256 px), read
+by `data.loader.build_loader` with the profile's loader settings (8 workers, capped at the CPU count, batch 32,
+224 px, no augmentation, resampled to `epoch_samples`), and each batch is copied to the device and normalised
+there (ImageNet mean/std) before the next is taken. `--tiny`: 48 images at 64 px, 56 px crops, batch 8.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Dict
+
+import torch
+
+from .common import Suite
+
+
+class DeviceNormalised:
+    """The recipe's preprocess with `finalize` left to the device: workers decode and crop (uint8), the main
+    process only passes batches on. Plain class: it pickles into the workers."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def decode(self, sample, context):
+        return self.inner.decode(sample, context)
+
+    def collate(self, samples):
+        return self.inner.collate(samples)
+
+    def finalize(self, batch: Dict[str, Any]) -> Dict[str, Any]:
+        return batch
+
+
+def build_shards(suite: Suite, n: int, stored_px: int):
+    from mmlnb_dist.data.build import build_shards as build
+    from mmlnb_dist.data.collect import collect_samples
+    from mmlnb_dist.data.config import BuildConfig
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.data.synthetic import CLASSES, make_synthetic_dataset
+
+    src, out = suite.work / "loader-src", suite.work / "loader-shards"
+    make_synthetic_dataset(src, n=n, size=stored_px, n_slides=max(6, n // 8), noisy_description_rate=0.0, seed=0)
+    samples = collect_samples(src, CLASSES, descriptions=src / "descriptions.jsonl")
+    build(samples, out, BuildConfig(max_samples_per_shard=max(1, n // 4), val_fraction=0.0, image_format="jpeg",
+                                    image_size=stored_px, jpeg_quality=95, group_by_slide=False), CLASSES,
+          progress=False)
+    return ShardSet.open(out)
+
+
+def measure_loader(suite: Suite) -> Dict[str, Any]:
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.data.loader import build_loader
+    from mmlnb_dist.models.encoders import IMAGENET_MEAN, IMAGENET_STD
+    from mmlnb_dist.recipes.fusion.steps import preprocess_for
+
+    cfg = load_config("rtx4090")
+    lc = cfg.data.loader
+    n, stored, size, batch = (48, 64, 56, 8) if suite.tiny else (1000, cfg.data.build.image_size, lc.image_size,
+                                                                 cfg.train.global_batch_size)
+    workers = min(lc.num_workers, os.cpu_count() or 1)
+    epoch_samples = 2 * n if suite.tiny else 4 * n
+    shard_set = build_shards(suite, n, stored)
+    lc = lc.model_copy(update={"num_workers": workers, "image_size": size, "augment": False,
+                               "epoch_samples": epoch_samples, "shuffle_buffer": min(lc.shuffle_buffer, n)})
+    preprocess = DeviceNormalised(preprocess_for(shard_set.classes, size, augment=False))
+    loader = build_loader(shard_set, "train", preprocess, lc, rank=0, world_size=1, batch_size=batch, mode="train",
+                          seed=0)
+    mean = torch.tensor(IMAGENET_MEAN, device=suite.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=suite.device).view(1, 3, 1, 1)
+    checksum = torch.zeros((), device=suite.device)
+    seen = 0
+    t0 = time.perf_counter()
+    for b in loader:
+        x = b["image"].to(suite.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        x = x.sub_(mean).div_(std)
+        checksum += x[:, :, 0, 0].sum()  # keeps the device work from being skipped; synchronised below
+        seen += x.shape[0]
+    suite.sync()
+    seconds = time.perf_counter() - t0
+    if not torch.isfinite(checksum):
+        raise RuntimeError("normalised batches are not finite")
+    return {"samples_per_s": round(seen / seconds, 1), "samples": seen, "batch": batch, "workers": workers,
+            "stored_px": stored, "image_px": size, "load_1min": round(os.getloadavg()[0], 2)}
+
+
+def add_rows(suite: Suite) -> None:
+    suite.run_row("loader", "shard loader -> device normalise", lambda: measure_loader(suite))
