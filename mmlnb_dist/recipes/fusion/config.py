@@ -5,7 +5,7 @@ are in the `train:` section (`core.sections.TrainConfig`).
 """
 from __future__ import annotations
 
-from typing import List, Literal
+from typing import List, Literal, Optional
 
 from pydantic import Field, model_validator
 
@@ -101,6 +101,13 @@ class FusionConfig(Section):
 
     cache_frozen_features: bool = True
     """Compute a frozen encoder's features once and reuse them while it stays frozen."""
+
+    image_features: Optional[str] = None
+    """A folder of extracted image features (`mmlnb-dist features extract`) to train and evaluate from instead of
+    images: no image is decoded and the image encoder never runs. Only while the image encoder is frozen in every
+    phase and `data.loader.augment` is false; the folder must come from this run's image encoder (name, weights
+    digest), transform (data.loader.image_size, the encoder's mean/std) and shard set (data.shards), which is
+    checked before training."""
 
     feature_cache: Literal["memory", "disk"] = "memory"
     """Where cached features live: in memory, or also on disk (reused on resume) under `run.cache_dir`, else

@@ -23,13 +23,16 @@ if TYPE_CHECKING:
 
 
 def _evaluate(cfg: "Config", model: torch.nn.Module, classes: List[str], split: str, image_size: int,
-              env: DistEnv) -> Dict[str, Any]:
+              env: DistEnv, image_encoder: Optional[str],
+              normalisation: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     shards = ShardSet.open(cfg.data.shards)
     shards.require_split(split, "the split to evaluate")
     if shards.classes != list(classes):
         raise UserError(f"the model's classes {list(classes)} differ from the shards' {shards.classes} "
                         f"({cfg.data.shards})")
-    preprocess = preprocess_for(shards.classes, image_size, augment=False)
+    # The image encoder's own normalisation, as in training (`steps.preprocess_for`).
+    preprocess = preprocess_for(shards.classes, image_size, augment=False, image_encoder=image_encoder,
+                                normalisation=normalisation)
     loader = build_loader(shards, split, preprocess, cfg.data.loader, rank=env.rank, world_size=env.world_size,
                           batch_size=cfg.train.eval_batch_size or 64, mode="eval", seed=cfg.run.seed)
     model.to(env.device).eval()
@@ -46,7 +49,10 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     init_process_group(env, cfg.distributed)
     model, _, classes = load_exported_model(export_dir, env.device)
     meta, _ = read_export_config(export_dir)
-    return _evaluate(cfg, model, classes, split, int(meta.get("image_size", cfg.data.loader.image_size)), env), classes
+    size = int(meta.get("image_size", cfg.data.loader.image_size))
+    pre = meta.get("preprocessing") or {}
+    recorded = {"mean": pre["image_mean"], "std": pre["image_std"]} if "image_mean" in pre else None
+    return _evaluate(cfg, model, classes, split, size, env, meta["image_encoder"], recorded), classes
 
 
 def evaluate_checkpoint(cfg: "Config", ckpt_dir, split: str = "val", tag: Optional[str] = None,
@@ -68,7 +74,8 @@ def evaluate_checkpoint(cfg: "Config", ckpt_dir, split: str = "val", tag: Option
     model = build_classifier(model_cfg, len(classes))
     loaded, state = fp32_state_dict_from_checkpoint(ckpt_dir, tag)
     model.load_state_dict(state, strict=True)
-    metrics = _evaluate(cfg, model, classes, split, cfg.data.loader.image_size, env)
+    metrics = _evaluate(cfg, model, classes, split, cfg.data.loader.image_size, env,
+                        model.image_encoder.name if model.image_encoder is not None else None)
     metrics["checkpoint_tag"] = loaded
     return metrics, classes
 

@@ -2,7 +2,9 @@
 
     runs/<name>/export/model.safetensors     consolidated fp32 weights of the best checkpoint
     runs/<name>/export/model_config.json     format, classes, encoder names, the `fusion.model` section,
-                                             preprocessing (image size, mean, std)
+                                             preprocessing (image size, the image encoder's mean
+                                             and std), `image_encoder_provenance` (name, source,
+                                             weights digest, licence, gating)
     runs/<name>/export/text_encoder/         tokenizer files and the transformers config of the text encoder
 
 `load_exported_model` rebuilds the classifier from these files alone, offline (no pretrained downloads).
@@ -16,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from ...core.errors import UserError
-from ...models.encoders import IMAGENET_MEAN, IMAGENET_STD
+from ...models.encoders import IMAGENET_MEAN, IMAGENET_STD, encoder_provenance
 from .config import FusionModelConfig
 
 EXPORT_FORMAT = "mmlnb-fusion-export/2"
@@ -34,6 +36,10 @@ def export_model(state: Dict[str, torch.Tensor], model, model_cfg: FusionModelCo
         text_dir = export_dir / "text_encoder"
         model.text_encoder.tokenizer.save_pretrained(str(text_dir))
         model.text_encoder.model.config.save_pretrained(str(text_dir))
+    image = model.image_encoder
+    # The encoder's own normalisation (what training fed it) and where its weights come from: their licence
+    # (non-commercial for several pathology models) must travel with every model built on them.
+    mean, std = (image.mean, image.std) if image is not None else (IMAGENET_MEAN, IMAGENET_STD)
     meta = {
         "format": EXPORT_FORMAT,
         "classes": list(classes),
@@ -41,7 +47,8 @@ def export_model(state: Dict[str, torch.Tensor], model, model_cfg: FusionModelCo
         "text_encoder": model.text_encoder.name if model.text_encoder is not None else None,
         "model": model_cfg.model_dump(mode="json"),
         "image_size": image_size,
-        "preprocessing": {"image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD)},
+        "preprocessing": {"image_mean": list(mean), "image_std": list(std)},
+        "image_encoder_provenance": encoder_provenance(image) if image is not None else None,
         **(extra or {}),
     }
     (export_dir / "model_config.json").write_text(json.dumps(meta, indent=2))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Dict
 
 from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import barrier
+from ...models.encoders import encoder_provenance
 from .export import export_model
 from .metrics import format_metrics_table, scalar_metrics
 from .plots import log_evaluation_figures
@@ -53,6 +54,9 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
     if env.is_main:
         export_model(state, recipe.model, cfg.fusion.model, recipe.classes, export_dir,
                      image_size=cfg.data.loader.image_size, extra={"best": best, "shards": str(cfg.data.shards)})
+        if recipe.model.image_encoder is not None:  # the run's tags name the encoder, its weights and licence
+            prov = encoder_provenance(recipe.model.image_encoder)
+            recipe.logger.set_tags({f"image_encoder.{k}": str(v) for k, v in prov.items()})
         (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
         recipe.logger.log_artifact(export_dir / "model_config.json", "export")
         recipe.logger.log_artifact(recipe.run_dir / "metrics.json")

@@ -85,6 +85,10 @@ class FusionRecipe:
         check_shard_files(shards, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
         check_text_available(cfg, shards)
         check_best_metric_defined(cfg, shards)
+        if cfg.fusion.image_features:
+            from .extracted import check_config
+
+            check_config(cfg, shards)
         CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
 
     # -- setup -------------------------------------------------------------------------------------------------
@@ -98,7 +102,12 @@ class FusionRecipe:
         self.plan = plan = plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
 
         lc = cfg.data.loader
-        preprocess = preprocess_for(self.classes, lc.image_size, augment=lc.augment)
+        image_encoder = cfg.fusion.model.image_encoder.name if cfg.fusion.model.mode != "text_only" else None
+        preprocess = preprocess_for(self.classes, lc.image_size, augment=lc.augment, image_encoder=image_encoder)
+        if cfg.fusion.image_features:  # extracted features instead of images (checked against the encoder below)
+            from .extracted import extracted_preprocess
+
+            preprocess = extracted_preprocess(cfg, self.classes)
         eval_bs = cfg.train.eval_batch_size or plan.micro_batch
         self.train_loader = build_loader(self.shards, "train", preprocess, lc, rank=env.rank,
                                          world_size=env.world_size, batch_size=plan.micro_batch, mode="train",
@@ -111,6 +120,10 @@ class FusionRecipe:
 
         seed_everything(cfg.run.seed)  # the same on every rank: identical initial weights
         model = build_classifier(cfg.fusion.model, len(self.classes))
+        if cfg.fusion.image_features:
+            from .extracted import check_encoder
+
+            check_encoder(cfg, model.image_encoder, self.shards)
         # All parameters enter the optimizer (ZeRO partitions them once, at initialisation); a phase that freezes
         # an encoder sets requires_grad=False and the schedule gives its group lr 0, so Adam's momentum cannot
         # move it.

@@ -14,16 +14,21 @@ import torch.nn.functional as F
 
 from ...core.distributed import all_gather_object, gather_tensors
 from ...data.preprocess import ClassIndexLabel, ImageSamplePreprocess
-from ...models.encoders import IMAGENET_MEAN, IMAGENET_STD
+from ...models.encoders import IMAGENET_MEAN, IMAGENET_STD, image_normalisation
 from .features import FeatureCache, merge_gathered
 from .metrics import compute_metrics
 
 
-def preprocess_for(classes: List[str], image_size: int, augment: bool) -> ImageSamplePreprocess:
-    """What the loader makes of a sample for this recipe: the image at `image_size` normalised as the encoders
-    expect, the class index, the description and the slide id."""
-    return ImageSamplePreprocess(image_size, ClassIndexLabel(classes), augment=augment, mean=IMAGENET_MEAN,
-                                 std=IMAGENET_STD, text=True)
+def preprocess_for(classes: List[str], image_size: int, augment: bool, image_encoder: Optional[str] = None,
+                   normalisation: Optional[Dict[str, Any]] = None) -> ImageSamplePreprocess:
+    """What the loader makes of a sample for this recipe: the image at `image_size` normalised with the mean and
+    std `image_encoder` was trained with (`models.image_normalisation`; ImageNet's when no encoder is named, or
+    `normalisation` = {"mean", "std"} when given: an export's recorded values), the class index, the description
+    and the slide id."""
+    norm = normalisation or (image_normalisation(image_encoder) if image_encoder
+                             else {"mean": IMAGENET_MEAN, "std": IMAGENET_STD})
+    return ImageSamplePreprocess(image_size, ClassIndexLabel(classes), augment=augment, mean=norm["mean"],
+                                 std=norm["std"], text=True)
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
@@ -58,11 +63,14 @@ def prepare_inputs(model, batch: Dict[str, Any], caches: Dict[str, Optional[Feat
 
 def _features(batch: Dict[str, Any], branch: str, caches: Dict[str, Optional[FeatureCache]], keys: List[str],
               encode: Callable[[], torch.Tensor]) -> Optional[torch.Tensor]:
-    """A branch's features: given in the batch, else from its cache (encoded without gradients and stored on a
-    miss); None when the branch has no cache and must be encoded by the model itself."""
+    """A branch's features: given in the batch (extracted features; also stored in the branch's cache, which a
+    `FeatureTable` is built from), else from its cache (encoded without gradients and stored on a miss); None when
+    the branch has no cache and must be encoded by the model itself."""
     feats = batch.get(f"{branch}_features")
     cache = caches.get(branch)
-    if feats is None and cache is not None:
+    if feats is not None and cache is not None and not all(k in cache for k in keys):
+        cache.put(keys, feats)
+    elif feats is None and cache is not None:
         feats = cache.lookup(keys)
         if feats is None:
             with torch.no_grad():

@@ -1,0 +1,239 @@
+"""Image features for every sample of a shard set, extracted once: distributed, batched, exactly once, resumable.
+
+    result = extract_features(ImageEncoderConfig(name="uni2-h"), ShardSet.open("shards/nbpath"),
+                              "features/nbpath-uni2-h", env=env, dist=cfg.distributed, seed=cfg.run.seed)
+
+- Ranks take whole input shards round-robin by their global index (rank r: shards r, r + W, ...), as
+  `data.map.map_shard_set` and `describe` do: no shard is shared, so every sample is encoded by exactly one
+  rank, and each shard's features are written by one process in one atomic rename (`store.write_shard_features`).
+- Batches are fixed offsets in the shard; images are decoded by a small thread pool one batch ahead of the
+  encoder. On CUDA the encoder runs under bf16 autocast, on the CPU in fp32; features are stored as float32.
+- A rerun skips shards whose file is complete (a torn or stale file is redone) and refuses to continue an
+  output made with different settings (`core.provenance.check_or_record`: encoder, weights digest, transform,
+  shard set digest, dtype and package versions), naming what differs.
+- Rank 0 then checks every input sample is in exactly one file (or listed as skipped: an undecodable image,
+  counted against `max_bad_sample_rate`) and writes `index.json`, which marks the extraction finished.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import torch
+
+from ..core.distributed import DistEnv, all_gather_object, barrier, destroy_process_group, init_process_group
+from ..core.engine import seed_everything
+from ..core.errors import UserError
+from ..core.provenance import check_or_record
+from ..core.runlock import FolderLock
+from ..core.sections import DistributedConfig
+from ..data.ledger import BadSample, BadSampleRateError, exceeds, rate_message
+from ..data.preprocess import ImageSamplePreprocess, SampleContext
+from ..data.reader import DEFAULT_MAX_MEMBER_BYTES, iter_shard_samples
+from ..data.shardset import ShardError, ShardSet
+from ..models.config import ImageEncoderConfig
+from ..models.encoders import build_image_encoder, module_fingerprint
+from . import store
+
+log = logging.getLogger(__name__)
+
+Summary = Dict[str, Any]
+
+
+def extraction_image_size(encoder: Any, image_size: Optional[int], loader_image_size: int) -> int:
+    """The side images are resized to: the one asked for, else the encoder's own input size, else the loader's."""
+    return int(image_size or encoder.input_size or loader_image_size)
+
+
+class _ShardEncoder:
+    """Decodes and encodes the samples of one shard at a time, batch by batch."""
+
+    def __init__(self, encoder: torch.nn.Module, preprocess: ImageSamplePreprocess, device: torch.device,
+                 batch_size: int, threads: int):
+        self.encoder, self.preprocess, self.device = encoder, preprocess, device
+        self.batch_size = batch_size
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="decode")
+        self.ctx = SampleContext(seed=0, epoch=0, train=False)
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+
+    def _decode(self, raw: Dict[str, Any]) -> Union[Dict[str, Any], str]:
+        try:
+            return self.preprocess.decode(raw, self.ctx)
+        except ValueError as err:  # an undecodable image: skipped and listed, not fatal
+            return str(err)
+
+    def _submit(self, batch: List[Dict[str, Any]]) -> List[Future]:
+        return [self.pool.submit(self._decode, raw) for raw in batch]
+
+    @torch.no_grad()
+    def encode_shard(self, samples: List[Dict[str, Any]], shard: str,
+                     on_batch: Any) -> Tuple[List[str], torch.Tensor, List[Dict[str, str]]]:
+        keys: List[str] = []
+        parts: List[torch.Tensor] = []
+        skipped: List[Dict[str, str]] = []
+        starts = list(range(0, len(samples), self.batch_size))
+        pending = self._submit(samples[0:self.batch_size]) if starts else []
+        for n, start in enumerate(starts):
+            decoded = [f.result() for f in pending]
+            raws = samples[start:start + self.batch_size]
+            if n + 1 < len(starts):  # decode the next batch while this one is encoded
+                nxt = starts[n + 1]
+                pending = self._submit(samples[nxt:nxt + self.batch_size])
+            good = [d for d in decoded if isinstance(d, dict)]
+            skipped += [{"shard": shard, "key": raw["__key__"], "reason": d}
+                        for raw, d in zip(raws, decoded) if isinstance(d, str)]
+            if good:
+                batch = self.preprocess.finalize(self.preprocess.collate(good))
+                with self.autocast:
+                    feats = self.encoder(batch["image"].to(self.device, non_blocking=True))
+                parts.append(feats.float().cpu())
+                keys += batch["key"]
+            on_batch(len(raws))
+        dim = parts[0].shape[1] if parts else 0
+        return keys, (torch.cat(parts) if parts else torch.zeros(0, dim)), skipped
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _claim(out: Path, record: Mapping[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    check_or_record(out / store.PROVENANCE_FILE, record, what=f"{out} (extracted features)",
+                    remedy=f"Extract into another folder, or delete {out} to start over.")
+
+
+def _verify_and_index(source: ShardSet, out: Path, summaries: List[Summary], record: Mapping[str, Any],
+                      max_bad_sample_rate: float) -> Dict[str, Any]:
+    """Rank 0: one complete file per input shard, each key once across files; the bad-sample rate; index.json."""
+    by_shard = {s["shard"]: s for s in summaries}
+    entries = source.entries()
+    missing = [e["file"] for _, _, e in entries if e["file"] not in by_shard]
+    if missing:
+        raise ShardError(f"{out}: no features for input shards {missing[:5]} after every rank finished")
+    seen: Dict[str, str] = {}
+    for _, _, entry in entries:
+        for key in store.read_shard_keys(out / by_shard[entry["file"]]["file"]):
+            if key in seen:
+                raise ShardError(f"{out}: key {key} extracted twice ({seen[key]} and {entry['file']})")
+            seen[key] = entry["file"]
+    skipped = [s for e in entries for s in by_shard[e[2]["file"]]["skipped"]]
+    total = sum(int(e["num_samples"]) for _, _, e in entries)
+    if exceeds(len(skipped), total, max_bad_sample_rate):
+        bad = [BadSample(s["shard"], s["key"], s["reason"], 0) for s in skipped]
+        raise BadSampleRateError("features extract: " + rate_message(bad, total, max_bad_sample_rate))
+    files = [{k: by_shard[e["file"]][k] for k in ("file", "shard", "num_features")} for _, _, e in entries]
+    dims = {by_shard[e["file"]]["dim"] for _, _, e in entries if by_shard[e["file"]]["num_features"]}
+    index = {"format": store.FORMAT, "num_features": len(seen), "num_skipped": len(skipped),
+             "dim": dims.pop() if len(dims) == 1 else None, "files": files, "skipped": skipped,
+             "encoder": record["identity"]["encoder"]["name"]}
+    tmp = out / (store.INDEX_FILE + ".tmp")
+    tmp.write_text(json.dumps(index, indent=2) + "\n")
+    tmp.replace(out / store.INDEX_FILE)
+    return index
+
+
+def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, str, Path], out: Union[str, Path], *,
+                     env: Optional[DistEnv] = None, dist: Optional[DistributedConfig] = None, seed: int = 0,
+                     batch_size: int = 64, image_size: Optional[int] = None, loader_image_size: int = 224,
+                     decode_threads: int = 2, max_bad_sample_rate: float = 0.01,
+                     max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES, progress: bool = True) -> Dict[str, Any]:
+    """Extract `encoder_cfg`'s features of every sample of `source` into `out` (see the module docstring).
+
+    Collective: every rank calls it. `seed` seeds the RNG before the encoder is built (a randomly initialised
+    encoder then has the weights the fusion recipe builds with the same `run.seed`). Returns on every rank
+    {"out", "processed_now", "seconds", "samples_per_s"}; rank 0 also gets the index."""
+    env = env or DistEnv.from_environment()
+    source = source if isinstance(source, ShardSet) else ShardSet.open(source)
+    out = Path(out)
+    if out.resolve() == source.root.resolve():
+        raise UserError(f"--out {out}: features must go to another folder than the shard set")
+    lock = FolderLock(out, "features extract").acquire() if env.is_main else None
+    owns_group = env.is_distributed and not torch.distributed.is_initialized()
+    init_process_group(env, dist or DistributedConfig())
+    try:
+        return _extract(encoder_cfg, source, out, env=env, seed=seed, batch_size=batch_size, image_size=image_size,
+                        loader_image_size=loader_image_size, decode_threads=decode_threads,
+                        max_bad_sample_rate=max_bad_sample_rate, max_member_bytes=max_member_bytes,
+                        progress=progress)
+    finally:
+        if owns_group:
+            destroy_process_group()
+        if lock is not None:
+            lock.release()
+
+
+def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, env: DistEnv, seed: int,
+             batch_size: int, image_size: Optional[int], loader_image_size: int, decode_threads: int,
+             max_bad_sample_rate: float, max_member_bytes: int, progress: bool) -> Dict[str, Any]:
+    from tqdm import tqdm
+
+    seed_everything(seed)
+    encoder = build_image_encoder(encoder_cfg).eval()
+    digest = module_fingerprint(encoder.name, encoder.body)
+    size = extraction_image_size(encoder, image_size, loader_image_size)
+    dtype = "bfloat16-autocast" if env.device.type == "cuda" else "float32"
+    record = {"identity": store.feature_identity(encoder, digest, size, source),
+              "compute": {"dtype": dtype, "versions": store.package_versions()}}
+    refusal: Optional[Tuple[type, str]] = None
+    if env.is_main:
+        try:
+            _claim(out, record)
+        except UserError as err:
+            refusal = (type(err), str(err))
+    refusal = all_gather_object(env, refusal)[0]  # every rank stops when rank 0 refused, before any work
+    if refusal is not None:
+        raise refusal[0](refusal[1])
+
+    mine = source.entries()[env.rank::env.world_size]
+    summaries: List[Summary] = []
+    todo = []
+    for _, _, entry in mine:
+        done = store.finished_shard(store.feature_file(out, entry["file"]), entry)
+        if done is not None:
+            summaries.append(done)
+        else:
+            todo.append(entry)
+    total = sum(int(e["num_samples"]) for e in todo)
+    log.info("features extract: %s (%d-d, weights %s) at %d px on %s; %d of %d shards to do here (rank %d of %d)",
+             encoder.name, encoder.out_dim, digest, size, env.device, len(todo), len(mine), env.rank, env.world_size)
+    bar = tqdm(total=total, unit="sample", desc=f"extract[rank {env.rank}/{env.world_size}]",
+               disable=not (progress and env.is_main), dynamic_ncols=True)
+    work = _ShardEncoder(encoder.to(env.device),
+                         ImageSamplePreprocess(size, None, augment=False, mean=encoder.mean, std=encoder.std,
+                                               text=False), env.device, batch_size, decode_threads)
+    t0 = time.perf_counter()
+    try:
+        for entry in todo:
+            samples = list(iter_shard_samples(source.root / entry["file"], max_member_bytes))
+            if len(samples) != int(entry["num_samples"]):
+                raise ShardError(f"input shard {source.root / entry['file']} holds {len(samples)} samples, its "
+                                 f"manifest entry says {entry['num_samples']}; restore or rebuild it")
+            keys, feats, skipped = work.encode_shard(samples, entry["file"], bar.update)
+            path = store.feature_file(out, entry["file"])
+            store.write_shard_features(path, keys, feats, shard_sha256=entry["sha256"], skipped=skipped)
+            summaries.append({"file": path.name, "shard": entry["file"], "num_features": len(keys),
+                              "dim": int(feats.shape[1]), "skipped": skipped})
+    finally:
+        work.close()
+        bar.close()
+    seconds = time.perf_counter() - t0
+    gathered = all_gather_object(env, {"summaries": summaries, "processed": total, "seconds": seconds})
+    processed = sum(g["processed"] for g in gathered)
+    slowest = max(g["seconds"] for g in gathered)
+    result: Dict[str, Any] = {"out": str(out), "processed_now": processed, "seconds": slowest,
+                              "samples_per_s": processed / slowest if processed and slowest > 0 else None,
+                              "encoder": encoder.name, "weights_digest": digest, "image_size": size}
+    if env.is_main:
+        index = _verify_and_index(source, out, [s for g in gathered for s in g["summaries"]], record,
+                                  max_bad_sample_rate)
+        result.update({"num_features": index["num_features"], "num_skipped": index["num_skipped"],
+                       "dim": index["dim"]})
+        log.info("features extract: %d features (%d skipped) in %s; %d computed now in %.1fs",
+                 index["num_features"], index["num_skipped"], out, processed, slowest)
+    barrier(env)
+    return result

@@ -1,0 +1,156 @@
+"""The on-disk form of extracted features, what made them, and reading them back.
+
+    <out>/provenance.json                what made the features (`core.provenance.check_or_record` format)
+    <out>/<shard stem>.safetensors       one file per input shard: `features` float32 [N, D] with the sample keys
+                                         (and the keys skipped as unreadable) in its metadata; never a pickle
+    <out>/index.json                     written last, when every shard is done: files, counts, dimension
+
+A shard's file is written under a temporary name and renamed when complete, so a file with the final name is
+whole; a file that still fails to read back (copied half-way, disk full) counts as torn and is redone.
+
+The record splits into `identity` (what the features ARE: encoder name, source, weights digest, licence, the
+image transform and the shard set digest) and `compute` (how they were computed: dtype, package versions).
+A rerun compares the whole record; a consumer (the fusion recipe) compares the identity with the encoder and
+transform it would run itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+
+from ..core.errors import UserError
+from ..core.provenance import refuse_changes
+from ..data.shardset import ShardSet
+
+PROVENANCE_FILE = "provenance.json"
+INDEX_FILE = "index.json"
+FORMAT = "mmlnb-features/1"
+TRANSFORM = "resize shorter side, centre crop (data.images.ImageTransform), no augmentation"
+VERSIONED_PACKAGES = ("mmlnb-dist", "torch", "torchvision", "timm", "transformers", "open_clip_torch", "pillow")
+
+
+class FeaturesError(UserError):
+    """An extracted-feature folder is missing, unfinished or does not fit what uses it."""
+
+
+def feature_file(out: Path, shard_file: str) -> Path:
+    """Where the features of input shard `shard_file` (`train-000000.tar`) live."""
+    return Path(out) / (Path(shard_file).stem + ".safetensors")
+
+
+def package_versions() -> Dict[str, Optional[str]]:
+    versions: Dict[str, Optional[str]] = {}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def feature_identity(encoder: Any, weights_digest: str, image_size: int, shards: ShardSet) -> Dict[str, Any]:
+    """What the features of `encoder` (an `models.ImageEncoder`) on `shards` are: any difference means other
+    numbers. `weights_digest` is `models.module_fingerprint(name, encoder.body)` of the weights actually used."""
+    return {
+        "encoder": {"name": encoder.name, "source": encoder.source, "weights_digest": weights_digest,
+                    "licence": encoder.licence, "out_dim": int(encoder.out_dim)},
+        "transform": {"image_size": int(image_size), "mean": list(encoder.mean), "std": list(encoder.std),
+                      "encoder_input_size": encoder.input_size, "resize": TRANSFORM},
+        "shards": {"manifest_sha256": shards.digest, "num_samples": sum(int(e["num_samples"])
+                                                                          for _, _, e in shards.entries())},
+    }
+
+
+def write_shard_features(path: Path, keys: Sequence[str], features: torch.Tensor, *, shard_sha256: str,
+                         skipped: Sequence[Mapping[str, str]]) -> None:
+    """Atomically write one shard's features (temporary name, fsync, rename)."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    meta = {"format": FORMAT, "keys": json.dumps(list(keys)), "skipped": json.dumps(list(skipped)),
+            "shard_sha256": shard_sha256}
+    save_file({"features": features.float().contiguous()}, str(tmp), metadata=meta)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def read_shard_features(path: Path) -> Tuple[List[str], torch.Tensor, Dict[str, str]]:
+    """(keys, features [N, D], metadata) of one shard's file; raises on a torn or foreign file."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} file")
+        # A copy: the tensor may map the file, and a later rewrite of that file must not change it.
+        features = f.get_tensor("features").clone()
+    keys = json.loads(meta["keys"])
+    if features.ndim != 2 or features.shape[0] != len(keys):
+        raise ValueError(f"{len(keys)} keys for features of shape {tuple(features.shape)}")
+    return keys, features, meta
+
+
+def read_shard_keys(path: Path) -> List[str]:
+    """The keys of one shard's file, from its metadata alone (the features are not read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads((f.metadata() or {})["keys"])
+
+
+def finished_shard(path: Path, entry: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The summary of a complete features file for manifest entry `entry`, or None when it must be (re)done:
+    absent, torn, or made from another version of the shard."""
+    if not path.is_file():
+        return None
+    try:
+        keys, features, meta = read_shard_features(path)
+        skipped = json.loads(meta["skipped"])
+    except Exception:  # any failure to read back means the file is not whole
+        return None
+    if meta.get("shard_sha256") != entry.get("sha256") or len(keys) + len(skipped) != int(entry["num_samples"]):
+        return None
+    return {"file": path.name, "shard": entry["file"], "num_features": len(keys), "dim": int(features.shape[1]),
+            "skipped": skipped}
+
+
+def read_index(folder: Path) -> Dict[str, Any]:
+    folder = Path(folder)
+    index = folder / INDEX_FILE
+    if not (folder / PROVENANCE_FILE).is_file():
+        raise FeaturesError(f"{folder} holds no extracted features ({PROVENANCE_FILE} missing); run "
+                            f"`mmlnb-dist features extract --out {folder}` first")
+    if not index.is_file():
+        raise FeaturesError(f"{folder}: the extraction is unfinished ({INDEX_FILE} missing); rerun the same "
+                            f"`mmlnb-dist features extract` command to finish it")
+    return json.loads(index.read_text())
+
+
+def read_record(folder: Path) -> Dict[str, Any]:
+    return json.loads((Path(folder) / PROVENANCE_FILE).read_text())["record"]
+
+
+def check_identity(folder: Path, identity: Mapping[str, Any], *, what_uses: str, remedy: str = "") -> None:
+    """Refuse features whose identity (encoder, weights, transform, shard set) differs from `identity`, naming
+    every differing key (`core.provenance.ProvenanceError`)."""
+    read_index(folder)
+    refuse_changes(f"extracted features {folder}", read_record(folder)["identity"], identity,
+                   remedy=f"These features were made by another encoder, weights, transform or shard set than "
+                          f"{what_uses}. " + (remedy or "Extract features with its settings into another folder."))
+
+
+def load_features(folder: Path) -> Dict[str, torch.Tensor]:
+    """key -> float32 feature vector over every shard of a finished extraction."""
+    folder = Path(folder)
+    index = read_index(folder)
+    table: Dict[str, torch.Tensor] = {}
+    for item in index["files"]:
+        keys, features, _ = read_shard_features(folder / item["file"])
+        table.update(zip(keys, features))
+    return table
