@@ -4,6 +4,11 @@ Inputs: image files, folders of images, shard folders (with manifest.json) or si
 that cannot be read is listed with its reason; the others still get predictions. Descriptions come from the
 shards' `txt`, a `--descriptions` CSV/JSONL (columns `key` or `path`, `description`, optional `slide_id`), or
 a VLM. With slide ids, a per-slide file gives the mean probability and the majority vote per slide.
+
+Multi-label models (the CLIP recipe; their metadata says `task: multilabel`) give each image a probability per
+label and a predicted label set (`labels`, `|`-joined): the model's top k, `--top-k K`, or `--threshold T`. Their
+per-slide file gives the mean probability of every label and the label set chosen the same way from those means
+(a majority vote of one label per patch means nothing when a patch has several).
 """
 from __future__ import annotations
 
@@ -15,8 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .core.errors import UserError
-from .data.images import image_member, is_image_file
-from .recipes.fusion.pyfunc_model import read_image
+from .data.images import image_member, is_image_file, read_image
 
 
 class PredictError(UserError, RuntimeError):
@@ -147,15 +151,36 @@ def _generate_descriptions(images, vlm: str, adapter: Optional[Path]) -> List[st
     return list(describe_images(images, vlm, adapter, cfg.vlm, cfg.distributed.precision))
 
 
-def slide_aggregates(rows: List[Dict[str, Any]], classes: Sequence[str]) -> List[Dict[str, Any]]:
-    """Per slide: patch count, mean probability per class, its argmax, and the majority vote of patch labels
-    (ties broken by the higher mean probability)."""
+def _by_slide(rows: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
     by_slide: Dict[str, List[Dict[str, Any]]] = {}
     for r in rows:
         if r.get("slide_id"):
             by_slide.setdefault(str(r["slide_id"]), []).append(r)
+    return dict(sorted(by_slide.items()))
+
+
+def multilabel_slide_aggregates(rows: List[Dict[str, Any]], classes: Sequence[str], top_k: int,
+                                threshold: float = 0.0) -> List[Dict[str, Any]]:
+    """Per slide: patch count, mean probability per label, and the label set chosen from those means by the same
+    rule as the patches' (`threshold` > 0: every label with mean >= threshold; else the `top_k` highest)."""
+    from .recipes.clip.pyfunc_model import select_labels, selection_name
+
     out = []
-    for slide, rs in sorted(by_slide.items()):
+    for slide, rs in _by_slide(rows).items():
+        mean = [sum(float(r[f"prob_{c}"]) for r in rs) / len(rs) for c in classes]
+        chosen = select_labels([mean], top_k, threshold)[0]
+        row = {"slide_id": slide, "n_patches": len(rs), "labels": "|".join(classes[i] for i in chosen),
+               "selection": selection_name(top_k, threshold)}
+        row.update({f"mean_prob_{c}": m for c, m in zip(classes, mean)})
+        out.append(row)
+    return out
+
+
+def slide_aggregates(rows: List[Dict[str, Any]], classes: Sequence[str]) -> List[Dict[str, Any]]:
+    """Per slide: patch count, mean probability per class, its argmax, and the majority vote of patch labels
+    (ties broken by the higher mean probability)."""
+    out = []
+    for slide, rs in _by_slide(rows).items():
         mean = {c: sum(float(r[f"prob_{c}"]) for r in rs) / len(rs) for c in classes}
         votes = Counter(r["label"] for r in rs)
         top = max(votes.values())
@@ -186,8 +211,10 @@ def _write(rows: List[Dict[str, Any]], path: Path) -> None:
 
 def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descriptions: Optional[Path] = None,
                     vlm: Optional[str] = None, adapter: Optional[Path] = None, split: Optional[str] = None,
-                    batch_size: int = 32, tracking_uri: Optional[str] = None) -> Dict[str, Any]:
+                    batch_size: int = 32, tracking_uri: Optional[str] = None, top_k: Optional[int] = None,
+                    threshold: Optional[float] = None) -> Dict[str, Any]:
     """Predict every readable input and write `out` (+ `<out>.slides.<ext>` when slide ids are known).
+    `top_k` / `threshold` choose a multi-label model's predicted label set (refused for single-label models).
 
     Returns {"predicted": n, "failed": [(input, reason)], "out": path, "slides_out": path|None}.
     """
@@ -196,7 +223,21 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     out = Path(out)
     if out.suffix not in (".csv", ".jsonl"):
         raise PredictError(f"--out must end in .csv or .jsonl (got {out.name})")
+    if top_k is not None and threshold is not None:
+        raise PredictError("--top-k and --threshold both given: a label set is chosen by one of them")
+    if top_k is not None and top_k < 1:
+        raise PredictError(f"--top-k must be at least 1 (got {top_k})")
+    if threshold is not None and not 0 < threshold <= 1:
+        raise PredictError(f"--threshold must be in (0, 1] (got {threshold})")
     model = load_model(model_uri, tracking_uri)
+    model_meta = (getattr(model.metadata, "metadata", None) or {}) if getattr(model, "metadata", None) else {}
+    multilabel = model_meta.get("task") == "multilabel"
+    params: Dict[str, Any] = {"batch_size": batch_size}
+    if multilabel:
+        params.update({"top_k": top_k or 0, "threshold": threshold or 0.0})
+    elif top_k is not None or threshold is not None:
+        raise PredictError(f"--top-k / --threshold choose the label set of a multi-label model; {model_uri} "
+                           f"predicts one class per image (its `label` column)")
     table = read_descriptions(descriptions) if descriptions else {}
     items, failed = collect_inputs(inputs, split)
 
@@ -228,7 +269,7 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
             "key": [it["key"] for it in good],
             "slide_id": [str(it["slide_id"]) if it.get("slide_id") else "" for it in good],
         })
-        pred = model.predict(frame, params={"batch_size": batch_size})
+        pred = model.predict(frame, params=params)
         classes = [c[len("prob_"):] for c in pred.columns if c.startswith("prob_")]
         for it, rec in zip(good, pred.to_dict("records")):
             rec["source"] = it["source"]
@@ -236,7 +277,10 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
             rows.append(rec)
     _write(rows, out)
     slides_out = None
-    agg = slide_aggregates(rows, classes)
+    if multilabel:
+        agg = multilabel_slide_aggregates(rows, classes, top_k or int(model_meta.get("top_k", 1)), threshold or 0.0)
+    else:
+        agg = slide_aggregates(rows, classes)
     if agg:
         slides_out = out.with_name(out.stem + ".slides" + out.suffix)
         _write(agg, slides_out)

@@ -40,19 +40,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--run", required=True, metavar="RUN_ID", help="MLflow run id of a training run")
     r.add_argument("--name", default="mmlnb-nb", help="registered model name (default mmlnb-nb)")
     r.add_argument("--alias", default="champion", help="alias to move when the metric improves ('' for none)")
-    r.add_argument("--metric", default="best/val/balanced_accuracy",
-                   help="metric deciding the alias (default best/val/balanced_accuracy: the exported checkpoint's; "
-                   "falls back to val/balanced_accuracy)")
-    r.add_argument("--mode", choices=["max", "min"], default="max", help="higher (max) or lower (min) is better")
+    r.add_argument("--metric", default=None,
+                   help="metric deciding the alias (default tracking.register_metric, else best/val/<train.best_metric> "
+                   "of --config: the exported checkpoint's, falling back to val/<metric>; with the default config "
+                   "best/val/balanced_accuracy)")
+    r.add_argument("--mode", choices=["max", "min"], default=None,
+                   help="higher (max) or lower (min) is better (default: min for the recipe's lower-is-better metrics "
+                   "such as loss, else max)")
     r.add_argument("--export", type=Path, help="model folder (default: the recipe's export in the run folder)")
     r.add_argument("--recipe", default=None, help="recipe that trained the run (default: train.recipe)")
     r.add_argument("--uri", help="tracking URI (default: from --config / the embedded SQLite store)")
     add_config_args(r)
     r.set_defaults(func=_register)
 
-    q = sub.add_parser("predict", help="predict subtypes with a registered model",
+    q = sub.add_parser("predict", help="predict subtypes (fusion) or label sets (clip) with a registered model",
                        description="Images, image folders, shard folders (manifest.json) or .tar shards in; "
-                       "CSV or JSONL out, with per-slide aggregates when slide ids are known. Exit 1 when some "
+                       "CSV or JSONL out, with per-slide aggregates when slide ids are known. A multi-label model "
+                       "gives every label's probability and a label set (its top k, --top-k or --threshold); its "
+                       "slide aggregates are mean probabilities per label. Exit 1 when some "
                        "inputs could not be read (the rest still get results), 2 when the model is missing.")
     q.add_argument("inputs", nargs="+", metavar="IMAGES_OR_SHARDS")
     q.add_argument("--model", required=True, help="model URI, e.g. models:/mmlnb-nb@champion, or a model folder")
@@ -62,6 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--adapter", type=Path, help="LoRA adapter folder for --vlm")
     q.add_argument("--split", help="shard split to read from shard folders (default: all splits)")
     q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--top-k", type=int, default=None, metavar="K",
+                   help="multi-label models: predict the K most probable labels (default: the model's own k)")
+    q.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="multi-label models: predict every label with probability >= T (instead of the top k)")
     q.add_argument("--uri", help="tracking URI for models:/ URIs (default: the embedded SQLite store)")
     add_config_args(q)
     q.set_defaults(func=_predict)
@@ -121,13 +130,32 @@ def _register(args) -> int:
     spec = spec_for(args.recipe or cfg.train.recipe, "--recipe")
     if not spec.register:
         raise UserError(f"the {spec.name} recipe has no model to register")
+    metric, mode = _selection(args, cfg, spec)
     register = load_class(spec.register)
     res = register(args.run, args.name, alias=args.alias or None, tracking_uri=_tracking_uri(args, cfg),
-                   metric=args.metric, mode=args.mode, model_dir=args.export)
+                   metric=metric, mode=mode, model_dir=args.export)
     print(f"registered {res.name} version {res.version}: {res.reason}")
     if res.alias_moved:
         print(f"models:/{res.name}@{res.alias} -> version {res.version}")
     return 0
+
+
+def _selection(args, cfg, spec):
+    """The metric and mode that decide the alias: the flags, else the config's (a clip config selects on its own
+    train.best_metric, e.g. micro_f1, not the fusion default)."""
+    from ..core.errors import UserError
+
+    metric = args.metric or cfg.tracking.register_metric
+    if metric is None:
+        if cfg.train.recipe != spec.name:
+            raise UserError(f"--metric: --recipe {spec.name} differs from the config's train.recipe "
+                            f"({cfg.train.recipe}); pass --metric (e.g. best/val/{spec.metrics[0]}) or the run's "
+                            f"--config")
+        metric = f"best/val/{cfg.train.best_metric}"
+    name = metric.rsplit("/", 1)[-1]
+    mode = args.mode or (cfg.tracking.register_mode if args.metric is None and cfg.tracking.register_metric
+                         else ("min" if name in spec.lower_is_better else "max"))
+    return metric, mode
 
 
 def _predict(args) -> int:
@@ -136,6 +164,7 @@ def _predict(args) -> int:
 
     report = predict_to_file(args.model, [Path(p) for p in args.inputs], args.out, descriptions=args.descriptions,
                              vlm=args.vlm, adapter=args.adapter, split=args.split, batch_size=args.batch_size,
+                             top_k=args.top_k, threshold=args.threshold,
                              tracking_uri=_tracking_uri(args, load_from_args(args)))
     print(f"{report['predicted']} prediction(s) -> {args.out}"
           + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else ""))

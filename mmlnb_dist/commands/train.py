@@ -1,5 +1,5 @@
 """`mmlnb-dist train` (the recipe `train.recipe` names: the fusion classifier by default) and
-`mmlnb-dist evaluate` (the fusion classifier's export or checkpoint).
+`mmlnb-dist evaluate` (a trained model's export or checkpoint, with the metrics of its recipe: train.recipe).
 
     mmlnb-dist train --config launch/profiles/rtx4090.yaml data.shards=shards/nbpath
     deepspeed --num_gpus 8 -m mmlnb_dist.cli train --config launch/profiles/node-8gpu.yaml
@@ -7,6 +7,7 @@
     mmlnb-dist train --config ... --print-deepspeed-config [--world-size 8]
     mmlnb-dist evaluate --config ... --export runs/<name>/export [--split test]
     mmlnb-dist evaluate --config ... --checkpoint runs/<name>/checkpoints [--tag epoch-0042]
+    mmlnb-dist evaluate --config clip-multilabel data.shards=... --export runs/<name>/export --split test
 """
 from __future__ import annotations
 
@@ -30,8 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher adds it
     p.set_defaults(func=_train)
 
-    e = sub.add_parser("evaluate", help="print the seven metrics and the confusion matrix of a trained model",
-                       description="Evaluate an export folder or a DeepSpeed checkpoint on one split.")
+    e = sub.add_parser("evaluate", help="print the metrics of a trained model on one split",
+                       description="Evaluate an export folder or a DeepSpeed checkpoint on one split, with the "
+                       "metrics of the recipe train.recipe names (fusion: the seven metrics and the confusion "
+                       "matrix; clip: the multi-label metrics on the top-k prediction, export only).")
     add_config_args(e, DEFAULT_PROFILE)
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--export", metavar="DIR", help="an export folder (runs/<name>/export)")
@@ -71,10 +74,25 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ..core.errors import UserError
+    from ..recipes import RECIPES, load_class, spec_for
+
+    cfg = load_from_args(args)
+    spec = spec_for(cfg.train.recipe)
+    if spec.evaluate:  # the recipe's own evaluation (clip: multi-label metrics of its export)
+        print(load_class(spec.evaluate, "train.recipe")(cfg, export=args.export, checkpoint=args.checkpoint,
+                                                        tag=args.tag, split=args.split, as_json=args.json))
+        return 0
+    if spec.name != "fusion":
+        raise UserError(f"train.recipe: the {spec.name} recipe has no `evaluate` (recipes with one: fusion, "
+                        f"{', '.join(n for n, s in sorted(RECIPES.items()) if s.evaluate)})")
+    return _evaluate_fusion(args, cfg)
+
+
+def _evaluate_fusion(args: argparse.Namespace, cfg) -> int:
     from ..recipes.fusion.evaluate import evaluate_checkpoint, evaluate_export, track_evaluation
     from ..recipes.fusion.metrics import format_metrics_table
 
-    cfg = load_from_args(args)
     if args.export:
         metrics, classes = evaluate_export(cfg, args.export, args.split)
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List
 
 import numpy as np
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,3 +53,30 @@ def clip_config(shards: Path, out: Path, *extra: str, name: str = "clip"):
                             "data.loader.num_workers=0", "data.loader.image_size=32", "tracking.backends=[stdout]",
                             *extra]
     return load_config(CLIP_PROFILE, overrides)
+
+
+def checkpoint_model(cfg, run_dir: Path, tag: str):
+    """The classifier rebuilt from the config with the checkpoint's consolidated weights (no export involved)."""
+    from mmlnb_dist.core.checkpoint import fp32_state_dict_from_checkpoint
+    from mmlnb_dist.recipes.clip.model import build_model
+
+    _, state = fp32_state_dict_from_checkpoint(run_dir / "checkpoints", tag)
+    model = build_model(cfg.clip.model, len(VOCAB), cfg.data.loader.image_size, classes=VOCAB)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def export_matches_checkpoint(result, cfg) -> dict:
+    """Load the export, compare its logits with the best checkpoint's on a fixed batch; return the meta."""
+    from mmlnb_dist.recipes.clip.export import load_exported_model
+
+    model, meta = load_exported_model(result["export_dir"])
+    reference = checkpoint_model(cfg, Path(result["run_dir"]), f"epoch-{result['best_epoch']:04d}")
+    torch.manual_seed(3)
+    pixels, texts = torch.randn(4, 3, 32, 32), ["a fat patch", "tissue", "necrosis and mitoses", ""]
+    with torch.no_grad():
+        got = model(**model.inputs(pixels, texts, torch.device("cpu")))
+        want = reference(**reference.inputs(pixels, texts, torch.device("cpu")))
+    assert got.shape == (4, len(VOCAB))
+    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    return meta

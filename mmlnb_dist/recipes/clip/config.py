@@ -62,9 +62,42 @@ class ClipModelConfig(Section):
     towers: ClipTowersConfig = ClipTowersConfig()
     """The image and text towers of one CLIP model."""
 
-    fusion: Literal["concat", "sum", "image_only", "text_only"] = "concat"
-    """How the image and text embeddings meet: concatenated (the seed's choice), summed, or one tower alone
-    (the single-tower baselines: the other tower is not run)."""
+    fusion: Literal["concat", "sum", "prmf", "image_only", "text_only", "zero_shot"] = "concat"
+    """How the image and text embeddings meet: concatenated (the seed's choice), summed, `prmf` (the MMLNB
+    confidence block, models.fusion_blocks.PRMF: alpha T + (1 - alpha) proj(I), trained with the head), or one
+    tower alone (the single-tower baselines: the other tower is not run). `zero_shot`: the zero-shot CLIP
+    baseline, logits = logit_scale.exp() * cos(image, text(prompt(label))), no head, nothing trains (the recipe
+    evaluates and exports without epochs)."""
+
+    zero_shot_prompt: str = "A pathology image of {label}"
+    """The zero-shot prompt of each label (fusion=zero_shot); `{label}` is replaced by the label name."""
+
+    prmf_confidence: Literal["paper", "authors"] = "paper"
+    """PRMF's confidence network (fusion=prmf): one linear layer on [I; T] (the paper's equation) or the MLP of
+    the authors' code."""
+
+    prmf_hidden: int = Field(256, ge=1)
+    """Hidden width of PRMF's `authors` confidence MLP."""
+
+    image_encoder: str = "clip"
+    """The image branch: `clip` (the CLIP image tower) or an image encoder of models.encoders (`resnet50`: the
+    seed's image-only baseline; `tiny`: random, for tests), normalised with ImageNet statistics."""
+
+    image_encoder_pretrained: bool = True
+    """Load the image encoder's ImageNet weights (they must be in the torch cache; false: random)."""
+
+    image_encoder_trainable: Optional[List[str]] = None
+    """The image encoder's stages that train (the rest is frozen, batch norms included); null: its last stage
+    (`layer4` for resnet50, `stage3` for tiny). Names: resnet50 `layer1`..`layer4`, tiny `stage1`..`stage3`, or
+    an index path into the encoder body (e.g. `7`)."""
+
+    text_encoder: str = "clip"
+    """The text branch: `clip` (the CLIP text tower) or a BERT-family encoder of models.encoders (`tiny-bert`,
+    `minilm`, `dmis-lab/biobert-v1.1`, `microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract`: the seed's
+    text-only baseline), its last `towers.unfreeze_blocks` encoder layers trainable."""
+
+    text_encoder_pooling: Literal["pooler", "cls", "mean"] = "cls"
+    """How the BERT text encoder's token states become one vector (its pooler stays frozen when used)."""
 
     head_widths: List[int] = [512, 512, 512]
     """Hidden widths of the MLP head (the seed's 4 layers: 3 hidden of 512, then one per label)."""

@@ -2,7 +2,9 @@
 
     runs/<name>/export/model.safetensors   fp32 weights of the best checkpoint (towers + head)
     runs/<name>/export/model_config.json   format, labels, the `clip.model` section, top_k, preprocessing
-    runs/<name>/export/clip/               the transformers CLIPConfig and the tokenizer files
+    runs/<name>/export/clip/               the towers' architecture: a transformers CLIPConfig + tokenizer files,
+                                           or open_clip's open_clip_config.json (model_cfg + preprocess_cfg)
+    runs/<name>/export/text_encoder/       a BERT text branch's config and tokenizer (clip.model.text_encoder)
 
 `load_exported_model` rebuilds the classifier from these files alone, offline (no pretrained downloads).
 """
@@ -20,14 +22,25 @@ from ...core.distributed import barrier
 from ...core.errors import UserError
 from .config import ClipModelConfig
 from .metrics import scalar_metrics
-from .towers import CLIP_MEAN, CLIP_STD
+from .plots import publish_run
 
 if TYPE_CHECKING:
     from .recipe import ClipRecipe
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = "mmlnb-clip-export/1"
+EXPORT_FORMAT = "mmlnb-clip-export/2"
+READABLE_FORMATS = ("mmlnb-clip-export/1", EXPORT_FORMAT)
+"""/2 adds `towers` (kind, tokenizer; null when no CLIP tower is used) and `text_encoder/` for the BERT branch;
+a /1 export holds transformers towers."""
+TEXT_ENCODER_DIR = "text_encoder"
+
+
+def towers_meta(towers) -> Dict[str, Any]:
+    """What rebuilds the towers' tokenizer: the tower kind, the tokenizer and its token limit."""
+    tokenizer = ("open_clip SimpleTokenizer" if towers.kind == "open_clip" and not hasattr(towers.tokenizer, "tokenizer")
+                 else type(getattr(towers.tokenizer, "tokenizer", towers.tokenizer)).__name__)
+    return {"kind": towers.kind, "tokenizer": tokenizer, "context_length": towers.max_length}
 
 
 def export_model(state: Dict[str, torch.Tensor], model, model_cfg: ClipModelConfig, classes: List[str],
@@ -37,12 +50,16 @@ def export_model(state: Dict[str, torch.Tensor], model, model_cfg: ClipModelConf
 
     export_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(export_dir / "model.safetensors"))
-    model.towers.clip.config.save_pretrained(str(export_dir / "clip"))
-    model.towers.tokenizer.save_pretrained(str(export_dir / "clip"))
+    if model.towers is not None:
+        model.towers.save(export_dir / "clip")
+    if model.text_branch is not None:
+        model.text_branch.save(export_dir / TEXT_ENCODER_DIR)
+    max_length = next((m.max_length for m in (model.towers, model.text_branch) if m is not None), None)
     meta = {"format": EXPORT_FORMAT, "classes": list(classes), "model": model_cfg.model_dump(mode="json"),
             "image_size": image_size, "top_k": top_k,
-            "preprocessing": {"image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD),
-                              "max_length": model.towers.max_length}, **extra}
+            "towers": towers_meta(model.towers) if model.towers is not None else None,
+            "preprocessing": {"image_mean": list(model.image_mean), "image_std": list(model.image_std),
+                              "max_length": max_length}, **extra}
     (export_dir / "model_config.json").write_text(json.dumps(meta, indent=2))
     return export_dir
 
@@ -52,23 +69,30 @@ def load_exported_model(export_dir: Union[str, Path]) -> Tuple[torch.nn.Module, 
     `model(pixel_values=x, **model.towers.tokenize(texts))` -> logits [B, labels]; sigmoid gives probabilities
     in `meta["classes"]` order; x normalised with `meta["preprocessing"]` at `meta["image_size"]`."""
     from safetensors.torch import load_file
-    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
-    from .model import ClipMultiLabel
-    from .towers import ClipTowers
+    from .branches import build_image_branch, load_text_branch
+    from .model import ClipMultiLabel, branch_plan, freeze_unused_tower
+    from .towers import load_towers
 
     export_dir = Path(export_dir)
     meta_path = export_dir / "model_config.json"
     if not meta_path.is_file():
         raise UserError(f"{meta_path} not found: not a CLIP export folder")
     meta = json.loads(meta_path.read_text())
-    if meta.get("format") != EXPORT_FORMAT:
+    if meta.get("format") not in READABLE_FORMATS:
         raise UserError(f"{meta_path}: unknown export format {meta.get('format')!r} (expected {EXPORT_FORMAT})")
     cfg = ClipModelConfig.model_validate(meta["model"])
-    clip = CLIPModel(CLIPConfig.from_pretrained(str(export_dir / "clip")))  # architecture; weights below
-    tokenizer = AutoTokenizer.from_pretrained(str(export_dir / "clip"))
-    towers = ClipTowers(cfg.towers.name, clip, tokenizer, meta["preprocessing"]["max_length"])
-    model = ClipMultiLabel(towers, cfg, len(meta["classes"]))
+    towers_info = meta.get("towers", {"kind": "transformers"})  # a /1 export always has transformers towers
+    plan = branch_plan(cfg)
+    towers = None
+    if towers_info is not None:
+        towers = load_towers(towers_info["kind"], cfg.towers.name, export_dir / "clip",
+                             meta["preprocessing"]["max_length"])
+        towers.set_unfrozen_blocks(cfg.towers.unfreeze_blocks if cfg.fusion != "zero_shot" else 0)
+        freeze_unused_tower(towers, plan)
+    image_branch = build_image_branch(cfg, pretrained=False) if plan["encoder_image"] else None  # weights below
+    text_branch = load_text_branch(cfg, export_dir / TEXT_ENCODER_DIR) if plan["encoder_text"] else None
+    model = ClipMultiLabel(towers, cfg, len(meta["classes"]), meta["classes"], image_branch, text_branch)
     model.load_state_dict(load_file(str(export_dir / "model.safetensors")), strict=True)
     return model.eval(), meta
 
@@ -77,7 +101,8 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
     """Reload the best checkpoint, evaluate val (and test) with it, export, write metrics.json. Returns
     `run_dir`, `best_*`, `val/<metric>` (and `test/<metric>`), `val/labels_without_positives`, `export_dir`."""
     cfg, env = recipe.cfg, recipe.env
-    result: Dict[str, Any] = {"run_dir": str(recipe.run_dir), "world_size": env.world_size}
+    result: Dict[str, Any] = {"run_dir": str(recipe.run_dir), "world_size": env.world_size,
+                              "epochs_trained": cfg.train.epochs if recipe.engine is not None else 0}
     best = recipe.best or recipe.checkpoints.best
     if best is not None:
         recipe.checkpoints.load(recipe.engine.engine, tag=best["tag"], module_only=True)
@@ -100,6 +125,7 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
         (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
         recipe.logger.log_artifact(export_dir / "model_config.json", "export")
         recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
+        result.update(publish_run(recipe, result, export_dir))  # figures; the registry when asked (pyfunc_model)
     result["export_dir"] = str(export_dir)
     barrier(env)
     return result

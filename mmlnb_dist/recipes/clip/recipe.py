@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,10 +40,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def preprocess_for(classes: List[str], image_size: int, augment: bool) -> ImageSamplePreprocess:
-    """The image at `image_size` normalised as CLIP expects, the multi-hot label vector, the caption."""
-    return ImageSamplePreprocess(image_size, MultiHotLabel(classes), augment=augment, mean=CLIP_MEAN, std=CLIP_STD,
-                                 text=True)
+def preprocess_for(classes: List[str], image_size: int, augment: bool, mean: Sequence[float] = CLIP_MEAN,
+                   std: Sequence[float] = CLIP_STD) -> ImageSamplePreprocess:
+    """The image at `image_size` normalised as the image branch expects (`model.image_mean/std`: CLIP's by
+    default), the multi-hot label vector, the caption."""
+    return ImageSamplePreprocess(image_size, MultiHotLabel(classes), augment=augment, mean=tuple(mean),
+                                 std=tuple(std), text=True)
 
 
 class ClipRecipe:
@@ -67,14 +69,18 @@ class ClipRecipe:
     def check(cls, cfg: "Config", env: DistEnv) -> None:
         """Problems found without work (the shard manifest is read, no sample): raised before anything starts."""
         c = cfg.clip
-        if cfg.tracking.register_name:
-            raise ConfigError("tracking.register_name: the clip recipe has no MLflow registry package yet (its "
-                              "export is in <run dir>/export); unset it")
+        if cfg.tracking.register_name and "mlflow" not in cfg.tracking.backends:
+            raise ConfigError(f"tracking.register_name: registering '{cfg.tracking.register_name}' needs the MLflow "
+                              f"run of training, but tracking.backends is {cfg.tracking.backends}; add mlflow or "
+                              f"unset it (or register later: mmlnb-dist register --run RUN_ID)")
         plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
+        from .model import branch_plan, zero_shot_prompts
+
+        plan = branch_plan(c.model)  # combinations that cannot work (zero-shot needs CLIP's two towers)
         towers = c.model.towers
-        if towers.name == "tiny":
+        if towers.name in ("tiny", "tiny-open_clip") and (plan["clip_image"] or plan["clip_text"]):
             if towers.unfreeze_blocks > towers.tiny.layers:
                 raise ConfigError(f"clip.model.towers.unfreeze_blocks: {towers.unfreeze_blocks} blocks asked, but "
                                   f"the tiny towers have clip.model.towers.tiny.layers={towers.tiny.layers}")
@@ -92,6 +98,8 @@ class ClipRecipe:
         shards.require_split("train", "to train on")
         shards.require_split("val", "to pick the best checkpoint")
         n_labels = len(shards.classes)
+        if c.model.fusion == "zero_shot":
+            zero_shot_prompts(c.model.zero_shot_prompt, list(shards.classes), n_labels)
         if c.top_k > n_labels:
             raise ConfigError(f"clip.top_k: {c.top_k} is more than the {n_labels} labels of {cfg.data.shards}")
         if c.pos_weight is not None and len(c.pos_weight) != n_labels:
@@ -110,7 +118,11 @@ class ClipRecipe:
         self.has_test = self.shards.num_samples("test") > 0
         self.plan = plan = plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
         lc = cfg.data.loader
-        preprocess = preprocess_for(self.classes, lc.image_size, augment=lc.augment)
+        seed_everything(cfg.run.seed)  # the same on every rank: identical initial weights
+        model = build_model(c.model, len(self.classes), lc.image_size, classes=self.classes)
+        # the normalisation follows the image branch (CLIP's, an open_clip model's own, ImageNet's)
+        preprocess = preprocess_for(self.classes, lc.image_size, augment=lc.augment, mean=model.image_mean,
+                                    std=model.image_std)
         eval_bs = cfg.train.eval_batch_size or plan.micro_batch
         self.train_loader = build_loader(self.shards, "train", preprocess, lc, rank=env.rank,
                                          world_size=env.world_size, batch_size=plan.micro_batch, mode="train",
@@ -119,27 +131,32 @@ class ClipRecipe:
                                              batch_size=eval_bs, mode="eval", seed=cfg.run.seed)
                              for s in (["val", "test"] if self.has_test else ["val"])}
         self.steps_per_epoch = max(1, len(self.train_loader) // plan.accumulation)
-
-        seed_everything(cfg.run.seed)  # the same on every rank: identical initial weights
-        model = build_model(c.model, len(self.classes), lc.image_size)
         self.pos_weight = torch.tensor(c.pos_weight, dtype=torch.float32) if c.pos_weight is not None else None
         t = cfg.train
-        self.engine = build_engine(model, model.param_groups(tower_lr=c.tower_lr, head_lr=t.lr),
-                                   optimizer=OptimizerSpec(t.optimizer, t.lr, t.weight_decay), schedule=t.lr_schedule,
-                                   total_steps=t.epochs * self.steps_per_epoch, plan=plan, dist=cfg.distributed, env=env)
+        groups = model.param_groups(tower_lr=c.tower_lr, head_lr=t.lr)
+        self.engine, self.module = None, model.to(env.device)
+        if groups:
+            self.engine = build_engine(model, groups, optimizer=OptimizerSpec(t.optimizer, t.lr, t.weight_decay),
+                                       schedule=t.lr_schedule, total_steps=t.epochs * self.steps_per_epoch,
+                                       plan=plan, dist=cfg.distributed, env=env)
+            self.module = self.engine.module
+        # else nothing trains (zero-shot): no optimizer over zero parameters and no DeepSpeed engine; the model
+        # is evaluated as it is (see train)
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
-            (self.run_dir / "deepspeed_config.json").write_text(json.dumps(self.engine.ds_config, indent=2))
+            if self.engine is not None:
+                (self.run_dir / "deepspeed_config.json").write_text(json.dumps(self.engine.ds_config, indent=2))
         self.logger = build_logger(cfg.tracking, cfg.run, env.rank, self.run_dir, "train", config=cfg,
                                    datasets=self.shards.dataset_specs(),
                                    tags={"recipe": self.name, "world_size": str(env.world_size)})
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        log.info("%d labels; towers '%s', last %d blocks of each unfrozen, fusion %s; %d of %d parameters train; "
-                 "global batch %d = micro %d x accumulation %d x world %d", len(self.classes), c.model.towers.name,
-                 c.model.towers.unfreeze_blocks, c.model.fusion, trainable, sum(p.numel() for p in model.parameters()),
+        log.info("%d labels; towers '%s' (image %s, text %s), last %d blocks unfrozen, fusion %s; %d of %d parameters "
+                 "train; global batch %d = micro %d x accumulation %d x world %d", len(self.classes),
+                 c.model.towers.name, c.model.image_encoder, c.model.text_encoder, c.model.towers.unfreeze_blocks,
+                 c.model.fusion, trainable, sum(p.numel() for p in model.parameters()),
                  plan.global_batch, plan.micro_batch, plan.accumulation, plan.world_size)
-        client = self.checkpoints.resume(self.engine.engine, cfg.run.resume)
+        client = self.checkpoints.resume(self.engine.engine, cfg.run.resume) if self.engine is not None else None
         if client:
             self.best = client.get("best")
             self.global_step = int(client.get("global_step", 0))
@@ -149,7 +166,7 @@ class ClipRecipe:
 
     @property
     def model(self):
-        return self.engine.module
+        return self.module
 
     def _inputs(self, batch: Dict[str, Any]) -> Dict[str, torch.Tensor]:
         return self.model.inputs(batch["image"], batch["text"], self.env.device)
@@ -191,7 +208,7 @@ class ClipRecipe:
     @torch.no_grad()
     def evaluate(self, split: str = "val") -> Dict[str, Any]:
         """Metrics of the current weights over the whole split (each sample once across ranks) and its loss."""
-        engine = self.engine.engine
+        engine = self.engine.engine if self.engine is not None else self.module
         engine.eval()
         logits, labels = [], []
         for batch in self.eval_loaders[split]:
@@ -218,6 +235,8 @@ class ClipRecipe:
 
     def train(self) -> Dict[str, Any]:
         cfg = self.cfg
+        if self.engine is None:
+            return self.evaluate_untrained()
         last = cfg.train.epochs - 1
         for epoch in range(self.start_epoch, cfg.train.epochs):
             stats = self.train_epoch(epoch)
@@ -244,6 +263,18 @@ class ClipRecipe:
         from .export import finish
 
         return finish(self)
+
+    def evaluate_untrained(self) -> Dict[str, Any]:
+        """A model with nothing to train (zero-shot CLIP): no epochs, no checkpoint; evaluate val (and test) and
+        export, as at the end of a run. Reports once (Ray Tune needs a result from every trial)."""
+        from .export import finish
+
+        log.info("nothing trains (clip.model.fusion=%s): skipping the %d epochs; evaluating and exporting",
+                 self.cfg.clip.model.fusion, self.cfg.train.epochs)
+        result = finish(self)
+        if self.report is not None:
+            self.report(0, {k: v for k, v in result.items() if k.startswith("val/") and isinstance(v, float)})
+        return result
 
     def cleanup(self, status: str = "FINISHED") -> None:
         if self.logger is not None:

@@ -1,4 +1,5 @@
-"""The image and text towers of one transformers `CLIPModel`, their tokenizer, and selective unfreezing.
+"""The image and text towers of one transformers `CLIPModel`, their tokenizer, and selective unfreezing
+(open_clip models: openclip_towers.py, the same interface; `build_towers` picks by name).
 
     towers = build_towers(cfg.clip.model.towers, image_size=cfg.data.loader.image_size)
     towers.encode_image(pixel_values) -> float[B, D]       the projected image embedding (CLIP's image_embeds)
@@ -18,13 +19,15 @@ pooling (the state at the first end token) works unchanged.
 from __future__ import annotations
 
 import logging
-from typing import Dict, List
+from pathlib import Path
+from typing import Dict, List, Union
 
 import torch
 from torch import nn
 
 from ...core.errors import ConfigError, UserError
 from .config import ClipTowersConfig, TinyClipConfig
+from .openclip_towers import OpenClipTowers, build_open_clip_towers, is_open_clip_name, load_open_clip_towers
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,9 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 class ClipTowers(nn.Module):
     """One CLIPModel seen as two towers; knows no ranks, data pipeline or tracking."""
+
+    kind = "transformers"
+    image_mean, image_std = CLIP_MEAN, CLIP_STD
 
     def __init__(self, name: str, clip: nn.Module, tokenizer, max_length: int):
         super().__init__()
@@ -49,6 +55,11 @@ class ClipTowers(nn.Module):
         self.max_length = min(max_length, int(clip.config.text_config.max_position_embeddings))
         self.embed_dim = int(clip.config.projection_dim)
         self.image_size = int(clip.config.vision_config.image_size)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """CLIP's learned log temperature: similarities are multiplied by `logit_scale.exp()`."""
+        return self.clip.logit_scale
 
     @property
     def image_blocks(self) -> nn.ModuleList:
@@ -84,6 +95,11 @@ class ClipTowers(nn.Module):
         out = self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask)
         return self.clip.text_projection(out.pooler_output)
 
+    def save(self, folder: Path) -> None:
+        """The CLIPConfig and the tokenizer files into `folder` (what `load_towers` rebuilds from)."""
+        self.clip.config.save_pretrained(str(folder))
+        self.tokenizer.save_pretrained(str(folder))
+
 
 def tiny_tokenizer():
     from transformers import AutoTokenizer
@@ -109,10 +125,18 @@ def tiny_clip_config(cfg: TinyClipConfig, image_size: int, tokenizer):
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=cfg.projection_dim)
 
 
-def build_towers(cfg: ClipTowersConfig, image_size: int) -> ClipTowers:
-    """The towers named by `cfg` (seed the RNG first: the tiny model is random), with `unfreeze_blocks` applied."""
+Towers = Union[ClipTowers, OpenClipTowers]
+
+
+def build_towers(cfg: ClipTowersConfig, image_size: int) -> Towers:
+    """The towers named by `cfg` (seed the RNG first: the tiny models are random), with `unfreeze_blocks` applied:
+    open_clip ones for `hf-hub:...`, `open_clip:...` and `tiny-open_clip`, transformers ones otherwise."""
     from transformers import AutoTokenizer, CLIPModel
 
+    if is_open_clip_name(cfg.name):
+        towers = build_open_clip_towers(cfg, image_size)
+        towers.set_unfrozen_blocks(cfg.unfreeze_blocks)
+        return towers
     if cfg.name == "tiny":
         tokenizer = tiny_tokenizer()
         clip = CLIPModel(tiny_clip_config(cfg.tiny, image_size, tokenizer))
@@ -127,3 +151,13 @@ def build_towers(cfg: ClipTowersConfig, image_size: int) -> ClipTowers:
     towers = ClipTowers(cfg.name, clip, tokenizer, cfg.max_length)
     towers.set_unfrozen_blocks(cfg.unfreeze_blocks)
     return towers
+
+
+def load_towers(kind: str, name: str, folder: Path, max_length: int) -> Towers:
+    """The towers' architecture and tokenizer from what `towers.save(folder)` wrote (offline; random weights)."""
+    if kind == OpenClipTowers.kind:
+        return load_open_clip_towers(name, folder)
+    from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+
+    clip = CLIPModel(CLIPConfig.from_pretrained(str(folder)))
+    return ClipTowers(name, clip, AutoTokenizer.from_pretrained(str(folder)), max_length)

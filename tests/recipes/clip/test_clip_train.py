@@ -131,7 +131,7 @@ def test_two_process_deepspeed_zero1_run_of_the_clip_recipe(shards, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fusion", ["sum", "image_only", "text_only"])
+@pytest.mark.parametrize("fusion", ["sum", "image_only", "text_only", "prmf"])
 def test_other_fusions_and_single_tower_baselines_train_through_the_recipe(shards, tmp_path, fusion):
     """One epoch each: the recipe feeds only the towers the fusion uses and exports what it trained."""
     from mmlnb_dist.core.recipe import run

@@ -1,0 +1,205 @@
+"""The image and text towers of one open_clip `CLIP` model (the interface of towers.ClipTowers).
+
+    clip.model.towers.name = hf-hub:wisdomik/QuiltNet-B-32   QuiltNet (pathology CLIP, ViT-B/32) from the HF hub
+                           = open_clip:ViT-B-32[:openai]      any open_clip built-in name [: pretrained tag]
+                           = tiny-open_clip                   random, of the clip.model.towers.tiny sizes
+
+Real models load with `open_clip.create_model_from_pretrained` (hf-hub) or `open_clip.create_model(name,
+pretrained=tag)` and `open_clip.get_tokenizer`. They need the Hugging Face / open_clip cache: the hubs are
+unreachable from this project's CI, so that path is kept and documented but only `tiny-open_clip` is tested.
+
+The architecture travels as open_clip's own `open_clip_config.json` (`{"model_cfg", "preprocess_cfg"}`, the
+`local-dir:` format), so an export rebuilds it with `open_clip.create_model("local-dir:<folder>")` and the
+tokenizer with `open_clip.get_tokenizer("local-dir:<folder>")`: JSON and safetensors, never a pickle.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import torch
+from torch import nn
+
+from ...core.errors import ConfigError, UserError
+from .config import ClipTowersConfig, TinyClipConfig
+
+log = logging.getLogger(__name__)
+
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+TINY_OPEN_CLIP = "tiny-open_clip"
+
+
+def is_open_clip_name(name: str) -> bool:
+    return name == TINY_OPEN_CLIP or name.startswith(("hf-hub:", "open_clip:"))
+
+
+class OpenClipTowers(nn.Module):
+    """One open_clip CLIP seen as two towers; knows no ranks, data pipeline or tracking."""
+
+    kind = "open_clip"
+
+    def __init__(self, name: str, clip: nn.Module, tokenizer, model_cfg: Dict[str, Any],
+                 preprocess_cfg: Dict[str, Any]):
+        super().__init__()
+        self.name = name
+        if clip.logit_scale.dim() == 0:
+            # DeepSpeed broadcasts parameters as bytes, which a 0-dim tensor refuses (see towers.ClipTowers)
+            clip.logit_scale = nn.Parameter(clip.logit_scale.detach().reshape(1),
+                                            requires_grad=clip.logit_scale.requires_grad)
+        self.clip = clip
+        self.tokenizer = tokenizer  # not a module: rebuilt from the config (or the export folder)
+        self.model_cfg = copy.deepcopy(model_cfg)
+        self.preprocess_cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in preprocess_cfg.items()}
+        # open_clip's text tower adds a fixed-length position table: tokens are always padded to it
+        self.max_length = int(getattr(clip, "context_length", tokenizer.context_length))
+        self.embed_dim = int(model_cfg["embed_dim"])
+        size = getattr(clip.visual, "image_size", None)
+        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
+        self.image_mean = tuple(float(x) for x in self.preprocess_cfg["mean"])
+        self.image_std = tuple(float(x) for x in self.preprocess_cfg["std"])
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """CLIP's learned log temperature: similarities are multiplied by `logit_scale.exp()`."""
+        return self.clip.logit_scale
+
+    @property
+    def image_blocks(self) -> nn.ModuleList:
+        transformer = getattr(self.clip.visual, "transformer", None)
+        if transformer is None:
+            raise ConfigError(f"clip.model.towers.name: '{self.name}' has no ViT image tower (timm or ResNet "
+                              f"towers are not supported for block unfreezing); choose a ViT open_clip model")
+        return transformer.resblocks
+
+    @property
+    def text_blocks(self) -> nn.ModuleList:
+        transformer = getattr(self.clip, "transformer", None)
+        if transformer is None:
+            raise ConfigError(f"clip.model.towers.name: '{self.name}' has a custom (Hugging Face) text tower, "
+                              f"not supported for block unfreezing; choose a model with open_clip's own text tower")
+        return transformer.resblocks
+
+    def set_unfrozen_blocks(self, n: int, key: str = "clip.model.towers.unfreeze_blocks") -> None:
+        """Freeze everything, then let the last `n` resblocks of each tower train."""
+        for tower, blocks in (("image", self.image_blocks), ("text", self.text_blocks)):
+            if n > len(blocks):
+                raise ConfigError(f"{key}: {n} blocks asked, but the {tower} tower of '{self.name}' has only "
+                                  f"{len(blocks)}; choose 0..{len(blocks)}")
+        self.clip.requires_grad_(False)
+        if n:
+            for blocks in (self.image_blocks, self.text_blocks):
+                for block in blocks[len(blocks) - n:]:
+                    block.requires_grad_(True)
+
+    def tokenize(self, texts: List[str]) -> Dict[str, torch.Tensor]:
+        ids = self.tokenizer(list(texts))
+        # open_clip pools at the end token and masks causally: the mask is informational (pad id 0)
+        return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.shape[-1] != self.image_size:
+            raise ConfigError(f"data.loader.image_size: {pixel_values.shape[-1]} px images, but the open_clip "
+                              f"model '{self.name}' takes {self.image_size} px; set data.loader.image_size="
+                              f"{self.image_size}")
+        return self.clip.encode_image(pixel_values)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor = None) -> torch.Tensor:
+        return self.clip.encode_text(input_ids)
+
+    def save(self, folder: Path) -> None:
+        """open_clip_config.json (+ a Hugging Face tokenizer's files when the model uses one) into `folder`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        model_cfg = copy.deepcopy(self.model_cfg)
+        if model_cfg.get("text_cfg", {}).get("hf_model_name"):
+            model_cfg["text_cfg"]["hf_model_pretrained"] = False  # weights come from model.safetensors
+        (folder / OPEN_CLIP_CONFIG).write_text(json.dumps({"model_cfg": model_cfg,
+                                                           "preprocess_cfg": self.preprocess_cfg}, indent=2))
+        inner = getattr(self.tokenizer, "tokenizer", None)
+        if inner is not None and hasattr(inner, "save_pretrained"):
+            inner.save_pretrained(str(folder))
+
+
+def tiny_open_clip_config(cfg: TinyClipConfig, image_size: int, context_length: int) -> Dict[str, Any]:
+    """open_clip's `model_cfg` of a CLIP of test size (the same sizes as the tiny transformers CLIP)."""
+    if image_size % cfg.patch_size:
+        raise ConfigError(f"data.loader.image_size: {image_size} is not a multiple of "
+                          f"clip.model.towers.tiny.patch_size {cfg.patch_size}")
+    if cfg.hidden % cfg.heads:
+        raise ConfigError(f"clip.model.towers.tiny.hidden: {cfg.hidden} is not a multiple of "
+                          f"clip.model.towers.tiny.heads {cfg.heads}")
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return {"embed_dim": cfg.projection_dim,
+            "vision_cfg": {"image_size": image_size, "layers": cfg.layers, "width": cfg.hidden,
+                           "head_width": cfg.hidden // cfg.heads, "mlp_ratio": 2.0, "patch_size": cfg.patch_size},
+            "text_cfg": {"context_length": context_length, "vocab_size": SimpleTokenizer().vocab_size,
+                         "width": cfg.hidden, "heads": cfg.heads, "layers": cfg.layers, "mlp_ratio": 2.0}}
+
+
+def _default_preprocess(image_size: int) -> Dict[str, Any]:
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    return {"size": image_size, "mean": list(OPENAI_DATASET_MEAN), "std": list(OPENAI_DATASET_STD)}
+
+
+def _load_pretrained(name: str) -> Tuple[nn.Module, Dict[str, Any]]:
+    """(model with weights, its model_cfg) for `hf-hub:<repo>` or `open_clip:<model>[:<tag>]`."""
+    import open_clip
+
+    if name.startswith("hf-hub:"):
+        from huggingface_hub import hf_hub_download
+
+        # open_clip reads the same file from the repo; we keep its model_cfg to rebuild the architecture offline
+        config = json.loads(Path(hf_hub_download(name[len("hf-hub:"):], OPEN_CLIP_CONFIG)).read_text())
+        model, _ = open_clip.create_model_from_pretrained(name)
+        return model, config["model_cfg"]
+    model_name, _, tag = name[len("open_clip:"):].partition(":")
+    model_cfg = open_clip.get_model_config(model_name)
+    if model_cfg is None:
+        raise ConfigError(f"clip.model.towers.name: '{model_name}' is not an open_clip model; choose one of "
+                          f"open_clip.list_models() (e.g. ViT-B-32)")
+    return open_clip.create_model(model_name, pretrained=tag or None), model_cfg
+
+
+def build_open_clip_towers(cfg: ClipTowersConfig, image_size: int) -> OpenClipTowers:
+    """The open_clip towers named by `cfg` (seed the RNG first for tiny-open_clip), unfreezing not yet applied."""
+    import open_clip
+    from open_clip import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    if cfg.name == TINY_OPEN_CLIP:
+        model_cfg = tiny_open_clip_config(cfg.tiny, image_size, cfg.max_length)
+        clip = CLIP(model_cfg["embed_dim"], CLIPVisionCfg(**model_cfg["vision_cfg"]),
+                    CLIPTextCfg(**model_cfg["text_cfg"]))
+        tokenizer = open_clip.get_tokenizer("ViT-B-32", context_length=cfg.max_length)  # BPE ships in the wheel
+        return OpenClipTowers(cfg.name, clip, tokenizer, model_cfg, _default_preprocess(image_size))
+    try:
+        clip, model_cfg = _load_pretrained(cfg.name)
+        tokenizer = open_clip.get_tokenizer(cfg.name.replace("open_clip:", "").split(":")[0]
+                                            if cfg.name.startswith("open_clip:") else cfg.name)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - hub, network and file errors differ by library version; one message
+        raise UserError(f"clip.model.towers.name: '{cfg.name}' could not be loaded offline "
+                        f"({err.__class__.__name__}: {str(err)[:200]}); put it in the Hugging Face / open_clip "
+                        f"cache, or use 'tiny-open_clip'") from None
+    preprocess = dict(getattr(clip.visual, "preprocess_cfg", None) or _default_preprocess(image_size))
+    towers = OpenClipTowers(cfg.name, clip, tokenizer, model_cfg, preprocess)
+    if towers.image_size != image_size:  # open_clip's ViT does not interpolate its position embeddings
+        raise ConfigError(f"data.loader.image_size: {image_size} px, but the open_clip model '{cfg.name}' takes "
+                          f"{towers.image_size} px; set data.loader.image_size={towers.image_size}")
+    return towers
+
+
+def load_open_clip_towers(name: str, folder: Path) -> OpenClipTowers:
+    """The architecture and tokenizer saved by `OpenClipTowers.save` (random weights: load the state dict)."""
+    import open_clip
+
+    config = json.loads((folder / OPEN_CLIP_CONFIG).read_text())
+    source = f"local-dir:{folder}"
+    # No open_clip weights file in `folder`: open_clip warns "initialized randomly"; the caller loads ours.
+    log.info("rebuilding open_clip '%s' from %s; its weights come from the export's model.safetensors", name, folder)
+    clip = open_clip.create_model(source, pretrained_text=False)
+    return OpenClipTowers(name, clip, open_clip.get_tokenizer(source), config["model_cfg"], config["preprocess_cfg"])

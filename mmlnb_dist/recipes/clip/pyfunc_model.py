@@ -1,0 +1,213 @@
+"""The MLflow pyfunc wrapper of a trained CLIP multi-label classifier (what `models:/<name>@champion` loads).
+
+Input: a pandas DataFrame with columns
+  - `image` (str): a file path, or the image bytes base64-encoded (what `mlflow models serve` receives);
+  - `description` (str, optional): the caption / report the text tower reads ("" when none);
+  - `key`, `slide_id` (str, optional): carried through to the output.
+Params (optional): `batch_size`; `top_k` (> 0: predict the k most probable labels; 0: the model's own k) or
+`threshold` (> 0: predict every label with probability >= threshold, instead of the top k).
+Output: a DataFrame with `key`, `slide_id`, `prob_<label>` per label (sigmoid of the logits: independent
+probabilities, not a distribution), `labels` (the predicted label set, `|`-joined, most probable first),
+`label_probs` (JSON [[label, probability], ...] of that set), `selection` (`top-3`, `p>=0.5`) and `description`.
+
+The model folder holds the recipe's export folder (safetensors + JSON + tokenizer files) as the `export` artifact
+and a model card; `load_context` rebuilds the network with `export.load_exported_model`, so serving and training
+share one code path. The model is logged as code (`pyfunc_code.py`, MLflow "models from code"): nothing pickled.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+import mlflow.pyfunc
+import numpy as np
+
+from ...core.tracking.registry import ModelPackage, RegisterResult, register_model, run_folder
+from ...data.images import read_image
+from .config import LOWER_IS_BETTER
+
+if TYPE_CHECKING:
+    from ...config import Config
+
+TASK = "multilabel"
+"""The `task` of the registered model's metadata: `predict` reads it to offer top-k / threshold selection."""
+
+
+def select_labels(probs: np.ndarray, top_k: int = 0, threshold: float = 0.0) -> List[List[int]]:
+    """Per sample, the indices of the predicted labels, most probable first: every label with probability >=
+    `threshold` when `threshold` > 0, else the `top_k` most probable (ties: the lower index first)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    order = np.argsort(-probs, axis=1, kind="stable")
+    if threshold > 0:
+        return [[int(i) for i in row if p[i] >= threshold] for row, p in zip(order, probs)]
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1 (got {top_k}) when no threshold is given")
+    return [[int(i) for i in row[:top_k]] for row in order]
+
+
+def selection_name(top_k: int, threshold: float) -> str:
+    return f"p>={threshold:g}" if threshold > 0 else f"top-{top_k}"
+
+
+def _column(df, name: str, default: Any) -> List[Any]:
+    if name in df.columns:
+        return [default if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in df[name]]
+    return [default] * len(df)
+
+
+class ClipPredictor:
+    """images + captions -> label probabilities [N, labels] for one exported classifier (CPU or GPU)."""
+
+    def __init__(self, export_dir: Path, device: Optional[str] = None):
+        import torch
+
+        from ...data.images import ImageTransform
+        from .export import load_exported_model
+
+        export_dir = Path(export_dir)
+        if not export_dir.is_dir():
+            raise FileNotFoundError(f"export folder not found: {export_dir}")
+        model, meta = load_exported_model(export_dir)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.to(self.device).eval()
+        self.classes: List[str] = list(meta["classes"])
+        self.top_k = int(meta["top_k"])
+        pre = meta["preprocessing"]
+        self.transform = ImageTransform(int(meta["image_size"]), augment=False, mean=pre["image_mean"],
+                                        std=pre["image_std"])
+
+    def probabilities(self, images: Sequence[Any], texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        pixels = torch.stack([self.transform(img) for img in images])
+        with torch.no_grad():
+            logits = self.model(**self.model.inputs(pixels, [t or "" for t in texts], self.device))
+        return torch.sigmoid(logits.float()).cpu().numpy()
+
+
+def predictions_frame(predictor: ClipPredictor, images: Sequence[Any], texts: Sequence[str], keys: Sequence[Any],
+                      slide_ids: Sequence[Any], batch_size: int = 32, top_k: int = 0, threshold: float = 0.0):
+    """Run `predictor` in batches and lay the results out as the output DataFrame (see the module doc)."""
+    import pandas as pd
+
+    classes = predictor.classes
+    k = top_k if top_k > 0 else predictor.top_k
+    parts = [predictor.probabilities(list(images[i:i + batch_size]), list(texts[i:i + batch_size]))
+             for i in range(0, len(images), batch_size)]
+    p = np.concatenate(parts).astype(np.float64) if parts else np.zeros((0, len(classes)))
+    chosen = select_labels(p, k, threshold)
+    frame: Dict[str, Any] = {"key": [None if x is None else str(x) for x in keys],
+                             "slide_id": [None if s is None else str(s) for s in slide_ids]}
+    for c, name in enumerate(classes):
+        frame[f"prob_{name}"] = p[:, c]
+    frame["labels"] = ["|".join(classes[i] for i in idx) for idx in chosen]
+    frame["label_probs"] = [json.dumps([[classes[i], round(float(p[n, i]), 6)] for i in idx])
+                            for n, idx in enumerate(chosen)]
+    frame["selection"] = [selection_name(k, threshold)] * len(p)
+    frame["description"] = list(texts)
+    return pd.DataFrame(frame)
+
+
+class ClipClassifier(mlflow.pyfunc.PythonModel):
+    """Multi-label (image + caption) classifier as an MLflow pyfunc model."""
+
+    def load_context(self, context) -> None:
+        self.predictor = ClipPredictor(Path(context.artifacts["export"]))
+
+    def predict(self, context, model_input, params: Optional[Dict[str, Any]] = None):
+        import pandas as pd
+
+        df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        if "image" not in df.columns:
+            raise ValueError("input needs an 'image' column (file path or base64-encoded image bytes)")
+        params = params or {}
+        images = [read_image(v) for v in df["image"]]
+        texts = [str(t) for t in _column(df, "description", "")]
+        return predictions_frame(self.predictor, images, texts, _column(df, "key", None),
+                                 _column(df, "slide_id", None), int(params.get("batch_size", 32)),
+                                 top_k=int(params.get("top_k", 0)), threshold=float(params.get("threshold", 0.0)))
+
+
+USAGE = """```python
+import mlflow, pandas as pd
+m = mlflow.pyfunc.load_model('models:/<name>@<alias>')
+m.predict(pd.DataFrame({'image': ['patch.png'], 'description': ['a caption']}))           # the model's top-k
+m.predict(df, params={'top_k': 5})  # or params={'threshold': 0.5}: every label with p >= 0.5
+```
+Command line: `mmlnb-dist predict --model models:/<name>@<alias> IMAGES_OR_SHARDS --out preds.csv [--top-k K |
+--threshold T]`."""
+
+
+def _example_image_b64(size: int) -> str:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 120, 180)).save(buf, format="PNG")  # H&E-ish pink
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
+    """What the registry logs for a CLIP run: the pyfunc around its export (default `<run folder>/export`), with a
+    signature and an example from a real prediction (which also checks the export loads before registering)."""
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from ...core.tracking.registry import RegistryError
+
+    export_dir = Path(export_dir) if export_dir is not None else run_folder(run) / "export"
+    if not export_dir.is_dir():
+        raise RegistryError(f"export folder {export_dir} of run {run.info.run_id} does not exist "
+                            f"(was the run trained to the end?)")
+    predictor = ClipPredictor(export_dir, device="cpu")
+    classes = predictor.classes
+    example = pd.DataFrame({"image": [_example_image_b64(predictor.transform.image_size)],
+                            "description": ["Sheets of small round blue cells with necrosis."],
+                            "key": ["example"], "slide_id": [""]})
+    out = predictions_frame(predictor, [read_image(example["image"][0])], list(example["description"]),
+                            ["example"], [""])
+    package_root = Path(__file__).resolve().parents[2]  # the mmlnb_dist package: the pyfunc imports it
+    top_k = (f"The predicted label set is the model's top {predictor.top_k} labels by probability (the `top_k` its "
+             f"run was evaluated on). Each `prob_<label>` is an independent sigmoid probability. Pass "
+             f"`params={{'top_k': K}}` for another k or `params={{'threshold': T}}` for every label with p >= T.")
+    return ModelPackage(
+        python_model=str(Path(__file__).with_name("pyfunc_code.py")), artifacts={"export": str(export_dir)},
+        signature=_signature(infer_signature(example, out, params={"batch_size": 32, "top_k": 0, "threshold": 0.0})),
+        input_example=example, title="CLIP multi-label classifier",
+        card_sections={"Labels": f"{len(classes)} labels: " + ", ".join(classes), "Top-k": top_k, "Use": USAGE},
+        metadata={"classes": classes, "task": TASK, "top_k": predictor.top_k},
+        version_tags={"classes": json.dumps(classes), "task": TASK, "top_k": str(predictor.top_k)},
+        code_paths=[str(package_root)])
+
+
+def _signature(inferred):
+    """The inferred signature with every input column but `image` optional (a caption-less image, no keys)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec(c.type, c.name, required=c.name == "image") for c in inferred.inputs.inputs])
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
+
+
+def register_run(run_id: str, name: str, *, alias: Optional[str], tracking_uri: Optional[str], metric: str,
+                 mode: str, model_dir: Optional[Path] = None) -> RegisterResult:
+    """Register a CLIP run's export (`model_dir`, default `<run folder>/export`): the recipe-table entry point
+    that `mmlnb-dist register` and a search's best trial use."""
+    return register_model(run_id, name, lambda run: model_package(run, model_dir), alias=alias,
+                          tracking_uri=tracking_uri, metric=metric, mode=mode)
+
+
+def register_export(cfg: "Config", run_id: str, export_dir: Path) -> RegisterResult:
+    """Register a finished run's export under `tracking.register_name` (the end-of-training hook, rank 0). The
+    metric defaults to `best/val/<train.best_metric>` (the exported checkpoint's), lower-better for the loss and
+    the Hamming loss."""
+    from ...core.tracking.server import default_tracking_uri
+
+    t = cfg.tracking
+    metric = t.register_metric or f"best/val/{cfg.train.best_metric}"
+    mode = t.register_mode if t.register_metric else ("min" if cfg.train.best_metric in LOWER_IS_BETTER else "max")
+    return register_run(run_id, t.register_name, alias=t.register_alias, metric=metric, mode=mode,
+                        tracking_uri=default_tracking_uri(t, cfg.run.output_dir), model_dir=export_dir)

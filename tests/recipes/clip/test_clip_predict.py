@@ -1,0 +1,130 @@
+"""`mmlnb-dist predict` with a registered CLIP model: per image the probability of every label (equal to the
+export's own sigmoid(logits)), the predicted label set by top-k or threshold, captions from the shards or a
+--descriptions file, and per-slide mean probabilities per label (no single-label majority vote)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmlnb_dist.cli import main
+
+from support.clip import VOCAB
+from support.clip_registry import AUTO_NAME, export_probabilities, raw_split, registered_run
+
+MODEL = f"models:/{AUTO_NAME}@champion"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    yield from registered_run(tmp_path_factory.mktemp("clippred"))
+
+
+def _probs(rows: pd.DataFrame) -> np.ndarray:
+    return rows[[f"prob_{c}" for c in VOCAB]].to_numpy(dtype=np.float64)
+
+
+def test_predict_over_a_shard_folder_equals_the_export_probabilities(trained, tmp_path):
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", MODEL, str(trained["shards"]), "--split", "val", "--out", str(out),
+                 "--uri", trained["uri"]]) == 0
+    rows = pd.read_csv(out, keep_default_na=False).sort_values("key").reset_index(drop=True)
+    samples = raw_split(trained["shards"], "val")
+    assert list(rows["key"]) == [s["key"] for s in samples]
+    assert list(rows["description"]) == [s["text"] for s in samples]  # the shards' captions were used
+    expected, _ = export_probabilities(trained["result"]["export_dir"], [s["png"] for s in samples],
+                                       [s["text"] for s in samples])
+    np.testing.assert_allclose(_probs(rows), expected, rtol=1e-5, atol=1e-6)
+    # default selection: the model's top 3 (its clip.top_k), most probable first, with their probabilities
+    for labels, label_probs, p in zip(rows["labels"], rows["label_probs"], expected):
+        top = [VOCAB[i] for i in np.argsort(-p)[:3]]
+        assert labels.split("|") == top
+        assert [name for name, _ in json.loads(label_probs)] == top
+    assert set(rows["selection"]) == {"top-3"}
+
+
+def test_top_k_and_threshold_selections_checked_by_hand(trained, tmp_path):
+    top2, thr = tmp_path / "top2.csv", tmp_path / "thr.jsonl"
+    base = ["predict", "--model", MODEL, str(trained["shards"]), "--split", "val", "--uri", trained["uri"]]
+    assert main(base + ["--out", str(top2), "--top-k", "2"]) == 0
+    assert main(base + ["--out", str(thr), "--threshold", "0.5"]) == 0
+    rows = pd.read_csv(top2, keep_default_na=False)
+    for labels, p in zip(rows["labels"], _probs(rows)):
+        first, second = sorted(range(len(VOCAB)), key=lambda i: -p[i])[:2]
+        assert labels == f"{VOCAB[first]}|{VOCAB[second]}"
+    records = [json.loads(line) for line in thr.read_text().splitlines()]
+    assert {r["selection"] for r in records} == {"p>=0.5"}
+    for r in records:
+        chosen = [c for c in VOCAB if r[f"prob_{c}"] >= 0.5]
+        chosen.sort(key=lambda c: -r[f"prob_{c}"])
+        assert (r["labels"].split("|") if r["labels"] else []) == chosen
+
+
+def test_images_with_a_descriptions_file_and_per_slide_mean_probabilities(trained, tmp_path):
+    samples = raw_split(trained["shards"], "val")[:5]
+    for s in samples:
+        (tmp_path / f"{s['key']}.png").write_bytes(s["png"])
+    captions = ["a necrosis fat patch", "tissue", "a mitoses patch", "fat", "a necrosis mitoses fat patch"]
+    slides = ["A", "A", "B", "B", "B"]
+    descs = tmp_path / "descs.csv"
+    descs.write_text("path,description,slide_id\n" + "".join(
+        f"{s['key']}.png,{c},{sl}\n" for s, c, sl in zip(samples, captions, slides)))
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", MODEL, *[str(tmp_path / f"{s['key']}.png") for s in samples],
+                 "--descriptions", str(descs), "--out", str(out), "--uri", trained["uri"]]) == 0
+    rows = pd.read_csv(out, keep_default_na=False)
+    assert list(rows["description"]) == captions
+    expected, _ = export_probabilities(trained["result"]["export_dir"], [s["png"] for s in samples], captions)
+    np.testing.assert_allclose(_probs(rows), expected, rtol=1e-5, atol=1e-6)
+
+    agg = pd.read_csv(out.with_name("preds.slides.csv"), keep_default_na=False)
+    assert list(agg["slide_id"]) == ["A", "B"] and list(agg["n_patches"]) == [2, 3]
+    assert not [c for c in agg.columns if c.startswith("votes_") or c == "label_majority"]
+    for slide, idx in (("A", [0, 1]), ("B", [2, 3, 4])):
+        got = agg[agg["slide_id"] == slide].iloc[0]
+        mean = expected[idx].mean(axis=0)
+        np.testing.assert_allclose([got[f"mean_prob_{c}"] for c in VOCAB], mean, rtol=1e-5, atol=1e-6)
+        assert got["labels"].split("|") == [VOCAB[i] for i in np.argsort(-mean)[:3]]
+
+
+def test_top_k_and_threshold_together_are_refused(trained, tmp_path, capsys):
+    code = main(["predict", "--model", MODEL, str(trained["shards"]), "--out", str(tmp_path / "p.csv"),
+                 "--top-k", "2", "--threshold", "0.5", "--uri", trained["uri"]])
+    assert code != 0
+    assert "--top-k" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_evaluate_command_equals_the_runs_own_metrics(trained, split, capsys):
+    """`mmlnb-dist evaluate --config clip-multilabel --export ...` prints the metrics the run wrote in its
+    metrics.json for that split (the same best weights, the same split, the same top-k)."""
+    from support.clip import CLIP_PROFILE
+
+    from mmlnb_dist.recipes.clip.config import METRIC_NAMES
+
+    result = trained["result"]
+    capsys.readouterr()
+    assert main(["evaluate", "--config", str(CLIP_PROFILE), "--export", result["export_dir"], "--split", split,
+                 "--json", f"data.shards={trained['shards']}", "data.loader.num_workers=0",
+                 "tracking.backends=[stdout]", f"run.output_dir={trained['root'] / 'eval'}"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    own = json.loads((trained["root"] / "runs" / "reg" / "metrics.json").read_text())
+    assert printed["num_samples"] == own[f"{split}/num_samples"] > 0
+    for name in METRIC_NAMES:
+        assert printed[name] == pytest.approx(own[f"{split}/{name}"], abs=1e-6), name
+    assert printed["per_label_f1"] == pytest.approx(own[f"{split}/per_label_f1"], abs=1e-6)
+    assert printed["labels_without_positives"] == own[f"{split}/labels_without_positives"]
+
+
+def test_evaluate_table_names_every_metric_and_label(trained, capsys):
+    from support.clip import CLIP_PROFILE
+
+    capsys.readouterr()
+    assert main(["evaluate", "--config", str(CLIP_PROFILE), "--export", trained["result"]["export_dir"],
+                 f"data.shards={trained['shards']}", "data.loader.num_workers=0", "tracking.backends=[stdout]",
+                 f"run.output_dir={trained['root'] / 'eval'}"]) == 0
+    table = capsys.readouterr().out
+    assert "micro_auroc" in table and "at_least_1_of_top_k" in table and "balanced_accuracy" not in table
+    assert all(label in table for label in VOCAB)
