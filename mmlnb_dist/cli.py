@@ -23,6 +23,8 @@ COMMAND_MODULES = [
     "vlm",
     "tracking",
     "tune",
+    "ablate",
+    "features",
 ]
 
 

@@ -116,28 +116,42 @@ def existing_shards(path: Path) -> StageResult:
 # ---------------------------------------------------------------------------------------------------------
 
 def stage_synth(cfg: Config) -> StageResult:
+    """The synthetic source set of `data.synth.task`: class folders (single) or a pairs CSV (multilabel)."""
     from .data.synthetic import make_synthetic_dataset
+    from .data.synthetic_multilabel import make_multilabel_dataset
 
     s = cfg.data.synth
     out = Path(cfg.data.synth_dir)
 
     def work(resume: bool) -> Dict[str, Any]:
-        summary = make_synthetic_dataset(out, n=s.n, size=s.size, n_slides=s.n_slides,
-                                         noisy_description_rate=s.noisy_description_rate, seed=s.seed,
-                                         progress=True)
+        if s.task == "multilabel":
+            summary = make_multilabel_dataset(out, n=s.n, size=s.size, n_slides=s.n_slides,
+                                              omit_rate=s.caption_omit_rate, wrong_rate=s.caption_wrong_rate,
+                                              faint_rate=s.faint_rate, seed=s.seed, progress=True)
+        else:
+            summary = make_synthetic_dataset(out, n=s.n, size=s.size, n_slides=s.n_slides,
+                                             noisy_description_rate=s.noisy_description_rate, seed=s.seed,
+                                             progress=True)
         return {"summary": summary}
 
     return run_stage("synth", out, fingerprint("synth", s.model_dump()), work)
 
 
 def stage_shards(cfg: Config, source: StageResult) -> StageResult:
+    """Shards of the source set: class folders, or (`data.synth.task=multilabel`) its pairs CSV."""
     from .data.build import build_shards
     from .data.collect import collect_samples
+    from .data.multilabel import build_multilabel_shards
 
     out = Path(cfg.data.shards)
-    fp = fingerprint("shards", source.fingerprint, cfg.data.build.model_dump(), cfg.data.classes)
+    multilabel = cfg.data.synth.task == "multilabel"
+    fp = fingerprint("shards", source.fingerprint, cfg.data.build.model_dump(),
+                     cfg.data.multilabel.model_dump() if multilabel else cfg.data.classes)
 
     def work(resume: bool) -> Dict[str, Any]:
+        if multilabel:
+            manifest = build_multilabel_shards(source.output / "pairs.csv", out, cfg.data.build, cfg.data.multilabel)
+            return {"label_counts": {k: v.get("label_counts") for k, v in manifest["splits"].items()}}
         samples = collect_samples(source.output, cfg.data.classes)
         manifest = build_shards(samples, out, cfg.data.build, cfg.data.classes,
                                 provenance={"input": str(source.output)})
@@ -214,6 +228,8 @@ def run_demo(cfg: Config) -> List[StageResult]:
     init_engine_process_group(DistEnv.from_environment(), cfg.distributed)
     synth = stage_synth(cfg)
     shards = stage_shards(cfg, synth)
+    if not RECIPES[cfg.train.recipe].needs_descriptions:  # the CLIP recipe trains on the captions
+        return [synth, shards, stage_train(cfg, shards)]
     vlm = stage_finetune_vlm(cfg, shards)
     described = stage_describe(cfg, vlm, shards)
     train = stage_train(cfg, described)
@@ -250,3 +266,18 @@ def paper_table(metrics: Dict[str, Any], split: str = "val") -> str:
     row += f" | {100 * metrics[f'{split}/quadratic_kappa']:8.2f}"
     return f"{split} split (best checkpoint), %:\n{head}\n{row}\n" \
         "Kappa is unweighted Cohen's kappa; QWK(ord) is quadratic-weighted on the ordinal order UD < PD < D."
+
+
+def metrics_table(cfg: Config, metrics: Dict[str, Any]) -> str:
+    """The recipe's table columns (its variants module's METRICS) for each split in `metrics`, best checkpoint."""
+    import importlib
+
+    spec = RECIPES[cfg.train.recipe]
+    columns = list(importlib.import_module(spec.variants).METRICS) if spec.variants else sorted(
+        {k.split("/", 1)[1] for k in metrics if k.startswith("val/")})
+    splits = [s for s in ("val", "test") if f"{s}/{columns[0]}" in metrics]
+    width = max(len(c) for c in columns)
+    lines = [f"best checkpoint ({cfg.train.best_metric} on val):", f"{'':<{width}} " + " ".join(f"{s:>8}" for s in splits)]
+    for c in columns:
+        lines.append(f"{c:<{width}} " + " ".join(f"{float(metrics.get(f'{s}/{c}', float('nan'))):8.4f}" for s in splits))
+    return "\n".join(lines)

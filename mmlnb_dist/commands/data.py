@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--n-slides", type=int, help="number of slides (data.synth.n_slides)")
     synth.add_argument("--noisy-rate", type=float, help="share of noisy descriptions (data.synth.noisy_description_rate)")
     synth.add_argument("--seed", type=int, help="seed (data.synth.seed)")
-    synth.add_argument("--task", choices=("single", "multilabel"), default="single",
-                       help="single: UD/PD/D class folders (default); multilabel: findings + noisy captions CSV")
+    synth.add_argument("--task", choices=("single", "multilabel"), default=None,
+                       help="single: UD/PD/D class folders; multilabel: findings + noisy captions CSV "
+                       "(default: data.synth.task, single)")
     synth.add_argument("--omit-rate", type=float, help="multilabel: chance a caption omits a true finding "
                        "(data.synth.caption_omit_rate)")
     synth.add_argument("--wrong-rate", type=float, help="multilabel: chance a caption names a wrong finding "
@@ -46,12 +47,12 @@ def _synth(args: argparse.Namespace) -> int:
 
     flags = {"n": args.n, "size": args.size, "n_slides": args.n_slides,
              "noisy_description_rate": args.noisy_rate, "seed": args.seed, "caption_omit_rate": args.omit_rate,
-             "caption_wrong_rate": args.wrong_rate, "faint_rate": args.faint_rate}
+             "caption_wrong_rate": args.wrong_rate, "faint_rate": args.faint_rate, "task": args.task}
     args.overrides = list(args.overrides) + [f"data.synth.{k}={v}" for k, v in flags.items() if v is not None]
     cfg = load_from_args(args)  # validates the flags too (e.g. --n 0 names data.synth.n)
     s = cfg.data.synth
     out = args.out or str(cfg.data.synth_dir)
-    if args.task == "multilabel":
+    if s.task == "multilabel":
         return _synth_multilabel(out, s)
 
     from ..data.synthetic import make_synthetic_dataset

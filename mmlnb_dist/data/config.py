@@ -10,6 +10,10 @@ from ..core.config import Section
 
 
 class SynthConfig(Section):
+    task: Literal["single", "multilabel"] = "single"
+    """single: UD/PD/D class folders with reference descriptions (MMLNB); multilabel: patches with 1-3 of 12
+    findings and noisy captions in a CSV (`shards build --task multilabel`; the CLIP recipe's demo)."""
+
     n: int = Field(600, ge=3)
     """Number of synthetic patches (split evenly over the three classes)."""
 

@@ -43,19 +43,31 @@ class RecipeSpec:
     register: str = ""
     """`module:function(run_id, name, *, alias, tracking_uri, metric, mode, model_dir=None) -> RegisterResult`
     that registers a finished run's model in the MLflow registry ("" when the recipe has nothing to register)."""
+    evaluate: str = ""
+    """`module:function(cfg, *, export, checkpoint, tag, split, as_json) -> str` behind `mmlnb-dist evaluate`
+    (returns what it prints); "" for the fusion recipe's own path in commands/train.py or no evaluation."""
+    needs_descriptions: bool = False
+    """It trains on VLM descriptions: the pipeline fine-tunes the VLM and describes the patches before it."""
+    variants: str = ""
+    """Module of the recipe's ablation / baseline rows (`rows(cfg)` and `METRICS`) that `mmlnb-dist ablate` trains
+    and tabulates (mmlnb_dist/studies.py); "" when it has none."""
 
 
 RECIPES: Dict[str, RecipeSpec] = {spec.name: spec for spec in (
     RecipeSpec("fusion", "fusion", FusionConfig, "mmlnb_dist.recipes.fusion.recipe:FusionRecipe",
                "Stage 2 of MMLNB: the dual-branch PRMF classifier (image + description) with the curriculum",
                metrics=(*FUSION_METRICS, "loss"), lower_is_better=frozenset({"loss"}),
-               register="mmlnb_dist.recipes.fusion.pyfunc_model:register_run"),
+               register="mmlnb_dist.recipes.fusion.pyfunc_model:register_run", needs_descriptions=True,
+               variants="mmlnb_dist.recipes.fusion.variants"),
     RecipeSpec("vlm", "vlm", VLMConfig, "mmlnb_dist.recipes.vlm.finetune:FinetuneVLMRecipe",
                "Stage 1 of MMLNB: the description VLM (Qwen2.5-VL + LoRA): fine-tuning and describe",
                metrics=("loss",), lower_is_better=frozenset({"loss"})),
     RecipeSpec("clip", "clip", ClipConfig, "mmlnb_dist.recipes.clip.recipe:ClipRecipe",
                "Fine-tuned CLIP towers + MLP head for multi-label classification of image-caption pairs (seed 002)",
-               metrics=(*CLIP_METRICS, "loss"), lower_is_better=CLIP_LOWER_IS_BETTER),
+               metrics=(*CLIP_METRICS, "loss"), lower_is_better=CLIP_LOWER_IS_BETTER,
+               register="mmlnb_dist.recipes.clip.pyfunc_model:register_run",
+               evaluate="mmlnb_dist.recipes.clip.evaluate:evaluate_command",
+               variants="mmlnb_dist.recipes.clip.variants"),
 )}
 
 

@@ -1,0 +1,96 @@
+"""`mmlnb-dist ablate` / studies.run_study: each row x seed is a real run of the recipe, the table's numbers are
+those runs' own metrics (mean and sample standard deviation checked with `statistics`), a rerun trains nothing, the
+rows are child runs of one MLflow parent, and a bad row or seed list is refused before any run starts."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from mmlnb_dist.core.errors import ConfigError
+
+from support.clip import caption_shards, clip_config
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    return caption_shards(tmp_path_factory.mktemp("study"), n=64, size=32, test_fraction=0.25)
+
+
+def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shards, tmp_path):
+    import mlflow
+
+    from mmlnb_dist.studies import run_study
+
+    cfg = clip_config(shards, tmp_path / "runs", "train.epochs=2", "tracking.backends=[stdout,mlflow]",
+                      name="baselines")
+    study = run_study(cfg, rows=["text_only", "concat"], seeds=[0, 1])
+    assert study.split == "test" and list(study.table) == ["text_only", "concat"]
+    for row, entry in study.table.items():
+        values = []
+        for seed, run_dir in zip([0, 1], entry["runs"]):
+            assert Path(run_dir) == tmp_path / "runs" / "baselines" / f"{row}-seed{seed}"
+            stored = json.loads((Path(run_dir) / "metrics.json").read_text())
+            values.append(stored["test/micro_f1"])
+        assert entry["micro_f1"] == pytest.approx(values)
+        assert entry["micro_f1_mean"] == pytest.approx(statistics.fmean(values))
+        assert entry["micro_f1_std"] == pytest.approx(statistics.stdev(values))
+    # the two seeds are really different runs (different seeds, different weights)
+    assert len(set(study.table["concat"]["micro_auroc"])) == 2
+    table = (tmp_path / "runs" / "baselines" / "table.md").read_text()
+    assert table.index("| text_only |") < table.index("| concat |") and "± " in table
+
+    client = mlflow.MlflowClient(json.loads((tmp_path / "runs" / "baselines" / "study.json").read_text())
+                                 ["tracking_uri"])
+    parent = client.get_run(study.parent_run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{study.parent_run_id}'")
+    assert sorted(r.info.run_name for r in children) == ["concat-seed0-train", "concat-seed1-train",
+                                                         "text_only-seed0-train", "text_only-seed1-train"]
+    assert parent.data.metrics["concat/micro_f1_mean"] == pytest.approx(study.table["concat"]["micro_f1_mean"])
+
+    again = run_study(cfg, rows=["text_only", "concat"], seeds=[0, 1])
+    assert sorted(again.skipped) == ["concat-seed0", "concat-seed1", "text_only-seed0", "text_only-seed1"]
+    assert again.table["concat"]["micro_f1"] == study.table["concat"]["micro_f1"]
+    assert again.parent_run_id == study.parent_run_id
+
+
+@pytest.mark.parametrize("rows, seeds, message", [
+    (["concat", "nonsense"], [0], "unknown row(s) nonsense"),
+    (["concat"], [], "--seeds"),
+])
+def test_bad_rows_or_seeds_are_refused_before_any_run(shards, tmp_path, rows, seeds, message):
+    from mmlnb_dist.studies import run_study
+
+    cfg = clip_config(shards, tmp_path / "runs", name="bad")
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        run_study(cfg, rows=rows, seeds=seeds)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_row_whose_overrides_do_not_validate_names_the_row_before_any_run(shards, tmp_path, monkeypatch):
+    from mmlnb_dist.recipes.clip import variants
+    from mmlnb_dist.studies import run_study
+
+    monkeypatch.setattr(variants, "rows", lambda cfg: {"concat": ("ok", []),
+                                                       "broken": ("bad", ["clip.model.fusion=nonsense"])})
+    cfg = clip_config(shards, tmp_path / "runs", name="broken")
+    with pytest.raises(ConfigError, match="ablation row 'broken'"):
+        run_study(cfg, seeds=[0])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_row_of_the_fusion_table_is_a_valid_config_of_the_demo_profile(tmp_path):
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.studies import row_config, study_rows
+
+    cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}"])
+    rows, metrics = study_rows(cfg)
+    assert list(rows)[0] == "full" and len(metrics) == 7
+    built = {name: row_config(cfg, name, overrides, 0, tmp_path / "s") for name, (_, overrides) in rows.items()}
+    assert built["no_text"].fusion.model.mode == "image_only"
+    assert built["no_curriculum"].fusion.curriculum.enabled is False
+    assert built["fixed_alpha"].fusion.model.fixed_alpha == 0.5
+    assert {c.run.seed for c in built.values()} == {0}
