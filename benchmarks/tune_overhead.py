@@ -7,10 +7,18 @@ Prints a Markdown table (paste it into BENCHMARKS.md under "## Tuning overhead (
 Variants: sequential CLI runs (one fresh process each, as a user would run them); the search with FIFO (same
 work as sequential: every trial runs all epochs) and with ASHA, each with trials in Ray Train TorchTrainers
 (the default) and with the recipe run inside the trial process (`tune.use_ray_train=false`).
+
+`--levers` (issue 15, item 3) measures instead, alternating for `--rounds` rounds in one run, FIFO (same work as
+sequential) with: the worker group per trial as is; two trials at a time overlapping their start-ups
+(`tune.max_concurrent=2`, Ray told of 4 CPUs on the 2 cores, since each trial holds one CPU for its driving
+process and one for its worker); the trial's driving process reused (`tune.reuse_actors`); SPREAD instead of
+PACK placement; and in the trial process: as is, reused, two at a time. It reports each trial's start-up share:
+1 - (recipe seconds, from the trial result files) / (search wall / trials) for one-at-a-time searches.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -62,9 +70,59 @@ def search(shards: Path, out: Path, epochs: int, scheduler: str, space: Path, *e
     wall = time.time() - t0
     summary = json.loads((out / "tune" / name / "summary.json").read_text())
     cache = summary["cache"]
+    with open(out / "tune" / name / "trials.csv") as fh:
+        recipe_s = [float(r["trial_seconds"]) for r in csv.DictReader(fh) if r.get("trial_seconds")]
     return {"wall_s": wall, "search_s": summary["wall_s"], "cache_files": cache["cache_files"],
             "hits": cache.get("cache/hits", 0), "misses": cache.get("cache/misses", 0),
-            "stopped_early": summary["stopped_early"]}
+            "stopped_early": summary["stopped_early"], "recipe_s": recipe_s, "errored": summary["errored"]}
+
+LEVERS = {
+    "tune, FIFO, worker group per trial (as is)": ("fifo", []),
+    "+ 2 trials at a time (max_concurrent=2, Ray told 4 CPUs)": ("fifo", ["tune.max_concurrent=2",
+                                                                          "tune.num_cpus=4"]),
+    "+ trial's driving process reused (reuse_actors)": ("fifo", ["tune.reuse_actors=true"]),
+    "+ SPREAD placement instead of PACK": ("fifo", ["tune.placement_strategy=SPREAD"]),
+    "in the trial process (use_ray_train=false)": ("fifo", ["tune.use_ray_train=false"]),
+    "in the trial process, reused (reuse_actors)": ("fifo", ["tune.use_ray_train=false", "tune.reuse_actors=true"]),
+    "in the trial process, 2 at a time": ("fifo", ["tune.use_ray_train=false", "tune.max_concurrent=2"]),
+}
+
+
+def levers(shards: Path, space: Path, args) -> None:
+    """Sequential and every lever variant, alternating; prints a Markdown table and JSON."""
+    load = os.getloadavg()
+    runs = {"sequential (4 x `mmlnb-dist train`)": []}
+    runs.update({name: [] for name in LEVERS})
+    for r in range(args.rounds):
+        for i, name in enumerate(runs):
+            out = args.out / f"r{r}-v{i}"
+            if name.startswith("sequential"):
+                res = sequential(shards, out, args.epochs)
+            else:
+                scheduler, extra = LEVERS[name]
+                # later overrides win: the 4-CPU setting of the concurrent variant replaces common()'s 2
+                res = search(shards, out, args.epochs, scheduler, space, *extra)
+            res["load"] = os.getloadavg()[0]
+            runs[name].append(res)
+            print(f"round {r + 1} {name}: {res['wall_s']:.0f}s (load {res['load']:.2f})", flush=True)
+    load_after = os.getloadavg()
+    print(f"\nmachine: {os.cpu_count()}-core CPU; load average before {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}, "
+          f"after {load_after[0]:.2f}/{load_after[1]:.2f}; {args.n} samples, {args.epochs} epochs, "
+          f"lr grid {LRS}, FIFO\n")
+    seq = [x["wall_s"] for x in runs["sequential (4 x `mmlnb-dist train`)"]]
+    print("| variant | wall (s) per round | vs sequential (same round) | recipe s per trial | start-up share |")
+    print("|---|---|---|---|---|")
+    for name, rs in runs.items():
+        walls = [x["wall_s"] for x in rs]
+        ratio = ", ".join(f"{w / s:.2f}x" for w, s in zip(walls, seq))
+        recipe = [t for x in rs for t in x.get("recipe_s", [])]
+        per = sum(recipe) / len(recipe) if recipe else None
+        serial = "2 at a time" not in name and "max_concurrent=2" not in name
+        share = (", ".join(f"{1 - sum(x['recipe_s']) / x['search_s']:.0%}" for x in rs if x.get("recipe_s"))
+                 if serial and recipe else "-")
+        print(f"| {name} | {', '.join(f'{w:.0f}' for w in walls)} | {ratio} | "
+              f"{'-' if per is None else f'{per:.1f}'} | {share} |")
+    print(json.dumps({"runs": runs, "load_before": load, "load_after": load_after}, default=str))
 
 
 def main() -> None:
@@ -72,12 +130,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/tune-bench"))
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--n", type=int, default=150)
+    ap.add_argument("--levers", action="store_true", help="issue 15 item 3: Ray's levers against sequential")
+    ap.add_argument("--rounds", type=int, default=1, help="--levers: alternating rounds over all variants")
     args = ap.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     shards = make_shards(args.out / "data", args.n, 48)
     space = args.out / "space.yaml"
     space.write_text("params:\n  train.lr: {grid: [" + ", ".join(str(x) for x in LRS) + "]}\n")
+    if args.levers:
+        return levers(shards, space, args)
     load = os.getloadavg()
     rows = {"sequential (4 x `mmlnb-dist train`)": sequential(shards, args.out / "seq", args.epochs),
             "tune, FIFO, TorchTrainer per trial": search(shards, args.out / "fifo", args.epochs, "fifo", space),

@@ -71,6 +71,15 @@ class TuneConfig(Section):
     use_ray_train: bool = True
     """Run each trial's recipe in a Ray Train TorchTrainer worker group; off: inside the trial process itself."""
 
+    reuse_actors: bool = False
+    """Run the next trial in the process the last one finished in (Tune's `reuse_actors`): saves a process
+    start per trial. With `use_ray_train` only the trial's driving process is kept; its worker group (and any
+    DeepSpeed engine) is always new. See BENCHMARKS.md "Search overhead levers" for what it saves."""
+
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    """How a trial's Ray Train workers are placed over the cluster's nodes (`ScalingConfig.placement_strategy`):
+    PACK fills one node first (fast local collectives), SPREAD puts them on different nodes."""
+
     storage_path: Optional[Path] = None
     """Where Tune keeps trial state for resume; default `<run.output_dir>/tune` (absolute; shared on clusters)."""
 

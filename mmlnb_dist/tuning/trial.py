@@ -62,6 +62,7 @@ def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float, last_ep
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in result.items()}
     payload["trial_seconds"] = seconds
+    payload["pid"] = os.getpid()  # which process ran it: shows `tune.reuse_actors` at work
     payload["last_epoch"] = last_epoch
     tmp = run_dir / f".{RESULT_FILE}.{os.getpid()}"
     tmp.write_text(json.dumps(payload, indent=1, default=str))
@@ -115,7 +116,8 @@ def fit_with_ray_train(cfg_dict: Dict[str, Any], recipe: str, run_dir: Path, tun
         _worker_loop,
         train_loop_config={"cfg": cfg_dict, "recipe": recipe},
         scaling_config=ScalingConfig(num_workers=tune_cfg.workers_per_trial, use_gpu=use_gpu,
-                                     resources_per_worker=resources),
+                                     resources_per_worker=resources,
+                                     placement_strategy=tune_cfg.placement_strategy),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(name=run_dir.name, storage_path=str(storage / "_train"),
                              callbacks=[TuneReportCallback()]),
@@ -128,6 +130,12 @@ def _single_process_env() -> None:
     Ray (a stale MASTER_PORT made trials fail with EADDRINUSE); its 1-rank group needs no rendezvous."""
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(key, None)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        # A reused trial process (`tune.reuse_actors`): the previous trial's 1-rank group lives on (DeepSpeed
+        # caches it for the process's life) and serves this trial too; DeepSpeed still reads LOCAL_RANK with it.
+        os.environ["LOCAL_RANK"] = "0"
 
 
 def trial_config(params: Dict[str, Any], ctx: Dict[str, Any], trial_id: str) -> Dict[str, Any]:
