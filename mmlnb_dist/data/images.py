@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import zlib
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -122,3 +122,22 @@ def read_image(value: Any):
         raise ValueError(f"file not found: {value}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, binascii.Error) as err:
         raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
+
+
+def read_request(model_input: Any) -> Dict[str, List[Any]]:
+    """What a served model reads from a prediction request (a DataFrame, or anything pandas turns into one):
+    decoded `images` (the required `image` column: file path or base64 bytes), `texts` (`description`, "" when
+    absent), `keys` and `slide_ids` (None when absent). One parser for every recipe's MLflow model."""
+    import pandas as pd
+
+    df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+    if "image" not in df.columns:
+        raise ValueError("input needs an 'image' column (file path or base64-encoded image bytes)")
+
+    def column(name: str, default: Any) -> List[Any]:
+        if name not in df.columns:
+            return [default] * len(df)
+        return [default if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in df[name]]
+
+    return {"images": [read_image(v) for v in df["image"]], "texts": [str(t) for t in column("description", "")],
+            "keys": column("key", None), "slide_ids": column("slide_id", None)}

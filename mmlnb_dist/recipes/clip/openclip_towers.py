@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ...core.errors import ConfigError, UserError
+from .blocks import unfreeze_last_blocks
 from .config import ClipTowersConfig, TinyClipConfig
 
 log = logging.getLogger(__name__)
@@ -84,15 +85,7 @@ class OpenClipTowers(nn.Module):
 
     def set_unfrozen_blocks(self, n: int, key: str = "clip.model.towers.unfreeze_blocks") -> None:
         """Freeze everything, then let the last `n` resblocks of each tower train."""
-        for tower, blocks in (("image", self.image_blocks), ("text", self.text_blocks)):
-            if n > len(blocks):
-                raise ConfigError(f"{key}: {n} blocks asked, but the {tower} tower of '{self.name}' has only "
-                                  f"{len(blocks)}; choose 0..{len(blocks)}")
-        self.clip.requires_grad_(False)
-        if n:
-            for blocks in (self.image_blocks, self.text_blocks):
-                for block in blocks[len(blocks) - n:]:
-                    block.requires_grad_(True)
+        unfreeze_last_blocks(self, n, key)
 
     def tokenize(self, texts: List[str]) -> Dict[str, torch.Tensor]:
         ids = self.tokenizer(list(texts))

@@ -25,7 +25,7 @@ import mlflow.pyfunc
 import numpy as np
 
 from ...core.tracking.registry import ModelPackage, RegisterResult, register_model, run_folder
-from ...data.images import read_image
+from ...data.images import read_image, read_request
 from .config import LOWER_IS_BETTER
 
 if TYPE_CHECKING:
@@ -49,12 +49,6 @@ def select_labels(probs: np.ndarray, top_k: int = 0, threshold: float = 0.0) -> 
 
 def selection_name(top_k: int, threshold: float) -> str:
     return f"p>={threshold:g}" if threshold > 0 else f"top-{top_k}"
-
-
-def _column(df, name: str, default: Any) -> List[Any]:
-    if name in df.columns:
-        return [default if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in df[name]]
-    return [default] * len(df)
 
 
 class ClipPredictor:
@@ -117,16 +111,10 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
         self.predictor = ClipPredictor(Path(context.artifacts["export"]))
 
     def predict(self, context, model_input, params: Optional[Dict[str, Any]] = None):
-        import pandas as pd
-
-        df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        if "image" not in df.columns:
-            raise ValueError("input needs an 'image' column (file path or base64-encoded image bytes)")
         params = params or {}
-        images = [read_image(v) for v in df["image"]]
-        texts = [str(t) for t in _column(df, "description", "")]
-        return predictions_frame(self.predictor, images, texts, _column(df, "key", None),
-                                 _column(df, "slide_id", None), int(params.get("batch_size", 32)),
+        req = read_request(model_input)
+        return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
+                                 int(params.get("batch_size", 32)),
                                  top_k=int(params.get("top_k", 0)), threshold=float(params.get("threshold", 0.0)))
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ...core.errors import ConfigError, UserError
+from .blocks import unfreeze_last_blocks
 from .config import ClipTowersConfig, TinyClipConfig
 from .openclip_towers import OpenClipTowers, build_open_clip_towers, is_open_clip_name, load_open_clip_towers
 
@@ -71,15 +72,7 @@ class ClipTowers(nn.Module):
 
     def set_unfrozen_blocks(self, n: int, key: str = "clip.model.towers.unfreeze_blocks") -> None:
         """Freeze everything, then let the last `n` transformer blocks of each tower train."""
-        for tower, blocks in (("image", self.image_blocks), ("text", self.text_blocks)):
-            if n > len(blocks):
-                raise ConfigError(f"{key}: {n} blocks asked, but the {tower} tower of '{self.name}' has only "
-                                  f"{len(blocks)}; choose 0..{len(blocks)}")
-        self.clip.requires_grad_(False)
-        if n:
-            for blocks in (self.image_blocks, self.text_blocks):
-                for block in blocks[len(blocks) - n:]:
-                    block.requires_grad_(True)
+        unfreeze_last_blocks(self, n, key)
 
     def tokenize(self, texts: List[str]) -> Dict[str, torch.Tensor]:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,

@@ -17,22 +17,16 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
 
 import mlflow.pyfunc
 import numpy as np
 
 from ...core.tracking.registry import ModelPackage, RegisterResult, register_model, run_folder
-from ...data.images import read_image
+from ...data.images import read_image, read_request
 
 if TYPE_CHECKING:
     from ...config import Config
-
-
-def _column(df, name: str, default: Any) -> List[Any]:
-    if name in df.columns:
-        return [default if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in df[name]]
-    return [default] * len(df)
 
 
 class MMLNBClassifier(mlflow.pyfunc.PythonModel):
@@ -42,16 +36,9 @@ class MMLNBClassifier(mlflow.pyfunc.PythonModel):
         self.predictor = load_predictor(Path(context.artifacts["export"]))
 
     def predict(self, context, model_input, params: Optional[Dict[str, Any]] = None):
-        import pandas as pd
-
-        df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        if "image" not in df.columns:
-            raise ValueError("input needs an 'image' column (file path or base64-encoded image bytes)")
-        images = [read_image(v) for v in df["image"]]
-        texts = [str(t) for t in _column(df, "description", "")]
-        batch = int((params or {}).get("batch_size", 32))
-        return predictions_frame(self.predictor, images, texts, _column(df, "key", None),
-                                 _column(df, "slide_id", None), batch)
+        req = read_request(model_input)
+        return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
+                                 int((params or {}).get("batch_size", 32)))
 
 
 def predictions_frame(predictor, images: Sequence[Any], texts: Sequence[str], keys: Sequence[Any],

@@ -9,7 +9,6 @@ Findings are drawn faint in 30% of cases (harder to see) and captions omit 25% o
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

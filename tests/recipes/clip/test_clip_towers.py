@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from support.clip import VOCAB, caption_shards, clip_config, export_matches_checkpoint
 
