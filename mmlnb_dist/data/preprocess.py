@@ -81,6 +81,15 @@ class MultiHotLabel:
         return hot
 
 
+def add_text_and_ids(out: Dict[str, Any], raw: Dict[str, Any], meta: Dict[str, Any], text: bool) -> Dict[str, Any]:
+    """A decoded sample's caption or description (`txt`, "" when absent; only when `text`), key and slide id."""
+    if text:
+        out["text"] = raw["txt"].decode("utf-8", errors="replace") if "txt" in raw else ""
+    out["key"] = raw["__key__"]
+    out["slide_id"] = meta.get("slide_id")
+    return out
+
+
 def collate_samples(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
     """Stack arrays into tensors, ints into a long tensor, floats into a float tensor; keep the rest as lists."""
     batch: Dict[str, Any] = {}
@@ -128,11 +137,7 @@ class ImageSamplePreprocess:
         out: Dict[str, Any] = {"image": image}
         if label is not None:
             out["label"] = label
-        if self.text:
-            out["text"] = raw["txt"].decode("utf-8", errors="replace") if "txt" in raw else ""
-        out["key"] = key
-        out["slide_id"] = meta.get("slide_id")
-        return out
+        return add_text_and_ids(out, raw, meta, self.text)
 
     def collate(self, samples: List[Dict[str, Any]]) -> Dict[str, Any]:
         return collate_samples(samples)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...core.errors import ConfigError
 from ...core.provenance import refuse_changes
-from ...data.preprocess import ClassIndexLabel, collate_samples, sample_meta
+from ...data.preprocess import ClassIndexLabel, add_text_and_ids, collate_samples, sample_meta
 from ...data.shardset import ShardSet
 from ...features import FeaturesError, check_identity, feature_identity, load_features, read_index, read_record
 from ...models.encoders import image_normalisation, module_fingerprint
@@ -92,12 +92,8 @@ class ExtractedImageFeatures:
         if key not in self.table:
             raise ValueError(f"no extracted image features (listed as skipped in {KEY})")
         meta = sample_meta(raw)
-        out: Dict[str, Any] = {"image_features": self.table[key], "label": self.label(raw, meta)}
-        if self.text:
-            out["text"] = raw["txt"].decode("utf-8", errors="replace") if "txt" in raw else ""
-        out["key"] = key
-        out["slide_id"] = meta.get("slide_id")
-        return out
+        return add_text_and_ids({"image_features": self.table[key], "label": self.label(raw, meta)}, raw, meta,
+                                self.text)
 
     def collate(self, samples: List[Dict[str, Any]]) -> Dict[str, Any]:
         return collate_samples(samples)
