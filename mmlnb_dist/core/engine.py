@@ -157,4 +157,22 @@ def build_engine(model: torch.nn.Module, param_groups: Optional[List[Dict[str, A
     sched = build_schedule(opt, schedule, total_steps)
     engine, ds_opt, _, ds_sched = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched, config=ds,
                                                        dist_init_required=False)
+    match_buffers_to_parameters(engine.module)
     return Engine(engine, opt, ds_sched or sched, ds, plan, total_steps)
+
+
+def match_buffers_to_parameters(module: torch.nn.Module) -> None:
+    """Cast floating-point buffers to the dtype of their module's parameters.
+
+    DeepSpeed's bf16/fp16 modes cast parameters only: batch norm's running mean and variance stay fp32 and
+    `batch_norm` then refuses the mix ("expected scalar type BFloat16 but found Float"). Only floating buffers of
+    modules whose own parameters are floating and of one other dtype change; integer counters stay as they are.
+    """
+    for sub in module.modules():
+        dtypes = {p.dtype for p in sub.parameters(recurse=False) if p.is_floating_point()}
+        if len(dtypes) != 1:
+            continue
+        dtype = dtypes.pop()
+        for name, buf in sub.named_buffers(recurse=False):
+            if buf is not None and buf.is_floating_point() and buf.dtype != dtype:
+                setattr(sub, name, buf.to(dtype))

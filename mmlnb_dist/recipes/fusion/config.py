@@ -109,6 +109,19 @@ class FusionConfig(Section):
     digest), transform (data.loader.image_size, the encoder's mean/std) and shard set (data.shards), which is
     checked before training."""
 
+    cpu_autocast: bool = False
+    """On the CPU, run forward and loss under bf16 autocast (`torch.autocast("cpu", dtype=torch.bfloat16)`) with
+    fp32 master weights, in training and evaluation; ignored on GPUs (use `distributed.precision` there) and when
+    `distributed.precision` is not fp32. Speeds processors with AVX-512 BF16 / AMX; see BENCHMARKS.md
+    "Fusion: bf16, channels-last, compile" for what it gains and what it changes in the metrics."""
+
+    channels_last: bool = False
+    """Keep the image encoder's weights and inputs in channels-last memory layout (same outputs, other kernels)."""
+
+    compile: bool = False
+    """`torch.compile` the encoders (in place: checkpoints and exports keep their names). The first steps of each
+    new input shape pay the compilation."""
+
     feature_cache: Literal["memory", "disk"] = "memory"
     """Where cached features live: in memory, or also on disk (reused on resume) under `run.cache_dir`, else
     `<run dir>/feature_cache`. A set `run.cache_dir` (a Tune search sets one for all trials) implies disk."""

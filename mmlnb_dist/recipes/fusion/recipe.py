@@ -76,6 +76,13 @@ class FusionRecipe:
                      last_phase, cfg.train.epochs)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
+        if cfg.fusion.channels_last and (cfg.distributed.zero_stage > 0 or cfg.distributed.precision != "fp32"
+                                         or cfg.distributed.deepspeed_config):
+            # ZeRO and DeepSpeed's bf16/fp16 optimizers keep parameters as views of flat buffers; a layout change
+            # after start-up would cut them loose.
+            raise ConfigError("fusion.channels_last: needs distributed.zero_stage=0 and distributed.precision=fp32 "
+                              "without a distributed.deepspeed_config (ZeRO and DeepSpeed's mixed-precision "
+                              "optimizers hold parameters in flat buffers); turn one or the other off")
         try:
             shards = ShardSet.open(cfg.data.shards)
         except ShardError as err:  # name the key to change, as every config error does
@@ -131,6 +138,8 @@ class FusionRecipe:
         self.engine = build_engine(model, model.param_groups(),
                                    optimizer=OptimizerSpec(t.optimizer, t.lr, t.weight_decay), schedule=t.lr_schedule,
                                    total_steps=t.epochs * self.steps_per_epoch, plan=plan, dist=cfg.distributed, env=env)
+        # After the engine: its start-up broadcast views parameters as bytes, which channels-last weights refuse.
+        model.speed_up(channels_last=cfg.fusion.channels_last, compile=cfg.fusion.compile)
         self.phases = PhaseController(cfg, model, self.engine.schedule, self.eval_loaders["train"], env, self.run_dir)
 
         if env.is_main:
@@ -160,6 +169,12 @@ class FusionRecipe:
     @property
     def model(self):
         return self.engine.module
+
+    def autocast(self):
+        """bf16 autocast around forward and loss when `fusion.cpu_autocast` applies (CPU, fp32 weights)."""
+        on = (self.cfg.fusion.cpu_autocast and self.env.device.type == "cpu"
+              and self.cfg.distributed.precision == "fp32")
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
 
     # -- training ----------------------------------------------------------------------------------------------
     def _epoch_batches(self, epoch: int):
@@ -197,8 +212,10 @@ class FusionRecipe:
         seen = 0
         for i, batch in zip(range(n), batches):
             label = batch["label"].to(env.device)
-            out = engine(**prepare_inputs(self.model, batch, self.phases.caches, env.device))
-            loss = curriculum_loss(out["logits"], out["image_logits"], label, lam)
+            inputs = prepare_inputs(self.model, batch, self.phases.caches, env.device)
+            with self.autocast():
+                out = engine(**inputs)
+                loss = curriculum_loss(out["logits"], out["image_logits"], label, lam)
             engine.backward(loss)
             engine.step()
             b = label.numel()
@@ -236,7 +253,11 @@ class FusionRecipe:
         def bar(it):
             return tqdm(it, desc=f"eval {split}", disable=not self.env.is_main, leave=False, dynamic_ncols=True)
 
-        result = evaluate_split(self.model, self.engine.engine, self.eval_loaders[split], self.phases.caches,
+        def forward(**inputs):
+            with self.autocast():
+                return self.engine.engine(**inputs)
+
+        result = evaluate_split(self.model, forward, self.eval_loaders[split], self.phases.caches,
                                 self.env, self.classes, progress=bar)
         self.eval_loaders[split].end_epoch(self.run_dir, self.logger, step=self.global_step)
         return result
