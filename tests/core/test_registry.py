@@ -273,3 +273,18 @@ def test_predict_refuses_a_registered_pickled_pyfunc(trained, tmp_path, capsys):
     code = main(["predict", "--model", "models:/nb-pickled/1", str(tmp_path), "--out", str(tmp_path / "p.csv"),
                  "--uri", trained["uri"]])
     assert code == 2 and "python_model.pkl" in capsys.readouterr().err
+
+
+def test_registration_lands_in_the_given_store_whatever_the_process_registry_uri(trained, tmp_path, monkeypatch):
+    """A process whose MLflow registry URI points elsewhere (left by `predict`, another job's store) must not
+    receive the version: `register_model(tracking_uri=X)` registers in X (found by the CLIP recipe's tests)."""
+    import mlflow
+
+    other = f"sqlite:///{(tmp_path / 'other.db').resolve()}"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", other)
+    assert mlflow.get_registry_uri() == other
+    client = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
+    result = register_run(_fake_run(client, trained, 0.5), "nb-where", "champion", trained["uri"])
+    assert client.get_model_version("nb-where", result.version).name == "nb-where"
+    names = [m.name for m in mlflow.MlflowClient(other, registry_uri=other).search_registered_models()]
+    assert "nb-where" not in names

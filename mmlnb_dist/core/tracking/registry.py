@@ -150,6 +150,19 @@ def _holder_value(client, name: str, alias: str, metric: str):
     return holder, previous
 
 
+def new_version(client, name: str, model_uri: str, run_id: str, model_id: Optional[str]) -> str:
+    """Register `model_uri` as a new version of `name` in `client`'s registry (created on first use; a second job
+    creating it at the same moment is fine); returns the version number."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as err:
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    return str(client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id).version)
+
+
 def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPackage], *,
                    alias: Optional[str] = "champion", tracking_uri: Optional[str] = None,
                    metric: str = "best/val/balanced_accuracy", mode: str = "max") -> RegisterResult:
@@ -157,7 +170,9 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
     `name`, and move `alias` to it when its `metric` beats the current holder's."""
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    # The registry is this store's own, explicitly: MLflow's process-wide registry URI may point elsewhere (left by
+    # `predict` or another job in the same process), and a version must never land in another store.
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         run = client.get_run(run_id)
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run
@@ -182,12 +197,12 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
                     artifacts={**package.artifacts, "model_card": str(card_path)},
                     code_paths=package.code_paths or None, signature=package.signature,
                     input_example=package.input_example, pip_requirements=pinned_requirements(),
-                    registered_model_name=name,
                     metadata={**package.metadata, "metric": metric, "metric_value": value},
                 )
+            # while the tracking URI is this store's: the version's source (models:/<id>) resolves through it
+            version = new_version(client, name, info.model_uri, run_id, info.model_id)
         finally:
             mlflow.set_tracking_uri(previous_tracking)
-    version = str(info.registered_model_version)
     client.update_model_version(name, version, description=card[:5000])
     client.set_model_version_tag(name, version, "source_run_id", run_id)
     for key, tag in package.version_tags.items():
