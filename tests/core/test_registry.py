@@ -280,7 +280,11 @@ def test_registration_lands_in_the_given_store_whatever_the_process_registry_uri
     receive the version: `register_model(tracking_uri=X)` registers in X (found by the CLIP recipe's tests)."""
     import mlflow
 
+    from mlflow.tracking._model_registry import utils as registry_utils
+
     other = f"sqlite:///{(tmp_path / 'other.db').resolve()}"
+    # what mlflow.set_registry_uri(other) does, undone by monkeypatch after the test (both places MLflow reads)
+    monkeypatch.setattr(registry_utils, "_registry_uri", other)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", other)
     assert mlflow.get_registry_uri() == other
     client = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
