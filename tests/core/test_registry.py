@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
     uri = f"sqlite:///{(root / 'runs' / 'mlflow.db').resolve()}"
     import mlflow
 
-    client = mlflow.MlflowClient(uri)
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
     exp = client.get_experiment_by_name(cfg.tracking.experiment)
     run_id = client.search_runs([exp.experiment_id])[0].info.run_id
     return {"root": root, "shards": shards, "result": result, "uri": uri, "run_id": run_id, "cfg": cfg}
@@ -61,7 +61,7 @@ def _alias_after(trained, name: str, values, metric: str = METRIC, mode: str = "
 
     from mmlnb_dist.recipes.fusion.pyfunc_model import register_run as register
 
-    client = mlflow.MlflowClient(trained["uri"])
+    client = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
     moved = [register(_fake_run(client, trained, v, metric.removeprefix("best/")), name, alias="champion",
                       tracking_uri=trained["uri"], metric=metric, mode=mode).alias_moved for v in values]
     return moved, str(client.get_model_version_by_alias(name, "champion").version)
@@ -84,7 +84,7 @@ def test_mode_min_means_lower_is_better(trained):
 def test_alias_moves_only_when_the_metric_improves(trained):
     import mlflow
 
-    uri, client = trained["uri"], mlflow.MlflowClient(trained["uri"])
+    uri, client = trained["uri"], mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
     first = register_run(trained["run_id"], "nb-test", "champion", uri)
     assert first.alias_moved and first.version == "1"
     worse = register_run(_fake_run(client, trained, -1.0), "nb-test", "champion", uri)
@@ -103,7 +103,7 @@ def test_training_logs_its_learning_rate_schedule(trained):
     trained with is a metric: constant here (the fusion default), 0 nowhere (frozen groups are not shown)."""
     import mlflow
 
-    client = mlflow.MlflowClient(trained["uri"])
+    client = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
     figures = {a.path for a in client.list_artifacts(trained["run_id"], "figures")}
     assert {"figures/lr_schedule.png", "figures/curriculum_schedule.png"} <= figures
     lrs = [m.value for m in client.get_metric_history(trained["run_id"], "train/lr")]

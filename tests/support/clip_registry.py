@@ -35,7 +35,7 @@ def registered_run(root: Path) -> Iterator[Dict[str, Any]]:
         cfg = clip_config(shards, root / "runs", "tracking.backends=[mlflow]", "train.epochs=2",
                           "train.log_every=1", f"tracking.register_name={AUTO_NAME}", name="reg")
         result = run(recipe_class("clip"), cfg)
-        client = mlflow.MlflowClient(uri)
+        client = mlflow.MlflowClient(uri, registry_uri=uri)
         exp = client.get_experiment_by_name(cfg.tracking.experiment)
         run_id = client.search_runs([exp.experiment_id])[0].info.run_id
         yield {"root": root, "shards": shards, "result": result, "uri": uri, "run_id": run_id, "cfg": cfg}

@@ -38,7 +38,7 @@ def test_training_with_register_name_registers_the_run(trained):
     assert registered["name"] == AUTO_NAME and registered["version"] == "1" and registered["alias_moved"]
     assert registered["metric"] == METRIC
     assert registered["value"] == pytest.approx(trained["result"]["val/micro_f1"])
-    client = mlflow.MlflowClient(trained["uri"])
+    client = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
     assert str(client.get_model_version_by_alias(AUTO_NAME, "champion").version) == "1"
     mv = client.get_model_version(AUTO_NAME, "1")
     for section in ("## Labels", "## Top-k", "## Use", "## Data", "## Metrics"):
@@ -50,7 +50,7 @@ def test_alias_moves_only_when_the_metric_beats_its_holder(trained):
 
     from mmlnb_dist.recipes.clip.pyfunc_model import register_run
 
-    client = mlflow.MlflowClient(trained["uri"])
+    client = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
     moved = [register_run(_fake_run(client, trained, v), "clip-alias", alias="champion", tracking_uri=trained["uri"],
                           metric=METRIC, mode="max").alias_moved for v in (0.6, 0.2, 0.6, 0.7, 0.65)]
     assert moved == [True, False, False, True, False]  # a tie keeps the holder; 0.65 < holder 0.7
@@ -101,6 +101,6 @@ def test_register_command_registers_a_clip_run(trained, capsys):
     assert code == 0 and "models:/clip-cli@champion -> version 1" in out, out
     import mlflow
 
-    mv = mlflow.MlflowClient(trained["uri"]).get_model_version("clip-cli", "1")
+    mv = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"]).get_model_version("clip-cli", "1")
     assert float(mv.tags[METRIC]) == pytest.approx(trained["result"]["val/micro_f1"])
 
