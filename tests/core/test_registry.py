@@ -240,6 +240,12 @@ def test_registered_model_is_code_not_a_pickle_and_predicts_like_the_export(trai
     assert not [f for f in files if f.endswith((".pkl", ".pickle")) or "cloudpickle" in f], files
     pyfunc = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
     assert pyfunc.get("model_code_path") and "python_model" not in pyfunc
+    # a fresh serving environment installs what the encoder registries import, pinned to this environment
+    from importlib import metadata
+
+    reqs = (folder / "requirements.txt").read_text().split()
+    for dist in ("torch", "timm", "open_clip_torch"):
+        assert f"{dist}=={metadata.version(dist)}" in reqs, (dist, reqs)
     frame = _inputs(trained)
     served = mlflow.pyfunc.load_model(str(folder)).predict(frame)
     assert_predicts_like_the_export(served, trained, frame)

@@ -15,7 +15,7 @@ import json
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..checkpoint import better
 from ..errors import UserError
@@ -42,6 +42,10 @@ class ModelPackage:
     metadata: Dict[str, Any] = field(default_factory=dict)
     version_tags: Dict[str, str] = field(default_factory=dict)
     code_paths: List[str] = field(default_factory=list)
+    requirements: List[str] = field(default_factory=list)
+    """Distributions the model's code imports beyond the base set (e.g. `timm`, `open_clip_torch`), pinned to this
+    environment's versions in the logged model's requirements, so `mlflow models serve` in a fresh environment
+    installs them."""
 
 
 @dataclass
@@ -124,13 +128,17 @@ def model_card(run, package: ModelPackage, metric: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pinned_requirements() -> List[str]:
-    """Pinned from this environment: skips MLflow's slow requirement inference (it reloads the model)."""
+BASE_REQUIREMENTS = ("torch", "torchvision", "transformers", "safetensors", "tokenizers", "numpy", "pandas",
+                     "pillow", "pyyaml", "pydantic", "mlflow")
+
+
+def pinned_requirements(extra: Sequence[str] = ()) -> List[str]:
+    """Pinned from this environment (the base set plus a package's `extra`): skips MLflow's slow requirement
+    inference (it reloads the model). A distribution not installed here is left out."""
     from importlib import metadata
 
     reqs = []
-    for name in ("torch", "torchvision", "transformers", "safetensors", "tokenizers", "numpy", "pandas",
-                 "pillow", "pyyaml", "pydantic", "mlflow"):
+    for name in dict.fromkeys([*BASE_REQUIREMENTS, *extra]):
         try:
             reqs.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
@@ -196,7 +204,7 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
                     name="model", python_model=str(code),
                     artifacts={**package.artifacts, "model_card": str(card_path)},
                     code_paths=package.code_paths or None, signature=package.signature,
-                    input_example=package.input_example, pip_requirements=pinned_requirements(),
+                    input_example=package.input_example, pip_requirements=pinned_requirements(package.requirements),
                     metadata={**package.metadata, "metric": metric, "metric_value": value},
                 )
             # while the tracking URI is this store's: the version's source (models:/<id>) resolves through it

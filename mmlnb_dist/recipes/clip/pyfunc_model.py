@@ -168,7 +168,9 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
         card_sections={"Labels": f"{len(classes)} labels: " + ", ".join(classes), "Top-k": top_k, "Use": USAGE},
         metadata={"classes": classes, "task": TASK, "top_k": predictor.top_k},
         version_tags={"classes": json.dumps(classes), "task": TASK, "top_k": str(predictor.top_k)},
-        code_paths=[str(package_root)])
+        code_paths=[str(package_root)],
+        # the encoder registries rebuild timm / open_clip architectures when the export names one
+        requirements=["timm", "open_clip_torch"])
 
 
 def _signature(inferred):

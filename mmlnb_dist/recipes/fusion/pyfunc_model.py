@@ -192,7 +192,9 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
         card_sections={"Classes": ", ".join(classes), **encoder_card, "Use": USAGE},
         metadata={"classes": classes, "image_encoder": encoder},
         version_tags={"classes": json.dumps(classes), **encoder_tags},
-        code_paths=[str(package_root)])
+        code_paths=[str(package_root)],
+        # the encoder registries rebuild timm / open_clip architectures when the export names one
+        requirements=["timm", "open_clip_torch"])
 
 
 def register_run(run_id: str, name: str, *, alias: Optional[str], tracking_uri: Optional[str], metric: str,
