@@ -19,6 +19,10 @@ if TESTS not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# DeepSpeed builds its CPU ops (shared-memory collectives, CPU Adam) into TORCH_EXTENSIONS_DIR, by default one folder
+# per user. Two checkouts (two venvs) generate different build files, so sharing the folder makes each rebuild
+# the op in turn (minutes, under a file lock every rank waits on): keep one folder per environment.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
 
 
 @pytest.fixture

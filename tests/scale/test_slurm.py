@@ -1,0 +1,139 @@
+"""launch/slurm/train.sbatch run outside Slurm with a simulated 2-node allocation: a fake `scontrol` that expands
+the node list and a fake `srun` that starts the per-node command once per node (SLURM_NODEID / SLURM_PROCID set),
+both put first on PATH. The torchrun mode trains for real (world size 2 on this machine); the DeepSpeed mode is
+checked up to its command line and hostfile (the launcher itself would ssh to the nodes), read back with
+DeepSpeed's own parsers."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from mmlnb_dist.core.tracking.server import free_port
+
+from support.fusion import CPU_DEMO, ROOT, make_shards
+
+SBATCH = ROOT / "launch" / "slurm" / "train.sbatch"
+PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
+
+# srun: skip srun's own options, then start the command once per node of the (simulated) allocation, in the
+# background, with the variables Slurm gives each task; exit with the first failing task's code.
+FAKE_SRUN = r"""#!/usr/bin/env bash
+echo "$@" > "$FAKE_SLURM_LOG/srun.args"
+while [[ $# -gt 0 && "$1" == -* ]]; do
+  case "$1" in --*=*) shift ;; *) shift 2 ;; esac
+done
+pids=()
+for ((node = 0; node < SLURM_JOB_NUM_NODES; node++)); do
+  SLURM_NODEID=$node SLURM_PROCID=$node SLURM_LOCALID=0 SLURM_STEP_ID=0 "$@" &
+  pids+=($!)
+done
+rc=0
+for pid in "${pids[@]}"; do wait "$pid" || { code=$?; [[ $rc -ne 0 ]] || rc=$code; }; done
+exit $rc
+"""
+# scontrol show hostnames LIST: the hostnames in $FAKE_HOSTNAMES (space-separated), one per line.
+FAKE_SCONTROL = r"""#!/usr/bin/env bash
+[[ "$1 $2" == "show hostnames" ]] || { echo "fake scontrol: unexpected $*" >&2; exit 1; }
+printf '%s\n' $FAKE_HOSTNAMES
+"""
+# deepspeed: record the command line (one argument a line) instead of starting anything.
+FAKE_DEEPSPEED = r"""#!/usr/bin/env bash
+printf '%s\n' "$@" > "$FAKE_SLURM_LOG/deepspeed.args"
+"""
+
+
+def _fake_bin(tmp: Path, scontrol: bool = True) -> Path:
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    tools = {"srun": FAKE_SRUN, "deepspeed": FAKE_DEEPSPEED, **({"scontrol": FAKE_SCONTROL} if scontrol else {})}
+    for name, text in tools.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def _slurm_env(tmp: Path, hostnames: str, nodelist: str, scontrol: bool = True, **extra: str) -> Dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(ROOT))
+    for key in [k for k in env if k.startswith("SLURM_")] + ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                             "MASTER_PORT", "GPUS_PER_NODE", "LAUNCHER", "HOSTFILE"]:
+        env.pop(key, None)
+    # Without scontrol only the system folders stay on PATH (a real scontrol there must not be found either).
+    path = f"{_fake_bin(tmp, scontrol)}:{env['PATH'] if scontrol else '/usr/bin:/bin'}"
+    env.update(PATH=path, FAKE_SLURM_LOG=str(tmp), FAKE_HOSTNAMES=hostnames, SLURM_JOB_NODELIST=nodelist,
+               SLURM_JOB_NUM_NODES="2", SLURM_JOB_ID="4242", SLURM_SUBMIT_DIR=str(ROOT), PYTHON=PY,
+               DEEPSPEED=str(tmp / "bin" / "deepspeed"), MASTER_PORT=str(free_port()), **extra)
+    return env
+
+
+def _sbatch(env: Dict[str, str], args: List[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SBATCH), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_script_asks_slurm_for_one_task_per_node():
+    directives = [line for line in SBATCH.read_text().splitlines() if line.startswith("#SBATCH")]
+    assert "#SBATCH --ntasks-per-node=1" in directives
+
+
+@pytest.mark.slow
+def test_torchrun_mode_trains_with_world_size_two(tmp_path):
+    """Two simulated nodes (`localhost` twice), one GPU slot each: srun starts one torchrun per node, they meet at
+    the c10d rendezvous on the first node and train the fusion classifier for one epoch with world size 2."""
+    shards = make_shards(tmp_path, n=120, size=64)
+    env = _slurm_env(tmp_path, "localhost localhost", "node[1-2]", SLURM_GPUS_ON_NODE="1")
+    proc = _sbatch(env, [str(CPU_DEMO), f"data.shards={shards}", f"run.output_dir={tmp_path / 'runs'}",
+                         "run.name=slurm", "tracking.backends=[stdout]", "data.loader.num_workers=0",
+                         "data.loader.image_size=64", "train.epochs=1"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    srun_args = (tmp_path / "srun.args").read_text().split()
+    assert srun_args[:5] == ["--nodes", "2", "--ntasks-per-node", "1", "--kill-on-bad-exit=1"]
+    assert "world 2; global batch 32 = micro 16 x accumulation 1 x world 2" in proc.stderr + proc.stdout
+    result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    assert result["run_dir"] == str(tmp_path / "runs" / "slurm") and result["val/num_samples"] == 30
+    ds = json.loads((tmp_path / "runs" / "slurm" / "deepspeed_config.json").read_text())
+    assert ds["train_batch_size"] == 32 and ds["train_micro_batch_size_per_gpu"] == 16
+    assert (tmp_path / "runs" / "slurm" / "export" / "model.safetensors").is_file()
+
+
+def _deepspeed_call(tmp: Path, env: Dict[str, str]) -> List[str]:
+    proc = _sbatch(env, [str(CPU_DEMO), "data.shards=/shared/shards", "run.name=ds"], timeout=60)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return (tmp / "deepspeed.args").read_text().splitlines()
+
+
+def test_deepspeed_mode_writes_the_hostfile_and_calls_the_launcher(tmp_path):
+    from deepspeed.launcher.runner import fetch_hostfile, parse_args
+
+    hostfile = tmp_path / "hosts"
+    env = _slurm_env(tmp_path, "gpu-a gpu-b", "gpu-[a-b]", LAUNCHER="deepspeed", SLURM_GPUS_PER_NODE="a100:4",
+                     HOSTFILE=str(hostfile))
+    argv = _deepspeed_call(tmp_path, env)
+    assert fetch_hostfile(str(hostfile)) == {"gpu-a": 4, "gpu-b": 4}  # DeepSpeed's own hostfile parser
+    ds = parse_args(argv)  # the DeepSpeed launcher's own argument parser
+    assert (ds.hostfile, ds.master_addr, ds.master_port) == (str(hostfile), "gpu-a", int(env["MASTER_PORT"]))
+    assert (ds.num_nodes, ds.num_gpus, ds.no_local_rank, ds.module) == (2, 4, True, True)
+    assert [ds.user_script, *ds.user_args] == ["mmlnb_dist.cli", "train", "--config", str(CPU_DEMO),
+                                                "data.shards=/shared/shards", "run.name=ds"]
+
+
+def test_without_scontrol_a_plain_node_list_is_split(tmp_path):
+    hostfile = tmp_path / "hosts"
+    env = _slurm_env(tmp_path, "", "alpha,beta", scontrol=False, LAUNCHER="deepspeed", SLURM_GPUS_ON_NODE="2",
+                     HOSTFILE=str(hostfile))
+    argv = _deepspeed_call(tmp_path, env)
+    assert hostfile.read_text() == "alpha slots=2\nbeta slots=2\n"
+    assert argv[argv.index("--master_addr") + 1] == "alpha"
+
+
+def test_without_scontrol_a_compressed_node_list_is_refused(tmp_path):
+    env = _slurm_env(tmp_path, "", "node[1-2]", scontrol=False, LAUNCHER="deepspeed")
+    proc = _sbatch(env, [str(CPU_DEMO)], timeout=60)
+    assert proc.returncode == 2 and not (tmp_path / "deepspeed.args").exists()
+    assert "scontrol is not on PATH" in proc.stderr and "node[1-2]" in proc.stderr
