@@ -14,6 +14,7 @@ from .core.errors import UserError
 
 # Order is the order in `mmlnb-dist --help`.
 COMMAND_MODULES = [
+    "pipeline",
     "demo",
     "config_cmd",
     "data",

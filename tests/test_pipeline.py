@@ -71,3 +71,68 @@ def test_a_folder_the_pipeline_did_not_make_is_never_deleted(tmp_path):
 def test_fingerprint_is_order_insensitive_for_mappings_and_sensitive_to_values():
     assert fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+# --- the `pipeline` command's slices (`--from` / `--until`), without running a stage ------------------------
+
+def _cfg(tmp_path, *overrides):
+    from mmlnb_dist.config import load_config
+
+    return load_config("cpu-demo", [f"run.output_dir={tmp_path / 'runs'}", f"data.synth_dir={tmp_path / 'src'}",
+                                    f"data.shards={tmp_path / 'shards'}", *overrides])
+
+
+def test_an_unknown_stage_name_lists_the_valid_ones(tmp_path):
+    from mmlnb_dist.pipeline import STAGES, PipelineInputs, run_pipeline
+
+    with pytest.raises(UserError) as err:
+        run_pipeline(_cfg(tmp_path), PipelineInputs(synthetic=True), first="trian")
+    assert "--from trian: no such stage" in str(err.value)
+    assert all(name in str(err.value) for name in STAGES)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "src").exists()  # refused before any work
+
+
+def test_a_stage_this_pipeline_does_not_have_is_refused(tmp_path):
+    from mmlnb_dist.pipeline import PipelineInputs, run_pipeline, stages_for
+
+    cfg = _cfg(tmp_path)
+    assert stages_for(cfg, PipelineInputs(synthetic=True)) == [
+        "synth", "shards", "finetune-vlm", "describe", "train", "evaluate", "register"]
+    with pytest.raises(UserError, match="--until tile: not a stage of this pipeline"):
+        run_pipeline(cfg, PipelineInputs(synthetic=True), last="tile")
+    with pytest.raises(UserError, match="--from train comes after --until shards"):
+        run_pipeline(cfg, PipelineInputs(synthetic=True), first="train", last="shards")
+    with pytest.raises(UserError, match="--slides and --labels go together"):
+        stages_for(cfg, PipelineInputs(slides=tmp_path))
+    clip = _cfg(tmp_path, "train.recipe=clip", "train.best_metric=micro_f1")
+    assert "finetune-vlm" not in stages_for(clip, PipelineInputs(synthetic=True))  # CLIP trains on captions
+
+
+def test_a_slice_whose_inputs_are_missing_names_the_missing_stage(tmp_path):
+    from mmlnb_dist.pipeline import PipelineInputs, run_pipeline
+
+    with pytest.raises(UserError) as err:
+        run_pipeline(_cfg(tmp_path), PipelineInputs(synthetic=True), first="describe")
+    assert "--from describe: the output of the earlier stage 'synth'" in str(err.value)
+    assert "is missing" in str(err.value) and "--from synth" in str(err.value)
+
+
+def test_no_source_and_no_shard_set_says_what_to_give(tmp_path):
+    from mmlnb_dist.pipeline import PipelineInputs, run_pipeline
+
+    with pytest.raises(UserError, match="give --slides DIR --labels CSV, --patches DIR_OR_CSV or --synthetic"):
+        run_pipeline(_cfg(tmp_path), PipelineInputs())
+
+
+def test_a_rank0_stage_runs_its_work_on_rank_0_only_and_the_others_read_its_record(tmp_path):
+    """`main_only` stages (synth, tile, shards, register): rank 0 works and writes the record; another rank
+    neither works nor writes, and takes rank 0's record as the stage's result."""
+    from mmlnb_dist.core.distributed import DistEnv
+    from mmlnb_dist.pipeline import read_stage
+
+    out, calls = tmp_path / "stage", []
+    main = run_stage("s", out, "a", _writer(out, calls), lambda _: None, main_only=True)
+    other = run_stage("s", out, "b", _writer(out, calls), lambda _: None, env=DistEnv(rank=1, world_size=2),
+                      main_only=True)
+    assert calls == [False] and main.info["n"] == 1
+    assert other.info == read_stage(out) == {"fingerprint": "a", "status": "done", "n": 1}

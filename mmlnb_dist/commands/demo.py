@@ -1,6 +1,8 @@
-"""`mmlnb-dist demo`: the main job on the embedded default (CPU, synthetic data, tiny models, local MLflow).
+"""`mmlnb-dist demo`: `mmlnb-dist pipeline --synthetic` on the embedded default (CPU, synthetic data, tiny
+models, local MLflow).
 
     mmlnb-dist demo                              # MMLNB: synth -> shards -> VLM LoRA -> describe -> PRMF fusion
+                                                 #        -> evaluate on test -> register
     mmlnb-dist demo --recipe clip-multilabel     # seed 002: multi-label synth -> shards -> fine-tuned tiny CLIP
 """
 from __future__ import annotations
@@ -17,31 +19,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run the whole pipeline on the embedded default (synthetic data, tiny models, CPU)",
-        description="Generate a synthetic H&E-like set, build shards and train on it, then print the metrics. "
+        description="`mmlnb-dist pipeline --synthetic` on a shipped profile: generate a synthetic H&E-like set, "
+        "build shards, train, evaluate the best checkpoint on the test split, register it and print the report. "
         "mmlnb (default): fine-tune the tiny VLM with LoRA, describe every patch, train the PRMF fusion "
-        "classifier, print the paper's seven metrics. clip-multilabel: multi-label patches with noisy captions, "
-        "fine-tuned tiny CLIP towers + MLP head, the seed's multi-label metrics. Stages whose outputs are up "
-        "to date are skipped, so a rerun continues where it stopped.",
+        "classifier, report the paper's seven metrics (patch and slide level). clip-multilabel: multi-label "
+        "patches with noisy captions, fine-tuned tiny CLIP towers + MLP head, the seed's multi-label metrics. "
+        "Stages whose outputs are up to date are skipped, so a rerun continues where it stopped.",
     )
     add_config_args(p, default=None)
     p.add_argument("--recipe", choices=sorted(DEMO_PROFILES), default="mmlnb",
                    help="which recipe's demo (default mmlnb); picks its profile unless --config is given")
+    p.add_argument("--from", dest="first", metavar="STAGE", help="first stage to run (see `pipeline --help`)")
+    p.add_argument("--until", dest="last", metavar="STAGE", help="last stage to run")
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ..pipeline import metrics_table, paper_table, run_demo
+    from .pipeline import run_command
 
     args.config = args.config or DEMO_PROFILES[args.recipe]
-    cfg = load_from_args(args)
-    results = run_demo(cfg)
-    print("\nstages:")
-    for r in results:
-        state = "skipped (up to date)" if r.skipped else f"{r.seconds:.1f}s"
-        print(f"  {r.name:<14} {state:<22} {r.output}")
-    metrics = results[-1].info.get("metrics", {})
-    if "val/accuracy" in metrics:
-        print("\n" + paper_table(metrics, "val"))
-    elif metrics:
-        print("\n" + metrics_table(cfg, metrics))
-    return 0
+    args.slides = args.labels = args.patches = None
+    args.synthetic = True
+    return run_command(args, load_from_args(args))

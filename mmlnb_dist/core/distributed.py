@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import ConfigError
+from .logging import library_prints
 from .sections import DistributedConfig
 
 
@@ -63,11 +64,12 @@ def init_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 18
         torch.cuda.set_device(env.device)
     import deepspeed
 
-    deepspeed.init_distributed(
-        dist_backend=resolve_backend(cfg, env.device),
-        timeout=datetime.timedelta(seconds=timeout_s),
-        verbose=False,
-    )
+    with library_prints("deepspeed"):  # its "op built successfully" print goes to the log, not the console
+        deepspeed.init_distributed(
+            dist_backend=resolve_backend(cfg, env.device),
+            timeout=datetime.timedelta(seconds=timeout_s),
+            verbose=False,
+        )
 
 
 def init_engine_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 1800) -> None:
@@ -84,7 +86,8 @@ def init_engine_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: i
                                 world_size=1, timeout=datetime.timedelta(seconds=timeout_s))
         import deepspeed
 
-        deepspeed.init_distributed(dist_backend=resolve_backend(cfg, env.device), verbose=False)
+        with library_prints("deepspeed"):
+            deepspeed.init_distributed(dist_backend=resolve_backend(cfg, env.device), verbose=False)
         return
     init_process_group(env, cfg, timeout_s)
 

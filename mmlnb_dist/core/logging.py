@@ -4,11 +4,21 @@ Every module logs with `logging.getLogger(__name__)`; `setup_logging(rank)` (cal
 `core.recipe.run`) gives the package one handler that prints `[component] message` lines through tqdm, so
 progress bars are not torn apart, and drops records on ranks other than 0 unless they are marked
 `extra={"all_ranks": True}`. Warnings print as `WARNING [component] message`.
+
+The console shows only what a user can act on: `quiet_libraries()` (called by `setup_logging`) filters the
+libraries' deprecation notices and DeepSpeed's accelerator chatter in this one place; `add_log_file` keeps
+everything (DEBUG, e.g. the per-epoch metric tables) in a file.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
 import sys
+import warnings
+from pathlib import Path
+from typing import Optional
 
 PACKAGE = "mmlnb_dist"
 
@@ -59,15 +69,98 @@ class _TqdmHandler(logging.StreamHandler):
             self.handleError(record)
 
 
+LIBRARY_WARNING_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+"""Warnings about the libraries' own future: nothing a user of this package can change."""
+
+NOISY_LIBRARY_LOGGERS = {"DeepSpeed": logging.WARNING, "deepspeed": logging.WARNING, "torch.distributed": logging.WARNING,
+                         "ray": logging.WARNING, "mlflow": logging.WARNING, "alembic": logging.WARNING,
+                         "httpx": logging.WARNING, "urllib3": logging.WARNING, "transformers": logging.ERROR,
+                         "accelerate": logging.WARNING, "peft": logging.WARNING, "torch._dynamo": logging.ERROR,
+                         "torch.utils.cpp_extension": logging.ERROR}
+"""Library loggers that print INFO notices on every run (DeepSpeed's "Setting ds_accelerator to cpu", MLflow's
+store migrations, HTTP requests): only their warnings and errors reach the console."""
+
+
+class _DropNotices(logging.Filter):
+    """Drops library warnings that are notices, not problems (DeepSpeed's "Setting accelerator to CPU" on every
+    CPU run). A filter on the library's logger survives the library resetting that logger's level on import."""
+
+    NOTICES = ("Setting accelerator to CPU", "Setting ds_accelerator to")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOTICES)
+
+
+def quiet_libraries() -> None:
+    """Filter library deprecation warnings and routine library notices (idempotent). Warnings raised by this
+    package's own modules still show: they are about the user's config or data."""
+    for category in LIBRARY_WARNING_CATEGORIES:
+        warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("default", category=category, module=rf"{PACKAGE}(\.|$)")
+    # MLflow asks the model's author for type hints on every `log_model` of a pyfunc; a user cannot act on it.
+    warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
+    for name, level in NOISY_LIBRARY_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    deepspeed_logger = logging.getLogger("DeepSpeed")
+    if not any(isinstance(f, _DropNotices) for f in deepspeed_logger.filters):
+        deepspeed_logger.addFilter(_DropNotices())
+    # transformers keeps its own verbosity switch, read when it is imported (importing it here would slow every
+    # command); a user's own setting wins.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
 def setup_logging(rank: int = 0, level: int = logging.INFO) -> logging.Logger:
     """Configure the package logger once per process (idempotent; a later call updates the rank)."""
     logger = logging.getLogger(PACKAGE)
-    logger.setLevel(level)
+    logger.setLevel(logging.DEBUG)  # the console handler keeps `level`; a log file (add_log_file) keeps all
     logger.propagate = False
     handler = next((h for h in logger.handlers if isinstance(h, _TqdmHandler)), None)
     if handler is None:
         handler = _TqdmHandler(sys.stderr)
         handler.setFormatter(_Formatter())
         logger.addHandler(handler)
+    handler.setLevel(level)
     handler.filters = [RankZeroFilter(rank)]
+    quiet_libraries()
     return logger
+
+
+@contextlib.contextmanager
+def library_prints(what: str):
+    """Capture what a library call prints to stdout (DeepSpeed's "... built successfully" when it creates a
+    process group) and log it at DEBUG: the log file keeps it, the console does not."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        text = buffer.getvalue().strip()
+        if text:
+            logging.getLogger(f"{PACKAGE}.core.{what}").debug("%s printed: %s", what, text)
+
+
+def add_log_file(path: Path, rank: int = 0) -> Optional[logging.Handler]:
+    """Also write every record of the package (DEBUG included) to `path` on rank 0 (idempotent per path)."""
+    if rank != 0:
+        return None
+    logger = logging.getLogger(PACKAGE)
+    path = Path(path).resolve()
+    for h in logger.handlers:
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path:
+            return h
+    for h in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:  # one log file per process
+        logger.removeHandler(h)
+        h.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s"))
+    logger.addHandler(handler)
+    return handler
+
+
+def remove_log_file(handler: Optional[logging.Handler]) -> None:
+    """Close a log file `add_log_file` opened (a process running several commands, e.g. tests, keeps none)."""
+    if handler is not None:
+        logging.getLogger(PACKAGE).removeHandler(handler)
+        handler.close()

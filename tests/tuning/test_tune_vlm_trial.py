@@ -18,18 +18,19 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_same_lora_settings_reuse_descriptions_and_a_new_rank_recomputes(tmp_path, monkeypatch):
     from mmlnb_dist import pipeline
+    from mmlnb_dist.pipeline import steps
     from mmlnb_dist.recipes.vlm.finetune import FinetuneVLMRecipe
 
     shards = make_pairs(tmp_path / "pairs", n=36, per_shard=12, val_fraction=0.34)
     calls = []
-    real = pipeline.run_recipe
+    real = steps.run_recipe
 
     def counting(recipe_cls, cfg, env=None, report=None):
         if recipe_cls is FinetuneVLMRecipe:  # a VLM fine-tune actually runs (not served from the cache)
             calls.append(cfg.vlm.lora.r)
         return real(recipe_cls, cfg, env, report)
 
-    monkeypatch.setattr(pipeline, "run_recipe", counting)
+    monkeypatch.setattr(steps, "run_recipe", counting)  # where the stages look it up
 
     def trial(name, rank):
         cfg = load_config(ROOT / "launch/profiles/cpu-demo.yaml", [

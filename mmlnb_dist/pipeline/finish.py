@@ -1,0 +1,188 @@
+"""The last two stages: evaluate the best checkpoint on the held-out splits, register it in MLflow.
+
+    train -> evaluate (patch level and slide level, test and val) -> register (alias moved only when better)
+
+`evaluate` runs on every rank: each rank predicts its share of the shards with the exported best checkpoint
+(the weights the registry will serve), the predictions are gathered, rank 0 writes `evaluation.json`. A slide's
+prediction is the argmax of its patches' mean probabilities; its truth is its patches' label.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from ..config import Config
+from ..core.distributed import DistEnv, all_gather_object
+from ..data.shardset import ShardSet
+from ..recipes import RECIPES, load_class
+from .stages import PlannedStage, StageResult, fingerprint
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("test", "val")
+"""The headline split first."""
+
+
+def pipeline_dir(cfg: Config) -> Path:
+    """Where the pipeline keeps its own outputs (evaluation, registration, report.md, pipeline.log)."""
+    return Path(cfg.run.output_dir) / f"{cfg.run.name}-pipeline"
+
+
+def registered_name(cfg: Config) -> str:
+    return cfg.tracking.register_name or cfg.run.name
+
+
+def tracking_uri(cfg: Config) -> str:
+    from ..core.tracking.server import default_tracking_uri
+
+    return default_tracking_uri(cfg.tracking, cfg.run.output_dir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------------------
+
+def _sample_rows(path: Path) -> List[Dict[str, Any]]:
+    from ..data.images import image_member, read_image
+    from ..data.reader import iter_shard_samples
+
+    rows = []
+    for s in iter_shard_samples(path):
+        meta = json.loads(s["json"]) if "json" in s else {}
+        text = s.get("txt", b"")
+        rows.append({"key": s["__key__"], "image": read_image(s[image_member(s)]), "label": int(s["cls"]),
+                     "slide_id": meta.get("slide_id"),
+                     "text": text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)})
+    return rows
+
+
+def slide_level(rows: List[Dict[str, Any]], n_classes: int):
+    """Per slide: mean patch probability (the slide's probabilities) and its patches' majority label."""
+    import torch
+
+    by_slide: Dict[str, List[Dict[str, Any]]] = {}
+    for r in rows:
+        if r["slide_id"]:
+            by_slide.setdefault(str(r["slide_id"]), []).append(r)
+    if not by_slide:
+        return None, None, []
+    slides = sorted(by_slide)
+    probs = torch.tensor([[sum(r["probs"][c] for r in by_slide[s]) / len(by_slide[s]) for c in range(n_classes)]
+                          for s in slides])
+    targets = torch.tensor([Counter(r["label"] for r in by_slide[s]).most_common(1)[0][0] for s in slides])
+    return probs, targets, slides
+
+
+def evaluate_fusion_export(cfg: Config, export_dir: Path, shards_dir: Path, env: DistEnv) -> Dict[str, Any]:
+    """Patch- and slide-level metrics of a fusion export on the val and test splits (collective)."""
+    import torch
+
+    from ..recipes.fusion.metrics import compute_metrics, scalar_metrics
+    from ..recipes.fusion.pyfunc_model import load_predictor
+
+    predictor = load_predictor(export_dir, device=str(env.device))
+    classes = list(predictor.classes)
+    shards = ShardSet.open(shards_dir)
+    result: Dict[str, Any] = {"classes": classes, "patch": {}, "slide": {}, "slides": {}}
+    batch = cfg.train.eval_batch_size or 64
+    for split in SPLITS:
+        if split not in shards.manifest["splits"] or not shards.num_samples(split):
+            continue
+        mine: List[Dict[str, Any]] = []
+        for path, _ in shards.shards(split)[env.rank::env.world_size]:  # whole shards per rank, exactly once
+            rows = _sample_rows(path)
+            for i in range(0, len(rows), batch):
+                part = rows[i:i + batch]
+                out = predictor.predict([r["image"] for r in part], [r["text"] for r in part])
+                for r, p in zip(part, out["probs"].tolist()):
+                    mine.append({"key": r["key"], "slide_id": r["slide_id"], "label": r["label"], "probs": p})
+        rows = sorted((r for part in all_gather_object(env, mine) for r in part), key=lambda r: r["key"])
+        probs = torch.tensor([r["probs"] for r in rows])
+        targets = torch.tensor([r["label"] for r in rows])
+        patch = compute_metrics(probs, targets, classes, split=split)
+        result["patch"][split] = {**scalar_metrics(patch), "confusion_matrix": patch["confusion_matrix"]}
+        s_probs, s_targets, slide_ids = slide_level(rows, len(classes))
+        if slide_ids:
+            slide = compute_metrics(s_probs, s_targets, classes, split=f"{split} (slides)")
+            result["slide"][split] = {**scalar_metrics(slide), "confusion_matrix": slide["confusion_matrix"]}
+            result["slides"][split] = [{"slide_id": s, "label": classes[int(t)], "predicted": classes[int(p.argmax())],
+                                        **{f"mean_prob_{c}": float(p[i]) for i, c in enumerate(classes)}}
+                                       for s, t, p in zip(slide_ids, s_targets, s_probs)]
+    return result
+
+
+EVALUATORS: Dict[str, Callable[[Config, Path, Path, DistEnv], Dict[str, Any]]] = {"fusion": evaluate_fusion_export}
+"""Recipes whose export the pipeline evaluates patch by patch (with slide aggregates); the others report the
+best-checkpoint metrics their own run computed on each split (e.g. the multi-label CLIP recipe)."""
+
+
+def recipe_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """`{"patch": {split: {metric: value}}}` from a recipe's result (`test/x`, `val/x`)."""
+    patch: Dict[str, Dict[str, float]] = {}
+    for key, value in metrics.items():
+        split, _, name = key.partition("/")
+        if split in SPLITS and name and isinstance(value, (int, float)):
+            patch.setdefault(split, {})[name] = float(value)
+    return {"patch": patch, "slide": {}, "slides": {}}
+
+
+def plan_evaluate(cfg: Config, train: StageResult, shards: StageResult, env: Optional[DistEnv] = None) -> PlannedStage:
+    """The best checkpoint (the recipe's export) on the held-out test split, validation beside it."""
+    out = pipeline_dir(cfg) / "evaluate"
+    fp = fingerprint("evaluate", train.fingerprint, shards.fingerprint)
+
+    def work(resume: bool) -> Dict[str, Any]:
+        env_ = env or DistEnv.from_environment()
+        metrics = train.info.get("metrics", {})
+        evaluator = EVALUATORS.get(cfg.train.recipe)
+        if evaluator is not None and metrics.get("export_dir"):
+            result = evaluator(cfg, Path(metrics["export_dir"]), shards.output, env_)
+        else:
+            result = recipe_metrics(metrics)
+        result["recipe"] = recipe_metrics(metrics)["patch"]  # the run's own numbers, for comparison
+        if env_.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "evaluation.json").write_text(json.dumps(result, indent=2))
+        return {"evaluation": str(out / "evaluation.json")}
+
+    return PlannedStage("evaluate", out, fp, work)
+
+
+def read_evaluation(result: StageResult) -> Dict[str, Any]:
+    return json.loads(Path(result.info["evaluation"]).read_text())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# register
+# ---------------------------------------------------------------------------------------------------------
+
+def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
+    """The recipe's `register` hook: a new version of `tracking.register_name` (default `run.name`); the alias
+    (`tracking.register_alias`, champion) moves to it only when its metric beats the holder's."""
+    spec = RECIPES[cfg.train.recipe]
+    t = cfg.tracking
+    metric = t.register_metric or f"best/val/{cfg.train.best_metric}"
+    mode = t.register_mode if t.register_metric else ("min" if cfg.train.best_metric in spec.lower_is_better
+                                                      else "max")
+    name, uri, out = registered_name(cfg), tracking_uri(cfg), pipeline_dir(cfg) / "register"
+    fp = fingerprint("register", train.fingerprint, name, t.register_alias, metric, mode, uri)
+
+    def work(resume: bool) -> Dict[str, Any]:
+        run_id = train.info.get("mlflow_run_id")
+        if not spec.register:
+            return {"registered": False, "reason": f"the {spec.name} recipe has no model to register"}
+        if "mlflow" not in t.backends or not run_id:
+            return {"registered": False, "reason": "tracking.backends has no mlflow, so the run has no MLflow run "
+                    "to register (add mlflow to tracking.backends)"}
+        res = load_class(spec.register)(run_id, name, alias=t.register_alias or None, tracking_uri=uri,
+                                        metric=metric, mode=mode, model_dir=None)
+        out.mkdir(parents=True, exist_ok=True)
+        info = {"registered": True, "tracking_uri": uri, "run_id": run_id, **res.as_dict()}
+        (out / "registered.json").write_text(json.dumps(info, indent=2, default=str))
+        log.info("registered %s version %s: %s", res.name, res.version, res.reason)
+        return info
+
+    return PlannedStage("register", out, fp, work, main_only=True)

@@ -1,0 +1,201 @@
+"""The pipelines: `run_pipeline` (the `pipeline` and `demo` commands) and `run_vlm_fusion` (a search trial).
+
+    [synth | tile | --patches | data.shards] -> shards -> finetune-vlm -> describe -> train -> evaluate -> register
+
+`first` / `last` (`--from` / `--until`) pick a slice: the stages before it are taken as an earlier run left
+them (their outputs must be complete), the stages after it do not run. Under a launcher every rank calls
+`run_pipeline`: finetune-vlm, describe, train and evaluate run on every rank, the others on rank 0 while the
+other ranks wait (`stages.run_stage`).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..config import Config
+from ..core.distributed import DistEnv, init_engine_process_group
+from ..core.errors import UserError
+from ..core.recipe import Report
+from ..recipes import RECIPES
+from . import finish, steps
+from .stages import PlannedStage, StageResult, existing_shards, recorded, run_planned
+
+log = logging.getLogger(__name__)
+
+STAGES = ("synth", "tile", "shards", "finetune-vlm", "describe", "train", "evaluate", "register")
+"""Every stage name, in order (`--from` / `--until` take these)."""
+
+
+@dataclass
+class PipelineInputs:
+    """Where the patches come from: at most one of these; none = the shard set at `data.shards`."""
+
+    slides: Optional[Path] = None
+    labels: Optional[Path] = None
+    patches: Optional[Path] = None
+    synthetic: bool = False
+
+
+@dataclass
+class PipelineRun:
+    results: List[StageResult] = field(default_factory=list)
+    evaluation: Optional[Dict[str, Any]] = None
+    registration: Optional[Dict[str, Any]] = None
+    report: Optional[str] = None
+    predict: Optional[str] = None
+
+    def stage(self, name: str) -> Optional[StageResult]:
+        return next((r for r in self.results if r.name == name), None)
+
+
+def stages_for(cfg: Config, inputs: PipelineInputs) -> List[str]:
+    """The stages this config and these inputs run, in order."""
+    given = [n for n, v in (("--slides", inputs.slides), ("--patches", inputs.patches),
+                            ("--synthetic", inputs.synthetic)) if v]
+    if len(given) > 1:
+        raise UserError(f"{' and '.join(given)}: give one source of patches")
+    if (inputs.slides is None) != (inputs.labels is None):
+        raise UserError("--slides and --labels go together (the labels CSV has slide_id,label)")
+    names = ["synth", "shards"] if inputs.synthetic else ["tile"] if inputs.slides else ["shards"]
+    if RECIPES[cfg.train.recipe].needs_descriptions:
+        names += ["finetune-vlm", "describe"]
+    return names + ["train", "evaluate", "register"]
+
+
+def check_slice(names: List[str], first: Optional[str], last: Optional[str]) -> None:
+    for flag, stage in (("--from", first), ("--until", last)):
+        if stage is None:
+            continue
+        if stage not in STAGES:
+            raise UserError(f"{flag} {stage}: no such stage; the stages are {', '.join(STAGES)}")
+        if stage not in names:
+            raise UserError(f"{flag} {stage}: not a stage of this pipeline (tile runs only with --slides, synth with "
+                            f"--synthetic, the VLM stages for recipes that read descriptions); this one has "
+                            f"{', '.join(names)}")
+    if first and last and names.index(first) > names.index(last):
+        raise UserError(f"--from {first} comes after --until {last}; the order is {', '.join(names)}")
+
+
+def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = None, last: Optional[str] = None,
+                 env: Optional[DistEnv] = None) -> PipelineRun:
+    """Run the stages of `stages_for(cfg, inputs)` from `first` to `last`; returns what each did, the
+    evaluation and registration records and the report (written to `<run.output_dir>/<run.name>-pipeline/`).
+
+    Under a launcher the process group is created here, before the first stage's barrier; it lives as long as
+    the process (DeepSpeed caches its groups at module level, so a group destroyed and re-created between two
+    engines in one process breaks the second; `core.recipe.run` never destroys it).
+    """
+    env = env or DistEnv.from_environment()
+    names = stages_for(cfg, inputs)
+    check_slice(names, first, last)
+    start, stop = names.index(first or names[0]), names.index(last or names[-1])
+    if env.is_distributed:  # the stages' barriers need the group; one process gets its group from the recipes
+        init_engine_process_group(env, cfg.distributed)
+    run = PipelineRun()
+
+    def do(stage: PlannedStage) -> Optional[StageResult]:
+        i = names.index(stage.name)
+        if i > stop:
+            return None
+        result = recorded(stage, names[start]) if i < start else run_planned(stage, env)
+        run.results.append(result)
+        return result
+
+    if inputs.synthetic:
+        source = do(steps.plan_synth(cfg))
+        shards = do(steps.plan_shards(cfg, source)) if source else None
+    elif inputs.slides is not None:
+        shards = do(steps.plan_tile(cfg, Path(inputs.slides), Path(inputs.labels)))
+    elif inputs.patches is not None:
+        shards = do(steps.plan_shards(cfg, steps.given_input(Path(inputs.patches), "patches")))
+    else:
+        if not (Path(cfg.data.shards) / "manifest.json").is_file():
+            raise UserError(f"data.shards {cfg.data.shards}: no shard set there; give --slides DIR --labels CSV, "
+                            f"--patches DIR_OR_CSV or --synthetic, or point data.shards at a shard set")
+        shards = do(steps.plan_verify(cfg))
+    if shards is None:
+        return _finish(cfg, run)
+    shards = steps.shard_set_of(shards)
+    train_input = shards
+    if names.index(shards.name) + 1 > stop:
+        return _finish(cfg, run)  # --until ends with the shards
+    if stop >= names.index("train"):  # fail before the VLM stages, not after them
+        from ..data.shardset import ShardSet
+
+        for split, purpose in (("train", "to train on"), ("val", "to pick the best checkpoint")):
+            ShardSet.open(shards.output).require_split(split, purpose)
+    if RECIPES[cfg.train.recipe].needs_descriptions:
+        vlm = do(steps.plan_finetune_vlm(cfg, steps.pairs_for(cfg, shards), env))
+        described = do(steps.plan_describe(cfg, vlm, shards, env)) if vlm else None
+        if described is None:
+            return _finish(cfg, run)
+        train_input = described
+    train = do(steps.plan_train(cfg, train_input, env))
+    evaluation = do(finish.plan_evaluate(cfg, train, train_input, env)) if train else None
+    if evaluation is not None:
+        run.evaluation = finish.read_evaluation(evaluation)
+        registration = do(finish.plan_register(cfg, train))
+        run.registration = dict(registration.info) if registration else None
+    return _finish(cfg, run, shards, env)
+
+
+def _finish(cfg: Config, run: PipelineRun, shards: Optional[StageResult] = None,
+            env: Optional[DistEnv] = None) -> PipelineRun:
+    """Write the report (rank 0) and log it to the training run in MLflow."""
+    from .report import final_report, predict_line
+
+    env = env or DistEnv.from_environment()
+    uri = finish.tracking_uri(cfg)
+    reg = run.registration or {}
+    if reg.get("registered") and shards is not None:
+        vlm = run.stage("finetune-vlm")
+        model = f"models:/{reg['name']}@{reg['alias']}" if reg.get("alias") else f"models:/{reg['name']}/{reg['version']}"
+        run.predict = predict_line(cfg, model, str(shards.output), uri,
+                                   str(finish.pipeline_dir(cfg) / "predictions.csv"),
+                                   vlm.info.get("adapter_dir") if vlm else None)
+    log_file = finish.pipeline_dir(cfg) / "pipeline.log"
+    run.report = final_report(cfg, run.results, run.evaluation, run.registration, uri, run.predict,
+                              str(log_file) if log_file.is_file() else None)
+    if env.is_main:
+        path = finish.pipeline_dir(cfg) / "report.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(run.report)
+        train = run.stage("train")
+        run_id = train.info.get("mlflow_run_id") if train else None
+        if run_id and "mlflow" in cfg.tracking.backends:
+            _log_report(uri, run_id, path)
+    return run
+
+
+def _log_report(uri: str, run_id: str, path: Path) -> None:
+    import mlflow
+
+    try:
+        mlflow.MlflowClient(tracking_uri=uri).log_artifact(run_id, str(path))
+    except Exception as err:  # noqa: BLE001 - the report is on disk either way
+        log.warning("could not log %s to MLflow run %s at %s: %s", path.name, run_id, uri, err)
+
+
+def run_demo(cfg: Config) -> List[StageResult]:
+    """The embedded-default pipeline end to end (synthetic source); returns what each stage did."""
+    return run_pipeline(cfg, PipelineInputs(synthetic=True)).results
+
+
+def run_vlm_fusion(cfg: Config, env: Optional[DistEnv] = None, report: Optional[Report] = None) -> Dict[str, Any]:
+    """Fine-tune the VLM, describe `data.shards`, train the fusion classifier into the run folder.
+
+    The adapter and the descriptions live in the shared cache (`run.cache_dir`, which a search points all its
+    trials at; default `<run dir>/cache`) under their stage fingerprints, so a trial whose VLM settings already
+    ran reuses them and goes straight to training (which is the trial's own work: never skipped)."""
+    env = env or DistEnv.from_environment()
+    cache = Path(cfg.run.cache_dir or cfg.run.dir / "cache")
+    shards = existing_shards(cfg.data.shards)
+    vlm = steps.stage_finetune_vlm(cfg, shards, env, cache_root=cache)
+    described = steps.stage_describe(cfg, vlm, shards, env, cache_root=cache)
+    train_cfg = cfg.model_copy(deep=True)
+    train_cfg.data.shards = described.output
+    result = steps.run_recipe(steps.recipe_class(cfg.train.recipe), train_cfg, env, report)
+    return {**result, "descriptions": str(described.output), "cache/description_hit": float(described.skipped),
+            "vlm/val_loss": vlm.info["losses"].get("val/loss")}

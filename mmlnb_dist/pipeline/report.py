@@ -1,0 +1,113 @@
+"""What a pipeline run prints at the end and logs as `report.md`: the paper's Table 1 metrics on the held-out
+test split (validation beside it), patch and slide level, the stages' wall times, where the MLflow store is,
+the registered model's URI and a ready-to-paste `mmlnb-dist predict` line."""
+from __future__ import annotations
+
+import math
+import shlex
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..config import Config
+from ..recipes import RECIPES
+from .stages import StageResult
+
+PAPER_COLUMNS = [("accuracy", "Acc"), ("balanced_accuracy", "BAcc"), ("kappa", "Kappa"),
+                 ("f1_weighted", "F1"), ("precision_weighted", "Prec"), ("recall_weighted", "Rec"),
+                 ("auroc", "AUROC")]
+
+
+def paper_table(metrics: Dict[str, Any], split: str = "val") -> str:
+    """The paper's Table 1 columns (in %) for one split, plus the ordinal quadratic kappa."""
+    head = " | ".join(f"{name:>6}" for _, name in PAPER_COLUMNS) + " | QWK(ord)"
+    row = " | ".join(f"{100 * metrics[f'{split}/{key}']:6.2f}" for key, _ in PAPER_COLUMNS)
+    row += f" | {100 * metrics[f'{split}/quadratic_kappa']:8.2f}"
+    return f"{split} split (best checkpoint), %:\n{head}\n{row}\n" \
+        "Kappa is unweighted Cohen's kappa; QWK(ord) is quadratic-weighted on the ordinal order UD < PD < D."
+
+
+def metrics_table(cfg: Config, metrics: Dict[str, Any]) -> str:
+    """The recipe's table columns (its variants module's METRICS) for each split in `metrics`, best checkpoint."""
+    import importlib
+
+    spec = RECIPES[cfg.train.recipe]
+    columns = list(importlib.import_module(spec.variants).METRICS) if spec.variants else sorted(
+        {k.split("/", 1)[1] for k in metrics if k.startswith("val/")})
+    splits = [s for s in ("val", "test") if f"{s}/{columns[0]}" in metrics]
+    width = max(len(c) for c in columns)
+    lines = [f"best checkpoint ({cfg.train.best_metric} on val):", f"{'':<{width}} " + " ".join(f"{s:>8}" for s in splits)]
+    for c in columns:
+        lines.append(f"{c:<{width}} " + " ".join(f"{float(metrics.get(f'{s}/{c}', float('nan'))):8.4f}" for s in splits))
+    return "\n".join(lines)
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+
+
+def results_table(evaluation: Dict[str, Any]) -> List[str]:
+    """Markdown rows: level x split (test first) x the seven metrics of the paper's Table 1, in %."""
+    lines = ["| level | split | " + " | ".join(name for _, name in PAPER_COLUMNS) + " | QWK(ord) |",
+             "|---|---|" + "---|" * (len(PAPER_COLUMNS) + 1)]
+    for level in ("patch", "slide"):
+        for split, m in (evaluation.get(level) or {}).items():
+            cells = [_pct(m.get(key)) for key, _ in PAPER_COLUMNS] + [_pct(m.get("quadratic_kappa"))]
+            n = f" (n={m['num_samples']:.0f})" if "num_samples" in m else ""
+            lines.append(f"| {level} | {split}{n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def recipe_rows(evaluation: Dict[str, Any]) -> List[str]:
+    """A recipe without the paper's columns (e.g. multi-label): its own metrics per split."""
+    patch = evaluation.get("patch") or {}
+    names = sorted({k for m in patch.values() for k in m if isinstance(m[k], (int, float))})
+    splits = list(patch)
+    lines = ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+    lines += [f"| {n} | " + " | ".join(f"{patch[s].get(n, float('nan')):.4f}" for s in splits) + " |" for n in names]
+    return lines
+
+
+def stage_rows(results: Sequence[StageResult]) -> List[str]:
+    lines = ["| stage | status | wall time | output |", "|---|---|---|---|"]
+    for r in results:
+        state = {"ran": "ran", "skipped": "skipped (up to date)", "reused": "reused (before --from)",
+                 "input": "given"}[r.status]
+        lines.append(f"| {r.name} | {state} | {r.seconds:.1f} s | `{r.output}` |")
+    lines.append(f"| total | | {sum(r.seconds for r in results):.1f} s | |")
+    return lines
+
+
+def predict_line(cfg: Config, model_uri: str, shards: str, uri: str, out: str,
+                 adapter: Optional[str]) -> str:
+    """The `mmlnb-dist predict` command for new images (here: the held-out test split of the shards)."""
+    args = ["mmlnb-dist", "predict", shards, "--split", "test", "--model", model_uri]
+    if adapter:  # the fusion model reads descriptions: the fine-tuned VLM writes them for new images
+        args += ["--vlm", str(cfg.vlm.model), "--adapter", adapter]
+    args += ["--out", out, "--uri", uri]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Optional[Dict[str, Any]],
+                 registration: Optional[Dict[str, Any]], uri: str, predict: Optional[str],
+                 log_file: Optional[str]) -> str:
+    """The Markdown report (also what the console shows)."""
+    lines = [f"# Pipeline report: {cfg.run.name} ({cfg.train.recipe})", ""]
+    if evaluation:
+        lines += ["## Results: best checkpoint (chosen on val) on the held-out test split, %", ""]
+        has_paper = any("balanced_accuracy" in m for m in (evaluation.get("patch") or {}).values())
+        lines += results_table(evaluation) if has_paper else recipe_rows(evaluation)
+        lines += ["", "Patch level: every patch; slide level: each slide's patches' mean probabilities, argmax. "
+                  "Kappa is unweighted Cohen's kappa; QWK(ord) is quadratic-weighted on the ordinal order.", ""]
+    lines += ["## Stages", ""] + stage_rows(results) + [""]
+    lines += ["## Tracking and model", "", f"- MLflow store: `{uri}` (browse: `mlflow ui --backend-store-uri {uri}`)"]
+    if registration and registration.get("registered"):
+        alias = registration.get("alias")
+        lines.append(f"- registered: `models:/{registration['name']}/{registration['version']}` ({registration['reason']})")
+        if alias:
+            lines.append(f"- serving URI: `models:/{registration['name']}@{alias}`")
+    elif registration:
+        lines.append(f"- not registered: {registration.get('reason')}")
+    if predict:
+        lines += ["", "Predict new images with the registered model:", "", "```", predict, "```"]
+    if log_file:
+        lines += ["", f"Full log (per-epoch tables): `{log_file}`"]
+    return "\n".join(lines) + "\n"

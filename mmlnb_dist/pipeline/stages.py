@@ -1,0 +1,134 @@
+"""Stage bookkeeping: fingerprints, the stage record beside each output, skip / resume / rebuild.
+
+Each stage records a fingerprint of what it was built from (its config sections and its input's digest) in
+a hidden file beside its output, `.<output name>.stage.json` (beside, not inside: stages such as the shard
+builder replace their output folder whole). A rerun skips a stage whose output carries the same fingerprint,
+so an interrupted run continues where it stopped, a changed setting reruns only the stages it reaches, and
+search trials that share a setting share the stage's output.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from ..core.distributed import DistEnv, barrier
+from ..core.errors import UserError
+from ..data.shardset import ShardSet
+
+log = logging.getLogger(__name__)
+
+
+def stage_file(out: Path) -> Path:
+    return out.parent / f".{out.name}.stage.json"
+
+
+def fingerprint(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def read_stage(out: Path) -> Dict[str, Any]:
+    """The stage record of `out` ({} when there is none or it is unreadable)."""
+    try:
+        return json.loads(stage_file(out).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_stage(out: Path, fp: str, status: str, info: Dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stage_file(out).with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fp, "status": status, **info}, indent=2, default=str))
+    tmp.replace(stage_file(out))
+
+
+@dataclass
+class StageResult:
+    name: str
+    output: Path
+    fingerprint: str
+    skipped: bool
+    seconds: float
+    info: Dict[str, Any] = field(default_factory=dict)
+    status: str = "ran"
+    """`ran`, `skipped` (up to date), `reused` (made by an earlier run, before `--from`) or `input` (given)."""
+
+
+@dataclass
+class PlannedStage:
+    """A stage ready to run: its output, its fingerprint and its work (`work(resume) -> info`)."""
+
+    name: str
+    output: Path
+    fingerprint: str
+    work: Callable[[bool], Dict[str, Any]]
+    main_only: bool = False
+    """Rank 0 does the work while the other ranks wait (tiling, shard building); False: every rank works."""
+
+
+def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]],
+              say: Callable[[str], None] = log.info, env: Optional[DistEnv] = None,
+              main_only: bool = False) -> StageResult:
+    """Run `work(resume)` unless `out` already holds this fingerprint as done.
+
+    - done with this fingerprint: skipped;
+    - started with this fingerprint and interrupted: `work(resume=True)` continues it;
+    - built by the pipeline from other inputs: the stale output is removed and the stage runs afresh;
+    - a folder the pipeline did not make: refused, never deleted.
+    Under a launcher every rank calls it: the work is collective, or (`main_only`) rank 0's alone while the
+    others wait and then read its record. Rank 0 alone writes the records.
+    """
+    env = env or DistEnv()
+    state = read_stage(out)
+    barrier(env)  # every rank has read the record before rank 0 changes it
+    if state.get("fingerprint") == fp and state.get("status") == "done":
+        say(f"{name}: up to date in {out} (fingerprint {fp}): skipped")
+        return StageResult(name, out, fp, True, 0.0, state, status="skipped")
+    resume = state.get("fingerprint") == fp and state.get("status") == "running"
+    if out.exists() and not resume and not state and any(out.iterdir()):
+        raise UserError(f"{name}: {out} exists and was not made by this pipeline; move it away or point the "
+                        f"config elsewhere")
+    if env.is_main:
+        if out.exists() and not resume:
+            if state:
+                say(f"{name}: inputs or settings changed since {out} was built: rebuilding it")
+            shutil.rmtree(out)
+        _write_stage(out, fp, "running", {})
+    barrier(env)
+    say(f"{name}: {'resuming' if resume else 'running'} -> {out}")
+    t0 = time.time()
+    info = (work(resume) or {}) if env.is_main or not main_only else {}
+    if env.is_main:
+        _write_stage(out, fp, "done", info)
+    barrier(env)
+    if main_only and not env.is_main:
+        info = read_stage(out)  # what rank 0 recorded
+    secs = time.time() - t0
+    say(f"{name}: done in {secs:.1f}s")
+    return StageResult(name, out, fp, False, secs, info)
+
+
+def run_planned(stage: PlannedStage, env: Optional[DistEnv] = None) -> StageResult:
+    return run_stage(stage.name, stage.output, stage.fingerprint, stage.work, env=env, main_only=stage.main_only)
+
+
+def recorded(stage: PlannedStage, first: str) -> StageResult:
+    """A stage before `--from`: its output as an earlier run left it (done), taken as it is."""
+    state = read_stage(stage.output)
+    if state.get("status") != "done" or not stage.output.exists():
+        found = "is missing" if not stage.output.exists() else f"is not complete (status {state.get('status')})"
+        raise UserError(f"--from {first}: the output of the earlier stage '{stage.name}' ({stage.output}) {found}; "
+                        f"start from an earlier stage (--from {stage.name}) or drop --from")
+    return StageResult(stage.name, stage.output, state["fingerprint"], True, 0.0, state, status="reused")
+
+
+def existing_shards(path: Path) -> StageResult:
+    """A shard set made elsewhere, as the input of later stages (its fingerprint is its manifest's digest)."""
+    shards = ShardSet.open(path)
+    return StageResult("input", shards.root, shards.digest[:16], True, 0.0, status="input")

@@ -1,0 +1,236 @@
+"""The data and training stages, each planned as (output, fingerprint, work) and run by `stages.run_stage`.
+
+    synth | tile | --patches  ->  shards  ->  finetune-vlm  ->  describe  ->  train
+
+The VLM is fine-tuned on the train split's pairs only, so the descriptions of validation and test patches
+come from a model that never saw them (the fusion stage then trains on generated, not reference, text).
+Shards without descriptions (tiled slides) fine-tune on `vlm.pairs` instead.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from ..config import Config
+from ..core.distributed import DistEnv
+from ..core.errors import UserError
+from ..core.recipe import run as run_recipe
+from ..data.shardset import ShardSet
+from ..recipes import RECIPES, recipe_class
+from .stages import PlannedStage, StageResult, fingerprint, run_planned
+
+log = logging.getLogger(__name__)
+
+
+def files_fingerprint(path: Path) -> str:
+    """What a user-given input folder (slides, patches) or file holds: names, sizes and modification times."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"input not found: {path}")
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return fingerprint([(str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+
+
+def given_input(path: Path, name: str = "input") -> StageResult:
+    """A user-given source (patch folder or CSV) as the input of the shards stage."""
+    return StageResult(name, Path(path), files_fingerprint(path), True, 0.0, status="input")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sources: the synthetic generator, tiled slides, or existing shards
+# ---------------------------------------------------------------------------------------------------------
+
+def plan_synth(cfg: Config) -> PlannedStage:
+    """The synthetic source set of `data.synth.task`: class folders (single) or a pairs CSV (multilabel)."""
+    from ..data.synthetic import make_synthetic_dataset
+    from ..data.synthetic_multilabel import make_multilabel_dataset
+
+    s = cfg.data.synth
+    out = Path(cfg.data.synth_dir)
+
+    def work(resume: bool) -> Dict[str, Any]:
+        if s.task == "multilabel":
+            summary = make_multilabel_dataset(out, n=s.n, size=s.size, n_slides=s.n_slides,
+                                              omit_rate=s.caption_omit_rate, wrong_rate=s.caption_wrong_rate,
+                                              faint_rate=s.faint_rate, seed=s.seed, progress=True)
+        else:
+            summary = make_synthetic_dataset(out, n=s.n, size=s.size, n_slides=s.n_slides,
+                                             noisy_description_rate=s.noisy_description_rate, seed=s.seed,
+                                             progress=True)
+        return {"summary": summary}
+
+    return PlannedStage("synth", out, fingerprint("synth", s.model_dump()), work, main_only=True)
+
+
+def stage_synth(cfg: Config, env: Optional[DistEnv] = None) -> StageResult:
+    return run_planned(plan_synth(cfg), env)
+
+
+def plan_tile(cfg: Config, slides: Path, labels: Path) -> PlannedStage:
+    """Whole-slide images -> the shard set `data.shards` (the tiling behind `mmlnb-dist slides tile`)."""
+    from ..slides.tiler import tile_slides
+
+    out = Path(cfg.data.shards)
+    fp = fingerprint("tile", files_fingerprint(slides), files_fingerprint(labels), cfg.slides.model_dump(),
+                     cfg.data.build.model_dump(), cfg.data.classes)
+
+    def work(resume: bool) -> Dict[str, Any]:
+        report = tile_slides(cfg.slides, cfg.data.build, slides, labels, out, classes=cfg.data.classes,
+                             progress=True)
+        if report.manifest is None:
+            raise UserError(f"--slides {slides}: no tile was kept from any slide (QC pictures in {report.qc_dir}); "
+                            f"check --labels {labels} and the slides.* tissue settings")
+        for p in report.problems:
+            log.warning("slide %s: %s (left out; see %s)", p.get("slide_id"), p.get("status"), report.qc_dir)
+        return {"slides": len(report.results) - len(report.problems), "problems": report.problems,
+                "tiles": sum(r.get("kept", 0) for r in report.results), "qc_dir": str(report.qc_dir)}
+
+    return PlannedStage("tile", out, fp, work, main_only=True)
+
+
+def plan_shards(cfg: Config, source: StageResult) -> PlannedStage:
+    """Shards of the source set: class folders or a CSV (`collect_samples`), or (`data.synth.task=multilabel`)
+    the synthetic pairs CSV."""
+    from ..data.build import build_shards
+    from ..data.collect import collect_samples
+    from ..data.multilabel import build_multilabel_shards
+
+    out = Path(cfg.data.shards)
+    multilabel = cfg.data.synth.task == "multilabel" and source.name == "synth"
+    fp = fingerprint("shards", source.fingerprint, cfg.data.build.model_dump(),
+                     cfg.data.multilabel.model_dump() if multilabel else cfg.data.classes)
+
+    def work(resume: bool) -> Dict[str, Any]:
+        if multilabel:
+            manifest = build_multilabel_shards(source.output / "pairs.csv", out, cfg.data.build, cfg.data.multilabel)
+            return {"label_counts": {k: v.get("label_counts") for k, v in manifest["splits"].items()}}
+        samples = collect_samples(source.output, cfg.data.classes)
+        manifest = build_shards(samples, out, cfg.data.build, cfg.data.classes,
+                                provenance={"input": str(source.output)})
+        return {"counts": {k: v["class_counts"] for k, v in manifest["splits"].items()}}
+
+    return PlannedStage("shards", out, fp, work, main_only=True)
+
+
+def stage_shards(cfg: Config, source: StageResult, env: Optional[DistEnv] = None) -> StageResult:
+    return run_planned(plan_shards(cfg, source), env)
+
+
+def plan_verify(cfg: Config) -> PlannedStage:
+    """An existing shard set (`data.shards`, made elsewhere) checked once per manifest digest: the record lives
+    in `<run.output_dir>/verified/<digest>`, never beside the user's folder. The stage's `info["shards"]` is the
+    shard set the later stages read."""
+    from ..data.verify import verify_shards
+
+    shards = ShardSet.open(cfg.data.shards)
+    out = Path(cfg.run.output_dir) / "verified" / shards.digest[:16]
+
+    def work(resume: bool) -> Dict[str, Any]:
+        report = verify_shards(shards.root, progress=True)
+        if not report.ok:
+            raise UserError(f"data.shards {shards.root}: {len(report.problems)} problem(s), first: "
+                            f"{report.problems[0]}; rebuild it (`mmlnb-dist shards build`) or fix the shard")
+        out.mkdir(parents=True, exist_ok=True)
+        return {"shards": str(shards.root), "counts": report.counts}
+
+    return PlannedStage("shards", out, shards.digest[:16], work, main_only=True)
+
+
+def shard_set_of(result: StageResult) -> StageResult:
+    """The shard set a stage produced (a verification stage names it in its record; others are it)."""
+    if "shards" in result.info:
+        return StageResult(result.name, Path(result.info["shards"]), result.fingerprint, result.skipped,
+                           result.seconds, result.info, result.status)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MMLNB stage 1 (VLM) and stage 2 (the training recipe)
+# ---------------------------------------------------------------------------------------------------------
+
+def pairs_for(cfg: Config, shards: StageResult) -> StageResult:
+    """What the VLM fine-tunes on: the pipeline's shards when they carry descriptions, else `vlm.pairs`."""
+    if shards.output.is_dir() and ShardSet.open(shards.output).has_descriptions:
+        return shards
+    pairs = Path(cfg.vlm.pairs)
+    if pairs.resolve() != shards.output.resolve() and (pairs / "manifest.json").is_file() \
+            and ShardSet.open(pairs).has_descriptions:
+        return StageResult("pairs", pairs, ShardSet.open(pairs).digest[:16], True, 0.0, status="input")
+    raise UserError(f"finetune-vlm: the shards {shards.output} carry no descriptions to fine-tune the VLM on "
+                    f"(tiled slides have none); set vlm.pairs to a shard set of image-description pairs")
+
+
+def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,
+                      cache_root: Optional[Path] = None) -> PlannedStage:
+    """Stage 1a: LoRA fine-tuning of the VLM on the image-description pairs of the train split. With
+    `cache_root`, the run lives in `<cache_root>/vlm/<fingerprint>` (shared by runs with equal settings)."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.vlm.pairs = shards.output
+    fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, cfg.vlm.model_dump(exclude={"generation"}),
+                     cfg.distributed.model_dump())
+    if cache_root is not None:
+        cfg.run.output_dir, cfg.run.name = Path(cache_root) / "vlm", fp
+    else:
+        cfg.run.name = f"{cfg.run.name}-vlm"
+
+    def work(resume: bool) -> Dict[str, Any]:
+        cfg.run.resume = resume
+        result = run_recipe(recipe_class("vlm"), cfg, env)
+        return {"adapter_dir": result["adapter_dir"], "base_model": result["base_model"],
+                "losses": {k: v for k, v in result.items() if k.endswith("loss")}}
+
+    return PlannedStage("finetune-vlm", Path(cfg.run.dir), fp, work)
+
+
+def stage_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,
+                       cache_root: Optional[Path] = None) -> StageResult:
+    return run_planned(plan_finetune_vlm(cfg, shards, env, cache_root), env)
+
+
+def plan_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Optional[DistEnv] = None,
+                  cache_root: Optional[Path] = None) -> PlannedStage:
+    """Stage 1b: the fine-tuned VLM describes every patch; the output is a new shard set with `txt`."""
+    from ..recipes.vlm.describe import run_describe
+
+    fp = fingerprint("describe", vlm.fingerprint, shards.fingerprint, cfg.vlm.prompt, cfg.vlm.generation.model_dump())
+    out = Path(cache_root) / "described" / fp if cache_root is not None else Path(f"{shards.output}-described")
+
+    def work(resume: bool) -> Dict[str, Any]:  # describe resumes from its own progress files
+        result = run_describe(cfg, vlm=cfg.vlm.model, adapter=vlm.info["adapter_dir"], shards_in=shards.output,
+                              out=out, env=env, progress=cache_root is None)
+        return {"num_samples": result.get("num_samples"), "quality": result.get("quality")}
+
+    return PlannedStage("describe", out, fp, work)
+
+
+def stage_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Optional[DistEnv] = None,
+                   cache_root: Optional[Path] = None) -> StageResult:
+    return run_planned(plan_describe(cfg, vlm, shards, env, cache_root), env)
+
+
+def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) -> PlannedStage:
+    """Stage 2: the training recipe (`train.recipe`, the fusion classifier) on `shards.output`. Registering is
+    the pipeline's own stage, so the recipe's end-of-training registration is off here."""
+    from ..core.tracking.journal import Spool
+
+    cfg = cfg.model_copy(deep=True)
+    cfg.data.shards = shards.output
+    cfg.run.name = f"{cfg.run.name}-{cfg.train.recipe}"
+    cfg.tracking.register_name = None
+    recipe_section = getattr(cfg, RECIPES[cfg.train.recipe].section)
+    fp = fingerprint("train", shards.fingerprint, cfg.run.seed, recipe_section.model_dump(), cfg.train.model_dump(),
+                     cfg.distributed.model_dump(), cfg.data.loader.model_dump())
+
+    def work(resume: bool) -> Dict[str, Any]:
+        cfg.run.resume = resume
+        result = run_recipe(recipe_class(cfg.train.recipe), cfg, env)
+        run_id = Spool.for_stage(Path(cfg.run.dir), "train").state().get("run_id")
+        return {"metrics": {k: v for k, v in result.items() if isinstance(v, (int, float, str))},
+                "run_dir": str(cfg.run.dir), "mlflow_run_id": run_id, "data_shards": str(shards.output)}
+
+    return PlannedStage("train", Path(cfg.run.dir), fp, work)
+
+
+def stage_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) -> StageResult:
+    return run_planned(plan_train(cfg, shards, env), env)

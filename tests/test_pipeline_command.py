@@ -1,0 +1,94 @@
+"""`mmlnb-dist pipeline --slides`: synthetic whole-slide images (`slides synth`) through tiling, the VLM stages
+(fine-tuned on a separate pairs set: tiles carry no descriptions), training, slide-level evaluation and the
+registry. Tiny settings: this checks the wiring, not accuracy (test_demo.py checks accuracy)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmlnb_dist.cli import main
+
+from support.vlm import make_pairs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_pipeline_from_slides_to_a_registered_model(tmp_path, capsys):
+    slides = tmp_path / "slides"
+    assert main(["slides", "synth", "--out", str(slides), "--per-class", "3", "--size", "1024"]) == 0
+    pairs = make_pairs(tmp_path / "pairs", n=24, per_shard=12, val_fraction=0.25)
+    capsys.readouterr()
+    args = ["pipeline", "--slides", str(slides), "--labels", str(slides / "labels.csv"),
+            "--config", str(ROOT / "launch/profiles/cpu-demo.yaml"), f"run.output_dir={tmp_path / 'runs'}",
+            f"data.shards={tmp_path / 'tiles'}", f"vlm.pairs={pairs}", "run.name=wsi",
+            "slides.sampling.max_tiles_per_slide=6", "data.build.image_size=64", "data.build.val_fraction=0.34",
+            "data.build.test_fraction=0.34", "data.loader.num_workers=0", "vlm.max_steps=2",
+            "vlm.global_batch_size=4", "vlm.generation.max_new_tokens=4", "train.epochs=2",
+            "train.global_batch_size=8", "fusion.curriculum.ramp_start=1", "fusion.curriculum.ramp_end=2",
+            "fusion.curriculum.phases=[{start_epoch: 0, train_text_encoder: false}, {start_epoch: 1}]",
+            "tracking.backends=[mlflow]"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    for stage in ("tile", "finetune-vlm", "describe", "train", "evaluate", "register"):
+        assert f"| {stage} | ran |" in out, out
+    assert "| synth |" not in out and "| shards |" not in out  # tiling writes the shard set itself
+    manifest = json.loads((tmp_path / "tiles" / "manifest.json").read_text())
+    assert manifest["splits"]["test"]["num_samples"] > 0
+    evaluation = json.loads((tmp_path / "runs" / "wsi-pipeline" / "evaluate" / "evaluation.json").read_text())
+    test_slides = {s["slide_id"] for s in evaluation["slides"]["test"]}
+    assert test_slides and all(s.startswith("synth-") for s in test_slides)  # slide ids from the tiles' metadata
+    registered = json.loads((tmp_path / "runs" / "wsi-pipeline" / "register" / "registered.json").read_text())
+    assert registered["alias"] == "champion" and registered["alias_moved"] is True
+    assert "models:/wsi@champion" in out
+
+
+def test_the_console_shows_no_library_notice_a_user_cannot_act_on(capsys):
+    """Library deprecations, DeepSpeed's CPU-accelerator notice and its "op built successfully" print stay off the
+    console (one place: core/logging.py); a warning of this package (about the user's data) still shows."""
+    import logging
+    import warnings
+
+    from mmlnb_dist.core.logging import library_prints, setup_logging
+
+    setup_logging(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("default")  # pytest's own filters first, then ours on top, as in the CLI
+        setup_logging(0)
+        warnings.warn_explicit("old API", DeprecationWarning, "lib.py", 1, module="transformers.x")
+        warnings.warn_explicit("old API", FutureWarning, "lib.py", 1, module="torch.y")
+        warnings.warn_explicit("your shards are odd", DeprecationWarning, "x.py", 1, module="mmlnb_dist.data.x")
+    assert [str(w.message) for w in caught] == ["your shards are odd"]
+    reached = []
+    probe = logging.Handler()
+    probe.emit = reached.append  # what DeepSpeed's own handler (stdout) would print
+    ds = logging.getLogger("DeepSpeed")
+    ds.addHandler(probe)
+    try:
+        ds.warning("Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it.")
+        ds.warning("a real DeepSpeed problem")
+    finally:
+        ds.removeHandler(probe)
+    assert [r.getMessage() for r in reached] == ["a real DeepSpeed problem"]
+    with library_prints("deepspeed"):
+        print("DeepSpeed deepspeed.ops.comm.deepspeed_shm_comm_op built successfully")
+    seen = capsys.readouterr()
+    assert "accelerator" not in seen.out + seen.err and "built successfully" not in seen.out + seen.err
+
+
+def test_patches_without_a_val_split_are_refused_before_the_vlm_stages(tmp_path, capsys):
+    """`--patches`: the shards are built, then a set the training stage cannot use (no val split to pick the best
+    checkpoint) stops the pipeline at once, naming the split and the remedy, before minutes of VLM work."""
+    from support.shards import write_patch_folder
+
+    patches = write_patch_folder(tmp_path / "patches", per_class=4)
+    code = main(["pipeline", "--patches", str(patches), "--config", "cpu-demo", f"run.output_dir={tmp_path / 'runs'}",
+                 f"data.shards={tmp_path / 'shards'}", "data.build.val_fraction=0", "data.build.test_fraction=0",
+                 "data.build.group_by_slide=false"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "has no 'val' samples (to pick the best checkpoint)" in err and "data.build.val_fraction" in err
+    assert (tmp_path / "shards" / "manifest.json").is_file()  # the shards stage ran
+    assert not (tmp_path / "runs" / "cpu-demo-vlm").exists()  # the VLM stage did not
