@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     tile.add_argument("--stain-target", type=Path, help="stain target image (default: see docs/slides.md)")
     tile.add_argument("--mask-dir", type=Path, help="corrected tissue masks <slide_id>.geojson to use")
     tile.add_argument("--workers", type=int, help="slides tiled in parallel (process pool)")
-    tile.add_argument("--ray-address", help="Ray cluster address: one Ray task per slide")
+    tile.add_argument("--ray-address", metavar="ADDR",
+                      help="one Ray task per slide on the cluster at ADDR (auto, HOST:PORT, ray://HOST:10001), or "
+                      "on a fresh local instance (local)")
     tile.add_argument("--classes", default=None, help="comma-separated class names (default: data.classes, UD,PD,D)")
     tile.add_argument("--track", action="store_true", help="log QC pictures and summary through tracking.*")
     tile.add_argument("--quiet", action="store_true", help="no progress bars")

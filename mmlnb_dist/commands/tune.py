@@ -12,15 +12,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="hyperparameter search with Ray Tune (ASHA, random/grid/Optuna)",
                        description="Each trial runs the training recipe in a fresh Ray Train TorchTrainer and "
                        "logs an MLflow child run under one parent run. Resume with tune.resume=true; join a "
-                       "cluster with tune.address=... or RAY_ADDRESS. See docs/tune.md.")
+                       "cluster with --ray-address (tune.address) or RAY_ADDRESS. See docs/tune.md.")
     add_config_args(p, DEFAULT_PROFILE)
     p.add_argument("--space", type=Path, help="search-space YAML (tune/spaces/*.yaml); overrides tune.space")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="Ray cluster to join: `auto` (the cluster `ray start` recorded on this machine), HOST:PORT "
+                   "or ray://HOST:10001; sets tune.address (default: RAY_ADDRESS, else a fresh local instance)")
     p.set_defaults(func=_tune)
 
 
 def _tune(args) -> int:
     from ..tuning.driver import run_search
 
+    if args.ray_address is not None:  # a flag wins over the config file and the overrides
+        args.overrides = list(args.overrides) + [f"tune.address={args.ray_address}"]
     cfg = load_from_args(args)
     summary = run_search(cfg, args.space)
     print(json.dumps({k: v for k, v in summary.items() if k != "cache"}, indent=1, default=str))

@@ -112,7 +112,8 @@ class SlidesConfig(Section):
     """Slides processed in parallel by a process pool (1: in this process)."""
 
     ray_address: Optional[str] = None
-    """Ray cluster address (`auto`, `ray://host:10001`); set: one Ray task per slide instead of the pool."""
+    """Ray cluster address (`auto`, HOST:PORT, `ray://host:10001`, or `local` for a fresh instance on this
+    machine); set: one Ray task per slide instead of the pool."""
 
     stage_jpeg_quality: int = Field(95, ge=1, le=100)
     """JPEG quality of the tiles staged under `<out>.work/` before the shards are written."""

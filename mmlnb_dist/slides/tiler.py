@@ -22,6 +22,7 @@ import numpy as np
 from ..core.errors import UserError
 from ..data.config import BuildConfig
 from .config import SlidesConfig
+from .ray_tasks import ray_results
 from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, safe_key
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ def _run_jobs(jobs: List[SlideJob], workers: int, ray_address: Optional[str], pr
 
     try:
         if ray_address is not None:
-            for r in _ray_results(jobs, ray_address):
+            for r in ray_results(jobs, ray_address, _crashed):
                 done(r)
         elif workers <= 1 or len(jobs) <= 1:
             for job in jobs:
@@ -262,24 +263,6 @@ def _pool_results(jobs: List[SlideJob], workers: int) -> Iterable[Dict[str, Any]
                 pending.remove(batch[0])
                 yield _crashed(batch[0], err)
             isolate = True
-
-
-def _ray_results(jobs: List[SlideJob], address: str) -> Iterable[Dict[str, Any]]:
-    """One Ray task per slide; uses an already-initialised Ray (tests) or connects to `address`."""
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=None if address == "local" else address, include_dashboard=False,
-                 log_to_driver=False)
-    task = ray.remote(num_cpus=1, max_retries=1)(process_slide)
-    refs = {task.remote(job): job for job in jobs}
-    pending = list(refs)
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        try:
-            yield ray.get(ready[0])
-        except Exception as err:  # the worker died (process_slide itself never raises for bad input)
-            yield _crashed(refs[ready[0]], err)
 
 
 def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "trial_result.json"
 PARAMS_FILE = "trial_params.json"
 PG_FILE = "train_placement_group.txt"
+WORKER_FILE = "ray_worker_rank{rank}.json"  # where each Ray Train rank of the trial ran (node, pid)
 PIPELINES = {"vlm-fusion": "mmlnb_dist.pipeline:run_vlm_fusion"}
 """Trial targets that are pipelines of several stages rather than one recipe."""
 
@@ -82,10 +83,13 @@ def _worker_loop(config: Dict[str, Any]) -> None:
     env = DistEnv(rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
                   local_rank=ctx.get_local_rank(), device=ray.train.torch.get_device())
     cfg = config_from_dict(config["cfg"], "tune trial")
+    cfg.run.dir.mkdir(parents=True, exist_ok=True)
+    # On a cluster this shows how tune.placement_strategy spread the trial's ranks over the nodes.
+    (cfg.run.dir / WORKER_FILE.format(rank=env.rank)).write_text(json.dumps(
+        {"rank": env.rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}))
     pg = ray.util.get_current_placement_group()
     if env.rank == 0 and pg is not None:
         # The driver removes this group if Tune stops the trial (ASHA) before Ray Train can (see driver).
-        cfg.run.dir.mkdir(parents=True, exist_ok=True)
         (cfg.run.dir / PG_FILE).write_text(pg.id.hex())
     target = resolve_target(config["recipe"])
     t0 = time.time()
