@@ -7,6 +7,8 @@ Layout under a recipe's checkpoint folder (usually `runs/<name>/checkpoints/`):
       checksums.json                size and sha256 of every file in it, written when the save completed
     latest                          the newest complete tag
     best.json                       {"tag", "epoch" or "step", "metric", "value"}: the checkpoint kept as best
+    epoch-0003/layout.json          world size, ZeRO stage, micro batch, accumulation it was saved with
+    epoch-0003-universal/           made when it is resumed on another number of processes (`core.reshard`)
 
 A save is written to `.partial-<tag>/` and renamed to `<tag>/` once every rank has finished and its checksums are
 recorded, so a kill mid-save leaves no folder that looks complete. Resume takes the newest tag whose checksums
@@ -36,6 +38,8 @@ import torch
 from .distributed import DistEnv, all_gather_object, barrier
 from .errors import UserError
 from .files import sha256_file
+from .reshard import (UNIVERSAL_SUFFIX, Layout, check_compatible, convert_to_universal, describe_change,
+                      engine_layout, read_layout, write_layout)
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +138,8 @@ class CheckpointManager:
         self.dir = Path(directory)
         self.env = env
         self.keep = keep
+        self.loaded_layout: Optional[Layout] = None
+        """The layout the last loaded checkpoint was saved with (None before a load, or when not recorded)."""
 
     # -- reading -----------------------------------------------------------------------------------------
     def tags(self) -> List[str]:
@@ -185,9 +191,11 @@ class CheckpointManager:
                                exclude_frozen_parameters=exclude_frozen_parameters)
         barrier(self.env)
         if self.env.is_main:
+            write_layout(self.dir / partial, engine_layout(engine))  # before the checksums: it is covered by them
             record_checksums(self.dir / partial)
             if (self.dir / tag).exists():  # an earlier save of the same tag (a resumed run repeating it)
                 shutil.rmtree(self.dir / tag)
+            shutil.rmtree(self.dir / (tag + UNIVERSAL_SUFFIX), ignore_errors=True)  # converted from the old one
             (self.dir / partial).rename(self.dir / tag)
             pointer = self.dir / "latest.tmp"
             pointer.write_text(tag)
@@ -210,6 +218,7 @@ class CheckpointManager:
             if tag in protect:
                 continue
             shutil.rmtree(self.dir / tag, ignore_errors=True)
+            shutil.rmtree(self.dir / (tag + UNIVERSAL_SUFFIX), ignore_errors=True)
             removed.append(tag)
         return removed
 
@@ -227,16 +236,37 @@ class CheckpointManager:
         problem = checkpoint_problem(self.dir / tag)
         if problem is not None:
             raise CheckpointError(f"cannot load checkpoint {tag}: {problem}")
-        path, client = engine.load_checkpoint(
-            str(self.dir), tag=tag, load_module_only=module_only, load_optimizer_states=not module_only,
-            load_lr_scheduler_states=not module_only, load_module_strict=strict,
-        )
+        load_tag = self._tag_for_this_world(engine, tag)
+        universal = load_tag != tag
+        # DeepSpeed reads `load_universal` from its config object at load time only; set it for this one load.
+        engine._config.load_universal_checkpoint = universal
+        try:
+            path, client = engine.load_checkpoint(
+                str(self.dir), tag=load_tag, load_module_only=module_only, load_optimizer_states=not module_only,
+                load_lr_scheduler_states=not module_only, load_module_strict=strict,
+            )
+        finally:
+            engine._config.load_universal_checkpoint = False
         if path is None:
             raise RuntimeError(f"could not load checkpoint {self.dir / tag}")
         client = client or {}
         if not module_only and client.get("rng"):
             set_rng_state(client["rng"][min(self.env.rank, len(client["rng"]) - 1)])
         return tag, client
+
+    def _tag_for_this_world(self, engine, tag: str) -> str:
+        """`tag`, or its universal conversion when it was saved on another number of processes with
+        partitioned state (collective then: every rank calls `load`)."""
+        saved = self.loaded_layout = read_layout(self.dir / tag)
+        if saved is None or saved.world_size == self.env.world_size:
+            return tag
+        current = engine_layout(engine)
+        check_compatible(saved, current, self.dir / tag)
+        if self.env.is_main:
+            log.warning(describe_change(saved, current))
+        if not saved.partitioned:  # ZeRO-0 (fp32/fp16): one whole copy of model and optimizer, loads anywhere
+            return tag
+        return convert_to_universal(self.dir, tag, self.env)
 
     def resume(self, engine, resume: bool, strict: bool = True) -> Dict[str, Any]:
         """With `resume`, load the latest checkpoint and return its client state ({} when there is none);

@@ -2,8 +2,9 @@
 
 Data order: the pairs of a shard set's train split are few (NBITP: 1,500) and are held in memory as encoded
 bytes. Optimizer step `s` takes global batch `s` of a permutation seeded by (run.seed, epoch), every rank its own
-contiguous slice; the random numbers of step `s` (LoRA dropout) come from a seed derived from (run.seed, s, rank).
-Both depend on the step alone, so a resumed run replays exactly the steps an uninterrupted one would have taken.
+contiguous slice; the random numbers of step `s` (LoRA dropout) come from a seed derived from (run.seed, s, the micro
+batch's place in the global batch). Both depend on the step alone, so a resumed run replays exactly the steps an
+uninterrupted one would have taken, on the same number of processes or (with the same micro batch) another.
 """
 from __future__ import annotations
 
@@ -61,11 +62,12 @@ def step_indices(n: int, global_batch: int, step: int, seed: int) -> List[int]:
     return perm[within * global_batch:(within + 1) * global_batch].tolist()
 
 
-def step_seed(seed: int, step: int, rank: int) -> int:
-    """The seed of optimizer step `step` on `rank` (dropout masks differ per rank and per step). Derived from
-    the step, not from where the RNG stood: a resumed run draws what an uninterrupted one drew, on the CPU and on
-    GPUs alike (CUDA generators are not in a checkpoint's RNG state)."""
-    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+def step_seed(seed: int, step: int, micro: int) -> int:
+    """The seed of micro batch `micro` (its place in the global batch: rank x accumulation + index) of optimizer
+    step `step`: dropout masks differ per micro batch and per step. Derived from the step, not from where the RNG
+    stood: a resumed run draws what an uninterrupted one drew, on the CPU and on GPUs alike (CUDA generators are not
+    in a checkpoint's RNG state), and the same micro batch draws the same masks whatever the number of processes."""
+    return int(np.random.SeedSequence([seed, step, micro]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class PairEncoder:

@@ -13,6 +13,10 @@ JSON (`distributed.deepspeed_config=launch/deepspeed/vlm_zero3.json`) whose batc
 
 Data order and randomness depend on the optimizer step alone (`batches.py`): a run killed after a checkpoint and
 resumed with `run.resume=true` ends with the adapter of an uninterrupted run, bit for bit (LoRA dropout included).
+The pairs of a step do not depend on the number of processes either, so a run may resume on another one (2 -> 1,
+1 -> 2): `core.checkpoint` re-partitions the LoRA and optimizer state, the global batch stays
+`vlm.global_batch_size` (accumulation recomputed), and with the same micro batch each micro batch draws the same
+dropout masks; `data_order.jsonl` records the pair keys of every optimizer step.
 Checkpoints are written every `vlm.checkpoint_every` steps; a fresh start on a folder that holds checkpoints is
 refused (pass run.resume=true, or choose another run.name), and a resume may only change the keys listed in
 `resume_may_change` (core.recipe compares the stored config.yaml).
@@ -22,7 +26,7 @@ The learning rate follows `vlm.lr_schedule` (linear warmup, then cosine, by defa
 Outputs in `<run.output_dir>/<run.name>/`: `adapter/` (peft format, safetensors; gathered across ZeRO-3 ranks,
 `adapter.py`), `checkpoints/` (DeepSpeed, frozen base weights excluded, step, loss window and RNG states in the
 client state),
-`metrics.jsonl`, `config.yaml`, `result.json`.
+`metrics.jsonl`, `data_order.jsonl` (step, world size, pair keys), `config.yaml`, `result.json`.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ import torch
 
 from ...core.checkpoint import CheckpointManager, step_tag
 from ...core.config import save_config
-from ...core.distributed import DistEnv, all_reduce_sum, plan_batch
+from ...core.distributed import DistEnv, all_gather_object, all_reduce_sum, plan_batch
 from ...core.engine import OptimizerSpec, build_engine, deepspeed_config, precision_of, seed_everything
 from ...core.errors import ConfigError
 from ...core.recipe import Report
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STAGE = "finetune-vlm"
+DATA_ORDER = "data_order.jsonl"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -187,6 +192,25 @@ class FinetuneVLMRecipe:
             self.loss_window = list(client.get("loss_window", []))
             self.last_train = dict(client.get("last_train", {}))
             log.info("continuing at step %d", self.step)
+            self._note_world_size_change()
+        if env.is_main:
+            self._truncate_data_order()
+
+    def _note_world_size_change(self) -> None:
+        """Tag the tracked run when it continues on another number of processes (core.checkpoint logs how)."""
+        saved = self.checkpoints.loaded_layout
+        if saved is not None and saved.world_size != self.env.world_size:
+            self.logger.set_tags({"resumed_world_size": f"{saved.world_size}->{self.env.world_size}"})
+            log.info("global batch %d kept: %d pairs x %d accumulation x %d processes", self.plan.global_batch,
+                     self.plan.micro_batch, self.plan.accumulation, self.env.world_size)
+
+    def _truncate_data_order(self) -> None:
+        """Keep the records of the steps before the one this run starts at (a killed run may have recorded steps
+        after its last checkpoint: they are taken again)."""
+        path = self.run_dir / DATA_ORDER
+        if path.is_file():
+            lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < self.step]
+            path.write_text("".join(ln + "\n" for ln in lines))
 
     # -- batches ----------------------------------------------------------------------------------------------
     def _to_device(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -194,11 +218,15 @@ class FinetuneVLMRecipe:
         batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
         return batch
 
-    def micro_batches(self, step: int) -> List[Dict[str, torch.Tensor]]:
-        """This rank's micro batches of optimizer step `step`."""
+    def rank_indices(self, step: int) -> List[int]:
+        """This rank's contiguous slice of global batch `step` (the batch itself is the same on any world size)."""
         idx = step_indices(len(self.train_pairs), self.plan.global_batch, step, self.cfg.run.seed)
         per_rank = self.plan.micro_batch * self.plan.accumulation
-        mine = idx[self.env.rank * per_rank:(self.env.rank + 1) * per_rank]
+        return idx[self.env.rank * per_rank:(self.env.rank + 1) * per_rank]
+
+    def micro_batches(self, step: int) -> List[Dict[str, torch.Tensor]]:
+        """This rank's micro batches of optimizer step `step`."""
+        mine = self.rank_indices(step)
         out = []
         for i in range(0, len(mine), self.plan.micro_batch):
             enc = self.encode([self.train_pairs[j] for j in mine[i:i + self.plan.micro_batch]])
@@ -226,14 +254,16 @@ class FinetuneVLMRecipe:
         bar = tqdm(total=self.total_steps, initial=self.step, desc=STAGE, disable=not self.env.is_main,
                    dynamic_ncols=True)
         while self.step < self.total_steps:
-            # Dropout masks from a seed of (run.seed, step, rank): independent of the run's history.
-            seed_everything(step_seed(self.cfg.run.seed, self.step, self.env.rank))
             losses = []
-            for batch in self.micro_batches(self.step):
+            for i, batch in enumerate(self.micro_batches(self.step)):
+                # Dropout masks from a seed of (run.seed, step, micro batch's place in the global batch): independent
+                # of the run's history and, for a given micro batch size, of the number of processes.
+                seed_everything(step_seed(self.cfg.run.seed, self.step, self.env.rank * self.plan.accumulation + i))
                 loss = self.engine(**batch).loss
                 self.engine.backward(loss)
                 self.engine.step()
                 losses.append(loss.detach().float())
+            self._record_data_order(self.step)
             self.step += 1
             step_loss = all_reduce_sum(self.env, torch.stack(losses).mean().reshape(1)).item() / self.env.world_size
             self.loss_window.append(step_loss)
@@ -250,6 +280,14 @@ class FinetuneVLMRecipe:
                 self.save_checkpoint()
         bar.close()
         return self.last_train
+
+    def _record_data_order(self, step: int) -> None:
+        """Append the pair keys of optimizer step `step` (every rank's slice, in rank order) to data_order.jsonl."""
+        keys = all_gather_object(self.env, [self.train_pairs[j].key for j in self.rank_indices(step)])
+        if self.env.is_main:
+            record = {"step": step, "world_size": self.env.world_size, "keys": [k for part in keys for k in part]}
+            with open(self.run_dir / DATA_ORDER, "a") as f:
+                f.write(json.dumps(record) + "\n")
 
     def _log_val(self) -> Dict[str, float]:
         metrics = self.validate()

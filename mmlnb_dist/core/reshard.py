@@ -1,0 +1,149 @@
+"""Resuming a checkpoint on a different number of processes: the layout a checkpoint was saved with, and the
+re-partitioning of its model and optimizer state for the current world size.
+
+Every checkpoint records its layout (`layout.json` in the tag folder, checksummed with the rest): world size,
+ZeRO stage, micro batch, gradient accumulation and global batch. On load, a different world size is handled by
+state kind:
+
+- ZeRO-0 in fp32 or fp16: every rank holds the whole model and optimizer, saved once in the model-states file;
+  DeepSpeed loads it on any number of processes as it is.
+- ZeRO 1/2/3 (and bf16, whose optimizer keeps per-rank fp32 partitions even at stage 0): the per-rank partitions
+  are converted once into DeepSpeed's universal checkpoint (`deepspeed.checkpoint.ds_to_universal`: one folder per
+  parameter with its fp32 weight and Adam moments), written beside the tag as `<tag>-universal/` (temporary name,
+  checksums, rename, like a save), and loaded with DeepSpeed's `load_universal`, which slices every parameter for
+  the new partitioning. Checked on the CPU with DeepSpeed 0.19.8 for ZeRO 1, 2 and 3, 2 -> 1 and 1 -> 2 processes.
+
+A changed ZeRO stage is refused (the run's config fixes it; `distributed.zero_stage` may not change on resume).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from .distributed import DistEnv, all_gather_object, barrier
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+LAYOUT = "layout.json"
+UNIVERSAL_SUFFIX = "-universal"
+
+
+class ReshardError(UserError):
+    """A checkpoint that cannot be re-partitioned for the current processes."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a checkpoint's state was partitioned and batched when it was saved."""
+
+    world_size: int
+    zero_stage: int
+    micro_batch: int
+    accumulation: int
+    precision: str
+
+    @property
+    def global_batch(self) -> int:
+        return self.world_size * self.micro_batch * self.accumulation
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether the optimizer state lives in per-rank partition files (ZeRO 1-3, or bf16's optimizer)."""
+        return self.zero_stage > 0 or self.precision == "bf16"
+
+
+def engine_layout(engine) -> Layout:
+    """The layout of a live DeepSpeed engine."""
+    precision = "bf16" if engine.bfloat16_enabled() else "fp16" if engine.fp16_enabled() else "fp32"
+    return Layout(world_size=int(engine.dp_world_size), zero_stage=int(engine.zero_optimization_stage()),
+                  micro_batch=int(engine.train_micro_batch_size_per_gpu()),
+                  accumulation=int(engine.gradient_accumulation_steps()), precision=precision)
+
+
+def write_layout(tag_dir: Path, layout: Layout) -> None:
+    (Path(tag_dir) / LAYOUT).write_text(json.dumps(asdict(layout), indent=1))
+
+
+def read_layout(tag_dir: Path) -> Optional[Layout]:
+    """The recorded layout, or one inferred from DeepSpeed's file names for checkpoints saved before layouts were
+    recorded (None when neither tells: then the checkpoint is loaded as it is)."""
+    path = Path(tag_dir) / LAYOUT
+    if path.is_file():
+        return Layout(**json.loads(path.read_text()))
+    optim = sorted(Path(tag_dir).glob("*zero_pp_rank_*_optim_states.pt"))
+    if optim:
+        return Layout(world_size=len(optim), zero_stage=-1, micro_batch=0, accumulation=0, precision="unknown")
+    return None
+
+
+def universal_name(tag: str) -> str:
+    return tag + UNIVERSAL_SUFFIX
+
+
+def convert_to_universal(ckpt_dir: Path, tag: str, env: DistEnv) -> str:
+    """Collective: rank 0 converts `<tag>` into `<tag>-universal` once (reused when a complete one is there);
+    every rank returns its tag name. Checksummed and renamed like a save, so a kill mid-conversion leaves nothing
+    that looks complete."""
+    from .checkpoint import PARTIAL, checkpoint_problem, record_checksums  # here: checkpoint imports this module
+
+    ckpt_dir = Path(ckpt_dir)
+    name = universal_name(tag)
+    error: Optional[str] = None
+    if env.is_main and (not (ckpt_dir / name).is_dir() or checkpoint_problem(ckpt_dir / name) is not None):
+        partial = ckpt_dir / (PARTIAL + name)
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(ckpt_dir / name, ignore_errors=True)
+        try:
+            _run_ds_to_universal(ckpt_dir / tag, partial)
+            record_checksums(partial)
+            partial.rename(ckpt_dir / name)
+        except Exception as err:  # noqa: BLE001  (reported on every rank below, not only on rank 0)
+            log.exception("converting %s to a universal checkpoint failed", ckpt_dir / tag)
+            error = f"{type(err).__name__}: {err}"
+            shutil.rmtree(partial, ignore_errors=True)
+        (ckpt_dir / "latest_universal").unlink(missing_ok=True)  # DeepSpeed's pointer; ours is `latest`
+    error = all_gather_object(env, error)[0]
+    barrier(env)
+    if error is not None:
+        raise ReshardError(f"checkpoint {ckpt_dir / tag} could not be re-partitioned for {env.world_size} "
+                           f"processes ({error}); resume on the number of processes it was saved with "
+                           f"(its {LAYOUT} says how many)")
+    return name
+
+
+def _run_ds_to_universal(src: Path, out: Path) -> None:
+    """DeepSpeed's converter, in this process (one worker: no process pool inside a training rank)."""
+    from deepspeed.checkpoint import ds_to_universal
+
+    args = argparse.Namespace(input_folder=str(src), output_folder=str(out), num_extract_workers=1,
+                              num_merge_workers=1, keep_temp_folder=False, strict=True,
+                              inject_missing_state=True)  # universal_checkpoint_info: Megatron's, absent here
+    ds_to_universal.main(args)
+
+
+def describe_change(saved: Layout, current: Layout) -> str:
+    """One line for the log: the world size change and how the global batch is kept."""
+    line = f"checkpoint saved on {saved.world_size} processes, resuming on {current.world_size}"
+    if saved.micro_batch:
+        line += (f": global batch {saved.global_batch} = {saved.micro_batch} x {saved.accumulation} x "
+                 f"{saved.world_size} becomes {current.global_batch} = {current.micro_batch} x "
+                 f"{current.accumulation} x {current.world_size} (micro batch x accumulation x processes)")
+    return line
+
+
+def check_compatible(saved: Layout, current: Layout, where: Path) -> None:
+    """Refuse what re-partitioning cannot do: a changed ZeRO stage or global batch (naming both and the remedy)."""
+    if saved.zero_stage >= 0 and saved.zero_stage != current.zero_stage:
+        raise ReshardError(f"{where} was saved under ZeRO stage {saved.zero_stage}, this run uses stage "
+                           f"{current.zero_stage}; resume with distributed.zero_stage={saved.zero_stage}")
+    if saved.micro_batch and saved.global_batch != current.global_batch:
+        raise ReshardError(f"{where} was saved with global batch {saved.global_batch}, this run has "
+                           f"{current.global_batch}; resume with the same global batch (the optimizer state and "
+                           f"the data order depend on it)")
+
