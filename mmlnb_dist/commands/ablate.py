@@ -1,7 +1,9 @@
 """`mmlnb-dist ablate`: the recipe's ablation or baseline rows on the same shards, over seeds, in one table.
 
     mmlnb-dist ablate --config clip-multilabel data.shards=shards/quilt            # every row, seed 0
-    mmlnb-dist ablate --config cpu-demo data.shards=... --rows full,no_text --seeds 0,1,2
+    mmlnb-dist ablate --config cpu-demo --rows full,no_text --seeds 0,1,2          # shards with reference text
+    mmlnb-dist ablate --config cpu-demo --descriptions shards --rows full,concat   # no VLM stage
+    mmlnb-dist ablate --config cpu-demo tune.max_concurrent=2                      # rows as Ray Tune trials
 """
 from __future__ import annotations
 
@@ -16,11 +18,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train each row of the recipe's ablation table (fusion: the paper's Table 2; "
                        "clip: the fused model against its baselines) on the same shards, for each seed, into "
                        "<run.output_dir>/<run.name>/<row>-seed<N>, and write table.md / table.json (mean ± std over "
-                       "seeds, test split when the shards have one). A rerun skips finished runs and resumes an "
-                       "interrupted one. With MLflow tracking the rows are child runs of one parent run.")
+                       "seeds, test split when the shards have one, the full model first). A rerun skips finished "
+                       "runs and resumes an interrupted one. With MLflow tracking the rows are child runs of one "
+                       "parent run. Fusion: data.shards holds the reference descriptions; the VLM is fine-tuned and "
+                       "describes the shards once for all rows (the base VLM once more for no_fine_tune). With "
+                       "tune.max_concurrent > 1 the runs are Ray Tune trials.")
     add_config_args(p, DEFAULT_PROFILE)
     p.add_argument("--rows", default=None, help="comma-separated rows (default: all of the recipe's rows)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    p.add_argument("--descriptions", choices=["vlm", "shards"], default=None,
+                   help="fusion: where the text comes from: vlm (default; generated once for the study) or shards "
+                   "(the txt already in data.shards, no VLM stage; the no_fine_tune row is then unavailable)")
     p.add_argument("--list", action="store_true", help="list the recipe's rows and exit")
     p.set_defaults(func=_ablate)
 
@@ -39,7 +47,10 @@ def _ablate(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--seeds: '{args.seeds}' is not a comma-separated list of integers") from None
     rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
-    study = run_study(cfg, rows, seeds)
+    train_jobs = None
+    if cfg.tune.max_concurrent > 1:  # concurrent rows: Ray Tune trials (tuning sits above studies)
+        from ..tuning.study import train_as_trials as train_jobs
+    study = run_study(cfg, rows, seeds, descriptions=args.descriptions, train_jobs=train_jobs)
     print(study.markdown)
     print(f"table: {study.study_dir / 'table.md'}" + (f"  (MLflow parent run {study.parent_run_id})"
                                                        if study.parent_run_id else ""))

@@ -10,6 +10,16 @@ A recipe lists its rows in a `variants` module named by the recipe table (`Recip
 the same settings, resumes an interrupted one and reruns one whose settings changed. Runs that share a setting
 share its caches (`run.cache_dir`: the study's `cache/`).
 
+A recipe that reads descriptions (fusion) gets them once for the whole study (`studies.descriptions`): the VLM is
+fine-tuned and describes the shards once, the base VLM describes them once more for the rows that ask for it
+(`DESCRIPTIONS` in the variants module: the "no VLM fine-tuning" row), and every row x seed trains on one of
+those sets. `descriptions="shards"` skips the VLM and trains every row on the text already in `data.shards`.
+How often a description set or a frozen-feature cache was reused instead of computed is counted in
+`table.json["cache"]` and printed.
+
+Rows run one after another in this process, or, when the command passes `train_jobs` (the `ablate` command does
+with `tune.max_concurrent > 1`: `tuning.study`), as concurrent Ray Tune trials.
+
 The table (mean and standard deviation over seeds on the test split, else validation; the reference row first)
 is written to `<study dir>/table.md` and `table.json` and, with MLflow tracking, logged to a parent run whose
 children are the rows' runs.
@@ -20,15 +30,18 @@ import importlib
 import json
 import logging
 import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .config import Config, apply_overrides, config_from_dict
-from .core.errors import ConfigError, UserError
-from .pipeline import fingerprint, run_stage
-from .recipes import RECIPES, recipe_class
+from ..config import Config, apply_overrides, config_from_dict
+from ..core.distributed import DistEnv, init_engine_process_group
+from ..core.errors import ConfigError, UserError
+from ..pipeline import fingerprint, run_stage
+from ..recipes import RECIPES, recipe_class
+from .descriptions import BASE, FINE_TUNED, SHARDS, DescriptionSets, prepare_descriptions
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +55,64 @@ class StudyResult:
     """The split the table reports (test when the shards have one, else val)."""
     metrics: List[str]
     table: Dict[str, Dict[str, Any]]
-    """row -> {"description", "overrides", "seeds", "runs": [run dirs], "<metric>": [values], "<metric>_mean",
-    "<metric>_std"}"""
+    """row -> {"description", "overrides", "descriptions" (source), "seeds", "runs": [run dirs], "trained": [what
+    each run's recipe recorded it trained], "<metric>": [values], "<metric>_mean", "<metric>_std"}"""
     markdown: str
     parent_run_id: Optional[str] = None
     skipped: List[str] = field(default_factory=list)
     """Runs that were up to date (`row-seedN`)."""
+    cache: Dict[str, Any] = field(default_factory=dict)
+    """What was computed once and reused (see `cache_counts`)."""
+
+
+@dataclass
+class RowJob:
+    """One row x seed: its config (with the row's descriptions), the fingerprint of its settings, its stage name."""
+
+    row: str
+    seed: int
+    cfg: Config
+    fingerprint: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.row}-seed{self.seed}"
+
+
+TrainJobs = Callable[[Config, Dict[str, RowJob]], Dict[str, Dict[str, Any]]]
+"""Runs the jobs that are not up to date and returns each one's stage info (`train_row`'s); `tuning.study`
+provides one that runs them as Ray Tune trials."""
 
 
 def study_rows(cfg: Config) -> Tuple[Rows, List[str]]:
     """The recipe's rows for `cfg` and the metrics its table reports."""
+    module = _variants(cfg)
+    return module.rows(cfg), list(module.METRICS)
+
+
+def _variants(cfg: Config):
     spec = RECIPES[cfg.train.recipe]
     if not spec.variants:
         raise ConfigError(f"train.recipe: the {spec.name} recipe lists no ablation or baseline rows")
-    module = importlib.import_module(spec.variants)
-    return module.rows(cfg), list(module.METRICS)
+    return importlib.import_module(spec.variants)
+
+
+def description_sources(cfg: Config, rows: Sequence[str], descriptions: Optional[str]) -> Dict[str, Optional[str]]:
+    """row -> where its text comes from (None: the recipe reads no descriptions). `descriptions="shards"` puts
+    every row on `data.shards`' own text; a row that needs the base VLM cannot be run that way."""
+    if not RECIPES[cfg.train.recipe].needs_descriptions:
+        return {row: None for row in rows}
+    if descriptions not in (None, "vlm", SHARDS):
+        raise ConfigError(f"--descriptions: '{descriptions}' is not one of vlm, shards")
+    by_row = getattr(_variants(cfg), "DESCRIPTIONS", {})
+    if descriptions == SHARDS:
+        need_vlm = [r for r in rows if by_row.get(r, FINE_TUNED) == BASE]
+        if need_vlm:
+            raise ConfigError(f"--descriptions shards: row(s) {', '.join(need_vlm)} compare against descriptions of "
+                              f"the base VLM, which only the VLM stages make; leave them out with --rows or use "
+                              f"--descriptions vlm")
+        return {row: SHARDS for row in rows}
+    return {row: by_row.get(row, FINE_TUNED) for row in rows}
 
 
 def row_config(cfg: Config, row: str, overrides: Sequence[str], seed: int, study_dir: Path) -> Config:
@@ -75,10 +131,39 @@ def _split_of(result: Dict[str, Any]) -> str:
     return "test" if any(k.startswith("test/") for k in result) else "val"
 
 
-def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,)) -> StudyResult:
-    """Train every row x seed (skipping up-to-date runs), then write and log the table."""
-    from .core.recipe import run as run_recipe
+def job_fingerprint(run_cfg: Config) -> str:
+    """What a row's result depends on: the config sections the recipe says change its results."""
+    sections = getattr(recipe_class(run_cfg.train.recipe), "result_sections", None)
+    return fingerprint("study-run", {k: v for k, v in run_cfg.model_dump(mode="json").items()
+                                     if sections is None or k in sections})
 
+
+def train_row(job: RowJob) -> Dict[str, Any]:
+    """Train one row x seed as a pipeline stage (skipped when done with the same settings); its stage info:
+    the val/test metrics, what the recipe recorded it trained, its feature-cache counts, whether it was skipped."""
+    from ..core.recipe import run as run_recipe
+
+    klass = recipe_class(job.cfg.train.recipe)
+
+    def work(resume: bool) -> Dict[str, Any]:
+        job.cfg.run.resume = resume
+        out = run_recipe(klass, job.cfg)
+        return {"metrics": {k: v for k, v in out.items() if isinstance(v, (int, float)) and
+                            k.startswith(("val/", "test/"))},
+                "trained": out.get("trained"),
+                "feature_cache": {"hits": int(out.get("cache/hits", 0)), "misses": int(out.get("cache/misses", 0))},
+                "pid": os.getpid()}  # which process trained it (a Ray trial's worker, or this one)
+
+    stage = run_stage(job.name, Path(job.cfg.run.dir), job.fingerprint, work)
+    return {**stage.info, "skipped": stage.skipped}
+
+
+def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence[int] = (0,),
+              descriptions: Optional[str] = None, train_jobs: Optional[TrainJobs] = None) -> StudyResult:
+    """Train every row x seed (skipping up-to-date runs), then write and log the table.
+
+    descriptions: `vlm` (default for recipes that read text: generated once per study) or `shards`.
+    train_jobs: how the runs are trained (default: one after another here, `train_row`)."""
     available, metrics = study_rows(cfg)
     chosen = list(rows) if rows else list(available)
     unknown = [r for r in chosen if r not in available]
@@ -87,42 +172,84 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
                           f"{', '.join(available)}")
     if not seeds:
         raise ConfigError("--seeds: give at least one seed")
+    reference = next(iter(available))
+    if reference in chosen:  # the table reads against the full model: it comes first
+        chosen = [reference] + [r for r in chosen if r != reference]
+    sources = description_sources(cfg, chosen, descriptions)
     study_dir = Path(cfg.run.dir)
     # Every run's config is built (and validated) before the first one starts.
     configs = {(row, s): row_config(cfg, row, available[row][1], s, study_dir) for row in chosen for s in seeds}
     parent = _open_parent(cfg, study_dir, chosen, seeds)
-    results: Dict[Tuple[str, int], Dict[str, Any]] = {}
-    skipped: List[str] = []
+    # One process group for every engine of the study (DeepSpeed caches its groups at module level).
+    init_engine_process_group(DistEnv.from_environment(), cfg.distributed)
+    texts = prepare_descriptions(cfg, {s for s in sources.values() if s}, study_dir,
+                                 parent.run_id if parent else None, parent.uri if parent else None)
+    jobs: Dict[str, RowJob] = {}
     for (row, seed), run_cfg in configs.items():
         if parent is not None:  # the rows log where the parent is (the default store follows run.output_dir)
             run_cfg.tracking.parent_run_id, run_cfg.tracking.uri = parent.run_id, parent.uri
-        klass = recipe_class(run_cfg.train.recipe)
-        sections = getattr(klass, "result_sections", None)
-        fp = fingerprint("study-run", {k: v for k, v in run_cfg.model_dump(mode="json").items()
-                                       if sections is None or k in sections})
+        if sources[row] is not None:
+            run_cfg.data.shards = texts.paths[sources[row]]
+        job = RowJob(row, seed, run_cfg, job_fingerprint(run_cfg))
+        jobs[job.name] = job
         log.info("study %s: row %s (%s), seed %d", study_dir.name, row, available[row][0], seed)
-
-        def work(resume: bool, run_cfg: Config = run_cfg, klass=klass) -> Dict[str, Any]:
-            run_cfg.run.resume = resume
-            out = run_recipe(klass, run_cfg)
-            return {"metrics": {k: v for k, v in out.items() if isinstance(v, (int, float)) and
-                                k.startswith(("val/", "test/"))}}
-
-        stage = run_stage(f"{row}-seed{seed}", Path(run_cfg.run.dir), fp, work)
-        if stage.skipped:
-            skipped.append(f"{row}-seed{seed}")
-        results[(row, seed)] = {**stage.info.get("metrics", {}), "run_dir": str(run_cfg.run.dir)}
+    infos = (train_jobs or train_in_process)(cfg, jobs)
+    skipped = [name for name, info in infos.items() if info.get("skipped")]
+    results = {(job.row, job.seed): {**infos[name].get("metrics", {}), "run_dir": str(job.cfg.run.dir),
+                                     "trained": infos[name].get("trained")} for name, job in jobs.items()}
+    cache = cache_counts(texts, sources, jobs, infos)
+    log.info("%s", format_cache(cache))
     split = _split_of(next(iter(results.values())))
     table = summarise(results, available, chosen, seeds, metrics, split)
-    markdown = format_table(table, metrics, split, study_dir.name, seeds)
+    for row in chosen:  # where its text came from and what each seed's run recorded it trained
+        table[row]["descriptions"] = sources[row]
+        table[row]["trained"] = [results[(row, s)]["trained"] for s in seeds]
+    markdown = format_table(table, metrics, split, study_dir.name, seeds) + "\n" + format_cache(cache) + "\n"
     (study_dir / "table.md").write_text(markdown)
     (study_dir / "table.json").write_text(json.dumps({"split": split, "seeds": list(seeds), "metrics": metrics,
-                                                      "rows": table}, indent=2))
+                                                      "rows": table, "cache": cache}, indent=2))
     if parent is not None:
         flat = {f"{row}/{m}_{stat}": table[row][f"{m}_{stat}"] for row in chosen for m in metrics
                 for stat in ("mean", "std") if _finite(table[row][f"{m}_{stat}"])}
+        flat.update({f"cache/{k}": float(v) for k, v in cache.items() if isinstance(v, (int, float))})
         parent.finish(metrics=flat, artifacts=[study_dir / "table.md", study_dir / "table.json"])
-    return StudyResult(study_dir, split, metrics, table, markdown, parent.run_id if parent else None, skipped)
+    return StudyResult(study_dir, split, metrics, table, markdown, parent.run_id if parent else None, skipped,
+                       cache)
+
+
+def train_in_process(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str, Any]]:
+    return {name: train_row(job) for name, job in jobs.items()}
+
+
+def cache_counts(texts: DescriptionSets, sources: Dict[str, Optional[str]], jobs: Dict[str, RowJob],
+                 infos: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """What this call computed and what it reused, over the runs it trained (up-to-date runs use nothing):
+    - description_misses: description sets generated now; description_hits: runs trained on a set they did not
+      have to generate (every run of a source but the first, when that source was generated now);
+    - feature_hits / feature_misses: frozen-feature caches found in the study cache / computed, summed over runs;
+    - vlm_finetuned: whether the VLM was fine-tuned now (None: no row reads fine-tuned descriptions)."""
+    trained = [job for name, job in jobs.items() if not infos[name].get("skipped")]
+    uses: Dict[str, int] = {}
+    for job in trained:
+        source = sources[job.row]
+        if source is not None:
+            uses[source] = uses.get(source, 0) + 1
+    hits = sum(n - (1 if source in texts.computed else 0) for source, n in uses.items())
+    features = [infos[job.name].get("feature_cache") or {} for job in trained]
+    return {"runs_trained": len(trained), "runs_up_to_date": len(jobs) - len(trained),
+            "description_misses": len(texts.computed), "description_hits": hits,
+            "feature_hits": sum(int(f.get("hits", 0)) for f in features),
+            "feature_misses": sum(int(f.get("misses", 0)) for f in features),
+            "vlm_finetuned": texts.vlm_finetuned, "description_sets": texts.summary()}
+
+
+def format_cache(cache: Dict[str, Any]) -> str:
+    line = (f"runs: {cache['runs_trained']} trained, {cache['runs_up_to_date']} up to date; frozen features: "
+            f"{cache['feature_hits']} cache hits, {cache['feature_misses']} computed")
+    if cache["description_sets"]:
+        line += (f"; descriptions: {cache['description_misses']} set(s) generated, reused by "
+                 f"{cache['description_hits']} run(s) ({', '.join(cache['description_sets'])})")
+    return line
 
 
 def summarise(results: Dict[Tuple[str, int], Dict[str, Any]], available: Rows, chosen: Sequence[str],
@@ -161,8 +288,8 @@ def _open_parent(cfg: Config, study_dir: Path, rows: Sequence[str], seeds: Seque
     """The study's MLflow parent run (reused when the study resumes), or None without MLflow tracking."""
     if "mlflow" not in cfg.tracking.backends:
         return None
-    from .core.tracking.runs import ParentRun
-    from .core.tracking.server import default_tracking_uri
+    from ..core.tracking.runs import ParentRun
+    from ..core.tracking.server import default_tracking_uri
 
     state_path = study_dir / "study.json"
     try:

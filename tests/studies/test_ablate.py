@@ -27,7 +27,7 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
     cfg = clip_config(shards, tmp_path / "runs", "train.epochs=2", "tracking.backends=[stdout,mlflow]",
                       name="baselines")
     study = run_study(cfg, rows=["text_only", "concat"], seeds=[0, 1])
-    assert study.split == "test" and list(study.table) == ["text_only", "concat"]
+    assert study.split == "test" and list(study.table) == ["concat", "text_only"]  # the reference row first
     for row, entry in study.table.items():
         values = []
         for seed, run_dir in zip([0, 1], entry["runs"]):
@@ -40,7 +40,7 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
     # the two seeds are really different runs (different seeds, different weights)
     assert len(set(study.table["concat"]["micro_auroc"])) == 2
     table = (tmp_path / "runs" / "baselines" / "table.md").read_text()
-    assert table.index("| text_only |") < table.index("| concat |") and "± " in table
+    assert table.index("| concat |") < table.index("| text_only |") and "± " in table
 
     client = mlflow.MlflowClient(json.loads((tmp_path / "runs" / "baselines" / "study.json").read_text())
                                  ["tracking_uri"])
@@ -89,6 +89,8 @@ def test_every_row_of_the_fusion_table_is_a_valid_config_of_the_demo_profile(tmp
     cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}"])
     rows, metrics = study_rows(cfg)
     assert list(rows)[0] == "full" and len(metrics) == 7
+    # the paper's Table 2: every row, "no VLM fine-tuning" included
+    assert set(rows) == {"full", "no_text", "no_image", "no_fine_tune", "concat", "no_curriculum", "fixed_alpha"}
     built = {name: row_config(cfg, name, overrides, 0, tmp_path / "s") for name, (_, overrides) in rows.items()}
     assert built["no_text"].fusion.model.mode == "image_only"
     assert built["no_curriculum"].fusion.curriculum.enabled is False

@@ -12,6 +12,7 @@ from ...models.encoders import encoder_provenance
 from .export import export_model
 from .metrics import format_metrics_table, scalar_metrics
 from .plots import log_evaluation_figures
+from .record import what_trained
 
 if TYPE_CHECKING:
     from .recipe import FusionRecipe
@@ -49,6 +50,7 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
                                    prefix=split, curriculum=curriculum_used(recipe))
     result["cache/hits"] = recipe.phases.cache_loads["hits"]
     result["cache/misses"] = recipe.phases.cache_loads["misses"]
+    result["trained"] = what_trained(recipe)  # what the optimizer held, lambda/alpha per epoch, the descriptions
     state = full_fp32_state_dict(recipe.model)  # collective under ZeRO
     export_dir = recipe.run_dir / "export"
     if env.is_main:

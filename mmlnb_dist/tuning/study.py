@@ -1,0 +1,102 @@
+"""An ablation study's runs as Ray Tune trials: `mmlnb-dist ablate ... tune.max_concurrent=N` (N > 1).
+
+    study = run_study(cfg, rows, seeds, train_jobs=train_as_trials)     # what `ablate` does
+
+`studies.run_study` prepares everything shared (the descriptions, the MLflow parent run) in the driver, then hands
+the row x seed runs here: each one that is not up to date becomes one trial of a grid over run names, at most
+`tune.max_concurrent` at a time, with `tune.cpus_per_trial` / `tune.gpus_per_trial` each. A trial trains its run
+exactly as the in-process path does (`studies.train_row`: the same stage record, so a rerun skips it either way).
+Concurrent trials cannot share one SQLite file (one writer): they log through a local MLflow server on it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Dict
+
+from ..config import Config, config_from_dict
+from ..core.errors import UserError
+from ..pipeline import stage_file
+from ..studies import RowJob, train_row
+
+log = logging.getLogger(__name__)
+
+
+def _stage_record(job: RowJob) -> Dict[str, Any]:
+    try:
+        return json.loads(stage_file(Path(job.cfg.run.dir)).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _up_to_date(job: RowJob) -> bool:
+    record = _stage_record(job)
+    return record.get("fingerprint") == job.fingerprint and record.get("status") == "done"
+
+
+def row_trial(params: Dict[str, Any], jobs: Dict[str, Dict[str, Any]]) -> None:
+    """The Tune trainable: one run of the study (its config travels as JSON), reported once when done."""
+    from ray import tune
+
+    # A trial is rank 0 of 1: launcher variables inherited from whoever started Ray would make it rendezvous.
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)
+    spec = jobs[params["run"]]
+    cfg = config_from_dict(spec["cfg"], f"study run {params['run']}")
+    info = train_row(RowJob(spec["row"], spec["seed"], cfg, spec["fingerprint"]))
+    tune.report({k: float(v) for k, v in info.get("metrics", {}).items() if isinstance(v, (int, float))})
+
+
+def train_as_trials(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str, Any]]:
+    """`studies.TrainJobs`: runs that are up to date are read from their stage records; the others are trials."""
+    import ray
+    from ray import tune
+
+    from ..core.tracking.server import start_server, stop_server
+
+    infos = {name: {**_stage_record(job), "skipped": True} for name, job in jobs.items() if _up_to_date(job)}
+    pending = {name: job for name, job in jobs.items() if name not in infos}
+    if not pending:
+        return infos
+    study_dir = Path(cfg.run.dir)
+    server = None
+    uri = next(iter(pending.values())).cfg.tracking.uri
+    if uri and uri.startswith("sqlite:") and cfg.tune.max_concurrent > 1:
+        server, server_uri = start_server(uri, cfg.run.output_dir / "mlartifacts",
+                                          log_path=study_dir / "mlflow_server.log")
+        for job in pending.values():
+            job.cfg.tracking.uri = server_uri
+    specs = {name: {"cfg": job.cfg.model_dump(mode="json"), "row": job.row, "seed": job.seed,
+                    "fingerprint": job.fingerprint} for name, job in pending.items()}
+    started = False
+    if not ray.is_initialized():
+        address = cfg.tune.address or os.environ.get("RAY_ADDRESS")
+        ray.init(address=address or "local", num_cpus=None if address else cfg.tune.num_cpus,
+                 include_dashboard=False)
+        started = True
+    log.info("study %s: %d run(s) as Ray Tune trials, %d at a time", study_dir.name, len(pending),
+             cfg.tune.max_concurrent)
+    try:
+        resources = {"CPU": cfg.tune.cpus_per_trial, "GPU": cfg.tune.gpus_per_trial}
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(row_trial, jobs=specs), resources),
+            param_space={"run": tune.grid_search(sorted(pending))},
+            tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=cfg.tune.max_concurrent),
+            run_config=tune.RunConfig(name="trials", storage_path=str((study_dir / "tune").resolve()),
+                                      failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
+                                      verbose=1))
+        grid = tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+        if server is not None:
+            stop_server(server)
+    failed = [f"{r.config.get('run')}: {r.error}" for r in grid if r.error]
+    if failed:
+        raise UserError(f"{len(failed)} study run(s) failed as Ray Tune trials (logs under {study_dir / 'tune'}):\n"
+                        + "\n".join(failed))
+    for name, job in pending.items():
+        infos[name] = {**_stage_record(job), "skipped": False}
+    return infos

@@ -1,0 +1,36 @@
+"""`ablate` with `tune.max_concurrent > 1`: the study's runs are Ray Tune trials (one per row x seed, run in Ray
+worker processes), the table is built from their results as in-process, and since a trial trains through the
+same stage record as the in-process path, a later in-process call finds every run up to date."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from support.clip import caption_shards, clip_config
+
+
+@pytest.mark.slow
+def test_rows_run_as_concurrent_ray_trials_and_an_in_process_rerun_skips_them(tmp_path):
+    from mmlnb_dist.studies import run_study
+    from mmlnb_dist.tuning.study import train_as_trials
+
+    shards = caption_shards(tmp_path / "data", n=48, size=32, test_fraction=0.25)
+    cfg = clip_config(shards, tmp_path / "runs", "train.epochs=1", "tune.max_concurrent=2", "tune.num_cpus=2",
+                      name="trials")
+    study = run_study(cfg, rows=["text_only", "concat"], seeds=[0], train_jobs=train_as_trials)
+    assert list(study.table) == ["concat", "text_only"] and study.skipped == []  # the reference row first
+    trial_dirs = sorted(p.name for p in (study.study_dir / "tune" / "trials").iterdir() if p.is_dir())
+    assert len(trial_dirs) == 2  # one Tune trial per run
+    for row, entry in study.table.items():
+        run_dir = Path(entry["runs"][0])
+        stored = json.loads((run_dir / "metrics.json").read_text())
+        assert entry["micro_f1"] == [pytest.approx(stored["test/micro_f1"])]
+        record = json.loads((run_dir.parent / f".{run_dir.name}.stage.json").read_text())
+        assert record["status"] == "done" and record["pid"] != os.getpid()  # trained in a Ray worker
+
+    again = run_study(cfg, rows=["text_only", "concat"], seeds=[0])  # in process
+    assert sorted(again.skipped) == ["concat-seed0", "text_only-seed0"]
+    assert again.table["concat"]["micro_f1"] == study.table["concat"]["micro_f1"]
