@@ -107,6 +107,13 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(1, ge=1)
     """Save a resumable checkpoint every this many epochs."""
 
+    checkpoint_every_steps: int = Field(0, ge=0)
+    """Also save a resumable checkpoint every this many optimizer steps inside an epoch (0: off; fusion
+    training). It records the data position (which samples each rank and loader worker has consumed), so a
+    resumed run continues the epoch with exactly the remaining samples, on the same or a different number of
+    processes. When on, every checkpoint of the run (epoch ends too) is tagged `step-NNNNNN` by its optimizer step;
+    it cannot be changed on resume."""
+
     keep_checkpoints: int = Field(2, ge=1)
     """Latest checkpoints kept (the best one is always kept as well)."""
 

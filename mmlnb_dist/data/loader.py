@@ -32,55 +32,29 @@ to start and stop inside a shard at exact sample indices, and the whole pipeline
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .config import LoaderConfig
 from .ledger import BadSample, BadSampleRateError, exceeds, gather_entries, rate_message, report, summarize
+from .position import (DataPosition, ResumePlan, eval_ranges, redeal_slot, sequence_segments, slot_name,
+                       train_batch_sizes)
 from .preprocess import SampleContext
 from .reader import DEFAULT_MAX_MEMBER_BYTES, iter_shard_samples
 from .shardset import ShardError, ShardSet
 
-__all__ = ["BadSample", "BadSampleRateError", "ShardLoader", "build_loader", "eval_ranges", "train_batch_sizes"]
+__all__ = ["BadSample", "BadSampleRateError", "DataPosition", "ShardLoader", "build_loader", "eval_ranges",
+           "train_batch_sizes"]
+
+log = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Planning: which global indices each (rank, worker) slot reads, and how its batches are sized
-# --------------------------------------------------------------------------------------------------------------
-def train_batch_sizes(per_rank: int, batch_size: int) -> List[int]:
-    """Batch sizes of one rank's training epoch: full batches, then one smaller batch for the remainder."""
-    full, rest = divmod(per_rank, batch_size)
-    return [batch_size] * full + ([rest] if rest else [])
-
-
-def eval_ranges(total: int, num_slots: int) -> List[Tuple[int, int]]:
-    """Contiguous global index range `[a, b)` of each slot; together they cover `range(total)` exactly once."""
-    return [(s * total // num_slots, (s + 1) * total // num_slots) for s in range(num_slots)]
-
-
-def _segments(counts: Sequence[int], start: int, seed: int, epoch: int, shuffle: bool) -> Iterator[Tuple[int, int, int]]:
-    """`(shard_index, first, end)` pieces of the global sequence from position `start` onward (endless).
-
-    Without shuffle the sequence is the shards in manifest order (once around: callers stop at the split's end).
-    With shuffle it is cycle after cycle of shard permutations seeded by (seed, epoch, cycle).
-    """
-    # No random start offset: a window of one split's length starting at 0 then covers each sample once.
-    cycle, within = divmod(start, sum(counts))
-    while True:
-        order = np.random.default_rng([seed, epoch, cycle]).permutation(len(counts)) if shuffle else np.arange(len(counts))
-        cum = 0
-        for j in order:
-            n = counts[j]
-            if within < cum + n:
-                yield int(j), max(0, within - cum), n
-            cum += n
-        cycle, within = cycle + 1, 0
-
-
+# Planning (which global positions each (rank, worker) slot reads, batch sizes) lives in data.position.
 # --------------------------------------------------------------------------------------------------------------
 # The per-worker stream
 # --------------------------------------------------------------------------------------------------------------
@@ -93,7 +67,7 @@ class _ShardStream(IterableDataset):
     def __init__(self, shards: List[Tuple[Path, int]], preprocess: Any, *, rank: int, world_size: int,
                  num_workers: int, batch_size: int, mode: str, seed: int, epoch: int, per_rank: int,
                  shuffle_buffer: int, max_bad_sample_rate: float, planned: int,
-                 max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> None:
+                 max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES, remaining: Optional[List[int]] = None) -> None:
         self.shards, self.preprocess = shards, preprocess
         self.rank, self.world_size, self.num_workers = rank, world_size, max(1, num_workers)
         self.batch_size, self.mode, self.seed, self.epoch = batch_size, mode, seed, epoch
@@ -101,6 +75,8 @@ class _ShardStream(IterableDataset):
         self.context = SampleContext(seed, epoch, mode == "train")
         self.shuffle_buffer, self.max_bad_sample_rate = shuffle_buffer, max_bad_sample_rate
         self.planned, self.max_member_bytes = planned, max_member_bytes
+        self.remaining = remaining
+        """Set when a resumed epoch deals its unconsumed positions anew (`data.position`)."""
 
     # -- planning for this worker --------------------------------------------------------------------------------
     def plan(self, worker: int) -> Tuple[int, List[int], Optional[int]]:
@@ -109,6 +85,10 @@ class _ShardStream(IterableDataset):
         if self.mode == "eval":
             a, b = eval_ranges(sum(counts), self.world_size * self.num_workers)[self.rank * self.num_workers + worker]
             return a, train_batch_sizes(b - a, self.batch_size), b
+        if self.remaining is not None:
+            own, sizes = redeal_slot(self.remaining, self.rank, self.world_size, self.num_workers,
+                                     self.batch_size, worker)
+            return (own[0] if own else 0), sizes, None
         sizes = train_batch_sizes(self.per_rank, self.batch_size)
         mine = sizes[worker::self.num_workers]
         before = sum(sum(sizes[w::self.num_workers]) for w in range(worker))
@@ -119,18 +99,22 @@ class _ShardStream(IterableDataset):
         """Raw samples at global positions [start, stop) (stop None: endless, train only)."""
         counts = [n for _, n in self.shards]
         remaining = None if stop is None else stop - start
-        for j, first, end in _segments(counts, start, self.seed, self.epoch, self.mode == "train"):
+        position = start  # each sample carries its global position: the data position of a checkpoint
+        for j, first, end in sequence_segments(counts, start, self.seed, self.epoch, self.mode == "train"):
             take = end - first if remaining is None else min(end - first, remaining)
             path = self.shards[j][0]
             got = 0
             for sample in itertools.islice(iter_shard_samples(path, self.max_member_bytes), first, first + take):
                 got += 1
-                yield sample
+                yield {**sample, "__pos__": position}
+                position += 1
             if got < take:  # the shard ended early (a tar cut between two samples): bad data, not the end
                 held = sum(1 for _ in iter_shard_samples(path, self.max_member_bytes))
                 reason = f"missing: shard ended after {held} of {counts[j]} samples (truncated?)"
                 for index in range(first + got, first + take):
-                    yield {"__key__": f"#{index}", "__shard__": path.name, "__missing__": reason}
+                    yield {"__key__": f"#{index}", "__shard__": path.name, "__missing__": reason,
+                           "__pos__": position}
+                    position += 1
             if remaining is not None:
                 remaining -= take
                 if remaining <= 0:
@@ -155,8 +139,15 @@ class _ShardStream(IterableDataset):
         start, sizes, stop = self.plan(worker)
         need = sum(sizes)
         if self.mode == "train" and need:
-            rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
-            own = self._read(start, start + need)
+            if self.remaining is not None:  # a resumed epoch dealt anew: this slot's unconsumed positions
+                rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 2])
+                mine = redeal_slot(self.remaining, self.rank, self.world_size, self.num_workers,
+                                   self.batch_size, worker)[0]
+                own = self._read_positions(mine)
+                start = mine[-1] + 1 - need  # replacements: just past the slot's last position
+            else:
+                rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker, 1])
+                own = self._read(start, start + need)
             raw = self._shuffled(own, rng) if self.shuffle_buffer > 0 else own
             # Replacements for bad samples come from just past this slot's range (owned by another slot or
             # past the epoch: recorded, not counted, see data.ledger).
@@ -167,6 +158,7 @@ class _ShardStream(IterableDataset):
         pending: List[Dict[str, str]] = []
         read = 0
         batch: List[Dict[str, Any]] = []
+        positions: List[int] = []
         sizes_left = list(sizes)
         for sample in raw:
             if not sizes_left:
@@ -176,6 +168,7 @@ class _ShardStream(IterableDataset):
                 if "__missing__" in sample:
                     raise ValueError(sample["__missing__"])
                 batch.append(self.preprocess.decode(sample, self.context))
+                positions.append(int(sample["__pos__"]))
             except ValueError as err:
                 entry = BadSample(sample["__shard__"], sample["__key__"], str(err), self.epoch,
                                   replacement=bool(sample.get("__replacement__")))
@@ -185,12 +178,22 @@ class _ShardStream(IterableDataset):
                 continue
             if len(batch) == sizes_left[0]:
                 sizes_left.pop(0)
-                yield self._collate(batch, pending, read)
-                batch, pending, read = [], [], 0
+                yield {**self._collate(batch, pending, read), "_pos": positions, "_worker": worker}
+                batch, pending, read, positions = [], [], 0, []
         if batch:  # eval: bad samples left the last batch short
-            yield self._collate(batch, pending, read)
+            yield {**self._collate(batch, pending, read), "_pos": positions, "_worker": worker}
             pending, read = [], 0
         yield {"_end": True, "_bad": pending, "_read": read}
+
+    def _read_positions(self, positions: List[int]) -> Iterator[Dict[str, Any]]:
+        """Raw samples at the given global positions (ascending): one pass over their span, so a shard is opened
+        once rather than once per gap."""
+        if not positions:
+            return
+        wanted = set(positions)
+        for sample in self._read(positions[0], positions[-1] + 1):
+            if sample["__pos__"] in wanted:
+                yield sample
 
     def _check_rate(self, bad: List[BadSample], need: int) -> None:
         # This slot's counted entries alone are a lower bound of the pass's global count, and the denominator
@@ -234,6 +237,10 @@ class ShardLoader:
         self.bad_samples: List[BadSample] = []
         """The ledger: every skipped sample of every epoch so far, with shard, key and reason."""
         self._reported = 0  # ledger entries already covered by `end_epoch`
+        self.consumed: Dict[int, List[int]] = {}
+        """Per worker: the positions of the current epoch's batches yielded so far (the data position)."""
+        self.consumed_batches: Dict[int, int] = {}
+        self._resume: Optional[ResumePlan] = None
         if mode == "train":
             if self.split_size == 0:
                 raise ShardError(f"{shard_set.root}: split '{split}' has no samples to train on")
@@ -248,12 +255,39 @@ class ShardLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    # -- the data position (mid-epoch checkpoints) ---------------------------------------------------------------
+    def resume_from(self, position: Optional[DataPosition]) -> None:
+        """Continue `position.epoch` where a checkpoint left it (None: forget any resume). Applies while the
+        loader's epoch is that epoch; training mode only."""
+        if position is None:
+            self._resume = None
+            return
+        if self.mode != "train":
+            raise ValueError("resume_from: only a training loader has a data position")
+        self._resume = ResumePlan.for_rank(position, self.rank, self.world_size, self.num_workers,
+                                           self.batch_size)
+
+    def _active_resume(self) -> Optional[ResumePlan]:
+        return self._resume if self._resume is not None and self._resume.epoch == self.epoch else None
+
+    def data_position(self) -> Dict[str, Any]:
+        """This rank's part of the data position of the current epoch (`DataPosition` fields): per slot
+        "rank/worker" the positions (`consumed`) and the number of batches (`batches`) yielded so far, skipped
+        batches of a resumed epoch included; `before_redeal` and `epoch_positions` as the epoch stands."""
+        resume = self._active_resume()
+        redealt = resume is not None and resume.remaining is not None
+        return {"consumed": {slot_name(self.rank, w): list(p) for w, p in self.consumed.items()},
+                "batches": {slot_name(self.rank, w): n for w, n in self.consumed_batches.items()},
+                "before_redeal": list(resume.before or []) if redealt else None,
+                "epoch_positions": resume.epoch_positions if resume is not None else self.per_rank * self.world_size}
+
     def _dataset(self) -> _ShardStream:
         return _ShardStream(self.shards, self.preprocess, rank=self.rank, world_size=self.world_size,
                             num_workers=self.num_workers, batch_size=self.batch_size, mode=self.mode,
                             seed=self.seed, epoch=self.epoch, per_rank=self.per_rank,
                             shuffle_buffer=self.shuffle_buffer, max_bad_sample_rate=self.max_bad_sample_rate,
-                            planned=self.planned, max_member_bytes=self.max_member_bytes)
+                            planned=self.planned, max_member_bytes=self.max_member_bytes,
+                            remaining=resume.remaining if (resume := self._active_resume()) else None)
 
     @property
     def planned(self) -> int:
@@ -269,7 +303,9 @@ class ShardLoader:
     def __len__(self) -> int:
         """Batches this rank yields in this epoch (train: the same on every rank)."""
         ds = self._dataset()
-        return sum(len(ds.plan(w)[1]) for w in range(ds.num_workers))
+        resume = self._active_resume()
+        skipped = sum(resume.skip.values()) if resume is not None and resume.skip else 0
+        return sum(len(ds.plan(w)[1]) for w in range(ds.num_workers)) - skipped
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         # A fresh DataLoader per epoch: workers receive a copy of the dataset with the current epoch, so the
@@ -278,16 +314,36 @@ class ShardLoader:
         loader = DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
                             prefetch_factor=4 if self.num_workers else None)
         counted: List[BadSample] = []
+        resume = self._active_resume()
+        skip = dict(resume.skip) if resume is not None and resume.skip else {}
+        self.consumed, self.consumed_batches = {}, {}
         for item in loader:
             new = [BadSample(**b) for b in item["_bad"]]
             counted.extend(b for b in new if not b.replacement)
             self.bad_samples.extend(new)
             if item.get("_end"):
                 continue
+            worker = int(item.get("_worker", 0))
+            self.consumed.setdefault(worker, []).extend(item.get("_pos", []))
+            self.consumed_batches[worker] = self.consumed_batches.get(worker, 0) + 1
+            if self.consumed_batches[worker] <= skip.get(worker, 0):  # trained on before the checkpoint
+                if self.consumed_batches[worker] == skip[worker]:
+                    self._check_replay(resume, worker)
+                continue
             yield self.preprocess.finalize({k: v for k, v in item.items() if not k.startswith("_")})
         # This rank's count over the global plan: a lower bound of the global rate (`end_epoch` has the whole).
         if exceeds(len(counted), self.planned, self.max_bad_sample_rate):
             raise BadSampleRateError(rate_message(counted, self.planned, self.max_bad_sample_rate))
+
+    def _check_replay(self, resume: ResumePlan, worker: int) -> None:
+        # The skipped batches must hold what the checkpointed run trained on; anything else means the epoch's
+        # order is not reproducible (other shards under the same manifest?) and "exactly the remaining batches"
+        # would be false.
+        expected = resume.expect.get(worker, []) if resume.expect else []
+        if self.consumed[worker] != expected:
+            raise ShardError(f"resuming epoch {self.epoch} of split '{self.split}' mid-way: rank {self.rank} worker "
+                             f"{worker} re-read other samples than the checkpoint recorded; were the shards under "
+                             f"{self.shard_set.root} changed? Resume from an epoch checkpoint or start a new run.")
 
     def ledger_summary(self) -> Dict[str, Any]:
         """The ledger of the pass(es) since the last `end_epoch`, over ALL ranks: `bad` (counted), `planned`,

@@ -122,6 +122,11 @@ class FusionConfig(Section):
     """`torch.compile` the encoders (in place: checkpoints and exports keep their names). The first steps of each
     new input shape pay the compilation."""
 
+    record_train_keys: bool = False
+    """Debugging and tests: append the keys of every training micro batch to `<run dir>/train_keys/rank-<r>.jsonl`
+    (epoch, optimizer step, world size), so which samples an epoch trained on (across kills, resumes and
+    changes of world size) can be checked. May change on resume."""
+
     feature_cache: Literal["memory", "disk"] = "memory"
     """Where cached features live: in memory, or also on disk (reused on resume) under `run.cache_dir`, else
     `<run dir>/feature_cache`. A set `run.cache_dir` (a Tune search sets one for all trials) implies disk."""

@@ -1,0 +1,232 @@
+"""The fusion training epoch: micro batches -> optimizer steps, mid-epoch checkpoints that record the data position,
+and continuing an epoch from one.
+
+With `train.checkpoint_every_steps = N` a checkpoint `step-NNNNNN` is written every N optimizer steps inside an
+epoch. Its client state holds the data position (`data.position.DataPosition`: per (rank, worker) slot the epoch
+positions consumed, the epoch, the step in it, world size, workers, micro batch, accumulation), every rank's RNG
+state (added by `CheckpointManager.save`) and every rank's running loss sums. A resumed run then:
+
+- on the same world size, workers and micro batch: reads the epoch again in the same order, drops the batches
+  already trained on, restores each rank's RNG just before its first step: the remaining steps are the very ones
+  an uninterrupted run takes (same batches, same dropout), so the final weights are equal;
+- on another layout (2 processes -> 1, 1 -> 2, other workers): deals the epoch's unconsumed samples anew over the
+  new ranks (each once), keeps the global batch (the accumulation is recomputed by `plan_batch`), reseeds from
+  (seed, epoch, step, rank), and says so: "resuming on N processes, saved with M: accumulation A -> B, K samples
+  of epoch E left" (logged, and recorded in MLflow as tags and params).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
+
+import torch
+
+from ...core.checkpoint import set_rng_state, step_tag
+from ...core.distributed import all_gather_object, all_reduce_sum
+from ...core.engine import seed_everything
+from ...core.errors import ConfigError
+from ...data.position import DataPosition
+from .curriculum import curriculum_lambda, curriculum_loss
+from .steps import prepare_inputs
+
+if TYPE_CHECKING:
+    from .recipe import FusionRecipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MidEpochResume:
+    """What a mid-epoch checkpoint tells the resumed run about the epoch it stopped in."""
+
+    position: DataPosition
+    rng: List[Any]
+    """Every saved rank's RNG state (restored only when the layout is the same)."""
+    sums: List[List[float]]
+    """Every saved rank's running sums of the epoch (loss x n, n, alpha sum, alpha count)."""
+
+    def same_layout(self, recipe: "FusionRecipe") -> bool:
+        return self.position.same_layout(recipe.env.world_size, recipe.cfg.data.loader.num_workers,
+                                         recipe.plan.micro_batch)
+
+
+def mid_epoch_resume(recipe: "FusionRecipe", client: Dict[str, Any]) -> Optional[MidEpochResume]:
+    """The mid-epoch part of a checkpoint's client state (None for an epoch checkpoint); logs a change of layout
+    and records it in the tracker."""
+    state = client.get("data_position") or {}
+    if state.get("granularity") != "step":
+        return None
+    resume = MidEpochResume(DataPosition.from_state(state), list(client.get("rng") or []),
+                            [list(s) for s in client.get("epoch_sums") or []])
+    pos, env, plan = resume.position, recipe.env, recipe.plan
+    left = len(pos.remaining())
+    log.info("continuing epoch %d after its step %d (%d samples of the epoch left)", pos.epoch, pos.step_in_epoch,
+             left)
+    if not resume.same_layout(recipe):
+        if env.is_main:
+            log.info("resuming on %d processes, saved with %d: accumulation %d -> %d, %d samples of epoch %d left "
+                     "(dealt anew over the ranks; global batch %d kept; workers %d -> %d, micro batch %d -> %d)",
+                     env.world_size, pos.world_size, pos.accumulation, plan.accumulation, left, pos.epoch,
+                     plan.global_batch, pos.num_workers, recipe.cfg.data.loader.num_workers, pos.micro_batch,
+                     plan.micro_batch)
+        tag = client.get("tag", "?")
+        recipe.logger.set_tags({"resume/world_size_change": f"{pos.world_size}->{env.world_size}",
+                                "resume/accumulation_change": f"{pos.accumulation}->{plan.accumulation}"})
+        # Params are write-once in MLflow: keyed by the checkpoint resumed from, a second resume adds its own.
+        recipe.logger.log_params({f"resume.{tag}.world_size_saved": pos.world_size,
+                                  f"resume.{tag}.world_size": env.world_size,
+                                  f"resume.{tag}.accumulation_saved": pos.accumulation,
+                                  f"resume.{tag}.accumulation": plan.accumulation,
+                                  f"resume.{tag}.samples_left": left, f"resume.{tag}.epoch": pos.epoch})
+    return resume
+
+
+class KeyRecorder:
+    """`fusion.record_train_keys`: one JSON line per trained micro batch in `<run dir>/train_keys/rank-<r>.jsonl`
+    (flushed at once, so a killed run's file holds exactly what it trained on)."""
+
+    def __init__(self, run_dir: Path, rank: int, world_size: int):
+        folder = Path(run_dir) / "train_keys"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.file = open(folder / f"rank-{rank}.jsonl", "a", encoding="utf-8")
+        self.rank, self.world_size = rank, world_size
+
+    def write(self, epoch: int, step: int, keys: List[str]) -> None:
+        self.file.write(json.dumps({"epoch": epoch, "step": step, "rank": self.rank, "world_size": self.world_size,
+                                    "keys": list(keys)}) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def epoch_batches(recipe: "FusionRecipe", epoch: int,
+                  resume: Optional[MidEpochResume]) -> Tuple[Iterator[Dict[str, Any]], int, Any]:
+    """(iterator of micro batches, count, the loader whose data position a checkpoint records). The count is the
+    same on every rank and a multiple of the gradient accumulation, so every optimizer step is complete and no rank
+    waits on another. A resumed epoch yields only what is left of it."""
+    acc = recipe.plan.accumulation
+    table = recipe.phases.table
+    loader = table.order if table is not None else recipe.train_loader
+    loader.set_epoch(epoch)
+    loader.resume_from(resume.position if resume is not None else None)
+    n = (len(loader) // acc) * acc
+    if table is not None:
+        done = resume.position.step_in_epoch if resume is not None else 0
+        n = min(n, (recipe.steps_per_epoch - done) * acc)
+        return table.batches(epoch=epoch, num_micro_batches=n), n, loader
+    if n == 0 and resume is None:
+        raise ConfigError(f"train.global_batch_size: an epoch has {len(loader)} micro batches per rank, fewer than "
+                          f"the gradient accumulation {acc}; lower the global batch")
+    return iter(loader), n, loader
+
+
+def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
+    """Train one epoch (or what is left of it after a mid-epoch checkpoint); returns its statistics."""
+    from tqdm import tqdm
+
+    cfg, env, engine = recipe.cfg, recipe.env, recipe.engine.engine
+    resume = recipe.mid_epoch if recipe.mid_epoch is not None and recipe.mid_epoch.position.epoch == epoch else None
+    recipe.state.phase = recipe.phases.enter(epoch)
+    # Derived per-epoch seed (dropout etc.): a resumed run replays an epoch exactly without relying on where the
+    # RNG stood when the previous process died. A mid-epoch resume restores the saved state instead (below).
+    seed_everything(cfg.run.seed * 100_003 + epoch * 101 + env.rank)
+    lam = curriculum_lambda(cfg.fusion.curriculum, epoch)
+    recipe.state.epoch = epoch
+    engine.train()
+    batches, n, loader = epoch_batches(recipe, epoch, resume)
+    done = resume.position.step_in_epoch if resume is not None else 0
+    steps_this_epoch = done + n // recipe.plan.accumulation
+    sums = torch.zeros(4, dtype=torch.float64)  # loss*n, n, alpha sum, alpha count
+    if resume is not None and resume.sums:
+        if resume.same_layout(recipe):
+            sums += torch.tensor(resume.sums[env.rank], dtype=torch.float64)
+        elif env.rank == 0:  # the all-reduce at the end adds every rank's part: rank 0 carries the saved total
+            sums += torch.tensor(resume.sums, dtype=torch.float64).sum(0)
+    recorder = KeyRecorder(recipe.run_dir, env.rank, env.world_size) if cfg.fusion.record_train_keys else None
+    bar = tqdm(total=n, desc=f"epoch {epoch}", disable=not env.is_main, leave=False, dynamic_ncols=True)
+    t0 = time.perf_counter()
+    seen = 0
+    step_in_epoch = done
+    for i, batch in zip(range(n), batches):
+        if i == 0 and resume is not None:
+            _restore_rng(recipe, resume, epoch)  # after the first fetch: starting the reader draws from the RNG
+        if recorder is not None:
+            recorder.write(epoch, recipe.global_step + 1, batch["key"])
+        label = batch["label"].to(env.device)
+        inputs = prepare_inputs(recipe.model, batch, recipe.phases.caches, env.device)
+        with recipe.autocast():
+            out = engine(**inputs)
+            loss = curriculum_loss(out["logits"], out["image_logits"], label, lam)
+        engine.backward(loss)
+        engine.step()
+        b = label.numel()
+        seen += b
+        loss_value = float(loss.detach())
+        sums[0] += loss_value * b
+        sums[1] += b
+        if out["alpha"] is not None:
+            sums[2] += float(out["alpha"].detach().float().sum())
+            sums[3] += out["alpha"].numel()
+        if (i + 1) % recipe.plan.accumulation == 0:
+            recipe.global_step += 1
+            step_in_epoch += 1
+            rate = seen * env.world_size / max(time.perf_counter() - t0, 1e-9)
+            alpha = float(sums[2] / sums[3]) if sums[3] else float("nan")
+            bar.set_postfix(loss=f"{loss_value:.3f}", lam=f"{lam:.2f}", alpha=f"{alpha:.2f}", sps=f"{rate:.0f}")
+            if recipe.global_step % cfg.train.log_every == 0:
+                recipe.logger.log_metrics({"train/loss": loss_value, "train/lambda": lam, "train/alpha_mean": alpha,
+                                           "train/lr": recipe.engine.lr(), "train/samples_per_s": rate},
+                                          step=recipe.global_step)
+            every = cfg.train.checkpoint_every_steps
+            if every and recipe.global_step % every == 0 and step_in_epoch < steps_this_epoch:
+                save_mid_epoch(recipe, epoch, step_in_epoch, loader, sums)
+        bar.update(1)
+    bar.close()
+    if recorder is not None:
+        recorder.close()
+    recipe.mid_epoch = None
+    loader.resume_from(None)
+    all_reduce_sum(env, sums)
+    elapsed = time.perf_counter() - t0
+    stats = {"train/loss": float(sums[0] / max(sums[1], 1)), "train/lambda": lam,
+             "train/samples_per_s": seen * env.world_size / max(elapsed, 1e-9), "train/epoch_seconds": elapsed,
+             "train/phase": float(recipe.state.phase)}
+    if sums[3]:
+        stats["train/alpha_mean"] = float(sums[2] / sums[3])
+    return stats
+
+
+def _restore_rng(recipe: "FusionRecipe", resume: MidEpochResume, epoch: int) -> None:
+    env = recipe.env
+    if resume.same_layout(recipe) and len(resume.rng) == env.world_size:
+        set_rng_state(resume.rng[env.rank])
+    else:  # other ranks, other batches: no saved state applies; a derived seed keeps the run reproducible
+        seed_everything(recipe.cfg.run.seed * 100_003 + epoch * 101 + resume.position.step_in_epoch * 7919
+                        + env.rank)
+
+
+def save_mid_epoch(recipe: "FusionRecipe", epoch: int, step_in_epoch: int, loader: Any, sums: torch.Tensor) -> str:
+    """A resumable checkpoint inside `epoch` after its optimizer step `step_in_epoch` (collective)."""
+    env = recipe.env
+    parts = all_gather_object(env, (loader.data_position(), sums.tolist()))
+    consumed: Dict[str, List[int]] = {}
+    batches: Dict[str, int] = {}
+    for part, _ in parts:
+        consumed.update(part["consumed"])
+        batches.update(part["batches"])
+    first = parts[0][0]
+    position = DataPosition(epoch=epoch, step_in_epoch=step_in_epoch, world_size=env.world_size,
+                            num_workers=recipe.cfg.data.loader.num_workers, micro_batch=recipe.plan.micro_batch,
+                            accumulation=recipe.plan.accumulation, epoch_positions=first["epoch_positions"],
+                            consumed=consumed, batches=batches, before_redeal=first["before_redeal"])
+    client = {"curriculum": recipe.state.state_dict(), "best": recipe.best, "global_step": recipe.global_step,
+              "history": recipe.history, "data_position": position.to_state(),
+              "epoch_sums": [s for _, s in parts]}
+    tag = step_tag(recipe.global_step)
+    log.info("mid-epoch checkpoint %s: epoch %d, step %d of it", tag, epoch, step_in_epoch)
+    return recipe.checkpoints.save(recipe.engine.engine, tag, client, best=recipe.best)

@@ -1,0 +1,136 @@
+"""The data position of a training epoch (`data.position`): a loader stopped part-way records what each
+(rank, worker) slot consumed; a loader resumed from it yields exactly the rest, in the uninterrupted order when
+the layout is the same, and the unconsumed samples dealt anew (each once) when world size or workers change."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from mmlnb_dist.data.loader import ShardLoader
+from mmlnb_dist.data.position import DataPosition
+from mmlnb_dist.data.shardset import ShardError, ShardSet
+from mmlnb_dist.recipes.fusion.steps import preprocess_for
+
+from support.shards import make_shard_set
+
+CLASSES = ["UD", "PD", "D"]
+BATCH = 3
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    # 48 train samples over 10 shards of <= 5: slots start and stop inside shards
+    return make_shard_set(tmp_path_factory.mktemp("position"), per_class=20, max_per_shard=5)
+
+
+def train_loader(shards, rank, world, workers, epoch=1):
+    ld = ShardLoader(ShardSet.open(shards), "train", preprocess_for(CLASSES, 16, augment=False), rank=rank,
+                     world_size=world, batch_size=BATCH, num_workers=workers, mode="train", seed=3, shuffle_buffer=8,
+                     epoch_samples=48)
+    ld.set_epoch(epoch)
+    return ld
+
+
+def stop_after(shards, world, workers, taken):
+    """Each rank reads `taken` batches, then stops: (the DataPosition a checkpoint records, keys consumed)."""
+    return stop_resumed(shards, world, workers, taken, None)
+
+
+def stop_resumed(shards, world, workers, taken, resume):
+    """As `stop_after`, for loaders resumed from `resume` (None: a fresh epoch)."""
+    consumed, batches, keys = {}, {}, []
+    for rank in range(world):
+        ld = train_loader(shards, rank, world, workers)
+        ld.resume_from(resume)
+        keys += [k for b in itertools.islice(iter(ld), taken) for k in b["key"]]
+        part = ld.data_position()
+        consumed.update(part["consumed"])
+        batches.update(part["batches"])
+    return DataPosition(epoch=1, step_in_epoch=taken, world_size=world, num_workers=workers, micro_batch=BATCH,
+                        accumulation=1, epoch_positions=part["epoch_positions"], consumed=consumed, batches=batches,
+                        before_redeal=part["before_redeal"]), keys
+
+
+def full_epoch(shards, world, workers):
+    return {rank: list(train_loader(shards, rank, world, workers)) for rank in range(world)}
+
+
+def test_same_layout_resumes_with_exactly_the_remaining_batches_in_order(shards):
+    full = full_epoch(shards, 2, 2)
+    position, _ = stop_after(shards, 2, 2, taken=3)
+    assert sorted(position.consumed) == ["0/0", "0/1", "1/0", "1/1"]
+    assert sum(len(p) for p in position.consumed.values()) == 2 * 3 * BATCH
+    for rank in range(2):
+        ld = train_loader(shards, rank, 2, 2)
+        ld.resume_from(position)
+        rest = list(ld)
+        assert len(ld) == len(rest) == len(full[rank]) - 3
+        for got, want in zip(rest, full[rank][3:]):
+            assert got["key"] == want["key"]
+            assert torch.equal(got["image"], want["image"]) and torch.equal(got["label"], want["label"])
+        # after the resumed epoch the loader's position covers the whole epoch of this rank, skipped batches included
+        assert sum(ld.data_position()["batches"].values()) == len(full[rank])
+    # another epoch is not affected by the resume
+    ld = train_loader(shards, 0, 2, 2, epoch=2)
+    ld.resume_from(position)
+    assert len(ld) == len(full[0])
+
+
+@pytest.mark.parametrize("saved,resumed", [((2, 2), (1, 2)), ((1, 2), (2, 2)), ((2, 2), (2, 0)), ((1, 0), (2, 1))],
+                         ids=["2->1", "1->2", "workers 2->0", "1x0->2x1"])
+def test_other_layout_deals_the_rest_anew_each_sample_once(shards, saved, resumed):
+    world, workers = saved
+    taken = 2 if world == 2 else 4
+    epoch_keys = sorted(k for batches in full_epoch(shards, world, workers).values() for b in batches for k in b["key"])
+    position, before = stop_after(shards, world, workers, taken)
+    after = []
+    new_world, new_workers = resumed
+    for rank in range(new_world):
+        ld = train_loader(shards, rank, new_world, new_workers)
+        ld.resume_from(position)
+        batches = list(ld)
+        assert len(batches) == len(ld)
+        after += [k for b in batches for k in b["key"]]
+    assert len(before) == taken * world * BATCH
+    assert sorted(before + after) == epoch_keys  # every key of the epoch once, none twice
+    assert len(epoch_keys) == len(set(epoch_keys)) == 48
+
+
+def test_a_resume_chain_2_to_1_to_1_to_2_sees_each_key_once(shards):
+    """Dealt anew (2 -> 1), checkpointed again and resumed with the same layout (1 -> 1: the re-deal is replayed,
+    then skipped into), then dealt anew again (1 -> 2): the four pieces together are the epoch, once."""
+    epoch_keys = sorted(k for batches in full_epoch(shards, 2, 2).values() for b in batches for k in b["key"])
+    first, keys1 = stop_after(shards, 2, 2, taken=2)
+    second, keys2 = stop_resumed(shards, 1, 2, 3, first)
+    assert second.before_redeal == sorted(first.consumed_positions())
+    third, keys3 = stop_resumed(shards, 1, 2, 1, second)
+    assert third.before_redeal == second.before_redeal
+    keys4 = []
+    for rank in range(2):
+        ld = train_loader(shards, rank, 2, 1)
+        ld.resume_from(third)
+        keys4 += [k for b in ld for k in b["key"]]
+    assert sorted(keys1 + keys2 + keys3 + keys4) == epoch_keys
+    # the same-layout resume re-read (and dropped) what `second` had consumed: its position covers that too
+    for slot, positions in second.consumed.items():
+        assert third.consumed[slot][:len(positions)] == positions
+
+
+def test_a_replay_that_reads_other_samples_is_refused(shards):
+    position, _ = stop_after(shards, 1, 0, taken=2)
+    position.consumed["0/0"] = list(reversed(position.consumed["0/0"]))  # not what this order reads
+    ld = train_loader(shards, 0, 1, 0)
+    ld.resume_from(position)
+    with pytest.raises(ShardError, match="re-read other samples"):
+        list(ld)
+
+
+def test_position_round_trips_through_client_state():
+    pos = DataPosition(epoch=2, step_in_epoch=5, world_size=2, num_workers=1, micro_batch=4, accumulation=2,
+                       epoch_positions=10, consumed={"0/0": [0, 3], "1/0": [5]}, batches={"0/0": 1, "1/0": 1})
+    state = pos.to_state()
+    assert state["granularity"] == "step" and state["next_epoch"] == 2
+    again = DataPosition.from_state(state)
+    assert again == pos and again.remaining() == [1, 2, 4, 6, 7, 8, 9]
