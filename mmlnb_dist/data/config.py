@@ -7,6 +7,7 @@ from typing import List, Literal, Optional
 from pydantic import Field, model_validator
 
 from ..core.config import Section
+from .stain_augment import StainAugmentConfig
 
 
 class SynthConfig(Section):
@@ -88,6 +89,11 @@ class LoaderConfig(Section):
 
     augment: bool = True
     """Random flips and 90-degree rotations on training images (turn off to allow frozen-feature caching)."""
+
+    stain: StainAugmentConfig = StainAugmentConfig()
+    """Stain augmentation of training images (HED jitter), on top of the flips and rotations and only while
+    `augment` is true: makes the classifier robust to slide-to-slide stain variation. Off (`kind: none`) by
+    default and in the paper-faithful profiles (the paper trains without it)."""
 
     shuffle_buffer: int = Field(500, ge=0)
     """Samples held in the shuffle buffer of the training stream; 0 disables sample shuffling."""

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .images import ImageTransform, decode_image, image_member, sample_rng
+from .stain_augment import StainAugment, StainAugmentConfig
 
 
 @dataclass(frozen=True)
@@ -113,11 +114,14 @@ class ImageSamplePreprocess:
     Batches hold `image` (float32 [B,3,S,S] normalised with `mean`/`std`), `label` (from the codec: long [B]
     or float [B,K]), `text` (list of str, "" when absent, if `text`), `key` and `slide_id` (lists).
     Workers ship uint8 pixels; the main process normalises whole batches (4x less inter-process traffic).
+    With `augment`, training images are flipped / rotated and then, when `stain` is given and not `none`,
+    stain-jittered, all from the sample's own generator (`SampleContext.rng`).
     """
 
     def __init__(self, image_size: int, label, *, augment: bool, mean: Sequence[float], std: Sequence[float],
-                 text: bool = True):
+                 text: bool = True, stain: Optional[StainAugmentConfig] = None):
         self.transform = ImageTransform(image_size, augment=augment, mean=mean, std=std)
+        self.stain = StainAugment(stain or StainAugmentConfig())
         self.label = label
         self.text = text
 
@@ -132,6 +136,8 @@ class ImageSamplePreprocess:
             img = decode_image(raw[ext], self.transform.image_size)
             rng = ctx.rng(key) if (self.transform.augment and ctx.train) else None
             image = self.transform.to_array(img, rng)
+            if rng is not None and self.stain.active:  # drawn after the geometric draws: those stay as before
+                image = self.stain(image, rng)
         except Exception as err:  # PIL raises many types for corrupt data; all mean "undecodable"
             raise ValueError(f"image not decodable ({type(err).__name__}: {err})") from None
         out: Dict[str, Any] = {"image": image}

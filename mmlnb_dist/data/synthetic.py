@@ -19,7 +19,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -232,6 +232,23 @@ _PHRASES: Dict[str, Dict[str, Sequence[str]]] = {
         ),
     },
 }
+CLASS_KEYWORDS: Dict[str, Tuple[str, ...]] = {
+    "UD": ("sheets", "packed", "small round blue", "undifferentiated"),
+    "PD": ("nests of small", "clusters of neuroblasts", "dispersed", "scattered small round", "poorly differentiated",
+           "homer wright"),
+    "D": ("ganglion-like", "vesicular", "schwannian", "differentiating", "ample pink", "enlarged"),
+}
+"""Class-exclusive phrases of the descriptions above (lower case): every informative description contains one of
+its class's and none of another's, so "names its class" (`names_class`) is checkable on generated text."""
+
+
+def names_class(text: str, label: str, keywords: Optional[Dict[str, Sequence[str]]] = None) -> bool:
+    """True when `text` contains a phrase of `label`'s and of no other class (`CLASS_KEYWORDS` by default)."""
+    low = text.lower()
+    hits = {c for c, words in (keywords or CLASS_KEYWORDS).items() if any(w in low for w in words)}
+    return hits == {label}
+
+
 _GENERIC: Sequence[str] = (
     "A tissue section stained with hematoxylin and eosin.",
     "The image shows a histological section at medium magnification.",
@@ -275,11 +292,13 @@ def _png_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _render_item(job: Tuple[int, str, int, Stain, int, int, bool, Tuple[str, ...]]) -> Tuple[bytes, str]:
-    """PNG bytes and description of patch `i` (a top-level function so a process pool can run it)."""
-    i, label, size, stain, seed, _, noisy, classes = job
+def _render_item(job: Tuple[Any, ...]) -> Tuple[bytes, str]:
+    """PNG bytes and description of patch `i` (a top-level function so a process pool can run it). An optional
+    ninth field names the class whose morphology is painted (ambiguous patches); the description keeps `label`."""
+    i, label, size, stain, seed, _, noisy, classes = job[:8]
+    painted = job[8] if len(job) > 8 else label
     rng = np.random.default_rng([seed, 2, i])  # per patch: independent of the order patches are drawn in
-    png = _png_bytes(render_patch(label, size, rng, stain))
+    png = _png_bytes(render_patch(painted, size, rng, stain))
     return png, noisy_description(label, rng, classes) if noisy else describe_label(label, rng)
 
 
@@ -293,6 +312,7 @@ def make_synthetic_dataset(
     classes: Sequence[str] = CLASSES,
     progress: bool = False,
     workers: Optional[int] = None,
+    ambiguous_rate: float = 0.0,
 ) -> Dict[str, object]:
     """Write `n` patches to `out_dir/<class>/<class>_NNNNN.png`, `labels.csv` (file, label, slide_id) and
     `descriptions.jsonl` ({"file", "description"} per line); return a summary.
@@ -301,6 +321,11 @@ def make_synthetic_dataset(
     are dealt to classes in turn (slide `i` has class `i % len(classes)`) and patches to the slides of their
     class in turn. Exactly `round(n * noisy_description_rate)` descriptions are noisy. Each slide has its own
     stain. Same arguments, same bytes, whatever `workers` (processes; default: the CPU count, 1 for small n).
+
+    `ambiguous_rate` (default 0: off): exactly `round(n * ambiguous_rate)` patches (drawn independently of the noisy
+    ones) are painted with the morphology of a class drawn uniformly from `classes`, so their image says nothing
+    about their label, while their description still follows the label (unless it is one of the noisy ones):
+    a set on which the text carries information the image does not (the ablation study's science test).
     """
     import os
     from multiprocessing import get_context
@@ -322,13 +347,18 @@ def make_synthetic_dataset(
     slides_of = {c: [i for i, sc in enumerate(slide_class) if sc == c] for c in classes}
     stains = [random_stain(np.random.default_rng([seed, 1, i])) for i in range(n_slides)]
     noisy = set(np.random.default_rng([seed, 3]).permutation(n)[: int(round(n * noisy_description_rate))].tolist())
+    if not 0.0 <= ambiguous_rate <= 1.0:
+        raise ValueError(f"ambiguous_rate={ambiguous_rate} must be within [0, 1]")
+    pick = np.random.default_rng([seed, 4])
+    ambiguous = {int(i): str(pick.choice(classes)) for i in pick.permutation(n)[: int(round(n * ambiguous_rate))]}
     dealt = {c: 0 for c in classes}
     jobs, rows = [], []
     for i in range(n):
         label = classes[i % len(classes)]
         slide = slides_of[label][dealt[label] % len(slides_of[label])]
         dealt[label] += 1
-        jobs.append((i, label, size, stains[slide], seed, slide, i in noisy, tuple(classes)))
+        job = (i, label, size, stains[slide], seed, slide, i in noisy, tuple(classes))
+        jobs.append(job + (ambiguous[i],) if i in ambiguous else job)
         rows.append((f"{label}/{label}_{i:05d}.png", label, f"slide-{slide:03d}"))
     workers = workers or (1 if n < 64 else min(os.cpu_count() or 1, 8))
     descs = []
@@ -354,4 +384,4 @@ def make_synthetic_dataset(
             f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
     counts = {c: sum(1 for r in rows if r[1] == c) for c in classes}
     return {"out_dir": str(out_dir), "num_samples": n, "class_counts": counts, "n_slides": n_slides,
-            "noisy_descriptions": len(noisy), "size": size, "seed": seed}
+            "noisy_descriptions": len(noisy), "size": size, "seed": seed, "ambiguous_patches": len(ambiguous)}

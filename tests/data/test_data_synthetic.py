@@ -112,3 +112,28 @@ def test_bad_arguments(tmp_path):
         make_synthetic_dataset(tmp_path, n=6, n_slides=2)
     with pytest.raises(ValueError, match="unknown label"):
         render_patch("XX", 32, np.random.default_rng(0))
+
+
+def test_demo_profile_holds_several_slides_per_class_in_each_held_out_split(tmp_path):
+    """With the embedded default's synth and build settings, the grouped split puts at least 3 slides of every
+    class in val and in test: a test balanced accuracy then averages over slides (stains), not one slide."""
+    from collections import defaultdict
+
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.data.build import SampleSpec
+    from mmlnb_dist.data.split import split_samples
+
+    cfg = load_config("cpu-demo", [])
+    s = cfg.data.synth
+    # The real slide and label layout of the demo set, drawn small (the layout does not depend on the size).
+    make_synthetic_dataset(tmp_path, n=s.n, size=32, n_slides=s.n_slides, noisy_description_rate=0.0, seed=s.seed)
+    with open(tmp_path / "labels.csv", newline="") as f:
+        specs = [SampleSpec(r["file"].rsplit("/", 1)[1][:-4], r["label"], b"", slide_id=r["slide_id"])
+                 for r in csv.DictReader(f)]
+    splits = split_samples(specs, cfg.data.build)
+    for split in ("val", "test"):
+        slides = defaultdict(set)
+        for spec in splits[split]:
+            slides[spec.label].add(spec.slide_id)
+        counts = {c: len(slides[c]) for c in CLASSES}
+        assert min(counts.values()) >= 3, (split, counts)

@@ -32,6 +32,8 @@ def tiny_config(shards: Path, run_root: Path, name: str, extra: List[str] = ()) 
     overrides = [
         f"data.shards={shards}", f"run.output_dir={run_root}", f"run.name={name}",
         "tracking.backends=[stdout]", "data.loader.num_workers=0", "data.loader.image_size=64",
+        # the profile augments (flips + stain jitter); these tests pin caching and bit-exact runs without it
+        "data.loader.augment=false",
         *extra,
     ]
     return load_config(CPU_DEMO, overrides)

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
 
-from ...core.checkpoint import CheckpointManager, better, epoch_tag
+from ...core.checkpoint import CheckpointManager, better, epoch_tag, step_tag
 from ...core.config import save_config
-from ...core.distributed import DistEnv, all_reduce_sum, plan_batch
+from ...core.distributed import DistEnv, plan_batch
 from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json, seed_everything
 from ...core.errors import ConfigError
 from ...core.recipe import Report
@@ -28,11 +27,12 @@ from ...core.tracking import build_logger
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
-from .curriculum import CurriculumState, curriculum_lambda, curriculum_loss
+from .curriculum import CurriculumState
+from .loop import MidEpochResume, mid_epoch_resume, train_epoch
 from .metrics import format_metrics_table, scalar_metrics
 from .phases import PhaseController
 from .steps import evaluate as evaluate_split
-from .steps import preprocess_for, prepare_inputs
+from .steps import preprocess_for
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -46,6 +46,7 @@ class FusionRecipe:
     name = "fusion"
     result_sections = ("run", "data", "train", "distributed", "fusion")
     """Config sections whose change alters the results: a resume that changes them is refused (core.recipe)."""
+    resume_may_change = ("fusion.record_train_keys",)
 
     def __init__(self, cfg: "Config", env: DistEnv, report: Optional[Report] = None):
         self.cfg, self.env, self.report = cfg, env, report
@@ -56,6 +57,8 @@ class FusionRecipe:
         self.global_step = 0
         self.history: List[Dict[str, float]] = []
         self.start_epoch = 0
+        self.mid_epoch: Optional[MidEpochResume] = None
+        """Set by a resume from a mid-epoch checkpoint (`train.checkpoint_every_steps`) until that epoch ends."""
         self.logger = None
 
     @classmethod
@@ -110,7 +113,8 @@ class FusionRecipe:
 
         lc = cfg.data.loader
         image_encoder = cfg.fusion.model.image_encoder.name if cfg.fusion.model.mode != "text_only" else None
-        preprocess = preprocess_for(self.classes, lc.image_size, augment=lc.augment, image_encoder=image_encoder)
+        preprocess = preprocess_for(self.classes, lc.image_size, augment=lc.augment, image_encoder=image_encoder,
+                                    stain=lc.stain)
         if cfg.fusion.image_features:  # extracted features instead of images (checked against the encoder below)
             from .extracted import extracted_preprocess
 
@@ -165,6 +169,7 @@ class FusionRecipe:
             self.history = list(client.get("history", []))
             self.start_epoch = int(client["data_position"]["next_epoch"])
             log.info("continuing at epoch %d", self.start_epoch)
+            self.mid_epoch = mid_epoch_resume(self, client)
 
     @property
     def model(self):
@@ -176,75 +181,9 @@ class FusionRecipe:
               and self.cfg.distributed.precision == "fp32")
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=on)
 
-    # -- training ----------------------------------------------------------------------------------------------
-    def _epoch_batches(self, epoch: int):
-        """(iterator of micro batches, count). The count is the same on every rank and a multiple of the
-        gradient accumulation, so every optimizer step is complete and no rank waits on another."""
-        acc = self.plan.accumulation
-        table = self.phases.table
-        if table is not None:
-            n = self.steps_per_epoch * acc
-            return table.batches(epoch=epoch, seed=self.cfg.run.seed, rank=self.env.rank,
-                                 world_size=self.env.world_size, micro_batch=self.plan.micro_batch,
-                                 num_micro_batches=n), n
-        self.train_loader.set_epoch(epoch)
-        n = (len(self.train_loader) // acc) * acc
-        if n == 0:
-            raise ConfigError(f"train.global_batch_size: an epoch has {len(self.train_loader)} micro batches per "
-                              f"rank, fewer than the gradient accumulation {acc}; lower the global batch")
-        return iter(self.train_loader), n
-
+    # -- training (the epoch loop is in .loop) -----------------------------------------------------------------
     def train_epoch(self, epoch: int) -> Dict[str, float]:
-        from tqdm import tqdm
-
-        cfg, env, engine = self.cfg, self.env, self.engine.engine
-        self.state.phase = self.phases.enter(epoch)
-        # Derived per-epoch seed (dropout etc.): a resumed run replays an epoch exactly without relying on
-        # where the RNG stood when the previous process died.
-        seed_everything(cfg.run.seed * 100_003 + epoch * 101 + env.rank)
-        lam = curriculum_lambda(cfg.fusion.curriculum, epoch)
-        self.state.epoch = epoch
-        engine.train()
-        batches, n = self._epoch_batches(epoch)
-        bar = tqdm(total=n, desc=f"epoch {epoch}", disable=not env.is_main, leave=False, dynamic_ncols=True)
-        sums = torch.zeros(4, dtype=torch.float64)  # loss*n, n, alpha sum, alpha count
-        t0 = time.perf_counter()
-        seen = 0
-        for i, batch in zip(range(n), batches):
-            label = batch["label"].to(env.device)
-            inputs = prepare_inputs(self.model, batch, self.phases.caches, env.device)
-            with self.autocast():
-                out = engine(**inputs)
-                loss = curriculum_loss(out["logits"], out["image_logits"], label, lam)
-            engine.backward(loss)
-            engine.step()
-            b = label.numel()
-            seen += b
-            loss_value = float(loss.detach())
-            sums[0] += loss_value * b
-            sums[1] += b
-            if out["alpha"] is not None:
-                sums[2] += float(out["alpha"].detach().float().sum())
-                sums[3] += out["alpha"].numel()
-            if (i + 1) % self.plan.accumulation == 0:
-                self.global_step += 1
-                rate = seen * env.world_size / max(time.perf_counter() - t0, 1e-9)
-                alpha = float(sums[2] / sums[3]) if sums[3] else float("nan")
-                bar.set_postfix(loss=f"{loss_value:.3f}", lam=f"{lam:.2f}", alpha=f"{alpha:.2f}", sps=f"{rate:.0f}")
-                if self.global_step % cfg.train.log_every == 0:
-                    self.logger.log_metrics({"train/loss": loss_value, "train/lambda": lam, "train/alpha_mean": alpha,
-                                             "train/lr": self.engine.lr(), "train/samples_per_s": rate},
-                                            step=self.global_step)
-            bar.update(1)
-        bar.close()
-        all_reduce_sum(env, sums)
-        elapsed = time.perf_counter() - t0
-        stats = {"train/loss": float(sums[0] / max(sums[1], 1)), "train/lambda": lam,
-                 "train/samples_per_s": float(sums[1]) / max(elapsed, 1e-9), "train/epoch_seconds": elapsed,
-                 "train/phase": float(self.state.phase)}
-        if sums[3]:
-            stats["train/alpha_mean"] = float(sums[2] / sums[3])
-        return stats
+        return train_epoch(self, epoch)
 
     def evaluate(self, split: str = "val"):
         """(metrics, gathered predictions) of the current weights on `split`."""
@@ -266,11 +205,18 @@ class FusionRecipe:
         return better(value, self.best["value"] if self.best else None,
                       "min" if self.cfg.train.best_metric == "loss" else "max")
 
+    def checkpoint_tag(self, epoch: int) -> str:
+        """The tag of the checkpoint at the end of `epoch`: by epoch, or by optimizer step when mid-epoch
+        checkpoints are on (tags are ordered by their number: one kind per run keeps `latest` right)."""
+        return step_tag(self.global_step) if self.cfg.train.checkpoint_every_steps else epoch_tag(epoch)
+
     def save_checkpoint(self, epoch: int) -> str:
-        """A resumable checkpoint of `epoch` (collective)."""
+        """A resumable checkpoint of the end of `epoch` (collective)."""
+        position = {"next_epoch": epoch + 1, "granularity": "epoch", "world_size": self.env.world_size,
+                    "accumulation": self.plan.accumulation}
         client = {"curriculum": self.state.state_dict(), "best": self.best, "global_step": self.global_step,
-                  "history": self.history, "data_position": {"next_epoch": epoch + 1, "granularity": "epoch"}}
-        return self.checkpoints.save(self.engine.engine, epoch_tag(epoch), client, best=self.best)
+                  "history": self.history, "data_position": position}
+        return self.checkpoints.save(self.engine.engine, self.checkpoint_tag(epoch), client, best=self.best)
 
     def train(self) -> Dict[str, Any]:
         cfg = self.cfg
@@ -285,16 +231,18 @@ class FusionRecipe:
                 metrics, _ = self.evaluate("val")
                 scalars = scalar_metrics(metrics, "val/")
                 self.logger.log_metrics({**scalars, "epoch": float(epoch)}, step=self.global_step)
-                log.info("epoch %d  loss %.4f  lambda %.2f  %.0f samples/s\n%s", epoch, stats["train/loss"],
-                         stats["train/lambda"], stats["train/samples_per_s"],
-                         format_metrics_table(metrics, self.classes, f"validation, epoch {epoch}"))
+                # One console line per epoch; the full table goes to the log file (DEBUG) and MLflow (metrics).
+                log.info("epoch %d  loss %.4f  lambda %.2f  %.0f samples/s  val BAcc %.4f  Acc %.4f  loss %.4f", epoch,
+                         stats["train/loss"], stats["train/lambda"], stats["train/samples_per_s"],
+                         metrics["balanced_accuracy"], metrics["accuracy"], metrics["loss"])
+                log.debug("%s", format_metrics_table(metrics, self.classes, f"validation, epoch {epoch}"))
                 self.history.append({"epoch": epoch, **stats, **scalars})
                 if self.report is not None:
                     self.report(epoch, {**scalars, **stats, "epoch": epoch})
                 value = float(metrics[cfg.train.best_metric])
                 if self._is_better(value):
                     improved = True
-                    self.best = {"tag": epoch_tag(epoch), "epoch": epoch, "metric": cfg.train.best_metric,
+                    self.best = {"tag": self.checkpoint_tag(epoch), "epoch": epoch, "metric": cfg.train.best_metric,
                                  "value": value}
             if improved or (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == last:
                 self.save_checkpoint(epoch)

@@ -14,21 +14,23 @@ import torch.nn.functional as F
 
 from ...core.distributed import all_gather_object, gather_tensors
 from ...data.preprocess import ClassIndexLabel, ImageSamplePreprocess
+from ...data.stain_augment import StainAugmentConfig
 from ...models.encoders import IMAGENET_MEAN, IMAGENET_STD, image_normalisation
 from .features import FeatureCache, merge_gathered
 from .metrics import compute_metrics
 
 
 def preprocess_for(classes: List[str], image_size: int, augment: bool, image_encoder: Optional[str] = None,
-                   normalisation: Optional[Dict[str, Any]] = None) -> ImageSamplePreprocess:
+                   normalisation: Optional[Dict[str, Any]] = None,
+                   stain: Optional[StainAugmentConfig] = None) -> ImageSamplePreprocess:
     """What the loader makes of a sample for this recipe: the image at `image_size` normalised with the mean and
     std `image_encoder` was trained with (`models.image_normalisation`; ImageNet's when no encoder is named, or
     `normalisation` = {"mean", "std"} when given: an export's recorded values), the class index, the description
-    and the slide id."""
+    and the slide id. `stain` (`data.loader.stain`): stain jitter of training images when `augment` is on."""
     norm = normalisation or (image_normalisation(image_encoder) if image_encoder
                              else {"mean": IMAGENET_MEAN, "std": IMAGENET_STD})
     return ImageSamplePreprocess(image_size, ClassIndexLabel(classes), augment=augment, mean=norm["mean"],
-                                 std=norm["std"], text=True)
+                                 std=norm["std"], text=True, stain=stain)
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:

@@ -183,7 +183,7 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
                                has_descriptions=True)
         result: Dict[str, Any] = {"out": str(out)}
         if env.is_main:
-            report = quality_report(ShardSet.open(out))
+            report = quality_report(ShardSet.open(out), naming_keywords(source))
             (out / "quality_report.json").write_text(json.dumps(report, indent=2) + "\n")
             log.info("%s", format_report(report))
             seconds = mapped["seconds"] - fn.load_seconds  # generation only: the model loads on the first batch
@@ -195,6 +195,15 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
     finally:
         if owns_group:
             destroy_process_group()
+
+
+def naming_keywords(source: ShardSet) -> Optional[Dict[str, Any]]:
+    """The synthetic set's class phrases when `source` has its classes (the embedded demo; the report's
+    class-naming rate then says whether descriptions carry the class), else None: real descriptions use other
+    words, and a keyword rate on them would mislead."""
+    from ...data.synthetic import CLASS_KEYWORDS
+
+    return dict(CLASS_KEYWORDS) if source.classes and set(source.classes) <= set(CLASS_KEYWORDS) else None
 
 
 def _track(cfg: "Config", source: ShardSet, out: Path, result: Dict[str, Any]) -> None:
@@ -213,6 +222,8 @@ def _track(cfg: "Config", source: ShardSet, out: Path, result: Dict[str, Any]) -
     for name in ("rouge_l", "bleu4"):  # against the reference descriptions, where the input had them
         if q.get("reference"):
             metrics[f"describe/{name}"] = float(q["reference"][name])
+    for split, rate in ((q.get("class_naming") or {}).get("by_split") or {}).items():
+        metrics[f"describe/class_naming_{split}"] = float(rate)
     logger.log_metrics(metrics, step=0)
     logger.log_artifact(out / "quality_report.json")
     logger.log_artifact(out / "manifest.json")

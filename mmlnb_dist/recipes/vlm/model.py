@@ -272,16 +272,36 @@ def generation_batch(processor, images: Sequence[Any], prompt: str) -> Dict[str,
     return collate(encoded, processor.tokenizer.pad_token_id, padding_side="left")
 
 
+def sampling_seed(pixel_values: torch.Tensor) -> int:
+    """A seed from the processed pixels of a batch (format- and source-independent: bytes, files and PIL images
+    of the same pictures give the same seed)."""
+    import zlib
+
+    return zlib.crc32(pixel_values.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+
+
 @torch.no_grad()
 def generate_descriptions(model, processor, images: Sequence[Any], prompt: str, gen: GenerationConfig,
                           device: torch.device = torch.device("cpu"),
                           model_dtype: Optional[torch.dtype] = None) -> List[str]:
     """One description per image, in one left-padded batched `generate` call; each stops at `<|im_end|>`
-    (excluded from the text)."""
+    (excluded from the text).
+
+    Sampling presets draw from a generator seeded by the batch's pixels (`sampling_seed`), inside a forked RNG
+    state: the same images in the same batches give the same descriptions (in `describe`, `predict --vlm` and a
+    rerun alike) and the caller's random state is left untouched."""
     batch = {k: v.to(device) for k, v in generation_batch(processor, images, prompt).items()}
+    seed = sampling_seed(batch["pixel_values"])
     if model_dtype is not None:
         batch["pixel_values"] = batch["pixel_values"].to(model_dtype)
-    out = model.generate(**batch, **generation_kwargs(gen, processor))
+    kwargs = generation_kwargs(gen, processor)
+    if kwargs.get("do_sample"):
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            out = model.generate(**batch, **kwargs)
+    else:
+        out = model.generate(**batch, **kwargs)
     new_tokens = out[:, batch["input_ids"].shape[1]:]
     texts = processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [t.strip() for t in texts]

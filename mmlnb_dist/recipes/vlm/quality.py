@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from ...data.reader import iter_shard_samples
 from ...data.shardset import ShardSet
@@ -25,13 +25,32 @@ def reference_scores(hypotheses: Sequence[str], references: Sequence[str]) -> Di
     return {"rouge_l": rouge, "bleu4": bleu, "n": len(hypotheses)}
 
 
-def quality_report(shards: ShardSet) -> Dict[str, Any]:
-    """Length distribution, empty/repeated shares, and ROUGE-L/BLEU-4 against references where present."""
-    texts, hyps, refs = [], [], []
-    for _, _, entry in shards.entries():
+def class_naming(texts: Sequence[str], labels: Sequence[str], splits: Sequence[str],
+                 keywords: Mapping[str, Sequence[str]]) -> Dict[str, Any]:
+    """Share of descriptions that name their sample's class and no other (by `keywords`: class -> class-exclusive
+    phrases), overall and per split. Val and test come from slides the VLM was not fine-tuned on: they are the
+    honest figures; train shows what it memorised."""
+    from ...data.synthetic import names_class
+
+    hits: Dict[str, list] = {}
+    for text, label, split in zip(texts, labels, splits):
+        hits.setdefault(split, []).append(names_class(text, label, dict(keywords)))
+    every = [h for split_hits in hits.values() for h in split_hits]
+    return {"rate": sum(every) / max(len(every), 1),
+            "by_split": {split: sum(h) / len(h) for split, h in sorted(hits.items())}}
+
+
+def quality_report(shards: ShardSet, keywords: Optional[Mapping[str, Sequence[str]]] = None) -> Dict[str, Any]:
+    """Length distribution, empty/repeated shares, and ROUGE-L/BLEU-4 against references where present; with
+    `keywords` (class -> class-exclusive phrases, e.g. the synthetic set's `CLASS_KEYWORDS`) also the class-naming
+    rate per split."""
+    texts, hyps, refs, labels, splits = [], [], [], [], []
+    for split, _, entry in shards.entries():
         for s in iter_shard_samples(shards.root / entry["file"]):
             t = s["txt"].decode("utf-8")
             texts.append(t)
+            splits.append(split)
+            labels.append(shards.classes[int(s["cls"])] if "cls" in s else None)
             ref = json.loads(s["json"]).get("reference_description") if "json" in s else None
             if ref:
                 hyps.append(t)
@@ -52,6 +71,9 @@ def quality_report(shards: ShardSet) -> Dict[str, Any]:
         "distinct": len(counts),
         "reference": reference_scores(hyps, refs) if refs else None,
     }
+    if keywords is not None:
+        labelled = [(t, lab, sp) for t, lab, sp in zip(texts, labels, splits) if lab is not None]
+        report["class_naming"] = class_naming(*zip(*labelled), keywords) if labelled else None
     return report
 
 
@@ -64,4 +86,8 @@ def format_report(report: Dict[str, Any]) -> str:
     ref = report.get("reference")
     if ref:
         lines.append(f"vs references (n={ref['n']}): ROUGE-L {ref['rouge_l']:.3f}, BLEU-4 {ref['bleu4']:.3f}")
+    naming = report.get("class_naming")
+    if naming:
+        per_split = ", ".join(f"{split} {rate:.2f}" for split, rate in naming["by_split"].items())
+        lines.append(f"names its class: {naming['rate']:.2f} ({per_split})")
     return "\n".join(lines)

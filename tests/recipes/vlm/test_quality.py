@@ -47,3 +47,31 @@ def test_report_equals_torchmetrics_on_the_pairs_with_references(tmp_path):
     assert report["n"] == 5 and report["distinct"] == 4
     assert report["empty_share"] == pytest.approx(1 / 5) and report["repeated_share"] == pytest.approx(2 / 5)
     assert "ROUGE-L" in format_report(report) and json.dumps(report)
+
+
+def test_class_naming_rate_per_split_by_hand(tmp_path):
+    """Hand count: a description names its class when it has a phrase of that class and none of another."""
+    from PIL import Image
+    import io
+
+    from mmlnb_dist.data.synthetic import CLASS_KEYWORDS
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 60, 150)).save(buf, format="PNG")
+    rows = [  # (label, generated text, names its class?)
+        ("UD", "Sheets of small round blue cells.", True),
+        ("UD", "Nests of small neuroblasts.", False),                          # names PD
+        ("PD", "Scattered small round tumour cells lie within neuropil.", True),
+        ("PD", "Sheets of cells; ganglion-like cells.", False),               # names UD and D
+        ("D", "Large ganglion-like cells with vesicular nuclei.", True),
+        ("D", "A tissue section stained with hematoxylin and eosin.", False),  # names none
+    ]
+    specs = [SampleSpec(f"k{i}", label, buf.getvalue(), description=text, slide_id=f"s{i}")
+             for i, (label, text, _) in enumerate(rows)]
+    build_shards(specs, tmp_path / "d", BuildConfig(val_fraction=0.0, image_format="png", image_size=16),
+                 ["UD", "PD", "D"], progress=False)
+    report = quality_report(ShardSet.open(tmp_path / "d"), CLASS_KEYWORDS)
+    assert report["class_naming"]["rate"] == pytest.approx(3 / 6)
+    assert report["class_naming"]["by_split"] == {"train": pytest.approx(3 / 6)}
+    assert "names its class: 0.50 (train 0.50)" in format_report(report)
+    assert "class_naming" not in quality_report(ShardSet.open(tmp_path / "d"))  # no keywords: no rate
