@@ -73,6 +73,9 @@ class ClipRecipe:
             raise ConfigError(f"tracking.register_name: registering '{cfg.tracking.register_name}' needs the MLflow "
                               f"run of training, but tracking.backends is {cfg.tracking.backends}; add mlflow or "
                               f"unset it (or register later: mmlnb-dist register --run RUN_ID)")
+        if cfg.train.checkpoint_every_steps:  # its epoch loop keeps no data position: say so instead of ignoring it
+            raise ConfigError(f"train.checkpoint_every_steps: {cfg.train.checkpoint_every_steps} asked, but the CLIP "
+                              f"recipe checkpoints at epoch ends only (train.checkpoint_every); set it to 0")
         plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)

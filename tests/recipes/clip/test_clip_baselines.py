@@ -112,3 +112,14 @@ def test_baselines_train_through_the_recipe_and_reload_offline_with_equal_logits
     mean = IMAGENET_MEAN if image_only else (0.48145466, 0.4578275, 0.40821073)
     assert meta["preprocessing"]["image_mean"] == pytest.approx(list(mean))
     assert meta["towers"] is None  # neither baseline builds a CLIP
+
+
+def test_mid_epoch_checkpoints_are_refused_not_ignored(tmp_path):
+    """The CLIP epoch loop keeps no data position: asking it for step checkpoints is a config error before any work."""
+    from mmlnb_dist.core.distributed import DistEnv
+    from mmlnb_dist.core.errors import ConfigError
+    from mmlnb_dist.recipes.clip.recipe import ClipRecipe
+
+    shards = caption_shards(tmp_path / "shards", n=24)
+    with pytest.raises(ConfigError, match="train.checkpoint_every_steps"):
+        ClipRecipe.check(clip_config(shards, tmp_path, "train.checkpoint_every_steps=5"), DistEnv.from_environment())
