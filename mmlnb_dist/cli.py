@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"mmlnb-dist {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="also show DEBUG records on the console (every logged metric step, full per-epoch "
+                        "tables); without it the console keeps one line per epoch and the log file keeps all")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -49,9 +52,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .core.distributed import DistEnv
+    import logging
+
     from .core.logging import setup_logging
 
-    setup_logging(DistEnv.from_environment().rank)
+    setup_logging(DistEnv.from_environment().rank, logging.DEBUG if args.verbose else logging.INFO)
     try:
         code = args.func(args)
     except UserError as err:

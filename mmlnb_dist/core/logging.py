@@ -109,8 +109,9 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def setup_logging(rank: int = 0, level: int = logging.INFO) -> logging.Logger:
-    """Configure the package logger once per process (idempotent; a later call updates the rank)."""
+def setup_logging(rank: int = 0, level: Optional[int] = None) -> logging.Logger:
+    """Configure the package logger once per process (idempotent; a later call updates the rank, and the console
+    level when `level` is given: a recipe's call keeps the level the command line chose)."""
     logger = logging.getLogger(PACKAGE)
     logger.setLevel(logging.DEBUG)  # the console handler keeps `level`; a log file (add_log_file) keeps all
     logger.propagate = False
@@ -118,8 +119,10 @@ def setup_logging(rank: int = 0, level: int = logging.INFO) -> logging.Logger:
     if handler is None:
         handler = _TqdmHandler(sys.stderr)
         handler.setFormatter(_Formatter())
+        handler.setLevel(logging.INFO if level is None else level)
         logger.addHandler(handler)
-    handler.setLevel(level)
+    elif level is not None:
+        handler.setLevel(level)
     handler.filters = [RankZeroFilter(rank)]
     quiet_libraries()
     return logger

@@ -6,12 +6,14 @@ than 0 a logger that does nothing, so no loop ever asks "am I rank 0?" before lo
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..config import Section, flatten, save_config
 from ..sections import RunConfig, TrackingConfig
+
+log = logging.getLogger(__name__.rsplit(".", 1)[0] + ".metrics")  # `[metrics] [step N] ...` lines
 
 
 class NullLogger:
@@ -34,18 +36,20 @@ MetricLogger = NullLogger
 
 
 class StdoutLogger(NullLogger):
-    """Metrics as one line per call, and a JSONL copy in the run folder (`metrics.jsonl`)."""
+    """Metric records as `[step N] key=value` lines in the log and a JSONL copy in the run folder
+    (`metrics.jsonl`). The lines are DEBUG records: a pipeline's log file keeps every one, and the console shows
+    them only with `mmlnb-dist --verbose`, so the console stays at one line per epoch (the recipes' INFO line)."""
 
-    def __init__(self, run_dir: Optional[Path] = None, stream=None):
-        self.stream = stream or sys.stdout
+    def __init__(self, run_dir: Optional[Path] = None):
         self.jsonl = None
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             self.jsonl = open(run_dir / "metrics.jsonl", "a")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
-        print(f"[step {step}] {text}", file=self.stream, flush=True)
+        if log.isEnabledFor(logging.DEBUG):
+            text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+            log.debug("[step %d] %s", step, text)
         if self.jsonl:
             self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
             self.jsonl.flush()
