@@ -48,9 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def parse_arguments(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse a command line. `key=value` overrides may also follow the subcommand's options
+    (`pipeline --config P --from train train.epochs=2`): argparse fills the `overrides` positional with the
+    first run of them only, so the later ones are appended here, in order. Anything else left over is an error."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a for a in extra if "=" in a and not a.startswith("-")]
+    if overrides and isinstance(getattr(args, "overrides", None), list):
+        args.overrides.extend(overrides)
+        extra = [a for a in extra if a not in overrides]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_arguments(argv)
     from .core.distributed import DistEnv
     import logging
 
