@@ -99,9 +99,13 @@ class ImageTransform:
         return self.normalise_batch(torch.from_numpy(self.to_array(img, rng))[None])[0]
 
 
-def read_image(value: Any):
+def read_image(value: Any, size: Optional[int] = None):
     """A PIL RGB image from a file path, raw bytes, or base64 text (what a served model receives); raises
-    ValueError with the reason. For inputs of prediction, where one unreadable image must not stop the others."""
+    ValueError with the reason. For inputs of prediction, where one unreadable image must not stop the others.
+
+    `size`: the model's input size, decoded as the training loader decodes (`decode_image(data, size)`: a JPEG
+    larger than that is DCT-scaled). A model must be served the pixels it was trained on: a full decode + resize
+    of the same JPEG differs by up to 38 grey levels, enough to move a small CNN's predictions."""
     import base64
     import binascii
     from pathlib import Path
@@ -117,17 +121,18 @@ def read_image(value: Any):
             data = base64.b64decode(value, validate=True)
         else:
             raise ValueError(f"unsupported image value of type {type(value).__name__}")
-        return decode_image(data)
+        return decode_image(data, size)
     except FileNotFoundError:
         raise ValueError(f"file not found: {value}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, binascii.Error) as err:
         raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
 
 
-def read_request(model_input: Any) -> Dict[str, List[Any]]:
+def read_request(model_input: Any, size: Optional[int] = None) -> Dict[str, List[Any]]:
     """What a served model reads from a prediction request (a DataFrame, or anything pandas turns into one):
-    decoded `images` (the required `image` column: file path or base64 bytes), `texts` (`description`, "" when
-    absent), `keys` and `slide_ids` (None when absent). One parser for every recipe's MLflow model."""
+    decoded `images` (the required `image` column: file path or base64 bytes; decoded for input size `size` as
+    `read_image` does), `texts` (`description`, "" when absent), `keys` and `slide_ids` (None when absent). One
+    parser for every recipe's MLflow model."""
     import pandas as pd
 
     df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
@@ -139,5 +144,5 @@ def read_request(model_input: Any) -> Dict[str, List[Any]]:
             return [default] * len(df)
         return [default if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in df[name]]
 
-    return {"images": [read_image(v) for v in df["image"]], "texts": [str(t) for t in column("description", "")],
+    return {"images": [read_image(v, size) for v in df["image"]], "texts": [str(t) for t in column("description", "")],
             "keys": column("key", None), "slide_ids": column("slide_id", None)}

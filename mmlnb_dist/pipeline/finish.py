@@ -45,7 +45,7 @@ def tracking_uri(cfg: Config) -> str:
 # evaluate
 # ---------------------------------------------------------------------------------------------------------
 
-def _sample_rows(path: Path) -> List[Dict[str, Any]]:
+def _sample_rows(path: Path, image_size: int) -> List[Dict[str, Any]]:
     from ..data.images import image_member, read_image
     from ..data.reader import iter_shard_samples
 
@@ -53,7 +53,7 @@ def _sample_rows(path: Path) -> List[Dict[str, Any]]:
     for s in iter_shard_samples(path):
         meta = json.loads(s["json"]) if "json" in s else {}
         text = s.get("txt", b"")
-        rows.append({"key": s["__key__"], "image": read_image(s[image_member(s)]), "label": int(s["cls"]),
+        rows.append({"key": s["__key__"], "image": read_image(s[image_member(s)], image_size), "label": int(s["cls"]),
                      "slide_id": meta.get("slide_id"),
                      "text": text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)})
     return rows
@@ -93,7 +93,7 @@ def evaluate_fusion_export(cfg: Config, export_dir: Path, shards_dir: Path, env:
             continue
         mine: List[Dict[str, Any]] = []
         for path, _ in shards.shards(split)[env.rank::env.world_size]:  # whole shards per rank, exactly once
-            rows = _sample_rows(path)
+            rows = _sample_rows(path, predictor.image_size)  # decoded as the training loader decodes
             for i in range(0, len(rows), batch):
                 part = rows[i:i + batch]
                 out = predictor.predict([r["image"] for r in part], [r["text"] for r in part])

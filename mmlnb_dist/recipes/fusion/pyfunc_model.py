@@ -36,7 +36,7 @@ class MMLNBClassifier(mlflow.pyfunc.PythonModel):
         self.predictor = load_predictor(Path(context.artifacts["export"]))
 
     def predict(self, context, model_input, params: Optional[Dict[str, Any]] = None):
-        req = read_request(model_input)
+        req = read_request(model_input, self.predictor.image_size)
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
                                  int((params or {}).get("batch_size", 32)))
 
@@ -80,6 +80,8 @@ class ExportPredictor:
         self.model = model.to(self.device).eval()
         self.classes = list(classes)
         self.transform = ImageTransform(image_size, augment=False, mean=mean, std=std)
+        self.image_size = image_size
+        """The input size: images are decoded for it as the training loader decodes them (`read_image`)."""
 
     def predict(self, images: Sequence[Any], texts: Sequence[str]) -> Dict[str, Any]:
         import torch
@@ -178,7 +180,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     classes = list(predictor.classes)
     example = pd.DataFrame({"image": [_example_image_b64()], "description": ["Sheets of small round blue cells."],
                             "key": ["example"], "slide_id": [""]})
-    out = predictions_frame(predictor, [read_image(example["image"][0])], list(example["description"]),
+    out = predictions_frame(predictor, [read_image(example["image"][0], predictor.image_size)], list(example["description"]),
                             ["example"], [""])
     from .export import read_export_config
 
