@@ -88,6 +88,10 @@ class VLMConfig(Section):
     lr: float = Field(1e-4, gt=0.0)
     """Peak learning rate (AdamW)."""
 
+    merger_lr: Optional[float] = Field(None, gt=0.0)
+    """Peak learning rate of the vision-language merger when `lora.train_merger` (ms-swift's `aligner_lr`);
+    None: `lr`. A randomly initialised merger learns to carry the image faster at a higher rate."""
+
     lr_schedule: LRScheduleConfig = LRScheduleConfig(name="cosine", warmup_ratio=0.1)
     """Learning-rate schedule over the fine-tuning steps: linear warmup over 10% of them, then cosine to 0."""
 

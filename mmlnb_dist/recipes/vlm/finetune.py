@@ -169,7 +169,8 @@ class FinetuneVLMRecipe:
         model = V.apply_lora(model, vcfg.lora)
         self.base_path = V.resolve_model_path(vcfg.model, vcfg.tiny_seed, vcfg.cache_dir)
         trainable, total = V.count_trainable(model)
-        self.built = build_engine(model, None, optimizer=OptimizerSpec("adamw", vcfg.lr), schedule=vcfg.lr_schedule,
+        groups = V.param_groups(model, vcfg.lr, vcfg.merger_lr)
+        self.built = build_engine(model, groups, optimizer=OptimizerSpec("adamw", vcfg.lr), schedule=vcfg.lr_schedule,
                                   total_steps=self.total_steps, plan=self.plan, dist=cfg.distributed, env=env,
                                   ds_config=ds)
         self.engine = self.built.engine

@@ -130,6 +130,18 @@ def apply_lora(model: torch.nn.Module, lora: LoraConfig):
     return get_peft_model(model, peft_cfg)
 
 
+def param_groups(model: torch.nn.Module, lr: float, merger_lr: Optional[float]) -> List[Dict[str, Any]]:
+    """The optimizer's parameter groups: the merger's trainable parameters (named "merger", at `merger_lr`) apart
+    from the rest ("adapter", at `lr`) when a merger rate is set; one group (at the optimizer's `lr`) otherwise."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    merger = [p for n, p in trainable if ".visual.merger." in f".{n}"]
+    if merger_lr is None or not merger:
+        return [{"params": [p for _, p in trainable]}]
+    ids = {id(p) for p in merger}
+    return [{"params": [p for _, p in trainable if id(p) not in ids], "name": "adapter", "lr": lr},
+            {"params": merger, "name": "merger", "lr": merger_lr}]
+
+
 def load_adapter(model: torch.nn.Module, adapter_dir: Union[str, Path], trainable: bool = False):
     """Base model + a saved peft adapter (safetensors)."""
     from peft import PeftModel

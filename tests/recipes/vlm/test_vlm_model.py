@@ -242,6 +242,26 @@ def test_apply_lora_trains_only_adapters_and_merger(tmp_path):
     assert not any("visual.blocks" in n for n in trainable)
 
 
+def test_merger_lr_puts_exactly_the_merger_in_its_own_group(tmp_path):
+    from mmlnb_dist.recipes.vlm.config import LoraConfig
+    from mmlnb_dist.recipes.vlm import model as V
+
+    model, _ = V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=tmp_path)
+    peft = V.apply_lora(model, LoraConfig(r=4, train_merger=True))
+    trainable = {n: p for n, p in peft.named_parameters() if p.requires_grad}
+    single = V.param_groups(peft, 1e-3, None)
+    assert len(single) == 1 and len(single[0]["params"]) == len(trainable)
+    adapter, merger = V.param_groups(peft, 1e-3, 1e-2)
+    assert (adapter["name"], adapter["lr"], merger["name"], merger["lr"]) == ("adapter", 1e-3, "merger", 1e-2)
+    merger_names = {n for n, p in trainable.items() if any(p is q for q in merger["params"])}
+    assert merger_names == {n for n in trainable if "visual.merger.modules_to_save" in n}
+    assert len(adapter["params"]) + len(merger["params"]) == len(trainable)
+    # without a trained merger there is nothing to give its own rate
+    frozen_merger = V.apply_lora(V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=tmp_path)[0],
+                                 LoraConfig(r=4, train_merger=False))
+    assert len(V.param_groups(frozen_merger, 1e-3, 1e-2)) == 1
+
+
 def test_tiny_model_is_deterministic_and_cached(tmp_path):
     from mmlnb_dist.recipes.vlm.tiny_qwen import ensure_tiny_model
 
