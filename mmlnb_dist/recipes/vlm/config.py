@@ -42,7 +42,8 @@ class LoraConfig(Section):
 
 class GenerationConfig(Section):
     preset: Literal["greedy", "authors"] = "greedy"
-    """greedy decoding, or the authors' sampling (temperature 0.3, top_p 0.9, top_k 50, repetition 1.2)."""
+    """greedy decoding, or the authors' sampling (temperature 0.3, top_p 0.9, top_k 50, repetition 1.2), drawn per
+    image from noise seeded by its pixels: an image gets the same text in any batch, on any number of ranks."""
 
     max_new_tokens: int = Field(256, ge=1)
     """Tokens generated per description."""
@@ -91,6 +92,10 @@ class VLMConfig(Section):
     merger_lr: Optional[float] = Field(None, gt=0.0)
     """Peak learning rate of the vision-language merger when `lora.train_merger` (ms-swift's `aligner_lr`);
     None: `lr`. A randomly initialised merger learns to carry the image faster at a higher rate."""
+
+    vision_lr: Optional[float] = Field(None, gt=0.0)
+    """Peak learning rate of the vision tower's adapters when `lora.vision_lora` (ms-swift's `vit_lr`); None:
+    `lr`."""
 
     lr_schedule: LRScheduleConfig = LRScheduleConfig(name="cosine", warmup_ratio=0.1)
     """Learning-rate schedule over the fine-tuning steps: linear warmup over 10% of them, then cosine to 0."""

@@ -169,7 +169,7 @@ class FinetuneVLMRecipe:
         model = V.apply_lora(model, vcfg.lora)
         self.base_path = V.resolve_model_path(vcfg.model, vcfg.tiny_seed, vcfg.cache_dir)
         trainable, total = V.count_trainable(model)
-        groups = V.param_groups(model, vcfg.lr, vcfg.merger_lr)
+        groups = V.param_groups(model, vcfg.lr, vcfg.merger_lr, vcfg.vision_lr)
         self.built = build_engine(model, groups, optimizer=OptimizerSpec("adamw", vcfg.lr), schedule=vcfg.lr_schedule,
                                   total_steps=self.total_steps, plan=self.plan, dist=cfg.distributed, env=env,
                                   ds_config=ds)

@@ -130,16 +130,27 @@ def apply_lora(model: torch.nn.Module, lora: LoraConfig):
     return get_peft_model(model, peft_cfg)
 
 
-def param_groups(model: torch.nn.Module, lr: float, merger_lr: Optional[float]) -> List[Dict[str, Any]]:
-    """The optimizer's parameter groups: the merger's trainable parameters (named "merger", at `merger_lr`) apart
-    from the rest ("adapter", at `lr`) when a merger rate is set; one group (at the optimizer's `lr`) otherwise."""
+def param_groups(model: torch.nn.Module, lr: float, merger_lr: Optional[float] = None,
+                 vision_lr: Optional[float] = None) -> List[Dict[str, Any]]:
+    """The optimizer's parameter groups. With a `merger_lr` the merger's trainable parameters get their own group
+    ("merger"), with a `vision_lr` the vision tower's (its LoRA adapters, "vision"); the rest ("adapter") trains at
+    `lr`. Without either: one group at the optimizer's `lr`."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    merger = [p for n, p in trainable if ".visual.merger." in f".{n}"]
-    if merger_lr is None or not merger:
+
+    def part(name: str) -> str:
+        if ".visual.merger." in f".{name}" and merger_lr is not None:
+            return "merger"
+        if ".visual." in f".{name}" and ".visual.merger." not in f".{name}" and vision_lr is not None:
+            return "vision"
+        return "adapter"
+
+    rates = {"adapter": lr, "merger": merger_lr, "vision": vision_lr}
+    by_part: Dict[str, List[torch.nn.Parameter]] = {}
+    for name, param in trainable:
+        by_part.setdefault(part(name), []).append(param)
+    if set(by_part) <= {"adapter"}:
         return [{"params": [p for _, p in trainable]}]
-    ids = {id(p) for p in merger}
-    return [{"params": [p for _, p in trainable if id(p) not in ids], "name": "adapter", "lr": lr},
-            {"params": merger, "name": "merger", "lr": merger_lr}]
+    return [{"params": by_part[name], "name": name, "lr": rates[name]} for name in rates if name in by_part]
 
 
 def load_adapter(model: torch.nn.Module, adapter_dir: Union[str, Path], trainable: bool = False):
@@ -284,14 +295,6 @@ def generation_batch(processor, images: Sequence[Any], prompt: str) -> Dict[str,
     return collate(encoded, processor.tokenizer.pad_token_id, padding_side="left")
 
 
-def sampling_seed(pixel_values: torch.Tensor) -> int:
-    """A seed from the processed pixels of a batch (format- and source-independent: bytes, files and PIL images
-    of the same pictures give the same seed)."""
-    import zlib
-
-    return zlib.crc32(pixel_values.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-
-
 @torch.no_grad()
 def generate_descriptions(model, processor, images: Sequence[Any], prompt: str, gen: GenerationConfig,
                           device: torch.device = torch.device("cpu"),
@@ -299,21 +302,20 @@ def generate_descriptions(model, processor, images: Sequence[Any], prompt: str, 
     """One description per image, in one left-padded batched `generate` call; each stops at `<|im_end|>`
     (excluded from the text).
 
-    Sampling presets draw from a generator seeded by the batch's pixels (`sampling_seed`), inside a forked RNG
-    state: the same images in the same batches give the same descriptions (in `describe`, `predict --vlm` and a
-    rerun alike) and the caller's random state is left untouched."""
+    Sampling presets draw every image's tokens from noise seeded by that image's own pixels and the token
+    position (`sampling.seeded_sampling`): the same image gets the same description in any batch (in `describe` on
+    any number of ranks, with any batch size, resumed, in `predict --vlm` and a rerun alike), and the caller's
+    random state is neither read nor moved."""
     batch = {k: v.to(device) for k, v in generation_batch(processor, images, prompt).items()}
-    seed = sampling_seed(batch["pixel_values"])
-    if model_dtype is not None:
-        batch["pixel_values"] = batch["pixel_values"].to(model_dtype)
     kwargs = generation_kwargs(gen, processor)
     if kwargs.get("do_sample"):
-        devices = [device.index or 0] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            out = model.generate(**batch, **kwargs)
-    else:
-        out = model.generate(**batch, **kwargs)
+        from .sampling import image_seeds, seeded_sampling  # transformers' processors: imported when sampling
+
+        seeds = image_seeds(batch["pixel_values"], batch["image_grid_thw"])  # before any cast to the model dtype
+        kwargs = seeded_sampling(kwargs, seeds, batch["attention_mask"])
+    if model_dtype is not None:
+        batch["pixel_values"] = batch["pixel_values"].to(model_dtype)
+    out = model.generate(**batch, **kwargs)
     new_tokens = out[:, batch["input_ids"].shape[1]:]
     texts = processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [t.strip() for t in texts]

@@ -256,6 +256,15 @@ def test_merger_lr_puts_exactly_the_merger_in_its_own_group(tmp_path):
     merger_names = {n for n, p in trainable.items() if any(p is q for q in merger["params"])}
     assert merger_names == {n for n in trainable if "visual.merger.modules_to_save" in n}
     assert len(adapter["params"]) + len(merger["params"]) == len(trainable)
+    # the vision tower's adapters at their own rate (ms-swift's vit_lr), the merger still apart
+    with_vision = V.apply_lora(V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=tmp_path)[0],
+                               LoraConfig(r=4, train_merger=True, vision_lora=True))
+    groups = {g["name"]: g for g in V.param_groups(with_vision, 1e-3, 1e-2, 1e-4)}
+    named = {id(p): n for n, p in with_vision.named_parameters()}
+    assert {k: g["lr"] for k, g in groups.items()} == {"adapter": 1e-3, "merger": 1e-2, "vision": 1e-4}
+    assert groups["vision"]["params"] and all(".visual.blocks." in named[id(p)] and "lora_" in named[id(p)]
+                                              for p in groups["vision"]["params"])
+    assert not any(".visual." in named[id(p)] for p in groups["adapter"]["params"])
     # without a trained merger there is nothing to give its own rate
     frozen_merger = V.apply_lora(V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=tmp_path)[0],
                                  LoraConfig(r=4, train_merger=False))
