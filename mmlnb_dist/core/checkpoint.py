@@ -261,7 +261,8 @@ class CheckpointManager:
         if saved is None or saved.world_size == self.env.world_size:
             return tag
         current = engine_layout(engine)
-        check_compatible(saved, current, self.dir / tag)
+        groups = len(getattr(engine.optimizer, "param_groups", None) or [None])
+        check_compatible(saved, current, self.dir / tag, param_groups=groups)
         if self.env.is_main:
             log.warning(describe_change(saved, current))
         if not saved.partitioned:  # ZeRO-0 (fp32/fp16): one whole copy of model and optimizer, loads anywhere

@@ -26,7 +26,8 @@ def finetuned(tmp_path_factory):
     make_pairs(tmp / "pairs", n=240, per_shard=60)
     cfg = load_config("launch/profiles/cpu-demo.yaml", [
         f"vlm.pairs={tmp / 'pairs'}", f"run.output_dir={tmp / 'runs'}", "run.name=learn",
-        f"vlm.max_steps={STEPS}", "vlm.lr=3e-3", "vlm.lora.r=16", "vlm.global_batch_size=8",
+        f"vlm.max_steps={STEPS}", "vlm.lr=3e-3", "vlm.lora.r=16", "vlm.lora.alpha=32", "vlm.merger_lr=null",
+        "vlm.global_batch_size=8",
         f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}", f"vlm.cache_dir={tmp / 'cache'}",
         "tracking.backends=[stdout]", "vlm.log_every=50", "vlm.val_max_samples=16",
     ])
