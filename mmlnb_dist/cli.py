@@ -64,11 +64,12 @@ def parse_arguments(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_arguments(argv)
-    from .core.distributed import DistEnv
     import logging
 
+    from .core.distributed import DistEnv
     from .core.logging import setup_logging
+
+    args = parse_arguments(argv)
 
     setup_logging(DistEnv.from_environment().rank, logging.DEBUG if args.verbose else logging.INFO)
     try:

@@ -93,7 +93,7 @@ def evaluate_fusion_export(cfg: Config, export_dir: Path, shards_dir: Path, env:
             continue
         mine: List[Dict[str, Any]] = []
         for path, _ in shards.shards(split)[env.rank::env.world_size]:  # whole shards per rank, exactly once
-            rows = _sample_rows(path, predictor.image_size)  # decoded as the training loader decodes
+            rows = _sample_rows(path, predictor.transform.image_size)  # decoded as the training loader decodes
             for i in range(0, len(rows), batch):
                 part = rows[i:i + batch]
                 out = predictor.predict([r["image"] for r in part], [r["text"] for r in part])

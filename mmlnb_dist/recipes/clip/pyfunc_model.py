@@ -71,8 +71,6 @@ class ClipPredictor:
         pre = meta["preprocessing"]
         self.transform = ImageTransform(int(meta["image_size"]), augment=False, mean=pre["image_mean"],
                                         std=pre["image_std"])
-        self.image_size = int(meta["image_size"])
-        """The input size: images are decoded for it as the training loader decodes them (`read_image`)."""
 
     def probabilities(self, images: Sequence[Any], texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -114,7 +112,7 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input, params: Optional[Dict[str, Any]] = None):
         params = params or {}
-        req = read_request(model_input, self.predictor.image_size)
+        req = read_request(model_input, self.predictor.transform.image_size)
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
                                  int(params.get("batch_size", 32)),
                                  top_k=int(params.get("top_k", 0)), threshold=float(params.get("threshold", 0.0)))
@@ -157,8 +155,8 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     example = pd.DataFrame({"image": [_example_image_b64(predictor.transform.image_size)],
                             "description": ["Sheets of small round blue cells with necrosis."],
                             "key": ["example"], "slide_id": [""]})
-    out = predictions_frame(predictor, [read_image(example["image"][0], predictor.image_size)], list(example["description"]),
-                            ["example"], [""])
+    image = read_image(example["image"][0], predictor.transform.image_size)  # decoded as training decodes it
+    out = predictions_frame(predictor, [image], list(example["description"]), ["example"], [""])
     package_root = Path(__file__).resolve().parents[2]  # the mmlnb_dist package: the pyfunc imports it
     top_k = (f"The predicted label set is the model's top {predictor.top_k} labels by probability (the `top_k` its "
              f"run was evaluated on). Each `prob_<label>` is an independent sigmoid probability. Pass "

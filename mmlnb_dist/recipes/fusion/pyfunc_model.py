@@ -36,7 +36,7 @@ class MMLNBClassifier(mlflow.pyfunc.PythonModel):
         self.predictor = load_predictor(Path(context.artifacts["export"]))
 
     def predict(self, context, model_input, params: Optional[Dict[str, Any]] = None):
-        req = read_request(model_input, self.predictor.image_size)
+        req = read_request(model_input, self.predictor.transform.image_size)
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
                                  int((params or {}).get("batch_size", 32)))
 
@@ -80,8 +80,6 @@ class ExportPredictor:
         self.model = model.to(self.device).eval()
         self.classes = list(classes)
         self.transform = ImageTransform(image_size, augment=False, mean=mean, std=std)
-        self.image_size = image_size
-        """The input size: images are decoded for it as the training loader decodes them (`read_image`)."""
 
     def predict(self, images: Sequence[Any], texts: Sequence[str]) -> Dict[str, Any]:
         import torch
@@ -180,8 +178,8 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     classes = list(predictor.classes)
     example = pd.DataFrame({"image": [_example_image_b64()], "description": ["Sheets of small round blue cells."],
                             "key": ["example"], "slide_id": [""]})
-    out = predictions_frame(predictor, [read_image(example["image"][0], predictor.image_size)], list(example["description"]),
-                            ["example"], [""])
+    image = read_image(example["image"][0], predictor.transform.image_size)  # decoded as training decodes it
+    out = predictions_frame(predictor, [image], list(example["description"]), ["example"], [""])
     from .export import read_export_config
 
     encoder = image_encoder_record(read_export_config(export_dir)[0])

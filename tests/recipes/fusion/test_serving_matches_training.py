@@ -63,8 +63,10 @@ def test_the_served_model_sees_the_pixels_the_loader_gives_training(trained):
     probs = torch.tensor(out[[f"prob_{c}" for c in ("UD", "PD", "D")]].to_numpy())
     # the same export model on the pixels the training loader's evaluation decodes (no augmentation)
     lc = cfg.data.loader
-    loader_side = ImageSamplePreprocess(lc.image_size, None, augment=False, mean=served.predictor.transform.mean.flatten().tolist(),
-                                        std=served.predictor.transform.std.flatten().tolist())
+    served_transform = served.predictor.transform
+    loader_side = ImageSamplePreprocess(lc.image_size, None, augment=False,
+                                        mean=served_transform.mean.flatten().tolist(),
+                                        std=served_transform.std.flatten().tolist())
     pixels = loader_side.transform.normalise_batch(torch.from_numpy(np.stack(
         [loader_side.decode(s, ctx=None)["image"] for s in rows])))
     model = served.predictor.model
