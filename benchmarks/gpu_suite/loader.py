@@ -2,8 +2,9 @@
 
 Synthetic shards are built in the suite's temp folder (the rtx4090 profile's build: JPEG q95 at 256 px), read
 by `data.loader.build_loader` with the profile's loader settings (8 workers, capped at the CPU count, batch 32,
-224 px, no augmentation, resampled to `epoch_samples`), and each batch is copied to the device and normalised
-there (ImageNet mean/std) before the next is taken. `--tiny`: 48 images at 64 px, 56 px crops, batch 8.
+224 px, no augmentation, resampled to `epoch_samples`) through the fusion recipe's own preprocess with the
+suite's device, as training builds it: `finalize` copies each uint8 batch to the device and normalises it there
+(ImageNet mean/std). `--tiny`: 48 images at 64 px, 56 px crops, batch 8.
 """
 from __future__ import annotations
 
@@ -14,23 +15,6 @@ from typing import Any, Dict
 import torch
 
 from .common import Suite
-
-
-class DeviceNormalised:
-    """The recipe's preprocess with `finalize` left to the device: workers decode and crop (uint8), the main
-    process only passes batches on. Plain class: it pickles into the workers."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    def decode(self, sample, context):
-        return self.inner.decode(sample, context)
-
-    def collate(self, samples):
-        return self.inner.collate(samples)
-
-    def finalize(self, batch: Dict[str, Any]) -> Dict[str, Any]:
-        return batch
 
 
 def build_shards(suite: Suite, n: int, stored_px: int):
@@ -52,7 +36,6 @@ def build_shards(suite: Suite, n: int, stored_px: int):
 def measure_loader(suite: Suite) -> Dict[str, Any]:
     from mmlnb_dist.config import load_config
     from mmlnb_dist.data.loader import build_loader
-    from mmlnb_dist.models.encoders import IMAGENET_MEAN, IMAGENET_STD
     from mmlnb_dist.recipes.fusion.steps import preprocess_for
 
     cfg = load_config("rtx4090")
@@ -64,17 +47,16 @@ def measure_loader(suite: Suite) -> Dict[str, Any]:
     shard_set = build_shards(suite, n, stored)
     lc = lc.model_copy(update={"num_workers": workers, "image_size": size, "augment": False,
                                "epoch_samples": epoch_samples, "shuffle_buffer": min(lc.shuffle_buffer, n)})
-    preprocess = DeviceNormalised(preprocess_for(shard_set.classes, size, augment=False))
+    preprocess = preprocess_for(shard_set.classes, size, augment=False, device=suite.device)
     loader = build_loader(shard_set, "train", preprocess, lc, rank=0, world_size=1, batch_size=batch, mode="train",
                           seed=0)
-    mean = torch.tensor(IMAGENET_MEAN, device=suite.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=suite.device).view(1, 3, 1, 1)
     checksum = torch.zeros((), device=suite.device)
     seen = 0
     t0 = time.perf_counter()
     for b in loader:
-        x = b["image"].to(suite.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        x = x.sub_(mean).div_(std)
+        x = b["image"]
+        if x.device.type != torch.device(suite.device).type or x.dtype != torch.float32:
+            raise RuntimeError(f"the loader gave {x.dtype} batches on {x.device}, not float32 on {suite.device}")
         checksum += x[:, :, 0, 0].sum()  # keeps the device work from being skipped; synchronised below
         seen += x.shape[0]
     suite.sync()

@@ -198,16 +198,23 @@ def measure_lora(suite: Suite, cfg, checkpointing: bool, offload: bool) -> Dict[
     return row
 
 
-def measure_describe(suite: Suite, cfg) -> Dict[str, Any]:
+def measure_describe(suite: Suite, cfg, preset: str = "greedy") -> Dict[str, Any]:
+    """`describe`'s generation path (`model.generate_descriptions`): greedy, or the authors' sampling drawn per
+    image (`sampling.seeded_sampling`: HF's processors plus per-image Gumbel noise), at the profile's batch."""
     from mmlnb_dist.recipes.vlm import model as V
 
-    g = cfg.vlm.generation
+    g = cfg.vlm.generation.model_copy(update={"preset": preset})
     model, proc = build_vlm(suite, cfg)
     model.config.use_cache = True
     batch = {k: t.to(suite.device) for k, t in
              V.generation_batch(proc, images(g.batch_size, image_side(cfg)), cfg.vlm.prompt).items()}
-    batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
     kwargs = V.generation_kwargs(g, proc)
+    if kwargs.get("do_sample"):
+        from mmlnb_dist.recipes.vlm.sampling import image_seeds, seeded_sampling
+
+        kwargs = seeded_sampling(kwargs, image_seeds(batch["pixel_values"], batch["image_grid_thw"]),
+                                 batch["attention_mask"])
+    batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
     # Random weights would stop at an end token by chance: every row generates exactly max_new_tokens.
     kwargs["min_new_tokens"] = g.max_new_tokens
     with torch.no_grad():
@@ -234,5 +241,7 @@ def add_rows(suite: Suite) -> None:
                 f"{'checkpointing' if ckpt else 'no checkpointing'}{', ZeRO-2 offload' if offload else ''}")
         suite.run_row("vlm", name, lambda c=ckpt, o=offload: measure_lora(suite, cfg, c, o))
     g = cfg.vlm.generation
-    suite.run_row("describe", f"{model_name} batch {g.batch_size}, {g.max_new_tokens} new tokens",
-                  lambda: measure_describe(suite, cfg))
+    for preset in ("greedy", "authors"):
+        draw = "greedy" if preset == "greedy" else "authors' sampling, drawn per image"
+        suite.run_row("describe", f"{model_name} batch {g.batch_size}, {g.max_new_tokens} new tokens, {draw}",
+                      lambda p=preset: measure_describe(suite, cfg, p))

@@ -90,8 +90,10 @@ class ImageTransform:
         return np.ascontiguousarray(arr)
 
     def normalise_batch(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8 `[B, S, S, 3]` -> normalised float32 `[B, 3, S, S]` in one vectorised pass."""
+        """uint8 `[B, S, S, 3]` -> normalised float32 `[B, 3, S, S]` in one vectorised pass, on the batch's device."""
         t = batch.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
+        if t.device != self.scale.device:
+            return t.mul_(self.scale.to(t.device)).add_(self.shift.to(t.device))
         return t.mul_(self.scale).add_(self.shift)
 
     def __call__(self, img, rng: Optional[np.random.Generator] = None) -> torch.Tensor:

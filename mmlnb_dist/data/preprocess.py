@@ -5,7 +5,8 @@ A preprocess object has three methods:
 
     decode(raw, ctx) -> dict      in the loader's workers; raise ValueError(reason) for a bad sample
     collate(samples) -> dict      in the workers: a list of decoded samples -> one batch
-    finalize(batch) -> dict       in the main process, once per batch (e.g. uint8 -> normalised float)
+    finalize(batch) -> dict       in the main process, once per batch (e.g. uint8 -> normalised float; on the
+                                  training device when one is given, so only uint8 crosses to it)
 
 `ImageSamplePreprocess` covers image classification with optional text: the image (resized, cropped, seeded
 dihedral augmentation), a label from a `LabelCodec` (class index today, multi-hot for multi-label recipes),
@@ -113,14 +114,20 @@ class ImageSamplePreprocess:
 
     Batches hold `image` (float32 [B,3,S,S] normalised with `mean`/`std`), `label` (from the codec: long [B]
     or float [B,K]), `text` (list of str, "" when absent, if `text`), `key` and `slide_id` (lists).
-    Workers ship uint8 pixels; the main process normalises whole batches (4x less inter-process traffic).
+    Workers ship uint8 pixels; the main process normalises whole batches (4x less inter-process traffic), on
+    `device` when one is given (the training device: the batch arrives there normalised).
     With `augment`, training images are flipped / rotated and then, when `stain` is given and not `none`,
     stain-jittered, all from the sample's own generator (`SampleContext.rng`).
     """
 
     def __init__(self, image_size: int, label, *, augment: bool, mean: Sequence[float], std: Sequence[float],
-                 text: bool = True, stain: Optional[StainAugmentConfig] = None):
+                 text: bool = True, stain: Optional[StainAugmentConfig] = None,
+                 device: Optional[torch.device] = None):
         self.transform = ImageTransform(image_size, augment=augment, mean=mean, std=std)
+        # Where `finalize` normalises. On an accelerator the uint8 batch is copied there and normalised there:
+        # a quarter of the bytes of float32 cross the bus, and the main process does no float work that would
+        # take CPU time from the decoding workers (BENCHMARKS.md "Loader against peers": (b) against (b-u8)).
+        self.device = torch.device(device) if device is not None else None
         self.stain = StainAugment(stain or StainAugmentConfig())
         self.label = label
         self.text = text
@@ -149,5 +156,8 @@ class ImageSamplePreprocess:
         return collate_samples(samples)
 
     def finalize(self, batch: Dict[str, Any]) -> Dict[str, Any]:
-        batch["image"] = self.transform.normalise_batch(batch["image"])
+        image = batch["image"]
+        if self.device is not None and self.device.type != "cpu":
+            image = image.to(self.device, non_blocking=True)
+        batch["image"] = self.transform.normalise_batch(image)
         return batch

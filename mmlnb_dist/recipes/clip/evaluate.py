@@ -45,7 +45,7 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
                         f"({cfg.data.shards}): evaluate it on the shard set it was trained for")
     pre = meta["preprocessing"]
     preprocess = ImageSamplePreprocess(int(meta["image_size"]), MultiHotLabel(classes), augment=False,
-                                       mean=pre["image_mean"], std=pre["image_std"], text=True)
+                                       mean=pre["image_mean"], std=pre["image_std"], text=True, device=env.device)
     loader = build_loader(shards, split, preprocess, cfg.data.loader, rank=env.rank, world_size=env.world_size,
                           batch_size=cfg.train.eval_batch_size or 64, mode="eval", seed=cfg.run.seed)
     model.to(env.device).eval()

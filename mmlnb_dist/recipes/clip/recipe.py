@@ -41,11 +41,11 @@ log = logging.getLogger(__name__)
 
 
 def preprocess_for(classes: List[str], image_size: int, augment: bool, mean: Sequence[float] = CLIP_MEAN,
-                   std: Sequence[float] = CLIP_STD) -> ImageSamplePreprocess:
+                   std: Sequence[float] = CLIP_STD, device: Optional[torch.device] = None) -> ImageSamplePreprocess:
     """The image at `image_size` normalised as the image branch expects (`model.image_mean/std`: CLIP's by
-    default), the multi-hot label vector, the caption."""
+    default), the multi-hot label vector, the caption; normalised on `device` (the training device) when given."""
     return ImageSamplePreprocess(image_size, MultiHotLabel(classes), augment=augment, mean=tuple(mean),
-                                 std=tuple(std), text=True)
+                                 std=tuple(std), text=True, device=device)
 
 
 class ClipRecipe:
@@ -125,7 +125,7 @@ class ClipRecipe:
         model = build_model(c.model, len(self.classes), lc.image_size, classes=self.classes)
         # the normalisation follows the image branch (CLIP's, an open_clip model's own, ImageNet's)
         preprocess = preprocess_for(self.classes, lc.image_size, augment=lc.augment, mean=model.image_mean,
-                                    std=model.image_std)
+                                    std=model.image_std, device=env.device)
         eval_bs = cfg.train.eval_batch_size or plan.micro_batch
         self.train_loader = build_loader(self.shards, "train", preprocess, lc, rank=env.rank,
                                          world_size=env.world_size, batch_size=plan.micro_batch, mode="train",

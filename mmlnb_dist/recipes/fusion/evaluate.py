@@ -32,7 +32,7 @@ def _evaluate(cfg: "Config", model: torch.nn.Module, classes: List[str], split: 
                         f"({cfg.data.shards})")
     # The image encoder's own normalisation, as in training (`steps.preprocess_for`).
     preprocess = preprocess_for(shards.classes, image_size, augment=False, image_encoder=image_encoder,
-                                normalisation=normalisation)
+                                normalisation=normalisation, device=env.device)
     loader = build_loader(shards, split, preprocess, cfg.data.loader, rank=env.rank, world_size=env.world_size,
                           batch_size=cfg.train.eval_batch_size or 64, mode="eval", seed=cfg.run.seed)
     model.to(env.device).eval()

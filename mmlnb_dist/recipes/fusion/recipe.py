@@ -114,7 +114,7 @@ class FusionRecipe:
         lc = cfg.data.loader
         image_encoder = cfg.fusion.model.image_encoder.name if cfg.fusion.model.mode != "text_only" else None
         preprocess = preprocess_for(self.classes, lc.image_size, augment=lc.augment, image_encoder=image_encoder,
-                                    stain=lc.stain)
+                                    stain=lc.stain, device=env.device)
         if cfg.fusion.image_features:  # extracted features instead of images (checked against the encoder below)
             from .extracted import extracted_preprocess
 

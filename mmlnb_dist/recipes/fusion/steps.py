@@ -22,15 +22,17 @@ from .metrics import compute_metrics
 
 def preprocess_for(classes: List[str], image_size: int, augment: bool, image_encoder: Optional[str] = None,
                    normalisation: Optional[Dict[str, Any]] = None,
-                   stain: Optional[StainAugmentConfig] = None) -> ImageSamplePreprocess:
+                   stain: Optional[StainAugmentConfig] = None,
+                   device: Optional[torch.device] = None) -> ImageSamplePreprocess:
     """What the loader makes of a sample for this recipe: the image at `image_size` normalised with the mean and
     std `image_encoder` was trained with (`models.image_normalisation`; ImageNet's when no encoder is named, or
     `normalisation` = {"mean", "std"} when given: an export's recorded values), the class index, the description
-    and the slide id. `stain` (`data.loader.stain`): stain jitter of training images when `augment` is on."""
+    and the slide id. `stain` (`data.loader.stain`): stain jitter of training images when `augment` is on.
+    `device`: where batches are normalised (the training device; None: the CPU)."""
     norm = normalisation or (image_normalisation(image_encoder) if image_encoder
                              else {"mean": IMAGENET_MEAN, "std": IMAGENET_STD})
     return ImageSamplePreprocess(image_size, ClassIndexLabel(classes), augment=augment, mean=norm["mean"],
-                                 std=norm["std"], text=True, stain=stain)
+                                 std=norm["std"], text=True, stain=stain, device=device)
 
 
 def model_dtype(model: torch.nn.Module) -> torch.dtype:
