@@ -11,7 +11,8 @@ work as sequential: every trial runs all epochs) and with ASHA, each with trials
 `--levers` (issue 15, item 3) measures instead, alternating for `--rounds` rounds in one run, FIFO (same work as
 sequential) with: the worker group per trial as is; two trials at a time overlapping their start-ups
 (`tune.max_concurrent=2`, Ray told of 4 CPUs on the 2 cores, since each trial holds one CPU for its driving
-process and one for its worker); the trial's driving process reused (`tune.reuse_actors`); SPREAD instead of
+process and one for its worker); Ray Train's controller polling at Ray's 2 s instead of `tune.train_poll_interval_s`;
+the trial's driving process reused (`tune.reuse_actors`); SPREAD instead of
 PACK placement; and in the trial process: as is, reused, two at a time. It reports each trial's start-up share:
 1 - (recipe seconds, from the trial result files) / (search wall / trials) for one-at-a-time searches.
 """
@@ -77,6 +78,7 @@ def search(shards: Path, out: Path, epochs: int, scheduler: str, space: Path, *e
             "stopped_early": summary["stopped_early"], "recipe_s": recipe_s, "errored": summary["errored"]}
 
 LEVERS = {
+    "tune, FIFO, worker group per trial, Ray's 2 s controller poll": ("fifo", ["tune.train_poll_interval_s=2.0"]),
     "tune, FIFO, worker group per trial (as is)": ("fifo", []),
     "+ 2 trials at a time (max_concurrent=2, Ray told 4 CPUs)": ("fifo", ["tune.max_concurrent=2",
                                                                           "tune.num_cpus=4"]),
@@ -92,7 +94,7 @@ def levers(shards: Path, space: Path, args) -> None:
     """Sequential and every lever variant, alternating; prints a Markdown table and JSON."""
     load = os.getloadavg()
     runs = {"sequential (4 x `mmlnb-dist train`)": []}
-    runs.update({name: [] for name in LEVERS})
+    runs.update({name: [] for name in LEVERS if not args.only or any(o in name for o in args.only.split(","))})
     for r in range(args.rounds):
         for i, name in enumerate(runs):
             out = args.out / f"r{r}-v{i}"
@@ -132,6 +134,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=150)
     ap.add_argument("--levers", action="store_true", help="issue 15 item 3: Ray's levers against sequential")
     ap.add_argument("--rounds", type=int, default=1, help="--levers: alternating rounds over all variants")
+    ap.add_argument("--only", default="", help="--levers: comma-separated parts of variant names to run "
+                                               "(sequential always runs)")
     args = ap.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)

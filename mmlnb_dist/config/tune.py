@@ -71,6 +71,11 @@ class TuneConfig(Section):
     use_ray_train: bool = True
     """Run each trial's recipe in a Ray Train TorchTrainer worker group; off: inside the trial process itself."""
 
+    train_poll_interval_s: float = Field(0.2, gt=0.0)
+    """How often Ray Train's controller polls a trial's workers (Ray's `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`, 2 s by
+    default), given to every Ray process of the search. Each worker group's start and finish wait for a poll: 0.2 s
+    took a one-worker `TorchTrainer.fit` from 14.3 to 9.5 s on 2 cores (BENCHMARKS.md "Search overhead levers")."""
+
     reuse_actors: bool = False
     """Run the next trial in the process the last one finished in (Tune's `reuse_actors`): saves a process
     start per trial. With `use_ray_train` only the trial's driving process is kept; its worker group (and any

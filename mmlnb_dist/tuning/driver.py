@@ -102,14 +102,16 @@ def _init_ray(cfg: Config) -> bool:
     if ray.is_initialized():
         return False
     address = cfg.tune.address or os.environ.get("RAY_ADDRESS")
+    # The job's runtime environment reaches every process of the search, Ray Train's controllers included.
+    runtime_env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(cfg.tune.train_poll_interval_s)}}
     if address:
-        ray.init(address=address, include_dashboard=False)
+        ray.init(address=address, include_dashboard=False, runtime_env=runtime_env)
     else:
         # "local": always a fresh instance. A bare ray.init() joins the cluster recorded in
         # <ray tmp>/ray_current_cluster, which outlives a killed `ray start` head: a resumed search would
         # attach to a dead cluster. The instance's raylet and GCS share this process's fate (Ray's kernel
         # fate-sharing), so a killed driver takes them along instead of leaving them running.
-        ray.init(address="local", num_cpus=cfg.tune.num_cpus, include_dashboard=False)
+        ray.init(address="local", num_cpus=cfg.tune.num_cpus, include_dashboard=False, runtime_env=runtime_env)
     return True
 
 

@@ -95,3 +95,26 @@ def test_placement_strategy_default_and_unknown_value():
     assert TuneConfig().placement_strategy == "PACK" and TuneConfig().reuse_actors is False
     with pytest.raises(ValidationError, match="placement_strategy"):
         TuneConfig.model_validate({"placement_strategy": "SCATTER"})
+
+
+def test_ray_train_poll_interval_reaches_every_process_of_the_search(tmp_path):
+    """Ray Train's controller polls its workers every 2 s by default, and each trial's worker group start and
+    finish wait for a poll; the search's Ray job carries `tune.train_poll_interval_s` to all its processes."""
+    import ray
+
+    from mmlnb_dist.tuning.driver import _init_ray
+
+    assert TuneConfig().train_poll_interval_s == 0.2
+    cfg = load_config(CPU_DEMO, [f"run.output_dir={tmp_path}", "tune.num_cpus=1", "tune.train_poll_interval_s=0.3"])
+    assert not ray.is_initialized()
+    assert _init_ray(cfg) is True
+    try:
+        @ray.remote(num_cpus=0)
+        def seen() -> str:
+            import os
+
+            return os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "unset")
+
+        assert ray.get(seen.remote()) == "0.3"
+    finally:
+        ray.shutdown()
