@@ -9,7 +9,6 @@ import base64
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from support.fusion import tiny_config
 
@@ -38,7 +37,6 @@ def trained(tmp_path_factory):
 
 
 def _val_rows(shards):
-    from mmlnb_dist.data.images import image_member
     from mmlnb_dist.data.reader import iter_shard_samples
     from mmlnb_dist.data.shardset import ShardSet
 
