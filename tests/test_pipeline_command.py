@@ -92,3 +92,28 @@ def test_patches_without_a_val_split_are_refused_before_the_vlm_stages(tmp_path,
     assert "has no 'val' samples (to pick the best checkpoint)" in err and "data.build.val_fraction" in err
     assert (tmp_path / "shards" / "manifest.json").is_file()  # the shards stage ran
     assert not (tmp_path / "runs" / "cpu-demo-vlm").exists()  # the VLM stage did not
+
+
+def test_loading_and_registering_the_served_models_prints_nothing_to_act_on(tmp_path):
+    """MLflow asked for a type hint on the pyfunc models' `predict` on every import (evaluate and register stages,
+    `predict`), inside its own `catch_warnings` where no filter of ours applies: the hint is given instead. And it
+    drew a progress bar for each artifact download (registering downloads the model's files) and logged its store
+    migrations at INFO when imported after our logging set-up: both off, unless the user sets MLflow's variables."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from mmlnb_dist.core.logging import setup_logging; setup_logging(0); "
+            "import mmlnb_dist.recipes.fusion.pyfunc_model, mmlnb_dist.recipes.clip.pyfunc_model; "
+            "import mlflow.artifacts, pathlib; d = pathlib.Path(r'{d}'); (d / 'a').mkdir(); "
+            "(d / 'a' / 'f.txt').write_text('x'); mlflow.artifacts.download_artifacts("
+            "artifact_uri=(d / 'a').as_uri(), dst_path=str(d / 'b')); "
+            "mlflow.MlflowClient('sqlite:///' + str(d / 'mlflow.db')).search_experiments()").format(d=tmp_path)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "MLFLOW_LOGGING_LEVEL")}
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "b" / "a" / "f.txt").is_file() or list((tmp_path / "b").rglob("f.txt"))
+    assert "Warning" not in proc.stderr and "Downloading artifacts" not in proc.stderr, proc.stderr[-2000:]
+    assert "INFO mlflow" not in proc.stderr, proc.stderr[-2000:]  # a new store's "Creating initial ... tables"

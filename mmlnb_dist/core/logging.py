@@ -97,8 +97,6 @@ def quiet_libraries() -> None:
     for category in LIBRARY_WARNING_CATEGORIES:
         warnings.filterwarnings("ignore", category=category)
         warnings.filterwarnings("default", category=category, module=rf"{PACKAGE}(\.|$)")
-    # MLflow asks the model's author for type hints on every `log_model` of a pyfunc; a user cannot act on it.
-    warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method", category=UserWarning)
     for name, level in NOISY_LIBRARY_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
     deepspeed_logger = logging.getLogger("DeepSpeed")
@@ -107,6 +105,12 @@ def quiet_libraries() -> None:
     # transformers keeps its own verbosity switch, read when it is imported (importing it here would slow every
     # command); a user's own setting wins.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # MLflow draws a progress bar for every artifact download, and registering a model downloads its files: bars
+    # of a few files each that say nothing to act on. Read by MLflow at each download; a user's own setting wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow sets its loggers' level from this when it is imported, undoing the setLevel above for a process that
+    # imports it later (its store migrations printed INFO lines mid-pipeline).
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
 def setup_logging(rank: int = 0, level: Optional[int] = None) -> logging.Logger:

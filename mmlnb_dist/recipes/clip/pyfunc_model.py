@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 
 from ...core.tracking.registry import ModelPackage, RegisterResult, register_model, run_folder
 from ...data.images import read_image, read_request
@@ -110,7 +111,9 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.predictor = ClipPredictor(Path(context.artifacts["export"]))
 
-    def predict(self, context, model_input, params: Optional[Dict[str, Any]] = None):
+    # The hint is what MLflow reads (a DataFrame hint: no schema inference, no validation); without one it
+    # warns on every import of this class, inside a `catch_warnings` that no filter of ours can reach.
+    def predict(self, context, model_input: pd.DataFrame, params: Optional[Dict[str, Any]] = None):
         params = params or {}
         req = read_request(model_input, self.predictor.transform.image_size)
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
