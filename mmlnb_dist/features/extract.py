@@ -90,7 +90,7 @@ class _ShardEncoder:
             if good:
                 batch = self.preprocess.finalize(self.preprocess.collate(good))
                 with self.autocast:
-                    feats = self.encoder(batch["image"].to(self.device, non_blocking=True))
+                    feats = self.encoder(batch["image"])  # normalised on the device by `finalize`
                 parts.append(feats.float().cpu())
                 keys += batch["key"]
             on_batch(len(raws))
@@ -205,7 +205,7 @@ def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, en
                disable=not (progress and env.is_main), dynamic_ncols=True)
     work = _ShardEncoder(encoder.to(env.device),
                          ImageSamplePreprocess(size, None, augment=False, mean=encoder.mean, std=encoder.std,
-                                               text=False), env.device, batch_size, decode_threads)
+                                               text=False, device=env.device), env.device, batch_size, decode_threads)
     t0 = time.perf_counter()
     try:
         for entry in todo:
