@@ -11,7 +11,7 @@ work as sequential: every trial runs all epochs) and with ASHA, each with trials
 `--levers` (issue 15, item 3) measures instead, alternating for `--rounds` rounds in one run, FIFO (same work as
 sequential) with: the worker group per trial as is; two trials at a time overlapping their start-ups
 (`tune.max_concurrent=2`, Ray told of 4 CPUs on the 2 cores, since each trial holds one CPU for its driving
-process and one for its worker); Ray Train's controller polling at Ray's 2 s instead of `tune.train_poll_interval_s`;
+process and one for its worker); Ray Train's controller polling every 0.2 s (`tune.train_poll_interval_s`);
 the trial's driving process reused (`tune.reuse_actors`); SPREAD instead of
 PACK placement; and in the trial process: as is, reused, two at a time. It reports each trial's start-up share:
 1 - (recipe seconds, from the trial result files) / (search wall / trials) for one-at-a-time searches.
@@ -78,8 +78,8 @@ def search(shards: Path, out: Path, epochs: int, scheduler: str, space: Path, *e
             "stopped_early": summary["stopped_early"], "recipe_s": recipe_s, "errored": summary["errored"]}
 
 LEVERS = {
-    "tune, FIFO, worker group per trial, Ray's 2 s controller poll": ("fifo", ["tune.train_poll_interval_s=2.0"]),
     "tune, FIFO, worker group per trial (as is)": ("fifo", []),
+    "+ Ray Train's controller polling every 0.2 s": ("fifo", ["tune.train_poll_interval_s=0.2"]),
     "+ 2 trials at a time (max_concurrent=2, Ray told 4 CPUs)": ("fifo", ["tune.max_concurrent=2",
                                                                           "tune.num_cpus=4"]),
     "+ trial's driving process reused (reuse_actors)": ("fifo", ["tune.reuse_actors=true"]),

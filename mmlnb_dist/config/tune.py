@@ -71,10 +71,12 @@ class TuneConfig(Section):
     use_ray_train: bool = True
     """Run each trial's recipe in a Ray Train TorchTrainer worker group; off: inside the trial process itself."""
 
-    train_poll_interval_s: float = Field(0.2, gt=0.0)
-    """How often Ray Train's controller polls a trial's workers (Ray's `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`, 2 s by
-    default), given to every Ray process of the search. Each worker group's start and finish wait for a poll: 0.2 s
-    took a one-worker `TorchTrainer.fit` from 14.3 to 9.5 s on 2 cores (BENCHMARKS.md "Search overhead levers")."""
+    train_poll_interval_s: float = Field(2.0, gt=0.0)
+    """How often Ray Train's controller polls a trial's workers (Ray's `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`; 2 s, Ray's
+    own default), given to every Ray process of the search. Each worker group's start and finish wait for a poll:
+    0.2 s took a one-worker `TorchTrainer.fit` from 14.3 to 9.5 s and a 4-trial FIFO search from 153 to 117 s on
+    2 cores (BENCHMARKS.md "Search overhead levers"). Not the default yet: with ASHA stopping trials, one run at
+    0.2 s lost the stopped trials' cache counts from the search summary (not yet understood)."""
 
     reuse_actors: bool = False
     """Run the next trial in the process the last one finished in (Tune's `reuse_actors`): saves a process
