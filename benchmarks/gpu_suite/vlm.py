@@ -199,8 +199,8 @@ def measure_lora(suite: Suite, cfg, checkpointing: bool, offload: bool) -> Dict[
 
 
 def measure_describe(suite: Suite, cfg, preset: str = "greedy") -> Dict[str, Any]:
-    """`describe`'s generation path (`model.generate_descriptions`): greedy, or the authors' sampling drawn per
-    image (`sampling.seeded_sampling`: HF's processors plus per-image Gumbel noise), at the profile's batch."""
+    """`describe`'s generation path (`model.describe_generate_kwargs`): greedy, or the authors' sampling drawn per
+    image, at the profile's batch."""
     from mmlnb_dist.recipes.vlm import model as V
 
     g = cfg.vlm.generation.model_copy(update={"preset": preset})
@@ -208,12 +208,7 @@ def measure_describe(suite: Suite, cfg, preset: str = "greedy") -> Dict[str, Any
     model.config.use_cache = True
     batch = {k: t.to(suite.device) for k, t in
              V.generation_batch(proc, images(g.batch_size, image_side(cfg)), cfg.vlm.prompt).items()}
-    kwargs = V.generation_kwargs(g, proc)
-    if kwargs.get("do_sample"):
-        from mmlnb_dist.recipes.vlm.sampling import image_seeds, seeded_sampling
-
-        kwargs = seeded_sampling(kwargs, image_seeds(batch["pixel_values"], batch["image_grid_thw"]),
-                                 batch["attention_mask"])
+    kwargs = V.describe_generate_kwargs(g, proc, batch)
     batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
     # Random weights would stop at an end token by chance: every row generates exactly max_new_tokens.
     kwargs["min_new_tokens"] = g.max_new_tokens

@@ -93,6 +93,8 @@ class ImageTransform:
         """uint8 `[B, S, S, 3]` -> normalised float32 `[B, 3, S, S]` in one vectorised pass, on the batch's device."""
         t = batch.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
         if t.device != self.scale.device:
+            # Three numbers copied per batch rather than cached here: this object is pickled into the loader's
+            # workers every epoch, and a cached accelerator tensor would go with it.
             return t.mul_(self.scale.to(t.device)).add_(self.shift.to(t.device))
         return t.mul_(self.scale).add_(self.shift)
 

@@ -288,6 +288,18 @@ def generation_kwargs(gen: GenerationConfig, processor) -> Dict[str, Any]:
     return kw
 
 
+def describe_generate_kwargs(gen: GenerationConfig, processor, batch: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+    """`generate` kwargs of `describe` for `batch` (read before its pixels are cast to the model's dtype): greedy, or
+    a sampling preset drawn per image from noise seeded by the image's pixels (`sampling.seeded_sampling`)."""
+    kwargs = generation_kwargs(gen, processor)
+    if kwargs.get("do_sample"):
+        from .sampling import image_seeds, seeded_sampling  # transformers' processors: imported when sampling
+
+        seeds = image_seeds(batch["pixel_values"], batch["image_grid_thw"])
+        kwargs = seeded_sampling(kwargs, seeds, batch["attention_mask"])
+    return kwargs
+
+
 def generation_batch(processor, images: Sequence[Any], prompt: str) -> Dict[str, torch.Tensor]:
     """The prompts of `images`, left-padded: images of different sizes give prompts of different lengths (one
     token per merged 28x28 patch), and left padding keeps each prompt flush against its first new token."""
@@ -307,12 +319,7 @@ def generate_descriptions(model, processor, images: Sequence[Any], prompt: str, 
     any number of ranks, with any batch size, resumed, in `predict --vlm` and a rerun alike), and the caller's
     random state is neither read nor moved."""
     batch = {k: v.to(device) for k, v in generation_batch(processor, images, prompt).items()}
-    kwargs = generation_kwargs(gen, processor)
-    if kwargs.get("do_sample"):
-        from .sampling import image_seeds, seeded_sampling  # transformers' processors: imported when sampling
-
-        seeds = image_seeds(batch["pixel_values"], batch["image_grid_thw"])  # before any cast to the model dtype
-        kwargs = seeded_sampling(kwargs, seeds, batch["attention_mask"])
+    kwargs = describe_generate_kwargs(gen, processor, batch)
     if model_dtype is not None:
         batch["pixel_values"] = batch["pixel_values"].to(model_dtype)
     out = model.generate(**batch, **kwargs)
