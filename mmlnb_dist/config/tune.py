@@ -75,8 +75,9 @@ class TuneConfig(Section):
     """How often Ray Train's controller polls a trial's workers (Ray's `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`; 2 s, Ray's
     own default), given to every Ray process of the search. Each worker group's start and finish wait for a poll:
     0.2 s took a one-worker `TorchTrainer.fit` from 14.3 to 9.5 s and a 4-trial FIFO search from 153 to 117 s on
-    2 cores (BENCHMARKS.md "Search overhead levers"). Not the default yet: with ASHA stopping trials, one run at
-    0.2 s lost the stopped trials' cache counts from the search summary (not yet understood)."""
+    2 cores (BENCHMARKS.md "Search overhead levers"); the CPU demo profile sets 0.2. Ray's 2 s stays the default
+    for clusters, where trials last long and the controllers of many workers poll them all. Applies when the
+    search starts Ray itself (a cluster's own processes keep theirs)."""
 
     reuse_actors: bool = False
     """Run the next trial in the process the last one finished in (Tune's `reuse_actors`): saves a process

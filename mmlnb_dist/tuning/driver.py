@@ -50,13 +50,26 @@ def _searcher(cfg: Config):
 
 
 def _scheduler(cfg: Config):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
     t = cfg.tune
     if t.scheduler == "fifo":
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="training_iteration", max_t=t.max_t or cfg.train.epochs,
-                         grace_period=t.grace_period, reduction_factor=t.reduction_factor)
+    last_epoch = cfg.train.epochs - 1
+
+    class LetLastEpochFinish(ASHAScheduler):
+        """ASHA, except that a trial which reported its last epoch is never stopped: it is finishing anyway, and a
+        stop then (ASHA stops every trial at max_t) killed it while it evaluated the test split, exported its model
+        and wrote its result file, so a search lost the results of its complete trials."""
+
+        def on_trial_result(self, tune_controller, trial, result):
+            action = super().on_trial_result(tune_controller, trial, result)
+            if action == TrialScheduler.STOP and result.get("epoch", -1) >= last_epoch:
+                return TrialScheduler.CONTINUE
+            return action
+
+    return LetLastEpochFinish(time_attr="training_iteration", max_t=t.max_t or cfg.train.epochs,
+                              grace_period=t.grace_period, reduction_factor=t.reduction_factor)
 
 
 def _release_callback(trials_dir: Path, name: str):
@@ -157,7 +170,8 @@ def _trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, A
         res = read_trial_result(Path(row["run_dir"])) or {}
         row["completed"] = bool(res)
         row["trial_seconds"] = res.get("trial_seconds")
-        for k, v in res.items():
+        # A trial stopped early (ASHA) has no result file; its last report carries its cache counts.
+        for k, v in {**metrics, **res}.items():
             if k.startswith("cache"):
                 row[k] = v
         if r.error:
@@ -173,7 +187,7 @@ def _cache_stats(cache_dir: Path, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     for key in ("cache/hits", "cache/misses", "cache_hits", "cache_misses"):
         vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
         if vals:
-            stats[key] = sum(vals)
+            stats[key] = int(sum(vals))  # counts; a stopped trial reports them as floats
     return stats
 
 
@@ -259,6 +273,11 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float) -> D
         writer.writeheader()
         writer.writerows(rows)
     summary["cache"] = _cache_stats(dirs["cache"], rows)
+    if summary["stopped_early"] and cfg.tune.use_ray_train:
+        # Ray stops such a trial by ending its worker group, and that trial's controller logs it as an error
+        log.info("%d trial(s) stopped early by the %s scheduler: any 'A worker health check failed' error Ray "
+                 "logged for them is that stop, not a failure (errored trials: %d)", summary["stopped_early"],
+                 cfg.tune.scheduler, len(errored))
     try:
         best = grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode, filter_nan_and_inf=True)
     except RuntimeError:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import shutil
@@ -180,14 +181,22 @@ def test_four_trial_asha_search_with_torchtrainer(shards, tmp_path):
     space.write_text("params:\n  train.lr: {grid: [3.0e-3, 1.0e-7]}\n")
     cfg = load_config(CPU_DEMO, _overrides(shards, tmp_path / "runs", [
         "tune.searcher=grid", "tune.num_samples=2", "tune.grace_period=1", "tune.reduction_factor=2"]))
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        summary = run_search(cfg, space)
-    finally:
-        ray.shutdown()
+    assert cfg.tune.train_poll_interval_s == 0.2  # the profile's: stopped trials really stop within an epoch
+    assert not ray.is_initialized()
+    summary = run_search(cfg, space)  # the driver starts Ray, so the poll interval reaches Ray Train
+    assert not ray.is_initialized()
     print(json.dumps(summary, indent=1, default=str))  # timings belong to benchmarks/tune_overhead.py
     assert summary["trials"] == 4 and summary["errored"] == 0
     assert summary["stopped_early"] >= 1
+    # every trial gives its cache counts, the ones stopped before writing their result file too (their last report)
+    with open(Path(summary["experiment_dir"]) / "trials.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and sum(r["completed"] == "False" for r in rows) == summary["stopped_early"]
+    # a trial that reached its last epoch finished (test split, export, result file): ASHA's stop at max_t used to
+    # kill it while it did (with a fast controller poll, every trial of this search)
+    assert all(r["completed"] == "True" for r in rows if r["iterations"] == "3"), rows
+    assert sum(r["iterations"] == "3" for r in rows) >= 1  # ASHA lets the first trial at each rung go on
+    assert all(r["cache/hits"] != "" and r["cache/misses"] != "" for r in rows), rows
     # MLflow: one parent, four children
     client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}")
     exp = client.get_experiment_by_name(cfg.tracking.experiment)

@@ -104,7 +104,7 @@ def test_ray_train_poll_interval_reaches_every_process_of_the_search(tmp_path):
 
     from mmlnb_dist.tuning.driver import _init_ray
 
-    assert TuneConfig().train_poll_interval_s == 2.0  # Ray's own default until ASHA runs are checked with less
+    assert TuneConfig().train_poll_interval_s == 2.0  # Ray's own default; the CPU demo profile sets 0.2
     cfg = load_config(CPU_DEMO, [f"run.output_dir={tmp_path}", "tune.num_cpus=1", "tune.train_poll_interval_s=0.3"])
     assert not ray.is_initialized()
     assert _init_ray(cfg) is True

@@ -238,7 +238,9 @@ class FusionRecipe:
                 log.debug("%s", format_metrics_table(metrics, self.classes, f"validation, epoch {epoch}"))
                 self.history.append({"epoch": epoch, **stats, **scalars})
                 if self.report is not None:
-                    self.report(epoch, {**scalars, **stats, "epoch": epoch})
+                    # The cache counts ride along: a trial a scheduler stops early never writes its result file.
+                    loads = {f"cache/{k}": v for k, v in self.phases.cache_loads.items()}
+                    self.report(epoch, {**scalars, **stats, **loads, "epoch": epoch})
                 value = float(metrics[cfg.train.best_metric])
                 if self._is_better(value):
                     improved = True
