@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ...core.config import Section
 from ...core.sections import LRScheduleConfig
@@ -45,6 +45,20 @@ class GenerationConfig(Section):
     """greedy decoding, or the authors' sampling (temperature 0.3, top_p 0.9, top_k 50, repetition 1.2), drawn per
     image from noise seeded by its pixels: an image gets the same text in any batch, on any number of ranks."""
 
+    temperature: Optional[float] = Field(None, gt=0.0)
+    """Sampling temperature; None: the preset's (authors: 0.3). Sampling presets only."""
+
+    top_p: Optional[float] = Field(None, gt=0.0, le=1.0)
+    """Nucleus sampling: keep the most likely tokens up to this probability mass; None: the preset's (authors:
+    0.9). Sampling presets only."""
+
+    top_k: Optional[int] = Field(None, ge=0)
+    """Keep the k most likely tokens (0: no limit); None: the preset's (authors: 50). Sampling presets only."""
+
+    repetition_penalty: Optional[float] = Field(None, gt=0.0)
+    """HF's repetition penalty (1: none); None: the preset's: authors 1.2, greedy 1 whatever the model's own
+    generation config says (Qwen2.5-VL's says 1.05, which HF would otherwise apply to greedy decoding too)."""
+
     max_new_tokens: int = Field(256, ge=1)
     """Tokens generated per description."""
 
@@ -53,6 +67,14 @@ class GenerationConfig(Section):
 
     merge_adapter: bool = True
     """Fold the LoRA weights into the base model before generating (same outputs, faster decoding)."""
+
+    @model_validator(mode="after")
+    def _sampling_settings_need_sampling(self) -> "GenerationConfig":
+        given = [k for k in ("temperature", "top_p", "top_k") if getattr(self, k) is not None]
+        if self.preset == "greedy" and given:
+            raise ValueError(f"{', '.join(given)} shape sampling, and preset 'greedy' does not sample: set "
+                             f"preset: authors (then these replace the authors' values) or drop them")
+        return self
 
 
 class VLMConfig(Section):

@@ -134,7 +134,9 @@ def _config_digest(model_path: str) -> Optional[str]:
 def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, world_size: int) -> Dict[str, Any]:
     v, gen = cfg.vlm, cfg.vlm.generation
     # "draw": how samples are drawn (per image, `sampling.py`); an output sampled per batch is not resumed with it
-    sampling = {**V.AUTHORS_SAMPLING, "draw": "per-image-gumbel"} if gen.preset == "authors" else {"do_sample": False}
+    sampling = V.decoding_settings(gen)
+    if sampling["do_sample"]:
+        sampling["draw"] = "per-image-gumbel"
     settings = {"preset": gen.preset, "max_new_tokens": gen.max_new_tokens, "batch_size": gen.batch_size, **sampling}
     resolved = V.resolve_model_path(vlm, v.tiny_seed, v.cache_dir)
     return {"source": str(source.root), "source_manifest_sha256": source.digest, "model": vlm,

@@ -281,21 +281,33 @@ def generation_kwargs(gen: GenerationConfig, processor) -> Dict[str, Any]:
         eos_token_id=tok.convert_tokens_to_ids(END_OF_TURN),
         pad_token_id=tok.pad_token_id,
     )
-    if gen.preset == "authors":
-        kw.update(AUTHORS_SAMPLING)
-    else:
-        kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    kw.update(decoding_settings(gen))
     return kw
+
+
+def decoding_settings(gen: GenerationConfig) -> Dict[str, Any]:
+    """How tokens are chosen, in HF's `generate` terms, everything explicit (a model's own generation config, e.g.
+    Qwen2.5-VL's repetition_penalty 1.05, never adds to it): the preset's values with the config's overrides."""
+    if gen.preset == "authors":
+        out = dict(AUTHORS_SAMPLING)
+        out.update({k: getattr(gen, k) for k in ("temperature", "top_p", "top_k") if getattr(gen, k) is not None})
+    else:
+        out = dict(do_sample=False, temperature=None, top_p=None, top_k=None, repetition_penalty=1.0)
+    if gen.repetition_penalty is not None:
+        out["repetition_penalty"] = gen.repetition_penalty
+    return out
 
 
 def describe_generate_kwargs(gen: GenerationConfig, processor, batch: Dict[str, torch.Tensor]) -> Dict[str, Any]:
     """`generate` kwargs of `describe` for `batch` (read before its pixels are cast to the model's dtype): greedy, or
     a sampling preset drawn per image from noise seeded by the image's pixels (`sampling.seeded_sampling`)."""
     kwargs = generation_kwargs(gen, processor)
-    if kwargs.get("do_sample"):
-        from .sampling import image_seeds, seeded_sampling  # transformers' processors: imported when sampling
+    sampled = bool(kwargs.get("do_sample"))
+    # HF's own repetition penalty would count a row's left padding as generated text: ours skips it (greedy too)
+    if sampled or kwargs.get("repetition_penalty") not in (None, 1.0):
+        from .sampling import image_seeds, seeded_sampling  # transformers' processors: imported when needed
 
-        seeds = image_seeds(batch["pixel_values"], batch["image_grid_thw"])
+        seeds = image_seeds(batch["pixel_values"], batch["image_grid_thw"]) if sampled else None
         kwargs = seeded_sampling(kwargs, seeds, batch["attention_mask"])
     return kwargs
 

@@ -102,11 +102,12 @@ class UnpaddedRepetitionPenalty(LogitsProcessor):
         return self.penalty(input_ids, scores)
 
 
-def seeded_sampling(kwargs: Dict[str, Any], image_seeds: Sequence[int],
+def seeded_sampling(kwargs: Dict[str, Any], image_seeds: Optional[Sequence[int]],
                     attention_mask: torch.Tensor) -> Dict[str, Any]:
     """`generate` kwargs of a sampling preset (HF form: do_sample, temperature, top_k, top_p, repetition_penalty)
     -> the same distribution drawn per image: greedy decoding over a `logits_processor` list in HF's sampling
-    order (repetition penalty, temperature, top-k, top-p) ending in `GumbelNoise`.
+    order (repetition penalty, temperature, top-k, top-p) ending in `GumbelNoise`. `image_seeds` None: greedy
+    decoding with the repetition penalty alone (no noise), which then also ignores each row's padding.
 
     `attention_mask`: the left-padded prompt batch's mask (its width is the prompt length; a row's leading zeros
     are its padding). HF's own copies of these settings are switched off, so nothing is applied twice."""
@@ -125,7 +126,8 @@ def seeded_sampling(kwargs: Dict[str, Any], image_seeds: Sequence[int],
     top_p = kwargs.get("top_p")
     if top_p is not None and top_p < 1.0:
         processors.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
-    processors.append(GumbelNoise(image_seeds, prompt_length=attention_mask.shape[1]))
+    if image_seeds is not None:
+        processors.append(GumbelNoise(image_seeds, prompt_length=attention_mask.shape[1]))
     out.update(do_sample=False, temperature=None, top_k=None, top_p=None, repetition_penalty=None,
                logits_processor=processors)
     return out

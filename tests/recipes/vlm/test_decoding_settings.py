@@ -1,0 +1,92 @@
+"""How describe chooses tokens is what its config says and nothing else: greedy is greedy whatever the model's own
+generation config carries (Qwen2.5-VL's sets repetition_penalty 1.05, which HF applies to greedy decoding unless
+told otherwise), `vlm.generation.temperature/top_p/top_k/repetition_penalty` replace a sampling preset's values,
+sampling settings under greedy are refused before any work, and the provenance records the settings in effect.
+In-process, seconds (the random tiny VLM)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+PROMPT = "You are a specialized pathologist, please describe what you see microscopically."
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Pixel bounds 56x56 .. 112x112: a 112 px image's longer prompt left-pads a 56 px one in the same batch."""
+    from mmlnb_dist.recipes.vlm import model as V
+
+    return V.load_vlm("tiny", min_pixels=56 * 56, max_pixels=112 * 112, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def _images(seed: int, n: int = 3, size: int = 56):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def test_greedy_ignores_a_repetition_penalty_in_the_models_generation_config(tiny):
+    import torch
+
+    from mmlnb_dist.recipes.vlm import model as V
+    from mmlnb_dist.recipes.vlm.config import GenerationConfig
+
+    model, proc = tiny
+    gen = GenerationConfig(max_new_tokens=16)
+    images = _images(0)
+    plain = V.generate_descriptions(model, proc, images, PROMPT, gen)
+    batch = V.generation_batch(proc, images, PROMPT)
+    kwargs = {k: v for k, v in V.generation_kwargs(gen, proc).items() if k != "repetition_penalty"}
+    saved = model.generation_config.repetition_penalty
+    try:
+        model.generation_config.repetition_penalty = 50.0  # what a checkpoint's generation_config.json may carry
+        with torch.no_grad():  # HF applies it when the call does not say otherwise: it does change the text here
+            penalised = model.generate(**batch, **kwargs)[:, batch["input_ids"].shape[1]:]
+        texts = proc.tokenizer.batch_decode(penalised, skip_special_tokens=True)
+        assert [t.strip() for t in texts] != plain
+        assert V.generate_descriptions(model, proc, images, PROMPT, gen) == plain
+    finally:
+        model.generation_config.repetition_penalty = saved
+
+
+def test_overrides_replace_the_presets_values_and_one_token_sampling_is_penalised_greedy(tiny):
+    """authors + top_k 1 keeps one token per step, so the Gumbel noise cannot change it: exactly greedy decoding
+    with the authors' repetition penalty (1.2), which ignores each row's left padding like the sampler does."""
+    from mmlnb_dist.recipes.vlm import model as V
+    from mmlnb_dist.recipes.vlm.config import GenerationConfig
+
+    model, proc = tiny
+    assert V.decoding_settings(GenerationConfig(preset="authors", temperature=0.7, top_p=0.5)) == {
+        "do_sample": True, "temperature": 0.7, "top_p": 0.5, "top_k": 50, "repetition_penalty": 1.2}
+    assert V.decoding_settings(GenerationConfig()) == {
+        "do_sample": False, "temperature": None, "top_p": None, "top_k": None, "repetition_penalty": 1.0}
+
+    images = _images(1)
+    one_token = V.generate_descriptions(model, proc, images, PROMPT,
+                                        GenerationConfig(preset="authors", top_k=1, max_new_tokens=16))
+    penalised = GenerationConfig(repetition_penalty=1.2, max_new_tokens=16)
+    assert V.generate_descriptions(model, proc, images, PROMPT, penalised) == one_token
+    assert V.generate_descriptions(model, proc, images, PROMPT, GenerationConfig(max_new_tokens=16)) != one_token
+    large = _images(2, n=1, size=112)[0]  # a longer prompt: images[0] is left-padded beside it
+    assert V.generate_descriptions(model, proc, [images[0], large], PROMPT, penalised)[0] == one_token[0]
+
+
+def test_sampling_settings_under_greedy_are_refused_and_the_provenance_records_what_is_used(tmp_path):
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.core.errors import ConfigError
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.recipes.vlm.describe import provenance
+
+    from support.fusion import make_shards
+
+    with pytest.raises(ConfigError, match=r"vlm\.generation.*temperature, top_k.*preset: authors"):
+        load_config("cpu-demo", ["vlm.generation.temperature=0.5", "vlm.generation.top_k=5"])
+    shards = make_shards(tmp_path / "s", n=12, size=32)
+    cfg = load_config("cpu-demo", [f"vlm.cache_dir={tmp_path / 'cache'}", "vlm.generation.preset=authors",
+                                   "vlm.generation.temperature=0.7", "vlm.generation.repetition_penalty=1.0"])
+    settings = provenance(cfg, "tiny", None, ShardSet.open(shards), 1)["generation"]
+    assert settings["temperature"] == 0.7 and settings["repetition_penalty"] == 1.0 and settings["top_p"] == 0.9
+    assert settings["draw"] == "per-image-gumbel"
+    greedy = load_config("cpu-demo", [f"vlm.cache_dir={tmp_path / 'cache'}"])
+    assert provenance(greedy, "tiny", None, ShardSet.open(shards), 1)["generation"]["repetition_penalty"] == 1.0
