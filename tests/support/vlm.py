@@ -131,3 +131,11 @@ def write_random_adapter(vlm_cfg, out: Path, seed: int, pixels: int) -> Path:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
     peft_model.save_pretrained(str(out))
     return out
+
+
+def noise_images(seed: int, n: int = 3, size: int = 56):
+    """`n` PIL images of uniform noise (`size` px square), the same for the same seed."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(n)]

@@ -5,36 +5,22 @@ sampling settings under greedy are refused before any work, and the provenance r
 In-process, seconds (the random tiny VLM)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
+
+from support.vlm import noise_images
 
 PROMPT = "You are a specialized pathologist, please describe what you see microscopically."
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """Pixel bounds 56x56 .. 112x112: a 112 px image's longer prompt left-pads a 56 px one in the same batch."""
-    from mmlnb_dist.recipes.vlm import model as V
-
-    return V.load_vlm("tiny", min_pixels=56 * 56, max_pixels=112 * 112, cache_dir=tmp_path_factory.mktemp("cache"))
-
-
-def _images(seed: int, n: int = 3, size: int = 56):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    return [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
-
-
-def test_greedy_ignores_a_repetition_penalty_in_the_models_generation_config(tiny):
+def test_greedy_ignores_a_repetition_penalty_in_the_models_generation_config(tiny_56_112):
     import torch
 
     from mmlnb_dist.recipes.vlm import model as V
     from mmlnb_dist.recipes.vlm.config import GenerationConfig
 
-    model, proc = tiny
+    model, proc = tiny_56_112
     gen = GenerationConfig(max_new_tokens=16)
-    images = _images(0)
+    images = noise_images(0)
     plain = V.generate_descriptions(model, proc, images, PROMPT, gen)
     batch = V.generation_batch(proc, images, PROMPT)
     kwargs = {k: v for k, v in V.generation_kwargs(gen, proc).items() if k != "repetition_penalty"}
@@ -50,25 +36,25 @@ def test_greedy_ignores_a_repetition_penalty_in_the_models_generation_config(tin
         model.generation_config.repetition_penalty = saved
 
 
-def test_overrides_replace_the_presets_values_and_one_token_sampling_is_penalised_greedy(tiny):
+def test_overrides_replace_the_presets_values_and_one_token_sampling_is_penalised_greedy(tiny_56_112):
     """authors + top_k 1 keeps one token per step, so the Gumbel noise cannot change it: exactly greedy decoding
     with the authors' repetition penalty (1.2), which ignores each row's left padding like the sampler does."""
     from mmlnb_dist.recipes.vlm import model as V
     from mmlnb_dist.recipes.vlm.config import GenerationConfig
 
-    model, proc = tiny
+    model, proc = tiny_56_112
     assert V.decoding_settings(GenerationConfig(preset="authors", temperature=0.7, top_p=0.5)) == {
         "do_sample": True, "temperature": 0.7, "top_p": 0.5, "top_k": 50, "repetition_penalty": 1.2}
     assert V.decoding_settings(GenerationConfig()) == {
         "do_sample": False, "temperature": None, "top_p": None, "top_k": None, "repetition_penalty": 1.0}
 
-    images = _images(1)
+    images = noise_images(1)
     one_token = V.generate_descriptions(model, proc, images, PROMPT,
                                         GenerationConfig(preset="authors", top_k=1, max_new_tokens=16))
     penalised = GenerationConfig(repetition_penalty=1.2, max_new_tokens=16)
     assert V.generate_descriptions(model, proc, images, PROMPT, penalised) == one_token
     assert V.generate_descriptions(model, proc, images, PROMPT, GenerationConfig(max_new_tokens=16)) != one_token
-    large = _images(2, n=1, size=112)[0]  # a longer prompt: images[0] is left-padded beside it
+    large = noise_images(2, n=1, size=112)[0]  # a longer prompt: images[0] is left-padded beside it
     assert V.generate_descriptions(model, proc, [images[0], large], PROMPT, penalised)[0] == one_token[0]
 
 

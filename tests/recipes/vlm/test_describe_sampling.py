@@ -8,35 +8,21 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pytest
+
+from support.vlm import noise_images
 
 PROMPT = "You are a specialized pathologist, please describe what you see microscopically."
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """Pixel bounds 56x56 .. 112x112: 56 px images all get 4 image tokens; a 112 px one gets 16 (left padding)."""
-    from mmlnb_dist.recipes.vlm import model as V
-
-    return V.load_vlm("tiny", min_pixels=56 * 56, max_pixels=112 * 112, cache_dir=tmp_path_factory.mktemp("cache"))
-
-
-def _images(seed: int, n: int = 3, size: int = 56):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    return [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
-
-
-def test_sampling_is_seeded_by_the_images_and_leaves_the_global_rng_alone(tiny):
+def test_sampling_is_seeded_by_the_images_and_leaves_the_global_rng_alone(tiny_56_112):
     import torch
 
     from mmlnb_dist.recipes.vlm import model as V
     from mmlnb_dist.recipes.vlm.config import GenerationConfig
 
-    model, proc = tiny
+    model, proc = tiny_56_112
     gen = GenerationConfig(preset="authors", max_new_tokens=12)
-    images = _images(0)
+    images = noise_images(0)
     torch.manual_seed(123)
     state = torch.random.get_rng_state()
     first = V.generate_descriptions(model, proc, images, PROMPT, gen)
@@ -51,26 +37,26 @@ def test_sampling_is_seeded_by_the_images_and_leaves_the_global_rng_alone(tiny):
     assert V.generate_descriptions(model, proc, as_bytes, PROMPT, gen) == first  # bytes or PIL: same pixels
     greedy = V.generate_descriptions(model, proc, images, PROMPT, GenerationConfig(max_new_tokens=12))
     assert first != greedy  # it does sample
-    other = V.generate_descriptions(model, proc, _images(1), PROMPT, gen)
+    other = V.generate_descriptions(model, proc, noise_images(1), PROMPT, gen)
     assert other != first
 
 
-def test_a_sampled_description_does_not_depend_on_the_batch_it_was_generated_in(tiny):
+def test_a_sampled_description_does_not_depend_on_the_batch_it_was_generated_in(tiny_56_112):
     """Batch of 4 == [2, 2] == 4 x 1 (what 2 ranks, another batch_size or a re-batching resume do), and an image
     keeps its text beside a larger image whose longer prompt left-pads it."""
     from mmlnb_dist.recipes.vlm import model as V
     from mmlnb_dist.recipes.vlm.config import GenerationConfig
 
-    model, proc = tiny
+    model, proc = tiny_56_112
     gen = GenerationConfig(preset="authors", max_new_tokens=12)
-    images = _images(2, n=4)
+    images = noise_images(2, n=4)
     whole = V.generate_descriptions(model, proc, images, PROMPT, gen)
     halves = V.generate_descriptions(model, proc, images[:2], PROMPT, gen) + \
         V.generate_descriptions(model, proc, images[2:], PROMPT, gen)
     single = [V.generate_descriptions(model, proc, [im], PROMPT, gen)[0] for im in images]
     assert whole == halves == single
     assert len(set(single)) == 4, single  # every image its own text: a mix-up of rows would show
-    large = _images(3, n=1, size=112)[0]
+    large = noise_images(3, n=1, size=112)[0]
     batch = V.generation_batch(proc, [images[0], large], PROMPT)
     assert (batch["attention_mask"][0] == 0).sum() > 0  # the small image's prompt really is left-padded
     assert V.generate_descriptions(model, proc, [images[0], large], PROMPT, gen)[0] == single[0]
