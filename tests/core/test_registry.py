@@ -274,7 +274,11 @@ def test_predict_refuses_a_registered_pickled_pyfunc(trained, tmp_path, capsys):
 
     mlflow.set_tracking_uri(trained["uri"])
     mlflow.set_registry_uri(trained["uri"])
-    with mlflow.start_run():
+    # its own experiment and artifact folder: the store's Default experiment keeps its artifacts in ./mlruns, i.e.
+    # in the checkout the tests run from
+    exp = mlflow.MlflowClient(trained["uri"]).create_experiment(
+        "pickled", artifact_location=(tmp_path / "artifacts").resolve().as_uri())
+    with mlflow.start_run(experiment_id=exp):
         mlflow.pyfunc.log_model(name="model", python_model=Pickled(), registered_model_name="nb-pickled")
     code = main(["predict", "--model", "models:/nb-pickled/1", str(tmp_path), "--out", str(tmp_path / "p.csv"),
                  "--uri", trained["uri"]])

@@ -53,7 +53,8 @@ def _register(tmp_path: Path, export_dir: Path, name: str):
 
     uri = f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}"
     client = mlflow.MlflowClient(uri, registry_uri=uri)  # not the process-wide registry another test may have set
-    exp = client.create_experiment("licence")
+    # an artifact location of its own: without one, MLflow puts the logged model in ./mlruns (the checkout)
+    exp = client.create_experiment("licence", artifact_location=(tmp_path / "artifacts").resolve().as_uri())
     run = client.create_run(exp, tags={"run_dir": str(tmp_path)})
     client.log_metric(run.info.run_id, "val/balanced_accuracy", 0.5)
     client.set_terminated(run.info.run_id)
