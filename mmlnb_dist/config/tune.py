@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..core.config import Section
 
@@ -68,8 +68,11 @@ class TuneConfig(Section):
     workers_per_trial: int = Field(1, ge=1)
     """Ray Train workers (DeepSpeed ranks) per trial."""
 
-    use_ray_train: bool = True
-    """Run each trial's recipe in a Ray Train TorchTrainer worker group; off: inside the trial process itself."""
+    use_ray_train: Optional[bool] = None
+    """true: each trial's recipe runs in a Ray Train TorchTrainer worker group of `workers_per_trial` ranks; false:
+    inside the trial process itself (one rank); None (auto): a worker group when `workers_per_trial` > 1, else the
+    trial process, since a one-rank worker group only adds three process starts per trial (BENCHMARKS.md "Search
+    overhead levers": 2.3-3.0x the sequential runs on 2 cores, against 0.9x in the trial process)."""
 
     train_poll_interval_s: float = Field(2.0, gt=0.0)
     """How often Ray Train's controller polls a trial's workers (Ray's `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`; 2 s, Ray's
@@ -102,3 +105,15 @@ class TuneConfig(Section):
 
     register_best: bool = False
     """Register the best trial's exported model under `tracking.register_name` once the search ends."""
+
+    @property
+    def worker_groups(self) -> bool:
+        """Whether trials run in Ray Train worker groups (`use_ray_train` resolved)."""
+        return self.use_ray_train if self.use_ray_train is not None else self.workers_per_trial > 1
+
+    @model_validator(mode="after")
+    def _ranks_need_a_worker_group(self) -> "TuneConfig":
+        if self.use_ray_train is False and self.workers_per_trial > 1:
+            raise ValueError(f"workers_per_trial={self.workers_per_trial} needs use_ray_train true (or unset): a "
+                             "trial's ranks are a Ray Train worker group, and in the trial process it runs one rank")
+        return self

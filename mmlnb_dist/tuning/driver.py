@@ -227,7 +227,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     try:
         # With Ray Train the trial process only drives its TorchTrainer, but it still takes one CPU: with a
         # token 0.01 CPU the next trial's worker group timed out waiting for resources on a 2-CPU machine.
-        res = {"CPU": 1} if cfg.tune.use_ray_train else {
+        res = {"CPU": 1} if cfg.tune.worker_groups else {
             "CPU": cfg.tune.cpus_per_trial * cfg.tune.workers_per_trial,
             "GPU": cfg.tune.gpus_per_trial * cfg.tune.workers_per_trial}
         trainable = tune.with_resources(tune.with_parameters(trial_main, ctx=ctx), res)
@@ -273,7 +273,7 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float) -> D
         writer.writeheader()
         writer.writerows(rows)
     summary["cache"] = _cache_stats(dirs["cache"], rows)
-    if summary["stopped_early"] and cfg.tune.use_ray_train:
+    if summary["stopped_early"] and cfg.tune.worker_groups:
         # Ray stops such a trial by ending its worker group, and that trial's controller logs it as an error
         log.info("%d trial(s) stopped early by the %s scheduler: any 'A worker health check failed' error Ray "
                  "logged for them is that stop, not a failure (errored trials: %d)", summary["stopped_early"],

@@ -3,7 +3,8 @@
 Ray 2.60 pattern: the trial is a plain function that builds a fresh Ray Train `TorchTrainer` (its own
 worker group, so every trial gets new processes: a DeepSpeed engine cannot be reused) and calls `.fit()`.
 Workers report through `ray.train.report`; `TuneReportCallback` forwards rank 0's metrics to Tune, where
-ASHA reads them. With `tune.use_ray_train=false` the recipe runs inside the trial process instead.
+ASHA reads them. With `tune.use_ray_train=false` (the default for one worker per trial) the recipe runs inside the
+trial process instead.
 
 What runs is resolved through the recipe table: a recipe name (`fusion`) runs that recipe through
 `core.recipe.run`; `vlm-fusion` runs the pipeline's stages (fine-tune, describe, train); `package.module:Name`
@@ -189,7 +190,7 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     (run_dir / PARAMS_FILE).write_text(json.dumps(built["applied"], indent=1, default=str))
     tune_cfg = TuneConfig.model_validate(ctx["tune"])
     t0 = time.time()
-    if tune_cfg.use_ray_train:
+    if tune_cfg.worker_groups:
         fit_with_ray_train(cfg.model_dump(mode="json"), ctx["recipe"], run_dir, tune_cfg, Path(ctx["storage"]))
     else:
         _single_process_env()

@@ -180,7 +180,8 @@ def test_four_trial_asha_search_with_torchtrainer(shards, tmp_path):
     # a good and a hopeless learning rate, twice: ASHA must stop the hopeless ones at the first rung
     space.write_text("params:\n  train.lr: {grid: [3.0e-3, 1.0e-7]}\n")
     cfg = load_config(CPU_DEMO, _overrides(shards, tmp_path / "runs", [
-        "tune.searcher=grid", "tune.num_samples=2", "tune.grace_period=1", "tune.reduction_factor=2"]))
+        "tune.searcher=grid", "tune.num_samples=2", "tune.grace_period=1", "tune.reduction_factor=2",
+        "tune.use_ray_train=true"]))  # a worker group of one, which one worker per trial does not get by default
     assert cfg.tune.train_poll_interval_s == 0.2  # the profile's: stopped trials really stop within an epoch
     assert not ray.is_initialized()
     summary = run_search(cfg, space)  # the driver starts Ray, so the poll interval reaches Ray Train

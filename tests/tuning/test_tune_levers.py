@@ -21,11 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CPU_DEMO = ROOT / "launch" / "profiles" / "cpu-demo.yaml"
 
 
-def _in_process_search(shards: Path, out: Path, name: str, reuse: bool):
+def _in_process_search(shards: Path, out: Path, name: str, reuse: bool, mode: str):
+    """`mode`: the `tune.use_ray_train` override, or "" to leave it unset (one worker per trial: in-process)."""
     import ray
 
     from mmlnb_dist.tuning.driver import run_search
-    from mmlnb_dist.tuning.trial import read_trial_result
+    from mmlnb_dist.tuning.trial import WORKER_FILE, read_trial_result
 
     space = out / "space.yaml"
     space.parent.mkdir(parents=True, exist_ok=True)
@@ -33,9 +34,9 @@ def _in_process_search(shards: Path, out: Path, name: str, reuse: bool):
     cfg = load_config(CPU_DEMO, [
         f"data.shards={shards}", f"run.output_dir={out / 'runs'}", "tracking.backends=[mlflow]",
         "data.loader.num_workers=0", "data.loader.image_size=32", "train.epochs=2", "tune.metric=val/loss",
-        "tune.mode=min", "tune.num_cpus=2", "tune.use_ray_train=false", "tune.scheduler=fifo",
+        "tune.mode=min", "tune.num_cpus=2", "tune.scheduler=fifo",
         "tune.searcher=grid", "tune.num_samples=1", "tune.max_failures=0", f"tune.name={name}",
-        f"tune.reuse_actors={str(reuse).lower()}"])
+        f"tune.reuse_actors={str(reuse).lower()}"] + ([f"tune.use_ray_train={mode}"] if mode else []))
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         summary = run_search(cfg, space)
@@ -48,14 +49,16 @@ def _in_process_search(shards: Path, out: Path, name: str, reuse: bool):
     for row in rows:
         result = read_trial_result(Path(row["run_dir"]))
         by_lr[float(row["train.lr"])] = (float(row["val/loss"]), result["pid"])
+        assert not (Path(row["run_dir"]) / WORKER_FILE.format(rank=0)).exists()  # no Ray Train worker ran it
     return by_lr
 
 
 @pytest.mark.slow
 def test_reused_trial_process_gives_the_same_metrics(tmp_path):
     shards = make_shards(tmp_path / "data", n=90, size=48)
-    fresh = _in_process_search(shards, tmp_path / "fresh", "fresh", reuse=False)
-    reused = _in_process_search(shards, tmp_path / "reused", "reused", reuse=True)
+    # one worker per trial: in the trial process without being told (tune.use_ray_train unset)
+    fresh = _in_process_search(shards, tmp_path / "fresh", "fresh", reuse=False, mode="")
+    reused = _in_process_search(shards, tmp_path / "reused", "reused", reuse=True, mode="false")
     print(json.dumps({"fresh": fresh, "reused": reused}))
     assert len({pid for _, pid in fresh.values()}) == 2  # a new process per trial
     assert len({pid for _, pid in reused.values()}) == 1  # one process ran both
@@ -87,6 +90,17 @@ def test_placement_strategy_reaches_the_worker_group(strategy, tmp_path, monkeyp
     fit_with_ray_train({}, "fusion", tmp_path / "run", tune_cfg, tmp_path / "storage")
     assert seen["fit"] and seen["scaling"].placement_strategy == strategy
     assert seen["scaling"].num_workers == 2
+
+
+def test_trials_run_in_worker_groups_when_they_have_several_ranks_or_are_told_to():
+    from pydantic import ValidationError
+
+    assert TuneConfig().worker_groups is False  # one worker per trial: in the trial process
+    assert TuneConfig(workers_per_trial=2).worker_groups is True
+    assert TuneConfig(use_ray_train=True).worker_groups is True
+    assert TuneConfig(use_ray_train=False).worker_groups is False
+    with pytest.raises(ValidationError, match="workers_per_trial=2 needs use_ray_train"):
+        TuneConfig(use_ray_train=False, workers_per_trial=2)
 
 
 def test_placement_strategy_default_and_unknown_value():
