@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import ConfigError
 
 __all__ = ["Section", "ConfigError", "apply_overrides", "validate", "load", "to_yaml", "save_config", "flatten",
-           "explain"]
+           "explain", "absolute_paths"]
 
 S = TypeVar("S", bound="Section")
 
@@ -164,6 +164,23 @@ def flatten(cfg: Section) -> Dict[str, Any]:
 
     walk(cfg.model_dump(mode="json"), "")
     return out
+
+
+def absolute_paths(cfg: S, root: Path) -> S:
+    """A copy of `cfg` whose relative paths (every `Path` field, also inside lists) are made absolute against
+    `root`: for processes that run elsewhere than where the config was written (a Ray trial runs in its own
+    folder, on a cluster on another machine)."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, Path) and not value.is_absolute():
+            return Path(root) / value
+        if isinstance(value, Section):
+            return absolute_paths(value, root)
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    update = {name: fix(getattr(cfg, name)) for name in type(cfg).model_fields}
+    return cfg.model_copy(update={k: v for k, v in update.items() if v is not getattr(cfg, k)})
 
 
 def explain(model: type, prefix: str = "") -> List[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import Config, config_from_dict, save_config
+from ..core.config import absolute_paths
 from ..core.errors import UserError
 from ..core.tracking.runs import ParentRun
 from .space import apply_params, load_space, to_tune_space
@@ -197,6 +198,8 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     from ray import tune
 
     space_path = Path(space_path or cfg.tune.space or "tune/spaces/curriculum.yaml")
+    # Trials run in folders of their own (on a cluster, on other machines): relative paths would point elsewhere
+    cfg = absolute_paths(cfg, Path.cwd())
     base = cfg.model_dump(mode="json")
     space = load_space(space_path, base)  # every range end gives a valid config, checked before Ray starts
     dirs = _dirs(cfg)

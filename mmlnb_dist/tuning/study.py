@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from ..config import Config, config_from_dict
+from ..core.config import absolute_paths
 from ..core.errors import UserError
 from ..pipeline import stage_file
 from ..studies import RowJob, train_row
@@ -68,8 +69,9 @@ def train_as_trials(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str,
                                           log_path=study_dir / "mlflow_server.log")
         for job in pending.values():
             job.cfg.tracking.uri = server_uri
-    specs = {name: {"cfg": job.cfg.model_dump(mode="json"), "row": job.row, "seed": job.seed,
-                    "fingerprint": job.fingerprint} for name, job in pending.items()}
+    # a trial runs in a folder of its own: relative paths are made absolute here, where they were written
+    specs = {name: {"cfg": absolute_paths(job.cfg, Path.cwd()).model_dump(mode="json"), "row": job.row,
+                    "seed": job.seed, "fingerprint": job.fingerprint} for name, job in pending.items()}
     started = False
     if not ray.is_initialized():
         address = cfg.tune.address or os.environ.get("RAY_ADDRESS")

@@ -114,3 +114,18 @@ def test_commands_find_the_shipped_profiles_from_any_folder(tmp_path):
     assert yaml.safe_load(cli("config", "show", "--config", "launch/profiles/node-8gpu.yaml"))["run"]["name"] == \
         "node-8gpu"
     assert (ROOT / "launch" / "profiles").resolve() == (ROOT / "mmlnb_dist" / "profiles")  # one copy, linked
+
+
+def test_absolute_paths_anchors_every_relative_path_of_the_config(tmp_path):
+    """What a search hands its trials, which run in folders of their own: every relative `Path` field becomes
+    absolute against the folder the config was written in; absolute paths, unset paths and other values stay."""
+    from mmlnb_dist.core.config import absolute_paths
+
+    cfg = load_config("cpu-demo", ["data.shards=shards/x", f"vlm.pairs={tmp_path / 'pairs'}", "train.lr=0.01"])
+    fixed = absolute_paths(cfg, tmp_path)
+    assert fixed.data.shards == tmp_path / "shards" / "x" and fixed.run.output_dir == tmp_path / "runs"
+    assert fixed.data.synth_dir == tmp_path / "shards" / "demo-src"
+    assert fixed.vlm.pairs == tmp_path / "pairs" and fixed.vlm.cache_dir is None and fixed.train.lr == 0.01
+    assert cfg.data.shards == Path("shards/x")  # a copy: the caller's config is unchanged
+    relative = [k for k, v in flatten(fixed).items() if isinstance(v, str) and v.startswith(("shards", "runs"))]
+    assert not relative, relative

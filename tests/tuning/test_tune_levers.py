@@ -132,3 +132,26 @@ def test_ray_train_poll_interval_reaches_every_process_of_the_search(tmp_path):
         assert ray.get(seen.remote()) == "0.3"
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_a_search_given_relative_paths_finds_its_shards(tmp_path, monkeypatch):
+    """`mmlnb-dist tune ... data.shards=shards/demo` from the folder that holds them: Ray runs each trial in a folder
+    of its own, where the relative path named nothing (every trial failed with 'shard folder not found')."""
+    import ray
+
+    from mmlnb_dist.tuning.driver import run_search
+    from mmlnb_dist.tuning.trial import read_trial_result
+
+    make_shards(tmp_path / "data", n=60, size=48)  # data/shards
+    (tmp_path / "space.yaml").write_text("params:\n  train.lr: {grid: [3.0e-3]}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(CPU_DEMO, [
+        "data.shards=data/shards", "run.output_dir=runs", "tracking.backends=[stdout]", "data.loader.num_workers=0",
+        "data.loader.image_size=32", "train.epochs=1", "tune.metric=val/loss", "tune.mode=min", "tune.num_cpus=1",
+        "tune.scheduler=fifo", "tune.searcher=grid", "tune.num_samples=1", "tune.max_failures=0"])
+    summary = run_search(cfg, Path("space.yaml"))
+    assert not ray.is_initialized()
+    assert summary["trials"] == 1 and summary["errored"] == 0, summary
+    assert read_trial_result(Path(summary["best_run_dir"])) is not None
+    assert Path(summary["experiment_dir"]) == tmp_path / "runs" / "tune" / "search"
