@@ -72,6 +72,17 @@ def test_the_console_shows_no_library_notice_a_user_cannot_act_on(capsys):
     finally:
         ds.removeHandler(probe)
     assert [r.getMessage() for r in reached] == ["a real DeepSpeed problem"]
+    # Ray announces its secure default (token authentication on) as a warning on every local start; the warning
+    # that authentication is off is a problem and stays
+    auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    reached.clear()
+    auth.addHandler(probe)
+    try:
+        auth.warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out.")
+        auth.warning("Token authentication is disabled for this Ray cluster. Anyone with network access ...")
+    finally:
+        auth.removeHandler(probe)
+    assert [r.getMessage()[:40] for r in reached] == ["Token authentication is disabled for thi"]
     with library_prints("deepspeed"):
         print("DeepSpeed deepspeed.ops.comm.deepspeed_shm_comm_op built successfully")
     seen = capsys.readouterr()

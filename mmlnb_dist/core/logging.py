@@ -81,14 +81,25 @@ NOISY_LIBRARY_LOGGERS = {"DeepSpeed": logging.WARNING, "deepspeed": logging.WARN
 store migrations, HTTP requests): only their warnings and errors reach the console."""
 
 
-class _DropNotices(logging.Filter):
-    """Drops library warnings that are notices, not problems (DeepSpeed's "Setting accelerator to CPU" on every
-    CPU run). A filter on the library's logger survives the library resetting that logger's level on import."""
+LIBRARY_NOTICES = {
+    "DeepSpeed": ("Setting accelerator to CPU", "Setting ds_accelerator to"),
+    # Ray's secure default, announced as a warning on every local start; its warning that authentication is OFF
+    # stays (that one is a problem).
+    "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled for this Ray",),
+}
+"""Library warnings that are notices, not problems, by the logger that emits them."""
 
-    NOTICES = ("Setting accelerator to CPU", "Setting ds_accelerator to")
+
+class _DropNotices(logging.Filter):
+    """Drops a library's warnings that are notices (`LIBRARY_NOTICES`). A filter on the library's logger survives
+    the library resetting that logger's level on import."""
+
+    def __init__(self, notices: tuple) -> None:
+        super().__init__()
+        self.notices = notices
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith(self.NOTICES)
+        return not str(record.msg).startswith(self.notices)
 
 
 def quiet_libraries() -> None:
@@ -99,9 +110,10 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("default", category=category, module=rf"{PACKAGE}(\.|$)")
     for name, level in NOISY_LIBRARY_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
-    deepspeed_logger = logging.getLogger("DeepSpeed")
-    if not any(isinstance(f, _DropNotices) for f in deepspeed_logger.filters):
-        deepspeed_logger.addFilter(_DropNotices())
+    for name, notices in LIBRARY_NOTICES.items():
+        library_logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNotices) for f in library_logger.filters):
+            library_logger.addFilter(_DropNotices(notices))
     # transformers keeps its own verbosity switch, read when it is imported (importing it here would slow every
     # command); a user's own setting wins.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
