@@ -192,6 +192,20 @@ def _cache_stats(cache_dir: Path, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     return stats
 
 
+def _check_recipe(cfg: Config) -> None:
+    """The trial recipe's own checks (`check(cfg, env)` of the recipe protocol) on the base config and the trials'
+    world size, before Ray starts: a missing shard set is one clear error instead of an error in every trial."""
+    from ..core.distributed import DistEnv
+    from ..recipes import RECIPES, load_class
+
+    spec = RECIPES.get(cfg.tune.recipe)
+    if spec is None:  # a pipeline, or a recipe class outside the table: its trials check it
+        return
+    check = getattr(load_class(spec.target), "check", None)
+    if check is not None:
+        check(cfg, DistEnv(world_size=cfg.tune.workers_per_trial))
+
+
 def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]:
     """Run (or resume) the configured search; returns a summary with the best trial and its config path."""
     import ray
@@ -202,6 +216,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     cfg = absolute_paths(cfg, Path.cwd())
     base = cfg.model_dump(mode="json")
     space = load_space(space_path, base)  # every range end gives a valid config, checked before Ray starts
+    _check_recipe(cfg)
     dirs = _dirs(cfg)
     exp_dir = dirs["exp"]
     resuming = cfg.tune.resume

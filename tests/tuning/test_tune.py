@@ -397,3 +397,18 @@ def test_starting_an_existing_search_again_is_a_clear_error(shards, tmp_path):
     (tmp_path / "space.yaml").write_text("params:\n  train.lr: {loguniform: [1.0e-3, 3.0e-3]}\n")
     res = subprocess.run(_tune_cmd(shards, tmp_path), cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "tune.resume=true" in res.stderr
+
+
+def test_a_missing_shard_set_is_refused_before_ray_starts(tmp_path):
+    """The trial recipe's own config checks run in the driver: before, every trial failed on its own (with
+    retries) after Ray had started, and the search ended with all trials errored."""
+    import ray
+
+    from mmlnb_dist.data.shardset import ShardError
+    from mmlnb_dist.tuning.driver import run_search
+
+    (tmp_path / "space.yaml").write_text("params:\n  train.lr: {grid: [3.0e-3]}\n")
+    cfg = load_config(CPU_DEMO, _overrides(tmp_path / "no-shards", tmp_path / "runs", ["tune.scheduler=fifo"]))
+    with pytest.raises(ShardError, match="data.shards: .*no-shards"):
+        run_search(cfg, tmp_path / "space.yaml")
+    assert not ray.is_initialized() and not (tmp_path / "runs").exists()
