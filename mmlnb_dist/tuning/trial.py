@@ -3,8 +3,8 @@
 Ray 2.60 pattern: the trial is a plain function that builds a fresh Ray Train `TorchTrainer` (its own
 worker group, so every trial gets new processes: a DeepSpeed engine cannot be reused) and calls `.fit()`.
 Workers report through `ray.train.report`; `TuneReportCallback` forwards rank 0's metrics to Tune, where
-ASHA reads them. With `tune.use_ray_train=false` (the default for one worker per trial) the recipe runs inside the
-trial process instead.
+ASHA reads them. With one worker per trial (`tune.use_ray_train` unset) or `tune.use_ray_train=false`, the recipe
+runs inside the trial process instead (`TuneConfig.worker_groups` decides).
 
 What runs is resolved through the recipe table: a recipe name (`fusion`) runs that recipe through
 `core.recipe.run`; `vlm-fusion` runs the pipeline's stages (fine-tune, describe, train); `package.module:Name`
