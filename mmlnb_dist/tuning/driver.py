@@ -258,7 +258,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
                 tune_config=tune.TuneConfig(
                     metric=cfg.tune.metric, mode=cfg.tune.mode, num_samples=cfg.tune.num_samples,
                     max_concurrent_trials=cfg.tune.max_concurrent, search_alg=_searcher(cfg),
-                    scheduler=_scheduler(cfg), reuse_actors=cfg.tune.reuse_actors),
+                    scheduler=_scheduler(cfg), reuse_actors=cfg.tune.reuse_trial_processes),
                 run_config=tune.RunConfig(
                     name=cfg.tune.name, storage_path=str(dirs["storage"]),
                     failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),

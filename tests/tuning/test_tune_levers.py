@@ -103,10 +103,50 @@ def test_trials_run_in_worker_groups_when_they_have_several_ranks_or_are_told_to
         TuneConfig(use_ray_train=False, workers_per_trial=2)
 
 
+def test_trial_processes_are_reused_by_default_only_when_the_recipe_runs_in_them():
+    assert TuneConfig().reuse_trial_processes is True  # in-process trials: 0.54x the sequential runs, not 0.93x
+    assert TuneConfig(workers_per_trial=2).reuse_trial_processes is False  # only the driving process: slower
+    assert TuneConfig(use_ray_train=True).reuse_trial_processes is False
+    assert TuneConfig(reuse_actors=False).reuse_trial_processes is False
+    assert TuneConfig(workers_per_trial=2, reuse_actors=True).reuse_trial_processes is True
+
+
+@pytest.mark.slow
+def test_default_search_reuses_its_trial_process_across_asha_stops(tmp_path):
+    """The default search (recipe in the trial process, `tune.reuse_actors` unset) under ASHA, one trial at a time:
+    the trials it stops early end at their report within Tune's 2 s reset wait, so the next trial runs in the same
+    process instead of failing with "Could not re-use actor"."""
+    import ray
+
+    from mmlnb_dist.tuning.driver import run_search
+    from mmlnb_dist.tuning.trial import read_trial_result
+
+    shards = make_shards(tmp_path / "data", n=90, size=48)
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  train.lr: {grid: [3.0e-3, 1.0e-7]}\n")  # good, hopeless, good, hopeless
+    cfg = load_config(CPU_DEMO, [
+        f"data.shards={shards}", f"run.output_dir={tmp_path / 'runs'}", "tracking.backends=[stdout]",
+        "data.loader.num_workers=0", "data.loader.image_size=32", "train.epochs=3", "tune.metric=val/loss",
+        "tune.mode=min", "tune.num_cpus=2", "tune.max_concurrent=1", "tune.scheduler=asha", "tune.grace_period=1",
+        "tune.reduction_factor=2", "tune.searcher=grid", "tune.num_samples=2", "tune.max_failures=0",
+        "tune.name=reused-asha"])
+    assert cfg.tune.reuse_trial_processes and not cfg.tune.worker_groups
+    assert not ray.is_initialized()
+    summary = run_search(cfg, space)
+    print(json.dumps(summary, indent=1, default=str))
+    assert summary["trials"] == 4 and summary["errored"] == 0, summary
+    assert summary["stopped_early"] >= 1, summary
+    with open(Path(summary["experiment_dir"]) / "trials.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    finished = [read_trial_result(Path(r["run_dir"])) for r in rows if r["completed"] == "True"]
+    assert len(finished) >= 2, rows
+    assert len({r["pid"] for r in finished}) == 1, [r["pid"] for r in finished]  # one process ran them all
+
+
 def test_placement_strategy_default_and_unknown_value():
     from pydantic import ValidationError
 
-    assert TuneConfig().placement_strategy == "PACK" and TuneConfig().reuse_actors is False
+    assert TuneConfig().placement_strategy == "PACK"
     with pytest.raises(ValidationError, match="placement_strategy"):
         TuneConfig.model_validate({"placement_strategy": "SCATTER"})
 
