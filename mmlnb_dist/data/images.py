@@ -7,6 +7,7 @@ so a sample gets the same augmentation in the same epoch whichever rank or worke
 from __future__ import annotations
 
 import io
+import re
 import zlib
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -42,6 +43,15 @@ def decode_image(data: bytes, size: Optional[int] = None):
     if size is not None:
         img.draft("RGB", (size, size))
     return img.convert("RGB")
+
+
+_OBJECT_ADDRESS = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def undecodable(err: BaseException) -> str:
+    """Why an image did not decode, for ledgers and reports: the decoder's error without object addresses (PIL
+    names the buffer `<_io.BytesIO object at 0x...>`), so the same bad image reads the same in every run."""
+    return f"image not decodable ({type(err).__name__}: {_OBJECT_ADDRESS.sub('', str(err))})"
 
 
 def sample_rng(seed: int, epoch: int, key: str) -> np.random.Generator:

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .images import ImageTransform, decode_image, image_member, sample_rng
+from .images import ImageTransform, decode_image, image_member, sample_rng, undecodable
 from .stain_augment import StainAugment, StainAugmentConfig
 
 
@@ -146,7 +146,7 @@ class ImageSamplePreprocess:
             if rng is not None and self.stain.active:  # drawn after the geometric draws: those stay as before
                 image = self.stain(image, rng)
         except Exception as err:  # PIL raises many types for corrupt data; all mean "undecodable"
-            raise ValueError(f"image not decodable ({type(err).__name__}: {err})") from None
+            raise ValueError(undecodable(err)) from None
         out: Dict[str, Any] = {"image": image}
         if label is not None:
             out["label"] = label

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 from ..core.files import sha256_file
-from .images import image_member
+from .images import image_member, undecodable
 from .reader import iter_shard_samples
 from .shardset import SPLITS, ShardError, ShardSet
 
@@ -90,7 +90,7 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
                         try:
                             Image.open(io.BytesIO(sample[ext])).load()
                         except Exception as err:
-                            problems.append(f"{where}: image not decodable ({type(err).__name__}: {err})")
+                            problems.append(f"{where}: {undecodable(err)}")
                     try:
                         cls = int(sample["cls"].decode("ascii"))
                         label = classes[cls] if 0 <= cls < len(classes) else None

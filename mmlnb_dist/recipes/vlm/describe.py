@@ -35,7 +35,7 @@ import torch
 
 from ...core.distributed import DistEnv, destroy_process_group, init_process_group
 from ...core.runlock import FolderLock
-from ...data.images import decode_image, image_member
+from ...data.images import decode_image, image_member, undecodable
 from ...data.map import SkipSample, map_shard_set
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardSet
@@ -108,7 +108,7 @@ def unreadable(sample: Dict[str, Any]) -> Optional[SkipSample]:
     try:
         decode_image(sample[ext])
     except Exception as err:  # any decoder error means: this image is unreadable
-        return SkipSample(f"image not decodable ({type(err).__name__}: {err})")
+        return SkipSample(undecodable(err))
     return None
 
 
