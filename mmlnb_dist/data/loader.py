@@ -67,7 +67,8 @@ class _ShardStream(IterableDataset):
     def __init__(self, shards: List[Tuple[Path, int]], preprocess: Any, *, rank: int, world_size: int,
                  num_workers: int, batch_size: int, mode: str, seed: int, epoch: int, per_rank: int,
                  shuffle_buffer: int, max_bad_sample_rate: float, planned: int,
-                 max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES, remaining: Optional[List[int]] = None) -> None:
+                 max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES, remaining: Optional[List[int]] = None,
+                 skip: Optional[Dict[int, int]] = None, expect: Optional[Dict[int, List[int]]] = None) -> None:
         self.shards, self.preprocess = shards, preprocess
         self.rank, self.world_size, self.num_workers = rank, world_size, max(1, num_workers)
         self.batch_size, self.mode, self.seed, self.epoch = batch_size, mode, seed, epoch
@@ -77,6 +78,8 @@ class _ShardStream(IterableDataset):
         self.planned, self.max_member_bytes = planned, max_member_bytes
         self.remaining = remaining
         """Set when a resumed epoch deals its unconsumed positions anew (`data.position`)."""
+        self.skip, self.expect = skip or {}, expect or {}
+        """Same-layout resume: per worker, the batches trained on before the checkpoint and their positions."""
 
     # -- planning for this worker --------------------------------------------------------------------------------
     def plan(self, worker: int) -> Tuple[int, List[int], Optional[int]]:
@@ -160,25 +163,38 @@ class _ShardStream(IterableDataset):
         batch: List[Dict[str, Any]] = []
         positions: List[int] = []
         sizes_left = list(sizes)
+        # A same-layout resume drops this slot's first batches (trained on before the checkpoint). Their samples
+        # are read but not decoded; the others in that stretch are, so bad samples come back into the ledger and
+        # changed data reaches the loader's replay check.
+        skip_left = self.skip.get(worker, 0)
+        trained = set(self.expect.get(worker, [])) if skip_left else set()
         for sample in raw:
             if not sizes_left:
                 break
             read += 1
-            try:
-                if "__missing__" in sample:
-                    raise ValueError(sample["__missing__"])
-                batch.append(self.preprocess.decode(sample, self.context))
+            if skip_left and sample["__pos__"] in trained and "__missing__" not in sample:
+                batch.append(None)
                 positions.append(int(sample["__pos__"]))
-            except ValueError as err:
-                entry = BadSample(sample["__shard__"], sample["__key__"], str(err), self.epoch,
-                                  replacement=bool(sample.get("__replacement__")))
-                bad.append(entry)
-                pending.append(asdict(entry))
-                self._check_rate(bad, need)
-                continue
+            else:
+                try:
+                    if "__missing__" in sample:
+                        raise ValueError(sample["__missing__"])
+                    batch.append(self.preprocess.decode(sample, self.context))
+                    positions.append(int(sample["__pos__"]))
+                except ValueError as err:
+                    entry = BadSample(sample["__shard__"], sample["__key__"], str(err), self.epoch,
+                                      replacement=bool(sample.get("__replacement__")))
+                    bad.append(entry)
+                    pending.append(asdict(entry))
+                    self._check_rate(bad, need)
+                    continue
             if len(batch) == sizes_left[0]:
                 sizes_left.pop(0)
-                yield {**self._collate(batch, pending, read), "_pos": positions, "_worker": worker}
+                if skip_left:
+                    skip_left -= 1
+                    yield {"_bad": pending, "_read": read, "_pos": positions, "_worker": worker, "_skipped": True}
+                else:
+                    yield {**self._collate(batch, pending, read), "_pos": positions, "_worker": worker}
                 batch, pending, read, positions = [], [], 0, []
         if batch:  # eval: bad samples left the last batch short
             yield {**self._collate(batch, pending, read), "_pos": positions, "_worker": worker}
@@ -287,7 +303,8 @@ class ShardLoader:
                             seed=self.seed, epoch=self.epoch, per_rank=self.per_rank,
                             shuffle_buffer=self.shuffle_buffer, max_bad_sample_rate=self.max_bad_sample_rate,
                             planned=self.planned, max_member_bytes=self.max_member_bytes,
-                            remaining=resume.remaining if (resume := self._active_resume()) else None)
+                            remaining=resume.remaining if (resume := self._active_resume()) else None,
+                            skip=resume.skip if resume else None, expect=resume.expect if resume else None)
 
     @property
     def planned(self) -> int:

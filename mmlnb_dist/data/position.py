@@ -6,8 +6,9 @@ A training epoch is one global sequence of positions `0 .. epoch_positions-1` (s
 slot, the positions it has yielded and how many batches that was. On resume:
 
 - same world size, workers and micro batch: every slot re-reads its range exactly as before and drops its first
-  `batches` batches (decoded but not trained on: a bad sample changes which raw samples make a batch, so
-  counting batches is the only exact skip). The remaining batches are then the ones an uninterrupted run trains.
+  `batches` batches (a bad sample changes which raw samples make a batch, so counting batches is the only exact
+  skip). The samples those batches held are read but not decoded again; the others in that stretch (the bad ones)
+  are, so the ledger gets them back. The remaining batches are then the ones an uninterrupted run trains.
 - anything else (2 processes -> 1, 1 -> 2, other workers): the epoch's positions not consumed, in sequence
   order, are dealt anew: rank r gets the r-th contiguous `len(rest) // world_size` of them, split over its
   workers by batch as a fresh epoch is. Every position of the epoch is trained on at most once; the

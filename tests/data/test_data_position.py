@@ -78,6 +78,59 @@ def test_same_layout_resumes_with_exactly_the_remaining_batches_in_order(shards)
     assert len(ld) == len(full[0])
 
 
+class CountingDecode:
+    """The fusion preprocess, recording the key of every sample it decodes (in-process loaders only)."""
+
+    def __init__(self, inner):
+        self.inner, self.decoded = inner, []
+
+    def decode(self, sample, context):
+        self.decoded.append(sample["__key__"])
+        return self.inner.decode(sample, context)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_same_layout_resume_does_not_decode_the_batches_it_skips(tmp_path):
+    """The dropped batches' samples are read, not decoded; the bad samples among them are decoded again, so the
+    resumed epoch's ledger is the uninterrupted one's, and the batches after the checkpoint are the same."""
+    from mmlnb_dist.data.reader import iter_shard_samples
+    from mmlnb_dist.data.writer import write_tar_shard
+
+    shards = make_shard_set(tmp_path, per_class=20, max_per_shard=5)
+    manifest = ShardSet.open(shards)
+    for path, _ in manifest.shards("train")[:6]:  # one bad image in each of six shards: some land before the stop
+        samples = list(iter_shard_samples(path))
+        samples[2]["png"] = b"\x89PNG\r\n\x1a\ngarbage"
+        write_tar_shard(path, samples, CLASSES)
+
+    def loader():
+        ld = ShardLoader(ShardSet.open(shards), "train", CountingDecode(preprocess_for(CLASSES, 16, augment=False)),
+                         rank=0, world_size=1, batch_size=BATCH, num_workers=0, mode="train", seed=3,
+                         shuffle_buffer=8, epoch_samples=48, max_bad_sample_rate=0.2)
+        ld.set_epoch(1)
+        return ld
+
+    full = loader()
+    whole = list(full)
+    first = loader()
+    taken = list(itertools.islice(iter(first), 8))
+    assert first.bad_samples  # the stretch the resume skips holds bad samples
+    part = first.data_position()
+    position = DataPosition(epoch=1, step_in_epoch=8, world_size=1, num_workers=0, micro_batch=BATCH,
+                            accumulation=1, epoch_positions=part["epoch_positions"], consumed=part["consumed"],
+                            batches=part["batches"], before_redeal=None)
+    resumed = loader()
+    resumed.resume_from(position)
+    rest = list(resumed)
+    assert [b["key"] for b in taken + rest] == [b["key"] for b in whole]
+    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(rest, whole[8:]))
+    assert resumed.bad_samples == full.bad_samples  # the same ledger, skipped stretch included
+    bad_keys = [b.key for b in resumed.bad_samples]
+    assert sorted(resumed.preprocess.decoded) == sorted([k for b in rest for k in b["key"]] + bad_keys)
+
+
 @pytest.mark.parametrize("saved,resumed", [((2, 2), (1, 2)), ((1, 2), (2, 2)), ((2, 2), (2, 0)), ((1, 0), (2, 1))],
                          ids=["2->1", "1->2", "workers 2->0", "1x0->2x1"])
 def test_other_layout_deals_the_rest_anew_each_sample_once(shards, saved, resumed):
