@@ -87,8 +87,9 @@ class TuneConfig(Section):
     start per trial and the recipe's first-call costs. None (default): yes when the recipe runs in the trial
     process (a 4-trial search on 2 cores: 0.54x the sequential runs instead of 0.93x), no with worker groups,
     where only the trial's driving process would be kept (its worker group and DeepSpeed engine are always new)
-    and that measured slower. A trial whose training thread has not ended 2 s after it was stopped (an ASHA stop
-    mid-epoch) gets a fresh process from Tune. See BENCHMARKS.md "Search overhead levers"."""
+    and that measured slower. Tune fails the next trial when the previous one's training thread still runs 2 s
+    after its stop; an ASHA stop comes at a report, where the thread ends at once (tested). See BENCHMARKS.md
+    "Search overhead levers"."""
 
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     """How a trial's Ray Train workers are placed over the cluster's nodes (`ScalingConfig.placement_strategy`):

@@ -192,7 +192,7 @@ class _ShardStream(IterableDataset):
                 sizes_left.pop(0)
                 if skip_left:
                     skip_left -= 1
-                    yield {"_bad": pending, "_read": read, "_pos": positions, "_worker": worker, "_skipped": True}
+                    yield {"_bad": pending, "_read": read, "_pos": positions, "_worker": worker}
                 else:
                     yield {**self._collate(batch, pending, read), "_pos": positions, "_worker": worker}
                 batch, pending, read, positions = [], [], 0, []
