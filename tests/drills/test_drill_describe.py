@@ -49,10 +49,14 @@ def _env():
 
 
 def _done_samples(out: Path) -> int:
-    """Samples described so far, from the files a run leaves: journal lines and finished shards."""
-    journal = sum(len(p.read_text().splitlines()) for p in (out / PROGRESS_DIR).glob("*.jsonl")) \
-        if (out / PROGRESS_DIR).is_dir() else 0
-    return journal + sum(1 for f in out.glob("*.tar") for _ in iter_shard_samples(f))
+    """Samples described so far, from the files a run leaves: finished shards, and the journal lines of shards not
+    finished yet (a shard's journal is deleted just after its tar is renamed into place: counting both would count
+    that shard twice for a moment, and a kill then would land earlier than the count said)."""
+    finished = sorted(out.glob("*.tar"))
+    names = {f.name for f in finished}
+    journal = sum(len(p.read_text().splitlines()) for p in (out / PROGRESS_DIR).glob("*.jsonl")
+                  if p.stem not in names) if (out / PROGRESS_DIR).is_dir() else 0
+    return journal + sum(1 for f in finished for _ in iter_shard_samples(f))
 
 
 def _kill_at(tmp: Path, out: Path, event: int, *extra: str) -> None:
