@@ -1,6 +1,7 @@
 """`ablate` with `tune.max_concurrent > 1`: the study's runs are Ray Tune trials (one per row x seed, run in Ray
 worker processes), the table is built from their results as in-process, and since a trial trains through the
-same stage record as the in-process path, a later in-process call finds every run up to date."""
+same stage record as the in-process path, a later in-process call finds every run up to date. The paths are
+relative, as a user types them: Ray runs each trial in a folder of its own, so the study hands them over absolute."""
 from __future__ import annotations
 
 import json
@@ -13,12 +14,14 @@ from support.clip import caption_shards, clip_config
 
 
 @pytest.mark.slow
-def test_rows_run_as_concurrent_ray_trials_and_an_in_process_rerun_skips_them(tmp_path):
+def test_rows_run_as_concurrent_ray_trials_and_an_in_process_rerun_skips_them(tmp_path, monkeypatch):
     from mmlnb_dist.studies import run_study
     from mmlnb_dist.tuning.study import train_as_trials
 
-    shards = caption_shards(tmp_path / "data", n=48, size=32, test_fraction=0.25)
-    cfg = clip_config(shards, tmp_path / "runs", "train.epochs=1", "tune.max_concurrent=2", "tune.num_cpus=2",
+    monkeypatch.chdir(tmp_path)  # paths as a user types them: relative to where the command runs
+    shards = caption_shards(Path("data"), n=48, size=32, test_fraction=0.25)
+    assert not shards.is_absolute()
+    cfg = clip_config(shards, Path("runs"), "train.epochs=1", "tune.max_concurrent=2", "tune.num_cpus=2",
                       name="trials")
     study = run_study(cfg, rows=["text_only", "concat"], seeds=[0], train_jobs=train_as_trials)
     assert list(study.table) == ["concat", "text_only"] and study.skipped == []  # the reference row first
