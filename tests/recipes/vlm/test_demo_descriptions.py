@@ -3,17 +3,19 @@ cpu-demo profile's synthetic set, split, fine-tuning and generation settings, ru
 `describe`, judged by the describe quality report (`recipes/vlm/quality.py`).
 
 Issue 13's targets are a class-naming rate of at least 0.8 on the test split and at least 50 distinct descriptions
-over the 600 patches; measured with the profile (2026-12-02): 0.74 on test (4 slides per class, none seen in
-fine-tuning) with greedy decoding and 6 distinct descriptions (the authors' sampling: 43 distinct, 0.63). The
-thresholds below are what the demo reaches with a margin, far above the 1/3 a generator blind to the image can
-reach; before the profile's full-rank LoRA, 16 epochs and merger learning rate it named the class of none."""
+over the 600 patches; measured with the profile (84 px, 2026-12-03): 0.83 on test (4 slides per class, none seen in
+fine-tuning) with greedy decoding and 5 distinct descriptions; at 56 px, the profile until then, 0.74. A probe on
+the frozen random vision tower's tokens reads the class at 0.82 (84 px) and 0.73 (56 px): the ceiling
+(benchmarks/vlm_vision_probe.py). The threshold below is what the demo reaches with a margin for run-to-run noise
+(+-0.1 between neighbouring epoch counts), far above the 1/3 a generator blind to the image can reach; before the
+profile's full-rank LoRA, 16 epochs and merger learning rate it named the class of none."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-NAMING_TEST = 0.6
+NAMING_TEST = 0.7
 """Class-naming rate on the test split (a generator that ignores the image: at most the majority share, 1/3)."""
 
 
