@@ -81,6 +81,10 @@ def test_demo_runs_every_stage_and_writes_its_outputs(demo_run):
     n_test_slides = len({s["slide_id"] for s in evaluation["slides"]["test"]})
     assert int(rows[2][2]) == n_test_slides >= 2
     assert (demo_run["pipeline"] / "report.md").read_text() in printed
+    # how good the generated descriptions are, from describe's own quality report
+    quality = json.loads((root / "shards-described" / "quality_report.json").read_text())
+    assert f"- descriptions: {quality['n']} ({quality['distinct']} distinct)" in printed
+    assert f"- names its class: {quality['class_naming']['rate']:.2f} (test " in printed
 
 
 @pytest.mark.slow

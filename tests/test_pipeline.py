@@ -136,3 +136,33 @@ def test_a_rank0_stage_runs_its_work_on_rank_0_only_and_the_others_read_its_reco
                       main_only=True)
     assert calls == [False] and main.info["n"] == 1
     assert other.info == read_stage(out) == {"fingerprint": "a", "status": "done", "n": 1}
+
+
+def test_the_report_shows_how_good_the_descriptions_are_when_a_describe_stage_wrote_them(tmp_path):
+    """The class-naming rate per split, distinct texts and reference overlap, from describe's own quality report;
+    nothing when the run had no describe stage or the stage left no report."""
+    import json
+
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.pipeline.report import final_report
+    from mmlnb_dist.pipeline.stages import StageResult
+
+    cfg = load_config("cpu-demo")
+    out = tmp_path / "described"
+    out.mkdir()
+    quality = {"n": 600, "words": {"mean": 22.5, "min": 17.0, "p50": 22.0, "p90": 25.0, "max": 25.0},
+               "empty_share": 0.0, "repeated_share": 1.0, "distinct": 5,
+               "reference": {"rouge_l": 0.307, "bleu4": 0.175, "n": 600},
+               "class_naming": {"rate": 0.768, "by_split": {"test": 0.833, "train": 0.731, "val": 0.817}}}
+    (out / "quality_report.json").write_text(json.dumps(quality))
+    stages = [StageResult("train", tmp_path / "run", "f", False, 1.0),
+              StageResult("describe", out, "f", False, 5.0)]
+    report = final_report(cfg, stages, None, None, "sqlite:///m.db", None, None)
+    section = report[report.index("## Descriptions"):report.index("## Stages")]
+    assert str(out) in section
+    assert "- descriptions: 600 (5 distinct)" in section
+    assert "- vs references (n=600): ROUGE-L 0.307, BLEU-4 0.175" in section
+    assert "- names its class: 0.77 (test 0.83, train 0.73, val 0.82)" in section
+    (out / "quality_report.json").unlink()
+    assert "## Descriptions" not in final_report(cfg, stages, None, None, "sqlite:///m.db", None, None)
+    assert "## Descriptions" not in final_report(cfg, stages[:1], None, None, "sqlite:///m.db", None, None)

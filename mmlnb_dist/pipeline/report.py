@@ -1,14 +1,17 @@
 """What a pipeline run prints at the end and logs as `report.md`: the paper's Table 1 metrics on the held-out
-test split (validation beside it), patch and slide level, the stages' wall times, where the MLflow store is,
-the registered model's URI and a ready-to-paste `mmlnb-dist predict` line."""
+test split (validation beside it), patch and slide level, how good the generated descriptions are (describe's
+quality report: distinct texts, overlap with references, class naming per split), the stages' wall times, where
+the MLflow store is, the registered model's URI and a ready-to-paste `mmlnb-dist predict` line."""
 from __future__ import annotations
 
+import json
 import math
 import shlex
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..config import Config
 from ..recipes import RECIPES
+from ..recipes.vlm.quality import QUALITY_FILE, format_report
 from .stages import StageResult
 
 PAPER_COLUMNS = [("accuracy", "Acc"), ("balanced_accuracy", "BAcc"), ("kappa", "Kappa"),
@@ -76,6 +79,16 @@ def stage_rows(results: Sequence[StageResult]) -> List[str]:
     return lines
 
 
+def description_rows(results: Sequence[StageResult]) -> List[str]:
+    """Describe's quality report as Markdown bullets, when this run has a describe stage whose output holds one."""
+    stage = next((r for r in results if r.name == "describe"), None)
+    path = stage.output / QUALITY_FILE if stage else None
+    if path is None or not path.is_file():
+        return []
+    return [f"## Descriptions (`{stage.output}`)", ""] + \
+        [f"- {line}" for line in format_report(json.loads(path.read_text())).splitlines()] + [""]
+
+
 def predict_line(cfg: Config, model_uri: str, shards: str, uri: str, out: str,
                  adapter: Optional[str]) -> str:
     """The `mmlnb-dist predict` command for new images (here: the held-out test split of the shards)."""
@@ -97,6 +110,7 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
         lines += results_table(evaluation) if has_paper else recipe_rows(evaluation)
         lines += ["", "Patch level: every patch; slide level: each slide's patches' mean probabilities, argmax. "
                   "Kappa is unweighted Cohen's kappa; QWK(ord) is quadratic-weighted on the ordinal order.", ""]
+    lines += description_rows(results)
     lines += ["## Stages", ""] + stage_rows(results) + [""]
     lines += ["## Tracking and model", "", f"- MLflow store: `{uri}` (browse: `mlflow ui --backend-store-uri {uri}`)"]
     if registration and registration.get("registered"):

@@ -40,7 +40,7 @@ from ...data.map import SkipSample, map_shard_set
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardSet
 from . import model as V
-from .quality import format_report, quality_report
+from .quality import QUALITY_FILE, format_report, quality_report
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -187,7 +187,7 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
         result: Dict[str, Any] = {"out": str(out)}
         if env.is_main:
             report = quality_report(ShardSet.open(out), naming_keywords(source))
-            (out / "quality_report.json").write_text(json.dumps(report, indent=2) + "\n")
+            (out / QUALITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
             log.info("%s", format_report(report))
             seconds = mapped["seconds"] - fn.load_seconds  # generation only: the model loads on the first batch
             result.update({"num_samples": mapped["num_samples"], "described_now": mapped["processed_now"],
@@ -228,7 +228,7 @@ def _track(cfg: "Config", source: ShardSet, out: Path, result: Dict[str, Any]) -
     for split, rate in ((q.get("class_naming") or {}).get("by_split") or {}).items():
         metrics[f"describe/class_naming_{split}"] = float(rate)
     logger.log_metrics(metrics, step=0)
-    logger.log_artifact(out / "quality_report.json")
+    logger.log_artifact(out / QUALITY_FILE)
     logger.log_artifact(out / "manifest.json")
     logger.close()
 

@@ -13,6 +13,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 from ...data.reader import iter_shard_samples
 from ...data.shardset import ShardSet
 
+QUALITY_FILE = "quality_report.json"
+"""Where `describe` writes the report, inside its output shard set (the pipeline's report reads it from there)."""
+
 
 def reference_scores(hypotheses: Sequence[str], references: Sequence[str]) -> Dict[str, float]:
     """Mean ROUGE-L F1 over aligned pairs and corpus BLEU-4 against one reference each."""
