@@ -33,7 +33,8 @@ def _split(shards: Path, split: str) -> Tuple[list, np.ndarray]:
 
 
 def merged_tokens(model, processor, images: list, batch: int = 32) -> np.ndarray:
-    """The vision tower's merged tokens per image, flattened: `[len(images), tokens * hidden]`."""
+    """The merged image tokens the language model receives (the model's own `get_image_features`), one flattened
+    row per image: `[len(images), tokens * hidden]`."""
     import torch
 
     out = []
@@ -41,9 +42,9 @@ def merged_tokens(model, processor, images: list, batch: int = 32) -> np.ndarray
         chunk = images[i:i + batch]
         enc = processor.image_processor(images=chunk, return_tensors="pt")
         with torch.no_grad():
-            emb = model.model.visual(enc["pixel_values"], grid_thw=enc["image_grid_thw"])
-        emb = emb.pooler_output if hasattr(emb, "pooler_output") else emb
-        out.append((emb if torch.is_tensor(emb) else emb[0]).reshape(len(chunk), -1).numpy())
+            per_image = model.model.get_image_features(enc["pixel_values"], image_grid_thw=enc["image_grid_thw"])
+        per_image = getattr(per_image, "pooler_output", per_image)  # one tensor per image
+        out.append(torch.stack(list(per_image)).reshape(len(chunk), -1).numpy())
     return np.concatenate(out)
 
 
