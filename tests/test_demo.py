@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mmlnb_dist.cli import main
+from support.report import stage_statuses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,12 +33,6 @@ def _run(args):
     with contextlib.redirect_stdout(out):
         code = main(args)
     return code, out.getvalue()
-
-
-def stage_statuses(printed: str):
-    """{stage: status} from the report's stage table."""
-    rows = re.findall(r"^\| ([a-z-]+) \| ([a-z (),-]+?) \| [\d.]+ s \|", printed, re.M)
-    return {name: status for name, status in rows}
 
 
 @pytest.fixture(scope="module")

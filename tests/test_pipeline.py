@@ -166,3 +166,20 @@ def test_the_report_shows_how_good_the_descriptions_are_when_a_describe_stage_wr
     (out / "quality_report.json").unlink()
     assert "## Descriptions" not in final_report(cfg, stages, None, None, "sqlite:///m.db", None, None)
     assert "## Descriptions" not in final_report(cfg, stages[:1], None, None, "sqlite:///m.db", None, None)
+
+
+def test_the_stage_table_says_how_much_of_a_stage_was_building_its_base_model(tmp_path):
+    """On first use the tiny VLM is built inside finetune-vlm (its distilled tower: about 16 s); the stage row says
+    so instead of letting the build pass for fine-tuning. A stage that skipped or built nothing has no note."""
+    from mmlnb_dist.pipeline.report import stage_rows
+    from mmlnb_dist.pipeline.stages import StageResult
+
+    built = StageResult("finetune-vlm", tmp_path / "vlm", "f", False, 56.8, {"base_model_seconds": 20.34})
+    cached = StageResult("finetune-vlm", tmp_path / "vlm", "f", False, 38.0, {"base_model_seconds": 0.01})
+    skipped = StageResult("finetune-vlm", tmp_path / "vlm", "f", True, 0.0, {"base_model_seconds": 20.34},
+                          status="skipped")
+    rows = stage_rows([built, cached, skipped])
+    assert rows[2] == f"| finetune-vlm | ran | 56.8 s (20.3 s of it building the base model, once per cache) | " \
+                      f"`{tmp_path / 'vlm'}` |"
+    assert rows[3] == f"| finetune-vlm | ran | 38.0 s | `{tmp_path / 'vlm'}` |"
+    assert rows[4] == f"| finetune-vlm | skipped (up to date) | 0.0 s | `{tmp_path / 'vlm'}` |"

@@ -46,7 +46,8 @@ def _export(args: argparse.Namespace) -> int:
     cfg = load_from_args(args)
     _check_adapter(args.adapter)
     out = merge_and_export(args.base or cfg.vlm.model, args.adapter, args.out, min_pixels=cfg.vlm.min_pixels,
-                           max_pixels=cfg.vlm.max_pixels, dtype=dtype_for(args.dtype), seed=cfg.vlm.tiny_seed)
+                           max_pixels=cfg.vlm.max_pixels, dtype=dtype_for(args.dtype), seed=cfg.vlm.tiny_seed,
+                           cache_dir=cfg.vlm.cache_dir, tiny_vision=cfg.vlm.tiny_vision)
     print(f"merged model written to {out}")
     return 0
 

@@ -178,6 +178,7 @@ def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] =
         cfg.run.resume = resume
         result = run_recipe(recipe_class("vlm"), cfg, env)
         return {"adapter_dir": result["adapter_dir"], "base_model": result["base_model"],
+                "base_model_seconds": result.get("base_model_seconds", 0.0),
                 "losses": {k: v for k, v in result.items() if k.endswith("loss")}}
 
     return PlannedStage("finetune-vlm", Path(cfg.run.dir), fp, work)

@@ -47,10 +47,10 @@ class DescriptionSets:
 
 def base_vlm_stage(cfg: Config) -> StageResult:
     """The base VLM as the input of `stage_describe`: no adapter, its identity (model name and the tiny model's
-    seed) as fingerprint, so its descriptions never share a folder with the fine-tuned model's."""
+    seed and vision tower) as fingerprint, so its descriptions never share a folder with the fine-tuned model's."""
     v = cfg.vlm
-    return StageResult("base-vlm", Path(str(v.model)), fingerprint("base-vlm", v.model, v.tiny_seed), True, 0.0,
-                       {"adapter_dir": None})
+    identity = fingerprint("base-vlm", v.model, v.tiny_seed, v.tiny_vision)
+    return StageResult("base-vlm", Path(str(v.model)), identity, True, 0.0, {"adapter_dir": None})
 
 
 def _stage_config(cfg: Config, study_dir: Path, source: str, parent_run_id: Optional[str],

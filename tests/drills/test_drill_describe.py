@@ -1,5 +1,5 @@
 """Fault drill for `describe`: SIGKILL the real CLI at a seeded random progress event, rerun, and get exactly the
-output of an uninterrupted run (greedy decoding is deterministic); a rerun with another adapter into a killed
+output of an uninterrupted run (the profile's sampling is drawn per image, so it is deterministic); a rerun with another adapter into a killed
 folder is refused naming the adapter digest, and `--restart` starts over.
 
 The kill point is decided from files, not from time: the parent counts finished batches (lines of the
@@ -32,6 +32,7 @@ BATCH = 2
 
 def _overrides(tmp: Path):
     return [f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}", f"vlm.cache_dir={tmp / 'cache'}",
+            "vlm.tiny_vision=random",
             "vlm.generation.max_new_tokens=8", f"vlm.generation.batch_size={BATCH}", "tracking.backends=[stdout]",
             f"run.output_dir={tmp / 'runs'}"]
 

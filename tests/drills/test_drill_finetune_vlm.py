@@ -31,7 +31,8 @@ SEED = int(os.environ.get("MMLNB_DRILL_SEED", "20261201"))
 def _command(tmp: Path, name: str, *extra: str):
     return [sys.executable, "-m", "mmlnb_dist.cli", "finetune-vlm", "--config", "launch/profiles/cpu-demo.yaml",
             f"vlm.pairs={tmp / 'pairs'}", f"run.output_dir={tmp / 'runs'}", f"run.name={name}",
-            f"vlm.cache_dir={tmp / 'cache'}", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
+            f"vlm.cache_dir={tmp / 'cache'}",
+            "vlm.tiny_vision=random", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
             "tracking.backends=[stdout]", "vlm.global_batch_size=4", f"vlm.max_steps={STEPS}",
             f"vlm.checkpoint_every={EVERY}", "vlm.lora.dropout=0.1", "vlm.lr=1e-2", "vlm.log_every=1",
             "vlm.val_max_samples=4", *extra]

@@ -136,7 +136,7 @@ def test_two_nodes_train_matches_one_node(train_runs):
 
 @pytest.fixture(scope="module")
 def describe_runs(tmp_path_factory):
-    """`describe` (tiny VLM, greedy) over 30 samples in 6 shards, on one node x 2 and on 2 nodes x 1."""
+    """`describe` (tiny VLM, the profile's per-image sampling) over 30 samples in 6 shards, on one node x 2 and on 2 nodes x 1."""
     tmp = tmp_path_factory.mktemp("multinode-describe")
     make_pairs(tmp / "in", n=30, per_shard=6, val_fraction=0.2, test_fraction=0.1)
     pix = 56 * 56
@@ -144,7 +144,7 @@ def describe_runs(tmp_path_factory):
     def args(out: str) -> List[str]:
         return ["describe", "--vlm", "tiny", "--shards", str(tmp / "in"), "--out", str(tmp / out),
                 "--config", "launch/profiles/cpu-demo.yaml", f"vlm.min_pixels={pix}", f"vlm.max_pixels={pix}",
-                f"vlm.cache_dir={tmp / 'cache'}", "vlm.generation.max_new_tokens=8",
+                f"vlm.cache_dir={tmp / 'cache'}", "vlm.tiny_vision=random", "vlm.generation.max_new_tokens=8",
                 "vlm.generation.batch_size=4", "tracking.backends=[stdout]", f"run.output_dir={tmp / 'runs'}"]
 
     one_node(args("one-node"), tmp)

@@ -4,7 +4,6 @@ ranks, and the gathered evaluation covers every held-out patch exactly once."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from mmlnb_dist.core.tracking.server import free_port
 
 from support.fusion import ROOT
+from support.report import stage_statuses
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def test_pipeline_on_two_processes_runs_each_stage_once_and_evaluates_every_patc
            "--master-port", str(free_port()), "-m", "mmlnb_dist.cli", *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    statuses = dict(re.findall(r"^\| ([a-z-]+) \| ([a-z (),-]+?) \| [\d.]+ s \|", proc.stdout, re.M))
+    statuses = stage_statuses(proc.stdout)
     assert statuses == {s: "ran" for s in STAGES}, proc.stdout
     assert proc.stdout.count("models:/cpu-demo@champion") >= 1 and proc.stdout.count("| level |") == 1  # rank 0 only
 

@@ -20,7 +20,7 @@ PHASES = ("fusion.curriculum.phases=[{start_epoch: 0, train_text_encoder: false}
 
 def study_config(shards: Path, root: Path):
     return tiny_config(shards, root / "runs", "table2", [
-        f"vlm.pairs={shards}", f"vlm.cache_dir={root / 'tiny'}", "vlm.max_steps=4",
+        f"vlm.pairs={shards}", f"vlm.cache_dir={root / 'tiny'}", "vlm.tiny_vision=random", "vlm.max_steps=4",
         "vlm.generation.max_new_tokens=6", "train.epochs=3", "train.global_batch_size=16",
         "fusion.curriculum.ramp_start=1", "fusion.curriculum.ramp_end=2", "fusion.curriculum.step_every=1", PHASES,
     ])

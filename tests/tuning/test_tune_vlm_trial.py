@@ -36,6 +36,7 @@ def test_same_lora_settings_reuse_descriptions_and_a_new_rank_recomputes(tmp_pat
         cfg = load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
             f"run.output_dir={tmp_path / 'runs'}", f"run.name={name}", f"data.shards={shards}",
             f"vlm.pairs={shards}", f"run.cache_dir={tmp_path / 'cache'}", f"vlm.cache_dir={tmp_path / 'tiny'}",
+            "vlm.tiny_vision=random",
             f"vlm.lora.r={rank}", "vlm.max_steps=4", "vlm.generation.max_new_tokens=6",
             "data.loader.num_workers=0", "train.epochs=2", "fusion.curriculum.ramp_start=1",
             "fusion.curriculum.ramp_end=2",

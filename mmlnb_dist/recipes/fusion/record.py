@@ -39,7 +39,8 @@ def descriptions_used(recipe: "FusionRecipe") -> Dict[str, Any]:
     describe: Optional[Dict[str, Any]] = (shards.manifest.get("provenance") or {}).get("describe")
     made_by = None
     if describe:
-        made_by = {k: describe.get(k) for k in ("model", "tiny_seed", "adapter", "adapter_sha256", "prompt")}
+        made_by = {k: describe.get(k)
+                   for k in ("model", "tiny_seed", "tiny_vision", "adapter", "adapter_sha256", "prompt")}
     return {"shards": str(shards.root), "manifest_sha256": shards.digest, "describe": made_by}
 
 

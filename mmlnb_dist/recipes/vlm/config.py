@@ -73,7 +73,8 @@ class GenerationConfig(Section):
         given = [k for k in ("temperature", "top_p", "top_k") if getattr(self, k) is not None]
         if self.preset == "greedy" and given:
             raise ValueError(f"{', '.join(given)} shape sampling, and preset 'greedy' does not sample: set "
-                             f"preset: authors (then these replace the authors' values) or drop them")
+                             f"preset: authors (then these replace the authors' values) or drop them (as overrides: "
+                             f"{' '.join(k + '=null' for k in given)})")
         return self
 
 
@@ -143,6 +144,11 @@ class VLMConfig(Section):
 
     tiny_seed: int = Field(0, ge=0)
     """Seed of the randomly initialised `tiny` model (the same seed gives the same base weights everywhere)."""
+
+    tiny_vision: Literal["random", "distilled"] = "random"
+    """The `tiny` model's vision tower: random, or `distilled`: pretrained label-free to predict EfficientNet-Lite0's
+    ImageNet features on synthetic patches of its own (about 16 s once per cache on 2 cores; `tiny_vision.py`), a
+    stand-in for a real checkpoint's pretrained tower. Ignored for any other model."""
 
     cache_dir: Optional[Path] = None
     """Where the `tiny` model and tokenizer are built once (default: $MMLNB_CACHE or <tmp>/mmlnb-cache)."""

@@ -57,7 +57,8 @@ class Describer:
         self.vcfg, self.device = vcfg, device
         self.dtype = V.dtype_for(precision) if device.type == "cuda" else torch.float32
         model, self.processor = V.load_vlm(vlm, min_pixels=vcfg.min_pixels, max_pixels=vcfg.max_pixels,
-                                           dtype=self.dtype, seed=vcfg.tiny_seed, cache_dir=vcfg.cache_dir)
+                                           dtype=self.dtype, seed=vcfg.tiny_seed, cache_dir=vcfg.cache_dir,
+                                           tiny_vision=vcfg.tiny_vision)
         if adapter:
             model = V.load_adapter(model, adapter)
             if vcfg.generation.merge_adapter:
@@ -138,9 +139,10 @@ def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet
     if sampling["do_sample"]:
         sampling["draw"] = "per-image-gumbel"
     settings = {"preset": gen.preset, "max_new_tokens": gen.max_new_tokens, "batch_size": gen.batch_size, **sampling}
-    resolved = V.resolve_model_path(vlm, v.tiny_seed, v.cache_dir)
+    resolved = V.resolve_model_path(vlm, v.tiny_seed, v.cache_dir, v.tiny_vision)
     return {"source": str(source.root), "source_manifest_sha256": source.digest, "model": vlm,
             "resolved_model": resolved, "model_config_sha256": _config_digest(resolved), "tiny_seed": v.tiny_seed,
+            "tiny_vision": v.tiny_vision,
             "adapter": str(adapter) if adapter else None, "adapter_sha256": adapter_digest(adapter),
             "prompt": v.prompt, "min_pixels": v.min_pixels, "max_pixels": v.max_pixels, "generation": settings,
             "world_size": world_size}

@@ -41,12 +41,14 @@ VISION_PREFIX = "visual."
 # Loading
 # ---------------------------------------------------------------------------------------------------------
 
-def resolve_model_path(name: str, seed: int = 0, cache_dir: Optional[Path] = None) -> str:
-    """`tiny` -> the cached tiny model folder (built on first use); anything else is passed through."""
+def resolve_model_path(name: str, seed: int = 0, cache_dir: Optional[Path] = None,
+                       tiny_vision: str = "random") -> str:
+    """`tiny` -> the cached tiny model folder of (seed, tiny_vision) (built on first use); anything else is passed
+    through."""
     if name == TINY:
         from .tiny_qwen import ensure_tiny_model
 
-        return str(ensure_tiny_model(seed=seed, cache_dir=cache_dir))
+        return str(ensure_tiny_model(seed=seed, cache_dir=cache_dir, vision=tiny_vision))
     return str(name)
 
 
@@ -61,11 +63,12 @@ def load_processor(path: str, min_pixels: int, max_pixels: int):
 
 
 def load_vlm(name: str, *, min_pixels: int, max_pixels: int, dtype: torch.dtype = torch.float32,
-             seed: int = 0, cache_dir: Optional[Path] = None):
-    """(model, processor) for a hub id, a local folder, or `tiny`. The model is on the CPU, eval mode."""
+             seed: int = 0, cache_dir: Optional[Path] = None, tiny_vision: str = "random"):
+    """(model, processor) for a hub id, a local folder, or `tiny` (`seed`, `cache_dir`, `tiny_vision`: which tiny
+    model, `vlm.tiny_*`). The model is on the CPU, eval mode."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    path = resolve_model_path(name, seed=seed, cache_dir=cache_dir)
+    path = resolve_model_path(name, seed=seed, cache_dir=cache_dir, tiny_vision=tiny_vision)
     processor = load_processor(path, min_pixels, max_pixels)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype)
     tok = processor.tokenizer
@@ -341,9 +344,11 @@ def generate_descriptions(model, processor, images: Sequence[Any], prompt: str, 
 
 
 def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path], *, min_pixels: int,
-                     max_pixels: int, dtype: torch.dtype = torch.float32, seed: int = 0) -> Path:
+                     max_pixels: int, dtype: torch.dtype = torch.float32, seed: int = 0,
+                     cache_dir: Optional[Path] = None, tiny_vision: str = "random") -> Path:
     """Fold the LoRA weights into the base model and save a plain checkpoint (safetensors + processor)."""
-    model, processor = load_vlm(base, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype, seed=seed)
+    model, processor = load_vlm(base, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype, seed=seed,
+                                cache_dir=cache_dir, tiny_vision=tiny_vision)
     merged = load_adapter(model, adapter).merge_and_unload()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,16 +9,23 @@ the same special tokens and the same chat template, small enough to fine-tune on
 - processor: `Qwen2_5_VLProcessor` = `Qwen2VLImageProcessor` (14 px patches, 2x2 merge) + that tokenizer;
 - model: `Qwen2_5_VLForConditionalGeneration` from a config (hidden 64, 2 layers, vision depth 2).
 
-Everything is a pure function of the seed and is cached in a folder (`save_pretrained` layout, safetensors),
-so every rank, the describe step and a later export all load the *same* base weights.
+Everything is a pure function of the seed (and of `vision`: the random tower, or one distilled from
+EfficientNet-Lite0, `tiny_vision.py`) and is cached in a folder (`save_pretrained` layout, safetensors), so every
+rank, the describe step and a later export all load the *same* base weights.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterable, List, Optional
+
+log = logging.getLogger(__name__)
+
+VISIONS = ("random", "distilled")
+"""The tiny model's vision towers (`vlm.tiny_vision`)."""
 
 # Qwen2.5-VL's own template (Qwen/Qwen2.5-VL-7B-Instruct chat_template.json): the tiny model uses the exact
 # string, so prompts are token-for-token shaped like the real model's.
@@ -143,38 +150,45 @@ def build_tiny_processor(tokenizer, min_pixels: int, max_pixels: int):
     )
 
 
-def _fingerprint() -> str:
-    """Changes whenever the corpus or this module's builder changes, so a stale cache is never reused."""
+def _fingerprint(vision: str) -> str:
+    """Changes whenever the corpus or a builder changes (this module; the distillation's for a distilled tower), so
+    a stale cache is never reused."""
     import hashlib
 
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    if vision == "distilled":
+        digest.update((Path(__file__).parent / "tiny_vision.py").read_bytes())
+    return digest.hexdigest()[:10]
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("MMLNB_CACHE", Path(tempfile.gettempdir()) / "mmlnb-cache"))
 
 
-def ensure_tiny_model(seed: int = 0, cache_dir: Optional[Path] = None) -> Path:
-    """Build (once) and return the folder of the tiny model + processor for `seed`.
+def ensure_tiny_model(seed: int = 0, cache_dir: Optional[Path] = None, vision: str = "random") -> Path:
+    """Build (once) and return the folder of the tiny model + processor for `seed` and `vision` (`VISIONS`).
 
     Concurrent ranks serialise on a file lock; the model is written to a temporary folder and renamed, so a
     folder with `done.json` is always complete.
     """
     import fcntl
 
+    if vision not in VISIONS:
+        raise ValueError(f"tiny model vision tower {vision!r} is not one of {', '.join(VISIONS)}")
     root = Path(cache_dir or default_cache_dir())
-    out = root / f"tiny-qwen2.5-vl-seed{seed}-{_fingerprint()}"
+    kind = "" if vision == "random" else f"-{vision}"
+    out = root / f"tiny-qwen2.5-vl-seed{seed}{kind}-{_fingerprint(vision)}"
     if (out / "done.json").is_file():
         return out
     root.mkdir(parents=True, exist_ok=True)
     with open(root / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "done.json").is_file():
-            _build(out, seed)
+            _build(out, seed, vision)
     return out
 
 
-def _build(out: Path, seed: int) -> None:
+def _build(out: Path, seed: int, vision: str) -> None:
     import shutil
 
     import torch
@@ -189,6 +203,16 @@ def _build(out: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
     torch.random.set_rng_state(state)
+    built = {"seed": seed, "kind": "tiny-qwen2.5-vl", "vision": vision}
+    if vision == "distilled":
+        from .tiny_vision import distill_vision_tower
+
+        log.info("building the tiny VLM (seed %d) with its vision tower distilled from EfficientNet-Lite0: about "
+                 "16 s on 2 cores, once per cache (%s)", seed, out.parent)
+        built["distillation"] = distill_vision_tower(model, processor)
+        log.info("tiny VLM vision tower distilled in %.0f s (feature loss %.3f -> %.3f)",
+                 built["distillation"]["seconds"], built["distillation"]["loss_first"],
+                 built["distillation"]["loss_last"])
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     # Written by hand rather than with model.save_pretrained: under an initialised process group transformers
@@ -200,7 +224,7 @@ def _build(out: Path, seed: int) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"),
               metadata={"format": "pt"})
     processor.save_pretrained(tmp)
-    (tmp / "done.json").write_text(json.dumps({"seed": seed, "kind": "tiny-qwen2.5-vl"}))
+    (tmp / "done.json").write_text(json.dumps(built, indent=1))
     if out.exists():  # a stale, incomplete folder from a killed build
         shutil.rmtree(out)
     tmp.rename(out)

@@ -66,13 +66,16 @@ def test_sampling_settings_under_greedy_are_refused_and_the_provenance_records_w
 
     from support.fusion import make_shards
 
-    with pytest.raises(ConfigError, match=r"vlm\.generation.*temperature, top_k.*preset: authors"):
-        load_config("cpu-demo", ["vlm.generation.temperature=0.5", "vlm.generation.top_k=5"])
+    with pytest.raises(ConfigError, match=r"vlm\.generation.*temperature, top_k.*preset: authors.*temperature=null "
+                                          r"top_k=null"):
+        load_config("cpu-demo", ["vlm.generation.preset=greedy", "vlm.generation.temperature=0.5",
+                                 "vlm.generation.top_k=5"])
     shards = make_shards(tmp_path / "s", n=12, size=32)
-    cfg = load_config("cpu-demo", [f"vlm.cache_dir={tmp_path / 'cache'}", "vlm.generation.preset=authors",
+    tiny = [f"vlm.cache_dir={tmp_path / 'cache'}", "vlm.tiny_vision=random"]
+    cfg = load_config("cpu-demo", [*tiny, "vlm.generation.preset=authors",
                                    "vlm.generation.temperature=0.7", "vlm.generation.repetition_penalty=1.0"])
     settings = provenance(cfg, "tiny", None, ShardSet.open(shards), 1)["generation"]
     assert settings["temperature"] == 0.7 and settings["repetition_penalty"] == 1.0 and settings["top_p"] == 0.9
     assert settings["draw"] == "per-image-gumbel"
-    greedy = load_config("cpu-demo", [f"vlm.cache_dir={tmp_path / 'cache'}"])
+    greedy = load_config("cpu-demo", [*tiny, "vlm.generation.preset=greedy", "vlm.generation.temperature=null"])
     assert provenance(greedy, "tiny", None, ShardSet.open(shards), 1)["generation"]["repetition_penalty"] == 1.0

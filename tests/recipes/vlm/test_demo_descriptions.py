@@ -1,22 +1,22 @@
-"""The embedded default's VLM writes descriptions that name the class of patches from slides it never saw: the
-cpu-demo profile's synthetic set, split, fine-tuning and generation settings, run through the real recipe and
-`describe`, judged by the describe quality report (`recipes/vlm/quality.py`).
+"""The embedded default's VLM writes varied descriptions that name the class of patches from slides it never saw:
+the cpu-demo profile's synthetic set, split, base model, fine-tuning and generation settings, run through the real
+recipe and `describe`, judged by the describe quality report (`recipes/vlm/quality.py`).
 
-Issue 13's targets are a class-naming rate of at least 0.8 on the test split and at least 50 distinct descriptions
-over the 600 patches; measured with the profile (84 px, 2026-12-03): 0.83 on test (4 slides per class, none seen in
-fine-tuning) with greedy decoding and 5 distinct descriptions; at 56 px, the profile until then, 0.74. A probe on
-the frozen random vision tower's tokens reads the class at 0.82 (84 px) and 0.73 (56 px): the ceiling
-(benchmarks/vlm_vision_probe.py). The threshold below is what the demo reaches with a margin for run-to-run noise
-(+-0.1 between neighbouring epoch counts), far above the 1/3 a generator blind to the image can reach; before the
-profile's full-rank LoRA, 16 epochs and merger learning rate it named the class of none."""
+Issue 13's targets: a class-naming rate of at least 0.8 on the test split and at least 50 distinct descriptions over
+the 600 patches. Measured with the profile (2026-12-03): 0.93-0.96 on test (4 slides per class, none seen in
+fine-tuning) and 83-85 distinct, with the tiny model's vision tower distilled from EfficientNet-Lite0 and the
+authors' sampling at temperature 0.5. Before (random tower, greedy): 0.83 and 5 distinct; the random tower's
+tokens carry the class at 0.82 for a linear probe, the distilled tower's at 0.99 (docs/vlm.md)."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-NAMING_TEST = 0.7
+NAMING_TEST = 0.8
 """Class-naming rate on the test split (a generator that ignores the image: at most the majority share, 1/3)."""
+DISTINCT = 50
+"""Distinct descriptions over the 600 patches (one text per class would be 3)."""
 
 
 @pytest.mark.slow
@@ -30,7 +30,7 @@ def test_demo_vlm_descriptions_are_varied_and_name_the_class(tmp_path):
     from mmlnb_dist.recipes.vlm.finetune import FinetuneVLMRecipe
 
     cfg = load_config("cpu-demo", [
-        f"run.output_dir={tmp_path / 'runs'}", "run.name=demo-vlm", f"vlm.cache_dir={tmp_path / 'cache'}",
+        f"run.output_dir={tmp_path / 'runs'}", "run.name=demo-vlm",
         f"vlm.pairs={tmp_path / 'shards'}", f"data.shards={tmp_path / 'shards'}", "tracking.backends=[stdout]"])
     s = cfg.data.synth
     make_synthetic_dataset(tmp_path / "src", n=s.n, size=s.size, n_slides=s.n_slides,
@@ -42,5 +42,5 @@ def test_demo_vlm_descriptions_are_varied_and_name_the_class(tmp_path):
     report = described["quality"]
     print(json.dumps(report, indent=1))
     assert report["n"] == s.n
-    assert report["distinct"] >= 3, report  # at least one description per class
+    assert report["distinct"] >= DISTINCT, report
     assert report["class_naming"]["by_split"]["test"] >= NAMING_TEST, report["class_naming"]

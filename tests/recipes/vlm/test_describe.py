@@ -1,5 +1,6 @@
 """describe: 2 ranks give exactly one description per input sample; an interrupted run resumes to the same
-output as an uninterrupted one (greedy); manifest provenance and the quality report are written."""
+output as an uninterrupted one (the profile samples, drawn per image, so a resumed run re-draws the same text);
+manifest provenance and the quality report are written."""
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ PIX = 56 * 56
 
 def _overrides(tmp: Path):
     return [f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}", f"vlm.cache_dir={tmp / 'cache'}",
+            "vlm.tiny_vision=random",
             "vlm.generation.max_new_tokens=8", "vlm.generation.batch_size=4", "tracking.backends=[stdout]",
             f"run.output_dir={tmp / 'runs'}"]
 
@@ -62,7 +64,8 @@ def test_two_ranks_describe_every_sample_once(shards):
         assert got[key][3]["reference_description"] == src["txt"].decode()
         assert got[key][3]["label"] == json.loads(src["json"])["label"]
     prov = manifest["provenance"]["describe"]
-    assert prov["world_size"] == 2 and prov["model"] == "tiny" and prov["generation"]["do_sample"] is False
+    assert prov["world_size"] == 2 and prov["model"] == "tiny" and prov["tiny_vision"] == "random"
+    assert prov["generation"]["do_sample"] is True and prov["generation"]["draw"] == "per-image-gumbel"
     assert prov["prompt"].startswith("You are a specialized pathologist")
     report = json.loads((out / "quality_report.json").read_text())
     assert report["n"] == len(inputs) and report["reference"]["n"] == len(inputs)

@@ -25,7 +25,7 @@ def _cfg(tmp: Path, *extra: str):
     from mmlnb_dist.config import load_config
 
     return load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
-        f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}", f"vlm.cache_dir={tmp / 'cache'}",
+        f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}", f"vlm.cache_dir={tmp / 'cache'}", "vlm.tiny_vision=random",
         "vlm.generation.max_new_tokens=4", "vlm.generation.batch_size=2", "tracking.backends=[stdout]",
         f"run.output_dir={tmp / 'runs'}", *extra])
 

@@ -39,6 +39,7 @@ def zero3(tmp_path_factory):
         "stage": 3, "stage3_param_persistence_threshold": 0, "stage3_gather_16bit_weights_on_model_save": True}}))
     cfg = load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
         f"vlm.pairs={tmp / 'pairs'}", f"run.output_dir={tmp / 'runs'}", "run.name=z3", f"vlm.cache_dir={tmp / 'cache'}",
+        "vlm.tiny_vision=random",
         f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}", "tracking.backends=[stdout]", "vlm.global_batch_size=4",
         "vlm.max_steps=2", "vlm.val_max_samples=2", "vlm.lr=1e-2", "distributed.zero_stage=3",
         f"distributed.deepspeed_config={tmp / 'zero3.json'}",

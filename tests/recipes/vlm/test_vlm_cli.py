@@ -26,7 +26,8 @@ def test_bad_config_exits_2_naming_the_key_and_leaves_no_folder(pairs, tmp_path,
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "mmlnb_dist.cli", "finetune-vlm", "--config", "launch/profiles/cpu-demo.yaml",
            f"vlm.pairs={pairs}", f"run.output_dir={runs}", "run.name=bad", "tracking.backends=[stdout]",
-           f"vlm.cache_dir={tmp_path / 'cache'}", *[o.format(tmp=tmp_path) for o in overrides]]
+           f"vlm.cache_dir={tmp_path / 'cache'}",
+           "vlm.tiny_vision=random", *[o.format(tmp=tmp_path) for o in overrides]]
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]

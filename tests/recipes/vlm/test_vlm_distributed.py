@@ -31,7 +31,8 @@ def _args(tmp: Path, *extra: str):
             f"run.output_dir={tmp / 'runs'}", "run.name=z3", "distributed.zero_stage=3",
             f"distributed.deepspeed_config={tmp / 'zero3.json'}", "vlm.log_every=1",
             "vlm.checkpoint_every=3", "vlm.lr=1e-2", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
-            f"vlm.cache_dir={tmp / 'cache'}", "tracking.backends=[stdout]", "vlm.gradient_checkpointing=true",
+            f"vlm.cache_dir={tmp / 'cache'}",
+            "vlm.tiny_vision=random", "tracking.backends=[stdout]", "vlm.gradient_checkpointing=true",
             "vlm.val_max_samples=8", *extra]
 
 
@@ -151,7 +152,8 @@ def test_merged_export_matches_base_plus_adapter(trained):
     out = trained / "merged"
     cmd = [sys.executable, "-m", "mmlnb_dist.cli", "export-vlm", "--base", "tiny", "--adapter",
            str(trained / "runs/z3/adapter"), "--out", str(out), "--config", "launch/profiles/cpu-demo.yaml",
-           f"vlm.cache_dir={trained / 'cache'}", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}"]
+           f"vlm.cache_dir={trained / 'cache'}",
+           "vlm.tiny_vision=random", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}"]
     _check(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600))
     assert (out / "model.safetensors").is_file()
     merged = Qwen2_5_VLForConditionalGeneration.from_pretrained(out)

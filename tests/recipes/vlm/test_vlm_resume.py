@@ -26,7 +26,7 @@ def _cfg(tmp: Path, name: str, *extra: str):
 
     return load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
         f"vlm.pairs={tmp / 'pairs'}", f"run.output_dir={tmp / 'runs'}", f"run.name={name}",
-        f"vlm.cache_dir={tmp / 'cache'}", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
+        f"vlm.cache_dir={tmp / 'cache'}", "vlm.tiny_vision=random", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
         "tracking.backends=[stdout]", "vlm.global_batch_size=4", "vlm.max_steps=6", "vlm.checkpoint_every=2",
         "vlm.eval_every=3", "vlm.val_max_samples=4", "vlm.lora.dropout=0.1", "vlm.lr=1e-2", *extra,
     ])

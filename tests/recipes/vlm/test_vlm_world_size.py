@@ -27,7 +27,8 @@ ZERO3_PARTITION_ALL = {"zero_optimization": {"stage": 3, "stage3_param_persisten
 
 def _overrides(tmp: Path, name: str, steps: int, *extra: str):
     return [f"vlm.pairs={tmp / 'pairs'}", f"run.output_dir={tmp / 'runs'}", f"run.name={name}",
-            f"vlm.cache_dir={tmp / 'cache'}", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
+            f"vlm.cache_dir={tmp / 'cache'}",
+            "vlm.tiny_vision=random", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
             "distributed.zero_stage=3", f"distributed.deepspeed_config={tmp / 'zero3.json'}",
             "tracking.backends=[stdout]", "vlm.global_batch_size=4", "vlm.micro_batch_per_gpu=1",
             "vlm.lr_schedule.name=constant", "vlm.lr_schedule.warmup_ratio=0",  # steps to come do not move the lr
