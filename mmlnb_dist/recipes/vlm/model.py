@@ -15,6 +15,8 @@ Labels are -100 on every prompt and image token; only the answer and its end-of-
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -22,7 +24,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from ...data.images import decode_image
+from ...core.errors import UserError
 from .config import GenerationConfig, LoraConfig
+
+log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 END_OF_TURN = "<|im_end|>"
@@ -157,10 +162,34 @@ def param_groups(model: torch.nn.Module, lr: float, merger_lr: Optional[float] =
 
 
 def load_adapter(model: torch.nn.Module, adapter_dir: Union[str, Path], trainable: bool = False):
-    """Base model + a saved peft adapter (safetensors)."""
+    """Base model + a saved peft adapter (safetensors), refused on another tiny base than it was trained on."""
     from peft import PeftModel
 
+    check_adapter_base(model, adapter_dir)
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def check_adapter_base(model: torch.nn.Module, adapter_dir: Union[str, Path]) -> None:
+    """The base `adapter_dir` was trained on (its adapter_config.json) against the one loaded, by folder name (a
+    cache or checkpoint folder may move). Tiny bases with the same seed differ in their tower (`vlm.tiny_vision`)
+    and builder, and an adapter fits one of them only: refused, naming both. Other names may well be the same
+    weights (a hub id and a local copy of it): a warning."""
+    from .tiny_qwen import FOLDER_PREFIX
+
+    config = Path(adapter_dir) / "adapter_config.json"
+    trained_on = json.loads(config.read_text()).get("base_model_name_or_path") if config.is_file() else None
+    loaded = getattr(model, "name_or_path", None)
+    if not trained_on or not loaded:
+        return
+    trained_name, loaded_name = Path(str(trained_on)).name, Path(str(loaded)).name
+    if trained_name == loaded_name:
+        return
+    if trained_name.startswith(FOLDER_PREFIX) or loaded_name.startswith(FOLDER_PREFIX):
+        raise UserError(f"the adapter {adapter_dir} was trained on the base model {trained_name}, and the base loaded "
+                        f"is {loaded_name}: set vlm.model, vlm.tiny_seed and vlm.tiny_vision as in the fine-tuning "
+                        f"run (its config.yaml beside the adapter)")
+    log.warning("the adapter %s was trained on %s and is loaded onto %s: the same weights under another name?",
+                adapter_dir, trained_on, loaded)
 
 
 def adapter_sha256(adapter_dir: Optional[Union[str, Path]]) -> Optional[str]:

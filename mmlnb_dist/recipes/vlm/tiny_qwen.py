@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 VISIONS = ("random", "distilled")
 """The tiny model's vision towers (`vlm.tiny_vision`)."""
+FOLDER_PREFIX = "tiny-qwen2.5-vl-seed"
+"""How every tiny model folder's name starts (then the seed, the tower unless random, the builder's fingerprint)."""
 
 # Qwen2.5-VL's own template (Qwen/Qwen2.5-VL-7B-Instruct chat_template.json): the tiny model uses the exact
 # string, so prompts are token-for-token shaped like the real model's.
@@ -177,7 +179,7 @@ def ensure_tiny_model(seed: int = 0, cache_dir: Optional[Path] = None, vision: s
         raise ValueError(f"tiny model vision tower {vision!r} is not one of {', '.join(VISIONS)}")
     root = Path(cache_dir or default_cache_dir())
     kind = "" if vision == "random" else f"-{vision}"
-    out = root / f"tiny-qwen2.5-vl-seed{seed}{kind}-{_fingerprint(vision)}"
+    out = root / f"{FOLDER_PREFIX}{seed}{kind}-{_fingerprint(vision)}"
     if (out / "done.json").is_file():
         return out
     root.mkdir(parents=True, exist_ok=True)

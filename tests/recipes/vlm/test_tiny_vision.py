@@ -136,3 +136,23 @@ def test_an_unknown_tower_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"vlm\.tiny_vision"):
         load_config("cpu-demo", ["vlm.tiny_vision=imagenet"])
     assert load_config("cpu-demo").vlm.tiny_vision == "distilled"
+
+
+@pytest.mark.slow
+def test_an_adapter_is_refused_on_another_tiny_base_and_accepted_on_its_own_from_another_cache(towers, tmp_path):
+    """An adapter fits the base it was trained on: the random and the distilled tower share a seed but not their
+    weights, and describing with the wrong one would be silently wrong (e.g. `predict` without the run's config)."""
+    from mmlnb_dist.core.errors import UserError
+    from mmlnb_dist.recipes.vlm import model as V
+    from mmlnb_dist.recipes.vlm.config import VLMConfig
+
+    from support.vlm import write_random_adapter
+
+    adapter = write_random_adapter(VLMConfig(cache_dir=tmp_path / "cache"), tmp_path / "adapter", seed=1, pixels=PIX)
+    distilled, _ = towers["distilled"]
+    with pytest.raises(UserError, match=r"trained on the base model tiny-qwen2\.5-vl-seed0-[0-9a-f]+, and the base "
+                                        r"loaded is tiny-qwen2\.5-vl-seed0-distilled-.*vlm\.tiny_vision"):
+        V.load_adapter(distilled, adapter)
+    # The default cache, not the adapter's: the same folder name. Loaded anew (peft wraps the model it is given).
+    same_base_elsewhere, _ = V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX)
+    assert V.load_adapter(same_base_elsewhere, adapter) is not None
