@@ -18,7 +18,8 @@ values). The output keeps the input's split and shard file names, keys and every
 - One job per output: rank 0 holds a `FolderLock` on `out` (`lock=False`: the caller holds it).
 - What made the output: `record` (the settings that decide its content) is stored in `out/provenance.json` on
   the first run; a later run with a different record is refused (`ProvenanceError` listing every differing key)
-  unless `restart=True`, which first deletes the old output (only a folder holding nothing but map outputs).
+  unless `restart=True`, which first deletes the old output (only a folder holding nothing but map outputs and
+  the caller's `reports`).
 - Bad samples: `fn` returns `SkipSample(reason)` for a sample it cannot use (an undecodable image); it is left
   out of the output, listed under the manifest's `skipped`, and counted against `max_bad_sample_rate` (one rate
   over all ranks: skipped / input samples; `BadSampleRateError`). An input shard holding fewer samples than its
@@ -160,30 +161,33 @@ def verify_exactly_once(source: ShardSet, out: Path, skipped: Iterable[str] = ()
     return n
 
 
-MAP_OUTPUTS = (MANIFEST, SIZES, PROVENANCE_FILE, PROGRESS_DIR, LOCK_FILE, HOLDER_FILE, "quality_report.json")
-"""What a map output folder may hold (besides shards): `restart` deletes only such a folder."""
+MAP_OUTPUTS = (MANIFEST, SIZES, PROVENANCE_FILE, PROGRESS_DIR, LOCK_FILE, HOLDER_FILE)
+"""What a map output folder may hold (besides shards and the caller's `reports`): `restart` deletes only such a
+folder."""
 
 
-def clear_output(out: Path) -> None:
+def clear_output(out: Path, reports: Sequence[str] = ()) -> None:
     """Delete an earlier (partial or finished) map output, keeping the lock files; refuse a folder holding
-    anything else (a wrong --out must never cost the user their files)."""
+    anything else than map outputs and the caller's `reports` (a wrong --out must never cost the user their
+    files)."""
     if not out.is_dir():
         return
+    ours = set(MAP_OUTPUTS) | set(reports)
     foreign = sorted(p.name for p in out.iterdir()
-                     if p.name not in MAP_OUTPUTS and not p.name.endswith((".tar", ".partial", ".tmp")))
+                     if p.name not in ours and not p.name.endswith((".tar", ".partial", ".tmp")))
     if foreign:
-        raise ShardError(f"refusing to start over in {out}: it holds {', '.join(foreign[:5])}, which no map or "
-                         f"describe run writes; choose another output folder")
+        raise ShardError(f"refusing to start over in {out}: it holds {', '.join(foreign[:5])}, which this run does "
+                         f"not write; choose another output folder")
     for p in out.iterdir():
         if p.name not in (LOCK_FILE, HOLDER_FILE):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def _claim_output(out: Path, record: Optional[Mapping[str, Any]], allow: Sequence[str], restart: bool,
-                  desc: str) -> None:
+                  desc: str, reports: Sequence[str]) -> None:
     """Rank 0: start over if asked, then record what makes the output or refuse a different maker."""
     if restart:
-        clear_output(out)
+        clear_output(out, reports)
     out.mkdir(parents=True, exist_ok=True)
     if record is not None:
         check_or_record(out / PROVENANCE_FILE, record, what=f"{out} ({desc} output)", allow=allow,
@@ -195,8 +199,10 @@ def map_shard_set(source: ShardSet, out: Union[str, Path], fn: Callable[[List[Di
                   env: DistEnv, batch_size: int, provenance: Mapping[str, Any] = (), progress: bool = True,
                   desc: str = "map", record: Optional[Mapping[str, Any]] = None, allow: Sequence[str] = (),
                   restart: bool = False, lock: bool = True, max_bad_sample_rate: float = 0.01,
-                  max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES, **manifest_fields: Any) -> Dict[str, Any]:
-    """Apply `fn` to every sample of `source` into the shard set `out` (see the module docstring).
+                  max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES, reports: Sequence[str] = (),
+                  **manifest_fields: Any) -> Dict[str, Any]:
+    """Apply `fn` to every sample of `source` into the shard set `out` (see the module docstring). `reports`: names
+    of files the caller writes into `out` (e.g. describe's quality report), deleted with it by `restart`.
 
     Collective: every rank calls it. Returns on every rank {"out", "processed_now", "seconds"}; rank 0 also
     gets "num_samples" (verified exactly once), "skipped" and "manifest".
@@ -211,7 +217,7 @@ def map_shard_set(source: ShardSet, out: Union[str, Path], fn: Callable[[List[Di
         return _map_locked(source, out, fn, env=env, batch_size=batch_size, provenance=provenance,
                            progress=progress, desc=desc, record=record, allow=allow, restart=restart,
                            max_bad_sample_rate=max_bad_sample_rate, max_member_bytes=max_member_bytes,
-                           manifest_fields=manifest_fields)
+                           reports=reports, manifest_fields=manifest_fields)
     finally:
         if held is not None:
             held.release()
@@ -220,13 +226,13 @@ def map_shard_set(source: ShardSet, out: Union[str, Path], fn: Callable[[List[Di
 def _map_locked(source: ShardSet, out: Path, fn: Callable, *, env: DistEnv, batch_size: int,
                 provenance: Mapping[str, Any], progress: bool, desc: str, record: Optional[Mapping[str, Any]],
                 allow: Sequence[str], restart: bool, max_bad_sample_rate: float, max_member_bytes: int,
-                manifest_fields: Dict[str, Any]) -> Dict[str, Any]:
+                reports: Sequence[str], manifest_fields: Dict[str, Any]) -> Dict[str, Any]:
     from tqdm import tqdm
 
     refusal: Optional[Tuple[type, str]] = None
     if env.is_main:
         try:
-            _claim_output(out, record, allow, restart, desc)
+            _claim_output(out, record, allow, restart, desc, reports)
         except UserError as err:
             refusal = (type(err), str(err))
     refusal = all_gather_object(env, refusal)[0]  # every rank stops when rank 0 refused, before any work

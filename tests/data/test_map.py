@@ -120,3 +120,19 @@ def test_output_must_differ_from_input(tmp_path):
     src = ShardSet.open(make_shard_set(tmp_path, per_class=3))
     with pytest.raises(ShardError, match="must differ"):
         map_shard_set(src, src.root, _describe, env=DistEnv(), batch_size=2, progress=False)
+
+
+def test_restart_deletes_the_callers_reports_and_refuses_a_folder_with_other_files(tmp_path):
+    """A finished output holds the caller's report beside the shards (describe's quality report): `restart` may
+    delete the files the caller names as its reports, and nothing else a user may have put there."""
+    src = ShardSet.open(make_shard_set(tmp_path, per_class=3))
+    out = tmp_path / "out"
+    map_shard_set(src, out, _describe, env=DistEnv(), batch_size=2, progress=False)
+    (out / "report.json").write_text("{}")
+    with pytest.raises(ShardError, match=r"refusing to start over in .*out: it holds report\.json"):
+        map_shard_set(src, out, _describe, env=DistEnv(), batch_size=2, progress=False, restart=True)
+    assert (out / "report.json").is_file() and ShardSet.open(out).num_samples("train") > 0
+    again = map_shard_set(src, out, _describe, env=DistEnv(), batch_size=2, progress=False, restart=True,
+                          reports=("report.json",))
+    assert again["processed_now"] == sum(src.num_samples(s) for s in src.manifest["splits"])
+    assert not (out / "report.json").exists()

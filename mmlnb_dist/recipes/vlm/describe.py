@@ -185,7 +185,7 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
                                provenance=made_by, record=made_by, allow=RESUME_MAY_CHANGE, restart=restart,
                                lock=False, max_bad_sample_rate=lc.max_bad_sample_rate,
                                max_member_bytes=lc.max_member_bytes, progress=progress, desc="describe",
-                               has_descriptions=True)
+                               reports=(QUALITY_FILE,), has_descriptions=True)
         result: Dict[str, Any] = {"out": str(out)}
         if env.is_main:
             report = quality_report(ShardSet.open(out), naming_keywords(source))

@@ -97,6 +97,17 @@ def test_restart_refuses_to_delete_a_folder_that_is_not_a_describe_output(data):
     assert (precious / "notes.txt").read_text() == "mine"
 
 
+def test_restart_starts_a_finished_output_over_quality_report_included(data):
+    from mmlnb_dist.recipes.vlm import describe as D
+    from mmlnb_dist.recipes.vlm.quality import QUALITY_FILE
+
+    out = data / "finished"
+    first = D.run_describe(_cfg(data), "tiny", None, data / "in", out, progress=False)
+    assert (out / QUALITY_FILE).is_file() and first["described_now"] == 12
+    again = D.run_describe(_cfg(data), "tiny", None, data / "in", out, progress=False, restart=True)
+    assert again["described_now"] == 12 and (out / QUALITY_FILE).is_file()
+
+
 def test_truncated_input_shard_stops_describe_before_any_work(data):
     from mmlnb_dist.recipes.vlm import describe as D
 
