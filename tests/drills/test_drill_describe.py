@@ -1,6 +1,6 @@
 """Fault drill for `describe`: SIGKILL the real CLI at a seeded random progress event, rerun, and get exactly the
-output of an uninterrupted run (the profile's sampling is drawn per image, so it is deterministic); a rerun with another adapter into a killed
-folder is refused naming the adapter digest, and `--restart` starts over.
+output of an uninterrupted run (the profile's sampling is drawn per image, so it is deterministic); a rerun with
+another adapter into a killed folder is refused naming the adapter digest, and `--restart` starts over.
 
 The kill point is decided from files, not from time: the parent counts finished batches (lines of the
 `.progress/*.jsonl` journals plus the samples of finished shards) and kills once the seeded event is reached.

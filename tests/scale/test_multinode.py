@@ -136,7 +136,8 @@ def test_two_nodes_train_matches_one_node(train_runs):
 
 @pytest.fixture(scope="module")
 def describe_runs(tmp_path_factory):
-    """`describe` (tiny VLM, the profile's per-image sampling) over 30 samples in 6 shards, on one node x 2 and on 2 nodes x 1."""
+    """`describe` (tiny VLM, the profile's per-image sampling) over 30 samples in 6 shards, on one node x 2 and on 2
+    nodes x 1."""
     tmp = tmp_path_factory.mktemp("multinode-describe")
     make_pairs(tmp / "in", n=30, per_shard=6, val_fraction=0.2, test_fraction=0.1)
     pix = 56 * 56

@@ -23,8 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from ...data.images import decode_image
 from ...core.errors import UserError
+from ...data.images import decode_image
 from .config import GenerationConfig, LoraConfig
 
 log = logging.getLogger(__name__)
