@@ -41,14 +41,15 @@ def merged_tokens(model, processor, images: list, batch: int = 32) -> np.ndarray
     row per image: `[len(images), tokens * hidden]`."""
     import torch
 
+    from mmlnb_dist.recipes.vlm.tiny_vision import image_tokens
+
     out = []
     for i in range(0, len(images), batch):
         chunk = images[i:i + batch]
         enc = processor.image_processor(images=chunk, return_tensors="pt")
         with torch.no_grad():
-            per_image = model.model.get_image_features(enc["pixel_values"], image_grid_thw=enc["image_grid_thw"])
-        per_image = getattr(per_image, "pooler_output", per_image)  # one tensor per image
-        out.append(torch.stack(list(per_image)).reshape(len(chunk), -1).numpy())
+            tokens = image_tokens(model, enc["pixel_values"], enc["image_grid_thw"], len(chunk))
+        out.append(tokens.reshape(len(chunk), -1).numpy())
     return np.concatenate(out)
 
 

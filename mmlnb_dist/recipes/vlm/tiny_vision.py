@@ -80,8 +80,9 @@ def teacher_grid(images: List[np.ndarray], grid: int) -> torch.Tensor:
     return (target - target.mean((0, 1))) / (target.std((0, 1)) + 1e-5)
 
 
-def _image_tokens(model, pixel_values: torch.Tensor, grid_thw: torch.Tensor, n: int) -> torch.Tensor:
-    """Merged image tokens `[n, tokens, hidden]` of `n` same-size images (the model's own get_image_features)."""
+def image_tokens(model, pixel_values: torch.Tensor, grid_thw: torch.Tensor, n: int) -> torch.Tensor:
+    """The merged image tokens the language model receives, `[n, tokens, hidden]`, of `n` same-size images (the
+    model's own `get_image_features`; it returns one tensor per image or, in some versions, an output object)."""
     out = model.model.get_image_features(pixel_values, image_grid_thw=grid_thw)
     out = getattr(out, "pooler_output", out)
     return torch.stack(list(out)) if isinstance(out, (list, tuple)) else out.reshape(n, -1, out.shape[-1])
@@ -122,7 +123,7 @@ def _distill(model, processor, settings: DistillSettings) -> Dict[str, float]:
 
     def tokens(idx: torch.Tensor) -> torch.Tensor:
         n = len(idx)
-        return _image_tokens(model, pixels[idx].reshape(n * rows, -1), grid_thw[:1].repeat(n, 1), n)
+        return image_tokens(model, pixels[idx].reshape(n * rows, -1), grid_thw[:1].repeat(n, 1), n)
 
     probe = torch.arange(min(len(images), 128))
     with torch.no_grad():

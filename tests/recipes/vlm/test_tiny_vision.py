@@ -34,11 +34,11 @@ def _patches(seed: int, n_slides: int, per_slide: int):
 
 
 def _tokens(model, processor, images):
-    from mmlnb_dist.recipes.vlm.tiny_vision import _image_tokens
+    from mmlnb_dist.recipes.vlm.tiny_vision import image_tokens
 
     enc = processor.image_processor(images=images, return_tensors="pt")
     with torch.no_grad():
-        return _image_tokens(model, enc["pixel_values"], enc["image_grid_thw"], len(images))
+        return image_tokens(model, enc["pixel_values"], enc["image_grid_thw"], len(images))
 
 
 def _probe_accuracy(x: np.ndarray, labels: np.ndarray, slides: np.ndarray) -> float:
