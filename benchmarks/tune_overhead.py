@@ -12,8 +12,9 @@ work as sequential: every trial runs all epochs) and with ASHA, each with trials
 sequential) with: the worker group per trial as is; two trials at a time overlapping their start-ups
 (`tune.max_concurrent=2`, Ray told of 4 CPUs on the 2 cores, since each trial holds one CPU for its driving
 process and one for its worker); Ray Train's controller polling every 0.2 s (`tune.train_poll_interval_s`);
-the trial's driving process reused (`tune.reuse_actors`); SPREAD instead of
-PACK placement; and in the trial process: as is, reused, two at a time. It reports each trial's start-up share:
+the trial's driving process reused (`tune.reuse_actors`); SPREAD instead of PACK placement; the worker group
+kept for the whole search (`tune.worker_pool`: as is, with the trial process reused, two groups for two trials at
+a time); and in the trial process: as is, reused, two at a time. It reports each trial's start-up share:
 1 - (recipe seconds, from the trial result files) / (search wall / trials) for one-at-a-time searches.
 """
 from __future__ import annotations
@@ -77,13 +78,17 @@ def search(shards: Path, out: Path, epochs: int, scheduler: str, space: Path, *e
             "hits": cache.get("cache/hits", 0), "misses": cache.get("cache/misses", 0),
             "stopped_early": summary["stopped_early"], "recipe_s": recipe_s, "errored": summary["errored"]}
 
+WG = ["tune.use_ray_train=true"]  # one rank per trial runs in the trial process unless told otherwise
 LEVERS = {
-    "tune, FIFO, worker group per trial (as is)": ("fifo", []),
-    "+ Ray Train's controller polling every 0.2 s": ("fifo", ["tune.train_poll_interval_s=0.2"]),
-    "+ 2 trials at a time (max_concurrent=2, Ray told 4 CPUs)": ("fifo", ["tune.max_concurrent=2",
-                                                                          "tune.num_cpus=4"]),
-    "+ trial's driving process reused (reuse_actors)": ("fifo", ["tune.reuse_actors=true"]),
-    "+ SPREAD placement instead of PACK": ("fifo", ["tune.placement_strategy=SPREAD"]),
+    "tune, FIFO, worker group per trial (as is)": ("fifo", WG),
+    "+ Ray Train's controller polling every 0.2 s": ("fifo", WG + ["tune.train_poll_interval_s=0.2"]),
+    "+ 2 trials at a time (max_concurrent=2, Ray told 4 CPUs)": ("fifo", WG + ["tune.max_concurrent=2",
+                                                                               "tune.num_cpus=4"]),
+    "+ trial's driving process reused (reuse_actors)": ("fifo", WG + ["tune.reuse_actors=true"]),
+    "+ SPREAD placement instead of PACK": ("fifo", WG + ["tune.placement_strategy=SPREAD"]),
+    "worker group kept for the search (worker_pool)": ("fifo", WG + ["tune.worker_pool=true"]),
+    "worker group kept, trial process reused": ("fifo", WG + ["tune.worker_pool=true", "tune.reuse_actors=true"]),
+    "worker group kept, 2 at a time (2 groups)": ("fifo", WG + ["tune.worker_pool=true", "tune.max_concurrent=2"]),
     "in the trial process (use_ray_train=false)": ("fifo", ["tune.use_ray_train=false"]),
     "in the trial process, reused (reuse_actors)": ("fifo", ["tune.use_ray_train=false", "tune.reuse_actors=true"]),
     "in the trial process, 2 at a time": ("fifo", ["tune.use_ray_train=false", "tune.max_concurrent=2"]),

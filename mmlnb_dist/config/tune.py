@@ -69,10 +69,19 @@ class TuneConfig(Section):
     """Ray Train workers (DeepSpeed ranks) per trial."""
 
     use_ray_train: Optional[bool] = None
-    """true: each trial's recipe runs in a Ray Train TorchTrainer worker group of `workers_per_trial` ranks; false:
-    inside the trial process itself (one rank); None (auto): a worker group when `workers_per_trial` > 1, else the
-    trial process, since a one-rank worker group only adds three process starts per trial (BENCHMARKS.md "Search
-    overhead levers": 2.3-3.0x the sequential runs on 2 cores, against 0.9x in the trial process)."""
+    """true: each trial's recipe runs in a worker group of `workers_per_trial` ranks (kept for the whole search,
+    `worker_pool`, or a Ray Train TorchTrainer per trial); false: inside the trial process itself (one rank); None
+    (auto): a worker group when `workers_per_trial` > 1, else the trial process, since a one-rank group only adds
+    process starts (BENCHMARKS.md "Search overhead levers": a TorchTrainer per trial cost 2.3-3.0x the sequential
+    runs on 2 cores, against 0.9x in the trial process)."""
+
+    worker_pool: bool = True
+    """With worker groups: keep one group of Ray actors per concurrent trial for the whole search (process group,
+    torch and DeepSpeed loaded once) and run each trial's recipe in a free one; false: a new Ray Train
+    `TorchTrainer` per trial, whose three process starts cost about 20 s a trial on 2 cores. A 4-trial search:
+    0.95x the sequential runs kept (0.77x with the trial process reused, the default), 2.0x with a TorchTrainer
+    per trial (BENCHMARKS.md "Kept worker groups"). Each trial still gets a new DeepSpeed engine; a group whose
+    trial failed is built anew."""
 
     train_poll_interval_s: float = Field(2.0, gt=0.0)
     """How often Ray Train's controller polls a trial's workers (Ray's `RAY_TRAIN_HEALTH_CHECK_INTERVAL_S`; 2 s, Ray's
@@ -84,12 +93,12 @@ class TuneConfig(Section):
 
     reuse_actors: Optional[bool] = None
     """Run the next trial in the process the last one finished in (Tune's `reuse_actors`): saves a process
-    start per trial and the recipe's first-call costs. None (default): yes when the recipe runs in the trial
-    process (a 4-trial search on 2 cores: 0.54x the sequential runs instead of 0.93x), no with worker groups,
-    where only the trial's driving process would be kept (its worker group and DeepSpeed engine are always new)
-    and that measured slower. Tune fails the next trial when the previous one's training thread still runs 2 s
-    after its stop; an ASHA stop comes at a report, where the thread ends at once (tested). See BENCHMARKS.md
-    "Search overhead levers"."""
+    start per trial and, in the trial process, the recipe's first-call costs. None (default): yes when the recipe
+    runs in the trial process (a 4-trial search on 2 cores: 0.54x the sequential runs instead of 0.93x) or in kept
+    worker groups (0.77x instead of 0.95x); no with a TorchTrainer per trial, where only the trial's driving
+    process would be kept and that measured slower. Tune fails the next trial when the previous one's training
+    thread still runs 2 s after its stop; an ASHA stop comes at a report, where the thread ends at once (tested).
+    See BENCHMARKS.md "Search overhead levers"."""
 
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     """How a trial's Ray Train workers are placed over the cluster's nodes (`ScalingConfig.placement_strategy`):
@@ -117,8 +126,11 @@ class TuneConfig(Section):
 
     @property
     def reuse_trial_processes(self) -> bool:
-        """Whether Tune reuses trial processes (`reuse_actors` resolved: by default only for in-process trials)."""
-        return self.reuse_actors if self.reuse_actors is not None else not self.worker_groups
+        """Whether Tune reuses trial processes (`reuse_actors` resolved: by default unless each trial starts a
+        TorchTrainer)."""
+        if self.reuse_actors is not None:
+            return self.reuse_actors
+        return not self.worker_groups or self.worker_pool
 
     @model_validator(mode="after")
     def _ranks_need_a_worker_group(self) -> "TuneConfig":

@@ -6,6 +6,7 @@ Layout under `<tune.storage_path>/<tune.name>/` (the Tune experiment folder, whi
     search.json                 the MLflow parent run id (reused on resume) and tracking URI
     best.yaml                   the best trial's full config, ready for `mmlnb-dist train --config best.yaml`
     trials.csv                  one row per trial: params, final metrics, status
+    worker_pool.txt             while trials run in kept worker groups: the name of their pool's Ray actor
 """
 from __future__ import annotations
 
@@ -73,6 +74,9 @@ def _scheduler(cfg: Config):
                               grace_period=t.grace_period, reduction_factor=t.reduction_factor)
 
 
+POOL_FILE = "worker_pool.txt"  # the name of the search's kept worker groups' actor (this driver's)
+
+
 def _release_callback(trials_dir: Path, name: str):
     """A Tune callback that frees a stopped trial's Ray Train worker group.
 
@@ -99,11 +103,27 @@ def _release_callback(trials_dir: Path, name: str):
             except Exception as err:  # noqa: BLE001 - best effort; Ray may already have removed it
                 log.warning("could not release the worker group of trial %s: %s", trial.trial_id, err)
 
+        def _hand_back(self, trial, broken: bool) -> None:
+            """Take a kept worker group back from a trial whose process died before it could. The pool is found by
+            the name the driver wrote: Tune pickles this callback with the search, and a resumed search has a new
+            pool (an actor handle would not survive the pickle)."""
+            import ray
+
+            path = trials_dir.parent / POOL_FILE
+            if not path.is_file():
+                return
+            try:
+                ray.get_actor(path.read_text().strip()).release.remote(trial.trial_id, broken=broken)
+            except ValueError:  # no such actor: not this driver's pool
+                return
+
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._release(trial)
+            self._hand_back(trial, broken=False)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self._release(trial)
+            self._hand_back(trial, broken=True)
 
     return ReleaseWorkerGroups()
 
@@ -242,12 +262,25 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
            "tune": cfg.tune.model_dump(mode="json"), "storage": str(dirs["storage"]), "cache_dir": str(dirs["cache"])}
     started_ray = _init_ray(cfg)
     t0 = time.time()
+    pool = None
+    (exp_dir / POOL_FILE).unlink(missing_ok=True)  # an earlier driver's
     try:
-        # With Ray Train the trial process only drives its TorchTrainer, but it still takes one CPU: with a
-        # token 0.01 CPU the next trial's worker group timed out waiting for resources on a 2-CPU machine.
-        res = {"CPU": 1} if cfg.tune.worker_groups else {
-            "CPU": cfg.tune.cpus_per_trial * cfg.tune.workers_per_trial,
-            "GPU": cfg.tune.gpus_per_trial * cfg.tune.workers_per_trial}
+        if cfg.tune.worker_groups and cfg.tune.worker_pool:
+            from .pool import start_pool
+
+            ctx["pool"] = f"mmlnb-worker-pool-{cfg.tune.name}-{os.getpid()}-{time.time_ns()}"
+            pool = start_pool(ctx["pool"], cfg.tune.max_concurrent, cfg.tune)
+            (exp_dir / POOL_FILE).write_text(ctx["pool"])
+            # The trial process only relays reports: the pool's groups hold the CPUs and GPUs. A bundle cannot be
+            # empty, so it asks for one byte of Ray's memory resource.
+            res = {"CPU": 0, "memory": 1}
+        elif cfg.tune.worker_groups:
+            # With Ray Train the trial process only drives its TorchTrainer, but it still takes one CPU: with a
+            # token 0.01 CPU the next trial's worker group timed out waiting for resources on a 2-CPU machine.
+            res = {"CPU": 1}
+        else:
+            res = {"CPU": cfg.tune.cpus_per_trial * cfg.tune.workers_per_trial,
+                   "GPU": cfg.tune.gpus_per_trial * cfg.tune.workers_per_trial}
         trainable = tune.with_resources(tune.with_parameters(trial_main, ctx=ctx), res)
         if resuming and tune.Tuner.can_restore(str(exp_dir)):
             tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
@@ -268,8 +301,13 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
         grid = tuner.fit()
         wall = time.time() - t0
         rows = _trial_rows(grid, dirs, cfg)
-        summary = _finish(cfg, grid, rows, dirs, uri, parent, space, wall)
+        # kept worker groups: how many were built (one per concurrent trial, plus one per failed trial)
+        extra = {"worker_groups_built": ray.get(pool.groups_built.remote())} if pool is not None else {}
+        summary = _finish(cfg, grid, rows, dirs, uri, parent, space, wall, extra)
     finally:
+        if pool is not None:
+            ray.get(pool.shutdown.remote())
+            ray.kill(pool)
         if started_ray:
             ray.shutdown()
         if server is not None:
@@ -279,10 +317,11 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     return summary
 
 
-def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float) -> Dict[str, Any]:
+def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
+            extra: Dict[str, Any]) -> Dict[str, Any]:
     """Best config YAML, trials table, cache stats, parent-run logging, optional registration."""
     errored = [r for r in rows if r["status"] == "ERROR"]
-    summary: Dict[str, Any] = {"trials": len(rows), "errored": len(errored), "wall_s": round(wall, 1),
+    summary: Dict[str, Any] = {**extra, "trials": len(rows), "errored": len(errored), "wall_s": round(wall, 1),
                                "experiment_dir": str(dirs["exp"]), "parent_run_id": parent.run_id if parent else None,
                                "stopped_early": sum(1 for r in rows if not r["completed"] and r["status"] == "OK")}
     with open(dirs["exp"] / "trials.csv", "w", newline="") as fh:
@@ -291,7 +330,7 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float) -> D
         writer.writeheader()
         writer.writerows(rows)
     summary["cache"] = _cache_stats(dirs["cache"], rows)
-    if summary["stopped_early"] and cfg.tune.worker_groups:
+    if summary["stopped_early"] and cfg.tune.worker_groups and not cfg.tune.worker_pool:
         # Ray stops such a trial by ending its worker group, and that trial's controller logs it as an error
         log.info("%d trial(s) stopped early by the %s scheduler: any 'A worker health check failed' error Ray "
                  "logged for them is that stop, not a failure (errored trials: %d)", summary["stopped_early"],

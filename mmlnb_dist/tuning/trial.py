@@ -1,10 +1,11 @@
 """What one Tune trial runs.
 
-Ray 2.60 pattern: the trial is a plain function that builds a fresh Ray Train `TorchTrainer` (its own
-worker group, so every trial gets new processes: a DeepSpeed engine cannot be reused) and calls `.fit()`.
-Workers report through `ray.train.report`; `TuneReportCallback` forwards rank 0's metrics to Tune, where
-ASHA reads them. With one worker per trial (`tune.use_ray_train` unset) or `tune.use_ray_train=false`, the recipe
-runs inside the trial process instead (`TuneConfig.worker_groups` decides).
+A trial is a plain function (Tune's function API). Where its recipe runs:
+- in the trial process (one rank: `tune.use_ray_train` unset with one worker per trial, or false);
+- in a worker group kept for the whole search (`pool`, `tune.worker_pool`, the default for several ranks): the
+  trial process relays rank 0's reports to Tune;
+- in a fresh Ray Train `TorchTrainer` (`tune.worker_pool=false`): every trial gets new processes; workers report
+  through `ray.train.report` and `TuneReportCallback` forwards rank 0's metrics to Tune, where ASHA reads them.
 
 What runs is resolved through the recipe table: a recipe name (`fusion`) runs that recipe through
 `core.recipe.run`; `vlm-fusion` runs the pipeline's stages (fine-tune, describe, train); `package.module:Name`
@@ -71,40 +72,54 @@ def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float, last_ep
     tmp.replace(run_dir / RESULT_FILE)
 
 
+def run_rank(cfg_dict: Dict[str, Any], recipe: str, env, report: Callable[[int, Dict[str, float]], None],
+             node_id: str) -> None:
+    """One rank of a trial's recipe, in a Ray Train worker or a kept worker group (`pool`): records where it ran,
+    passes every epoch's numeric metrics to `report`, and on rank 0 writes the trial's result file."""
+    from ..config import config_from_dict
+
+    cfg = config_from_dict(cfg_dict, "tune trial")
+    cfg.run.dir.mkdir(parents=True, exist_ok=True)
+    # On a cluster this shows how tune.placement_strategy spread the trial's ranks over the nodes.
+    (cfg.run.dir / WORKER_FILE.format(rank=env.rank)).write_text(json.dumps(
+        {"rank": env.rank, "node_id": node_id, "pid": os.getpid()}))
+    target = resolve_target(recipe)
+    t0 = time.time()
+    last_epoch = [None]
+
+    def report_epoch(epoch: int, metrics: Dict[str, Any]) -> None:
+        last_epoch[0] = epoch
+        report(epoch, clean_metrics(metrics))
+
+    result = target(cfg, env, report_epoch)
+    if env.rank == 0:
+        _write_result(cfg.run.dir, result or {}, time.time() - t0, last_epoch[0])
+
+
 def _worker_loop(config: Dict[str, Any]) -> None:
     """Runs in each Ray Train worker: one DeepSpeed rank of the recipe."""
     import ray.train
     import ray.train.torch
     import ray.util
 
-    from ..config import config_from_dict
     from ..core.distributed import DistEnv
 
     ctx = ray.train.get_context()
     env = DistEnv(rank=ctx.get_world_rank(), world_size=ctx.get_world_size(),
                   local_rank=ctx.get_local_rank(), device=ray.train.torch.get_device())
-    cfg = config_from_dict(config["cfg"], "tune trial")
-    cfg.run.dir.mkdir(parents=True, exist_ok=True)
-    # On a cluster this shows how tune.placement_strategy spread the trial's ranks over the nodes.
-    (cfg.run.dir / WORKER_FILE.format(rank=env.rank)).write_text(json.dumps(
-        {"rank": env.rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}))
     pg = ray.util.get_current_placement_group()
     if env.rank == 0 and pg is not None:
         # The driver removes this group if Tune stops the trial (ASHA) before Ray Train can (see driver).
-        (cfg.run.dir / PG_FILE).write_text(pg.id.hex())
-    target = resolve_target(config["recipe"])
-    t0 = time.time()
-    last_epoch = [None]
+        run_dir = Path(config["cfg"]["run"]["output_dir"]) / config["cfg"]["run"]["name"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / PG_FILE).write_text(pg.id.hex())
 
-    def report(epoch: int, metrics: Dict[str, Any]) -> None:
+    def report(epoch: int, metrics: Dict[str, float]) -> None:
         # every rank must call ray.train.report equally often (else training hangs): the recipe calls
         # `report` on all ranks, and only rank 0's values are forwarded to Tune.
-        last_epoch[0] = epoch
-        ray.train.report({**clean_metrics(metrics), "epoch": float(epoch)})
+        ray.train.report({**metrics, "epoch": float(epoch)})
 
-    result = target(cfg, env, report)
-    if env.rank == 0:
-        _write_result(cfg.run.dir, result or {}, time.time() - t0, last_epoch[0])
+    run_rank(config["cfg"], config["recipe"], env, report, node_id=ray.get_runtime_context().get_node_id())
 
 
 def fit_with_ray_train(cfg_dict: Dict[str, Any], recipe: str, run_dir: Path, tune_cfg, storage: Path) -> None:
@@ -190,7 +205,12 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     (run_dir / PARAMS_FILE).write_text(json.dumps(built["applied"], indent=1, default=str))
     tune_cfg = TuneConfig.model_validate(ctx["tune"])
     t0 = time.time()
-    if tune_cfg.worker_groups:
+    if tune_cfg.worker_groups and ctx.get("pool"):
+        from .pool import run_in_pool
+
+        run_in_pool(ctx["pool"], trial_id, cfg.model_dump(mode="json"), ctx["recipe"],
+                    lambda epoch, metrics: tune.report({**metrics, "epoch": float(epoch)}))
+    elif tune_cfg.worker_groups:
         fit_with_ray_train(cfg.model_dump(mode="json"), ctx["recipe"], run_dir, tune_cfg, Path(ctx["storage"]))
     else:
         _single_process_env()

@@ -181,7 +181,7 @@ def test_four_trial_asha_search_with_torchtrainer(shards, tmp_path):
     space.write_text("params:\n  train.lr: {grid: [3.0e-3, 1.0e-7]}\n")
     cfg = load_config(CPU_DEMO, _overrides(shards, tmp_path / "runs", [
         "tune.searcher=grid", "tune.num_samples=2", "tune.grace_period=1", "tune.reduction_factor=2",
-        "tune.use_ray_train=true"]))  # a worker group of one, which one worker per trial does not get by default
+        "tune.use_ray_train=true", "tune.worker_pool=false"]))  # a TorchTrainer of one worker for each trial
     assert cfg.tune.train_poll_interval_s == 0.2  # the profile's: stopped trials really stop within an epoch
     assert not ray.is_initialized()
     summary = run_search(cfg, space)  # the driver starts Ray, so the poll interval reaches Ray Train
@@ -227,12 +227,12 @@ def _tune_cmd(shards, out, *extra):
 
 
 def _killed_search_cmd(shards, out, *extra):
-    """Two two-epoch trials, each in a Ray Train worker group (one trial at a time on 2 CPUs)."""
+    """Two two-epoch trials, each in a Ray Train TorchTrainer of its own (one trial at a time on 2 CPUs)."""
     return [sys.executable, "-m", "mmlnb_dist.cli", "tune", "--config", str(CPU_DEMO),
             "--space", str(out / "space.yaml"),
-            *_overrides(shards, out / "runs", ["tune.use_ray_train=true", "tune.scheduler=fifo",
-                                               "tune.searcher=grid", "tune.num_samples=1", "tune.name=killed",
-                                               "train.epochs=2"]),
+            *_overrides(shards, out / "runs", ["tune.use_ray_train=true", "tune.worker_pool=false",
+                                               "tune.scheduler=fifo", "tune.searcher=grid", "tune.num_samples=1",
+                                               "tune.name=killed", "train.epochs=2"]),
             *extra]
 
 

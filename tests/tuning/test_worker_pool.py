@@ -1,0 +1,98 @@
+"""Kept worker groups (`tune.worker_pool`): trials of two DeepSpeed ranks run in one group of Ray actors for the
+whole search instead of a new Ray Train worker group each.
+
+- The same 2-trial search gives the same metrics in kept groups as in a Ray Train worker group per trial, and
+  every trial of it ran in the same two processes (one group built).
+- ASHA stops reach the ranks: a stopped trial's ranks leave at the rung (no result file), the next trial runs
+  in the same group.
+- A trial whose rank 1 fails while rank 0 waits in a collective errors, its group is discarded and the next
+  trial gets a new one, and runs.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from mmlnb_dist.config import load_config
+
+from support.fusion import make_shards
+
+ROOT = Path(__file__).resolve().parents[2]
+CPU_DEMO = ROOT / "launch" / "profiles" / "cpu-demo.yaml"
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return make_shards(tmp_path_factory.mktemp("pool"), n=90, size=48)
+
+
+def _search(shards: Path, out: Path, grid: str, *extra: str):
+    """A 2-rank search over `train.lr` (one trial at a time); returns the summary and, per trial in grid order,
+    (lr, val/loss or None, the result file or None, the pids of ranks 0 and 1)."""
+    from mmlnb_dist.tuning.driver import run_search
+    from mmlnb_dist.tuning.trial import WORKER_FILE, read_trial_result
+
+    space = out / "space.yaml"
+    space.parent.mkdir(parents=True, exist_ok=True)
+    space.write_text(f"params:\n  train.lr: {{grid: {grid}}}\n")
+    cfg = load_config(CPU_DEMO, [
+        f"data.shards={shards}", f"run.output_dir={out / 'runs'}", "tracking.backends=[mlflow]",
+        "data.loader.num_workers=0", "data.loader.image_size=32", "train.epochs=3", "tune.metric=val/loss",
+        "tune.mode=min", "tune.searcher=grid", "tune.num_samples=1", "tune.max_failures=0", "tune.workers_per_trial=2",
+        *extra])
+    summary = run_search(cfg, space)
+    with open(Path(summary["experiment_dir"]) / "trials.csv") as fh:
+        rows = sorted(csv.DictReader(fh), key=lambda r: r["trial_id"])
+    trials = []
+    for row in rows:
+        run_dir = Path(row["run_dir"])
+        pids = tuple(json.loads((run_dir / WORKER_FILE.format(rank=r)).read_text())["pid"]
+                     if (run_dir / WORKER_FILE.format(rank=r)).is_file() else None for r in range(2))
+        trials.append((float(row["train.lr"]), float(row["val/loss"]) if row["val/loss"] else None,
+                       read_trial_result(run_dir), pids))
+    return summary, trials
+
+
+@pytest.mark.slow
+def test_kept_groups_give_ray_trains_metrics_in_one_group(shards, tmp_path):
+    grid = "[3.0e-3, 1.0e-3]"
+    # 2 CPUs for the group; Ray Train's trial process holds one more while its 2 workers run (Ray told of 3)
+    kept, pooled = _search(shards, tmp_path / "kept", grid, "tune.scheduler=fifo", "tune.worker_pool=true",
+                           "tune.num_cpus=2")
+    fresh, trained = _search(shards, tmp_path / "fresh", grid, "tune.scheduler=fifo", "tune.worker_pool=false",
+                             "tune.num_cpus=3")
+    assert kept["errored"] == 0 and fresh["errored"] == 0, (kept, fresh)
+    assert [lr for lr, *_ in pooled] == [lr for lr, *_ in trained] == [3e-3, 1e-3]
+    for (lr, loss, result, _), (_, ray_train_loss, _, _) in zip(pooled, trained):
+        assert result is not None and loss == pytest.approx(ray_train_loss, rel=1e-6), lr
+    assert kept["worker_groups_built"] == 1 and "worker_groups_built" not in fresh
+    assert len({pids for *_, pids in pooled}) == 1 and None not in pooled[0][3]  # both trials, same two ranks
+    assert pooled[0][2]["pid"] == pooled[0][3][0]  # rank 0 of the group wrote the result
+    assert len({pids for *_, pids in trained}) == 2  # Ray Train: new processes per trial
+
+
+@pytest.mark.slow
+def test_asha_stops_reach_the_kept_groups_ranks(shards, tmp_path):
+    summary, trials = _search(shards, tmp_path, "[3.0e-3, 1.0e-7]", "tune.num_samples=2", "tune.scheduler=asha",
+                              "tune.grace_period=1", "tune.reduction_factor=2", "tune.worker_pool=true",
+                              "tune.num_cpus=2")
+    assert summary["trials"] == 4 and summary["errored"] == 0, summary
+    assert summary["stopped_early"] >= 1 and summary["worker_groups_built"] == 1, summary
+    stopped = [t for t in trials if t[2] is None]
+    assert len(stopped) == summary["stopped_early"]  # their ranks left at the rung: rank 0 wrote no result
+    assert len({pids for *_, pids in trials}) == 1  # and the next trial ran in the same group
+
+
+@pytest.mark.slow
+def test_a_failed_trials_group_is_built_anew(shards, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(ROOT / "tests"))  # the Ray workers import the failing target from there
+    summary, trials = _search(shards, tmp_path, "[3.0e-3, 1.0e-7, 1.0e-3]", "tune.scheduler=fifo",
+                              "tune.worker_pool=true", "tune.num_cpus=2", "tune.recipe=support.failing_trial:run")
+    assert summary["trials"] == 3 and summary["errored"] == 1, summary
+    first, failed, last = trials
+    assert failed[2] is None and first[2] is not None and last[2] is not None, trials
+    assert summary["worker_groups_built"] == 2, summary
+    assert first[3] == failed[3] and not set(last[3]) & set(first[3])  # the failed group was not reused
