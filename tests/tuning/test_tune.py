@@ -412,3 +412,21 @@ def test_a_missing_shard_set_is_refused_before_ray_starts(tmp_path):
     with pytest.raises(ShardError, match="data.shards: .*no-shards"):
         run_search(cfg, tmp_path / "space.yaml")
     assert not ray.is_initialized() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("extra, needs", [
+    # a TorchTrainer per trial: its trial process holds a CPU beside its 2 workers' (this hung, silently, forever)
+    (["tune.worker_pool=false"], "3 CPU"),
+    (["tune.cpus_per_trial=2"], "4 CPU"),  # kept groups: 2 ranks x 2 CPUs
+])
+def test_a_trial_that_could_never_be_placed_is_refused_before_ray_starts(shards, tmp_path, extra, needs):
+    import ray
+
+    from mmlnb_dist.tuning.driver import SearchError, run_search
+
+    (tmp_path / "space.yaml").write_text("params:\n  train.lr: {grid: [3.0e-3]}\n")
+    cfg = load_config(CPU_DEMO, _overrides(shards, tmp_path / "runs", [
+        "tune.scheduler=fifo", "tune.workers_per_trial=2", *extra]))  # tune.num_cpus=2
+    with pytest.raises(SearchError, match=f"needs {needs}.* has 2 CPU.*tune.num_cpus"):
+        run_search(cfg, tmp_path / "space.yaml")
+    assert not ray.is_initialized() and not (tmp_path / "runs").exists()
