@@ -44,6 +44,13 @@ class RankWorker:
         self._reports: Dict[str, "queue.Queue[Tuple[int, Dict[str, float]]]"] = {}
         self._answers: "queue.Queue[str]" = queue.Queue()
         self._token: Optional[str] = None
+        self._gpu: Optional[int] = None  # this rank's device index (set up by `setup`); None on the CPU
+
+    def placement(self) -> Tuple[str, List[str]]:
+        """(node id, this actor's GPU ids): asked before anything here touches CUDA (see `shared_gpus`)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), [str(g) for g in ray.get_gpu_ids()]
 
     def address(self) -> str:
         """`host:port` for the group's rendezvous (asked of rank 0)."""
@@ -54,17 +61,19 @@ class RankWorker:
             port = sock.getsockname()[1]
         return f"{ray.util.get_node_ip_address()}:{port}"
 
-    def setup(self, master: str, backend: str, timeout_s: int) -> Dict[str, Any]:
-        """Join the group's process group and import what every trial needs, once for the whole search."""
+    def setup(self, master: str, backend: str, timeout_s: int, gpus: Optional[Tuple[str, int]]) -> Dict[str, Any]:
+        """Join the group's process group and import what every trial needs, once for the whole search. `gpus`:
+        (CUDA_VISIBLE_DEVICES, this rank's index in it), from `shared_gpus`; None on the CPU."""
         import datetime
 
         import ray
         import torch.distributed as dist
 
+        if gpus is not None:  # before the first CUDA call of this process, which fixes what it sees
+            os.environ["CUDA_VISIBLE_DEVICES"], self._gpu = gpus
         host, port = master.rsplit(":", 1)
-        # DeepSpeed reads these; LOCAL_RANK 0: Ray shows each actor only its own GPU (CUDA_VISIBLE_DEVICES)
         os.environ.update({"MASTER_ADDR": host, "MASTER_PORT": port, "RANK": str(self.rank),
-                           "WORLD_SIZE": str(self.world_size), "LOCAL_RANK": "0"})
+                           "WORLD_SIZE": str(self.world_size), "LOCAL_RANK": str(self._gpu or 0)})
         dist.init_process_group(backend, init_method=f"tcp://{master}", rank=self.rank, world_size=self.world_size,
                                 timeout=datetime.timedelta(seconds=timeout_s))
         import deepspeed  # noqa: F401 - imported here, once, instead of in each trial
@@ -85,8 +94,8 @@ class RankWorker:
             self._reports = {token: reports}
             self._answers = queue.Queue()
             self._token = token
-            device = torch.device("cuda", 0) if ray.get_gpu_ids() else torch.device("cpu")
-            env = DistEnv(rank=self.rank, world_size=self.world_size, local_rank=0, device=device)
+            device = torch.device("cpu") if self._gpu is None else torch.device("cuda", self._gpu)
+            env = DistEnv(rank=self.rank, world_size=self.world_size, local_rank=self._gpu or 0, device=device)
 
             def decide(epoch: int, metrics: Dict[str, float]) -> None:
                 # every rank calls this at the same epoch (the recipe reports on all ranks): rank 0 asks the
@@ -199,8 +208,9 @@ class WorkerPool:
                                max_concurrency=4,
                                scheduling_strategy=PlacementGroupSchedulingStrategy(bundles, i)).remote(i, workers)
                  for i in range(workers)]
+        gpus = shared_gpus(ray.get([r.placement.remote() for r in ranks]))
         master = ray.get(ranks[0].address.remote())
-        ray.get([r.setup.remote(master, backend, timeout_s) for r in ranks])
+        ray.get([r.setup.remote(master, backend, timeout_s, g) for r, g in zip(ranks, gpus)])
         self.built += 1
         return ranks
 
@@ -213,6 +223,22 @@ class WorkerPool:
         if self._bundles[k] is not None:
             remove_placement_group(self._bundles[k])
             self._bundles[k] = None
+
+
+def shared_gpus(placements: List[Tuple[str, List[str]]]) -> List[Optional[Tuple[str, int]]]:
+    """Per rank: (CUDA_VISIBLE_DEVICES, the rank's device index in it), or None for a rank without a GPU.
+
+    Ray shows each actor only its own GPUs; ranks on one node then cannot see each other's devices, which NCCL's
+    peer-to-peer paths between them need. As Ray Train does for its worker groups, every rank on a node is shown
+    the GPUs of all the group's ranks on that node and picks its own by index."""
+    by_node: Dict[str, List[str]] = {}
+    for node, ids in placements:
+        by_node.setdefault(node, []).extend(i for i in ids if i not in by_node.get(node, []))
+    out: List[Optional[Tuple[str, int]]] = []
+    for node, ids in placements:
+        visible = sorted(by_node[node], key=lambda i: (len(i), i))  # numeric order for numeric ids
+        out.append((",".join(visible), visible.index(ids[0])) if ids else None)
+    return out
 
 
 def start_pool(name: str, groups: int, tune_cfg) -> Any:

@@ -7,6 +7,8 @@ whole search instead of a new Ray Train worker group each.
   in the same group.
 - A trial whose rank 1 fails while rank 0 waits in a collective errors, its group is discarded and the next
   trial gets a new one, and runs.
+- On GPU nodes the ranks of a group on one node see each other's GPUs (as in Ray Train's worker groups, for
+  NCCL's peer-to-peer paths) and each picks its own (checked on the assignment: this machine has no GPU).
 """
 from __future__ import annotations
 
@@ -96,3 +98,13 @@ def test_a_failed_trials_group_is_built_anew(shards, tmp_path, monkeypatch):
     assert failed[2] is None and first[2] is not None and last[2] is not None, trials
     assert summary["worker_groups_built"] == 2, summary
     assert first[3] == failed[3] and not set(last[3]) & set(first[3])  # the failed group was not reused
+
+
+def test_ranks_on_one_node_see_each_others_gpus_and_pick_their_own():
+    from mmlnb_dist.tuning.pool import shared_gpus
+
+    # two nodes; Ray gave node a GPUs 10 and 2 (numeric order, not text order), node b GPU 0; one CPU-only rank
+    placements = [("a", ["10"]), ("b", ["0"]), ("a", ["2"]), ("c", [])]
+    assert shared_gpus(placements) == [("2,10", 1), ("0", 0), ("2,10", 0), None]
+    # two ranks sharing one GPU (gpus_per_trial=0.5): one visible device, both use it
+    assert shared_gpus([("a", ["3"]), ("a", ["3"])]) == [("3", 0), ("3", 0)]
