@@ -153,14 +153,20 @@ class WorkerPool:
 
     def acquire(self, trial_id: str) -> Optional[Tuple[int, List[Any]]]:
         """(group index, rank actors) for the trial, or None while every group is taken."""
+        stale = None
         with self._lock:
-            if trial_id in self._holders:  # the same trial again (a retry): its group
+            if trial_id in self._holders:
+                # the same trial again: a retry whose earlier attempt's process died without handing the group
+                # back, so its ranks may still run that attempt (rank 0 waiting for an answer that never comes)
                 k = self._holders.index(trial_id)
+                stale, self._groups[k] = self._groups[k], None
             elif None in self._holders:
                 k = self._holders.index(None)
                 self._holders[k] = trial_id
             else:
                 return None
+        if stale is not None:
+            self._discard(k, stale)
         if self._groups[k] is None:  # only this trial holds group k, so it is built outside the lock
             self._groups[k] = self._build(k)
         return k, self._groups[k]

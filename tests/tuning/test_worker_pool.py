@@ -108,3 +108,32 @@ def test_ranks_on_one_node_see_each_others_gpus_and_pick_their_own():
     assert shared_gpus(placements) == [("2,10", 1), ("0", 0), ("2,10", 0), None]
     # two ranks sharing one GPU (gpus_per_trial=0.5): one visible device, both use it
     assert shared_gpus([("a", ["3"]), ("a", ["3"])]) == [("3", 0), ("3", 0)]
+
+
+@pytest.mark.slow
+def test_a_retried_trial_whose_process_died_gets_a_new_group_and_others_wait_their_turn():
+    """The pool's bookkeeping, without Tune: a trial asking again for the group it holds is a retry whose earlier
+    process died without handing it back (its ranks may still run that attempt): the group is replaced. A second
+    trial waits while the only group is taken and gets it once handed back; a hand-back from a trial that no
+    longer holds it (Tune's callback after the trial's own) changes nothing."""
+    import ray
+
+    from mmlnb_dist.config import TuneConfig
+    from mmlnb_dist.tuning.pool import start_pool
+
+    ray.init(num_cpus=1, include_dashboard=False)
+    try:
+        pool = start_pool("test-pool", 1, TuneConfig(workers_per_trial=1, cpus_per_trial=1))
+        k, first = ray.get(pool.acquire.remote("t1"))
+        assert ray.get(pool.acquire.remote("t2")) is None  # taken
+        k2, retried = ray.get(pool.acquire.remote("t1"))
+        assert k2 == k and retried[0] != first[0] and ray.get(pool.groups_built.remote()) == 2
+        ray.get(pool.release.remote("t1"))
+        ray.get(pool.release.remote("t1"))  # again: no-op
+        _, second = ray.get(pool.acquire.remote("t2"))
+        assert second[0] == retried[0] and ray.get(pool.groups_built.remote()) == 2  # kept, not rebuilt
+        ray.get(pool.release.remote("t1", broken=True))  # t1 no longer holds it: t2's group stays
+        assert ray.get(second[0].placement.remote())[1] == []  # alive (no GPU here)
+        ray.get(pool.shutdown.remote())
+    finally:
+        ray.shutdown()
