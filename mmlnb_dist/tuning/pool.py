@@ -214,9 +214,13 @@ class WorkerPool:
                                max_concurrency=4,
                                scheduling_strategy=PlacementGroupSchedulingStrategy(bundles, i)).remote(i, workers)
                  for i in range(workers)]
-        gpus = shared_gpus(ray.get([r.placement.remote() for r in ranks]))
-        master = ray.get(ranks[0].address.remote())
-        ray.get([r.setup.remote(master, backend, timeout_s, g) for r, g in zip(ranks, gpus)])
+        try:
+            gpus = shared_gpus(ray.get([r.placement.remote() for r in ranks]))
+            master = ray.get(ranks[0].address.remote())
+            ray.get([r.setup.remote(master, backend, timeout_s, g) for r, g in zip(ranks, gpus)])
+        except BaseException:
+            self._discard(k, ranks)  # else its bundles would hold the resources the next build waits for
+            raise
         self.built += 1
         return ranks
 
