@@ -233,3 +233,22 @@ def test_a_resume_closes_the_segment_of_a_process_that_died_silently(tmp_path):
     assert [(e["op"], e.get("status")) for e in events if e["op"] in ("start", "resume", "close")] == [
         ("start", None), ("close", "KILLED"), ("resume", None), ("close", "FINISHED")]
     assert _client(tmp_path).get_run(first.run_id).info.status == "FINISHED"
+
+
+def test_a_fresh_start_over_a_killed_run_ends_that_run_as_killed(tmp_path):
+    """A process killed before its first checkpoint (a Tune trial when its search's driver was killed) restarts
+    fresh in the same folder: a new MLflow run, and the killed one's journal is set aside. That killed run used to
+    stay RUNNING on the server for good, a second child run of the search beside the new one."""
+    run_dir = tmp_path / "runs" / "t"
+    first = _logger(_cfg(tmp_path), run_dir)
+    first.log_metrics({"train/loss": 1.0}, step=0)
+    first.loggers[0].spool.unlock()  # the process dies: no close, and the kernel drops its lock
+    fresh = _logger(_cfg(tmp_path), run_dir)
+    fresh.close()
+    client = _client(tmp_path)
+    assert fresh.run_id != first.run_id
+    assert client.get_run(first.run_id).info.status == "KILLED"
+    assert client.get_run(fresh.run_id).info.status == "FINISHED"
+    archived = [json.loads(x) for x in (run_dir / "tracking" / "train.1.jsonl").read_text().splitlines()]
+    assert [(e["op"], e.get("status")) for e in archived if e["op"] in ("start", "close")] == [
+        ("start", None), ("close", "KILLED")]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..sections import TrackingConfig
-from .journal import Spool, apply_event, ensure_run, now_ms, send_pending
+from .journal import Spool, apply_event, ensure_run, now_ms, send_pending, upload
 from .loggers import NullLogger
 from .server import get_or_create_experiment, limit_http_retries, server_reachable
 
@@ -84,13 +84,26 @@ class MLflowLogger(NullLogger):
         if not self.tracking.spool:
             return None
         spool = Spool.for_stage(self.run_dir, stage)
-        if not spool.lock():
+        locked = spool.lock()
+        if not locked:
             log.warning("another process is writing %s (the same run folder twice?); journaling anyway",
                         spool.path)
         if spool.count and not resume:
+            # the earlier process died without closing (killed before its first checkpoint, so this run starts
+            # fresh): its MLflow run would stay RUNNING for good; journal and send its end as KILLED
+            killed = locked and spool.close_killed_segment()
             moved = spool.archive()  # a fresh run never continues an old run; its journal stays syncable
             log.info("fresh run: the previous MLflow journal of %s moved to %s", stage, moved.name)
+            if killed:
+                self._end_killed_run(moved)
         return spool
+
+    def _end_killed_run(self, journal: Path) -> None:
+        try:
+            upload(Spool(journal))
+        except Exception as err:  # noqa: BLE001 - tracking must never stop the run; sync can do it later
+            log.warning("could not mark the killed earlier run of %s as KILLED (%s: %s); `mmlnb-dist tracking sync "
+                        "%s` sends it", journal, type(err).__name__, str(err)[:200], self.run_dir)
 
     # -- plumbing
     def _go_offline(self, reason: str) -> None:
