@@ -128,3 +128,24 @@ def test_loading_and_registering_the_served_models_prints_nothing_to_act_on(tmp_
     assert (tmp_path / "b" / "a" / "f.txt").is_file() or list((tmp_path / "b").rglob("f.txt"))
     assert "Warning" not in proc.stderr and "Downloading artifacts" not in proc.stderr, proc.stderr[-2000:]
     assert "INFO mlflow" not in proc.stderr, proc.stderr[-2000:]  # a new store's "Creating initial ... tables"
+
+
+def test_how_long_ranks_wait_is_not_part_of_what_a_stage_or_a_study_row_was_built_from(tmp_path):
+    """Changing `distributed.rank0_wait_s` does not make a rerun rebuild the fine-tuned VLM or the
+    classifier, nor a study retrain its rows; a distributed setting that changes results does."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.core.distributed import DistEnv
+    from mmlnb_dist.pipeline.stages import StageResult
+    from mmlnb_dist.pipeline.steps import plan_finetune_vlm, plan_train
+    from mmlnb_dist.studies import job_fingerprint
+
+    shards = StageResult("shards", tmp_path / "shards", "0123456789abcdef", True, 0.0, {})
+
+    def fingerprints(*overrides):
+        cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}", *overrides])
+        return (plan_finetune_vlm(cfg, shards, DistEnv()).fingerprint, plan_train(cfg, shards, DistEnv()).fingerprint,
+                job_fingerprint(cfg))
+
+    base = fingerprints()
+    assert fingerprints("distributed.rank0_wait_s=60") == base
+    assert all(a != b for a, b in zip(fingerprints("distributed.gradient_clipping=0.5"), base))

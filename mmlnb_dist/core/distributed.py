@@ -8,10 +8,11 @@ RANK / WORLD_SIZE / LOCAL_RANK (and MASTER_ADDR/PORT), which `DistEnv.from_envir
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -100,6 +101,25 @@ def destroy_process_group() -> None:
 def barrier(env: DistEnv) -> None:
     if env.is_distributed and dist.is_initialized():
         dist.barrier()
+
+
+@contextlib.contextmanager
+def rank0_alone(env: DistEnv, wait_s: Optional[int] = None) -> Iterator[None]:
+    """Around work that rank 0 does alone (the caller skips it on the other ranks): every rank leaves once rank 0
+    is done.
+
+    The others wait in a gloo group of their own whose timeout is `wait_s` (None: `distributed.rank0_wait_s`'s
+    default), not in the default group, whose collectives' timeout (30 minutes) hours of tiling would exceed.
+    When rank 0 fails it raises without reaching the barrier; its process ends, its connections close and the
+    others stop at once."""
+    if not env.is_distributed or not dist.is_initialized():
+        yield
+        return
+    wait_s = DistributedConfig().rank0_wait_s if wait_s is None else wait_s
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=wait_s))  # every rank, before
+    yield
+    dist.barrier(group=group)
+    dist.destroy_process_group(group)
 
 
 def all_gather_object(env: DistEnv, obj: Any) -> List[Any]:

@@ -36,6 +36,7 @@ from .distributed import DistEnv, init_engine_process_group
 from .logging import setup_logging
 from .provenance import format_changes, read_record, refuse_changes, write_record
 from .runlock import FolderLock
+from .sections import WAIT_FIELDS
 from .signals import sigterm_as_interrupt
 
 log = logging.getLogger(__name__)
@@ -43,9 +44,11 @@ log = logging.getLogger(__name__)
 Report = Callable[[int, Dict[str, float]], None]
 
 RESUME_MAY_CHANGE: Sequence[str] = ("run.resume", "tracking.*", "train.epochs", "train.log_every",
-                                    "train.keep_checkpoints", "train.eval_batch_size", "train.checkpoint_every")
-"""Keys any resume may change: more epochs, logging and retention, tracking. Everything else in a recipe's
-`result_sections` decides its results (seed, learning rate, shards, model, world size...) and is refused."""
+                                    "train.keep_checkpoints", "train.eval_batch_size", "train.checkpoint_every",
+                                    *(f"distributed.{k}" for k in WAIT_FIELDS))
+"""Keys any resume may change: more epochs, logging and retention, tracking, how long ranks wait for each other.
+Everything else in a recipe's `result_sections` decides its results (seed, learning rate, shards, model, world
+size...) and is refused."""
 
 
 class Recipe(Protocol):

@@ -6,7 +6,7 @@ beside their code. `mmlnb_dist.config.Config` assembles the root.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import Field
 
@@ -35,6 +35,11 @@ class RunConfig(Section):
         return self.output_dir / self.name
 
 
+WAIT_FIELDS = ("rank0_wait_s",)
+"""The `distributed` fields that say how long ranks wait for each other: they never change what a run computes,
+so stage fingerprints leave them out (`DistributedConfig.results_dump`) and a resume may change them."""
+
+
 class DistributedConfig(Section):
     backend: Literal["auto", "nccl", "gloo"] = "auto"
     """torch.distributed backend; `auto` picks nccl with CUDA, gloo on CPU."""
@@ -57,9 +62,20 @@ class DistributedConfig(Section):
     micro_batch_per_gpu: Optional[int] = Field(None, ge=1)
     """Samples per GPU per forward pass; default: the global batch divided by world size (no accumulation)."""
 
+    rank0_wait_s: int = Field(7 * 24 * 3600, ge=1)
+    """Seconds the other ranks wait while rank 0 works alone (the pipeline's tile, shards and register stages
+    under a launcher, a recipe's export and registration), which may last hours. They wait in a gloo group of
+    their own, so the collectives' timeout (30 minutes) does not end the wait, and they stop at once when rank 0
+    dies (its connections close)."""
+
     deepspeed_config: Optional[str] = None
     """A DeepSpeed JSON used instead of the generated one: batch keys are still derived, and it may not set
     `optimizer` or `scheduler` (the recipe builds both from its config, so that one place sets the lr)."""
+
+    def results_dump(self) -> Dict[str, Any]:
+        """The fields that decide results, for fingerprints: all but `WAIT_FIELDS` (waiting longer does not
+        make a pipeline rebuild its fine-tuned model)."""
+        return self.model_dump(mode="json", exclude=set(WAIT_FIELDS))
 
 
 class LRScheduleConfig(Section):

@@ -185,4 +185,4 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
         log.info("registered %s version %s: %s", res.name, res.version, res.reason)
         return info
 
-    return PlannedStage("register", out, fp, work, main_only=True)
+    return PlannedStage("register", out, fp, work, main_only=True, rank0_wait_s=cfg.distributed.rank0_wait_s)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from ..core.distributed import DistEnv, barrier
+from ..core.distributed import DistEnv, barrier, rank0_alone
 from ..core.errors import UserError
 from ..data.shardset import ShardSet
 
@@ -70,11 +70,13 @@ class PlannedStage:
     work: Callable[[bool], Dict[str, Any]]
     main_only: bool = False
     """Rank 0 does the work while the other ranks wait (tiling, shard building); False: every rank works."""
+    rank0_wait_s: Optional[int] = None
+    """How long the other ranks wait for rank 0's work (`distributed.rank0_wait_s`; None: its default)."""
 
 
 def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]],
               say: Callable[[str], None] = log.info, env: Optional[DistEnv] = None,
-              main_only: bool = False) -> StageResult:
+              main_only: bool = False, rank0_wait_s: Optional[int] = None) -> StageResult:
     """Run `work(resume)` unless `out` already holds this fingerprint as done.
 
     - done with this fingerprint: skipped;
@@ -82,7 +84,8 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     - built by the pipeline from other inputs: the stale output is removed and the stage runs afresh;
     - a folder the pipeline did not make: refused, never deleted.
     Under a launcher every rank calls it: the work is collective, or (`main_only`) rank 0's alone while the
-    others wait and then read its record. Rank 0 alone writes the records.
+    others wait (up to `rank0_wait_s`; None: `distributed.rank0_wait_s`'s default) and then read its record.
+    Rank 0 alone writes the records.
     """
     env = env or DistEnv()
     state = read_stage(out)
@@ -103,19 +106,26 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     barrier(env)
     say(f"{name}: {'resuming' if resume else 'running'} -> {out}")
     t0 = time.time()
-    info = (work(resume) or {}) if env.is_main or not main_only else {}
-    if env.is_main:
-        _write_stage(out, fp, "done", info)
-    barrier(env)
-    if main_only and not env.is_main:
-        info = read_stage(out)  # what rank 0 recorded
+    if main_only:
+        with rank0_alone(env, rank0_wait_s):  # hours of tiling must not trip the collectives' timeout
+            info = (work(resume) or {}) if env.is_main else {}
+            if env.is_main:
+                _write_stage(out, fp, "done", info)
+        if not env.is_main:
+            info = read_stage(out)  # what rank 0 recorded
+    else:
+        info = work(resume) or {}
+        if env.is_main:
+            _write_stage(out, fp, "done", info)
+        barrier(env)
     secs = time.time() - t0
     say(f"{name}: done in {secs:.1f}s")
     return StageResult(name, out, fp, False, secs, info)
 
 
 def run_planned(stage: PlannedStage, env: Optional[DistEnv] = None) -> StageResult:
-    return run_stage(stage.name, stage.output, stage.fingerprint, stage.work, env=env, main_only=stage.main_only)
+    return run_stage(stage.name, stage.output, stage.fingerprint, stage.work, env=env, main_only=stage.main_only,
+                     rank0_wait_s=stage.rank0_wait_s)
 
 
 def recorded(stage: PlannedStage, first: str) -> StageResult:

@@ -60,7 +60,8 @@ def plan_synth(cfg: Config) -> PlannedStage:
                                              progress=True)
         return {"summary": summary}
 
-    return PlannedStage("synth", out, fingerprint("synth", s.model_dump()), work, main_only=True)
+    return PlannedStage("synth", out, fingerprint("synth", s.model_dump()), work, main_only=True,
+                        rank0_wait_s=cfg.distributed.rank0_wait_s)
 
 
 def stage_synth(cfg: Config, env: Optional[DistEnv] = None) -> StageResult:
@@ -86,7 +87,7 @@ def plan_tile(cfg: Config, slides: Path, labels: Path) -> PlannedStage:
         return {"slides": len(report.results) - len(report.problems), "problems": report.problems,
                 "tiles": sum(r.get("kept", 0) for r in report.results), "qc_dir": str(report.qc_dir)}
 
-    return PlannedStage("tile", out, fp, work, main_only=True)
+    return PlannedStage("tile", out, fp, work, main_only=True, rank0_wait_s=cfg.distributed.rank0_wait_s)
 
 
 def plan_shards(cfg: Config, source: StageResult) -> PlannedStage:
@@ -110,7 +111,7 @@ def plan_shards(cfg: Config, source: StageResult) -> PlannedStage:
                                 provenance={"input": str(source.output)})
         return {"counts": {k: v["class_counts"] for k, v in manifest["splits"].items()}}
 
-    return PlannedStage("shards", out, fp, work, main_only=True)
+    return PlannedStage("shards", out, fp, work, main_only=True, rank0_wait_s=cfg.distributed.rank0_wait_s)
 
 
 def stage_shards(cfg: Config, source: StageResult, env: Optional[DistEnv] = None) -> StageResult:
@@ -134,7 +135,8 @@ def plan_verify(cfg: Config) -> PlannedStage:
         out.mkdir(parents=True, exist_ok=True)
         return {"shards": str(shards.root), "counts": report.counts}
 
-    return PlannedStage("shards", out, shards.digest[:16], work, main_only=True)
+    return PlannedStage("shards", out, shards.digest[:16], work, main_only=True,
+                        rank0_wait_s=cfg.distributed.rank0_wait_s)
 
 
 def shard_set_of(result: StageResult) -> StageResult:
@@ -168,7 +170,7 @@ def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] =
     cfg = cfg.model_copy(deep=True)
     cfg.vlm.pairs = shards.output
     fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, cfg.vlm.model_dump(exclude={"generation"}),
-                     cfg.distributed.model_dump())
+                     cfg.distributed.results_dump())
     if cache_root is not None:
         cfg.run.output_dir, cfg.run.name = Path(cache_root) / "vlm", fp
     else:
@@ -221,7 +223,7 @@ def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) 
     cfg.tracking.register_name = None
     recipe_section = getattr(cfg, RECIPES[cfg.train.recipe].section)
     fp = fingerprint("train", shards.fingerprint, cfg.run.seed, recipe_section.model_dump(), cfg.train.model_dump(),
-                     cfg.distributed.model_dump(), cfg.data.loader.model_dump())
+                     cfg.distributed.results_dump(), cfg.data.loader.model_dump())
 
     def work(resume: bool) -> Dict[str, Any]:
         cfg.run.resume = resume

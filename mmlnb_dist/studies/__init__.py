@@ -134,8 +134,8 @@ def _split_of(result: Dict[str, Any]) -> str:
 def job_fingerprint(run_cfg: Config) -> str:
     """What a row's result depends on: the config sections the recipe says change its results."""
     sections = getattr(recipe_class(run_cfg.train.recipe), "result_sections", None)
-    return fingerprint("study-run", {k: v for k, v in run_cfg.model_dump(mode="json").items()
-                                     if sections is None or k in sections})
+    dumped = {**run_cfg.model_dump(mode="json"), "distributed": run_cfg.distributed.results_dump()}
+    return fingerprint("study-run", {k: v for k, v in dumped.items() if sections is None or k in sections})
 
 
 def train_row(job: RowJob) -> Dict[str, Any]:

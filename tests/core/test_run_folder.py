@@ -111,12 +111,14 @@ def test_resume_refuses_settings_that_change_results_and_records_allowed_changes
     assert "train.epochs" not in message  # more epochs is allowed, so not listed as a blocker
     assert (tmp_path / "probe" / "config.yaml").read_text() == stored  # nothing overwritten
 
-    # more epochs (and another logging interval) may change: the run continues and the change is recorded
+    # more epochs (and another logging interval, a longer wait for rank 0) may change: the run continues and
+    # the change is recorded
     resumed = run(LinearProbe, probe_config(shards, tmp_path, STDOUT_ONLY, "train.epochs=2", "run.resume=true",
-                                            "train.log_every=3", *CONSTANT_LR))
+                                            "train.log_every=3", "distributed.rank0_wait_s=3600", *CONSTANT_LR))
     assert "val/loss" in resumed
     (record,) = json.loads((tmp_path / "probe" / "resume_changes.json").read_text())["resumes"]
-    assert record["changed"] == {"train.epochs": [1, 2], "train.log_every": [10, 3], "run.resume": [False, True]}
+    assert record["changed"] == {"train.epochs": [1, 2], "train.log_every": [10, 3], "run.resume": [False, True],
+                                 "distributed.rank0_wait_s": [604800, 3600]}
     assert yaml.safe_load((tmp_path / "probe" / "config.yaml").read_text())["train"]["epochs"] == 2
 
     # and the resumed two-epoch run equals an uninterrupted two-epoch run

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Union
 import torch
 
 from ...core.checkpoint import full_fp32_state_dict
-from ...core.distributed import barrier
+from ...core.distributed import rank0_alone
 from ...core.errors import UserError
 from .config import ClipModelConfig
 from .metrics import scalar_metrics
@@ -118,14 +118,15 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
                      ", ".join(metrics["labels_without_positives"]))
     state = full_fp32_state_dict(recipe.model)  # collective under ZeRO
     export_dir = recipe.run_dir / "export"
-    if env.is_main:
-        export_model(state, recipe.model, cfg.clip.model, recipe.classes, export_dir,
-                     image_size=cfg.data.loader.image_size, top_k=cfg.clip.top_k,
-                     extra={"best": best, "shards": str(cfg.data.shards)})
-        (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-        recipe.logger.log_artifact(export_dir / "model_config.json", "export")
-        recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
-        result.update(publish_run(recipe, result, export_dir))  # figures; the registry when asked (pyfunc_model)
+    # rank 0 exports and may register (an upload to the tracking server, unbounded): the others wait for it
+    with rank0_alone(env, cfg.distributed.rank0_wait_s):
+        if env.is_main:
+            export_model(state, recipe.model, cfg.clip.model, recipe.classes, export_dir,
+                         image_size=cfg.data.loader.image_size, top_k=cfg.clip.top_k,
+                         extra={"best": best, "shards": str(cfg.data.shards)})
+            (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+            recipe.logger.log_artifact(export_dir / "model_config.json", "export")
+            recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
+            result.update(publish_run(recipe, result, export_dir))  # figures; the registry when asked (pyfunc_model)
     result["export_dir"] = str(export_dir)
-    barrier(env)
     return result

@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Dict
 
 from ...core.checkpoint import full_fp32_state_dict
-from ...core.distributed import barrier
+from ...core.distributed import rank0_alone
 from ...models.encoders import encoder_provenance
 from .export import export_model
 from .metrics import format_metrics_table, scalar_metrics
@@ -53,20 +53,21 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
     result["trained"] = what_trained(recipe)  # what the optimizer held, lambda/alpha per epoch, the descriptions
     state = full_fp32_state_dict(recipe.model)  # collective under ZeRO
     export_dir = recipe.run_dir / "export"
-    if env.is_main:
-        export_model(state, recipe.model, cfg.fusion.model, recipe.classes, export_dir,
-                     image_size=cfg.data.loader.image_size, extra={"best": best, "shards": str(cfg.data.shards)})
-        if recipe.model.image_encoder is not None:  # the run's tags name the encoder, its weights and licence
-            prov = encoder_provenance(recipe.model.image_encoder)
-            recipe.logger.set_tags({f"image_encoder.{k}": str(v) for k, v in prov.items()})
-        (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-        recipe.logger.log_artifact(export_dir / "model_config.json", "export")
-        recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
-        if cfg.tracking.register_name and recipe.logger.run_id:
-            from .pyfunc_model import register_export
+    # rank 0 exports and may register (an upload to the tracking server, unbounded): the others wait for it
+    with rank0_alone(env, cfg.distributed.rank0_wait_s):
+        if env.is_main:
+            export_model(state, recipe.model, cfg.fusion.model, recipe.classes, export_dir,
+                         image_size=cfg.data.loader.image_size, extra={"best": best, "shards": str(cfg.data.shards)})
+            if recipe.model.image_encoder is not None:  # the run's tags name the encoder, its weights and licence
+                prov = encoder_provenance(recipe.model.image_encoder)
+                recipe.logger.set_tags({f"image_encoder.{k}": str(v) for k, v in prov.items()})
+            (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+            recipe.logger.log_artifact(export_dir / "model_config.json", "export")
+            recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
+            if cfg.tracking.register_name and recipe.logger.run_id:
+                from .pyfunc_model import register_export
 
-            registered = register_export(cfg, recipe.logger.run_id, export_dir)
-            result["registered"] = registered.as_dict()
+                registered = register_export(cfg, recipe.logger.run_id, export_dir)
+                result["registered"] = registered.as_dict()
     result["export_dir"] = str(export_dir)
-    barrier(env)
     return result
