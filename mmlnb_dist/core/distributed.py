@@ -116,7 +116,8 @@ def rank0_alone(env: DistEnv, wait_s: Optional[int] = None) -> Iterator[None]:
         yield
         return
     wait_s = DistributedConfig().rank0_wait_s if wait_s is None else wait_s
-    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=wait_s))  # every rank, before
+    # made before rank 0 starts: creating a group is collective, so every rank must still be here
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(seconds=wait_s))
     yield
     dist.barrier(group=group)
     dist.destroy_process_group(group)
