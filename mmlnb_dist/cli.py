@@ -83,5 +83,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     return int(code or 0)
 
 
+def console() -> None:
+    """The program `mmlnb-dist` (and `python -m mmlnb_dist.cli`, which the launch scripts run): `main`, then the
+    end of this process's process groups.
+
+    torch asks every process to destroy its groups before it exits; left to the interpreter's teardown, NCCL
+    prints "destroy_process_group() was not called before program exit" at the end of every GPU run, and the
+    groups go in whatever order the garbage collector picks (on every rank its own). Not inside `main`: tests
+    call it many times in one process, and DeepSpeed keeps its groups at module level for the next engine."""
+    try:
+        code = main()
+    finally:
+        if "torch.distributed" in sys.modules:  # nothing to end when no command imported torch (--help)
+            from .core.distributed import destroy_process_group
+
+            destroy_process_group()
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 
 from mmlnb_dist.cli import main
 
-from support.fusion import CPU_DEMO, make_shards
+from support.fusion import CPU_DEMO, ROOT, make_shards
 
 EPOCHS = 3
 
@@ -43,3 +45,35 @@ def test_verbose_flag_shows_the_step_records_on_the_console(shards, tmp_path, ca
     assert _train(shards, tmp_path, "--verbose") == 0
     captured = capsys.readouterr()
     assert "[step " in captured.out + captured.err
+
+
+# The process group is checked by a hook that runs after everything the program itself does at exit.
+END_OF_PROCESS = """
+import atexit, runpy, sys
+import torch.distributed as dist
+atexit.register(lambda: print(f"process group at exit: {'alive' if dist.is_initialized() else 'ended'}"))
+sys.argv = ["mmlnb-dist", *sys.argv[1:]]
+runpy.run_module("mmlnb_dist.cli", run_name="__main__")  # what torchrun and the deepspeed launcher run (launch/)
+"""
+
+
+def test_a_command_ends_its_process_group_before_the_process_exits(shards, tmp_path):
+    """Not left to the interpreter's teardown: on a GPU, NCCL then prints "destroy_process_group() was not called
+    before program exit" under every run, and each rank tears its groups down in its own order."""
+    proc = subprocess.run([sys.executable, "-c", END_OF_PROCESS, "train", "--config", str(CPU_DEMO),
+                           f"data.shards={shards}", f"run.output_dir={tmp_path}", "run.name=ends",
+                           "tracking.backends=[stdout]", "data.loader.num_workers=0", "data.loader.image_size=32",
+                           "train.epochs=1", "fusion.curriculum.phases=[{start_epoch: 0}]",
+                           "fusion.curriculum.ramp_start=0", "fusion.curriculum.ramp_end=1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "process group at exit: ended" in proc.stdout, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_the_installed_program_is_the_one_that_ends_the_process_group():
+    from importlib.metadata import entry_points
+
+    from mmlnb_dist.cli import console
+
+    (program,) = entry_points(group="console_scripts", name="mmlnb-dist")
+    assert program.load() is console, program.value
