@@ -84,20 +84,20 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def console() -> None:
-    """The program `mmlnb-dist` (and `python -m mmlnb_dist.cli`, which the launch scripts run): `main`, then the
-    end of this process's process groups.
+    """The program `mmlnb-dist` (and `python -m mmlnb_dist.cli`, which the launch scripts run): `main`, then, when
+    the command succeeded, the end of this process's process groups.
 
-    torch asks every process to destroy its groups before it exits; left to the interpreter's teardown, NCCL
-    prints "destroy_process_group() was not called before program exit" at the end of every GPU run, and the
-    groups go in whatever order the garbage collector picks (on every rank its own). Not inside `main`: tests
-    call it many times in one process, and DeepSpeed keeps its groups at module level for the next engine."""
-    try:
-        code = main()
-    finally:
-        if "torch.distributed" in sys.modules:  # nothing to end when no command imported torch (--help)
-            from .core.distributed import destroy_process_group
+    Left to the interpreter's teardown, gloo's worker threads can be destroyed before they are joined: a rank that
+    finished its work aborts ("terminate called without an active exception", exit code -6) and the launcher
+    reports the whole run failed (seen in CI under 2-rank torchrun runs: the Slurm test, VLM ZeRO-3); NCCL prints
+    "destroy_process_group() was not called before program exit" under every GPU run. A failed command skips it:
+    destroying groups while other ranks are still inside a collective can hang. Not inside `main`: tests call it
+    many times in one process, and DeepSpeed keeps its groups at module level for the next engine."""
+    code = main()
+    if code == 0 and "torch.distributed" in sys.modules:  # nothing to end when no command imported torch (--help)
+        from .core.distributed import destroy_process_group
 
-            destroy_process_group()
+        destroy_process_group()
     sys.exit(code)
 
 
