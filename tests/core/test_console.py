@@ -36,6 +36,11 @@ def test_console_has_one_line_per_epoch_and_the_steps_stay_in_the_metrics_file(s
     epoch_lines = [line for line in console.splitlines() if re.search(r"\[recipe\] epoch \d+ ", line)]
     assert len(epoch_lines) == EPOCHS, console[-3000:]
     assert "[step " not in console, [line for line in console.splitlines() if "[step " in line][:5]
+    # the phase lines follow training forward; the reload of the best checkpoint is named as such, not as an epoch
+    phase_epochs = [int(e) for e in re.findall(r"\[phases\] epoch (\d+): phase", console)]
+    assert phase_epochs == sorted(phase_epochs), phase_epochs
+    assert re.search(r"\[phases\] best checkpoint \(epoch \d+, chosen on val balanced_accuracy \d\.\d{4}\): phase",
+                     console), console[-3000:]
     records = [json.loads(line) for line in (tmp_path / "console" / "metrics.jsonl").read_text().splitlines()]
     steps = sorted({r["step"] for r in records if "train/loss" in r})
     assert len(steps) > EPOCHS  # log_every=1: every optimizer step is recorded, not only the epochs

@@ -34,7 +34,9 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
     best = recipe.best or recipe.checkpoints.best
     if best is not None:
         recipe.checkpoints.load(recipe.engine.engine, tag=best["tag"], module_only=True)
-        recipe.phases.enter(best["epoch"], force=True)  # caches were built for the last weights: rebuild
+        # caches were built for the last weights: rebuild them for the best checkpoint's
+        recipe.phases.enter(best["epoch"], force=True, what=f"best checkpoint (epoch {best['epoch']}, chosen on "
+                                                            f"val {best['metric']} {best['value']:.4f})")
         result.update({"best_epoch": best["epoch"], "best_metric": best["metric"], "best_value": best["value"]})
     for split in ["val"] + (["test"] if recipe.has_test else []):
         metrics, preds = recipe.evaluate(split)

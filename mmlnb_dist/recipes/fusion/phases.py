@@ -41,8 +41,9 @@ class PhaseController:
         self.cache_loads = {"hits": 0, "misses": 0}
         """Feature caches found on disk (hits) or computed (misses) so far: a search reports them per trial."""
 
-    def enter(self, epoch: int, force: bool = False) -> int:
-        """Apply the phase of `epoch` unless it is already applied; returns the phase index."""
+    def enter(self, epoch: int, force: bool = False, what: Optional[str] = None) -> int:
+        """Apply the phase of `epoch` unless it is already applied; returns the phase index. `what` names the
+        weights in the log line when they are not the epoch about to be trained (the reloaded best checkpoint)."""
         cur = self.cfg.fusion.curriculum
         index = phase_index(cur, epoch)
         if index == self.entered and not force:
@@ -54,7 +55,7 @@ class PhaseController:
         frozen = [name for name, trains in (("image_encoder", model.image_trainable),
                                             ("text_encoder", model.text_trainable)) if not trains]
         self.schedule.set_frozen(frozen)
-        log.info("epoch %d: phase %d (image encoder %s, text encoder %s)", epoch, index,
+        log.info("%s: phase %d (image encoder %s, text encoder %s)", what or f"epoch {epoch}", index,
                  "trains" if model.image_trainable else "frozen", "trains" if model.text_trainable else "frozen")
         self._build_caches()
         return index
