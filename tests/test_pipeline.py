@@ -183,3 +183,29 @@ def test_the_stage_table_says_how_much_of_a_stage_was_building_its_base_model(tm
                       f"`{tmp_path / 'vlm'}` |"
     assert rows[3] == f"| finetune-vlm | ran | 38.0 s | `{tmp_path / 'vlm'}` |"
     assert rows[4] == f"| finetune-vlm | skipped (up to date) | 0.0 s | `{tmp_path / 'vlm'}` |"
+
+
+def test_a_recipe_without_the_paper_columns_reports_its_own_metrics_as_computed():
+    """The CLIP multi-label report: its metrics as fractions under a heading without "%", test first with each
+    split's size, and none of the fusion table's notes (slide level, kappa), which describe rows it does not have."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.pipeline.report import final_report
+
+    clip = load_config("clip-multilabel")
+    evaluation = {"patch": {"val": {"micro_f1": 0.2741, "macro_auroc": 0.645, "num_samples": 120.0},
+                            "test": {"micro_f1": 0.2413, "macro_auroc": 0.6042, "num_samples": 140.0}}}
+    report = final_report(clip, [], evaluation, None, "sqlite:///m.db", None, None)
+    results = report[report.index("## Results"):report.index("## Stages")]
+    heading = results.splitlines()[0]
+    assert "%" not in heading and f"val {clip.train.best_metric}" in heading, heading
+    assert "| metric | test (n=140) | val (n=120) |" in results
+    assert "| micro_f1 | 0.2413 | 0.2741 |" in results and "num_samples" not in results
+    assert "slide level" not in results and "Kappa" not in results
+
+    fusion = load_config("cpu-demo")
+    metrics = {k: 0.5 for k in ("accuracy", "balanced_accuracy", "kappa", "f1_weighted", "precision_weighted",
+                                "recall_weighted", "auroc", "quadratic_kappa")}
+    report = final_report(fusion, [], {"patch": {"test": metrics}}, None, "sqlite:///m.db", None, None)
+    results = report[report.index("## Results"):report.index("## Stages")]
+    assert results.splitlines()[0].endswith(", %") and "| patch | test | 50.00 |" in results
+    assert "slide level" in results and "Kappa" in results

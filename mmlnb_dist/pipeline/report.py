@@ -60,11 +60,13 @@ def results_table(evaluation: Dict[str, Any]) -> List[str]:
 
 
 def recipe_rows(evaluation: Dict[str, Any]) -> List[str]:
-    """A recipe without the paper's columns (e.g. multi-label): its own metrics per split."""
+    """A recipe without the paper's columns (e.g. multi-label): its own metrics per split, as computed (not in %),
+    test first."""
     patch = evaluation.get("patch") or {}
-    names = sorted({k for m in patch.values() for k in m if isinstance(m[k], (int, float))})
-    splits = list(patch)
-    lines = ["| metric | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
+    splits = sorted(patch, key=lambda s: (s != "test", s))
+    names = sorted({k for m in patch.values() for k in m if isinstance(m[k], (int, float)) and k != "num_samples"})
+    heads = [f"{s} (n={patch[s]['num_samples']:.0f})" if "num_samples" in patch[s] else s for s in splits]
+    lines = ["| metric | " + " | ".join(heads) + " |", "|---|" + "---|" * len(splits)]
     lines += [f"| {n} | " + " | ".join(f"{patch[s].get(n, float('nan')):.4f}" for s in splits) + " |" for n in names]
     return lines
 
@@ -108,11 +110,15 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
     """The Markdown report (also what the console shows)."""
     lines = [f"# Pipeline report: {cfg.run.name} ({cfg.train.recipe})", ""]
     if evaluation:
-        lines += ["## Results: best checkpoint (chosen on val) on the held-out test split, %", ""]
         has_paper = any("balanced_accuracy" in m for m in (evaluation.get("patch") or {}).values())
-        lines += results_table(evaluation) if has_paper else recipe_rows(evaluation)
-        lines += ["", "Patch level: every patch; slide level: each slide's patches' mean probabilities, argmax. "
-                  "Kappa is unweighted Cohen's kappa; QWK(ord) is quadratic-weighted on the ordinal order.", ""]
+        lines += [f"## Results: best checkpoint (chosen on val {cfg.train.best_metric}) on the held-out test split"
+                  + (", %" if has_paper else ""), ""]
+        if has_paper:
+            lines += results_table(evaluation)
+            lines += ["", "Patch level: every patch; slide level: each slide's patches' mean probabilities, argmax. "
+                      "Kappa is unweighted Cohen's kappa; QWK(ord) is quadratic-weighted on the ordinal order.", ""]
+        else:
+            lines += recipe_rows(evaluation) + [""]
     lines += description_rows(results)
     lines += ["## Stages", ""] + stage_rows(results) + [""]
     lines += ["## Tracking and model", "", f"- MLflow store: `{uri}` (browse: `mlflow ui --backend-store-uri {uri}`)"]
