@@ -9,7 +9,8 @@ def add_config_args(parser: argparse.ArgumentParser, default: Optional[str] = No
     """The shared `--config FILE key=value ...` arguments."""
     parser.add_argument(
         "--config", "-c", default=default, metavar="FILE",
-        help="YAML config: a file, or a shipped profile's name (cpu-demo, rtx4090, node-8gpu, multi-node)" + (f"; default {default}" if default else ""),
+        help="YAML config: a file, or a shipped profile's name such as cpu-demo, rtx4090 or clip-multilabel (an "
+        "unknown name lists them all)" + (f"; default {default}" if default else ""),
     )
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE",
