@@ -56,7 +56,8 @@ class StudyResult:
     metrics: List[str]
     table: Dict[str, Dict[str, Any]]
     """row -> {"description", "overrides", "descriptions" (source), "seeds", "runs": [run dirs], "trained": [what
-    each run's recipe recorded it trained], "<metric>": [values], "<metric>_mean", "<metric>_std"}"""
+    each run's recipe recorded it trained], "<metric>": [values], "<metric>_mean", "<metric>_std" (None for one
+    seed)}"""
     markdown: str
     parent_run_id: Optional[str] = None
     skipped: List[str] = field(default_factory=list)
@@ -254,7 +255,8 @@ def format_cache(cache: Dict[str, Any]) -> str:
 
 def summarise(results: Dict[Tuple[str, int], Dict[str, Any]], available: Rows, chosen: Sequence[str],
               seeds: Sequence[int], metrics: Sequence[str], split: str) -> Dict[str, Dict[str, Any]]:
-    """Per row: each metric's values over seeds, their mean and (sample) standard deviation (0 for one seed)."""
+    """Per row: each metric's values over seeds, their mean and (sample) standard deviation: None for one seed,
+    where it is undefined (a 0 would read as a row that does not vary with the seed)."""
     table: Dict[str, Dict[str, Any]] = {}
     for row in chosen:
         entry: Dict[str, Any] = {"description": available[row][0], "overrides": list(available[row][1]),
@@ -263,7 +265,7 @@ def summarise(results: Dict[Tuple[str, int], Dict[str, Any]], available: Rows, c
             values = [float(results[(row, s)].get(f"{split}/{m}", float("nan"))) for s in seeds]
             entry[m] = values
             entry[f"{m}_mean"] = statistics.fmean(values)
-            entry[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            entry[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else None
         table[row] = entry
     return table
 
@@ -274,12 +276,15 @@ def _finite(x: float) -> bool:
 
 def format_table(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split: str, name: str,
                  seeds: Sequence[int]) -> str:
-    """A markdown table: one row per variant (reference first), `mean ± std` per metric."""
+    """A markdown table: one row per variant (reference first), `mean ± std` per metric (the value alone, and a
+    heading that says so, for one seed)."""
     head = f"| row | {' | '.join(metrics)} | what it changes |"
-    lines = [f"Study `{name}`: {split} split, mean ± std over seeds {', '.join(map(str, seeds))}", "", head,
-             "|" + "---|" * (len(metrics) + 2)]
+    over = (f"mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else
+            f"seed {seeds[0]} only (no spread: give --seeds 0,1,2 for mean ± std)")
+    lines = [f"Study `{name}`: {split} split, {over}", "", head, "|" + "---|" * (len(metrics) + 2)]
     for row, entry in table.items():
-        cells = [f"{entry[f'{m}_mean']:.4f} ± {entry[f'{m}_std']:.4f}" for m in metrics]
+        cells = [f"{entry[f'{m}_mean']:.4f}" + ("" if entry[f"{m}_std"] is None else f" ± {entry[f'{m}_std']:.4f}")
+                 for m in metrics]
         lines.append(f"| {row} | {' | '.join(cells)} | {entry['description']} |")
     return "\n".join(lines) + "\n"
 

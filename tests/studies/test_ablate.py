@@ -96,3 +96,24 @@ def test_every_row_of_the_fusion_table_is_a_valid_config_of_the_demo_profile(tmp
     assert built["no_curriculum"].fusion.curriculum.enabled is False
     assert built["fixed_alpha"].fusion.model.fixed_alpha == 0.5
     assert {c.run.seed for c in built.values()} == {0}
+
+
+def test_one_seed_has_no_spread_instead_of_a_spread_of_zero():
+    """`--seeds 0` (the default): the standard deviation is undefined, not 0; the table shows the values alone and
+    its heading says how to get mean ± std, and table.json holds null."""
+    from mmlnb_dist.studies import format_table, summarise
+
+    rows = {"full": ("the paper's model", ()), "concat": ("concatenation", ())}
+    results = {("full", 0): {"test/balanced_accuracy": 0.9917}, ("concat", 0): {"test/balanced_accuracy": 0.95},
+               ("full", 1): {"test/balanced_accuracy": 0.9}, ("concat", 1): {"test/balanced_accuracy": 0.85}}
+    for r in results.values():
+        r["run_dir"] = "x"
+    one = summarise(results, rows, ["full", "concat"], [0], ["balanced_accuracy"], "test")
+    assert one["full"]["balanced_accuracy_std"] is None and one["full"]["balanced_accuracy_mean"] == 0.9917
+    table = format_table(one, ["balanced_accuracy"], "test", "s", [0])
+    assert "±" not in table.split("\n", 1)[1] and "| full | 0.9917 |" in table
+    assert "seed 0 only" in table.splitlines()[0] and "--seeds 0,1,2" in table.splitlines()[0]
+    two = summarise(results, rows, ["full", "concat"], [0, 1], ["balanced_accuracy"], "test")
+    assert two["full"]["balanced_accuracy_std"] == pytest.approx(statistics.stdev([0.9917, 0.9]))
+    assert f"| full | 0.9459 ± {statistics.stdev([0.9917, 0.9]):.4f} |" in format_table(
+        two, ["balanced_accuracy"], "test", "s", [0, 1])
