@@ -10,8 +10,10 @@ from . import DEFAULT_PROFILE, add_config_args, load_from_args
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="hyperparameter search with Ray Tune (ASHA, random/grid/Optuna)",
-                       description="Each trial runs the training recipe in a fresh Ray Train TorchTrainer and "
-                       "logs an MLflow child run under one parent run. Resume with tune.resume=true; join a "
+                       description="Each trial runs the training recipe (in the trial's own process for one "
+                       "rank; with tune.workers_per_trial > 1 in a group of DeepSpeed ranks kept for the whole "
+                       "search, tune.worker_pool) and logs an MLflow child run under one parent run. Resume with "
+                       "tune.resume=true; join a "
                        "cluster with --ray-address (tune.address) or RAY_ADDRESS. See docs/tune.md.")
     add_config_args(p, DEFAULT_PROFILE)
     p.add_argument("--space", type=Path, help="search-space YAML (tune/spaces/*.yaml); overrides tune.space")
