@@ -166,7 +166,8 @@ def test_clip_multilabel_demo_runs_synth_shards_and_training_then_skips_them(tmp
     metrics = json.loads((tmp_path / "runs" / "clip-multilabel-clip" / "metrics.json").read_text())
     head = next(line for line in out.splitlines() if line.startswith("| metric |"))
     row = next(line for line in out.splitlines() if line.startswith("| micro_f1 |"))
-    splits = [c.strip() for c in head.split("|")[2:-1]]
+    assert f"| test (n={metrics['test/num_samples']:.0f}) | val (n={metrics['val/num_samples']:.0f}) |" in head, head
+    splits = [c.strip().split(" (n=")[0] for c in head.split("|")[2:-1]]
     values = dict(zip(splits, (float(c) for c in row.split("|")[2:-1])))
     assert values == pytest.approx({"val": metrics["val/micro_f1"], "test": metrics["test/micro_f1"]}, abs=1e-4)
     assert "not registered: tracking.backends has no mlflow" in out
