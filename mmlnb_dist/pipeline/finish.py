@@ -18,7 +18,7 @@ from ..config import Config
 from ..core.distributed import DistEnv, all_gather_object
 from ..data.shardset import ShardSet
 from ..recipes import RECIPES, load_class
-from .stages import PlannedStage, StageResult, fingerprint
+from .stages import PlannedStage, StageResult, fingerprint, rank0_stage
 
 log = logging.getLogger(__name__)
 
@@ -185,4 +185,4 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
         log.info("registered %s version %s: %s", res.name, res.version, res.reason)
         return info
 
-    return PlannedStage("register", out, fp, work, main_only=True, rank0_wait_s=cfg.distributed.rank0_wait_s)
+    return rank0_stage(cfg.distributed, "register", out, fp, work)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Optional
 
 from ..core.distributed import DistEnv, barrier, rank0_alone
 from ..core.errors import UserError
+from ..core.sections import DistributedConfig
 from ..data.shardset import ShardSet
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,13 @@ class PlannedStage:
     """Rank 0 does the work while the other ranks wait (tiling, shard building); False: every rank works."""
     rank0_wait_s: Optional[int] = None
     """How long the other ranks wait for rank 0's work (`distributed.rank0_wait_s`; None: its default)."""
+
+
+def rank0_stage(distributed: DistributedConfig, name: str, output: Path, fingerprint: str,
+                work: Callable[[bool], Dict[str, Any]]) -> PlannedStage:
+    """A stage whose work rank 0 does alone (synth, tile, shards, register) while the others wait for it up to
+    `distributed.rank0_wait_s`."""
+    return PlannedStage(name, output, fingerprint, work, main_only=True, rank0_wait_s=distributed.rank0_wait_s)
 
 
 def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]],

@@ -18,7 +18,7 @@ from ..core.errors import UserError
 from ..core.recipe import run as run_recipe
 from ..data.shardset import ShardSet
 from ..recipes import RECIPES, recipe_class
-from .stages import PlannedStage, StageResult, fingerprint, run_planned
+from .stages import PlannedStage, StageResult, fingerprint, rank0_stage, run_planned
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ def plan_synth(cfg: Config) -> PlannedStage:
                                              progress=True)
         return {"summary": summary}
 
-    return PlannedStage("synth", out, fingerprint("synth", s.model_dump()), work, main_only=True,
-                        rank0_wait_s=cfg.distributed.rank0_wait_s)
+    return rank0_stage(cfg.distributed, "synth", out, fingerprint("synth", s.model_dump()), work)
 
 
 def stage_synth(cfg: Config, env: Optional[DistEnv] = None) -> StageResult:
@@ -87,7 +86,7 @@ def plan_tile(cfg: Config, slides: Path, labels: Path) -> PlannedStage:
         return {"slides": len(report.results) - len(report.problems), "problems": report.problems,
                 "tiles": sum(r.get("kept", 0) for r in report.results), "qc_dir": str(report.qc_dir)}
 
-    return PlannedStage("tile", out, fp, work, main_only=True, rank0_wait_s=cfg.distributed.rank0_wait_s)
+    return rank0_stage(cfg.distributed, "tile", out, fp, work)
 
 
 def plan_shards(cfg: Config, source: StageResult) -> PlannedStage:
@@ -111,7 +110,7 @@ def plan_shards(cfg: Config, source: StageResult) -> PlannedStage:
                                 provenance={"input": str(source.output)})
         return {"counts": {k: v["class_counts"] for k, v in manifest["splits"].items()}}
 
-    return PlannedStage("shards", out, fp, work, main_only=True, rank0_wait_s=cfg.distributed.rank0_wait_s)
+    return rank0_stage(cfg.distributed, "shards", out, fp, work)
 
 
 def stage_shards(cfg: Config, source: StageResult, env: Optional[DistEnv] = None) -> StageResult:
@@ -135,8 +134,7 @@ def plan_verify(cfg: Config) -> PlannedStage:
         out.mkdir(parents=True, exist_ok=True)
         return {"shards": str(shards.root), "counts": report.counts}
 
-    return PlannedStage("shards", out, shards.digest[:16], work, main_only=True,
-                        rank0_wait_s=cfg.distributed.rank0_wait_s)
+    return rank0_stage(cfg.distributed, "shards", out, shards.digest[:16], work)
 
 
 def shard_set_of(result: StageResult) -> StageResult:
