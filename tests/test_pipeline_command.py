@@ -95,6 +95,9 @@ def test_patches_without_a_val_split_are_refused_before_the_vlm_stages(tmp_path,
     from support.shards import write_patch_folder
 
     patches = write_patch_folder(tmp_path / "patches", per_class=4)
+    (patches / "descriptions.jsonl").write_text("".join(
+        json.dumps({"file": p.relative_to(patches).as_posix(), "description": f"a {p.parent.name} patch"}) + "\n"
+        for p in sorted(patches.rglob("*.png"))))
     code = main(["pipeline", "--patches", str(patches), "--config", "cpu-demo", f"run.output_dir={tmp_path / 'runs'}",
                  f"data.shards={tmp_path / 'shards'}", "data.build.val_fraction=0", "data.build.test_fraction=0",
                  "data.build.group_by_slide=false"])
@@ -103,6 +106,36 @@ def test_patches_without_a_val_split_are_refused_before_the_vlm_stages(tmp_path,
     assert "has no 'val' samples (to pick the best checkpoint)" in err and "data.build.val_fraction" in err
     assert (tmp_path / "shards" / "manifest.json").is_file()  # the shards stage ran
     assert not (tmp_path / "runs" / "cpu-demo-vlm").exists()  # the VLM stage did not
+
+
+@pytest.mark.parametrize("source", ["slides", "patches"])
+def test_a_source_without_descriptions_is_refused_before_any_stage(tmp_path, capsys, source):
+    """The VLM fine-tunes on image-description pairs. Tiled slides never carry descriptions, and patches carry
+    them only with a `description` column or a descriptions.jsonl. Without them, and with no `vlm.pairs` shard set,
+    the pipeline stops before it tiles or builds anything (tiling can take hours), naming every remedy."""
+    from support.shards import write_patch_folder
+
+    if source == "slides":
+        slides = tmp_path / "slides"
+        assert main(["slides", "synth", "--out", str(slides), "--per-class", "1", "--size", "1024"]) == 0
+        given = ["--slides", str(slides), "--labels", str(slides / "labels.csv")]
+    else:
+        given = ["--patches", str(write_patch_folder(tmp_path / "patches", per_class=4))]
+    capsys.readouterr()
+    code = main(["pipeline", *given, "--config", "cpu-demo", f"run.output_dir={tmp_path / 'runs'}",
+                 f"data.shards={tmp_path / 'shards'}", f"vlm.pairs={tmp_path / 'no-pairs'}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "finetune-vlm" in err and f"vlm.pairs={tmp_path / 'no-pairs'}" in err, err
+    assert "'description' column" in err and "descriptions.jsonl" in err, err
+    if source == "slides":
+        assert "tiled slides carry no descriptions" in err, err
+    else:
+        assert f"the patches in {tmp_path / 'patches'} carry no descriptions" in err, err
+    assert not (tmp_path / "shards").exists()  # nothing ran; the run folder holds only the log of the refusal
+    assert [p.name for p in (tmp_path / "runs").rglob("*") if p.is_file()] == ["pipeline.log"]
+    log = (tmp_path / "runs" / "cpu-demo-pipeline" / "pipeline.log").read_text()
+    assert "ERROR" in log and "finetune-vlm:" in log and "vlm.pairs=" in log, log  # the log tells why it stopped
 
 
 def test_loading_and_registering_the_served_models_prints_nothing_to_act_on(tmp_path):
@@ -149,3 +182,18 @@ def test_how_long_ranks_wait_is_not_part_of_what_a_stage_or_a_study_row_was_buil
     base = fingerprints()
     assert fingerprints("distributed.rank0_wait_s=60") == base
     assert all(a != b for a, b in zip(fingerprints("distributed.gradient_clipping=0.5"), base))
+
+
+def test_the_pipeline_log_ends_with_the_error_that_stopped_it(tmp_path, monkeypatch):
+    """A pipeline left to run overnight is read from its log afterwards: an unexpected failure is recorded there
+    with its traceback, not only printed to a console that may be gone."""
+    import mmlnb_dist.pipeline
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("disk full while writing a shard")
+
+    monkeypatch.setattr(mmlnb_dist.pipeline, "run_pipeline", fails)
+    with pytest.raises(RuntimeError, match="disk full"):
+        main(["pipeline", "--config", "cpu-demo", f"run.output_dir={tmp_path}", "run.name=night"])
+    log = (tmp_path / "night-pipeline" / "pipeline.log").read_text()
+    assert "ERROR" in log and "Traceback" in log and "RuntimeError: disk full while writing a shard" in log, log

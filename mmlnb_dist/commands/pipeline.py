@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace, cfg=None) -> int:
     from ..core.distributed import DistEnv
-    from ..core.logging import add_log_file, remove_log_file
+    from ..core.logging import add_log_file, log_failure_to_file, remove_log_file
     from ..pipeline import PipelineInputs, pipeline_dir, run_pipeline
 
     cfg = cfg or load_from_args(args)
@@ -47,6 +47,9 @@ def run_command(args: argparse.Namespace, cfg=None) -> int:
                             synthetic=bool(getattr(args, "synthetic", False)))
     try:
         run = run_pipeline(cfg, inputs, first=args.first, last=args.last, env=env)
+    except BaseException as err:
+        log_failure_to_file(log_file, err)
+        raise
     finally:
         remove_log_file(log_file)
     if env.is_main:

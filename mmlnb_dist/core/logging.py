@@ -183,3 +183,20 @@ def remove_log_file(handler: Optional[logging.Handler]) -> None:
     if handler is not None:
         logging.getLogger(PACKAGE).removeHandler(handler)
         handler.close()
+
+
+def log_failure_to_file(handler: Optional[logging.Handler], err: BaseException) -> None:
+    """Record in the log file `add_log_file` opened (not on the console, where the CLI prints the error itself)
+    what stopped the command: a user error by its message, an interruption as such, anything else with its
+    traceback. A log read after the console is gone then ends with the reason."""
+    if handler is None:
+        return
+    from .errors import UserError
+
+    interrupted = isinstance(err, KeyboardInterrupt)
+    message = "interrupted" if interrupted else f"stopped: {err}"
+    plain = interrupted or isinstance(err, UserError)
+    record = logging.getLogger(PACKAGE).makeRecord(PACKAGE, logging.ERROR, __file__, 0, message, None,
+                                                   None if plain else (type(err), err, err.__traceback__))
+    handler.handle(record)
+

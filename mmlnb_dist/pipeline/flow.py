@@ -91,6 +91,10 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
     names = stages_for(cfg, inputs)
     check_slice(names, first, last)
     start, stop = names.index(first or names[0]), names.index(last or names[-1])
+    if RECIPES[cfg.train.recipe].needs_descriptions and start <= names.index("finetune-vlm") <= stop:
+        source = next((n for n, given in (("synth", inputs.synthetic), ("slides", inputs.slides),
+                                          ("patches", inputs.patches)) if given), "shards")
+        steps.require_pairs(cfg, source, inputs.patches)
     if env.is_distributed:  # the stages' barriers need the group; one process gets its group from the recipes
         init_engine_process_group(env, cfg.distributed)
     run = PipelineRun()

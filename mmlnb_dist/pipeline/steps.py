@@ -149,16 +149,45 @@ def shard_set_of(result: StageResult) -> StageResult:
 # MMLNB stage 1 (VLM) and stage 2 (the training recipe)
 # ---------------------------------------------------------------------------------------------------------
 
+def _is_pairs_set(path: Path) -> bool:
+    return (Path(path) / "manifest.json").is_file() and ShardSet.open(path).has_descriptions
+
+
 def pairs_for(cfg: Config, shards: StageResult) -> StageResult:
     """What the VLM fine-tunes on: the pipeline's shards when they carry descriptions, else `vlm.pairs`."""
     if shards.output.is_dir() and ShardSet.open(shards.output).has_descriptions:
         return shards
     pairs = Path(cfg.vlm.pairs)
-    if pairs.resolve() != shards.output.resolve() and (pairs / "manifest.json").is_file() \
-            and ShardSet.open(pairs).has_descriptions:
+    if pairs.resolve() != shards.output.resolve() and _is_pairs_set(pairs):
         return StageResult("pairs", pairs, ShardSet.open(pairs).digest[:16], True, 0.0, status="input")
-    raise UserError(f"finetune-vlm: the shards {shards.output} carry no descriptions to fine-tune the VLM on "
-                    f"(tiled slides have none); set vlm.pairs to a shard set of image-description pairs")
+    raise UserError(f"finetune-vlm: the shards {shards.output} carry no descriptions to fine-tune the VLM on, and "
+                    f"vlm.pairs={pairs} is not a shard set of image-description pairs")
+
+
+def require_pairs(cfg: Config, source: str, path: Optional[Path] = None) -> None:
+    """Stop before any stage when the VLM will have no image-description pairs to fine-tune on: the source
+    (`synth`, `slides`, `patches` at `path`, or the shard set at `data.shards`) carries no descriptions and
+    `vlm.pairs` is no shard set of pairs. Tiling or building first would only defer the error by hours."""
+    if source == "synth" or _is_pairs_set(cfg.vlm.pairs):  # the generator writes reference descriptions
+        return
+    if source == "patches":
+        from ..data.collect import collect_samples
+
+        if any(s.description for s in collect_samples(path, cfg.data.classes)):
+            return
+        why = f"the patches in {path} carry no descriptions"
+    elif source == "slides":
+        why = "tiled slides carry no descriptions"
+    else:
+        if not (Path(cfg.data.shards) / "manifest.json").is_file() or _is_pairs_set(cfg.data.shards):
+            return  # no shard set: the pipeline names that problem itself
+        why = f"the shard set data.shards={cfg.data.shards} carries no descriptions"
+    raise UserError(
+        f"finetune-vlm: {why}, and vlm.pairs={cfg.vlm.pairs} is not a shard set of image-description pairs, so the "
+        f"VLM would have nothing to fine-tune on; nothing was run. Give the patches their reference descriptions "
+        f"(a 'description' column in the labels CSV, or a descriptions.jsonl of {{\"file\", \"description\"}} lines "
+        f"beside them), or point vlm.pairs at a shard set of pairs (`mmlnb-dist shards build --input PATCHES "
+        f"--descriptions JSONL --out DIR`)")
 
 
 def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,
