@@ -16,8 +16,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     val = csub.add_parser("validate", help="load and validate a config; exit 2 with the reason if invalid")
     add_config_args(val)
     val.set_defaults(func=_validate)
-    exp = csub.add_parser("explain", help="list every key with its default and documentation")
-    exp.set_defaults(func=_explain)
+    exp = csub.add_parser(
+        "explain", help="list every key (or the KEYs and sections given) with its value and documentation",
+        description="One line per key: value and documentation. Name keys or sections (vlm.pairs fusion.curriculum) "
+                    "to see only those; with --config (and KEY=VALUE overrides), the values are that config's, "
+                    "with the default beside each one that differs.")
+    exp.add_argument("--config", "-c", metavar="FILE", help="a YAML config or a shipped profile's name (cpu-demo, "
+                                                            "rtx4090, ...): show its values (default: the defaults)")
+    exp.add_argument("items", nargs="*", metavar="KEY | KEY=VALUE",
+                     help="keys or sections to show (all when none); KEY=VALUE items are overrides")
+    exp.set_defaults(func=_explain, overrides=[])
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -34,7 +42,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from ..config import explain
+    from ..config import explain, load_config
 
-    print("\n".join(explain()))
+    items = list(args.items) + list(args.overrides)  # `main` may move KEY=VALUE items to the overrides
+    overrides = [i for i in items if "=" in i]
+    cfg = load_config(args.config, overrides) if args.config or overrides else None
+    print("\n".join(explain(cfg, [i for i in items if "=" not in i])))
     return 0

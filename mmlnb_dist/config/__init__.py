@@ -9,7 +9,7 @@ Every error names the dotted key and the reason (`ConfigError`), and is raised b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 from pydantic import Field, create_model, model_validator
 
@@ -110,6 +110,7 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str
     return machinery.load(Config, resolve_profile(path) if path is not None else None, overrides)
 
 
-def explain() -> List[str]:
-    """One line per key of the root config: dotted key, default, docstring."""
-    return machinery.explain(Config)
+def explain(cfg: Optional[Config] = None, keys: Sequence[str] = ()) -> List[str]:
+    """One line per key of the root config (only `keys` and their sections' when given): dotted key, value (`cfg`'s,
+    with the default beside it where they differ; the defaults when None), docstring."""
+    return machinery.explain(Config, cfg, keys)

@@ -10,8 +10,9 @@ assembles it from the shared sections and each recipe's section).
 from __future__ import annotations
 
 import difflib
+import json
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Type, TypeVar, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Type, TypeVar, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -183,16 +184,33 @@ def absolute_paths(cfg: S, root: Path) -> S:
     return cfg.model_copy(update={k: v for k, v in update.items() if v is not getattr(cfg, k)})
 
 
-def explain(model: type, prefix: str = "") -> List[str]:
-    """One line per field: dotted key, default, docstring (for `mmlnb-dist config explain`)."""
-    lines = []
-    for name, field in model.model_fields.items():
-        key = prefix + name
-        sub = _section_type(field.annotation)
-        if sub is not None:
-            lines.append(f"{key}:  # {field.description or ''}")
-            lines.extend(explain(sub, key + "."))
-        else:
-            default = field.get_default(call_default_factory=True)
-            lines.append(f"{key} = {default!r}  # {field.description or ''}")
-    return lines
+def explain(root: Type[S], cfg: Optional[S] = None, keys: Sequence[str] = ()) -> List[str]:
+    """One line per field of `root`: dotted key, value, docstring (for `mmlnb-dist config explain`). The value is
+    `cfg`'s, followed by the default where they differ (the defaults alone when `cfg` is None), written as JSON,
+    as a YAML file or an override would spell it. `keys` keeps only those keys and sections (unknown ones raise,
+    with a suggestion)."""
+    for key in keys:
+        _check_key(root, key)
+    defaults, values = flatten(root()), flatten(cfg) if cfg is not None else None
+
+    def named(key: str) -> bool:  # the key, or a section above it, was asked for
+        return not keys or any(key == k or key.startswith(k + ".") for k in keys)
+
+    def walk(model: type, prefix: str) -> List[str]:
+        lines = []
+        for name, field in model.model_fields.items():
+            key = prefix + name
+            sub = _section_type(field.annotation)
+            if sub is not None:
+                if named(key):
+                    lines.append(f"{key}:  # {field.description or ''}")
+                if named(key) or any(k.startswith(key + ".") for k in keys):
+                    lines.extend(walk(sub, key + "."))
+            elif named(key):
+                default = json.dumps(defaults[key])
+                value = json.dumps(values[key]) if values is not None else default
+                shown = value if value == default else f"{value}  (default {default})"
+                lines.append(f"{key} = {shown}  # {field.description or ''}")
+        return lines
+
+    return walk(root, "")

@@ -129,3 +129,26 @@ def test_absolute_paths_anchors_every_relative_path_of_the_config(tmp_path):
     assert cfg.data.shards == Path("shards/x")  # a copy: the caller's config is unchanged
     relative = [k for k, v in flatten(fixed).items() if isinstance(v, str) and v.startswith(("shards", "runs"))]
     assert not relative, relative
+
+
+def test_explain_shows_one_key_or_section_with_a_profiles_values_beside_the_defaults(capsys):
+    """`config explain KEY ...` narrows the listing to keys or sections; with --config it shows the profile's value
+    and, where that differs, the default; values read as they are written in YAML, not as Python reprs."""
+    from mmlnb_dist.cli import main
+
+    assert main(["config", "explain", "vlm.pairs", "fusion.curriculum"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith('vlm.pairs = "shards/demo"  # ') for line in lines), lines
+    assert all(line.startswith(("vlm.pairs ", "fusion.curriculum")) for line in lines), lines
+    assert any(line.startswith("fusion.curriculum.ramp_start = ") for line in lines)
+    assert "PosixPath" not in "\n".join(lines)
+
+    profile = load_config("rtx4090")
+    assert main(["config", "explain", "--config", "rtx4090", "vlm.pairs", "run.seed", "run.seed=7"]) == 0
+    out = capsys.readouterr().out
+    assert f'vlm.pairs = "{profile.vlm.pairs}"  (default "shards/demo")  # ' in out, out
+    assert "run.seed = 7  (default 0)  # " in out, out
+    assert "vlm.max_steps" not in out
+
+    assert main(["config", "explain", "vlm.pair"]) == 2
+    assert "did you mean 'vlm.pairs'" in capsys.readouterr().err
