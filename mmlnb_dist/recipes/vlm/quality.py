@@ -85,7 +85,7 @@ def format_report(report: Dict[str, Any]) -> str:
     lines = [f"descriptions: {report['n']} ({report['distinct']} distinct)",
              f"words: mean {w['mean']:.1f}, min {w['min']:.0f}, median {w['p50']:.0f}, p90 {w['p90']:.0f}, "
              f"max {w['max']:.0f}",
-             f"empty: {report['empty_share']:.1%}, repeated: {report['repeated_share']:.1%}"]
+             f"empty: {report['empty_share']:.1%}, same text as another description: {report['repeated_share']:.1%}"]
     ref = report.get("reference")
     if ref:
         lines.append(f"vs references (n={ref['n']}): ROUGE-L {ref['rouge_l']:.3f}, BLEU-4 {ref['bleu4']:.3f}")

@@ -47,6 +47,8 @@ def test_report_equals_torchmetrics_on_the_pairs_with_references(tmp_path):
     assert report["n"] == 5 and report["distinct"] == 4
     assert report["empty_share"] == pytest.approx(1 / 5) and report["repeated_share"] == pytest.approx(2 / 5)
     assert "ROUGE-L" in format_report(report) and json.dumps(report)
+    # "repeated: 40%" beside "4 distinct" read as a contradiction: say what the share counts
+    assert "empty: 20.0%, same text as another description: 40.0%" in format_report(report)
 
 
 def test_class_naming_rate_per_split_by_hand(tmp_path):
