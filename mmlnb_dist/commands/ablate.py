@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..core.errors import ConfigError
 from . import DEFAULT_PROFILE, add_config_args, load_from_args
@@ -34,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _ablate(args: argparse.Namespace) -> int:
+    from ..core.distributed import DistEnv
+    from ..core.logging import add_log_file, details_in_log_file_only, log_failure_to_file, remove_log_file
     from ..studies import run_study, study_rows
 
     cfg = load_from_args(args)
@@ -50,8 +53,20 @@ def _ablate(args: argparse.Namespace) -> int:
     train_jobs = None
     if cfg.tune.max_concurrent > 1:  # concurrent rows: Ray Tune trials (tuning sits above studies)
         from ..tuning.study import train_as_trials as train_jobs
-    study = run_study(cfg, rows, seeds, descriptions=args.descriptions, train_jobs=train_jobs)
+    env = DistEnv.from_environment()
+    log_path = Path(cfg.run.dir) / "study.log"
+    log_file = add_log_file(log_path, env.rank)
+    try:
+        with details_in_log_file_only():  # every run's full tables go to study.log; the console gets the table
+            study = run_study(cfg, rows, seeds, descriptions=args.descriptions, train_jobs=train_jobs)
+    except BaseException as err:
+        log_failure_to_file(log_file, err)
+        raise
+    finally:
+        remove_log_file(log_file)
     print(study.markdown)
     print(f"table: {study.study_dir / 'table.md'}" + (f"  (MLflow parent run {study.parent_run_id})"
                                                        if study.parent_run_id else ""))
+    print(f"log: {log_path}" + ("  (each trial's run: <row>-seed<N>.log beside it)" if train_jobs else
+                                 "  (every run's full metric tables)"))
     return 0

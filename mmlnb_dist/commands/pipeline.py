@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace, cfg=None) -> int:
     from ..core.distributed import DistEnv
-    from ..core.logging import add_log_file, log_failure_to_file, remove_log_file
+    from ..core.logging import add_log_file, details_in_log_file_only, log_failure_to_file, remove_log_file
     from ..pipeline import PipelineInputs, pipeline_dir, run_pipeline
 
     cfg = cfg or load_from_args(args)
@@ -46,7 +46,8 @@ def run_command(args: argparse.Namespace, cfg=None) -> int:
     inputs = PipelineInputs(slides=args.slides, labels=args.labels, patches=args.patches,
                             synthetic=bool(getattr(args, "synthetic", False)))
     try:
-        run = run_pipeline(cfg, inputs, first=args.first, last=args.last, env=env)
+        with details_in_log_file_only():  # the report holds the results; the runs' full tables go to the log
+            run = run_pipeline(cfg, inputs, first=args.first, last=args.last, env=env)
     except BaseException as err:
         log_failure_to_file(log_file, err)
         raise

@@ -60,13 +60,37 @@ class _TqdmHandler(logging.StreamHandler):
     def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the lookup above always wins
         pass
 
+    hide_details = False
+    """Set by `details_in_log_file_only`: records marked `DETAIL` are left to the log file."""
+
     def emit(self, record: logging.LogRecord) -> None:
+        if self.hide_details and getattr(record, "detail", False):
+            return
         try:
             from tqdm import tqdm
 
             tqdm.write(self.format(record), file=self.stream)
         except Exception:  # noqa: BLE001 - logging must never break a run
             self.handleError(record)
+
+
+DETAIL = {"detail": True}
+"""`extra=` for records that a command's own summary repeats (a run's final metric tables, per class and confusion
+matrix): under `details_in_log_file_only` they reach the log file, not the console."""
+
+
+@contextlib.contextmanager
+def details_in_log_file_only():
+    """Within: records marked `DETAIL` stay off the console, for a command that prints its own summary of many
+    runs (the pipeline report, an ablation table) and keeps the details in its log file (`add_log_file`)."""
+    handlers = [h for h in logging.getLogger(PACKAGE).handlers if isinstance(h, _TqdmHandler)]
+    for h in handlers:
+        h.hide_details = True
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.hide_details = False
 
 
 LIBRARY_WARNING_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)

@@ -132,5 +132,6 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
     if predict:
         lines += ["", "Predict new images with the registered model:", "", "```", predict, "```"]
     if log_file:
-        lines += ["", f"Full log (per-epoch tables): `{log_file}`"]
+        lines += ["", f"Full log (per-epoch tables; the best checkpoint's per-class metrics and confusion matrices): "
+                      f"`{log_file}`"]
     return "\n".join(lines) + "\n"

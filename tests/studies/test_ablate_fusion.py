@@ -136,3 +136,22 @@ def test_reference_text_mode_refuses_the_row_that_needs_the_base_vlm(tmp_path):
                                                                        "no_fine_tune": "base_vlm"}
     with pytest.raises(ConfigError, match="row\\(s\\) no_fine_tune"):
         description_sources(cfg, ["full", "no_fine_tune"], "shards")
+
+
+def test_the_console_shows_the_study_table_and_the_study_log_keeps_each_runs_tables(tmp_path, capsys):
+    """A study of R rows x S seeds printed 2 full metric tables per run (about 25 lines each) before its own
+    table. The console now has the study's lines and table; `<study>/study.log` keeps every run's tables."""
+    from mmlnb_dist.cli import main
+    from mmlnb_dist.config import save_config
+
+    shards = make_shards(tmp_path, n=36, size=32, test_fraction=0.25)
+    cfg = tiny_config(shards, tmp_path / "runs", "quiet", ["data.loader.image_size=32", "train.epochs=1"])
+    config = save_config(cfg, tmp_path / "study.yaml")
+    assert main(["ablate", "--config", str(config), "--rows", "full,no_text", "--descriptions", "shards"]) == 0
+    out, err = capsys.readouterr()
+    assert "| full |" in out and "| no_text |" in out
+    assert "split, best checkpoint" not in err and "confusion matrix" not in err, err
+    assert "row no_text" in err  # the study's own progress stays
+    log = (tmp_path / "runs" / "quiet" / "study.log").read_text()
+    assert log.count("test split, best checkpoint") == 2 and log.count("val split, best checkpoint") == 2, log
+    assert f"log: {tmp_path / 'runs' / 'quiet' / 'study.log'}" in out

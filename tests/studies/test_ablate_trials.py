@@ -33,6 +33,7 @@ def test_rows_run_as_concurrent_ray_trials_and_an_in_process_rerun_skips_them(tm
         assert entry["micro_f1"] == [pytest.approx(stored["test/micro_f1"])]
         record = json.loads((run_dir.parent / f".{run_dir.name}.stage.json").read_text())
         assert record["status"] == "done" and record["pid"] != os.getpid()  # trained in a Ray worker
+        assert "epoch 0" in (run_dir.parent / f"{run_dir.name}.log").read_text()  # the trial's log, beside its run
 
     again = run_study(cfg, rows=["text_only", "concat"], seeds=[0])  # in process
     assert sorted(again.skipped) == ["concat-seed0", "text_only-seed0"]

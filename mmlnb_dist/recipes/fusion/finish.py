@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Dict
 
 from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
+from ...core.logging import DETAIL
 from ...models.encoders import encoder_provenance
 from .export import export_model
 from .metrics import format_metrics_table, scalar_metrics
@@ -44,7 +45,7 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
         result[f"{split}/confusion_matrix"] = metrics["confusion_matrix"]
         result[f"{split}/per_class"] = metrics["per_class"]
         recipe.logger.log_metrics(scalar_metrics(metrics, f"best/{split}/"), step=recipe.global_step)
-        log.info("%s", format_metrics_table(metrics, recipe.classes, f"{split} split, best checkpoint"))
+        log.info("%s", format_metrics_table(metrics, recipe.classes, f"{split} split, best checkpoint"), extra=DETAIL)
         if env.is_main and recipe.logger.wants_figures:
             # Confusion matrix, per-class ROC, alpha per class and per correct/wrong, the curriculum used.
             log_evaluation_figures(recipe.logger, preds.targets.numpy(), preds.probs.numpy(), recipe.classes,
