@@ -25,6 +25,9 @@ def _allocate(units: List[Tuple[str, int]], fractions: Tuple[float, float], rng:
 
     Units are shuffled, then laid end to end; a unit goes to the split its midpoint falls into. With units of
     size 1 this gives `round(n * fraction)` samples per split (exact to one sample per stratum).
+    A held-out split with a non-zero fraction that got no unit then takes one from train while train keeps one:
+    3 slides of a class at 0.2/0.2 have no midpoint in val, and training stops without a val split. Val comes
+    first (training needs it), then test; the unit moved is the train unit laid first, nearest the held-out end.
     """
     test_frac, val_frac = fractions
     order = rng.permutation(len(units))
@@ -36,6 +39,10 @@ def _allocate(units: List[Tuple[str, int]], fractions: Tuple[float, float], rng:
         mid = cum + size / 2.0
         out[key] = "test" if mid < test_end else "val" if mid < val_end else "train"
         cum += size
+    for split, fraction in (("val", val_frac), ("test", test_frac)):
+        train = [units[i][0] for i in order if out[units[i][0]] == "train"]
+        if fraction > 0 and split not in out.values() and len(train) >= 2:
+            out[train[0]] = split
     return out
 
 

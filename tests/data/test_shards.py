@@ -251,6 +251,27 @@ def test_split_with_slide_ids_does_not_warn_of_leakage(caplog):
     assert splits["val"] and "leak" not in caplog.text and "empty" not in caplog.text
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_class_with_slides_to_spare_gives_every_held_out_split_one(caplog, seed):
+    """3 slides of a class at fractions 0.2/0.2: laid end to end, no slide's midpoint falls in val, so val came out
+    empty and training stopped for want of it. A class that can spare slides (one stays in train) now gives each
+    held-out split with a non-zero fraction one slide; with 2 slides, val (which training needs) comes first."""
+    def slides(splits, name):
+        return sorted({s.slide_id for s in splits[name]})
+
+    with caplog.at_level("WARNING", logger="mmlnb_dist.data.split"):
+        three = split_samples(_specs(3), BuildConfig(val_fraction=0.2, test_fraction=0.2, seed=seed))
+    for name in ("train", "val", "test"):
+        assert [sid.split("-")[0] for sid in slides(three, name)] == sorted(CLASSES), (name, slides(three, name))
+    assert "empty" not in caplog.text
+    two = split_samples(_specs(2), BuildConfig(val_fraction=0.1, test_fraction=0.1, seed=seed))
+    assert len(slides(two, "train")) == len(slides(two, "val")) == len(CLASSES) and not two["test"]
+    # a class large enough to reach the fractions itself is split as before
+    many = split_samples(_specs(10), BuildConfig(val_fraction=0.2, test_fraction=0.2, seed=seed))
+    assert [len(slides(many, n)) for n in ("train", "val", "test")] == [6 * len(CLASSES), 2 * len(CLASSES),
+                                                                       2 * len(CLASSES)]
+
+
 def test_empty_val_split_from_too_few_slides_warns_with_the_remedy(caplog):
     with caplog.at_level("WARNING", logger="mmlnb_dist.data.split"):
         splits = split_samples(_specs(1), BuildConfig(val_fraction=0.2))
