@@ -51,6 +51,29 @@ def test_interrupted_stage_resumes_with_the_same_fingerprint(tmp_path):
     assert seen == [(True, True)]  # resumed, and the partial work was kept for it
 
 
+def test_a_stage_whose_output_was_deleted_runs_again_instead_of_being_skipped(tmp_path):
+    """Deleting an output folder is how users ask for a rebuild; its record (a hidden file beside it) said done,
+    so the stage was skipped and later stages read a folder that was no longer there."""
+    import shutil
+
+    out, calls, logs = tmp_path / "stage", [], []
+    run_stage("s", out, "fp", _writer(out, calls), logs.append)
+    shutil.rmtree(out)
+    again = run_stage("s", out, "fp", _writer(out, calls), logs.append)
+    assert not again.skipped and calls == [False, False] and (out / "result.txt").read_text() == "2"
+    assert any(f"{out} is gone" in line for line in logs), logs
+
+    def killed(resume):  # interrupted, then its partial output deleted: nothing is left to resume
+        out.mkdir(parents=True, exist_ok=True)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("s", out, "fp2", killed, lambda _: None)
+    shutil.rmtree(out)
+    run_stage("s", out, "fp2", _writer(out, calls), lambda _: None)
+    assert calls[-1] is False  # started afresh, not told to resume
+
+
 def test_stale_output_is_removed_before_a_changed_stage_reruns(tmp_path):
     out, calls = tmp_path / "stage", []
     run_stage("s", out, "old", _writer(out, calls), lambda _: None)

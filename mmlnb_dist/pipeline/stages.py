@@ -90,6 +90,7 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     - done with this fingerprint: skipped;
     - started with this fingerprint and interrupted: `work(resume=True)` continues it;
     - built by the pipeline from other inputs: the stale output is removed and the stage runs afresh;
+    - recorded, but its output folder deleted since: runs afresh;
     - a folder the pipeline did not make: refused, never deleted.
     Under a launcher every rank calls it: the work is collective, or (`main_only`) rank 0's alone while the
     others wait (up to `rank0_wait_s`; None: `distributed.rank0_wait_s`'s default) and then read its record.
@@ -98,10 +99,13 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     env = env or DistEnv()
     state = read_stage(out)
     barrier(env)  # every rank has read the record before rank 0 changes it
-    if state.get("fingerprint") == fp and state.get("status") == "done":
+    gone = bool(state) and not out.exists()  # a user deleted the output to have it rebuilt: the record is stale
+    if state.get("fingerprint") == fp and state.get("status") == "done" and not gone:
         say(f"{name}: up to date in {out} (fingerprint {fp}): skipped")
         return StageResult(name, out, fp, True, 0.0, state, status="skipped")
-    resume = state.get("fingerprint") == fp and state.get("status") == "running"
+    if gone:
+        say(f"{name}: {out} is gone (its record says {state.get('status')}): running it afresh")
+    resume = state.get("fingerprint") == fp and state.get("status") == "running" and not gone
     if out.exists() and not resume and not state and any(out.iterdir()):
         raise UserError(f"{name}: {out} exists and was not made by this pipeline; move it away or point the "
                         f"config elsewhere")
