@@ -82,6 +82,12 @@ def rank0_stage(distributed: DistributedConfig, name: str, output: Path, fingerp
     return PlannedStage(name, output, fingerprint, work, main_only=True, rank0_wait_s=distributed.rank0_wait_s)
 
 
+def is_up_to_date(state: Dict[str, Any], out: Path, fp: str) -> bool:
+    """The record `state` of `out` says done with fingerprint `fp`, and `out` is still there (a user deletes an
+    output to have it rebuilt; its record, a hidden file beside it, stays)."""
+    return state.get("fingerprint") == fp and state.get("status") == "done" and Path(out).exists()
+
+
 def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]],
               say: Callable[[str], None] = log.info, env: Optional[DistEnv] = None,
               main_only: bool = False, rank0_wait_s: Optional[int] = None) -> StageResult:
@@ -100,7 +106,7 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     state = read_stage(out)
     barrier(env)  # every rank has read the record before rank 0 changes it
     gone = bool(state) and not out.exists()  # a user deleted the output to have it rebuilt: the record is stale
-    if state.get("fingerprint") == fp and state.get("status") == "done" and not gone:
+    if is_up_to_date(state, out, fp):
         say(f"{name}: up to date in {out} (fingerprint {fp}): skipped")
         return StageResult(name, out, fp, True, 0.0, state, status="skipped")
     if gone:

@@ -20,7 +20,7 @@ from ..config import Config, config_from_dict
 from ..core.config import absolute_paths
 from ..core.errors import UserError
 from ..core.logging import add_log_file, details_in_log_file_only, log_failure_to_file, remove_log_file, setup_logging
-from ..pipeline import stage_file
+from ..pipeline import is_up_to_date, stage_file
 from ..studies import RowJob, train_row
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,7 @@ def _stage_record(job: RowJob) -> Dict[str, Any]:
 
 
 def _up_to_date(job: RowJob) -> bool:
-    record = _stage_record(job)
-    return record.get("fingerprint") == job.fingerprint and record.get("status") == "done"
+    return is_up_to_date(_stage_record(job), Path(job.cfg.run.dir), job.fingerprint)
 
 
 def row_trial(params: Dict[str, Any], jobs: Dict[str, Dict[str, Any]]) -> None:

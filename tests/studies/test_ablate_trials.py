@@ -38,3 +38,26 @@ def test_rows_run_as_concurrent_ray_trials_and_an_in_process_rerun_skips_them(tm
     again = run_study(cfg, rows=["text_only", "concat"], seeds=[0])  # in process
     assert sorted(again.skipped) == ["concat-seed0", "text_only-seed0"]
     assert again.table["concat"]["micro_f1"] == study.table["concat"]["micro_f1"]
+
+
+def test_a_run_whose_folder_was_deleted_is_not_up_to_date_for_the_trials_either(tmp_path):
+    """The in-process path reruns a row whose run folder a user deleted (`run_stage`); the trial path read the
+    hidden record alone and took the run as done, so the two paths disagreed on the same folder."""
+    import shutil
+
+    from mmlnb_dist.pipeline import run_stage
+    from mmlnb_dist.studies import RowJob
+    from mmlnb_dist.tuning.study import _up_to_date
+
+    cfg = clip_config(tmp_path / "shards", tmp_path / "runs", name="gone")
+    cfg.run.name = "concat-seed0"
+    job = RowJob("concat", 0, cfg, "fp")
+
+    def work(resume):
+        Path(cfg.run.dir).mkdir(parents=True)
+        return {"metrics": {"test/micro_f1": 0.5}}
+
+    run_stage(job.name, Path(cfg.run.dir), "fp", work, lambda _: None)
+    assert _up_to_date(job)
+    shutil.rmtree(cfg.run.dir)
+    assert not _up_to_date(job)
