@@ -223,4 +223,3 @@ def log_failure_to_file(handler: Optional[logging.Handler], err: BaseException) 
     record = logging.getLogger(PACKAGE).makeRecord(PACKAGE, logging.ERROR, __file__, 0, message, None,
                                                    None if plain else (type(err), err, err.__traceback__))
     handler.handle(record)
-
