@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _ablate(args: argparse.Namespace) -> int:
     from ..core.distributed import DistEnv
-    from ..core.logging import add_log_file, details_in_log_file_only, log_failure_to_file, remove_log_file
+    from ..core.logging import command_log
     from ..studies import run_study, study_rows
 
     cfg = load_from_args(args)
@@ -55,15 +55,8 @@ def _ablate(args: argparse.Namespace) -> int:
         from ..tuning.study import train_as_trials as train_jobs
     env = DistEnv.from_environment()
     log_path = Path(cfg.run.dir) / "study.log"
-    log_file = add_log_file(log_path, env.rank)
-    try:
-        with details_in_log_file_only():  # every run's full tables go to study.log; the console gets the table
-            study = run_study(cfg, rows, seeds, descriptions=args.descriptions, train_jobs=train_jobs)
-    except BaseException as err:
-        log_failure_to_file(log_file, err)
-        raise
-    finally:
-        remove_log_file(log_file)
+    with command_log(log_path, env.rank):  # every run's full tables go to study.log; the console gets the table
+        study = run_study(cfg, rows, seeds, descriptions=args.descriptions, train_jobs=train_jobs)
     print(study.markdown)
     print(f"table: {study.study_dir / 'table.md'}" + (f"  (MLflow parent run {study.parent_run_id})"
                                                        if study.parent_run_id else ""))

@@ -37,22 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace, cfg=None) -> int:
     from ..core.distributed import DistEnv
-    from ..core.logging import add_log_file, details_in_log_file_only, log_failure_to_file, remove_log_file
+    from ..core.logging import command_log
     from ..pipeline import PipelineInputs, pipeline_dir, run_pipeline
 
     cfg = cfg or load_from_args(args)
     env = DistEnv.from_environment()
-    log_file = add_log_file(pipeline_dir(cfg) / "pipeline.log", env.rank)
     inputs = PipelineInputs(slides=args.slides, labels=args.labels, patches=args.patches,
                             synthetic=bool(getattr(args, "synthetic", False)))
-    try:
-        with details_in_log_file_only():  # the report holds the results; the runs' full tables go to the log
-            run = run_pipeline(cfg, inputs, first=args.first, last=args.last, env=env)
-    except BaseException as err:
-        log_failure_to_file(log_file, err)
-        raise
-    finally:
-        remove_log_file(log_file)
+    with command_log(pipeline_dir(cfg) / "pipeline.log", env.rank):  # the report holds the results
+        run = run_pipeline(cfg, inputs, first=args.first, last=args.last, env=env)
     if env.is_main:
         print("\n" + (run.report or ""))
     return 0

@@ -223,3 +223,20 @@ def log_failure_to_file(handler: Optional[logging.Handler], err: BaseException) 
     record = logging.getLogger(PACKAGE).makeRecord(PACKAGE, logging.ERROR, __file__, 0, message, None,
                                                    None if plain else (type(err), err, err.__traceback__))
     handler.handle(record)
+
+
+@contextlib.contextmanager
+def command_log(path: Path, rank: int = 0):
+    """The log file of a command that summarises many runs (`pipeline`, `ablate`, one Ray trial of a study): every
+    record of the package goes to `path` (rank 0), the records its summary repeats (`DETAIL`) stay off the
+    console, and what stopped the command, if anything, is the file's last record."""
+    handler = add_log_file(path, rank)
+    try:
+        with details_in_log_file_only():
+            yield handler
+    except BaseException as err:
+        log_failure_to_file(handler, err)
+        raise
+    finally:
+        remove_log_file(handler)
+

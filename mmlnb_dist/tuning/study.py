@@ -19,7 +19,7 @@ from typing import Any, Dict
 from ..config import Config, config_from_dict
 from ..core.config import absolute_paths
 from ..core.errors import UserError
-from ..core.logging import add_log_file, details_in_log_file_only, log_failure_to_file, remove_log_file, setup_logging
+from ..core.logging import command_log, setup_logging
 from ..pipeline import is_up_to_date, stage_file
 from ..studies import RowJob, train_row
 
@@ -50,15 +50,8 @@ def row_trial(params: Dict[str, Any], jobs: Dict[str, Dict[str, Any]]) -> None:
     # (Ray forwards the console to the driver, which shows the study's own table). Not inside the run folder: the
     # stage that trains it refuses a folder it did not make.
     setup_logging(0)
-    log_file = add_log_file(Path(cfg.run.dir).parent / f"{Path(cfg.run.dir).name}.log")
-    try:
-        with details_in_log_file_only():
-            info = train_row(RowJob(spec["row"], spec["seed"], cfg, spec["fingerprint"]))
-    except BaseException as err:
-        log_failure_to_file(log_file, err)
-        raise
-    finally:
-        remove_log_file(log_file)
+    with command_log(Path(cfg.run.dir).parent / f"{Path(cfg.run.dir).name}.log"):
+        info = train_row(RowJob(spec["row"], spec["seed"], cfg, spec["fingerprint"]))
     tune.report({k: float(v) for k, v in info.get("metrics", {}).items() if isinstance(v, (int, float))})
 
 
