@@ -140,6 +140,17 @@ def read_descriptions(path: Path) -> Dict[str, Dict[str, Any]]:
     return table
 
 
+def require_descriptions(model_uri: str, items: List[Dict[str, Any]]) -> None:
+    """A model that reads a description with each image would score images without one on empty text."""
+    missing = [it["source"] for it in items if not it.get("description")]
+    if missing:
+        raise PredictError(f"{model_uri} reads a description with each image, and {len(missing)} of {len(items)} "
+                           f"have none (first: {missing[0]}); nothing was predicted. Give --descriptions FILE "
+                           f"(path,description), --vlm MODEL [--adapter DIR] to write them as training did (the "
+                           f"pipeline's report prints that line), or a shard set that carries them (`describe`'s "
+                           f"output)")
+
+
 def _generate_descriptions(images, vlm: str, adapter: Optional[Path]) -> List[str]:
     """Descriptions generated as `describe` does, with the `vlm` section of the fine-tuning run that wrote the
     adapter (`<run_dir>/config.yaml` beside `<run_dir>/adapter`: same prompt and image size); else the defaults."""
@@ -260,6 +271,8 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
         for it, text in zip(good, texts):
             it["description"] = text
 
+    if model_meta.get("reads_text"):  # (models registered before this key existed are not checked)
+        require_descriptions(model_uri, good)
     rows: List[Dict[str, Any]] = []
     classes: List[str] = []
     if good:

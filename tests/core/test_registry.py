@@ -183,6 +183,23 @@ def test_predict_reports_bad_inputs_and_still_predicts_the_good_ones(trained, tm
     assert abs(rows[["prob_UD", "prob_PD", "prob_D"]].sum(axis=1)[0] - 1) < 1e-5
 
 
+def test_predict_refuses_images_without_the_descriptions_the_model_reads(trained, tmp_path, capsys):
+    """The fusion model reads a description with each image. Images given without one (no --descriptions, no
+    --vlm, shards before `describe`) were scored on empty text and written out as predictions."""
+    import base64
+
+    register_run(trained["run_id"], "nb-text", "champion", trained["uri"])
+    image = tmp_path / "patch.png"
+    image.write_bytes(base64.b64decode(_inputs(trained, 1)["image"][0]))
+    out = tmp_path / "preds.csv"
+    code = main(["predict", "--model", "models:/nb-text@champion", str(image), "--out", str(out),
+                 "--uri", trained["uri"]])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert "reads a description with each image" in err and "1 of 1" in err and "patch.png" in err, err
+    assert "--descriptions" in err and "--vlm" in err, err
+
+
 def test_predict_on_shards_writes_per_slide_aggregates(trained, tmp_path):
     register_run(trained["run_id"], "nb-slides", "champion", trained["uri"])
     out = tmp_path / "preds.jsonl"

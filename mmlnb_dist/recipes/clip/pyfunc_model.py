@@ -169,7 +169,8 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
         signature=_signature(infer_signature(example, out, params={"batch_size": 32, "top_k": 0, "threshold": 0.0})),
         input_example=example, title="CLIP multi-label classifier",
         card_sections={"Labels": f"{len(classes)} labels: " + ", ".join(classes), "Top-k": top_k, "Use": USAGE},
-        metadata={"classes": classes, "task": TASK, "top_k": predictor.top_k},
+        metadata={"classes": classes, "task": TASK, "top_k": predictor.top_k,
+                  "reads_text": bool(predictor.model.uses_text)},
         version_tags={"classes": json.dumps(classes), "task": TASK, "top_k": str(predictor.top_k)},
         code_paths=[str(package_root)],
         # the encoder registries rebuild timm / open_clip architectures when the export names one

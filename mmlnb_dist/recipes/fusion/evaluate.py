@@ -16,6 +16,7 @@ from ...core.distributed import DistEnv, init_process_group
 from ...core.errors import UserError
 from ...data.loader import build_loader
 from ...data.shardset import ShardSet
+from .checks import train_has_descriptions
 from .steps import evaluate, preprocess_for
 
 if TYPE_CHECKING:
@@ -30,6 +31,11 @@ def _evaluate(cfg: "Config", model: torch.nn.Module, classes: List[str], split: 
     if shards.classes != list(classes):
         raise UserError(f"the model's classes {list(classes)} differ from the shards' {shards.classes} "
                         f"({cfg.data.shards})")
+    if getattr(model, "text_encoder", None) is not None and not train_has_descriptions(shards):
+        # the shard set before `describe` (a common slip): the text branch would read empty strings
+        raise UserError(f"the model reads descriptions, but data.shards {shards.root} carries no descriptions (no "
+                        f"`txt` members): its metrics would be those of empty text. Evaluate on the described "
+                        f"shard set (`describe`'s output, which the pipeline writes to <shards>-described)")
     # The image encoder's own normalisation, as in training (`steps.preprocess_for`).
     preprocess = preprocess_for(shards.classes, image_size, augment=False, image_encoder=image_encoder,
                                 normalisation=normalisation, device=env.device)

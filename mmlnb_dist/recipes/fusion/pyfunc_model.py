@@ -193,7 +193,8 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
         signature=infer_signature(example, out, params={"batch_size": 32}), input_example=example,
         title="mmlnb-nb classifier",
         card_sections={"Classes": ", ".join(classes), **encoder_card, "Use": USAGE},
-        metadata={"classes": classes, "image_encoder": encoder},
+        metadata={"classes": classes, "image_encoder": encoder,
+                  "reads_text": getattr(predictor.model, "text_encoder", None) is not None},
         version_tags={"classes": json.dumps(classes), **encoder_tags},
         code_paths=[str(package_root)],
         # the encoder registries rebuild timm / open_clip architectures when the export names one

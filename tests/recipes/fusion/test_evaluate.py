@@ -32,3 +32,22 @@ def test_export_and_checkpoint_evaluate_like_training_without_an_engine(tmp_path
     for key in ("accuracy", "balanced_accuracy", "kappa", "auroc", "loss", "num_samples"):
         assert from_export[key] == pytest.approx(result[f"val/{key}"], abs=1e-6), key
         assert from_checkpoint[key] == pytest.approx(result[f"val/{key}"], abs=1e-6), key
+
+    # the same patches without descriptions (the shard set before `describe`): a model that reads text would be
+    # scored on empty strings; it is refused, naming the shard set, instead of reporting those numbers
+    from mmlnb_dist.core.errors import UserError
+    from mmlnb_dist.data.build import build_shards
+    from mmlnb_dist.data.collect import collect_samples
+    from mmlnb_dist.data.config import BuildConfig
+
+    samples = collect_samples(tmp_path / "src", classes)
+    for s in samples:
+        s.description = None
+    bare = tmp_path / "bare"
+    build_shards(samples, bare, BuildConfig(max_samples_per_shard=40, val_fraction=0.25, image_format="png",
+                                            image_size=64), classes, progress=False)
+    cfg.data.shards = bare
+    for evaluate_model in (lambda: evaluate_export(cfg, result["export_dir"], "val"),
+                           lambda: evaluate_checkpoint(cfg, tmp_path / "runs" / "ev" / "checkpoints", "val")):
+        with pytest.raises(UserError, match=f"{bare} carries no descriptions"):
+            evaluate_model()
