@@ -232,3 +232,18 @@ def test_a_recipe_without_the_paper_columns_reports_its_own_metrics_as_computed(
     results = report[report.index("## Results"):report.index("## Stages")]
     assert results.splitlines()[0].endswith(", %") and "| patch | test | 50.00 |" in results
     assert "slide level" in results and "Kappa" in results
+
+
+def test_shards_names_the_tiling_stage_when_the_pipeline_starts_from_slides(tmp_path):
+    """With --slides the shard set is written by `tile`; `--until shards` (as the README's "slides to shards" reads)
+    was refused as "not a stage of this pipeline". It now means the stage that writes the shards."""
+    from mmlnb_dist.pipeline import PipelineInputs, stages_for
+    from mmlnb_dist.pipeline.flow import check_slice
+
+    names = stages_for(_cfg(tmp_path), PipelineInputs(slides=tmp_path, labels=tmp_path / "labels.csv"))
+    assert "shards" not in names
+    assert check_slice(names, None, "shards") == (None, "tile")
+    assert check_slice(names, "shards", "train") == ("tile", "train")
+    synthetic = stages_for(_cfg(tmp_path), PipelineInputs(synthetic=True))
+    assert check_slice(synthetic, "shards", None) == ("shards", None)
+

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import add_config_args, load_from_args
 
-STAGE_HELP = "synth, tile, shards, finetune-vlm, describe, train, evaluate, register"
+STAGE_HELP = "synth, tile, shards, finetune-vlm, describe, train, evaluate, register; with --slides, shards names tile"
 
 
 def register(sub: argparse._SubParsersAction) -> None:

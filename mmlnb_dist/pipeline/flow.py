@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import Config
 from ..core.distributed import DistEnv, init_engine_process_group
@@ -64,7 +64,12 @@ def stages_for(cfg: Config, inputs: PipelineInputs) -> List[str]:
     return names + ["train", "evaluate", "register"]
 
 
-def check_slice(names: List[str], first: Optional[str], last: Optional[str]) -> None:
+def check_slice(names: List[str], first: Optional[str],
+                last: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+    """`--from` / `--until` checked against this pipeline's stages; returns them with `shards` read as `tile` when
+    the pipeline starts from slides (tiling writes the shard set)."""
+    if "tile" in names:
+        first, last = ("tile" if s == "shards" else s for s in (first, last))
     for flag, stage in (("--from", first), ("--until", last)):
         if stage is None:
             continue
@@ -76,6 +81,7 @@ def check_slice(names: List[str], first: Optional[str], last: Optional[str]) -> 
                             f"{', '.join(names)}")
     if first and last and names.index(first) > names.index(last):
         raise UserError(f"--from {first} comes after --until {last}; the order is {', '.join(names)}")
+    return first, last
 
 
 def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = None, last: Optional[str] = None,
@@ -89,7 +95,7 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
     """
     env = env or DistEnv.from_environment()
     names = stages_for(cfg, inputs)
-    check_slice(names, first, last)
+    first, last = check_slice(names, first, last)
     start, stop = names.index(first or names[0]), names.index(last or names[-1])
     if RECIPES[cfg.train.recipe].needs_descriptions and start <= names.index("finetune-vlm") <= stop:
         source = next((n for n, given in (("synth", inputs.synthetic), ("slides", inputs.slides),
