@@ -34,6 +34,7 @@ def test_pipeline_from_slides_to_a_registered_model(tmp_path, capsys):
     out, err = capsys.readouterr()
     # the report holds the results; the run's full tables (per class, confusion matrix) are in the log only
     assert "split, best checkpoint" not in err and "confusion matrix" not in err, err
+    assert f"the VLM fine-tunes on the pairs of vlm.pairs={pairs} (18 train pairs)" in err, err  # said, not silent
     log = (tmp_path / "runs" / "wsi-pipeline" / "pipeline.log").read_text()
     assert "val split, best checkpoint" in log and "test split, best checkpoint" in log and "confusion matrix" in log
     for stage in ("tile", "finetune-vlm", "describe", "train", "evaluate", "register"):
