@@ -75,9 +75,9 @@ def test_manifest_without_the_description_flag_is_checked_on_the_samples(undescr
 def test_best_metric_auroc_on_a_one_class_val_split_is_a_config_error(tmp_path):
     """AUROC of a val split holding one class is undefined (NaN): it cannot choose a checkpoint."""
     src = write_patch_folder(tmp_path / "src", per_class=10, size=24)
-    # 10 UD, 2 PD, 2 D: a stratified 20% val gets 2 UD and no PD or D.
+    # 10 UD, 1 PD, 1 D: a stratified 20% val gets 2 UD, and PD and D have no sample to spare for it.
     specs = [SampleSpec(s.key, s.label, s.image, description="text") for s in specs_for(src)
-             if s.label == "UD" or int(s.key.rsplit("_", 1)[1]) < 2]
+             if s.label == "UD" or int(s.key.rsplit("_", 1)[1]) < 1]
     out = tmp_path / "shards"
     build_shards(specs, out, BuildConfig(val_fraction=0.2, image_format="png", image_size=24), CLASSES,
                  progress=False)
