@@ -61,7 +61,7 @@ class _TqdmHandler(logging.StreamHandler):
         pass
 
     hide_details = False
-    """Set by `details_in_log_file_only`: records marked `DETAIL` are left to the log file."""
+    """Set by `_details_off_console`: records marked `DETAIL` are left to the log file."""
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.hide_details and getattr(record, "detail", False):
@@ -76,11 +76,11 @@ class _TqdmHandler(logging.StreamHandler):
 
 DETAIL = {"detail": True}
 """`extra=` for records that a command's own summary repeats (a run's final metric tables, per class and confusion
-matrix): under `details_in_log_file_only` they reach the log file, not the console."""
+matrix): under `_details_off_console` they reach the log file, not the console."""
 
 
 @contextlib.contextmanager
-def details_in_log_file_only():
+def _details_off_console():
     """Within: records marked `DETAIL` stay off the console, for a command that prints its own summary of many
     runs (the pipeline report, an ablation table) and keeps the details in its log file (`add_log_file`)."""
     handlers = [h for h in logging.getLogger(PACKAGE).handlers if isinstance(h, _TqdmHandler)]
@@ -209,7 +209,7 @@ def remove_log_file(handler: Optional[logging.Handler]) -> None:
         handler.close()
 
 
-def log_failure_to_file(handler: Optional[logging.Handler], err: BaseException) -> None:
+def _log_failure_to_file(handler: Optional[logging.Handler], err: BaseException) -> None:
     """Record in the log file `add_log_file` opened (not on the console, where the CLI prints the error itself)
     what stopped the command: a user error by its message, an interruption as such, anything else with its
     traceback. A log read after the console is gone then ends with the reason."""
@@ -232,10 +232,10 @@ def command_log(path: Path, rank: int = 0):
     console, and what stopped the command, if anything, is the file's last record."""
     handler = add_log_file(path, rank)
     try:
-        with details_in_log_file_only():
+        with _details_off_console():
             yield handler
     except BaseException as err:
-        log_failure_to_file(handler, err)
+        _log_failure_to_file(handler, err)
         raise
     finally:
         remove_log_file(handler)

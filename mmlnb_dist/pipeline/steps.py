@@ -155,13 +155,14 @@ def _is_pairs_set(path: Path) -> bool:
 
 def pairs_for(cfg: Config, shards: StageResult) -> StageResult:
     """What the VLM fine-tunes on: the pipeline's shards when they carry descriptions, else `vlm.pairs`."""
-    if shards.output.is_dir() and ShardSet.open(shards.output).has_descriptions:
+    if _is_pairs_set(shards.output):
         return shards
     pairs = Path(cfg.vlm.pairs)
     if pairs.resolve() != shards.output.resolve() and _is_pairs_set(pairs):
+        pair_set = ShardSet.open(pairs)
         log.info("finetune-vlm: %s carries no descriptions; the VLM fine-tunes on the pairs of vlm.pairs=%s (%d train "
-                 "pairs)", shards.output, pairs, ShardSet.open(pairs).num_samples("train"))
-        return StageResult("pairs", pairs, ShardSet.open(pairs).digest[:16], True, 0.0, status="input")
+                 "pairs)", shards.output, pairs, pair_set.num_samples("train"))
+        return StageResult("pairs", pairs, pair_set.digest[:16], True, 0.0, status="input")
     raise UserError(f"finetune-vlm: the shards {shards.output} carry no descriptions to fine-tune the VLM on, and "
                     f"vlm.pairs={pairs} is not a shard set of image-description pairs")
 
