@@ -2,8 +2,10 @@
 
 Inputs: image files, folders of images, shard folders (with manifest.json) or single .tar shards. Every input
 that cannot be read is listed with its reason; the others still get predictions. Descriptions come from the
-shards' `txt`, a `--descriptions` CSV/JSONL (columns `key` or `path`, `description`, optional `slide_id`), or
-a VLM. With slide ids, a per-slide file gives the mean probability and the majority vote per slide.
+shards' `txt`, a `--descriptions` CSV/JSONL (an image column `key`, `path`, `image` or `file`, the text in
+`description` or `--description-column`, optional `slide_id` or `--slide-column`; rows match images by path, never
+by a file name two images share), or a VLM. With slide ids, a per-slide file gives the mean probability and the
+majority vote per slide.
 
 Multi-label models (the CLIP recipe; their metadata says `task: multilabel`) give each image a probability per
 label and a predicted label set (`labels`, `|`-joined): the model's top k, `--top-k K`, or `--threshold T`. Their
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .core.errors import UserError
+from .data.description_table import DescriptionTable
 from .data.images import image_member, is_image_file, read_image
 
 
@@ -118,31 +121,9 @@ def collect_inputs(paths: Sequence[Path], split: Optional[str] = None) -> Tuple[
     return items, failed
 
 
-def read_descriptions(path: Path) -> Dict[str, Dict[str, Any]]:
-    """{key or path or file name: {"description", "slide_id"}} from a CSV or JSONL file."""
-    path = Path(path)
-    if not path.is_file():
-        raise PredictError(f"descriptions file not found: {path}")
-    if path.suffix in (".jsonl", ".json"):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    else:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    table: Dict[str, Dict[str, Any]] = {}
-    for row in rows:
-        if "description" not in row:
-            raise PredictError(f"{path}: every row needs a 'description' column")
-        for col in ("key", "path", "image"):
-            if row.get(col):
-                table[str(row[col])] = row
-                table[Path(str(row[col])).name] = row
-                table[Path(str(row[col])).stem] = row
-    return table
-
-
 def require_descriptions(model_uri: str, items: List[Dict[str, Any]]) -> None:
     """A model that reads a description with each image would score images without one on empty text."""
-    missing = [it["source"] for it in items if not it.get("description")]
+    missing = [it["source"] for it in items if not str(it.get("description") or "").strip()]
     if missing:
         raise PredictError(f"{model_uri} reads a description with each image, and {len(missing)} of {len(items)} "
                            f"have none (first: {missing[0]}); nothing was predicted. Give --descriptions FILE "
@@ -223,8 +204,11 @@ def _write(rows: List[Dict[str, Any]], path: Path) -> None:
 def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descriptions: Optional[Path] = None,
                     vlm: Optional[str] = None, adapter: Optional[Path] = None, split: Optional[str] = None,
                     batch_size: int = 32, tracking_uri: Optional[str] = None, top_k: Optional[int] = None,
-                    threshold: Optional[float] = None) -> Dict[str, Any]:
+                    threshold: Optional[float] = None, description_column: str = "description",
+                    slide_column: Optional[str] = None) -> Dict[str, Any]:
     """Predict every readable input and write `out` (+ `<out>.slides.<ext>` when slide ids are known).
+    `descriptions` rows are matched to the images by path (`data.description_table`), their text read from
+    `description_column`, their slide ids from `slide_column` (default `slide_id`).
     `top_k` / `threshold` choose a multi-label model's predicted label set (refused for single-label models).
 
     Returns {"predicted": n, "failed": [(input, reason)], "out": path, "slides_out": path|None}.
@@ -240,6 +224,7 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
         raise PredictError(f"--top-k must be at least 1 (got {top_k})")
     if threshold is not None and not 0 < threshold <= 1:
         raise PredictError(f"--threshold must be in (0, 1] (got {threshold})")
+    table = DescriptionTable.read(descriptions, description_column, slide_column) if descriptions else None
     model = load_model(model_uri, tracking_uri)
     model_meta = (getattr(model.metadata, "metadata", None) or {}) if getattr(model, "metadata", None) else {}
     multilabel = model_meta.get("task") == "multilabel"
@@ -249,7 +234,6 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     elif top_k is not None or threshold is not None:
         raise PredictError(f"--top-k / --threshold choose the label set of a multi-label model; {model_uri} "
                            f"predicts one class per image (its `label` column)")
-    table = read_descriptions(descriptions) if descriptions else {}
     items, failed = collect_inputs(inputs, split)
 
     good, images = [], []
@@ -261,11 +245,11 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
             good.append(it)
         except (ValueError, OSError) as err:
             failed.append((it["source"], str(err)))
-    for it in good:
-        row = table.get(it["key"]) or table.get(Path(it["source"]).name) or table.get(it["source"])
+    for it in good if table else ():
+        row = table.find(it["key"], it.get("path"))
         if row:
-            it["description"] = row["description"]
-            it["slide_id"] = it.get("slide_id") or row.get("slide_id") or None
+            it["description"] = table.description(row)
+            it["slide_id"] = it.get("slide_id") or table.slide_id(row)
     if vlm and good:
         texts = _generate_descriptions(images, vlm, adapter)
         for it, text in zip(good, texts):

@@ -37,19 +37,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("register", help="register a trained classifier in the MLflow Model Registry",
                        description="Logs the run's export as a pyfunc model, registers it under --name and moves "
                        "--alias to it only if --metric beats the current holder's.")
-    r.add_argument("--run", required=True, metavar="RUN_ID", help="MLflow run id of a training run")
+    r.add_argument("--run", required=True, metavar="RUN",
+                   help="a training run: its run folder (runs/NAME, as `train` prints it: the run id and the "
+                   "tracking store come from its tracking record, the model from its export) or its MLflow run id")
     r.add_argument("--name", default="mmlnb-nb", help="registered model name (default mmlnb-nb)")
     r.add_argument("--alias", default="champion", help="alias to move when the metric improves ('' for none)")
     r.add_argument("--metric", default=None,
-                   help="metric deciding the alias (default tracking.register_metric, else best/val/<train.best_metric> "
-                   "of --config: the exported checkpoint's, falling back to val/<metric>; with the default config "
-                   "best/val/balanced_accuracy)")
+                   help="metric deciding the alias (default tracking.register_metric of --config, else "
+                   "best/val/<train.best_metric> the run trained with: the exported checkpoint's, falling back to "
+                   "val/<metric>; fusion's default best/val/balanced_accuracy)")
     r.add_argument("--mode", choices=["max", "min"], default=None,
                    help="higher (max) or lower (min) is better (default: min for the recipe's lower-is-better metrics "
                    "such as loss, else max)")
     r.add_argument("--export", type=Path, help="model folder (default: the recipe's export in the run folder)")
-    r.add_argument("--recipe", default=None, help="recipe that trained the run (default: train.recipe)")
-    r.add_argument("--uri", help="tracking URI (default: from --config / the embedded SQLite store)")
+    r.add_argument("--recipe", default=None,
+                   help="recipe that trained the run (default: the run's own train.recipe, else --config's)")
+    r.add_argument("--uri", help="tracking URI (default: a run folder's own store; else from --config / the "
+                   "embedded SQLite store)")
     add_config_args(r)
     r.set_defaults(func=_register)
 
@@ -62,7 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("inputs", nargs="+", metavar="IMAGES_OR_SHARDS")
     q.add_argument("--model", required=True, help="model URI, e.g. models:/mmlnb-nb@champion, or a model folder")
     q.add_argument("--out", type=Path, required=True, help="preds.csv or preds.jsonl")
-    q.add_argument("--descriptions", type=Path, help="CSV/JSONL with key or path and description columns")
+    q.add_argument("--descriptions", type=Path,
+                   help="CSV/JSONL naming each image (a key, path, image or file column; paths relative to the "
+                   "file, or tails of the paths given) with its description")
+    q.add_argument("--description-column", default="description", metavar="NAME",
+                   help="column of --descriptions holding the text (default description; e.g. caption)")
+    q.add_argument("--slide-column", default=None, metavar="NAME",
+                   help="column of --descriptions holding the slide id, for per-slide aggregates (default slide_id "
+                   "when present)")
     q.add_argument("--vlm", help="generate descriptions with this VLM (name/path, or 'tiny')")
     q.add_argument("--adapter", type=Path, help="LoRA adapter folder for --vlm")
     q.add_argument("--split", help="shard split to read from shard folders (default: all splits)")
@@ -123,35 +134,44 @@ def _sync(args) -> int:
 
 def _register(args) -> int:
     from ..core.errors import UserError
+    from ..core.tracking.registry import find_run
     from ..recipes import load_class, spec_for
     from . import load_from_args
 
     cfg = load_from_args(args)
-    spec = spec_for(args.recipe or cfg.train.recipe, "--recipe")
+    target = find_run(args.run, _tracking_uri(args, cfg), uri_given=args.uri is not None)
+    # the run's own recipe and selection metric unless the flags say otherwise: a clip run registers as clip
+    # without --config, and a run trained with another train.best_metric is judged on it
+    recipe = args.recipe or target.params.get("train.recipe") or cfg.train.recipe
+    spec = spec_for(recipe, "--recipe")
     if not spec.register:
         raise UserError(f"the {spec.name} recipe has no model to register")
-    metric, mode = _selection(args, cfg, spec)
+    metric, mode = _selection(args, cfg, spec, target.params.get("train.best_metric"))
     register = load_class(spec.register)
-    res = register(args.run, args.name, alias=args.alias or None, tracking_uri=_tracking_uri(args, cfg),
-                   metric=metric, mode=mode, model_dir=args.export)
+    res = register(target.run_id, args.name, alias=args.alias or None, tracking_uri=target.tracking_uri,
+                   metric=metric, mode=mode, model_dir=args.export or target.export_dir)
     print(f"registered {res.name} version {res.version}: {res.reason}")
     if res.alias_moved:
         print(f"models:/{res.name}@{res.alias} -> version {res.version}")
     return 0
 
 
-def _selection(args, cfg, spec):
-    """The metric and mode that decide the alias: the flags, else the config's (a clip config selects on its own
-    train.best_metric, e.g. micro_f1, not the fusion default)."""
+def _selection(args, cfg, spec, run_best_metric=None):
+    """The metric and mode that decide the alias: the flags, else the config's tracking.register_metric, else
+    `best/val/<the run's own train.best_metric>` (a clip run selects on its micro_f1, not the fusion default);
+    for a run that recorded none, the config's train.best_metric."""
     from ..core.errors import UserError
 
     metric = args.metric or cfg.tracking.register_metric
     if metric is None:
-        if cfg.train.recipe != spec.name:
-            raise UserError(f"--metric: --recipe {spec.name} differs from the config's train.recipe "
-                            f"({cfg.train.recipe}); pass --metric (e.g. best/val/{spec.metrics[0]}) or the run's "
-                            f"--config")
-        metric = f"best/val/{cfg.train.best_metric}"
+        best = run_best_metric
+        if best is None:
+            if cfg.train.recipe != spec.name:
+                raise UserError(f"--metric: --recipe {spec.name} differs from the config's train.recipe "
+                                f"({cfg.train.recipe}); pass --metric (e.g. best/val/{spec.metrics[0]}) or the "
+                                f"run's --config")
+            best = cfg.train.best_metric
+        metric = f"best/val/{best}"
     name = metric.rsplit("/", 1)[-1]
     mode = args.mode or (cfg.tracking.register_mode if args.metric is None and cfg.tracking.register_metric
                          else ("min" if name in spec.lower_is_better else "max"))
@@ -164,7 +184,8 @@ def _predict(args) -> int:
 
     report = predict_to_file(args.model, [Path(p) for p in args.inputs], args.out, descriptions=args.descriptions,
                              vlm=args.vlm, adapter=args.adapter, split=args.split, batch_size=args.batch_size,
-                             top_k=args.top_k, threshold=args.threshold,
+                             top_k=args.top_k, threshold=args.threshold, description_column=args.description_column,
+                             slide_column=args.slide_column,
                              tracking_uri=_tracking_uri(args, load_from_args(args)))
     print(f"{report['predicted']} prediction(s) -> {args.out}"
           + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else ""))

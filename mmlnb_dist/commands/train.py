@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from . import DEFAULT_PROFILE, add_config_args, load_from_args
 
@@ -66,10 +67,16 @@ def _train(args: argparse.Namespace) -> int:
     from ..core.recipe import run
     from ..recipes import recipe_class
 
+    from ..core.tracking.journal import recorded_run
+
     result = run(recipe_class(cfg.train.recipe), cfg, env)
     keys = [k for k in result if k.startswith(("val/", "test/")) and isinstance(result[k], float)]
     if env.is_main:  # one summary line, not one per rank interleaved on stdout
-        print(json.dumps({k: result[k] for k in ["run_dir", "best_epoch", "export_dir", *keys] if k in result}))
+        run_id = recorded_run(cfg.run.dir).get("run_id")  # the MLflow run, when the journal reached a store
+        summary = {k: result[k] for k in ["run_dir", "best_epoch", "export_dir", *keys] if k in result}
+        print(json.dumps({**summary, **({"mlflow_run_id": run_id} if run_id else {})}))
+        if run_id and "export_dir" in result and not result.get("registered"):
+            print(f"register it: mmlnb-dist register --run {result['run_dir']} --name NAME", file=sys.stderr)
     return 0
 
 

@@ -142,11 +142,16 @@ def read_image(value: Any, size: Optional[int] = None):
         raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
 
 
-def read_request(model_input: Any, size: Optional[int] = None) -> Dict[str, List[Any]]:
+class MissingDescriptions(ValueError):
+    """A request to a model that reads a description with each image has rows without one."""
+
+
+def read_request(model_input: Any, size: Optional[int] = None, require_text: bool = False) -> Dict[str, List[Any]]:
     """What a served model reads from a prediction request (a DataFrame, or anything pandas turns into one):
     decoded `images` (the required `image` column: file path or base64 bytes; decoded for input size `size` as
     `read_image` does), `texts` (`description`, "" when absent), `keys` and `slide_ids` (None when absent). One
-    parser for every recipe's MLflow model."""
+    parser for every recipe's MLflow model. `require_text` (a model that reads the description): rows without one
+    raise `MissingDescriptions`, instead of being scored on empty text."""
     import pandas as pd
 
     df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
@@ -158,5 +163,13 @@ def read_request(model_input: Any, size: Optional[int] = None) -> Dict[str, List
             return [default] * len(df)
         return [default if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in df[name]]
 
-    return {"images": [read_image(v, size) for v in df["image"]], "texts": [str(t) for t in column("description", "")],
-            "keys": column("key", None), "slide_ids": column("slide_id", None)}
+    texts, keys = [str(t) for t in column("description", "")], column("key", None)
+    missing = [i for i, t in enumerate(texts) if not t.strip()]
+    if require_text and missing:
+        first = missing[0]
+        raise MissingDescriptions(
+            f"this model reads a description with each image, and {len(missing)} of {len(df)} rows have none "
+            f"(first: row {first}" + (f", key {keys[first]}" if keys[first] is not None else "") + "); give each "
+            "row its 'description' (a row scored on empty text would get a prediction that means nothing)")
+    return {"images": [read_image(v, size) for v in df["image"]], "texts": texts, "keys": keys,
+            "slide_ids": column("slide_id", None)}

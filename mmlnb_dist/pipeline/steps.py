@@ -245,7 +245,7 @@ def stage_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Opti
 def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) -> PlannedStage:
     """Stage 2: the training recipe (`train.recipe`, the fusion classifier) on `shards.output`. Registering is
     the pipeline's own stage, so the recipe's end-of-training registration is off here."""
-    from ..core.tracking.journal import Spool
+    from ..core.tracking.journal import recorded_run
 
     cfg = cfg.model_copy(deep=True)
     cfg.data.shards = shards.output
@@ -258,7 +258,7 @@ def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) 
     def work(resume: bool) -> Dict[str, Any]:
         cfg.run.resume = resume
         result = run_recipe(recipe_class(cfg.train.recipe), cfg, env)
-        run_id = Spool.for_stage(Path(cfg.run.dir), "train").state().get("run_id")
+        run_id = recorded_run(Path(cfg.run.dir)).get("run_id")
         return {"metrics": {k: v for k, v in result.items() if isinstance(v, (int, float, str))},
                 "run_dir": str(cfg.run.dir), "mlflow_run_id": run_id, "data_shards": str(shards.output)}
 

@@ -183,6 +183,62 @@ def test_predict_reports_bad_inputs_and_still_predicts_the_good_ones(trained, tm
     assert abs(rows[["prob_UD", "prob_PD", "prob_D"]].sum(axis=1)[0] - 1) < 1e-5
 
 
+def _same_name_in_two_folders(trained, root: Path) -> Path:
+    """`root/in/S1/p1.png` and `root/in/S2/p1.png`: two slides' patches that share a file name."""
+    import base64
+
+    for slide, b64 in zip(("S1", "S2"), _inputs(trained, 2)["image"]):
+        (root / "in" / slide).mkdir(parents=True)
+        (root / "in" / slide / "p1.png").write_bytes(base64.b64decode(b64))
+    return root / "in"
+
+
+def test_predict_matches_descriptions_by_path_when_two_images_share_a_file_name(trained, tmp_path, capsys):
+    """Each row of the descriptions file names its image by path (relative to the file, or a tail of the path
+    the image was given by). The lookup fell back to the bare file name, which the last row had claimed: both
+    `p1.png` were scored with the second slide's description, silently."""
+    register_run(trained["run_id"], "nb-paths", "champion", trained["uri"])
+    images = _same_name_in_two_folders(trained, tmp_path)
+    descs = tmp_path / "descs.csv"
+    descs.write_text("image,caption\nin/S1/p1.png,Sheets of small round blue cells.\n"
+                     "S2/p1.png,Ganglion cells in a schwannian stroma.\n")
+    out = tmp_path / "preds.csv"
+    code = main(["predict", "--model", "models:/nb-paths@champion", str(images), "--descriptions", str(descs),
+                 "--description-column", "caption", "--out", str(out), "--uri", trained["uri"]])
+    assert code == 0, capsys.readouterr().err
+    got = dict(zip(pd.read_csv(out)["source"], pd.read_csv(out)["description"]))
+    assert got == {str(images / "S1" / "p1.png"): "Sheets of small round blue cells.",
+                   str(images / "S2" / "p1.png"): "Ganglion cells in a schwannian stroma."}
+
+
+@pytest.mark.parametrize("rows", ["p1.png,Sheets of small round blue cells.\n",
+                                  "p1.png,Sheets of small round blue cells.\np1.png,Ganglion cells.\n"])
+def test_predict_refuses_a_file_name_that_could_be_either_image(trained, tmp_path, capsys, rows):
+    """A row that names only `p1.png` fits both slides' `p1.png` (and two such rows contradict each other):
+    refused with the name and the remedy, nothing predicted."""
+    register_run(trained["run_id"], "nb-ambiguous", "champion", trained["uri"])
+    images = _same_name_in_two_folders(trained, tmp_path)
+    descs = tmp_path / "descs.csv"
+    descs.write_text("path,description\n" + rows)
+    out = tmp_path / "preds.csv"
+    code = main(["predict", "--model", "models:/nb-ambiguous@champion", str(images), "--descriptions", str(descs),
+                 "--out", str(out), "--uri", trained["uri"]])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists(), err
+    assert "'p1.png'" in err and "path" in err, err
+
+
+def test_predict_names_the_columns_of_a_descriptions_file_without_the_description_column(trained, tmp_path,
+                                                                                        capsys):
+    descs = tmp_path / "descs.csv"
+    descs.write_text("image,caption\np1.png,Sheets of small round blue cells.\n")
+    code = main(["predict", "--model", "models:/nb-nothing@champion", str(tmp_path), "--descriptions", str(descs),
+                 "--out", str(tmp_path / "preds.csv"), "--uri", trained["uri"]])
+    err = capsys.readouterr().err
+    assert code == 2 and "no 'description' column" in err and "image, caption" in err, err
+    assert "--description-column" in err, err
+
+
 def test_predict_refuses_images_without_the_descriptions_the_model_reads(trained, tmp_path, capsys):
     """The fusion model reads a description with each image. Images given without one (no --descriptions, no
     --vlm, shards before `describe`) were scored on empty text and written out as predictions."""
@@ -266,6 +322,26 @@ def test_registered_model_is_code_not_a_pickle_and_predicts_like_the_export(trai
     frame = _inputs(trained)
     served = mlflow.pyfunc.load_model(str(folder)).predict(frame)
     assert_predicts_like_the_export(served, trained, frame)
+
+
+def test_served_model_refuses_rows_without_the_description_it_reads(trained, tmp_path):
+    """The loaded (or `mlflow models serve`d) model scored a row without a description on empty text and answered
+    with a prediction. The fusion model reads one with every image: the request is refused as an invalid parameter
+    (HTTP 400 when served, with this message), naming how many rows and the first one."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    model = mlflow.pyfunc.load_model(str(_model_folder(trained, "nb-served", tmp_path / "model")))
+    frame = _inputs(trained, 3)
+    assert len(model.predict(frame)) == 3
+    frame.loc[1, "description"] = ""
+    with pytest.raises(MlflowException) as err:
+        model.predict(frame)
+    assert err.value.get_http_status_code() == 400
+    assert "1 of 3" in err.value.message and f"key {frame['key'][1]}" in err.value.message, err.value.message
+    frame.loc[:, "description"] = "   "
+    with pytest.raises(MlflowException, match="3 of 3"):
+        model.predict(frame)
 
 
 def test_predict_refuses_a_model_folder_that_holds_a_pickle(trained, tmp_path, capsys):

@@ -226,6 +226,14 @@ def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
         raise ValueError(f"unknown journal event {op!r}")
 
 
+def recorded_run(run_dir: Path, stage: str = "train") -> Dict[str, Any]:
+    """The MLflow run that run folder `run_dir`'s `stage` journal reached: its state file's `run_id`,
+    `tracking_uri`, `experiment`, `run_name` and `acked` ({} when the stage journaled nothing or never reached a
+    tracking server). Reads only: nothing is created in the folder."""
+    path = Path(run_dir) / JOURNAL_DIR / f"{stage}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def find_journals(root: Path) -> List[Path]:
     """Every journal (`tracking/*.jsonl`) in run folder `root` or anywhere below it (a whole runs folder)."""
     root = Path(root)

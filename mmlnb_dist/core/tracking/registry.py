@@ -102,6 +102,52 @@ def run_folder(run) -> Path:
     return Path(run_dir)
 
 
+EXPORT_FOLDER = "export"
+"""Where every recipe writes its model inside the run folder (`<run folder>/export`)."""
+
+
+@dataclass
+class RunToRegister:
+    """A training run found from what a user has at hand: its MLflow run id, or the run folder `train` printed."""
+
+    run_id: str
+    tracking_uri: str
+    params: Dict[str, str]
+    """The run's logged parameters: its own `train.recipe` and `train.best_metric` among them."""
+    export_dir: Optional[Path] = None
+    """`<run folder>/export` when the run was given as a folder (the folder may have moved since training)."""
+
+
+def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRegister:
+    """Resolve `run`: an MLflow run id in the store `tracking_uri`, or a run folder whose tracking record
+    (`tracking/train.json`) names the run id and the store it was logged to (used unless `uri_given`)."""
+    import mlflow
+
+    from .journal import JOURNAL_DIR, recorded_run
+
+    folder = Path(run)
+    export_dir = None
+    if folder.is_dir():
+        state = recorded_run(folder)
+        if not state.get("run_id"):
+            raise RegistryError(
+                f"--run {run}: the folder has no MLflow training run on record ({folder / JOURNAL_DIR}/train.json "
+                f"with a run id). Was it trained with tracking.backends including mlflow? If the tracking server "
+                f"was unreachable, `mmlnb-dist tracking sync {run}` uploads the run first; or pass the run id.")
+        run_id, export_dir = state["run_id"], folder / EXPORT_FOLDER
+        tracking_uri = tracking_uri if uri_given else state.get("tracking_uri") or tracking_uri
+    elif "/" in run or folder.exists():
+        raise RegistryError(f"--run {run}: neither a run folder nor an MLflow run id")
+    else:
+        run_id = run
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    try:
+        params = dict(client.get_run(run_id).data.params)
+    except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run
+        raise RegistryError(f"run {run_id} not found at {tracking_uri}: {err}") from None
+    return RunToRegister(run_id, tracking_uri, params, export_dir)
+
+
 def model_card(run, package: ModelPackage, metric: str) -> str:
     """A Markdown model card: the recipe's sections, data lineage (dataset inputs), metrics, environment, config."""
     lines = [f"# {package.title} from run `{run.info.run_id}` ({run.info.run_name})", ""]

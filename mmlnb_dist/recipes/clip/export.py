@@ -20,6 +20,7 @@ import torch
 from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.errors import UserError
+from ...core.tracking.registry import EXPORT_FOLDER
 from .config import ClipModelConfig
 from .metrics import scalar_metrics
 from .plots import publish_run
@@ -117,7 +118,7 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
             log.info("%s: macro AUROC leaves out labels without positives: %s", split,
                      ", ".join(metrics["labels_without_positives"]))
     state = full_fp32_state_dict(recipe.model)  # collective under ZeRO
-    export_dir = recipe.run_dir / "export"
+    export_dir = recipe.run_dir / EXPORT_FOLDER
     # rank 0 exports and may register (an upload to the tracking server, unbounded): the others wait for it
     with rank0_alone(env, cfg.distributed.rank0_wait_s):
         if env.is_main:

@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from ...core.tracking.registry import ModelPackage, RegisterResult, register_model, run_folder
-from ...data.images import read_image, read_request
+from ...core.tracking.registry import EXPORT_FOLDER, ModelPackage, RegisterResult, register_model, run_folder
+from ...data.images import MissingDescriptions, read_image, read_request
 from .config import LOWER_IS_BETTER
 
 if TYPE_CHECKING:
@@ -115,7 +117,11 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
     # warns on every import of this class, inside a `catch_warnings` that no filter of ours can reach.
     def predict(self, context, model_input: pd.DataFrame, params: Optional[Dict[str, Any]] = None):
         params = params or {}
-        req = read_request(model_input, self.predictor.transform.image_size)
+        try:
+            req = read_request(model_input, self.predictor.transform.image_size,
+                               require_text=bool(self.predictor.model.uses_text))
+        except MissingDescriptions as err:  # served: an HTTP 400 with this message, not a meaningless answer
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
                                  int(params.get("batch_size", 32)),
                                  top_k=int(params.get("top_k", 0)), threshold=float(params.get("threshold", 0.0)))
@@ -149,7 +155,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
 
     from ...core.tracking.registry import RegistryError
 
-    export_dir = Path(export_dir) if export_dir is not None else run_folder(run) / "export"
+    export_dir = Path(export_dir) if export_dir is not None else run_folder(run) / EXPORT_FOLDER
     if not export_dir.is_dir():
         raise RegistryError(f"export folder {export_dir} of run {run.info.run_id} does not exist "
                             f"(was the run trained to the end?)")

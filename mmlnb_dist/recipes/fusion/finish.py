@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict
 from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.logging import DETAIL
+from ...core.tracking.registry import EXPORT_FOLDER
 from ...models.encoders import encoder_provenance
 from .export import export_model
 from .metrics import format_metrics_table, scalar_metrics
@@ -55,7 +56,7 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
     result["cache/misses"] = recipe.phases.cache_loads["misses"]
     result["trained"] = what_trained(recipe)  # what the optimizer held, lambda/alpha per epoch, the descriptions
     state = full_fp32_state_dict(recipe.model)  # collective under ZeRO
-    export_dir = recipe.run_dir / "export"
+    export_dir = recipe.run_dir / EXPORT_FOLDER
     # rank 0 exports and may register (an upload to the tracking server, unbounded): the others wait for it
     with rank0_alone(env, cfg.distributed.rank0_wait_s):
         if env.is_main:

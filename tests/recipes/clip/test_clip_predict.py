@@ -89,6 +89,33 @@ def test_images_with_a_descriptions_file_and_per_slide_mean_probabilities(traine
         assert got["labels"].split("|") == [VOCAB[i] for i in np.argsort(-mean)[:3]]
 
 
+def test_the_multilabel_csv_the_shards_were_built_from_gives_captions_and_slides(trained, tmp_path, capsys):
+    """A user predicts new images with the CSV shape `shards build --task multilabel` reads (image, caption,
+    labels, slide): the caption and slide columns are named on the command line; a named column the file lacks is
+    refused with the file's columns."""
+    samples = raw_split(trained["shards"], "val")[:4]
+    (tmp_path / "imgs").mkdir()
+    for s in samples:
+        (tmp_path / "imgs" / f"{s['key']}.png").write_bytes(s["png"])
+    captions, slides = ["a necrosis fat patch", "tissue", "a mitoses patch", "fat"], ["A", "A", "B", "B"]
+    table = tmp_path / "patches.csv"
+    table.write_text("image,caption,labels,slide\n" + "".join(
+        f"imgs/{s['key']}.png,{c},fat,{sl}\n" for s, c, sl in zip(samples, captions, slides)))
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--model", MODEL, str(tmp_path / "imgs"), "--descriptions", str(table),
+            "--description-column", "caption", "--out", str(out), "--uri", trained["uri"]]
+    assert main([*args, "--slide-column", "slide"]) == 0, capsys.readouterr().err
+    rows = pd.read_csv(out, keep_default_na=False)
+    assert dict(zip(rows["key"], rows["description"])) == {s["key"]: c for s, c in zip(samples, captions)}
+    assert dict(zip(rows["key"], rows["slide_id"])) == {s["key"]: sl for s, sl in zip(samples, slides)}
+    agg = pd.read_csv(out.with_name("preds.slides.csv"), keep_default_na=False)
+    assert list(agg["slide_id"]) == ["A", "B"] and list(agg["n_patches"]) == [2, 2]
+
+    assert main([*args, "--slide-column", "patient"]) == 2
+    err = capsys.readouterr().err
+    assert "no 'patient' column" in err and "image, caption, labels, slide" in err, err
+
+
 def test_top_k_and_threshold_together_are_refused(trained, tmp_path, capsys):
     code = main(["predict", "--model", MODEL, str(trained["shards"]), "--out", str(tmp_path / "p.csv"),
                  "--top-k", "2", "--threshold", "0.5", "--uri", trained["uri"]])

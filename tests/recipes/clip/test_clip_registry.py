@@ -94,6 +94,21 @@ def test_registered_model_is_code_and_predicts_the_export_probabilities(trained,
         assert row.split("|") == [classes[i] for i in np.argsort(-p, kind="stable")[:3]]
 
 
+def test_served_model_refuses_captions_it_reads_but_is_not_given(trained):
+    """A CLIP model fused with its caption (concat) scored a row without one on empty text; it is refused as an
+    invalid parameter (HTTP 400 when served)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    samples = raw_split(trained["shards"], "val")[:2]
+    frame = pd.DataFrame({"image": [base64.b64encode(s["png"]).decode() for s in samples],
+                          "description": ["", samples[1]["text"]], "key": [s["key"] for s in samples]})
+    model = mlflow.pyfunc.load_model(f"models:/{AUTO_NAME}@champion")
+    with pytest.raises(MlflowException) as err:
+        model.predict(frame)
+    assert err.value.get_http_status_code() == 400 and "1 of 2" in err.value.message, err.value.message
+
+
 def test_register_command_registers_a_clip_run(trained, capsys):
     code = main(["register", "--config", str(CLIP_PROFILE), "--run", trained["run_id"], "--name", "clip-cli",
                  "--uri", trained["uri"]])
@@ -104,3 +119,49 @@ def test_register_command_registers_a_clip_run(trained, capsys):
     mv = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"]).get_model_version("clip-cli", "1")
     assert float(mv.tags[METRIC]) == pytest.approx(trained["result"]["val/micro_f1"])
 
+
+
+def test_a_run_trained_on_the_command_line_registers_from_the_folder_train_printed(trained, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """The user's path: `train` prints its run folder and MLflow run id; `register --run <that folder>` needs no
+    --config, --recipe or --uri (run from another directory): the run id and its store come from the folder's
+    tracking record, the recipe (clip) and the selection metric (its best/val/micro_f1) from the run's own
+    parameters, the model from the folder's export."""
+    import json
+
+    import mlflow
+
+    runs, uri = tmp_path / "runs", f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
+    code = main(["train", "--config", str(CLIP_PROFILE), f"data.shards={trained['shards']}", f"run.output_dir={runs}",
+                 "run.name=cli", "data.loader.num_workers=0", "data.loader.image_size=32", "train.epochs=1",
+                 "tracking.backends=[mlflow]"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and summary["run_dir"] == str(runs / "cli")
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
+    assert client.get_run(summary["mlflow_run_id"]).data.tags["run_dir"] == str(runs / "cli")
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the default store would be ./runs/mlflow.db: not the run's
+    code = main(["register", "--run", summary["run_dir"], "--name", "clip-folder"])
+    out = capsys.readouterr().out
+    assert code == 0 and "models:/clip-folder@champion -> version 1" in out, out
+    mv = client.get_model_version("clip-folder", "1")
+    assert mv.run_id == summary["mlflow_run_id"]
+    assert float(mv.tags[METRIC]) == pytest.approx(summary["val/micro_f1"])
+    assert list(elsewhere.iterdir()) == []  # no store was made where the command ran
+
+    # a run id alone, no --config: the run's own recipe, not the fusion default
+    assert main(["register", "--run", summary["mlflow_run_id"], "--name", "clip-id", "--uri", uri]) == 0
+    assert float(client.get_model_version("clip-id", "1").tags[METRIC]) == pytest.approx(summary["val/micro_f1"])
+
+
+def test_register_names_what_is_wrong_with_a_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "untracked").mkdir()
+    assert main(["register", "--run", "untracked", "--name", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "untracked" in err and "tracking/train.json" in err and "tracking sync" in err, err
+    assert main(["register", "--run", "runs/missing", "--name", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "runs/missing" in err and "neither a run folder nor an MLflow run id" in err, err

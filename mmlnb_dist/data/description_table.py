@@ -1,0 +1,110 @@
+"""A descriptions file handed to `predict` (CSV or JSONL: an image column, a description column, optional
+`slide_id`), matched to the images being predicted by path first.
+
+    table = DescriptionTable.read(Path("descs.csv"), column="description")
+    row = table.find("S1_p1", Path("in/S1/p1.png"))   # the row, None, or DescriptionsError
+
+Patches of different slides often share a file name (`S1/p1.png`, `S2/p1.png`), so a row matches an image by its
+path: the path resolved against the file's folder or the working directory, or the longest tail of the image's
+own path that a row names. A bare name, stem or sample key is used only when exactly one row carries it and only one
+image asks for it; anything else would give an image another image's description, and is refused by name.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any, Dict, List, Optional
+
+from ..core.errors import UserError
+
+ID_COLUMNS = ("key", "path", "image", "file")
+"""Columns that may name a row's image, in the order they are tried."""
+
+
+class DescriptionsError(UserError, ValueError):
+    """The descriptions file cannot be read, or a row could belong to more than one image."""
+
+
+def _posix(path: str) -> str:
+    """`path` with forward slashes and without `./` parts, as rows and image paths are compared."""
+    return PurePosixPath(str(path).replace("\\", "/")).as_posix()
+
+
+class DescriptionTable:
+    """Rows of a descriptions file indexed by path, and by name / stem / key where those are unambiguous."""
+
+    def __init__(self, rows: List[Dict[str, Any]], folder: Path, column: str, source: str,
+                 slide_column: str = "slide_id"):
+        self.column, self.slide_column, self.source = column, slide_column, source
+        self.by_path: Dict[str, Dict[str, Any]] = {}
+        self.by_alias: Dict[str, List[Dict[str, Any]]] = {}
+        self._alias_users: Dict[int, str] = {}  # id(row) -> the image that matched it by a bare name
+        for row in rows:
+            names = [str(row[c]) for c in ID_COLUMNS if row.get(c)]
+            for name in names:
+                for path in {_posix(name), str((folder / name).resolve()), str(Path(name).resolve())}:
+                    other = self.by_path.setdefault(path, row)
+                    if other is not row and other.get(column) != row.get(column):
+                        raise DescriptionsError(f"{source}: two rows with different descriptions name '{name}'; "
+                                                f"name each image by its path (relative to the file)")
+                for alias in {name, Path(name).name, Path(name).stem}:
+                    same = self.by_alias.setdefault(alias, [])
+                    if all(r is not row for r in same):
+                        same.append(row)
+
+    @classmethod
+    def read(cls, path: Path, column: str = "description", slide_column: Optional[str] = None) -> "DescriptionTable":
+        """Read a CSV or JSONL file; its text is in `column`, slide ids in `slide_column` (default `slide_id`
+        when the file has one; a named column must exist)."""
+        path = Path(path)
+        if not path.is_file():
+            raise DescriptionsError(f"descriptions file not found: {path}")
+        if path.suffix in (".jsonl", ".json"):
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        else:
+            with open(path, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        columns = list(rows[0]) if rows else []
+        if not rows or any(column not in row for row in rows):
+            raise DescriptionsError(f"{path}: no '{column}' column (its columns: {', '.join(columns) or 'none'}); "
+                                    f"name the column that holds the text with --description-column")
+        if slide_column is not None and slide_column not in columns:
+            raise DescriptionsError(f"{path}: no '{slide_column}' column (its columns: {', '.join(columns)})")
+        if not any(c in columns for c in ID_COLUMNS):
+            raise DescriptionsError(f"{path}: no column names the images (one of {', '.join(ID_COLUMNS)}; its "
+                                    f"columns: {', '.join(columns)})")
+        return cls(rows, path.parent.resolve(), column, str(path), slide_column or "slide_id")
+
+    def find(self, key: str, path: Optional[Path] = None) -> Optional[Dict[str, Any]]:
+        """The row of the image with sample key `key`, read from file `path` (None for a shard sample)."""
+        source = str(path) if path is not None else key
+        if path is not None:
+            resolved = str(Path(path).resolve())
+            if resolved in self.by_path:
+                return self.by_path[resolved]
+            parts = PurePosixPath(_posix(str(path))).parts
+            for i in range(len(parts) - 1):  # the longest tail of the image's path a row names (a bare name: below)
+                tail = "/".join(parts[i:])
+                if tail in self.by_path:
+                    return self.by_path[tail]
+        aliases = (key,) if path is None else (key, Path(path).name, Path(path).stem)
+        for alias in aliases:
+            rows = self.by_alias.get(alias, [])
+            if len(rows) > 1:
+                raise DescriptionsError(f"{self.source}: {len(rows)} rows name '{alias}', which could be the "
+                                        f"image {source}; name each image by its path (relative to the file)")
+            if rows:
+                taken = self._alias_users.setdefault(id(rows[0]), source)
+                if taken != source:
+                    raise DescriptionsError(f"{self.source}: the row for '{alias}' fits both {taken} and {source}; "
+                                            f"name each image by its path (relative to the file)")
+                return rows[0]
+        return None
+
+    def description(self, row: Dict[str, Any]) -> str:
+        return str(row[self.column])
+
+    def slide_id(self, row: Dict[str, Any]) -> Optional[str]:
+        value = row.get(self.slide_column)
+        return str(value) if value not in (None, "") else None
