@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import DEFAULT_PROFILE, add_config_args, load_from_args
 
@@ -35,8 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("evaluate", help="print the metrics of a trained model on one split",
                        description="Evaluate an export folder or a DeepSpeed checkpoint on one split, with the "
                        "metrics of the recipe train.recipe names (fusion: the seven metrics and the confusion "
-                       "matrix; clip: the multi-label metrics on the top-k prediction, export only).")
-    add_config_args(e, DEFAULT_PROFILE)
+                       "matrix; clip: the multi-label metrics on the top-k prediction, export only). Without "
+                       "--config, the run's own config.yaml beside the export or checkpoints folder (its recipe "
+                       f"and shard set; override data.shards=... for another set), else {DEFAULT_PROFILE}.")
+    add_config_args(e)
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--export", metavar="DIR", help="an export folder (runs/<name>/export)")
     src.add_argument("--checkpoint", metavar="DIR", help="a checkpoints folder (runs/<name>/checkpoints)")
@@ -84,6 +87,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..core.errors import UserError
     from ..recipes import RECIPES, load_class, spec_for
 
+    if args.config is None:
+        # the model's own run: its recipe, shard set and preprocessing; a profile's would name other data
+        run_config = Path(args.export or args.checkpoint).parent / "config.yaml"
+        args.config = str(run_config) if run_config.is_file() else DEFAULT_PROFILE
+        print(f"config: {args.config}" + (" (the run's own)" if run_config.is_file() else ""), file=sys.stderr)
     cfg = load_from_args(args)
     spec = spec_for(cfg.train.recipe)
     if spec.evaluate:  # the recipe's own evaluation (clip: multi-label metrics of its export)

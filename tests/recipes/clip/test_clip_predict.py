@@ -4,6 +4,7 @@ export's own sigmoid(logits)), the predicted label set by top-k or threshold, ca
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -143,6 +144,21 @@ def test_evaluate_command_equals_the_runs_own_metrics(trained, split, capsys):
         assert printed[name] == pytest.approx(own[f"{split}/{name}"], abs=1e-6), name
     assert printed["per_label_f1"] == pytest.approx(own[f"{split}/per_label_f1"], abs=1e-6)
     assert printed["labels_without_positives"] == own[f"{split}/labels_without_positives"]
+
+
+def test_evaluate_without_a_config_uses_the_runs_own(trained, tmp_path, capsys, monkeypatch):
+    """`evaluate --export runs/NAME/export` without --config evaluated with the embedded cpu-demo profile: another
+    recipe (a CLIP export failed with 'unknown export format') and another shard set (`shards/demo` of wherever the
+    command ran: a fusion run was silently scored on other data). The run's own saved config is used instead."""
+    monkeypatch.chdir(tmp_path)
+    export = trained["result"]["export_dir"]
+    assert main(["evaluate", "--export", str(export), "--split", "test", "--json"]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    own = json.loads((trained["root"] / "runs" / "reg" / "metrics.json").read_text())
+    assert printed["num_samples"] == own["test/num_samples"] > 0
+    assert printed["micro_f1"] == pytest.approx(own["test/micro_f1"], abs=1e-6)
+    assert str(Path(export).parent / "config.yaml") in captured.err, captured.err
 
 
 def test_evaluate_table_names_every_metric_and_label(trained, capsys):
