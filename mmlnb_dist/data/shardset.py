@@ -72,6 +72,12 @@ class ShardSet:
         return bool(self.manifest.get("has_descriptions"))
 
     @property
+    def task(self) -> str:
+        """`single` (one class per sample, `cls`) or `multilabel` (a label set per sample: `shards build --task
+        multilabel`)."""
+        return str(self.manifest.get("task", "single"))
+
+    @property
     def provenance(self) -> Dict[str, Any]:
         return dict(self.manifest.get("provenance") or {})
 

@@ -98,6 +98,10 @@ class ClipRecipe:
             shards = ShardSet.open(cfg.data.shards)
         except ShardError as err:
             raise ShardError(f"data.shards: {err}") from None
+        if shards.task != "multilabel":  # no label sets: every sample would be a bad one, found mid-epoch
+            raise ConfigError(f"data.shards: {cfg.data.shards} is a single-label shard set (one class per patch); "
+                              f"the clip recipe trains on label sets: build them with `mmlnb-dist shards build "
+                              f"--task multilabel`, or train the fusion recipe (train.recipe=fusion)")
         shards.require_split("train", "to train on")
         shards.require_split("val", "to pick the best checkpoint")
         n_labels = len(shards.classes)

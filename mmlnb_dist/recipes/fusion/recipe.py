@@ -90,6 +90,10 @@ class FusionRecipe:
             shards = ShardSet.open(cfg.data.shards)
         except ShardError as err:  # name the key to change, as every config error does
             raise ShardError(f"data.shards: {err}") from None
+        if shards.task != "single":  # its labels are sets: one class per patch would train and score on a guess
+            raise ConfigError(f"data.shards: {cfg.data.shards} is a multi-label shard set (a label set per patch); "
+                              f"the fusion recipe predicts one class per patch. Train it with the clip recipe "
+                              f"(--config clip-multilabel, or train.recipe=clip)")
         shards.require_split("train", "to train on")
         shards.require_split("val", "to pick the best checkpoint")
         check_shard_files(shards, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)

@@ -123,3 +123,19 @@ def test_mid_epoch_checkpoints_are_refused_not_ignored(tmp_path):
     shards = caption_shards(tmp_path / "shards", n=24)
     with pytest.raises(ConfigError, match="train.checkpoint_every_steps"):
         ClipRecipe.check(clip_config(shards, tmp_path, "train.checkpoint_every_steps=5"), DistEnv.from_environment())
+
+
+def test_a_single_label_shard_set_is_refused_before_training(tmp_path):
+    """The CLIP recipe on a shard set of one class per patch started, then stopped mid-epoch on a bad-sample rate
+    ("json member has no 'labels' list"); it is refused before any work, naming the set and what to build."""
+    from mmlnb_dist.core.distributed import DistEnv
+    from mmlnb_dist.core.errors import ConfigError
+    from mmlnb_dist.recipes.clip.recipe import ClipRecipe
+
+    from support.fusion import make_shards
+
+    shards = make_shards(tmp_path, n=36, size=32)
+    with pytest.raises(ConfigError) as err:
+        ClipRecipe.check(clip_config(shards, tmp_path), DistEnv.from_environment())
+    message = str(err.value)
+    assert str(shards) in message and "single-label" in message and "--task multilabel" in message, message

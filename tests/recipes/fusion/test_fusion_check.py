@@ -102,3 +102,16 @@ def test_an_undefined_metric_never_becomes_the_best_checkpoint(metric, values, b
         if recipe._is_better(value):
             recipe.best = {"epoch": epoch, "value": value}
     assert recipe.best["epoch"] == best_epoch
+
+
+def test_a_multi_label_shard_set_is_refused_before_training(tmp_path):
+    """`train` with the fusion recipe on a shard set built with `--task multilabel` trained one class per patch
+    and reported single-label metrics on it, silently; it is refused, naming the set and the recipe to use."""
+    from support.clip import caption_shards
+
+    shards = caption_shards(tmp_path, n=24, size=32)
+    with pytest.raises(ConfigError) as err:
+        _check(shards, tmp_path)
+    message = str(err.value)
+    assert "data.shards" in message and str(shards) in message and "multi-label" in message, message
+    assert "clip-multilabel" in message, message
