@@ -191,7 +191,9 @@ def test_two_node_search_with_tracking_server_survives_a_driver_kill(cluster, tr
     assert all(st in ("FINISHED", "KILLED") for _, st in statuses), statuses
     assert {n for n, st in statuses if st == "KILLED"} <= {f"{name}-train" for name in
                                                            {d.name for d in done} - set(finished)}, statuses
-    assert all(c.data.metrics.get("val/loss") is not None for c in children)
+    # every finished child logged its validation; a killed attempt may have died before its first evaluation
+    assert all(c.data.metrics.get("val/loss") is not None for c in children if c.info.status == "FINISHED"), [
+        (c.info.run_name, c.info.status, sorted(c.data.metrics)) for c in children]
     for where, text in (("server", tracking_server.log.read_text()), ("first driver", first_log.read_text()),
                         ("resumed driver", output)):
         assert not [e for e in LOCK_ERRORS if e in text], where
