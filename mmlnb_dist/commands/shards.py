@@ -28,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     build.add_argument("--input", "-i", required=True, metavar="PATH", help="folder of class subfolders, or CSV manifest")
-    build.add_argument("--descriptions", metavar="JSONL", help="descriptions JSONL ({'file', 'description'} per line)")
+    build.add_argument("--descriptions", metavar="FILE",
+                       help="descriptions JSONL ({'file', 'description'} per line) or CSV (file, description), "
+                            "matched to the inputs by path")
     build.add_argument("--out", "-o", metavar="DIR", help="output shard folder (default: data.shards)")
     build.add_argument("--classes", default=None,
                        help="comma-separated class names, in index order (default: data.classes, UD,PD,D; "

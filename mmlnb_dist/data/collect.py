@@ -1,18 +1,21 @@
 """Collecting build inputs: a folder of class subfolders, or a CSV (path|file, label[, slide_id, description]),
-plus descriptions from a JSONL file. Every problem is raised before anything is written."""
+plus descriptions from a JSONL or CSV file, matched to the inputs by path (`DescriptionTable`). Every problem is
+raised before anything is written."""
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
+import logging
 import re
-from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 from .build import SampleSpec, validate_samples
+from .description_table import DescriptionsError, DescriptionTable
 from .images import IMAGE_EXTENSIONS
 from .shardset import ShardError
+
+log = logging.getLogger(__name__)
 
 
 def sample_key(rel: str, taken: Dict[str, str]) -> str:
@@ -26,36 +29,35 @@ def sample_key(rel: str, taken: Dict[str, str]) -> str:
     return key
 
 
-def load_descriptions(path: Union[str, Path]) -> Dict[str, str]:
-    """Read a descriptions JSONL (`{"file": ..., "description": ...}` per line) into {file: description}."""
-    path = Path(path)
-    if not path.is_file():
-        raise ShardError(f"descriptions file not found: {path}")
-    out: Dict[str, str] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            out[str(rec["file"])] = str(rec["description"])
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ShardError(f"{path}:{n}: expected a JSON object with 'file' and 'description' ({err})") from None
-    return out
+def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) -> None:
+    """Give each sample the row of the descriptions file `source` that names it (`DescriptionTable`: by path,
+    a bare name only when it fits one row and one input). Ambiguities and a file that names no input are
+    refused; rows and inputs left without a partner are counted in a warning."""
+    try:
+        table = DescriptionTable.read(source, column="description")
+        used = {}
+        for spec in samples:
+            row = table.find(spec.key, Path(spec.image))
+            if row is not None:
+                spec.description = table.description(row)
+                used[id(row)] = row
+    except DescriptionsError as err:
+        raise ShardError(str(err)) from None
+    unused = [table.name(row) for row in table.rows if id(row) not in used]
+    if not used:
+        raise ShardError(f"{source}: not one of its {len(table.rows)} rows names an input (first: "
+                         f"{', '.join(unused[:3])}); inputs are named by their path relative to {root}, like "
+                         f"{', '.join(str(s.meta.get('file', s.key)) for s in samples[:3])}")
+    described = sum(s.description is not None for s in samples)
+    if unused or described < len(samples):
+        missing = [str(s.meta.get("file", s.key)) for s in samples if s.description is None]
+        log.warning("%s: %d of %d inputs have a description%s; %d row%s name%s no input%s", source, described,
+                    len(samples), f" (without: {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+                    if missing else "", len(unused), "" if len(unused) == 1 else "s", "s" if len(unused) == 1 else "",
+                    f" ({', '.join(unused[:3])}{', ...' if len(unused) > 3 else ''})" if unused else "")
 
 
-def _attach_descriptions(samples: List[SampleSpec], rels: List[str], descriptions: Mapping[str, str]) -> None:
-    """Match by relative path first, then by file name (when that name is unique among the inputs)."""
-    by_name = Counter(Path(r).name for r in rels)
-    desc_by_name = {Path(k).name: v for k, v in descriptions.items()}
-    for spec, rel in zip(samples, rels):
-        name = Path(rel).name
-        if rel in descriptions:
-            spec.description = descriptions[rel]
-        elif by_name[name] == 1 and name in desc_by_name:
-            spec.description = desc_by_name[name]
-
-
-def _read_csv(csv_path: Path, classes: Sequence[str]) -> Tuple[List[SampleSpec], List[str]]:
+def _read_csv(csv_path: Path, classes: Sequence[str]) -> List[SampleSpec]:
     try:
         with open(csv_path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
@@ -67,15 +69,14 @@ def _read_csv(csv_path: Path, classes: Sequence[str]) -> Tuple[List[SampleSpec],
         raise ShardError(f"CSV {csv_path} must have columns 'path' (or 'file') and 'label' "
                          f"(optional 'slide_id', 'description'); found: {sorted(columns) or 'no rows'}")
     root = csv_path.parent
-    samples, rels, taken = [], [], {}
+    samples, taken = [], {}
     for row in rows:
         rel = Path(row[path_col]).as_posix()
         slide = (row.get("slide_id") or "").strip() or None
         desc = row.get("description") or None
         samples.append(SampleSpec(sample_key(rel, taken), row["label"].strip(), root / rel, slide, desc,
                                   {"file": rel}))
-        rels.append(rel)
-    return samples, rels
+    return samples
 
 
 def collect_samples(
@@ -93,14 +94,14 @@ def collect_samples(
     if not input_path.exists():
         raise ShardError(f"input not found: {input_path}")
     if input_path.is_file():
-        samples, rels = _read_csv(input_path, classes)
+        samples = _read_csv(input_path, classes)
         root = input_path.parent
     elif (input_path / "labels.csv").is_file():
-        samples, rels = _read_csv(input_path / "labels.csv", classes)
+        samples = _read_csv(input_path / "labels.csv", classes)
         root = input_path
     else:
         root = input_path
-        samples, rels, taken = [], [], {}
+        samples, taken = [], {}
         subdirs = sorted(p for p in input_path.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not subdirs:
             raise ShardError(f"{input_path}: no class subfolders (expected {', '.join(f'{c}/' for c in classes)}) and no labels.csv")
@@ -113,10 +114,9 @@ def collect_samples(
             for p in files:
                 rel = p.relative_to(input_path).as_posix()
                 samples.append(SampleSpec(sample_key(rel, taken), sub.name, p, None, None, {"file": rel}))
-                rels.append(rel)
     if descriptions is None and (root / "descriptions.jsonl").is_file():
         descriptions = root / "descriptions.jsonl"
     if descriptions is not None:
-        _attach_descriptions(samples, rels, load_descriptions(descriptions))
+        _attach_descriptions(samples, Path(descriptions), root)
     validate_samples(samples, classes)
     return samples

@@ -31,12 +31,29 @@ def _posix(path: str) -> str:
     return PurePosixPath(str(path).replace("\\", "/")).as_posix()
 
 
+def _read_jsonl(path: Path) -> List[Dict[str, Any]]:
+    """The JSON objects of a JSONL file, one per non-empty line; a bad line is named by its number."""
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DescriptionsError(f"{path}:{n}: not a JSON object ({err})") from None
+        if not isinstance(row, dict):
+            raise DescriptionsError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
 class DescriptionTable:
     """Rows of a descriptions file indexed by path, and by name / stem / key where those are unambiguous."""
 
     def __init__(self, rows: List[Dict[str, Any]], folder: Path, column: str, source: str,
                  slide_column: str = "slide_id"):
         self.column, self.slide_column, self.source = column, slide_column, source
+        self.rows = rows
         self.by_path: Dict[str, Dict[str, Any]] = {}
         self.by_alias: Dict[str, List[Dict[str, Any]]] = {}
         self._alias_users: Dict[int, str] = {}  # id(row) -> the image that matched it by a bare name
@@ -60,11 +77,14 @@ class DescriptionTable:
         path = Path(path)
         if not path.is_file():
             raise DescriptionsError(f"descriptions file not found: {path}")
-        if path.suffix in (".jsonl", ".json"):
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        else:
-            with open(path, newline="") as fh:
-                rows = list(csv.DictReader(fh))
+        try:
+            if path.suffix in (".jsonl", ".json"):
+                rows = _read_jsonl(path)
+            else:
+                with open(path, newline="", encoding="utf-8") as fh:
+                    rows = list(csv.DictReader(fh))
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise DescriptionsError(f"cannot read {path}: {err}") from None
         columns = list(rows[0]) if rows else []
         if not rows or any(column not in row for row in rows):
             raise DescriptionsError(f"{path}: no '{column}' column (its columns: {', '.join(columns) or 'none'}); "
@@ -101,6 +121,10 @@ class DescriptionTable:
                                             f"name each image by its path (relative to the file)")
                 return rows[0]
         return None
+
+    def name(self, row: Dict[str, Any]) -> str:
+        """How the row names its image (its first id column), for messages."""
+        return next((str(row[c]) for c in ID_COLUMNS if row.get(c)), "?")
 
     def description(self, row: Dict[str, Any]) -> str:
         return str(row[self.column])
