@@ -123,9 +123,12 @@ def row_config(cfg: Config, row: str, overrides: Sequence[str], seed: int, study
                                 f"run.name={row}-seed{seed}", f"run.cache_dir={study_dir / 'cache'}",
                                 "run.resume=false"])
     try:
-        return config_from_dict(raw, f"row '{row}'")
+        row_cfg = config_from_dict(raw, f"row '{row}'")
     except ConfigError as err:
         raise ConfigError(f"ablation row '{row}' ({' '.join(overrides)}): {err}") from None
+    # A row is an ablated model: registering it under the profile's model name could hand it the champion alias.
+    row_cfg.tracking.register_name = None
+    return row_cfg
 
 
 def _split_of(result: Dict[str, Any]) -> str:
@@ -180,6 +183,10 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
     study_dir = Path(cfg.run.dir)
     # Every run's config is built (and validated) before the first one starts.
     configs = {(row, s): row_config(cfg, row, available[row][1], s, study_dir) for row in chosen for s in seeds}
+    if cfg.tracking.register_name:
+        log.info("study %s: its runs are not registered (tracking.register_name=%s is for train and pipeline); "
+                 "register one with: mmlnb-dist register --run %s/<row>-seed<seed>", study_dir.name,
+                 cfg.tracking.register_name, study_dir)
     parent = _open_parent(cfg, study_dir, chosen, seeds)
     # One process group for every engine of the study (DeepSpeed caches its groups at module level).
     init_engine_process_group(DistEnv.from_environment(), cfg.distributed)

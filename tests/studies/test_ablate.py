@@ -24,8 +24,9 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
 
     from mmlnb_dist.studies import run_study
 
+    # a profile that registers its training runs: the study's ablated rows must not become versions of that model
     cfg = clip_config(shards, tmp_path / "runs", "train.epochs=2", "tracking.backends=[stdout,mlflow]",
-                      name="baselines")
+                      "tracking.register_name=prod-model", name="baselines")
     study = run_study(cfg, rows=["text_only", "concat"], seeds=[0, 1])
     assert study.split == "test" and list(study.table) == ["concat", "text_only"]  # the reference row first
     for row, entry in study.table.items():
@@ -50,6 +51,7 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
     assert sorted(r.info.run_name for r in children) == ["concat-seed0-train", "concat-seed1-train",
                                                          "text_only-seed0-train", "text_only-seed1-train"]
     assert parent.data.metrics["concat/micro_f1_mean"] == pytest.approx(study.table["concat"]["micro_f1_mean"])
+    assert client.search_registered_models() == []  # no row registered itself (a text-only row as champion)
 
     again = run_study(cfg, rows=["text_only", "concat"], seeds=[0, 1])
     assert sorted(again.skipped) == ["concat-seed0", "concat-seed1", "text_only-seed0", "text_only-seed1"]

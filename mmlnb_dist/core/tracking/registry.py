@@ -18,7 +18,17 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..checkpoint import better
-from ..errors import UserError
+from ..errors import ConfigError, UserError
+
+
+def check_registration(tracking: Any) -> None:
+    """Refuse, before any work, a `tracking.register_name` that the end of training could not honour: a run
+    without the mlflow backend has no MLflow run to register (the fusion recipe used to train and register
+    nothing, silently). Each recipe that registers at the end of training calls it from its `check`."""
+    if tracking.register_name and "mlflow" not in tracking.backends:
+        raise ConfigError(f"tracking.register_name: registering '{tracking.register_name}' needs an MLflow run, but "
+                          f"tracking.backends is {list(tracking.backends)}; add mlflow to tracking.backends "
+                          f"(tracking.backends=[stdout,mlflow]) or unset tracking.register_name")
 
 
 class RegistryError(UserError, RuntimeError):

@@ -26,6 +26,7 @@ from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json
 from ...core.errors import ConfigError
 from ...core.recipe import Report
 from ...core.tracking import build_logger
+from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.preprocess import ImageSamplePreprocess, MultiHotLabel
@@ -69,10 +70,7 @@ class ClipRecipe:
     def check(cls, cfg: "Config", env: DistEnv) -> None:
         """Problems found without work (the shard manifest is read, no sample): raised before anything starts."""
         c = cfg.clip
-        if cfg.tracking.register_name and "mlflow" not in cfg.tracking.backends:
-            raise ConfigError(f"tracking.register_name: registering '{cfg.tracking.register_name}' needs the MLflow "
-                              f"run of training, but tracking.backends is {cfg.tracking.backends}; add mlflow or "
-                              f"unset it (or register later: mmlnb-dist register --run RUN_ID)")
+        check_registration(cfg.tracking)
         if cfg.train.checkpoint_every_steps:  # its epoch loop keeps no data position: say so instead of ignoring it
             raise ConfigError(f"train.checkpoint_every_steps: {cfg.train.checkpoint_every_steps} asked, but the CLIP "
                               f"recipe checkpoints at epoch ends only (train.checkpoint_every); set it to 0")

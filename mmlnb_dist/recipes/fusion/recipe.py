@@ -24,6 +24,7 @@ from ...core.errors import ConfigError
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
 from ...core.tracking import build_logger
+from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
@@ -68,6 +69,7 @@ class FusionRecipe:
         from ...models.encoders import IMAGE_ENCODERS
         from .checks import check_best_metric_defined, check_text_available
 
+        check_registration(cfg.tracking)
         name = cfg.fusion.model.image_encoder.name
         if cfg.fusion.model.mode != "text_only" and name not in IMAGE_ENCODERS:
             raise ConfigError(f"fusion.model.image_encoder.name: unknown encoder '{name}'; choose one of "

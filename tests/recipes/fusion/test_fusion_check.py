@@ -115,3 +115,15 @@ def test_a_multi_label_shard_set_is_refused_before_training(tmp_path):
     message = str(err.value)
     assert "data.shards" in message and str(shards) in message and "multi-label" in message, message
     assert "clip-multilabel" in message, message
+
+
+def test_register_name_without_an_mlflow_backend_is_refused_before_work(described, tmp_path):
+    """It used to train the whole run and register nothing, silently (the clip recipe refused it; one check in
+    `core.recipe.run` now serves every recipe)."""
+    from mmlnb_dist.core.recipe import run
+
+    cfg = tiny_config(described, tmp_path / "runs", "reg", ["tracking.register_name=nb-model", "train.epochs=1"])
+    with pytest.raises(ConfigError, match="tracking.register_name") as err:
+        run(FusionRecipe, cfg, DistEnv())
+    assert "mlflow" in str(err.value) and "register --run" not in str(err.value)
+    assert not (tmp_path / "runs" / "reg" / "checkpoints").exists()
