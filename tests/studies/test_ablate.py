@@ -52,6 +52,10 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
                                                          "text_only-seed0-train", "text_only-seed1-train"]
     assert parent.data.metrics["concat/micro_f1_mean"] == pytest.approx(study.table["concat"]["micro_f1_mean"])
     assert client.search_registered_models() == []  # no row registered itself (a text-only row as champion)
+    from mmlnb_dist.cli import main  # the way the study's log line gives to register a row: by its run folder
+
+    assert main(["register", "--run", str(tmp_path / "runs" / "baselines" / "concat-seed0"), "--name", "chosen"]) == 0
+    assert [m.name for m in client.search_registered_models()] == ["chosen"]
 
     again = run_study(cfg, rows=["text_only", "concat"], seeds=[0, 1])
     assert sorted(again.skipped) == ["concat-seed0", "concat-seed1", "text_only-seed0", "text_only-seed1"]
