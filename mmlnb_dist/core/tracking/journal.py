@@ -33,6 +33,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def run_record_path(run_dir: Path, stage: str) -> Path:
+    """`<run_dir>/tracking/<stage>.json`: the MLflow run a run folder's stage logged to (the journal's state)."""
+    return Path(run_dir) / JOURNAL_DIR / f"{stage}.json"
+
+
+def write_run_record(path: Path, **updates: Any) -> None:
+    """Merge `updates` into the record at `path`, atomically (a reader never sees half a file)."""
+    state = {**(json.loads(path.read_text()) if path.is_file() else {}), **updates}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(path)
+
+
 class Spool:
     """One MLflow run's append-only journal of calls plus its state file (run id, acknowledged prefix)."""
 
@@ -47,7 +61,7 @@ class Spool:
 
     @classmethod
     def for_stage(cls, run_dir: Path, stage: str) -> "Spool":
-        return cls(Path(run_dir) / JOURNAL_DIR / f"{stage}.jsonl")
+        return cls(run_record_path(run_dir, stage).with_suffix(".jsonl"))
 
     # -- events
     def events(self) -> Iterator[Dict[str, Any]]:
@@ -92,10 +106,7 @@ class Spool:
         return {}
 
     def write_state(self, **updates: Any) -> None:
-        state = {**self.state(), **updates}
-        tmp = self.state_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(self.state_path)
+        write_run_record(self.state_path, **updates)
 
     @property
     def acked(self) -> int:
@@ -227,10 +238,10 @@ def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
 
 
 def recorded_run(run_dir: Path, stage: str = "train") -> Dict[str, Any]:
-    """The MLflow run that run folder `run_dir`'s `stage` journal reached: its state file's `run_id`,
-    `tracking_uri`, `experiment`, `run_name` and `acked` ({} when the stage journaled nothing or never reached a
-    tracking server). Reads only: nothing is created in the folder."""
-    path = Path(run_dir) / JOURNAL_DIR / f"{stage}.json"
+    """The MLflow run that run folder `run_dir`'s `stage` logged to: its record's `run_id`, `tracking_uri`,
+    `experiment`, `run_name` and (with the journal) `acked`; {} when the stage never reached a tracking server.
+    Reads only: nothing is created in the folder."""
+    path = run_record_path(run_dir, stage)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..sections import TrackingConfig
-from .journal import Spool, apply_event, ensure_run, now_ms, send_pending, upload
+from .journal import Spool, apply_event, ensure_run, now_ms, send_pending, upload, write_run_record
 from .loggers import NullLogger
 from .server import get_or_create_experiment, limit_http_retries, server_reachable
 
@@ -74,11 +74,24 @@ class MLflowLogger(NullLogger):
             else:
                 exp_id = get_or_create_experiment(self.client, tracking.experiment, Path(artifact_root))
                 self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
+                if self.run_dir is not None:  # no journal, but the folder still names its run (register, pipeline)
+                    self._record_run_without_journal(stage, uri, run_name)
         except Exception as err:  # noqa: BLE001 - any tracking failure must leave training running
             self._go_offline(f"could not open the MLflow run at {uri}: {type(err).__name__}: {str(err)[:200]}")
             return
         if tracking.system_metrics:
             self._start_system_metrics()
+
+    def _record_run_without_journal(self, stage: str, uri: str, run_name: str) -> None:
+        """Write the run record (`journal.run_record_path`) of a run logged without a journal. A journal an
+        earlier process left is moved aside first: the record beside it would otherwise name another run."""
+        spool = Spool.for_stage(self.run_dir, stage)
+        if spool.path.is_file():
+            log.info("tracking.spool is off: the previous MLflow journal of %s moved to %s", stage,
+                     spool.archive().name)
+        spool.state_path.unlink(missing_ok=True)
+        write_run_record(spool.state_path, run_id=self.run_id, tracking_uri=uri,
+                         experiment=self.tracking.experiment, run_name=run_name)
 
     def _open_journal(self, stage: str, resume: bool) -> Optional[Spool]:
         if not self.tracking.spool:

@@ -121,12 +121,15 @@ def test_register_command_registers_a_clip_run(trained, capsys):
 
 
 
+@pytest.mark.parametrize("spool", ["true", "false"])
 def test_a_run_trained_on_the_command_line_registers_from_the_folder_train_printed(trained, tmp_path, capsys,
-                                                                                   monkeypatch):
+                                                                                   monkeypatch, spool):
     """The user's path: `train` prints its run folder and MLflow run id; `register --run <that folder>` needs no
     --config, --recipe or --uri (run from another directory): the run id and its store come from the folder's
     tracking record, the recipe (clip) and the selection metric (its best/val/micro_f1) from the run's own
-    parameters, the model from the folder's export."""
+    parameters, the model from the folder's export. Without the journal (`tracking.spool=false`) the folder
+    still records its MLflow run (it used to record none: no id printed, the folder refused, and `pipeline`
+    registered nothing, saying the run had no MLflow backend)."""
     import json
 
     import mlflow
@@ -134,9 +137,10 @@ def test_a_run_trained_on_the_command_line_registers_from_the_folder_train_print
     runs, uri = tmp_path / "runs", f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
     code = main(["train", "--config", str(CLIP_PROFILE), f"data.shards={trained['shards']}", f"run.output_dir={runs}",
                  "run.name=cli", "data.loader.num_workers=0", "data.loader.image_size=32", "train.epochs=1",
-                 "tracking.backends=[mlflow]"])
+                 "tracking.backends=[mlflow]", f"tracking.spool={spool}"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and summary["run_dir"] == str(runs / "cli")
+    assert any((runs / "cli" / "tracking").glob("*.jsonl")) == (spool == "true")
     client = mlflow.MlflowClient(uri, registry_uri=uri)
     assert client.get_run(summary["mlflow_run_id"]).data.tags["run_dir"] == str(runs / "cli")
 
