@@ -12,13 +12,13 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..config import Config
 from ..core.distributed import DistEnv, all_gather_object
 from ..data.shardset import ShardSet
 from ..recipes import RECIPES, load_class
-from .stages import PlannedStage, StageResult, fingerprint, rank0_stage
+from .stages import KEEP_OPEN, PlannedStage, StageResult, fingerprint, rank0_stage
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,24 @@ def read_evaluation(result: StageResult) -> Dict[str, Any]:
 # register
 # ---------------------------------------------------------------------------------------------------------
 
+def _send_training_journal(run_dir: Path) -> Tuple[Optional[str], str]:
+    """Upload the training run's MLflow journal (`tracking sync` of its folder): (its run id, "") once the
+    server has it, else (None, why not)."""
+    from ..core.tracking.journal import Spool, upload
+
+    spool = Spool.for_stage(run_dir, "train")
+    if not spool.path.is_file():
+        return None, f"{run_dir} has no MLflow journal to send (tracking.spool was off)"
+    try:
+        result = upload(spool)
+    except (ConnectionError, ValueError) as err:
+        return None, str(err)
+    if result.get("skipped") or not result.get("run_id"):
+        return None, result.get("skipped") or f"{spool.path} names no run"
+    log.info("sent %d journaled event(s) of %s to MLflow run %s", result["sent"], run_dir, result["run_id"])
+    return result["run_id"], ""
+
+
 def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
     """The recipe's `register` hook: a new version of `tracking.register_name` (default `run.name`); the alias
     (`tracking.register_alias`, champion) moves to it only when its metric beats the holder's."""
@@ -174,9 +192,15 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
         run_id = train.info.get("mlflow_run_id")
         if not spec.register:
             return {"registered": False, "reason": f"the {spec.name} recipe has no model to register"}
-        if "mlflow" not in t.backends or not run_id:
-            return {"registered": False, "reason": "tracking.backends has no mlflow, so the run has no MLflow run "
-                    "to register (add mlflow to tracking.backends)"}
+        if "mlflow" not in t.backends:
+            return {"registered": False, "reason": "tracking.backends has no mlflow, so training made no MLflow run "
+                    "to register (with mlflow in tracking.backends, a new run.name trains one)"}
+        if not run_id:  # training could not reach the server: its journal holds the run, send it first
+            run_id, why = _send_training_journal(Path(train.info["run_dir"]))
+            if not run_id:
+                return {"registered": False, KEEP_OPEN: True,
+                        "reason": f"the training run never reached the tracking server ({why}); rerun the same "
+                                  f"command when it is up: this stage sends the run's journal, then registers it"}
         res = load_class(spec.register)(run_id, name, alias=t.register_alias or None, tracking_uri=uri,
                                         metric=metric, mode=mode, model_dir=None)
         out.mkdir(parents=True, exist_ok=True)

@@ -128,17 +128,30 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
         with rank0_alone(env, rank0_wait_s):  # hours of tiling must not trip the collectives' timeout
             info = (work(resume) or {}) if env.is_main else {}
             if env.is_main:
-                _write_stage(out, fp, "done", info)
+                _write_stage(out, fp, _end_status(info), info)
         if not env.is_main:
             info = read_stage(out)  # what rank 0 recorded
     else:
         info = work(resume) or {}
         if env.is_main:
-            _write_stage(out, fp, "done", info)
+            _write_stage(out, fp, _end_status(info), info)
         barrier(env)
     secs = time.time() - t0
-    say(f"{name}: done in {secs:.1f}s")
+    if info.get(KEEP_OPEN):
+        say(f"{name}: not finished after {secs:.1f}s (the next run retries it): {info.get('reason', '')}")
+    else:
+        say(f"{name}: done in {secs:.1f}s")
     return StageResult(name, out, fp, False, secs, info)
+
+
+KEEP_OPEN = "keep_open"
+"""A stage's work returns `{KEEP_OPEN: True, "reason": ...}` when it could not finish for a reason outside the
+pipeline (a tracking server down): its record stays `running`, so the same command resumes it next time instead
+of skipping it as done."""
+
+
+def _end_status(info: Dict[str, Any]) -> str:
+    return "running" if info.get(KEEP_OPEN) else "done"
 
 
 def run_planned(stage: PlannedStage, env: Optional[DistEnv] = None) -> StageResult:
