@@ -22,6 +22,8 @@ class NullLogger:
 
     run_id: Optional[str] = None
     wants_figures: bool = False
+    online: bool = True
+    """False once a backend could not reach its server (what it logs is kept for a later sync)."""
 
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
@@ -97,6 +99,10 @@ class MultiLogger(NullLogger):
     @property
     def wants_figures(self) -> bool:
         return any(lg.wants_figures for lg in self.loggers)
+
+    @property
+    def online(self) -> bool:
+        return all(lg.online for lg in self.loggers)
 
 
 

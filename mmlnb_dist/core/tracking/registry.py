@@ -12,6 +12,7 @@ holder's own run, not from the latest version (aliases, not the deprecated stage
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..checkpoint import better
 from ..errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
 
 
 def check_registration(tracking: Any) -> None:
@@ -29,6 +32,27 @@ def check_registration(tracking: Any) -> None:
         raise ConfigError(f"tracking.register_name: registering '{tracking.register_name}' needs an MLflow run, but "
                           f"tracking.backends is {list(tracking.backends)}; add mlflow to tracking.backends "
                           f"(tracking.backends=[stdout,mlflow]) or unset tracking.register_name")
+
+
+def register_when_trained(logger: Any, tracking: Any, run_dir: Path,
+                          register: Callable[[str], "RegisterResult"]) -> Dict[str, Any]:
+    """Every recipe's end-of-training registration (rank 0): `register(run_id)` of the run's MLflow run.
+
+    A finished, exported run is not failed by the tracking server: when the server was unreachable (no MLflow run,
+    or the logger went offline) or is lost during the registration, it warns and returns why with
+    `register_later`, the two commands that register the run once the server is back."""
+    import mlflow
+
+    later = f"mmlnb-dist tracking sync {run_dir} && mmlnb-dist register --run {run_dir} --name {tracking.register_name}"
+    if not logger.run_id or not logger.online:
+        reason = "the tracking server was not reachable during training"
+    else:
+        try:
+            return register(logger.run_id).as_dict()
+        except (OSError, mlflow.exceptions.MlflowException) as err:  # OSError: requests' errors, lost sockets
+            reason = f"the tracking server failed the registration: {type(err).__name__}: {str(err)[:300]}"
+    log.warning("not registered as %s: %s; once the server is back: %s", tracking.register_name, reason, later)
+    return {"registered": False, "reason": reason, "register_later": later}
 
 
 class RegistryError(UserError, RuntimeError):

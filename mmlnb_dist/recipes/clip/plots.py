@@ -123,8 +123,10 @@ def publish_run(recipe: "ClipRecipe", result: Mapping[str, Any], export_dir: Pat
                                                                     classes)[0]}
     out: Dict[str, Any] = {"figures": save_figures(recipe.logger, recipe.run_dir / "figures", figures)}
     cfg = recipe.cfg
-    if cfg.tracking.register_name and recipe.logger.run_id:
+    if cfg.tracking.register_name:
+        from ...core.tracking.registry import register_when_trained
         from .pyfunc_model import register_export
 
-        out["registered"] = register_export(cfg, recipe.logger.run_id, export_dir).as_dict()
+        out["registered"] = register_when_trained(recipe.logger, cfg.tracking, recipe.run_dir,
+                                                  lambda run_id: register_export(cfg, run_id, export_dir))
     return out

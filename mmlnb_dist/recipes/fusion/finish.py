@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict
 from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.logging import DETAIL
-from ...core.tracking.registry import EXPORT_FOLDER
+from ...core.tracking.registry import EXPORT_FOLDER, register_when_trained
 from ...models.encoders import encoder_provenance
 from .export import export_model
 from .metrics import format_metrics_table, scalar_metrics
@@ -68,10 +68,10 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
             (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
             recipe.logger.log_artifact(export_dir / "model_config.json", "export")
             recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
-            if cfg.tracking.register_name and recipe.logger.run_id:
+            if cfg.tracking.register_name:
                 from .pyfunc_model import register_export
 
-                registered = register_export(cfg, recipe.logger.run_id, export_dir)
-                result["registered"] = registered.as_dict()
+                result["registered"] = register_when_trained(recipe.logger, cfg.tracking, recipe.run_dir,
+                                                             lambda run_id: register_export(cfg, run_id, export_dir))
     result["export_dir"] = str(export_dir)
     return result
