@@ -3,6 +3,7 @@
 registry. Tiny settings: this checks the wiring, not accuracy (test_demo.py checks accuracy)."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -94,6 +95,39 @@ def test_the_console_shows_no_library_notice_a_user_cannot_act_on(capsys):
     assert "accelerator" not in seen.out + seen.err and "built successfully" not in seen.out + seen.err
 
 
+@pytest.mark.slow
+def test_slides_without_any_descriptions_run_with_the_base_vlm_when_fine_tuning_is_off(tmp_path, capsys):
+    """A user with slides and labels only (no image-description pairs anywhere): `vlm.finetune=false` skips the
+    fine-tuning stage and the base VLM (no adapter) describes the tiles; the registered model is served with the
+    printed predict line, which names the VLM and no adapter."""
+    slides = tmp_path / "slides"
+    assert main(["slides", "synth", "--out", str(slides), "--per-class", "3", "--size", "1024"]) == 0
+    capsys.readouterr()
+    args = ["pipeline", "--slides", str(slides), "--labels", str(slides / "labels.csv"), "--config", "cpu-demo",
+            f"run.output_dir={tmp_path / 'runs'}", f"data.shards={tmp_path / 'tiles'}", "run.name=base",
+            f"vlm.pairs={tmp_path / 'no-pairs'}", "vlm.finetune=false", "slides.sampling.max_tiles_per_slide=6",
+            "data.build.image_size=64", "data.build.val_fraction=0.34", "data.build.test_fraction=0.34",
+            "data.loader.num_workers=0", "vlm.generation.max_new_tokens=4", "train.epochs=2",
+            "train.global_batch_size=8", "fusion.curriculum.ramp_start=1", "fusion.curriculum.ramp_end=2",
+            "fusion.curriculum.phases=[{start_epoch: 0, train_text_encoder: false}, {start_epoch: 1}]",
+            "tracking.backends=[mlflow]"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    for stage in ("tile", "describe", "train", "evaluate", "register"):
+        assert f"| {stage} | ran |" in out, out
+    assert "| finetune-vlm |" not in out and not (tmp_path / "runs" / "base-vlm").exists()
+    assert "describe: the base VLM tiny writes the descriptions (vlm.finetune=false: no adapter)" in err, err
+    described = json.loads((tmp_path / "tiles-described" / "manifest.json").read_text())
+    assert described["has_descriptions"] is True
+    line = next(x.strip() for x in out.splitlines() if x.strip().startswith("mmlnb-dist predict "))
+    assert " --vlm tiny " in line and "--adapter" not in line, line
+    preds = tmp_path / "runs" / "base-pipeline" / "predictions.csv"
+    assert main(line.split()[1:]) == 0  # the printed line, as a user pastes it
+    with open(preds, newline="") as fh:  # csv: a generated description may hold a line break
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == described["splits"]["test"]["num_samples"] and all(r["description"] for r in rows)
+
+
 def test_patches_without_a_val_split_are_refused_before_the_vlm_stages(tmp_path, capsys):
     """`--patches`: the shards are built, then a set the training stage cannot use (no val split to pick the best
     checkpoint) stops the pipeline at once, naming the split and the remedy, before minutes of VLM work."""
@@ -132,7 +166,7 @@ def test_a_source_without_descriptions_is_refused_before_any_stage(tmp_path, cap
     assert code == 2
     err = capsys.readouterr().err
     assert "finetune-vlm" in err and f"vlm.pairs={tmp_path / 'no-pairs'}" in err, err
-    assert "'description' column" in err and "descriptions.jsonl" in err, err
+    assert "'description' column" in err and "descriptions.jsonl" in err and "vlm.finetune=false" in err, err
     if source == "slides":
         assert "tiled slides carry no descriptions" in err, err
     else:

@@ -60,7 +60,7 @@ def stages_for(cfg: Config, inputs: PipelineInputs) -> List[str]:
         raise UserError("--slides and --labels go together (the labels CSV has slide_id,label)")
     names = ["synth", "shards"] if inputs.synthetic else ["tile"] if inputs.slides else ["shards"]
     if RECIPES[cfg.train.recipe].needs_descriptions:
-        names += ["finetune-vlm", "describe"]
+        names += ["finetune-vlm", "describe"] if cfg.vlm.finetune else ["describe"]
     return names + ["train", "evaluate", "register"]
 
 
@@ -97,7 +97,7 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
     names = stages_for(cfg, inputs)
     first, last = check_slice(names, first, last)
     start, stop = names.index(first or names[0]), names.index(last or names[-1])
-    if RECIPES[cfg.train.recipe].needs_descriptions and start <= names.index("finetune-vlm") <= stop:
+    if "finetune-vlm" in names and start <= names.index("finetune-vlm") <= stop:
         source = next((n for n, given in (("synth", inputs.synthetic), ("slides", inputs.slides),
                                           ("patches", inputs.patches)) if given), "shards")
         steps.require_pairs(cfg, source, inputs.patches)
@@ -137,7 +137,12 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         for split, purpose in (("train", "to train on"), ("val", "to pick the best checkpoint")):
             ShardSet.open(shards.output).require_split(split, purpose)
     if RECIPES[cfg.train.recipe].needs_descriptions:
-        vlm = do(steps.plan_finetune_vlm(cfg, steps.pairs_for(cfg, shards), env))
+        if cfg.vlm.finetune:
+            vlm = do(steps.plan_finetune_vlm(cfg, steps.pairs_for(cfg, shards), env))
+        else:
+            vlm = steps.base_vlm_stage(cfg)
+            log.info("describe: the base VLM %s writes the descriptions (vlm.finetune=false: no adapter)",
+                     cfg.vlm.model)
         described = do(steps.plan_describe(cfg, vlm, shards, env)) if vlm else None
         if described is None:
             return _finish(cfg, run)
@@ -164,6 +169,7 @@ def _finish(cfg: Config, run: PipelineRun, shards: Optional[StageResult] = None,
         model = f"models:/{reg['name']}@{reg['alias']}" if reg.get("alias") else f"models:/{reg['name']}/{reg['version']}"
         run.predict = predict_line(cfg, model, str(shards.output), uri,
                                    str(finish.pipeline_dir(cfg) / "predictions.csv"),
+                                   RECIPES[cfg.train.recipe].needs_descriptions,
                                    vlm.info.get("adapter_dir") if vlm else None)
     log_file = finish.pipeline_dir(cfg) / "pipeline.log"
     run.report = final_report(cfg, run.results, run.evaluation, run.registration, uri, run.predict,
@@ -202,7 +208,8 @@ def run_vlm_fusion(cfg: Config, env: Optional[DistEnv] = None, report: Optional[
     env = env or DistEnv.from_environment()
     cache = Path(cfg.run.cache_dir or cfg.run.dir / "cache")
     shards = existing_shards(cfg.data.shards)
-    vlm = steps.stage_finetune_vlm(cfg, shards, env, cache_root=cache)
+    vlm = steps.stage_finetune_vlm(cfg, shards, env, cache_root=cache) if cfg.vlm.finetune else \
+        steps.base_vlm_stage(cfg)
     described = steps.stage_describe(cfg, vlm, shards, env, cache_root=cache)
     train_cfg = cfg.model_copy(deep=True)
     train_cfg.data.shards = described.output

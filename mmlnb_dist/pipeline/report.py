@@ -94,12 +94,12 @@ def description_rows(results: Sequence[StageResult]) -> List[str]:
         [f"- {line}" for line in format_report(json.loads(path.read_text())).splitlines()] + [""]
 
 
-def predict_line(cfg: Config, model_uri: str, shards: str, uri: str, out: str,
+def predict_line(cfg: Config, model_uri: str, shards: str, uri: str, out: str, reads_text: bool,
                  adapter: Optional[str]) -> str:
     """The `mmlnb-dist predict` command for new images (here: the held-out test split of the shards)."""
     args = ["mmlnb-dist", "predict", shards, "--split", "test", "--model", model_uri]
-    if adapter:  # the fusion model reads descriptions: the fine-tuned VLM writes them for new images
-        args += ["--vlm", str(cfg.vlm.model), "--adapter", adapter]
+    if reads_text:  # the fusion model reads descriptions: the VLM that wrote the training ones writes them
+        args += ["--vlm", str(cfg.vlm.model)] + (["--adapter", adapter] if adapter else [])
     args += ["--out", out, "--uri", uri]
     return " ".join(shlex.quote(a) for a in args)
 

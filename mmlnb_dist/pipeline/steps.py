@@ -189,8 +189,17 @@ def require_pairs(cfg: Config, source: str, path: Optional[Path] = None) -> None
         f"finetune-vlm: {why}, and vlm.pairs={cfg.vlm.pairs} is not a shard set of image-description pairs, so the "
         f"VLM would have nothing to fine-tune on; nothing was run. Give the patches their reference descriptions "
         f"(a 'description' column in the labels CSV, or a descriptions.jsonl of {{\"file\", \"description\"}} lines "
-        f"beside them), or point vlm.pairs at a shard set of pairs (`mmlnb-dist shards build --input PATCHES "
-        f"--descriptions JSONL --out DIR`)")
+        f"beside them), point vlm.pairs at a shard set of pairs (`mmlnb-dist shards build --input PATCHES "
+        f"--descriptions JSONL --out DIR`), or let the base VLM describe the patches without fine-tuning "
+        f"(vlm.finetune=false)")
+
+
+def base_vlm_stage(cfg: Config) -> StageResult:
+    """The base VLM as the input of `stage_describe`: no adapter, its identity (model name and the tiny model's
+    seed and vision tower) as fingerprint, so its descriptions never share a folder with the fine-tuned model's."""
+    v = cfg.vlm
+    identity = fingerprint("base-vlm", v.model, v.tiny_seed, v.tiny_vision)
+    return StageResult("base-vlm", Path(str(v.model)), identity, True, 0.0, {"adapter_dir": None}, status="input")
 
 
 def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,

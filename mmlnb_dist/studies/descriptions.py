@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional
 
 from ..config import Config
 from ..core.distributed import DistEnv
-from ..pipeline import StageResult, existing_shards, fingerprint, stage_describe, stage_finetune_vlm
+from ..pipeline import base_vlm_stage, existing_shards, stage_describe, stage_finetune_vlm
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,6 @@ class DescriptionSets:
     def summary(self) -> Dict[str, Dict[str, object]]:
         return {s: {"shards": str(p), "fingerprint": self.fingerprints[s], "computed_now": s in self.computed}
                 for s, p in self.paths.items()}
-
-
-def base_vlm_stage(cfg: Config) -> StageResult:
-    """The base VLM as the input of `stage_describe`: no adapter, its identity (model name and the tiny model's
-    seed and vision tower) as fingerprint, so its descriptions never share a folder with the fine-tuned model's."""
-    v = cfg.vlm
-    identity = fingerprint("base-vlm", v.model, v.tiny_seed, v.tiny_vision)
-    return StageResult("base-vlm", Path(str(v.model)), identity, True, 0.0, {"adapter_dir": None})
 
 
 def _stage_config(cfg: Config, study_dir: Path, source: str, parent_run_id: Optional[str],

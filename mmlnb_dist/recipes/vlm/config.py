@@ -85,6 +85,11 @@ class VLMConfig(Section):
     pairs: Path = Path("shards/demo")
     """Shard set with image-description pairs to fine-tune on."""
 
+    finetune: bool = True
+    """`pipeline`: fine-tune the VLM with LoRA before it describes the patches. False: the base VLM (no adapter)
+    describes them, the paper's "no VLM fine-tuning" row; for patches or slides without any reference descriptions
+    (no `vlm.pairs` needed)."""
+
     prompt: str = DEFAULT_PROMPT
     """The user prompt, identical at training and generation."""
 
