@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -45,16 +46,25 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
 
     from .core.tracking.registry import RegistryError, refuse_unpickling
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
     local = not model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:"))
     if local and not Path(model_uri).exists():
         raise ModelNotFound(f"model not found: {model_uri} (no such folder; use models:/NAME@ALIAS)")
+    # models:/ resolves through the process-wide URIs only (a tracking_uri argument does not reach the registry
+    # or a logged model's store), and setting them also exports them to every later subprocess: undo that part.
+    exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
     try:
         folder = Path(model_uri) if local else Path(mlflow.artifacts.download_artifacts(model_uri))
     except Exception as err:  # noqa: BLE001 - MLflow raises MlflowException / OSError variants
         raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
+    finally:
+        for key, value in exported.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     try:
         refuse_unpickling(folder, f"model {model_uri}: folder" if not local else "model folder")
     except RegistryError as err:
@@ -101,11 +111,12 @@ def collect_inputs(paths: Sequence[Path], split: Optional[str] = None) -> Tuple[
                 from .data.shardset import ShardSet
 
                 manifest = ShardSet.open(path).manifest
+                writer = shard_text_writer(manifest)
                 for name, info in manifest["splits"].items():
                     if split and name != split:
                         continue
                     for shard in info.get("shards", []):
-                        items.extend(_shard_items(path / shard["file"]))
+                        items.extend({**it, "written_by": writer} for it in _shard_items(path / shard["file"]))
             elif path.suffix == ".tar":
                 items.extend(_shard_items(path))
             elif path.is_dir():
@@ -119,6 +130,50 @@ def collect_inputs(paths: Sequence[Path], split: Optional[str] = None) -> Tuple[
         except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
             failed.append((str(path), f"{type(err).__name__}: {err}"))
     return items, failed
+
+
+REFERENCE = "reference"
+"""The writer of a shard set's own text (no `describe` in its provenance): reference descriptions."""
+
+
+def shard_text_writer(manifest: Dict[str, Any]) -> Any:
+    """Who wrote a shard set's `txt`: the VLM and adapter of its `describe` provenance, else `REFERENCE`."""
+    made = (manifest.get("provenance") or {}).get("describe")
+    return {"model": made.get("model"), "adapter_sha256": made.get("adapter_sha256")} if made else REFERENCE
+
+
+def _writer_name(writer: Any) -> str:
+    if writer == REFERENCE:
+        return "from the shard set itself (reference text, not written by a VLM)"
+    sha = writer.get("adapter_sha256")
+    return f"written by the VLM {writer.get('model')} ({f'adapter sha256 {sha[:12]}' if sha else 'no adapter'})"
+
+
+def _same_writer(a: Any, b: Any) -> bool:
+    if REFERENCE in (a, b):
+        return a == b
+    if a.get("adapter_sha256") or b.get("adapter_sha256"):  # the fine-tune decides, whatever the base is called
+        return a.get("adapter_sha256") == b.get("adapter_sha256")
+    return a.get("model") == b.get("model")
+
+
+def text_writer_warnings(model_uri: str, model_meta: Dict[str, Any], items: List[Dict[str, Any]]) -> List[str]:
+    """One line per writer of the inputs' descriptions that differs from the writer of the model's training text
+    (inputs whose writer is unknown, e.g. a --descriptions file, are not judged)."""
+    if not model_meta.get("reads_text") or "descriptions_written_by" not in model_meta:
+        return []  # (models exported before the record existed are not checked)
+    trained = model_meta["descriptions_written_by"] or REFERENCE
+    others = Counter(json.dumps(it["written_by"], sort_keys=True) for it in items
+                     if it.get("written_by") is not None and not _same_writer(it["written_by"], trained))
+    if trained == REFERENCE:
+        remedy = "give them reference descriptions like the training ones"
+    else:
+        remedy = f"to describe them as in training, give --vlm {trained.get('model')}" + (
+            f" --adapter <the adapter with sha256 {trained['adapter_sha256'][:12]}>"
+            if trained.get("adapter_sha256") else "")
+    return [f"{model_uri} was trained on descriptions {_writer_name(trained)}; {n} of {len(items)} images here "
+            f"carry descriptions {_writer_name(json.loads(w))}: the model reads text unlike its training text, so its "
+            f"predictions on them may mislead ({remedy})" for w, n in others.items()]
 
 
 def require_descriptions(model_uri: str, items: List[Dict[str, Any]]) -> None:
@@ -211,7 +266,8 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     `description_column`, their slide ids from `slide_column` (default `slide_id`).
     `top_k` / `threshold` choose a multi-label model's predicted label set (refused for single-label models).
 
-    Returns {"predicted": n, "failed": [(input, reason)], "out": path, "slides_out": path|None}.
+    Returns {"predicted": n, "failed": [(input, reason)], "out": path, "slides_out": path|None, "warnings": [..]}:
+    `warnings` names the inputs whose descriptions have another writer than the model's training text.
     """
     import pandas as pd
 
@@ -248,15 +304,19 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     for it in good if table else ():
         row = table.find(it["key"], it.get("path"))
         if row:
-            it["description"] = table.description(row)
+            it["description"], it["written_by"] = table.description(row), None
             it["slide_id"] = it.get("slide_id") or table.slide_id(row)
     if vlm and good:
+        from .recipes.vlm.model import adapter_sha256
+
         texts = _generate_descriptions(images, vlm, adapter)
+        writer = {"model": vlm, "adapter_sha256": adapter_sha256(adapter)}
         for it, text in zip(good, texts):
-            it["description"] = text
+            it["description"], it["written_by"] = text, writer
 
     if model_meta.get("reads_text"):  # (models registered before this key existed are not checked)
         require_descriptions(model_uri, good)
+    warnings = text_writer_warnings(model_uri, model_meta, good)
     rows: List[Dict[str, Any]] = []
     classes: List[str] = []
     if good:
@@ -281,4 +341,5 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     if agg:
         slides_out = out.with_name(out.stem + ".slides" + out.suffix)
         _write(agg, slides_out)
-    return {"predicted": len(rows), "failed": failed, "out": str(out), "slides_out": str(slides_out) if slides_out else None}
+    return {"predicted": len(rows), "failed": failed, "out": str(out), "warnings": warnings,
+            "slides_out": str(slides_out) if slides_out else None}

@@ -189,6 +189,8 @@ def _predict(args) -> int:
                              tracking_uri=_tracking_uri(args, load_from_args(args)))
     print(f"{report['predicted']} prediction(s) -> {args.out}"
           + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else ""))
+    for warning in report["warnings"]:
+        print(f"WARNING [predict] {warning}", file=sys.stderr)
     for item, reason in report["failed"]:
         print(f"unreadable: {item}: {reason}", file=sys.stderr)
     if report["failed"]:

@@ -61,7 +61,10 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
     with rank0_alone(env, cfg.distributed.rank0_wait_s):
         if env.is_main:
             export_model(state, recipe.model, cfg.fusion.model, recipe.classes, export_dir,
-                         image_size=cfg.data.loader.image_size, extra={"best": best, "shards": str(cfg.data.shards)})
+                         image_size=cfg.data.loader.image_size,
+                         # who wrote the training text (None: the shard set's own): predict compares its inputs'
+                         extra={"best": best, "shards": str(cfg.data.shards),
+                                "descriptions_written_by": result["trained"]["descriptions"]["describe"]})
             if recipe.model.image_encoder is not None:  # the run's tags name the encoder, its weights and licence
                 prov = encoder_provenance(recipe.model.image_encoder)
                 recipe.logger.set_tags({f"image_encoder.{k}": str(v) for k, v in prov.items()})

@@ -191,7 +191,8 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     out = predictions_frame(predictor, [image], list(example["description"]), ["example"], [""])
     from .export import read_export_config
 
-    encoder = image_encoder_record(read_export_config(export_dir)[0])
+    export_config = read_export_config(export_dir)[0]
+    encoder = image_encoder_record(export_config)
     encoder_card, encoder_tags = _encoder_card_and_tags(encoder)
     package_root = Path(__file__).resolve().parents[2]  # the mmlnb_dist package: the pyfunc imports it
     return ModelPackage(
@@ -200,7 +201,8 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
         title="mmlnb-nb classifier",
         card_sections={"Classes": ", ".join(classes), **encoder_card, "Use": USAGE},
         metadata={"classes": classes, "image_encoder": encoder,
-                  "reads_text": getattr(predictor.model, "text_encoder", None) is not None},
+                  "reads_text": getattr(predictor.model, "text_encoder", None) is not None,
+                  **{k: export_config[k] for k in ("descriptions_written_by",) if k in export_config}},
         version_tags={"classes": json.dumps(classes), **encoder_tags},
         code_paths=[str(package_root)],
         # the encoder registries rebuild timm / open_clip architectures when the export names one

@@ -1,0 +1,79 @@
+"""`predict` says when the descriptions it feeds a text-reading model are not from the writer of the training
+descriptions. A model trained on what the VLM wrote, fed a shard set's reference (e.g. pathologist) text, scores
+on words it never saw at training and that a new patch will not have: the numbers look better than the model
+is. The export records who wrote its training text; `predict` compares each input's writer with it."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from mmlnb_dist.cli import main
+
+from support.fusion import make_shards, tiny_config
+
+
+@pytest.fixture(scope="module")
+def vlm_trained(tmp_path_factory):
+    """A fusion model trained on shards the base tiny VLM described (no adapter), registered in a SQLite store."""
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes.fusion.pyfunc_model import register_run
+    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
+    from mmlnb_dist.recipes.vlm.describe import run_describe
+
+    root = tmp_path_factory.mktemp("textsrc")
+    shards = make_shards(root, n=45, size=32)
+    cfg = tiny_config(shards, root / "runs", "src", ["tracking.backends=[mlflow]", "train.epochs=1",
+                                                      "data.loader.image_size=32", "vlm.generation.max_new_tokens=4"])
+    described = root / "described"
+    run_describe(cfg, "tiny", None, shards, described, progress=False)
+    cfg.data.shards = described
+    result = run(FusionRecipe, cfg)
+    uri = f"sqlite:///{(root / 'runs' / 'mlflow.db').resolve()}"
+    run_id = json.loads((root / "runs" / "src" / "tracking" / "train.json").read_text())["run_id"]
+    register_run(run_id, "nb-src", alias="champion", tracking_uri=uri, metric="best/val/balanced_accuracy",
+                 mode="max")
+    return {"root": root, "reference": shards, "described": described, "uri": uri, "result": result}
+
+
+def _predict(t, *inputs, extra=()):
+    return main(["predict", "--model", "models:/nb-src@champion", *map(str, inputs), "--split", "val",
+                 "--out", str(t["root"] / "preds.csv"), "--uri", t["uri"], *extra])
+
+
+def test_the_export_records_who_wrote_its_training_descriptions(vlm_trained):
+    config = json.loads((vlm_trained["root"] / "runs" / "src" / "export" / "model_config.json").read_text())
+    assert config["descriptions_written_by"]["model"] == "tiny"
+    assert config["descriptions_written_by"]["adapter_sha256"] is None
+
+
+def test_reference_text_fed_to_a_model_trained_on_vlm_text_is_named(vlm_trained, capsys):
+    assert _predict(vlm_trained, vlm_trained["reference"]) == 0
+    err = capsys.readouterr().err
+    assert "trained on descriptions written by the VLM tiny (no adapter)" in err, err
+    n_val = json.loads((vlm_trained["reference"] / "manifest.json").read_text())["splits"]["val"]["num_samples"]
+    assert f"{n_val} of {n_val} images here carry descriptions from the shard set itself" in err, err
+    assert "--vlm tiny" in err, err
+
+
+def test_the_training_writer_s_text_passes_without_a_word(vlm_trained, capsys):
+    exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    assert _predict(vlm_trained, vlm_trained["described"]) == 0
+    assert "trained on descriptions written by" not in capsys.readouterr().err
+    # --uri does not leak into the environment (a later subprocess looked for its models in this store)
+    assert {k: os.environ.get(k) for k in exported} == exported
+
+
+def test_images_described_by_the_training_writer_pass_without_a_word(vlm_trained, tmp_path, capsys):
+    from mmlnb_dist.data.reader import iter_shard_samples
+
+    tar = next(iter(sorted(vlm_trained["reference"].glob("val-*.tar"))))
+    sample = next(iter_shard_samples(tar))
+    ext = next(k for k in ("png", "jpg") if k in sample)
+    image = tmp_path / f"patch.{ext}"
+    image.write_bytes(sample[ext])
+    code = main(["predict", "--model", "models:/nb-src@champion", str(image), "--out", str(tmp_path / "p.csv"),
+                 "--uri", vlm_trained["uri"], "--vlm", "tiny"])
+    err = capsys.readouterr().err
+    assert code == 0 and "trained on descriptions written by" not in err, err
