@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .core.errors import UserError
 from .data.description_table import DescriptionTable
 from .data.images import image_member, is_image_file, read_image
+from .data.text_writer import REFERENCE, mismatch, same_writer, shard_text_writer
 
 
 class PredictError(UserError, RuntimeError):
@@ -132,31 +133,6 @@ def collect_inputs(paths: Sequence[Path], split: Optional[str] = None) -> Tuple[
     return items, failed
 
 
-REFERENCE = "reference"
-"""The writer of a shard set's own text (no `describe` in its provenance): reference descriptions."""
-
-
-def shard_text_writer(manifest: Dict[str, Any]) -> Any:
-    """Who wrote a shard set's `txt`: the VLM and adapter of its `describe` provenance, else `REFERENCE`."""
-    made = (manifest.get("provenance") or {}).get("describe")
-    return {"model": made.get("model"), "adapter_sha256": made.get("adapter_sha256")} if made else REFERENCE
-
-
-def _writer_name(writer: Any) -> str:
-    if writer == REFERENCE:
-        return "from the shard set itself (reference text, not written by a VLM)"
-    sha = writer.get("adapter_sha256")
-    return f"written by the VLM {writer.get('model')} ({f'adapter sha256 {sha[:12]}' if sha else 'no adapter'})"
-
-
-def _same_writer(a: Any, b: Any) -> bool:
-    if REFERENCE in (a, b):
-        return a == b
-    if a.get("adapter_sha256") or b.get("adapter_sha256"):  # the fine-tune decides, whatever the base is called
-        return a.get("adapter_sha256") == b.get("adapter_sha256")
-    return a.get("model") == b.get("model")
-
-
 def text_writer_warnings(model_uri: str, model_meta: Dict[str, Any], items: List[Dict[str, Any]]) -> List[str]:
     """One line per writer of the inputs' descriptions that differs from the writer of the model's training text
     (inputs whose writer is unknown, e.g. a --descriptions file, are not judged)."""
@@ -164,16 +140,9 @@ def text_writer_warnings(model_uri: str, model_meta: Dict[str, Any], items: List
         return []  # (models exported before the record existed are not checked)
     trained = model_meta["descriptions_written_by"] or REFERENCE
     others = Counter(json.dumps(it["written_by"], sort_keys=True) for it in items
-                     if it.get("written_by") is not None and not _same_writer(it["written_by"], trained))
-    if trained == REFERENCE:
-        remedy = "give them reference descriptions like the training ones"
-    else:
-        remedy = f"to describe them as in training, give --vlm {trained.get('model')}" + (
-            f" --adapter <the adapter with sha256 {trained['adapter_sha256'][:12]}>"
-            if trained.get("adapter_sha256") else "")
-    return [f"{model_uri} was trained on descriptions {_writer_name(trained)}; {n} of {len(items)} images here "
-            f"carry descriptions {_writer_name(json.loads(w))}: the model reads text unlike its training text, so its "
-            f"predictions on them may mislead ({remedy})" for w, n in others.items()]
+                     if it.get("written_by") is not None and not same_writer(it["written_by"], trained))
+    return [mismatch(model_uri, trained, json.loads(w), f"{n} of {len(items)} images here")
+            for w, n in others.items()]
 
 
 def require_descriptions(model_uri: str, items: List[Dict[str, Any]]) -> None:

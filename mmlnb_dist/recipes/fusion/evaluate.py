@@ -6,6 +6,7 @@ share of the split (exactly once across ranks) and the metrics are computed on t
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
@@ -16,11 +17,14 @@ from ...core.distributed import DistEnv, init_process_group
 from ...core.errors import UserError
 from ...data.loader import build_loader
 from ...data.shardset import ShardSet
+from ...data.text_writer import REFERENCE, mismatch, same_writer, shard_text_writer
 from .checks import train_has_descriptions
 from .steps import evaluate, preprocess_for
 
 if TYPE_CHECKING:
     from ...config import Config
+
+log = logging.getLogger(__name__)
 
 
 def _evaluate(cfg: "Config", model: torch.nn.Module, classes: List[str], split: str, image_size: int,
@@ -55,6 +59,11 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     init_process_group(env, cfg.distributed)
     model, _, classes = load_exported_model(export_dir, env.device)
     meta, _ = read_export_config(export_dir)
+    if getattr(model, "text_encoder", None) is not None and "descriptions_written_by" in meta:
+        trained = meta["descriptions_written_by"] or REFERENCE
+        writer = shard_text_writer(ShardSet.open(cfg.data.shards).manifest)
+        if not same_writer(writer, trained):
+            log.warning("%s", mismatch(str(export_dir), trained, writer, f"the shards {cfg.data.shards}"))
     size = int(meta.get("image_size", cfg.data.loader.image_size))
     pre = meta.get("preprocessing") or {}
     recorded = {"mean": pre["image_mean"], "std": pre["image_std"]} if "image_mean" in pre else None

@@ -77,3 +77,14 @@ def test_images_described_by_the_training_writer_pass_without_a_word(vlm_trained
                  "--uri", vlm_trained["uri"], "--vlm", "tiny"])
     err = capsys.readouterr().err
     assert code == 0 and "trained on descriptions written by" not in err, err
+
+
+def test_evaluate_names_shards_whose_text_another_writer_wrote(vlm_trained, capsys):
+    export = vlm_trained["root"] / "runs" / "src" / "export"
+    assert main(["evaluate", "--export", str(export), "--split", "val"]) == 0  # the run's own (described) shards
+    assert "trained on descriptions written by" not in capsys.readouterr().err
+    assert main(["evaluate", "--export", str(export), "--split", "val",
+                 f"data.shards={vlm_trained['reference']}"]) == 0
+    err = capsys.readouterr().err
+    assert "trained on descriptions written by the VLM tiny (no adapter)" in err, err
+    assert f"the shards {vlm_trained['reference']} carry descriptions from the shard set itself" in err, err

@@ -1,0 +1,50 @@
+"""Who wrote a shard set's descriptions, and whether two writers are the same: a text-reading model fed text of
+another writer than its training text's (reference descriptions to a model trained on what the VLM wrote, or
+another adapter's) reads words unlike its training text, and its scores there say little about new patches.
+
+    writer = shard_text_writer(ShardSet.open(path).manifest)   # {"model", "adapter_sha256"} or REFERENCE
+    same_writer(writer, export_config["descriptions_written_by"] or REFERENCE)
+"""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+REFERENCE = "reference"
+"""The writer of a shard set's own text (no `describe` in its provenance): reference descriptions."""
+
+
+def shard_text_writer(manifest: Dict[str, Any]) -> Any:
+    """Who wrote a shard set's `txt`: the VLM and adapter of its `describe` provenance, else `REFERENCE`."""
+    made = (manifest.get("provenance") or {}).get("describe")
+    return {"model": made.get("model"), "adapter_sha256": made.get("adapter_sha256")} if made else REFERENCE
+
+
+def writer_name(writer: Any) -> str:
+    """How a message names `writer` after the word "descriptions"."""
+    if writer == REFERENCE:
+        return "from the shard set itself (reference text, not written by a VLM)"
+    sha = writer.get("adapter_sha256")
+    return f"written by the VLM {writer.get('model')} ({f'adapter sha256 {sha[:12]}' if sha else 'no adapter'})"
+
+
+def same_writer(a: Any, b: Any) -> bool:
+    """Whether writers `a` and `b` write alike: the same adapter (by digest), or without adapters the same VLM."""
+    if REFERENCE in (a, b):
+        return a == b
+    if a.get("adapter_sha256") or b.get("adapter_sha256"):  # the fine-tune decides, whatever the base is called
+        return a.get("adapter_sha256") == b.get("adapter_sha256")
+    return a.get("model") == b.get("model")
+
+
+def mismatch(model: str, trained: Any, writer: Any, inputs: str) -> str:
+    """The warning for `inputs` (e.g. "3 of 4 images here") whose descriptions `writer` wrote, fed to `model`
+    whose training descriptions `trained` wrote; it names how to describe them as in training."""
+    if trained == REFERENCE:
+        remedy = "give them reference descriptions like the training ones"
+    else:
+        remedy = f"to describe them as in training, give --vlm {trained.get('model')}" + (
+            f" --adapter <the adapter with sha256 {trained['adapter_sha256'][:12]}>"
+            if trained.get("adapter_sha256") else "")
+    return (f"{model} was trained on descriptions {writer_name(trained)}; {inputs} carry descriptions "
+            f"{writer_name(writer)}: the model reads text unlike its training text, so its predictions on them may "
+            f"mislead ({remedy})")
