@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -50,22 +49,10 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
     local = not model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:"))
     if local and not Path(model_uri).exists():
         raise ModelNotFound(f"model not found: {model_uri} (no such folder; use models:/NAME@ALIAS)")
-    # models:/ resolves through the process-wide URIs only (a tracking_uri argument does not reach the registry
-    # or a logged model's store), and setting them also exports them to every later subprocess: undo that part.
-    exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
     try:
-        folder = Path(model_uri) if local else Path(mlflow.artifacts.download_artifacts(model_uri))
+        folder = Path(model_uri) if local else _download_model(model_uri, tracking_uri)
     except Exception as err:  # noqa: BLE001 - MLflow raises MlflowException / OSError variants
         raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
-    finally:
-        for key, value in exported.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     try:
         refuse_unpickling(folder, f"model {model_uri}: folder" if not local else "model folder")
     except RegistryError as err:
@@ -74,6 +61,31 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
         return mlflow.pyfunc.load_model(str(folder))
     except Exception as err:  # noqa: BLE001
         raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
+
+
+def _download_model(model_uri: str, tracking_uri: Optional[str]) -> Path:
+    """The local folder of a `models:/` or `runs:/` URI, resolved in the store `tracking_uri` through an explicit
+    client: `mlflow.set_tracking_uri` would change the store of everything else in this process (and of its
+    subprocesses, through MLFLOW_* variables), and MLflow resolves `models:/` only through those."""
+    import mlflow
+
+    if not tracking_uri:
+        return Path(mlflow.artifacts.download_artifacts(model_uri))
+    source = model_uri
+    if model_uri.startswith("models:/"):
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        ref = model_uri[len("models:/"):].rstrip("/")
+        if ref.startswith("m-") and "/" not in ref:  # a logged model's id
+            source = model_uri
+        elif "@" in ref:
+            name, alias = ref.split("@", 1)
+            source = client.get_model_version_by_alias(name, alias).source
+        else:
+            name, _, version = ref.rpartition("/")
+            source = client.get_model_version(name, version).source
+        if source.startswith("models:/m-"):  # MLflow 3: a version's source is its logged model
+            source = client.get_logged_model(source[len("models:/"):].rstrip("/")).artifact_location
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri))
 
 
 def _first_line(err: Exception) -> str:

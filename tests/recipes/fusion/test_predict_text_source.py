@@ -58,11 +58,16 @@ def test_reference_text_fed_to_a_model_trained_on_vlm_text_is_named(vlm_trained,
 
 
 def test_the_training_writer_s_text_passes_without_a_word(vlm_trained, capsys):
+    import mlflow
+
     exported = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    stores = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
     assert _predict(vlm_trained, vlm_trained["described"]) == 0
     assert "trained on descriptions written by" not in capsys.readouterr().err
-    # --uri does not leak into the environment (a later subprocess looked for its models in this store)
+    # --uri is this command's store only: it used to become the process's (a later client without a registry URI
+    # listed this store's models) and its subprocesses' (MLFLOW_* variables)
     assert {k: os.environ.get(k) for k in exported} == exported
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == stores
 
 
 def test_images_described_by_the_training_writer_pass_without_a_word(vlm_trained, tmp_path, capsys):
