@@ -333,7 +333,7 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
         summary["best_run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{summary['best_trial_id']}")
     if parent is not None:
         _log_parent(cfg, parent, summary, dirs, errored)
-    if cfg.tune.register_best and cfg.tracking.register_name and parent and summary.get("best_run_dir"):
+    if cfg.tune.register_best and cfg.tracking.register_name and summary.get("best_run_dir"):
         summary["registered"] = _register_best(cfg, parent, summary)
     (dirs["exp"] / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
@@ -352,21 +352,21 @@ def _log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: D
                   artifacts=artifacts, tags=tags)
 
 
-def _register_best(cfg: Config, parent: ParentRun, summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Register the best trial's model through its recipe's entry in the recipe table."""
+def _register_best(cfg: Config, parent: Optional[ParentRun], summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Register the best trial's model through its recipe's entry in the recipe table; with the tracking server
+    down (no parent run, or lost now) the search still ends with its summary, and says how to register later."""
+    from ..core.tracking.registry import register_or_explain
     from ..recipes import RECIPES, load_class
 
     spec = RECIPES.get(cfg.train.recipe)
     if spec is None or not spec.register:
         log.warning("the %s recipe registers no model; tune.register_best ignored", cfg.train.recipe)
         return None
-    best_dir = str(Path(summary["best_run_dir"]).resolve())
-    run_id = parent.child_with_tag("run_dir", best_dir)
-    if run_id is None:
-        log.warning("no MLflow child run for %s; not registered", best_dir)
-        return None
+    best_dir = Path(summary["best_run_dir"]).resolve()
+    run_id = parent.child_with_tag("run_dir", str(best_dir)) if parent is not None else None
     metric = cfg.tracking.register_metric or cfg.tune.metric
     mode = cfg.tracking.register_mode if cfg.tracking.register_metric else cfg.tune.mode
     register = load_class(spec.register)
-    return register(run_id, cfg.tracking.register_name, alias=cfg.tracking.register_alias, tracking_uri=parent.uri,
-                    metric=metric, mode=mode).as_dict()
+    return register_or_explain(run_id, parent is not None, cfg.tracking.register_name, best_dir,
+                               lambda run: register(run, cfg.tracking.register_name, alias=cfg.tracking.register_alias,
+                                                    tracking_uri=parent.uri, metric=metric, mode=mode))

@@ -34,24 +34,23 @@ def check_registration(tracking: Any) -> None:
                           f"(tracking.backends=[stdout,mlflow]) or unset tracking.register_name")
 
 
-def register_when_trained(logger: Any, tracking: Any, run_dir: Path,
-                          register: Callable[[str], "RegisterResult"]) -> Dict[str, Any]:
-    """Every recipe's end-of-training registration (rank 0): `register(run_id)` of the run's MLflow run.
-
-    A finished, exported run is not failed by the tracking server: when the server was unreachable (no MLflow run,
-    or the logger went offline) or is lost during the registration, it warns and returns why with
-    `register_later`, the two commands that register the run once the server is back."""
+def register_or_explain(run_id: Optional[str], online: bool, name: str, run_dir: Path,
+                        register: Callable[[str], "RegisterResult"]) -> Dict[str, Any]:
+    """`register(run_id)` at the end of a training or a search (rank 0), unless the tracking server stands in the
+    way: a run it never saw (`run_id` None, or its logger went `online=False`) or a server lost during the
+    registration warns and returns why, with `register_later`: the two commands that register the run folder
+    `run_dir` once the server is back. The finished, exported run is never failed by the server."""
     import mlflow
 
-    later = f"mmlnb-dist tracking sync {run_dir} && mmlnb-dist register --run {run_dir} --name {tracking.register_name}"
-    if not logger.run_id or not logger.online:
+    later = f"mmlnb-dist tracking sync {run_dir} && mmlnb-dist register --run {run_dir} --name {name}"
+    if not run_id or not online:
         reason = "the tracking server was not reachable during training"
     else:
         try:
-            return register(logger.run_id).as_dict()
+            return {"registered": True, **register(run_id).as_dict()}
         except (OSError, mlflow.exceptions.MlflowException) as err:  # OSError: requests' errors, lost sockets
             reason = f"the tracking server failed the registration: {type(err).__name__}: {str(err)[:300]}"
-    log.warning("not registered as %s: %s; once the server is back: %s", tracking.register_name, reason, later)
+    log.warning("not registered as %s: %s; once the server is back: %s", name, reason, later)
     return {"registered": False, "reason": reason, "register_later": later}
 
 

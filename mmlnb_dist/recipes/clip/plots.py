@@ -124,9 +124,9 @@ def publish_run(recipe: "ClipRecipe", result: Mapping[str, Any], export_dir: Pat
     out: Dict[str, Any] = {"figures": save_figures(recipe.logger, recipe.run_dir / "figures", figures)}
     cfg = recipe.cfg
     if cfg.tracking.register_name:
-        from ...core.tracking.registry import register_when_trained
+        from ...core.tracking.registry import register_or_explain
         from .pyfunc_model import register_export
 
-        out["registered"] = register_when_trained(recipe.logger, cfg.tracking, recipe.run_dir,
-                                                  lambda run_id: register_export(cfg, run_id, export_dir))
+        out["registered"] = register_or_explain(recipe.logger.run_id, recipe.logger.online, cfg.tracking.register_name,
+                                                recipe.run_dir, lambda run_id: register_export(cfg, run_id, export_dir))
     return out

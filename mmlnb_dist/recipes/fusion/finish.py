@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict
 from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.logging import DETAIL
-from ...core.tracking.registry import EXPORT_FOLDER, register_when_trained
+from ...core.tracking.registry import EXPORT_FOLDER, register_or_explain
 from ...models.encoders import encoder_provenance
 from .export import export_model
 from .metrics import format_metrics_table, scalar_metrics
@@ -74,7 +74,8 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
             if cfg.tracking.register_name:
                 from .pyfunc_model import register_export
 
-                result["registered"] = register_when_trained(recipe.logger, cfg.tracking, recipe.run_dir,
-                                                             lambda run_id: register_export(cfg, run_id, export_dir))
+                result["registered"] = register_or_explain(
+                    recipe.logger.run_id, recipe.logger.online, cfg.tracking.register_name, recipe.run_dir,
+                    lambda run_id: register_export(cfg, run_id, export_dir))
     result["export_dir"] = str(export_dir)
     return result
