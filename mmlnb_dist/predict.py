@@ -49,6 +49,11 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
     local = not model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:"))
     if local and not Path(model_uri).exists():
         raise ModelNotFound(f"model not found: {model_uri} (no such folder; use models:/NAME@ALIAS)")
+    if local and (Path(model_uri) / "model_config.json").is_file() and not (Path(model_uri) / "MLmodel").is_file():
+        run_dir = Path(model_uri).parent
+        raise ModelNotFound(f"{model_uri} is a training export (the weights `evaluate --export` scores), not an "
+                            f"MLflow model: register it (mmlnb-dist register --run {run_dir} --name NAME), then "
+                            f"predict with --model models:/NAME@champion")
     try:
         folder = Path(model_uri) if local else _download_model(model_uri, tracking_uri)
     except Exception as err:  # noqa: BLE001 - MLflow raises MlflowException / OSError variants

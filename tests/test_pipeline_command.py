@@ -14,6 +14,14 @@ from mmlnb_dist.cli import main
 from support.vlm import make_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
+TINY_SLIDE_PIPELINE = [
+    "slides.sampling.max_tiles_per_slide=6", "data.build.image_size=64", "data.build.val_fraction=0.34",
+    "data.build.test_fraction=0.34", "data.loader.num_workers=0", "vlm.generation.max_new_tokens=4",
+    "train.epochs=2", "train.global_batch_size=8", "fusion.curriculum.ramp_start=1", "fusion.curriculum.ramp_end=2",
+    "fusion.curriculum.phases=[{start_epoch: 0, train_text_encoder: false}, {start_epoch: 1}]",
+    "tracking.backends=[mlflow]"]
+"""A pipeline from synthetic slides at the smallest settings that still exercise every stage: six tiles per slide,
+two epochs with the profile's curriculum phases compressed into them."""
 
 
 @pytest.mark.slow
@@ -24,13 +32,8 @@ def test_pipeline_from_slides_to_a_registered_model(tmp_path, capsys):
     capsys.readouterr()
     args = ["pipeline", "--slides", str(slides), "--labels", str(slides / "labels.csv"),
             "--config", str(ROOT / "launch/profiles/cpu-demo.yaml"), f"run.output_dir={tmp_path / 'runs'}",
-            f"data.shards={tmp_path / 'tiles'}", f"vlm.pairs={pairs}", "run.name=wsi",
-            "slides.sampling.max_tiles_per_slide=6", "data.build.image_size=64", "data.build.val_fraction=0.34",
-            "data.build.test_fraction=0.34", "data.loader.num_workers=0", "vlm.max_steps=2",
-            "vlm.global_batch_size=4", "vlm.generation.max_new_tokens=4", "train.epochs=2",
-            "train.global_batch_size=8", "fusion.curriculum.ramp_start=1", "fusion.curriculum.ramp_end=2",
-            "fusion.curriculum.phases=[{start_epoch: 0, train_text_encoder: false}, {start_epoch: 1}]",
-            "tracking.backends=[mlflow]"]
+            f"data.shards={tmp_path / 'tiles'}", f"vlm.pairs={pairs}", "run.name=wsi", "vlm.max_steps=2",
+            "vlm.global_batch_size=4", *TINY_SLIDE_PIPELINE]
     assert main(args) == 0
     out, err = capsys.readouterr()
     # the report holds the results; the run's full tables (per class, confusion matrix) are in the log only
@@ -105,12 +108,7 @@ def test_slides_without_any_descriptions_run_with_the_base_vlm_when_fine_tuning_
     capsys.readouterr()
     args = ["pipeline", "--slides", str(slides), "--labels", str(slides / "labels.csv"), "--config", "cpu-demo",
             f"run.output_dir={tmp_path / 'runs'}", f"data.shards={tmp_path / 'tiles'}", "run.name=base",
-            f"vlm.pairs={tmp_path / 'no-pairs'}", "vlm.finetune=false", "slides.sampling.max_tiles_per_slide=6",
-            "data.build.image_size=64", "data.build.val_fraction=0.34", "data.build.test_fraction=0.34",
-            "data.loader.num_workers=0", "vlm.generation.max_new_tokens=4", "train.epochs=2",
-            "train.global_batch_size=8", "fusion.curriculum.ramp_start=1", "fusion.curriculum.ramp_end=2",
-            "fusion.curriculum.phases=[{start_epoch: 0, train_text_encoder: false}, {start_epoch: 1}]",
-            "tracking.backends=[mlflow]"]
+            f"vlm.pairs={tmp_path / 'no-pairs'}", "vlm.finetune=false", *TINY_SLIDE_PIPELINE]
     assert main(args) == 0
     out, err = capsys.readouterr()
     for stage in ("tile", "describe", "train", "evaluate", "register"):

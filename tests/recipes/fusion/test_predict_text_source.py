@@ -93,3 +93,14 @@ def test_evaluate_names_shards_whose_text_another_writer_wrote(vlm_trained, caps
     err = capsys.readouterr().err
     assert "trained on descriptions written by the VLM tiny (no adapter)" in err, err
     assert f"the shards {vlm_trained['reference']} carry descriptions from the shard set itself" in err, err
+
+
+def test_a_training_export_given_as_the_model_names_the_way_to_predict_with_it(vlm_trained, capsys):
+    """`--model runs/NAME/export` (the folder `evaluate --export` takes) is not an MLflow model: the error said
+    only that MLflow found no MLmodel file in it."""
+    export = vlm_trained["root"] / "runs" / "src" / "export"
+    code = main(["predict", "--model", str(export), str(vlm_trained["described"]), "--out",
+                 str(vlm_trained["root"] / "x.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "training export" in err, err
+    assert f"mmlnb-dist register --run {export.parent}" in err and "models:/" in err and "evaluate --export" in err
