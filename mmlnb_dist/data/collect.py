@@ -35,11 +35,14 @@ def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) ->
     refused; rows and inputs left without a partner are counted in a warning."""
     try:
         table = DescriptionTable.read(source, column="description")
-        used = {}
+        used, replaced = {}, []
         for spec in samples:
             row = table.find(spec.key, Path(spec.image))
             if row is not None:
-                spec.description = table.description(row)
+                text = table.description(row)
+                if spec.description is not None and spec.description != text:
+                    replaced.append(str(spec.meta.get("file", spec.key)))
+                spec.description = text
                 used[id(row)] = row
     except DescriptionsError as err:
         raise ShardError(str(err)) from None
@@ -48,6 +51,10 @@ def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) ->
         raise ShardError(f"{source}: not one of its {len(table.rows)} rows names an input (first: "
                          f"{', '.join(unused[:3])}); inputs are named by their path relative to {root}, like "
                          f"{', '.join(str(s.meta.get('file', s.key)) for s in samples[:3])}")
+    if replaced:  # the file wins (the later, explicit source), but two texts for one patch deserve a word
+        log.warning("%s: %d input%s own description (the CSV's description column) replaced by the file's other "
+                    "text (%s%s)", source, len(replaced), "'s" if len(replaced) == 1 else "s'",
+                    ", ".join(replaced[:3]), ", ..." if len(replaced) > 3 else "")
     described = sum(s.description is not None for s in samples)
     if unused or described < len(samples):
         missing = [str(s.meta.get("file", s.key)) for s in samples if s.description is None]
@@ -104,11 +111,13 @@ def collect_samples(
         samples, taken = [], {}
         subdirs = sorted(p for p in input_path.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not subdirs:
-            raise ShardError(f"{input_path}: no class subfolders (expected {', '.join(f'{c}/' for c in classes)}) and no labels.csv")
+            raise ShardError(f"{input_path}: no class subfolders (expected {', '.join(f'{c}/' for c in classes)}) "
+                             f"and no labels.csv")
         for sub in subdirs:
             if sub.name not in classes:
                 raise ShardError(f"{sub}: unknown label folder '{sub.name}' (classes: {', '.join(classes)})")
-            files = sorted(p for p in sub.rglob("*") if p.is_file() and p.suffix.lstrip(".").lower() in IMAGE_EXTENSIONS)
+            files = sorted(p for p in sub.rglob("*")
+                           if p.is_file() and p.suffix.lstrip(".").lower() in IMAGE_EXTENSIONS)
             if not files:
                 raise ShardError(f"{sub}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} images)")
             for p in files:

@@ -94,3 +94,15 @@ def test_shards_build_reports_the_refusal_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "p1.png" in err and "UD/S1/p1.png" in err and "PD/S2/p1.png" in err
     assert not out.exists()
+
+
+def test_a_csv_description_the_file_replaces_with_other_text_is_counted(tmp_path, caplog):
+    src = _patches(tmp_path / "src", ["UD/a.png", "PD/b.png", "D/c.png"])
+    (src / "labels.csv").write_text("path,label,description\nUD/a.png,UD,from the csv\nPD/b.png,PD,same\n"
+                                    "D/c.png,D,kept\n")
+    descs = _jsonl(tmp_path / "d.jsonl", [("UD/a.png", "from the file"), ("PD/b.png", "same")])
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist.data.collect"):
+        got = _by_file(collect_samples(src, CLASSES, descriptions=descs))
+    assert got == {"UD/a.png": "from the file", "PD/b.png": "same", "D/c.png": "kept"}
+    assert "1 input's own description (the CSV's description column) replaced" in caplog.text, caplog.text
+    assert "UD/a.png" in caplog.text
