@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -80,19 +81,35 @@ def _iterative_assignment(units: List[Tuple[str, List[SampleSpec]]], build: Buil
     return assignment
 
 
+def _image_of(sample: SampleSpec) -> Optional[str]:
+    """The image file a sample was read from (its input path), None for an image given as bytes."""
+    if sample.meta.get("file"):
+        return str(sample.meta["file"])
+    return str(sample.image) if isinstance(sample.image, Path) else None
+
+
 def split_samples(samples: Sequence[SampleSpec], build: BuildConfig) -> Dict[str, List[SampleSpec]]:
     """Split samples into train/val/test: stratified by class, grouped by slide when slide ids are present.
 
     Grouping: each slide is one unit, stratified by its majority label (multi-label samples: by the union of its
-    samples' label sets, with iterative stratification); samples without a slide id are units of their own.
+    samples' label sets, with iterative stratification); samples without a slide id are units of their own, except
+    rows that share one image file (several captions of it), which are one unit.
     Deterministic for `build.seed` and the set of samples (input order does not matter).
     Each split is then shuffled with the seed, so shards mix classes and slides.
     """
     samples = sorted(samples, key=lambda s: s.key)
     group = build.group_by_slide and any(s.slide_id is not None for s in samples)
+    shared = Counter(_image_of(s) for s in samples)
     units: Dict[str, List[SampleSpec]] = defaultdict(list)
     for s in samples:
-        units[f"slide:{s.slide_id}" if group and s.slide_id is not None else f"key:{s.key}"].append(s)
+        if group and s.slide_id is not None:
+            units[f"slide:{s.slide_id}"].append(s)
+        elif _image_of(s) is not None and shared[_image_of(s)] > 1:
+            # rows of one image (several captions, Quilt-style) are one unit: an image trained on under one caption
+            # must not be scored in validation under another
+            units[f"image:{_image_of(s)}"].append(s)
+        else:
+            units[f"key:{s.key}"].append(s)
     rng = np.random.default_rng(build.seed)
     if build.stratify and is_multilabel(samples):
         assignment = _iterative_assignment(sorted(units.items()), build)

@@ -200,3 +200,32 @@ def test_rebuild_is_byte_identical(tmp_path):
     assert files == sorted(p.name for p in (tmp_path / "b").iterdir() if not p.name.startswith("."))
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_rows_of_one_image_never_straddle_two_splits_without_a_group_column(tmp_path):
+    """Quilt-style pairs: one image with several captions is several rows. Without a slide/patient column the split
+    went row by row, so an image seen in training (under one caption) was scored in validation (under another)."""
+    (tmp_path / "img").mkdir()
+    rows = []
+    labels = ["Neuropil", "Necrosis", "Calcification", "Immunology"]
+    for i in range(16):
+        _png(tmp_path / "img" / f"i{i}.png", 12 * i)
+        for c in range(3):
+            rows.append({"image": f"img/i{i}.png", "text": f"caption {c} of image {i}",
+                         "labels": labels[i % 4] + ("|" + labels[(i + 1) % 4] if c == 2 else "")})
+    csv_path = tmp_path / "pairs.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, ["image", "text", "labels"])
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "shards"
+    build_multilabel_shards(csv_path, out, BuildConfig(val_fraction=0.25, test_fraction=0.25, image_format="png",
+                                                       image_size=20), MultiLabelConfig(), progress=False)
+    m = ShardSet.open(out).manifest
+    split_of = {}
+    for split, info in m["splits"].items():
+        for e in info["shards"]:
+            for s in iter_shard_samples(out / e["file"]):
+                image = json.loads(s["json"])["file"]
+                assert split_of.setdefault(image, split) == split, (image, split_of[image], split)
+    assert len(split_of) == 16 and set(split_of.values()) == {"train", "val", "test"}
