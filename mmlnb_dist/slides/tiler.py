@@ -87,7 +87,7 @@ def reject_misnamed_slide_column(path: Path, columns: Sequence[str]) -> None:
 
 
 def read_labels(path: Path) -> Dict[str, str]:
-    """`{slide_id: label}` from a CSV with `slide_id` and `label` columns."""
+    """`{slide_id: label}` from a CSV with `slide_id` and `label` columns; a slide given two labels is refused."""
     path = Path(path)
     if not path.is_file():
         raise TilingInputError(f"--labels {path}: no such file")
@@ -97,7 +97,19 @@ def read_labels(path: Path) -> Dict[str, str]:
             reject_misnamed_slide_column(path, reader.fieldnames or [])
             raise TilingInputError(f"{path}: the label CSV needs 'slide_id' and 'label' columns; found "
                                    f"{list(reader.fieldnames or [])}")
-        return {row["slide_id"].strip(): row["label"].strip() for row in reader if row.get("slide_id")}
+        labels: Dict[str, str] = {}
+        first_row: Dict[str, int] = {}
+        for n, row in enumerate(reader, 2):  # row 1 is the header
+            slide = (row.get("slide_id") or "").strip()
+            if not slide:
+                continue
+            label = (row.get("label") or "").strip()
+            if slide in labels and labels[slide] != label:  # which one is right is the user's call, not ours
+                raise TilingInputError(f"{path}: slide {slide} is labelled '{labels[slide]}' and '{label}' (rows "
+                                       f"{first_row[slide]} and {n}); give each slide one label")
+            labels.setdefault(slide, label)
+            first_row.setdefault(slide, n)
+        return labels
 
 
 def match_inputs(found: Dict[str, Path], labels: Dict[str, str],

@@ -107,6 +107,19 @@ def test_label_csv_with_slide_id_is_read(tmp_path):
     assert read_labels(path) == {"UD-0": "UD", "D-1": "D"}
 
 
+def test_a_slide_labelled_twice_differently_is_refused_naming_both_rows(tmp_path):
+    """Its tiles used to take the last row's label, silently (a copy-paste slip relabels a whole slide)."""
+    from mmlnb_dist.slides.tiler import TilingInputError, read_labels
+
+    path = tmp_path / "labels.csv"
+    path.write_text("slide_id,label\nUD-0,UD\nD-1,D\nUD-0,PD\nD-1,D\n")  # D-1 twice alike: fine
+    with pytest.raises(TilingInputError) as err:
+        read_labels(path)
+    assert "UD-0" in str(err.value) and "rows 2 and 4" in str(err.value) and "'UD'" in str(err.value), err.value
+    path.write_text("slide_id,label\nUD-0,UD\nD-1,D\nD-1,D\n")
+    assert read_labels(path) == {"UD-0": "UD", "D-1": "D"}
+
+
 def test_slide_list_csv_with_a_slide_column_is_rejected_not_ignored(tmp_path):
     """A `slide` column in the --slides CSV used to be ignored silently (ids fell back to file stems, so no
     label matched); the documented column is `slide_id`."""
