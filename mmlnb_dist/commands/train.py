@@ -77,6 +77,9 @@ def _train(args: argparse.Namespace) -> int:
     if env.is_main:  # one summary line, not one per rank interleaved on stdout
         run_id = recorded_run(cfg.run.dir).get("run_id")  # the MLflow run, when the journal reached a store
         summary = {k: result[k] for k in ["run_dir", "best_epoch", "export_dir", *keys] if k in result}
+        reg = result.get("registered") or {}
+        if reg.get("registered"):
+            summary["registered"] = f"models:/{reg['name']}/{reg['version']}"
         print(json.dumps({**summary, **({"mlflow_run_id": run_id} if run_id else {})}))
         if run_id and "export_dir" in result and not result.get("registered"):
             print(f"register it: mmlnb-dist register --run {result['run_dir']} --name NAME", file=sys.stderr)

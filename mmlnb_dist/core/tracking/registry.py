@@ -47,7 +47,11 @@ def register_or_explain(run_id: Optional[str], online: bool, name: str, run_dir:
         reason = "the tracking server was not reachable during training"
     else:
         try:
-            return {"registered": True, **register(run_id).as_dict()}
+            res = register(run_id)
+            log.info("registered %s version %s: %s", res.name, res.version, res.reason)
+            if res.alias_moved:
+                log.info("models:/%s@%s -> version %s", res.name, res.alias, res.version)
+            return {"registered": True, **res.as_dict()}
         except (OSError, mlflow.exceptions.MlflowException) as err:  # OSError: requests' errors, lost sockets
             reason = f"the tracking server failed the registration: {type(err).__name__}: {str(err)[:300]}"
     log.warning("not registered as %s: %s; once the server is back: %s", name, reason, later)

@@ -160,6 +160,21 @@ def test_a_run_trained_on_the_command_line_registers_from_the_folder_train_print
     assert float(client.get_model_version("clip-id", "1").tags[METRIC]) == pytest.approx(summary["val/micro_f1"])
 
 
+def test_train_with_register_name_says_what_it_registered(trained, tmp_path, capsys):
+    """`train ... tracking.register_name=NAME` registered without a word: neither the summary nor the console named
+    the version or whether the alias moved to it."""
+    import json
+
+    code = main(["train", "--config", str(CLIP_PROFILE), f"data.shards={trained['shards']}",
+                 f"run.output_dir={tmp_path / 'runs'}", "run.name=auto", "data.loader.num_workers=0",
+                 "data.loader.image_size=32", "train.epochs=1", "tracking.backends=[mlflow]",
+                 "tracking.register_name=clip-said"])
+    out, err = capsys.readouterr()
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and summary["registered"] == "models:/clip-said/1", summary
+    assert "registered clip-said version 1" in err and "models:/clip-said@champion -> version 1" in err, err
+
+
 def test_register_names_what_is_wrong_with_a_run_folder(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "untracked").mkdir()
