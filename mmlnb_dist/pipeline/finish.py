@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..config import Config
 from ..core.distributed import DistEnv, all_gather_object
 from ..data.shardset import ShardSet
+from ..core.tracking.registry import alias_selection
 from ..recipes import RECIPES, load_class
 from .stages import KEEP_OPEN, PlannedStage, StageResult, fingerprint, rank0_stage
 
@@ -182,9 +183,7 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
     (`tracking.register_alias`, champion) moves to it only when its metric beats the holder's."""
     spec = RECIPES[cfg.train.recipe]
     t = cfg.tracking
-    metric = t.register_metric or f"best/val/{cfg.train.best_metric}"
-    mode = t.register_mode if t.register_metric else ("min" if cfg.train.best_metric in spec.lower_is_better
-                                                      else "max")
+    metric, mode = alias_selection(t, cfg.train.best_metric, spec.lower_is_better)
     name, uri, out = registered_name(cfg), tracking_uri(cfg), pipeline_dir(cfg) / "register"
     fp = fingerprint("register", train.fingerprint, name, t.register_alias, metric, mode, uri)
 

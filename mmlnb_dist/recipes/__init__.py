@@ -17,6 +17,7 @@ from ..core.errors import ConfigError
 from .clip.config import LOWER_IS_BETTER as CLIP_LOWER_IS_BETTER
 from .clip.config import METRIC_NAMES as CLIP_METRICS
 from .clip.config import ClipConfig
+from .fusion.config import LOWER_IS_BETTER as FUSION_LOWER_IS_BETTER
 from .fusion.config import METRIC_NAMES as FUSION_METRICS
 from .fusion.config import FusionConfig
 from .vlm.config import VLMConfig
@@ -56,7 +57,7 @@ class RecipeSpec:
 RECIPES: Dict[str, RecipeSpec] = {spec.name: spec for spec in (
     RecipeSpec("fusion", "fusion", FusionConfig, "mmlnb_dist.recipes.fusion.recipe:FusionRecipe",
                "Stage 2 of MMLNB: the dual-branch PRMF classifier (image + description) with the curriculum",
-               metrics=(*FUSION_METRICS, "loss"), lower_is_better=frozenset({"loss"}),
+               metrics=(*FUSION_METRICS, "loss"), lower_is_better=FUSION_LOWER_IS_BETTER,
                register="mmlnb_dist.recipes.fusion.pyfunc_model:register_run", needs_descriptions=True,
                variants="mmlnb_dist.recipes.fusion.variants"),
     RecipeSpec("vlm", "vlm", VLMConfig, "mmlnb_dist.recipes.vlm.finetune:FinetuneVLMRecipe",

@@ -16,7 +16,7 @@ import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tuple
 
 from ..checkpoint import better
 from ..errors import ConfigError, UserError
@@ -32,6 +32,15 @@ def check_registration(tracking: Any) -> None:
         raise ConfigError(f"tracking.register_name: registering '{tracking.register_name}' needs an MLflow run, but "
                           f"tracking.backends is {list(tracking.backends)}; add mlflow to tracking.backends "
                           f"(tracking.backends=[stdout,mlflow]) or unset tracking.register_name")
+
+
+def alias_selection(tracking: Any, best_metric: str, lower_is_better: Collection[str]) -> Tuple[str, str]:
+    """The metric that decides the alias and its direction: `tracking.register_metric` with
+    `tracking.register_mode` when set, else `best/val/<best_metric>` (the exported best checkpoint's validation
+    value), lower-better when the recipe says so (`lower_is_better`, e.g. the loss)."""
+    if tracking.register_metric:
+        return tracking.register_metric, tracking.register_mode
+    return f"best/val/{best_metric}", "min" if best_metric in lower_is_better else "max"
 
 
 def register_or_explain(run_id: Optional[str], online: bool, name: str, run_dir: Path,

@@ -27,7 +27,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from ...core.tracking.registry import EXPORT_FOLDER, ModelPackage, RegisterResult, register_model, run_folder
+from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, alias_selection, register_model,
+                                       run_folder)
 from ...data.images import MissingDescriptions, read_image, read_request
 from .config import LOWER_IS_BETTER
 
@@ -207,7 +208,6 @@ def register_export(cfg: "Config", run_id: str, export_dir: Path) -> RegisterRes
     from ...core.tracking.server import default_tracking_uri
 
     t = cfg.tracking
-    metric = t.register_metric or f"best/val/{cfg.train.best_metric}"
-    mode = t.register_mode if t.register_metric else ("min" if cfg.train.best_metric in LOWER_IS_BETTER else "max")
+    metric, mode = alias_selection(t, cfg.train.best_metric, LOWER_IS_BETTER)
     return register_run(run_id, t.register_name, alias=t.register_alias, metric=metric, mode=mode,
                         tracking_uri=default_tracking_uri(t, cfg.run.output_dir), model_dir=export_dir)

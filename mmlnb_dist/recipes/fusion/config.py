@@ -16,6 +16,9 @@ METRIC_NAMES = ("accuracy", "balanced_accuracy", "kappa", "quadratic_kappa", "f1
                 "recall_weighted", "auroc")
 """Scalar metrics of an evaluation, in table order (the paper's seven plus the ordinal kappa)."""
 
+LOWER_IS_BETTER = frozenset({"loss"})
+"""Metrics (of METRIC_NAMES and the loss) where lower is better: they select checkpoints and registered versions."""
+
 
 class FusionModelConfig(Section):
     image_encoder: ImageEncoderConfig = ImageEncoderConfig()

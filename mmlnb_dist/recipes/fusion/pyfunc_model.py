@@ -25,7 +25,9 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from ...core.tracking.registry import EXPORT_FOLDER, ModelPackage, RegisterResult, register_model, run_folder
+from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, alias_selection, register_model,
+                                       run_folder)
+from .config import LOWER_IS_BETTER
 from ...data.images import MissingDescriptions, read_image, read_request
 
 if TYPE_CHECKING:
@@ -225,7 +227,6 @@ def register_export(cfg: "Config", run_id: str, export_dir: Path) -> RegisterRes
     from ...core.tracking.server import default_tracking_uri
 
     t = cfg.tracking
-    metric = t.register_metric or f"best/val/{cfg.train.best_metric}"
-    mode = "min" if metric.endswith("loss") and t.register_metric is None else t.register_mode
+    metric, mode = alias_selection(t, cfg.train.best_metric, LOWER_IS_BETTER)
     return register_run(run_id, t.register_name, alias=t.register_alias, metric=metric, mode=mode,
                         tracking_uri=default_tracking_uri(t, cfg.run.output_dir), model_dir=export_dir)
