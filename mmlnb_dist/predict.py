@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .core.errors import UserError
 from .data.description_table import DescriptionTable
 from .data.images import image_member, is_image_file, read_image
-from .data.text_writer import REFERENCE, mismatch, same_writer, shard_text_writer
+from .data.text_writer import mismatch, same_writer, shard_text_writer, trained_writer
 
 
 class PredictError(UserError, RuntimeError):
@@ -80,12 +80,10 @@ def _download_model(model_uri: str, tracking_uri: Optional[str]) -> Path:
     if model_uri.startswith("models:/"):
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         ref = model_uri[len("models:/"):].rstrip("/")
-        if ref.startswith("m-") and "/" not in ref:  # a logged model's id
-            source = model_uri
-        elif "@" in ref:
+        if "@" in ref:
             name, alias = ref.split("@", 1)
             source = client.get_model_version_by_alias(name, alias).source
-        else:
+        elif "/" in ref:
             name, _, version = ref.rpartition("/")
             source = client.get_model_version(name, version).source
         if source.startswith("models:/m-"):  # MLflow 3: a version's source is its logged model
@@ -153,9 +151,9 @@ def collect_inputs(paths: Sequence[Path], split: Optional[str] = None) -> Tuple[
 def text_writer_warnings(model_uri: str, model_meta: Dict[str, Any], items: List[Dict[str, Any]]) -> List[str]:
     """One line per writer of the inputs' descriptions that differs from the writer of the model's training text
     (inputs whose writer is unknown, e.g. a --descriptions file, are not judged)."""
-    if not model_meta.get("reads_text") or "descriptions_written_by" not in model_meta:
-        return []  # (models exported before the record existed are not checked)
-    trained = model_meta["descriptions_written_by"] or REFERENCE
+    trained = trained_writer(model_meta)
+    if not model_meta.get("reads_text") or trained is None:
+        return []
     others = Counter(json.dumps(it["written_by"], sort_keys=True) for it in items
                      if it.get("written_by") is not None and not same_writer(it["written_by"], trained))
     return [mismatch(model_uri, trained, json.loads(w), f"{n} of {len(items)} images here")

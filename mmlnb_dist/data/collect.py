@@ -29,6 +29,11 @@ def sample_key(rel: str, taken: Dict[str, str]) -> str:
     return key
 
 
+def _listed(names: Sequence[str]) -> str:
+    """The first three names, then `...` when there are more (for a one-line message)."""
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
 def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) -> None:
     """Give each sample the row of the descriptions file `source` that names it (`DescriptionTable`: by path,
     a bare name only when it fits one row and one input). Ambiguities and a file that names no input are
@@ -49,19 +54,18 @@ def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) ->
     unused = [table.name(row) for row in table.rows if id(row) not in used]
     if not used:
         raise ShardError(f"{source}: not one of its {len(table.rows)} rows names an input (first: "
-                         f"{', '.join(unused[:3])}); inputs are named by their path relative to {root}, like "
+                         f"{_listed(unused)}); inputs are named by their path relative to {root}, like "
                          f"{', '.join(str(s.meta.get('file', s.key)) for s in samples[:3])}")
     if replaced:  # the file wins (the later, explicit source), but two texts for one patch deserve a word
         log.warning("%s: %d input%s own description (the CSV's description column) replaced by the file's other "
-                    "text (%s%s)", source, len(replaced), "'s" if len(replaced) == 1 else "s'",
-                    ", ".join(replaced[:3]), ", ..." if len(replaced) > 3 else "")
+                    "text (%s)", source, len(replaced), "'s" if len(replaced) == 1 else "s'", _listed(replaced))
     described = sum(s.description is not None for s in samples)
     if unused or described < len(samples):
         missing = [str(s.meta.get("file", s.key)) for s in samples if s.description is None]
-        log.warning("%s: %d of %d inputs have a description%s; %d row%s name%s no input%s", source, described,
-                    len(samples), f" (without: {', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
-                    if missing else "", len(unused), "" if len(unused) == 1 else "s", "s" if len(unused) == 1 else "",
-                    f" ({', '.join(unused[:3])}{', ...' if len(unused) > 3 else ''})" if unused else "")
+        rows = "1 row names" if len(unused) == 1 else f"{len(unused)} rows name"
+        log.warning("%s: %d of %d inputs have a description%s; %s no input%s", source, described, len(samples),
+                    f" (without: {_listed(missing)})" if missing else "", rows,
+                    f" ({_listed(unused)})" if unused else "")
 
 
 def _read_csv(csv_path: Path, classes: Sequence[str]) -> List[SampleSpec]:

@@ -99,15 +99,16 @@ def split_samples(samples: Sequence[SampleSpec], build: BuildConfig) -> Dict[str
     """
     samples = sorted(samples, key=lambda s: s.key)
     group = build.group_by_slide and any(s.slide_id is not None for s in samples)
-    shared = Counter(_image_of(s) for s in samples)
+    images = [_image_of(s) for s in samples]
+    shared = Counter(images)
     units: Dict[str, List[SampleSpec]] = defaultdict(list)
-    for s in samples:
+    for s, image in zip(samples, images):
         if group and s.slide_id is not None:
             units[f"slide:{s.slide_id}"].append(s)
-        elif _image_of(s) is not None and shared[_image_of(s)] > 1:
+        elif image is not None and shared[image] > 1:
             # rows of one image (several captions, Quilt-style) are one unit: an image trained on under one caption
             # must not be scored in validation under another
-            units[f"image:{_image_of(s)}"].append(s)
+            units[f"image:{image}"].append(s)
         else:
             units[f"key:{s.key}"].append(s)
     rng = np.random.default_rng(build.seed)

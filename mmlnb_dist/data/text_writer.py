@@ -19,6 +19,14 @@ def shard_text_writer(manifest: Dict[str, Any]) -> Any:
     return {"model": made.get("model"), "adapter_sha256": made.get("adapter_sha256")} if made else REFERENCE
 
 
+def trained_writer(model_meta: Dict[str, Any]) -> Any:
+    """Who wrote a model's training text, from its export or registered metadata (`descriptions_written_by`:
+    null means the shard set's own text); None when the model predates the record (nothing to compare)."""
+    if "descriptions_written_by" not in model_meta:
+        return None
+    return model_meta["descriptions_written_by"] or REFERENCE
+
+
 def writer_name(writer: Any) -> str:
     """How a message names `writer` after the word "descriptions"."""
     if writer == REFERENCE:

@@ -17,7 +17,7 @@ from ...core.distributed import DistEnv, init_process_group
 from ...core.errors import UserError
 from ...data.loader import build_loader
 from ...data.shardset import ShardSet
-from ...data.text_writer import REFERENCE, mismatch, same_writer, shard_text_writer
+from ...data.text_writer import mismatch, same_writer, shard_text_writer, trained_writer
 from .checks import train_has_descriptions
 from .steps import evaluate, preprocess_for
 
@@ -59,8 +59,8 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     init_process_group(env, cfg.distributed)
     model, _, classes = load_exported_model(export_dir, env.device)
     meta, _ = read_export_config(export_dir)
-    if getattr(model, "text_encoder", None) is not None and "descriptions_written_by" in meta:
-        trained = meta["descriptions_written_by"] or REFERENCE
+    trained = trained_writer(meta)
+    if getattr(model, "text_encoder", None) is not None and trained is not None:
         writer = shard_text_writer(ShardSet.open(cfg.data.shards).manifest)
         if not same_writer(writer, trained):
             log.warning("%s", mismatch(str(export_dir), trained, writer, f"the shards {cfg.data.shards}"))
