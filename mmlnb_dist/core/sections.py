@@ -155,8 +155,8 @@ class TrackingConfig(Section):
 
     spool: bool = True
     """Append every MLflow call to `<run_dir>/tracking/<stage>.jsonl` so a resume or `tracking sync` sends what the
-    server missed (also what lets a resumed run continue its MLflow run). Off, a process's calls go straight to
-    the server; the run folder still records its MLflow run (`<stage>.json`) for `register --run FOLDER`."""
+    server missed. Off, a process's calls go straight to the server (what it misses is lost); the run folder still
+    records its MLflow run (`<stage>.json`), which a resumed run continues and `register --run FOLDER` reads."""
 
     request_timeout_s: float = Field(5.0, gt=0.0)
     """HTTP timeout of one tracking-server request; a dead server costs at most this (plus one retry)."""

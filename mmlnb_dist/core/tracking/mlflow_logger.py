@@ -72,8 +72,10 @@ class MLflowLogger(NullLogger):
                 self.run_id, _ = ensure_run(self.client, self.spool, uri)
                 send_pending(self.client, self.run_id, self.spool)
             else:
-                exp_id = get_or_create_experiment(self.client, tracking.experiment, Path(artifact_root))
-                self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
+                self.run_id = self._continue_recorded_run(stage, uri) if resume and self.run_dir else None
+                if self.run_id is None:
+                    exp_id = get_or_create_experiment(self.client, tracking.experiment, Path(artifact_root))
+                    self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
                 if self.run_dir is not None:  # no journal, but the folder still names its run (register, pipeline)
                     self._record_run_without_journal(stage, uri, run_name)
         except Exception as err:  # noqa: BLE001 - any tracking failure must leave training running
@@ -81,6 +83,24 @@ class MLflowLogger(NullLogger):
             return
         if tracking.system_metrics:
             self._start_system_metrics()
+
+    def _continue_recorded_run(self, stage: str, uri: str) -> Optional[str]:
+        """Without a journal, a resumed process continues the MLflow run its folder records (RUNNING again, its
+        `resume_count` tag counted up), as a journaled resume does; None when the record names no run on `uri`."""
+        record = Spool.for_stage(self.run_dir, stage).state()
+        if not record.get("run_id") or record.get("tracking_uri") != uri:
+            return None
+        try:
+            run = self.client.get_run(record["run_id"])
+        except Exception:  # noqa: BLE001 - the run is gone (e.g. a fresh store): a new run it is
+            log.warning("run %s recorded in %s is not at %s any more; logging to a new run", record["run_id"],
+                        self.run_dir, uri)
+            return None
+        if run.info.lifecycle_stage != "active":
+            return None
+        self.client.update_run(run.info.run_id, status="RUNNING")
+        self.client.set_tag(run.info.run_id, "resume_count", str(int(run.data.tags.get("resume_count", 0)) + 1))
+        return run.info.run_id
 
     def _record_run_without_journal(self, stage: str, uri: str, run_name: str) -> None:
         """Write the run record (`journal.run_record_path`) of a run logged without a journal. A journal an
