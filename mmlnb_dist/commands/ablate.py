@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "seeds, test split when the shards have one, the full model first). A rerun skips finished "
                        "runs and resumes an interrupted one. With MLflow tracking the rows are child runs of one "
                        "parent run. Fusion: data.shards holds the reference descriptions; the VLM is fine-tuned and "
-                       "describes the shards once for all rows (the base VLM once more for no_fine_tune). With "
+                       "describes the shards once for all rows (the base VLM once more for no_fine_tune; with "
+                       "vlm.finetune=false the base VLM describes for every row and no_fine_tune is left out). With "
                        "tune.max_concurrent > 1 the runs are Ray Tune trials.")
     add_config_args(p, DEFAULT_PROFILE)
     p.add_argument("--rows", default=None, help="comma-separated rows (default: all of the recipe's rows)")

@@ -98,13 +98,47 @@ def _variants(cfg: Config):
     return importlib.import_module(spec.variants)
 
 
+def choose_rows(cfg: Config, available: Rows, rows: Optional[Sequence[str]], descriptions: Optional[str]) -> List[str]:
+    """The rows to train, the reference (full model) first: `rows`, else every row of the recipe but those that
+    would repeat the full model. With `vlm.finetune=false` every row reads the base VLM's descriptions, so a row
+    whose only change is reading them (fusion's `no_fine_tune`) is left out, and refused when asked for."""
+    chosen = list(rows) if rows else list(available)
+    unknown = [r for r in chosen if r not in available]
+    if unknown:
+        raise ConfigError(f"--rows: unknown row(s) {', '.join(unknown)}; the {cfg.train.recipe} recipe has "
+                          f"{', '.join(available)}")
+    repeats = [r for r in chosen if _reads_base_text_only_there(cfg, r, descriptions)]
+    if repeats and rows:
+        raise ConfigError(f"--rows: with vlm.finetune=false every row reads the base VLM's descriptions, so "
+                          f"{', '.join(repeats)} would repeat the full model; leave it out, or let the VLM be "
+                          f"fine-tuned (vlm.finetune=true) to compare against its descriptions")
+    if repeats:
+        log.info("vlm.finetune=false: every row reads the base VLM's descriptions; row(s) %s (the same model on the "
+                 "same text) left out", ", ".join(repeats))
+        chosen = [r for r in chosen if r not in repeats]
+    reference = next(iter(available))
+    if reference in chosen:  # the table reads against the full model: it comes first
+        chosen = [reference] + [r for r in chosen if r != reference]
+    return chosen
+
+
+def _reads_base_text_only_there(cfg: Config, row: str, descriptions: Optional[str]) -> bool:
+    """Whether `row` differs from the others by reading the base VLM's text while no row reads a fine-tuned VLM's."""
+    if cfg.vlm.finetune or descriptions == SHARDS or not RECIPES[cfg.train.recipe].needs_descriptions:
+        return False
+    return getattr(_variants(cfg), "DESCRIPTIONS", {}).get(row) == BASE
+
+
 def description_sources(cfg: Config, rows: Sequence[str], descriptions: Optional[str]) -> Dict[str, Optional[str]]:
     """row -> where its text comes from (None: the recipe reads no descriptions). `descriptions="shards"` puts
-    every row on `data.shards`' own text; a row that needs the base VLM cannot be run that way."""
+    every row on `data.shards`' own text; a row that needs the base VLM cannot be run that way. With
+    `vlm.finetune=false` (no fine-tuned VLM, as in `pipeline`) every row reads the base VLM's text."""
     if not RECIPES[cfg.train.recipe].needs_descriptions:
         return {row: None for row in rows}
     if descriptions not in (None, "vlm", SHARDS):
         raise ConfigError(f"--descriptions: '{descriptions}' is not one of vlm, shards")
+    if descriptions != SHARDS and not cfg.vlm.finetune:
+        return {row: BASE for row in rows}
     by_row = getattr(_variants(cfg), "DESCRIPTIONS", {})
     if descriptions == SHARDS:
         need_vlm = [r for r in rows if by_row.get(r, FINE_TUNED) == BASE]
@@ -169,16 +203,9 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
     descriptions: `vlm` (default for recipes that read text: generated once per study) or `shards`.
     train_jobs: how the runs are trained (default: one after another here, `train_row`)."""
     available, metrics = study_rows(cfg)
-    chosen = list(rows) if rows else list(available)
-    unknown = [r for r in chosen if r not in available]
-    if unknown:
-        raise ConfigError(f"--rows: unknown row(s) {', '.join(unknown)}; the {cfg.train.recipe} recipe has "
-                          f"{', '.join(available)}")
+    chosen = choose_rows(cfg, available, rows, descriptions)
     if not seeds:
         raise ConfigError("--seeds: give at least one seed")
-    reference = next(iter(available))
-    if reference in chosen:  # the table reads against the full model: it comes first
-        chosen = [reference] + [r for r in chosen if r != reference]
     sources = description_sources(cfg, chosen, descriptions)
     study_dir = Path(cfg.run.dir)
     # Every run's config is built (and validated) before the first one starts.

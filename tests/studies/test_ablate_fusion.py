@@ -138,6 +138,44 @@ def test_reference_text_mode_refuses_the_row_that_needs_the_base_vlm(tmp_path):
         description_sources(cfg, ["full", "no_fine_tune"], "shards")
 
 
+def test_without_vlm_fine_tuning_every_row_reads_the_base_vlm_and_no_row_repeats_the_full_model(tmp_path):
+    """`vlm.finetune=false` (a user with no reference descriptions to fine-tune on, as `pipeline` allows) was
+    ignored by `ablate`: every row still fine-tuned the VLM (and failed on shards without descriptions, its error
+    telling the user to set the vlm.finetune=false they had set), and `no_fine_tune` was the only row on base text."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.studies import choose_rows, description_sources, run_study, study_rows
+    from support.fusion import CPU_DEMO
+
+    cfg = load_config(CPU_DEMO, [f"run.output_dir={tmp_path}", "vlm.finetune=false"])
+    available, _ = study_rows(cfg)
+    chosen = choose_rows(cfg, available, None, None)
+    assert chosen == [r for r in available if r != "no_fine_tune"] and chosen[0] == "full"
+    assert set(description_sources(cfg, chosen, None).values()) == {"base_vlm"}
+    assert set(description_sources(cfg, chosen, "shards").values()) == {"shards"}  # the shards' text as before
+    with pytest.raises(ConfigError, match="vlm.finetune=false every row reads the base VLM's descriptions, so "
+                                          "no_fine_tune would repeat the full model"):
+        run_study(cfg, rows=["full", "no_fine_tune"], seeds=[0])
+    assert not (tmp_path / cfg.run.name).exists()  # refused before any work
+    fine_tuned = load_config(CPU_DEMO, [f"run.output_dir={tmp_path}"])
+    assert choose_rows(fine_tuned, available, None, None) == list(available)
+
+
+@pytest.mark.slow
+def test_a_study_without_vlm_fine_tuning_describes_with_the_base_vlm_once(tmp_path):
+    from mmlnb_dist.studies import run_study
+
+    shards = make_shards(tmp_path, n=36, size=32, test_fraction=0.25)
+    cfg = tiny_config(shards, tmp_path / "runs", "nofinetune", [
+        f"vlm.cache_dir={tmp_path / 'tiny'}", "vlm.tiny_vision=random", "vlm.generation.max_new_tokens=6",
+        "vlm.finetune=false", "vlm.pairs=/nonexistent", "data.loader.image_size=32", "train.epochs=1"])
+    study = run_study(cfg, rows=["full", "no_text"], seeds=[0])
+    assert study.cache["vlm_finetuned"] is None and list(study.cache["description_sets"]) == ["base_vlm"]
+    assert (study.cache["description_misses"], study.cache["description_hits"]) == (1, 1)
+    for row in ("full", "no_text"):
+        assert study.table[row]["descriptions"] == "base_vlm"
+        assert trained(study, row)["descriptions"]["describe"]["adapter"] is None
+
+
 def test_the_console_shows_the_study_table_and_the_study_log_keeps_each_runs_tables(tmp_path, capsys):
     """A study of R rows x S seeds printed 2 full metric tables per run (about 25 lines each) before its own
     table. The console now has the study's lines and table; `<study>/study.log` keeps every run's tables."""
