@@ -89,7 +89,8 @@ def _adapter(tmp: Path, name: str, seed: int) -> Path:
 @pytest.mark.slow
 def test_describe_killed_at_a_random_point_resumes_to_the_uninterrupted_output(tmp_path):
     from mmlnb_dist.config import load_config
-    from mmlnb_dist.recipes.vlm.describe import adapter_digest, run_describe
+    from mmlnb_dist.recipes.vlm.describe import run_describe
+    from mmlnb_dist.recipes.vlm.model import adapter_sha256
 
     make_pairs(tmp_path / "in", n=16, per_shard=4, val_fraction=0.25)
     total_batches = sum(-(-e["num_samples"] // BATCH) for _, _, e in ShardSet.open(tmp_path / "in").entries())
@@ -116,11 +117,11 @@ def test_describe_killed_at_a_random_point_resumes_to_the_uninterrupted_output(t
     refused = subprocess.run(_cmd(tmp_path, killed2, "--adapter", str(b)), cwd=ROOT, env=_env(),
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2, refused.stderr[-3000:]
-    assert "describe.adapter_sha256" in refused.stderr and adapter_digest(str(b)) in refused.stderr
+    assert "describe.adapter_sha256" in refused.stderr and adapter_sha256(str(b)) in refused.stderr
     assert "Traceback" not in refused.stderr
     restarted = subprocess.run(_cmd(tmp_path, killed2, "--adapter", str(b), "--restart"), cwd=ROOT, env=_env(),
                                capture_output=True, text=True, timeout=300)
     assert restarted.returncode == 0, restarted.stderr[-3000:]
     result = json.loads(restarted.stdout[restarted.stdout.index("{"):])
     assert result["described_now"] == 16 and result["num_samples"] == 16
-    assert ShardSet.open(killed2).provenance["describe"]["adapter_sha256"] == adapter_digest(str(b))
+    assert ShardSet.open(killed2).provenance["describe"]["adapter_sha256"] == adapter_sha256(str(b))

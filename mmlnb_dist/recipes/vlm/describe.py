@@ -113,20 +113,6 @@ def unreadable(sample: Dict[str, Any]) -> Optional[SkipSample]:
     return None
 
 
-def adapter_digest(adapter: Optional[str]) -> Optional[str]:
-    """SHA-256 over every file of an adapter folder (names and bytes: weights and adapter_config.json)."""
-    if not adapter:
-        return None
-    h = hashlib.sha256()
-    root = Path(adapter)
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 def _config_digest(model_path: str) -> Optional[str]:
     config = Path(model_path) / "config.json"
     return hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
@@ -143,7 +129,7 @@ def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet
     return {"source": str(source.root), "source_manifest_sha256": source.digest, "model": vlm,
             "resolved_model": resolved, "model_config_sha256": _config_digest(resolved), "tiny_seed": v.tiny_seed,
             "tiny_vision": v.tiny_vision,
-            "adapter": str(adapter) if adapter else None, "adapter_sha256": adapter_digest(adapter),
+            "adapter": str(adapter) if adapter else None, "adapter_sha256": V.adapter_sha256(adapter),
             "prompt": v.prompt, "min_pixels": v.min_pixels, "max_pixels": v.max_pixels, "generation": settings,
             "world_size": world_size}
 

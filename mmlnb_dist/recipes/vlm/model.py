@@ -193,14 +193,17 @@ def check_adapter_base(model: torch.nn.Module, adapter_dir: Union[str, Path]) ->
 
 
 def adapter_sha256(adapter_dir: Optional[Union[str, Path]]) -> Optional[str]:
-    """Fingerprint of an adapter's weights (recorded in describe's manifest)."""
-    if adapter_dir is None:
+    """SHA-256 over every file of an adapter folder (names and bytes: weights and adapter_config.json): the one
+    fingerprint of an adapter, recorded in describe's manifest and compared by `predict` with the training text's."""
+    if not adapter_dir:
         return None
-    path = Path(adapter_dir) / "adapter_model.safetensors"
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    root = Path(adapter_dir)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 

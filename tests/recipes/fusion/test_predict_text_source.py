@@ -104,3 +104,58 @@ def test_a_training_export_given_as_the_model_names_the_way_to_predict_with_it(v
     err = capsys.readouterr().err
     assert code == 2 and "training export" in err, err
     assert f"mmlnb-dist register --run {export.parent}" in err and "models:/" in err and "evaluate --export" in err
+
+
+@pytest.fixture(scope="module")
+def adapter_trained(tmp_path_factory):
+    """A fusion model trained on shards a fine-tuned tiny VLM (a random LoRA adapter beside its run's config, as
+    finetune-vlm leaves it) described, registered as nb-adapter; and another adapter."""
+    from mmlnb_dist.config import save_config
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes.fusion.pyfunc_model import register_run
+    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
+    from mmlnb_dist.recipes.vlm.describe import run_describe
+
+    from support.vlm import write_random_adapter
+
+    root = tmp_path_factory.mktemp("adaptersrc")
+    shards = make_shards(root, n=45, size=32)
+    cfg = tiny_config(shards, root / "runs", "src", ["tracking.backends=[mlflow]", "train.epochs=1",
+                                                      "data.loader.image_size=32", "vlm.generation.max_new_tokens=4",
+                                                      "vlm.tiny_vision=random", f"vlm.cache_dir={root / 'tiny'}"])
+    adapters = {}
+    for name, seed in (("vlm", 1), ("other", 2)):
+        adapters[name] = write_random_adapter(cfg.vlm, root / name / "adapter", seed, cfg.vlm.max_pixels)
+        save_config(cfg, root / name / "config.yaml")
+    described = root / "described"
+    run_describe(cfg, "tiny", str(adapters["vlm"]), shards, described, progress=False)
+    cfg.data.shards = described
+    run(FusionRecipe, cfg)
+    uri = f"sqlite:///{(root / 'runs' / 'mlflow.db').resolve()}"
+    run_id = json.loads((root / "runs" / "src" / "tracking" / "train.json").read_text())["run_id"]
+    register_run(run_id, "nb-adapter", alias="champion", tracking_uri=uri, metric="best/val/balanced_accuracy",
+                 mode="max")
+    return {"root": root, "reference": shards, "uri": uri, **adapters}
+
+
+def test_images_described_with_the_training_adapter_pass_without_a_word(adapter_trained, tmp_path, capsys):
+    """The printed `predict ... --vlm tiny --adapter ADAPTER` line, given the adapter that wrote the training text,
+    warned that the text came from another adapter: describe and predict digested an adapter two ways (every file
+    of its folder against the weights file alone), so no adapter ever matched."""
+    from mmlnb_dist.data.reader import iter_shard_samples
+
+    t = adapter_trained
+    sample = next(iter_shard_samples(next(iter(sorted(t["reference"].glob("val-*.tar"))))))
+    ext = next(k for k in ("png", "jpg") if k in sample)
+    image = tmp_path / f"patch.{ext}"
+    image.write_bytes(sample[ext])
+
+    def predict(adapter):
+        code = main(["predict", "--model", "models:/nb-adapter@champion", str(image), "--out",
+                     str(tmp_path / "p.csv"), "--uri", t["uri"], "--vlm", "tiny", "--adapter", str(adapter)])
+        return code, capsys.readouterr().err
+
+    code, err = predict(t["vlm"])
+    assert code == 0 and "trained on descriptions written by" not in err, err
+    code, err = predict(t["other"])
+    assert code == 0 and "trained on descriptions written by the VLM tiny (adapter sha256" in err, err

@@ -13,6 +13,7 @@ from mmlnb_dist.data.loader import BadSampleRateError
 from mmlnb_dist.data.reader import iter_shard_samples
 from mmlnb_dist.data.shardset import ShardError, ShardSet
 from mmlnb_dist.data.writer import write_tar_shard
+from mmlnb_dist.recipes.vlm.model import adapter_sha256
 
 from support.vlm import make_pairs, write_random_adapter
 
@@ -83,7 +84,7 @@ def test_resume_with_another_adapter_is_refused_and_restart_starts_over(data, mo
     whole_b = D.run_describe(cfg, "tiny", str(b), data / "in", data / "whole-b", progress=False)
     assert whole_b["num_samples"] == 12 and _texts(out) == _texts(data / "whole-b")
     prov = ShardSet.open(out).provenance["describe"]
-    assert prov["adapter_sha256"] == D.adapter_digest(str(b)) != D.adapter_digest(str(a))
+    assert prov["adapter_sha256"] == adapter_sha256(str(b)) != adapter_sha256(str(a))
 
 
 def test_restart_refuses_to_delete_a_folder_that_is_not_a_describe_output(data):
