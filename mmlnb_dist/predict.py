@@ -264,7 +264,8 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
         raise PredictError(f"--top-k must be at least 1 (got {top_k})")
     if threshold is not None and not 0 < threshold <= 1:
         raise PredictError(f"--threshold must be in (0, 1] (got {threshold})")
-    table = DescriptionTable.read(descriptions, description_column, slide_column) if descriptions else None
+    table = DescriptionTable.read(descriptions, description_column, slide_column, require_text=not vlm) \
+        if descriptions else None
     model = load_model(model_uri, tracking_uri)
     model_meta = (getattr(model.metadata, "metadata", None) or {}) if getattr(model, "metadata", None) else {}
     multilabel = model_meta.get("task") == "multilabel"
@@ -288,7 +289,8 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     for it in good if table else ():
         row = table.find(it["key"], it.get("path"))
         if row:
-            it["description"], it["written_by"] = table.description(row), None
+            if not vlm:  # with --vlm the VLM writes every description; the table gives the slides
+                it["description"], it["written_by"] = table.description(row), None
             it["slide_id"] = it.get("slide_id") or table.slide_id(row)
     if vlm and good:
         from .recipes.vlm.model import adapter_sha256

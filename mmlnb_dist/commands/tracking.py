@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", type=Path, required=True, help="preds.csv or preds.jsonl")
     q.add_argument("--descriptions", type=Path,
                    help="CSV/JSONL naming each image (a key, path, image or file column; paths relative to the "
-                   "file, or tails of the paths given) with its description")
+                   "file, or tails of the paths given) with its description; with --vlm, which writes the "
+                   "descriptions, a labels table (file, label, slide_id) read for its slide ids")
     q.add_argument("--description-column", default="description", metavar="NAME",
                    help="column of --descriptions holding the text (default description; e.g. caption)")
     q.add_argument("--slide-column", default=None, metavar="NAME",

@@ -71,9 +71,11 @@ class DescriptionTable:
                         same.append(row)
 
     @classmethod
-    def read(cls, path: Path, column: str = "description", slide_column: Optional[str] = None) -> "DescriptionTable":
+    def read(cls, path: Path, column: str = "description", slide_column: Optional[str] = None,
+             require_text: bool = True) -> "DescriptionTable":
         """Read a CSV or JSONL file; its text is in `column`, slide ids in `slide_column` (default `slide_id`
-        when the file has one; a named column must exist)."""
+        when the file has one; a named column must exist). `require_text=False`: the text comes from elsewhere
+        (a VLM) and the file may be a plain labels table, read for its slide ids."""
         path = Path(path)
         if not path.is_file():
             raise DescriptionsError(f"descriptions file not found: {path}")
@@ -86,7 +88,7 @@ class DescriptionTable:
         except (OSError, UnicodeDecodeError, csv.Error) as err:
             raise DescriptionsError(f"cannot read {path}: {err}") from None
         columns = list(rows[0]) if rows else []
-        if not rows or any(column not in row for row in rows):
+        if not rows or (require_text and any(column not in row for row in rows)):
             raise DescriptionsError(f"{path}: no '{column}' column (its columns: {', '.join(columns) or 'none'}); "
                                     f"name the column that holds the text with --description-column")
         if slide_column is not None and slide_column not in columns:

@@ -84,6 +84,42 @@ def test_images_described_by_the_training_writer_pass_without_a_word(vlm_trained
     assert code == 0 and "trained on descriptions written by" not in err, err
 
 
+def test_with_the_vlm_describing_a_labels_table_gives_the_slides(vlm_trained, tmp_path, capsys):
+    """Patches with the usual `file,label,slide_id` table and `--vlm` to describe them: the table was refused for
+    having no description column, so the predictions had no slide ids and no per-slide aggregates."""
+    import csv
+
+    from mmlnb_dist.data.reader import iter_shard_samples
+
+    rows = []
+    for i, sample in enumerate(s for tar in sorted(vlm_trained["reference"].glob("val-*.tar"))
+                               for s in iter_shard_samples(tar)):
+        if i == 4:
+            break
+        ext = next(k for k in ("png", "jpg") if k in sample)
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / f"p{i}.{ext}").write_bytes(sample[ext])
+        rows.append({"file": f"p{i}.{ext}", "label": "UD", "slide_id": f"S{i % 2}"})
+    with open(tmp_path / "in" / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "label", "slide_id"])
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "p.csv"
+    code = main(["predict", "--model", "models:/nb-src@champion", str(tmp_path / "in"), "--out", str(out),
+                 "--uri", vlm_trained["uri"], "--vlm", "tiny", "--descriptions", str(tmp_path / "in" / "labels.csv")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    predicted = list(csv.DictReader(open(out)))
+    assert sorted(r["slide_id"] for r in predicted) == ["S0", "S0", "S1", "S1"]
+    assert all(r["description"] for r in predicted)  # the VLM's text
+    slides = list(csv.DictReader(open(tmp_path / "p.slides.csv")))
+    assert [(r["slide_id"], r["n_patches"]) for r in slides] == [("S0", "2"), ("S1", "2")]
+    # without --vlm the table must hold the text
+    code = main(["predict", "--model", "models:/nb-src@champion", str(tmp_path / "in"), "--out", str(out),
+                 "--uri", vlm_trained["uri"], "--descriptions", str(tmp_path / "in" / "labels.csv")])
+    assert code == 2 and "no 'description' column" in capsys.readouterr().err
+
+
 def test_evaluate_names_shards_whose_text_another_writer_wrote(vlm_trained, capsys):
     export = vlm_trained["root"] / "runs" / "src" / "export"
     assert main(["evaluate", "--export", str(export), "--split", "val"]) == 0  # the run's own (described) shards
