@@ -66,7 +66,7 @@ def _synth(args: argparse.Namespace) -> int:
             raise
         raise UserError(str(err)) from None
     counts = ", ".join(f"{k} {v}" for k, v in summary["class_counts"].items())
-    print(f"wrote {summary['num_samples']} patches ({counts}) from {s.n_slides} slides to {out}; "
+    print(f"wrote {summary['num_samples']} patches ({counts}) from {summary['n_slides']} slides to {out}; "
           f"{summary['noisy_descriptions']} noisy descriptions")
     return 0
 

@@ -383,5 +383,6 @@ def make_synthetic_dataset(
         for d in descs:
             f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
     counts = {c: sum(1 for r in rows if r[1] == c) for c in classes}
-    return {"out_dir": str(out_dir), "num_samples": n, "class_counts": counts, "n_slides": n_slides,
+    # fewer patches than slides leave slides without any: count the slides the set has
+    return {"out_dir": str(out_dir), "num_samples": n, "class_counts": counts, "n_slides": len({r[2] for r in rows}),
             "noisy_descriptions": len(noisy), "size": size, "seed": seed, "ambiguous_patches": len(ambiguous)}

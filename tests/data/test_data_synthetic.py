@@ -107,6 +107,15 @@ def test_a_simple_classifier_learns_it_on_held_out_slides_but_mean_colour_does_n
     assert np.mean(scores["colour"]) < np.mean(scores["texture"]) - 0.15, scores
 
 
+def test_fewer_patches_than_slides_report_the_slides_that_have_patches(tmp_path, capsys):
+    """`data synth --n 12` with the default 30 slides printed "from 30 slides": 18 of them had no patch."""
+    from mmlnb_dist.cli import main
+
+    assert main(["data", "synth", "--out", str(tmp_path / "s"), "--n", "12", "--seed", "7"]) == 0
+    slides = {r["slide_id"] for r in csv.DictReader(open(tmp_path / "s" / "labels.csv"))}
+    assert len(slides) == 12 and f"from 12 slides to {tmp_path / 's'}" in capsys.readouterr().out
+
+
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="n_slides"):
         make_synthetic_dataset(tmp_path, n=6, n_slides=2)
