@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..core.progress import progress_bar
 from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock
 from .config import BuildConfig
 from .shardset import FORMAT, MANIFEST, SPLITS, ShardError
@@ -222,8 +223,6 @@ def build_shards(
 def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSpec]], out_dir: Path,
                   build: BuildConfig, classes: List[str], provenance: Optional[Mapping[str, Any]],
                   progress: bool, dropped_rows: Optional[Sequence[Mapping[str, Any]]] = None) -> Dict[str, Any]:
-    from tqdm import tqdm
-
     _check_replaceable(out_dir)  # again: another job may have written it before we held it
     out_dir.mkdir(parents=True, exist_ok=True)
     _clean_stale(out_dir)
@@ -233,7 +232,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
     multilabel = is_multilabel(samples)
     label_counts: Counter = Counter()  # of the shard being written (multi-label builds)
     manifest_splits: Dict[str, Any] = {}
-    bar = tqdm(total=len(samples), desc=f"shards {out_dir.name}", unit="img", disable=not progress)
+    bar = progress_bar(total=len(samples), desc=f"shards {out_dir.name}", unit="img", enabled=progress)
     try:
         # PIL releases the GIL while decoding, resizing and encoding: threads keep all cores busy, and
         # `map` keeps the input order, so the output bytes do not depend on scheduling.

@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Seque
 
 from ..core.distributed import DistEnv, all_gather_object, barrier
 from ..core.errors import UserError
+from ..core.progress import progress_bar
 from ..core.provenance import check_or_record
 from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock
 from .ledger import BadSample, BadSampleRateError, exceeds, rate_message
@@ -227,8 +228,6 @@ def _map_locked(source: ShardSet, out: Path, fn: Callable, *, env: DistEnv, batc
                 provenance: Mapping[str, Any], progress: bool, desc: str, record: Optional[Mapping[str, Any]],
                 allow: Sequence[str], restart: bool, max_bad_sample_rate: float, max_member_bytes: int,
                 reports: Sequence[str], manifest_fields: Dict[str, Any]) -> Dict[str, Any]:
-    from tqdm import tqdm
-
     refusal: Optional[Tuple[type, str]] = None
     if env.is_main:
         try:
@@ -245,8 +244,8 @@ def _map_locked(source: ShardSet, out: Path, fn: Callable, *, env: DistEnv, batc
     todo = [m for m in mine if not (out / m[2]["file"]).is_file()]
     total = sum(m[2]["num_samples"] for m in todo)
     already = sum(len(read_progress(out / PROGRESS_DIR / (m[2]["file"] + ".jsonl"))) for m in todo)
-    bar = tqdm(total=total, initial=already, unit="sample", desc=f"{desc}[rank {env.rank}]", disable=not progress,
-               dynamic_ncols=True)
+    bar = progress_bar(total=total, initial=already, unit="sample", desc=f"{desc}[rank {env.rank}]",
+                       enabled=progress, dynamic_ncols=True)
     t0 = time.perf_counter()
     entries: List[Tuple[str, int, Dict[str, Any]]] = []
     skipped: List[Dict[str, str]] = []

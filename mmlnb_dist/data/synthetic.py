@@ -23,6 +23,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..core.progress import progress_bar
+
 CLASSES: Tuple[str, ...] = ("UD", "PD", "D")
 
 
@@ -330,8 +332,6 @@ def make_synthetic_dataset(
     import os
     from multiprocessing import get_context
 
-    from tqdm import tqdm
-
     classes = list(classes)
     unknown = [c for c in classes if c not in CLASSES]
     if unknown:
@@ -367,8 +367,8 @@ def make_synthetic_dataset(
     pool = get_context("fork").Pool(workers) if workers > 1 else None
     try:
         results = pool.imap(_render_item, jobs, chunksize=8) if pool else map(_render_item, jobs)
-        for (rel, _, _), (png, text) in tqdm(zip(rows, results), total=n, desc="synthetic patches",
-                                               disable=not progress):
+        for (rel, _, _), (png, text) in progress_bar(zip(rows, results), total=n, desc="synthetic patches",
+                                                       enabled=progress):
             (out_dir / rel).write_bytes(png)
             descs.append({"file": rel, "description": text})
     finally:

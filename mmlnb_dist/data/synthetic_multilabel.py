@@ -20,6 +20,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..core.progress import progress_bar
+
 FINDINGS: Tuple[str, ...] = (
     "calcification", "dense small nuclei", "fat", "fibrovascular stroma", "ganglion-like cells", "haemorrhage",
     "haemosiderin", "mitoses", "myxoid matrix", "necrosis", "neuropil", "schwannian spindle cells",
@@ -238,8 +240,6 @@ def make_multilabel_dataset(out_dir: Union[str, Path], n: int = 600, size: int =
     Each finding of a patch is drawn faint (at 35% of its contrast) with probability `faint_rate`: still in the
     image, but hard enough to see that the caption helps (what a fused image + text model can exploit).
     """
-    from tqdm import tqdm
-
     if n < 1 or size < 16 or n_slides < 1:
         raise ValueError(f"need n >= 1, size >= 16 and n_slides >= 1 (got n={n}, size={size}, n_slides={n_slides})")
     for name, rate in (("omit_rate", omit_rate), ("wrong_rate", wrong_rate), ("faint_rate", faint_rate)):
@@ -253,7 +253,7 @@ def make_multilabel_dataset(out_dir: Union[str, Path], n: int = 600, size: int =
     rows: List[Tuple[str, str, str, str, str]] = []
     counts = {f: 0 for f in FINDINGS}
     omitted_total = wrong_total = faint_total = 0
-    for i in tqdm(range(n), desc="synthetic multi-label patches", disable=not progress):
+    for i in progress_bar(range(n), desc="synthetic multi-label patches", enabled=progress):
         rng = np.random.default_rng([seed, 2, i])  # per patch: independent of the order patches are drawn in
         slide = i % n_slides
         k = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 from ..core.files import sha256_file
+from ..core.progress import progress_bar
 from .images import image_member, undecodable
 from .reader import iter_shard_samples
 from .shardset import SPLITS, ShardError, ShardSet
@@ -47,7 +48,6 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
     every image decodable, every `cls` a valid class index matching the `json` label; on multi-label sets also
     every `json["labels"]` a list of classes and the per-shard `label_counts`."""
     from PIL import Image
-    from tqdm import tqdm
 
     shard_dir = Path(shard_dir)
     manifest = ShardSet.open(shard_dir).manifest
@@ -57,7 +57,7 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
     keys: Dict[str, str] = {}
     listed = set()
     total = sum(int(s["num_samples"]) for split in manifest["splits"].values() for s in split["shards"])
-    bar = tqdm(total=total, desc="verify", unit="sample", disable=not progress)
+    bar = progress_bar(total=total, desc="verify", unit="sample", enabled=progress)
     ordered = sorted(manifest["splits"].items(), key=lambda kv: (SPLITS + (kv[0],)).index(kv[0]))
     for split, info in ordered:
         split_counts: Counter = Counter()

@@ -29,6 +29,7 @@ import torch
 from ..core.distributed import DistEnv, all_gather_object, barrier, destroy_process_group, init_process_group
 from ..core.engine import seed_everything
 from ..core.errors import UserError
+from ..core.progress import progress_bar
 from ..core.provenance import check_or_record
 from ..core.runlock import FolderLock
 from ..core.sections import DistributedConfig
@@ -170,8 +171,6 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
 def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, env: DistEnv, seed: int,
              batch_size: int, image_size: Optional[int], loader_image_size: int, decode_threads: int,
              max_bad_sample_rate: float, max_member_bytes: int, progress: bool) -> Dict[str, Any]:
-    from tqdm import tqdm
-
     seed_everything(seed)
     encoder = build_image_encoder(encoder_cfg).eval()
     digest = module_fingerprint(encoder.name, encoder.body)
@@ -201,8 +200,8 @@ def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, en
     total = sum(int(e["num_samples"]) for e in todo)
     log.info("features extract: %s (%d-d, weights %s) at %d px on %s; %d of %d shards to do here (rank %d of %d)",
              encoder.name, encoder.out_dim, digest, size, env.device, len(todo), len(mine), env.rank, env.world_size)
-    bar = tqdm(total=total, unit="sample", desc=f"extract[rank {env.rank}/{env.world_size}]",
-               disable=not (progress and env.is_main), dynamic_ncols=True)
+    bar = progress_bar(total=total, unit="sample", desc=f"extract[rank {env.rank}/{env.world_size}]",
+                       enabled=progress and env.is_main, dynamic_ncols=True)
     work = _ShardEncoder(encoder.to(env.device),
                          ImageSamplePreprocess(size, None, augment=False, mean=encoder.mean, std=encoder.std,
                                                text=False, device=env.device), env.device, batch_size, decode_threads)

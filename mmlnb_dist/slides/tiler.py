@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..core.errors import UserError
+from ..core.progress import progress_bar
 from ..data.config import BuildConfig
 from .config import SlidesConfig
 from .ray_tasks import ray_results
@@ -217,10 +218,8 @@ def plan_quotas(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Dict[st
 # ----------------------------------------------------------------------------------------------------------------
 def _run_jobs(jobs: List[SlideJob], workers: int, ray_address: Optional[str], progress: bool) -> List[Dict]:
     """Run `process_slide` over jobs (in-process, process pool or Ray); results in completion order."""
-    from tqdm import tqdm
-
     results: List[Dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc="slides", unit="slide", disable=not progress)
+    bar = progress_bar(total=len(jobs), desc="slides", unit="slide", enabled=progress)
     start = time.perf_counter()
 
     def done(result: Dict[str, Any]) -> None:

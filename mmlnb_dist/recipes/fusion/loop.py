@@ -29,6 +29,7 @@ from ...core.checkpoint import set_rng_state, step_tag
 from ...core.distributed import all_gather_object, all_reduce_sum
 from ...core.engine import seed_everything
 from ...core.errors import ConfigError
+from ...core.progress import progress_bar
 from ...data.position import DataPosition
 from .curriculum import curriculum_lambda, curriculum_loss
 from .steps import prepare_inputs
@@ -127,8 +128,6 @@ def epoch_batches(recipe: "FusionRecipe", epoch: int,
 
 def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
     """Train one epoch (or what is left of it after a mid-epoch checkpoint); returns its statistics."""
-    from tqdm import tqdm
-
     cfg, env, engine = recipe.cfg, recipe.env, recipe.engine.engine
     resume = recipe.mid_epoch if recipe.mid_epoch is not None and recipe.mid_epoch.position.epoch == epoch else None
     recipe.state.phase = recipe.phases.enter(epoch)
@@ -148,7 +147,7 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
         elif env.rank == 0:  # the all-reduce at the end adds every rank's part: rank 0 carries the saved total
             sums += torch.tensor(resume.sums, dtype=torch.float64).sum(0)
     recorder = KeyRecorder(recipe.run_dir, env.rank, env.world_size) if cfg.fusion.record_train_keys else None
-    bar = tqdm(total=n, desc=f"epoch {epoch}", disable=not env.is_main, leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=n, desc=f"epoch {epoch}", enabled=env.is_main, leave=False, dynamic_ncols=True)
     t0 = time.perf_counter()
     seen = 0
     step_in_epoch = done

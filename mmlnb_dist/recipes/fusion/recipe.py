@@ -21,6 +21,7 @@ from ...core.config import save_config
 from ...core.distributed import DistEnv, plan_batch
 from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json, seed_everything
 from ...core.errors import ConfigError
+from ...core.progress import progress_bar
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
 from ...core.tracking import build_logger
@@ -193,10 +194,8 @@ class FusionRecipe:
 
     def evaluate(self, split: str = "val"):
         """(metrics, gathered predictions) of the current weights on `split`."""
-        from tqdm import tqdm
-
         def bar(it):
-            return tqdm(it, desc=f"eval {split}", disable=not self.env.is_main, leave=False, dynamic_ncols=True)
+            return progress_bar(it, desc=f"eval {split}", enabled=self.env.is_main, leave=False, dynamic_ncols=True)
 
         def forward(**inputs):
             with self.autocast():

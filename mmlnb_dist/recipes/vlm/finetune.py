@@ -46,6 +46,7 @@ from ...core.config import save_config
 from ...core.distributed import DistEnv, all_gather_object, all_reduce_sum, plan_batch
 from ...core.engine import OptimizerSpec, build_engine, deepspeed_config, precision_of, seed_everything
 from ...core.errors import ConfigError
+from ...core.progress import progress_bar
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
 from ...core.tracking import build_logger
@@ -252,12 +253,10 @@ class FinetuneVLMRecipe:
         return result
 
     def _train_steps(self) -> Dict[str, float]:
-        from tqdm import tqdm
-
         vcfg = self.cfg.vlm
         self.engine.train()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=STAGE, disable=not self.env.is_main,
-                   dynamic_ncols=True)
+        bar = progress_bar(total=self.total_steps, initial=self.step, desc=STAGE, enabled=self.env.is_main,
+                           dynamic_ncols=True)
         while self.step < self.total_steps:
             losses = []
             for i, batch in enumerate(self.micro_batches(self.step)):

@@ -22,7 +22,8 @@ from typing import Dict, List
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
+
+from ...core.progress import progress_bar
 
 # ImageNet normalisation of the teacher (EfficientNet-Lite0 was trained with it).
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -129,7 +130,7 @@ def _distill(model, processor, settings: DistillSettings) -> Dict[str, float]:
     with torch.no_grad():
         norm_before = tokens(probe).norm(dim=-1).mean().item()
     gen = torch.Generator().manual_seed(settings.image_seed)
-    bar = tqdm(total=settings.steps, desc="distilling the tiny VLM's vision tower", leave=False)
+    bar = progress_bar(total=settings.steps, desc="distilling the tiny VLM's vision tower", leave=False)
     opt = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=0.01)
     visual.train()
     losses = []

@@ -1,0 +1,50 @@
+"""The package's progress bars: one owner for how long work shows itself on the console.
+
+    for batch in progress_bar(loader, total=n, desc="epoch 3", enabled=env.is_main):
+        ...
+
+On a terminal a bar redraws about ten times a second, as tqdm does. Written to a file (a Slurm log, `nohup`,
+CI, `cmd > log 2>&1`) every redraw is another line of the log: a fine-tuning run of a few thousand steps left
+thousands of lines. There a bar redraws at most every `MMLNB_PROGRESS_INTERVAL` seconds (default 30), and still
+shows where it starts and where it ends.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Iterable, Optional
+
+PROGRESS_INTERVAL_ENV = "MMLNB_PROGRESS_INTERVAL"
+"""Seconds between two redraws of a bar that is not on a terminal (default `FILE_INTERVAL_S`)."""
+
+FILE_INTERVAL_S = 30.0
+TERMINAL_INTERVAL_S = 0.1
+"""tqdm's own default."""
+
+
+def redraw_interval(stream: Any) -> float:
+    """Seconds between two redraws of a bar written to `stream`: tqdm's default on a terminal, else
+    `MMLNB_PROGRESS_INTERVAL` (default 30 s)."""
+    isatty = getattr(stream, "isatty", None)
+    if isatty is not None and isatty():
+        return TERMINAL_INTERVAL_S
+    value = os.environ.get(PROGRESS_INTERVAL_ENV)
+    if value is None:
+        return FILE_INTERVAL_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{PROGRESS_INTERVAL_ENV}={value!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise ValueError(f"{PROGRESS_INTERVAL_ENV}={value!r} must be at least 0")
+    return seconds
+
+
+def progress_bar(iterable: Optional[Iterable] = None, *, enabled: bool = True, file: Any = None, **kwargs: Any):
+    """A tqdm bar over `iterable` (or updated by hand with `total`), hidden when not `enabled` (other ranks,
+    `--quiet`), redrawn as `redraw_interval` says for its stream (stderr unless `file`)."""
+    from tqdm import tqdm
+
+    stream = file if file is not None else sys.stderr
+    kwargs.setdefault("mininterval", redraw_interval(stream))
+    return tqdm(iterable, disable=not enabled, file=stream, **kwargs)
