@@ -14,6 +14,8 @@ import os
 import sys
 from typing import Any, Iterable, Optional
 
+from tqdm import tqdm
+
 PROGRESS_INTERVAL_ENV = "MMLNB_PROGRESS_INTERVAL"
 """Seconds between two redraws of a bar that is not on a terminal (default `FILE_INTERVAL_S`)."""
 
@@ -40,11 +42,18 @@ def redraw_interval(stream: Any) -> float:
     return seconds
 
 
-def progress_bar(iterable: Optional[Iterable] = None, *, enabled: bool = True, file: Any = None, **kwargs: Any):
-    """A tqdm bar over `iterable` (or updated by hand with `total`), hidden when not `enabled` (other ranks,
-    `--quiet`), redrawn as `redraw_interval` says for its stream (stderr unless `file`)."""
-    from tqdm import tqdm
+class ProgressBar(tqdm):
+    """tqdm whose `set_postfix` (a step's loss, a rate) shows at the next redraw instead of forcing one: tqdm's
+    forced redraw per call was one log line per training step."""
 
+    def set_postfix(self, ordered_dict=None, refresh: bool = False, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=refresh, **kwargs)
+
+
+def progress_bar(iterable: Optional[Iterable] = None, *, enabled: bool = True, file: Any = None,
+                 **kwargs: Any) -> ProgressBar:
+    """A bar over `iterable` (or updated by hand with `total`), hidden when not `enabled` (other ranks, `--quiet`),
+    redrawn as `redraw_interval` says for its stream (stderr unless `file`)."""
     stream = file if file is not None else sys.stderr
     kwargs.setdefault("mininterval", redraw_interval(stream))
-    return tqdm(iterable, disable=not enabled, file=stream, **kwargs)
+    return ProgressBar(iterable, disable=not enabled, file=stream, **kwargs)

@@ -20,8 +20,12 @@ def _redraws(stream: io.StringIO) -> int:
 
 
 def _run(stream, steps: int = 40, pause: float = 0.01) -> None:
-    for _ in progress_bar(range(steps), file=stream, desc="finetune-vlm"):
+    bar = progress_bar(total=steps, file=stream, desc="finetune-vlm")
+    for step in range(steps):
         time.sleep(pause)
+        bar.update(1)
+        bar.set_postfix(loss=f"{1 / (step + 1):.3f}")  # as the training loops do: tqdm redrew on every call
+    bar.close()
 
 
 def test_a_bar_into_a_file_shows_its_start_and_end_not_every_step(monkeypatch):
@@ -29,7 +33,7 @@ def test_a_bar_into_a_file_shows_its_start_and_end_not_every_step(monkeypatch):
     log = io.StringIO()
     _run(log)  # 40 steps over about 0.4 s: a terminal bar redraws about 4 times; a file bar only at start and end
     text = log.getvalue()
-    assert _redraws(log) == 2 and "0/40" in text and "40/40" in text, text
+    assert _redraws(log) == 2 and "0/40" in text and "40/40" in text and "loss=0.025" in text, text
     assert redraw_interval(log) == 30.0 and redraw_interval(Terminal()) == 0.1
 
 
