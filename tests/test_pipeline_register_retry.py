@@ -50,3 +50,40 @@ def test_a_pipeline_trained_while_the_server_was_down_registers_when_rerun_with_
         assert len(client.search_model_versions("name='clip-nb'")) == 1
     finally:
         stop_server(server)
+
+
+@pytest.mark.slow
+def test_a_pipeline_trained_without_mlflow_registers_when_rerun_with_it(tmp_path):
+    """A pipeline run with `tracking.backends=[stdout]` (no tracking server where it trained) could never register:
+    rerun with mlflow, training was up to date (tracking is not in its fingerprint), so no MLflow run was ever
+    made, and the register stage was done for good. Now it stays open, and the rerun makes the training run's
+    MLflow run from the metrics the run folder kept (`tracking import`), then registers it, training skipped."""
+    import mlflow
+
+    from mmlnb_dist.pipeline.flow import PipelineInputs, run_pipeline
+
+    shards = caption_shards(tmp_path, n=48, size=32, test_fraction=0.25)
+    args = ("train.epochs=2", "tracking.log_environment=false", "tracking.register_name=clip-later")
+    first = run_pipeline(clip_config(shards, tmp_path / "runs", *args, "tracking.backends=[stdout]", name="later"),
+                         PipelineInputs())
+    assert first.registration["registered"] is False and "tracking.backends has no mlflow" in \
+        first.registration["reason"]
+    run_dir = tmp_path / "runs" / "later-clip"
+    assert not (run_dir / "tracking").exists()
+
+    again = run_pipeline(clip_config(shards, tmp_path / "runs", *args, "tracking.backends=[stdout,mlflow]",
+                                     name="later"), PipelineInputs())
+    assert again.stage("train").skipped and again.stage("evaluate").skipped
+    reg = again.registration
+    assert reg["registered"] is True, reg
+    uri = f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
+    run_id = json.loads((run_dir / "tracking" / "train.json").read_text())["run_id"]
+    assert client.get_model_version("clip-later", reg["version"]).run_id == run_id
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["imported_from"] == "metrics.jsonl"
+    trained = again.stage("train").info["metrics"]
+    assert run.data.metrics["val/micro_f1"] == pytest.approx(trained["val/micro_f1"])
+    assert run.data.params["train.epochs"] == "2" and "run.resume" not in run.data.params
+    steps = [m.step for m in client.get_metric_history(run_id, "val/micro_f1")]
+    assert len(steps) == 2 and steps == sorted(steps)  # one value per epoch, at its step

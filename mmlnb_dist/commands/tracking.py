@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="bind address (default 127.0.0.1; exposing it needs an authenticating proxy)")
     p.set_defaults(func=_server)
 
-    t = sub.add_parser("tracking", help="tracking utilities (sync)")
+    t = sub.add_parser("tracking", help="tracking utilities (sync, import)")
     tsub = t.add_subparsers(dest="tracking_command", metavar="SUBCOMMAND")
     tsub.required = True
     s = tsub.add_parser("sync", help="upload the metrics runs kept on disk while their server was unreachable",
@@ -33,6 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("run_dirs", nargs="+", type=Path, metavar="FOLDER")
     s.add_argument("--uri", help="tracking URI to upload to (default: the one each run used)")
     s.set_defaults(func=_sync)
+    i = tsub.add_parser("import", help="make the MLflow run of a run folder trained without mlflow tracking",
+                        description="A run trained with tracking.backends lacking mlflow kept its config "
+                        "(config.yaml) and its metrics step by step (metrics.jsonl). This makes its MLflow run from "
+                        "them (params, the config as an artifact, every metric at its step, status FINISHED) and "
+                        "records it in the folder, so `register --run FOLDER` can register it and a resume with "
+                        "mlflow continues it. A folder that already has an MLflow run is refused.")
+    i.add_argument("run_dir", type=Path, metavar="FOLDER", help="the run folder (runs/NAME, as `train` prints it)")
+    i.add_argument("--stage", default="train", help="the folder's stage to import (default train)")
+    i.add_argument("--uri", help="tracking URI (default: the run's tracking.uri, else the SQLite store beside the "
+                   "run folder, where training would have logged)")
+    i.set_defaults(func=_import)
 
     r = sub.add_parser("register", help="register a trained classifier in the MLflow Model Registry",
                        description="Logs the run's export as a pyfunc model, registers it under --name and moves "
@@ -131,6 +142,15 @@ def _sync(args) -> int:
                 how = "created run" if res["created"] else "run"
                 print(f"{res['journal']}: sent {res['sent']} event(s) to {how} {res['run_id']} at {res['uri']}")
     return 1 if failed else 0
+
+
+def _import(args) -> int:
+    from ..core.tracking.folder_import import import_run_folder
+
+    result = import_run_folder(args.run_dir, args.stage, args.uri)
+    print(f"{args.run_dir}: MLflow run {result['run_id']} at {result['uri']} ({result['sent']} event(s)); register "
+          f"it: mmlnb-dist register --run {args.run_dir} --name NAME")
+    return 0
 
 
 def _register(args) -> int:

@@ -154,6 +154,11 @@ def save_config(cfg: Section, path: Union[str, Path]) -> Path:
 
 def flatten(cfg: Section) -> Dict[str, Any]:
     """The resolved config as {dotted.key: value} (MLflow params, search spaces)."""
+    return flatten_dict(cfg.model_dump(mode="json"))
+
+
+def flatten_dict(tree: Dict[str, Any]) -> Dict[str, Any]:
+    """A nested dict (a config as saved in YAML) as {dotted.key: value}, as `flatten` gives a config's."""
     out: Dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
@@ -163,7 +168,7 @@ def flatten(cfg: Section) -> Dict[str, Any]:
         else:
             out[prefix[:-1]] = node
 
-    walk(cfg.model_dump(mode="json"), "")
+    walk(tree, "")
     return out
 
 

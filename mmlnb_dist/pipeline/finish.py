@@ -160,17 +160,21 @@ def read_evaluation(result: StageResult) -> Dict[str, Any]:
 # register
 # ---------------------------------------------------------------------------------------------------------
 
-def _send_training_journal(run_dir: Path) -> Tuple[Optional[str], str]:
-    """Upload the training run's MLflow journal (`tracking sync` of its folder): (its run id, "") once the
-    server has it, else (None, why not)."""
+def _send_training_journal(run_dir: Path, uri: str) -> Tuple[Optional[str], str]:
+    """Upload the training run's MLflow journal (`tracking sync` of its folder), or make it from the metrics the
+    folder kept when training had no mlflow backend (`tracking import`): (its run id, "") once the server has it,
+    else (None, why not)."""
+    from ..core.tracking.folder_import import METRICS_FILE, FolderImportError, import_run_folder
     from ..core.tracking.journal import Spool, upload
 
     spool = Spool.for_stage(run_dir, "train")
-    if not spool.path.is_file():
+    imported = not spool.path.is_file() and (run_dir / METRICS_FILE).is_file()
+    if not spool.path.is_file() and not imported:
         return None, f"{run_dir} has no MLflow journal to send (tracking.spool was off)"
     try:
-        result = upload(spool)
-    except (ConnectionError, ValueError) as err:
+        # trained without mlflow in tracking.backends: the run's MLflow run is made from the metrics it kept
+        result = import_run_folder(run_dir, "train", uri) if imported else upload(spool)
+    except (ConnectionError, ValueError, FolderImportError) as err:
         return None, str(err)
     if result.get("skipped") or not result.get("run_id"):
         return None, result.get("skipped") or f"{spool.path} names no run"
@@ -191,11 +195,13 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
         run_id = train.info.get("mlflow_run_id")
         if not spec.register:
             return {"registered": False, "reason": f"the {spec.name} recipe has no model to register"}
-        if "mlflow" not in t.backends:
-            return {"registered": False, "reason": "tracking.backends has no mlflow, so training made no MLflow run "
-                    "to register (with mlflow in tracking.backends, a new run.name trains one)"}
-        if not run_id:  # training could not reach the server: its journal holds the run, send it first
-            run_id, why = _send_training_journal(Path(train.info["run_dir"]))
+        if "mlflow" not in t.backends:  # kept open: a rerun with mlflow imports the training run, then registers
+            return {"registered": False, KEEP_OPEN: True,
+                    "reason": "tracking.backends has no mlflow, so training made no MLflow run to register (rerun "
+                              "with mlflow in tracking.backends: this stage makes the training run's MLflow run "
+                              "from the metrics it kept, then registers it; training is not redone)"}
+        if not run_id:  # training could not reach the server, or had no mlflow: send or import its run first
+            run_id, why = _send_training_journal(Path(train.info["run_dir"]), uri)
             if not run_id:
                 return {"registered": False, KEEP_OPEN: True,
                         "reason": f"the training run never reached the tracking server ({why}); rerun the same "

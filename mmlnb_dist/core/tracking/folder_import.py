@@ -1,0 +1,98 @@
+"""A run trained without MLflow, as an MLflow run: `mmlnb-dist tracking import RUN_FOLDER`.
+
+A run whose `tracking.backends` had no mlflow (a cluster without a tracking server, a first try) keeps its
+settings in `<run_dir>/config.yaml` and every metric record, step by step, in `<run_dir>/metrics.jsonl` (the
+stdout backend). Importing writes the journal the MLflow logger would have written
+(`<run_dir>/tracking/<stage>.jsonl`: start, params, the config as an artifact, each metric record at its step,
+close FINISHED) and uploads it (`journal.upload`). From then on the folder is a tracked run like any other:
+`register --run FOLDER` and the pipeline's register stage find its run, `tracking sync` sends what a lost
+server missed, and a resume with mlflow continues the same MLflow run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from ..config import flatten_dict
+from ..errors import UserError
+from ..runlock import FolderLock
+from ..sections import TrackingConfig
+from .journal import Spool, recorded_run, run_record_path, upload
+from .server import default_tracking_uri
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+"""Where the stdout backend keeps a run's metric records (`loggers.StdoutLogger`)."""
+CONFIG_FILE = "config.yaml"
+
+
+class FolderImportError(UserError):
+    """The folder cannot be imported: not a finished run folder, already tracked, or no metrics kept."""
+
+
+def _metric_records(path: Path) -> List[Dict[str, Any]]:
+    records = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            step = int(record.pop("step"))
+            records.append({"step": step, "metrics": {k: float(v) for k, v in record.items()}})
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise FolderImportError(f"{path}:{n}: not a metric record ({type(err).__name__}: {err})") from None
+    return records
+
+
+def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = None) -> Dict[str, Any]:
+    """Make the MLflow run of finished run folder `run_dir`'s `stage` from what the folder kept, and record it
+    there. `uri`: the tracking store (default: the run's `tracking.uri`, else the SQLite store beside the run
+    folder, as training would have used). Returns `journal.upload`'s result ({"run_id", "sent", "uri", ...})."""
+    run_dir = Path(run_dir)
+    config_path, metrics_path = run_dir / CONFIG_FILE, run_dir / METRICS_FILE
+    if not config_path.is_file():
+        raise FolderImportError(f"{run_dir} is not a run folder: no {CONFIG_FILE} (a run folder is what `train` "
+                                f"prints as run_dir)")
+    FolderLock(run_dir, "tracking import").refuse_if_held()  # a live run still writes its metrics
+    journal = run_record_path(run_dir, stage).with_suffix(".jsonl")
+    record = recorded_run(run_dir, stage)
+    if record.get("run_id") or journal.is_file():
+        raise FolderImportError(
+            f"{run_dir} already has an MLflow run for its {stage} stage ({record.get('run_id') or journal}): "
+            f"nothing to import (`mmlnb-dist tracking sync {run_dir}` sends what its server has not received)")
+    if not metrics_path.is_file():
+        raise FolderImportError(f"{run_dir} kept no metrics ({METRICS_FILE} is missing: tracking.backends had "
+                                f"neither mlflow nor stdout), so there is no run to import")
+    config = yaml.safe_load(config_path.read_text()) or {}
+    tracking = TrackingConfig(**(config.get("tracking") or {}))
+    uri = uri or default_tracking_uri(tracking, run_dir.resolve().parent)
+    run_name = f"{(config.get('run') or {}).get('name') or run_dir.name}-{stage}"
+    params = {k: str(v)[:6000] for k, v in flatten_dict(config).items() if k != "run.resume"}
+    started, ended = int(config_path.stat().st_mtime * 1000), int(metrics_path.stat().st_mtime * 1000)
+    events = [
+        {"op": "start", "run_name": run_name, "experiment": tracking.experiment, "ts": started,
+         "artifact_root": str((run_dir.resolve().parent / "mlartifacts")),
+         "tags": {"stage": stage, "run_dir": str(run_dir.resolve()), "imported_from": METRICS_FILE}},
+        {"op": "params", "params": params, "ts": started},
+        {"op": "artifact", "path": str(config_path.resolve()), "artifact_path": None, "ts": started},
+        *({"op": "metrics", "step": r["step"], "metrics": r["metrics"], "ts": ended}
+          for r in _metric_records(metrics_path)),
+        {"op": "close", "status": "FINISHED", "ts": ended},
+    ]
+    spool = Spool(journal)  # only now: a refused import leaves the folder as it was
+    for event in events:
+        spool.append(event)
+    spool.write_state(tracking_uri=uri, experiment=tracking.experiment, run_name=run_name)
+    try:
+        result = upload(spool)
+    except ConnectionError as err:
+        raise FolderImportError(f"{err}; the run's journal is written ({spool.path}): `mmlnb-dist tracking sync "
+                                f"{run_dir}` uploads it when the server is up") from None
+    log.info("imported %s as MLflow run %s (%d metric records) at %s", run_dir, result["run_id"], len(events) - 4,
+             uri)
+    return result
