@@ -19,9 +19,10 @@ import csv
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .core.errors import UserError
+from .core.progress import progress_bar
 from .data.description_table import DescriptionTable
 from .data.images import image_member, is_image_file, read_image
 from .data.text_writer import mismatch, same_writer, shard_text_writer, trained_writer
@@ -161,25 +162,28 @@ def text_writer_warnings(model_uri: str, model_meta: Dict[str, Any], items: List
 
 
 def require_descriptions(model_uri: str, items: List[Dict[str, Any]]) -> None:
-    """A model that reads a description with each image would score images without one on empty text."""
-    missing = [it["source"] for it in items if not str(it.get("description") or "").strip()]
-    if missing:
+    """A model that reads a description with each image would score images without one on empty text: refused,
+    unless none of those images can be read (they are reported as unreadable, the others predicted)."""
+    missing = [it for it in items if not str(it.get("description") or "").strip()]
+    first = next((it for it in missing if _readable(it)), None)
+    if first is not None:
         raise PredictError(f"{model_uri} reads a description with each image, and {len(missing)} of {len(items)} "
-                           f"have none (first: {missing[0]}); nothing was predicted. Give --descriptions FILE "
+                           f"have none (first: {first['source']}); nothing was predicted. Give --descriptions FILE "
                            f"(path,description), --vlm MODEL [--adapter DIR] to write them as training did (the "
                            f"pipeline's report prints that line), or a shard set that carries them (`describe`'s "
                            f"output)")
 
 
-def _generate_descriptions(images, vlm: str, adapter: Optional[Path]) -> List[str]:
-    """Descriptions generated as `describe` does, with the `vlm` section of the fine-tuning run that wrote the
-    adapter (`<run_dir>/config.yaml` beside `<run_dir>/adapter`: same prompt and image size); else the defaults."""
+def _vlm_describer(vlm: str, adapter: Optional[Path]) -> Callable[[List[Any]], List[str]]:
+    """The VLM, loaded once, generating descriptions as `describe` does, with the `vlm` section of the fine-tuning
+    run that wrote the adapter (`<run_dir>/config.yaml` beside `<run_dir>/adapter`: same prompt and image size);
+    else the defaults."""
     from .config import load_config
-    from .recipes.vlm.describe import describe_images
+    from .recipes.vlm.describe import image_describer
 
     trained_with = Path(adapter).parent / "config.yaml" if adapter else None
     cfg = load_config(trained_with if trained_with and trained_with.is_file() else None)
-    return list(describe_images(images, vlm, adapter, cfg.vlm, cfg.distributed.precision))
+    return image_describer(vlm, adapter, cfg.vlm, cfg.distributed.precision)
 
 
 def _by_slide(rows: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
@@ -240,6 +244,44 @@ def _write(rows: List[Dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
+def _readable(item: Dict[str, Any]) -> bool:
+    try:
+        read_image(item["data"] if item.get("data") is not None else Path(item["path"]).read_bytes())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+PREDICT_CHUNK = 256
+"""Inputs decoded, described and predicted at a time."""
+
+
+def _decoded(chunk: List[Dict[str, Any]], failed: List[Tuple[str, str]]) -> Tuple[List[Dict[str, Any]], List[Any]]:
+    """The chunk's items whose image decodes, with their images; the others are added to `failed`."""
+    good, images = [], []
+    for it in chunk:
+        try:
+            data = it["data"] if it.get("data") is not None else Path(it["path"]).read_bytes()
+            images.append(read_image(data))
+            it["data"] = data
+            good.append(it)
+        except (ValueError, OSError) as err:
+            failed.append((it["source"], str(err)))
+    return good, images
+
+
+def _request_frame(good: List[Dict[str, Any]]):
+    """The served model's input (`read_request`): base64 images, descriptions, keys, slide ids."""
+    import pandas as pd
+
+    return pd.DataFrame({
+        "image": [base64.b64encode(it["data"]).decode() for it in good],
+        "description": [it.get("description") or "" for it in good],
+        "key": [it["key"] for it in good],
+        "slide_id": [str(it["slide_id"]) if it.get("slide_id") else "" for it in good],
+    })
+
+
 def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descriptions: Optional[Path] = None,
                     vlm: Optional[str] = None, adapter: Optional[Path] = None, split: Optional[str] = None,
                     batch_size: int = 32, tracking_uri: Optional[str] = None, top_k: Optional[int] = None,
@@ -253,8 +295,6 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     Returns {"predicted": n, "failed": [(input, reason)], "out": path, "slides_out": path|None, "warnings": [..]}:
     `warnings` names the inputs whose descriptions have another writer than the model's training text.
     """
-    import pandas as pd
-
     out = Path(out)
     if out.suffix not in (".csv", ".jsonl"):
         raise PredictError(f"--out must end in .csv or .jsonl (got {out.name})")
@@ -276,48 +316,47 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
         raise PredictError(f"--top-k / --threshold choose the label set of a multi-label model; {model_uri} "
                            f"predicts one class per image (its `label` column)")
     items, failed = collect_inputs(inputs, split)
-
-    good, images = [], []
-    for it in items:
-        try:
-            data = it["data"] if it.get("data") is not None else Path(it["path"]).read_bytes()
-            images.append(read_image(data))
-            it["data"] = data
-            good.append(it)
-        except (ValueError, OSError) as err:
-            failed.append((it["source"], str(err)))
-    for it in good if table else ():
+    for it in items if table else ():
         row = table.find(it["key"], it.get("path"))
         if row:
             if not vlm:  # with --vlm the VLM writes every description; the table gives the slides
                 it["description"], it["written_by"] = table.description(row), None
             it["slide_id"] = it.get("slide_id") or table.slide_id(row)
-    if vlm and good:
+    reads_text = bool(model_meta.get("reads_text"))  # (models registered before this key existed: not checked)
+    if reads_text and not vlm:
+        require_descriptions(model_uri, items)  # before a single image is decoded
+    describe, writer = None, None
+    if vlm and items:
         from .recipes.vlm.model import adapter_sha256
 
-        texts = _generate_descriptions(images, vlm, adapter)
-        writer = {"model": vlm, "adapter_sha256": adapter_sha256(adapter)}
-        for it, text in zip(good, texts):
-            it["description"], it["written_by"] = text, writer
-
-    if model_meta.get("reads_text"):  # (models registered before this key existed are not checked)
-        require_descriptions(model_uri, good)
-    warnings = text_writer_warnings(model_uri, model_meta, good)
+        describe, writer = _vlm_describer(vlm, adapter), {"model": vlm, "adapter_sha256": adapter_sha256(adapter)}
     rows: List[Dict[str, Any]] = []
     classes: List[str] = []
-    if good:
-        frame = pd.DataFrame({
-            "image": [base64.b64encode(it["data"]).decode() for it in good],
-            "description": [it.get("description") or "" for it in good],
-            "key": [it["key"] for it in good],
-            "slide_id": [str(it["slide_id"]) if it.get("slide_id") else "" for it in good],
-        })
-        pred = model.predict(frame, params=params)
-        classes = [c[len("prob_"):] for c in pred.columns if c.startswith("prob_")]
-        for it, rec in zip(good, pred.to_dict("records")):
-            rec["source"] = it["source"]
-            rec["slide_id"] = rec.get("slide_id") or None
-            rows.append(rec)
+    done: List[Dict[str, Any]] = []
+    bar = progress_bar(total=len(items), desc="predict", unit="img")
+    # A chunk at a time (decoded, described, predicted, its image bytes dropped): memory stays bounded by the
+    # chunk, whatever the inputs hold (a whole slide set), and the bar moves as the work does.
+    for start in range(0, len(items), PREDICT_CHUNK):
+        chunk = items[start:start + PREDICT_CHUNK]
+        good, images = _decoded(chunk, failed)
+        if describe is not None and good:
+            for it, text in zip(good, describe(images)):
+                it["description"], it["written_by"] = text, writer
+            if reads_text:
+                require_descriptions(model_uri, good)
+        if good:
+            pred = model.predict(_request_frame(good), params=params)
+            classes = [c[len("prob_"):] for c in pred.columns if c.startswith("prob_")]
+            for it, rec in zip(good, pred.to_dict("records")):
+                rec["source"] = it["source"]
+                rec["slide_id"] = rec.get("slide_id") or None
+                rows.append(rec)
+        for it in good:
+            it.pop("data", None)
+        done.extend(good)
+        bar.update(len(chunk))
+    bar.close()
+    warnings = text_writer_warnings(model_uri, model_meta, done)
     _write(rows, out)
     slides_out = None
     if multilabel:

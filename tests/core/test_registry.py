@@ -183,6 +183,51 @@ def test_predict_reports_bad_inputs_and_still_predicts_the_good_ones(trained, tm
     assert abs(rows[["prob_UD", "prob_PD", "prob_D"]].sum(axis=1)[0] - 1) < 1e-5
 
 
+def test_predict_works_a_chunk_at_a_time_with_the_same_predictions(trained, tmp_path, monkeypatch):
+    """predict decoded every input image, then sent them all to the model in one call: a slide set of 50k patches
+    held every decoded image (and its base64 copy) at once, with no progress until the end. Now a chunk at a time,
+    and the predictions are those of the one-call run."""
+    import base64
+
+    from mmlnb_dist import predict
+
+    register_run(trained["run_id"], "nb-chunks", "champion", trained["uri"])
+    frame = _inputs(trained, 5)
+    rows = ["path,description,slide_id"]
+    for i, (b64, text) in enumerate(zip(frame["image"], frame["description"])):
+        (tmp_path / f"p{i}.png").write_bytes(base64.b64decode(b64))
+        rows.append(f'p{i}.png,"{text}",S{i % 2}')
+    (tmp_path / "descs.csv").write_text("\n".join(rows) + "\n")
+    sizes = []
+    load = predict.load_model
+
+    def spying_load(*args, **kwargs):
+        model = load(*args, **kwargs)
+        real = model.predict
+
+        def spied(data, params=None):
+            sizes.append(len(data))
+            return real(data, params=params)
+
+        model.predict = spied
+        return model
+
+    monkeypatch.setattr(predict, "load_model", spying_load)
+
+    def run(chunk, out):
+        monkeypatch.setattr(predict, "PREDICT_CHUNK", chunk)
+        sizes.clear()
+        predict.predict_to_file("models:/nb-chunks@champion", [tmp_path / f"p{i}.png" for i in range(5)], out,
+                                descriptions=tmp_path / "descs.csv", tracking_uri=trained["uri"])
+        return list(sizes)
+
+    assert run(2, tmp_path / "chunked.csv") == [2, 2, 1]
+    assert run(1000, tmp_path / "whole.csv") == [5]
+    for name in ("{}.csv", "{}.slides.csv"):  # equal up to float rounding (a batch's size changes the sums' order)
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / name.format("chunked")),
+                                      pd.read_csv(tmp_path / name.format("whole")), rtol=1e-5)
+
+
 def _same_name_in_two_folders(trained, root: Path) -> Path:
     """`root/in/S1/p1.png` and `root/in/S2/p1.png`: two slides' patches that share a file name."""
     import base64

@@ -29,7 +29,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import torch
 
@@ -221,14 +221,25 @@ def _track(cfg: "Config", source: ShardSet, out: Path, result: Dict[str, Any]) -
     logger.close()
 
 
-def describe_images(images: List[Any], model: str, adapter: Optional[str], vcfg: "VLMConfig",
-                    precision: str = "fp32") -> List[str]:
-    """Descriptions for images (bytes or PIL), generated exactly as `describe` does, with the `vlm` section the
-    adapter was trained with (prediction passes the fine-tuning run's section)."""
+def image_describer(model: str, adapter: Optional[str], vcfg: "VLMConfig",
+                    precision: str = "fp32") -> Callable[[List[Any]], List[str]]:
+    """The VLM loaded once, as a function from images (bytes or PIL) to their descriptions, generated exactly as
+    `describe` does with the `vlm` section the adapter was trained with (prediction passes the fine-tuning run's
+    section); `predict` calls it once per chunk of its inputs."""
     describer = Describer(vcfg, model, str(adapter) if adapter else None, DistEnv.from_environment().device,
                           precision)
     bs = vcfg.generation.batch_size
-    texts: List[str] = []
-    for start in range(0, len(images), bs):
-        texts.extend(describer.describe(list(images[start:start + bs])))
-    return texts
+
+    def describe(images: List[Any]) -> List[str]:
+        texts: List[str] = []
+        for start in range(0, len(images), bs):
+            texts.extend(describer.describe(list(images[start:start + bs])))
+        return texts
+
+    return describe
+
+
+def describe_images(images: List[Any], model: str, adapter: Optional[str], vcfg: "VLMConfig",
+                    precision: str = "fp32") -> List[str]:
+    """Descriptions for images, generated exactly as `describe` does (`image_describer`)."""
+    return image_describer(model, adapter, vcfg, precision)(images)

@@ -47,7 +47,7 @@ def test_batched_generation_equals_one_at_a_time_and_reads_the_training_config(t
 
     describe_module.Describer, original = Spy, describe_module.Describer
     try:
-        predict._generate_descriptions(images[:1], "tiny", run_dir / "adapter")
+        predict._vlm_describer("tiny", run_dir / "adapter")(images[:1])
     finally:
         describe_module.Describer = original
     assert seen["vcfg"].max_pixels == 3136 and seen["vcfg"].generation.max_new_tokens == 6
