@@ -115,7 +115,8 @@ def _shard_items(tar: Path) -> List[Dict[str, Any]]:
     return items
 
 
-def collect_inputs(paths: Sequence[Path], split: Optional[str] = None) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
+def collect_inputs(paths: Sequence[Path],
+                   split: Optional[str] = None) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
     """Expand inputs into items {key, source, data|path, slide_id, description}; returns (items, failures)."""
     items: List[Dict[str, Any]] = []
     failed: List[Tuple[str, str]] = []
