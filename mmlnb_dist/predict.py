@@ -177,12 +177,14 @@ def require_descriptions(model_uri: str, items: List[Dict[str, Any]]) -> None:
 
 def _vlm_describer(vlm: str, adapter: Optional[Path]) -> Callable[[List[Any]], List[str]]:
     """The VLM, loaded once, generating descriptions as `describe` does, with the `vlm` section of the fine-tuning
-    run that wrote the adapter (`<run_dir>/config.yaml` beside `<run_dir>/adapter`: same prompt and image size);
-    else the defaults."""
+    run that wrote the adapter (`<run_dir>/config.yaml` beside `<run_dir>/adapter`, also for a model the adapter
+    was merged into: same prompt and image size); else the defaults."""
     from .config import load_config
     from .recipes.vlm.describe import image_describer
+    from .recipes.vlm.merge import merged_from
 
-    trained_with = Path(adapter).parent / "config.yaml" if adapter else None
+    adapter_dir = adapter or merged_from(vlm).get("adapter")
+    trained_with = Path(adapter_dir).parent / "config.yaml" if adapter_dir else None
     cfg = load_config(trained_with if trained_with and trained_with.is_file() else None)
     return image_describer(vlm, adapter, cfg.vlm, cfg.distributed.precision)
 
@@ -328,9 +330,10 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
         require_descriptions(model_uri, items)  # before a single image is decoded
     describe, writer = None, None
     if vlm and items:
-        from .recipes.vlm.model import adapter_sha256
+        from .recipes.vlm.merge import fine_tune_sha256
 
-        describe, writer = _vlm_describer(vlm, adapter), {"model": vlm, "adapter_sha256": adapter_sha256(adapter)}
+        describe = _vlm_describer(vlm, adapter)
+        writer = {"model": vlm, "adapter_sha256": fine_tune_sha256(vlm, adapter)}
     rows: List[Dict[str, Any]] = []
     classes: List[str] = []
     done: List[Dict[str, Any]] = []

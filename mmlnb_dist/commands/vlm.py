@@ -41,7 +41,8 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..recipes.vlm.model import dtype_for, merge_and_export
+    from ..recipes.vlm.merge import merge_and_export
+    from ..recipes.vlm.model import dtype_for
 
     cfg = load_from_args(args)
     _check_adapter(args.adapter)

@@ -40,6 +40,7 @@ from ...data.map import SkipSample, map_shard_set
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardSet
 from . import model as V
+from .merge import fine_tune_sha256
 from .quality import QUALITY_FILE, format_report, quality_report
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet
     return {"source": str(source.root), "source_manifest_sha256": source.digest, "model": vlm,
             "resolved_model": resolved, "model_config_sha256": _config_digest(resolved), "tiny_seed": v.tiny_seed,
             "tiny_vision": v.tiny_vision,
-            "adapter": str(adapter) if adapter else None, "adapter_sha256": V.adapter_sha256(adapter),
+            "adapter": str(adapter) if adapter else None, "adapter_sha256": fine_tune_sha256(vlm, adapter),
             "prompt": v.prompt, "min_pixels": v.min_pixels, "max_pixels": v.max_pixels, "generation": settings,
             "world_size": world_size}
 

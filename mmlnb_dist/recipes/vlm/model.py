@@ -373,17 +373,3 @@ def generate_descriptions(model, processor, images: Sequence[Any], prompt: str, 
     new_tokens = out[:, batch["input_ids"].shape[1]:]
     texts = processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [t.strip() for t in texts]
-
-
-def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path], *, min_pixels: int,
-                     max_pixels: int, dtype: torch.dtype = torch.float32, seed: int = 0,
-                     cache_dir: Optional[Path] = None, tiny_vision: str = "random") -> Path:
-    """Fold the LoRA weights into the base model and save a plain checkpoint (safetensors + processor)."""
-    model, processor = load_vlm(base, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype, seed=seed,
-                                cache_dir=cache_dir, tiny_vision=tiny_vision)
-    merged = load_adapter(model, adapter).merge_and_unload()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out, safe_serialization=True)
-    processor.save_pretrained(out)
-    return out

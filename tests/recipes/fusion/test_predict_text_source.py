@@ -171,7 +171,7 @@ def adapter_trained(tmp_path_factory):
     run_id = json.loads((root / "runs" / "src" / "tracking" / "train.json").read_text())["run_id"]
     register_run(run_id, "nb-adapter", alias="champion", tracking_uri=uri, metric="best/val/balanced_accuracy",
                  mode="max")
-    return {"root": root, "reference": shards, "uri": uri, **adapters}
+    return {"root": root, "reference": shards, "uri": uri, "cfg": cfg, **adapters}
 
 
 def test_images_described_with_the_training_adapter_pass_without_a_word(adapter_trained, tmp_path, capsys):
@@ -195,3 +195,30 @@ def test_images_described_with_the_training_adapter_pass_without_a_word(adapter_
     assert code == 0 and "trained on descriptions written by" not in err, err
     code, err = predict(t["other"])
     assert code == 0 and "trained on descriptions written by the VLM tiny (adapter sha256" in err, err
+
+
+def test_a_vlm_merged_with_the_training_adapter_writes_as_that_adapter(adapter_trained, tmp_path, capsys):
+    """`export-vlm` folds the adapter into its base (the model users serve); predicting with `--vlm MERGED` warned
+    that the text came from another writer ("no adapter"), and read the default prompt and image size instead of
+    the fine-tuning run's. The merged folder now names its adapter, and describe records the same digest."""
+    from mmlnb_dist.data.reader import iter_shard_samples
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.recipes.vlm.describe import run_describe
+    from mmlnb_dist.recipes.vlm.merge import merge_and_export
+    from mmlnb_dist.recipes.vlm.model import adapter_sha256
+
+    t, v = adapter_trained, adapter_trained["cfg"].vlm
+    merged = merge_and_export("tiny", t["vlm"], tmp_path / "merged", min_pixels=v.min_pixels,
+                              max_pixels=v.max_pixels, cache_dir=v.cache_dir, tiny_vision=v.tiny_vision)
+    sample = next(iter_shard_samples(next(iter(sorted(t["reference"].glob("val-*.tar"))))))
+    ext = next(k for k in ("png", "jpg") if k in sample)
+    image = tmp_path / f"patch.{ext}"
+    image.write_bytes(sample[ext])
+    code = main(["predict", "--model", "models:/nb-adapter@champion", str(image), "--out", str(tmp_path / "p.csv"),
+                 "--uri", t["uri"], "--vlm", str(merged)])
+    err = capsys.readouterr().err
+    assert code == 0 and "trained on descriptions written by" not in err, err
+
+    run_describe(t["cfg"], str(merged), None, t["reference"], tmp_path / "described", progress=False)
+    made = ShardSet.open(tmp_path / "described").provenance["describe"]
+    assert made["adapter"] is None and made["adapter_sha256"] == adapter_sha256(t["vlm"])
