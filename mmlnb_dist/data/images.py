@@ -6,6 +6,7 @@ so a sample gets the same augmentation in the same epoch whichever rank or worke
 """
 from __future__ import annotations
 
+import base64
 import io
 import re
 import zlib
@@ -173,3 +174,12 @@ def read_request(model_input: Any, size: Optional[int] = None, require_text: boo
             "row its 'description' (a row scored on empty text would get a prediction that means nothing)")
     return {"images": [read_image(v, size) for v in df["image"]], "texts": texts, "keys": keys,
             "slide_ids": column("slide_id", None)}
+
+
+def example_image_b64(size: int) -> str:
+    """A plain H&E-pink PNG of `size` px, base64: the input example a served model is logged with."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), (200, 120, 180)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()

@@ -264,6 +264,17 @@ def new_version(client, name: str, model_uri: str, run_id: str, model_id: Option
     return str(client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id).version)
 
 
+def register_trained(tracking: Any, output_dir: Path, best_metric: str, lower_is_better: Collection[str],
+                     run_id: str, package_fn: Callable[[Any], ModelPackage]) -> RegisterResult:
+    """The end-of-training registration of a recipe's run (rank 0, `tracking.register_name` set): a new version
+    of that name in the run's store, the alias moved as `alias_selection` says."""
+    from .server import default_tracking_uri
+
+    metric, mode = alias_selection(tracking, best_metric, lower_is_better)
+    return register_model(run_id, tracking.register_name, package_fn, alias=tracking.register_alias, metric=metric,
+                          mode=mode, tracking_uri=default_tracking_uri(tracking, output_dir))
+
+
 def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPackage], *,
                    alias: Optional[str] = "champion", tracking_uri: Optional[str] = None,
                    metric: str = "best/val/balanced_accuracy", mode: str = "max") -> RegisterResult:

@@ -16,7 +16,6 @@ share one code path. The model is logged as code (`pyfunc_code.py`, MLflow "mode
 """
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
@@ -27,9 +26,9 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, alias_selection, register_model,
+from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, register_model, register_trained,
                                        run_folder)
-from ...data.images import MissingDescriptions, read_image, read_request
+from ...data.images import MissingDescriptions, example_image_b64, read_image, read_request
 from .config import LOWER_IS_BETTER
 
 if TYPE_CHECKING:
@@ -138,16 +137,6 @@ Command line: `mmlnb-dist predict --model models:/<name>@<alias> IMAGES_OR_SHARD
 --threshold T]`."""
 
 
-def _example_image_b64(size: int) -> str:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (size, size), (200, 120, 180)).save(buf, format="PNG")  # H&E-ish pink
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     """What the registry logs for a CLIP run: the pyfunc around its export (default `<run folder>/export`), with a
     signature and an example from a real prediction (which also checks the export loads before registering)."""
@@ -162,7 +151,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
                             f"(was the run trained to the end?)")
     predictor = ClipPredictor(export_dir, device="cpu")
     classes = predictor.classes
-    example = pd.DataFrame({"image": [_example_image_b64(predictor.transform.image_size)],
+    example = pd.DataFrame({"image": [example_image_b64(predictor.transform.image_size)],
                             "description": ["Sheets of small round blue cells with necrosis."],
                             "key": ["example"], "slide_id": [""]})
     image = read_image(example["image"][0], predictor.transform.image_size)  # decoded as training decodes it
@@ -205,9 +194,5 @@ def register_export(cfg: "Config", run_id: str, export_dir: Path) -> RegisterRes
     """Register a finished run's export under `tracking.register_name` (the end-of-training hook, rank 0). The
     metric defaults to `best/val/<train.best_metric>` (the exported checkpoint's), lower-better for the loss and
     the Hamming loss."""
-    from ...core.tracking.server import default_tracking_uri
-
-    t = cfg.tracking
-    metric, mode = alias_selection(t, cfg.train.best_metric, LOWER_IS_BETTER)
-    return register_run(run_id, t.register_name, alias=t.register_alias, metric=metric, mode=mode,
-                        tracking_uri=default_tracking_uri(t, cfg.run.output_dir), model_dir=export_dir)
+    return register_trained(cfg.tracking, cfg.run.output_dir, cfg.train.best_metric, LOWER_IS_BETTER, run_id,
+                            lambda run: model_package(run, export_dir))

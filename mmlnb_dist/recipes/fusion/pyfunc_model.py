@@ -15,7 +15,6 @@ through the fusion recipe's loader, so serving and training share one code path.
 """
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence
 
@@ -25,10 +24,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, alias_selection, register_model,
+from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, register_model, register_trained,
                                        run_folder)
 from .config import LOWER_IS_BETTER
-from ...data.images import MissingDescriptions, read_image, read_request
+from ...data.images import MissingDescriptions, example_image_b64, read_image, read_request
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -131,17 +130,6 @@ m.predict(pd.DataFrame({'image': ['patch.png'], 'description': ['...']}))
 ```"""
 
 
-def _example_image_b64(size: int = 32) -> str:
-    import io
-
-    from PIL import Image
-
-    img = Image.new("RGB", (size, size), (200, 120, 180))  # H&E-ish pink
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def image_encoder_record(meta: Dict[str, Any]) -> Optional[Dict[str, Any]]:
     """Which image encoder an export was trained from, its starting weights' digest and their licence: what the
     export recorded (`image_encoder_provenance`), else what the encoder registry knows by name."""
@@ -187,7 +175,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
                             f"(was the run trained to the end?)")
     predictor = load_predictor(export_dir)
     classes = list(predictor.classes)
-    example = pd.DataFrame({"image": [_example_image_b64()], "description": ["Sheets of small round blue cells."],
+    example = pd.DataFrame({"image": [example_image_b64(32)], "description": ["Sheets of small round blue cells."],
                             "key": ["example"], "slide_id": [""]})
     image = read_image(example["image"][0], predictor.transform.image_size)  # decoded as training decodes it
     out = predictions_frame(predictor, [image], list(example["description"]), ["example"], [""])
@@ -224,9 +212,5 @@ def register_export(cfg: "Config", run_id: str, export_dir: Path) -> RegisterRes
 
     The metric defaults to `best/val/<train.best_metric>` (the exported best checkpoint's validation value),
     lower-better for a loss."""
-    from ...core.tracking.server import default_tracking_uri
-
-    t = cfg.tracking
-    metric, mode = alias_selection(t, cfg.train.best_metric, LOWER_IS_BETTER)
-    return register_run(run_id, t.register_name, alias=t.register_alias, metric=metric, mode=mode,
-                        tracking_uri=default_tracking_uri(t, cfg.run.output_dir), model_dir=export_dir)
+    return register_trained(cfg.tracking, cfg.run.output_dir, cfg.train.best_metric, LOWER_IS_BETTER, run_id,
+                            lambda run: model_package(run, export_dir))

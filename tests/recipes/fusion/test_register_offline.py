@@ -56,13 +56,13 @@ def test_a_registration_the_server_refuses_at_the_end_does_not_fail_the_finished
     """The server answered when training started and is lost before the registration: the run is FINISHED with
     its export; the registration failure is reported with the commands to register later."""
     from mmlnb_dist.core.recipe import run
-    from mmlnb_dist.recipes.fusion import pyfunc_model
+    from mmlnb_dist.core.tracking import registry
     from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
 
     def server_gone(*args, **kwargs):
         raise ConnectionError("Max retries exceeded with url: /api/2.0/mlflow/model-versions/create")
 
-    monkeypatch.setattr(pyfunc_model, "register_run", server_gone)
+    monkeypatch.setattr(registry, "register_model", server_gone)
     shards = make_shards(tmp_path, n=45, size=32)
     runs = tmp_path / "runs"
     cfg = tiny_config(shards, runs, "lost", ["train.epochs=1", "data.loader.image_size=32",
