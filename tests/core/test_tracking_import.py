@@ -68,6 +68,18 @@ def test_an_untracked_run_is_imported_registered_and_continued_by_a_resume(untra
     assert len(history) == 3 and client.get_run(run_id).data.tags["resume_count"] == "1"
 
 
+def test_a_run_that_stopped_before_its_end_is_imported_as_killed(untracked, tmp_path):
+    import shutil
+
+    root, _ = untracked
+    stopped = tmp_path / "runs" / "stopped"
+    shutil.copytree(root / "runs" / "offline", stopped, ignore=shutil.ignore_patterns("tracking", "metrics.json"))
+    assert main(["tracking", "import", str(stopped)]) == 0
+    client, _ = _client(tmp_path)
+    run_id = json.loads((stopped / "tracking" / "train.json").read_text())["run_id"]
+    assert client.get_run(run_id).info.status == "KILLED"
+
+
 def test_what_cannot_be_imported_is_refused_by_name(untracked, tmp_path, capsys):
     from mmlnb_dist.core.runlock import FolderLock
 

@@ -4,9 +4,10 @@ A run whose `tracking.backends` had no mlflow (a cluster without a tracking serv
 settings in `<run_dir>/config.yaml` and every metric record, step by step, in `<run_dir>/metrics.jsonl` (the
 stdout backend). Importing writes the journal the MLflow logger would have written
 (`<run_dir>/tracking/<stage>.jsonl`: start, params, the config as an artifact, each metric record at its step,
-close FINISHED) and uploads it (`journal.upload`). From then on the folder is a tracked run like any other:
-`register --run FOLDER` and the pipeline's register stage find its run, `tracking sync` sends what a lost
-server missed, and a resume with mlflow continues the same MLflow run.
+close: FINISHED, or KILLED when the run never wrote its final `metrics.json`) and uploads it (`journal.upload`).
+From then on the folder is a tracked run like any other: `register --run FOLDER` and the pipeline's register
+stage find its run, `tracking sync` sends what a lost server missed, and a resume with mlflow continues the same
+MLflow run.
 """
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 """Where the stdout backend keeps a run's metric records (`loggers.StdoutLogger`)."""
 CONFIG_FILE = "config.yaml"
+FINISHED_FILE = "metrics.json"
+"""What a recipe writes when its training ends (the final metrics): without it the run is imported as KILLED."""
 
 
 class FolderImportError(UserError):
@@ -82,7 +85,8 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
         {"op": "artifact", "path": str(config_path.resolve()), "artifact_path": None, "ts": started},
         *({"op": "metrics", "step": r["step"], "metrics": r["metrics"], "ts": ended}
           for r in _metric_records(metrics_path)),
-        {"op": "close", "status": "FINISHED", "ts": ended},
+        # a run that never wrote its final metrics stopped before its end (a resume continues it)
+        {"op": "close", "status": "FINISHED" if (run_dir / FINISHED_FILE).is_file() else "KILLED", "ts": ended},
     ]
     spool = Spool(journal)  # only now: a refused import leaves the folder as it was
     for event in events:
