@@ -19,13 +19,14 @@ import csv
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from itertools import islice
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .core.errors import UserError
 from .core.progress import progress_bar
 from .data.description_table import DescriptionTable
 from .data.images import image_member, is_image_file, read_image
-from .data.text_writer import mismatch, same_writer, shard_text_writer, trained_writer
+from .data.text_writer import shard_text_writer, text_writer_warnings
 
 
 class PredictError(UserError, RuntimeError):
@@ -97,12 +98,11 @@ def _first_line(err: Exception) -> str:
 
 
 def _shard_items(tar: Path) -> List[Dict[str, Any]]:
+    """A shard's samples as items without their image bytes (`_with_image_bytes` reads them when predicted)."""
     from .data.reader import iter_shard_samples
 
     items = []
     for s in iter_shard_samples(tar):
-        ext = image_member(s)
-        data = s[ext] if ext else None
         meta = {}
         if "json" in s:
             try:
@@ -110,9 +110,34 @@ def _shard_items(tar: Path) -> List[Dict[str, Any]]:
             except ValueError:
                 meta = {}
         text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
-        items.append({"key": s["__key__"], "source": f"{tar}:{s['__key__']}", "data": data,
+        items.append({"key": s["__key__"], "source": f"{tar}:{s['__key__']}", "tar": tar,
                       "slide_id": meta.get("slide_id"), "description": text})
     return items
+
+
+def _with_image_bytes(items: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+    """The items in order, each shard sample with its image bytes (`data`), every shard read once: only what is
+    being predicted is held, not every image of the inputs."""
+    from .data.reader import iter_shard_samples
+
+    i = 0
+    while i < len(items):
+        tar, j = items[i].get("tar"), i + 1
+        if tar is None:
+            yield items[i]
+            i += 1
+            continue
+        while j < len(items) and items[j].get("tar") == tar:
+            j += 1
+        wanted = {it["key"]: it for it in items[i:j]}
+        for s in iter_shard_samples(tar):
+            it = wanted.pop(s["__key__"], None)
+            if it is not None:
+                ext = image_member(s)
+                it["data"] = s[ext] if ext else None
+                yield it
+        yield from wanted.values()  # (gone from the shard since it was listed: reported as unreadable)
+        i = j
 
 
 def collect_inputs(paths: Sequence[Path],
@@ -148,18 +173,6 @@ def collect_inputs(paths: Sequence[Path],
         except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
             failed.append((str(path), f"{type(err).__name__}: {err}"))
     return items, failed
-
-
-def text_writer_warnings(model_uri: str, model_meta: Dict[str, Any], items: List[Dict[str, Any]]) -> List[str]:
-    """One line per writer of the inputs' descriptions that differs from the writer of the model's training text
-    (inputs whose writer is unknown, e.g. a --descriptions file, are not judged)."""
-    trained = trained_writer(model_meta)
-    if not model_meta.get("reads_text") or trained is None:
-        return []
-    others = Counter(json.dumps(it["written_by"], sort_keys=True) for it in items
-                     if it.get("written_by") is not None and not same_writer(it["written_by"], trained))
-    return [mismatch(model_uri, trained, json.loads(w), f"{n} of {len(items)} images here")
-            for w, n in others.items()]
 
 
 def require_descriptions(model_uri: str, items: List[Dict[str, Any]]) -> None:
@@ -248,6 +261,8 @@ def _write(rows: List[Dict[str, Any]], path: Path) -> None:
 
 
 def _readable(item: Dict[str, Any]) -> bool:
+    if item.get("tar") is not None:  # a shard sample: its image is checked when it is predicted
+        return True
     try:
         read_image(item["data"] if item.get("data") is not None else Path(item["path"]).read_bytes())
         return True
@@ -264,6 +279,8 @@ def _decoded(chunk: List[Dict[str, Any]], failed: List[Tuple[str, str]]) -> Tupl
     good, images = [], []
     for it in chunk:
         try:
+            if it.get("data") is None and it.get("path") is None:
+                raise ValueError("no image in the shard sample")
             data = it["data"] if it.get("data") is not None else Path(it["path"]).read_bytes()
             images.append(read_image(data))
             it["data"] = data
@@ -340,8 +357,11 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     bar = progress_bar(total=len(items), desc="predict", unit="img")
     # A chunk at a time (decoded, described, predicted, its image bytes dropped): memory stays bounded by the
     # chunk, whatever the inputs hold (a whole slide set), and the bar moves as the work does.
-    for start in range(0, len(items), PREDICT_CHUNK):
-        chunk = items[start:start + PREDICT_CHUNK]
+    stream = _with_image_bytes(items)
+    while True:
+        chunk = list(islice(stream, PREDICT_CHUNK))
+        if not chunk:
+            break
         good, images = _decoded(chunk, failed)
         if describe is not None and good:
             for it, text in zip(good, describe(images)):
@@ -355,7 +375,7 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
                 rec["source"] = it["source"]
                 rec["slide_id"] = rec.get("slide_id") or None
                 rows.append(rec)
-        for it in good:
+        for it in chunk:
             it.pop("data", None)
         done.extend(good)
         bar.update(len(chunk))

@@ -7,7 +7,9 @@ another adapter's) reads words unlike its training text, and its scores there sa
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+import json
+from collections import Counter
+from typing import Any, Dict, List
 
 REFERENCE = "reference"
 """The writer of a shard set's own text (no `describe` in its provenance): reference descriptions."""
@@ -56,3 +58,15 @@ def mismatch(model: str, trained: Any, writer: Any, inputs: str) -> str:
     return (f"{model} was trained on descriptions {writer_name(trained)}; {inputs} carry descriptions "
             f"{writer_name(writer)}: the model reads text unlike its training text, so its predictions on them may "
             f"mislead ({remedy})")
+
+
+def text_writer_warnings(model_uri: str, model_meta: Dict[str, Any], items: List[Dict[str, Any]]) -> List[str]:
+    """One line per writer of the inputs' descriptions that differs from the writer of the model's training text
+    (inputs whose writer is unknown, e.g. a --descriptions file, are not judged)."""
+    trained = trained_writer(model_meta)
+    if not model_meta.get("reads_text") or trained is None:
+        return []
+    others = Counter(json.dumps(it["written_by"], sort_keys=True) for it in items
+                     if it.get("written_by") is not None and not same_writer(it["written_by"], trained))
+    return [mismatch(model_uri, trained, json.loads(w), f"{n} of {len(items)} images here")
+            for w, n in others.items()]

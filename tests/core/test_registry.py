@@ -228,6 +228,33 @@ def test_predict_works_a_chunk_at_a_time_with_the_same_predictions(trained, tmp_
                                       pd.read_csv(tmp_path / name.format("whole")), rtol=1e-5)
 
 
+def test_predict_on_shards_holds_no_image_until_it_predicts_it(trained, tmp_path, monkeypatch):
+    """Shard inputs were read whole (every image's bytes) before the first prediction. Now their images are read
+    shard by shard as they are predicted; a sample without an image is reported, not a crash."""
+    from mmlnb_dist import predict
+    from mmlnb_dist.data.reader import iter_shard_samples
+    from mmlnb_dist.data.writer import write_tar_shard
+
+    register_run(trained["run_id"], "nb-shards", "champion", trained["uri"])
+    items, failed = predict.collect_inputs([Path(trained["shards"])], "val")
+    assert items and not failed and all(it.get("data") is None for it in items)
+    for chunk in (3, 1000):
+        monkeypatch.setattr(predict, "PREDICT_CHUNK", chunk)
+        predict.predict_to_file("models:/nb-shards@champion", [Path(trained["shards"])], tmp_path / f"{chunk}.csv",
+                                split="val", tracking_uri=trained["uri"])
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "3.csv"), pd.read_csv(tmp_path / "1000.csv"), rtol=1e-5)
+    assert len(pd.read_csv(tmp_path / "3.csv")) == len(items)
+
+    sample = next(iter_shard_samples(sorted(Path(trained["shards"]).glob("val-*.tar"))[0]))
+    imageless = {k: v for k, v in sample.items() if k not in ("png", "jpg")}
+    write_tar_shard(tmp_path / "odd.tar", [{**imageless, "__key__": "no_image"}, {**sample, "__key__": "fine"}],
+                    ["UD", "PD", "D"])
+    report = predict.predict_to_file("models:/nb-shards@champion", [tmp_path / "odd.tar"], tmp_path / "odd.csv",
+                                     tracking_uri=trained["uri"])
+    assert report["predicted"] == 1 and report["failed"] == [(f"{tmp_path / 'odd.tar'}:no_image",
+                                                              "no image in the shard sample")]
+
+
 def _same_name_in_two_folders(trained, root: Path) -> Path:
     """`root/in/S1/p1.png` and `root/in/S2/p1.png`: two slides' patches that share a file name."""
     import base64
