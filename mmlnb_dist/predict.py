@@ -245,19 +245,20 @@ def slide_aggregates(rows: List[Dict[str, Any]], classes: Sequence[str]) -> List
 
 
 def _write(rows: List[Dict[str, Any]], path: Path) -> None:
+    """Write `rows` to `path` (CSV or JSONL) whole or not at all: a killed write leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".jsonl":
-        with open(path, "w") as fh:
-            for r in rows:
-                fh.write(json.dumps(r, default=str) + "\n")
-        return
-    keys: List[str] = []
-    for r in rows:
-        keys.extend(k for k in r if k not in keys)
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with open(tmp, "w", newline="") as fh:
+            if path.suffix == ".jsonl":
+                fh.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+            else:
+                writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+                writer.writeheader()
+                writer.writerows(rows)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _readable(item: Dict[str, Any]) -> bool:

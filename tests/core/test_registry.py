@@ -255,6 +255,28 @@ def test_predict_on_shards_holds_no_image_until_it_predicts_it(trained, tmp_path
                                                               "no image in the shard sample")]
 
 
+def test_a_failed_write_leaves_the_earlier_predictions_whole(trained, tmp_path, monkeypatch):
+    """The predictions file was opened for writing (emptied) before its rows were written: a failure while writing
+    lost the earlier file and left a half one."""
+    import csv
+
+    from mmlnb_dist import predict
+
+    register_run(trained["run_id"], "nb-write", "champion", trained["uri"])
+    out = tmp_path / "preds.csv"
+    out.write_text("key,label\nearlier,UD\n")
+
+    def disk_full(self, rows):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        predict.predict_to_file("models:/nb-write@champion", [Path(trained["shards"])], out, split="val",
+                                tracking_uri=trained["uri"])
+    assert out.read_text() == "key,label\nearlier,UD\n" and sorted(p.name for p in tmp_path.iterdir()) == \
+        ["preds.csv"]
+
+
 def _same_name_in_two_folders(trained, root: Path) -> Path:
     """`root/in/S1/p1.png` and `root/in/S2/p1.png`: two slides' patches that share a file name."""
     import base64
