@@ -234,3 +234,30 @@ def test_the_pipeline_log_ends_with_the_error_that_stopped_it(tmp_path, monkeypa
         main(["pipeline", "--config", "cpu-demo", f"run.output_dir={tmp_path}", "run.name=night"])
     log = (tmp_path / "night-pipeline" / "pipeline.log").read_text()
     assert "ERROR" in log and "Traceback" in log and "RuntimeError: disk full while writing a shard" in log, log
+
+
+def test_another_runs_shards_are_never_rebuilt_under_its_results(tmp_path, capsys):
+    """Two pipelines of one profile on different patches (run.name A, then B) share `data.shards`: B silently
+    rebuilt A's shards (and then its described set) from B's patches, under A's trained model and report. Now B is
+    refused, naming both runs and how to give B its own folder; A itself still rebuilds what a change reaches."""
+    from support.shards import write_patch_folder
+
+    def pipeline(name, patches, *extra):
+        return main(["pipeline", "--patches", str(patches), "--config", "cpu-demo", "--until", "shards",
+                     f"run.output_dir={tmp_path / 'runs'}", f"run.name={name}", *extra])
+
+    a = write_patch_folder(tmp_path / "a", per_class=6)
+    b = write_patch_folder(tmp_path / "b", per_class=5)
+    shards = f"data.shards={tmp_path / 'shards'}"
+    assert pipeline("A", a, shards) == 0
+    manifest = (tmp_path / "shards" / "manifest.json").read_text()
+    capsys.readouterr()
+    assert pipeline("B", b, shards) == 2
+    err = capsys.readouterr().err
+    assert "holds what pipeline run 'A' built" in err and "this run ('B')" in err and "data.shards=" in err, err
+    assert (tmp_path / "shards" / "manifest.json").read_text() == manifest  # untouched
+    assert pipeline("B", b, f"data.shards={tmp_path / 'shards-b'}") == 0  # its own folder
+    assert pipeline("B", a, shards) == 0  # the same inputs and settings: A's up-to-date shards are shared
+    assert (tmp_path / "shards" / "manifest.json").read_text() == manifest
+    assert pipeline("A", b, shards) == 0  # A's own output follows A's inputs
+    assert (tmp_path / "shards" / "manifest.json").read_text() != manifest

@@ -109,6 +109,7 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         i = names.index(stage.name)
         if i > stop:
             return None
+        stage.owner = cfg.run.name  # the shared folders (data.shards, data.synth_dir) never change hands silently
         result = recorded(stage, names[start]) if i < start else run_planned(stage, env)
         run.results.append(result)
         return result

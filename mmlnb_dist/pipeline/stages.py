@@ -42,11 +42,23 @@ def read_stage(out: Path) -> Dict[str, Any]:
         return {}
 
 
-def _write_stage(out: Path, fp: str, status: str, info: Dict[str, Any]) -> None:
+def _write_stage(out: Path, fp: str, status: str, info: Dict[str, Any], owner: Optional[str] = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = stage_file(out).with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fp, "status": status, **info}, indent=2, default=str))
+    record = {"fingerprint": fp, "status": status, **({"owner": owner} if owner else {}), **info}
+    tmp.write_text(json.dumps(record, indent=2, default=str))
     tmp.replace(stage_file(out))
+
+
+def _refuse_another_runs_output(name: str, out: Path, state: Dict[str, Any], owner: Optional[str]) -> None:
+    """Rebuilding `out` for run `owner` when another pipeline run built it would replace that run's data under
+    its results (its trained model, its report) without a word: refused, naming both runs and the way out."""
+    holder = state.get("owner")
+    if owner and holder and holder != owner:
+        raise UserError(f"{name}: {out} holds what pipeline run '{holder}' built from other inputs or settings; "
+                        f"this run ('{owner}') would replace it under '{holder}''s results. Give this run its own "
+                        f"folder (data.shards=..., the described set follows it; data.synth_dir for synthetic "
+                        f"patches), or rebuild it for that run with run.name={holder}")
 
 
 @dataclass
@@ -73,6 +85,8 @@ class PlannedStage:
     """Rank 0 does the work while the other ranks wait (tiling, shard building); False: every rank works."""
     rank0_wait_s: Optional[int] = None
     """How long the other ranks wait for rank 0's work (`distributed.rank0_wait_s`; None: its default)."""
+    owner: Optional[str] = None
+    """The pipeline run (`run.name`) the output is built for: another run's is never rebuilt (`run_stage`)."""
 
 
 def rank0_stage(distributed: DistributedConfig, name: str, output: Path, fingerprint: str,
@@ -90,14 +104,17 @@ def is_up_to_date(state: Dict[str, Any], out: Path, fp: str) -> bool:
 
 def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]],
               say: Callable[[str], None] = log.info, env: Optional[DistEnv] = None,
-              main_only: bool = False, rank0_wait_s: Optional[int] = None) -> StageResult:
+              main_only: bool = False, rank0_wait_s: Optional[int] = None,
+              owner: Optional[str] = None) -> StageResult:
     """Run `work(resume)` unless `out` already holds this fingerprint as done.
 
     - done with this fingerprint: skipped;
     - started with this fingerprint and interrupted: `work(resume=True)` continues it;
     - built by the pipeline from other inputs: the stale output is removed and the stage runs afresh;
     - recorded, but its output folder deleted since: runs afresh;
-    - a folder the pipeline did not make: refused, never deleted.
+    - a folder the pipeline did not make: refused, never deleted;
+    - built by another pipeline run (`owner`: the run's name, recorded with the output) from other inputs or
+      settings: refused (an up-to-date output is shared).
     Under a launcher every rank calls it: the work is collective, or (`main_only`) rank 0's alone while the
     others wait (up to `rank0_wait_s`; None: `distributed.rank0_wait_s`'s default) and then read its record.
     Rank 0 alone writes the records.
@@ -115,12 +132,14 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     if out.exists() and not resume and not state and any(out.iterdir()):
         raise UserError(f"{name}: {out} exists and was not made by this pipeline; move it away or point the "
                         f"config elsewhere")
+    if out.exists() and not resume and state:
+        _refuse_another_runs_output(name, out, state, owner)
     if env.is_main:
         if out.exists() and not resume:
             if state:
                 say(f"{name}: inputs or settings changed since {out} was built: rebuilding it")
             shutil.rmtree(out)
-        _write_stage(out, fp, "running", {})
+        _write_stage(out, fp, "running", {}, owner)
     barrier(env)
     say(f"{name}: {'resuming' if resume else 'running'} -> {out}")
     t0 = time.time()
@@ -128,13 +147,13 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
         with rank0_alone(env, rank0_wait_s):  # hours of tiling must not trip the collectives' timeout
             info = (work(resume) or {}) if env.is_main else {}
             if env.is_main:
-                _write_stage(out, fp, _end_status(info), info)
+                _write_stage(out, fp, _end_status(info), info, owner)
         if not env.is_main:
             info = read_stage(out)  # what rank 0 recorded
     else:
         info = work(resume) or {}
         if env.is_main:
-            _write_stage(out, fp, _end_status(info), info)
+            _write_stage(out, fp, _end_status(info), info, owner)
         barrier(env)
     secs = time.time() - t0
     if info.get(KEEP_OPEN):
@@ -156,7 +175,7 @@ def _end_status(info: Dict[str, Any]) -> str:
 
 def run_planned(stage: PlannedStage, env: Optional[DistEnv] = None) -> StageResult:
     return run_stage(stage.name, stage.output, stage.fingerprint, stage.work, env=env, main_only=stage.main_only,
-                     rank0_wait_s=stage.rank0_wait_s)
+                     rank0_wait_s=stage.rank0_wait_s, owner=stage.owner)
 
 
 def recorded(stage: PlannedStage, first: str) -> StageResult:
