@@ -123,6 +123,24 @@ def test_space_with_a_bad_range_end_is_refused_before_ray_starts(tmp_path):
         assert not (tmp_path / "runs" / "tune" / name / "search.json").exists(), name
 
 
+def test_the_phases_note_comes_from_the_run_not_from_a_searchs_check(shards, tmp_path, caplog, capsys):
+    """`tune ... train.epochs=3` on cpu-demo (phases at epochs 0, 3, 6) printed "phases start at epoch 6 >=
+    train.epochs 3; later phases never run" before the search, whose space rescales every trial's phases. The
+    note now comes from a run that will actually skip phases, when it starts."""
+    import logging
+
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
+    from mmlnb_dist.tuning.checks import check_recipe
+
+    cfg = load_config(CPU_DEMO, _overrides(shards, tmp_path, ["tracking.backends=[stdout]", "train.epochs=1"]))
+    with caplog.at_level(logging.INFO, logger="mmlnb_dist"):
+        check_recipe(cfg)
+    assert "later phases never run" not in caplog.text
+    run(FusionRecipe, cfg)  # (the run sets up the package's console handler: its lines go to stderr)
+    assert "phases start at epoch 6 >= train.epochs 1; later phases never run" in capsys.readouterr().err
+
+
 def test_a_trial_that_left_checkpoints_resumes_from_them(tmp_path):
     """A trial started again (a killed search resumed, or Tune's retry) must not start fresh on top of its own
     checkpoints: the recipe refuses that ('already holds checkpoints'), so the trial config asks to resume."""

@@ -76,10 +76,6 @@ class FusionRecipe:
             raise ConfigError(f"fusion.model.image_encoder.name: unknown encoder '{name}'; choose one of "
                               f"{sorted(IMAGE_ENCODERS)}")
         plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
-        last_phase = cfg.fusion.curriculum.phases[-1].start_epoch
-        if last_phase >= cfg.train.epochs:
-            log.info("note: fusion.curriculum.phases start at epoch %d >= train.epochs %d; later phases never run",
-                     last_phase, cfg.train.epochs)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
         if cfg.fusion.channels_last and (cfg.distributed.zero_stage > 0 or cfg.distributed.precision != "fp32"
@@ -113,6 +109,11 @@ class FusionRecipe:
         from .model import build_classifier
 
         cfg, env = self.cfg, self.env
+        # said by the run itself, not by `check`: a search checks its base config, whose phases its trials rescale
+        last_phase = cfg.fusion.curriculum.phases[-1].start_epoch
+        if last_phase >= cfg.train.epochs:
+            log.info("note: fusion.curriculum.phases start at epoch %d >= train.epochs %d; later phases never run",
+                     last_phase, cfg.train.epochs)
         self.shards = ShardSet.open(cfg.data.shards)
         self.classes = self.shards.classes
         self.has_test = self.shards.num_samples("test") > 0
