@@ -261,12 +261,18 @@ def _write(rows: List[Dict[str, Any]], path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _image_bytes(item: Dict[str, Any]) -> bytes:
+    """An item's encoded image: its bytes (a shard sample's, once read), else its file's."""
+    if item.get("data") is not None:
+        return item["data"]
+    if item.get("path") is None:
+        raise ValueError("no image in the shard sample")
+    return Path(item["path"]).read_bytes()
+
+
 def _readable(item: Dict[str, Any]) -> bool:
-    if item.get("tar") is not None:  # a shard sample: its image is checked when it is predicted
-        return True
-    try:
-        read_image(item["data"] if item.get("data") is not None else Path(item["path"]).read_bytes())
-        return True
+    try:  # a shard sample's image is checked when it is predicted
+        return item.get("tar") is not None or read_image(_image_bytes(item)) is not None
     except (ValueError, OSError):
         return False
 
@@ -280,9 +286,7 @@ def _decoded(chunk: List[Dict[str, Any]], failed: List[Tuple[str, str]]) -> Tupl
     good, images = [], []
     for it in chunk:
         try:
-            if it.get("data") is None and it.get("path") is None:
-                raise ValueError("no image in the shard sample")
-            data = it["data"] if it.get("data") is not None else Path(it["path"]).read_bytes()
+            data = _image_bytes(it)
             images.append(read_image(data))
             it["data"] = data
             good.append(it)
@@ -295,12 +299,9 @@ def _request_frame(good: List[Dict[str, Any]]):
     """The served model's input (`read_request`): base64 images, descriptions, keys, slide ids."""
     import pandas as pd
 
-    return pd.DataFrame({
-        "image": [base64.b64encode(it["data"]).decode() for it in good],
-        "description": [it.get("description") or "" for it in good],
-        "key": [it["key"] for it in good],
-        "slide_id": [str(it["slide_id"]) if it.get("slide_id") else "" for it in good],
-    })
+    return pd.DataFrame({"image": [base64.b64encode(it["data"]).decode() for it in good],
+                         "description": [it.get("description") or "" for it in good], "key": [it["key"] for it in good],
+                         "slide_id": [str(it["slide_id"]) if it.get("slide_id") else "" for it in good]})
 
 
 def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descriptions: Optional[Path] = None,

@@ -168,12 +168,12 @@ def _send_training_journal(run_dir: Path, uri: str) -> Tuple[Optional[str], str]
     from ..core.tracking.journal import Spool, upload
 
     spool = Spool.for_stage(run_dir, "train")
-    imported = not spool.path.is_file() and (run_dir / METRICS_FILE).is_file()
-    if not spool.path.is_file() and not imported:
+    journaled = spool.path.is_file()
+    if not journaled and not (run_dir / METRICS_FILE).is_file():
         return None, f"{run_dir} has no MLflow journal to send (tracking.spool was off)"
     try:
-        # trained without mlflow in tracking.backends: the run's MLflow run is made from the metrics it kept
-        result = import_run_folder(run_dir, "train", uri) if imported else upload(spool)
+        # without a journal (no mlflow in tracking.backends) the run's MLflow run is made from the metrics it kept
+        result = upload(spool) if journaled else import_run_folder(run_dir, "train", uri)
     except (ConnectionError, ValueError, FolderImportError) as err:
         return None, str(err)
     if result.get("skipped") or not result.get("run_id"):

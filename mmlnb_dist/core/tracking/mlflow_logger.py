@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from ..sections import TrackingConfig
-from .journal import Spool, apply_event, ensure_run, now_ms, send_pending, upload, write_run_record
+from .journal import (Spool, apply_event, ensure_run, now_ms, recorded_run, send_pending, upload,
+                      write_run_record)
 from .loggers import NullLogger
 from .server import get_or_create_experiment, limit_http_retries, server_reachable
 
@@ -87,7 +88,7 @@ class MLflowLogger(NullLogger):
     def _continue_recorded_run(self, stage: str, uri: str) -> Optional[str]:
         """Without a journal, a resumed process continues the MLflow run its folder records (RUNNING again, its
         `resume_count` tag counted up), as a journaled resume does; None when the record names no run on `uri`."""
-        record = Spool.for_stage(self.run_dir, stage).state()
+        record = recorded_run(self.run_dir, stage)
         if not record.get("run_id") or record.get("tracking_uri") != uri:
             return None
         try:
@@ -98,8 +99,8 @@ class MLflowLogger(NullLogger):
             return None
         if run.info.lifecycle_stage != "active":
             return None
-        self.client.update_run(run.info.run_id, status="RUNNING")
-        self.client.set_tag(run.info.run_id, "resume_count", str(int(run.data.tags.get("resume_count", 0)) + 1))
+        apply_event(self.client, run.info.run_id,  # what a journaled resume sends
+                    {"op": "resume", "resume_count": int(run.data.tags.get("resume_count", 0)) + 1})
         return run.info.run_id
 
     def _record_run_without_journal(self, stage: str, uri: str, run_name: str) -> None:
