@@ -23,9 +23,9 @@ PREDICT = """
 import json, sys
 from pathlib import Path
 from mmlnb_dist import predict
-predict.PREDICT_CHUNK = int(sys.argv[1])
 report = predict.predict_to_file(sys.argv[2], [Path(sys.argv[3])], Path(sys.argv[4]),
-                                 descriptions=Path(sys.argv[3]) / "descriptions.jsonl", tracking_uri=sys.argv[5])
+                                 descriptions=Path(sys.argv[3]) / "descriptions.jsonl", tracking_uri=sys.argv[5],
+                                 chunk_size=int(sys.argv[1]))
 print(json.dumps({"predicted": report["predicted"]}))
 """
 

@@ -72,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Images, image folders, shard folders (manifest.json) or .tar shards in; "
                        "CSV or JSONL out, with per-slide aggregates when slide ids are known. A multi-label model "
                        "gives every label's probability and a label set (its top k, --top-k or --threshold); its "
-                       "slide aggregates are mean probabilities per label. Exit 1 when some "
+                       "slide aggregates are mean probabilities per label. Interrupted, the same command resumes "
+                       "after the last finished chunk (journaled in <out>.resume/). Exit 1 when some "
                        "inputs could not be read (the rest still get results), 2 when the model is missing.")
     q.add_argument("inputs", nargs="+", metavar="IMAGES_OR_SHARDS")
     q.add_argument("--model", required=True, help="model URI, e.g. models:/mmlnb-nb@champion, or a model folder")
@@ -209,6 +210,7 @@ def _predict(args) -> int:
                              slide_column=args.slide_column,
                              tracking_uri=_tracking_uri(args, load_from_args(args)))
     print(f"{report['predicted']} prediction(s) -> {args.out}"
+          + (f" ({report['resumed']} input(s) done by the interrupted run it resumed)" if report["resumed"] else "")
           + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else ""))
     for warning in report["warnings"]:
         print(f"WARNING [predict] {warning}", file=sys.stderr)

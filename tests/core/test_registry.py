@@ -190,6 +190,7 @@ def test_predict_works_a_chunk_at_a_time_with_the_same_predictions(trained, tmp_
     import base64
 
     from mmlnb_dist import predict
+    from mmlnb_dist.predict import run as predict_run
 
     register_run(trained["run_id"], "nb-chunks", "champion", trained["uri"])
     frame = _inputs(trained, 5)
@@ -199,7 +200,7 @@ def test_predict_works_a_chunk_at_a_time_with_the_same_predictions(trained, tmp_
         rows.append(f'p{i}.png,"{text}",S{i % 2}')
     (tmp_path / "descs.csv").write_text("\n".join(rows) + "\n")
     sizes = []
-    load = predict.load_model
+    load = predict_run.load_model
 
     def spying_load(*args, **kwargs):
         model = load(*args, **kwargs)
@@ -212,13 +213,12 @@ def test_predict_works_a_chunk_at_a_time_with_the_same_predictions(trained, tmp_
         model.predict = spied
         return model
 
-    monkeypatch.setattr(predict, "load_model", spying_load)
+    monkeypatch.setattr(predict_run, "load_model", spying_load)
 
     def run(chunk, out):
-        monkeypatch.setattr(predict, "PREDICT_CHUNK", chunk)
         sizes.clear()
         predict.predict_to_file("models:/nb-chunks@champion", [tmp_path / f"p{i}.png" for i in range(5)], out,
-                                descriptions=tmp_path / "descs.csv", tracking_uri=trained["uri"])
+                                descriptions=tmp_path / "descs.csv", tracking_uri=trained["uri"], chunk_size=chunk)
         return list(sizes)
 
     assert run(2, tmp_path / "chunked.csv") == [2, 2, 1]
@@ -228,7 +228,7 @@ def test_predict_works_a_chunk_at_a_time_with_the_same_predictions(trained, tmp_
                                       pd.read_csv(tmp_path / name.format("whole")), rtol=1e-5)
 
 
-def test_predict_on_shards_holds_no_image_until_it_predicts_it(trained, tmp_path, monkeypatch):
+def test_predict_on_shards_holds_no_image_until_it_predicts_it(trained, tmp_path):
     """Shard inputs were read whole (every image's bytes) before the first prediction. Now their images are read
     shard by shard as they are predicted; a sample without an image is reported, not a crash."""
     from mmlnb_dist import predict
@@ -239,9 +239,8 @@ def test_predict_on_shards_holds_no_image_until_it_predicts_it(trained, tmp_path
     items, failed = predict.collect_inputs([Path(trained["shards"])], "val")
     assert items and not failed and all(it.get("data") is None for it in items)
     for chunk in (3, 1000):
-        monkeypatch.setattr(predict, "PREDICT_CHUNK", chunk)
         predict.predict_to_file("models:/nb-shards@champion", [Path(trained["shards"])], tmp_path / f"{chunk}.csv",
-                                split="val", tracking_uri=trained["uri"])
+                                split="val", tracking_uri=trained["uri"], chunk_size=chunk)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "3.csv"), pd.read_csv(tmp_path / "1000.csv"), rtol=1e-5)
     assert len(pd.read_csv(tmp_path / "3.csv")) == len(items)
 
@@ -273,8 +272,9 @@ def test_a_failed_write_leaves_the_earlier_predictions_whole(trained, tmp_path, 
     with pytest.raises(OSError, match="No space left"):
         predict.predict_to_file("models:/nb-write@champion", [Path(trained["shards"])], out, split="val",
                                 tracking_uri=trained["uri"])
+    # no half file; the journal of the predictions stays for the rerun (tests/recipes/fusion/test_predict_resume.py)
     assert out.read_text() == "key,label\nearlier,UD\n" and sorted(p.name for p in tmp_path.iterdir()) == \
-        ["preds.csv"]
+        ["preds.csv", "preds.csv.resume"]
 
 
 def _same_name_in_two_folders(trained, root: Path) -> Path:

@@ -35,7 +35,7 @@ def test_batched_generation_equals_one_at_a_time_and_reads_the_training_config(t
     run_dir = tmp_path / "run"
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "adapter").mkdir()
-    from mmlnb_dist import predict
+    from mmlnb_dist.predict import run as predict_run
     from mmlnb_dist.recipes.vlm import describe as describe_module
 
     seen = {}
@@ -47,7 +47,7 @@ def test_batched_generation_equals_one_at_a_time_and_reads_the_training_config(t
 
     describe_module.Describer, original = Spy, describe_module.Describer
     try:
-        predict._vlm_describer("tiny", run_dir / "adapter")(images[:1])
+        predict_run._vlm_describer("tiny", run_dir / "adapter")(images[:1])
     finally:
         describe_module.Describer = original
     assert seen["vcfg"].max_pixels == 3136 and seen["vcfg"].generation.max_new_tokens == 6

@@ -1,0 +1,16 @@
+"""What `predict` refuses, as `UserError`s (the command line prints them and exits with code 2)."""
+from __future__ import annotations
+
+from ..core.errors import UserError
+
+
+class PredictError(UserError, RuntimeError):
+    """Bad prediction arguments (output format, description file...)."""
+
+
+class ModelNotFound(PredictError):
+    """The model URI does not resolve to a model."""
+
+
+class UnsafeModel(PredictError):
+    """The model folder holds a file that would be unpickled to load (a pickled pyfunc, a torch checkpoint)."""

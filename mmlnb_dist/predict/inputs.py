@@ -1,0 +1,135 @@
+"""`predict`'s inputs: image files, folders of images, shard folders (with manifest.json) or single .tar shards,
+expanded into items {key, source, path | tar, slide_id, description, written_by}. A shard's images are read only
+when its items are predicted (`with_image_bytes`), so memory holds one chunk of images, not every input's."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from ..data.images import image_member, is_image_file, read_image
+from ..data.text_writer import shard_text_writer
+from .errors import PredictError
+
+
+def _shard_items(tar: Path) -> List[Dict[str, Any]]:
+    """A shard's samples as items without their image bytes (`with_image_bytes` reads them when predicted)."""
+    from ..data.reader import iter_shard_samples
+
+    items = []
+    for s in iter_shard_samples(tar):
+        meta = {}
+        if "json" in s:
+            try:
+                meta = json.loads(s["json"])
+            except ValueError:
+                meta = {}
+        text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
+        items.append({"key": s["__key__"], "source": f"{tar}:{s['__key__']}", "tar": tar,
+                      "slide_id": meta.get("slide_id"), "description": text})
+    return items
+
+
+def with_image_bytes(items: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+    """The items in order, each shard sample with its image bytes (`data`), every shard read once: only what is
+    being predicted is held, not every image of the inputs."""
+    from ..data.reader import iter_shard_samples
+
+    i = 0
+    while i < len(items):
+        tar, j = items[i].get("tar"), i + 1
+        if tar is None:
+            yield items[i]
+            i += 1
+            continue
+        while j < len(items) and items[j].get("tar") == tar:
+            j += 1
+        wanted = {it["key"]: it for it in items[i:j]}
+        for s in iter_shard_samples(tar):
+            it = wanted.pop(s["__key__"], None)
+            if it is not None:
+                ext = image_member(s)
+                it["data"] = s[ext] if ext else None
+                yield it
+        yield from wanted.values()  # (gone from the shard since it was listed: reported as unreadable)
+        i = j
+
+
+def collect_inputs(paths: Sequence[Path],
+                   split: Optional[str] = None) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
+    """Expand inputs into items {key, source, data|path, slide_id, description}; returns (items, failures)."""
+    items: List[Dict[str, Any]] = []
+    failed: List[Tuple[str, str]] = []
+    for path in paths:
+        path = Path(path)
+        try:
+            if not path.exists():
+                failed.append((str(path), "no such file or folder"))
+            elif path.is_dir() and (path / "manifest.json").is_file():
+                from ..data.shardset import ShardSet
+
+                manifest = ShardSet.open(path).manifest
+                writer = shard_text_writer(manifest)
+                for name, info in manifest["splits"].items():
+                    if split and name != split:
+                        continue
+                    for shard in info.get("shards", []):
+                        items.extend({**it, "written_by": writer} for it in _shard_items(path / shard["file"]))
+            elif path.suffix == ".tar":
+                items.extend(_shard_items(path))
+            elif path.is_dir():
+                files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p.name))
+                if not files:
+                    failed.append((str(path), "folder holds no images"))
+                items.extend({"key": str(f.relative_to(path).with_suffix("")).replace("/", "_"), "source": str(f),
+                              "path": f} for f in files)
+            else:
+                items.append({"key": path.stem, "source": str(path), "path": path})
+        except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
+            failed.append((str(path), f"{type(err).__name__}: {err}"))
+    return items, failed
+
+
+def require_descriptions(model_uri: str, items: List[Dict[str, Any]]) -> None:
+    """A model that reads a description with each image would score images without one on empty text: refused,
+    unless none of those images can be read (they are reported as unreadable, the others predicted)."""
+    missing = [it for it in items if not str(it.get("description") or "").strip()]
+    first = next((it for it in missing if readable(it)), None)
+    if first is not None:
+        raise PredictError(f"{model_uri} reads a description with each image, and {len(missing)} of {len(items)} "
+                           f"have none (first: {first['source']}); nothing was predicted. Give --descriptions FILE "
+                           f"(path,description), --vlm MODEL [--adapter DIR] to write them as training did (the "
+                           f"pipeline's report prints that line), or a shard set that carries them (`describe`'s "
+                           f"output)")
+
+
+def image_bytes(item: Dict[str, Any]) -> bytes:
+    """An item's encoded image: its bytes (a shard sample's, once read), else its file's."""
+    if item.get("data") is not None:
+        return item["data"]
+    if item.get("path") is None:
+        raise ValueError("no image in the shard sample")
+    return Path(item["path"]).read_bytes()
+
+
+def readable(item: Dict[str, Any]) -> bool:
+    try:  # a shard sample's image is checked when it is predicted
+        return item.get("tar") is not None or read_image(image_bytes(item)) is not None
+    except (ValueError, OSError):
+        return False
+
+
+def decoded(chunk: List[Dict[str, Any]], failed: List[Tuple[str, str]]) -> Tuple[List[Dict[str, Any]], List[Any]]:
+    """The chunk's items whose image decodes, with their images; the others are added to `failed`."""
+    good, images = [], []
+    for it in chunk:
+        try:
+            data = image_bytes(it)
+            images.append(read_image(data))
+            it["data"] = data
+            good.append(it)
+        except (ValueError, OSError) as err:
+            failed.append((it["source"], str(err)))
+    return good, images
+
+

@@ -1,0 +1,145 @@
+"""Resuming an interrupted `predict`: what each finished chunk gave, kept beside the output until it is written.
+
+A `predict --vlm` over a slide set runs for hours (the VLM writes every description); killed at 90% it started
+again from the first image. Now every chunk's rows, unreadable inputs and description writers are appended to
+`<out>.resume/journal.jsonl` as the chunk finishes (flushed and synced: a kill loses at most the chunk in flight,
+and a line cut by the kill is dropped on reading). The same command again reads them back and predicts only the
+inputs after them; the predictions file is then what one uninterrupted run writes, and the folder is removed.
+
+The journal's first line is the job: the model (its URI and the `model_uuid` the URI resolved to, so a moved
+alias is another job), the inputs in order, the descriptions file's digest, the VLM and adapter, the split and
+the label-set rule. A journal of another job is dropped with a warning naming what changed (its rows could not
+become this output), and the job starts from the first input. The folder is held with a `FolderLock`: a second
+`predict` into the same output while the first runs is refused, naming it, instead of both writing one file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..core.runlock import FolderLock
+
+log = logging.getLogger(__name__)
+
+JOURNAL_FILE = "journal.jsonl"
+
+
+def resume_folder(out: Path) -> Path:
+    """Where the journal of the job writing `out` lives: `<out>.resume` beside it."""
+    return Path(out).with_name(Path(out).name + ".resume")
+
+
+def digest(texts: Sequence[str]) -> str:
+    """sha256 of the texts in order (the inputs of a job)."""
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()
+
+
+def file_digest(path: Optional[Path]) -> Optional[str]:
+    if path is None:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Done:
+    """What the journal's chunks gave: `upto` inputs handled, their rows, unreadable inputs and, per good input,
+    who wrote its description (for `text_writer_warnings`)."""
+
+    def __init__(self) -> None:
+        self.upto = 0
+        self.rows: List[Dict[str, Any]] = []
+        self.failed: List[Tuple[str, str]] = []
+        self.writers: List[Dict[str, Any]] = []
+
+    def add(self, record: Dict[str, Any]) -> None:
+        self.upto = int(record["upto"])
+        self.rows.extend(record["rows"])
+        self.failed.extend((str(src), str(reason)) for src, reason in record["failed"])
+        for writer, n in record["writers"]:
+            self.writers.extend([{"written_by": writer}] * int(n))
+
+
+class PredictJournal:
+    """The resume folder of one output, locked for the life of the job (`lock` ... `finish` or `release`)."""
+
+    def __init__(self, out: Path):
+        self.folder = resume_folder(out)
+        self.path = self.folder / JOURNAL_FILE
+        self._lock = FolderLock(self.folder, "predict")
+
+    def lock(self) -> "PredictJournal":
+        self._lock.acquire()
+        return self
+
+    def resume(self, job: Dict[str, Any]) -> Done:
+        """The chunks an earlier run of this `job` finished (none for a new job); the journal then belongs to
+        `job` and `append` adds to it."""
+        done, earlier = Done(), self._read()
+        if earlier is not None:
+            recorded, records, cut = earlier
+            if recorded == job:
+                for record in records:
+                    done.add(record)
+                if cut and records:  # later chunks must not follow the cut line
+                    self._rewrite([{"job": job}, *records])
+            else:
+                changed = sorted(k for k in set(recorded) | set(job) if recorded.get(k) != job.get(k))
+                log.warning("%s holds an interrupted predict of another job (changed: %s); starting from the first "
+                            "input", self.folder, ", ".join(changed))
+        if done.upto == 0:
+            self._rewrite([{"job": job}])
+        return done
+
+    def append(self, upto: int, rows: List[Dict[str, Any]], failed: List[Tuple[str, str]],
+               writers: List[Tuple[Any, int]]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"upto": upto, "rows": rows, "failed": failed, "writers": writers}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def finish(self) -> None:
+        """The output is written: the journal is no longer needed."""
+        self._lock.release()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def release(self) -> None:
+        """The job stopped before its output was written: keep the journal for the next run (a folder with no
+        journal yet is removed, so a refused command leaves nothing behind)."""
+        self._lock.release()
+        if not self.path.is_file():
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _read(self) -> Optional[Tuple[Dict[str, Any], List[Dict[str, Any]], bool]]:
+        """(job, finished chunks, whether a cut line followed them), or None without a journal."""
+        if not self.path.is_file():
+            return None
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:  # the line a kill cut short: that chunk is predicted again
+                break
+        if not records or "job" not in records[0]:
+            return None
+        return records[0]["job"], records[1:], len(records) < len(lines)
+
+    def _rewrite(self, records: List[Dict[str, Any]]) -> None:
+        """The journal as `records`, replaced whole (a kill leaves the old one or the new one)."""
+        tmp = self.path.with_name(JOURNAL_FILE + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in records)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(self.path)

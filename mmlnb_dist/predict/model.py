@@ -1,0 +1,66 @@
+"""Loading a registered model for `predict`: a `models:/`, `runs:/` or local MLflow model folder, refused when
+anything in it would be unpickled to load."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from .errors import ModelNotFound, UnsafeModel
+
+
+def load_model(model_uri: str, tracking_uri: Optional[str] = None):
+    """`mlflow.pyfunc.load_model` with a clear error for a missing model. The model folder is fetched first and
+    refused (`UnsafeModel`, naming the file) when anything in it would be unpickled to load."""
+    import mlflow
+
+    from ..core.tracking.registry import RegistryError, refuse_unpickling
+
+    local = not model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:"))
+    if local and not Path(model_uri).exists():
+        raise ModelNotFound(f"model not found: {model_uri} (no such folder; use models:/NAME@ALIAS)")
+    if local and (Path(model_uri) / "model_config.json").is_file() and not (Path(model_uri) / "MLmodel").is_file():
+        run_dir = Path(model_uri).parent
+        raise ModelNotFound(f"{model_uri} is a training export (the weights `evaluate --export` scores), not an "
+                            f"MLflow model: register it (mmlnb-dist register --run {run_dir} --name NAME), then "
+                            f"predict with --model models:/NAME@champion")
+    try:
+        folder = Path(model_uri) if local else _download_model(model_uri, tracking_uri)
+    except Exception as err:  # noqa: BLE001 - MLflow raises MlflowException / OSError variants
+        raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
+    try:
+        refuse_unpickling(folder, f"model {model_uri}: folder" if not local else "model folder")
+    except RegistryError as err:
+        raise UnsafeModel(str(err)) from None
+    try:
+        return mlflow.pyfunc.load_model(str(folder))
+    except Exception as err:  # noqa: BLE001
+        raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
+
+
+def _download_model(model_uri: str, tracking_uri: Optional[str]) -> Path:
+    """The local folder of a `models:/` or `runs:/` URI, resolved in the store `tracking_uri` through an explicit
+    client: `mlflow.set_tracking_uri` would change the store of everything else in this process (and of its
+    subprocesses, through MLFLOW_* variables), and MLflow resolves `models:/` only through those."""
+    import mlflow
+
+    if not tracking_uri:
+        return Path(mlflow.artifacts.download_artifacts(model_uri))
+    source = model_uri
+    if model_uri.startswith("models:/"):
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        ref = model_uri[len("models:/"):].rstrip("/")
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            source = client.get_model_version_by_alias(name, alias).source
+        elif "/" in ref:
+            name, _, version = ref.rpartition("/")
+            source = client.get_model_version(name, version).source
+        if source.startswith("models:/m-"):  # MLflow 3: a version's source is its logged model
+            source = client.get_logged_model(source[len("models:/"):].rstrip("/")).artifact_location
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri))
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0][:300] if str(err) else type(err).__name__
+
+

@@ -1,0 +1,196 @@
+"""`predict_to_file`: predict every readable input with a registered model, a chunk at a time, journaled so that
+an interrupted job resumes (`journal.py`), and write the predictions and per-slide aggregates."""
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import logging
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..core.progress import progress_bar
+from ..data.description_table import DescriptionTable
+from ..data.text_writer import text_writer_warnings
+from .errors import PredictError
+from .inputs import collect_inputs, decoded, require_descriptions, with_image_bytes
+from .journal import PredictJournal, digest, file_digest
+from .model import load_model
+from .slides import multilabel_slide_aggregates, slide_aggregates
+
+log = logging.getLogger(__name__)
+
+PREDICT_CHUNK = 256
+"""Inputs decoded, described, predicted and journaled at a time (the default of `predict_to_file(chunk_size=)`)."""
+
+
+def _vlm_describer(vlm: str, adapter: Optional[Path]) -> Callable[[List[Any]], List[str]]:
+    """The VLM, loaded once, generating descriptions as `describe` does, with the `vlm` section of the fine-tuning
+    run that wrote the adapter (`<run_dir>/config.yaml` beside `<run_dir>/adapter`, also for a model the adapter
+    was merged into: same prompt and image size); else the defaults."""
+    from ..config import load_config
+    from ..recipes.vlm.describe import image_describer
+    from ..recipes.vlm.merge import merged_from
+
+    adapter_dir = adapter or merged_from(vlm).get("adapter")
+    trained_with = Path(adapter_dir).parent / "config.yaml" if adapter_dir else None
+    cfg = load_config(trained_with if trained_with and trained_with.is_file() else None)
+    return image_describer(vlm, adapter, cfg.vlm, cfg.distributed.precision)
+
+
+def _request_frame(good: List[Dict[str, Any]]):
+    """The served model's input (`read_request`): base64 images, descriptions, keys, slide ids."""
+    import pandas as pd
+
+    return pd.DataFrame({"image": [base64.b64encode(it["data"]).decode() for it in good],
+                         "description": [it.get("description") or "" for it in good], "key": [it["key"] for it in good],
+                         "slide_id": [str(it["slide_id"]) if it.get("slide_id") else "" for it in good]})
+
+
+def _write(rows: List[Dict[str, Any]], path: Path) -> None:
+    """Write `rows` to `path` (CSV or JSONL) whole or not at all: a killed write leaves no half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with open(tmp, "w", newline="") as fh:
+            if path.suffix == ".jsonl":
+                fh.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+            else:
+                writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+                writer.writeheader()
+                writer.writerows(rows)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_arguments(out: Path, top_k: Optional[int], threshold: Optional[float]) -> None:
+    if out.suffix not in (".csv", ".jsonl"):
+        raise PredictError(f"--out must end in .csv or .jsonl (got {out.name})")
+    if top_k is not None and threshold is not None:
+        raise PredictError("--top-k and --threshold both given: a label set is chosen by one of them")
+    if top_k is not None and top_k < 1:
+        raise PredictError(f"--top-k must be at least 1 (got {top_k})")
+    if threshold is not None and not 0 < threshold <= 1:
+        raise PredictError(f"--threshold must be in (0, 1] (got {threshold})")
+
+
+def _plain(record: Dict[str, Any]) -> Dict[str, Any]:
+    """A prediction row as its journal line reads back, so fresh and resumed rows are written alike."""
+    return json.loads(json.dumps(record, default=str))
+
+
+def _writers(good: List[Dict[str, Any]]) -> List[Tuple[Any, int]]:
+    """Who wrote the descriptions of a chunk's predicted inputs, with counts (None: unknown, e.g. a table's)."""
+    counts = Counter(json.dumps(it.get("written_by"), sort_keys=True) for it in good)
+    return [(json.loads(w), n) for w, n in counts.items()]
+
+
+def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descriptions: Optional[Path] = None,
+                    vlm: Optional[str] = None, adapter: Optional[Path] = None, split: Optional[str] = None,
+                    batch_size: int = 32, tracking_uri: Optional[str] = None, top_k: Optional[int] = None,
+                    threshold: Optional[float] = None, description_column: str = "description",
+                    slide_column: Optional[str] = None, chunk_size: int = PREDICT_CHUNK) -> Dict[str, Any]:
+    """Predict every readable input and write `out` (+ `<out>.slides.<ext>` when slide ids are known).
+    `descriptions` rows are matched to the images by path (`data.description_table`), their text read from
+    `description_column`, their slide ids from `slide_column` (default `slide_id`).
+    `top_k` / `threshold` choose a multi-label model's predicted label set (refused for single-label models).
+    An interrupted run of the same job resumes after its last finished chunk (`journal.py`).
+
+    Returns {"predicted": n, "failed": [(input, reason)], "out": path, "slides_out": path|None, "warnings": [..],
+    "resumed": inputs an earlier run had done}: `warnings` names the inputs whose descriptions have another writer
+    than the model's training text.
+    """
+    out = Path(out)
+    _check_arguments(out, top_k, threshold)
+    table = DescriptionTable.read(descriptions, description_column, slide_column, require_text=not vlm) \
+        if descriptions else None
+    journal = PredictJournal(out).lock()  # before the model loads: a second job into `out` is refused at once
+    written = False
+    try:
+        model = load_model(model_uri, tracking_uri)
+        model_meta = (getattr(model.metadata, "metadata", None) or {}) if getattr(model, "metadata", None) else {}
+        multilabel = model_meta.get("task") == "multilabel"
+        params: Dict[str, Any] = {"batch_size": batch_size}
+        if multilabel:
+            params.update({"top_k": top_k or 0, "threshold": threshold or 0.0})
+        elif top_k is not None or threshold is not None:
+            raise PredictError(f"--top-k / --threshold choose the label set of a multi-label model; {model_uri} "
+                               f"predicts one class per image (its `label` column)")
+        items, failed = collect_inputs(inputs, split)
+        for it in items if table else ():
+            row = table.find(it["key"], it.get("path"))
+            if row:
+                if not vlm:  # with --vlm the VLM writes every description; the table gives the slides
+                    it["description"], it["written_by"] = table.description(row), None
+                it["slide_id"] = it.get("slide_id") or table.slide_id(row)
+        reads_text = bool(model_meta.get("reads_text"))  # (models registered before this key existed: not checked)
+        if reads_text and not vlm:
+            require_descriptions(model_uri, items)  # before a single image is decoded
+        writer = None
+        if vlm and items:
+            from ..recipes.vlm.merge import fine_tune_sha256
+
+            writer = {"model": vlm, "adapter_sha256": fine_tune_sha256(vlm, adapter)}
+        done = journal.resume({
+            "model": model_uri, "model_uuid": getattr(getattr(model, "metadata", None), "model_uuid", None),
+            "inputs": digest([it["source"] for it in items]), "n_inputs": len(items), "split": split,
+            "descriptions": file_digest(descriptions), "description_column": description_column,
+            "slide_column": slide_column, "vlm": writer, "top_k": top_k, "threshold": threshold})
+        if done.upto:
+            log.info("resuming: %d of %d inputs were predicted by an interrupted run (%s)", done.upto, len(items),
+                     journal.folder)
+        describe = _vlm_describer(vlm, adapter) if vlm and len(items) > done.upto else None
+        rows, writers = list(done.rows), list(done.writers)
+        failed.extend(done.failed)
+        bar = progress_bar(total=len(items), initial=done.upto, desc="predict", unit="img")
+        # A chunk at a time (decoded, described, predicted, journaled, its image bytes dropped): memory stays
+        # bounded by the chunk, whatever the inputs hold (a whole slide set), the bar moves as the work does, and a
+        # kill loses at most the chunk in flight.
+        stream, upto = with_image_bytes(items[done.upto:]), done.upto
+        while True:
+            chunk = list(islice(stream, chunk_size))
+            if not chunk:
+                break
+            chunk_failed: List[Tuple[str, str]] = []
+            good, images = decoded(chunk, chunk_failed)
+            if describe is not None and good:
+                for it, text in zip(good, describe(images)):
+                    it["description"], it["written_by"] = text, writer
+                if reads_text:
+                    require_descriptions(model_uri, good)
+            chunk_rows = []
+            if good:
+                pred = model.predict(_request_frame(good), params=params)
+                for it, rec in zip(good, pred.to_dict("records")):
+                    rec["source"] = it["source"]
+                    rec["slide_id"] = rec.get("slide_id") or None
+                    chunk_rows.append(_plain(rec))
+            for it in chunk:
+                it.pop("data", None)
+            upto += len(chunk)
+            journal.append(upto, chunk_rows, chunk_failed, _writers(good))
+            rows.extend(chunk_rows)
+            failed.extend(chunk_failed)
+            writers.extend({"written_by": it.get("written_by")} for it in good)
+            bar.update(len(chunk))
+        bar.close()
+        warnings = text_writer_warnings(model_uri, model_meta, writers)
+        classes = [k[len("prob_"):] for k in (rows[0] if rows else {}) if k.startswith("prob_")]
+        _write(rows, out)
+        slides_out = None
+        if multilabel:
+            agg = multilabel_slide_aggregates(rows, classes, top_k or int(model_meta.get("top_k", 1)),
+                                              threshold or 0.0)
+        else:
+            agg = slide_aggregates(rows, classes)
+        if agg:
+            slides_out = out.with_name(out.stem + ".slides" + out.suffix)
+            _write(agg, slides_out)
+        written = True
+    finally:
+        journal.finish() if written else journal.release()
+    return {"predicted": len(rows), "failed": failed, "out": str(out), "warnings": warnings,
+            "slides_out": str(slides_out) if slides_out else None, "resumed": done.upto}

@@ -1,0 +1,50 @@
+"""Per-slide aggregates of `predict`'s rows: mean probabilities, the majority vote (single-label) or the label set
+chosen from the mean probabilities (multi-label)."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Dict, List, Sequence
+
+
+def _by_slide(rows: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
+    by_slide: Dict[str, List[Dict[str, Any]]] = {}
+    for r in rows:
+        if r.get("slide_id"):
+            by_slide.setdefault(str(r["slide_id"]), []).append(r)
+    return dict(sorted(by_slide.items()))
+
+
+def multilabel_slide_aggregates(rows: List[Dict[str, Any]], classes: Sequence[str], top_k: int,
+                                threshold: float = 0.0) -> List[Dict[str, Any]]:
+    """Per slide: patch count, mean probability per label, and the label set chosen from those means by the same
+    rule as the patches' (`threshold` > 0: every label with mean >= threshold; else the `top_k` highest)."""
+    from ..recipes.clip.pyfunc_model import select_labels, selection_name
+
+    out = []
+    for slide, rs in _by_slide(rows).items():
+        mean = [sum(float(r[f"prob_{c}"]) for r in rs) / len(rs) for c in classes]
+        chosen = select_labels([mean], top_k, threshold)[0]
+        row = {"slide_id": slide, "n_patches": len(rs), "labels": "|".join(classes[i] for i in chosen),
+               "selection": selection_name(top_k, threshold)}
+        row.update({f"mean_prob_{c}": m for c, m in zip(classes, mean)})
+        out.append(row)
+    return out
+
+
+def slide_aggregates(rows: List[Dict[str, Any]], classes: Sequence[str]) -> List[Dict[str, Any]]:
+    """Per slide: patch count, mean probability per class, its argmax, and the majority vote of patch labels
+    (ties broken by the higher mean probability)."""
+    out = []
+    for slide, rs in _by_slide(rows).items():
+        mean = {c: sum(float(r[f"prob_{c}"]) for r in rs) / len(rs) for c in classes}
+        votes = Counter(r["label"] for r in rs)
+        top = max(votes.values())
+        majority = max((c for c in classes if votes.get(c) == top), key=lambda c: mean[c])
+        row = {"slide_id": slide, "n_patches": len(rs), "label_mean_prob": max(classes, key=lambda c: mean[c]),
+               "label_majority": majority}
+        row.update({f"mean_prob_{c}": mean[c] for c in classes})
+        row.update({f"votes_{c}": votes.get(c, 0) for c in classes})
+        out.append(row)
+    return out
+
+
