@@ -6,7 +6,9 @@
 On a terminal a bar redraws about ten times a second, as tqdm does. Written to a file (a Slurm log, `nohup`,
 CI, `cmd > log 2>&1`) every redraw is another line of the log: a fine-tuning run of a few thousand steps left
 thousands of lines. There a bar redraws at most every `MMLNB_PROGRESS_INTERVAL` seconds (default 30), and still
-shows where it starts and where it ends.
+shows where it starts and where it ends. A bar that a terminal clears when it ends (`leave=False`: an epoch's
+steps, an evaluation) shows in a file only once it has run that long: otherwise every epoch left a line stuck at
+`0%` in the log, beside the epoch's own summary line.
 """
 from __future__ import annotations
 
@@ -27,8 +29,7 @@ TERMINAL_INTERVAL_S = 0.1
 def redraw_interval(stream: Any) -> float:
     """Seconds between two redraws of a bar written to `stream`: tqdm's default on a terminal, else
     `MMLNB_PROGRESS_INTERVAL` (default 30 s)."""
-    isatty = getattr(stream, "isatty", None)
-    if isatty is not None and isatty():
+    if _is_terminal(stream):
         return TERMINAL_INTERVAL_S
     value = os.environ.get(PROGRESS_INTERVAL_ENV)
     if value is None:
@@ -40,6 +41,11 @@ def redraw_interval(stream: Any) -> float:
     if seconds < 0:
         raise ValueError(f"{PROGRESS_INTERVAL_ENV}={value!r} must be at least 0")
     return seconds
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty())
 
 
 class ProgressBar(tqdm):
@@ -55,5 +61,8 @@ def progress_bar(iterable: Optional[Iterable] = None, *, enabled: bool = True, f
     """A bar over `iterable` (or updated by hand with `total`), hidden when not `enabled` (other ranks, `--quiet`),
     redrawn as `redraw_interval` says for its stream (stderr unless `file`)."""
     stream = file if file is not None else sys.stderr
-    kwargs.setdefault("mininterval", redraw_interval(stream))
+    interval = redraw_interval(stream)
+    kwargs.setdefault("mininterval", interval)
+    if kwargs.get("leave") is False and not _is_terminal(stream):
+        kwargs.setdefault("delay", interval)  # (tqdm then writes nothing at all for a bar that ends sooner)
     return ProgressBar(iterable, disable=not enabled, file=stream, **kwargs)

@@ -52,3 +52,27 @@ def test_a_disabled_bar_writes_nothing():
     for _ in progress_bar(range(3), file=log, enabled=False):
         pass
     assert log.getvalue() == ""
+
+
+def test_a_passing_bar_into_a_file_leaves_no_stuck_at_zero_line(monkeypatch):
+    """A bar that a terminal clears when it ends (`leave=False`: an epoch's steps, an evaluation) left
+    `epoch 3:   0%|          | 0/12` in a log file, then a line of spaces, at every epoch: it read as a job stuck at
+    0%. Into a file such a bar shows only once it has run for the redraw interval; a kept bar still shows both ends."""
+    monkeypatch.delenv(PROGRESS_INTERVAL_ENV, raising=False)
+    log = io.StringIO()
+    for _ in progress_bar(range(12), file=log, desc="epoch 3", leave=False):
+        pass
+    assert log.getvalue() == ""
+    kept = io.StringIO()
+    for _ in progress_bar(range(12), file=kept, desc="shards"):
+        pass
+    assert "0/12" in kept.getvalue() and "12/12" in kept.getvalue()
+    monkeypatch.setenv(PROGRESS_INTERVAL_ENV, "0")  # a long epoch (here: every redraw asked for) still shows
+    slow = io.StringIO()
+    for _ in progress_bar(range(3), file=slow, desc="epoch 4", leave=False):
+        pass
+    assert "epoch 4" in slow.getvalue() and "3/3" in slow.getvalue()
+    terminal = Terminal()
+    for _ in progress_bar(range(3), file=terminal, desc="epoch 5", leave=False):
+        pass
+    assert "epoch 5" in terminal.getvalue()  # a terminal bar shows at once, as tqdm's do
