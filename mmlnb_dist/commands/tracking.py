@@ -91,6 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--adapter", type=Path, help="LoRA adapter folder for --vlm")
     q.add_argument("--split", help="shard split to read from shard folders (default: all splits)")
     q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                   help="inputs decoded, described, predicted and journaled at a time (default 256, "
+                   "predict.PREDICT_CHUNK): memory holds one chunk's images, and a killed job redoes at most one")
     q.add_argument("--top-k", type=int, default=None, metavar="K",
                    help="multi-label models: predict the K most probable labels (default: the model's own k)")
     q.add_argument("--threshold", type=float, default=None, metavar="T",
@@ -207,8 +210,8 @@ def _predict(args) -> int:
     report = predict_to_file(args.model, [Path(p) for p in args.inputs], args.out, descriptions=args.descriptions,
                              vlm=args.vlm, adapter=args.adapter, split=args.split, batch_size=args.batch_size,
                              top_k=args.top_k, threshold=args.threshold, description_column=args.description_column,
-                             slide_column=args.slide_column,
-                             tracking_uri=_tracking_uri(args, load_from_args(args)))
+                             slide_column=args.slide_column, tracking_uri=_tracking_uri(args, load_from_args(args)),
+                             **({"chunk_size": args.chunk_size} if args.chunk_size is not None else {}))
     print(f"{report['predicted']} prediction(s) -> {args.out}"
           + (f" ({report['resumed']} input(s) done by the interrupted run it resumed)" if report["resumed"] else "")
           + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else ""))

@@ -66,9 +66,11 @@ def _write(rows: List[Dict[str, Any]], path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _check_arguments(out: Path, top_k: Optional[int], threshold: Optional[float]) -> None:
+def _check_arguments(out: Path, top_k: Optional[int], threshold: Optional[float], chunk_size: int) -> None:
     if out.suffix not in (".csv", ".jsonl"):
         raise PredictError(f"--out must end in .csv or .jsonl (got {out.name})")
+    if chunk_size < 1:
+        raise PredictError(f"--chunk-size must be at least 1 (got {chunk_size})")
     if top_k is not None and threshold is not None:
         raise PredictError("--top-k and --threshold both given: a label set is chosen by one of them")
     if top_k is not None and top_k < 1:
@@ -104,7 +106,7 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     than the model's training text.
     """
     out = Path(out)
-    _check_arguments(out, top_k, threshold)
+    _check_arguments(out, top_k, threshold, chunk_size)
     table = DescriptionTable.read(descriptions, description_column, slide_column, require_text=not vlm) \
         if descriptions else None
     journal = PredictJournal(out).lock()  # before the model loads: a second job into `out` is refused at once

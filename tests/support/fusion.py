@@ -70,7 +70,7 @@ def checkpoint_weights(ckpt_dir: Path, tag: str):
 # parent waits for that file (not for time) and sends SIGKILL, so the kill lands exactly there however loaded the
 # machine is. Points: "saved:epoch-0002" (just after that checkpoint is complete and `latest` names it) and
 # "saving:epoch-0002" (during that save: DeepSpeed's files are in `checkpoints/.partial-epoch-0002/`, no checksums
-# recorded, nothing renamed).
+# recorded, nothing renamed). `predict`: "journaled:2" (just after its second chunk is in `<out>.resume/`).
 GATE_ENV, GATE_AT_ENV = "MMLNB_TEST_KILL_GATE", "MMLNB_TEST_KILL_AT"
 _GATE_BOOT = ("import sys; sys.path.insert(0, {tests!r}); from support.fusion import run_gated_cli; "
               "sys.exit(run_gated_cli(sys.argv[1:]))")
@@ -126,8 +126,20 @@ def run_gated_cli(argv: List[str]) -> int:
                 return record(tag_dir)
 
             checkpoint.record_checksums = wait_in_save
+        elif kind == "journaled":
+            from mmlnb_dist.predict.journal import PredictJournal
+
+            append, appended = PredictJournal.append, []
+
+            def append_then_wait(self, *args, **kwargs):
+                append(self, *args, **kwargs)
+                appended.append(1)
+                if len(appended) == int(tag):
+                    _wait_at_gate(Path(gate), at)
+
+            PredictJournal.append = append_then_wait
         else:
-            raise ValueError(f"{GATE_AT_ENV}={at!r}: expected saved:<tag> or saving:<tag>")
+            raise ValueError(f"{GATE_AT_ENV}={at!r}: expected saved:<tag>, saving:<tag> or journaled:<chunks>")
     return cli.main(argv)
 
 
