@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 REFERENCE = "reference"
 """The writer of a shard set's own text (no `describe` in its provenance): reference descriptions."""
@@ -46,15 +46,19 @@ def same_writer(a: Any, b: Any) -> bool:
     return a.get("model") == b.get("model")
 
 
-def mismatch(model: str, trained: Any, writer: Any, inputs: str) -> str:
+def mismatch(model: str, trained: Any, writer: Any, inputs: str, shards: Optional[str] = None) -> str:
     """The warning for `inputs` (e.g. "3 of 4 images here") whose descriptions `writer` wrote, fed to `model`
-    whose training descriptions `trained` wrote; it names how to describe them as in training."""
+    whose training descriptions `trained` wrote; it names how to describe them as in training: `predict`'s
+    `--vlm` / `--adapter`, or for a shard set `shards` that `evaluate` reads, the `describe` command to run first."""
     if trained == REFERENCE:
         remedy = "give them reference descriptions like the training ones"
     else:
-        remedy = f"to describe them as in training, give --vlm {trained.get('model')}" + (
+        vlm = f"--vlm {trained.get('model')}" + (
             f" --adapter <the adapter with sha256 {trained['adapter_sha256'][:12]}>"
             if trained.get("adapter_sha256") else "")
+        remedy = (f"to describe them as in training, give {vlm}" if shards is None else
+                  f"to describe them as in training: mmlnb-dist describe {vlm} --shards {shards} --out "
+                  f"{shards}-described, then evaluate with data.shards={shards}-described")
     return (f"{model} was trained on descriptions {writer_name(trained)}; {inputs} carry descriptions "
             f"{writer_name(writer)}: the model reads text unlike its training text, so its predictions on them may "
             f"mislead ({remedy})")

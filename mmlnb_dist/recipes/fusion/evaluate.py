@@ -63,7 +63,8 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     if getattr(model, "text_encoder", None) is not None and trained is not None:
         writer = shard_text_writer(ShardSet.open(cfg.data.shards).manifest)
         if not same_writer(writer, trained):
-            log.warning("%s", mismatch(str(export_dir), trained, writer, f"the shards {cfg.data.shards}"))
+            log.warning("%s", mismatch(str(export_dir), trained, writer, f"the shards {cfg.data.shards}",
+                                       shards=str(cfg.data.shards)))
     size = int(meta.get("image_size", cfg.data.loader.image_size))
     pre = meta.get("preprocessing") or {}
     recorded = {"mean": pre["image_mean"], "std": pre["image_std"]} if "image_mean" in pre else None

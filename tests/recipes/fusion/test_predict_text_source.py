@@ -129,6 +129,11 @@ def test_evaluate_names_shards_whose_text_another_writer_wrote(vlm_trained, caps
     err = capsys.readouterr().err
     assert "trained on descriptions written by the VLM tiny (no adapter)" in err, err
     assert f"the shards {vlm_trained['reference']} carry descriptions from the shard set itself" in err, err
+    # `evaluate` has no --vlm: its remedy is the describe command, then evaluate on what it writes
+    ref = vlm_trained["reference"]
+    assert "give --vlm" not in err, err
+    assert f"mmlnb-dist describe --vlm tiny --shards {ref} --out {ref}-described" in err, err
+    assert f"then evaluate with data.shards={ref}-described" in err, err
 
 
 def test_a_training_export_given_as_the_model_names_the_way_to_predict_with_it(vlm_trained, capsys):
