@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..core.runlock import FolderLock
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # "[predict]" on the console
 
 JOURNAL_FILE = "journal.jsonl"
 

@@ -20,7 +20,7 @@ from .journal import PredictJournal, digest, file_digest
 from .model import load_model
 from .slides import multilabel_slide_aggregates, slide_aggregates
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # "[predict]" on the console
 
 PREDICT_CHUNK = 256
 """Inputs decoded, described, predicted and journaled at a time (the default of `predict_to_file(chunk_size=)`)."""

@@ -121,7 +121,7 @@ def test_the_journal_of_another_job_is_dropped_with_what_changed(trained, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         _predict(trained, out, split="train")
     spy.reset()
-    with caplog.at_level(logging.WARNING, logger="mmlnb_dist.predict.journal"):
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist.predict"):
         report = _predict(trained, out)  # the val split now: another job
     assert "holds an interrupted predict of another job (changed: inputs, n_inputs, split)" in caplog.text
     assert report["resumed"] == 0 and spy.predicted == report["predicted"] == trained["n_val"]
