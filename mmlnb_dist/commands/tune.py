@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "tune.resume=true; join a "
                        "cluster with --ray-address (tune.address) or RAY_ADDRESS. See docs/tune.md.")
     add_config_args(p, DEFAULT_PROFILE)
-    p.add_argument("--space", type=Path, help="search-space YAML (tune/spaces/*.yaml); overrides tune.space")
+    p.add_argument("--space", type=Path,
+                   help="search-space YAML: a file or a shipped space's name (curriculum, optimisation, lora, joint, "
+                   "clip: tune/spaces/*.yaml); default: the trial recipe's own; overrides tune.space")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="Ray cluster to join: `auto` (the cluster `ray start` recorded on this machine), HOST:PORT "
                    "or ray://HOST:10001; sets tune.address (default: RAY_ADDRESS, else a fresh local instance)")

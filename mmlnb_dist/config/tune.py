@@ -11,7 +11,8 @@ from ..core.config import Section
 
 class TuneConfig(Section):
     space: Optional[Path] = None
-    """Search-space YAML (see `tune/spaces/*.yaml`); `--space` on the command line sets it."""
+    """Search-space YAML: a file, or a shipped space's name (`curriculum`, `optimisation`, `lora`, `joint`, `clip`;
+    `tune/spaces/*.yaml`); unset: the trial recipe's own (`curriculum` for fusion). `--space` sets it."""
 
     recipe: str = "fusion"
     """What one trial runs: a recipe of the recipe table (`fusion`), the `vlm-fusion` pipeline (fine-tune the

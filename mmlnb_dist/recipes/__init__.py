@@ -49,6 +49,8 @@ class RecipeSpec:
     (returns what it prints); "" for the fusion recipe's own path in commands/train.py or no evaluation."""
     needs_descriptions: bool = False
     """It trains on VLM descriptions: the pipeline fine-tunes the VLM and describes the patches before it."""
+    tune_space: str = "curriculum"
+    """The shipped search space (`tune/spaces/<name>.yaml`) that `tune` searches for it without `--space`."""
     variants: str = ""
     """Module of the recipe's ablation / baseline rows (`rows(cfg)` and `METRICS`) that `mmlnb-dist ablate` trains
     and tabulates (mmlnb_dist/studies.py); "" when it has none."""
@@ -62,13 +64,13 @@ RECIPES: Dict[str, RecipeSpec] = {spec.name: spec for spec in (
                variants="mmlnb_dist.recipes.fusion.variants"),
     RecipeSpec("vlm", "vlm", VLMConfig, "mmlnb_dist.recipes.vlm.finetune:FinetuneVLMRecipe",
                "Stage 1 of MMLNB: the description VLM (Qwen2.5-VL + LoRA): fine-tuning and describe",
-               metrics=("loss",), lower_is_better=frozenset({"loss"})),
+               metrics=("loss",), lower_is_better=frozenset({"loss"}), tune_space="lora"),
     RecipeSpec("clip", "clip", ClipConfig, "mmlnb_dist.recipes.clip.recipe:ClipRecipe",
                "Fine-tuned CLIP towers + MLP head for multi-label classification of image-caption pairs (seed 002)",
                metrics=(*CLIP_METRICS, "loss"), lower_is_better=CLIP_LOWER_IS_BETTER,
                register="mmlnb_dist.recipes.clip.pyfunc_model:register_run",
                evaluate="mmlnb_dist.recipes.clip.evaluate:evaluate_command",
-               variants="mmlnb_dist.recipes.clip.variants"),
+               variants="mmlnb_dist.recipes.clip.variants", tune_space="clip"),
 )}
 
 

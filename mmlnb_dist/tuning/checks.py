@@ -1,11 +1,15 @@
-"""What a search checks before Ray starts: the trial recipe's own config checks and whether a trial could ever be
-placed. A failure is a `SearchError` (or the recipe's own error) instead of every trial failing, or waiting, later."""
+"""What a search checks before Ray starts: the trial recipe's own config checks, that the space searches keys the
+trial reads, and whether a trial could ever be placed. A failure is a `SearchError` (or the recipe's own error)
+instead of every trial failing, or waiting, later."""
 from __future__ import annotations
 
 import os
+from typing import Any, Dict, Optional, Set
 
 from ..config import Config
 from ..core.errors import UserError
+from .space import SpaceError
+from .trial import PIPELINE_RECIPES, PIPELINE_SPACES
 
 
 class SearchError(UserError, RuntimeError):
@@ -24,6 +28,40 @@ def check_recipe(cfg: Config) -> None:
     check = getattr(load_class(spec.target), "check", None)
     if check is not None:
         check(cfg, DistEnv(world_size=cfg.tune.workers_per_trial))
+
+
+def default_space(recipe: str) -> str:
+    """The shipped space a search of trial kind `recipe` uses without `--space`: its recipe's `tune_space`, a
+    pipeline's own, else the fusion curriculum."""
+    from ..recipes import RECIPES
+
+    if recipe in PIPELINE_SPACES:
+        return PIPELINE_SPACES[recipe]
+    return RECIPES[recipe].tune_space if recipe in RECIPES else "curriculum"
+
+
+def _sections_read(recipe: str) -> Optional[Set[str]]:
+    """The recipe config sections a trial of `recipe` reads; None for a recipe class outside the table."""
+    from ..recipes import RECIPES
+
+    names = PIPELINE_RECIPES.get(recipe, (recipe,) if recipe in RECIPES else None)
+    return None if names is None else {RECIPES[n].section for n in names}
+
+
+def check_space_is_read(space: Dict[str, Any], recipe: str, path: Any) -> None:
+    """Refuse a space with keys of a recipe section the trial never reads (the fusion curriculum searched by CLIP
+    trials): every trial would train the same model on them, and the "best" value would be noise."""
+    from ..recipes import RECIPES
+
+    reads = _sections_read(recipe)
+    if reads is None:
+        return
+    others = {spec.section for spec in RECIPES.values()} - reads
+    unread = [key for key in space if key.split(".", 1)[0] in others]
+    if unread:
+        raise SpaceError(f"{path}: tune.recipe={recipe} never reads {', '.join(unread)}: every trial would train the "
+                         f"same model on these keys. Search keys it reads (train.*, {', '.join(sorted(reads))}.*), "
+                         f"e.g. --space {default_space(recipe)}")
 
 
 def check_resources(cfg: Config) -> None:

@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..config import Config, config_from_dict, save_config
 from ..core.config import absolute_paths
 from ..core.tracking.runs import ParentRun
-from .checks import SearchError, check_recipe, check_resources
-from .space import apply_params, load_space, to_tune_space
+from .checks import SearchError, check_recipe, check_resources, check_space_is_read, default_space
+from .space import apply_params, load_space, resolve_space, to_tune_space
 from .trial import read_trial_result, trial_main
 
 log = logging.getLogger(__name__)
@@ -213,11 +213,12 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     import ray
     from ray import tune
 
-    space_path = Path(space_path or cfg.tune.space or "tune/spaces/curriculum.yaml")
+    space_path = resolve_space(space_path or cfg.tune.space or default_space(cfg.tune.recipe))
     # Trials run in folders of their own (on a cluster, on other machines): relative paths would point elsewhere
     cfg = absolute_paths(cfg, Path.cwd())
     base = cfg.model_dump(mode="json")
     space = load_space(space_path, base)  # every range end gives a valid config, checked before Ray starts
+    check_space_is_read(space, cfg.tune.recipe, space_path)
     check_recipe(cfg)
     check_resources(cfg)
     dirs = _dirs(cfg)

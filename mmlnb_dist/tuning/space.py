@@ -12,6 +12,9 @@ Distributions: uniform, loguniform, quniform [lo, hi, q], randint [lo, hi) , cho
 `scale: epochs` multiplies the sampled value by `train.epochs` and rounds it (at least 1), so one space fits the 9-epoch
 demo and the 150-epoch paper profile.
 
+The shipped spaces are package data (`mmlnb_dist/tuning/spaces/`; `tune/spaces` links there in a source checkout):
+`resolve_space` finds them by name (`curriculum`) or checkout path (`tune/spaces/curriculum.yaml`) from any folder.
+
 `load_space(path, base)` also checks the space against the base config before Ray starts: both ends of every range
 and every choice, alone and paired with every end of every other key (the rest at their midpoints), must give a
 config that validates, so a range whose high end is invalid fails at search start instead of in some trial.
@@ -30,8 +33,29 @@ from ..core.errors import ConfigError
 DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
 
 
+SPACES_DIR = Path(__file__).resolve().parent / "spaces"
+"""The shipped search spaces (package data; `tune/spaces` links here in a source checkout)."""
+
+
 class SpaceError(ConfigError):
     """A search-space file is malformed or gives invalid configs; the message names the file and key."""
+
+
+def shipped_spaces() -> List[str]:
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def resolve_space(path: Union[str, Path]) -> Path:
+    """A space file as given, else a shipped space by name (`clip`, `clip.yaml`) or by its source checkout path
+    (`tune/spaces/clip.yaml`), so `tune` works from any folder."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    shipped = SPACES_DIR / (given.name if given.suffix in (".yaml", ".yml") else given.name + ".yaml")
+    if shipped.is_file() and (len(given.parts) == 1 or given.parent.as_posix().endswith("tune/spaces")):
+        return shipped
+    raise SpaceError(f"search space file {path} not found (from {Path.cwd()}); shipped spaces: "
+                     f"{', '.join(shipped_spaces())} (give a name, e.g. --space curriculum)")
 
 
 def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:

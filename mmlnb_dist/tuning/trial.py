@@ -28,6 +28,10 @@ PG_FILE = "train_placement_group.txt"
 WORKER_FILE = "ray_worker_rank{rank}.json"  # where each Ray Train rank of the trial ran (node, pid)
 PIPELINES = {"vlm-fusion": "mmlnb_dist.pipeline:run_vlm_fusion"}
 """Trial targets that are pipelines of several stages rather than one recipe."""
+PIPELINE_RECIPES = {"vlm-fusion": ("vlm", "fusion")}
+"""The recipes each pipeline runs (the config sections its trials read, and its default space: the last's)."""
+PIPELINE_SPACES = {"vlm-fusion": "joint"}
+"""The shipped space each pipeline's search uses without `--space`."""
 
 
 def resolve_target(name: str) -> Callable[..., Dict[str, Any]]:
