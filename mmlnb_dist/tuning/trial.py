@@ -20,12 +20,17 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+from ..core.logging import command_log, setup_logging
+
 log = logging.getLogger(__name__)
 
 RESULT_FILE = "trial_result.json"
 PARAMS_FILE = "trial_params.json"
 PG_FILE = "train_placement_group.txt"
 WORKER_FILE = "ray_worker_rank{rank}.json"  # where each Ray Train rank of the trial ran (node, pid)
+TRIAL_LOG = "trial.log"
+"""A trial's full log in its folder (rank 0): per-epoch tables and its final metric tables, which stay off the
+driver's console (Ray forwards every trial's console there; the search's own table sums them up)."""
 PIPELINES = {"vlm-fusion": "mmlnb_dist.pipeline:run_vlm_fusion"}
 """Trial targets that are pipelines of several stages rather than one recipe."""
 PIPELINE_RECIPES = {"vlm-fusion": ("vlm", "fusion")}
@@ -95,7 +100,9 @@ def run_rank(cfg_dict: Dict[str, Any], recipe: str, env, report: Callable[[int, 
         last_epoch[0] = epoch
         report(epoch, clean_metrics(metrics))
 
-    result = target(cfg, env, report_epoch)
+    setup_logging(env.rank)
+    with command_log(cfg.run.dir / TRIAL_LOG, env.rank):
+        result = target(cfg, env, report_epoch)
     if env.rank == 0:
         _write_result(cfg.run.dir, result or {}, time.time() - t0, last_epoch[0])
 
@@ -224,7 +231,9 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
             last_epoch[0] = epoch
             tune.report({**clean_metrics(metrics), "epoch": float(epoch)})
 
-        result = resolve_target(ctx["recipe"])(cfg, None, report)
+        setup_logging(0)
+        with command_log(run_dir / TRIAL_LOG):
+            result = resolve_target(ctx["recipe"])(cfg, None, report)
         _write_result(run_dir, result or {}, time.time() - t0, last_epoch[0])
 
 

@@ -142,6 +142,13 @@ def test_default_search_reuses_its_trial_process_across_asha_stops(tmp_path):
     finished = [read_trial_result(Path(r["run_dir"])) for r in rows if r["completed"] == "True"]
     assert len(finished) >= 2, rows
     assert len({r["pid"] for r in finished}) == 1, [r["pid"] for r in finished]  # one process ran them all
+    # each trial's full log is in its folder (its final tables stay off the driver's console, as ablate's do),
+    # and a reused process starts a new log for each trial
+    for r in rows:
+        text = (Path(r["run_dir"]) / "trial.log").read_text()
+        assert "recipe] epoch 0 " in text and text.count("recipe] 3 classes") == 1, r["run_dir"]
+        if r["completed"] == "True":
+            assert "val split, best checkpoint" in text, r["run_dir"]
 
 
 def test_placement_strategy_default_and_unknown_value():
