@@ -90,6 +90,30 @@ def _writers(good: List[Dict[str, Any]]) -> List[Tuple[Any, int]]:
     return [(json.loads(w), n) for w, n in counts.items()]
 
 
+def _predict_chunk(model, model_uri: str, params: Dict[str, Any], chunk: List[Dict[str, Any]],
+                   describe: Optional[Callable[[List[Any]], List[str]]], writer: Optional[Dict[str, Any]],
+                   reads_text: bool) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]], List[Dict[str, Any]]]:
+    """One chunk decoded, described (with `describe`: the VLM), predicted and its image bytes dropped: (rows as the
+    journal holds them, unreadable inputs, the predicted items)."""
+    failed: List[Tuple[str, str]] = []
+    good, images = decoded(chunk, failed)
+    if describe is not None and good:
+        for it, text in zip(good, describe(images)):
+            it["description"], it["written_by"] = text, writer
+        if reads_text:
+            require_descriptions(model_uri, good)
+    rows = []
+    if good:
+        pred = model.predict(_request_frame(good), params=params)
+        for it, rec in zip(good, pred.to_dict("records")):
+            rec["source"] = it["source"]
+            rec["slide_id"] = rec.get("slide_id") or None
+            rows.append(_plain(rec))
+    for it in chunk:
+        it.pop("data", None)
+    return rows, failed, good
+
+
 def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descriptions: Optional[Path] = None,
                     vlm: Optional[str] = None, adapter: Optional[Path] = None, split: Optional[str] = None,
                     batch_size: int = 32, tracking_uri: Optional[str] = None, top_k: Optional[int] = None,
@@ -156,22 +180,8 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
             chunk = list(islice(stream, chunk_size))
             if not chunk:
                 break
-            chunk_failed: List[Tuple[str, str]] = []
-            good, images = decoded(chunk, chunk_failed)
-            if describe is not None and good:
-                for it, text in zip(good, describe(images)):
-                    it["description"], it["written_by"] = text, writer
-                if reads_text:
-                    require_descriptions(model_uri, good)
-            chunk_rows = []
-            if good:
-                pred = model.predict(_request_frame(good), params=params)
-                for it, rec in zip(good, pred.to_dict("records")):
-                    rec["source"] = it["source"]
-                    rec["slide_id"] = rec.get("slide_id") or None
-                    chunk_rows.append(_plain(rec))
-            for it in chunk:
-                it.pop("data", None)
+            chunk_rows, chunk_failed, good = _predict_chunk(model, model_uri, params, chunk, describe, writer,
+                                                            reads_text)
             upto += len(chunk)
             journal.append(upto, chunk_rows, chunk_failed, _writers(good))
             rows.extend(chunk_rows)
