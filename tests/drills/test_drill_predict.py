@@ -4,7 +4,6 @@ and predicted again. A kill runs no cleanup (unlike Ctrl-C): the journal and a d
 the rerun finds."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from support.fusion import gate_env, gated_train_command, kill_at_gate, make_shards, tiny_config
+from support.fusion import gate_env, gated_train_command, kill_at_gate, registered_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
@@ -22,21 +21,7 @@ CHUNK = 2
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
-    from mmlnb_dist.core.recipe import run
-    from mmlnb_dist.recipes.fusion.pyfunc_model import register_run
-    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
-
-    root = tmp_path_factory.mktemp("drill-predict")
-    shards = make_shards(root, n=45, size=32)
-    cfg = tiny_config(shards, root / "runs", "drill", ["tracking.backends=[mlflow]", "train.epochs=1",
-                                                        "data.loader.image_size=32"])
-    run(FusionRecipe, cfg)
-    uri = f"sqlite:///{(root / 'runs' / 'mlflow.db').resolve()}"
-    run_id = json.loads((root / "runs" / "drill" / "tracking" / "train.json").read_text())["run_id"]
-    register_run(run_id, "nb-drill", alias="champion", tracking_uri=uri, metric="best/val/balanced_accuracy",
-                 mode="max")
-    n_val = json.loads((shards / "manifest.json").read_text())["splits"]["val"]["num_samples"]
-    return {"root": root, "shards": shards, "uri": uri, "n_val": n_val}
+    return registered_model(tmp_path_factory.mktemp("drill-predict"), "nb-drill")
 
 
 def _args(r, out: Path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from mmlnb_dist.config import BuildConfig, Config, load_config
 
@@ -37,6 +37,24 @@ def tiny_config(shards: Path, run_root: Path, name: str, extra: List[str] = ()) 
         *extra,
     ]
     return load_config(CPU_DEMO, overrides)
+
+
+def registered_model(root: Path, name: str) -> Dict[str, Any]:
+    """A fusion model of 1 epoch on 45 patches' reference descriptions, tracked in `root/runs/mlflow.db` and
+    registered as `models:/<name>@champion` (for `predict`): {root, shards, uri, n_val}."""
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes.fusion.pyfunc_model import register_run
+    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
+
+    shards = make_shards(root, n=45, size=32)
+    cfg = tiny_config(shards, root / "runs", name, ["tracking.backends=[mlflow]", "train.epochs=1",
+                                                   "data.loader.image_size=32"])
+    run(FusionRecipe, cfg)
+    uri = f"sqlite:///{(root / 'runs' / 'mlflow.db').resolve()}"
+    run_id = json.loads((root / "runs" / name / "tracking" / "train.json").read_text())["run_id"]
+    register_run(run_id, name, alias="champion", tracking_uri=uri, metric="best/val/balanced_accuracy", mode="max")
+    n_val = json.loads((shards / "manifest.json").read_text())["splits"]["val"]["num_samples"]
+    return {"root": root, "shards": shards, "uri": uri, "n_val": n_val}
 
 
 def epoch_records(run_dir: Path) -> List[Dict[str, float]]:

@@ -4,7 +4,6 @@ output both wrote it. Now each chunk is journaled in `<out>.resume/`, the same c
 and writes what one uninterrupted run writes, and a second job into that output is refused."""
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -13,30 +12,16 @@ import pytest
 
 from mmlnb_dist.cli import main
 
-from support.fusion import make_shards, tiny_config
+from support.fusion import registered_model
 
 MODEL = "models:/nb-resume@champion"
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A fusion model of 1 epoch on reference descriptions, registered in a SQLite store."""
-    from mmlnb_dist.core.recipe import run
-    from mmlnb_dist.recipes.fusion.pyfunc_model import register_run
-    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
-
-    root = tmp_path_factory.mktemp("resume")
-    shards = make_shards(root, n=45, size=32)
-    cfg = tiny_config(shards, root / "runs", "res", ["tracking.backends=[mlflow]", "train.epochs=1",
-                                                      "data.loader.image_size=32"])
-    run(FusionRecipe, cfg)
-    uri = f"sqlite:///{(root / 'runs' / 'mlflow.db').resolve()}"
-    run_id = json.loads((root / "runs" / "res" / "tracking" / "train.json").read_text())["run_id"]
-    register_run(run_id, "nb-resume", alias="champion", tracking_uri=uri, metric="best/val/balanced_accuracy",
-                 mode="max")
-    n_val = json.loads((shards / "manifest.json").read_text())["splits"]["val"]["num_samples"]
-    assert n_val >= 7, n_val  # enough for 3 chunks of 2 and more
-    return {"root": root, "shards": shards, "uri": uri, "n_val": n_val}
+    t = registered_model(tmp_path_factory.mktemp("resume"), "nb-resume")
+    assert t["n_val"] >= 7, t["n_val"]  # enough for 3 chunks of 2 and more
+    return t
 
 
 class Spy:
