@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..config import Config, apply_overrides, config_from_dict
 from ..core.distributed import DistEnv, init_engine_process_group
 from ..core.errors import ConfigError, UserError
+from ..core.logging import DETAIL
 from ..pipeline import fingerprint, run_stage
 from ..recipes import RECIPES, recipe_class
 from .descriptions import BASE, FINE_TUNED, SHARDS, DescriptionSets, prepare_descriptions
@@ -233,7 +234,7 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
     results = {(job.row, job.seed): {**infos[name].get("metrics", {}), "run_dir": str(job.cfg.run.dir),
                                      "trained": infos[name].get("trained")} for name, job in jobs.items()}
     cache = cache_counts(texts, sources, jobs, infos)
-    log.info("%s", format_cache(cache))
+    log.info("%s", format_cache(cache), extra=DETAIL)  # (the table printed under it ends with this line)
     split = _split_of(next(iter(results.values())))
     table = summarise(results, available, chosen, seeds, metrics, split)
     for row in chosen:  # where its text came from and what each seed's run recorded it trained
