@@ -48,7 +48,7 @@ def _export(args: argparse.Namespace) -> int:
     _check_adapter(args.adapter)
     out = merge_and_export(args.base or cfg.vlm.model, args.adapter, args.out, min_pixels=cfg.vlm.min_pixels,
                            max_pixels=cfg.vlm.max_pixels, dtype=dtype_for(args.dtype), seed=cfg.vlm.tiny_seed,
-                           cache_dir=cfg.vlm.cache_dir, tiny_vision=cfg.vlm.tiny_vision)
+                           cache_dir=cfg.vlm.cache_dir, tiny_vision=cfg.vlm.tiny_vision, overwrite=args.overwrite)
     print(f"merged model written to {out}")
     return 0
 
@@ -84,7 +84,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--base", default=None, help="base model (hub id, folder or `tiny`); default vlm.model")
     p.add_argument("--adapter", required=True, help="LoRA adapter folder")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", required=True, type=Path,
+                   help="output folder: new or empty (built beside it, moved into place whole)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export-vlm output in --out")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="saved weight dtype")
     add_config_args(p, DEFAULT_PROFILE)
     p.set_defaults(func=_export)

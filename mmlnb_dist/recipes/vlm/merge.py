@@ -2,15 +2,23 @@
 adapter it was, so descriptions the merged model writes count as that adapter's (`fine_tune_sha256`): `predict
 --vlm MERGED` then matches a classifier trained on the adapter's descriptions, and `predict` reads the fine-tuning
 run's `vlm` section beside the adapter.
+
+An export is built in `.<out>.export-vlm/` beside `out` (held with a `FolderLock`: one export into `out` at a
+time) and moved into place whole, its record included: a kill or a full disk leaves `out` as it was, never new
+weights under an earlier export's record. A folder that is not an export is never written into; an earlier export
+is replaced only when asked (`overwrite`).
 """
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
 
+from ...core.errors import UserError
+from ...core.runlock import FolderLock
 from .model import adapter_sha256, load_adapter, load_vlm
 
 
@@ -18,21 +26,55 @@ MERGED_RECORD = "merged_from.json"
 """What `merge_and_export` writes beside a merged model: its base and the adapter folded into it."""
 
 
+class ExportError(UserError):
+    """`export-vlm` would write into a folder that is not its own, or replace an export it was not asked to."""
+
+
 def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path], *, min_pixels: int,
                      max_pixels: int, dtype: torch.dtype = torch.float32, seed: int = 0,
-                     cache_dir: Optional[Path] = None, tiny_vision: str = "random") -> Path:
+                     cache_dir: Optional[Path] = None, tiny_vision: str = "random", overwrite: bool = False) -> Path:
     """Fold the LoRA weights into the base model and save a plain checkpoint (safetensors + processor), with
-    `MERGED_RECORD` naming the base and the adapter (path and digest): its descriptions are that adapter's."""
-    model, processor = load_vlm(base, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype, seed=seed,
-                                cache_dir=cache_dir, tiny_vision=tiny_vision)
-    merged = load_adapter(model, adapter).merge_and_unload()
+    `MERGED_RECORD` naming the base and the adapter (path and digest): its descriptions are that adapter's.
+    `out` must be new, empty, or (with `overwrite`) an earlier export; it is replaced whole."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out, safe_serialization=True)
-    processor.save_pretrained(out)
-    (out / MERGED_RECORD).write_text(json.dumps({"base": base, "adapter": str(Path(adapter).resolve()),
-                                                 "adapter_sha256": adapter_sha256(adapter)}, indent=1))
+    _refuse_to_write(out, overwrite)  # before the model loads
+    staging = out.with_name(f".{out.name}.export-vlm")
+    lock = FolderLock(staging, "export-vlm").acquire()
+    try:
+        _refuse_to_write(out, overwrite)  # (another export may have finished meanwhile)
+        built = staging / "model"
+        shutil.rmtree(built, ignore_errors=True)  # what a killed export left
+        model, processor = load_vlm(base, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype, seed=seed,
+                                    cache_dir=cache_dir, tiny_vision=tiny_vision)
+        merged = load_adapter(model, adapter).merge_and_unload()
+        merged.save_pretrained(built, safe_serialization=True)
+        processor.save_pretrained(built)
+        (built / MERGED_RECORD).write_text(json.dumps({"base": base, "adapter": str(Path(adapter).resolve()),
+                                                       "adapter_sha256": adapter_sha256(adapter)}, indent=1))
+        if out.exists():  # an empty folder, or the export being replaced: set aside, then dropped
+            out.rename(staging / "replaced")
+        built.rename(out)
+    finally:
+        lock.release()
+        shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _refuse_to_write(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ExportError(f"--out {out} is a file; give a folder")
+    if not any(out.iterdir()):
+        return
+    record = merged_from(str(out))
+    if not record:
+        raise ExportError(f"--out {out} is not empty and is not an export-vlm output (no {MERGED_RECORD}): nothing "
+                          f"was written; give a new folder")
+    if not overwrite:
+        raise ExportError(f"--out {out} already holds a merged model of the adapter {record.get('adapter')} "
+                          f"(sha256 {str(record.get('adapter_sha256'))[:12]}); give --overwrite to replace it, or "
+                          f"another --out")
 
 
 def merged_from(model: str) -> Dict[str, Any]:
