@@ -49,8 +49,9 @@ class RecipeSpec:
     (returns what it prints); "" for the fusion recipe's own path in commands/train.py or no evaluation."""
     needs_descriptions: bool = False
     """It trains on VLM descriptions: the pipeline fine-tunes the VLM and describes the patches before it."""
-    tune_space: str = "curriculum"
-    """The shipped search space (`tune/spaces/<name>.yaml`) that `tune` searches for it without `--space`."""
+    tune_space: str = ""
+    """The shipped search space (`tune/spaces/<name>.yaml`) that `tune` searches for it without `--space` ("": none,
+    `--space` is required)."""
     variants: str = ""
     """Module of the recipe's ablation / baseline rows (`rows(cfg)` and `METRICS`) that `mmlnb-dist ablate` trains
     and tabulates (mmlnb_dist/studies.py); "" when it has none."""
@@ -61,7 +62,7 @@ RECIPES: Dict[str, RecipeSpec] = {spec.name: spec for spec in (
                "Stage 2 of MMLNB: the dual-branch PRMF classifier (image + description) with the curriculum",
                metrics=(*FUSION_METRICS, "loss"), lower_is_better=FUSION_LOWER_IS_BETTER,
                register="mmlnb_dist.recipes.fusion.pyfunc_model:register_run", needs_descriptions=True,
-               variants="mmlnb_dist.recipes.fusion.variants"),
+               variants="mmlnb_dist.recipes.fusion.variants", tune_space="curriculum"),
     RecipeSpec("vlm", "vlm", VLMConfig, "mmlnb_dist.recipes.vlm.finetune:FinetuneVLMRecipe",
                "Stage 1 of MMLNB: the description VLM (Qwen2.5-VL + LoRA): fine-tuning and describe",
                metrics=("loss",), lower_is_better=frozenset({"loss"}), tune_space="lora"),

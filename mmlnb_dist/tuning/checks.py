@@ -32,12 +32,16 @@ def check_recipe(cfg: Config) -> None:
 
 def default_space(recipe: str) -> str:
     """The shipped space a search of trial kind `recipe` uses without `--space`: its recipe's `tune_space`, a
-    pipeline's own, else the fusion curriculum."""
+    pipeline's own, else (a recipe class outside the table) the fusion curriculum."""
     from ..recipes import RECIPES
 
     if recipe in PIPELINE_SPACES:
         return PIPELINE_SPACES[recipe]
-    return RECIPES[recipe].tune_space if recipe in RECIPES else "curriculum"
+    if recipe not in RECIPES:
+        return "curriculum"
+    if not RECIPES[recipe].tune_space:
+        raise SearchError(f"tune.recipe={recipe} has no shipped search space: give --space FILE (or tune.space)")
+    return RECIPES[recipe].tune_space
 
 
 def _sections_read(recipe: str) -> Optional[Set[str]]:

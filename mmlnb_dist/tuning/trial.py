@@ -34,7 +34,7 @@ driver's console (Ray forwards every trial's console there; the search's own tab
 PIPELINES = {"vlm-fusion": "mmlnb_dist.pipeline:run_vlm_fusion"}
 """Trial targets that are pipelines of several stages rather than one recipe."""
 PIPELINE_RECIPES = {"vlm-fusion": ("vlm", "fusion")}
-"""The recipes each pipeline runs (the config sections its trials read, and its default space: the last's)."""
+"""The recipes each pipeline runs: the config sections its trials read (`checks.check_space_is_read`)."""
 PIPELINE_SPACES = {"vlm-fusion": "joint"}
 """The shipped space each pipeline's search uses without `--space`."""
 

@@ -35,10 +35,13 @@ def test_shipped_spaces_are_found_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_each_trial_searches_its_own_space_by_default():
+    from mmlnb_dist.recipes import RECIPES
     from mmlnb_dist.tuning.checks import default_space
+    from mmlnb_dist.tuning.space import shipped_spaces
 
     assert [default_space(r) for r in ("fusion", "clip", "vlm", "vlm-fusion", "my.module:Recipe")] == \
         ["curriculum", "clip", "lora", "joint", "curriculum"]
+    assert all(spec.tune_space in shipped_spaces() for spec in RECIPES.values())  # every table recipe has one
 
 
 @pytest.mark.parametrize("recipe, space, unread", [
