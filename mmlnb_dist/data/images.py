@@ -24,8 +24,18 @@ def image_member(sample: Mapping[str, Any]) -> Optional[str]:
     return next((ext for ext in IMAGE_EXTENSIONS if ext in sample), None)
 
 
+SLIDE_EXTENSIONS = (".svs", ".ndpi", ".mrxs", ".tif", ".tiff", ".vms", ".vmu", ".scn", ".bif", ".svslide",
+                    ".czi", ".dcm")
+"""Whole-slide image file suffixes (what `slides tile` reads; a .tif/.tiff may also be a plain image)."""
+
+
 def is_image_file(name: str) -> bool:
     return name.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS if "." in name else False
+
+
+def is_slide_file(name: str) -> bool:
+    """A whole-slide image by its suffix alone (.svs, .ndpi, ...; not .tif/.tiff, which may be a plain image)."""
+    return "." in name and "." + name.rsplit(".", 1)[-1].lower() in SLIDE_EXTENSIONS and not is_image_file(name)
 
 
 def decode_image(data: bytes, size: Optional[int] = None):

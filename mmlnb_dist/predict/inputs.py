@@ -3,13 +3,32 @@ expanded into items {key, source, path | tar, slide_id, description, written_by}
 when its items are predicted (`with_image_bytes`), so memory holds one chunk of images, not every input's."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..data.images import image_member, is_image_file, read_image
+from ..data.images import image_member, is_image_file, is_slide_file, read_image
 from ..data.text_writer import shard_text_writer
 from .errors import PredictError
+
+
+TILE_THEM_FIRST = ("predict takes patches; tile {it} first (mmlnb-dist slides tile --slides DIR --labels CSV --out "
+                   "shards/NAME), then predict on shards/NAME")
+MAX_PATCH_SIDE = 4096
+"""Pixels on the longer side above which an input is no patch (pathology tiles run 224-2048 px): a slide saved as
+a plain image, which would be predicted as one patch."""
+
+
+def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) from the image header, without decoding; None when PIL cannot tell (decoding then says)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - an unreadable image is reported by the decode that follows
+        return None
 
 
 def _shard_items(tar: Path) -> List[Dict[str, Any]]:
@@ -80,9 +99,13 @@ def collect_inputs(paths: Sequence[Path],
             elif path.is_dir():
                 files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p.name))
                 if not files:
-                    failed.append((str(path), "folder holds no images"))
+                    slides = sum(1 for p in path.rglob("*") if p.is_file() and is_slide_file(p.name))
+                    failed.append((str(path), f"folder holds no images but {slides} whole-slide image(s): "
+                                   f"{TILE_THEM_FIRST.format(it='them')}" if slides else "folder holds no images"))
                 items.extend({"key": str(f.relative_to(path).with_suffix("")).replace("/", "_"), "source": str(f),
                               "path": f} for f in files)
+            elif is_slide_file(path.name):
+                failed.append((str(path), f"a whole-slide image: {TILE_THEM_FIRST.format(it='it')}"))
             else:
                 items.append({"key": path.stem, "source": str(path), "path": path})
         except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
@@ -120,11 +143,17 @@ def readable(item: Dict[str, Any]) -> bool:
 
 
 def decoded(chunk: List[Dict[str, Any]], failed: List[Tuple[str, str]]) -> Tuple[List[Dict[str, Any]], List[Any]]:
-    """The chunk's items whose image decodes, with their images; the others are added to `failed`."""
+    """The chunk's items whose image decodes, with their images; the others (and images larger than any patch,
+    checked from their header before decoding) are added to `failed`."""
     good, images = [], []
     for it in chunk:
         try:
             data = image_bytes(it)
+            size = _header_size(data)
+            if size and max(size) > MAX_PATCH_SIDE:
+                failed.append((it["source"], f"an image of {size[0]} x {size[1]} px, larger than any patch: a "
+                               f"whole-slide image? {TILE_THEM_FIRST.format(it='it')}"))
+                continue
             images.append(read_image(data))
             it["data"] = data
             good.append(it)

@@ -22,14 +22,13 @@ import numpy as np
 from ..core.errors import UserError
 from ..core.progress import progress_bar
 from ..data.config import BuildConfig
+from ..data.images import SLIDE_EXTENSIONS
 from .config import SlidesConfig
 from .ray_tasks import ray_results
 from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, safe_key
 
 log = logging.getLogger(__name__)
 
-SLIDE_EXTENSIONS = (".svs", ".ndpi", ".mrxs", ".tif", ".tiff", ".vms", ".vmu", ".scn", ".bif", ".svslide",
-                    ".czi", ".dcm")
 PROBLEM_STATUSES = ("failed", "no_tissue", "missing_slide", "unlabelled", "bad_label")
 
 

