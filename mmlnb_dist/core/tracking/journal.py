@@ -185,6 +185,24 @@ def _dataset_inputs(specs: List[Dict[str, Any]]):
     return inputs
 
 
+DATASET_INSERT_RACE = ("UNIQUE constraint failed: datasets", "duplicate key value", "Duplicate entry")
+"""How SQLite, PostgreSQL and MySQL stores refuse a second insert of one dataset (`_log_inputs`)."""
+
+
+def _log_inputs(client, run_id: str, inputs, attempts: int = 3) -> None:
+    """`log_inputs`, sent again when another run inserted the same dataset at the same moment: MLflow's SQL store
+    looks a dataset up, then inserts it, so two runs starting together on one shard set (Tune trials) race, and
+    the loser's insert fails on the unique key. By the next try the dataset exists and is only linked."""
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except Exception as err:  # noqa: BLE001 - only the insert race is retried; the rest re-raises
+            if attempt == attempts - 1 or not any(text in str(err) for text in DATASET_INSERT_RACE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 def _log_params(client, run_id: str, params: Dict[str, str]) -> None:
     """Params in chunks of 100 (re-sending a chunk after a failure is harmless: same values). MLflow refuses to
     change a param, which a resumed run with an edited config would do: the run keeps the values it started with
@@ -226,7 +244,7 @@ def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
         else:
             client.log_artifact(run_id, str(path), event.get("artifact_path"))
     elif op == "inputs":
-        client.log_inputs(run_id, datasets=_dataset_inputs(event["datasets"]))
+        _log_inputs(client, run_id, _dataset_inputs(event["datasets"]))
     elif op == "close":
         client.set_terminated(run_id, status=event["status"], end_time=event.get("ts"))
     elif op == "resume":
