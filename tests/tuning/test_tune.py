@@ -214,9 +214,9 @@ def test_four_trial_asha_search_with_torchtrainer(shards, tmp_path):
     # a trial that reached its last epoch finished (test split, export, result file): ASHA's stop at max_t used to
     # kill it while it did (with a fast controller poll, every trial of this search)
     assert all(r["completed"] == "True" for r in rows if r["iterations"] == "3"), rows
-    for r in rows:  # rank 0 of each TorchTrainer logs the trial's full tables to its folder
-        text = (Path(r["run_dir"]) / "trial.log").read_text()
-        assert "recipe] epoch 0 " in text and ("val split, best checkpoint" in text) == (r["completed"] == "True"), r
+    for r in rows:  # rank 0 of each TorchTrainer logs the trial's full tables to its folder (a stopped trial's
+        text = (Path(r["run_dir"]) / "trial.log").read_text()  # workers may still reach its final tables)
+        assert "recipe] epoch 0 " in text and ("val split, best checkpoint" in text or r["completed"] != "True"), r
     assert sum(r["iterations"] == "3" for r in rows) >= 1  # ASHA lets the first trial at each rung go on
     assert all(r["cache/hits"] != "" and r["cache/misses"] != "" for r in rows), rows
     # MLflow: one parent, four children
