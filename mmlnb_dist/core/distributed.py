@@ -62,7 +62,12 @@ def init_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 18
     if not env.is_distributed or dist.is_initialized():
         return
     if env.device.type == "cuda":
+        # The group is created here rather than by DeepSpeed (which adopts it) to bind it to this rank's GPU:
+        # without device_id NCCL guesses a barrier's GPU from the global rank, the wrong GPU (a hang) where a
+        # node's ranks do not map to its GPUs in order; torch warns "Guessing device ID based on global rank".
         torch.cuda.set_device(env.device)
+        dist.init_process_group(backend=resolve_backend(cfg, env.device), device_id=env.device,
+                                timeout=datetime.timedelta(seconds=timeout_s))
     import deepspeed
 
     with library_prints("deepspeed"):  # its "op built successfully" print goes to the log, not the console
@@ -83,8 +88,11 @@ def init_engine_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: i
     """
     if not env.is_distributed and not dist.is_initialized():
         os.environ.setdefault("LOCAL_RANK", "0")  # read by the DeepSpeed engine; a launcher overrides it
+        gpu = env.device if env.device.type == "cuda" else None
+        if gpu is not None:
+            torch.cuda.set_device(gpu)
         dist.init_process_group(backend=resolve_backend(cfg, env.device), store=dist.HashStore(), rank=0,
-                                world_size=1, timeout=datetime.timedelta(seconds=timeout_s))
+                                world_size=1, timeout=datetime.timedelta(seconds=timeout_s), device_id=gpu)
         import deepspeed
 
         with library_prints("deepspeed"):
