@@ -12,7 +12,8 @@ counter reset between rows):
 (c) describe throughput at batch 16 and 256 new tokens (gpu_suite/vlm.py);
 (d) the shard loader feeding the device, normalisation on the device (gpu_suite/loader.py).
 Full-size models are built from their configs with random weights (no downloads). Prints one table and writes
-JSON (device name, peak FLOP/s, torch/CUDA versions, every row) to --out.
+JSON (device name, peak FLOP/s, torch/CUDA versions, every row) to --out, rewritten after every row with
+"complete": false until the end, so a run stopped by a time limit keeps the rows it measured.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SECTIONS = ("fusion", "vlm", "loader")
+# The VLM section last: it is the longest, and its ZeRO-Offload row may first build DeepSpeed's CPU Adam.
+SECTIONS = ("fusion", "loader", "vlm")
 
 
 def main(argv=None) -> int:
@@ -59,6 +61,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu-suite-") as tmp:
         suite = Suite(device=device, tiny=args.tiny, work=Path(tmp))
+        suite.after_row = lambda: write_result(args.out, env, args.tiny, suite.rows, t0, table=None)
         if "fusion" in args.only:
             fusion.add_rows(suite, env["peak_bf16_flops"])
         if "vlm" in args.only:
@@ -77,13 +80,22 @@ def main(argv=None) -> int:
                          f"checkpointing) and ms-swift's published {vlm.MS_SWIFT_GIB} GiB")
     table = format_table(suite.rows, notes)
     print("\n" + table)
-    result = {"environment": env, "tiny": args.tiny, "rows": suite.rows, "table": table,
-              "memory_references_gib": {"memory_plan": vlm.MEMORY_PLAN_GIB, "ms_swift": vlm.MS_SWIFT_GIB},
-              "seconds": round(time.perf_counter() - t0, 1)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, default=str))
+    write_result(args.out, env, args.tiny, suite.rows, t0, table=table)
     print(f"wrote {args.out}")
     return 0
+
+
+def write_result(out: Path, env, tiny: bool, rows, t0: float, table) -> None:
+    """The JSON: `table` None means the run is still going ("complete": false, the rows so far)."""
+    from gpu_suite.vlm import MEMORY_PLAN_GIB, MS_SWIFT_GIB
+
+    result = {"environment": env, "tiny": tiny, "complete": table is not None, "rows": rows, "table": table,
+              "memory_references_gib": {"memory_plan": MEMORY_PLAN_GIB, "ms_swift": MS_SWIFT_GIB},
+              "seconds": round(time.perf_counter() - t0, 1)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text(json.dumps(result, indent=2, default=str))
+    os.replace(partial, out)  # a reader (or a kill) never sees half a file
 
 
 if __name__ == "__main__":

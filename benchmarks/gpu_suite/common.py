@@ -45,6 +45,10 @@ class Suite:
     tiny: bool
     work: Any  # a temporary folder (pathlib.Path) for synthetic shards and caches
     rows: List[Dict[str, Any]] = field(default_factory=list)
+    warmed: set = field(default_factory=set)
+    """The kinds of work already run once at full size in this process (see `vlm.measure_describe`)."""
+    after_row: Optional[Callable[[], None]] = None
+    """Called after every row: the suite saves what it has, so a run cut off by a time limit keeps its rows."""
 
     @property
     def cuda(self) -> bool:
@@ -77,6 +81,8 @@ class Suite:
             torch.cuda.empty_cache()
         print(f"  {section:8s} {name:44s} {row['status']}"
               + (f"  ({row.get('error', row.get('reason', ''))[:160]})" if row["status"] != "ok" else ""), flush=True)
+        if self.after_row is not None:
+            self.after_row()
         return row
 
     def peak_memory_gib(self) -> Optional[float]:

@@ -58,3 +58,26 @@ def test_tiny_vlm_and_describe_rows(tmp_path):
     result = run_suite(tmp_path, "vlm")  # its describe rows included
     check_rows(result, {"fusion": 0, "vlm": 3, "describe": 2, "loader": 0})
     assert result["memory_references_gib"] == {"memory_plan": 20.4, "ms_swift": 22.0}
+
+
+def test_a_run_stopped_between_rows_keeps_the_rows_it_measured(tmp_path, monkeypatch):
+    """The GPU machine is lent for minutes: a run killed at its time limit must still leave its finished rows."""
+    import runpy
+
+    monkeypatch.syspath_prepend(str(SUITE.parent))
+    from gpu_suite import loader
+
+    def one_row_then_stopped(suite):
+        suite.run_row("loader", "measured before the stop", lambda: {"samples_per_s": 12.5})
+        raise KeyboardInterrupt  # what a time limit's SIGINT looks like between rows
+
+    monkeypatch.setattr(loader, "add_rows", one_row_then_stopped)
+    main = runpy.run_path(str(SUITE), run_name="gpu_suite_script")["main"]
+    out = tmp_path / "suite.json"
+    with pytest.raises(KeyboardInterrupt):
+        main(["--tiny", "--out", str(out), "--only", "loader"])
+    result = json.loads(out.read_text())
+    assert result["complete"] is False and result["table"] is None
+    assert [(r["name"], r["samples_per_s"], r["status"]) for r in result["rows"]] == [
+        ("measured before the stop", 12.5, "ok")]
+    assert not list(tmp_path.glob("*.partial"))
