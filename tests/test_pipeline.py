@@ -247,3 +247,22 @@ def test_shards_names_the_tiling_stage_when_the_pipeline_starts_from_slides(tmp_
     synthetic = stages_for(_cfg(tmp_path), PipelineInputs(synthetic=True))
     assert check_slice(synthetic, "shards", None) == ("shards", None)
 
+
+
+def test_a_run_without_mlflow_tracking_names_no_mlflow_store_in_its_report(tmp_path):
+    """Found running the pipeline with tracking.backends=[stdout] on the GPU machine (no MLflow there): the report
+    named an MLflow store (and a `mlflow ui` line for it) that nothing had written. It now says MLflow was off and
+    how to make the training run's MLflow run afterwards."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.pipeline.report import final_report
+    from mmlnb_dist.pipeline.stages import StageResult
+
+    train = StageResult("train", tmp_path / "runs" / "cpu-demo-fusion", "f", False, 1.0,
+                        {"run_dir": str(tmp_path / "runs" / "cpu-demo-fusion")})
+    off = final_report(load_config("cpu-demo", ["tracking.backends=[stdout]"]), [train], None, None,
+                       "sqlite:///m.db", None, None)
+    assert "sqlite:///m.db" not in off and "mlflow ui" not in off
+    assert "- MLflow: off (tracking.backends: stdout)" in off
+    assert f"mmlnb-dist tracking import {tmp_path / 'runs' / 'cpu-demo-fusion'}" in off
+    on = final_report(load_config("cpu-demo"), [train], None, None, "sqlite:///m.db", None, None)
+    assert "- MLflow store: `sqlite:///m.db` (browse: `mlflow ui --backend-store-uri sqlite:///m.db`)" in on

@@ -104,6 +104,19 @@ def predict_line(cfg: Config, model_uri: str, shards: str, uri: str, out: str, r
     return " ".join(shlex.quote(a) for a in args)
 
 
+def tracking_rows(cfg: Config, results: Sequence[StageResult], uri: str) -> List[str]:
+    """Where the MLflow runs are; with MLflow off, that nothing was tracked there and how to make the run later."""
+    if "mlflow" in cfg.tracking.backends:
+        return [f"- MLflow store: `{uri}` (browse: `mlflow ui --backend-store-uri {uri}`)"]
+    backends = ", ".join(cfg.tracking.backends) or "none"
+    row = f"- MLflow: off (tracking.backends: {backends}): no MLflow run was made"
+    train = next((r for r in results if r.name == "train" and r.info.get("run_dir")), None)
+    if train is not None:
+        row += (f"; the training run kept its config and metrics, and `mmlnb-dist tracking import "
+                f"{train.info['run_dir']}` makes its MLflow run later")
+    return [row]
+
+
 def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Optional[Dict[str, Any]],
                  registration: Optional[Dict[str, Any]], uri: str, predict: Optional[str],
                  log_file: Optional[str]) -> str:
@@ -121,7 +134,7 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
             lines += recipe_rows(evaluation) + [""]
     lines += description_rows(results)
     lines += ["## Stages", ""] + stage_rows(results) + [""]
-    lines += ["## Tracking and model", "", f"- MLflow store: `{uri}` (browse: `mlflow ui --backend-store-uri {uri}`)"]
+    lines += ["## Tracking and model", ""] + tracking_rows(cfg, results, uri)
     if registration and registration.get("registered"):
         alias = registration.get("alias")
         lines.append(f"- registered: `models:/{registration['name']}/{registration['version']}` ({registration['reason']})")
