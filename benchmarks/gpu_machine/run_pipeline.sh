@@ -4,7 +4,7 @@
 set -o pipefail
 OUT=$(realpath -m "${OUT:-gpu-out}"); mkdir -p "$OUT"
 source benchmarks/gpu_machine/setup_env.sh
-work=$(mktemp -d /tmp/gpu-pipeline.XXXX) && cd "$work" || exit 1
+work=$(mktemp -d "${TMPDIR:-/tmp}/gpu-pipeline.XXXX") && cd "$work" || exit 1
 timeout -s INT "${LIMIT_S:-300}" python3 -m mmlnb_dist.cli pipeline --config cpu-demo --synthetic --until train \
   tracking.backends=[stdout] run.output_dir="$work/runs" > "$OUT/pipeline_stdout.log" 2>&1
 echo "pipeline exit $?"
