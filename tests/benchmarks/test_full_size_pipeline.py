@@ -43,5 +43,6 @@ def test_the_full_size_pipeline_script_runs_every_stage_from_local_model_folders
     assert len(texts) == 36 and all(t.strip() for t in texts), texts[:5]
     lengths = [len(tok(t, add_special_tokens=False).input_ids) for t in texts]
     assert sum(n >= new_tokens - 2 for n in lengths) >= 0.9 * len(texts), lengths
-    metrics = [json.loads(line) for line in (work / "runs" / "rtx4090-fusion" / "metrics.jsonl").read_text().splitlines()]
+    metrics_file = work / "runs" / "rtx4090-fusion" / "metrics.jsonl"
+    metrics = [json.loads(line) for line in metrics_file.read_text().splitlines()]
     assert metrics, "the train stage logged no metrics"
