@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "columns path|file, label[, slide_id, description]. A folder holding labels.csv is read through it; a "
         "descriptions.jsonl beside the inputs is attached. Options come from data.build (split fractions, "
         "stratification, grouping by slide, image format and size, shard size, seed). The output appears "
-        "only when complete; the same inputs and seed give byte-identical shards. With --task multilabel the "
+        "only when complete, and a stopped build resumes from the shards it finished; the same inputs and seed give "
+        "byte-identical shards. With --task multilabel the "
         "input is a CSV of image, text and label set (columns and separator: data.multilabel or the flags "
         "below); bad rows are dropped and listed by row number and reason, the split is iteratively stratified.",
         epilog="examples:\n  mmlnb-dist shards build --input shards/demo-src --out shards/demo\n"

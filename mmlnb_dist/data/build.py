@@ -6,11 +6,13 @@
 The build holds a `FolderLock` on the output for its whole life (a second build, tiling or describe into the
 same folder stops at once). Everything is written into a hidden temporary folder inside the output and moved
 into place when complete, manifest last. The same samples (in any order) and seed give byte-identical shards
-and manifest.
+and manifest. A stopped build keeps its finished shards there, and the same command resumes from them
+(`build_journal`).
 """
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 from collections import Counter
@@ -21,10 +23,13 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ..core.progress import progress_bar
 from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock
+from .build_journal import PARTIAL_PREFIX, drop_records, finished_chunk, job_digest, partial_dir, record_chunk
 from .config import BuildConfig
 from .shardset import FORMAT, MANIFEST, SPLITS, ShardError
 from .split import is_multilabel, split_samples
 from .writer import KEY_RE, write_manifest, write_tar_shard
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,11 +108,13 @@ INCOMPLETE = ".incomplete"
 LOCK_FILES = (LOCK_FILE, HOLDER_FILE)
 
 
-def _clean_stale(out_dir: Path) -> None:
-    """Remove temporary folders left by killed builds of the same output (their process is gone): inside the
-    output (we hold its lock, so any is stale) and, from older versions, beside it."""
-    for stale in out_dir.glob(".partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+def _clean_stale(out_dir: Path, keep: Optional[Path] = None) -> None:
+    """Remove temporary folders left by stopped builds of the same output, except `keep` (this job's own, which it
+    resumes from): inside the output (we hold its lock, so no other build is writing) and, from older versions,
+    beside it."""
+    for stale in out_dir.glob(PARTIAL_PREFIX + "*"):
+        if keep is None or stale.name != keep.name:
+            shutil.rmtree(stale, ignore_errors=True)
     for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
         pid = stale.name.rsplit("-", 1)[-1]
         if not pid.isdigit() or not _pid_alive(int(pid)) or int(pid) == os.getpid():
@@ -118,7 +125,8 @@ def _user_entries(out_dir: Path) -> List[Path]:
     """What is in the output besides our lock and temporary files."""
     if not out_dir.is_dir():
         return []
-    return [p for p in out_dir.iterdir() if p.name not in (*LOCK_FILES, INCOMPLETE) and not p.name.startswith(".partial-")]
+    return [p for p in out_dir.iterdir()
+            if p.name not in (*LOCK_FILES, INCOMPLETE) and not p.name.startswith(PARTIAL_PREFIX)]
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -225,9 +233,10 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                   progress: bool, dropped_rows: Optional[Sequence[Mapping[str, Any]]] = None) -> Dict[str, Any]:
     _check_replaceable(out_dir)  # again: another job may have written it before we held it
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale(out_dir)
-    tmp = out_dir / f".partial-{os.getpid()}"
-    tmp.mkdir()
+    tmp = partial_dir(out_dir, job_digest(samples, build.model_dump(mode="json"), classes))
+    _clean_stale(out_dir, keep=tmp)
+    tmp.mkdir(exist_ok=True)
+    reused = 0
     skipped: List[Dict[str, str]] = []
     multilabel = is_multilabel(samples)
     label_counts: Counter = Counter()  # of the shard being written (multi-label builds)
@@ -261,20 +270,25 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                 entries = []
                 step = build.max_samples_per_shard
                 for i, start in enumerate(range(0, len(specs), step)):
-                    label_counts.clear()
-                    entry = write_tar_shard(tmp / f"{split}-{i:06d}.tar", encoded(specs[start:start + step]), classes)
-                    if multilabel:
-                        entry["label_counts"] = {c: label_counts.get(c, 0) for c in classes}
-                    if entry["num_samples"] == 0:  # every image of this chunk was unreadable
-                        (tmp / entry["file"]).unlink()
-                        continue
-                    entries.append(entry)
-                # Renumber when an all-skipped chunk left a gap, so names stay consecutive.
-                for i, entry in enumerate(entries):
-                    name = f"{split}-{i:06d}.tar"
-                    if entry["file"] != name:
-                        os.replace(tmp / entry["file"], tmp / name)
-                        entry["file"] = name
+                    chunk = specs[start:start + step]
+                    done = finished_chunk(tmp, split, i)  # by a stopped run of this same job
+                    if done is None:
+                        before = len(skipped)
+                        label_counts.clear()
+                        entry = write_tar_shard(tmp / f"{split}-{i:06d}.tar", encoded(chunk), classes)
+                        if multilabel:
+                            entry["label_counts"] = {c: label_counts.get(c, 0) for c in classes}
+                        if entry["num_samples"] == 0:  # every image of this chunk was unreadable
+                            (tmp / entry["file"]).unlink()
+                            entry = None
+                        record_chunk(tmp, split, i, entry, skipped[before:])
+                    else:
+                        entry = done["entry"]
+                        skipped.extend(done["skipped"])
+                        reused += len(chunk)
+                        bar.update(len(chunk))
+                    if entry is not None:
+                        entries.append(entry)
                 manifest_splits[split] = {
                     "num_samples": sum(e["num_samples"] for e in entries),
                     "class_counts": {c: sum(e["class_counts"][c] for e in entries) for c in classes},
@@ -284,6 +298,10 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                     manifest_splits[split]["label_counts"] = {
                         c: sum(e["label_counts"][c] for e in entries) for c in classes}
         bar.close()
+        if reused:
+            log.info("resumed: %d of %d images were in shards the stopped build had finished", reused, len(samples))
+        _renumber(tmp, manifest_splits)
+        drop_records(tmp)
         rate = len(skipped) / len(samples)
         if rate > build.max_skipped_rate:
             listing = "\n  ".join(f"{s['source']}: {s['reason']}" for s in skipped[:10])
@@ -311,6 +329,21 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
         _move_into_place(tmp, out_dir)
     except BaseException:
         bar.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        kept = len(list(tmp.glob(".chunk-*.json")))
+        if kept:
+            log.warning("stopped: %d finished shard(s) kept in %s; the same command resumes from them", kept, tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _renumber(tmp: Path, manifest_splits: Dict[str, Any]) -> None:
+    """Consecutive shard names where an all-unreadable chunk left a gap (after every chunk is written, so a
+    stopped build's records name the files as they are)."""
+    for split, info in manifest_splits.items():
+        for i, entry in enumerate(info["shards"]):
+            name = f"{split}-{i:06d}.tar"
+            if entry["file"] != name:
+                os.replace(tmp / entry["file"], tmp / name)
+                entry["file"] = name

@@ -103,8 +103,12 @@ def test_interrupted_build_leaves_no_finished_looking_output(tmp_path, monkeypat
     with pytest.raises(RuntimeError, match="simulated crash"):
         build_shards(specs_for(src), tmp_path / "out", BuildConfig(max_samples_per_shard=3, image_format="png", image_size=24),
                      CLASSES, progress=False)
-    assert not (tmp_path / "out").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["src"]  # temp folder removed too
+    # Nothing finished-looking: no manifest, nothing visible; the one finished shard is kept, hidden, for the same
+    # build to resume from (tests/data/test_build_resume.py).
+    out = tmp_path / "out"
+    assert not (out / "manifest.json").exists() and not [p for p in out.iterdir() if not p.name.startswith(".")]
+    assert [p.name for p in tmp_path.iterdir() if p.name != "out"] == ["src"]
+    assert [t.name for t in next(out.glob(".partial-*")).glob("*.tar")] == ["train-000000.tar"]
     # A stale temp folder of a killed build (dead pid) is removed by the next build.
     stale = tmp_path / ".out.partial-999999999"
     stale.mkdir()
