@@ -42,11 +42,14 @@ class StdoutLogger(NullLogger):
     (`metrics.jsonl`). The lines are DEBUG records: a pipeline's log file keeps every one, and the console shows
     them only with `mmlnb-dist --verbose`, so the console stays at one line per epoch (the recipes' INFO line)."""
 
-    def __init__(self, run_dir: Optional[Path] = None):
+    def __init__(self, run_dir: Optional[Path] = None, resume: bool = False):
         self.jsonl = None
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
-            self.jsonl = open(run_dir / "metrics.jsonl", "a")
+            # A fresh run starts the file: the folder may hold an earlier run's records (two describe jobs of one
+            # profile share `<name>-describe/`; a run that died before its first checkpoint leaves its folder),
+            # and config.yaml beside it is this run's. A resumed run continues its own records.
+            self.jsonl = open(run_dir / "metrics.jsonl", "a" if resume else "w")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -125,7 +128,7 @@ def build_logger(tracking: TrackingConfig, run: RunConfig, rank: int, run_dir: P
     run_dir = Path(run_dir)
     loggers: List[Any] = []
     if "stdout" in tracking.backends:
-        loggers.append(StdoutLogger(run_dir))
+        loggers.append(StdoutLogger(run_dir, resume=run.resume))
     if "mlflow" in tracking.backends:
         from .mlflow_logger import MLflowLogger
 
