@@ -120,6 +120,10 @@ class TrainConfig(Section):
     best_metric: str = "balanced_accuracy"
     """Validation metric that picks the best checkpoint: one of the recipe's metric names (`loss` is lower-better)."""
 
+    evaluate_test: bool = True
+    """At the end, also evaluate the best checkpoint on the test split (when the shard set has one). A search sets
+    it false for every trial, so no configuration is compared on test numbers."""
+
     checkpoint_every: int = Field(1, ge=1)
     """Save a resumable checkpoint every this many epochs."""
 

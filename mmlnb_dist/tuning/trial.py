@@ -185,6 +185,8 @@ def trial_config(params: Dict[str, Any], ctx: Dict[str, Any], trial_id: str) -> 
                 "cache_dir": ctx["cache_dir"]})
     tracking = cfg_dict.setdefault("tracking", {})
     tracking.update({"uri": ctx["uri"], "parent_run_id": ctx["parent_run_id"], "register_name": None})
+    # Trials stop at validation: test numbers beside every configuration invite choosing one by them.
+    cfg_dict.setdefault("train", {})["evaluate_test"] = False
     return {"cfg": cfg_dict, "applied": applied}
 
 

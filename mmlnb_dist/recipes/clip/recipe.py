@@ -120,7 +120,7 @@ class ClipRecipe:
         cfg, env, c = self.cfg, self.env, self.cfg.clip
         self.shards = ShardSet.open(cfg.data.shards)
         self.classes = list(self.shards.classes)
-        self.has_test = self.shards.num_samples("test") > 0
+        self.has_test = self.shards.num_samples("test") > 0 and cfg.train.evaluate_test
         self.plan = plan = plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
         lc = cfg.data.loader
         seed_everything(cfg.run.seed)  # the same on every rank: identical initial weights

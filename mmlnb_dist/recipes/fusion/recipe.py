@@ -116,7 +116,7 @@ class FusionRecipe:
                      last_phase, cfg.train.epochs)
         self.shards = ShardSet.open(cfg.data.shards)
         self.classes = self.shards.classes
-        self.has_test = self.shards.num_samples("test") > 0
+        self.has_test = self.shards.num_samples("test") > 0 and cfg.train.evaluate_test
         self.plan = plan = plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
 
         lc = cfg.data.loader
