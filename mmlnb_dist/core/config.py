@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import types
+import typing
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Type, TypeVar, Union
+from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Type, TypeVar, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -51,7 +53,8 @@ def known_keys(model: type, prefix: str = "") -> List[str]:
     return keys
 
 
-def _check_key(root: type, dotted: str) -> None:
+def _check_key(root: type, dotted: str) -> Any:
+    """The annotation of the field `dotted` names; `ConfigError` for a key that is not a field."""
     model: type = root
     parts = dotted.split(".")
     for i, part in enumerate(parts):
@@ -66,14 +69,30 @@ def _check_key(root: type, dotted: str) -> None:
             if sub is None:
                 raise ConfigError(f"config key '{dotted}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
             model = sub
+    return fields[parts[-1]].annotation
 
 
-def _parse_value(text: str) -> Any:
-    # YAML gives the natural types: 3e-4 -> float, true -> bool, [a, b] -> list, null -> None.
+def _takes_text_only(annotation: Any) -> bool:
+    """A field whose values are text: str, a path, a Literal of strings, or an Optional/Union of those."""
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(args) and all(_takes_text_only(a) for a in args)
+    if origin is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(annotation))
+    return isinstance(annotation, type) and issubclass(annotation, (str, Path))
+
+
+def _parse_value(text: str, annotation: Any = None) -> Any:
+    # YAML gives the natural types: 3e-4 -> float, true -> bool, [a, b] -> list, null -> None. A text field gets
+    # the text typed, though: `run.name=2024` or `run.name=off` is a name, not the number 2024 or False.
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, (bool, int, float)) and annotation is not None and _takes_text_only(annotation):
+        return text.strip()
+    return value
 
 
 def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
@@ -83,14 +102,14 @@ def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -
             raise ConfigError(f"override '{item}' is not of the form key=value (for example train.lr=3e-4)")
         key, text = item.split("=", 1)
         key = key.strip()
-        _check_key(root, key)
+        annotation = _check_key(root, key)
         node = raw
         parts = key.split(".")
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
                 node[part] = {}
             node = node[part]
-        node[parts[-1]] = _parse_value(text)
+        node[parts[-1]] = _parse_value(text, annotation)
     return raw
 
 
