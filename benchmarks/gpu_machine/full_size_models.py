@@ -30,8 +30,7 @@ SHRUNK_BERT = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, i
 
 def write_qwen(out: Path, shrink: bool, device: str) -> Path:
     import torch
-    from gpu_suite.vlm import qwen25_vl_7b_config
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    from gpu_suite.vlm import qwen25_vl_7b_config, random_qwen25_vl
 
     from mmlnb_dist.recipes.vlm.memory import QwenVLDims
     from mmlnb_dist.recipes.vlm.tiny_qwen import build_tiny_processor, build_tiny_tokenizer
@@ -41,13 +40,7 @@ def write_qwen(out: Path, shrink: bool, device: str) -> Path:
     proc = build_tiny_processor(tok, min_pixels=side, max_pixels=side)
     config = qwen25_vl_7b_config(tok, QwenVLDims(**SHRUNK_QWEN) if shrink else None)
     torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):  # 16 GB of random bf16 weights: seconds on a GPU, minutes on a CPU
-            model = Qwen2_5_VLForConditionalGeneration(config)
-    finally:
-        torch.set_default_dtype(default)
+    model = random_qwen25_vl(config, tok, device)  # 16 GB of weights: seconds on a GPU, minutes on a CPU
     with torch.no_grad():
         # The tokenizer knows ~1,100 of the 152,064 ids: every other output row (and the special tokens') gets a
         # zero logit, below the maximum of the known ones, so generation writes decodable text of full length (an
@@ -55,7 +48,6 @@ def write_qwen(out: Path, shrink: bool, device: str) -> Path:
         # Same shapes, same compute.
         model.lm_head.weight[len(tok):] = 0
         model.lm_head.weight[tok.all_special_ids] = 0
-    model.generation_config.pad_token_id = tok.pad_token_id
     folder = out / "qwen2.5-vl-7b"
     model.save_pretrained(folder)
     proc.save_pretrained(folder)

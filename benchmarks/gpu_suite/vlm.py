@@ -69,23 +69,27 @@ def build_vlm(suite: Suite, cfg):
         model, proc = V.load_vlm(v.model, min_pixels=v.min_pixels, max_pixels=v.max_pixels, dtype=torch.bfloat16,
                                  seed=v.tiny_seed, cache_dir=suite.work / "vlm-cache")
         return model.to(suite.device), proc
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
     from mmlnb_dist.recipes.vlm.tiny_qwen import build_tiny_processor, build_tiny_tokenizer
 
     tok = build_tiny_tokenizer()
     proc = build_tiny_processor(tok, min_pixels=v.min_pixels, max_pixels=v.max_pixels)
     proc.image_processor.size = {"shortest_edge": v.min_pixels, "longest_edge": v.max_pixels}  # as load_processor
-    config = qwen25_vl_7b_config(tok)
+    return random_qwen25_vl(qwen25_vl_7b_config(tok), tok, suite.device).eval(), proc
+
+
+def random_qwen25_vl(config, tokenizer, device):
+    """Qwen2.5-VL of `config` with random bf16 weights, initialised on `device` (a GPU: 16 GB in seconds)."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
-        with torch.device(suite.device):  # random init straight on the GPU: 16 GB of bf16 weights in seconds
+        with torch.device(device):
             model = Qwen2_5_VLForConditionalGeneration(config)
     finally:
         torch.set_default_dtype(default)
-    model.generation_config.pad_token_id = tok.pad_token_id
-    return model.eval(), proc
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
 
 
 def images(n: int, size: int) -> List[Any]:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,13 +32,12 @@ def test_the_full_size_pipeline_script_runs_every_stage_from_local_model_folders
     assert f"vlm.model={work / 'models' / 'qwen2.5-vl-7b'}" in overrides
     assert f"fusion.model.text_encoder.name={work / 'models' / 'bert-base-uncased'}" in overrides
     # Every patch described, none empty, and at full length: the tokenizer re-encodes each to max_new_tokens.
+    from mmlnb_dist.data.reader import iter_shard_samples
     from mmlnb_dist.recipes.vlm.model import load_processor
 
     tok = load_processor(str(work / "models" / "qwen2.5-vl-7b"), 256 * 256, 256 * 256).tokenizer
-    texts = []
-    for shard in sorted((work / "shards-described").glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            texts += [tar.extractfile(m).read().decode() for m in tar.getmembers() if m.name.endswith(".txt")]
+    texts = [sample["txt"].decode() for shard in sorted((work / "shards-described").glob("*.tar"))
+             for sample in iter_shard_samples(shard)]
     assert len(texts) == 36 and all(t.strip() for t in texts), texts[:5]
     lengths = [len(tok(t, add_special_tokens=False).input_ids) for t in texts]
     assert sum(n >= new_tokens - 2 for n in lengths) >= 0.9 * len(texts), lengths

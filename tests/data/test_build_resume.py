@@ -33,34 +33,30 @@ def samples(tmp_path_factory):
     return collect_samples(src, CLASSES, descriptions=src / "descriptions.jsonl")
 
 
-def interrupted_build(samples, out: Path, monkeypatch, stop_after: int, config=CONFIG) -> None:
-    """A build stopped (as Ctrl-C stops it) when it starts encoding image number `stop_after + 1`."""
+def counted_build(samples, out: Path, monkeypatch, config=CONFIG, stop_after=None) -> int:
+    """Build; return how many images it encoded. With `stop_after`, the build is stopped (as Ctrl-C stops it) when
+    it starts encoding image number `stop_after + 1`."""
     real, calls = B._encode, [0]
 
     def encode(spec, build):
         calls[0] += 1
-        if calls[0] > stop_after:
+        if stop_after is not None and calls[0] > stop_after:
             raise KeyboardInterrupt
         return real(spec, build)
 
     monkeypatch.setattr(B, "_encode", encode)
-    with pytest.raises(KeyboardInterrupt):
+    try:
         B.build_shards(samples, out, config, CLASSES, progress=False)
-    monkeypatch.setattr(B, "_encode", real)
-
-
-def counted_build(samples, out: Path, monkeypatch, config=CONFIG) -> int:
-    """Build to the end; return how many images it encoded."""
-    real, calls = B._encode, [0]
-
-    def encode(spec, build):
-        calls[0] += 1
-        return real(spec, build)
-
-    monkeypatch.setattr(B, "_encode", encode)
-    B.build_shards(samples, out, config, CLASSES, progress=False)
-    monkeypatch.setattr(B, "_encode", real)
+    except KeyboardInterrupt:
+        assert stop_after is not None
+    finally:
+        monkeypatch.setattr(B, "_encode", real)
     return calls[0]
+
+
+def interrupted_build(samples, out: Path, monkeypatch, stop_after: int) -> None:
+    counted_build(samples, out, monkeypatch, stop_after=stop_after)
+    assert not (out / "manifest.json").exists()  # stopped before the end
 
 
 def test_a_stopped_build_resumes_from_its_finished_shards_and_writes_the_same_bytes(samples, tmp_path, monkeypatch):
