@@ -66,3 +66,26 @@ def progress_bar(iterable: Optional[Iterable] = None, *, enabled: bool = True, f
     if kwargs.get("leave") is False and not _is_terminal(stream):
         kwargs.setdefault("delay", interval)  # (tqdm then writes nothing at all for a bar that ends sooner)
     return ProgressBar(iterable, disable=not enabled, file=stream, **kwargs)
+
+
+def route_library_bars() -> None:
+    """Draw the bars transformers opens while it loads a model ("Loading weights", once per load) as this package's
+    transient bars (`progress_bar(leave=False)`): on a terminal they clear themselves when loading ends; into a file
+    they show only when loading lasts a redraw interval. As transformers drew them they stayed on the console,
+    inside the describe bar, on every run: nothing a user acts on. Bars the user turned off
+    (`HF_HUB_DISABLE_PROGRESS_BARS`) stay off, and hub downloads keep their own bars.
+
+    Called where a model is loaded: importing transformers here would slow every command. Idempotent."""
+    from transformers.utils import logging as hf_logging
+
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)  # transformers >= 5
+    if set_hook is not None:
+        set_hook(_transient_library_bar)
+
+
+def _transient_library_bar(factory: Any, args: tuple, kwargs: dict) -> Any:
+    from transformers.utils import logging as hf_logging
+
+    if not hf_logging.is_progress_bar_enabled():
+        return factory(*args, **kwargs)  # transformers' empty bar: the user turned bars off
+    return progress_bar(*args, **{**kwargs, "leave": False})

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.progress import route_library_bars
 from .config import ImageEncoderConfig, TextEncoderConfig
 from .encoders_base import IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, load_state_file
 from .pathology import PATHOLOGY_MODELS, build_pathology_encoder, pathology_builders, pathology_entry
@@ -304,6 +305,7 @@ def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
     transformers encoder name/path."""
     from transformers import AutoModel, AutoTokenizer, BertModel
 
+    route_library_bars()
     if cfg.name == "tiny-bert":
         # A random small BERT; the MiniLM tokenizer (a standard uncased BERT vocabulary) avoids a download.
         tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir()))

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
+from ..core.progress import route_library_bars
 from .encoders_base import IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, load_state_file
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,7 @@ def _clip_vision_body(model) -> nn.Module:
 
 def _body(entry: PathologyModel, from_hub: bool, folder: Optional[Path], tiny: bool) -> nn.Module:
     """The loader's native module: from the Hub/HF cache, from a local model folder, or architecture only."""
+    route_library_bars()
     if entry.loader == "timm":
         return _timm_body(entry, from_hub, tiny)
     if entry.loader == "transformers":

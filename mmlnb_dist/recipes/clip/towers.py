@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ...core.errors import ConfigError, UserError
+from ...core.progress import route_library_bars
 from .blocks import unfreeze_last_blocks
 from .config import ClipTowersConfig, TinyClipConfig
 from .openclip_towers import OpenClipTowers, build_open_clip_towers, is_open_clip_name, load_open_clip_towers
@@ -134,6 +135,7 @@ def build_towers(cfg: ClipTowersConfig, image_size: int) -> Towers:
         tokenizer = tiny_tokenizer()
         clip = CLIPModel(tiny_clip_config(cfg.tiny, image_size, tokenizer))
     else:
+        route_library_bars()
         try:
             clip = CLIPModel.from_pretrained(cfg.name)
             tokenizer = AutoTokenizer.from_pretrained(cfg.name)

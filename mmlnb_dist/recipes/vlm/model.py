@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 
 from ...core.errors import UserError
+from ...core.progress import route_library_bars
 from ...data.images import decode_image
 from .config import GenerationConfig, LoraConfig
 
@@ -75,6 +76,7 @@ def load_vlm(name: str, *, min_pixels: int, max_pixels: int, dtype: torch.dtype 
 
     path = resolve_model_path(name, seed=seed, cache_dir=cache_dir, tiny_vision=tiny_vision)
     processor = load_processor(path, min_pixels, max_pixels)
+    route_library_bars()
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=dtype)
     tok = processor.tokenizer
     if tok.pad_token_id is None:  # Qwen ships `<|endoftext|>` as pad; keep a fallback for odd checkpoints
