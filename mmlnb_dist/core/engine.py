@@ -23,6 +23,7 @@ import torch
 
 from .distributed import BatchPlan, DistEnv
 from .errors import ConfigError
+from .logging import library_prints
 from .schedule import GroupSchedule, build_schedule
 from .sections import DistributedConfig, LRScheduleConfig
 
@@ -155,8 +156,11 @@ def build_engine(model: torch.nn.Module, param_groups: Optional[List[Dict[str, A
         param_groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     opt = build_optimizer(param_groups, optimizer, ds, env.device)
     sched = build_schedule(opt, schedule, total_steps)
-    engine, ds_opt, _, ds_sched = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched, config=ds,
-                                                       dist_init_required=False)
+    # Under Ray Train the torch process group is Ray's and DeepSpeed adopts it here, printing "... built
+    # successfully" on every trial's console: it goes to the log.
+    with library_prints("deepspeed"):
+        engine, ds_opt, _, ds_sched = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
+                                                           config=ds, dist_init_required=False)
     match_buffers_to_parameters(engine.module)
     return Engine(engine, opt, ds_sched or sched, ds, plan, total_steps)
 

@@ -20,6 +20,8 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+from .progress import is_terminal
+
 PACKAGE = "mmlnb_dist"
 
 
@@ -110,6 +112,10 @@ LIBRARY_NOTICES = {
     # Ray's secure default, announced as a warning on every local start; its warning that authentication is OFF
     # stays (that one is a problem).
     "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled for this Ray",),
+    # Ray Train's detached helper polls the state API every few seconds to learn whether the trial's controller
+    # still lives; on a busy machine a poll times out, and it says so before polling again.
+    "ray.train.v2._internal.execution.controller.placement_group_cleaner": (
+        "Failed to query Ray Train Controller actor state",),
 }
 """Library warnings that are notices, not problems, by the logger that emits them."""
 
@@ -147,6 +153,10 @@ def quiet_libraries() -> None:
     # MLflow sets its loggers' level from this when it is imported, undoing the setLevel above for a process that
     # imports it later (its store migrations printed INFO lines mid-pipeline).
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # Ray prints every line of a trial on the driver's console behind a "(pid=...)" prefix coloured with escape
+    # codes, a terminal or not: in a log file they are noise on every line. Read by Ray at each print.
+    if not is_terminal(sys.stderr):
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
 
 
 def setup_logging(rank: int = 0, level: Optional[int] = None) -> logging.Logger:

@@ -29,7 +29,7 @@ TERMINAL_INTERVAL_S = 0.1
 def redraw_interval(stream: Any) -> float:
     """Seconds between two redraws of a bar written to `stream`: tqdm's default on a terminal, else
     `MMLNB_PROGRESS_INTERVAL` (default 30 s)."""
-    if _is_terminal(stream):
+    if is_terminal(stream):
         return TERMINAL_INTERVAL_S
     value = os.environ.get(PROGRESS_INTERVAL_ENV)
     if value is None:
@@ -43,7 +43,7 @@ def redraw_interval(stream: Any) -> float:
     return seconds
 
 
-def _is_terminal(stream: Any) -> bool:
+def is_terminal(stream: Any) -> bool:
     isatty = getattr(stream, "isatty", None)
     return bool(isatty is not None and isatty())
 
@@ -63,7 +63,7 @@ def progress_bar(iterable: Optional[Iterable] = None, *, enabled: bool = True, f
     stream = file if file is not None else sys.stderr
     interval = redraw_interval(stream)
     kwargs.setdefault("mininterval", interval)
-    if kwargs.get("leave") is False and not _is_terminal(stream):
+    if kwargs.get("leave") is False and not is_terminal(stream):
         kwargs.setdefault("delay", interval)  # (tqdm then writes nothing at all for a bar that ends sooner)
     return ProgressBar(iterable, disable=not enabled, file=stream, **kwargs)
 

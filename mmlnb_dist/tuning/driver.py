@@ -133,14 +133,21 @@ def _init_ray(cfg: Config) -> bool:
         return False
     address = cfg.tune.address or os.environ.get("RAY_ADDRESS")
     # The job's runtime environment reaches every process of the search, Ray Train's controllers included.
-    runtime_env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(cfg.tune.train_poll_interval_s)}}
+    # Ray Train replaces `print` in its workers by a logger call that no stdout redirection reaches, so a library
+    # print the package sends to its log file (DeepSpeed's "... built successfully") reached the console; the
+    # package itself prints nothing in a trial (its lines are log records).
+    runtime_env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(cfg.tune.train_poll_interval_s),
+                                "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}
     if address:
         ray.init(address=address, include_dashboard=False, runtime_env=runtime_env)
     else:
         # "local": always a fresh instance. A bare ray.init() joins the cluster recorded in
         # <ray tmp>/ray_current_cluster, which outlives a killed `ray start` head: a resumed search would
         # attach to a dead cluster. The instance's raylet and GCS share this process's fate (Ray's kernel
-        # fate-sharing), so a killed driver takes them along instead of leaving them running.
+        # fate-sharing), so a killed driver takes them along instead of leaving them running. Every process of
+        # the instance (Ray Train's helpers too, whose notices reach this console) quiets the libraries as
+        # this process did; on a cluster the job's own setup hook, if any, is left alone.
+        runtime_env["worker_process_setup_hook"] = "mmlnb_dist.core.logging.quiet_libraries"
         ray.init(address="local", num_cpus=cfg.tune.num_cpus, include_dashboard=False, runtime_env=runtime_env)
     return True
 
