@@ -24,6 +24,9 @@ from .progress import is_terminal
 
 PACKAGE = "mmlnb_dist"
 
+PACKAGE_LINE = r"^([A-Z]+ )?\[(rank \d+ )?[\w.-]+\] "
+"""A console line of this package (`_Formatter`): `[component] ...`, `WARNING [rank 1 component] ...`."""
+
 
 class RankZeroFilter(logging.Filter):
     """Keep records on rank 0, and records marked `all_ranks` everywhere (prefixed with the rank)."""
@@ -157,6 +160,11 @@ def quiet_libraries() -> None:
     # codes, a terminal or not: in a log file they are noise on every line. Read by Ray at each print.
     if not is_terminal(sys.stderr):
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    # Ray merges lines of different processes that are equal once their numbers are removed: two concurrent
+    # trials' epoch lines became one "[repeated 2x across cluster]", the other trial's numbers never shown. The
+    # package's own lines are never merged (Ray's own still are). Read when Ray is imported: commands import it
+    # after this.
+    os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", PACKAGE_LINE)
 
 
 def setup_logging(rank: int = 0, level: Optional[int] = None) -> logging.Logger:

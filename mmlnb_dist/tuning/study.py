@@ -93,7 +93,7 @@ def train_as_trials(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str,
             tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=cfg.tune.max_concurrent),
             run_config=tune.RunConfig(name="trials", storage_path=str((study_dir / "tune").resolve()),
                                       failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
-                                      verbose=1))
+                                      verbose=0))  # the runs' lines and the study's table say it all
         grid = tuner.fit()
     finally:
         if started:

@@ -14,7 +14,7 @@ from support.clip import caption_shards, clip_config
 
 
 @pytest.mark.slow
-def test_rows_run_as_concurrent_ray_trials_and_an_in_process_rerun_skips_them(tmp_path, monkeypatch):
+def test_rows_run_as_concurrent_ray_trials_and_an_in_process_rerun_skips_them(tmp_path, monkeypatch, capfd):
     from mmlnb_dist.studies import run_study
     from mmlnb_dist.tuning.study import train_as_trials
 
@@ -22,8 +22,14 @@ def test_rows_run_as_concurrent_ray_trials_and_an_in_process_rerun_skips_them(tm
     shards = caption_shards(Path("data"), n=48, size=32, test_fraction=0.25)
     assert not shards.is_absolute()
     cfg = clip_config(shards, Path("runs"), "train.epochs=1", "tune.max_concurrent=2", "tune.num_cpus=2",
-                      name="trials")
+                      "tracking.backends=[stdout,mlflow]", name="trials")  # concurrent runs: a local MLflow server
     study = run_study(cfg, rows=["text_only", "concat"], seeds=[0], train_jobs=train_as_trials)
+    # The console keeps the runs' own lines and the study's; Tune's result box of every trial (two dozen metrics,
+    # the study prints its table) and MLflow's "View run" link per run (to the study's server, gone once the
+    # study ends) are noise
+    console = "".join(capfd.readouterr())
+    assert "[stages] concat-seed0: done" in console and "[recipe] epoch 0" in console, console[-3000:]
+    assert "View run" not in console and "result ─" not in console and "Trial status" not in console, console[-3000:]
     assert list(study.table) == ["concat", "text_only"] and study.skipped == []  # the reference row first
     trial_dirs = sorted(p.name for p in (study.study_dir / "tune" / "trials").iterdir() if p.is_dir())
     assert len(trial_dirs) == 2  # one Tune trial per run

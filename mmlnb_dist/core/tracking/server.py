@@ -76,7 +76,12 @@ def free_port() -> int:
 
 def start_server(backend_store_uri: str, artifacts_dir: Path, port: Optional[int] = None,
                  log_path: Optional[Path] = None, wait_s: float = 90.0):
-    """Start a local MLflow server in the background; returns (process, uri) once /health answers."""
+    """Start a local MLflow server in the background; returns (process, uri) once /health answers.
+
+    It lives as long as the command that starts it (concurrent trials log through it): the link to it that MLflow
+    prints at the end of every run is dead once the command ends (the runs are in the backing store), so this
+    process and the ones it starts after (Ray trials) print none; a user's own setting wins."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     port = port or free_port()
     uri = f"http://127.0.0.1:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
