@@ -101,7 +101,8 @@ def _details_off_console():
 LIBRARY_WARNING_CATEGORIES = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 """Warnings about the libraries' own future: nothing a user of this package can change."""
 
-NOISY_LIBRARY_LOGGERS = {"DeepSpeed": logging.WARNING, "deepspeed": logging.WARNING, "torch.distributed": logging.WARNING,
+NOISY_LIBRARY_LOGGERS = {"DeepSpeed": logging.WARNING, "deepspeed": logging.WARNING,
+                         "torch.distributed": logging.WARNING,
                          "ray": logging.WARNING, "mlflow": logging.WARNING, "alembic": logging.WARNING,
                          "httpx": logging.WARNING, "urllib3": logging.WARNING, "transformers": logging.ERROR,
                          "accelerate": logging.WARNING, "peft": logging.WARNING, "torch._dynamo": logging.ERROR,
