@@ -116,12 +116,18 @@ LIBRARY_NOTICES = {
     # Ray's secure default, announced as a warning on every local start; its warning that authentication is OFF
     # stays (that one is a problem).
     "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled for this Ray",),
-    # Ray Train's detached helper polls the state API every few seconds to learn whether the trial's controller
-    # still lives; on a busy machine a poll times out, and it says so before polling again.
-    "ray.train.v2._internal.execution.controller.placement_group_cleaner": (
-        "Failed to query Ray Train Controller actor state",),
 }
 """Library warnings that are notices, not problems, by the logger that emits them."""
+
+RAY_PROCESS_NOTICES = (
+    # Ray Train's detached helper polls the state API every few seconds to learn whether a trial's controller still
+    # lives; on a busy machine a poll times out, and it says so before polling again.
+    "Failed to query Ray Train Controller actor state",
+    # An ERROR record of Ray's C++ core about Ray Train's own actor, once per trial.
+    "Actor with class name: 'PreemptionWatcher' and ID: '[0-9a-f]+' has constructor arguments in the object store",
+)
+"""Notices Ray's own processes (trial controllers, their helpers) print, which reach the console of the command
+that runs a search: regular expressions; the command's Ray drops matching lines (`RAY_DEDUP_LOGS_SKIP_REGEX`)."""
 
 
 class _DropNotices(logging.Filter):
@@ -166,6 +172,7 @@ def quiet_libraries() -> None:
     # package's own lines are never merged (Ray's own still are). Read when Ray is imported: commands import it
     # after this.
     os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", PACKAGE_LINE)
+    os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", "|".join(f"({notice})" for notice in RAY_PROCESS_NOTICES))
 
 
 def setup_logging(rank: int = 0, level: Optional[int] = None) -> logging.Logger:

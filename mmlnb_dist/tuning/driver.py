@@ -144,10 +144,7 @@ def _init_ray(cfg: Config) -> bool:
         # "local": always a fresh instance. A bare ray.init() joins the cluster recorded in
         # <ray tmp>/ray_current_cluster, which outlives a killed `ray start` head: a resumed search would
         # attach to a dead cluster. The instance's raylet and GCS share this process's fate (Ray's kernel
-        # fate-sharing), so a killed driver takes them along instead of leaving them running. Every process of
-        # the instance (Ray Train's helpers too, whose notices reach this console) quiets the libraries as
-        # this process did; on a cluster the job's own setup hook, if any, is left alone.
-        runtime_env["worker_process_setup_hook"] = "mmlnb_dist.core.logging.quiet_libraries"
+        # fate-sharing), so a killed driver takes them along instead of leaving them running.
         ray.init(address="local", num_cpus=cfg.tune.num_cpus, include_dashboard=False, runtime_env=runtime_env)
     return True
 

@@ -161,10 +161,9 @@ def test_placement_strategy_default_and_unknown_value():
 
 def test_the_searchs_settings_reach_every_process_of_the_search(tmp_path):
     """Ray Train's controller polls its workers every 2 s by default, and each trial's worker group start and
-    finish wait for a poll; the search's Ray job carries `tune.train_poll_interval_s` to all its processes. Every
-    process also drops Ray's notices to itself (Ray Train's helper that "failed to query" the state API on a busy
-    machine, on the driver's console) and keeps `print` a print, so a library print the package sends to its log
-    file goes there (Ray Train's print patch made DeepSpeed's "... built successfully" a console line per trial)."""
+    finish wait for a poll; the search's Ray job carries `tune.train_poll_interval_s` to all its processes. It also
+    keeps `print` a print in Ray Train's workers, so a library print the package sends to its log file goes there
+    (Ray Train's print patch made DeepSpeed's "... built successfully" a console line per trial)."""
     import ray
 
     from mmlnb_dist.tuning.driver import _init_ray
@@ -176,18 +175,12 @@ def test_the_searchs_settings_reach_every_process_of_the_search(tmp_path):
     try:
         @ray.remote(num_cpus=0)
         def seen() -> tuple:
-            import logging
             import os
 
-            name = "ray.train.v2._internal.execution.controller.placement_group_cleaner"
-            passes = [bool(logging.getLogger(name).filter(logging.LogRecord(name, logging.WARNING, "x.py", 1, text,
-                                                                             None, None)))
-                      for text in ("Failed to query Ray Train Controller actor state. State API may be temporarily "
-                                   "unavailable. Continuing to monitor.", "Failed to remove placement group")]
             return (os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "unset"),
-                    os.environ.get("RAY_TRAIN_ENABLE_PRINT_PATCH", "unset"), passes)
+                    os.environ.get("RAY_TRAIN_ENABLE_PRINT_PATCH", "unset"))
 
-        assert ray.get(seen.remote()) == ("0.3", "0", [False, True])
+        assert ray.get(seen.remote()) == ("0.3", "0")
     finally:
         ray.shutdown()
 
