@@ -9,7 +9,6 @@ tiles by `build_shards` only, so they are the same bytes whether the run was int
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import time
@@ -19,21 +18,17 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..core.errors import UserError
 from ..core.progress import progress_bar
 from ..data.config import BuildConfig
 from ..data.images import SLIDE_EXTENSIONS
 from .config import SlidesConfig
+from .inputs import TilingInputError, find_slides, match_inputs, no_usable_slide, problem_record, read_labels
 from .ray_tasks import ray_results
 from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, safe_key
 
 log = logging.getLogger(__name__)
 
 PROBLEM_STATUSES = ("failed", "no_tissue", "missing_slide", "unlabelled", "bad_label")
-
-
-class TilingInputError(UserError, ValueError):
-    """The slide list or label file itself is unusable (a usage error, not a bad slide)."""
 
 
 @dataclass
@@ -53,99 +48,7 @@ class TilingReport:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Inputs
-# ----------------------------------------------------------------------------------------------------------------
-def find_slides(slides: Path) -> Dict[str, Path]:
-    """`{slide_id: path}` from a folder (slide files at its top level) or a CSV with a `path` column."""
-    slides = Path(slides)
-    if slides.is_dir():
-        paths = sorted(p for p in slides.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
-        found = {p.stem: p for p in paths}
-    elif slides.is_file():
-        with open(slides, newline="") as f:
-            reader = csv.DictReader(f)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise TilingInputError(f"{slides}: a slide list CSV needs a 'path' column (optional 'slide_id')")
-            reject_misnamed_slide_column(slides, reader.fieldnames)
-            found = {}
-            for row in reader:
-                p = Path(row["path"])
-                p = p if p.is_absolute() else slides.parent / p
-                found[row.get("slide_id") or p.stem] = p
-    else:
-        raise TilingInputError(f"--slides {slides}: no such folder or CSV file")
-    return dict(sorted(found.items()))
-
-
-def reject_misnamed_slide_column(path: Path, columns: Sequence[str]) -> None:
-    """The slide column is `slide_id` (docs/slides.md). A look-alike (`slide`, `Slide_ID`, `slide_name`) is an
-    error naming it: ignoring it silently would fall back to file stems and no label would match."""
-    if "slide_id" in columns:
-        return
-    for name in columns:
-        if name.strip().lower().replace(" ", "_") in ("slide", "slide_id", "slideid", "slide_name", "slidename"):
-            raise TilingInputError(f"{path}: column '{name}' is not read; name the slide column 'slide_id'")
-
-
-def read_labels(path: Path) -> Dict[str, str]:
-    """`{slide_id: label}` from a CSV with `slide_id` and `label` columns; a slide given two labels is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise TilingInputError(f"--labels {path}: no such file")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames or not {"slide_id", "label"} <= set(reader.fieldnames):
-            reject_misnamed_slide_column(path, reader.fieldnames or [])
-            raise TilingInputError(f"{path}: the label CSV needs 'slide_id' and 'label' columns; found "
-                                   f"{list(reader.fieldnames or [])}")
-        labels: Dict[str, str] = {}
-        first_row: Dict[str, int] = {}
-        for n, row in enumerate(reader, 2):  # row 1 is the header
-            slide = (row.get("slide_id") or "").strip()
-            if not slide:
-                continue
-            label = (row.get("label") or "").strip()
-            if slide in labels and labels[slide] != label:  # which one is right is the user's call, not ours
-                raise TilingInputError(f"{path}: slide {slide} is labelled '{labels[slide]}' and '{label}' (rows "
-                                       f"{first_row[slide]} and {n}); give each slide one label")
-            labels.setdefault(slide, label)
-            first_row.setdefault(slide, n)
-        return labels
-
-
-def match_inputs(found: Dict[str, Path], labels: Dict[str, str],
-                 classes: Sequence[str]) -> Tuple[Dict[str, Tuple[Path, str]], List[Dict[str, Any]]]:
-    """Slides that can be tiled, and a problem record for each slide that cannot (never silently dropped)."""
-    usable, problems = {}, []
-    for sid in sorted(set(found) | set(labels)):
-        if sid not in found:
-            problems.append(_problem(sid, labels[sid], "missing_slide", "named in the label file, no slide file"))
-        elif sid not in labels:
-            problems.append(_problem(sid, "", "unlabelled", f"{found[sid].name} is not in the label file"))
-        elif not found[sid].exists():
-            problems.append(_problem(sid, labels[sid], "missing_slide", f"{found[sid]} does not exist"))
-        elif labels[sid] not in classes:
-            problems.append(_problem(sid, labels[sid], "bad_label",
-                                     f"label {labels[sid]!r} is not one of {list(classes)}"))
-        else:
-            usable[sid] = (found[sid], labels[sid])
-    return usable, problems
-
-
-def _mask_path(s, slide_id: str) -> Optional[Path]:
-    """The corrected mask `<mask_dir>/<slide_id>.geojson` if there is one (else the slide is detected)."""
-    if s.mask_dir is None:
-        return None
-    path = Path(s.mask_dir) / f"{slide_id}.geojson"
-    return path if path.is_file() else None
-
-
-def _problem(slide_id: str, label: str, status: str, error: str) -> Dict[str, Any]:
-    return {"slide_id": slide_id, "label": label, "status": status, "error": error, "candidates": 0, "kept": 0,
-            "rejected": {}, "seconds": 0.0}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Planning: stain target and balanced quotas
+# ---------------nd balanced quotas
 # ----------------------------------------------------------------------------------------------------------------
 def stain_target(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Tuple[Optional[np.ndarray], str]:
     """The stain target image and where it came from (config path, tiatoolbox sample, or the first slide)."""
@@ -242,8 +145,16 @@ def _run_jobs(jobs: List[SlideJob], workers: int, ray_address: Optional[str], pr
     return results
 
 
+def _mask_path(s, slide_id: str) -> Optional[Path]:
+    """The corrected mask `<mask_dir>/<slide_id>.geojson` if there is one (else the slide is detected)."""
+    if s.mask_dir is None:
+        return None
+    path = Path(s.mask_dir) / f"{slide_id}.geojson"
+    return path if path.is_file() else None
+
+
 def _crashed(job: SlideJob, err: BaseException) -> Dict[str, Any]:
-    return {**_problem(job.slide_id, job.label, "failed", f"worker crashed on {Path(job.path).name}: "
+    return {**problem_record(job.slide_id, job.label, "failed", f"worker crashed on {Path(job.path).name}: "
                        f"{type(err).__name__}: {err}"), "file": Path(job.path).name}
 
 
@@ -321,6 +232,8 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     if not found:
         raise TilingInputError(f"--slides {slides}: no slide files ({', '.join(SLIDE_EXTENSIONS)})")
     usable, problems = match_inputs(found, read_labels(Path(labels)), classes)
+    if not usable:
+        raise TilingInputError(no_usable_slide(slides, labels, problems))
     mask_dir = Path(s.mask_dir) if s.mask_dir is not None else None
     if mask_dir is not None and not mask_dir.is_dir():
         raise TilingInputError(f"slides.mask_dir {mask_dir}: no such folder")

@@ -90,7 +90,7 @@ def test_tiling_two_slides_warns_that_val_is_empty_and_names_the_remedy(two_slid
 # -- item 12: the label CSV's slide column is `slide_id` (docs/slides.md), nothing else --------------------------
 @pytest.mark.parametrize("header", ["slide,label", "Slide_ID,label", "slide_name,label"])
 def test_label_csv_without_slide_id_column_names_the_columns_found(tmp_path, header):
-    from mmlnb_dist.slides.tiler import TilingInputError, read_labels
+    from mmlnb_dist.slides.inputs import TilingInputError, read_labels
 
     path = tmp_path / "labels.csv"
     path.write_text(f"{header}\nUD-0,UD\n")
@@ -100,7 +100,7 @@ def test_label_csv_without_slide_id_column_names_the_columns_found(tmp_path, hea
 
 
 def test_label_csv_with_slide_id_is_read(tmp_path):
-    from mmlnb_dist.slides.tiler import read_labels
+    from mmlnb_dist.slides.inputs import read_labels
 
     path = tmp_path / "labels.csv"
     path.write_text("slide_id,label,notes\nUD-0, UD ,x\nD-1,D,\n")
@@ -109,7 +109,7 @@ def test_label_csv_with_slide_id_is_read(tmp_path):
 
 def test_a_slide_labelled_twice_differently_is_refused_naming_both_rows(tmp_path):
     """Its tiles used to take the last row's label, silently (a copy-paste slip relabels a whole slide)."""
-    from mmlnb_dist.slides.tiler import TilingInputError, read_labels
+    from mmlnb_dist.slides.inputs import TilingInputError, read_labels
 
     path = tmp_path / "labels.csv"
     path.write_text("slide_id,label\nUD-0,UD\nD-1,D\nUD-0,PD\nD-1,D\n")  # D-1 twice alike: fine
@@ -123,7 +123,7 @@ def test_a_slide_labelled_twice_differently_is_refused_naming_both_rows(tmp_path
 def test_slide_list_csv_with_a_slide_column_is_rejected_not_ignored(tmp_path):
     """A `slide` column in the --slides CSV used to be ignored silently (ids fell back to file stems, so no
     label matched); the documented column is `slide_id`."""
-    from mmlnb_dist.slides.tiler import TilingInputError, find_slides
+    from mmlnb_dist.slides.inputs import TilingInputError, find_slides
 
     (tmp_path / "a.tif").write_bytes(b"")
     listing = tmp_path / "slides.csv"
