@@ -23,10 +23,13 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
         raise ModelNotFound(f"{model_uri} is a training export (the weights `evaluate --export` scores), not an "
                             f"MLflow model: register it (mmlnb-dist register --run {run_dir} --name NAME), then "
                             f"predict with --model models:/NAME@champion")
+    if not local:
+        _check_store(model_uri, tracking_uri)
     try:
         folder = Path(model_uri) if local else _download_model(model_uri, tracking_uri)
     except Exception as err:  # noqa: BLE001 - MLflow raises MlflowException / OSError variants
-        raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
+        where = f" in {tracking_uri}" if tracking_uri and not local else ""
+        raise ModelNotFound(f"model not found: {model_uri}{where} ({_first_line(err)})") from None
     try:
         refuse_unpickling(folder, f"model {model_uri}: folder" if not local else "model folder")
     except RegistryError as err:
@@ -35,6 +38,20 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
         return mlflow.pyfunc.load_model(str(folder))
     except Exception as err:  # noqa: BLE001
         raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
+
+
+def _check_store(model_uri: str, tracking_uri: Optional[str]) -> None:
+    """A SQLite store that does not exist holds no model: say where it was looked for instead of letting MLflow
+    create an empty one there (the default store is `runs/mlflow.db` under the current folder, so a `predict`
+    from another folder looked in, and left behind, a new empty store)."""
+    prefix = "sqlite:///"
+    if not tracking_uri or not tracking_uri.startswith(prefix):
+        return
+    db = Path(tracking_uri[len(prefix):].split("?", 1)[0])
+    if not db.is_file():
+        raise ModelNotFound(f"model not found: {model_uri}: no MLflow store at {db.resolve()} (give --uri the store "
+                            f"the model was registered in, as the pipeline's report prints it, or --config of its "
+                            f"run)")
 
 
 def _download_model(model_uri: str, tracking_uri: Optional[str]) -> Path:
