@@ -33,6 +33,7 @@ from ..core.progress import progress_bar
 from ..core.provenance import check_or_record
 from ..core.runlock import FolderLock
 from ..core.sections import DistributedConfig
+from ..data.build import discard_empty_output
 from ..data.ledger import BadSample, BadSampleRateError, exceeds, rate_message
 from ..data.preprocess import ImageSamplePreprocess, SampleContext
 from ..data.reader import DEFAULT_MAX_MEMBER_BYTES, iter_shard_samples
@@ -161,6 +162,10 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
                         loader_image_size=loader_image_size, decode_threads=decode_threads,
                         max_bad_sample_rate=max_bad_sample_rate, max_member_bytes=max_member_bytes,
                         progress=progress)
+    except BaseException:
+        if lock is not None:
+            discard_empty_output(out, lock)  # stopped before writing anything (an unknown encoder): no folder left
+        raise
     finally:
         if owns_group:
             destroy_process_group()

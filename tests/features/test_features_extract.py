@@ -113,6 +113,19 @@ def test_rerun_with_other_provenance_is_refused_naming_what_differs(shards, tmp_
         extract(shards, tmp_path / "f", image_size=16)
 
 
+def test_an_extraction_that_fails_before_writing_leaves_no_folder(shards, tmp_path, capsys):
+    """An unknown encoder name (a typo: `efficientnet-lite0` for `efficientnet_lite0`) is refused naming the
+    choices, and the default output folder it had created (holding only its lock) no longer stays behind to
+    look like a started extraction."""
+    from mmlnb_dist.cli import main
+
+    out = tmp_path / "f"
+    code = main(["features", "extract", "--shards", str(shards), "--out", str(out), "--encoder", "efficientnet-lite0",
+                 "data.loader.num_workers=0"])
+    assert code == 2 and "unknown image encoder 'efficientnet-lite0'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_rerun_skips_finished_shards_and_redoes_a_torn_file(shards, tmp_path):
     out = tmp_path / "f"
     extract(shards, out)
