@@ -55,6 +55,7 @@ from ...data.shardset import ShardError, ShardSet
 from . import model as V
 from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
 from .batches import Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed  # noqa: F401
+from .source import check_vlm_loadable
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -124,6 +125,7 @@ class FinetuneVLMRecipe:
         vcfg = cfg.vlm
         micro = vcfg.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
         plan = plan_batch(vcfg.global_batch_size, env.world_size, micro, key="vlm.global_batch_size")
+        check_vlm_loadable(vcfg.model, "vlm.model")
         if cfg.distributed.deepspeed_config:
             from ...core.engine import read_user_deepspeed_json
 

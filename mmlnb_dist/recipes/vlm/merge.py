@@ -20,6 +20,7 @@ import torch
 from ...core.errors import UserError
 from ...core.runlock import FolderLock
 from .model import adapter_sha256, load_adapter, load_vlm
+from .source import check_vlm_loadable
 
 
 MERGED_RECORD = "merged_from.json"
@@ -38,6 +39,7 @@ def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path]
     `out` must be new, empty, or (with `overwrite`) an earlier export; it is replaced whole."""
     out = Path(out)
     _refuse_to_write(out, overwrite)  # before the model loads
+    check_vlm_loadable(base, "base model")
     staging = out.with_name(f".{out.name}.export-vlm")
     lock = FolderLock(staging, "export-vlm").acquire()
     try:

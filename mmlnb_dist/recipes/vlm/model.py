@@ -62,7 +62,12 @@ def load_processor(path: str, min_pixels: int, max_pixels: int):
     """The model's processor with the image bounded to [min_pixels, max_pixels] (aspect ratio kept)."""
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(path)
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except OSError as err:  # not cached and no network, or no such repository
+        from .source import not_loadable
+
+        raise not_loadable(path, err) from None
     # transformers 5 bounds the resize through `size` (the min/max_pixels keywords are deprecated).
     processor.image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     return processor

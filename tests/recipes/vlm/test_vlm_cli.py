@@ -36,3 +36,22 @@ def test_bad_config_exits_2_naming_the_key_and_leaves_no_folder(pairs, tmp_path,
     assert error and key in error[-1], proc.stderr[-2000:]
     assert not runs.exists() or not any(runs.iterdir()), sorted(p.name for p in runs.rglob("*"))
     assert not (tmp_path / "cache").exists()  # nothing was built either
+
+
+@pytest.mark.parametrize("vlm, says", [
+    ("{tmp}/no-such-model", "no such folder"),
+    ("Qwen/Qwen2.5-VL-3B-Instruct", "Hugging Face cache"),  # not in the cache, no network: HF_HUB_OFFLINE
+], ids=["missing-folder", "hub-id-not-cached"])
+def test_a_vlm_that_cannot_be_loaded_exits_2_and_leaves_no_output(pairs, tmp_path, vlm, says):
+    """`describe --vlm` with a model that is not there was a traceback (exit code 1) after the output folder had
+    been claimed with the bad model's provenance, so the rerun with the right model was refused until --restart."""
+    out = tmp_path / "described"
+    cmd = [sys.executable, "-m", "mmlnb_dist.cli", "describe", "--config", "launch/profiles/cpu-demo.yaml",
+           "--shards", str(pairs), "--out", str(out), "--vlm", vlm.format(tmp=tmp_path),
+           f"run.output_dir={tmp_path / 'runs'}", "tracking.backends=[stdout]", "data.loader.num_workers=0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert vlm.format(tmp=tmp_path) in last and says in last, last
+    assert not out.exists()
