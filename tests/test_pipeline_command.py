@@ -175,6 +175,24 @@ def test_a_source_without_descriptions_is_refused_before_any_stage(tmp_path, cap
     assert "ERROR" in log and "finetune-vlm:" in log and "vlm.pairs=" in log, log  # the log tells why it stopped
 
 
+@pytest.mark.parametrize("finetune", ["true", "false"])
+def test_a_vlm_that_cannot_be_loaded_is_refused_before_any_stage(tmp_path, capsys, finetune):
+    """A profile's Hub VLM not in the cache of a machine without network (or a mistyped folder) stopped the
+    pipeline only at finetune-vlm or describe, after tiling or building; now before the first stage."""
+    from support.shards import write_patch_folder
+
+    patches = write_patch_folder(tmp_path / "patches", per_class=4)
+    (patches / "descriptions.jsonl").write_text("".join(
+        json.dumps({"file": p.relative_to(patches).as_posix(), "description": f"a {p.parent.name} patch"}) + "\n"
+        for p in sorted(patches.rglob("*.png"))))
+    capsys.readouterr()
+    code = main(["pipeline", "--patches", str(patches), "--config", "cpu-demo", f"run.output_dir={tmp_path / 'runs'}",
+                 f"data.shards={tmp_path / 'shards'}", f"vlm.model={tmp_path / 'qwen'}", f"vlm.finetune={finetune}"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"vlm.model '{tmp_path / 'qwen'}': no such folder" in err.strip().splitlines()[-1], err
+    assert not (tmp_path / "shards").exists()
+
+
 def test_loading_and_registering_the_served_models_prints_nothing_to_act_on(tmp_path):
     """MLflow asked for a type hint on the pyfunc models' `predict` on every import (evaluate and register stages,
     `predict`), inside its own `catch_warnings` where no filter of ours applies: the hint is given instead. And it

@@ -101,6 +101,10 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         source = next((n for n, given in (("synth", inputs.synthetic), ("slides", inputs.slides),
                                           ("patches", inputs.patches)) if given), "shards")
         steps.require_pairs(cfg, source, inputs.patches)
+    if any(n in names and start <= names.index(n) <= stop for n in ("finetune-vlm", "describe")):
+        from ..recipes.vlm.source import check_vlm_loadable
+
+        check_vlm_loadable(cfg.vlm.model, "vlm.model")  # not after hours of tiling
     if env.is_distributed:  # the stages' barriers need the group; one process gets its group from the recipes
         init_engine_process_group(env, cfg.distributed)
     run = PipelineRun()
