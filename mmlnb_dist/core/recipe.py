@@ -12,6 +12,9 @@ A recipe is a class, one instance per run and process (in the spirit of torchtun
         def cleanup(self, status: str) -> None: ...   # FINISHED, FAILED or KILLED
         @classmethod
         def check(cls, cfg, env) -> None: ...   # optional: config problems found before any work
+        @classmethod
+        def check_models(cls, cfg) -> None: ... # optional: the weights it loads are reachable (nothing built);
+                                                # the pipeline calls it before its first stage
         result_sections = ("run", "data", ...)  # optional: config sections whose change alters its results
         resume_may_change = ("train.epochs",)    # optional: keys a resume may change (besides RESUME_MAY_CHANGE)
 

@@ -16,7 +16,7 @@ import hashlib
 import importlib.util
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from torch import nn
 from ..core.progress import route_library_bars
 from .config import ImageEncoderConfig, TextEncoderConfig
 from .encoders_base import IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, load_state_file
-from .pathology import PATHOLOGY_MODELS, build_pathology_encoder, pathology_builders, pathology_entry
+from .pathology import PATHOLOGY_MODELS, access_message, build_pathology_encoder, pathology_builders, pathology_entry
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EncoderError", "ImageEncoder", "load_state_file", "PATHOLOGY_MODELS"]
 
@@ -316,16 +316,50 @@ def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
             tokenizer = AutoTokenizer.from_pretrained(source)
             model = AutoModel.from_pretrained(source)
         except OSError as err:
-            from huggingface_hub import constants
-
-            named = f" ({source})" if source != cfg.name else ""
-            raise EncoderError(
-                f"text encoder '{cfg.name}'{named} could not be loaded offline ({err.__class__.__name__}); "
-                f"download it into the Hugging Face cache {constants.HF_HUB_CACHE} (on a machine with internet: "
-                f"`huggingface-cli download {source}`; then HF_HUB_OFFLINE=1 works), give a local folder as "
-                f"model.text_encoder.name, or use 'minilm' / 'tiny-bert'"
-            ) from None
+            raise _text_encoder_unavailable(cfg.name, source, err) from None
     return TextEncoder(cfg.name, model, tokenizer, cfg.pooling, cfg.max_length)
+
+
+def _text_encoder_unavailable(name: str, source: str, err: BaseException) -> EncoderError:
+    from huggingface_hub import constants
+
+    named = f" ({source})" if source != name else ""
+    return EncoderError(
+        f"text encoder '{name}'{named} could not be loaded offline ({err.__class__.__name__}); "
+        f"download it into the Hugging Face cache {constants.HF_HUB_CACHE} (on a machine with internet: "
+        f"`huggingface-cli download {source}`; then HF_HUB_OFFLINE=1 works), give a local folder as "
+        f"model.text_encoder.name, or use 'minilm' / 'tiny-bert'")
+
+
+TORCHVISION_WEIGHTS = {"vgg16": "VGG16_Weights", "resnet50": "ResNet50_Weights", "swin_b": "Swin_B_Weights"}
+"""The torchvision encoders' weights enums (`torchvision.models.<enum>`), whose ImageNet file must be cached."""
+
+
+def check_weights_reachable(image: Optional[ImageEncoderConfig], text: Optional[TextEncoderConfig]) -> None:
+    """Raise the `EncoderError` that building these encoders would raise for weights that are neither given,
+    cached, nor fetchable, without building them (None: a branch the model does not build). Reads at most one small
+    file per encoder; a run that will load hours later (the pipeline's train stage) checks this first."""
+    if image is not None and image.pretrained and image.weights_path is None:
+        if image.name in TORCHVISION_WEIGHTS:
+            import torchvision.models
+
+            _torchvision_weights(getattr(torchvision.models, TORCHVISION_WEIGHTS[image.name]), image.name, True)
+        entry = pathology_entry(image.name)
+        if entry is not None and not image.name.endswith("-tiny"):
+            _hub_file_reachable(entry.repo_id, "open_clip_config.json" if entry.loader == "open_clip"
+                                else "config.json", lambda err: EncoderError(access_message(entry, err)))
+    if text is not None and text.name not in ("tiny-bert", "minilm") and not Path(text.name).is_dir():
+        source = TEXT_ENCODER_ALIASES.get(text.name, text.name)
+        _hub_file_reachable(source, "config.json", lambda err: _text_encoder_unavailable(text.name, source, err))
+
+
+def _hub_file_reachable(repo: str, filename: str, error: Callable[[BaseException], EncoderError]) -> None:
+    from transformers.utils import cached_file
+
+    try:
+        cached_file(repo, filename)
+    except OSError as err:  # not cached and no network, gated without a login, or no such repository
+        raise error(err) from None
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -105,6 +105,10 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         from ..recipes.vlm.source import check_vlm_loadable
 
         check_vlm_loadable(cfg.vlm.model, "vlm.model")  # not after hours of tiling
+    if "train" in names and start <= names.index("train") <= stop:
+        check_models = getattr(steps.recipe_class(cfg.train.recipe), "check_models", None)
+        if check_models is not None:
+            check_models(cfg)  # not after the VLM stages
     if env.is_distributed:  # the stages' barriers need the group; one process gets its group from the recipes
         init_engine_process_group(env, cfg.distributed)
     run = PipelineRun()

@@ -64,6 +64,16 @@ class FusionRecipe:
         self.logger = None
 
     @classmethod
+    def check_models(cls, cfg: "Config") -> None:
+        """The encoders' weights are given, cached or fetchable (`check_weights_reachable`, nothing built): the
+        pipeline checks this before its first stage, not at its train stage hours later."""
+        from ...models.encoders import check_weights_reachable
+
+        m = cfg.fusion.model
+        check_weights_reachable(m.image_encoder if m.mode != "text_only" else None,
+                                m.text_encoder if m.mode != "image_only" else None)
+
+    @classmethod
     def check(cls, cfg: "Config", env: DistEnv) -> None:
         """Problems found without touching a GPU (and reading at most a few samples of one shard, when the
         manifest does not record descriptions): raised before any work starts."""
@@ -95,6 +105,7 @@ class FusionRecipe:
                               f"(--config clip-multilabel, or train.recipe=clip)")
         shards.require_split("train", "to train on")
         shards.require_split("val", "to pick the best checkpoint")
+        cls.check_models(cfg)
         check_shard_files(shards, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
         check_text_available(cfg, shards)
         check_best_metric_defined(cfg, shards)

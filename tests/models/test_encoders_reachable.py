@@ -1,0 +1,67 @@
+"""The rtx4090 profile trains on ImageNet VGG16 and bert-base-uncased. On a machine where either is missing (no
+network, not in the torch hub or Hugging Face cache) the pipeline stopped at its train stage, after the VLM had been
+fine-tuned and had described every patch (hours on a GPU). The fusion recipe's models are now checked without
+building them, before the pipeline's first stage, with the error building them gives."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mmlnb_dist.cli import main
+
+
+@pytest.fixture()
+def empty_caches(tmp_path, monkeypatch):
+    """A machine without the weights: empty torch hub and Hugging Face caches, no network (offline mode)."""
+    import huggingface_hub.constants as hub_constants
+    import transformers.utils.hub as transformers_hub
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch-hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(transformers_hub, "is_offline_mode", lambda: True, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path
+
+
+def _patches(tmp_path):
+    from support.shards import write_patch_folder
+
+    patches = write_patch_folder(tmp_path / "patches", per_class=4)
+    (patches / "descriptions.jsonl").write_text("".join(
+        json.dumps({"file": p.relative_to(patches).as_posix(), "description": f"a {p.parent.name} patch"}) + "\n"
+        for p in sorted(patches.rglob("*.png"))))
+    return patches
+
+
+@pytest.mark.parametrize("override, says", [
+    ("fusion.model.image_encoder={name: vgg16, pretrained: true}", "ImageNet weights not found"),
+    ("fusion.model.text_encoder.name=bert-base-uncased", "text encoder 'bert-base-uncased' could not be loaded"),
+], ids=["imagenet-vgg16", "bert-base"])
+def test_a_fusion_model_whose_weights_are_missing_stops_the_pipeline_before_any_stage(empty_caches, capsys,
+                                                                                       override, says):
+    tmp_path = empty_caches
+    code = main(["pipeline", "--patches", str(_patches(tmp_path)), "--config", "cpu-demo",
+                 f"run.output_dir={tmp_path / 'runs'}", f"data.shards={tmp_path / 'shards'}", override])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err.strip().splitlines()[-1], err[-2000:]
+    assert not (tmp_path / "shards").exists()  # nothing was built, no VLM stage ran
+
+
+def test_a_branch_the_mode_does_not_build_is_not_checked(empty_caches):
+    """image_only builds no text encoder: a missing BERT does not stop it (nor a missing VGG a text_only run)."""
+    from mmlnb_dist.models.config import ImageEncoderConfig, TextEncoderConfig
+    from mmlnb_dist.models.encoders import check_weights_reachable
+
+    vgg = ImageEncoderConfig(name="vgg16", pretrained=True)
+    bert = TextEncoderConfig(name="bert-base-uncased")
+    check_weights_reachable(None, bert.model_copy(update={"name": "minilm"}))  # shipped: no error
+    check_weights_reachable(ImageEncoderConfig(name="tiny", pretrained=False), None)
+    from mmlnb_dist.models.encoders_base import EncoderError
+
+    with pytest.raises(EncoderError, match="vgg16"):
+        check_weights_reachable(vgg, None)
+    with pytest.raises(EncoderError, match="bert-base-uncased"):
+        check_weights_reachable(None, bert)
