@@ -24,8 +24,10 @@ from torch import nn
 
 from ..core.progress import route_library_bars
 from .config import ImageEncoderConfig, TextEncoderConfig
-from .encoders_base import IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, load_state_file
-from .pathology import PATHOLOGY_MODELS, access_message, build_pathology_encoder, pathology_builders, pathology_entry
+from .encoders_base import (IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, hub_download_hint,
+                            load_state_file, require_hub_file)
+from .pathology import (PATHOLOGY_MODELS, TINY_SUFFIX, access_message, build_pathology_encoder, pathology_builders,
+                        pathology_entry)
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "EncoderError", "ImageEncoder", "load_state_file", "PATHOLOGY_MODELS"]
 
@@ -321,14 +323,10 @@ def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
 
 
 def _text_encoder_unavailable(name: str, source: str, err: BaseException) -> EncoderError:
-    from huggingface_hub import constants
-
     named = f" ({source})" if source != name else ""
-    return EncoderError(
-        f"text encoder '{name}'{named} could not be loaded offline ({err.__class__.__name__}); "
-        f"download it into the Hugging Face cache {constants.HF_HUB_CACHE} (on a machine with internet: "
-        f"`huggingface-cli download {source}`; then HF_HUB_OFFLINE=1 works), give a local folder as "
-        f"model.text_encoder.name, or use 'minilm' / 'tiny-bert'")
+    return EncoderError(f"text encoder '{name}'{named} could not be loaded offline ({err.__class__.__name__}); "
+                        f"{hub_download_hint(source)}, give a local folder as model.text_encoder.name, or use "
+                        f"'minilm' / 'tiny-bert'")
 
 
 TORCHVISION_WEIGHTS = {"vgg16": "VGG16_Weights", "resnet50": "ResNet50_Weights", "swin_b": "Swin_B_Weights"}
@@ -345,21 +343,12 @@ def check_weights_reachable(image: Optional[ImageEncoderConfig], text: Optional[
 
             _torchvision_weights(getattr(torchvision.models, TORCHVISION_WEIGHTS[image.name]), image.name, True)
         entry = pathology_entry(image.name)
-        if entry is not None and not image.name.endswith("-tiny"):
-            _hub_file_reachable(entry.repo_id, "open_clip_config.json" if entry.loader == "open_clip"
-                                else "config.json", lambda err: EncoderError(access_message(entry, err)))
+        if entry is not None and not image.name.endswith(TINY_SUFFIX):
+            require_hub_file(entry.repo_id, "open_clip_config.json" if entry.loader == "open_clip" else "config.json",
+                             lambda err: EncoderError(access_message(entry, err)))
     if text is not None and text.name not in ("tiny-bert", "minilm") and not Path(text.name).is_dir():
         source = TEXT_ENCODER_ALIASES.get(text.name, text.name)
-        _hub_file_reachable(source, "config.json", lambda err: _text_encoder_unavailable(text.name, source, err))
-
-
-def _hub_file_reachable(repo: str, filename: str, error: Callable[[BaseException], EncoderError]) -> None:
-    from transformers.utils import cached_file
-
-    try:
-        cached_file(repo, filename)
-    except OSError as err:  # not cached and no network, gated without a login, or no such repository
-        raise error(err) from None
+        require_hub_file(source, "config.json", lambda err: _text_encoder_unavailable(text.name, source, err))
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ error, and the safe weights-file reader; shared by the registries in encoders.py
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -66,3 +66,23 @@ def load_state_file(path: str | Path) -> Dict[str, torch.Tensor]:
 
         return load_file(str(path))
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def hub_download_hint(repo: str) -> str:
+    """How to get a Hugging Face model onto a machine that lacks it (the tail of every "not available" error)."""
+    from huggingface_hub import constants
+
+    return (f"download it into the Hugging Face cache {constants.HF_HUB_CACHE} (on a machine with internet: "
+            f"`huggingface-cli download {repo}`; then HF_HUB_OFFLINE=1 works)")
+
+
+def require_hub_file(repo: str, filename: str, error: Callable[[OSError], Exception]) -> None:
+    """Fetch one small file of `repo` (a Hub id or a local folder) from the cache, or the network when there is one,
+    as loading the model would first; raise `error(err)` when that fails (not cached and no network, gated
+    without a login, no such repository or folder)."""
+    from transformers.utils import cached_file
+
+    try:
+        cached_file(repo, filename)
+    except OSError as err:
+        raise error(err) from None

@@ -91,7 +91,7 @@ def match_inputs(found: Dict[str, Path], labels: Dict[str, str],
             problems.append(problem_record(sid, labels[sid], "missing_slide", f"{found[sid]} does not exist"))
         elif labels[sid] not in classes:
             problems.append(problem_record(sid, labels[sid], "bad_label",
-                                     f"label {labels[sid]!r} is not one of {list(classes)}"))
+                                           f"label {labels[sid]!r} is not one of {list(classes)}"))
         else:
             usable[sid] = (found[sid], labels[sid])
     return usable, problems

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...core.errors import UserError
+from ...models.encoders_base import hub_download_hint, require_hub_file
 from .model import TINY
 
 
@@ -17,12 +18,9 @@ def _looks_like_a_path(name: str) -> bool:
 
 def not_loadable(name: str, err: BaseException, key: str = "VLM") -> UserError:
     """The error for a model transformers could not load (not cached and no network, or no such repository)."""
-    from huggingface_hub import constants
-
     first = (str(err).strip().splitlines() or [""])[0][:200]
-    return UserError(f"{key} '{name}' could not be loaded ({type(err).__name__}: {first}); download it into the "
-                     f"Hugging Face cache {constants.HF_HUB_CACHE} (on a machine with internet: `huggingface-cli "
-                     f"download {name}`; then HF_HUB_OFFLINE=1 works), or give a local model folder")
+    return UserError(f"{key} '{name}' could not be loaded ({type(err).__name__}: {first}); "
+                     f"{hub_download_hint(name)}, or give a local model folder")
 
 
 def check_vlm_loadable(name: str, key: str = "VLM") -> None:
@@ -34,9 +32,4 @@ def check_vlm_loadable(name: str, key: str = "VLM") -> None:
     if _looks_like_a_path(name) and not path.is_dir():
         raise UserError(f"{key} '{name}': no such folder (a local model folder, a Hugging Face id such as "
                         f"Qwen/Qwen2.5-VL-7B-Instruct, or {TINY})")
-    from transformers.utils import cached_file
-
-    try:
-        cached_file(str(path) if path.is_dir() else name, "config.json")
-    except OSError as err:  # transformers' "not a valid model id / could not connect / no file" errors
-        raise not_loadable(name, err, key) from None
+    require_hub_file(str(path) if path.is_dir() else name, "config.json", lambda err: not_loadable(name, err, key))
