@@ -158,7 +158,9 @@ def test_a_rank0_stage_runs_its_work_on_rank_0_only_and_the_others_read_its_reco
     other = run_stage("s", out, "b", _writer(out, calls), lambda _: None, env=DistEnv(rank=1, world_size=2),
                       main_only=True)
     assert calls == [False] and main.info["n"] == 1
-    assert other.info == read_stage(out) == {"fingerprint": "a", "status": "done", "n": 1}
+    record = read_stage(out)
+    assert other.info == record and record.pop("wall_seconds") >= 0  # (how long it took: the rerun's report)
+    assert record == {"fingerprint": "a", "status": "done", "n": 1}
 
 
 def test_the_report_shows_how_good_the_descriptions_are_when_a_describe_stage_wrote_them(tmp_path):
@@ -206,6 +208,27 @@ def test_the_stage_table_says_how_much_of_a_stage_was_building_its_base_model(tm
                       f"`{tmp_path / 'vlm'}` |"
     assert rows[3] == f"| finetune-vlm | ran | 38.0 s | `{tmp_path / 'vlm'}` |"
     assert rows[4] == f"| finetune-vlm | skipped (up to date) | 0.0 s | `{tmp_path / 'vlm'}` |"
+
+
+def test_a_rerun_report_keeps_how_long_each_skipped_stage_took_when_it_ran(tmp_path):
+    """A rerun skips every stage that is up to date, and its report said 0.0 s for each: the times a user reran the
+    demo to look at were gone. The stage record keeps the wall time of the run that built the output."""
+    import time
+
+    from mmlnb_dist.pipeline.report import stage_rows
+
+    def work(resume):
+        time.sleep(0.3)
+        (tmp_path / "out").mkdir()
+        return {}
+
+    first = run_stage("train", tmp_path / "out", "fp", work)
+    again = run_stage("train", tmp_path / "out", "fp", work)
+    assert first.status == "ran" and again.status == "skipped"
+    row = stage_rows([again])[2]
+    assert row == f"| train | skipped (up to date) | 0.0 s (took {first.seconds:.1f} s when it ran) | " \
+                  f"`{tmp_path / 'out'}` |", row
+    assert first.seconds >= 0.3
 
 
 def test_a_recipe_without_the_paper_columns_reports_its_own_metrics_as_computed():

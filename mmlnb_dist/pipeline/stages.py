@@ -147,13 +147,13 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
         with rank0_alone(env, rank0_wait_s):  # hours of tiling must not trip the collectives' timeout
             info = (work(resume) or {}) if env.is_main else {}
             if env.is_main:
-                _write_stage(out, fp, _end_status(info), info, owner)
+                _write_stage(out, fp, _end_status(info), {**info, WALL_SECONDS: time.time() - t0}, owner)
         if not env.is_main:
             info = read_stage(out)  # what rank 0 recorded
     else:
         info = work(resume) or {}
         if env.is_main:
-            _write_stage(out, fp, _end_status(info), info, owner)
+            _write_stage(out, fp, _end_status(info), {**info, WALL_SECONDS: time.time() - t0}, owner)
         barrier(env)
     secs = time.time() - t0
     if info.get(KEEP_OPEN):
@@ -162,6 +162,9 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
         say(f"{name}: done in {secs:.1f}s")
     return StageResult(name, out, fp, False, secs, info)
 
+
+WALL_SECONDS = "wall_seconds"
+"""The stage record's wall time of the run that did the work (a rerun that skips the stage reports it)."""
 
 KEEP_OPEN = "keep_open"
 """A stage's work returns `{KEEP_OPEN: True, "reason": ...}` when it could not finish for a reason outside the
