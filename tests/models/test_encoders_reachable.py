@@ -65,3 +65,17 @@ def test_a_branch_the_mode_does_not_build_is_not_checked(empty_caches):
         check_weights_reachable(vgg, None)
     with pytest.raises(EncoderError, match="bert-base-uncased"):
         check_weights_reachable(None, bert)
+
+
+@pytest.mark.parametrize("override, says", [
+    ("clip.model.towers.name=openai/clip-vit-base-patch32", "clip.model.towers.name: 'openai/clip-vit-base-patch32'"),
+    ("clip.model.towers.name=hf-hub:wisdomik/QuiltNet-B-32", "'hf-hub:wisdomik/QuiltNet-B-32' could not be loaded"),
+    ("clip.model.text_encoder=bert-base-uncased", "text encoder 'bert-base-uncased' could not be loaded"),
+], ids=["transformers-clip", "open_clip-hub", "text-encoder-branch"])
+def test_the_clip_recipes_models_are_checked_before_its_pipeline_starts(empty_caches, capsys, override, says):
+    tmp_path = empty_caches
+    code = main(["pipeline", "--synthetic", "--config", "clip-multilabel", f"run.output_dir={tmp_path / 'runs'}",
+                 f"data.shards={tmp_path / 'shards'}", f"data.synth_dir={tmp_path / 'src'}", override])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err.strip().splitlines()[-1], err[-2000:]
+    assert not (tmp_path / "src").exists() and not (tmp_path / "shards").exists()

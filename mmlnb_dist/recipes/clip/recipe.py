@@ -67,6 +67,24 @@ class ClipRecipe:
         self.logger = None
 
     @classmethod
+    def check_models(cls, cfg: "Config") -> None:
+        """The towers' and encoders' weights of the branches the model builds are given, cached or fetchable
+        (nothing built): `tune` checks this before Ray starts, the pipeline before its first stage."""
+        from ...models.config import ImageEncoderConfig, TextEncoderConfig
+        from ...models.encoders import check_weights_reachable
+        from .model import branch_plan
+        from .towers import check_towers_reachable
+
+        m = cfg.clip.model
+        plan = branch_plan(m)
+        if plan["clip_image"] or plan["clip_text"]:
+            check_towers_reachable(m.towers.name)
+        check_weights_reachable(
+            ImageEncoderConfig(name=m.image_encoder, pretrained=m.image_encoder_pretrained)
+            if plan["encoder_image"] else None,
+            TextEncoderConfig(name=m.text_encoder) if plan["encoder_text"] else None)
+
+    @classmethod
     def check(cls, cfg: "Config", env: DistEnv) -> None:
         """Problems found without work (the shard manifest is read, no sample): raised before anything starts."""
         c = cfg.clip
@@ -102,6 +120,7 @@ class ClipRecipe:
                               f"--task multilabel`, or train the fusion recipe (train.recipe=fusion)")
         shards.require_split("train", "to train on")
         shards.require_split("val", "to pick the best checkpoint")
+        cls.check_models(cfg)
         n_labels = len(shards.classes)
         if c.model.fusion == "zero_shot":
             zero_shot_prompts(c.model.zero_shot_prompt, list(shards.classes), n_labels)

@@ -27,9 +27,11 @@ from torch import nn
 
 from ...core.errors import ConfigError, UserError
 from ...core.progress import route_library_bars
+from ...models.encoders_base import hub_download_hint, require_hub_file
 from .blocks import unfreeze_last_blocks
 from .config import ClipTowersConfig, TinyClipConfig
-from .openclip_towers import OpenClipTowers, build_open_clip_towers, is_open_clip_name, load_open_clip_towers
+from .openclip_towers import (TINY_OPEN_CLIP, OpenClipTowers, build_open_clip_towers, is_open_clip_name,
+                              load_open_clip_towers)
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,19 @@ def build_towers(cfg: ClipTowersConfig, image_size: int) -> Towers:
     towers = ClipTowers(cfg.name, clip, tokenizer, cfg.max_length)
     towers.set_unfrozen_blocks(cfg.unfreeze_blocks)
     return towers
+
+
+def check_towers_reachable(name: str) -> None:
+    """The error `build_towers` would raise for towers whose weights are neither cached nor fetchable, without
+    building them: one small file of a Hub CLIP (`hf-hub:` open_clip repositories, transformers CLIP names or
+    folders). `open_clip:` names resolve through open_clip's own registry when built, and are not checked here."""
+    if name in ("tiny", TINY_OPEN_CLIP) or name.startswith("open_clip:"):
+        return
+    repo, filename = (name[len("hf-hub:"):], "open_clip_config.json") if name.startswith("hf-hub:") \
+        else (name, "config.json")
+    require_hub_file(repo, filename, lambda err: UserError(
+        f"clip.model.towers.name: '{name}' could not be loaded offline ({err.__class__.__name__}); "
+        f"{hub_download_hint(repo)}, give a local folder, or use 'tiny'"))
 
 
 def load_towers(kind: str, name: str, folder: Path, max_length: int) -> Towers:
