@@ -44,11 +44,13 @@ def _check_store(model_uri: str, tracking_uri: Optional[str]) -> None:
     """A SQLite store that does not exist holds no model: say where it was looked for instead of letting MLflow
     create an empty one there (the default store is `runs/mlflow.db` under the current folder, so a `predict`
     from another folder looked in, and left behind, a new empty store)."""
-    prefix = "sqlite:///"
-    if not tracking_uri or not tracking_uri.startswith(prefix):
+    if not tracking_uri or not tracking_uri.startswith("sqlite:"):
         return
-    db = Path(tracking_uri[len(prefix):].split("?", 1)[0])
-    if not db.is_file():
+    from sqlalchemy.engine import make_url  # MLflow's own parser of store URIs (query strings, in-memory stores)
+
+    database = make_url(tracking_uri).database
+    db = Path(database) if database and database != ":memory:" else None
+    if db is not None and not db.is_file():
         raise ModelNotFound(f"model not found: {model_uri}: no MLflow store at {db.resolve()} (give --uri the store "
                             f"the model was registered in, as the pipeline's report prints it, or --config of its "
                             f"run)")
