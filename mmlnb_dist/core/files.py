@@ -1,7 +1,9 @@
-"""File digests shared by checkpoints (core) and shards (data): one implementation of "is this file unchanged"."""
+"""File helpers shared by core and data: one implementation of "is this file unchanged" (digests of checkpoints
+and shards) and of "replace a file whole"."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Union
 
@@ -13,3 +15,15 @@ def sha256_file(path: Union[str, Path], block_size: int = 1 << 22) -> str:
         for block in iter(lambda: f.read(block_size), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def replace_text(path: Union[str, Path], text: str) -> None:
+    """Write `text` to `path` through a temporary file beside it and an atomic rename: a kill leaves the old
+    file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

@@ -5,7 +5,8 @@ A recipe is a class, one instance per run and process (in the spirit of torchtun
     class MyRecipe:
         name = "my-recipe"                      # tags, logs
         def __init__(self, cfg, env, report=None): ...
-        def setup(self) -> None: ...            # data, model, engine, logger; resume when cfg.run.resume
+        def setup(self) -> None: ...            # data, model, engine, logger; resume when cfg.run.resume,
+                                                # then logger.resumed_at(the checkpoint's step)
         def train(self) -> dict: ...            # the loop; returns run_dir and the final metrics
         def evaluate(self, split: str) -> dict: ...
         def save_checkpoint(self) -> None: ...

@@ -13,7 +13,7 @@ class Killed(KeyboardInterrupt):
     pass
 
 
-def test_a_recipe_outside_the_package_trains_checkpoints_resumes_and_logs(tmp_path):
+def test_a_recipe_outside_the_package_trains_checkpoints_resumes_and_logs(tmp_path, monkeypatch):
     import mlflow
 
     from mmlnb_dist.core.checkpoint import fp32_state_dict_from_checkpoint
@@ -22,12 +22,16 @@ def test_a_recipe_outside_the_package_trains_checkpoints_resumes_and_logs(tmp_pa
     shards = multi_hot_shards(tmp_path)
     full = run(LinearProbe, probe_config(shards, tmp_path / "full"))
 
-    def kill_after_epoch_1(epoch, metrics):
+    save = LinearProbe.save_checkpoint
+
+    def killed_saving_epoch_1(recipe, epoch):  # after epoch 1's metrics were logged, before its checkpoint
         if epoch == 1:
             raise Killed()
+        save(recipe, epoch)
 
-    with pytest.raises(Killed):
-        run(LinearProbe, probe_config(shards, tmp_path / "killed"), report=kill_after_epoch_1)
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        patch.setattr(LinearProbe, "save_checkpoint", killed_saving_epoch_1)
+        run(LinearProbe, probe_config(shards, tmp_path / "killed"))
     resumed = run(LinearProbe, probe_config(shards, tmp_path / "killed", "run.resume=true"))
     assert LinearProbe.statuses[-3:] == ["FINISHED", "KILLED", "FINISHED"]
 
@@ -52,3 +56,15 @@ def test_a_recipe_outside_the_package_trains_checkpoints_resumes_and_logs(tmp_pa
     lrs = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert lrs[0] < max(lrs) and lrs[-1] < max(lrs)  # the warmup and the cosine decay
     assert len(client.get_metric_history(logged.info.run_id, "val/micro_f1")) == 3
+
+    # the killed-and-resumed run's MLflow run reads as the uninterrupted one: epoch 1 ran twice (killed after its
+    # validation, before its checkpoint), yet every metric has one value per step, at the same steps
+    def steps(root):
+        client = mlflow.MlflowClient(f"sqlite:///{(root / 'mlflow.db').resolve()}")
+        (only,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        return {key: sorted(m.step for m in client.get_metric_history(only.info.run_id, key))
+                for key in only.data.metrics}
+
+    full_steps, resumed_steps = steps(tmp_path / "full"), steps(tmp_path / "killed")
+    assert resumed_steps == full_steps
+    assert all(len(s) == len(set(s)) for s in full_steps.values()), full_steps

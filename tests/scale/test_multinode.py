@@ -123,8 +123,8 @@ def test_two_nodes_train_matches_one_node(train_runs):
     drop = {"run_dir", "export_dir"}
     assert {k: v for k, v in two_result.items() if k not in drop} == \
         {k: v for k, v in one_result.items() if k not in drop}
-    losses = [(r["epoch"], r["train/loss"]) for r in epoch_records(one_dir)]
-    assert len(losses) == 2 and [(r["epoch"], r["train/loss"]) for r in epoch_records(two_dir)] == losses
+    losses = [(r["epoch"], r["train_epoch/loss"]) for r in epoch_records(one_dir)]
+    assert len(losses) == 2 and [(r["epoch"], r["train_epoch/loss"]) for r in epoch_records(two_dir)] == losses
     a, b = load_file(str(one_dir / "export" / "model.safetensors")), load_file(str(two_dir / "export" /
                                                                                   "model.safetensors"))
     assert a.keys() == b.keys() and a

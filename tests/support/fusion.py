@@ -58,16 +58,17 @@ def registered_model(root: Path, name: str) -> Dict[str, Any]:
 
 
 def epoch_records(run_dir: Path) -> List[Dict[str, float]]:
-    """The per-epoch training records a run logged (`<run_dir>/metrics.jsonl`, written by the stdout logger),
-    oldest epoch first, each with its `epoch` (from the validation record that follows it; eval_every=1).
-    A resumed run appends to the file: the last record of a repeated epoch wins."""
+    """The per-epoch training summaries a run logged (`<run_dir>/metrics.jsonl`, written by the stdout logger;
+    keys `train_epoch/...`), oldest epoch first, each with its `epoch` (from the validation record that follows it;
+    eval_every=1). A resumed run's file holds each epoch once."""
     by_epoch: Dict[int, Dict[str, float]] = {}
     pending = None
     for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
         record = json.loads(line)
-        if "train/phase" in record:
+        if "train_epoch/phase" in record:
             pending = record
         elif "epoch" in record and pending is not None:
+            assert int(record["epoch"]) not in by_epoch, f"epoch {record['epoch']} logged twice"
             by_epoch[int(record["epoch"])] = {**pending, "epoch": int(record["epoch"])}
             pending = None
     return [by_epoch[e] for e in sorted(by_epoch)]

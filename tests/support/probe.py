@@ -62,6 +62,8 @@ class LinearProbe:
                                    datasets=self.shards.dataset_specs(), tags={"recipe": self.name})
         client = self.ckpt.resume(self.built.engine, cfg.run.resume)
         self.start_epoch, self.step = client.get("next_epoch", 0), client.get("step", 0)
+        if cfg.run.resume:  # the steps logged after the checkpoint are logged again: one record per step
+            self.logger.resumed_at(self.step if client else -1)
 
     def train(self) -> dict:
         engine, metrics = self.built.engine, {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ..config import Section, flatten, save_config
+from ..files import replace_text
 from ..sections import RunConfig, TrackingConfig
 
 log = logging.getLogger(__name__.rsplit(".", 1)[0] + ".metrics")  # `[metrics] [step N] ...` lines
@@ -32,9 +33,22 @@ class NullLogger:
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def close(self, status: str = "FINISHED") -> None: ...
 
+    def resumed_at(self, step: int) -> None:
+        """This process continues the run from a checkpoint taken at `step`. The killed process may have logged
+        later steps, which this one logs again: each backend keeps one record per step (see the backends)."""
+
 
 MetricLogger = NullLogger
 """The type every logger has (backends derive from `NullLogger`)."""
+
+EPOCH_SUMMARY = "train_epoch/"
+"""Where an epoch's training summary is logged: `train/` belongs to the per-step records, and the same key at the
+epoch's last step would give that step two values of different things (one batch's loss, the epoch's mean)."""
+
+
+def epoch_summary(stats: Mapping[str, float]) -> Dict[str, float]:
+    """An epoch's training statistics as logged: `train/x` becomes `train_epoch/x` (see `EPOCH_SUMMARY`)."""
+    return {(EPOCH_SUMMARY + k[len("train/"):] if k.startswith("train/") else k): v for k, v in stats.items()}
 
 
 class StdoutLogger(NullLogger):
@@ -49,7 +63,8 @@ class StdoutLogger(NullLogger):
             # A fresh run starts the file: the folder may hold an earlier run's records (two describe jobs of one
             # profile share `<name>-describe/`; a run that died before its first checkpoint leaves its folder),
             # and config.yaml beside it is this run's. A resumed run continues its own records.
-            self.jsonl = open(run_dir / "metrics.jsonl", "a" if resume else "w")
+            self.path = run_dir / "metrics.jsonl"
+            self.jsonl = open(self.path, "a" if resume else "w")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         if log.isEnabledFor(logging.DEBUG):
@@ -58,6 +73,28 @@ class StdoutLogger(NullLogger):
         if self.jsonl:
             self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
             self.jsonl.flush()
+
+    def resumed_at(self, step: int) -> None:
+        """Drop the records of steps after `step`: they are the killed process's, and this process logs those
+        steps again, so the file reads as an uninterrupted run's (a line a kill cut short goes too)."""
+        if not self.jsonl:
+            return
+        self.jsonl.close()
+        kept, dropped = [], 0
+        for line in self.path.read_text().splitlines():
+            try:
+                keep = int(json.loads(line)["step"]) <= step
+            except (ValueError, KeyError, TypeError):
+                keep = False
+            if keep:
+                kept.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            replace_text(self.path, "".join(line + "\n" for line in kept))
+            log.info("%s: %d record(s) after step %d, from the process that was stopped, replaced by this run's",
+                     self.path, dropped, step)
+        self.jsonl = open(self.path, "a")
 
     def close(self, status: str = "FINISHED") -> None:
         if self.jsonl:
@@ -94,6 +131,10 @@ class MultiLogger(NullLogger):
     def close(self, status="FINISHED"):
         for lg in self.loggers:
             lg.close(status)
+
+    def resumed_at(self, step):
+        for lg in self.loggers:
+            lg.resumed_at(step)
 
     @property
     def run_id(self) -> Optional[str]:

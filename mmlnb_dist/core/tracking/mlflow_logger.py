@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ..sections import TrackingConfig
 from .journal import (Spool, apply_event, ensure_run, now_ms, recorded_run, send_pending, upload,
@@ -46,6 +46,7 @@ class MLflowLogger(NullLogger):
         self.closed = False
         self._warned = False
         self._monitor = None
+        self._replayed: Optional[Tuple[int, int]] = None  # (after, up to): steps the killed process logged
         tags = dict(tags or {})
         if tracking.parent_run_id:
             tags["mlflow.parentRunId"] = tracking.parent_run_id
@@ -191,8 +192,34 @@ class MLflowLogger(NullLogger):
         self._emit({"op": "params", "params": {k: str(v)[:6000] for k, v in params.items()}})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        if self._replayed and self._replayed[0] < step <= self._replayed[1]:
+            return  # the killed process logged this step (`resumed_at`)
         self._emit({"op": "metrics", "step": int(step), "ts": now_ms(),
                     "metrics": {k: float(v) for k, v in metrics.items()}})
+
+    def resumed_at(self, step: int) -> None:
+        """MLflow cannot delete a metric point, so the steps after `step` that the killed process logged keep
+        its values and this process does not log them again: one value per step, as an uninterrupted run has
+        (with a bit-identical resume, the same values; `metrics.jsonl` holds this process's)."""
+        last = self._last_logged_step()
+        if last is not None and last > step:
+            self._replayed = (step, last)
+            log.info("MLflow run %s already has steps %d-%d from the process that was stopped: they are not logged "
+                     "again", self.run_id or "(offline)", step + 1, last)
+
+    def _last_logged_step(self) -> Optional[int]:
+        """The highest step this run has metrics at: from the journal, else asked of the server."""
+        if self.spool is not None:
+            return max((int(e["step"]) for e in self.spool.events() if e["op"] == "metrics"), default=None)
+        if not (self.online and self.run_id):
+            return None
+        try:
+            keys = self.client.get_run(self.run_id).data.metrics
+            return max((m.step for key in keys for m in self.client.get_metric_history(self.run_id, key)),
+                       default=None)
+        except Exception as err:  # noqa: BLE001 - tracking never stops a run; a replay is then logged twice
+            log.warning("could not read the steps MLflow run %s already has (%s)", self.run_id, err)
+            return None
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
         self._emit({"op": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})

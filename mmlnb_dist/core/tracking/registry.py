@@ -211,7 +211,7 @@ def model_card(run, package: ModelPackage, metric: str) -> str:
             lines.append(f"  - provenance: `{json.dumps(profile['provenance'])[:500]}`")
     lines += ["", f"## Metrics (selection metric: `{metric}`)"]
     for k, v in sorted(run.data.metrics.items()):
-        if k.startswith(("val/", "test/", "train/")):
+        if k.startswith(("val/", "test/", "train/", "train_epoch/")):
             lines.append(f"- {k}: {v:.4f}")
     env = {k: v for k, v in run.data.tags.items() if k.startswith(("version.", "git.", "device"))}
     lines += ["", "## Environment"] + [f"- {k}: {v}" for k, v in sorted(env.items())]

@@ -25,7 +25,7 @@ from ...core.distributed import DistEnv, all_reduce_sum, gather_tensors, plan_ba
 from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json, seed_everything
 from ...core.errors import ConfigError
 from ...core.recipe import Report
-from ...core.tracking import build_logger
+from ...core.tracking import build_logger, epoch_summary
 from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
@@ -187,6 +187,8 @@ class ClipRecipe:
             self.history = list(client.get("history", []))
             self.start_epoch = int(client["data_position"]["next_epoch"])
             log.info("continuing at epoch %d", self.start_epoch)
+        if cfg.run.resume:  # what the killed process logged after its checkpoint is logged again from here
+            self.logger.resumed_at(self.global_step if client else -1)
 
     @property
     def model(self):
@@ -265,7 +267,7 @@ class ClipRecipe:
         for epoch in range(self.start_epoch, cfg.train.epochs):
             stats = self.train_epoch(epoch)
             self.train_loader.end_epoch(self.run_dir, self.logger, step=self.global_step)
-            self.logger.log_metrics(stats, step=self.global_step)
+            self.logger.log_metrics(epoch_summary(stats), step=self.global_step)
             improved = False
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch == last:
                 metrics = self.evaluate("val")

@@ -24,7 +24,7 @@ from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
-from ...core.tracking import build_logger
+from ...core.tracking import build_logger, epoch_summary
 from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
@@ -189,6 +189,8 @@ class FusionRecipe:
             self.start_epoch = int(client["data_position"]["next_epoch"])
             log.info("continuing at epoch %d", self.start_epoch)
             self.mid_epoch = mid_epoch_resume(self, client)
+        if cfg.run.resume:  # what the killed process logged after its checkpoint is logged again from here
+            self.logger.resumed_at(self.global_step if client else -1)
 
     @property
     def model(self):
@@ -242,7 +244,7 @@ class FusionRecipe:
             stats = self.train_epoch(epoch)
             if self.phases.table is None:  # the epoch read shards (not cached features): report its bad samples
                 self.train_loader.end_epoch(self.run_dir, self.logger, step=self.global_step)
-            self.logger.log_metrics(stats, step=self.global_step)
+            self.logger.log_metrics(epoch_summary(stats), step=self.global_step)
             improved = False
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch == last:
                 metrics, _ = self.evaluate("val")

@@ -185,8 +185,6 @@ class FinetuneVLMRecipe:
         self.encode = pair_encoder(self.processor, vcfg, len(self.train_pairs) + len(self.val_pairs))
         self.logger = build_logger(cfg.tracking, cfg.run, env.rank, self.run_dir, STAGE, config=cfg,
                                    datasets=pairs.dataset_specs(), tags={"recipe": self.name})
-        self.logger.log_metrics({"params/trainable": float(trainable), "params/total": float(total),
-                                 "data/train_pairs": float(len(self.train_pairs))}, step=0)
         if self.logger.wants_figures:
             lrs = planned_lrs(vcfg.lr_schedule, self.total_steps, vcfg.lr)
             self.logger.log_figure(schedule_figure(lrs, "VLM learning-rate schedule"), "lr_schedule.png")
@@ -200,6 +198,11 @@ class FinetuneVLMRecipe:
             self.last_train = dict(client.get("last_train", {}))
             log.info("continuing at step %d", self.step)
             self._note_world_size_change()
+        if cfg.run.resume:  # what the killed process logged after its checkpoint is logged again from here
+            self.logger.resumed_at(self.step if client else -1)
+        if not client:
+            self.logger.log_metrics({"params/trainable": float(trainable), "params/total": float(total),
+                                     "data/train_pairs": float(len(self.train_pairs))}, step=0)
         if env.is_main:
             self._truncate_data_order()
 

@@ -75,9 +75,9 @@ def test_curriculum_lambda_phases_and_frozen_encoders_follow_the_config(cached_r
     records = epoch_records(run_dir)
     assert [r["epoch"] for r in records] == list(range(EPOCHS))
     want = [curriculum_lambda(cur, e) for e in range(EPOCHS)]
-    assert [r["train/lambda"] for r in records] == pytest.approx(want, abs=1e-7)
+    assert [r["train_epoch/lambda"] for r in records] == pytest.approx(want, abs=1e-7)
     assert len(set(want)) >= 3, "the configured schedule must change lambda for this test to mean anything"
-    assert [int(r["train/phase"]) for r in records] == PHASE_OF_EPOCH
+    assert [int(r["train_epoch/phase"]) for r in records] == PHASE_OF_EPOCH
     assert [phase_index(cur, e) for e in range(EPOCHS)] == PHASE_OF_EPOCH  # the config says what we think
     # every per-step record carries its epoch's lambda too
     steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
