@@ -141,20 +141,25 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
             shutil.rmtree(out)
         _write_stage(out, fp, "running", {}, owner)
     barrier(env)
-    say(f"{name}: {'resuming' if resume else 'running'} -> {out}")
+    last_stop = f" (it stopped last time: {state[STOPPED_BY]})" if resume and state.get(STOPPED_BY) else ""
+    say(f"{name}: {'resuming' if resume else 'running'} -> {out}{last_stop}")
     t0 = time.time()
-    if main_only:
-        with rank0_alone(env, rank0_wait_s):  # hours of tiling must not trip the collectives' timeout
-            info = (work(resume) or {}) if env.is_main else {}
+    try:
+        if main_only:
+            with rank0_alone(env, rank0_wait_s):  # hours of tiling must not trip the collectives' timeout
+                info = (work(resume) or {}) if env.is_main else {}
+                if env.is_main:
+                    _write_stage(out, fp, _end_status(info), {**info, WALL_SECONDS: time.time() - t0}, owner)
+            if not env.is_main:
+                info = read_stage(out)  # what rank 0 recorded
+        else:
+            info = work(resume) or {}
             if env.is_main:
                 _write_stage(out, fp, _end_status(info), {**info, WALL_SECONDS: time.time() - t0}, owner)
-        if not env.is_main:
-            info = read_stage(out)  # what rank 0 recorded
-    else:
-        info = work(resume) or {}
-        if env.is_main:
-            _write_stage(out, fp, _end_status(info), {**info, WALL_SECONDS: time.time() - t0}, owner)
-        barrier(env)
+            barrier(env)
+    except BaseException as err:
+        _record_stop(name, out, fp, owner, env, err, time.time() - t0)
+        raise
     secs = time.time() - t0
     if info.get(KEEP_OPEN):
         say(f"{name}: not finished after {secs:.1f}s (the next run retries it): {info.get('reason', '')}")
@@ -162,6 +167,22 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
         say(f"{name}: done in {secs:.1f}s")
     return StageResult(name, out, fp, False, secs, info)
 
+
+def _record_stop(name: str, out: Path, fp: str, owner: Optional[str], env: DistEnv, err: BaseException,
+                 seconds: float) -> None:
+    """A stage stopped by an error, Ctrl-C or SIGTERM: its record stays open (`running`, so the same command
+    resumes it) and keeps the reason, and the log says all that where an overnight run is read, its log file."""
+    reason = "interrupted" if isinstance(err, KeyboardInterrupt) else \
+        str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+    if env.is_main:
+        _write_stage(out, fp, "running", {STOPPED_BY: reason, WALL_SECONDS: seconds}, owner)
+        log.error("%s: stopped after %.1f s (%s). Its output %s keeps what it finished: run the same command again "
+                  "and it resumes it (the stages done before it are skipped; a changed setting that reaches it "
+                  "rebuilds it instead)", name, seconds, reason, out)
+
+
+STOPPED_BY = "stopped_by"
+"""The stage record's reason the stage stopped (an open record: the next run resumes the stage)."""
 
 WALL_SECONDS = "wall_seconds"
 """The stage record's wall time of the run that did the work (a rerun that skips the stage reports it)."""
