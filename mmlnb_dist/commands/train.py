@@ -108,12 +108,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_fusion(args: argparse.Namespace, cfg) -> int:
-    from ..recipes.fusion.evaluate import evaluate_checkpoint, evaluate_export, track_evaluation
+    from ..recipes.fusion.evaluate import (evaluate_checkpoint, evaluate_export, track_evaluation,
+                                           trained_model_config)
     from ..recipes.fusion.metrics import format_metrics_table
 
     if args.export:
         metrics, classes = evaluate_export(cfg, args.export, args.split)
     else:
+        cfg = trained_model_config(cfg, args.checkpoint)
         metrics, classes = evaluate_checkpoint(cfg, args.checkpoint, args.split, args.tag)
     if args.json:
         print(json.dumps(metrics, indent=2))

@@ -71,6 +71,41 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     return _evaluate(cfg, model, classes, split, size, env, meta["image_encoder"], recorded), classes
 
 
+TRAINED_MODEL_SETTINGS = ("fusion.model", "data.loader.image_size")
+"""What a checkpoint's weights need to compute what they computed in training. Some change no weight's shape (the
+text pooling, the token limit, the fixed alpha, the image size), so only the run's config can tell."""
+
+
+def trained_model_config(cfg: "Config", ckpt_dir) -> "Config":
+    """`cfg` with the model settings (`TRAINED_MODEL_SETTINGS`) of the run whose checkpoints are `ckpt_dir`, read
+    from the run's `config.yaml` beside it; the differences from `cfg` are logged. Without that file, `cfg` as it
+    is, with a warning. A run trained on other classes (its shard set's manifest, when still there) is refused."""
+    from ...config import load_config
+    from ...core.config import flatten
+
+    run_config = Path(ckpt_dir).parent / "config.yaml"
+    if not run_config.is_file():
+        log.warning("%s has no config.yaml beside it (not in its run folder): the model is built from the given "
+                    "config's %s, which must be the ones it was trained with", ckpt_dir,
+                    " and ".join(TRAINED_MODEL_SETTINGS))
+        return cfg
+    trained = load_config(run_config)
+    out = cfg.model_copy(deep=True)
+    out.fusion.model = trained.fusion.model.model_copy(deep=True)
+    out.data.loader.image_size = trained.data.loader.image_size
+    given, used = flatten(cfg), flatten(out)
+    changed = [f"{k}={used[k]}" for k in sorted(used) if k.startswith(TRAINED_MODEL_SETTINGS) and used[k] != given[k]]
+    log.info("the model is built as its run trained it (%s)%s", run_config,
+             f"; differs from the given config in {', '.join(changed)}" if changed else "")
+    manifest = Path(trained.data.shards) / "manifest.json"
+    if manifest.is_file():
+        was, now = ShardSet.open(trained.data.shards).classes, ShardSet.open(cfg.data.shards).classes
+        if was != now:
+            raise UserError(f"{ckpt_dir} was trained on the classes {was} (its shard set {trained.data.shards}); "
+                            f"data.shards {cfg.data.shards} has {now}: its labels would be read as other classes")
+    return out
+
+
 def evaluate_checkpoint(cfg: "Config", ckpt_dir, split: str = "val", tag: Optional[str] = None,
                         env: Optional[DistEnv] = None) -> Tuple[Dict[str, Any], List[str]]:
     """Rebuild the model from `cfg.fusion.model`, load a checkpoint's consolidated fp32 weights (default: the
