@@ -28,7 +28,7 @@ def test_a_stopped_stage_is_named_with_its_reason_and_the_same_command_resumes_i
     with caplog.at_level(logging.INFO, logger="mmlnb_dist"), pytest.raises(type(stop)):
         run_stage("train", out, "fp", stops, say=said.append)
     (line,) = [r for r in caplog.records if r.getMessage().startswith("train: stopped after ")]
-    assert line.levelno == logging.ERROR
+    assert line.levelno == (logging.WARNING if isinstance(stop, KeyboardInterrupt) else logging.ERROR)
     assert f"({reason})" in line.getMessage() and str(out) in line.getMessage()
     assert "run the same command again and it resumes it" in line.getMessage()
     state = read_stage(out)
