@@ -127,6 +127,7 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
     changes = refuse_changes(f"{run_dir} (run.resume=true)", old, config_sections(cfg, sections), allow=allow,
                              remedy="Resume with the stored settings (they are in config.yaml), or start a new run "
                                     "under another run.name.")
+    changes = [c for c in changes if c[0] != "run.resume"]  # how this process started: every resume has it
     if changes:
         log.info("resuming with changed settings:\n%s", format_changes(changes))
         schedule = getattr(getattr(cfg, "train", None), "lr_schedule", None)
