@@ -239,16 +239,32 @@ def pinned_requirements(extra: Sequence[str] = ()) -> List[str]:
     return reqs
 
 
-def _holder_value(client, name: str, alias: str, metric: str):
+def _holder(client, name: str, alias: str):
+    """The version holding `alias` and its run (None, None: no holder; the run None when it was deleted)."""
     try:
         holder = client.get_model_version_by_alias(name, alias)
     except Exception:  # noqa: BLE001 - no holder yet
         return None, None
     try:
-        previous = run_metric(client.get_run(holder.run_id), metric) if holder.run_id else None
-    except Exception:  # noqa: BLE001 - the holder's run was deleted: no value
-        previous = None
-    return holder, previous
+        return holder, client.get_run(holder.run_id) if holder.run_id else None
+    except Exception:  # noqa: BLE001 - the holder's run was deleted
+        return holder, None
+
+
+def scored_on(run, metric: str) -> Optional[Tuple[str, str]]:
+    """(name, identity) of the shard set whose split `metric` was computed on (`best/val/x` and `val/x`: the
+    run's `val` dataset input), or None when the run logged none. The identity is the set of patches: the
+    manifest digest, for a described set the digest of the set its descriptions were written for (descriptions
+    come from the model's own VLM, so they are part of what is compared)."""
+    parts = metric.split("/")
+    split = parts[-2] if len(parts) >= 2 else None
+    for ds_input in getattr(run.inputs, "dataset_inputs", None) or []:
+        if next((t.value for t in ds_input.tags if t.key == "mlflow.data.context"), None) != split:
+            continue
+        profile = json.loads(ds_input.dataset.profile) if ds_input.dataset.profile else {}
+        described = ((profile.get("provenance") or {}).get("describe") or {}).get("source_manifest_sha256")
+        return ds_input.dataset.name, described or profile.get("manifest_sha256") or ds_input.dataset.digest
+    return None
 
 
 def new_version(client, name: str, model_uri: str, run_id: str, model_id: Optional[str]) -> str:
@@ -324,9 +340,15 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
 
     previous, moved, reason = None, False, "no alias requested"
     if alias:
-        holder, previous = _holder_value(client, name, alias, metric)
+        holder, holder_run = _holder(client, name, alias)
+        previous = run_metric(holder_run, metric) if holder_run is not None else None
+        theirs, ours = (scored_on(holder_run, metric) if holder_run is not None else None), scored_on(run, metric)
         if holder is None:
             moved, reason = True, f"first version with alias '{alias}'"
+        elif theirs and ours and theirs[1] != ours[1]:
+            reason = (f"{metric} is not comparable: version {holder.version} was scored on {theirs[0]}, this run on "
+                      f"{ours[0]} (other patches); version {holder.version} keeps '{alias}' (score both on one set "
+                      f"with `mmlnb-dist evaluate`, then move the alias by hand if this one is better)")
         elif better(value, previous, mode):
             moved, reason = True, f"{metric} {value} beats {previous} (version {holder.version})"
         else:

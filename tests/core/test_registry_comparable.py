@@ -1,0 +1,79 @@
+"""The alias moves when the new version's metric beats the holder's. Both are validation scores: compared across
+two different validation sets (a pipeline rerun on a new shard set) they say nothing about which model is
+better, yet the alias stayed with (or moved to) whichever set was easier. Now the scores are compared only when
+both runs were validated on one set of patches; otherwise the holder keeps the alias and the reason says why.
+Descriptions are part of the model: a described shard set is the set its descriptions were written for."""
+from __future__ import annotations
+
+import pytest
+
+from mmlnb_dist.core.tracking.journal import apply_event
+from support.fusion import make_shards, tiny_config
+
+METRIC = "best/val/balanced_accuracy"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One tiny tracked fusion run (its export is what every version registers)."""
+    import mlflow
+
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
+
+    root = tmp_path_factory.mktemp("comparable")
+    shards = make_shards(root, n=60, size=32)
+    cfg = tiny_config(shards, root / "runs", "cmp", ["tracking.backends=[mlflow]", "train.epochs=1",
+                                                      "data.loader.image_size=32"])
+    run(FusionRecipe, cfg)
+    uri = f"sqlite:///{(root / 'runs' / 'mlflow.db').resolve()}"
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
+    (trained,) = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id])
+    return {"client": client, "uri": uri, "run": trained}
+
+
+def _val_spec(name: str, manifest_sha256: str, described_from: str = None):
+    provenance = {"describe": {"model": "tiny", "source_manifest_sha256": described_from}} if described_from else {}
+    return {"name": f"{name}:val", "digest": manifest_sha256[:16], "source": f"/data/{name}", "context": "val",
+            "profile": {"num_samples": 12, "manifest_sha256": manifest_sha256, "provenance": provenance}}
+
+
+def _version(store, name: str, value: float, val_spec=None):
+    """Register another 'training run' of the same export, scored `value` on the validation set `val_spec`."""
+    from mmlnb_dist.recipes.fusion.pyfunc_model import register_run
+
+    client, src = store["client"], store["run"]
+    run = client.create_run(src.info.experiment_id, tags={"run_dir": src.data.tags["run_dir"]})
+    client.log_metric(run.info.run_id, METRIC, value)
+    if val_spec is not None:
+        apply_event(client, run.info.run_id, {"op": "inputs", "datasets": [val_spec]})
+    client.set_terminated(run.info.run_id)
+    return register_run(run.info.run_id, name, alias="champion", tracking_uri=store["uri"], metric=METRIC,
+                        mode="max")
+
+
+def test_a_score_on_another_validation_set_does_not_move_the_alias(store):
+    first = _version(store, "nb-sets", 0.70, _val_spec("v1", "a" * 64))
+    harder = _version(store, "nb-sets", 0.95, _val_spec("v2", "b" * 64))
+    assert first.alias_moved and not harder.alias_moved
+    assert "not comparable" in harder.reason and "v1:val" in harder.reason and "v2:val" in harder.reason
+    assert "version 1 keeps 'champion'" in harder.reason
+
+
+def test_scores_on_one_validation_set_are_compared(store):
+    _version(store, "nb-same", 0.70, _val_spec("v1", "a" * 64))
+    assert _version(store, "nb-same", 0.95, _val_spec("v1", "a" * 64)).alias_moved
+
+
+def test_a_described_set_counts_as_the_set_its_descriptions_were_written_for(store):
+    """Two pipelines on one shard set with other VLM settings: other described sets, the same patches."""
+    _version(store, "nb-described", 0.70, _val_spec("v1-described", "c" * 64, described_from="a" * 64))
+    assert _version(store, "nb-described", 0.95, _val_spec("v1-described", "d" * 64, described_from="a" * 64)) \
+        .alias_moved
+    plain = _version(store, "nb-described", 0.99, _val_spec("v1", "a" * 64))  # the undescribed set itself
+    assert plain.alias_moved
+
+
+def test_runs_that_logged_no_validation_set_are_compared_as_before(store):
+    _version(store, "nb-unknown", 0.70)
+    assert _version(store, "nb-unknown", 0.95, _val_spec("v2", "b" * 64)).alias_moved
