@@ -75,6 +75,7 @@ def stage_rows(results: Sequence[StageResult]) -> List[str]:
     lines = ["| stage | status | wall time | output |", "|---|---|---|---|"]
     for r in results:
         state = {"ran": "ran", "skipped": "skipped (up to date)", "reused": "reused (before --from)",
+                 "reused-other": "reused (before --from), built with other settings than this config's",
                  "input": "given"}[r.status]
         built = float(r.info.get("base_model_seconds") or 0.0) if r.status == "ran" else 0.0
         # A base model built on first use (the tiny VLM: seconds to tens of seconds) is part of the stage's time.

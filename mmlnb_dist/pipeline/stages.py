@@ -70,7 +70,8 @@ class StageResult:
     seconds: float
     info: Dict[str, Any] = field(default_factory=dict)
     status: str = "ran"
-    """`ran`, `skipped` (up to date), `reused` (made by an earlier run, before `--from`) or `input` (given)."""
+    """`ran`, `skipped` (up to date), `reused` (made by an earlier run, before `--from`; `reused-other`: with other
+    settings or inputs than this config's) or `input` (given)."""
 
 
 @dataclass
@@ -210,6 +211,12 @@ def recorded(stage: PlannedStage, first: str) -> StageResult:
         found = "is missing" if not stage.output.exists() else f"is not complete (status {state.get('status')})"
         raise UserError(f"--from {first}: the output of the earlier stage '{stage.name}' ({stage.output}) {found}; "
                         f"start from an earlier stage (--from {stage.name}) or drop --from")
+    if state["fingerprint"] != stage.fingerprint:
+        # --from means "take it as it is", so it is used; but this run's results are not this config's alone
+        log.warning("--from %s: %s (%s) was built with other settings or inputs than this config gives it; it is "
+                    "used as it is, so what follows did not come from this config alone (--from %s rebuilds it)",
+                    first, stage.name, stage.output, stage.name)
+        return StageResult(stage.name, stage.output, state["fingerprint"], True, 0.0, state, status="reused-other")
     return StageResult(stage.name, stage.output, state["fingerprint"], True, 0.0, state, status="reused")
 
 
