@@ -11,6 +11,7 @@ from . import DEFAULT_PROFILE, add_config_args, load_from_args
 def _extract(args: argparse.Namespace) -> int:
     from ..core.distributed import DistEnv
     from ..features import extract_features
+    from ..models.encoders_base import settings_named
 
     cfg = load_from_args(args)
     env = DistEnv.from_environment()
@@ -19,10 +20,11 @@ def _extract(args: argparse.Namespace) -> int:
     shards = Path(args.shards or cfg.data.shards)
     out = args.out or Path(f"{shards}-features-{encoder_cfg.name}")
     lc = cfg.data.loader
-    result = extract_features(encoder_cfg, shards, out, env=env, dist=cfg.distributed, seed=cfg.run.seed,
-                              batch_size=args.batch_size, image_size=args.image_size,
-                              loader_image_size=lc.image_size, decode_threads=max(1, lc.num_workers),
-                              max_bad_sample_rate=lc.max_bad_sample_rate, max_member_bytes=lc.max_member_bytes)
+    with settings_named({"model.image_encoder": "fusion.model.image_encoder"}):  # where this command reads them
+        result = extract_features(encoder_cfg, shards, out, env=env, dist=cfg.distributed, seed=cfg.run.seed,
+                                  batch_size=args.batch_size, image_size=args.image_size,
+                                  loader_image_size=lc.image_size, decode_threads=max(1, lc.num_workers),
+                                  max_bad_sample_rate=lc.max_bad_sample_rate, max_member_bytes=lc.max_member_bytes)
     if env.is_main:
         print(json.dumps(result, indent=2))
     return 0

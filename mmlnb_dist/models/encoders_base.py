@@ -2,8 +2,10 @@
 error, and the safe weights-file reader; shared by the registries in encoders.py and pathology.py."""
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +19,23 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class EncoderError(UserError, ValueError):
-    """An encoder cannot be built (unknown name, weights missing offline, bad weights file)."""
+    """An encoder cannot be built (unknown name, weights missing offline, bad weights file). The settings it tells
+    the user to change have the models' own names (`model.image_encoder.pretrained`, `model.text_encoder.name`);
+    a caller that knows its config's spelling renames them (`settings_named`)."""
+
+
+@contextmanager
+def settings_named(names: Mapping[str, str]) -> Iterator[None]:
+    """Raise the `EncoderError`s inside with the settings they name spelled as the caller's config spells them:
+    `names` maps the models' names (a whole key, or a prefix such as `model.image_encoder`) to the caller's
+    (`fusion.model.image_encoder`). A name already spelled out (preceded by a word or a dot) is left alone."""
+    try:
+        yield
+    except EncoderError as err:
+        text = str(err)
+        for generic in sorted(names, key=len, reverse=True):  # whole keys before the prefixes they start with
+            text = re.sub(rf"(?<![\w.]){re.escape(generic)}(?!\w)", lambda _, key=names[generic]: key, text)
+        raise EncoderError(text) from None
 
 
 class ImageEncoder(nn.Module):

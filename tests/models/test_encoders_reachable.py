@@ -36,18 +36,50 @@ def _patches(tmp_path):
     return patches
 
 
-@pytest.mark.parametrize("override, says", [
-    ("fusion.model.image_encoder={name: vgg16, pretrained: true}", "ImageNet weights not found"),
-    ("fusion.model.text_encoder.name=bert-base-uncased", "text encoder 'bert-base-uncased' could not be loaded"),
+def _names_only_real_settings(message: str, *settings: str) -> None:
+    """The settings an encoder error tells the user to change are keys of the config they run (the models'
+    own generic names, `model.image_encoder.pretrained`, are no key of any config: the first mmlnb-dist error
+    of a fresh rtx4090 machine sent users to one)."""
+    import re
+
+    assert not re.search(r"(?<![\w.])model\.(image|text)_encoder", message), message
+    for key in settings:
+        assert key in message, (key, message)
+
+
+@pytest.mark.parametrize("override, says, settings", [
+    ("fusion.model.image_encoder={name: vgg16, pretrained: true}", "ImageNet weights not found",
+     ["fusion.model.image_encoder.weights_path", "fusion.model.image_encoder.pretrained=false"]),
+    ("fusion.model.text_encoder.name=bert-base-uncased", "text encoder 'bert-base-uncased' could not be loaded",
+     ["fusion.model.text_encoder.name"]),
 ], ids=["imagenet-vgg16", "bert-base"])
 def test_a_fusion_model_whose_weights_are_missing_stops_the_pipeline_before_any_stage(empty_caches, capsys,
-                                                                                       override, says):
+                                                                                       override, says, settings):
     tmp_path = empty_caches
     code = main(["pipeline", "--patches", str(_patches(tmp_path)), "--config", "cpu-demo",
                  f"run.output_dir={tmp_path / 'runs'}", f"data.shards={tmp_path / 'shards'}", override])
     err = capsys.readouterr().err
     assert code == 2 and says in err.strip().splitlines()[-1], err[-2000:]
+    _names_only_real_settings(err.strip().splitlines()[-1], *settings)
     assert not (tmp_path / "shards").exists()  # nothing was built, no VLM stage ran
+
+
+def test_train_and_features_extract_name_the_fusion_settings_too(empty_caches, capsys):
+    from support.shards import write_patch_folder
+
+    tmp_path = empty_caches
+    assert main(["shards", "build", "--input", str(write_patch_folder(tmp_path / "p", per_class=4)), "--out",
+                 str(tmp_path / "s"), "--config", "cpu-demo"]) == 0
+    capsys.readouterr()
+    vgg = "fusion.model.image_encoder={name: vgg16, pretrained: true}"
+    for argv in (["train", "--config", "cpu-demo", f"data.shards={tmp_path / 's'}", "fusion.model.mode=image_only",
+                  f"run.output_dir={tmp_path / 'runs'}", vgg],
+                 ["features", "extract", "--config", "cpu-demo", "--shards", str(tmp_path / "s"), "--out",
+                  str(tmp_path / "f"), vgg]):
+        assert main(argv) == 2, argv
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        _names_only_real_settings(last, "fusion.model.image_encoder.weights_path",
+                                  "fusion.model.image_encoder.pretrained=false")
 
 
 def test_a_branch_the_mode_does_not_build_is_not_checked(empty_caches):
@@ -78,4 +110,5 @@ def test_the_clip_recipes_models_are_checked_before_its_pipeline_starts(empty_ca
                  f"data.shards={tmp_path / 'shards'}", f"data.synth_dir={tmp_path / 'src'}", override])
     err = capsys.readouterr().err
     assert code == 2 and says in err.strip().splitlines()[-1], err[-2000:]
+    _names_only_real_settings(err.strip().splitlines()[-1])
     assert not (tmp_path / "src").exists() and not (tmp_path / "shards").exists()

@@ -18,6 +18,7 @@ from torch import nn
 from ...core.errors import ConfigError
 from ...models.config import ImageEncoderConfig, TextEncoderConfig
 from ...models.encoders import IMAGENET_MEAN, IMAGENET_STD, TextEncoder, build_image_encoder, build_text_encoder
+from ...models.encoders_base import settings_named
 from .config import ClipModelConfig
 
 log = logging.getLogger(__name__)
@@ -114,16 +115,26 @@ class TextEncoderBranch(nn.Module):
         self.encoder.tokenizer.save_pretrained(str(folder))
 
 
+ENCODER_SETTINGS = {"model.image_encoder.name": "clip.model.image_encoder",
+                    "model.image_encoder.pretrained": "clip.model.image_encoder_pretrained",
+                    "model.text_encoder.name": "clip.model.text_encoder",
+                    "model.text_encoder.pooling": "clip.model.text_encoder_pooling"}
+"""Where the clip config keeps the encoder settings that `models` errors name (`settings_named`; it has no
+weights file setting)."""
+
+
 def build_image_branch(cfg: ClipModelConfig, pretrained: Optional[bool] = None) -> ImageEncoderBranch:
     """The configured image encoder (`pretrained` overrides the config: an export's reload needs no weights)."""
     use = cfg.image_encoder_pretrained if pretrained is None else pretrained
-    encoder = build_image_encoder(ImageEncoderConfig(name=cfg.image_encoder, pretrained=use))
+    with settings_named(ENCODER_SETTINGS):
+        encoder = build_image_encoder(ImageEncoderConfig(name=cfg.image_encoder, pretrained=use))
     return ImageEncoderBranch(encoder, cfg.image_encoder_trainable)
 
 
 def build_text_branch(cfg: ClipModelConfig) -> TextEncoderBranch:
-    encoder = build_text_encoder(TextEncoderConfig(name=cfg.text_encoder, pooling=cfg.text_encoder_pooling,
-                                                   max_length=cfg.towers.max_length))
+    with settings_named(ENCODER_SETTINGS):
+        encoder = build_text_encoder(TextEncoderConfig(name=cfg.text_encoder, pooling=cfg.text_encoder_pooling,
+                                                       max_length=cfg.towers.max_length))
     return TextEncoderBranch(encoder, cfg.towers.unfreeze_blocks)
 
 

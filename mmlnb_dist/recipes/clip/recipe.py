@@ -72,6 +72,8 @@ class ClipRecipe:
         (nothing built): `tune` checks this before Ray starts, the pipeline before its first stage."""
         from ...models.config import ImageEncoderConfig, TextEncoderConfig
         from ...models.encoders import check_weights_reachable
+        from ...models.encoders_base import settings_named
+        from .branches import ENCODER_SETTINGS
         from .model import branch_plan
         from .towers import check_towers_reachable
 
@@ -79,10 +81,11 @@ class ClipRecipe:
         plan = branch_plan(m)
         if plan["clip_image"] or plan["clip_text"]:
             check_towers_reachable(m.towers.name)
-        check_weights_reachable(
-            ImageEncoderConfig(name=m.image_encoder, pretrained=m.image_encoder_pretrained)
-            if plan["encoder_image"] else None,
-            TextEncoderConfig(name=m.text_encoder) if plan["encoder_text"] else None)
+        with settings_named(ENCODER_SETTINGS):
+            check_weights_reachable(
+                ImageEncoderConfig(name=m.image_encoder, pretrained=m.image_encoder_pretrained)
+                if plan["encoder_image"] else None,
+                TextEncoderConfig(name=m.text_encoder) if plan["encoder_text"] else None)
 
     @classmethod
     def check(cls, cfg: "Config", env: DistEnv) -> None:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ...models.encoders import ImageEncoder, TextEncoder, build_image_encoder, build_text_encoder
+from ...models.encoders_base import settings_named
 from ...models.fusion_blocks import build_fusion
 from .config import FusionModelConfig
 
@@ -132,6 +133,12 @@ def build_classifier(cfg: FusionModelConfig, num_classes: int) -> FusionClassifi
     if num_classes < 2:
         raise ValueError(f"need at least 2 classes, got {num_classes}")
     mode = cfg.mode
-    image = build_image_encoder(cfg.image_encoder) if mode != "text_only" else None
-    text = build_text_encoder(cfg.text_encoder) if mode != "image_only" else None
+    with settings_named(ENCODER_SETTINGS):
+        image = build_image_encoder(cfg.image_encoder) if mode != "text_only" else None
+        text = build_text_encoder(cfg.text_encoder) if mode != "image_only" else None
     return FusionClassifier(image, text, cfg, num_classes)
+
+
+ENCODER_SETTINGS = {"model.image_encoder": "fusion.model.image_encoder",
+                    "model.text_encoder": "fusion.model.text_encoder"}
+"""Where the fusion config keeps the encoder settings that `models` errors name (`settings_named`)."""

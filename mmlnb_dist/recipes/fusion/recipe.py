@@ -68,10 +68,13 @@ class FusionRecipe:
         """The encoders' weights are given, cached or fetchable (`check_weights_reachable`, nothing built): the
         pipeline checks this before its first stage, not at its train stage hours later."""
         from ...models.encoders import check_weights_reachable
+        from ...models.encoders_base import settings_named
+        from .model import ENCODER_SETTINGS
 
         m = cfg.fusion.model
-        check_weights_reachable(m.image_encoder if m.mode != "text_only" else None,
-                                m.text_encoder if m.mode != "image_only" else None)
+        with settings_named(ENCODER_SETTINGS):
+            check_weights_reachable(m.image_encoder if m.mode != "text_only" else None,
+                                    m.text_encoder if m.mode != "image_only" else None)
 
     @classmethod
     def check(cls, cfg: "Config", env: DistEnv) -> None:
