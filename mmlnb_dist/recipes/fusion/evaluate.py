@@ -80,8 +80,10 @@ def trained_model_config(cfg: "Config", ckpt_dir) -> "Config":
     """`cfg` with the model settings (`TRAINED_MODEL_SETTINGS`) of the run whose checkpoints are `ckpt_dir`, read
     from the run's `config.yaml` beside it; the differences from `cfg` are logged. Without that file, `cfg` as it
     is, with a warning. A run trained on other classes (its shard set's manifest, when still there) is refused."""
-    from ...config import load_config
+    import yaml
+
     from ...core.config import flatten
+    from .config import FusionModelConfig
 
     run_config = Path(ckpt_dir).parent / "config.yaml"
     if not run_config.is_file():
@@ -89,19 +91,19 @@ def trained_model_config(cfg: "Config", ckpt_dir) -> "Config":
                     "config's %s, which must be the ones it was trained with", ckpt_dir,
                     " and ".join(TRAINED_MODEL_SETTINGS))
         return cfg
-    trained = load_config(run_config)
+    stored = yaml.safe_load(run_config.read_text()) or {}
+    data = stored.get("data") or {}
     out = cfg.model_copy(deep=True)
-    out.fusion.model = trained.fusion.model.model_copy(deep=True)
-    out.data.loader.image_size = trained.data.loader.image_size
+    out.fusion.model = FusionModelConfig(**((stored.get("fusion") or {}).get("model") or {}))
+    out.data.loader.image_size = int((data.get("loader") or {}).get("image_size", cfg.data.loader.image_size))
     given, used = flatten(cfg), flatten(out)
     changed = [f"{k}={used[k]}" for k in sorted(used) if k.startswith(TRAINED_MODEL_SETTINGS) and used[k] != given[k]]
     log.info("the model is built as its run trained it (%s)%s", run_config,
              f"; differs from the given config in {', '.join(changed)}" if changed else "")
-    manifest = Path(trained.data.shards) / "manifest.json"
-    if manifest.is_file():
-        was, now = ShardSet.open(trained.data.shards).classes, ShardSet.open(cfg.data.shards).classes
+    if data.get("shards") and (Path(data["shards"]) / "manifest.json").is_file():
+        was, now = ShardSet.open(data["shards"]).classes, ShardSet.open(cfg.data.shards).classes
         if was != now:
-            raise UserError(f"{ckpt_dir} was trained on the classes {was} (its shard set {trained.data.shards}); "
+            raise UserError(f"{ckpt_dir} was trained on the classes {was} (its shard set {data['shards']}); "
                             f"data.shards {cfg.data.shards} has {now}: its labels would be read as other classes")
     return out
 
