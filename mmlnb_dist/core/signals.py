@@ -44,3 +44,46 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class GracefulStop:
+    """While entered, the first SIGTERM only asks the training loop to stop: it checks `agreed(env)` at each
+    optimizer step, every rank stops at the same step, saves a checkpoint there and raises `Terminated`, so a
+    scheduler's time limit or a preemption loses no trained step. A second SIGTERM stops at once (`Terminated`).
+
+    Slurm sends SIGTERM, then SIGKILL after its KillWait (30 s by default): `#SBATCH --signal=TERM@120` (or a longer
+    KillWait) leaves the step and the save time to finish. Outside the main thread (a Ray worker) it does nothing."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+        self._installed = False
+
+    def _ask(self, signum, frame) -> None:
+        if self.requested:
+            _raise_terminated(signum, frame)
+        self.requested = True
+        log.warning("SIGTERM received: stopping after the current optimizer step, with a checkpoint there (a second "
+                    "SIGTERM stops at once)")
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._ask)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._installed = False
+
+    def agreed(self, env) -> bool:
+        """Whether any rank was asked to stop (collective under a launcher: every rank calls it at the same step,
+        and all of them get the same answer)."""
+        if not env.is_distributed:
+            return self.requested
+        import torch
+
+        from .distributed import all_reduce_sum
+
+        return bool(all_reduce_sum(env, torch.tensor([float(self.requested)], device=env.device)).item() > 0)

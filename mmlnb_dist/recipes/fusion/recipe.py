@@ -24,6 +24,7 @@ from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
+from ...core.signals import GracefulStop, Terminated
 from ...core.tracking import build_logger, epoch_summary
 from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
@@ -60,6 +61,8 @@ class FusionRecipe:
         self.history: List[Dict[str, float]] = []
         self.start_epoch = 0
         self.mid_epoch: Optional[MidEpochResume] = None
+        self.stop = GracefulStop()
+        """A SIGTERM while training stops the run at the next optimizer step, with a checkpoint (`train`)."""
         """Set by a resume from a mid-epoch checkpoint (`train.checkpoint_every_steps`) until that epoch ends."""
         self.logger = None
 
@@ -243,36 +246,48 @@ class FusionRecipe:
     def train(self) -> Dict[str, Any]:
         cfg = self.cfg
         last = cfg.train.epochs - 1
-        for epoch in range(self.start_epoch, cfg.train.epochs):
-            stats = self.train_epoch(epoch)
-            if self.phases.table is None:  # the epoch read shards (not cached features): report its bad samples
-                self.train_loader.end_epoch(self.run_dir, self.logger, step=self.global_step)
-            self.logger.log_metrics(epoch_summary(stats), step=self.global_step)
-            improved = False
-            if (epoch + 1) % cfg.train.eval_every == 0 or epoch == last:
-                metrics, _ = self.evaluate("val")
-                scalars = scalar_metrics(metrics, "val/")
-                self.logger.log_metrics({**scalars, "epoch": float(epoch)}, step=self.global_step)
-                # One console line per epoch; the full table goes to the log file (DEBUG) and MLflow (metrics).
-                log.info("epoch %d  loss %.4f  lambda %.2f  %.0f samples/s  val BAcc %.4f  Acc %.4f  loss %.4f", epoch,
-                         stats["train/loss"], stats["train/lambda"], stats["train/samples_per_s"],
-                         metrics["balanced_accuracy"], metrics["accuracy"], metrics["loss"])
-                log.debug("%s", format_metrics_table(metrics, self.classes, f"validation, epoch {epoch}"))
-                self.history.append({"epoch": epoch, **stats, **scalars})
-                if self.report is not None:
-                    # The cache counts ride along: a trial a scheduler stops early never writes its result file.
-                    loads = {f"cache/{k}": v for k, v in self.phases.cache_loads.items()}
-                    self.report(epoch, {**scalars, **stats, **loads, "epoch": epoch})
-                value = float(metrics[cfg.train.best_metric])
-                if self._is_better(value):
-                    improved = True
-                    self.best = {"tag": self.checkpoint_tag(epoch), "epoch": epoch, "metric": cfg.train.best_metric,
-                                 "value": value}
-            if improved or (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == last:
-                self.save_checkpoint(epoch)
+        with self.stop:
+            for epoch in range(self.start_epoch, cfg.train.epochs):
+                self._train_and_evaluate(epoch, last)
         from .finish import finish
 
         return finish(self)
+
+    def _train_and_evaluate(self, epoch: int, last: int) -> None:
+        """One epoch: train, log, evaluate, checkpoint; a SIGTERM during it stops the run after its checkpoint."""
+        cfg = self.cfg
+        stats = self.train_epoch(epoch)
+        if self.phases.table is None:  # the epoch read shards (not cached features): report its bad samples
+            self.train_loader.end_epoch(self.run_dir, self.logger, step=self.global_step)
+        self.logger.log_metrics(epoch_summary(stats), step=self.global_step)
+        improved = False
+        if (epoch + 1) % cfg.train.eval_every == 0 or epoch == last:
+            metrics, _ = self.evaluate("val")
+            scalars = scalar_metrics(metrics, "val/")
+            self.logger.log_metrics({**scalars, "epoch": float(epoch)}, step=self.global_step)
+            # One console line per epoch; the full table goes to the log file (DEBUG) and MLflow (metrics).
+            log.info("epoch %d  loss %.4f  lambda %.2f  %.0f samples/s  val BAcc %.4f  Acc %.4f  loss %.4f", epoch,
+                     stats["train/loss"], stats["train/lambda"], stats["train/samples_per_s"],
+                     metrics["balanced_accuracy"], metrics["accuracy"], metrics["loss"])
+            log.debug("%s", format_metrics_table(metrics, self.classes, f"validation, epoch {epoch}"))
+            self.history.append({"epoch": epoch, **stats, **scalars})
+            if self.report is not None:
+                # The cache counts ride along: a trial a scheduler stops early never writes its result file.
+                loads = {f"cache/{k}": v for k, v in self.phases.cache_loads.items()}
+                self.report(epoch, {**scalars, **stats, **loads, "epoch": epoch})
+            value = float(metrics[cfg.train.best_metric])
+            if self._is_better(value):
+                improved = True
+                self.best = {"tag": self.checkpoint_tag(epoch), "epoch": epoch, "metric": cfg.train.best_metric,
+                             "value": value}
+        saved = improved or (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == last
+        if saved:
+            self.save_checkpoint(epoch)
+        if epoch < last and self.stop.agreed(self.env):
+            if not saved:
+                self.save_checkpoint(epoch)
+            log.warning("SIGTERM: stopped after epoch %d, checkpointed (run.resume=true continues from there)", epoch)
+            raise Terminated(f"SIGTERM: stopped after epoch {epoch}")
 
     def cleanup(self, status: str = "FINISHED") -> None:
         if self.logger is not None:
