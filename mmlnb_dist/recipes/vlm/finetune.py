@@ -49,6 +49,7 @@ from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
+from ...core.signals import GracefulStop, Terminated
 from ...core.tracking import build_logger
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
@@ -262,33 +263,46 @@ class FinetuneVLMRecipe:
         self.engine.train()
         bar = progress_bar(total=self.total_steps, initial=self.step, desc=STAGE, enabled=self.env.is_main,
                            dynamic_ncols=True)
-        while self.step < self.total_steps:
-            losses = []
-            for i, batch in enumerate(self.micro_batches(self.step)):
-                # Dropout masks from a seed of (run.seed, step, micro batch's place in the global batch): independent
-                # of the run's history and, for a given micro batch size, of the number of processes.
-                seed_everything(step_seed(self.cfg.run.seed, self.step, self.env.rank * self.plan.accumulation + i))
-                loss = self.engine(**batch).loss
-                self.engine.backward(loss)
-                self.engine.step()
-                losses.append(loss.detach().float())
-            self._record_data_order(self.step)
-            self.step += 1
-            step_loss = all_reduce_sum(self.env, torch.stack(losses).mean().reshape(1)).item() / self.env.world_size
-            self.loss_window.append(step_loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.3f}")
-            if self.step % vcfg.log_every == 0 or self.step == self.total_steps:
-                self.last_train = {"train/loss": float(np.mean(self.loss_window)),
-                                   "train/epoch": self.step / self.steps_per_epoch, "train/lr": self.built.lr()}
-                self.loss_window = []
-                self.logger.log_metrics(self.last_train, step=self.step)
-            if vcfg.eval_every and self.step % vcfg.eval_every == 0 and self.step < self.total_steps:
-                self._log_val()
-            if vcfg.checkpoint_every and self.step % vcfg.checkpoint_every == 0 and self.step < self.total_steps:
-                self.save_checkpoint()
+        with GracefulStop() as stop:  # a SIGTERM (time limit, preemption) stops at a step, with its checkpoint
+            while self.step < self.total_steps:
+                self._train_step(vcfg, bar, stop)
         bar.close()
         return self.last_train
+
+    def _train_step(self, vcfg, bar, stop: GracefulStop) -> None:
+        """One optimizer step: its micro batches, logging, validation and checkpoint as configured, and the stop
+        every rank agrees on when one was sent SIGTERM."""
+        losses = []
+        for i, batch in enumerate(self.micro_batches(self.step)):
+            # Dropout masks from a seed of (run.seed, step, micro batch's place in the global batch): independent
+            # of the run's history and, for a given micro batch size, of the number of processes.
+            seed_everything(step_seed(self.cfg.run.seed, self.step, self.env.rank * self.plan.accumulation + i))
+            loss = self.engine(**batch).loss
+            self.engine.backward(loss)
+            self.engine.step()
+            losses.append(loss.detach().float())
+        self._record_data_order(self.step)
+        self.step += 1
+        step_loss = all_reduce_sum(self.env, torch.stack(losses).mean().reshape(1)).item() / self.env.world_size
+        self.loss_window.append(step_loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{step_loss:.3f}")
+        if self.step % vcfg.log_every == 0 or self.step == self.total_steps:
+            self.last_train = {"train/loss": float(np.mean(self.loss_window)),
+                               "train/epoch": self.step / self.steps_per_epoch, "train/lr": self.built.lr()}
+            self.loss_window = []
+            self.logger.log_metrics(self.last_train, step=self.step)
+        if vcfg.eval_every and self.step % vcfg.eval_every == 0 and self.step < self.total_steps:
+            self._log_val()
+        periodic = bool(vcfg.checkpoint_every) and self.step % vcfg.checkpoint_every == 0
+        if periodic and self.step < self.total_steps:
+            self.save_checkpoint()
+        if self.step < self.total_steps and stop.agreed(self.env):
+            if not periodic:
+                self.save_checkpoint()
+            log.warning("SIGTERM: stopped at step %d, checkpointed (run.resume=true continues from there)",
+                        self.step)
+            raise Terminated(f"SIGTERM: stopped at step {self.step}")
 
     def _record_data_order(self, step: int) -> None:
         """Append the pair keys of optimizer step `step` (every rank's slice, in rank order) to data_order.jsonl."""
