@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import threading
-from typing import Iterator
+from typing import Any, Callable, Iterator, Optional
 
 log = logging.getLogger(__name__)
 
@@ -87,3 +87,12 @@ class GracefulStop:
         from .distributed import all_reduce_sum
 
         return bool(all_reduce_sum(env, torch.tensor([float(self.requested)], device=env.device)).item() > 0)
+
+    def stop_if_asked(self, env, save: Optional[Callable[[], Any]], where: str) -> None:
+        """Collective, like `agreed`: when any rank was asked to stop, write the checkpoint of this point with
+        `save` (None: it is already written) and raise `Terminated`; otherwise nothing."""
+        if self.agreed(env):
+            if save is not None:
+                save()
+            log.warning("SIGTERM: stopped %s, checkpointed (run.resume=true continues from there)", where)
+            raise Terminated(f"SIGTERM: stopped {where}")

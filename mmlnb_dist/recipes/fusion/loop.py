@@ -30,7 +30,6 @@ from ...core.distributed import all_gather_object, all_reduce_sum
 from ...core.engine import seed_everything
 from ...core.errors import ConfigError
 from ...core.progress import progress_bar
-from ...core.signals import Terminated
 from ...data.position import DataPosition
 from .curriculum import curriculum_lambda, curriculum_loss
 from .steps import prepare_inputs
@@ -188,12 +187,9 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
                 save_mid_epoch(recipe, epoch, step_in_epoch, loader, sums)
             # SIGTERM (a time limit, a preemption): stop here with a checkpoint; at the epoch's last step the epoch
             # ends first (its evaluation and checkpoint) and `FusionRecipe.train` stops after it
-            if step_in_epoch < steps_this_epoch and recipe.stop.agreed(env):
-                if not periodic:
-                    save_mid_epoch(recipe, epoch, step_in_epoch, loader, sums)
-                log.warning("SIGTERM: stopped at step %d of epoch %d, checkpointed (run.resume=true continues from "
-                            "there)", step_in_epoch, epoch)
-                raise Terminated(f"SIGTERM: stopped at step {step_in_epoch} of epoch {epoch}")
+            if step_in_epoch < steps_this_epoch:
+                save = None if periodic else lambda: save_mid_epoch(recipe, epoch, step_in_epoch, loader, sums)
+                recipe.stop.stop_if_asked(env, save, f"at step {step_in_epoch} of epoch {epoch}")
         bar.update(1)
     bar.close()
     if recorder is not None:

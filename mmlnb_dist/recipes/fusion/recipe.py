@@ -24,7 +24,7 @@ from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
-from ...core.signals import GracefulStop, Terminated
+from ...core.signals import GracefulStop
 from ...core.tracking import build_logger, epoch_summary
 from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
@@ -283,11 +283,9 @@ class FusionRecipe:
         saved = improved or (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == last
         if saved:
             self.save_checkpoint(epoch)
-        if epoch < last and self.stop.agreed(self.env):
-            if not saved:
-                self.save_checkpoint(epoch)
-            log.warning("SIGTERM: stopped after epoch %d, checkpointed (run.resume=true continues from there)", epoch)
-            raise Terminated(f"SIGTERM: stopped after epoch {epoch}")
+        if epoch < last:
+            self.stop.stop_if_asked(self.env, None if saved else lambda: self.save_checkpoint(epoch),
+                                    f"after epoch {epoch}")
 
     def cleanup(self, status: str = "FINISHED") -> None:
         if self.logger is not None:

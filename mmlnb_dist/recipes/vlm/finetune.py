@@ -49,7 +49,7 @@ from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
-from ...core.signals import GracefulStop, Terminated
+from ...core.signals import GracefulStop
 from ...core.tracking import build_logger
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
@@ -297,12 +297,8 @@ class FinetuneVLMRecipe:
         periodic = bool(vcfg.checkpoint_every) and self.step % vcfg.checkpoint_every == 0
         if periodic and self.step < self.total_steps:
             self.save_checkpoint()
-        if self.step < self.total_steps and stop.agreed(self.env):
-            if not periodic:
-                self.save_checkpoint()
-            log.warning("SIGTERM: stopped at step %d, checkpointed (run.resume=true continues from there)",
-                        self.step)
-            raise Terminated(f"SIGTERM: stopped at step {self.step}")
+        if self.step < self.total_steps:
+            stop.stop_if_asked(self.env, None if periodic else self.save_checkpoint, f"at step {self.step}")
 
     def _record_data_order(self, step: int) -> None:
         """Append the pair keys of optimizer step `step` (every rank's slice, in rank order) to data_order.jsonl."""
