@@ -178,9 +178,9 @@ def _record_stop(name: str, out: Path, fp: str, owner: Optional[str], env: DistE
     if env.is_main:
         _write_stage(out, fp, "running", {STOPPED_BY: reason, WALL_SECONDS: seconds}, owner)
         level = logging.WARNING if isinstance(err, KeyboardInterrupt) else logging.ERROR  # a user's Ctrl-C
-        log.log(level, "%s: stopped after %.1f s (%s). Its output %s keeps what it finished: run the same command again "
-                  "and it resumes it (the stages done before it are skipped; a changed setting that reaches it "
-                  "rebuilds it instead)", name, seconds, reason, out)
+        log.log(level, "%s: stopped after %.1f s (%s). Its output %s keeps what it finished: run the same command "
+                "again and it resumes it (the stages done before it are skipped; a changed setting that reaches it "
+                "rebuilds it instead)", name, seconds, reason, out)
 
 
 STOPPED_BY = "stopped_by"
