@@ -85,10 +85,10 @@ def ours(cfg) -> dict:
     phases: dict = {}
     for line in (Path(cfg.run.dir) / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        if "train/epoch_seconds" in rec:
-            ph = phases.setdefault(int(rec["train/phase"]), {"seconds": 0.0, "samples": 0})
-            ph["seconds"] += rec["train/epoch_seconds"]
-            ph["samples"] += int(round(rec["train/samples_per_s"] * rec["train/epoch_seconds"]))
+        if "train_epoch/epoch_seconds" in rec:  # an epoch's summary (`core.tracking.epoch_summary`)
+            ph = phases.setdefault(int(rec["train_epoch/phase"]), {"seconds": 0.0, "samples": 0})
+            ph["seconds"] += rec["train_epoch/epoch_seconds"]
+            ph["samples"] += int(round(rec["train_epoch/samples_per_s"] * rec["train_epoch/epoch_seconds"]))
     return phases
 
 
