@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import sys
 import threading
 from typing import Any, Callable, Iterator, Optional
 
@@ -46,13 +47,22 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _in_ray_worker() -> bool:
+    """Ray stops its workers itself (a trial stopped early, a lost driver: SIGTERM, then SIGKILL soon after) and
+    restores trials from Tune's checkpoints; there a SIGTERM must end the run at once (`sigterm_as_interrupt`), or
+    the SIGKILL lands before the run is closed and its MLflow run stays RUNNING."""
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
 class GracefulStop:
     """While entered, the first SIGTERM only asks the training loop to stop: it checks `agreed(env)` at each
     optimizer step, every rank stops at the same step, saves a checkpoint there and raises `Terminated`, so a
     scheduler's time limit or a preemption loses no trained step. A second SIGTERM stops at once (`Terminated`).
 
     Slurm sends SIGTERM, then SIGKILL after its KillWait (30 s by default): `#SBATCH --signal=TERM@120` (or a longer
-    KillWait) leaves the step and the save time to finish. Outside the main thread (a Ray worker) it does nothing."""
+    KillWait) leaves the step and the save time to finish. Outside the main thread, and in a Ray worker (a Tune
+    trial), it does nothing."""
 
     def __init__(self) -> None:
         self.requested = False
@@ -67,7 +77,7 @@ class GracefulStop:
                     "SIGTERM stops at once)")
 
     def __enter__(self) -> "GracefulStop":
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() and not _in_ray_worker():
             self._previous = signal.signal(signal.SIGTERM, self._ask)
             self._installed = True
         return self
