@@ -18,12 +18,10 @@ def sha256_file(path: Union[str, Path], block_size: int = 1 << 22) -> str:
 
 
 def replace_text(path: Union[str, Path], text: str) -> None:
-    """Write `text` to `path` through a temporary file beside it and an atomic rename: a kill leaves the old
-    file or the new one, never half of one."""
+    """Write `text` to `path` through a temporary file beside it and an atomic rename: a killed process leaves the
+    old file or the new one, never half of one (and a reader never sees half of one). Creates the folder."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

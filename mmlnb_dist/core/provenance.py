@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 from .errors import UserError
+from .files import replace_text
 
 Change = Tuple[str, Any, Any]
 """(dotted key, recorded value, new value); a missing side is `MISSING`."""
@@ -60,11 +61,7 @@ def read_record(path: Path) -> Dict[str, Any]:
 
 
 def write_record(path: Path, record: Mapping[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True, default=str))
-    tmp.replace(path)
+    replace_text(path, json.dumps(record, indent=2, sort_keys=True, default=str))
 
 
 def refuse_changes(what: str, old: Mapping[str, Any], new: Mapping[str, Any], *, allow: Sequence[str] = (),

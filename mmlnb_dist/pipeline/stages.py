@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Optional
 
 from ..core.distributed import DistEnv, barrier, rank0_alone
 from ..core.errors import UserError
+from ..core.files import replace_text
 from ..core.sections import DistributedConfig
 from ..data.shardset import ShardSet
 
@@ -43,11 +44,8 @@ def read_stage(out: Path) -> Dict[str, Any]:
 
 
 def _write_stage(out: Path, fp: str, status: str, info: Dict[str, Any], owner: Optional[str] = None) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stage_file(out).with_suffix(".tmp")
     record = {"fingerprint": fp, "status": status, **({"owner": owner} if owner else {}), **info}
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(stage_file(out))
+    replace_text(stage_file(out), json.dumps(record, indent=2, default=str))
 
 
 def _refuse_another_runs_output(name: str, out: Path, state: Dict[str, Any], owner: Optional[str]) -> None:

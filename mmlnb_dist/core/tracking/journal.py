@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from ..files import replace_text
+
 log = logging.getLogger(__name__)
 
 JOURNAL_DIR = "tracking"
@@ -41,10 +43,7 @@ def run_record_path(run_dir: Path, stage: str) -> Path:
 def write_run_record(path: Path, **updates: Any) -> None:
     """Merge `updates` into the record at `path`, atomically (a reader never sees half a file)."""
     state = {**(json.loads(path.read_text()) if path.is_file() else {}), **updates}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state, indent=1))
-    tmp.replace(path)
+    replace_text(path, json.dumps(state, indent=1))
 
 
 class Spool:
