@@ -128,7 +128,7 @@ class TrainConfig(Section):
     """Save a resumable checkpoint every this many epochs."""
 
     checkpoint_every_steps: int = Field(0, ge=0)
-    """Also save a resumable checkpoint every this many optimizer steps inside an epoch (0: off; fusion
+    """Also save a resumable checkpoint every this many optimizer steps inside an epoch (0: off; fusion and CLIP
     training). It records the data position (which samples each rank and loader worker has consumed), so a
     resumed run continues the epoch with exactly the remaining samples, on the same or a different number of
     processes. When on, every checkpoint of the run (epoch ends too) is tagged `step-NNNNNN` by its optimizer step;

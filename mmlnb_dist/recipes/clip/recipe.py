@@ -4,7 +4,9 @@ of image-caption pairs (seed 002), under DeepSpeed (one process, N GPUs, several
     result = core.recipe.run(ClipRecipe, cfg)     # what `mmlnb-dist train` (train.recipe=clip) calls
 
 Per epoch: train with BCEWithLogitsLoss (optional positive-class weights), evaluate on `val` every
-`train.eval_every` epochs (metrics over the whole split gathered from every rank), checkpoint. At the end
+`train.eval_every` epochs (metrics over the whole split gathered from every rank), checkpoint; inside an epoch,
+checkpoint every `train.checkpoint_every_steps` optimizer steps and at the step a SIGTERM stops the run
+(`recipes.mid_epoch`: the resume continues the epoch with its remaining batches). At the end
 (export.finish): reload the best checkpoint (chosen on `val` by `train.best_metric`), evaluate `val` and `test`
 with it, export fp32 safetensors + JSON.
 """
@@ -19,18 +21,20 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ...core.checkpoint import CheckpointManager, better, epoch_tag
+from ...core.checkpoint import CheckpointManager, better, epoch_tag, step_tag
 from ...core.config import save_config
 from ...core.distributed import DistEnv, all_reduce_sum, gather_tensors, plan_batch
 from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json, seed_everything
 from ...core.errors import ConfigError
 from ...core.recipe import Report
+from ...core.signals import GracefulStop
 from ...core.tracking import build_logger, epoch_summary
 from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.preprocess import ImageSamplePreprocess, MultiHotLabel
 from ...data.shardset import ShardError, ShardSet
+from ..mid_epoch import MidEpochResume, mid_epoch_resume, mid_epoch_state, restore_rng
 from .config import LOWER_IS_BETTER
 from .metrics import multilabel_metrics, scalar_metrics
 from .towers import CLIP_MEAN, CLIP_STD
@@ -64,6 +68,10 @@ class ClipRecipe:
         self.global_step = 0
         self.history: List[Dict[str, float]] = []
         self.start_epoch = 0
+        self.mid_epoch: Optional[MidEpochResume] = None
+        """Set by a resume from a mid-epoch checkpoint until that epoch ends."""
+        self.stop = GracefulStop()
+        """A SIGTERM while training stops the run at the next optimizer step, with a checkpoint there."""
         self.logger = None
 
     @classmethod
@@ -92,9 +100,6 @@ class ClipRecipe:
         """Problems found without work (the shard manifest is read, no sample): raised before anything starts."""
         c = cfg.clip
         check_registration(cfg.tracking)
-        if cfg.train.checkpoint_every_steps:  # its epoch loop keeps no data position: say so instead of ignoring it
-            raise ConfigError(f"train.checkpoint_every_steps: {cfg.train.checkpoint_every_steps} asked, but the CLIP "
-                              f"recipe checkpoints at epoch ends only (train.checkpoint_every); set it to 0")
         plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
@@ -190,6 +195,7 @@ class ClipRecipe:
             self.history = list(client.get("history", []))
             self.start_epoch = int(client["data_position"]["next_epoch"])
             log.info("continuing at epoch %d", self.start_epoch)
+            self.mid_epoch = mid_epoch_resume(client, env, plan, lc.num_workers, self.logger)
         if cfg.run.resume:  # what the killed process logged after its checkpoint is logged again from here
             self.logger.resumed_at(self.global_step if client else -1)
 
@@ -206,33 +212,53 @@ class ClipRecipe:
 
     # -- training ----------------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> Dict[str, float]:
-        cfg, env, engine = self.cfg, self.env, self.engine.engine
-        # A per-epoch seed (dropout, augmentation): a resumed run replays an epoch exactly.
+        """Train one epoch (or what is left of it after a mid-epoch checkpoint); returns its statistics."""
+        cfg, env, engine, acc = self.cfg, self.env, self.engine.engine, self.plan.accumulation
+        resume = self.mid_epoch if self.mid_epoch is not None and self.mid_epoch.position.epoch == epoch else None
+        # A per-epoch seed (dropout, augmentation): a resumed run replays an epoch exactly (a mid-epoch resume
+        # restores the saved RNG state instead, below).
         seed_everything(cfg.run.seed * 100_003 + epoch * 101 + env.rank)
         engine.train()
-        self.train_loader.set_epoch(epoch)
-        acc = self.plan.accumulation
-        n = (len(self.train_loader) // acc) * acc
-        if n == 0:
-            raise ConfigError(f"train.global_batch_size: an epoch has {len(self.train_loader)} micro batches per "
-                              f"rank, fewer than the gradient accumulation {acc}; lower the global batch")
-        sums = torch.zeros(2, dtype=torch.float64)  # loss * samples, samples
-        t0 = time.perf_counter()
-        for i, batch in zip(range(n), self.train_loader):
+        loader = self.train_loader
+        loader.set_epoch(epoch)
+        loader.resume_from(resume.position if resume is not None else None)
+        n = (len(loader) // acc) * acc
+        if n == 0 and resume is None:
+            raise ConfigError(f"train.global_batch_size: an epoch has {len(loader)} micro batches per rank, fewer "
+                              f"than the gradient accumulation {acc}; lower the global batch")
+        step_in_epoch = resume.position.step_in_epoch if resume is not None else 0
+        steps_this_epoch = step_in_epoch + n // acc
+        # loss * samples, samples
+        sums = resume.epoch_sums(env, 2) if resume is not None else torch.zeros(2, dtype=torch.float64)
+        t0, seen = time.perf_counter(), 0
+        for i, batch in zip(range(n), loader):
+            if i == 0 and resume is not None:
+                restore_rng(resume, env, cfg.run.seed, epoch)  # after the first fetch (starting the reader draws)
             labels = batch["label"].to(env.device)
             loss = self._loss(engine(**self._inputs(batch)), labels)
             engine.backward(loss)
             engine.step()
             value = float(loss.detach())
             sums += torch.tensor([value * len(labels), len(labels)], dtype=torch.float64)
+            seen += len(labels)
             if (i + 1) % acc == 0:
                 self.global_step += 1
+                step_in_epoch += 1
                 if self.global_step % cfg.train.log_every == 0:
                     self.logger.log_metrics({"train/loss": value, "train/lr": self.engine.lr()}, step=self.global_step)
+                if step_in_epoch < steps_this_epoch:  # the epoch's last step is checkpointed at the epoch's end
+                    every = cfg.train.checkpoint_every_steps
+                    periodic = bool(every) and self.global_step % every == 0
+                    if periodic:
+                        self.save_mid_epoch(epoch, step_in_epoch, sums)
+                    self.stop.stop_if_asked(env, None if periodic else lambda: self.save_mid_epoch(
+                        epoch, step_in_epoch, sums), f"at step {step_in_epoch} of epoch {epoch}")
+        self.mid_epoch = None
+        loader.resume_from(None)
         all_reduce_sum(env, sums)
         elapsed = time.perf_counter() - t0
         return {"train/loss": float(sums[0] / max(sums[1], 1)), "train/epoch_seconds": elapsed,
-                "train/samples_per_s": float(sums[1]) / max(elapsed, 1e-9)}
+                "train/samples_per_s": seen * env.world_size / max(elapsed, 1e-9)}
 
     @torch.no_grad()
     def evaluate(self, split: str = "val") -> Dict[str, Any]:
@@ -256,42 +282,66 @@ class ClipRecipe:
         return better(value, self.best["value"] if self.best else None,
                       "min" if self.cfg.train.best_metric in LOWER_IS_BETTER else "max")
 
+    def checkpoint_tag(self, epoch: int) -> str:
+        """The tag of the checkpoint at the end of `epoch`: by epoch, or by optimizer step when mid-epoch
+        checkpoints are on (one kind of tag per run keeps them in order)."""
+        return step_tag(self.global_step) if self.cfg.train.checkpoint_every_steps else epoch_tag(epoch)
+
     def save_checkpoint(self, epoch: int) -> str:
-        """A resumable checkpoint of `epoch` (collective)."""
+        """A resumable checkpoint of the end of `epoch` (collective)."""
         client = {"best": self.best, "global_step": self.global_step, "history": self.history,
                   "data_position": {"next_epoch": epoch + 1, "granularity": "epoch"}}
-        return self.checkpoints.save(self.engine.engine, epoch_tag(epoch), client, best=self.best)
+        return self.checkpoints.save(self.engine.engine, self.checkpoint_tag(epoch), client, best=self.best)
+
+    def save_mid_epoch(self, epoch: int, step_in_epoch: int, sums: torch.Tensor) -> str:
+        """A resumable checkpoint inside `epoch` after its optimizer step `step_in_epoch` (collective)."""
+        client = {"best": self.best, "global_step": self.global_step, "history": self.history,
+                  **mid_epoch_state(self.env, self.train_loader, epoch, step_in_epoch, self.plan,
+                                    self.cfg.data.loader.num_workers, sums)}
+        tag = step_tag(self.global_step)
+        log.info("mid-epoch checkpoint %s: epoch %d, step %d of it", tag, epoch, step_in_epoch)
+        return self.checkpoints.save(self.engine.engine, tag, client, best=self.best)
 
     def train(self) -> Dict[str, Any]:
         cfg = self.cfg
         if self.engine is None:
             return self.evaluate_untrained()
         last = cfg.train.epochs - 1
-        for epoch in range(self.start_epoch, cfg.train.epochs):
-            stats = self.train_epoch(epoch)
-            self.train_loader.end_epoch(self.run_dir, self.logger, step=self.global_step)
-            self.logger.log_metrics(epoch_summary(stats), step=self.global_step)
-            improved = False
-            if (epoch + 1) % cfg.train.eval_every == 0 or epoch == last:
-                metrics = self.evaluate("val")
-                scalars = scalar_metrics(metrics, "val/")
-                self.logger.log_metrics({**scalars, "epoch": float(epoch)}, step=self.global_step)
-                log.info("epoch %d  train loss %.4f  val loss %.4f  micro AUROC %.3f  top-%d micro F1 %.3f",
-                         epoch, stats["train/loss"], metrics["loss"], metrics["micro_auroc"], cfg.clip.top_k,
-                         metrics["micro_f1"])
-                self.history.append({"epoch": epoch, **stats, **scalars})
-                if self.report is not None:
-                    self.report(epoch, {**scalars, **stats, "epoch": epoch})
-                value = float(metrics[cfg.train.best_metric])
-                if self._is_better(value):
-                    improved = True
-                    self.best = {"tag": epoch_tag(epoch), "epoch": epoch, "metric": cfg.train.best_metric,
-                                 "value": value}
-            if improved or (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == last:
-                self.save_checkpoint(epoch)
+        with self.stop:  # a SIGTERM (time limit, preemption) stops at a step, with its checkpoint
+            for epoch in range(self.start_epoch, cfg.train.epochs):
+                self._train_and_evaluate(epoch, last)
         from .export import finish
 
         return finish(self)
+
+    def _train_and_evaluate(self, epoch: int, last: int) -> None:
+        """One epoch: train, log, evaluate, checkpoint; a SIGTERM during it stops the run after its checkpoint."""
+        cfg = self.cfg
+        stats = self.train_epoch(epoch)
+        self.train_loader.end_epoch(self.run_dir, self.logger, step=self.global_step)
+        self.logger.log_metrics(epoch_summary(stats), step=self.global_step)
+        improved = False
+        if (epoch + 1) % cfg.train.eval_every == 0 or epoch == last:
+            metrics = self.evaluate("val")
+            scalars = scalar_metrics(metrics, "val/")
+            self.logger.log_metrics({**scalars, "epoch": float(epoch)}, step=self.global_step)
+            log.info("epoch %d  train loss %.4f  val loss %.4f  micro AUROC %.3f  top-%d micro F1 %.3f",
+                     epoch, stats["train/loss"], metrics["loss"], metrics["micro_auroc"], cfg.clip.top_k,
+                     metrics["micro_f1"])
+            self.history.append({"epoch": epoch, **stats, **scalars})
+            if self.report is not None:
+                self.report(epoch, {**scalars, **stats, "epoch": epoch})
+            value = float(metrics[cfg.train.best_metric])
+            if self._is_better(value):
+                improved = True
+                self.best = {"tag": self.checkpoint_tag(epoch), "epoch": epoch, "metric": cfg.train.best_metric,
+                             "value": value}
+        saved = improved or (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == last
+        if saved:
+            self.save_checkpoint(epoch)
+        if epoch < last:
+            self.stop.stop_if_asked(self.env, None if saved else lambda: self.save_checkpoint(epoch),
+                                    f"after epoch {epoch}")
 
     def evaluate_untrained(self) -> Dict[str, Any]:
         """A model with nothing to train (zero-shot CLIP): no epochs, no checkpoint; evaluate val (and test) and

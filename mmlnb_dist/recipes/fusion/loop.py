@@ -1,36 +1,22 @@
-"""The fusion training epoch: micro batches -> optimizer steps, mid-epoch checkpoints that record the data position,
-and continuing an epoch from one.
-
-With `train.checkpoint_every_steps = N` a checkpoint `step-NNNNNN` is written every N optimizer steps inside an
-epoch. Its client state holds the data position (`data.position.DataPosition`: per (rank, worker) slot the epoch
-positions consumed, the epoch, the step in it, world size, workers, micro batch, accumulation), every rank's RNG
-state (added by `CheckpointManager.save`) and every rank's running loss sums. A resumed run then:
-
-- on the same world size, workers and micro batch: reads the epoch again in the same order, drops the batches
-  already trained on, restores each rank's RNG just before its first step: the remaining steps are the very ones
-  an uninterrupted run takes (same batches, same dropout), so the final weights are equal;
-- on another layout (2 processes -> 1, 1 -> 2, other workers): deals the epoch's unconsumed samples anew over the
-  new ranks (each once), keeps the global batch (the accumulation is recomputed by `plan_batch`), reseeds from
-  (seed, epoch, step, rank), and says so: "resuming on N processes, saved with M: accumulation A -> B, K samples
-  of epoch E left" (logged, and recorded in MLflow as tags and params).
+"""The fusion training epoch: micro batches -> optimizer steps, mid-epoch checkpoints that record the data position
+(`train.checkpoint_every_steps`, or a SIGTERM), and continuing an epoch from one (see `recipes.mid_epoch`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from ...core.checkpoint import set_rng_state, step_tag
-from ...core.distributed import all_gather_object, all_reduce_sum
+from ...core.checkpoint import step_tag
+from ...core.distributed import all_reduce_sum
 from ...core.engine import seed_everything
 from ...core.errors import ConfigError
 from ...core.progress import progress_bar
-from ...data.position import DataPosition
+from ..mid_epoch import MidEpochResume, mid_epoch_state, restore_rng
 from .curriculum import curriculum_lambda, curriculum_loss
 from .steps import prepare_inputs
 
@@ -38,52 +24,6 @@ if TYPE_CHECKING:
     from .recipe import FusionRecipe
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MidEpochResume:
-    """What a mid-epoch checkpoint tells the resumed run about the epoch it stopped in."""
-
-    position: DataPosition
-    rng: List[Any]
-    """Every saved rank's RNG state (restored only when the layout is the same)."""
-    sums: List[List[float]]
-    """Every saved rank's running sums of the epoch (loss x n, n, alpha sum, alpha count)."""
-
-    def same_layout(self, recipe: "FusionRecipe") -> bool:
-        return self.position.same_layout(recipe.env.world_size, recipe.cfg.data.loader.num_workers,
-                                         recipe.plan.micro_batch)
-
-
-def mid_epoch_resume(recipe: "FusionRecipe", client: Dict[str, Any]) -> Optional[MidEpochResume]:
-    """The mid-epoch part of a checkpoint's client state (None for an epoch checkpoint); logs a change of layout
-    and records it in the tracker."""
-    state = client.get("data_position") or {}
-    if state.get("granularity") != "step":
-        return None
-    resume = MidEpochResume(DataPosition.from_state(state), list(client.get("rng") or []),
-                            [list(s) for s in client.get("epoch_sums") or []])
-    pos, env, plan = resume.position, recipe.env, recipe.plan
-    left = len(pos.remaining())
-    log.info("continuing epoch %d after its step %d (%d samples of the epoch left)", pos.epoch, pos.step_in_epoch,
-             left)
-    if not resume.same_layout(recipe):
-        if env.is_main:
-            log.info("resuming on %d processes, saved with %d: accumulation %d -> %d, %d samples of epoch %d left "
-                     "(dealt anew over the ranks; global batch %d kept; workers %d -> %d, micro batch %d -> %d)",
-                     env.world_size, pos.world_size, pos.accumulation, plan.accumulation, left, pos.epoch,
-                     plan.global_batch, pos.num_workers, recipe.cfg.data.loader.num_workers, pos.micro_batch,
-                     plan.micro_batch)
-        tag = client.get("tag", "?")
-        recipe.logger.set_tags({"resume/world_size_change": f"{pos.world_size}->{env.world_size}",
-                                "resume/accumulation_change": f"{pos.accumulation}->{plan.accumulation}"})
-        # Params are write-once in MLflow: keyed by the checkpoint resumed from, a second resume adds its own.
-        recipe.logger.log_params({f"resume.{tag}.world_size_saved": pos.world_size,
-                                  f"resume.{tag}.world_size": env.world_size,
-                                  f"resume.{tag}.accumulation_saved": pos.accumulation,
-                                  f"resume.{tag}.accumulation": plan.accumulation,
-                                  f"resume.{tag}.samples_left": left, f"resume.{tag}.epoch": pos.epoch})
-    return resume
 
 
 class KeyRecorder:
@@ -140,12 +80,8 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
     batches, n, loader = epoch_batches(recipe, epoch, resume)
     done = resume.position.step_in_epoch if resume is not None else 0
     steps_this_epoch = done + n // recipe.plan.accumulation
-    sums = torch.zeros(4, dtype=torch.float64)  # loss*n, n, alpha sum, alpha count
-    if resume is not None and resume.sums:
-        if resume.same_layout(recipe):
-            sums += torch.tensor(resume.sums[env.rank], dtype=torch.float64)
-        elif env.rank == 0:  # the all-reduce at the end adds every rank's part: rank 0 carries the saved total
-            sums += torch.tensor(resume.sums, dtype=torch.float64).sum(0)
+    # loss*n, n, alpha sum, alpha count
+    sums = resume.epoch_sums(env, 4) if resume is not None else torch.zeros(4, dtype=torch.float64)
     recorder = KeyRecorder(recipe.run_dir, env.rank, env.world_size) if cfg.fusion.record_train_keys else None
     bar = progress_bar(total=n, desc=f"epoch {epoch}", enabled=env.is_main, leave=False, dynamic_ncols=True)
     t0 = time.perf_counter()
@@ -153,7 +89,7 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
     step_in_epoch = done
     for i, batch in zip(range(n), batches):
         if i == 0 and resume is not None:
-            _restore_rng(recipe, resume, epoch)  # after the first fetch: starting the reader draws from the RNG
+            restore_rng(resume, env, cfg.run.seed, epoch)  # after the first fetch (starting the reader draws from it)
         if recorder is not None:
             recorder.write(epoch, recipe.global_step + 1, batch["key"])
         label = batch["label"].to(env.device)
@@ -206,32 +142,11 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
     return stats
 
 
-def _restore_rng(recipe: "FusionRecipe", resume: MidEpochResume, epoch: int) -> None:
-    env = recipe.env
-    if resume.same_layout(recipe) and len(resume.rng) == env.world_size:
-        set_rng_state(resume.rng[env.rank])
-    else:  # other ranks, other batches: no saved state applies; a derived seed keeps the run reproducible
-        seed_everything(recipe.cfg.run.seed * 100_003 + epoch * 101 + resume.position.step_in_epoch * 7919
-                        + env.rank)
-
-
 def save_mid_epoch(recipe: "FusionRecipe", epoch: int, step_in_epoch: int, loader: Any, sums: torch.Tensor) -> str:
     """A resumable checkpoint inside `epoch` after its optimizer step `step_in_epoch` (collective)."""
-    env = recipe.env
-    parts = all_gather_object(env, (loader.data_position(), sums.tolist()))
-    consumed: Dict[str, List[int]] = {}
-    batches: Dict[str, int] = {}
-    for part, _ in parts:
-        consumed.update(part["consumed"])
-        batches.update(part["batches"])
-    first = parts[0][0]
-    position = DataPosition(epoch=epoch, step_in_epoch=step_in_epoch, world_size=env.world_size,
-                            num_workers=recipe.cfg.data.loader.num_workers, micro_batch=recipe.plan.micro_batch,
-                            accumulation=recipe.plan.accumulation, epoch_positions=first["epoch_positions"],
-                            consumed=consumed, batches=batches, before_redeal=first["before_redeal"])
     client = {"curriculum": recipe.state.state_dict(), "best": recipe.best, "global_step": recipe.global_step,
-              "history": recipe.history, "data_position": position.to_state(),
-              "epoch_sums": [s for _, s in parts]}
+              "history": recipe.history, **mid_epoch_state(recipe.env, loader, epoch, step_in_epoch, recipe.plan,
+                                                           recipe.cfg.data.loader.num_workers, sums)}
     tag = step_tag(recipe.global_step)
     log.info("mid-epoch checkpoint %s: epoch %d, step %d of it", tag, epoch, step_in_epoch)
     return recipe.checkpoints.save(recipe.engine.engine, tag, client, best=recipe.best)

@@ -31,7 +31,8 @@ from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
 from .curriculum import CurriculumState
-from .loop import MidEpochResume, mid_epoch_resume, train_epoch
+from ..mid_epoch import MidEpochResume, mid_epoch_resume
+from .loop import train_epoch
 from .metrics import format_metrics_table, scalar_metrics
 from .phases import PhaseController
 from .steps import evaluate as evaluate_split
@@ -194,7 +195,7 @@ class FusionRecipe:
             self.history = list(client.get("history", []))
             self.start_epoch = int(client["data_position"]["next_epoch"])
             log.info("continuing at epoch %d", self.start_epoch)
-            self.mid_epoch = mid_epoch_resume(self, client)
+            self.mid_epoch = mid_epoch_resume(client, env, plan, cfg.data.loader.num_workers, self.logger)
         if cfg.run.resume:  # what the killed process logged after its checkpoint is logged again from here
             self.logger.resumed_at(self.global_step if client else -1)
 

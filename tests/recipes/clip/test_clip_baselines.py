@@ -114,17 +114,6 @@ def test_baselines_train_through_the_recipe_and_reload_offline_with_equal_logits
     assert meta["towers"] is None  # neither baseline builds a CLIP
 
 
-def test_mid_epoch_checkpoints_are_refused_not_ignored(tmp_path):
-    """The CLIP epoch loop keeps no data position: asking it for step checkpoints is a config error before any work."""
-    from mmlnb_dist.core.distributed import DistEnv
-    from mmlnb_dist.core.errors import ConfigError
-    from mmlnb_dist.recipes.clip.recipe import ClipRecipe
-
-    shards = caption_shards(tmp_path / "shards", n=24)
-    with pytest.raises(ConfigError, match="train.checkpoint_every_steps"):
-        ClipRecipe.check(clip_config(shards, tmp_path, "train.checkpoint_every_steps=5"), DistEnv.from_environment())
-
-
 def test_a_single_label_shard_set_is_refused_before_training(tmp_path):
     """The CLIP recipe on a shard set of one class per patch started, then stopped mid-epoch on a bad-sample rate
     ("json member has no 'labels' list"); it is refused before any work, naming the set and what to build."""
