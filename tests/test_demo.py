@@ -122,6 +122,13 @@ def test_the_printed_predict_line_runs_on_the_held_out_images(demo_run, tmp_path
     assert len(preds) == manifest["splits"]["test"]["num_samples"]
     assert set(preds["label"]) <= {"UD", "PD", "D"}
     assert (tmp_path / "preds.slides.csv").is_file()
+    # the test shards' labels come along, and the agreement it prints is the report's test headline
+    agreed = re.search(r"against the labels of (\d+) patch\(es\): accuracy [\d.]+, balanced accuracy ([\d.]+)",
+                       printed)
+    assert agreed, printed
+    evaluation = json.loads((demo_run["pipeline"] / "evaluate" / "evaluation.json").read_text())
+    assert int(agreed.group(1)) == len(preds) == preds["true_label"].notna().sum()
+    assert float(agreed.group(2)) == pytest.approx(evaluation["patch"]["test"]["balanced_accuracy"], abs=5e-4)
 
 
 @pytest.mark.slow

@@ -205,6 +205,7 @@ def _selection(args, cfg, spec, run_best_metric=None):
 
 def _predict(args) -> int:
     from ..predict import predict_to_file
+    from ..predict.agreement import agreement_lines
     from . import load_from_args
 
     report = predict_to_file(args.model, [Path(p) for p in args.inputs], args.out, descriptions=args.descriptions,
@@ -215,6 +216,8 @@ def _predict(args) -> int:
     print(f"{report['predicted']} prediction(s) -> {args.out}"
           + (f" ({report['resumed']} input(s) done by the interrupted run it resumed)" if report["resumed"] else "")
           + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else ""))
+    for line in agreement_lines(report["agreement"]):  # labelled shards: how the predictions agree with them
+        print(line)
     for warning in report["warnings"]:
         print(f"WARNING [predict] {warning}", file=sys.stderr)
     for item, reason in report["failed"]:

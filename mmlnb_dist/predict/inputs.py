@@ -1,5 +1,6 @@
 """`predict`'s inputs: image files, folders of images, shard folders (with manifest.json) or single .tar shards,
-expanded into items {key, source, path | tar, slide_id, description, written_by}. A shard's images are read only
+expanded into items {key, source, path | tar, slide_id, description, written_by; a shard's also true_label and
+true_labels (a multi-label sample's set)}. A shard's images are read only
 when its items are predicted (`with_image_bytes`), so memory holds one chunk of images, not every input's."""
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def _shard_items(tar: Path) -> List[Dict[str, Any]]:
                 meta = {}
         text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
         items.append({"key": s["__key__"], "source": f"{tar}:{s['__key__']}", "tar": tar,
-                      "slide_id": meta.get("slide_id"), "description": text})
+                      "slide_id": meta.get("slide_id"), "description": text,
+                      "true_label": meta.get("label"), "true_labels": meta.get("labels")})
     return items
 
 

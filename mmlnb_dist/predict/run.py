@@ -15,6 +15,7 @@ from ..core.progress import progress_bar
 from ..data.description_table import DescriptionTable
 from ..data.text_writer import text_writer_warnings
 from .errors import PredictError
+from .agreement import agreement
 from .inputs import collect_inputs, decoded, require_descriptions, with_image_bytes
 from .journal import PredictJournal, digest, file_digest
 from .model import load_model
@@ -108,6 +109,11 @@ def _predict_chunk(model, model_uri: str, params: Dict[str, Any], chunk: List[Di
         for it, rec in zip(good, pred.to_dict("records")):
             rec["source"] = it["source"]
             rec["slide_id"] = rec.get("slide_id") or None
+            # the label a labelled shard gives the input, beside the prediction (a label set for a label set)
+            if "labels" in rec and it.get("true_labels") is not None:
+                rec["true_labels"] = "|".join(it["true_labels"])
+            elif "labels" not in rec and it.get("true_label") is not None:
+                rec["true_label"] = it["true_label"]
             rows.append(_plain(rec))
     for it in chunk:
         it.pop("data", None)
@@ -126,8 +132,8 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     An interrupted run of the same job resumes after its last finished chunk (`journal.py`).
 
     Returns {"predicted": n, "failed": [(input, reason)], "out": path, "slides_out": path|None, "warnings": [..],
-    "resumed": inputs an earlier run had done}: `warnings` names the inputs whose descriptions have another writer
-    than the model's training text.
+    "resumed": inputs an earlier run had done, "agreement": `agreement.agreement` (None without labelled inputs)}:
+    `warnings` names the inputs whose descriptions have another writer than the model's training text.
     """
     out = Path(out)
     _check_arguments(out, top_k, threshold, chunk_size)
@@ -201,8 +207,9 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
         if agg:
             slides_out = out.with_name(out.stem + ".slides" + out.suffix)
             _write(agg, slides_out)
+        agreed = agreement(rows, agg, classes, multilabel)
         written = True
     finally:
         journal.finish() if written else journal.release()
     return {"predicted": len(rows), "failed": failed, "out": str(out), "warnings": warnings,
-            "slides_out": str(slides_out) if slides_out else None, "resumed": done.upto}
+            "slides_out": str(slides_out) if slides_out else None, "resumed": done.upto, "agreement": agreed}

@@ -42,6 +42,9 @@ def slide_aggregates(rows: List[Dict[str, Any]], classes: Sequence[str]) -> List
         majority = max((c for c in classes if votes.get(c) == top), key=lambda c: mean[c])
         row = {"slide_id": slide, "n_patches": len(rs), "label_mean_prob": max(classes, key=lambda c: mean[c]),
                "label_majority": majority}
+        truth = Counter(r["true_label"] for r in rs if r.get("true_label"))
+        if truth:  # labelled shards: the slide's majority label (ties: the first name in sorted order)
+            row["true_label"] = min(c for c, n in truth.items() if n == max(truth.values()))
         row.update({f"mean_prob_{c}": mean[c] for c in classes})
         row.update({f"votes_{c}": votes.get(c, 0) for c in classes})
         out.append(row)

@@ -171,3 +171,25 @@ def test_evaluate_table_names_every_metric_and_label(trained, capsys):
     table = capsys.readouterr().out
     assert "micro_auroc" in table and "at_least_1_of_top_k" in table and "balanced_accuracy" not in table
     assert all(label in table for label in VOCAB)
+
+
+def test_predict_on_labelled_shards_keeps_the_label_sets_and_prints_the_agreement(trained, tmp_path, capsys):
+    """Each row keeps its shard's label set (`true_labels`, `|`-joined in class order); the command prints micro
+    F1 and exact match of the predicted sets against them (checked with scikit-learn)."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--model", MODEL, str(trained["shards"]), "--split", "val", "--out", str(out),
+                 "--uri", trained["uri"]]) == 0
+    printed = capsys.readouterr().out
+    rows = pd.read_csv(out, keep_default_na=False)
+    truth = {s["key"]: s["labels"] for s in raw_split(trained["shards"], "val")}
+    assert {k: v.split("|") for k, v in zip(rows["key"], rows["true_labels"])} == truth
+
+    def hot(column):
+        return np.array([[name in value.split("|") for name in VOCAB] for value in column], dtype=int)
+
+    f1 = f1_score(hot(rows["true_labels"]), hot(rows["labels"]), average="micro", zero_division=0)
+    exact = accuracy_score(hot(rows["true_labels"]), hot(rows["labels"]))
+    assert f"against the label sets of {len(rows)} patch(es): micro F1 {f1:.3f}, exact match {exact:.3f}" in printed, \
+        printed
