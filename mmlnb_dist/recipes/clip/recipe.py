@@ -33,6 +33,7 @@ from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.preprocess import ImageSamplePreprocess, MultiHotLabel
+from ...data.stain_augment import StainAugmentConfig
 from ...data.shardset import ShardError, ShardSet
 from ..mid_epoch import MidEpochResume, mid_epoch_resume, mid_epoch_state, restore_rng
 from .config import LOWER_IS_BETTER
@@ -46,11 +47,13 @@ log = logging.getLogger(__name__)
 
 
 def preprocess_for(classes: List[str], image_size: int, augment: bool, mean: Sequence[float] = CLIP_MEAN,
-                   std: Sequence[float] = CLIP_STD, device: Optional[torch.device] = None) -> ImageSamplePreprocess:
+                   std: Sequence[float] = CLIP_STD, stain: Optional[StainAugmentConfig] = None,
+                   device: Optional[torch.device] = None) -> ImageSamplePreprocess:
     """The image at `image_size` normalised as the image branch expects (`model.image_mean/std`: CLIP's by
-    default), the multi-hot label vector, the caption; normalised on `device` (the training device) when given."""
+    default), the multi-hot label vector, the caption; `stain` (`data.loader.stain`): stain jitter of training
+    images when `augment` is on; normalised on `device` (the training device) when given."""
     return ImageSamplePreprocess(image_size, MultiHotLabel(classes), augment=augment, mean=tuple(mean),
-                                 std=tuple(std), text=True, device=device)
+                                 std=tuple(std), text=True, stain=stain, device=device)
 
 
 class ClipRecipe:
@@ -154,7 +157,7 @@ class ClipRecipe:
         model = build_model(c.model, len(self.classes), lc.image_size, classes=self.classes)
         # the normalisation follows the image branch (CLIP's, an open_clip model's own, ImageNet's)
         preprocess = preprocess_for(self.classes, lc.image_size, augment=lc.augment, mean=model.image_mean,
-                                    std=model.image_std, device=env.device)
+                                    std=model.image_std, stain=lc.stain, device=env.device)
         eval_bs = cfg.train.eval_batch_size or plan.micro_batch
         self.train_loader = build_loader(self.shards, "train", preprocess, lc, rank=env.rank,
                                          world_size=env.world_size, batch_size=plan.micro_batch, mode="train",
