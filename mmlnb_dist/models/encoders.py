@@ -337,6 +337,8 @@ def check_weights_reachable(image: Optional[ImageEncoderConfig], text: Optional[
     """Raise the `EncoderError` that building these encoders would raise for weights that are neither given,
     cached, nor fetchable, without building them (None: a branch the model does not build). Reads at most one small
     file per encoder; a run that will load hours later (the pipeline's train stage) checks this first."""
+    if image is not None and image.weights_path is not None and not Path(image.weights_path).exists():
+        raise EncoderError(f"model.image_encoder.weights_path {image.weights_path} does not exist")
     if image is not None and image.pretrained and image.weights_path is None:
         if image.name in TORCHVISION_WEIGHTS:
             import torchvision.models

@@ -112,3 +112,35 @@ def test_the_clip_recipes_models_are_checked_before_its_pipeline_starts(empty_ca
     assert code == 2 and says in err.strip().splitlines()[-1], err[-2000:]
     _names_only_real_settings(err.strip().splitlines()[-1])
     assert not (tmp_path / "src").exists() and not (tmp_path / "shards").exists()
+
+
+def test_a_clip_image_encoder_without_weights_names_the_clip_settings(empty_caches, capsys):
+    """The CLIP recipe's encoder baseline (image-only ResNet-50) on a machine without ImageNet weights: the error
+    named `model.image_encoder.weights_path`, a key of no config, and the clip config had no weights file setting
+    at all; it names `clip.model.image_encoder_weights_path` now."""
+    tmp_path = empty_caches
+    code = main(["pipeline", "--synthetic", "--config", "clip-multilabel", f"run.output_dir={tmp_path / 'runs'}",
+                 f"data.shards={tmp_path / 'shards'}", f"data.synth_dir={tmp_path / 'src'}",
+                 "clip.model.fusion=image_only", "clip.model.image_encoder=resnet50"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "ImageNet weights not found" in last, last
+    _names_only_real_settings(last, "clip.model.image_encoder_weights_path",
+                              "clip.model.image_encoder_pretrained=false")
+    assert not (tmp_path / "src").exists()
+
+
+@pytest.mark.parametrize("config, override, key", [
+    ("cpu-demo", "fusion.model.image_encoder={name: tiny, weights_path: WEIGHTS}",
+     "fusion.model.image_encoder.weights_path"),
+    ("clip-multilabel", "clip.model.image_encoder_weights_path=WEIGHTS", "clip.model.image_encoder_weights_path"),
+], ids=["fusion", "clip"])
+def test_a_weights_file_that_is_not_there_stops_the_pipeline_before_any_stage(tmp_path, capsys, config, override,
+                                                                             key):
+    missing = tmp_path / "nowhere" / "encoder.safetensors"
+    extra = ["clip.model.fusion=image_only", "clip.model.image_encoder=tiny"] if config == "clip-multilabel" else []
+    code = main(["pipeline", "--synthetic", "--config", config, f"run.output_dir={tmp_path / 'runs'}",
+                 f"data.shards={tmp_path / 'shards'}", f"data.synth_dir={tmp_path / 'src'}", *extra,
+                 override.replace("WEIGHTS", str(missing))])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and f"{key} {missing} does not exist" in last, last
+    assert not (tmp_path / "src").exists()

@@ -117,17 +117,24 @@ class TextEncoderBranch(nn.Module):
 
 ENCODER_SETTINGS = {"model.image_encoder.name": "clip.model.image_encoder",
                     "model.image_encoder.pretrained": "clip.model.image_encoder_pretrained",
+                    "model.image_encoder.weights_path": "clip.model.image_encoder_weights_path",
                     "model.text_encoder.name": "clip.model.text_encoder",
                     "model.text_encoder.pooling": "clip.model.text_encoder_pooling"}
-"""Where the clip config keeps the encoder settings that `models` errors name (`settings_named`; it has no
-weights file setting)."""
+"""Where the clip config keeps the encoder settings that `models` errors name (`settings_named`)."""
+
+
+def image_encoder_config(cfg: ClipModelConfig) -> ImageEncoderConfig:
+    """The image encoder the config trains from (its name, pretrained weights or local weights file)."""
+    return ImageEncoderConfig(name=cfg.image_encoder, pretrained=cfg.image_encoder_pretrained,
+                              weights_path=cfg.image_encoder_weights_path)
 
 
 def build_image_branch(cfg: ClipModelConfig, pretrained: Optional[bool] = None) -> ImageEncoderBranch:
-    """The configured image encoder (`pretrained` overrides the config: an export's reload needs no weights)."""
-    use = cfg.image_encoder_pretrained if pretrained is None else pretrained
+    """The configured image encoder (`pretrained` overrides the config: an export's reload needs no weights, and
+    reads no weights file)."""
     with settings_named(ENCODER_SETTINGS):
-        encoder = build_image_encoder(ImageEncoderConfig(name=cfg.image_encoder, pretrained=use))
+        encoder = build_image_encoder(image_encoder_config(cfg) if pretrained is None
+                                      else ImageEncoderConfig(name=cfg.image_encoder, pretrained=pretrained))
     return ImageEncoderBranch(encoder, cfg.image_encoder_trainable)
 
 

@@ -86,6 +86,11 @@ class ClipModelConfig(Section):
     image_encoder_pretrained: bool = True
     """Load the image encoder's ImageNet weights (they must be in the torch cache; false: random)."""
 
+    image_encoder_weights_path: Optional[str] = None
+    """A local state-dict file (safetensors, or torch loaded with weights_only) the image encoder starts from
+    instead of its default weights; for a pathology model also its model folder as downloaded from the Hub (an
+    offline machine). Read for training only: an export holds the trained weights."""
+
     image_encoder_trainable: Optional[List[str]] = None
     """The image encoder's stages that train (the rest is frozen, batch norms included); null: its last stage
     (`layer4` for resnet50, `stage3` for tiny). Names: resnet50 `layer1`..`layer4`, tiny `stage1`..`stage3`, or

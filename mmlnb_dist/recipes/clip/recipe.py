@@ -81,10 +81,10 @@ class ClipRecipe:
     def check_models(cls, cfg: "Config") -> None:
         """The towers' and encoders' weights of the branches the model builds are given, cached or fetchable
         (nothing built): `tune` checks this before Ray starts, the pipeline before its first stage."""
-        from ...models.config import ImageEncoderConfig, TextEncoderConfig
+        from ...models.config import TextEncoderConfig
         from ...models.encoders import check_weights_reachable
         from ...models.encoders_base import settings_named
-        from .branches import ENCODER_SETTINGS
+        from .branches import ENCODER_SETTINGS, image_encoder_config
         from .model import branch_plan
         from .towers import check_towers_reachable
 
@@ -94,8 +94,7 @@ class ClipRecipe:
             check_towers_reachable(m.towers.name)
         with settings_named(ENCODER_SETTINGS):
             check_weights_reachable(
-                ImageEncoderConfig(name=m.image_encoder, pretrained=m.image_encoder_pretrained)
-                if plan["encoder_image"] else None,
+                image_encoder_config(m) if plan["encoder_image"] else None,
                 TextEncoderConfig(name=m.text_encoder) if plan["encoder_text"] else None)
 
     @classmethod

@@ -128,3 +128,39 @@ def test_a_single_label_shard_set_is_refused_before_training(tmp_path):
         ClipRecipe.check(clip_config(shards, tmp_path), DistEnv.from_environment())
     message = str(err.value)
     assert str(shards) in message and "single-label" in message and "--task multilabel" in message, message
+
+
+def test_an_image_encoder_weights_file_is_what_the_clip_image_branch_starts_from(tmp_path):
+    """`clip.model.image_encoder_weights_path`: a local state-dict file for the encoder baseline (an offline
+    machine's ResNet-50); an export rebuilds without it."""
+    from safetensors.torch import save_file
+
+    from mmlnb_dist.models.config import ImageEncoderConfig
+    from mmlnb_dist.models.encoders import build_image_encoder
+    from mmlnb_dist.recipes.clip.model import build_model
+
+    torch.manual_seed(7)
+    body = build_image_encoder(ImageEncoderConfig(name="tiny", pretrained=False)).body
+    weights = {k: v.clone() for k, v in body.state_dict().items()}
+    save_file(weights, str(tmp_path / "tiny.safetensors"))
+    shards = caption_shards(tmp_path / "shards", n=24)
+    cfg = clip_config(shards, tmp_path, "clip.model.fusion=image_only", "clip.model.image_encoder=tiny",
+                      f"clip.model.image_encoder_weights_path={tmp_path / 'tiny.safetensors'}")
+    torch.manual_seed(0)  # another draw than the file's: only loading the file gives its values
+    model = build_model(cfg.clip.model, len(VOCAB), 32, classes=VOCAB)
+    loaded = model.image_branch.encoder.body.state_dict()
+    assert [k for k in weights if not torch.equal(weights[k], loaded[k])] == []
+
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes import recipe_class
+
+    result = run(recipe_class("clip"), cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 1})}))
+    export_matches_checkpoint(result, cfg)
+    from mmlnb_dist.recipes.clip.export import load_exported_model
+
+    (tmp_path / "tiny.safetensors").unlink()  # the serving machine has the export, not the training inputs
+    from safetensors.torch import load_file
+
+    reloaded = load_exported_model(result["export_dir"])[0].state_dict()
+    exported = load_file(str(Path(result["export_dir"]) / "model.safetensors"))
+    assert [k for k in exported if not torch.equal(exported[k], reloaded[k])] == []
