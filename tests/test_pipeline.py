@@ -160,7 +160,7 @@ def test_a_rank0_stage_runs_its_work_on_rank_0_only_and_the_others_read_its_reco
     assert calls == [False] and main.info["n"] == 1
     record = read_stage(out)
     assert other.info == record and record.pop("wall_seconds") >= 0  # (how long it took: the rerun's report)
-    assert record == {"fingerprint": "a", "status": "done", "n": 1}
+    assert record == {"fingerprint": "a", "status": "done", "n": 1, "runs": 1}
 
 
 def test_the_report_shows_how_good_the_descriptions_are_when_a_describe_stage_wrote_them(tmp_path):

@@ -40,3 +40,39 @@ def test_a_stopped_stage_is_named_with_its_reason_and_the_same_command_resumes_i
     assert resumed == [True] and result.status == "ran"
     assert f"train: resuming -> {out} (it stopped last time: {reason})" in said, said
     assert "stopped_by" not in read_stage(out) and read_stage(out)["status"] == "done"
+
+
+class Clock:
+    """`time.time()` for the stages module: each call returns the next scripted instant."""
+
+    def __init__(self, *instants: float):
+        self.instants = list(instants)
+
+    def time(self) -> float:
+        return self.instants.pop(0)
+
+
+def test_a_resumed_stage_reports_its_wall_time_over_every_run(tmp_path, monkeypatch):
+    """A stage stopped after 30 s and resumed for 5 s took 35 s: its record and the report said 5 s (the last run
+    alone), and a later rerun that skips it said "took 5.0 s when it ran"."""
+    from mmlnb_dist.pipeline import stages
+    from mmlnb_dist.pipeline.report import stage_rows
+
+    out = tmp_path / "describe"
+
+    def stops(resume):
+        out.mkdir(exist_ok=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stages, "time", Clock(100.0, 130.0))
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("describe", out, "fp", stops, say=lambda _: None)
+    monkeypatch.setattr(stages, "time", Clock(200.0, 205.0, 205.0))
+    result = run_stage("describe", out, "fp", lambda resume: {}, say=lambda _: None)
+    assert result.seconds == 5.0  # this run's part
+    assert read_stage(out)["wall_seconds"] == 35.0 and read_stage(out)["runs"] == 2
+    assert "| describe | ran | 5.0 s (resumed: 35.0 s over 2 runs) |" in "\n".join(stage_rows([result]))
+
+    skipped = run_stage("describe", out, "fp", lambda resume: {}, say=lambda _: None)
+    assert "| describe | skipped (up to date) | 0.0 s (took 35.0 s over 2 runs when it ran) |" in \
+        "\n".join(stage_rows([skipped]))

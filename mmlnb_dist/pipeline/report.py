@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..config import Config
 from ..recipes import RECIPES
 from ..recipes.vlm.quality import QUALITY_FILE, format_report
-from .stages import WALL_SECONDS, StageResult
+from .stages import RUNS, WALL_SECONDS, StageResult
 
 PAPER_COLUMNS = [("accuracy", "Acc"), ("balanced_accuracy", "BAcc"), ("kappa", "Kappa"),
                  ("f1_weighted", "F1"), ("precision_weighted", "Prec"), ("recall_weighted", "Rec"),
@@ -80,8 +80,12 @@ def stage_rows(results: Sequence[StageResult]) -> List[str]:
         built = float(r.info.get("base_model_seconds") or 0.0) if r.status == "ran" else 0.0
         # A base model built on first use (the tiny VLM: seconds to tens of seconds) is part of the stage's time.
         note = f" ({built:.1f} s of it building the base model, once per cache)" if built >= 1.0 else ""
+        runs = int(r.info.get(RUNS) or 1)
+        over = f" over {runs} runs" if runs > 1 else ""
+        if r.status == "ran" and runs > 1:
+            note += f" (resumed: {float(r.info[WALL_SECONDS]):.1f} s{over})"
         if r.status != "ran" and r.info.get(WALL_SECONDS) is not None:
-            note = f" (took {float(r.info[WALL_SECONDS]):.1f} s when it ran)"
+            note = f" (took {float(r.info[WALL_SECONDS]):.1f} s{over} when it ran)"
         lines.append(f"| {r.name} | {state} | {r.seconds:.1f} s{note} | `{r.output}` |")
     lines.append(f"| total | | {sum(r.seconds for r in results):.1f} s | |")
     return lines

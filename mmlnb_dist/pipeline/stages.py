@@ -142,50 +142,64 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     barrier(env)
     last_stop = f" (it stopped last time: {state[STOPPED_BY]})" if resume and state.get(STOPPED_BY) else ""
     say(f"{name}: {'resuming' if resume else 'running'} -> {out}{last_stop}")
+    # A resumed stage's record adds this run's time to the earlier runs' (a stage stopped after hours and resumed
+    # for minutes took hours)
+    earlier = {"seconds": float(state.get(WALL_SECONDS) or 0.0), "runs": int(state.get(RUNS) or 1)} if resume \
+        else {"seconds": 0.0, "runs": 0}
     t0 = time.time()
+    recorded: Dict[str, Any] = {}
+
+    def timing() -> Dict[str, Any]:
+        recorded.update({WALL_SECONDS: earlier["seconds"] + time.time() - t0, RUNS: earlier["runs"] + 1})
+        return dict(recorded)
+
     try:
         if main_only:
             with rank0_alone(env, rank0_wait_s):  # hours of tiling must not trip the collectives' timeout
                 info = (work(resume) or {}) if env.is_main else {}
                 if env.is_main:
-                    _write_stage(out, fp, _end_status(info), {**info, WALL_SECONDS: time.time() - t0}, owner)
+                    _write_stage(out, fp, _end_status(info), {**info, **timing()}, owner)
             if not env.is_main:
                 info = read_stage(out)  # what rank 0 recorded
         else:
             info = work(resume) or {}
             if env.is_main:
-                _write_stage(out, fp, _end_status(info), {**info, WALL_SECONDS: time.time() - t0}, owner)
+                _write_stage(out, fp, _end_status(info), {**info, **timing()}, owner)
             barrier(env)
     except BaseException as err:
-        _record_stop(name, out, fp, owner, env, err, time.time() - t0)
+        _record_stop(name, out, fp, owner, env, err, timing())
         raise
     secs = time.time() - t0
     if info.get(KEEP_OPEN):
         say(f"{name}: not finished after {secs:.1f}s (the next run retries it): {info.get('reason', '')}")
     else:
         say(f"{name}: done in {secs:.1f}s")
-    return StageResult(name, out, fp, False, secs, info)
+    return StageResult(name, out, fp, False, secs, {**info, **recorded})
 
 
 def _record_stop(name: str, out: Path, fp: str, owner: Optional[str], env: DistEnv, err: BaseException,
-                 seconds: float) -> None:
+                 timing: Dict[str, Any]) -> None:
     """A stage stopped by an error, Ctrl-C or SIGTERM: its record stays open (`running`, so the same command
     resumes it) and keeps the reason, and the log says all that where an overnight run is read, its log file."""
     reason = "interrupted" if isinstance(err, KeyboardInterrupt) else \
         str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
     if env.is_main:
-        _write_stage(out, fp, "running", {STOPPED_BY: reason, WALL_SECONDS: seconds}, owner)
+        _write_stage(out, fp, "running", {STOPPED_BY: reason, **timing}, owner)
         level = logging.WARNING if isinstance(err, KeyboardInterrupt) else logging.ERROR  # a user's Ctrl-C
         log.log(level, "%s: stopped after %.1f s (%s). Its output %s keeps what it finished: run the same command "
                 "again and it resumes it (the stages done before it are skipped; a changed setting that reaches it "
-                "rebuilds it instead)", name, seconds, reason, out)
+                "rebuilds it instead)", name, timing[WALL_SECONDS], reason, out)
 
 
 STOPPED_BY = "stopped_by"
 """The stage record's reason the stage stopped (an open record: the next run resumes the stage)."""
 
 WALL_SECONDS = "wall_seconds"
-"""The stage record's wall time of the run that did the work (a rerun that skips the stage reports it)."""
+"""The stage record's wall time: of the run that did the work, plus the earlier runs it resumed (a rerun that
+skips the stage reports it)."""
+
+RUNS = "runs"
+"""The stage record's count of the runs its wall time adds up (more than 1: the stage was resumed)."""
 
 KEEP_OPEN = "keep_open"
 """A stage's work returns `{KEEP_OPEN: True, "reason": ...}` when it could not finish for a reason outside the
