@@ -91,6 +91,11 @@ def collect_inputs(paths: Sequence[Path],
 
                 manifest = ShardSet.open(path).manifest
                 writer = shard_text_writer(manifest)
+                have = [name for name, info in manifest["splits"].items() if info.get("shards")]
+                if split and split not in have:  # else an empty predictions file, and exit code 0
+                    failed.append((str(path), f"the shard set has no '{split}' split (its splits: "
+                                              f"{', '.join(have)})"))
+                    continue
                 for name, info in manifest["splits"].items():
                     if split and name != split:
                         continue

@@ -48,3 +48,20 @@ def test_an_image_far_larger_than_a_patch_is_not_predicted_as_one(tmp_path):
                        f"an image of {MAX_PATCH_SIDE + 1} x 8 px, larger than any patch: a whole-slide image? "
                        f"predict takes patches; tile it first (mmlnb-dist slides tile --slides DIR --labels CSV "
                        f"--out shards/NAME), then predict on shards/NAME")]
+
+
+def test_a_split_the_shard_set_does_not_have_is_reported_not_predicted_as_nothing(tmp_path):
+    """`predict shards/NAME --split test` on a set built without a test split (or `--split tset`) wrote an empty
+    predictions file and exited 0: "0 prediction(s)", with nothing saying why. The set is now listed as an input
+    that could not be read, naming the splits it has."""
+    from mmlnb_dist.predict import collect_inputs
+
+    from support.fusion import make_shards
+
+    shards = make_shards(tmp_path, n=24, size=32)
+    items, failed = collect_inputs([shards], split="val")
+    assert items and not failed
+    for split in ("test", "tset"):
+        items, failed = collect_inputs([shards], split=split)
+        assert items == [] and failed == [(str(shards), f"the shard set has no '{split}' split (its splits: "
+                                                        f"train, val)")]
