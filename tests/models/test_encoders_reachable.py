@@ -103,7 +103,13 @@ def test_a_branch_the_mode_does_not_build_is_not_checked(empty_caches):
     ("clip.model.towers.name=openai/clip-vit-base-patch32", "clip.model.towers.name: 'openai/clip-vit-base-patch32'"),
     ("clip.model.towers.name=hf-hub:wisdomik/QuiltNet-B-32", "'hf-hub:wisdomik/QuiltNet-B-32' could not be loaded"),
     ("clip.model.text_encoder=bert-base-uncased", "text encoder 'bert-base-uncased' could not be loaded"),
-], ids=["transformers-clip", "open_clip-hub", "text-encoder-branch"])
+    ("clip.model.towers.name=open_clip:ViT-B-32:laion2b_s34b_b79k",
+     "'open_clip:ViT-B-32:laion2b_s34b_b79k' could not be loaded offline"),
+    ("clip.model.towers.name=open_clip:ViT-B-32:laion2b", "open_clip has no pretrained tag 'laion2b' for ViT-B-32 "
+                                                          "(its tags: openai, laion400m_e31"),
+    ("clip.model.towers.name=open_clip:ViT-B-99", "'ViT-B-99' is not an open_clip model"),
+], ids=["transformers-clip", "open_clip-hub", "text-encoder-branch", "open_clip-name-weights", "open_clip-tag",
+        "open_clip-model"])
 def test_the_clip_recipes_models_are_checked_before_its_pipeline_starts(empty_caches, capsys, override, says):
     tmp_path = empty_caches
     code = main(["pipeline", "--synthetic", "--config", "clip-multilabel", f"run.output_dir={tmp_path / 'runs'}",
@@ -144,3 +150,20 @@ def test_a_weights_file_that_is_not_there_stops_the_pipeline_before_any_stage(tm
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2 and f"{key} {missing} does not exist" in last, last
     assert not (tmp_path / "src").exists()
+
+
+def test_open_clip_weights_in_the_cache_or_no_pretrained_tag_pass_the_check(empty_caches):
+    """Offline, an `open_clip:` name passes when its weights are in the Hugging Face cache (open_clip reads them
+    from there) or when it asks for no pretrained tag (random initialisation)."""
+    from mmlnb_dist.recipes.clip.towers import check_towers_reachable
+
+    check_towers_reachable("open_clip:ViT-B-32")
+    name = "open_clip:ViT-B-32:laion2b_s34b_b79k"
+    with pytest.raises(Exception, match="could not be loaded offline"):
+        check_towers_reachable(name)
+    repo = empty_caches / "hf-cache" / "models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0123abcd")
+    (repo / "snapshots" / "0123abcd").mkdir(parents=True)
+    (repo / "snapshots" / "0123abcd" / "open_clip_model.safetensors").write_bytes(b"weights")
+    check_towers_reachable(name)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ...core.errors import ConfigError, UserError
+from ...models.encoders_base import hub_download_hint
 from .blocks import unfreeze_last_blocks
 from .config import ClipTowersConfig, TinyClipConfig
 
@@ -155,6 +156,52 @@ def _load_pretrained(name: str) -> Tuple[nn.Module, Dict[str, Any]]:
         raise ConfigError(f"clip.model.towers.name: '{model_name}' is not an open_clip model; choose one of "
                           f"open_clip.list_models() (e.g. ViT-B-32)")
     return open_clip.create_model(model_name, pretrained=tag or None), model_cfg
+
+
+def check_open_clip_name(name: str) -> None:
+    """For `open_clip:MODEL[:TAG]`, the error building it would raise, without building it: an unknown model, an
+    unknown pretrained tag, or weights neither in the Hugging Face cache nor on a reachable Hub (open_clip fetches
+    a tag's weights from the Hub when its registry names a Hub repository, as it does for most)."""
+    import open_clip
+
+    model_name, _, tag = name[len("open_clip:"):].partition(":")
+    if open_clip.get_model_config(model_name) is None:
+        raise ConfigError(f"clip.model.towers.name: '{model_name}' is not an open_clip model; choose one of "
+                          f"open_clip.list_models() (e.g. ViT-B-32)")
+    if not tag:
+        return  # random initialisation: nothing to fetch
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if tag not in tags:
+        raise ConfigError(f"clip.model.towers.name: '{name}': open_clip has no pretrained tag '{tag}' for "
+                          f"{model_name} (its tags: {', '.join(tags)})")
+    hub = open_clip.get_pretrained_cfg(model_name, tag).get("hf_hub", "")
+    if hub and not _hub_weights_reachable(*_hub_file(hub)):
+        raise UserError(f"clip.model.towers.name: '{name}' could not be loaded offline (its weights, "
+                        f"{hub}, are not in the Hugging Face cache and the Hub cannot be reached); "
+                        f"{hub_download_hint(_hub_file(hub)[0])}, or use 'tiny-open_clip'")
+
+
+def _hub_file(hub: str) -> Tuple[str, str]:
+    """open_clip's registry entry `org/repo/[filename]` as (repo, weights file), as open_clip reads it."""
+    repo, filename = hub.rstrip("/"), "open_clip_pytorch_model.bin"
+    if not hub.endswith("/"):
+        repo, filename = hub.rsplit("/", 1)
+    return repo, filename
+
+
+def _hub_weights_reachable(repo: str, filename: str) -> bool:
+    """Whether the weights file (or the safetensors file open_clip looks for first) is cached, or the Hub answers
+    that it has it. Nothing is downloaded."""
+    import huggingface_hub
+
+    names = [filename.replace("open_clip_pytorch_model.bin", "open_clip_model.safetensors"), filename]
+    for candidate in dict.fromkeys(names):
+        if isinstance(huggingface_hub.try_to_load_from_cache(repo, candidate), str):
+            return True
+    try:
+        return any(huggingface_hub.file_exists(repo, candidate) for candidate in dict.fromkeys(names))
+    except Exception:  # noqa: BLE001 - offline mode, no network, a proxy: the Hub cannot be reached
+        return False
 
 
 def build_open_clip_towers(cfg: ClipTowersConfig, image_size: int) -> OpenClipTowers:

@@ -153,8 +153,13 @@ def build_towers(cfg: ClipTowersConfig, image_size: int) -> Towers:
 def check_towers_reachable(name: str) -> None:
     """The error `build_towers` would raise for towers whose weights are neither cached nor fetchable, without
     building them: one small file of a Hub CLIP (`hf-hub:` open_clip repositories, transformers CLIP names or
-    folders). `open_clip:` names resolve through open_clip's own registry when built, and are not checked here."""
-    if name in ("tiny", TINY_OPEN_CLIP) or name.startswith("open_clip:"):
+    folders), or for `open_clip:` names the model, tag and weights in open_clip's registry."""
+    if name in ("tiny", TINY_OPEN_CLIP):
+        return
+    if name.startswith("open_clip:"):
+        from .openclip_towers import check_open_clip_name
+
+        check_open_clip_name(name)
         return
     repo, filename = (name[len("hf-hub:"):], "open_clip_config.json") if name.startswith("hf-hub:") \
         else (name, "config.json")
