@@ -6,7 +6,7 @@ of image-caption pairs (seed 002), under DeepSpeed (one process, N GPUs, several
 Per epoch: train with BCEWithLogitsLoss (optional positive-class weights), evaluate on `val` every
 `train.eval_every` epochs (metrics over the whole split gathered from every rank), checkpoint; inside an epoch,
 checkpoint every `train.checkpoint_every_steps` optimizer steps and at the step a SIGTERM stops the run
-(`recipes.mid_epoch`: the resume continues the epoch with its remaining batches). At the end
+(`recipes.epochs`: the resume continues the epoch with its remaining batches). At the end
 (export.finish): reload the best checkpoint (chosen on `val` by `train.best_metric`), evaluate `val` and `test`
 with it, export fp32 safetensors + JSON.
 """
@@ -35,7 +35,7 @@ from ...data.preflight import check_shard_files
 from ...data.preprocess import ImageSamplePreprocess, MultiHotLabel
 from ...data.stain_augment import StainAugmentConfig
 from ...data.shardset import ShardError, ShardSet
-from ..mid_epoch import MidEpochResume, mid_epoch_resume, mid_epoch_state, restore_rng
+from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume, mid_epoch_state, restore_rng
 from .config import LOWER_IS_BETTER
 from .metrics import multilabel_metrics, scalar_metrics
 from .towers import CLIP_MEAN, CLIP_STD
@@ -280,7 +280,8 @@ class ClipRecipe:
         metrics["loss"] = float(self._loss(scores, targets))
         return metrics
 
-    def _is_better(self, value: float) -> bool:
+    def is_better(self, value: float) -> bool:
+        """Whether `value` of `train.best_metric` beats the best checkpoint's (`recipes.epochs.end_epoch`)."""
         return better(value, self.best["value"] if self.best else None,
                       "min" if self.cfg.train.best_metric in LOWER_IS_BETTER else "max")
 
@@ -322,7 +323,7 @@ class ClipRecipe:
         stats = self.train_epoch(epoch)
         self.train_loader.end_epoch(self.run_dir, self.logger, step=self.global_step)
         self.logger.log_metrics(epoch_summary(stats), step=self.global_step)
-        improved = False
+        value = None
         if (epoch + 1) % cfg.train.eval_every == 0 or epoch == last:
             metrics = self.evaluate("val")
             scalars = scalar_metrics(metrics, "val/")
@@ -334,16 +335,7 @@ class ClipRecipe:
             if self.report is not None:
                 self.report(epoch, {**scalars, **stats, "epoch": epoch})
             value = float(metrics[cfg.train.best_metric])
-            if self._is_better(value):
-                improved = True
-                self.best = {"tag": self.checkpoint_tag(epoch), "epoch": epoch, "metric": cfg.train.best_metric,
-                             "value": value}
-        saved = improved or (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == last
-        if saved:
-            self.save_checkpoint(epoch)
-        if epoch < last:
-            self.stop.stop_if_asked(self.env, None if saved else lambda: self.save_checkpoint(epoch),
-                                    f"after epoch {epoch}")
+        end_epoch(self, epoch, last, value)
 
     def evaluate_untrained(self) -> Dict[str, Any]:
         """A model with nothing to train (zero-shot CLIP): no epochs, no checkpoint; evaluate val (and test) and

@@ -1,5 +1,5 @@
 """The fusion training epoch: micro batches -> optimizer steps, mid-epoch checkpoints that record the data position
-(`train.checkpoint_every_steps`, or a SIGTERM), and continuing an epoch from one (see `recipes.mid_epoch`).
+(`train.checkpoint_every_steps`, or a SIGTERM), and continuing an epoch from one (see `recipes.epochs`).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ...core.distributed import all_reduce_sum
 from ...core.engine import seed_everything
 from ...core.errors import ConfigError
 from ...core.progress import progress_bar
-from ..mid_epoch import MidEpochResume, mid_epoch_state, restore_rng
+from ..epochs import MidEpochResume, mid_epoch_state, restore_rng
 from .curriculum import curriculum_lambda, curriculum_loss
 from .steps import prepare_inputs
 

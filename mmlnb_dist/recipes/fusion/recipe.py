@@ -31,7 +31,7 @@ from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
 from .curriculum import CurriculumState
-from ..mid_epoch import MidEpochResume, mid_epoch_resume
+from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume
 from .loop import train_epoch
 from .metrics import format_metrics_table, scalar_metrics
 from .phases import PhaseController
@@ -227,7 +227,8 @@ class FusionRecipe:
         self.eval_loaders[split].end_epoch(self.run_dir, self.logger, step=self.global_step)
         return result
 
-    def _is_better(self, value: float) -> bool:
+    def is_better(self, value: float) -> bool:
+        """Whether `value` of `train.best_metric` beats the best checkpoint's (`recipes.epochs.end_epoch`)."""
         return better(value, self.best["value"] if self.best else None,
                       "min" if self.cfg.train.best_metric == "loss" else "max")
 
@@ -261,7 +262,7 @@ class FusionRecipe:
         if self.phases.table is None:  # the epoch read shards (not cached features): report its bad samples
             self.train_loader.end_epoch(self.run_dir, self.logger, step=self.global_step)
         self.logger.log_metrics(epoch_summary(stats), step=self.global_step)
-        improved = False
+        value = None
         if (epoch + 1) % cfg.train.eval_every == 0 or epoch == last:
             metrics, _ = self.evaluate("val")
             scalars = scalar_metrics(metrics, "val/")
@@ -277,16 +278,7 @@ class FusionRecipe:
                 loads = {f"cache/{k}": v for k, v in self.phases.cache_loads.items()}
                 self.report(epoch, {**scalars, **stats, **loads, "epoch": epoch})
             value = float(metrics[cfg.train.best_metric])
-            if self._is_better(value):
-                improved = True
-                self.best = {"tag": self.checkpoint_tag(epoch), "epoch": epoch, "metric": cfg.train.best_metric,
-                             "value": value}
-        saved = improved or (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == last
-        if saved:
-            self.save_checkpoint(epoch)
-        if epoch < last:
-            self.stop.stop_if_asked(self.env, None if saved else lambda: self.save_checkpoint(epoch),
-                                    f"after epoch {epoch}")
+        end_epoch(self, epoch, last, value)
 
     def cleanup(self, status: str = "FINISHED") -> None:
         if self.logger is not None:

@@ -115,7 +115,7 @@ def test_a_run_killed_between_step_checkpoints_resumes_from_the_last_one_to_the_
 @pytest.mark.slow
 def test_a_one_process_sigterm_checkpoint_resumes_on_two_processes(shards, tmp_path):
     """The rest of the epoch is dealt anew over 2 ranks (the global batch kept), said in the log, and the run
-    finishes: the shared mid-epoch code (`recipes.mid_epoch`) serves the CLIP loop as it does fusion's."""
+    finishes: the shared mid-epoch code (`recipes.epochs`) serves the CLIP loop as it does fusion's."""
     import subprocess
     import sys
 

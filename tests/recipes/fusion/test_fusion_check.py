@@ -99,7 +99,7 @@ def test_an_undefined_metric_never_becomes_the_best_checkpoint(metric, values, b
     recipe.cfg = tiny_config(Path("/nonexistent"), Path("/nonexistent"), "r", [f"train.best_metric={metric}"])
     recipe.best = None
     for epoch, value in enumerate(values):
-        if recipe._is_better(value):
+        if recipe.is_better(value):
             recipe.best = {"epoch": epoch, "value": value}
     assert recipe.best["epoch"] == best_epoch
 

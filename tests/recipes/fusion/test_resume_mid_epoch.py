@@ -195,7 +195,7 @@ def test_world_size_change_deals_the_rest_of_the_epoch_once_and_keeps_the_global
 def test_epoch_checkpoints_written_before_mid_epoch_checkpoints_resume_at_the_next_epoch():
     """Client state of an epoch checkpoint (today's format, and the epoch-end format): no mid-epoch resume."""
     from mmlnb_dist.core.distributed import DistEnv, plan_batch
-    from mmlnb_dist.recipes.mid_epoch import mid_epoch_resume
+    from mmlnb_dist.recipes.epochs import mid_epoch_resume
 
     env, plan = DistEnv.from_environment(), plan_batch(8, 1, None)
     assert mid_epoch_resume({"data_position": {"next_epoch": 2, "granularity": "epoch"}}, env, plan, 0, None) is None

@@ -1,5 +1,6 @@
-"""Mid-epoch checkpoints for a recipe's epoch loop over a `data.loader` training loader (fusion, CLIP): what they
-record and how a resumed run continues the epoch from one.
+"""What the recipes' epoch loops over a `data.loader` training loader (fusion, CLIP) share: the end of an epoch
+(best checkpoint, checkpoint, stop on SIGTERM) and mid-epoch checkpoints, what they record and how a resumed run
+continues the epoch from one.
 
 With `train.checkpoint_every_steps = N` (or on a SIGTERM, see `core.signals.GracefulStop`) a checkpoint
 `step-NNNNNN` is written inside an epoch. Its client state holds the data position (`data.position.DataPosition`:
@@ -17,6 +18,8 @@ epoch (the recipe's own: loss x n, n, ...). A resumed run then:
 
 The recipe keeps its loop; these functions are the parts every such loop shares:
 
+    end_epoch(recipe, epoch, last, value)                                   # after the epoch's evaluation
+
     resume = mid_epoch_resume(client, env, plan, num_workers, logger)     # at setup, from the checkpoint
     sums = resume.epoch_sums(env, width) if resume else zeros(width)       # the epoch's running sums so far
     restore_rng(resume, env, seed, epoch)                                   # after the first batch is fetched
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Protocol
 
 import torch
 
@@ -36,6 +39,36 @@ from ..core.engine import seed_everything
 from ..data.position import DataPosition
 
 log = logging.getLogger(__name__)
+
+
+class EpochRecipe(Protocol):
+    """What `end_epoch` needs of a recipe."""
+
+    cfg: Any
+    env: DistEnv
+    best: Optional[Dict[str, Any]]
+    stop: Any  # core.signals.GracefulStop
+
+    def is_better(self, value: float) -> bool: ...
+    def checkpoint_tag(self, epoch: int) -> str: ...
+    def save_checkpoint(self, epoch: int) -> str: ...
+
+
+def end_epoch(recipe: EpochRecipe, epoch: int, last: int, value: Optional[float]) -> None:
+    """After `epoch` (and its evaluation: `value` of `train.best_metric`, None when it was not evaluated): a better
+    value becomes the best checkpoint; the epoch is checkpointed when it is the best, due
+    (`train.checkpoint_every`) or the last; before the last epoch, a SIGTERM stops the run here, checkpointed."""
+    cfg = recipe.cfg
+    improved = value is not None and recipe.is_better(value)
+    if improved:
+        recipe.best = {"tag": recipe.checkpoint_tag(epoch), "epoch": epoch, "metric": cfg.train.best_metric,
+                       "value": value}
+    saved = improved or (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch == last
+    if saved:
+        recipe.save_checkpoint(epoch)
+    if epoch < last:
+        recipe.stop.stop_if_asked(recipe.env, None if saved else lambda: recipe.save_checkpoint(epoch),
+                                  f"after epoch {epoch}")
 
 
 @dataclass
