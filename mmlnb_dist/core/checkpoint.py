@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 TAG_RE = re.compile(r"^(epoch|step)-(\d+)$")
 MARKER = "run.json"
 CHECKSUMS = "checksums.json"
+SAVED = "saved.json"
+"""In each tag folder: its save's sequence number in the run (`list_tags` orders by it)."""
 PARTIAL = ".partial-"
 
 
@@ -77,12 +79,22 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def save_sequence(tag_dir: Path) -> int:
+    """The order in which a tag was saved in its run (`saved.json`; 0 for a tag saved before it was recorded)."""
+    try:
+        return int(json.loads((tag_dir / SAVED).read_text())["sequence"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def list_tags(ckpt_dir: Path) -> List[str]:
-    """Checkpoint tags present (complete or not), oldest first."""
+    """Checkpoint tags present (complete or not), oldest first: in the order they were saved. Their numbers do not
+    say it when a run has both kinds (a SIGTERM's `step-000008` inside epoch 1 of a run tagged by epoch is older
+    than its `epoch-0002`); tags saved before the order was recorded come first, by number."""
     if not ckpt_dir.is_dir():
         return []
     tags = [p.name for p in ckpt_dir.iterdir() if p.is_dir() and TAG_RE.match(p.name)]
-    return sorted(tags, key=lambda t: int(TAG_RE.match(t).group(2)))
+    return sorted(tags, key=lambda t: (save_sequence(ckpt_dir / t), int(TAG_RE.match(t).group(2))))
 
 
 def record_checksums(tag_dir: Path) -> Dict[str, Dict[str, Any]]:
@@ -192,6 +204,8 @@ class CheckpointManager:
         barrier(self.env)
         if self.env.is_main:
             write_layout(self.dir / partial, engine_layout(engine))  # before the checksums: it is covered by them
+            sequence = 1 + max((save_sequence(self.dir / t) for t in self.tags()), default=0)
+            (self.dir / partial / SAVED).write_text(json.dumps({"sequence": sequence}))
             record_checksums(self.dir / partial)
             if (self.dir / tag).exists():  # an earlier save of the same tag (a resumed run repeating it)
                 shutil.rmtree(self.dir / tag)

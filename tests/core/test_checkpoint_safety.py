@@ -103,3 +103,20 @@ def test_checkpoints_not_written_by_this_tool_or_changed_since_are_not_unpickled
     states.write_bytes(bytes(data))
     with pytest.raises(UserError, match="differs from what was saved"):
         fp32_state_dict_from_checkpoint(ckpt)
+
+
+def test_tags_are_ordered_as_they_were_saved_not_by_their_numbers(tmp_path):
+    """A run tagged by epoch that a SIGTERM stopped inside epoch 1 holds `step-000008`; the epochs saved after
+    the resume (`epoch-0001`, `epoch-0002`) are newer though their numbers are smaller. Tags written before the
+    order was recorded (no `saved.json`) keep their number order, before the others."""
+    import json
+
+    from mmlnb_dist.core.checkpoint import SAVED, list_tags
+
+    for tag, sequence in (("epoch-0003", None), ("epoch-0010", None), ("epoch-0000", 1), ("step-000008", 2),
+                          ("epoch-0001", 3), ("epoch-0002", 4)):
+        (tmp_path / tag).mkdir()
+        if sequence is not None:
+            (tmp_path / tag / SAVED).write_text(json.dumps({"sequence": sequence}))
+    assert list_tags(tmp_path) == ["epoch-0003", "epoch-0010", "epoch-0000", "step-000008", "epoch-0001",
+                                   "epoch-0002"]

@@ -234,7 +234,8 @@ class FusionRecipe:
 
     def checkpoint_tag(self, epoch: int) -> str:
         """The tag of the checkpoint at the end of `epoch`: by epoch, or by optimizer step when mid-epoch
-        checkpoints are on (tags are ordered by their number: one kind per run keeps `latest` right)."""
+        checkpoints are on (a SIGTERM's step checkpoint may sit among epoch tags: `list_tags` orders tags as
+        they were saved)."""
         return step_tag(self.global_step) if self.cfg.train.checkpoint_every_steps else epoch_tag(epoch)
 
     def save_checkpoint(self, epoch: int) -> str:

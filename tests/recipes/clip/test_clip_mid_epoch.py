@@ -86,6 +86,14 @@ def test_sigterm_mid_epoch_checkpoints_that_step_and_the_resume_equals_an_uninte
     resumed = run(recipe_class("clip"), clip_config(shards, tmp_path, *ARGS, "run.resume=true", name="r"))
     _assert_equal(_weights(tmp_path / "ref", "epoch-0001"), _weights(tmp_path / "r", "epoch-0001"))
     assert resumed["val/micro_f1"] == reference["val/micro_f1"]
+    # The step checkpoint (number 8) is older than epoch-0001 (number 1): a later resume, and retention, must
+    # take the order they were saved in, not their numbers (it resumed from the step checkpoint, epochs back).
+    from mmlnb_dist.core.checkpoint import CheckpointManager
+    from mmlnb_dist.core.distributed import DistEnv
+
+    manager = CheckpointManager(tmp_path / "r" / "checkpoints", DistEnv())
+    assert manager.tags() == ["epoch-0000", f"step-{step:06d}", "epoch-0001"]
+    assert manager.latest() == "epoch-0001"
 
 
 def test_a_run_killed_between_step_checkpoints_resumes_from_the_last_one_to_the_same_weights(shards, tmp_path,
