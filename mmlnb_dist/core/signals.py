@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from typing import Any, Callable, Iterator, Optional
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,16 @@ def _in_ray_worker() -> bool:
     return bool(ray is not None and ray.is_initialized())
 
 
+REPEAT_AFTER_S = 5.0
+"""A SIGTERM within this many seconds of the first is the same request: a launcher (torchrun, the DeepSpeed launcher)
+forwards the scheduler's SIGTERM to ranks that the scheduler signalled already."""
+
+
 class GracefulStop:
     """While entered, the first SIGTERM only asks the training loop to stop: it checks `agreed(env)` at each
     optimizer step, every rank stops at the same step, saves a checkpoint there and raises `Terminated`, so a
-    scheduler's time limit or a preemption loses no trained step. A second SIGTERM stops at once (`Terminated`).
+    scheduler's time limit or a preemption loses no trained step. A second SIGTERM stops at once (`Terminated`),
+    unless it comes within `REPEAT_AFTER_S` of the first (a launcher forwarding the scheduler's signal).
 
     Slurm sends SIGTERM, then SIGKILL after its KillWait (30 s by default): `#SBATCH --signal=TERM@120` (or a longer
     KillWait) leaves the step and the save time to finish. Outside the main thread, and in a Ray worker (a Tune
@@ -66,15 +73,19 @@ class GracefulStop:
 
     def __init__(self) -> None:
         self.requested = False
+        self.first_at: Optional[float] = None
+        """When the first SIGTERM came (`time.monotonic()`)."""
         self._previous = None
         self._installed = False
 
     def _ask(self, signum, frame) -> None:
         if self.requested:
+            if time.monotonic() - (self.first_at or 0.0) < REPEAT_AFTER_S:
+                return  # the launcher's copy of the scheduler's SIGTERM, not an impatient second one
             _raise_terminated(signum, frame)
-        self.requested = True
-        log.warning("SIGTERM received: stopping after the current optimizer step, with a checkpoint there (a second "
-                    "SIGTERM stops at once)")
+        self.requested, self.first_at = True, time.monotonic()
+        log.warning("SIGTERM received: stopping after the current optimizer step, with a checkpoint there (another "
+                    "SIGTERM, %.0f s or more later, stops at once)", REPEAT_AFTER_S)
 
     def __enter__(self) -> "GracefulStop":
         if threading.current_thread() is threading.main_thread() and not _in_ray_worker():

@@ -11,7 +11,7 @@ import types
 import pytest
 
 from mmlnb_dist.core.distributed import DistEnv
-from mmlnb_dist.core.signals import GracefulStop, Terminated, sigterm_as_interrupt
+from mmlnb_dist.core.signals import REPEAT_AFTER_S, GracefulStop, Terminated, sigterm_as_interrupt
 
 
 def test_the_first_sigterm_asks_the_second_stops_and_the_handler_comes_back():
@@ -20,9 +20,30 @@ def test_the_first_sigterm_asks_the_second_stops_and_the_handler_comes_back():
         with GracefulStop() as stop:
             signal.raise_signal(signal.SIGTERM)
             assert stop.requested and stop.agreed(DistEnv())
+            stop.first_at -= REPEAT_AFTER_S  # a second SIGTERM that comes later
             with pytest.raises(Terminated):
                 signal.raise_signal(signal.SIGTERM)
         assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_launchers_forwarded_copy_of_the_sigterm_is_not_a_second_one(monkeypatch):
+    """Slurm signals every process of the job, and torchrun (the DeepSpeed launcher likewise) forwards the SIGTERM
+    it got to its ranks: each rank received two within milliseconds, and the second ended it at once, without the
+    checkpoint the first had asked for. A repeat within `REPEAT_AFTER_S` of the first is the same request; a later
+    one (an impatient user or scheduler) still stops at once."""
+    from mmlnb_dist.core import signals
+
+    now = [1000.0]
+    monkeypatch.setattr(signals.time, "monotonic", lambda: now[0])
+    with sigterm_as_interrupt():
+        with GracefulStop() as stop:
+            signal.raise_signal(signal.SIGTERM)
+            now[0] += 0.005
+            signal.raise_signal(signal.SIGTERM)  # the launcher's copy: raised Terminated
+            assert stop.requested
+            now[0] += REPEAT_AFTER_S
+            with pytest.raises(Terminated):
+                signal.raise_signal(signal.SIGTERM)
 
 
 def test_in_a_ray_worker_a_sigterm_stops_at_once(monkeypatch):

@@ -25,6 +25,7 @@ PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python
 # background, with the variables Slurm gives each task; exit with the first failing task's code.
 FAKE_SRUN = r"""#!/usr/bin/env bash
 echo "$@" > "$FAKE_SLURM_LOG/srun.args"
+echo "${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-unset}" > "$FAKE_SLURM_LOG/shutdown_timeout"
 while [[ $# -gt 0 && "$1" == -* ]]; do
   case "$1" in --*=*) shift ;; *) shift 2 ;; esac
 done
@@ -94,6 +95,8 @@ def test_torchrun_mode_trains_with_world_size_two(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     srun_args = (tmp_path / "srun.args").read_text().split()
     assert srun_args[:5] == ["--nodes", "2", "--ntasks-per-node", "1", "--kill-on-bad-exit=1"]
+    # torchrun lets the ranks finish their step and checkpoint after a SIGTERM (its default kills them at 30 s)
+    assert (tmp_path / "shutdown_timeout").read_text().strip() == "110"
     assert "world 2; global batch 32 = micro 16 x accumulation 1 x world 2" in proc.stderr + proc.stdout
     result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
     assert result["run_dir"] == str(tmp_path / "runs" / "slurm") and result["val/num_samples"] == 30
