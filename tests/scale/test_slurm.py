@@ -140,3 +140,22 @@ def test_without_scontrol_a_compressed_node_list_is_refused(tmp_path):
     proc = _sbatch(env, [str(CPU_DEMO)], timeout=60)
     assert proc.returncode == 2 and not (tmp_path / "deepspeed.args").exists()
     assert "scontrol is not on PATH" in proc.stderr and "node[1-2]" in proc.stderr
+
+
+@pytest.mark.parametrize("restart, given, command, added", [
+    ("1", [], "train", True),
+    ("0", [], "train", False),
+    ("2", ["run.resume=true"], "train", False),
+    ("1", [], "finetune-vlm", True),
+], ids=["requeued", "first-start", "already-asked", "finetune-vlm"])
+def test_a_requeued_job_resumes_its_run(tmp_path, restart, given, command, added):
+    """`sbatch --requeue` (preemption, a node failure) starts the same script with the same arguments again: the
+    training refused the folder holding the first start's checkpoints ("pass run.resume=true") and the requeued
+    job failed at once. A restarted job (SLURM_RESTART_COUNT > 0) now resumes its run."""
+    env = _slurm_env(tmp_path, "gpu-a gpu-b", "gpu-[a-b]", LAUNCHER="deepspeed", SLURM_GPUS_PER_NODE="4",
+                     HOSTFILE=str(tmp_path / "hosts"), SLURM_RESTART_COUNT=restart, COMMAND=command)
+    proc = _sbatch(env, [str(CPU_DEMO), "data.shards=/shared/shards", "run.name=ds", *given], timeout=60)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    argv = (tmp_path / "deepspeed.args").read_text().splitlines()
+    assert argv.count("run.resume=true") == (1 if added or given else 0), argv
+    assert ("requeued (restart" in proc.stderr) == added, proc.stderr
