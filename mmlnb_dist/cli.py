@@ -68,12 +68,16 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from .core.distributed import DistEnv
     from .core.logging import setup_logging
+    from .core.signals import sigterm_as_interrupt
 
     args = parse_arguments(argv)
 
     setup_logging(DistEnv.from_environment().rank, logging.DEBUG if args.verbose else logging.INFO)
     try:
-        code = args.func(args)
+        # A scheduler's SIGTERM ends every command as Ctrl-C does: `finally` blocks run (locks, stage records)
+        # and the exit code is 130. Training asks for more inside (`core.signals.GracefulStop`).
+        with sigterm_as_interrupt():
+            code = args.func(args)
     except UserError as err:
         print(f"mmlnb-dist {args.command}: error: {err}", file=sys.stderr)
         return 2
