@@ -28,7 +28,7 @@ class Terminated(KeyboardInterrupt):
 def _raise_terminated(signum, frame) -> None:
     # Restore the default first: a second SIGTERM (an impatient scheduler) ends the process for good.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    log.warning("SIGTERM received: stopping the run (it ends as KILLED)")
+    log.warning("SIGTERM received: stopping, as Ctrl-C would (a tracked run ends as KILLED)")
     raise Terminated(f"signal {signum}")
 
 

@@ -175,10 +175,18 @@ def _pool_results(jobs: List[SlideJob], workers: int) -> Iterable[Dict[str, Any]
             with ProcessPoolExecutor(max_workers=1 if isolate else min(workers, len(batch)),
                                      mp_context=ctx) as pool:
                 futures = {pool.submit(process_slide, job): job for job in batch}
-                for fut in as_completed(futures):
-                    result = fut.result()
-                    pending.remove(futures[fut])
-                    yield result
+                try:
+                    for fut in as_completed(futures):
+                        result = fut.result()
+                        pending.remove(futures[fut])
+                        yield result
+                except BaseException:
+                    # Ctrl-C or SIGTERM, here or in the caller (the generator is then closed at its `yield`):
+                    # leaving the block would wait for every queued slide. The queued ones are cancelled, the
+                    # ones in flight finish (their staged tiles are kept for the resume). Waiting here: the
+                    # block's own shutdown(wait=True) would reset the cancel before the pool's thread saw it.
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
         except BrokenProcessPool as err:
             if isolate:
                 pending.remove(batch[0])
