@@ -144,13 +144,13 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     say(f"{name}: {'resuming' if resume else 'running'} -> {out}{last_stop}")
     # A resumed stage's record adds this run's time to the earlier runs' (a stage stopped after hours and resumed
     # for minutes took hours)
-    earlier = {"seconds": float(state.get(WALL_SECONDS) or 0.0), "runs": int(state.get(RUNS) or 1)} if resume \
-        else {"seconds": 0.0, "runs": 0}
+    earlier_seconds, earlier_runs = (float(state.get(WALL_SECONDS) or 0.0), int(state.get(RUNS) or 1)) if resume \
+        else (0.0, 0)
     t0 = time.time()
-    recorded: Dict[str, Any] = {}
+    recorded: Dict[str, Any] = {}  # what the record says, for the result
 
     def timing() -> Dict[str, Any]:
-        recorded.update({WALL_SECONDS: earlier["seconds"] + time.time() - t0, RUNS: earlier["runs"] + 1})
+        recorded.update({WALL_SECONDS: earlier_seconds + time.time() - t0, RUNS: earlier_runs + 1})
         return dict(recorded)
 
     try:
