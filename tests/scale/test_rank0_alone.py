@@ -61,7 +61,8 @@ def _ranks(out: Path, mode: str):
 def test_ranks_wait_for_rank0_longer_than_the_collectives_timeout(tmp_path):
     ended = _ranks(tmp_path, "works")
     assert [code for code, _, _ in ended] == [0, 0], "\n".join(out[-3000:] for _, _, out in ended)
-    assert json.loads((tmp_path / "rank0.json").read_text()) == {"tiles": 42}
+    rank0 = json.loads((tmp_path / "rank0.json").read_text())  # the work's info and the record's time and runs
+    assert {k: rank0[k] for k in ("tiles", "runs")} == {"tiles": 42, "runs": 1} and "wall_seconds" in rank0
     assert json.loads((tmp_path / "rank1.json").read_text())["tiles"] == 42  # read from rank 0's stage record
 
 
