@@ -28,10 +28,9 @@ def test_a_sigterm_from_outside_does_not_kill_the_loader_workers(shards):
                          rank=0, world_size=1, batch_size=2, num_workers=2, mode="train", seed=0, shuffle_buffer=4)
     loader.set_epoch(0)
     expected = len(loader)
-    before = {p.pid for p in psutil.Process().children()}  # (another test's loader may not be collected yet)
     batches = iter(loader)
     got = [next(batches)]
-    workers = [p for p in psutil.Process().children() if p.pid not in before]
+    workers = psutil.Process().children()
     assert len(workers) == 2, workers
     for worker in workers:  # sent by another process, as a scheduler's is (`kill`, not the workers' parent)
         subprocess.run(["kill", "-TERM", str(worker.pid)], check=True)
