@@ -53,16 +53,6 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------------------------
 # The loader
 # --------------------------------------------------------------------------------------------------------------
-def ignore_sigterm(worker_id: int) -> None:
-    """A loader worker ignores SIGTERM. A scheduler signals every process of a job (Slurm at its time limit,
-    `scancel`, Kubernetes); torch lets only the worker's parent end it, and a worker killed by anyone else's
-    SIGTERM crashed the training process at its next batch, before `core.signals.GracefulStop` could checkpoint.
-    The training process stops its workers when it stops (torch's watchdog ends them if it died)."""
-    import signal
-
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
 class ShardLoader:
     """Iterable over batches of one rank; call `set_epoch(e)` before each epoch (as with DistributedSampler)."""
 
@@ -166,8 +156,7 @@ class ShardLoader:
         # epoch-seeded order cannot go stale in long-lived workers (the detshuffle problem).
         dataset = self._dataset()
         loader = DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
-                            prefetch_factor=4 if self.num_workers else None,
-                            worker_init_fn=ignore_sigterm if self.num_workers else None)
+                            prefetch_factor=4 if self.num_workers else None)
         counted: List[BadSample] = []
         resume = self._active_resume()
         skip = dict(resume.skip) if resume is not None and resume.skip else {}
@@ -207,8 +196,7 @@ class ShardLoader:
         return summarize(entries, split=self.split, epoch=self.epoch, planned=self.planned,
                          limit=self.max_bad_sample_rate)
 
-    def end_epoch(self, run_dir: Optional[Path] = None, logger: Any = None,
-                  step: Optional[int] = None) -> Dict[str, Any]:
+    def end_epoch(self, run_dir: Optional[Path] = None, logger: Any = None, step: Optional[int] = None) -> Dict[str, Any]:
         """Close a pass (an epoch or an evaluation; collective): print its ledger, append it to
         `<run_dir>/bad_samples.jsonl`, log `data/bad_samples/<split>` (+ the file) and raise
         `BadSampleRateError` when the global rate exceeds the budget. Returns `ledger_summary()`."""
