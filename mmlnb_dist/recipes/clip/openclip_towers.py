@@ -151,11 +151,19 @@ def _load_pretrained(name: str) -> Tuple[nn.Module, Dict[str, Any]]:
         model, _ = open_clip.create_model_from_pretrained(name)
         return model, config["model_cfg"]
     model_name, _, tag = name[len("open_clip:"):].partition(":")
+    model_cfg = _open_clip_model_config(model_name)
+    return open_clip.create_model(model_name, pretrained=tag or None), model_cfg
+
+
+def _open_clip_model_config(model_name: str) -> Dict[str, Any]:
+    """open_clip's config of a built-in model, or the error naming the setting."""
+    import open_clip
+
     model_cfg = open_clip.get_model_config(model_name)
     if model_cfg is None:
         raise ConfigError(f"clip.model.towers.name: '{model_name}' is not an open_clip model; choose one of "
                           f"open_clip.list_models() (e.g. ViT-B-32)")
-    return open_clip.create_model(model_name, pretrained=tag or None), model_cfg
+    return model_cfg
 
 
 def check_open_clip_name(name: str) -> None:
@@ -165,9 +173,7 @@ def check_open_clip_name(name: str) -> None:
     import open_clip
 
     model_name, _, tag = name[len("open_clip:"):].partition(":")
-    if open_clip.get_model_config(model_name) is None:
-        raise ConfigError(f"clip.model.towers.name: '{model_name}' is not an open_clip model; choose one of "
-                          f"open_clip.list_models() (e.g. ViT-B-32)")
+    _open_clip_model_config(model_name)
     if not tag:
         return  # random initialisation: nothing to fetch
     tags = open_clip.list_pretrained_tags_by_model(model_name)
@@ -175,10 +181,11 @@ def check_open_clip_name(name: str) -> None:
         raise ConfigError(f"clip.model.towers.name: '{name}': open_clip has no pretrained tag '{tag}' for "
                           f"{model_name} (its tags: {', '.join(tags)})")
     hub = open_clip.get_pretrained_cfg(model_name, tag).get("hf_hub", "")
-    if hub and not _hub_weights_reachable(*_hub_file(hub)):
+    repo, filename = _hub_file(hub) if hub else ("", "")
+    if hub and not _hub_weights_reachable(repo, filename):
         raise UserError(f"clip.model.towers.name: '{name}' could not be loaded offline (its weights, "
                         f"{hub}, are not in the Hugging Face cache and the Hub cannot be reached); "
-                        f"{hub_download_hint(_hub_file(hub)[0])}, or use 'tiny-open_clip'")
+                        f"{hub_download_hint(repo)}, or use 'tiny-open_clip'")
 
 
 def _hub_file(hub: str) -> Tuple[str, str]:
