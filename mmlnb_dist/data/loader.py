@@ -32,6 +32,9 @@ to start and stop inside a shard at exact sample indices, and the whole pipeline
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -53,6 +56,27 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------------------------
 # The loader
 # --------------------------------------------------------------------------------------------------------------
+def sigterm_from_parent_only(worker_id: int) -> None:
+    """`worker_init_fn`: a loader worker ends on its parent's SIGTERM only. A scheduler signals every process of a
+    job (Slurm at its time limit or `--signal`, `scancel`, `kill -TERM -PGID`); torch's worker handler let that
+    SIGTERM kill the worker, and the training process crashed at its next batch ("DataLoader worker ... is killed
+    by signal: Terminated") before `core.signals.GracefulStop` could checkpoint the step. The parent's SIGTERM
+    (multiprocessing ends live workers so when their process exits) must still end it, as torch's handler does.
+    A Python handler cannot tell who sent a signal, so SIGTERM is blocked here (threads started later inherit the
+    mask) and one thread takes it with `sigwaitinfo`, which names the sender. A worker whose parent is gone ends
+    anyway (torch's watchdog ends it too)."""
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait_for_parent() -> None:
+        while True:
+            sender = signal.sigwaitinfo({signal.SIGTERM}).si_pid
+            if sender == parent or os.getppid() != parent:
+                os._exit(0)  # as torch's handler does for the parent's SIGTERM
+
+    threading.Thread(target=wait_for_parent, name=f"loader-worker-{worker_id}-sigterm", daemon=True).start()
+
+
 class ShardLoader:
     """Iterable over batches of one rank; call `set_epoch(e)` before each epoch (as with DistributedSampler)."""
 
@@ -156,7 +180,8 @@ class ShardLoader:
         # epoch-seeded order cannot go stale in long-lived workers (the detshuffle problem).
         dataset = self._dataset()
         loader = DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
-                            prefetch_factor=4 if self.num_workers else None)
+                            prefetch_factor=4 if self.num_workers else None,
+                            worker_init_fn=sigterm_from_parent_only if self.num_workers else None)
         counted: List[BadSample] = []
         resume = self._active_resume()
         skip = dict(resume.skip) if resume is not None and resume.skip else {}
@@ -196,7 +221,8 @@ class ShardLoader:
         return summarize(entries, split=self.split, epoch=self.epoch, planned=self.planned,
                          limit=self.max_bad_sample_rate)
 
-    def end_epoch(self, run_dir: Optional[Path] = None, logger: Any = None, step: Optional[int] = None) -> Dict[str, Any]:
+    def end_epoch(self, run_dir: Optional[Path] = None, logger: Any = None,
+                  step: Optional[int] = None) -> Dict[str, Any]:
         """Close a pass (an epoch or an evaluation; collective): print its ledger, append it to
         `<run_dir>/bad_samples.jsonl`, log `data/bad_samples/<split>` (+ the file) and raise
         `BadSampleRateError` when the global rate exceeds the budget. Returns `ledger_summary()`."""

@@ -74,6 +74,24 @@ def test_sigterm_checkpoints_the_step_it_stops_at_and_the_resume_equals_an_unint
     assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
 
 
+def test_a_sigterm_to_the_whole_job_with_loader_workers_still_checkpoints_the_step(reference, tmp_path):
+    """Slurm signals every process of the job: the loader workers got the SIGTERM too, died, and the training
+    process crashed at its next batch ("DataLoader worker ... is killed by signal: Terminated"), no checkpoint."""
+    step = reference["steps_per_epoch"] + 2
+    run = [f"data.shards={reference['shards']}", f"run.output_dir={tmp_path}", "run.name=r",
+           "data.loader.num_workers=2"]
+    stopped = subprocess.run(gated_train_command(PY, ["train", *ARGS, *run]), cwd=ROOT,
+                             env=gate_env(_env(), tmp_path / "gate", f"sigterm-group:{step}"), capture_output=True,
+                             text=True, timeout=600, start_new_session=True)
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert "stopped at step 2 of epoch 1, checkpointed" in stopped.stderr, stopped.stderr[-3000:]
+    assert (tmp_path / "r" / "checkpoints" / "latest").read_text() == f"step-{step:06d}"
+    resumed = subprocess.run([PY, "-m", "mmlnb_dist.cli", "train", *ARGS, *run, "run.resume=true"], cwd=ROOT,
+                             env=_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json_steps(tmp_path / "r") == 3 * reference["steps_per_epoch"]
+
+
 @pytest.mark.slow
 def test_under_a_launcher_every_rank_stops_at_the_step_one_rank_was_signalled_at(reference, tmp_path):
     """Only rank 0 gets the signal here (a scheduler may reach the ranks one after the other): the ranks agree at
