@@ -64,7 +64,9 @@ def sigterm_from_parent_only(worker_id: int) -> None:
     (multiprocessing ends live workers so when their process exits) must still end it, as torch's handler does.
     A Python handler cannot tell who sent a signal, so SIGTERM is blocked here (threads started later inherit the
     mask) and one thread takes it with `sigwaitinfo`, which names the sender. A worker whose parent is gone ends
-    anyway (torch's watchdog ends it too)."""
+    anyway (torch's watchdog ends it too). Where `sigwaitinfo` is missing (macOS, Windows) torch's handler stays."""
+    if not hasattr(signal, "sigwaitinfo"):
+        return
     parent = os.getppid()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 

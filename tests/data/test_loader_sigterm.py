@@ -72,3 +72,15 @@ def test_a_process_that_exits_with_its_loader_workers_alive_still_ends_them(shar
     assert len(workers) == 2, done.stdout
     assert not [pid for pid in workers if psutil.pid_exists(pid)
                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_without_sigwaitinfo_the_worker_keeps_torchs_handler(monkeypatch):
+    """macOS and Windows have no `sigwaitinfo`: the worker must still start (it raised AttributeError there)."""
+    import signal
+
+    from mmlnb_dist.data.loader import sigterm_from_parent_only
+
+    monkeypatch.delattr(signal, "sigwaitinfo")
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    sigterm_from_parent_only(0)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == blocked
