@@ -139,6 +139,10 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
     _check_arguments(out, top_k, threshold, chunk_size)
     table = DescriptionTable.read(descriptions, description_column, slide_column, require_text=not vlm) \
         if descriptions else None
+    items, failed = collect_inputs(inputs, split)
+    if not items:  # (a typo in the only path: no model loaded, no empty predictions file written)
+        raise PredictError("nothing to predict: " + "; ".join(f"{source}: {why}" for source, why in failed)
+                           if failed else "nothing to predict: no inputs given")
     journal = PredictJournal(out).lock()  # before the model loads: a second job into `out` is refused at once
     written = False
     try:
@@ -151,7 +155,6 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
         elif top_k is not None or threshold is not None:
             raise PredictError(f"--top-k / --threshold choose the label set of a multi-label model; {model_uri} "
                                f"predicts one class per image (its `label` column)")
-        items, failed = collect_inputs(inputs, split)
         for it in items if table else ():
             row = table.find(it["key"], it.get("path"))
             if row:

@@ -367,8 +367,17 @@ def test_predict_on_shards_writes_per_slide_aggregates(trained, tmp_path):
         assert s[f"votes_{c}"] == sum(r["label"] == c for r in mine)
 
 
+def _one_patch(folder: Path) -> Path:
+    """A folder with one readable patch: `predict` reads its inputs before it loads the model."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(folder / "patch.png")
+    return folder
+
+
 def test_missing_model_is_exit_code_2(tmp_path, capsys, trained):
-    code = main(["predict", "--model", "models:/no-such-model@champion", str(tmp_path), "--out",
+    code = main(["predict", "--model", "models:/no-such-model@champion", str(_one_patch(tmp_path)), "--out",
                  str(tmp_path / "p.csv"), "--uri", trained["uri"]])
     assert code == 2 and "model not found" in capsys.readouterr().err
 
@@ -467,8 +476,8 @@ def test_predict_refuses_a_registered_pickled_pyfunc(trained, tmp_path, capsys):
         "pickled", artifact_location=(tmp_path / "artifacts").resolve().as_uri())
     with mlflow.start_run(experiment_id=exp):
         mlflow.pyfunc.log_model(name="model", python_model=Pickled(), registered_model_name="nb-pickled")
-    code = main(["predict", "--model", "models:/nb-pickled/1", str(tmp_path), "--out", str(tmp_path / "p.csv"),
-                 "--uri", trained["uri"]])
+    code = main(["predict", "--model", "models:/nb-pickled/1", str(_one_patch(tmp_path / "in")), "--out",
+                 str(tmp_path / "p.csv"), "--uri", trained["uri"]])
     assert code == 2 and "python_model.pkl" in capsys.readouterr().err
 
 

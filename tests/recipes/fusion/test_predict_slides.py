@@ -65,3 +65,22 @@ def test_a_split_the_shard_set_does_not_have_is_reported_not_predicted_as_nothin
         items, failed = collect_inputs([shards], split=split)
         assert items == [] and failed == [(str(shards), f"the shard set has no '{split}' split (its splits: "
                                                         f"train, val)")]
+
+
+def test_when_no_input_can_be_read_predict_stops_before_loading_the_model(tmp_path):
+    """`predict /typo/path` loaded the model (a VLM and a classifier on a real job), wrote an empty predictions
+    file and printed "0 prediction(s) -> out.csv". With nothing readable it now stops first, naming each input and
+    why, and writes nothing (the model URI here resolves to nothing: loading it would fail with another error)."""
+    import pytest
+
+    from mmlnb_dist.predict import PredictError, predict_to_file
+
+    out = tmp_path / "out.csv"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PredictError) as err:
+        predict_to_file("models:/never-registered@champion", [tmp_path / "typo", tmp_path / "empty"], out,
+                        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    message = str(err.value)
+    assert message.startswith("nothing to predict: "), message
+    assert f"{tmp_path / 'typo'}: no such file or folder" in message and str(tmp_path / "empty") in message
+    assert not list(tmp_path.glob("out*")) and not (tmp_path / "mlflow.db").exists()
