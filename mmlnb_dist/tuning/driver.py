@@ -275,7 +275,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
         else:
             tuner = tune.Tuner(
                 trainable,
-                param_space=to_tune_space(space, cfg.tune.searcher),
+                param_space=to_tune_space(space, cfg.tune.searcher, cfg.train.epochs),
                 tune_config=tune.TuneConfig(
                     metric=cfg.tune.metric, mode=cfg.tune.mode, num_samples=cfg.tune.num_samples,
                     max_concurrent_trials=cfg.tune.max_concurrent, search_alg=_searcher(cfg),

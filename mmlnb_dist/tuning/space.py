@@ -9,8 +9,11 @@
       train.global_batch_size: {grid: [16, 32]}   # grid values (also used by searcher=grid)
 
 Distributions: uniform, loguniform, quniform [lo, hi, q], randint [lo, hi) , choice [...], grid [...].
-`scale: epochs` multiplies the sampled value by `train.epochs` and rounds it (at least 1), so one space fits the 9-epoch
-demo and the 150-epoch paper profile.
+`scale: epochs` makes the values fractions of `train.epochs`, so one space fits the 9-epoch demo and the 150-epoch
+paper profile. Ray samples the whole epochs they give (`epochs_of`: times `train.epochs`, rounded, at least 1): a
+range becomes an integer range between its ends' epochs (uniform: randint, loguniform: lograndint), a choice, grid
+or quniform the distinct epochs of its values. So Ray's trial table, its best-trial line and the searcher's model
+hold the epochs a trial trains with, not fractions many of which train the same.
 
 The shipped spaces are package data (`mmlnb_dist/tuning/spaces/`; `tune/spaces` links there in a source checkout):
 `resolve_space` finds them by name (`curriculum`) or checkout path (`tune/spaces/curriculum.yaml`) from any folder.
@@ -149,7 +152,9 @@ def _validate(base: Dict[str, Any], params: Mapping[str, Dict[str, Any]], typica
               picked: List[Tuple[str, Tuple[str, Any]]], source: Any) -> None:
     from ..config import config_from_dict
 
-    sampled = {**typical, **{key: value for key, (_, value) in picked}}
+    epochs = int(base.get("train", {}).get("epochs", 1))
+    sampled = {key: epochs_of(params[key], value, epochs)
+               for key, value in {**typical, **{key: value for key, (_, value) in picked}}.items()}
     cfg_dict, applied = apply_params(base, sampled, params)
     try:
         config_from_dict(cfg_dict, f"{source}")
@@ -184,15 +189,47 @@ def check_keys(params: Mapping[str, Any], source: Any = "space") -> None:
                 next((a for a in args if isinstance(a, type) and issubclass(a, Section)), None)
 
 
-def to_tune_space(params: Mapping[str, Dict[str, Any]], searcher: str) -> Dict[str, Any]:
-    """Ray Tune's param_space. For the grid searcher every key becomes a grid (choice/grid values)."""
+def epochs_of(spec: Mapping[str, Any], value: Any, epochs: int) -> Any:
+    """A value of `spec` as a trial applies it: for `scale: epochs`, the fraction times `epochs`, rounded, at least
+    1 (epoch 0 belongs to the first phase); any other value as it is."""
+    if spec.get("scale") != "epochs":
+        return value
+    return max(1, int(round(float(value) * epochs)))
+
+
+def _epoch_values(spec: Mapping[str, Any], epochs: int) -> List[int]:
+    """The distinct epochs a scaled choice, grid, quniform or randint gives, in order."""
+    kind = next(k for k in spec if k in DISTRIBUTIONS)
+    val = spec[kind]
+    if kind == "quniform":
+        steps = int(math.floor((val[1] - val[0]) / val[2] + 1e-9))
+        val = [val[0] + i * val[2] for i in range(steps + 1)]
+    elif kind == "randint":
+        val = list(range(val[0], val[1]))
+    return list(dict.fromkeys(epochs_of(spec, v, epochs) for v in val))
+
+
+def to_tune_space(params: Mapping[str, Dict[str, Any]], searcher: str, epochs: int) -> Dict[str, Any]:
+    """Ray Tune's param_space (`scale: epochs` keys in whole epochs of `epochs`, see the module's docstring). For
+    the grid searcher every key becomes a grid (choice/grid values)."""
     from ray import tune
 
     space: Dict[str, Any] = {}
     for key, spec in params.items():
         kind = next(k for k in spec if k in DISTRIBUTIONS)
         val = spec[kind]
+        if spec.get("scale") == "epochs" and searcher != "grid":
+            if kind in ("uniform", "loguniform"):
+                low, high = epochs_of(spec, val[0], epochs), epochs_of(spec, val[1], epochs)
+                space[key] = (tune.randint if kind == "uniform" else tune.lograndint)(low, high + 1)
+            else:
+                space[key] = tune.choice(_epoch_values(spec, epochs))
+            continue
         if searcher == "grid":
+            if kind not in ("choice", "grid"):
+                raise SpaceError(f"searcher=grid needs 'choice' or 'grid' values for '{key}' (got {kind})")
+            space[key] = tune.grid_search(_epoch_values(spec, epochs) if spec.get("scale") else list(val))
+            continue
             if kind not in ("choice", "grid"):
                 raise SpaceError(f"searcher=grid needs 'choice' or 'grid' values for '{key}' (got {kind})")
             space[key] = tune.grid_search(list(val))
@@ -231,16 +268,16 @@ def _set_path(raw: Dict[str, Any], key: str, value: Any) -> None:
 
 def apply_params(cfg_dict: Dict[str, Any], sampled: Mapping[str, Any],
                  space: Mapping[str, Dict[str, Any]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """The config dict with sampled values applied (after `scale`); returns (new dict, applied values)."""
+    """The config dict with the values Ray sampled applied (`scale: epochs` keys already in epochs, see
+    `to_tune_space`); returns (new dict, applied values)."""
     out = copy.deepcopy(cfg_dict)
     epochs = int(out.get("train", {}).get("epochs", 1))
     applied = {}
     for key, value in sampled.items():
-        spec = space.get(key, {})
-        if spec.get("scale") == "epochs":
-            value = max(1, int(round(float(value) * epochs)))  # epoch 0 belongs to the first phase
         if hasattr(value, "item"):  # numpy scalars from the searchers
             value = value.item()
+        if isinstance(value, float):  # a fraction: a search started before Ray sampled epochs, resumed
+            value = epochs_of(space.get(key, {}), value, epochs)
         _set_path(out, key, value)
         applied[key] = value
     return out, applied

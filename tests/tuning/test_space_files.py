@@ -66,3 +66,34 @@ def test_the_pipeline_trial_reads_the_vlm_and_fusion_keys():
 
     check_space_is_read(load_space(resolve_space("joint")), "vlm-fusion", "joint")  # LoRA and curriculum: read
     check_space_is_read(load_space(resolve_space("lora")), "my.module:Recipe", "lora")  # outside the table: its own
+
+
+def test_ray_samples_the_epochs_a_trial_trains_with_for_a_scaled_key():
+    """`scale: epochs` keys reached Ray as fractions: its trial table and "Current best trial" line showed
+    `phases.1.start_epoch 0.153` for a trial whose phase 1 started at epoch 1, and a searcher (Optuna) modelled a
+    continuous range whose values mostly trained the same epochs. Ray now samples whole epochs (the range's ends
+    times `train.epochs`, rounded, at least 1), and a trial applies them as they are."""
+    from mmlnb_dist.tuning.space import apply_params, epochs_of, load_space, resolve_space, to_tune_space
+
+    space = load_space(resolve_space("curriculum"))  # ramp_start: {uniform: [0.15, 0.35], scale: epochs}
+    ramp = to_tune_space(space, "random", epochs=9)["fusion.curriculum.ramp_start"]
+    assert {ramp.sample() for _ in range(300)} == {1, 2, 3}  # 0.15 x 9 = 1.35 -> 1, 0.35 x 9 = 3.15 -> 3
+    start = to_tune_space(space, "random", epochs=9)["fusion.curriculum.start"]  # not scaled: as it was
+    assert all(0.1 <= v <= 0.6 and isinstance(v, float) for v in (start.sample() for _ in range(50)))
+    assert epochs_of(space["fusion.curriculum.ramp_start"], 0.35, 9) == 3
+    assert epochs_of(space["fusion.curriculum.start"], 0.35, 9) == 0.35
+
+    scaled = {"fusion.curriculum.ramp_start": {"grid": [0.25, 0.5, 0.52], "scale": "epochs"},
+              "fusion.curriculum.ramp_end": {"loguniform": [0.5, 1.0], "scale": "epochs"},
+              "fusion.curriculum.phases.1.start_epoch": {"quniform": [0.0, 0.5, 0.25], "scale": "epochs"}}
+    grid = to_tune_space({k: scaled[k] for k in ["fusion.curriculum.ramp_start"]}, "grid", epochs=8)
+    assert grid["fusion.curriculum.ramp_start"] == {"grid_search": [2, 4]}  # 0.5 and 0.52 both train 4
+    sampled = to_tune_space(scaled, "random", epochs=8)
+    assert {sampled["fusion.curriculum.ramp_end"].sample() for _ in range(300)} == {4, 5, 6, 7, 8}
+    assert {sampled["fusion.curriculum.phases.1.start_epoch"].sample() for _ in range(300)} == {1, 2, 4}
+
+    base = load_config(ROOT / "launch" / "profiles" / "cpu-demo.yaml").model_dump(mode="json")
+    cfg, applied = apply_params(base, {"fusion.curriculum.ramp_start": 2}, space)
+    assert applied == {"fusion.curriculum.ramp_start": 2} and cfg["fusion"]["curriculum"]["ramp_start"] == 2
+    # a search started before Ray sampled epochs, resumed: its trials still carry fractions
+    assert apply_params(base, {"fusion.curriculum.ramp_start": 0.35}, space)[1] == {"fusion.curriculum.ramp_start": 3}

@@ -78,14 +78,14 @@ def test_space_files_load_and_give_valid_configs(profile):
     every end of every other key (the rest at their midpoints), gives a valid trial config on every profile."""
     from itertools import combinations
 
-    from mmlnb_dist.tuning.space import load_space, to_tune_space
+    from mmlnb_dist.tuning.space import epochs_of, load_space, to_tune_space
 
     base = load_config(ROOT / "launch" / "profiles" / profile).model_dump(mode="json")
     paths = sorted((ROOT / "tune" / "spaces").glob("*.yaml"))
     assert {p.stem for p in paths} >= {"curriculum", "optimisation", "lora", "joint"}
     for path in paths:
         space = load_space(path)
-        to_tune_space(space, "random")
+        to_tune_space(space, "random", base["train"]["epochs"])
         typical = {k: _typical(v) for k, v in space.items()}
         checked = 0
         for pair in combinations(list(space) + [None], 2):  # None: a key alone
@@ -94,7 +94,8 @@ def test_space_files_load_and_give_valid_configs(profile):
             for ends in ([(a, b) for a in options[0] for b in options[1]] if len(keys) == 2 else
                          [(a,) for a in options[0]]):
                 sampled = {**typical, **{k: v for k, (_, v) in zip(keys, ends, strict=True)}}
-                _trial_config(base, space, sampled)
+                _trial_config(base, space, {k: epochs_of(space[k], v, base["train"]["epochs"])  # as Ray samples
+                                            for k, v in sampled.items()})
                 checked += 1
         assert checked >= 2 * len(space), path
 
