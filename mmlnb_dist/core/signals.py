@@ -48,6 +48,20 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def sigterm_handler_kept() -> Iterator[None]:
+    """Keep this process's SIGTERM handling across the block, around `ray.init`: Ray replaces it (its own
+    `sys.exit`, then its core worker's handler, which prints a C++ stack trace and aborts), so a `tune` driver that a
+    scheduler or `kill` stopped dumped a stack and exited 134 instead of ending "interrupted" (exit 130) with its
+    MLflow run closed. Outside the main thread, or when the handler was not set from Python, Ray's stays."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
 def _in_ray_worker() -> bool:
     """Ray stops its workers itself (a trial stopped early, a lost driver: SIGTERM, then SIGKILL soon after) and
     restores trials from Tune's checkpoints; there a SIGTERM must end the run at once (`sigterm_as_interrupt`), or

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Dict, Iterable, List
 
+from ..core.signals import sigterm_handler_kept
 from .slide_task import SlideJob, process_slide
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,8 @@ def connect(address: str) -> bool:
         return False
     # "local" goes to Ray as "local": a bare ray.init() (address None) joins the cluster recorded in
     # <ray tmp>/ray_current_cluster by an earlier `ray start`, which may be someone else's or long dead.
-    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    with sigterm_handler_kept():  # a SIGTERM still ends `slides tile` as interrupted, not in Ray's abort
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
     log.info("tiling on Ray (%s): %s", address, ray.cluster_resources())
     return True
 

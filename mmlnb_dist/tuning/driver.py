@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import Config, config_from_dict, save_config
 from ..core.config import absolute_paths
+from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .checks import SearchError, check_recipe, check_resources, check_space_is_read, default_space
 from .space import apply_params, load_space, resolve_space, to_tune_space
@@ -138,14 +139,15 @@ def _init_ray(cfg: Config) -> bool:
     # package itself prints nothing in a trial (its lines are log records).
     runtime_env = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": str(cfg.tune.train_poll_interval_s),
                                 "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}
-    if address:
-        ray.init(address=address, include_dashboard=False, runtime_env=runtime_env)
-    else:
-        # "local": always a fresh instance. A bare ray.init() joins the cluster recorded in
-        # <ray tmp>/ray_current_cluster, which outlives a killed `ray start` head: a resumed search would
-        # attach to a dead cluster. The instance's raylet and GCS share this process's fate (Ray's kernel
-        # fate-sharing), so a killed driver takes them along instead of leaving them running.
-        ray.init(address="local", num_cpus=cfg.tune.num_cpus, include_dashboard=False, runtime_env=runtime_env)
+    with sigterm_handler_kept():  # a SIGTERM still ends the search as interrupted, not in Ray's abort
+        if address:
+            ray.init(address=address, include_dashboard=False, runtime_env=runtime_env)
+        else:
+            # "local": always a fresh instance. A bare ray.init() joins the cluster recorded in
+            # <ray tmp>/ray_current_cluster, which outlives a killed `ray start` head: a resumed search would
+            # attach to a dead cluster. The instance's raylet and GCS share this process's fate (Ray's kernel
+            # fate-sharing), so a killed driver takes them along instead of leaving them running.
+            ray.init(address="local", num_cpus=cfg.tune.num_cpus, include_dashboard=False, runtime_env=runtime_env)
     return True
 
 

@@ -20,6 +20,7 @@ from ..config import Config, config_from_dict
 from ..core.config import absolute_paths
 from ..core.errors import UserError
 from ..core.logging import command_log, setup_logging
+from ..core.signals import sigterm_handler_kept
 from ..pipeline import is_up_to_date, stage_file
 from ..studies import RowJob, train_row
 
@@ -80,8 +81,9 @@ def train_as_trials(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str,
     started = False
     if not ray.is_initialized():
         address = cfg.tune.address or os.environ.get("RAY_ADDRESS")
-        ray.init(address=address or "local", num_cpus=None if address else cfg.tune.num_cpus,
-                 include_dashboard=False)
+        with sigterm_handler_kept():  # (Ray's own handler aborts with a stack trace)
+            ray.init(address=address or "local", num_cpus=None if address else cfg.tune.num_cpus,
+                     include_dashboard=False)
         started = True
     log.info("study %s: %d run(s) as Ray Tune trials, %d at a time", study_dir.name, len(pending),
              cfg.tune.max_concurrent)

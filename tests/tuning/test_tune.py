@@ -419,6 +419,42 @@ def test_killed_search_resumes_without_rerunning_finished_trials(shards, tmp_pat
     assert yaml.safe_load(Path(summary["best_config"]).read_text())["train"]["epochs"] == 2
 
 
+@pytest.mark.slow
+def test_a_sigterm_ends_a_search_as_interrupted_and_it_resumes(shards, tmp_path):
+    """`kill PID` on a `tune` driver (Kubernetes, a scheduler, an operator): Ray's handler, set by `ray.init`,
+    printed a C++ stack trace ("*** SIGTERM received at time=...") and aborted, exit 134. It now ends as every
+    command does: "interrupted", exit 130, no Ray process left; `tune.resume=true` then finishes the search."""
+    (tmp_path / "space.yaml").write_text("params:\n  train.lr: {loguniform: [1.0e-3, 3.0e-3]}\n")
+    trials = tmp_path / "runs" / "tune" / "resumable" / "trials"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "RAY_ADDRESS")}
+    log = tmp_path / "first.log"
+    with _ray_temp_dir() as ray_tmp:
+        env["RAY_TMPDIR"] = str(ray_tmp)
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(_tune_cmd(shards, tmp_path), cwd=ROOT, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while proc.poll() is None and not (trials.is_dir() and any(trials.iterdir())):
+                time.sleep(0.2)  # the first trial's folder decides when to signal
+            os.kill(proc.pid, signal.SIGTERM)  # the driver only, as `kill PID` does
+            code = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                _kill_session(proc.pid)
+                proc.wait()
+        _wait_for_no_processes(proc.pid, ray_tmp)
+        console = log.read_text()
+        assert code == 130, console[-3000:]
+        assert "mmlnb-dist tune: interrupted" in console and "SIGTERM received at time" not in console
+        res = subprocess.run(_tune_cmd(shards, tmp_path, "tune.resume=true"), cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=540, check=False, start_new_session=True)
+        _wait_for_no_processes(None, ray_tmp)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    summary = json.loads((tmp_path / "runs" / "tune" / "resumable" / "summary.json").read_text())
+    assert summary["trials"] == 3 and summary["errored"] == 0, summary
+
+
 def test_starting_an_existing_search_again_is_a_clear_error(shards, tmp_path):
     (tmp_path / "runs" / "tune" / "resumable").mkdir(parents=True)
     (tmp_path / "runs" / "tune" / "resumable" / "search.json").write_text("{}")
