@@ -218,23 +218,17 @@ def to_tune_space(params: Mapping[str, Dict[str, Any]], searcher: str, epochs: i
     for key, spec in params.items():
         kind = next(k for k in spec if k in DISTRIBUTIONS)
         val = spec[kind]
-        if spec.get("scale") == "epochs" and searcher != "grid":
-            if kind in ("uniform", "loguniform"):
-                low, high = epochs_of(spec, val[0], epochs), epochs_of(spec, val[1], epochs)
-                space[key] = (tune.randint if kind == "uniform" else tune.lograndint)(low, high + 1)
-            else:
-                space[key] = tune.choice(_epoch_values(spec, epochs))
-            continue
+        scaled = spec.get("scale") == "epochs"
         if searcher == "grid":
             if kind not in ("choice", "grid"):
                 raise SpaceError(f"searcher=grid needs 'choice' or 'grid' values for '{key}' (got {kind})")
-            space[key] = tune.grid_search(_epoch_values(spec, epochs) if spec.get("scale") else list(val))
-            continue
-            if kind not in ("choice", "grid"):
-                raise SpaceError(f"searcher=grid needs 'choice' or 'grid' values for '{key}' (got {kind})")
-            space[key] = tune.grid_search(list(val))
-            continue
-        if kind == "uniform":
+            space[key] = tune.grid_search(_epoch_values(spec, epochs) if scaled else list(val))
+        elif scaled and kind in ("uniform", "loguniform"):
+            low, high = epochs_of(spec, val[0], epochs), epochs_of(spec, val[1], epochs)
+            space[key] = (tune.randint if kind == "uniform" else tune.lograndint)(low, high + 1)
+        elif scaled:
+            space[key] = tune.choice(_epoch_values(spec, epochs))
+        elif kind == "uniform":
             space[key] = tune.uniform(*val)
         elif kind == "loguniform":
             space[key] = tune.loguniform(*val)

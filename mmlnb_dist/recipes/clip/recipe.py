@@ -33,8 +33,8 @@ from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.preprocess import ImageSamplePreprocess, MultiHotLabel
-from ...data.stain_augment import StainAugmentConfig
 from ...data.shardset import ShardError, ShardSet
+from ...data.stain_augment import StainAugmentConfig
 from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume, mid_epoch_state, restore_rng
 from .config import LOWER_IS_BETTER
 from .metrics import multilabel_metrics, scalar_metrics
