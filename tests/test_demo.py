@@ -158,11 +158,12 @@ def test_a_rerun_skips_every_stage_and_a_slice_reuses_the_earlier_ones(demo_run)
 
 @pytest.mark.slow
 def test_clip_multilabel_demo_runs_synth_shards_and_training_then_skips_them(tmp_path):
-    """`demo --recipe clip-multilabel`: the multi-label synthetic set, its shards (grouped val and test splits) and
-    the CLIP recipe; the printed table holds the run's own best-checkpoint metrics; a rerun trains nothing."""
+    """`demo --recipe clip-multilabel` at its shipped size: the multi-label synthetic set, its shards (grouped val
+    and test splits) and the CLIP recipe; the printed table holds the run's own best-checkpoint metrics, which show
+    the method (well above chance on the held-out test slides); a rerun trains nothing."""
     args = ["demo", "--recipe", "clip-multilabel", f"run.output_dir={tmp_path / 'runs'}",
-            f"data.synth_dir={tmp_path / 'src'}", f"data.shards={tmp_path / 'shards'}", "data.synth.n=120",
-            "data.synth.n_slides=12", "data.loader.num_workers=0", "train.epochs=2", "tracking.backends=[stdout]"]
+            f"data.synth_dir={tmp_path / 'src'}", f"data.shards={tmp_path / 'shards'}", "data.loader.num_workers=0",
+            "tracking.backends=[stdout]"]
     code, out = _run(args)
     assert code == 0, out
     statuses = stage_statuses(out)
@@ -170,13 +171,17 @@ def test_clip_multilabel_demo_runs_synth_shards_and_training_then_skips_them(tmp
     assert "finetune-vlm" not in statuses  # the captions are the text: no VLM stage
     manifest = json.loads((tmp_path / "shards" / "manifest.json").read_text())
     assert manifest["task"] == "multilabel" and set(manifest["splits"]) == {"train", "val", "test"}
-    metrics = json.loads((tmp_path / "runs" / "clip-multilabel-clip" / "metrics.json").read_text())
+    [run_dir] = (tmp_path / "runs").glob("*-clip")  # <run.name>-<recipe>
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     head = next(line for line in out.splitlines() if line.startswith("| metric |"))
     row = next(line for line in out.splitlines() if line.startswith("| micro_f1 |"))
     assert f"| test (n={metrics['test/num_samples']:.0f}) | val (n={metrics['val/num_samples']:.0f}) |" in head, head
     splits = [c.strip().split(" (n=")[0] for c in head.split("|")[2:-1]]
     values = dict(zip(splits, (float(c) for c in row.split("|")[2:-1])))
     assert values == pytest.approx({"val": metrics["val/micro_f1"], "test": metrics["test/micro_f1"]}, abs=1e-4)
+    # Chance: micro AUROC 0.5; top-3 micro F1 of random scores about 0.2 on this set (1-3 of 12 findings a patch).
+    # Measured at seed 0: 0.92 and 0.62 (random tiny CLIP towers: 0.59 and 0.24, the image tower learning nothing).
+    assert metrics["test/micro_auroc"] >= 0.85 and metrics["test/micro_f1"] >= 0.5, metrics
     assert "not registered: tracking.backends has no mlflow" in out
     code, again = _run(args)
     assert code == 0

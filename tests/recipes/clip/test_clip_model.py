@@ -139,3 +139,20 @@ def test_prmf_fusion_feeds_the_head_alpha_text_plus_one_minus_alpha_projected_im
         assert p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0, name
     groups = {g["name"]: g for g in model.param_groups(tower_lr=1e-5, head_lr=1e-4)}
     assert {id(p) for p in model.fuse.parameters()} <= {id(p) for p in groups["head"]["params"]}
+
+
+@pytest.mark.parametrize("settings, expected", [
+    ({}, "image: CLIP tower 'tiny', last 2 blocks train; text: CLIP tower 'tiny', last 2 blocks train; fusion concat"),
+    ({"image_encoder": "efficientnet_lite0", "text_encoder": "minilm", "towers": {"unfreeze_blocks": 1}},
+     "image: efficientnet_lite0, last stage trains; text: minilm, last 1 blocks train; fusion concat"),
+    ({"image_encoder": "resnet50", "image_encoder_trainable": [], "fusion": "image_only"},
+     "image: resnet50, frozen; text: not used; fusion image_only"),
+    ({"fusion": "zero_shot"}, "image: CLIP tower 'tiny', frozen; text: CLIP tower 'tiny', frozen; fusion zero_shot"),
+])
+def test_the_run_log_names_the_branches_that_run_and_what_of_them_trains(settings, expected):
+    """The run's first line names each branch's encoder: with pretrained encoders in place of both CLIP towers it
+    used to name the unused tower ("towers 'tiny' (image efficientnet_lite0, ...)")."""
+    from mmlnb_dist.recipes.clip.config import ClipModelConfig
+    from mmlnb_dist.recipes.clip.model import branch_summary
+
+    assert branch_summary(ClipModelConfig.model_validate(settings)) == expected
