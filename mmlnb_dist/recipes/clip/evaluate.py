@@ -57,7 +57,7 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     local = (torch.cat(logits) if logits else torch.zeros(0, n), torch.cat(labels) if labels else torch.zeros(0, n))
     scores, targets = gather_tensors(env, local)
     loader.end_epoch()  # the bad-sample ledger of the pass (collective)
-    metrics = multilabel_metrics(scores, targets, classes, int(meta["top_k"]))
+    metrics = multilabel_metrics(scores, targets, classes, int(meta["top_k"]), split)
     weight = torch.tensor(cfg.clip.pos_weight) if cfg.clip.pos_weight is not None else None
     metrics["loss"] = float(F.binary_cross_entropy_with_logits(scores, targets, pos_weight=weight))
     return metrics, classes

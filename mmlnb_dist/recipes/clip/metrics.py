@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Sequence
 import torch
 
 from ...core.distributed import DistEnv, gather_tensors
+from ...core.errors import UserError
 
 
 def top_k_prediction(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -22,11 +23,12 @@ def top_k_prediction(scores: torch.Tensor, k: int) -> torch.Tensor:
     return pred.scatter_(1, scores.topk(k, dim=1).indices, 1)
 
 
-def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, classes: Sequence[str], k: int
-                       ) -> Dict[str, Any]:
+def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, classes: Sequence[str], k: int,
+                       split: str = "?") -> Dict[str, Any]:
     """Scalars named as config.METRIC_NAMES (plus `at_least_{j}_of_top_k` up to k), `num_samples`, the
     excluded-label lists and `per_label_f1` (vocabulary order). `scores` are logits or probabilities [N, L],
-    `targets` multi-hot [N, L]."""
+    `targets` multi-hot [N, L]; non-finite scores raise a UserError naming `split` (metrics of NaN scores read
+    like a poor model, not a broken one)."""
     from torchmetrics.functional.classification import (multilabel_auroc, multilabel_f1_score,
                                                         multilabel_hamming_distance, multilabel_precision,
                                                         multilabel_recall)
@@ -35,6 +37,11 @@ def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, classes: Seq
     if not 1 <= k <= n_labels:
         raise ValueError(f"clip.top_k: {k} must be between 1 and the number of labels ({n_labels})")
     scores = scores.detach().float().cpu()
+    bad = ~torch.isfinite(scores).all(-1)
+    if bool(bad.any()):
+        raise UserError(f"split '{split}': {int(bad.sum())} of {len(scores)} samples have non-finite (NaN or inf) "
+                        f"scores, first at row {int(bad.nonzero()[0])}; the model's weights are not finite (it "
+                        f"diverged in training, or its files were altered)")
     target = targets.detach().cpu().round().long()
     pred = top_k_prediction(scores, k)
     positives = target.sum(0)
@@ -71,10 +78,10 @@ def _binary_auroc(probs: torch.Tensor, target: torch.Tensor, defined: List[int])
 
 
 def gathered_metrics(env: DistEnv, scores: torch.Tensor, targets: torch.Tensor, classes: Sequence[str],
-                     k: int) -> Dict[str, Any]:
+                     k: int, split: str = "?") -> Dict[str, Any]:
     """`multilabel_metrics` over every rank's share of the split (uneven shares are fine; each sample once)."""
     scores, targets = gather_tensors(env, (scores.float(), targets.float()))
-    return multilabel_metrics(scores, targets, classes, k)
+    return multilabel_metrics(scores, targets, classes, k, split)
 
 
 def scalar_metrics(metrics: Dict[str, Any], prefix: str = "") -> Dict[str, float]:

@@ -27,6 +27,7 @@ from ...core.distributed import DistEnv, all_reduce_sum, gather_tensors, plan_ba
 from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json, seed_everything
 from ...core.errors import ConfigError
 from ...core.recipe import Report
+from ...core.divergence import LossWatch
 from ...core.signals import GracefulStop
 from ...core.tracking import build_logger, epoch_summary
 from ...core.tracking.registry import check_registration
@@ -75,6 +76,8 @@ class ClipRecipe:
         """Set by a resume from a mid-epoch checkpoint until that epoch ends."""
         self.stop = GracefulStop()
         """A SIGTERM while training stops the run at the next optimizer step, with a checkpoint there."""
+        self.watch = LossWatch(env, {"train.lr": cfg.train.lr, "clip.tower_lr": cfg.clip.tower_lr}, cfg.distributed)
+        """A non-finite loss stops the run at that optimizer step, before anything of it is saved."""
         self.logger = None
 
     @classmethod
@@ -239,16 +242,21 @@ class ClipRecipe:
             engine.backward(loss)
             engine.step()
             value = float(loss.detach())
+            self.watch.see(value)
             sums += torch.tensor([value * len(labels), len(labels)], dtype=torch.float64)
             seen += len(labels)
             if (i + 1) % acc == 0:
                 self.global_step += 1
                 step_in_epoch += 1
+                last = step_in_epoch == steps_this_epoch  # checkpointed (and evaluated) at the epoch's end
+                every = cfg.train.checkpoint_every_steps
+                periodic = not last and bool(every) and self.global_step % every == 0
+                saved = last or periodic or self.stop.requested  # a SIGTERM saves this step too
+                self.watch.step_done(engine.was_step_applied(), f"at step {step_in_epoch} of epoch {epoch} "
+                                     f"(optimizer step {self.global_step})", engine.module if saved else None)
                 if self.global_step % cfg.train.log_every == 0:
                     self.logger.log_metrics({"train/loss": value, "train/lr": self.engine.lr()}, step=self.global_step)
-                if step_in_epoch < steps_this_epoch:  # the epoch's last step is checkpointed at the epoch's end
-                    every = cfg.train.checkpoint_every_steps
-                    periodic = bool(every) and self.global_step % every == 0
+                if not last:
                     if periodic:
                         self.save_mid_epoch(epoch, step_in_epoch, sums)
                     self.stop.stop_if_asked(env, None if periodic else lambda: self.save_mid_epoch(
@@ -274,7 +282,7 @@ class ClipRecipe:
                  torch.cat(labels) if labels else torch.zeros(0, n_labels))
         scores, targets = gather_tensors(self.env, local)
         self.eval_loaders[split].end_epoch(self.run_dir, self.logger, step=self.global_step)
-        metrics = multilabel_metrics(scores, targets, self.classes, self.cfg.clip.top_k)
+        metrics = multilabel_metrics(scores, targets, self.classes, self.cfg.clip.top_k, split)
         metrics["loss"] = float(self._loss(scores, targets))
         return metrics
 

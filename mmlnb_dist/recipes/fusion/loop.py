@@ -102,6 +102,7 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
         b = label.numel()
         seen += b
         loss_value = float(loss.detach())
+        recipe.watch.see(loss_value)
         sums[0] += loss_value * b
         sums[1] += b
         if out["alpha"] is not None:
@@ -110,6 +111,12 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
         if (i + 1) % recipe.plan.accumulation == 0:
             recipe.global_step += 1
             step_in_epoch += 1
+            every = cfg.train.checkpoint_every_steps
+            periodic = bool(every) and recipe.global_step % every == 0 and step_in_epoch < steps_this_epoch
+            # the weights are read when this step is saved: periodically, by a SIGTERM, or at the epoch's end
+            saved = periodic or recipe.stop.requested or step_in_epoch == steps_this_epoch
+            recipe.watch.step_done(engine.was_step_applied(), f"at step {step_in_epoch} of epoch {epoch} "
+                                   f"(optimizer step {recipe.global_step})", engine.module if saved else None)
             rate = seen * env.world_size / max(time.perf_counter() - t0, 1e-9)
             alpha = float(sums[2] / sums[3]) if sums[3] else float("nan")
             bar.set_postfix(loss=f"{loss_value:.3f}", lam=f"{lam:.2f}", alpha=f"{alpha:.2f}", sps=f"{rate:.0f}")
@@ -117,8 +124,6 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
                 recipe.logger.log_metrics({"train/loss": loss_value, "train/lambda": lam, "train/alpha_mean": alpha,
                                            "train/lr": recipe.engine.lr(), "train/samples_per_s": rate},
                                           step=recipe.global_step)
-            every = cfg.train.checkpoint_every_steps
-            periodic = bool(every) and recipe.global_step % every == 0 and step_in_epoch < steps_this_epoch
             if periodic:
                 save_mid_epoch(recipe, epoch, step_in_epoch, loader, sums)
             # SIGTERM (a time limit, a preemption): stop here with a checkpoint; at the epoch's last step the epoch

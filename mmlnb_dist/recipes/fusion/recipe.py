@@ -24,6 +24,7 @@ from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
+from ...core.divergence import LossWatch
 from ...core.signals import GracefulStop
 from ...core.tracking import build_logger, epoch_summary
 from ...core.tracking.registry import check_registration
@@ -62,9 +63,11 @@ class FusionRecipe:
         self.history: List[Dict[str, float]] = []
         self.start_epoch = 0
         self.mid_epoch: Optional[MidEpochResume] = None
+        """Set by a resume from a mid-epoch checkpoint (`train.checkpoint_every_steps`) until that epoch ends."""
         self.stop = GracefulStop()
         """A SIGTERM while training stops the run at the next optimizer step, with a checkpoint (`train`)."""
-        """Set by a resume from a mid-epoch checkpoint (`train.checkpoint_every_steps`) until that epoch ends."""
+        self.watch = LossWatch(env, {"train.lr": cfg.train.lr}, cfg.distributed)
+        """A non-finite loss stops the run at that optimizer step, before anything of it is saved (`loop`)."""
         self.logger = None
 
     @classmethod

@@ -44,6 +44,7 @@ import torch
 from ...core.checkpoint import CheckpointManager, step_tag
 from ...core.config import save_config
 from ...core.distributed import DistEnv, all_gather_object, all_reduce_sum, plan_batch
+from ...core.divergence import LossWatch
 from ...core.engine import OptimizerSpec, build_engine, deepspeed_config, precision_of, seed_everything
 from ...core.errors import ConfigError
 from ...core.progress import progress_bar
@@ -119,6 +120,9 @@ class FinetuneVLMRecipe:
         self.last_train: Dict[str, float] = {}
         self.engine = None
         self.logger = None
+        lrs = {f"vlm.{k}": getattr(cfg.vlm, k) for k in ("lr", "merger_lr", "vision_lr")}
+        self.watch = LossWatch(env, {k: v for k, v in lrs.items() if v is not None}, cfg.distributed)
+        """A non-finite loss or trained weight stops fine-tuning at that step, before anything of it is saved."""
 
     @classmethod
     def check(cls, cfg: "Config", env: DistEnv) -> None:
@@ -281,6 +285,10 @@ class FinetuneVLMRecipe:
             self.engine.backward(loss)
             self.engine.step()
             losses.append(loss.detach().float())
+        self.watch.see(float(torch.stack(losses).sum()))  # not finite when one micro batch's loss is not
+        step, every = self.step + 1, (vcfg.checkpoint_every, vcfg.eval_every)
+        saved = step == self.total_steps or stop.requested or any(n and step % n == 0 for n in every)
+        self.watch.step_done(self.engine.was_step_applied(), f"at step {step}", self.engine.module if saved else None)
         self._record_data_order(self.step)
         self.step += 1
         step_loss = all_reduce_sum(self.env, torch.stack(losses).mean().reshape(1)).item() / self.env.world_size

@@ -97,3 +97,16 @@ def test_metrics_gathered_from_two_ranks_with_uneven_counts_equal_sklearn_on_the
     assert got[0]["num_samples"] == 61  # every sample exactly once: no padding duplicates
     for name, value in sklearn_reference(scores, targets, 3).items():
         assert got[0][name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_non_finite_scores_are_an_error_naming_the_split_not_metrics_of_a_poor_model():
+    """NaN scores used to give an AUROC near 0.5 and F1 like a weak model's (a run that diverged reported them)."""
+    from mmlnb_dist.core.errors import UserError
+    from mmlnb_dist.recipes.clip.metrics import multilabel_metrics
+
+    scores, targets = _data()
+    scores[4, 2] = np.nan
+    scores[9] = np.inf
+    with pytest.raises(UserError, match=r"split 'test': 2 of 57 samples have non-finite .* first at row 4"):
+        multilabel_metrics(torch.from_numpy(scores), torch.from_numpy(targets), [f"l{i}" for i in range(7)], 3,
+                           "test")
