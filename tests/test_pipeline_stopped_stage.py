@@ -42,6 +42,23 @@ def test_a_stopped_stage_is_named_with_its_reason_and_the_same_command_resumes_i
     assert "stopped_by" not in read_stage(out) and read_stage(out)["status"] == "done"
 
 
+def test_a_stage_whose_training_diverged_does_not_say_the_same_command_resumes_it(tmp_path, caplog):
+    """The same command would resume the run from its last checkpoint and diverge at the same step again: the log
+    says to change the setting the error names (a changed setting rebuilds the stage)."""
+    from mmlnb_dist.core.divergence import TrainingDiverged
+
+    def diverges(resume):
+        raise TrainingDiverged("training diverged at step 4 of epoch 0: the loss was nan. ... lower the learning "
+                               "rate (train.lr=1000.0)")
+
+    with caplog.at_level(logging.INFO, logger="mmlnb_dist"), pytest.raises(TrainingDiverged):
+        run_stage("train", tmp_path / "train", "fp", diverges, say=lambda _: None)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: stopped after ")]
+    assert "run the same command again and it resumes it" not in line, line
+    assert "would resume them and diverge at the same step again" in line, line
+    assert "train.lr=1000.0" in line  # the error, with the setting to change
+
+
 class Clock:
     """`time.time()` for the stages module: each call returns the next scripted instant."""
 

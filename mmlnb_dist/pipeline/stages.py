@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from ..core.distributed import DistEnv, barrier, rank0_alone
+from ..core.divergence import TrainingDiverged
 from ..core.errors import UserError
 from ..core.files import replace_text
 from ..core.sections import DistributedConfig
@@ -186,6 +187,12 @@ def _record_stop(name: str, out: Path, fp: str, owner: Optional[str], env: DistE
     if env.is_main:
         _write_stage(out, fp, "running", {STOPPED_BY: reason, **timing}, owner)
         level = logging.WARNING if isinstance(err, KeyboardInterrupt) else logging.ERROR  # a user's Ctrl-C
+        if isinstance(err, TrainingDiverged):  # resuming would replay the same steps into the same NaN
+            log.log(level, "%s: stopped after %.1f s (%s). Its output %s keeps its checkpoints from before that "
+                    "step, but the same command would resume them and diverge at the same step again: change the "
+                    "setting the error names and run the command again (the changed setting rebuilds the stage)",
+                    name, timing[WALL_SECONDS], reason, out)
+            return
         log.log(level, "%s: stopped after %.1f s (%s). Its output %s keeps what it finished: run the same command "
                 "again and it resumes it (the stages done before it are skipped; a changed setting that reaches it "
                 "rebuilds it instead)", name, timing[WALL_SECONDS], reason, out)

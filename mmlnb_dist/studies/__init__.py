@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..config import Config, apply_overrides, config_from_dict
 from ..core.distributed import DistEnv, init_engine_process_group
+from ..core.divergence import TrainingDiverged
 from ..core.errors import ConfigError, UserError
 from ..core.logging import DETAIL
 from ..pipeline import fingerprint, run_stage
@@ -186,10 +187,16 @@ def train_row(job: RowJob) -> Dict[str, Any]:
 
     def work(resume: bool) -> Dict[str, Any]:
         job.cfg.run.resume = resume
-        out = run_recipe(klass, job.cfg)
+        try:
+            out = run_recipe(klass, job.cfg)
+        except TrainingDiverged as err:
+            # a result of the study (this row's settings diverge), recorded as done: the same settings would
+            # diverge at the same step again, and the other rows still make a table
+            log.warning("study row %s diverged: %s", job.name, err)
+            out = {"diverged": str(err)}
         return {"metrics": {k: v for k, v in out.items() if isinstance(v, (int, float)) and
                             k.startswith(("val/", "test/"))},
-                "trained": out.get("trained"),
+                "trained": out.get("trained"), "diverged": out.get("diverged"),
                 "feature_cache": {"hits": int(out.get("cache/hits", 0)), "misses": int(out.get("cache/misses", 0))},
                 "pid": os.getpid()}  # which process trained it (a Ray trial's worker, or this one)
 
@@ -232,10 +239,11 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
     infos = (train_jobs or train_in_process)(cfg, jobs)
     skipped = [name for name, info in infos.items() if info.get("skipped")]
     results = {(job.row, job.seed): {**infos[name].get("metrics", {}), "run_dir": str(job.cfg.run.dir),
-                                     "trained": infos[name].get("trained")} for name, job in jobs.items()}
+                                     "trained": infos[name].get("trained"), "diverged": infos[name].get("diverged")}
+               for name, job in jobs.items()}
     cache = cache_counts(texts, sources, jobs, infos)
     log.info("%s", format_cache(cache), extra=DETAIL)  # (the table printed under it ends with this line)
-    split = _split_of(next(iter(results.values())))
+    split = "test" if any(_split_of(r) == "test" for r in results.values()) else "val"  # a diverged run has none
     table = summarise(results, available, chosen, seeds, metrics, split)
     for row in chosen:  # where its text came from and what each seed's run recorded it trained
         table[row]["descriptions"] = sources[row]
@@ -295,7 +303,8 @@ def summarise(results: Dict[Tuple[str, int], Dict[str, Any]], available: Rows, c
     table: Dict[str, Dict[str, Any]] = {}
     for row in chosen:
         entry: Dict[str, Any] = {"description": available[row][0], "overrides": list(available[row][1]),
-                                 "seeds": list(seeds), "runs": [results[(row, s)]["run_dir"] for s in seeds]}
+                                 "seeds": list(seeds), "runs": [results[(row, s)]["run_dir"] for s in seeds],
+                                 "diverged": [results[(row, s)].get("diverged") for s in seeds]}
         for m in metrics:
             values = [float(results[(row, s)].get(f"{split}/{m}", float("nan"))) for s in seeds]
             entry[m] = values
@@ -318,8 +327,12 @@ def format_table(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split
             f"seed {seeds[0]} only (no spread: give --seeds 0,1,2 for mean ± std)")
     lines = [f"Study `{name}`: {split} split, {over}", "", head, "|" + "---|" * (len(metrics) + 2)]
     for row, entry in table.items():
-        cells = [f"{entry[f'{m}_mean']:.4f}" + ("" if entry[f"{m}_std"] is None else f" ± {entry[f'{m}_std']:.4f}")
-                 for m in metrics]
+        diverged = [s for s, d in zip(entry["seeds"], entry.get("diverged") or []) if d]
+        if diverged:  # no number to average: say so rather than print nan
+            cells = [f"diverged (seed {', '.join(map(str, diverged))})"] * len(metrics)
+        else:
+            cells = [f"{entry[f'{m}_mean']:.4f}" + ("" if entry[f"{m}_std"] is None else
+                                                    f" ± {entry[f'{m}_std']:.4f}") for m in metrics]
         lines.append(f"| {row} | {' | '.join(cells)} | {entry['description']} |")
     return "\n".join(lines) + "\n"
 

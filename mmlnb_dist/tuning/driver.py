@@ -191,7 +191,9 @@ def _trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, A
         row["trial_id"] = metrics.get("trial_id", trial_id)
         row["run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{row['trial_id']}")
         res = read_trial_result(Path(row["run_dir"])) or {}
-        row["completed"] = bool(res)
+        row["completed"] = bool(res) and not res.get("diverged")
+        if res.get("diverged") and not r.error:  # a result of the search, not an error (trial.run_target)
+            row["status"], row["error"] = "DIVERGED", str(res["diverged"])[:300]
         row["trial_seconds"] = res.get("trial_seconds")
         # A trial stopped early (ASHA) has no result file; its last report carries its cache counts.
         for k, v in {**metrics, **res}.items():
@@ -311,7 +313,8 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
             extra: Dict[str, Any]) -> Dict[str, Any]:
     """Best config YAML, trials table, cache stats, parent-run logging, optional registration."""
     errored = [r for r in rows if r["status"] == "ERROR"]
-    summary: Dict[str, Any] = {**extra, "trials": len(rows), "errored": len(errored), "wall_s": round(wall, 1),
+    summary: Dict[str, Any] = {**extra, "trials": len(rows), "errored": len(errored),
+                               "diverged": sum(1 for r in rows if r["status"] == "DIVERGED"), "wall_s": round(wall, 1),
                                "experiment_dir": str(dirs["exp"]), "parent_run_id": parent.run_id if parent else None,
                                "stopped_early": sum(1 for r in rows if not r["completed"] and r["status"] == "OK")}
     with open(dirs["exp"] / "trials.csv", "w", newline="") as fh:
@@ -348,7 +351,8 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
 
 def _log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: Dict[str, Path], errored) -> None:
     metrics = {"tune/wall_s": summary["wall_s"], "tune/trials": summary["trials"], "tune/errored": summary["errored"],
-               "tune/stopped_early": summary["stopped_early"], "tune/cache_files": summary["cache"]["cache_files"]}
+               "tune/diverged": summary["diverged"], "tune/stopped_early": summary["stopped_early"],
+               "tune/cache_files": summary["cache"]["cache_files"]}
     if isinstance(summary.get("best_metric"), (int, float)):
         metrics[f"best/{cfg.tune.metric}"] = float(summary["best_metric"])
     tags = {"best_trial_id": str(summary.get("best_trial_id"))}

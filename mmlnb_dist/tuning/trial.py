@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from ..core.logging import command_log, setup_logging
 
@@ -81,6 +81,23 @@ def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float, last_ep
     tmp.replace(run_dir / RESULT_FILE)
 
 
+def run_target(recipe: str, cfg, env, report: Callable[[int, Dict[str, Any]], None],
+               last_epoch: List[Optional[int]]) -> Dict[str, Any]:
+    """The trial's recipe run; a run that diverges (`core.divergence`: every rank stops at the same step) is a
+    result of the search, not an error: Tune would retry an error `tune.max_failures` times, and the retry would
+    resume from the trial's last checkpoint and diverge at the same step. Its last report holds the metric as NaN
+    (the best-trial choice and the searchers skip it) and the result says why (`diverged`)."""
+    from ..core.divergence import TrainingDiverged
+
+    try:
+        return resolve_target(recipe)(cfg, env, report) or {}
+    except TrainingDiverged as err:
+        log.warning("trial %s diverged: %s", cfg.run.name, err)
+        reported = last_epoch[0]  # the last epoch the run reported (`report` keeps it there)
+        report(reported + 1 if reported is not None else 0, {cfg.tune.metric: float("nan"), "diverged": 1.0})
+        return {"diverged": str(err)}
+
+
 def run_rank(cfg_dict: Dict[str, Any], recipe: str, env, report: Callable[[int, Dict[str, float]], None],
              node_id: str) -> None:
     """One rank of a trial's recipe, in a Ray Train worker or a kept worker group (`pool`): records where it ran,
@@ -92,7 +109,6 @@ def run_rank(cfg_dict: Dict[str, Any], recipe: str, env, report: Callable[[int, 
     # On a cluster this shows how tune.placement_strategy spread the trial's ranks over the nodes.
     (cfg.run.dir / WORKER_FILE.format(rank=env.rank)).write_text(json.dumps(
         {"rank": env.rank, "node_id": node_id, "pid": os.getpid()}))
-    target = resolve_target(recipe)
     t0 = time.time()
     last_epoch = [None]
 
@@ -102,9 +118,9 @@ def run_rank(cfg_dict: Dict[str, Any], recipe: str, env, report: Callable[[int, 
 
     setup_logging(env.rank)
     with command_log(cfg.run.dir / TRIAL_LOG, env.rank):
-        result = target(cfg, env, report_epoch)
+        result = run_target(recipe, cfg, env, report_epoch, last_epoch)
     if env.rank == 0:
-        _write_result(cfg.run.dir, result or {}, time.time() - t0, last_epoch[0])
+        _write_result(cfg.run.dir, result, time.time() - t0, last_epoch[0])
 
 
 def _worker_loop(config: Dict[str, Any]) -> None:
@@ -235,8 +251,8 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
 
         setup_logging(0)
         with command_log(run_dir / TRIAL_LOG):
-            result = resolve_target(ctx["recipe"])(cfg, None, report)
-        _write_result(run_dir, result or {}, time.time() - t0, last_epoch[0])
+            result = run_target(ctx["recipe"], cfg, None, report, last_epoch)
+        _write_result(run_dir, result, time.time() - t0, last_epoch[0])
 
 
 def set_aside_other_trials_folder(run_dir: Path, applied: Dict[str, Any]) -> Optional[Path]:

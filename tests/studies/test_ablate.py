@@ -123,3 +123,27 @@ def test_one_seed_has_no_spread_instead_of_a_spread_of_zero():
     assert two["full"]["balanced_accuracy_std"] == pytest.approx(statistics.stdev([0.9917, 0.9]))
     assert f"| full | 0.9459 ± {statistics.stdev([0.9917, 0.9]):.4f} |" in format_table(
         two, ["balanced_accuracy"], "test", "s", [0, 1])
+
+
+def test_a_row_that_diverges_is_a_row_of_the_table_not_the_end_of_the_study(shards, tmp_path, monkeypatch):
+    """A row whose training diverges (its loss or weights turn NaN) used to stop `ablate` with the error, leaving no
+    table for the rows that trained. It is a result: the table says the row diverged (and where), the other rows
+    keep their numbers, and a rerun trains nothing (the same settings would diverge at the same step)."""
+    from mmlnb_dist.recipes.clip import variants
+    from mmlnb_dist.studies import run_study
+
+    monkeypatch.setattr(variants, "rows", lambda cfg: {"concat": ("the reference", []),
+                                                       "hot": ("lr 1e3", ["train.lr=1e3", "clip.tower_lr=1e3"])})
+    cfg = clip_config(shards, tmp_path / "runs", "train.epochs=2", name="hot")
+    study = run_study(cfg, seeds=[0])
+    hot, concat = study.table["hot"], study.table["concat"]
+    assert hot["diverged"][0].startswith("training diverged at step"), hot
+    assert concat["diverged"] == [None] and 0.0 <= concat["micro_f1_mean"] <= 1.0
+    table = (tmp_path / "runs" / "hot" / "table.md").read_text()
+    hot_line = next(line for line in table.splitlines() if line.startswith("| hot |"))
+    assert "diverged" in hot_line and "nan" not in hot_line, table
+    saved = json.loads((tmp_path / "runs" / "hot" / "table.json").read_text())
+    assert saved["rows"]["hot"]["diverged"] == hot["diverged"]
+    again = run_study(cfg, seeds=[0])
+    assert sorted(again.skipped) == ["concat-seed0", "hot-seed0"]
+    assert again.table["hot"]["diverged"] == hot["diverged"]

@@ -58,3 +58,40 @@ def test_a_search_without_its_mlflow_parent_run_says_how_to_register_its_best_tr
     assert out["registered"] is False and "not reachable" in out["reason"]
     assert out["register_later"] == (f"mmlnb-dist tracking sync {best} && mmlnb-dist register --run {best} "
                                      f"--name clip-best")
+
+
+@pytest.mark.slow
+def test_a_trial_that_diverges_is_a_result_of_the_search_not_an_error_and_is_not_rerun(tmp_path):
+    """A learning rate in the searched range that sends the loss to NaN is an answer (that setting is bad), not a
+    failure: the trial ends at once as diverged, with the reason in trials.csv, without the retry
+    `tune.max_failures` gives errors (it would resume and diverge at the same step again); the search picks the
+    best of the rest and ends with exit code 0. Before, it was retried, then counted as errored (exit code 1)."""
+    import csv
+    import json
+
+    import ray
+
+    from mmlnb_dist.tuning.driver import run_search
+
+    shards = caption_shards(tmp_path, n=48, size=32)
+    space = tmp_path / "lr.yaml"
+    space.write_text("description: a sane and a diverging tower lr\nparams:\n"
+                     "  clip.tower_lr: {grid: [1.0e-3, 1.0e+3]}\n")
+    cfg = clip_config(shards, tmp_path / "runs", "train.epochs=2", "tune.use_ray_train=false", "tune.scheduler=fifo",
+                      "tune.searcher=grid", "tune.num_samples=1", "tune.num_cpus=2", "tune.max_failures=1")
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        summary = run_search(cfg, space)
+    finally:
+        ray.shutdown()
+    assert summary["trials"] == 2 and summary["errored"] == 0 and summary["diverged"] == 1, summary
+    assert summary["best_params"]["clip.tower_lr"] == pytest.approx(1e-3), summary
+    rows = {float(r["clip.tower_lr"]): r
+            for r in csv.DictReader(open(Path(summary["experiment_dir"]) / "trials.csv"))}
+    bad = rows[1e3]
+    assert bad["status"] == "DIVERGED" and "training diverged at step" in bad["error"], bad
+    result = json.loads((Path(bad["run_dir"]) / "trial_result.json").read_text())
+    assert "training diverged at step" in result["diverged"]
+    assert rows[1e-3]["status"] == "OK"
+    trial_log = (Path(bad["run_dir"]) / "trial.log").read_text()  # appended to by every attempt
+    assert trial_log.count("parameters train;") == 1, trial_log  # the recipe's first line: one attempt
