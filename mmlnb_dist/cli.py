@@ -6,6 +6,7 @@ imports (torch, deepspeed, mlflow, ray) happen inside the handlers so that `--he
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from typing import List, Optional
@@ -84,7 +85,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"mmlnb-dist {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as err:
+        if err.errno not in DISK_FULL:
+            raise
+        where = f" writing {err.filename}" if err.filename else ""
+        print(f"mmlnb-dist {args.command}: error: {(err.strerror or 'disk full').lower()}{where}. Free space on that "
+              f"filesystem (or point the output elsewhere), then run the same command again (with run.resume=true "
+              f"for train and finetune-vlm): the pipeline, shards build, describe and predict continue where they "
+              f"stopped", file=sys.stderr)
+        return 1
     return int(code or 0)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""OSError numbers of a full disk or an exhausted quota: one line naming the file, not a library's traceback."""
 
 
 def console() -> None:

@@ -22,6 +22,8 @@ fp32 weights they need come from `full_fp32_state_dict`.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import math
@@ -199,14 +201,16 @@ class CheckpointManager:
             self._mark()
             shutil.rmtree(self.dir / partial, ignore_errors=True)  # left by a save that was killed
         barrier(self.env)
-        engine.save_checkpoint(str(self.dir), tag=partial, client_state=state, save_latest=False,
-                               exclude_frozen_parameters=exclude_frozen_parameters)
+        with self._space_named(tag):
+            engine.save_checkpoint(str(self.dir), tag=partial, client_state=state, save_latest=False,
+                                   exclude_frozen_parameters=exclude_frozen_parameters)
         barrier(self.env)
         if self.env.is_main:
-            write_layout(self.dir / partial, engine_layout(engine))  # before the checksums: it is covered by them
-            sequence = 1 + max((save_sequence(self.dir / t) for t in self.tags()), default=0)
-            (self.dir / partial / SAVED).write_text(json.dumps({"sequence": sequence}))
-            record_checksums(self.dir / partial)
+            with self._space_named(tag):
+                write_layout(self.dir / partial, engine_layout(engine))  # before the checksums: covered by them
+                sequence = 1 + max((save_sequence(self.dir / t) for t in self.tags()), default=0)
+                (self.dir / partial / SAVED).write_text(json.dumps({"sequence": sequence}))
+                record_checksums(self.dir / partial)
             if (self.dir / tag).exists():  # an earlier save of the same tag (a resumed run repeating it)
                 shutil.rmtree(self.dir / tag)
             shutil.rmtree(self.dir / (tag + UNIVERSAL_SUFFIX), ignore_errors=True)  # converted from the old one
@@ -219,6 +223,26 @@ class CheckpointManager:
             self._retain(protect=[best["tag"]] if best else [])
         barrier(self.env)
         return tag
+
+    @contextlib.contextmanager
+    def _space_named(self, tag: str):
+        """A full disk (or quota) while `tag` is written: its half-written folder is removed (it would only hold
+        the space), and the error names the folder, the space left and the checkpoint a resume starts from."""
+        try:
+            yield
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            size = {t: sum(f.stat().st_size for f in (self.dir / t).rglob("*") if f.is_file()) for t in self.tags()}
+            shutil.rmtree(self.dir / (PARTIAL + tag), ignore_errors=True)
+            free = shutil.disk_usage(self.dir).free
+            last = self.latest()
+            kept = (f"{last} is intact (a checkpoint of this run takes about {size.get(last, 0) / 2**20:.0f} MB)"
+                    if last else "no earlier checkpoint of this run was complete")
+            raise UserError(f"no space left on device saving checkpoint {tag} in {self.dir} ({err.strerror}; "
+                            f"{free / 2**20:.0f} MB free there now). The half-written checkpoint was removed; "
+                            f"{kept}. Free space (fewer train.keep_checkpoints, or another run.output_dir), then "
+                            f"continue with run.resume=true") from err
 
     def _write_best(self, best: Dict[str, Any]) -> None:
         tmp = self.dir / "best.json.tmp"

@@ -120,3 +120,36 @@ def test_tags_are_ordered_as_they_were_saved_not_by_their_numbers(tmp_path):
             (tmp_path / tag / SAVED).write_text(json.dumps({"sequence": sequence}))
     assert list_tags(tmp_path) == ["epoch-0003", "epoch-0010", "epoch-0000", "step-000008", "epoch-0001",
                                    "epoch-0002"]
+
+
+def test_a_full_disk_during_a_save_is_one_clear_error_and_the_resume_ends_as_an_uninterrupted_run(
+        shards, uninterrupted, tmp_path, monkeypatch):
+    """The disk fills while the second checkpoint is written: the run used to end in DeepSpeed's 40-line traceback
+    with the half-written folder left taking space. Now: one UserError naming the checkpoint, its folder, the free
+    space and the last complete checkpoint; the half-written folder is removed; a resume with space again ends as
+    the uninterrupted run."""
+    import errno
+
+    original = DeepSpeedEngine.save_checkpoint
+    calls = []
+
+    def disk_fills_on_the_second_save(self, save_dir, tag=None, **kwargs):
+        calls.append(tag)
+        if len(calls) == 2:
+            (Path(save_dir) / tag).mkdir(parents=True, exist_ok=True)
+            (Path(save_dir) / tag / "mp_rank_00_model_states.pt").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, save_dir, tag=tag, **kwargs)
+
+    monkeypatch.setattr(DeepSpeedEngine, "save_checkpoint", disk_fills_on_the_second_save)
+    with pytest.raises(UserError) as err:
+        run(LinearProbe, probe_config(shards, tmp_path, *SETTINGS))
+    ckpt = tmp_path / "probe" / "checkpoints"
+    message = str(err.value)
+    assert message.startswith(f"no space left on device saving checkpoint epoch-0001 in {ckpt}"), message
+    assert "MB free there" in message and "epoch-0000 is intact" in message and "run.resume=true" in message
+    assert sorted(p.name for p in ckpt.iterdir() if p.is_dir()) == ["epoch-0000"]  # the partial one removed
+
+    monkeypatch.setattr(DeepSpeedEngine, "save_checkpoint", original)
+    run(LinearProbe, probe_config(shards, tmp_path, *SETTINGS, "run.resume=true"))
+    assert_same_weights(fp32_state_dict_from_checkpoint(ckpt)[1], uninterrupted)
