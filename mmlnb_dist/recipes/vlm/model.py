@@ -173,7 +173,21 @@ def load_adapter(model: torch.nn.Module, adapter_dir: Union[str, Path], trainabl
     from peft import PeftModel
 
     check_adapter_base(model, adapter_dir)
+    check_adapter_finite(adapter_dir)
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+def check_adapter_finite(adapter_dir: Union[str, Path]) -> None:
+    """Refuse an adapter holding NaN or inf weights (a fine-tuning that diverged): generation from it fails deep
+    in torch's sampler or writes text from NaN logits."""
+    from safetensors.torch import load_file
+
+    for path in sorted(Path(adapter_dir).glob("*.safetensors")):
+        bad = [k for k, v in load_file(str(path)).items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise UserError(f"the adapter {adapter_dir} holds non-finite (NaN or inf) weights in {len(bad)} "
+                            f"tensor(s) of {path.name}, first {bad[0]}: its fine-tuning diverged. Fine-tune it "
+                            f"again with a lower vlm.lr")
 
 
 def check_adapter_base(model: torch.nn.Module, adapter_dir: Union[str, Path]) -> None:

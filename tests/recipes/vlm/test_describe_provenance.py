@@ -154,3 +154,24 @@ def test_bad_images_are_skipped_under_the_budget_and_the_manifest_counts_what_wa
     assert sum(info["num_samples"] for info in m["splits"].values()) == 11
     assert json.loads((out / "sizes.json").read_text()) == counted
     assert [(s["shard"], s["key"]) for s in m["skipped"] if s.get("stage") == "describe"] == [(path.name, bad_key)]
+
+
+def test_an_adapter_holding_non_finite_weights_is_refused_before_any_description(data, tmp_path):
+    """An adapter whose fine-tuning diverged (saved before the stop existed, or by another tool) used to reach
+    generation and fail there in torch's sampler ("probability tensor contains either inf, nan or element < 0")
+    or write text from NaN logits: refused at load, naming the adapter and its first bad tensor."""
+    from safetensors.torch import load_file, save_file
+
+    from mmlnb_dist.core.errors import UserError
+    from mmlnb_dist.recipes.vlm import describe as D
+
+    adapter = make_adapter(tmp_path, "diverged", 3)
+    weights = load_file(str(adapter / "adapter_model.safetensors"))
+    name = sorted(k for k in weights if "lora_A" in k)[0]
+    weights[name][0, 0] = float("nan")
+    save_file(weights, str(adapter / "adapter_model.safetensors"))
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=r"non-finite") as err:
+        D.run_describe(_cfg(data), "tiny", str(adapter), data / "in", out, progress=False)
+    assert str(adapter) in str(err.value) and name in str(err.value) and "vlm.lr" in str(err.value)
+    assert not list(out.glob("*.tar"))
