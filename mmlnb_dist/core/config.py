@@ -28,13 +28,15 @@ S = TypeVar("S", bound="Section")
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are errors, assignments are validated, docstrings document fields."""
+    """A config section: unknown keys are errors, assignments are validated, docstrings document fields, and
+    float settings are finite numbers (`train.lr=inf` passed `gt=0` and trained to NaN at the first step)."""
 
     model_config = ConfigDict(
         extra="forbid",
         validate_assignment=True,
         use_attribute_docstrings=True,
         protected_namespaces=(),
+        allow_inf_nan=False,
     )
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,12 @@ def test_explain_shows_one_key_or_section_with_a_profiles_values_beside_the_defa
 
     assert main(["config", "explain", "vlm.pair"]) == 2
     assert "did you mean 'vlm.pairs'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override", ["train.lr=inf", "clip.tower_lr=.inf", "distributed.gradient_clipping=inf",
+                                      "train.weight_decay=nan", "vlm.lr=-inf"])
+def test_a_setting_that_is_not_a_finite_number_is_refused_naming_the_key(override):
+    """`train.lr=inf` passed `gt=0` and trained to a NaN at step 1: refused before any work, like any bad value."""
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}: .*finite"):
+        load_config("clip-multilabel", [override])
