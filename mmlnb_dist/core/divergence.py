@@ -12,7 +12,8 @@ in their next collective), so `LossWatch.step_done` agrees on it with one scalar
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Union
 
 import torch
 
@@ -91,3 +92,21 @@ class LossWatch:
                 mine = "the loss and weights were finite on this rank"
             detail = f"on {ranks} of {self.env.world_size} ranks: {mine}" if self.env.is_distributed else mine
             raise diverged(where, detail, self.lrs, self.dist)
+
+
+EXPORT_REMEDY = "train the model again (lower the learning rate if its training diverged)"
+"""What to do about an export whose weights are not finite (`load_finite`)."""
+
+
+def load_finite(path: Union[str, Path], remedy: str) -> Dict[str, torch.Tensor]:
+    """A safetensors file's tensors, refused (UserError naming the file and its first bad tensor) when a float
+    tensor holds NaN or inf: weights written by a training that diverged, or altered since. A model loaded from
+    them scores every input from NaN logits (argmax: the first class). `remedy`: what to do about it."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UserError(f"{path} holds non-finite (NaN or inf) weights in {len(bad)} tensor(s), first {bad[0]}: "
+                        f"the training that wrote it diverged, or the file was altered since; {remedy}")
+    return state

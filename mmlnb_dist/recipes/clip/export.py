@@ -19,6 +19,7 @@ import torch
 
 from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
+from ...core.divergence import EXPORT_REMEDY, load_finite
 from ...core.errors import UserError
 from ...core.tracking.registry import EXPORT_FOLDER
 from .config import ClipModelConfig
@@ -69,8 +70,6 @@ def load_exported_model(export_dir: Union[str, Path]) -> Tuple[torch.nn.Module, 
     """(ClipMultiLabel in eval mode with the exported weights, its description). Call
     `model(pixel_values=x, **model.towers.tokenize(texts))` -> logits [B, labels]; sigmoid gives probabilities
     in `meta["classes"]` order; x normalised with `meta["preprocessing"]` at `meta["image_size"]`."""
-    from safetensors.torch import load_file
-
     from .branches import build_image_branch, load_text_branch
     from .model import ClipMultiLabel, branch_plan, freeze_unused_tower
     from .towers import load_towers
@@ -94,7 +93,7 @@ def load_exported_model(export_dir: Union[str, Path]) -> Tuple[torch.nn.Module, 
     image_branch = build_image_branch(cfg, pretrained=False) if plan["encoder_image"] else None  # weights below
     text_branch = load_text_branch(cfg, export_dir / TEXT_ENCODER_DIR) if plan["encoder_text"] else None
     model = ClipMultiLabel(towers, cfg, len(meta["classes"]), meta["classes"], image_branch, text_branch)
-    model.load_state_dict(load_file(str(export_dir / "model.safetensors")), strict=True)
+    model.load_state_dict(load_finite(export_dir / "model.safetensors", EXPORT_REMEDY), strict=True)
     return model.eval(), meta
 
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ...core.divergence import EXPORT_REMEDY, load_finite
 from ...core.errors import UserError
 from ...models.encoders import IMAGENET_MEAN, IMAGENET_STD, encoder_provenance
 from .config import FusionModelConfig
@@ -108,13 +109,11 @@ def load_exported_model(export_dir, device: Union[str, torch.device] = "cpu"
         (None for the image_only ablation, which takes no text).
       - `classes`: class names, index = logit column.
     """
-    from safetensors.torch import load_file
-
     from ...core.tracking.registry import refuse_unpickling
 
     refuse_unpickling(Path(export_dir), "export folder")  # exports are safetensors + JSON; a pickle is foreign
     model, meta = build_model_from_export(export_dir)
-    model.load_state_dict(load_file(str(Path(export_dir) / "model.safetensors")), strict=True)
+    model.load_state_dict(load_finite(Path(export_dir) / "model.safetensors", EXPORT_REMEDY), strict=True)
     model.to(device).eval()
     tokenize = model.text_encoder.tokenize if model.text_encoder is not None else None
     return model, tokenize, list(meta["classes"])

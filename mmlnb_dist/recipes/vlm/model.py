@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
+from ...core.divergence import load_finite
 from ...core.errors import UserError
 from ...core.progress import route_library_bars
 from ...data.images import decode_image
@@ -178,16 +179,9 @@ def load_adapter(model: torch.nn.Module, adapter_dir: Union[str, Path], trainabl
 
 
 def check_adapter_finite(adapter_dir: Union[str, Path]) -> None:
-    """Refuse an adapter holding NaN or inf weights (a fine-tuning that diverged): generation from it fails deep
-    in torch's sampler or writes text from NaN logits."""
-    from safetensors.torch import load_file
-
+    """Refuse an adapter holding NaN or inf weights: generation from it runs on NaN logits."""
     for path in sorted(Path(adapter_dir).glob("*.safetensors")):
-        bad = [k for k, v in load_file(str(path)).items() if v.is_floating_point() and not torch.isfinite(v).all()]
-        if bad:
-            raise UserError(f"the adapter {adapter_dir} holds non-finite (NaN or inf) weights in {len(bad)} "
-                            f"tensor(s) of {path.name}, first {bad[0]}: its fine-tuning diverged. Fine-tune it "
-                            f"again with a lower vlm.lr")
+        load_finite(path, "fine-tune the adapter again (with a lower vlm.lr if its fine-tuning diverged)")
 
 
 def check_adapter_base(model: torch.nn.Module, adapter_dir: Union[str, Path]) -> None:

@@ -193,3 +193,26 @@ def test_predict_on_labelled_shards_keeps_the_label_sets_and_prints_the_agreemen
     exact = accuracy_score(hot(rows["true_labels"]), hot(rows["labels"]))
     assert f"against the label sets of {len(rows)} patch(es): micro F1 {f1:.3f}, exact match {exact:.3f}" in printed, \
         printed
+
+
+def test_an_export_holding_non_finite_weights_is_refused_at_load_naming_the_tensor(trained, tmp_path, capsys):
+    """An export whose weights are NaN (a diverged run exported before the stop existed, or files altered since)
+    used to score every image from NaN logits; it is refused when loaded, naming the file and the tensor."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    export = tmp_path / "export"
+    shutil.copytree(trained["result"]["export_dir"], export)
+    weights = load_file(str(export / "model.safetensors"))
+    name = sorted(k for k, v in weights.items() if v.is_floating_point())[-1]
+    weights[name].view(-1)[0] = float("nan")
+    save_file(weights, str(export / "model.safetensors"))
+    capsys.readouterr()
+    from support.clip import CLIP_PROFILE
+
+    assert main(["evaluate", "--config", str(CLIP_PROFILE), "--export", str(export), "--split", "test",
+                 f"data.shards={trained['shards']}", "data.loader.num_workers=0", "tracking.backends=[stdout]",
+                 f"run.output_dir={tmp_path / 'eval'}"]) == 2
+    err = capsys.readouterr().err
+    assert f"{export / 'model.safetensors'} holds non-finite" in err and name in err, err

@@ -51,3 +51,18 @@ def test_export_and_checkpoint_evaluate_like_training_without_an_engine(tmp_path
                            lambda: evaluate_checkpoint(cfg, tmp_path / "runs" / "ev" / "checkpoints", "val")):
         with pytest.raises(UserError, match=f"{bare} carries no descriptions"):
             evaluate_model()
+
+    # an export whose weights are NaN (a diverged run's, or altered since) scored every patch from NaN logits,
+    # argmax: the first class; refused when loaded, naming the file and the tensor
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    nan_export = tmp_path / "nan-export"
+    shutil.copytree(result["export_dir"], nan_export)
+    weights = load_file(str(nan_export / "model.safetensors"))
+    name = sorted(k for k, v in weights.items() if v.is_floating_point())[0]
+    weights[name].view(-1)[0] = float("nan")
+    save_file(weights, str(nan_export / "model.safetensors"))
+    with pytest.raises(UserError, match=f"{nan_export / 'model.safetensors'} holds non-finite .* first {name}"):
+        evaluate_export(cfg, nan_export, "val")
