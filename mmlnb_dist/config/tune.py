@@ -4,9 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..core.config import Section
+from ..core.sections import refuse_glob_characters
 
 
 class TuneConfig(Section):
@@ -119,6 +120,11 @@ class TuneConfig(Section):
 
     register_best: bool = False
     """Register the best trial's exported model under `tracking.register_name` once the search ends."""
+
+    @field_validator("storage_path", "name")
+    @classmethod
+    def _no_glob_characters(cls, value):
+        return value if value is None else refuse_glob_characters(value)  # the trials' run folders go under it
 
     @property
     def worker_groups(self) -> bool:

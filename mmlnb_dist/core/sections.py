@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .config import Section
 
@@ -33,6 +33,27 @@ class RunConfig(Section):
     @property
     def dir(self) -> Path:
         return self.output_dir / self.name
+
+    @field_validator("output_dir", "name")
+    @classmethod
+    def _no_glob_characters(cls, value):
+        return refuse_glob_characters(value)
+
+
+GLOB_CHARACTERS = "[]*?"
+"""Characters a run folder's path may not hold: DeepSpeed globs checkpoint files under it."""
+
+
+def refuse_glob_characters(value):
+    """`value` (a run folder, or a folder run folders go under) unless it holds a glob character: DeepSpeed finds
+    a checkpoint's files with glob patterns built from the folder's path, so with `[`, `*` or `?` in it training
+    ran to its end and then could not load its best checkpoint back."""
+    bad = sorted(set(GLOB_CHARACTERS) & set(str(value)))
+    if bad:
+        raise ValueError(f"'{value}' holds {' '.join(bad)}, which DeepSpeed reads as glob pattern characters when "
+                         f"it loads checkpoints from a run folder under it (they would not load back); choose a "
+                         f"name without {' '.join(GLOB_CHARACTERS)}")
+    return value
 
 
 WAIT_FIELDS = ("rank0_wait_s",)

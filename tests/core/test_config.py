@@ -162,3 +162,20 @@ def test_a_setting_that_is_not_a_finite_number_is_refused_naming_the_key(overrid
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"{re.escape(key)}: .*finite"):
         load_config("clip-multilabel", [override])
+
+
+@pytest.mark.parametrize("overrides, key", [(["run.name=exp [baseline]"], "run.name"),
+                                            (["run.output_dir=/data/runs[2]"], "run.output_dir"),
+                                            (["run.name=try*"], "run.name"),
+                                            (["tune.storage_path=/tmp/[searches]"], "tune.storage_path")])
+def test_a_run_folder_deepspeed_could_not_load_its_checkpoints_back_from_is_refused_at_load(overrides, key):
+    """DeepSpeed finds a checkpoint's files with glob patterns built from the folder path: a run folder with `[`
+    trained to its end and then failed to reload its best checkpoint (a bare AssertionError from DeepSpeed's
+    state_dict_factory), losing the export. Refused when the config is read, naming the key."""
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}: .*glob"):
+        load_config("clip-multilabel", overrides)
+
+
+def test_spaces_and_braces_in_the_run_folder_are_fine():
+    cfg = load_config("clip-multilabel", ["run.output_dir=my runs {v1}", "run.name=exp 1"])
+    assert str(cfg.run.dir) == "my runs {v1}/exp 1"
