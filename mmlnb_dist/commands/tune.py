@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from . import DEFAULT_PROFILE, add_config_args, load_from_args
@@ -35,4 +36,7 @@ def _tune(args) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "cache"}, indent=1, default=str))
     if summary.get("best_config"):
         print(f"best config: {summary['best_config']}  (train it: mmlnb-dist train --config {summary['best_config']})")
-    return 1 if summary["errored"] else 0
+        return 1 if summary["errored"] else 0
+    print(f"no trial ended with a finite {cfg.tune.metric} ({summary.get('diverged', 0)} of {summary['trials']} "
+          f"diverged, {summary['errored']} errored): nothing to pick; see trials.csv", file=sys.stderr)
+    return 1
