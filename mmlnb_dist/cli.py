@@ -85,6 +85,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"mmlnb-dist {args.command}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as err:  # torch.OutOfMemoryError (CUDA) and the CPU allocator's error are RuntimeErrors
+        if not out_of_memory(err):
+            raise
+        print(f"mmlnb-dist {args.command}: error: out of memory ({str(err).splitlines()[0][:200]}). Lower what one "
+              f"step holds: {MEMORY_SETTINGS.get(args.command, ALL_MEMORY_SETTINGS)}; then run the same command "
+              f"again (with run.resume=true for train and finetune-vlm)", file=sys.stderr)
+        return 1
     except OSError as err:
         if err.errno not in DISK_FULL:
             raise
@@ -96,6 +103,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     return int(code or 0)
 
+
+def out_of_memory(err: BaseException) -> bool:
+    """torch's CUDA out-of-memory error, or its CPU allocator's (a RuntimeError naming it)."""
+    text = str(err)
+    return type(err).__name__ == "OutOfMemoryError" or "out of memory" in text or "can't allocate memory" in text
+
+
+TRAIN_MEMORY = ("distributed.micro_batch_per_gpu (fewer samples per forward pass: the global batch stays, gradient "
+                "accumulation grows), train.eval_batch_size, distributed.zero_stage=2 or 3 with "
+                "distributed.offload_optimizer=true, distributed.precision=bf16")
+VLM_MEMORY = ("vlm.micro_batch_per_gpu, vlm.max_pixels (fewer image tokens), vlm.gradient_checkpointing=true, "
+              "distributed.zero_stage=3 with distributed.offload_optimizer=true")
+DESCRIBE_MEMORY = "vlm.generation.batch_size, vlm.max_pixels"
+MEMORY_SETTINGS = {"train": TRAIN_MEMORY, "evaluate": "train.eval_batch_size", "finetune-vlm": VLM_MEMORY,
+                   "describe": DESCRIBE_MEMORY, "predict": "--batch-size, --chunk-size",
+                   "features": "--batch-size"}
+"""The settings that lower what one step of a command holds in memory, named when it runs out."""
+ALL_MEMORY_SETTINGS = f"for training {TRAIN_MEMORY}; for VLM fine-tuning {VLM_MEMORY}; for describe {DESCRIBE_MEMORY}"
+"""Commands that run several of them (pipeline, demo, tune, ablate) or other work."""
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 """OSError numbers of a full disk or an exhausted quota: one line naming the file, not a library's traceback."""
