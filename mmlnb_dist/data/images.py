@@ -135,7 +135,7 @@ def read_image(value: Any, size: Optional[int] = None):
     import binascii
     from pathlib import Path
 
-    from PIL import UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
         if isinstance(value, (bytes, bytearray)):
@@ -149,6 +149,11 @@ def read_image(value: Any, size: Optional[int] = None):
         return decode_image(data, size)
     except FileNotFoundError:
         raise ValueError(f"file not found: {value}") from None
+    except Image.DecompressionBombError as err:  # PIL's size limit (a decompression bomb, or a whole slide)
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(pixels.group(1)):,} pixels, over PIL's limit" if pixels else "over PIL's pixel limit"
+        raise ValueError(f"too large to decode ({size}): a whole-slide image? Tile it with `mmlnb-dist slides "
+                         f"tile` and predict its patches") from None
     except (UnidentifiedImageError, OSError, SyntaxError, binascii.Error) as err:
         raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
 

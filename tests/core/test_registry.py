@@ -161,6 +161,18 @@ def test_fresh_process_loads_the_alias_and_predicts_like_the_trainer(trained, tm
     assert_predicts_like_the_export(served, trained, frame)
 
 
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG file whose header gives these dimensions (and almost no pixel data)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+
+
 def test_predict_reports_bad_inputs_and_still_predicts_the_good_ones(trained, tmp_path, capsys):
     register_run(trained["run_id"], "nb-pred", "champion", trained["uri"])
     good = tmp_path / "good.png"
@@ -169,15 +181,20 @@ def test_predict_reports_bad_inputs_and_still_predicts_the_good_ones(trained, tm
     good.write_bytes(base64.b64decode(_inputs(trained, 1)["image"][0]))
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    # a PNG whose header says 14000 x 14000 (a whole slide exported as one image): PIL refuses it as a possible
+    # decompression bomb, an error that used to end the whole job with a traceback
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(_png_header_only(14000, 14000))
     descs = tmp_path / "descs.csv"
     descs.write_text("path,description,slide_id\ngood.png,Sheets of small round blue cells.,S1\n")
     out = tmp_path / "preds.csv"
     code = main(["predict", "--model", "models:/nb-pred@champion", str(good), str(broken),
-                 str(tmp_path / "missing.png"), "--descriptions", str(descs), "--out", str(out),
+                 str(tmp_path / "missing.png"), str(huge), "--descriptions", str(descs), "--out", str(out),
                  "--uri", trained["uri"]])
     err = capsys.readouterr().err
     assert code == 1
     assert "broken.png: not a readable image" in err and "missing.png: no such file" in err
+    assert "huge.png: too large to decode (196,000,000 pixels" in err and "slides tile" in err, err
     rows = pd.read_csv(out)
     assert list(rows["key"]) == ["good"] and rows["description"][0].startswith("Sheets")
     assert abs(rows[["prob_UD", "prob_PD", "prob_D"]].sum(axis=1)[0] - 1) < 1e-5
