@@ -1,11 +1,11 @@
 """File helpers shared by core and data: one implementation of "is this file unchanged" (digests of checkpoints
-and shards) and of "replace a file whole"."""
+and shards), of "replace a file whole" and of "open a user's CSV"."""
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-from typing import Union
+from typing import TextIO, Union
 
 
 def sha256_file(path: Union[str, Path], block_size: int = 1 << 22) -> str:
@@ -25,3 +25,9 @@ def replace_text(path: Union[str, Path], text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def open_csv(path: Union[str, Path]) -> TextIO:
+    """A user's CSV file, opened for `csv.DictReader`: UTF-8 with or without the byte-order mark Excel writes ("CSV
+    UTF-8"), which would otherwise stick to the first column's name ('\ufeffpath' is not 'path')."""
+    return open(path, newline="", encoding="utf-8-sig")

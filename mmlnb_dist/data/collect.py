@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
+from ..core.files import open_csv
 from .build import SampleSpec, validate_samples
 from .description_table import DescriptionsError, DescriptionTable
 from .images import IMAGE_EXTENSIONS
@@ -70,7 +71,7 @@ def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) ->
 
 def _read_csv(csv_path: Path, classes: Sequence[str]) -> List[SampleSpec]:
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
+        with open_csv(csv_path) as f:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ShardError(f"cannot read CSV {csv_path}: {err}") from None

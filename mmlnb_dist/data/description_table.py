@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional
 
 from ..core.errors import UserError
+from ..core.files import open_csv
 
 ID_COLUMNS = ("key", "path", "image", "file")
 """Columns that may name a row's image, in the order they are tried."""
@@ -83,7 +84,7 @@ class DescriptionTable:
             if path.suffix in (".jsonl", ".json"):
                 rows = _read_jsonl(path)
             else:
-                with open(path, newline="", encoding="utf-8") as fh:
+                with open_csv(path) as fh:
                     rows = list(csv.DictReader(fh))
         except (OSError, UnicodeDecodeError, csv.Error) as err:
             raise DescriptionsError(f"cannot read {path}: {err}") from None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
+from ..core.files import open_csv
 from .build import SampleSpec, build_shards
 from .collect import sample_key
 from .config import BuildConfig, MultiLabelConfig
@@ -125,7 +126,7 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
     """
     csv_path = Path(csv_path)
     try:
-        with open(csv_path, newline="", encoding="utf-8") as f:
+        with open_csv(csv_path) as f:
             reader = csv.DictReader(f)
             header = list(reader.fieldnames or [])
             rows = list(reader)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
 from ..core.errors import UserError
+from ..core.files import open_csv
 from ..data.images import SLIDE_EXTENSIONS
 
 
@@ -22,7 +23,7 @@ def find_slides(slides: Path) -> Dict[str, Path]:
         paths = sorted(p for p in slides.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
         found = {p.stem: p for p in paths}
     elif slides.is_file():
-        with open(slides, newline="") as f:
+        with open_csv(slides) as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise TilingInputError(f"{slides}: a slide list CSV needs a 'path' column (optional 'slide_id')")
@@ -52,7 +53,7 @@ def read_labels(path: Path) -> Dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise TilingInputError(f"--labels {path}: no such file")
-    with open(path, newline="") as f:
+    with open_csv(path) as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"slide_id", "label"} <= set(reader.fieldnames):
             reject_misnamed_slide_column(path, reader.fieldnames or [])

@@ -1,0 +1,54 @@
+"""CSV files saved by Excel ("CSV UTF-8": a byte-order mark before the first column's name, CRLF line ends) read
+like any other. The mark used to stick to the first column's name: a patches CSV starting with `path` was refused
+("found: ['label', 'slide_id', '\\ufeffpath']"), a slide labels CSV starting with `slide_id` too."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+
+def _excel_csv(path: Path, header: str, rows) -> Path:
+    path.write_text("\r\n".join([header, *rows]) + "\r\n", encoding="utf-8-sig", newline="")
+    return path
+
+
+def test_a_patches_csv_from_excel_builds_shards(tmp_path):
+    from mmlnb_dist.data.collect import collect_samples
+
+    rows = []
+    for i, label in enumerate(["UD", "PD", "D"] * 2):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"p{i}.png")
+        rows.append(f"p{i}.png,{label},s{i},Caption {i}")
+    csv_path = _excel_csv(tmp_path / "patches.csv", "path,label,slide_id,description", rows)
+    samples = collect_samples(csv_path, ["UD", "PD", "D"])
+    assert [s.label for s in samples] == ["UD", "PD", "D"] * 2
+    assert [s.slide_id for s in samples] == [f"s{i}" for i in range(6)]
+
+
+def test_slide_lists_and_labels_from_excel_are_read(tmp_path):
+    from mmlnb_dist.slides.inputs import find_slides, read_labels
+
+    labels = read_labels(_excel_csv(tmp_path / "labels.csv", "slide_id,label", ["a,UD", "b,D"]))
+    assert labels == {"a": "UD", "b": "D"}
+    slides = find_slides(_excel_csv(tmp_path / "slides.csv", "path,slide_id", ["a.svs,a"]))
+    assert slides == {"a": tmp_path / "a.svs"}
+
+
+def test_a_descriptions_file_from_excel_is_read(tmp_path):
+    from mmlnb_dist.data.description_table import DescriptionTable
+
+    table = DescriptionTable.read(_excel_csv(tmp_path / "d.csv", "description,path", ["Sheets of cells.,a.png"]))
+    assert [row["description"] for row in table.rows] == ["Sheets of cells."]
+
+
+def test_a_multilabel_csv_from_excel_is_read(tmp_path):
+    from mmlnb_dist.data.config import MultiLabelConfig
+    from mmlnb_dist.data.multilabel import read_multilabel_csv
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "b.png")
+    csv_path = _excel_csv(tmp_path / "m.csv", "image,text,labels", ["a.png,necrosis and fat,necrosis|fat",
+                                                                   "b.png,fat,fat"])
+    read = read_multilabel_csv(csv_path, MultiLabelConfig())
+    assert len(read.samples) == 2
