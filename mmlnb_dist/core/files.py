@@ -2,6 +2,7 @@
 and shards), of "replace a file whole" and of "open a user's CSV"."""
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 from pathlib import Path
@@ -31,3 +32,11 @@ def open_csv(path: Union[str, Path]) -> TextIO:
     """A user's CSV file, opened for `csv.DictReader`: UTF-8 with or without the byte-order mark Excel writes ("CSV
     UTF-8"), which would otherwise stick to the first column's name ('\ufeffpath' is not 'path')."""
     return open(path, newline="", encoding="utf-8-sig")
+
+
+def dict_reader(handle: TextIO) -> csv.DictReader:
+    """`csv.DictReader` over a user's CSV (`open_csv`), comma-, semicolon- (Excel in locales whose decimal mark is
+    the comma) or tab-separated: the header line's most frequent of the three separates the columns."""
+    header = handle.readline()
+    handle.seek(0)
+    return csv.DictReader(handle, delimiter=max((",", ";", "\t"), key=header.count) if header else ",")

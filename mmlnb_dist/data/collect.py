@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
-from ..core.files import open_csv
+from ..core.files import dict_reader, open_csv
 from .build import SampleSpec, validate_samples
 from .description_table import DescriptionsError, DescriptionTable
 from .images import IMAGE_EXTENSIONS
@@ -72,7 +72,7 @@ def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) ->
 def _read_csv(csv_path: Path, classes: Sequence[str]) -> List[SampleSpec]:
     try:
         with open_csv(csv_path) as f:
-            rows = list(csv.DictReader(f))
+            rows = list(dict_reader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ShardError(f"cannot read CSV {csv_path}: {err}") from None
     columns = set(rows[0].keys()) if rows else set()

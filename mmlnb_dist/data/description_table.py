@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional
 
 from ..core.errors import UserError
-from ..core.files import open_csv
+from ..core.files import dict_reader, open_csv
 
 ID_COLUMNS = ("key", "path", "image", "file")
 """Columns that may name a row's image, in the order they are tried."""
@@ -85,7 +85,7 @@ class DescriptionTable:
                 rows = _read_jsonl(path)
             else:
                 with open_csv(path) as fh:
-                    rows = list(csv.DictReader(fh))
+                    rows = list(dict_reader(fh))
         except (OSError, UnicodeDecodeError, csv.Error) as err:
             raise DescriptionsError(f"cannot read {path}: {err}") from None
         columns = list(rows[0]) if rows else []

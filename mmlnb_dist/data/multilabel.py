@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from ..core.files import open_csv
+from ..core.files import dict_reader, open_csv
 from .build import SampleSpec, build_shards
 from .collect import sample_key
 from .config import BuildConfig, MultiLabelConfig
@@ -127,7 +127,7 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
     csv_path = Path(csv_path)
     try:
         with open_csv(csv_path) as f:
-            reader = csv.DictReader(f)
+            reader = dict_reader(f)
             header = list(reader.fieldnames or [])
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as err:

@@ -3,12 +3,11 @@ which label row is which slide. A problem with either file is a `TilingInputErro
 a slide that cannot be tiled is a problem record in the report, never silently dropped."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any, Dict, List, Sequence, Tuple
 
 from ..core.errors import UserError
-from ..core.files import open_csv
+from ..core.files import dict_reader, open_csv
 from ..data.images import SLIDE_EXTENSIONS
 
 
@@ -24,7 +23,7 @@ def find_slides(slides: Path) -> Dict[str, Path]:
         found = {p.stem: p for p in paths}
     elif slides.is_file():
         with open_csv(slides) as f:
-            reader = csv.DictReader(f)
+            reader = dict_reader(f)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise TilingInputError(f"{slides}: a slide list CSV needs a 'path' column (optional 'slide_id')")
             reject_misnamed_slide_column(slides, reader.fieldnames)
@@ -54,7 +53,7 @@ def read_labels(path: Path) -> Dict[str, str]:
     if not path.is_file():
         raise TilingInputError(f"--labels {path}: no such file")
     with open_csv(path) as f:
-        reader = csv.DictReader(f)
+        reader = dict_reader(f)
         if not reader.fieldnames or not {"slide_id", "label"} <= set(reader.fieldnames):
             reject_misnamed_slide_column(path, reader.fieldnames or [])
             raise TilingInputError(f"{path}: the label CSV needs 'slide_id' and 'label' columns; found "

@@ -52,3 +52,20 @@ def test_a_multilabel_csv_from_excel_is_read(tmp_path):
                                                                    "b.png,fat,fat"])
     read = read_multilabel_csv(csv_path, MultiLabelConfig())
     assert len(read.samples) == 2
+
+
+def test_semicolon_and_tab_separated_files_read_like_comma_separated_ones(tmp_path):
+    """Excel in European locales saves CSV with `;` (the comma is the decimal mark); a tab-separated export is
+    common too. Both used to be one column named 'path;label;slide_id'."""
+    from mmlnb_dist.data.collect import collect_samples
+    from mmlnb_dist.slides.inputs import read_labels
+
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"p{i}.png")
+    for sep, name in ((";", "semi"), ("\t", "tab")):
+        rows = [sep.join([f"p{i}.png", label, f"s{i}"]) for i, label in enumerate(["UD", "PD", "D"])]
+        samples = collect_samples(_excel_csv(tmp_path / f"{name}.csv", sep.join(["path", "label", "slide_id"]), rows),
+                                  ["UD", "PD", "D"])
+        assert [(s.label, s.slide_id) for s in samples] == [("UD", "s0"), ("PD", "s1"), ("D", "s2")]
+        labels = read_labels(_excel_csv(tmp_path / f"{name}-labels.csv", f"slide_id{sep}label", [f"a{sep}UD"]))
+        assert labels == {"a": "UD"}
