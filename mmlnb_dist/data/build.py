@@ -175,7 +175,9 @@ def validate_samples(samples: Sequence[SampleSpec], classes: Sequence[str]) -> N
             problems.append(f"{where}: duplicate key {s.key!r}")
         seen[s.key] = s
         if s.label not in classes:
-            problems.append(f"{where}: unknown label {s.label!r} (classes: {', '.join(classes)})")
+            near = [c for c in classes if c.strip().lower() == str(s.label).strip().lower()]
+            hint = f"; did you mean {near[0]!r}? labels are matched exactly, case included" if near else ""
+            problems.append(f"{where}: unknown label {s.label!r} (classes: {', '.join(classes)}){hint}")
         labels = s.meta.get("labels")
         if labels is not None and (not isinstance(labels, list) or not labels or s.label not in labels
                                    or any(label not in classes for label in labels)):

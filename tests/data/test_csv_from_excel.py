@@ -69,3 +69,21 @@ def test_semicolon_and_tab_separated_files_read_like_comma_separated_ones(tmp_pa
         assert [(s.label, s.slide_id) for s in samples] == [("UD", "s0"), ("PD", "s1"), ("D", "s2")]
         labels = read_labels(_excel_csv(tmp_path / f"{name}-labels.csv", f"slide_id{sep}label", [f"a{sep}UD"]))
         assert labels == {"a": "UD"}
+
+
+def test_a_label_that_differs_from_a_class_only_in_case_is_refused_with_the_class_it_means(tmp_path):
+    """Labels are matched exactly (a silent case fold could merge two classes a user keeps apart), but 'pd' for
+    'PD' is named as such instead of leaving the user to compare the lists."""
+    import pytest
+
+    from mmlnb_dist.data.build import validate_samples
+    from mmlnb_dist.data.collect import collect_samples
+
+    for i in range(2):
+        Image.new("RGB", (8, 8)).save(tmp_path / f"p{i}.png")
+    csv_path = _excel_csv(tmp_path / "p.csv", "path,label", ["p0.png,pd", "p1.png,XX"])
+    with pytest.raises(ValueError) as err:
+        validate_samples(collect_samples(csv_path, ["UD", "PD", "D"]), ["UD", "PD", "D"])
+    text = str(err.value)
+    assert "unknown label 'pd' (classes: UD, PD, D); did you mean 'PD'?" in text, text
+    assert "unknown label 'XX' (classes: UD, PD, D)\n" in text + "\n" and "'XX' (classes: UD, PD, D);" not in text
