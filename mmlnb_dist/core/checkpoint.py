@@ -233,12 +233,12 @@ class CheckpointManager:
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            size = {t: sum(f.stat().st_size for f in (self.dir / t).rglob("*") if f.is_file()) for t in self.tags()}
             shutil.rmtree(self.dir / (PARTIAL + tag), ignore_errors=True)
             free = shutil.disk_usage(self.dir).free
             last = self.latest()
-            kept = (f"{last} is intact (a checkpoint of this run takes about {size.get(last, 0) / 2**20:.0f} MB)"
-                    if last else "no earlier checkpoint of this run was complete")
+            size = sum(f.stat().st_size for f in (self.dir / last).rglob("*") if f.is_file()) if last else 0
+            kept = (f"{last} is intact (a checkpoint of this run takes about {size / 2**20:.0f} MB)" if last else
+                    "no earlier checkpoint of this run was complete")
             raise UserError(f"no space left on device saving checkpoint {tag} in {self.dir} ({err.strerror}; "
                             f"{free / 2**20:.0f} MB free there now). The half-written checkpoint was removed; "
                             f"{kept}. Free space (fewer train.keep_checkpoints, or another run.output_dir), then "

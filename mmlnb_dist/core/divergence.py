@@ -82,7 +82,8 @@ class LossWatch:
         # the largest |weight|: NaN or inf exactly when some weight is (a 2-norm could overflow on finite weights)
         largest = float(torch.nn.utils.get_total_norm(weights, float("inf"))) if weights else 0.0
         bad = applied and (value is not None or not math.isfinite(largest))
-        ranks = int(all_reduce_sum(self.env, torch.tensor([float(bad)], device=self.env.device)).item())
+        ranks = int(all_reduce_sum(self.env, torch.tensor([float(bad)], device=self.env.device)).item()) \
+            if self.env.is_distributed else int(bad)  # alone: no device tensor, no synchronisation
         if ranks:
             if value is not None:
                 mine = f"the loss was {value}"

@@ -19,12 +19,12 @@ import torch
 from ...core.checkpoint import CheckpointManager, better, epoch_tag, step_tag
 from ...core.config import save_config
 from ...core.distributed import DistEnv, plan_batch
+from ...core.divergence import LossWatch
 from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json, seed_everything
 from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ...core.recipe import Report
 from ...core.schedule import planned_lrs, schedule_figure
-from ...core.divergence import LossWatch
 from ...core.signals import GracefulStop
 from ...core.tracking import build_logger, epoch_summary
 from ...core.tracking.registry import check_registration

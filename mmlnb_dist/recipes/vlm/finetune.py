@@ -285,13 +285,14 @@ class FinetuneVLMRecipe:
             self.engine.backward(loss)
             self.engine.step()
             losses.append(loss.detach().float())
-        self.watch.see(float(torch.stack(losses).sum()))  # not finite when one micro batch's loss is not
+        # the mean over ranks and micro batches: not finite when one of them is, and the same on every rank
+        step_loss = all_reduce_sum(self.env, torch.stack(losses).mean().reshape(1)).item() / self.env.world_size
+        self.watch.see(step_loss)
         step, every = self.step + 1, (vcfg.checkpoint_every, vcfg.eval_every)
         saved = step == self.total_steps or stop.requested or any(n and step % n == 0 for n in every)
         self.watch.step_done(self.engine.was_step_applied(), f"at step {step}", self.engine.module if saved else None)
         self._record_data_order(self.step)
         self.step += 1
-        step_loss = all_reduce_sum(self.env, torch.stack(losses).mean().reshape(1)).item() / self.env.world_size
         self.loss_window.append(step_loss)
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.3f}")
