@@ -95,6 +95,17 @@ def deepspeed_config(dist: DistributedConfig, plan: BatchPlan, *, on_cpu: bool =
     return ds
 
 
+def check_precision(dist: DistributedConfig, device: torch.device) -> None:
+    """fp16 needs a GPU: DeepSpeed has none on the CPU, and said so ("Type fp16 is not supported on your device")
+    only once the model and the engine were being built (in a pipeline: after its data and VLM stages)."""
+    precision = precision_of(read_user_deepspeed_json(dist.deepspeed_config)) if dist.deepspeed_config \
+        else dist.precision
+    if precision == "fp16" and device.type != "cuda":
+        key = "distributed.deepspeed_config" if dist.deepspeed_config else "distributed.precision"
+        raise ConfigError(f"{key}: fp16 needs a GPU (DeepSpeed runs no fp16 on the {device.type}); use bf16 or fp32 "
+                          f"on this machine")
+
+
 def precision_of(ds: Dict[str, Any]) -> str:
     """fp32, bf16 or fp16, as the DeepSpeed config says."""
     if ds.get("bf16", {}).get("enabled"):

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import Config
 from ..core.distributed import DistEnv, init_engine_process_group
+from ..core.engine import check_precision
 from ..core.errors import UserError
 from ..core.recipe import Report
 from ..recipes import RECIPES
@@ -105,6 +106,8 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         from ..recipes.vlm.source import check_vlm_loadable
 
         check_vlm_loadable(cfg.vlm.model, "vlm.model")  # not after hours of tiling
+    if any(n in names and start <= names.index(n) <= stop for n in ("finetune-vlm", "train")):
+        check_precision(cfg.distributed, env.device)  # the DeepSpeed stages: not after the data stages
     if "train" in names and start <= names.index("train") <= stop:
         check_models = getattr(steps.recipe_class(cfg.train.recipe), "check_models", None)
         if check_models is not None:
