@@ -2,13 +2,11 @@
 from deep inside a library; the exit code is 1 (a failure, not a usage error)."""
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 
 import pytest
 
-from mmlnb_dist.cli import main
+from support.cli import run_cli
 
 
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "No space left on device"),
@@ -27,11 +25,8 @@ def test_a_full_disk_is_one_line_naming_the_file_and_what_to_do(tmp_path, monkey
     for label in ("UD", "PD", "D"):
         (tmp_path / "in" / label).mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "in" / label / "a.png")
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        status = main(["shards", "build", "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
-                       "--classes", "UD,PD,D", "--no-progress"])
-    text = err.getvalue()
+    status, _, text = run_cli(["shards", "build", "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                               "--classes", "UD,PD,D", "--no-progress"])
     assert status == 1, text
     assert text.startswith(f"mmlnb-dist shards: error: {words.lower()} writing {shard}"), text
     assert "Traceback" not in text and "Free space" in text and "run the same command again" in text, text

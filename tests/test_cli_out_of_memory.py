@@ -3,8 +3,6 @@ memory that command needs, not a traceback from inside torch; the exit code is 1
 message is checked against the config's keys)."""
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 
 import pytest
@@ -12,14 +10,9 @@ import torch
 
 from mmlnb_dist.cli import main
 
+from support.cli import run_cli
+
 CUDA_OOM = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.64 GiB"
-
-
-def _run(args):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(args)
-    return code, err.getvalue()
 
 
 def _named_keys(text: str):
@@ -37,7 +30,7 @@ def test_train_out_of_memory_names_the_settings_that_lower_a_steps_memory(monkey
         raise error
 
     monkeypatch.setattr(recipe, "run", oom)
-    code, err = _run(["train", "--config", "cpu-demo"])
+    code, _, err = run_cli(["train", "--config", "cpu-demo"])
     assert code == 1, err
     assert err.startswith("mmlnb-dist train: error: out of memory (") and "Traceback" not in err, err
     keys = _named_keys(err)
@@ -57,7 +50,8 @@ def test_describe_out_of_memory_names_the_generation_batch(monkeypatch, tmp_path
         raise torch.OutOfMemoryError(CUDA_OOM)
 
     monkeypatch.setattr(describe, "run_describe", oom)
-    code, err = _run(["describe", "--config", "cpu-demo", "--shards", str(tmp_path), "--out", str(tmp_path / "o")])
+    code, _, err = run_cli(["describe", "--config", "cpu-demo", "--shards", str(tmp_path),
+                            "--out", str(tmp_path / "o")])
     assert code == 1 and "vlm.generation.batch_size" in err and "Traceback" not in err, err
 
 

@@ -76,8 +76,7 @@ def run(recipe_cls: Type[Recipe], cfg: Any, env: Optional[DistEnv] = None,
     """
     env = env or DistEnv.from_environment()
     setup_logging(env.rank)
-    if getattr(cfg, "distributed", None) is not None:
-        check_precision(cfg.distributed, env.device)  # before the folder is taken
+    check_precision(cfg.distributed, env.device)  # before the folder is taken
     run_dir = Path(cfg.run.dir)
     # Rank 0 holds the folder; a launcher (deepspeed, torchrun) stops the other ranks when rank 0 exits.
     lock = FolderLock(run_dir, getattr(recipe_cls, "name", "run")) if env.is_main else None

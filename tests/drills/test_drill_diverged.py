@@ -7,8 +7,6 @@ Fusion and CLIP training and VLM LoRA fine-tuning, each on its tiny CPU set; the
 stops every rank at the same step) is in tests/core/test_divergence.py."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from pathlib import Path
@@ -16,14 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmlnb_dist.cli import main
+from support.cli import run_cli
 
 
 def _cli(args) -> tuple:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = main(args)
-    return code, out.getvalue()
+    code, out, err = run_cli(args)
+    return code, out + err
 
 
 def _all_checkpoints_finite(run_dir: Path) -> list:
