@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError
+from .files import load_yaml
 
 __all__ = ["Section", "ConfigError", "apply_overrides", "validate", "load", "to_yaml", "save_config", "flatten",
            "explain", "absolute_paths"]
@@ -146,9 +147,9 @@ def load(root: Type[S], path: Optional[Union[str, Path]] = None, overrides: Iter
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = load_yaml(path) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+            raise ConfigError(f"config file {path} cannot be read as YAML: {err}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         source = str(path)

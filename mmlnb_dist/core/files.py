@@ -1,12 +1,14 @@
 """File helpers shared by core and data: one implementation of "is this file unchanged" (digests of checkpoints
-and shards), of "replace a file whole" and of "open a user's CSV"."""
+and shards), of "replace a file whole", of "open a user's CSV" and of "read a user's YAML"."""
 from __future__ import annotations
 
 import csv
 import hashlib
 import os
 from pathlib import Path
-from typing import TextIO, Union
+from typing import Any, TextIO, Union
+
+import yaml
 
 
 def sha256_file(path: Union[str, Path], block_size: int = 1 << 22) -> str:
@@ -40,3 +42,33 @@ def dict_reader(handle: TextIO) -> csv.DictReader:
     header = handle.readline()
     handle.seek(0)
     return csv.DictReader(handle, delimiter=max((",", ";", "\t"), key=header.count) if header else ",")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key written twice in one mapping. PyYAML keeps the last and drops the
+    first without a word: a config with two `train:` sections trains with half of what its author wrote."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            first_line = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *base` then an explicit key is YAML's way to override a shared block
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    earlier = first_line.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:
+                    continue  # an unhashable key: SafeLoader's own error names it
+                if earlier != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"found the key {key!r} twice, on line {earlier} and on line "
+                        f"{key_node.start_mark.line + 1} (the second would silently replace the first; keep one)",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: Union[str, Path]) -> Any:
+    """A user's YAML file (config, search space, label merge), read as `yaml.safe_load` would, except that a key
+    written twice in one mapping raises `yaml.YAMLError` naming the key, both lines and the file."""
+    with open(path, encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-from ..core.files import dict_reader, open_csv
+from ..core.files import dict_reader, load_yaml, open_csv
 from .build import SampleSpec, build_shards
 from .collect import sample_key
 from .config import BuildConfig, MultiLabelConfig
@@ -52,7 +52,7 @@ def load_label_merge(path: Union[str, Path]) -> Dict[str, str]:
 
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise ShardError(f"label merge file {path} (data.multilabel.label_merge) cannot be read: {err}") from None
     if not isinstance(raw, dict):

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import yaml
 
 from ..core.errors import ConfigError
+from ..core.files import load_yaml
 
 DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
 
@@ -67,7 +68,10 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
     path = Path(path)
     if not path.is_file():
         raise SpaceError(f"search space file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        raw = load_yaml(path) or {}
+    except yaml.YAMLError as err:
+        raise SpaceError(f"search space file {path} cannot be read as YAML: {err}") from None
     params = raw.get("params") if isinstance(raw, dict) else None
     if not isinstance(params, dict) or not params:
         raise SpaceError(f"{path}: needs a non-empty 'params' mapping of dotted config keys")
