@@ -55,6 +55,8 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     """Encoded image member `(ext, bytes)`; raises on unreadable images (the caller records them as skipped)."""
     from PIL import Image
 
+    from .images import to_rgb  # here, not at the top: images imports torch, which a shard build needs not
+
     raw = spec.image if isinstance(spec.image, bytes) else Path(spec.image).read_bytes()
     img = Image.open(io.BytesIO(raw))
     if build.image_format == "original":
@@ -64,7 +66,7 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     size = build.image_size
     # draft() lets the JPEG decoder scale by 1/2, 1/4, 1/8 in the DCT domain when the source is much larger.
     img.draft("RGB", (size, size))
-    img = img.convert("RGB")
+    img = to_rgb(img)
     w, h = img.size
     scale = size / min(w, h)
     if scale != 1.0:

@@ -53,6 +53,25 @@ def decode_image(data: bytes, size: Optional[int] = None):
     img = Image.open(io.BytesIO(data))
     if size is not None:
         img.draft("RGB", (size, size))
+    return to_rgb(img)
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_rgb(img):
+    """`img` as 8-bit RGB, the one conversion of decoding and of the shard build. PIL's `convert("RGB")` clips a
+    16-bit greyscale image (0..65535) at 255, a white patch, and a 32-bit one to black or white: a 16-bit image
+    keeps its high byte (exactly the 8-bit image it was scaled from), and a 32-bit single-channel image, whose
+    0-255 range is not defined, raises ValueError (a skipped sample, an unreadable input)."""
+    from PIL import Image
+
+    if img.mode in _SIXTEEN_BIT_MODES:
+        return Image.fromarray((np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)).convert("RGB")
+    if img.mode in ("I", "F"):
+        kind = "integer" if img.mode == "I" else "floating-point"
+        raise ValueError(f"a 32-bit {kind} single-channel image (PIL mode {img.mode}) has no defined 0-255 range; "
+                         f"save it as an 8- or 16-bit image")
     return img.convert("RGB")
 
 
