@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Describe every patch of a shard set with the fine-tuned VLM (batched; one shard set out, resumable).
+# Describe every patch of a shard set with the fine-tuned VLM (batched; one shard set out, resumable). Run from any
+# folder; paths are relative to it.
 #
 #   launch/describe.sh --adapter runs/rtx4090/adapter --shards shards/nbpath --out shards/nbpath-described
 #   NUM_GPUS=8 launch/describe.sh --adapter ... --shards ... --out ...     # shards dealt round-robin to ranks
 #
 # Re-running the same command after an interruption continues where it stopped.
 set -euo pipefail
-CONFIG=${CONFIG:-launch/profiles/rtx4090.yaml}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+CONFIG=${CONFIG:-$LAUNCH_DIR/profiles/rtx4090.yaml}
 NUM_GPUS=${NUM_GPUS:-1}
 if [[ "$NUM_GPUS" -gt 1 ]]; then
-  exec torchrun --nproc_per_node "$NUM_GPUS" -m mmlnb_dist.cli describe --config "$CONFIG" "$@"
+  exec "${TORCHRUN[@]}" --nproc_per_node "$NUM_GPUS" -m mmlnb_dist.cli describe --config "$CONFIG" "$@"
 else
-  exec python -m mmlnb_dist.cli describe --config "$CONFIG" "$@"
+  exec "$PYTHON" -m mmlnb_dist.cli describe --config "$CONFIG" "$@"
 fi

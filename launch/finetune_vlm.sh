@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stage 1: LoRA fine-tuning of Qwen2.5-VL. Thin wrapper: every setting lives in the config.
+# Stage 1: LoRA fine-tuning of Qwen2.5-VL. Thin wrapper: every setting lives in the config. Run from any folder;
+# paths are relative to it.
 #
 #   launch/finetune_vlm.sh                                   # one process (one GPU, or the CPU)
 #   NUM_GPUS=8 launch/finetune_vlm.sh distributed.deepspeed_config=launch/deepspeed/vlm_zero3.json
@@ -8,14 +9,15 @@
 # CONFIG (default launch/profiles/rtx4090.yaml) and any KEY=VALUE overrides are passed through, e.g.
 # vlm.pairs=shards/nbitp run.name=vlm-r64 run.resume=true.
 set -euo pipefail
-CONFIG=${CONFIG:-launch/profiles/rtx4090.yaml}
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+CONFIG=${CONFIG:-$LAUNCH_DIR/profiles/rtx4090.yaml}
 NUM_GPUS=${NUM_GPUS:-1}
 if [[ -n "${HOSTFILE:-}" ]]; then
-  exec deepspeed --hostfile "$HOSTFILE" --num_gpus "$NUM_GPUS" --no_local_rank \
+  exec "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --num_gpus "$NUM_GPUS" --no_local_rank \
     --module mmlnb_dist.cli finetune-vlm --config "$CONFIG" "$@"
 elif [[ "$NUM_GPUS" -gt 1 ]]; then
-  exec deepspeed --num_gpus "$NUM_GPUS" --no_local_rank \
+  exec "${DEEPSPEED[@]}" --num_gpus "$NUM_GPUS" --no_local_rank \
     --module mmlnb_dist.cli finetune-vlm --config "$CONFIG" "$@"
 else
-  exec python -m mmlnb_dist.cli finetune-vlm --config "$CONFIG" "$@"
+  exec "$PYTHON" -m mmlnb_dist.cli finetune-vlm --config "$CONFIG" "$@"
 fi
