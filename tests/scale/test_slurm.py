@@ -159,3 +159,25 @@ def test_a_requeued_job_resumes_its_run(tmp_path, restart, given, command, added
     argv = (tmp_path / "deepspeed.args").read_text().splitlines()
     assert argv.count("run.resume=true") == (1 if added or given else 0), argv
     assert ("requeued (restart" in proc.stderr) == added, proc.stderr
+
+
+def test_a_shipped_profile_is_given_by_its_name_as_to_mmlnb_dist(tmp_path):
+    """`--config rtx4090` works from any folder for mmlnb-dist; the script refused it ("config rtx4090 not found")."""
+    from deepspeed.launcher.runner import parse_args
+
+    env = _slurm_env(tmp_path, "gpu-a gpu-b", "gpu-[a-b]", LAUNCHER="deepspeed", SLURM_GPUS_ON_NODE="1",
+                     HOSTFILE=str(tmp_path / "hosts"))
+    proc = _sbatch(env, ["rtx4090", "data.shards=/shared/shards"], timeout=60)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ds = parse_args((tmp_path / "deepspeed.args").read_text().splitlines())
+    config = ds.user_args[ds.user_args.index("--config") + 1]
+    assert Path(config).is_absolute() and Path(config).read_text() == (ROOT / "launch/profiles/rtx4090.yaml").read_text()
+
+
+def test_a_config_that_is_neither_a_file_nor_a_profile_is_refused_before_any_launch(tmp_path):
+    env = _slurm_env(tmp_path, "gpu-a gpu-b", "gpu-[a-b]", LAUNCHER="deepspeed", SLURM_GPUS_ON_NODE="1",
+                     HOSTFILE=str(tmp_path / "hosts"))
+    proc = _sbatch(env, ["rtx4909", "data.shards=/shared/shards"], timeout=60)
+    assert proc.returncode == 2
+    assert "rtx4909" in proc.stderr and "shipped profiles" in proc.stderr and "rtx4090" in proc.stderr, proc.stderr
+    assert not (tmp_path / "deepspeed.args").exists()
