@@ -110,20 +110,16 @@ def _tracking_uri(args, cfg) -> str:
 
 
 def _server(args) -> int:
-    import subprocess
+    from ..core.tracking.server import require_free_port, serve_foreground, server_command
 
-    from ..core.tracking.server import server_command
-
+    require_free_port(args.host, args.port)
     args.artifacts_dir.mkdir(parents=True, exist_ok=True)
     if args.backend_store.startswith("sqlite:///"):
         Path(args.backend_store[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    cmd = server_command(args.port, args.backend_store, args.artifacts_dir, host=args.host)
-    print(f"MLflow server on http://{args.host}:{args.port} (store {args.backend_store}, artifacts "
-          f"{args.artifacts_dir}); use tracking.uri=http://{args.host}:{args.port}", flush=True)
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    uri = f"http://{args.host}:{args.port}"
+    return serve_foreground(server_command(args.port, args.backend_store, args.artifacts_dir, host=args.host), uri,
+                            f"MLflow server on {uri} (store {args.backend_store}, artifacts {args.artifacts_dir}); "
+                            f"use tracking.uri={uri}")
 
 
 def _sync(args) -> int:

@@ -171,7 +171,8 @@ def test_a_shipped_profile_is_given_by_its_name_as_to_mmlnb_dist(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     ds = parse_args((tmp_path / "deepspeed.args").read_text().splitlines())
     config = ds.user_args[ds.user_args.index("--config") + 1]
-    assert Path(config).is_absolute() and Path(config).read_text() == (ROOT / "launch/profiles/rtx4090.yaml").read_text()
+    assert Path(config).is_absolute()
+    assert Path(config).read_text() == (ROOT / "launch/profiles/rtx4090.yaml").read_text()
 
 
 def test_a_config_that_is_neither_a_file_nor_a_profile_is_refused_before_any_launch(tmp_path):

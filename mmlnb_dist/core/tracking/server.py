@@ -5,13 +5,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
+from ..errors import UserError
 from ..sections import TrackingConfig
+
+SERVER_WARNINGS = "ignore::UserWarning:mlflow.server.fastapi_app"
+"""Filter for the `mlflow server` process: its import of starlette's WSGI middleware warns of a deprecation on every
+start, which no user of the server can act on."""
 
 
 def default_tracking_uri(tracking: TrackingConfig, output_dir: Path) -> str:
@@ -66,6 +72,43 @@ def server_command(port: int, backend_store_uri: str, artifacts_dir: Path, host:
             "--host", host, "--port", str(port), "--workers", str(workers)]
 
 
+def require_free_port(host: str, port: int) -> None:
+    """Raise a `UserError` when `port` on `host` is taken. `mlflow server` reports a bind error only in its log and
+    exits 0, and runs pointed at the port would log to whatever holds it (another server: another store)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing port is free
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            held_by = " by an MLflow server" if server_reachable(f"http://{host}:{port}", 2.0) else ""
+            raise UserError(f"port {port} on {host} is in use{held_by} ({err.strerror}); runs pointed at it would "
+                            f"log to whatever holds it: choose another with --port") from None
+
+
+def serve_foreground(cmd: List[str], uri: str, ready_line: str) -> int:
+    """Run the `mlflow server` command `cmd` in the foreground and print `ready_line` once `uri` answers /health
+    (not before: a user copies the URI from it). Returns the server's exit code; 0 on Ctrl-C."""
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONWARNINGS": SERVER_WARNINGS})
+    try:
+        while proc.poll() is None:
+            if server_reachable(uri, 1.0):
+                print(ready_line, flush=True)
+                return proc.wait()
+            time.sleep(0.5)
+        return proc.returncode or 1  # it stopped before answering: its own output above says why
+    except KeyboardInterrupt:  # a terminal's Ctrl-C reaches the server too; a `kill -INT` of this process does not
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 0
+
+
 def free_port() -> int:
     import socket
 
@@ -86,7 +129,8 @@ def start_server(backend_store_uri: str, artifacts_dir: Path, port: Optional[int
     uri = f"http://127.0.0.1:{port}"
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(server_command(port, backend_store_uri, artifacts_dir), stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PYTHONWARNINGS": SERVER_WARNINGS})
     deadline = time.time() + wait_s
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -101,7 +145,6 @@ def start_server(backend_store_uri: str, artifacts_dir: Path, port: Optional[int
 
 def stop_server(proc) -> None:
     """Stop a server started by `start_server` (its whole process group: gunicorn/uvicorn workers too)."""
-    import signal
 
     if proc.poll() is None:
         try:
