@@ -88,6 +88,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from ..core.errors import UserError
+    from ..data.duplicates import warn_held_out_copies
     from ..recipes import RECIPES, load_class, spec_for
 
     if args.config is None:
@@ -96,6 +97,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.config = str(run_config) if run_config.is_file() else DEFAULT_PROFILE
         print(f"config: {args.config}" + (" (the run's own)" if run_config.is_file() else ""), file=sys.stderr)
     cfg = load_from_args(args)
+    warn_held_out_copies(cfg.data.shards, args.split)
     spec = spec_for(cfg.train.recipe)
     if spec.evaluate:  # the recipe's own evaluation (clip: multi-label metrics of its export)
         print(load_class(spec.evaluate, "train.recipe")(cfg, export=args.export, checkpoint=args.checkpoint,

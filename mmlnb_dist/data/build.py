@@ -25,6 +25,7 @@ from ..core.progress import progress_bar
 from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock
 from .build_journal import PARTIAL_PREFIX, drop_records, finished_chunk, job_digest, partial_dir, record_chunk
 from .config import BuildConfig
+from .duplicates import DuplicateFinder, image_digest, warn_duplicates
 from .shardset import FORMAT, MANIFEST, SPLITS, ShardError
 from .split import is_multilabel, split_samples
 from .writer import KEY_RE, write_manifest, write_tar_shard
@@ -244,6 +245,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
     skipped: List[Dict[str, str]] = []
     multilabel = is_multilabel(samples)
     label_counts: Counter = Counter()  # of the shard being written (multi-label builds)
+    copies = DuplicateFinder()  # one image under two names, across splits or labels
     manifest_splits: Dict[str, Any] = {}
     bar = progress_bar(total=len(samples), desc=f"shards {out_dir.name}", unit="img", enabled=progress)
     try:
@@ -255,7 +257,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                 if split == "test" and build.test_fraction == 0.0:
                     continue
 
-                def encoded(chunk: List[SampleSpec]) -> Iterator[Dict[str, Any]]:
+                def encoded(chunk: List[SampleSpec], digests: Dict[str, str]) -> Iterator[Dict[str, Any]]:
                     def work(spec: SampleSpec) -> Tuple[SampleSpec, Optional[Tuple[str, bytes]], str]:
                         try:
                             return spec, _encode(spec, build), ""
@@ -269,6 +271,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                             continue
                         if multilabel:
                             label_counts.update(set(spec.meta["labels"]))
+                        digests[spec.key] = image_digest(enc[1])
                         yield _raw_sample(spec, enc[0], enc[1], classes)
 
                 entries = []
@@ -277,22 +280,25 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                     chunk = specs[start:start + step]
                     done = finished_chunk(tmp, split, i)  # by a stopped run of this same job
                     if done is None:
-                        before = len(skipped)
+                        before, digests = len(skipped), {}
                         label_counts.clear()
-                        entry = write_tar_shard(tmp / f"{split}-{i:06d}.tar", encoded(chunk), classes)
+                        entry = write_tar_shard(tmp / f"{split}-{i:06d}.tar", encoded(chunk, digests), classes)
                         if multilabel:
                             entry["label_counts"] = {c: label_counts.get(c, 0) for c in classes}
                         if entry["num_samples"] == 0:  # every image of this chunk was unreadable
                             (tmp / entry["file"]).unlink()
                             entry = None
-                        record_chunk(tmp, split, i, entry, skipped[before:])
+                        record_chunk(tmp, split, i, entry, skipped[before:], digests)
                     else:
-                        entry = done["entry"]
+                        entry, digests = done["entry"], done.get("digests", {})
                         skipped.extend(done["skipped"])
                         reused += len(chunk)
                         bar.update(len(chunk))
                     if entry is not None:
                         entries.append(entry)
+                    for spec in chunk:
+                        if spec.key in digests:
+                            copies.add(digests[spec.key], split, spec.key, spec.label)
                 manifest_splits[split] = {
                     "num_samples": sum(e["num_samples"] for e in entries),
                     "class_counts": {c: sum(e["class_counts"][c] for e in entries) for c in classes},
@@ -322,6 +328,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
             "has_descriptions": any(s.description is not None for s in samples),
             "provenance": dict(provenance or {}),
             "skipped": sorted(skipped, key=lambda s: s["key"]),
+            "duplicates": copies.report(multilabel),
         }
         if multilabel:
             manifest["task"] = "multilabel"
@@ -331,6 +338,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
             manifest["dropped_rows"] = [dict(d) for d in dropped_rows or ()]
         write_manifest(tmp, manifest)
         _move_into_place(tmp, out_dir)
+        warn_duplicates(manifest["duplicates"], str(out_dir))
     except BaseException:
         bar.close()
         kept = len(list(tmp.glob(".chunk-*.json")))

@@ -44,11 +44,12 @@ def _record_path(tmp: Path, split: str, index: int) -> Path:
 
 
 def record_chunk(tmp: Path, split: str, index: int, entry: Optional[Dict[str, Any]],
-                 skipped: List[Dict[str, str]]) -> None:
-    """Record a finished chunk (`entry` None: every image of it was unreadable, no tar), atomically."""
+                 skipped: List[Dict[str, str]], digests: Dict[str, str]) -> None:
+    """Record a finished chunk (`entry` None: every image of it was unreadable, no tar), atomically, with the
+    digests of its images (a resumed build finds copies in it without reading it back)."""
     path = _record_path(tmp, split, index)
     part = path.with_name(path.name + ".partial")
-    part.write_text(json.dumps({"entry": entry, "skipped": skipped}, sort_keys=True))
+    part.write_text(json.dumps({"entry": entry, "skipped": skipped, "digests": digests}, sort_keys=True))
     os.replace(part, path)
 
 

@@ -95,6 +95,18 @@ class ShardSet:
         return [(split, i, entry) for split, info in self.manifest["splits"].items()
                 for i, entry in enumerate(info["shards"])]
 
+    def copies_of_train(self) -> Dict[str, int]:
+        """{held-out split: how many of its samples are copies of a train image} from the build's "duplicates"
+        (`data.duplicates`): metrics on those samples score what the model trained on. Empty when there are none
+        (or the set was built before copies were looked for)."""
+        counts: Dict[str, int] = {}
+        for group in (self.manifest.get("duplicates") or {}).get("across_splits", []):
+            if any(m["split"] == "train" for m in group):
+                for m in group:
+                    if m["split"] != "train":
+                        counts[m["split"]] = counts.get(m["split"], 0) + 1
+        return counts
+
     def require_split(self, split: str, purpose: str = "") -> int:
         """The split's sample count; a `ShardError` naming the folder and the remedy when it is empty."""
         n = self.num_samples(split)

@@ -144,6 +144,7 @@ def plan_evaluate(cfg: Config, train: StageResult, shards: StageResult, env: Opt
         else:
             result = recipe_metrics(metrics)
         result["recipe"] = recipe_metrics(metrics)["patch"]  # the run's own numbers, for comparison
+        result["copies_of_train"] = ShardSet.open(shards.output).copies_of_train()  # held-out samples seen in train
         if env_.is_main:
             out.mkdir(parents=True, exist_ok=True)
             (out / "evaluation.json").write_text(json.dumps(result, indent=2))

@@ -124,6 +124,16 @@ def tracking_rows(cfg: Config, results: Sequence[StageResult], uri: str) -> List
     return [row]
 
 
+def copy_rows(evaluation: Dict[str, Any]) -> List[str]:
+    """A caveat when held-out samples are copies of train images (`ShardSet.copies_of_train`)."""
+    counts = evaluation.get("copies_of_train") or {}
+    if not counts:
+        return []
+    which = " and ".join(f"{n} {split}" for split, n in sorted(counts.items(), reverse=True))
+    return [f"**Caveat:** {which} sample(s) are copies of train images (listed in the shards' manifest.json "
+            f"'duplicates'): the rows above score them as held out, so they overstate.", ""]
+
+
 def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Optional[Dict[str, Any]],
                  registration: Optional[Dict[str, Any]], uri: str, predict: Optional[str],
                  log_file: Optional[str]) -> str:
@@ -139,6 +149,7 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
                       "Kappa is unweighted Cohen's kappa; QWK(ord) is quadratic-weighted on the ordinal order.", ""]
         else:
             lines += recipe_rows(evaluation) + [""]
+        lines += copy_rows(evaluation)
     lines += description_rows(results)
     lines += ["## Stages", ""] + stage_rows(results) + [""]
     lines += ["## Tracking and model", ""] + tracking_rows(cfg, results, uri)
