@@ -18,6 +18,29 @@ def add_config_args(parser: argparse.ArgumentParser, default: Optional[str] = No
     )
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count or size option: 0 or less is an error naming the option, not a traceback later
+    (`range()` with step 0) or a silent "not given"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {value})")
+    return value
+
+
+def port_number(text: str) -> int:
+    """argparse type of a TCP port to listen on: 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535 (got {text!r})")
+    return value
+
+
 def load_from_args(args: argparse.Namespace):
     from ..config import load_config
 

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import DEFAULT_PROFILE, add_config_args, load_from_args
+from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "weights come from fusion.model.image_encoder.pretrained / weights_path")
     p.add_argument("--shards", default=None, type=Path, help="input shard set; default data.shards")
     p.add_argument("--out", default=None, type=Path, help="output folder; default <shards>-features-<encoder>")
-    p.add_argument("--batch-size", default=64, type=int, help="images per encoder pass and rank (default 64)")
-    p.add_argument("--image-size", default=None, type=int,
+    p.add_argument("--batch-size", default=64, type=positive_int, help="images per encoder pass and rank (default 64)")
+    p.add_argument("--image-size", default=None, type=positive_int,
                    help="resize side; default the encoder's own input size, else data.loader.image_size")
     add_config_args(p, DEFAULT_PROFILE)
     p.set_defaults(func=_extract)

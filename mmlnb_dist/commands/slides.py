@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import add_config_args, load_from_args
+from . import add_config_args, load_from_args, positive_int
 
 # Command-line flags that are shortcuts for config keys (a flag wins over the config file and overrides).
 FLAG_KEYS = {
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                   description="Synthetic one-class slides (tiled TIFF, 0.5 mpp) for trying "
                                   "`slides tile` without real data.")
     synth.add_argument("--out", required=True, type=Path, help="folder for <id>.tif and labels.csv")
-    synth.add_argument("--per-class", type=int, default=2, help="slides per class (default 2)")
+    synth.add_argument("--per-class", type=positive_int, default=2, help="slides per class (default 2)")
     synth.add_argument("--size", type=int, default=4096, help="slide side in pixels (multiple of 256)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(func=run_synth)

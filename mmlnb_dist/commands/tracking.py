@@ -5,14 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import add_config_args
+from . import add_config_args, port_number, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("mlflow-server", help="start a shared MLflow tracking server bound to 127.0.0.1",
                        description="Runs `mlflow server` in the foreground (Ctrl-C stops it). Point runs at it "
                        "with tracking.uri=http://127.0.0.1:PORT.")
-    p.add_argument("--port", type=int, default=5000, help="port (default 5000)")
+    p.add_argument("--port", type=port_number, default=5000, help="port (default 5000)")
     p.add_argument("--backend-store", default="sqlite:///runs/mlflow.db",
                    help="backend store URI (default sqlite:///runs/mlflow.db, the embedded default's database)")
     p.add_argument("--artifacts-dir", type=Path, default=Path("runs/mlartifacts"),
@@ -90,11 +90,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--vlm", help="generate descriptions with this VLM (name/path, or 'tiny')")
     q.add_argument("--adapter", type=Path, help="LoRA adapter folder for --vlm")
     q.add_argument("--split", help="shard split to read from shard folders (default: all splits)")
-    q.add_argument("--batch-size", type=int, default=32)
-    q.add_argument("--chunk-size", type=int, default=None, metavar="N",
+    q.add_argument("--batch-size", type=positive_int, default=32)
+    q.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
                    help="inputs decoded, described, predicted and journaled at a time (default 256, "
                    "predict.PREDICT_CHUNK): memory holds one chunk's images, and a killed job redoes at most one")
-    q.add_argument("--top-k", type=int, default=None, metavar="K",
+    q.add_argument("--top-k", type=positive_int, default=None, metavar="K",
                    help="multi-label models: predict the K most probable labels (default: the model's own k)")
     q.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="multi-label models: predict every label with probability >= T (instead of the top k)")

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import DEFAULT_PROFILE, add_config_args, load_from_args
+from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(p, DEFAULT_PROFILE)
     p.add_argument("--print-deepspeed-config", action="store_true",
                    help="print the DeepSpeed JSON this config generates and exit (nothing is trained)")
-    p.add_argument("--world-size", type=int, default=None,
+    p.add_argument("--world-size", type=positive_int, default=None,
                    help="with --print-deepspeed-config: the world size to derive batch keys for (default: "
                    "the launcher's, else 1)")
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher adds it

@@ -20,3 +20,23 @@ def test_a_stray_argument_is_still_an_error_naming_it(capsys):
     assert exc.value.code == 2
     assert "stray" in capsys.readouterr().err
 
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["predict", "x.png", "--model", "m", "--out", "p.csv", "--batch-size", "0"], "--batch-size"),
+    (["predict", "x.png", "--model", "m", "--out", "p.csv", "--chunk-size", "-2"], "--chunk-size"),
+    (["predict", "x.png", "--model", "m", "--out", "p.csv", "--top-k", "0"], "--top-k"),
+    (["features", "extract", "--shards", "s", "--encoder", "tiny", "--batch-size", "0"], "--batch-size"),
+    (["features", "extract", "--shards", "s", "--encoder", "tiny", "--image-size", "0"], "--image-size"),
+    (["train", "--print-deepspeed-config", "--world-size", "0"], "--world-size"),
+    (["slides", "synth", "--out", "s", "--per-class", "0"], "--per-class"),
+    (["mlflow-server", "--port", "0"], "--port"),
+])
+def test_a_count_that_is_not_positive_is_refused_naming_the_option(argv, option, capsys):
+    """--batch-size 0 ended predict and features extract in a traceback (`range() arg 3 must not be zero`);
+    --image-size 0 and --world-size 0 were taken as "not given"; --per-class 0 wrote an empty slide set."""
+    with pytest.raises(SystemExit) as exc:
+        parse_arguments(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}" in err and ("positive integer" in err or "port number" in err), err
