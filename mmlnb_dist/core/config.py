@@ -56,23 +56,43 @@ def known_keys(model: type, prefix: str = "") -> List[str]:
     return keys
 
 
+def _list_item_section(annotation: Any) -> Optional[type]:
+    """The section type of a `List[Section]` field (curriculum phases), else None."""
+    if typing.get_origin(annotation) is list:
+        args = typing.get_args(annotation)
+        return _section_type(args[0]) if len(args) == 1 else None
+    return None
+
+
 def _check_key(root: type, dotted: str) -> Any:
-    """The annotation of the field `dotted` names; `ConfigError` for a key that is not a field."""
+    """The annotation of the field `dotted` names (through sections, and list entries by index:
+    `fusion.curriculum.phases.1.start_epoch`); `ConfigError` for a key that is not a field."""
     model: type = root
     parts = dotted.split(".")
-    for i, part in enumerate(parts):
-        fields = model.model_fields
+    i = 0
+    while True:
+        part, fields = parts[i], model.model_fields
         if part not in fields:
             where = ".".join(parts[:i]) or "the top level"
-            close = difflib.get_close_matches(dotted, known_keys(root), n=1)
+            inner = known_keys(model, where + ".") if i else []
+            close = difflib.get_close_matches(dotted, inner + known_keys(root), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             raise ConfigError(f"unknown config key '{dotted}': '{part}' is not a field of {where}{hint}")
-        if i < len(parts) - 1:
-            sub = _section_type(fields[part].annotation)
-            if sub is None:
-                raise ConfigError(f"config key '{dotted}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
-            model = sub
-    return fields[parts[-1]].annotation
+        annotation = fields[part].annotation
+        if i == len(parts) - 1:
+            return annotation
+        sub, item = _section_type(annotation), _list_item_section(annotation)
+        if sub is not None:
+            model, i = sub, i + 1
+        elif item is not None:
+            if not parts[i + 1].isdigit():
+                raise ConfigError(f"config key '{dotted}': '{'.'.join(parts[:i + 1])}' is a list, and "
+                                  f"'{parts[i + 1]}' is not an index (0, 1, ...)")
+            if i + 1 == len(parts) - 1:
+                return item  # a whole entry, given as a mapping
+            model, i = item, i + 2
+        else:
+            raise ConfigError(f"config key '{dotted}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
 
 
 def _takes_text_only(annotation: Any) -> bool:
@@ -95,7 +115,14 @@ def _parse_value(text: str, annotation: Any = None) -> Any:
         return text
     if isinstance(value, (bool, int, float)) and annotation is not None and _takes_text_only(annotation):
         return text.strip()
+    if isinstance(value, str) and "," in value and _is_list_of_text(annotation):
+        return [part.strip() for part in value.split(",")]  # `data.classes=UD,PD,D`, as the --classes flags
     return value
+
+
+def _is_list_of_text(annotation: Any) -> bool:
+    args = typing.get_args(annotation)
+    return typing.get_origin(annotation) is list and len(args) == 1 and _takes_text_only(args[0])
 
 
 def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
@@ -105,14 +132,35 @@ def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -
             raise ConfigError(f"override '{item}' is not of the form key=value (for example train.lr=3e-4)")
         key, text = item.split("=", 1)
         key = key.strip()
-        annotation = _check_key(root, key)
-        node = raw
+        value = _parse_value(text, _check_key(root, key))
+        node: Any = raw
+        model: type = root
         parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = _parse_value(text, annotation)
+        i = 0
+        while i < len(parts) - 1:
+            part = parts[i]
+            sub = _section_type(model.model_fields[part].annotation)
+            if sub is not None:
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node, model, i = node[part], sub, i + 1
+                continue
+            # a list of sections (checked by _check_key): the file's list, else the field's default, by index
+            if not isinstance(node.get(part), list):
+                default = model.model_fields[part].get_default(call_default_factory=True) or []
+                node[part] = [e.model_dump(mode="json") if isinstance(e, BaseModel) else e for e in default]
+            entries, index = node[part], int(parts[i + 1])
+            if index >= len(entries):
+                raise ConfigError(f"config key '{key}': '{'.'.join(parts[:i + 1])}' has {len(entries)} entries "
+                                  f"(0-{len(entries) - 1}); index {index} is out of range")
+            if i + 1 == len(parts) - 1:
+                entries[index] = value
+                break
+            if not isinstance(entries[index], dict):
+                entries[index] = {}
+            node, model, i = entries[index], _list_item_section(model.model_fields[part].annotation), i + 2
+        else:
+            node[parts[-1]] = value
     return raw
 
 

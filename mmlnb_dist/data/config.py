@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..core.config import Section
 from .stain_augment import StainAugmentConfig
@@ -153,6 +153,14 @@ class DataConfig(Section):
 
     classes: List[str] = ["UD", "PD", "D"]
     """Class names in index order when building shards from patches or slides (the MMLNB subtypes by default)."""
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, classes: List[str]) -> List[str]:
+        twice = sorted({c for c in classes if classes.count(c) > 1})
+        if twice:  # a label maps to its first index: the other would be a class no sample can have
+            raise ValueError(f"'{twice[0]}' is listed twice (each class once, in index order)")
+        return classes
 
     synth_dir: Path = Path("shards/demo-src")
     """Where the demo writes the synthetic source set before building shards."""
