@@ -98,6 +98,21 @@ def test_alias_moves_only_when_the_metric_improves(trained):
     assert json.loads(mv.tags["classes"]) == ["UD", "PD", "D"]
 
 
+def test_registering_the_same_run_twice_gives_back_its_version(trained):
+    """A `register` run twice (a script rerun, a retry after a lost connection) made version 2 of the same weights
+    from the same run; now the second call finds version 1 (same run, same export digest) and registers nothing."""
+    import mlflow
+
+    uri, client = trained["uri"], mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
+    first = register_run(trained["run_id"], "nb-twice", "champion", uri)
+    again = register_run(trained["run_id"], "nb-twice", "champion", uri)
+    assert (again.version, again.model_uri) == (first.version, first.model_uri) == ("1", "models:/nb-twice/1")
+    assert "already registered as version 1" in again.reason and not again.alias_moved
+    assert [str(mv.version) for mv in client.search_model_versions("name='nb-twice'")] == ["1"]
+    other_run = register_run(_fake_run(client, trained, 0.1), "nb-twice", "champion", uri)
+    assert other_run.version == "2"  # another run (even of the same weights) is a version of its own
+
+
 def test_training_logs_its_learning_rate_schedule(trained):
     """The fusion run's planned learning-rate curve is an MLflow figure beside the curriculum's, and the lr it
     trained with is a metric: constant here (the fusion default), 0 nowhere (frozen groups are not shown)."""

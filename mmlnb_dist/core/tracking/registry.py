@@ -20,6 +20,7 @@ from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tu
 
 from ..checkpoint import better
 from ..errors import ConfigError, UserError
+from .versions import ARTIFACTS_TAG, alias_holder, artifacts_digest, new_version, registered_before
 
 log = logging.getLogger(__name__)
 
@@ -239,18 +240,6 @@ def pinned_requirements(extra: Sequence[str] = ()) -> List[str]:
     return reqs
 
 
-def _holder(client, name: str, alias: str):
-    """The version holding `alias` and its run (None, None: no holder; the run None when it was deleted)."""
-    try:
-        holder = client.get_model_version_by_alias(name, alias)
-    except Exception:  # noqa: BLE001 - no holder yet
-        return None, None
-    try:
-        return holder, client.get_run(holder.run_id) if holder.run_id else None
-    except Exception:  # noqa: BLE001 - the holder's run was deleted
-        return holder, None
-
-
 def scored_on(run, metric: str) -> Optional[Tuple[str, str]]:
     """(name, identity) of the shard set whose split `metric` was computed on (`best/val/x` and `val/x`: the
     run's `val` dataset input), or None when the run logged none. The identity is the set of patches: the
@@ -267,19 +256,6 @@ def scored_on(run, metric: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-def new_version(client, name: str, model_uri: str, run_id: str, model_id: Optional[str]) -> str:
-    """Register `model_uri` as a new version of `name` in `client`'s registry (created on first use; a second job
-    creating it at the same moment is fine); returns the version number."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(name)
-    except MlflowException as err:
-        if err.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    return str(client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id).version)
-
-
 def register_trained(tracking: Any, output_dir: Path, best_metric: str, lower_is_better: Collection[str],
                      run_id: str, package_fn: Callable[[Any], ModelPackage]) -> RegisterResult:
     """The end-of-training registration of a recipe's run (rank 0, `tracking.register_name` set): a new version
@@ -291,26 +267,12 @@ def register_trained(tracking: Any, output_dir: Path, best_metric: str, lower_is
                           mode=mode, tracking_uri=default_tracking_uri(tracking, output_dir))
 
 
-def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPackage], *,
-                   alias: Optional[str] = "champion", tracking_uri: Optional[str] = None,
-                   metric: str = "best/val/balanced_accuracy", mode: str = "max") -> RegisterResult:
-    """Log run `run_id`'s model (built by `package_fn(run)`) as a pyfunc, register it as a new version of
-    `name`, and move `alias` to it when its `metric` beats the current holder's."""
+def _log_version(client, run, name: str, package: ModelPackage, code: Path, metric: str, value: Optional[float],
+                 digest: str) -> str:
+    """Log the run's model as a pyfunc with its model card and register it as a new version of `name`, tagged."""
     import mlflow
 
-    # The registry is this store's own, explicitly: MLflow's process-wide registry URI may point elsewhere (left by
-    # `predict` or another job in the same process), and a version must never land in another store.
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        run = client.get_run(run_id)
-    except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run
-        raise RegistryError(f"run {run_id} not found at {client.tracking_uri}: {err}") from None
-    package = package_fn(run)
-    code = Path(str(package.python_model))
-    if not (isinstance(package.python_model, (str, Path)) and code.suffix == ".py" and code.is_file()):
-        raise RegistryError(f"the model package of run {run_id} must name its model code file (.py, MLflow models "
-                            f"from code), not {package.python_model!r}: a logged object would be pickled")
-    value = run_metric(run, metric)
+    run_id = run.info.run_id
     card = model_card(run, package, metric)
     previous_tracking = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(client.tracking_uri)
@@ -333,17 +295,48 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
             mlflow.set_tracking_uri(previous_tracking)
     client.update_model_version(name, version, description=card[:5000])
     client.set_model_version_tag(name, version, "source_run_id", run_id)
+    client.set_model_version_tag(name, version, ARTIFACTS_TAG, digest)
     for key, tag in package.version_tags.items():
         client.set_model_version_tag(name, version, key, tag)
     if value is not None:
         client.set_model_version_tag(name, version, metric, str(value))
+    return version
+
+
+def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPackage], *,
+                   alias: Optional[str] = "champion", tracking_uri: Optional[str] = None,
+                   metric: str = "best/val/balanced_accuracy", mode: str = "max") -> RegisterResult:
+    """Log run `run_id`'s model (built by `package_fn(run)`) as a pyfunc, register it as a new version of
+    `name`, and move `alias` to it when its `metric` beats the current holder's."""
+    import mlflow
+
+    # The registry is this store's own, explicitly: MLflow's process-wide registry URI may point elsewhere (left by
+    # `predict` or another job in the same process), and a version must never land in another store.
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run
+        raise RegistryError(f"run {run_id} not found at {client.tracking_uri}: {err}") from None
+    package = package_fn(run)
+    code = Path(str(package.python_model))
+    if not (isinstance(package.python_model, (str, Path)) and code.suffix == ".py" and code.is_file()):
+        raise RegistryError(f"the model package of run {run_id} must name its model code file (.py, MLflow models "
+                            f"from code), not {package.python_model!r}: a logged object would be pickled")
+    value = run_metric(run, metric)
+    digest = artifacts_digest(package.artifacts)
+    version = registered_before(client, name, run_id, digest)
+    again = version is not None  # a rerun or a retry: the same run's same weights are a version already
+    if version is None:
+        version = _log_version(client, run, name, package, code, metric, value, digest)
 
     previous, moved, reason = None, False, "no alias requested"
     if alias:
-        holder, holder_run = _holder(client, name, alias)
+        holder, holder_run = alias_holder(client, name, alias)
         previous = run_metric(holder_run, metric) if holder_run is not None else None
         theirs, ours = (scored_on(holder_run, metric) if holder_run is not None else None), scored_on(run, metric)
-        if holder is None:
+        if holder is not None and str(holder.version) == version:
+            reason = f"version {version} holds '{alias}'"
+        elif holder is None:
             moved, reason = True, f"first version with alias '{alias}'"
         elif theirs and ours and theirs[1] != ours[1]:
             reason = (f"{metric} is not comparable: version {holder.version} was scored on {theirs[0]}, this run on "
@@ -355,5 +348,8 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
             reason = f"{metric} {value} does not beat {previous} (version {holder.version} keeps '{alias}')"
         if moved:
             client.set_registered_model_alias(name, alias, version)
+    if again:
+        reason = f"run {run_id} with these weights is already registered as version {version}; nothing new " \
+                 f"registered ({reason})"
     return RegisterResult(name, version, f"models:/{name}/{version}", alias, moved, metric, value, previous, reason)
 
