@@ -349,7 +349,7 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
         if moved:
             client.set_registered_model_alias(name, alias, version)
     if again:
-        reason = f"run {run_id} with these weights is already registered as version {version}; nothing new " \
-                 f"registered ({reason})"
+        reason = (f"already, by an earlier registration of run {run_id} with these weights: nothing new logged "
+                  f"({reason})")
     return RegisterResult(name, version, f"models:/{name}/{version}", alias, moved, metric, value, previous, reason)
 
