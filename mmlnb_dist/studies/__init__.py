@@ -214,6 +214,11 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
     chosen = choose_rows(cfg, available, rows, descriptions)
     if not seeds:
         raise ConfigError("--seeds: give at least one seed")
+    for flag, given in (("--rows", list(rows or [])), ("--seeds", list(seeds))):
+        twice = next((x for x in given if given.count(x) > 1), None)
+        if twice is not None:  # one run would count as two in the mean and the standard deviation
+            what = f"seed {twice}" if flag == "--seeds" else str(twice)
+            raise ConfigError(f"{flag}: {what} is listed twice (each is one run of the table; give it once)")
     sources = description_sources(cfg, chosen, descriptions)
     study_dir = Path(cfg.run.dir)
     # Every run's config is built (and validated) before the first one starts.
