@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -13,6 +14,7 @@ from ..data.images import image_member, is_image_file, is_slide_file, read_image
 from ..data.text_writer import shard_text_writer
 from .errors import PredictError
 
+log = logging.getLogger(__name__)
 
 TILE_THEM_FIRST = ("predict takes patches; tile {it} first (mmlnb-dist slides tile --slides DIR --labels CSV --out "
                    "shards/NAME), then predict on shards/NAME")
@@ -117,7 +119,22 @@ def collect_inputs(paths: Sequence[Path],
                 items.append({"key": path.stem, "source": str(path), "path": path})
         except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
             failed.append((str(path), f"{type(err).__name__}: {err}"))
-    return items, failed
+    return _once(items), failed
+
+
+def _once(items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Each file and each shard sample once, at its first mention: a file named twice, or also inside a folder
+    given, would be predicted as often and counted as often in its slide's aggregate."""
+    seen, kept = set(), []
+    for it in items:
+        where = ("tar", Path(it["tar"]).resolve(), it["key"]) if "tar" in it else ("file", Path(it["path"]).resolve())
+        if where not in seen:
+            seen.add(where)
+            kept.append(it)
+    if len(kept) < len(items):
+        log.info("%d input(s) named more than once (the same file or shard sample): each predicted once",
+                 len(items) - len(kept))
+    return kept
 
 
 def require_descriptions(model_uri: str, items: List[Dict[str, Any]]) -> None:
