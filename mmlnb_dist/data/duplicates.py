@@ -3,7 +3,7 @@ another, a slide saved as two files) are split like any other images: a copy in 
 scored on what the model trained on, so the metrics overstate; a copy under another label is a labelling conflict.
 
 The build re-encodes deterministically, so such copies are byte-identical in the shards: `DuplicateFinder` keeps an
-8-byte digest of every encoded image (no second read of the inputs; about 100 bytes a sample in memory) and
+8-byte digest of every encoded image (no second read of the inputs; about 170 bytes a sample in memory) and
 `report` returns the groups that span splits or labels, which the build warns about and lists in manifest.json
 "duplicates". Copies within one split under one label (a caption dataset's rows of one image) are not reported."""
 from __future__ import annotations
