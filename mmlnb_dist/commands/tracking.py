@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..data.shardset import SPLITS
 from . import add_config_args, port_number, positive_int
 
 
@@ -89,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "when present)")
     q.add_argument("--vlm", help="generate descriptions with this VLM (name/path, or 'tiny')")
     q.add_argument("--adapter", type=Path, help="LoRA adapter folder for --vlm")
-    q.add_argument("--split", help="shard split to read from shard folders (default: all splits)")
+    q.add_argument("--split", choices=SPLITS, help="shard split to read from shard folders (default: all splits)")
     q.add_argument("--batch-size", type=positive_int, default=32)
     q.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
                    help="inputs decoded, described, predicted and journaled at a time (default 256, "

@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..data.shardset import SPLITS
 from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int
 
 
@@ -44,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--export", metavar="DIR", help="an export folder (runs/<name>/export)")
     src.add_argument("--checkpoint", metavar="DIR", help="a checkpoints folder (runs/<name>/checkpoints)")
     e.add_argument("--tag", default=None, help="checkpoint tag (default: the best, else the latest)")
-    e.add_argument("--split", default="val", help="split to evaluate (default: val)")
+    e.add_argument("--split", default="val", choices=SPLITS, help="split to evaluate (default: val)")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     e.set_defaults(func=_evaluate)
 

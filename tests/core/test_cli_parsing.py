@@ -40,3 +40,15 @@ def test_a_count_that_is_not_positive_is_refused_naming_the_option(argv, option,
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert f"argument {option}" in err and ("positive integer" in err or "port number" in err), err
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--export", "e", "--split", "tset"],
+    ["predict", "x.png", "--model", "m", "--out", "p.csv", "--split", "validation"],
+])
+def test_a_split_that_no_shard_set_has_is_refused_with_the_three_names(argv, capsys):
+    """`evaluate --split tset` said to "rebuild the shards with a 'tset' split"; a shard set has train, val, test."""
+    with pytest.raises(SystemExit) as exc:
+        parse_arguments(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "invalid choice" in err and "'train', 'val', 'test'" in err, err
