@@ -190,13 +190,27 @@ BUILTIN_LICENCES = {
 }
 
 
+def unknown_image_encoder(name: str) -> str:
+    """Why `name` is no image encoder: the registry's names, the closest first when one is close
+    (`efficientnet-lite0` -> `efficientnet_lite0`, `UNI` -> `uni`)."""
+    import difflib
+
+    def plain(text: str) -> str:
+        return text.lower().replace("-", "_")
+
+    by_plain = {plain(known): known for known in IMAGE_ENCODERS}
+    close = difflib.get_close_matches(plain(name), list(by_plain), n=1, cutoff=0.75)
+    hint = f"did you mean '{by_plain[close[0]]}'? " if close else ""
+    return f"unknown image encoder '{name}'; {hint}choose one of {sorted(IMAGE_ENCODERS)}"
+
+
 def image_normalisation(name: str) -> Dict[str, Any]:
     """`{"mean", "std", "input_size"}` the named encoder expects, without building it (input_size None: any)."""
     entry = pathology_entry(name)
     if entry is not None:
         return {"mean": list(entry.mean), "std": list(entry.std), "input_size": entry.input_size}
     if name not in IMAGE_ENCODERS:
-        raise EncoderError(f"unknown image encoder '{name}'; choose one of {sorted(IMAGE_ENCODERS)}")
+        raise EncoderError(unknown_image_encoder(name))
     return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "input_size": None}
 
 
@@ -204,7 +218,7 @@ def build_image_encoder(cfg: ImageEncoderConfig) -> ImageEncoder:
     """The configured image encoder. `weights_path` replaces the default weights (keys of `encoder.body`; for a
     pathology model also its Hub model folder). When weights were loaded, `encoder.weights_digest` records them."""
     if cfg.name not in IMAGE_ENCODERS:
-        raise EncoderError(f"unknown image encoder '{cfg.name}'; choose one of {sorted(IMAGE_ENCODERS)}")
+        raise EncoderError(unknown_image_encoder(cfg.name))
     if pathology_entry(cfg.name) is not None:
         encoder = build_pathology_encoder(cfg.name, cfg.pretrained, cfg.weights_path)
     else:

@@ -122,8 +122,19 @@ def test_an_extraction_that_fails_before_writing_leaves_no_folder(shards, tmp_pa
     out = tmp_path / "f"
     code = main(["features", "extract", "--shards", str(shards), "--out", str(out), "--encoder", "efficientnet-lite0",
                  "data.loader.num_workers=0"])
-    assert code == 2 and "unknown image encoder 'efficientnet-lite0'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown image encoder 'efficientnet-lite0'; did you mean 'efficientnet_lite0'?" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("typed, meant", [("UNI2-H", "uni2-h"), ("vgg61", "vgg16"), ("Virchow2", "virchow2"),
+                                          ("dinov2", None)])
+def test_an_unknown_encoder_name_suggests_the_closest(typed, meant):
+    from mmlnb_dist.models.encoders import unknown_image_encoder
+
+    message = unknown_image_encoder(typed)
+    assert message.startswith(f"unknown image encoder '{typed}'; ") and "choose one of" in message
+    assert (f"did you mean '{meant}'?" in message) if meant else ("did you mean" not in message)
 
 
 def test_rerun_skips_finished_shards_and_redoes_a_torn_file(shards, tmp_path):

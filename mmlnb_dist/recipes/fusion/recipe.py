@@ -87,14 +87,13 @@ class FusionRecipe:
     def check(cls, cfg: "Config", env: DistEnv) -> None:
         """Problems found without touching a GPU (and reading at most a few samples of one shard, when the
         manifest does not record descriptions): raised before any work starts."""
-        from ...models.encoders import IMAGE_ENCODERS
+        from ...models.encoders import IMAGE_ENCODERS, unknown_image_encoder
         from .checks import check_best_metric_defined, check_text_available
 
         check_registration(cfg.tracking)
         name = cfg.fusion.model.image_encoder.name
         if cfg.fusion.model.mode != "text_only" and name not in IMAGE_ENCODERS:
-            raise ConfigError(f"fusion.model.image_encoder.name: unknown encoder '{name}'; choose one of "
-                              f"{sorted(IMAGE_ENCODERS)}")
+            raise ConfigError(f"fusion.model.image_encoder.name: {unknown_image_encoder(name)}")
         plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
