@@ -59,8 +59,8 @@ def _ablate(args: argparse.Namespace) -> int:
     with command_log(log_path, env.rank):  # every run's full tables go to study.log; the console gets the table
         study = run_study(cfg, rows, seeds, descriptions=args.descriptions, train_jobs=train_jobs)
     print(study.markdown)
-    print(f"table: {study.study_dir / 'table.md'}" + (f"  (MLflow parent run {study.parent_run_id})"
-                                                       if study.parent_run_id else ""))
+    print(f"table: {study.study_dir / 'table.md'}, as a figure: {study.study_dir / 'table.png'}"
+          + (f"  (MLflow parent run {study.parent_run_id})" if study.parent_run_id else ""))
     print(f"log: {log_path}" + ("  (each trial's run: <row>-seed<N>.log beside it)" if train_jobs else
                                  "  (every run's full metric tables)"))
     return 0

@@ -44,6 +44,7 @@ from ..core.logging import DETAIL
 from ..pipeline import fingerprint, run_stage
 from ..recipes import RECIPES, recipe_class
 from .descriptions import BASE, FINE_TUNED, SHARDS, DescriptionSets, prepare_descriptions
+from .figure import save_study_figure
 
 log = logging.getLogger(__name__)
 
@@ -257,11 +258,12 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
     (study_dir / "table.md").write_text(markdown)
     (study_dir / "table.json").write_text(json.dumps({"split": split, "seeds": list(seeds), "metrics": metrics,
                                                       "rows": table, "cache": cache}, indent=2))
+    figure = save_study_figure(table, metrics, split, study_dir.name, study_dir / "table.png")
     if parent is not None:
         flat = {f"{row}/{m}_{stat}": table[row][f"{m}_{stat}"] for row in chosen for m in metrics
                 for stat in ("mean", "std") if _finite(table[row][f"{m}_{stat}"])}
         flat.update({f"cache/{k}": float(v) for k, v in cache.items() if isinstance(v, (int, float))})
-        parent.finish(metrics=flat, artifacts=[study_dir / "table.md", study_dir / "table.json"])
+        parent.finish(metrics=flat, artifacts=[study_dir / "table.md", study_dir / "table.json", figure])
     return StudyResult(study_dir, split, metrics, table, markdown, parent.run_id if parent else None, skipped,
                        cache)
 

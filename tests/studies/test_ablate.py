@@ -51,6 +51,8 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
     assert sorted(r.info.run_name for r in children) == ["concat-seed0-train", "concat-seed1-train",
                                                          "text_only-seed0-train", "text_only-seed1-train"]
     assert parent.data.metrics["concat/micro_f1_mean"] == pytest.approx(study.table["concat"]["micro_f1_mean"])
+    logged = {a.path for a in client.list_artifacts(study.parent_run_id, "search")}
+    assert {"search/table.md", "search/table.json", "search/table.png"} <= logged  # a picture too (studies.figure)
     assert client.search_registered_models() == []  # no row registered itself (a text-only row as champion)
     from mmlnb_dist.cli import main  # the way the study's log line gives to register a row: by its run folder
 

@@ -1,0 +1,54 @@
+"""The study table as a picture (`<study dir>/table.png`, also in the study's MLflow parent run): one panel per
+metric (the first four of the recipe's), one line per row: its mean over seeds as a diamond, the standard deviation
+as an error bar, each seed's value as a dot, and a dashed line at the reference row's mean (the reference on top).
+Points, not bars: the rows differ by a few points near the top of the scale, which bars from 0 would flatten and
+bars from elsewhere would exaggerate. A row whose runs diverged has no point, and its label says so. Built without
+pyplot (no backend to choose, no display needed)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, Sequence
+
+SHOWN_METRICS = 4
+"""Panels: the recipe's first metrics (fusion: accuracy, balanced accuracy, kappa, weighted F1)."""
+
+
+def study_figure(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split: str, name: str):
+    """A `matplotlib.figure.Figure` of `table` (`studies.summarise`'s, rows in table order)."""
+    from matplotlib.figure import Figure
+
+    shown = list(metrics[:SHOWN_METRICS])
+    rows = list(table)
+    fig = Figure(figsize=(3.2 * len(shown) + 1.8, 0.45 * len(rows) + 1.6))
+    axes = [fig.add_subplot(1, len(shown), i + 1) for i in range(len(shown))]
+    ys = list(range(len(rows)))[::-1]  # the reference (first) row on top
+    for ax, metric in zip(axes, shown):
+        for y, row in zip(ys, rows):
+            entry = table[row]
+            if any(entry.get("diverged") or []):
+                continue
+            mean, std = entry[f"{metric}_mean"], entry[f"{metric}_std"]
+            colour = "tab:blue" if y == ys[0] else "tab:gray"
+            if std is not None and math.isfinite(std):
+                ax.errorbar(mean, y, xerr=std, color=colour, capsize=3, lw=1.2)
+            ax.scatter([mean], [y], marker="D", s=36, color=colour, zorder=3, gid=f"mean:{row}")
+            ax.scatter(entry[metric], [y] * len(entry[metric]), s=9, color="black", alpha=0.6, zorder=4,
+                       gid=f"seeds:{row}")
+            if y == ys[0]:
+                ax.axvline(mean, color=colour, ls="--", lw=0.8)
+        ax.set(title=metric, yticks=ys, ylim=(-0.6, len(rows) - 0.4))
+        ax.set_yticklabels([row + (" (diverged)" if any(table[row].get("diverged") or []) else "") for row in rows]
+                           if ax is axes[0] else [])
+        ax.grid(axis="x", alpha=0.3)
+    seeds = len(next(iter(table.values()))["seeds"]) if table else 0
+    fig.suptitle(f"Study {name}: {split} split, " + (f"mean ± std over {seeds} seeds (dots: each seed)" if seeds > 1
+                                                      else "one seed"))
+    fig.tight_layout()
+    return fig
+
+
+def save_study_figure(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split: str, name: str,
+                      path: Path) -> Path:
+    study_figure(table, metrics, split, name).savefig(path, dpi=110)
+    return path
