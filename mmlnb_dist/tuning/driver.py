@@ -23,6 +23,7 @@ from ..core.config import absolute_paths
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .checks import SearchError, check_recipe, check_resources, check_space_is_read, default_space
+from .figure import save_search_figure
 from .space import apply_params, load_space, resolve_space, to_tune_space
 from .trial import read_trial_result, trial_main
 
@@ -322,6 +323,9 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
+    by_creation = sorted(rows, key=lambda r: str(r.get("trial_id")))  # ids count up as Ray creates the trials
+    summary["figure"] = str(save_search_figure(by_creation, list(space), cfg.tune.metric, cfg.tune.mode,
+                                               dirs["exp"] / "search.png", cfg.tune.name))
     summary["cache"] = _cache_stats(dirs["cache"], rows)
     if summary["stopped_early"] and cfg.tune.worker_groups and not cfg.tune.worker_pool:
         # Ray stops such a trial by ending its worker group, and that trial's controller logs it as an error
@@ -358,7 +362,8 @@ def _log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: D
     tags = {"best_trial_id": str(summary.get("best_trial_id"))}
     if errored:
         tags["errored_trials"] = ", ".join(str(r["trial_id"]) for r in errored)
-    artifacts = [dirs["exp"] / "trials.csv"] + ([Path(summary["best_config"])] if summary.get("best_config") else [])
+    artifacts = [dirs["exp"] / "trials.csv", Path(summary["figure"])]
+    artifacts += [Path(summary["best_config"])] if summary.get("best_config") else []
     parent.finish(metrics=metrics, params={f"best.{k}": v for k, v in (summary.get("best_params") or {}).items()},
                   artifacts=artifacts, tags=tags)
 

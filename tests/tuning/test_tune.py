@@ -229,6 +229,10 @@ def test_four_trial_asha_search_with_torchtrainer(shards, tmp_path):
                                   filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 4
     assert all(c.data.metrics.get("val/loss") is not None for c in children)
+    # the search as a picture (tuning.figure), beside trials.csv and in the parent run
+    assert Path(summary["figure"]) == Path(summary["experiment_dir"]) / "search.png"
+    assert {"search/trials.csv", "search/search.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id,
+                                                                                                "search")}
     # the best config is a ready-to-use full config
     best = load_config(summary["best_config"])
     assert set(summary["best_params"]) == {"train.lr"}

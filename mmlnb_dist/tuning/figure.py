@@ -1,0 +1,84 @@
+"""A search as a picture (`<experiment>/search.png`, also in the search's MLflow parent run): the first panel is
+every trial's metric in the order the trials were created, with the best so far as a step line (trials stopped
+early by the scheduler hollow: their metric is an earlier epoch's; diverged or errored ones as crosses on the bottom
+edge); then one panel per searched parameter, the metric against its value (choices as categories; hollow again for
+trials stopped early). Built without pyplot."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+MAX_PARAMETER_PANELS = 8
+
+
+def _value(row: Dict[str, Any], metric: str) -> Optional[float]:
+    value = row.get(metric)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and row.get("status") == "OK" else None
+
+
+def best_so_far(values: Sequence[Optional[float]], mode: str) -> List[Optional[float]]:
+    """The best value among the first i + 1 (None until a trial has one)."""
+    out: List[Optional[float]] = []
+    best = None
+    for v in values:
+        if v is not None and (best is None or (v > best if mode == "max" else v < best)):
+            best = v
+        out.append(best)
+    return out
+
+
+def search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric: str, mode: str, name: str = ""):
+    """A `matplotlib.figure.Figure` of the trials' rows (`trials.csv`'s, in creation order)."""
+    from matplotlib.figure import Figure
+
+    shown = list(params[:MAX_PARAMETER_PANELS])
+    panels = 1 + len(shown)
+    cols = min(3, panels)
+    lines = math.ceil(panels / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.3 * lines))
+    axes = [fig.add_subplot(lines, cols, i + 1) for i in range(panels)]
+    values = [_value(r, metric) for r in rows]
+    finite = [v for v in values if v is not None]
+    floor = min(finite) if finite else 0.0
+    order = list(range(len(rows)))
+    done = [i for i in order if values[i] is not None and str(rows[i].get("completed")) == "True"]
+    early = [i for i in order if values[i] is not None and i not in done]
+    failed = [i for i in order if values[i] is None]
+    ax = axes[0]
+    ax.scatter(done, [values[i] for i in done], color="tab:blue", zorder=3, gid="trials:completed")
+    ax.scatter(early, [values[i] for i in early], facecolors="none", edgecolors="tab:blue", zorder=3,
+               gid="trials:stopped_early")
+    ax.scatter(failed, [floor] * len(failed), marker="x", color="tab:red", zorder=3, gid="trials:failed")
+    best = best_so_far(values, mode)
+    steps = [(i, b) for i, b in zip(order, best) if b is not None]
+    if steps:
+        ax.step([i for i, _ in steps], [b for _, b in steps], where="post", color="black", lw=1, gid="best_so_far")
+    ax.set(title=f"{metric} per trial ({mode}; line: best so far)", xlabel="trial (creation order)", ylabel=metric)
+    for ax, key in zip(axes[1:], shown):
+        points = [(rows[i].get(key), values[i]) for i in order if values[i] is not None]
+        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _ in points)
+        if numeric:
+            xs = [float(x) for x, _ in points]
+        else:
+            categories = sorted({str(x) for x, _ in points})
+            xs = [float(categories.index(str(x))) for x, _ in points]
+            ax.set_xticks(range(len(categories)))
+            ax.set_xticklabels(categories)
+        fill = ["tab:blue" if i in done else "none" for i in order if values[i] is not None]  # hollow: stopped early
+        ax.scatter(xs, [v for _, v in points], facecolors=fill, edgecolors="tab:blue", gid=f"param:{key}")
+        ax.set(title=key, ylabel=metric)
+    if name:
+        fig.suptitle(f"Search {name}: {len(rows)} trial(s)")
+    fig.tight_layout()
+    return fig
+
+
+def save_search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric: str, mode: str, path: Path,
+                       name: str = "") -> Path:
+    search_figure(rows, params, metric, mode, name).savefig(path, dpi=110)
+    return path
