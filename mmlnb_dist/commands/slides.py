@@ -106,11 +106,16 @@ def run_tile(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    import re
+
     from ..core.errors import UserError
+    from ..data.generated import refuse_foreign_files
     from ..slides.synthetic_slides import write_synthetic_slide
 
     if args.size % 256 or args.size < 1024:
         raise UserError(f"--size {args.size}: must be a multiple of 256 and at least 1024")
+    refuse_foreign_files(args.out, re.compile(r"labels\.csv|synth-[A-Z]+-\d+\.tif"), "slides synth",
+                         "labels.csv and synth-<class>-<k>.tif")
     args.out.mkdir(parents=True, exist_ok=True)
     rows = ["slide_id,label"]
     for c, label in enumerate(("UD", "PD", "D")):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -24,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..core.progress import progress_bar
+from .generated import refuse_foreign_files
 
 CLASSES: Tuple[str, ...] = ("UD", "PD", "D")
 
@@ -341,6 +343,8 @@ def make_synthetic_dataset(
     if n < len(classes):
         raise ValueError(f"n={n} must be at least the number of classes ({len(classes)})")
     out_dir = Path(out_dir)
+    refuse_foreign_files(out_dir, re.compile(r"labels\.csv|descriptions\.jsonl|(?P<c>[A-Z]+)/(?P=c)_\d{5}\.png"),
+                         "data synth", "labels.csv, descriptions.jsonl and <class>/<class>_NNNNN.png")
     for c in classes:
         (out_dir / c).mkdir(parents=True, exist_ok=True)
     slide_class = [classes[i % len(classes)] for i in range(n_slides)]

@@ -15,12 +15,14 @@ of bytes.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..core.progress import progress_bar
+from .generated import refuse_foreign_files
 
 FINDINGS: Tuple[str, ...] = (
     "calcification", "dense small nuclei", "fat", "fibrovascular stroma", "ganglion-like cells", "haemorrhage",
@@ -246,6 +248,8 @@ def make_multilabel_dataset(out_dir: Union[str, Path], n: int = 600, size: int =
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be within [0, 1], got {rate}")
     out_dir = Path(out_dir)
+    refuse_foreign_files(out_dir, re.compile(r"pairs\.csv|images/p\d{5}\.png"), "data synth --task multilabel",
+                         "pairs.csv and images/pNNNNN.png")
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     slide_rng = np.random.default_rng([seed, 1])
     favoured = slide_rng.integers(0, len(FINDINGS), n_slides)

@@ -1,0 +1,26 @@
+"""Folders a generator writes (`data synth`, its multi-label form, `slides synth`): a generator writes into a folder
+only when everything in it is its own earlier output. A user's patch folder (class folders and a labels.csv, the
+layout the patch generator writes) would otherwise get its labels.csv and descriptions replaced and synthetic
+patches mixed in with the real ones."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Union
+
+from ..core.errors import UserError
+
+
+def refuse_foreign_files(out_dir: Union[str, Path], own: "re.Pattern[str]", what: str, writes: str) -> None:
+    """Raise a `UserError` before anything is written when `out_dir` holds a file whose path (relative, `/`) does
+    not match `own`, the generator's own files; hidden files (`.DS_Store`) are not counted. `what` names the
+    generator, `writes` what it writes."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return
+    foreign = sorted(rel for rel in (p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
+                     if not own.fullmatch(rel) and not any(part.startswith(".") for part in rel.split("/")))
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (f", ... ({len(foreign)} in all)" if len(foreign) > 4 else "")
+        raise UserError(f"{out_dir} holds files {what} did not write ({shown}); it writes {writes}, which would "
+                        f"replace or mix with them: give a new or empty folder")
