@@ -151,8 +151,9 @@ def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -
                 node[part] = [e.model_dump(mode="json") if isinstance(e, BaseModel) else e for e in default]
             entries, index = node[part], int(parts[i + 1])
             if index >= len(entries):
-                raise ConfigError(f"config key '{key}': '{'.'.join(parts[:i + 1])}' has {len(entries)} entries "
-                                  f"(0-{len(entries) - 1}); index {index} is out of range")
+                held = f"{len(entries)} entries (0-{len(entries) - 1})" if entries else "no entries"
+                raise ConfigError(f"config key '{key}': '{'.'.join(parts[:i + 1])}' has {held}; index {index} is "
+                                  f"out of range")
             if i + 1 == len(parts) - 1:
                 entries[index] = value
                 break
