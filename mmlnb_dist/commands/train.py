@@ -62,8 +62,10 @@ def generated_deepspeed_config(cfg, world_size: int) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     from ..core.distributed import DistEnv
+    from ..recipes import refuse_unread_overrides
 
     cfg = load_from_args(args)
+    refuse_unread_overrides(args.overrides, cfg.train.recipe)
     env = DistEnv.from_environment()
     if args.print_deepspeed_config:
         print(json.dumps(generated_deepspeed_config(cfg, args.world_size or env.world_size), indent=2))

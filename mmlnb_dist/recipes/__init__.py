@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Tuple, Type
+from typing import Dict, FrozenSet, List, Sequence, Tuple, Type
 
 from ..core.config import Section
 from ..core.errors import ConfigError
@@ -96,3 +96,22 @@ def load_class(target: str, key: str = "tune.recipe") -> type:
 def recipe_class(name: str, key: str = "train.recipe") -> type:
     """The recipe class of a table name, or of a `module:Class` target."""
     return load_class(RECIPES[name].target if name in RECIPES else name, key)
+
+
+def unread_keys(keys: Sequence[str], *recipes: str) -> List[str]:
+    """The dotted `keys` in a recipe section that none of `recipes` (table names) owns: settings a run of them never
+    reads (`fusion.*` for a CLIP run). None for a recipe outside the table (a `module:Class` target may read any)."""
+    if not recipes or any(r not in RECIPES for r in recipes):
+        return []
+    others = {spec.section for spec in RECIPES.values()} - {RECIPES[r].section for r in recipes}
+    return [key for key in keys if key.split(".", 1)[0] in others]
+
+
+def refuse_unread_overrides(overrides: Sequence[str], recipe: str) -> None:
+    """A command-line override of a recipe section the run never reads (`fusion.*` for train.recipe=clip) would
+    change nothing: a `ConfigError` before any work, naming the keys and what the recipe reads."""
+    unread = unread_keys([o.split("=", 1)[0].strip() for o in overrides], recipe)
+    if unread:
+        raise ConfigError(f"train.recipe={recipe} never reads {', '.join(unread)}: these overrides would change "
+                          f"nothing. Its settings are train.*, data.*, {RECIPES[recipe].section}.* (or set "
+                          f"train.recipe to the recipe they belong to)")

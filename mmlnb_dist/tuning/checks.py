@@ -4,7 +4,7 @@ instead of every trial failing, or waiting, later."""
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict
 
 from ..config import Config
 from ..core.errors import UserError
@@ -44,27 +44,17 @@ def default_space(recipe: str) -> str:
     return RECIPES[recipe].tune_space
 
 
-def _sections_read(recipe: str) -> Optional[Set[str]]:
-    """The recipe config sections a trial of `recipe` reads; None for a recipe class outside the table."""
-    from ..recipes import RECIPES
-
-    names = PIPELINE_RECIPES.get(recipe, (recipe,) if recipe in RECIPES else None)
-    return None if names is None else {RECIPES[n].section for n in names}
-
-
 def check_space_is_read(space: Dict[str, Any], recipe: str, path: Any) -> None:
     """Refuse a space with keys of a recipe section the trial never reads (the fusion curriculum searched by CLIP
     trials): every trial would train the same model on them, and the "best" value would be noise."""
-    from ..recipes import RECIPES
+    from ..recipes import RECIPES, unread_keys
 
-    reads = _sections_read(recipe)
-    if reads is None:
-        return
-    others = {spec.section for spec in RECIPES.values()} - reads
-    unread = [key for key in space if key.split(".", 1)[0] in others]
+    names = PIPELINE_RECIPES.get(recipe, (recipe,))
+    unread = unread_keys(list(space), *names)
     if unread:
+        reads = sorted(RECIPES[n].section for n in names)
         raise SpaceError(f"{path}: tune.recipe={recipe} never reads {', '.join(unread)}: every trial would train the "
-                         f"same model on these keys. Search keys it reads (train.*, {', '.join(sorted(reads))}.*), "
+                         f"same model on these keys. Search keys it reads (train.*, {', '.join(reads)}.*), "
                          f"e.g. --space {default_space(recipe)}")
 
 
