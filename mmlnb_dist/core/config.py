@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import ConfigError
 from .files import load_yaml
 
-__all__ = ["Section", "ConfigError", "apply_overrides", "validate", "load", "to_yaml", "save_config", "flatten",
+__all__ = ["Section", "ConfigError", "apply_overrides", "set_dotted", "field_annotation",
+           "validate", "load", "to_yaml", "save_config", "flatten",
            "explain", "absolute_paths"]
 
 S = TypeVar("S", bound="Section")
@@ -56,15 +57,15 @@ def known_keys(model: type, prefix: str = "") -> List[str]:
     return keys
 
 
-def _list_item_section(annotation: Any) -> Optional[type]:
-    """The section type of a `List[Section]` field (curriculum phases), else None."""
+def _list_item(annotation: Any) -> Optional[Any]:
+    """The item type of a `List[...]` field (curriculum phases, head widths), else None."""
     if typing.get_origin(annotation) is list:
         args = typing.get_args(annotation)
-        return _section_type(args[0]) if len(args) == 1 else None
+        return args[0] if len(args) == 1 else None
     return None
 
 
-def _check_key(root: type, dotted: str) -> Any:
+def field_annotation(root: type, dotted: str) -> Any:
     """The annotation of the field `dotted` names (through sections, and list entries by index:
     `fusion.curriculum.phases.1.start_epoch`); `ConfigError` for a key that is not a field."""
     model: type = root
@@ -81,7 +82,7 @@ def _check_key(root: type, dotted: str) -> Any:
         annotation = fields[part].annotation
         if i == len(parts) - 1:
             return annotation
-        sub, item = _section_type(annotation), _list_item_section(annotation)
+        sub, item = _section_type(annotation), _list_item(annotation)
         if sub is not None:
             model, i = sub, i + 1
         elif item is not None:
@@ -89,7 +90,9 @@ def _check_key(root: type, dotted: str) -> Any:
                 raise ConfigError(f"config key '{dotted}': '{'.'.join(parts[:i + 1])}' is a list, and "
                                   f"'{parts[i + 1]}' is not an index (0, 1, ...)")
             if i + 1 == len(parts) - 1:
-                return item  # a whole entry, given as a mapping
+                return item  # a whole entry (a mapping for a list of sections)
+            if _section_type(item) is None:
+                raise ConfigError(f"config key '{dotted}': '{'.'.join(parts[:i + 2])}' is a value, not a section")
             model, i = item, i + 2
         else:
             raise ConfigError(f"config key '{dotted}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
@@ -132,37 +135,43 @@ def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -
             raise ConfigError(f"override '{item}' is not of the form key=value (for example train.lr=3e-4)")
         key, text = item.split("=", 1)
         key = key.strip()
-        value = _parse_value(text, _check_key(root, key))
-        node: Any = raw
-        model: type = root
-        parts = key.split(".")
-        i = 0
-        while i < len(parts) - 1:
-            part = parts[i]
-            sub = _section_type(model.model_fields[part].annotation)
-            if sub is not None:
-                if not isinstance(node.get(part), dict):
-                    node[part] = {}
-                node, model, i = node[part], sub, i + 1
-                continue
-            # a list of sections (checked by _check_key): the file's list, else the field's default, by index
-            if not isinstance(node.get(part), list):
-                default = model.model_fields[part].get_default(call_default_factory=True) or []
-                node[part] = [e.model_dump(mode="json") if isinstance(e, BaseModel) else e for e in default]
-            entries, index = node[part], int(parts[i + 1])
-            if index >= len(entries):
-                held = f"{len(entries)} entries (0-{len(entries) - 1})" if entries else "no entries"
-                raise ConfigError(f"config key '{key}': '{'.'.join(parts[:i + 1])}' has {held}; index {index} is "
-                                  f"out of range")
-            if i + 1 == len(parts) - 1:
-                entries[index] = value
-                break
-            if not isinstance(entries[index], dict):
-                entries[index] = {}
-            node, model, i = entries[index], _list_item_section(model.model_fields[part].annotation), i + 2
-        else:
-            node[parts[-1]] = value
+        set_dotted(root, raw, key, _parse_value(text, field_annotation(root, key)))
     return raw
+
+
+def set_dotted(root: type, raw: Dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted `key` of a raw (dict) config of model `root` to `value` (already typed): sections are created
+    as needed, and a list entry (`fusion.curriculum.phases.1.start_epoch`) is reached by index in the dict's list,
+    else in the field's default. `ConfigError` for a key that is no field or an index out of range."""
+    field_annotation(root, key)
+    node: Any = raw
+    model: type = root
+    parts = key.split(".")
+    i = 0
+    while i < len(parts) - 1:
+        part = parts[i]
+        sub = _section_type(model.model_fields[part].annotation)
+        if sub is not None:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node, model, i = node[part], sub, i + 1
+            continue
+        # a list of sections (checked by _check_key): the dict's list, else the field's default, by index
+        if not isinstance(node.get(part), list):
+            default = model.model_fields[part].get_default(call_default_factory=True) or []
+            node[part] = [e.model_dump(mode="json") if isinstance(e, BaseModel) else e for e in default]
+        entries, index = node[part], int(parts[i + 1])
+        if index >= len(entries):
+            held = f"{len(entries)} entries (0-{len(entries) - 1})" if entries else "no entries"
+            raise ConfigError(f"config key '{key}': '{'.'.join(parts[:i + 1])}' has {held}; index {index} is "
+                              f"out of range")
+        if i + 1 == len(parts) - 1:
+            entries[index] = value
+            return
+        if not isinstance(entries[index], dict):
+            entries[index] = {}
+        node, model, i = entries[index], _list_item(model.model_fields[part].annotation), i + 2
+    node[parts[-1]] = value
 
 
 def _format_validation_error(root: type, err: ValidationError, source: str) -> str:
@@ -266,7 +275,7 @@ def explain(root: Type[S], cfg: Optional[S] = None, keys: Sequence[str] = ()) ->
     as a YAML file or an override would spell it. `keys` keeps only those keys and sections (unknown ones raise,
     with a suggestion)."""
     for key in keys:
-        _check_key(root, key)
+        field_annotation(root, key)
     defaults, values = flatten(root()), flatten(cfg) if cfg is not None else None
 
     def named(key: str) -> bool:  # the key, or a section above it, was asked for

@@ -175,22 +175,15 @@ def _validate(base: Dict[str, Any], params: Mapping[str, Dict[str, Any]], typica
 
 
 def check_keys(params: Mapping[str, Any], source: Any = "space") -> None:
-    """Every key must be a config field (list indices allowed), so typos fail before Ray starts."""
+    """Every key must be a config field (list entries by index), so typos fail before Ray starts."""
     from ..config import Config
-    from ..core.config import Section
+    from ..core.config import field_annotation
 
     for key in params:
-        model: Any = Config
-        for part in key.split("."):
-            if part.isdigit():
-                continue
-            fields = getattr(model, "model_fields", {})
-            if part not in fields:
-                raise SpaceError(f"{source}: '{key}' is not a config key ('{part}' unknown)")
-            ann = fields[part].annotation
-            args = getattr(ann, "__args__", ())
-            model = ann if isinstance(ann, type) and issubclass(ann, Section) else \
-                next((a for a in args if isinstance(a, type) and issubclass(a, Section)), None)
+        try:
+            field_annotation(Config, key)
+        except ConfigError as err:
+            raise SpaceError(f"{source}: {err}") from None
 
 
 def epochs_of(spec: Mapping[str, Any], value: Any, epochs: int) -> Any:
@@ -246,28 +239,13 @@ def to_tune_space(params: Mapping[str, Dict[str, Any]], searcher: str, epochs: i
     return space
 
 
-def _set_path(raw: Dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        nxt = parts[i + 1]
-        if isinstance(node, list):
-            node = node[int(part)]
-            continue
-        if part not in node or node[part] is None:
-            node[part] = [] if nxt.isdigit() else {}
-        node = node[part]
-    last = parts[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-
-
 def apply_params(cfg_dict: Dict[str, Any], sampled: Mapping[str, Any],
                  space: Mapping[str, Dict[str, Any]]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """The config dict with the values Ray sampled applied (`scale: epochs` keys already in epochs, see
     `to_tune_space`); returns (new dict, applied values)."""
+    from ..config import Config
+    from ..core.config import set_dotted
+
     out = copy.deepcopy(cfg_dict)
     epochs = int(out.get("train", {}).get("epochs", 1))
     applied = {}
@@ -276,7 +254,7 @@ def apply_params(cfg_dict: Dict[str, Any], sampled: Mapping[str, Any],
             value = value.item()
         if isinstance(value, float):  # a fraction: a search started before Ray sampled epochs, resumed
             value = epochs_of(space.get(key, {}), value, epochs)
-        _set_path(out, key, value)
+        set_dotted(Config, out, key, value)
         applied[key] = value
     return out, applied
 

@@ -47,3 +47,12 @@ def test_a_list_of_names_takes_the_comma_form_of_the_command_line_flags():
 def test_a_class_listed_twice_is_refused():
     with pytest.raises(ConfigError, match=r"data.classes.*'UD' is listed twice"):
         load_config(None, ["data.classes=[UD, PD, UD]"])
+
+
+def test_an_entry_of_a_list_of_values_is_overridden_by_its_index():
+    """The shipped `clip` search space samples `clip.model.head_widths.0`; the command line takes it too."""
+    default = Config().clip.model.head_widths
+    got = load_config(None, ["clip.model.head_widths.0=7"]).clip.model.head_widths
+    assert got == [7, *default[1:]]
+    with pytest.raises(ConfigError, match=r"'clip.model.head_widths.0' is a value, not a section"):
+        load_config(None, ["clip.model.head_widths.0.width=7"])
