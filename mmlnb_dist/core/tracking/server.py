@@ -72,6 +72,13 @@ def server_command(port: int, backend_store_uri: str, artifacts_dir: Path, host:
             "--host", host, "--port", str(port), "--workers", str(workers)]
 
 
+def _server_env() -> dict:
+    """This process's environment for an `mlflow server` child, with `SERVER_WARNINGS` added after a user's own
+    PYTHONWARNINGS filters (kept, not replaced)."""
+    own = os.environ.get("PYTHONWARNINGS")
+    return {**os.environ, "PYTHONWARNINGS": f"{own},{SERVER_WARNINGS}" if own else SERVER_WARNINGS}
+
+
 def require_free_port(host: str, port: int) -> None:
     """Raise a `UserError` when `port` on `host` is taken. `mlflow server` reports a bind error only in its log and
     exits 0, and runs pointed at the port would log to whatever holds it (another server: another store)."""
@@ -90,7 +97,7 @@ def require_free_port(host: str, port: int) -> None:
 def serve_foreground(cmd: List[str], uri: str, ready_line: str) -> int:
     """Run the `mlflow server` command `cmd` in the foreground and print `ready_line` once `uri` answers /health
     (not before: a user copies the URI from it). Returns the server's exit code; 0 on Ctrl-C."""
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONWARNINGS": SERVER_WARNINGS})
+    proc = subprocess.Popen(cmd, env=_server_env())
     try:
         while proc.poll() is None:
             if server_reachable(uri, 1.0):
@@ -130,7 +137,7 @@ def start_server(backend_store_uri: str, artifacts_dir: Path, port: Optional[int
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(server_command(port, backend_store_uri, artifacts_dir), stdout=out,
                             stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONWARNINGS": SERVER_WARNINGS})
+                            env=_server_env())
     deadline = time.time() + wait_s
     while time.time() < deadline:
         if proc.poll() is not None:
