@@ -59,13 +59,35 @@ def decode_image(data: bytes, size: Optional[int] = None):
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
+def composite_on_white(pixels: np.ndarray) -> np.ndarray:
+    """uint8 `[H, W, 4]` RGBA over a white background, as uint8 `[H, W, 3]` (RGB input is returned as is). Slide
+    readers give (0, 0, 0, 0) outside the scanned area and patch exporters a transparent background outside the
+    tissue: glass is white, and black there would be a colour the patch never had."""
+    if pixels.shape[-1] == 3:
+        return pixels
+    rgb, alpha = pixels[..., :3], pixels[..., 3:4]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgb)
+    a = alpha.astype(np.float32) / 255.0
+    return (rgb.astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5).astype(np.uint8)
+
+
+def has_transparency(img) -> bool:
+    """Whether a PIL image carries alpha or a transparent colour (a palette index, an RGB or grey value)."""
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+
+
 def to_rgb(img):
-    """`img` as 8-bit RGB, the one conversion of decoding and of the shard build. PIL's `convert("RGB")` clips a
-    16-bit greyscale image (0..65535) at 255, a white patch, and a 32-bit one to black or white: a 16-bit image
-    keeps its high byte (exactly the 8-bit image it was scaled from), and a 32-bit single-channel image, whose
-    0-255 range is not defined, raises ValueError (a skipped sample, an unreadable input)."""
+    """`img` as 8-bit RGB, the one conversion of decoding, of the shard build and of the tiler's stain reference.
+    PIL's `convert("RGB")` clips a 16-bit greyscale image (0..65535) at 255, a white patch, and a 32-bit one to
+    black or white, and drops alpha, so a transparent background turns black: a 16-bit image keeps its high byte
+    (exactly the 8-bit image it was scaled from), a 32-bit single-channel image, whose 0-255 range is not defined,
+    raises ValueError (a skipped sample, an unreadable input), and transparency is composited over white, as the
+    tiler composites a slide's (`composite_on_white`)."""
     from PIL import Image
 
+    if has_transparency(img):
+        return Image.fromarray(composite_on_white(np.asarray(img.convert("RGBA"))))
     if img.mode in _SIXTEEN_BIT_MODES:
         return Image.fromarray((np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)).convert("RGB")
     if img.mode in ("I", "F"):

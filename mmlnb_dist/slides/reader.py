@@ -95,11 +95,13 @@ class SlideReader:
         """RGB uint8 of the level-0 rectangle `(x, y, w, h)` read at `level` (not resized)."""
         ds = self.level_downsamples[level]
         size = (max(1, int(round(w / ds))), max(1, int(round(h / ds))))
+        from ..data.images import composite_on_white  # here: data.images imports torch, which tiling needs not
+
         try:
             rgba = np.asarray(self._slide.read_region((int(x), int(y)), level, size))
         except Exception as err:
             raise SlideError(f"cannot read region of slide {self.path.name} at ({x}, {y}): {err}") from None
-        return _rgba_to_rgb(rgba)
+        return composite_on_white(rgba)
 
     def read_tile(self, x: int, y: int, size0: int, out_size: int, level: int) -> np.ndarray:
         """A square tile of `size0` level-0 pixels at `(x, y)`, read at `level`, resized to `out_size`."""
@@ -122,13 +124,3 @@ class SlideReader:
         if (out_w, out_h) != (img.shape[1], img.shape[0]):
             img = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
         return img, w0 / out_w
-
-
-def _rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
-    """Composite over white: OpenSlide returns transparent (0, 0, 0, 0) outside the scanned area."""
-    rgb = rgba[..., :3]
-    alpha = rgba[..., 3:4]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgb)
-    a = alpha.astype(np.float32) / 255.0
-    return (rgb.astype(np.float32) * a + 255.0 * (1.0 - a) + 0.5).astype(np.uint8)

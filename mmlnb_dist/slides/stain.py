@@ -28,8 +28,10 @@ def default_target_path() -> Optional[Path]:
 def load_rgb(path: Path) -> np.ndarray:
     from PIL import Image
 
+    from ..data.images import to_rgb
+
     with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.asarray(to_rgb(im))
 
 
 class StainNormalizer:

@@ -85,3 +85,83 @@ def test_the_shard_build_keeps_a_16_bit_picture_and_lists_a_32_bit_one_as_skippe
     assert set(stored) == {"eight", "sixteen"}
     np.testing.assert_array_equal(stored["sixteen"], stored["eight"])
     assert stored["sixteen"].mean() == pytest.approx(grey.mean(), abs=1)
+
+
+# -- transparency ---------------------------------------------------------------------------------------------------
+# Patch exporters write RGBA PNGs whose area outside the tissue or annotation is transparent, with RGB 0 there (QuPath
+# and OpenSlide's read_region give (0, 0, 0, 0)). `convert("RGB")` drops the alpha, so that area became black: a
+# patch the tiler would have written on white (slides/reader.py composites over white) was trained on and predicted
+# as a patch with black background. Every decode now composites over white, as the tiler does.
+
+def with_transparent_corner(rgb: np.ndarray) -> np.ndarray:
+    """`rgb` as RGBA: opaque, except a transparent (0, 0, 0, 0) top-left quarter and a half-transparent strip."""
+    h, w, _ = rgb.shape
+    rgba = np.concatenate([rgb, np.full((h, w, 1), 255, np.uint8)], axis=2)
+    rgba[: h // 2, : w // 2] = 0
+    rgba[-4:, :, 3] = 128
+    return rgba
+
+
+def on_white(rgba: np.ndarray) -> np.ndarray:
+    """The reference composite: colour * a + white * (1 - a), rounded."""
+    a = rgba[..., 3:4].astype(np.float64) / 255.0
+    return np.floor(rgba[..., :3] * a + 255.0 * (1.0 - a) + 0.5).astype(np.uint8)
+
+
+def rgb_picture(size: int = 64) -> np.ndarray:
+    grey = grey_ramp(size)
+    return np.stack([grey, grey[::-1], grey.T], axis=2)
+
+
+def test_a_transparent_area_decodes_white_as_the_tiler_writes_it():
+    rgba = with_transparent_corner(rgb_picture())
+    got = np.asarray(decode_image(png(rgba)))
+    assert got.shape == (64, 64, 3)
+    assert (got[:32, :32] == 255).all(), "the transparent quarter must be white, not black"
+    np.testing.assert_array_equal(got, on_white(rgba))
+    np.testing.assert_array_equal(np.asarray(read_image(png(rgba))), got)
+
+
+def test_slides_and_patches_share_one_composite():
+    from mmlnb_dist.data.images import composite_on_white
+
+    rgba = with_transparent_corner(rgb_picture())
+    np.testing.assert_array_equal(composite_on_white(rgba), on_white(rgba))
+    np.testing.assert_array_equal(composite_on_white(rgba[..., :3]), rgba[..., :3])
+
+
+@pytest.mark.parametrize("mode", ["LA", "P"])
+def test_greyscale_with_alpha_and_palette_transparency_decode_white(mode):
+    grey = grey_ramp()
+    if mode == "LA":
+        la = np.stack([grey, np.full_like(grey, 255)], axis=2)
+        la[:32, :32] = 0
+        image = Image.fromarray(la, mode="LA")
+        expected = np.repeat(grey[..., None], 3, axis=2)
+    else:  # a palette image whose index 0 is the transparent colour (black)
+        image = Image.fromarray(rgb_picture()).quantize(colors=16)
+        image.putpixel((0, 0), 0)
+        image.info["transparency"] = 0
+        expected = np.asarray(image.convert("RGB")).copy()
+        idx = np.asarray(image)
+        expected[idx == 0] = 255
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", **({"transparency": 0} if mode == "P" else {}))
+    got = np.asarray(decode_image(buf.getvalue()))
+    if mode == "LA":
+        expected[:32, :32] = 255
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_the_shard_build_stores_a_transparent_area_white(tmp_path):
+    rgba = with_transparent_corner(rgb_picture())
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / "patch.png"
+    path.write_bytes(png(rgba))
+    build = BuildConfig(val_fraction=0.0, image_format="png", image_size=64, group_by_slide=False, stratify=False)
+    build_shards([SampleSpec(key="patch", label="A", image=path)], tmp_path / "shards", build, classes=["A"],
+                 progress=False)
+    stored = [np.asarray(Image.open(io.BytesIO(s["png"])))
+              for tar in sorted((tmp_path / "shards").glob("**/*.tar")) for s in iter_shard_samples(tar)]
+    assert len(stored) == 1
+    np.testing.assert_array_equal(stored[0], on_white(rgba))

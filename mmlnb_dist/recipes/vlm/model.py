@@ -26,7 +26,7 @@ import torch
 from ...core.divergence import load_finite
 from ...core.errors import UserError
 from ...core.progress import route_library_bars
-from ...data.images import decode_image
+from ...data.images import decode_image, to_rgb
 from .config import GenerationConfig, LoraConfig
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ def prompt_text(processor, prompt: str) -> str:
 
 def as_rgb(image: Union[bytes, "Any"]):
     """PIL RGB image from encoded bytes (a shard member) or a PIL image."""
-    return decode_image(bytes(image)) if isinstance(image, (bytes, bytearray)) else image.convert("RGB")
+    return decode_image(bytes(image)) if isinstance(image, (bytes, bytearray)) else to_rgb(image)
 
 
 @dataclass
