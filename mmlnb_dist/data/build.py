@@ -262,7 +262,8 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                         try:
                             return spec, _encode(spec, build), ""
                         except Exception as err:  # any decoder error means: this image is unreadable
-                            return spec, None, f"{type(err).__name__}: {err}"
+                            from .images import undecodable  # the reason without object addresses: a rebuild
+                            return spec, None, undecodable(err)  # writes the same manifest
 
                     for spec, enc, reason in pool.map(work, chunk):
                         bar.update(1)

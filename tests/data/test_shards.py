@@ -284,3 +284,18 @@ def test_empty_val_split_from_too_few_slides_warns_with_the_remedy(caplog):
     assert "val split is empty" in text
     for remedy in ("data.build.val_fraction", "data.build.stratify=false", "data.build.group_by_slide=false"):
         assert remedy in text
+
+
+def test_rebuild_with_an_unreadable_image_is_byte_identical(tmp_path):
+    """The skipped list's reason named PIL's buffer by its memory address (`<_io.BytesIO object at 0x7f...>`), so two
+    builds of the same inputs wrote different manifests (and the described set's provenance, which digests the
+    manifest, saw a changed input)."""
+    src = write_patch_folder(tmp_path / "src", per_class=5)
+    (src / "UD" / "empty.png").write_bytes(b"")
+    specs = specs_for(src, slides_per_class=2)
+    build = BuildConfig(max_samples_per_shard=4, image_format="png", image_size=16, seed=3, max_skipped_rate=0.2)
+    for out in ("a", "b"):
+        manifest = build_shards(specs, tmp_path / out, build, CLASSES, progress=False)
+    assert [s["key"] for s in manifest["skipped"]] == [s.key for s in specs if s.image.name == "empty.png"]
+    assert "cannot identify image file" in manifest["skipped"][0]["reason"]
+    assert (tmp_path / "a" / "manifest.json").read_bytes() == (tmp_path / "b" / "manifest.json").read_bytes()
