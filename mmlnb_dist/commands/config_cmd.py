@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_config_args, load_from_args
+from . import add_config_args, load_from_args, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,8 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     show = csub.add_parser("show", help="print the resolved config as YAML")
     add_config_args(show)
     show.set_defaults(func=_show)
-    val = csub.add_parser("validate", help="load and validate a config; exit 2 with the reason if invalid")
+    val = csub.add_parser(
+        "validate", help="load and validate a config; exit 2 with the reason if invalid",
+        description="Load the config and check it as the recipes it runs would at start (encoder names, batch "
+                    "splits, setting combinations, the DeepSpeed JSON). Data, model weights and the machine "
+                    "(GPU, precision) are checked when a command starts.")
     add_config_args(val)
+    val.add_argument("--world-size", type=positive_int, default=1, metavar="N",
+                     help="processes the job will run on: the batch must split over them (default 1)")
     val.set_defaults(func=_validate)
     exp = csub.add_parser(
         "explain", help="list every key (or the KEYs and sections given) with its value and documentation",
@@ -36,8 +42,14 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    load_from_args(args)
-    print(f"ok: {args.config or 'defaults'}")
+    from ..recipes import check_configs, recipes_of
+
+    cfg = load_from_args(args)
+    recipes = recipes_of(cfg)
+    check_configs(cfg, args.world_size, recipes)
+    print(f"ok: {args.config or 'defaults'} (the config, for {' and '.join(recipes)} on {args.world_size} "
+          f"process{'es' if args.world_size > 1 else ''}; data, model weights and the machine are checked when a "
+          f"command starts)")
     return 0
 
 

@@ -12,6 +12,9 @@ A recipe is a class, one instance per run and process (in the spirit of torchtun
         def save_checkpoint(self) -> None: ...
         def cleanup(self, status: str) -> None: ...   # FINISHED, FAILED or KILLED
         @classmethod
+        def check_config(cls, cfg, world_size) -> None: ...  # optional: problems in the config alone (no data,
+                                                # nothing on disk); `config validate` and the pipeline's start
+        @classmethod
         def check(cls, cfg, env) -> None: ...   # optional: config problems found before any work
         @classmethod
         def check_models(cls, cfg) -> None: ... # optional: the weights it loads are reachable (nothing built);

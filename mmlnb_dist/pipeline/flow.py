@@ -19,7 +19,7 @@ from ..core.distributed import DistEnv, init_engine_process_group
 from ..core.engine import check_precision
 from ..core.errors import UserError
 from ..core.recipe import Report
-from ..recipes import RECIPES
+from ..recipes import RECIPES, check_configs
 from . import finish, steps
 from .stages import PlannedStage, StageResult, existing_shards, recorded, run_planned
 
@@ -108,6 +108,9 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         check_vlm_loadable(cfg.vlm.model, "vlm.model")  # not after hours of tiling
     if any(n in names and start <= names.index(n) <= stop for n in ("finetune-vlm", "train")):
         check_precision(cfg.distributed, env.device)  # the DeepSpeed stages: not after the data stages
+    ran = names[start:stop + 1]
+    check_configs(cfg, env.world_size, [r for r, stage in ((cfg.train.recipe, "train"), ("vlm", "finetune-vlm"))
+                                        if stage in ran])  # what those stages would refuse at their start
     if "train" in names and start <= names.index("train") <= stop:
         check_models = getattr(steps.recipe_class(cfg.train.recipe), "check_models", None)
         if check_models is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Sequence, Tuple, Type
+from typing import Any, Dict, FrozenSet, List, Sequence, Tuple, Type
 
 from ..core.config import Section
 from ..core.errors import ConfigError
@@ -115,3 +115,19 @@ def refuse_unread_overrides(overrides: Sequence[str], recipe: str) -> None:
         raise ConfigError(f"train.recipe={recipe} never reads {', '.join(unread)}: these overrides would change "
                           f"nothing. Its settings are train.*, data.*, {RECIPES[recipe].section}.* (or set "
                           f"train.recipe to the recipe they belong to)")
+
+
+def check_configs(cfg: Any, world_size: int, recipes: Sequence[str]) -> None:
+    """Each named recipe's `check_config` (the config alone: no data read, nothing on disk): what its run would
+    refuse at start, said by `config validate` and before a pipeline's first stage instead."""
+    for name in recipes:
+        check = getattr(recipe_class(name), "check_config", None)
+        if check is not None:
+            check(cfg, world_size)
+
+
+def recipes_of(cfg: Any) -> List[str]:
+    """The recipes a config's pipeline runs: the training recipe, and the VLM fine-tuning before one that reads
+    descriptions (when `vlm.finetune` is on)."""
+    spec = RECIPES.get(cfg.train.recipe)
+    return [cfg.train.recipe] + (["vlm"] if spec is not None and spec.needs_descriptions and cfg.vlm.finetune else [])

@@ -101,14 +101,15 @@ class ClipRecipe:
                 TextEncoderConfig(name=m.text_encoder) if plan["encoder_text"] else None)
 
     @classmethod
-    def check(cls, cfg: "Config", env: DistEnv) -> None:
-        """Problems found without work (the shard manifest is read, no sample): raised before anything starts."""
+    def check_config(cls, cfg: "Config", world_size: int) -> None:
+        """Problems in the config alone (no data read, nothing built): `check` starts with them; `config validate`
+        and the pipeline's start call them, before any stage."""
         c = cfg.clip
         check_registration(cfg.tracking)
-        plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
+        plan_batch(cfg.train.global_batch_size, world_size, cfg.distributed.micro_batch_per_gpu)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
-        from .model import branch_plan, zero_shot_prompts
+        from .model import branch_plan
 
         plan = branch_plan(c.model)  # combinations that cannot work (zero-shot needs CLIP's two towers)
         towers = c.model.towers
@@ -123,6 +124,12 @@ class ClipRecipe:
         if best.startswith("at_least_") and int(best.split("_")[2]) > c.top_k:
             raise ConfigError(f"train.best_metric: '{best}' needs clip.top_k >= {best.split('_')[2]} "
                               f"(clip.top_k is {c.top_k})")
+
+    @classmethod
+    def check(cls, cfg: "Config", env: DistEnv) -> None:
+        """Problems found without work (the shard manifest is read, no sample): raised before anything starts."""
+        c = cfg.clip
+        cls.check_config(cfg, env.world_size)
         try:
             shards = ShardSet.open(cfg.data.shards)
         except ShardError as err:
@@ -136,6 +143,8 @@ class ClipRecipe:
         cls.check_models(cfg)
         n_labels = len(shards.classes)
         if c.model.fusion == "zero_shot":
+            from .model import zero_shot_prompts
+
             zero_shot_prompts(c.model.zero_shot_prompt, list(shards.classes), n_labels)
         if c.top_k > n_labels:
             raise ConfigError(f"clip.top_k: {c.top_k} is more than the {n_labels} labels of {cfg.data.shards}")

@@ -84,17 +84,16 @@ class FusionRecipe:
                                     m.text_encoder if m.mode != "image_only" else None)
 
     @classmethod
-    def check(cls, cfg: "Config", env: DistEnv) -> None:
-        """Problems found without touching a GPU (and reading at most a few samples of one shard, when the
-        manifest does not record descriptions): raised before any work starts."""
+    def check_config(cls, cfg: "Config", world_size: int) -> None:
+        """Problems in the config alone (no data read, nothing built): `check` starts with them; `config validate`
+        and the pipeline's start call them, before any stage."""
         from ...models.encoders import IMAGE_ENCODERS, unknown_image_encoder
-        from .checks import check_best_metric_defined, check_text_available
 
         check_registration(cfg.tracking)
         name = cfg.fusion.model.image_encoder.name
         if cfg.fusion.model.mode != "text_only" and name not in IMAGE_ENCODERS:
             raise ConfigError(f"fusion.model.image_encoder.name: {unknown_image_encoder(name)}")
-        plan_batch(cfg.train.global_batch_size, env.world_size, cfg.distributed.micro_batch_per_gpu)
+        plan_batch(cfg.train.global_batch_size, world_size, cfg.distributed.micro_batch_per_gpu)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
         if cfg.fusion.channels_last and (cfg.distributed.zero_stage > 0 or cfg.distributed.precision != "fp32"
@@ -104,6 +103,14 @@ class FusionRecipe:
             raise ConfigError("fusion.channels_last: needs distributed.zero_stage=0 and distributed.precision=fp32 "
                               "without a distributed.deepspeed_config (ZeRO and DeepSpeed's mixed-precision "
                               "optimizers hold parameters in flat buffers); turn one or the other off")
+
+    @classmethod
+    def check(cls, cfg: "Config", env: DistEnv) -> None:
+        """Problems found without touching a GPU (and reading at most a few samples of one shard, when the
+        manifest does not record descriptions): raised before any work starts."""
+        from .checks import check_best_metric_defined, check_text_available
+
+        cls.check_config(cfg, env.world_size)
         try:
             shards = ShardSet.open(cfg.data.shards)
         except ShardError as err:  # name the key to change, as every config error does

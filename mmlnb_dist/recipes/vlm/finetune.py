@@ -125,16 +125,25 @@ class FinetuneVLMRecipe:
         """A non-finite loss or trained weight stops fine-tuning at that step, before anything of it is saved."""
 
     @classmethod
-    def check(cls, cfg: "Config", env: DistEnv) -> None:
-        """Config problems found before any work; creates nothing on disk (core.recipe.run takes the folder after)."""
+    def check_config(cls, cfg: "Config", world_size: int) -> None:
+        """Problems in the config alone (no data read, no model looked up): `check` starts with them; `config
+        validate` and the pipeline's start call them, before any stage."""
         vcfg = cfg.vlm
         micro = vcfg.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
-        plan = plan_batch(vcfg.global_batch_size, env.world_size, micro, key="vlm.global_batch_size")
-        check_vlm_loadable(vcfg.model, "vlm.model")
+        plan_batch(vcfg.global_batch_size, world_size, micro, key="vlm.global_batch_size")
         if cfg.distributed.deepspeed_config:
             from ...core.engine import read_user_deepspeed_json
 
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
+
+    @classmethod
+    def check(cls, cfg: "Config", env: DistEnv) -> None:
+        """Config problems found before any work; creates nothing on disk (core.recipe.run takes the folder after)."""
+        vcfg = cfg.vlm
+        cls.check_config(cfg, env.world_size)
+        micro = vcfg.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
+        plan = plan_batch(vcfg.global_batch_size, env.world_size, micro, key="vlm.global_batch_size")
+        check_vlm_loadable(vcfg.model, "vlm.model")
         try:
             pairs = ShardSet.open(vcfg.pairs)
         except ShardError as err:  # name the key to change
