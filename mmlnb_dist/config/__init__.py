@@ -96,6 +96,9 @@ def resolve_profile(path: Union[str, Path]) -> Path:
     given = Path(path)
     if given.is_file():
         return given
+    if given.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give a YAML file (e.g. {given / 'config.yaml'}) or a "
+                          f"shipped profile's name ({', '.join(shipped_profiles())})")
     name = given.name if given.suffix in (".yaml", ".yml") else given.name + ".yaml"
     shipped = PROFILES_DIR / name
     if shipped.is_file() and (len(given.parts) == 1 or given.parent.as_posix().endswith("launch/profiles")):

@@ -205,9 +205,12 @@ def load(root: Type[S], path: Optional[Union[str, Path]] = None, overrides: Iter
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            raw = load_yaml(path) or {}
+            raw = load_yaml(path)
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} cannot be read as YAML: {err}") from None
+        if raw is None:  # a file saved before its settings were written would run as the defaults
+            raise ConfigError(f"config file {path} holds no settings (it is empty or only comments); write them, "
+                              f"or leave out --config for the defaults")
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         source = str(path)

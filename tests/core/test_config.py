@@ -179,3 +179,14 @@ def test_a_run_folder_deepspeed_could_not_load_its_checkpoints_back_from_is_refu
 def test_spaces_and_braces_in_the_run_folder_are_fine():
     cfg = load_config("clip-multilabel", ["run.output_dir=my runs {v1}", "run.name=exp 1"])
     assert str(cfg.run.dir) == "my runs {v1}/exp 1"
+
+
+def test_a_folder_or_an_empty_file_as_config_is_named_for_what_it_is(tmp_path):
+    """A folder given as --config was "not found" (it is there); an empty (or comments-only) file, a config saved
+    before it was written, ran as the built-in defaults without a word."""
+    with pytest.raises(ConfigError, match=f"config file {tmp_path} is a folder"):
+        load_config(tmp_path)
+    empty = tmp_path / "mine.yaml"
+    empty.write_text("# to do: my settings\n")
+    with pytest.raises(ConfigError, match="mine.yaml holds no settings"):
+        load_config(empty)
