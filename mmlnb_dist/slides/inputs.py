@@ -1,18 +1,73 @@
 """What `slides tile` reads before any slide is opened: the slide list (a folder or a CSV), the label file, and
-which label row is which slide. A problem with either file is a `TilingInputError` (a usage error, exit code 2);
-a slide that cannot be tiled is a problem record in the report, never silently dropped."""
+which label row is which slide, and which corrected mask (`--mask-dir`) is which slide's. A problem with either
+file is a `TilingInputError` (a usage error, exit code 2); a slide that cannot be tiled is a problem record in the
+report, never silently dropped."""
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..core.errors import UserError
 from ..core.files import dict_reader, open_csv
 from ..data.images import SLIDE_EXTENSIONS
 
+log = logging.getLogger(__name__)
+MASK_SUFFIX = ".geojson"
+
 
 class TilingInputError(UserError, ValueError):
     """The slide list or label file itself is unusable (a usage error, not a bad slide)."""
+
+
+def safe_key(text: str) -> str:
+    """A slide id as a file key: shard keys allow [A-Za-z0-9_-] only, and the staging folder and the QC files
+    (`qc/masks/`, `qc/pictures/`) are named by the same key."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", text)
+
+
+def qc_file_name(slide_id: str, suffix: str) -> str:
+    """The name of a slide's file in `<out>/qc/<kind>/`: the one place that decides it, so the mask `slides tile`
+    writes is a file `--mask-dir` reads back."""
+    return f"{safe_key(slide_id)}{suffix}"
+
+
+def mask_names(slide_id: str) -> List[str]:
+    """The names a corrected mask of the slide may have in `--mask-dir`: `<slide_id>.geojson` (as docs/slides.md
+    says) and the name `slides tile` exported it under (they differ when the id holds '.' or a space, as every
+    TCGA id does: QuPath saves back under the exported name)."""
+    return list(dict.fromkeys([f"{slide_id}{MASK_SUFFIX}", qc_file_name(slide_id, MASK_SUFFIX)]))
+
+
+def mask_path(mask_dir: Optional[Path], slide_id: str) -> Optional[Path]:
+    """The slide's corrected mask in `mask_dir`, or None (its tissue is then detected)."""
+    if mask_dir is None:
+        return None
+    for name in mask_names(slide_id):
+        if (Path(mask_dir) / name).is_file():
+            return Path(mask_dir) / name
+    return None
+
+
+def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str]) -> None:
+    """Refuse a slide with two different masks (which one the user corrected is their call, not ours), and warn,
+    naming them, about mask files that match no slide being tiled: a mask is never left unused silently."""
+    mask_dir = Path(mask_dir)
+    if not mask_dir.is_dir():
+        raise TilingInputError(f"slides.mask_dir {mask_dir}: no such folder")
+    used = set()
+    for sid in slide_ids:
+        paths = [mask_dir / n for n in mask_names(sid) if (mask_dir / n).is_file()]
+        if len(paths) == 2 and paths[0].read_bytes() != paths[1].read_bytes():
+            raise TilingInputError(f"slides.mask_dir {mask_dir}: slide '{sid}' has two different masks, "
+                                   f"{paths[0].name} and {paths[1].name}; keep the corrected one")
+        used.update(p.name for p in paths)
+    unused = sorted(p.name for p in mask_dir.iterdir() if p.suffix.lower() == MASK_SUFFIX and p.name not in used)
+    if unused:
+        log.warning("slides.mask_dir %s: %d mask file(s) match no slide being tiled and are not used: %s%s (a "
+                    "slide's mask is <slide_id>%s, or the name slides tile wrote it under in qc/masks/)",
+                    mask_dir, len(unused), ", ".join(unused[:10]), ", ..." if len(unused) > 10 else "", MASK_SUFFIX)
 
 
 def find_slides(slides: Path) -> Dict[str, Path]:

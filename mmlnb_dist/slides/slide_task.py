@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import re
 import shutil
 import time
 from collections import Counter
@@ -21,6 +20,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from .config import SlidesConfig
+from .inputs import safe_key
 from .qc import REASONS, check_tile
 from .reader import Resolution, SlideError, SlideReader
 from .sampling import candidates
@@ -44,11 +44,6 @@ class SlideJob:
     quota: Optional[int] = None
     mask_path: Optional[Path] = None
     normalizer: Any = None  # a fitted StainNormalizer (fitted once by the driver, not once per slide)
-
-
-def safe_key(text: str) -> str:
-    """Shard keys allow [A-Za-z0-9_-] only."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", text)
 
 
 def fingerprint(cfg: SlidesConfig, path: Path, label: str, quota: Optional[int], target: Optional[np.ndarray],

@@ -22,7 +22,8 @@ from ..core.progress import progress_bar
 from ..data.config import BuildConfig
 from ..data.images import SLIDE_EXTENSIONS
 from .config import SlidesConfig
-from .inputs import TilingInputError, find_slides, match_inputs, no_usable_slide, problem_record, read_labels
+from .inputs import (MASK_SUFFIX, TilingInputError, check_mask_dir, find_slides, mask_path, match_inputs,
+                     no_usable_slide, problem_record, qc_file_name, read_labels)
 from .ray_tasks import ray_results
 from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, safe_key
 
@@ -146,11 +147,8 @@ def _run_jobs(jobs: List[SlideJob], workers: int, ray_address: Optional[str], pr
 
 
 def _mask_path(s, slide_id: str) -> Optional[Path]:
-    """The corrected mask `<mask_dir>/<slide_id>.geojson` if there is one (else the slide is detected)."""
-    if s.mask_dir is None:
-        return None
-    path = Path(s.mask_dir) / f"{slide_id}.geojson"
-    return path if path.is_file() else None
+    """The slide's corrected mask in `slides.mask_dir` if there is one (else the slide is detected)."""
+    return mask_path(s.mask_dir, slide_id)
 
 
 def _crashed(job: SlideJob, err: BaseException) -> Dict[str, Any]:
@@ -242,9 +240,8 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     usable, problems = match_inputs(found, read_labels(Path(labels)), classes)
     if not usable:
         raise TilingInputError(no_usable_slide(slides, labels, problems))
-    mask_dir = Path(s.mask_dir) if s.mask_dir is not None else None
-    if mask_dir is not None and not mask_dir.is_dir():
-        raise TilingInputError(f"slides.mask_dir {mask_dir}: no such folder")
+    if s.mask_dir is not None:
+        check_mask_dir(Path(s.mask_dir), usable)
     target, target_source = stain_target(s, usable)
     if s.stain.method != "none" and target is None:
         raise TilingInputError("no stain target: set slides.stain.target (no tiatoolbox, no slide with tissue)")
@@ -293,11 +290,10 @@ def _write_qc(base: Path, work: Path, results: List[Dict[str, Any]], logger) -> 
     qc_dir.mkdir(parents=True, exist_ok=True)
     for r in results:
         slide_dir = work / "slides" / safe_key(r["slide_id"])
-        for name, dest in (("mask.geojson", "masks"), ("qc.png", "pictures")):
+        for name, dest, suffix in (("mask.geojson", "masks", MASK_SUFFIX), ("qc.png", "pictures", ".png")):
             if (slide_dir / name).is_file():
                 (qc_dir / dest).mkdir(exist_ok=True)
-                suffix = Path(name).suffix
-                shutil.copyfile(slide_dir / name, qc_dir / dest / f"{safe_key(r['slide_id'])}{suffix}")
+                shutil.copyfile(slide_dir / name, qc_dir / dest / qc_file_name(r["slide_id"], suffix))
     summary = write_summary_csv(summary_rows(results), qc_dir / "summary.csv")
     if logger is not None:
         if (qc_dir / "pictures").is_dir():
