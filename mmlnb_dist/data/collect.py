@@ -42,8 +42,7 @@ def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) ->
     try:
         table = DescriptionTable.read(source, column="description")
         used, replaced = {}, []
-        for spec in samples:
-            row = table.find(spec.key, Path(spec.image))
+        for spec, row in zip(samples, table.match([(spec.key, Path(spec.image)) for spec in samples])):
             if row is not None:
                 text = table.description(row)
                 if spec.description is not None and spec.description != text:

@@ -2,19 +2,20 @@
 `slide_id`), matched to the images being predicted by path first.
 
     table = DescriptionTable.read(Path("descs.csv"), column="description")
-    row = table.find("S1_p1", Path("in/S1/p1.png"))   # the row, None, or DescriptionsError
+    rows = table.match([("S1_p1", Path("in/S1/p1.png")), ...])   # a row or None each, or DescriptionsError
 
 Patches of different slides often share a file name (`S1/p1.png`, `S2/p1.png`), so a row matches an image by its
 path: the path resolved against the file's folder or the working directory, or the longest tail of the image's
-own path that a row names. A bare name, stem or sample key is used only when exactly one row carries it and only one
-image asks for it; anything else would give an image another image's description, and is refused by name.
+own path that a row names. A bare name, stem or sample key is used only when exactly one row carries it, no image
+names that row by its path, and only one image asks for it; anything else would give an image another image's
+description, and is refused by name.
 """
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..core.errors import UserError
 from ..core.files import dict_reader, open_csv
@@ -99,21 +100,35 @@ class DescriptionTable:
                                     f"columns: {', '.join(columns)})")
         return cls(rows, path.parent.resolve(), column, str(path), slide_column or "slide_id")
 
-    def find(self, key: str, path: Optional[Path] = None) -> Optional[Dict[str, Any]]:
-        """The row of the image with sample key `key`, read from file `path` (None for a shard sample)."""
+    def match(self, wanted: Sequence[Tuple[str, Optional[Path]]]) -> List[Optional[Dict[str, Any]]]:
+        """The row of each image, given as (sample key, file path or None for a shard sample), or None. Paths are
+        matched first, for every image: a row one image names by its path belongs to it alone, so another image
+        of the same name (`PD/001.png` beside `UD/001.png`) never takes it by that name, whatever the order."""
+        rows = [self._by_path(path) for _, path in wanted]
+        owned = {id(row) for row in rows if row is not None}
+        return [row if row is not None else self._by_alias(key, path, owned)
+                for row, (key, path) in zip(rows, wanted)]
+
+    def _by_path(self, path: Optional[Path]) -> Optional[Dict[str, Any]]:
+        """The row naming `path` (resolved, or the longest tail of it a row names)."""
+        if path is None:
+            return None
+        resolved = str(Path(path).resolve())
+        if resolved in self.by_path:
+            return self.by_path[resolved]
+        parts = PurePosixPath(_posix(str(path))).parts
+        for i in range(len(parts) - 1):  # the longest tail of the image's path a row names (a bare name: below)
+            tail = "/".join(parts[i:])
+            if tail in self.by_path:
+                return self.by_path[tail]
+        return None
+
+    def _by_alias(self, key: str, path: Optional[Path], owned: Set[int]) -> Optional[Dict[str, Any]]:
+        """The one row carrying the image's key, file name or stem, left to it by the images matched by path."""
         source = str(path) if path is not None else key
-        if path is not None:
-            resolved = str(Path(path).resolve())
-            if resolved in self.by_path:
-                return self.by_path[resolved]
-            parts = PurePosixPath(_posix(str(path))).parts
-            for i in range(len(parts) - 1):  # the longest tail of the image's path a row names (a bare name: below)
-                tail = "/".join(parts[i:])
-                if tail in self.by_path:
-                    return self.by_path[tail]
         aliases = (key,) if path is None else (key, Path(path).name, Path(path).stem)
         for alias in aliases:
-            rows = self.by_alias.get(alias, [])
+            rows = [row for row in self.by_alias.get(alias, []) if id(row) not in owned]
             if len(rows) > 1:
                 raise DescriptionsError(f"{self.source}: {len(rows)} rows name '{alias}', which could be the "
                                         f"image {source}; name each image by its path (relative to the file)")

@@ -155,8 +155,8 @@ def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descripti
         elif top_k is not None or threshold is not None:
             raise PredictError(f"--top-k / --threshold choose the label set of a multi-label model; {model_uri} "
                                f"predicts one class per image (its `label` column)")
-        for it in items if table else ():
-            row = table.find(it["key"], it.get("path"))
+        rows = table.match([(it["key"], it.get("path")) for it in items]) if table else []
+        for it, row in zip(items, rows):
             if row:
                 if not vlm:  # with --vlm the VLM writes every description; the table gives the slides
                     it["description"], it["written_by"] = table.description(row), None

@@ -106,3 +106,24 @@ def test_a_csv_description_the_file_replaces_with_other_text_is_counted(tmp_path
     assert got == {"UD/a.png": "from the file", "PD/b.png": "same", "D/c.png": "kept"}
     assert "1 input's own description (the CSV's description column) replaced" in caplog.text, caplog.text
     assert "UD/a.png" in caplog.text
+
+
+@pytest.mark.parametrize("order", ["path first", "name first"])
+def test_a_row_that_names_its_patch_by_path_is_not_given_to_another_patch_of_that_name(tmp_path, order):
+    # Patch names repeat across class or slide folders (UD/001.png, PD/001.png) and a file may describe only some
+    # patches: the row for UD/001.png matched UD/001.png by path and PD/001.png by its bare name, so a PD patch
+    # trained with a UD description. A row one input names by path belongs to that input alone, whatever the order.
+    rels = ["UD/001.png", "PD/001.png", "D/d1.png"] if order == "path first" else ["PD/001.png", "UD/001.png", "D/d1.png"]
+    src = _patches(tmp_path / "src", rels)
+    descs = _jsonl(tmp_path / "d.jsonl", [("UD/001.png", "UD: sheets of small round blue cells")])
+    got = _by_file(collect_samples(src, CLASSES, descriptions=descs))
+    assert got == {"UD/001.png": "UD: sheets of small round blue cells", "PD/001.png": None, "D/d1.png": None}
+
+
+def test_predict_gives_a_row_named_by_path_to_that_image_alone(tmp_path):
+    from mmlnb_dist.data.description_table import DescriptionTable
+
+    src = _patches(tmp_path / "src", ["PD/001.png", "UD/001.png"])
+    table = DescriptionTable.read(_jsonl(src / "d.jsonl", [("UD/001.png", "ud text")]))
+    rows = table.match([("PD_001", src / "PD" / "001.png"), ("UD_001", src / "UD" / "001.png")])
+    assert [table.description(r) if r else None for r in rows] == [None, "ud text"]
