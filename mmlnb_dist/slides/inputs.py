@@ -71,25 +71,61 @@ def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str]) -> None:
 
 
 def find_slides(slides: Path) -> Dict[str, Path]:
-    """`{slide_id: path}` from a folder (slide files at its top level) or a CSV with a `path` column."""
+    """`{slide_id: path}` from a folder (slide files at its top level) or a CSV with a `path` column (optional
+    `slide_id`). Two files under one id, or two ids that make one file key, are refused: one would overwrite the
+    other and a slide would be dropped silently (multi-site cohorts reuse names like `S001`)."""
     slides = Path(slides)
     if slides.is_dir():
         paths = sorted(p for p in slides.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
-        found = {p.stem: p for p in paths}
+        entries = [(p.stem, p, None) for p in paths]
+        remedy = ("rename one, or list the slides in a CSV with 'path' and 'slide_id' columns (--slides) to give "
+                  "each its own id")
     elif slides.is_file():
         with open_csv(slides) as f:
             reader = dict_reader(f)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise TilingInputError(f"{slides}: a slide list CSV needs a 'path' column (optional 'slide_id')")
             reject_misnamed_slide_column(slides, reader.fieldnames)
-            found = {}
-            for row in reader:
+            entries = []
+            for n, row in enumerate(reader, 2):  # row 1 is the header
                 p = Path(row["path"])
                 p = p if p.is_absolute() else slides.parent / p
-                found[row.get("slide_id") or p.stem] = p
+                entries.append((row.get("slide_id") or p.stem, p, n))
+        remedy = "give each its own id in a 'slide_id' column of that CSV (where it is empty, the id is the file stem)"
     else:
         raise TilingInputError(f"--slides {slides}: no such folder or CSV file")
+    found = _one_file_per_id(slides, entries, remedy)
+    _one_key_per_id(slides, found, remedy)
     return dict(sorted(found.items()))
+
+
+def _one_file_per_id(slides: Path, entries: List[Tuple[str, Path, Optional[int]]],
+                     remedy: str) -> Dict[str, Path]:
+    """`{slide_id: path}` from (id, path, CSV row or None), refusing an id given to two different files (one file
+    listed twice is one slide)."""
+    found: Dict[str, Path] = {}
+    row: Dict[str, Optional[int]] = {}
+    for sid, path, n in entries:
+        if sid in found and found[sid].resolve() != path.resolve():
+            rows = f" (rows {row[sid]} and {n})" if n is not None else ""
+            raise TilingInputError(f"--slides {slides}: slide id '{sid}' names two files{rows}, {found[sid]} and "
+                                   f"{path}; {remedy}")
+        found.setdefault(sid, path)
+        row.setdefault(sid, n)
+    return found
+
+
+def _one_key_per_id(slides: Path, found: Dict[str, Path], remedy: str) -> None:
+    """Refuse two ids that make one file key (`case-é`, `case-ü`): their staged tiles, tile keys and QC files
+    would collide, found only after every slide was tiled."""
+    by_key: Dict[str, str] = {}
+    for sid in sorted(found):
+        key = safe_key(sid)
+        if key in by_key:
+            raise TilingInputError(f"--slides {slides}: slide ids '{by_key[key]}' ({found[by_key[key]]}) and "
+                                   f"'{sid}' ({found[sid]}) make the same file key '{key}' (tile keys keep only "
+                                   f"letters, digits, '_' and '-'); {remedy}")
+        by_key[key] = sid
 
 
 def reject_misnamed_slide_column(path: Path, columns: Sequence[str]) -> None:
