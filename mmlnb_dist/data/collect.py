@@ -7,6 +7,7 @@ import csv
 import hashlib
 import logging
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -19,15 +20,14 @@ from .shardset import ShardError
 log = logging.getLogger(__name__)
 
 
-def sample_key(rel: str, taken: Dict[str, str]) -> str:
-    """A tar-safe sample key for the relative path `rel` (unsafe characters replaced); `taken` maps the keys
-    given so far to their paths, so two paths that sanitise alike get distinct, stable keys."""
-    stem = rel.rsplit(".", 1)[0]
-    key = re.sub(r"[^A-Za-z0-9_-]", "_", stem)
-    if key in taken and taken[key] != rel:  # two paths that sanitise to one key: disambiguate stably
-        key = f"{key}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}"
-    taken[key] = rel
-    return key
+def sample_keys(rels: Sequence[str]) -> Dict[str, str]:
+    """A tar-safe sample key for each relative path (unsafe characters replaced). Paths that clean to one key
+    (`a b.png`, `a_b.png`) all get a digest of their path after it, so every path's key is the same whatever the
+    order it was listed in."""
+    cleaned = {rel: re.sub(r"[^A-Za-z0-9_-]", "_", rel.rsplit(".", 1)[0]) for rel in rels}
+    shared = Counter(cleaned.values())
+    return {rel: key if shared[key] == 1 else f"{key}-{hashlib.sha1(rel.encode()).hexdigest()[:8]}"
+            for rel, key in cleaned.items()}
 
 
 def _listed(names: Sequence[str]) -> str:
@@ -68,26 +68,64 @@ def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) ->
                     f" ({_listed(unused)})" if unused else "")
 
 
-def _read_csv(csv_path: Path, classes: Sequence[str]) -> List[SampleSpec]:
+def _read_csv(csv_path: Path) -> List[SampleSpec]:
+    """The samples a patches CSV lists (path|file, label[, slide_id, description]). A row without a path or label
+    is refused by its line; blank rows (Excel's `,,`) are skipped and counted."""
     try:
         with open_csv(csv_path) as f:
-            rows = list(dict_reader(f))
+            reader = dict_reader(f)
+            rows = [(reader.line_num, row) for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ShardError(f"cannot read CSV {csv_path}: {err}") from None
-    columns = set(rows[0].keys()) if rows else set()
+    columns = set(rows[0][1].keys()) if rows else set()
     path_col = "path" if "path" in columns else "file" if "file" in columns else None
     if path_col is None or "label" not in columns:
         raise ShardError(f"CSV {csv_path} must have columns 'path' (or 'file') and 'label' "
                          f"(optional 'slide_id', 'description'); found: {sorted(columns) or 'no rows'}")
-    root = csv_path.parent
-    samples, taken = [], {}
-    for row in rows:
-        rel = Path(row[path_col]).as_posix()
-        slide = (row.get("slide_id") or "").strip() or None
-        desc = row.get("description") or None
-        samples.append(SampleSpec(sample_key(rel, taken), row["label"].strip(), root / rel, slide, desc,
-                                  {"file": rel}))
-    return samples
+    listed, blank = [], []
+    for line, row in rows:
+        values = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        if not any(values.values()):
+            blank.append(line)
+            continue
+        for column, what in ((path_col, "image path"), ("label", "label")):
+            if not values[column]:
+                short = " missing: the row has fewer fields than the header" if row[column] is None else ""
+                raise ShardError(f"{csv_path} line {line}: no {what} (column '{column}'{short})")
+        listed.append((Path(values[path_col]).as_posix(), values, row.get("description") or None))
+    if blank:
+        log.warning("%s: %d blank row%s skipped (line%s %s)", csv_path, len(blank), "s" if len(blank) > 1 else "",
+                    "s" if len(blank) > 1 else "", _listed([str(n) for n in blank]))
+    keys = sample_keys([rel for rel, _, _ in listed])
+    return [SampleSpec(keys[rel], values["label"], csv_path.parent / rel, values.get("slide_id") or None, desc,
+                       {"file": rel}) for rel, values, desc in listed]
+
+
+def _is_hidden(path: Path, root: Path) -> bool:
+    """A file under `root` that is hidden or inside a hidden folder: macOS `._name` resource forks,
+    `.ipynb_checkpoints/` copies, `.DS_Store`; never a patch."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _images_under(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lstrip(".").lower() in IMAGE_EXTENSIONS
+                  and not _is_hidden(p, folder))
+
+
+def _compare_with_folder(samples: List[SampleSpec], root: Path, classes: Sequence[str]) -> None:
+    """A folder read through its labels.csv: warn about the images under it that the file does not list (patches
+    added beside generated ones) and the rows whose label is not their class folder's."""
+    listed = {Path(s.image).resolve() for s in samples}
+    left_out = [p.relative_to(root).as_posix() for p in _images_under(root) if p.resolve() not in listed]
+    if left_out:
+        log.warning("%s: %d images under %s that labels.csv does not list are left out (%s); list them in it, or "
+                    "move the file away to read the class folders", root / "labels.csv", len(left_out), root,
+                    _listed(left_out))
+    crossed = [f"{s.meta['file']} labelled {s.label}" for s in samples
+               if s.meta["file"].split("/", 1)[0] in classes and s.meta["file"].split("/", 1)[0] != s.label]
+    if crossed:
+        log.warning("%s: %d row%s an image in a class folder another class (%s); labels.csv wins",
+                    root / "labels.csv", len(crossed), "s give" if len(crossed) > 1 else " gives", _listed(crossed))
 
 
 def collect_samples(
@@ -105,14 +143,15 @@ def collect_samples(
     if not input_path.exists():
         raise ShardError(f"input not found: {input_path}")
     if input_path.is_file():
-        samples = _read_csv(input_path, classes)
+        samples = _read_csv(input_path)
         root = input_path.parent
     elif (input_path / "labels.csv").is_file():
-        samples = _read_csv(input_path / "labels.csv", classes)
+        samples = _read_csv(input_path / "labels.csv")
         root = input_path
+        _compare_with_folder(samples, root, classes)
     else:
         root = input_path
-        samples, taken = [], {}
+        samples = []
         subdirs = sorted(p for p in input_path.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not subdirs:
             raise ShardError(f"{input_path}: no class subfolders (expected {', '.join(f'{c}/' for c in classes)}) "
@@ -120,13 +159,14 @@ def collect_samples(
         for sub in subdirs:
             if sub.name not in classes:
                 raise ShardError(f"{sub}: unknown label folder '{sub.name}' (classes: {', '.join(classes)})")
-            files = sorted(p for p in sub.rglob("*")
-                           if p.is_file() and p.suffix.lstrip(".").lower() in IMAGE_EXTENSIONS)
+            files = _images_under(sub)
             if not files:
                 raise ShardError(f"{sub}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} images)")
-            for p in files:
-                rel = p.relative_to(input_path).as_posix()
-                samples.append(SampleSpec(sample_key(rel, taken), sub.name, p, None, None, {"file": rel}))
+            samples += [SampleSpec("", sub.name, p, None, None, {"file": p.relative_to(input_path).as_posix()})
+                        for p in files]
+        keys = sample_keys([s.meta["file"] for s in samples])
+        for spec in samples:
+            spec.key = keys[spec.meta["file"]]
     if descriptions is None and (root / "descriptions.jsonl").is_file():
         descriptions = root / "descriptions.jsonl"
     if descriptions is not None:

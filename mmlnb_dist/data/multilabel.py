@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ..core.files import dict_reader, load_yaml, open_csv
 from .build import SampleSpec, build_shards
-from .collect import sample_key
+from .collect import sample_keys
 from .config import BuildConfig, MultiLabelConfig
 from .shardset import ShardError
 
@@ -193,12 +193,13 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
         vocabulary = sorted(used)
     order = {c: i for i, c in enumerate(vocabulary)}
     samples: List[SampleSpec] = []
-    taken: Dict[str, str] = {}
+    rels = {n: Path(rows[n - 1][opts.image_column].strip()).as_posix() for n in kept}
+    key_of = sample_keys(list(dict.fromkeys(rels.values())))
     keys = set()
     for n in kept:
         row, labels = rows[n - 1], sorted(parsed[n], key=order.__getitem__)
-        rel = Path(row[opts.image_column].strip()).as_posix()
-        key = sample_key(rel, taken)
+        rel = rels[n]
+        key = key_of[rel]
         if key in keys:  # one image with several captions (Quilt-style): one sample per row
             key = f"{key}-r{n}"
         keys.add(key)
