@@ -106,7 +106,8 @@ class SlidesConfig(Section):
     """Stain normalisation."""
 
     mask_dir: Optional[Path] = None
-    """Folder of corrected masks `<slide_id>.geojson` used instead of automatic tissue detection."""
+    """Folder of corrected masks used instead of automatic tissue detection: `<slide_id>.geojson`, or the name a
+    tiling exported in `<out>/qc/masks/` (`.` and spaces as `-`)."""
 
     workers: int = Field(1, ge=1)
     """Slides processed in parallel by a process pool (1: in this process)."""
