@@ -15,6 +15,9 @@ A recipe is a class, one instance per run and process (in the spirit of torchtun
         def check_config(cls, cfg, world_size) -> None: ...  # optional: problems in the config alone (no data,
                                                 # nothing on disk); `config validate` and the pipeline's start
         @classmethod
+        def reads(cls, cfg) -> list: ...        # optional: folders the run reads throughout (its shard set):
+                                                # held with a shared lock, so nothing rewrites them under it
+        @classmethod
         def check(cls, cfg, env) -> None: ...   # optional: config problems found before any work
         @classmethod
         def check_models(cls, cfg) -> None: ... # optional: the weights it loads are reachable (nothing built);
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Protocol, Sequence, Type
 
@@ -43,7 +47,7 @@ from .distributed import DistEnv, init_engine_process_group
 from .engine import check_precision
 from .logging import setup_logging
 from .provenance import format_changes, read_record, refuse_changes, write_record
-from .runlock import FolderLock
+from .runlock import FolderLock, ReadLock
 from .sections import WAIT_FIELDS
 from .signals import sigterm_as_interrupt
 
@@ -82,12 +86,24 @@ def run(recipe_cls: Type[Recipe], cfg: Any, env: Optional[DistEnv] = None,
     check_precision(cfg.distributed, env.device)  # before the folder is taken
     run_dir = Path(cfg.run.dir)
     # Rank 0 holds the folder; a launcher (deepspeed, torchrun) stops the other ranks when rank 0 exits.
-    lock = FolderLock(run_dir, getattr(recipe_cls, "name", "run")) if env.is_main else None
+    command = getattr(recipe_cls, "name", "run")
+    lock = FolderLock(run_dir, command) if env.is_main else None
     if lock is not None:
         lock.refuse_if_held()  # "in use by pid N" rather than whatever the other job's files make check() say
-    check = getattr(recipe_cls, "check", None)
-    if check is not None:
-        check(cfg, env)
+    reading = [ReadLock(Path(folder), command) for folder in getattr(recipe_cls, "reads", lambda _: [])(cfg)
+               if folder] if env.is_main else []
+    with ExitStack() as held:
+        for read_lock in reading:  # before check(): a shard set being rebuilt is refused, not half-checked
+            held.enter_context(read_lock)
+        check = getattr(recipe_cls, "check", None)
+        if check is not None:
+            check(cfg, env)
+        return _run_checked(recipe_cls, cfg, env, report, run_dir, lock)
+
+
+def _run_checked(recipe_cls: Type[Recipe], cfg: Any, env: DistEnv, report: Optional[Report], run_dir: Path,
+                 lock: Optional[FolderLock]) -> Dict[str, Any]:
+    """`run` after the checks passed: take the folder, then setup -> train -> cleanup."""
     if lock is not None:
         lock.acquire()
     try:

@@ -12,16 +12,23 @@ exits in any way, SIGKILL included, so a lock left by a killed job is never mist
 `<folder>/.lock.json` names the holder (command, pid, host, start time) so that the second job's error can say
 who has the folder. A holder file whose lock is free is a stale record from a killed job and is replaced.
 Needs a filesystem with working `flock` (local disks, NFSv4, Lustre with flock enabled).
+
+Jobs that read a folder for a long time (training reads its shard set every epoch) hold a `ReadLock`: a shared
+`flock` on the same file, which any number of readers hold together and which keeps writers out (a rebuild of
+the shard set under a running training would mix two splits in one run). Each reader leaves a record
+`.lock.reader-<host>-<pid>.json`, so a refused writer can name who reads. A folder the reader cannot write (a
+read-only dataset) is read without a lock.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from filelock import FileLock, Timeout
 
@@ -31,6 +38,12 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 HOLDER_FILE = ".lock.json"
+READER_PREFIX = ".lock.reader-"
+
+
+def is_lock_file(name: str) -> bool:
+    """Whether a folder entry is one of the locks' own files (never a job's output)."""
+    return name in (LOCK_FILE, HOLDER_FILE) or name.startswith(READER_PREFIX)
 
 
 class FolderInUseError(UserError):
@@ -75,6 +88,11 @@ class FolderLock:
         probe.release()
 
     def _in_use(self) -> FolderInUseError:
+        readers = live_readers(self.folder) if _shared_free(self.folder) else []
+        if readers:  # jobs that read the folder (training on a shard set) hold it, not a writer
+            return FolderInUseError(f"{self.folder} is being read by {'; '.join(map(describe_holder, readers))}; "
+                                    f"writing it now would change the data under that job: wait for it to finish, "
+                                    f"or write to another folder")
         return FolderInUseError(f"{self.folder} is in use by {describe_holder(read_holder(self.folder))}; wait for "
                                 f"it to finish, or write to another folder (another run.name / --out)")
 
@@ -109,6 +127,100 @@ class FolderLock:
         return self._lock is not None
 
     def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _shared_free(folder: Path) -> bool:
+    """Whether a shared lock on the folder can be had now (only readers, if anyone, hold it)."""
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # (closing drops the probe's lock)
+
+
+def live_readers(folder: Path) -> List[Dict[str, Any]]:
+    """The reader records of `folder`, without those of dead processes on this host."""
+    here, found = socket.gethostname(), []
+    for path in sorted(Path(folder).glob(READER_PREFIX + "*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("host") == here and not _alive(int(record.get("pid", 0))):
+            path.unlink(missing_ok=True)
+            continue
+        found.append(record)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+class ReadLock:
+    """A shared lock on `folder` for a job that reads it: writers (`FolderLock`) are refused while it is held,
+    other readers are not. A folder being written refuses the reader (`FolderInUseError`, naming the writer). A
+    missing folder, or one the reader may not write where no lock file exists yet, is read without a lock."""
+
+    def __init__(self, folder: Path, command: str):
+        self.folder = Path(folder)
+        self.command = command
+        self._fd: Optional[int] = None
+        self._record: Optional[Path] = None
+
+    def acquire(self) -> "ReadLock":
+        path = self.folder / LOCK_FILE
+        if not self.folder.is_dir():
+            return self  # the job's own checks say it is missing
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644) if os.access(self.folder, os.W_OK) \
+                else os.open(path, os.O_RDONLY)
+        except OSError:
+            log.debug("%s: read without a lock (no lock file, and the folder is read-only)", self.folder)
+            return self
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise FolderInUseError(f"{self.folder} is being written by {describe_holder(read_holder(self.folder))}; "
+                                   f"wait for it to finish before reading it") from None
+        self._fd = fd
+        record = {"command": self.command, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        path = self.folder / f"{READER_PREFIX}{record['host']}-{record['pid']}-{id(self):x}.json"
+        try:
+            path.write_text(json.dumps(record))
+            self._record = path
+        except OSError:  # a read-only folder: the lock still keeps writers out, unnamed
+            pass
+        return self
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        if self._record is not None:
+            self._record.unlink(missing_ok=True)
+            self._record = None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def __enter__(self) -> "ReadLock":
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..core.progress import progress_bar
-from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock
+from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock, is_lock_file
 from .build_journal import PARTIAL_PREFIX, drop_records, finished_chunk, job_digest, partial_dir, record_chunk
 from .config import BuildConfig
 from .duplicates import DuplicateFinder, image_digest, warn_duplicates
@@ -108,7 +108,6 @@ def _pid_alive(pid: int) -> bool:
 
 INCOMPLETE = ".incomplete"
 """Marker of an output whose old shards were being replaced when the build stopped: safe to replace again."""
-LOCK_FILES = (LOCK_FILE, HOLDER_FILE)
 
 
 def _clean_stale(out_dir: Path, keep: Optional[Path] = None) -> None:
@@ -129,7 +128,7 @@ def _user_entries(out_dir: Path) -> List[Path]:
     if not out_dir.is_dir():
         return []
     return [p for p in out_dir.iterdir()
-            if p.name not in (*LOCK_FILES, INCOMPLETE) and not p.name.startswith(PARTIAL_PREFIX)]
+            if not is_lock_file(p.name) and p.name != INCOMPLETE and not p.name.startswith(PARTIAL_PREFIX)]
 
 
 def _check_replaceable(out_dir: Path) -> None:
@@ -262,8 +261,10 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                         try:
                             return spec, _encode(spec, build), ""
                         except Exception as err:  # any decoder error means: this image is unreadable
-                            from .images import undecodable  # the reason without object addresses: a rebuild
-                            return spec, None, undecodable(err)  # writes the same manifest
+                            from .images import undecodable
+
+                            # the reason without object addresses: a rebuild writes the same manifest
+                            return spec, None, undecodable(err)
 
                     for spec, enc, reason in pool.map(work, chunk):
                         bar.update(1)

@@ -41,7 +41,7 @@ from ..core.distributed import DistEnv, all_gather_object, barrier
 from ..core.errors import UserError
 from ..core.progress import progress_bar
 from ..core.provenance import check_or_record
-from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock
+from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock, is_lock_file
 from .ledger import BadSample, BadSampleRateError, exceeds, rate_message
 from .reader import DEFAULT_MAX_MEMBER_BYTES, iter_shard_samples
 from .shardset import MANIFEST, ShardError, ShardSet, updated_manifest
@@ -174,13 +174,13 @@ def clear_output(out: Path, reports: Sequence[str] = ()) -> None:
     if not out.is_dir():
         return
     ours = set(MAP_OUTPUTS) | set(reports)
-    foreign = sorted(p.name for p in out.iterdir()
-                     if p.name not in ours and not p.name.endswith((".tar", ".partial", ".tmp")))
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours and not is_lock_file(p.name)
+                     and not p.name.endswith((".tar", ".partial", ".tmp")))
     if foreign:
         raise ShardError(f"refusing to start over in {out}: it holds {', '.join(foreign[:5])}, which this run does "
                          f"not write; choose another output folder")
     for p in out.iterdir():
-        if p.name not in (LOCK_FILE, HOLDER_FILE):
+        if not is_lock_file(p.name):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 

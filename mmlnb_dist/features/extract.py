@@ -31,7 +31,7 @@ from ..core.engine import seed_everything
 from ..core.errors import UserError
 from ..core.progress import progress_bar
 from ..core.provenance import check_or_record
-from ..core.runlock import FolderLock
+from ..core.runlock import FolderLock, ReadLock
 from ..core.sections import DistributedConfig
 from ..data.build import discard_empty_output
 from ..data.ledger import BadSample, BadSampleRateError, exceeds, rate_message
@@ -154,7 +154,13 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
     out = Path(out)
     if out.resolve() == source.root.resolve():
         raise UserError(f"--out {out}: features must go to another folder than the shard set")
-    lock = FolderLock(out, "features extract").acquire() if env.is_main else None
+    reading = ReadLock(source.root, "features extract").acquire() if env.is_main else None  # nothing rebuilds it
+    try:
+        lock = FolderLock(out, "features extract").acquire() if env.is_main else None
+    except BaseException:
+        if reading is not None:
+            reading.release()
+        raise
     owns_group = env.is_distributed and not torch.distributed.is_initialized()
     init_process_group(env, dist or DistributedConfig())
     try:
@@ -171,6 +177,8 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
             destroy_process_group()
         if lock is not None:
             lock.release()
+        if reading is not None:
+            reading.release()
 
 
 def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, env: DistEnv, seed: int,

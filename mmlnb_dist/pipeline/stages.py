@@ -21,6 +21,7 @@ from ..core.distributed import DistEnv, barrier, rank0_alone
 from ..core.divergence import TrainingDiverged
 from ..core.errors import UserError
 from ..core.files import replace_text
+from ..core.runlock import FolderLock
 from ..core.sections import DistributedConfig
 from ..data.shardset import ShardSet
 
@@ -136,6 +137,7 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
         _refuse_another_runs_output(name, out, state, owner)
     if env.is_main:
         if out.exists() and not resume:
+            FolderLock(out, name).refuse_if_held()  # never pulled from under a job that reads or writes it
             if state:
                 say(f"{name}: inputs or settings changed since {out} was built: rebuilding it")
             shutil.rmtree(out)

@@ -101,6 +101,12 @@ class ClipRecipe:
                 TextEncoderConfig(name=m.text_encoder) if plan["encoder_text"] else None)
 
     @classmethod
+    def reads(cls, cfg: "Config") -> List[Any]:
+        """Folders read throughout the run, held with a shared lock (`core.recipe.run`): no build rewrites them
+        under it."""
+        return [cfg.data.shards]
+
+    @classmethod
     def check_config(cls, cfg: "Config", world_size: int) -> None:
         """Problems in the config alone (no data read, nothing built): `check` starts with them; `config validate`
         and the pipeline's start call them, before any stage."""

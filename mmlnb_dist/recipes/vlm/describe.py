@@ -28,13 +28,14 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import torch
 
 from ...core.distributed import DistEnv, destroy_process_group, init_process_group
-from ...core.runlock import FolderLock
+from ...core.runlock import FolderLock, ReadLock
 from ...data.images import decode_image, image_member, undecodable
 from ...data.map import SkipSample, map_shard_set
 from ...data.preflight import check_shard_files
@@ -149,17 +150,18 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
     of continuing it. Returns out, counts, samples/s and the quality report."""
     env = env or DistEnv.from_environment()
     vlm = vlm or cfg.vlm.model
-    source = ShardSet.open(shards_in or cfg.data.shards)
-    out = Path(out or f"{source.root}-described")
-    lc = cfg.data.loader
-    check_shard_files(source, lc.preflight, rank=env.rank, world_size=env.world_size)  # before any work
-    check_vlm_loadable(vlm, "--vlm" if vlm != cfg.vlm.model else "vlm.model")
-    lock = FolderLock(out, "describe").acquire() if env.is_main else None
-    try:
-        return _describe_locked(cfg, vlm, adapter, source, out, env, progress, restart)
-    finally:
-        if lock is not None:
-            lock.release()
+    with ReadLock(Path(shards_in or cfg.data.shards), "describe") if env.is_main else nullcontext():
+        source = ShardSet.open(shards_in or cfg.data.shards)  # (a rebuild under it is refused while it runs)
+        out = Path(out or f"{source.root}-described")
+        lc = cfg.data.loader
+        check_shard_files(source, lc.preflight, rank=env.rank, world_size=env.world_size)  # before any work
+        check_vlm_loadable(vlm, "--vlm" if vlm != cfg.vlm.model else "vlm.model")
+        lock = FolderLock(out, "describe").acquire() if env.is_main else None
+        try:
+            return _describe_locked(cfg, vlm, adapter, source, out, env, progress, restart)
+        finally:
+            if lock is not None:
+                lock.release()
 
 
 def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, out: Path, env: DistEnv,

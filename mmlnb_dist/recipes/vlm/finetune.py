@@ -125,6 +125,12 @@ class FinetuneVLMRecipe:
         """A non-finite loss or trained weight stops fine-tuning at that step, before anything of it is saved."""
 
     @classmethod
+    def reads(cls, cfg: "Config") -> List[Any]:
+        """Folders read throughout the run, held with a shared lock (`core.recipe.run`): no build rewrites them
+        under it."""
+        return [cfg.vlm.pairs]
+
+    @classmethod
     def check_config(cls, cfg: "Config", world_size: int) -> None:
         """Problems in the config alone (no data read, no model looked up): `check` starts with them; `config
         validate` and the pipeline's start call them, before any stage."""
