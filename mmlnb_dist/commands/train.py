@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
+from ..core.runlock import FolderLock
 from ..data.shardset import SPLITS
 from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int
 
@@ -90,9 +92,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..core.errors import UserError
     from ..data.duplicates import warn_held_out_copies
-    from ..recipes import RECIPES, load_class, spec_for
+    from ..recipes import spec_for
 
     if args.config is None:
         # the model's own run: its recipe, shard set and preprocessing; a profile's would name other data
@@ -102,6 +103,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = load_from_args(args)
     warn_held_out_copies(cfg.data.shards, args.split)
     spec = spec_for(cfg.train.recipe)
+    # One evaluation per split and run at a time: two would share one tracking journal and mix their MLflow runs.
+    tracked = "mlflow" in cfg.tracking.backends
+    with FolderLock(cfg.run.evaluation_dir(args.split), "evaluate") if tracked else nullcontext():
+        return _evaluate_with(args, cfg, spec)
+
+
+def _evaluate_with(args: argparse.Namespace, cfg, spec) -> int:
+    from ..core.errors import UserError
+    from ..recipes import RECIPES, load_class
+
     if spec.evaluate:  # the recipe's own evaluation (clip: multi-label metrics of its export)
         print(load_class(spec.evaluate, "train.recipe")(cfg, export=args.export, checkpoint=args.checkpoint,
                                                         tag=args.tag, split=args.split, as_json=args.json))

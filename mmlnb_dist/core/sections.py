@@ -34,6 +34,11 @@ class RunConfig(Section):
     def dir(self) -> Path:
         return self.output_dir / self.name
 
+    def evaluation_dir(self, split: str) -> Path:
+        """Where `evaluate` of this run keeps the tracking journal of one split's evaluation: one folder per split,
+        so evaluations of val and test can run at once, each its own MLflow run."""
+        return self.output_dir / f"{self.name}-evaluate-{split}"
+
     @field_validator("output_dir", "name")
     @classmethod
     def _no_glob_characters(cls, value):

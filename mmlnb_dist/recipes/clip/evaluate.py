@@ -9,7 +9,6 @@ are computed on the gathered scores, so they equal the run's own `metrics.json` 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import torch
@@ -87,7 +86,7 @@ def track_evaluation(cfg: "Config", model: str, split: str, metrics: Dict[str, A
     if "mlflow" not in cfg.tracking.backends:
         return  # the printed table (or JSON) is the stdout record
     tracking = cfg.tracking.model_copy(update={"backends": ["mlflow"]})
-    run_dir = Path(cfg.run.output_dir) / f"{cfg.run.name}-evaluate"
+    run_dir = cfg.run.evaluation_dir(split)  # held by the evaluate command (commands/train.py)
     logger = build_logger(tracking, cfg.run, DistEnv.from_environment().rank, run_dir, "evaluate", config=cfg,
                           datasets=ShardSet.open(cfg.data.shards).dataset_specs(), tags={"model": model, "split": split})
     logger.log_metrics(scalar_metrics(metrics, f"{split}/"), step=0)

@@ -142,7 +142,7 @@ def track_evaluation(cfg: "Config", model: str, split: str, metrics: Dict[str, A
     if "mlflow" not in cfg.tracking.backends:
         return  # the printed table (or JSON) is the stdout record
     tracking = cfg.tracking.model_copy(update={"backends": ["mlflow"]})
-    run_dir = Path(cfg.run.output_dir) / f"{cfg.run.name}-evaluate"
+    run_dir = cfg.run.evaluation_dir(split)  # held by the evaluate command (commands/train.py)
     specs = ShardSet.open(cfg.data.shards).dataset_specs()
     logger = build_logger(tracking, cfg.run, DistEnv.from_environment().rank, run_dir, "evaluate", config=cfg,
                           datasets=specs, tags={"model": model, "split": split})
