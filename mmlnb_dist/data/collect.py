@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from ..core.files import dict_reader, open_csv
 from .build import SampleSpec, validate_samples
 from .description_table import DescriptionsError, DescriptionTable
-from .images import IMAGE_EXTENSIONS
+from .images import IMAGE_EXTENSIONS, image_files
 from .shardset import ShardError
 
 log = logging.getLogger(__name__)
@@ -101,22 +101,11 @@ def _read_csv(csv_path: Path) -> List[SampleSpec]:
                        {"file": rel}) for rel, values, desc in listed]
 
 
-def _is_hidden(path: Path, root: Path) -> bool:
-    """A file under `root` that is hidden or inside a hidden folder: macOS `._name` resource forks,
-    `.ipynb_checkpoints/` copies, `.DS_Store`; never a patch."""
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
-
-
-def _images_under(folder: Path) -> List[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lstrip(".").lower() in IMAGE_EXTENSIONS
-                  and not _is_hidden(p, folder))
-
-
 def _compare_with_folder(samples: List[SampleSpec], root: Path, classes: Sequence[str]) -> None:
     """A folder read through its labels.csv: warn about the images under it that the file does not list (patches
     added beside generated ones) and the rows whose label is not their class folder's."""
     listed = {Path(s.image).resolve() for s in samples}
-    left_out = [p.relative_to(root).as_posix() for p in _images_under(root) if p.resolve() not in listed]
+    left_out = [p.relative_to(root).as_posix() for p in image_files(root) if p.resolve() not in listed]
     if left_out:
         log.warning("%s: %d images under %s that labels.csv does not list are left out (%s); list them in it, or "
                     "move the file away to read the class folders", root / "labels.csv", len(left_out), root,
@@ -159,7 +148,7 @@ def collect_samples(
         for sub in subdirs:
             if sub.name not in classes:
                 raise ShardError(f"{sub}: unknown label folder '{sub.name}' (classes: {', '.join(classes)})")
-            files = _images_under(sub)
+            files = image_files(sub)
             if not files:
                 raise ShardError(f"{sub}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} images)")
             samples += [SampleSpec("", sub.name, p, None, None, {"file": p.relative_to(input_path).as_posix()})

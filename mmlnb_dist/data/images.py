@@ -10,7 +10,8 @@ import base64
 import io
 import re
 import zlib
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -31,6 +32,14 @@ SLIDE_EXTENSIONS = (".svs", ".ndpi", ".mrxs", ".tif", ".tiff", ".vms", ".vmu", "
 
 def is_image_file(name: str) -> bool:
     return name.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS if "." in name else False
+
+
+def image_files(folder: Union[str, Path]) -> List[Path]:
+    """The image files under `folder` (any depth), sorted, leaving out hidden files and folders: macOS `._x.png`
+    resource forks and `.ipynb_checkpoints/` copies are never patches."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p.name)
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def is_slide_file(name: str) -> bool:

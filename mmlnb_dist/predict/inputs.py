@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..data.images import image_member, is_image_file, is_slide_file, read_image
+from ..data.images import image_files, image_member, is_slide_file, read_image
 from ..data.text_writer import shard_text_writer
 from .errors import PredictError
 
@@ -106,7 +106,7 @@ def collect_inputs(paths: Sequence[Path],
             elif path.suffix == ".tar":
                 items.extend(_shard_items(path))
             elif path.is_dir():
-                files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_file(p.name))
+                files = image_files(path)
                 if not files:
                     slides = sum(1 for p in path.rglob("*") if p.is_file() and is_slide_file(p.name))
                     failed.append((str(path), f"folder holds no images but {slides} whole-slide image(s): "
@@ -119,6 +119,10 @@ def collect_inputs(paths: Sequence[Path],
                 items.append({"key": path.stem, "source": str(path), "path": path})
         except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
             failed.append((str(path), f"{type(err).__name__}: {err}"))
+    shard_sets = [p for p in map(Path, paths) if p.is_dir() and (p / "manifest.json").is_file()]
+    if split and not shard_sets:  # it would be dropped without a word, and every image predicted
+        raise PredictError(f"--split {split} chooses a split of shard sets, and none of the inputs is one "
+                           f"({', '.join(map(str, paths))}); leave it out, or give the shard set folder")
     return _once(items), failed
 
 

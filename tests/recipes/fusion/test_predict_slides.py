@@ -84,3 +84,22 @@ def test_when_no_input_can_be_read_predict_stops_before_loading_the_model(tmp_pa
     assert message.startswith("nothing to predict: "), message
     assert f"{tmp_path / 'typo'}: no such file or folder" in message and str(tmp_path / "empty") in message
     assert not list(tmp_path.glob("out*")) and not (tmp_path / "mlflow.db").exists()
+
+
+def test_split_with_inputs_that_are_no_shard_set_is_refused_and_hidden_files_are_no_inputs(tmp_path):
+    """`predict imgs/ --split test` predicted every image of the folder: the split, which only shard sets have,
+    was dropped without a word. A folder's macOS `._x.png` files and `.ipynb_checkpoints/` copies were inputs too
+    (unreadable ones: exit code 1; or every checkpointed patch predicted twice)."""
+    import pytest
+
+    from mmlnb_dist.predict import PredictError, collect_inputs
+
+    folder = tmp_path / "imgs"
+    (folder / ".ipynb_checkpoints").mkdir(parents=True)
+    (folder / "a.png").write_bytes(_png(32, 32))
+    (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07")
+    (folder / ".ipynb_checkpoints" / "a-checkpoint.png").write_bytes(_png(32, 32))
+    items, failed = collect_inputs([folder])
+    assert [it["source"] for it in items] == [str(folder / "a.png")] and not failed
+    with pytest.raises(PredictError, match=r"--split test chooses a split of shard sets.*imgs"):
+        collect_inputs([folder], split="test")
