@@ -128,3 +128,18 @@ def test_resume_refuses_settings_that_change_results_and_records_allowed_changes
     _, a = fp32_state_dict_from_checkpoint(full / "probe" / "checkpoints")
     _, b = fp32_state_dict_from_checkpoint(tmp_path / "probe" / "checkpoints")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_resume_with_fewer_epochs_than_the_run_trained_is_refused(shards, tmp_path):
+    """`run.resume=true train.epochs=1` on a run that trained 2 epochs trained nothing, then rewrote the run's
+    config.yaml to say 1 epoch while its model had 2: the run's record no longer described its model."""
+    run(LinearProbe, probe_config(shards, tmp_path, STDOUT_ONLY, "train.epochs=2", *CONSTANT_LR))
+    stored = (tmp_path / "probe" / "config.yaml").read_text()
+    with pytest.raises(UserError, match=r"train\.epochs=1: .* has trained 2 epochs \(its latest checkpoint "
+                                        r"epoch-0001\)"):
+        run(LinearProbe, probe_config(shards, tmp_path, STDOUT_ONLY, "train.epochs=1", "run.resume=true",
+                                      *CONSTANT_LR))
+    assert (tmp_path / "probe" / "config.yaml").read_text() == stored
+    assert not (tmp_path / "probe" / "resume_changes.json").exists()
+    # as many epochs as it trained: nothing more to train, and nothing refused
+    run(LinearProbe, probe_config(shards, tmp_path, STDOUT_ONLY, "train.epochs=2", "run.resume=true", *CONSTANT_LR))

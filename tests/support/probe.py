@@ -37,7 +37,7 @@ class LinearProbe:
 
     @classmethod
     def check(cls, cfg, env) -> None:
-        CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
+        CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume, cfg.train.epochs)
 
     def setup(self) -> None:
         cfg, env = self.cfg, self.env

@@ -158,7 +158,7 @@ class ClipRecipe:
             raise ConfigError(f"clip.pos_weight: {len(c.pos_weight)} weights given, but {cfg.data.shards} has "
                               f"{n_labels} labels ({', '.join(shards.classes)}); give one per label or null")
         check_shard_files(shards, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
-        CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
+        CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume, cfg.train.epochs)
 
     # -- setup -------------------------------------------------------------------------------------------------
     def setup(self) -> None:

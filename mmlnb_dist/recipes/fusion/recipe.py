@@ -135,7 +135,7 @@ class FusionRecipe:
             from .extracted import check_config
 
             check_config(cfg, shards)
-        CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
+        CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume, cfg.train.epochs)
 
     # -- setup -------------------------------------------------------------------------------------------------
     def setup(self) -> None:
