@@ -1,8 +1,9 @@
 """Ray Tune searches over the training recipes."""
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -29,7 +30,9 @@ class TuneConfig(Section):
     """Trials running at the same time (bounded also by the cluster's free CPUs/GPUs)."""
 
     metric: str = "val/balanced_accuracy"
-    """Reported metric that ASHA, the searcher and the best-trial choice optimise."""
+    """Reported metric that ASHA, the searcher and the best-trial choice optimise: `val/<name>` of a metric of the
+    trials' recipe (the recipe table's metrics; a pipeline's: its `train.recipe`'s), checked before anything runs
+    (`config validate` too); a recipe class outside the table (`package.module:Name`) may report any name."""
 
     mode: Literal["max", "min"] = "max"
     """Whether `metric` is maximised or minimised."""
@@ -145,3 +148,41 @@ class TuneConfig(Section):
             raise ValueError(f"workers_per_trial={self.workers_per_trial} needs use_ray_train true (or unset): a "
                              "trial's ranks are a Ray Train worker group, and in the trial process it runs one rank")
         return self
+
+
+PIPELINES = {"vlm-fusion": "mmlnb_dist.pipeline:run_vlm_fusion"}
+"""`tune.recipe` values that are pipelines of several stages rather than one recipe; their trials report what their
+last stage, the training recipe `train.recipe`, reports."""
+
+
+def reporting_recipe(cfg: Any) -> Optional[Any]:
+    """The recipe-table row (`RecipeSpec`) whose validation metrics a search's trials report: `tune.recipe`'s, or a
+    pipeline's `train.recipe`'s; None for a recipe outside the table, whose reports are not known before it runs."""
+    from ..recipes import RECIPES
+
+    return RECIPES.get(cfg.train.recipe if cfg.tune.recipe in PIPELINES else cfg.tune.recipe)
+
+
+def reported_metrics(cfg: Any, spec: Any) -> List[str]:
+    """The metric names a trial of `spec`'s recipe reports after each validation: `val/<name>` of its metrics; the
+    j-of-k accuracies (`at_least_{j}_of_top_k`) only up to the section's `top_k` (clip)."""
+    top_k = getattr(getattr(cfg, spec.section, None), "top_k", None)
+    return [f"val/{m}" for m in spec.metrics
+            if not (m.startswith("at_least_") and isinstance(top_k, int) and int(m.split("_")[2]) > top_k)]
+
+
+def check_metric(cfg: Any) -> None:
+    """Refuse a `tune.metric` the trials never report (a `ValueError` naming the valid choices, with a did-you-mean):
+    Ray would fail the first trial's first report with a traceback and store the search with it."""
+    spec = reporting_recipe(cfg)
+    metric = cfg.tune.metric
+    if spec is None:
+        return
+    choices = reported_metrics(cfg, spec)
+    if metric in choices:
+        return
+    close = difflib.get_close_matches(metric, choices, n=1, cutoff=0.6)
+    who = f"{cfg.tune.recipe} trials" + (f" (train.recipe={spec.name})" if cfg.tune.recipe in PIPELINES else "")
+    raise ValueError(f"tune.metric: '{metric}' is not reported by {who}"
+                     + (f"; did you mean '{close[0]}'?" if close else "")
+                     + f" (they report {', '.join(choices)})")

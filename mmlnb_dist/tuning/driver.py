@@ -22,7 +22,8 @@ from ..config import Config, config_from_dict, save_config
 from ..core.config import absolute_paths
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
-from .checks import SearchError, check_recipe, check_resources, check_space_is_read, default_space
+from .checks import (SearchError, check_recipe, check_resources, check_resume_goal, check_space_is_read,
+                     default_space)
 from .figure import save_search_figure
 from .space import apply_params, load_space, resolve_space, to_tune_space
 from .trial import read_trial_result, trial_main
@@ -235,6 +236,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     resuming = cfg.tune.resume
     if resuming and not (exp_dir / "search.json").is_file():
         raise SearchError(f"nothing to resume at {exp_dir}; drop tune.resume=true to start this search")
+    check_resume_goal(cfg, exp_dir, cfg.tune.mode)
     if not resuming and (exp_dir / "search.json").is_file():
         raise SearchError(f"search '{cfg.tune.name}' already exists at {exp_dir}; resume it with "
                           f"tune.resume=true or pick another tune.name")
@@ -247,7 +249,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     uri, server = _tracking(cfg, dirs)
     parent = _parent_run(cfg, uri, state, space_path) if uri else None
     state.update({"parent_run_id": parent.run_id if parent else None, "space": str(space_path), "tracking_uri": uri,
-                  "started": state.get("started", time.time())})
+                  "started": state.get("started", time.time()), "metric": cfg.tune.metric, "mode": cfg.tune.mode})
     state_path.write_text(json.dumps(state, indent=1))
 
     ctx = {"base": base, "space": space, "name": cfg.tune.name, "trials_dir": str(dirs["trials"]),

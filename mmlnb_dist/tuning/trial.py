@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from ..config.tune import PIPELINES
 from ..core.logging import command_log, setup_logging
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ WORKER_FILE = "ray_worker_rank{rank}.json"  # where each Ray Train rank of the t
 TRIAL_LOG = "trial.log"
 """A trial's full log in its folder (rank 0): per-epoch tables and its final metric tables, which stay off the
 driver's console (Ray forwards every trial's console there; the search's own table sums them up)."""
-PIPELINES = {"vlm-fusion": "mmlnb_dist.pipeline:run_vlm_fusion"}
-"""Trial targets that are pipelines of several stages rather than one recipe."""
 PIPELINE_RECIPES = {"vlm-fusion": ("vlm", "fusion")}
 """The recipes each pipeline runs: the config sections its trials read (`checks.check_space_is_read`)."""
 PIPELINE_SPACES = {"vlm-fusion": "joint"}
