@@ -19,7 +19,7 @@ from ..core.sections import DistributedConfig, LRScheduleConfig, RunConfig, Trac
 from ..data.config import BuildConfig, DataConfig, LoaderConfig, SynthConfig
 from ..recipes import RECIPES
 from ..slides.config import SlidesConfig
-from .tune import TuneConfig, check_metric
+from .tune import TuneConfig, check_goal
 
 __all__ = [
     "Config", "ConfigError", "Section", "load_config", "config_from_dict", "apply_overrides", "save_config",
@@ -61,7 +61,7 @@ class SharedConfig(Section):
         if self.train.best_metric not in spec.metrics:
             raise ValueError(f"train.best_metric: '{self.train.best_metric}' is not a metric of the "
                              f"{spec.name} recipe (choose one of {', '.join(spec.metrics)})")
-        check_metric(self)  # what a search optimises: a metric its trials report
+        check_goal(self)  # what a search optimises: a metric its trials report, in its own direction
         return self
 
 

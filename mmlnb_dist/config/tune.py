@@ -34,8 +34,12 @@ class TuneConfig(Section):
     trials' recipe (the recipe table's metrics; a pipeline's: its `train.recipe`'s), checked before anything runs
     (`config validate` too); a recipe class outside the table (`package.module:Name`) may report any name."""
 
-    mode: Literal["max", "min"] = "max"
-    """Whether `metric` is maximised or minimised."""
+    mode: Optional[Literal["max", "min"]] = None
+    """Whether `metric` is maximised or minimised; unset: the metric's own direction (`min` for a loss, `val/loss`
+    and clip's `val/hamming_loss`: the recipe table's lower-is-better metrics; `max` for the rest). A mode against a
+    table recipe's metric's direction is refused (`tune.metric=val/loss tune.mode=max`: set `min`, or leave it
+    unset); for a recipe outside the table it is taken as given (unset: `min` for the table's lower-is-better names,
+    else `max`)."""
 
     scheduler: Literal["asha", "fifo"] = "asha"
     """Trial scheduler: ASHA early stopping on `metric`, or FIFO (every trial runs to the end)."""
@@ -171,18 +175,43 @@ def reported_metrics(cfg: Any, spec: Any) -> List[str]:
             if not (m.startswith("at_least_") and isinstance(top_k, int) and int(m.split("_")[2]) > top_k)]
 
 
-def check_metric(cfg: Any) -> None:
-    """Refuse a `tune.metric` the trials never report (a `ValueError` naming the valid choices, with a did-you-mean):
-    Ray would fail the first trial's first report with a traceback and store the search with it."""
+def metric_direction(cfg: Any, metric: Optional[str] = None) -> Optional[str]:
+    """`min` or `max`: the direction of `metric` (default `tune.metric`) for the trials' recipe (its table row's
+    `lower_is_better`); for a recipe outside the table `min` for a name any table recipe counts lower-is-better
+    (a loss), else None (not known)."""
+    from ..recipes import RECIPES
+
+    metric = metric or cfg.tune.metric
+    name = metric[len("val/"):] if metric.startswith("val/") else metric
     spec = reporting_recipe(cfg)
-    metric = cfg.tune.metric
+    if spec is not None:
+        return "min" if name in spec.lower_is_better else "max"
+    return "min" if any(name in s.lower_is_better for s in RECIPES.values()) else None
+
+
+def search_mode(cfg: Any) -> str:
+    """`tune.mode` resolved: as set, else `tune.metric`'s own direction (`max` when it is not known). The one place
+    the driver, the searcher, ASHA, the best-trial choice and the registration take the mode from."""
+    return cfg.tune.mode or metric_direction(cfg) or "max"
+
+
+def check_goal(cfg: Any) -> None:
+    """Refuse a `tune.metric` the trials never report (naming the valid choices, with a did-you-mean: Ray would fail
+    the first trial's first report with a traceback and store the search with it), and a `tune.mode` against the
+    metric's direction (ASHA would stop the better trials and the worst would be reported best). `ValueError`s."""
+    spec = reporting_recipe(cfg)
+    metric, mode = cfg.tune.metric, cfg.tune.mode
     if spec is None:
         return
     choices = reported_metrics(cfg, spec)
-    if metric in choices:
-        return
-    close = difflib.get_close_matches(metric, choices, n=1, cutoff=0.6)
-    who = f"{cfg.tune.recipe} trials" + (f" (train.recipe={spec.name})" if cfg.tune.recipe in PIPELINES else "")
-    raise ValueError(f"tune.metric: '{metric}' is not reported by {who}"
-                     + (f"; did you mean '{close[0]}'?" if close else "")
-                     + f" (they report {', '.join(choices)})")
+    if metric not in choices:
+        close = difflib.get_close_matches(metric, choices, n=1, cutoff=0.6)
+        who = f"{cfg.tune.recipe} trials" + (f" (train.recipe={spec.name})" if cfg.tune.recipe in PIPELINES else "")
+        raise ValueError(f"tune.metric: '{metric}' is not reported by {who}"
+                         + (f"; did you mean '{close[0]}'?" if close else "")
+                         + f" (they report {', '.join(choices)})")
+    direction = metric_direction(cfg)
+    if mode is not None and mode != direction:
+        raise ValueError(f"tune.mode: '{mode}' contradicts tune.metric={metric}, where "
+                         f"{'lower' if direction == 'min' else 'higher'} is better ({spec.name} recipe): set "
+                         f"tune.mode={direction}, or leave tune.mode unset (it follows the metric)")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..config import Config
-from ..config.tune import reported_metrics, reporting_recipe
+from ..config.tune import metric_direction, reported_metrics, reporting_recipe
 from ..core.errors import UserError
 from .space import SpaceError
 from .trial import PIPELINE_RECIPES, PIPELINE_SPACES
@@ -69,19 +69,22 @@ def stored_goal(exp_dir: Path) -> Optional[Tuple[str, str]]:
     try:
         with open(exp_dir / "tuner.pkl", "rb") as fh:
             stored = pickle.load(fh)["_tune_config"]  # Tune's own state file: what Tuner.restore unpickles
-        return stored.metric, stored.mode
+        if stored.metric:
+            return stored.metric, stored.mode
     except Exception:  # noqa: BLE001 - another Ray's format, or a partial file: the driver's own record
-        try:
-            state = json.loads((exp_dir / "search.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return (state["metric"], state.get("mode")) if isinstance(state, dict) and state.get("metric") else None
+        pass
+    try:
+        state = json.loads((exp_dir / "search.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (state["metric"], state.get("mode")) if isinstance(state, dict) and state.get("metric") else None
 
 
 def check_resume_goal(cfg: Config, exp_dir: Path, mode: str) -> None:
-    """Refuse, before Ray starts, to resume a search under another `tune.metric` or `tune.mode` than it was started
-    with: Ray restores its stored ones (its trials, ASHA and the searcher would follow those while the best-trial
-    choice followed the new ones), and a stored metric the trials never report failed every resume in a trial."""
+    """Refuse, before Ray starts, to resume a search under another `tune.metric` or `tune.mode` (`mode`: resolved)
+    than it was started with: Ray restores its stored ones (its trials, ASHA and the searcher would follow those
+    while the best-trial choice followed the new ones), and a stored metric the trials never report failed every
+    resume in a trial."""
     if not cfg.tune.resume or not (exp_dir / "tuner.pkl").is_file():
         return  # no Tuner stored: the search starts with the config's metric
     stored = stored_goal(exp_dir)
@@ -89,10 +92,13 @@ def check_resume_goal(cfg: Config, exp_dir: Path, mode: str) -> None:
         return
     metric, stored_mode = stored
     said = f"search '{cfg.tune.name}' at {exp_dir} was started with tune.metric={metric} tune.mode={stored_mode}"
-    spec = reporting_recipe(cfg)
-    if spec is not None and metric not in reported_metrics(cfg, spec):
-        raise SearchError(f"{said}, which its trials never report: it cannot resume; start a new search under "
-                          f"another tune.name (its trials stay in {exp_dir})")
+    spec, direction = reporting_recipe(cfg), metric_direction(cfg, metric)
+    why = ("which its trials never report" if spec is not None and metric not in reported_metrics(cfg, spec) else
+           f"which the config now refuses ({'lower' if direction == 'min' else 'higher'} is better for {metric})"
+           if spec is not None and stored_mode != direction else None)
+    if why:  # a search started before these were checked
+        raise SearchError(f"{said}, {why}: it cannot resume; start a new search under another tune.name (its "
+                          f"trials stay in {exp_dir})")
     raise SearchError(f"{said}, and a resumed search keeps its own: resume it with tune.metric={metric} "
                       f"tune.mode={stored_mode}, or start a new search under another tune.name")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import Config, config_from_dict, save_config
+from ..config.tune import search_mode
 from ..core.config import absolute_paths
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
@@ -45,7 +46,7 @@ def _searcher(cfg: Config):
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
-        return ConcurrencyLimiter(OptunaSearch(metric=t.metric, mode=t.mode, seed=t.seed),
+        return ConcurrencyLimiter(OptunaSearch(metric=t.metric, mode=search_mode(cfg), seed=t.seed),
                                   max_concurrent=t.max_concurrent)
     return None  # random and grid: Tune's BasicVariantGenerator (grid_search entries in the space)
 
@@ -175,7 +176,7 @@ def _parent_run(cfg: Config, uri: str, state: Dict[str, Any], space_path: Path) 
 
     tags = {"stage": "tune", "tune.name": cfg.tune.name, "tune.space": str(space_path), **environment_tags()}
     params = {f"tune.{k}": v for k, v in cfg.tune.model_dump(mode="json").items()}
-    params["tune.space_file"] = str(space_path)
+    params.update({"tune.space_file": str(space_path), "tune.mode": search_mode(cfg)})
     return ParentRun.open(cfg.tracking, uri, cfg.run.output_dir, f"{cfg.tune.name}-search", tags=tags,
                           params=params, artifacts=[space_path], resume_id=state.get("parent_run_id"))
 
@@ -236,7 +237,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     resuming = cfg.tune.resume
     if resuming and not (exp_dir / "search.json").is_file():
         raise SearchError(f"nothing to resume at {exp_dir}; drop tune.resume=true to start this search")
-    check_resume_goal(cfg, exp_dir, cfg.tune.mode)
+    check_resume_goal(cfg, exp_dir, search_mode(cfg))
     if not resuming and (exp_dir / "search.json").is_file():
         raise SearchError(f"search '{cfg.tune.name}' already exists at {exp_dir}; resume it with "
                           f"tune.resume=true or pick another tune.name")
@@ -249,7 +250,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     uri, server = _tracking(cfg, dirs)
     parent = _parent_run(cfg, uri, state, space_path) if uri else None
     state.update({"parent_run_id": parent.run_id if parent else None, "space": str(space_path), "tracking_uri": uri,
-                  "started": state.get("started", time.time()), "metric": cfg.tune.metric, "mode": cfg.tune.mode})
+                  "started": state.get("started", time.time()), "metric": cfg.tune.metric, "mode": search_mode(cfg)})
     state_path.write_text(json.dumps(state, indent=1))
 
     ctx = {"base": base, "space": space, "name": cfg.tune.name, "trials_dir": str(dirs["trials"]),
@@ -284,7 +285,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
                 trainable,
                 param_space=to_tune_space(space, cfg.tune.searcher, cfg.train.epochs),
                 tune_config=tune.TuneConfig(
-                    metric=cfg.tune.metric, mode=cfg.tune.mode, num_samples=cfg.tune.num_samples,
+                    metric=cfg.tune.metric, mode=search_mode(cfg), num_samples=cfg.tune.num_samples,
                     max_concurrent_trials=cfg.tune.max_concurrent, search_alg=_searcher(cfg),
                     scheduler=_scheduler(cfg), reuse_actors=cfg.tune.reuse_trial_processes),
                 run_config=tune.RunConfig(
@@ -326,7 +327,7 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
         writer.writeheader()
         writer.writerows(rows)
     by_creation = sorted(rows, key=lambda r: str(r.get("trial_id")))  # ids count up as Ray creates the trials
-    summary["figure"] = str(save_search_figure(by_creation, list(space), cfg.tune.metric, cfg.tune.mode,
+    summary["figure"] = str(save_search_figure(by_creation, list(space), cfg.tune.metric, search_mode(cfg),
                                                dirs["exp"] / "search.png", cfg.tune.name))
     summary["cache"] = _cache_stats(dirs["cache"], rows)
     if summary["stopped_early"] and cfg.tune.worker_groups and not cfg.tune.worker_pool:
@@ -335,7 +336,7 @@ def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
                  "logged for them is that stop, not a failure (errored trials: %d)", summary["stopped_early"],
                  cfg.tune.scheduler, len(errored))
     try:
-        best = grid.get_best_result(metric=cfg.tune.metric, mode=cfg.tune.mode, filter_nan_and_inf=True)
+        best = grid.get_best_result(metric=cfg.tune.metric, mode=search_mode(cfg), filter_nan_and_inf=True)
     except RuntimeError:
         best = None
     if best is not None and best.metrics:
@@ -383,7 +384,7 @@ def _register_best(cfg: Config, parent: Optional[ParentRun], summary: Dict[str, 
     best_dir = Path(summary["best_run_dir"]).resolve()
     run_id = parent.child_with_tag("run_dir", str(best_dir)) if parent is not None else None
     metric = cfg.tracking.register_metric or cfg.tune.metric
-    mode = cfg.tracking.register_mode if cfg.tracking.register_metric else cfg.tune.mode
+    mode = cfg.tracking.register_mode if cfg.tracking.register_metric else search_mode(cfg)
     register = load_class(spec.register)
     return register_or_explain(run_id, parent is not None, cfg.tracking.register_name, best_dir,
                                lambda run: register(run, cfg.tracking.register_name, alias=cfg.tracking.register_alias,

@@ -55,7 +55,7 @@ def test_a_metric_the_trials_never_report_is_refused_by_config_validate(profile,
     ("cpu-demo", ["tune.recipe=vlm", "tune.metric=val/loss"]),
     ("cpu-demo", ["tune.recipe=vlm-fusion", "tune.metric=val/auroc"]),
     ("clip-multilabel", ["tune.metric=val/at_least_3_of_top_k"]),
-    ("clip-multilabel", ["tune.metric=val/hamming_loss"]),
+    ("clip-multilabel", ["tune.mode=min", "tune.metric=val/hamming_loss"]),  # the profile sets mode: max
     # a recipe class outside the table may report anything: its metric cannot be checked here
     ("cpu-demo", ["tune.recipe=my_package.recipes:MyRecipe", "tune.metric=val/my_score"]),
 ])
@@ -115,3 +115,20 @@ def test_a_resume_with_another_metric_is_refused_by_name_before_ray_starts(tmp_p
     with pytest.raises(SearchError, match=says):
         run_search(cfg, Path("optimisation"))
     assert not (exp_dir / "trials").exists()
+
+
+def test_without_a_readable_tuner_pkl_the_drivers_record_decides(tmp_path, monkeypatch):
+    """Tune's tuner.pkl of another Ray version (or a partial one): search.json's metric and mode, which the driver
+    records, still refuse a resume under another metric."""
+    from mmlnb_dist.tuning import driver
+
+    exp_dir = tmp_path / "runs" / "tune" / "mt3"
+    exp_dir.mkdir(parents=True)
+    (exp_dir / "tuner.pkl").write_bytes(b"not a pickle")
+    (exp_dir / "search.json").write_text(json.dumps({"metric": "val/loss", "mode": "min"}))
+    monkeypatch.setattr(driver, "check_recipe", lambda cfg: None)
+    monkeypatch.setattr(driver, "_init_ray", lambda cfg: pytest.fail("Ray started"))
+    cfg = load_config("cpu-demo", [f"data.shards={tmp_path}/shards", f"run.output_dir={tmp_path}/runs",
+                                   "tune.name=mt3", "tune.resume=true", "tune.num_cpus=2", "tune.metric=val/auroc"])
+    with pytest.raises(driver.SearchError, match=r"started with tune.metric=val/loss tune.mode=min, and a resumed"):
+        driver.run_search(cfg, Path("optimisation"))
