@@ -2,7 +2,8 @@
 two different validation sets (a pipeline rerun on a new shard set) they say nothing about which model is
 better, yet the alias stayed with (or moved to) whichever set was easier. Now the scores are compared only when
 both runs were validated on one set of patches; otherwise the holder keeps the alias and the reason says why.
-Descriptions are part of the model: a described shard set is the set its descriptions were written for."""
+Descriptions are part of the model: a described shard set is the set its descriptions were written for. A run that
+logged no validation set was scored on an unknown one: it is never compared."""
 from __future__ import annotations
 
 import pytest
@@ -74,6 +75,10 @@ def test_a_described_set_counts_as_the_set_its_descriptions_were_written_for(sto
     assert plain.alias_moved
 
 
-def test_runs_that_logged_no_validation_set_are_compared_as_before(store):
+def test_a_run_that_logged_no_validation_set_is_not_compared(store):
+    """Scored on an unknown set (an import of a folder that recorded none, tracking.log_dataset=false): the score
+    of an unknown set beat scores of known ones (a `tracking import` run moved the alias across two sets)."""
     _version(store, "nb-unknown", 0.70)
-    assert _version(store, "nb-unknown", 0.95, _val_spec("v2", "b" * 64)).alias_moved
+    known = _version(store, "nb-unknown", 0.95, _val_spec("v2", "b" * 64))
+    assert not known.alias_moved and "no 'val' dataset input" in known.reason
+    assert not _version(store, "nb-unknown", 0.99).alias_moved  # neither side: unknown too

@@ -3,8 +3,9 @@
 A run whose `tracking.backends` had no mlflow (a cluster without a tracking server, a first try) keeps its
 settings in `<run_dir>/config.yaml` and every metric record, step by step, in `<run_dir>/metrics.jsonl` (the
 stdout backend). Importing writes the journal the MLflow logger would have written
-(`<run_dir>/tracking/<stage>.jsonl`: start, params, the config as an artifact, each metric record at its step,
-close: FINISHED, or KILLED when the run never wrote its final `metrics.json`) and uploads it (`journal.upload`).
+(`<run_dir>/tracking/<stage>.jsonl`: start, params, the config as an artifact, the dataset inputs the run's logger
+recorded in `<run_dir>/datasets.json`, each metric record at its step, close: FINISHED, or KILLED when the run
+never wrote its final `metrics.json`) and uploads it (`journal.upload`).
 From then on the folder is a tracked run like any other: `register --run FOLDER` and the pipeline's register
 stage find its run, `tracking sync` sends what a lost server missed, and a resume with mlflow continues the same
 MLflow run.
@@ -23,6 +24,7 @@ from ..errors import UserError
 from ..runlock import FolderLock
 from ..sections import TrackingConfig
 from .journal import Spool, recorded_run, run_record_path, upload
+from .lineage import DATASETS_RECORD, recorded_datasets
 from .server import default_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,11 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
     tracking = TrackingConfig(**(config.get("tracking") or {}))
     uri = uri or default_tracking_uri(tracking, run_dir.resolve().parent)
     run_name = f"{(config.get('run') or {}).get('name') or run_dir.name}-{stage}"
+    datasets = recorded_datasets(run_dir, stage)
+    if datasets is None and tracking.log_dataset:
+        log.warning("%s recorded no shard sets (%s: trained before they were recorded): imported without dataset "
+                    "inputs, so `register` will not compare its score with another version's", run_dir,
+                    DATASETS_RECORD)
     params = {k: str(v)[:6000] for k, v in flatten_dict(config).items() if k != "run.resume"}
     started, ended = int(config_path.stat().st_mtime * 1000), int(metrics_path.stat().st_mtime * 1000)
     events = [
@@ -83,6 +90,8 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
          "tags": {"stage": stage, "run_dir": str(run_dir.resolve()), "imported_from": METRICS_FILE}},
         {"op": "params", "params": params, "ts": started},
         {"op": "artifact", "path": str(config_path.resolve()), "artifact_path": None, "ts": started},
+        # the shard sets the run read, as its logger recorded them: the registry compares scores only on one set
+        *([{"op": "inputs", "datasets": datasets, "ts": started}] if datasets and tracking.log_dataset else []),
         *({"op": "metrics", "step": r["step"], "metrics": r["metrics"], "ts": ended}
           for r in _metric_records(metrics_path)),
         # a run that never wrote its final metrics stopped before its end (a resume continues it)
@@ -97,6 +106,6 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
     except ConnectionError as err:
         raise FolderImportError(f"{err}; the run's journal is written ({spool.path}): `mmlnb-dist tracking sync "
                                 f"{run_dir}` uploads it when the server is up") from None
-    log.info("imported %s as MLflow run %s (%d metric records) at %s", run_dir, result["run_id"], len(events) - 4,
-             uri)
+    log.info("imported %s as MLflow run %s (%d metric records, %d dataset inputs) at %s", run_dir, result["run_id"],
+             sum(e["op"] == "metrics" for e in events), len(datasets or ()), uri)
     return result

@@ -20,6 +20,7 @@ from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tu
 
 from ..checkpoint import better
 from ..errors import ConfigError, UserError
+from .lineage import not_comparable, scored_on  # noqa: F401 - scored_on: the registry's rule, documented here
 from .versions import ARTIFACTS_TAG, alias_holder, artifacts_digest, new_version, registered_before
 
 log = logging.getLogger(__name__)
@@ -240,22 +241,6 @@ def pinned_requirements(extra: Sequence[str] = ()) -> List[str]:
     return reqs
 
 
-def scored_on(run, metric: str) -> Optional[Tuple[str, str]]:
-    """(name, identity) of the shard set whose split `metric` was computed on (`best/val/x` and `val/x`: the
-    run's `val` dataset input), or None when the run logged none. The identity is the set of patches: the
-    manifest digest, for a described set the digest of the set its descriptions were written for (descriptions
-    come from the model's own VLM, so they are part of what is compared)."""
-    parts = metric.split("/")
-    split = parts[-2] if len(parts) >= 2 else None
-    for ds_input in getattr(run.inputs, "dataset_inputs", None) or []:
-        if next((t.value for t in ds_input.tags if t.key == "mlflow.data.context"), None) != split:
-            continue
-        profile = json.loads(ds_input.dataset.profile) if ds_input.dataset.profile else {}
-        described = ((profile.get("provenance") or {}).get("describe") or {}).get("source_manifest_sha256")
-        return ds_input.dataset.name, described or profile.get("manifest_sha256") or ds_input.dataset.digest
-    return None
-
-
 def register_trained(tracking: Any, output_dir: Path, best_metric: str, lower_is_better: Collection[str],
                      run_id: str, package_fn: Callable[[Any], ModelPackage]) -> RegisterResult:
     """The end-of-training registration of a recipe's run (rank 0, `tracking.register_name` set): a new version
@@ -333,15 +318,14 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
     if alias:
         holder, holder_run = alias_holder(client, name, alias)
         previous = run_metric(holder_run, metric) if holder_run is not None else None
-        theirs, ours = (scored_on(holder_run, metric) if holder_run is not None else None), scored_on(run, metric)
         if holder is not None and str(holder.version) == version:
             reason = f"version {version} holds '{alias}'"
         elif holder is None:
             moved, reason = True, f"first version with alias '{alias}'"
-        elif theirs and ours and theirs[1] != ours[1]:
-            reason = (f"{metric} is not comparable: version {holder.version} was scored on {theirs[0]}, this run on "
-                      f"{ours[0]} (other patches); version {holder.version} keeps '{alias}' (score both on one set "
-                      f"with `mmlnb-dist evaluate`, then move the alias by hand if this one is better)")
+        elif holder_run is not None and (why := not_comparable(holder_run, str(holder.version), run, metric)):
+            reason = (f"{why}; version {holder.version} keeps '{alias}' (score both on one set with `mmlnb-dist "
+                      f"evaluate`; if this one is better, move the alias in MLflow: MlflowClient("
+                      f"'{client.tracking_uri}').set_registered_model_alias('{name}', '{alias}', {version}))")
         elif better(value, previous, mode):
             moved, reason = True, f"{metric} {value} beats {previous} (version {holder.version})"
         else:

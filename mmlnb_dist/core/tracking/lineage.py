@@ -1,0 +1,86 @@
+"""Which shard sets a run read, kept in its run folder, and whether two runs' scores may be compared.
+
+A tracked run logs its shard sets as MLflow dataset inputs (`build_logger(datasets=...)`); the same logger also
+writes them to `<run_dir>/datasets.json` ({stage: [spec, ...]}), whatever the backends, so a run trained without
+mlflow and imported later (`tracking import`) logs the inputs the live run would have logged.
+
+The registry moves an alias on a score only when both runs were scored on one set of patches (`not_comparable`):
+a run that recorded no input for the metric's split was scored on an unknown set, and is never compared.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..files import replace_text
+
+DATASETS_RECORD = "datasets.json"
+"""`<run_dir>/datasets.json`: {stage: the dataset specs its logger was given (`ShardSet.dataset_specs()`)}."""
+SCORED_SPLITS = ("train", "val", "test")
+"""Splits a metric may be scored on (`best/val/x`, `val/x`, `test/x`): the contexts of a run's dataset inputs."""
+
+
+def record_datasets(run_dir: Path, stage: str, specs: Sequence[Dict[str, Any]]) -> Path:
+    """Record in `run_dir` the shard sets `stage` reads (a fresh or resumed run replaces its stage's entry)."""
+    path = Path(run_dir) / DATASETS_RECORD
+    record = _read(path)
+    record[stage] = [dict(s) for s in specs]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_text(path, json.dumps(record, indent=1))
+    return path
+
+
+def recorded_datasets(run_dir: Path, stage: str) -> Optional[List[Dict[str, Any]]]:
+    """The dataset specs `stage` of run folder `run_dir` recorded, or None (trained before they were recorded)."""
+    specs = _read(Path(run_dir) / DATASETS_RECORD).get(stage)
+    return list(specs) if isinstance(specs, list) else None
+
+
+def _read(path: Path) -> Dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def metric_split(metric: str) -> Optional[str]:
+    """The split `metric` was scored on (`best/val/x`, `val/x`: val), or None when its name says none."""
+    parts = metric.split("/")
+    return parts[-2] if len(parts) >= 2 and parts[-2] in SCORED_SPLITS else None
+
+
+def scored_on(run, metric: str) -> Optional[Tuple[str, str]]:
+    """(name, identity) of the shard set whose split `metric` was computed on (`best/val/x` and `val/x`: the
+    run's `val` dataset input), or None when the run logged none. The identity is the set of patches: the
+    manifest digest, for a described set the digest of the set its descriptions were written for (descriptions
+    come from the model's own VLM, so they are part of what is compared)."""
+    split = metric_split(metric)
+    for ds_input in getattr(run.inputs, "dataset_inputs", None) or []:
+        if next((t.value for t in ds_input.tags if t.key == "mlflow.data.context"), None) != split:
+            continue
+        profile = json.loads(ds_input.dataset.profile) if ds_input.dataset.profile else {}
+        described = ((profile.get("provenance") or {}).get("describe") or {}).get("source_manifest_sha256")
+        return ds_input.dataset.name, described or profile.get("manifest_sha256") or ds_input.dataset.digest
+    return None
+
+
+def not_comparable(holder_run, holder_version: str, run, metric: str) -> Optional[str]:
+    """Why `run`'s `metric` cannot be compared with the alias holder's (version `holder_version`, run
+    `holder_run`), or None when it can: both scored on one set of patches. A metric of no split (`train_epoch/x`)
+    has no dataset input to check, and is compared."""
+    split = metric_split(metric)
+    if split is None:
+        return None
+    theirs, ours = scored_on(holder_run, metric), scored_on(run, metric)
+    if theirs and ours:
+        if theirs[1] == ours[1]:
+            return None
+        return (f"{metric} is not comparable: version {holder_version} was scored on {theirs[0]}, this run on "
+                f"{ours[0]} (other patches)")
+    missing = [who for who, scored in ((f"version {holder_version}'s run {holder_run.info.run_id}", theirs),
+                                       (f"this run ({run.info.run_id})", ours)) if scored is None]
+    return (f"{metric} is not comparable: {' and '.join(missing)} logged no '{split}' dataset input, so what it "
+            f"was scored on is unknown (a run trained with tracking.log_dataset=false, or imported by `tracking "
+            f"import` from a folder that recorded none)")
