@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--mode", choices=["max", "min"], default=None,
                    help="higher (max) or lower (min) is better (default: min for the recipe's lower-is-better metrics "
                    "such as loss, else max)")
-    r.add_argument("--export", type=Path, help="model folder (default: the recipe's export in the run folder)")
+    r.add_argument("--export", type=Path, help="model folder (default: the recipe's export in the run folder); it "
+                   "must be the run's own: its export folder or a copy of it (another run's export is refused)")
     r.add_argument("--recipe", default=None,
                    help="recipe that trained the run (default: the run's own train.recipe, else --config's)")
     r.add_argument("--uri", help="tracking URI (default: a run folder's own store; else from --config / the "
@@ -156,6 +157,7 @@ def _import(args) -> int:
 
 def _register(args) -> int:
     from ..core.errors import UserError
+    from ..core.tracking.ownership import check_export_owner
     from ..core.tracking.registry import find_run
     from ..recipes import load_class, spec_for
     from . import load_from_args
@@ -169,6 +171,8 @@ def _register(args) -> int:
     if not spec.register:
         raise UserError(f"the {spec.name} recipe has no model to register")
     metric, mode = _selection(args, cfg, spec, target.params.get("train.best_metric"))
+    if args.export is not None:  # another run's weights under this run's metrics and lineage: refused by name
+        check_export_owner(target.run_id, target.run_dir, args.export)
     register = load_class(spec.register)
     res = register(target.run_id, args.name, alias=args.alias or None, tracking_uri=target.tracking_uri,
                    metric=metric, mode=mode, model_dir=args.export or target.export_dir)

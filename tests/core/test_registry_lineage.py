@@ -109,3 +109,24 @@ def test_a_run_without_a_recorded_validation_set_is_not_compared(runs):
     _register(runs, _fake_run(runs, 0.0), "lin-unknown-holder")  # the holder's set is the unknown one
     known = _register(runs, _imported(runs, "u3"), "lin-unknown-holder")
     assert not known.alias_moved and "version 1's run" in known.reason
+
+
+def test_another_runs_export_is_refused_by_name(runs, capsys):
+    _imported(runs, "u3")
+    _imported(runs, "oth")
+    capsys.readouterr()
+    code = main(["register", "--run", str(runs["u3"]), "--name", "lin-export", "--export",
+                 str(runs["oth"] / "export")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(runs["oth"] / "export") in err and str(runs["u3"]) in err
+    assert len(err.strip().splitlines()) == 1
+    assert not _client(runs["uri"]).search_registered_models("name='lin-export'")
+
+
+def test_a_copy_of_the_runs_own_export_is_registered(runs, tmp_path, capsys):
+    _imported(runs, "u3")
+    copy = tmp_path / "shipped"
+    shutil.copytree(runs["u3"] / "export", copy)
+    assert main(["register", "--run", str(runs["u3"]), "--name", "lin-copy", "--export", str(copy)]) == 0
+    assert main(["register", "--run", str(runs["u3"]), "--name", "lin-own", "--export",
+                 str(runs["u3"] / "export")]) == 0

@@ -164,6 +164,8 @@ class RunToRegister:
     """The run's logged parameters: its own `train.recipe` and `train.best_metric` among them."""
     export_dir: Optional[Path] = None
     """`<run folder>/export` when the run was given as a folder (the folder may have moved since training)."""
+    run_dir: Optional[Path] = None
+    """The run's folder: the one given, else the run's `run_dir` tag (None when it has none)."""
 
 
 def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRegister:
@@ -191,10 +193,12 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
         run_id = run
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
-        params = dict(client.get_run(run_id).data.params)
+        found = client.get_run(run_id)
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run
         raise RegistryError(f"run {run_id} not found at {tracking_uri}: {err}") from None
-    return RunToRegister(run_id, tracking_uri, params, export_dir)
+    tagged = found.data.tags.get("run_dir")
+    run_dir = export_dir.parent if export_dir is not None else Path(tagged) if tagged else None
+    return RunToRegister(run_id, tracking_uri, dict(found.data.params), export_dir, run_dir)
 
 
 def model_card(run, package: ModelPackage, metric: str) -> str:
