@@ -199,6 +199,15 @@ def check_goal(cfg: Any) -> None:
     """Refuse a `tune.metric` the trials never report (naming the valid choices, with a did-you-mean: Ray would fail
     the first trial's first report with a traceback and store the search with it), and a `tune.mode` against the
     metric's direction (ASHA would stop the better trials and the worst would be reported best). `ValueError`s."""
+    from ..recipes import RECIPES
+
+    named = cfg.tune.recipe
+    if named not in RECIPES and named not in PIPELINES and ":" not in named:  # every trial would fail importing it
+        known = sorted(RECIPES) + sorted(PIPELINES)
+        close = difflib.get_close_matches(named.replace("_", "-"), known, n=1, cutoff=0.6)
+        raise ValueError(f"tune.recipe: '{named}' is no recipe of the table nor a pipeline"
+                         + (f"; did you mean '{close[0]}'?" if close else "")
+                         + f" (choose one of {', '.join(known)}, or 'package.module:Name' for a recipe class)")
     spec = reporting_recipe(cfg)
     metric, mode = cfg.tune.metric, cfg.tune.mode
     if spec is None:

@@ -55,7 +55,8 @@ def test_a_metric_the_trials_never_report_is_refused_by_config_validate(profile,
     ("cpu-demo", ["tune.recipe=vlm", "tune.metric=val/loss"]),
     ("cpu-demo", ["tune.recipe=vlm-fusion", "tune.metric=val/auroc"]),
     ("clip-multilabel", ["tune.metric=val/at_least_3_of_top_k"]),
-    ("clip-multilabel", ["tune.mode=min", "tune.metric=val/hamming_loss"]),  # the profile sets mode: max
+    ("clip-multilabel", ["tune.mode=min", "tune.metric=val/hamming_loss"]),
+    ("clip-multilabel", ["tune.metric=val/hamming_loss"]),  # the mode follows the metric
     # a recipe class outside the table may report anything: its metric cannot be checked here
     ("cpu-demo", ["tune.recipe=my_package.recipes:MyRecipe", "tune.metric=val/my_score"]),
 ])
@@ -132,3 +133,15 @@ def test_without_a_readable_tuner_pkl_the_drivers_record_decides(tmp_path, monke
                                    "tune.name=mt3", "tune.resume=true", "tune.num_cpus=2", "tune.metric=val/auroc"])
     with pytest.raises(driver.SearchError, match=r"started with tune.metric=val/loss tune.mode=min, and a resumed"):
         driver.run_search(cfg, Path("optimisation"))
+
+
+@pytest.mark.parametrize("recipe, says", [
+    ("fuson", r"tune.recipe: 'fuson' is no recipe of the table nor a pipeline; did you mean 'fusion'\?"),
+    ("vlm_fusion", r"did you mean 'vlm-fusion'\?"),
+    ("my_package.recipes.MyRecipe", r"or 'package.module:Name'"),
+])
+def test_a_trial_recipe_that_names_nothing_is_refused(recipe, says):
+    """`tune.recipe=fuson` fell back to the curriculum space, skipped the recipe and space checks, started Ray,
+    and every trial failed importing 'fuson'."""
+    with pytest.raises(ConfigError, match=says):
+        load_config("cpu-demo", [f"tune.recipe={recipe}"])
