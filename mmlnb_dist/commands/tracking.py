@@ -157,6 +157,7 @@ def _import(args) -> int:
 
 def _register(args) -> int:
     from ..core.errors import UserError
+    from ..core.tracking.metric_name import require_metric
     from ..core.tracking.ownership import check_export_owner
     from ..core.tracking.registry import find_run
     from ..recipes import load_class, spec_for
@@ -171,6 +172,9 @@ def _register(args) -> int:
     if not spec.register:
         raise UserError(f"the {spec.name} recipe has no model to register")
     metric, mode = _selection(args, cfg, spec, target.params.get("train.best_metric"))
+    require_metric(target.metrics, metric, target.run_id,  # a typo would freeze the alias: refused by name
+                   "--metric" if args.metric else "tracking.register_metric" if cfg.tracking.register_metric
+                   else "the run's selection metric (best/val/<train.best_metric>)")
     if args.export is not None:  # another run's weights under this run's metrics and lineage: refused by name
         check_export_owner(target.run_id, target.run_dir, args.export)
     register = load_class(spec.register)

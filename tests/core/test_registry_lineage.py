@@ -130,3 +130,33 @@ def test_a_copy_of_the_runs_own_export_is_registered(runs, tmp_path, capsys):
     assert main(["register", "--run", str(runs["u3"]), "--name", "lin-copy", "--export", str(copy)]) == 0
     assert main(["register", "--run", str(runs["u3"]), "--name", "lin-own", "--export",
                  str(runs["u3"] / "export")]) == 0
+
+
+@pytest.mark.parametrize("how", [["--metric", "best/val/balanced_acc"],
+                                 ["tracking.register_metric=best/val/balanced_acc"]])
+def test_a_mistyped_metric_is_refused_before_anything_is_registered(runs, capsys, how):
+    _imported(runs, "u3")
+    capsys.readouterr()
+    code = main(["register", "--run", str(runs["u3"]), "--name", "lin-metric", *how])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "best/val/balanced_acc" in err and "did you mean best/val/balanced_accuracy" in err
+    assert "val/balanced_accuracy" in err and "val/loss" in err  # the metrics the run has
+    assert not _client(runs["uri"]).search_registered_models("name='lin-metric'")
+
+
+def test_a_mistyped_register_metric_leaves_a_finished_training_unregistered(runs, tmp_path):
+    """At the end of training the run is done and exported: it is not failed, it is not registered, and the
+    result says why and how to register it."""
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
+
+    cfg = tiny_config(runs["shards"], tmp_path / "runs", "typo", [
+        "tracking.backends=[mlflow]", "train.epochs=1", "data.loader.image_size=32",
+        "tracking.register_name=lin-typo", "tracking.register_metric=best/val/balanced_acc"])
+    registered = run(FusionRecipe, cfg)["registered"]
+    assert registered["registered"] is False
+    assert "did you mean best/val/balanced_accuracy" in registered["reason"]
+    assert "--metric METRIC" in registered["register_later"]
+    assert not _client(f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}").search_registered_models(
+        "name='lin-typo'")

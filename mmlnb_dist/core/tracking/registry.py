@@ -21,6 +21,7 @@ from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tu
 from ..checkpoint import better
 from ..errors import ConfigError, UserError
 from .lineage import not_comparable, scored_on  # noqa: F401 - scored_on: the registry's rule, documented here
+from .metric_name import UnknownMetricError, require_metric
 from .versions import ARTIFACTS_TAG, alias_holder, artifacts_digest, new_version, registered_before
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,11 @@ def register_or_explain(run_id: Optional[str], online: bool, name: str, run_dir:
             return {"registered": True, **res.as_dict()}
         except (OSError, mlflow.exceptions.MlflowException) as err:  # OSError: requests' errors, lost sockets
             reason = f"the tracking server failed the registration: {type(err).__name__}: {str(err)[:300]}"
+        except UnknownMetricError as err:  # tracking.register_metric mistyped: the trained run stays a success
+            later = f"mmlnb-dist register --run {run_dir} --name {name} --metric METRIC"
+            log.warning("not registered as %s: tracking.register_metric: %s; register it with the metric you "
+                        "meant: %s", name, err, later)
+            return {"registered": False, "reason": str(err), "register_later": later}
     log.warning("not registered as %s: %s; once the server is back: %s", name, reason, later)
     return {"registered": False, "reason": reason, "register_later": later}
 
@@ -166,6 +172,8 @@ class RunToRegister:
     """`<run folder>/export` when the run was given as a folder (the folder may have moved since training)."""
     run_dir: Optional[Path] = None
     """The run's folder: the one given, else the run's `run_dir` tag (None when it has none)."""
+    metrics: Dict[str, float] = field(default_factory=dict)
+    """The run's logged metrics (latest values): the selection metric must be one of them."""
 
 
 def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRegister:
@@ -198,7 +206,7 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
         raise RegistryError(f"run {run_id} not found at {tracking_uri}: {err}") from None
     tagged = found.data.tags.get("run_dir")
     run_dir = export_dir.parent if export_dir is not None else Path(tagged) if tagged else None
-    return RunToRegister(run_id, tracking_uri, dict(found.data.params), export_dir, run_dir)
+    return RunToRegister(run_id, tracking_uri, dict(found.data.params), export_dir, run_dir, dict(found.data.metrics))
 
 
 def model_card(run, package: ModelPackage, metric: str) -> str:
@@ -306,6 +314,7 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
         run = client.get_run(run_id)
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run
         raise RegistryError(f"run {run_id} not found at {client.tracking_uri}: {err}") from None
+    require_metric(run.data.metrics, metric, run_id)  # before anything is logged: a typo froze the alias for good
     package = package_fn(run)
     code = Path(str(package.python_model))
     if not (isinstance(package.python_model, (str, Path)) and code.suffix == ".py" and code.is_file()):
