@@ -26,6 +26,7 @@ def _fake_run(client, trained, value: float) -> str:
     """Another 'training run' of the same export folder with a chosen val/micro_f1 (no second training)."""
     src = client.get_run(trained["run_id"])
     run = client.create_run(src.info.experiment_id, tags={"run_dir": src.data.tags["run_dir"]})
+    client.log_inputs(run.info.run_id, datasets=list(src.inputs.dataset_inputs))  # scored on the same val set
     client.log_metric(run.info.run_id, "val/micro_f1", value)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
