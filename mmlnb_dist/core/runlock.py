@@ -201,6 +201,7 @@ class ReadLock:
             raise FolderInUseError(f"{self.folder} is being written by {describe_holder(read_holder(self.folder))}; "
                                    f"wait for it to finish before reading it") from None
         self._fd = fd
+        live_readers(self.folder)  # (drops the records of readers on this host that were killed)
         record = {"command": self.command, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         path = self.folder / f"{READER_PREFIX}{record['host']}-{record['pid']}-{id(self):x}.json"
         try:

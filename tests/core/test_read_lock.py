@@ -125,3 +125,16 @@ def test_a_pipeline_does_not_delete_an_output_another_job_reads(tmp_path):
         with pytest.raises(FolderInUseError, match="being read by `train`"):
             run_stage("shards", out, "fp-2", build)
     assert (out / "keep.tar").exists()
+
+
+def test_the_record_of_a_killed_reader_is_dropped_by_the_next_one(tmp_path):
+    import json
+    import socket
+
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = folder / f".lock.reader-{socket.gethostname()}-{dead.stdout.strip()}-1.json"
+    stale.write_text(json.dumps({"command": "train", "pid": int(dead.stdout), "host": socket.gethostname()}))
+    with ReadLock(folder, "train"):
+        assert not stale.exists()
