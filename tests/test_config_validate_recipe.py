@@ -7,7 +7,6 @@ building shards and running the VLM stages (hours on real data). Both now ask th
 recipe protocol: the config alone, no data, nothing on disk)."""
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -60,12 +59,9 @@ def test_every_shipped_profile_validates(capsys):
 
 
 def test_the_pipeline_refuses_a_bad_training_config_before_its_first_stage(tmp_path, capsys):
-    from support.shards import write_patch_folder
+    from support.shards import write_described_patches
 
-    patches = write_patch_folder(tmp_path / "patches", per_class=4)
-    (patches / "descriptions.jsonl").write_text("".join(
-        json.dumps({"file": p.relative_to(patches).as_posix(), "description": f"a {p.parent.name} patch"}) + "\n"
-        for p in sorted(patches.rglob("*.png"))))
+    patches = write_described_patches(tmp_path / "patches")
     capsys.readouterr()
     code = main(["pipeline", "--patches", str(patches), "--config", "cpu-demo", f"run.output_dir={tmp_path / 'runs'}",
                  f"data.shards={tmp_path / 'shards'}", "fusion.channels_last=true", "distributed.zero_stage=1"])

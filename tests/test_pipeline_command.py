@@ -129,12 +129,9 @@ def test_slides_without_any_descriptions_run_with_the_base_vlm_when_fine_tuning_
 def test_patches_without_a_val_split_are_refused_before_the_vlm_stages(tmp_path, capsys):
     """`--patches`: the shards are built, then a set the training stage cannot use (no val split to pick the best
     checkpoint) stops the pipeline at once, naming the split and the remedy, before minutes of VLM work."""
-    from support.shards import write_patch_folder
+    from support.shards import write_described_patches
 
-    patches = write_patch_folder(tmp_path / "patches", per_class=4)
-    (patches / "descriptions.jsonl").write_text("".join(
-        json.dumps({"file": p.relative_to(patches).as_posix(), "description": f"a {p.parent.name} patch"}) + "\n"
-        for p in sorted(patches.rglob("*.png"))))
+    patches = write_described_patches(tmp_path / "patches")
     code = main(["pipeline", "--patches", str(patches), "--config", "cpu-demo", f"run.output_dir={tmp_path / 'runs'}",
                  f"data.shards={tmp_path / 'shards'}", "data.build.val_fraction=0", "data.build.test_fraction=0",
                  "data.build.group_by_slide=false"])
@@ -179,12 +176,9 @@ def test_a_source_without_descriptions_is_refused_before_any_stage(tmp_path, cap
 def test_a_vlm_that_cannot_be_loaded_is_refused_before_any_stage(tmp_path, capsys, finetune):
     """A profile's Hub VLM not in the cache of a machine without network (or a mistyped folder) stopped the
     pipeline only at finetune-vlm or describe, after tiling or building; now before the first stage."""
-    from support.shards import write_patch_folder
+    from support.shards import write_described_patches
 
-    patches = write_patch_folder(tmp_path / "patches", per_class=4)
-    (patches / "descriptions.jsonl").write_text("".join(
-        json.dumps({"file": p.relative_to(patches).as_posix(), "description": f"a {p.parent.name} patch"}) + "\n"
-        for p in sorted(patches.rglob("*.png"))))
+    patches = write_described_patches(tmp_path / "patches")
     capsys.readouterr()
     code = main(["pipeline", "--patches", str(patches), "--config", "cpu-demo", f"run.output_dir={tmp_path / 'runs'}",
                  f"data.shards={tmp_path / 'shards'}", f"vlm.model={tmp_path / 'qwen'}", f"vlm.finetune={finetune}"])

@@ -156,21 +156,24 @@ def live_readers(folder: Path) -> List[Dict[str, Any]]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if record.get("host") == here and not _alive(int(record.get("pid", 0))):
+        if record.get("host") == here and not pid_alive(int(record.get("pid", 0))):
             path.unlink(missing_ok=True)
             continue
         found.append(record)
     return found
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host (one owned by another user counts as running)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return pid > 0
+    return True
 
 
 class ReadLock:

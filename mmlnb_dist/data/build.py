@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..core.progress import progress_bar
-from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock, is_lock_file
+from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock, is_lock_file, pid_alive
 from .build_journal import PARTIAL_PREFIX, drop_records, finished_chunk, job_digest, partial_dir, record_chunk
 from .config import BuildConfig
 from .duplicates import DuplicateFinder, image_digest, warn_duplicates
@@ -96,16 +96,6 @@ def _raw_sample(spec: SampleSpec, ext: str, data: bytes, classes: Sequence[str])
     return sample
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 INCOMPLETE = ".incomplete"
 """Marker of an output whose old shards were being replaced when the build stopped: safe to replace again."""
 
@@ -119,7 +109,7 @@ def _clean_stale(out_dir: Path, keep: Optional[Path] = None) -> None:
             shutil.rmtree(stale, ignore_errors=True)
     for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or not _pid_alive(int(pid)) or int(pid) == os.getpid():
+        if not pid.isdigit() or not pid_alive(int(pid)) or int(pid) == os.getpid():
             shutil.rmtree(stale, ignore_errors=True)
 
 

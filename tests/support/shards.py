@@ -23,6 +23,17 @@ def write_patch_folder(root: Path, per_class: int = 6, size: int = 24, classes=(
     return root
 
 
+def write_described_patches(root: Path, per_class: int = 4) -> Path:
+    """A patch folder (`write_patch_folder`) with a `descriptions.jsonl` naming every patch by path."""
+    import json
+
+    write_patch_folder(root, per_class=per_class)
+    (root / "descriptions.jsonl").write_text("".join(
+        json.dumps({"file": p.relative_to(root).as_posix(), "description": f"a {p.parent.name} patch"}) + "\n"
+        for p in sorted(root.rglob("*.png"))))
+    return root
+
+
 def specs_for(root: Path, slides_per_class: Optional[int] = None) -> List[SampleSpec]:
     """SampleSpecs of a patch folder; with `slides_per_class`, samples are dealt to slides of their class."""
     specs = []
