@@ -92,7 +92,8 @@ def _read_csv(csv_path: Path) -> List[SampleSpec]:
             if not values[column]:
                 short = " missing: the row has fewer fields than the header" if row[column] is None else ""
                 raise ShardError(f"{csv_path} line {line}: no {what} (column '{column}'{short})")
-        listed.append((Path(values[path_col]).as_posix(), values, row.get("description") or None))
+        # a CSV written on Windows names `UD\x.png`; a backslash is no file-name character anyone means here
+        listed.append((Path(values[path_col].replace("\\", "/")).as_posix(), values, row.get("description") or None))
     if blank:
         log.warning("%s: %d blank row%s skipped (line%s %s)", csv_path, len(blank), "s" if len(blank) > 1 else "",
                     "s" if len(blank) > 1 else "", _listed([str(n) for n in blank]))

@@ -77,3 +77,13 @@ def test_sample_keys_do_not_depend_on_the_row_order(tmp_path):
     keys = {s.meta["file"]: s.key for s in forward}
     assert keys == {s.meta["file"]: s.key for s in backward}
     assert len(set(keys.values())) == 4
+
+
+def test_windows_paths_in_a_csv_are_read(tmp_path):
+    """A patches CSV written on Windows names `UD\\UD_000.png`: the backslash was part of a file name here, so
+    every row was "image file not found" (the descriptions reader already took backslashes)."""
+    write_patch_folder(tmp_path, per_class=1)
+    rows = [f"{c}\\{c}_000.png,{c},s{i}" for i, c in enumerate(CLASSES)]
+    samples = collect_samples(_csv(tmp_path / "win.csv", ["path,label,slide_id", *rows]), CLASSES)
+    assert [s.meta["file"] for s in samples] == [f"{c}/{c}_000.png" for c in CLASSES]
+    assert all(s.image.is_file() for s in samples)
