@@ -191,6 +191,7 @@ def _selection(args, cfg, spec, run_best_metric=None):
     `best/val/<the run's own train.best_metric>` (a clip run selects on its micro_f1, not the fusion default);
     for a run that recorded none, the config's train.best_metric."""
     from ..core.errors import UserError
+    from ..core.tracking.registry import metric_mode
 
     metric = args.metric or cfg.tracking.register_metric
     if metric is None:
@@ -202,9 +203,8 @@ def _selection(args, cfg, spec, run_best_metric=None):
                                 f"run's --config")
             best = cfg.train.best_metric
         metric = f"best/val/{best}"
-    name = metric.rsplit("/", 1)[-1]
-    mode = args.mode or (cfg.tracking.register_mode if args.metric is None and cfg.tracking.register_metric
-                         else ("min" if name in spec.lower_is_better else "max"))
+    mode = args.mode or (args.metric is None and cfg.tracking.register_metric and cfg.tracking.register_mode) \
+        or metric_mode(metric, spec.lower_is_better)
     return metric, mode
 
 

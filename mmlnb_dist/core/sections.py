@@ -212,5 +212,6 @@ class TrackingConfig(Section):
     register_metric: Optional[str] = None
     """Metric that decides the alias, e.g. `best/val/balanced_accuracy`; default `best/val/<train.best_metric>`."""
 
-    register_mode: Literal["max", "min"] = "max"
-    """Whether a higher (max) or lower (min) `register_metric` is better."""
+    register_mode: Optional[Literal["max", "min"]] = None
+    """Whether a higher (max) or lower (min) `register_metric` is better; unset: the metric's own direction (min for
+    the recipe's lower-is-better metrics such as the loss, else max)."""

@@ -22,6 +22,7 @@ from ..config import Config, config_from_dict, save_config
 from ..config.tune import search_mode
 from ..core.config import absolute_paths
 from ..core.signals import sigterm_handler_kept
+from ..core.tracking.registry import metric_mode
 from ..core.tracking.runs import ParentRun
 from .checks import (SearchError, check_recipe, check_resources, check_resume_goal, check_space_is_read,
                      default_space)
@@ -384,7 +385,8 @@ def _register_best(cfg: Config, parent: Optional[ParentRun], summary: Dict[str, 
     best_dir = Path(summary["best_run_dir"]).resolve()
     run_id = parent.child_with_tag("run_dir", str(best_dir)) if parent is not None else None
     metric = cfg.tracking.register_metric or cfg.tune.metric
-    mode = cfg.tracking.register_mode if cfg.tracking.register_metric else search_mode(cfg)
+    mode = (cfg.tracking.register_mode or metric_mode(metric, spec.lower_is_better)) if cfg.tracking.register_metric \
+        else search_mode(cfg)
     register = load_class(spec.register)
     return register_or_explain(run_id, parent is not None, cfg.tracking.register_name, best_dir,
                                lambda run: register(run, cfg.tracking.register_name, alias=cfg.tracking.register_alias,

@@ -82,3 +82,21 @@ def test_a_run_that_logged_no_validation_set_is_not_compared(store):
     known = _version(store, "nb-unknown", 0.95, _val_spec("v2", "b" * 64))
     assert not known.alias_moved and "no 'val' dataset input" in known.reason
     assert not _version(store, "nb-unknown", 0.99).alias_moved  # neither side: unknown too
+
+
+def test_a_registry_metric_that_is_a_loss_is_minimised_unless_told_otherwise():
+    """`tracking.register_metric=best/val/loss` kept `tracking.register_mode`'s default max: the alias moved to
+    whichever version had the higher loss. The mode now follows the metric unless set (as `register --metric` and
+    `tune.mode` do)."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.core.tracking.registry import alias_selection
+    from mmlnb_dist.recipes import RECIPES
+
+    def chosen(*overrides):
+        cfg = load_config("cpu-demo", list(overrides))
+        return alias_selection(cfg.tracking, cfg.train.best_metric, RECIPES["fusion"].lower_is_better)
+
+    assert chosen("tracking.register_metric=best/val/loss") == ("best/val/loss", "min")
+    assert chosen("tracking.register_metric=best/val/auroc") == ("best/val/auroc", "max")
+    assert chosen("tracking.register_metric=best/val/loss", "tracking.register_mode=max") == ("best/val/loss", "max")
+    assert chosen() == ("best/val/balanced_accuracy", "max")

@@ -38,12 +38,16 @@ def check_registration(tracking: Any) -> None:
 
 
 def alias_selection(tracking: Any, best_metric: str, lower_is_better: Collection[str]) -> Tuple[str, str]:
-    """The metric that decides the alias and its direction: `tracking.register_metric` with
-    `tracking.register_mode` when set, else `best/val/<best_metric>` (the exported best checkpoint's validation
-    value), lower-better when the recipe says so (`lower_is_better`, e.g. the loss)."""
-    if tracking.register_metric:
-        return tracking.register_metric, tracking.register_mode
-    return f"best/val/{best_metric}", "min" if best_metric in lower_is_better else "max"
+    """The metric that decides the alias and its direction: `tracking.register_metric` when set, else
+    `best/val/<best_metric>` (the exported best checkpoint's validation value); `tracking.register_mode` when set,
+    else lower-better when the recipe says so of the metric (`lower_is_better`, e.g. the loss)."""
+    metric = tracking.register_metric or f"best/val/{best_metric}"
+    return metric, tracking.register_mode or metric_mode(metric, lower_is_better)
+
+
+def metric_mode(metric: str, lower_is_better: Collection[str]) -> str:
+    """`min` when the metric's name (its last part: `best/val/loss` -> `loss`) is lower-is-better, else `max`."""
+    return "min" if metric.rsplit("/", 1)[-1] in lower_is_better else "max"
 
 
 def register_or_explain(run_id: Optional[str], online: bool, name: str, run_dir: Path,
