@@ -88,9 +88,10 @@ def find_slides(slides: Path) -> Dict[str, Path]:
             reject_misnamed_slide_column(slides, reader.fieldnames)
             entries = []
             for n, row in enumerate(reader, 2):  # row 1 is the header
-                p = Path(row["path"])
+                # trimmed as read_labels trims ids; a path written on Windows (`site\S1.svs`) read as one
+                p = Path((row["path"] or "").strip().replace("\\", "/"))
                 p = p if p.is_absolute() else slides.parent / p
-                entries.append((row.get("slide_id") or p.stem, p, n))
+                entries.append(((row.get("slide_id") or "").strip() or p.stem, p, n))
         remedy = "give each its own id in a 'slide_id' column of that CSV (where it is empty, the id is the file stem)"
     else:
         raise TilingInputError(f"--slides {slides}: no such folder or CSV file")
@@ -105,11 +106,16 @@ def _one_file_per_id(slides: Path, entries: List[Tuple[str, Path, Optional[int]]
     listed twice is one slide)."""
     found: Dict[str, Path] = {}
     row: Dict[str, Optional[int]] = {}
+    id_of: Dict[Path, str] = {}
     for sid, path, n in entries:
         if sid in found and found[sid].resolve() != path.resolve():
             rows = f" (rows {row[sid]} and {n})" if n is not None else ""
             raise TilingInputError(f"--slides {slides}: slide id '{sid}' names two files{rows}, {found[sid]} and "
                                    f"{path}; {remedy}")
+        other = id_of.setdefault(path.resolve(), sid)
+        if other != sid:  # one slide tiled as two: its tiles could be split between train and val
+            raise TilingInputError(f"--slides {slides}: {path} is listed under two slide ids, '{other}' (row "
+                                   f"{row[other]}) and '{sid}' (row {n}); list each slide file once")
         found.setdefault(sid, path)
         row.setdefault(sid, n)
     return found

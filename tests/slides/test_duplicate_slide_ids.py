@@ -106,3 +106,20 @@ def test_slide_ids_that_make_one_file_key_are_refused_before_tiling(tmp_path, ca
     last = err.strip().splitlines()[-1]
     assert "'case-é'" in last and "'case-ü'" in last and "'case--'" in last, last
     assert not out.exists() and not (tmp_path / "out.work").exists()  # nothing tiled
+
+
+def test_one_file_under_two_ids_is_refused_and_ids_are_read_as_labels_are(tmp_path):
+    """One slide file listed under two ids was tiled twice, as two slides: its tiles could land in train and val.
+    And a slides CSV's ` S1` (a space after the comma) never matched the label `S1`, which the labels CSV trims."""
+    from mmlnb_dist.slides.inputs import TilingInputError, find_slides
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.svs").write_bytes(b"")
+    (tmp_path / "sub" / "b.svs").write_bytes(b"")
+    listing = tmp_path / "slides.csv"
+    listing.write_text("path,slide_id\na.svs,S1\nsub/b.svs,S2\na.svs,S3\n")
+    with pytest.raises(TilingInputError, match=r"a\.svs is listed under two slide ids, 'S1' \(row 2\) and 'S3' "
+                                               r"\(row 4\)"):
+        find_slides(listing)
+    listing.write_text("path,slide_id\n a.svs , S1 \nsub\\b.svs,S2\n")  # (and a path written on Windows)
+    assert find_slides(listing) == {"S1": tmp_path / "a.svs", "S2": tmp_path / "sub" / "b.svs"}
