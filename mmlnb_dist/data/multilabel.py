@@ -141,7 +141,7 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
     paths: Dict[int, Path] = {}
     for n, row in enumerate(rows, 1):
         why: List[str] = []
-        cell = (row.get(opts.image_column) or "").strip()
+        cell = (row.get(opts.image_column) or "").strip().replace("\\", "/")  # a CSV written on Windows too
         path = Path(cell) if Path(cell).is_absolute() else root / cell
         if not cell:
             why.append("no image path")
@@ -193,7 +193,7 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
         vocabulary = sorted(used)
     order = {c: i for i, c in enumerate(vocabulary)}
     samples: List[SampleSpec] = []
-    rels = {n: Path(rows[n - 1][opts.image_column].strip()).as_posix() for n in kept}
+    rels = {n: Path(rows[n - 1][opts.image_column].strip().replace("\\", "/")).as_posix() for n in kept}
     key_of = sample_keys(list(dict.fromkeys(rels.values())))
     keys = set()
     for n in kept:

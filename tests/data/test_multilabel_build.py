@@ -229,3 +229,12 @@ def test_rows_of_one_image_never_straddle_two_splits_without_a_group_column(tmp_
                 image = json.loads(s["json"])["file"]
                 assert split_of.setdefault(image, split) == split, (image, split_of[image], split)
     assert len(split_of) == 16 and set(split_of.values()) == {"train", "val", "test"}
+
+
+def test_windows_paths_in_a_multilabel_csv_are_read(tmp_path):
+    """`img\\g0.png` (a CSV written on Windows) was "image file not found" for every row."""
+    csv_path = _write_inputs(tmp_path, bad=False)
+    csv_path.write_text(csv_path.read_text().replace("img/", "img\\"))
+    got = read_multilabel_csv(csv_path, MultiLabelConfig())
+    assert not got.dropped and len(got.samples) == len(GOOD)
+    assert [s.meta["file"] for s in got.samples] == [f"img/g{i}.png" for i in range(len(GOOD))]
