@@ -62,6 +62,8 @@ class SharedConfig(Section):
             raise ValueError(f"train.best_metric: '{self.train.best_metric}' is not a metric of the "
                              f"{spec.name} recipe (choose one of {', '.join(spec.metrics)})")
         check_goal(self)  # what a search optimises: a metric its trials report, in its own direction
+        if self.tracking.register_metric is not None:  # else found only when training ends, then not registered
+            check_register_metric(self.tracking.register_metric, spec)
         return self
 
 
@@ -118,3 +120,18 @@ def explain(cfg: Optional[Config] = None, keys: Sequence[str] = ()) -> List[str]
     """One line per key of the root config (only `keys` and their sections' when given): dotted key, value (`cfg`'s,
     with the default beside it where they differ; the defaults when None), docstring."""
     return machinery.explain(Config, cfg, keys)
+
+
+def check_register_metric(metric: str, spec: Any) -> None:
+    """`tracking.register_metric` is `[best/]val/<metric>` or `[best/]test/<metric>` of the training recipe: a typo
+    used to be found when training ended, and the finished run was left unregistered. `ValueError`s."""
+    import difflib
+
+    choices = [f"{best}{split}/{name}" for best in ("best/", "") for split in ("val", "test") for name in spec.metrics]
+    if metric in choices:
+        return
+    close = difflib.get_close_matches(metric, choices, n=1, cutoff=0.6)
+    raise ValueError(f"tracking.register_metric: '{metric}' is not a metric the {spec.name} recipe logs"
+                     + (f"; did you mean '{close[0]}'?" if close else "")
+                     + f" (the form is [best/]val/<metric> or [best/]test/<metric>, <metric> one of "
+                       f"{', '.join(spec.metrics)})")

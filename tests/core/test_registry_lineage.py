@@ -132,8 +132,7 @@ def test_a_copy_of_the_runs_own_export_is_registered(runs, tmp_path, capsys):
                  str(runs["u3"] / "export")]) == 0
 
 
-@pytest.mark.parametrize("how", [["--metric", "best/val/balanced_acc"],
-                                 ["tracking.register_metric=best/val/balanced_acc"]])
+@pytest.mark.parametrize("how", [["--metric", "best/val/balanced_acc"]])
 def test_a_mistyped_metric_is_refused_before_anything_is_registered(runs, capsys, how):
     _imported(runs, "u3")
     capsys.readouterr()
@@ -145,18 +144,17 @@ def test_a_mistyped_metric_is_refused_before_anything_is_registered(runs, capsys
     assert not _client(runs["uri"]).search_registered_models("name='lin-metric'")
 
 
-def test_a_mistyped_register_metric_leaves_a_finished_training_unregistered(runs, tmp_path):
-    """At the end of training the run is done and exported: it is not failed, it is not registered, and the
-    result says why and how to register it."""
-    from mmlnb_dist.core.recipe import run
-    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
+def test_a_mistyped_register_metric_is_refused_before_training(capsys):
+    """A training whose `tracking.register_metric` names no metric of its recipe ran to its end and was then left
+    unregistered; the config is now refused when it is read, as a mistyped `train.best_metric` is."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.core.errors import ConfigError
 
-    cfg = tiny_config(runs["shards"], tmp_path / "runs", "typo", [
-        "tracking.backends=[mlflow]", "train.epochs=1", "data.loader.image_size=32",
-        "tracking.register_name=lin-typo", "tracking.register_metric=best/val/balanced_acc"])
-    registered = run(FusionRecipe, cfg)["registered"]
-    assert registered["registered"] is False
-    assert "did you mean best/val/balanced_accuracy" in registered["reason"]
-    assert "--metric METRIC" in registered["register_later"]
-    assert not _client(f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}").search_registered_models(
-        "name='lin-typo'")
+    with pytest.raises(ConfigError, match=r"tracking.register_metric: 'best/val/balanced_acc' .*did you mean "
+                                          r"'best/val/balanced_accuracy'\?"):
+        load_config("cpu-demo", ["tracking.register_metric=best/val/balanced_acc"])
+    with pytest.raises(ConfigError, match=r"tracking.register_metric: 'balanced_accuracy' .*\[best/\]val/<metric>"):
+        load_config("cpu-demo", ["tracking.register_metric=balanced_accuracy"])
+    assert main(["config", "validate", "--config", "clip-multilabel", "tracking.register_metric=val/micro_f1"]) == 0
+    for good in ("best/val/loss", "val/auroc", "test/balanced_accuracy"):
+        assert load_config("cpu-demo", [f"tracking.register_metric={good}"]).tracking.register_metric == good
