@@ -17,7 +17,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
-from ..core.runlock import FolderLock
+from ..core.runlock import FolderLock, ReadLock
 from ..data.shardset import SPLITS
 from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int
 
@@ -103,9 +103,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     cfg = load_from_args(args)
     warn_held_out_copies(cfg.data.shards, args.split)
     spec = spec_for(cfg.train.recipe)
-    # One evaluation per split and run at a time: two would share one tracking journal and mix their MLflow runs.
+    # One evaluation per split and run at a time: two would share one tracking journal and mix their MLflow runs;
+    # and no build rewrites the shard set while it is read.
     tracked = "mlflow" in cfg.tracking.backends
-    with FolderLock(cfg.run.evaluation_dir(args.split), "evaluate") if tracked else nullcontext():
+    with ReadLock(Path(cfg.data.shards), "evaluate"), \
+            FolderLock(cfg.run.evaluation_dir(args.split), "evaluate") if tracked else nullcontext():
         return _evaluate_with(args, cfg, spec)
 
 

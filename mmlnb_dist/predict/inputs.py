@@ -78,6 +78,16 @@ def with_image_bytes(items: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
         i = j
 
 
+def shard_sets_read(paths: Sequence[Path]) -> List[Path]:
+    """The shard set folders the inputs read from: a shard set given, or the one a given `.tar` belongs to."""
+    found = []
+    for path in map(Path, paths):
+        folder = path if path.is_dir() else path.parent if path.suffix == ".tar" else None
+        if folder is not None and (folder / "manifest.json").is_file() and folder.resolve() not in found:
+            found.append(folder.resolve())
+    return found
+
+
 def collect_inputs(paths: Sequence[Path],
                    split: Optional[str] = None) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
     """Expand inputs into items {key, source, data|path, slide_id, description}; returns (items, failures)."""
@@ -119,8 +129,8 @@ def collect_inputs(paths: Sequence[Path],
                 items.append({"key": path.stem, "source": str(path), "path": path})
         except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
             failed.append((str(path), f"{type(err).__name__}: {err}"))
-    shard_sets = [p for p in map(Path, paths) if p.is_dir() and (p / "manifest.json").is_file()]
-    if split and not shard_sets:  # it would be dropped without a word, and every image predicted
+    # a split of image files would be dropped without a word, and every image predicted
+    if split and not [p for p in map(Path, paths) if p.is_dir() and (p / "manifest.json").is_file()]:
         raise PredictError(f"--split {split} chooses a split of shard sets, and none of the inputs is one "
                            f"({', '.join(map(str, paths))}); leave it out, or give the shard set folder")
     return _once(items), failed

@@ -7,16 +7,18 @@ import csv
 import json
 import logging
 from collections import Counter
+from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..core.progress import progress_bar
+from ..core.runlock import ReadLock
 from ..data.description_table import DescriptionTable
 from ..data.text_writer import text_writer_warnings
 from .errors import PredictError
 from .agreement import agreement
-from .inputs import collect_inputs, decoded, require_descriptions, with_image_bytes
+from .inputs import collect_inputs, decoded, require_descriptions, shard_sets_read, with_image_bytes
 from .journal import PredictJournal, digest, file_digest
 from .model import load_model
 from .slides import multilabel_slide_aggregates, slide_aggregates
@@ -120,7 +122,16 @@ def _predict_chunk(model, model_uri: str, params: Dict[str, Any], chunk: List[Di
     return rows, failed, good
 
 
-def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descriptions: Optional[Path] = None,
+def predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, *args: Any, **kwargs: Any) -> Dict[str, Any]:
+    """`_predict_to_file` (its arguments and what it returns) while the shard sets among the inputs are held with a
+    read lock: no build rewrites them while their samples are predicted, and a set being written is not read."""
+    with ExitStack() as reading:
+        for folder in shard_sets_read(inputs):
+            reading.enter_context(ReadLock(folder, "predict"))
+        return _predict_to_file(model_uri, inputs, out, *args, **kwargs)
+
+
+def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descriptions: Optional[Path] = None,
                     vlm: Optional[str] = None, adapter: Optional[Path] = None, split: Optional[str] = None,
                     batch_size: int = 32, tracking_uri: Optional[str] = None, top_k: Optional[int] = None,
                     threshold: Optional[float] = None, description_column: str = "description",

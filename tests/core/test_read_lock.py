@@ -138,3 +138,20 @@ def test_the_record_of_a_killed_reader_is_dropped_by_the_next_one(tmp_path):
     stale.write_text(json.dumps({"command": "train", "pid": int(dead.stdout), "host": socket.gethostname()}))
     with ReadLock(folder, "train"):
         assert not stale.exists()
+
+
+def test_evaluate_and_predict_do_not_read_a_shard_set_being_written(tmp_path, capsys):
+    from mmlnb_dist.predict import predict_to_file
+    from support.fusion import make_shards
+
+    shards = make_shards(tmp_path, n=24, size=32)
+    with FolderLock(shards, "shards build"):
+        code = main(["evaluate", "--config", "cpu-demo", f"data.shards={shards}", "--export", str(tmp_path / "x")])
+        assert code == 2 and f"{shards} is being written by `shards build`" in capsys.readouterr().err
+        with pytest.raises(FolderInUseError, match="being written by `shards build`"):
+            predict_to_file("models:/never@champion", [shards], tmp_path / "p.csv",
+                            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+        with pytest.raises(FolderInUseError, match="being written by `shards build`"):
+            predict_to_file("models:/never@champion", [next(shards.glob("val-*.tar"))], tmp_path / "p.csv",
+                            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert not (tmp_path / "mlflow.db").exists()
