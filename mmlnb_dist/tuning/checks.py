@@ -64,20 +64,20 @@ def check_space_is_read(space: Dict[str, Any], recipe: str, path: Any) -> None:
 
 def stored_goal(exp_dir: Path) -> Optional[Tuple[str, str]]:
     """The metric and mode the search at `exp_dir` was started with, which `Tuner.restore` brings back whatever the
-    resuming config says: from Tune's `tuner.pkl` (written when the Tuner is built), else from `search.json` (the
-    driver records them there); None when neither says."""
-    try:
-        with open(exp_dir / "tuner.pkl", "rb") as fh:
-            stored = pickle.load(fh)["_tune_config"]  # Tune's own state file: what Tuner.restore unpickles
-        if stored.metric:
-            return stored.metric, stored.mode
-    except Exception:  # noqa: BLE001 - another Ray's format, or a partial file: the driver's own record
-        pass
+    resuming config says: from the driver's record `search.json`, else (a search from before the driver recorded
+    them) from Tune's own state file `tuner.pkl`, which `Tuner.restore` unpickles anyway; None when neither says."""
     try:
         state = json.loads((exp_dir / "search.json").read_text())
+        if isinstance(state, dict) and state.get("metric"):
+            return state["metric"], state.get("mode")
     except (OSError, ValueError):
+        pass
+    try:
+        with open(exp_dir / "tuner.pkl", "rb") as fh:
+            stored = pickle.load(fh)["_tune_config"]  # Tune's own state file, in the search's own folder
+        return (stored.metric, stored.mode) if stored.metric else None
+    except Exception:  # noqa: BLE001 - another Ray's format, or a partial file: nothing to compare
         return None
-    return (state["metric"], state.get("mode")) if isinstance(state, dict) and state.get("metric") else None
 
 
 def check_resume_goal(cfg: Config, exp_dir: Path, mode: str) -> None:
