@@ -230,4 +230,4 @@ def run_vlm_fusion(cfg: Config, env: Optional[DistEnv] = None, report: Optional[
     train_cfg.data.shards = described.output
     result = steps.run_recipe(steps.recipe_class(cfg.train.recipe), train_cfg, env, report)
     return {**result, "descriptions": str(described.output), "cache/description_hit": float(described.skipped),
-            "vlm/val_loss": vlm.info["losses"].get("val/loss")}
+            "vlm/val_loss": vlm.info.get("losses", {}).get("val/loss")}  # (none from the base VLM)

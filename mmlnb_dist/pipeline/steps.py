@@ -195,11 +195,20 @@ def require_pairs(cfg: Config, source: str, path: Optional[Path] = None) -> None
 
 
 def base_vlm_stage(cfg: Config) -> StageResult:
-    """The base VLM as the input of `stage_describe`: no adapter, its identity (model name and the tiny model's
-    seed and vision tower) as fingerprint, so its descriptions never share a folder with the fine-tuned model's."""
+    """The base VLM as the input of `stage_describe`: no adapter; as fingerprint its identity (model name and the
+    tiny model's seed and vision tower) and what else decides what it writes (the image resolution it sees, the
+    precision it runs in), so its descriptions never share a folder with the fine-tuned model's, nor with its own
+    at other settings."""
     v = cfg.vlm
-    identity = fingerprint("base-vlm", v.model, v.tiny_seed, v.tiny_vision)
+    identity = fingerprint("base-vlm", v.model, v.tiny_seed, v.tiny_vision, v.min_pixels, v.max_pixels,
+                           cfg.distributed.precision)
     return StageResult("base-vlm", Path(str(v.model)), identity, True, 0.0, {"adapter_dir": None}, status="input")
+
+
+FINETUNE_CADENCE = {"generation", "log_every", "eval_every", "checkpoint_every", "cache_dir"}
+"""`vlm` settings that do not change the fine-tuned adapter (describe's generation; how often it logs, validates and
+checkpoints; where the tiny model is cached): a rerun that changes only these resumes the fine-tune instead of
+deleting it (`FinetuneVLMRecipe.resume_may_change` allows them)."""
 
 
 def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,
@@ -208,7 +217,7 @@ def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] =
     `cache_root`, the run lives in `<cache_root>/vlm/<fingerprint>` (shared by runs with equal settings)."""
     cfg = cfg.model_copy(deep=True)
     cfg.vlm.pairs = shards.output
-    fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, cfg.vlm.model_dump(exclude={"generation"}),
+    fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, cfg.vlm.model_dump(exclude=FINETUNE_CADENCE),
                      cfg.distributed.results_dump())
     if cache_root is not None:
         cfg.run.output_dir, cfg.run.name = Path(cache_root) / "vlm", fp

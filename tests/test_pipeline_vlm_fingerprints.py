@@ -1,0 +1,60 @@
+"""What the VLM stages are fingerprinted with decides whether a pipeline rerun reuses, resumes or rebuilds them:
+- with `vlm.finetune=false` the base VLM's fingerprint held only its identity, so a rerun at another image
+  resolution (`vlm.min_pixels`/`max_pixels`) or precision reused the old descriptions and skipped training
+  (`ablate` and Tune trials shared the stale set the same way);
+- the fine-tune's held its logging and checkpoint cadence, so a user who reran a killed 7B fine-tune with
+  `vlm.checkpoint_every=25` (to checkpoint more often) had it deleted and started again from step 0;
+- a `vlm-fusion` trial with `vlm.finetune=false` trained its classifier and then failed on `KeyError: 'losses'`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmlnb_dist.config import load_config
+from mmlnb_dist.pipeline import steps
+from mmlnb_dist.pipeline.stages import StageResult
+
+
+def _cfg(*overrides):
+    return load_config("rtx4090", list(overrides))
+
+
+def _finetune_fp(*overrides):
+    return steps.plan_finetune_vlm(_cfg(*overrides), SHARDS).fingerprint
+
+
+SHARDS = StageResult("shards", Path("/data/shards"), "fp-shards", True, 0.0, {}, status="skipped")
+
+
+@pytest.mark.parametrize("change", ["vlm.min_pixels=200704", "vlm.max_pixels=50176", "distributed.precision=fp32",
+                                    "vlm.tiny_seed=3"])
+def test_the_base_vlm_stage_changes_with_what_changes_its_descriptions(change):
+    assert steps.base_vlm_stage(_cfg(change)).fingerprint != steps.base_vlm_stage(_cfg()).fingerprint
+    base, changed = (steps.plan_describe(_cfg(*c), steps.base_vlm_stage(_cfg(*c)), SHARDS).fingerprint
+                     for c in ([], [change]))
+    assert base != changed
+
+
+@pytest.mark.parametrize("cadence", ["vlm.log_every=1", "vlm.eval_every=100", "vlm.checkpoint_every=25",
+                                     "vlm.cache_dir=/elsewhere"])
+def test_a_fine_tune_keeps_its_fingerprint_when_only_its_cadence_changes(cadence):
+    assert _finetune_fp(cadence) == _finetune_fp()
+
+
+@pytest.mark.parametrize("change", ["vlm.lora.r=8", "vlm.epochs=6", "vlm.min_pixels=200704", "run.seed=1"])
+def test_a_fine_tune_is_rebuilt_when_what_it_learns_changes(change):
+    assert _finetune_fp(change) != _finetune_fp()
+
+
+def test_a_vlm_fusion_trial_with_the_base_vlm_reports_no_vlm_loss(tmp_path, monkeypatch):
+    from mmlnb_dist import pipeline
+    from mmlnb_dist.pipeline import flow
+
+    cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}", "vlm.finetune=false"])
+    monkeypatch.setattr(flow, "existing_shards", lambda path: SHARDS)
+    monkeypatch.setattr(steps, "stage_describe", lambda *a, **k: StageResult(
+        "describe", tmp_path / "described", "fp-d", True, 0.0, {}, status="skipped"))
+    monkeypatch.setattr(steps, "run_recipe", lambda *a, **k: {"val/balanced_accuracy": 0.5})
+    result = pipeline.run_vlm_fusion(cfg)
+    assert result["val/balanced_accuracy"] == 0.5 and result["vlm/val_loss"] is None
