@@ -39,7 +39,7 @@ import logging
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Protocol, Sequence, Type
+from typing import Any, Callable, Dict, Optional, Protocol, Sequence, Tuple, Type
 
 import yaml
 
@@ -61,6 +61,18 @@ RESUME_MAY_CHANGE: Sequence[str] = ("run.resume", "tracking.*", "train.epochs", 
 """Keys any resume may change: more epochs, logging and retention, tracking, how long ranks wait for each other.
 Everything else in a recipe's `result_sections` decides its results (seed, learning rate, shards, model, world
 size...) and is refused."""
+
+
+SCHEDULE_LENGTHS: Sequence[Tuple[str, Sequence[str]]] = (("train.lr_schedule", ("train.epochs",)),)
+"""(learning-rate schedule key, the keys that set its length) of a recipe without its own `schedule_lengths`: a
+resume that changes a length under a decaying schedule is warned about."""
+
+
+def _dotted(cfg: Any, key: str) -> Any:
+    """`cfg`'s value at a dotted key, None where a part is missing."""
+    for part in key.split("."):
+        cfg = getattr(cfg, part, None)
+    return cfg
 
 
 class Recipe(Protocol):
@@ -151,10 +163,13 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
     changes = [c for c in changes if c[0] != "run.resume"]  # how this process started: every resume has it
     if changes:
         log.info("resuming with changed settings:\n%s", format_changes(changes))
-        schedule = getattr(getattr(cfg, "train", None), "lr_schedule", None)
-        if any(key == "train.epochs" for key, _, _ in changes) and getattr(schedule, "name", "constant") != "constant":
-            log.warning("train.epochs changed under a %s learning-rate schedule: the rest of the schedule is "
-                        "stretched to the new length, so the result equals no uninterrupted run", schedule.name)
+        for schedule_key, length_keys in getattr(recipe_cls, "schedule_lengths", SCHEDULE_LENGTHS):
+            schedule = _dotted(cfg, schedule_key)
+            changed = [key for key, _, _ in changes if key in length_keys]
+            if changed and getattr(schedule, "name", "constant") != "constant":
+                log.warning("%s changed under a %s learning-rate schedule (%s): the rest of the schedule is "
+                            "stretched to the new length, so the result equals no uninterrupted run",
+                            " and ".join(changed), schedule.name, schedule_key)
         if record:
             path = run_dir / "resume_changes.json"
             history = read_record(path)["resumes"] if path.is_file() else []

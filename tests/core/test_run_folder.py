@@ -143,3 +143,24 @@ def test_a_resume_with_fewer_epochs_than_the_run_trained_is_refused(shards, tmp_
     assert not (tmp_path / "probe" / "resume_changes.json").exists()
     # as many epochs as it trained: nothing more to train, and nothing refused
     run(LinearProbe, probe_config(shards, tmp_path, STDOUT_ONLY, "train.epochs=2", "run.resume=true", *CONSTANT_LR))
+
+
+def test_a_vlm_resume_that_trains_longer_under_its_cosine_schedule_is_warned_about(tmp_path, caplog):
+    """The warning named only `train.epochs` under `train.lr_schedule`: a VLM fine-tune resumed with more
+    `vlm.epochs` (its cosine `vlm.lr_schedule` stretched, the learning rate jumping back up) said nothing."""
+    from mmlnb_dist.config import load_config, save_config
+    from mmlnb_dist.core.recipe import check_resume_config
+    from mmlnb_dist.recipes.vlm.finetune import FinetuneVLMRecipe
+
+    save_config(load_config("rtx4090", ["vlm.epochs=5"]), tmp_path / "config.yaml")
+    with caplog.at_level("WARNING"):
+        check_resume_config(load_config("rtx4090", ["vlm.epochs=10", "run.resume=true"]), tmp_path,
+                            FinetuneVLMRecipe, record=False)
+    assert "vlm.epochs changed under a cosine learning-rate schedule (vlm.lr_schedule)" in caplog.text
+    caplog.clear()
+    constant = ["vlm.lr_schedule.name=constant"]
+    save_config(load_config("rtx4090", ["vlm.epochs=5", *constant]), tmp_path / "config.yaml")
+    with caplog.at_level("WARNING"):
+        check_resume_config(load_config("rtx4090", ["vlm.epochs=10", *constant, "run.resume=true"]), tmp_path,
+                            FinetuneVLMRecipe, record=False)
+    assert "stretched" not in caplog.text

@@ -110,6 +110,8 @@ class FinetuneVLMRecipe:
                          "vlm.generation.*", "vlm.cache_dir", "run.cache_dir")
     """Train longer, log, validate or checkpoint at another cadence; generation settings (describe's, unused
     here); where the tiny model is cached (its weights are a function of vlm.tiny_seed)."""
+    schedule_lengths = (("vlm.lr_schedule", ("vlm.epochs", "vlm.max_steps")),)
+    """A resume that trains longer under the cosine schedule stretches it: `core.recipe` warns."""
 
     def __init__(self, cfg: "Config", env: DistEnv, report: Optional[Report] = None):
         self.cfg, self.env, self.report = cfg, env, report
