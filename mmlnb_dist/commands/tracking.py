@@ -213,10 +213,12 @@ def _predict(args) -> int:
     from ..predict.agreement import agreement_lines
     from . import load_from_args
 
+    cfg = load_from_args(args)
     report = predict_to_file(args.model, [Path(p) for p in args.inputs], args.out, descriptions=args.descriptions,
                              vlm=args.vlm, adapter=args.adapter, split=args.split, batch_size=args.batch_size,
                              top_k=args.top_k, threshold=args.threshold, description_column=args.description_column,
-                             slide_column=args.slide_column, tracking_uri=_tracking_uri(args, load_from_args(args)),
+                             slide_column=args.slide_column, tracking_uri=_tracking_uri(args, cfg),
+                             vlm_config=cfg if args.config else None,
                              **({"chunk_size": args.chunk_size} if args.chunk_size is not None else {}))
     print(f"{report['predicted']} prediction(s) -> {args.out}"
           + (f" ({report['resumed']} input(s) done by the interrupted run it resumed)" if report["resumed"] else "")

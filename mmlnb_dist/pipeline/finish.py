@@ -32,6 +32,12 @@ def pipeline_dir(cfg: Config) -> Path:
     return Path(cfg.run.output_dir) / f"{cfg.run.name}-pipeline"
 
 
+def pipeline_config(cfg: Config) -> Path:
+    """The pipeline's resolved config (written with the report): what its printed `predict` line describes new
+    images with when no fine-tuning run lies beside an adapter (`vlm.finetune=false`)."""
+    return pipeline_dir(cfg) / "config.yaml"
+
+
 def registered_name(cfg: Config) -> str:
     return cfg.tracking.register_name or cfg.run.name
 

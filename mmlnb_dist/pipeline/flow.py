@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..config import Config
+from ..config import Config, save_config
 from ..core.distributed import DistEnv, init_engine_process_group
 from ..core.engine import check_precision
 from ..core.errors import UserError
@@ -193,6 +193,7 @@ def _finish(cfg: Config, run: PipelineRun, shards: Optional[StageResult] = None,
         path = finish.pipeline_dir(cfg) / "report.md"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(run.report)
+        save_config(cfg, finish.pipeline_config(cfg))  # the settings the printed predict line describes with
         train = run.stage("train")
         run_id = train.info.get("mlflow_run_id") if train else None
         if run_id and "mlflow" in cfg.tracking.backends:

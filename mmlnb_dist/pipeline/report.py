@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..config import Config
 from ..recipes import RECIPES
 from ..recipes.vlm.quality import QUALITY_FILE, format_report
+from .finish import pipeline_config
 from .stages import RUNS, WALL_SECONDS, StageResult
 
 PAPER_COLUMNS = [("accuracy", "Acc"), ("balanced_accuracy", "BAcc"), ("kappa", "Kappa"),
@@ -106,7 +107,9 @@ def predict_line(cfg: Config, model_uri: str, shards: str, uri: str, out: str, r
     """The `mmlnb-dist predict` command for new images (here: the held-out test split of the shards)."""
     args = ["mmlnb-dist", "predict", shards, "--split", "test", "--model", model_uri]
     if reads_text:  # the fusion model reads descriptions: the VLM that wrote the training ones writes them
-        args += ["--vlm", str(cfg.vlm.model)] + (["--adapter", adapter] if adapter else [])
+        # with the settings it wrote them with: the fine-tuning run's beside the adapter, else this pipeline's
+        args += ["--vlm", str(cfg.vlm.model)] + (["--adapter", adapter] if adapter else
+                                                 ["--config", str(pipeline_config(cfg))])
     args += ["--out", out, "--uri", uri]
     return " ".join(shlex.quote(a) for a in args)
 

@@ -29,17 +29,32 @@ PREDICT_CHUNK = 256
 """Inputs decoded, described, predicted and journaled at a time (the default of `predict_to_file(chunk_size=)`)."""
 
 
-def _vlm_describer(vlm: str, adapter: Optional[Path]) -> Callable[[List[Any]], List[str]]:
-    """The VLM, loaded once, generating descriptions as `describe` does, with the `vlm` section of the fine-tuning
-    run that wrote the adapter (`<run_dir>/config.yaml` beside `<run_dir>/adapter`, also for a model the adapter
-    was merged into: same prompt and image size); else the defaults."""
+def vlm_settings(vlm: str, adapter: Optional[Path], given: Optional[Any] = None) -> Any:
+    """The config whose `vlm` section (prompt, image size, decoding, tiny model) describes images for a model, as
+    `describe` described its training images: the fine-tuning run that wrote the adapter (`<run_dir>/config.yaml`
+    beside `<run_dir>/adapter`, also for a model the adapter was merged into), else `given` (`--config`: the
+    pipeline's printed line passes its own), else the defaults, with a warning (text unlike the training text)."""
     from ..config import load_config
-    from ..recipes.vlm.describe import image_describer
     from ..recipes.vlm.merge import merged_from
 
     adapter_dir = adapter or merged_from(vlm).get("adapter")
     trained_with = Path(adapter_dir).parent / "config.yaml" if adapter_dir else None
-    cfg = load_config(trained_with if trained_with and trained_with.is_file() else None)
+    if trained_with is not None and trained_with.is_file():
+        return load_config(trained_with)
+    if given is not None:
+        return given
+    log.warning("--vlm %s describes the images with the built-in defaults of the vlm settings (prompt, image size, "
+                "decoding): no fine-tuning run beside %s and no --config; pass --config with the settings that wrote "
+                "the model's training descriptions, or its text may be unlike what the model learned from",
+                vlm, adapter_dir or "an adapter")
+    return load_config(None)
+
+
+def _vlm_describer(vlm: str, adapter: Optional[Path], given: Optional[Any]) -> Callable[[List[Any]], List[str]]:
+    """The VLM, loaded once, generating descriptions as `describe` does with `vlm_settings`."""
+    from ..recipes.vlm.describe import image_describer
+
+    cfg = vlm_settings(vlm, adapter, given)
     return image_describer(vlm, adapter, cfg.vlm, cfg.distributed.precision)
 
 
@@ -135,7 +150,8 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
                     vlm: Optional[str] = None, adapter: Optional[Path] = None, split: Optional[str] = None,
                     batch_size: int = 32, tracking_uri: Optional[str] = None, top_k: Optional[int] = None,
                     threshold: Optional[float] = None, description_column: str = "description",
-                    slide_column: Optional[str] = None, chunk_size: int = PREDICT_CHUNK) -> Dict[str, Any]:
+                    slide_column: Optional[str] = None, chunk_size: int = PREDICT_CHUNK,
+                    vlm_config: Optional[Any] = None) -> Dict[str, Any]:
     """Predict every readable input and write `out` (+ `<out>.slides.<ext>` when slide ids are known).
     `descriptions` rows are matched to the images by path (`data.description_table`), their text read from
     `description_column`, their slide ids from `slide_column` (default `slide_id`).
@@ -188,7 +204,7 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
         if done.upto:
             log.info("resuming: %d of %d inputs were predicted by an interrupted run (%s)", done.upto, len(items),
                      journal.folder)
-        describe = _vlm_describer(vlm, adapter) if vlm and len(items) > done.upto else None
+        describe = _vlm_describer(vlm, adapter, vlm_config) if vlm and len(items) > done.upto else None
         rows, writers = list(done.rows), list(done.writers)
         failed.extend(done.failed)
         bar = progress_bar(total=len(items), initial=done.upto, desc="predict", unit="img")
