@@ -119,6 +119,7 @@ def test_slides_without_any_descriptions_run_with_the_base_vlm_when_fine_tuning_
     assert described["has_descriptions"] is True
     line = next(x.strip() for x in out.splitlines() if x.strip().startswith("mmlnb-dist predict "))
     assert " --vlm tiny " in line and "--adapter" not in line, line
+    assert f"--config {tmp_path / 'runs' / 'base-pipeline' / 'config.yaml'}" in line, line  # its describe settings
     preds = tmp_path / "runs" / "base-pipeline" / "predictions.csv"
     assert main(line.split()[1:]) == 0  # the printed line, as a user pastes it
     with open(preds, newline="") as fh:  # csv: a generated description may hold a line break
