@@ -3,6 +3,7 @@ fresh process and get the trainer's predictions; then `predict` on shards and br
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,18 @@ def register_run(run_id: str, name: str, alias: str, uri: str):
     from mmlnb_dist.recipes.fusion.pyfunc_model import register_run as register
 
     return register(run_id, name, alias=alias, tracking_uri=uri, metric=METRIC, mode="max")
+
+
+@pytest.fixture(autouse=True)
+def _process_uris_left_unset():
+    """Tests here point MLflow's process-wide URIs at their store (models:/ URIs resolve through them); unset them
+    after each test, so nothing run later in the session (a study, a search) tracks into this store."""
+    import mlflow
+
+    yield
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
 
 
 @pytest.fixture(scope="module")
@@ -533,3 +546,15 @@ def test_registration_lands_in_the_given_store_whatever_the_process_registry_uri
     assert client.get_model_version("nb-where", result.version).name == "nb-where"
     names = [m.name for m in mlflow.MlflowClient(other, registry_uri=other).search_registered_models()]
     assert "nb-where" not in names
+
+
+def test_registering_leaves_the_process_tracking_uri_as_it_found_it(trained, monkeypatch):
+    """A registration pointed MLflow at its store and then 'restored' the URI it read, which, when none was set,
+    is MLflow's default `sqlite:///<cwd>/mlflow.db`: from then on MLFLOW_TRACKING_URI named that file, so a later
+    run in the process (an ablation row, a search's register step, a test) tracked into the working directory."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    register_run(trained["run_id"], "nb-uri-kept", "champion", trained["uri"])
+    assert "MLFLOW_TRACKING_URI" not in os.environ and not mlflow.is_tracking_uri_set()

@@ -275,7 +275,9 @@ def _log_version(client, run, name: str, package: ModelPackage, code: Path, metr
 
     run_id = run.info.run_id
     card = model_card(run, package, metric)
-    previous_tracking = mlflow.get_tracking_uri()
+    # None when unset: `get_tracking_uri` would give MLflow's default (`<cwd>/mlflow.db`), and setting that back
+    # would export it as MLFLOW_TRACKING_URI to everything this process runs afterwards
+    previous_tracking = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(client.tracking_uri)
     with tempfile.TemporaryDirectory() as tmp:  # MLflow copies artifacts when it logs them
         card_path = Path(tmp) / "MODEL_CARD.md"
