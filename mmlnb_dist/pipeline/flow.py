@@ -109,8 +109,10 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
     if any(n in names and start <= names.index(n) <= stop for n in ("finetune-vlm", "train")):
         check_precision(cfg.distributed, env.device)  # the DeepSpeed stages: not after the data stages
     ran = names[start:stop + 1]
-    check_configs(cfg, env.world_size, [r for r, stage in ((cfg.train.recipe, "train"), ("vlm", "finetune-vlm"))
-                                        if stage in ran])  # what those stages would refuse at their start
+    staged = cfg.model_copy(deep=True)  # as the stages run them: the pipeline registers in its own stage
+    staged.tracking.register_name = None
+    check_configs(staged, env.world_size, [r for r, stage in ((cfg.train.recipe, "train"), ("vlm", "finetune-vlm"))
+                                           if stage in ran])  # what those stages would refuse at their start
     if "train" in names and start <= names.index("train") <= stop:
         check_models = getattr(steps.recipe_class(cfg.train.recipe), "check_models", None)
         if check_models is not None:

@@ -15,13 +15,14 @@ def test_two_trial_search_over_the_shipped_clip_space(tmp_path):
     import ray
 
     from mmlnb_dist.config import load_config
+    from mmlnb_dist.config.tune import search_mode
     from mmlnb_dist.tuning.driver import run_search
 
     shards = caption_shards(tmp_path, n=48, size=32)
     cfg = clip_config(shards, tmp_path / "runs", "tracking.backends=[mlflow]", "train.epochs=2",
                       "tune.use_ray_train=false", "tune.scheduler=fifo", "tune.num_samples=2", "tune.num_cpus=2",
                       "tune.register_best=true", "tracking.register_name=clip-best")
-    assert (cfg.tune.recipe, cfg.tune.metric, cfg.tune.mode) == ("clip", "val/micro_f1", "max")  # the profile's
+    assert (cfg.tune.recipe, cfg.tune.metric, search_mode(cfg)) == ("clip", "val/micro_f1", "max")  # the profile's
     ray.init(num_cpus=2, include_dashboard=False)
     try:
         summary = run_search(cfg, ROOT / "tune" / "spaces" / "clip.yaml")
