@@ -50,7 +50,7 @@ def vlm_settings(vlm: str, adapter: Optional[Path], given: Optional[Any] = None)
     return load_config(None)
 
 
-def _vlm_describer(vlm: str, adapter: Optional[Path], given: Optional[Any]) -> Callable[[List[Any]], List[str]]:
+def _vlm_describer(vlm: str, adapter: Optional[Path], given: Optional[Any] = None) -> Callable[[List[Any]], List[str]]:
     """The VLM, loaded once, generating descriptions as `describe` does with `vlm_settings`."""
     from ..recipes.vlm.describe import image_describer
 

@@ -112,8 +112,10 @@ def _one_file_per_id(slides: Path, entries: List[Tuple[str, Path, Optional[int]]
             rows = f" (rows {row[sid]} and {n})" if n is not None else ""
             raise TilingInputError(f"--slides {slides}: slide id '{sid}' names two files{rows}, {found[sid]} and "
                                    f"{path}; {remedy}")
-        other = id_of.setdefault(path.resolve(), sid)
-        if other != sid:  # one slide tiled as two: its tiles could be split between train and val
+        # a slide file a CSV lists under two ids would be tiled as two slides, its tiles split between train and
+        # val (a folder's links to one file are the user's own doing: not judged)
+        other = id_of.setdefault(path.resolve(), sid) if n is not None else sid
+        if other != sid:
             raise TilingInputError(f"--slides {slides}: {path} is listed under two slide ids, '{other}' (row "
                                    f"{row[other]}) and '{sid}' (row {n}); list each slide file once")
         found.setdefault(sid, path)
