@@ -14,7 +14,7 @@ manifest records model, adapter sha256, prompt and generation settings under `pr
 
 One job per output: rank 0 holds a `FolderLock` on `out` for the whole run. The same record is kept in
 `out/provenance.json` from the first batch on, and a run continuing an output made with another base model,
-adapter (digest of every adapter file), prompt, generation settings or input (manifest digest) is refused,
+adapter (digest of every adapter file), prompt, generation settings, dtype or input (manifest digest) is refused,
 naming what differs; `restart=True` (`describe --restart`) deletes the old output and starts over. The input
 shards are checked against their manifest first (`data.loader.preflight`); an undecodable image is skipped,
 listed under the output manifest's `skipped` and counted against `data.loader.max_bad_sample_rate`;
@@ -58,7 +58,7 @@ class Describer:
 
     def __init__(self, vcfg: "VLMConfig", vlm: str, adapter: Optional[str], device: torch.device, precision: str):
         self.vcfg, self.device = vcfg, device
-        self.dtype = V.dtype_for(precision) if device.type == "cuda" else torch.float32
+        self.dtype = describe_dtype(device, precision)
         model, self.processor = V.load_vlm(vlm, min_pixels=vcfg.min_pixels, max_pixels=vcfg.max_pixels,
                                            dtype=self.dtype, seed=vcfg.tiny_seed, cache_dir=vcfg.cache_dir,
                                            tiny_vision=vcfg.tiny_vision)
@@ -116,12 +116,18 @@ def unreadable(sample: Dict[str, Any]) -> Optional[SkipSample]:
     return None
 
 
+def describe_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """The dtype the VLM generates in: `distributed.precision` on a GPU, float32 on the CPU."""
+    return V.dtype_for(precision) if device.type == "cuda" else torch.float32
+
+
 def _config_digest(model_path: str) -> Optional[str]:
     config = Path(model_path) / "config.json"
     return hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
 
 
-def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, world_size: int) -> Dict[str, Any]:
+def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, world_size: int,
+               dtype: torch.dtype = torch.float32) -> Dict[str, Any]:
     v, gen = cfg.vlm, cfg.vlm.generation
     # "draw": how samples are drawn (per image, `sampling.py`); an output sampled per batch is not resumed with it
     sampling = V.decoding_settings(gen)
@@ -134,7 +140,10 @@ def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet
             "tiny_vision": v.tiny_vision,
             "adapter": str(adapter) if adapter else None, "adapter_sha256": fine_tune_sha256(vlm, adapter),
             "prompt": v.prompt, "min_pixels": v.min_pixels, "max_pixels": v.max_pixels, "generation": settings,
-            "world_size": world_size}
+            "world_size": world_size,
+            # greedy text differs between bf16, fp16 and fp32, so continuing an output in another dtype would mix
+            # two decodings; float32 is left out of the record so outputs made before dtype was recorded continue
+            **({"dtype": str(dtype).replace("torch.", "")} if dtype != torch.float32 else {})}
 
 
 RESUME_MAY_CHANGE = ("describe.world_size", "describe.source", "describe.adapter", "describe.resolved_model")
@@ -171,7 +180,8 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
     init_process_group(env, cfg.distributed)
     try:
         fn = _DescribeBatches(lambda: Describer(cfg.vlm, vlm, adapter, env.device, cfg.distributed.precision))
-        made_by = {"describe": provenance(cfg, vlm, adapter, source, env.world_size)}
+        dtype = describe_dtype(env.device, cfg.distributed.precision)
+        made_by = {"describe": provenance(cfg, vlm, adapter, source, env.world_size, dtype)}
         mapped = map_shard_set(source, out, fn, env=env, batch_size=cfg.vlm.generation.batch_size,
                                provenance=made_by, record=made_by, allow=RESUME_MAY_CHANGE, restart=restart,
                                lock=False, max_bad_sample_rate=lc.max_bad_sample_rate,

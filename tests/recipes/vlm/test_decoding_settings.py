@@ -79,3 +79,32 @@ def test_sampling_settings_under_greedy_are_refused_and_the_provenance_records_w
     assert settings["draw"] == "per-image-gumbel"
     greedy = load_config("cpu-demo", [*tiny, "vlm.generation.preset=greedy", "vlm.generation.temperature=null"])
     assert provenance(greedy, "tiny", None, ShardSet.open(shards), 1)["generation"]["repetition_penalty"] == 1.0
+
+
+def test_an_output_described_in_bf16_is_not_continued_in_fp32_or_fp16(tmp_path):
+    """Greedy text depends on the dtype: a describe output made at one dtype and continued at another would hold
+    two decodings under one name, so the dtype is part of its provenance (float32, the CPU's, is left out so that
+    outputs recorded before the dtype was continue)."""
+    import torch
+
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.core.provenance import ProvenanceError, check_or_record
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.recipes.vlm.describe import describe_dtype, provenance
+
+    from support.fusion import make_shards
+
+    cfg = load_config("cpu-demo", [f"vlm.cache_dir={tmp_path / 'cache'}", "vlm.tiny_vision=random"])
+    source = ShardSet.open(make_shards(tmp_path / "s", n=12, size=32))
+    assert describe_dtype(torch.device("cpu"), "bf16") == torch.float32
+    assert describe_dtype(torch.device("cuda"), "bf16") == torch.bfloat16
+    assert describe_dtype(torch.device("cuda"), "fp32") == torch.float32
+    record = tmp_path / "provenance.json"
+    check_or_record(record, provenance(cfg, "tiny", None, source, 1, torch.bfloat16), what="out")
+    check_or_record(record, provenance(cfg, "tiny", None, source, 2, torch.bfloat16), what="out",
+                    allow=("world_size",))
+    for other in (torch.float16, torch.float32):
+        with pytest.raises(ProvenanceError, match=r"dtype: 'bfloat16' -> "):
+            check_or_record(record, provenance(cfg, "tiny", None, source, 1, other), what="out",
+                            allow=("world_size",))
+    assert "dtype" not in provenance(cfg, "tiny", None, source, 1)
