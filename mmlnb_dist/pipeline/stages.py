@@ -13,9 +13,12 @@ import json
 import logging
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
+
+from filelock import FileLock, Timeout
 
 from ..core.distributed import DistEnv, barrier, rank0_alone
 from ..core.divergence import TrainingDiverged
@@ -88,6 +91,9 @@ class PlannedStage:
     """How long the other ranks wait for rank 0's work (`distributed.rank0_wait_s`; None: its default)."""
     owner: Optional[str] = None
     """The pipeline run (`run.name`) the output is built for: another run's is never rebuilt (`run_stage`)."""
+    shared: bool = False
+    """The output is in a cache that other jobs use at the same time (a search's concurrent `vlm-fusion` trials):
+    a job that finds another building it waits for it and then takes what it built (`stage_turn`)."""
 
 
 def rank0_stage(distributed: DistributedConfig, name: str, output: Path, fingerprint: str,
@@ -103,10 +109,33 @@ def is_up_to_date(state: Dict[str, Any], out: Path, fp: str) -> bool:
     return state.get("fingerprint") == fp and state.get("status") == "done" and Path(out).exists()
 
 
+@contextmanager
+def stage_turn(name: str, out: Path, env: DistEnv, say: Callable[[str], None],
+               wait_s: Optional[int] = None) -> Iterator[None]:
+    """One job at a time builds `out`: rank 0 takes an exclusive `flock` on `.<out name>.turn` beside it, waiting
+    (the other ranks with it, up to `wait_s`) while another job holds it, and keeps it until the stage is over.
+    The turn file sits beside `out`, so a rebuild that deletes `out` keeps it; the kernel frees it when its holder
+    dies, and the next job then resumes what that one left."""
+    lock = FileLock(str(out.parent / f".{out.name}.turn"))
+    with rank0_alone(env, wait_s):
+        if env.is_main:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                say(f"{name}: another job is building {out}: waiting for it to finish, then taking what it built")
+                lock.acquire()
+    try:
+        yield
+    finally:
+        if lock.is_locked:
+            lock.release()
+
+
 def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]],
               say: Callable[[str], None] = log.info, env: Optional[DistEnv] = None,
               main_only: bool = False, rank0_wait_s: Optional[int] = None,
-              owner: Optional[str] = None) -> StageResult:
+              owner: Optional[str] = None, shared: bool = False) -> StageResult:
     """Run `work(resume)` unless `out` already holds this fingerprint as done.
 
     - done with this fingerprint: skipped;
@@ -118,9 +147,12 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
       settings: refused (an up-to-date output is shared).
     Under a launcher every rank calls it: the work is collective, or (`main_only`) rank 0's alone while the
     others wait (up to `rank0_wait_s`; None: `distributed.rank0_wait_s`'s default) and then read its record.
-    Rank 0 alone writes the records.
+    Rank 0 alone writes the records. `shared`: wait for another job building `out` first (`stage_turn`).
     """
     env = env or DistEnv()
+    if shared:
+        with stage_turn(name, out, env, say, rank0_wait_s):
+            return run_stage(name, out, fp, work, say, env, main_only, rank0_wait_s, owner)
     state = read_stage(out)
     barrier(env)  # every rank has read the record before rank 0 changes it
     gone = bool(state) and not out.exists()  # a user deleted the output to have it rebuilt: the record is stale
@@ -222,7 +254,7 @@ def _end_status(info: Dict[str, Any]) -> str:
 
 def run_planned(stage: PlannedStage, env: Optional[DistEnv] = None) -> StageResult:
     return run_stage(stage.name, stage.output, stage.fingerprint, stage.work, env=env, main_only=stage.main_only,
-                     rank0_wait_s=stage.rank0_wait_s, owner=stage.owner)
+                     rank0_wait_s=stage.rank0_wait_s, owner=stage.owner, shared=stage.shared)
 
 
 def recorded(stage: PlannedStage, first: str) -> StageResult:

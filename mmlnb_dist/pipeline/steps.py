@@ -214,7 +214,8 @@ deleting it (`FinetuneVLMRecipe.resume_may_change` allows them)."""
 def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,
                       cache_root: Optional[Path] = None) -> PlannedStage:
     """Stage 1a: LoRA fine-tuning of the VLM on the image-description pairs of the train split. With
-    `cache_root`, the run lives in `<cache_root>/vlm/<fingerprint>` (shared by runs with equal settings)."""
+    `cache_root`, the run lives in `<cache_root>/vlm/<fingerprint>` (shared by runs with equal settings: one builds
+    it while the others wait for it)."""
     cfg = cfg.model_copy(deep=True)
     cfg.vlm.pairs = shards.output
     fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, cfg.vlm.model_dump(exclude=FINETUNE_CADENCE),
@@ -231,7 +232,7 @@ def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] =
                 "base_model_seconds": result.get("base_model_seconds", 0.0),
                 "losses": {k: v for k, v in result.items() if k.endswith("loss")}}
 
-    return PlannedStage("finetune-vlm", Path(cfg.run.dir), fp, work)
+    return PlannedStage("finetune-vlm", Path(cfg.run.dir), fp, work, shared=cache_root is not None)
 
 
 def stage_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,
@@ -252,7 +253,7 @@ def plan_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Optio
                               out=out, env=env, progress=cache_root is None)
         return {"num_samples": result.get("num_samples"), "quality": result.get("quality")}
 
-    return PlannedStage("describe", out, fp, work)
+    return PlannedStage("describe", out, fp, work, shared=cache_root is not None)
 
 
 def stage_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Optional[DistEnv] = None,
