@@ -2,9 +2,12 @@
 # Stage 2 on one node with N GPUs (default: all visible), data parallel under the deepspeed launcher. Run from any
 # folder; paths are relative to it.
 #   NUM_GPUS=8 launch/train_node.sh data.shards=shards/nbpath
+# A SIGTERM to this script (docker stop, Kubernetes, systemd, kill PID) reaches the launcher and every rank: they
+# checkpoint the step they are in and stop, and the script exits 130 once they are gone (run_launcher, common.sh).
 # The same with torchrun:  torchrun --nproc_per_node 8 -m mmlnb_dist.cli train --config <profile> ...
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 NUM_GPUS="${NUM_GPUS:-$("$PYTHON" -c 'import torch; print(max(1, torch.cuda.device_count()))')}"
 PROFILE="${PROFILE:-$LAUNCH_DIR/profiles/node-8gpu.yaml}"
-exec "${DEEPSPEED[@]}" --num_gpus "$NUM_GPUS" --no_local_rank --module mmlnb_dist.cli train --config "$PROFILE" "$@"
+run_launcher "${DEEPSPEED[@]}" --num_gpus "$NUM_GPUS" --no_local_rank --module mmlnb_dist.cli train \
+    --config "$PROFILE" "$@"

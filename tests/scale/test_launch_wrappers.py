@@ -7,6 +7,7 @@ current folder (describe.sh, finetune_vlm.sh: "config file not found: launch/pro
 config and interpreter and read the path in the caller's folder."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -61,3 +62,130 @@ def test_train_multinode_without_a_hostfile_says_which_file_it_looked_for(elsewh
     done = run_wrapper("train_multinode.sh", ["data.shards=empty"], elsewhere, HOSTFILE="hosts")
     assert done.returncode == 2
     assert "hostfile hosts not found" in done.stderr and "hostfile.example" in done.stderr, done.stderr
+
+
+# -- the scheduler's SIGTERM reaches the ranks -------------------------------------------------------------------
+def _processes_naming(marker: str):
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(marker in part for part in (proc.info["cmdline"] or [])):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_train_node_stops_every_rank_with_a_step_checkpoint(tmp_path):
+    """docker stop, Kubernetes, systemd and `kill PID` signal the wrapper only. It used to `exec` DeepSpeed's
+    runner, which handles SIGTERM only for multi-node pdsh: the runner died, `deepspeed.launcher.launch` and the
+    ranks were orphaned and trained on to the end, with no graceful-stop checkpoint. Now the wrapper forwards the
+    signal to the launcher's whole process group and waits for it: every rank finishes its step, checkpoints it,
+    and no process of the run outlives the wrapper, which exits 130 ("interrupted", as mmlnb-dist does)."""
+    import signal
+
+    from support.fusion import CPU_DEMO, make_shards
+
+    shards = make_shards(tmp_path, n=120, size=64)
+    runs = tmp_path / "runs"
+    log = tmp_path / "wrapper.log"
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("PYTHON", "CONFIG", "PROFILE", "HOSTFILE", "RANK", "WORLD_SIZE", "LOCAL_RANK",
+                            "MASTER_ADDR", "MASTER_PORT")}
+    environ.update(NUM_GPUS="2", PROFILE=str(CPU_DEMO), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+                   TOKENIZERS_PARALLELISM="false")
+    args = [f"data.shards={shards}", f"run.output_dir={runs}", "run.name=tk", "tracking.backends=[stdout]",
+            "data.loader.num_workers=0", "data.loader.image_size=64", "distributed.precision=fp32",
+            "train.global_batch_size=8", "train.log_every=1", "train.epochs=30"]
+    with log.open("w") as out:
+        wrapper = subprocess.Popen(["bash", str(LAUNCH / "train_node.sh"), *args], cwd=tmp_path, env=environ,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    metrics = runs / "tk" / "metrics.jsonl"
+    try:
+        # signal once training has logged an optimizer step (a state, not a time)
+        while not (metrics.is_file() and '"train/loss"' in metrics.read_text()):
+            try:
+                wrapper.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                continue
+            raise AssertionError(f"the run ended (code {wrapper.returncode}) before its first step:\n"
+                                 f"{log.read_text()[-4000:]}")
+        wrapper.send_signal(signal.SIGTERM)
+        code = wrapper.wait(timeout=240)
+        left = _processes_naming(str(runs))
+        text = log.read_text()
+        assert left == [], f"processes outlived the wrapper: {[p.info['cmdline'][:4] for p in left]}\n{text[-3000:]}"
+        assert code == 130, text[-4000:]
+        assert "checkpointed" in text, text[-4000:]
+        latest = (runs / "tk" / "checkpoints" / "latest").read_text()
+        assert latest.startswith(("step-", "epoch-")) and (runs / "tk" / "checkpoints" / latest).is_dir(), latest
+        steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+        assert max(steps) < 30 * 3, "the run trained to its end instead of stopping"
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+            wrapper.wait()
+        for proc in _processes_naming(str(runs)):  # the orphans of a failed run: this test started them
+            proc.kill()
+
+
+# -- train_multinode.sh reads the hostfile as DeepSpeed does ------------------------------------------------------
+FAKE_PYTHON = """#!/usr/bin/env bash
+# The DeepSpeed runner prints its arguments, one a line, instead of starting anything; anything else is Python.
+if [[ "$1 $2" == "-m deepspeed.launcher.runner" ]]; then shift 2; printf '%s\\n' "$@"; exit 0; fi
+exec {python} "$@"
+"""
+
+
+@pytest.fixture
+def fake_python(tmp_path):
+    import sys
+
+    real = ROOT / ".venv" / "bin" / "python"
+    path = tmp_path / "fakepy"
+    path.write_text(FAKE_PYTHON.format(python=str(real if real.exists() else sys.executable)))
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_train_multinode_takes_the_master_from_the_first_host_line_not_a_comment(elsewhere, fake_python):
+    """launch/hostfile.example says "Copy to launch/hostfile" and starts with comment lines: the first line's first
+    word, `#`, became --master_addr."""
+    hostfile = elsewhere / "hosts"
+    hostfile.write_text((LAUNCH / "hostfile.example").read_text())
+    done = run_wrapper("train_multinode.sh", ["data.shards=empty"], elsewhere, HOSTFILE=str(hostfile),
+                       PYTHON=fake_python)
+    assert done.returncode == 0, done.stderr
+    argv = done.stdout.splitlines()
+    assert argv[argv.index("--master_addr") + 1] == "node1", argv
+    assert argv[argv.index("--hostfile") + 1] == str(hostfile)
+
+
+def test_train_multinode_keeps_a_master_addr_it_is_given(elsewhere, fake_python):
+    hostfile = elsewhere / "hosts"
+    hostfile.write_text("gpu-a slots=2\n")
+    done = run_wrapper("train_multinode.sh", ["data.shards=empty"], elsewhere, HOSTFILE=str(hostfile),
+                       PYTHON=fake_python, MASTER_ADDR="10.0.0.7")
+    assert done.returncode == 0, done.stderr
+    argv = done.stdout.splitlines()
+    assert argv[argv.index("--master_addr") + 1] == "10.0.0.7", argv
+
+
+@pytest.mark.parametrize("text, message", [
+    ("# only comments\n\n   \n", "no hosts"),
+    ("# nodes\nnode1 slots=8\n\nnode2\n", ":4"),
+    ("node1 slots=eight\n", ":1"),
+], ids=["no-hosts", "no-slots", "bad-slots"])
+def test_train_multinode_refuses_a_hostfile_deepspeed_would_misread(elsewhere, fake_python, text, message):
+    hostfile = elsewhere / "hosts"
+    hostfile.write_text(text)
+    done = run_wrapper("train_multinode.sh", ["data.shards=empty"], elsewhere, HOSTFILE=str(hostfile),
+                       PYTHON=fake_python)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == "", "the launcher must not start"
+    assert str(hostfile) in done.stderr and message in done.stderr, done.stderr
+    if message != "no hosts":
+        assert "slots=" in done.stderr, done.stderr
