@@ -41,7 +41,7 @@ from .distributed import DistEnv, all_gather_object, barrier
 from .errors import UserError
 from .files import sha256_file
 from .reshard import (UNIVERSAL_SUFFIX, Layout, check_compatible, convert_to_universal, describe_change,
-                      engine_layout, read_layout, write_layout)
+                      engine_layout, read_layout, restore_buffers, write_layout)
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +297,8 @@ class CheckpointManager:
             engine._config.load_universal_checkpoint = False
         if path is None:
             raise RuntimeError(f"could not load checkpoint {self.dir / tag}")
+        if universal:
+            restore_buffers(engine.module, self.dir / tag)
         client = client or {}
         if not module_only and client.get("rng"):
             set_rng_state(client["rng"][min(self.env.rank, len(client["rng"]) - 1)])

@@ -12,6 +12,8 @@ state kind:
   parameter with its fp32 weight and Adam moments), written beside the tag as `<tag>-universal/` (temporary name,
   checksums, rename, like a save), and loaded with DeepSpeed's `load_universal`, which slices every parameter for
   the new partitioning. Checked on the CPU with DeepSpeed 0.19.8 for ZeRO 1, 2 and 3, 2 -> 1 and 1 -> 2 processes.
+  That load restores parameters only: the module's buffers (BatchNorm running statistics) are then copied back
+  from the tag's model-states file (`restore_buffers`).
 
 A changed ZeRO stage is refused (the run's config fixes it; `distributed.zero_stage` may not change on resume).
 """
@@ -23,7 +25,9 @@ import logging
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
+
+import torch
 
 from .distributed import DistEnv, all_gather_object, barrier
 from .errors import UserError
@@ -115,6 +119,26 @@ def convert_to_universal(ckpt_dir: Path, tag: str, env: DistEnv) -> str:
                            f"processes ({error}); resume on the number of processes it was saved with "
                            f"(its {LAYOUT} says how many)")
     return name
+
+
+def restore_buffers(module: torch.nn.Module, tag_dir: Path) -> List[str]:
+    """Put `module`'s buffers (BatchNorm running statistics and batch counts) back as they were saved in
+    `tag_dir`; returns their names. DeepSpeed's universal load restores parameters only (from `zero/`), so after
+    it the buffers would start afresh and evaluation drift from the uninterrupted run's. Buffers are whole on
+    every rank (never partitioned): rank 0's model-states file holds them all."""
+    files = sorted(Path(tag_dir).glob("*mp_rank_00_model_states.pt"))
+    if not files:
+        raise ReshardError(f"{tag_dir} has no model-states file to restore the module's buffers from")
+    # DeepSpeed pickles Python objects into this file (client and RNG state): weights_only=False, acceptable
+    # because the caller has checked the checkpoint's digests recorded at save time (`checkpoint_problem`).
+    saved = torch.load(files[0], map_location="cpu", weights_only=False).get("module") or {}
+    restored = []
+    with torch.no_grad():
+        for name, buffer in module.named_buffers():
+            if name in saved:
+                buffer.copy_(saved[name].to(device=buffer.device, dtype=buffer.dtype))
+                restored.append(name)
+    return restored
 
 
 def _run_ds_to_universal(src: Path, out: Path) -> None:

@@ -1,9 +1,12 @@
 """Resume on another number of processes (core.reshard through CheckpointManager): a checkpoint records its layout,
 and a checkpoint saved on 2 processes loads on 1 (and 1 -> 2) under ZeRO 0, 1, 2 and 3 with the same fp32 weights
 and Adam moments, bit for bit, then trains on like the uninterrupted run; with two optimizer parameter groups at
-different rates (ZeRO 0 and 2, 2 -> 1) each parameter keeps its group's rate and moments.
+different rates (ZeRO 0 and 2, 2 -> 1) each parameter keeps its group's rate and moments. The module's buffers
+(BatchNorm running statistics and batch count) come back as saved too: DeepSpeed's universal load restores
+parameters only, and a resume on another world size under ZeRO 1-3 used to start them afresh (evaluation then
+drifted from the uninterrupted run's with no message).
 
-The model is tiny (a frozen and a trainable linear layer), the optimizer real (AdamW through core.engine), the
+The model is tiny (a frozen linear layer, a BatchNorm and a trainable linear layer), the optimizer real (AdamW through core.engine), the
 partitioning DeepSpeed's (gloo, CPU); `stage3_param_persistence_threshold` is 0 so ZeRO-3 really partitions."""
 from __future__ import annotations
 
@@ -39,13 +42,22 @@ env = DistEnv.from_environment()
 init_engine_process_group(env, DistributedConfig())
 GLOBAL = 4
 
+class Norm(torch.nn.Module):
+    # BatchNorm over the 24 features of (batch, positions, features): buffers that training changes
+    def __init__(self):
+        super().__init__()
+        self.bn = torch.nn.BatchNorm1d(24)
+
+    def forward(self, x):
+        return self.bn(x.transpose(1, 2)).transpose(1, 2)
+
 def engine_for(stage):
     seed_everything(0)
-    model = torch.nn.Sequential(torch.nn.Linear(6, 24), torch.nn.Tanh(), torch.nn.Linear(24, 3))
+    model = torch.nn.Sequential(torch.nn.Linear(6, 24), Norm(), torch.nn.Tanh(), torch.nn.Linear(24, 3))
     model[0].weight.requires_grad_(False)  # frozen: excluded from the checkpoint, like a LoRA base model
     param_groups = None if groups == 1 else [  # like the VLM's merger group (vlm.merger_lr) or CLIP's towers
-        {"params": [model[2].weight], "name": "head"},
-        {"params": [model[0].bias, model[2].bias], "lr": 0.005, "name": "biases"}]
+        {"params": [model[3].weight, model[1].bn.weight], "name": "head"},
+        {"params": [model[0].bias, model[1].bn.bias, model[3].bias], "lr": 0.005, "name": "biases"}]
     plan = plan_batch(GLOBAL, world, 1)  # micro batch 1: accumulation = 4 / world
     dist = DistributedConfig(zero_stage=stage)
     ds = {"zero_optimization": {"stage": stage}, "train_batch_size": GLOBAL, "train_micro_batch_size_per_gpu": 1,
@@ -58,7 +70,7 @@ def engine_for(stage):
 def train_step(engine, plan, step):
     for i in range(plan.accumulation):  # sample = global micro-batch index: the same samples on any world size
         g = torch.Generator().manual_seed(1000 * step + rank * plan.accumulation + i)
-        x, y = torch.randn(1, 6, generator=g), torch.randn(1, 3, generator=g)
+        x, y = torch.randn(1, 2, 6, generator=g), torch.randn(1, 2, 3, generator=g)
         engine.backward(torch.nn.functional.mse_loss(engine(x), y))
         engine.step()
 
@@ -80,6 +92,9 @@ def full_state(engine):
             out[name] = [safe_get_full_fp32_param(p).clone()] + moments
     return out
 
+def buffers(engine):
+    return {name: b.detach().clone() for name, b in engine.module.named_buffers()}
+
 report = {}
 for stage in stages:
     engine, plan = engine_for(stage)
@@ -88,21 +103,24 @@ for stage in stages:
         for step in range(3):
             train_step(engine, plan, step)
         manager.save(engine, step_tag(3), {"step": 3}, exclude_frozen_parameters=True)
-        saved = full_state(engine)
+        saved, saved_buffers = full_state(engine), buffers(engine)
         train_step(engine, plan, 3)
         after = full_state(engine)
         if rank == 0:
-            torch.save({"saved": saved, "after": after}, os.path.join(folder, f"zero{stage}-ref.pt"))
+            torch.save({"saved": saved, "after": after, "buffers": saved_buffers},
+                       os.path.join(folder, f"zero{stage}-ref.pt"))
     else:
         messages.clear()
         client = manager.resume(engine, True, strict=False)
         ref = torch.load(os.path.join(folder, f"zero{stage}-ref.pt"), weights_only=True)
-        loaded = full_state(engine)
+        loaded, loaded_buffers = full_state(engine), buffers(engine)
         train_step(engine, plan, 3)
         after = full_state(engine)
         report[stage] = {
             "step": client.get("step"), "saved_world": getattr(getattr(manager, "loaded_layout", None), "world_size", None), "messages": messages[:],
             "unequal": [n for n in ref["saved"] for a, b in zip(ref["saved"][n], loaded[n]) if not torch.equal(a, b)],
+            "buffers": sorted(ref["buffers"]),
+            "unequal_buffers": [n for n in ref["buffers"] if not torch.equal(ref["buffers"][n], loaded_buffers[n])],
             "after_max_diff": max(float((a - b).abs().max()) for n in ref["after"]
                                   for a, b in zip(ref["after"][n][:1], after[n][:1])),
             "moved": max(float((a - b).abs().max()) for n in ref["after"]
@@ -133,6 +151,8 @@ def _check(reports, tmp_path, saved_on, resumed_on, stages=STAGES):
             got = report[str(stage)]
             assert got["step"] == 3 and got["saved_world"] == saved_on, got
             assert not got["unequal"], (stage, got["unequal"])  # fp32 weights and both Adam moments, exactly
+            assert got["buffers"] == ["1.bn.num_batches_tracked", "1.bn.running_mean", "1.bn.running_var"], got
+            assert not got["unequal_buffers"], (stage, got["unequal_buffers"])  # as saved, not afresh
             # One more step from the re-partitioned state follows the uninterrupted run: the step moves weights by
             # about 0.05 and the two differ by float32 rounding (measured 1.5e-8: the gradient is summed in another
             # order, all-reduce over ranks vs accumulation), so equal to 1e-6, not bit for bit.
