@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..errors import UserError
 from ..files import replace_text
 
 DATASETS_RECORD = "datasets.json"
@@ -35,6 +36,30 @@ def recorded_datasets(run_dir: Path, stage: str) -> Optional[List[Dict[str, Any]
     """The dataset specs `stage` of run folder `run_dir` recorded, or None (trained before they were recorded)."""
     specs = _read(Path(run_dir) / DATASETS_RECORD).get(stage)
     return list(specs) if isinstance(specs, list) else None
+
+
+class DataChangedError(UserError):
+    """A resumed run would read other shard sets than the ones it was trained on."""
+
+
+def check_resumed_datasets(run_dir: Path, stage: str, specs: Sequence[Dict[str, Any]]) -> None:
+    """Refuse to resume `stage` of `run_dir` on other shard sets than it recorded (a set rebuilt or replaced at the
+    same path since: the config, which names the folder, does not change). Compared by manifest digest per split,
+    so a set moved elsewhere resumes; a run that recorded no digests has nothing to compare."""
+    def digests(entries: Sequence[Dict[str, Any]]) -> Dict[str, Tuple[str, str]]:
+        return {str(e.get("context")): (str(e.get("source")), (e.get("profile") or {}).get("manifest_sha256"))
+                for e in entries}
+
+    old, new = digests(recorded_datasets(run_dir, stage) or []), digests(specs)
+    changed = [split for split in sorted(set(old) & set(new)) if old[split][1] and new[split][1]
+               and old[split][1] != new[split][1]]
+    if changed:
+        lines = "\n".join(f"  {split}: trained on {old[split][0]} (manifest {old[split][1][:12]}), now "
+                          f"{new[split][0]} (manifest {new[split][1][:12]})" for split in changed)
+        raise DataChangedError(
+            f"{run_dir} (run.resume=true) was trained on other shards than data.shards holds now:\n{lines}\n"
+            f"Resuming would train the rest of the run on other patches and pick its best checkpoint over two "
+            f"validation sets. Put the shard set it was trained on back, or start a new run under another run.name.")
 
 
 def _read(path: Path) -> Dict[str, Any]:
