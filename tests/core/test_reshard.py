@@ -6,8 +6,8 @@ different rates (ZeRO 0 and 2, 2 -> 1) each parameter keeps its group's rate and
 parameters only, and a resume on another world size under ZeRO 1-3 used to start them afresh (evaluation then
 drifted from the uninterrupted run's with no message).
 
-The model is tiny (a frozen linear layer, a BatchNorm and a trainable linear layer), the optimizer real (AdamW through core.engine), the
-partitioning DeepSpeed's (gloo, CPU); `stage3_param_persistence_threshold` is 0 so ZeRO-3 really partitions."""
+The model is tiny (a frozen linear layer, a BatchNorm and a trainable linear layer), the optimizer real (AdamW through
+core.engine), the partitioning DeepSpeed's (gloo, CPU); `stage3_param_persistence_threshold` is 0 so ZeRO-3 really partitions."""
 from __future__ import annotations
 
 import json
