@@ -7,7 +7,8 @@ parameters only, and a resume on another world size under ZeRO 1-3 used to start
 drifted from the uninterrupted run's with no message).
 
 The model is tiny (a frozen linear layer, a BatchNorm and a trainable linear layer), the optimizer real (AdamW through
-core.engine), the partitioning DeepSpeed's (gloo, CPU); `stage3_param_persistence_threshold` is 0 so ZeRO-3 really partitions."""
+core.engine), the partitioning DeepSpeed's (gloo, CPU); `stage3_param_persistence_threshold` is 0 so ZeRO-3 really
+partitions."""
 from __future__ import annotations
 
 import json
