@@ -109,11 +109,16 @@ def mid_epoch_resume(client: Dict[str, Any], env: DistEnv, plan: BatchPlan, num_
     log.info("continuing epoch %d after its step %d (%d samples of the epoch left)", pos.epoch, pos.step_in_epoch,
              left)
     if not resume.same_layout:
+        # `redeal_slot` gives each rank len(left) // world_size: the rest is not trained this epoch, as a fresh
+        # epoch drops its remainder, and is said here (the run's sample count for the epoch is that much lower)
+        dropped = left % env.world_size
         if env.is_main:
             log.info("resuming on %d processes, saved with %d: accumulation %d -> %d, %d samples of epoch %d left "
-                     "(dealt anew over the ranks; global batch %d kept; workers %d -> %d, micro batch %d -> %d)",
+                     "(dealt anew over the ranks: %d each, %d left over and not trained this epoch; global batch %d "
+                     "kept; workers %d -> %d, micro batch %d -> %d)",
                      env.world_size, pos.world_size, pos.accumulation, plan.accumulation, left, pos.epoch,
-                     plan.global_batch, pos.num_workers, num_workers, pos.micro_batch, plan.micro_batch)
+                     left // env.world_size, dropped, plan.global_batch, pos.num_workers, num_workers,
+                     pos.micro_batch, plan.micro_batch)
         tag = client.get("tag", "?")
         logger.set_tags({"resume/world_size_change": f"{pos.world_size}->{env.world_size}",
                          "resume/accumulation_change": f"{pos.accumulation}->{plan.accumulation}"})
@@ -121,7 +126,8 @@ def mid_epoch_resume(client: Dict[str, Any], env: DistEnv, plan: BatchPlan, num_
         logger.log_params({f"resume.{tag}.world_size_saved": pos.world_size, f"resume.{tag}.world_size": env.world_size,
                            f"resume.{tag}.accumulation_saved": pos.accumulation,
                            f"resume.{tag}.accumulation": plan.accumulation,
-                           f"resume.{tag}.samples_left": left, f"resume.{tag}.epoch": pos.epoch})
+                           f"resume.{tag}.samples_left": left, f"resume.{tag}.samples_dropped": dropped,
+                           f"resume.{tag}.epoch": pos.epoch})
     return resume
 
 

@@ -201,3 +201,35 @@ def test_epoch_checkpoints_written_before_mid_epoch_checkpoints_resume_at_the_ne
     assert mid_epoch_resume({"data_position": {"next_epoch": 2, "granularity": "epoch"}}, env, plan, 0, None) is None
     assert mid_epoch_resume({"data_position": {"next_epoch": 2, "granularity": "epoch", "world_size": 2,
                                                "accumulation": 1}}, env, plan, 0, None) is None
+
+
+def test_a_world_size_change_says_how_many_left_over_samples_the_epoch_drops(caplog):
+    """91 samples, 48 consumed on 1 process, resumed on 2: 43 left, 21 per rank, 1 not trained this epoch. The log
+    used to say "43 samples of epoch 0 left" and train 42 without a word (the docs said "exactly once")."""
+    import logging
+
+    from mmlnb_dist.core.distributed import DistEnv, plan_batch
+    from mmlnb_dist.data.position import DataPosition, redeal_slot
+    from mmlnb_dist.recipes.epochs import mid_epoch_resume
+
+    class Recorder:
+        def __init__(self):
+            self.params, self.tags = {}, {}
+
+        def set_tags(self, tags):
+            self.tags.update(tags)
+
+        def log_params(self, params):
+            self.params.update(params)
+
+    pos = DataPosition(epoch=0, step_in_epoch=6, world_size=1, num_workers=0, micro_batch=8, accumulation=1,
+                       epoch_positions=91, consumed={"0/0": list(range(48))}, batches={"0/0": 6})
+    env, plan, logger = DistEnv(rank=0, world_size=2, local_rank=0), plan_batch(8, 2, None), Recorder()
+    with caplog.at_level(logging.INFO, logger="mmlnb_dist"):
+        resume = mid_epoch_resume({"data_position": pos.to_state(), "tag": "step-000006"}, env, plan, 0, logger)
+    assert resume is not None and not resume.same_layout
+    trained = [p for rank in range(2) for p in redeal_slot(pos.remaining(), rank, 2, 0, plan.micro_batch, 0)[0]]
+    assert len(trained) == 42 and len(set(trained)) == 42  # what the ranks really train
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("resuming on 2 processes"))
+    assert "43 samples of epoch 0 left" in line and "21 each, 1 left over and not trained this epoch" in line
+    assert logger.params["resume.step-000006.samples_dropped"] == 1
