@@ -6,7 +6,8 @@
 
 Patches of different slides often share a file name (`S1/p1.png`, `S2/p1.png`), so a row matches an image by its
 path: the path resolved against the file's folder or the working directory, or the longest tail of the image's
-own path that a row names. A bare name, stem or sample key is used only when exactly one row carries it, no image
+own path that a row names (a tail that two images end with, `S1/p1.png` of `A/S1/p1.png` and `B/S1/p1.png`, is
+refused unless the row resolves to one of them exactly, which then owns it). A bare name, stem or sample key is used only when exactly one row carries it, no image
 names that row by its path, and only one image asks for it; anything else would give an image another image's
 description, and is refused by name.
 """
@@ -103,25 +104,42 @@ class DescriptionTable:
     def match(self, wanted: Sequence[Tuple[str, Optional[Path]]]) -> List[Optional[Dict[str, Any]]]:
         """The row of each image, given as (sample key, file path or None for a shard sample), or None. Paths are
         matched first, for every image: a row one image names by its path belongs to it alone, so another image
-        of the same name (`PD/001.png` beside `UD/001.png`) never takes it by that name, whatever the order."""
-        rows = [self._by_path(path) for _, path in wanted]
-        owned = {id(row) for row in rows if row is not None}
+        of the same name (`PD/001.png` beside `UD/001.png`) never takes it by that name, whatever the order.
+        A row whose path only two different images end with (`S1/p1.png` for `A/S1/p1.png` and `B/S1/p1.png`)
+        could be either: refused, naming the row and both images."""
+        found = [self._by_path(path) for _, path in wanted]
+        exact_owners = {id(row) for row, exact in found if row is not None and exact}
+        tail_users: Dict[int, Path] = {}  # id(row) -> the first image whose path ends with it
+        rows: List[Optional[Dict[str, Any]]] = []
+        for (row, exact), (_, path) in zip(found, wanted):
+            if row is not None and not exact:
+                if id(row) in exact_owners:  # the row resolves to another image: it is that image's alone
+                    row = None
+                else:
+                    first = tail_users.setdefault(id(row), Path(path))
+                    if first.resolve() != Path(path).resolve():  # (one file given twice, as a link: same text)
+                        raise DescriptionsError(
+                            f"{self.source}: the row for '{self.name(row)}' fits both {first} and {path}; name "
+                            f"each image by a longer path (relative to the file), e.g. its class or site folder")
+            rows.append(row)
+        owned = {id(row) for row, _ in found if row is not None}
         return [row if row is not None else self._by_alias(key, path, owned)
                 for row, (key, path) in zip(rows, wanted)]
 
-    def _by_path(self, path: Optional[Path]) -> Optional[Dict[str, Any]]:
-        """The row naming `path` (resolved, or the longest tail of it a row names)."""
+    def _by_path(self, path: Optional[Path]) -> Tuple[Optional[Dict[str, Any]], bool]:
+        """(the row naming `path`, whether it names it exactly): its resolved path, else the longest tail of it
+        a row names (then not exact: another image may end the same way)."""
         if path is None:
-            return None
+            return None, False
         resolved = str(Path(path).resolve())
         if resolved in self.by_path:
-            return self.by_path[resolved]
+            return self.by_path[resolved], True
         parts = PurePosixPath(_posix(str(path))).parts
         for i in range(len(parts) - 1):  # the longest tail of the image's path a row names (a bare name: below)
             tail = "/".join(parts[i:])
             if tail in self.by_path:
-                return self.by_path[tail]
-        return None
+                return self.by_path[tail], False
+        return None, False
 
     def _by_alias(self, key: str, path: Optional[Path], owned: Set[int]) -> Optional[Dict[str, Any]]:
         """The one row carrying the image's key, file name or stem, left to it by the images matched by path."""

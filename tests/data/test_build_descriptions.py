@@ -127,3 +127,35 @@ def test_predict_gives_a_row_named_by_path_to_that_image_alone(tmp_path):
     table = DescriptionTable.read(_jsonl(src / "d.jsonl", [("UD/001.png", "ud text")]))
     rows = table.match([("PD_001", src / "PD" / "001.png"), ("UD_001", src / "UD" / "001.png")])
     assert [table.description(r) if r else None for r in rows] == [None, "ud text"]
+
+
+def test_a_row_two_images_end_with_is_refused_naming_the_row_and_both_images(tmp_path):
+    # `S1/p1.png` is the tail of A/S1/p1.png and of B/S1/p1.png (two sites, one slide name): each image was
+    # given the row, text and slide id, so one of them was predicted with the other's description.
+    from mmlnb_dist.data.description_table import DescriptionsError, DescriptionTable
+
+    src = _patches(tmp_path / "src", ["A/S1/p1.png", "B/S1/p1.png"])
+    (tmp_path / "d.csv").write_text("file,description,slide_id\nS1/p1.png,text for A,slideA\n")
+    table = DescriptionTable.read(tmp_path / "d.csv")
+    with pytest.raises(DescriptionsError) as err:
+        table.match([("S1_p1", src / "A" / "S1" / "p1.png"), ("S1_p1", src / "B" / "S1" / "p1.png")])
+    text = str(err.value)
+    assert "S1/p1.png" in text and str(src / "A" / "S1" / "p1.png") in text and str(src / "B" / "S1" / "p1.png") in text
+
+
+def test_a_row_that_resolves_to_one_image_is_that_images_though_another_ends_the_same(tmp_path):
+    from mmlnb_dist.data.description_table import DescriptionTable
+
+    src = _patches(tmp_path / "src", ["A/S1/p1.png", "B/S1/p1.png"])
+    (src / "A" / "d.csv").write_text("file,description\nS1/p1.png,text for A\n")  # resolves to A/S1/p1.png
+    table = DescriptionTable.read(src / "A" / "d.csv")
+    rows = table.match([("B", src / "B" / "S1" / "p1.png"), ("A", src / "A" / "S1" / "p1.png")])
+    assert [table.description(r) if r else None for r in rows] == [None, "text for A"]
+
+
+def test_shards_build_refuses_a_row_two_inputs_end_with(tmp_path):
+    src = _patches(tmp_path / "src", ["UD/S1/p1.png", "PD/S1/p1.png", "D/S2/p2.png"])
+    descs = _jsonl(tmp_path / "d.jsonl", [("S1/p1.png", "which one?"), ("S2/p2.png", "fine")])
+    with pytest.raises(ShardError) as err:
+        collect_samples(src, CLASSES, descriptions=descs)
+    assert "S1/p1.png" in str(err.value) and "UD/S1/p1.png" in str(err.value) and "PD/S1/p1.png" in str(err.value)
