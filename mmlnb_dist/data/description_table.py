@@ -7,9 +7,9 @@
 Patches of different slides often share a file name (`S1/p1.png`, `S2/p1.png`), so a row matches an image by its
 path: the path resolved against the file's folder or the working directory, or the longest tail of the image's
 own path that a row names (a tail that two images end with, `S1/p1.png` of `A/S1/p1.png` and `B/S1/p1.png`, is
-refused unless the row resolves to one of them exactly, which then owns it). A bare name, stem or sample key is used only when exactly one row carries it, no image
-names that row by its path, and only one image asks for it; anything else would give an image another image's
-description, and is refused by name.
+refused unless the row resolves to one of them exactly, which then owns it). A bare name, stem or sample key is
+used only when exactly one row carries it, no image names that row by its path, and only one image asks for it;
+anything else would give an image another image's description, and is refused by name.
 """
 from __future__ import annotations
 

@@ -113,7 +113,9 @@ def test_a_row_that_names_its_patch_by_path_is_not_given_to_another_patch_of_tha
     # Patch names repeat across class or slide folders (UD/001.png, PD/001.png) and a file may describe only some
     # patches: the row for UD/001.png matched UD/001.png by path and PD/001.png by its bare name, so a PD patch
     # trained with a UD description. A row one input names by path belongs to that input alone, whatever the order.
-    rels = ["UD/001.png", "PD/001.png", "D/d1.png"] if order == "path first" else ["PD/001.png", "UD/001.png", "D/d1.png"]
+    rels = ["UD/001.png", "PD/001.png", "D/d1.png"]
+    if order == "name first":
+        rels[:2] = rels[1::-1]
     src = _patches(tmp_path / "src", rels)
     descs = _jsonl(tmp_path / "d.jsonl", [("UD/001.png", "UD: sheets of small round blue cells")])
     got = _by_file(collect_samples(src, CLASSES, descriptions=descs))
