@@ -18,14 +18,14 @@ TORCHRUN=("$PYTHON" -m torch.distributed.run)
 
 # run_launcher CMD [ARG...]: run a launcher (the DeepSpeed runner, torchrun) and exit with its status, forwarding
 # SIGTERM and SIGINT to every process it started (SIGHUP, a closed terminal, as SIGTERM). Started with `exec`, the
-# launcher alone got the signal a scheduler, `docker stop`, Kubernetes, systemd or `kill PID` sends the wrapper: DeepSpeed's runner handles it only
-# for multi-node pdsh, so it died and left `deepspeed.launcher.launch` and the ranks training to the end, without
-# the step checkpoint of a graceful stop. Here the launcher runs in a session (process group) of its own; a signal
-# to the wrapper goes to that whole group (the launcher, the ranks, their loader workers: as Slurm and a terminal
-# signal a job), the ranks finish their step and checkpoint it (`core.signals.GracefulStop`; SIGINT, Ctrl-C, stops
-# them at once), and the wrapper returns once no process of the group is left, with exit code 130
-# ("interrupted", as mmlnb-dist itself). A second signal is forwarded too (a SIGTERM 5 s or more after the first
-# stops the ranks at once).
+# launcher alone got the signal a scheduler, `docker stop`, Kubernetes, systemd or `kill PID` sends the wrapper:
+# DeepSpeed's runner handles it only for multi-node pdsh, so it died and left `deepspeed.launcher.launch` and the
+# ranks training to the end, without the step checkpoint of a graceful stop. Here the launcher runs in a session
+# (process group) of its own; a signal to the wrapper goes to that whole group (the launcher, the ranks, their
+# loader workers: as Slurm and a terminal signal a job), the ranks finish their step and checkpoint it
+# (`core.signals.GracefulStop`; SIGINT, Ctrl-C, stops them at once), and the wrapper returns once no process of the
+# group is left, with exit code 130 ("interrupted", as mmlnb-dist itself). A second signal is forwarded too (a
+# SIGTERM 5 s or more after the first stops the ranks at once).
 run_launcher() {
   command -v setsid >/dev/null 2>&1 \
     || { echo "$(basename "$0"): setsid (util-linux) not found: it runs the launcher in a process group" >&2; exit 2; }

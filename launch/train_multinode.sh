@@ -23,8 +23,10 @@ while IFS= read -r LINE || [[ -n "$LINE" ]]; do
     exit 2
   fi
   for HOST in "${HOSTS[@]}"; do
-    [[ "$HOST" != "${BASH_REMATCH[1]}" ]] || { echo "train_multinode.sh: $HOSTFILE:$LINE_NO: host $HOST is" \
-                                                     "listed twice (one line per node, slots=<GPUs on it>)" >&2; exit 2; }
+    if [[ "$HOST" == "${BASH_REMATCH[1]}" ]]; then
+      echo "train_multinode.sh: $HOSTFILE:$LINE_NO: host $HOST is listed twice (one line per node)" >&2
+      exit 2
+    fi
   done
   HOSTS+=("${BASH_REMATCH[1]}")
 done < "$HOSTFILE"

@@ -21,18 +21,22 @@ from support.fusion import CPU_DEMO, ROOT, make_shards
 SBATCH = ROOT / "launch" / "slurm" / "train.sbatch"
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 
-# srun: skip srun's own options, then start the command once per node of the (simulated) allocation, in the
-# background, with the variables Slurm gives each task; exit with the first failing task's code.
+# srun: skip srun's own options (--nodes N: N tasks, default every node of the allocation), then start the command
+# once per task, in the background, with the variables Slurm gives each task, each in a process group of its own
+# whose id goes to $FAKE_SLURM_LOG/steps (Slurm's `--signal` without `B:` signals every process of the job steps,
+# not the batch shell: the test does the same with these groups); exit with the first failing task's code.
 FAKE_SRUN = r"""#!/usr/bin/env bash
 echo "$@" > "$FAKE_SLURM_LOG/srun.args"
 echo "${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-unset}" > "$FAKE_SLURM_LOG/shutdown_timeout"
+tasks=$SLURM_JOB_NUM_NODES
 while [[ $# -gt 0 && "$1" == -* ]]; do
-  case "$1" in --*=*) shift ;; *) shift 2 ;; esac
+  case "$1" in --nodes|-N) tasks=$2; shift 2 ;; --*=*) shift ;; *) shift 2 ;; esac
 done
 pids=()
-for ((node = 0; node < SLURM_JOB_NUM_NODES; node++)); do
-  SLURM_NODEID=$node SLURM_PROCID=$node SLURM_LOCALID=0 SLURM_STEP_ID=0 "$@" &
+for ((node = 0; node < tasks; node++)); do
+  SLURM_NODEID=$node SLURM_PROCID=$node SLURM_LOCALID=0 SLURM_STEP_ID=0 setsid "$@" &
   pids+=($!)
+  echo $! >> "$FAKE_SLURM_LOG/steps"
 done
 rc=0
 for pid in "${pids[@]}"; do wait "$pid" || { code=$?; [[ $rc -ne 0 ]] || rc=$code; }; done
@@ -43,9 +47,15 @@ FAKE_SCONTROL = r"""#!/usr/bin/env bash
 [[ "$1 $2" == "show hostnames" ]] || { echo "fake scontrol: unexpected $*" >&2; exit 1; }
 printf '%s\n' $FAKE_HOSTNAMES
 """
-# deepspeed: record the command line (one argument a line) instead of starting anything.
+# deepspeed: record the command line (one argument a line) instead of starting anything; with FAKE_DEEPSPEED_WAIT
+# set, then wait to be signalled (as a launcher whose ranks train) and record the signal.
 FAKE_DEEPSPEED = r"""#!/usr/bin/env bash
 printf '%s\n' "$@" > "$FAKE_SLURM_LOG/deepspeed.args"
+if [[ -n "${FAKE_DEEPSPEED_WAIT:-}" ]]; then
+  trap 'echo TERM >> "$FAKE_SLURM_LOG/deepspeed.signals"; exit 1' TERM
+  touch "$FAKE_SLURM_LOG/deepspeed.started"
+  for ((i = 0; i < 1200; i++)); do sleep 0.1; done  # the bound only ends an orphan; nothing waits for it
+fi
 """
 
 
@@ -182,3 +192,53 @@ def test_a_config_that_is_neither_a_file_nor_a_profile_is_refused_before_any_lau
     assert proc.returncode == 2
     assert "rtx4909" in proc.stderr and "shipped profiles" in proc.stderr and "rtx4090" in proc.stderr, proc.stderr
     assert not (tmp_path / "deepspeed.args").exists()
+
+
+def test_the_early_sigterm_reaches_the_deepspeed_launcher(tmp_path):
+    """`#SBATCH --signal=TERM@120` (no `B:`) signals the processes of the job steps only, never the batch shell. The
+    DeepSpeed mode exec'd the launcher in the batch shell (no step): nothing got the early SIGTERM, no rank
+    checkpointed before the time limit's SIGKILL. The launcher now runs as a one-task step on the first node; the
+    batch script then gives the other nodes' ranks the time DeepSpeed's launcher gives them to save the step."""
+    import signal
+
+    directive = [line.split("=", 1)[1] for line in SBATCH.read_text().splitlines()
+                 if line.startswith("#SBATCH --signal=")]
+    assert len(directive) == 1, directive
+    env = _slurm_env(tmp_path, "gpu-a gpu-b", "gpu-[a-b]", LAUNCHER="deepspeed", SLURM_GPUS_ON_NODE="1",
+                     HOSTFILE=str(tmp_path / "hosts"), FAKE_DEEPSPEED_WAIT="1", DEEPSPEED_STOP_GRACE_S="1")
+    batch = subprocess.Popen(["bash", str(SBATCH), str(CPU_DEMO), "data.shards=/shared/shards"], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        while not (tmp_path / "deepspeed.started").exists():
+            try:
+                batch.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                continue
+            raise AssertionError(f"the batch script ended (code {batch.returncode}) before starting the launcher: "
+                                 f"{batch.stderr.read()[-3000:]}")
+        # what Slurm signals at TERM@120: B: the batch shell only; else every process of every job step
+        if directive[0].startswith("B:"):
+            os.kill(batch.pid, signal.SIGTERM)
+        else:
+            steps = (tmp_path / "steps").read_text().split() if (tmp_path / "steps").exists() else []
+            for pgid in steps:
+                os.killpg(int(pgid), signal.SIGTERM)
+        try:
+            out, err = batch.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the launcher never got the SIGTERM: the batch script still runs") from None
+        assert (tmp_path / "deepspeed.signals").read_text().split() == ["TERM"]
+        srun_args = (tmp_path / "srun.args").read_text().split()
+        assert srun_args[:4] == ["--nodes", "1", "--ntasks", "1"], srun_args  # the launcher alone, once
+        assert srun_args[srun_args.index("--nodelist") + 1] == "gpu-a"  # on the first node, the master
+        assert batch.returncode == 1, err[-3000:]  # the launcher's code
+        assert "waiting 1 s" in err, err[-3000:]
+    finally:
+        if batch.poll() is None:
+            os.killpg(batch.pid, signal.SIGKILL)
+            batch.wait()
+        for pgid in ((tmp_path / "steps").read_text().split() if (tmp_path / "steps").exists() else []):
+            try:
+                os.killpg(int(pgid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
