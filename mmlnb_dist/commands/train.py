@@ -92,40 +92,49 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ..core.distributed import DistEnv
     from ..data.duplicates import warn_held_out_copies
     from ..recipes import spec_for
 
+    is_main = DistEnv.from_environment().is_main  # under torchrun / deepspeed: one process per rank
     if args.config is None:
         # the model's own run: its recipe, shard set and preprocessing; a profile's would name other data
         run_config = Path(args.export or args.checkpoint).parent / "config.yaml"
         args.config = str(run_config) if run_config.is_file() else DEFAULT_PROFILE
-        print(f"config: {args.config}" + (" (the run's own)" if run_config.is_file() else ""), file=sys.stderr)
+        if is_main:
+            print(f"config: {args.config}" + (" (the run's own)" if run_config.is_file() else ""), file=sys.stderr)
     cfg = load_from_args(args)
-    warn_held_out_copies(cfg.data.shards, args.split)
+    if is_main:
+        warn_held_out_copies(cfg.data.shards, args.split)
     spec = spec_for(cfg.train.recipe)
     # One evaluation per split and run at a time: two would share one tracking journal and mix their MLflow runs;
-    # and no build rewrites the shard set while it is read.
-    tracked = "mlflow" in cfg.tracking.backends
-    with ReadLock(Path(cfg.data.shards), "evaluate"), \
+    # and no build rewrites the shard set while it is read. Rank 0 alone holds the locks, as `core.recipe.run`
+    # does for training (every rank taking the exclusive one refused all but the first). The other ranks cannot
+    # get ahead of it: the evaluation starts by joining the process group, which waits for rank 0, and only rank
+    # 0 writes (the tracking journal, stdout); a launcher stops them when rank 0 exits on a held folder.
+    tracked = "mlflow" in cfg.tracking.backends and is_main
+    with ReadLock(Path(cfg.data.shards), "evaluate") if is_main else nullcontext(), \
             FolderLock(cfg.run.evaluation_dir(args.split), "evaluate") if tracked else nullcontext():
-        return _evaluate_with(args, cfg, spec)
+        return _evaluate_with(args, cfg, spec, is_main)
 
 
-def _evaluate_with(args: argparse.Namespace, cfg, spec) -> int:
+def _evaluate_with(args: argparse.Namespace, cfg, spec, is_main: bool) -> int:
     from ..core.errors import UserError
     from ..recipes import RECIPES, load_class
 
     if spec.evaluate:  # the recipe's own evaluation (clip: multi-label metrics of its export)
-        print(load_class(spec.evaluate, "train.recipe")(cfg, export=args.export, checkpoint=args.checkpoint,
-                                                        tag=args.tag, split=args.split, as_json=args.json))
+        report = load_class(spec.evaluate, "train.recipe")(cfg, export=args.export, checkpoint=args.checkpoint,
+                                                           tag=args.tag, split=args.split, as_json=args.json)
+        if is_main:  # every rank computes the same gathered metrics; one copy on stdout (one JSON document)
+            print(report)
         return 0
     if spec.name != "fusion":
         raise UserError(f"train.recipe: the {spec.name} recipe has no `evaluate` (recipes with one: fusion, "
                         f"{', '.join(n for n, s in sorted(RECIPES.items()) if s.evaluate)})")
-    return _evaluate_fusion(args, cfg)
+    return _evaluate_fusion(args, cfg, is_main)
 
 
-def _evaluate_fusion(args: argparse.Namespace, cfg) -> int:
+def _evaluate_fusion(args: argparse.Namespace, cfg, is_main: bool) -> int:
     from ..recipes.fusion.evaluate import (evaluate_checkpoint, evaluate_export, track_evaluation,
                                            trained_model_config)
     from ..recipes.fusion.metrics import format_metrics_table
@@ -135,9 +144,8 @@ def _evaluate_fusion(args: argparse.Namespace, cfg) -> int:
     else:
         cfg = trained_model_config(cfg, args.checkpoint)
         metrics, classes = evaluate_checkpoint(cfg, args.checkpoint, args.split, args.tag)
-    if args.json:
-        print(json.dumps(metrics, indent=2))
-    else:
-        print(format_metrics_table(metrics, classes, f"{args.split} split ({args.export or args.checkpoint})"))
+    if is_main:  # every rank holds the same gathered metrics; one copy on stdout (one JSON document)
+        print(json.dumps(metrics, indent=2) if args.json else
+              format_metrics_table(metrics, classes, f"{args.split} split ({args.export or args.checkpoint})"))
     track_evaluation(cfg, str(args.export or args.checkpoint), args.split, metrics, classes)
     return 0
