@@ -148,6 +148,10 @@ class ClipRecipe:
         shards.require_split("val", "to pick the best checkpoint")
         cls.check_models(cfg)
         n_labels = len(shards.classes)
+        if n_labels < 2:  # every sample would hold the one label: no ranking to learn, no metric to compute
+            raise ConfigError(f"data.shards: {cfg.data.shards} has {n_labels} label ({', '.join(shards.classes)}); "
+                              f"the clip recipe ranks labels and needs at least 2: build the set from a labels "
+                              f"CSV naming two or more (a high --min-frequency or label merge can leave one)")
         if c.model.fusion == "zero_shot":
             from .model import zero_shot_prompts
 
