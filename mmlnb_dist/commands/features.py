@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Sequence
 
 from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int
 
@@ -15,8 +16,11 @@ def _extract(args: argparse.Namespace) -> int:
 
     cfg = load_from_args(args)
     env = DistEnv.from_environment()
-    encoder_cfg = cfg.fusion.model.image_encoder.model_copy(update={"name": args.encoder or
-                                                                    cfg.fusion.model.image_encoder.name})
+    encoder_cfg = cfg.fusion.model.image_encoder
+    if args.encoder:
+        encoder_cfg = encoder_cfg.model_copy(update={"name": args.encoder,
+                                                     "pretrained": _pretrained(args.encoder, args.overrides,
+                                                                               encoder_cfg.pretrained)})
     shards = Path(args.shards or cfg.data.shards)
     out = args.out or Path(f"{shards}-features-{encoder_cfg.name}")
     lc = cfg.data.loader
@@ -28,6 +32,21 @@ def _extract(args: argparse.Namespace) -> int:
     if env.is_main:
         print(json.dumps(result, indent=2))
     return 0
+
+
+PRETRAINED_KEY = "fusion.model.image_encoder.pretrained"
+
+
+def _pretrained(encoder: str, overrides: Sequence[str], configured: bool) -> bool:
+    """Whether `--encoder NAME` loads NAME's pretrained weights: yes (what a TRIDENT user expects of a named
+    encoder), except for the random-by-design `tiny` / `<name>-tiny` encoders, or when the command line sets
+    fusion.model.image_encoder.pretrained itself. The profile's value was chosen for the profile's own encoder
+    (cpu-demo: false, for `tiny`), so it does not decide for another one."""
+    from ..models.pathology import TINY_SUFFIX
+
+    if any(o.split("=", 1)[0].strip() == PRETRAINED_KEY for o in overrides or ()):
+        return configured
+    return not (encoder == "tiny" or encoder.endswith(TINY_SUFFIX))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,8 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Train on the result with fusion.image_features=OUT.",
     )
     p.add_argument("--encoder", default=None,
-                   help="image encoder name (models registry); default fusion.model.image_encoder.name. Its "
-                   "weights come from fusion.model.image_encoder.pretrained / weights_path")
+                   help="image encoder name (models registry); default fusion.model.image_encoder.name. A "
+                   "named encoder loads its pretrained weights (or fusion.model.image_encoder.weights_path); "
+                   "random ones only with fusion.model.image_encoder.pretrained=false on the command line "
+                   "(`tiny` and `<name>-tiny` are always random). provenance.json records which")
     p.add_argument("--shards", default=None, type=Path, help="input shard set; default data.shards")
     p.add_argument("--out", default=None, type=Path, help="output folder; default <shards>-features-<encoder>")
     p.add_argument("--batch-size", default=64, type=positive_int, help="images per encoder pass and rank (default 64)")

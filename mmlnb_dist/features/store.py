@@ -8,8 +8,9 @@
 A shard's file is written under a temporary name and renamed when complete, so a file with the final name is
 whole; a file that still fails to read back (copied half-way, disk full) counts as torn and is redone.
 
-The record splits into `identity` (what the features ARE: encoder name, source, weights digest, licence, the
-image transform and the shard set digest) and `compute` (how they were computed: dtype, package versions).
+The record splits into `identity` (what the features ARE: encoder name, source, weights digest, whether the
+weights were loaded or random (`pretrained`), licence, the image transform and the shard set digest) and
+`compute` (how they were computed: dtype, package versions).
 A rerun compares the whole record; a consumer (the fusion recipe) compares the identity with the encoder and
 transform it would run itself.
 """
@@ -31,6 +32,9 @@ PROVENANCE_FILE = "provenance.json"
 INDEX_FILE = "index.json"
 FORMAT = "mmlnb-features/1"
 TRANSFORM = "resize shorter side, centre crop (data.images.ImageTransform), no augmentation"
+RANDOM_WEIGHTS = "none (random initialisation)"
+"""The licence recorded for features of an encoder built without weights: its weights' licence does not apply,
+and the record must not read as if those weights had made the features."""
 VERSIONED_PACKAGES = ("mmlnb-dist", "torch", "torchvision", "timm", "transformers", "open_clip_torch", "pillow")
 
 
@@ -55,10 +59,13 @@ def package_versions() -> Dict[str, Optional[str]]:
 
 def feature_identity(encoder: Any, weights_digest: str, image_size: int, shards: ShardSet) -> Dict[str, Any]:
     """What the features of `encoder` (an `models.ImageEncoder`) on `shards` are: any difference means other
-    numbers. `weights_digest` is `models.module_fingerprint(name, encoder.body)` of the weights actually used."""
+    numbers. `weights_digest` is `models.module_fingerprint(name, encoder.body)` of the weights actually used;
+    `pretrained` says whether those were loaded (pretrained or `weights_path`) or a random initialisation."""
+    pretrained = encoder.weights_digest is not None  # set by `build_image_encoder` when weights were loaded
     return {
         "encoder": {"name": encoder.name, "source": encoder.source, "weights_digest": weights_digest,
-                    "licence": encoder.licence, "out_dim": int(encoder.out_dim)},
+                    "pretrained": pretrained, "licence": encoder.licence if pretrained else RANDOM_WEIGHTS,
+                    "out_dim": int(encoder.out_dim)},
         "transform": {"image_size": int(image_size), "mean": list(encoder.mean), "std": list(encoder.std),
                       "encoder_input_size": encoder.input_size, "resize": TRANSFORM},
         "shards": {"manifest_sha256": shards.digest, "num_samples": sum(int(e["num_samples"])

@@ -1,0 +1,63 @@
+"""`features extract` says which weights made the features: `--encoder NAME` on the command line means NAME's
+pretrained weights (as TRIDENT's `--patch_encoder` does), random initialisation only when asked for, and the
+record says which, so random and pretrained features are never confused. An image size a fixed-size encoder
+cannot take is refused before anything is written."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mmlnb_dist.cli import main
+
+SIZE = 24
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    from support.shards import make_shard_set
+
+    return make_shard_set(tmp_path_factory.mktemp("shards"), per_class=3, max_per_shard=4, val_fraction=0.25)
+
+
+def encoder_record(out):
+    return json.loads((out / "provenance.json").read_text())["record"]["identity"]["encoder"]
+
+
+def cli_extract(shards, out, *args):
+    return main(["features", "extract", "--shards", str(shards), "--out", str(out), "--batch-size", "4",
+                 "--image-size", "32", "data.loader.num_workers=0", *args])
+
+
+def test_an_encoder_named_on_the_command_line_gets_its_pretrained_weights(shards, tmp_path):
+    # The default profile (cpu-demo) sets pretrained: false for its `tiny` encoder; `--encoder efficientnet_lite0`
+    # extracted random-weight features recorded with the Apache-2.0 licence of weights never loaded.
+    from mmlnb_dist.models.config import ImageEncoderConfig
+    from mmlnb_dist.models.encoders import build_image_encoder
+
+    assert cli_extract(shards, tmp_path / "f", "--encoder", "efficientnet_lite0") == 0
+    record = encoder_record(tmp_path / "f")
+    shipped = build_image_encoder(ImageEncoderConfig(name="efficientnet_lite0", pretrained=True))
+    assert record["weights_digest"] == shipped.weights_digest
+    assert record["pretrained"] is True and record["licence"] == "Apache-2.0"
+
+
+def test_random_weights_asked_for_are_recorded_as_random_and_never_continued_as_pretrained(shards, tmp_path,
+                                                                                            capsys):
+    out = tmp_path / "f"
+    assert cli_extract(shards, out, "--encoder", "efficientnet_lite0",
+                       "fusion.model.image_encoder.pretrained=false") == 0
+    record = encoder_record(out)
+    assert record["pretrained"] is False and "random" in record["licence"]
+    capsys.readouterr()
+    assert cli_extract(shards, out, "--encoder", "efficientnet_lite0") == 2
+    assert "identity.encoder.pretrained: False -> True" in capsys.readouterr().err
+
+
+def test_the_tiny_encoders_stay_random_whatever_the_profile_says(shards, tmp_path):
+    # a profile whose own encoder is pretrained: `--encoder uni-tiny` (random by design) is not asked for weights
+    profile = tmp_path / "pretrained.yaml"
+    profile.write_text("fusion:\n  model:\n    image_encoder:\n      name: efficientnet_lite0\n"
+                       "      pretrained: true\n")
+    assert cli_extract(shards, tmp_path / "f", "--encoder", "uni-tiny", "-c", str(profile)) == 0
+    assert encoder_record(tmp_path / "f")["pretrained"] is False
