@@ -178,6 +178,10 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
         multilabel = model_meta.get("task") == "multilabel"
         params: Dict[str, Any] = {"batch_size": batch_size}
         if multilabel:
+            n_labels = len(model_meta.get("classes") or [])  # (0: a model registered without its classes)
+            if top_k is not None and n_labels and top_k > n_labels:  # it would predict every label as "top-k"
+                raise PredictError(f"--top-k {top_k} is more than the {n_labels} labels {model_uri} predicts; "
+                                   f"give at most {n_labels}")
             params.update({"top_k": top_k or 0, "threshold": threshold or 0.0})
         elif top_k is not None or threshold is not None:
             raise PredictError(f"--top-k / --threshold choose the label set of a multi-label model; {model_uri} "

@@ -117,6 +117,11 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
     # warns on every import of this class, inside a `catch_warnings` that no filter of ours can reach.
     def predict(self, context, model_input: pd.DataFrame, params: Optional[Dict[str, Any]] = None):
         params = params or {}
+        top_k, n_labels = int(params.get("top_k", 0)), len(self.predictor.classes)
+        if top_k > n_labels:  # every label would be predicted, and the selection column would say "top-<k>"
+            raise MlflowException(f"params top_k={top_k} is more than the {n_labels} labels of this model; give at "
+                                  f"most {n_labels} (0: the model's own top-{self.predictor.top_k})",
+                                  error_code=INVALID_PARAMETER_VALUE)
         try:
             req = read_request(model_input, self.predictor.transform.image_size,
                                require_text=bool(self.predictor.model.uses_text))
@@ -124,7 +129,7 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
                                  int(params.get("batch_size", 32)),
-                                 top_k=int(params.get("top_k", 0)), threshold=float(params.get("threshold", 0.0)))
+                                 top_k=top_k, threshold=float(params.get("threshold", 0.0)))
 
 
 USAGE = """```python
