@@ -52,6 +52,22 @@ def extraction_image_size(encoder: Any, image_size: Optional[int], loader_image_
     return int(image_size or encoder.input_size or loader_image_size)
 
 
+def check_image_size(encoder: Any, size: int) -> None:
+    """Refuse a side the encoder cannot take (a ViT with fixed position embeddings: h-optimus-0, uni at 224 px)
+    before anything is written, by one forward pass on a blank image; an encoder without a declared input size,
+    or asked for its own, takes any size and is not probed."""
+    if not encoder.input_size or size == encoder.input_size:
+        return
+    try:
+        with torch.no_grad():
+            encoder(torch.zeros(1, 3, size, size))
+    except Exception as err:  # noqa: BLE001 - whatever the library raises (timm: AssertionError) means "not this size"
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"--image-size {size}: image encoder '{encoder.name}' takes {encoder.input_size} x "
+                        f"{encoder.input_size} px images ({reason}); leave --image-size out to use "
+                        f"{encoder.input_size}") from None
+
+
 class _ShardEncoder:
     """Decodes and encodes the samples of one shard at a time, batch by batch."""
 
@@ -103,10 +119,20 @@ class _ShardEncoder:
         self.pool.shutdown(wait=True)
 
 
-def _claim(out: Path, record: Mapping[str, Any]) -> None:
+def _claim(out: Path, record: Mapping[str, Any]) -> bool:
+    """Record what these features are, or refuse other settings; True when this run made the record."""
     out.mkdir(parents=True, exist_ok=True)
+    new = not (out / store.PROVENANCE_FILE).is_file()
     check_or_record(out / store.PROVENANCE_FILE, record, what=f"{out} (extracted features)",
                     remedy=f"Extract into another folder, or delete {out} to start over.")
+    return new
+
+
+def _drop_claim_without_features(out: Path) -> None:
+    """After a failure: a record this run made, with no feature file behind it, goes, so that it does not refuse
+    the corrected rerun for settings that produced nothing."""
+    if not any(out.glob("*.safetensors")):
+        (out / store.PROVENANCE_FILE).unlink(missing_ok=True)
 
 
 def _verify_and_index(source: ShardSet, out: Path, summaries: List[Summary], record: Mapping[str, Any],
@@ -188,19 +214,34 @@ def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, en
     encoder = build_image_encoder(encoder_cfg).eval()
     digest = module_fingerprint(encoder.name, encoder.body)
     size = extraction_image_size(encoder, image_size, loader_image_size)
+    check_image_size(encoder, size)  # (every rank: the same encoder and size, the same answer)
     dtype = "bfloat16-autocast" if env.device.type == "cuda" else "float32"
     record = {"identity": store.feature_identity(encoder, digest, size, source),
               "compute": {"dtype": dtype, "versions": store.package_versions()}}
     refusal: Optional[Tuple[type, str]] = None
+    claimed = False
     if env.is_main:
         try:
-            _claim(out, record)
+            claimed = _claim(out, record)
         except UserError as err:
             refusal = (type(err), str(err))
-    refusal = all_gather_object(env, refusal)[0]  # every rank stops when rank 0 refused, before any work
-    if refusal is not None:
-        raise refusal[0](refusal[1])
+    try:
+        refusal = all_gather_object(env, refusal)[0]  # every rank stops when rank 0 refused, before any work
+        if refusal is not None:
+            raise refusal[0](refusal[1])
+        return _encode_all(encoder, digest, size, record, source, out, env=env, batch_size=batch_size,
+                           decode_threads=decode_threads, max_bad_sample_rate=max_bad_sample_rate,
+                           max_member_bytes=max_member_bytes, progress=progress)
+    except BaseException:
+        if claimed:
+            _drop_claim_without_features(out)
+        raise
 
+
+def _encode_all(encoder: Any, digest: str, size: int, record: Mapping[str, Any], source: ShardSet, out: Path, *,
+                env: DistEnv, batch_size: int, decode_threads: int, max_bad_sample_rate: float,
+                max_member_bytes: int, progress: bool) -> Dict[str, Any]:
+    """This rank's shards encoded and written (finished ones skipped); rank 0 then verifies and indexes all."""
     mine = source.entries()[env.rank::env.world_size]
     summaries: List[Summary] = []
     todo = []

@@ -61,3 +61,39 @@ def test_the_tiny_encoders_stay_random_whatever_the_profile_says(shards, tmp_pat
                        "      pretrained: true\n")
     assert cli_extract(shards, tmp_path / "f", "--encoder", "uni-tiny", "-c", str(profile)) == 0
     assert encoder_record(tmp_path / "f")["pretrained"] is False
+
+
+def test_a_size_a_fixed_size_encoder_cannot_take_is_refused_before_anything_is_written(shards, tmp_path):
+    # h-optimus-0 takes 224 px only: `--image-size 64` ended in timm's AssertionError after provenance.json was
+    # written, and the corrected command was then refused ("identity.transform.image_size: 64 -> 224").
+    from mmlnb_dist.core.errors import UserError
+    from mmlnb_dist.features import extract_features
+    from mmlnb_dist.models.config import ImageEncoderConfig
+
+    out = tmp_path / "f"
+    encoder = ImageEncoderConfig(name="h-optimus-0-tiny", pretrained=False)
+    with pytest.raises(UserError, match=r"--image-size 64.*224") as err:
+        extract_features(encoder, shards, out, image_size=64, batch_size=4, progress=False)
+    assert "h-optimus-0-tiny" in str(err.value)
+    assert not (out / "provenance.json").exists()
+    assert extract_features(encoder, shards, out, batch_size=4, progress=False)["image_size"] == 224
+
+
+def test_an_extraction_that_fails_before_its_first_file_leaves_no_claim(shards, tmp_path, monkeypatch):
+    # a claim without a single feature file would refuse the corrected rerun for settings that made nothing
+    from mmlnb_dist.features import extract
+    from mmlnb_dist.models.config import ImageEncoderConfig
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the encoder failed on the first batch")
+
+    out = tmp_path / "f"
+    with monkeypatch.context() as patched:
+        patched.setattr(extract._ShardEncoder, "encode_shard", broken)
+        with pytest.raises(RuntimeError, match="first batch"):
+            extract.extract_features(ImageEncoderConfig(name="tiny", pretrained=False), shards, out, image_size=16,
+                                     progress=False)
+    assert not (out / "provenance.json").exists()
+    result = extract.extract_features(ImageEncoderConfig(name="tiny", pretrained=False), shards, out,
+                                      image_size=SIZE, progress=False)
+    assert result["image_size"] == SIZE
