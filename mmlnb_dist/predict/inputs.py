@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -138,10 +139,13 @@ def collect_inputs(paths: Sequence[Path],
 
 def _once(items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Each file and each shard sample once, at its first mention: a file named twice, or also inside a folder
-    given, would be predicted as often and counted as often in its slide's aggregate."""
+    given, would be predicted as often and counted as often in its slide's aggregate. A file is the same by its
+    absolute path, links not followed: a link under another name (`B/p9.png` -> `A/p1.png`) is an input of its
+    own, with its own key and slide, not a repeat to drop."""
     seen, kept = set(), []
     for it in items:
-        where = ("tar", Path(it["tar"]).resolve(), it["key"]) if "tar" in it else ("file", Path(it["path"]).resolve())
+        where = (("tar", Path(it["tar"]).resolve(), it["key"]) if "tar" in it
+                 else ("file", os.path.abspath(it["path"])))  # (abspath: `sub/../c.png` is still `c.png`)
         if where not in seen:
             seen.add(where)
             kept.append(it)

@@ -45,3 +45,16 @@ def test_a_shard_set_and_one_of_its_tars_give_each_sample_once(tmp_path):
     both, failed = collect_inputs([shards, tar, shards])
     assert failed == [] and [it["source"] for it in both] == [it["source"] for it in whole]
     assert len({it["source"] for it in whole}) == len(whole) == 30
+
+
+def test_a_link_with_its_own_name_is_an_input_of_its_own(tmp_path):
+    # B/p9.png links to A/p1.png (a patch filed under a second slide's folder without copying it): it was dropped
+    # as "named more than once", so B's slide lost a patch and the run still exited 0.
+    from mmlnb_dist.predict import collect_inputs
+
+    _png(tmp_path / "A" / "p1.png", 10)
+    (tmp_path / "B").mkdir()
+    (tmp_path / "B" / "p9.png").symlink_to(tmp_path / "A" / "p1.png")
+    items, failed = collect_inputs([tmp_path / "A", tmp_path / "B", tmp_path / "B" / "p9.png"])
+    assert failed == []
+    assert [it["source"] for it in items] == [str(tmp_path / "A" / "p1.png"), str(tmp_path / "B" / "p9.png")]
