@@ -48,7 +48,7 @@ def _shard_items(tar: Path) -> List[Dict[str, Any]]:
             except ValueError:
                 meta = {}
         text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
-        items.append({"key": s["__key__"], "source": f"{tar}:{s['__key__']}", "tar": tar,
+        items.append({"key": s["__key__"], "sample_key": s["__key__"], "source": f"{tar}:{s['__key__']}", "tar": tar,
                       "slide_id": meta.get("slide_id"), "description": text,
                       "true_label": meta.get("label"), "true_labels": meta.get("labels")})
     return items
@@ -68,7 +68,7 @@ def with_image_bytes(items: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
             continue
         while j < len(items) and items[j].get("tar") == tar:
             j += 1
-        wanted = {it["key"]: it for it in items[i:j]}
+        wanted = {it["sample_key"]: it for it in items[i:j]}  # (`key` may be the source: see `_unique_keys`)
         for s in iter_shard_samples(tar):
             it = wanted.pop(s["__key__"], None)
             if it is not None:
@@ -123,18 +123,44 @@ def collect_inputs(paths: Sequence[Path],
                     failed.append((str(path), f"folder holds no images but {slides} whole-slide image(s): "
                                    f"{TILE_THEM_FIRST.format(it='them')}" if slides else "folder holds no images"))
                 items.extend({"key": str(f.relative_to(path).with_suffix("")).replace("/", "_"), "source": str(f),
-                              "path": f} for f in files)
+                              "path": f, "named": f.relative_to(path).as_posix()} for f in files)
             elif is_slide_file(path.name):
                 failed.append((str(path), f"a whole-slide image: {TILE_THEM_FIRST.format(it='it')}"))
             else:
-                items.append({"key": path.stem, "source": str(path), "path": path})
+                items.append({"key": path.stem, "source": str(path), "path": path, "named": path.name})
         except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
             failed.append((str(path), f"{type(err).__name__}: {err}"))
     # a split of image files would be dropped without a word, and every image predicted
     if split and not [p for p in map(Path, paths) if p.is_dir() and (p / "manifest.json").is_file()]:
         raise PredictError(f"--split {split} chooses a split of shard sets, and none of the inputs is one "
                            f"({', '.join(map(str, paths))}); leave it out, or give the shard set folder")
-    return _once(items), failed
+    return _unique_keys(_once(items)), failed
+
+
+def _unique_keys(items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Each item its own `key`, the id of its output row: a key no other input has stays as it is (a folder's
+    `sub1/p1.png` -> `sub1_p1`, a file's stem, a shard sample's key); inputs that would share one (`sub1/p1.png`
+    and `sub1_p1.png`, `plain.png` and `plain.jpg`) are keyed by their path in the folder with its extension, and
+    if that is still shared (`p1.png` of two folders given) by their source (the path as given; `<tar>:<key>`)."""
+    def shared(keys: List[str]) -> set:
+        counts: Dict[str, int] = {}
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+        return {key for key, n in counts.items() if n > 1}
+
+    keys = [str(it["key"]) for it in items]
+    clash = shared(keys)
+    keys = [it.get("named", key) if key in clash else key for it, key in zip(items, keys)]
+    clash = shared(keys)
+    keys = [it["source"] if key in clash else key for it, key in zip(items, keys)]
+    renamed = sum(key != it["key"] for it, key in zip(items, keys))
+    if renamed:
+        log.info("%d input(s) would share a key with another (e.g. %s): keyed by their path instead", renamed,
+                 next(it["source"] for it, key in zip(items, keys) if key != it["key"]))
+    for it, key in zip(items, keys):
+        it.pop("named", None)
+        it["key"] = key
+    return items
 
 
 def _once(items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -144,7 +170,7 @@ def _once(items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     own, with its own key and slide, not a repeat to drop."""
     seen, kept = set(), []
     for it in items:
-        where = (("tar", Path(it["tar"]).resolve(), it["key"]) if "tar" in it
+        where = (("tar", Path(it["tar"]).resolve(), it["sample_key"]) if "tar" in it
                  else ("file", os.path.abspath(it["path"])))  # (abspath: `sub/../c.png` is still `c.png`)
         if where not in seen:
             seen.add(where)
