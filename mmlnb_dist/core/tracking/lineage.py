@@ -91,10 +91,18 @@ def scored_on(run, metric: str) -> Optional[Tuple[str, str]]:
     return None
 
 
-def not_comparable(holder_run, holder_version: str, run, metric: str) -> Optional[str]:
+def not_comparable(holder_run, holder_version: str, run, metric: str,
+                   metric_settings: Sequence[str] = ()) -> Optional[str]:
     """Why `run`'s `metric` cannot be compared with the alias holder's (version `holder_version`, run
-    `holder_run`), or None when it can: both scored on one set of patches. A metric of no split (`train_epoch/x`)
-    has no dataset input to check, and is compared."""
+    `holder_run`), or None when it can: both computed with the same `metric_settings` (config keys, logged as run
+    params, that change how the recipe computes its metrics: clip's `clip.top_k`) and scored on one set of
+    patches. A metric of no split (`train_epoch/x`) has no dataset input to check, and is compared."""
+    for key in metric_settings:  # a top-5 F1 "beats" a top-3 F1 of the same weights: another metric
+        theirs_value, ours_value = holder_run.data.params.get(key), run.data.params.get(key)
+        if theirs_value != ours_value:
+            return (f"{metric} is not comparable: version {holder_version} was scored with {key}="
+                    f"{theirs_value if theirs_value is not None else '(not logged)'}, this run with {key}="
+                    f"{ours_value if ours_value is not None else '(not logged)'}")
     split = metric_split(metric)
     if split is None:
         return None

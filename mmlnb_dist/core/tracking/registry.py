@@ -104,6 +104,9 @@ class ModelPackage:
     """Distributions the model's code imports beyond the base set (e.g. `timm`, `open_clip_torch`), pinned to this
     environment's versions in the logged model's requirements, so `mlflow models serve` in a fresh environment
     installs them."""
+    metric_settings: List[str] = field(default_factory=list)
+    """Config keys (logged as the run's params) that change how the recipe computes its metrics (clip:
+    `clip.top_k`, the k of its top-k F1): the alias does not move between runs whose values differ."""
 
 
 @dataclass
@@ -341,8 +344,9 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
             reason = f"version {version} holds '{alias}'"
         elif holder is None:
             moved, reason = True, f"first version with alias '{alias}'"
-        elif holder_run is not None and (why := not_comparable(holder_run, str(holder.version), run, metric)):
-            reason = (f"{why}; version {holder.version} keeps '{alias}' (score both on one set with `mmlnb-dist "
+        elif holder_run is not None and (why := not_comparable(holder_run, str(holder.version), run, metric,
+                                                                    package.metric_settings)):
+            reason = (f"{why}; version {holder.version} keeps '{alias}' (score both alike with `mmlnb-dist "
                       f"evaluate`; if this one is better, move the alias in MLflow: MlflowClient("
                       f"'{client.tracking_uri}').set_registered_model_alias('{name}', '{alias}', {version}))")
         elif better(value, previous, mode):

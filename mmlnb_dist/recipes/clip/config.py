@@ -21,6 +21,9 @@ METRIC_NAMES = ("micro_auroc", "macro_auroc", "micro_f1", "macro_f1", "micro_pre
 """Scalar metrics of an evaluation (the F1, precision, recall, Hamming and j-of-k ones on the top-k prediction)."""
 
 LOWER_IS_BETTER = frozenset({"loss", "hamming_loss"})
+METRIC_SETTINGS = ["clip.top_k"]
+"""Config keys that change how the metrics are computed (the F1s are of the top-k prediction): the registry's
+alias compares only runs with equal values (`ModelPackage.metric_settings`)."""
 
 
 class TinyClipConfig(Section):

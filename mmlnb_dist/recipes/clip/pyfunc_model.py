@@ -29,7 +29,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, register_model, register_trained,
                                        run_folder)
 from ...data.images import MissingDescriptions, example_image_b64, read_image, read_request
-from .config import LOWER_IS_BETTER
+from .config import LOWER_IS_BETTER, METRIC_SETTINGS
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -173,7 +173,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
         metadata={"classes": classes, "task": TASK, "top_k": predictor.top_k,
                   "reads_text": bool(predictor.model.uses_text)},
         version_tags={"classes": json.dumps(classes), "task": TASK, "top_k": str(predictor.top_k)},
-        code_paths=[str(package_root)],
+        code_paths=[str(package_root)], metric_settings=list(METRIC_SETTINGS),
         # the encoder registries rebuild timm / open_clip architectures when the export names one
         requirements=["timm", "open_clip_torch"])
 
