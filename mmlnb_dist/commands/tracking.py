@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import sys
 from pathlib import Path
+from typing import Optional, Sequence, Tuple
 
 from ..data.shardset import SPLITS
 from . import add_config_args, port_number, positive_int
@@ -220,9 +223,11 @@ def _predict(args) -> int:
                              slide_column=args.slide_column, tracking_uri=_tracking_uri(args, cfg),
                              vlm_config=cfg if args.config else None,
                              **({"chunk_size": args.chunk_size} if args.chunk_size is not None else {}))
+    skipped = write_skipped(Path(args.out), report["failed"])
     print(f"{report['predicted']} prediction(s) -> {args.out}"
           + (f" ({report['resumed']} input(s) done by the interrupted run it resumed)" if report["resumed"] else "")
-          + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else ""))
+          + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else "")
+          + (f"; {len(report['failed'])} unreadable input(s) -> {skipped}" if skipped else ""))
     for line in agreement_lines(report["agreement"]):  # labelled shards: how the predictions agree with them
         print(line)
     for warning in report["warnings"]:
@@ -230,6 +235,37 @@ def _predict(args) -> int:
     for item, reason in report["failed"]:
         print(f"unreadable: {item}: {reason}", file=sys.stderr)
     if report["failed"]:
-        print(f"{len(report['failed'])} input(s) could not be read", file=sys.stderr)
+        print(f"{len(report['failed'])} input(s) could not be read (listed with the reasons in {skipped})",
+              file=sys.stderr)
         return 1
     return 0
+
+
+def skipped_file(out: Path) -> Path:
+    """Where `predict --out preds.csv` lists the inputs it could not read: `preds.skipped.csv` (`.jsonl` beside a
+    JSONL output), next to the predictions as the slide aggregates are."""
+    return out.with_name(f"{out.stem}.skipped{out.suffix}")
+
+
+def write_skipped(out: Path, failed: Sequence[Tuple[str, str]]) -> Optional[Path]:
+    """Write the unreadable inputs (input, reason) beside the predictions, whole or not at all, and return the
+    file; with none, remove such a file an earlier run left (it would name inputs this run read). The journal
+    that held them is gone once the output is written, and stderr is lost with the terminal."""
+    path = skipped_file(out)
+    if not failed:
+        path.unlink(missing_ok=True)
+        return None
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            if path.suffix == ".jsonl":
+                fh.writelines(json.dumps({"input": str(item), "reason": str(reason)}) + "\n"
+                              for item, reason in failed)
+            else:
+                writer = csv.writer(fh)
+                writer.writerow(["input", "reason"])
+                writer.writerows((str(item), str(reason)) for item, reason in failed)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

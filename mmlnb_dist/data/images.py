@@ -109,10 +109,15 @@ def to_rgb(img):
 _OBJECT_ADDRESS = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
+def decoder_error(err: BaseException) -> str:
+    """`Type: message` of a decoder's error without object addresses (PIL names the buffer `<_io.BytesIO object
+    at 0x...>`), so the same bad image reads the same in every run and report."""
+    return f"{type(err).__name__}: {_OBJECT_ADDRESS.sub('', str(err))}"
+
+
 def undecodable(err: BaseException) -> str:
-    """Why an image did not decode, for ledgers and reports: the decoder's error without object addresses (PIL
-    names the buffer `<_io.BytesIO object at 0x...>`), so the same bad image reads the same in every run."""
-    return f"image not decodable ({type(err).__name__}: {_OBJECT_ADDRESS.sub('', str(err))})"
+    """Why an image did not decode, for ledgers and reports (`decoder_error`)."""
+    return f"image not decodable ({decoder_error(err)})"
 
 
 def sample_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
@@ -205,7 +210,7 @@ def read_image(value: Any, size: Optional[int] = None):
         raise ValueError(f"too large to decode ({size}): a whole-slide image? Tile it with `mmlnb-dist slides "
                          f"tile` and predict its patches") from None
     except (UnidentifiedImageError, OSError, SyntaxError, binascii.Error) as err:
-        raise ValueError(f"not a readable image ({type(err).__name__}: {err})") from None
+        raise ValueError(f"not a readable image ({decoder_error(err)})") from None
 
 
 class MissingDescriptions(ValueError):
