@@ -57,7 +57,10 @@ def _iterative_assignment(units: List[Tuple[str, List[SampleSpec]]], build: Buil
 
     Test is carved first (`test_fraction` of the units), then val from the rest (`val_fraction` of all units),
     each with `MultilabelStratifiedShuffleSplit` seeded by `build.seed`. Fractions count units (slides or
-    patients when grouped), as iterative stratification balances label-set rows, not their sizes.
+    patients when grouped), as iterative stratification balances label-set rows, not their sizes. The splitter
+    returns fewer units than asked when labels are rare (40 units, 30 labels, 0.2/0.2: val 2 and test 5, not
+    8 and 8); the split is then topped up with units drawn at random (seeded) from the rest, as `_allocate`
+    tops up an empty held-out split.
     """
     from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
 
@@ -69,12 +72,19 @@ def _iterative_assignment(units: List[Tuple[str, List[SampleSpec]]], build: Buil
             y[i, [index[label] for label in s.meta["labels"]]] = 1
     assignment = {key: "train" for key, _ in units}
     remaining = np.arange(len(units))
+    rng = np.random.default_rng(build.seed)
     for name, fraction in (("test", build.test_fraction), ("val", build.val_fraction)):
         n_take = int(round(len(units) * fraction))
         if n_take == 0 or n_take >= len(remaining):
+            if n_take > 1:  # (one unit short is rounding; more is a split far smaller than asked)
+                log.warning("the %s split gets none of the %d slides / samples asked (data.build.%s_fraction=%s): "
+                            "only %d are left for it and train", name, n_take, name, fraction, len(remaining))
             continue
         splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_take, random_state=build.seed)
         _, taken = next(splitter.split(np.zeros((len(remaining), 1)), y[remaining]))
+        if len(taken) < n_take:  # rare labels: the splitter stopped short of its test_size
+            rest = np.setdiff1d(np.arange(len(remaining)), taken)
+            taken = np.concatenate([taken, rng.choice(rest, size=n_take - len(taken), replace=False)])
         for i in remaining[taken]:
             assignment[units[i][0]] = name
         remaining = np.delete(remaining, taken)

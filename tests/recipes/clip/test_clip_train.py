@@ -27,7 +27,7 @@ class Killed(KeyboardInterrupt):
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
-    """96 image-caption pairs, 6 labels (3 seen in the image, 3 named in the caption): 75 train / 21 val."""
+    """96 image-caption pairs, 6 labels (3 seen in the image, 3 named in the caption): 72 train / 24 val."""
     return caption_shards(tmp_path_factory.mktemp("clip"), n=96, size=32)
 
 
@@ -63,7 +63,7 @@ def test_clip_recipe_learns_and_a_killed_run_resumes_to_the_same_weights(shards,
     assert resumed["val/micro_f1"] == full["val/micro_f1"] and resumed["best_epoch"] == full["best_epoch"]
 
     # it learns: seed 0, 6 epochs; chance is micro AUROC 0.5 (measured: see docs/clip.md)
-    assert full["val/num_samples"] == 21
+    assert full["val/num_samples"] == 24
     assert full["val/micro_auroc"] > 0.75, full
     assert full["val/micro_f1"] > 0.5, full
 
@@ -122,7 +122,7 @@ def test_two_process_deepspeed_zero1_run_of_the_clip_recipe(shards, tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
-    assert result["val/num_samples"] == 21  # exactly once across the 2 ranks
+    assert result["val/num_samples"] == 24  # exactly once across the 2 ranks
     assert json.loads((tmp_path / "ds2" / "metrics.json").read_text())["world_size"] == 2
     assert result["val/micro_auroc"] > 0.7, result
     ds = json.loads((tmp_path / "ds2" / "deepspeed_config.json").read_text())
@@ -139,6 +139,6 @@ def test_other_fusions_and_single_tower_baselines_train_through_the_recipe(shard
     from mmlnb_dist.recipes.clip.export import load_exported_model
 
     result = run(recipe_class("clip"), clip_config(shards, tmp_path, "train.epochs=1", f"clip.model.fusion={fusion}"))
-    assert result["val/num_samples"] == 21 and result["val/loss"] == result["val/loss"]  # finite, not NaN
+    assert result["val/num_samples"] == 24 and result["val/loss"] == result["val/loss"]  # finite, not NaN
     model, meta = load_exported_model(result["export_dir"])
     assert meta["model"]["fusion"] == fusion and model.fusion == fusion
