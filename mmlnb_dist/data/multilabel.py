@@ -56,7 +56,8 @@ def load_label_merge(path: Union[str, Path]) -> Dict[str, str]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise ShardError(f"label merge file {path} (data.multilabel.label_merge) cannot be read: {err}") from None
     if not isinstance(raw, dict):
-        raise ShardError(f"label merge file {path}: expected a mapping `target: [source, ...]`, got {type(raw).__name__}")
+        raise ShardError(f"label merge file {path}: expected a mapping `target: [source, ...]`, "
+                         f"got {type(raw).__name__}")
     merge: Dict[str, str] = {}
     for target, sources in raw.items():
         if isinstance(sources, str):
@@ -183,6 +184,7 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
     if not kept:
         listing = "; ".join(f"row {d['row']}: {d['reason']}" for d in dropped[:10])
         raise ShardError(f"no usable row in {csv_path} ({len(dropped)} dropped): {listing}")
+    check_label_spellings(parsed, kept, csv_path, opts.separator)
     used = {x for n in kept for x in parsed[n]}
     if classes is not None:
         vocabulary = [c for c in classes if c not in rare]
@@ -208,6 +210,38 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
                                   {"file": rel, "row": n, "labels": labels}))
     counts = Counter(x for s in samples for x in s.meta["labels"])
     return MultiLabelInput(samples, vocabulary, dropped, {c: counts.get(c, 0) for c in vocabulary})
+
+
+SEPARATOR_LOOKALIKES = (";", ",", "|")
+"""Characters that separate label names in common CSV exports: inside a label name they mean the cell was written
+with another separator than `data.multilabel.separator`."""
+
+
+def check_label_spellings(parsed: Mapping[int, List[str]], rows: Sequence[int], csv_path: Path,
+                          separator: str) -> None:
+    """Refuse label names of `rows` that differ only in case or spacing (two classes of one label, each with half
+    its samples); warn about names holding another separator character (`fat;necrosis` read whole under `|`)."""
+    first_row: Dict[str, int] = {}
+    for n in rows:
+        for label in parsed[n]:
+            first_row.setdefault(label, n)
+    spellings: Dict[str, List[str]] = {}
+    for label in first_row:
+        spellings.setdefault("".join(label.split()).casefold(), []).append(label)
+    clashes = [names for names in spellings.values() if len(names) > 1]
+    if clashes:
+        listing = "; ".join(" and ".join(f"'{name}' (row {first_row[name]})" for name in names) for names in clashes)
+        raise ShardError(f"{csv_path}: label names that differ only in case or spacing would be separate classes: "
+                         f"{listing}. Write each label one way, or unite the spellings with a label merge "
+                         f"(data.multilabel.label_merge / --label-merge: `Target: [spelling, ...]`)")
+    odd = {label: [c for c in SEPARATOR_LOOKALIKES if c != separator and c in label] for label in first_row}
+    odd = {label: chars for label, chars in odd.items() if chars}
+    if odd:
+        log.warning("%s: label names hold a separator character other than the configured '%s' (each read as one "
+                    "label): %s; if these cells list several labels, set data.multilabel.separator (--separator)",
+                    csv_path, separator, "; ".join(f"'{label}' (row {first_row[label]}: "
+                                                   f"{', '.join(repr(c) for c in chars)})"
+                                                   for label, chars in sorted(odd.items())))
 
 
 def format_dropped(dropped: Sequence[Mapping[str, Any]]) -> List[str]:
