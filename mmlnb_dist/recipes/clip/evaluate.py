@@ -71,10 +71,15 @@ def format_metrics_table(metrics: Dict[str, Any], classes: List[str], title: str
     lines += [f"  {m:<{width}}  {metrics[m]:.4f}" for m in names]
     lines.append("  per-label F1 (top-k prediction):")
     width = max(len(c) for c in classes)
-    lines += [f"    {c:<{width}}  {f:.4f}" for c, f in zip(classes, metrics["per_label_f1"])]
-    for key in ("labels_without_positives", "labels_without_negatives"):
-        if metrics.get(key):
-            lines.append(f"  {key.replace('_', ' ')} (left out of macro AUROC): {', '.join(metrics[key])}")
+    absent = set(metrics.get("labels_without_positives") or ())  # nothing to find: their F1 says nothing
+    lines += [f"    {c:<{width}}  {'n/a' if c in absent else f'{f:.4f}'}"
+              for c, f in zip(classes, metrics["per_label_f1"])]
+    if absent:  # the macro averages keep them as 0 (scikit-learn's zero_division=0): say so, names stay stable
+        lines.append(f"  labels without positives (F1 n/a; they count 0 in macro F1, precision and recall, and are "
+                     f"left out of macro AUROC): {', '.join(metrics['labels_without_positives'])}")
+    if metrics.get("labels_without_negatives"):
+        lines.append(f"  labels without negatives (left out of macro AUROC): "
+                     f"{', '.join(metrics['labels_without_negatives'])}")
     return "\n".join(lines)
 
 
@@ -88,7 +93,8 @@ def track_evaluation(cfg: "Config", model: str, split: str, metrics: Dict[str, A
     tracking = cfg.tracking.model_copy(update={"backends": ["mlflow"]})
     run_dir = cfg.run.evaluation_dir(split)  # held by the evaluate command (commands/train.py)
     logger = build_logger(tracking, cfg.run, DistEnv.from_environment().rank, run_dir, "evaluate", config=cfg,
-                          datasets=ShardSet.open(cfg.data.shards).dataset_specs(), tags={"model": model, "split": split})
+                          datasets=ShardSet.open(cfg.data.shards).dataset_specs(),
+                          tags={"model": model, "split": split})
     logger.log_metrics(scalar_metrics(metrics, f"{split}/"), step=0)
     if logger.wants_figures:
         fig, _ = per_label_f1_figure({split: metrics["per_label_f1"]}, classes, metrics["top_k"])
