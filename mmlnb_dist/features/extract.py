@@ -41,6 +41,7 @@ from ..data.shardset import ShardError, ShardSet
 from ..models.config import ImageEncoderConfig
 from ..models.encoders import build_image_encoder, module_fingerprint
 from . import store
+from .image_digests import images_sha256, recorded_images, sample_image_sha256
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,9 @@ def _verify_and_index(source: ShardSet, out: Path, summaries: List[Summary], rec
     dims = {by_shard[e["file"]]["dim"] for _, _, e in entries if by_shard[e["file"]]["num_features"]}
     index = {"format": store.FORMAT, "num_features": len(seen), "num_skipped": len(skipped),
              "dim": dims.pop() if len(dims) == 1 else None, "files": files, "skipped": skipped,
-             "encoder": record["identity"]["encoder"]["name"]}
+             "encoder": record["identity"]["encoder"]["name"],
+             # what a run on another shard set (the same images, other descriptions) is compared with
+             "images_sha256": images_sha256(recorded_images(out, files))}
     tmp = out / (store.INDEX_FILE + ".tmp")
     tmp.write_text(json.dumps(index, indent=2) + "\n")
     tmp.replace(out / store.INDEX_FILE)
@@ -245,13 +248,13 @@ def _encode_all(encoder: Any, digest: str, size: int, record: Mapping[str, Any],
     mine = source.entries()[env.rank::env.world_size]
     summaries: List[Summary] = []
     todo = []
-    for _, _, entry in mine:
+    for split, _, entry in mine:
         done = store.finished_shard(store.feature_file(out, entry["file"]), entry)
         if done is not None:
             summaries.append(done)
         else:
-            todo.append(entry)
-    total = sum(int(e["num_samples"]) for e in todo)
+            todo.append((split, entry))
+    total = sum(int(e["num_samples"]) for _, e in todo)
     log.info("features extract: %s (%d-d, weights %s) at %d px on %s; %d of %d shards to do here (rank %d of %d)",
              encoder.name, encoder.out_dim, digest, size, env.device, len(todo), len(mine), env.rank, env.world_size)
     bar = progress_bar(total=total, unit="sample", desc=f"extract[rank {env.rank}/{env.world_size}]",
@@ -261,14 +264,15 @@ def _encode_all(encoder: Any, digest: str, size: int, record: Mapping[str, Any],
                                                text=False, device=env.device), env.device, batch_size, decode_threads)
     t0 = time.perf_counter()
     try:
-        for entry in todo:
+        for split, entry in todo:
             samples = list(iter_shard_samples(source.root / entry["file"], max_member_bytes))
             if len(samples) != int(entry["num_samples"]):
                 raise ShardError(f"input shard {source.root / entry['file']} holds {len(samples)} samples, its "
                                  f"manifest entry says {entry['num_samples']}; restore or rebuild it")
             keys, feats, skipped = work.encode_shard(samples, entry["file"], bar.update)
             path = store.feature_file(out, entry["file"])
-            store.write_shard_features(path, keys, feats, shard_sha256=entry["sha256"], skipped=skipped)
+            store.write_shard_features(path, keys, feats, shard_sha256=entry["sha256"], skipped=skipped, split=split,
+                                       images={s["__key__"]: sample_image_sha256(s) for s in samples})
             summaries.append({"file": path.name, "shard": entry["file"], "num_features": len(keys),
                               "dim": int(feats.shape[1]), "skipped": skipped})
     finally:

@@ -2,8 +2,10 @@
 
     <out>/provenance.json                what made the features (`core.provenance.check_or_record` format)
     <out>/<shard stem>.safetensors       one file per input shard: `features` float32 [N, D] with the sample keys
-                                         (and the keys skipped as unreadable) in its metadata; never a pickle
-    <out>/index.json                     written last, when every shard is done: files, counts, dimension
+                                         (and the keys skipped as unreadable), the shard's split and the SHA-256
+                                         of every sample's image member in its metadata; never a pickle
+    <out>/index.json                     written last, when every shard is done: files, counts, dimension and
+                                         `images_sha256` (split, key and image bytes of every sample)
 
 A shard's file is written under a temporary name and renamed when complete, so a file with the final name is
 whole; a file that still fails to read back (copied half-way, disk full) counts as torn and is redone.
@@ -12,7 +14,8 @@ The record splits into `identity` (what the features ARE: encoder name, source, 
 weights were loaded or random (`pretrained`), licence, the image transform and the shard set digest) and
 `compute` (how they were computed: dtype, package versions).
 A rerun compares the whole record; a consumer (the fusion recipe) compares the identity with the encoder and
-transform it would run itself.
+transform it would run itself, and the shard set by its images (`check_shards_fit`): the very set the features
+were extracted from, or one with the same splits, keys and image bytes (a set re-described by `describe`).
 """
 from __future__ import annotations
 
@@ -25,8 +28,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from ..core.errors import UserError
-from ..core.provenance import refuse_changes
+from ..core.provenance import ProvenanceError, differences, format_changes
 from ..data.shardset import ShardSet
+from .image_digests import image_differences, recorded_images, shard_set_images
 
 PROVENANCE_FILE = "provenance.json"
 INDEX_FILE = "index.json"
@@ -74,13 +78,14 @@ def feature_identity(encoder: Any, weights_digest: str, image_size: int, shards:
 
 
 def write_shard_features(path: Path, keys: Sequence[str], features: torch.Tensor, *, shard_sha256: str,
-                         skipped: Sequence[Mapping[str, str]]) -> None:
-    """Atomically write one shard's features (temporary name, fsync, rename)."""
+                         skipped: Sequence[Mapping[str, str]], split: str, images: Mapping[str, str]) -> None:
+    """Atomically write one shard's features (temporary name, fsync, rename). `images`: key -> SHA-256 of the
+    image member of every sample of the shard, skipped ones included (`image_digests.sample_image_sha256`)."""
     from safetensors.torch import save_file
 
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     meta = {"format": FORMAT, "keys": json.dumps(list(keys)), "skipped": json.dumps(list(skipped)),
-            "shard_sha256": shard_sha256}
+            "shard_sha256": shard_sha256, "split": split, "images": json.dumps(dict(images))}
     save_file({"features": features.float().contiguous()}, str(tmp), metadata=meta)
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
@@ -119,6 +124,7 @@ def finished_shard(path: Path, entry: Mapping[str, Any]) -> Optional[Dict[str, A
     try:
         keys, features, meta = read_shard_features(path)
         skipped = json.loads(meta["skipped"])
+        json.loads(meta["images"]), meta["split"]  # written by every extraction that records the images
     except Exception:  # any failure to read back means the file is not whole
         return None
     if meta.get("shard_sha256") != entry.get("sha256") or len(keys) + len(skipped) != int(entry["num_samples"]):
@@ -143,13 +149,52 @@ def read_record(folder: Path) -> Dict[str, Any]:
     return json.loads((Path(folder) / PROVENANCE_FILE).read_text())["record"]
 
 
-def check_identity(folder: Path, identity: Mapping[str, Any], *, what_uses: str, remedy: str = "") -> None:
-    """Refuse features whose identity (encoder, weights, transform, shard set) differs from `identity`, naming
-    every differing key (`core.provenance.ProvenanceError`)."""
+def refuse_mismatch(what: str, recorded: Mapping[str, Any], expected: Mapping[str, Any], remedy: str) -> None:
+    """`ProvenanceError` naming every key where what the features record differs from what the run expects."""
+    changes = differences(recorded, expected)
+    if changes:
+        raise ProvenanceError(f"{what} does not fit this run (recorded -> this run):\n{format_changes(changes)}\n"
+                              f"{remedy}".rstrip())
+
+
+def check_identity(folder: Path, identity: Mapping[str, Any], shards: ShardSet, *, what_uses: str,
+                   remedy: str = "") -> None:
+    """Refuse features whose identity (encoder, weights, transform) differs from `identity`, naming every
+    differing key (`core.provenance.ProvenanceError`), or whose shard set does not fit `shards`
+    (`check_shards_fit`)."""
     read_index(folder)
-    refuse_changes(f"extracted features {folder}", read_record(folder)["identity"], identity,
-                   remedy=f"These features were made by another encoder, weights, transform or shard set than "
-                          f"{what_uses}. " + (remedy or "Extract features with its settings into another folder."))
+    recorded = {k: v for k, v in read_record(folder)["identity"].items() if k != "shards"}
+    refuse_mismatch(f"extracted features {folder}", recorded, {k: v for k, v in identity.items() if k != "shards"},
+                    remedy=f"These features were made by another encoder, weights or transform than {what_uses}. "
+                           + (remedy or "Extract features with its settings into another folder."))
+    check_shards_fit(folder, shards, remedy=remedy)
+
+
+_FITTING: set = set()
+"""(features folder, shard set digest) pairs found to fit in this process: a run checks before any work and again
+once its encoder is built, and the second look need not read every image of the shard set again."""
+
+
+def check_shards_fit(folder: Path, shards: ShardSet, *, remedy: str = "") -> None:
+    """Features fit `shards` when extracted from that very set (equal manifest digests) or from one with the same
+    samples in the same splits and the same image bytes (its descriptions may differ). Else `FeaturesError`
+    naming what differs; a folder from before the images record fits its own shard set only."""
+    folder = Path(folder)
+    recorded = read_record(folder)["identity"]["shards"]
+    if recorded["manifest_sha256"] == shards.digest or (str(folder.resolve()), shards.digest) in _FITTING:
+        return
+    index = read_index(folder)
+    where = (f"extracted features {folder} come from another shard set than {shards.root} (manifest sha256 "
+             f"{recorded['manifest_sha256'][:12]} vs {shards.digest[:12]})")
+    again = remedy or f"Extract features from {shards.root} into another folder."
+    if "images_sha256" not in index:
+        raise FeaturesError(f"{where}, and were extracted before extractions recorded each sample's image, so "
+                            f"whether the images are the same cannot be told. {again} (to reuse features across "
+                            f"re-described shard sets, extract them again with this version)")
+    lines = image_differences(recorded_images(folder, index["files"]), shard_set_images(shards))
+    if lines:
+        raise FeaturesError(f"{where} whose images differ:\n  " + "\n  ".join(lines) + f"\n{again}")
+    _FITTING.add((str(folder.resolve()), shards.digest))
 
 
 def load_features(folder: Path) -> Dict[str, torch.Tensor]:

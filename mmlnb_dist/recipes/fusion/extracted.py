@@ -4,8 +4,9 @@ image is decoded and the image encoder never runs.
 
 The features stand in for the encoder only if nothing differs: `check_config` (before any work) refuses a config
 whose image encoder trains in some phase or whose inputs are augmented, and compares what the folder records with
-the config (encoder name, transform, shard set); `check_encoder` (in setup, once the encoder is built) also
-compares the weights digest. Refusals name every differing key.
+the config (encoder name, transform) and the shard set by its images (`features.check_shards_fit`: a set rebuilt
+with other descriptions, same keys, splits and image bytes, reuses them); `check_encoder` (in setup, once the
+encoder is built) also compares the weights digest. Refusals name every differing key.
 """
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping
 import numpy as np
 
 from ...core.errors import ConfigError
-from ...core.provenance import refuse_changes
 from ...data.preprocess import ClassIndexLabel, add_text_and_ids, collate_samples, sample_meta
 from ...data.shardset import ShardSet
-from ...features import FeaturesError, check_identity, feature_identity, load_features, read_index, read_record
+from ...features import (FeaturesError, check_identity, check_shards_fit, feature_identity, load_features,
+                         read_index, read_record, refuse_mismatch)
 from ...models.encoders import image_normalisation, module_fingerprint
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ def _remedy(cfg: "Config") -> str:
 
 def check_config(cfg: "Config", shards: ShardSet) -> None:
     """Config-level refusals, before any work: frozen everywhere, no augmentation, a finished folder whose
-    encoder name, transform and shard set match the config."""
+    encoder name and transform match the config and whose shard set has the images of `shards`."""
     f = cfg.fusion
     if f.model.mode == "text_only":
         raise ConfigError(f"{KEY}: fusion.model.mode text_only has no image branch to feed; drop {KEY}")
@@ -57,10 +58,10 @@ def check_config(cfg: "Config", shards: ShardSet) -> None:
     norm = image_normalisation(enc.name)
     expected = {"encoder": {"name": enc.name},
                 "transform": {"image_size": cfg.data.loader.image_size, "mean": list(norm["mean"]),
-                              "std": list(norm["std"])},
-                "shards": {"manifest_sha256": shards.digest}}
+                              "std": list(norm["std"])}}
     recorded = read_record(folder)["identity"]
-    refuse_changes(f"{KEY} {folder}", _subset(recorded, expected), expected, remedy=_remedy(cfg))
+    refuse_mismatch(f"{KEY} {folder}", _subset(recorded, expected), expected, remedy=_remedy(cfg))
+    check_shards_fit(folder, shards, remedy=_remedy(cfg))
 
 
 def _subset(record: Mapping[str, Any], like: Mapping[str, Any]) -> Dict[str, Any]:
@@ -73,7 +74,7 @@ def check_encoder(cfg: "Config", encoder: Any, shards: ShardSet) -> None:
     """The whole identity, weights digest included, against the encoder this run built (before training)."""
     digest = module_fingerprint(encoder.name, encoder.body)
     identity = feature_identity(encoder, digest, cfg.data.loader.image_size, shards)
-    check_identity(Path(cfg.fusion.image_features), identity,
+    check_identity(Path(cfg.fusion.image_features), identity, shards,
                    what_uses=f"this run's image encoder ({encoder.name}, weights {digest})", remedy=_remedy(cfg))
 
 
