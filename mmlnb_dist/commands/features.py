@@ -55,9 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = group.add_subparsers(dest="features_command", required=True, metavar="ACTION")
     p = actions.add_parser(
         "extract", help="features of every sample of a shard set (distributed, exactly once, resumable)",
-        description="Every rank encodes whole shards (exactly once across ranks), batched, bf16 autocast on CUDA "
-        "and fp32 on the CPU, one safetensors file per shard written atomically, with the encoder, weights "
-        "digest, transform, shard-set digest and package versions in provenance.json. Run as one process or "
+        description="Every rank encodes whole shards (exactly once across ranks), batched, in distributed.precision on "
+        "CUDA (bf16/fp16 autocast or fp32) and fp32 on the CPU, one safetensors file per shard written atomically, "
+        "with the encoder, weights digest, transform, shard-set digest, precision and package versions in "
+        "provenance.json. Run as one process or "
         "under `deepspeed --no_local_rank --module mmlnb_dist.cli features extract ...` / torchrun. A killed "
         "run continues with the same command (finished shards are skipped); different settings are refused. "
         "Train on the result with fusion.image_features=OUT.",

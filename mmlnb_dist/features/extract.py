@@ -7,10 +7,11 @@
   `data.map.map_shard_set` and `describe` do: no shard is shared, so every sample is encoded by exactly one
   rank, and each shard's features are written by one process in one atomic rename (`store.write_shard_features`).
 - Batches are fixed offsets in the shard; images are decoded by a small thread pool one batch ahead of the
-  encoder. On CUDA the encoder runs under bf16 autocast, on the CPU in fp32; features are stored as float32.
+  encoder. On CUDA the encoder runs in the precision `distributed.precision` asks for (bf16/fp16 autocast, or
+  fp32), on the CPU in fp32; the precision is part of the features' identity; features are stored as float32.
 - A rerun skips shards whose file is complete (a torn or stale file is redone) and refuses to continue an
   output made with different settings (`core.provenance.check_or_record`: encoder, weights digest, transform,
-  shard set digest, dtype and package versions), naming what differs.
+  shard set digest, precision, dtype and package versions), naming what differs.
 - Rank 0 then checks every input sample is in exactly one file (or listed as skipped: an undecodable image,
   counted against `max_bad_sample_rate`) and writes `index.json`, which marks the extraction finished.
 """
@@ -69,16 +70,31 @@ def check_image_size(encoder: Any, size: int) -> None:
                         f"{encoder.input_size}") from None
 
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def extraction_precision(device: torch.device, asked: str) -> str:
+    """The precision the encoder runs in: `asked` (distributed.precision) on CUDA, fp32 on the CPU (no fp16
+    there, and bf16 autocast on most CPUs is slower than fp32)."""
+    return asked if device.type == "cuda" and asked in AUTOCAST_DTYPES else "fp32"
+
+
+def extraction_autocast(device: torch.device, asked: str) -> Any:
+    """The context the encoder runs in: autocast to bf16/fp16 only when asked for and on CUDA."""
+    precision = extraction_precision(device, asked)
+    return torch.autocast("cuda", dtype=AUTOCAST_DTYPES[precision]) if precision != "fp32" else nullcontext()
+
+
 class _ShardEncoder:
     """Decodes and encodes the samples of one shard at a time, batch by batch."""
 
     def __init__(self, encoder: torch.nn.Module, preprocess: ImageSamplePreprocess, device: torch.device,
-                 batch_size: int, threads: int):
+                 batch_size: int, threads: int, precision: str):
         self.encoder, self.preprocess, self.device = encoder, preprocess, device
         self.batch_size = batch_size
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="decode")
         self.ctx = SampleContext(seed=0, epoch=0, train=False)
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+        self.precision = precision
 
     def _decode(self, raw: Dict[str, Any]) -> Union[Dict[str, Any], str]:
         try:
@@ -108,7 +124,7 @@ class _ShardEncoder:
                         for raw, d in zip(raws, decoded) if isinstance(d, str)]
             if good:
                 batch = self.preprocess.finalize(self.preprocess.collate(good))
-                with self.autocast:
+                with extraction_autocast(self.device, self.precision):  # (a context is entered once)
                     feats = self.encoder(batch["image"])  # normalised on the device by `finalize`
                 parts.append(feats.float().cpu())
                 keys += batch["key"]
@@ -181,6 +197,7 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
     env = env or DistEnv.from_environment()
     source = source if isinstance(source, ShardSet) else ShardSet.open(source)
     out = Path(out)
+    precision = store.run_precision(dist or DistributedConfig())  # (a bad deepspeed_config stops before any lock)
     if out.resolve() == source.root.resolve():
         raise UserError(f"--out {out}: features must go to another folder than the shard set")
     reading = ReadLock(source.root, "features extract").acquire() if env.is_main else None  # nothing rebuilds it
@@ -193,8 +210,8 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
     owns_group = env.is_distributed and not torch.distributed.is_initialized()
     init_process_group(env, dist or DistributedConfig())
     try:
-        return _extract(encoder_cfg, source, out, env=env, seed=seed, batch_size=batch_size, image_size=image_size,
-                        loader_image_size=loader_image_size, decode_threads=decode_threads,
+        return _extract(encoder_cfg, source, out, env=env, seed=seed, precision=precision, batch_size=batch_size,
+                        image_size=image_size, loader_image_size=loader_image_size, decode_threads=decode_threads,
                         max_bad_sample_rate=max_bad_sample_rate, max_member_bytes=max_member_bytes,
                         progress=progress)
     except BaseException:
@@ -210,7 +227,7 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
             reading.release()
 
 
-def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, env: DistEnv, seed: int,
+def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, env: DistEnv, seed: int, precision: str,
              batch_size: int, image_size: Optional[int], loader_image_size: int, decode_threads: int,
              max_bad_sample_rate: float, max_member_bytes: int, progress: bool) -> Dict[str, Any]:
     seed_everything(seed)
@@ -218,9 +235,9 @@ def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, en
     digest = module_fingerprint(encoder.name, encoder.body)
     size = extraction_image_size(encoder, image_size, loader_image_size)
     check_image_size(encoder, size)  # (every rank: the same encoder and size, the same answer)
-    dtype = "bfloat16-autocast" if env.device.type == "cuda" else "float32"
-    record = {"identity": store.feature_identity(encoder, digest, size, source),
-              "compute": {"dtype": dtype, "versions": store.package_versions()}}
+    computed_in = extraction_precision(env.device, precision)
+    record = {"identity": store.feature_identity(encoder, digest, size, source, computed_in),
+              "compute": {"dtype": store.COMPUTE_DTYPES[computed_in], "versions": store.package_versions()}}
     refusal: Optional[Tuple[type, str]] = None
     claimed = False
     if env.is_main:
@@ -232,7 +249,8 @@ def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, en
         refusal = all_gather_object(env, refusal)[0]  # every rank stops when rank 0 refused, before any work
         if refusal is not None:
             raise refusal[0](refusal[1])
-        return _encode_all(encoder, digest, size, record, source, out, env=env, batch_size=batch_size,
+        return _encode_all(encoder, digest, size, record, source, out, env=env, precision=precision,
+                           batch_size=batch_size,
                            decode_threads=decode_threads, max_bad_sample_rate=max_bad_sample_rate,
                            max_member_bytes=max_member_bytes, progress=progress)
     except BaseException:
@@ -242,7 +260,7 @@ def _extract(encoder_cfg: ImageEncoderConfig, source: ShardSet, out: Path, *, en
 
 
 def _encode_all(encoder: Any, digest: str, size: int, record: Mapping[str, Any], source: ShardSet, out: Path, *,
-                env: DistEnv, batch_size: int, decode_threads: int, max_bad_sample_rate: float,
+                env: DistEnv, precision: str, batch_size: int, decode_threads: int, max_bad_sample_rate: float,
                 max_member_bytes: int, progress: bool) -> Dict[str, Any]:
     """This rank's shards encoded and written (finished ones skipped); rank 0 then verifies and indexes all."""
     mine = source.entries()[env.rank::env.world_size]
@@ -255,13 +273,15 @@ def _encode_all(encoder: Any, digest: str, size: int, record: Mapping[str, Any],
         else:
             todo.append((split, entry))
     total = sum(int(e["num_samples"]) for _, e in todo)
-    log.info("features extract: %s (%d-d, weights %s) at %d px on %s; %d of %d shards to do here (rank %d of %d)",
-             encoder.name, encoder.out_dim, digest, size, env.device, len(todo), len(mine), env.rank, env.world_size)
+    log.info("features extract: %s (%d-d, weights %s) at %d px on %s in %s; %d of %d shards to do here (rank %d of "
+             "%d)", encoder.name, encoder.out_dim, digest, size, env.device, record["identity"]["precision"], len(todo),
+             len(mine), env.rank, env.world_size)
     bar = progress_bar(total=total, unit="sample", desc=f"extract[rank {env.rank}/{env.world_size}]",
                        enabled=progress and env.is_main, dynamic_ncols=True)
     work = _ShardEncoder(encoder.to(env.device),
                          ImageSamplePreprocess(size, None, augment=False, mean=encoder.mean, std=encoder.std,
-                                               text=False, device=env.device), env.device, batch_size, decode_threads)
+                                               text=False, device=env.device), env.device, batch_size, decode_threads,
+                         precision)
     t0 = time.perf_counter()
     try:
         for split, entry in todo:

@@ -11,8 +11,9 @@ A shard's file is written under a temporary name and renamed when complete, so a
 whole; a file that still fails to read back (copied half-way, disk full) counts as torn and is redone.
 
 The record splits into `identity` (what the features ARE: encoder name, source, weights digest, whether the
-weights were loaded or random (`pretrained`), licence, the image transform and the shard set digest) and
-`compute` (how they were computed: dtype, package versions).
+weights were loaded or random (`pretrained`), licence, the image transform, the shard set digest and the
+precision the encoder ran in: bf16 features are other numbers than fp32 ones) and `compute` (how they were
+computed: dtype, package versions).
 A rerun compares the whole record; a consumer (the fusion recipe) compares the identity with the encoder and
 transform it would run itself, and the shard set by its images (`check_shards_fit`): the very set the features
 were extracted from, or one with the same splits, keys and image bytes (a set re-described by `describe`).
@@ -27,8 +28,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from ..core.engine import precision_of, read_user_deepspeed_json
 from ..core.errors import UserError
 from ..core.provenance import ProvenanceError, differences, format_changes
+from ..core.sections import DistributedConfig
 from ..data.shardset import ShardSet
 from .image_digests import image_differences, recorded_images, shard_set_images
 
@@ -61,12 +64,32 @@ def package_versions() -> Dict[str, Optional[str]]:
     return versions
 
 
-def feature_identity(encoder: Any, weights_digest: str, image_size: int, shards: ShardSet) -> Dict[str, Any]:
-    """What the features of `encoder` (an `models.ImageEncoder`) on `shards` are: any difference means other
-    numbers. `weights_digest` is `models.module_fingerprint(name, encoder.body)` of the weights actually used;
-    `pretrained` says whether those were loaded (pretrained or `weights_path`) or a random initialisation."""
+COMPUTE_DTYPES = {"fp32": "float32", "bf16": "bfloat16-autocast", "fp16": "float16-autocast"}
+"""`compute.dtype` for each precision (what every record holds, including those from before `identity.precision`)."""
+
+
+def run_precision(dist: DistributedConfig) -> str:
+    """fp32, bf16 or fp16: what a run's model (its frozen image encoder included) computes in, as DeepSpeed casts
+    it (`distributed.precision`, or the user's `distributed.deepspeed_config`)."""
+    return precision_of(read_user_deepspeed_json(dist.deepspeed_config)) if dist.deepspeed_config \
+        else dist.precision
+
+
+def recorded_precision(record: Mapping[str, Any]) -> Optional[str]:
+    """The precision a folder's features were computed in; a record from before `identity.precision` tells it by
+    `compute.dtype` (those extractions ran bf16 autocast on every GPU, fp32 on the CPU)."""
+    by_dtype = {dtype: precision for precision, dtype in COMPUTE_DTYPES.items()}
+    return record["identity"].get("precision") or by_dtype.get(record.get("compute", {}).get("dtype"))
+
+
+def feature_identity(encoder: Any, weights_digest: str, image_size: int, shards: ShardSet,
+                     precision: str) -> Dict[str, Any]:
+    """What the features of `encoder` (an `models.ImageEncoder`) on `shards`, computed in `precision` (fp32,
+    bf16, fp16), are: any difference means other numbers. `weights_digest` is `models.module_fingerprint(name,
+    encoder.body)` of the weights actually used; `pretrained` says whether those were loaded (pretrained or
+    `weights_path`) or a random initialisation."""
     pretrained = encoder.weights_digest is not None  # set by `build_image_encoder` when weights were loaded
-    return {
+    return {"precision": precision,
         "encoder": {"name": encoder.name, "source": encoder.source, "weights_digest": weights_digest,
                     "pretrained": pretrained, "licence": encoder.licence if pretrained else RANDOM_WEIGHTS,
                     "out_dim": int(encoder.out_dim)},
@@ -163,11 +186,30 @@ def check_identity(folder: Path, identity: Mapping[str, Any], shards: ShardSet, 
     differing key (`core.provenance.ProvenanceError`), or whose shard set does not fit `shards`
     (`check_shards_fit`)."""
     read_index(folder)
-    recorded = {k: v for k, v in read_record(folder)["identity"].items() if k != "shards"}
-    refuse_mismatch(f"extracted features {folder}", recorded, {k: v for k, v in identity.items() if k != "shards"},
+    own = ("shards", "precision")  # compared by their own checks, which tell more than "differs"
+    recorded = {k: v for k, v in read_record(folder)["identity"].items() if k not in own}
+    refuse_mismatch(f"extracted features {folder}", recorded, {k: v for k, v in identity.items() if k not in own},
                     remedy=f"These features were made by another encoder, weights or transform than {what_uses}. "
                            + (remedy or "Extract features with its settings into another folder."))
+    check_precision_fits(folder, identity["precision"])
     check_shards_fit(folder, shards, remedy=remedy)
+
+
+def check_precision_fits(folder: Path, precision: str) -> None:
+    """Refuse features computed in another precision than `precision`, the one this run's frozen image encoder
+    computes in (`run_precision`): trained on bf16 features, heads would differ from those of the same run
+    from images, and a search would compare the two as if equal."""
+    record = read_record(folder)
+    recorded = recorded_precision(record)
+    if recorded == precision:
+        return
+    dtype = record.get("compute", {}).get("dtype")
+    raise FeaturesError(
+        f"extracted features {folder} were computed in {recorded} ({dtype}), but this run's image encoder computes "
+        f"in {precision} (distributed.precision={precision}). Extract them again with "
+        f"distributed.precision={precision} (bf16/fp16 are applied on a GPU only; the CPU extracts in fp32), or "
+        f"train with distributed.precision={recorded}. Whatever the training precision, the registered model runs "
+        f"its image encoder in fp32 on images when it predicts (docs/encoders.md, 'Precision').")
 
 
 _FITTING: set = set()

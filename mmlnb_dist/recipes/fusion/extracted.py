@@ -4,9 +4,10 @@ image is decoded and the image encoder never runs.
 
 The features stand in for the encoder only if nothing differs: `check_config` (before any work) refuses a config
 whose image encoder trains in some phase or whose inputs are augmented, and compares what the folder records with
-the config (encoder name, transform) and the shard set by its images (`features.check_shards_fit`: a set rebuilt
-with other descriptions, same keys, splits and image bytes, reuses them); `check_encoder` (in setup, once the
-encoder is built) also compares the weights digest. Refusals name every differing key.
+the config (encoder name, transform, the precision the run's encoder computes in) and the shard set by its images
+(`features.check_shards_fit`: a set rebuilt with other descriptions, same keys, splits and image bytes, reuses
+them); `check_encoder` (in setup, once the encoder is built) also compares the weights digest. Refusals name every
+differing key.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import numpy as np
 from ...core.errors import ConfigError
 from ...data.preprocess import ClassIndexLabel, add_text_and_ids, collate_samples, sample_meta
 from ...data.shardset import ShardSet
-from ...features import (FeaturesError, check_identity, check_shards_fit, feature_identity, load_features,
-                         read_index, read_record, refuse_mismatch)
+from ...features import (FeaturesError, check_identity, check_precision_fits, check_shards_fit, feature_identity,
+                         load_features, read_index, read_record, refuse_mismatch, run_precision)
 from ...models.encoders import image_normalisation, module_fingerprint
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def _remedy(cfg: "Config") -> str:
 
 def check_config(cfg: "Config", shards: ShardSet) -> None:
     """Config-level refusals, before any work: frozen everywhere, no augmentation, a finished folder whose
-    encoder name and transform match the config and whose shard set has the images of `shards`."""
+    encoder name, transform and precision match the config and whose shard set has the images of `shards`."""
     f = cfg.fusion
     if f.model.mode == "text_only":
         raise ConfigError(f"{KEY}: fusion.model.mode text_only has no image branch to feed; drop {KEY}")
@@ -61,6 +62,7 @@ def check_config(cfg: "Config", shards: ShardSet) -> None:
                               "std": list(norm["std"])}}
     recorded = read_record(folder)["identity"]
     refuse_mismatch(f"{KEY} {folder}", _subset(recorded, expected), expected, remedy=_remedy(cfg))
+    check_precision_fits(folder, run_precision(cfg.distributed))
     check_shards_fit(folder, shards, remedy=_remedy(cfg))
 
 
@@ -73,7 +75,7 @@ def _subset(record: Mapping[str, Any], like: Mapping[str, Any]) -> Dict[str, Any
 def check_encoder(cfg: "Config", encoder: Any, shards: ShardSet) -> None:
     """The whole identity, weights digest included, against the encoder this run built (before training)."""
     digest = module_fingerprint(encoder.name, encoder.body)
-    identity = feature_identity(encoder, digest, cfg.data.loader.image_size, shards)
+    identity = feature_identity(encoder, digest, cfg.data.loader.image_size, shards, run_precision(cfg.distributed))
     check_identity(Path(cfg.fusion.image_features), identity, shards,
                    what_uses=f"this run's image encoder ({encoder.name}, weights {digest})", remedy=_remedy(cfg))
 
