@@ -124,7 +124,10 @@ PATHOLOGY_MODELS: Dict[str, PathologyModel] = {m.name: m for m in [
         architecture_kwargs={"img_size": 224, "patch_size": 16, "embed_dim": 1536, "depth": 40, "num_heads": 24,
                              "init_values": 1e-5, "mlp_ratio": 5.33334, "num_classes": 0},
         width=1536, output="pooled", embed_dim=1536, licence="Apache-2.0", gated=True,
-        notes="card transform: resize 256, centre crop 224"),
+        # The card's crop is not implemented: every path (training, features extract, predict, the export)
+        # shares data.images.ImageTransform, and a per-model resize would have to be recorded in all of them.
+        notes="card transform: resize 256, centre crop 224 (not applied: images are resized straight to the "
+              "image size, see docs/encoders.md)"),
     PathologyModel(
         "phikon-v2", "transformers", "owkin/phikon-v2", "",
         config={"model_type": "dinov2", "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
