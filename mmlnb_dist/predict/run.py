@@ -36,11 +36,12 @@ def vlm_settings(vlm: str, adapter: Optional[Path], given: Optional[Any] = None)
     pipeline's printed line passes its own), else the defaults, with a warning (text unlike the training text)."""
     from ..config import load_config
     from ..recipes.vlm.merge import merged_from
+    from ..recipes.vlm.trained_with import training_config_path
 
-    adapter_dir = adapter or merged_from(vlm).get("adapter")
-    trained_with = Path(adapter_dir).parent / "config.yaml" if adapter_dir else None
-    if trained_with is not None and trained_with.is_file():
+    trained_with = training_config_path(vlm, adapter)
+    if trained_with is not None:
         return load_config(trained_with)
+    adapter_dir = adapter or merged_from(vlm).get("adapter")
     if given is not None:
         return given
     log.warning("--vlm %s describes the images with the built-in defaults of the vlm settings (prompt, image size, "

@@ -44,6 +44,7 @@ from . import model as V
 from .merge import fine_tune_sha256
 from .quality import QUALITY_FILE, format_report, quality_report
 from .source import check_vlm_loadable
+from .trained_with import check_describe_settings
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -165,6 +166,7 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
         lc = cfg.data.loader
         check_shard_files(source, lc.preflight, rank=env.rank, world_size=env.world_size)  # before any work
         check_vlm_loadable(vlm, "--vlm" if vlm != cfg.vlm.model else "vlm.model")
+        check_describe_settings(cfg.vlm, vlm, adapter)  # a fine-tuned model describes as it was trained
         lock = FolderLock(out, "describe").acquire() if env.is_main else None
         try:
             return _describe_locked(cfg, vlm, adapter, source, out, env, progress, restart)
