@@ -37,14 +37,14 @@ import torch
 from ...core.distributed import DistEnv, destroy_process_group, init_process_group
 from ...core.runlock import FolderLock, ReadLock
 from ...data.images import decode_image, image_member, undecodable
-from ...data.map import SkipSample, map_shard_set
+from ...data.map import PROVENANCE_FILE, SkipSample, map_shard_set
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardSet
 from . import model as V
 from .merge import fine_tune_sha256
 from .quality import QUALITY_FILE, format_report, quality_report
 from .source import check_vlm_loadable
-from .trained_with import check_describe_settings
+from .preflight import check_describe_ready, drop_claim_without_output
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -166,7 +166,7 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
         lc = cfg.data.loader
         check_shard_files(source, lc.preflight, rank=env.rank, world_size=env.world_size)  # before any work
         check_vlm_loadable(vlm, "--vlm" if vlm != cfg.vlm.model else "vlm.model")
-        check_describe_settings(cfg.vlm, vlm, adapter)  # a fine-tuned model describes as it was trained
+        check_describe_ready(cfg.vlm, vlm, adapter)  # what the first batch would meet, before the claim
         lock = FolderLock(out, "describe").acquire() if env.is_main else None
         try:
             return _describe_locked(cfg, vlm, adapter, source, out, env, progress, restart)
@@ -184,11 +184,17 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
         fn = _DescribeBatches(lambda: Describer(cfg.vlm, vlm, adapter, env.device, cfg.distributed.precision))
         dtype = describe_dtype(env.device, cfg.distributed.precision)
         made_by = {"describe": provenance(cfg, vlm, adapter, source, env.world_size, dtype)}
-        mapped = map_shard_set(source, out, fn, env=env, batch_size=cfg.vlm.generation.batch_size,
-                               provenance=made_by, record=made_by, allow=RESUME_MAY_CHANGE, restart=restart,
-                               lock=False, max_bad_sample_rate=lc.max_bad_sample_rate,
-                               max_member_bytes=lc.max_member_bytes, progress=progress, desc="describe",
-                               reports=(QUALITY_FILE,), has_descriptions=True)
+        claims_now = env.is_main and (restart or not (out / PROVENANCE_FILE).is_file())
+        try:
+            mapped = map_shard_set(source, out, fn, env=env, batch_size=cfg.vlm.generation.batch_size,
+                                   provenance=made_by, record=made_by, allow=RESUME_MAY_CHANGE, restart=restart,
+                                   lock=False, max_bad_sample_rate=lc.max_bad_sample_rate,
+                                   max_member_bytes=lc.max_member_bytes, progress=progress, desc="describe",
+                                   reports=(QUALITY_FILE,), has_descriptions=True)
+        except BaseException:
+            if claims_now:  # a claim with nothing behind it would refuse the corrected rerun
+                drop_claim_without_output(out)
+            raise
         result: Dict[str, Any] = {"out": str(out)}
         if env.is_main:
             report = quality_report(ShardSet.open(out), naming_keywords(source))

@@ -57,6 +57,7 @@ from ...data.shardset import ShardError, ShardSet
 from . import model as V
 from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
 from .batches import Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed  # noqa: F401
+from .preflight import check_finetune_model
 from .source import check_vlm_loadable
 
 if TYPE_CHECKING:
@@ -160,6 +161,7 @@ class FinetuneVLMRecipe:
         check_shard_files(pairs, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
         require_one_batch(count_pairs(pairs, "train"), plan.global_batch, vcfg.pairs)
         CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
+        check_finetune_model(vcfg)  # LoRA names, prompt and length: on the model's structure, before the folder
 
     # -- setup ------------------------------------------------------------------------------------------------
     def setup(self) -> None:

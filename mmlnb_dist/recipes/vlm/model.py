@@ -28,6 +28,7 @@ from ...core.errors import UserError
 from ...core.progress import route_library_bars
 from ...data.images import decode_image, to_rgb
 from .config import GenerationConfig, LoraConfig
+from .lora_names import check_lora_names
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def lora_target_modules(model: torch.nn.Module, lora: LoraConfig) -> List[str]:
     peft matches a plain name list by suffix, so `gate_proj` would silently adapt the vision tower's MLPs too;
     full names make the choice explicit and visible in `adapter_config.json`.
     """
+    check_lora_names(model, lora)  # (peft would ignore a name matching nothing)
     names = []
     for name in _linear_names(model):
         in_vision = VISION_PREFIX in name
@@ -119,8 +121,6 @@ def lora_target_modules(model: torch.nn.Module, lora: LoraConfig) -> List[str]:
                 names.append(name)
         elif any(name.endswith("." + t) for t in lora.target_modules):
             names.append(name)
-    if not names:
-        raise ValueError(f"LoRA targets {lora.target_modules} match no linear layer of the model")
     return names
 
 
@@ -184,7 +184,7 @@ def check_adapter_finite(adapter_dir: Union[str, Path]) -> None:
         load_finite(path, "fine-tune the adapter again (with a lower vlm.lr if its fine-tuning diverged)")
 
 
-def check_adapter_base(model: torch.nn.Module, adapter_dir: Union[str, Path]) -> None:
+def check_adapter_base(model: Union[torch.nn.Module, str], adapter_dir: Union[str, Path]) -> None:
     """The base `adapter_dir` was trained on (its adapter_config.json) against the one loaded, by folder name (a
     cache or checkpoint folder may move). Tiny bases with the same seed differ in their tower (`vlm.tiny_vision`)
     and builder, and an adapter fits one of them only: refused, naming both. Other names may well be the same
@@ -193,7 +193,7 @@ def check_adapter_base(model: torch.nn.Module, adapter_dir: Union[str, Path]) ->
 
     config = Path(adapter_dir) / "adapter_config.json"
     trained_on = json.loads(config.read_text()).get("base_model_name_or_path") if config.is_file() else None
-    loaded = getattr(model, "name_or_path", None)
+    loaded = model if isinstance(model, str) else getattr(model, "name_or_path", None)  # or the resolved path
     if not trained_on or not loaded:
         return
     trained_name, loaded_name = Path(str(trained_on)).name, Path(str(loaded)).name

@@ -55,3 +55,23 @@ def test_a_vlm_that_cannot_be_loaded_exits_2_and_leaves_no_output(pairs, tmp_pat
     last = proc.stderr.strip().splitlines()[-1]
     assert vlm.format(tmp=tmp_path) in last and says in last, last
     assert not out.exists()
+
+
+@pytest.mark.parametrize("overrides, key, says", [
+    (["vlm.lora.target_modules=[q_proj,qproj]"], "vlm.lora.target_modules", "qproj"),  # a typo beside a match
+    (["vlm.lora.target_modules=[qkv]"], "vlm.lora.target_modules", "vlm.lora.vision_lora"),  # a vision name
+    (["vlm.lora.modules_to_save=[lm_haed]"], "vlm.lora.modules_to_save", "lm_head"),
+], ids=["misspelled-target", "vision-target", "misspelled-module-to-save"])
+def test_settings_that_fit_no_part_of_the_model_exit_2_before_the_run_folder(pairs, tmp_path, overrides, key, says):
+    """LoRA names that match nothing were ignored beside one that matched (q_proj adapted, `qproj` not, no word),
+    recorded as trained (`modules_to_save=[lm_haed]`), or a ValueError traceback after the run folder existed."""
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "mmlnb_dist.cli", "finetune-vlm", "--config", "launch/profiles/cpu-demo.yaml",
+           f"vlm.pairs={pairs}", f"run.output_dir={runs}", "run.name=bad", "tracking.backends=[stdout]",
+           f"vlm.cache_dir={tmp_path / 'cache'}", "vlm.tiny_vision=random", "vlm.max_steps=1", *overrides]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    error = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert error and key in error[-1] and says in error[-1], proc.stderr[-2000:]
+    assert not runs.exists() or not any(runs.iterdir()), sorted(p.name for p in runs.rglob("*"))

@@ -1,0 +1,59 @@
+"""Every name in `vlm.lora.target_modules` and `vlm.lora.modules_to_save` must name a part of the model.
+
+peft matches names by suffix and says nothing about a name that matches nothing: `[q_proj, qproj]` adapted
+q_proj alone, `modules_to_save: [lm_haed]` was written into adapter_config.json as if trained, and only a list
+matching nothing at all failed, with a ValueError after the run folder existed. `check_lora_names` names each
+unmatched entry and the names that exist; `model_skeleton` lets `finetune-vlm`'s check run it on the model's
+structure (no weights) before the run folder is taken.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, List
+
+import torch
+
+from ...core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .config import LoraConfig
+
+VISION_PREFIX = "visual."  # (as model.VISION_PREFIX: the vision tower's modules)
+
+
+def _matches(name: str, entry: str) -> bool:
+    return name == entry or name.endswith("." + entry)
+
+
+def _leaf_names(names: Iterable[str]) -> List[str]:
+    """The distinct last parts of module names (`q_proj`, `lm_head`), without the numbered layers."""
+    return sorted({n.rsplit(".", 1)[-1] for n in names if n and not n.rsplit(".", 1)[-1].isdigit()})
+
+
+def check_lora_names(model: torch.nn.Module, lora: "LoraConfig") -> None:
+    """Refuse (ConfigError) target modules that match no linear layer of the language model, and modules to save
+    that match no module, naming the entries and the names available."""
+    modules = [n for n, _ in model.named_modules() if n]
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    language = [n for n in linear if VISION_PREFIX not in n]
+    vision = [n for n in linear if VISION_PREFIX in n]
+    unmatched = [t for t in lora.target_modules if not any(_matches(n, t) for n in language)]
+    if unmatched:
+        in_vision = [t for t in unmatched if any(_matches(n, t) for n in vision)]
+        hint = (f"; {', '.join(in_vision)} name(s) the vision tower's layers, adapted with vlm.lora.vision_lora=true "
+                f"(its blocks' attn.qkv, attn.proj and MLP)" if in_vision else "")
+        raise ConfigError(f"vlm.lora.target_modules: {', '.join(unmatched)} match(es) no linear layer of the language "
+                          f"model; available: {', '.join(_leaf_names(language))}{hint}")
+    missing = [m for m in lora.modules_to_save if not any(_matches(n, m) for n in modules)]
+    if missing:
+        candidates = _leaf_names(n for n in modules if VISION_PREFIX not in n and "layers." not in n)
+        raise ConfigError(f"vlm.lora.modules_to_save: {', '.join(missing)} match(es) no module of the model; "
+                          f"modules outside the repeated layers: {', '.join(candidates)}")
+
+
+def model_skeleton(path: str) -> torch.nn.Module:
+    """The model's structure on the meta device (module names and shapes, no weights: cheap for a 7B)."""
+    from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+
+    config = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        return Qwen2_5_VLForConditionalGeneration._from_config(config)

@@ -1,0 +1,93 @@
+"""What `finetune-vlm` and `describe` check before they claim a folder: that the prompt is text the chat template
+can place beside one image, that the prompt and the largest image fit `vlm.max_length`, and (describe) that the
+adapter fits the base and holds finite weights.
+
+These errors used to surface in the first batch, after the run folder or the describe output had been claimed
+with the bad settings, so the corrected rerun was refused until `--restart` (describe) or met a folder it had
+not made (fine-tuning). `drop_claim_without_output` is the net under the rest: a describe claim with nothing
+written behind it goes when the run fails.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from ...core.errors import ConfigError
+from ...data.map import PROGRESS_DIR, PROVENANCE_FILE
+from . import model as V
+from .lora_names import check_lora_names, model_skeleton
+from .trained_with import check_describe_settings
+
+if TYPE_CHECKING:
+    from .config import VLMConfig
+
+log = logging.getLogger(__name__)
+
+QWEN_VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
+"""Qwen2.5-VL's image markup: the chat template writes it for the one image; in the prompt it would be a second,
+imageless image slot (the processor refuses `<|image_pad|>`; the others pass and confuse the model)."""
+
+LITERAL_IMAGE_TAG = "<image>"
+"""LLaMA-Factory's / LLaVA's image placeholder: plain text to Qwen's template, which places the image itself."""
+
+
+def check_prompt_text(prompt: str) -> None:
+    """Refuse Qwen's vision tokens in `vlm.prompt`; warn on a literal `<image>` (it stays text)."""
+    found = [t for t in QWEN_VISION_TOKENS if t in prompt]
+    if found:
+        raise ConfigError(f"vlm.prompt holds {', '.join(found)}: the chat template already places the image before "
+                          f"the prompt; write the prompt as plain text, without Qwen's vision tokens")
+    if LITERAL_IMAGE_TAG in prompt:
+        log.warning("vlm.prompt holds %r: Qwen's chat template places the image itself, so it is kept as plain "
+                    "text (LLaMA-Factory's placeholder); drop it unless the model should read it", LITERAL_IMAGE_TAG)
+
+
+def largest_prompt_tokens(processor, prompt: str, max_pixels: int) -> int:
+    """Tokens of the chat prompt with a square image of `max_pixels` (the most image tokens the bounds allow);
+    a processor error on the prompt is a ConfigError naming `vlm.prompt`."""
+    from PIL import Image
+
+    side = max(28, math.isqrt(max_pixels))
+    try:
+        return len(V.encode_prompt(processor, Image.new("RGB", (side, side), "white"), prompt).input_ids)
+    except ValueError as err:
+        raise ConfigError(f"vlm.prompt {prompt!r} cannot be encoded with an image: {err}") from None
+
+
+def check_prompt_fits(processor, vcfg: "VLMConfig") -> None:
+    """Refuse a `vlm.max_length` that leaves no room for an answer after the prompt and the largest image."""
+    n_prompt = largest_prompt_tokens(processor, vcfg.prompt, vcfg.max_pixels)
+    if n_prompt >= vcfg.max_length:
+        raise ConfigError(f"vlm.max_length={vcfg.max_length}: the prompt and an image at vlm.max_pixels="
+                          f"{vcfg.max_pixels} take {n_prompt} tokens, leaving no room for the description; raise "
+                          f"vlm.max_length (above {n_prompt}) or lower vlm.max_pixels")
+
+
+def check_finetune_model(vcfg: "VLMConfig") -> None:
+    """`finetune-vlm`'s checks that need the model's structure and processor (no weights are loaded): LoRA names.
+    Builds the `tiny` model when missing (setup would)."""
+    resolved = V.resolve_model_path(vcfg.model, vcfg.tiny_seed, vcfg.cache_dir, vcfg.tiny_vision)
+    check_lora_names(model_skeleton(resolved), vcfg.lora)
+
+
+def check_describe_ready(vcfg: "VLMConfig", vlm: str, adapter: Optional[str]) -> None:
+    """Everything describe would otherwise meet in its first batch: the fine-tuning run's settings, the prompt,
+    the adapter's base and its weights. Builds the `tiny` model when missing (provenance resolves it anyway)."""
+    check_describe_settings(vcfg, vlm, adapter)
+    check_prompt_text(vcfg.prompt)
+    resolved = V.resolve_model_path(vlm, vcfg.tiny_seed, vcfg.cache_dir, vcfg.tiny_vision)
+    if adapter:
+        V.check_adapter_base(resolved, adapter)
+        V.check_adapter_finite(adapter)
+    largest_prompt_tokens(V.load_processor(resolved, vcfg.min_pixels, vcfg.max_pixels), vcfg.prompt,
+                          vcfg.max_pixels)
+
+
+def drop_claim_without_output(out: Path) -> None:
+    """After a failed describe: the provenance this run recorded, with no finished shard and no journaled batch
+    behind it, goes, so that it does not refuse the corrected rerun for settings that produced nothing."""
+    journaled = any(p.stat().st_size for p in (out / PROGRESS_DIR).glob("*.jsonl")) if out.is_dir() else False
+    if out.is_dir() and not any(out.glob("*.tar")) and not journaled:
+        (out / PROVENANCE_FILE).unlink(missing_ok=True)
