@@ -27,7 +27,7 @@ def _finetune_fp(*overrides):
 SHARDS = StageResult("shards", Path("/data/shards"), "fp-shards", True, 0.0, {}, status="skipped")
 
 
-@pytest.mark.parametrize("change", ["vlm.min_pixels=200704", "vlm.max_pixels=50176", "distributed.precision=fp32",
+@pytest.mark.parametrize("change", ["vlm.min_pixels=50176", "vlm.max_pixels=200704", "distributed.precision=fp32",
                                     "vlm.tiny_seed=3"])
 def test_the_base_vlm_stage_changes_with_what_changes_its_descriptions(change):
     assert steps.base_vlm_stage(_cfg(change)).fingerprint != steps.base_vlm_stage(_cfg()).fingerprint
@@ -42,7 +42,7 @@ def test_a_fine_tune_keeps_its_fingerprint_when_only_its_cadence_changes(cadence
     assert _finetune_fp(cadence) == _finetune_fp()
 
 
-@pytest.mark.parametrize("change", ["vlm.lora.r=8", "vlm.epochs=6", "vlm.min_pixels=200704", "run.seed=1"])
+@pytest.mark.parametrize("change", ["vlm.lora.r=8", "vlm.epochs=6", "vlm.min_pixels=50176", "run.seed=1"])
 def test_a_fine_tune_is_rebuilt_when_what_it_learns_changes(change):
     assert _finetune_fp(change) != _finetune_fp()
 

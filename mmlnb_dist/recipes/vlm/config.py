@@ -160,3 +160,11 @@ class VLMConfig(Section):
 
     generation: GenerationConfig = GenerationConfig()
     """Description generation."""
+
+    @model_validator(mode="after")
+    def _pixel_bounds_in_order(self) -> "VLMConfig":
+        # Inverted bounds invert the resize: small images get the most image tokens, large ones the fewest.
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"vlm.min_pixels={self.min_pixels} is above vlm.max_pixels={self.max_pixels}: the lower "
+                             f"bound must not exceed the upper one (equal values fix one image size)")
+        return self
