@@ -66,10 +66,12 @@ def check_prompt_fits(processor, vcfg: "VLMConfig") -> None:
 
 
 def check_finetune_model(vcfg: "VLMConfig") -> None:
-    """`finetune-vlm`'s checks that need the model's structure and processor (no weights are loaded): LoRA names.
-    Builds the `tiny` model when missing (setup would)."""
+    """`finetune-vlm`'s checks that need the model's structure and processor (no weights are loaded): LoRA names,
+    the prompt, and room for an answer in `vlm.max_length`. Builds the `tiny` model when missing (setup would)."""
+    check_prompt_text(vcfg.prompt)
     resolved = V.resolve_model_path(vcfg.model, vcfg.tiny_seed, vcfg.cache_dir, vcfg.tiny_vision)
     check_lora_names(model_skeleton(resolved), vcfg.lora)
+    check_prompt_fits(V.load_processor(resolved, vcfg.min_pixels, vcfg.max_pixels), vcfg)
 
 
 def check_describe_ready(vcfg: "VLMConfig", vlm: str, adapter: Optional[str]) -> None:

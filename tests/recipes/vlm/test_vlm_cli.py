@@ -61,10 +61,13 @@ def test_a_vlm_that_cannot_be_loaded_exits_2_and_leaves_no_output(pairs, tmp_pat
     (["vlm.lora.target_modules=[q_proj,qproj]"], "vlm.lora.target_modules", "qproj"),  # a typo beside a match
     (["vlm.lora.target_modules=[qkv]"], "vlm.lora.target_modules", "vlm.lora.vision_lora"),  # a vision name
     (["vlm.lora.modules_to_save=[lm_haed]"], "vlm.lora.modules_to_save", "lm_head"),
-], ids=["misspelled-target", "vision-target", "misspelled-module-to-save"])
+    (["vlm.prompt=Describe <|image_pad|> this."], "vlm.prompt", "<|image_pad|>"),  # the template places the image
+    (["vlm.max_length=40"], "vlm.max_length", "vlm.max_pixels"),  # no room for an answer after prompt and image
+], ids=["misspelled-target", "vision-target", "misspelled-module-to-save", "vision-token-in-prompt", "max-length"])
 def test_settings_that_fit_no_part_of_the_model_exit_2_before_the_run_folder(pairs, tmp_path, overrides, key, says):
     """LoRA names that match nothing were ignored beside one that matched (q_proj adapted, `qproj` not, no word),
-    recorded as trained (`modules_to_save=[lm_haed]`), or a ValueError traceback after the run folder existed."""
+    recorded as trained (`modules_to_save=[lm_haed]`), or a ValueError traceback after the run folder existed. A
+    prompt holding Qwen's vision tokens and a vlm.max_length below the prompt and image were tracebacks mid-run."""
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "mmlnb_dist.cli", "finetune-vlm", "--config", "launch/profiles/cpu-demo.yaml",
            f"vlm.pairs={pairs}", f"run.output_dir={runs}", "run.name=bad", "tracking.backends=[stdout]",
