@@ -272,7 +272,8 @@ def encode_prompt(processor, image, prompt: str) -> Encoded:
 
 
 def encode_pair(processor, image, prompt: str, answer: str, max_length: int) -> Encoded:
-    """Prompt ids + answer ids + `<|im_end|>`; labels -100 on the prompt. Long answers are cut at max_length."""
+    """Prompt ids + answer ids + `<|im_end|>`; labels -100 on the prompt. Long answers are cut at max_length, their
+    `<|im_end|>` kept as the last token."""
     enc = encode_prompt(processor, image, prompt)
     n_prompt = len(enc.input_ids)
     if n_prompt >= max_length:
@@ -281,7 +282,8 @@ def encode_pair(processor, image, prompt: str, answer: str, max_length: int) -> 
             f"raise vlm.max_length or lower vlm.max_pixels"
         )
     answer_ids = processor.tokenizer(answer.strip() + END_OF_TURN, add_special_tokens=False)["input_ids"]
-    answer_ids = answer_ids[: max_length - n_prompt]
+    if len(answer_ids) > max_length - n_prompt:  # cut, keeping <|im_end|>: a cut answer must still teach to stop
+        answer_ids = answer_ids[: max_length - n_prompt - 1] + answer_ids[-1:]
     enc.input_ids = enc.input_ids + answer_ids
     enc.mm_token_type_ids = enc.mm_token_type_ids + [0] * len(answer_ids)
     enc.labels = [IGNORE_INDEX] * n_prompt + list(answer_ids)
