@@ -8,6 +8,7 @@ uninterrupted one would have taken, on the same number of processes or (with the
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List
 
@@ -21,6 +22,8 @@ from . import model as V
 if TYPE_CHECKING:
     from .config import VLMConfig
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -31,18 +34,24 @@ class Pair:
 
 
 def read_pairs(shards: ShardSet, split: str) -> List[Pair]:
-    """Every (image, description) pair of one split, in manifest order; samples without `txt` are skipped."""
+    """Every (image, description) pair of one split, in manifest order; samples without a description (or an
+    image) are skipped, and said with their first keys (they used to go without a word)."""
     if split not in shards.manifest["splits"]:
         return []
     classes = shards.classes
-    pairs = []
+    pairs, skipped = [], []
     for path, _ in shards.shards(split):
         for s in iter_shard_samples(path):
             text = s.get("txt", b"").decode("utf-8").strip()
             ext = image_member(s)
             if not text or ext is None:
+                skipped.append(s["__key__"])
                 continue
             pairs.append(Pair(s["__key__"], s[ext], text, classes[int(s["cls"])]))
+    if skipped:
+        log.warning("%d of %d %s samples of %s have no description or no image and are left out of fine-tuning: "
+                    "%s%s", len(skipped), len(skipped) + len(pairs), split, shards.root,
+                    ", ".join(skipped[:5]), ", ..." if len(skipped) > 5 else "")
     return pairs
 
 

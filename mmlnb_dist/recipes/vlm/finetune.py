@@ -25,8 +25,7 @@ The learning rate follows `vlm.lr_schedule` (linear warmup, then cosine, by defa
 
 Outputs in `<run.output_dir>/<run.name>/`: `adapter/` (peft format, safetensors; gathered across ZeRO-3 ranks,
 `adapter.py`), `checkpoints/` (DeepSpeed, frozen base weights excluded, step, loss window and RNG states in the
-client state),
-`metrics.jsonl`, `data_order.jsonl` (step, world size, pair keys), `config.yaml`, `result.json`.
+client state), `metrics.jsonl`, `data_order.jsonl` (step, world size, pair keys), `config.yaml`, `result.json`.
 """
 from __future__ import annotations
 
@@ -57,6 +56,7 @@ from ...data.shardset import ShardError, ShardSet
 from . import model as V
 from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
 from .batches import Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed  # noqa: F401
+from .pair_lengths import pair_counts
 from .preflight import check_finetune_model
 from .source import check_vlm_loadable
 
@@ -207,6 +207,7 @@ class FinetuneVLMRecipe:
         self.model = model
         self.pad_id = self.processor.tokenizer.pad_token_id
         self.encode = pair_encoder(self.processor, vcfg, len(self.train_pairs) + len(self.val_pairs))
+        data_counts = pair_counts(self.processor, vcfg, {"train": self.train_pairs, "val": self.val_pairs})
         self.logger = build_logger(cfg.tracking, cfg.run, env.rank, self.run_dir, STAGE, config=cfg,
                                    datasets=pairs.dataset_specs(), tags={"recipe": self.name})
         if self.logger.wants_figures:
@@ -226,7 +227,7 @@ class FinetuneVLMRecipe:
             self.logger.resumed_at(self.step if client else -1)
         if not client:
             self.logger.log_metrics({"params/trainable": float(trainable), "params/total": float(total),
-                                     "data/train_pairs": float(len(self.train_pairs))}, step=0)
+                                     **data_counts}, step=0)
         if env.is_main:
             self._truncate_data_order()
 

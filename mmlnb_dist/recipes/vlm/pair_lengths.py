@@ -1,0 +1,59 @@
+"""What fine-tuning cannot train as written: descriptions cut at `vlm.max_length`, samples without a description.
+
+A pair longer than `vlm.max_length` (prompt + image tokens + answer + `<|im_end|>`) is cut, keeping `<|im_end|>`
+(`model.encode_pair`): the model learns a shortened description. Samples without a description are not pairs and
+are left out (`batches.read_pairs`). Both used to pass without a word; here they are counted at setup, said with
+the first keys; the cut ones are also recorded with the run's first metrics (`data/<split>_pairs_cut`).
+
+The count is exact without encoding every image: a pair's prompt length depends only on its image's size (the
+processor resizes by size alone), so the prompt is encoded once per distinct size, on a blank image of that size.
+"""
+from __future__ import annotations
+
+import io
+import logging
+from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
+
+from PIL import Image
+
+from . import model as V
+from .batches import Pair
+
+if TYPE_CHECKING:
+    from .config import VLMConfig
+
+log = logging.getLogger(__name__)
+
+SHOWN_KEYS = 5
+"""How many keys a warning names (the count says how many there are)."""
+
+
+def cut_keys(processor, pairs: Sequence[Pair], prompt: str, max_length: int) -> List[str]:
+    """Keys of the pairs whose answer does not fit `max_length` beside its prompt and image."""
+    prompt_tokens: Dict[Tuple[int, int], int] = {}
+    cut = []
+    for pair in pairs:
+        with Image.open(io.BytesIO(pair.image)) as img:  # the header only: no decoding
+            size = img.size
+        if size not in prompt_tokens:
+            blank = Image.new("RGB", size, (255, 255, 255))
+            prompt_tokens[size] = len(V.encode_prompt(processor, blank, prompt).input_ids)
+        answer = processor.tokenizer(pair.text.strip() + V.END_OF_TURN, add_special_tokens=False)["input_ids"]
+        if len(answer) > max_length - prompt_tokens[size]:
+            cut.append(pair.key)
+    return cut
+
+
+def pair_counts(processor, vcfg: "VLMConfig", pairs: Dict[str, Sequence[Pair]]) -> Dict[str, float]:
+    """Per split (`pairs`: the pairs trained or validated on), warn about the pairs `vcfg.max_length` cuts; return
+    the counts as metrics (samples without a description are said by `read_pairs`)."""
+    counts: Dict[str, float] = {"data/train_pairs": float(len(pairs.get("train", ())))}
+    for split, used in pairs.items():
+        cut = cut_keys(processor, used, vcfg.prompt, vcfg.max_length)
+        counts[f"data/{split}_pairs_cut"] = float(len(cut))
+        if cut:
+            log.warning("%d of %d %s pairs are longer than vlm.max_length=%d and are cut (their end is not "
+                        "learned; <|im_end|> is kept): %s%s. Raise vlm.max_length, or shorten these descriptions",
+                        len(cut), len(used), split, vcfg.max_length, ", ".join(cut[:SHOWN_KEYS]),
+                        ", ..." if len(cut) > SHOWN_KEYS else "")
+    return counts
