@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 import numpy as np
+import torch
 
+from ...core.distributed import all_reduce_sum
 from ...data.images import image_member
 from ...data.reader import iter_shard_samples
 from ...data.shardset import ShardSet
 from . import model as V
 
 if TYPE_CHECKING:
+    from ...core.distributed import DistEnv
     from .config import VLMConfig
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,19 @@ def step_indices(n: int, global_batch: int, step: int, seed: int) -> List[int]:
     epoch, within = divmod(step, per_epoch)
     perm = np.random.default_rng([seed, epoch]).permutation(n)
     return perm[within * global_batch:(within + 1) * global_batch].tolist()
+
+
+def token_weights(env: "DistEnv", batches: Sequence[Dict[str, torch.Tensor]], accumulation: int) -> List[float]:
+    """Per micro batch of this rank's share of an optimizer step: the factor its loss (the mean over its answer
+    tokens) is multiplied by before `engine.backward`, so that the step's gradient is that of the mean over every
+    answer token of the step, on all ranks. DeepSpeed divides each backward by the accumulation and averages the
+    gradients over ranks, hence the factor accumulation x world size. An equal weight per micro batch (the mean of
+    means, Hugging Face Trainer's behaviour before 4.46) weighed the tokens of short answers more, and made the
+    update depend on `vlm.micro_batch_per_gpu`: adapters trained at micro batch 1 and 4 differed by 4e-3."""
+    tokens = [float((b["labels"][:, 1:] != V.IGNORE_INDEX).sum()) for b in batches]  # as the loss counts them
+    device = batches[0]["labels"].device if batches else torch.device("cpu")
+    total = all_reduce_sum(env, torch.tensor([sum(tokens)], dtype=torch.float64, device=device)).item()
+    return [t * accumulation * env.world_size / max(total, 1.0) for t in tokens]
 
 
 def step_seed(seed: int, step: int, micro: int) -> int:

@@ -19,11 +19,8 @@ The pairs of a step do not depend on the number of processes either, so a run ma
 dropout masks; `data_order.jsonl` records the pair keys of every optimizer step.
 Checkpoints are written every `vlm.checkpoint_every` steps; a fresh start on a folder that holds checkpoints is
 refused (pass run.resume=true, or choose another run.name), and a resume may only change the keys listed in
-`resume_may_change` (core.recipe compares the stored config.yaml).
-
-The learning rate follows `vlm.lr_schedule` (linear warmup, then cosine, by default) over all optimizer steps.
-
-Outputs in `<run.output_dir>/<run.name>/`: `adapter/` (peft format, safetensors; gathered across ZeRO-3 ranks,
+`resume_may_change` (core.recipe compares the stored config.yaml). The learning rate follows `vlm.lr_schedule`
+(warmup, then cosine); a step's loss is the mean over its answer tokens (`batches.token_weights`). Outputs in `<run.output_dir>/<run.name>/`: `adapter/` (peft format, safetensors; gathered across ZeRO-3 ranks,
 `adapter.py`), `checkpoints/` (DeepSpeed, frozen base weights excluded, step, loss window and RNG states in the
 client state), `metrics.jsonl`, `data_order.jsonl` (step, world size, pair keys), `config.yaml`, `result.json`.
 """
@@ -55,7 +52,7 @@ from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
 from . import model as V
 from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
-from .batches import Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed  # noqa: F401
+from .batches import Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed, token_weights  # noqa: F401
 from .pair_lengths import pair_counts
 from .preflight import check_finetune_model
 from .source import check_vlm_loadable
@@ -296,17 +293,19 @@ class FinetuneVLMRecipe:
     def _train_step(self, vcfg, bar, stop: GracefulStop) -> None:
         """One optimizer step: its micro batches, logging, validation and checkpoint as configured, and the stop
         every rank agrees on when one was sent SIGTERM."""
-        losses = []
-        for i, batch in enumerate(self.micro_batches(self.step)):
+        losses, batches = [], self.micro_batches(self.step)
+        weights = token_weights(self.env, batches, self.plan.accumulation)  # every answer token weighs the same
+        for i, batch in enumerate(batches):
             # Dropout masks from a seed of (run.seed, step, micro batch's place in the global batch): independent
             # of the run's history and, for a given micro batch size, of the number of processes.
             seed_everything(step_seed(self.cfg.run.seed, self.step, self.env.rank * self.plan.accumulation + i))
             loss = self.engine(**batch).loss
-            self.engine.backward(loss)
+            self.engine.backward(loss * weights[i])
             self.engine.step()
-            losses.append(loss.detach().float())
-        # the mean over ranks and micro batches: not finite when one of them is, and the same on every rank
-        step_loss = all_reduce_sum(self.env, torch.stack(losses).mean().reshape(1)).item() / self.env.world_size
+            losses.append(loss.detach().float() * weights[i])
+        # the step's token mean over all ranks: not finite when one micro batch is, and the same on every rank
+        step_loss = all_reduce_sum(self.env, torch.stack(losses).sum().reshape(1) / self.plan.accumulation).item() \
+            / self.env.world_size
         self.watch.see(step_loss)
         step, every = self.step + 1, (vcfg.checkpoint_every, vcfg.eval_every)
         saved = step == self.total_steps or stop.requested or any(n and step % n == 0 for n in every)
