@@ -20,9 +20,10 @@ dropout masks; `data_order.jsonl` records the pair keys of every optimizer step.
 Checkpoints are written every `vlm.checkpoint_every` steps; a fresh start on a folder that holds checkpoints is
 refused (pass run.resume=true, or choose another run.name), and a resume may only change the keys listed in
 `resume_may_change` (core.recipe compares the stored config.yaml). The learning rate follows `vlm.lr_schedule`
-(warmup, then cosine); a step's loss is the mean over its answer tokens (`batches.token_weights`). Outputs in `<run.output_dir>/<run.name>/`: `adapter/` (peft format, safetensors; gathered across ZeRO-3 ranks,
-`adapter.py`), `checkpoints/` (DeepSpeed, frozen base weights excluded, step, loss window and RNG states in the
-client state), `metrics.jsonl`, `data_order.jsonl` (step, world size, pair keys), `config.yaml`, `result.json`.
+(warmup, then cosine); a step's loss is the mean over its answer tokens (`batches.token_weights`). Outputs in
+`<run.output_dir>/<run.name>/`: `adapter/` (peft, safetensors; gathered across ZeRO-3 ranks, `adapter.py`),
+`checkpoints/` (DeepSpeed, frozen base weights excluded, step, loss window and RNG states in the client state),
+`metrics.jsonl`, `data_order.jsonl` (step, world size, pair keys), `config.yaml`, `result.json`.
 """
 from __future__ import annotations
 
