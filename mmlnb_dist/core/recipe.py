@@ -18,6 +18,9 @@ A recipe is a class, one instance per run and process (in the spirit of torchtun
         def reads(cls, cfg) -> list: ...        # optional: folders the run reads throughout (its shard set):
                                                 # held with a shared lock, so nothing rewrites them under it
         @classmethod
+        def trained_on(cls, cfg) -> dict: ...   # optional: {tracking stage: the dataset specs it trains on}; a
+                                                # resume on other shard sets than recorded is refused
+        @classmethod
         def check(cls, cfg, env) -> None: ...   # optional: config problems found before any work
         @classmethod
         def check_models(cls, cfg) -> None: ... # optional: the weights it loads are reachable (nothing built);
@@ -50,6 +53,7 @@ from .provenance import format_changes, read_record, refuse_changes, write_recor
 from .runlock import FolderLock, ReadLock
 from .sections import WAIT_FIELDS
 from .signals import sigterm_as_interrupt
+from .tracking.lineage import check_resumed_datasets
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +125,9 @@ def _run_checked(recipe_cls: Type[Recipe], cfg: Any, env: DistEnv, report: Optio
     try:
         if cfg.run.resume:
             check_resume_config(cfg, run_dir, recipe_cls, record=env.is_main)
+            # the config names data.shards by path: a set rebuilt there since is only seen in its manifest digest
+            for stage, specs in getattr(recipe_cls, "trained_on", lambda _: {})(cfg).items():
+                check_resumed_datasets(run_dir, stage, specs)
         init_engine_process_group(env, cfg.distributed)
         recipe = recipe_cls(cfg, env, report)
         status = "FAILED"

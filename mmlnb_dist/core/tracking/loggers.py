@@ -158,21 +158,19 @@ def build_logger(tracking: TrackingConfig, run: RunConfig, rank: int, run_dir: P
     The MLflow run gets: `config` flattened as params and saved as `<run_dir>/config.yaml` (an artifact), the
     git commit, package versions and device as tags, and `datasets` (`ShardSet.dataset_specs()`) as dataset
     inputs; `datasets` are also recorded in `<run_dir>/datasets.json` (`lineage.record_datasets`), whatever the
-    backends (a resumed run on other shard sets than it recorded is refused). Its name is `<run.name>-<stage>`;
-    the URI is `tracking.uri` or a SQLite store in `run.output_dir`.
+    backends (`core.recipe.run` refuses a resume on other shard sets than they record). Its name is
+    `<run.name>-<stage>`; the URI is `tracking.uri` or a SQLite store in `run.output_dir`.
     With `run.resume` it continues the MLflow run recorded in `<run_dir>/tracking/<stage>.json` (and sends what
     the earlier process journaled but could not send); a fresh run always gets a new MLflow run.
     """
     if rank != 0:
         return NullLogger()
     from .environment import environment_tags
-    from .lineage import check_resumed_datasets, record_datasets
+    from .lineage import record_datasets
     from .server import default_tracking_uri
 
     run_dir = Path(run_dir)
     if datasets:  # whatever the backends: `tracking import` logs them for a run trained without mlflow
-        if run.resume:  # before any checkpoint is loaded: the recipes build their logger first
-            check_resumed_datasets(run_dir, stage, datasets)
         record_datasets(run_dir, stage, datasets)
     loggers: List[Any] = []
     if "stdout" in tracking.backends:

@@ -101,6 +101,12 @@ class ClipRecipe:
                 TextEncoderConfig(name=m.text_encoder) if plan["encoder_text"] else None)
 
     @classmethod
+    def trained_on(cls, cfg: "Config") -> Dict[str, List[Dict[str, Any]]]:
+        """The shard sets the run trains on, as its tracking records them (`core.recipe.run` refuses a resume on
+        others: a set rebuilt at the same path)."""
+        return {"train": ShardSet.open(cfg.data.shards).dataset_specs()}
+
+    @classmethod
     def reads(cls, cfg: "Config") -> List[Any]:
         """Folders read throughout the run, held with a shared lock (`core.recipe.run`): no build rewrites them
         under it."""

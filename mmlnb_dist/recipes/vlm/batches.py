@@ -8,8 +8,10 @@ uninterrupted one would have taken, on the same number of processes or (with the
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Sequence
 
 import numpy as np
@@ -85,6 +87,14 @@ def token_weights(env: "DistEnv", batches: Sequence[Dict[str, torch.Tensor]], ac
     device = batches[0]["labels"].device if batches else torch.device("cpu")
     total = all_reduce_sum(env, torch.tensor([sum(tokens)], dtype=torch.float64, device=device)).item()
     return [t * accumulation * env.world_size / max(total, 1.0) for t in tokens]
+
+
+def truncate_data_order(path: Path, step: int) -> None:
+    """Keep the records of `data_order.jsonl` before optimizer step `step`, where a run starts (a killed run may
+    have recorded steps after its last checkpoint: they are taken again)."""
+    if path.is_file():
+        lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < step]
+        path.write_text("".join(ln + "\n" for ln in lines))
 
 
 def step_seed(seed: int, step: int, micro: int) -> int:

@@ -53,7 +53,8 @@ from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
 from . import model as V
 from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
-from .batches import Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed, token_weights  # noqa: F401
+from .batches import (Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed,  # noqa: F401
+                      token_weights, truncate_data_order)
 from .pair_lengths import pair_counts
 from .preflight import check_finetune_model
 from .source import check_vlm_loadable
@@ -127,9 +128,13 @@ class FinetuneVLMRecipe:
 
     @classmethod
     def reads(cls, cfg: "Config") -> List[Any]:
-        """Folders read throughout the run, held with a shared lock (`core.recipe.run`): no build rewrites them
-        under it."""
+        """Folders read throughout the run, held with a shared lock (`core.recipe.run`)."""
         return [cfg.vlm.pairs]
+
+    @classmethod
+    def trained_on(cls, cfg: "Config") -> Dict[str, List[Dict[str, Any]]]:
+        """The pairs, as tracking records them (`core.recipe.run` refuses a resume on a set rebuilt since)."""
+        return {STAGE: ShardSet.open(cfg.vlm.pairs).dataset_specs()}
 
     @classmethod
     def check_config(cls, cfg: "Config", world_size: int) -> None:
@@ -227,7 +232,7 @@ class FinetuneVLMRecipe:
             self.logger.log_metrics({"params/trainable": float(trainable), "params/total": float(total),
                                      **data_counts}, step=0)
         if env.is_main:
-            self._truncate_data_order()
+            truncate_data_order(self.run_dir / DATA_ORDER, self.step)
 
     def _note_world_size_change(self) -> None:
         """Tag the tracked run when it continues on another number of processes (core.checkpoint logs how)."""
@@ -236,14 +241,6 @@ class FinetuneVLMRecipe:
             self.logger.set_tags({"resumed_world_size": f"{saved.world_size}->{self.env.world_size}"})
             log.info("global batch %d kept: %d pairs x %d accumulation x %d processes", self.plan.global_batch,
                      self.plan.micro_batch, self.plan.accumulation, self.env.world_size)
-
-    def _truncate_data_order(self) -> None:
-        """Keep the records of the steps before the one this run starts at (a killed run may have recorded steps
-        after its last checkpoint: they are taken again)."""
-        path = self.run_dir / DATA_ORDER
-        if path.is_file():
-            lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < self.step]
-            path.write_text("".join(ln + "\n" for ln in lines))
 
     # -- batches ----------------------------------------------------------------------------------------------
     def _to_device(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

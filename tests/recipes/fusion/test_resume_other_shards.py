@@ -50,3 +50,19 @@ def test_a_moved_shard_set_and_a_run_without_digests_resume(tmp_path):
     record_datasets(tmp_path / "old", "train", older)
     check_resumed_datasets(tmp_path / "old", "train", specs)
     assert json.loads((tmp_path / "run" / "datasets.json").read_text())["train"][0]["profile"]["manifest_sha256"]
+
+
+def test_an_evaluation_with_the_run_s_resumed_config_is_not_taken_for_a_resume(tmp_path):
+    """`evaluate` reads the run's own config.yaml, which says `run.resume: true` after a resumed run: evaluating a
+    test set rebuilt since is an evaluation, not a resume, and its logger records the new set."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.core.tracking import build_logger
+    from mmlnb_dist.core.tracking.lineage import recorded_datasets
+    from mmlnb_dist.data.shardset import ShardSet
+
+    cfg = load_config("cpu-demo", ["tracking.backends=[stdout]", f"run.output_dir={tmp_path}", "run.resume=true"])
+    first = ShardSet.open(make_shards(tmp_path / "a", n=24, size=32)).dataset_specs()
+    second = ShardSet.open(make_shards(tmp_path / "b", n=24, size=32, seed=1)).dataset_specs()
+    for specs in (first, second):
+        build_logger(cfg.tracking, cfg.run, 0, tmp_path / "ev", "evaluate", config=cfg, datasets=specs).close()
+    assert recorded_datasets(tmp_path / "ev", "evaluate") == second
