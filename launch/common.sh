@@ -20,21 +20,22 @@ TORCHRUN=("$PYTHON" -m torch.distributed.run)
 # SIGTERM and SIGINT to every process it started (SIGHUP, a closed terminal, as SIGTERM). Started with `exec`, the
 # launcher alone got the signal a scheduler, `docker stop`, Kubernetes, systemd or `kill PID` sends the wrapper:
 # DeepSpeed's runner handles it only for multi-node pdsh, so it died and left `deepspeed.launcher.launch` and the
-# ranks training to the end, without the step checkpoint of a graceful stop. Here the launcher runs in a session
-# (process group) of its own; a signal to the wrapper goes to that whole group (the launcher, the ranks, their
+# ranks training to the end, without the step checkpoint of a graceful stop. Here the launcher runs in a process
+# group of its own (job control, `set -m`: a plain `cmd &` in a script would start it with SIGINT ignored, so a
+# forwarded Ctrl-C reached nothing); a signal to the wrapper goes to that whole group (the launcher, the ranks, their
 # loader workers: as Slurm and a terminal signal a job), the ranks finish their step and checkpoint it
 # (`core.signals.GracefulStop`; SIGINT, Ctrl-C, stops them at once), and the wrapper returns once no process of the
 # group is left, with exit code 130 ("interrupted", as mmlnb-dist itself). A second signal is forwarded too (a
 # SIGTERM 5 s or more after the first stops the ranks at once).
 run_launcher() {
-  command -v setsid >/dev/null 2>&1 \
-    || { echo "$(basename "$0"): setsid (util-linux) not found: it runs the launcher in a process group" >&2; exit 2; }
   _LAUNCHER_SIGNAL="" _LAUNCHER_PID=""
   trap '_forward_to_launcher TERM' TERM
   trap '_forward_to_launcher INT' INT
   trap '_forward_to_launcher TERM' HUP  # a closed terminal: the graceful stop
-  setsid "$@" &  # (the child does not keep the traps: it execs with the default handlers)
-  _LAUNCHER_PID=$!  # setsid execs in place here (a background child is no group leader): pid = session = group
+  set -m  # the job gets a process group of its own (pgid = its pid) and the default SIGINT / SIGQUIT handlers
+  "$@" &  # (the child does not keep the traps: it execs with the default handlers)
+  _LAUNCHER_PID=$!
+  set +m
   [[ -z "$_LAUNCHER_SIGNAL" ]] || _forward_to_launcher "$_LAUNCHER_SIGNAL"  # came before the launcher started
   local rc=0
   wait "$_LAUNCHER_PID" || rc=$?

@@ -189,3 +189,40 @@ def test_train_multinode_refuses_a_hostfile_deepspeed_would_misread(elsewhere, f
     assert str(hostfile) in done.stderr and message in done.stderr, done.stderr
     if message != "no hosts":
         assert "slots=" in done.stderr, done.stderr
+
+
+# -- run_launcher forwards Ctrl-C to a launcher that can receive it -------------------------------------------------
+SIGINT_PROBE = """#!/usr/bin/env bash
+# The DeepSpeed runner says whether SIGINT reaches it (not ignored), then waits to be stopped.
+if [[ "$1 $2" == "-m deepspeed.launcher.runner" ]]; then
+  exec {python} -c "import signal, time
+print('ignored' if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else 'default', flush=True)
+time.sleep(60)"
+fi
+exec {python} "$@"
+"""
+
+
+def test_a_ctrl_c_forwarded_by_the_wrapper_reaches_the_launcher(tmp_path, elsewhere):
+    """A background job of a script starts with SIGINT ignored: the wrapper forwarded Ctrl-C to a launcher (and
+    ranks) that ignored it, and waited for them to train to the end. The launcher now gets SIGINT and stops."""
+    import signal
+    import sys
+
+    real = ROOT / ".venv" / "bin" / "python"
+    probe = tmp_path / "probe"
+    probe.write_text(SIGINT_PROBE.format(python=str(real if real.exists() else sys.executable)))
+    probe.chmod(0o755)
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "CONFIG", "PROFILE", "HOSTFILE")}
+    wrapper = subprocess.Popen(["bash", str(LAUNCH / "train_node.sh"), "data.shards=empty"], cwd=elsewhere,
+                               env={**environ, "PYTHON": str(probe), "NUM_GPUS": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert wrapper.stdout.readline().strip() == "default"
+        wrapper.send_signal(signal.SIGINT)
+        out, err = wrapper.communicate(timeout=30)
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+    assert wrapper.returncode == 130, err
+    assert "stopped by SIGINT" in err and "Done" not in err
