@@ -97,3 +97,26 @@ def test_an_extraction_that_fails_before_its_first_file_leaves_no_claim(shards, 
     result = extract.extract_features(ImageEncoderConfig(name="tiny", pretrained=False), shards, out,
                                       image_size=SIZE, progress=False)
     assert result["image_size"] == SIZE
+
+
+def test_a_folder_extracted_before_pretrained_was_recorded_is_refused_up_front(shards, tmp_path):
+    """Such a folder passed the config checks and was refused only in setup, after the model and loaders were
+    built, with a generic "encoder.pretrained: <absent> -> False"."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.features import FeaturesError
+    from mmlnb_dist.recipes.fusion.extracted import check_config
+
+    out = tmp_path / "old"
+    assert cli_extract(shards, out, "--encoder", "tiny") == 0
+    cfg = load_config("cpu-demo", [f"data.shards={shards}", f"fusion.image_features={out}", "data.loader.augment=false",
+                                   "data.loader.image_size=32",
+                                   "fusion.curriculum.phases=[{start_epoch: 0, train_image_encoder: false}]"])
+    check_config(cfg, ShardSet.open(shards))  # a current folder fits
+    path = out / "provenance.json"
+    record = json.loads(path.read_text())
+    del record["record"]["identity"]["encoder"]["pretrained"]  # as the extraction of the day before wrote it
+    path.write_text(json.dumps(record))
+    with pytest.raises(FeaturesError, match=r"extracted before feature records said whether the encoder's weights "
+                                            r"were pretrained or random.*features extract --encoder tiny"):
+        check_config(cfg, ShardSet.open(shards))

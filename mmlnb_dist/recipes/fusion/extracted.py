@@ -61,6 +61,9 @@ def check_config(cfg: "Config", shards: ShardSet) -> None:
                 "transform": {"image_size": cfg.data.loader.image_size, "mean": list(norm["mean"]),
                               "std": list(norm["std"])}}
     recorded = read_record(folder)["identity"]
+    if "pretrained" not in recorded.get("encoder", {}):  # said here, not as a late "differs" once all is built
+        raise FeaturesError(f"{KEY}: {folder} was extracted before feature records said whether the encoder's "
+                            f"weights were pretrained or random, which this run must know. {_remedy(cfg)}")
     refuse_mismatch(f"{KEY} {folder}", _subset(recorded, expected), expected, remedy=_remedy(cfg))
     check_precision_fits(folder, run_precision(cfg.distributed))
     check_shards_fit(folder, shards, remedy=_remedy(cfg))
