@@ -297,8 +297,9 @@ class CheckpointManager:
             engine._config.load_universal_checkpoint = False
         if path is None:
             raise RuntimeError(f"could not load checkpoint {self.dir / tag}")
-        if universal:
-            restore_buffers(engine.module, self.dir / tag)
+        if universal:  # DeepSpeed's universal load restores parameters only
+            restored = restore_buffers(engine.module, self.dir / tag)
+            log.debug("buffers restored from %s: %s", tag, ", ".join(restored) or "none")
         client = client or {}
         if not module_only and client.get("rng"):
             set_rng_state(client["rng"][min(self.env.rank, len(client["rng"]) - 1)])

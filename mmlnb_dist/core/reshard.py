@@ -131,13 +131,19 @@ def restore_buffers(module: torch.nn.Module, tag_dir: Path) -> List[str]:
         raise ReshardError(f"{tag_dir} has no model-states file to restore the module's buffers from")
     # DeepSpeed pickles Python objects into this file (client and RNG state): weights_only=False, acceptable
     # because the caller has checked the checkpoint's digests recorded at save time (`checkpoint_problem`).
-    saved = torch.load(files[0], map_location="cpu", weights_only=False).get("module") or {}
-    restored = []
+    # mmap: under ZeRO 1/2 this file holds the whole module; only the buffers are read from it
+    saved = torch.load(files[0], map_location="cpu", weights_only=False, mmap=True).get("module") or {}
+    restored, missing, persistent = [], [], set(module.state_dict())
     with torch.no_grad():
         for name, buffer in module.named_buffers():
             if name in saved:
                 buffer.copy_(saved[name].to(device=buffer.device, dtype=buffer.dtype))
                 restored.append(name)
+            elif name in persistent:  # a persistent buffer the checkpoint lacks: it starts afresh
+                missing.append(name)
+    if missing:
+        log.warning("%s holds no value for the buffers %s: they keep their initial values", tag_dir,
+                    ", ".join(missing))
     return restored
 
 

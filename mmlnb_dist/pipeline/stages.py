@@ -13,7 +13,7 @@ import json
 import logging
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
@@ -150,9 +150,13 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     Rank 0 alone writes the records. `shared`: wait for another job building `out` first (`stage_turn`).
     """
     env = env or DistEnv()
-    if shared:
-        with stage_turn(name, out, env, say, rank0_wait_s):
-            return run_stage(name, out, fp, work, say, env, main_only, rank0_wait_s, owner)
+    with stage_turn(name, out, env, say, rank0_wait_s) if shared else nullcontext():
+        return _run_stage(name, out, fp, work, say, env, main_only, rank0_wait_s, owner)
+
+
+def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]], say: Callable[[str], None],
+               env: DistEnv, main_only: bool, rank0_wait_s: Optional[int], owner: Optional[str]) -> StageResult:
+    """`run_stage` once it is this job's turn at `out`."""
     state = read_stage(out)
     barrier(env)  # every rank has read the record before rank 0 changes it
     gone = bool(state) and not out.exists()  # a user deleted the output to have it rebuilt: the record is stale

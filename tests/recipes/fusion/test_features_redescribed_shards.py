@@ -108,3 +108,27 @@ def test_a_folder_without_an_images_record_fits_its_own_set_only_and_says_extrac
     FusionRecipe.check(config(sets["first"], old, tmp_path), DistEnv())  # its own set: fine
     with pytest.raises(FeaturesError, match=r"(?s)another shard set.*extract.*again"):
         FusionRecipe.check(config(sets["described"], old, tmp_path), DistEnv())
+
+
+def test_describe_s_output_of_the_extracted_set_fits_without_reading_its_images(sets, monkeypatch):
+    """`describe` keeps keys, splits and image bytes and records the set it described: its output fits the
+    features of that set from its manifest alone (every rank used to read and hash every image of the set)."""
+    from mmlnb_dist.core.distributed import DistEnv
+    from mmlnb_dist.data.map import map_shard_set
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.features import store
+
+    first = ShardSet.open(sets["first"])
+    out = sets["root"] / "described-by-vlm"
+    made_by = {"describe": {"source_manifest_sha256": first.digest}}
+    map_shard_set(first, out, lambda samples: [{"txt": "a generated description"} for _ in samples], env=DistEnv(),
+                  batch_size=8, provenance=made_by, progress=False, has_descriptions=True)
+
+    def no_full_read(*args, **kwargs):
+        raise AssertionError("every image of the shard set was read")
+
+    monkeypatch.setattr(store, "shard_set_images", no_full_read)
+    monkeypatch.setattr(store, "_FITTING", set())  # (what earlier tests found fitting is remembered per process)
+    store.check_shards_fit(sets["features"], ShardSet.open(out))
+    with pytest.raises(AssertionError, match="every image"):  # another set is still compared image by image
+        store.check_shards_fit(sets["features"], ShardSet.open(sets["described"]))
