@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -143,10 +144,7 @@ def _unique_keys(items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     and `sub1_p1.png`, `plain.png` and `plain.jpg`) are keyed by their path in the folder with its extension, and
     if that is still shared (`p1.png` of two folders given) by their source (the path as given; `<tar>:<key>`)."""
     def shared(keys: List[str]) -> set:
-        counts: Dict[str, int] = {}
-        for key in keys:
-            counts[key] = counts.get(key, 0) + 1
-        return {key for key, n in counts.items() if n > 1}
+        return {key for key, n in Counter(keys).items() if n > 1}
 
     keys = [str(it["key"]) for it in items]
     clash = shared(keys)
