@@ -154,6 +154,30 @@ def test_a_rerun_skips_every_stage_and_a_slice_reuses_the_earlier_ones(demo_run)
 
     client = mlflow.MlflowClient(tracking_uri=demo_run["uri"], registry_uri=demo_run["uri"])
     assert len(client.search_model_versions("name='cpu-demo'")) == 1  # nothing registered twice
+    # The slice stopped before register: its report goes beside the full one, which keeps the evaluation and
+    # the registration (it was overwritten by a report without them).
+    report = (demo_run["pipeline"] / "report.md").read_text()
+    assert "## Results" in report and "- registered: `models:/cpu-demo/1`" in report, report
+    sliced_report = (demo_run["pipeline"] / "report-train-evaluate.md").read_text()
+    assert "| train | skipped (up to date)" in sliced_report and "registered" not in sliced_report
+    artifacts = [a.path for a in client.list_artifacts(json.loads(
+        (demo_run["pipeline"] / "register" / "registered.json").read_text())["run_id"])]
+    assert "report.md" in artifacts and "report-train-evaluate.md" not in artifacts
+
+
+@pytest.mark.slow
+def test_a_retrained_model_that_does_not_take_the_alias_is_the_one_its_predict_line_scores(demo_run):
+    """Found by the auditor: a rerun whose model did not beat the champion printed `models:/cpu-demo@champion` as
+    its serving URI and in its predict line, which scores version 1, not the model the report's numbers are for."""
+    code, printed = _run(demo_run["args"][:1] + ["--from", "train"] + demo_run["args"][1:] + ["train.lr=1e-7"])
+    assert code == 0, printed
+    registered = json.loads((demo_run["pipeline"] / "register" / "registered.json").read_text())
+    assert registered["version"] == "2" and registered["alias_moved"] is False, registered  # (it learns nothing)
+    assert registered["alias_version"] == "1"
+    line = re.search(r"^mmlnb-dist predict .*$", printed, re.M).group(0)
+    assert "--model models:/cpu-demo/2 " in line, line
+    assert "- serving URI: `models:/cpu-demo@champion` stays on version 1; this run's model is " \
+           "`models:/cpu-demo/2`" in printed, printed
 
 
 @pytest.mark.slow

@@ -289,3 +289,33 @@ def test_a_run_without_mlflow_tracking_names_no_mlflow_store_in_its_report(tmp_p
     assert f"mmlnb-dist tracking import {tmp_path / 'runs' / 'cpu-demo-fusion'}" in off
     on = final_report(load_config("cpu-demo"), [train], None, None, "sqlite:///m.db", None, None)
     assert "- MLflow store: `sqlite:///m.db` (browse: `mlflow ui --backend-store-uri sqlite:///m.db`)" in on
+
+
+@pytest.mark.parametrize("alias_at, served", [("1", "models:/cpu-demo/2"), ("2", "models:/cpu-demo@champion"),
+                                               (None, "models:/cpu-demo/2")])
+def test_the_predict_line_and_serving_uri_name_the_new_version_unless_it_holds_the_alias(tmp_path, alias_at, served):
+    """Found by the auditor: a second run that did not beat the champion (its alias stayed on version 1) printed
+    "serving URI: models:/cpu-demo@champion" and a predict line with `--model models:/cpu-demo@champion`, which
+    scores version 1, not the model whose numbers the report headlines. The predict line names the version just
+    registered unless the alias is on it; the serving line says where the alias stays. `alias_at` None: a record
+    written before the registration kept where the alias is (only whether it moved)."""
+    from mmlnb_dist.pipeline.flow import PipelineRun, _finish
+    from mmlnb_dist.pipeline.stages import StageResult
+
+    registration = {"registered": True, "name": "cpu-demo", "version": "2", "alias": "champion",
+                    "alias_moved": False, "reason": "val/balanced_accuracy 0.3 does not beat 0.5 (version 1 keeps "
+                                                    "'champion')"}
+    if alias_at is not None:
+        registration["alias_version"] = alias_at
+    run = PipelineRun(registration=registration)
+    shards = StageResult("shards", tmp_path / "shards", "f", True, 0.0)
+    _finish(_cfg(tmp_path), run, shards)
+    assert f"--model {served} " in run.predict, run.predict
+    if alias_at == "2":
+        assert "- serving URI: `models:/cpu-demo@champion` (version 2)" in run.report
+    elif alias_at == "1":
+        assert "- serving URI: `models:/cpu-demo@champion` stays on version 1; this run's model is " \
+               "`models:/cpu-demo/2`" in run.report, run.report
+    else:
+        assert "- serving URI: `models:/cpu-demo@champion` did not move to version 2" in run.report, run.report
+    assert (_cfg(tmp_path).run.output_dir / "cpu-demo-pipeline" / "report.md").read_text() == run.report

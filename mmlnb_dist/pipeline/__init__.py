@@ -24,6 +24,7 @@ __all__ = [
     "final_report", "fingerprint", "is_up_to_date", "metrics_table", "paper_table", "pipeline_dir", "plan_describe",
     "plan_evaluate", "plan_finetune_vlm", "plan_register", "plan_shards", "plan_synth", "plan_tile", "plan_train",
     "read_stage", "recorded", "registered_name", "run_demo", "run_pipeline", "run_planned", "run_stage",
-    "run_vlm_fusion", "slide_level", "stage_describe", "stage_file", "stage_finetune_vlm", "stage_shards", "stage_synth", "stage_train",
+    "run_vlm_fusion", "slide_level", "stage_describe", "stage_file", "stage_finetune_vlm", "stage_shards",
+    "stage_synth", "stage_train",
     "stages_for",
 ]

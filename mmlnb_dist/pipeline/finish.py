@@ -189,6 +189,21 @@ def _send_training_journal(run_dir: Path, uri: str) -> Tuple[Optional[str], str]
     return result["run_id"], ""
 
 
+def _alias_version(uri: str, res: Any) -> Optional[str]:
+    """The version holding the alias after this registration (the report serves that one only when it is the new
+    version; on a retry of a registration the alias may already be on it without having moved now)."""
+    if not res.alias:
+        return None
+    if res.alias_moved:
+        return str(res.version)
+    import mlflow
+
+    from ..core.tracking.versions import alias_holder
+
+    holder, _ = alias_holder(mlflow.MlflowClient(tracking_uri=uri), res.name, res.alias)
+    return str(holder.version) if holder is not None else None
+
+
 def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
     """The recipe's `register` hook: a new version of `tracking.register_name` (default `run.name`); the alias
     (`tracking.register_alias`, champion) moves to it only when its metric beats the holder's."""
@@ -216,7 +231,8 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
         res = load_class(spec.register)(run_id, name, alias=t.register_alias or None, tracking_uri=uri,
                                         metric=metric, mode=mode, model_dir=None)
         out.mkdir(parents=True, exist_ok=True)
-        info = {"registered": True, "tracking_uri": uri, "run_id": run_id, **res.as_dict()}
+        info = {"registered": True, "tracking_uri": uri, "run_id": run_id, **res.as_dict(),
+                "alias_version": _alias_version(uri, res)}
         (out / "registered.json").write_text(json.dumps(info, indent=2, default=str))
         log.info("registered %s version %s: %s", res.name, res.version, res.reason)
         return info

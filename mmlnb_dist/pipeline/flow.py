@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 STAGES = ("synth", "tile", "shards", "finetune-vlm", "describe", "train", "evaluate", "register")
 """Every stage name, in order (`--from` / `--until` take these)."""
 
+REPORT = "report.md"
+"""The report of a run that reaches register; a slice stopping earlier writes `report-<from>-<until>.md`."""
+
 
 @dataclass
 class PipelineInputs:
@@ -120,6 +123,9 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
     if env.is_distributed:  # the stages' barriers need the group; one process gets its group from the recipes
         init_engine_process_group(env, cfg.distributed)
     run = PipelineRun()
+    # A slice that stops before register reports beside the full report, which keeps the evaluation and the
+    # registration an earlier run made (and stays the one logged to MLflow).
+    report_file = REPORT if stop == len(names) - 1 else f"report-{names[start]}-{names[stop]}.md"
 
     def do(stage: PlannedStage) -> Optional[StageResult]:
         i = names.index(stage.name)
@@ -143,11 +149,11 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
                             f"--patches DIR_OR_CSV or --synthetic, or point data.shards at a shard set")
         shards = do(steps.plan_verify(cfg))
     if shards is None:
-        return _finish(cfg, run)
+        return _finish(cfg, run, report_file=report_file)
     shards = steps.shard_set_of(shards)
     train_input = shards
     if names.index(shards.name) + 1 > stop:
-        return _finish(cfg, run)  # --until ends with the shards
+        return _finish(cfg, run, report_file=report_file)  # --until ends with the shards
     if stop >= names.index("train"):  # fail before the VLM stages, not after them
         from ..data.shardset import ShardSet
 
@@ -162,7 +168,7 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
                      cfg.vlm.model)
         described = do(steps.plan_describe(cfg, vlm, shards, env)) if vlm else None
         if described is None:
-            return _finish(cfg, run)
+            return _finish(cfg, run, report_file=report_file)
         train_input = described
     train = do(steps.plan_train(cfg, train_input, env))
     evaluation = do(finish.plan_evaluate(cfg, train, train_input, env)) if train else None
@@ -170,21 +176,21 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         run.evaluation = finish.read_evaluation(evaluation)
         registration = do(finish.plan_register(cfg, train))
         run.registration = dict(registration.info) if registration else None
-    return _finish(cfg, run, shards, env)
+    return _finish(cfg, run, shards, env, report_file)
 
 
 def _finish(cfg: Config, run: PipelineRun, shards: Optional[StageResult] = None,
-            env: Optional[DistEnv] = None) -> PipelineRun:
-    """Write the report (rank 0) and log it to the training run in MLflow."""
-    from .report import final_report, predict_line
+            env: Optional[DistEnv] = None, report_file: str = REPORT) -> PipelineRun:
+    """Write the report (rank 0) as `report_file` and, when it is the full `report.md`, the config its predict line
+    describes with, and log it to the training run in MLflow."""
+    from .report import final_report, predict_line, served_model
 
     env = env or DistEnv.from_environment()
     uri = finish.tracking_uri(cfg)
     reg = run.registration or {}
     if reg.get("registered") and shards is not None:
         vlm = run.stage("finetune-vlm")
-        model = f"models:/{reg['name']}@{reg['alias']}" if reg.get("alias") else f"models:/{reg['name']}/{reg['version']}"
-        run.predict = predict_line(cfg, model, str(shards.output), uri,
+        run.predict = predict_line(cfg, served_model(reg), str(shards.output), uri,
                                    str(finish.pipeline_dir(cfg) / "predictions.csv"),
                                    RECIPES[cfg.train.recipe].needs_descriptions,
                                    vlm.info.get("adapter_dir") if vlm else None)
@@ -192,9 +198,12 @@ def _finish(cfg: Config, run: PipelineRun, shards: Optional[StageResult] = None,
     run.report = final_report(cfg, run.results, run.evaluation, run.registration, uri, run.predict,
                               str(log_file) if log_file.is_file() else None)
     if env.is_main:
-        path = finish.pipeline_dir(cfg) / "report.md"
+        path = finish.pipeline_dir(cfg) / report_file
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(run.report)
+        if report_file != REPORT:
+            log.info("report of this slice: %s (%s keeps the last full run's)", path, path.with_name(REPORT))
+            return run
         save_config(cfg, finish.pipeline_config(cfg))  # the settings the printed predict line describes with
         train = run.stage("train")
         run_id = train.info.get("mlflow_run_id") if train else None

@@ -38,9 +38,11 @@ def metrics_table(cfg: Config, metrics: Dict[str, Any]) -> str:
         {k.split("/", 1)[1] for k in metrics if k.startswith("val/")})
     splits = [s for s in ("val", "test") if f"{s}/{columns[0]}" in metrics]
     width = max(len(c) for c in columns)
-    lines = [f"best checkpoint ({cfg.train.best_metric} on val):", f"{'':<{width}} " + " ".join(f"{s:>8}" for s in splits)]
+    lines = [f"best checkpoint ({cfg.train.best_metric} on val):",
+             f"{'':<{width}} " + " ".join(f"{s:>8}" for s in splits)]
     for c in columns:
-        lines.append(f"{c:<{width}} " + " ".join(f"{float(metrics.get(f'{s}/{c}', float('nan'))):8.4f}" for s in splits))
+        lines.append(f"{c:<{width}} "
+                     + " ".join(f"{float(metrics.get(f'{s}/{c}', float('nan'))):8.4f}" for s in splits))
     return "\n".join(lines)
 
 
@@ -114,6 +116,37 @@ def predict_line(cfg: Config, model_uri: str, shards: str, uri: str, out: str, r
     return " ".join(shlex.quote(a) for a in args)
 
 
+def alias_version(registration: Dict[str, Any]) -> Optional[str]:
+    """The version the registration's alias points at, when known: recorded since the register stage kept it;
+    in older records only when the alias moved (to the version just registered)."""
+    if registration.get("alias_version") is not None:
+        return str(registration["alias_version"])
+    return str(registration["version"]) if registration.get("alias_moved") else None
+
+
+def served_model(registration: Dict[str, Any]) -> str:
+    """The model URI the predict line scores with: the alias when it points at the version just registered (the
+    model whose numbers the report shows), else that version itself, not the alias's other holder."""
+    name, version, alias = registration["name"], str(registration["version"]), registration.get("alias")
+    return f"models:/{name}@{alias}" if alias and alias_version(registration) == version else \
+        f"models:/{name}/{version}"
+
+
+def serving_row(registration: Dict[str, Any]) -> Optional[str]:
+    """Where the alias is after this registration (None without an alias)."""
+    name, version, alias = registration["name"], str(registration["version"]), registration.get("alias")
+    if not alias:
+        return None
+    holder = alias_version(registration)
+    if holder == version:
+        return f"- serving URI: `models:/{name}@{alias}` (version {version})"
+    if holder is not None:
+        return f"- serving URI: `models:/{name}@{alias}` stays on version {holder}; this run's model is " \
+               f"`models:/{name}/{version}`"
+    return f"- serving URI: `models:/{name}@{alias}` did not move to version {version}; this run's model is " \
+           f"`models:/{name}/{version}`"
+
+
 def tracking_rows(cfg: Config, results: Sequence[StageResult], uri: str) -> List[str]:
     """Where the MLflow runs are; with MLflow off, that nothing was tracked there and how to make the run later."""
     if "mlflow" in cfg.tracking.backends:
@@ -157,14 +190,15 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
     lines += ["## Stages", ""] + stage_rows(results) + [""]
     lines += ["## Tracking and model", ""] + tracking_rows(cfg, results, uri)
     if registration and registration.get("registered"):
-        alias = registration.get("alias")
-        lines.append(f"- registered: `models:/{registration['name']}/{registration['version']}` ({registration['reason']})")
-        if alias:
-            lines.append(f"- serving URI: `models:/{registration['name']}@{alias}`")
+        lines.append(f"- registered: `models:/{registration['name']}/{registration['version']}` "
+                     f"({registration['reason']})")
+        serving = serving_row(registration)
+        if serving:
+            lines.append(serving)
     elif registration:
         lines.append(f"- not registered: {registration.get('reason')}")
     if predict:
-        lines += ["", "Predict new images with the registered model:", "", "```", predict, "```"]
+        lines += ["", "Predict new images with the model this run registered:", "", "```", predict, "```"]
     if log_file:
         lines += ["", f"Full log (per-epoch tables; the best checkpoint's per-class metrics and confusion matrices): "
                       f"`{log_file}`"]
