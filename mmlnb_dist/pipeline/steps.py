@@ -8,13 +8,15 @@ Shards without descriptions (tiled slides) fine-tune on `vlm.pairs` instead.
 """
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import Config
 from ..core.distributed import DistEnv
 from ..core.errors import UserError
+from ..core.files import dict_reader, open_csv
 from ..core.recipe import run as run_recipe
 from ..data.shardset import ShardSet
 from ..recipes import RECIPES, recipe_class
@@ -32,9 +34,47 @@ def files_fingerprint(path: Path) -> str:
     return fingerprint([(str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
 
 
+def _file_state(path: Path) -> Tuple[str, Optional[int], Optional[int]]:
+    """(path, size, modification time); no size or time for a missing file (the shards stage says so)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(path), None, None
+    return str(path), stat.st_size, stat.st_mtime_ns
+
+
+def listed_images(table: Path) -> List[Path]:
+    """The images a patches CSV lists (its `path` or `file` column, relative to the CSV's folder, as
+    `collect_samples` reads them); none when the CSV cannot be read (the shards stage then says why)."""
+    try:
+        with open_csv(table) as f:
+            rows = list(dict_reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    column = next((c for c in ("path", "file") if rows and c in rows[0]), None)
+    return [table.parent / (row[column] or "").strip().replace("\\", "/") for row in rows
+            if column and (row[column] or "").strip()]
+
+
+def patches_fingerprint(path: Path) -> str:
+    """What the shards stage reads from `--patches`: the folder's files, or the CSV, each image it lists and the
+    `descriptions.jsonl` beside it (`collect_samples`); a folder's labels.csv may list images outside it too."""
+    path = Path(path)
+    held = files_fingerprint(path)
+    table = path if path.is_file() else path / "labels.csv"
+    if not table.is_file():
+        return held
+    folder = path.resolve()
+    images = [p for p in listed_images(table) if path.is_file() or not p.resolve().is_relative_to(folder)]
+    beside = [table.parent / "descriptions.jsonl"] if path.is_file() else []  # (a folder's is among its files)
+    if not images and not beside:
+        return held
+    return fingerprint(held, [_file_state(p) for p in images + beside])
+
+
 def given_input(path: Path, name: str = "input") -> StageResult:
     """A user-given source (patch folder or CSV) as the input of the shards stage."""
-    return StageResult(name, Path(path), files_fingerprint(path), True, 0.0, status="input")
+    return StageResult(name, Path(path), patches_fingerprint(path), True, 0.0, status="input")
 
 
 # ---------------------------------------------------------------------------------------------------------
