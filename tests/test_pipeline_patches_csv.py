@@ -47,3 +47,20 @@ def test_a_changed_image_or_descriptions_file_beside_a_patches_csv_rebuilds_the_
     descriptions.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert _until_shards(tmp_path, given, capsys)[0] == "ran"
     assert _until_shards(tmp_path, given, capsys)[0] == "skipped (up to date)"
+
+
+def test_unreadable_patches_the_shards_stage_leaves_out_are_counted_in_the_console_and_the_report(tmp_path, capsys,
+                                                                                                   caplog):
+    """`mmlnb-dist shards build` says "skipped N unreadable images"; the pipeline's shards stage left them out
+    without a word. It now warns with the count and the first paths, and the report says so, on a rerun too."""
+    given = _labelled(tmp_path / "p1")
+    (tmp_path / "p1" / "PD" / "PD_001.png").write_bytes(b"not an image")
+    with caplog.at_level(logging.WARNING):
+        status, out = _until_shards(tmp_path, given, capsys, "data.build.max_skipped_rate=0.2")
+    assert status == "ran"
+    warned = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(warned) == 1 and "skipped 1 unreadable images" in warned[0] and "PD_001.png" in warned[0], warned
+    assert "- shards: skipped 1 unreadable images (listed in manifest.json 'skipped'): " in out, out
+    assert "PD_001.png" in out.split("- shards: skipped", 1)[1].splitlines()[0]
+    status, again = _until_shards(tmp_path, given, capsys, "data.build.max_skipped_rate=0.2")
+    assert status == "skipped (up to date)" and "- shards: skipped 1 unreadable images" in again

@@ -97,10 +97,10 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _print_skipped(manifest: dict) -> None:
+    from ..data.skipped import skipped_listing
+
     if manifest["skipped"]:
-        print(f"skipped {len(manifest['skipped'])} unreadable images (listed in manifest.json 'skipped'):")
-        for s in manifest["skipped"]:
-            print(f"  {s['source']}  {s['reason']}")
+        print("\n".join(skipped_listing(manifest["skipped"])))
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from ..config import Config
 from ..recipes import RECIPES
 from ..recipes.vlm.quality import QUALITY_FILE, format_report
 from .finish import pipeline_config
-from .stages import RUNS, WALL_SECONDS, StageResult
+from .stages import RUNS, SKIPPED_IMAGES, WALL_SECONDS, StageResult
 
 PAPER_COLUMNS = [("accuracy", "Acc"), ("balanced_accuracy", "BAcc"), ("kappa", "Kappa"),
                  ("f1_weighted", "F1"), ("precision_weighted", "Prec"), ("recall_weighted", "Rec"),
@@ -188,6 +188,8 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
         lines += copy_rows(evaluation)
     lines += description_rows(results)
     lines += ["## Stages", ""] + stage_rows(results) + [""]
+    left_out = [f"- {r.name}: {r.info[SKIPPED_IMAGES]}" for r in results if r.info.get(SKIPPED_IMAGES)]
+    lines += left_out + [""] if left_out else []
     lines += ["## Tracking and model", ""] + tracking_rows(cfg, results, uri)
     if registration and registration.get("registered"):
         lines.append(f"- registered: `models:/{registration['name']}/{registration['version']}` "

@@ -246,6 +246,9 @@ skips the stage reports it)."""
 RUNS = "runs"
 """The stage record's count of the runs its wall time adds up (more than 1: the stage was resumed)."""
 
+SKIPPED_IMAGES = "skipped_images"
+"""The shards stage's record of the unreadable images it left out (a line for the report), when there were any."""
+
 KEEP_OPEN = "keep_open"
 """A stage's work returns `{KEEP_OPEN: True, "reason": ...}` when it could not finish for a reason outside the
 pipeline (a tracking server down): its record stays `running`, so the same command resumes it next time instead

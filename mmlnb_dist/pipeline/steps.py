@@ -19,8 +19,9 @@ from ..core.errors import UserError
 from ..core.files import dict_reader, open_csv
 from ..core.recipe import run as run_recipe
 from ..data.shardset import ShardSet
+from ..data.skipped import skipped_summary
 from ..recipes import RECIPES, recipe_class
-from .stages import PlannedStage, StageResult, fingerprint, rank0_stage, run_planned
+from .stages import SKIPPED_IMAGES, PlannedStage, StageResult, fingerprint, rank0_stage, run_planned
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,10 @@ def plan_shards(cfg: Config, source: StageResult) -> PlannedStage:
         samples = collect_samples(source.output, cfg.data.classes)
         manifest = build_shards(samples, out, cfg.data.build, cfg.data.classes,
                                 provenance={"input": str(source.output)})
-        return {"counts": {k: v["class_counts"] for k, v in manifest["splits"].items()}}
+        if manifest["skipped"]:  # under data.build.max_skipped_rate: the build went on without them
+            log.warning("shards: %s", skipped_summary(manifest["skipped"]))
+        return {"counts": {k: v["class_counts"] for k, v in manifest["splits"].items()},
+                SKIPPED_IMAGES: skipped_summary(manifest["skipped"]) if manifest["skipped"] else None}
 
     return rank0_stage(cfg.distributed, "shards", out, fp, work)
 
