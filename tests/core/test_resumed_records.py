@@ -84,3 +84,41 @@ def test_a_line_cut_short_by_the_kill_is_dropped_on_resume(tmp_path):
         fh.write('{"step": 4, "train/lo')  # the kill landed mid-write
     _attempt(tmp_path, range(4, 6), resume=True, checkpoint_step=3, killed=False)
     assert _jsonl_steps(tmp_path) == [(s, s / 100) for s in range(1, 6)]
+
+
+def _history(tmp_path: Path, run_id: str, key: str):
+    client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}")
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+@pytest.mark.parametrize("spool", ["true", "false"])
+def test_a_resume_after_a_kill_during_validation_keeps_that_epochs_validation_metrics(tmp_path, spool):
+    """The epoch-end step gets `train_epoch/*` before the evaluation runs, so a kill during validation leaves that
+    step with some keys logged; the resumed process's `val/*` and `best/val/*` at that step used to be dropped
+    as a step 'already logged' (and `register` then read a stale `val/*` instead of `best/*`)."""
+    extra = (f"tracking.spool={spool}",)
+    cfg = _cfg(tmp_path, "run.resume=false", *extra)
+    killed = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / "t", "train")
+    for step in range(1, 9):
+        killed.log_metrics({"train/loss": step / 100}, step=step)
+        if step == 4:  # epoch 0 ends at step 4: evaluated, checkpointed
+            killed.log_metrics({"val/acc": 0.5, "best/val/acc": 0.5}, step=4)
+    killed.log_metrics({"train_epoch/loss": 0.07}, step=8)  # epoch 1 ends at 8; killed during its validation
+    for backend in killed.loggers:
+        if getattr(backend, "spool", None):
+            backend.spool.unlock()
+
+    cfg = _cfg(tmp_path, "run.resume=true", *extra)
+    resumed = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / "t", "train")
+    resumed.resumed_at(4)
+    for step in range(5, 9):
+        resumed.log_metrics({"train/loss": step / 100}, step=step)
+    resumed.log_metrics({"train_epoch/loss": 0.07}, step=8)
+    resumed.log_metrics({"val/acc": 0.75, "best/val/acc": 0.75}, step=8)
+    resumed.close()
+
+    assert resumed.run_id == killed.run_id
+    assert _history(tmp_path, resumed.run_id, "val/acc") == [(4, 0.5), (8, 0.75)]
+    assert _history(tmp_path, resumed.run_id, "best/val/acc") == [(4, 0.5), (8, 0.75)]
+    assert _history(tmp_path, resumed.run_id, "train_epoch/loss") == [(8, 0.07)]  # logged once, not twice
+    assert _mlflow_steps(tmp_path, resumed.run_id) == [(s, s / 100) for s in range(1, 9)]

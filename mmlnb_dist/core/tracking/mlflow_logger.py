@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from ..sections import TrackingConfig
 from .journal import (Spool, apply_event, ensure_run, now_ms, recorded_run, send_pending, upload,
@@ -46,7 +46,8 @@ class MLflowLogger(NullLogger):
         self.closed = False
         self._warned = False
         self._monitor = None
-        self._replayed: Optional[Tuple[int, int]] = None  # (after, up to): steps the killed process logged
+        # (metric key, step) pairs after the resumed checkpoint that the killed process logged (`resumed_at`)
+        self._replayed: Set[Tuple[str, int]] = set()
         tags = dict(tags or {})
         if tracking.parent_run_id:
             tags["mlflow.parentRunId"] = tracking.parent_run_id
@@ -192,34 +193,36 @@ class MLflowLogger(NullLogger):
         self._emit({"op": "params", "params": {k: str(v)[:6000] for k, v in params.items()}})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        if self._replayed and self._replayed[0] < step <= self._replayed[1]:
-            return  # the killed process logged this step (`resumed_at`)
-        self._emit({"op": "metrics", "step": int(step), "ts": now_ms(),
-                    "metrics": {k: float(v) for k, v in metrics.items()}})
+        step = int(step)
+        # Only the keys the killed process logged at this step are dropped, never the whole step: a kill during
+        # the epoch-end evaluation leaves that step with `train_epoch/*` but without its `val/*`/`best/*`.
+        fresh = {k: float(v) for k, v in metrics.items() if (k, step) not in self._replayed}
+        if fresh:
+            self._emit({"op": "metrics", "step": step, "ts": now_ms(), "metrics": fresh})
 
     def resumed_at(self, step: int) -> None:
-        """MLflow cannot delete a metric point, so the steps after `step` that the killed process logged keep
-        its values and this process does not log them again: one value per step, as an uninterrupted run has
-        (with a bit-identical resume, the same values; `metrics.jsonl` holds this process's)."""
-        last = self._last_logged_step()
-        if last is not None and last > step:
-            self._replayed = (step, last)
-            log.info("MLflow run %s already has steps %d-%d from the process that was stopped: they are not logged "
-                     "again", self.run_id or "(offline)", step + 1, last)
+        """MLflow cannot delete a metric point, so the (metric, step) pairs after `step` that the killed process
+        logged keep its values and this process does not log them again: one value per step, as an uninterrupted
+        run has (with a bit-identical resume, the same values; `metrics.jsonl` holds this process's)."""
+        self._replayed = {(key, logged) for key, logged in self._logged_pairs() if logged > step}
+        if self._replayed:
+            steps = sorted({logged for _, logged in self._replayed})
+            log.info("MLflow run %s already has metrics at steps %d-%d from the process that was stopped: those "
+                     "are not logged again", self.run_id or "(offline)", steps[0], steps[-1])
 
-    def _last_logged_step(self) -> Optional[int]:
-        """The highest step this run has metrics at: from the journal, else asked of the server."""
+    def _logged_pairs(self) -> Set[Tuple[str, int]]:
+        """The (metric key, step) pairs this run already holds: from the journal, else asked of the server."""
         if self.spool is not None:
-            return max((int(e["step"]) for e in self.spool.events() if e["op"] == "metrics"), default=None)
+            return {(key, int(e["step"])) for e in self.spool.events() if e["op"] == "metrics"
+                    for key in e["metrics"]}
         if not (self.online and self.run_id):
-            return None
+            return set()
         try:
             keys = self.client.get_run(self.run_id).data.metrics
-            return max((m.step for key in keys for m in self.client.get_metric_history(self.run_id, key)),
-                       default=None)
+            return {(key, m.step) for key in keys for m in self.client.get_metric_history(self.run_id, key)}
         except Exception as err:  # noqa: BLE001 - tracking never stops a run; a replay is then logged twice
-            log.warning("could not read the steps MLflow run %s already has (%s)", self.run_id, err)
-            return None
+            log.warning("could not read the metrics MLflow run %s already has (%s)", self.run_id, err)
+            return set()
 
     def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
         self._emit({"op": "artifact", "path": str(Path(path).resolve()), "artifact_path": artifact_path})
