@@ -358,11 +358,21 @@ def _open_parent(cfg: Config, study_dir: Path, rows: Sequence[str], seeds: Seque
         raise UserError(f"{state_path} is not valid JSON ({err}); remove it to start the study's MLflow run "
                         f"afresh") from None
     uri = default_tracking_uri(cfg.tracking, cfg.run.output_dir)
+    params = {"rows": ",".join(rows), "seeds": ",".join(map(str, seeds))}
+    resume_id = state.get("parent_run_id")
+    # The parent run holds one study's table: other rows or seeds are another study (its params would name the
+    # first one's, and the first one's row metrics would stay beside the new table's). A study.json written
+    # before it kept its rows and seeds resumes as it did.
+    earlier = {k: state[k] for k in params if k in state}
+    if resume_id and earlier and earlier != params:
+        log.info("study %s: rows %s, seeds %s differ from the earlier call's (rows %s, seeds %s): a new MLflow "
+                 "parent run (the earlier one, %s, keeps its table)", study_dir.name, params["rows"],
+                 params["seeds"], earlier.get("rows"), earlier.get("seeds"), resume_id)
+        resume_id = None
     parent = ParentRun.open(cfg.tracking, uri, cfg.run.output_dir, f"{study_dir.name}-study",
-                            tags={"stage": "ablate", "recipe": cfg.train.recipe},
-                            params={"rows": ",".join(rows), "seeds": ",".join(map(str, seeds))},
-                            resume_id=state.get("parent_run_id"))
+                            tags={"stage": "ablate", "recipe": cfg.train.recipe}, params=params,
+                            resume_id=resume_id)
     if parent is not None:
         study_dir.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(json.dumps({"parent_run_id": parent.run_id, "tracking_uri": uri}))
+        state_path.write_text(json.dumps({"parent_run_id": parent.run_id, "tracking_uri": uri, **params}))
     return parent

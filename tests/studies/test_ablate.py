@@ -64,6 +64,16 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
     assert again.table["concat"]["micro_f1"] == study.table["concat"]["micro_f1"]
     assert again.parent_run_id == study.parent_run_id
 
+    # Other rows or seeds are another study: their own parent run (the first one's params named the first study's
+    # rows and seeds, and its text_only/* metrics stayed beside the new table's). Its runs are up to date: cheap.
+    other = run_study(cfg, rows=["concat"], seeds=[0])
+    assert other.skipped == ["concat-seed0"] and other.parent_run_id != study.parent_run_id
+    mixed = client.get_run(other.parent_run_id).data
+    assert mixed.params["rows"] == "concat" and mixed.params["seeds"] == "0", mixed.params
+    assert not any(k.startswith("text_only/") for k in mixed.metrics) and "concat/micro_f1_mean" in mixed.metrics
+    assert client.get_run(study.parent_run_id).data.params["seeds"] == "0,1"  # the first study's run as it was
+    assert run_study(cfg, rows=["concat"], seeds=[0]).parent_run_id == other.parent_run_id
+
 
 @pytest.mark.parametrize("rows, seeds, message", [
     (["concat", "nonsense"], [0], "unknown row(s) nonsense"),
