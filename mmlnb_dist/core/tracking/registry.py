@@ -22,7 +22,8 @@ from ..checkpoint import better
 from ..errors import ConfigError, UserError
 from .lineage import not_comparable, scored_on  # noqa: F401 - scored_on: the registry's rule, documented here
 from .metric_name import UnknownMetricError, require_metric
-from .versions import ARTIFACTS_TAG, alias_holder, artifacts_digest, new_version, registered_before
+from .versions import (ARTIFACTS_TAG, alias_holder, artifacts_digest, check_export_unchanged, new_version,
+                       registered_before)
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +331,9 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
         raise RegistryError(f"the model package of run {run_id} must name its model code file (.py, MLflow models "
                             f"from code), not {package.python_model!r}: a logged object would be pickled")
     value = run_metric(run, metric)
+    if "export" in package.artifacts:  # the files the run exported, not a changed or replaced copy
+        tagged = run.data.tags.get("run_dir")
+        check_export_unchanged(run, Path(package.artifacts["export"]), Path(tagged) if tagged else None)
     digest = artifacts_digest(package.artifacts)
     version = registered_before(client, name, run_id, digest)
     again = version is not None  # a rerun or a retry: the same run's same weights are a version already

@@ -4,9 +4,11 @@ weights (a rerun, a retry after a lost connection) gives that version back inste
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
+from ..errors import UserError
 from ..files import sha256_file
 
 
@@ -14,15 +16,63 @@ ARTIFACTS_TAG = "artifacts_sha256"
 """Model version tag: the digest of the files the version was logged from (`artifacts_digest`)."""
 
 
+EXPORT_RECORD = "export.json"
+"""Run-folder file written at export: the export's digest and each file's, what `register` checks it against."""
+EXPORT_TAG = "export.artifacts_sha256"
+"""Run tag written at export: the export's `artifacts_digest` ({"export": <export folder>})."""
+
+
+def _file_digests(root: Path) -> Dict[str, str]:
+    """{path relative to `root` (its name for a file): SHA-256} of every file under `root`, sorted."""
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    return {str(p.relative_to(root) if root.is_dir() else p.name): sha256_file(p) for p in files}
+
+
 def artifacts_digest(artifacts: Dict[str, str]) -> str:
     """SHA-256 over a model package's artifact files (name, relative path and content digest of each file, folders
     walked in sorted order): what makes two registrations of one run the same model."""
     lines = []
     for name, where in sorted(artifacts.items()):
-        root = Path(where)
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        lines += [f"{name}/{p.relative_to(root) if root.is_dir() else p.name} {sha256_file(p)}" for p in files]
+        lines += [f"{name}/{rel} {digest}" for rel, digest in _file_digests(Path(where)).items()]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def record_export(logger, run_dir: Path, export_dir: Path) -> str:
+    """At export (rank 0): write `<run_dir>/export.json` (the export's digest and its files') and tag the run with
+    the digest, so a registration of files changed or replaced since is refused (`check_export_unchanged`)."""
+    digest = artifacts_digest({"export": str(export_dir)})
+    record = {"export_dir": str(Path(export_dir).resolve()), EXPORT_TAG: digest, "files": _file_digests(export_dir)}
+    (Path(run_dir) / EXPORT_RECORD).write_text(json.dumps(record, indent=2))
+    logger.set_tags({EXPORT_TAG: digest})
+    return digest
+
+
+def check_export_unchanged(run, export_dir: Path, run_dir: Optional[Path]) -> None:
+    """Refuse (`UserError`, naming the files) to register `export_dir` for `run` when its files are not the ones
+    the run exported: its digest tag (or its folder's `export.json`) records them. A run exported before these
+    were recorded has nothing to compare and passes."""
+    record: Dict[str, Any] = {}
+    if run_dir is not None and (Path(run_dir) / EXPORT_RECORD).is_file():
+        try:
+            record = json.loads((Path(run_dir) / EXPORT_RECORD).read_text())
+        except ValueError:
+            record = {}
+    expected = run.data.tags.get(EXPORT_TAG) or record.get(EXPORT_TAG)
+    if not expected or artifacts_digest({"export": str(export_dir)}) == expected:
+        return
+    now = _file_digests(Path(export_dir))
+    trained = record.get("files") if record.get(EXPORT_TAG) == expected else None
+    if trained:
+        changed = sorted(f for f in set(now) | set(trained) if now.get(f) != trained.get(f))
+        what = "changed since the run exported it: " + ", ".join(
+            f"{f} ({'added' if f not in trained else 'removed' if f not in now else 'other content'})"
+            for f in changed[:10])
+    else:
+        what = f"changed since the run exported it (digest {expected[:12]} at export, now a different one)"
+    raise UserError(
+        f"export {export_dir} of run {run.info.run_id}: {what}; registering it would give other weights this "
+        f"run's metrics, lineage and model card. Put the run's own export back, or register the run these files "
+        f"came from")
 
 
 def registered_before(client, name: str, run_id: str, digest: str) -> Optional[str]:

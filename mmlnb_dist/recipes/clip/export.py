@@ -22,6 +22,7 @@ from ...core.distributed import rank0_alone
 from ...core.divergence import EXPORT_REMEDY, load_finite
 from ...core.errors import UserError
 from ...core.tracking.registry import EXPORT_FOLDER
+from ...core.tracking.versions import record_export
 from .config import ClipModelConfig
 from .metrics import scalar_metrics
 from .plots import publish_run
@@ -124,6 +125,8 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
             export_model(state, recipe.model, cfg.clip.model, recipe.classes, export_dir,
                          image_size=cfg.data.loader.image_size, top_k=cfg.clip.top_k,
                          extra={"best": best, "shards": str(cfg.data.shards)})
+            # what `register` checks the export against: a changed or replaced export is refused
+            record_export(recipe.logger, recipe.run_dir, export_dir)
             (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
             recipe.logger.log_artifact(export_dir / "model_config.json", "export")
             recipe.logger.log_artifact(recipe.run_dir / "metrics.json")

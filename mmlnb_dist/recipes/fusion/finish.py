@@ -10,6 +10,7 @@ from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.logging import DETAIL
 from ...core.tracking.registry import EXPORT_FOLDER, register_or_explain
+from ...core.tracking.versions import record_export
 from ...models.encoders import encoder_provenance
 from .export import export_model
 from .metrics import format_metrics_table, scalar_metrics
@@ -68,6 +69,8 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
             if recipe.model.image_encoder is not None:  # the run's tags name the encoder, its weights and licence
                 prov = encoder_provenance(recipe.model.image_encoder)
                 recipe.logger.set_tags({f"image_encoder.{k}": str(v) for k, v in prov.items()})
+            # what `register` checks the export against: a changed or replaced export is refused
+            record_export(recipe.logger, recipe.run_dir, export_dir)
             (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
             recipe.logger.log_artifact(export_dir / "model_config.json", "export")
             recipe.logger.log_artifact(recipe.run_dir / "metrics.json")

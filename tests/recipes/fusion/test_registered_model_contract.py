@@ -29,3 +29,23 @@ def test_the_documented_call_with_only_image_and_description_predicts(trained):
     out = model.predict(pd.DataFrame({"image": [example_image_b64(32)],
                                       "description": ["Sheets of small round blue cells."]}))
     assert len(out) == 1 and out["label"][0]
+
+
+def test_register_refuses_an_export_changed_since_training_naming_the_file(trained, capsys):
+    """`cp runs/b/export/model.safetensors runs/a/export/; mmlnb-dist register --run runs/a` used to register b's
+    weights under a's metrics, lineage and model card without a word: the export's digest is now recorded at
+    training (the run folder's `export.json`, the run's tag) and a registration of other files is refused."""
+    from mmlnb_dist.cli import main
+
+    run_dir = trained["root"] / "runs" / NAME
+    weights = run_dir / "export" / "model.safetensors"
+    original = weights.read_bytes()
+    try:
+        weights.write_bytes(original[:-4] + bytes(4))  # another run's weights, as far as the digest can tell
+        capsys.readouterr()
+        assert main(["register", "--run", str(run_dir), "--name", "nb-changed"]) == 2
+        err = capsys.readouterr().err
+        assert "model.safetensors" in err and "changed since" in err
+    finally:
+        weights.write_bytes(original)
+    assert main(["register", "--run", str(run_dir), "--name", "nb-changed"]) == 0  # the trained files register
