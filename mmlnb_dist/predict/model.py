@@ -73,6 +73,11 @@ def _download_model(model_uri: str, tracking_uri: Optional[str]) -> Path:
             source = client.get_model_version_by_alias(name, alias).source
         elif "/" in ref:
             name, _, version = ref.rpartition("/")
+            if version.lower() == "latest":  # MLflow's word for the highest version of the name
+                versions = client.search_model_versions(f"name='{name}'")
+                if not versions:
+                    raise ValueError(f"registered model '{name}' has no versions")
+                version = str(max(int(mv.version) for mv in versions))
             source = client.get_model_version(name, version).source
         if source.startswith("models:/m-"):  # MLflow 3: a version's source is its logged model
             source = client.get_logged_model(source[len("models:/"):].rstrip("/")).artifact_location

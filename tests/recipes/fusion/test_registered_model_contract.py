@@ -49,3 +49,12 @@ def test_register_refuses_an_export_changed_since_training_naming_the_file(train
     finally:
         weights.write_bytes(original)
     assert main(["register", "--run", str(run_dir), "--name", "nb-changed"]) == 0  # the trained files register
+
+
+def test_predict_loads_models_name_latest_as_the_highest_version(trained):
+    """MLflow reads `models:/NAME/latest` as the highest version; `predict --model` used to refuse it."""
+    from mmlnb_dist.predict.model import load_model
+
+    model = load_model(f"models:/{NAME}/latest", trained["uri"])
+    out = model.predict(pd.DataFrame({"image": [example_image_b64(32)], "description": ["Small round blue cells."]}))
+    assert len(out) == 1
