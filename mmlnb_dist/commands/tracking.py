@@ -109,9 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _tracking_uri(args, cfg) -> str:
-    from ..core.tracking.server import default_tracking_uri
+    from ..core.tracking.server import absolute_sqlite_uri, default_tracking_uri
 
-    return args.uri or default_tracking_uri(cfg.tracking, cfg.run.output_dir)
+    return absolute_sqlite_uri(args.uri) if args.uri else default_tracking_uri(cfg.tracking, cfg.run.output_dir)
 
 
 def _server(args) -> int:
@@ -130,11 +130,13 @@ def _server(args) -> int:
 def _sync(args) -> int:
     from ..core.errors import UserError
     from ..core.tracking.journal import sync_run_dir
+    from ..core.tracking.server import absolute_sqlite_uri
 
     failed = 0
+    uri = absolute_sqlite_uri(args.uri) if args.uri else None  # the store this folder means, wherever it is read
     for folder in args.run_dirs:
         try:
-            results = sync_run_dir(folder, uri=args.uri)
+            results = sync_run_dir(folder, uri=uri)
         except FileNotFoundError as err:
             raise UserError(str(err)) from None
         for res in results:

@@ -172,7 +172,9 @@ class TrackingConfig(Section):
     """Metric-logger backends; every one logs from rank 0 only."""
 
     uri: Optional[str] = None
-    """MLflow tracking URI; default: `sqlite:///<run.output_dir>/mlflow.db` created on first use."""
+    """MLflow tracking URI (`sqlite:///PATH`, a relative PATH read from the folder the command runs in and recorded
+    absolute; `http(s)://HOST[:PORT]`; `postgresql://`, `mysql://`, `mssql://` (`+driver` too); `databricks`);
+    default: `sqlite:///<run.output_dir>/mlflow.db` created on first use."""
 
     experiment: str = "mmlnb"
     """MLflow experiment name."""
@@ -215,3 +217,40 @@ class TrackingConfig(Section):
     register_mode: Optional[Literal["max", "min"]] = None
     """Whether a higher (max) or lower (min) `register_metric` is better; unset: the metric's own direction (min for
     the recipe's lower-is-better metrics such as the loss, else max)."""
+
+    @field_validator("uri")
+    @classmethod
+    def _a_tracking_store(cls, value):
+        return refuse_malformed_tracking_uri(value)
+
+
+TRACKING_URI_FORMS = ("sqlite:///PATH (three slashes; four for an absolute path), http(s)://HOST[:PORT], "
+                      "postgresql://, mysql:// or mssql:// (optionally +driver), databricks")
+"""The tracking URIs a config accepts, as the refusal lists them."""
+
+DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
+
+
+def refuse_malformed_tracking_uri(value):
+    """`value` (None: the default store) when MLflow 3 can track to it; else why not, with the accepted forms.
+    Caught here, `file:./mlruns` (MLflow 3's refused file store), `sqlite://runs/x.db` (two slashes: a host, no
+    file) or `htp://...` passed `config validate` and crashed training with a raw traceback."""
+    if value is None:
+        return value
+    from urllib.parse import urlsplit
+
+    uri = str(value).strip()
+    scheme, _, rest = uri.partition("://")
+    if uri == "databricks" or scheme in ("databricks", "databricks-uc"):
+        return value
+    if scheme == "sqlite":
+        ok = rest.startswith("/") and len(rest.split("?", 1)[0]) > 1
+    elif scheme in ("http", "https"):
+        ok = bool(urlsplit(uri).hostname)
+    elif scheme.split("+", 1)[0] in DATABASE_SCHEMES:
+        ok = bool(rest)
+    else:
+        ok = False
+    if not ok:
+        raise ValueError(f"'{value}' is not a tracking store MLflow 3 can use; accepted forms: {TRACKING_URI_FORMS}")
+    return value

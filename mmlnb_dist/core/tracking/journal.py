@@ -277,10 +277,13 @@ def find_journals(root: Path) -> List[Path]:
 def ensure_run(client, spool: Spool, uri: str, experiment: Optional[str] = None) -> Tuple[str, bool]:
     """The MLflow run of this journal at `uri`: the recorded one when the server still has it, else a new run
     built from the `start` event (then every event is pending again). Returns (run_id, created)."""
-    from .server import get_or_create_experiment
+    from .server import absolute_sqlite_uri, get_or_create_experiment, require_sqlite_store
 
     state = spool.state()
-    if state.get("run_id") and state.get("tracking_uri") == uri:
+    # a journal written before relative SQLite paths were recorded absolute still names the same store
+    if state.get("run_id") and absolute_sqlite_uri(state.get("tracking_uri") or "") == absolute_sqlite_uri(uri):
+        # a store that is gone is not a fresh server: a new run there would orphan the recorded one
+        require_sqlite_store(uri, f"run {state['run_id']} of {spool.path}")
         try:
             client.get_run(state["run_id"])
             return state["run_id"], False

@@ -16,7 +16,7 @@ from ..sections import TrackingConfig
 from .journal import (Spool, apply_event, ensure_run, now_ms, recorded_run, send_pending, upload,
                       write_run_record)
 from .loggers import NullLogger
-from .server import get_or_create_experiment, limit_http_retries, server_reachable
+from .server import absolute_sqlite_uri, get_or_create_experiment, limit_http_retries, server_reachable
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,10 @@ class MLflowLogger(NullLogger):
         self.tracking = tracking
         self.uri = uri
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.client = mlflow.MlflowClient(tracking_uri=uri)
+        try:  # a store MLflow cannot open is a lost server too: training goes on, journaled
+            self.client = mlflow.MlflowClient(tracking_uri=uri)
+        except Exception as err:  # noqa: BLE001
+            self.client, client_error = None, f"{type(err).__name__}: {str(err)[:200]}"
         self.run_id: Optional[str] = None
         self.online = True
         self.closed = False
@@ -65,6 +68,9 @@ class MLflowLogger(NullLogger):
                 self._record({"op": "resume", "resume_count": resumes + 1})
             if not self.spool.state().get("run_id"):
                 self.spool.write_state(tracking_uri=uri, experiment=tracking.experiment, run_name=run_name)
+        if self.client is None:
+            self._go_offline(f"could not open the MLflow store {uri} ({client_error})")
+            return
         if not server_reachable(uri, tracking.request_timeout_s):
             self._go_offline(f"tracking server {uri} is not reachable")
             return
@@ -91,7 +97,7 @@ class MLflowLogger(NullLogger):
         """Without a journal, a resumed process continues the MLflow run its folder records (RUNNING again, its
         `resume_count` tag counted up), as a journaled resume does; None when the record names no run on `uri`."""
         record = recorded_run(self.run_dir, stage)
-        if not record.get("run_id") or record.get("tracking_uri") != uri:
+        if not record.get("run_id") or absolute_sqlite_uri(record.get("tracking_uri") or "") != uri:
             return None
         try:
             run = self.client.get_run(record["run_id"])

@@ -190,6 +190,7 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
     import mlflow
 
     from .journal import JOURNAL_DIR, recorded_run
+    from .server import require_sqlite_store
 
     folder = Path(run)
     export_dir = None
@@ -207,6 +208,7 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
         raise RegistryError(f"--run {run}: neither a run folder nor an MLflow run id")
     else:
         run_id = run
+    require_sqlite_store(tracking_uri, f"--run {run}: run {run_id}")  # never an empty store made in its place
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     try:
         found = client.get_run(run_id)
@@ -232,15 +234,32 @@ def model_card(run, package: ModelPackage, metric: str) -> str:
         if profile.get("provenance"):
             lines.append(f"  - provenance: `{json.dumps(profile['provenance'])[:500]}`")
     lines += ["", f"## Metrics (selection metric: `{metric}`)"]
-    for k, v in sorted(run.data.metrics.items()):
-        if k.startswith(("val/", "test/", "train/", "train_epoch/")):
-            lines.append(f"- {k}: {v:.4f}")
+    # the registered model is the exported (best) checkpoint: its `best/*` values, not the last epoch's
+    best = {k: v for k, v in run.data.metrics.items() if k.startswith(("best/val/", "best/test/"))}
+    if best:
+        lines.append("Of the exported checkpoint (the best validation epoch), the model registered here:")
+    else:
+        lines.append("The run's last logged values (it logged no `best/*` of an exported checkpoint):")
+        best = {k: v for k, v in run.data.metrics.items() if k.startswith(("val/", "test/", "train/", "train_epoch/"))}
+    lines += [f"- {k}: {v:.4f}" for k, v in sorted(best.items())]
     env = {k: v for k, v in run.data.tags.items() if k.startswith(("version.", "git.", "device"))}
     lines += ["", "## Environment"] + [f"- {k}: {v}" for k, v in sorted(env.items())]
     cfg_path = run.data.tags.get("run_dir") and Path(run.data.tags["run_dir"]) / "config.yaml"
     if cfg_path and cfg_path.is_file():
         lines += ["", "## Config", "```yaml", cfg_path.read_text().rstrip(), "```"]
     return "\n".join(lines) + "\n"
+
+
+CARD_CUT = "\n… (truncated; the full card is MODEL_CARD.md in the model's artifacts)\n"
+
+
+def version_description(card: str, limit: int = 5000) -> str:
+    """The model card as a version description (the registry keeps `limit` characters): whole, or cut at the
+    last line that fits, with a marker saying where the rest is, never mid-key."""
+    if len(card) <= limit:
+        return card
+    kept = card[:limit - len(CARD_CUT)]
+    return kept[:kept.rfind("\n") + 1 or len(kept)].rstrip("\n") + CARD_CUT
 
 
 BASE_REQUIREMENTS = ("torch", "torchvision", "transformers", "safetensors", "tokenizers", "numpy", "pandas",
@@ -300,7 +319,7 @@ def _log_version(client, run, name: str, package: ModelPackage, code: Path, metr
             version = new_version(client, name, info.model_uri, run_id, info.model_id)
         finally:
             mlflow.set_tracking_uri(previous_tracking)
-    client.update_model_version(name, version, description=card[:5000])
+    client.update_model_version(name, version, description=version_description(card))
     client.set_model_version_tag(name, version, "source_run_id", run_id)
     client.set_model_version_tag(name, version, ARTIFACTS_TAG, digest)
     for key, tag in package.version_tags.items():

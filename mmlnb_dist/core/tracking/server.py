@@ -24,9 +24,37 @@ def default_tracking_uri(tracking: TrackingConfig, output_dir: Path) -> str:
     """`tracking.uri`, else the embedded default: a SQLite store beside the runs in `output_dir` (MLflow 3
     refuses the old file store)."""
     if tracking.uri:
-        return tracking.uri
+        return absolute_sqlite_uri(tracking.uri)
     db = (Path(output_dir) / "mlflow.db").resolve()
     return f"sqlite:///{db}"
+
+
+def sqlite_store(uri: str) -> Optional[Path]:
+    """The file of a `sqlite:///PATH` store (PATH as written: relative to the working folder when not absolute),
+    None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0])
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """`uri` with a relative SQLite path made absolute (from the working folder): recorded as written, a
+    `register` or `tracking sync` run from another folder opened a new, empty store there."""
+    path = sqlite_store(uri)
+    if path is None or path.is_absolute() or str(path) == ":memory:":
+        return uri
+    query = uri.partition("?")[1] + uri.partition("?")[2]
+    return f"sqlite:///{path.resolve()}{query}"
+
+
+def require_sqlite_store(uri: str, what: str) -> None:
+    """Refuse (`UserError`, naming the file) a recorded SQLite store that is not there: MLflow would create an
+    empty one in its place, and `what` (a run it records) would seem gone, or be made anew, orphaning the real one."""
+    path = sqlite_store(uri)
+    if path is not None and str(path) != ":memory:" and not path.is_file():
+        raise UserError(f"{what} is recorded in the MLflow store {path.resolve() if not path.is_absolute() else path} "
+                        f"({uri}), which does not exist (moved, deleted, or a relative path read from another "
+                        f"folder); put the file back or pass its tracking URI (--uri sqlite:////ABSOLUTE/PATH)")
 
 
 def limit_http_retries(tracking: Optional[TrackingConfig] = None) -> None:
