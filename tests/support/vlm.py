@@ -139,3 +139,18 @@ def noise_images(seed: int, n: int = 3, size: int = 56):
 
     rng = np.random.default_rng(seed)
     return [Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+DESCRIBE_PIXELS = 56 * 56
+"""The pixel bounds (both) of `describe_config`: 4 image tokens per 56 px image."""
+
+
+def describe_config(tmp: Path, *extra: str):
+    """The cpu-demo profile set up to describe with the random tiny VLM at 56 px: short, batched generation,
+    stdout tracking, model cache and runs under `tmp`."""
+    from mmlnb_dist.config import load_config
+
+    return load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
+        f"vlm.min_pixels={DESCRIBE_PIXELS}", f"vlm.max_pixels={DESCRIBE_PIXELS}", f"vlm.cache_dir={tmp / 'cache'}",
+        "vlm.tiny_vision=random", "vlm.generation.max_new_tokens=4", "vlm.generation.batch_size=4",
+        "tracking.backends=[stdout]", f"run.output_dir={tmp / 'runs'}", *extra])

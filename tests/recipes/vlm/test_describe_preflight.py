@@ -4,25 +4,14 @@ provenance.json, so the corrected rerun was refused ("describe.tiny_seed: 1 -> 0
 checked before the claim; any other failure before the first finished batch drops the claim it made."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from mmlnb_dist.core.errors import ConfigError, UserError
 
-from support.vlm import make_pairs, write_random_adapter
+from support.vlm import DESCRIBE_PIXELS, describe_config, make_pairs, write_random_adapter
 
-ROOT = Path(__file__).resolve().parents[3]
-PIX = 56 * 56
-
-
-def _cfg(tmp: Path, *extra: str):
-    from mmlnb_dist.config import load_config
-
-    return load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
-        f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}", f"vlm.cache_dir={tmp / 'cache'}", "vlm.tiny_vision=random",
-        "vlm.generation.max_new_tokens=4", "vlm.generation.batch_size=4", "tracking.backends=[stdout]",
-        f"run.output_dir={tmp / 'runs'}", *extra])
+PIX = DESCRIBE_PIXELS
+_cfg = describe_config
 
 
 @pytest.fixture(scope="module")

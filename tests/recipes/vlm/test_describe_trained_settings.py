@@ -6,7 +6,6 @@ with both values."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -14,19 +13,10 @@ from mmlnb_dist.config import save_config
 from mmlnb_dist.core.errors import ConfigError
 from mmlnb_dist.recipes.vlm.trained_with import check_describe_settings, training_config_path
 
-from support.vlm import make_pairs, write_random_adapter
+from support.vlm import DESCRIBE_PIXELS, describe_config, make_pairs, write_random_adapter
 
-ROOT = Path(__file__).resolve().parents[3]
-PIX = 56 * 56
-
-
-def _cfg(tmp: Path, *extra: str):
-    from mmlnb_dist.config import load_config
-
-    return load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
-        f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}", f"vlm.cache_dir={tmp / 'cache'}", "vlm.tiny_vision=random",
-        "vlm.generation.max_new_tokens=4", "vlm.generation.batch_size=4", "tracking.backends=[stdout]",
-        f"run.output_dir={tmp / 'runs'}", *extra])
+PIX = DESCRIBE_PIXELS
+_cfg = describe_config
 
 
 @pytest.fixture(scope="module")
