@@ -8,5 +8,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/gpu-pipeline.XXXX") && cd "$work" || exit 1
 timeout -s INT "${LIMIT_S:-300}" python3 -m mmlnb_dist.cli pipeline --config cpu-demo --synthetic --until train \
   tracking.backends=[stdout] run.output_dir="$work/runs" > "$OUT/pipeline_stdout.log" 2>&1
 echo "pipeline exit $?"
-cp runs/cpu-demo-pipeline/report.md runs/cpu-demo-pipeline/pipeline.log "$OUT/" 2>/dev/null
+cp runs/cpu-demo-pipeline/report-synth-train.md "$OUT/report.md" 2>/dev/null  # (a --until slice's report)
+cp runs/cpu-demo-pipeline/pipeline.log "$OUT/" 2>/dev/null
 tail -c 2500 "$OUT/pipeline_stdout.log" | tr '\r' '\n' | tail -30

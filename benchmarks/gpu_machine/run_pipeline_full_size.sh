@@ -18,6 +18,6 @@ timeout -s INT "${LIMIT_S:-480}" "$PY" -m mmlnb_dist.cli pipeline --config rtx40
   data.shards="$work/shards" vlm.pairs="$work/shards" run.output_dir="$work/runs" tracking.backends=[stdout] \
   vlm.epochs=1 train.epochs="${EPOCHS:-3}" $EXTRA > "$OUT/pipeline_full_size_stdout.log" 2>&1
 echo "pipeline exit $?"
-cp runs/rtx4090-pipeline/report.md "$OUT/report_full_size.md" 2>/dev/null
+cp runs/rtx4090-pipeline/report-synth-train.md "$OUT/report_full_size.md" 2>/dev/null  # (a --until slice's report)
 cp runs/rtx4090-pipeline/pipeline.log "$OUT/pipeline_full_size.log" 2>/dev/null
 tail -c 2500 "$OUT/pipeline_full_size_stdout.log" | tr '\r' '\n' | tail -30
