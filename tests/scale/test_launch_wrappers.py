@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from support.fusion import ROOT
+from support.processes import wait_until
 
 LAUNCH = ROOT / "launch"
 
@@ -105,14 +106,9 @@ def test_a_sigterm_to_train_node_stops_every_rank_with_a_step_checkpoint(tmp_pat
                                    stdout=out, stderr=subprocess.STDOUT)
     metrics = runs / "tk" / "metrics.jsonl"
     try:
-        # signal once training has logged an optimizer step (a state, not a time)
-        while not (metrics.is_file() and '"train/loss"' in metrics.read_text()):
-            try:
-                wrapper.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                continue
-            raise AssertionError(f"the run ended (code {wrapper.returncode}) before its first step:\n"
-                                 f"{log.read_text()[-4000:]}")
+        # signal once training has logged an optimizer step
+        wait_until(lambda: metrics.is_file() and '"train/loss"' in metrics.read_text(), wrapper, "its first step",
+                   log.read_text)
         wrapper.send_signal(signal.SIGTERM)
         code = wrapper.wait(timeout=240)
         left = _processes_naming(str(runs))

@@ -17,6 +17,7 @@ import pytest
 from mmlnb_dist.core.tracking.server import free_port
 
 from support.fusion import CPU_DEMO, ROOT, make_shards
+from support.processes import wait_until
 
 SBATCH = ROOT / "launch" / "slurm" / "train.sbatch"
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
@@ -209,13 +210,7 @@ def test_the_early_sigterm_reaches_the_deepspeed_launcher(tmp_path):
     batch = subprocess.Popen(["bash", str(SBATCH), str(CPU_DEMO), "data.shards=/shared/shards"], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        while not (tmp_path / "deepspeed.started").exists():
-            try:
-                batch.wait(timeout=0.05)
-            except subprocess.TimeoutExpired:
-                continue
-            raise AssertionError(f"the batch script ended (code {batch.returncode}) before starting the launcher: "
-                                 f"{batch.stderr.read()[-3000:]}")
+        wait_until((tmp_path / "deepspeed.started").exists, batch, "starting the launcher", batch.stderr.read)
         # what Slurm signals at TERM@120: B: the batch shell only; else every process of every job step
         if directive[0].startswith("B:"):
             os.kill(batch.pid, signal.SIGTERM)

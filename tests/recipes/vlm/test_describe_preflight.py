@@ -10,15 +10,12 @@ from mmlnb_dist.core.errors import ConfigError, UserError
 
 from support.vlm import DESCRIBE_PIXELS, describe_config, make_pairs, write_random_adapter
 
-PIX = DESCRIBE_PIXELS
-_cfg = describe_config
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("describe-preflight")
     make_pairs(tmp / "in", n=8, per_shard=4, val_fraction=0.25)
-    write_random_adapter(_cfg(tmp).vlm, tmp / "adapter", 1, PIX)  # no run beside it: nothing fixes the settings
+    # no run beside the adapter: nothing fixes the settings
+    write_random_adapter(describe_config(tmp).vlm, tmp / "adapter", 1, DESCRIBE_PIXELS)
     return tmp
 
 
@@ -27,9 +24,10 @@ def test_an_adapter_of_another_tiny_base_is_refused_before_the_claim_and_the_rer
 
     out = data / "seed1"
     with pytest.raises(UserError, match=r"trained on the base model .*seed0"):
-        run_describe(_cfg(data, "vlm.tiny_seed=1"), "tiny", str(data / "adapter"), data / "in", out, progress=False)
+        run_describe(describe_config(data, "vlm.tiny_seed=1"), "tiny", str(data / "adapter"), data / "in", out,
+                     progress=False)
     assert not (out / "provenance.json").exists()
-    result = run_describe(_cfg(data), "tiny", str(data / "adapter"), data / "in", out, progress=False)
+    result = run_describe(describe_config(data), "tiny", str(data / "adapter"), data / "in", out, progress=False)
     assert result["num_samples"] == 8
 
 
@@ -39,8 +37,8 @@ def test_a_prompt_holding_a_vision_token_is_refused_naming_the_key_before_the_cl
 
     out = data / f"prompt-{token.strip('<|>')}"
     with pytest.raises(ConfigError, match=r"vlm.prompt") as err:
-        run_describe(_cfg(data, f"vlm.prompt=Describe {token} this."), "tiny", str(data / "adapter"), data / "in",
-                     out, progress=False)
+        run_describe(describe_config(data, f"vlm.prompt=Describe {token} this."), "tiny", str(data / "adapter"),
+                     data / "in", out, progress=False)
     assert token in str(err.value)
     assert not (out / "provenance.json").exists()
 
@@ -54,5 +52,5 @@ def test_a_failure_before_any_finished_batch_drops_the_claim(data, monkeypatch):
     monkeypatch.setattr(D.Describer, "describe", broken)
     out = data / "broken"
     with pytest.raises(RuntimeError, match="simulated"):
-        D.run_describe(_cfg(data), "tiny", str(data / "adapter"), data / "in", out, progress=False)
+        D.run_describe(describe_config(data), "tiny", str(data / "adapter"), data / "in", out, progress=False)
     assert not (out / "provenance.json").exists()
