@@ -239,18 +239,25 @@ def refuse_malformed_tracking_uri(value):
         return value
     from urllib.parse import urlsplit
 
+    import os
+    from importlib.metadata import entry_points
+
     uri = str(value).strip()
-    scheme, _, rest = uri.partition("://")
-    if uri == "databricks" or scheme in ("databricks", "databricks-uc"):
-        return value
+    scheme, sep, rest = uri.partition("://")
+    scheme = scheme.lower() if sep else ""
+    if uri.lower() == "databricks" or scheme == "databricks":
+        return uri
     if scheme == "sqlite":
         ok = rest.startswith("/") and len(rest.split("?", 1)[0]) > 1
     elif scheme in ("http", "https"):
         ok = bool(urlsplit(uri).hostname)
     elif scheme.split("+", 1)[0] in DATABASE_SCHEMES:
         ok = bool(rest)
-    else:
-        ok = False
+    elif scheme in {e.name for e in entry_points(group="mlflow.tracking_store")}:
+        ok = True  # a store an installed MLflow plugin provides
+    else:  # MLflow 3 opens its old file store (`file:`, a plain path) only when told to
+        ok = (not sep or scheme == "file") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true")
     if not ok:
-        raise ValueError(f"'{value}' is not a tracking store MLflow 3 can use; accepted forms: {TRACKING_URI_FORMS}")
-    return value
+        raise ValueError(f"'{value}' is not a tracking store MLflow 3 can use; accepted forms: {TRACKING_URI_FORMS} "
+                         f"(a file store: file:PATH with MLFLOW_ALLOW_FILE_STORE=true; a plugin's scheme)")
+    return uri

@@ -65,7 +65,8 @@ def test_sync_and_register_refuse_a_recorded_sqlite_store_that_is_gone_naming_it
 
 
 @pytest.mark.parametrize("uri", ["file:./mlruns", "./mlruns", "sqlite://runs/x.db", "htp://host:5000", "http://"])
-def test_a_malformed_tracking_uri_is_refused_by_the_config_naming_the_field(tmp_path, uri):
+def test_a_malformed_tracking_uri_is_refused_by_the_config_naming_the_field(tmp_path, uri, monkeypatch):
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     with pytest.raises(ConfigError, match=r"tracking\.uri.*sqlite:///"):
         _cfg(tmp_path / "runs", f"tracking.uri={uri}")
 
@@ -74,3 +75,16 @@ def test_a_malformed_tracking_uri_is_refused_by_the_config_naming_the_field(tmp_
                                  "postgresql://u@db/mlflow", "mysql+pymysql://u@db/mlflow"])
 def test_the_accepted_tracking_uri_forms_pass(tmp_path, uri):
     assert _cfg(tmp_path / "runs", f"tracking.uri={uri}").tracking.uri == uri
+
+
+@pytest.mark.parametrize("uri, stored", [("HTTP://host:5000", "HTTP://host:5000"), (" sqlite:///x.db ", "sqlite:///x.db"),
+                                         ("databricks://profile", "databricks://profile")])
+def test_scheme_case_and_surrounding_spaces_do_not_refuse_a_store(tmp_path, uri, stored):
+    assert _cfg(tmp_path / "runs", f"tracking.uri={uri}").tracking.uri == stored
+
+
+def test_the_file_store_passes_where_mlflow_is_told_to_open_it(tmp_path, monkeypatch):
+    """MLflow 3 opens `file:` stores with MLFLOW_ALLOW_FILE_STORE=true: a config for such a setup loads."""
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert _cfg(tmp_path / "runs", "tracking.uri=file:./mlruns").tracking.uri == "file:./mlruns"
+

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ..errors import UserError
-from ..files import sha256_file
+from ..files import replace_text, sha256_file
 
 
 ARTIFACTS_TAG = "artifacts_sha256"
@@ -31,20 +31,23 @@ def _file_digests(root: Path) -> Dict[str, str]:
 def artifacts_digest(artifacts: Dict[str, str]) -> str:
     """SHA-256 over a model package's artifact files (name, relative path and content digest of each file, folders
     walked in sorted order): what makes two registrations of one run the same model."""
-    lines = []
-    for name, where in sorted(artifacts.items()):
-        lines += [f"{name}/{rel} {digest}" for rel, digest in _file_digests(Path(where)).items()]
+    return _digest_of({name: _file_digests(Path(where)) for name, where in artifacts.items()})
+
+
+def _digest_of(files: Dict[str, Dict[str, str]]) -> str:
+    """`artifacts_digest` from the file digests already taken ({artifact name: `_file_digests`})."""
+    lines = [f"{name}/{rel} {digest}" for name, digests in sorted(files.items()) for rel, digest in digests.items()]
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def record_export(logger, run_dir: Path, export_dir: Path) -> str:
-    """At export (rank 0): write `<run_dir>/export.json` (the export's digest and its files') and tag the run with
-    the digest, so a registration of files changed or replaced since is refused (`check_export_unchanged`)."""
-    digest = artifacts_digest({"export": str(export_dir)})
-    record = {"export_dir": str(Path(export_dir).resolve()), EXPORT_TAG: digest, "files": _file_digests(export_dir)}
-    (Path(run_dir) / EXPORT_RECORD).write_text(json.dumps(record, indent=2))
+def record_export(logger, run_dir: Path, export_dir: Path) -> None:
+    """At export (rank 0): write `<run_dir>/export.json` (the export's digest and its files', whole or not at all:
+    `register` reads it) and tag the run with the digest, so a registration of files changed or replaced since is
+    refused (`check_export_unchanged`)."""
+    files = _file_digests(Path(export_dir))  # each file read once
+    digest = _digest_of({"export": files})
+    replace_text(Path(run_dir) / EXPORT_RECORD, json.dumps({EXPORT_TAG: digest, "files": files}, indent=2))
     logger.set_tags({EXPORT_TAG: digest})
-    return digest
 
 
 def check_export_unchanged(run, export_dir: Path, run_dir: Optional[Path]) -> None:
@@ -58,9 +61,11 @@ def check_export_unchanged(run, export_dir: Path, run_dir: Optional[Path]) -> No
         except ValueError:
             record = {}
     expected = run.data.tags.get(EXPORT_TAG) or record.get(EXPORT_TAG)
-    if not expected or artifacts_digest({"export": str(export_dir)}) == expected:
+    if not expected:
         return
-    now = _file_digests(Path(export_dir))
+    now = _file_digests(Path(export_dir))  # each file read once
+    if _digest_of({"export": now}) == expected:
+        return
     trained = record.get("files") if record.get(EXPORT_TAG) == expected else None
     if trained:
         changed = sorted(f for f in set(now) | set(trained) if now.get(f) != trained.get(f))
