@@ -66,18 +66,12 @@ def _download_model(model_uri: str, tracking_uri: Optional[str]) -> Path:
         return Path(mlflow.artifacts.download_artifacts(model_uri))
     source = model_uri
     if model_uri.startswith("models:/"):
+        from mlflow.store.artifact.utils.models import get_model_name_and_version
+
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        ref = model_uri[len("models:/"):].rstrip("/")
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            source = client.get_model_version_by_alias(name, alias).source
-        elif "/" in ref:
-            name, _, version = ref.rpartition("/")
-            if version.lower() == "latest":  # MLflow's word for the highest version of the name
-                versions = client.search_model_versions(f"name='{name}'")
-                if not versions:
-                    raise ValueError(f"registered model '{name}' has no versions")
-                version = str(max(int(mv.version) for mv in versions))
+        if "/" in model_uri[len("models:/"):].rstrip("/") or "@" in model_uri:  # (not a logged model's `m-` id)
+            # MLflow's own resolution: a version, an alias, `latest` or a stage, through this explicit client
+            name, version = get_model_name_and_version(client, model_uri)
             source = client.get_model_version(name, version).source
         if source.startswith("models:/m-"):  # MLflow 3: a version's source is its logged model
             source = client.get_logged_model(source[len("models:/"):].rstrip("/")).artifact_location
