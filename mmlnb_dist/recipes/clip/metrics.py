@@ -26,9 +26,9 @@ def top_k_prediction(scores: torch.Tensor, k: int) -> torch.Tensor:
 def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, classes: Sequence[str], k: int,
                        split: str = "?") -> Dict[str, Any]:
     """Scalars named as config.METRIC_NAMES (plus `at_least_{j}_of_top_k` up to k), `num_samples`, the
-    excluded-label lists and `per_label_f1` (vocabulary order). `scores` are logits or probabilities [N, L],
-    `targets` multi-hot [N, L]; non-finite scores raise a UserError naming `split` (metrics of NaN scores read
-    like a poor model, not a broken one)."""
+    excluded-label lists and `per_label_f1` (vocabulary order; None for a label without positives). `scores`
+    are logits or probabilities [N, L], `targets` multi-hot [N, L]; non-finite scores raise a UserError naming
+    `split` (metrics of NaN scores read like a poor model, not a broken one)."""
     from torchmetrics.functional.classification import (multilabel_auroc, multilabel_f1_score,
                                                         multilabel_hamming_distance, multilabel_precision,
                                                         multilabel_recall)
@@ -64,8 +64,10 @@ def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, classes: Seq
     hits = (pred * target).sum(1)  # true labels among the top k
     for j in range(1, k + 1):
         out[f"at_least_{j}_of_top_k"] = float((hits >= j).float().mean())
-    out["per_label_f1"] = [float(v) for v in multilabel_f1_score(hard, target, n_labels, average="none",
-                                                                zero_division=0)]
+    per_label = multilabel_f1_score(hard, target, n_labels, average="none", zero_division=0)
+    # a label without positives has no F1 (None: null in JSON, a gap in the chart); a 0.0 would read as a label
+    # the model always misses. The macro averages above still count it as 0, as scikit-learn does.
+    out["per_label_f1"] = [float(v) if int(positives[i]) > 0 else None for i, v in enumerate(per_label)]
     return out
 
 

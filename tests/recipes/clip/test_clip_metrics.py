@@ -55,6 +55,18 @@ def test_every_metric_equals_sklearn_on_random_scores(k):
     assert got["labels_without_positives"] == ["l5"]  # listed, not silently dropped
     assert got["num_samples"] == len(scores)
     assert len(got["per_label_f1"]) == len(classes)
+    from sklearn.metrics import f1_score
+
+    top = np.argsort(-scores, axis=1)[:, :k]
+    pred = np.zeros_like(targets, dtype=int)
+    np.put_along_axis(pred, top, 1, axis=1)
+    per_label = f1_score(targets.astype(int), pred, average=None, zero_division=0)
+    for i, value in enumerate(got["per_label_f1"]):
+        if i == 5:  # no positives: undefined, null in JSON (a 0.0 would read as a label the model always misses)
+            assert value is None
+        else:
+            assert value == pytest.approx(per_label[i], abs=1e-6), classes[i]
+    assert json.loads(json.dumps(got))["per_label_f1"][5] is None
 
 
 def test_top_k_larger_than_the_vocabulary_is_refused():
