@@ -171,6 +171,13 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
     if not items:  # (a typo in the only path: no model loaded, no empty predictions file written)
         raise PredictError("nothing to predict: " + "; ".join(f"{source}: {why}" for source, why in failed)
                            if failed else "nothing to predict: no inputs given")
+    # matched before the model loads: a row that fits two images is refused in seconds, not after minutes
+    matched = table.match([(it["key"], it.get("path")) for it in items]) if table else []
+    for it, row in zip(items, matched):
+        if row:
+            if not vlm:  # with --vlm the VLM writes every description; the table gives the slides
+                it["description"], it["written_by"] = table.description(row), None
+            it["slide_id"] = it.get("slide_id") or table.slide_id(row)
     journal = PredictJournal(out).lock()  # before the model loads: a second job into `out` is refused at once
     written = False
     try:
@@ -187,12 +194,6 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
         elif top_k is not None or threshold is not None:
             raise PredictError(f"--top-k / --threshold choose the label set of a multi-label model; {model_uri} "
                                f"predicts one class per image (its `label` column)")
-        rows = table.match([(it["key"], it.get("path")) for it in items]) if table else []
-        for it, row in zip(items, rows):
-            if row:
-                if not vlm:  # with --vlm the VLM writes every description; the table gives the slides
-                    it["description"], it["written_by"] = table.description(row), None
-                it["slide_id"] = it.get("slide_id") or table.slide_id(row)
         reads_text = bool(model_meta.get("reads_text"))  # (models registered before this key existed: not checked)
         if reads_text and not vlm:
             require_descriptions(model_uri, items)  # before a single image is decoded

@@ -355,9 +355,16 @@ def test_predict_matches_descriptions_by_path_when_two_images_share_a_file_name(
 
 @pytest.mark.parametrize("rows", ["p1.png,Sheets of small round blue cells.\n",
                                   "p1.png,Sheets of small round blue cells.\np1.png,Ganglion cells.\n"])
-def test_predict_refuses_a_file_name_that_could_be_either_image(trained, tmp_path, capsys, rows):
+def test_predict_refuses_a_file_name_that_could_be_either_image(trained, tmp_path, capsys, rows, monkeypatch):
     """A row that names only `p1.png` fits both slides' `p1.png` (and two such rows contradict each other):
-    refused with the name and the remedy, nothing predicted."""
+    refused with the name and the remedy, nothing predicted, and before the model loads (a registered VLM-sized
+    model takes minutes to load; the table's mistake is known without it)."""
+    import mmlnb_dist.predict.run as predict_run
+
+    def no_model(*_a, **_k):
+        raise AssertionError("the model was loaded before the descriptions were matched to the images")
+
+    monkeypatch.setattr(predict_run, "load_model", no_model)
     register_run(trained["run_id"], "nb-ambiguous", "champion", trained["uri"])
     images = _same_name_in_two_folders(trained, tmp_path)
     descs = tmp_path / "descs.csv"
