@@ -138,7 +138,8 @@ class VLMConfig(Section):
     """Log the training loss every this many optimizer steps."""
 
     eval_every: Optional[int] = Field(None, ge=1)
-    """Validation loss every this many steps (always at the end); None: only at the end."""
+    """Validation loss every this many steps (always at the end); None: only at the end. Needs val pairs in
+    `vlm.pairs` (refused without them)."""
 
     checkpoint_every: Optional[int] = Field(50, ge=1)
     """DeepSpeed checkpoint (resumable, `run.resume=true`) every this many steps, and always at the end; None:

@@ -163,6 +163,9 @@ class FinetuneVLMRecipe:
         pairs.require_split("train", "image-description pairs to fine-tune on")
         check_shard_files(pairs, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
         require_one_batch(count_pairs(pairs, "train"), plan.global_batch, vcfg.pairs)
+        if vcfg.eval_every and not count_pairs(pairs, "val"):  # (as the HF Trainer refuses step eval without a set)
+            raise ConfigError(f"vlm.eval_every={vcfg.eval_every}: {vcfg.pairs} has no val pairs to compute a "
+                              f"validation loss on; set vlm.eval_every=null or build the set with a val split")
         CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
         check_finetune_model(vcfg)  # LoRA names, prompt and length: on the model's structure, before the folder
 

@@ -78,3 +78,21 @@ def test_settings_that_fit_no_part_of_the_model_exit_2_before_the_run_folder(pai
     error = [line for line in proc.stderr.splitlines() if "error:" in line]
     assert error and key in error[-1] and says in error[-1], proc.stderr[-2000:]
     assert not runs.exists() or not any(runs.iterdir()), sorted(p.name for p in runs.rglob("*"))
+
+
+def test_eval_every_without_a_val_split_is_refused_before_the_folder(tmp_path):
+    """`vlm.eval_every` asks for a validation loss every so many steps; on pairs without a val split none was ever
+    computed (nor the one "always at the end"), without a word, and the run looked validated. Refused, as the
+    Hugging Face Trainer refuses step evaluation without an eval set, naming the key and the set."""
+    pairs = make_pairs(tmp_path / "pairs", n=16, val_fraction=0.0)
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "mmlnb_dist.cli", "finetune-vlm", "--config", "launch/profiles/cpu-demo.yaml",
+           f"vlm.pairs={pairs}", f"run.output_dir={runs}", "run.name=noval", "tracking.backends=[stdout]",
+           f"vlm.cache_dir={tmp_path / 'cache'}", "vlm.tiny_vision=random", "vlm.global_batch_size=4",
+           "vlm.eval_every=2"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "vlm.eval_every" in last and "val" in last and str(pairs) in last, last
+    assert not runs.exists() or not any(runs.iterdir())
