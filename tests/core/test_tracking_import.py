@@ -100,3 +100,20 @@ def test_what_cannot_be_imported_is_refused_by_name(untracked, tmp_path, capsys)
     finally:
         lock.release()
     assert not (tmp_path / "tracking").exists()  # nothing half made by the refusals
+
+
+def test_a_relative_store_given_by_uri_is_recorded_absolute(untracked, tmp_path, monkeypatch, capsys):
+    """`tracking import --uri sqlite:///mlflow.db` recorded the URI as written: `register --run` (or a resume)
+    from any other folder then opened a new, empty store there and the imported run was "not on record"."""
+    import shutil
+
+    root, _ = untracked
+    run_dir = tmp_path / "runs" / "rel"
+    shutil.copytree(root / "runs" / "offline", run_dir, ignore=shutil.ignore_patterns("tracking"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["tracking", "import", str(run_dir), "--uri", "sqlite:///here.db"]) == 0
+    record = json.loads((run_dir / "tracking" / "train.json").read_text())
+    assert record["tracking_uri"] == f"sqlite:///{(tmp_path / 'here.db').resolve()}", record
+    monkeypatch.chdir(run_dir)  # elsewhere: the run is found in the store it was imported into
+    assert main(["register", "--run", str(run_dir), "--name", "rel"]) == 0, capsys.readouterr().err
+    assert not (run_dir / "here.db").exists()

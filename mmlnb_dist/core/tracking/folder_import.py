@@ -25,7 +25,7 @@ from ..runlock import FolderLock
 from ..sections import TrackingConfig
 from .journal import Spool, recorded_run, run_record_path, upload
 from .lineage import DATASETS_RECORD, recorded_datasets
-from .server import default_tracking_uri
+from .server import absolute_sqlite_uri, default_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
                                 f"neither mlflow nor stdout), so there is no run to import")
     config = yaml.safe_load(config_path.read_text()) or {}
     tracking = TrackingConfig(**(config.get("tracking") or {}))
-    uri = uri or default_tracking_uri(tracking, run_dir.resolve().parent)
+    # a relative SQLite store made absolute: recorded as written, it meant another file from every other folder
+    uri = absolute_sqlite_uri(uri) if uri else default_tracking_uri(tracking, run_dir.resolve().parent)
     run_name = f"{(config.get('run') or {}).get('name') or run_dir.name}-{stage}"
     datasets = recorded_datasets(run_dir, stage)
     if datasets is None and tracking.log_dataset:
