@@ -113,6 +113,47 @@ def test_alias_moves_only_when_the_metric_improves(trained):
     assert json.loads(mv.tags["classes"]) == ["UD", "PD", "D"]
 
 
+def test_two_registrations_at_once_leave_the_alias_with_the_better_version(trained, monkeypatch):
+    """Two jobs registering into one store at the same time (search trials, two pipelines) both read the alias
+    holder before either moved it, and the slower one took the alias whatever its score: here the worse version
+    ended as champion. The read-compare-move is one job's at a time now, so the second compares with the first."""
+    import threading
+
+    import mlflow
+
+    import mmlnb_dist.core.tracking.registry as registry
+
+    uri, client = trained["uri"], mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
+    runs = {"good": _fake_run(client, trained, 0.9), "bad": _fake_run(client, trained, 0.3)}
+    for run_id in runs.values():  # versions first (alias-free): what races is only the alias
+        register_run(run_id, "nb-race", None, uri)
+    both_read, real = threading.Barrier(2, timeout=1.5), registry.alias_holder
+
+    def slow_holder(*args):
+        found = real(*args)
+        try:  # (with the turn taken, the other job waits for it: the barrier times out and this one goes on)
+            both_read.wait()
+        except threading.BrokenBarrierError:
+            pass
+        if threading.current_thread().name == "bad":
+            import time
+
+            time.sleep(0.5)  # the worse one moves the alias last
+        return found
+
+    monkeypatch.setattr(registry, "alias_holder", slow_holder)
+    results = {}
+    jobs = [threading.Thread(name=tag, target=lambda t=tag: results.setdefault(
+        t, register_run(runs[t], "nb-race", "champion", uri))) for tag in runs]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(60)
+    holder = client.get_model_version_by_alias("nb-race", "champion")
+    assert holder.run_id == runs["good"], {t: r.reason for t, r in results.items()}
+    assert sum(r.alias_moved for r in results.values()) in (1, 2) and len(results) == 2
+
+
 def test_registering_the_same_run_twice_gives_back_its_version(trained):
     """A `register` run twice (a script rerun, a retry after a lost connection) made version 2 of the same weights
     from the same run; now the second call finds version 1 (same run, same export digest) and registers nothing."""

@@ -22,8 +22,8 @@ from ..checkpoint import better
 from ..errors import ConfigError, UserError
 from .lineage import not_comparable, scored_on  # noqa: F401 - scored_on: the registry's rule, documented here
 from .metric_name import UnknownMetricError, require_metric
-from .versions import (ARTIFACTS_TAG, alias_holder, artifacts_digest, check_export_unchanged, new_version,
-                       registered_before)
+from .versions import (ARTIFACTS_TAG, alias_holder, alias_turn, artifacts_digest, check_export_unchanged,
+                       new_version, registered_before)
 
 log = logging.getLogger(__name__)
 
@@ -361,25 +361,35 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
 
     previous, moved, reason = None, False, "no alias requested"
     if alias:
-        holder, holder_run = alias_holder(client, name, alias)
-        previous = run_metric(holder_run, metric) if holder_run is not None else None
-        if holder is not None and str(holder.version) == version:
-            reason = f"version {version} holds '{alias}'"
-        elif holder is None:
-            moved, reason = True, f"first version with alias '{alias}'"
-        elif holder_run is not None and (why := not_comparable(holder_run, str(holder.version), run, metric,
-                                                                    package.metric_settings)):
-            reason = (f"{why}; version {holder.version} keeps '{alias}' (score both alike with `mmlnb-dist "
-                      f"evaluate`; if this one is better, move the alias in MLflow: MlflowClient("
-                      f"'{client.tracking_uri}').set_registered_model_alias('{name}', '{alias}', {version}))")
-        elif better(value, previous, mode):
-            moved, reason = True, f"{metric} {value} beats {previous} (version {holder.version})"
-        else:
-            reason = f"{metric} {value} does not beat {previous} (version {holder.version} keeps '{alias}')"
-        if moved:
-            client.set_registered_model_alias(name, alias, version)
+        with alias_turn(client.tracking_uri, name):
+            previous, moved, reason = _move_alias(client, name, alias, version, run, package, metric, mode, value)
     if again:
         reason = (f"already, by an earlier registration of run {run_id} with these weights: nothing new logged "
                   f"({reason})")
     return RegisterResult(name, version, f"models:/{name}/{version}", alias, moved, metric, value, previous, reason)
+
+
+def _move_alias(client, name: str, alias: str, version: str, run, package: ModelPackage, metric: str, mode: str,
+                value: Optional[float]) -> Tuple[Optional[float], bool, str]:
+    """Move `alias` to `version` when its `metric` beats the holder's (held in `alias_turn`): (the holder's value,
+    whether it moved, why)."""
+    moved = False
+    holder, holder_run = alias_holder(client, name, alias)
+    previous = run_metric(holder_run, metric) if holder_run is not None else None
+    if holder is not None and str(holder.version) == version:
+        reason = f"version {version} holds '{alias}'"
+    elif holder is None:
+        moved, reason = True, f"first version with alias '{alias}'"
+    elif holder_run is not None and (why := not_comparable(holder_run, str(holder.version), run, metric,
+                                                            package.metric_settings)):
+        reason = (f"{why}; version {holder.version} keeps '{alias}' (score both alike with `mmlnb-dist "
+                  f"evaluate`; if this one is better, move the alias in MLflow: MlflowClient("
+                  f"'{client.tracking_uri}').set_registered_model_alias('{name}', '{alias}', {version}))")
+    elif better(value, previous, mode):
+        moved, reason = True, f"{metric} {value} beats {previous} (version {holder.version})"
+    else:
+        reason = f"{metric} {value} does not beat {previous} (version {holder.version} keeps '{alias}')"
+    if moved:
+        client.set_registered_model_alias(name, alias, version)
+    return previous, moved, reason
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterator, Optional
 
 from ..errors import UserError
 from ..files import replace_text, sha256_file
@@ -101,6 +103,24 @@ def new_version(client, name: str, model_uri: str, run_id: str, model_id: Option
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     return str(client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id).version)
+
+
+@contextmanager
+def alias_turn(tracking_uri: str, name: str) -> Iterator[None]:
+    """One job at a time reads `name`'s alias holder, compares and moves the alias: an exclusive `flock` (waited
+    for; the kernel frees it when its holder dies). Two registrations that both read the holder before either
+    moved the alias left it with the slower one, whatever its score. The lock file sits beside a SQLite store
+    (jobs on any host sharing its folder); for a server it is in this host's temporary folder, so only jobs on one
+    host take turns (MLflow's registry has no compare-and-set)."""
+    from filelock import FileLock
+
+    from .server import absolute_sqlite_uri, sqlite_store
+
+    store = sqlite_store(tracking_uri or "")
+    key = hashlib.sha256(f"{absolute_sqlite_uri(tracking_uri or '')}|{name}".encode()).hexdigest()[:16]
+    folder = store.resolve().parent if store is not None and str(store) != ":memory:" else Path(tempfile.gettempdir())
+    with FileLock(str(folder / f".mmlnb-alias-{key}.lock")):
+        yield
 
 
 def alias_holder(client, name: str, alias: str):
