@@ -68,7 +68,7 @@ def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) ->
                     f" ({_listed(unused)})" if unused else "")
 
 
-def _read_csv(csv_path: Path) -> List[SampleSpec]:
+def read_patch_csv(csv_path: Path) -> List[SampleSpec]:
     """The samples a patches CSV lists (path|file, label[, slide_id, description]). A row without a path or label
     is refused by its line; blank rows (Excel's `,,`) are skipped and counted."""
     try:
@@ -133,10 +133,10 @@ def collect_samples(
     if not input_path.exists():
         raise ShardError(f"input not found: {input_path}")
     if input_path.is_file():
-        samples = _read_csv(input_path)
+        samples = read_patch_csv(input_path)
         root = input_path.parent
     elif (input_path / "labels.csv").is_file():
-        samples = _read_csv(input_path / "labels.csv")
+        samples = read_patch_csv(input_path / "labels.csv")
         root = input_path
         _compare_with_folder(samples, root, classes)
     else:

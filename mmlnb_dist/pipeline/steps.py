@@ -8,7 +8,6 @@ Shards without descriptions (tiled slides) fine-tune on `vlm.pairs` instead.
 """
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -16,9 +15,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..config import Config
 from ..core.distributed import DistEnv
 from ..core.errors import UserError
-from ..core.files import dict_reader, open_csv
 from ..core.recipe import run as run_recipe
-from ..data.shardset import ShardSet
+from ..data.collect import read_patch_csv
+from ..data.shardset import ShardError, ShardSet
 from ..data.skipped import skipped_summary
 from ..recipes import RECIPES, recipe_class
 from .stages import SKIPPED_IMAGES, PlannedStage, StageResult, fingerprint, rank0_stage, run_planned
@@ -45,16 +44,12 @@ def _file_state(path: Path) -> Tuple[str, Optional[int], Optional[int]]:
 
 
 def listed_images(table: Path) -> List[Path]:
-    """The images a patches CSV lists (its `path` or `file` column, relative to the CSV's folder, as
-    `collect_samples` reads them); none when the CSV cannot be read (the shards stage then says why)."""
+    """The images a patches CSV lists, read as `collect_samples` reads them; none when the CSV cannot be read
+    (the shards stage then says why)."""
     try:
-        with open_csv(table) as f:
-            rows = list(dict_reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error):
+        return [Path(s.image) for s in read_patch_csv(table)]
+    except ShardError:
         return []
-    column = next((c for c in ("path", "file") if rows and c in rows[0]), None)
-    return [table.parent / (row[column] or "").strip().replace("\\", "/") for row in rows
-            if column and (row[column] or "").strip()]
 
 
 def patches_fingerprint(path: Path) -> str:
