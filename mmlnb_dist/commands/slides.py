@@ -102,8 +102,13 @@ def run_tile(args: argparse.Namespace) -> int:
     if report.problems:
         names = ", ".join(f"{p['slide_id']} ({p['status']})" for p in report.problems)
         print(f"{len(report.problems)} slide(s) with problems: {names}", file=sys.stderr)
+    if report.manifest is None:
+        # Not a success even with no slide problem: there is nothing for `train` to read.
+        gone = "; the shard set an earlier run left there was removed" if report.removed_old_shards else ""
+        print(f"no tile was kept from any slide: no shards written to {args.out}{gone} (why, per slide: the "
+              f"error column above and {report.qc_dir}/summary.csv)", file=sys.stderr)
         return 1
-    return 0
+    return 1 if report.problems else 0
 
 
 def run_synth(args: argparse.Namespace) -> int:

@@ -123,3 +123,20 @@ def balanced_quotas(candidate_counts: Mapping[str, int], labels: Mapping[str, st
             quotas[sid] = min(avail[sid], share)
             remaining -= quotas[sid]
     return quotas
+
+
+def zero_quota_notes(candidate_counts: Mapping[str, int], labels: Mapping[str, str],
+                     quotas: Mapping[str, int]) -> Dict[str, str]:
+    """Why each slide with candidates got a balanced quota of 0 (it keeps no tile, which is reported as a
+    problem: without the reason a user sees tissue on the QC picture and no tile in the shards)."""
+    totals: Dict[str, int] = {}
+    for sid, n in candidate_counts.items():
+        totals[labels[sid]] = totals.get(labels[sid], 0) + n
+    empty = sorted(c for c, n in totals.items() if n == 0)
+    if empty:
+        why = (f"class {', '.join(repr(c) for c in empty)} has no candidate tile (no tissue, or unreadable), so "
+               f"every class's budget is 0")
+    else:
+        why = "the smallest class's budget is smaller than this class's number of slides"
+    return {sid: f"tile quota 0 from slides.sampling.balance_classes: {why}"
+            for sid, q in quotas.items() if q == 0 and candidate_counts.get(sid, 0) > 0}

@@ -44,6 +44,7 @@ class SlideJob:
     quota: Optional[int] = None
     mask_path: Optional[Path] = None
     normalizer: Any = None  # a fitted StainNormalizer (fitted once by the driver, not once per slide)
+    quota_note: Optional[str] = None  # why `quota` is 0 (balanced sampling), for the slide's error message
 
 
 def fingerprint(cfg: SlidesConfig, path: Path, label: str, quota: Optional[int], target: Optional[np.ndarray],
@@ -123,6 +124,8 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
                 result["error"] = "no tissue found" if not mask.polygons else "no tile fits inside the tissue"
             normalizer = job.normalizer or StainNormalizer("none")
             boxes = _tile_loop(reader, job, cands, quota, size0, level, target_mpp, mask, normalizer, tmp, result)
+            if result["status"] == "ok" and result["kept"] == 0:
+                result.update(status="no_tiles", error=_no_tile_reason(job, quota, result))
         if cfg.qc_pictures:
             from .report import qc_picture
 
@@ -139,6 +142,15 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return result
+
+
+def _no_tile_reason(job: SlideJob, quota: Optional[int], result: Dict[str, Any]) -> str:
+    """Why a slide with tissue kept no tile: its quota, or QC (with the count per reason, to say which knob)."""
+    if quota == 0:
+        return job.quota_note or "tile quota 0"
+    reasons = ", ".join(f"{r} {n}" for r, n in result["rejected"].items() if n)
+    return (f"all {result['candidates']} candidate tiles failed QC ({reasons}); see its QC picture and "
+            f"rejected.jsonl, and the slides.qc.* thresholds")
 
 
 def _tile_loop(reader: SlideReader, job: SlideJob, cands, quota: Optional[int], size0: int, level: int,

@@ -29,7 +29,7 @@ from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide
 
 log = logging.getLogger(__name__)
 
-PROBLEM_STATUSES = ("failed", "no_tissue", "missing_slide", "unlabelled", "bad_label")
+PROBLEM_STATUSES = ("failed", "no_tissue", "no_tiles", "missing_slide", "unlabelled", "bad_label")
 
 
 @dataclass
@@ -41,6 +41,7 @@ class TilingReport:
     qc_dir: Path
     seconds: float
     problems: List[Dict[str, Any]] = field(default_factory=list)
+    removed_old_shards: bool = False  # no tile was kept, and the shard set an earlier run left in `out` went
 
     @property
     def ok(self) -> bool:
@@ -49,7 +50,7 @@ class TilingReport:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Inputs
-# ---------------nd balanced quotas
+# Stain target and balanced quotas
 # ----------------------------------------------------------------------------------------------------------------
 def stain_target(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Tuple[Optional[np.ndarray], str]:
     """The stain target image and where it came from (config path, tiatoolbox sample, or the first slide)."""
@@ -95,12 +96,14 @@ def _target_from_slide(s: SlidesConfig, sid: str, path: Path, side: int = 1024) 
         return None
 
 
-def plan_quotas(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Dict[str, Optional[int]]:
-    """Per-slide tile caps: the configured cap, or balanced across classes when `balance_classes` is on."""
+def plan_quotas(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Tuple[Dict[str, Optional[int]],
+                                                                                  Dict[str, str]]:
+    """Per-slide tile caps: the configured cap, or balanced across classes when `balance_classes` is on; and
+    why a slide with tissue got a cap of 0 (by slide id)."""
     if not s.sampling.balance_classes:
-        return {sid: None for sid in usable}
+        return {sid: None for sid in usable}, {}
     from .reader import Resolution, SlideError, SlideReader
-    from .sampling import balanced_quotas, candidates
+    from .sampling import balanced_quotas, candidates, zero_quota_notes
     from .slide_task import slide_mask
 
     counts = {}
@@ -113,7 +116,9 @@ def plan_quotas(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Dict[st
                 counts[sid] = len(candidates(mask.raster, mask.scale, reader.dimensions, size0, s.sampling, sid))
         except SlideError:
             counts[sid] = 0  # it fails again, and is reported, when it is tiled
-    return dict(balanced_quotas(counts, {sid: usable[sid][1] for sid in usable}, s.sampling.max_tiles_per_slide))
+    labels = {sid: usable[sid][1] for sid in usable}
+    quotas = balanced_quotas(counts, labels, s.sampling.max_tiles_per_slide)
+    return dict(quotas), zero_quota_notes(counts, labels, quotas)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -219,7 +224,10 @@ def tile_slides(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path,
 
     lock = FolderLock(Path(out), "slides tile").acquire()
     try:
-        return _tile_slides_locked(s, build, slides, labels, out, classes, progress, logger)
+        report = _tile_slides_locked(s, build, slides, labels, out, classes, progress, logger)
+        if report.manifest is None:
+            discard_empty_output(Path(out), lock)  # no shards (the QC files are in <out>.work/qc): no folder
+        return report
     except BaseException:
         discard_empty_output(Path(out), lock)  # a job stopped before writing anything leaves no folder
         raise
@@ -245,7 +253,7 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     target, target_source = stain_target(s, usable)
     if s.stain.method != "none" and target is None:
         raise TilingInputError("no stain target: set slides.stain.target (no tiatoolbox, no slide with tissue)")
-    quotas = plan_quotas(s, usable)
+    quotas, quota_notes = plan_quotas(s, usable)
     from .stain import StainNormalizer
 
     normalizer = StainNormalizer(s.stain.method, target)
@@ -259,15 +267,18 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
         if previous is not None and previous.get("fingerprint") == fp:
             results.append({**previous, "resumed": True})
             continue
-        jobs.append(SlideJob(sid, path, label, s, work, fp, quotas[sid], mask_path, normalizer))
+        jobs.append(SlideJob(sid, path, label, s, work, fp, quotas[sid], mask_path, normalizer,
+                             quota_notes.get(sid)))
     if results:
         log.info("resuming: %d slide(s) already tiled in %s, %d to go", len(results), work, len(jobs))
     results.extend(_run_jobs(jobs, s.workers, s.ray_address, progress))
     results.sort(key=lambda r: r["slide_id"])
 
     samples = staged_samples(work, results)
-    manifest = None
-    if samples:
+    manifest, removed = None, False
+    if not samples:
+        removed = discard_old_shard_set(out)
+    else:
         provenance = {"tool": "mmlnb-dist slides tile", "stain_target": target_source,
                       "slides": s.model_dump(mode="json", exclude={"workers", "ray_address", "mask_dir",
                                                                    "log_to_tracking", "qc_pictures"}),
@@ -277,7 +288,27 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     all_results = sorted(results + problems, key=lambda r: r["slide_id"])
     qc_dir = _write_qc(out if manifest is not None else work, work, all_results, logger)
     bad = [r for r in all_results if r["status"] in PROBLEM_STATUSES]
-    return TilingReport(all_results, manifest, qc_dir, time.perf_counter() - start, bad)
+    return TilingReport(all_results, manifest, qc_dir, time.perf_counter() - start, bad, removed)
+
+
+def discard_old_shard_set(out: Path) -> bool:
+    """Remove the shard set an earlier run left in `out` when this run writes none: left there, it would be read
+    by `train` or `pipeline --from` as this run's (cut with other slides or settings). A folder that is not a
+    shard set (no manifest, no interrupted-build marker) is the user's and is left alone. True if one was removed."""
+    import shutil
+
+    from ..core.runlock import is_lock_file
+    from ..data.build import INCOMPLETE
+    from ..data.shardset import MANIFEST
+
+    if not out.is_dir() or not ((out / MANIFEST).is_file() or (out / INCOMPLETE).exists()):
+        return False
+    log.warning("%s: removing the shard set of an earlier run (this run kept no tile to replace it with)", out)
+    (out / MANIFEST).unlink(missing_ok=True)  # first: a removal cut short leaves no finished-looking set
+    for entry in out.iterdir():
+        if not is_lock_file(entry.name):
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    return True
 
 
 def _write_qc(base: Path, work: Path, results: List[Dict[str, Any]], logger) -> Path:
