@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from .config import SlidesConfig
+from .identity import slide_identity
 from .inputs import safe_key
 from .qc import REASONS, check_tile
 from .reader import Resolution, SlideError, SlideReader
@@ -53,8 +54,7 @@ def fingerprint(cfg: SlidesConfig, path: Path, label: str, quota: Optional[int],
     options = cfg.model_dump(mode="json", exclude={"workers", "ray_address", "log_to_tracking", "qc_pictures",
                                                    "mask_dir"})
     h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
-    st = Path(path).stat()
-    h.update(f"{Path(path).name}|{st.st_size}|{label}|{quota}".encode())
+    h.update(f"{slide_identity(path)}|{label}|{quota}".encode())  # not name + size: see slides/identity.py
     if target is not None:
         h.update(np.ascontiguousarray(target).tobytes())
     if mask_path is not None and Path(mask_path).is_file():
