@@ -20,12 +20,15 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .reader import SlideError
 from .tissue import Ring, TissuePolygon
 
 log = logging.getLogger(__name__)
 
 TISSUE_CLASS = "Tissue"
 IGNORE_CLASS = "Ignore*"
+GEOMETRY_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+                  "GeometryCollection")
 # QuPath 0.2 named the object type only in the feature id.
 QUPATH_02_IDS = {"PathAnnotationObject": "annotation", "PathDetectionObject": "detection", "PathCellObject": "cell",
                  "PathTileObject": "tile", "TMACoreObject": "tmacore"}
@@ -89,30 +92,37 @@ def write_geojson(path: Path, polygons: List[TissuePolygon], slide_id: str) -> P
     return path
 
 
+class MaskFileError(SlideError):
+    """A `--mask-dir` file is not readable GeoJSON: its slide fails with this message (naming the file and the
+    problem), the other slides tile."""
+
+
+class _Bad(ValueError):
+    """What is wrong inside one feature (read_geojson adds the file and the feature's number)."""
+
+
 def read_geojson(path: Path) -> List[TissuePolygon]:
     """The tissue of a mask file: its tissue annotations' polygons (with holes), exclusion regions cut out.
 
     Reads a FeatureCollection, a Feature, a bare list of features (QuPath's older exports) or a bare geometry;
-    Polygon, MultiPolygon and GeometryCollection geometries (points and lines are not regions)."""
+    Polygon, MultiPolygon and GeometryCollection geometries (points and lines are not regions). A file that is
+    not such GeoJSON is a `MaskFileError` naming it and what is wrong."""
     path = Path(path)
-    data = json.loads(path.read_text())
-    if isinstance(data, list):
-        features = data
-    elif data.get("type") == "FeatureCollection":
-        features = data.get("features", [])
-    elif data.get("type") == "Feature":
-        features = [data]
-    else:
-        features = [{"type": "Feature", "geometry": data}]
+    features = _features(path, _load(path))
     kinds: Dict[str, List[List[TissuePolygon]]] = {"tissue": [], "exclusion": [], "unclassified": [], "other": []}
     other_names: Counter = Counter()
     skipped: Counter = Counter()
-    for feature in features:
-        kind, name = _kind(feature)
-        if kind == "skip":
-            skipped[f"{name} object(s)"] += 1
-            continue
-        polygons, not_regions = _polygons(feature.get("geometry"))
+    for i, feature in enumerate(features, 1):
+        try:
+            if not isinstance(feature, dict):
+                raise _Bad(f"not an object but {_what(feature)}")
+            kind, name = _kind(feature)
+            if kind == "skip":
+                skipped[f"{name} object(s)"] += 1
+                continue
+            polygons, not_regions = _polygons(feature.get("geometry"))
+        except _Bad as err:
+            raise MaskFileError(f"mask {path}: feature {i}: {err}") from None
         skipped["point or line geometry(ies)"] += not_regions
         if polygons:
             kinds[kind].append(polygons)
@@ -121,10 +131,53 @@ def read_geojson(path: Path) -> List[TissuePolygon]:
     return _combine(path, kinds, other_names, skipped)
 
 
+def _load(path: Path) -> Any:
+    """The parsed JSON, or a MaskFileError saying where it stops being JSON."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # QuPath writes UTF-8; a BOM from an editor is harmless
+    except OSError as err:
+        raise MaskFileError(f"mask {path}: cannot be read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise MaskFileError(f"mask {path}: not UTF-8 text (byte {err.start}); GeoJSON is UTF-8 JSON") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise MaskFileError(f"mask {path}: not valid JSON: {err.msg} at line {err.lineno}, column {err.colno} "
+                            "(a file cut short, or edited by hand?)") from None
+
+
+def _features(path: Path, data: Any) -> List[Any]:
+    """The features of a GeoJSON document (a bare geometry is one feature)."""
+    expected = "expected a GeoJSON FeatureCollection, Feature, list of features or geometry"
+    if isinstance(data, list):
+        return data
+    if not isinstance(data, dict):
+        raise MaskFileError(f"mask {path}: {expected}, found {_what(data)}")
+    kind = data.get("type")
+    if kind is None:
+        raise MaskFileError(f"mask {path}: the top-level object has no 'type' ({expected})")
+    if kind == "FeatureCollection":
+        if not isinstance(data.get("features"), list):
+            raise MaskFileError(f"mask {path}: a FeatureCollection without a 'features' list")
+        return data["features"]
+    if kind == "Feature":
+        return [data]
+    if kind in GEOMETRY_TYPES:
+        return [{"type": "Feature", "geometry": data}]
+    raise MaskFileError(f"mask {path}: top-level type {kind!r} is not GeoJSON ({expected})")
+
+
+def _what(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number")
+
+
 def _kind(feature: Dict[str, Any]) -> Tuple[str, Optional[str]]:
     """`(kind, name)`: `skip` (not an annotation; name: its object type), `tissue`, `exclusion`, `unclassified`
     or `other` (name: the class)."""
     props = feature.get("properties") or {}
+    if not isinstance(props, dict):
+        raise _Bad(f"'properties' is {_what(props)}, not an object")
     # QuPath >= 0.3 writes properties.objectType; some tools put it on the feature; QuPath 0.2 wrote the Java
     # class as the feature id ("PathDetectionObject"). No object type at all (other tools): a drawn region.
     otype = props.get("objectType", feature.get("objectType"))
@@ -150,28 +203,48 @@ def _kind(feature: Dict[str, Any]) -> Tuple[str, Optional[str]]:
 
 def _polygons(geom: Any) -> Tuple[List[TissuePolygon], int]:
     """The polygons of a geometry, and how many point or line geometries it held (not regions)."""
-    if not geom:
+    if geom is None:  # a feature without a location (RFC 7946 allows it)
         return [], 0
+    if not isinstance(geom, dict):
+        raise _Bad(f"'geometry' is {_what(geom)}, not an object")
     kind = geom.get("type")
+    if kind not in GEOMETRY_TYPES:
+        raise _Bad(f"unknown geometry type {kind!r} (GeoJSON has {', '.join(GEOMETRY_TYPES)})")
     if kind == "GeometryCollection":
+        if not isinstance(geom.get("geometries"), list):
+            raise _Bad("a GeometryCollection without a 'geometries' list")
         polys, lines = [], 0
-        for g in geom.get("geometries") or []:
+        for g in geom["geometries"]:
             p, n = _polygons(g)
             polys += p
             lines += n
         return polys, lines
-    if kind == "Polygon":
-        parts = [geom["coordinates"]]
-    elif kind == "MultiPolygon":
-        parts = geom["coordinates"]
-    else:
+    if kind not in ("Polygon", "MultiPolygon"):
         return [], 1
+    coords = geom.get("coordinates")
+    parts = [coords] if kind == "Polygon" else coords
+    shape = "a list of rings of [x, y] points" if kind == "Polygon" else "a list of polygons (lists of rings)"
+    if not isinstance(parts, list) or not all(isinstance(rings, list) for rings in parts):
+        raise _Bad(f"{kind} coordinates are not {shape}")
     polygons = []
     for rings in parts:
-        arrays = [np.asarray(r, dtype=np.float64)[:, :2] for r in rings if len(r) >= 3]
+        arrays = [_ring_array(r, kind, shape) for r in rings]
+        arrays = [a for a in arrays if len(a) >= 3]  # a ring of fewer than 3 points encloses nothing
         if arrays:
             polygons.append(TissuePolygon(arrays[0], arrays[1:]))
     return polygons, 0
+
+
+def _ring_array(ring: Any, kind: str, shape: str) -> np.ndarray:
+    try:
+        arr = np.asarray(ring, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 2 or arr.shape[1] < 2:
+        raise _Bad(f"{kind} coordinates are not {shape}: a ring is {json.dumps(ring)[:60]}")
+    if not np.isfinite(arr[:, :2]).all():
+        raise _Bad(f"{kind} coordinates are not all finite numbers (NaN or Infinity)")
+    return arr[:, :2]
 
 
 def _combine(path: Path, kinds: Dict[str, List[List[TissuePolygon]]], other_names: Counter,
