@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import List
+from typing import TYPE_CHECKING, Any, Dict, List
+
+if TYPE_CHECKING:
+    from .config import SlidesConfig
 
 EDGE_BYTES = 1 << 20  # hashed at each end of a file
 
@@ -80,3 +83,23 @@ def slide_identity(path: Path) -> str:
         except (OSError, ValueError):
             h.update(f"\n{p.name}|missing".encode())
     return h.hexdigest()
+
+
+def tiling_inputs_identity(slides: Path, s: "SlidesConfig") -> Dict[str, Any]:
+    """The identity of everything tiling reads besides the label file and the options: each slide `--slides`
+    names (a folder's, or those a CSV lists wherever they are) with its companion files, the corrected masks in
+    `slides.mask_dir` and the `slides.stain.target` image. A slide list that cannot be read contributes no
+    slides (tiling then says why)."""
+    from ..core.errors import UserError
+    from .inputs import MASK_SUFFIX, find_slides
+
+    try:
+        found = find_slides(Path(slides))
+    except UserError:
+        found = {}
+    masks = []
+    if s.mask_dir is not None and Path(s.mask_dir).is_dir():
+        masks = [file_identity(p) for p in sorted(Path(s.mask_dir).iterdir())
+                 if p.is_file() and p.suffix.lower() == MASK_SUFFIX]
+    return {"slides": {sid: slide_identity(path) for sid, path in found.items()}, "masks": masks,
+            "stain_target": None if s.stain.target is None else file_identity(Path(s.stain.target))}
