@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +152,11 @@ def _run_jobs(jobs: List[SlideJob], workers: int, ray_address: Optional[str], pr
     return results
 
 
+def _absolute(path: Path) -> Path:
+    """`path` from the current folder, links kept (a linked slide keeps its own name in the summary)."""
+    return Path(os.path.abspath(path))
+
+
 def _mask_path(s, slide_id: str) -> Optional[Path]:
     """The slide's corrected mask in `slides.mask_dir` if there is one (else the slide is detected)."""
     return mask_path(s.mask_dir, slide_id)
@@ -241,7 +247,8 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
 
     start = time.perf_counter()
     out = Path(out)
-    work = out.with_name(out.name + ".work")
+    # Absolute: a Ray task on an existing cluster runs in the cluster's working directory, not ours.
+    work = _absolute(out.with_name(out.name + ".work"))
     found = find_slides(Path(slides))
     if not found:
         raise TilingInputError(f"--slides {slides}: no slide files ({', '.join(SLIDE_EXTENSIONS)})")
@@ -267,8 +274,8 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
         if previous is not None and previous.get("fingerprint") == fp:
             results.append({**previous, "resumed": True})
             continue
-        jobs.append(SlideJob(sid, path, label, s, work, fp, quotas[sid], mask_path, normalizer,
-                             quota_notes.get(sid)))
+        jobs.append(SlideJob(sid, _absolute(path), label, s, work, fp, quotas[sid],
+                             None if mask_path is None else _absolute(mask_path), normalizer, quota_notes.get(sid)))
     if results:
         log.info("resuming: %d slide(s) already tiled in %s, %d to go", len(results), work, len(jobs))
     results.extend(_run_jobs(jobs, s.workers, s.ray_address, progress))
