@@ -41,12 +41,13 @@ def mask_names(slide_id: str) -> List[str]:
 
 
 def mask_path(mask_dir: Optional[Path], slide_id: str) -> Optional[Path]:
-    """The slide's corrected mask in `mask_dir`, or None (its tissue is then detected)."""
+    """The slide's corrected mask in `mask_dir` (an absolute path), or None (its tissue is then detected)."""
     if mask_dir is None:
         return None
+    mask_dir = Path(mask_dir).absolute()  # read by workers, which may run elsewhere (see find_slides)
     for name in mask_names(slide_id):
-        if (Path(mask_dir) / name).is_file():
-            return Path(mask_dir) / name
+        if (mask_dir / name).is_file():
+            return mask_dir / name
     return None
 
 
@@ -73,10 +74,14 @@ def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str]) -> None:
 def find_slides(slides: Path) -> Dict[str, Path]:
     """`{slide_id: path}` from a folder (slide files at its top level) or a CSV with a `path` column (optional
     `slide_id`). Two files under one id, or two ids that make one file key, are refused: one would overwrite the
-    other and a slide would be dropped silently (multi-site cohorts reuse names like `S001`)."""
+    other and a slide would be dropped silently (multi-site cohorts reuse names like `S001`).
+
+    The paths are absolute: a Ray worker on an existing cluster runs in the cluster's working directory, not
+    ours. They are not resolved: a link keeps its own name, which the tiles' `source`, the result records and
+    the resume fingerprints use (a folder of links named by slide id to files named by the scanner)."""
     slides = Path(slides)
     if slides.is_dir():
-        paths = sorted(p for p in slides.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
+        paths = sorted(p for p in slides.absolute().iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
         entries = [(p.stem, p, None) for p in paths]
         remedy = ("rename one, or list the slides in a CSV with 'path' and 'slide_id' columns (--slides) to give "
                   "each its own id")
@@ -90,7 +95,7 @@ def find_slides(slides: Path) -> Dict[str, Path]:
             for n, row in enumerate(reader, 2):  # row 1 is the header
                 # trimmed as read_labels trims ids; a path written on Windows (`site\S1.svs`) read as one
                 p = Path((row["path"] or "").strip().replace("\\", "/"))
-                p = p if p.is_absolute() else slides.parent / p
+                p = p if p.is_absolute() else slides.absolute().parent / p
                 entries.append(((row.get("slide_id") or "").strip() or p.stem, p, n))
         remedy = "give each its own id in a 'slide_id' column of that CSV (where it is empty, the id is the file stem)"
     else:
