@@ -235,14 +235,26 @@ def remove_log_file(handler: Optional[logging.Handler]) -> None:
         handler.close()
 
 
+def stopped_on_request(err: BaseException) -> bool:
+    """A clean stop asked for from outside the run: `SystemExit` with code 0 or None, as Ray Tune's scheduler
+    (ASHA) stops a trial from inside its report call (`sys.exit(0)` in `ray.train._internal.session`). Not a
+    failure: the run trained and reported normally until it was told to stop."""
+    return isinstance(err, SystemExit) and err.code in (0, None)
+
+
 def _log_failure_to_file(handler: Optional[logging.Handler], err: BaseException) -> None:
     """Record in the log file `add_log_file` opened (not on the console, where the CLI prints the error itself)
-    what stopped the command: a user error by its message, an interruption as such, anything else with its
-    traceback. A log read after the console is gone then ends with the reason."""
+    what stopped the command: a user error by its message, an interruption as such, a clean stop on request
+    (`stopped_on_request`) as an INFO line, anything else with its traceback. A log read after the console is
+    gone then ends with the reason."""
     if handler is None:
         return
     from .errors import UserError
 
+    if stopped_on_request(err):
+        handler.handle(logging.getLogger(PACKAGE).makeRecord(
+            PACKAGE, logging.INFO, __file__, 0, "stopped early on request (exit code %s)", (err.code,), None))
+        return
     interrupted = isinstance(err, KeyboardInterrupt)
     message = "interrupted" if interrupted else f"stopped: {err}"
     plain = interrupted or isinstance(err, UserError)

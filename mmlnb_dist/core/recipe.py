@@ -10,7 +10,9 @@ A recipe is a class, one instance per run and process (in the spirit of torchtun
         def train(self) -> dict: ...            # the loop; returns run_dir and the final metrics
         def evaluate(self, split: str) -> dict: ...
         def save_checkpoint(self) -> None: ...
-        def cleanup(self, status: str) -> None: ...   # FINISHED, FAILED or KILLED
+        def cleanup(self, status: str) -> None: ...   # FINISHED, FAILED or KILLED; a run stopped on request
+                                                # (SystemExit 0, as Tune's ASHA stops a trial) is FINISHED, and
+                                                # `self.logger`, if it has one, gets the tag stopped_early=true
         @classmethod
         def check_config(cls, cfg, world_size) -> None: ...  # optional: problems in the config alone (no data,
                                                 # nothing on disk); `config validate` and the pipeline's start
@@ -48,7 +50,7 @@ import yaml
 
 from .distributed import DistEnv, init_engine_process_group
 from .engine import check_precision
-from .logging import setup_logging
+from .logging import setup_logging, stopped_on_request
 from .provenance import format_changes, read_record, refuse_changes, write_record
 from .runlock import FolderLock, ReadLock
 from .sections import WAIT_FIELDS
@@ -140,6 +142,13 @@ def _run_checked(recipe_cls: Type[Recipe], cfg: Any, env: DistEnv, report: Optio
         except KeyboardInterrupt:
             status = "KILLED"
             raise
+        except SystemExit as err:
+            if stopped_on_request(err):  # e.g. ASHA stopping a Tune trial at a report: a result, not a failure
+                status = "FINISHED"
+                tag = getattr(getattr(recipe, "logger", None), "set_tags", None)  # the recipes keep theirs there
+                if tag is not None:
+                    tag({"stopped_early": "true"})
+            raise  # Ray's function runner expects its own stop back
         finally:
             recipe.cleanup(status)
     finally:
