@@ -21,13 +21,17 @@ The shipped spaces are package data (`mmlnb_dist/tuning/spaces/`; `tune/spaces` 
 `load_space(path, base)` also checks the space against the base config before Ray starts: both ends of every range
 and every choice, alone and paired with every end of every other key (the rest at their midpoints), must give a
 config that validates, so a range whose high end is invalid fails at search start instead of in some trial.
+Without `base` it checks what the config model's field types alone decide (`check_types`): no uniform or
+loguniform on an integer field, `scale: epochs` only on integer fields and only with numbers.
 """
 from __future__ import annotations
 
 import copy
 import math
+import types
+import typing
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
 import yaml
 
@@ -85,7 +89,10 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
         if spec.get("scale") not in (None, "epochs"):
             raise SpaceError(f"{path}: '{key}': scale must be 'epochs'")
         _check_shape(path, key, kinds[0], spec[kinds[0]])
+        if spec.get("scale") == "epochs":
+            _check_fractions(path, key, kinds[0], spec[kinds[0]])
     check_keys(params, path)
+    check_types(params, path)
     if base is not None:
         check_ranges(params, base, path)
     return params
@@ -109,6 +116,62 @@ def _check_shape(source: Any, key: str, kind: str, val: Any) -> None:
         raise SpaceError(f"{source}: '{key}': {kind} needs low < high (got low end {low!r}, high end {high!r})")
     if kind == "loguniform" and low <= 0:
         raise SpaceError(f"{source}: '{key}': loguniform needs a positive low end (got low end {low!r})")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_fractions(source: Any, key: str, kind: str, val: List[Any]) -> None:
+    """`scale: epochs` multiplies every value by `train.epochs`: text (or true/false) cannot be scaled."""
+    odd = [v for v in val if not _is_number(v)]
+    if odd:
+        raise SpaceError(f"{source}: '{key}': scale: epochs needs numbers (fractions of train.epochs), but the "
+                         f"{kind} holds {', '.join(repr(v) for v in odd)}: drop 'scale: epochs' for these values")
+
+
+def _takes_integers_only(annotation: Any) -> bool:
+    """A field whose values are whole numbers: int, a Literal of ints, or an Optional/Union of those (bool is
+    not one: a range never fits it)."""
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(args) and all(_takes_integers_only(a) for a in args)
+    if origin is Literal:
+        return all(isinstance(a, int) and not isinstance(a, bool) for a in typing.get_args(annotation))
+    return annotation is int
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def check_types(params: Mapping[str, Dict[str, Any]], source: Any = "space") -> None:
+    """Ranges the field's type cannot take, told from the config model's annotation rather than from values
+    tried: a uniform or loguniform on an integer field samples fractions (the ends and the midpoint of [16, 64]
+    are whole, so `check_ranges` passes, then every trial fails on 37.07...), and `scale: epochs` makes whole
+    epochs, which only an integer field takes. Keys must be known (`check_keys`)."""
+    from ..config import Config
+    from ..core.config import field_annotation
+
+    for key, spec in params.items():
+        kind = next(k for k in spec if k in DISTRIBUTIONS)
+        val = spec[kind]
+        annotation = field_annotation(Config, key)
+        integer = _takes_integers_only(annotation)
+        if spec.get("scale") == "epochs":
+            if not integer:
+                raise SpaceError(f"{source}: '{key}': scale: epochs gives whole numbers of epochs (an integer), "
+                                 f"but '{key}' takes {_type_name(annotation)}: drop 'scale: epochs' (it is for "
+                                 f"epoch fields such as fusion.curriculum.ramp_start)")
+            continue  # sampled as whole epochs (`to_tune_space`)
+        fractional = kind in ("uniform", "loguniform") or (kind == "quniform" and float(val[2]) != int(val[2]))
+        if integer and fractional:
+            low, high = math.ceil(val[0]), math.floor(val[1])
+            raise SpaceError(
+                f"{source}: '{key}' takes integers, but {kind} {val!r} samples fractional values, "
+                f"which every trial would refuse: use randint: [{low}, {high + 1}] (its high end is exclusive), "
+                f"a choice of values (e.g. choice: [16, 32, 64]), or quniform: [low, high, q] with a whole step q")
 
 
 def range_ends(spec: Mapping[str, Any]) -> List[Tuple[str, Any]]:
