@@ -24,19 +24,49 @@ class Resolution:
     magnification: Optional[float] = None
 
 
-def resolve_mpp(properties, assume_mpp: Optional[float]) -> Tuple[float, str]:
-    """Level-0 microns per pixel from OpenSlide properties; `(mpp, source)`."""
+# Level-0 resolutions a slide scan can have: 0.05 um/px is beyond any objective, 20 um/px a 0.5x overview. Outside
+# it the tag is not a scan resolution: a TIFF written at 72 dpi reads as 352.78 um/px, which would tile 1-pixel
+# squares blown up to the tile size (millions of candidates, no usable tile).
+PLAUSIBLE_MPP = (0.05, 20.0)
+# Pixels whose x and y sizes differ by more than this are not square: tiles square in level-0 pixels would be
+# stretched. Within it, the difference is scanner calibration rounding and the mean is used.
+MAX_ANISOTROPY = 0.10
+
+
+def resolve_mpp(properties, assume_mpp: Optional[float]) -> Tuple[float, str, Optional[str]]:
+    """Level-0 microns per pixel from OpenSlide properties: `(mpp, source, note)`. `assume_mpp` stands in for a
+    missing or unusable (implausible, anisotropic) value; `note` then says what it replaced."""
     try:
         mpp_x = float(properties.get("openslide.mpp-x", "nan"))
         mpp_y = float(properties.get("openslide.mpp-y", mpp_x))
     except ValueError:
         mpp_x = mpp_y = float("nan")
+    if not (np.isfinite(mpp_y) and mpp_y > 0):
+        mpp_y = mpp_x
     if np.isfinite(mpp_x) and mpp_x > 0:
-        # Anisotropic pixels are rare; tiles are square in level-0 pixels, so use the mean.
-        return (mpp_x + (mpp_y if np.isfinite(mpp_y) and mpp_y > 0 else mpp_x)) / 2.0, "metadata"
+        problem = _mpp_problem(mpp_x, mpp_y)
+        if problem is None:
+            return (mpp_x + mpp_y) / 2.0, "metadata", None
+        if assume_mpp is not None:
+            return float(assume_mpp), "assumed", f"{problem}; --assume-mpp {assume_mpp:g} used instead"
+        raise SlideError(f"{problem}; if the scan's resolution is known, pass it as --assume-mpp (used for every "
+                         f"slide whose resolution metadata is missing or unusable)")
     if assume_mpp is not None:
-        return float(assume_mpp), "assumed"
+        return float(assume_mpp), "assumed", None
     raise SlideError("no resolution in the slide metadata (openslide.mpp-x); pass --assume-mpp")
+
+
+def _mpp_problem(mpp_x: float, mpp_y: float) -> Optional[str]:
+    """Why the metadata resolution cannot be used, or None."""
+    lo, hi = PLAUSIBLE_MPP
+    for value in {mpp_x, mpp_y}:
+        if not lo <= value <= hi:
+            return (f"implausible level-0 resolution {value:.5g} um/px in the slide metadata (a scan is {lo:g}-"
+                    f"{hi:g} um/px; {value:.5g} is what a TIFF tagged in dpi, not a scan resolution, reads as)")
+    if abs(mpp_x - mpp_y) > MAX_ANISOTROPY * min(mpp_x, mpp_y):
+        return (f"pixels are not square: mpp-x {mpp_x:.5g} and mpp-y {mpp_y:.5g} um/px differ by more than "
+                f"{MAX_ANISOTROPY:.0%} (square tiles would be stretched)")
+    return None
 
 
 class SlideReader:
@@ -56,7 +86,7 @@ class SlideReader:
             self._slide.read_region((0, 0), self._slide.level_count - 1, (1, 1))
         except Exception as err:  # OpenSlideError, OpenSlideUnsupportedFormatError, OSError
             raise SlideError(f"cannot read slide {self.path.name}: {err}") from None
-        self.mpp, self.mpp_source = resolve_mpp(self._slide.properties, assume_mpp)
+        self.mpp, self.mpp_source, self.mpp_note = resolve_mpp(self._slide.properties, assume_mpp)
         self.dimensions: Tuple[int, int] = self._slide.dimensions
         self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         self.level_dimensions = tuple(self._slide.level_dimensions)

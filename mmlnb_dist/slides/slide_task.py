@@ -115,6 +115,10 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
             write_geojson(tmp / "mask.geojson", mask.polygons, job.slide_id)
             result.update(level0_mpp=reader.mpp, mpp_source=reader.mpp_source, mpp=target_mpp, level=level,
                           size0=size0, tissue_fraction=mask.fraction, dimensions=list(reader.dimensions))
+            # Recorded, not logged here: a pool or Ray worker's log goes nowhere the user looks; the driver logs them.
+            warnings = [w for w in (reader.mpp_note, upsampling_note(reader.mpp, target_mpp)) if w]
+            if warnings:
+                result["warnings"] = warnings
             quota = job.quota if job.quota is not None else cfg.sampling.max_tiles_per_slide
             cands = candidates(mask.raster, mask.scale, reader.dimensions, size0, cfg.sampling, job.slide_id,
                                limit=None if quota is None else 4 * quota)
@@ -142,6 +146,14 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return result
+
+
+def upsampling_note(level0_mpp: float, target_mpp: float) -> Optional[str]:
+    """A warning when tiles are asked finer than the scan (made, as asked: a model may want that input size)."""
+    if target_mpp >= level0_mpp * 0.99:  # (1%: rounding of the metadata)
+        return None
+    return (f"tiles at {target_mpp:.4g} um/px are finer than the scan ({level0_mpp:.4g} um/px): upsampled "
+            f"{level0_mpp / target_mpp:.3g}x, with no detail gained (--mpp {level0_mpp:.4g} or coarser avoids it)")
 
 
 def _no_tile_reason(job: SlideJob, quota: Optional[int], result: Dict[str, Any]) -> str:

@@ -280,6 +280,9 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
         log.info("resuming: %d slide(s) already tiled in %s, %d to go", len(results), work, len(jobs))
     results.extend(_run_jobs(jobs, s.workers, s.ray_address, progress))
     results.sort(key=lambda r: r["slide_id"])
+    for r in results:  # resumed ones too: their tiles in these shards were made that way
+        for warning in r.get("warnings", ()):
+            log.warning("slide %s (%s): %s", r["slide_id"], r.get("file"), warning)
 
     samples = staged_samples(work, results)
     manifest, removed = None, False
