@@ -10,25 +10,26 @@ Layout under `<tune.storage_path>/<tune.name>/` (the Tune experiment folder, whi
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from ..config import Config, config_from_dict, save_config
+from ..config import Config
 from ..config.tune import search_mode
 from ..core.config import absolute_paths
 from ..core.signals import sigterm_handler_kept
-from ..core.tracking.registry import metric_mode
 from ..core.tracking.runs import ParentRun
+from .algorithms import scheduler, searcher
 from .checks import (SearchError, check_recipe, check_resources, check_resume_goal, check_space_is_read,
                      default_space)
-from .figure import save_search_figure
-from .space import apply_params, load_space, resolve_space, to_tune_space
-from .trial import read_trial_result, trial_main
+from .outcome import finish
+from .outcome import register_best as _register_best  # noqa: F401 - imported from here by callers and tests
+from .results import trial_rows
+from .space import load_space, resolve_space, to_tune_space
+from .trial import trial_main
 
 log = logging.getLogger(__name__)
 
@@ -39,40 +40,6 @@ def _dirs(cfg: Config) -> Dict[str, Path]:
     return {"storage": storage, "exp": exp, "trials": exp / "trials",
             "cache": (cfg.tune.shared_cache_dir or exp / "cache").resolve(),
             "best": (cfg.tune.best_config or exp / "best.yaml").resolve()}
-
-
-def _searcher(cfg: Config):
-    t = cfg.tune
-    if t.searcher == "optuna":
-        from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.optuna import OptunaSearch
-
-        return ConcurrencyLimiter(OptunaSearch(metric=t.metric, mode=search_mode(cfg), seed=t.seed),
-                                  max_concurrent=t.max_concurrent)
-    return None  # random and grid: Tune's BasicVariantGenerator (grid_search entries in the space)
-
-
-def _scheduler(cfg: Config):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-
-    t = cfg.tune
-    if t.scheduler == "fifo":
-        return FIFOScheduler()
-    last_epoch = cfg.train.epochs - 1
-
-    class LetLastEpochFinish(ASHAScheduler):
-        """ASHA, except that a trial which reported its last epoch is never stopped: it is finishing anyway, and a
-        stop then (ASHA stops every trial at max_t) killed it while it evaluated the test split, exported its model
-        and wrote its result file, so a search lost the results of its complete trials."""
-
-        def on_trial_result(self, tune_controller, trial, result):
-            action = super().on_trial_result(tune_controller, trial, result)
-            if action == TrialScheduler.STOP and result.get("epoch", -1) >= last_epoch:
-                return TrialScheduler.CONTINUE
-            return action
-
-    return LetLastEpochFinish(time_attr="training_iteration", max_t=t.max_t or cfg.train.epochs,
-                              grace_period=t.grace_period, reduction_factor=t.reduction_factor)
 
 
 POOL_FILE = "worker_pool.txt"  # the name of the search's kept worker groups' actor (this driver's)
@@ -182,44 +149,6 @@ def _parent_run(cfg: Config, uri: str, state: Dict[str, Any], space_path: Path) 
                           params=params, artifacts=[space_path], resume_id=state.get("parent_run_id"))
 
 
-def _trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, Any]]:
-    rows = []
-    for r in results:
-        cfgd = r.config or {}
-        trial_id = (r.metrics or {}).get("trial_id") or "?"
-        row: Dict[str, Any] = {"status": "ERROR" if r.error else "OK"}
-        row.update({k: v for k, v in cfgd.items()})
-        metrics = r.metrics or {}
-        row["iterations"] = metrics.get("training_iteration")
-        row[cfg.tune.metric] = metrics.get(cfg.tune.metric)
-        row["trial_id"] = metrics.get("trial_id", trial_id)
-        row["run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{row['trial_id']}")
-        res = read_trial_result(Path(row["run_dir"])) or {}
-        row["completed"] = bool(res) and not res.get("diverged")
-        if res.get("diverged") and not r.error:  # a result of the search, not an error (trial.run_target)
-            row["status"], row["error"] = "DIVERGED", str(res["diverged"])[:300]
-        row["trial_seconds"] = res.get("trial_seconds")
-        # A trial stopped early (ASHA) has no result file; its last report carries its cache counts.
-        for k, v in {**metrics, **res}.items():
-            if k.startswith("cache"):
-                row[k] = v
-        if r.error:
-            row["error"] = str(r.error).splitlines()[0][:300] if str(r.error) else type(r.error).__name__
-        rows.append(row)
-    return rows
-
-
-def _cache_stats(cache_dir: Path, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
-    files = sorted(str(p.relative_to(cache_dir)) for p in cache_dir.rglob("*") if p.is_file()) \
-        if cache_dir.is_dir() else []
-    stats = {"cache_files": len(files), "files": files}
-    for key in ("cache/hits", "cache/misses", "cache_hits", "cache_misses"):
-        vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
-        if vals:
-            stats[key] = int(sum(vals))  # counts; a stopped trial reports them as floats
-    return stats
-
-
 def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]:
     """Run (or resume) the configured search; returns a summary with the best trial and its config path."""
     import ray
@@ -287,8 +216,8 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
                 param_space=to_tune_space(space, cfg.tune.searcher, cfg.train.epochs),
                 tune_config=tune.TuneConfig(
                     metric=cfg.tune.metric, mode=search_mode(cfg), num_samples=cfg.tune.num_samples,
-                    max_concurrent_trials=cfg.tune.max_concurrent, search_alg=_searcher(cfg),
-                    scheduler=_scheduler(cfg), reuse_actors=cfg.tune.reuse_trial_processes),
+                    max_concurrent_trials=cfg.tune.max_concurrent, search_alg=searcher(cfg),
+                    scheduler=scheduler(cfg), reuse_actors=cfg.tune.reuse_trial_processes),
                 run_config=tune.RunConfig(
                     name=cfg.tune.name, storage_path=str(dirs["storage"]),
                     failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
@@ -297,10 +226,10 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
             )
         grid = tuner.fit()
         wall = time.time() - t0
-        rows = _trial_rows(grid, dirs, cfg)
+        rows = trial_rows(grid, dirs, cfg)
         # kept worker groups: how many were built (one per concurrent trial, plus one per failed trial)
         extra = {"worker_groups_built": ray.get(pool.groups_built.remote())} if pool is not None else {}
-        summary = _finish(cfg, grid, rows, dirs, uri, parent, space, wall, extra)
+        summary = finish(cfg, grid, rows, dirs, uri, parent, space, wall, extra)
     finally:
         if pool is not None:
             ray.get(pool.shutdown.remote())
@@ -312,82 +241,3 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
 
             stop_server(server)
     return summary
-
-
-def _finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
-            extra: Dict[str, Any]) -> Dict[str, Any]:
-    """Best config YAML, trials table, cache stats, parent-run logging, optional registration."""
-    errored = [r for r in rows if r["status"] == "ERROR"]
-    summary: Dict[str, Any] = {**extra, "trials": len(rows), "errored": len(errored),
-                               "diverged": sum(1 for r in rows if r["status"] == "DIVERGED"), "wall_s": round(wall, 1),
-                               "experiment_dir": str(dirs["exp"]), "parent_run_id": parent.run_id if parent else None,
-                               "stopped_early": sum(1 for r in rows if not r["completed"] and r["status"] == "OK")}
-    with open(dirs["exp"] / "trials.csv", "w", newline="") as fh:
-        keys = sorted({k for r in rows for k in r})
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    by_creation = sorted(rows, key=lambda r: str(r.get("trial_id")))  # ids count up as Ray creates the trials
-    summary["figure"] = str(save_search_figure(by_creation, list(space), cfg.tune.metric, search_mode(cfg),
-                                               dirs["exp"] / "search.png", cfg.tune.name))
-    summary["cache"] = _cache_stats(dirs["cache"], rows)
-    if summary["stopped_early"] and cfg.tune.worker_groups and not cfg.tune.worker_pool:
-        # Ray stops such a trial by ending its worker group, and that trial's controller logs it as an error
-        log.info("%d trial(s) stopped early by the %s scheduler: any 'A worker health check failed' error Ray "
-                 "logged for them is that stop, not a failure (errored trials: %d)", summary["stopped_early"],
-                 cfg.tune.scheduler, len(errored))
-    try:
-        best = grid.get_best_result(metric=cfg.tune.metric, mode=search_mode(cfg), filter_nan_and_inf=True)
-    except RuntimeError:
-        best = None
-    if best is not None and best.metrics:
-        best_dict, applied = apply_params(cfg.model_dump(mode="json"), best.config, space)
-        best_dict["tune"] = {**best_dict.get("tune", {}), "resume": False}
-        best_cfg = config_from_dict(best_dict, "best trial")
-        save_config(best_cfg, dirs["best"])
-        summary.update({"best_config": str(dirs["best"]), "best_params": applied,
-                        "best_metric": best.metrics.get(cfg.tune.metric),
-                        "best_trial_id": best.metrics.get("trial_id")})
-        summary["best_run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{summary['best_trial_id']}")
-    if parent is not None:
-        _log_parent(cfg, parent, summary, dirs, errored)
-    if cfg.tune.register_best and cfg.tracking.register_name and summary.get("best_run_dir"):
-        summary["registered"] = _register_best(cfg, parent, summary)
-    (dirs["exp"] / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    return summary
-
-
-def _log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: Dict[str, Path], errored) -> None:
-    metrics = {"tune/wall_s": summary["wall_s"], "tune/trials": summary["trials"], "tune/errored": summary["errored"],
-               "tune/diverged": summary["diverged"], "tune/stopped_early": summary["stopped_early"],
-               "tune/cache_files": summary["cache"]["cache_files"]}
-    if isinstance(summary.get("best_metric"), (int, float)):
-        metrics[f"best/{cfg.tune.metric}"] = float(summary["best_metric"])
-    tags = {"best_trial_id": str(summary.get("best_trial_id"))}
-    if errored:
-        tags["errored_trials"] = ", ".join(str(r["trial_id"]) for r in errored)
-    artifacts = [dirs["exp"] / "trials.csv", Path(summary["figure"])]
-    artifacts += [Path(summary["best_config"])] if summary.get("best_config") else []
-    parent.finish(metrics=metrics, params={f"best.{k}": v for k, v in (summary.get("best_params") or {}).items()},
-                  artifacts=artifacts, tags=tags)
-
-
-def _register_best(cfg: Config, parent: Optional[ParentRun], summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Register the best trial's model through its recipe's entry in the recipe table; with the tracking server
-    down (no parent run, or lost now) the search still ends with its summary, and says how to register later."""
-    from ..core.tracking.registry import register_or_explain
-    from ..recipes import RECIPES, load_class
-
-    spec = RECIPES.get(cfg.train.recipe)
-    if spec is None or not spec.register:
-        log.warning("the %s recipe registers no model; tune.register_best ignored", cfg.train.recipe)
-        return None
-    best_dir = Path(summary["best_run_dir"]).resolve()
-    run_id = parent.child_with_tag("run_dir", str(best_dir)) if parent is not None else None
-    metric = cfg.tracking.register_metric or cfg.tune.metric
-    mode = (cfg.tracking.register_mode or metric_mode(metric, spec.lower_is_better)) if cfg.tracking.register_metric \
-        else search_mode(cfg)
-    register = load_class(spec.register)
-    return register_or_explain(run_id, parent is not None, cfg.tracking.register_name, best_dir,
-                               lambda run: register(run, cfg.tracking.register_name, alias=cfg.tracking.register_alias,
-                                                    tracking_uri=parent.uri, metric=metric, mode=mode))

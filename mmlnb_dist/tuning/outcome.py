@@ -1,0 +1,93 @@
+"""What a search leaves when it ends: `trials.csv`, `search.png`, `best.yaml`, `summary.json`, the MLflow parent
+run's summary and, with `tune.register_best`, the best trial's registered model."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from ..config import Config, config_from_dict, save_config
+from ..config.tune import search_mode
+from ..core.tracking.registry import metric_mode
+from ..core.tracking.runs import ParentRun
+from .figure import save_search_figure
+from .results import cache_stats, write_trials_csv
+from .space import apply_params
+
+log = logging.getLogger(__name__)
+
+
+def finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
+           extra: Dict[str, Any]) -> Dict[str, Any]:
+    """Best config YAML, trials table, cache stats, parent-run logging, optional registration."""
+    errored = [r for r in rows if r["status"] == "ERROR"]
+    summary: Dict[str, Any] = {**extra, "trials": len(rows), "errored": len(errored),
+                               "diverged": sum(1 for r in rows if r["status"] == "DIVERGED"), "wall_s": round(wall, 1),
+                               "experiment_dir": str(dirs["exp"]), "parent_run_id": parent.run_id if parent else None,
+                               "stopped_early": sum(1 for r in rows if not r["completed"] and r["status"] == "OK")}
+    write_trials_csv(rows, dirs["exp"] / "trials.csv")
+    by_creation = sorted(rows, key=lambda r: str(r.get("trial_id")))  # ids count up as Ray creates the trials
+    summary["figure"] = str(save_search_figure(by_creation, list(space), cfg.tune.metric, search_mode(cfg),
+                                               dirs["exp"] / "search.png", cfg.tune.name))
+    summary["cache"] = cache_stats(dirs["cache"], rows)
+    if summary["stopped_early"] and cfg.tune.worker_groups and not cfg.tune.worker_pool:
+        # Ray stops such a trial by ending its worker group, and that trial's controller logs it as an error
+        log.info("%d trial(s) stopped early by the %s scheduler: any 'A worker health check failed' error Ray "
+                 "logged for them is that stop, not a failure (errored trials: %d)", summary["stopped_early"],
+                 cfg.tune.scheduler, len(errored))
+    try:
+        best = grid.get_best_result(metric=cfg.tune.metric, mode=search_mode(cfg), filter_nan_and_inf=True)
+    except RuntimeError:
+        best = None
+    if best is not None and best.metrics:
+        best_dict, applied = apply_params(cfg.model_dump(mode="json"), best.config, space)
+        best_dict["tune"] = {**best_dict.get("tune", {}), "resume": False}
+        best_cfg = config_from_dict(best_dict, "best trial")
+        save_config(best_cfg, dirs["best"])
+        summary.update({"best_config": str(dirs["best"]), "best_params": applied,
+                        "best_metric": best.metrics.get(cfg.tune.metric),
+                        "best_trial_id": best.metrics.get("trial_id")})
+        summary["best_run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{summary['best_trial_id']}")
+    if parent is not None:
+        log_parent(cfg, parent, summary, dirs, errored)
+    if cfg.tune.register_best and cfg.tracking.register_name and summary.get("best_run_dir"):
+        summary["registered"] = register_best(cfg, parent, summary)
+    (dirs["exp"] / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: Dict[str, Path], errored) -> None:
+    metrics = {"tune/wall_s": summary["wall_s"], "tune/trials": summary["trials"], "tune/errored": summary["errored"],
+               "tune/diverged": summary["diverged"], "tune/stopped_early": summary["stopped_early"],
+               "tune/cache_files": summary["cache"]["cache_files"]}
+    if isinstance(summary.get("best_metric"), (int, float)):
+        metrics[f"best/{cfg.tune.metric}"] = float(summary["best_metric"])
+    tags = {"best_trial_id": str(summary.get("best_trial_id"))}
+    if errored:
+        tags["errored_trials"] = ", ".join(str(r["trial_id"]) for r in errored)
+    artifacts = [dirs["exp"] / "trials.csv", Path(summary["figure"])]
+    artifacts += [Path(summary["best_config"])] if summary.get("best_config") else []
+    parent.finish(metrics=metrics, params={f"best.{k}": v for k, v in (summary.get("best_params") or {}).items()},
+                  artifacts=artifacts, tags=tags)
+
+
+def register_best(cfg: Config, parent: Optional[ParentRun], summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """Register the best trial's model through its recipe's entry in the recipe table; with the tracking server
+    down (no parent run, or lost now) the search still ends with its summary, and says how to register later."""
+    from ..core.tracking.registry import register_or_explain
+    from ..recipes import RECIPES, load_class
+
+    spec = RECIPES.get(cfg.train.recipe)
+    if spec is None or not spec.register:
+        log.warning("the %s recipe registers no model; tune.register_best ignored", cfg.train.recipe)
+        return None
+    best_dir = Path(summary["best_run_dir"]).resolve()
+    run_id = parent.child_with_tag("run_dir", str(best_dir)) if parent is not None else None
+    metric = cfg.tracking.register_metric or cfg.tune.metric
+    mode = (cfg.tracking.register_mode or metric_mode(metric, spec.lower_is_better)) if cfg.tracking.register_metric \
+        else search_mode(cfg)
+    register = load_class(spec.register)
+    return register_or_explain(run_id, parent is not None, cfg.tracking.register_name, best_dir,
+                               lambda run: register(run, cfg.tracking.register_name, alias=cfg.tracking.register_alias,
+                                                    tracking_uri=parent.uri, metric=metric, mode=mode))

@@ -1,0 +1,56 @@
+"""A search's trials as rows (`trials.csv`): one per Tune trial, with its sampled values, its last reported metric,
+its status and where its run folder is."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Dict, List
+
+from ..config import Config
+from .trial import read_trial_result
+
+
+def trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, Any]]:
+    rows = []
+    for r in results:
+        cfgd = r.config or {}
+        trial_id = (r.metrics or {}).get("trial_id") or "?"
+        row: Dict[str, Any] = {"status": "ERROR" if r.error else "OK"}
+        row.update({k: v for k, v in cfgd.items()})
+        metrics = r.metrics or {}
+        row["iterations"] = metrics.get("training_iteration")
+        row[cfg.tune.metric] = metrics.get(cfg.tune.metric)
+        row["trial_id"] = metrics.get("trial_id", trial_id)
+        row["run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{row['trial_id']}")
+        res = read_trial_result(Path(row["run_dir"])) or {}
+        row["completed"] = bool(res) and not res.get("diverged")
+        if res.get("diverged") and not r.error:  # a result of the search, not an error (trial.run_target)
+            row["status"], row["error"] = "DIVERGED", str(res["diverged"])[:300]
+        row["trial_seconds"] = res.get("trial_seconds")
+        # A trial stopped early (ASHA) has no result file; its last report carries its cache counts.
+        for k, v in {**metrics, **res}.items():
+            if k.startswith("cache"):
+                row[k] = v
+        if r.error:
+            row["error"] = str(r.error).splitlines()[0][:300] if str(r.error) else type(r.error).__name__
+        rows.append(row)
+    return rows
+
+
+def cache_stats(cache_dir: Path, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    files = sorted(str(p.relative_to(cache_dir)) for p in cache_dir.rglob("*") if p.is_file()) \
+        if cache_dir.is_dir() else []
+    stats = {"cache_files": len(files), "files": files}
+    for key in ("cache/hits", "cache/misses", "cache_hits", "cache_misses"):
+        vals = [r[key] for r in rows if isinstance(r.get(key), (int, float))]
+        if vals:
+            stats[key] = int(sum(vals))  # counts; a stopped trial reports them as floats
+    return stats
+
+
+def write_trials_csv(rows: List[Dict[str, Any]], path: Path) -> None:
+    with open(path, "w", newline="") as fh:
+        keys = sorted({k for r in rows for k in r})
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
