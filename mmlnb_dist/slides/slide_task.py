@@ -120,8 +120,8 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
             if warnings:
                 result["warnings"] = warnings
             quota = job.quota if job.quota is not None else cfg.sampling.max_tiles_per_slide
-            cands = candidates(mask.raster, mask.scale, reader.dimensions, size0, cfg.sampling, job.slide_id,
-                               limit=None if quota is None else 4 * quota)
+            # Every position, not a multiple of the quota: QC may reject most of them, and the count is reported.
+            cands = candidates(mask.raster, mask.scale, reader.dimensions, size0, cfg.sampling, job.slide_id)
             result["candidates"] = len(cands)
             if not mask.polygons or not cands:
                 result["status"] = "no_tissue"
