@@ -10,7 +10,7 @@
 
 Distributions: uniform, loguniform, quniform [lo, hi, q], randint [lo, hi) , choice [...], grid [...].
 `scale: epochs` makes the values fractions of `train.epochs`, so one space fits the 9-epoch demo and the 150-epoch
-paper profile. Ray samples the whole epochs they give (`epochs_of`: times `train.epochs`, rounded, at least 1): a
+paper profile. Ray samples the whole epochs they give (`epochs_of`: times `train.epochs`, halves up, at least 1): a
 range becomes an integer range between its ends' epochs (uniform: randint, loguniform: lograndint), a choice, grid
 or quniform the distinct epochs of its values. So Ray's trial table, its best-trial line and the searcher's model
 hold the epochs a trial trains with, not fractions many of which train the same.
@@ -31,7 +31,7 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple, Union
 
 import yaml
 
@@ -201,25 +201,67 @@ def check_ranges(params: Mapping[str, Dict[str, Any]], base: Dict[str, Any], sou
     """Every end of every range and every choice, alone and paired with every end of every other key (the other
     keys at their midpoints), must give a valid config through the trial's own path (`apply_params`, then the
     config validation). Pairs catch ordering constraints (ramp_end >= ramp_start, increasing phase starts).
-    A failure is a SpaceError naming the key(s), the end(s) and the config's own reason."""
-    typical = {k: _midpoint(v) for k, v in params.items()}
-    _validate(base, params, typical, [], source)
+    A failure is a SpaceError naming the key(s), the end(s) and the config's own reason; where `scale: epochs`
+    keys are involved and more epochs would give a valid space (fractions that round to the same epoch: three
+    phases in 2 epochs), it names train.epochs and the fewest epochs the space needs."""
+    for picked in _picks(params):
+        try:
+            _validate(base, params, picked, source)
+        except SpaceError as err:
+            scaled = [key for key in ([key for key, _ in picked] or list(params))
+                      if params[key].get("scale") == "epochs"]
+            fewest = _fewest_epochs(params, base) if scaled else None
+            if fewest is None:
+                raise
+            epochs = _epochs(base)
+            detail = str(err).removeprefix(f"{source}: ")
+            raise SpaceError(f"{source}: train.epochs={epochs} is too few for this space: its fractions of "
+                             f"train.epochs ({', '.join(scaled)}) round to colliding epochs. Set "
+                             f"train.epochs={fewest} or more, or narrow or drop those keys. With "
+                             f"train.epochs={epochs}, {detail}") from None
+
+
+def _picks(params: Mapping[str, Dict[str, Any]]) -> Iterator[List[Tuple[str, Tuple[str, Any]]]]:
+    """The (key, (which end, value)) sets `check_ranges` validates: none (all midpoints), each end alone first (a
+    lone bad end is named alone), then every pair of ends of two keys."""
+    yield []
     keys = list(params)
-    for key in keys:  # each key alone first, so a lone bad end is named alone
+    for key in keys:
         for end in range_ends(params[key]):
-            _validate(base, params, typical, [(key, end)], source)
+            yield [(key, end)]
     for i, key in enumerate(keys):
         for other in keys[i + 1:]:
             for end in range_ends(params[key]):
                 for other_end in range_ends(params[other]):
-                    _validate(base, params, typical, [(key, end), (other, other_end)], source)
+                    yield [(key, end), (other, other_end)]
 
 
-def _validate(base: Dict[str, Any], params: Mapping[str, Dict[str, Any]], typical: Dict[str, Any],
+def _epochs(base: Mapping[str, Any]) -> int:
+    return int(base.get("train", {}).get("epochs", 1))
+
+
+def _fewest_epochs(params: Mapping[str, Dict[str, Any]], base: Dict[str, Any]) -> Optional[int]:
+    """The fewest epochs above the base config's at which the whole space validates, None if none up to twice
+    as many (at least 20): the hint for a space whose scaled keys have too few epochs to spread over. Only on the
+    error path, so its cost (a full check per candidate, ~50 ms) is paid by a search that is refused anyway."""
+    epochs = _epochs(base)
+    for candidate in range(epochs + 1, max(2 * epochs, 20) + 1):
+        more = {**base, "train": {**base.get("train", {}), "epochs": candidate}}
+        try:
+            for picked in _picks(params):
+                _validate(more, params, picked, "space")
+        except SpaceError:
+            continue
+        return candidate
+    return None
+
+
+def _validate(base: Dict[str, Any], params: Mapping[str, Dict[str, Any]],
               picked: List[Tuple[str, Tuple[str, Any]]], source: Any) -> None:
     from ..config import config_from_dict
 
-    epochs = int(base.get("train", {}).get("epochs", 1))
+    epochs = _epochs(base)
+    typical = {k: _midpoint(v) for k, v in params.items()}
     sampled = {key: epochs_of(params[key], value, epochs)
                for key, value in {**typical, **{key: value for key, (_, value) in picked}}.items()}
     cfg_dict, applied = apply_params(base, sampled, params)
@@ -251,10 +293,11 @@ def check_keys(params: Mapping[str, Any], source: Any = "space") -> None:
 
 def epochs_of(spec: Mapping[str, Any], value: Any, epochs: int) -> Any:
     """A value of `spec` as a trial applies it: for `scale: epochs`, the fraction times `epochs`, rounded, at least
-    1 (epoch 0 belongs to the first phase); any other value as it is."""
+    1 (epoch 0 belongs to the first phase), halves up; any other value as it is."""
     if spec.get("scale") != "epochs":
         return value
-    return max(1, int(round(float(value) * epochs)))
+    # halves round up, not to even (round(2.5) == 2): 0.35 and 0.5 of 5 epochs gave phases starting at 2 and 2
+    return max(1, int(math.floor(float(value) * epochs + 0.5)))
 
 
 def _epoch_values(spec: Mapping[str, Any], epochs: int) -> List[int]:
