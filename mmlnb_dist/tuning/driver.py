@@ -229,7 +229,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
         rows = trial_rows(grid, dirs, cfg)
         # kept worker groups: how many were built (one per concurrent trial, plus one per failed trial)
         extra = {"worker_groups_built": ray.get(pool.groups_built.remote())} if pool is not None else {}
-        summary = finish(cfg, grid, rows, dirs, uri, parent, space, wall, extra)
+        summary = finish(cfg, rows, dirs, uri, parent, space, wall, extra)
     finally:
         if pool is not None:
             ray.get(pool.shutdown.remote())

@@ -1,8 +1,8 @@
 """A search as a picture (`<experiment>/search.png`, also in the search's MLflow parent run): the first panel is
 every trial's metric in the order the trials were created, with the best so far as a step line (trials stopped
 early by the scheduler hollow: their metric is an earlier epoch's; diverged or errored ones as crosses on the bottom
-edge); then one panel per searched parameter, the metric against its value (choices as categories; hollow again for
-trials stopped early). Built without pyplot."""
+edge; the trial the search picked as best, a star); then one panel per searched parameter, the metric against its
+value (choices as categories; hollow again for trials stopped early). Built without pyplot."""
 from __future__ import annotations
 
 import math
@@ -32,8 +32,10 @@ def best_so_far(values: Sequence[Optional[float]], mode: str) -> List[Optional[f
     return out
 
 
-def search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric: str, mode: str, name: str = ""):
-    """A `matplotlib.figure.Figure` of the trials' rows (`trials.csv`'s, in creation order)."""
+def search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric: str, mode: str, name: str = "",
+                  best: Optional[str] = None):
+    """A `matplotlib.figure.Figure` of the trials' rows (`trials.csv`'s, in creation order); `best`: the trial id
+    the search picked (`results.pick_best`, as summary.json names it), marked with a star."""
     from matplotlib.figure import Figure
 
     shown = list(params[:MAX_PARAMETER_PANELS])
@@ -54,10 +56,14 @@ def search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric:
     ax.scatter(early, [values[i] for i in early], facecolors="none", edgecolors="tab:blue", zorder=3,
                gid="trials:stopped_early")
     ax.scatter(failed, [floor] * len(failed), marker="x", color="tab:red", zorder=3, gid="trials:failed")
-    best = best_so_far(values, mode)
-    steps = [(i, b) for i, b in zip(order, best) if b is not None]
+    so_far = best_so_far(values, mode)
+    steps = [(i, b) for i, b in zip(order, so_far) if b is not None]
     if steps:
         ax.step([i for i, _ in steps], [b for _, b in steps], where="post", color="black", lw=1, gid="best_so_far")
+    picked = [i for i in order if best is not None and rows[i].get("trial_id") == best and values[i] is not None]
+    if picked:
+        ax.scatter(picked, [values[i] for i in picked], marker="*", s=160, color="tab:orange", zorder=4,
+                   gid="best_trial", label="best")
     ax.set(title=f"{metric} per trial ({mode}; line: best so far)", xlabel="trial (creation order)", ylabel=metric)
     for ax, key in zip(axes[1:], shown):
         points = [(rows[i].get(key), values[i]) for i in order if values[i] is not None]
@@ -79,6 +85,6 @@ def search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric:
 
 
 def save_search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric: str, mode: str, path: Path,
-                       name: str = "") -> Path:
-    search_figure(rows, params, metric, mode, name).savefig(path, dpi=110)
+                       name: str = "", best: Optional[str] = None) -> Path:
+    search_figure(rows, params, metric, mode, name, best).savefig(path, dpi=110)
     return path

@@ -12,13 +12,13 @@ from ..config.tune import search_mode
 from ..core.tracking.registry import metric_mode
 from ..core.tracking.runs import ParentRun
 from .figure import save_search_figure
-from .results import cache_stats, write_trials_csv
+from .results import cache_stats, finite, pick_best, write_trials_csv
 from .space import apply_params
 
 log = logging.getLogger(__name__)
 
 
-def finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
+def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float,
            extra: Dict[str, Any]) -> Dict[str, Any]:
     """Best config YAML, trials table, cache stats, parent-run logging, optional registration."""
     errored = [r for r in rows if r["status"] == "ERROR"]
@@ -27,28 +27,26 @@ def finish(cfg: Config, grid, rows, dirs, uri, parent, space, wall: float,
                                "experiment_dir": str(dirs["exp"]), "parent_run_id": parent.run_id if parent else None,
                                "stopped_early": sum(1 for r in rows if not r["completed"] and r["status"] == "OK")}
     write_trials_csv(rows, dirs["exp"] / "trials.csv")
+    best = pick_best(rows, cfg.tune.metric, search_mode(cfg))
     by_creation = sorted(rows, key=lambda r: str(r.get("trial_id")))  # ids count up as Ray creates the trials
     summary["figure"] = str(save_search_figure(by_creation, list(space), cfg.tune.metric, search_mode(cfg),
-                                               dirs["exp"] / "search.png", cfg.tune.name))
+                                               dirs["exp"] / "search.png", cfg.tune.name,
+                                               best=best["trial_id"] if best else None))
     summary["cache"] = cache_stats(dirs["cache"], rows)
     if summary["stopped_early"] and cfg.tune.worker_groups and not cfg.tune.worker_pool:
         # Ray stops such a trial by ending its worker group, and that trial's controller logs it as an error
         log.info("%d trial(s) stopped early by the %s scheduler: any 'A worker health check failed' error Ray "
                  "logged for them is that stop, not a failure (errored trials: %d)", summary["stopped_early"],
                  cfg.tune.scheduler, len(errored))
-    try:
-        best = grid.get_best_result(metric=cfg.tune.metric, mode=search_mode(cfg), filter_nan_and_inf=True)
-    except RuntimeError:
-        best = None
-    if best is not None and best.metrics:
-        best_dict, applied = apply_params(cfg.model_dump(mode="json"), best.config, space)
+    if best is not None:
+        best_dict, applied = apply_params(cfg.model_dump(mode="json"), {k: best[k] for k in space if k in best},
+                                          space)
         best_dict["tune"] = {**best_dict.get("tune", {}), "resume": False}
         best_cfg = config_from_dict(best_dict, "best trial")
         save_config(best_cfg, dirs["best"])
         summary.update({"best_config": str(dirs["best"]), "best_params": applied,
-                        "best_metric": best.metrics.get(cfg.tune.metric),
-                        "best_trial_id": best.metrics.get("trial_id")})
-        summary["best_run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{summary['best_trial_id']}")
+                        "best_metric": finite(best[cfg.tune.metric]), "best_trial_id": best["trial_id"],
+                        "best_run_dir": best["run_dir"]})
     if parent is not None:
         log_parent(cfg, parent, summary, dirs, errored)
     if cfg.tune.register_best and cfg.tracking.register_name and summary.get("best_run_dir"):

@@ -3,8 +3,9 @@ its status and where its run folder is."""
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from ..config import Config
 from .trial import read_trial_result
@@ -54,3 +55,25 @@ def write_trials_csv(rows: List[Dict[str, Any]], path: Path) -> None:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def finite(value: Any) -> Optional[float]:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def pick_best(rows: List[Dict[str, Any]], metric: str, mode: str) -> Optional[Dict[str, Any]]:
+    """The best row by `metric` among the trials that finished (status OK: Ray's TERMINATED, trials ASHA stopped
+    early included) with a finite value; the first of equals in the rows' order; None when there is none.
+
+    Not Ray's `get_best_result`, which reads every trial's last report whatever its status: an errored trial's
+    last good epoch (0.99 before it raised) was named best."""
+    best = None
+    for row in rows:
+        value = finite(row.get(metric)) if row.get("status") == "OK" else None
+        if value is not None and (best is None or (value > best[0] if mode == "max" else value < best[0])):
+            best = (value, row)
+    return best[1] if best is not None else None
