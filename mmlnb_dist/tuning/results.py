@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..config import Config
 from .trial import read_trial_result
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def error_line(err: BaseException) -> str:
+    """What failed a trial, in one line: the last line of the traceback Ray wraps a trial's error in (the exception
+    itself, `RuntimeError: boom`; its first line is Ray's coloured `ray::ImplicitFunc.train() (pid=...)`), or
+    `Type: message` for an error without one; colour codes stripped."""
+    lines = [line.strip() for line in ANSI.sub("", str(err)).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    return (lines[-1] if len(lines) > 1 else f"{type(err).__name__}: {lines[0]}")[:300]
 
 
 def trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, Any]]:
@@ -33,7 +46,7 @@ def trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, An
             if k.startswith("cache"):
                 row[k] = v
         if r.error:
-            row["error"] = str(r.error).splitlines()[0][:300] if str(r.error) else type(r.error).__name__
+            row["error"] = error_line(r.error)
         rows.append(row)
     return rows
 

@@ -1,0 +1,94 @@
+"""`trials.csv`. The `error` column held the first line of Ray's wrapper
+(`ESC[36mray::ImplicitFunc.train()ESC[39m (pid=...)`) instead of what failed: it now holds the underlying
+exception's last line, without colour codes.
+
+Ray's Tuner is replaced by one that returns given results and Tune's records of the trials."""
+from __future__ import annotations
+
+import csv
+import traceback
+from pathlib import Path
+from types import SimpleNamespace
+
+from mmlnb_dist.config import load_config
+
+METRIC = "val/balanced_accuracy"
+
+
+class _Grid(list):
+    """What `Tuner.fit` returns: results, and (as Ray's ResultGrid) Tune's records of the same trials."""
+
+    def __init__(self, results, trials=None):
+        super().__init__(results)
+        if trials is not None:
+            self._experiment_analysis = SimpleNamespace(trials=trials)
+
+    def get_best_result(self, metric, mode, filter_nan_and_inf=True):
+        pick = min if mode == "min" else max
+        return pick((r for r in self if r.metrics.get(metric) is not None), key=lambda r: r.metrics[metric])
+
+
+def _search(tmp_path, monkeypatch, grid, searcher="random"):
+    from ray import tune
+
+    from mmlnb_dist.tuning import driver, outcome
+
+    class Tuner:
+        def __init__(self, trainable, param_space, tune_config, run_config):
+            pass
+
+        def fit(self):
+            return grid
+
+    drawn = {}
+    real = outcome.save_search_figure
+
+    def capture(rows, *args, **kwargs):
+        drawn["rows"] = rows
+        return real(rows, *args, **kwargs)
+
+    monkeypatch.setattr(outcome, "save_search_figure", capture)
+    monkeypatch.setattr(driver, "check_recipe", lambda cfg: None)
+    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
+    monkeypatch.setattr(tune, "Tuner", Tuner)
+    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
+    monkeypatch.setattr(tune, "with_resources", lambda fn, res: fn)
+    (tmp_path / "space.yaml").write_text("params:\n  train.lr: {loguniform: [1.0e-4, 1.0e-2]}\n")
+    cfg = load_config("cpu-demo", [f"data.shards={tmp_path}/shards", f"run.output_dir={tmp_path}/runs",
+                                   "tracking.backends=[stdout]", "train.epochs=2", "tune.num_cpus=2",
+                                   "tune.name=table", f"tune.searcher={searcher}", "tune.num_samples=3"])
+    summary = driver.run_search(cfg, tmp_path / "space.yaml")
+    with open(Path(summary["experiment_dir"]) / "trials.csv", newline="") as fh:
+        return summary, list(csv.DictReader(fh)), drawn["rows"]
+
+
+def _ray_task_error():
+    """What Ray hands the driver for a trial whose function raised `RuntimeError("boom")`."""
+    from ray.exceptions import RayTaskError
+
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as err:
+        return RayTaskError("ImplicitFunc.train", traceback.format_exc(), err, proctitle="ray::ImplicitFunc.train()",
+                            pid=4242, ip="10.0.0.7")
+
+
+def test_the_error_column_holds_the_exception_that_failed_the_trial(tmp_path, monkeypatch):
+    error = _ray_task_error()
+    assert "\x1b[" in str(error)  # as Ray writes it
+    grid = _Grid([SimpleNamespace(config={"train.lr": 1e-3}, error=None,
+                                  metrics={METRIC: 0.7, "trial_id": "a", "training_iteration": 2}),
+                  SimpleNamespace(config={"train.lr": 5e-3}, error=error,
+                                  metrics={METRIC: 0.9, "trial_id": "b", "training_iteration": 1})])
+    _, rows, _ = _search(tmp_path, monkeypatch, grid)
+    failed = [r for r in rows if r["status"] == "ERROR"]
+    assert [r["error"] for r in failed] == ["RuntimeError: boom"], rows
+
+
+def test_error_line_of_other_errors():
+    from mmlnb_dist.tuning.results import error_line
+
+    assert error_line(RuntimeError("boom")) == "RuntimeError: boom"
+    assert error_line(ValueError("")) == "ValueError"
+    assert error_line(Exception("\x1b[31mfirst\x1b[0m\nTraceback ...\n  File 'x'\nKeyError: 'k'\n\n")) == \
+        "KeyError: 'k'"
