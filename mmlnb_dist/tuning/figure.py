@@ -1,5 +1,5 @@
 """A search as a picture (`<experiment>/search.png`, also in the search's MLflow parent run): the first panel is
-every trial's metric in the order the trials were created, with the best so far as a step line (trials stopped
+every trial's metric in the order the trials started, with the best so far as a step line (trials stopped
 early by the scheduler hollow: their metric is an earlier epoch's; diverged or errored ones as crosses on the bottom
 edge; the trial the search picked as best, a star); then one panel per searched parameter, the metric against its
 value (choices as categories; hollow again for trials stopped early). Built without pyplot."""
@@ -34,8 +34,8 @@ def best_so_far(values: Sequence[Optional[float]], mode: str) -> List[Optional[f
 
 def search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric: str, mode: str, name: str = "",
                   best: Optional[str] = None):
-    """A `matplotlib.figure.Figure` of the trials' rows (`trials.csv`'s, in creation order); `best`: the trial id
-    the search picked (`results.pick_best`, as summary.json names it), marked with a star."""
+    """A `matplotlib.figure.Figure` of the trials' rows (`trials.csv`'s, in the order the trials started); `best`:
+    the trial id the search picked (`results.pick_best`, as summary.json names it), marked with a star."""
     from matplotlib.figure import Figure
 
     shown = list(params[:MAX_PARAMETER_PANELS])
@@ -64,7 +64,7 @@ def search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric:
     if picked:
         ax.scatter(picked, [values[i] for i in picked], marker="*", s=160, color="tab:orange", zorder=4,
                    gid="best_trial", label="best")
-    ax.set(title=f"{metric} per trial ({mode}; line: best so far)", xlabel="trial (creation order)", ylabel=metric)
+    ax.set(title=f"{metric} per trial ({mode}; line: best so far)", xlabel="trial (start order)", ylabel=metric)
     for ax, key in zip(axes[1:], shown):
         points = [(rows[i].get(key), values[i]) for i in order if values[i] is not None]
         numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x, _ in points)

@@ -28,8 +28,7 @@ def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float,
                                "stopped_early": sum(1 for r in rows if not r["completed"] and r["status"] == "OK")}
     write_trials_csv(rows, dirs["exp"] / "trials.csv")
     best = pick_best(rows, cfg.tune.metric, search_mode(cfg))
-    by_creation = sorted(rows, key=lambda r: str(r.get("trial_id")))  # ids count up as Ray creates the trials
-    summary["figure"] = str(save_search_figure(by_creation, list(space), cfg.tune.metric, search_mode(cfg),
+    summary["figure"] = str(save_search_figure(rows, list(space), cfg.tune.metric, search_mode(cfg),
                                                dirs["exp"] / "search.png", cfg.tune.name,
                                                best=best["trial_id"] if best else None))
     summary["cache"] = cache_stats(dirs["cache"], rows)

@@ -12,6 +12,9 @@ from ..config import Config
 from .trial import read_trial_result
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+RAY_STATUS = {"TERMINATED": "OK", "ERROR": "ERROR"}
+"""Tune's trial statuses as `trials.csv` writes them (OK: finished, ASHA-stopped ones included); others (PENDING,
+RUNNING, PAUSED: a search that was interrupted) are written as Tune names them."""
 
 
 def error_line(err: BaseException) -> str:
@@ -24,21 +27,42 @@ def error_line(err: BaseException) -> str:
     return (lines[-1] if len(lines) > 1 else f"{type(err).__name__}: {lines[0]}")[:300]
 
 
+def _tune_records(grid) -> List[Any]:
+    """Tune's own records of the trials (status, id, start time), one per result and in the same order: Ray's
+    ResultGrid builds its results from its ExperimentAnalysis' trials and has no public accessor for them (Ray
+    2.60). [] when they are not there (then a result's error alone tells an errored trial)."""
+    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None)
+    return list(trials) if trials is not None and len(trials) == len(grid) else []
+
+
+def start_order(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The rows in the order their trials started (Tune's start time; trials that never started last, as listed).
+    Not by trial id: Optuna's ids are random hex, and Ray moves a retried trial to the end of its list."""
+    indexed = list(enumerate(rows))
+    indexed.sort(key=lambda item: (item[1].get("started") is None, item[1].get("started") or 0.0, item[0]))
+    return [row for _, row in indexed]
+
+
 def trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, Any]]:
+    """One row per trial, in the order the trials started."""
+    records = _tune_records(results)
     rows = []
-    for r in results:
-        cfgd = r.config or {}
-        trial_id = (r.metrics or {}).get("trial_id") or "?"
-        row: Dict[str, Any] = {"status": "ERROR" if r.error else "OK"}
-        row.update({k: v for k, v in cfgd.items()})
+    for i, r in enumerate(results):
+        record = records[i] if records else None
         metrics = r.metrics or {}
+        status = RAY_STATUS.get(record.status, record.status) if record is not None else \
+            ("ERROR" if r.error else "OK")
+        row: Dict[str, Any] = {"status": status}
+        row.update({k: v for k, v in (r.config or {}).items()})
         row["iterations"] = metrics.get("training_iteration")
         row[cfg.tune.metric] = metrics.get(cfg.tune.metric)
-        row["trial_id"] = metrics.get("trial_id", trial_id)
+        # a trial that failed before its first report has no metrics: Tune's record still names it
+        row["trial_id"] = record.trial_id if record is not None else (metrics.get("trial_id") or "?")
+        row["started"] = getattr(getattr(record, "run_metadata", None), "start_time", None)
         row["run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{row['trial_id']}")
         res = read_trial_result(Path(row["run_dir"])) or {}
         row["completed"] = bool(res) and not res.get("diverged")
-        if res.get("diverged") and not r.error:  # a result of the search, not an error (trial.run_target)
+        if res.get("diverged") and status == "OK":  # a result of the search, not an error (trial.run_target)
             row["status"], row["error"] = "DIVERGED", str(res["diverged"])[:300]
         row["trial_seconds"] = res.get("trial_seconds")
         # A trial stopped early (ASHA) has no result file; its last report carries its cache counts.
@@ -48,7 +72,7 @@ def trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, An
         if r.error:
             row["error"] = error_line(r.error)
         rows.append(row)
-    return rows
+    return start_order(rows)
 
 
 def cache_stats(cache_dir: Path, rows: List[Dict[str, Any]]) -> Dict[str, Any]:

@@ -1,6 +1,7 @@
-"""`trials.csv`. The `error` column held the first line of Ray's wrapper
+"""`trials.csv` and the figure's order. The `error` column held the first line of Ray's wrapper
 (`ESC[36mray::ImplicitFunc.train()ESC[39m (pid=...)`) instead of what failed: it now holds the underlying
-exception's last line, without colour codes.
+exception's last line, without colour codes. Rows and search.png's "creation order" (and its best-so-far line) went by
+the trial ids sorted as strings, which Optuna draws at random: they now follow the order the trials started in.
 
 Ray's Tuner is replaced by one that returns given results and Tune's records of the trials."""
 from __future__ import annotations
@@ -92,3 +93,37 @@ def test_error_line_of_other_errors():
     assert error_line(ValueError("")) == "ValueError"
     assert error_line(Exception("\x1b[31mfirst\x1b[0m\nTraceback ...\n  File 'x'\nKeyError: 'k'\n\n")) == \
         "KeyError: 'k'"
+
+
+def _trial(tid, started, status="TERMINATED"):
+    return SimpleNamespace(trial_id=tid, status=status, run_metadata=SimpleNamespace(start_time=started))
+
+
+def test_rows_and_the_figure_follow_the_order_the_trials_started_in(tmp_path, monkeypatch):
+    """Optuna's random trial ids: 'f3...' started first, then 'a1...', then '7c...'. Ray's list moves a retried
+    trial to its end, so neither the ids nor that list is the start order."""
+    started = {"f3c2a9d1": 100.0, "a1b7e044": 105.0, "7c0d55e2": 110.0}
+    values = {"f3c2a9d1": 0.9, "a1b7e044": 0.5, "7c0d55e2": 0.95}
+    listed = ["a1b7e044", "7c0d55e2", "f3c2a9d1"]  # f3... failed once and was retried: Ray moved it last
+    grid = _Grid([SimpleNamespace(config={"train.lr": 1e-3}, error=None,
+                                  metrics={METRIC: values[t], "trial_id": t, "training_iteration": 2})
+                  for t in listed], [_trial(t, started[t]) for t in listed])
+    summary, rows, drawn = _search(tmp_path, monkeypatch, grid, searcher="optuna")
+    order = ["f3c2a9d1", "a1b7e044", "7c0d55e2"]
+    assert [r["trial_id"] for r in rows] == order
+    assert [r["trial_id"] for r in drawn] == order  # the figure's x axis and best-so-far line
+    assert summary["best_trial_id"] == "7c0d55e2"
+
+
+def test_a_trial_that_never_reported_keeps_its_id_and_status(tmp_path, monkeypatch):
+    """Tune's own record names a trial that failed before its first report (its metrics are empty) and one that
+    never started (an interrupted search): they used to show as trial '?' with status OK."""
+    grid = _Grid([SimpleNamespace(config={"train.lr": 1e-3}, error=None,
+                                  metrics={METRIC: 0.7, "trial_id": "aaaa0001", "training_iteration": 2}),
+                  SimpleNamespace(config={"train.lr": 2e-3}, error=RuntimeError("no data"), metrics={}),
+                  SimpleNamespace(config={"train.lr": 3e-3}, error=None, metrics={})],
+                 [_trial("aaaa0001", 10.0), _trial("bbbb0002", 20.0, "ERROR"), _trial("cccc0003", None, "PENDING")])
+    _, rows, _ = _search(tmp_path, monkeypatch, grid)
+    assert [(r["trial_id"], r["status"]) for r in rows] == [("aaaa0001", "OK"), ("bbbb0002", "ERROR"),
+                                                            ("cccc0003", "PENDING")]
+    assert rows[1]["error"] == "RuntimeError: no data"
