@@ -11,13 +11,38 @@ from typing import Any, Dict, Optional, Tuple
 
 from ..config import Config
 from ..config.tune import metric_direction, reported_metrics, reporting_recipe
-from ..core.errors import UserError
-from .space import SpaceError
+from ..core.errors import ConfigError, UserError
+from .space import SpaceError, load_space, resolve_space, to_tune_space
 from .trial import PIPELINE_RECIPES, PIPELINE_SPACES
 
 
 class SearchError(UserError, RuntimeError):
     """The search cannot start or resume as configured; the message says what to change."""
+
+
+def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: Any = None) -> None:
+    """What the searcher and the scheduler need of the config, checked before anything is written (by `tune` before
+    its folder and parent run exist, and by `config validate`): ASHA's grace period within the longest a trial runs,
+    and for `tune.searcher=grid` a space of choice/grid values only (`space`: loaded from `source`; by default the
+    search's own, `tune.space` or the trial recipe's). Ray found both only once the search had started: a raw
+    `AssertionError: grace_period must be <= max_t!`, and a search folder that refused the corrected command."""
+    t = cfg.tune
+    max_t = t.max_t or cfg.train.epochs
+    if t.scheduler == "asha" and t.grace_period > max_t:
+        longest = f"tune.max_t={t.max_t}" if t.max_t else f"train.epochs={cfg.train.epochs}"
+        raise ConfigError(f"tune.grace_period={t.grace_period} is more than {longest}, the longest a trial runs: "
+                          f"ASHA cannot let every trial run that long before stopping one. Set tune.grace_period to "
+                          f"at most {max_t}, or use tune.scheduler=fifo")
+    if t.searcher != "grid":
+        return
+    if space is None:
+        source = resolve_space(t.space or default_space(t.recipe))
+        space = load_space(source)
+    try:
+        to_tune_space(space, "grid", cfg.train.epochs)
+    except SpaceError as err:
+        raise SpaceError(f"{source or 'the search space'}: tune.{err}; use tune.searcher=random or optuna for its "
+                         f"ranges, or give every key a choice or grid") from None
 
 
 def check_recipe(cfg: Config) -> None:

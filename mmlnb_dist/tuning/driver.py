@@ -23,8 +23,8 @@ from ..core.config import absolute_paths
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .algorithms import scheduler, searcher
-from .checks import (SearchError, check_recipe, check_resources, check_resume_goal, check_space_is_read,
-                     default_space)
+from .checks import (SearchError, check_recipe, check_resources, check_resume_goal, check_search,
+                     check_space_is_read, default_space)
 from .outcome import finish
 from .outcome import register_best as _register_best  # noqa: F401 - imported from here by callers and tests
 from .results import trial_rows
@@ -162,6 +162,10 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     check_space_is_read(space, cfg.tune.recipe, space_path)
     check_recipe(cfg)
     check_resources(cfg)
+    check_search(cfg, space, space_path)
+    # Built before anything is written: a setting they refuse must not leave a search folder or a parent run
+    param_space = to_tune_space(space, cfg.tune.searcher, cfg.train.epochs)
+    search_alg, trial_scheduler = searcher(cfg), scheduler(cfg)
     dirs = _dirs(cfg)
     exp_dir = dirs["exp"]
     resuming = cfg.tune.resume
@@ -213,11 +217,11 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
         else:
             tuner = tune.Tuner(
                 trainable,
-                param_space=to_tune_space(space, cfg.tune.searcher, cfg.train.epochs),
+                param_space=param_space,
                 tune_config=tune.TuneConfig(
                     metric=cfg.tune.metric, mode=search_mode(cfg), num_samples=cfg.tune.num_samples,
-                    max_concurrent_trials=cfg.tune.max_concurrent, search_alg=searcher(cfg),
-                    scheduler=scheduler(cfg), reuse_actors=cfg.tune.reuse_trial_processes),
+                    max_concurrent_trials=cfg.tune.max_concurrent, search_alg=search_alg,
+                    scheduler=trial_scheduler, reuse_actors=cfg.tune.reuse_trial_processes),
                 run_config=tune.RunConfig(
                     name=cfg.tune.name, storage_path=str(dirs["storage"]),
                     failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
