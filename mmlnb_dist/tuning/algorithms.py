@@ -7,6 +7,10 @@ from ..config.tune import search_mode
 
 
 def searcher(cfg: Config):
+    """The searcher, seeded with `tune.seed` and holding `tune.max_concurrent` (the Tuner then needs no
+    `max_concurrent_trials`). Random and grid: Tune's BasicVariantGenerator (grid_search entries in the space),
+    given the seed: left to Tune's default it drew from the unseeded global generator, so two searches with one
+    seed sampled different values."""
     t = cfg.tune
     if t.searcher == "optuna":
         from ray.tune.search import ConcurrencyLimiter
@@ -14,7 +18,9 @@ def searcher(cfg: Config):
 
         return ConcurrencyLimiter(OptunaSearch(metric=t.metric, mode=search_mode(cfg), seed=t.seed),
                                   max_concurrent=t.max_concurrent)
-    return None  # random and grid: Tune's BasicVariantGenerator (grid_search entries in the space)
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(max_concurrent=t.max_concurrent, random_state=t.seed)
 
 
 def scheduler(cfg: Config):

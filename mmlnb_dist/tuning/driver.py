@@ -220,7 +220,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
                 param_space=param_space,
                 tune_config=tune.TuneConfig(
                     metric=cfg.tune.metric, mode=search_mode(cfg), num_samples=cfg.tune.num_samples,
-                    max_concurrent_trials=cfg.tune.max_concurrent, search_alg=search_alg,
+                    search_alg=search_alg,
                     scheduler=trial_scheduler, reuse_actors=cfg.tune.reuse_trial_processes),
                 run_config=tune.RunConfig(
                     name=cfg.tune.name, storage_path=str(dirs["storage"]),
