@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional, Tuple
 from ..config import Config
 from ..config.tune import search_mode
 from ..core.config import absolute_paths
+from ..core.runlock import FolderInUseError, FolderLock, describe_holder, read_holder
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .algorithms import scheduler, searcher
@@ -151,9 +152,6 @@ def _parent_run(cfg: Config, uri: str, state: Dict[str, Any], space_path: Path) 
 
 def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]:
     """Run (or resume) the configured search; returns a summary with the best trial and its config path."""
-    import ray
-    from ray import tune
-
     space_path = resolve_space(space_path or cfg.tune.space or default_space(cfg.tune.recipe))
     # Trials run in folders of their own (on a cluster, on other machines): relative paths would point elsewhere
     cfg = absolute_paths(cfg, Path.cwd())
@@ -166,12 +164,38 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     # Built before anything is written: a setting they refuse must not leave a search folder or a parent run
     param_space = to_tune_space(space, cfg.tune.searcher, cfg.train.epochs)
     search_alg, trial_scheduler = searcher(cfg), scheduler(cfg)
+    plan = {"param_space": param_space, "search_alg": search_alg, "scheduler": trial_scheduler}
     dirs = _dirs(cfg)
     exp_dir = dirs["exp"]
-    resuming = cfg.tune.resume
-    if resuming and not (exp_dir / "search.json").is_file():
+    if cfg.tune.resume and not (exp_dir / "search.json").is_file():
         raise SearchError(f"nothing to resume at {exp_dir}; drop tune.resume=true to start this search")
     check_resume_goal(cfg, exp_dir, search_mode(cfg))
+    lock = _hold(exp_dir, cfg.tune.name)
+    try:
+        return _run_held(cfg, base, space, space_path, dirs, plan)
+    finally:
+        lock.release()
+
+
+def _hold(exp_dir: Path, name: str) -> FolderLock:
+    """Take the search folder for this driver, for the whole search: two drivers of one search (the same tune.name,
+    started together) both passed the "already exists" check before either wrote search.json, then ran two
+    experiments in one folder (or one died creating the tracking database the other was creating)."""
+    try:
+        return FolderLock(exp_dir, "mmlnb-dist tune").acquire()
+    except FolderInUseError:
+        raise SearchError(f"search '{name}' at {exp_dir} is in use by {describe_holder(read_holder(exp_dir))}: wait "
+                          f"for it to finish, or start this search under another tune.name") from None
+
+
+def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_path: Path, dirs: Dict[str, Path],
+              plan: Dict[str, Any]) -> Dict[str, Any]:
+    """The search, in its folder, which this driver holds."""
+    import ray
+    from ray import tune
+
+    exp_dir = dirs["exp"]
+    resuming = cfg.tune.resume
     if not resuming and (exp_dir / "search.json").is_file():
         raise SearchError(f"search '{cfg.tune.name}' already exists at {exp_dir}; resume it with "
                           f"tune.resume=true or pick another tune.name")
@@ -217,11 +241,11 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
         else:
             tuner = tune.Tuner(
                 trainable,
-                param_space=param_space,
+                param_space=plan["param_space"],
                 tune_config=tune.TuneConfig(
                     metric=cfg.tune.metric, mode=search_mode(cfg), num_samples=cfg.tune.num_samples,
-                    search_alg=search_alg,
-                    scheduler=trial_scheduler, reuse_actors=cfg.tune.reuse_trial_processes),
+                    search_alg=plan["search_alg"],
+                    scheduler=plan["scheduler"], reuse_actors=cfg.tune.reuse_trial_processes),
                 run_config=tune.RunConfig(
                     name=cfg.tune.name, storage_path=str(dirs["storage"]),
                     failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
