@@ -109,15 +109,27 @@ def _takes_text_only(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, (str, Path))
 
 
+def _is_optional(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    return (origin is Union or origin is types.UnionType) and type(None) in typing.get_args(annotation)
+
+
+NULL_WORDS = ("~", "null", "Null", "NULL")
+"""YAML's spellings of null: they unset an Optional text field (`tracking.register_name=null`)."""
+
+
 def _parse_value(text: str, annotation: Any = None) -> Any:
-    # YAML gives the natural types: 3e-4 -> float, true -> bool, [a, b] -> list, null -> None. A text field gets
-    # the text typed, though: `run.name=2024` or `run.name=off` is a name, not the number 2024 or False.
+    # A text field gets the text as typed (`run.name=2024`, `run.name=exp #1`, `vlm.prompt=Describe: the nuclei`):
+    # read as YAML, a number or a boolean would be refused, `#` would start a comment, `: ` or braces a mapping.
+    # Nothing, or YAML's null for an Optional field, is None (unset; a field that needs text refuses it).
+    if annotation is not None and _takes_text_only(annotation):
+        typed = text.strip()
+        return None if not typed or (typed in NULL_WORDS and _is_optional(annotation)) else typed
+    # Other fields are YAML, which gives the natural types: 3e-4 -> float, true -> bool, [a, b] -> list.
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-    if isinstance(value, (bool, int, float)) and annotation is not None and _takes_text_only(annotation):
-        return text.strip()
     if isinstance(value, str) and "," in value and _is_list_of_text(annotation):
         return [part.strip() for part in value.split(",")]  # `data.classes=UD,PD,D`, as the --classes flags
     return value
@@ -179,13 +191,26 @@ def _format_validation_error(root: type, err: ValidationError, source: str) -> s
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(root)"
         got = e.get("input")
-        got_text = "" if isinstance(got, dict) or e["type"] == "extra_forbidden" else f" (got {got!r})"
+        # a section's (or the root's) input is all its settings: too long to repeat; any other value, a mapping
+        # too (`train.epochs={a: 1}`), is shown as it was read, so a value YAML read otherwise than meant is seen
+        quiet = e["type"] == "extra_forbidden" or (isinstance(got, dict) and _names_section(root, e["loc"]))
+        got_text = "" if quiet else f" (got {got!r})"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             close = difflib.get_close_matches(key, known_keys(root), n=1)
             msg = "unknown key" + (f"; did you mean '{close[0]}'?" if close else "")
         lines.append(f"  {key}: {msg}{got_text}")
     return "\n".join(lines)
+
+
+def _names_section(root: type, loc: Sequence[Any]) -> bool:
+    """Whether an error's location is the root, a section or a list entry that is a section."""
+    if not loc:
+        return True
+    try:
+        return _section_type(field_annotation(root, ".".join(str(p) for p in loc))) is not None
+    except ConfigError:  # a location pydantic extended (a union member's tag): a value
+        return False
 
 
 def validate(root: Type[S], raw: Dict[str, Any], source: str = "<dict>") -> S:
