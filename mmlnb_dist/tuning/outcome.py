@@ -55,18 +55,21 @@ def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float,
 
 
 def log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: Dict[str, Path], errored) -> None:
+    """The search's summary on its parent run. The best values are tags (`best.<key>`) and the metric
+    `best/<metric>` at the step of the trial count, not params: MLflow refuses a param another value, so a resumed
+    search whose best changed could not say so (and its parent run stayed RUNNING)."""
     metrics = {"tune/wall_s": summary["wall_s"], "tune/trials": summary["trials"], "tune/errored": summary["errored"],
                "tune/diverged": summary["diverged"], "tune/stopped_early": summary["stopped_early"],
                "tune/cache_files": summary["cache"]["cache_files"]}
     if isinstance(summary.get("best_metric"), (int, float)):
         metrics[f"best/{cfg.tune.metric}"] = float(summary["best_metric"])
     tags = {"best_trial_id": str(summary.get("best_trial_id"))}
-    if errored:
-        tags["errored_trials"] = ", ".join(str(r["trial_id"]) for r in errored)
+    tags.update({f"best.{k}": str(v) for k, v in (summary.get("best_params") or {}).items()})
+    # None: a resume that reran the errored trials successfully drops the earlier run's tag
+    tags["errored_trials"] = ", ".join(str(r["trial_id"]) for r in errored) or None
     artifacts = [dirs["exp"] / "trials.csv", Path(summary["figure"])]
     artifacts += [Path(summary["best_config"])] if summary.get("best_config") else []
-    parent.finish(metrics=metrics, params={f"best.{k}": v for k, v in (summary.get("best_params") or {}).items()},
-                  artifacts=artifacts, tags=tags)
+    parent.finish(metrics=metrics, artifacts=artifacts, tags=tags, step=int(summary["trials"]))
 
 
 def register_best(cfg: Config, parent: Optional[ParentRun], summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:

@@ -3,7 +3,7 @@ it through the `mlflow.parentRunId` tag (never `MLFLOW_RUN_ID`, which would over
 
     parent = ParentRun.open(tracking, uri, output_dir, name="search-1", tags=..., params=..., resume_id=None)
     ... each trial: tracking.parent_run_id = parent.run_id ...
-    parent.finish(metrics={...}, params={...}, artifacts=[...], tags={...})
+    parent.finish(metrics={...}, artifacts=[...], tags={...}, step=n)   # each part on its own
     parent.child_with_tag("run_dir", "/abs/path")   # the trial's own run
 """
 from __future__ import annotations
@@ -59,22 +59,45 @@ class ParentRun:
         return cls(uri, run_id)
 
     def finish(self, *, metrics: Mapping[str, float] = (), params: Mapping[str, Any] = (),
-               artifacts: Sequence[Path] = (), tags: Mapping[str, str] = (), status: str = "FINISHED") -> None:
-        """Log the group's summary and close the run."""
+               artifacts: Sequence[Path] = (), tags: Mapping[str, str] = (), status: str = "FINISHED",
+               step: int = 0) -> None:
+        """Log the group's summary (`metrics` at `step`; a tag given as None is removed) and close the run as
+        `status`.
+
+        Each part goes on its own: MLflow rejects a whole batch for one param logged before with another value (a
+        resumed search), and that rejection used to skip the artifacts and the run's end, leaving it RUNNING with
+        stale artifacts. Values that change between calls belong in tags and metrics, which MLflow updates."""
         import mlflow
         from mlflow.entities import Metric, Param, RunTag
 
+        if not server_reachable(self.uri):
+            log.warning("tracking server %s unreachable: the summary of parent run %s stays on disk only", self.uri,
+                        self.run_id)
+            return
         client = mlflow.MlflowClient(self.uri)
         now = int(time.time() * 1000)
+        parts = [("metrics", lambda: client.log_batch(
+                     self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in dict(metrics).items()])),
+                 ("tags", lambda: client.log_batch(
+                     self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in dict(tags).items() if v is not None])),
+                 *((f"tag {k} (stale)", lambda k=k: client.delete_tag(self.run_id, k))
+                   for k, v in dict(tags).items() if v is None and k in self._tags(client)),
+                 *((f"param {k}", lambda k=k, v=v: client.log_batch(self.run_id, params=[Param(k, str(v)[:6000])]))
+                   for k, v in dict(params).items()),
+                 *((f"artifact {path}", lambda path=path: client.log_artifact(self.run_id, str(path), "search"))
+                   for path in artifacts),
+                 ("end", lambda: client.set_terminated(self.run_id, status=status))]
+        for what, call in parts:
+            try:
+                call()
+            except Exception as err:  # noqa: BLE001 - results are on disk either way; the other parts still go
+                log.warning("could not log the %s of parent run %s to MLflow: %s", what, self.run_id, err)
+
+    def _tags(self, client) -> Mapping[str, str]:
         try:
-            client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in dict(metrics).items()],
-                             params=[Param(k, str(v)[:6000]) for k, v in dict(params).items()],
-                             tags=[RunTag(k, str(v)[:5000]) for k, v in dict(tags).items()])
-            for path in artifacts:
-                client.log_artifact(self.run_id, str(path), "search")
-            client.set_terminated(self.run_id, status=status)
-        except Exception as err:  # noqa: BLE001 - results are on disk either way
-            log.warning("could not log the summary of parent run %s to MLflow: %s", self.run_id, err)
+            return client.get_run(self.run_id).data.tags
+        except Exception:  # noqa: BLE001 - nothing to remove then
+            return {}
 
     def child_with_tag(self, key: str, value: str) -> Optional[str]:
         """The run id of the child run whose tag `key` equals `value` (None when there is none)."""
