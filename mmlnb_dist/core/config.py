@@ -147,14 +147,26 @@ def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -
             raise ConfigError(f"override '{item}' is not of the form key=value (for example train.lr=3e-4)")
         key, text = item.split("=", 1)
         key = key.strip()
-        set_dotted(root, raw, key, _parse_value(text, field_annotation(root, key)))
+        set_dotted(root, raw, key, _parse_value(text, field_annotation(root, key)), merge=True)
     return raw
 
 
-def set_dotted(root: type, raw: Dict[str, Any], key: str, value: Any) -> None:
+def merge_into(node: Dict[str, Any], value: Dict[str, Any]) -> Dict[str, Any]:
+    """`value`'s keys written into `node`, mappings merged at every depth, anything else (a list) replaced."""
+    for k, v in value.items():
+        if isinstance(v, dict) and isinstance(node.get(k), dict):
+            merge_into(node[k], v)
+        else:
+            node[k] = v
+    return node
+
+
+def set_dotted(root: type, raw: Dict[str, Any], key: str, value: Any, merge: bool = False) -> None:
     """Set the dotted `key` of a raw (dict) config of model `root` to `value` (already typed): sections are created
     as needed, and a list entry (`fusion.curriculum.phases.1.start_epoch`) is reached by index in the dict's list,
-    else in the field's default. `ConfigError` for a key that is no field or an index out of range."""
+    else in the field's default. With `merge`, a mapping `value` is merged into the mapping already there
+    (`merge_into`): an override `data.loader={num_workers: 0}` changes one setting, not the whole section (which
+    fell back to the defaults). `ConfigError` for a key that is no field or an index out of range."""
     field_annotation(root, key)
     node: Any = raw
     model: type = root
@@ -178,12 +190,21 @@ def set_dotted(root: type, raw: Dict[str, Any], key: str, value: Any) -> None:
             raise ConfigError(f"config key '{key}': '{'.'.join(parts[:i + 1])}' has {held}; index {index} is "
                               f"out of range")
         if i + 1 == len(parts) - 1:
-            entries[index] = value
+            _put(entries, index, value, merge)
             return
         if not isinstance(entries[index], dict):
             entries[index] = {}
         node, model, i = entries[index], _list_item(model.model_fields[part].annotation), i + 2
-    node[parts[-1]] = value
+    _put(node, parts[-1], value, merge)
+
+
+def _put(container: Any, slot: Any, value: Any, merge: bool) -> None:
+    """`container[slot] = value` (a dict's key or a list's index), or, with `merge`, a mapping merged into one."""
+    held = container[slot] if isinstance(container, list) else container.get(slot)
+    if merge and isinstance(value, dict) and isinstance(held, dict):
+        merge_into(held, value)
+    else:
+        container[slot] = value
 
 
 def _format_validation_error(root: type, err: ValidationError, source: str) -> str:
