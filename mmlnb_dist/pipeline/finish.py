@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..config import Config
 from ..core.distributed import DistEnv, all_gather_object
+from ..core.errors import UserError
 from ..data.shardset import ShardSet
 from ..core.tracking.registry import alias_selection
 from ..recipes import RECIPES, load_class
@@ -180,13 +181,76 @@ def _send_training_journal(run_dir: Path, uri: str) -> Tuple[Optional[str], str]
         return None, f"{run_dir} has no MLflow journal to send (tracking.spool was off)"
     try:
         # without a journal (no mlflow in tracking.backends) the run's MLflow run is made from the metrics it kept
-        result = upload(spool) if journaled else import_run_folder(run_dir, "train", uri)
+        # to `uri`: the store this stage registers in (a new one when the run's own store was lost)
+        result = upload(spool, uri) if journaled else import_run_folder(run_dir, "train", uri)
     except (ConnectionError, ValueError, FolderImportError) as err:
         return None, str(err)
     if result.get("skipped") or not result.get("run_id"):
         return None, result.get("skipped") or f"{spool.path} names no run"
     log.info("sent %d journaled event(s) of %s to MLflow run %s", result["sent"], run_dir, result["run_id"])
     return result["run_id"], ""
+
+
+LOST_STORE_REMEDY = ("put back the store that held it (or set tracking.uri=sqlite:////ABSOLUTE/PATH to where it is "
+                     "now); if it is lost, set tracking.uri to a new store: the register stage then sends the "
+                     "training run's journal there and registers it (training is not redone)")
+"""What a pipeline user does about a store that lost what the pipeline recorded in it (`require_sqlite_store`)."""
+
+
+def _training_run(train: StageResult, uri: str) -> Optional[str]:
+    """The training run's MLflow run id when it was logged to the store `uri` (None: it has none yet, or it is in
+    another store: its journal is sent to `uri` first). A recorded store that is gone is refused: registering there
+    would make an empty store and fail in it."""
+    from ..core.tracking.journal import recorded_run
+    from ..core.tracking.server import absolute_sqlite_uri, require_sqlite_store
+
+    run_id = train.info.get("mlflow_run_id")
+    if not run_id:
+        return None
+    logged_to = recorded_run(Path(train.info["run_dir"])).get("tracking_uri")
+    if logged_to and absolute_sqlite_uri(logged_to) != uri:
+        return None
+    require_sqlite_store(uri, f"register: the training run {run_id} ({train.info['run_dir']})",
+                         LOST_STORE_REMEDY)
+    return run_id
+
+
+def registration_lost(uri: str) -> Callable[[Dict[str, Any]], Optional[str]]:
+    """The register stage's `Recheck`: an up-to-date registration is skipped only while the store still holds its
+    version, from the recorded run (one lookup); else the stage registers again (the store holds the run) or is
+    refused (the store is gone, or holds neither: a moved or replaced database)."""
+
+    def recheck(state: Dict[str, Any]) -> Optional[str]:
+        if not state.get("registered"):
+            return None  # nothing of it is in the store
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from ..core.tracking.server import require_sqlite_store
+
+        model, run_id = state.get("model_uri") or f"models:/{state['name']}/{state['version']}", state["run_id"]
+        what = f"register: the registration {model} (training run {run_id})"
+        require_sqlite_store(uri, what, LOST_STORE_REMEDY)  # before MLflow would make an empty one there
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+        try:
+            holder = client.get_model_version(state["name"], str(state["version"])).run_id
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                log.warning("register: could not check that %s is still in %s (%s); its record is kept", model,
+                            uri, err)
+                return None
+            holder = None
+        if holder == run_id:
+            return None
+        try:
+            client.get_run(run_id)
+        except MlflowException:
+            raise UserError(f"{what} is not in the MLflow store {uri}, nor is its training run (another database in "
+                            f"its place?); {LOST_STORE_REMEDY}") from None
+        return f"{model} is no longer in the MLflow store {uri}" if holder is None else \
+            f"{model} in the MLflow store {uri} is another run's ({holder})"
+
+    return recheck
 
 
 def _alias_version(uri: str, res: Any) -> Optional[str]:
@@ -214,7 +278,6 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
     fp = fingerprint("register", train.fingerprint, name, t.register_alias, metric, mode, uri)
 
     def work(resume: bool) -> Dict[str, Any]:
-        run_id = train.info.get("mlflow_run_id")
         if not spec.register:
             return {"registered": False, "reason": f"the {spec.name} recipe has no model to register"}
         if "mlflow" not in t.backends:  # kept open: a rerun with mlflow imports the training run, then registers
@@ -222,7 +285,8 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
                     "reason": "tracking.backends has no mlflow, so training made no MLflow run to register (rerun "
                               "with mlflow in tracking.backends: this stage makes the training run's MLflow run "
                               "from the metrics it kept, then registers it; training is not redone)"}
-        if not run_id:  # training could not reach the server, or had no mlflow: send or import its run first
+        run_id = _training_run(train, uri)
+        if not run_id:  # training could not reach the server, had no mlflow, or logged to a lost store: send it
             run_id, why = _send_training_journal(Path(train.info["run_dir"]), uri)
             if not run_id:
                 return {"registered": False, KEEP_OPEN: True,
@@ -237,4 +301,6 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
         log.info("registered %s version %s: %s", res.name, res.version, res.reason)
         return info
 
-    return rank0_stage(cfg.distributed, "register", out, fp, work)
+    stage = rank0_stage(cfg.distributed, "register", out, fp, work)
+    stage.recheck = registration_lost(uri)
+    return stage

@@ -16,11 +16,11 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from filelock import FileLock, Timeout
 
-from ..core.distributed import DistEnv, barrier, rank0_alone
+from ..core.distributed import DistEnv, all_gather_object, barrier, rank0_alone
 from ..core.divergence import TrainingDiverged
 from ..core.errors import UserError
 from ..core.files import replace_text
@@ -77,6 +77,12 @@ class StageResult:
     settings or inputs than this config's) or `input` (given)."""
 
 
+Recheck = Callable[[Dict[str, Any]], Optional[str]]
+"""`recheck(record)` of an up-to-date stage whose result lives outside its output folder (a registration in the
+MLflow store, which a user can lose while the record stays): None when it is still there; else why the stage runs
+again; a `UserError` when it cannot be redone (the message says what to do). Rank 0 alone calls it."""
+
+
 @dataclass
 class PlannedStage:
     """A stage ready to run: its output, its fingerprint and its work (`work(resume) -> info`)."""
@@ -94,6 +100,9 @@ class PlannedStage:
     shared: bool = False
     """The output is in a cache that other jobs use at the same time (a search's concurrent `vlm-fusion` trials):
     a job that finds another building it waits for it and then takes what it built (`stage_turn`)."""
+    recheck: Optional[Recheck] = None
+    """For an output whose record says up to date: whether what it records outside the pipeline's folders is
+    still there (`Recheck`); None: the record is trusted."""
 
 
 def rank0_stage(distributed: DistributedConfig, name: str, output: Path, fingerprint: str,
@@ -135,7 +144,7 @@ def stage_turn(name: str, out: Path, env: DistEnv, say: Callable[[str], None],
 def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]],
               say: Callable[[str], None] = log.info, env: Optional[DistEnv] = None,
               main_only: bool = False, rank0_wait_s: Optional[int] = None,
-              owner: Optional[str] = None, shared: bool = False) -> StageResult:
+              owner: Optional[str] = None, shared: bool = False, recheck: Optional[Recheck] = None) -> StageResult:
     """Run `work(resume)` unless `out` already holds this fingerprint as done.
 
     - done with this fingerprint: skipped;
@@ -148,21 +157,42 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     Under a launcher every rank calls it: the work is collective, or (`main_only`) rank 0's alone while the
     others wait (up to `rank0_wait_s`; None: `distributed.rank0_wait_s`'s default) and then read its record.
     Rank 0 alone writes the records. `shared`: wait for another job building `out` first (`stage_turn`).
+    `recheck`: an up-to-date output is skipped only when it also says its result is still there (`Recheck`).
     """
     env = env or DistEnv()
     with stage_turn(name, out, env, say, rank0_wait_s) if shared else nullcontext():
-        return _run_stage(name, out, fp, work, say, env, main_only, rank0_wait_s, owner)
+        return _run_stage(name, out, fp, work, say, env, main_only, rank0_wait_s, owner, recheck)
+
+
+def _lost(recheck: Recheck, state: Dict[str, Any], env: DistEnv) -> Optional[str]:
+    """`recheck(state)` asked on rank 0 (one lookup, not one per rank) and its answer given to every rank, so all
+    skip or all rerun; a refusal is raised on every rank."""
+    answer: Tuple[Optional[str], Optional[str]] = (None, None)
+    if env.is_main:
+        try:
+            answer = (recheck(state), None)
+        except UserError as err:
+            answer = (None, str(err))
+    reason, refused = all_gather_object(env, answer)[0]
+    if refused:
+        raise UserError(refused)
+    return reason
 
 
 def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]], say: Callable[[str], None],
-               env: DistEnv, main_only: bool, rank0_wait_s: Optional[int], owner: Optional[str]) -> StageResult:
+               env: DistEnv, main_only: bool, rank0_wait_s: Optional[int], owner: Optional[str],
+               recheck: Optional[Recheck] = None) -> StageResult:
     """`run_stage` once it is this job's turn at `out`."""
     state = read_stage(out)
     barrier(env)  # every rank has read the record before rank 0 changes it
     gone = bool(state) and not out.exists()  # a user deleted the output to have it rebuilt: the record is stale
+    changed = f"inputs or settings changed since {out} was built"
     if is_up_to_date(state, out, fp):
-        say(f"{name}: up to date in {out} (fingerprint {fp}): skipped")
-        return StageResult(name, out, fp, True, 0.0, state, status="skipped")
+        lost = _lost(recheck, state, env) if recheck is not None else None
+        if lost is None:
+            say(f"{name}: up to date in {out} (fingerprint {fp}): skipped")
+            return StageResult(name, out, fp, True, 0.0, state, status="skipped")
+        changed = lost
     if gone:
         say(f"{name}: {out} is gone (its record says {state.get('status')}): running it afresh")
     resume = state.get("fingerprint") == fp and state.get("status") == "running" and not gone
@@ -175,7 +205,7 @@ def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, A
         if out.exists() and not resume:
             FolderLock(out, name).refuse_if_held()  # never pulled from under a job that reads or writes it
             if state:
-                say(f"{name}: inputs or settings changed since {out} was built: rebuilding it")
+                say(f"{name}: {changed}: rebuilding it")
             shutil.rmtree(out)
         _write_stage(out, fp, "running", {}, owner)
     barrier(env)
@@ -261,7 +291,8 @@ def _end_status(info: Dict[str, Any]) -> str:
 
 def run_planned(stage: PlannedStage, env: Optional[DistEnv] = None) -> StageResult:
     return run_stage(stage.name, stage.output, stage.fingerprint, stage.work, env=env, main_only=stage.main_only,
-                     rank0_wait_s=stage.rank0_wait_s, owner=stage.owner, shared=stage.shared)
+                     rank0_wait_s=stage.rank0_wait_s, owner=stage.owner, shared=stage.shared,
+                     recheck=stage.recheck)
 
 
 def recorded(stage: PlannedStage, first: str) -> StageResult:

@@ -47,14 +47,19 @@ def absolute_sqlite_uri(uri: str) -> str:
     return f"sqlite:///{path.resolve()}{query}"
 
 
-def require_sqlite_store(uri: str, what: str) -> None:
+STORE_REMEDY = "put the file back or pass its tracking URI (--uri sqlite:////ABSOLUTE/PATH)"
+"""What `require_sqlite_store` tells a user of the tracking commands to do (the pipeline names tracking.uri)."""
+
+
+def require_sqlite_store(uri: str, what: str, remedy: str = STORE_REMEDY) -> None:
     """Refuse (`UserError`, naming the file) a recorded SQLite store that is not there: MLflow would create an
-    empty one in its place, and `what` (a run it records) would seem gone, or be made anew, orphaning the real one."""
+    empty one in its place, and `what` (a run it records) would seem gone, or be made anew, orphaning the real one.
+    `remedy`: what the caller's user can do about it (a command's flag, or a config key)."""
     path = sqlite_store(uri)
     if path is not None and str(path) != ":memory:" and not path.is_file():
         raise UserError(f"{what} is recorded in the MLflow store {path.resolve() if not path.is_absolute() else path} "
                         f"({uri}), which does not exist (moved, deleted, or a relative path read from another "
-                        f"folder); put the file back or pass its tracking URI (--uri sqlite:////ABSOLUTE/PATH)")
+                        f"folder); {remedy}")
 
 
 def limit_http_retries(tracking: Optional[TrackingConfig] = None) -> None:
