@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import ConfigError
-from .files import load_yaml
+from .files import DuplicateKeyError, load_yaml, load_yaml_text
 
 __all__ = ["Section", "ConfigError", "apply_overrides", "set_dotted", "field_annotation",
            "validate", "load", "to_yaml", "save_config", "flatten",
@@ -127,7 +127,9 @@ def _parse_value(text: str, annotation: Any = None) -> Any:
         return None if not typed or (typed in NULL_WORDS and _is_optional(annotation)) else typed
     # Other fields are YAML, which gives the natural types: 3e-4 -> float, true -> bool, [a, b] -> list.
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml_text(text)
+    except DuplicateKeyError:
+        raise
     except yaml.YAMLError:
         return text
     if isinstance(value, str) and "," in value and _is_list_of_text(annotation):
@@ -147,7 +149,12 @@ def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -
             raise ConfigError(f"override '{item}' is not of the form key=value (for example train.lr=3e-4)")
         key, text = item.split("=", 1)
         key = key.strip()
-        set_dotted(root, raw, key, _parse_value(text, field_annotation(root, key)), merge=True)
+        try:
+            value = _parse_value(text, field_annotation(root, key))
+        except DuplicateKeyError as err:
+            raise ConfigError(f"override '{item}': the key {err.key!r} is written twice in one mapping (the second "
+                              f"would silently replace the first; keep one)") from None
+        set_dotted(root, raw, key, value, merge=True)
     return raw
 
 

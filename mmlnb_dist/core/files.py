@@ -44,6 +44,14 @@ def dict_reader(handle: TextIO) -> csv.DictReader:
     return csv.DictReader(handle, delimiter=max((",", ";", "\t"), key=header.count) if header else ",")
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key written twice in one YAML mapping; `key` is the key."""
+
+    def __init__(self, key: Any, problem: str, mark: Any) -> None:
+        super().__init__(None, None, problem, mark)
+        self.key = key
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """`yaml.SafeLoader` that refuses a key written twice in one mapping. PyYAML keeps the last and drops the
     first without a word: a config with two `train:` sections trains with half of what its author wrote."""
@@ -55,20 +63,29 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue  # `<<: *base` then an explicit key is YAML's way to override a shared block
                 key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
                 try:
-                    earlier = first_line.setdefault(key, key_node.start_mark.line + 1)
+                    earlier = first_line.get(key)
                 except TypeError:
                     continue  # an unhashable key: SafeLoader's own error names it
-                if earlier != key_node.start_mark.line + 1:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"found the key {key!r} twice, on line {earlier} and on line "
-                        f"{key_node.start_mark.line + 1} (the second would silently replace the first; keep one)",
-                        key_node.start_mark)
+                if earlier is None:
+                    first_line[key] = line
+                else:  # both may be on one line (a flow mapping: `{a: 1, a: 2}`)
+                    where = f"on line {earlier} and on line {line}" if earlier != line else f"on line {line}"
+                    raise DuplicateKeyError(key, f"found the key {key!r} twice, {where} (the second would "
+                                                 f"silently replace the first; keep one)", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
 
 def load_yaml(path: Union[str, Path]) -> Any:
     """A user's YAML file (config, search space, label merge), read as `yaml.safe_load` would, except that a key
-    written twice in one mapping raises `yaml.YAMLError` naming the key, both lines and the file."""
+    written twice in one mapping raises `DuplicateKeyError` (a `yaml.YAMLError`) naming the key, the line(s) and
+    the file."""
     with open(path, encoding="utf-8") as handle:
         return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_yaml_text(text: str) -> Any:
+    """`text` read as `load_yaml` reads a file (a command-line override's value): a key written twice in one
+    mapping raises `DuplicateKeyError`."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
