@@ -31,8 +31,14 @@ def _tune(args) -> int:
 
     if args.ray_address is not None:  # a flag wins over the config file and the overrides
         args.overrides = list(args.overrides) + [f"tune.address={args.ray_address}"]
+    from ..tuning.stop import SearchInterrupted
+
     cfg = load_from_args(args)
-    summary = run_search(cfg, args.space)
+    try:
+        summary = run_search(cfg, args.space)
+    except SearchInterrupted as err:  # Ray saved the search's state: no best of a partial search, exit as Ctrl-C
+        print(f"mmlnb-dist tune: {err}", file=sys.stderr)
+        return 130
     print(json.dumps({k: v for k, v in summary.items() if k != "cache"}, indent=1, default=str))
     if summary.get("best_config"):
         print(f"best config: {summary['best_config']}  (train it: mmlnb-dist train --config {summary['best_config']})")

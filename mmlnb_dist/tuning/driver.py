@@ -28,8 +28,9 @@ from .checks import (SearchError, check_recipe, check_resources, check_resume_go
                      check_space_is_read, default_space)
 from .outcome import finish
 from .outcome import register_best as _register_best  # noqa: F401 - imported from here by callers and tests
-from .results import trial_rows
+from .results import FINISHED, trial_rows
 from .space import load_space, resolve_space, to_tune_space
+from .stop import GracefulSearchStop, SearchInterrupted
 from .trial import trial_main
 
 log = logging.getLogger(__name__)
@@ -252,12 +253,19 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
                     callbacks=[_release_callback(dirs["trials"], cfg.tune.name)],
                     verbose=1),
             )
-        grid = tuner.fit()
+        with GracefulSearchStop() as stop:
+            grid = tuner.fit()
         wall = time.time() - t0
         rows = trial_rows(grid, dirs, cfg)
+        # Tune returns normally after its graceful stop: the signal, or trials it never finished, say it stopped
+        interrupted = stop.signal is not None or any(r["status"] not in FINISHED for r in rows)
         # kept worker groups: how many were built (one per concurrent trial, plus one per failed trial)
         extra = {"worker_groups_built": ray.get(pool.groups_built.remote())} if pool is not None else {}
-        summary = finish(cfg, rows, dirs, uri, parent, space, wall, extra)
+        summary = finish(cfg, rows, dirs, uri, parent, space, wall, extra, interrupted=interrupted)
+    except KeyboardInterrupt as err:  # stopped at once: Tune's state is the one it saved last, still resumable
+        if parent is not None and not isinstance(err, SearchInterrupted):
+            parent.finish(status="KILLED")
+        raise SearchInterrupted() from err
     finally:
         if pool is not None:
             ray.get(pool.shutdown.remote())
@@ -268,4 +276,6 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
             from ..core.tracking.server import stop_server
 
             stop_server(server)
+    if summary.get("interrupted"):
+        raise SearchInterrupted(summary)
     return summary

@@ -18,16 +18,20 @@ from .space import apply_params
 log = logging.getLogger(__name__)
 
 
-def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float,
-           extra: Dict[str, Any]) -> Dict[str, Any]:
-    """Best config YAML, trials table, cache stats, parent-run logging, optional registration."""
+def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float, extra: Dict[str, Any],
+           interrupted: bool = False) -> Dict[str, Any]:
+    """Best config YAML, trials table, cache stats, parent-run logging, optional registration. An `interrupted`
+    search (stopped by a signal, resumable) picks nothing: its table and figure are written, summary.json says
+    `interrupted`, and its parent run ends KILLED."""
     errored = [r for r in rows if r["status"] == "ERROR"]
     summary: Dict[str, Any] = {**extra, "trials": len(rows), "errored": len(errored),
                                "diverged": sum(1 for r in rows if r["status"] == "DIVERGED"), "wall_s": round(wall, 1),
                                "experiment_dir": str(dirs["exp"]), "parent_run_id": parent.run_id if parent else None,
                                "stopped_early": sum(1 for r in rows if not r["completed"] and r["status"] == "OK")}
     write_trials_csv(rows, dirs["exp"] / "trials.csv")
-    best = pick_best(rows, cfg.tune.metric, search_mode(cfg))
+    best = None if interrupted else pick_best(rows, cfg.tune.metric, search_mode(cfg))
+    if interrupted:
+        summary["interrupted"] = True
     summary["figure"] = str(save_search_figure(rows, list(space), cfg.tune.metric, search_mode(cfg),
                                                dirs["exp"] / "search.png", cfg.tune.name,
                                                best=best["trial_id"] if best else None))
@@ -47,14 +51,15 @@ def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float,
                         "best_metric": finite(best[cfg.tune.metric]), "best_trial_id": best["trial_id"],
                         "best_run_dir": best["run_dir"]})
     if parent is not None:
-        log_parent(cfg, parent, summary, dirs, errored)
+        log_parent(cfg, parent, summary, dirs, errored, status="KILLED" if interrupted else "FINISHED")
     if cfg.tune.register_best and cfg.tracking.register_name and summary.get("best_run_dir"):
         summary["registered"] = register_best(cfg, parent, summary)
     (dirs["exp"] / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
 
 
-def log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: Dict[str, Path], errored) -> None:
+def log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: Dict[str, Path], errored,
+               status: str = "FINISHED") -> None:
     """The search's summary on its parent run. The best values are tags (`best.<key>`) and the metric
     `best/<metric>` at the step of the trial count, not params: MLflow refuses a param another value, so a resumed
     search whose best changed could not say so (and its parent run stayed RUNNING)."""
@@ -63,13 +68,15 @@ def log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: Di
                "tune/cache_files": summary["cache"]["cache_files"]}
     if isinstance(summary.get("best_metric"), (int, float)):
         metrics[f"best/{cfg.tune.metric}"] = float(summary["best_metric"])
-    tags = {"best_trial_id": str(summary.get("best_trial_id"))}
-    tags.update({f"best.{k}": str(v) for k, v in (summary.get("best_params") or {}).items()})
+    tags: Dict[str, Optional[str]] = {}
+    if summary.get("best_trial_id") is not None:
+        tags["best_trial_id"] = str(summary["best_trial_id"])
+        tags.update({f"best.{k}": str(v) for k, v in (summary.get("best_params") or {}).items()})
     # None: a resume that reran the errored trials successfully drops the earlier run's tag
     tags["errored_trials"] = ", ".join(str(r["trial_id"]) for r in errored) or None
     artifacts = [dirs["exp"] / "trials.csv", Path(summary["figure"])]
     artifacts += [Path(summary["best_config"])] if summary.get("best_config") else []
-    parent.finish(metrics=metrics, artifacts=artifacts, tags=tags, step=int(summary["trials"]))
+    parent.finish(metrics=metrics, artifacts=artifacts, tags=tags, step=int(summary["trials"]), status=status)
 
 
 def register_best(cfg: Config, parent: Optional[ParentRun], summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:

@@ -15,6 +15,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 RAY_STATUS = {"TERMINATED": "OK", "ERROR": "ERROR"}
 """Tune's trial statuses as `trials.csv` writes them (OK: finished, ASHA-stopped ones included); others (PENDING,
 RUNNING, PAUSED: a search that was interrupted) are written as Tune names them."""
+FINISHED = ("OK", "ERROR", "DIVERGED")
+"""The statuses of trials that ended; any other one means the search was stopped before its end."""
 
 
 def error_line(err: BaseException) -> str:
