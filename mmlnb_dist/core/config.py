@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Type, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from .errors import ConfigError
 from .files import DuplicateKeyError, load_yaml, load_yaml_text
@@ -40,6 +40,34 @@ class Section(BaseModel):
         protected_namespaces=(),
         allow_inf_nan=False,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _expand_home(cls, value: Any, info: ValidationInfo) -> Any:
+        """`~` at the start of a path setting is the home folder, in every section (recipes' too), from a file, an
+        override or an assignment: nothing expanded it, and `data.synth_dir=~/x` made a folder named `~`."""
+        if info.field_name is None or not _holds_paths(cls.model_fields[info.field_name].annotation):
+            return value
+        return [_expand(v) for v in value] if isinstance(value, list) else _expand(value)
+
+
+def _holds_paths(annotation: Any) -> bool:
+    """A Path field, an Optional one or a list of paths."""
+    if annotation is Path:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType or origin is list:
+        return any(_holds_paths(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _expand(value: Any) -> Any:
+    if isinstance(value, (str, Path)) and str(value).startswith("~"):
+        try:
+            return Path(value).expanduser()
+        except RuntimeError as err:  # no home folder known (HOME unset, no passwd entry): a ValueError names the key
+            raise ValueError(f"'{value}': cannot expand '~' ({err})") from None
+    return value
 
 
 def _section_type(annotation: Any) -> Optional[type]:
