@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 from pydantic import Field, create_model, model_validator
 
 from ..core import config as machinery
+from ..core import explain as explaining
 from ..core.config import ConfigError, Section, flatten, save_config, to_yaml
 from ..core.sections import DistributedConfig, LRScheduleConfig, RunConfig, TrackingConfig, TrainConfig
 from ..data.config import BuildConfig, DataConfig, LoaderConfig, SynthConfig
@@ -119,7 +120,7 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str
 def explain(cfg: Optional[Config] = None, keys: Sequence[str] = ()) -> List[str]:
     """One line per key of the root config (only `keys` and their sections' when given): dotted key, value (`cfg`'s,
     with the default beside it where they differ; the defaults when None), docstring."""
-    return machinery.explain(Config, cfg, keys)
+    return explaining.explain(Config, cfg, keys)
 
 
 def check_register_metric(metric: str, spec: Any) -> None:

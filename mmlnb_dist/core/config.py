@@ -1,4 +1,4 @@
-"""Typed config machinery: the `Section` base, YAML loading with dotted overrides, and `explain`.
+"""Typed config machinery: the `Section` base and YAML loading with dotted overrides (`core.explain` lists it).
 
 Sections are pydantic models whose fields carry their documentation as attribute docstrings (the litgpt
 style): `use_attribute_docstrings` turns each docstring into the field's description, which
@@ -10,7 +10,6 @@ assembles it from the shared sections and each recipe's section).
 from __future__ import annotations
 
 import difflib
-import json
 import types
 import typing
 from pathlib import Path
@@ -24,7 +23,7 @@ from .files import DuplicateKeyError, load_yaml, load_yaml_text
 
 __all__ = ["Section", "ConfigError", "apply_overrides", "set_dotted", "field_annotation",
            "validate", "load", "to_yaml", "save_config", "flatten",
-           "explain", "absolute_paths"]
+           "absolute_paths"]
 
 S = TypeVar("S", bound="Section")
 
@@ -351,35 +350,3 @@ def absolute_paths(cfg: S, root: Path) -> S:
 
     update = {name: fix(getattr(cfg, name)) for name in type(cfg).model_fields}
     return cfg.model_copy(update={k: v for k, v in update.items() if v is not getattr(cfg, k)})
-
-
-def explain(root: Type[S], cfg: Optional[S] = None, keys: Sequence[str] = ()) -> List[str]:
-    """One line per field of `root`: dotted key, value, docstring (for `mmlnb-dist config explain`). The value is
-    `cfg`'s, followed by the default where they differ (the defaults alone when `cfg` is None), written as JSON,
-    as a YAML file or an override would spell it. `keys` keeps only those keys and sections (unknown ones raise,
-    with a suggestion)."""
-    for key in keys:
-        field_annotation(root, key)
-    defaults, values = flatten(root()), flatten(cfg) if cfg is not None else None
-
-    def named(key: str) -> bool:  # the key, or a section above it, was asked for
-        return not keys or any(key == k or key.startswith(k + ".") for k in keys)
-
-    def walk(model: type, prefix: str) -> List[str]:
-        lines = []
-        for name, field in model.model_fields.items():
-            key = prefix + name
-            sub = _section_type(field.annotation)
-            if sub is not None:
-                if named(key):
-                    lines.append(f"{key}:  # {field.description or ''}")
-                if named(key) or any(k.startswith(key + ".") for k in keys):
-                    lines.extend(walk(sub, key + "."))
-            elif named(key):
-                default = json.dumps(defaults[key])
-                value = json.dumps(values[key]) if values is not None else default
-                shown = value if value == default else f"{value}  (default {default})"
-                lines.append(f"{key} = {shown}  # {field.description or ''}")
-        return lines
-
-    return walk(root, "")
