@@ -4,6 +4,7 @@ instead of every trial failing, or waiting, later."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 from pathlib import Path
@@ -14,6 +15,11 @@ from ..config.tune import metric_direction, reported_metrics, reporting_recipe
 from ..core.errors import ConfigError, UserError
 from .space import SpaceError, load_space, resolve_space, to_tune_space
 from .trial import PIPELINE_RECIPES, PIPELINE_SPACES
+
+log = logging.getLogger(__name__)
+
+RESTORED_SETTINGS = ("num_samples", "searcher")
+"""`tune.*` settings a resumed search keeps from its start (Tune restores its searcher), recorded in search.json."""
 
 
 class SearchError(UserError, RuntimeError):
@@ -126,6 +132,17 @@ def check_resume_goal(cfg: Config, exp_dir: Path, mode: str) -> None:
                           f"trials stay in {exp_dir})")
     raise SearchError(f"{said}, and a resumed search keeps its own: resume it with tune.metric={metric} "
                       f"tune.mode={stored_mode}, or start a new search under another tune.name")
+
+
+def warn_ignored_on_resume(cfg: Config, stored: Dict[str, Any]) -> None:
+    """Say which settings a resume ignores (`stored`: what the search was started with): Tune restores its searcher
+    and sample count, so another `tune.num_samples` or `tune.searcher` changed nothing, without a word."""
+    for key in RESTORED_SETTINGS:
+        asked = getattr(cfg.tune, key)
+        if stored.get(key) is not None and stored[key] != asked:
+            log.warning("tune.%s=%s is ignored: search '%s' was started with tune.%s=%s, which a resume keeps (Ray "
+                        "restores its searcher); start a new search under another tune.name to change it", key,
+                        asked, cfg.tune.name, key, stored[key])
 
 
 def check_resources(cfg: Config) -> None:

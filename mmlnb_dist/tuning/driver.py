@@ -24,8 +24,8 @@ from ..core.runlock import FolderInUseError, FolderLock, describe_holder, read_h
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .algorithms import scheduler, searcher
-from .checks import (SearchError, check_recipe, check_resources, check_resume_goal, check_search,
-                     check_space_is_read, default_space)
+from .checks import (RESTORED_SETTINGS, SearchError, check_recipe, check_resources, check_resume_goal, check_search,
+                     check_space_is_read, default_space, warn_ignored_on_resume)
 from .outcome import finish
 from .outcome import register_best as _register_best  # noqa: F401 - imported from here by callers and tests
 from .results import FINISHED, trial_rows
@@ -205,11 +205,17 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
     dirs["cache"].mkdir(parents=True, exist_ok=True)
     state_path = exp_dir / "search.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    # Tune restores its stored searcher (sample count included) when it saved one; else the config's runs
+    restoring = resuming and tune.Tuner.can_restore(str(exp_dir))
+    kept = {k: state.get(k, getattr(cfg.tune, k)) if restoring else getattr(cfg.tune, k) for k in RESTORED_SETTINGS}
+    if restoring:
+        warn_ignored_on_resume(cfg, kept)
 
     uri, server = _tracking(cfg, dirs)
     parent = _parent_run(cfg, uri, state, space_path) if uri else None
     state.update({"parent_run_id": parent.run_id if parent else None, "space": str(space_path), "tracking_uri": uri,
-                  "started": state.get("started", time.time()), "metric": cfg.tune.metric, "mode": search_mode(cfg)})
+                  "started": state.get("started", time.time()), "metric": cfg.tune.metric, "mode": search_mode(cfg),
+                  **kept})
     state_path.write_text(json.dumps(state, indent=1))
 
     ctx = {"base": base, "space": space, "name": cfg.tune.name, "trials_dir": str(dirs["trials"]),
@@ -237,7 +243,7 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
             res = {"CPU": cfg.tune.cpus_per_trial * cfg.tune.workers_per_trial,
                    "GPU": cfg.tune.gpus_per_trial * cfg.tune.workers_per_trial}
         trainable = tune.with_resources(tune.with_parameters(trial_main, ctx=ctx), res)
-        if resuming and tune.Tuner.can_restore(str(exp_dir)):
+        if restoring:
             tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
         else:
             tuner = tune.Tuner(

@@ -1,0 +1,65 @@
+"""A resume keeps the searcher and sample count the search was started with (Ray restores its searcher): a changed
+`tune.num_samples` or `tune.searcher` was ignored without a word. The driver records both in search.json and a
+resume that asks for others warns, naming the stored and the asked values."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from mmlnb_dist.config import load_config
+
+
+class _RayStarts(Exception):
+    pass
+
+
+def _tune_saved_its_state(tmp_path):
+    """What a started search leaves for `Tuner.restore`: Tune's tuner.pkl in the search folder."""
+    from ray import tune
+
+    tune.Tuner(lambda config: None, param_space={"train.lr": tune.uniform(1e-4, 1e-3)},
+               tune_config=tune.TuneConfig(metric="val/balanced_accuracy", mode="max", num_samples=4),
+               run_config=tune.RunConfig(name="search", storage_path=str(tmp_path / "runs" / "tune"), verbose=0))
+
+
+def _run(tmp_path, monkeypatch, *extra):
+    from mmlnb_dist.tuning import driver
+
+    def stop(cfg):
+        raise _RayStarts
+
+    monkeypatch.setattr(driver, "_init_ray", stop)
+    cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}/runs", "tracking.backends=[stdout]",
+                                   "tune.recipe=mmlnb_dist.tuning.smoke:run", "tune.num_cpus=2", *extra])
+    with pytest.raises(_RayStarts):
+        driver.run_search(cfg, "optimisation")
+    return json.loads((tmp_path / "runs" / "tune" / "search" / "search.json").read_text())
+
+
+def test_a_resume_with_another_sample_count_or_searcher_warns_naming_both(tmp_path, monkeypatch, caplog):
+    first = _run(tmp_path, monkeypatch, "tune.num_samples=4", "tune.searcher=random")
+    assert (first["num_samples"], first["searcher"]) == (4, "random")
+    _tune_saved_its_state(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist"):
+        again = _run(tmp_path, monkeypatch, "tune.num_samples=8", "tune.searcher=optuna", "tune.resume=true")
+    assert "tune.num_samples=8 is ignored: search 'search' was started with tune.num_samples=4" in caplog.text
+    assert "tune.searcher=optuna is ignored: search 'search' was started with tune.searcher=random" in caplog.text
+    assert (again["num_samples"], again["searcher"]) == (4, "random")  # the record keeps what the search runs
+
+
+def test_a_resume_with_the_same_settings_says_nothing(tmp_path, monkeypatch, caplog):
+    _run(tmp_path, monkeypatch, "tune.num_samples=4")
+    _tune_saved_its_state(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist"):
+        _run(tmp_path, monkeypatch, "tune.num_samples=4", "tune.resume=true")
+    assert "is ignored" not in caplog.text
+
+
+def test_a_resume_before_tune_saved_anything_runs_the_asked_settings(tmp_path, monkeypatch, caplog):
+    """Stopped before Tune wrote its state: the resume starts Tune afresh, with the config's settings."""
+    _run(tmp_path, monkeypatch, "tune.num_samples=4")
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist"):
+        again = _run(tmp_path, monkeypatch, "tune.num_samples=8", "tune.resume=true")
+    assert "is ignored" not in caplog.text and again["num_samples"] == 8
