@@ -252,10 +252,22 @@ def _format_validation_error(root: type, err: ValidationError, source: str) -> s
         got_text = "" if quiet else f" (got {got!r})"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(key, known_keys(root), n=1)
-            msg = "unknown key" + (f"; did you mean '{close[0]}'?" if close else "")
+            msg = "unknown key" + _did_you_mean(root, e["loc"])
         lines.append(f"  {key}: {msg}{got_text}")
     return "\n".join(lines)
+
+
+def _did_you_mean(root: type, loc: Sequence[Any]) -> str:
+    """A hint for the unknown key at `loc`: the closest field of the section (or list entry) holding it, else the
+    closest key of the whole config (`known_keys` cannot list a list entry's fields, which need an index)."""
+    key, parent = ".".join(str(p) for p in loc), ".".join(str(p) for p in loc[:-1])
+    try:
+        holder = _section_type(field_annotation(root, parent)) if parent else root
+    except ConfigError:
+        holder = None
+    inner = known_keys(holder, parent + "." if parent else "") if holder is not None else []
+    close = difflib.get_close_matches(key, inner, n=1) or difflib.get_close_matches(key, known_keys(root), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def _names_section(root: type, loc: Sequence[Any]) -> bool:
