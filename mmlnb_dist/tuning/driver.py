@@ -7,6 +7,11 @@ Layout under `<tune.storage_path>/<tune.name>/` (the Tune experiment folder, whi
     best.yaml                   the best trial's full config, ready for `mmlnb-dist train --config best.yaml`
     trials.csv                  one row per trial: params, final metrics, status
     worker_pool.txt             while trials run in kept worker groups: the name of their pool's Ray actor
+    .lock, .lock.json           the driver's hold on the folder for the whole search (`core.runlock.FolderLock`)
+    summary.json                the search's summary: counts, the best trial (none when `interrupted`), the cache
+
+Other modules: `checks` (before anything is written), `algorithms` (searcher, scheduler), `stop` (SIGINT/SIGTERM
+through Tune's graceful stop), `results` (the trials' rows, the best pick), `outcome` (what an ended search leaves).
 """
 from __future__ import annotations
 
