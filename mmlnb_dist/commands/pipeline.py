@@ -39,13 +39,16 @@ def run_command(args: argparse.Namespace, cfg=None) -> int:
     from ..core.distributed import DistEnv
     from ..core.logging import command_log
     from ..pipeline import PipelineInputs, pipeline_dir, run_pipeline
+    from ..pipeline.flow import check_pipeline
 
     cfg = cfg or load_from_args(args)
     env = DistEnv.from_environment()
     inputs = PipelineInputs(slides=args.slides, labels=args.labels, patches=args.patches,
                             synthetic=bool(getattr(args, "synthetic", False)))
+    # refused before its log file is opened: a command that did nothing leaves nothing behind
+    plan = check_pipeline(cfg, inputs, args.first, args.last, env)
     with command_log(pipeline_dir(cfg) / "pipeline.log", env.rank):  # the report holds the results
-        run = run_pipeline(cfg, inputs, first=args.first, last=args.last, env=env)
+        run = run_pipeline(cfg, inputs, env=env, plan=plan)
     if env.is_main:
         print("\n" + (run.report or ""))
     return 0

@@ -88,15 +88,20 @@ def check_slice(names: List[str], first: Optional[str],
     return first, last
 
 
-def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = None, last: Optional[str] = None,
-                 env: Optional[DistEnv] = None) -> PipelineRun:
-    """Run the stages of `stages_for(cfg, inputs)` from `first` to `last`; returns what each did, the
-    evaluation and registration records and the report (written to `<run.output_dir>/<run.name>-pipeline/`).
+@dataclass
+class PipelinePlan:
+    """What `check_pipeline` let run: the pipeline's stages and the slice `names[start:stop + 1]` of them."""
 
-    Under a launcher the process group is created here, before the first stage's barrier; it lives as long as
-    the process (DeepSpeed caches its groups at module level, so a group destroyed and re-created between two
-    engines in one process breaks the second; `core.recipe.run` never destroys it).
-    """
+    names: List[str]
+    start: int
+    stop: int
+
+
+def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = None, last: Optional[str] = None,
+                   env: Optional[DistEnv] = None) -> PipelinePlan:
+    """Every refusal the pipeline makes before its first stage (its inputs, `--from` / `--until`, what its stages
+    would refuse at their start), made before anything is written: the command opens its log file only after
+    this."""
     env = env or DistEnv.from_environment()
     names = stages_for(cfg, inputs)
     first, last = check_slice(names, first, last)
@@ -120,6 +125,26 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         check_models = getattr(steps.recipe_class(cfg.train.recipe), "check_models", None)
         if check_models is not None:
             check_models(cfg)  # not after the VLM stages
+    if inputs.slides is None and inputs.patches is None and not inputs.synthetic and \
+            not (Path(cfg.data.shards) / "manifest.json").is_file():
+        raise UserError(f"data.shards {cfg.data.shards}: no shard set there; give --slides DIR --labels CSV, "
+                        f"--patches DIR_OR_CSV or --synthetic, or point data.shards at a shard set")
+    return PipelinePlan(names, start, stop)
+
+
+def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = None, last: Optional[str] = None,
+                 env: Optional[DistEnv] = None, plan: Optional[PipelinePlan] = None) -> PipelineRun:
+    """Run the stages of `stages_for(cfg, inputs)` from `first` to `last` (or `plan`'s, from `check_pipeline`);
+    returns what each did, the evaluation and registration records and the report (written to
+    `<run.output_dir>/<run.name>-pipeline/`).
+
+    Under a launcher the process group is created here, before the first stage's barrier; it lives as long as
+    the process (DeepSpeed caches its groups at module level, so a group destroyed and re-created between two
+    engines in one process breaks the second; `core.recipe.run` never destroys it).
+    """
+    env = env or DistEnv.from_environment()
+    plan = plan or check_pipeline(cfg, inputs, first, last, env)
+    names, start, stop = plan.names, plan.start, plan.stop
     if env.is_distributed:  # the stages' barriers need the group; one process gets its group from the recipes
         init_engine_process_group(env, cfg.distributed)
     run = PipelineRun()
@@ -143,10 +168,7 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         shards = do(steps.plan_tile(cfg, Path(inputs.slides), Path(inputs.labels)))
     elif inputs.patches is not None:
         shards = do(steps.plan_shards(cfg, steps.given_input(Path(inputs.patches), "patches")))
-    else:
-        if not (Path(cfg.data.shards) / "manifest.json").is_file():
-            raise UserError(f"data.shards {cfg.data.shards}: no shard set there; give --slides DIR --labels CSV, "
-                            f"--patches DIR_OR_CSV or --synthetic, or point data.shards at a shard set")
+    else:  # data.shards holds a shard set (`check_pipeline`)
         shards = do(steps.plan_verify(cfg))
     if shards is None:
         return _finish(cfg, run, report_file=report_file)
