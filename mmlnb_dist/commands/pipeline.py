@@ -46,7 +46,7 @@ def run_command(args: argparse.Namespace, cfg=None) -> int:
     inputs = PipelineInputs(slides=args.slides, labels=args.labels, patches=args.patches,
                             synthetic=bool(getattr(args, "synthetic", False)))
     # refused before its log file is opened: a command that did nothing leaves nothing behind
-    plan = check_pipeline(cfg, inputs, args.first, args.last, env)
+    plan = check_pipeline(cfg, inputs, args.first, args.last, env, overrides=args.overrides)
     with command_log(pipeline_dir(cfg) / "pipeline.log", env.rank):  # the report holds the results
         run = run_pipeline(cfg, inputs, env=env, plan=plan)
     if env.is_main:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..config import Config, save_config
 from ..core.distributed import DistEnv, init_engine_process_group
 from ..core.engine import check_precision
-from ..core.errors import UserError
+from ..core.errors import ConfigError, UserError
 from ..core.recipe import Report
 from ..recipes import RECIPES, check_configs
 from . import finish, steps
@@ -88,6 +88,33 @@ def check_slice(names: List[str], first: Optional[str],
     return first, last
 
 
+PIPELINE_SECTIONS = ("run", "data", "train", "distributed", "tracking")
+"""The shared config sections every pipeline reads (besides its recipe's, the VLM's and, with --slides, slides)."""
+
+
+def read_sections(cfg: Config, inputs: PipelineInputs) -> List[str]:
+    """The config sections the stages of `stages_for(cfg, inputs)` read: the shared ones, `train.recipe`'s, the
+    VLM's when the recipe trains on descriptions (finetune-vlm, describe; the base VLM's too), slides with
+    --slides (tiling)."""
+    spec = RECIPES[cfg.train.recipe]
+    return [*PIPELINE_SECTIONS, spec.section, *(["vlm"] if spec.needs_descriptions else []),
+            *(["slides"] if inputs.slides is not None else [])]
+
+
+def refuse_unread_overrides(cfg: Config, inputs: PipelineInputs, overrides: Sequence[str]) -> None:
+    """A command-line override of a section none of the pipeline's stages read (`fusion.*` or `vlm.*` for the
+    CLIP recipe's, `slides.*` without --slides, `tune.*`) would change nothing: a `ConfigError` before any work,
+    in the words `train` refuses them with, naming the keys and the sections the pipeline reads."""
+    read = read_sections(cfg, inputs)
+    unread = [k for k in (o.split("=", 1)[0].strip() for o in overrides)
+              if k.split(".", 1)[0] in set(type(cfg).model_fields) - set(read)]
+    if unread:
+        with_slides = "" if "slides" in read else "; slides.* with --slides"
+        raise ConfigError(f"the pipeline of train.recipe={cfg.train.recipe} never reads {', '.join(unread)}: these "
+                          f"overrides would change nothing. Its settings are {', '.join(s + '.*' for s in read)}"
+                          f"{with_slides} (or set train.recipe to the recipe they belong to)")
+
+
 @dataclass
 class PipelinePlan:
     """What `check_pipeline` let run: the pipeline's stages and the slice `names[start:stop + 1]` of them."""
@@ -98,12 +125,13 @@ class PipelinePlan:
 
 
 def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = None, last: Optional[str] = None,
-                   env: Optional[DistEnv] = None) -> PipelinePlan:
-    """Every refusal the pipeline makes before its first stage (its inputs, `--from` / `--until`, what its stages
-    would refuse at their start), made before anything is written: the command opens its log file only after
-    this."""
+                   env: Optional[DistEnv] = None, overrides: Sequence[str] = ()) -> PipelinePlan:
+    """Every refusal the pipeline makes before its first stage (its inputs, `--from` / `--until`, the `overrides`
+    it would never read, what its stages would refuse at their start), made before anything is written: the
+    command opens its log file only after this."""
     env = env or DistEnv.from_environment()
     names = stages_for(cfg, inputs)
+    refuse_unread_overrides(cfg, inputs, overrides)
     first, last = check_slice(names, first, last)
     start, stop = names.index(first or names[0]), names.index(last or names[-1])
     if "finetune-vlm" in names and start <= names.index("finetune-vlm") <= stop:
