@@ -27,9 +27,17 @@ GO, STOP = "go", "stop"
 EVENT_POLL_S = 1.0  # how long one call for rank 0's next report waits before the trial checks its ranks
 
 
-class TrialStopped(BaseException):
-    """The scheduler stopped the trial at a report. A BaseException, like the `SystemExit` with which Tune stops
-    an in-process trial, so that the recipe's cleanup lets it through as it does that one."""
+class TrialStopped(SystemExit):
+    """The scheduler stopped the trial at a report: a `SystemExit` with code 0, as Tune stops an in-process trial,
+    so the recipe ends its tracked run FINISHED (tagged stopped_early) and lets it through, as it does that one.
+    The reason is the message (`str(err)`), not the exit code."""
+
+    def __init__(self, reason: str):
+        super().__init__(0)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class RankWorker:

@@ -97,3 +97,23 @@ def test_the_command_log_records_a_clean_stop_without_an_error_or_a_traceback(tm
         assert "stopped early" in text.splitlines()[-1], text  # the last record still says why it ended
     else:
         assert " ERROR " in text and f"stopped: {code}" in text, text
+
+
+def test_a_trial_stopped_in_a_kept_worker_group_ends_finished_too(tmp_path):
+    """A trial run in a kept worker group (`tune.reuse_workers`) is stopped by `tuning.pool`'s own TrialStopped,
+    not Ray's SystemExit: it ended its tracked run FAILED, as every ASHA stop did before."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.tuning.pool import TrialStopped
+
+    def stop(step, metrics):
+        raise TrialStopped("stopped by the scheduler after epoch 1")
+
+    out = tmp_path / "runs"
+    cfg = load_config(None, [f"run.output_dir={out}", "run.name=stopped", "tracking.backends=[mlflow]"])
+    StoppedAtReport.statuses.clear()
+    with pytest.raises(TrialStopped, match="after epoch 1"):
+        run(StoppedAtReport, cfg, report=stop)
+    assert StoppedAtReport.statuses == ["FINISHED"]
+    logged = _only_run(out)
+    assert logged.info.status == "FINISHED" and logged.data.tags.get("stopped_early") == "true"
