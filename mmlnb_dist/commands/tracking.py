@@ -115,16 +115,16 @@ def _tracking_uri(args, cfg) -> str:
 
 
 def _server(args) -> int:
-    from ..core.tracking.server import require_free_port, serve_foreground, server_command
+    from ..core.tracking import server
 
-    require_free_port(args.host, args.port)
+    server.require_free_port(args.host, args.port)
     args.artifacts_dir.mkdir(parents=True, exist_ok=True)
     if args.backend_store.startswith("sqlite:///"):
         Path(args.backend_store[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    uri = f"http://{args.host}:{args.port}"
-    return serve_foreground(server_command(args.port, args.backend_store, args.artifacts_dir, host=args.host), uri,
-                            f"MLflow server on {uri} (store {args.backend_store}, artifacts {args.artifacts_dir}); "
-                            f"use tracking.uri={uri}")
+    uri = server.http_uri(args.host, args.port)
+    cmd = server.server_command(args.port, args.backend_store, args.artifacts_dir, host=args.host)
+    return server.serve_foreground(cmd, uri, f"MLflow server on {uri} (store {args.backend_store}, artifacts "
+                                   f"{args.artifacts_dir}); use tracking.uri={uri}")
 
 
 def _sync(args) -> int:

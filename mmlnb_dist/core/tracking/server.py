@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -112,19 +113,46 @@ def _server_env() -> dict:
     return {**os.environ, "PYTHONWARNINGS": f"{own},{SERVER_WARNINGS}" if own else SERVER_WARNINGS}
 
 
+def http_uri(host: str, port: int) -> str:
+    """`http://HOST:PORT`, an IPv6 address in brackets (`http://[::1]:5000`: unbracketed, its colons read as a port)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def require_free_port(host: str, port: int) -> None:
-    """Raise a `UserError` when `port` on `host` is taken. `mlflow server` reports a bind error only in its log and
-    exits 0, and runs pointed at the port would log to whatever holds it (another server: another store)."""
+    """Raise a `UserError` when the server could not bind `port` on `host`. `mlflow server` reports a bind error only
+    in its log and exits 0, and runs pointed at a port something holds would log to it (another server: another
+    store). Each address `host` resolves to is bound, in its own family (IPv6 too), as the server binds them; a port
+    in use says so, and a host that does not resolve or is not this machine's names --host, not --port."""
     import socket
 
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing port is free
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise UserError(f"--host {host}: cannot resolve it to an address of this machine ({err.strerror}); give a "
+                        f"name or address this machine has (default 127.0.0.1, ::1 for IPv6)") from None
+    for family, kind, proto, _, address in addresses:
         try:
-            probe.bind((host, port))
-        except OSError as err:
-            held_by = " by an MLflow server" if server_reachable(f"http://{host}:{port}", 2.0) else ""
-            raise UserError(f"port {port} on {host} is in use{held_by} ({err.strerror}); runs pointed at it would "
-                            f"log to whatever holds it: choose another with --port") from None
+            probe = socket.socket(family, kind, proto)
+        except OSError:  # a family this machine lacks (no IPv6): the server skips it too
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing port is free
+            try:
+                probe.bind(address)
+            except OSError as err:
+                _refuse_bind(host, port, address[0], err)
+
+
+def _refuse_bind(host: str, port: int, address: str, err: OSError) -> None:
+    """The `UserError` for a failed bind of `port` on `address` (what `host` resolved to), worded by its cause."""
+    if err.errno == errno.EADDRINUSE:
+        held_by = " by an MLflow server" if server_reachable(http_uri(address, port), 2.0) else ""
+        raise UserError(f"port {port} on {host} is in use{held_by} ({err.strerror}); runs pointed at it would "
+                        f"log to whatever holds it: choose another with --port") from None
+    if err.errno == errno.EADDRNOTAVAIL:
+        raise UserError(f"--host {host}: {address} is not an address of this machine ({err.strerror}); bind to one "
+                        f"of its own (default 127.0.0.1, ::1 for IPv6, or an interface's address)") from None
+    raise UserError(f"--host {host} --port {port}: cannot bind {address} port {port} ({err.strerror})") from None
 
 
 def serve_foreground(cmd: List[str], uri: str, ready_line: str) -> int:
