@@ -115,8 +115,14 @@ def _tracking_uri(args, cfg) -> str:
 
 
 def _server(args) -> int:
+    from ..core.errors import UserError
+    from ..core.sections import refuse_malformed_tracking_uri
     from ..core.tracking import server
 
+    try:  # as tracking.uri is checked: MLflow's own refusal is a traceback from the server, after it started
+        refuse_malformed_tracking_uri(args.backend_store)
+    except ValueError as err:
+        raise UserError(f"--backend-store: {err}") from None
     server.require_free_port(args.host, args.port)
     args.artifacts_dir.mkdir(parents=True, exist_ok=True)
     if args.backend_store.startswith("sqlite:///"):
