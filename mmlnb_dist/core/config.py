@@ -10,6 +10,7 @@ assembles it from the shared sections and each recipe's section).
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -253,8 +254,17 @@ def _format_validation_error(root: type, err: ValidationError, source: str) -> s
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key" + _did_you_mean(root, e["loc"])
+        elif e["type"] == "value_error" and "error" in e.get("ctx", {}):
+            msg = str(e["ctx"]["error"])  # the check's own words, without pydantic's "Value error, "
+            named = _NAMED_KEY.match(msg)
+            if named and (key == "(root)" or f"{named.group(1)}.".startswith(f"{key}.")):
+                key, msg = named.group(1), msg[named.end():]  # it names its key (or one inside the section)
         lines.append(f"  {key}: {msg}{got_text}")
     return "\n".join(lines)
+
+
+_NAMED_KEY = re.compile(r"([A-Za-z_]\w*(?:\.\w+)*): ")
+"""A check's message that starts with the dotted key it is about: `train.best_metric: 'x' is not a metric ...`."""
 
 
 def _did_you_mean(root: type, loc: Sequence[Any]) -> str:
