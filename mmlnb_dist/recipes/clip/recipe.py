@@ -121,9 +121,12 @@ class ClipRecipe:
         plan_batch(cfg.train.global_batch_size, world_size, cfg.distributed.micro_batch_per_gpu)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
+        from ...models.encoders import IMAGE_ENCODERS, unknown_image_encoder
         from .model import branch_plan
 
         plan = branch_plan(c.model)  # combinations that cannot work (zero-shot needs CLIP's two towers)
+        if plan["encoder_image"] and c.model.image_encoder not in IMAGE_ENCODERS:  # before hours of other stages
+            raise ConfigError(f"clip.model.image_encoder: {unknown_image_encoder(c.model.image_encoder)}")
         towers = c.model.towers
         if towers.name in ("tiny", "tiny-open_clip") and (plan["clip_image"] or plan["clip_text"]):
             if towers.unfreeze_blocks > towers.tiny.layers:
