@@ -51,6 +51,9 @@ def _validate(args: argparse.Namespace) -> int:
     cfg = load_from_args(args)
     recipes = recipes_of(cfg)
     check_configs(cfg, args.world_size, recipes)
+    from ..tuning.checks import check_search
+
+    check_search(cfg)  # what Ray would refuse once a search had started (ASHA's grace period, a grid's space)
     print(f"ok: {args.config or 'defaults'} (the config, for {' and '.join(recipes)} on {args.world_size} "
           f"process{'es' if args.world_size > 1 else ''}; data, model weights and the machine are checked when a "
           f"command starts)")

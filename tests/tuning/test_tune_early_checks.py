@@ -73,3 +73,13 @@ def test_the_tune_command_exits_2_naming_the_settings(tmp_path):
                      SMOKE, "train.epochs=2", "tune.grace_period=5", "tune.num_cpus=2"])
     assert code == 2 and "tune.grace_period=5 is more than train.epochs=2" in err.getvalue(), err.getvalue()
     assert "Traceback" not in err.getvalue() and not (tmp_path / "runs" / "tune").exists()
+
+
+def test_config_validate_runs_the_search_checks(capsys):
+    """`config validate` said ok for a config whose search Ray would refuse at its start."""
+    from mmlnb_dist.cli import main
+
+    code = main(["config", "validate", "--config", "launch/profiles/cpu-demo.yaml", "train.epochs=2",
+                 "tune.grace_period=5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "tune.grace_period=5" in err and "train.epochs=2" in err, err
