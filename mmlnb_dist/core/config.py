@@ -152,6 +152,13 @@ def _parse_value(text: str, annotation: Any = None) -> Any:
     # Nothing, or YAML's null for an Optional field, is None (unset; a field that needs text refuses it).
     if annotation is not None and _takes_text_only(annotation):
         typed = text.strip()
+        if len(typed) > 1 and typed[0] == typed[-1] and typed[0] in "\"'":  # quoted: YAML's quoting, unquoted
+            try:
+                unquoted = load_yaml_text(typed)
+            except yaml.YAMLError:
+                unquoted = None
+            if isinstance(unquoted, str):
+                return unquoted
         return None if not typed or (typed in NULL_WORDS and _is_optional(annotation)) else typed
     # Other fields are YAML, which gives the natural types: 3e-4 -> float, true -> bool, [a, b] -> list.
     try:

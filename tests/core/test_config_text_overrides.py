@@ -49,3 +49,14 @@ def test_a_value_read_as_yaml_that_is_refused_says_what_it_was_read_as(capsys):
         load_config("cpu-demo", ["train.epochs={a: 1}"])
     assert main(["config", "show", "--config", "cpu-demo", "train.epochs=x: 3"]) == 2
     assert "(got {'x': 3}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("typed, expected", [('"exp 1"', "exp 1"), ("'Describe'", "Describe"),
+                                             ('"a: b # c"', "a: b # c"), ("'it''s'", "it's"),
+                                             ('"unbalanced', '"unbalanced')])
+def test_a_quoted_text_override_loses_its_quotes(typed, expected):
+    """Quoting a text value (as a shell user or a flag's override does: `run.name="exp 1"`) is YAML's quoting, as
+    it was before text was taken as typed: the quotes went into run folder names and file paths."""
+    from mmlnb_dist.config import load_config
+
+    assert load_config(None, [f"run.name={typed}"]).run.name == expected
