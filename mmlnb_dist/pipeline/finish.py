@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..config import Config
 from ..core.distributed import DistEnv, all_gather_object
 from ..core.errors import UserError
+from ..core.sections import TrackingConfig
 from ..data.shardset import ShardSet
 from ..core.tracking.registry import alias_selection
 from ..recipes import RECIPES, load_class
@@ -215,10 +216,12 @@ def _training_run(train: StageResult, uri: str) -> Optional[str]:
     return run_id
 
 
-def registration_lost(uri: str) -> Callable[[Dict[str, Any]], Optional[str]]:
+def registration_lost(uri: str, tracking: Optional[TrackingConfig] = None) -> Callable[[Dict[str, Any]],
+                                                                                        Optional[str]]:
     """The register stage's `Recheck`: an up-to-date registration is skipped only while the store still holds its
     version, from the recorded run (one lookup); else the stage registers again (the store holds the run) or is
-    refused (the store is gone, or holds neither: a moved or replaced database)."""
+    refused (the store is gone, or holds neither: a moved or replaced database). A server that does not answer,
+    or a lookup that fails for another reason than "not there", leaves the record trusted (with a warning)."""
 
     def recheck(state: Dict[str, Any]) -> Optional[str]:
         if not state.get("registered"):
@@ -226,11 +229,16 @@ def registration_lost(uri: str) -> Callable[[Dict[str, Any]], Optional[str]]:
         import mlflow
         from mlflow.exceptions import MlflowException
 
-        from ..core.tracking.server import require_sqlite_store
+        from ..core.tracking import server
 
         model, run_id = state.get("model_uri") or f"models:/{state['name']}/{state['version']}", state["run_id"]
         what = f"register: the registration {model} (training run {run_id})"
-        require_sqlite_store(uri, what, LOST_STORE_REMEDY)  # before MLflow would make an empty one there
+        server.require_sqlite_store(uri, what, LOST_STORE_REMEDY)  # before MLflow would make an empty one there
+        server.limit_http_retries(tracking)  # a server that goes down mid-lookup: seconds, not minutes
+        if not server.server_reachable(uri, (tracking or TrackingConfig()).request_timeout_s):
+            log.warning("register: the MLflow server %s does not answer, so %s was not checked; its record is kept",
+                        uri, model)
+            return None
         client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         try:
             holder = client.get_model_version(state["name"], str(state["version"])).run_id
@@ -244,7 +252,11 @@ def registration_lost(uri: str) -> Callable[[Dict[str, Any]], Optional[str]]:
             return None
         try:
             client.get_run(run_id)
-        except MlflowException:
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":  # a connection or server failure: no answer
+                log.warning("register: could not look up the training run %s of %s in %s (%s); its record is kept",
+                            run_id, model, uri, err)
+                return None
             raise UserError(f"{what} is not in the MLflow store {uri}, nor is its training run (another database in "
                             f"its place?); {LOST_STORE_REMEDY}") from None
         return f"{model} is no longer in the MLflow store {uri}" if holder is None else \
@@ -302,5 +314,5 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
         return info
 
     stage = rank0_stage(cfg.distributed, "register", out, fp, work)
-    stage.recheck = registration_lost(uri)
+    stage.recheck = registration_lost(uri, t)
     return stage

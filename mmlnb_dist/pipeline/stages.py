@@ -166,16 +166,24 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
 
 def _lost(recheck: Recheck, state: Dict[str, Any], env: DistEnv) -> Optional[str]:
     """`recheck(state)` asked on rank 0 (one lookup, not one per rank) and its answer given to every rank, so all
-    skip or all rerun; a refusal is raised on every rank."""
-    answer: Tuple[Optional[str], Optional[str]] = (None, None)
+    skip or all rerun; a refusal is raised on every rank, and so is any other failure of it (rank 0 raises its own
+    exception, the others its text), so that no rank is left waiting for an answer."""
+    answer: Tuple[Optional[str], Optional[str], Optional[str]] = (None, None, None)
+    failure: Optional[BaseException] = None
     if env.is_main:
         try:
-            answer = (recheck(state), None)
+            answer = (recheck(state), None, None)
         except UserError as err:
-            answer = (None, str(err))
-    reason, refused = all_gather_object(env, answer)[0]
+            answer = (None, str(err), None)
+        except Exception as err:  # noqa: BLE001 - given to every rank, then raised
+            failure, answer = err, (None, None, f"{type(err).__name__}: {err}")
+    reason, refused, failed = all_gather_object(env, answer)[0]
     if refused:
         raise UserError(refused)
+    if failure is not None:
+        raise failure
+    if failed:
+        raise RuntimeError(f"checking the up-to-date stage's result failed on rank 0: {failed}")
     return reason
 
 
