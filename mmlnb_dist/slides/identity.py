@@ -24,19 +24,22 @@ _VMS_FILE_KEY = re.compile(r"^\s*(ImageFile(\(\d+,\d+\))?|MapFile|OptimisationFi
 
 
 def file_identity(path: Path) -> str:
-    """`name|size|mtime_ns|sha256(first MiB + last MiB)` of one file; `name|missing` when it does not exist (the
-    stage that reads it then says so)."""
+    """`name|size|mtime_ns|sha256(first MiB + last MiB)` of one file; `name|missing` when it does not exist and
+    `name|size|mtime_ns|unreadable` when it cannot be read (no read permission): the stage that reads it then says
+    so, for that file alone."""
     path = Path(path)
     try:
         st = path.stat()
     except OSError:
         return f"{path.name}|missing"
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        h.update(f.read(EDGE_BYTES))
-        if st.st_size > EDGE_BYTES:
-            f.seek(max(EDGE_BYTES, st.st_size - EDGE_BYTES))
-            h.update(f.read(EDGE_BYTES))
+    try:
+        with open(path, "rb") as f:
+            h = hashlib.sha256(f.read(EDGE_BYTES))
+            if st.st_size > EDGE_BYTES:
+                f.seek(max(EDGE_BYTES, st.st_size - EDGE_BYTES))
+                h.update(f.read(EDGE_BYTES))
+    except OSError:
+        return f"{path.name}|{st.st_size}|{st.st_mtime_ns}|unreadable"
     return f"{path.name}|{st.st_size}|{st.st_mtime_ns}|{h.hexdigest()}"
 
 
