@@ -3,8 +3,10 @@ A version is tagged with the digest of the files it was logged from, so a second
 weights (a rerun, a retry after a lost connection) gives that version back instead of a copy."""
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
+import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,17 +112,27 @@ def alias_turn(tracking_uri: str, name: str) -> Iterator[None]:
     """One job at a time reads `name`'s alias holder, compares and moves the alias: an exclusive `flock` (waited
     for; the kernel frees it when its holder dies). Two registrations that both read the holder before either
     moved the alias left it with the slower one, whatever its score. The lock file sits beside a SQLite store
-    (jobs on any host sharing its folder); for a server it is in this host's temporary folder, so only jobs on one
-    host take turns (MLflow's registry has no compare-and-set)."""
+    (jobs on any host sharing its folder); for a server it is in a per-user folder of this host's temporary folder
+    (`user_lock_folder`), so only one user's jobs on one host take turns (MLflow's registry has no
+    compare-and-set): another user's, or another host's, registration to the same server is not serialised."""
     from filelock import FileLock
 
     from .server import absolute_sqlite_uri, sqlite_store
 
     store = sqlite_store(tracking_uri or "")
     key = hashlib.sha256(f"{absolute_sqlite_uri(tracking_uri or '')}|{name}".encode()).hexdigest()[:16]
-    folder = store.resolve().parent if store is not None and str(store) != ":memory:" else Path(tempfile.gettempdir())
+    folder = store.resolve().parent if store is not None and str(store) != ":memory:" else user_lock_folder()
     with FileLock(str(folder / f".mmlnb-alias-{key}.lock")):
         yield
+
+
+def user_lock_folder() -> Path:
+    """This OS user's folder (0700) in the temporary folder: a lock file made in the shared one (mode 0644) would
+    refuse another user's job the same lock (PermissionError)."""
+    user = str(os.getuid()) if hasattr(os, "getuid") else getpass.getuser()
+    folder = Path(tempfile.gettempdir()) / f"mmlnb-dist-{user}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
 
 
 def alias_holder(client, name: str, alias: str):
