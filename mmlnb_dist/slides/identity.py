@@ -5,10 +5,12 @@ Name and size alone are not enough: an uncompressed TIFF replaced by another sli
 same size, and a MIRAX `.mrxs` is a small index whose pixels live in a folder beside it. So the identity holds the
 modification time, a hash of the file's first and last MiB (where TIFF headers, offsets and the pyramid's small
 levels are; hashing a multi-GB slide whole would take longer than tiling it), and the names, sizes and
-modification times of the files a multi-file format reads besides the one given.
+modification times of the files a multi-file format reads besides the one given. The hash is computed once per
+file version in a process (a `pipeline --slides` run needs each slide's identity twice).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -33,14 +35,29 @@ def file_identity(path: Path) -> str:
     except OSError:
         return f"{path.name}|missing"
     try:
-        with open(path, "rb") as f:
-            h = hashlib.sha256(f.read(EDGE_BYTES))
-            if st.st_size > EDGE_BYTES:
-                f.seek(max(EDGE_BYTES, st.st_size - EDGE_BYTES))
-                h.update(f.read(EDGE_BYTES))
+        digest = _cached_edges(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     except OSError:
         return f"{path.name}|{st.st_size}|{st.st_mtime_ns}|unreadable"
-    return f"{path.name}|{st.st_size}|{st.st_mtime_ns}|{h.hexdigest()}"
+    return f"{path.name}|{st.st_size}|{st.st_mtime_ns}|{digest}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_edges(path: str, size: int, mtime_ns: int, ctime_ns: int, ino: int) -> str:
+    """`_hash_edges` once per file version in this process: a `pipeline --slides` run asks for each slide's identity
+    in its tile-stage plan and again in the tiler's resume fingerprint. The change time is in the key because a
+    rewrite in place keeps the inode and can keep the size and (a copy that keeps times) the modification time,
+    while no user call sets the change time back; an OSError is not cached (lru_cache keeps results only)."""
+    return _hash_edges(path, size)
+
+
+def _hash_edges(path: str, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(EDGE_BYTES))
+        if size > EDGE_BYTES:
+            f.seek(max(EDGE_BYTES, size - EDGE_BYTES))
+            h.update(f.read(EDGE_BYTES))
+    return h.hexdigest()
 
 
 def companion_files(path: Path) -> List[Path]:

@@ -109,3 +109,27 @@ def test_companion_files_of_the_multi_file_formats(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in companion_files(tmp_path / "s1.dcm")] == ["s2.dcm"]
     assert companion_files(tmp_path / "notes.txt") == []
+
+
+def test_an_unchanged_slide_is_hashed_once_per_process(tmp_path, monkeypatch):
+    """`pipeline --slides` asks for each slide's identity twice (its tile-stage plan, then the tiler's resume
+    fingerprint): the first and last MiB are read once; a rewritten file is read again."""
+    from mmlnb_dist.slides import identity
+
+    reads = []
+    real = identity._hash_edges
+    monkeypatch.setattr(identity, "_hash_edges", lambda path, size: reads.append(path) or real(path, size))
+    slide = tmp_path / "S1.tif"
+    slide.write_bytes(b"a" * 3000)
+    first = identity.slide_identity(slide)
+    assert identity.slide_identity(slide) == first
+    assert len(reads) == 1
+    slide.write_bytes(b"b" * 4000)  # rewritten: size and time change
+    rewritten = identity.slide_identity(slide)
+    assert rewritten != first
+    assert len(reads) == 2
+    st = slide.stat()
+    slide.write_bytes(b"c" * 4000)  # same size ...
+    os.utime(slide, ns=(st.st_atime_ns, st.st_mtime_ns))  # ... and time: only the change time tells
+    assert identity.slide_identity(slide) != rewritten
+    assert len(reads) == 3
