@@ -32,7 +32,6 @@ from .algorithms import scheduler, searcher
 from .checks import (RESTORED_SETTINGS, SearchError, check_recipe, check_resources, check_resume_goal, check_search,
                      check_space_is_read, default_space, warn_ignored_on_resume)
 from .outcome import finish
-from .outcome import register_best as _register_best  # noqa: F401 - imported from here by callers and tests
 from .results import FINISHED, trial_rows
 from .space import load_space, resolve_space, to_tune_space
 from .stop import GracefulSearchStop, SearchInterrupted
@@ -274,7 +273,7 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
         extra = {"worker_groups_built": ray.get(pool.groups_built.remote())} if pool is not None else {}
         summary = finish(cfg, rows, dirs, uri, parent, space, wall, extra, interrupted=interrupted)
     except KeyboardInterrupt as err:  # stopped at once: Tune's state is the one it saved last, still resumable
-        if parent is not None and not isinstance(err, SearchInterrupted):
+        if parent is not None:
             parent.finish(status="KILLED")
         raise SearchInterrupted() from err
     finally:

@@ -50,12 +50,12 @@ def test_two_trial_search_over_the_shipped_clip_space(tmp_path):
 def test_a_search_without_its_mlflow_parent_run_says_how_to_register_its_best_trial(tmp_path):
     """The tracking server was down when the search started (no parent run): the search used to skip the
     registration without a word; its summary now says why and gives the commands for the best trial's folder."""
-    from mmlnb_dist.tuning.driver import _register_best
+    from mmlnb_dist.tuning.outcome import register_best
 
     cfg = clip_config(tmp_path / "shards", tmp_path / "runs", "tune.register_best=true",
                       "tracking.register_name=clip-best")
     best = tmp_path / "runs" / "tune" / "search" / "trials" / "search-1"
-    out = _register_best(cfg, None, {"best_run_dir": str(best)})
+    out = register_best(cfg, None, {"best_run_dir": str(best)})
     assert out["registered"] is False and "not reachable" in out["reason"]
     assert out["register_later"] == (f"mmlnb-dist tracking sync {best} && mmlnb-dist register --run {best} "
                                      f"--name clip-best")
