@@ -61,8 +61,10 @@ def _mpp_problem(mpp_x: float, mpp_y: float) -> Optional[str]:
     lo, hi = PLAUSIBLE_MPP
     for value in {mpp_x, mpp_y}:
         if not lo <= value <= hi:
+            dpi = (f"; {value:.5g} is what a TIFF tagged in dpi, not a scan resolution, reads as" if value > hi
+                   else "")  # (a dpi tag reads as 25400/dpi um/px: coarse, never below the range)
             return (f"implausible level-0 resolution {value:.5g} um/px in the slide metadata (a scan is {lo:g}-"
-                    f"{hi:g} um/px; {value:.5g} is what a TIFF tagged in dpi, not a scan resolution, reads as)")
+                    f"{hi:g} um/px{dpi})")
     if abs(mpp_x - mpp_y) > MAX_ANISOTROPY * min(mpp_x, mpp_y):
         return (f"pixels are not square: mpp-x {mpp_x:.5g} and mpp-y {mpp_y:.5g} um/px differ by more than "
                 f"{MAX_ANISOTROPY:.0%} (square tiles would be stretched)")

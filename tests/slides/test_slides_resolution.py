@@ -19,8 +19,11 @@ def _mpp(x=None, y=None, assume=None):
 def test_a_72_dpi_tag_is_refused_naming_the_value_and_the_remedy():
     with pytest.raises(SlideError, match=r"352\.78 um/px.*--assume-mpp"):
         _mpp(352.7777, 352.7777)
-    with pytest.raises(SlideError, match=r"0\.001 um/px"):
+    with pytest.raises(SlideError, match=r"352\.78 um/px.*a TIFF tagged in dpi"):
+        _mpp(352.7777, 352.7777)
+    with pytest.raises(SlideError, match=r"0\.001 um/px") as too_fine:
         _mpp(0.001, 0.001)
+    assert "dpi" not in str(too_fine.value)  # a dpi tag reads as a coarse value, never as one below the range
 
 
 def test_assume_mpp_stands_in_for_an_implausible_tag():
