@@ -54,7 +54,7 @@ def _validate(args: argparse.Namespace) -> int:
     from ..tuning.checks import check_search
 
     check_search(cfg)  # what Ray would refuse once a search had started (ASHA's grace period, a grid's space)
-    print(f"ok: {args.config or 'defaults'} (the config, for {' and '.join(recipes)} on {args.world_size} "
+    print(f"ok: {args.config} (the config, for {' and '.join(recipes)} on {args.world_size} "
           f"process{'es' if args.world_size > 1 else ''}; data, model weights and the machine are checked when a "
           f"command starts)")
     return 0

@@ -82,10 +82,10 @@ def load_yaml(path: Union[str, Path]) -> Any:
     written twice in one mapping raises `DuplicateKeyError` (a `yaml.YAMLError`) naming the key, the line(s) and
     the file."""
     with open(path, encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        return load_yaml_text(handle)
 
 
-def load_yaml_text(text: str) -> Any:
-    """`text` read as `load_yaml` reads a file (a command-line override's value): a key written twice in one
-    mapping raises `DuplicateKeyError`."""
+def load_yaml_text(text: Union[str, TextIO]) -> Any:
+    """`text` (or an open file's) read as `load_yaml` reads a file (a command-line override's value): a key
+    written twice in one mapping raises `DuplicateKeyError`."""
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
