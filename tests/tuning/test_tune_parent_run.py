@@ -26,20 +26,29 @@ def _artifact_text(client, run_id, path, tmp_path):
     return Path(client.download_artifacts(run_id, path, str(tmp_path / "dl"))).read_text()
 
 
-def test_a_rejected_part_skips_neither_the_artifacts_nor_the_runs_end(tmp_path):
+def test_a_rejected_part_skips_neither_the_artifacts_nor_the_runs_end(tmp_path, monkeypatch):
     cfg, uri = _tracking(tmp_path)
     parent = ParentRun.open(cfg.tracking, uri, tmp_path, "s-search", params={"tune.seed": 0})
     note = tmp_path / "note.txt"
     note.write_text("first")
-    parent.finish(params={"fixed": 1}, artifacts=[note])
+    parent.finish(artifacts=[note])
     again = ParentRun.open(cfg.tracking, uri, tmp_path, "s-search", resume_id=parent.run_id)
     assert again.run_id == parent.run_id
     note.write_text("second")
-    again.finish(metrics={"m": 2.0}, params={"fixed": 2}, tags={"t": "new"}, artifacts=[note])  # 'fixed' rejected
+    log_batch = mlflow.MlflowClient.log_batch
+
+    def rejecting_metrics(self, run_id, metrics=(), **kwargs):
+        if metrics:
+            raise mlflow.exceptions.MlflowException("rejected")  # as MLflow rejected a changed param's batch
+        return log_batch(self, run_id, metrics=metrics, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "log_batch", rejecting_metrics)
+    again.finish(metrics={"m": 2.0}, tags={"t": "new"}, artifacts=[note])
+    monkeypatch.undo()
     client = mlflow.MlflowClient(uri)
     run = client.get_run(parent.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.metrics["m"] == 2.0 and run.data.tags["t"] == "new" and run.data.params["fixed"] == "1"
+    assert "m" not in run.data.metrics and run.data.tags["t"] == "new"
     assert _artifact_text(client, parent.run_id, "search/note.txt", tmp_path) == "second"
 
 

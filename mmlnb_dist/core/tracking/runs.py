@@ -58,9 +58,8 @@ class ParentRun:
             client.log_artifact(run_id, str(path), "search")
         return cls(uri, run_id)
 
-    def finish(self, *, metrics: Mapping[str, float] = (), params: Mapping[str, Any] = (),
-               artifacts: Sequence[Path] = (), tags: Mapping[str, str] = (), status: str = "FINISHED",
-               step: int = 0) -> None:
+    def finish(self, *, metrics: Mapping[str, float] = (), artifacts: Sequence[Path] = (),
+               tags: Mapping[str, str] = (), status: str = "FINISHED", step: int = 0) -> None:
         """Log the group's summary (`metrics` at `step`; a tag given as None is removed) and close the run as
         `status`.
 
@@ -68,7 +67,7 @@ class ParentRun:
         resumed search), and that rejection used to skip the artifacts and the run's end, leaving it RUNNING with
         stale artifacts. Values that change between calls belong in tags and metrics, which MLflow updates."""
         import mlflow
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, RunTag
 
         if not server_reachable(self.uri):
             log.warning("tracking server %s unreachable: the summary of parent run %s stays on disk only", self.uri,
@@ -82,8 +81,6 @@ class ParentRun:
                      self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in dict(tags).items() if v is not None])),
                  *((f"tag {k} (stale)", lambda k=k: client.delete_tag(self.run_id, k))
                    for k, v in dict(tags).items() if v is None and k in self._tags(client)),
-                 *((f"param {k}", lambda k=k, v=v: client.log_batch(self.run_id, params=[Param(k, str(v)[:6000])]))
-                   for k, v in dict(params).items()),
                  *((f"artifact {path}", lambda path=path: client.log_artifact(self.run_id, str(path), "search"))
                    for path in artifacts),
                  ("end", lambda: client.set_terminated(self.run_id, status=status))]
