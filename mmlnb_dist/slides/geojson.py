@@ -101,12 +101,14 @@ class _Bad(ValueError):
     """What is wrong inside one feature (read_geojson adds the file and the feature's number)."""
 
 
-def read_geojson(path: Path) -> List[TissuePolygon]:
+def read_geojson(path: Path, warnings: Optional[List[str]] = None) -> List[TissuePolygon]:
     """The tissue of a mask file: its tissue annotations' polygons (with holes), exclusion regions cut out.
 
     Reads a FeatureCollection, a Feature, a bare list of features (QuPath's older exports) or a bare geometry;
     Polygon, MultiPolygon and GeometryCollection geometries (points and lines are not regions). A file that is
-    not such GeoJSON is a `MaskFileError` naming it and what is wrong."""
+    not such GeoJSON is a `MaskFileError` naming it and what is wrong. A warning about the file goes to
+    `warnings` when given (a pool or Ray worker's log goes nowhere the user looks: the slide's result carries it
+    to the driver), else to the log."""
     path = Path(path)
     features = _features(path, _load(path))
     kinds: Dict[str, List[List[TissuePolygon]]] = {"tissue": [], "exclusion": [], "unclassified": [], "other": []}
@@ -128,7 +130,7 @@ def read_geojson(path: Path) -> List[TissuePolygon]:
             kinds[kind].append(polygons)
             if kind == "other":
                 other_names[name] += 1
-    return _combine(path, kinds, other_names, skipped)
+    return _combine(path, kinds, other_names, skipped, warnings)
 
 
 def _load(path: Path) -> Any:
@@ -248,7 +250,7 @@ def _ring_array(ring: Any, kind: str, shape: str) -> np.ndarray:
 
 
 def _combine(path: Path, kinds: Dict[str, List[List[TissuePolygon]]], other_names: Counter,
-             skipped: Counter) -> List[TissuePolygon]:
+             skipped: Counter, warnings: Optional[List[str]] = None) -> List[TissuePolygon]:
     """Tissue minus exclusions, with a log line saying which annotations made the tissue and which did not."""
     if kinds["tissue"]:
         tissue_sets = kinds["tissue"]
@@ -263,8 +265,12 @@ def _combine(path: Path, kinds: Dict[str, List[List[TissuePolygon]]], other_name
         used += [f"{n} {name} annotation(s)" for name, n in sorted(other_names.items())]
     exclusions = [p for polys in kinds["exclusion"] for p in polys]
     if any(p.holes for p in exclusions):
-        log.warning("mask %s: holes in exclusion annotations are not given back to the tissue (each exclusion "
-                    "outline is left out whole)", path)
+        note = (f"mask {path}: holes in exclusion annotations are not given back to the tissue (each exclusion "
+                "outline is left out whole)")
+        if warnings is None:
+            log.warning("%s", note)
+        else:
+            warnings.append(note)
     rings = [p.outer for p in exclusions]
     tissue = [p for polys in tissue_sets for p in polys]
     out: List[TissuePolygon] = [MaskedPolygon(p.outer, [*p.holes, *rings], rings) if rings else p for p in tissue]

@@ -72,13 +72,15 @@ def load_result(work_dir: Path, slide_id: str) -> Optional[Dict[str, Any]]:
         return None
 
 
-def slide_mask(reader: SlideReader, cfg: SlidesConfig, mask_path: Optional[Path] = None) -> tuple:
-    """Thumbnail, and the tissue mask (from the GeoJSON `mask_path` when given, else detected)."""
+def slide_mask(reader: SlideReader, cfg: SlidesConfig, mask_path: Optional[Path] = None,
+               warnings: Optional[List[str]] = None) -> tuple:
+    """Thumbnail, and the tissue mask (from the GeoJSON `mask_path` when given, else detected); a warning about
+    the mask file goes to `warnings` when given, else to the log."""
     from .geojson import read_geojson
 
     thumb, scale = reader.thumbnail(cfg.tissue.thumbnail_mpp)
     if mask_path is not None:
-        mask = mask_from_polygons(read_geojson(mask_path), thumb.shape[:2], scale, thumb, cfg.tissue)
+        mask = mask_from_polygons(read_geojson(mask_path, warnings), thumb.shape[:2], scale, thumb, cfg.tissue)
     else:
         mask = detect_tissue(thumb, scale, reader.mpp, cfg.tissue)
     return thumb, mask
@@ -111,12 +113,13 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
             target_mpp = reader.target_mpp(Resolution(cfg.mpp, cfg.magnification))
             size0 = max(1, int(round(cfg.tile_size * target_mpp / reader.mpp)))
             level = reader.best_level(target_mpp / reader.mpp)
-            thumb, mask = slide_mask(reader, cfg, job.mask_path)
+            mask_notes: List[str] = []
+            thumb, mask = slide_mask(reader, cfg, job.mask_path, mask_notes)
             write_geojson(tmp / "mask.geojson", mask.polygons, job.slide_id)
             result.update(level0_mpp=reader.mpp, mpp_source=reader.mpp_source, mpp=target_mpp, level=level,
                           size0=size0, tissue_fraction=mask.fraction, dimensions=list(reader.dimensions))
             # Recorded, not logged here: a pool or Ray worker's log goes nowhere the user looks; the driver logs them.
-            warnings = [w for w in (reader.mpp_note, upsampling_note(reader.mpp, target_mpp)) if w]
+            warnings = [w for w in (reader.mpp_note, upsampling_note(reader.mpp, target_mpp), *mask_notes) if w]
             if warnings:
                 result["warnings"] = warnings
             quota = job.quota if job.quota is not None else cfg.sampling.max_tiles_per_slide

@@ -133,3 +133,28 @@ def test_tiles_avoid_ignore_regions_and_detections(slide, tmp_path):
     kept = {(json.loads(r)["meta"]["x"], json.loads(r)["meta"]["y"]) for r in rows}
     expected = {(x, y) for x in range(0, SIDE, TILE) for y in range(0, 512, TILE) if not (x < 512 and y < 256)}
     assert kept == expected, (sorted(kept - expected), sorted(expected - kept))
+
+
+def test_the_exclusion_holes_warning_reaches_the_driver(slide, tmp_path, caplog):
+    """It was logged inside the pool or Ray worker, where nobody sees it; the slide's result now carries it and
+    the driver logs it (once)."""
+    from mmlnb_dist.slides.tiler import tile_slides
+
+    ring = [[0, 0], [512, 0], [512, 256], [0, 256], [0, 0]]
+    hole = [[100, 100], [200, 100], [200, 200], [100, 200], [100, 100]]
+    data = {"type": "FeatureCollection", "features": [
+        _feature(_box(0, 0, 1024, 512), {"name": "Tissue"}),
+        _feature({"type": "Polygon", "coordinates": [ring, hole]}, {"name": "Ignore*"})]}
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / "s-0.geojson").write_text(json.dumps(data))
+    cfg = load_config(None, [f"slides.mask_dir={masks}", f"slides.tile_size={TILE}", "slides.qc_pictures=false",
+                             "slides.sampling.max_tiles_per_slide=2", "data.build.image_size=32"])
+    with caplog.at_level(logging.WARNING):
+        report = tile_slides(cfg.slides, cfg.data.build, slide, slide / "labels.csv", tmp_path / "out",
+                             cfg.data.classes, progress=False)
+    (result,) = report.results
+    assert any("holes in exclusion annotations" in w for w in result.get("warnings", ())), result
+    logged = [r for r in caplog.records if "holes in exclusion annotations" in r.getMessage()]
+    assert [r.name for r in logged] == ["mmlnb_dist.slides.tiler"], logged
+    assert "s-0" in logged[0].getMessage()
