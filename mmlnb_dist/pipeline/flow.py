@@ -92,13 +92,17 @@ PIPELINE_SECTIONS = ("run", "data", "train", "distributed", "tracking")
 """The shared config sections every pipeline reads (besides its recipe's, the VLM's and, with --slides, slides)."""
 
 
+STAGE_SECTIONS = {"finetune-vlm": "vlm", "describe": "vlm", "tile": "slides"}
+"""The section a stage reads besides the shared ones and the recipe's (in the order `read_sections` lists them)."""
+
+
 def read_sections(cfg: Config, inputs: PipelineInputs) -> List[str]:
-    """The config sections the stages of `stages_for(cfg, inputs)` read: the shared ones, `train.recipe`'s, the
-    VLM's when the recipe trains on descriptions (finetune-vlm, describe; the base VLM's too), slides with
-    --slides (tiling)."""
-    spec = RECIPES[cfg.train.recipe]
-    return [*PIPELINE_SECTIONS, spec.section, *(["vlm"] if spec.needs_descriptions else []),
-            *(["slides"] if inputs.slides is not None else [])]
+    """The config sections the stages of `stages_for(cfg, inputs)` read: the shared ones, `train.recipe`'s, and
+    each planned stage's own (`STAGE_SECTIONS`: the VLM's for finetune-vlm and describe, which run when the recipe
+    trains on descriptions; slides for tile, with --slides), derived from the stages so the two cannot drift."""
+    names = stages_for(cfg, inputs)
+    own = (section for stage, section in STAGE_SECTIONS.items() if stage in names)
+    return list(dict.fromkeys([*PIPELINE_SECTIONS, RECIPES[cfg.train.recipe].section, *own]))
 
 
 def refuse_unread_overrides(cfg: Config, inputs: PipelineInputs, overrides: Sequence[str]) -> None:
