@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Any, Dict
 
@@ -23,6 +24,7 @@ from ..core.logging import command_log, setup_logging
 from ..core.signals import sigterm_handler_kept
 from ..pipeline import is_up_to_date, stage_file
 from ..studies import RowJob, train_row
+from .stop import GracefulSearchStop
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +98,18 @@ def train_as_trials(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str,
             run_config=tune.RunConfig(name="trials", storage_path=str((study_dir / "tune").resolve()),
                                       failure_config=tune.FailureConfig(max_failures=cfg.tune.max_failures),
                                       verbose=0))  # the runs' lines and the study's table say it all
-        grid = tuner.fit()
+        with GracefulSearchStop() as stop:  # Tune's own Ctrl-C handler would return as if every run had ended
+            grid = tuner.fit()
     finally:
         if started:
             ray.shutdown()
         if server is not None:
             stop_server(server)
+    if stop.signal is not None:  # Tune stopped the trials and returned: the study is not done
+        name = signal.Signals(stop.signal).name
+        log.warning("study %s: %s received, stopped with its runs unfinished; the same command goes on (runs "
+                    "already trained are skipped)", study_dir.name, name)
+        raise KeyboardInterrupt(name)
     failed = [f"{r.config.get('run')}: {r.error}" for r in grid if r.error]
     if failed:
         raise UserError(f"{len(failed)} study run(s) failed as Ray Tune trials (logs under {study_dir / 'tune'}):\n"
