@@ -28,17 +28,21 @@ class SearchError(UserError, RuntimeError):
 
 def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: Any = None) -> None:
     """What the searcher and the scheduler need of the config, checked before anything is written (by `tune` before
-    its folder and parent run exist, and by `config validate`): ASHA's grace period within the longest a trial runs,
+    its folder and parent run exist, and by `config validate`): ASHA's grace period within its max_t,
     and for `tune.searcher=grid` a space of choice/grid values only (`space`: loaded from `source`; by default the
     search's own, `tune.space` or the trial recipe's). Ray found both only once the search had started: a raw
     `AssertionError: grace_period must be <= max_t!`, and a search folder that refused the corrected command."""
     t = cfg.tune
     max_t = t.max_t or cfg.train.epochs
     if t.scheduler == "asha" and t.grace_period > max_t:
-        longest = f"tune.max_t={t.max_t}" if t.max_t else f"train.epochs={cfg.train.epochs}"
-        raise ConfigError(f"tune.grace_period={t.grace_period} is more than {longest}, the longest a trial runs: "
-                          f"ASHA cannot let every trial run that long before stopping one. Set tune.grace_period to "
-                          f"at most {max_t}, or use tune.scheduler=fifo")
+        compared = f"tune.max_t={t.max_t}" if t.max_t else \
+            f"train.epochs={cfg.train.epochs} (ASHA's max_t while tune.max_t is unset)"
+        # the scheduler counts a trial's reports; a vlm trial reports per validation, whatever train.epochs says
+        vlm = ("; a tune.recipe=vlm trial reports at each validation (vlm.eval_every steps), not once per "
+               "train.epochs: set tune.max_t to its number of validations") if t.recipe == "vlm" else ""
+        raise ConfigError(f"tune.grace_period={t.grace_period} is more than {compared}, the most reports ASHA lets "
+                          f"a trial make: it cannot let every trial run that long before stopping one{vlm}. Set "
+                          f"tune.grace_period to at most {max_t}, or use tune.scheduler=fifo")
     if t.searcher != "grid":
         return
     if space is None:
