@@ -209,9 +209,12 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
     dirs["cache"].mkdir(parents=True, exist_ok=True)
     state_path = exp_dir / "search.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-    # Tune restores its stored searcher (sample count included) when it saved one; else the config's runs
+    # Tune restores its stored searcher (sample count included) when it saved one; else the config's runs. A
+    # restored search recorded before these settings were has no start value: none is recorded for it (this
+    # command's would be named by a later resume's warning as what the search was started with)
     restoring = resuming and tune.Tuner.can_restore(str(exp_dir))
-    kept = {k: state.get(k, getattr(cfg.tune, k)) if restoring else getattr(cfg.tune, k) for k in RESTORED_SETTINGS}
+    kept = {k: state[k] if restoring else getattr(cfg.tune, k) for k in RESTORED_SETTINGS
+            if not restoring or k in state}
     if restoring:
         warn_ignored_on_resume(cfg, kept)
 

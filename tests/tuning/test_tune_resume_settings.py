@@ -63,3 +63,18 @@ def test_a_resume_before_tune_saved_anything_runs_the_asked_settings(tmp_path, m
     with caplog.at_level(logging.WARNING, logger="mmlnb_dist"):
         again = _run(tmp_path, monkeypatch, "tune.num_samples=8", "tune.resume=true")
     assert "is ignored" not in caplog.text and again["num_samples"] == 8
+
+
+def test_a_resume_of_a_search_recorded_before_these_settings_records_no_start_value(tmp_path, monkeypatch,
+                                                                                    caplog):
+    """A search.json written before num_samples/searcher were recorded: a resume recorded its own command's values
+    as what the search "was started with", so a later resume's warning named a start value that never ran."""
+    first = _run(tmp_path, monkeypatch, "tune.num_samples=4")
+    path = tmp_path / "runs" / "tune" / "search" / "search.json"
+    path.write_text(json.dumps({k: v for k, v in first.items() if k not in ("num_samples", "searcher")}))
+    _tune_saved_its_state(tmp_path)
+    again = _run(tmp_path, monkeypatch, "tune.num_samples=8", "tune.resume=true")
+    assert "num_samples" not in again and "searcher" not in again
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist"):
+        _run(tmp_path, monkeypatch, "tune.num_samples=16", "tune.resume=true")
+    assert "was started with tune.num_samples=8" not in caplog.text
