@@ -74,9 +74,10 @@ def check_stained(rgb: np.ndarray, where: str) -> None:
 
 
 class StainNormalizer:
-    """`method` in none / macenko / reinhard, fitted once on `target` (RGB uint8)."""
+    """`method` in none / macenko / reinhard, fitted once on `target` (RGB uint8); `checked`: `target` came from
+    `load_rgb`, which has refused an unstained one already."""
 
-    def __init__(self, method: str, target: Optional[np.ndarray] = None):
+    def __init__(self, method: str, target: Optional[np.ndarray] = None, checked: bool = False):
         self.method = method
         self._norm = None
         if method == "none":
@@ -86,7 +87,8 @@ class StainNormalizer:
         from torchstain.numpy.normalizers import NumpyMacenkoNormalizer, NumpyReinhardNormalizer
 
         # the target may be a region of the first slide, which load_rgb never saw
-        check_stained(target, f"slides.stain.method={method}: the stain target")
+        if not checked:
+            check_stained(target, f"slides.stain.method={method}: the stain target")
         self._norm = NumpyMacenkoNormalizer() if method == "macenko" else NumpyReinhardNormalizer()
         try:
             with np.errstate(all="ignore"):

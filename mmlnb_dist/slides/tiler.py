@@ -263,7 +263,8 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     quotas, quota_notes = plan_quotas(s, usable)
     from .stain import StainNormalizer
 
-    normalizer = StainNormalizer(s.stain.method, target)
+    # a target file was checked by load_rgb; a region of a slide was not
+    normalizer = StainNormalizer(s.stain.method, target, checked=not target_source.startswith("slide:"))
 
     results: List[Dict[str, Any]] = []
     jobs: List[SlideJob] = []

@@ -73,3 +73,28 @@ def test_a_real_target_still_fits():
     norm = StainNormalizer("macenko", target)
     out, used = norm(target[:256, :256])
     assert used == "macenko" and out.shape == (256, 256, 3)
+
+
+def test_a_target_file_is_checked_once(tmp_path, monkeypatch):
+    """load_rgb checks a target file for stained tissue; the normaliser fitted on it checked it again."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.slides import stain
+    from mmlnb_dist.slides.synthetic_slides import write_synthetic_slide
+    from mmlnb_dist.slides.tiler import _target_from_slide, tile_slides
+
+    slide = tmp_path / "wsi"
+    slide.mkdir()
+    write_synthetic_slide(slide / "s-0.tif", "UD", width=1024, height=1024, pool_size=3, downsamples=(1, 4), seed=1)
+    (slide / "labels.csv").write_text("slide_id,label\ns-0,UD\n")
+    cfg = load_config(None, ["slides.stain.method=macenko", "slides.qc_pictures=false", "data.build.image_size=32",
+                             "slides.sampling.max_tiles_per_slide=1", "data.build.val_fraction=0"])
+    region = _target_from_slide(cfg.slides, "s-0", slide / "s-0.tif", side=256)
+    assert region is not None
+    cfg.slides.stain.target = _png(tmp_path / "target.png", region)
+    calls = []
+    real = stain.check_stained
+    monkeypatch.setattr(stain, "check_stained", lambda rgb, where: calls.append(where) or real(rgb, where))
+    report = tile_slides(cfg.slides, cfg.data.build, slide, slide / "labels.csv", tmp_path / "out",
+                         cfg.data.classes, progress=False)
+    assert report.results[0]["status"] == "ok", report.results
+    assert len(calls) == 1 and str(tmp_path / "target.png") in calls[0], calls
