@@ -229,6 +229,17 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
                  "register one with: mmlnb-dist register --run %s/<row>-seed<seed>", study_dir.name,
                  cfg.tracking.register_name, study_dir)
     parent = _open_parent(cfg, study_dir, chosen, seeds)
+    try:
+        return _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available, metrics, train_jobs)
+    except BaseException as err:  # the parent run ends as the study did (it stayed RUNNING for good)
+        if parent is not None:
+            parent.finish(status="KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+        raise
+
+
+def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available, metrics,
+              train_jobs) -> StudyResult:
+    """`run_study` once its runs' configs are built and its parent run is open: train, tabulate, log."""
     # One process group for every engine of the study (DeepSpeed caches its groups at module level).
     init_engine_process_group(DistEnv.from_environment(), cfg.distributed)
     texts = prepare_descriptions(cfg, {s for s in sources.values() if s}, study_dir,
