@@ -9,16 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-
-def _install_tune_like_handler(stopped):
-    """What Ray's `tune.run` does when its loop starts: SIGUSR1 (and SIGINT, unless told not to) ask it to stop."""
-
-    def tune_stop(signum, frame):
-        stopped.append(signum)
-
-    signal.signal(signal.SIGUSR1, tune_stop)
-    if os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "1":
-        signal.signal(signal.SIGINT, tune_stop)
+from support.tune_signals import install_tune_like_handler
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -37,7 +28,7 @@ def test_a_signal_during_the_trials_interrupts_the_study(tmp_path, monkeypatch, 
             pass
 
         def fit(self):
-            _install_tune_like_handler(stopped)
+            install_tune_like_handler(stopped)
             os.kill(os.getpid(), signum)
             return [SimpleNamespace(config={"run": "a-seed0"}, error=None, metrics={})]
 

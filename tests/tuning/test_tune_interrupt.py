@@ -21,21 +21,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from support.tune_signals import install_tune_like_handler
+
 
 METRIC = "val/balanced_accuracy"
 SMOKE = "tune.recipe=mmlnb_dist.tuning.smoke:run"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _install_tune_like_handler(stopped):
-    """What Ray's `tune.run` does when its loop starts: SIGUSR1 (and SIGINT, unless told not to) ask it to stop."""
-
-    def tune_stop(signum, frame):
-        stopped.append(signum)
-
-    signal.signal(signal.SIGUSR1, tune_stop)
-    if os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") != "1":
-        signal.signal(signal.SIGINT, tune_stop)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -46,7 +37,7 @@ def test_the_first_signal_asks_tune_to_stop_and_a_second_stops_at_once(signum):
     stopped = []
     with pytest.raises(KeyboardInterrupt):
         with GracefulSearchStop() as stop:
-            _install_tune_like_handler(stopped)  # tuner.fit() has started its loop
+            install_tune_like_handler(stopped)  # tuner.fit() has started its loop
             os.kill(os.getpid(), signum)
             assert stopped == [signal.SIGUSR1] and stop.signal == signum  # Tune's own stop, recorded
             os.kill(os.getpid(), signum)  # impatient: now at once
@@ -87,7 +78,7 @@ def test_an_interrupted_search_names_no_best_and_exits_130(tmp_path, monkeypatch
 
         def fit(self):
             stopped = []
-            _install_tune_like_handler(stopped)
+            install_tune_like_handler(stopped)
             os.kill(os.getpid(), signum)
             assert stopped, "Tune was not asked to stop"
             result = SimpleNamespace(config={"train.lr": 1e-3}, error=None,
