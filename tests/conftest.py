@@ -28,3 +28,16 @@ os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_exte
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A search that ends as interrupted raises `SearchInterrupted`, a KeyboardInterrupt (the CLI's exit 130): let
+    out of a test, pytest takes it for the user's Ctrl-C and ends the whole session early. It fails that test."""
+    from mmlnb_dist.tuning.stop import SearchInterrupted
+
+    try:
+        return (yield)
+    except SearchInterrupted as err:
+        raise AssertionError(f"the search ended as interrupted ({err}); expect it with "
+                             f"pytest.raises(SearchInterrupted)") from err

@@ -11,6 +11,8 @@ import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from mmlnb_dist.config import load_config
 
 METRIC = "val/balanced_accuracy"
@@ -29,7 +31,7 @@ class _Grid(list):
         return pick((r for r in self if r.metrics.get(metric) is not None), key=lambda r: r.metrics[metric])
 
 
-def _search(tmp_path, monkeypatch, grid, searcher="random"):
+def _search(tmp_path, monkeypatch, grid, searcher="random", interrupted=False):
     from ray import tune
 
     from mmlnb_dist.tuning import driver, outcome
@@ -58,7 +60,15 @@ def _search(tmp_path, monkeypatch, grid, searcher="random"):
     cfg = load_config("cpu-demo", [f"data.shards={tmp_path}/shards", f"run.output_dir={tmp_path}/runs",
                                    "tracking.backends=[stdout]", "train.epochs=2", "tune.num_cpus=2",
                                    "tune.name=table", f"tune.searcher={searcher}", "tune.num_samples=3"])
-    summary = driver.run_search(cfg, tmp_path / "space.yaml")
+    if interrupted:  # a trial Tune never finished: the search ends as interrupted (a KeyboardInterrupt, which
+        # pytest would take as the user's Ctrl-C and stop the session), its trials.csv still written
+        from mmlnb_dist.tuning.stop import SearchInterrupted
+
+        with pytest.raises(SearchInterrupted) as stopped:
+            driver.run_search(cfg, tmp_path / "space.yaml")
+        summary = stopped.value.summary
+    else:
+        summary = driver.run_search(cfg, tmp_path / "space.yaml")
     with open(Path(summary["experiment_dir"]) / "trials.csv", newline="") as fh:
         return summary, list(csv.DictReader(fh)), drawn["rows"]
 
@@ -123,7 +133,8 @@ def test_a_trial_that_never_reported_keeps_its_id_and_status(tmp_path, monkeypat
                   SimpleNamespace(config={"train.lr": 2e-3}, error=RuntimeError("no data"), metrics={}),
                   SimpleNamespace(config={"train.lr": 3e-3}, error=None, metrics={})],
                  [_trial("aaaa0001", 10.0), _trial("bbbb0002", 20.0, "ERROR"), _trial("cccc0003", None, "PENDING")])
-    _, rows, _ = _search(tmp_path, monkeypatch, grid)
+    summary, rows, _ = _search(tmp_path, monkeypatch, grid, interrupted=True)
+    assert summary["interrupted"] and "best_trial_id" not in summary  # a partial search names no best
     assert [(r["trial_id"], r["status"]) for r in rows] == [("aaaa0001", "OK"), ("bbbb0002", "ERROR"),
                                                             ("cccc0003", "PENDING")]
     assert rows[1]["error"] == "RuntimeError: no data"
