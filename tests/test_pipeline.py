@@ -319,3 +319,16 @@ def test_the_predict_line_and_serving_uri_name_the_new_version_unless_it_holds_t
     else:
         assert "- serving URI: `models:/cpu-demo@champion` did not move to version 2" in run.report, run.report
     assert (_cfg(tmp_path).run.output_dir / "cpu-demo-pipeline" / "report.md").read_text() == run.report
+
+
+def test_each_results_table_value_sits_under_its_own_metric_header():
+    """The report's results table puts every metric under the column that names it, in %: a user reading the
+    table would otherwise take one metric's value (e.g. AUROC) for another's (accuracy)."""
+    from mmlnb_dist.pipeline.report import PAPER_COLUMNS, results_table
+
+    metrics = {key: (i + 1) * 0.11 for i, (key, _) in enumerate(PAPER_COLUMNS)}  # 0.11, 0.22, ... 0.77
+    metrics.update(quadratic_kappa=0.88, num_samples=40)
+    rows = results_table({"patch": {"test": metrics}, "slide": {"test": {**metrics, "num_samples": 4}}})
+    assert rows[0] == "| level | split | Acc | BAcc | Kappa | F1 | Prec | Rec | AUROC | QWK(ord) |"
+    assert rows[2:] == ["| patch | test (n=40) | 11.00 | 22.00 | 33.00 | 44.00 | 55.00 | 66.00 | 77.00 | 88.00 |",
+                        "| slide | test (n=4) | 11.00 | 22.00 | 33.00 | 44.00 | 55.00 | 66.00 | 77.00 | 88.00 |"]

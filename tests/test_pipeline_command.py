@@ -232,6 +232,44 @@ def test_how_long_ranks_wait_is_not_part_of_what_a_stage_or_a_study_row_was_buil
     assert all(a != b for a, b in zip(fingerprints("distributed.gradient_clipping=0.5"), base))
 
 
+
+def test_a_stage_is_rebuilt_when_what_it_reads_was_rebuilt(tmp_path):
+    """A stage's fingerprint follows the fingerprints of the stages it reads: with everything else equal, rebuilt
+    shards retrain the classifier and redescribe the patches, a refitted VLM redescribes them, a regenerated source
+    rebuilds the shards. Without it a rerun would report a model or descriptions made from the old data as up to
+    date."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.core.distributed import DistEnv
+    from mmlnb_dist.pipeline.stages import StageResult
+    from mmlnb_dist.pipeline.steps import plan_describe, plan_shards, plan_train
+
+    cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}"])
+
+    def result(name, fp):
+        return StageResult(name, tmp_path / name, fp, True, 0.0, {"adapter_dir": str(tmp_path / "adapter")})
+
+    shards, other_shards = result("shards", "0123456789abcdef"), result("shards", "fedcba9876543210")
+    vlm, other_vlm = result("finetune-vlm", "1111111111111111"), result("finetune-vlm", "2222222222222222")
+    source, other_source = result("synth", "3333333333333333"), result("synth", "4444444444444444")
+
+    def train(s):
+        return plan_train(cfg, s, DistEnv()).fingerprint
+
+    def describe(v, s):
+        return plan_describe(cfg, v, s, DistEnv()).fingerprint
+
+    def shard_set(src):
+        return plan_shards(cfg, src).fingerprint
+
+    assert train(shards) == train(result("shards", shards.fingerprint))  # (same inputs: up to date)
+    assert train(shards) != train(other_shards)
+    assert describe(vlm, shards) == describe(result("finetune-vlm", vlm.fingerprint), shards)
+    assert describe(vlm, shards) != describe(vlm, other_shards)
+    assert describe(vlm, shards) != describe(other_vlm, shards)
+    assert shard_set(source) == shard_set(result("synth", source.fingerprint))
+    assert shard_set(source) != shard_set(other_source)
+
+
 def test_the_pipeline_log_ends_with_the_error_that_stopped_it(tmp_path, monkeypatch):
     """A pipeline left to run overnight is read from its log afterwards: an unexpected failure is recorded there
     with its traceback, not only printed to a console that may be gone."""

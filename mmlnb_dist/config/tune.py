@@ -51,7 +51,8 @@ class TuneConfig(Section):
     """ASHA: keep the best 1/reduction_factor of trials at each rung."""
 
     max_t: Optional[int] = Field(None, ge=1)
-    """ASHA: the longest a trial runs in epochs; default `train.epochs`."""
+    """ASHA: the most reports a trial makes; default `train.epochs` (one report per epoch), for `tune.recipe=vlm`
+    the base config's validation count (every `vlm.eval_every` steps and at the end)."""
 
     seed: int = Field(0, ge=0)
     """Seed of the searcher (random and Optuna sampling)."""

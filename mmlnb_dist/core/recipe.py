@@ -35,7 +35,9 @@ job into the same folder stops at once, naming the holder), and on `run.resume=t
 stored there (`config.yaml`) with the new one, refusing differences that change results (listed) and recording
 the allowed ones in `resume_changes.json`. `check()` must therefore create nothing on disk.
 
-`report(step_or_epoch, metrics)` is optional; Ray Tune trials report through it, on every rank.
+`report(step_or_epoch, metrics)` is optional; Ray Tune trials report through it, on every rank. A recipe whose reports
+are not one per `train.epochs` epoch marks its last one with `FINAL_REPORT: 1.0`, so that a scheduler (ASHA) never
+stops a trial that is finishing.
 The recipe table (`mmlnb_dist/recipes/__init__.py`) names every recipe; `core` knows none of them.
 """
 from __future__ import annotations
@@ -51,7 +53,7 @@ import yaml
 from .distributed import DistEnv, init_engine_process_group
 from .engine import check_precision
 from .logging import setup_logging, stopped_on_request
-from .provenance import format_changes, read_record, refuse_changes, write_record
+from .provenance import flatten, format_changes, read_record, refuse_changes, write_record
 from .runlock import FolderLock, ReadLock
 from .sections import WAIT_FIELDS
 from .signals import sigterm_as_interrupt
@@ -60,6 +62,8 @@ from .tracking.lineage import check_resumed_datasets
 log = logging.getLogger(__name__)
 
 Report = Callable[[int, Dict[str, float]], None]
+FINAL_REPORT = "trial/final"
+"""The metric (1.0) that marks a run's last report when its reports are not one per `train.epochs` epoch."""
 
 RESUME_MAY_CHANGE: Sequence[str] = ("run.resume", "tracking.*", "train.epochs", "train.log_every",
                                     "train.keep_checkpoints", "train.eval_batch_size", "train.checkpoint_every",
@@ -171,8 +175,12 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
         return
     sections = getattr(recipe_cls, "result_sections", None)
     allow = (*RESUME_MAY_CHANGE, *getattr(recipe_cls, "resume_may_change", ()))
-    old = {k: v for k, v in (yaml.safe_load(stored_path.read_text()) or {}).items()
-           if sections is None or k in sections}
+    old = flatten({k: v for k, v in (yaml.safe_load(stored_path.read_text()) or {}).items()
+                   if sections is None or k in sections})
+    for key, default in flatten(config_sections(type(cfg).model_construct(), sections)).items():
+        # a setting added since the run started (an upgrade between kill and resume): its default is how it ran;
+        # such a key refused every resume of the older run ("vlm.keep_best: '<absent>' -> False")
+        old.setdefault(key, default)
     changes = refuse_changes(f"{run_dir} (run.resume=true)", old, config_sections(cfg, sections), allow=allow,
                              remedy="Resume with the stored settings (they are in config.yaml), or start a new run "
                                     "under another run.name.")

@@ -250,7 +250,15 @@ def base_vlm_stage(cfg: Config) -> StageResult:
 FINETUNE_CADENCE = {"generation", "log_every", "eval_every", "checkpoint_every", "cache_dir"}
 """`vlm` settings that do not change the fine-tuned adapter (describe's generation; how often it logs, validates and
 checkpoints; where the tiny model is cached): a rerun that changes only these resumes the fine-tune instead of
-deleting it (`FinetuneVLMRecipe.resume_may_change` allows them)."""
+deleting it (`FinetuneVLMRecipe.resume_may_change` allows them). Under `vlm.keep_best` the validations pick the
+adapter, so `eval_every` counts; `keep_best` is left out when off, so fingerprints from before it existed hold."""
+
+
+def finetune_settings(vlm: Any) -> Dict[str, Any]:
+    """The `vlm` settings that decide the fine-tuned adapter (fingerprinted)."""
+    if vlm.keep_best:
+        return vlm.model_dump(exclude=FINETUNE_CADENCE - {"eval_every"})
+    return vlm.model_dump(exclude=FINETUNE_CADENCE | {"keep_best"})
 
 
 def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,
@@ -260,7 +268,7 @@ def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] =
     it while the others wait for it)."""
     cfg = cfg.model_copy(deep=True)
     cfg.vlm.pairs = shards.output
-    fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, cfg.vlm.model_dump(exclude=FINETUNE_CADENCE),
+    fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, finetune_settings(cfg.vlm),
                      cfg.distributed.results_dump())
     if cache_root is not None:
         cfg.run.output_dir, cfg.run.name = Path(cache_root) / "vlm", fp

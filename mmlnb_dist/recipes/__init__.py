@@ -55,6 +55,11 @@ class RecipeSpec:
     variants: str = ""
     """Module of the recipe's ablation / baseline rows (`rows(cfg)` and `METRICS`) that `mmlnb-dist ablate` trains
     and tabulates (mmlnb_dist/studies.py); "" when it has none."""
+    reports: str = ""
+    """`module:function(cfg) -> Optional[int]`: how many reports a run of `cfg` makes to a Tune trial, when that is
+    not one per `train.epochs` epoch (ASHA's max_t); None when its inputs cannot be read. "": one per epoch."""
+    report_count_keys: Tuple[str, ...] = ()
+    """Config keys that change that count: a search space varying one needs `tune.max_t`."""
 
 
 RECIPES: Dict[str, RecipeSpec] = {spec.name: spec for spec in (
@@ -65,7 +70,10 @@ RECIPES: Dict[str, RecipeSpec] = {spec.name: spec for spec in (
                variants="mmlnb_dist.recipes.fusion.variants", tune_space="curriculum"),
     RecipeSpec("vlm", "vlm", VLMConfig, "mmlnb_dist.recipes.vlm.finetune:FinetuneVLMRecipe",
                "Stage 1 of MMLNB: the description VLM (Qwen2.5-VL + LoRA): fine-tuning and describe",
-               metrics=("loss",), lower_is_better=frozenset({"loss"}), tune_space="lora"),
+               metrics=("loss",), lower_is_better=frozenset({"loss"}), tune_space="lora",
+               reports="mmlnb_dist.recipes.vlm.batches:report_count",
+               report_count_keys=("vlm.epochs", "vlm.max_steps", "vlm.eval_every", "vlm.global_batch_size",
+                                  "vlm.pairs")),
     RecipeSpec("clip", "clip", ClipConfig, "mmlnb_dist.recipes.clip.recipe:ClipRecipe",
                "Fine-tuned CLIP towers + MLP head for multi-label classification of image-caption pairs (seed 002)",
                metrics=(*CLIP_METRICS, "loss"), lower_is_better=CLIP_LOWER_IS_BETTER,

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 from ..config import Config
 from ..config.tune import metric_direction, reported_metrics, reporting_recipe
 from ..core.errors import ConfigError, UserError
+from .algorithms import asha_horizon
 from .space import SpaceError, load_space, resolve_space, to_tune_space
 from .trial import PIPELINE_RECIPES, PIPELINE_SPACES
 
@@ -32,16 +33,31 @@ def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: An
     and for `tune.searcher=grid` a space of choice/grid values only (`space`: loaded from `source`; by default the
     search's own, `tune.space` or the trial recipe's). Ray found both only once the search had started: a raw
     `AssertionError: grace_period must be <= max_t!`, and a search folder that refused the corrected command."""
+    from ..recipes import RECIPES
+
     t = cfg.tune
-    max_t = t.max_t or cfg.train.epochs
-    if t.scheduler == "asha" and t.grace_period > max_t:
-        compared = f"tune.max_t={t.max_t}" if t.max_t else \
-            f"train.epochs={cfg.train.epochs} (ASHA's max_t while tune.max_t is unset)"
-        # the scheduler counts a trial's reports; a vlm trial reports per validation, whatever train.epochs says
-        vlm = ("; a tune.recipe=vlm trial reports at each validation (vlm.eval_every steps), not once per "
-               "train.epochs: set tune.max_t to its number of validations") if t.recipe == "vlm" else ""
+    spec = RECIPES.get(t.recipe)
+    counted = spec is not None and bool(spec.reports) and not t.max_t  # reports not one per epoch (vlm)
+    if t.scheduler == "asha" and counted:
+        if space is None:
+            source = resolve_space(t.space or default_space(t.recipe))
+            space = load_space(source)
+        varied = [k for k in space if k in spec.report_count_keys]
+        if varied:  # ASHA would stop the trials that report more often than the base config at its max_t
+            raise ConfigError(f"{source or 'the search space'} varies {', '.join(varied)}, so tune.recipe={t.recipe} "
+                              f"trials make different numbers of reports: set tune.max_t to the most any trial makes, "
+                              f"or use tune.scheduler=fifo")
+    max_t = asha_horizon(cfg) if t.scheduler == "asha" else None
+    if max_t is not None and t.grace_period > max_t:
+        if t.max_t:
+            compared = f"tune.max_t={t.max_t}"
+        elif counted:  # a vlm trial reports per validation, whatever train.epochs says
+            compared = (f"the {max_t} report(s) a tune.recipe={t.recipe} trial of this config makes (ASHA's max_t "
+                        f"while tune.max_t is unset)")
+        else:
+            compared = f"train.epochs={cfg.train.epochs} (ASHA's max_t while tune.max_t is unset)"
         raise ConfigError(f"tune.grace_period={t.grace_period} is more than {compared}, the most reports ASHA lets "
-                          f"a trial make: it cannot let every trial run that long before stopping one{vlm}. Set "
+                          f"a trial make: it cannot let every trial run that long before stopping one. Set "
                           f"tune.grace_period to at most {max_t}, or use tune.scheduler=fifo")
     if t.searcher != "grid":
         return

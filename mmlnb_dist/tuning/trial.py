@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..config.tune import PIPELINES
 from ..core.logging import command_log, setup_logging
+from ..core.recipe import FINAL_REPORT
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ def run_target(recipe: str, cfg, env, report: Callable[[int, Dict[str, Any]], No
     except TrainingDiverged as err:
         log.warning("trial %s diverged: %s", cfg.run.name, err)
         reported = last_epoch[0]  # the last epoch the run reported (`report` keeps it there)
-        report(reported + 1 if reported is not None else 0, {cfg.tune.metric: float("nan"), "diverged": 1.0})
+        report(reported + 1 if reported is not None else 0,
+               {cfg.tune.metric: float("nan"), "diverged": 1.0, FINAL_REPORT: 1.0})  # its last: never stopped
         return {"diverged": str(err)}
 
 
@@ -225,7 +227,7 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
         log.info("trial %s already finished (%s); reporting its result instead of running it again",
                  trial_id, run_dir / RESULT_FILE)
         last = done.get("last_epoch")
-        tune.report({**clean_metrics(done), "epoch": float(last if last is not None else -1)})
+        tune.report({**clean_metrics(done), "epoch": float(last if last is not None else -1), FINAL_REPORT: 1.0})
         return
     if cfg.run.resume:
         log.info("trial %s ran before and left checkpoints in %s: resuming from the newest", trial_id, run_dir)

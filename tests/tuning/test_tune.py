@@ -27,6 +27,7 @@ import yaml
 from mmlnb_dist.config import load_config
 
 from support.fusion import make_shards
+from support.tune_signals import assert_interrupted
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_DEMO = ROOT / "launch" / "profiles" / "cpu-demo.yaml"
@@ -450,13 +451,21 @@ def test_a_sigterm_ends_a_search_as_interrupted_and_it_resumes(shards, tmp_path)
         _wait_for_no_processes(proc.pid, ray_tmp)
         console = log.read_text()
         assert code == 130, console[-3000:]
-        assert "mmlnb-dist tune: interrupted" in console and "SIGTERM received at time" not in console
+        assert "mmlnb-dist tune: interrupted: resume with tune.resume=true" in console
+        assert "SIGTERM received at time" not in console and "best config:" not in console
+        first = assert_interrupted(tmp_path / "runs", "resumable")
         res = subprocess.run(_tune_cmd(shards, tmp_path, "tune.resume=true"), cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=540, check=False, start_new_session=True)
         _wait_for_no_processes(None, ray_tmp)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     summary = json.loads((tmp_path / "runs" / "tune" / "resumable" / "summary.json").read_text())
-    assert summary["trials"] == 3 and summary["errored"] == 0, summary
+    assert summary["trials"] == 3 and summary["errored"] == 0 and summary.get("best_config"), summary
+    assert summary["parent_run_id"] == first["parent_run_id"]
+    assert not list(trials.glob("*.lost-*"))  # Tune's saved state knew every trial it had started
+    import mlflow
+
+    parent = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}").get_run(summary["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["best_trial_id"] == summary["best_trial_id"]
 
 
 def test_starting_an_existing_search_again_is_a_clear_error(shards, tmp_path):

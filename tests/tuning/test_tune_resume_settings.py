@@ -78,3 +78,60 @@ def test_a_resume_of_a_search_recorded_before_these_settings_records_no_start_va
     with caplog.at_level(logging.WARNING, logger="mmlnb_dist"):
         _run(tmp_path, monkeypatch, "tune.num_samples=16", "tune.resume=true")
     assert "was started with tune.num_samples=8" not in caplog.text
+
+
+class _FitStarts(Exception):
+    pass
+
+
+def _tuner_calls(tmp_path, monkeypatch, *extra):
+    """Run the driver up to `tuner.fit()` (no Ray started) and return how it made its Tuner: `("new", kwargs)` or
+    `("restore", path, kwargs)`."""
+    from ray import tune
+
+    from mmlnb_dist.tuning import driver
+
+    calls = []
+
+    class Recorded(tune.Tuner):  # Tune's own can_restore decides whether there is a search to restore
+        def __init__(self, trainable, **kwargs):
+            calls.append(("new", kwargs))
+
+        @classmethod
+        def restore(cls, path, trainable, **kwargs):
+            calls.append(("restore", path, kwargs))
+            return cls.__new__(cls)
+
+        def fit(self):
+            raise _FitStarts
+
+    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
+    monkeypatch.setattr(tune, "Tuner", Recorded)
+    cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}/runs", "tracking.backends=[stdout]",
+                                   "tune.recipe=mmlnb_dist.tuning.smoke:run", "tune.num_cpus=2", *extra])
+    with pytest.raises(_FitStarts):
+        driver.run_search(cfg, "optimisation")
+    import ray
+
+    assert not ray.is_initialized()
+    return calls
+
+
+def test_a_resume_of_a_stored_search_restores_it_with_its_errored_trials(tmp_path, monkeypatch):
+    """`tune.resume=true` on a search Tune saved goes through `Tuner.restore(<search folder>, resume_errored=True)`
+    (docs/tune.md: finished trials are kept, interrupted and errored ones run again). Without it a resume would start
+    a new experiment in the folder: every finished trial run again, the stored searcher's history lost."""
+    _run(tmp_path, monkeypatch, "tune.num_samples=4")
+    _tune_saved_its_state(tmp_path)
+    calls = _tuner_calls(tmp_path, monkeypatch, "tune.num_samples=4", "tune.resume=true")
+    assert len(calls) == 1 and calls[0][0] == "restore", calls
+    _, path, kwargs = calls[0]
+    assert path == str(tmp_path / "runs" / "tune" / "search") and kwargs.get("resume_errored") is True, calls
+
+
+def test_a_new_search_builds_a_new_tuner(tmp_path, monkeypatch):
+    """`tune.resume=false` on a fresh folder starts a new experiment, with the config's sample count; nothing is
+    restored."""
+    calls = _tuner_calls(tmp_path, monkeypatch, "tune.num_samples=4")
+    assert [c[0] for c in calls] == ["new"], calls
+    assert calls[0][1]["tune_config"].num_samples == 4 and calls[0][1]["run_config"].name == "search"

@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,10 +20,11 @@ import torch
 from ...core.distributed import all_reduce_sum
 from ...data.images import image_member
 from ...data.reader import iter_shard_samples
-from ...data.shardset import ShardSet
+from ...data.shardset import ShardError, ShardSet
 from . import model as V
 
 if TYPE_CHECKING:
+    from ...config import Config
     from ...core.distributed import DistEnv
     from .config import VLMConfig
 
@@ -66,6 +67,27 @@ def count_pairs(shards: ShardSet, split: str) -> int:
         return 0
     return sum(1 for path, _ in shards.shards(split) for s in iter_shard_samples(path)
                if s.get("txt", b"").decode("utf-8").strip() and image_member(s) is not None)
+
+
+def total_steps(vcfg: "VLMConfig", n_train: int) -> int:
+    """The optimizer steps of a fine-tuning run of `n_train` train pairs (an epoch's last partial batch dropped)."""
+    return vcfg.max_steps or vcfg.epochs * (n_train // vcfg.global_batch_size)
+
+
+def validation_reports(vcfg: "VLMConfig", n_train: int) -> int:
+    """How many times a fine-tuning run of `n_train` train pairs reports its validation (to a Tune trial): every
+    `vlm.eval_every` steps before the last step, and once at the end."""
+    total = total_steps(vcfg, n_train)
+    return (total - 1) // vcfg.eval_every + 1 if vcfg.eval_every else 1
+
+
+def report_count(cfg: "Config") -> Optional[int]:
+    """The validation reports a fine-tuning run of `cfg` makes (the recipe table's `reports`, ASHA's max_t for a
+    `tune.recipe=vlm` search); None when its pairs cannot be read (the recipe's own check names them)."""
+    try:
+        return validation_reports(cfg.vlm, count_pairs(ShardSet.open(cfg.vlm.pairs), "train"))
+    except (ShardError, OSError):
+        return None
 
 
 def step_indices(n: int, global_batch: int, step: int, seed: int) -> List[int]:

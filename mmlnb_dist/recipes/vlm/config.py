@@ -7,7 +7,7 @@ from typing import List, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from ...core.config import Section
+from ...core.config import PathText, Section
 from ...core.sections import LRScheduleConfig
 
 DEFAULT_PROMPT = (
@@ -79,7 +79,7 @@ class GenerationConfig(Section):
 
 
 class VLMConfig(Section):
-    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    model: PathText = "Qwen/Qwen2.5-VL-7B-Instruct"
     """Base model name or local path, or `tiny` for a randomly initialised test-size Qwen2.5-VL."""
 
     pairs: Path = Path("shards/demo")
@@ -140,6 +140,11 @@ class VLMConfig(Section):
     eval_every: Optional[int] = Field(None, ge=1)
     """Validation loss every this many steps (always at the end); None: only at the end. Needs val pairs in
     `vlm.pairs` (refused without them)."""
+
+    keep_best: bool = False
+    """With `eval_every`: `<run>/adapter` (the run's `adapter_dir`) is the adapter of the validation with the lowest
+    val/loss (the HF Trainer's load_best_model_at_end, metric eval_loss), the last step's goes to `adapter-last`;
+    `best.json` and result.json name the step. False: `adapter` is the last step's."""
 
     checkpoint_every: Optional[int] = Field(50, ge=1)
     """DeepSpeed checkpoint (resumable, `run.resume=true`) every this many steps, and always at the end; None:

@@ -23,7 +23,8 @@ refused (pass run.resume=true, or choose another run.name), and a resume may onl
 (warmup, then cosine); a step's loss is the mean over its answer tokens (`batches.token_weights`). Outputs in
 `<run.output_dir>/<run.name>/`: `adapter/` (peft, safetensors; gathered across ZeRO-3 ranks, `adapter.py`),
 `checkpoints/` (DeepSpeed, frozen base weights excluded, step, loss window and RNG states in the client state),
-`metrics.jsonl`, `data_order.jsonl` (step, world size, pair keys), `config.yaml`, `result.json`.
+`metrics.jsonl`, `data_order.jsonl` (step, world size, pair keys), `config.yaml`, `result.json`; with
+`vlm.keep_best`, `adapter/` is the best validation's and `adapter-last/` the last step's (`best.py`).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ from ...core.divergence import LossWatch
 from ...core.engine import OptimizerSpec, build_engine, deepspeed_config, precision_of, seed_everything
 from ...core.errors import ConfigError
 from ...core.progress import progress_bar
-from ...core.recipe import Report
+from ...core.recipe import FINAL_REPORT, Report
 from ...core.schedule import planned_lrs, schedule_figure
 from ...core.signals import GracefulStop
 from ...core.tracking import build_logger
@@ -54,7 +55,9 @@ from ...data.shardset import ShardError, ShardSet
 from . import model as V
 from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
 from .batches import (Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed,  # noqa: F401
-                      token_weights, truncate_data_order)
+                      token_weights, total_steps, truncate_data_order)
+from .best import LAST_ADAPTER, BestAdapter, check_keep_best, check_keep_best_resume
+from .deepspeed_configs import SHIPPED_DEEPSPEED, shipped_deepspeed_configs  # noqa: F401  (public here too)
 from .pair_lengths import pair_counts
 from .preflight import check_finetune_model
 from .source import check_vlm_loadable
@@ -65,28 +68,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 STAGE = "finetune-vlm"
 DATA_ORDER = "data_order.jsonl"
-
-
-# ---------------------------------------------------------------------------------------------------------
-# DeepSpeed configs shipped in launch/deepspeed/ (generated from the config; a test checks they match)
-# ---------------------------------------------------------------------------------------------------------
-
-SHIPPED_DEEPSPEED = {
-    "vlm_zero2.json": dict(zero_stage=2, offload_optimizer=False, offload_params=False),
-    "vlm_zero3.json": dict(zero_stage=3, offload_optimizer=False, offload_params=False),
-    "vlm_zero3_offload.json": dict(zero_stage=3, offload_optimizer=True, offload_params=True),
-}
-
-
-def shipped_deepspeed_configs(cfg: "Config") -> Dict[str, Dict[str, Any]]:
-    """The JSONs of launch/deepspeed/vlm_*.json for `cfg` (the rtx4090 profile: bf16, 16 = 4 x 4 on 1 GPU)."""
-    out = {}
-    for name, zero in SHIPPED_DEEPSPEED.items():
-        dcfg = cfg.distributed.model_copy(update=zero)
-        plan = plan_batch(cfg.vlm.global_batch_size, 1, cfg.vlm.micro_batch_per_gpu or dcfg.micro_batch_per_gpu,
-                          key="vlm.global_batch_size")
-        out[name] = deepspeed_config(dcfg, plan)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -109,7 +90,8 @@ class FinetuneVLMRecipe:
     resume_may_change = ("vlm.max_steps", "vlm.epochs", "vlm.log_every", "vlm.eval_every", "vlm.checkpoint_every",
                          "vlm.generation.*", "vlm.cache_dir", "run.cache_dir")
     """Train longer, log, validate or checkpoint at another cadence; generation settings (describe's, unused
-    here); where the tiny model is cached (its weights are a function of vlm.tiny_seed)."""
+    here); where the tiny model is cached (its weights are a function of vlm.tiny_seed). Under vlm.keep_best,
+    `check` refuses a changed vlm.eval_every (the validations pick the adapter; `best.check_keep_best_resume`)."""
     schedule_lengths = (("vlm.lr_schedule", ("vlm.epochs", "vlm.max_steps")),)
     """A resume that trains longer under the cosine schedule stretches it: `core.recipe` warns."""
 
@@ -125,6 +107,7 @@ class FinetuneVLMRecipe:
         lrs = {f"vlm.{k}": getattr(cfg.vlm, k) for k in ("lr", "merger_lr", "vision_lr")}
         self.watch = LossWatch(env, {k: v for k, v in lrs.items() if v is not None}, cfg.distributed)
         """A non-finite loss or trained weight stops fine-tuning at that step, before anything of it is saved."""
+        self.best = BestAdapter(self.run_dir, env, self.save_adapter) if cfg.vlm.keep_best else None
 
     @classmethod
     def reads(cls, cfg: "Config") -> List[Any]:
@@ -143,6 +126,7 @@ class FinetuneVLMRecipe:
         vcfg = cfg.vlm
         micro = vcfg.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
         plan_batch(vcfg.global_batch_size, world_size, micro, key="vlm.global_batch_size")
+        check_keep_best(cfg)
         if cfg.distributed.deepspeed_config:
             from ...core.engine import read_user_deepspeed_json
 
@@ -162,10 +146,14 @@ class FinetuneVLMRecipe:
             raise ShardError(f"vlm.pairs: {err}") from None
         pairs.require_split("train", "image-description pairs to fine-tune on")
         check_shard_files(pairs, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
-        require_one_batch(count_pairs(pairs, "train"), plan.global_batch, vcfg.pairs)
+        n_train = count_pairs(pairs, "train")
+        require_one_batch(n_train, plan.global_batch, vcfg.pairs)
         if vcfg.eval_every and not count_pairs(pairs, "val"):  # (as the HF Trainer refuses step eval without a set)
-            raise ConfigError(f"vlm.eval_every={vcfg.eval_every}: {vcfg.pairs} has no val pairs to compute a "
-                              f"validation loss on; set vlm.eval_every=null or build the set with a val split")
+            asked, remedy = ((" with vlm.keep_best=true", "vlm.keep_best=false and vlm.eval_every=null")
+                             if vcfg.keep_best else ("", "vlm.eval_every=null"))
+            raise ConfigError(f"vlm.eval_every={vcfg.eval_every}{asked}: {vcfg.pairs} has no val pairs to compute a "
+                              f"validation loss on; set {remedy} or build the set with a val split")
+        check_keep_best_resume(cfg, total_steps(vcfg, n_train))
         CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
         check_finetune_model(vcfg)  # LoRA names, prompt and length: on the model's structure, before the folder
 
@@ -181,7 +169,7 @@ class FinetuneVLMRecipe:
         self.plan = plan_batch(vcfg.global_batch_size, env.world_size, micro, key="vlm.global_batch_size")
         require_one_batch(len(self.train_pairs), self.plan.global_batch, vcfg.pairs)  # setup without check()
         self.steps_per_epoch = len(self.train_pairs) // self.plan.global_batch
-        self.total_steps = vcfg.max_steps or vcfg.epochs * self.steps_per_epoch
+        self.total_steps = total_steps(vcfg, len(self.train_pairs))
 
         ds = deepspeed_config(cfg.distributed, self.plan, on_cpu=env.device.type == "cpu")
         self.dtype = V.dtype_for(precision_of(ds))
@@ -229,6 +217,8 @@ class FinetuneVLMRecipe:
             self.last_train = dict(client.get("last_train", {}))
             log.info("continuing at step %d", self.step)
             self._note_world_size_change()
+        if self.best is not None:
+            self.best.restore(self.step if client else None)
         if cfg.run.resume:  # what the killed process logged after its checkpoint is logged again from here
             self.logger.resumed_at(self.step if client else -1)
         if not client:
@@ -272,10 +262,13 @@ class FinetuneVLMRecipe:
         train_metrics = self._train_steps()
         val_metrics = self._log_val()
         self.save_checkpoint()
-        adapter_dir = self.save_adapter()
+        last_dir = self.save_adapter(self.run_dir / LAST_ADAPTER if self.best else None)
+        adapter_dir = self.best.publish() if self.best else last_dir  # keep_best: the best validation's adapter
         result = {"run_dir": str(self.run_dir), "adapter_dir": str(adapter_dir), "step": self.step,
                   "base_model": self.base_path, "base_model_seconds": self.base_model_seconds,
-                  **train_metrics, **val_metrics}
+                  **train_metrics, **val_metrics}  # with keep_best, val_metrics holds best/val_loss and best/step
+        if self.best is not None:
+            result.update({"adapter_last_dir": str(last_dir), "best/step": self.best.record["step"]})
         if self.env.is_main:
             (self.run_dir / "result.json").write_text(json.dumps(result, indent=2))
         return result
@@ -339,9 +332,11 @@ class FinetuneVLMRecipe:
 
     def _log_val(self) -> Dict[str, float]:
         metrics = self.validate()
+        if self.best is not None:  # every rank: a new best saves the adapter (collective)
+            metrics = {**metrics, **self.best.see(self.step, metrics)}
         self.logger.log_metrics(metrics, step=self.step)
         if self.report:
-            self.report(self.step, metrics)
+            self.report(self.step, {**metrics, FINAL_REPORT: float(self.step >= self.total_steps)})
         return metrics
 
     @torch.no_grad()

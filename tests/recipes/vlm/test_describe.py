@@ -74,6 +74,8 @@ def test_two_ranks_describe_every_sample_once(shards):
 
 
 def test_interrupted_run_resumes_to_the_same_output(shards, monkeypatch):
+    """A killed describe, run again, describes only the images it had not finished and writes what one run writes:
+    otherwise a user loses the hours the VLM spent on every batch the progress file already holds."""
     from mmlnb_dist.config import load_config
     from mmlnb_dist.recipes.vlm import describe as D
 
@@ -103,9 +105,17 @@ def test_interrupted_run_resumes_to_the_same_output(shards, monkeypatch):
     assert n_partial > 0 and n_partial % 4 == 0  # whole batches only
     assert not (shards / "resumed" / "manifest.json").exists()
 
-    monkeypatch.setattr(D.Describer, "describe", real)
+    described = []
+
+    def counted(self, images):
+        described.append(len(images))
+        return real(self, images)
+
+    # The VLM itself is counted, not the progress file: a resume that describes again the batches the progress
+    # file holds (hours of generation on a slide set) reports the same `described_now`.
+    monkeypatch.setattr(D.Describer, "describe", counted)
     resumed = D.run_describe(cfg, "tiny", None, shards / "in", shards / "resumed", progress=False)
-    assert resumed["described_now"] == 30 - n_finished - n_partial  # only what was missing
+    assert sum(described) == resumed["described_now"] == 30 - n_finished - n_partial  # only what was missing
     _, a = _descriptions(shards / "whole")
     _, b = _descriptions(shards / "resumed")
     assert {k: v[2] for k, v in a.items()} == {k: v[2] for k, v in b.items()}
