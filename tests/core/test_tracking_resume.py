@@ -257,3 +257,33 @@ def test_a_fresh_start_over_a_killed_run_ends_that_run_as_killed(tmp_path):
     archived = [json.loads(x) for x in (run_dir / "tracking" / "train.1.jsonl").read_text().splitlines()]
     assert [(e["op"], e.get("status")) for e in archived if e["op"] in ("start", "close")] == [
         ("start", None), ("close", "KILLED")]
+
+
+def test_a_process_killed_between_creating_its_run_and_recording_it_leaves_one_run(tmp_path, monkeypatch):
+    """The window the two-node search drill hit once in CI: a trial's process created its MLflow run and was
+    killed before its journal recorded the run id. The next upload of that journal (the fresh restart closing it as
+    KILLED) created a second run, and the first stayed RUNNING for good. The run carries its journal's start
+    digest, so the upload finds it: one run, ended KILLED."""
+    from mmlnb_dist.core.tracking import journal
+
+    run_dir = tmp_path / "runs" / "t"
+    real_write_state = journal.Spool.write_state
+    killed = []
+
+    def killed_before_recording(self, **fields):
+        if "run_id" in fields and not killed:
+            killed.append(fields["run_id"])
+            raise KeyboardInterrupt  # stands in for the SIGKILL: nothing after create_run happens
+        return real_write_state(self, **fields)
+
+    monkeypatch.setattr(journal.Spool, "write_state", killed_before_recording)
+    with pytest.raises(KeyboardInterrupt):
+        _logger(_cfg(tmp_path), run_dir)
+    monkeypatch.setattr(journal.Spool, "write_state", real_write_state)
+    journal.Spool.for_stage(run_dir, "train").unlock()  # the kernel drops a dead process's lock
+    fresh = _logger(_cfg(tmp_path), run_dir)
+    fresh.close()
+    client = _client(tmp_path)
+    runs = client.search_runs([client.get_experiment_by_name("mmlnb-demo").experiment_id])
+    statuses = sorted((r.info.run_id == killed[0], r.info.status) for r in runs)
+    assert statuses == [(False, "FINISHED"), (True, "KILLED")], statuses

@@ -15,6 +15,7 @@ lock when the process dies, which is how `tracking sync` tells a dead writer fro
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -274,6 +275,10 @@ def find_journals(root: Path) -> List[Path]:
     return found
 
 
+JOURNAL_TAG = "mmlnb.journal_start"
+"""The tag naming the journal a run was created from (a digest of its start event)."""
+
+
 def ensure_run(client, spool: Spool, uri: str, experiment: Optional[str] = None) -> Tuple[str, bool]:
     """The MLflow run of this journal at `uri`: the recorded one when the server still has it, else a new run
     built from the `start` event (then every event is pending again). Returns (run_id, created)."""
@@ -295,11 +300,17 @@ def ensure_run(client, spool: Spool, uri: str, experiment: Optional[str] = None)
         raise ValueError(f"{spool.path} has no start event")
     experiment = experiment or start["experiment"]
     exp_id = get_or_create_experiment(client, experiment, Path(start["artifact_root"]))
-    run = client.create_run(exp_id, run_name=start["run_name"], tags=start.get("tags") or {},
-                            start_time=start.get("ts"))
+    # A process killed between create_run and recording the run id left a run that no journal named, RUNNING for
+    # good beside the one its journal's upload then created: the run carries its start event's digest, and a run
+    # with it is this journal's.
+    journal_tag = hashlib.sha256(json.dumps(start, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    found = client.search_runs([exp_id], filter_string=f"tags.`{JOURNAL_TAG}` = '{journal_tag}'", max_results=1)
+    run = found[0] if found else client.create_run(
+        exp_id, run_name=start["run_name"], tags={**(start.get("tags") or {}), JOURNAL_TAG: journal_tag},
+        start_time=start.get("ts"))
     spool.write_state(tracking_uri=uri, experiment=experiment, run_name=start["run_name"],
                       run_id=run.info.run_id, acked=0)
-    return run.info.run_id, True
+    return run.info.run_id, not found
 
 
 METRICS_PER_BATCH = 1000
