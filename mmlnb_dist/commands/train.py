@@ -107,6 +107,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if is_main:
         warn_held_out_copies(cfg.data.shards, args.split)
     spec = spec_for(cfg.train.recipe)
+    _refuse_early(cfg, spec, args.split)
     # One evaluation per split and run at a time: two would share one tracking journal and mix their MLflow runs;
     # and no build rewrites the shard set while it is read. Rank 0 alone holds the locks, as `core.recipe.run`
     # does for training (every rank taking the exclusive one refused all but the first). The other ranks cannot
@@ -118,9 +119,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         return _evaluate_with(args, cfg, spec, is_main)
 
 
-def _evaluate_with(args: argparse.Namespace, cfg, spec, is_main: bool) -> int:
+def _refuse_early(cfg, spec, split: str) -> None:
+    """Input mistakes found without work (the manifest is read, no sample), before the evaluation's folder and its
+    lock exist: a refused command leaves nothing behind (docs/reliability.md)."""
     from ..core.errors import UserError
-    from ..recipes import RECIPES, load_class
+    from ..data.shardset import ShardSet
+    from ..recipes import RECIPES
+
+    if not spec.evaluate and spec.name != "fusion":
+        raise UserError(f"train.recipe: the {spec.name} recipe has no `evaluate` (recipes with one: fusion, "
+                        f"{', '.join(n for n, s in sorted(RECIPES.items()) if s.evaluate)})")
+    ShardSet.open(cfg.data.shards).require_split(split, "the split to evaluate")
+
+
+def _evaluate_with(args: argparse.Namespace, cfg, spec, is_main: bool) -> int:
+    from ..recipes import load_class
 
     if spec.evaluate:  # the recipe's own evaluation (clip: multi-label metrics of its export)
         report = load_class(spec.evaluate, "train.recipe")(cfg, export=args.export, checkpoint=args.checkpoint,
@@ -128,9 +141,6 @@ def _evaluate_with(args: argparse.Namespace, cfg, spec, is_main: bool) -> int:
         if is_main:  # every rank computes the same gathered metrics; one copy on stdout (one JSON document)
             print(report)
         return 0
-    if spec.name != "fusion":
-        raise UserError(f"train.recipe: the {spec.name} recipe has no `evaluate` (recipes with one: fusion, "
-                        f"{', '.join(n for n, s in sorted(RECIPES.items()) if s.evaluate)})")
     return _evaluate_fusion(args, cfg, is_main)
 
 

@@ -31,8 +31,22 @@ def shards(tmp_path_factory) -> Path:
     return caption_shards(tmp_path_factory.mktemp("clip"), n=96, size=32)
 
 
+def _epoch_steps(run_dir: Path) -> list:
+    """(epoch, step of its train_epoch/ summary, step of its val record) per epoch, from the run's metrics.jsonl;
+    asserts the steps never go back."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records]
+    assert steps == sorted(steps), steps
+    summaries = [r["step"] for r in records if "train_epoch/loss" in r]
+    vals = [(int(r["epoch"]), r["step"]) for r in records if "val/loss" in r]
+    assert len(summaries) == len(vals), (summaries, vals)
+    return [(epoch, summary, step) for summary, (epoch, step) in zip(summaries, vals)]
+
+
 @pytest.mark.slow
 def test_clip_recipe_learns_and_a_killed_run_resumes_to_the_same_weights(shards, tmp_path):
+    """Also: the validation metrics are logged at the optimizer step their epoch ended on (not at the epoch
+    number), so MLflow draws them on the same x axis as the training curves."""
     from safetensors.torch import load_file
 
     from mmlnb_dist.core.checkpoint import fp32_state_dict_from_checkpoint
@@ -41,7 +55,8 @@ def test_clip_recipe_learns_and_a_killed_run_resumes_to_the_same_weights(shards,
     from mmlnb_dist.recipes.clip.export import load_exported_model
 
     recipe = recipe_class("clip")
-    full = run(recipe, clip_config(shards, tmp_path / "full", EPOCHS))
+    full_cfg = clip_config(shards, tmp_path / "full", EPOCHS)
+    full = run(recipe, full_cfg)
 
     def kill_after_epoch_1(epoch, metrics):
         if epoch == 1:
@@ -61,6 +76,13 @@ def test_clip_recipe_learns_and_a_killed_run_resumes_to_the_same_weights(shards,
     eb = load_file(str(tmp_path / "killed" / "clip" / "export" / "model.safetensors"))
     assert ea.keys() == eb.keys() and all(torch.equal(ea[k], eb[k]) for k in ea)
     assert resumed["val/micro_f1"] == full["val/micro_f1"] and resumed["best_epoch"] == full["best_epoch"]
+
+    # one val record per epoch, at the step of that epoch's last training record: 72 train samples in global
+    # batches of 16 (the last one short) are 5 optimizer steps an epoch; the resumed run logs the same steps
+    steps_per_epoch = -(-72 // full_cfg.train.global_batch_size)
+    expected = [(e, (e + 1) * steps_per_epoch, (e + 1) * steps_per_epoch) for e in range(6)]
+    assert _epoch_steps(tmp_path / "full" / "clip") == expected
+    assert _epoch_steps(tmp_path / "killed" / "clip") == expected
 
     # it learns: seed 0, 6 epochs; chance is micro AUROC 0.5 (measured: see docs/clip.md)
     assert full["val/num_samples"] == 24
@@ -133,7 +155,8 @@ def test_two_process_deepspeed_zero1_run_of_the_clip_recipe(shards, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("fusion", ["sum", "image_only", "text_only", "prmf"])
 def test_other_fusions_and_single_tower_baselines_train_through_the_recipe(shards, tmp_path, fusion):
-    """One epoch each: the recipe feeds only the towers the fusion uses and exports what it trained."""
+    """One epoch each: the recipe feeds only the towers the fusion uses and exports what it trained, and logs its
+    planned learning-rate curve as every training stage does (docs/tracking.md), MLflow off included."""
     from mmlnb_dist.core.recipe import run
     from mmlnb_dist.recipes import recipe_class
     from mmlnb_dist.recipes.clip.export import load_exported_model
@@ -142,3 +165,5 @@ def test_other_fusions_and_single_tower_baselines_train_through_the_recipe(shard
     assert result["val/num_samples"] == 24 and result["val/loss"] == result["val/loss"]  # finite, not NaN
     model, meta = load_exported_model(result["export_dir"])
     assert meta["model"]["fusion"] == fusion and model.fusion == fusion
+    lr_png = Path(result["run_dir"]) / "figures" / "lr_schedule.png"
+    assert lr_png.is_file() and lr_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", sorted(lr_png.parent.iterdir())
