@@ -153,3 +153,44 @@ def test_a_full_disk_during_a_save_is_one_clear_error_and_the_resume_ends_as_an_
     monkeypatch.setattr(DeepSpeedEngine, "save_checkpoint", original)
     run(LinearProbe, probe_config(shards, tmp_path, *SETTINGS, "run.resume=true"))
     assert_same_weights(fp32_state_dict_from_checkpoint(ckpt)[1], uninterrupted)
+
+
+class _StandInEngine:
+    """What `CheckpointManager.save` asks of a DeepSpeed engine: it writes one small file per save and reports a
+    single-process fp32 layout (the retention under test never looks inside a checkpoint)."""
+
+    dp_world_size = 1
+
+    def save_checkpoint(self, save_dir, tag=None, **kwargs):
+        (Path(save_dir) / tag).mkdir(parents=True)
+        (Path(save_dir) / tag / "mp_rank_00_model_states.pt").write_bytes(b"weights of " + tag.encode())
+
+    def bfloat16_enabled(self):
+        return False
+
+    def fp16_enabled(self):
+        return False
+
+    def zero_optimization_stage(self):
+        return 0
+
+    def train_micro_batch_size_per_gpu(self):
+        return 1
+
+    def gradient_accumulation_steps(self):
+        return 1
+
+
+@pytest.mark.parametrize("best,left", [("epoch-0000", ["epoch-0000", "epoch-0003", "epoch-0004"]),
+                                       (None, ["epoch-0003", "epoch-0004"])])
+def test_keep_checkpoints_keeps_exactly_the_newest_n_and_the_best(tmp_path, best, left):
+    """train.keep_checkpoints=2 over five epochs leaves the two newest checkpoints, plus the best one when it is
+    older; no more (a user would run out of disk) and no fewer (a resume would lose its fallback)."""
+    from mmlnb_dist.core.checkpoint import epoch_tag
+
+    manager, engine = CheckpointManager(tmp_path / "ckpt", DistEnv(), keep=2), _StandInEngine()
+    for epoch in range(5):
+        tag = epoch_tag(epoch)
+        manager.save(engine, tag, {"epoch": epoch}, best={"tag": best, "value": 0.9} if best else None)
+    assert manager.tags() == left
+    assert manager.latest() == "epoch-0004"

@@ -204,7 +204,9 @@ def _inputs(trained, n=6):
 
 
 def assert_predicts_like_the_export(served, trained, frame) -> None:
-    """`served` (a pyfunc model's predictions) equals the trainer's own model rebuilt from its export folder."""
+    """`served` (a pyfunc model's predictions) equals the trainer's own model rebuilt from its export folder, and
+    each row's `label` is the class whose `prob_<class>` is highest (the comparison above runs the same
+    `predictions_frame` on both sides, so a label taken from a permuted class list would pass it)."""
     from mmlnb_dist.recipes.fusion.pyfunc_model import load_predictor, predictions_frame, read_image
 
     predictor = load_predictor(Path(trained["result"]["export_dir"]))
@@ -213,6 +215,9 @@ def assert_predicts_like_the_export(served, trained, frame) -> None:
     for c in ("prob_UD", "prob_PD", "prob_D", "alpha"):
         np.testing.assert_allclose(served[c].to_numpy(), local[c].to_numpy(), rtol=1e-5, atol=1e-6)
     assert list(served["label"]) == list(local["label"])
+    classes = list(predictor.classes)
+    most_probable = served[[f"prob_{c}" for c in classes]].to_numpy().argmax(axis=1)
+    assert list(served["label"]) == [classes[i] for i in most_probable], served
 
 
 @pytest.mark.slow

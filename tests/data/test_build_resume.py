@@ -83,13 +83,26 @@ def test_a_build_of_other_inputs_or_options_does_not_reuse_the_stopped_one(sampl
     assert not list(out.glob(".partial-*"))
 
 
-def test_a_shard_whose_file_is_damaged_after_the_stop_is_written_again(samples, tmp_path, monkeypatch):
+def _cut_short(data: bytes) -> bytes:
+    return data[:100]  # as a full disk or a copy gone wrong would
+
+
+def _one_byte_flipped(data: bytes) -> bytes:
+    changed = bytearray(data)
+    changed[len(changed) // 2] ^= 0xFF  # in place, the size unchanged: bit rot, a bad copy over the same file
+    return bytes(changed)
+
+
+@pytest.mark.parametrize("damage", [_cut_short, _one_byte_flipped])
+def test_a_shard_damaged_after_the_stop_is_written_again(samples, tmp_path, monkeypatch, damage):
+    """A finished shard is reused only when its bytes match the recorded digest, not just its size: without it the
+    resumed build would ship the damaged shard, and its manifest would vouch for it."""
     whole = tmp_path / "whole"
     B.build_shards(samples, whole, CONFIG, CLASSES, progress=False)
     out = tmp_path / "out"
     interrupted_build(samples, out, monkeypatch, stop_after=20)
     kept = sorted(next(out.glob(".partial-*")).glob("*.tar"))
     assert kept, "the stopped build kept no finished shard"
-    kept[0].write_bytes(kept[0].read_bytes()[:100])  # cut short, as a full disk or a copy gone wrong would
+    kept[0].write_bytes(damage(kept[0].read_bytes()))
     B.build_shards(samples, out, CONFIG, CLASSES, progress=False)
     assert files(out) == files(whole)

@@ -127,7 +127,7 @@ def test_short_shard_is_bad_data_not_a_silent_end(tmp_path, mode):
 def test_bad_sample_budget_is_one_rate_whatever_the_number_of_workers(tmp_path, mode):
     shards = make_shard_set(tmp_path, per_class=20, max_per_shard=10, val_fraction=0.0)
     _break_images(shards / "train-000001.tar", [3])  # 1 of 60 = 1.7%
-    for workers in (1, 2, 4):
+    for workers in (1, 4):  # one process; four workers splitting 6 shards unevenly
         passed = _loader(shards, mode=mode, workers=workers, max_bad_sample_rate=0.02)
         assert sum(len(b["key"]) for b in passed) == (60 if mode == "train" else 59), workers
         assert passed.ledger_summary()["bad"] == 1

@@ -210,6 +210,27 @@ def test_verify_reports_corrupt_image_and_truncated_tar_with_shard_and_key(tmp_p
     assert "shard train-000001.tar: truncated or corrupt tar" in text
 
 
+def test_verify_reports_a_manifest_sample_count_the_shards_do_not_hold(tmp_path, capsys):
+    """A manifest that claims one sample more than a shard and its split hold (tar bytes untouched, so size and
+    sha256 still match) fails `shards verify`, naming the shard and the split. Without the count checks a
+    manifest edited by hand, or written by a buggy build, would pass and training would plan on samples that
+    are not there."""
+    out = make_shard_set(tmp_path, per_class=6, max_per_shard=5)
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    entry = manifest["splits"]["train"]["shards"][0]
+    n, split_n = entry["num_samples"], manifest["splits"]["train"]["num_samples"]
+    entry["num_samples"] += 1
+    manifest["splits"]["train"]["num_samples"] += 1
+    manifest_path.write_text(json.dumps(manifest))
+    problems = verify_shards(out, progress=False).problems
+    assert f"{entry['file']}: {n} samples, manifest says {n + 1}" in problems
+    assert f"split train: {split_n} valid samples, manifest says {split_n + 1}" in problems
+    assert len(problems) == 2, problems  # only the counts are wrong: bytes and sha256 still match
+    assert main(["shards", "verify", str(out), "--no-progress"]) == 1
+    assert f"{entry['file']}: {n} samples, manifest says {n + 1}" in capsys.readouterr().out
+
+
 def test_opening_a_broken_shard_set_names_the_path(tmp_path):
     with pytest.raises(ShardError, match="not found"):
         ShardSet.open(tmp_path / "missing").manifest

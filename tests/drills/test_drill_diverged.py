@@ -1,7 +1,8 @@
 """Drill: a training run whose loss goes NaN (a learning rate far too high) stops at that optimizer step with one
 clear error (exit code 2) instead of training on with NaN weights, reporting metrics computed from NaN scores,
 choosing and exporting a NaN model as the best one. Nothing of the diverged step is saved: every checkpoint the
-run left holds finite weights, so the run's last good state is kept.
+run left holds finite weights, so the run's last good state is kept; the CLIP and fusion drills also check that
+the MLflow run is ended FAILED, not left RUNNING.
 
 Fusion and CLIP training and VLM LoRA fine-tuning, each on its tiny CPU set; the two-rank agreement (one rank's NaN
 stops every rank at the same step) is in tests/core/test_divergence.py."""
@@ -34,10 +35,14 @@ def _all_checkpoints_finite(run_dir: Path) -> list:
     return tags
 
 
-def _status(run_dir: Path) -> str:
-    """The status the run's tracking closed it with (FINISHED / FAILED / KILLED)."""
-    return json.loads((run_dir / "tracking" / "train.json").read_text()).get("status", "?") \
-        if (run_dir / "tracking" / "train.json").is_file() else "?"
+def _assert_tracked_as_failed(run_dir: Path) -> None:
+    """The MLflow run the training logged to (`tracking/train.json` names it) was ended FAILED with an end time:
+    one left RUNNING stays in the MLflow UI as a run still training, with no end and no sign it diverged."""
+    import mlflow
+
+    record = json.loads((run_dir / "tracking" / "train.json").read_text())
+    info = mlflow.MlflowClient(record["tracking_uri"]).get_run(record["run_id"]).info
+    assert (info.status, info.end_time is not None) == ("FAILED", True), info
 
 
 def test_a_clip_run_whose_loss_goes_nan_stops_at_that_step_and_keeps_its_finite_checkpoints(tmp_path):
@@ -45,8 +50,9 @@ def test_a_clip_run_whose_loss_goes_nan_stops_at_that_step_and_keeps_its_finite_
 
     shards = caption_shards(tmp_path, n=96, size=32)
     args = ["train", "--config", str(CLIP_PROFILE), f"data.shards={shards}", f"run.output_dir={tmp_path / 'runs'}",
-            "run.name=lr", "data.loader.num_workers=0", "data.loader.image_size=32", "tracking.backends=[stdout]",
-            "train.epochs=2", "train.checkpoint_every_steps=1", "train.lr=1e3", "clip.tower_lr=1e3"]
+            "run.name=lr", "data.loader.num_workers=0", "data.loader.image_size=32",
+            "tracking.backends=[stdout,mlflow]", "train.epochs=2", "train.checkpoint_every_steps=1", "train.lr=1e3",
+            "clip.tower_lr=1e3"]
     code, out = _cli(args)
     assert code == 2, out[-3000:]
     assert "training diverged at step" in out and "of epoch 0" in out, out[-3000:]
@@ -58,6 +64,7 @@ def test_a_clip_run_whose_loss_goes_nan_stops_at_that_step_and_keeps_its_finite_
     losses = [r["train/loss"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
               if "train/loss" in r]
     assert all(math.isfinite(v) for v in losses), losses
+    _assert_tracked_as_failed(run_dir)
 
 
 def test_a_fusion_run_whose_loss_goes_nan_stops_before_it_saves_nan_weights(tmp_path, monkeypatch):
@@ -78,8 +85,8 @@ def test_a_fusion_run_whose_loss_goes_nan_stops_before_it_saves_nan_weights(tmp_
     monkeypatch.setattr(loop, "curriculum_loss", nan_from_the_fourth)
     shards = make_shards(tmp_path, n=60, size=32)
     args = ["train", "--config", str(CPU_DEMO), f"data.shards={shards}", f"run.output_dir={tmp_path / 'runs'}",
-            "run.name=nan", "tracking.backends=[stdout]", "data.loader.num_workers=0", "data.loader.image_size=32",
-            "data.loader.augment=false", "train.epochs=2", "train.global_batch_size=8",
+            "run.name=nan", "tracking.backends=[stdout,mlflow]", "data.loader.num_workers=0",
+            "data.loader.image_size=32", "data.loader.augment=false", "train.epochs=2", "train.global_batch_size=8",
             "train.checkpoint_every_steps=1", "train.keep_checkpoints=100"]
     code, out = _cli(args)
     assert code == 2, out[-3000:]
@@ -87,6 +94,7 @@ def test_a_fusion_run_whose_loss_goes_nan_stops_before_it_saves_nan_weights(tmp_
     run_dir = tmp_path / "runs" / "nan"
     assert not (run_dir / "export").exists()
     assert _all_checkpoints_finite(run_dir) == ["step-000001", "step-000002", "step-000003"]
+    _assert_tracked_as_failed(run_dir)
 
 
 @pytest.mark.slow

@@ -60,3 +60,41 @@ def test_imagenet_head_on_our_features_names_the_photo(encoder, package_state, p
     probs = logits.softmax(-1)[0]
     top = int(probs.argmax())
     assert top in classes and float(probs[sorted(classes)].sum()) > 0.5, (top, float(probs[top]))
+
+
+class _PickleThatRunsCode:
+    """Unpickling this sets MMLNB_PWNED in the environment: stands for any code a crafted weights file could run."""
+
+    def __reduce__(self):
+        return (exec, ("import os; os.environ['MMLNB_PWNED'] = '1'",))
+
+
+def test_torch_weights_file_with_a_pickled_payload_is_refused_without_running_it(tmp_path, monkeypatch):
+    """A `.pt` weights file is read with weights_only=True: a file carrying a pickled object that would run code
+    on load is refused and its code never runs. Without it, pointing an encoder at a downloaded or shared
+    weights file would execute whatever that file contains."""
+    import os
+    import pickle
+
+    from mmlnb_dist.models.encoders_base import load_state_file
+
+    monkeypatch.delenv("MMLNB_PWNED", raising=False)
+    path = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(1), "evil": _PickleThatRunsCode()}, path)
+    try:
+        with pytest.raises(pickle.UnpicklingError):
+            load_state_file(path)
+        assert "MMLNB_PWNED" not in os.environ
+    finally:
+        os.environ.pop("MMLNB_PWNED", None)
+
+
+def test_torch_weights_file_of_plain_tensors_loads(tmp_path):
+    """The refusal above is not a refusal of every `.pt` file: plain tensors load, value for value."""
+    from mmlnb_dist.models.encoders_base import load_state_file
+
+    path = tmp_path / "weights.pt"
+    state = {"w": torch.arange(3.0), "b": torch.ones(2)}
+    torch.save(state, path)
+    loaded = load_state_file(path)
+    assert set(loaded) == set(state) and all(torch.equal(loaded[k], v) for k, v in state.items())

@@ -36,6 +36,21 @@ def test_phases_follow_start_epochs():
     assert phase_for_epoch(cfg, 120).train_image_encoder is False
 
 
+def test_default_phases_are_the_authors_staged_freezing():
+    """The phase table a user gets without writing one, in the defaults and in the rtx4090 (paper) profile: SPEC §3,
+    e < 50 text encoder frozen, 50 <= e < 100 both encoders train, e >= 100 both frozen. Without this pin a default
+    that froze the text encoder in phase 1 (or trained it in phase 2) would silently train another method."""
+    from mmlnb_dist.config import load_config
+
+    want = [(0, True, False), (50, True, True), (100, False, False)]
+
+    def table(cfg):
+        return [(p.start_epoch, p.train_image_encoder, p.train_text_encoder) for p in cfg.phases]
+
+    assert table(CurriculumConfig()) == want
+    assert table(load_config("rtx4090").fusion.curriculum) == want
+
+
 def test_bad_phases_rejected():
     with pytest.raises(ValueError):
         CurriculumConfig(phases=[{"start_epoch": 5}])

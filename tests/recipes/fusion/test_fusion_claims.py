@@ -49,21 +49,42 @@ def _identical(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> List[s
 
 @pytest.fixture(scope="module")
 def cached_run(tmp_path_factory):
-    """The reference run: cache on, features on disk under a shared `run.cache_dir`."""
+    """The reference run: cache on, features on disk under a shared `run.cache_dir`. A spy on the training loop's
+    `curriculum_loss` records what every loss call received: (epoch, lambda, image-only logits given)."""
     from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes.fusion import loop
     from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
 
     root = tmp_path_factory.mktemp("claims")
     shards = make_shards(root, n=90, size=64)
     cache_dir = root / "cache"
     cfg = tiny_config(shards, root / "runs", "cached", [*CLAIMS, f"run.cache_dir={cache_dir}"])
-    result = run(FusionRecipe, cfg)
+
+    loss_calls: List[tuple] = []
+    where = {"epoch": None}
+    real_loss, real_epoch = loop.curriculum_loss, FusionRecipe.train_epoch
+
+    def spy_epoch(self, epoch):
+        where["epoch"] = epoch
+        return real_epoch(self, epoch)
+
+    def spy_loss(logits, image_logits, target, lam):
+        loss_calls.append((where["epoch"], lam, image_logits is not None))
+        return real_loss(logits, image_logits, target, lam)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loop, "curriculum_loss", spy_loss)
+        patch.setattr(FusionRecipe, "train_epoch", spy_epoch)
+        result = run(FusionRecipe, cfg)
     return {"root": root, "shards": shards, "cfg": cfg, "result": result, "cache_dir": cache_dir,
-            "run_dir": root / "runs" / "cached"}
+            "run_dir": root / "runs" / "cached", "loss_calls": loss_calls}
 
 
 @pytest.mark.slow
 def test_curriculum_lambda_phases_and_frozen_encoders_follow_the_config(cached_run):
+    """Without it a user could lose the curriculum itself while the logs still look right: a loss weighted by a
+    lambda other than the logged `curriculum_lambda(cfg, epoch)` (say `start` throughout), or a loss that drops the
+    image-only head's term (its head then never trains), or an encoder that trains in a phase that freezes it."""
     from mmlnb_dist.core.engine import seed_everything
     from mmlnb_dist.recipes.fusion.curriculum import curriculum_lambda, phase_index
     from mmlnb_dist.recipes.fusion.model import build_classifier
@@ -87,6 +108,13 @@ def test_curriculum_lambda_phases_and_frozen_encoders_follow_the_config(cached_r
     for step, lam in step_lambdas:
         epoch = next(e for e, end in enumerate(bounds) if step <= end)
         assert lam == pytest.approx(want[epoch], abs=1e-7), (step, epoch)
+    # ... and the loss the optimizer stepped on used that lambda (not only the logs), with the image-only logits
+    # (prmf is a two-branch mode: its loss has the image head's term whenever lambda < 1)
+    calls = cached_run["loss_calls"]
+    assert sorted({epoch for epoch, _, _ in calls}) == list(range(EPOCHS))
+    assert [(epoch, lam) for epoch, lam, _ in calls] == [(epoch, want[epoch]) for epoch, _, _ in calls]
+    assert len({lam for _, lam, _ in calls}) >= 3 and min(lam for _, lam, _ in calls) < 1.0
+    assert all(with_image for _, lam, with_image in calls if lam < 1.0), "image-only logits missing from the loss"
 
     # weights: the initial model (same seed, same builder), then every epoch's checkpoint
     seed_everything(cfg.run.seed)
@@ -107,6 +135,11 @@ def test_curriculum_lambda_phases_and_frozen_encoders_follow_the_config(cached_r
     for prefix in ("image_encoder.", "text_encoder."):
         assert changed(prefix, 4, 5) == [] and changed(prefix, 5, 6) == [], prefix
     assert changed("head.", 4, 5) and changed("head.", 5, 6)
+    # the image-only head is trained by the (1 - lambda) term of the loss: it moves in every epoch with lambda < 1
+    # (at lambda = 1 Adam's momentum may still move it: nothing is asserted there)
+    for epoch in range(EPOCHS):
+        if want[epoch] < 1.0:
+            assert changed("image_head.", epoch, epoch + 1), f"image head unchanged in epoch {epoch}"
 
 
 @pytest.mark.slow

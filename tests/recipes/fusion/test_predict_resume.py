@@ -4,6 +4,7 @@ output both wrote it. Now each chunk is journaled in `<out>.resume/`, the same c
 and writes what one uninterrupted run writes, and a second job into that output is refused."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -91,10 +92,16 @@ def test_a_killed_vlm_predict_resumes_after_its_last_chunk_and_writes_what_one_r
     with open(journal, "a") as fh:  # a kill while the third chunk's line was being written
         fh.write('{"upto": 6, "rows": [{"key": "')
 
+    spy.reset(stop_at=2)  # the resume is killed too, after one more chunk: it follows the kept chunks, not the cut
+    with pytest.raises(KeyboardInterrupt):
+        _predict(trained, out, vlm="tiny")
+    assert spy.predicted == 2
+    assert [r.get("upto") for r in map(json.loads, journal.read_text().splitlines())] == [None, 2, 4, 6]
+
     spy.reset()
     resumed = _predict(trained, out, vlm="tiny")
-    assert resumed["resumed"] == 4 and resumed["predicted"] == n
-    assert spy.predicted == spy.described == n - 4  # only what the killed run had not finished
+    assert resumed["resumed"] == 6 and resumed["predicted"] == n
+    assert spy.predicted == spy.described == n - 6  # only what the killed runs had not finished
     assert not journal.parent.exists()
     _same_files(out, tmp_path / "whole.csv")
     assert resumed["warnings"] == whole["warnings"]
@@ -112,6 +119,38 @@ def test_the_journal_of_another_job_is_dropped_with_what_changed(trained, tmp_pa
     assert report["resumed"] == 0 and spy.predicted == report["predicted"] == trained["n_val"]
     _predict(trained, tmp_path / "plain.csv")
     _same_files(out, tmp_path / "plain.csv")
+
+
+def test_a_journal_of_other_descriptions_is_dropped(trained, tmp_path, monkeypatch, caplog):
+    """A description edited in the `--descriptions` table between the kill and the resume is another job: without
+    this, the resume keeps the chunks predicted from the old text and the user gets predictions of words no longer
+    in the table, with no word said."""
+    from mmlnb_dist.data.reader import iter_shard_samples
+    from mmlnb_dist.data.shardset import ShardSet
+
+    shards = trained["shards"]
+    texts = {s["__key__"]: s["txt"].decode() for e in ShardSet.open(shards).manifest["splits"]["val"]["shards"]
+             for s in iter_shard_samples(shards / e["file"])}
+    table = pd.DataFrame({"key": list(texts), "description": list(texts.values())})
+    descriptions = tmp_path / "descriptions.csv"
+    table.to_csv(descriptions, index=False)
+
+    spy, out = Spy(monkeypatch), tmp_path / "preds.csv"
+    spy.stop_at = 2  # killed after the first chunk
+    with pytest.raises(KeyboardInterrupt):
+        _predict(trained, out, descriptions=descriptions)
+    journal = tmp_path / "preds.csv.resume" / "journal.jsonl"
+    first = json.loads(journal.read_text().splitlines()[1])["rows"][0]["key"]
+    table.loc[table.key == first, "description"] = "no tumour cells, only stroma and blood"
+    table.to_csv(descriptions, index=False)  # the first chunk's text is edited
+
+    spy.reset()
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist.predict"):
+        report = _predict(trained, out, descriptions=descriptions)
+    assert "holds an interrupted predict of another job (changed: descriptions)" in caplog.text
+    assert report["resumed"] == 0 and spy.predicted == report["predicted"] == trained["n_val"]
+    _predict(trained, tmp_path / "fresh.csv", descriptions=descriptions)
+    _same_files(out, tmp_path / "fresh.csv")
 
 
 def test_a_second_predict_into_the_same_output_is_refused_while_the_first_runs(trained, tmp_path, capsys):

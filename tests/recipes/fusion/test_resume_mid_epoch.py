@@ -33,13 +33,16 @@ from support.fusion import CPU_DEMO, ROOT, checkpoint_weights, gate_env, gated_t
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 # Global batch 8 with micro batch 2: accumulation 4 on one process, 2 on two. 64 samples an epoch (of ~67): 8
 # optimizer steps an epoch on either world size. Epoch 1 trains the heads from cached features (both encoders
-# frozen), so both ways an epoch is read are resumed.
+# frozen), so both ways an epoch is read are resumed. The learning rate warms up over 4 of the 16 steps, then decays
+# on a cosine (logged every step): the step-3 kill lands in the warmup, so a resume that did not restore the LR
+# scheduler's position would train with other learning rates (a constant schedule would hide it).
 TRAIN = ["tracking.backends=[stdout]", "data.loader.num_workers=0", "data.loader.image_size=64", "run.seed=0",
          "data.loader.augment=false",  # frozen image features are cached (epoch 1 trains from the feature table)
          "data.loader.epoch_samples=64", "train.global_batch_size=8", "distributed.micro_batch_per_gpu=2",
          "train.epochs=2", "train.checkpoint_every_steps=3", "train.keep_checkpoints=100",
          "fusion.record_train_keys=true", "fusion.curriculum.ramp_start=0", "fusion.curriculum.ramp_end=1",
-         "fusion.curriculum.step_every=1",
+         "fusion.curriculum.step_every=1", "train.lr_schedule.name=cosine", "train.lr_schedule.warmup_ratio=0.25",
+         "train.log_every=1",
          "fusion.curriculum.phases=[{start_epoch: 0, train_text_encoder: false},"
          " {start_epoch: 1, train_image_encoder: false, train_text_encoder: false}]"]
 STEPS_PER_EPOCH = 8
@@ -112,6 +115,17 @@ def _keys(run_dir: Path, epoch: int) -> list:
     return keys
 
 
+def _lrs(run_dir: Path) -> dict:
+    """Optimizer step -> the learning rate logged for it (`<run_dir>/metrics.jsonl`, every process of the run)."""
+    lrs = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "train/lr" in record:
+            assert lrs.get(record["step"], record["train/lr"]) == record["train/lr"], record
+            lrs[record["step"]] = record["train/lr"]
+    return lrs
+
+
 def _last_json(stdout: str) -> dict:
     return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
 
@@ -143,6 +157,8 @@ def runs(tmp_path_factory):
 
 @pytest.mark.slow
 def test_same_world_size_resume_is_bit_identical_and_sees_each_key_once(runs):
+    """Without it a user resuming a killed run could get another model than the uninterrupted run: samples
+    trained twice or skipped, or (under this warmup + cosine schedule) the learning rate restarted or misplaced."""
     tmp, out = runs
     ref, resumed = tmp / "ref" / "r", tmp / "one" / "r"
     ckpt = resumed / "checkpoints"
@@ -160,8 +176,14 @@ def test_same_world_size_resume_is_bit_identical_and_sees_each_key_once(runs):
     assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
     ea, eb = _export(ref), _export(resumed)
     assert [k for k in ea if not torch.equal(ea[k], eb[k])] == []
+    # the learning rate of every step (warmup, then cosine) is the uninterrupted run's, across the kill at step 3
+    lrs = _lrs(ref)
+    assert sorted(lrs) == list(range(1, 2 * STEPS_PER_EPOCH + 1))
+    assert lrs[1] < lrs[2] < lrs[4] and lrs[16] < lrs[5], lrs  # the schedule does warm up and decay
+    assert _lrs(resumed) == lrs
     ra, rb = _last_json(out["ref"].stdout), _last_json(out["one"].stdout)
-    assert {k: v for k, v in ra.items() if k.startswith("val/")} == {k: v for k, v in rb.items() if k.startswith("val/")}
+    assert ({k: v for k, v in ra.items() if k.startswith("val/")}
+            == {k: v for k, v in rb.items() if k.startswith("val/")})
 
 
 @pytest.mark.slow
