@@ -2,9 +2,10 @@
 # Describe every patch of a shard set with the fine-tuned VLM (batched; one shard set out, resumable). Run from any
 # folder; paths are relative to it.
 #
-#   launch/describe.sh --adapter runs/rtx4090/adapter --shards shards/nbpath --out shards/nbpath-described
+#   launch/describe.sh --adapter runs/rtx4090-vlm/adapter --shards shards/nbpath --out shards/nbpath-described
 #   NUM_GPUS=8 launch/describe.sh --adapter ... --shards ... --out ...     # shards dealt round-robin to ranks
 #
+# (runs/rtx4090-vlm: the run launch/finetune_vlm.sh writes with the default CONFIG.)
 # Re-running the same command after an interruption continues where it stopped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
