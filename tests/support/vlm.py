@@ -154,3 +154,20 @@ def describe_config(tmp: Path, *extra: str):
         f"vlm.min_pixels={DESCRIBE_PIXELS}", f"vlm.max_pixels={DESCRIBE_PIXELS}", f"vlm.cache_dir={tmp / 'cache'}",
         "vlm.tiny_vision=random", "vlm.generation.max_new_tokens=4", "vlm.generation.batch_size=4",
         "tracking.backends=[stdout]", f"run.output_dir={tmp / 'runs'}", *extra])
+
+
+class Interrupted(Exception):
+    """Stands in for a kill between two checkpoints (raised from a recipe's report hook)."""
+
+
+def finetune_config(tmp: Path, name: str, *extra: str):
+    """The cpu-demo profile set up to fine-tune the random tiny VLM at 56 px on `tmp/pairs` (`make_pairs`): global
+    batch 4, LoRA dropout 0.1, lr 1e-2, stdout tracking, model cache and runs under `tmp`; `extra` sets the steps,
+    validations and checkpoints."""
+    from mmlnb_dist.config import load_config
+
+    return load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
+        f"vlm.pairs={tmp / 'pairs'}", f"run.output_dir={tmp / 'runs'}", f"run.name={name}",
+        f"vlm.cache_dir={tmp / 'cache'}", "vlm.tiny_vision=random", f"vlm.min_pixels={DESCRIBE_PIXELS}",
+        f"vlm.max_pixels={DESCRIBE_PIXELS}", "tracking.backends=[stdout]", "vlm.global_batch_size=4",
+        "vlm.lora.dropout=0.1", "vlm.lr=1e-2", *extra])

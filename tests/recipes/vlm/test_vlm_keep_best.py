@@ -13,27 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from support.vlm import ROOT, make_pairs
+from support.vlm import Interrupted, finetune_config, make_pairs
 
-PIX = 56 * 56
 SCRIPT = {2: 3.0, 4: 1.0, 6: 2.0, 8: 1.5}
 """val/loss at each validation (eval_every=2, 8 steps): the best is step 4, after the step-3 checkpoint."""
 
 
-class Interrupted(Exception):
-    """Stands in for a kill after a validation (raised from the report hook)."""
-
-
 def _cfg(tmp: Path, name: str, *extra: str):
-    from mmlnb_dist.config import load_config
-
-    return load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
-        f"vlm.pairs={tmp / 'pairs'}", f"run.output_dir={tmp / 'runs'}", f"run.name={name}",
-        f"vlm.cache_dir={tmp / 'cache'}", "vlm.tiny_vision=random", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
-        "tracking.backends=[stdout]", "vlm.global_batch_size=4", "vlm.max_steps=8", "vlm.checkpoint_every=3",
-        "vlm.eval_every=2", "vlm.val_max_samples=4", "vlm.lora.dropout=0.1", "vlm.lr=1e-2",
-        "vlm.lr_schedule.name=constant", "vlm.lr_schedule.warmup_ratio=0", "vlm.keep_best=true", *extra,
-    ])
+    return finetune_config(tmp, name, "vlm.max_steps=8", "vlm.checkpoint_every=3", "vlm.eval_every=2",
+                           "vlm.val_max_samples=4", "vlm.lr_schedule.name=constant", "vlm.lr_schedule.warmup_ratio=0",
+                           "vlm.keep_best=true", *extra)
 
 
 def _scripted(self):

@@ -11,25 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from support.vlm import ROOT, make_pairs
+from support.vlm import ROOT, Interrupted, finetune_config, make_pairs
 
-PIX = 56 * 56
 PROFILES = sorted((ROOT / "launch/profiles").glob("*.yaml"))
 
 
-class Interrupted(Exception):
-    """Stands in for a crash between two checkpoints (raised from the report hook)."""
-
-
 def _cfg(tmp: Path, name: str, *extra: str):
-    from mmlnb_dist.config import load_config
-
-    return load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
-        f"vlm.pairs={tmp / 'pairs'}", f"run.output_dir={tmp / 'runs'}", f"run.name={name}",
-        f"vlm.cache_dir={tmp / 'cache'}", "vlm.tiny_vision=random", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
-        "tracking.backends=[stdout]", "vlm.global_batch_size=4", "vlm.max_steps=6", "vlm.checkpoint_every=2",
-        "vlm.eval_every=3", "vlm.val_max_samples=4", "vlm.lora.dropout=0.1", "vlm.lr=1e-2", *extra,
-    ])
+    return finetune_config(tmp, name, "vlm.max_steps=6", "vlm.checkpoint_every=2", "vlm.eval_every=3",
+                           "vlm.val_max_samples=4", *extra)
 
 
 def _adapter(run_dir: Path):

@@ -15,20 +15,12 @@ import pytest
 import torch
 
 from support.dropout import record_first_dropout_draw
-from support.vlm import ROOT, make_pairs
-
-PIX = 56 * 56
+from support.vlm import finetune_config, make_pairs
 
 
 def _cfg(tmp: Path, name: str, seed: int):
-    from mmlnb_dist.config import load_config
-
-    return load_config(ROOT / "launch/profiles/cpu-demo.yaml", [
-        f"vlm.pairs={tmp / 'pairs'}", f"run.output_dir={tmp / 'runs'}", f"run.name={name}",
-        f"vlm.cache_dir={tmp / 'cache'}", "vlm.tiny_vision=random", f"vlm.min_pixels={PIX}", f"vlm.max_pixels={PIX}",
-        "tracking.backends=[stdout]", "vlm.global_batch_size=4", "vlm.max_steps=2", "vlm.checkpoint_every=100",
-        "vlm.eval_every=null", "vlm.lora.dropout=0.1", "vlm.lr=1e-2", f"run.seed={seed}",
-    ])
+    return finetune_config(tmp, name, "vlm.max_steps=2", "vlm.checkpoint_every=100", "vlm.eval_every=null",
+                           f"run.seed={seed}")
 
 
 def _seeded_run(tmp: Path, name: str, seed: int) -> Dict[str, Any]:
