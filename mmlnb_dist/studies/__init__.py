@@ -317,7 +317,7 @@ def format_cache(cache: Dict[str, Any]) -> str:
 def summarise(results: Dict[Tuple[str, int], Dict[str, Any]], available: Rows, chosen: Sequence[str],
               seeds: Sequence[int], metrics: Sequence[str], split: str) -> Dict[str, Dict[str, Any]]:
     """Per row: each metric's values over seeds, their mean and (sample) standard deviation: None for one seed,
-    where it is undefined (a 0 would read as a row that does not vary with the seed)."""
+    where it is undefined (a 0 would read as a row that does not vary with the seed); NaN where a seed has none."""
     table: Dict[str, Dict[str, Any]] = {}
     for row in chosen:
         entry: Dict[str, Any] = {"description": available[row][0], "overrides": list(available[row][1]),
@@ -327,7 +327,9 @@ def summarise(results: Dict[Tuple[str, int], Dict[str, Any]], available: Rows, c
             values = [float(results[(row, s)].get(f"{split}/{m}", float("nan"))) for s in seeds]
             entry[m] = values
             entry[f"{m}_mean"] = statistics.fmean(values)
-            entry[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else None
+            # NaN (a seed's run diverged): statistics.stdev raises on it instead of answering NaN
+            entry[f"{m}_std"] = (None if len(values) < 2 else statistics.stdev(values)
+                                 if all(map(math.isfinite, values)) else float("nan"))
         table[row] = entry
     return table
 
