@@ -138,19 +138,23 @@ class BestAdapter:
             return {}
         return {"best/val_loss": float(self.record["val/loss"]), "best/step": float(self.record["step"])}
 
-    def publish(self) -> Path:
-        """`<run>/adapter/` made the best folder's copy (rank 0); returns it."""
+    def publish(self, last_dir: Path) -> Path:
+        """`<run>/adapter/` made the best folder's copy (rank 0); returns it. With no finite val/loss there is no
+        best: the copy is of `last_dir` (the last step's adapter), with a warning."""
         out = self.run_dir / ADAPTER
         if self.env.is_main:
-            if self.record is None:
-                raise RuntimeError("vlm.keep_best: no validation recorded a val/loss, so there is no best adapter")
+            source = self.run_dir / self.record["folder"] if self.record else Path(last_dir)
             tmp = self.run_dir / (ADAPTER + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(self.run_dir / self.record["folder"], tmp, copy_function=_link_or_copy)
+            shutil.copytree(source, tmp, copy_function=_link_or_copy)
             shutil.rmtree(out, ignore_errors=True)
             os.replace(tmp, out)
-            log.info("adapter: the best validation's (step %d, val/loss %.6g); the last step's is in %s/",
-                     self.record["step"], self.record["val/loss"], LAST_ADAPTER)
+            if self.record is None:
+                log.warning("vlm.keep_best: no validation gave a finite val/loss, so there is no best: adapter/ is "
+                            "the last step's")
+            else:
+                log.info("adapter: the best validation's (step %d, val/loss %.6g); the last step's is in %s/",
+                         self.record["step"], self.record["val/loss"], LAST_ADAPTER)
         return out
 
     def _remove_stray(self) -> None:

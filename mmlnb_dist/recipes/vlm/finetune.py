@@ -263,12 +263,14 @@ class FinetuneVLMRecipe:
         val_metrics = self._log_val()
         self.save_checkpoint()
         last_dir = self.save_adapter(self.run_dir / LAST_ADAPTER if self.best else None)
-        adapter_dir = self.best.publish() if self.best else last_dir  # keep_best: the best validation's adapter
+        adapter_dir = self.best.publish(last_dir) if self.best else last_dir  # keep_best: the best validation's adapter
         result = {"run_dir": str(self.run_dir), "adapter_dir": str(adapter_dir), "step": self.step,
                   "base_model": self.base_path, "base_model_seconds": self.base_model_seconds,
                   **train_metrics, **val_metrics}  # with keep_best, val_metrics holds best/val_loss and best/step
         if self.best is not None:
-            result.update({"adapter_last_dir": str(last_dir), "best/step": self.best.record["step"]})
+            result["adapter_last_dir"] = str(last_dir)
+            if self.best.record is not None:
+                result["best/step"] = self.best.record["step"]
         if self.env.is_main:
             (self.run_dir / "result.json").write_text(json.dumps(result, indent=2))
         return result

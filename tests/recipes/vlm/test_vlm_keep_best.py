@@ -205,3 +205,20 @@ def test_an_unreadable_best_record_is_a_clear_error(tmp_path):
     (tmp_path / "best.json").write_text("{not json")
     with pytest.raises(RuntimeError, match=r"best\.json cannot be read .*delete it"):
         best.restore(4)
+
+
+def test_with_no_finite_validation_the_adapter_is_the_last_steps_and_the_run_finishes(runs, caplog):
+    """Every val/loss non-finite: there is no best, so `adapter/` is the last step's, with a warning (it raised on
+    rank 0 alone after the final checkpoint, which left the other ranks failing elsewhere and every resume failing
+    the same way)."""
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.recipes.vlm.finetune import FinetuneVLMRecipe
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FinetuneVLMRecipe, "validate", lambda self: {"val/loss": float("nan")})
+        result = run(FinetuneVLMRecipe, _cfg(runs["tmp"], "nan"))
+    run_dir = Path(result["run_dir"])
+    assert "best/step" not in result and not (run_dir / "best.json").exists()
+    assert _same(_weights(result["adapter_dir"]), _weights(result["adapter_last_dir"]))
+    assert _same(_weights(result["adapter_dir"]), _weights(runs["last"]["adapter_dir"]))
+    assert any("no validation" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
