@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from . import DEFAULT_PROFILE, add_config_args, load_from_args
@@ -14,7 +15,13 @@ def _finetune(args: argparse.Namespace) -> int:
     from ..recipes import recipe_class
 
     cfg = load_from_args(args)
+    if args.name_after_fusion_run:
+        from ..recipes.vlm.config import vlm_run_name
+
+        cfg.run.name = vlm_run_name(cfg.run.name)
     env = DistEnv.from_environment()
+    if env.is_main:
+        logging.getLogger(__name__).info("finetune-vlm: run folder %s", cfg.run.dir)
     result = run(recipe_class("vlm"), cfg, env)
     if env.is_main:  # every rank returns the result; print it once
         print(json.dumps(result, indent=2))
@@ -61,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Pairs: vlm.pairs (a shard set whose samples carry `txt`). Checkpoints every vlm.checkpoint_every "
         "steps; resume a killed run with run.resume=true (without it, a run folder holding checkpoints is refused).",
     )
+    p.add_argument("--name-after-fusion-run", action="store_true",
+                   help="name the run `<run.name>-vlm`, as `pipeline` names its VLM run, beside the fusion run "
+                   "`run.name` (launch/finetune_vlm.sh passes it when given no run.name=...)")
     add_config_args(p, DEFAULT_PROFILE)
     p.set_defaults(func=_finetune)
 

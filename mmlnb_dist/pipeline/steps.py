@@ -20,6 +20,7 @@ from ..data.collect import read_patch_csv
 from ..data.shardset import ShardError, ShardSet
 from ..data.skipped import skipped_summary
 from ..recipes import RECIPES, recipe_class
+from ..recipes.vlm.config import vlm_run_name
 from .stages import SKIPPED_IMAGES, PlannedStage, StageResult, fingerprint, rank0_stage, run_planned
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] =
     if cache_root is not None:
         cfg.run.output_dir, cfg.run.name = Path(cache_root) / "vlm", fp
     else:
-        cfg.run.name = f"{cfg.run.name}-vlm"
+        cfg.run.name = vlm_run_name(cfg.run.name)
 
     def work(resume: bool) -> Dict[str, Any]:
         cfg.run.resume = resume

@@ -174,3 +174,10 @@ class VLMConfig(Section):
             raise ValueError(f"vlm.min_pixels={self.min_pixels} is above vlm.max_pixels={self.max_pixels}: the lower "
                              f"bound must not exceed the upper one (equal values fix one image size)")
         return self
+
+
+def vlm_run_name(run_name: str) -> str:
+    """The name of the VLM fine-tuning run beside the fusion run `run_name` (the pipeline's, and
+    `launch/finetune_vlm.sh`'s without a run.name=...): the fusion stage writes `run_name` itself and refuses a
+    folder that holds another run's checkpoints."""
+    return f"{run_name}-vlm"
