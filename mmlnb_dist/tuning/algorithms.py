@@ -40,7 +40,9 @@ def asha_horizon(cfg: Config) -> Optional[int]:
     return load_class(spec.reports, "tune.recipe")(cfg)
 
 
-def scheduler(cfg: Config):
+def scheduler(cfg: Config, max_t: Optional[int] = None):
+    """FIFO, or ASHA with `max_t` (default `asha_horizon(cfg)`: `tune` passes the one `check_search` found, which
+    for a VLM search counts the train pairs, a full read of the train shards)."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
     t = cfg.tune
@@ -59,5 +61,5 @@ def scheduler(cfg: Config):
             last = result[FINAL_REPORT] >= 1 if FINAL_REPORT in result else result.get("epoch", -1) >= last_epoch
             return TrialScheduler.CONTINUE if action == TrialScheduler.STOP and last else action
 
-    return LetLastReportFinish(time_attr="training_iteration", max_t=asha_horizon(cfg),
+    return LetLastReportFinish(time_attr="training_iteration", max_t=max_t or asha_horizon(cfg),
                                grace_period=t.grace_period, reduction_factor=t.reduction_factor)

@@ -27,21 +27,22 @@ class SearchError(UserError, RuntimeError):
     """The search cannot start or resume as configured; the message says what to change."""
 
 
-def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: Any = None) -> None:
+def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: Any = None) -> Optional[int]:
     """What the searcher and the scheduler need of the config, checked before anything is written (by `tune` before
     its folder and parent run exist, and by `config validate`): ASHA's grace period within its max_t,
     and for `tune.searcher=grid` a space of choice/grid values only (`space`: loaded from `source`; by default the
     search's own, `tune.space` or the trial recipe's). Ray found both only once the search had started: a raw
-    `AssertionError: grace_period must be <= max_t!`, and a search folder that refused the corrected command."""
+    `AssertionError: grace_period must be <= max_t!`, and a search folder that refused the corrected command.
+    Returns ASHA's max_t (None under FIFO, or when the recipe cannot count its reports), for `scheduler`."""
     from ..recipes import RECIPES
 
     t = cfg.tune
     spec = RECIPES.get(t.recipe)
     counted = spec is not None and bool(spec.reports) and not t.max_t  # reports not one per epoch (vlm)
+    if space is None and ((t.scheduler == "asha" and counted) or t.searcher == "grid"):
+        source = resolve_space(t.space or default_space(t.recipe))
+        space = load_space(source)
     if t.scheduler == "asha" and counted:
-        if space is None:
-            source = resolve_space(t.space or default_space(t.recipe))
-            space = load_space(source)
         varied = [k for k in space if k in spec.report_count_keys]
         if varied:  # ASHA would stop the trials that report more often than the base config at its max_t
             raise ConfigError(f"{source or 'the search space'} varies {', '.join(varied)}, so tune.recipe={t.recipe} "
@@ -59,16 +60,13 @@ def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: An
         raise ConfigError(f"tune.grace_period={t.grace_period} is more than {compared}, the most reports ASHA lets "
                           f"a trial make: it cannot let every trial run that long before stopping one. Set "
                           f"tune.grace_period to at most {max_t}, or use tune.scheduler=fifo")
-    if t.searcher != "grid":
-        return
-    if space is None:
-        source = resolve_space(t.space or default_space(t.recipe))
-        space = load_space(source)
-    try:
-        to_tune_space(space, "grid", cfg.train.epochs)
-    except SpaceError as err:
-        raise SpaceError(f"{source or 'the search space'}: tune.{err}; use tune.searcher=random or optuna for its "
-                         f"ranges, or give every key a choice or grid") from None
+    if t.searcher == "grid":
+        try:
+            to_tune_space(space, "grid", cfg.train.epochs)
+        except SpaceError as err:
+            raise SpaceError(f"{source or 'the search space'}: tune.{err}; use tune.searcher=random or optuna for "
+                             f"its ranges, or give every key a choice or grid") from None
+    return max_t
 
 
 def check_recipe(cfg: Config) -> None:

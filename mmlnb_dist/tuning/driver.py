@@ -165,10 +165,10 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     check_space_is_read(space, cfg.tune.recipe, space_path)
     check_recipe(cfg)
     check_resources(cfg)
-    check_search(cfg, space, space_path)
+    max_t = check_search(cfg, space, space_path)
     # Built before anything is written: a setting they refuse must not leave a search folder or a parent run
     param_space = to_tune_space(space, cfg.tune.searcher, cfg.train.epochs)
-    search_alg, trial_scheduler = searcher(cfg), scheduler(cfg)
+    search_alg, trial_scheduler = searcher(cfg), scheduler(cfg, max_t)
     plan = {"param_space": param_space, "search_alg": search_alg, "scheduler": trial_scheduler}
     dirs = _dirs(cfg)
     exp_dir = dirs["exp"]

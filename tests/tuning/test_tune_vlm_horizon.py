@@ -136,3 +136,19 @@ def test_a_diverged_trials_report_is_marked_final(monkeypatch, pairs, tmp_path):
 
     assert "diverged" in trial.run_target("vlm", _cfg(pairs, tmp_path), None, report, last)
     assert reports[-1][0] == 5 and reports[-1][1][FINAL_REPORT] == 1.0 and reports[-1][1]["diverged"] == 1.0
+
+
+def test_the_scheduler_takes_the_horizon_check_search_found_without_reading_the_pairs_again(pairs, tmp_path,
+                                                                                              monkeypatch):
+    """`tune` counted the train pairs (a full read of the train shards) in `check_search` and again in `scheduler`:
+    it now passes check_search's max_t on."""
+    from mmlnb_dist.recipes.vlm import batches
+    from mmlnb_dist.tuning.algorithms import scheduler
+    from mmlnb_dist.tuning.checks import check_search
+
+    cfg = _cfg(pairs, tmp_path, "vlm.max_steps=12", "vlm.eval_every=2")
+    max_t = check_search(cfg)
+    assert max_t == 6
+    monkeypatch.setattr(batches, "count_pairs", lambda *a, **k: pytest.fail("the pairs were read again"))
+    assert scheduler(cfg, max_t)._max_t == 6
+    assert check_search(_cfg(pairs, tmp_path, "tune.scheduler=fifo")) is None
