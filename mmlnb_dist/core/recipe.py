@@ -177,14 +177,25 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
     allow = (*RESUME_MAY_CHANGE, *getattr(recipe_cls, "resume_may_change", ()))
     old = flatten({k: v for k, v in (yaml.safe_load(stored_path.read_text()) or {}).items()
                    if sections is None or k in sections})
-    for key, default in flatten(config_sections(type(cfg).model_construct(), sections)).items():
-        # a setting added since the run started (an upgrade between kill and resume): its default is how it ran;
-        # such a key refused every resume of the older run ("vlm.keep_best: '<absent>' -> False")
-        old.setdefault(key, default)
+    # A setting added since the run started (an upgrade between kill and resume) is taken at its default, how the
+    # older version ran (such a key refused every resume: "vlm.keep_best: '<absent>' -> False"); said and recorded,
+    # since a default that does not reproduce the older behaviour would change the result
+    assumed = {key: default for key, default in flatten(config_sections(type(cfg).model_construct(), sections)).items()
+               if key not in old}
+    if assumed:
+        log.warning("%s has no %s (added since the run started): taken at the default%s, as the run started",
+                    stored_path, ", ".join(f"{k}={v!r}" for k, v in assumed.items()), "s" if len(assumed) > 1 else "")
+    old.update(assumed)
     changes = refuse_changes(f"{run_dir} (run.resume=true)", old, config_sections(cfg, sections), allow=allow,
                              remedy="Resume with the stored settings (they are in config.yaml), or start a new run "
                                     "under another run.name.")
     changes = [c for c in changes if c[0] != "run.resume"]  # how this process started: every resume has it
+    if record and (changes or assumed):
+        path = run_dir / "resume_changes.json"
+        history = read_record(path)["resumes"] if path.is_file() else []
+        history.append({"time": time.time(), "changed": {k: [o, n] for k, o, n in changes},
+                        **({"assumed_defaults": assumed} if assumed else {})})
+        write_record(path, {"resumes": history})
     if changes:
         log.info("resuming with changed settings:\n%s", format_changes(changes))
         for schedule_key, length_keys in getattr(recipe_cls, "schedule_lengths", SCHEDULE_LENGTHS):
@@ -194,8 +205,3 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
                 log.warning("%s changed under a %s learning-rate schedule (%s): the rest of the schedule is "
                             "stretched to the new length, so the result equals no uninterrupted run",
                             " and ".join(changed), schedule.name, schedule_key)
-        if record:
-            path = run_dir / "resume_changes.json"
-            history = read_record(path)["resumes"] if path.is_file() else []
-            history.append({"time": time.time(), "changed": {k: [o, n] for k, o, n in changes}})
-            write_record(path, {"resumes": history})

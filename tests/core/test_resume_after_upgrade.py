@@ -43,3 +43,18 @@ def test_a_new_setting_given_another_value_than_its_default_is_still_refused(tmp
                                    "fusion.cache_frozen_features=false"])
     with pytest.raises(UserError, match=r"fusion\.cache_frozen_features: True -> False"):
         check_resume_config(cfg, run_dir, FusionRecipe, record=False)
+
+
+def test_the_defaults_taken_for_missing_settings_are_said_and_recorded(tmp_path, caplog):
+    """A default that does not reproduce the older version's behaviour would change the result unseen: the resume
+    names the settings it took at their defaults (a warning) and records them in resume_changes.json."""
+    import json
+
+    run_dir = _stored_without(tmp_path, "fusion.cache_frozen_features")
+    cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}", "run.name=old", "run.resume=true"])
+    with caplog.at_level("WARNING", logger="mmlnb_dist.core.recipe"):
+        check_resume_config(cfg, run_dir, FusionRecipe)
+    assert any("fusion.cache_frozen_features=True" in r.getMessage() for r in caplog.records), caplog.text
+    resumes = json.loads((run_dir / "resume_changes.json").read_text())["resumes"]
+    assert resumes[-1]["assumed_defaults"] == {"fusion.cache_frozen_features": True}
+    assert resumes[-1]["changed"] == {}
