@@ -103,11 +103,12 @@ def save_figures(logger, figures_dir: Path, figures: Mapping[str, Any]) -> Dict[
     `figures/` (the MLflow logger saves the same PNG in the run folder itself). Returns {name: path}."""
     figures_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
+    logged = logger is not None and logger.wants_figures
     for name, fig in figures.items():
-        if logger is not None and logger.wants_figures:
+        if logged:
             logger.log_figure(fig, name)
-        if not (figures_dir / name).is_file():
-            fig.savefig(figures_dir / name, dpi=110, bbox_inches="tight")
+        if not (logged and (figures_dir / name).is_file()):  # not the copy the MLflow logger just saved: a resume
+            fig.savefig(figures_dir / name, dpi=110, bbox_inches="tight")  # with more epochs replaces its curve
         paths[name] = str(figures_dir / name)
     return paths
 
