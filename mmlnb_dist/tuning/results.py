@@ -45,6 +45,14 @@ def start_order(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return [row for _, row in indexed]
 
 
+def kept_value(metrics: Dict[str, Any], metric: str) -> Any:
+    """A trial's `metric` for the model it keeps: the last report's, or, for a run that keeps its best validation's
+    weights (`vlm.keep_best`: `best/val_loss` beside `val/loss`), the best's: the trials were ranked by their last
+    validation while their adapters were their best ones."""
+    kept = metrics.get("best/" + metric.replace("/", "_"))
+    return kept if kept is not None else metrics.get(metric)
+
+
 def trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, Any]]:
     """One row per trial, in the order the trials started."""
     records = _tune_records(results)
@@ -57,7 +65,7 @@ def trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, An
         row: Dict[str, Any] = {"status": status}
         row.update({k: v for k, v in (r.config or {}).items()})
         row["iterations"] = metrics.get("training_iteration")
-        row[cfg.tune.metric] = metrics.get(cfg.tune.metric)
+        row[cfg.tune.metric] = kept_value(metrics, cfg.tune.metric)
         # a trial that failed before its first report has no metrics: Tune's record still names it
         row["trial_id"] = record.trial_id if record is not None else (metrics.get("trial_id") or "?")
         row["started"] = getattr(getattr(record, "run_metadata", None), "start_time", None)

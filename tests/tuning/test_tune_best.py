@@ -137,3 +137,15 @@ def test_a_real_search_skips_the_errored_trial(tmp_path, monkeypatch):
     parent = client.get_run(summary["parent_run_id"])
     assert parent.data.tags["best_trial_id"] == summary["best_trial_id"]
     assert parent.data.metrics[f"best/{METRIC}"] == 0.6
+
+
+def test_a_trial_that_keeps_its_best_validation_is_ranked_by_it(tmp_path, monkeypatch):
+    """`vlm.keep_best` trials keep their best validation's adapter and report `best/val_loss` beside the last
+    `val/loss`: the search ranked them by the last one, so it could name best a trial whose kept adapter was worse."""
+    results = [SimpleNamespace(config={"train.lr": 1e-4}, error=None,
+                               metrics={"val/loss": 0.5, "best/val_loss": 0.2, "trial_id": "kept",
+                                        "training_iteration": 2}),
+               SimpleNamespace(config={"train.lr": 5e-3}, error=None,
+                               metrics={"val/loss": 0.3, "trial_id": "last", "training_iteration": 2})]
+    summary = _fake_search(tmp_path, monkeypatch, results, name="kept", extra=("tune.metric=val/loss",))
+    assert summary["best_trial_id"] == "kept" and summary["best_metric"] == 0.2, summary
