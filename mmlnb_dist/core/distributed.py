@@ -169,13 +169,14 @@ class BatchPlan:
 
 
 def plan_batch(global_batch: int, world_size: int, micro_batch: Optional[int],
-               key: str = "train.global_batch_size") -> BatchPlan:
-    """Derive micro batch and gradient accumulation; an indivisible combination is a `ConfigError` naming `key`."""
+               key: str = "train.global_batch_size", micro_key: str = "distributed.micro_batch_per_gpu") -> BatchPlan:
+    """Derive micro batch and gradient accumulation; an indivisible combination is a `ConfigError` naming `key`
+    (and `micro_key`, the setting of the micro batch, as the remedy)."""
     if micro_batch is None:
         if global_batch % world_size:
             raise ConfigError(
                 f"{key}: global batch {global_batch} is not divisible by world size {world_size}; "
-                f"set distributed.micro_batch_per_gpu or change the global batch"
+                f"set {micro_key} or change the global batch"
             )
         micro_batch = global_batch // world_size
     per_step = micro_batch * world_size

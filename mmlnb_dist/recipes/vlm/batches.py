@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ...core.distributed import all_reduce_sum
+from ...core.distributed import BatchPlan, all_reduce_sum, plan_batch
 from ...data.images import image_member
 from ...data.reader import iter_shard_samples
 from ...data.shardset import ShardError, ShardSet
@@ -155,3 +155,11 @@ def pair_encoder(processor, vcfg: "VLMConfig", n_pairs: int = 0) -> PairEncoder:
     """The encoder of the `vlm` section: its prompt (`vlm.prompt`, the one describe generates from) and
     `vlm.max_length`."""
     return PairEncoder(processor, vcfg.prompt, vcfg.max_length, n_pairs)
+
+
+def vlm_batch_plan(cfg: "Config", world_size: int) -> BatchPlan:
+    """The fine-tune's batch plan: `vlm.global_batch_size` over `world_size` ranks in micro batches of
+    `vlm.micro_batch_per_gpu` (else `distributed.micro_batch_per_gpu`); a refusal names the vlm keys."""
+    micro = cfg.vlm.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
+    return plan_batch(cfg.vlm.global_batch_size, world_size, micro, key="vlm.global_batch_size",
+                      micro_key="vlm.micro_batch_per_gpu")

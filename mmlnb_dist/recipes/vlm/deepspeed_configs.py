@@ -23,6 +23,6 @@ def shipped_deepspeed_configs(cfg: "Config") -> Dict[str, Dict[str, Any]]:
     for name, zero in SHIPPED_DEEPSPEED.items():
         dcfg = cfg.distributed.model_copy(update=zero)
         plan = plan_batch(cfg.vlm.global_batch_size, 1, cfg.vlm.micro_batch_per_gpu or dcfg.micro_batch_per_gpu,
-                          key="vlm.global_batch_size")
+                          key="vlm.global_batch_size", micro_key="vlm.micro_batch_per_gpu")
         out[name] = deepspeed_config(dcfg, plan)
     return out

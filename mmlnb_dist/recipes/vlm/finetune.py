@@ -41,7 +41,7 @@ import torch
 
 from ...core.checkpoint import CheckpointManager, step_tag
 from ...core.config import save_config
-from ...core.distributed import DistEnv, all_gather_object, all_reduce_sum, plan_batch
+from ...core.distributed import DistEnv, all_gather_object, all_reduce_sum
 from ...core.divergence import LossWatch
 from ...core.engine import OptimizerSpec, build_engine, deepspeed_config, precision_of, seed_everything
 from ...core.errors import ConfigError
@@ -55,7 +55,7 @@ from ...data.shardset import ShardError, ShardSet
 from . import model as V
 from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
 from .batches import (Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed,  # noqa: F401
-                      token_weights, total_steps, truncate_data_order)
+                      token_weights, total_steps, truncate_data_order, vlm_batch_plan)
 from .best import LAST_ADAPTER, BestAdapter, check_keep_best, check_keep_best_resume
 from .deepspeed_configs import SHIPPED_DEEPSPEED, shipped_deepspeed_configs  # noqa: F401  (public here too)
 from .pair_lengths import pair_counts
@@ -123,9 +123,7 @@ class FinetuneVLMRecipe:
     def check_config(cls, cfg: "Config", world_size: int) -> None:
         """Problems in the config alone (no data read, no model looked up): `check` starts with them; `config
         validate` and the pipeline's start call them, before any stage."""
-        vcfg = cfg.vlm
-        micro = vcfg.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
-        plan_batch(vcfg.global_batch_size, world_size, micro, key="vlm.global_batch_size")
+        vlm_batch_plan(cfg, world_size)
         check_keep_best(cfg)
         if cfg.distributed.deepspeed_config:
             from ...core.engine import read_user_deepspeed_json
@@ -137,8 +135,7 @@ class FinetuneVLMRecipe:
         """Config problems found before any work; creates nothing on disk (core.recipe.run takes the folder after)."""
         vcfg = cfg.vlm
         cls.check_config(cfg, env.world_size)
-        micro = vcfg.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
-        plan = plan_batch(vcfg.global_batch_size, env.world_size, micro, key="vlm.global_batch_size")
+        plan = vlm_batch_plan(cfg, env.world_size)
         check_vlm_loadable(vcfg.model, "vlm.model")
         try:
             pairs = ShardSet.open(vcfg.pairs)
@@ -165,8 +162,7 @@ class FinetuneVLMRecipe:
         pairs = ShardSet.open(vcfg.pairs)
         self.train_pairs = read_pairs(pairs, "train")
         self.val_pairs = read_pairs(pairs, "val")[: vcfg.val_max_samples]
-        micro = vcfg.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
-        self.plan = plan_batch(vcfg.global_batch_size, env.world_size, micro, key="vlm.global_batch_size")
+        self.plan = vlm_batch_plan(cfg, env.world_size)
         require_one_batch(len(self.train_pairs), self.plan.global_batch, vcfg.pairs)  # setup without check()
         self.steps_per_epoch = len(self.train_pairs) // self.plan.global_batch
         self.total_steps = total_steps(vcfg, len(self.train_pairs))
