@@ -118,6 +118,11 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: Optional[Dict[str, Any]] = None):
         params = params or {}
         top_k, n_labels = int(params.get("top_k", 0)), len(self.predictor.classes)
+        threshold = float(params.get("threshold", 0.0))
+        if top_k < 0 or not 0.0 <= threshold <= 1.0 or (top_k and threshold):  # as `predict` refuses its flags
+            raise MlflowException(f"params top_k={top_k}, threshold={threshold:g}: give one of them, top_k >= 1 or "
+                                  f"threshold in (0, 1] (neither: the model's own top-{self.predictor.top_k}); "
+                                  f"threshold took precedence silently", error_code=INVALID_PARAMETER_VALUE)
         if top_k > n_labels:  # every label would be predicted, and the selection column would say "top-<k>"
             raise MlflowException(f"params top_k={top_k} is more than the {n_labels} labels of this model; give at "
                                   f"most {n_labels} (0: the model's own top-{self.predictor.top_k})",
@@ -129,7 +134,7 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
                                  int(params.get("batch_size", 32)),
-                                 top_k=top_k, threshold=float(params.get("threshold", 0.0)))
+                                 top_k=top_k, threshold=threshold)
 
 
 USAGE = """```python

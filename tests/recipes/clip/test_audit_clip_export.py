@@ -130,3 +130,14 @@ def test_the_signature_requires_only_the_image_and_names_every_label_column(expo
     outputs = [c.name for c in package.signature.outputs.inputs]
     assert [c for c in outputs if c.startswith("prob_")] == [f"prob_{c}" for c in VOCAB]
     assert package.metadata["classes"] == VOCAB and package.metadata["top_k"] == 2
+
+
+@pytest.mark.parametrize("params", [{"top_k": 2, "threshold": 0.5}, {"top_k": -1}, {"threshold": 1.5},
+                                    {"threshold": -0.1}], ids=["both", "negative-k", "threshold>1", "threshold<0"])
+def test_params_that_predict_would_refuse_are_refused_by_the_served_model(served, params):
+    """`predict --top-k K --threshold T` is refused; served with both, the threshold silently won (and a negative
+    top_k fell back to the model's own k): a client could not tell which label set it got."""
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="give one of them"):
+        served.predict(None, _frame(), params=params)
