@@ -5,7 +5,7 @@ Input: a pandas DataFrame with columns
   - `description` (str, optional): the caption / report the text tower reads ("" when none);
   - `key`, `slide_id` (str, optional): carried through to the output.
 Params (optional): `batch_size`; `top_k` (> 0: predict the k most probable labels; 0: the model's own k) or
-`threshold` (> 0: predict every label with probability >= threshold, instead of the top k).
+`threshold` (in (0, 1]: predict every label with probability >= threshold, instead of the top k); not both.
 Output: a DataFrame with `key`, `slide_id`, `prob_<label>` per label (sigmoid of the logits: independent
 probabilities, not a distribution), `labels` (the predicted label set, `|`-joined, most probable first),
 `label_probs` (JSON [[label, probability], ...] of that set), `selection` (`top-3`, `p>=0.5`) and `description`.
