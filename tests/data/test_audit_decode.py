@@ -78,3 +78,42 @@ def test_a_16_bit_image_decodes_to_its_high_byte_whatever_its_low_byte(fmt, dtyp
     Image.fromarray(values).save(buf, format=fmt)
     got = np.asarray(decode_image(buf.getvalue()))
     np.testing.assert_array_equal(got, np.repeat((values.astype(np.uint16) >> 8).astype(np.uint8)[..., None], 3, 2))
+
+
+def _png_header(width, height):
+    """A PNG claiming `width` x `height` (8-bit RGB): enough for PIL to open it."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_or_odd_json_is_a_bad_sample_not_a_crash():
+    """Whatever a decoder raises (PIL's DecompressionBombError is no OSError) is a bad sample with the reason; a
+    `json` member that is not an object is no metadata, not an AttributeError in the worker."""
+    from mmlnb_dist.data.preprocess import sample_meta
+
+    pre = ImageSamplePreprocess(8, ClassIndexLabel(["a", "b"]), augment=False, mean=(0, 0, 0), std=(1, 1, 1))
+    ctx = SampleContext(0, 0, False)
+    with pytest.raises(ValueError, match="image not decodable \\(DecompressionBombError"):
+        pre.decode({"__key__": "bomb", "png": _png_header(30000, 30000), "cls": b"0"}, ctx)
+    for text in (b"[1, 2]", b"\"text\"", b"{not json", b"\xff\xfe"):
+        assert sample_meta({"json": text}) == {}
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    out = pre.decode({"__key__": "k", "png": _png(pixels), "cls": b"0", "json": b"[1, 2]"}, ctx)
+    assert out["slide_id"] is None and out["label"] == 0
+
+
+def test_hidden_files_and_folders_are_not_images(tmp_path):
+    """macOS `._x.png` resource forks and `.ipynb_checkpoints/` copies are never patches; other images at any
+    depth are, sorted."""
+    from mmlnb_dist.data.images import image_files
+
+    for rel in ("b/x.png", "a.JPG", "._a.png", ".ipynb_checkpoints/a.png", "b/.hidden/y.png", "notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    assert [p.relative_to(tmp_path).as_posix() for p in image_files(tmp_path)] == ["a.JPG", "b/x.png"]
