@@ -5,7 +5,6 @@ or above a threshold; the signature requires only `image`. An untrained tiny mod
 from __future__ import annotations
 
 import base64
-import io
 import json
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 import torch
 
 from support.clip import VOCAB, clip_config
+from support.served import normalised_pixels, random_pngs
 
 SIZE = 32
 
@@ -36,24 +36,12 @@ def exported(tmp_path_factory):
 
 
 def _pngs(n: int, seed: int = 0):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3)).astype(np.uint8)).save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
+    return random_pngs(n, SIZE, seed)
 
 
 def _reference(model, pngs, texts) -> np.ndarray:
     """sigmoid(logits) of the in-memory model, pixels normalised with numpy from the model's mean and std."""
-    from PIL import Image
-
-    x = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), np.float32) / 255.0 for b in pngs])
-    x = (x - np.asarray(model.image_mean, np.float32)) / np.asarray(model.image_std, np.float32)
-    pixels = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    pixels = normalised_pixels(pngs, model.image_mean, model.image_std)
     with torch.no_grad():
         logits = model(**model.inputs(pixels, list(texts), torch.device("cpu")))
     return torch.sigmoid(logits.double()).numpy()

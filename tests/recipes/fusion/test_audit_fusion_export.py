@@ -6,12 +6,13 @@ and requires only `image`, and a text-reading model refuses rows without a descr
 from __future__ import annotations
 
 import base64
-import io
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+from support.served import normalised_pixels, random_pngs
 
 CLASSES = ["UD", "PD", "D"]  # the export's order, not alphabetical
 SIZE = 32
@@ -40,25 +41,13 @@ def exported(tmp_path_factory):
 
 
 def _pngs(n: int, seed: int = 0):
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3)).astype(np.uint8)).save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
+    return random_pngs(n, SIZE, seed)
 
 
 def _reference(model, pngs, texts) -> np.ndarray:
     """softmax(logits) of the in-memory model, pixels normalised with numpy from the encoder's mean and std."""
-    from PIL import Image
-
     enc = model.image_encoder
-    x = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), np.float32) / 255.0 for b in pngs])
-    x = (x - np.asarray(enc.mean, np.float32)) / np.asarray(enc.std, np.float32)
-    pixels = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    pixels = normalised_pixels(pngs, enc.mean, enc.std)
     with torch.no_grad():
         logits = model(pixel_values=pixels, **model.text_encoder.tokenize(list(texts)))["logits"]
     return torch.softmax(logits.double(), -1).numpy()
