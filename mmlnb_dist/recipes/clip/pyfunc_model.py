@@ -121,8 +121,8 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
         threshold = float(params.get("threshold", 0.0))
         if top_k < 0 or not 0.0 <= threshold <= 1.0 or (top_k and threshold):  # as `predict` refuses its flags
             raise MlflowException(f"params top_k={top_k}, threshold={threshold:g}: give one of them, top_k >= 1 or "
-                                  f"threshold in (0, 1] (neither: the model's own top-{self.predictor.top_k}); "
-                                  f"threshold took precedence silently", error_code=INVALID_PARAMETER_VALUE)
+                                  f"threshold in (0, 1] (neither: the model's own top-{self.predictor.top_k})",
+                                  error_code=INVALID_PARAMETER_VALUE)
         if top_k > n_labels:  # every label would be predicted, and the selection column would say "top-<k>"
             raise MlflowException(f"params top_k={top_k} is more than the {n_labels} labels of this model; give at "
                                   f"most {n_labels} (0: the model's own top-{self.predictor.top_k})",
