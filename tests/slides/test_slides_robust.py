@@ -100,6 +100,12 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def _staged(slides_dir: Path):
+    """The slides staged for good: `<slide>/result.json`, not the `<slide>.tmp/` folder it is written in first (a kill
+    between writing its result.json and moving it into place staged nothing, and the rerun tiles it again)."""
+    return [p for p in slides_dir.glob("*/result.json") if not p.parent.name.endswith(".tmp")]
+
+
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_same_shards(good, tmp_path):
     reference = tmp_path / "ref"
@@ -111,13 +117,13 @@ def test_kill_and_resume_gives_the_same_shards(good, tmp_path):
     proc = subprocess.Popen([sys.executable, str(child), *_cli(good, out)[3:]], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300  # a guard against a hang, not the kill window: the file decides
-    while not list(staged.glob("*/result.json")) and proc.poll() is None:
+    while not _staged(staged) and proc.poll() is None:
         assert time.monotonic() < deadline, "no slide was staged"
         time.sleep(0.05)
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = len(list(staged.glob("*/result.json")))
+    done = len(_staged(staged))
     assert done == 1, f"{done} slides staged when killed"
     assert not (out / "manifest.json").exists()
     result = subprocess.run(_cli(good, out), check=True, capture_output=True, text=True)
