@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict
 
-from ...core.distributed import plan_batch
 from ...core.engine import deepspeed_config
+from .batches import vlm_batch_plan
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -19,10 +19,6 @@ SHIPPED_DEEPSPEED = {
 
 def shipped_deepspeed_configs(cfg: "Config") -> Dict[str, Dict[str, Any]]:
     """The JSONs of launch/deepspeed/vlm_*.json for `cfg` (the rtx4090 profile: bf16, 16 = 4 x 4 on 1 GPU)."""
-    out = {}
-    for name, zero in SHIPPED_DEEPSPEED.items():
-        dcfg = cfg.distributed.model_copy(update=zero)
-        plan = plan_batch(cfg.vlm.global_batch_size, 1, cfg.vlm.micro_batch_per_gpu or dcfg.micro_batch_per_gpu,
-                          key="vlm.global_batch_size", micro_key="vlm.micro_batch_per_gpu")
-        out[name] = deepspeed_config(dcfg, plan)
-    return out
+    plan = vlm_batch_plan(cfg, 1)  # (the ZeRO settings below do not change the batch)
+    return {name: deepspeed_config(cfg.distributed.model_copy(update=zero), plan)
+            for name, zero in SHIPPED_DEEPSPEED.items()}
