@@ -93,8 +93,15 @@ def find_slides(slides: Path) -> Dict[str, Path]:
             reject_misnamed_slide_column(slides, reader.fieldnames)
             entries = []
             for n, row in enumerate(reader, 2):  # row 1 is the header
+                if not any((cell or "").strip() for cell in row.values() if isinstance(cell, str)):
+                    continue  # a spreadsheet's trailing ",," row: no slide
                 # trimmed as read_labels trims ids; a path written on Windows (`site\S1.svs`) read as one
-                p = Path((row["path"] or "").strip().replace("\\", "/"))
+                text = (row["path"] or "").strip().replace("\\", "/")
+                if not text:  # Path("") is the CSV's own folder, which would become a slide
+                    sid = (row.get("slide_id") or "").strip()
+                    raise TilingInputError(f"{slides}: row {n}{f' (slide_id {sid!r})' if sid else ''} has no path; "
+                                           f"give the slide's file in its 'path' cell or delete the row")
+                p = Path(text)
                 p = p if p.is_absolute() else slides.absolute().parent / p
                 entries.append(((row.get("slide_id") or "").strip() or p.stem, p, n))
         remedy = "give each its own id in a 'slide_id' column of that CSV (where it is empty, the id is the file stem)"
