@@ -1,0 +1,228 @@
+"""Audit of `predict_to_file` with a stand-in model (no training): one row per readable input, in input order,
+with its model output; unreadable inputs listed, not predicted; an interrupted job resumes after its last complete
+chunk (counting unreadable inputs) with no row twice; a journal of another job is not continued; bad arguments
+and model folders are refused before anything is predicted."""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mmlnb_dist.predict import ModelNotFound, PredictError, UnsafeModel, predict_to_file
+from mmlnb_dist.predict import run as predict_run
+
+MODEL = "models:/stand-in@champion"
+
+
+class Meta:
+    def __init__(self, metadata, uuid="uuid-1"):
+        self.metadata, self.model_uuid = metadata, uuid
+
+
+class StandIn:
+    """A served model's shape: a frame of base64 images in, one row per image out (probabilities from the image's
+    bytes, so a row tells which image it was made from). Raises KeyboardInterrupt at its `stop_at`-th call."""
+
+    def __init__(self, metadata=None, stop_at=None):
+        self.metadata = Meta(metadata or {})
+        self.stop_at, self.calls, self.seen = stop_at, 0, []
+
+    def predict(self, frame, params=None):
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise KeyboardInterrupt
+        self.seen.extend(frame["key"])
+        p = [(len(b) % 97) / 97 for b in frame["image"]]
+        return pd.DataFrame({"key": frame["key"], "label": ["A" if x >= 0.5 else "B" for x in p], "prob_A": p,
+                             "prob_B": [1 - x for x in p], "slide_id": frame["slide_id"]})
+
+
+def _use(monkeypatch, model):
+    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: model)
+    return model
+
+
+@pytest.fixture
+def images(tmp_path):
+    """7 inputs in a folder: 6 PNGs of different sizes and `b_broken.png` (second: in the first chunk of 2)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(["a", "c", "d", "e", "f", "g"]):
+        Image.fromarray(rng.integers(0, 255, (8 + i, 8 + 2 * i, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    (folder / "b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    return folder
+
+
+READABLE = ["a", "c", "d", "e", "f", "g"]
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_one_row_per_readable_input_in_order_with_its_output(images, tmp_path, monkeypatch):
+    model = _use(monkeypatch, StandIn())
+    report = predict_to_file(MODEL, [images], tmp_path / "p.jsonl", chunk_size=2)
+    rows = _rows(tmp_path / "p.jsonl")
+    assert [r["key"] for r in rows] == READABLE == model.seen
+    for r in rows:
+        p = (len(base64.b64encode((images / f"{r['key']}.png").read_bytes())) % 97) / 97
+        assert r["source"] == str(images / f"{r['key']}.png") and r["prob_A"] == pytest.approx(p)
+        assert r["slide_id"] is None
+    assert report["predicted"] == 6 and [src for src, _ in report["failed"]] == [str(images / "b_broken.png")]
+    assert report["resumed"] == 0 and not (tmp_path / "p.jsonl.resume").exists()
+    _use(monkeypatch, StandIn())
+    predict_to_file(MODEL, [images], tmp_path / "p.csv", chunk_size=4)  # chunking changes nothing; CSV holds the same
+    assert pd.read_csv(tmp_path / "p.csv")[["key", "label"]].values.tolist() == [[r["key"], r["label"]] for r in rows]
+
+
+def test_an_interrupted_job_resumes_after_its_last_complete_chunk_without_a_row_twice(images, tmp_path, monkeypatch):
+    """Killed at the third chunk (two of 2 inputs done, one unreadable), with a line cut by the kill: the rerun
+    predicts only the last three inputs, reports the unreadable input once, and writes what one run writes."""
+    out = tmp_path / "p.jsonl"
+    _use(monkeypatch, StandIn(stop_at=3))
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(MODEL, [images], out, chunk_size=2)
+    journal = tmp_path / "p.jsonl.resume" / "journal.jsonl"
+    assert [r.get("upto") for r in _rows(journal)] == [None, 2, 4] and not out.exists()
+    with open(journal, "a") as fh:
+        fh.write('{"upto": 6, "rows": [{"key": "')
+    model = _use(monkeypatch, StandIn())
+    report = predict_to_file(MODEL, [images], out, chunk_size=2)
+    assert model.seen == ["e", "f", "g"] and report["resumed"] == 4 and report["predicted"] == 6
+    assert [src for src, _ in report["failed"]] == [str(images / "b_broken.png")]
+    assert not journal.parent.exists()
+    _use(monkeypatch, StandIn())
+    predict_to_file(MODEL, [images], tmp_path / "whole.jsonl", chunk_size=2)
+    assert _rows(out) == _rows(tmp_path / "whole.jsonl")
+
+
+def test_a_resume_killed_again_continues_after_the_kept_chunks(images, tmp_path, monkeypatch):
+    out = tmp_path / "p.jsonl"
+    _use(monkeypatch, StandIn(stop_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(MODEL, [images], out, chunk_size=2)
+    journal = tmp_path / "p.jsonl.resume" / "journal.jsonl"
+    with open(journal, "a") as fh:
+        fh.write('{"upto": 4, "ro')  # cut
+    _use(monkeypatch, StandIn(stop_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(MODEL, [images], out, chunk_size=2)
+    assert [r.get("upto") for r in _rows(journal)] == [None, 2, 4]
+    model = _use(monkeypatch, StandIn())
+    assert predict_to_file(MODEL, [images], out, chunk_size=2)["resumed"] == 4 and model.seen == ["e", "f", "g"]
+    assert [r["key"] for r in _rows(out)] == READABLE
+
+
+def test_the_journal_of_another_job_starts_over(images, tmp_path, monkeypatch, caplog):
+    out = tmp_path / "p.jsonl"
+    _use(monkeypatch, StandIn(stop_at=2))
+    with pytest.raises(KeyboardInterrupt):
+        predict_to_file(MODEL, [images], out, chunk_size=2)
+    model = _use(monkeypatch, StandIn())
+    model.metadata.model_uuid = "uuid-2"  # the alias moved to another model version
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist.predict"):
+        report = predict_to_file(MODEL, [images], out, chunk_size=2)
+    assert "another job (changed: model_uuid)" in caplog.text
+    assert report["resumed"] == 0 and model.seen == READABLE and [r["key"] for r in _rows(out)] == READABLE
+
+
+@pytest.mark.parametrize("out, kwargs, message", [
+    ("p.txt", {}, "must end in .csv or .jsonl"),
+    ("p.csv", {"chunk_size": 0}, "--chunk-size must be at least 1"),
+    ("p.csv", {"top_k": 0}, "--top-k must be at least 1"),
+    ("p.csv", {"threshold": 0.0}, r"--threshold must be in \(0, 1\]"),
+    ("p.csv", {"threshold": 1.01}, r"--threshold must be in \(0, 1\]"),
+    ("p.csv", {"top_k": 1, "threshold": 0.5}, "both given"),
+])
+def test_bad_arguments_are_refused_before_any_input_is_read(tmp_path, out, kwargs, message):
+    with pytest.raises(PredictError, match=message):
+        predict_to_file(MODEL, [tmp_path / "missing"], tmp_path / out, **kwargs)
+
+
+def test_a_single_label_model_refuses_a_label_set_rule_and_a_multilabel_one_a_top_k_over_its_labels(
+        images, tmp_path, monkeypatch):
+    _use(monkeypatch, StandIn())
+    with pytest.raises(PredictError, match="predicts one class per image"):
+        predict_to_file(MODEL, [images], tmp_path / "p.csv", threshold=1.0)
+    _use(monkeypatch, StandIn({"task": "multilabel", "classes": ["A", "B"]}))
+    with pytest.raises(PredictError, match="--top-k 3 is more than the 2 labels"):
+        predict_to_file(MODEL, [images], tmp_path / "p.csv", top_k=3)
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "p.csv.resume").exists()
+    assert predict_to_file(MODEL, [images], tmp_path / "p.csv", top_k=2)["predicted"] == 6  # every label: allowed
+
+
+def test_a_model_that_reads_text_refuses_images_without_descriptions(images, tmp_path, monkeypatch):
+    model = _use(monkeypatch, StandIn({"reads_text": True}))
+    with pytest.raises(PredictError, match="reads a description with each image, and 7 of 7 have none"):
+        predict_to_file(MODEL, [images], tmp_path / "p.csv")
+    assert model.calls == 0 and not (tmp_path / "p.csv").exists()
+
+
+def test_inputs_that_cannot_be_read_are_listed_and_nothing_left_is_refused(images, tmp_path, monkeypatch):
+    from mmlnb_dist.predict import collect_inputs
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    items, failed = collect_inputs([tmp_path / "gone.png", empty, images / "a.png"])
+    assert [it["key"] for it in items] == ["a"]
+    assert failed == [(str(tmp_path / "gone.png"), "no such file or folder"), (str(empty), "folder holds no images")]
+    with pytest.raises(PredictError, match="nothing to predict: .*gone.png: no such file or folder"):
+        predict_to_file(MODEL, [tmp_path / "gone.png"], tmp_path / "p.csv")
+
+
+def test_local_model_folders_that_are_missing_a_training_export_or_pickled_are_refused(tmp_path):
+    from mmlnb_dist.predict import load_model
+
+    with pytest.raises(ModelNotFound, match="no such folder"):
+        load_model(str(tmp_path / "nowhere"))
+    export = tmp_path / "run" / "export"
+    export.mkdir(parents=True)
+    (export / "model_config.json").write_text("{}")
+    with pytest.raises(ModelNotFound, match="is a training export"):
+        load_model(str(export))
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "MLmodel").write_text("flavors: {}\n")
+    (pickled / "python_model.pkl").write_bytes(b"\x80\x04.")
+    with pytest.raises(UnsafeModel, match="python_model.pkl"):
+        load_model(str(pickled))
+
+
+def test_an_image_up_to_the_largest_patch_side_is_predicted_and_a_larger_one_is_not(tmp_path):
+    from mmlnb_dist.predict.inputs import MAX_PATCH_SIDE, decoded
+
+    items = []
+    for side in (MAX_PATCH_SIDE, MAX_PATCH_SIDE + 1):
+        path = tmp_path / f"w{side}.png"
+        Image.new("RGB", (side, 2)).save(path)
+        items.append({"key": path.stem, "source": str(path), "path": path})
+    failed = []
+    good, images = decoded(items, failed)
+    assert [it["key"] for it in good] == [f"w{MAX_PATCH_SIDE}"] and images[0].size == (MAX_PATCH_SIDE, 2)
+    assert [src for src, _ in failed] == [str(tmp_path / f"w{MAX_PATCH_SIDE + 1}.png")]
+    assert "larger than any patch" in failed[0][1]
+
+
+def test_every_sample_of_a_shard_set_is_predicted_from_its_image_with_its_true_label(tmp_path, monkeypatch):
+    """Shard samples are read with their image bytes (chunks of 3 across shards of 2): one row per sample in
+    manifest order, made from that sample's image, beside the label the shard gives it."""
+    from mmlnb_dist.data.reader import iter_shard_samples
+    from mmlnb_dist.data.shardset import ShardSet
+    from support.shards import make_shard_set
+
+    shards = make_shard_set(tmp_path, per_class=2, max_per_shard=2, val_fraction=0.0, size=16)
+    samples = [s for _, _, e in ShardSet.open(shards).entries() for s in iter_shard_samples(shards / e["file"])]
+    _use(monkeypatch, StandIn())
+    report = predict_to_file(MODEL, [shards], tmp_path / "p.jsonl", chunk_size=3)
+    rows = _rows(tmp_path / "p.jsonl")
+    assert report["failed"] == [] and [r["key"] for r in rows] == [s["__key__"] for s in samples]
+    for r, s in zip(rows, samples):
+        assert r["prob_A"] == pytest.approx((len(base64.b64encode(s["png"])) % 97) / 97)
+        assert r["true_label"] == json.loads(s["json"])["label"]
