@@ -23,6 +23,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # per user. Two checkouts (two venvs) generate different build files, so sharing the folder makes each rebuild
 # the op in turn (minutes, under a file lock every rank waits on): keep one folder per environment.
 os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
+# Under pytest-xdist (`-n N`, how CI runs) each worker is one of N processes sharing the cores: torch's intra-op
+# threads (one per core by default) would oversubscribe them N-fold, and OpenMP's spinning threads then make a
+# test several times slower (the CLIP science test: 40 s alone, 247 s beside another worker). One thread per
+# worker, and per process it starts (the multi-rank tests already give their ranks one thread each).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture

@@ -20,6 +20,6 @@ def test_ci_runs_the_readme_test_command_and_the_readme_gives_the_main_job():
     setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```bash\n(.+?)\n```", setup, re.S)
     assert commands[:2] == ["bash launch/install.sh && .venv/bin/mmlnb-dist demo",
-                            "bash launch/install.sh --test && .venv/bin/python -m pytest -q tests"], commands
+                            "bash launch/install.sh --test && .venv/bin/python -m pytest -q -n 2 --dist worksteal tests"], commands
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
     assert ci == commands[1], ci
