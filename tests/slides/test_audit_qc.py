@@ -223,18 +223,26 @@ def test_summary_csv_counts_kept_and_each_rejection_reason(tmp_path):
     assert rows[0]["seconds"] == "1.23" and rows[1]["error"] == "boom"
 
 
+def _slide_with_a_whole_mask(tmp_path: Path, slide_id: str, labels: str, **synthetic) -> Path:
+    """A 512 px synthetic slide `<slide_id>.tif`, its labels CSV and a mask over all of it; returns the mask folder."""
+    from mmlnb_dist.slides.synthetic_slides import write_synthetic_slide
+
+    write_synthetic_slide(tmp_path / f"{slide_id}.tif", "UD", width=512, height=512, pool_size=2, downsamples=(1, 4),
+                          **synthetic)
+    (tmp_path / "labels.csv").write_text(labels)
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    (masks / f"{slide_id}.geojson").write_text(json.dumps({"type": "Polygon",
+                                                            "coordinates": [_ring(0, 0, 512, 512)]}))
+    return masks
+
+
 def test_a_slide_region_used_as_stain_target_is_checked_before_tiling(tmp_path, monkeypatch):
     """Without slides.stain.target and tiatoolbox, the target is the most-tissue region of the first slide; a
     region with no stain (a mask drawn over glass) is refused before any slide is tiled, not fitted on."""
     import mmlnb_dist.slides.stain as stain
-    from mmlnb_dist.slides.synthetic_slides import write_synthetic_slide
 
-    write_synthetic_slide(tmp_path / "G.tif", "UD", width=512, height=512, pool_size=2, downsamples=(1, 4),
-                          tissue=False)
-    (tmp_path / "labels.csv").write_text("slide_id,label\nG,UD\n")
-    masks = tmp_path / "masks"
-    masks.mkdir()
-    (masks / "G.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [_ring(0, 0, 512, 512)]}))
+    masks = _slide_with_a_whole_mask(tmp_path, "G", "slide_id,label\nG,UD\n", tissue=False)
     monkeypatch.setattr(stain, "default_target_path", lambda: None)
     cfg = load_config(None, ["slides.stain.method=reinhard", f"slides.mask_dir={masks}", "slides.tile_size=64",
                              "slides.qc_pictures=false"])
@@ -270,14 +278,7 @@ def test_a_normaliser_output_of_another_shape_keeps_the_tile_unnormalised():
 def test_tracking_metrics_and_summary_count_the_kept_tiles(tmp_path):
     """The tracking logger gets slides/ok, slides/problems and slides/tiles (kept tiles, not candidates), and
     summary.csv's kept column agrees with the tiles in the shards."""
-    from mmlnb_dist.slides.synthetic_slides import write_synthetic_slide
-
-    write_synthetic_slide(tmp_path / "S.tif", "UD", width=512, height=512, pool_size=2, downsamples=(1, 4),
-                          blur=False)
-    (tmp_path / "labels.csv").write_text("slide_id,label\nS,UD\nmissing,PD\n")
-    masks = tmp_path / "masks"
-    masks.mkdir()
-    (masks / "S.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [_ring(0, 0, 512, 512)]}))
+    masks = _slide_with_a_whole_mask(tmp_path, "S", "slide_id,label\nS,UD\nmissing,PD\n", blur=False)
 
     class Logger:
         def __init__(self):
