@@ -124,9 +124,16 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
                 result["warnings"] = warnings
             quota = job.quota if job.quota is not None else cfg.sampling.max_tiles_per_slide
             # Every position, not a multiple of the quota: QC may reject most of them, and the count is reported.
-            cands = candidates(mask.raster, mask.scale, reader.dimensions, size0, cfg.sampling, job.slide_id)
+            w0, h0 = reader.dimensions
+            fits = w0 >= size0 and h0 >= size0  # else grid sampling read one tile past the edge, padded white
+            cands = candidates(mask.raster, mask.scale, reader.dimensions, size0, cfg.sampling,
+                               job.slide_id) if fits else []
             result["candidates"] = len(cands)
-            if not mask.polygons or not cands:
+            if not fits:
+                result.update(status="no_tiles", error=f"the slide ({w0} x {h0} px at level 0) is smaller than one "
+                              f"tile ({size0} px at level 0: slides.tile_size={cfg.tile_size} at slides.mpp="
+                              f"{target_mpp})")
+            elif not mask.polygons or not cands:
                 result["status"] = "no_tissue"
                 result["error"] = "no tissue found" if not mask.polygons else "no tile fits inside the tissue"
             normalizer = job.normalizer or StainNormalizer("none")
