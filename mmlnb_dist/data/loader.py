@@ -31,6 +31,7 @@ to start and stop inside a shard at exact sample indices, and the whole pipeline
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -64,7 +65,9 @@ def sigterm_from_parent_only(worker_id: int) -> None:
     (multiprocessing ends live workers so when their process exits) must still end it, as torch's handler does.
     A Python handler cannot tell who sent a signal, so SIGTERM is blocked here (threads started later inherit the
     mask) and one thread takes it with `sigwaitinfo`, which names the sender. A worker whose parent is gone ends
-    anyway (torch's watchdog ends it too). Where `sigwaitinfo` is missing (macOS, Windows) torch's handler stays."""
+    anyway (torch's watchdog ends it too). Where `sigwaitinfo` is missing (macOS, Windows) torch's handler stays.
+    The worker is born with SIGTERM blocked (`_workers_born_with_sigterm_blocked`), so one sent before this runs
+    waits for the thread instead of reaching torch's handler."""
     if not hasattr(signal, "sigwaitinfo"):
         return
     parent = os.getppid()
@@ -77,6 +80,22 @@ def sigterm_from_parent_only(worker_id: int) -> None:
                 os._exit(0)  # as torch's handler does for the parent's SIGTERM
 
     threading.Thread(target=wait_for_parent, name=f"loader-worker-{worker_id}-sigterm", daemon=True).start()
+
+
+@contextlib.contextmanager
+def _workers_born_with_sigterm_blocked(num_workers: int) -> Iterator[None]:
+    """Block SIGTERM in this thread while the DataLoader forks its workers: a child inherits the mask, so a
+    scheduler's SIGTERM that reaches a worker before its `worker_init_fn` waits (pending) instead of killing it.
+    Under load that window was wide enough to lose a worker (and the run). A SIGTERM to this process in the
+    meantime is delivered when the mask is restored, a moment later."""
+    if not num_workers or not hasattr(signal, "sigwaitinfo"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class ShardLoader:
@@ -184,11 +203,13 @@ class ShardLoader:
         loader = DataLoader(dataset, batch_size=None, num_workers=self.num_workers,
                             prefetch_factor=4 if self.num_workers else None,
                             worker_init_fn=sigterm_from_parent_only if self.num_workers else None)
+        with _workers_born_with_sigterm_blocked(self.num_workers):
+            batches = iter(loader)  # forks the workers
         counted: List[BadSample] = []
         resume = self._active_resume()
         skip = dict(resume.skip) if resume is not None and resume.skip else {}
         self.consumed, self.consumed_batches = {}, {}
-        for item in loader:
+        for item in batches:
             new = [BadSample(**b) for b in item["_bad"]]
             counted.extend(b for b in new if not b.replacement)
             self.bad_samples.extend(new)

@@ -49,6 +49,58 @@ def test_a_sigterm_from_outside_does_not_kill_the_loader_workers(shards):
     assert len(got) == expected
 
 
+
+def _kill_myself_from_outside_first(worker_id: int) -> None:
+    """A `worker_init_fn` that, before the real one runs, has another process SIGTERM this worker: the window in
+    which a scheduler's signal reached a worker still at its start (the test above failed so under load)."""
+    import os
+
+    from mmlnb_dist.data import loader as loader_module
+
+    subprocess.run(["kill", "-TERM", str(os.getpid())], check=True)
+    loader_module._real_sigterm_from_parent_only(worker_id)
+
+
+def test_a_sigterm_before_the_worker_has_started_does_not_kill_it(shards, monkeypatch):
+    """Workers are born with SIGTERM blocked (the parent blocks it around their start), so a SIGTERM that arrives
+    before `sigterm_from_parent_only` has run waits for it and is then ignored, as any outsider's is."""
+    import mmlnb_dist.data.loader as loader_module
+
+    monkeypatch.setattr(loader_module, "_real_sigterm_from_parent_only", loader_module.sigterm_from_parent_only,
+                        raising=False)
+    monkeypatch.setattr(loader_module, "sigterm_from_parent_only", _kill_myself_from_outside_first)
+    loader = _loader(shards)
+    assert len(list(loader)) == len(loader)  # raised "DataLoader worker (pid N) is killed by signal: Terminated"
+
+
+def test_the_parent_gets_a_sigterm_that_came_while_its_workers_started(shards, monkeypatch):
+    """The parent blocks SIGTERM only while it starts its workers: one sent then is delivered right after."""
+    import os
+    import signal
+
+    import mmlnb_dist.data.loader as loader_module
+
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        blocked_before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        class SigtermWhileStartingWorkers(loader_module.DataLoader):
+            def __iter__(self):
+                os.kill(os.getpid(), signal.SIGTERM)  # arrives while the parent starts its workers
+                assert received == [], "SIGTERM is not blocked while the workers start"
+                return super().__iter__()
+
+        monkeypatch.setattr(loader_module, "DataLoader", SigtermWhileStartingWorkers)
+        loader = _loader(shards)
+        batches = iter(loader)
+        next(batches)
+        assert received == [signal.SIGTERM]
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == blocked_before
+        list(batches)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 _ABANDON = textwrap.dedent("""
     import psutil
     from mmlnb_dist.data.loader import ShardLoader
