@@ -23,8 +23,7 @@ from .errors import ConfigError
 from .files import DuplicateKeyError, load_yaml, load_yaml_text
 
 __all__ = ["Section", "PathText", "ConfigError", "apply_overrides", "set_dotted", "field_annotation",
-           "validate", "load", "to_yaml", "save_config", "flatten",
-           "absolute_paths"]
+           "validate", "load", "to_yaml", "save_config", "flatten", "absolute_paths"]
 
 S = TypeVar("S", bound="Section")
 
@@ -382,17 +381,19 @@ def flatten_dict(tree: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def absolute_paths(cfg: S, root: Path) -> S:
-    """A copy of `cfg` whose relative paths (every `Path` field, also inside lists) are made absolute against
-    `root`: for processes that run elsewhere than where the config was written (a Ray trial runs in its own
-    folder, on a cluster on another machine)."""
-    def fix(value: Any) -> Any:
+    """A copy of `cfg` whose relative paths (every `Path` field, also inside lists, and every `PathText` naming
+    something under `root`, not a hub name) are made absolute against `root`: for processes that run elsewhere
+    than where the config was written (a Ray trial runs in its own folder, on a cluster on another machine)."""
+    def fix(value: Any, text: bool = False) -> Any:
         if isinstance(value, Path) and not value.is_absolute():
             return Path(root) / value
+        if text and isinstance(value, str) and value and (Path(root) / value).exists():
+            return str(Path(root) / value)
         if isinstance(value, Section):
             return absolute_paths(value, root)
         if isinstance(value, list):
             return [fix(v) for v in value]
         return value
-
-    update = {name: fix(getattr(cfg, name)) for name in type(cfg).model_fields}
+    update = {n: fix(getattr(cfg, n), _PATH_TEXT in f.metadata or _holds_path_text(f.annotation))
+              for n, f in type(cfg).model_fields.items()}
     return cfg.model_copy(update={k: v for k, v in update.items() if v is not getattr(cfg, k)})
