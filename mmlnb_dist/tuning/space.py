@@ -8,7 +8,8 @@
       vlm.lora.r: {choice: [4, 8, 16, 32, 64]}
       train.global_batch_size: {grid: [16, 32]}   # grid values (also used by searcher=grid)
 
-Distributions: uniform, loguniform, quniform [lo, hi, q], randint [lo, hi) , choice [...], grid [...].
+Distributions: uniform, loguniform, quniform [lo, hi, q] (q > 0; unscaled: ends multiples of q), randint [lo, hi),
+choice [...], grid [...].
 `scale: epochs` makes the values fractions of `train.epochs`, so one space fits the 9-epoch demo and the 150-epoch
 paper profile. Ray samples the whole epochs they give (`epochs_of`: times `train.epochs`, halves up, at least 1): a
 range becomes an integer range between its ends' epochs (uniform: randint, loguniform: lograndint), a choice, grid
@@ -88,7 +89,7 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
             raise SpaceError(f"{path}: '{key}' has unknown fields {sorted(extra)}")
         if spec.get("scale") not in (None, "epochs"):
             raise SpaceError(f"{path}: '{key}': scale must be 'epochs'")
-        _check_shape(path, key, kinds[0], spec[kinds[0]])
+        _check_shape(path, key, kinds[0], spec[kinds[0]], scaled=spec.get("scale") == "epochs")
         if spec.get("scale") == "epochs":
             _check_fractions(path, key, kinds[0], spec[kinds[0]])
     check_keys(params, path)
@@ -98,8 +99,9 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
     return params
 
 
-def _check_shape(source: Any, key: str, kind: str, val: Any) -> None:
-    """The distribution's arguments, so Ray never sees a range it cannot sample."""
+def _check_shape(source: Any, key: str, kind: str, val: Any, scaled: bool = False) -> None:
+    """The distribution's arguments, so Ray never sees a range it cannot sample (`scaled`: `scale: epochs`, whose
+    quniform Ray never sees: it samples the epochs of low + i*q)."""
     if kind in ("choice", "grid"):
         if not isinstance(val, list) or not val:
             raise SpaceError(f"{source}: '{key}': {kind} needs a non-empty list of values (got {val!r})")
@@ -116,6 +118,11 @@ def _check_shape(source: Any, key: str, kind: str, val: Any) -> None:
         raise SpaceError(f"{source}: '{key}': {kind} needs low < high (got low end {low!r}, high end {high!r})")
     if kind == "loguniform" and low <= 0:
         raise SpaceError(f"{source}: '{key}': loguniform needs a positive low end (got low end {low!r})")
+    if kind == "quniform" and not val[2] > 0:
+        raise SpaceError(f"{source}: '{key}': quniform needs a positive step q (got q {val[2]!r})")
+    if kind == "quniform" and not scaled and not all(math.isclose(v / val[2], round(v / val[2])) for v in val[:2]):
+        raise SpaceError(f"{source}: '{key}': quniform needs ends that are whole multiples of its step q (got low end "
+                         f"{low!r}, high end {high!r}, q {val[2]!r}): Ray refuses the others")
 
 
 def _is_number(value: Any) -> bool:
