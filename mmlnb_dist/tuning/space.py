@@ -61,7 +61,7 @@ def resolve_space(path: Union[str, Path]) -> Path:
     if given.is_file():
         return given
     shipped = SPACES_DIR / (given.name if given.suffix in (".yaml", ".yml") else given.name + ".yaml")
-    if shipped.is_file() and (len(given.parts) == 1 or given.parent.as_posix().endswith("tune/spaces")):
+    if shipped.is_file() and (len(given.parts) == 1 or given.parent.parts[-2:] == ("tune", "spaces")):
         return shipped
     raise SpaceError(f"search space file {path} not found (from {Path.cwd()}); shipped spaces: "
                      f"{', '.join(shipped_spaces())} (give a name, e.g. --space curriculum)")

@@ -167,3 +167,18 @@ def test_a_scaled_quniform_needs_no_multiples_of_q(tmp_path, base):
     sampled = to_tune_space(space, "random", 10)
     assert sampled["fusion.curriculum.ramp_start"].categories == [2, 3, 4]  # 0.15, 0.25, 0.35 of 10, halves up
     assert set(np.round([sampled["train.lr"].sample() for _ in range(200)], 9)) == {1e-3, 2e-3, 3e-3, 4e-3}
+
+
+@pytest.mark.parametrize("given", ["mytune/spaces/clip.yaml", "my-tune/spaces/clip", "retune/spaces/curriculum.yaml"])
+def test_a_missing_file_in_a_folder_merely_ending_in_tune_is_not_swapped_for_a_shipped_space(tmp_path, monkeypatch,
+                                                                                               given):
+    """`--space mytune/spaces/clip.yaml` (the user's own folder, run from the wrong directory) resolved to the
+    shipped clip space, since 'mytune/spaces' ends with the text 'tune/spaces': the search ran a space the user
+    never wrote. Only the checkout path `tune/spaces/NAME` names a shipped space."""
+    from mmlnb_dist.tuning.space import SPACES_DIR, SpaceError, resolve_space
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpaceError, match=rf"search space file {given} not found"):
+        resolve_space(given)
+    assert resolve_space("tune/spaces/clip.yaml") == SPACES_DIR / "clip.yaml"
+    assert resolve_space(tmp_path / "checkout" / "tune" / "spaces" / "clip.yaml") == SPACES_DIR / "clip.yaml"
