@@ -45,9 +45,10 @@ def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) ->
         for spec, row in zip(samples, table.match([(spec.key, Path(spec.image)) for spec in samples])):
             if row is not None:
                 text = table.description(row)
-                if spec.description is not None and spec.description != text:
-                    replaced.append(str(spec.meta.get("file", spec.key)))
-                spec.description = text
+                if text is not None:  # (a row without text names its input but leaves its description)
+                    if spec.description is not None and spec.description != text:
+                        replaced.append(str(spec.meta.get("file", spec.key)))
+                    spec.description = text
                 used[id(row)] = row
     except DescriptionsError as err:
         raise ShardError(str(err)) from None

@@ -162,8 +162,10 @@ class DescriptionTable:
         """How the row names its image (its first id column), for messages."""
         return next((str(row[c]) for c in ID_COLUMNS if row.get(c)), "?")
 
-    def description(self, row: Dict[str, Any]) -> str:
-        return str(row[self.column])
+    def description(self, row: Dict[str, Any]) -> Optional[str]:
+        """The row's text; None for a missing, empty or blank cell (a short CSV row, JSON null), not "None"."""
+        value = row.get(self.column)
+        return str(value) if value is not None and str(value).strip() else None
 
     def slide_id(self, row: Dict[str, Any]) -> Optional[str]:
         value = row.get(self.slide_column)
