@@ -186,7 +186,12 @@ def clear_output(out: Path, reports: Sequence[str] = ()) -> None:
 
 def _claim_output(out: Path, record: Optional[Mapping[str, Any]], allow: Sequence[str], restart: bool,
                   desc: str, reports: Sequence[str]) -> None:
-    """Rank 0: start over if asked, then record what makes the output or refuse a different maker."""
+    """Rank 0: start over if asked, then record what makes the output or refuse a different maker. A folder with
+    shards or a manifest but no record (a built shard set named by mistake) is refused, restart or not."""
+    if record is not None and not (out / PROVENANCE_FILE).is_file() and (
+            (out / MANIFEST).is_file() or any(out.glob("*.tar"))):
+        raise ShardError(f"refusing to write into {out}: it holds a shard set that no {desc} run recorded "
+                         f"(no {PROVENANCE_FILE}); choose another output folder")
     if restart:
         clear_output(out, reports)
     out.mkdir(parents=True, exist_ok=True)
