@@ -113,10 +113,18 @@ def token_weights(env: "DistEnv", batches: Sequence[Dict[str, torch.Tensor]], ac
 
 def truncate_data_order(path: Path, step: int) -> None:
     """Keep the records of `data_order.jsonl` before optimizer step `step`, where a run starts (a killed run may
-    have recorded steps after its last checkpoint: they are taken again)."""
+    have recorded steps after its last checkpoint: they are taken again; a line it was killed writing is dropped)."""
     if path.is_file():
-        lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] < step]
+        lines = [ln for ln in path.read_text().splitlines() if _step_of(ln) is not None and _step_of(ln) < step]
         path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def _step_of(line: str) -> Optional[int]:
+    """The step of a `data_order.jsonl` line, None for a blank or torn one."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def step_seed(seed: int, step: int, micro: int) -> int:
