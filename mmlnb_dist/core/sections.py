@@ -44,6 +44,16 @@ class RunConfig(Section):
     def _no_glob_characters(cls, value):
         return refuse_glob_characters(value)
 
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, value):
+        # "." or ".." made the run folder the output folder itself (mixed with every other run's) or its parent;
+        # a separator nested it, and `<name>-evaluate-<split>` then landed elsewhere.
+        if value in (".", "..") or "/" in value or "\\" in value:
+            raise ValueError(f"'{value}' is not one folder name: the run folder is <run.output_dir>/<run.name>; "
+                             f"put folders in run.output_dir, and give run.name no '/' or '\\' (nor '.' or '..' alone)")
+        return value
+
 
 GLOB_CHARACTERS = "[]*?"
 """Characters a run folder's path may not hold: DeepSpeed globs checkpoint files under it."""
