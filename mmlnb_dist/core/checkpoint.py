@@ -114,7 +114,10 @@ def checkpoint_problem(tag_dir: Path) -> Optional[str]:
         return f"{tag_dir} has no {CHECKSUMS}: the save did not complete, or another tool wrote it"
     try:
         files = json.loads(sums.read_text())["files"]
-    except (ValueError, KeyError):
+        if not (isinstance(files, dict) and all(isinstance(w, dict) and {"size", "sha256"} <= w.keys()
+                                                for w in files.values())):
+            raise ValueError("not a table of files with size and sha256")
+    except (ValueError, KeyError, TypeError):  # TypeError: a JSON document that is not a mapping
         return f"{sums} is damaged"
     for name, want in files.items():
         path = tag_dir / name
