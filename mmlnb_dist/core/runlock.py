@@ -154,9 +154,10 @@ def live_readers(folder: Path) -> List[Dict[str, Any]]:
     for path in sorted(Path(folder).glob(READER_PREFIX + "*.json")):
         try:
             record = json.loads(path.read_text())
-        except (OSError, ValueError):
+            pid = int(record.get("pid", 0))
+        except (OSError, ValueError, TypeError, AttributeError):  # torn, or not a record: nobody to name
             continue
-        if record.get("host") == here and not pid_alive(int(record.get("pid", 0))):
+        if record.get("host") == here and not pid_alive(pid):
             path.unlink(missing_ok=True)
             continue
         found.append(record)
