@@ -8,7 +8,7 @@ import shlex
 import pytest
 
 from mmlnb_dist.config import load_config
-from mmlnb_dist.pipeline.report import (PAPER_COLUMNS, final_report, metrics_table, paper_table, predict_line,
+from mmlnb_dist.pipeline.report import (PAPER_COLUMNS, final_report, predict_line,
                                         results_table, served_model, stage_rows)
 from mmlnb_dist.pipeline.stages import RUNS, SKIPPED_IMAGES, WALL_SECONDS, StageResult
 
@@ -19,28 +19,6 @@ KEYS = [key for key, _ in PAPER_COLUMNS] + ["quadratic_kappa"]
 def _metrics(scale: float = 0.1):
     """The paper's metrics with distinct values: 0.1, 0.2, ... (times `scale` / 0.1)."""
     return {key: round((i + 1) * scale, 4) for i, key in enumerate(KEYS)}
-
-
-def test_paper_table_prints_each_split_metric_in_percent_under_its_column():
-    """`paper_table` (exported): the seven Table 1 columns and QWK of the split asked for, as percentages."""
-    metrics = {f"test/{k}": v for k, v in _metrics().items()}
-    metrics.update({f"val/{k}": 0.99 for k in KEYS})
-    lines = paper_table(metrics, "test").splitlines()
-    assert lines[0].startswith("test split")
-    assert [c.strip() for c in lines[1].split("|")] == [name for _, name in PAPER_COLUMNS] + ["QWK(ord)"]
-    assert [float(c) for c in lines[2].split("|")] == pytest.approx([100 * v for v in _metrics().values()])
-
-
-def test_metrics_table_has_a_column_for_each_split_the_run_scored():
-    """The CLIP recipe's table: val and test side by side when both were scored, val alone otherwise."""
-    from mmlnb_dist.recipes.clip.variants import METRICS
-
-    cfg = load_config("clip-multilabel")
-    metrics = {f"val/{m}": 0.25 for m in METRICS}
-    both = metrics_table(cfg, {**metrics, **{f"test/{m}": 0.75 for m in METRICS}}).splitlines()
-    assert both[1].split() == ["val", "test"]
-    assert both[2].split() == [METRICS[0], "0.2500", "0.7500"]
-    assert metrics_table(cfg, metrics).splitlines()[1].split() == ["val"]
 
 
 def test_a_metric_the_evaluation_could_not_compute_shows_as_n_a_not_nan():

@@ -10,7 +10,6 @@ import shlex
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..config import Config
-from ..recipes import RECIPES
 from ..recipes.vlm.quality import QUALITY_FILE, format_report
 from .finish import pipeline_config
 from .stages import RUNS, SKIPPED_IMAGES, WALL_SECONDS, StageResult
@@ -18,32 +17,6 @@ from .stages import RUNS, SKIPPED_IMAGES, WALL_SECONDS, StageResult
 PAPER_COLUMNS = [("accuracy", "Acc"), ("balanced_accuracy", "BAcc"), ("kappa", "Kappa"),
                  ("f1_weighted", "F1"), ("precision_weighted", "Prec"), ("recall_weighted", "Rec"),
                  ("auroc", "AUROC")]
-
-
-def paper_table(metrics: Dict[str, Any], split: str = "val") -> str:
-    """The paper's Table 1 columns (in %) for one split, plus the ordinal quadratic kappa."""
-    head = " | ".join(f"{name:>6}" for _, name in PAPER_COLUMNS) + " | QWK(ord)"
-    row = " | ".join(f"{100 * metrics[f'{split}/{key}']:6.2f}" for key, _ in PAPER_COLUMNS)
-    row += f" | {100 * metrics[f'{split}/quadratic_kappa']:8.2f}"
-    return f"{split} split (best checkpoint), %:\n{head}\n{row}\n" \
-        "Kappa is unweighted Cohen's kappa; QWK(ord) is quadratic-weighted on the ordinal order UD < PD < D."
-
-
-def metrics_table(cfg: Config, metrics: Dict[str, Any]) -> str:
-    """The recipe's table columns (its variants module's METRICS) for each split in `metrics`, best checkpoint."""
-    import importlib
-
-    spec = RECIPES[cfg.train.recipe]
-    columns = list(importlib.import_module(spec.variants).METRICS) if spec.variants else sorted(
-        {k.split("/", 1)[1] for k in metrics if k.startswith("val/")})
-    splits = [s for s in ("val", "test") if f"{s}/{columns[0]}" in metrics]
-    width = max(len(c) for c in columns)
-    lines = [f"best checkpoint ({cfg.train.best_metric} on val):",
-             f"{'':<{width}} " + " ".join(f"{s:>8}" for s in splits)]
-    for c in columns:
-        lines.append(f"{c:<{width}} "
-                     + " ".join(f"{float(metrics.get(f'{s}/{c}', float('nan'))):8.4f}" for s in splits))
-    return "\n".join(lines)
 
 
 def _pct(value: Any) -> str:
