@@ -61,11 +61,19 @@ def check_keep_best_resume(cfg: "Config", total_steps: int) -> None:
         raise ConfigError(f"vlm.eval_every: {run_dir} was fine-tuned with vlm.eval_every={old.get('eval_every')} "
                           f"and vlm.keep_best=true, where the validations decide which adapter the run keeps; resume "
                           f"with vlm.eval_every={old.get('eval_every')}, or start a new run under another run.name")
-    best = read_best(run_dir) if cfg.vlm.keep_best else None
-    if best is not None and best["step"] > total_steps:
+    try:
+        best = read_best(run_dir) if cfg.vlm.keep_best else None
+        best_step = int(best["step"]) if best is not None else None
+    except (OSError, ValueError, KeyError, TypeError) as err:  # torn by a kill, or edited by hand
+        raise ConfigError(unreadable_record(run_dir, err)) from None
+    if best is not None and best_step > total_steps:
         raise ConfigError(f"vlm.max_steps / vlm.epochs: this resume ends at step {total_steps}, but {run_dir} already "
                           f"holds its best adapter (vlm.keep_best) from step {best['step']}; train to step "
                           f"{best['step']} or more, or start a new run under another run.name")
+
+
+def unreadable_record(run_dir: Path, err: BaseException) -> str:
+    return f"{Path(run_dir) / BEST_RECORD} cannot be read ({err!r}): delete it to forget the best so far"
 
 
 def read_best(run_dir: Path) -> Optional[Dict[str, Any]]:
@@ -103,7 +111,7 @@ class BestAdapter:
             try:
                 record = read_best(self.run_dir)
             except (OSError, ValueError, KeyError, TypeError) as err:  # every rank raises, none waits in the gather
-                error = f"{self.run_dir / BEST_RECORD} cannot be read ({err!r}): delete it to forget the best so far"
+                error = unreadable_record(self.run_dir, err)
         self.record, error = all_gather_object(self.env, (record, error))[0]
         if error:
             raise RuntimeError(error)
