@@ -104,3 +104,29 @@ def test_a_folder_without_provenance_is_no_feature_folder_even_with_an_index(tmp
     (tmp_path / "index.json").write_text(json.dumps({"files": []}))
     with pytest.raises(FeaturesError, match="provenance.json missing"):
         read_index(tmp_path)
+
+
+def test_features_read_back_do_not_change_when_the_file_is_overwritten_in_place(tmp_path):
+    """The returned tensor is a copy, not a map of the file: writing over the file's bytes leaves it as read."""
+    path = tmp_path / "a.safetensors"
+    _write(path, ["k1", "k2"], torch.zeros(2, 8))
+    _, features, _ = read_shard_features(path)
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        f.seek(size - 64)
+        f.write(b"\x01" * 64)
+    assert torch.equal(features, torch.zeros(2, 8))
+
+
+def test_features_from_before_the_images_record_fit_only_their_own_shard_set(tmp_path):
+    """Without `images_sha256` in the index, features of another shard set are refused (the images cannot be
+    compared); the very set they came from still fits."""
+    from mmlnb_dist.features.store import check_shards_fit
+
+    record = {"identity": {"shards": {"manifest_sha256": "a" * 64, "num_samples": 1}}}
+    (tmp_path / "provenance.json").write_text(json.dumps({"record": record}))
+    (tmp_path / "index.json").write_text(json.dumps({"files": [{"file": "x.safetensors"}]}))
+    other = SimpleNamespace(digest="b" * 64, manifest={}, root=tmp_path / "other")
+    with pytest.raises(FeaturesError, match="before extractions recorded each sample's image"):
+        check_shards_fit(tmp_path, other)
+    check_shards_fit(tmp_path, SimpleNamespace(digest="a" * 64, manifest={}, root=tmp_path / "own"))

@@ -110,3 +110,14 @@ def test_text_pooling_cls_takes_the_first_state_and_mean_skips_padding(tiny_bert
     assert torch.allclose(cls, hidden[:, 0])
     assert torch.allclose(mean[0], hidden[0, :3].mean(0), atol=1e-6)
     assert torch.allclose(mean[1], hidden[1].mean(0), atol=1e-6)
+
+
+def test_reachability_of_a_text_alias_looks_up_its_hugging_face_id(monkeypatch):
+    """A biomedical alias (pubmedbert) is checked under the Hub id it loads from, not under the short name."""
+    import mmlnb_dist.models.encoders as encoders
+    from mmlnb_dist.models.config import TextEncoderConfig
+
+    asked = []
+    monkeypatch.setattr(encoders, "require_hub_file", lambda repo, filename, error: asked.append((repo, filename)))
+    check_weights_reachable(None, TextEncoderConfig(name="pubmedbert"))
+    assert asked == [(encoders.TEXT_ENCODER_ALIASES["pubmedbert"], "config.json")]
