@@ -112,6 +112,12 @@ def test_frozen_towers_run_without_gradients_and_trained_ones_with():
     frozen, trained = _model(n=0), _model(n=1)
     assert not frozen.embeddings(**_batch(frozen)).requires_grad
     assert trained.embeddings(**_batch(trained)).requires_grad
+    for model, grad in ((frozen, False), (trained, True)):  # the towers themselves run under no_grad or not
+        seen = []
+        for tower in (model.towers.clip.vision_model, model.towers.clip.text_model):
+            tower.register_forward_hook(lambda module, args, out: seen.append(torch.is_grad_enabled()))
+        model.embeddings(**_batch(model))
+        assert seen == [grad, grad]
 
 
 def test_two_labels_build_and_one_label_is_refused():
