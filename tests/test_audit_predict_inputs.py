@@ -116,3 +116,15 @@ def test_a_shard_sample_without_description_is_refused_before_its_image_is_read(
     items, _ = collect_inputs([shards], "train")
     with pytest.raises(PredictError, match="1 of 1"):
         require_descriptions("m", [{**items[0], "description": ""}])
+
+
+def test_blank_vlm_descriptions_are_refused_for_a_model_that_reads_text(tmp_path, monkeypatch):
+    """With --vlm, images the VLM left without text are refused, not scored on empty text."""
+    import mmlnb_dist.recipes.vlm.merge as merge
+
+    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: _Echo({"reads_text": True}))
+    monkeypatch.setattr(predict_run, "_vlm_describer", lambda *a, **k: lambda images: [""] * len(images))
+    monkeypatch.setattr(merge, "fine_tune_sha256", lambda *a, **k: "sha")
+    with pytest.raises(PredictError, match="have none"):
+        predict_to_file("models:/m@c", [_png(tmp_path / "a.png")], tmp_path / "p.jsonl", vlm="tiny-vlm")
+    assert not (tmp_path / "p.jsonl").exists()
