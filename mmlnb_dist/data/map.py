@@ -151,7 +151,8 @@ def verify_exactly_once(source: ShardSet, out: Path, skipped: Iterable[str] = ()
     n = 0
     skip = set(skipped)
     for split, _, entry in source.entries():
-        want = Counter(s["__key__"] for s in iter_shard_samples(source.root / entry["file"]) if s["__key__"] not in skip)
+        want = Counter(s["__key__"] for s in iter_shard_samples(source.root / entry["file"])
+                       if s["__key__"] not in skip)
         got = Counter(s["__key__"] for s in iter_shard_samples(out / entry["file"]))
         if want != got:
             missing = set(want) - set(got)
