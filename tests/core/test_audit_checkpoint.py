@@ -17,6 +17,8 @@ from mmlnb_dist.core.checkpoint import (CHECKSUMS, CheckpointError, CheckpointMa
 from mmlnb_dist.core.distributed import DistEnv
 from mmlnb_dist.core.errors import UserError
 
+from support.engines import SingleProcessLayout
+
 STATES = "mp_rank_00_model_states.pt"
 
 
@@ -24,12 +26,10 @@ class _Config:
     load_universal_checkpoint = False
 
 
-class StandInEngine:
+class StandInEngine(SingleProcessLayout):
     """What `CheckpointManager` asks of a DeepSpeed engine: `save_checkpoint` writes the module weights and the
     client state into the tag folder (DeepSpeed writes into a folder that may exist), `load_checkpoint` reads them
     back; a single-process fp32 layout."""
-
-    dp_world_size = 1
 
     def __init__(self, weight: float = 0.0, fail: OSError | None = None):
         self.weight, self.fail, self._config, self.loaded = weight, fail, _Config(), []
@@ -47,21 +47,6 @@ class StandInEngine:
         self.loaded.append((tag, kwargs))
         states = torch.load(Path(load_dir) / tag / STATES, weights_only=False)
         return str(Path(load_dir) / tag), states["client"]
-
-    def bfloat16_enabled(self):
-        return False
-
-    def fp16_enabled(self):
-        return False
-
-    def zero_optimization_stage(self):
-        return 0
-
-    def train_micro_batch_size_per_gpu(self):
-        return 1
-
-    def gradient_accumulation_steps(self):
-        return 1
 
 
 def manager(tmp_path, keep=5, env=None) -> CheckpointManager:

@@ -15,6 +15,7 @@ from mmlnb_dist.core.checkpoint import CheckpointManager, fp32_state_dict_from_c
 from mmlnb_dist.core.errors import UserError
 from mmlnb_dist.core.distributed import DistEnv
 from mmlnb_dist.core.recipe import run
+from support.engines import SingleProcessLayout
 from support.probe import LinearProbe, multi_hot_shards, probe_config
 
 SETTINGS = ("tracking.backends=[stdout]", "train.lr_schedule.name=constant", "train.lr_schedule.warmup_ratio=0",
@@ -155,30 +156,13 @@ def test_a_full_disk_during_a_save_is_one_clear_error_and_the_resume_ends_as_an_
     assert_same_weights(fp32_state_dict_from_checkpoint(ckpt)[1], uninterrupted)
 
 
-class _StandInEngine:
+class _StandInEngine(SingleProcessLayout):
     """What `CheckpointManager.save` asks of a DeepSpeed engine: it writes one small file per save and reports a
     single-process fp32 layout (the retention under test never looks inside a checkpoint)."""
-
-    dp_world_size = 1
 
     def save_checkpoint(self, save_dir, tag=None, **kwargs):
         (Path(save_dir) / tag).mkdir(parents=True)
         (Path(save_dir) / tag / "mp_rank_00_model_states.pt").write_bytes(b"weights of " + tag.encode())
-
-    def bfloat16_enabled(self):
-        return False
-
-    def fp16_enabled(self):
-        return False
-
-    def zero_optimization_stage(self):
-        return 0
-
-    def train_micro_batch_size_per_gpu(self):
-        return 1
-
-    def gradient_accumulation_steps(self):
-        return 1
 
 
 @pytest.mark.parametrize("best,left", [("epoch-0000", ["epoch-0000", "epoch-0003", "epoch-0004"]),

@@ -171,3 +171,20 @@ def finetune_config(tmp: Path, name: str, *extra: str):
         f"vlm.cache_dir={tmp / 'cache'}", "vlm.tiny_vision=random", f"vlm.min_pixels={DESCRIBE_PIXELS}",
         f"vlm.max_pixels={DESCRIBE_PIXELS}", "tracking.backends=[stdout]", "vlm.global_batch_size=4",
         "vlm.lora.dropout=0.1", "vlm.lr=1e-2", *extra])
+
+
+def marker_best_adapter(run_dir: Path):
+    """A `BestAdapter` whose collective save writes a marker adapter file naming its call; returns it and the list
+    of folders saved so far."""
+    from mmlnb_dist.core.distributed import DistEnv
+    from mmlnb_dist.recipes.vlm.best import BestAdapter
+
+    saved: List[str] = []
+
+    def save(folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "adapter_model.safetensors").write_text(f"saved {len(saved)}")
+        saved.append(folder.name)
+        return folder
+
+    return BestAdapter(run_dir, DistEnv(), save), saved

@@ -7,32 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from mmlnb_dist.core.distributed import DistEnv
-from mmlnb_dist.recipes.vlm.best import BestAdapter, check_keep_best_resume, read_best
+from mmlnb_dist.recipes.vlm.best import check_keep_best_resume, read_best
 
-from support.vlm import finetune_config
-
-
-def _best(run_dir: Path):
-    """A BestAdapter whose collective save writes a marker adapter file naming its call."""
-    saved = []
-
-    def save(folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "adapter_model.safetensors").write_text(f"saved {len(saved)}")
-        saved.append(folder.name)
-        return folder
-
-    return BestAdapter(run_dir, DistEnv(), save), saved
+from support.vlm import finetune_config, marker_best_adapter
 
 
 def _folders(run_dir: Path):
     return sorted(p.name for p in run_dir.glob("adapter-best-*"))
 
 
-def test_an_equal_val_loss_later_does_not_replace_the_best(tmp_path):
+def test_an_equal_val_loss_later_does_not_replace_themarker_best_adapter(tmp_path):
     """Strictly lower only (the HF Trainer's rule): a tie keeps the earlier adapter and saves nothing."""
-    best, saved = _best(tmp_path)
+    best, saved = marker_best_adapter(tmp_path)
     best.restore(None)
     best.see(2, {"val/loss": 1.25})
     assert best.see(4, {"val/loss": 1.25}) == {"best/val_loss": 1.25, "best/step": 2.0}
@@ -43,7 +29,7 @@ def test_an_equal_val_loss_later_does_not_replace_the_best(tmp_path):
 
 def test_a_new_best_removes_the_previous_best_folder_and_a_worse_one_saves_nothing(tmp_path):
     """Only the recorded best's folder stays: every replaced best's adapter used to pile up in the run folder."""
-    best, saved = _best(tmp_path)
+    best, saved = marker_best_adapter(tmp_path)
     best.restore(None)
     best.see(2, {"val/loss": 3.0})
     best.see(4, {"val/loss": 1.0})
@@ -58,11 +44,11 @@ def test_a_new_best_removes_the_previous_best_folder_and_a_worse_one_saves_nothi
 def test_a_start_at_step_zero_forgets_an_earlier_record_and_its_folders(tmp_path):
     """A run starting over (no checkpoint) must not keep the best of the run it replaces: its record is deleted,
     every best folder removed, and the first validation of the new run becomes the best whatever its loss."""
-    old, _ = _best(tmp_path)
+    old, _ = marker_best_adapter(tmp_path)
     old.restore(None)
     old.see(8, {"val/loss": 0.1})
     assert (tmp_path / "best.json").is_file()
-    fresh, saved = _best(tmp_path)
+    fresh, saved = marker_best_adapter(tmp_path)
     fresh.restore(None)
     assert fresh.record is None and fresh.metrics() == {}
     assert not (tmp_path / "best.json").exists() and _folders(tmp_path) == []
@@ -73,13 +59,13 @@ def test_a_start_at_step_zero_forgets_an_earlier_record_and_its_folders(tmp_path
 def test_a_resume_reads_the_record_back_and_removes_a_stray_folder(tmp_path):
     """A kill between saving a new best folder and recording it leaves a stray folder: the next start removes
     it and keeps the recorded one, which then still decides (a higher loss does not replace it)."""
-    first, _ = _best(tmp_path)
+    first, _ = marker_best_adapter(tmp_path)
     first.restore(None)
     first.see(4, {"val/loss": 1.0})
     stray = tmp_path / "adapter-best-step-000006"
     stray.mkdir()
     (stray / "adapter_model.safetensors").write_text("torn")
-    resumed, saved = _best(tmp_path)
+    resumed, saved = marker_best_adapter(tmp_path)
     resumed.restore(6)
     assert resumed.record == {"step": 4, "val/loss": 1.0, "folder": "adapter-best-step-000004"}
     assert _folders(tmp_path) == ["adapter-best-step-000004"]
@@ -99,7 +85,7 @@ def test_a_record_naming_a_folder_without_an_adapter_is_forgotten(tmp_path):
 def test_publish_copies_the_best_folder_not_the_last_and_can_be_repeated(tmp_path):
     """`adapter/` holds the best validation's files (not the last step's), also when an `adapter/` exists already
     (a resumed run finishing again); with no best it is the last step's."""
-    best, _ = _best(tmp_path)
+    best, _ = marker_best_adapter(tmp_path)
     best.restore(None)
     best.see(2, {"val/loss": 1.0})
     last = tmp_path / "adapter-last"
@@ -112,7 +98,7 @@ def test_publish_copies_the_best_folder_not_the_last_and_can_be_repeated(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["adapter_model.safetensors"]
     assert (out / "adapter_model.safetensors").read_text() == "saved 0"
     assert not (tmp_path / "adapter.tmp").exists()
-    none, _ = _best(tmp_path / "none")
+    none, _ = marker_best_adapter(tmp_path / "none")
     (tmp_path / "none").mkdir()
     assert (none.publish(last) / "adapter_model.safetensors").read_text() == "last"
 

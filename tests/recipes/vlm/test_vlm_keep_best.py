@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from support.vlm import Interrupted, finetune_config, make_pairs
+from support.vlm import Interrupted, finetune_config, make_pairs, marker_best_adapter
 
 SCRIPT = {2: 3.0, 4: 1.0, 6: 2.0, 8: 1.5}
 """val/loss at each validation (eval_every=2, 8 steps): the best is step 4, after the step-3 checkpoint."""
@@ -160,25 +160,9 @@ def test_keep_best_is_fingerprinted_and_then_so_is_eval_every():
     assert fp("vlm.eval_every=100") == fp("vlm.eval_every=50") == fp("vlm.keep_best=false")
 
 
-def _best_adapter(run_dir: Path):
-    """A BestAdapter whose collective save writes a marker adapter file and counts its calls."""
-    from mmlnb_dist.core.distributed import DistEnv
-    from mmlnb_dist.recipes.vlm.best import BestAdapter
-
-    saved = []
-
-    def save(folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "adapter_model.safetensors").write_text(f"saved {len(saved)}")
-        saved.append(folder.name)
-        return folder
-
-    return BestAdapter(run_dir, DistEnv(), save), saved
-
-
 def test_a_non_finite_val_loss_is_never_the_best(tmp_path):
     """NaN compared with anything is False: a NaN first validation became a best no later one could replace."""
-    best, saved = _best_adapter(tmp_path)
+    best, saved = marker_best_adapter(tmp_path)
     best.restore(None)
     assert best.see(2, {"val/loss": float("nan")}) == {} and saved == []
     assert best.see(4, {"val/loss": 2.0}) == {"best/val_loss": 2.0, "best/step": 4.0}
@@ -189,10 +173,10 @@ def test_a_resume_replaying_steps_before_a_recorded_best_keeps_it_and_never_rewr
     """A best at step 8, the checkpoint at step 4: the replayed validations at 6 and 8 (lower losses, as a resume
     that changed the schedule's length could give) neither replace the best nor rewrite its folder (a kill during
     that rewrite left a torn adapter that best.json named), and log no best before step 8."""
-    first, _ = _best_adapter(tmp_path)
+    first, _ = marker_best_adapter(tmp_path)
     first.restore(None)
     first.see(8, {"val/loss": 1.0})
-    resumed, saved = _best_adapter(tmp_path)
+    resumed, saved = marker_best_adapter(tmp_path)
     resumed.restore(4)
     assert resumed.see(6, {"val/loss": 0.5}) == {}
     assert resumed.see(8, {"val/loss": 0.9}) == {"best/val_loss": 1.0, "best/step": 8.0}
@@ -201,7 +185,7 @@ def test_a_resume_replaying_steps_before_a_recorded_best_keeps_it_and_never_rewr
 
 
 def test_an_unreadable_best_record_is_a_clear_error(tmp_path):
-    best, _ = _best_adapter(tmp_path)
+    best, _ = marker_best_adapter(tmp_path)
     (tmp_path / "best.json").write_text("{not json")
     with pytest.raises(RuntimeError, match=r"best\.json cannot be read .*delete it"):
         best.restore(4)
