@@ -8,7 +8,7 @@ from typing import Any, List, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ..core.config import Section
-from ..core.sections import refuse_glob_characters
+from ..core.sections import refuse_folder_path, refuse_glob_characters
 
 
 class TuneConfig(Section):
@@ -133,6 +133,15 @@ class TuneConfig(Section):
     @classmethod
     def _no_glob_characters(cls, value):
         return value if value is None else refuse_glob_characters(value)  # the trials' run folders go under it
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_name(cls, value):
+        # every trial's run.name is `<name>-<trial id>`, which must be one folder name: with a separator here
+        # each trial failed its config check after Ray had started
+        return refuse_folder_path(value, "the search folder is <tune.storage_path>/<tune.name> and each trial's "
+                                         "run.name is <tune.name>-<trial id>; put folders in tune.storage_path, "
+                                         "and give tune.name")
 
     @property
     def worker_groups(self) -> bool:

@@ -49,10 +49,16 @@ class RunConfig(Section):
     def _one_folder_name(cls, value):
         # "." or ".." made the run folder the output folder itself (mixed with every other run's) or its parent;
         # a separator nested it, and `<name>-evaluate-<split>` then landed elsewhere.
-        if value in (".", "..") or "/" in value or "\\" in value:
-            raise ValueError(f"'{value}' is not one folder name: the run folder is <run.output_dir>/<run.name>; "
-                             f"put folders in run.output_dir, and give run.name no '/' or '\\' (nor '.' or '..' alone)")
-        return value
+        return refuse_folder_path(value, "the run folder is <run.output_dir>/<run.name>; put folders in "
+                                         "run.output_dir, and give run.name")
+
+
+def refuse_folder_path(value, where: str):
+    """`value` unless it is more (or less) than one folder name: `.`, `..`, or a name holding `/` or `\\`;
+    `where` says which folder it names and which setting to change, for the message."""
+    if value in (".", "..") or "/" in value or "\\" in value:
+        raise ValueError(f"'{value}' is not one folder name: {where} no '/' or '\\' (nor '.' or '..' alone)")
+    return value
 
 
 GLOB_CHARACTERS = "[]*?"
