@@ -74,6 +74,9 @@ class FolderLock:
         self.folder = Path(folder)
         self.command = command
         self._lock: Optional[FileLock] = None
+        self.found_empty = False
+        """Whether `folder` existed and was empty when the lock was taken (made by the user for the job: a job
+        that fails leaves it, where it removes a folder it made)."""
 
     def refuse_if_held(self) -> None:
         """Raise `FolderInUseError` if a live job holds the folder; creates nothing (so a job can say "in use"
@@ -97,6 +100,7 @@ class FolderLock:
                                 f"it to finish, or write to another folder (another run.name / --out)")
 
     def acquire(self) -> "FolderLock":
+        self.found_empty = self.folder.is_dir() and not any(self.folder.iterdir())
         self.folder.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.folder / LOCK_FILE), timeout=0)
         try:

@@ -142,11 +142,14 @@ def _move_into_place(tmp: Path, out_dir: Path) -> None:
 
 
 def discard_empty_output(out_dir: Path, lock: FolderLock) -> None:
-    """A build that created the output and failed leaves nothing: the lock files go while the lock is still
-    held (a job arriving after that creates fresh ones), then the folder."""
+    """A build that failed before writing anything leaves the output as it found it: the lock files go while the
+    lock is still held (a job arriving after that creates fresh ones), then the folder, unless it was an empty
+    folder the user had made for the job."""
     if lock.held and out_dir.is_dir() and not _user_entries(out_dir):
         for name in (INCOMPLETE, HOLDER_FILE, LOCK_FILE):
             (out_dir / name).unlink(missing_ok=True)
+        if lock.found_empty:
+            return
         try:
             out_dir.rmdir()
         except OSError:
