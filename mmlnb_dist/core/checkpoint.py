@@ -185,17 +185,18 @@ class CheckpointManager:
     def check_fresh_start(self, resume: bool, epochs: Optional[int] = None) -> None:
         """Refuse to start a new run on top of an old run's checkpoints (it would mix the two), and, with `epochs`
         (train.epochs), a resume that asks for fewer epochs than the run has trained: it would train nothing and
-        record a config that does not describe its model. (Judged from the newest epoch tag's name; a run whose
-        newest checkpoint is a mid-epoch step tag is not judged.)"""
+        record a config that does not describe its model. (Judged from the name of the tag the resume will load,
+        the newest complete one: a torn newer tag is no epoch trained; a run whose newest complete checkpoint is a
+        mid-epoch step tag is not judged.)"""
         if not resume and self.has_checkpoints():
             raise UserError(f"{self.dir} already holds checkpoints; pass run.resume=true to continue that run, "
                             f"or choose another run.name / run.output_dir")
-        tags = self.tags() if resume and epochs is not None and self.dir.is_dir() else []
-        if tags and tags[-1].startswith("epoch-"):
-            trained = int(tags[-1].split("-", 1)[1]) + 1
+        resumed = self.latest() if resume and epochs is not None and self.dir.is_dir() else None
+        if resumed and resumed.startswith("epoch-"):
+            trained = int(resumed.split("-", 1)[1]) + 1
             if epochs < trained:
                 raise UserError(f"train.epochs={epochs}: the run in {self.dir.parent} has trained {trained} epochs "
-                                f"(its latest checkpoint {tags[-1]}); resume with train.epochs of at least "
+                                f"(its latest checkpoint {resumed}); resume with train.epochs of at least "
                                 f"{trained}, or start a new run (another run.name) for a shorter one")
 
     @property

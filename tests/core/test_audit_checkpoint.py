@@ -190,3 +190,28 @@ def test_the_epochs_check_on_resume_counts_epochs_from_zero_and_skips_step_tags(
         m.check_fresh_start(resume=True, epochs=1)
     m.save(StandInEngine(), step_tag(40), {})
     m.check_fresh_start(resume=True, epochs=1)
+
+
+# The resume check of `train.epochs` judges from the checkpoint the resume will load (the newest complete one), not
+# from the newest tag's name: with that tag torn, the resume falls back to the one before it, and the check refused
+# `train.epochs` equal to what that checkpoint had trained although the run had that epoch to go back to.
+def _two_epochs_newest_damaged(tmp_path) -> CheckpointManager:
+    m = CheckpointManager(tmp_path / "ckpt", DistEnv(), keep=5)
+    m.save(StandInEngine(weight=1.0), epoch_tag(0), {})
+    m.save(StandInEngine(weight=2.0), epoch_tag(1), {})
+    (m.dir / epoch_tag(1) / STATES).write_bytes(b"torn by a full disk")
+    assert m.latest() == epoch_tag(0)
+    return m
+
+
+def test_the_epochs_check_counts_what_the_resumed_checkpoint_trained(tmp_path):
+    """epoch-0001 damaged: the resume loads epoch-0000 (one epoch trained), so train.epochs=1 is no shortening."""
+    _two_epochs_newest_damaged(tmp_path).check_fresh_start(resume=True, epochs=1)
+
+
+def test_fewer_epochs_than_the_resumed_checkpoint_are_still_refused(tmp_path):
+    """The check itself stays: train.epochs below what the loadable checkpoint trained is refused, naming it."""
+    m = _two_epochs_newest_damaged(tmp_path)
+    m.save(StandInEngine(weight=3.0), epoch_tag(2), {})
+    with pytest.raises(UserError, match=r"has trained 3 epochs \(its latest checkpoint epoch-0002\)"):
+        m.check_fresh_start(resume=True, epochs=2)
