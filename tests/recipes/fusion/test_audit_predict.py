@@ -226,3 +226,93 @@ def test_every_sample_of_a_shard_set_is_predicted_from_its_image_with_its_true_l
     for r, s in zip(rows, samples):
         assert r["prob_A"] == pytest.approx((len(base64.b64encode(s["png"])) % 97) / 97)
         assert r["true_label"] == json.loads(s["json"])["label"]
+
+
+# Where an input's slide, description and true label come from when several sources could give them.
+
+class Recording(StandIn):
+    """A StandIn that keeps each row's description and slide id as the served model received them."""
+
+    def predict(self, frame, params=None):
+        self.received = getattr(self, "received", {})
+        self.received.update(zip(frame["key"], zip(frame["description"], frame["slide_id"])))
+        return super().predict(frame, params)
+
+
+def test_a_descriptions_table_gives_images_their_slides_and_a_shard_sample_keeps_its_own(tmp_path, monkeypatch):
+    """Loose images take the table's slide ids (and are aggregated per slide); a shard sample tiled from a slide
+    keeps that slide even where a table row names another."""
+    from mmlnb_dist.data.build import build_shards
+    from mmlnb_dist.data.config import BuildConfig
+    from support.shards import CLASSES, specs_for, write_patch_folder
+
+    folder = write_patch_folder(tmp_path / "src", per_class=1, size=16)
+    pngs = sorted(folder.rglob("*.png"))
+    table = tmp_path / "t.csv"
+    table.write_text("path,description,slide_id\n" + "".join(f"{p},text {i},T{i % 2}\n" for i, p in enumerate(pngs)))
+    model = _use(monkeypatch, Recording())
+    predict_to_file(MODEL, [folder], tmp_path / "p.jsonl", descriptions=table)
+    by_source = {r["source"]: r["slide_id"] for r in _rows(tmp_path / "p.jsonl")}
+    assert by_source == {str(p): f"T{i % 2}" for i, p in enumerate(pngs)}
+    assert sorted(r["slide_id"] for r in _rows(tmp_path / "p.slides.jsonl")) == ["T0", "T1"]
+
+    shards = tmp_path / "shards"
+    build_shards(specs_for(folder, slides_per_class=1), shards, BuildConfig(val_fraction=0.0, image_format="png",
+                                                                           image_size=16), CLASSES, progress=False)
+    keyed = tmp_path / "k.csv"
+    keyed.write_text("key,description,slide_id\n" + "".join(f"{p.stem},text,other\n" for p in pngs))
+    predict_to_file(MODEL, [shards], tmp_path / "s.jsonl", descriptions=keyed)
+    rows = _rows(tmp_path / "s.jsonl")
+    assert len(rows) == len(pngs) and all(r["slide_id"] == f"{r['true_label']}-slide0" for r in rows)
+    assert model.received[rows[0]["key"]] == ("text", rows[0]["slide_id"])
+
+
+def test_with_vlm_the_vlm_writes_every_description_and_an_empty_one_is_refused(images, tmp_path, monkeypatch):
+    """`--vlm` describes each readable image (a table's texts are not used, its slides are); a model that reads
+    text refuses a chunk the VLM left a description empty in, before predicting it."""
+    from mmlnb_dist.recipes.vlm import merge
+
+    monkeypatch.setattr(merge, "fine_tune_sha256", lambda vlm, adapter: "sha")
+    texts = iter(["written 1", "written 2", "written 3", "written 4", "written 5", "written 6"])
+    monkeypatch.setattr(predict_run, "_vlm_describer", lambda *a: lambda imgs: [next(texts) for _ in imgs])
+    table = tmp_path / "t.csv"
+    table.write_text("path,description,slide_id\n" + "".join(f"{images / n}.png,table text,S{n}\n" for n in READABLE))
+    model = _use(monkeypatch, Recording({"reads_text": True}))
+    report = predict_to_file(MODEL, [images], tmp_path / "p.jsonl", vlm="tiny-vlm", descriptions=table)
+    assert report["predicted"] == 6
+    assert sorted(model.received.values()) == [(f"written {i + 1}", f"S{n}") for i, n in enumerate(READABLE)]
+
+    monkeypatch.setattr(predict_run, "_vlm_describer", lambda *a: lambda imgs: ["text"] * (len(imgs) - 1) + [" "])
+    model = _use(monkeypatch, Recording({"reads_text": True}))
+    with pytest.raises(PredictError, match="reads a description with each image, and 1 of 1 have none"):
+        predict_to_file(MODEL, [images], tmp_path / "q.jsonl", vlm="tiny-vlm", chunk_size=1)
+    assert model.calls == 0
+
+
+def test_a_multilabel_model_gets_the_label_set_of_a_labelled_sample_beside_its_prediction(tmp_path, monkeypatch):
+    """A multi-label prediction (a `labels` column) is written beside the sample's true label set, `|`-joined,
+    and no single `true_label`."""
+    from mmlnb_dist.data.reader import iter_shard_samples
+    from mmlnb_dist.data.shardset import ShardSet
+    from support.clip import caption_shards
+
+    shards = caption_shards(tmp_path, n=8, size=16)
+    truth = {s["__key__"]: json.loads(s["json"])["labels"]
+             for _, _, e in ShardSet.open(shards).entries() for s in iter_shard_samples(shards / e["file"])}
+
+    class MultiLabel(StandIn):
+        def predict(self, frame, params=None):
+            out = super().predict(frame, params)
+            return out.assign(labels=["A"] * len(out)).drop(columns="label")
+
+    _use(monkeypatch, MultiLabel({"task": "multilabel", "classes": ["A", "B"], "top_k": 1}))
+    predict_to_file(MODEL, [shards], tmp_path / "p.jsonl")
+    rows = _rows(tmp_path / "p.jsonl")
+    assert len(rows) == len(truth) == 8
+    assert all(r["true_labels"] == "|".join(truth[r["key"]]) and "true_label" not in r for r in rows)
+    # a single-label model on the same samples gets their single label (the shard's `label`), not the set
+    labels = {s["__key__"]: json.loads(s["json"])["label"]
+              for _, _, e in ShardSet.open(shards).entries() for s in iter_shard_samples(shards / e["file"])}
+    _use(monkeypatch, StandIn())
+    predict_to_file(MODEL, [shards], tmp_path / "q.jsonl")
+    assert all(r["true_label"] == labels[r["key"]] and "true_labels" not in r for r in _rows(tmp_path / "q.jsonl"))
