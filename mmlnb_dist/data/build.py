@@ -62,7 +62,8 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     img = Image.open(io.BytesIO(raw))
     if build.image_format == "original":
         img.load()  # decodability check: a corrupt original must not reach the shards
-        ext = (Path(spec.image).suffix.lstrip(".").lower() if not isinstance(spec.image, bytes) else "") or (img.format or "png").lower()
+        ext = ((Path(spec.image).suffix.lstrip(".").lower() if not isinstance(spec.image, bytes) else "")
+               or (img.format or "png").lower())
         return ext, raw
     size = build.image_size
     # draft() lets the JPEG decoder scale by 1/2, 1/4, 1/8 in the DCT domain when the source is much larger.
@@ -262,7 +263,8 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                     for spec, enc, reason in pool.map(work, chunk):
                         bar.update(1)
                         if enc is None:
-                            skipped.append({"key": spec.key, "source": str(spec.image) if isinstance(spec.image, Path) else "<bytes>", "reason": reason})
+                            source = str(spec.image) if isinstance(spec.image, Path) else "<bytes>"
+                            skipped.append({"key": spec.key, "source": source, "reason": reason})
                             continue
                         if multilabel:
                             label_counts.update(set(spec.meta["labels"]))
