@@ -227,7 +227,10 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
         log.info("trial %s already finished (%s); reporting its result instead of running it again",
                  trial_id, run_dir / RESULT_FILE)
         last = done.get("last_epoch")
-        tune.report({**clean_metrics(done), "epoch": float(last if last is not None else -1), FINAL_REPORT: 1.0})
+        metrics = clean_metrics(done)
+        if done.get("diverged"):  # its last report as `run_target` made it: without the metric Tune refuses it
+            metrics.update({cfg.tune.metric: float("nan"), "diverged": 1.0})
+        tune.report({**metrics, "epoch": float(last if last is not None else -1), FINAL_REPORT: 1.0})
         return
     if cfg.run.resume:
         log.info("trial %s ran before and left checkpoints in %s: resuming from the newest", trial_id, run_dir)
