@@ -100,7 +100,9 @@ class FeatureCache:
         with safe_open(str(self.path), framework="pt") as f:
             meta = f.metadata()
             if self.provenance is not None and "provenance" in meta:
-                refuse_changes(f"feature cache {self.path}", json.loads(meta["provenance"]), self.provenance,
+                # compared on what the features depend on now (a text table saved with an image size still loads)
+                recorded = {k: v for k, v in json.loads(meta["provenance"]).items() if k in self.provenance}
+                refuse_changes(f"feature cache {self.path}", recorded, self.provenance,
                                remedy=f"Delete {self.path} (it is rebuilt), or use another run.cache_dir.")
             keys = json.loads(meta["keys"])
             feats = f.get_tensor("features")

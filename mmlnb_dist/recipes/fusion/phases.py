@@ -87,14 +87,17 @@ class PhaseController:
         # descriptions) each get their own table instead of another set's features; the recorded provenance is
         # the backstop that refuses a table whose name matches but whose data does not.
         digest = self.loader.shard_set.digest
-        provenance = {"shards_manifest_sha256": digest, "image_size": lc.image_size}
+        # Text features do not depend on the image size: recording it would refuse a text table shared by runs at
+        # two image sizes (a search over data.loader.image_size) although its features fit both.
+        provenance = {"shards_manifest_sha256": digest}
         if model.image_encoder is not None and not model.image_trainable:
             if lc.augment:
                 log.info("image encoder frozen but data.loader.augment=true: image features are NOT cached "
                          "(random augmentation changes every input)")
             else:
                 ident = module_fingerprint(f"{model.image_encoder.name}@{lc.image_size}@{digest}", model.image_encoder)
-                self.caches["image"] = FeatureCache("image", ident, directory, provenance=provenance)
+                self.caches["image"] = FeatureCache("image", ident, directory,
+                                                    provenance={**provenance, "image_size": lc.image_size})
         if model.text_encoder is not None and not model.text_trainable:
             te = model.text_encoder
             ident = module_fingerprint(f"{te.name}@{te.pooling}@{te.max_length}@{digest}", te)
