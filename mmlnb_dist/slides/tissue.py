@@ -137,14 +137,18 @@ def _to_level0(contour: np.ndarray, scale: float) -> Ring:
 
 
 def rasterize(polygons: Sequence[TissuePolygon], shape: Tuple[int, int], scale: float) -> np.ndarray:
-    """Boolean raster (thumbnail scale) of polygons with holes."""
+    """Boolean raster (thumbnail scale) of polygons with holes: their union, whatever their order (a polygon's
+    holes clear that polygon only, not another polygon drawn before it, such as an island inside a lumen)."""
     import cv2
 
     out = np.zeros(shape, np.uint8)
     for poly in polygons:
-        cv2.fillPoly(out, [np.round(poly.outer / scale - 0.5).astype(np.int32)], 1)
+        layer = np.zeros(shape, np.uint8) if poly.holes else out
+        cv2.fillPoly(layer, [np.round(poly.outer / scale - 0.5).astype(np.int32)], 1)
         for hole in poly.holes:
-            cv2.fillPoly(out, [np.round(hole / scale - 0.5).astype(np.int32)], 0)
+            cv2.fillPoly(layer, [np.round(hole / scale - 0.5).astype(np.int32)], 0)
+        if layer is not out:
+            out |= layer
     return out.astype(bool)
 
 
