@@ -231,9 +231,9 @@ def _polygons(geom: Any) -> Tuple[List[TissuePolygon], int]:
     polygons = []
     for rings in parts:
         arrays = [_ring_array(r, kind, shape) for r in rings]
-        arrays = [a for a in arrays if len(a) >= 3]  # a ring of fewer than 3 points encloses nothing
-        if arrays:
-            polygons.append(TissuePolygon(arrays[0], arrays[1:]))
+        # a ring of fewer than 3 points encloses nothing: a hole leaves no gap, an outline (with its holes) no region
+        if arrays and len(arrays[0]) >= 3:
+            polygons.append(TissuePolygon(arrays[0], [a for a in arrays[1:] if len(a) >= 3]))
     return polygons, 0
 
 

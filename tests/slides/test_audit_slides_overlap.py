@@ -1,5 +1,6 @@
 """Mutation-audit tests for overlapping and degenerate regions of a corrected mask: tissue annotations are a union
-whatever their order in the file (an island inside another annotation's lumen used to be erased when listed first)."""
+whatever their order in the file (an island inside another annotation's lumen used to be erased when listed first),
+and a Polygon whose outline has fewer than three points is no region (its hole used to become the tissue)."""
 from __future__ import annotations
 
 import json
@@ -50,3 +51,11 @@ def test_an_island_inside_another_annotations_hole_is_tissue_whatever_the_file_o
         raster = rasterize(read_geojson(_write(tmp_path, features)), (40, 40), 16.0)
         assert _inner(raster, expected), f"file order {order}"
 
+
+def test_a_degenerate_outline_is_no_region_even_with_holes(tmp_path):
+    """A Polygon whose outer ring has two points encloses nothing: its hole is not promoted to the tissue outline
+    (which would make the region meant to be left out the tissue)."""
+    path = _write(tmp_path, [_feat([[[0, 0], [640, 640]], _ring(160, 160, 480, 480)], "Tissue"),
+                             _feat([_ring(480, 480, 640, 640)], "Tissue")])
+    (poly,) = read_geojson(path)
+    assert poly.outer[:, 0].min() == 480 and poly.holes == []
