@@ -202,8 +202,8 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
         row, labels = rows[n - 1], sorted(parsed[n], key=order.__getitem__)
         rel = rels[n]
         key = key_of[rel]
-        if key in keys:  # one image with several captions (Quilt-style): one sample per row
-            key = f"{key}-r{n}"
+        while key in keys:  # one image with several captions (Quilt-style): one sample per row; again if another
+            key = f"{key}-r{n}"  # image's own key reads so (`a-r3.png`)
         keys.add(key)
         group = (row.get(group_col) or "").strip() or None if group_col else None
         samples.append(SampleSpec(key, labels[0], paths[n], group, row[opts.text_column].strip(),
