@@ -64,7 +64,8 @@ def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str]) -> None:
             raise TilingInputError(f"slides.mask_dir {mask_dir}: slide '{sid}' has two different masks, "
                                    f"{paths[0].name} and {paths[1].name}; keep the corrected one")
         used.update(p.name for p in paths)
-    unused = sorted(p.name for p in mask_dir.iterdir() if p.suffix.lower() == MASK_SUFFIX and p.name not in used)
+    unused = sorted(p.name for p in mask_dir.iterdir()
+                    if p.suffix.lower() == MASK_SUFFIX and p.name not in used and not p.name.startswith("."))
     if unused:
         log.warning("slides.mask_dir %s: %d mask file(s) match no slide being tiled and are not used: %s%s (a "
                     "slide's mask is <slide_id>%s, or the name slides tile wrote it under in qc/masks/)",
@@ -81,7 +82,9 @@ def find_slides(slides: Path) -> Dict[str, Path]:
     the resume fingerprints use (a folder of links named by slide id to files named by the scanner)."""
     slides = Path(slides)
     if slides.is_dir():
-        paths = sorted(p for p in slides.absolute().iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS)
+        # hidden files are no slides: macOS copies leave an AppleDouble `._S1.svs` beside each `S1.svs`
+        paths = sorted(p for p in slides.absolute().iterdir()
+                       if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS and not p.name.startswith("."))
         entries = [(p.stem, p, None) for p in paths]
         remedy = ("rename one, or list the slides in a CSV with 'path' and 'slide_id' columns (--slides) to give "
                   "each its own id")
