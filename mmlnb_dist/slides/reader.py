@@ -43,6 +43,8 @@ def resolve_mpp(properties, assume_mpp: Optional[float]) -> Tuple[float, str, Op
         mpp_x = mpp_y = float("nan")
     if not (np.isfinite(mpp_y) and mpp_y > 0):
         mpp_y = mpp_x
+    if not (np.isfinite(mpp_x) and mpp_x > 0):  # one axis given (or usable): square pixels of that size
+        mpp_x = mpp_y
     if np.isfinite(mpp_x) and mpp_x > 0:
         problem = _mpp_problem(mpp_x, mpp_y)
         if problem is None:
@@ -53,7 +55,7 @@ def resolve_mpp(properties, assume_mpp: Optional[float]) -> Tuple[float, str, Op
                          f"slide whose resolution metadata is missing or unusable)")
     if assume_mpp is not None:
         return float(assume_mpp), "assumed", None
-    raise SlideError("no resolution in the slide metadata (openslide.mpp-x); pass --assume-mpp")
+    raise SlideError("no resolution in the slide metadata (openslide.mpp-x, openslide.mpp-y); pass --assume-mpp")
 
 
 def _mpp_problem(mpp_x: float, mpp_y: float) -> Optional[str]:
