@@ -39,6 +39,16 @@ def shard_entry(path: Path, num_samples: int, counts: Mapping[str, int], classes
             "bytes": path.stat().st_size}
 
 
+def _class_index(sample: Mapping[str, Any], n_classes: int, shard: str) -> int:
+    """The sample's `cls` as an index into the classes; a value that is none (-1 would count under the last class)
+    is a `ShardError` naming the shard and the sample."""
+    text = as_bytes(sample["cls"]).decode("ascii", errors="replace").strip()
+    if not (text.isdigit() and int(text) < n_classes):
+        raise ShardError(f"{shard}: sample {sample['__key__']!r} has class index {text!r}; the classes are "
+                         f"0-{n_classes - 1}")
+    return int(text)
+
+
 def write_tar_shard(path: Union[str, Path], samples: Iterable[Mapping[str, Any]],
                     classes: Sequence[str]) -> Dict[str, Any]:
     """Write raw samples (`{"__key__": ..., "jpg": bytes, "cls": ..., ...}`) to one tar; return its manifest entry.
@@ -65,7 +75,7 @@ def write_tar_shard(path: Union[str, Path], samples: Iterable[Mapping[str, Any]]
                     seen.add(key)
                     writer.write({"__key__": key, **{ext: as_bytes(v) for ext, v in sample.items()
                                                       if not ext.startswith("__")}})
-                    counts[classes[int(as_bytes(sample["cls"]).decode("ascii"))]] += 1
+                    counts[classes[_class_index(sample, len(classes), path.name)]] += 1
                     n += 1
             finally:
                 writer.close()  # also on errors: the tar stream must not outlive the file it writes to
