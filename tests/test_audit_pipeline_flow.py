@@ -15,7 +15,7 @@ from mmlnb_dist.core.errors import UserError
 from mmlnb_dist.pipeline import PipelineInputs, fingerprint, finish, read_stage, run_pipeline, stages_for, steps
 from mmlnb_dist.pipeline import flow
 from mmlnb_dist.pipeline.flow import check_slice
-from mmlnb_dist.pipeline.stages import PlannedStage, StageResult, run_stage
+from mmlnb_dist.pipeline.stages import PlannedStage, StageResult, recorded, run_stage
 
 TAIL = ["train", "evaluate", "register"]
 VLM = ["finetune-vlm", "describe"]
@@ -181,13 +181,16 @@ def test_the_real_planners_give_rank_0_the_data_stages_and_every_rank_the_traini
 # --- the real planners' fingerprints ------------------------------------------------------------------------------
 
 def _fingerprints(tmp_path, *overrides):
-    """synth -> shards -> finetune-vlm -> describe -> train, each planned on the one before it."""
+    """synth -> shards -> finetune-vlm (or the base VLM) -> describe -> train, each planned on the one before it."""
     cfg, env = _cfg(tmp_path, *overrides), DistEnv()
     synth = steps.plan_synth(cfg)
     shards = steps.plan_shards(cfg, StageResult("synth", synth.output, synth.fingerprint, True, 0.0))
     shards = StageResult("shards", shards.output, shards.fingerprint, True, 0.0)
-    vlm = steps.plan_finetune_vlm(cfg, shards, env)
-    vlm = StageResult("finetune-vlm", vlm.output, vlm.fingerprint, True, 0.0, {"adapter_dir": "a"})
+    if cfg.vlm.finetune:
+        vlm = steps.plan_finetune_vlm(cfg, shards, env)
+        vlm = StageResult("finetune-vlm", vlm.output, vlm.fingerprint, True, 0.0, {"adapter_dir": "a"})
+    else:
+        vlm = steps.base_vlm_stage(cfg)
     described = steps.plan_describe(cfg, vlm, shards, env)
     train = steps.plan_train(cfg, StageResult("describe", described.output, described.fingerprint, True, 0.0), env)
     return [synth.fingerprint, shards.fingerprint, vlm.fingerprint, described.fingerprint, train.fingerprint]
@@ -198,10 +201,13 @@ def _fingerprints(tmp_path, *overrides):
     ("vlm.lora.r=8", "finetune-vlm"), ("vlm.prompt=Say it.", "finetune-vlm"),
     ("vlm.generation.max_new_tokens=8", "describe"), ("fusion.model.mode=concat", "train"), ("train.lr=0.01", "train"),
     ("data.loader.image_size=32", "train"), ("run.seed=7", "finetune-vlm"),
+    # with the base VLM (vlm.finetune=false) the prompt reaches describe first, the seed train
+    ("vlm.finetune=false vlm.prompt=Say it.", "describe"), ("vlm.finetune=false run.seed=7", "train"),
 ])
 def test_a_setting_changes_the_fingerprint_of_the_first_stage_it_reaches_and_every_later_one(tmp_path, change, first):
     names = ["synth", "shards", "finetune-vlm", "describe", "train"]
-    base, changed = _fingerprints(tmp_path), _fingerprints(tmp_path, change)
+    *given, change = change.split(" ", 1) if change.startswith("vlm.finetune=false") else [change]
+    base, changed = _fingerprints(tmp_path, *given), _fingerprints(tmp_path, *given, change)
     i = names.index(first)
     assert base[:i] == changed[:i] and all(a != b for a, b in zip(base[i:], changed[i:])), (change, base, changed)
 
@@ -231,3 +237,53 @@ def test_another_pipeline_run_s_stale_output_is_refused_not_rebuilt(tmp_path):
         run_stage("shards", out, "b", lambda resume: {}, owner="run-b")
     assert (out / "kept.txt").is_file()
     run_stage("shards", out, "a", lambda resume: {}, owner="run-b")  # up to date: shared, not refused
+
+
+# --- stage records: kept open, resumed, taken before --from -------------------------------------------------------
+
+def test_a_stage_kept_open_is_resumed_by_the_next_run_not_skipped(tmp_path):
+    """A stage that could not finish for a reason outside the pipeline (`keep_open`: a tracking server down) keeps
+    its record `running`: the same command resumes it instead of taking it as done."""
+    from mmlnb_dist.pipeline.stages import KEEP_OPEN
+
+    out, calls = tmp_path / "register", []
+
+    def work(resume):
+        calls.append(resume)
+        out.mkdir(exist_ok=True)
+        return {KEEP_OPEN: True, "reason": "server down"} if len(calls) == 1 else {}
+
+    run_stage("register", out, "fp", work)
+    assert read_stage(out)["status"] == "running"
+    again = run_stage("register", out, "fp", work)
+    assert not again.skipped and calls == [False, True] and read_stage(out)["status"] == "done"
+
+
+def test_a_stage_left_running_is_refused_before_from_and_counted_as_resumed(tmp_path):
+    """A run killed outright leaves the record its stage opened with (`running`, no time, no count): --from a later
+    stage refuses it as incomplete, and the run that resumes it records two runs."""
+    out = tmp_path / "describe"
+    run_stage("describe", out, "fp", lambda resume: out.mkdir() or {})
+    stage_file = out.parent / f".{out.name}.stage.json"
+    stage_file.write_text('{"fingerprint": "fp", "status": "running"}')  # as the start of the killed run wrote it
+    with pytest.raises(UserError, match=r"--from train: .*'describe'.* is not complete \(status running\)"):
+        recorded(PlannedStage("describe", out, "fp", lambda resume: {}), "train")
+    resumed = run_stage("describe", out, "fp", lambda resume: {"resumed": resume})
+    assert resumed.info["resumed"] is True and resumed.info["runs"] == 2
+
+
+def test_the_tiling_fingerprint_follows_the_slides_settings_and_the_labels(tmp_path):
+    """A changed slides.* setting or labels CSV re-tiles (and so rebuilds every later stage); the same ones do not."""
+    slides, labels = tmp_path / "wsi", tmp_path / "labels.csv"
+    slides.mkdir()
+    (slides / "s1.tiff").write_bytes(b"slide")
+    labels.write_text("slide_id,label\ns1,UD\n")
+
+    def tile(*overrides):
+        return steps.plan_tile(_cfg(tmp_path, *overrides), slides, labels).fingerprint
+
+    base = tile()
+    assert tile() == base
+    assert tile("slides.sampling.overlap=0.5") != base
+    labels.write_text("slide_id,label\ns1,D\n")  # (another size: no clock needed)
+    assert tile() != base
