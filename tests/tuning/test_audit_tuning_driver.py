@@ -232,7 +232,9 @@ def test_a_trial_config_resumes_only_real_checkpoints_and_never_registers(tmp_pa
     from mmlnb_dist.tuning.trial import trial_config
 
     (tmp_path / "s-t0" / "checkpoints").mkdir(parents=True)  # made, but the first attempt saved nothing
-    cfg = trial_config({}, _trial_ctx(tmp_path), "t0")["cfg"]
+    ctx = _trial_ctx(tmp_path)
+    ctx["base"]["tracking"]["register_name"] = "fusion-model"  # the search registers its best trial's model
+    cfg = trial_config({}, ctx, "t0")["cfg"]
     assert cfg["run"]["resume"] is False
     assert (cfg["tracking"]["uri"], cfg["tracking"]["parent_run_id"], cfg["tracking"]["register_name"]) == \
         ("sqlite:///t.db", "p1", None)  # a child run of the search; only the driver registers
