@@ -39,11 +39,13 @@ def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: An
     t = cfg.tune
     spec = RECIPES.get(t.recipe)
     counted = spec is not None and bool(spec.reports) and not t.max_t  # reports not one per epoch (vlm)
-    if space is None and ((t.scheduler == "asha" and counted) or t.searcher == "grid"):
+    # the keys that change how many reports a trial makes: an epoch-reporting recipe's `train.epochs`
+    count_keys = () if spec is None or t.max_t else spec.report_count_keys if spec.reports else ("train.epochs",)
+    if space is None and ((t.scheduler == "asha" and count_keys) or t.searcher == "grid"):
         source = resolve_space(t.space or default_space(t.recipe))
         space = load_space(source)
-    if t.scheduler == "asha" and counted:
-        varied = [k for k in space if k in spec.report_count_keys]
+    if t.scheduler == "asha" and count_keys:
+        varied = [k for k in space if k in count_keys]
         if varied:  # ASHA would stop the trials that report more often than the base config at its max_t
             raise ConfigError(f"{source or 'the search space'} varies {', '.join(varied)}, so tune.recipe={t.recipe} "
                               f"trials make different numbers of reports: set tune.max_t to the most any trial makes, "

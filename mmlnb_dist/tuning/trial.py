@@ -99,6 +99,18 @@ def run_target(recipe: str, cfg, env, report: Callable[[int, Dict[str, Any]], No
         return {"diverged": str(err)}
 
 
+def marked_final(recipe: str, cfg, epoch: int, metrics: Dict[str, float]) -> Dict[str, float]:
+    """`metrics` with `FINAL_REPORT` set for a recipe of the table that reports once per epoch: 1.0 at this trial's
+    own last epoch. The scheduler would otherwise judge "last" by the base config's `train.epochs`, which a space
+    may vary. Recipes that count their own reports (vlm) mark them themselves; other targets are left as they are."""
+    from ..recipes import RECIPES
+
+    spec = RECIPES.get(recipe)
+    if spec is None or spec.reports or FINAL_REPORT in metrics:
+        return metrics
+    return {**metrics, FINAL_REPORT: float(epoch >= cfg.train.epochs - 1)}
+
+
 def run_rank(cfg_dict: Dict[str, Any], recipe: str, env, report: Callable[[int, Dict[str, float]], None],
              node_id: str) -> None:
     """One rank of a trial's recipe, in a Ray Train worker or a kept worker group (`pool`): records where it ran,
@@ -115,7 +127,7 @@ def run_rank(cfg_dict: Dict[str, Any], recipe: str, env, report: Callable[[int, 
 
     def report_epoch(epoch: int, metrics: Dict[str, Any]) -> None:
         last_epoch[0] = epoch
-        report(epoch, clean_metrics(metrics))
+        report(epoch, marked_final(recipe, cfg, epoch, clean_metrics(metrics)))
 
     setup_logging(env.rank)
     with command_log(cfg.run.dir / TRIAL_LOG, env.rank):
@@ -251,7 +263,7 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
 
         def report(epoch: int, metrics: Dict[str, Any]) -> None:
             last_epoch[0] = epoch
-            tune.report({**clean_metrics(metrics), "epoch": float(epoch)})
+            tune.report({**marked_final(ctx["recipe"], cfg, epoch, clean_metrics(metrics)), "epoch": float(epoch)})
 
         setup_logging(0)
         with command_log(run_dir / TRIAL_LOG):
