@@ -75,8 +75,8 @@ def test_a_sigterm_before_the_worker_has_started_does_not_kill_it(shards, monkey
 
 def test_the_parent_gets_a_sigterm_that_came_while_its_workers_started(shards, monkeypatch):
     """The parent blocks SIGTERM only while it starts its workers: one sent then is delivered right after."""
-    import os
     import signal
+    import threading
 
     import mmlnb_dist.data.loader as loader_module
 
@@ -86,7 +86,9 @@ def test_the_parent_gets_a_sigterm_that_came_while_its_workers_started(shards, m
         blocked_before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
         class SigtermWhileStartingWorkers(loader_module.DataLoader):
             def __iter__(self):
-                os.kill(os.getpid(), signal.SIGTERM)  # arrives while the parent starts its workers
+                # arrives while the parent starts its workers; sent to this thread, which blocks it (a signal to
+                # the process goes to any thread that does not, such as one an earlier test left running)
+                signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
                 assert received == [], "SIGTERM is not blocked while the workers start"
                 return super().__iter__()
 
