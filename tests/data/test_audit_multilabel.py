@@ -3,9 +3,7 @@ separator (blanks, spaces, JSON lists), the vocabulary's order and the multi-hot
 vocabulary, `max_labels` and `min_frequency` boundaries, label merge files, and the counts reported."""
 from __future__ import annotations
 
-import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,21 +14,7 @@ from mmlnb_dist.data.multilabel import build_multilabel_shards, load_label_merge
 from mmlnb_dist.data.reader import iter_shard_samples
 from mmlnb_dist.data.shardset import ShardError
 
-
-def _csv(root: Path, cells, texts=None, images=None) -> Path:
-    """A pairs CSV with one 8x8 PNG per row; `images` overrides a row's image cell (None: its own PNG)."""
-    (root / "img").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, cell in enumerate(cells):
-        Image.fromarray(np.full((8, 8, 3), 7 * i, np.uint8)).save(root / "img" / f"p{i}.png")
-        image = (images or {}).get(i, f"img/p{i}.png")
-        rows.append({"image": image, "text": (texts or {}).get(i, f"caption {i}"), "labels": cell})
-    path = root / "pairs.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["image", "text", "labels"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+from support.shards import write_pairs_csv
 
 
 def test_label_cells_split_on_the_separator_with_blanks_and_spaces_removed():
@@ -45,7 +29,7 @@ def test_label_cells_split_on_the_separator_with_blanks_and_spaces_removed():
 
 def test_a_row_with_only_blank_labels_is_dropped_and_no_empty_class_appears(tmp_path):
     """`|` or `[""]` is no label: the row is dropped as "no labels", and no class named "" is made."""
-    path = _csv(tmp_path, ["A|B", " | ", '[""]', "B||A"])
+    path = write_pairs_csv(tmp_path, ["A|B", " | ", '[""]', "B||A"])
     got = read_multilabel_csv(path, MultiLabelConfig())
     assert got.classes == ["A", "B"]
     assert [(d["row"], d["reason"]) for d in got.dropped] == [(2, "no labels"), (3, "no labels")]
@@ -55,7 +39,7 @@ def test_a_row_with_only_blank_labels_is_dropped_and_no_empty_class_appears(tmp_
 def test_a_given_vocabulary_keeps_its_order_and_indexes_the_multi_hot_vector(tmp_path):
     """With `classes` given (not sorted), each sample's labels and its `multi_hot` follow that order; a label
     outside it drops the row naming the label; a class no kept row holds is counted 0."""
-    path = _csv(tmp_path, ["b|z", "a", "z|q", "z"])
+    path = write_pairs_csv(tmp_path, ["b|z", "a", "z|q", "z"])
     vocab = ["z", "b", "a", "unused"]
     got = read_multilabel_csv(path, MultiLabelConfig(), classes=vocab)
     assert got.classes == vocab
@@ -77,7 +61,7 @@ def test_a_given_vocabulary_keeps_its_order_and_indexes_the_multi_hot_vector(tmp
 
 
 def test_max_labels_keeps_a_row_with_exactly_that_many(tmp_path):
-    path = _csv(tmp_path, ["a|b", "a|b|c", "c"])
+    path = write_pairs_csv(tmp_path, ["a|b", "a|b|c", "c"])
     got = read_multilabel_csv(path, MultiLabelConfig(max_labels=2))
     assert [d["row"] for d in got.dropped] == [2]
     assert [s.meta["labels"] for s in got.samples] == [["a", "b"], ["c"]]
@@ -86,7 +70,7 @@ def test_max_labels_keeps_a_row_with_exactly_that_many(tmp_path):
 def test_min_frequency_counts_only_rows_that_are_kept(tmp_path):
     """`rare` appears on 3 rows but one of them is dropped (empty text): on 2 kept rows it is under
     min_frequency=3 and removed; a row holding only it is then dropped. A label on exactly 3 kept rows stays."""
-    path = _csv(tmp_path, ["rare|ok", "rare", "ok", "ok", "ok|rare"], texts={4: " "})
+    path = write_pairs_csv(tmp_path, ["rare|ok", "rare", "ok", "ok", "ok|rare"], texts={4: " "})
     got = read_multilabel_csv(path, MultiLabelConfig(min_frequency=3))
     assert got.classes == ["ok"]
     assert [(d["row"], d["reason"]) for d in got.dropped] == [
@@ -96,14 +80,14 @@ def test_min_frequency_counts_only_rows_that_are_kept(tmp_path):
 
 def test_a_rare_class_of_a_given_vocabulary_is_left_out_of_it(tmp_path):
     """min_frequency removes a class from a given vocabulary too: no class index without a sample."""
-    path = _csv(tmp_path, ["a", "a|b", "a"])
+    path = write_pairs_csv(tmp_path, ["a", "a|b", "a"])
     got = read_multilabel_csv(path, MultiLabelConfig(min_frequency=2), classes=["b", "a"])
     assert got.classes == ["a"]
     assert got.label_counts == {"a": 3}
 
 
 def test_an_absolute_image_path_is_read_as_it_is(tmp_path):
-    path = _csv(tmp_path / "csv", ["a", "b"], images={1: str(tmp_path / "csv" / "img" / "p1.png")})
+    path = write_pairs_csv(tmp_path / "csv", ["a", "b"], images={1: str(tmp_path / "csv" / "img" / "p1.png")})
     (tmp_path / "other").mkdir()
     moved = path.rename(tmp_path / "other" / "pairs.csv")  # relative rows now miss; the absolute one does not
     got = read_multilabel_csv(moved, MultiLabelConfig())
@@ -121,7 +105,7 @@ def test_merge_file_takes_a_single_name_and_refuses_one_source_under_two_targets
 
 def test_merged_duplicates_count_once(tmp_path):
     """Two sources of one target in one cell are one label: counted once, and not over max_labels."""
-    path = _csv(tmp_path, ["Immunology|Immunopathology|Fat", "Fat"])
+    path = write_pairs_csv(tmp_path, ["Immunology|Immunopathology|Fat", "Fat"])
     (tmp_path / "merge.yaml").write_text("Immune: [Immunology, Immunopathology]\n")
     got = read_multilabel_csv(path, MultiLabelConfig(label_merge=tmp_path / "merge.yaml", max_labels=2))
     assert not got.dropped

@@ -4,56 +4,39 @@ classes silently. A label holding another separator character (`fat;necrosis` un
 about: the cell was most likely written with another separator."""
 from __future__ import annotations
 
-import csv
 import logging
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from mmlnb_dist.data.config import MultiLabelConfig
 from mmlnb_dist.data.multilabel import read_multilabel_csv
 from mmlnb_dist.data.shardset import ShardError
 
-
-def _csv(root: Path, cells) -> Path:
-    """A labels CSV with one 8x8 image per row and `cells` as its labels column."""
-    (root / "img").mkdir(parents=True)
-    rows = []
-    for i, cell in enumerate(cells):
-        Image.fromarray(np.full((8, 8, 3), 10 * i, np.uint8)).save(root / "img" / f"p{i}.png")
-        rows.append({"image": f"img/p{i}.png", "text": f"caption {i}", "labels": cell})
-    path = root / "pairs.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["image", "text", "labels"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+from support.shards import write_pairs_csv
 
 
 def test_labels_differing_only_in_case_or_spaces_are_refused_naming_both_and_their_rows(tmp_path):
-    path = _csv(tmp_path, ["Calcification|Necrosis", "Necrosis", "calcification", "Fat"])
+    path = write_pairs_csv(tmp_path, ["Calcification|Necrosis", "Necrosis", "calcification", "Fat"])
     with pytest.raises(ShardError) as err:
         read_multilabel_csv(path, MultiLabelConfig())
     message = str(err.value)
     assert "'Calcification' (row 1)" in message and "'calcification' (row 3)" in message, message
     assert "label_merge" in message  # how to say they are one label
 
-    spaced = _csv(tmp_path / "spaced", ["Neuropil|Necrosis", "Necrosis", "neuro pil"])
+    spaced = write_pairs_csv(tmp_path / "spaced", ["Neuropil|Necrosis", "Necrosis", "neuro pil"])
     with pytest.raises(ShardError, match=r"'Neuropil' \(row 1\).*'neuro pil' \(row 3\)"):
         read_multilabel_csv(spaced, MultiLabelConfig())
 
 
 def test_a_label_merge_that_unites_the_spellings_is_accepted(tmp_path):
-    path = _csv(tmp_path, ["Calcification|Necrosis", "Necrosis", "calcification", "Fat"])
+    path = write_pairs_csv(tmp_path, ["Calcification|Necrosis", "Necrosis", "calcification", "Fat"])
     (tmp_path / "merge.yaml").write_text("Calcification:\n  - calcification\n")
     got = read_multilabel_csv(path, MultiLabelConfig(label_merge=tmp_path / "merge.yaml"))
     assert got.classes == ["Calcification", "Fat", "Necrosis"]
 
 
 def test_a_label_holding_another_separator_is_warned_about(tmp_path, caplog):
-    path = _csv(tmp_path, ["fat;necrosis", "necrosis", "fat"])
+    path = write_pairs_csv(tmp_path, ["fat;necrosis", "necrosis", "fat"])
     with caplog.at_level(logging.WARNING, logger="mmlnb_dist.data.multilabel"):
         got = read_multilabel_csv(path, MultiLabelConfig())
     assert "fat;necrosis" in got.classes  # still read as written: a warning, not a refusal

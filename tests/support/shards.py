@@ -1,6 +1,7 @@
 """Small builders shared by the data tests: tiny synthetic patch folders and shard sets."""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import List, Optional
 
@@ -52,3 +53,20 @@ def make_shard_set(tmp: Path, per_class: int = 6, max_per_shard: int = 5, val_fr
                         test_fraction=test_fraction, image_format="png", image_size=size, **build_kw)
     build_shards(specs_for(src), tmp / "shards", build, CLASSES, progress=False)
     return tmp / "shards"
+
+
+def write_pairs_csv(root: Path, cells, texts=None, images=None) -> Path:
+    """A multi-label pairs CSV (`image,text,labels`) with one 8x8 PNG per row and `cells` as its labels column;
+    `texts` / `images` override a row's caption / image cell by row index (None: its own)."""
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, cell in enumerate(cells):
+        Image.fromarray(np.full((8, 8, 3), 7 * i, np.uint8)).save(root / "img" / f"p{i}.png")
+        image = (images or {}).get(i, f"img/p{i}.png")
+        rows.append({"image": image, "text": (texts or {}).get(i, f"caption {i}"), "labels": cell})
+    path = root / "pairs.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, ["image", "text", "labels"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
