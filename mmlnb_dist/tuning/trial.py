@@ -81,6 +81,11 @@ def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float, last_ep
     tmp.replace(run_dir / RESULT_FILE)
 
 
+def diverged_report(cfg) -> Dict[str, float]:
+    """The last report of a trial that diverged: its metric as NaN, marked final (it is never stopped)."""
+    return {cfg.tune.metric: float("nan"), "diverged": 1.0, FINAL_REPORT: 1.0}
+
+
 def run_target(recipe: str, cfg, env, report: Callable[[int, Dict[str, Any]], None],
                last_epoch: List[Optional[int]]) -> Dict[str, Any]:
     """The trial's recipe run; a run that diverges (`core.divergence`: every rank stops at the same step) is a
@@ -94,8 +99,7 @@ def run_target(recipe: str, cfg, env, report: Callable[[int, Dict[str, Any]], No
     except TrainingDiverged as err:
         log.warning("trial %s diverged: %s", cfg.run.name, err)
         reported = last_epoch[0]  # the last epoch the run reported (`report` keeps it there)
-        report(reported + 1 if reported is not None else 0,
-               {cfg.tune.metric: float("nan"), "diverged": 1.0, FINAL_REPORT: 1.0})  # its last: never stopped
+        report(reported + 1 if reported is not None else 0, diverged_report(cfg))
         return {"diverged": str(err)}
 
 
@@ -239,9 +243,8 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
         log.info("trial %s already finished (%s); reporting its result instead of running it again",
                  trial_id, run_dir / RESULT_FILE)
         last = done.get("last_epoch")
-        metrics = clean_metrics(done)
-        if done.get("diverged"):  # its last report as `run_target` made it: without the metric Tune refuses it
-            metrics.update({cfg.tune.metric: float("nan"), "diverged": 1.0})
+        # a diverged trial's last report as `run_target` made it: without the metric Tune refuses it
+        metrics = {**clean_metrics(done), **(diverged_report(cfg) if done.get("diverged") else {})}
         tune.report({**metrics, "epoch": float(last if last is not None else -1), FINAL_REPORT: 1.0})
         return
     if cfg.run.resume:
