@@ -39,7 +39,7 @@ import torch
 
 from .distributed import DistEnv, all_gather_object, barrier
 from .errors import UserError
-from .files import sha256_file
+from .files import replace_text, sha256_file
 from .reshard import (UNIVERSAL_SUFFIX, Layout, check_compatible, convert_to_universal, describe_change,
                       engine_layout, read_layout, restore_buffers, write_layout)
 
@@ -229,9 +229,7 @@ class CheckpointManager:
                 shutil.rmtree(self.dir / tag)
             shutil.rmtree(self.dir / (tag + UNIVERSAL_SUFFIX), ignore_errors=True)  # converted from the old one
             (self.dir / partial).rename(self.dir / tag)
-            pointer = self.dir / "latest.tmp"
-            pointer.write_text(tag)
-            pointer.replace(self.dir / "latest")
+            replace_text(self.dir / "latest", tag)
             if best is not None:
                 self._write_best(best)
             self._retain(protect=[best["tag"]] if best else [])
@@ -259,9 +257,7 @@ class CheckpointManager:
                             f"continue with run.resume=true") from err
 
     def _write_best(self, best: Dict[str, Any]) -> None:
-        tmp = self.dir / "best.json.tmp"
-        tmp.write_text(json.dumps(best, indent=2))
-        tmp.replace(self.dir / "best.json")
+        replace_text(self.dir / "best.json", json.dumps(best, indent=2))
 
     def _retain(self, protect: Sequence[str]) -> List[str]:
         tags = self.tags()

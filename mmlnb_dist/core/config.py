@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from .errors import ConfigError
-from .files import DuplicateKeyError, load_yaml, load_yaml_text
+from .files import DuplicateKeyError, load_yaml, load_yaml_text, replace_text
 
 __all__ = ["Section", "PathText", "ConfigError", "apply_overrides", "set_dotted", "field_annotation",
            "validate", "load", "to_yaml", "save_config", "flatten", "absolute_paths"]
@@ -353,10 +353,7 @@ def to_yaml(cfg: Section) -> str:
 def save_config(cfg: Section, path: Union[str, Path]) -> Path:
     """Write the resolved config as YAML (every run saves one beside its outputs); atomic."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_yaml(cfg))
-    tmp.replace(path)
+    replace_text(path, to_yaml(cfg))
     return path
 
 

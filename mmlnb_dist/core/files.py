@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import uuid
 from pathlib import Path
 from typing import Any, TextIO, Union
 
@@ -22,12 +23,39 @@ def sha256_file(path: Union[str, Path], block_size: int = 1 << 22) -> str:
 
 def replace_text(path: Union[str, Path], text: str) -> None:
     """Write `text` to `path` through a temporary file beside it and an atomic rename: a killed process leaves the
-    old file or the new one, never half of one (and a reader never sees half of one). Creates the folder."""
+    old file or the new one, never half of one (and a reader never sees half of one). Creates the folder.
+
+    The temporary name is unique, so two writers of one record (threads, trials sharing a cache, ranks) never
+    rename each other's half-written file; the data is flushed to disk before the rename and the rename after it,
+    so a power cut does not leave an empty record where the old one was (ext4's delayed allocation)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    # not `tempfile.mkstemp`: its files are private (0600) and a record must keep the user's umask
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems (network mounts) refuse a folder's fsync; the rename itself stands
+    finally:
+        os.close(fd)
 
 
 def open_csv(path: Union[str, Path]) -> TextIO:

@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional
 from filelock import FileLock, Timeout
 
 from .errors import UserError
+from .files import replace_text
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,7 @@ class FolderLock:
         if stale and stale.get("pid") != os.getpid():
             log.info("%s: taking over from %s, which ended without releasing it", self.folder, describe_holder(stale))
         holder = {"command": self.command, "pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        tmp = self.folder / (HOLDER_FILE + ".tmp")
-        tmp.write_text(json.dumps(holder))
-        tmp.replace(self.folder / HOLDER_FILE)
+        replace_text(self.folder / HOLDER_FILE, json.dumps(holder))
         self._lock = lock
         return self
 

@@ -30,6 +30,7 @@ import torch
 from ..core.distributed import DistEnv, all_gather_object, barrier, destroy_process_group, init_process_group
 from ..core.engine import seed_everything
 from ..core.errors import UserError
+from ..core.files import replace_text
 from ..core.progress import progress_bar
 from ..core.provenance import check_or_record
 from ..core.runlock import FolderLock, ReadLock
@@ -178,9 +179,7 @@ def _verify_and_index(source: ShardSet, out: Path, summaries: List[Summary], rec
              "encoder": record["identity"]["encoder"]["name"],
              # what a run on another shard set (the same images, other descriptions) is compared with
              "images_sha256": images_sha256(recorded_images(out, files))}
-    tmp = out / (store.INDEX_FILE + ".tmp")
-    tmp.write_text(json.dumps(index, indent=2) + "\n")
-    tmp.replace(out / store.INDEX_FILE)
+    replace_text(out / store.INDEX_FILE, json.dumps(index, indent=2) + "\n")
     return index
 
 

@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..core.files import replace_text
 from ..core.runlock import FolderLock
 
 log = logging.getLogger(__package__)  # "[predict]" on the console
@@ -137,9 +138,4 @@ class PredictJournal:
 
     def _rewrite(self, records: List[Dict[str, Any]]) -> None:
         """The journal as `records`, replaced whole (a kill leaves the old one or the new one)."""
-        tmp = self.path.with_name(JOURNAL_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in records)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(self.path)
+        replace_text(self.path, "".join(json.dumps(r) + "\n" for r in records))

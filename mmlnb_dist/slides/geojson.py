@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..core.files import replace_text
 from .reader import SlideError
 from .tissue import Ring, TissuePolygon
 
@@ -85,10 +86,7 @@ def to_geojson(polygons: List[TissuePolygon], slide_id: str) -> Dict[str, Any]:
 
 def write_geojson(path: Path, polygons: List[TissuePolygon], slide_id: str) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_geojson(polygons, slide_id), indent=1, sort_keys=True))
-    tmp.replace(path)
+    replace_text(path, json.dumps(to_geojson(polygons, slide_id), indent=1, sort_keys=True))
     return path
 
 
