@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 def evaluate_export(cfg: "Config", export_dir, split: str = "val",
                     env: Optional[DistEnv] = None) -> Tuple[Dict[str, Any], List[str]]:
     """Metrics of an export folder (`runs/<name>/export`) on `split` of `cfg.data.shards`, and its labels. The
-    loss uses `clip.pos_weight` of `cfg` (the run's own config gives the run's loss)."""
+    loss uses the run's `clip.pos_weight` (recorded in the export), so it is the run's loss whatever `cfg` says;
+    an export written before the weights were recorded uses `cfg`'s."""
     from .export import load_exported_model
 
     env = env or DistEnv.from_environment()
@@ -57,7 +58,9 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     scores, targets = gather_tensors(env, local)
     loader.end_epoch()  # the bad-sample ledger of the pass (collective)
     metrics = multilabel_metrics(scores, targets, classes, int(meta["top_k"]), split)
-    weight = torch.tensor(cfg.clip.pos_weight) if cfg.clip.pos_weight is not None else None
+    # the run's weights, recorded in its export; an export made before they were falls back to the config's
+    pos_weight = meta["pos_weight"] if "pos_weight" in meta else cfg.clip.pos_weight
+    weight = torch.tensor(pos_weight) if pos_weight is not None else None
     metrics["loss"] = float(F.binary_cross_entropy_with_logits(scores, targets, pos_weight=weight))
     return metrics, classes
 

@@ -21,6 +21,7 @@ from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.divergence import EXPORT_REMEDY, load_finite
 from ...core.errors import UserError
+from ...core.files import replace_text
 from ...core.tracking.registry import EXPORT_FOLDER
 from ...core.tracking.versions import record_export
 from .config import ClipModelConfig
@@ -63,7 +64,7 @@ def export_model(state: Dict[str, torch.Tensor], model, model_cfg: ClipModelConf
             "towers": towers_meta(model.towers) if model.towers is not None else None,
             "preprocessing": {"image_mean": list(model.image_mean), "image_std": list(model.image_std),
                               "max_length": max_length}, **extra}
-    (export_dir / "model_config.json").write_text(json.dumps(meta, indent=2))
+    replace_text(export_dir / "model_config.json", json.dumps(meta, indent=2))
     return export_dir
 
 
@@ -124,7 +125,8 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
         if env.is_main:
             export_model(state, recipe.model, cfg.clip.model, recipe.classes, export_dir,
                          image_size=cfg.data.loader.image_size, top_k=cfg.clip.top_k,
-                         extra={"best": best, "shards": str(cfg.data.shards)})
+                         # the loss's weights: `evaluate` with another config still gives the run's own loss
+                         extra={"best": best, "shards": str(cfg.data.shards), "pos_weight": cfg.clip.pos_weight})
             # what `register` checks the export against: a changed or replaced export is refused
             record_export(recipe.logger, recipe.run_dir, export_dir)
             (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))

@@ -19,7 +19,7 @@ from support.served import normalised_pixels
 WEIGHTS = [1.0, 3.0, 0.5, 2.0, 4.0, 1.5]
 
 
-def _export(model_cfg, classes, folder, top_k):
+def _export(model_cfg, classes, folder, top_k, extra=None):
     from mmlnb_dist.recipes.clip.export import export_model
     from mmlnb_dist.recipes.clip.model import build_model
 
@@ -29,7 +29,7 @@ def _export(model_cfg, classes, folder, top_k):
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.2)
     return model, export_model({k: v.detach().clone() for k, v in model.state_dict().items()}, model, model_cfg,
-                               classes, folder, image_size=32, top_k=top_k, extra={})
+                               classes, folder, image_size=32, top_k=top_k, extra=extra or {})
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +65,27 @@ def test_evaluate_equals_scikit_learn_on_the_exports_logits_of_the_raw_split(set
     assert metrics["micro_auroc"] == pytest.approx(roc_auc_score(y.ravel(), logits.numpy().ravel()), abs=1e-5)
     p, t, w = logits.sigmoid(), torch.tensor(y), torch.tensor(WEIGHTS, dtype=torch.float64)
     by_hand = -(w * t * p.log() + (1 - t) * (1 - p).log()).mean()
+    assert metrics["loss"] == pytest.approx(float(by_hand), rel=1e-4)
+
+
+@pytest.mark.parametrize("run_weights, config_weights", [(WEIGHTS, None), (None, WEIGHTS)])
+def test_the_loss_is_weighted_as_the_run_was_whatever_the_config_says(setup, run_weights, config_weights):
+    """`evaluate --config clip-multilabel --export runs/x/export`: the shipped config has no `clip.pos_weight`, the
+    run had one (or the other way round); the loss printed is the run's, with the weights its export records."""
+    from mmlnb_dist.recipes.clip.evaluate import evaluate_export
+
+    cfg, shards, _, _, root = setup
+    extra = {"pos_weight": run_weights}
+    model, export_dir = _export(cfg.clip.model, VOCAB, root / f"export-{run_weights is None}", top_k=2, extra=extra)
+    weights = f"clip.pos_weight={config_weights}" if config_weights else "clip.pos_weight=null"
+    metrics, _ = evaluate_export(clip_config(shards, root / "other", weights, "train.eval_batch_size=4"), export_dir)
+    samples = raw_split(shards, "val")
+    pixels = normalised_pixels([s["png"] for s in samples], model.image_mean, model.image_std)
+    with torch.no_grad():
+        logits = model(**model.inputs(pixels, [s["text"] for s in samples], torch.device("cpu"))).double()
+    y = torch.tensor([[c in s["labels"] for c in VOCAB] for s in samples], dtype=torch.float64)
+    w = torch.tensor(run_weights, dtype=torch.float64) if run_weights else None
+    by_hand = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=w)
     assert metrics["loss"] == pytest.approx(float(by_hand), rel=1e-4)
 
 

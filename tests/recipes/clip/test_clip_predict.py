@@ -161,6 +161,15 @@ def test_evaluate_without_a_config_uses_the_runs_own(trained, tmp_path, capsys, 
     assert str(Path(export).parent / "config.yaml") in captured.err, captured.err
 
 
+def test_the_export_records_the_loss_weights_of_the_run(trained):
+    """`evaluate` with another config computes the run's loss from these (`clip.pos_weight`, null when unweighted)."""
+    from mmlnb_dist.config import load_config
+
+    meta = json.loads((Path(trained["result"]["export_dir"]) / "model_config.json").read_text())
+    run_cfg = load_config(Path(trained["result"]["export_dir"]).parent / "config.yaml")
+    assert "pos_weight" in meta and meta["pos_weight"] == run_cfg.clip.pos_weight
+
+
 def test_evaluate_table_names_every_metric_and_label(trained, capsys):
     from support.clip import CLIP_PROFILE
 
