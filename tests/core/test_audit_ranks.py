@@ -40,9 +40,9 @@ def test_a_launched_rank_reads_its_global_rank_world_size_and_local_rank(launche
 
 
 def test_each_rank_takes_the_gpu_of_its_local_rank(launcher):
-    """Global rank 13 with local rank 5 on a node of 4 visible GPUs takes cuda:1 (local rank modulo the GPUs),
-    not cuda:(13 % 4)."""
-    launcher.setenv("RANK", "13")
+    """Global rank 14 with local rank 5 on a node of 4 visible GPUs takes cuda:1 (local rank modulo the GPUs),
+    not cuda:(14 % 4)."""
+    launcher.setenv("RANK", "14")
     launcher.setenv("WORLD_SIZE", "16")
     launcher.setenv("LOCAL_RANK", "5")
     launcher.setattr(torch.cuda, "is_available", lambda: True)
@@ -75,10 +75,25 @@ def test_a_single_process_or_an_existing_group_creates_no_group(monkeypatch):
     assert made == []
 
 
+def test_a_single_process_engine_group_sets_the_local_rank_deepspeed_reads(monkeypatch):
+    made = []
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(D.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(D.dist, "init_process_group", lambda **kw: made.append(kw))
+    import deepspeed
+
+    monkeypatch.setattr(deepspeed, "init_distributed", lambda **kw: made.append(kw))
+    D.init_engine_process_group(D.DistEnv(), DistributedConfig())
+    assert D.os.environ["LOCAL_RANK"] == "0"
+    assert (made[0]["rank"], made[0]["world_size"], made[0]["backend"]) == (0, 1, "gloo")
+
+
 def test_collectives_on_one_process_are_the_identity(monkeypatch):
-    """Nothing of torch.distributed is called for one process (there is no group to call it on)."""
+    """Nothing of torch.distributed is called for one process, not even with the 1-rank group its engine made."""
     def no_collective(*args, **kwargs):
         raise AssertionError("a collective on a single process")
+
+    monkeypatch.setattr(D.dist, "is_initialized", lambda: True)
 
     for name in ("all_gather_object", "all_reduce", "barrier", "new_group"):
         monkeypatch.setattr(D.dist, name, no_collective)
