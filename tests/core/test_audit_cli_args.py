@@ -53,3 +53,30 @@ def test_under_a_launcher_only_rank_0_prints(package_logger, monkeypatch, capsys
     logging.getLogger("mmlnb_dist.core.engine").info("this rank's own", extra={"all_ranks": True})
     err = capsys.readouterr().err
     assert "a line every rank would print" not in err and "[rank 1 engine] this rank's own" in err, err
+
+
+def test_ctrl_c_ends_a_command_with_exit_code_130(monkeypatch, capsys):
+    from mmlnb_dist.commands import config_cmd
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(config_cmd, "_explain", interrupted)
+    assert main(["config", "explain", "run.seed"]) == 130
+    assert "mmlnb-dist config: interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("code, ended", [(0, True), (2, False)])
+def test_the_program_ends_its_process_groups_only_after_a_successful_command(monkeypatch, code, ended):
+    """A failed command leaves them: destroying groups while other ranks are still inside a collective can hang."""
+    import torch.distributed  # noqa: F401 - a command that used torch
+
+    from mmlnb_dist import cli
+    from mmlnb_dist.core import distributed
+
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda: code)
+    monkeypatch.setattr(distributed, "destroy_process_group", lambda: calls.append("destroyed"))
+    with pytest.raises(SystemExit) as exc:
+        cli.console()
+    assert exc.value.code == code and calls == (["destroyed"] if ended else [])
