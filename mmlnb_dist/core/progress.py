@@ -38,8 +38,8 @@ def redraw_interval(stream: Any) -> float:
         seconds = float(value)
     except ValueError:
         raise ValueError(f"{PROGRESS_INTERVAL_ENV}={value!r} is not a number of seconds") from None
-    if seconds < 0:
-        raise ValueError(f"{PROGRESS_INTERVAL_ENV}={value!r} must be at least 0")
+    if not seconds >= 0:  # also NaN, which passes `seconds < 0` and would keep the bar from ever redrawing
+        raise ValueError(f"{PROGRESS_INTERVAL_ENV}={value!r} must be at least 0 seconds")
     return seconds
 
 

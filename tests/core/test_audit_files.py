@@ -55,6 +55,15 @@ def test_a_negative_progress_interval_is_refused(monkeypatch):
     assert redraw_interval(io.StringIO()) == 2.5
 
 
+@pytest.mark.parametrize("value", ["nan", "NaN", "-inf"])
+def test_a_progress_interval_that_is_no_number_of_seconds_is_refused(monkeypatch, value):
+    """NaN passed the "at least 0" check (every comparison with NaN is false) and became tqdm's mininterval: the
+    bar never redrew, so a long job's log showed no progress at all."""
+    monkeypatch.setenv(PROGRESS_INTERVAL_ENV, value)
+    with pytest.raises(ValueError, match=f"{PROGRESS_INTERVAL_ENV}='{value}' must be"):
+        redraw_interval(io.StringIO())
+
+
 def test_a_bar_kept_off_on_another_rank_writes_nothing_even_when_it_would_redraw_every_step(monkeypatch):
     monkeypatch.setenv(PROGRESS_INTERVAL_ENV, "0")
     log = io.StringIO()
