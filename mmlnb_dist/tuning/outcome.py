@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from ..config import Config, config_from_dict, save_config
-from ..config.tune import search_mode
+from ..config.tune import reporting_recipe, search_mode
 from ..core.tracking.registry import metric_mode
 from ..core.tracking.runs import ParentRun
 from .figure import save_search_figure
@@ -80,14 +80,17 @@ def log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: Di
 
 
 def register_best(cfg: Config, parent: Optional[ParentRun], summary: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """Register the best trial's model through its recipe's entry in the recipe table; with the tracking server
-    down (no parent run, or lost now) the search still ends with its summary, and says how to register later."""
+    """Register the best trial's model through the recipe-table entry of the recipe its trials ran (`tune.recipe`, a
+    pipeline's `train.recipe`; `train.recipe` alone named fusion for a CLIP or VLM search of cpu-demo); with the
+    tracking server down (no parent run, or lost now) the search still ends with its summary, and says how to
+    register later."""
     from ..core.tracking.registry import register_or_explain
-    from ..recipes import RECIPES, load_class
+    from ..recipes import load_class
 
-    spec = RECIPES.get(cfg.train.recipe)
+    spec = reporting_recipe(cfg)
     if spec is None or not spec.register:
-        log.warning("the %s recipe registers no model; tune.register_best ignored", cfg.train.recipe)
+        log.warning("the %s recipe registers no model; tune.register_best ignored",
+                    spec.name if spec is not None else cfg.tune.recipe)
         return None
     best_dir = Path(summary["best_run_dir"]).resolve()
     run_id = parent.child_with_tag("run_dir", str(best_dir)) if parent is not None else None

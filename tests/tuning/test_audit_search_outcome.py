@@ -187,13 +187,20 @@ def test_a_register_metric_of_its_own_takes_its_own_mode(monkeypatch, tmp_path):
     assert (calls["metric"], calls["mode"]) == ("best/val/loss", "max")
 
 
-def test_a_recipe_with_nothing_to_register_warns_and_registers_nothing(monkeypatch, tmp_path, caplog):
-    from mmlnb_dist.tuning.outcome import register_best
-
-    cfg = _cfg("tracking.register_name=nb", "train.recipe=vlm", "train.best_metric=loss")
+def test_the_best_trial_registers_through_the_recipe_the_trials_ran(monkeypatch, tmp_path, caplog):
+    """`tune.recipe` names what the trials train, whatever `train.recipe` says (cpu-demo's: fusion): a CLIP search's
+    best trial registers as a CLIP model, a VLM search's registers nothing. Both went by `train.recipe`: the CLIP
+    model was registered through the fusion recipe's register function, and so was the VLM trial's folder."""
+    _, calls = _register(monkeypatch, tmp_path, "tune.recipe=clip", "tune.metric=val/micro_f1")
+    assert calls["target"] == "mmlnb_dist.recipes.clip.pyfunc_model:register_run" and calls["mode"] == "max"
+    _, calls = _register(monkeypatch, tmp_path, "tune.recipe=vlm-fusion")  # a pipeline: its training recipe's
+    assert calls["target"] == "mmlnb_dist.recipes.fusion.pyfunc_model:register_run"
     with caplog.at_level(logging.WARNING):
-        assert register_best(cfg, _Parent(), {"best_run_dir": str(tmp_path)}) is None
-    assert "the vlm recipe registers no model; tune.register_best ignored" in caplog.text
+        out, calls = _register(monkeypatch, tmp_path, "tune.recipe=vlm", "tune.metric=val/loss")
+    assert out is None and calls == {} and "the vlm recipe registers no model" in caplog.text
+    with caplog.at_level(logging.WARNING):
+        out, calls = _register(monkeypatch, tmp_path, "tune.recipe=mmlnb_dist.tuning.smoke:run")
+    assert out is None and calls == {} and "mmlnb_dist.tuning.smoke:run recipe registers no model" in caplog.text
 
 
 def test_a_search_registers_its_best_only_when_asked(monkeypatch, tmp_path):
