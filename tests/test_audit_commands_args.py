@@ -116,6 +116,9 @@ def test_config_validate_names_the_recipes_and_the_processes(monkeypatch):
     assert code == 0 and "for fusion and vlm on 2 processes;" in out, out
     code, out, _ = run_cli(["config", "validate", "--config", "cpu-demo", "vlm.finetune=false"])
     assert code == 0 and "for fusion on 1 process;" in out, out
+    code, _, err = run_cli(["config", "validate", "--config", "cpu-demo", "--world-size", "3",
+                            "train.global_batch_size=8"])  # checked for the processes given, not one
+    assert code == 2 and "global batch 8 is not divisible by world size 3" in err, err
 
 
 def test_slides_tile_flags_become_their_config_keys():
