@@ -96,9 +96,10 @@ def test_an_existing_empty_folder_is_used_and_a_file_is_refused(made, tmp_path):
 def test_what_a_killed_export_left_is_not_carried_into_the_next(made, tmp_path):
     stale = tmp_path / ".merged.export-vlm" / "model"
     stale.mkdir(parents=True)
-    (stale / "model-00001-of-00002.safetensors").write_bytes(b"half a shard of a killed export")
+    # (a name transformers' save_pretrained would not clean up itself, as it does stale weight shards)
+    (stale / "preprocessor_notes.txt").write_text("left by a killed export")
     out = _export(made, tmp_path / "merged")
-    assert not (out / "model-00001-of-00002.safetensors").exists()
+    assert not (out / "preprocessor_notes.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]
 
 
