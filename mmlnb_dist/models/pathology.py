@@ -310,7 +310,8 @@ def build_pathology_encoder(name: str, pretrained: bool, weights_path: Optional[
     if local is not None and folder is None:
         target = body
         state = load_state_file(_weights_file(local) if local.is_dir() else local)
-        if entry.loader == "open_clip":  # open_clip checkpoints hold the whole CLIP model: keep the image tower
+        if entry.loader == "open_clip" and any(k.startswith("visual.") for k in state):
+            # a whole-CLIP checkpoint (as open_clip saves one): keep the image tower; a tower file is used as it is
             state = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
         missing, unexpected = target.load_state_dict(state, strict=False)
         if missing:

@@ -144,3 +144,20 @@ def test_a_broken_local_folder_raises_its_own_error_not_the_hub_access_steps(tmp
     with pytest.raises((OSError, ValueError)) as caught:  # transformers' own error about the folder's config
         build_image_encoder(ImageEncoderConfig(name="phikon-v2", pretrained=True, weights_path=str(folder)))
     assert "not available on this machine" not in str(caught.value)
+
+
+def test_an_open_clip_image_tower_state_file_loads_as_well_as_a_whole_clip_checkpoint(tmp_path):
+    """weights_path holds keys of `encoder.body` (what build_image_encoder documents, and what saving a built
+    encoder's body gives); for an open_clip entry only a whole-CLIP checkpoint's `visual.` keys are cut down to
+    the image tower. A tower file used to be refused: every key lacking `visual.` was dropped ("lacks 32 weights")."""
+    from safetensors.torch import save_file
+
+    source = _tiny("quiltnet-b-32")
+    tower = {k: v.contiguous() for k, v in source.body.state_dict().items()}
+    save_file(tower, str(tmp_path / "tower.safetensors"))
+    save_file({"visual." + k: v for k, v in tower.items()} | {"text.w": torch.zeros(1)},
+              str(tmp_path / "clip.safetensors"))
+    x = source.normalize(torch.rand(1, 3, 224, 224))
+    with torch.no_grad():
+        for file in ("tower.safetensors", "clip.safetensors"):
+            assert torch.equal(_tiny("quiltnet-b-32", weights_path=str(tmp_path / file))(x), source(x)), file
