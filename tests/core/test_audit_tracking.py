@@ -1,97 +1,24 @@
 """Mutation-audit guards of the MLflow journal and logger: events recorded while the server is down are sent once,
 in order, none twice; a resumed process continues its one MLflow run; a lost connection leaves the rest pending.
-An in-memory stand-in for `MlflowClient` keeps these fast (no store, no server)."""
+An in-memory stand-in for `MlflowClient` (`support.fake_mlflow`) keeps these fast (no store, no server)."""
 from __future__ import annotations
 
 import json
 from types import SimpleNamespace
 
-import mlflow
 import pytest
 
+from support.fake_mlflow import URI, install
+
 from mmlnb_dist.core.sections import TrackingConfig
-from mmlnb_dist.core.tracking import journal, mlflow_logger, server
-from mmlnb_dist.core.tracking.journal import JOURNAL_TAG, Spool, ensure_run, send_pending, upload
+from mmlnb_dist.core.tracking import journal, mlflow_logger
+from mmlnb_dist.core.tracking.journal import Spool, ensure_run, send_pending, upload
 from mmlnb_dist.core.tracking.loggers import MultiLogger, NullLogger, StdoutLogger, epoch_summary
-
-URI = "http://tracking.invalid:5000"
-
-
-class FakeClient:
-    """Just what the journal and the logger call, recording every metric, tag, param and status it was sent."""
-
-    def __init__(self, *_, **__):
-        self.runs, self.metrics, self.calls, self.fail_on = {}, [], [], None
-        self.experiments = {}
-
-    # experiments and runs
-    def get_experiment_by_name(self, name):
-        return SimpleNamespace(experiment_id=self.experiments[name]) if name in self.experiments else None
-
-    def create_experiment(self, name, artifact_location=None):
-        self.experiments[name] = str(len(self.experiments) + 1)
-        return self.experiments[name]
-
-    def create_run(self, exp_id, run_name=None, tags=None, start_time=None):
-        run_id = f"run{len(self.runs) + 1}"
-        self.runs[run_id] = SimpleNamespace(info=SimpleNamespace(run_id=run_id, status="RUNNING",
-                                                                 lifecycle_stage="active"),
-                                            data=SimpleNamespace(tags=dict(tags or {}), params={}, metrics={}))
-        return self.runs[run_id]
-
-    def get_run(self, run_id):
-        return self.runs[run_id]
-
-    def search_runs(self, exp_ids, filter_string="", max_results=None):
-        want = filter_string.split("= '")[-1].rstrip("'")
-        return [r for r in self.runs.values() if r.data.tags.get(JOURNAL_TAG) == want]
-
-    # logging
-    def _call(self, what, run_id):
-        if self.fail_on == what:
-            raise ConnectionError(f"lost the server during {what}")
-        self.calls.append((what, run_id))
-
-    def log_batch(self, run_id, metrics=(), params=(), tags=()):
-        self._call("metrics" if metrics else "params" if params else "tags", run_id)
-        run = self.runs[run_id]
-        for p in params:
-            if p.key in run.data.params and run.data.params[p.key] != p.value:
-                err = RuntimeError("changing a param")
-                err.error_code = "INVALID_PARAMETER_VALUE"
-                raise err
-        run.data.params.update({p.key: p.value for p in params})
-        run.data.tags.update({t.key: t.value for t in tags})
-        self.metrics.extend((run_id, m.key, m.step, m.value) for m in metrics)
-        self.batches = getattr(self, "batches", []) + ([len(metrics)] if metrics else [])
-
-    def set_tag(self, run_id, key, value):
-        self.runs[run_id].data.tags[key] = value
-
-    def update_run(self, run_id, status):
-        self._call("resume", run_id)
-        self.runs[run_id].info.status = status
-
-    def set_terminated(self, run_id, status, end_time=None):
-        self._call("close", run_id)
-        self.runs[run_id].info.status = status
-
-    def log_artifact(self, run_id, path, artifact_path=None):
-        self._call("artifact", run_id)
-
-    def log_inputs(self, run_id, datasets=None):
-        self._call("inputs", run_id)
-
 
 @pytest.fixture
 def fake(monkeypatch):
-    """One fake client for every `MlflowClient(...)` made, and a server that is up until `fake.down = True`."""
-    client = FakeClient()
-    client.down = False
-    monkeypatch.setattr(mlflow, "MlflowClient", lambda *a, **k: client)
-    monkeypatch.setattr(server, "server_reachable", lambda *a, **k: not client.down)
-    monkeypatch.setattr(mlflow_logger, "server_reachable", lambda *a, **k: not client.down)
-    return client
+    """The fake store every `MlflowClient(URI)` gives, its server up until `fake.down = True`."""
+    return install(monkeypatch)[URI]
 
 
 def _logger(tmp_path, resume=False):
@@ -354,11 +281,10 @@ def test_journals_are_found_below_a_runs_folder(tmp_path):
     assert found == {"a/tracking/train.jsonl", "a/tracking/train.1.jsonl", "b/c/tracking/eval.jsonl"}
 
 
-def test_a_resumed_search_reopens_its_parent_run_and_a_gone_one_is_made_anew(tmp_path, monkeypatch, fake):
+def test_a_resumed_search_reopens_its_parent_run_and_a_gone_one_is_made_anew(tmp_path, fake):
     """`ParentRun.open(resume_id=...)` continues that run (RUNNING again) while it exists, else makes a new one."""
     from mmlnb_dist.core.tracking import runs
 
-    monkeypatch.setattr(runs, "server_reachable", lambda *a, **k: True)
     first = runs.ParentRun.open(TrackingConfig(), URI, tmp_path, "search", params={"n": 2})
     fake.runs[first.run_id].info.status = "KILLED"
     again = runs.ParentRun.open(TrackingConfig(), URI, tmp_path, "search", resume_id=first.run_id)

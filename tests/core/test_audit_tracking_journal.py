@@ -1,113 +1,31 @@
 """Mutation-audit guards of the MLflow journal's replay (a torn last line, the acknowledged offset, a killed run's end
 time, archived journals, syncing to another store) and of the lineage the logger gives its run. An in-memory
-stand-in for `MlflowClient` keeps them fast (no store, no server); `tests/core/test_audit_tracking.py` holds the
-first round of these guards."""
+stand-in for `MlflowClient` (`support.fake_mlflow`) keeps them fast (no store, no server);
+`tests/core/test_audit_tracking.py` holds the first round of these guards."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from types import SimpleNamespace
 
 import mlflow
 import pytest
 
+from support.fake_mlflow import URI, FakeStore, install
+
 from mmlnb_dist.core.errors import UserError
 from mmlnb_dist.core.runlock import FolderLock
 from mmlnb_dist.core.sections import RunConfig, TrackingConfig
-from mmlnb_dist.core.tracking import build_logger, journal, mlflow_logger, runs, server
+from mmlnb_dist.core.tracking import build_logger, journal, mlflow_logger, runs
 from mmlnb_dist.core.tracking.folder_import import FolderImportError, import_run_folder
 from mmlnb_dist.core.tracking.journal import Spool, sync_run_dir, upload
 from mmlnb_dist.core.tracking.lineage import record_datasets
 
-URI = "http://tracking.invalid:5000"
 OTHER = "http://other.invalid:5000"
-
-
-class FakeStore:
-    """What the journal and the logger call, per tracking URI: runs (tags, params, status, end time) and every
-    metric point sent, in order. `fail` makes every logging call raise (the server went away mid-run)."""
-
-    def __init__(self):
-        self.runs, self.metrics, self.experiments, self.fail = {}, [], {}, False
-
-    def get_experiment_by_name(self, name):
-        return SimpleNamespace(experiment_id=self.experiments[name]) if name in self.experiments else None
-
-    def create_experiment(self, name, artifact_location=None):
-        self.experiments[name] = str(len(self.experiments) + 1)
-        return self.experiments[name]
-
-    def create_run(self, exp_id, run_name=None, tags=None, start_time=None):
-        run_id = f"run{len(self.runs) + 1}"
-        self.runs[run_id] = SimpleNamespace(
-            info=SimpleNamespace(run_id=run_id, status="RUNNING", lifecycle_stage="active", end_time=None,
-                                 experiment_id=exp_id, run_name=run_name, start_time=start_time),
-            data=SimpleNamespace(tags=dict(tags or {}), params={}, metrics={}))
-        return self.runs[run_id]
-
-    def get_run(self, run_id):
-        return self.runs[run_id]
-
-    def search_runs(self, exp_ids, filter_string="", max_results=None):
-        key, want = filter_string.split("tags.`")[-1].split("` = '")
-        return [r for r in self.runs.values() if r.data.tags.get(key) == want.rstrip("'")
-                and r.info.experiment_id in exp_ids]
-
-    def _check(self):
-        if self.fail:
-            raise ConnectionError("lost the server")
-
-    def log_batch(self, run_id, metrics=(), params=(), tags=()):
-        self._check()
-        self.runs[run_id].data.params.update({p.key: p.value for p in params})
-        self.runs[run_id].data.tags.update({t.key: t.value for t in tags})
-        self.metrics.extend((run_id, m.key, m.step, m.value) for m in metrics)
-
-    def set_tag(self, run_id, key, value):
-        self._check()
-        self.runs[run_id].data.tags[key] = value
-
-    def update_run(self, run_id, status):
-        self._check()
-        self.runs[run_id].info.status = status
-
-    def set_terminated(self, run_id, status, end_time=None):
-        self._check()
-        self.runs[run_id].info.status, self.runs[run_id].info.end_time = status, end_time
-
-    def delete_tag(self, run_id, key):
-        self._check()
-        del self.runs[run_id].data.tags[key]
-
-    def log_artifact(self, run_id, path, artifact_path=None):
-        self._check()
-        self.artifacts = getattr(self, "artifacts", []) + [(run_id, Path(path).name, artifact_path)]
-
-    def log_inputs(self, run_id, datasets=None):
-        self._check()
-
-
-class Stores(dict):
-    """{tracking URI: its `FakeStore`}; the servers whose URIs are in `down` cannot be reached."""
-    down: set
 
 
 @pytest.fixture
 def stores(monkeypatch):
-    """One fake store per tracking URI (`stores[URI]`); every server is up until its URI joins `stores.down`."""
-    by_uri = Stores({URI: FakeStore()})
-    by_uri.down = set()
-
-    def client(tracking_uri=None, *_, **__):
-        return by_uri.setdefault(tracking_uri, FakeStore())
-
-    def reachable(uri, *_, **__):
-        return uri not in by_uri.down
-    monkeypatch.setattr(mlflow, "MlflowClient", client)
-    monkeypatch.setattr(server, "server_reachable", reachable)
-    monkeypatch.setattr(mlflow_logger, "server_reachable", reachable)
-    monkeypatch.setattr(runs, "server_reachable", reachable)
-    return by_uri
+    """One fake store per tracking URI (`stores[URI]`); every server is up until its store's `down` is set."""
+    return install(monkeypatch)
 
 
 def _logger(run_dir, resume=False, uri=URI, **tags):
@@ -137,10 +55,10 @@ def test_a_last_line_missing_only_its_newline_is_not_replayed_and_shifts_no_offs
     again = _logger(run_dir, resume=True)
     assert again.spool.count == len(list(again.spool.events()))
     again.log_metrics({"a": 2.5}, 2)
-    stores[URI].fail = True  # the server goes away again
+    stores[URI].fail_on = "all"  # the server goes away again
     again.log_metrics({"a": 3.0}, 3)
     again.close()
-    stores[URI].fail = False
+    stores[URI].fail_on = None
     upload(Spool.for_stage(run_dir, "train"))
     assert _points(stores[URI]) == [(1, 1.0), (2, 2.5), (3, 3.0)]
     assert stores[URI].runs[lg.run_id].info.status == "FINISHED"
@@ -167,10 +85,10 @@ def test_an_archived_journal_still_names_its_own_run(tmp_path, stores):
     run_dir = tmp_path / "run"
     old = _logger(run_dir)
     old.log_metrics({"a": 1.0}, 1)
-    stores[URI].fail = True
+    stores[URI].fail_on = "all"
     old.log_metrics({"a": 2.0}, 2)  # kept for a later sync
     old.close()
-    stores[URI].fail = False
+    stores[URI].fail_on = None
     fresh = _logger(run_dir)
     fresh.close()
     archived = run_dir / "tracking" / "train.1.jsonl"
@@ -203,7 +121,7 @@ def test_one_unreachable_journal_does_not_stop_the_sync_of_the_others(tmp_path, 
         spool.append({"op": "start", "run_name": name, "experiment": "e", "artifact_root": str(tmp_path / "art")})
         spool.append({"op": "metrics", "step": 1, "metrics": {"a": 1.0}})
         spool.write_state(tracking_uri=uri)
-    stores.down.add("http://down.invalid:5000")
+    stores["http://down.invalid:5000"].down = True
     results = sync_run_dir(tmp_path)
     assert [("error" in r) for r in results] == [True, False]
     assert "not reachable" in results[0]["error"] and _points(stores[URI]) == [(1, 1.0)]
@@ -213,14 +131,14 @@ def test_a_run_made_from_a_journal_keeps_its_lineage_tags_and_experiment(tmp_pat
     """A run first created by a sync (the server was down all along) carries the tags the logger was given (stage,
     run folder, parent run) and lands in the journal's experiment unless `--experiment` names another."""
     run_dir = tmp_path / "run"
-    stores.down.add(URI)
+    stores[URI].down = True
     lg = mlflow_logger.MLflowLogger(TrackingConfig(parent_run_id="parent1", experiment="exp-a"), URI,
                                     tmp_path / "mlartifacts", "r-train", tags={"stage": "train", "run_dir": "/r"},
                                     run_dir=run_dir, stage="train")
     lg.log_metrics({"a": 1.0}, 1)
     lg.close()
     assert lg.run_id is None and stores[URI].runs == {}
-    stores.down.clear()
+    stores[URI].down = False
     result = upload(Spool.for_stage(run_dir, "train"))
     run = stores[URI].runs[result["run_id"]]
     assert run.info.start_time == next(Spool.for_stage(run_dir, "train").events())["ts"]  # not the sync's time
@@ -234,12 +152,12 @@ def test_a_run_made_from_a_journal_keeps_its_lineage_tags_and_experiment(tmp_pat
 def test_a_resumed_journal_sends_the_step_of_each_metric(tmp_path, stores):
     """A backlog of several metric events goes as one request: each point keeps its own step and value."""
     run_dir = tmp_path / "run"
-    stores.down.add(URI)
+    stores[URI].down = True
     lg = _logger(run_dir)
     for step in (3, 1, 7):
         lg.log_metrics({"a": float(step), "b": -step}, step)
     _killed(lg)
-    stores.down.clear()
+    stores[URI].down = False
     again = _logger(run_dir, resume=True)
     again.close()
     assert _points(stores[URI]) == [(3, 3.0), (1, 1.0), (7, 7.0)]

@@ -1,0 +1,123 @@
+"""An in-memory stand-in for MLflow's tracking client, one store per tracking URI, that keeps the tracking tests
+fast (no store, no server).
+
+    servers = install(monkeypatch)          # every `mlflow.MlflowClient(uri)` is now `servers[uri]`
+    servers[URI].down = True                # `server_reachable(URI)` is False: the server cannot be reached
+    servers[URI].fail_on = "metrics"        # the server goes away mid-run: that kind of call raises
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import mlflow
+
+from mmlnb_dist.core.tracking import mlflow_logger, runs, server
+
+URI = "http://tracking.invalid:5000"
+
+
+class FakeStore:
+    """One tracking server's store: just what the journal, the MLflow logger and `ParentRun` call.
+
+    It keeps experiments, runs (tags, params, status, end time), every metric point sent, in order (`metrics`:
+    (run id, key, step, value)), the size of each metrics request (`batches`), each artifact logged (`artifacts`:
+    (run id, file name, artifact path)) and each logging call, in order (`calls`: (kind, run id)).
+    `down`: `server_reachable` says no. `fail_on`: a kind of logging call ("metrics", "params", "tags", "set_tag",
+    "delete_tag", "resume", "close", "artifact", "inputs"), or "all", that raises `ConnectionError`.
+    Like MLflow, it refuses to change a param a run has (`error_code` INVALID_PARAMETER_VALUE)."""
+
+    def __init__(self):
+        self.runs, self.experiments = {}, {}
+        self.metrics, self.batches, self.artifacts, self.calls = [], [], [], []
+        self.down, self.fail_on = False, None
+
+    # experiments and runs
+    def get_experiment_by_name(self, name):
+        return SimpleNamespace(experiment_id=self.experiments[name]) if name in self.experiments else None
+
+    def create_experiment(self, name, artifact_location=None):
+        self.experiments[name] = str(len(self.experiments) + 1)
+        return self.experiments[name]
+
+    def create_run(self, exp_id, run_name=None, tags=None, start_time=None):
+        run_id = f"run{len(self.runs) + 1}"
+        self.runs[run_id] = SimpleNamespace(
+            info=SimpleNamespace(run_id=run_id, status="RUNNING", lifecycle_stage="active", end_time=None,
+                                 experiment_id=exp_id, run_name=run_name, start_time=start_time),
+            data=SimpleNamespace(tags=dict(tags or {}), params={}, metrics={}))
+        return self.runs[run_id]
+
+    def get_run(self, run_id):
+        return self.runs[run_id]
+
+    def search_runs(self, exp_ids, filter_string="", max_results=None):
+        """Only the filter the code uses: tags.`KEY` = 'VALUE'."""
+        key, want = filter_string.split("tags.`")[-1].split("` = '")
+        return [r for r in self.runs.values() if r.data.tags.get(key) == want.rstrip("'")
+                and r.info.experiment_id in exp_ids]
+
+    # logging
+    def _call(self, kind, run_id):
+        if self.fail_on in (kind, "all"):
+            raise ConnectionError(f"lost the server during {kind}")
+        self.calls.append((kind, run_id))
+
+    def log_batch(self, run_id, metrics=(), params=(), tags=()):
+        self._call("metrics" if metrics else "params" if params else "tags", run_id)
+        data = self.runs[run_id].data
+        if any(p.key in data.params and data.params[p.key] != p.value for p in params):
+            err = RuntimeError("changing a param")
+            err.error_code = "INVALID_PARAMETER_VALUE"
+            raise err
+        data.params.update({p.key: p.value for p in params})
+        data.tags.update({t.key: t.value for t in tags})
+        self.metrics.extend((run_id, m.key, m.step, m.value) for m in metrics)
+        if metrics:
+            self.batches.append(len(metrics))
+
+    def set_tag(self, run_id, key, value):
+        self._call("set_tag", run_id)
+        self.runs[run_id].data.tags[key] = value
+
+    def delete_tag(self, run_id, key):
+        self._call("delete_tag", run_id)
+        del self.runs[run_id].data.tags[key]
+
+    def update_run(self, run_id, status):
+        self._call("resume", run_id)
+        self.runs[run_id].info.status = status
+
+    def set_terminated(self, run_id, status, end_time=None):
+        self._call("close", run_id)
+        self.runs[run_id].info.status, self.runs[run_id].info.end_time = status, end_time
+
+    def log_artifact(self, run_id, path, artifact_path=None):
+        self._call("artifact", run_id)
+        self.artifacts.append((run_id, Path(path).name, artifact_path))
+
+    def log_inputs(self, run_id, datasets=None):
+        self._call("inputs", run_id)
+
+
+class FakeServers(dict):
+    """{tracking URI: its `FakeStore`}; a URI's store is made the first time it is asked for."""
+
+    def __missing__(self, uri):
+        self[uri] = FakeStore()
+        return self[uri]
+
+
+def install(monkeypatch) -> FakeServers:
+    """Make every `mlflow.MlflowClient(uri)` the fake store of `uri`, reachable until its `down` is set."""
+    servers = FakeServers()
+
+    def client(tracking_uri=None, *_, **__):
+        return servers[tracking_uri]
+
+    def reachable(uri, *_, **__):
+        return not servers[uri].down
+    monkeypatch.setattr(mlflow, "MlflowClient", client)
+    for module in (server, mlflow_logger, runs):
+        monkeypatch.setattr(module, "server_reachable", reachable)
+    return servers
