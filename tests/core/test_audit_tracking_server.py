@@ -3,6 +3,7 @@ in memory, a user's own MLflow request settings, local stores being reachable, a
 server's warning filters added to a user's, and a server that stops before answering reported as failed."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -62,3 +63,18 @@ def test_a_server_that_stops_before_answering_is_a_failure_even_with_exit_code_0
     monkeypatch.setattr(server, "server_reachable", lambda *a, **k: False)
     assert server.serve_foreground([sys.executable, "-c", "pass"], "http://127.0.0.1:1", "ready") == 1
     assert "ready" not in capsys.readouterr().out
+
+
+def test_an_ipv6_address_is_bracketed_in_its_uri():
+    assert server.http_uri("::1", 5000) == "http://[::1]:5000"
+    assert server.http_uri("127.0.0.1", 5000) == "http://127.0.0.1:5000"
+
+
+def test_a_refused_bind_is_worded_by_its_cause(monkeypatch):
+    """An address not of this machine names --host; a port in use says when an MLflow server holds it."""
+    monkeypatch.setattr(server, "server_reachable", lambda *a, **k: True)
+    refused = OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+    with pytest.raises(UserError, match="--host 10.9.9.9: 10.9.9.9 is not an address of this machine"):
+        server._refuse_bind("10.9.9.9", 5000, "10.9.9.9", refused)
+    with pytest.raises(UserError, match="port 5000 on h is in use by an MLflow server"):
+        server._refuse_bind("h", 5000, "10.9.9.9", OSError(errno.EADDRINUSE, "Address in use"))
