@@ -197,11 +197,15 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
         reads_text = bool(model_meta.get("reads_text"))  # (models registered before this key existed: not checked)
         if reads_text and not vlm:
             require_descriptions(model_uri, items)  # before a single image is decoded
-        writer = None
+        writer, vlm_cfg = None, None
         if vlm and items:
             from ..recipes.vlm.merge import fine_tune_sha256
 
-            writer = {"model": vlm, "adapter_sha256": fine_tune_sha256(vlm, adapter)}
+            vlm_cfg = vlm_settings(vlm, adapter, vlm_config)
+            # the settings are part of the job: a resume under another prompt or decoding would mix two kinds of text
+            writer = {"model": vlm, "adapter_sha256": fine_tune_sha256(vlm, adapter),
+                      "settings": digest([json.dumps(vlm_cfg.vlm.model_dump(mode="json"), sort_keys=True),
+                                          str(vlm_cfg.distributed.precision)])}
         done = journal.resume({
             "model": model_uri, "model_uuid": getattr(getattr(model, "metadata", None), "model_uuid", None),
             "inputs": digest([it["source"] for it in items]), "n_inputs": len(items), "split": split,
@@ -210,7 +214,7 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
         if done.upto:
             log.info("resuming: %d of %d inputs were predicted by an interrupted run (%s)", done.upto, len(items),
                      journal.folder)
-        describe = _vlm_describer(vlm, adapter, vlm_config) if vlm and len(items) > done.upto else None
+        describe = _vlm_describer(vlm, adapter, vlm_cfg) if vlm and len(items) > done.upto else None
         rows, writers = list(done.rows), list(done.writers)
         failed.extend(done.failed)
         bar = progress_bar(total=len(items), initial=done.upto, desc="predict", unit="img")

@@ -182,3 +182,26 @@ def test_a_failed_write_is_finished_from_the_journal_without_predicting_again(tr
     assert report["resumed"] == report["predicted"] == trained["n_val"] and spy.calls == 0
     _predict(trained, tmp_path / "plain.csv")
     _same_files(out, tmp_path / "plain.csv")
+
+
+def test_a_vlm_predict_resumed_with_other_vlm_settings_starts_over(trained, tmp_path, monkeypatch, caplog):
+    """The VLM's settings (prompt, decoding, image size from `--config`) are part of the job: a resume under another
+    prompt kept the killed run's descriptions and wrote the rest under the new one, two kinds of text in one file."""
+    from mmlnb_dist.config import load_config
+
+    spy, out = Spy(monkeypatch), tmp_path / "preds.csv"
+    first = load_config(None, ["vlm.prompt=Describe the tissue."])
+    spy.stop_at = 3
+    with pytest.raises(KeyboardInterrupt):
+        _predict(trained, out, vlm="tiny", vlm_config=first)
+    spy.reset()
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist.predict"):
+        report = _predict(trained, out, vlm="tiny", vlm_config=load_config(None, ["vlm.prompt=Name the subtype."]))
+    assert "holds an interrupted predict of another job (changed: vlm)" in caplog.text
+    assert report["resumed"] == 0 and spy.described == report["predicted"] == trained["n_val"]
+
+    spy.reset(stop_at=3)  # the same settings again: the resume goes on after the killed run's chunks
+    with pytest.raises(KeyboardInterrupt):
+        _predict(trained, tmp_path / "again.csv", vlm="tiny", vlm_config=first)
+    spy.reset()
+    assert _predict(trained, tmp_path / "again.csv", vlm="tiny", vlm_config=first)["resumed"] == 4
