@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from support.processes import run_group
 from support.ranks import run_ranks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,8 +239,7 @@ def test_cli_under_torchrun_writes_what_one_process_writes(shards, tmp_path):
            "-m", "mmlnb_dist.cli", "features", "extract", "--encoder", "tiny", "--shards", str(shards), "--out",
            str(tmp_path / "cli"), "--batch-size", "3", "fusion.model.image_encoder.pretrained=false",
            f"data.loader.image_size={SIZE}", "run.seed=0"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"), capture_output=True, text=True,
-                          timeout=300)
+    proc = run_group(cmd, cwd=ROOT, env=dict(env, OMP_NUM_THREADS="1"), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert printed["num_features"] == 18 and printed["processed_now"] == 18

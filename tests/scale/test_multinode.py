@@ -20,6 +20,7 @@ import torch
 from mmlnb_dist.core.tracking.server import free_port
 
 from support.fusion import CPU_DEMO, ROOT, epoch_records, make_shards
+from support.processes import run_group
 from support.vlm import make_pairs
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def one_node(cli_args: List[str], log_dir: Path) -> subprocess.CompletedProcess:
     """One torchrun launcher with 2 local processes (the reference: world size 2 on one node)."""
     cmd = [PY, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
            "--master-port", str(free_port()), "-m", "mmlnb_dist.cli", *cli_args]
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=HANG_GUARD_S)
+    proc = run_group(cmd, cwd=ROOT, env=_env(), timeout=HANG_GUARD_S)
     (log_dir / "one-node.stderr").write_text(proc.stderr)
     _check(proc, "one node, 2 processes")
     return proc

@@ -4,13 +4,13 @@ ranks, and the gathered evaluation covers every held-out patch exactly once."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from mmlnb_dist.core.tracking.server import free_port
 
 from support.fusion import ROOT
+from support.processes import run_group
 from support.report import stage_statuses
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def test_pipeline_on_two_processes_runs_each_stage_once_and_evaluates_every_patc
     ]
     cmd = [PY, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
            "--master-port", str(free_port()), "-m", "mmlnb_dist.cli", *args]
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
+    proc = run_group(cmd, cwd=ROOT, env=_env(), timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     statuses = stage_statuses(proc.stdout)
     assert statuses == {s: "ran" for s in STAGES}, proc.stdout

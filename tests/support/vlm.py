@@ -16,6 +16,8 @@ import numpy as np
 
 from mmlnb_dist.core.tracking.server import free_port
 
+from support.processes import run_group
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Words that name each class in a description. Checked in order D-specific words before the bare
@@ -112,7 +114,7 @@ def torchrun(args: List[str], nproc: int = 2, timeout: int = 900, env_extra: Opt
     env.update(env_extra or {})
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
            f"--master_port={free_port()}", "-m", "mmlnb_dist.cli", *args]
-    return subprocess.run(cmd, cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return run_group(cmd, cwd=cwd or ROOT, env=env, timeout=timeout)
 
 
 def write_random_adapter(vlm_cfg, out: Path, seed: int, pixels: int) -> Path:

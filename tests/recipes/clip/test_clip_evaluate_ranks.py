@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from mmlnb_dist.core.tracking.server import free_port
 
 from support.clip import ROOT, VOCAB, caption_shards, clip_config
+from support.processes import run_group
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_two_process_evaluate_prints_one_json_document(trained, backends):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
            f"--master_port={free_port()}", "-m", "mmlnb_dist.cli", "evaluate", "--export", str(trained / "export"),
            "--split", "test", "--json", f"tracking.backends={backends}", f"tracking.uri={uri}"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_group(cmd, cwd=ROOT, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = json.loads(proc.stdout)  # exactly one document: a second would make this raise
     manifest = json.loads((trained.parent.parent / "shards" / "manifest.json").read_text())

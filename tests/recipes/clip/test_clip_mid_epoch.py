@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from support.clip import caption_shards, clip_config
+from support.processes import run_group
 
 ARGS = ("train.epochs=2", "train.global_batch_size=8", "train.log_every=1", "train.keep_checkpoints=20",
         "data.loader.augment=false")
@@ -143,10 +144,10 @@ def test_a_one_process_sigterm_checkpoint_resumes_on_two_processes(shards, tmp_p
                              capture_output=True, text=True, timeout=600)
     assert stopped.returncode == 130, stopped.stderr[-3000:]
     assert (tmp_path / "r" / "checkpoints" / "latest").read_text() == "step-000008"
-    resumed = subprocess.run([py, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+    resumed = run_group([py, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                               str(free_port()), "--no-python", py, "-m", "mmlnb_dist.cli", *args,
                               "run.resume=true"],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                             cwd=ROOT, env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming on 2 processes, saved with 1: accumulation 1 -> 1" in resumed.stderr, resumed.stderr[-3000:]
     assert (tmp_path / "r" / "export" / "model.safetensors").is_file()

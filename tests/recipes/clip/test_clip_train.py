@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import torch
 from mmlnb_dist.core.tracking.server import free_port
 
 from support.clip import CLIP_PROFILE, ROOT, VOCAB, caption_shards, clip_config
+from support.processes import run_group
 
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 EPOCHS = "train.epochs=6"
@@ -141,7 +141,7 @@ def test_two_process_deepspeed_zero1_run_of_the_clip_recipe(shards, tmp_path):
            "-m", "mmlnb_dist.cli", "train", "--config", str(CLIP_PROFILE), f"data.shards={shards}",
            f"run.output_dir={tmp_path}", "run.name=ds2", "distributed.zero_stage=1", "data.loader.num_workers=0",
            "data.loader.image_size=32", "tracking.backends=[stdout]", EPOCHS]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_group(cmd, cwd=ROOT, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
     assert result["val/num_samples"] == 24  # exactly once across the 2 ranks

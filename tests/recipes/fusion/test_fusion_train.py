@@ -15,6 +15,7 @@ from mmlnb_dist.core.tracking.server import free_port
 
 from support.fusion import (CPU_DEMO, ROOT, checkpoint_weights, gate_env, gated_train_command, kill_at_gate,
                             make_shards)
+from support.processes import run_group
 
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 BASE = ["tracking.backends=[stdout]", "data.loader.num_workers=0", "data.loader.image_size=64", "run.seed=0"]
@@ -52,7 +53,7 @@ def test_two_process_deepspeed_zero1_run_beats_chance(shards, tmp_path):
     cmd = [PY, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "mmlnb_dist.cli", "train", "--config", str(CPU_DEMO), f"data.shards={shards}",
            f"run.output_dir={tmp_path}", "run.name=ds2", "distributed.zero_stage=1", *BASE]
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=400)
+    proc = run_group(cmd, cwd=ROOT, env=_env(), timeout=400)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = _last_json(proc.stdout)
     assert result["val/num_samples"] == 60  # each validation sample exactly once across the 2 ranks

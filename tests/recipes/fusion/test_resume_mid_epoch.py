@@ -29,6 +29,7 @@ import torch
 from mmlnb_dist.core.tracking.server import free_port
 
 from support.fusion import CPU_DEMO, ROOT, checkpoint_weights, gate_env, gated_train_command, make_shards, wait_for_gate
+from support.processes import run_group
 
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
 # Global batch 8 with micro batch 2: accumulation 4 on one process, 2 on two. 64 samples an epoch (of ~67): 8
@@ -81,7 +82,7 @@ def _launch(nproc: int, args: list, gated: bool = False) -> list:
 
 
 def _run(nproc: int, args: list) -> subprocess.CompletedProcess:
-    proc = subprocess.run(_launch(nproc, args), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    proc = run_group(_launch(nproc, args), cwd=ROOT, env=_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
