@@ -91,3 +91,21 @@ def test_a_multilabel_slides_file_uses_the_models_own_k_or_the_threshold_given(t
             order = ["ABC"[i] for i in np.argsort(-mean, kind="stable")]
             want = order[:2] if not kwargs else [c for c in order if mean["ABC".index(c)] >= 0.5]
             assert s["labels"] == "|".join(want)
+
+
+def test_a_jsonl_output_is_strict_json_with_a_missing_value_as_null(tmp_path, monkeypatch):
+    """A fusion model without the PRMF weight gives `alpha` NaN; JSONL wrote it as a bare `NaN`, which Python reads
+    but strict JSON readers (jq, JavaScript, Spark) refuse. Missing values are `null`, as in the served model's
+    JSON."""
+    class WithoutAlpha(StandIn):
+        def predict(self, frame, params=None):
+            return super().predict(frame, params).assign(alpha=float("nan"), margin=float("inf"))
+
+    def strict(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: WithoutAlpha())
+    report = predict_to_file(MODEL, [_images(tmp_path / "in", 2)], tmp_path / "p.jsonl")
+    rows = [json.loads(line, parse_constant=strict) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(rows) == report["predicted"] == 2
+    assert all(r["alpha"] is None and r["margin"] is None and 0 <= r["prob_A"] <= 1 for r in rows)

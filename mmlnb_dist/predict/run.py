@@ -6,6 +6,7 @@ import base64
 import csv
 import json
 import logging
+import math
 from collections import Counter
 from contextlib import ExitStack
 from itertools import islice
@@ -75,7 +76,7 @@ def _write(rows: List[Dict[str, Any]], path: Path) -> None:
     try:
         with open(tmp, "w", newline="") as fh:
             if path.suffix == ".jsonl":
-                fh.writelines(json.dumps(r, default=str) + "\n" for r in rows)
+                fh.writelines(json.dumps(_strict_json(r), default=str, allow_nan=False) + "\n" for r in rows)
             else:
                 writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
                 writer.writeheader()
@@ -83,6 +84,18 @@ def _write(rows: List[Dict[str, Any]], path: Path) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _strict_json(value: Any) -> Any:
+    """`value` with every non-finite float (a fusion model's missing `alpha`) as None: JSON has no NaN, and strict
+    readers (jq, JavaScript, Spark) refuse the bare `NaN` Python's json writes."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
 
 
 def _check_arguments(out: Path, top_k: Optional[int], threshold: Optional[float], chunk_size: int) -> None:
