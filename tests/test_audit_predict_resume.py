@@ -9,8 +9,6 @@ import hashlib
 import json
 import logging
 
-import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -19,45 +17,17 @@ from mmlnb_dist.predict import predict_to_file
 from mmlnb_dist.predict import run as predict_run
 from mmlnb_dist.predict.journal import digest, file_digest
 
+from support.predict_stand_in import StandIn, images_with_a_broken_one
+
 MODEL = "models:/stand-in@champion"
 NAMES = ["a", "b_broken", "c", "d", "e", "f", "g"]
 READABLE = [n for n in NAMES if n != "b_broken"]
 
 
-class Meta:
-    def __init__(self, metadata):
-        self.metadata, self.model_uuid = metadata, "uuid-1"
-
-
-class StandIn:
-    """A served model's shape: probabilities from the image bytes and the description, so a row tells what it was
-    made from. Raises KeyboardInterrupt (a Ctrl-C) at its `stop_at`-th call; records the keys it was given."""
-
-    def __init__(self, metadata=None, stop_at=None):
-        self.metadata = Meta(metadata or {})
-        self.stop_at, self.calls, self.seen = stop_at, 0, []
-
-    def predict(self, frame, params=None):
-        self.calls += 1
-        if self.calls == self.stop_at:
-            raise KeyboardInterrupt
-        self.seen.extend(frame["key"])
-        p = [((len(b) + 7 * len(t)) % 97) / 97 for b, t in zip(frame["image"], frame["description"])]
-        return pd.DataFrame({"key": frame["key"], "label": ["A" if x >= 0.5 else "B" for x in p], "prob_A": p,
-                             "prob_B": [1 - x for x in p], "slide_id": frame["slide_id"],
-                             "description": frame["description"]})
-
-
 @pytest.fixture
 def images(tmp_path):
     """7 inputs: 6 PNGs of different sizes and `b_broken.png` (unreadable, in the first chunk of 2)."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i, name in enumerate(READABLE):
-        Image.fromarray(rng.integers(0, 255, (8 + i, 8 + 2 * i, 3), dtype=np.uint8)).save(folder / f"{name}.png")
-    (folder / "b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
-    return folder
+    return images_with_a_broken_one(tmp_path / "in", READABLE)
 
 
 def _use(monkeypatch, model):

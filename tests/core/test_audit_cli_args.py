@@ -10,22 +10,6 @@ import pytest
 from mmlnb_dist.cli import main, parse_arguments
 
 
-@pytest.fixture
-def package_logger():
-    logger = logging.getLogger("mmlnb_dist")
-    handlers = list(logger.handlers)
-    saved = [(h, h.level, list(h.filters)) for h in handlers]
-    yield logger
-    for h in list(logger.handlers):
-        if h not in handlers:
-            logger.removeHandler(h)
-            h.close()
-    for h, level, filters in saved:
-        h.setLevel(level)
-        h.filters = filters
-    logger.handlers = handlers
-
-
 def test_an_unknown_option_with_a_value_is_an_error_not_an_override(capsys):
     with pytest.raises(SystemExit) as exc:
         parse_arguments(["pipeline", "--config", "cpu-demo", "--from", "train", "--epochs=2"])

@@ -13,23 +13,6 @@ from mmlnb_dist.core import logging as L
 from mmlnb_dist.core.errors import ConfigError
 
 
-@pytest.fixture
-def package_logger():
-    """The package logger as a test found it (handlers, their levels and filters) is restored afterwards."""
-    logger = logging.getLogger(L.PACKAGE)
-    handlers = list(logger.handlers)
-    saved = [(h, h.level, list(h.filters)) for h in handlers]
-    yield logger
-    for h in list(logger.handlers):
-        if h not in handlers:
-            logger.removeHandler(h)
-            h.close()
-    for h, level, filters in saved:
-        h.setLevel(level)
-        h.filters = filters
-    logger.handlers = handlers
-
-
 def _console(capsys) -> list:
     captured = capsys.readouterr()
     return [line for line in (captured.err + captured.out).splitlines() if line.strip()]

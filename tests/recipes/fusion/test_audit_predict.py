@@ -8,7 +8,6 @@ import base64
 import json
 import logging
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -16,30 +15,9 @@ from PIL import Image
 from mmlnb_dist.predict import ModelNotFound, PredictError, UnsafeModel, predict_to_file
 from mmlnb_dist.predict import run as predict_run
 
+from support.predict_stand_in import StandIn, images_with_a_broken_one
+
 MODEL = "models:/stand-in@champion"
-
-
-class Meta:
-    def __init__(self, metadata, uuid="uuid-1"):
-        self.metadata, self.model_uuid = metadata, uuid
-
-
-class StandIn:
-    """A served model's shape: a frame of base64 images in, one row per image out (probabilities from the image's
-    bytes, so a row tells which image it was made from). Raises KeyboardInterrupt at its `stop_at`-th call."""
-
-    def __init__(self, metadata=None, stop_at=None):
-        self.metadata = Meta(metadata or {})
-        self.stop_at, self.calls, self.seen = stop_at, 0, []
-
-    def predict(self, frame, params=None):
-        self.calls += 1
-        if self.calls == self.stop_at:
-            raise KeyboardInterrupt
-        self.seen.extend(frame["key"])
-        p = [(len(b) % 97) / 97 for b in frame["image"]]
-        return pd.DataFrame({"key": frame["key"], "label": ["A" if x >= 0.5 else "B" for x in p], "prob_A": p,
-                             "prob_B": [1 - x for x in p], "slide_id": frame["slide_id"]})
 
 
 def _use(monkeypatch, model):
@@ -50,13 +28,7 @@ def _use(monkeypatch, model):
 @pytest.fixture
 def images(tmp_path):
     """7 inputs in a folder: 6 PNGs of different sizes and `b_broken.png` (second: in the first chunk of 2)."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i, name in enumerate(["a", "c", "d", "e", "f", "g"]):
-        Image.fromarray(rng.integers(0, 255, (8 + i, 8 + 2 * i, 3), dtype=np.uint8)).save(folder / f"{name}.png")
-    (folder / "b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
-    return folder
+    return images_with_a_broken_one(tmp_path / "in", ["a", "c", "d", "e", "f", "g"])
 
 
 READABLE = ["a", "c", "d", "e", "f", "g"]
@@ -224,7 +196,8 @@ def test_every_sample_of_a_shard_set_is_predicted_from_its_image_with_its_true_l
     rows = _rows(tmp_path / "p.jsonl")
     assert report["failed"] == [] and [r["key"] for r in rows] == [s["__key__"] for s in samples]
     for r, s in zip(rows, samples):
-        assert r["prob_A"] == pytest.approx((len(base64.b64encode(s["png"])) % 97) / 97)
+        made_from = len(base64.b64encode(s["png"])) + 7 * len(r["description"] or "")  # (StandIn's rule)
+        assert r["prob_A"] == pytest.approx((made_from % 97) / 97)
         assert r["true_label"] == json.loads(s["json"])["label"]
 
 

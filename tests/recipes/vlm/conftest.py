@@ -11,3 +11,17 @@ def tiny_56_112(tmp_path_factory):
     from mmlnb_dist.recipes.vlm import model as V
 
     return V.load_vlm("tiny", min_pixels=56 * 56, max_pixels=112 * 112, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A module's own model cache folder."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def tiny(cache):
+    """The random tiny VLM and its processor with 56x56 images (4 image tokens each)."""
+    from mmlnb_dist.recipes.vlm import model as V
+
+    return V.load_vlm("tiny", min_pixels=56 * 56, max_pixels=56 * 56, cache_dir=cache)

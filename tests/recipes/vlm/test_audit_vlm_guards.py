@@ -17,18 +17,6 @@ from mmlnb_dist.core.errors import ConfigError, UserError
 PIX = 56 * 56
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def tiny(cache):
-    from mmlnb_dist.recipes.vlm import model as V
-
-    return V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=cache)
-
-
 # -- lora_names -----------------------------------------------------------------------------------------------
 
 def test_modules_to_save_may_be_any_module_and_the_messages_list_the_names_that_exist(tiny):

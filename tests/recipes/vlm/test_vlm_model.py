@@ -14,18 +14,6 @@ PROMPT = "You are a specialized pathologist, please describe what you see micros
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture(scope="module")
-def tiny(cache):
-    from mmlnb_dist.recipes.vlm import model as V
-
-    return V.load_vlm("tiny", min_pixels=PIX, max_pixels=PIX, cache_dir=cache)
-
-
-@pytest.fixture(scope="module")
 def tiny_varsize(cache):
     """Pixel bounds 28x28 .. 112x112: images of different sizes get different numbers of image tokens."""
     from mmlnb_dist.recipes.vlm import model as V
