@@ -279,7 +279,7 @@ def encode_pair(processor, image, prompt: str, answer: str, max_length: int) -> 
     if n_prompt >= max_length:
         raise ValueError(
             f"the prompt and image take {n_prompt} tokens, more than vlm.max_length={max_length}: "
-            f"raise vlm.max_length or lower vlm.max_pixels"
+            f"raise vlm.max_length, or lower vlm.max_pixels / vlm.min_pixels"
         )
     answer_ids = processor.tokenizer(answer.strip() + END_OF_TURN, add_special_tokens=False)["input_ids"]
     if len(answer_ids) > max_length - n_prompt:  # cut, keeping <|im_end|>: a cut answer must still teach to stop

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
 
 from PIL import Image
 
+from ...core.errors import ConfigError
 from . import model as V
 from .batches import Pair
 
@@ -29,7 +30,8 @@ SHOWN_KEYS = 5
 
 
 def cut_keys(processor, pairs: Sequence[Pair], prompt: str, max_length: int) -> List[str]:
-    """Keys of the pairs whose answer does not fit `max_length` beside its prompt and image."""
+    """Keys of the pairs whose answer does not fit `max_length` beside its prompt and image. ConfigError when a
+    pair's prompt and image alone take `max_length` (its description could not be learned at all)."""
     prompt_tokens: Dict[Tuple[int, int], int] = {}
     cut = []
     for pair in pairs:
@@ -38,6 +40,13 @@ def cut_keys(processor, pairs: Sequence[Pair], prompt: str, max_length: int) -> 
         if size not in prompt_tokens:
             blank = Image.new("RGB", size, (255, 255, 255))
             prompt_tokens[size] = len(V.encode_prompt(processor, blank, prompt).input_ids)
+            if prompt_tokens[size] >= max_length:  # no room for any answer: `encode_pair` would fail mid-training
+                raise ConfigError(
+                    f"vlm.max_length={max_length}: the prompt and the {size[0]}x{size[1]} image of sample {pair.key} "
+                    f"take {prompt_tokens[size]} tokens, leaving no room for its description (the processor scales "
+                    f"an image to between vlm.min_pixels and vlm.max_pixels, rounding each side up to whole patches, "
+                    f"so a narrow or small image can take more tokens than a square one at vlm.max_pixels); raise "
+                    f"vlm.max_length above {prompt_tokens[size]}, or lower vlm.min_pixels")
         answer = processor.tokenizer(pair.text.strip() + V.END_OF_TURN, add_special_tokens=False)["input_ids"]
         if len(answer) > max_length - prompt_tokens[size]:
             cut.append(pair.key)

@@ -197,3 +197,31 @@ def test_whitespace_around_a_description_is_not_counted_as_length_and_a_long_lis
 
     assert "k0, k1, k2, k3, k4. Raise" in warned(SHOWN_KEYS)
     assert "k0, k1, k2, k3, k4, .... Raise" in warned(SHOWN_KEYS + 1) and "k5" not in warned(SHOWN_KEYS + 1)
+
+
+def test_an_image_whose_prompt_alone_passes_max_length_is_refused_at_setup_naming_the_settings(tiny):
+    """The preflight measures a square image at vlm.max_pixels, but the processor scales a narrow image up past
+    vlm.min_pixels (rounding each side up), so it can take more tokens: such a pair passed the preflight and failed
+    mid-training in `encode_pair` with advice to lower vlm.max_pixels. The per-size count at setup refuses it,
+    naming the sample, its size, the tokens and the settings that decide them."""
+    from PIL import Image
+
+    from mmlnb_dist.recipes.vlm import model as V
+    from mmlnb_dist.recipes.vlm.batches import Pair
+    from mmlnb_dist.recipes.vlm.config import VLMConfig
+    from mmlnb_dist.recipes.vlm.pair_lengths import pair_counts
+    from mmlnb_dist.recipes.vlm.preflight import check_prompt_fits, largest_prompt_tokens
+
+    _, processor = tiny
+    square = largest_prompt_tokens(processor, "Describe.", PIX)
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 10), (90, 40, 160)).save(buf, format="PNG")
+    narrow = len(V.encode_prompt(processor, V.as_rgb(buf.getvalue()), "Describe.").input_ids)
+    assert narrow > square  # (the processor's rounding: what the test is about)
+    cfg = VLMConfig(prompt="Describe.", max_length=narrow, min_pixels=PIX, max_pixels=PIX)
+    check_prompt_fits(processor, cfg)  # the square fits: the preflight passes
+    with pytest.raises(ConfigError) as err:
+        pair_counts(processor, cfg, {"train": [Pair("narrow-0", buf.getvalue(), "Small round cells.", "UD")]})
+    message = str(err.value)
+    assert f"vlm.max_length={narrow}" in message and "narrow-0" in message and "300x10" in message
+    assert f"{narrow} tokens" in message and "vlm.min_pixels" in message
