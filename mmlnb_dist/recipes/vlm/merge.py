@@ -57,8 +57,9 @@ def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path]
             out.rename(staging / "replaced")
         built.rename(out)
     finally:
-        lock.release()
+        # cleared while still held: after the release, an export into the same folder may already be building in it
         shutil.rmtree(staging, ignore_errors=True)
+        lock.release()
     return out
 
 

@@ -132,3 +132,27 @@ def test_the_record_names_the_adapter_absolutely_when_given_a_relative_path(made
     monkeypatch.undo()
     assert json.loads((out / MERGED_RECORD).read_text())["adapter"] == str(made["adapter"].resolve())
     assert training_config_path(str(out), None) == made["adapter"].parent.resolve() / "config.yaml"
+
+
+def test_an_export_that_starts_as_this_one_ends_keeps_its_staging_folder(made, tmp_path, monkeypatch):
+    """The staging folder (and the lock in it) is cleared before the lock is released: cleared after, it deleted the
+    lock and half-built model of an export into the same --out that took the lock in that moment."""
+    from mmlnb_dist.core.runlock import FolderLock
+    from mmlnb_dist.recipes.vlm import merge as M
+
+    staging, taken = tmp_path / ".merged.export-vlm", []
+
+    class NextExportStartsAtRelease(FolderLock):
+        def release(self):
+            super().release()
+            if not taken:  # another `export-vlm --overwrite` into the same folder takes the lock at once
+                taken.append(FolderLock(staging, "export-vlm").acquire())
+                (staging / "model").mkdir(parents=True)
+                (staging / "model" / "half-built").write_text("the next export's")
+
+    monkeypatch.setattr(M, "FolderLock", NextExportStartsAtRelease)
+    _export(made, tmp_path / "merged")
+    assert (staging / "model" / "half-built").read_text() == "the next export's"
+    with pytest.raises(Exception, match="in use by `export-vlm`"):  # the next export still holds it
+        FolderLock(staging, "export-vlm").refuse_if_held()
+    taken[0].release()
