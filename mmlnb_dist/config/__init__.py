@@ -103,7 +103,7 @@ def resolve_profile(path: Union[str, Path]) -> Path:
     if given.is_dir():
         raise ConfigError(f"config file {path} is a folder; give a YAML file (e.g. {given / 'config.yaml'}) or a "
                           f"shipped profile's name ({', '.join(shipped_profiles())})")
-    name = given.name if given.suffix in (".yaml", ".yml") else given.name + ".yaml"
+    name = (given.stem if given.suffix in (".yaml", ".yml") else given.name) + ".yaml"  # shipped ones are .yaml
     shipped = PROFILES_DIR / name
     if shipped.is_file() and (len(given.parts) == 1 or given.parent.as_posix().endswith("launch/profiles")):
         return shipped

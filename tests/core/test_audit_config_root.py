@@ -35,3 +35,10 @@ def test_a_shipped_profile_by_name_file_name_or_checkout_path(tmp_path, monkeypa
     assert resolve_profile("launch/profiles/cpu-demo.yaml") == shipped
     with pytest.raises(ConfigError, match=r"config file elsewhere/cpu-demo.yaml not found"):
         resolve_profile("elsewhere/cpu-demo.yaml")  # a typo'd folder is not the shipped profile
+
+
+def test_a_shipped_profile_named_with_the_yml_suffix_is_found():
+    """`--config cpu-demo.yml` (the other YAML suffix) names the shipped `cpu-demo.yaml`; it was "not found"."""
+    from mmlnb_dist.config import PROFILES_DIR, resolve_profile
+
+    assert resolve_profile("cpu-demo.yml") == resolve_profile("cpu-demo") == PROFILES_DIR / "cpu-demo.yaml"
