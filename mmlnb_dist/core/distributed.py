@@ -86,8 +86,11 @@ def init_engine_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: i
     inherited by child processes (launchers, Ray trials) and concurrent single-process runs cannot collide.
     The group lives as long as the process: DeepSpeed caches its groups at module level.
     """
+    if not env.is_distributed:
+        # read by every DeepSpeed engine, also one built on a group an earlier run of this process made (a reused
+        # trial process, whose launcher variables were dropped); a launcher sets its own
+        os.environ.setdefault("LOCAL_RANK", "0")
     if not env.is_distributed and not dist.is_initialized():
-        os.environ.setdefault("LOCAL_RANK", "0")  # read by the DeepSpeed engine; a launcher overrides it
         gpu = env.device if env.device.type == "cuda" else None
         if gpu is not None:
             torch.cuda.set_device(gpu)
@@ -99,6 +102,17 @@ def init_engine_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: i
             deepspeed.init_distributed(dist_backend=resolve_backend(cfg, env.device), verbose=False)
         return
     init_process_group(env, cfg, timeout_s)
+
+
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+"""What torchrun and the deepspeed launcher set for each rank (`DistEnv.from_environment` reads them)."""
+
+
+def forget_launcher() -> None:
+    """Make this process rank 0 of 1 (a Ray trial): drop the launcher variables it may have inherited from whoever
+    started Ray, which would make it rendezvous (a stale MASTER_PORT failed trials with EADDRINUSE)."""
+    for key in LAUNCHER_VARIABLES:
+        os.environ.pop(key, None)
 
 
 def destroy_process_group() -> None:

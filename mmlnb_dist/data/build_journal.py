@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..core.files import replace_text
 from .writer import sha256_file
 
 PARTIAL_PREFIX = ".partial-"
@@ -48,9 +48,7 @@ def record_chunk(tmp: Path, split: str, index: int, entry: Optional[Dict[str, An
     """Record a finished chunk (`entry` None: every image of it was unreadable, no tar), atomically, with the
     digests of its images (a resumed build finds copies in it without reading it back)."""
     path = _record_path(tmp, split, index)
-    part = path.with_name(path.name + ".partial")
-    part.write_text(json.dumps({"entry": entry, "skipped": skipped, "digests": digests}, sort_keys=True))
-    os.replace(part, path)
+    replace_text(path, json.dumps({"entry": entry, "skipped": skipped, "digests": digests}, sort_keys=True))
 
 
 def finished_chunk(tmp: Path, split: str, index: int) -> Optional[Dict[str, Any]]:

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Sequence, Union
 
-from ..core.files import sha256_file
+from ..core.files import replace_text, sha256_file
 from .shardset import MANIFEST, ShardError
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -92,16 +92,11 @@ sample count is given."""
 
 
 def write_manifest(shard_dir: Union[str, Path], manifest: Mapping[str, Any]) -> Path:
-    """Write `manifest.json` atomically (temporary name, then rename), with sorted keys for stable bytes, and
+    """Write `manifest.json` whole (`core.files.replace_text`), with sorted keys for stable bytes, and
     `sizes.json` (every shard's sample count, from the manifest's entries) before it."""
     sizes = {e["file"]: int(e["num_samples"]) for info in manifest.get("splits", {}).values()
              for e in info.get("shards", [])}
-    sizes_path = Path(shard_dir) / SIZES
-    tmp = sizes_path.with_name(SIZES + ".partial")
-    tmp.write_text(json.dumps(sizes, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, sizes_path)
+    replace_text(Path(shard_dir) / SIZES, json.dumps(sizes, indent=2, sort_keys=True) + "\n")
     path = Path(shard_dir) / MANIFEST
-    tmp = path.with_name(MANIFEST + ".partial")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    replace_text(path, json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return path

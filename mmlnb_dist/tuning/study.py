@@ -20,6 +20,7 @@ from typing import Any, Dict
 from ..config import Config, config_from_dict
 from ..core.config import absolute_paths
 from ..core.errors import UserError
+from ..core.distributed import forget_launcher
 from ..core.logging import command_log, setup_logging
 from ..core.signals import sigterm_handler_kept
 from ..pipeline import is_up_to_date, stage_file
@@ -44,9 +45,7 @@ def row_trial(params: Dict[str, Any], jobs: Dict[str, Dict[str, Any]]) -> None:
     """The Tune trainable: one run of the study (its config travels as JSON), reported once when done."""
     from ray import tune
 
-    # A trial is rank 0 of 1: launcher variables inherited from whoever started Ray would make it rendezvous.
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        os.environ.pop(key, None)
+    forget_launcher()  # a trial is rank 0 of 1
     spec = jobs[params["run"]]
     cfg = config_from_dict(spec["cfg"], f"study run {params['run']}")
     # The driver's study.log is another process's file: a trial logs to <study>/<run>.log, the full tables included

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..config.tune import PIPELINES
+from ..core.distributed import forget_launcher
+from ..core.files import replace_text
 from ..core.logging import command_log, setup_logging
 from ..core.recipe import FINAL_REPORT
 
@@ -70,15 +72,13 @@ def clean_metrics(metrics: Dict[str, Any]) -> Dict[str, float]:
 
 
 def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float, last_epoch: Optional[int]) -> None:
-    """The trial's 'finished' mark: written whole (a temporary file renamed), so it exists only complete."""
+    """The trial's 'finished' mark: written whole (`core.files.replace_text`), so it exists only complete."""
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in result.items()}
     payload["trial_seconds"] = seconds
     payload["pid"] = os.getpid()  # which process ran it: shows `tune.reuse_actors` at work
     payload["last_epoch"] = last_epoch
-    tmp = run_dir / f".{RESULT_FILE}.{os.getpid()}"
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    tmp.replace(run_dir / RESULT_FILE)
+    replace_text(run_dir / RESULT_FILE, json.dumps(payload, indent=1, default=str))
 
 
 def diverged_report(cfg) -> Dict[str, float]:
@@ -189,19 +189,6 @@ def fit_with_ray_train(cfg_dict: Dict[str, Any], recipe: str, run_dir: Path, tun
     trainer.fit()
 
 
-def _single_process_env() -> None:
-    """An in-process trial is rank 0 of 1: drop launcher variables it may have inherited from whoever started
-    Ray (a stale MASTER_PORT made trials fail with EADDRINUSE); its 1-rank group needs no rendezvous."""
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        os.environ.pop(key, None)
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        # A reused trial process (`tune.reuse_actors`): the previous trial's 1-rank group lives on (DeepSpeed
-        # caches it for the process's life) and serves this trial too; DeepSpeed still reads LOCAL_RANK with it.
-        os.environ["LOCAL_RANK"] = "0"
-
-
 def trial_config(params: Dict[str, Any], ctx: Dict[str, Any], trial_id: str) -> Dict[str, Any]:
     """The trial's full config: the base config, the sampled values, its own run folder, the shared cache and
     the search's tracking (a child run of the search's parent run; only the driver registers models).
@@ -261,7 +248,7 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
     elif tune_cfg.worker_groups:
         fit_with_ray_train(cfg.model_dump(mode="json"), ctx["recipe"], run_dir, tune_cfg, Path(ctx["storage"]))
     else:
-        _single_process_env()
+        forget_launcher()  # rank 0 of 1 (a reused process's group serves it: core.distributed)
         last_epoch = [None]
 
         def report(epoch: int, metrics: Dict[str, Any]) -> None:

@@ -158,3 +158,17 @@ def test_an_indivisible_batch_is_a_config_error_naming_the_key_and_the_remedy():
         D.plan_batch(32, 4, 3, key="vlm.batch")
     with pytest.raises(ConfigError, match="micro batch 16 x world size 4 = 64"):
         D.plan_batch(32, 4, 16)  # a micro batch larger than a rank's share is refused, not run as 0 steps
+
+
+def test_an_engine_on_a_group_an_earlier_run_made_still_gets_the_local_rank(monkeypatch):
+    """A reused Ray trial process drops the launcher variables (LOCAL_RANK too) before each trial, but the 1-rank
+    group of its first trial lives on: the next trial's DeepSpeed engine asserted "DeepSpeed requires the LOCAL_RANK
+    environment variable" (a study's trials, which did not put it back as search trials did)."""
+    made = []
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    D.forget_launcher()
+    assert "LOCAL_RANK" not in D.os.environ
+    monkeypatch.setattr(D.dist, "is_initialized", lambda: True)  # the first trial's group
+    monkeypatch.setattr(D.dist, "init_process_group", lambda **kw: made.append(kw))
+    D.init_engine_process_group(D.DistEnv(), DistributedConfig())
+    assert D.os.environ["LOCAL_RANK"] == "0" and made == []  # no second group
