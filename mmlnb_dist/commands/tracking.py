@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
+from ..core.files import replace_text
 from ..data.shardset import SPLITS
 from . import add_config_args, port_number, positive_int
 
@@ -263,17 +265,13 @@ def write_skipped(out: Path, failed: Sequence[Tuple[str, str]]) -> Optional[Path
     if not failed:
         path.unlink(missing_ok=True)
         return None
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            if path.suffix == ".jsonl":
-                fh.writelines(json.dumps({"input": str(item), "reason": str(reason)}) + "\n"
-                              for item, reason in failed)
-            else:
-                writer = csv.writer(fh)
-                writer.writerow(["input", "reason"])
-                writer.writerows((str(item), str(reason)) for item, reason in failed)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if path.suffix == ".jsonl":
+        text = "".join(json.dumps({"input": str(item), "reason": str(reason)}) + "\n" for item, reason in failed)
+    else:
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        writer.writerow(["input", "reason"])
+        writer.writerows((str(item), str(reason)) for item, reason in failed)
+        text = buffer.getvalue()
+    replace_text(path, text)
     return path

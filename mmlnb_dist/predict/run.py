@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..core.files import replace_text
 from ..core.progress import progress_bar
 from ..core.runlock import ReadLock
 from ..data.description_table import DescriptionTable
@@ -70,20 +72,16 @@ def _request_frame(good: List[Dict[str, Any]]):
 
 
 def _write(rows: List[Dict[str, Any]], path: Path) -> None:
-    """Write `rows` to `path` (CSV or JSONL) whole or not at all: a killed write leaves no half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with open(tmp, "w", newline="") as fh:
-            if path.suffix == ".jsonl":
-                fh.writelines(json.dumps(_strict_json(r), default=str, allow_nan=False) + "\n" for r in rows)
-            else:
-                writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-                writer.writeheader()
-                writer.writerows(rows)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write `rows` to `path` (CSV or JSONL) whole or not at all (`core.files.replace_text`)."""
+    if path.suffix == ".jsonl":
+        text = "".join(json.dumps(_strict_json(r), default=str, allow_nan=False) + "\n" for r in rows)
+    else:
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    replace_text(path, text)
 
 
 def _strict_json(value: Any) -> Any:
