@@ -2,14 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import sys
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
 
-from ..core.files import replace_text
 from ..data.shardset import SPLITS
 from . import add_config_args, port_number, positive_int
 
@@ -233,7 +228,7 @@ def _predict(args) -> int:
                              slide_column=args.slide_column, tracking_uri=_tracking_uri(args, cfg),
                              vlm_config=cfg if args.config else None,
                              **({"chunk_size": args.chunk_size} if args.chunk_size is not None else {}))
-    skipped = write_skipped(Path(args.out), report["failed"])
+    skipped = report["skipped_out"]
     print(f"{report['predicted']} prediction(s) -> {args.out}"
           + (f" ({report['resumed']} input(s) done by the interrupted run it resumed)" if report["resumed"] else "")
           + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else "")
@@ -250,28 +245,3 @@ def _predict(args) -> int:
         return 1
     return 0
 
-
-def skipped_file(out: Path) -> Path:
-    """Where `predict --out preds.csv` lists the inputs it could not read: `preds.skipped.csv` (`.jsonl` beside a
-    JSONL output), next to the predictions as the slide aggregates are."""
-    return out.with_name(f"{out.stem}.skipped{out.suffix}")
-
-
-def write_skipped(out: Path, failed: Sequence[Tuple[str, str]]) -> Optional[Path]:
-    """Write the unreadable inputs (input, reason) beside the predictions, whole or not at all, and return the
-    file; with none, remove such a file an earlier run left (it would name inputs this run read). The journal
-    that held them is gone once the output is written, and stderr is lost with the terminal."""
-    path = skipped_file(out)
-    if not failed:
-        path.unlink(missing_ok=True)
-        return None
-    if path.suffix == ".jsonl":
-        text = "".join(json.dumps({"input": str(item), "reason": str(reason)}) + "\n" for item, reason in failed)
-    else:
-        buffer = io.StringIO(newline="")
-        writer = csv.writer(buffer)
-        writer.writerow(["input", "reason"])
-        writer.writerows((str(item), str(reason)) for item, reason in failed)
-        text = buffer.getvalue()
-    replace_text(path, text)
-    return path

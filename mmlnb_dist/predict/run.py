@@ -24,6 +24,7 @@ from .agreement import agreement
 from .inputs import collect_inputs, decoded, require_descriptions, shard_sets_read, with_image_bytes
 from .journal import PredictJournal, digest, file_digest
 from .model import load_model
+from .skipped import write_skipped
 from .slides import multilabel_slide_aggregates, slide_aggregates
 
 log = logging.getLogger(__package__)  # "[predict]" on the console
@@ -171,7 +172,8 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
     An interrupted run of the same job resumes after its last finished chunk (`journal.py`).
 
     Returns {"predicted": n, "failed": [(input, reason)], "out": path, "slides_out": path|None, "warnings": [..],
-    "resumed": inputs an earlier run had done, "agreement": `agreement.agreement` (None without labelled inputs)}:
+    "resumed": inputs an earlier run had done, "skipped_out": the file listing `failed` (`skipped.write_skipped`;
+    None when every input was read), "agreement": `agreement.agreement` (None without labelled inputs)}:
     `warnings` names the inputs whose descriptions have another writer than the model's training text.
     """
     out = Path(out)
@@ -259,8 +261,10 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
             slides_out = out.with_name(out.stem + ".slides" + out.suffix)
             _write(agg, slides_out)
         agreed = agreement(rows, agg, classes, multilabel)
+        skipped_out = write_skipped(out, failed)
         written = True
     finally:
         journal.finish() if written else journal.release()
     return {"predicted": len(rows), "failed": failed, "out": str(out), "warnings": warnings,
-            "slides_out": str(slides_out) if slides_out else None, "resumed": done.upto, "agreement": agreed}
+            "slides_out": str(slides_out) if slides_out else None, "resumed": done.upto, "agreement": agreed,
+            "skipped_out": str(skipped_out) if skipped_out else None}

@@ -23,10 +23,14 @@ def test_an_undecodable_image_is_reported_without_a_memory_address(tmp_path):
 
 
 def _fake_predict(failed):
+    """`predict_to_file` as the command sees it: it writes the skipped-inputs file and names it in its report."""
+    from mmlnb_dist.predict.skipped import write_skipped
+
     def predict_to_file(model, inputs, out, **kwargs):
         out.write_text("key,label\nok,UD\n")
+        skipped = write_skipped(out, failed)
         return {"predicted": 1, "failed": failed, "out": out, "slides_out": None, "warnings": [], "resumed": 0,
-                "agreement": None}
+                "agreement": None, "skipped_out": str(skipped) if skipped else None}
     return predict_to_file
 
 
@@ -57,3 +61,21 @@ def test_a_run_that_skips_nothing_leaves_no_skipped_file_of_an_earlier_run(tmp_p
     monkeypatch.setattr(predict, "predict_to_file", _fake_predict([]))
     assert main(["predict", "--model", "models:/m@champion", "in", "--out", str(tmp_path / "preds.csv")]) == 0
     assert not (tmp_path / "preds.skipped.csv").exists()
+
+
+def test_predict_to_file_itself_keeps_the_unreadable_inputs(tmp_path, monkeypatch):
+    """The library call (not only the command) leaves the list beside the predictions: a notebook or the pipeline
+    calling `predict_to_file` loses nothing either."""
+    from mmlnb_dist.predict import predict_to_file
+    from mmlnb_dist.predict import run as predict_run
+    from support.predict_stand_in import StandIn, images_with_a_broken_one
+
+    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: StandIn())
+    images = images_with_a_broken_one(tmp_path / "in", ["a", "c"])
+    report = predict_to_file("models:/stand-in@champion", [images], tmp_path / "p.csv")
+    skipped = tmp_path / "p.skipped.csv"
+    assert report["skipped_out"] == str(skipped)
+    with open(skipped, newline="") as fh:
+        assert [(r["input"], r["reason"][:20]) for r in csv.DictReader(fh)] == \
+            [(item, reason[:20]) for item, reason in report["failed"]]
+    assert len(report["failed"]) == 1 and report["failed"][0][0].endswith("b_broken.png")
