@@ -281,6 +281,10 @@ class TextEncoder(nn.Module):
         self.pooling = pooling
         self.max_length = max_length
         self.out_dim = int(model.config.hidden_size)
+        limit = _token_limit(model, tokenizer)
+        if limit is not None and max_length > limit:  # the first longer description would fail mid-epoch
+            raise EncoderError(f"model.text_encoder.max_length {max_length} is more than text encoder '{name}' "
+                               f"reads ({limit} tokens, its position embeddings); give at most {limit}")
         if pooling == "pooler" and getattr(model, "pooler", None) is None:
             raise EncoderError(f"text encoder '{name}' has no pooler; use model.text_encoder.pooling=cls or mean")
 
@@ -298,6 +302,14 @@ class TextEncoder(nn.Module):
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def _token_limit(model: nn.Module, tokenizer) -> Optional[int]:
+    """The most tokens the encoder reads: its position embeddings, or its tokenizer's stated limit when lower
+    (RoBERTa-style models keep two positions for padding); None when neither says."""
+    limits = [int(v) for v in (getattr(model.config, "max_position_embeddings", None),
+                               getattr(tokenizer, "model_max_length", None)) if v is not None and 0 < v < 1_000_000]
+    return min(limits) if limits else None
 
 
 def _tiny_bert_config():

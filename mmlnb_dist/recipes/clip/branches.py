@@ -119,7 +119,8 @@ ENCODER_SETTINGS = {"model.image_encoder.name": "clip.model.image_encoder",
                     "model.image_encoder.pretrained": "clip.model.image_encoder_pretrained",
                     "model.image_encoder.weights_path": "clip.model.image_encoder_weights_path",
                     "model.text_encoder.name": "clip.model.text_encoder",
-                    "model.text_encoder.pooling": "clip.model.text_encoder_pooling"}
+                    "model.text_encoder.pooling": "clip.model.text_encoder_pooling",
+                    "model.text_encoder.max_length": "clip.model.towers.max_length"}
 """Where the clip config keeps the encoder settings that `models` errors name (`settings_named`)."""
 
 
