@@ -3,8 +3,8 @@ Tune's `tuner.fit()` caught SIGINT itself, stopped the trials and returned as if
 went on to its table with runs missing. The same command goes on: runs already trained are skipped."""
 from __future__ import annotations
 
-import os
 import signal
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -29,7 +29,7 @@ def test_a_signal_during_the_trials_interrupts_the_study(tmp_path, monkeypatch, 
 
         def fit(self):
             install_tune_like_handler(stopped)
-            os.kill(os.getpid(), signum)
+            signal.pthread_kill(threading.get_ident(), signum)
             return [SimpleNamespace(config={"run": "a-seed0"}, error=None, metrics={})]
 
     monkeypatch.setattr(ray, "is_initialized", lambda: True)  # no Ray started

@@ -161,6 +161,7 @@ def run_gated_cli(argv: List[str]) -> int:
             PredictJournal.append = append_then_wait
         elif kind in ("sigterm", "sigterm-group"):  # the scheduler's SIGTERM, when training logs step <tag>
             import signal
+            import threading
 
             from mmlnb_dist.core.tracking import loggers
 
@@ -170,7 +171,7 @@ def run_gated_cli(argv: List[str]) -> int:
                 log_metrics(self, metrics, step)
                 if step == int(tag) and "train/loss" in metrics:
                     if kind == "sigterm":
-                        os.kill(os.getpid(), signal.SIGTERM)
+                        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
                     else:  # to every process of the job, loader workers too, from outside as Slurm does
                         import subprocess  # (the child runs with start_new_session=True: its group is the job)
 

@@ -332,7 +332,7 @@ def test_an_errored_trials_good_epoch_is_drawn_as_a_failure():
 
 def test_a_second_sigterm_ends_the_search_as_terminated():
     """The second SIGTERM stops at once as a termination (the CLI's exit for SIGTERM), not as a Ctrl-C."""
-    import os
+    import threading
     import signal
 
     from support.tune_signals import install_tune_like_handler
@@ -343,5 +343,5 @@ def test_a_second_sigterm_ends_the_search_as_terminated():
     with pytest.raises(Terminated):
         with GracefulSearchStop():
             install_tune_like_handler([])
-            os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)

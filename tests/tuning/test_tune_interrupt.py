@@ -13,6 +13,7 @@ import io
 import json
 import os
 import signal
+import threading
 import subprocess
 import sys
 import time
@@ -38,9 +39,9 @@ def test_the_first_signal_asks_tune_to_stop_and_a_second_stops_at_once(signum):
     with pytest.raises(KeyboardInterrupt):
         with GracefulSearchStop() as stop:
             install_tune_like_handler(stopped)  # tuner.fit() has started its loop
-            os.kill(os.getpid(), signum)
+            signal.pthread_kill(threading.get_ident(), signum)
             assert stopped == [signal.SIGUSR1] and stop.signal == signum  # Tune's own stop, recorded
-            os.kill(os.getpid(), signum)  # impatient: now at once
+            signal.pthread_kill(threading.get_ident(), signum)  # impatient: now at once
     assert {s: signal.getsignal(s) for s in before} == before
 
 
@@ -49,7 +50,7 @@ def test_a_signal_before_tunes_loop_runs_stops_at_once():
 
     with pytest.raises(KeyboardInterrupt):
         with GracefulSearchStop() as stop:
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
     assert stop.signal is None
 
 
@@ -79,7 +80,7 @@ def test_an_interrupted_search_names_no_best_and_exits_130(tmp_path, monkeypatch
         def fit(self):
             stopped = []
             install_tune_like_handler(stopped)
-            os.kill(os.getpid(), signum)
+            signal.pthread_kill(threading.get_ident(), signum)
             assert stopped, "Tune was not asked to stop"
             result = SimpleNamespace(config={"train.lr": 1e-3}, error=None,
                                      metrics={METRIC: 0.9, "trial_id": "t1", "training_iteration": 1})

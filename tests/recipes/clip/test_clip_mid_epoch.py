@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -78,7 +79,7 @@ def test_sigterm_mid_epoch_checkpoints_that_step_and_the_resume_equals_an_uninte
     per_epoch = _steps_per_epoch(tmp_path / "ref")
     assert per_epoch >= 4, per_epoch
     step = per_epoch + 2  # inside epoch 1
-    _at_step(monkeypatch, step, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    _at_step(monkeypatch, step, lambda: signal.pthread_kill(threading.get_ident(), signal.SIGTERM))
     with pytest.raises(Terminated, match="stopped at step 2 of epoch 1"):
         run(recipe_class("clip"), clip_config(shards, tmp_path, *ARGS, name="r"))
     monkeypatch.undo()
