@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from mmlnb_dist.data.build import SampleSpec, _encode
 from mmlnb_dist.data.config import BuildConfig

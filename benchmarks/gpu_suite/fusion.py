@@ -114,5 +114,4 @@ def measure_phase(suite: Suite, cfg, phase, peak_flops) -> Dict[str, Any]:
            "mfu": round(flops * per_s / peak_flops, 4) if peak_flops else None,
            "peak_memory_gib": suite.peak_memory_gib(), "precision": "bf16 (DeepSpeed)",
            "encoders": f"{cfg.fusion.model.image_encoder.name} + {model.text_encoder.name}"}
-    del engine, built, model
     return row

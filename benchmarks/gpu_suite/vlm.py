@@ -198,7 +198,6 @@ def measure_lora(suite: Suite, cfg, checkpointing: bool, offload: bool) -> Dict[
            "step_s": round(seconds / steps, 3), "micro_batch": micro, "seq_len": seq, "lora_r": v.lora.r,
            "trainable_params": trainable, "total_params": total, "peak_memory_gib": suite.peak_memory_gib(),
            "plan_estimate_gib": None if suite.tiny else round(plan.total_gib, 2)}
-    del engine, built, model, batch
     return row
 
 
