@@ -20,6 +20,7 @@ were extracted from, or one with the same splits, keys and image bytes (a set re
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from importlib import metadata as importlib_metadata
@@ -213,8 +214,15 @@ def check_precision_fits(folder: Path, precision: str) -> None:
 
 
 _FITTING: set = set()
-"""(features folder, shard set digest) pairs found to fit in this process: a run checks before any work and again
-once its encoder is built, and the second look need not read every image of the shard set again."""
+"""(features folder, its index's sha256, shard set digest) found to fit in this process: a run checks before any
+work and again once its encoder is built, and the second look need not read every image of the shard set again.
+The index's digest names the extraction: features extracted again into the folder are compared again."""
+
+
+def _fit_key(folder: Path, shards: ShardSet) -> Tuple[str, str, str]:
+    index = folder / INDEX_FILE
+    digest = hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else ""
+    return str(folder.resolve()), digest, shards.digest
 
 
 def check_shards_fit(folder: Path, shards: ShardSet, *, remedy: str = "") -> None:
@@ -223,7 +231,7 @@ def check_shards_fit(folder: Path, shards: ShardSet, *, remedy: str = "") -> Non
     naming what differs; a folder from before the images record fits its own shard set only."""
     folder = Path(folder)
     recorded = read_record(folder)["identity"]["shards"]
-    if recorded["manifest_sha256"] == shards.digest or (str(folder.resolve()), shards.digest) in _FITTING:
+    if recorded["manifest_sha256"] == shards.digest or _fit_key(folder, shards) in _FITTING:
         return
     described = ((shards.manifest.get("provenance") or {}).get("describe") or {}).get("source_manifest_sha256")
     if described == recorded["manifest_sha256"]:  # `describe`'s output of that set: its keys, splits and image
@@ -239,7 +247,7 @@ def check_shards_fit(folder: Path, shards: ShardSet, *, remedy: str = "") -> Non
     lines = image_differences(recorded_images(folder, index["files"]), shard_set_images(shards))
     if lines:
         raise FeaturesError(f"{where} whose images differ:\n  " + "\n  ".join(lines) + f"\n{again}")
-    _FITTING.add((str(folder.resolve()), shards.digest))
+    _FITTING.add(_fit_key(folder, shards))
 
 
 def load_features(folder: Path) -> Dict[str, torch.Tensor]:
