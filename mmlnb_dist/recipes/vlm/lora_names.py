@@ -30,12 +30,17 @@ def _leaf_names(names: Iterable[str]) -> List[str]:
 
 
 def check_lora_names(model: torch.nn.Module, lora: "LoraConfig") -> None:
-    """Refuse (ConfigError) target modules that match no linear layer of the language model, and modules to save
-    that match no module, naming the entries and the names available."""
+    """Refuse (ConfigError) target modules that match no linear layer of the language model, an empty target list
+    without the vision tower, and modules to save that match no module, naming the entries and the names
+    available."""
     modules = [n for n, _ in model.named_modules() if n]
     linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     language = [n for n in linear if VISION_PREFIX not in n]
     vision = [n for n in linear if VISION_PREFIX in n]
+    if not lora.target_modules and not lora.vision_lora:  # peft refuses a model with nothing to adapt
+        raise ConfigError(f"vlm.lora.target_modules is empty and vlm.lora.vision_lora is off: LoRA would adapt no "
+                          f"layer; available: {', '.join(_leaf_names(language))} (or vlm.lora.vision_lora=true "
+                          f"to adapt the vision tower alone)")
     unmatched = [t for t in lora.target_modules if not any(_matches(n, t) for n in language)]
     if unmatched:
         in_vision = [t for t in unmatched if any(_matches(n, t) for n in vision)]
