@@ -28,6 +28,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, register_model, register_trained,
                                        run_folder)
+from ...core.tracking.signature import signature_requiring
 from ...data.images import MissingDescriptions, example_image_b64, read_image, read_request
 from .config import LOWER_IS_BETTER, METRIC_SETTINGS
 
@@ -151,7 +152,6 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     """What the registry logs for a CLIP run: the pyfunc around its export (default `<run folder>/export`), with a
     signature and an example from a real prediction (which also checks the export loads before registering)."""
     import pandas as pd
-    from mlflow.models import infer_signature
 
     from ...core.tracking.registry import RegistryError
 
@@ -172,7 +172,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
              f"`params={{'top_k': K}}` for another k or `params={{'threshold': T}}` for every label with p >= T.")
     return ModelPackage(
         python_model=str(Path(__file__).with_name("pyfunc_code.py")), artifacts={"export": str(export_dir)},
-        signature=_signature(infer_signature(example, out, params={"batch_size": 32, "top_k": 0, "threshold": 0.0})),
+        signature=signature_requiring(example, out, {"batch_size": 32, "top_k": 0, "threshold": 0.0}),
         input_example=example, title="CLIP multi-label classifier",
         card_sections={"Labels": f"{len(classes)} labels: " + ", ".join(classes), "Top-k": top_k, "Use": USAGE},
         metadata={"classes": classes, "task": TASK, "top_k": predictor.top_k,
@@ -181,15 +181,6 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
         code_paths=[str(package_root)], metric_settings=list(METRIC_SETTINGS),
         # the encoder registries rebuild timm / open_clip architectures when the export names one
         requirements=["timm", "open_clip_torch"])
-
-
-def _signature(inferred):
-    """The inferred signature with every input column but `image` optional (a caption-less image, no keys)."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    inputs = Schema([ColSpec(c.type, c.name, required=c.name == "image") for c in inferred.inputs.inputs])
-    return ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
 
 
 def register_run(run_id: str, name: str, *, alias: Optional[str], tracking_uri: Optional[str], metric: str,

@@ -26,6 +26,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, register_model, register_trained,
                                        run_folder)
+from ...core.tracking.signature import signature_requiring
 from .config import LOWER_IS_BETTER
 from ...data.images import MissingDescriptions, example_image_b64, read_image, read_request
 
@@ -165,7 +166,6 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     import json
 
     import pandas as pd
-    from mlflow.models import infer_signature
 
     from ...core.tracking.registry import RegistryError
 
@@ -187,7 +187,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     package_root = Path(__file__).resolve().parents[2]  # the mmlnb_dist package: the pyfunc imports it
     return ModelPackage(
         python_model=str(Path(__file__).with_name("pyfunc_code.py")), artifacts={"export": str(export_dir)},
-        signature=_signature(infer_signature(example, out, params={"batch_size": 32})), input_example=example,
+        signature=signature_requiring(example, out, {"batch_size": 32}), input_example=example,
         title="mmlnb-nb classifier",
         card_sections={"Classes": ", ".join(classes), **encoder_card, "Use": USAGE},
         metadata={"classes": classes, "image_encoder": encoder,
@@ -197,18 +197,6 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
         code_paths=[str(package_root)],
         # the encoder registries rebuild timm / open_clip architectures when the export names one
         requirements=["timm", "open_clip_torch"])
-
-
-def _signature(inferred):
-    """The inferred signature with only `image` required: `description` may be left out by an image-only model
-    (a text-reading one refuses rows without it, saying so), `key` and `slide_id` are only carried through. The
-    example has every column, so the inferred schema required them all and the documented
-    `predict(pd.DataFrame({'image': [...], 'description': [...]}))` was refused."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
-
-    inputs = Schema([ColSpec(c.type, c.name, required=c.name == "image") for c in inferred.inputs.inputs])
-    return ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
 
 
 def register_run(run_id: str, name: str, *, alias: Optional[str], tracking_uri: Optional[str], metric: str,
