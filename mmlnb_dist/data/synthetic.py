@@ -342,6 +342,9 @@ def make_synthetic_dataset(
         raise ValueError(f"n_slides={n_slides} must be at least the number of classes ({len(classes)})")
     if n < len(classes):
         raise ValueError(f"n={n} must be at least the number of classes ({len(classes)})")
+    for name, rate in (("noisy_description_rate", noisy_description_rate), ("ambiguous_rate", ambiguous_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"{name}={rate} must be within [0, 1]")
     out_dir = Path(out_dir)
     refuse_foreign_files(out_dir, re.compile(r"labels\.csv|descriptions\.jsonl|(?P<c>[A-Z]+)/(?P=c)_\d{5}\.png"),
                          "data synth", "labels.csv, descriptions.jsonl and <class>/<class>_NNNNN.png")
@@ -351,8 +354,6 @@ def make_synthetic_dataset(
     slides_of = {c: [i for i, sc in enumerate(slide_class) if sc == c] for c in classes}
     stains = [random_stain(np.random.default_rng([seed, 1, i])) for i in range(n_slides)]
     noisy = set(np.random.default_rng([seed, 3]).permutation(n)[: int(round(n * noisy_description_rate))].tolist())
-    if not 0.0 <= ambiguous_rate <= 1.0:
-        raise ValueError(f"ambiguous_rate={ambiguous_rate} must be within [0, 1]")
     pick = np.random.default_rng([seed, 4])
     ambiguous = {int(i): str(pick.choice(classes)) for i in pick.permutation(n)[: int(round(n * ambiguous_rate))]}
     dealt = {c: 0 for c in classes}

@@ -81,3 +81,14 @@ def test_an_opener_ending_in_a_comma_lowercases_the_sentence_it_leads():
                 seen.add(opener)
                 assert text[len(opener)].islower() and text[len(opener)].upper() in firsts, text
     assert seen == {"Microscopically, ", "On H&E, "}
+
+
+@pytest.mark.parametrize("kw", [dict(noisy_description_rate=-0.2), dict(noisy_description_rate=1.5),
+                                dict(ambiguous_rate=-0.1), dict(ambiguous_rate=1.01)])
+def test_a_rate_outside_0_1_is_refused_before_anything_is_written(tmp_path, kw):
+    """A negative noisy rate used to slice the permutation from its end (rate -0.2 of 10 patches: 8 noisy) and a
+    bad ambiguous rate was refused only after the class folders were made."""
+    name = next(iter(kw))
+    with pytest.raises(ValueError, match=name):
+        make_synthetic_dataset(tmp_path / "out", n=10, size=16, n_slides=3, **kw)
+    assert not (tmp_path / "out").exists()
