@@ -94,3 +94,67 @@ def test_a_slide_smaller_than_the_target_square_gives_its_whole_area(slides, no_
 
 def test_no_slide_with_tissue_gives_no_target(slides, no_tiatoolbox):
     assert stain_target(_cfg(), {"A-glass": (slides / "A-glass.tif", "UD")}) == (None, "none")
+
+
+# -- a whole (small) tiling run -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def one_slide(tmp_path_factory):
+    from mmlnb_dist.slides.synthetic_slides import write_synthetic_slide
+
+    root = tmp_path_factory.mktemp("one_slide")
+    write_synthetic_slide(root / "S-1.tif", "UD", width=1024, height=1024, pool_size=2, downsamples=(1, 4), seed=4,
+                          blur=False)
+    (root / "labels.csv").write_text("slide_id,label\nS-1,UD\n")
+    return root
+
+
+def _tile(root: Path, out: Path, *overrides: str):
+    from mmlnb_dist.slides.tiler import tile_slides
+
+    cfg = load_config(None, ["slides.sampling.max_tiles_per_slide=2", "slides.tile_size=64",
+                             "data.build.image_size=32", "data.build.val_fraction=0", "slides.qc_pictures=false",
+                             *overrides])
+    return tile_slides(cfg.slides, cfg.data.build, root, root / "labels.csv", out, cfg.data.classes, progress=False)
+
+
+def test_the_manifest_records_the_tiling_options_but_not_how_the_job_ran(one_slide, tmp_path):
+    """Workers, Ray address, mask folder, tracking and QC pictures change how a job runs, not its tiles: they stay
+    out of the provenance (else the same tiles under another worker count would make another shard set)."""
+    import json
+
+    report = _tile(one_slide, tmp_path / "out", "slides.workers=3")
+    assert report.ok
+    prov = json.loads((tmp_path / "out" / "manifest.json").read_text())["provenance"]
+    assert prov["tool"] == "mmlnb-dist slides tile" and prov["stain_target"] == "none"
+    assert prov["slides"]["tile_size"] == 64 and prov["slides"]["sampling"]["max_tiles_per_slide"] == 2
+    assert not {"workers", "ray_address", "mask_dir", "log_to_tracking", "qc_pictures"} & set(prov["slides"])
+    assert prov["slide_files"] == {"S-1": "S-1.tif"}
+
+
+def test_a_resumed_slides_warnings_are_logged_again(one_slide, tmp_path, caplog):
+    """The shards a rerun writes hold the resumed slide's tiles, made as its warning says: the warning is logged on
+    every run, not only the one that tiled it."""
+    import logging
+
+    for run in ("first", "resumed"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mmlnb_dist.slides.tiler"):
+            report = _tile(one_slide, tmp_path / "out", "slides.mpp=0.25")
+        assert report.ok and bool(report.results[0].get("resumed")) == (run == "resumed")
+        assert any("slide S-1 (S-1.tif)" in m and "finer than the scan" in m for m in caplog.messages), (run,
+                                                                                                       caplog.messages)
+
+
+def test_no_stain_target_anywhere_stops_before_tiling(slides, no_tiatoolbox, tmp_path):
+    from mmlnb_dist.slides.inputs import TilingInputError
+
+    (tmp_path / "labels.csv").write_text("slide_id,label\nA-glass,UD\n")
+    (tmp_path / "wsi").mkdir()
+    (tmp_path / "wsi" / "A-glass.tif").symlink_to(slides / "A-glass.tif")
+    from mmlnb_dist.slides.tiler import tile_slides
+
+    cfg = load_config(None, ["slides.stain.method=macenko"])
+    with pytest.raises(TilingInputError, match="no stain target"):
+        tile_slides(cfg.slides, cfg.data.build, tmp_path / "wsi", tmp_path / "labels.csv", tmp_path / "out",
+                    cfg.data.classes, progress=False)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.work" / "slides").exists()
