@@ -158,3 +158,18 @@ def test_no_stain_target_anywhere_stops_before_tiling(slides, no_tiatoolbox, tmp
         tile_slides(cfg.slides, cfg.data.build, tmp_path / "wsi", tmp_path / "labels.csv", tmp_path / "out",
                     cfg.data.classes, progress=False)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.work" / "slides").exists()
+
+
+def test_the_manifest_names_only_the_slides_whose_tiles_it_holds(one_slide, slides, tmp_path):
+    """A slide with no tissue is a problem of the run; it is not among the manifest's `slide_files`."""
+    import json
+
+    wsi = tmp_path / "wsi"
+    wsi.mkdir()
+    (wsi / "A-glass.tif").symlink_to(slides / "A-glass.tif")
+    (wsi / "S-1.tif").symlink_to(one_slide / "S-1.tif")
+    (wsi / "labels.csv").write_text("slide_id,label\nA-glass,UD\nS-1,UD\n")
+    report = _tile(wsi, tmp_path / "out")
+    assert [(r["slide_id"], r["status"]) for r in report.problems] == [("A-glass", "no_tissue")]
+    prov = json.loads((tmp_path / "out" / "manifest.json").read_text())["provenance"]
+    assert prov["slide_files"] == {"S-1": "S-1.tif"}
