@@ -81,3 +81,33 @@ def test_training_order_follows_the_seed_and_the_epoch(shards):
     ld = _loader(shards, "train", seed=0, epoch=0, shuffle_buffer=4)
     ld.set_epoch(1)
     assert _keys(ld) == _keys(_loader(shards, "train", seed=0, epoch=1, shuffle_buffer=4))
+
+
+class _Failing:
+    """A preprocess whose decode refuses one key (a bad sample)."""
+
+    def __init__(self, inner, key):
+        self.inner, self.key = inner, key
+
+    def decode(self, raw, ctx):
+        if raw["__key__"] == self.key:
+            raise ValueError("broken on purpose")
+        return self.inner.decode(raw, ctx)
+
+    def collate(self, samples):
+        return self.inner.collate(samples)
+
+    def finalize(self, batch):
+        return self.inner.finalize(batch)
+
+
+def test_an_eval_ranks_bad_sample_budget_is_over_the_whole_split(shards):
+    """Evaluation's budget denominator is every sample of the split (all ranks read it once): 1 bad sample of 15 is
+    within a 7% budget on the rank that meets it, though it is 1 of that rank's 7 or 8."""
+    bad = _manifest_order(shards)[0]
+    ld = ShardLoader(ShardSet.open(shards), "train", _Failing(preprocess_for(CLASSES, 8, False), bad), rank=0,
+                     world_size=2, batch_size=2, num_workers=0, mode="eval", seed=0, shuffle_buffer=4,
+                     max_bad_sample_rate=0.07)
+    assert ld.planned == 15
+    keys = _keys(ld)
+    assert bad not in keys and len(keys) == 6 and [b.key for b in ld.bad_samples] == [bad]
