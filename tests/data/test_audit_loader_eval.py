@@ -111,3 +111,18 @@ def test_an_eval_ranks_bad_sample_budget_is_over_the_whole_split(shards):
     assert ld.planned == 15
     keys = _keys(ld)
     assert bad not in keys and len(keys) == 6 and [b.key for b in ld.bad_samples] == [bad]
+
+
+def test_each_evaluation_pass_counts_only_its_own_bad_samples(shards):
+    """`end_epoch` closes a pass: the next evaluation's ledger holds that pass's bad sample only, so repeated
+    evaluations with one bad sample each stay within the budget instead of adding up to a failure."""
+    bad = _manifest_order(shards)[3]
+    ld = ShardLoader(ShardSet.open(shards), "train", _Failing(preprocess_for(CLASSES, 8, False), bad), rank=0,
+                     world_size=1, batch_size=4, num_workers=0, mode="eval", seed=0, shuffle_buffer=0,
+                     max_bad_sample_rate=0.1)
+    for epoch in range(3):
+        ld.set_epoch(epoch)
+        assert len(_keys(ld)) == 14
+        summary = ld.end_epoch()
+        assert summary["bad"] == 1 and summary["planned"] == 15 and summary["epoch"] == epoch
+    assert len(ld.bad_samples) == 3  # the whole ledger keeps every pass
