@@ -215,3 +215,41 @@ def test_patches_are_built_by_their_classes_even_when_the_synthetic_task_is_mult
         return steps.plan_shards(_cfg(tmp_path, "data.synth.task=multilabel", *overrides), patches).fingerprint
 
     assert fp("data.classes=[a,b]") != fp("data.classes=[a,b,c]")
+
+
+# --- an existing shard set (data.shards), verified once ----------------------------------------------------------
+
+def _verified(tmp_path, shards):
+    from mmlnb_dist.pipeline.stages import run_planned
+
+    result = run_planned(steps.plan_verify(_cfg(tmp_path, f"data.shards={shards}")))
+    return steps.shard_set_of(result)
+
+
+def test_a_shard_set_moved_elsewhere_is_read_where_data_shards_now_points(tmp_path):
+    """The verification is recorded per manifest digest; a rerun with the set moved (to a local disk, say) skipped
+    it and handed the later stages the old path from the record: they read a folder that is gone, not data.shards."""
+    import shutil
+
+    from support.shards import make_shard_set
+
+    first = make_shard_set(tmp_path / "a")
+    assert _verified(tmp_path, first).output == first
+    moved = shutil.move(str(first), str(tmp_path / "local-disk"))
+    assert _verified(tmp_path, Path(moved)).output == Path(moved)
+
+
+def test_a_copy_of_a_verified_shard_set_with_a_broken_shard_is_refused(tmp_path):
+    """A copy has the same manifest (the same digest) but its own bytes: a shard cut short in the copy is found,
+    not skipped as verified because the original was."""
+    import shutil
+
+    from support.shards import make_shard_set
+
+    first = make_shard_set(tmp_path / "a")
+    _verified(tmp_path, first)
+    copy = Path(shutil.copytree(first, tmp_path / "copy"))
+    shard = sorted(copy.rglob("*.tar"))[0]
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(UserError, match=r"data.shards .*copy: \d+ problem\(s\), first: .*\.tar"):
+        _verified(tmp_path, copy)

@@ -161,13 +161,14 @@ def stage_shards(cfg: Config, source: StageResult, env: Optional[DistEnv] = None
 
 
 def plan_verify(cfg: Config) -> PlannedStage:
-    """An existing shard set (`data.shards`, made elsewhere) checked once per manifest digest: the record lives
-    in `<run.output_dir>/verified/<digest>`, never beside the user's folder. The stage's `info["shards"]` is the
-    shard set the later stages read."""
+    """An existing shard set (`data.shards`, made elsewhere) checked once per manifest digest and folder: the
+    record lives in `<run.output_dir>/verified/<digest and folder>`, never beside the user's folder. A copy or a
+    moved set is checked where it now is (its own bytes; the later stages read it there); the stage's fingerprint
+    stays the digest. The stage's `info["shards"]` is the shard set the later stages read."""
     from ..data.verify import verify_shards
 
     shards = ShardSet.open(cfg.data.shards)
-    out = Path(cfg.run.output_dir) / "verified" / shards.digest[:16]
+    out = Path(cfg.run.output_dir) / "verified" / fingerprint(shards.digest, str(shards.root.resolve()))
 
     def work(resume: bool) -> Dict[str, Any]:
         report = verify_shards(shards.root, progress=True)
