@@ -74,7 +74,7 @@ def _overrides(args: argparse.Namespace) -> list:
 
 def run_tile(args: argparse.Namespace) -> int:
     from ..slides.report import format_table, summary_rows
-    from ..slides.tiler import tile_slides
+    from ..slides.tiler import staging_folder, tile_slides
 
     args.overrides = list(args.overrides) + _overrides(args)
     if args.classes is not None:
@@ -84,7 +84,7 @@ def run_tile(args: argparse.Namespace) -> int:
     if args.track or cfg.slides.log_to_tracking:
         from ..core.tracking import build_logger
 
-        logger = build_logger(cfg.tracking, cfg.run, 0, Path(str(args.out) + ".work"), "slides", config=cfg)
+        logger = build_logger(cfg.tracking, cfg.run, 0, staging_folder(args.out), "slides", config=cfg)
     try:
         report = tile_slides(cfg.slides, cfg.data.build, args.slides, args.labels, args.out, classes=cfg.data.classes,
                              progress=not args.quiet, logger=logger)
@@ -95,7 +95,7 @@ def run_tile(args: argparse.Namespace) -> int:
     kept = sum(r.get("kept", 0) for r in report.results)
     resumed = sum(1 for r in report.results if r.get("resumed"))
     if resumed:
-        print(f"resumed: {resumed} slide(s) reused from {args.out}.work (staged by an earlier run)")
+        print(f"resumed: {resumed} slide(s) reused from {staging_folder(args.out)} (staged by an earlier run)")
     where = args.out if report.manifest is not None else "(no shards: no tile was kept)"
     print(f"{kept} tiles from {len(report.results) - len(report.problems)} slide(s) -> {where}; "
           f"QC pictures, masks and summary.csv in {report.qc_dir} ({report.seconds:.1f} s)")

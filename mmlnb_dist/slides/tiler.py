@@ -152,6 +152,12 @@ def _run_jobs(jobs: List[SlideJob], workers: int, ray_address: Optional[str], pr
     return results
 
 
+def staging_folder(out: Path) -> Path:
+    """Where slides are tiled before the shard set `out` is written: `<out>.work` beside it (absolute)."""
+    out = _absolute(Path(out))
+    return out.with_name(out.name + ".work")
+
+
 def _absolute(path: Path) -> Path:
     """`path` from the current folder, links kept (a linked slide keeps its own name in the summary)."""
     return Path(os.path.abspath(path))
@@ -246,9 +252,10 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     from ..data.build import build_shards
 
     start = time.perf_counter()
-    out = Path(out)
-    # Absolute: a Ray task on an existing cluster runs in the cluster's working directory, not ours.
-    work = _absolute(out.with_name(out.name + ".work"))
+    # Absolute: a Ray task on an existing cluster runs in the cluster's working directory, not ours (and `--out .`
+    # has a name to stage beside).
+    out = _absolute(Path(out))
+    work = staging_folder(out)
     found = find_slides(Path(slides))
     if not found:
         raise TilingInputError(f"--slides {slides}: no slide files ({', '.join(SLIDE_EXTENSIONS)})")
