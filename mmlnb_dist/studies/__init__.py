@@ -104,20 +104,22 @@ def _variants(cfg: Config):
 def choose_rows(cfg: Config, available: Rows, rows: Optional[Sequence[str]], descriptions: Optional[str]) -> List[str]:
     """The rows to train, the reference (full model) first: `rows`, else every row of the recipe but those that
     would repeat the full model. With `vlm.finetune=false` every row reads the base VLM's descriptions, so a row
-    whose only change is reading them (fusion's `no_fine_tune`) is left out, and refused when asked for."""
+    whose only change is reading them (fusion's `no_fine_tune`) is left out, and refused when asked for; with
+    `descriptions="shards"` it is left out too (`description_sources` refuses it when asked for)."""
     chosen = list(rows) if rows else list(available)
     unknown = [r for r in chosen if r not in available]
     if unknown:
         raise ConfigError(f"--rows: unknown row(s) {', '.join(unknown)}; the {cfg.train.recipe} recipe has "
                           f"{', '.join(available)}")
     repeats = [r for r in chosen if _reads_base_text_only_there(cfg, r, descriptions)]
-    if repeats and rows:
+    if repeats and rows and descriptions != SHARDS:
         raise ConfigError(f"--rows: with vlm.finetune=false every row reads the base VLM's descriptions, so "
                           f"{', '.join(repeats)} would repeat the full model; leave it out, or let the VLM be "
                           f"fine-tuned (vlm.finetune=true) to compare against its descriptions")
-    if repeats:
-        log.info("vlm.finetune=false: every row reads the base VLM's descriptions; row(s) %s (the same model on the "
-                 "same text) left out", ", ".join(repeats))
+    if repeats and not rows:
+        log.info("%s; row(s) %s (the same model on the same text) left out", "--descriptions shards: every row "
+                 "reads data.shards' text" if descriptions == SHARDS else "vlm.finetune=false: every row reads the "
+                 "base VLM's descriptions", ", ".join(repeats))
         chosen = [r for r in chosen if r not in repeats]
     reference = next(iter(available))
     if reference in chosen:  # the table reads against the full model: it comes first
@@ -126,8 +128,9 @@ def choose_rows(cfg: Config, available: Rows, rows: Optional[Sequence[str]], des
 
 
 def _reads_base_text_only_there(cfg: Config, row: str, descriptions: Optional[str]) -> bool:
-    """Whether `row` differs from the others by reading the base VLM's text while no row reads a fine-tuned VLM's."""
-    if cfg.vlm.finetune or descriptions == SHARDS or not RECIPES[cfg.train.recipe].needs_descriptions:
+    """Whether `row` differs from the others by reading the base VLM's text while no row reads a fine-tuned VLM's
+    (`vlm.finetune=false`) or every row reads the shards' own (`descriptions="shards"`)."""
+    if (cfg.vlm.finetune and descriptions != SHARDS) or not RECIPES[cfg.train.recipe].needs_descriptions:
         return False
     return getattr(_variants(cfg), "DESCRIPTIONS", {}).get(row) == BASE
 
