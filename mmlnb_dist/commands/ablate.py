@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     p.add_argument("--descriptions", choices=["vlm", "shards"], default=None,
                    help="fusion: where the text comes from: vlm (default; generated once for the study) or shards "
-                   "(the txt already in data.shards, no VLM stage; the no_fine_tune row is then unavailable)")
+                   "(the txt already in data.shards, no VLM stage; the no_fine_tune row is then left out, refused "
+                   "if --rows names it)")
     p.add_argument("--list", action="store_true", help="list the recipe's rows and exit")
     p.set_defaults(func=_ablate)
 
