@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 QWEN_VISION_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|vision_pad|>")
 """Qwen2.5-VL's image markup: the chat template writes it for the one image; in the prompt it would be a second,
-imageless image slot (the processor refuses `<|image_pad|>`; the others pass and confuse the model)."""
+imageless image or video slot (the processor refuses `<|image_pad|>` and `<|video_pad|>`; the others pass and
+confuse the model)."""
 
 LITERAL_IMAGE_TAG = "<image>"
 """LLaMA-Factory's / LLaVA's image placeholder: plain text to Qwen's template, which places the image itself."""
