@@ -197,11 +197,16 @@ def _hub_file(hub: str) -> Tuple[str, str]:
 
 
 def _hub_weights_reachable(repo: str, filename: str) -> bool:
-    """Whether the weights file (or the safetensors file open_clip looks for first) is cached, or the Hub answers
-    that it has it. Nothing is downloaded."""
+    """Whether the weights file (or the safetensors file open_clip looks for first: `open_clip_model.safetensors`
+    for its default file, `X.safetensors` for any other `X.bin` / `X.pth`) is cached, or the Hub answers that it
+    has it. Nothing is downloaded."""
     import huggingface_hub
 
-    names = [filename.replace("open_clip_pytorch_model.bin", "open_clip_model.safetensors"), filename]
+    if filename == "open_clip_pytorch_model.bin":
+        safe = "open_clip_model.safetensors"
+    else:
+        safe = filename[:-4] + ".safetensors" if filename.endswith((".bin", ".pth")) else filename
+    names = [safe, filename]
     for candidate in dict.fromkeys(names):
         if isinstance(huggingface_hub.try_to_load_from_cache(repo, candidate), str):
             return True

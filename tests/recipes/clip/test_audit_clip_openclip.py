@@ -144,3 +144,21 @@ def test_a_saved_hugging_face_text_tower_is_rebuilt_without_its_hub_weights(tmp_
     assert saved["preprocess_cfg"]["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
     assert (tmp_path / "out" / "tokenizer.json").is_file()
     assert towers.model_cfg["text_cfg"]["hf_model_pretrained"] is True
+
+
+@pytest.mark.parametrize("weights, cached", [("pytorch_model.bin", "pytorch_model.safetensors"),
+                                             ("model.pth", "model.safetensors"),
+                                             ("open_clip_pytorch_model.bin", "open_clip_model.safetensors")])
+def test_the_safetensors_file_open_clip_prefers_counts_as_cached_for_any_bin_or_pth_entry(monkeypatch, weights,
+                                                                                          cached):
+    """open_clip loads `X.safetensors` in place of a registry entry's `X.bin` / `X.pth` when there is one (ViTamin's
+    entries name `pytorch_model.bin`): a cached safetensors file passes the offline check, as open_clip would load it.
+    The check looked for the safetensors form of open_clip's default file name only, and refused the others."""
+    import huggingface_hub
+
+    from mmlnb_dist.recipes.clip.towers import check_towers_reachable
+
+    _weights_lookups(monkeypatch, hub=f"org/repo/{weights}")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache",
+                        lambda repo, name: "/cache/file" if (repo, name) == ("org/repo", cached) else None)
+    check_towers_reachable("open_clip:ViT-B-32:openai")
