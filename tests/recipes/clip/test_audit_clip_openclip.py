@@ -162,3 +162,19 @@ def test_the_safetensors_file_open_clip_prefers_counts_as_cached_for_any_bin_or_
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache",
                         lambda repo, name: "/cache/file" if (repo, name) == ("org/repo", cached) else None)
     check_towers_reachable("open_clip:ViT-B-32:openai")
+
+
+def test_the_tiny_open_clip_has_the_configured_sizes_in_both_towers():
+    """tiny-open_clip follows clip.model.towers.tiny: width, depth and attention heads of each tower (open_clip's
+    vision config takes a head width, hidden // heads), the context length of max_length."""
+    from mmlnb_dist.recipes.clip.config import ClipTowersConfig
+    from mmlnb_dist.recipes.clip.towers import build_towers
+
+    cfg = ClipTowersConfig.model_validate({"name": "tiny-open_clip", "unfreeze_blocks": 0, "max_length": 16,
+                                           "tiny": {"layers": 2, "heads": 4, "hidden": 32, "projection_dim": 8}})
+    towers = build_towers(cfg, image_size=32)
+    for blocks in (towers.image_blocks, towers.text_blocks):
+        assert len(blocks) == 2 and {b.attn.num_heads for b in blocks} == {4}
+        assert {b.attn.embed_dim for b in blocks} == {32}
+    assert towers.embed_dim == 8 and towers.max_length == 16
+    assert towers.encode_text(**towers.tokenize(["fat"])).shape == (1, 8)
