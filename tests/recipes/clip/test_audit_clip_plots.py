@@ -83,6 +83,8 @@ def test_the_config_defaults_are_the_seeds_model():
     assert model.zero_shot_prompt.format(label="necrosis") == "A pathology image of necrosis"
     assert cfg.top_k == 3 and cfg.tower_lr == 1e-5 and cfg.pos_weight is None
     assert model.image_encoder == model.text_encoder == "clip" and model.image_encoder_trainable is None
+    # the encoder baselines: ImageNet weights (the seed's ResNet-50), BERT's [CLS] state as the caption vector
+    assert model.image_encoder_pretrained is True and model.text_encoder_pooling == "cls"
 
 
 @pytest.mark.parametrize("section, data", [
