@@ -97,3 +97,16 @@ def test_config_values_out_of_range_are_refused(section, data):
 
     with pytest.raises(ValidationError):
         getattr(config, section).model_validate(data)
+
+
+def test_the_seeds_3_label_accuracy_is_a_metric_a_run_can_select(tmp_path):
+    """Seed 002 reports the 1-, 2- and 3-label accuracies of the top-3 prediction: `at_least_3_of_top_k` is a metric
+    name the best checkpoint can be chosen by."""
+    from mmlnb_dist.recipes.clip.config import METRIC_NAMES
+    from mmlnb_dist.recipes.clip.recipe import ClipRecipe
+
+    from support.clip import clip_config
+
+    assert {f"at_least_{j}_of_top_k" for j in (1, 2, 3)} <= set(METRIC_NAMES)
+    cfg = clip_config(tmp_path / "no-shards", tmp_path / "runs", "train.best_metric=at_least_3_of_top_k")
+    ClipRecipe.check_config(cfg, world_size=1)
