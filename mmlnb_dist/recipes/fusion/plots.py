@@ -97,9 +97,11 @@ def curriculum_figure(epochs: Sequence[int], lambdas: Sequence[float],
         starts = [int(p["start_epoch"]) for p in phases] + [last]
         colors = ["#e8f0fe", "#fef7e0", "#e6f4ea", "#fce8e6"]
         for i, p in enumerate(phases):
+            if starts[i] >= last:  # a phase the run never reached (stopped, or fewer epochs than the table)
+                break
             which = [n for n, key in (("image", "train_image_encoder"), ("text", "train_text_encoder"))
                      if p.get(key)]
-            ax.axvspan(starts[i], starts[i + 1], color=colors[i % len(colors)], alpha=0.8, lw=0)
+            ax.axvspan(starts[i], min(starts[i + 1], last), color=colors[i % len(colors)], alpha=0.8, lw=0)
             ax.text(starts[i] + 0.1, 0.02, "trains: " + ("+".join(which) or "heads only"), fontsize=8)
     ax.set(xlabel="epoch", ylabel="lambda", ylim=(0, 1.05), title=title)
     ax.legend(loc="upper left", fontsize=8)
