@@ -298,3 +298,21 @@ def test_the_curriculum_figure_gets_every_trained_epochs_lambda_and_the_phase_ta
         "phases": [{"start_epoch": 0, "train_image_encoder": True, "train_text_encoder": False},
                    {"start_epoch": 50, "train_image_encoder": True, "train_text_encoder": True},
                    {"start_epoch": 100, "train_image_encoder": False, "train_text_encoder": False}]}
+
+
+def test_an_exports_recorded_normalisation_wins_over_the_encoders_and_no_encoder_means_imagenets():
+    """`predict` passes the mean/std an export recorded: the images are normalised with those, not with what the
+    encoder's name says today; without an encoder name or recorded values, ImageNet's."""
+    from mmlnb_dist.models.encoders import IMAGENET_MEAN, IMAGENET_STD
+    from mmlnb_dist.recipes.fusion.steps import preprocess_for
+
+    white = torch.full((1, 4, 4, 3), 255, dtype=torch.uint8)
+
+    def first_pixel(pre):
+        return pre.finalize({"image": white.clone()})["image"][0, :, 0, 0]
+
+    recorded = {"mean": [0.5, 0.25, 0.0], "std": [0.5, 0.25, 2.0]}
+    got = first_pixel(preprocess_for(CLASSES, 4, augment=False, image_encoder="tiny", normalisation=recorded))
+    torch.testing.assert_close(got, torch.tensor([1.0, 3.0, 0.5]))
+    got = first_pixel(preprocess_for(CLASSES, 4, augment=False))
+    torch.testing.assert_close(got, torch.tensor([(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]))
