@@ -316,3 +316,17 @@ def test_an_exports_recorded_normalisation_wins_over_the_encoders_and_no_encoder
     torch.testing.assert_close(got, torch.tensor([1.0, 3.0, 0.5]))
     got = first_pixel(preprocess_for(CLASSES, 4, augment=False))
     torch.testing.assert_close(got, torch.tensor([(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]))
+
+
+def test_fill_caches_returns_the_split_in_key_order_whatever_order_the_loader_dealt():
+    """The feature table's rows are in sorted key order, the same on every rank (each rank's loader deals its own
+    share in its own order), with each key's own label."""
+    from mmlnb_dist.recipes.fusion.steps import fill_caches
+
+    batches = _batches((3, 3))
+    for b, keys in zip(batches, (["z", "b", "m"], ["a", "y", "c"])):
+        b["key"] = keys
+    keys, labels = fill_caches(_model(), batches, {"image": FeatureCache("image", "i")}, DistEnv())
+    assert keys == ["a", "b", "c", "m", "y", "z"]
+    by_key = {k: int(y) for b in batches for k, y in zip(b["key"], b["label"])}
+    assert labels.tolist() == [by_key[k] for k in keys]
