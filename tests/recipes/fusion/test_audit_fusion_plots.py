@@ -12,7 +12,7 @@ from mmlnb_dist.recipes.fusion.plots import (alpha_distribution_figure, confusio
 
 CLASSES = ["UD", "PD", "D"]
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
-Y_PRED = np.array([0, 0, 1, 2, 1, 0, 2, 2, 0])
+Y_PRED = np.array([0, 0, 1, 1, 1, 0, 2, 2, 0])  # confusions not symmetric: a transposed matrix differs
 
 
 def _shown(fig) -> np.ndarray:
