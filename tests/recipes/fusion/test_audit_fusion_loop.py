@@ -21,6 +21,8 @@ from mmlnb_dist.recipes.fusion.curriculum import CurriculumState, phase_index
 from mmlnb_dist.recipes.fusion.features import FeatureCache
 from mmlnb_dist.recipes.fusion.model import FusionClassifier
 
+from support.engines import AdamEngine, EpochLoader
+
 CLASSES = ["UD", "PD", "D"]
 DIM_I, DIM_T = 6, 5
 
@@ -42,36 +44,6 @@ class _Encoder(nn.Module):
 def _model(mode: str = "prmf") -> FusionClassifier:
     torch.manual_seed(0)
     return FusionClassifier(_Encoder(DIM_I), _Encoder(DIM_T), FusionModelConfig(mode=mode), num_classes=3)
-
-
-class _Loader(list):
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-
-    def resume_from(self, position):
-        self.position = position
-
-
-class _Engine:
-    def __init__(self, model):
-        self.module = model
-        self.opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def __call__(self, **inputs):
-        return self.module(**inputs)
-
-    def backward(self, loss):
-        loss.backward()
-
-    def step(self):
-        self.opt.step()
-        self.opt.zero_grad()
-
-    def train(self):
-        self.module.train()
-
-    def was_step_applied(self):
-        return True
 
 
 CUR = CurriculumConfig(schedule="step", start=0.3, end=1.0, ramp_start=1, ramp_end=4, step_every=1,
@@ -96,8 +68,8 @@ def _recipe(tmp_path, batches, mode="prmf", every=0, log_every=1000, record=Fals
         cfg=SimpleNamespace(run=SimpleNamespace(seed=3),
                             fusion=SimpleNamespace(curriculum=CUR, record_train_keys=record),
                             train=SimpleNamespace(checkpoint_every_steps=every, log_every=log_every)),
-        env=DistEnv(), engine=SimpleNamespace(engine=_Engine(model), lr=lambda: 1e-3), model=model,
-        plan=SimpleNamespace(accumulation=1), steps_per_epoch=len(batches), train_loader=_Loader(batches),
+        env=DistEnv(), engine=SimpleNamespace(engine=AdamEngine(model), lr=lambda: 1e-3), model=model,
+        plan=SimpleNamespace(accumulation=1), steps_per_epoch=len(batches), train_loader=EpochLoader(batches),
         phases=SimpleNamespace(enter=lambda epoch: phase_index(CUR, epoch), caches={"image": None, "text": None},
                                table=None),
         state=CurriculumState(), global_step=0, mid_epoch=None, run_dir=tmp_path, autocast=contextlib.nullcontext,
@@ -176,7 +148,7 @@ def test_an_epoch_shorter_than_one_optimizer_step_is_a_config_error(tmp_path, sa
 
 def test_an_epoch_from_the_feature_table_trains_at_most_what_is_left_of_the_epoch():
     """From the frozen-feature table a resumed epoch trains only its remaining steps."""
-    order = _Loader([{"key": ["a"]}] * 5)
+    order = EpochLoader([{"key": ["a"]}] * 5)
     calls = {}
 
     def batches(**kw):

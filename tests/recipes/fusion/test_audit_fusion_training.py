@@ -18,6 +18,8 @@ from mmlnb_dist.recipes.fusion.curriculum import CurriculumState, curriculum_lam
 from mmlnb_dist.recipes.fusion.features import CachedKeys, FeatureCache, FeatureTable
 from mmlnb_dist.recipes.fusion.model import FusionClassifier
 
+from support.engines import AdamEngine, EpochLoader
+
 CLASSES = ["UD", "PD", "D"]
 DIM_I, DIM_T = 6, 5
 
@@ -106,52 +108,15 @@ def test_a_classifier_needs_two_classes():
 # -- one training epoch --------------------------------------------------------------------------------------
 
 
-class _Loader(list):
-    def set_epoch(self, epoch):
-        self.epoch = epoch
-
-    def resume_from(self, position):
-        self.position = position
-
-
-class _Engine:
-    """The engine's surface the loop uses, around a plain Adam; records what every step saw."""
-
-    def __init__(self, model):
-        self.module = model
-        self.opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        self.calls = []
-
-    def __call__(self, **inputs):
-        draw = float(torch.rand(()))  # where the RNG stands at this forward (the epoch's seed decides it)
-        out = self.module(**inputs)
-        self.calls.append({"draw": draw, "out": {k: v.detach().clone() for k, v in out.items() if v is not None}})
-        return out
-
-    def backward(self, loss):
-        self.calls[-1]["loss"] = float(loss.detach())
-        loss.backward()
-
-    def step(self):
-        self.opt.step()
-        self.opt.zero_grad()
-
-    def train(self):
-        self.module.train()
-
-    def was_step_applied(self):
-        return True
-
-
 def _recipe(cur: CurriculumConfig, batches, tmp_path):
     model = _model()
-    engine = _Engine(model)
+    engine = AdamEngine(model, record=True)
     return SimpleNamespace(
         cfg=SimpleNamespace(run=SimpleNamespace(seed=3),
                             fusion=SimpleNamespace(curriculum=cur, record_train_keys=False),
                             train=SimpleNamespace(checkpoint_every_steps=0, log_every=1000)),
         env=DistEnv(), engine=SimpleNamespace(engine=engine, lr=lambda: 1e-3), model=model,
-        plan=SimpleNamespace(accumulation=1), steps_per_epoch=len(batches), train_loader=_Loader(batches),
+        plan=SimpleNamespace(accumulation=1), steps_per_epoch=len(batches), train_loader=EpochLoader(batches),
         phases=SimpleNamespace(enter=lambda epoch: phase_index(cur, epoch), caches={"image": None, "text": None},
                                table=None),
         state=CurriculumState(), global_step=0, mid_epoch=None, run_dir=tmp_path, autocast=contextlib.nullcontext,

@@ -1,6 +1,7 @@
 """Mutation audit of the adapter save (recipes/vlm/adapter.py) without DeepSpeed: a ZeRO-3 status says when a
 parameter is partitioned, the copy is a snapshot (training goes on after a save), only trainable tensors are copied
-and only on rank 0, and an adapter with an empty tensor or no tensor at all is refused before anything is written."""
+and only on rank 0, another rank writes nothing, refuses nothing (its copy is empty) and joins rank 0's barrier, and
+an adapter with an empty tensor or no tensor at all is refused before anything is written."""
 from __future__ import annotations
 
 import types
@@ -47,7 +48,7 @@ def test_the_copy_is_a_snapshot_of_the_trainable_tensors_on_rank_0_only():
 
 
 class _Peft(torch.nn.Module):
-    """Stands in for a peft model; save_pretrained must never be reached."""
+    """Stands in for a peft model; save_pretrained must never be reached (an empty adapter, or a rank other than 0)."""
 
     def __init__(self):
         super().__init__()
@@ -55,7 +56,7 @@ class _Peft(torch.nn.Module):
         self.peft_config = {"default": types.SimpleNamespace(base_model_name_or_path="base")}
 
     def save_pretrained(self, *args, **kwargs):
-        raise AssertionError("an empty adapter was written")
+        raise AssertionError("the adapter was written")
 
 
 @pytest.mark.parametrize("state", [{}, {"base_model.model.lora_A.weight": torch.empty(0, 4)}], ids=["none", "empty"])
@@ -69,3 +70,15 @@ def test_an_adapter_without_data_is_refused_and_nothing_is_written(state, tmp_pa
     with pytest.raises(PartitionedParameterError, match="refusing to save an empty LoRA adapter"):
         save_adapter(_Peft(), tmp_path / "adapter", DistEnv())
     assert not (tmp_path / "adapter").exists()
+
+
+def test_another_rank_writes_nothing_refuses_nothing_and_joins_the_barrier(tmp_path, monkeypatch):
+    from mmlnb_dist.recipes.vlm import adapter as A
+
+    met = []
+    monkeypatch.setattr(A, "barrier", lambda env: met.append(env.rank))
+    model = _Peft()
+    A.save_adapter(model, tmp_path / "adapter", DistEnv(rank=1, world_size=2), base_path="/models/base")
+    assert met == [1]
+    assert not (tmp_path / "adapter").exists()
+    assert model.peft_config["default"].base_model_name_or_path == "base"
