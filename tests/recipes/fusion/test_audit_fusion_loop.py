@@ -16,34 +16,19 @@ from torch import nn
 from mmlnb_dist.core.distributed import DistEnv
 from mmlnb_dist.core.errors import ConfigError
 from mmlnb_dist.recipes.fusion import loop
-from mmlnb_dist.recipes.fusion.config import CurriculumConfig, FusionModelConfig
+from mmlnb_dist.recipes.fusion.config import CurriculumConfig
 from mmlnb_dist.recipes.fusion.curriculum import CurriculumState, phase_index
 from mmlnb_dist.recipes.fusion.features import FeatureCache
 from mmlnb_dist.recipes.fusion.model import FusionClassifier
 
 from support.engines import AdamEngine, EpochLoader
+from support.fusion_stand_ins import DIM_I, DIM_T, stand_in_fusion
 
 CLASSES = ["UD", "PD", "D"]
-DIM_I, DIM_T = 6, 5
 
 
-class _Encoder(nn.Module):
-    """Stands in for an encoder: counts the batches it encodes (features are the inputs' first columns)."""
-
-    def __init__(self, out_dim: int):
-        super().__init__()
-        self.out_dim = out_dim
-        self.body = nn.Linear(out_dim, out_dim)
-        self.calls = 0
-
-    def forward(self, x, *args):
-        self.calls += 1
-        return x[:, :self.out_dim].float()
-
-
-def _model(mode: str = "prmf") -> FusionClassifier:
-    torch.manual_seed(0)
-    return FusionClassifier(_Encoder(DIM_I), _Encoder(DIM_T), FusionModelConfig(mode=mode), num_classes=3)
+def _model(mode: str = "prmf", dropout: float = 0.3, seed: int = 0) -> FusionClassifier:
+    return stand_in_fusion(mode, dropout, seed, may_run=True)
 
 
 CUR = CurriculumConfig(schedule="step", start=0.3, end=1.0, ramp_start=1, ramp_end=4, step_every=1,

@@ -19,27 +19,13 @@ from mmlnb_dist.recipes.fusion.features import CachedKeys, FeatureCache, Feature
 from mmlnb_dist.recipes.fusion.model import FusionClassifier
 
 from support.engines import AdamEngine, EpochLoader
+from support.fusion_stand_ins import DIM_I, DIM_T, stand_in_fusion
 
 CLASSES = ["UD", "PD", "D"]
-DIM_I, DIM_T = 6, 5
-
-
-class _Encoder(nn.Module):
-    """Stands in for an encoder when features are given: the classifier only reads its width."""
-
-    def __init__(self, out_dim: int):
-        super().__init__()
-        self.out_dim = out_dim
-        self.body = nn.Linear(out_dim, out_dim)
-
-    def forward(self, *args, **kwargs):
-        raise AssertionError("the encoder ran although its features were given")
 
 
 def _model(mode: str = "prmf", dropout: float = 0.3, seed: int = 0) -> FusionClassifier:
-    torch.manual_seed(seed)
-    cfg = FusionModelConfig(mode=mode, dropout=dropout)
-    return FusionClassifier(_Encoder(DIM_I), _Encoder(DIM_T), cfg, num_classes=3)
+    return stand_in_fusion(mode, dropout, seed, may_run=False)
 
 
 # -- the curriculum schedule ---------------------------------------------------------------------------------
@@ -95,7 +81,6 @@ def test_param_groups_hold_every_parameter_exactly_once(mode):
     assert set(ids) == {id(p) for p in model.parameters()}
     heads = {id(p) for p in groups[-1]["params"]}
     assert {id(p) for p in model.image_head.parameters()} <= heads
-
 
 
 def test_a_classifier_needs_two_classes():
@@ -181,7 +166,6 @@ def test_each_epoch_has_its_own_seed_and_replays_it_exactly(tmp_path):
 
     assert draws(1) == draws(1)
     assert draws(1) != draws(2)
-
 
 
 def test_an_epoch_trains_whole_optimizer_steps_only(tmp_path):
