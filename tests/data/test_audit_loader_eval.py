@@ -14,7 +14,7 @@ from mmlnb_dist.data.reader import iter_shard_samples
 from mmlnb_dist.data.shardset import ShardSet
 from mmlnb_dist.recipes.fusion.steps import preprocess_for
 
-from support.shards import CLASSES, make_shard_set
+from support.shards import CLASSES, FailingKeys, make_shard_set
 
 
 @pytest.fixture(scope="module")
@@ -83,29 +83,11 @@ def test_training_order_follows_the_seed_and_the_epoch(shards):
     assert _keys(ld) == _keys(_loader(shards, "train", seed=0, epoch=1, shuffle_buffer=4))
 
 
-class _Failing:
-    """A preprocess whose decode refuses one key (a bad sample)."""
-
-    def __init__(self, inner, key):
-        self.inner, self.key = inner, key
-
-    def decode(self, raw, ctx):
-        if raw["__key__"] == self.key:
-            raise ValueError("broken on purpose")
-        return self.inner.decode(raw, ctx)
-
-    def collate(self, samples):
-        return self.inner.collate(samples)
-
-    def finalize(self, batch):
-        return self.inner.finalize(batch)
-
-
 def test_an_eval_ranks_bad_sample_budget_is_over_the_whole_split(shards):
     """Evaluation's budget denominator is every sample of the split (all ranks read it once): 1 bad sample of 15 is
     within a 7% budget on the rank that meets it, though it is 1 of that rank's 7 or 8."""
     bad = _manifest_order(shards)[0]
-    ld = ShardLoader(ShardSet.open(shards), "train", _Failing(preprocess_for(CLASSES, 8, False), bad), rank=0,
+    ld = ShardLoader(ShardSet.open(shards), "train", FailingKeys(preprocess_for(CLASSES, 8, False), {bad}), rank=0,
                      world_size=2, batch_size=2, num_workers=0, mode="eval", seed=0, shuffle_buffer=4,
                      max_bad_sample_rate=0.07)
     assert ld.planned == 15
@@ -117,7 +99,7 @@ def test_each_evaluation_pass_counts_only_its_own_bad_samples(shards):
     """`end_epoch` closes a pass: the next evaluation's ledger holds that pass's bad sample only, so repeated
     evaluations with one bad sample each stay within the budget instead of adding up to a failure."""
     bad = _manifest_order(shards)[3]
-    ld = ShardLoader(ShardSet.open(shards), "train", _Failing(preprocess_for(CLASSES, 8, False), bad), rank=0,
+    ld = ShardLoader(ShardSet.open(shards), "train", FailingKeys(preprocess_for(CLASSES, 8, False), {bad}), rank=0,
                      world_size=1, batch_size=4, num_workers=0, mode="eval", seed=0, shuffle_buffer=0,
                      max_bad_sample_rate=0.1)
     for epoch in range(3):

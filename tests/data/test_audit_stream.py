@@ -12,28 +12,7 @@ from mmlnb_dist.data.shardset import ShardSet
 from mmlnb_dist.data.stain_augment import StainAugmentConfig
 from mmlnb_dist.recipes.fusion.steps import preprocess_for
 
-from support.shards import CLASSES, make_shard_set
-
-
-class FailingKeys:
-    """A preprocess whose decode refuses the given keys (a bad sample) and delegates the rest."""
-
-    def __init__(self, inner, keys, limit=None):
-        self.inner, self.keys, self.limit, self.calls = inner, None if keys is None else set(keys), limit, 0
-
-    def decode(self, raw, ctx):
-        self.calls += 1
-        if self.limit is not None and self.calls > self.limit:
-            raise RuntimeError(f"read on for ever: {self.calls} decodes")
-        if self.keys is None or raw["__key__"] in self.keys:
-            raise ValueError("broken on purpose")
-        return self.inner.decode(raw, ctx)
-
-    def collate(self, samples):
-        return self.inner.collate(samples)
-
-    def finalize(self, batch):
-        return self.inner.finalize(batch)
+from support.shards import CLASSES, FailingKeys, make_shard_set
 
 
 def _loader(shards, preprocess, mode="train", rank=0, world=1, epoch=0, **kw):

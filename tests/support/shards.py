@@ -70,3 +70,25 @@ def write_pairs_csv(root: Path, cells, texts=None, images=None) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+class FailingKeys:
+    """A preprocess whose decode refuses the given keys (bad samples; `None`: every key) and delegates the rest;
+    past `limit` decodes it fails the test (a loader that reads on for ever)."""
+
+    def __init__(self, inner, keys, limit=None):
+        self.inner, self.keys, self.limit, self.calls = inner, None if keys is None else set(keys), limit, 0
+
+    def decode(self, raw, ctx):
+        self.calls += 1
+        if self.limit is not None and self.calls > self.limit:
+            raise RuntimeError(f"read on for ever: {self.calls} decodes")
+        if self.keys is None or raw["__key__"] in self.keys:
+            raise ValueError("broken on purpose")
+        return self.inner.decode(raw, ctx)
+
+    def collate(self, samples):
+        return self.inner.collate(samples)
+
+    def finalize(self, batch):
+        return self.inner.finalize(batch)
