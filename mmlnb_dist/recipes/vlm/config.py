@@ -175,6 +175,29 @@ class VLMConfig(Section):
                              f"bound must not exceed the upper one (equal values fix one image size)")
         return self
 
+    @model_validator(mode="after")
+    def _part_rates_need_their_part(self) -> "VLMConfig":
+        # `model.param_groups` gives a part's rate to that part's trainable parameters only: with the part frozen
+        # the rate trained nothing, without a word. A module of it in `lora.modules_to_save` is trained too; which
+        # part such a name lies in needs the model (`lora_names.check_part_rates`, before the run folder).
+        if not self.lora.modules_to_save:
+            for rate, flag in PART_RATES:
+                if getattr(self, rate) is not None and not getattr(self.lora, flag):
+                    raise ValueError(part_rate_error(rate, flag, getattr(self, rate)))
+        return self
+
+
+PART_RATES = (("merger_lr", "train_merger"), ("vision_lr", "vision_lora"))
+"""(`vlm` rate, `vlm.lora` switch that trains the part it applies to)."""
+
+
+def part_rate_error(rate: str, flag: str, value: float) -> str:
+    """The message refusing `vlm.<rate>` while nothing of its part is trained."""
+    part = "the vision-language merger" if rate == "merger_lr" else "the vision tower"
+    return (f"vlm.{rate}={value} is the learning rate of {part}, but vlm.lora.{flag} is off and "
+            f"vlm.lora.modules_to_save holds no module of it: nothing of it is trained, so the rate would apply to "
+            f"nothing; set vlm.lora.{flag}=true, or drop the rate (vlm.{rate}=null)")
+
 
 def vlm_run_name(run_name: str) -> str:
     """The name of the VLM fine-tuning run beside the fusion run `run_name` (the pipeline's, and

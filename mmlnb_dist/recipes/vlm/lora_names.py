@@ -15,7 +15,7 @@ import torch
 from ...core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .config import LoraConfig
+    from .config import LoraConfig, VLMConfig
 
 VISION_PREFIX = "visual."  # (as model.VISION_PREFIX: the vision tower's modules)
 
@@ -53,6 +53,33 @@ def check_lora_names(model: torch.nn.Module, lora: "LoraConfig") -> None:
         candidates = _leaf_names(n for n in modules if VISION_PREFIX not in n and "layers." not in n)
         raise ConfigError(f"vlm.lora.modules_to_save: {', '.join(missing)} match(es) no module of the model; "
                           f"modules outside the repeated layers: {', '.join(candidates)}")
+
+
+def rate_part(param_name: str) -> str:
+    """Which learning rate a trainable parameter takes when its part has one (`model.param_groups`): `merger`
+    (`vlm.merger_lr`), `vision` (the rest of the vision tower: `vlm.vision_lr`) or `adapter` (`vlm.lr`)."""
+    dotted = f".{param_name}"
+    if ".visual.merger." in dotted:
+        return "merger"
+    return "vision" if "." + VISION_PREFIX in dotted else "adapter"
+
+
+def check_part_rates(model: torch.nn.Module, vcfg: "VLMConfig") -> None:
+    """Refuse (ConfigError) `vlm.merger_lr` / `vlm.vision_lr` when no parameter of their part will be trained: not
+    by `vlm.lora.train_merger` / `vlm.lora.vision_lora`, nor as a module of `vlm.lora.modules_to_save` (such as the
+    tower's `patch_embed`). `model`: the model's structure (`model_skeleton`)."""
+    from .config import PART_RATES, part_rate_error
+
+    lora = vcfg.lora
+    trained = {"vision"} if lora.vision_lora else set()
+    if lora.train_merger:
+        trained.add("merger")
+    for name, module in model.named_modules():
+        if name and any(_matches(name, m) for m in lora.modules_to_save):
+            trained.update(rate_part(f"{name}.{p}") for p, _ in module.named_parameters())
+    for rate, flag in PART_RATES:
+        if getattr(vcfg, rate) is not None and rate.split("_")[0] not in trained:
+            raise ConfigError(part_rate_error(rate, flag, getattr(vcfg, rate)))
 
 
 def model_skeleton(path: str) -> torch.nn.Module:

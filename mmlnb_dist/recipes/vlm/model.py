@@ -28,7 +28,7 @@ from ...core.errors import UserError
 from ...core.progress import route_library_bars
 from ...data.images import decode_image, to_rgb
 from .config import GenerationConfig, LoraConfig
-from .lora_names import check_lora_names
+from .lora_names import check_lora_names, rate_part
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +153,12 @@ def param_groups(model: torch.nn.Module, lr: float, merger_lr: Optional[float] =
     `lr`. Without either: one group at the optimizer's `lr`."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
-    def part(name: str) -> str:
-        if ".visual.merger." in f".{name}" and merger_lr is not None:
-            return "merger"
-        if ".visual." in f".{name}" and ".visual.merger." not in f".{name}" and vision_lr is not None:
-            return "vision"
-        return "adapter"
-
     rates = {"adapter": lr, "merger": merger_lr, "vision": vision_lr}
+
+    def part(name: str) -> str:
+        found = rate_part(name)
+        return found if rates[found] is not None else "adapter"
+
     by_part: Dict[str, List[torch.nn.Parameter]] = {}
     for name, param in trainable:
         by_part.setdefault(part(name), []).append(param)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Optional
 from ...core.errors import ConfigError
 from ...data.map import PROGRESS_DIR, PROVENANCE_FILE
 from . import model as V
-from .lora_names import check_lora_names, model_skeleton
+from .lora_names import check_lora_names, check_part_rates, model_skeleton
 from .trained_with import check_describe_settings
 
 if TYPE_CHECKING:
@@ -68,10 +68,13 @@ def check_prompt_fits(processor, vcfg: "VLMConfig") -> None:
 
 def check_finetune_model(vcfg: "VLMConfig") -> None:
     """`finetune-vlm`'s checks that need the model's structure and processor (no weights are loaded): LoRA names,
-    the prompt, and room for an answer in `vlm.max_length`. Builds the `tiny` model when missing (setup would)."""
+    rates of parts that are trained, the prompt, and room for an answer in `vlm.max_length`. Builds the `tiny`
+    model when missing (setup would)."""
     check_prompt_text(vcfg.prompt)
     resolved = V.resolve_model_path(vcfg.model, vcfg.tiny_seed, vcfg.cache_dir, vcfg.tiny_vision)
-    check_lora_names(model_skeleton(resolved), vcfg.lora)
+    skeleton = model_skeleton(resolved)
+    check_lora_names(skeleton, vcfg.lora)
+    check_part_rates(skeleton, vcfg)
     check_prompt_fits(V.load_processor(resolved, vcfg.min_pixels, vcfg.max_pixels), vcfg)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from mmlnb_dist.recipes.vlm.config import GenerationConfig, VLMConfig
+from mmlnb_dist.recipes.vlm.config import GenerationConfig, LoraConfig, VLMConfig
 
 AT_LEAST_ONE = ["epochs", "max_steps", "global_batch_size", "micro_batch_per_gpu", "log_every", "eval_every",
                 "checkpoint_every", "val_max_samples"]
@@ -30,9 +30,10 @@ def test_generation_counts_below_one_are_refused(key):
 
 @pytest.mark.parametrize("key", POSITIVE)
 def test_a_learning_rate_must_be_positive(key):
-    assert getattr(VLMConfig(**{key: 1e-9}), key) == 1e-9
+    trained = LoraConfig(train_merger=True, vision_lora=True)  # (a part's rate needs its part trained)
+    assert getattr(VLMConfig(**{key: 1e-9}, lora=trained), key) == 1e-9
     with pytest.raises(ValidationError, match=key):
-        VLMConfig(**{key: 0.0})
+        VLMConfig(**{key: 0.0}, lora=trained)
 
 
 def test_the_tiny_seed_may_be_zero_but_not_negative_and_the_repetition_penalty_must_be_positive():
