@@ -58,7 +58,7 @@ from .batches import (Pair, count_pairs, pair_encoder, read_pairs, step_indices,
                       token_weights, total_steps, truncate_data_order, vlm_batch_plan)
 from .best import LAST_ADAPTER, BestAdapter, check_keep_best, check_keep_best_resume
 from .deepspeed_configs import SHIPPED_DEEPSPEED, shipped_deepspeed_configs  # noqa: F401  (public here too)
-from .pair_lengths import pair_counts
+from .pair_lengths import pair_counts, pair_sizes
 from .preflight import check_finetune_model
 from .source import check_vlm_loadable
 
@@ -143,16 +143,18 @@ class FinetuneVLMRecipe:
             raise ShardError(f"vlm.pairs: {err}") from None
         pairs.require_split("train", "image-description pairs to fine-tune on")
         check_shard_files(pairs, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
-        n_train = count_pairs(pairs, "train")
+        train_sizes, val_sizes = pair_sizes(pairs, "train"), pair_sizes(pairs, "val", vcfg.val_max_samples)
+        n_train = len(train_sizes)
         require_one_batch(n_train, plan.global_batch, vcfg.pairs)
-        if vcfg.eval_every and not count_pairs(pairs, "val"):  # (as the HF Trainer refuses step eval without a set)
+        if vcfg.eval_every and not val_sizes:  # (as the HF Trainer refuses step eval without a set)
             asked, remedy = ((" with vlm.keep_best=true", "vlm.keep_best=false and vlm.eval_every=null")
                              if vcfg.keep_best else ("", "vlm.eval_every=null"))
             raise ConfigError(f"vlm.eval_every={vcfg.eval_every}{asked}: {vcfg.pairs} has no val pairs to compute a "
                               f"validation loss on; set {remedy} or build the set with a val split")
         check_keep_best_resume(cfg, total_steps(vcfg, n_train))
         CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
-        check_finetune_model(vcfg)  # LoRA names, prompt and length: on the model's structure, before the folder
+        # LoRA names, rates, prompt and length (at each image size): on the model's structure, before the folder
+        check_finetune_model(vcfg, train_sizes + val_sizes)
 
     # -- setup ------------------------------------------------------------------------------------------------
     def setup(self) -> None:

@@ -1,5 +1,5 @@
 """What `finetune-vlm` and `describe` check before they claim a folder: that the prompt is text the chat template
-can place beside one image, that the prompt and the largest image fit `vlm.max_length`, and (describe) that the
+can place beside one image, that the prompt and each image size fit `vlm.max_length`, and (describe) that the
 adapter fits the base and holds finite weights.
 
 These errors used to surface in the first batch, after the run folder or the describe output had been claimed
@@ -12,12 +12,13 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 from ...core.errors import ConfigError
 from ...data.map import PROGRESS_DIR, PROVENANCE_FILE
 from . import model as V
 from .lora_names import check_lora_names, check_part_rates, model_skeleton
+from .pair_lengths import prompt_tokens_by_size
 from .trained_with import check_describe_settings
 
 if TYPE_CHECKING:
@@ -66,16 +67,19 @@ def check_prompt_fits(processor, vcfg: "VLMConfig") -> None:
                           f"vlm.max_length (above {n_prompt}) or lower vlm.max_pixels")
 
 
-def check_finetune_model(vcfg: "VLMConfig") -> None:
+def check_finetune_model(vcfg: "VLMConfig", sizes: Sequence[Tuple[str, Tuple[int, int]]] = ()) -> None:
     """`finetune-vlm`'s checks that need the model's structure and processor (no weights are loaded): LoRA names,
-    rates of parts that are trained, the prompt, and room for an answer in `vlm.max_length`. Builds the `tiny`
-    model when missing (setup would)."""
+    rates of parts that are trained, the prompt, and room for an answer in `vlm.max_length`, beside the largest
+    square image and beside each image size of `sizes` ((key, size) of the pairs to train and validate on: a
+    narrow image can take more tokens). Builds the `tiny` model when missing (setup would)."""
     check_prompt_text(vcfg.prompt)
     resolved = V.resolve_model_path(vcfg.model, vcfg.tiny_seed, vcfg.cache_dir, vcfg.tiny_vision)
     skeleton = model_skeleton(resolved)
     check_lora_names(skeleton, vcfg.lora)
     check_part_rates(skeleton, vcfg)
-    check_prompt_fits(V.load_processor(resolved, vcfg.min_pixels, vcfg.max_pixels), vcfg)
+    processor = V.load_processor(resolved, vcfg.min_pixels, vcfg.max_pixels)
+    check_prompt_fits(processor, vcfg)
+    prompt_tokens_by_size(processor, vcfg.prompt, vcfg.max_length, sizes)
 
 
 def check_describe_ready(vcfg: "VLMConfig", vlm: str, adapter: Optional[str]) -> None:
