@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 import torch
 
 from ...core.distributed import DistEnv, destroy_process_group, init_process_group
+from ...core.errors import UserError
 from ...core.runlock import FolderLock, ReadLock
 from ...data.images import decode_image, image_member, undecodable
 from ...data.map import PROVENANCE_FILE, SkipSample, map_shard_set
@@ -163,6 +164,7 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
     with ReadLock(Path(shards_in or cfg.data.shards), "describe") if env.is_main else nullcontext():
         source = ShardSet.open(shards_in or cfg.data.shards)  # (a rebuild under it is refused while it runs)
         out = Path(out or f"{source.root}-described")
+        check_out_folder(out, source)
         lc = cfg.data.loader
         check_shard_files(source, lc.preflight, rank=env.rank, world_size=env.world_size)  # before any work
         check_vlm_loadable(vlm, "--vlm" if vlm != cfg.vlm.model else "vlm.model")
@@ -173,6 +175,17 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
         finally:
             if lock is not None:
                 lock.release()
+
+
+def check_out_folder(out: Path, source: ShardSet) -> None:
+    """Refuse (UserError) an `--out` that is a file or the input shard set itself, before any work (the folder
+    lock met them as a traceback, or as the user's own run holding the input)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder (a new one, or an earlier describe output to "
+                        f"continue)")
+    if out.resolve() == source.root.resolve():
+        raise UserError(f"--out {out} is the input shard set (--shards {source.root}): describe writes a new shard "
+                        f"set; give another folder, such as {source.root}-described")
 
 
 def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, out: Path, env: DistEnv,
