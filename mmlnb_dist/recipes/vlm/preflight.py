@@ -14,10 +14,11 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
-from ...core.errors import ConfigError
+from ...core.errors import ConfigError, UserError
 from ...data.map import PROGRESS_DIR, PROVENANCE_FILE
 from . import model as V
 from .lora_names import check_lora_names, check_part_rates, model_skeleton
+from .merge import merged_from
 from .pair_lengths import prompt_tokens_by_size
 from .trained_with import check_describe_settings
 
@@ -82,9 +83,20 @@ def check_finetune_model(vcfg: "VLMConfig", sizes: Sequence[Tuple[str, Tuple[int
     prompt_tokens_by_size(processor, vcfg.prompt, vcfg.max_length, sizes)
 
 
+def check_not_merged_twice(vlm: str, adapter: Optional[str]) -> None:
+    """Refuse an adapter on a merged export (`export-vlm`): the export holds its adapter already, and a second one
+    on top applies LoRA twice (only a warning when the base names differ)."""
+    held = merged_from(vlm).get("adapter") if adapter else None
+    if held:
+        raise UserError(f"--vlm {vlm} is an export-vlm model that already holds the adapter {held}; --adapter "
+                        f"{adapter} on top would apply LoRA a second time: drop --adapter, or give the base model "
+                        f"as --vlm")
+
+
 def check_describe_ready(vcfg: "VLMConfig", vlm: str, adapter: Optional[str]) -> None:
     """Everything describe would otherwise meet in its first batch: the fine-tuning run's settings, the prompt,
     the adapter's base and its weights. Builds the `tiny` model when missing (provenance resolves it anyway)."""
+    check_not_merged_twice(vlm, adapter)
     check_describe_settings(vcfg, vlm, adapter)
     check_prompt_text(vcfg.prompt)
     resolved = V.resolve_model_path(vlm, vcfg.tiny_seed, vcfg.cache_dir, vcfg.tiny_vision)
