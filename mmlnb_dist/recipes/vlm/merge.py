@@ -39,6 +39,11 @@ def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path]
     `out` must be new, empty, or (with `overwrite`) an earlier export; it is replaced whole."""
     out = Path(out)
     _refuse_to_write(out, overwrite)  # before the model loads
+    held = merged_from(base).get("adapter")
+    if held:  # (check_adapter_base only warns when the names differ: LoRA would be folded in twice)
+        raise ExportError(f"--base {base} is an export-vlm model that already holds the adapter {held}; merging "
+                          f"--adapter {adapter} into it would apply LoRA a second time: give the base model as "
+                          f"--base")
     check_vlm_loadable(base, "base model")
     staging = out.with_name(f".{out.name}.export-vlm")
     lock = FolderLock(staging, "export-vlm").acquire()
