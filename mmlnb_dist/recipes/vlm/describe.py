@@ -54,6 +54,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+MAX_ASPECT_RATIO = 200
+"""Qwen2.5-VL's processor refuses an image whose long side is more than this many times its short side
+(transformers' `smart_resize`)."""
+
+
 class Describer:
     """Loads the VLM (+ adapter) once and describes batches of images exactly as fine-tuning saw them (same
     prompt, chat template and pixel bounds)."""
@@ -112,9 +117,12 @@ def unreadable(sample: Dict[str, Any]) -> Optional[SkipSample]:
     if ext is None:
         return SkipSample("no image member")
     try:
-        decode_image(sample[ext])
+        width, height = decode_image(sample[ext]).size
     except Exception as err:  # any decoder error means: this image is unreadable
         return SkipSample(undecodable(err))
+    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:  # the processor would fail the whole batch
+        return SkipSample(f"aspect ratio of {width}x{height} above {MAX_ASPECT_RATIO}:1, which Qwen2.5-VL's "
+                          f"processor refuses")
     return None
 
 

@@ -70,7 +70,11 @@ def prompt_tokens_by_size(processor, prompt: str, max_length: int,
         if size in prompt_tokens:
             continue
         blank = Image.new("RGB", size, (255, 255, 255))
-        prompt_tokens[size] = len(V.encode_prompt(processor, blank, prompt).input_ids)
+        try:
+            prompt_tokens[size] = len(V.encode_prompt(processor, blank, prompt).input_ids)
+        except ValueError as err:  # (the prompt alone passed with a square image: it is the size, e.g. 1x300)
+            raise ConfigError(f"vlm.pairs: the {size[0]}x{size[1]} image of sample {key} cannot be given to the "
+                              f"model ({err}); crop it or leave it out of the shard set") from None
         if prompt_tokens[size] >= max_length:  # no room for any answer: `encode_pair` would fail mid-training
             raise ConfigError(
                 f"vlm.max_length={max_length}: the prompt and the {size[0]}x{size[1]} image of sample {key} "
