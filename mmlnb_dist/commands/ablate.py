@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _ablate(args: argparse.Namespace) -> int:
     from ..core.distributed import DistEnv
     from ..core.logging import command_log
+    from ..pipeline import refuse_file_in_the_way
     from ..studies import run_study, study_rows
 
     cfg = load_from_args(args)
@@ -56,6 +57,7 @@ def _ablate(args: argparse.Namespace) -> int:
     if cfg.tune.max_concurrent > 1:  # concurrent rows: Ray Tune trials (tuning sits above studies)
         from ..tuning.study import train_as_trials as train_jobs
     env = DistEnv.from_environment()
+    refuse_file_in_the_way(Path(cfg.run.dir), "the study's folder <run.output_dir>/<run.name>")  # before its log
     log_path = Path(cfg.run.dir) / "study.log"
     with command_log(log_path, env.rank):  # every run's full tables go to study.log; the console gets the table
         study = run_study(cfg, rows, seeds, descriptions=args.descriptions, train_jobs=train_jobs)

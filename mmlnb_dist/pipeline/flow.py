@@ -20,8 +20,9 @@ from ..core.engine import check_precision
 from ..core.errors import ConfigError, UserError
 from ..core.recipe import Report
 from ..recipes import RECIPES, check_configs
+from ..recipes.vlm.config import vlm_run_name
 from . import finish, steps
-from .stages import PlannedStage, StageResult, existing_shards, recorded, run_planned
+from .stages import PlannedStage, StageResult, existing_shards, recorded, refuse_file_in_the_way, run_planned
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,22 @@ def refuse_unread_overrides(cfg: Config, inputs: PipelineInputs, overrides: Sequ
                           f"{with_slides} (or set train.recipe to the recipe they belong to)")
 
 
+def stage_folders(cfg: Config, inputs: PipelineInputs, ran: Sequence[str]) -> Dict[str, Path]:
+    """The folders the stages `ran` write (and the pipeline's own), by what places them."""
+    folders = {"run.output_dir": Path(cfg.run.output_dir), "the pipeline's folder": finish.pipeline_dir(cfg)}
+    if "synth" in ran:
+        folders["data.synth_dir"] = Path(cfg.data.synth_dir)
+    if ran[0] in ("synth", "tile", "shards") and (inputs.synthetic or inputs.slides or inputs.patches):
+        folders["data.shards"] = Path(cfg.data.shards)
+    if "finetune-vlm" in ran:
+        folders["the VLM's run folder"] = Path(cfg.run.output_dir) / vlm_run_name(cfg.run.name)
+    if "describe" in ran:
+        folders["the described shard set"] = Path(f"{cfg.data.shards}-described")
+    if "train" in ran:
+        folders["the training run folder"] = Path(cfg.run.output_dir) / f"{cfg.run.name}-{cfg.train.recipe}"
+    return folders
+
+
 @dataclass
 class PipelinePlan:
     """What `check_pipeline` let run: the pipeline's stages and the slice `names[start:stop + 1]` of them."""
@@ -149,6 +166,8 @@ def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = N
     if any(n in names and start <= names.index(n) <= stop for n in ("finetune-vlm", "train")):
         check_precision(cfg.distributed, env.device)  # the DeepSpeed stages: not after the data stages
     ran = names[start:stop + 1]
+    for what, folder in stage_folders(cfg, inputs, ran).items():
+        refuse_file_in_the_way(folder, what)  # not a traceback from mkdir after the stages before it
     staged = cfg.model_copy(deep=True)  # as the stages run them: the pipeline registers in its own stage
     staged.tracking.register_name = None
     check_configs(staged, env.world_size, [r for r, stage in ((cfg.train.recipe, "train"), ("vlm", "finetune-vlm"))

@@ -35,6 +35,17 @@ def stage_file(out: Path) -> Path:
     return out.parent / f".{out.name}.stage.json"
 
 
+def refuse_file_in_the_way(path: Path, what: str) -> None:
+    """`path`, a folder a command is about to write (or one above it), that is a file: a `UserError` naming the file,
+    before any work (mkdir, iterdir and rmtree would fail on it with a bare traceback, after the earlier stages')."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            where = "" if p == path else f" (it would hold {path})"
+            raise UserError(f"{what}: {p} is a file, not a folder{where}; move the file away or choose another "
+                            f"folder")
+
+
 def fingerprint(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -160,6 +171,7 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     `recheck`: an up-to-date output is skipped only when it also says its result is still there (`Recheck`).
     """
     env = env or DistEnv()
+    refuse_file_in_the_way(out, f"{name}: its output {out}")
     with stage_turn(name, out, env, say, rank0_wait_s) if shared else nullcontext():
         return _run_stage(name, out, fp, work, say, env, main_only, rank0_wait_s, owner, recheck)
 

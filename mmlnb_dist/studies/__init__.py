@@ -41,7 +41,7 @@ from ..core.distributed import DistEnv, init_engine_process_group
 from ..core.divergence import TrainingDiverged
 from ..core.errors import ConfigError, UserError
 from ..core.logging import DETAIL
-from ..pipeline import fingerprint, run_stage
+from ..pipeline import fingerprint, refuse_file_in_the_way, run_stage
 from ..recipes import RECIPES, recipe_class
 from .descriptions import BASE, FINE_TUNED, SHARDS, DescriptionSets, prepare_descriptions
 from .figure import save_study_figure
@@ -225,6 +225,7 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
             raise ConfigError(f"{flag}: {what} is listed twice (each is one run of the table; give it once)")
     sources = description_sources(cfg, chosen, descriptions)
     study_dir = Path(cfg.run.dir)
+    refuse_file_in_the_way(study_dir, "the study's folder <run.output_dir>/<run.name>")
     # Every run's config is built (and validated) before the first one starts.
     configs = {(row, s): row_config(cfg, row, available[row][1], s, study_dir) for row in chosen for s in seeds}
     if cfg.tracking.register_name:
