@@ -21,7 +21,7 @@ from ..data.shardset import ShardError, ShardSet
 from ..data.skipped import skipped_summary
 from ..recipes import RECIPES, recipe_class
 from ..recipes.vlm.config import vlm_run_name
-from .stages import SKIPPED_IMAGES, PlannedStage, StageResult, fingerprint, rank0_stage, run_planned
+from .stages import SKIPPED_IMAGES, PlannedStage, StageResult, fingerprint, rank0_stage, read_stage, run_planned
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +257,12 @@ adapter, so `eval_every` counts; `keep_best` is left out when off, so fingerprin
 
 
 def finetune_settings(vlm: Any) -> Dict[str, Any]:
-    """The `vlm` settings that decide the fine-tuned adapter (fingerprinted)."""
+    """The `vlm` settings that decide the fine-tuned adapter (fingerprinted). Not `vlm.pairs`, the folder the pairs
+    lie in: the stage's input fingerprint (a shard set's digest) says what they are, so a moved set keeps its
+    adapter."""
     if vlm.keep_best:
-        return vlm.model_dump(exclude=FINETUNE_CADENCE - {"eval_every"})
-    return vlm.model_dump(exclude=FINETUNE_CADENCE | {"keep_best"})
+        return vlm.model_dump(exclude=(FINETUNE_CADENCE - {"eval_every"}) | {"pairs"})
+    return vlm.model_dump(exclude=FINETUNE_CADENCE | {"keep_best", "pairs"})
 
 
 def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,
@@ -270,12 +272,18 @@ def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] =
     it while the others wait for it)."""
     cfg = cfg.model_copy(deep=True)
     cfg.vlm.pairs = shards.output
-    fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, finetune_settings(cfg.vlm),
-                     cfg.distributed.results_dump())
+    settings, dist = finetune_settings(cfg.vlm), cfg.distributed.results_dump()
+    fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, settings, dist)
+    # an adapter fine-tuned before the fingerprint left out the pairs' folder is kept while they stay there
+    legacy = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, {**settings, "pairs": cfg.vlm.pairs}, dist)
     if cache_root is not None:
+        if read_stage(Path(cache_root) / "vlm" / legacy).get("fingerprint") == legacy:
+            fp = legacy
         cfg.run.output_dir, cfg.run.name = Path(cache_root) / "vlm", fp
     else:
         cfg.run.name = vlm_run_name(cfg.run.name)
+        if read_stage(Path(cfg.run.dir)).get("fingerprint") == legacy:
+            fp = legacy
 
     def work(resume: bool) -> Dict[str, Any]:
         cfg.run.resume = resume

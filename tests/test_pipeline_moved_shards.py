@@ -1,0 +1,68 @@
+"""A shard set moved (or copied) to another folder is the same data: its manifest digest is unchanged. The VLM
+fine-tune's fingerprint held `vlm.pairs`, the folder the pipeline points it at, so a pipeline rerun on the moved
+set deleted the fine-tuned adapter and fine-tuned the VLM again (hours on a 7B model). The stages now fingerprint
+what the data is (the shard set's digest), not where it lies."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from mmlnb_dist.config import load_config
+from mmlnb_dist.pipeline import PipelineInputs, run_pipeline, steps
+from mmlnb_dist.pipeline.stages import StageResult
+from support.shards import make_shard_set
+
+
+def _cfg(tmp_path, shards):
+    return load_config("cpu-demo", [f"run.output_dir={tmp_path / 'runs'}", f"data.shards={shards}",
+                                    f"vlm.pairs={shards}", "tracking.backends=[stdout]"])
+
+
+def test_the_fine_tune_fingerprint_follows_the_shards_content_not_their_folder(tmp_path):
+    cfg = _cfg(tmp_path, tmp_path / "a")
+    here, moved = (StageResult("shards", Path(p), "digest-1", True, 0.0, {}, status="skipped")
+                   for p in ("/data/shards", "/elsewhere/shards"))
+    assert steps.plan_finetune_vlm(cfg, here).fingerprint == steps.plan_finetune_vlm(cfg, moved).fingerprint
+    other = StageResult("shards", Path("/data/shards"), "digest-2", True, 0.0, {}, status="skipped")
+    assert steps.plan_finetune_vlm(cfg, here).fingerprint != steps.plan_finetune_vlm(cfg, other).fingerprint
+
+
+def test_a_pipeline_on_a_moved_shard_set_keeps_its_fine_tuned_vlm(tmp_path, monkeypatch):
+    shards = make_shard_set(tmp_path, per_class=4, test_fraction=0.2)
+    fine_tunes = []
+
+    def run_recipe(klass, cfg, env=None, report=None):
+        fine_tunes.append(Path(cfg.vlm.pairs))
+        (Path(cfg.run.dir) / "adapter").mkdir(parents=True)
+        return {"adapter_dir": str(Path(cfg.run.dir) / "adapter"), "base_model": "tiny", "val/loss": 1.0}
+
+    monkeypatch.setattr(steps, "run_recipe", run_recipe)
+    first = run_pipeline(_cfg(tmp_path, shards), PipelineInputs(), last="finetune-vlm")
+    assert first.stage("finetune-vlm").status == "ran" and fine_tunes == [shards]
+
+    moved = tmp_path / "moved" / "shards"
+    moved.parent.mkdir()
+    shutil.move(str(shards), str(moved))
+    again = run_pipeline(_cfg(tmp_path, moved), PipelineInputs(), last="finetune-vlm")
+    assert again.stage("finetune-vlm").status == "skipped" and fine_tunes == [shards]
+    assert again.stage("finetune-vlm").fingerprint == first.stage("finetune-vlm").fingerprint
+
+
+def test_a_fine_tune_recorded_with_the_folder_in_its_fingerprint_is_kept(tmp_path):
+    """An adapter fine-tuned before the fingerprint left out `vlm.pairs` is not rebuilt by the upgrade (nor are the
+    describe and train stages whose fingerprints follow it) while its pairs stay where they were."""
+    from mmlnb_dist.pipeline.stages import fingerprint, stage_file
+
+    cfg = _cfg(tmp_path, tmp_path / "a")
+    shards = StageResult("shards", tmp_path / "a", "digest-1", True, 0.0, {}, status="skipped")
+    settings = {**cfg.vlm.model_dump(exclude=steps.FINETUNE_CADENCE | {"keep_best"}), "pairs": shards.output}
+    before = fingerprint("finetune-vlm", "digest-1", cfg.run.seed, settings, cfg.distributed.results_dump())
+    planned = steps.plan_finetune_vlm(cfg, shards)
+    assert planned.fingerprint != before
+    planned.output.mkdir(parents=True)
+    stage_file(planned.output).write_text(f'{{"fingerprint": "{before}", "status": "done"}}')
+    assert steps.plan_finetune_vlm(cfg, shards).fingerprint == before
+    cache = tmp_path / "cache"
+    (cache / "vlm" / before).mkdir(parents=True)
+    stage_file(cache / "vlm" / before).write_text(f'{{"fingerprint": "{before}", "status": "done"}}')
+    assert steps.plan_finetune_vlm(cfg, shards, cache_root=cache).output == cache / "vlm" / before
