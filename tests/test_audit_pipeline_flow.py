@@ -72,6 +72,7 @@ class Stand:
         mp.setattr(steps, "plan_synth", lambda cfg: self.plan("synth"))
         mp.setattr(steps, "plan_shards", lambda cfg, source: self.plan("shards", source))
         mp.setattr(steps, "pairs_for", lambda cfg, shards: shards)
+        mp.setattr(steps, "by_content", lambda shards: shards)  # the stand-in shards have no manifest to digest
         mp.setattr(steps, "plan_finetune_vlm", lambda cfg, pairs, env: self.plan("finetune-vlm", pairs))
         mp.setattr(steps, "plan_describe", lambda cfg, vlm, shards, env: self.plan("describe", vlm, shards))
         mp.setattr(steps, "plan_train", lambda cfg, data, env: self.plan("train", data))

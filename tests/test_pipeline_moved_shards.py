@@ -10,7 +10,7 @@ from pathlib import Path
 from mmlnb_dist.config import load_config
 from mmlnb_dist.pipeline import PipelineInputs, run_pipeline, steps
 from mmlnb_dist.pipeline.stages import StageResult
-from support.shards import make_shard_set
+from support.shards import make_shard_set, write_described_patches
 
 
 def _cfg(tmp_path, shards):
@@ -27,8 +27,8 @@ def test_the_fine_tune_fingerprint_follows_the_shards_content_not_their_folder(t
     assert steps.plan_finetune_vlm(cfg, here).fingerprint != steps.plan_finetune_vlm(cfg, other).fingerprint
 
 
-def test_a_pipeline_on_a_moved_shard_set_keeps_its_fine_tuned_vlm(tmp_path, monkeypatch):
-    shards = make_shard_set(tmp_path, per_class=4, test_fraction=0.2)
+def _fine_tunes(monkeypatch):
+    """The VLM fine-tune as a stand-in: the pairs folder of each fine-tune it was asked for."""
     fine_tunes = []
 
     def run_recipe(klass, cfg, env=None, report=None):
@@ -37,6 +37,12 @@ def test_a_pipeline_on_a_moved_shard_set_keeps_its_fine_tuned_vlm(tmp_path, monk
         return {"adapter_dir": str(Path(cfg.run.dir) / "adapter"), "base_model": "tiny", "val/loss": 1.0}
 
     monkeypatch.setattr(steps, "run_recipe", run_recipe)
+    return fine_tunes
+
+
+def test_a_pipeline_on_a_moved_shard_set_keeps_its_fine_tuned_vlm(tmp_path, monkeypatch):
+    shards = make_shard_set(tmp_path, per_class=4, test_fraction=0.2)
+    fine_tunes = _fine_tunes(monkeypatch)
     first = run_pipeline(_cfg(tmp_path, shards), PipelineInputs(), last="finetune-vlm")
     assert first.stage("finetune-vlm").status == "ran" and fine_tunes == [shards]
 
@@ -46,6 +52,25 @@ def test_a_pipeline_on_a_moved_shard_set_keeps_its_fine_tuned_vlm(tmp_path, monk
     again = run_pipeline(_cfg(tmp_path, moved), PipelineInputs(), last="finetune-vlm")
     assert again.stage("finetune-vlm").status == "skipped" and fine_tunes == [shards]
     assert again.stage("finetune-vlm").fingerprint == first.stage("finetune-vlm").fingerprint
+
+
+def test_shards_built_by_the_pipeline_then_moved_keep_its_fine_tuned_vlm(tmp_path, monkeypatch):
+    """The shard set the pipeline built from --patches, moved and given as data.shards, is the same data: the
+    stages after it were fingerprinted by how it was built (the patches' files), so the VLM was fine-tuned again."""
+    patches, shards = write_described_patches(tmp_path / "patches", per_class=6), tmp_path / "built"
+    fine_tunes = _fine_tunes(monkeypatch)
+    cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path / 'runs'}", f"data.shards={shards}",
+                                   "tracking.backends=[stdout]", "data.build.image_format=png",
+                                   "data.build.image_size=24", "data.build.val_fraction=0.34",
+                                   "data.build.test_fraction=0.0"])
+    first = run_pipeline(cfg, PipelineInputs(patches=patches), last="finetune-vlm")
+    assert first.stage("finetune-vlm").status == "ran" and fine_tunes == [shards]
+
+    moved = tmp_path / "moved"
+    shutil.move(str(shards), str(moved))
+    cfg.data.shards = moved
+    again = run_pipeline(cfg, PipelineInputs(), last="finetune-vlm")
+    assert again.stage("finetune-vlm").status == "skipped" and fine_tunes == [shards]
 
 
 def test_a_fine_tune_recorded_with_the_folder_in_its_fingerprint_is_kept(tmp_path):

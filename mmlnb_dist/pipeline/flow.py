@@ -223,7 +223,7 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         shards = do(steps.plan_verify(cfg))
     if shards is None:
         return _finish(cfg, run, report_file=report_file)
-    shards = steps.shard_set_of(shards)
+    shards = steps.by_content(steps.shard_set_of(shards))
     train_input = shards
     if names.index(shards.name) + 1 > stop:
         return _finish(cfg, run, report_file=report_file)  # --until ends with the shards

@@ -189,6 +189,14 @@ def shard_set_of(result: StageResult) -> StageResult:
     return result
 
 
+def by_content(shards: StageResult) -> StageResult:
+    """The shard set as the later stages' input: fingerprinted by what it holds (its manifest's digest, as a
+    verified set is), not by how this run made it, so the same set built here, verified or moved keeps them."""
+    digest = ShardSet.open(shards.output).digest[:16]
+    return shards if shards.fingerprint == digest else \
+        StageResult(shards.name, shards.output, digest, shards.skipped, shards.seconds, shards.info, shards.status)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # MMLNB stage 1 (VLM) and stage 2 (the training recipe)
 # ---------------------------------------------------------------------------------------------------------
