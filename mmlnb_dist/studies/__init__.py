@@ -41,9 +41,9 @@ from ..core.distributed import DistEnv, init_engine_process_group
 from ..core.divergence import TrainingDiverged
 from ..core.errors import ConfigError, UserError
 from ..core.logging import DETAIL
-from ..pipeline import fingerprint, refuse_file_in_the_way, run_stage
+from ..pipeline import existing_shards, fingerprint, refuse_file_in_the_way, run_stage
 from ..recipes import RECIPES, recipe_class
-from .descriptions import BASE, FINE_TUNED, SHARDS, DescriptionSets, prepare_descriptions
+from .descriptions import BASE, FINE_TUNED, SHARDS, DescriptionSets, check_source, prepare_descriptions
 from .figure import save_study_figure
 
 log = logging.getLogger(__name__)
@@ -139,10 +139,9 @@ def description_sources(cfg: Config, rows: Sequence[str], descriptions: Optional
     """row -> where its text comes from (None: the recipe reads no descriptions). `descriptions="shards"` puts
     every row on `data.shards`' own text; a row that needs the base VLM cannot be run that way. With
     `vlm.finetune=false` (no fine-tuned VLM, as in `pipeline`) every row reads the base VLM's text."""
+    check_source(cfg, descriptions)
     if not RECIPES[cfg.train.recipe].needs_descriptions:
         return {row: None for row in rows}
-    if descriptions not in (None, "vlm", SHARDS):
-        raise ConfigError(f"--descriptions: '{descriptions}' is not one of vlm, shards")
     if descriptions != SHARDS and not cfg.vlm.finetune:
         return {row: BASE for row in rows}
     by_row = getattr(_variants(cfg), "DESCRIPTIONS", {})
@@ -284,6 +283,11 @@ def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available
 
 
 def train_in_process(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str, Any]]:
+    for path in dict.fromkeys(str(job.cfg.data.shards) for job in jobs.values()):
+        try:  # before the first row's record says it stopped and that the same command resumes it
+            existing_shards(path)
+        except UserError as err:
+            raise UserError(f"data.shards: {err}") from None
     return {name: train_row(job) for name, job in jobs.items()}
 
 

@@ -22,12 +22,27 @@ from typing import Dict, Iterable, List, Optional
 
 from ..config import Config
 from ..core.distributed import DistEnv
+from ..core.errors import ConfigError
 from ..pipeline import base_vlm_stage, existing_shards, stage_describe, stage_finetune_vlm
+from ..recipes import RECIPES
 
 log = logging.getLogger(__name__)
 
 FINE_TUNED, BASE, SHARDS = "fine_tuned_vlm", "base_vlm", "shards"
 DESCRIPTION_SOURCES = (FINE_TUNED, BASE, SHARDS)
+
+
+def check_source(cfg: Config, descriptions: Optional[str]) -> None:
+    """`--descriptions` for `cfg`'s recipe: vlm or shards; `vlm` is refused for a recipe that reads no VLM
+    descriptions (CLIP trains on the text already in data.shards): no VLM stage would run, and the table would
+    read as if one had written its text."""
+    if descriptions not in (None, "vlm", SHARDS):
+        raise ConfigError(f"--descriptions: '{descriptions}' is not one of vlm, shards")
+    spec = RECIPES[cfg.train.recipe]
+    if descriptions == "vlm" and not spec.needs_descriptions:
+        raise ConfigError(f"--descriptions vlm: the {spec.name} recipe trains on the text already in data.shards "
+                          f"(its captions); no VLM describes the shards for it. Leave --descriptions out (or give "
+                          f"--descriptions shards, which is what it reads)")
 
 
 @dataclass
