@@ -79,3 +79,23 @@ def test_a_stage_output_below_a_file_is_refused_naming_the_file(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(UserError, match=f"{tmp_path / 'f'} is a file, not a folder"):
         run_stage("describe", Path(tmp_path / "f" / "out"), "fp", lambda resume: {})
+
+
+@pytest.mark.parametrize("profile, given, missing", [
+    ("cpu-demo", ["--slides", "{tmp}/wsi", "--labels", "{tmp}/labels.csv"], "--labels"),
+    ("cpu-demo", ["--slides", "{tmp}/nowhere", "--labels", "{tmp}/labels.csv"], "--slides"),
+    ("clip-demo", ["--patches", "{tmp}/nowhere"], "--patches"),
+])
+def test_a_missing_input_is_refused_by_its_flag_before_the_log_is_opened(tmp_path, profile, given, missing):
+    """A --slides, --labels or --patches that is not there was found by the first stage: after the command had
+    opened its log file (a refused command left <run.output_dir>/<run.name>-pipeline/pipeline.log), and named
+    only the path."""
+    (tmp_path / "wsi").mkdir()
+    if missing != "--labels":
+        (tmp_path / "labels.csv").write_text("slide_id,label\n")
+    args = [a.format(tmp=tmp_path) for a in given]
+    vlm = [f"vlm.pairs={tmp_path / 'pairs'}", "vlm.finetune=false"] if profile == "cpu-demo" else []
+    code, _, err = run_cli(["pipeline", "--config", profile, *args, *_into(tmp_path), *vlm])
+    path = args[args.index(missing) + 1]
+    assert code == 2 and f"{missing} {path}: not found" in err and "Traceback" not in err, err
+    assert not (tmp_path / "runs").exists()
