@@ -41,10 +41,11 @@ from ..core.distributed import DistEnv, init_engine_process_group
 from ..core.divergence import TrainingDiverged
 from ..core.errors import ConfigError, UserError
 from ..core.logging import DETAIL
-from ..pipeline import existing_shards, fingerprint, refuse_file_in_the_way, run_stage
+from ..pipeline import existing_shards, refuse_file_in_the_way, run_stage
 from ..recipes import RECIPES, recipe_class
 from .descriptions import BASE, FINE_TUNED, SHARDS, DescriptionSets, check_source, prepare_descriptions
 from .figure import save_study_figure
+from .fingerprints import job_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +173,6 @@ def row_config(cfg: Config, row: str, overrides: Sequence[str], seed: int, study
 
 def _split_of(result: Dict[str, Any]) -> str:
     return "test" if any(k.startswith("test/") for k in result) else "val"
-
-
-def job_fingerprint(run_cfg: Config) -> str:
-    """What a row's result depends on: the config sections the recipe says change its results."""
-    sections = getattr(recipe_class(run_cfg.train.recipe), "result_sections", None)
-    dumped = {**run_cfg.model_dump(mode="json"), "distributed": run_cfg.distributed.results_dump()}
-    return fingerprint("study-run", {k: v for k, v in dumped.items() if sections is None or k in sections})
 
 
 def train_row(job: RowJob) -> Dict[str, Any]:

@@ -1,0 +1,34 @@
+"""What a study row's run is fingerprinted with (`job_fingerprint`): the config sections its recipe says change its
+results, with the shard set it trains on named by what it holds (its manifest's digest), not by the folder it lies
+in: a study rerun on its shard set moved elsewhere keeps its finished rows instead of training them all again."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+from ..config import Config
+from ..data.shardset import MANIFEST, ShardSet
+from ..pipeline import fingerprint, read_stage
+from ..recipes import recipe_class
+
+
+def _result_settings(run_cfg: Config) -> Dict[str, Any]:
+    sections = getattr(recipe_class(run_cfg.train.recipe), "result_sections", None)
+    dumped = {**run_cfg.model_dump(mode="json"), "distributed": run_cfg.distributed.results_dump()}
+    return {k: v for k, v in dumped.items() if sections is None or k in sections}
+
+
+def job_fingerprint(run_cfg: Config) -> str:
+    """What a row's result depends on: the config sections the recipe says change its results, `data.shards` as
+    its shard set's digest. A run recorded under the fingerprint that held the folder instead is kept while the set
+    stays there (no retraining on upgrade); a folder that is no shard set is named by its path (its run refuses
+    it)."""
+    settings = _result_settings(run_cfg)
+    with_folder = fingerprint("study-run", settings)
+    shards = Path(run_cfg.data.shards)
+    if "data" not in settings or not (shards / MANIFEST).is_file():
+        return with_folder
+    settings["data"] = {**settings["data"], "shards": ShardSet.open(shards).digest}
+    if read_stage(Path(run_cfg.run.dir)).get("fingerprint") == with_folder:
+        return with_folder
+    return fingerprint("study-run", settings)
