@@ -269,7 +269,8 @@ def _finish(cfg: Config, run: PipelineRun, shards: Optional[StageResult] = None,
         run.predict = predict_line(cfg, served_model(reg), str(shards.output), uri,
                                    str(finish.pipeline_dir(cfg) / "predictions.csv"),
                                    RECIPES[cfg.train.recipe].needs_descriptions,
-                                   vlm.info.get("adapter_dir") if vlm else None)
+                                   vlm.info.get("adapter_dir") if vlm else None,
+                                   "test" if "test" in ((run.evaluation or {}).get("patch") or {}) else "val")
     log_file = finish.pipeline_dir(cfg) / "pipeline.log"
     run.report = final_report(cfg, run.results, run.evaluation, run.registration, uri, run.predict,
                               str(log_file) if log_file.is_file() else None)

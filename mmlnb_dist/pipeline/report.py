@@ -78,9 +78,10 @@ def description_rows(results: Sequence[StageResult]) -> List[str]:
 
 
 def predict_line(cfg: Config, model_uri: str, shards: str, uri: str, out: str, reads_text: bool,
-                 adapter: Optional[str]) -> str:
-    """The `mmlnb-dist predict` command for new images (here: the held-out test split of the shards)."""
-    args = ["mmlnb-dist", "predict", shards, "--split", "test", "--model", model_uri]
+                 adapter: Optional[str], split: str = "test") -> str:
+    """The `mmlnb-dist predict` command for new images (here: the held-out `split` of the shards: test, or val
+    for shards without one)."""
+    args = ["mmlnb-dist", "predict", shards, "--split", split, "--model", model_uri]
     if reads_text:  # the fusion model reads descriptions: the VLM that wrote the training ones writes them
         # with the settings it wrote them with: the fine-tuning run's beside the adapter, else this pipeline's
         args += ["--vlm", str(cfg.vlm.model)] + (["--adapter", adapter] if adapter else
@@ -150,7 +151,9 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
     lines = [f"# Pipeline report: {cfg.run.name} ({cfg.train.recipe})", ""]
     if evaluation:
         has_paper = any("balanced_accuracy" in m for m in (evaluation.get("patch") or {}).values())
-        lines += [f"## Results: best checkpoint (chosen on val {cfg.train.best_metric}) on the held-out test split"
+        on = "the held-out test split" if "test" in (evaluation.get("patch") or {}) else \
+            "the validation split (the shards have no test split: the split that chose it, so optimistic)"
+        lines += [f"## Results: best checkpoint (chosen on val {cfg.train.best_metric}) on {on}"
                   + (", %" if has_paper else ""), ""]
         if has_paper:
             lines += results_table(evaluation)
