@@ -120,11 +120,11 @@ class ClipMultiLabel(nn.Module):
         image = text = None
         if self.uses_image:
             side = self._image_side()
-            with self._grad(side if side is not self.towers else self.towers.image_blocks):
+            with self._grad(side if side is not self.towers else self.towers.image_tower):
                 image = side.encode_image(pixel_values)
         if self.uses_text:
             side = self._text_side()
-            with self._grad(side if side is not self.towers else self.towers.text_blocks):
+            with self._grad(side if side is not self.towers else self.towers.text_tower):
                 text = side.encode_text(input_ids, attention_mask)
         if self.fusion == "concat":
             return torch.cat([image, text.to(image.dtype)], dim=-1)
@@ -231,6 +231,6 @@ def freeze_unused_tower(towers: Towers, plan: Dict[str, bool]) -> None:
     """A CLIP tower the model never runs (a single-tower model, or the other side from models.encoders) trains
     nothing: its blocks leave the optimizer."""
     if not plan["clip_image"]:
-        towers.image_blocks.requires_grad_(False)
+        towers.image_tower.requires_grad_(False)
     if not plan["clip_text"]:
-        towers.text_blocks.requires_grad_(False)
+        towers.text_tower.requires_grad_(False)

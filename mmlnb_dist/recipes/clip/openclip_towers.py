@@ -55,8 +55,7 @@ class OpenClipTowers(nn.Module):
         self.tokenizer = tokenizer  # not a module: rebuilt from the config (or the export folder)
         self.model_cfg = copy.deepcopy(model_cfg)
         self.preprocess_cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in preprocess_cfg.items()}
-        # open_clip's text tower adds a fixed-length position table: tokens are always padded to it
-        self.max_length = int(getattr(clip, "context_length", tokenizer.context_length))
+        self.max_length = _token_limit(name, clip, tokenizer)
         self.embed_dim = int(model_cfg["embed_dim"])
         size = getattr(clip.visual, "image_size", None)
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -69,19 +68,34 @@ class OpenClipTowers(nn.Module):
         return self.clip.logit_scale
 
     @property
+    def image_tower(self) -> nn.Module:
+        """The image tower (a ViT, open_clip's ModifiedResNet or a timm model)."""
+        return self.clip.visual
+
+    @property
+    def text_tower(self) -> nn.Module:
+        """The text tower: a Hugging Face model (`clip.text`) or open_clip's own transformer."""
+        text = getattr(self.clip, "text", None)
+        return text if text is not None else self.clip.transformer
+
+    @property
     def image_blocks(self) -> nn.ModuleList:
         transformer = getattr(self.clip.visual, "transformer", None)
         if transformer is None:
-            raise ConfigError(f"clip.model.towers.name: '{self.name}' has no ViT image tower (timm or ResNet "
-                              f"towers are not supported for block unfreezing); choose a ViT open_clip model")
+            raise ConfigError(f"clip.model.towers.name: '{self.name}' has a {type(self.clip.visual).__name__} image "
+                              f"tower, not a ViT: its blocks cannot be unfrozen; set "
+                              f"clip.model.towers.unfreeze_blocks=0 (frozen towers, the head trains) or choose a ViT "
+                              f"open_clip model")
         return transformer.resblocks
 
     @property
     def text_blocks(self) -> nn.ModuleList:
         transformer = getattr(self.clip, "transformer", None)
         if transformer is None:
-            raise ConfigError(f"clip.model.towers.name: '{self.name}' has a custom (Hugging Face) text tower, "
-                              f"not supported for block unfreezing; choose a model with open_clip's own text tower")
+            raise ConfigError(f"clip.model.towers.name: '{self.name}' has a Hugging Face text tower "
+                              f"({type(self.text_tower).__name__}), not open_clip's: its blocks cannot be unfrozen; "
+                              f"set clip.model.towers.unfreeze_blocks=0 (frozen towers, the head trains) or choose a "
+                              f"model with open_clip's own text tower")
         return transformer.resblocks
 
     def set_unfrozen_blocks(self, n: int, key: str = "clip.model.towers.unfreeze_blocks") -> None:
@@ -114,6 +128,18 @@ class OpenClipTowers(nn.Module):
         inner = getattr(self.tokenizer, "tokenizer", None)
         if inner is not None and hasattr(inner, "save_pretrained"):
             inner.save_pretrained(str(folder))
+
+
+def _token_limit(name: str, clip: nn.Module, tokenizer) -> int:
+    """The length open_clip's tokenizer pads every caption to: its own `context_length` (a Hugging Face text
+    tower's CLIP reports the BERT's positions, e.g. 512, beyond what its tokenizer gives), else the CLIP's (open_clip's
+    own text tower: its fixed-length position table)."""
+    for source in (tokenizer, clip):
+        length = getattr(source, "context_length", None)
+        if length:
+            return int(length)
+    raise ConfigError(f"clip.model.towers.name: '{name}': neither its tokenizer ({type(tokenizer).__name__}) nor "
+                      f"its model gives a context length (the caption token limit)")
 
 
 def tiny_open_clip_config(cfg: TinyClipConfig, image_size: int, context_length: int) -> Dict[str, Any]:

@@ -66,6 +66,14 @@ class ClipTowers(nn.Module):
         return self.clip.logit_scale
 
     @property
+    def image_tower(self) -> nn.Module:
+        return self.clip.vision_model
+
+    @property
+    def text_tower(self) -> nn.Module:
+        return self.clip.text_model
+
+    @property
     def image_blocks(self) -> nn.ModuleList:
         return self.clip.vision_model.encoder.layers
 
