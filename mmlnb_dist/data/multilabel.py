@@ -103,18 +103,24 @@ def _image_problem(path: Path) -> Optional[str]:
 
 
 def _columns(rows_header: Sequence[str], csv_path: Path, opts: MultiLabelConfig) -> Optional[str]:
+    """The group column (None: no split group); a ShardError for a used column that is missing or written twice
+    (csv.DictReader would read the last copy without a word)."""
     for key in ("image_column", "text_column", "labels_column"):
         name = getattr(opts, key)
         if name not in rows_header:
             raise ShardError(f"CSV {csv_path} has no column '{name}' (data.multilabel.{key}); it has: "
                              f"{', '.join(rows_header) or 'no header'}. Name the column with "
                              f"`data.multilabel.{key}=...` or the matching shards build flag")
-    if opts.group_column is not None:
-        if opts.group_column not in rows_header:
-            raise ShardError(f"CSV {csv_path} has no column '{opts.group_column}' (data.multilabel.group_column); "
-                             f"it has: {', '.join(rows_header)}")
-        return opts.group_column
-    return next((c for c in GROUP_COLUMNS if c in rows_header), None)
+    if opts.group_column is not None and opts.group_column not in rows_header:
+        raise ShardError(f"CSV {csv_path} has no column '{opts.group_column}' (data.multilabel.group_column); "
+                         f"it has: {', '.join(rows_header)}")
+    group = opts.group_column or next((c for c in GROUP_COLUMNS if c in rows_header), None)
+    for name in (opts.image_column, opts.text_column, opts.labels_column, group):
+        where = [str(i + 1) for i, column in enumerate(rows_header) if column == name]
+        if len(where) > 1:
+            raise ShardError(f"CSV {csv_path} has the column '{name}' twice (columns {' and '.join(where)}): "
+                             f"which one holds the data is unclear; rename or remove the other copy")
+    return group
 
 
 def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
