@@ -128,14 +128,17 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
             raise MlflowException(f"params top_k={top_k} is more than the {n_labels} labels of this model; give at "
                                   f"most {n_labels} (0: the model's own top-{self.predictor.top_k})",
                                   error_code=INVALID_PARAMETER_VALUE)
+        batch_size = int(params.get("batch_size", 32))
+        if batch_size < 1:  # range() refuses 0; a negative size ran no batch and built a frame of unequal columns
+            raise MlflowException(f"params batch_size={params['batch_size']}: give a batch size >= 1 (default 32)",
+                                  error_code=INVALID_PARAMETER_VALUE)
         try:
             req = read_request(model_input, self.predictor.transform.image_size,
                                require_text=bool(self.predictor.model.uses_text))
         except MissingDescriptions as err:  # served: an HTTP 400 with this message, not a meaningless answer
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
-                                 int(params.get("batch_size", 32)),
-                                 top_k=top_k, threshold=threshold)
+                                 batch_size, top_k=top_k, threshold=threshold)
 
 
 USAGE = """```python
