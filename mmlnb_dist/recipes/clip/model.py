@@ -183,7 +183,9 @@ def build_model(cfg: ClipModelConfig, num_labels: int, image_size: int,
     if num_labels < 2:
         raise ValueError(f"need at least 2 labels, got {num_labels}")
     plan = branch_plan(cfg)
-    towers = build_towers(cfg.towers, image_size) if plan["clip_image"] or plan["clip_text"] else None
+    # zero-shot trains nothing: its towers' unfreeze_blocks is not applied (nor refused for towers without blocks)
+    towers_cfg = cfg.towers.model_copy(update={"unfreeze_blocks": 0}) if cfg.fusion == "zero_shot" else cfg.towers
+    towers = build_towers(towers_cfg, image_size) if plan["clip_image"] or plan["clip_text"] else None
     if towers is not None:
         freeze_unused_tower(towers, plan)
     image_branch = build_image_branch(cfg) if plan["encoder_image"] else None

@@ -80,23 +80,19 @@ class OpenClipTowers(nn.Module):
 
     @property
     def image_blocks(self) -> nn.ModuleList:
-        transformer = getattr(self.clip.visual, "transformer", None)
-        if transformer is None:
-            raise ConfigError(f"clip.model.towers.name: '{self.name}' has a {type(self.clip.visual).__name__} image "
-                              f"tower, not a ViT: its blocks cannot be unfrozen; set "
-                              f"clip.model.towers.unfreeze_blocks=0 (frozen towers, the head trains) or choose a ViT "
-                              f"open_clip model")
-        return transformer.resblocks
+        blocks = getattr(getattr(self.clip.visual, "transformer", None), "resblocks", None)
+        if blocks is None:
+            raise ConfigError(_no_blocks(self.name, f"a {type(self.clip.visual).__name__} image tower, not a ViT"))
+        return blocks
 
     @property
     def text_blocks(self) -> nn.ModuleList:
-        transformer = getattr(self.clip, "transformer", None)
-        if transformer is None:
-            raise ConfigError(f"clip.model.towers.name: '{self.name}' has a Hugging Face text tower "
-                              f"({type(self.text_tower).__name__}), not open_clip's: its blocks cannot be unfrozen; "
-                              f"set clip.model.towers.unfreeze_blocks=0 (frozen towers, the head trains) or choose a "
-                              f"model with open_clip's own text tower")
-        return transformer.resblocks
+        owner = getattr(self.clip, "text", self.clip)  # CustomTextCLIP keeps its text tower apart
+        blocks = getattr(getattr(owner, "transformer", None), "resblocks", None)
+        if blocks is None:  # a Hugging Face text tower: its `transformer` is the transformers model
+            raise ConfigError(_no_blocks(self.name, f"a Hugging Face text tower ({type(owner).__name__}), not "
+                                                    f"open_clip's"))
+        return blocks
 
     def set_unfrozen_blocks(self, n: int, key: str = "clip.model.towers.unfreeze_blocks") -> None:
         """Freeze everything, then let the last `n` resblocks of each tower train."""
@@ -128,6 +124,28 @@ class OpenClipTowers(nn.Module):
         inner = getattr(self.tokenizer, "tokenizer", None)
         if inner is not None and hasattr(inner, "save_pretrained"):
             inner.save_pretrained(str(folder))
+
+
+def _no_blocks(name: str, tower: str) -> str:
+    return (f"clip.model.towers.name: '{name}' has {tower}: its blocks cannot be unfrozen; set "
+            f"clip.model.towers.unfreeze_blocks=0 (frozen towers, the head trains) or choose an open_clip model with "
+            f"a ViT image tower and open_clip's own text tower")
+
+
+def check_open_clip_blocks(name: str, n: int) -> None:
+    """The ConfigError that unfreezing `n` blocks of `open_clip:MODEL[:TAG]` would raise once built (a ResNet or
+    timm image tower, a Hugging Face text tower), read from open_clip's bundled config: nothing built or fetched.
+    Other names (hf-hub: configs live on the Hub) are left to the build."""
+    if not n or not name.startswith("open_clip:"):
+        return
+    model_cfg = _open_clip_model_config(name[len("open_clip:"):].partition(":")[0])
+    vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+    if vision.get("timm_model_name"):
+        raise ConfigError(_no_blocks(name, f"a timm ({vision['timm_model_name']}) image tower, not a ViT"))
+    if isinstance(vision.get("layers"), (list, tuple)):
+        raise ConfigError(_no_blocks(name, "a ResNet image tower, not a ViT"))
+    if text.get("hf_model_name"):
+        raise ConfigError(_no_blocks(name, f"a Hugging Face ({text['hf_model_name']}) text tower, not open_clip's"))
 
 
 def _token_limit(name: str, clip: nn.Module, tokenizer) -> int:

@@ -151,3 +151,38 @@ def test_a_hugging_face_text_tower_is_frozen_and_its_token_limit_is_its_tokenize
     assert [g["name"] for g in model.param_groups(tower_lr=1e-5, head_lr=1e-3)] == ["head"]
     with pytest.raises(ConfigError, match="'hf-hub:org/biomed-like' has a Hugging Face text tower"):
         towers.set_unfrozen_blocks(1)
+
+
+def test_zero_shot_runs_a_resnet_model_whatever_unfreeze_blocks_says(no_vit):
+    """Zero-shot trains nothing: the profile's `unfreeze_blocks: 2` does not matter (nor refuse the model)."""
+    model = _model(no_vit, "zero_shot", unfreeze_blocks=2)
+    assert not any(p.requires_grad for p in model.parameters())
+    assert model(pixel_values=torch.randn(2, 3, 32, 32)).shape == (2, len(CLASSES))
+
+
+@pytest.mark.parametrize("name, says", [
+    ("open_clip:RN50", r"'open_clip:RN50' has a ResNet image tower"),
+    ("open_clip:convnext_base:laion400m_s13b_b51k", r"has a timm \(convnext_base\) image tower"),
+    ("open_clip:roberta-ViT-B-32", r"has a Hugging Face \(roberta-base\) text tower"),
+])
+def test_the_config_check_refuses_unfreezing_an_open_clip_model_without_blocks_before_building_it(
+        monkeypatch, tmp_path, name, says):
+    """`config validate` and the pipeline's start (check_config) read open_clip's own config of the model: a
+    pipeline would otherwise run its earlier stages for hours and fail when the train stage builds the towers."""
+    import open_clip
+
+    from mmlnb_dist.core.errors import ConfigError
+    from mmlnb_dist.recipes.clip.recipe import ClipRecipe
+
+    from support.clip import clip_config
+
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("the check built the model"))
+    cfg = clip_config(tmp_path / "shards", tmp_path / "runs", f"clip.model.towers.name={name}",
+                      "clip.model.towers.unfreeze_blocks=2")
+    with pytest.raises(ConfigError, match=rf"{says}.*set clip.model.towers.unfreeze_blocks=0"):
+        ClipRecipe.check_config(cfg, world_size=1)
+    for fine in (["clip.model.towers.unfreeze_blocks=0"], ["clip.model.fusion=zero_shot"]):
+        ClipRecipe.check_config(clip_config(tmp_path / "shards", tmp_path / "runs", f"clip.model.towers.name={name}",
+                                            "clip.model.towers.unfreeze_blocks=2", *fine), world_size=1)
+    ClipRecipe.check_config(clip_config(tmp_path / "shards", tmp_path / "runs", "clip.model.towers.name="
+                                        "open_clip:ViT-B-32", "clip.model.towers.unfreeze_blocks=2"), world_size=1)
