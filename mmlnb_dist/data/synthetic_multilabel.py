@@ -281,7 +281,8 @@ def make_multilabel_dataset(out_dir: Union[str, Path], n: int = 600, size: int =
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["image", "text", "labels", "slide_id", "faint"])
         writer.writerows(rows)
-    return {"out_dir": str(out_dir), "num_samples": n, "label_counts": counts, "n_slides": n_slides,
+    return {"out_dir": str(out_dir), "num_samples": n, "label_counts": counts,
+            "n_slides": min(n, n_slides),  # the slides holding patches (patch i is on slide i % n_slides)
             "omitted_mentions": omitted_total, "wrong_mentions": wrong_total, "faint_findings": faint_total,
             "size": size, "seed": seed,
             "findings": list(FINDINGS)}
