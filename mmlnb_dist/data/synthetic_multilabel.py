@@ -6,11 +6,12 @@ clusters of red blood cells (haemorrhage), laminated blue calcified masses, pale
 dust, near-black mitotic figures, wavy deep-pink fibrovascular bands, empty white fat vacuoles, golden-brown
 haemosiderin granules, pale blue myxoid matrix and wavy Schwannian spindle nuclei. Captions name a noisy subset:
 each true finding is left out with probability `omit_rate`, and with probability `wrong_rate` a finding the
-patch does not show is named too; with probability `faint_rate` a finding is drawn faint (present, harder to see). Each slide has its own tint and a favoured finding, so a grouped split matters.
+patch does not show is named too; with probability `faint_rate` a finding is drawn faint (present, harder to
+see). Each slide has its own tint and a favoured finding, so a grouped split matters.
 
 Written as the CSV that `shards build --task multilabel` reads: `pairs.csv` (image, text, labels joined by "|",
-slide_id, and `faint`: the findings drawn faint, for analysis) and `images/pNNNNN.png`. Everything derives from `np.random.default_rng([seed, ...])`: one seed, one set
-of bytes.
+slide_id, and `faint`: the findings drawn faint, for analysis) and `images/pNNNNN.png`. Everything derives from
+`np.random.default_rng([seed, ...])`: one seed, one set of bytes.
 """
 from __future__ import annotations
 
@@ -167,7 +168,8 @@ def render_findings(findings: Sequence[str], size: int, rng: np.random.Generator
             cy, cx, r = *rng.uniform(0.2, 0.8, 2) * size, rng.uniform(9, 13) * k
             for _ in range(3):  # an irregular mass: overlapping lobes
                 dy, dx = rng.normal(0, 3 * k, 2)
-                _ellipse(img, cy + dy, cx + dx, r, r * rng.uniform(0.7, 1.0), rng.uniform(0, np.pi), col["calcification"])
+                _ellipse(img, cy + dy, cx + dx, r, r * rng.uniform(0.7, 1.0), rng.uniform(0, np.pi),
+                         col["calcification"])
             _ellipse(img, cy, cx, r * 0.55, r * 0.55, 0.0, col["calcification ring"], 0.6)  # lamination
             _ellipse(img, cy, cx, r * 0.35, r * 0.35, 0.0, col["calcification"])
         _fade(img, before, fade.get("calcification", 1.0))

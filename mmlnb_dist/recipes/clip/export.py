@@ -42,7 +42,8 @@ TEXT_ENCODER_DIR = "text_encoder"
 
 def towers_meta(towers) -> Dict[str, Any]:
     """What rebuilds the towers' tokenizer: the tower kind, the tokenizer and its token limit."""
-    tokenizer = ("open_clip SimpleTokenizer" if towers.kind == "open_clip" and not hasattr(towers.tokenizer, "tokenizer")
+    simple = towers.kind == "open_clip" and not hasattr(towers.tokenizer, "tokenizer")
+    tokenizer = ("open_clip SimpleTokenizer" if simple
                  else type(getattr(towers.tokenizer, "tokenizer", towers.tokenizer)).__name__)
     return {"kind": towers.kind, "tokenizer": tokenizer, "context_length": towers.max_length}
 

@@ -4,8 +4,9 @@
 
 Rows are dotted overrides on the study's config; the first row is the reference (the seed's model). The fusion
 rows keep the study's towers (CLIP towers, or other encoders composed by `clip.model.image_encoder` /
-`text_encoder`); the last three rows are the seed's baselines. The tiny profile's baselines use small encoders (a ResNet-50 without ImageNet weights at the profile's image size, the
-offline tiny BERT); with pretrained towers the seed's baselines are ResNet-50 (ImageNet) and BioBERT.
+`text_encoder`); the last three rows are the seed's baselines. The tiny profile's baselines use small encoders
+(a ResNet-50 without ImageNet weights at the profile's image size, the offline tiny BERT); with pretrained towers
+the seed's baselines are ResNet-50 (ImageNet) and BioBERT.
 """
 from __future__ import annotations
 
