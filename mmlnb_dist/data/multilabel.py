@@ -132,6 +132,10 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
     file or a column is missing, or when no row is usable.
     """
     csv_path = Path(csv_path)
+    twice = [c for c, n in Counter(classes or ()).items() if n > 1]
+    if twice:  # two outputs of one name; the multi-hot vector would set only the last
+        raise ShardError(f"the vocabulary names {', '.join(repr(c) for c in twice)} twice ({', '.join(classes)}); "
+                         f"name each label once")
     try:
         with open_csv(csv_path) as f:
             reader = dict_reader(f)

@@ -1,6 +1,6 @@
-"""The multi-label CSV's header as a user writes it: a column the reader uses, written twice (two exports pasted
-side by side, an old and a new `labels`), is refused naming it, not read from whichever copy comes last; a
-column the reader does not use may repeat."""
+"""The multi-label CSV's header and vocabulary as a user writes them: a column the reader uses, written twice (two
+exports pasted side by side, an old and a new `labels`), is refused naming it, not read from whichever copy comes
+last; a column the reader does not use may repeat. A given vocabulary naming a label twice is refused."""
 from __future__ import annotations
 
 import csv
@@ -52,3 +52,12 @@ def test_a_repeated_column_the_reader_does_not_use_is_fine(tmp_path):
                 [[f"img/p{i}.png", f"caption {i}", "fat", "x", "y"] for i in range(2)])
     got = read_multilabel_csv(path, MultiLabelConfig())
     assert got.classes == ["fat"] and len(got.samples) == 2
+
+
+def test_a_given_vocabulary_naming_a_label_twice_is_refused(tmp_path):
+    """`--classes A,B,A`: two outputs named A, the multi-hot vector setting only the second (the first a label
+    without positives in every split); refused naming the label instead."""
+    path = _csv(tmp_path, ["image", "text", "labels"], [[f"img/p{i}.png", f"caption {i}", "A|B"] for i in range(2)])
+    with pytest.raises(ShardError, match=r"the vocabulary names 'A' twice \(A, B, A\)"):
+        read_multilabel_csv(path, MultiLabelConfig(), classes=["A", "B", "A"])
+    assert read_multilabel_csv(path, MultiLabelConfig(), classes=["A", "B"]).classes == ["A", "B"]
