@@ -6,7 +6,7 @@ towers' (the seed: 1e-4 and 1e-5), both following `train.lr_schedule`. Gradient 
 """
 from __future__ import annotations
 
-from typing import List, Literal, Optional
+from typing import Annotated, List, Literal, Optional
 
 from pydantic import Field
 
@@ -121,8 +121,9 @@ class ClipConfig(Section):
     tower_lr: float = Field(1e-5, gt=0.0)
     """Peak learning rate of the unfrozen tower blocks (the head's is `train.lr`)."""
 
-    pos_weight: Optional[List[float]] = None
-    """BCEWithLogitsLoss positive-class weights, one per label in the shard set's vocabulary order (null: 1)."""
+    pos_weight: Optional[List[Annotated[float, Field(gt=0.0)]]] = None
+    """BCEWithLogitsLoss positive-class weights, one per label in the shard set's vocabulary order (null: 1), each
+    positive (a negative weight would penalise a label's positives: the run would learn to miss it)."""
 
     top_k: int = Field(3, ge=1)
     """The top-k prediction: the k highest-scoring labels of a sample are predicted positive."""
