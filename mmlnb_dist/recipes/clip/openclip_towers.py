@@ -18,7 +18,7 @@ import copy
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -210,26 +210,31 @@ def _open_clip_model_config(model_name: str) -> Dict[str, Any]:
     return model_cfg
 
 
-def check_open_clip_name(name: str) -> None:
+def check_open_clip_name(name: str, image_size: Optional[int] = None) -> None:
     """For `open_clip:MODEL[:TAG]`, the error building it would raise, without building it: an unknown model, an
-    unknown pretrained tag, or weights neither in the Hugging Face cache nor on a reachable Hub (open_clip fetches
-    a tag's weights from the Hub when its registry names a Hub repository, as it does for most)."""
+    unknown pretrained tag, weights neither in the Hugging Face cache nor on a reachable Hub (open_clip fetches
+    a tag's weights from the Hub when its registry names a Hub repository, as it does for most), or an
+    `image_size` (data.loader.image_size) other than the model's (open_clip's ViT does not interpolate)."""
     import open_clip
 
     model_name, _, tag = name[len("open_clip:"):].partition(":")
-    _open_clip_model_config(model_name)
-    if not tag:
-        return  # random initialisation: nothing to fetch
-    tags = open_clip.list_pretrained_tags_by_model(model_name)
-    if tag not in tags:
-        raise ConfigError(f"clip.model.towers.name: '{name}': open_clip has no pretrained tag '{tag}' for "
-                          f"{model_name} (its tags: {', '.join(tags)})")
-    hub = open_clip.get_pretrained_cfg(model_name, tag).get("hf_hub", "")
-    repo, filename = _hub_file(hub) if hub else ("", "")
-    if hub and not _hub_weights_reachable(repo, filename):
-        raise UserError(f"clip.model.towers.name: '{name}' could not be loaded offline (its weights, "
-                        f"{hub}, are not in the Hugging Face cache and the Hub cannot be reached); "
-                        f"{hub_download_hint(repo)}, or use 'tiny-open_clip'")
+    model_cfg = _open_clip_model_config(model_name)
+    if tag:  # else random initialisation: nothing to fetch
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        if tag not in tags:
+            raise ConfigError(f"clip.model.towers.name: '{name}': open_clip has no pretrained tag '{tag}' for "
+                              f"{model_name} (its tags: {', '.join(tags)})")
+        hub = open_clip.get_pretrained_cfg(model_name, tag).get("hf_hub", "")
+        repo, filename = _hub_file(hub) if hub else ("", "")
+        if hub and not _hub_weights_reachable(repo, filename):
+            raise UserError(f"clip.model.towers.name: '{name}' could not be loaded offline (its weights, "
+                            f"{hub}, are not in the Hugging Face cache and the Hub cannot be reached); "
+                            f"{hub_download_hint(repo)}, or use 'tiny-open_clip'")
+    size = model_cfg.get("vision_cfg", {}).get("image_size")
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    if image_size is not None and size is not None and int(size) != image_size:  # as build_open_clip_towers
+        raise ConfigError(f"data.loader.image_size: {image_size} px, but the open_clip model '{name}' takes "
+                          f"{size} px; set data.loader.image_size={size}")
 
 
 def _hub_file(hub: str) -> Tuple[str, str]:

@@ -96,7 +96,7 @@ class ClipRecipe:
         m = cfg.clip.model
         plan = branch_plan(m)
         if plan["clip_image"] or plan["clip_text"]:
-            check_towers_reachable(m.towers.name)
+            check_towers_reachable(m.towers.name, cfg.data.loader.image_size)
         with settings_named(ENCODER_SETTINGS):
             check_weights_reachable(
                 image_encoder_config(m) if plan["encoder_image"] else None,

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from torch import nn
@@ -158,16 +158,17 @@ def build_towers(cfg: ClipTowersConfig, image_size: int) -> Towers:
     return towers
 
 
-def check_towers_reachable(name: str) -> None:
+def check_towers_reachable(name: str, image_size: Optional[int] = None) -> None:
     """The error `build_towers` would raise for towers whose weights are neither cached nor fetchable, without
     building them: one small file of a Hub CLIP (`hf-hub:` open_clip repositories, transformers CLIP names or
-    folders), or for `open_clip:` names the model, tag and weights in open_clip's registry."""
+    folders), or for `open_clip:` names the model, tag and weights in open_clip's registry and its image size
+    against `image_size` (data.loader.image_size)."""
     if name in ("tiny", TINY_OPEN_CLIP):
         return
     if name.startswith("open_clip:"):
         from .openclip_towers import check_open_clip_name
 
-        check_open_clip_name(name)
+        check_open_clip_name(name, image_size)
         return
     repo, filename = (name[len("hf-hub:"):], "open_clip_config.json") if name.startswith("hf-hub:") \
         else (name, "config.json")

@@ -177,12 +177,34 @@ def test_the_config_check_refuses_unfreezing_an_open_clip_model_without_blocks_b
     from support.clip import clip_config
 
     monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("the check built the model"))
-    cfg = clip_config(tmp_path / "shards", tmp_path / "runs", f"clip.model.towers.name={name}",
-                      "clip.model.towers.unfreeze_blocks=2")
+
+    def config(*extra):
+        return clip_config(tmp_path / "shards", tmp_path / "runs", f"clip.model.towers.name={name}",
+                           "clip.model.towers.unfreeze_blocks=2", *extra)
+
     with pytest.raises(ConfigError, match=rf"{says}.*set clip.model.towers.unfreeze_blocks=0"):
-        ClipRecipe.check_config(cfg, world_size=1)
+        ClipRecipe.check_config(config(), world_size=1)
     for fine in (["clip.model.towers.unfreeze_blocks=0"], ["clip.model.fusion=zero_shot"]):
-        ClipRecipe.check_config(clip_config(tmp_path / "shards", tmp_path / "runs", f"clip.model.towers.name={name}",
-                                            "clip.model.towers.unfreeze_blocks=2", *fine), world_size=1)
-    ClipRecipe.check_config(clip_config(tmp_path / "shards", tmp_path / "runs", "clip.model.towers.name="
-                                        "open_clip:ViT-B-32", "clip.model.towers.unfreeze_blocks=2"), world_size=1)
+        ClipRecipe.check_config(config(*fine), world_size=1)
+    ClipRecipe.check_config(config("clip.model.towers.name=open_clip:ViT-B-32"), world_size=1)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "zero_shot"])
+def test_the_models_check_refuses_an_image_size_the_open_clip_model_does_not_take(monkeypatch, tmp_path, fusion):
+    """open_clip's ViT does not interpolate its positions: the build refuses another size; the models' check (the
+    pipeline's start, `tune` before Ray) says so from open_clip's config, before a pipeline's earlier stages run."""
+    import open_clip
+
+    from mmlnb_dist.core.errors import ConfigError
+    from mmlnb_dist.recipes.clip.recipe import ClipRecipe
+
+    from support.clip import clip_config
+
+    monkeypatch.setattr(open_clip, "create_model", lambda *a, **k: pytest.fail("the check built the model"))
+    cfg = clip_config(tmp_path / "shards", tmp_path / "runs", "clip.model.towers.name=open_clip:RN50x4",
+                      f"clip.model.fusion={fusion}", "clip.model.towers.unfreeze_blocks=0")
+    with pytest.raises(ConfigError, match=r"data.loader.image_size: 32 px, but the open_clip model "
+                                          r"'open_clip:RN50x4' takes 288 px; set data.loader.image_size=288"):
+        ClipRecipe.check_models(cfg)
+    ClipRecipe.check_models(cfg.model_copy(update={"data": cfg.data.model_copy(update={
+        "loader": cfg.data.loader.model_copy(update={"image_size": 288})})}))
