@@ -277,10 +277,11 @@ def describe_label(label: str, rng: np.random.Generator) -> str:
 
 
 def noisy_description(label: str, rng: np.random.Generator, classes: Sequence[str] = CLASSES) -> str:
-    """A noisy description: half of the time generic (uninformative), half of the time of a wrong class."""
-    if rng.random() < 0.5:
-        return " ".join(str(x) for x in rng.choice(_GENERIC, size=2, replace=False))
+    """A noisy description: half of the time generic (uninformative), half of the time of a wrong class; always
+    generic when `classes` has no other class to name (a one-class set)."""
     wrong = [c for c in classes if c != label and c in _PHRASES]
+    if rng.random() < 0.5 or not wrong:
+        return " ".join(str(x) for x in rng.choice(_GENERIC, size=2, replace=False))
     return describe_label(str(rng.choice(wrong)), rng)
 
 
@@ -338,6 +339,9 @@ def make_synthetic_dataset(
     unknown = [c for c in classes if c not in CLASSES]
     if unknown:
         raise ValueError(f"synthetic classes must be among {', '.join(CLASSES)}; got {unknown}")
+    twice = sorted({c for c in classes if classes.count(c) > 1})
+    if twice:
+        raise ValueError(f"synthetic classes name {', '.join(twice)} more than once; list each class once")
     if n_slides < len(classes):
         raise ValueError(f"n_slides={n_slides} must be at least the number of classes ({len(classes)})")
     if n < len(classes):
