@@ -279,7 +279,9 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
         mask_path = _mask_path(s, sid)
         fp = fingerprint(s, path, label, quotas[sid], target, mask_path)
         previous = load_result(work, sid)
-        if previous is not None and previous.get("fingerprint") == fp:
+        # (QC pictures asked for now, not made then: tiled again, to the same tiles, for its picture)
+        if previous is not None and previous.get("fingerprint") == fp and (
+                not s.qc_pictures or (work / "slides" / safe_key(sid) / "qc.png").is_file()):
             results.append({**previous, "resumed": True})
             continue
         jobs.append(SlideJob(sid, _absolute(path), label, s, work, fp, quotas[sid],
@@ -304,7 +306,7 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
         manifest = build_shards(samples, out, build, classes=classes, provenance=provenance,
                                 progress=progress, lock=False)  # tile_slides holds the lock
     all_results = sorted(results + problems, key=lambda r: r["slide_id"])
-    qc_dir = _write_qc(out if manifest is not None else work, work, all_results, logger)
+    qc_dir = _write_qc(out if manifest is not None else work, work, all_results, logger, s.qc_pictures)
     bad = [r for r in all_results if r["status"] in PROBLEM_STATUSES]
     return TilingReport(all_results, manifest, qc_dir, time.perf_counter() - start, bad, removed)
 
@@ -329,17 +331,25 @@ def discard_old_shard_set(out: Path) -> bool:
     return True
 
 
-def _write_qc(base: Path, work: Path, results: List[Dict[str, Any]], logger) -> Path:
-    """Copy masks and pictures next to the shards (`<out>/qc/`), write the summary CSV, log to tracking."""
+def _write_qc(base: Path, work: Path, results: List[Dict[str, Any]], logger, pictures: bool = True) -> Path:
+    """Copy masks and pictures next to the shards (`<out>/qc/`), write the summary CSV, log to tracking. Only this
+    run's: the files an earlier run left there go first, and a slide's staged files are copied only when they are
+    this result's (a slide that now fails or is now unlabelled keeps the staged folder of its earlier run)."""
     import shutil
 
     from .report import summary_rows, write_summary_csv
 
     qc_dir = base / "qc"
     qc_dir.mkdir(parents=True, exist_ok=True)
+    for dest in ("masks", "pictures"):
+        shutil.rmtree(qc_dir / dest, ignore_errors=True)
+    kinds = (("mask.geojson", "masks", MASK_SUFFIX),) + ((("qc.png", "pictures", ".png"),) if pictures else ())
     for r in results:
+        staged = load_result(work, r["slide_id"])
+        if staged is None or r.get("fingerprint") is None or staged.get("fingerprint") != r["fingerprint"]:
+            continue
         slide_dir = work / "slides" / safe_key(r["slide_id"])
-        for name, dest, suffix in (("mask.geojson", "masks", MASK_SUFFIX), ("qc.png", "pictures", ".png")):
+        for name, dest, suffix in kinds:
             if (slide_dir / name).is_file():
                 (qc_dir / dest).mkdir(exist_ok=True)
                 shutil.copyfile(slide_dir / name, qc_dir / dest / qc_file_name(r["slide_id"], suffix))
