@@ -11,10 +11,12 @@ import io
 import re
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: slide tiling and shard builds need none
+    import torch
 
 IMAGE_EXTENSIONS: Tuple[str, ...] = ("jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp")
 """Image member names (and file suffixes) accepted, in order of preference: the first present wins."""
@@ -134,6 +136,8 @@ class ImageTransform:
 
     def __init__(self, image_size: int, augment: bool = False, mean: Sequence[float] = (0.0, 0.0, 0.0),
                  std: Sequence[float] = (1.0, 1.0, 1.0)) -> None:
+        import torch  # here, not at the top: slide tiling and shard builds import this module and need no torch
+
         self.image_size = image_size
         self.augment = augment
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
@@ -167,6 +171,8 @@ class ImageTransform:
 
     def normalise_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 `[B, S, S, 3]` -> normalised float32 `[B, 3, S, S]` in one vectorised pass, on the batch's device."""
+        import torch
+
         t = batch.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
         if t.device != self.scale.device:
             # Three numbers copied per batch rather than cached here: this object is pickled into the loader's
@@ -176,6 +182,8 @@ class ImageTransform:
 
     def __call__(self, img, rng: Optional[np.random.Generator] = None) -> torch.Tensor:
         """One PIL image -> normalised float32 `[3, S, S]` (prediction: no loader involved)."""
+        import torch
+
         return self.normalise_batch(torch.from_numpy(self.to_array(img, rng))[None])[0]
 
 
