@@ -4,10 +4,12 @@ file is a `TilingInputError` (a usage error, exit code 2); a slide that cannot b
 report, never silently dropped."""
 from __future__ import annotations
 
+import glob
 import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from ..core.errors import UserError
 from ..core.files import dict_reader, open_csv
@@ -89,24 +91,11 @@ def find_slides(slides: Path) -> Dict[str, Path]:
         remedy = ("rename one, or list the slides in a CSV with 'path' and 'slide_id' columns (--slides) to give "
                   "each its own id")
     elif slides.is_file():
-        with open_csv(slides) as f:
-            reader = dict_reader(f)
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise TilingInputError(f"{slides}: a slide list CSV needs a 'path' column (optional 'slide_id')")
-            reject_misnamed_slide_column(slides, reader.fieldnames)
-            entries = []
-            for n, row in enumerate(reader, 2):  # row 1 is the header
-                if not any((cell or "").strip() for cell in row.values() if isinstance(cell, str)):
-                    continue  # a spreadsheet's trailing ",," row: no slide
-                # trimmed as read_labels trims ids; a path written on Windows (`site\S1.svs`) read as one
-                text = (row["path"] or "").strip().replace("\\", "/")
-                if not text:  # Path("") is the CSV's own folder, which would become a slide
-                    sid = (row.get("slide_id") or "").strip()
-                    raise TilingInputError(f"{slides}: row {n}{f' (slide_id {sid!r})' if sid else ''} has no path; "
-                                           f"give the slide's file in its 'path' cell or delete the row")
-                p = Path(text)
-                p = p if p.is_absolute() else slides.absolute().parent / p
-                entries.append(((row.get("slide_id") or "").strip() or p.stem, p, n))
+        if slides.suffix.lower() in SLIDE_EXTENSIONS:
+            raise TilingInputError(f"--slides {slides} is a slide file: give the folder that holds the slides, or a "
+                                   f"CSV listing them (a 'path' column)")
+        with _csv_text(slides, "--slides") as f:
+            entries = _slide_rows(slides, dict_reader(f))
         remedy = "give each its own id in a 'slide_id' column of that CSV (where it is empty, the id is the file stem)"
     else:
         raise TilingInputError(f"--slides {slides}: no such folder or CSV file")
@@ -138,6 +127,39 @@ def _one_file_per_id(slides: Path, entries: List[Tuple[str, Path, Optional[int]]
     return found
 
 
+def _slide_rows(slides: Path, reader) -> List[Tuple[str, Path, int]]:
+    """(slide_id, absolute path, row number) per row of a slide list CSV."""
+    if not reader.fieldnames or "path" not in reader.fieldnames:
+        raise TilingInputError(f"{slides}: a slide list CSV needs a 'path' column (optional 'slide_id')")
+    reject_misnamed_slide_column(slides, reader.fieldnames)
+    entries = []
+    for n, row in enumerate(reader, 2):  # row 1 is the header
+        if not any((cell or "").strip() for cell in row.values() if isinstance(cell, str)):
+            continue  # a spreadsheet's trailing ",," row: no slide
+        # trimmed as read_labels trims ids; a path written on Windows (`site\S1.svs`) read as one
+        text = (row["path"] or "").strip().replace("\\", "/")
+        if not text:  # Path("") is the CSV's own folder, which would become a slide
+            sid = (row.get("slide_id") or "").strip()
+            raise TilingInputError(f"{slides}: row {n}{f' (slide_id {sid!r})' if sid else ''} has no path; "
+                                   f"give the slide's file in its 'path' cell or delete the row")
+        p = Path(text)
+        p = p if p.is_absolute() else slides.absolute().parent / p
+        entries.append(((row.get("slide_id") or "").strip() or p.stem, p, n))
+    return entries
+
+
+@contextmanager
+def _csv_text(path: Path, flag: str) -> Iterator[TextIO]:
+    """The CSV opened as text; one that is not UTF-8 (a slide, a spreadsheet saved in a legacy encoding) is a
+    usage error naming it, wherever in the file the first bad byte is."""
+    try:
+        with open_csv(path) as f:
+            yield f
+    except UnicodeDecodeError as err:
+        raise TilingInputError(f"{flag} {path}: not UTF-8 text ({err.reason}: byte 0x{err.object[err.start]:02x} at "
+                               f"offset {err.start}); save it as a CSV in UTF-8") from None
+
+
 def _one_key_per_id(slides: Path, found: Dict[str, Path], remedy: str) -> None:
     """Refuse two ids that make one file key (`case-é`, `case-ü`): their staged tiles, tile keys and QC files
     would collide, found only after every slide was tiled."""
@@ -166,7 +188,7 @@ def read_labels(path: Path) -> Dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise TilingInputError(f"--labels {path}: no such file")
-    with open_csv(path) as f:
+    with _csv_text(path, "--labels") as f:
         reader = dict_reader(f)
         if not reader.fieldnames or not {"slide_id", "label"} <= set(reader.fieldnames):
             reject_misnamed_slide_column(path, reader.fieldnames or [])
@@ -187,10 +209,11 @@ def read_labels(path: Path) -> Dict[str, str]:
         return labels
 
 
-def match_inputs(found: Dict[str, Path], labels: Dict[str, str],
-                 classes: Sequence[str]) -> Tuple[Dict[str, Tuple[Path, str]], List[Dict[str, Any]]]:
+def match_inputs(found: Dict[str, Path], labels: Dict[str, str], classes: Sequence[str],
+                 folder: Optional[Path] = None) -> Tuple[Dict[str, Tuple[Path, str]], List[Dict[str, Any]]]:
     """Slides that can be tiled, and a problem record for each slide that cannot (never silently dropped). A label
-    row may name a slide by its id (the file stem) or by its file name (`a.svs`)."""
+    row may name a slide by its id (the file stem) or by its file name (`a.svs`). `folder`: the slide folder, where
+    a labelled slide with no slide file may be there in a format that is not read (said so in its record)."""
     labels = dict(labels)
     for sid, path in found.items():
         if path.name != sid and path.name in labels and sid not in labels:
@@ -198,7 +221,7 @@ def match_inputs(found: Dict[str, Path], labels: Dict[str, str],
     usable, problems = {}, []
     for sid in sorted(set(found) | set(labels)):
         if sid not in found:
-            problems.append(problem_record(sid, labels[sid], "missing_slide", "named in the label file, no slide file"))
+            problems.append(problem_record(sid, labels[sid], "missing_slide", _no_slide_file(sid, folder)))
         elif sid not in labels:
             problems.append(problem_record(sid, "", "unlabelled", f"{found[sid].name} is not in the label file"))
         elif not found[sid].exists():
@@ -209,6 +232,16 @@ def match_inputs(found: Dict[str, Path], labels: Dict[str, str],
         else:
             usable[sid] = (found[sid], labels[sid])
     return usable, problems
+
+
+def _no_slide_file(slide_id: str, folder: Optional[Path]) -> str:
+    """Why a labelled slide has no slide file: none of that name, or one in a format that is not read."""
+    others = sorted(p.name for p in Path(folder).glob(f"{glob.escape(slide_id)}.*")
+                    if p.is_file() and p.stem == slide_id) if folder is not None and Path(folder).is_dir() else []
+    if not others:
+        return "named in the label file, no slide file"
+    return (f"named in the label file; {others[0]} is there, but {Path(others[0]).suffix or 'its suffix'} is not a "
+            f"slide format ({', '.join(SLIDE_EXTENSIONS)})")
 
 
 def no_usable_slide(slides: Path, labels: Path, problems: List[Dict[str, Any]]) -> str:

@@ -234,6 +234,8 @@ def tile_slides(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path,
     from ..core.runlock import FolderLock
     from ..data.build import discard_empty_output
 
+    if Path(out).exists() and not Path(out).is_dir():
+        raise TilingInputError(f"--out {out}: it is a file, not a shard set folder")
     lock = FolderLock(Path(out), "slides tile").acquire()
     try:
         report = _tile_slides_locked(s, build, slides, labels, out, classes, progress, logger)
@@ -259,7 +261,8 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     found = find_slides(Path(slides))
     if not found:
         raise TilingInputError(f"--slides {slides}: no slide files ({', '.join(SLIDE_EXTENSIONS)})")
-    usable, problems = match_inputs(found, read_labels(Path(labels)), classes)
+    usable, problems = match_inputs(found, read_labels(Path(labels)), classes,
+                                    folder=Path(slides) if Path(slides).is_dir() else None)
     if not usable:
         raise TilingInputError(no_usable_slide(slides, labels, problems))
     if s.mask_dir is not None:
