@@ -71,11 +71,17 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     img = to_rgb(img)
     w, h = img.size
     scale = size / min(w, h)
-    if scale != 1.0:
-        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
+    w2, h2 = max(size, round(w * scale)), max(size, round(h * scale))
+    left, top = (w2 - size) // 2, (h2 - size) // 2
+    if max(w2, h2) > 8 * size:
+        # an elongated image (a 1 x 20,000 strip): resize only the centre square (the same sampling, within a grey
+        # level), not the whole strip to 256 x 5,120,000 pixels first
+        sx, sy = w2 / w, h2 / h
+        img = img.resize((size, size), Image.BICUBIC, box=(left / sx, top / sy, (left + size) / sx, (top + size) / sy))
+    else:
+        if scale != 1.0:
+            img = img.resize((w2, h2), Image.BICUBIC)
+        img = img.crop((left, top, left + size, top + size))
     buf = io.BytesIO()
     if build.image_format == "jpeg":
         img.save(buf, format="JPEG", quality=build.jpeg_quality, optimize=False, progressive=False)
