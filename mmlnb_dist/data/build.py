@@ -56,7 +56,7 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     """Encoded image member `(ext, bytes)`; raises on unreadable images (the caller records them as skipped)."""
     from PIL import Image
 
-    from .images import to_rgb  # here, not at the top: images imports torch, which a shard build needs not
+    from .images import square_crop, to_rgb
 
     raw = spec.image if isinstance(spec.image, bytes) else Path(spec.image).read_bytes()
     img = Image.open(io.BytesIO(raw))
@@ -69,19 +69,7 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     # draft() lets the JPEG decoder scale by 1/2, 1/4, 1/8 in the DCT domain when the source is much larger.
     img.draft("RGB", (size, size))
     img = to_rgb(img)
-    w, h = img.size
-    scale = size / min(w, h)
-    w2, h2 = max(size, round(w * scale)), max(size, round(h * scale))
-    left, top = (w2 - size) // 2, (h2 - size) // 2
-    if max(w2, h2) > 8 * size:
-        # an elongated image (a 1 x 20,000 strip): resize only the centre square (the same sampling, within a grey
-        # level), not the whole strip to 256 x 5,120,000 pixels first
-        sx, sy = w2 / w, h2 / h
-        img = img.resize((size, size), Image.BICUBIC, box=(left / sx, top / sy, (left + size) / sx, (top + size) / sy))
-    else:
-        if scale != 1.0:
-            img = img.resize((w2, h2), Image.BICUBIC)
-        img = img.crop((left, top, left + size, top + size))
+    img = square_crop(img, size, Image.BICUBIC)
     buf = io.BytesIO()
     if build.image_format == "jpeg":
         img.save(buf, format="JPEG", quality=build.jpeg_quality, optimize=False, progressive=False)

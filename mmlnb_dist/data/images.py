@@ -127,6 +127,22 @@ def sample_rng(seed: int, epoch: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, zlib.crc32(key.encode("utf-8"))])
 
 
+def square_crop(img, size: int, resample: int):
+    """The PIL image with its shorter side resized to `size`, centre-cropped to `size` x `size`. An elongated image
+    (a 1 x 20,000 strip) has only its centre square resampled (the same sampling, within a grey level): resized
+    whole first, that strip would be 256 x 5,120,000 pixels. Others are resized whole, then cropped."""
+    w, h = img.size
+    scale = size / min(w, h)
+    w2, h2 = max(size, round(w * scale)), max(size, round(h * scale))
+    left, top = (w2 - size) // 2, (h2 - size) // 2
+    if max(w2, h2) > 8 * size:
+        sx, sy = w2 / w, h2 / h
+        return img.resize((size, size), resample, box=(left / sx, top / sy, (left + size) / sx, (top + size) / sy))
+    if scale != 1.0:
+        img = img.resize((w2, h2), resample)
+    return img.crop((left, top, left + size, top + size))
+
+
 class ImageTransform:
     """Resize the shorter side to `image_size`, centre-crop square, optionally flip/rotate (dihedral group).
 
@@ -152,13 +168,8 @@ class ImageTransform:
         from PIL import Image
 
         s = self.image_size
-        w, h = img.size
-        if (w, h) != (s, s):
-            scale = s / min(w, h)
-            img = img.resize((max(s, round(w * scale)), max(s, round(h * scale))), Image.BILINEAR)
-            w, h = img.size
-            left, top = (w - s) // 2, (h - s) // 2
-            img = img.crop((left, top, left + s, top + s))
+        if img.size != (s, s):
+            img = square_crop(img, s, Image.BILINEAR)
         arr = np.array(img, dtype=np.uint8)  # a writable copy: torch.from_numpy needs one
         if self.augment and rng is not None:
             # Histology has no canonical orientation: the 8 dihedral transforms are all label-preserving.

@@ -129,7 +129,7 @@ class SlideReader:
         """RGB uint8 of the level-0 rectangle `(x, y, w, h)` read at `level` (not resized)."""
         ds = self.level_downsamples[level]
         size = (max(1, int(round(w / ds))), max(1, int(round(h / ds))))
-        from ..data.images import composite_on_white  # here: data.images imports torch, which tiling needs not
+        from ..data.images import composite_on_white
 
         try:
             rgba = np.asarray(self._slide.read_region((int(x), int(y)), level, size))

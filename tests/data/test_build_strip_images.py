@@ -62,3 +62,16 @@ def test_a_strip_is_cropped_before_it_is_resized(shape, resizes):
 def test_ordinary_images_are_encoded_exactly_as_resize_then_crop(shape):
     img = Image.fromarray(np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8))
     np.testing.assert_array_equal(_encoded(img, 64), _reference(img, 64))
+
+
+def test_the_prediction_transform_crops_a_strip_before_it_is_resized(resizes):
+    from mmlnb_dist.data.images import ImageTransform
+
+    yy, xx = np.mgrid[:2, :4000]
+    img = Image.fromarray(np.stack([(xx + 40 * yy) % 256] * 3, axis=-1).astype(np.uint8))
+    resizes.clear()
+    out = ImageTransform(32).to_array(img)
+    assert out.shape == (32, 32, 3) and max(max(s) for s in resizes) <= 4 * 32, resizes
+    ordinary = Image.fromarray(np.random.default_rng(2).integers(0, 256, (50, 90, 3), dtype=np.uint8))
+    np.testing.assert_array_equal(ImageTransform(32).to_array(ordinary),
+                                  np.asarray(ordinary.resize((58, 32), Image.BILINEAR).crop((13, 0, 45, 32))))
