@@ -115,13 +115,16 @@ def run_synth(args: argparse.Namespace) -> int:
     import re
 
     from ..core.errors import UserError
-    from ..data.generated import refuse_foreign_files
+    from ..data.generated import refuse_foreign_files, remove_stale_files
     from ..slides.synthetic_slides import write_synthetic_slide
 
     if args.size % 256 or args.size < 1024:
         raise UserError(f"--size {args.size}: must be a multiple of 256 and at least 1024")
-    refuse_foreign_files(args.out, re.compile(r"labels\.csv|synth-[A-Z]+-\d+\.tif"), "slides synth",
-                         "labels.csv and synth-<class>-<k>.tif")
+    own = re.compile(r"labels\.csv|synth-[A-Z]+-\d+\.tif")
+    refuse_foreign_files(args.out, own, "slides synth", "labels.csv and synth-<class>-<k>.tif")
+    # an earlier run's extra slides: `slides tile` would report them as unlabelled
+    remove_stale_files(args.out, own, [f"synth-{label}-{k}.tif" for label in ("UD", "PD", "D")
+                                       for k in range(args.per_class)])
     args.out.mkdir(parents=True, exist_ok=True)
     rows = ["slide_id,label"]
     for c, label in enumerate(("UD", "PD", "D")):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Union
+from typing import Iterable, Union
 
 from ..core.errors import UserError
 
@@ -16,6 +16,8 @@ def refuse_foreign_files(out_dir: Union[str, Path], own: "re.Pattern[str]", what
     not match `own`, the generator's own files; hidden files (`.DS_Store`) are not counted. `what` names the
     generator, `writes` what it writes."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} is a file: {what} writes a folder ({writes}); give a new or empty folder")
     if not out_dir.is_dir():
         return
     foreign = sorted(rel for rel in (p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file())
@@ -24,3 +26,16 @@ def refuse_foreign_files(out_dir: Union[str, Path], own: "re.Pattern[str]", what
         shown = ", ".join(foreign[:4]) + (f", ... ({len(foreign)} in all)" if len(foreign) > 4 else "")
         raise UserError(f"{out_dir} holds files {what} did not write ({shown}); it writes {writes}, which would "
                         f"replace or mix with them: give a new or empty folder")
+
+
+def remove_stale_files(out_dir: Union[str, Path], own: "re.Pattern[str]", keep: Iterable[str]) -> None:
+    """Delete the generator's own files in `out_dir` (paths matching `own`) that this run does not write (`keep`,
+    relative paths): an earlier run with more patches or slides left them, and whatever reads the folder next
+    would take them for this run's (`slides tile` reported the extra slides as unlabelled)."""
+    out_dir, keep = Path(out_dir), set(keep)
+    if not out_dir.is_dir():
+        return
+    for p in out_dir.rglob("*"):
+        rel = p.relative_to(out_dir).as_posix()
+        if p.is_file() and own.fullmatch(rel) and rel not in keep:
+            p.unlink()

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..core.progress import progress_bar
-from .generated import refuse_foreign_files
+from .generated import refuse_foreign_files, remove_stale_files
 
 CLASSES: Tuple[str, ...] = ("UD", "PD", "D")
 
@@ -350,8 +350,8 @@ def make_synthetic_dataset(
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name}={rate} must be within [0, 1]")
     out_dir = Path(out_dir)
-    refuse_foreign_files(out_dir, re.compile(r"labels\.csv|descriptions\.jsonl|(?P<c>[A-Z]+)/(?P=c)_\d{5}\.png"),
-                         "data synth", "labels.csv, descriptions.jsonl and <class>/<class>_NNNNN.png")
+    own = re.compile(r"labels\.csv|descriptions\.jsonl|(?P<c>[A-Z]+)/(?P=c)_\d{5}\.png")
+    refuse_foreign_files(out_dir, own, "data synth", "labels.csv, descriptions.jsonl and <class>/<class>_NNNNN.png")
     for c in classes:
         (out_dir / c).mkdir(parents=True, exist_ok=True)
     slide_class = [classes[i % len(classes)] for i in range(n_slides)]
@@ -369,6 +369,7 @@ def make_synthetic_dataset(
         job = (i, label, size, stains[slide], seed, slide, i in noisy, tuple(classes))
         jobs.append(job + (ambiguous[i],) if i in ambiguous else job)
         rows.append((f"{label}/{label}_{i:05d}.png", label, f"slide-{slide:03d}"))
+    remove_stale_files(out_dir, own, [r[0] for r in rows])  # an earlier run's extra patches
     workers = workers or (1 if n < 64 else min(os.cpu_count() or 1, 8))
     descs = []
     # Patches are independent (own generator), so a process pool gives the same bytes as one process;
