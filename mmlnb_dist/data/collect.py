@@ -119,6 +119,18 @@ def _compare_with_folder(samples: List[SampleSpec], root: Path, classes: Sequenc
                     root / "labels.csv", len(crossed), "s give" if len(crossed) > 1 else " gives", _listed(crossed))
 
 
+def _is_shard_output(folder: Path) -> bool:
+    """Whether `folder` is a shard set or a build's output in progress (its manifest, the marker of a stopped
+    replacement, a partial build folder, or the output lock's files)."""
+    from ..core.runlock import is_lock_file
+    from .build import INCOMPLETE
+    from .build_journal import PARTIAL_PREFIX
+    from .shardset import MANIFEST
+
+    return (folder / MANIFEST).is_file() or (folder / INCOMPLETE).exists() or any(
+        p.name.startswith(PARTIAL_PREFIX) or is_lock_file(p.name) for p in folder.iterdir())
+
+
 def collect_samples(
     input_path: Union[str, Path],
     classes: Sequence[str],
@@ -147,6 +159,9 @@ def collect_samples(
         if not subdirs:
             raise ShardError(f"{input_path}: no class subfolders (expected {', '.join(f'{c}/' for c in classes)}) "
                              f"and no labels.csv")
+        for sub in [d for d in subdirs if _is_shard_output(d)]:  # `--out data/shards` of an earlier build
+            log.warning("%s: a shard set (or a stopped build of one), not a class folder: skipped", sub)
+            subdirs.remove(sub)
         for sub in subdirs:
             if sub.name not in classes:
                 raise ShardError(f"{sub}: unknown label folder '{sub.name}' (classes: {', '.join(classes)})")
