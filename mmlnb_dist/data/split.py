@@ -168,3 +168,17 @@ def warn_unfit_splits(samples: Sequence[SampleSpec], splits: Dict[str, List[Samp
                         "Remedies: more slides per class; a larger data.build.%s_fraction; data.build.stratify=false "
                         "(all classes share the %s budget); or data.build.group_by_slide=false (splits by tile: tiles "
                         "of one slide then land in train and %s)", name, where, name, fraction, name, name, name)
+        elif fraction > 0 and not is_multilabel(samples):
+            _warn_missing_classes(name, splits, grouped)
+
+
+def _warn_missing_classes(name: str, splits: Dict[str, List[SampleSpec]], grouped: bool) -> None:
+    """A held-out split with samples but none of a class that train has: its metrics leave that class out."""
+    have = {s.label for s in splits[name]}
+    for label in sorted({s.label for s in splits["train"]} - have):
+        units = ({s.slide_id for s in splits["train"] if s.label == label} if grouped
+                 else [s for s in splits["train"] if s.label == label])
+        kind = "slide(s)" if grouped else "sample(s)"
+        log.warning("the %s split has no %s: its %d %s of %s are all in train, so %s metrics leave %s out. Remedies: "
+                    "more %s of %s, or a larger data.build.%s_fraction", name, label, len(units), kind, label, name,
+                    label, kind, label, name)
