@@ -161,6 +161,8 @@ def validate_samples(samples: Sequence[SampleSpec], classes: Sequence[str]) -> N
         where = s.image.as_posix() if isinstance(s.image, Path) else s.key
         if not KEY_RE.match(s.key):
             problems.append(f"{where}: invalid key {s.key!r} (allowed: [A-Za-z0-9_-])")
+        elif s.key in seen and isinstance(s.image, Path) and seen[s.key].image == s.image:
+            problems.append(f"{where}: listed twice (labels {seen[s.key].label} and {s.label}); list each image once")
         elif s.key in seen:
             problems.append(f"{where}: duplicate key {s.key!r}")
         seen[s.key] = s
