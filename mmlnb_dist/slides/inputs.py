@@ -227,8 +227,10 @@ def match_inputs(found: Dict[str, Path], labels: Dict[str, str], classes: Sequen
         elif not found[sid].exists():
             problems.append(problem_record(sid, labels[sid], "missing_slide", f"{found[sid]} does not exist"))
         elif labels[sid] not in classes:
+            near = [c for c in classes if c.lower() == labels[sid].lower()]
+            hint = f"; did you mean {near[0]!r}? labels are matched exactly, case included" if near else ""
             problems.append(problem_record(sid, labels[sid], "bad_label",
-                                           f"label {labels[sid]!r} is not one of {list(classes)}"))
+                                           f"label {labels[sid]!r} is not one of {list(classes)}{hint}"))
         else:
             usable[sid] = (found[sid], labels[sid])
     return usable, problems

@@ -54,3 +54,12 @@ def test_a_labelled_slide_in_an_unread_format_is_named_as_such(tmp_path):
     assert errors["C"] == ("missing_slide", "named in the label file, no slide file")
     status, error = errors["B"]
     assert status == "missing_slide" and "B.png is there" in error and ".png is not a slide format" in error
+
+
+def test_a_label_in_another_case_is_named_with_the_class_it_means(tmp_path):
+    (tmp_path / "A.svs").write_bytes(b"a")
+    (tmp_path / "B.svs").write_bytes(b"b")
+    _, problems = match_inputs(find_slides(tmp_path), {"A": "ud", "B": "XX"}, ["UD", "PD", "D"])
+    errors = {p["slide_id"]: p["error"] for p in problems}
+    assert errors["A"].endswith("did you mean 'UD'? labels are matched exactly, case included")
+    assert errors["B"] == "label 'XX' is not one of ['UD', 'PD', 'D']"
