@@ -40,6 +40,9 @@ class ShardSet:
     def open(cls, shard_dir: Union[str, Path]) -> "ShardSet":
         root = Path(shard_dir)
         path = root / MANIFEST
+        if root.is_file():  # the manifest or a shard of the set, given for the set
+            inside = f": give the folder that holds it, {root.parent}" if (root.parent / MANIFEST).is_file() else ""
+            raise ShardError(f"{root} is a file, not a shard set folder{inside}")
         if not root.is_dir():
             raise ShardError(f"shard folder not found: {root}")
         if not path.is_file():
