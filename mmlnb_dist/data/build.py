@@ -209,6 +209,12 @@ def build_shards(
     out_dir = Path(out_dir)
     validate_samples(samples, classes)
     _check_replaceable(out_dir)
+    present = {s.label for s in samples} | {c for s in samples for c in (s.meta.get("labels") or ())}
+    absent = [c for c in classes if c not in present]
+    if absent:  # a class of data.classes (or --classes) this data does not have: an output never trained
+        log.warning("class%s %s: no sample in %d (classes %s); the model gets an output no sample trains. Drop it "
+                    "from --classes / data.classes unless it is meant", "es" if len(absent) > 1 else "",
+                    ", ".join(absent), len(samples), ", ".join(classes))
     splits = split_samples(samples, build)
     held = FolderLock(out_dir, "shards build")
     if lock:
