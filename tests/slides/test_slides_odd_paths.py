@@ -63,3 +63,20 @@ def test_a_label_in_another_case_is_named_with_the_class_it_means(tmp_path):
     errors = {p["slide_id"]: p["error"] for p in problems}
     assert errors["A"].endswith("did you mean 'UD'? labels are matched exactly, case included")
     assert errors["B"] == "label 'XX' is not one of ['UD', 'PD', 'D']"
+
+
+@pytest.mark.parametrize("where", ["out/qc/masks", "out.work/qc/masks"])
+def test_a_mask_dir_inside_what_the_run_replaces_is_refused_and_kept(tmp_path, where):
+    from mmlnb_dist.slides.tiler import tile_slides
+
+    (tmp_path / "wsi").mkdir()
+    (tmp_path / "wsi" / "S1.svs").write_bytes(b"not read")
+    (tmp_path / "labels.csv").write_text("slide_id,label\nS1,UD\n")
+    masks = tmp_path / where
+    masks.mkdir(parents=True)
+    (masks / "S1.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    cfg = load_config(None, [f"slides.mask_dir={masks}"])
+    with pytest.raises(TilingInputError, match=r"--mask-dir .* is inside .*which this run replaces"):
+        tile_slides(cfg.slides, cfg.data.build, tmp_path / "wsi", tmp_path / "labels.csv", tmp_path / "out",
+                    cfg.data.classes, progress=False)
+    assert (masks / "S1.geojson").is_file()
