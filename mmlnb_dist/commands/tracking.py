@@ -71,8 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_register)
 
     q = sub.add_parser("predict", help="predict subtypes (fusion) or label sets (clip) with a registered model",
-                       description="Images, image folders, shard folders (manifest.json) or .tar shards in; "
-                       "CSV or JSONL out, with per-slide aggregates when slide ids are known. A multi-label model "
+                       description="Images, image folders, shard folders (manifest.json), .tar shards or a shard's "
+                       "sample (<tar>:<key>, as the source column names it) in; CSV or JSONL out, with per-slide "
+                       "aggregates when slide ids are known. A multi-label model "
                        "gives every label's probability and a label set (its top k, --top-k or --threshold); its "
                        "slide aggregates are mean probabilities per label. Interrupted, the same command resumes "
                        "after the last finished chunk (journaled in <out>.resume/). Exit 1 when some "
@@ -222,7 +223,7 @@ def _predict(args) -> int:
     from . import load_from_args
 
     cfg = load_from_args(args)
-    report = predict_to_file(args.model, [Path(p) for p in args.inputs], args.out, descriptions=args.descriptions,
+    report = predict_to_file(args.model, list(args.inputs), args.out, descriptions=args.descriptions,
                              vlm=args.vlm, adapter=args.adapter, split=args.split, batch_size=args.batch_size,
                              top_k=args.top_k, threshold=args.threshold, description_column=args.description_column,
                              slide_column=args.slide_column, tracking_uri=_tracking_uri(args, cfg),

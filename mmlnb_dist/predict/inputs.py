@@ -1,16 +1,20 @@
-"""`predict`'s inputs: image files, folders of images, shard folders (with manifest.json) or single .tar shards,
-expanded into items {key, source, path | tar, slide_id, description, written_by; a shard's also true_label and
-true_labels (a multi-label sample's set)}. A shard's images are read only
-when its items are predicted (`with_image_bytes`), so memory holds one chunk of images, not every input's."""
+"""`predict`'s inputs: image files, folders of images, shard folders (with manifest.json), single .tar shards or
+one sample of a shard (`<tar>:<key>`, as predict names it), given as paths or `file://` URLs, expanded into items
+{key, source, path | tar, slide_id, description, written_by; a shard's also true_label and true_labels (a
+multi-label sample's set)}. A shard's images are read only when its items are predicted (`with_image_bytes`), so
+memory holds one chunk of images, not every input's."""
 from __future__ import annotations
 
 import io
 import json
 import logging
 import os
+import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from ..data.images import image_files, image_member, is_slide_file, read_image
 from ..data.text_writer import shard_text_writer
@@ -23,6 +27,49 @@ TILE_THEM_FIRST = ("predict takes patches; tile {it} first (mmlnb-dist slides ti
 MAX_PATCH_SIDE = 4096
 """Pixels on the longer side above which an input is no patch (pathology tiles run 224-2048 px): a slide saved as
 a plain image, which would be predicted as one patch."""
+
+
+Input = Union[str, Path]
+"""An input as the user gave it: a path, a `file://` URL, or a shard sample as `predict` names it, `<tar>:<key>`."""
+
+
+def _member(given: Input) -> Optional[Tuple[Path, str]]:
+    """(shard, sample key) when `given` names no file but a sample of an existing shard (`<tar>:<key>`, the `source`
+    of a predictions row or of a `.skipped` line), else None."""
+    text = str(given)
+    for found in re.finditer(r"\.tar:", text):
+        tar = Path(text[:found.start() + 4])
+        if tar.is_file() and found.end() < len(text):
+            return tar, text[found.end():]
+    return None
+
+
+def _local_path(given: Input) -> Path:
+    """The path an input names: itself, the local path of a `file://` URL (`file:///x`, `file://localhost/x`;
+    percent-escapes decoded), or for a shard sample (`_member`) its shard."""
+    path = Path(given)
+    if path.exists():
+        return path
+    url = urlsplit(str(given))
+    if url.scheme == "file" and url.netloc in ("", "localhost"):
+        return Path(url2pathname(url.path))
+    member = _member(given)
+    return member[0] if member else path
+
+
+def _missing(given: Input) -> str:
+    """Why an input that names no file is not read, told for what it looks like (a URL, a Windows path)."""
+    text = str(given)
+    url = urlsplit(text)
+    if url.scheme == "file":
+        return "no such file or folder" if url.netloc in ("", "localhost") else (
+            f"a file:// URL of another host ({url.netloc}); predict reads this machine's files: give the path as "
+            f"this machine sees it")
+    if re.match(r"^[A-Za-z]:[\\/]", text):
+        return "no such file or folder (a Windows path? give the path as this machine sees it)"
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", text):
+        return "a URL: predict reads local files and folders; download it first and give its path"
+    return "no such file or folder"
 
 
 def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
@@ -83,23 +130,29 @@ def with_image_bytes(items: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
 def shard_sets_read(paths: Sequence[Path]) -> List[Path]:
     """The shard set folders the inputs read from: a shard set given, or the one a given `.tar` belongs to."""
     found = []
-    for path in map(Path, paths):
+    for path in map(_local_path, paths):
         folder = path if path.is_dir() else path.parent if path.suffix == ".tar" else None
         if folder is not None and (folder / "manifest.json").is_file() and folder.resolve() not in found:
             found.append(folder.resolve())
     return found
 
 
-def collect_inputs(paths: Sequence[Path],
+def collect_inputs(paths: Sequence[Input],
                    split: Optional[str] = None) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
-    """Expand inputs into items {key, source, data|path, slide_id, description}; returns (items, failures)."""
+    """Expand inputs (`Input`) into items {key, source, data|path, slide_id, description}; returns (items,
+    failures), a failure naming its input as given."""
     items: List[Dict[str, Any]] = []
     failed: List[Tuple[str, str]] = []
-    for path in paths:
-        path = Path(path)
+    for given in paths:
+        path, member = _local_path(given), _member(given)
         try:
-            if not path.exists():
-                failed.append((str(path), "no such file or folder"))
+            if member is not None and path == member[0]:
+                found = [it for it in _shard_items(member[0]) if it["sample_key"] == member[1]]
+                items.extend(found)
+                if not found:
+                    failed.append((str(given), f"no sample '{member[1]}' in the shard {member[0]}"))
+            elif not path.exists():
+                failed.append((str(given), _missing(given)))
             elif path.is_dir() and (path / "manifest.json").is_file():
                 from ..data.shardset import ShardSet
 
@@ -107,7 +160,7 @@ def collect_inputs(paths: Sequence[Path],
                 writer = shard_text_writer(manifest)
                 have = [name for name, info in manifest["splits"].items() if info.get("shards")]
                 if split and split not in have:  # else an empty predictions file, and exit code 0
-                    failed.append((str(path), f"the shard set has no '{split}' split (its splits: "
+                    failed.append((str(given), f"the shard set has no '{split}' split (its splits: "
                                               f"{', '.join(have)})"))
                     continue
                 for name, info in manifest["splits"].items():
@@ -121,18 +174,18 @@ def collect_inputs(paths: Sequence[Path],
                 files = image_files(path)
                 if not files:
                     slides = sum(1 for p in path.rglob("*") if p.is_file() and is_slide_file(p.name))
-                    failed.append((str(path), f"folder holds no images but {slides} whole-slide image(s): "
+                    failed.append((str(given), f"folder holds no images but {slides} whole-slide image(s): "
                                    f"{TILE_THEM_FIRST.format(it='them')}" if slides else "folder holds no images"))
                 items.extend({"key": str(f.relative_to(path).with_suffix("")).replace("/", "_"), "source": str(f),
                               "path": f, "named": f.relative_to(path).as_posix()} for f in files)
             elif is_slide_file(path.name):
-                failed.append((str(path), f"a whole-slide image: {TILE_THEM_FIRST.format(it='it')}"))
+                failed.append((str(given), f"a whole-slide image: {TILE_THEM_FIRST.format(it='it')}"))
             else:
                 items.append({"key": path.stem, "source": str(path), "path": path, "named": path.name})
         except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
-            failed.append((str(path), f"{type(err).__name__}: {err}"))
+            failed.append((str(given), f"{type(err).__name__}: {err}"))
     # a split of image files would be dropped without a word, and every image predicted
-    if split and not [p for p in map(Path, paths) if p.is_dir() and (p / "manifest.json").is_file()]:
+    if split and not [p for p in map(_local_path, paths) if p.is_dir() and (p / "manifest.json").is_file()]:
         raise PredictError(f"--split {split} chooses a split of shard sets, and none of the inputs is one "
                            f"({', '.join(map(str, paths))}); leave it out, or give the shard set folder")
     return _unique_keys(_once(items)), failed
