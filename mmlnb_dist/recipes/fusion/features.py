@@ -12,11 +12,13 @@ read back on resume (safetensors: no pickles). A saved table also records what m
 (`provenance`: the shard set's manifest digest, the preprocessing): the identity says nothing about which images
 a key names, so a cache folder shared by runs on two shard sets with the same keys would serve one set's
 features to the other. Loading a table recorded with different provenance is refused (`ProvenanceError`
-naming every differing key, the file and how to start over).
+naming every differing key, the file and how to start over); a table that records none (older versions) or
+cannot be read back is not used (a warning): its features are computed again and the file rewritten.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -25,6 +27,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 import torch
 
 from ...core.provenance import refuse_changes
+
+log = logging.getLogger(__name__)
 
 
 class FeatureCache:
@@ -93,19 +97,33 @@ class FeatureCache:
         return self.path
 
     def load(self) -> bool:
+        """Read this identity's saved table; False when there is none or it is not used: it cannot be read back
+        (copied half-way), or it records no provenance while this cache has one (written by an older version: which
+        shard set and preprocessing made it cannot be checked). Then the features are computed again and `save`
+        rewrites the file. A table recorded with other provenance is refused (`ProvenanceError`)."""
         if self.path is None or not self.path.is_file():
             return False
         from safetensors import safe_open
 
-        with safe_open(str(self.path), framework="pt") as f:
-            meta = f.metadata()
-            if self.provenance is not None and "provenance" in meta:
-                # compared on what the features depend on now (a text table saved with an image size still loads)
-                recorded = {k: v for k, v in json.loads(meta["provenance"]).items() if k in self.provenance}
-                refuse_changes(f"feature cache {self.path}", recorded, self.provenance,
-                               remedy=f"Delete {self.path} (it is rebuilt), or use another run.cache_dir.")
-            keys = json.loads(meta["keys"])
-            feats = f.get_tensor("features")
+        try:
+            with safe_open(str(self.path), framework="pt") as f:
+                meta = f.metadata() or {}
+                keys = json.loads(meta["keys"])
+                feats = f.get_tensor("features")
+        except Exception as err:  # noqa: BLE001 - an unreadable table is recomputed, as if absent
+            log.warning("feature cache %s cannot be read back (%s: %s): not used; its features are computed again "
+                        "and the file rewritten", self.path, type(err).__name__, err)
+            return False
+        if self.provenance is not None:
+            if "provenance" not in meta:
+                log.warning("feature cache %s records no provenance (written by an older version): which shard set "
+                            "and preprocessing made it cannot be checked, so it is not used; its features are "
+                            "computed again and the file rewritten", self.path)
+                return False
+            # compared on what the features depend on now (a text table saved with an image size still loads)
+            recorded = {k: v for k, v in json.loads(meta["provenance"]).items() if k in self.provenance}
+            refuse_changes(f"feature cache {self.path}", recorded, self.provenance,
+                           remedy=f"Delete {self.path} (it is rebuilt), or use another run.cache_dir.")
         self._store.update({k: v for k, v in zip(keys, feats)})
         self.loaded_from_disk = True
         return True
