@@ -100,6 +100,11 @@ def _strict_json(value: Any) -> Any:
 def _check_arguments(out: Path, top_k: Optional[int], threshold: Optional[float], chunk_size: int) -> None:
     if out.suffix not in (".csv", ".jsonl"):
         raise PredictError(f"--out must end in .csv or .jsonl (got {out.name})")
+    if out.is_dir():  # (else a traceback once every input is predicted)
+        raise PredictError(f"--out {out} is a folder; give a file path, e.g. {out / ('preds' + out.suffix)}")
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise PredictError(f"--out {out}: {above} is a file, not a folder; give a path in a folder")
     if chunk_size < 1:
         raise PredictError(f"--chunk-size must be at least 1 (got {chunk_size})")
     if top_k is not None and threshold is not None:
