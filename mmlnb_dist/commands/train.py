@@ -97,6 +97,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..recipes import spec_for
 
     is_main = DistEnv.from_environment().is_main  # under torchrun / deepspeed: one process per rank
+    _refuse_model_path(args)
     if args.config is None:
         # the model's own run: its recipe, shard set and preprocessing; a profile's would name other data
         run_config = Path(args.export or args.checkpoint).parent / "config.yaml"
@@ -117,6 +118,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     with ReadLock(Path(cfg.data.shards), "evaluate") if is_main else nullcontext(), \
             FolderLock(cfg.run.evaluation_dir(args.split), "evaluate") if tracked else nullcontext():
         return _evaluate_with(args, cfg, spec, is_main)
+
+
+def _refuse_model_path(args: argparse.Namespace) -> None:
+    """A missing `--export`/`--checkpoint` folder, a file, a run folder or a checkpoint tag's folder, named before
+    the config is chosen: without a config.yaml beside it the default profile was read, and its shard set was
+    the error ("shard folder not found: shards/demo")."""
+    from ..core.errors import UserError
+
+    flag, given, inside = ("--export", args.export, "export") if args.export else \
+        ("--checkpoint", args.checkpoint, "checkpoints")
+    path = Path(given)
+    if not path.exists():
+        raise UserError(f"{flag} {path}: no such folder")
+    if not path.is_dir():
+        raise UserError(f"{flag} {path}: not a folder ({flag} takes a run's {inside} folder)")
+    if (path / "config.yaml").is_file() and (path / inside).is_dir():
+        raise UserError(f"{flag} {path} is a run folder; give the folder inside it: {flag} {path / inside}")
+    if args.checkpoint and (path.parent / "latest").is_file():
+        raise UserError(f"--checkpoint {path} is one checkpoint of {path.parent}; give --checkpoint {path.parent} "
+                        f"--tag {path.name}")
 
 
 def _refuse_early(cfg, spec, split: str) -> None:
