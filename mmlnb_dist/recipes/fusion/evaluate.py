@@ -100,12 +100,27 @@ def trained_model_config(cfg: "Config", ckpt_dir) -> "Config":
     changed = [f"{k}={used[k]}" for k in sorted(used) if k.startswith(TRAINED_MODEL_SETTINGS) and used[k] != given[k]]
     log.info("the model is built as its run trained it (%s)%s", run_config,
              f"; differs from the given config in {', '.join(changed)}" if changed else "")
-    if data.get("shards") and (Path(data["shards"]) / "manifest.json").is_file():
-        was, now = ShardSet.open(data["shards"]).classes, ShardSet.open(cfg.data.shards).classes
+    was = _trained_classes(run_config.parent)
+    if was is None and data.get("shards") and (Path(data["shards"]) / "manifest.json").is_file():
+        was = ShardSet.open(data["shards"]).classes  # (a run from before datasets.json: its set as it is now)
+    if was is not None:
+        now = ShardSet.open(cfg.data.shards).classes
         if was != now:
-            raise UserError(f"{ckpt_dir} was trained on the classes {was} (its shard set {data['shards']}); "
+            raise UserError(f"{ckpt_dir} was trained on the classes {was} (its shard set {data.get('shards')}); "
                             f"data.shards {cfg.data.shards} has {now}: its labels would be read as other classes")
     return out
+
+
+def _trained_classes(run_dir: Path) -> Optional[List[str]]:
+    """The classes, in index order, of the shard set the run in `run_dir` trained on, as recorded when it trained
+    (`datasets.json`): its shard set may be gone since, or rebuilt in place with other classes."""
+    from ...core.tracking.lineage import recorded_datasets
+
+    for spec in recorded_datasets(run_dir, "train") or []:
+        classes = (spec.get("profile") or {}).get("classes")
+        if spec.get("context") == "train" and classes:
+            return list(classes)
+    return None
 
 
 def evaluate_checkpoint(cfg: "Config", ckpt_dir, split: str = "val", tag: Optional[str] = None,
