@@ -9,12 +9,12 @@ top k (j = 1..k; a sample with fewer than j true labels can never count).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Mapping, Sequence
 
 import torch
 
 from ...core.distributed import DistEnv, gather_tensors
-from ...core.errors import UserError
+from ...core.errors import ConfigError, UserError
 
 
 def top_k_prediction(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -77,6 +77,26 @@ def _binary_auroc(probs: torch.Tensor, target: torch.Tensor, defined: List[int])
     if not defined:
         return float("nan")  # no label has both positives and negatives: undefined, never the best
     return float(binary_auroc(probs[:, defined[0]], target[:, defined[0]]))
+
+
+def check_best_metric(metric: str, label_counts: Mapping[str, int], n: int, split: str = "val") -> None:
+    """A ConfigError when `metric` (train.best_metric) is undefined on a split of `n` samples with these label
+    counts (samples holding each label): macro AUROC needs a label with both positives and negatives, micro AUROC
+    both kinds of (sample, label) pair. NaN at every evaluation, no checkpoint would ever be the best. No counts
+    (a manifest written without them): nothing to check."""
+    if not label_counts:
+        return
+    total = sum(label_counts.values())
+    if metric == "macro_auroc" and n and not any(0 < c < n for c in label_counts.values()):
+        why = "no label has both positives and negatives"
+    elif metric == "micro_auroc" and n and not 0 < total < n * len(label_counts):
+        why = "its (sample, label) pairs are all " + ("positive" if total else "negative")
+    else:
+        return
+    raise ConfigError(f"train.best_metric: {metric} is undefined on the {split} split ({why} among its {n} samples; "
+                      f"labels {', '.join(f'{c} {k}' for c, k in label_counts.items())}), so no checkpoint would be "
+                      f"the best; choose another metric (micro_f1, loss) or rebuild the shards with a larger "
+                      f"{split} split")
 
 
 def gathered_metrics(env: DistEnv, scores: torch.Tensor, targets: torch.Tensor, classes: Sequence[str],

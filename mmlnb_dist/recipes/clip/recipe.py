@@ -39,7 +39,7 @@ from ...data.shardset import ShardError, ShardSet
 from ...data.stain_augment import StainAugmentConfig
 from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume, mid_epoch_state, restore_rng
 from .config import LOWER_IS_BETTER
-from .metrics import multilabel_metrics, scalar_metrics
+from .metrics import check_best_metric, multilabel_metrics, scalar_metrics
 from .plots import save_figures
 from .towers import CLIP_MEAN, CLIP_STD
 
@@ -160,6 +160,8 @@ class ClipRecipe:
                               f"--task multilabel`, or train the fusion recipe (train.recipe=fusion)")
         shards.require_split("train", "to train on")
         shards.require_split("val", "to pick the best checkpoint")
+        val = shards.manifest["splits"]["val"]  # the best metric must be defined on its label counts
+        check_best_metric(cfg.train.best_metric, val.get("label_counts") or {}, shards.num_samples("val"))
         cls.check_models(cfg)
         n_labels = len(shards.classes)
         if n_labels < 2:  # every sample would hold the one label: no ranking to learn, no metric to compute
