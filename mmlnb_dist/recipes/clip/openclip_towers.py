@@ -74,7 +74,8 @@ class OpenClipTowers(nn.Module):
 
     @property
     def text_tower(self) -> nn.Module:
-        """The text tower: a Hugging Face model (`clip.text`) or open_clip's own transformer."""
+        """The text tower: a CustomTextCLIP's `clip.text` (a Hugging Face model, or open_clip's TextTransformer), or
+        a CLIP's own transformer (its other text parts, never unfrozen, sit on the CLIP itself)."""
         text = getattr(self.clip, "text", None)
         return text if text is not None else self.clip.transformer
 
