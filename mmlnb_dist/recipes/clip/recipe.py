@@ -160,7 +160,7 @@ class ClipRecipe:
                               f"--task multilabel`, or train the fusion recipe (train.recipe=fusion)")
         shards.require_split("train", "to train on")
         shards.require_split("val", "to pick the best checkpoint")
-        val = shards.manifest["splits"]["val"]  # the best metric must be defined on its label counts
+        val = {} if c.model.fusion == "zero_shot" else shards.manifest["splits"]["val"]  # zero-shot picks no best
         check_best_metric(cfg.train.best_metric, val.get("label_counts") or {}, shards.num_samples("val"))
         cls.check_models(cfg)
         n_labels = len(shards.classes)
