@@ -82,7 +82,7 @@ def _synth_multilabel(out: str, s) -> int:
     except ValueError as err:
         raise UserError(str(err)) from None
     counts = ", ".join(f"{k} {v}" for k, v in summary["label_counts"].items())
-    print(f"wrote {summary['num_samples']} multi-label patches from {s.n_slides} slides to {out} ({counts}); "
+    print(f"wrote {summary['num_samples']} multi-label patches from {summary['n_slides']} slides to {out} ({counts}); "
           f"captions omit {summary['omitted_mentions']} and add {summary['wrong_mentions']} wrong findings; "
           f"{summary['faint_findings']} findings drawn faint")
     print(f"next: mmlnb-dist shards build --input {out}/pairs.csv --task multilabel --out <shards>")
