@@ -127,7 +127,7 @@ def _print_label_counts(shard_dir: str, title: str = "label counts (samples hold
     if manifest.get("task") != "multilabel":
         return
     vocab, splits = manifest["classes"], list(manifest["splits"])
-    width = max(len(c) for c in vocab)
+    width = max(len("label"), *(len(c) for c in vocab))  # the header word too: labels may be shorter
     print(title)
     print(f"{'label'.ljust(width)}  " + "  ".join(s.rjust(6) for s in splits))
     for c in vocab:
