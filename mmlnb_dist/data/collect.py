@@ -119,6 +119,17 @@ def _compare_with_folder(samples: List[SampleSpec], root: Path, classes: Sequenc
                     root / "labels.csv", len(crossed), "s give" if len(crossed) > 1 else " gives", _listed(crossed))
 
 
+def _warn_other_files(folder: Path, images: Sequence[Path]) -> None:
+    """Name the files of a class folder that are left out for not being images (a .jp2 or .heic patch, a note)."""
+    kept = set(images)
+    others = sorted(p.relative_to(folder.parent).as_posix() for p in folder.rglob("*") if p.is_file()
+                    and p not in kept and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if others:
+        log.warning("%s: %d file%s not read as %s not a %s image (%s)", folder, len(others),
+                    "s" if len(others) > 1 else "", "they are" if len(others) > 1 else "it is",
+                    "/".join(IMAGE_EXTENSIONS), _listed(others))
+
+
 def _is_shard_output(folder: Path) -> bool:
     """Whether `folder` is a shard set or a build's output in progress (its manifest, the marker of a stopped
     replacement, a partial build folder, or the output lock's files)."""
@@ -168,6 +179,7 @@ def collect_samples(
             files = image_files(sub)
             if not files:
                 raise ShardError(f"{sub}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} images)")
+            _warn_other_files(sub, files)
             samples += [SampleSpec("", sub.name, p, None, None, {"file": p.relative_to(input_path).as_posix()})
                         for p in files]
         keys = sample_keys([s.meta["file"] for s in samples])
