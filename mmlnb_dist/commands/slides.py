@@ -83,7 +83,9 @@ def run_tile(args: argparse.Namespace) -> int:
     logger = None
     if args.track or cfg.slides.log_to_tracking:
         from ..core.tracking import build_logger
+        from ..slides.inputs import check_input_paths
 
+        check_input_paths(args.slides, args.labels, args.out)  # a usage error leaves no tracking run behind
         logger = build_logger(cfg.tracking, cfg.run, 0, staging_folder(args.out), "slides", config=cfg)
     try:
         report = tile_slides(cfg.slides, cfg.data.build, args.slides, args.labels, args.out, classes=cfg.data.classes,

@@ -209,6 +209,20 @@ def read_labels(path: Path) -> Dict[str, str]:
         return labels
 
 
+def refuse_file_out(out: Path) -> None:
+    if Path(out).exists() and not Path(out).is_dir():
+        raise TilingInputError(f"--out {out}: it is a file, not a shard set folder")
+
+
+def check_input_paths(slides: Path, labels: Path, out: Path) -> None:
+    """The usage errors about the paths themselves, before anything is written (a tracking run in `<out>.work`):
+    `--out` a file, no slide in `--slides`, an unreadable `--labels`. `tile_slides` meets them again."""
+    refuse_file_out(out)
+    if not find_slides(Path(slides)):
+        raise TilingInputError(f"--slides {slides}: no slide files ({', '.join(SLIDE_EXTENSIONS)})")
+    read_labels(Path(labels))
+
+
 def match_inputs(found: Dict[str, Path], labels: Dict[str, str], classes: Sequence[str],
                  folder: Optional[Path] = None) -> Tuple[Dict[str, Tuple[Path, str]], List[Dict[str, Any]]]:
     """Slides that can be tiled, and a problem record for each slide that cannot (never silently dropped). A label

@@ -24,7 +24,7 @@ from ..data.config import BuildConfig
 from ..data.images import SLIDE_EXTENSIONS
 from .config import SlidesConfig
 from .inputs import (MASK_SUFFIX, TilingInputError, check_mask_dir, find_slides, mask_path, match_inputs,
-                     no_usable_slide, problem_record, qc_file_name, read_labels)
+                     no_usable_slide, problem_record, qc_file_name, read_labels, refuse_file_out)
 from .ray_tasks import ray_results
 from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, safe_key
 
@@ -234,8 +234,7 @@ def tile_slides(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path,
     from ..core.runlock import FolderLock
     from ..data.build import discard_empty_output
 
-    if Path(out).exists() and not Path(out).is_dir():
-        raise TilingInputError(f"--out {out}: it is a file, not a shard set folder")
+    refuse_file_out(Path(out))
     if s.mask_dir is not None:
         masks = _absolute(Path(s.mask_dir))
         for replaced in (_absolute(Path(out)), staging_folder(Path(out)) / "qc"):
