@@ -36,9 +36,9 @@ import torch
 
 from ...core.distributed import DistEnv, destroy_process_group, init_process_group
 from ...core.errors import UserError
-from ...core.runlock import FolderLock, ReadLock
+from ...core.runlock import FolderLock, ReadLock, is_lock_file
 from ...data.images import decode_image, image_member, undecodable
-from ...data.map import PROVENANCE_FILE, SkipSample, map_shard_set
+from ...data.map import MAP_OUTPUTS, PROVENANCE_FILE, SkipSample, map_shard_set
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardSet
 from . import model as V
@@ -172,7 +172,7 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
     with ReadLock(Path(shards_in or cfg.data.shards), "describe") if env.is_main else nullcontext():
         source = ShardSet.open(shards_in or cfg.data.shards)  # (a rebuild under it is refused while it runs)
         out = Path(out or f"{source.root}-described")
-        check_out_folder(out, source)
+        check_out_folder(out, source, restart)
         lc = cfg.data.loader
         check_shard_files(source, lc.preflight, rank=env.rank, world_size=env.world_size)  # before any work
         check_vlm_loadable(vlm, "--vlm" if vlm != cfg.vlm.model else "vlm.model")
@@ -185,15 +185,23 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
                 lock.release()
 
 
-def check_out_folder(out: Path, source: ShardSet) -> None:
-    """Refuse (UserError) an `--out` that is a file or the input shard set itself, before any work (the folder
-    lock met them as a traceback, or as the user's own run holding the input)."""
+def check_out_folder(out: Path, source: ShardSet, restart: bool = False) -> None:
+    """Refuse (UserError) an `--out` that is a file, the input shard set itself, or a folder holding files that
+    describe does not write, before any work (the folder lock met the first two as a traceback, or as the user's
+    own run holding the input; the shard set was written in among the others). With `restart`, the last is
+    `data.map.clear_output`'s to refuse."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder (a new one, or an earlier describe output to "
                         f"continue)")
     if out.resolve() == source.root.resolve():
         raise UserError(f"--out {out} is the input shard set (--shards {source.root}): describe writes a new shard "
                         f"set; give another folder, such as {source.root}-described")
+    ours = set(MAP_OUTPUTS) | {QUALITY_FILE}  # (as data.map.clear_output tells its own files from others')
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours and not is_lock_file(p.name)
+                     and not p.name.endswith((".tar", ".partial", ".tmp"))) if out.is_dir() and not restart else []
+    if foreign:
+        raise UserError(f"--out {out} holds {', '.join(foreign[:5])}, which describe does not write: it is no "
+                        f"describe output; give a new or empty folder (or an earlier describe output to continue)")
 
 
 def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, out: Path, env: DistEnv,
