@@ -32,7 +32,10 @@ def _check_adapter(adapter) -> None:
     from ..core.errors import UserError
 
     if adapter and not (Path(adapter) / "adapter_config.json").is_file():
-        raise UserError(f"--adapter {adapter}: no adapter_config.json (a peft adapter folder is expected)")
+        inside = Path(adapter) / "adapter"  # a fine-tuning run's folder: its adapter is in `adapter/`
+        hint = (f"; {adapter} is a fine-tuning run's folder: give --adapter {inside}"
+                if (inside / "adapter_config.json").is_file() else " (a peft adapter folder is expected)")
+        raise UserError(f"--adapter {adapter}: no adapter_config.json{hint}")
 
 
 def _describe(args: argparse.Namespace) -> int:
