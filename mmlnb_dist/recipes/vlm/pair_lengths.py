@@ -7,18 +7,19 @@ the first keys; the cut ones are also recorded with the run's first metrics (`da
 
 The count is exact without encoding every image: a pair's prompt length depends only on its image's size (the
 processor resizes by size alone), so the prompt is encoded once per distinct size, on a blank image of that size.
-`finetune-vlm`'s check runs that per-size count on the shard set's image sizes (`pair_sizes`, decoding each), so a
+`finetune-vlm`'s check runs that per-size count on the shard set's image sizes (`pair_sizes`, headers only), so a
 pair whose prompt and image alone fill `vlm.max_length` is refused before the run folder is taken.
 """
 from __future__ import annotations
 
+import io
 import logging
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from PIL import Image
 
 from ...core.errors import ConfigError
-from ...data.images import image_member, undecodable
+from ...data.images import image_member
 from ...data.reader import iter_shard_samples
 from ...data.shardset import ShardError, ShardSet
 from . import model as V
@@ -34,19 +35,19 @@ SHOWN_KEYS = 5
 
 
 def image_size(data: bytes, key: str) -> Tuple[int, int]:
-    """(width, height) of an encoded image, decoded as training decodes it (`model.as_rgb`); ShardError naming the
-    sample when it does not decode (a training step would fail on it, after the run folder was made)."""
+    """(width, height) of an encoded image from its header alone (no decoding); ShardError naming the sample
+    when the bytes are no image PIL can open."""
     try:
-        return V.as_rgb(data).size
-    except Exception as err:  # any decoder error means: training cannot read this image
-        raise ShardError(f"vlm.pairs: sample {key}'s image cannot be read: {undecodable(err)}; rebuild the shard "
-                         f"set without it") from None
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except OSError as err:  # (PIL's UnidentifiedImageError included)
+        raise ShardError(f"vlm.pairs: sample {key}'s image cannot be read ({err}); rebuild the shard set or drop "
+                         f"the sample") from None
 
 
 def pair_sizes(shards: ShardSet, split: str, limit: Optional[int] = None) -> List[Tuple[str, Tuple[int, int]]]:
     """(key, image size) of the first `limit` (None: all) pairs `batches.read_pairs` would return for `split`, in
-    the same order, keeping no image bytes (`count_pairs`' count, for `finetune-vlm`'s check); every image is
-    decoded once (`image_size`)."""
+    the same order, keeping no image bytes (`count_pairs`' count, for `finetune-vlm`'s check)."""
     if split not in shards.manifest["splits"]:
         return []
     sizes: List[Tuple[str, Tuple[int, int]]] = []
