@@ -61,7 +61,8 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     raw = spec.image if isinstance(spec.image, bytes) else Path(spec.image).read_bytes()
     img = Image.open(io.BytesIO(raw))
     if build.image_format == "original":
-        img.load()  # decodability check: a corrupt original must not reach the shards
+        to_rgb(img)  # decodability check, as training decodes: a corrupt or 32-bit float original must not reach
+        # the shards (PIL opens a float TIFF; its first training step failed on it)
         ext = ((Path(spec.image).suffix.lstrip(".").lower() if not isinstance(spec.image, bytes) else "")
                or (img.format or "png").lower())
         return ext, raw
