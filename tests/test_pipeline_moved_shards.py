@@ -91,3 +91,26 @@ def test_a_fine_tune_recorded_with_the_folder_in_its_fingerprint_is_kept(tmp_pat
     (cache / "vlm" / before).mkdir(parents=True)
     stage_file(cache / "vlm" / before).write_text(f'{{"fingerprint": "{before}", "status": "done"}}')
     assert steps.plan_finetune_vlm(cfg, shards, cache_root=cache).output == cache / "vlm" / before
+
+
+def test_an_interrupted_fine_tune_whose_pairs_moved_starts_again_instead_of_resuming(tmp_path):
+    """Its run refuses a resume with another vlm.pairs (the stored config.yaml holds the old folder), so the stage
+    is rebuilt, as it was before the fingerprint left the folder out; on the same folder it resumes."""
+    import yaml
+
+    from mmlnb_dist.pipeline.stages import stage_file
+
+    cfg = _cfg(tmp_path, tmp_path / "a")
+    moved = StageResult("shards", tmp_path / "moved", "digest-1", True, 0.0, {}, status="skipped")
+    planned = steps.plan_finetune_vlm(cfg, moved)
+    planned.output.mkdir(parents=True)
+    for stored, resumes in ((tmp_path / "a", False), (tmp_path / "moved", True)):
+        (planned.output / "config.yaml").write_text(yaml.safe_dump({"vlm": {"pairs": str(stored)}}))
+        stage_file(planned.output).write_text(f'{{"fingerprint": "{planned.fingerprint}", "status": "running"}}')
+        assert (steps.plan_finetune_vlm(cfg, moved).fingerprint == planned.fingerprint) is resumes, stored
+    cache = tmp_path / "cache"  # a study's or a search's shared fine-tune
+    shared = steps.plan_finetune_vlm(cfg, moved, cache_root=cache)
+    shared.output.mkdir(parents=True)
+    (shared.output / "config.yaml").write_text(yaml.safe_dump({"vlm": {"pairs": str(tmp_path / "a")}}))
+    stage_file(shared.output).write_text(f'{{"fingerprint": "{shared.fingerprint}", "status": "running"}}')
+    assert steps.plan_finetune_vlm(cfg, moved, cache_root=cache).output != shared.output
