@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--descriptions", choices=["vlm", "shards"], default=None,
                    help="fusion: where the text comes from: vlm (default; generated once for the study) or shards "
                    "(the txt already in data.shards, no VLM stage; the no_fine_tune row is then left out, refused "
-                   "if --rows names it)")
+                   "if --rows names it). The clip recipe always reads data.shards' own captions: vlm is refused")
     p.add_argument("--list", action="store_true", help="list the recipe's rows and exit")
     p.set_defaults(func=_ablate)
 
