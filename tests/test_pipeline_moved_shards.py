@@ -114,3 +114,23 @@ def test_an_interrupted_fine_tune_whose_pairs_moved_starts_again_instead_of_resu
     (shared.output / "config.yaml").write_text(yaml.safe_dump({"vlm": {"pairs": str(tmp_path / "a")}}))
     stage_file(shared.output).write_text(f'{{"fingerprint": "{shared.fingerprint}", "status": "running"}}')
     assert steps.plan_finetune_vlm(cfg, moved, cache_root=cache).output != shared.output
+
+
+def test_an_interrupted_training_whose_shards_moved_starts_again_instead_of_resuming(tmp_path):
+    """The same for the train stage: its recipe refuses a resume with another data.shards."""
+    import yaml
+
+    from mmlnb_dist.pipeline.stages import stage_file
+
+    cfg = _cfg(tmp_path, tmp_path / "a")
+    moved = StageResult("describe", tmp_path / "moved-described", "digest-1", True, 0.0, {}, status="skipped")
+    planned = steps.plan_train(cfg, moved)
+    planned.output.mkdir(parents=True)
+    for stored, resumes in ((tmp_path / "a-described", False), (tmp_path / "moved-described", True)):
+        (planned.output / "config.yaml").write_text(yaml.safe_dump({"data": {"shards": str(stored)}}))
+        stage_file(planned.output).write_text(f'{{"fingerprint": "{planned.fingerprint}", "status": "running"}}')
+        assert (steps.plan_train(cfg, moved).fingerprint == planned.fingerprint) is resumes, stored
+    restarted = steps.plan_train(cfg, StageResult("describe", tmp_path / "x", "digest-1", True, 0.0, {}))
+    stage_file(planned.output).write_text(f'{{"fingerprint": "{restarted.fingerprint}", "status": "done"}}')
+    assert steps.plan_train(cfg, StageResult("describe", tmp_path / "x", "digest-1", True, 0.0, {})).fingerprint \
+        == restarted.fingerprint  # once rebuilt there, it stays up to date

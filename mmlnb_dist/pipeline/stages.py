@@ -46,6 +46,22 @@ def refuse_file_in_the_way(path: Path, what: str) -> None:
                             f"folder")
 
 
+def stopped_reading_elsewhere(run_dir: Path, key: str, folder: Path) -> bool:
+    """`run_dir` holds a run that stopped (its stage record open) while its config.yaml's `key` (dotted: `vlm.pairs`,
+    `data.shards`) named another folder than `folder`: the same data moved. Its recipe refuses to resume on a
+    changed path, so the stage fingerprints the folder too and starts again."""
+    import yaml
+
+    if read_stage(run_dir).get("status") != "running" or not (run_dir / "config.yaml").is_file():
+        return False
+    try:
+        section, name = key.split(".", 1)
+        stored = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get(section, {}).get(name)
+    except (OSError, yaml.YAMLError, AttributeError):
+        return False  # the run says what is wrong with it when it resumes
+    return stored is not None and Path(stored) != Path(folder)
+
+
 def fingerprint(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]

@@ -21,7 +21,8 @@ from ..data.shardset import ShardError, ShardSet
 from ..data.skipped import skipped_summary
 from ..recipes import RECIPES, recipe_class
 from ..recipes.vlm.config import vlm_run_name
-from .stages import SKIPPED_IMAGES, PlannedStage, StageResult, fingerprint, rank0_stage, read_stage, run_planned
+from .stages import (SKIPPED_IMAGES, PlannedStage, StageResult, fingerprint, rank0_stage, read_stage, run_planned,
+                     stopped_reading_elsewhere)
 
 log = logging.getLogger(__name__)
 
@@ -273,20 +274,6 @@ def finetune_settings(vlm: Any) -> Dict[str, Any]:
     return vlm.model_dump(exclude=FINETUNE_CADENCE | {"keep_best", "pairs"})
 
 
-def _moved_since_stopped(run_dir: Path, pairs: Path) -> bool:
-    """An interrupted fine-tune whose pairs lay elsewhere (its stored config.yaml's vlm.pairs): its run would refuse
-    to resume on the moved folder, so the stage starts again (fingerprinted with the folder) instead."""
-    import yaml
-
-    if read_stage(run_dir).get("status") != "running" or not (run_dir / "config.yaml").is_file():
-        return False
-    try:
-        stored = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("vlm", {}).get("pairs")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return False  # the run says what is wrong with it when it resumes
-    return stored is not None and Path(stored) != Path(pairs)
-
-
 def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,
                       cache_root: Optional[Path] = None) -> PlannedStage:
     """Stage 1a: LoRA fine-tuning of the VLM on the image-description pairs of the train split. With
@@ -300,13 +287,13 @@ def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] =
     legacy = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, {**settings, "pairs": cfg.vlm.pairs}, dist)
     if cache_root is not None:
         if read_stage(Path(cache_root) / "vlm" / legacy).get("fingerprint") == legacy or \
-                _moved_since_stopped(Path(cache_root) / "vlm" / fp, shards.output):
+                stopped_reading_elsewhere(Path(cache_root) / "vlm" / fp, "vlm.pairs", shards.output):
             fp = legacy
         cfg.run.output_dir, cfg.run.name = Path(cache_root) / "vlm", fp
     else:
         cfg.run.name = vlm_run_name(cfg.run.name)
         if read_stage(Path(cfg.run.dir)).get("fingerprint") == legacy or \
-                _moved_since_stopped(Path(cfg.run.dir), shards.output):
+                stopped_reading_elsewhere(Path(cfg.run.dir), "vlm.pairs", shards.output):
             fp = legacy
 
     def work(resume: bool) -> Dict[str, Any]:
@@ -357,6 +344,10 @@ def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) 
     recipe_section = getattr(cfg, RECIPES[cfg.train.recipe].section)
     fp = fingerprint("train", shards.fingerprint, cfg.run.seed, recipe_section.model_dump(), cfg.train.model_dump(),
                      cfg.distributed.results_dump(), cfg.data.loader.model_dump())
+    placed = fingerprint(fp, str(shards.output))  # a run stopped on its shards elsewhere starts again (placed)
+    if read_stage(Path(cfg.run.dir)).get("fingerprint") == placed or \
+            stopped_reading_elsewhere(Path(cfg.run.dir), "data.shards", shards.output):
+        fp = placed
 
     def work(resume: bool) -> Dict[str, Any]:
         cfg.run.resume = resume

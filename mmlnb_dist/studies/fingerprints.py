@@ -8,7 +8,7 @@ from typing import Any, Dict
 
 from ..config import Config
 from ..data.shardset import MANIFEST, ShardSet
-from ..pipeline import fingerprint, read_stage
+from ..pipeline import fingerprint, read_stage, stopped_reading_elsewhere
 from ..recipes import recipe_class
 
 
@@ -21,14 +21,17 @@ def _result_settings(run_cfg: Config) -> Dict[str, Any]:
 def job_fingerprint(run_cfg: Config) -> str:
     """What a row's result depends on: the config sections the recipe says change its results, `data.shards` as
     its shard set's digest. A run recorded under the fingerprint that held the folder instead is kept while the set
-    stays there (no retraining on upgrade); a folder that is no shard set is named by its path (its run refuses
-    it)."""
+    stays there (no retraining on upgrade), and a run stopped on the set in another folder gets that fingerprint
+    (its recipe refuses to resume on a moved set: it starts again); a folder that is no shard set is named by its
+    path (its run refuses it)."""
     settings = _result_settings(run_cfg)
     with_folder = fingerprint("study-run", settings)
     shards = Path(run_cfg.data.shards)
     if "data" not in settings or not (shards / MANIFEST).is_file():
         return with_folder
     settings["data"] = {**settings["data"], "shards": ShardSet.open(shards).digest}
-    if read_stage(Path(run_cfg.run.dir)).get("fingerprint") == with_folder:
+    run_dir = Path(run_cfg.run.dir)  # (a run stopped on the set elsewhere would be refused its resume: rebuilt)
+    if read_stage(run_dir).get("fingerprint") == with_folder or \
+            stopped_reading_elsewhere(run_dir, "data.shards", shards):
         return with_folder
     return fingerprint("study-run", settings)

@@ -40,3 +40,20 @@ def test_a_row_recorded_with_the_folder_in_its_fingerprint_is_kept(tmp_path):
     from mmlnb_dist.studies import job_fingerprint
 
     assert job_fingerprint(run_cfg) == old
+
+
+def test_a_row_stopped_on_its_set_in_another_folder_starts_again(tmp_path):
+    """Its recipe refuses a resume with another data.shards, so the row is fingerprinted with its folder."""
+    import yaml
+
+    from mmlnb_dist.pipeline.stages import stage_file
+    from mmlnb_dist.studies import job_fingerprint, row_config
+
+    shards = make_shard_set(tmp_path / "a")
+    run_cfg = row_config(clip_config(shards, tmp_path / "runs", name="s"), "concat", [], 0, tmp_path / "runs" / "s")
+    fp = job_fingerprint(run_cfg)
+    run_cfg.run.dir.mkdir(parents=True)
+    for stored, resumes in ((tmp_path / "old-place", False), (shards, True)):
+        (run_cfg.run.dir / "config.yaml").write_text(yaml.safe_dump({"data": {"shards": str(stored)}}))
+        stage_file(run_cfg.run.dir).write_text(f'{{"fingerprint": "{fp}", "status": "running"}}')
+        assert (job_fingerprint(run_cfg) == fp) is resumes, stored
