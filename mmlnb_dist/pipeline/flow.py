@@ -152,11 +152,11 @@ def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = N
     command opens its log file only after this."""
     env = env or DistEnv.from_environment()
     names = stages_for(cfg, inputs)
+    refuse_unread_overrides(cfg, inputs, overrides)
+    first, last = check_slice(names, first, last)
     for flag, given in (("--slides", inputs.slides), ("--labels", inputs.labels), ("--patches", inputs.patches)):
         if given is not None and not Path(given).exists():
             raise UserError(f"{flag} {given}: not found")  # not by the first stage, after the log was opened
-    refuse_unread_overrides(cfg, inputs, overrides)
-    first, last = check_slice(names, first, last)
     start, stop = names.index(first or names[0]), names.index(last or names[-1])
     if "finetune-vlm" in names and start <= names.index("finetune-vlm") <= stop:
         source = next((n for n, given in (("synth", inputs.synthetic), ("slides", inputs.slides),
