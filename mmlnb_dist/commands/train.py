@@ -77,6 +77,8 @@ def _train(args: argparse.Namespace) -> int:
 
     from ..core.tracking.journal import recorded_run
 
+    _refuse_folder_under_a_file(Path(cfg.run.dir), "run.output_dir / run.name")
+
     result = run(recipe_class(cfg.train.recipe), cfg, env)
     keys = [k for k in result if k.startswith(("val/", "test/")) and isinstance(result[k], float)]
     if env.is_main:  # one summary line, not one per rank interleaved on stdout
@@ -115,9 +117,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     # get ahead of it: the evaluation starts by joining the process group, which waits for rank 0, and only rank
     # 0 writes (the tracking journal, stdout); a launcher stops them when rank 0 exits on a held folder.
     tracked = "mlflow" in cfg.tracking.backends and is_main
+    if tracked:
+        _refuse_folder_under_a_file(cfg.run.evaluation_dir(args.split), "run.output_dir / run.name")
     with ReadLock(Path(cfg.data.shards), "evaluate") if is_main else nullcontext(), \
             FolderLock(cfg.run.evaluation_dir(args.split), "evaluate") if tracked else nullcontext():
         return _evaluate_with(args, cfg, spec, is_main)
+
+
+def _refuse_folder_under_a_file(folder: Path, setting: str) -> None:
+    """A folder the command would create where a file is (itself or a folder above it): refused naming the file and
+    the setting, before any work (it was a NotADirectoryError traceback once the shards had been checked)."""
+    from ..core.errors import UserError
+
+    above = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UserError(f"{setting}: {above} is a file, not a folder; the command writes into {folder}: choose "
+                        f"another run.output_dir or run.name")
 
 
 def _refuse_model_path(args: argparse.Namespace) -> None:
