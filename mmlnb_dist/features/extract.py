@@ -137,6 +137,22 @@ class _ShardEncoder:
         self.pool.shutdown(wait=True)
 
 
+def _refuse_foreign_out(out: Path, source: ShardSet) -> None:
+    """`out` must be new, empty, or hold nothing but what an extraction of `source` writes there: not a file, nor
+    a folder of other things (a run folder, another shard set), among whose files the features would be written."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; features go to a folder of their own (a new or empty one)")
+    if not out.is_dir():
+        return
+    ours = {store.PROVENANCE_FILE, store.INDEX_FILE} | {store.feature_file(out, e["file"]).name
+                                                         for _, _, e in source.entries()}
+    others = sorted(p.name for p in out.iterdir()  # (lock files are hidden; a failed write leaves a .tmp)
+                    if p.name not in ours and not p.name.startswith(".") and not p.name.endswith(".tmp"))
+    if others:
+        raise UserError(f"--out {out} holds other files than extracted features of {source.root} "
+                        f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); give a new or empty folder")
+
+
 def _claim(out: Path, record: Mapping[str, Any]) -> bool:
     """Record what these features are, or refuse other settings; True when this run made the record."""
     out.mkdir(parents=True, exist_ok=True)
@@ -199,6 +215,8 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
     precision = store.run_precision(dist or DistributedConfig())  # (a bad deepspeed_config stops before any lock)
     if out.resolve() == source.root.resolve():
         raise UserError(f"--out {out}: features must go to another folder than the shard set")
+    if env.is_main:  # (rank 0 alone, as it alone takes the folder: a launcher stops the others when it exits)
+        _refuse_foreign_out(out, source)
     reading = ReadLock(source.root, "features extract").acquire() if env.is_main else None  # nothing rebuilds it
     try:
         lock = FolderLock(out, "features extract").acquire() if env.is_main else None
