@@ -102,6 +102,17 @@ def _shard_items(tar: Path) -> List[Dict[str, Any]]:
     return items
 
 
+def _set_writer(tar: Path) -> Any:
+    """Who wrote the descriptions of a shard given on its own: its shard set's writer (`shard_text_writer` of the
+    manifest beside it, when that lists it), as for the set given whole; else None (unknown: not judged)."""
+    try:
+        manifest = json.loads((tar.parent / "manifest.json").read_text())
+        listed = {s["file"] for info in manifest["splits"].values() for s in info.get("shards", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return shard_text_writer(manifest) if tar.name in listed else None
+
+
 def with_image_bytes(items: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
     """The items in order, each shard sample with its image bytes (`data`), every shard read once: only what is
     being predicted is held, not every image of the inputs."""
@@ -147,7 +158,8 @@ def collect_inputs(paths: Sequence[Input],
         path, member = _local_path(given), _member(given)
         try:
             if member is not None and path == member[0]:
-                found = [it for it in _shard_items(member[0]) if it["sample_key"] == member[1]]
+                writer, (tar, key) = _set_writer(member[0]), member
+                found = [{**it, "written_by": writer} for it in _shard_items(tar) if it["sample_key"] == key]
                 items.extend(found)
                 if not found:
                     failed.append((str(given), f"no sample '{member[1]}' in the shard {member[0]}"))
@@ -169,7 +181,8 @@ def collect_inputs(paths: Sequence[Input],
                     for shard in info.get("shards", []):
                         items.extend({**it, "written_by": writer} for it in _shard_items(path / shard["file"]))
             elif path.suffix == ".tar":
-                items.extend(_shard_items(path))
+                writer = _set_writer(path)
+                items.extend({**it, "written_by": writer} for it in _shard_items(path))
             elif path.is_dir():
                 files = image_files(path)
                 if not files:
