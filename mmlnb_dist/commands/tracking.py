@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -172,6 +173,7 @@ def _register(args) -> int:
     from ..recipes import load_class, spec_for
     from . import load_from_args
 
+    _refuse_registry_names(args.name, args.alias)
     cfg = load_from_args(args)
     target = find_run(args.run, _tracking_uri(args, cfg), uri_given=args.uri is not None)
     # the run's own recipe and selection metric unless the flags say otherwise: a clip run registers as clip
@@ -193,6 +195,23 @@ def _register(args) -> int:
     if res.alias_moved:
         print(f"models:/{res.name}@{res.alias} -> version {res.version}")
     return 0
+
+
+def _refuse_registry_names(name: str, alias: str) -> None:
+    """The model name and alias MLflow's registry refuses, named by flag before any work (they were an MLflow
+    traceback once the run had been found and checked)."""
+    from ..core.errors import UserError
+
+    if not name.strip():
+        raise UserError(f"--name {name!r}: a registered model name cannot be empty")
+    if "/" in name or ":" in name:
+        raise UserError(f"--name {name!r}: a registered model name cannot contain '/' or ':' (models:/NAME@ALIAS "
+                        f"reads them as separators)")
+    if alias and not re.fullmatch(r"[\w\-]+", alias):
+        raise UserError(f"--alias {alias!r}: an alias may only contain alphanumerics, underscores (_) and dashes (-)")
+    if alias and (alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias)):
+        raise UserError(f"--alias {alias!r}: reserved by MLflow ('latest' and v<number> name versions); choose "
+                        f"another, e.g. champion")
 
 
 def _selection(args, cfg, spec, run_best_metric=None):
