@@ -174,6 +174,10 @@ def _register(args) -> int:
     from . import load_from_args
 
     _refuse_registry_names(args.name, args.alias)
+    inside = Path(args.run)
+    if inside.is_dir() and not (inside / "tracking").is_dir() and (inside.parent / "tracking" / "train.json").is_file():
+        raise UserError(f"--run {inside} is a folder inside the run {inside.parent} (its export or checkpoints); "
+                        f"give the run folder: --run {inside.parent}")
     cfg = load_from_args(args)
     target = find_run(args.run, _tracking_uri(args, cfg), uri_given=args.uri is not None)
     # the run's own recipe and selection metric unless the flags say otherwise: a clip run registers as clip

@@ -16,3 +16,12 @@ def test_a_name_or_alias_the_registry_refuses_is_named_first(tmp_path, flag, val
     assert code == 2 and "Traceback" not in err, err
     assert f"{flag} {value!r}" in err and why in err, err
     assert "neither a run folder" not in err  # (refused before the run is looked up)
+
+
+def test_a_folder_inside_the_run_is_answered_with_the_run_folder(tmp_path):
+    run = tmp_path / "runs" / "r1"
+    (run / "export").mkdir(parents=True)
+    (run / "tracking").mkdir()
+    (run / "tracking" / "train.json").write_text('{"run_id": "abc"}')
+    code, _, err = run_cli(["register", "--run", str(run / "export"), "--name", "nb"])
+    assert code == 2 and f"give the run folder: --run {run}" in err, err
