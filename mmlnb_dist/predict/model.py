@@ -23,6 +23,8 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
         raise ModelNotFound(f"{model_uri} is a training export (the weights `evaluate --export` scores), not an "
                             f"MLflow model: register it (mmlnb-dist register --run {run_dir} --name NAME), then "
                             f"predict with --model models:/NAME@champion")
+    if local and Path(model_uri).is_dir() and not (Path(model_uri) / "MLmodel").is_file():
+        _refuse_local_folder(Path(model_uri))
     if not local:
         _check_store(model_uri, tracking_uri)
     try:
@@ -38,6 +40,16 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
         return mlflow.pyfunc.load_model(str(folder))
     except Exception as err:  # noqa: BLE001
         raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
+
+
+def _refuse_local_folder(folder: Path) -> None:
+    """A local folder without MLmodel is no MLflow model; a training run folder is told how to become one (its
+    checkpoints were reported as files to remove, as if the folder were a model holding pickles)."""
+    if (folder / "config.yaml").is_file() and ((folder / "export").is_dir() or (folder / "checkpoints").is_dir()):
+        raise ModelNotFound(f"{folder} is a training run folder, not an MLflow model: register it (mmlnb-dist "
+                            f"register --run {folder} --name NAME), then predict with --model models:/NAME@champion")
+    raise ModelNotFound(f"model not found: {folder} holds no MLmodel file: not an MLflow model folder (give a "
+                        f"registered model, models:/NAME@ALIAS, or the folder MLflow saved the model to)")
 
 
 def _check_store(model_uri: str, tracking_uri: Optional[str]) -> None:
