@@ -256,6 +256,11 @@ def load_features(folder: Path) -> Dict[str, torch.Tensor]:
     index = read_index(folder)
     table: Dict[str, torch.Tensor] = {}
     for item in index["files"]:
-        keys, features, _ = read_shard_features(folder / item["file"])
+        try:
+            keys, features, _ = read_shard_features(folder / item["file"])
+        except Exception as err:  # noqa: BLE001 - absent, torn or foreign: whatever safetensors raises
+            raise FeaturesError(f"{folder / item['file']}: the features of {item.get('shard', 'a shard')} are gone or "
+                                f"damaged since the extraction finished ({type(err).__name__}: {err}); rerun the same "
+                                f"`mmlnb-dist features extract` command: it redoes that file") from None
         table.update(zip(keys, features))
     return table
