@@ -141,7 +141,14 @@ def evaluate_checkpoint(cfg: "Config", ckpt_dir, split: str = "val", tag: Option
     model_cfg.image_encoder.weights_path = None
     model = build_classifier(model_cfg, len(classes))
     loaded, state = fp32_state_dict_from_checkpoint(ckpt_dir, tag)
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:  # PyTorch's "size mismatch for ..." / "Missing key(s)" traceback
+        lines = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        raise UserError(f"the weights of {ckpt_dir} ({loaded}) do not fit the model built from fusion.model for "
+                        f"{len(classes)} classes ({', '.join(classes)}; data.shards {cfg.data.shards}):\n  "
+                        + "\n  ".join(lines[:5]) + "\nEvaluate with the config and shard set the run trained "
+                        "with (its config.yaml, beside its checkpoints folder)") from None
     metrics = _evaluate(cfg, model, classes, split, cfg.data.loader.image_size, env,
                         model.image_encoder.name if model.image_encoder is not None else None)
     metrics["checkpoint_tag"] = loaded
