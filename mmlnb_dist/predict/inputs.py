@@ -57,6 +57,14 @@ def _local_path(given: Input) -> Path:
     return member[0] if member else path
 
 
+def _is_shard_set(given: Input) -> bool:
+    try:
+        path = _local_path(given)
+        return path.is_dir() and (path / "manifest.json").is_file()
+    except OSError:  # (reported by `collect_inputs`)
+        return False
+
+
 def _missing(given: Input) -> str:
     """Why an input that names no file is not read, told for what it looks like (a URL, a Windows path)."""
     text = str(given)
@@ -141,10 +149,14 @@ def with_image_bytes(items: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
 def shard_sets_read(paths: Sequence[Path]) -> List[Path]:
     """The shard set folders the inputs read from: a shard set given, or the one a given `.tar` belongs to."""
     found = []
-    for path in map(_local_path, paths):
-        folder = path if path.is_dir() else path.parent if path.suffix == ".tar" else None
-        if folder is not None and (folder / "manifest.json").is_file() and folder.resolve() not in found:
-            found.append(folder.resolve())
+    for given in paths:
+        try:  # (an input that cannot even be looked at, e.g. a name too long, is reported by `collect_inputs`)
+            path = _local_path(given)
+            folder = path if path.is_dir() else path.parent if path.suffix == ".tar" else None
+            if folder is not None and (folder / "manifest.json").is_file() and folder.resolve() not in found:
+                found.append(folder.resolve())
+        except OSError:
+            continue
     return found
 
 
@@ -155,8 +167,8 @@ def collect_inputs(paths: Sequence[Input],
     items: List[Dict[str, Any]] = []
     failed: List[Tuple[str, str]] = []
     for given in paths:
-        path, member = _local_path(given), _member(given)
         try:
+            path, member = _local_path(given), _member(given)
             if member is not None and path == member[0]:
                 writer, (tar, key) = _set_writer(member[0]), member
                 found = [{**it, "written_by": writer} for it in _shard_items(tar) if it["sample_key"] == key]
@@ -198,7 +210,7 @@ def collect_inputs(paths: Sequence[Input],
         except Exception as err:  # noqa: BLE001 - a broken shard must not hide the other inputs
             failed.append((str(given), f"{type(err).__name__}: {err}"))
     # a split of image files would be dropped without a word, and every image predicted
-    if split and not [p for p in map(_local_path, paths) if p.is_dir() and (p / "manifest.json").is_file()]:
+    if split and not any(map(_is_shard_set, paths)):
         raise PredictError(f"--split {split} chooses a split of shard sets, and none of the inputs is one "
                            f"({', '.join(map(str, paths))}); leave it out, or give the shard set folder")
     return _unique_keys(_once(items)), failed

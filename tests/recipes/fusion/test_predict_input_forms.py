@@ -82,3 +82,10 @@ def test_a_shard_sample_and_a_file_url_are_predicted_by_the_command(shards, tmp_
     assert code == 0, err
     rows = (tmp_path / "p.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("key,") and "2 prediction(s)" in out
+
+
+def test_an_input_that_cannot_be_looked_at_is_reported_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: StandIn())
+    image, too_long = _png(tmp_path / "x.png"), str(tmp_path / ("n" * 300 + ".png"))  # over NAME_MAX
+    code, _, err = run_cli(["predict", "--model", "m", too_long, str(image), "--out", str(tmp_path / "p.csv")])
+    assert code == 1 and "Traceback" not in err and f"unreadable: {too_long}: OSError" in err, err
