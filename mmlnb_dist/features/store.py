@@ -169,6 +169,20 @@ def read_index(folder: Path) -> Dict[str, Any]:
     return json.loads(index.read_text())
 
 
+def check_files_present(folder: Path) -> None:
+    """Refuse a finished extraction whose per-shard files are not all there (deleted since), before a run that
+    reads them takes its folder: `load_features` would find out only once the run has started."""
+    folder = Path(folder)
+    gone = [item for item in read_index(folder).get("files", []) if not (folder / item["file"]).is_file()]
+    if gone:
+        raise FeaturesError(_gone(folder, gone[0], f"no such file{f', and {len(gone) - 1} more' if gone[1:] else ''}"))
+
+
+def _gone(folder: Path, item: Mapping[str, Any], why: str) -> str:
+    return (f"{folder / item['file']}: the features of {item.get('shard', 'a shard')} are gone or damaged since the "
+            f"extraction finished ({why}); rerun the same `mmlnb-dist features extract` command: it redoes that file")
+
+
 def read_record(folder: Path) -> Dict[str, Any]:
     return json.loads((Path(folder) / PROVENANCE_FILE).read_text())["record"]
 
@@ -259,8 +273,6 @@ def load_features(folder: Path) -> Dict[str, torch.Tensor]:
         try:
             keys, features, _ = read_shard_features(folder / item["file"])
         except Exception as err:  # noqa: BLE001 - absent, torn or foreign: whatever safetensors raises
-            raise FeaturesError(f"{folder / item['file']}: the features of {item.get('shard', 'a shard')} are gone or "
-                                f"damaged since the extraction finished ({type(err).__name__}: {err}); rerun the same "
-                                f"`mmlnb-dist features extract` command: it redoes that file") from None
+            raise FeaturesError(_gone(folder, item, f"{type(err).__name__}: {err}")) from None
         table.update(zip(keys, features))
     return table

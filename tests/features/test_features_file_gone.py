@@ -38,3 +38,15 @@ def test_a_missing_or_torn_feature_file_is_named_and_a_rerun_redoes_it(shards, t
     assert _extract(shards, out)["processed_now"] > 0
     again = load_features(out)
     assert sorted(again) == sorted(whole) and all(bool((again[k] == whole[k]).all()) for k in whole)
+
+
+def test_a_deleted_feature_file_is_found_with_the_index_before_any_work(shards, tmp_path):
+    from mmlnb_dist.features import check_files_present
+
+    out = tmp_path / "feats"
+    _extract(shards, out)
+    victim = sorted(out.glob("*.safetensors"))[-1]
+    victim.unlink()
+    with pytest.raises(FeaturesError, match="features extract") as err:
+        check_files_present(out)  # what a fusion.image_features run checks with its config, before its run folder
+    assert victim.name in str(err.value)

@@ -19,8 +19,8 @@ import numpy as np
 from ...core.errors import ConfigError
 from ...data.preprocess import ClassIndexLabel, add_text_and_ids, collate_samples, sample_meta
 from ...data.shardset import ShardSet
-from ...features import (FeaturesError, check_identity, check_precision_fits, check_shards_fit, feature_identity,
-                         load_features, read_index, read_record, refuse_mismatch, run_precision)
+from ...features import (FeaturesError, check_files_present, check_identity, check_precision_fits, check_shards_fit,
+                         feature_identity, load_features, read_record, refuse_mismatch, run_precision)
 from ...models.encoders import image_normalisation, module_fingerprint
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def check_config(cfg: "Config", shards: ShardSet) -> None:
                           f"or drop {KEY}")
     folder = Path(f.image_features)
     try:
-        read_index(folder)
+        check_files_present(folder)
     except FeaturesError as err:
         raise FeaturesError(f"{KEY}: {err}") from None
     enc = f.model.image_encoder
