@@ -59,6 +59,9 @@ def _vlm_describer(vlm: str, adapter: Optional[Path], given: Optional[Any] = Non
     """The VLM, loaded once, generating descriptions as `describe` does with `vlm_settings`."""
     from ..recipes.vlm.describe import image_describer
 
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():  # as `describe` checks it
+        raise PredictError(f"--adapter {adapter}: no such folder" if not Path(adapter).is_dir() else
+                           f"--adapter {adapter}: no adapter_config.json (a peft adapter folder is expected)")
     cfg = vlm_settings(vlm, adapter, given)
     return image_describer(vlm, adapter, cfg.vlm, cfg.distributed.precision)
 
@@ -183,6 +186,9 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
     """
     out = Path(out)
     _check_arguments(out, top_k, threshold, chunk_size)
+    if adapter is not None and not vlm:  # (else ignored: the images would go undescribed)
+        raise PredictError(f"--adapter {adapter} is the LoRA adapter of the VLM that describes the images: give "
+                           f"--vlm MODEL with it")
     table = DescriptionTable.read(descriptions, description_column, slide_column, require_text=not vlm) \
         if descriptions else None
     items, failed = collect_inputs(inputs, split)

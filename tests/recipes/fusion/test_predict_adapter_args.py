@@ -1,0 +1,43 @@
+"""`predict --adapter` that is no peft adapter folder (mistyped, or without adapter_config.json) is refused naming
+it before the VLM loads or any image is described: it was peft's `ValueError` traceback. `--adapter` without
+`--vlm`, ignored without a word (the images went undescribed), is refused before the model loads."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmlnb_dist.predict import PredictError, predict_to_file
+from mmlnb_dist.predict import run as predict_run
+
+
+@pytest.fixture
+def image(tmp_path, monkeypatch):
+    def no_model(*_, **__):
+        raise AssertionError("the model was loaded before --adapter was checked")
+
+    monkeypatch.setattr(predict_run, "load_model", no_model)
+    path = tmp_path / "p.png"
+    Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_an_adapter_folder_that_is_no_adapter_is_refused_naming_it(tmp_path, image, make, monkeypatch):
+    from support.predict_stand_in import StandIn
+
+    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: StandIn())
+    adapter = tmp_path / "adapter"
+    if make == "empty":
+        adapter.mkdir()
+    with pytest.raises(PredictError, match=r"--adapter .*adapter: .*adapter_config\.json|--adapter .*no such folder"):
+        predict_to_file("models:/m@champion", [image], tmp_path / "p.csv", vlm="tiny", adapter=adapter)
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_an_adapter_without_a_vlm_is_refused(tmp_path, image):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    with pytest.raises(PredictError, match=r"--adapter .* --vlm"):
+        predict_to_file("models:/m@champion", [image], tmp_path / "p.csv", adapter=adapter)
