@@ -268,9 +268,12 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
                                               threshold or 0.0)
         else:
             agg = slide_aggregates(rows, classes)
+        slides_file = out.with_name(out.stem + ".slides" + out.suffix)
         if agg:
-            slides_out = out.with_name(out.stem + ".slides" + out.suffix)
+            slides_out = slides_file
             _write(agg, slides_out)
+        else:  # an earlier run's aggregates of other inputs would read as this run's
+            slides_file.unlink(missing_ok=True)
         agreed = agreement(rows, agg, classes, multilabel)
         skipped_out = write_skipped(out, failed)
         written = True
