@@ -145,6 +145,7 @@ def test_evaluate_and_predict_do_not_read_a_shard_set_being_written(tmp_path, ca
     from support.fusion import make_shards
 
     shards = make_shards(tmp_path, n=24, size=32)
+    (tmp_path / "x").mkdir()  # an export folder that exists (a missing one is refused by name before the lock)
     with FolderLock(shards, "shards build"):
         code = main(["evaluate", "--config", "cpu-demo", f"data.shards={shards}", "--export", str(tmp_path / "x")])
         assert code == 2 and f"{shards} is being written by `shards build`" in capsys.readouterr().err
