@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _ablate(args: argparse.Namespace) -> int:
     from ..core.distributed import DistEnv
     from ..core.logging import command_log
-    from ..pipeline import refuse_file_in_the_way
+    from ..core.files import refuse_file_in_the_way
     from ..studies import run_study, study_rows
 
     cfg = load_from_args(args)

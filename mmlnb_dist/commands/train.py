@@ -17,6 +17,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+from ..core.files import refuse_file_in_the_way, strict_json
 from ..core.runlock import FolderLock, ReadLock
 from ..data.shardset import SPLITS
 from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int
@@ -77,7 +78,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from ..core.tracking.journal import recorded_run
 
-    _refuse_folder_under_a_file(Path(cfg.run.dir), "run.output_dir / run.name")
+    refuse_file_in_the_way(Path(cfg.run.dir), "run.output_dir / run.name")
 
     result = run(recipe_class(cfg.train.recipe), cfg, env)
     keys = [k for k in result if k.startswith(("val/", "test/")) and isinstance(result[k], float)]
@@ -87,7 +88,7 @@ def _train(args: argparse.Namespace) -> int:
         reg = result.get("registered") or {}
         if reg.get("registered"):
             summary["registered"] = f"models:/{reg['name']}/{reg['version']}"
-        print(json.dumps({**summary, **({"mlflow_run_id": run_id} if run_id else {})}))
+        print(json.dumps(strict_json({**summary, **({"mlflow_run_id": run_id} if run_id else {})}), allow_nan=False))
         if run_id and "export_dir" in result and not result.get("registered"):
             print(f"register it: mmlnb-dist register --run {result['run_dir']} --name NAME", file=sys.stderr)
     return 0
@@ -118,21 +119,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     # 0 writes (the tracking journal, stdout); a launcher stops them when rank 0 exits on a held folder.
     tracked = "mlflow" in cfg.tracking.backends and is_main
     if tracked:
-        _refuse_folder_under_a_file(cfg.run.evaluation_dir(args.split), "run.output_dir / run.name")
+        refuse_file_in_the_way(cfg.run.evaluation_dir(args.split), "run.output_dir / run.name")
     with ReadLock(Path(cfg.data.shards), "evaluate") if is_main else nullcontext(), \
             FolderLock(cfg.run.evaluation_dir(args.split), "evaluate") if tracked else nullcontext():
         return _evaluate_with(args, cfg, spec, is_main)
-
-
-def _refuse_folder_under_a_file(folder: Path, setting: str) -> None:
-    """A folder the command would create where a file is (itself or a folder above it): refused naming the file and
-    the setting, before any work (it was a NotADirectoryError traceback once the shards had been checked)."""
-    from ..core.errors import UserError
-
-    above = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise UserError(f"{setting}: {above} is a file, not a folder; the command writes into {folder}: choose "
-                        f"another run.output_dir or run.name")
 
 
 def _refuse_model_path(args: argparse.Namespace) -> None:
@@ -191,7 +181,7 @@ def _evaluate_fusion(args: argparse.Namespace, cfg, is_main: bool) -> int:
         cfg = trained_model_config(cfg, args.checkpoint)
         metrics, classes = evaluate_checkpoint(cfg, args.checkpoint, args.split, args.tag)
     if is_main:  # every rank holds the same gathered metrics; one copy on stdout (one JSON document)
-        print(json.dumps(metrics, indent=2) if args.json else
+        print(json.dumps(strict_json(metrics), indent=2, allow_nan=False) if args.json else
               format_metrics_table(metrics, classes, f"{args.split} split ({args.export or args.checkpoint})"))
     track_evaluation(cfg, str(args.export or args.checkpoint), args.split, metrics, classes)
     return 0

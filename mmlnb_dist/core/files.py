@@ -1,15 +1,19 @@
 """File helpers shared by core and data: one implementation of "is this file unchanged" (digests of checkpoints
-and shards), of "replace a file whole", of "open a user's CSV" and of "read a user's YAML"."""
+and shards), of "replace a file whole", of "open a user's CSV", of "read a user's YAML" and of "a file stands
+where a command writes a folder"."""
 from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import os
 import uuid
 from pathlib import Path
 from typing import Any, TextIO, Union
 
 import yaml
+
+from .errors import UserError
 
 
 def sha256_file(path: Union[str, Path], block_size: int = 1 << 22) -> str:
@@ -117,3 +121,28 @@ def load_yaml_text(text: Union[str, TextIO]) -> Any:
     """`text` (or an open file's) read as `load_yaml` reads a file (a command-line override's value): a key
     written twice in one mapping raises `DuplicateKeyError`."""
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def refuse_file_in_the_way(folder: Union[str, Path], what: str) -> None:
+    """`folder`, which a command is about to create or write into, where a file stands (the folder itself or one
+    above it): a `UserError` naming the file and `what` chose the folder (a setting, a flag), before any work. mkdir,
+    iterdir and rmtree fail on it with a bare NotADirectoryError / FileExistsError, often after earlier work."""
+    folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.exists() and not p.is_dir():
+            where = "" if p == folder else f" (it would hold {folder})"
+            raise UserError(f"{what}: {p} is a file, not a folder{where}; move the file away or choose another "
+                            f"folder")
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float (an AUROC undefined on a split, a fusion model's missing `alpha`) as None:
+    JSON has no NaN, and strict readers (jq, JavaScript, Spark) refuse the bare `NaN` Python's json writes. Write
+    with `json.dumps(strict_json(value), allow_nan=False)`."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional
 from filelock import FileLock, Timeout
 
 from .errors import UserError
-from .files import replace_text
+from .files import refuse_file_in_the_way, replace_text
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,9 @@ class FolderLock:
 
     def refuse_if_held(self) -> None:
         """Raise `FolderInUseError` if a live job holds the folder; creates nothing (so a job can say "in use"
-        before its config checks, which must not create the folder either)."""
+        before its config checks, which must not create the folder either). A file where the folder would be is
+        a `UserError` naming it (every recipe's run folder; it was a NotADirectoryError traceback)."""
+        refuse_file_in_the_way(self.folder, f"{self.command}: its folder")
         if not (self.folder / LOCK_FILE).is_file():
             return
         probe = FileLock(str(self.folder / LOCK_FILE), timeout=0)
@@ -101,6 +103,7 @@ class FolderLock:
                                 f"it to finish, or write to another folder (another run.name / --out)")
 
     def acquire(self) -> "FolderLock":
+        refuse_file_in_the_way(self.folder, f"{self.command}: its folder")
         self.found_empty = self.folder.is_dir() and not any(self.folder.iterdir())
         self.folder.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.folder / LOCK_FILE), timeout=0)

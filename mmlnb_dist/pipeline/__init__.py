@@ -14,7 +14,7 @@ from .finish import pipeline_dir, plan_evaluate, plan_register, registered_name,
 from .flow import STAGES, PipelineInputs, PipelineRun, run_demo, run_pipeline, run_vlm_fusion, stages_for
 from .report import PAPER_COLUMNS, final_report
 from .stages import (PlannedStage, StageResult, existing_shards, fingerprint, is_up_to_date, read_stage, recorded,
-                     refuse_file_in_the_way, run_planned, run_stage, stage_file, stopped_reading_elsewhere)
+                     run_planned, run_stage, stage_file, stopped_reading_elsewhere)
 from .steps import (base_vlm_stage, plan_describe, plan_finetune_vlm, plan_shards, plan_synth, plan_tile, plan_train,
                     stage_describe, stage_finetune_vlm, stage_shards, stage_synth, stage_train)
 
@@ -23,7 +23,7 @@ __all__ = [
     "existing_shards",
     "final_report", "fingerprint", "is_up_to_date", "pipeline_dir", "plan_describe",
     "plan_evaluate", "plan_finetune_vlm", "plan_register", "plan_shards", "plan_synth", "plan_tile", "plan_train",
-    "read_stage", "recorded", "refuse_file_in_the_way",
+    "read_stage", "recorded",
     "registered_name", "run_demo", "run_pipeline", "run_planned", "run_stage",
     "run_vlm_fusion", "slide_level", "stage_describe", "stage_file", "stage_finetune_vlm", "stage_shards",
     "stage_synth", "stage_train",

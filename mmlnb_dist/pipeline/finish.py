@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..config import Config
 from ..core.distributed import DistEnv, all_gather_object
 from ..core.errors import UserError
+from ..core.files import strict_json
 from ..core.sections import TrackingConfig
 from ..data.shardset import ShardSet
 from ..core.tracking.registry import alias_selection
@@ -155,7 +156,7 @@ def plan_evaluate(cfg: Config, train: StageResult, shards: StageResult, env: Opt
         result["copies_of_train"] = ShardSet.open(shards.output).copies_of_train()  # held-out samples seen in train
         if env_.is_main:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "evaluation.json").write_text(json.dumps(result, indent=2))
+            (out / "evaluation.json").write_text(json.dumps(strict_json(result), indent=2, allow_nan=False))
         return {"evaluation": str(out / "evaluation.json")}
 
     return PlannedStage("evaluate", out, fp, work)

@@ -18,11 +18,12 @@ from ..config import Config, save_config
 from ..core.distributed import DistEnv, init_engine_process_group
 from ..core.engine import check_precision
 from ..core.errors import ConfigError, UserError
+from ..core.files import refuse_file_in_the_way
 from ..core.recipe import Report
 from ..recipes import RECIPES, check_configs
 from ..recipes.vlm.config import vlm_run_name
 from . import finish, steps
-from .stages import PlannedStage, StageResult, existing_shards, recorded, refuse_file_in_the_way, run_planned
+from .stages import PlannedStage, StageResult, existing_shards, recorded, run_planned
 
 log = logging.getLogger(__name__)
 

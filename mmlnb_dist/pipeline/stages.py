@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 from ..core.distributed import DistEnv, all_gather_object, barrier, rank0_alone
 from ..core.divergence import TrainingDiverged
 from ..core.errors import UserError
-from ..core.files import replace_text
+from ..core.files import refuse_file_in_the_way, replace_text
 from ..core.runlock import FolderLock
 from ..core.sections import DistributedConfig
 from ..data.shardset import ShardSet
@@ -33,17 +33,6 @@ log = logging.getLogger(__name__)
 
 def stage_file(out: Path) -> Path:
     return out.parent / f".{out.name}.stage.json"
-
-
-def refuse_file_in_the_way(path: Path, what: str) -> None:
-    """`path`, a folder a command is about to write (or one above it), that is a file: a `UserError` naming the file,
-    before any work (mkdir, iterdir and rmtree would fail on it with a bare traceback, after the earlier stages')."""
-    path = Path(path)
-    for p in (path, *path.parents):
-        if p.exists() and not p.is_dir():
-            where = "" if p == path else f" (it would hold {path})"
-            raise UserError(f"{what}: {p} is a file, not a folder{where}; move the file away or choose another "
-                            f"folder")
 
 
 def stopped_reading_elsewhere(run_dir: Path, key: str, folder: Path) -> bool:

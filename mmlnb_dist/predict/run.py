@@ -7,14 +7,13 @@ import csv
 import io
 import json
 import logging
-import math
 from collections import Counter
 from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..core.files import replace_text
+from ..core.files import refuse_file_in_the_way, replace_text, strict_json
 from ..core.progress import progress_bar
 from ..core.runlock import ReadLock
 from ..data.description_table import DescriptionTable
@@ -78,7 +77,7 @@ def _request_frame(good: List[Dict[str, Any]]):
 def _write(rows: List[Dict[str, Any]], path: Path) -> None:
     """Write `rows` to `path` (CSV or JSONL) whole or not at all (`core.files.replace_text`)."""
     if path.suffix == ".jsonl":
-        text = "".join(json.dumps(_strict_json(r), default=str, allow_nan=False) + "\n" for r in rows)
+        text = "".join(json.dumps(strict_json(r), default=str, allow_nan=False) + "\n" for r in rows)
     else:
         buffer = io.StringIO(newline="")
         writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
@@ -88,26 +87,12 @@ def _write(rows: List[Dict[str, Any]], path: Path) -> None:
     replace_text(path, text)
 
 
-def _strict_json(value: Any) -> Any:
-    """`value` with every non-finite float (a fusion model's missing `alpha`) as None: JSON has no NaN, and strict
-    readers (jq, JavaScript, Spark) refuse the bare `NaN` Python's json writes."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_strict_json(v) for v in value]
-    return value
-
-
 def _check_arguments(out: Path, top_k: Optional[int], threshold: Optional[float], chunk_size: int) -> None:
     if out.suffix not in (".csv", ".jsonl"):
         raise PredictError(f"--out must end in .csv or .jsonl (got {out.name})")
     if out.is_dir():  # (else a traceback once every input is predicted)
         raise PredictError(f"--out {out} is a folder; give a file path, e.g. {out / ('preds' + out.suffix)}")
-    above = next((p for p in out.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise PredictError(f"--out {out}: {above} is a file, not a folder; give a path in a folder")
+    refuse_file_in_the_way(out.parent, f"--out {out}")
     if chunk_size < 1:
         raise PredictError(f"--chunk-size must be at least 1 (got {chunk_size})")
     if top_k is not None and threshold is not None:

@@ -40,8 +40,9 @@ from ..config import Config, apply_overrides, config_from_dict
 from ..core.distributed import DistEnv, init_engine_process_group
 from ..core.divergence import TrainingDiverged
 from ..core.errors import ConfigError, UserError
+from ..core.files import refuse_file_in_the_way
 from ..core.logging import DETAIL
-from ..pipeline import existing_shards, refuse_file_in_the_way, run_stage
+from ..pipeline import existing_shards, run_stage
 from ..recipes import RECIPES, recipe_class
 from .descriptions import BASE, FINE_TUNED, SHARDS, DescriptionSets, check_source, prepare_descriptions
 from .figure import save_study_figure

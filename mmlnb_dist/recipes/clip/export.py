@@ -21,7 +21,7 @@ from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.divergence import EXPORT_REMEDY, load_finite
 from ...core.errors import UserError
-from ...core.files import replace_text
+from ...core.files import replace_text, strict_json
 from ...core.tracking.registry import EXPORT_FOLDER
 from ...core.tracking.versions import record_export
 from .config import ClipModelConfig
@@ -130,7 +130,7 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
                          extra={"best": best, "shards": str(cfg.data.shards), "pos_weight": cfg.clip.pos_weight})
             # what `register` checks the export against: a changed or replaced export is refused
             record_export(recipe.logger, recipe.run_dir, export_dir)
-            (recipe.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+            (recipe.run_dir / "metrics.json").write_text(json.dumps(strict_json(result), indent=2, allow_nan=False))
             recipe.logger.log_artifact(export_dir / "model_config.json", "export")
             recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
             result.update(publish_run(recipe, result, export_dir))  # figures; the registry when asked (pyfunc_model)

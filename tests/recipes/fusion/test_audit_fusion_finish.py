@@ -103,3 +103,24 @@ def test_a_run_without_a_best_checkpoint_evaluates_its_last_weights(tmp_path, ca
     result = finish_module.finish(recipe)
     assert log["loaded"] == [] and log["entered"] == [] and "best_epoch" not in result
     assert log["evaluated"] == ["val"]
+
+
+def test_metrics_json_is_strict_json_when_a_metric_is_undefined(tmp_path, calls):
+    """An AUROC undefined on a split (NaN) is written as null: Python's bare `NaN` is no JSON, and jq, JavaScript
+    or Spark refused the file; the returned result keeps the float."""
+    recipe, _ = _recipe(tmp_path)
+    evaluate = recipe.evaluate
+
+    def with_undefined_auroc(split):
+        metrics, preds = evaluate(split)
+        return {**metrics, "auroc": float("nan")}, preds
+
+    recipe.evaluate = with_undefined_auroc
+    result = finish_module.finish(recipe)
+
+    def refuse(constant):
+        raise AssertionError(f"bare {constant} in metrics.json")
+
+    on_disk = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    assert on_disk["val/auroc"] is None and result["val/auroc"] != result["val/auroc"]
+    assert on_disk["val/accuracy"] == pytest.approx(result["val/accuracy"])
