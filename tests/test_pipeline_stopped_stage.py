@@ -1,5 +1,6 @@
 """A stage that stops (an error, Ctrl-C, a kill) in a pipeline left to run for hours: the console and the
-pipeline's log name the stage, how long it ran and what stopped it, and say that the same command continues it;
+pipeline's log name the stage, how long it ran and what stopped it, and say that the same command continues it
+(after a user error: once the error is fixed, as the same command would stop on it again);
 its record keeps the reason, and the rerun that resumes it says what stopped it last time."""
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ def test_a_stopped_stage_is_named_with_its_reason_and_the_same_command_resumes_i
     (line,) = [r for r in caplog.records if r.getMessage().startswith("train: stopped after ")]
     assert line.levelno == (logging.WARNING if isinstance(stop, KeyboardInterrupt) else logging.ERROR)
     assert f"({reason})" in line.getMessage() and str(out) in line.getMessage()
-    assert "run the same command again and it resumes it" in line.getMessage()
+    # the same command again would stop on the same user error: the line says to fix it first
+    again = "fix what the error names, then run the command again: it resumes it" if isinstance(stop, UserError) \
+        else "run the same command again and it resumes it"
+    assert again in line.getMessage()
     state = read_stage(out)
     assert state["status"] == "running" and state["stopped_by"] == reason  # open: the next run resumes it
     assert (out / "checkpoint-1").exists()  # what it kept is kept

@@ -286,9 +286,12 @@ def _record_stop(name: str, out: Path, fp: str, owner: Optional[str], env: DistE
                     "setting the error names and run the command again (the changed setting rebuilds the stage)",
                     name, timing[WALL_SECONDS], reason, out)
             return
-        log.log(level, "%s: stopped after %.1f s (%s). Its output %s keeps what it finished: run the same command "
-                "again and it resumes it (the stages done before it are skipped; a changed setting that reaches it "
-                "rebuilds it instead)", name, timing[WALL_SECONDS], reason, out)
+        # a user error stops the same command at the same place: the fix comes first
+        again = "fix what the error names, then run the command again: it resumes it" if isinstance(err, UserError) \
+            else "run the same command again and it resumes it"
+        log.log(level, "%s: stopped after %.1f s (%s). Its output %s keeps what it finished: %s (the stages done "
+                "before it are skipped; a changed setting that reaches it rebuilds it instead)", name,
+                timing[WALL_SECONDS], reason, out, again)
 
 
 STOPPED_BY = "stopped_by"
