@@ -144,7 +144,8 @@ class DescriptionTable:
     def _by_alias(self, key: str, path: Optional[Path], owned: Set[int]) -> Optional[Dict[str, Any]]:
         """The one row carrying the image's key, file name or stem, left to it by the images matched by path."""
         source = str(path) if path is not None else key
-        aliases = (key,) if path is None else (key, Path(path).name, Path(path).stem)
+        # the file name first: it is the most specific (`rgb.png` beside `rgb.bmp`, whose key and stem are `rgb`)
+        aliases = (key,) if path is None else tuple(dict.fromkeys((Path(path).name, key, Path(path).stem)))
         for alias in aliases:
             rows = [row for row in self.by_alias.get(alias, []) if id(row) not in owned]
             if len(rows) > 1:
