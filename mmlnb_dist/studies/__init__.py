@@ -47,6 +47,7 @@ from ..recipes import RECIPES, recipe_class
 from .descriptions import BASE, FINE_TUNED, SHARDS, DescriptionSets, check_source, prepare_descriptions
 from .figure import save_study_figure
 from .fingerprints import job_fingerprint
+from .rows import leave_out_unfit
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
     refuse_file_in_the_way(study_dir, "the study's folder <run.output_dir>/<run.name>")
     # Every run's config is built (and validated) before the first one starts.
     configs = {(row, s): row_config(cfg, row, available[row][1], s, study_dir) for row in chosen for s in seeds}
+    chosen, configs = leave_out_unfit(chosen, configs, _variants(cfg), asked=bool(rows))
     if cfg.tracking.register_name:
         log.info("study %s: its runs are not registered (tracking.register_name=%s is for train and pipeline); "
                  "register one with: mmlnb-dist register --run %s/<row>-seed<seed>", study_dir.name,

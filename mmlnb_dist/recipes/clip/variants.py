@@ -10,7 +10,7 @@ the seed's baselines are ResNet-50 (ImageNet) and BioBERT.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 METRICS = ("micro_f1", "macro_f1", "micro_auroc", "macro_auroc", "hamming_loss", "at_least_1_of_top_k",
            "at_least_2_of_top_k")
@@ -34,3 +34,24 @@ def rows(cfg: Any) -> Dict[str, Tuple[str, List[str]]]:
         "bert_mlp": (f"{text_encoder} (last blocks train) + MLP, text only",
                      ["clip.model.fusion=text_only", f"clip.model.text_encoder={text_encoder}"]),
     }
+
+
+def unfit(cfg: Any) -> Optional[str]:
+    """Why a study row's config (`cfg`, the row's overrides applied) builds no model, else None: checked for every
+    row before the study trains its first one (`zero_shot` on encoder branches, `sum` on encoders of two widths
+    failed when the row's turn came, after the rows before it had trained for minutes)."""
+    from ...core.errors import ConfigError
+    from .branches import build_image_branch, build_text_branch
+    from .model import branch_plan
+
+    m = cfg.clip.model
+    try:
+        plan = branch_plan(m)
+    except ConfigError as err:
+        return str(err)
+    if m.fusion == "sum" and plan["encoder_image"] and plan["encoder_text"]:  # (two CLIP towers share a width)
+        image, text = build_image_branch(m, pretrained=False).embed_dim, build_text_branch(m).embed_dim
+        if image != text:
+            return (f"clip.model.fusion: sum needs equal image and text widths, but {m.image_encoder} gives "
+                    f"{image} and {m.text_encoder} {text}")
+    return None
