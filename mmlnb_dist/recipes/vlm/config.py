@@ -8,6 +8,7 @@ from typing import List, Literal, Optional
 from pydantic import Field, model_validator
 
 from ...core.config import PathText, Section
+from ...core.errors import ConfigError
 from ...core.sections import LRScheduleConfig
 
 DEFAULT_PROMPT = (
@@ -175,20 +176,22 @@ class VLMConfig(Section):
                              f"bound must not exceed the upper one (equal values fix one image size)")
         return self
 
-    @model_validator(mode="after")
-    def _part_rates_need_their_part(self) -> "VLMConfig":
-        # `model.param_groups` gives a part's rate to that part's trainable parameters only: with the part frozen
-        # the rate trained nothing, without a word. A module of it in `lora.modules_to_save` is trained too; which
-        # part such a name lies in needs the model (`lora_names.check_part_rates`, before the run folder).
-        if not self.lora.modules_to_save:
-            for rate, flag in PART_RATES:
-                if getattr(self, rate) is not None and not getattr(self.lora, flag):
-                    raise ValueError(part_rate_error(rate, flag, getattr(self, rate)))
-        return self
 
 
 PART_RATES = (("merger_lr", "train_merger"), ("vision_lr", "vision_lora"))
 """(`vlm` rate, `vlm.lora` switch that trains the part it applies to)."""
+
+
+def check_part_rates_config(vcfg: "VLMConfig") -> None:
+    """Refuse (ConfigError) a part's rate (`vlm.merger_lr`, `vlm.vision_lr`) with nothing of its part trained, where
+    the config alone decides it (`vlm.lora.modules_to_save` empty; else `lora_names.check_part_rates` decides on the
+    model's structure). `model.param_groups` gives a part's rate to its trainable parameters only: with the part
+    frozen the rate trained nothing, without a word. Fine-tuning's config check, not a validator: a run's recorded
+    config that holds such a rate still loads (`predict`, `describe --config` of a model trained before)."""
+    if not vcfg.lora.modules_to_save:
+        for rate, flag in PART_RATES:
+            if getattr(vcfg, rate) is not None and not getattr(vcfg.lora, flag):
+                raise ConfigError(part_rate_error(rate, flag, getattr(vcfg, rate)))
 
 
 def part_rate_error(rate: str, flag: str, value: float) -> str:

@@ -57,6 +57,7 @@ from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainabl
 from .batches import (Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed,  # noqa: F401
                       token_weights, total_steps, truncate_data_order, vlm_batch_plan)
 from .best import LAST_ADAPTER, BestAdapter, check_keep_best, check_keep_best_resume
+from .config import check_part_rates_config
 from .deepspeed_configs import SHIPPED_DEEPSPEED, shipped_deepspeed_configs  # noqa: F401  (public here too)
 from .pair_lengths import pair_counts, pair_sizes
 from .preflight import check_finetune_model
@@ -125,6 +126,7 @@ class FinetuneVLMRecipe:
         validate` and the pipeline's start call them, before any stage."""
         vlm_batch_plan(cfg, world_size)
         check_keep_best(cfg)
+        check_part_rates_config(cfg.vlm)
         if cfg.distributed.deepspeed_config:
             from ...core.engine import read_user_deepspeed_json
 
