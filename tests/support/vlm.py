@@ -190,3 +190,14 @@ def marker_best_adapter(run_dir: Path):
         return folder
 
     return BestAdapter(run_dir, DistEnv(), save), saved
+
+
+def flat_png(size, colour=(90, 40, 160)) -> bytes:
+    """A one-colour PNG of `size` (width, height): its size, not its content, is what a length check reads."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", tuple(size), colour).save(buf, format="PNG")
+    return buf.getvalue()

@@ -6,24 +6,15 @@ skips it as it skips an undecodable image (listed in the manifest's `skipped`, c
 `data.loader.max_bad_sample_rate`) and describes the rest."""
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
 
 from support.cli import run_cli
-from support.vlm import ROOT
+from support.vlm import ROOT, flat_png
 
 PIX = 56 * 56
 PROFILE = str(ROOT / "launch" / "profiles" / "cpu-demo.yaml")
-
-
-def _png(size):
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, (90, 40, 160)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +24,8 @@ def strip(tmp_path_factory):
     from mmlnb_dist.data.config import BuildConfig
 
     root = tmp_path_factory.mktemp("strip")
-    samples = [SampleSpec(key=f"sq{i}", label="UD", image=_png((56, 56)), description="Round cells.")
-               for i in range(3)] + [SampleSpec(key="strip0", label="PD", image=_png((1, 300)),
+    samples = [SampleSpec(key=f"sq{i}", label="UD", image=flat_png((56, 56)), description="Round cells.")
+               for i in range(3)] + [SampleSpec(key="strip0", label="PD", image=flat_png((1, 300)),
                                                 description="Neuropil.")]
     build = BuildConfig(max_samples_per_shard=8, val_fraction=0.0, test_fraction=0.0, image_format="original",
                         group_by_slide=False, seed=0)

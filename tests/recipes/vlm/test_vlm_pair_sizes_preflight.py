@@ -3,23 +3,14 @@
 the exact per-size count ran in setup, after the run folder existed."""
 from __future__ import annotations
 
-import io
 
 import pytest
 
 from support.cli import run_cli
-from support.vlm import ROOT
+from support.vlm import ROOT, flat_png
 
 PIX = 56 * 56
 PROFILE = str(ROOT / "launch" / "profiles" / "cpu-demo.yaml")
-
-
-def _png(size):
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, (90, 40, 160)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def test_a_narrow_image_too_long_for_max_length_is_refused_before_the_run_folder(tmp_path, cache):
@@ -34,10 +25,10 @@ def test_a_narrow_image_too_long_for_max_length_is_refused_before_the_run_folder
     processor = V.load_processor(V.resolve_model_path("tiny", 0, cache, "random"), PIX, PIX)
     prompt = "Describe."
     square = largest_prompt_tokens(processor, prompt, PIX)
-    narrow = len(V.encode_prompt(processor, V.as_rgb(_png((300, 10))), prompt).input_ids)
+    narrow = len(V.encode_prompt(processor, V.as_rgb(flat_png((300, 10))), prompt).input_ids)
     assert narrow > square  # what the test is about
-    samples = [SampleSpec(key=f"sq{i}", label="UD", image=_png((56, 56)), description="Round cells.")
-               for i in range(4)] + [SampleSpec(key="narrow0", label="UD", image=_png((300, 10)),
+    samples = [SampleSpec(key=f"sq{i}", label="UD", image=flat_png((56, 56)), description="Round cells.")
+               for i in range(4)] + [SampleSpec(key="narrow0", label="UD", image=flat_png((300, 10)),
                                                 description="Round cells.")]
     build = BuildConfig(max_samples_per_shard=8, val_fraction=0.0, test_fraction=0.0, image_format="original",
                         group_by_slide=False, seed=0)
@@ -61,6 +52,6 @@ def test_the_size_of_an_unreadable_image_is_a_shard_error_naming_the_sample():
     from mmlnb_dist.data.shardset import ShardError
     from mmlnb_dist.recipes.vlm.pair_lengths import image_size
 
-    assert image_size(_png((300, 10)), "k") == (300, 10)
+    assert image_size(flat_png((300, 10)), "k") == (300, 10)
     with pytest.raises(ShardError, match="sample bad-7's image cannot be read"):
         image_size(b"not an image", "bad-7")
