@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Literal, Optional
 from pydantic import Field, field_validator
 
 from .config import PathText, Section
+from .files import sha256_file
 
 
 class RunConfig(Section):
@@ -116,8 +117,12 @@ class DistributedConfig(Section):
 
     def results_dump(self) -> Dict[str, Any]:
         """The fields that decide results, for fingerprints: all but `WAIT_FIELDS` (waiting longer does not
-        make a pipeline rebuild its fine-tuned model)."""
-        return self.model_dump(mode="json", exclude=set(WAIT_FIELDS))
+        make a pipeline rebuild its fine-tuned model), and a user's DeepSpeed JSON by its content too: the same
+        path edited (another ZeRO stage, bf16) trains another model, which a pipeline took for up to date."""
+        dumped = self.model_dump(mode="json", exclude=set(WAIT_FIELDS))
+        if self.deepspeed_config and Path(self.deepspeed_config).is_file():
+            dumped["deepspeed_config_sha256"] = sha256_file(self.deepspeed_config)
+        return dumped
 
 
 class LRScheduleConfig(Section):
