@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from ..core.files import dict_reader, open_csv
 from .build import SampleSpec, validate_samples
 from .description_table import DescriptionsError, DescriptionTable
-from .images import IMAGE_EXTENSIONS, image_files
+from .images import IMAGE_EXTENSIONS, image_files, other_files
 from .shardset import ShardError
 
 log = logging.getLogger(__name__)
@@ -121,9 +121,7 @@ def _compare_with_folder(samples: List[SampleSpec], root: Path, classes: Sequenc
 
 def _warn_other_files(folder: Path, images: Sequence[Path]) -> None:
     """Name the files of a class folder that are left out for not being images (a .jp2 or .heic patch, a note)."""
-    kept = set(images)
-    others = sorted(p.relative_to(folder.parent).as_posix() for p in folder.rglob("*") if p.is_file()
-                    and p not in kept and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    others = other_files(folder, images)
     if others:
         log.warning("%s: %d file%s not read as %s not a %s image (%s)", folder, len(others),
                     "s" if len(others) > 1 else "", "they are" if len(others) > 1 else "it is",

@@ -44,6 +44,15 @@ def image_files(folder: Union[str, Path]) -> List[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+def other_files(folder: Union[str, Path], images: Sequence[Path]) -> List[str]:
+    """The files under `folder` that `image_files` leaves out for not being images (a .gif or .jp2 patch, a note;
+    hidden files are not counted), as paths relative to the folder's parent, sorted: a caller names them rather
+    than dropping them without a word."""
+    folder, kept = Path(folder), set(images)
+    return sorted(p.relative_to(folder.parent).as_posix() for p in folder.rglob("*") if p.is_file()
+                  and p not in kept and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
 def is_slide_file(name: str) -> bool:
     """A whole-slide image by its suffix alone (.svs, .ndpi, ...; not .tif/.tiff, which may be a plain image)."""
     return "." in name and "." + name.rsplit(".", 1)[-1].lower() in SLIDE_EXTENSIONS and not is_image_file(name)

@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from ..data.images import image_files, image_member, is_slide_file, read_image
+from ..data.images import image_files, image_member, is_slide_file, other_files, read_image
 from ..data.text_writer import shard_text_writer
 from .errors import PredictError
 
@@ -197,6 +197,11 @@ def collect_inputs(paths: Sequence[Input],
                 items.extend({**it, "written_by": writer} for it in _shard_items(path))
             elif path.is_dir():
                 files = image_files(path)
+                others = other_files(path, files) if files else []  # (without images: a failure says why)
+                if others:  # a .gif patch, a note: named, not dropped without a word
+                    log.warning("%s: %d file%s not predicted, not an image (%s%s)", given, len(others),
+                                "s" if len(others) > 1 else "", ", ".join(others[:3]),
+                                ", ..." if len(others) > 3 else "")
                 if not files:
                     slides = sum(1 for p in path.rglob("*") if p.is_file() and is_slide_file(p.name))
                     failed.append((str(given), f"folder holds no images but {slides} whole-slide image(s): "
