@@ -35,6 +35,7 @@ def test_batched_generation_equals_one_at_a_time_and_reads_the_training_config(t
     run_dir = tmp_path / "run"
     save_config(cfg, run_dir / "config.yaml")
     (run_dir / "adapter").mkdir()
+    (run_dir / "adapter" / "adapter_config.json").write_text("{}")  # a peft folder's marker (predict checks it)
     from mmlnb_dist.predict import run as predict_run
     from mmlnb_dist.recipes.vlm import describe as describe_module
 
