@@ -34,3 +34,15 @@ def stand_in_fusion(mode: str = "prmf", dropout: float = 0.3, seed: int = 0, may
     torch.manual_seed(seed)
     return FusionClassifier(StandInEncoder(DIM_I, may_run), StandInEncoder(DIM_T, may_run),
                             FusionModelConfig(mode=mode, dropout=dropout), num_classes=3)
+
+
+def feature_batches(sizes=(4, 3, 5)):
+    """Seeded batches of precomputed features (widths DIM_I, DIM_T), keys `s0`, `s1`, ... and labels of 3 classes."""
+    g = torch.Generator().manual_seed(0)
+    out, k = [], 0
+    for n in sizes:
+        out.append({"key": [f"s{k + i}" for i in range(n)], "label": torch.randint(0, 3, (n,), generator=g),
+                    "image_features": torch.randn(n, DIM_I, generator=g),
+                    "text_features": torch.randn(n, DIM_T, generator=g)})
+        k += n
+    return out

@@ -22,7 +22,7 @@ from mmlnb_dist.recipes.fusion.features import FeatureCache
 from mmlnb_dist.recipes.fusion.model import FusionClassifier
 
 from support.engines import AdamEngine, EpochLoader
-from support.fusion_stand_ins import DIM_I, DIM_T, stand_in_fusion
+from support.fusion_stand_ins import DIM_I, DIM_T, feature_batches, stand_in_fusion
 
 CLASSES = ["UD", "PD", "D"]
 
@@ -33,17 +33,6 @@ def _model(mode: str = "prmf", dropout: float = 0.3, seed: int = 0) -> FusionCla
 
 CUR = CurriculumConfig(schedule="step", start=0.3, end=1.0, ramp_start=1, ramp_end=4, step_every=1,
                        phases=[{"start_epoch": 0, "train_text_encoder": False}, {"start_epoch": 2}])
-
-
-def _batches(sizes=(4, 3, 5)):
-    g = torch.Generator().manual_seed(0)
-    out, k = [], 0
-    for n in sizes:
-        out.append({"key": [f"s{k + i}" for i in range(n)], "label": torch.randint(0, 3, (n,), generator=g),
-                    "image_features": torch.randn(n, DIM_I, generator=g),
-                    "text_features": torch.randn(n, DIM_T, generator=g)})
-        k += n
-    return out
 
 
 def _recipe(tmp_path, batches, mode="prmf", every=0, log_every=1000, record=False, stop=False):
@@ -78,11 +67,11 @@ def saves(monkeypatch):
 def test_periodic_checkpoints_are_mid_epoch_only_the_epochs_end_has_its_own(tmp_path, saves):
     """checkpoint_every_steps=1 over 3 steps: mid-epoch checkpoints after steps 1 and 2; step 3 ends the epoch,
     whose checkpoint the recipe writes after its evaluation (a mid-epoch one there would resume a finished epoch)."""
-    recipe = _recipe(tmp_path, _batches(), every=1)
+    recipe = _recipe(tmp_path, feature_batches(), every=1)
     loop.train_epoch(recipe, 1)
     assert saves == [(1, 1), (1, 2)]
     # counted in optimizer steps of the whole run: every 2 from global step 4 on saves at 6 only (step 2 of 3)
-    recipe = _recipe(tmp_path, _batches(), every=2)
+    recipe = _recipe(tmp_path, feature_batches(), every=2)
     recipe.global_step = 4
     saves.clear()
     loop.train_epoch(recipe, 0)
@@ -90,7 +79,7 @@ def test_periodic_checkpoints_are_mid_epoch_only_the_epochs_end_has_its_own(tmp_
 
 
 def test_a_sigterm_is_honoured_inside_the_epoch_and_left_to_the_epochs_end_at_its_last_step(tmp_path, saves):
-    recipe = _recipe(tmp_path, _batches(), every=2, stop=True)
+    recipe = _recipe(tmp_path, feature_batches(), every=2, stop=True)
     loop.train_epoch(recipe, 0)
     asks = recipe.events["stop_asks"]
     assert [where for where, _ in asks] == ["at step 1 of epoch 0", "at step 2 of epoch 0"]
@@ -100,7 +89,7 @@ def test_a_sigterm_is_honoured_inside_the_epoch_and_left_to_the_epochs_end_at_it
 
 
 def test_training_metrics_are_logged_every_log_every_optimizer_steps(tmp_path, saves):
-    recipe = _recipe(tmp_path, _batches((2, 2, 2, 2, 2)), log_every=2)
+    recipe = _recipe(tmp_path, feature_batches((2, 2, 2, 2, 2)), log_every=2)
     loop.train_epoch(recipe, 2)
     logged = recipe.events["logged"]
     assert [step for step, _ in logged] == [2, 4]
@@ -108,12 +97,12 @@ def test_training_metrics_are_logged_every_log_every_optimizer_steps(tmp_path, s
 
 
 def test_a_fusion_without_alpha_reports_no_alpha_mean(tmp_path, saves):
-    stats = loop.train_epoch(_recipe(tmp_path, _batches(), mode="concat"), 0)
+    stats = loop.train_epoch(_recipe(tmp_path, feature_batches(), mode="concat"), 0)
     assert "train/alpha_mean" not in stats and stats["train/loss"] > 0
 
 
 def test_recorded_train_keys_name_each_micro_batch_its_optimizer_step_and_append_across_epochs(tmp_path, saves):
-    batches = _batches()
+    batches = feature_batches()
     recipe = _recipe(tmp_path, batches, record=True)
     loop.train_epoch(recipe, 0)
     loop.train_epoch(recipe, 1)  # a second epoch (or a resumed process) appends to the same file
@@ -124,7 +113,7 @@ def test_recorded_train_keys_name_each_micro_batch_its_optimizer_step_and_append
 
 
 def test_an_epoch_shorter_than_one_optimizer_step_is_a_config_error(tmp_path, saves):
-    recipe = _recipe(tmp_path, _batches((4,)))
+    recipe = _recipe(tmp_path, feature_batches((4,)))
     recipe.plan.accumulation = 2
     with pytest.raises(ConfigError, match="train.global_batch_size: an epoch has 1 micro batches per rank, fewer "
                                           "than the gradient accumulation 2"):
@@ -210,7 +199,7 @@ def test_evaluating_a_model_in_eval_mode_leaves_it_in_eval_mode():
     from mmlnb_dist.recipes.fusion.steps import evaluate, fill_caches
 
     model = _model().eval()
-    batches = _batches((3, 2))
+    batches = feature_batches((3, 2))
     evaluate(model, model, batches, {"image": None, "text": None}, DistEnv(), CLASSES)
     assert not model.training and not model.head.training
     fill_caches(model, batches, {"image": FeatureCache("image", "i")}, DistEnv())
@@ -280,7 +269,7 @@ def test_fill_caches_returns_the_split_in_key_order_whatever_order_the_loader_de
     share in its own order), with each key's own label."""
     from mmlnb_dist.recipes.fusion.steps import fill_caches
 
-    batches = _batches((3, 3))
+    batches = feature_batches((3, 3))
     for b, keys in zip(batches, (["z", "b", "m"], ["a", "y", "c"])):
         b["key"] = keys
     keys, labels = fill_caches(_model(), batches, {"image": FeatureCache("image", "i")}, DistEnv())

@@ -19,7 +19,7 @@ from mmlnb_dist.recipes.fusion.features import CachedKeys, FeatureCache, Feature
 from mmlnb_dist.recipes.fusion.model import FusionClassifier
 
 from support.engines import AdamEngine, EpochLoader
-from support.fusion_stand_ins import DIM_I, DIM_T, stand_in_fusion
+from support.fusion_stand_ins import DIM_I, DIM_T, feature_batches, stand_in_fusion
 
 CLASSES = ["UD", "PD", "D"]
 
@@ -111,17 +111,6 @@ def _recipe(cur: CurriculumConfig, batches, tmp_path):
     )
 
 
-def _batches(sizes=(4, 3, 5)):
-    g = torch.Generator().manual_seed(0)
-    out, k = [], 0
-    for n in sizes:
-        out.append({"key": [f"s{k + i}" for i in range(n)], "label": torch.randint(0, 3, (n,), generator=g),
-                    "image_features": torch.randn(n, DIM_I, generator=g),
-                    "text_features": torch.randn(n, DIM_T, generator=g)})
-        k += n
-    return out
-
-
 CUR = CurriculumConfig(schedule="step", start=0.3, end=1.0, ramp_start=1, ramp_end=4, step_every=1,
                        phases=[{"start_epoch": 0, "train_text_encoder": False}, {"start_epoch": 2}])
 
@@ -134,7 +123,7 @@ def test_train_epoch_steps_on_the_curriculum_loss_of_its_own_epoch_and_reports_i
     curriculum state (saved in checkpoints) says where training stands."""
     from mmlnb_dist.recipes.fusion.loop import train_epoch
 
-    batches = _batches()
+    batches = feature_batches()
     recipe = _recipe(CUR, batches, tmp_path)
     stats = train_epoch(recipe, epoch)
     lam = curriculum_lambda(CUR, epoch)
@@ -160,7 +149,7 @@ def test_each_epoch_has_its_own_seed_and_replays_it_exactly(tmp_path):
     from mmlnb_dist.recipes.fusion.loop import train_epoch
 
     def draws(epoch):
-        recipe = _recipe(CUR, _batches(), tmp_path)
+        recipe = _recipe(CUR, feature_batches(), tmp_path)
         train_epoch(recipe, epoch)
         return [c["draw"] for c in recipe.engine.engine.calls]
 
@@ -173,7 +162,7 @@ def test_an_epoch_trains_whole_optimizer_steps_only(tmp_path):
     left-over micro batch would carry its gradient into the next epoch's first step."""
     from mmlnb_dist.recipes.fusion.loop import train_epoch
 
-    recipe = _recipe(CUR, _batches(), tmp_path)
+    recipe = _recipe(CUR, feature_batches(), tmp_path)
     recipe.plan.accumulation, recipe.steps_per_epoch = 2, 1
     train_epoch(recipe, 0)
     assert len(recipe.engine.engine.calls) == 2 and recipe.global_step == 1
@@ -187,7 +176,7 @@ def test_evaluate_loss_is_the_mean_over_samples_and_the_model_goes_back_to_train
     from mmlnb_dist.recipes.fusion.steps import evaluate
 
     model = _model().train()
-    batches = _batches((5, 2, 6))
+    batches = feature_batches((5, 2, 6))
     metrics, preds = evaluate(model, model, batches, {"image": None, "text": None}, DistEnv(), CLASSES)
     assert model.training and model.head.training
     model.eval()
@@ -208,7 +197,7 @@ def test_fill_caches_keeps_given_features_and_leaves_the_model_training():
     from mmlnb_dist.recipes.fusion.steps import fill_caches
 
     model = _model().train()
-    batches = _batches((4, 3))
+    batches = feature_batches((4, 3))
     caches = {"image": FeatureCache("image", "id-i"), "text": FeatureCache("text", "id-t")}
     keys, labels = fill_caches(model, batches, caches, DistEnv())
     assert model.training and model.head.training
