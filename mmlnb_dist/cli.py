@@ -6,8 +6,11 @@ imports (torch, deepspeed, mlflow, ray) happen inside the handlers so that `--he
 from __future__ import annotations
 
 import argparse
+import atexit
 import errno
 import importlib
+import logging
+import os
 import sys
 from typing import List, Optional
 
@@ -129,20 +132,37 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 def console() -> None:
     """The program `mmlnb-dist` (and `python -m mmlnb_dist.cli`, which the launch scripts run): `main`, then, when
-    the command succeeded, the end of this process's process groups.
+    the command succeeded, the end of this process's process groups and of the process, without the interpreter's
+    teardown.
 
-    Left to the interpreter's teardown, gloo's worker threads can be destroyed before they are joined: a rank that
-    finished its work aborts ("terminate called without an active exception", exit code -6) and the launcher
-    reports the whole run failed (seen in CI under 2-rank torchrun runs: the Slurm test, VLM ZeRO-3); NCCL prints
-    "destroy_process_group() was not called before program exit" under every GPU run. A failed command skips it:
-    destroying groups while other ranks are still inside a collective can hang. Not inside `main`: tests call it
-    many times in one process, and DeepSpeed keeps its groups at module level for the next engine."""
+    NCCL prints "destroy_process_group() was not called before program exit" under every GPU run unless the groups
+    are ended. Ending them is not enough: DeepSpeed keeps them referenced (its module-level world group, the engine's
+    parameters), so gloo's threads still run when the interpreter tears itself down, and a rank that finished its
+    work could abort there ("terminate called without an active exception", exit code -6): the launcher then reports
+    the whole run failed (seen in CI under 2-rank torchrun runs: the Slurm test, VLM ZeRO-3). So a process that had
+    groups leaves once the exit handlers have run (MLflow's, logging's), before the teardown. A failed command skips
+    both: destroying groups while other ranks are still inside a collective can hang. Not inside `main`: tests call
+    it many times in one process, and DeepSpeed keeps its groups at module level for the next engine."""
+    leave_with = []
+    # registered before the command imports anything: exit handlers run last-registered first, so this runs last
+    atexit.register(_leave_before_teardown, leave_with)
     code = main()
     if code == 0 and "torch.distributed" in sys.modules:  # nothing to end when no command imported torch (--help)
         from .core.distributed import destroy_process_group
 
-        destroy_process_group()
+        if destroy_process_group():
+            leave_with.append(code)
     sys.exit(code)
+
+
+def _leave_before_teardown(leave_with: List[int]) -> None:
+    """The end of a process whose command succeeded with process groups: the other exit handlers have run."""
+    if not leave_with:
+        return
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(leave_with[0])
 
 
 if __name__ == "__main__":

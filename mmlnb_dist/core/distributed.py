@@ -115,9 +115,12 @@ def forget_launcher() -> None:
         os.environ.pop(key, None)
 
 
-def destroy_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def destroy_process_group() -> bool:
+    """End this process's process groups; True when there were any."""
+    if not dist.is_initialized():
+        return False
+    dist.destroy_process_group()
+    return True
 
 
 def barrier(env: DistEnv) -> None:
