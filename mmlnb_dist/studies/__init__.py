@@ -42,9 +42,10 @@ from ..core.divergence import TrainingDiverged
 from ..core.errors import ConfigError, UserError
 from ..core.files import refuse_file_in_the_way
 from ..core.logging import DETAIL
-from ..pipeline import existing_shards, run_stage
+from ..pipeline import run_stage
 from ..recipes import RECIPES, recipe_class
-from .descriptions import BASE, FINE_TUNED, SHARDS, DescriptionSets, check_source, prepare_descriptions
+from .descriptions import (BASE, FINE_TUNED, SHARDS, DescriptionSets, check_source, prepare_descriptions,
+                           require_shards)
 from .figure import save_study_figure
 from .fingerprints import job_fingerprint
 from .rows import leave_out_unfit
@@ -219,6 +220,7 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
             what = f"seed {twice}" if flag == "--seeds" else str(twice)
             raise ConfigError(f"{flag}: {what} is listed twice (each is one run of the table; give it once)")
     sources = description_sources(cfg, chosen, descriptions)
+    require_shards(cfg.data.shards)  # every row trains on it or on text generated from it
     study_dir = Path(cfg.run.dir)
     refuse_file_in_the_way(study_dir, "the study's folder <run.output_dir>/<run.name>")
     # Every run's config is built (and validated) before the first one starts.
@@ -281,10 +283,7 @@ def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available
 
 def train_in_process(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str, Any]]:
     for path in dict.fromkeys(str(job.cfg.data.shards) for job in jobs.values()):
-        try:  # before the first row's record says it stopped and that the same command resumes it
-            existing_shards(path)
-        except UserError as err:
-            raise UserError(f"data.shards: {err}") from None
+        require_shards(path)  # the generated description sets too, before the first row's record says it stopped
     return {name: train_row(job) for name, job in jobs.items()}
 
 

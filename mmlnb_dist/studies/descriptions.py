@@ -22,7 +22,7 @@ from typing import Dict, Iterable, List, Optional
 
 from ..config import Config
 from ..core.distributed import DistEnv
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, UserError
 from ..pipeline import base_vlm_stage, existing_shards, stage_describe, stage_finetune_vlm
 from ..recipes import RECIPES
 
@@ -30,6 +30,14 @@ log = logging.getLogger(__name__)
 
 FINE_TUNED, BASE, SHARDS = "fine_tuned_vlm", "base_vlm", "shards"
 DESCRIPTION_SOURCES = (FINE_TUNED, BASE, SHARDS)
+
+
+def require_shards(path) -> None:
+    """Refuse a `data.shards` (the study's, or a description set made from it) that is no shard set."""
+    try:
+        existing_shards(path)
+    except UserError as err:
+        raise UserError(f"data.shards: {err}") from None
 
 
 def check_source(cfg: Config, descriptions: Optional[str]) -> None:

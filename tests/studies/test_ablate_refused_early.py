@@ -33,11 +33,15 @@ def test_the_clip_recipe_reads_the_shards_own_text_as_descriptions_shards_asks()
         description_sources(cfg, ["concat"], "vlm")
 
 
-@pytest.mark.parametrize("profile, flags", [("clip-demo", []), ("cpu-demo", ["--descriptions", "shards"])])
+@pytest.mark.parametrize("profile, flags", [("clip-demo", []), ("cpu-demo", ["--descriptions", "shards"]),
+                                           ("cpu-demo", [])])
 def test_a_study_without_a_shard_set_starts_no_row(tmp_path, profile, flags):
-    """Refused before a row's stage record says it stopped and that the same command resumes it."""
+    """Refused before a row's stage record says it stopped and that the same command resumes it, and before the
+    study's MLflow parent run is opened (cpu-demo with VLM descriptions left an MLflow store and a parent run that
+    ended FAILED)."""
     code, _, err = run_cli(["ablate", "--config", profile, *flags, f"run.output_dir={tmp_path}",
                             f"data.shards={tmp_path / 'nowhere'}"])
     assert code == 2, err
     assert f"shard folder not found: {tmp_path / 'nowhere'}" in err and "Traceback" not in err, err
     assert "resumes it" not in err and not list(tmp_path.rglob(".*.stage.json")), _left(tmp_path)
+    assert _left(tmp_path) in ([], [profile, f"{profile}/study.log"])  # no MLflow store, no run started
