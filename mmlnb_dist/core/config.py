@@ -23,7 +23,7 @@ from .errors import ConfigError
 from .files import DuplicateKeyError, load_yaml, load_yaml_text, replace_text
 
 __all__ = ["Section", "PathText", "ConfigError", "apply_overrides", "set_dotted", "field_annotation",
-           "validate", "load", "to_yaml", "save_config", "flatten", "absolute_paths"]
+           "validate", "load", "to_yaml", "save_config", "flatten", "absolute_paths", "is_path_text"]
 
 S = TypeVar("S", bound="Section")
 
@@ -51,7 +51,7 @@ class Section(BaseModel):
         """`~` at the start of a path setting is the home folder, in every section (recipes' too), from a file, an
         override or an assignment: nothing expanded it, and `data.synth_dir=~/x` made a folder named `~`."""
         field = cls.model_fields[info.field_name] if info.field_name is not None else None
-        if field is not None and (_PATH_TEXT in field.metadata or _holds_path_text(field.annotation)):
+        if field is not None and is_path_text(field):
             return str(_expand(value)) if isinstance(value, str) else value
         if field is None or not _holds_paths(field.annotation):
             return value
@@ -66,6 +66,11 @@ def _holds_paths(annotation: Any) -> bool:
     if origin is Union or origin is types.UnionType or origin is list:
         return any(_holds_paths(a) for a in typing.get_args(annotation))
     return False
+
+
+def is_path_text(field: Any) -> bool:
+    """A `PathText` field (a pydantic FieldInfo), optional or not."""
+    return _PATH_TEXT in field.metadata or _holds_path_text(field.annotation)
 
 
 def _holds_path_text(annotation: Any) -> bool:
@@ -101,10 +106,8 @@ def known_keys(model: type, prefix: str = "") -> List[str]:
 
 def _list_item(annotation: Any) -> Optional[Any]:
     """The item type of a `List[...]` field (curriculum phases, head widths), else None."""
-    if typing.get_origin(annotation) is list:
-        args = typing.get_args(annotation)
-        return args[0] if len(args) == 1 else None
-    return None
+    args = typing.get_args(annotation)
+    return args[0] if typing.get_origin(annotation) is list and len(args) == 1 else None
 
 
 def field_annotation(root: type, dotted: str) -> Any:
@@ -391,6 +394,5 @@ def absolute_paths(cfg: S, root: Path) -> S:
         if isinstance(value, list):
             return [fix(v) for v in value]
         return value
-    update = {n: fix(getattr(cfg, n), _PATH_TEXT in f.metadata or _holds_path_text(f.annotation))
-              for n, f in type(cfg).model_fields.items()}
+    update = {n: fix(getattr(cfg, n), is_path_text(f)) for n, f in type(cfg).model_fields.items()}
     return cfg.model_copy(update={k: v for k, v in update.items() if v is not getattr(cfg, k)})

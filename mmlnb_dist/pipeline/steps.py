@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import Config
+from ..core.config import Section, is_path_text
 from ..core.distributed import DistEnv
 from ..core.errors import UserError
 from ..core.recipe import run as run_recipe
@@ -34,6 +35,20 @@ def files_fingerprint(path: Path) -> str:
         raise UserError(f"input not found: {path}")
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     return fingerprint([(str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+
+
+def local_inputs(section: Section, prefix: str = "") -> List[Any]:
+    """[dotted key, what it holds] for every `PathText` setting of `section` and its sections that names an existing
+    local file or folder (features, weights, a model folder): the setting alone misses a file replaced at the same
+    path. Empty for hub names, so a stage fingerprinted before this was checked keeps its fingerprint."""
+    found: List[Any] = []
+    for name, field in type(section).model_fields.items():
+        value = getattr(section, name)
+        if isinstance(value, Section):
+            found += local_inputs(value, f"{prefix}{name}.")
+        elif value and isinstance(value, str) and is_path_text(field) and Path(value).exists():
+            found.append([f"{prefix}{name}", files_fingerprint(Path(value))])
+    return found
 
 
 def _file_state(path: Path) -> Tuple[str, Optional[int], Optional[int]]:
@@ -254,7 +269,7 @@ def base_vlm_stage(cfg: Config) -> StageResult:
     at other settings."""
     v = cfg.vlm
     identity = fingerprint("base-vlm", v.model, v.tiny_seed, v.tiny_vision, v.min_pixels, v.max_pixels,
-                           cfg.distributed.precision)
+                           cfg.distributed.precision, *local_inputs(v, "vlm."))
     return StageResult("base-vlm", Path(str(v.model)), identity, True, 0.0, {"adapter_dir": None}, status="input")
 
 
@@ -282,9 +297,11 @@ def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] =
     cfg = cfg.model_copy(deep=True)
     cfg.vlm.pairs = shards.output
     settings, dist = finetune_settings(cfg.vlm), cfg.distributed.results_dump()
-    fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, settings, dist)
+    local = local_inputs(cfg.vlm, "vlm.")
+    fp = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, settings, dist, *local)
     # an adapter fine-tuned before the fingerprint left out the pairs' folder is kept while they stay there
-    legacy = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, {**settings, "pairs": cfg.vlm.pairs}, dist)
+    legacy = fingerprint("finetune-vlm", shards.fingerprint, cfg.run.seed, {**settings, "pairs": cfg.vlm.pairs}, dist,
+                         *local)
     if cache_root is not None:
         if read_stage(Path(cache_root) / "vlm" / legacy).get("fingerprint") == legacy or \
                 stopped_reading_elsewhere(Path(cache_root) / "vlm" / fp, "vlm.pairs", shards.output):
@@ -343,7 +360,8 @@ def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) 
     cfg.tracking.register_name = None
     recipe_section = getattr(cfg, RECIPES[cfg.train.recipe].section)
     fp = fingerprint("train", shards.fingerprint, cfg.run.seed, recipe_section.model_dump(), cfg.train.model_dump(),
-                     cfg.distributed.results_dump(), cfg.data.loader.model_dump())
+                     cfg.distributed.results_dump(), cfg.data.loader.model_dump(),
+                     *local_inputs(recipe_section, f"{RECIPES[cfg.train.recipe].section}."))
     placed = fingerprint(fp, str(shards.output))  # a run stopped on its shards elsewhere starts again (placed)
     if read_stage(Path(cfg.run.dir)).get("fingerprint") == placed or \
             stopped_reading_elsewhere(Path(cfg.run.dir), "data.shards", shards.output):
