@@ -61,3 +61,20 @@ def test_a_hub_name_keeps_the_fingerprint_it_had():
     plain = steps.fingerprint("train", SHARDS.fingerprint, cfg.run.seed, cfg.fusion.model_dump(),
                               cfg.train.model_dump(), cfg.distributed.results_dump(), cfg.data.loader.model_dump())
     assert steps.plan_train(cfg, SHARDS).fingerprint == plain
+
+
+def test_a_study_row_changes_with_what_a_local_input_holds(tmp_path):
+    """`ablate` skips a row whose fingerprint it finds done: features extracted again must train it again."""
+    from mmlnb_dist.studies.fingerprints import job_fingerprint
+
+    features = tmp_path / "features"
+    _write(features / "part-0.npy", "first")
+
+    def fp():
+        return job_fingerprint(load_config("cpu-demo", [f"run.output_dir={tmp_path / 'runs'}",
+                                                        f"fusion.image_features={features}"]))
+
+    first = fp()
+    assert fp() == first
+    _write(features / "part-0.npy", "second, longer")
+    assert fp() != first

@@ -15,13 +15,13 @@ from .flow import STAGES, PipelineInputs, PipelineRun, run_demo, run_pipeline, r
 from .report import PAPER_COLUMNS, final_report
 from .stages import (PlannedStage, StageResult, existing_shards, fingerprint, is_up_to_date, read_stage, recorded,
                      run_planned, run_stage, stage_file, stopped_reading_elsewhere)
-from .steps import (base_vlm_stage, plan_describe, plan_finetune_vlm, plan_shards, plan_synth, plan_tile, plan_train,
-                    stage_describe, stage_finetune_vlm, stage_shards, stage_synth, stage_train)
+from .steps import (base_vlm_stage, local_inputs, plan_describe, plan_finetune_vlm, plan_shards, plan_synth, plan_tile,
+                    plan_train, stage_describe, stage_finetune_vlm, stage_shards, stage_synth, stage_train)
 
 __all__ = [
     "PAPER_COLUMNS", "STAGES", "PipelineInputs", "PipelineRun", "PlannedStage", "StageResult", "base_vlm_stage",
     "existing_shards",
-    "final_report", "fingerprint", "is_up_to_date", "pipeline_dir", "plan_describe",
+    "final_report", "fingerprint", "is_up_to_date", "local_inputs", "pipeline_dir", "plan_describe",
     "plan_evaluate", "plan_finetune_vlm", "plan_register", "plan_shards", "plan_synth", "plan_tile", "plan_train",
     "read_stage", "recorded",
     "registered_name", "run_demo", "run_pipeline", "run_planned", "run_stage",

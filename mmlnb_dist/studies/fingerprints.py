@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any, Dict
 
 from ..config import Config
+from ..core.config import Section
 from ..data.shardset import MANIFEST, ShardSet
-from ..pipeline import fingerprint, read_stage, stopped_reading_elsewhere
+from ..pipeline import fingerprint, local_inputs, read_stage, stopped_reading_elsewhere
 from ..recipes import recipe_class
 
 
@@ -25,7 +26,10 @@ def job_fingerprint(run_cfg: Config) -> str:
     (its recipe refuses to resume on a moved set: it starts again); a folder that is no shard set is named by its
     path (its run refuses it)."""
     settings = _result_settings(run_cfg)
-    with_folder = fingerprint("study-run", settings)
+    # features, weights or a model folder a setting names, by what they hold (empty for hub names)
+    local = [found for section in settings if isinstance(getattr(run_cfg, section, None), Section)
+             for found in local_inputs(getattr(run_cfg, section), f"{section}.")]
+    with_folder = fingerprint("study-run", settings, *local)
     shards = Path(run_cfg.data.shards)
     if "data" not in settings or not (shards / MANIFEST).is_file():
         return with_folder
@@ -34,4 +38,4 @@ def job_fingerprint(run_cfg: Config) -> str:
     if read_stage(run_dir).get("fingerprint") == with_folder or \
             stopped_reading_elsewhere(run_dir, "data.shards", shards):
         return with_folder
-    return fingerprint("study-run", settings)
+    return fingerprint("study-run", settings, *local)
