@@ -12,7 +12,7 @@ cannot move a frozen weight (DeepSpeed hands frozen parameters zero gradients, n
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 
@@ -80,13 +80,29 @@ def planned_lrs(schedule: LRScheduleConfig, total_steps: int, lr: float) -> List
     return [lr * factor(s) for s in range(total_steps)]
 
 
-def schedule_figure(lrs: List[float], title: Optional[str] = None):
-    """The learning-rate curve as a matplotlib figure (no pyplot: safe in servers and Ray workers)."""
+def planned_group_lrs(schedule: GroupSchedule, total_steps: int) -> Dict[str, List[float]]:
+    """Each parameter group's learning rate at every optimizer step of the run, groups of one peak rate as one
+    curve named by their names (a VLM's merger and LoRA groups, CLIP's towers and head, apart when their rates
+    differ): what the run's lr figure shows, so it agrees with the rates the run logs."""
+    by_peak: Dict[float, List[str]] = {}
+    for i, (group, peak) in enumerate(zip(schedule.optimizer.param_groups, schedule.base_lrs)):
+        by_peak.setdefault(peak, []).append(str(group.get("name", f"group {i}")))
+    return {", ".join(names): [peak * schedule.factor(s) for s in range(total_steps)]
+            for peak, names in by_peak.items()}
+
+
+def schedule_figure(lrs: Union[List[float], Dict[str, List[float]]], title: Optional[str] = None):
+    """The learning-rate curve (or one per group: `planned_group_lrs`) as a matplotlib figure (no pyplot: safe in
+    servers and Ray workers)."""
     from matplotlib.figure import Figure
 
+    curves = lrs if isinstance(lrs, dict) else {"": lrs}
     fig = Figure(figsize=(6, 3))
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot(range(len(lrs)), lrs)
+    for name, values in curves.items():
+        ax.plot(range(len(values)), values, label=f"{name} (peak {max(values, default=0):.2g})" if name else None)
+    if len(curves) > 1:
+        ax.legend(fontsize="small")
     ax.set(xlabel="optimizer step", ylabel="learning rate", title=title or "Learning-rate schedule")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     fig.tight_layout()

@@ -27,7 +27,7 @@ from ...core.distributed import DistEnv, all_reduce_sum, gather_tensors, plan_ba
 from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json, seed_everything
 from ...core.errors import ConfigError
 from ...core.recipe import Report
-from ...core.schedule import planned_lrs, schedule_figure
+from ...core.schedule import planned_group_lrs, schedule_figure
 from ...core.divergence import LossWatch
 from ...core.signals import GracefulStop
 from ...core.tracking import build_logger, epoch_summary
@@ -223,7 +223,7 @@ class ClipRecipe:
                                    datasets=self.shards.dataset_specs(),
                                    tags={"recipe": self.name, "world_size": str(env.world_size)})
         if self.engine is not None and env.is_main:  # planned lr curve: run folder (+ MLflow), like the rest
-            lrs = planned_lrs(t.lr_schedule, self.engine.total_steps, t.lr)
+            lrs = planned_group_lrs(self.engine.schedule, self.engine.total_steps)  # towers and head apart
             save_figures(self.logger, self.run_dir / "figures", {"lr_schedule.png": schedule_figure(lrs)})
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log.info("%d labels; %s; %d of %d parameters train; global batch %d = micro %d x accumulation %d x world %d",

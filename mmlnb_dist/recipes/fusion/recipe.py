@@ -24,7 +24,7 @@ from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json
 from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ...core.recipe import Report
-from ...core.schedule import planned_lrs, schedule_figure
+from ...core.schedule import planned_group_lrs, schedule_figure
 from ...core.signals import GracefulStop
 from ...core.tracking import build_logger, epoch_summary
 from ...core.tracking.registry import check_registration
@@ -201,7 +201,7 @@ class FusionRecipe:
                                    datasets=self.shards.dataset_specs(),
                                    tags={"recipe": self.name, "world_size": str(env.world_size)})
         if self.logger.wants_figures:
-            lrs = planned_lrs(t.lr_schedule, self.engine.total_steps, t.lr)
+            lrs = planned_group_lrs(self.engine.schedule, self.engine.total_steps)
             self.logger.log_figure(schedule_figure(lrs), "lr_schedule.png")
         log.info("%d classes %s; world %d; global batch %d = micro %d x accumulation %d x world %d; ZeRO %d, %s; "
                  "%d optimizer steps (%s lr schedule)", len(self.classes), self.classes, env.world_size,

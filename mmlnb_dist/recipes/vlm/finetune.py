@@ -47,7 +47,7 @@ from ...core.engine import OptimizerSpec, build_engine, deepspeed_config, precis
 from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ...core.recipe import FINAL_REPORT, Report
-from ...core.schedule import planned_lrs, schedule_figure
+from ...core.schedule import planned_group_lrs, schedule_figure
 from ...core.signals import GracefulStop
 from ...core.tracking import build_logger
 from ...data.preflight import check_shard_files
@@ -205,7 +205,7 @@ class FinetuneVLMRecipe:
         self.logger = build_logger(cfg.tracking, cfg.run, env.rank, self.run_dir, STAGE, config=cfg,
                                    datasets=pairs.dataset_specs(), tags={"recipe": self.name})
         if self.logger.wants_figures:
-            lrs = planned_lrs(vcfg.lr_schedule, self.total_steps, vcfg.lr)
+            lrs = planned_group_lrs(self.built.schedule, self.total_steps)  # merger/vision groups at their rates
             self.logger.log_figure(schedule_figure(lrs, "VLM learning-rate schedule"), "lr_schedule.png")
         if env.is_main:
             save_config(cfg, self.run_dir / "config.yaml")  # core.recipe compares it on resume
