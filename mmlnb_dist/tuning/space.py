@@ -63,6 +63,9 @@ def resolve_space(path: Union[str, Path]) -> Path:
     shipped = SPACES_DIR / (given.name if given.suffix in (".yaml", ".yml") else given.name + ".yaml")
     if shipped.is_file() and (len(given.parts) == 1 or given.parent.parts[-2:] == ("tune", "spaces")):
         return shipped
+    if given.is_dir():  # it exists: "not found" sent the user looking for a typo
+        raise SpaceError(f"search space {path} is a folder, not a file: give a space YAML file (e.g. "
+                         f"{path}/<name>.yaml) or a shipped space's name ({', '.join(shipped_spaces())})")
     raise SpaceError(f"search space file {path} not found (from {Path.cwd()}); shipped spaces: "
                      f"{', '.join(shipped_spaces())} (give a name, e.g. --space curriculum)")
 
@@ -271,7 +274,10 @@ def _validate(base: Dict[str, Any], params: Mapping[str, Dict[str, Any]],
     typical = {k: _midpoint(v) for k, v in params.items()}
     sampled = {key: epochs_of(params[key], value, epochs)
                for key, value in {**typical, **{key: value for key, (_, value) in picked}}.items()}
-    cfg_dict, applied = apply_params(base, sampled, params)
+    try:  # a list index the base config has no entry for (the key itself is a field: `check_keys`)
+        cfg_dict, applied = apply_params(base, sampled, params)
+    except ConfigError as err:
+        raise SpaceError(f"{source}: {err}") from None
     try:
         config_from_dict(cfg_dict, f"{source}")
     except ConfigError as err:
