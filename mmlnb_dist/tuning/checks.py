@@ -154,6 +154,32 @@ def check_resume_goal(cfg: Config, exp_dir: Path, mode: str) -> None:
                       f"tune.mode={stored_mode}, or start a new search under another tune.name")
 
 
+def check_resume_space(cfg: Config, exp_dir: Path, space: Dict[str, Any], space_path: Path) -> None:
+    """Refuse, before Ray starts, to resume a search with another space than it was started with (`space`: the
+    loaded params of `space_path`): Ray restores its stored param space, so the trials went on sampling the old keys
+    while the driver read the new ones (best.yaml lost the best trial's values). Compared by content, so a space
+    file moved or named another way resumes; a search recorded before the content was is compared to the file it
+    names, and goes on when that file is gone."""
+    if not cfg.tune.resume or not (exp_dir / "tuner.pkl").is_file():
+        return  # no Tuner stored: the search starts with this space
+    try:
+        state = json.loads((exp_dir / "search.json").read_text())
+    except (OSError, ValueError):
+        return
+    stored, stored_path = state.get("space_params"), state.get("space")
+    if stored is None and stored_path:
+        try:
+            stored = load_space(stored_path)
+        except (SpaceError, OSError):
+            return
+    if stored is None or stored == json.loads(json.dumps(space)):
+        return
+    raise SearchError(f"search '{cfg.tune.name}' at {exp_dir} was started with the space {stored_path} "
+                      f"({', '.join(stored)}), not {space_path} ({', '.join(space)}), and a resumed search keeps its "
+                      f"own (Ray restores it): resume it with --space {stored_path}, or start a new search under "
+                      f"another tune.name")
+
+
 def warn_ignored_on_resume(cfg: Config, stored: Dict[str, Any]) -> None:
     """Say which settings a resume ignores (`stored`: what the search was started with): Tune restores its searcher
     and sample count, so another `tune.num_samples` or `tune.searcher` changed nothing, without a word."""

@@ -3,7 +3,7 @@
 Layout under `<tune.storage_path>/<tune.name>/` (the Tune experiment folder, which resume needs intact):
     trials/<name>-<trial_id>/   each trial's run folder (config.yaml, checkpoints, export, trial_result.json)
     cache/                      frozen-feature (and description) cache shared by all trials
-    search.json                 the MLflow parent run id (reused on resume) and tracking URI
+    search.json                 MLflow parent run id (reused on resume), tracking URI, metric, space (kept by a resume)
     best.yaml                   the best trial's full config, ready for `mmlnb-dist train --config best.yaml`
     trials.csv                  one row per trial: params, final metrics, status
     worker_pool.txt             while trials run in kept worker groups: the name of their pool's Ray actor
@@ -29,8 +29,8 @@ from ..core.runlock import FolderInUseError, FolderLock, describe_holder, read_h
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .algorithms import scheduler, searcher
-from .checks import (RESTORED_SETTINGS, SearchError, check_recipe, check_resources, check_resume_goal, check_search,
-                     check_space_is_read, default_space, warn_ignored_on_resume)
+from .checks import (RESTORED_SETTINGS, SearchError, check_recipe, check_resources, check_resume_goal,
+                     check_resume_space, check_search, check_space_is_read, default_space, warn_ignored_on_resume)
 from .outcome import finish
 from .results import FINISHED, trial_rows
 from .space import load_space, resolve_space, to_tune_space
@@ -175,6 +175,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     if cfg.tune.resume and not (exp_dir / "search.json").is_file():
         raise SearchError(f"nothing to resume at {exp_dir}; drop tune.resume=true to start this search")
     check_resume_goal(cfg, exp_dir, search_mode(cfg))
+    check_resume_space(cfg, exp_dir, space, space_path)
     lock = _hold(exp_dir, cfg.tune.name)
     try:
         return _run_held(cfg, base, space, space_path, dirs, plan)
@@ -220,7 +221,8 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
 
     uri, server = _tracking(cfg, dirs)
     parent = _parent_run(cfg, uri, state, space_path) if uri else None
-    state.update({"parent_run_id": parent.run_id if parent else None, "space": str(space_path), "tracking_uri": uri,
+    state.update({"parent_run_id": parent.run_id if parent else None, "space": str(space_path), "space_params": space,
+                  "tracking_uri": uri,
                   "started": state.get("started", time.time()), "metric": cfg.tune.metric, "mode": search_mode(cfg),
                   **kept})
     state_path.write_text(json.dumps(state, indent=1))
