@@ -27,6 +27,17 @@ QUIET_TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"
 graceful stop) is always installed, and is what this module calls."""
 
 
+RAY_STOP_NOTICES = ("Stop signal received", "Experiment has been interrupted, but the most recent state was saved")
+"""Ray Tune's own warnings on a graceful stop (logger `ray.tune.tune`): the driver says the same in its words, and
+Ray's second one tells the user to call `Tuner.restore(path=..., trainable=...)`, which the command does on
+`tune.resume=true`. Dropped while a search runs (`GracefulSearchStop`)."""
+
+
+class _DropRayStopNotices(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(RAY_STOP_NOTICES)
+
+
 class SearchInterrupted(KeyboardInterrupt):
     """The search stopped before all its trials had run (a signal); its state is saved: `tune.resume=true` goes on.
     `summary` is what it left (`summary.json`, without a best), None when it stopped before its end."""
@@ -46,6 +57,7 @@ class GracefulSearchStop:
         self._previous: Dict[int, Any] = {}
         self._env: Optional[str] = None
         self._usr1: Any = None
+        self._notices = _DropRayStopNotices()
 
     def __enter__(self) -> "GracefulSearchStop":
         if threading.current_thread() is not threading.main_thread():
@@ -55,6 +67,7 @@ class GracefulSearchStop:
         os.environ[QUIET_TUNE_SIGINT] = "1"
         self._usr1 = signal.getsignal(signal.SIGUSR1)
         self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        logging.getLogger("ray.tune.tune").addFilter(self._notices)
         return self
 
     def _handle(self, signum, frame) -> None:
@@ -76,6 +89,7 @@ class GracefulSearchStop:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
+        logging.getLogger("ray.tune.tune").removeFilter(self._notices)
         # Tune leaves its SIGUSR1 handler installed after fit(): a later SIGUSR1 would set an event nobody reads
         if self._usr1 is not None:  # (None: not set from Python; nothing to put back)
             signal.signal(signal.SIGUSR1, self._usr1)
