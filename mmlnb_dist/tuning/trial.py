@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 RESULT_FILE = "trial_result.json"
 PARAMS_FILE = "trial_params.json"
+LAST_REPORT = "last_report"  # the result file's record of the trial's last report (`_write_result`)
 PG_FILE = "train_placement_group.txt"
 WORKER_FILE = "ray_worker_rank{rank}.json"  # where each Ray Train rank of the trial ran (node, pid)
 TRIAL_LOG = "trial.log"
@@ -71,13 +72,18 @@ def clean_metrics(metrics: Dict[str, Any]) -> Dict[str, float]:
     return out
 
 
-def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float, last_epoch: Optional[int]) -> None:
-    """The trial's 'finished' mark: written whole (`core.files.replace_text`), so it exists only complete."""
+def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float, last_epoch: Optional[int],
+                  last_report: Optional[Dict[str, float]] = None) -> None:
+    """The trial's 'finished' mark: written whole (`core.files.replace_text`), so it exists only complete.
+    `last_report`: the metrics the trial last reported, which a run of it again (`trial_main`) reports: the search
+    ranked it by them, while a recipe's result may hold its kept (best) epoch's validation."""
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in result.items()}
     payload["trial_seconds"] = seconds
     payload["pid"] = os.getpid()  # which process ran it: shows `tune.reuse_actors` at work
     payload["last_epoch"] = last_epoch
+    if last_report is not None:
+        payload[LAST_REPORT] = last_report
     replace_text(run_dir / RESULT_FILE, json.dumps(payload, indent=1, default=str))
 
 
@@ -127,17 +133,17 @@ def run_rank(cfg_dict: Dict[str, Any], recipe: str, env, report: Callable[[int, 
     (cfg.run.dir / WORKER_FILE.format(rank=env.rank)).write_text(json.dumps(
         {"rank": env.rank, "node_id": node_id, "pid": os.getpid()}))
     t0 = time.time()
-    last_epoch = [None]
+    last_epoch, last_report = [None], [None]
 
     def report_epoch(epoch: int, metrics: Dict[str, Any]) -> None:
-        last_epoch[0] = epoch
-        report(epoch, marked_final(recipe, cfg, epoch, clean_metrics(metrics)))
+        last_epoch[0], last_report[0] = epoch, clean_metrics(metrics)
+        report(epoch, marked_final(recipe, cfg, epoch, last_report[0]))
 
     setup_logging(env.rank)
     with command_log(cfg.run.dir / TRIAL_LOG, env.rank):
         result = run_target(recipe, cfg, env, report_epoch, last_epoch)
     if env.rank == 0:
-        _write_result(cfg.run.dir, result, time.time() - t0, last_epoch[0])
+        _write_result(cfg.run.dir, result, time.time() - t0, last_epoch[0], last_report[0])
 
 
 def _worker_loop(config: Dict[str, Any]) -> None:
@@ -231,7 +237,8 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
                  trial_id, run_dir / RESULT_FILE)
         last = done.get("last_epoch")
         # a diverged trial's last report as `run_target` made it: without the metric Tune refuses it
-        metrics = {**clean_metrics(done), **(diverged_report(cfg) if done.get("diverged") else {})}
+        metrics = {**clean_metrics(done), **done.get(LAST_REPORT, {}),
+                   **(diverged_report(cfg) if done.get("diverged") else {})}
         tune.report({**metrics, "epoch": float(last if last is not None else -1), FINAL_REPORT: 1.0})
         return
     if cfg.run.resume:
@@ -249,16 +256,16 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
         fit_with_ray_train(cfg.model_dump(mode="json"), ctx["recipe"], run_dir, tune_cfg, Path(ctx["storage"]))
     else:
         forget_launcher()  # rank 0 of 1 (a reused process's group serves it: core.distributed)
-        last_epoch = [None]
+        last_epoch, last_report = [None], [None]
 
         def report(epoch: int, metrics: Dict[str, Any]) -> None:
-            last_epoch[0] = epoch
-            tune.report({**marked_final(ctx["recipe"], cfg, epoch, clean_metrics(metrics)), "epoch": float(epoch)})
+            last_epoch[0], last_report[0] = epoch, clean_metrics(metrics)
+            tune.report({**marked_final(ctx["recipe"], cfg, epoch, last_report[0]), "epoch": float(epoch)})
 
         setup_logging(0)
         with command_log(run_dir / TRIAL_LOG):
             result = run_target(ctx["recipe"], cfg, None, report, last_epoch)
-        _write_result(run_dir, result, time.time() - t0, last_epoch[0])
+        _write_result(run_dir, result, time.time() - t0, last_epoch[0], last_report[0])
 
 
 def set_aside_other_trials_folder(run_dir: Path, applied: Dict[str, Any]) -> Optional[Path]:
