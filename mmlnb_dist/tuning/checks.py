@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 from ..config import Config
 from ..config.tune import metric_direction, reported_metrics, reporting_recipe
 from ..core.errors import ConfigError, UserError
+from ..core.files import refuse_file_in_the_way
 from .algorithms import asha_horizon
 from .space import SpaceError, load_space, resolve_space, to_tune_space
 from .trial import PIPELINE_RECIPES, PIPELINE_SPACES
@@ -189,6 +190,18 @@ def warn_ignored_on_resume(cfg: Config, stored: Dict[str, Any]) -> None:
             log.warning("tune.%s=%s is ignored: search '%s' was started with tune.%s=%s, which a resume keeps (Ray "
                         "restores its searcher); start a new search under another tune.name to change it", key,
                         asked, cfg.tune.name, key, stored[key])
+
+
+def check_outputs(dirs: Dict[str, Path]) -> None:
+    """Refuse, before anything runs, outputs the search could not write: `tune.best_config` is written once every
+    trial has run (a folder there, or a file where its folder goes, ended the search in a traceback and without its
+    summary), and the shared cache folder is made before Ray starts (`dirs`: the driver's resolved paths)."""
+    refuse_file_in_the_way(dirs["cache"], "tune.shared_cache_dir")
+    best = dirs["best"]
+    if best.is_dir():
+        raise SearchError(f"tune.best_config: {best} is a folder: give the file the best trial's config is written "
+                          f"to (e.g. {best / 'best.yaml'})")
+    refuse_file_in_the_way(best.parent, "tune.best_config")
 
 
 def check_resources(cfg: Config) -> None:

@@ -29,7 +29,7 @@ from ..core.runlock import FolderInUseError, FolderLock, describe_holder, read_h
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .algorithms import scheduler, searcher
-from .checks import (RESTORED_SETTINGS, SearchError, check_recipe, check_resources, check_resume_goal,
+from .checks import (RESTORED_SETTINGS, SearchError, check_outputs, check_recipe, check_resources, check_resume_goal,
                      check_resume_space, check_search, check_space_is_read, default_space, warn_ignored_on_resume)
 from .outcome import finish
 from .results import FINISHED, trial_rows
@@ -171,6 +171,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     search_alg, trial_scheduler = searcher(cfg), scheduler(cfg, max_t)
     plan = {"param_space": param_space, "search_alg": search_alg, "scheduler": trial_scheduler}
     dirs = _dirs(cfg)
+    check_outputs(dirs)
     exp_dir = dirs["exp"]
     if cfg.tune.resume and not (exp_dir / "search.json").is_file():
         raise SearchError(f"nothing to resume at {exp_dir}; drop tune.resume=true to start this search")
