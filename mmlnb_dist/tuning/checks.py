@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import pickle
+import re
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -190,6 +191,30 @@ def warn_ignored_on_resume(cfg: Config, stored: Dict[str, Any]) -> None:
             log.warning("tune.%s=%s is ignored: search '%s' was started with tune.%s=%s, which a resume keeps (Ray "
                         "restores its searcher); start a new search under another tune.name to change it", key,
                         asked, cfg.tune.name, key, stored[key])
+
+
+UNREPORTED_METRIC = re.compile(r"did not include the specified metric\(s\) `([^`]*)`.*?Result: \{(.*)\}", re.S)
+"""Ray's words when a trial's report lacks the search's metric (its controller's ValueError, in a TuneError)."""
+
+
+def unreported_metric(cfg: Config, err: BaseException, exp_dir: Path) -> Optional[SearchError]:
+    """The SearchError for Ray's stop of a search whose trials never report `tune.metric` (a recipe outside the
+    table: `check_goal` knows the table's), naming what a trial did report; None for any other error. Ray ends the
+    whole search at that first report, with two screens of traceback."""
+    from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS
+
+    from ..core.recipe import FINAL_REPORT
+
+    found = UNREPORTED_METRIC.search(str(err))
+    if found is None:
+        return None
+    ray_keys = {*AUTO_RESULT_KEYS, *DEBUG_METRICS, "done", "epoch", FINAL_REPORT}
+    reported = [k for k in re.findall(r"'([^']+)': ", found.group(2)) if k not in ray_keys
+                and not k.startswith("config/")]
+    return SearchError(f"tune.metric={cfg.tune.metric} is not reported by the trials of tune.recipe={cfg.tune.recipe}"
+                       + (f" (a trial reported {', '.join(reported)})" if reported else "")
+                       + f": Ray stopped the search at its first report. Set tune.metric to a name they report, and "
+                         f"start it again under another tune.name (or move {exp_dir} away)")
 
 
 def check_outputs(dirs: Dict[str, Path]) -> None:

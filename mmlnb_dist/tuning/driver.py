@@ -30,7 +30,8 @@ from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .algorithms import scheduler, searcher
 from .checks import (RESTORED_SETTINGS, SearchError, check_outputs, check_recipe, check_resources, check_resume_goal,
-                     check_resume_space, check_search, check_space_is_read, default_space, warn_ignored_on_resume)
+                     check_resume_space, check_search, check_space_is_read, default_space, unreported_metric,
+                     warn_ignored_on_resume)
 from .outcome import finish
 from .results import FINISHED, trial_rows
 from .space import load_space, resolve_space, to_tune_space
@@ -282,6 +283,13 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
         if parent is not None:
             parent.finish(status="KILLED")
         raise SearchInterrupted() from err
+    except tune.TuneError as err:
+        failed = unreported_metric(cfg, err, exp_dir)
+        if failed is None:
+            raise
+        if parent is not None:
+            parent.finish(status="FAILED")
+        raise failed from None
     finally:
         if pool is not None:
             ray.get(pool.shutdown.remote())
