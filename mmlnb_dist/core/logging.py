@@ -125,6 +125,8 @@ RAY_PROCESS_NOTICES = (
     "Failed to query Ray Train Controller actor state",
     # An ERROR record of Ray's C++ core about Ray Train's own actor, once per trial.
     "Actor with class name: 'PreemptionWatcher' and ID: '[0-9a-f]+' has constructor arguments in the object store",
+    # abseil's raw log of a trial process's mutex at exit: no setting turns it off
+    r"\[mutex\.cc : \d+\] RAW: (Lock blocking|Lock returning|Unlock) 0x[0-9a-f]+",
 )
 """Notices Ray's own processes (trial controllers, their helpers) print, which reach the console of the command
 that runs a search: regular expressions; the command's Ray drops matching lines (`RAY_DEDUP_LOGS_SKIP_REGEX`)."""
