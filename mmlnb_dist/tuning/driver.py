@@ -283,12 +283,12 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
         if parent is not None:
             parent.finish(status="KILLED")
         raise SearchInterrupted() from err
-    except tune.TuneError as err:
-        failed = unreported_metric(cfg, err, exp_dir)
-        if failed is None:
-            raise
+    except Exception as err:  # Ray's or the summary's: the parent run ends FAILED, not RUNNING for good
         if parent is not None:
             parent.finish(status="FAILED")
+        failed = unreported_metric(cfg, err, exp_dir) if isinstance(err, tune.TuneError) else None
+        if failed is None:
+            raise
         raise failed from None
     finally:
         if pool is not None:
