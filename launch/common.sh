@@ -57,3 +57,45 @@ _forward_to_launcher() {
   [[ -n "$_LAUNCHER_PID" ]] || return 0
   kill -s "$1" -- "-$_LAUNCHER_PID" 2>/dev/null || kill -s "$1" "$_LAUNCHER_PID" 2>/dev/null || true
 }
+
+# check_num_gpus N: exit 2, naming NUM_GPUS, unless N is a positive number.
+check_num_gpus() {
+  [[ "$1" =~ ^[1-9][0-9]*$ ]] && return 0
+  echo "$(basename "$0"): NUM_GPUS=$1 is not a positive number of processes" >&2
+  exit 2
+}
+
+# node_processes [N]: how many processes to start on this node (N: NUM_GPUS; empty: one per GPU this node shows,
+# else 1), checked before anything starts: a positive number (bash arithmetic read "two" as an unset variable and
+# 0 or -1 as one process), and no more than the GPUs CUDA shows here (the ranks beyond them took a GPU another rank
+# had, local rank modulo the GPUs, and NCCL failed on a duplicate GPU; without GPUs any number of CPU processes).
+# Sets NODE_PROCESSES, and NODE_GPUS (the GPUs CUDA shows, CUDA_VISIBLE_DEVICES narrowing them).
+node_processes() {
+  local n=${1:-}
+  [[ -z "$n" ]] || check_num_gpus "$n"
+  NODE_GPUS=$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())')
+  [[ -n "$n" ]] || n=$(( NODE_GPUS > 0 ? NODE_GPUS : 1 ))
+  if (( NODE_GPUS > 0 && n > NODE_GPUS )); then
+    echo "$(basename "$0"): NUM_GPUS=$n but this node shows $NODE_GPUS GPUs" \
+         "(CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES-<unset>}): start at most one process per GPU" >&2
+    exit 2
+  fi
+  NODE_PROCESSES=$n
+}
+
+# deepspeed_local_gpus [N]: sets DEEPSPEED_GPUS, the DeepSpeed runner's options for N processes on this node
+# (node_processes). Given --num_gpus the runner ignores CUDA_VISIBLE_DEVICES and gives the ranks GPUs 0..N-1:
+# `CUDA_VISIBLE_DEVICES=2,3 launch/train_node.sh` trained on GPUs 0 and 1, maybe another job's. Where it is set,
+# the runner gets no --num_gpus and takes its GPUs from it (`--include localhost:...`), narrowed here to the first N.
+deepspeed_local_gpus() {
+  node_processes "${1:-}"
+  if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]] && (( NODE_GPUS > 0 )); then
+    local ids
+    IFS=, read -r -a ids <<< "$CUDA_VISIBLE_DEVICES"
+    CUDA_VISIBLE_DEVICES=$(IFS=,; echo "${ids[*]:0:NODE_PROCESSES}")
+    export CUDA_VISIBLE_DEVICES
+    DEEPSPEED_GPUS=()
+  else
+    DEEPSPEED_GPUS=(--num_gpus "$NODE_PROCESSES")
+  fi
+}

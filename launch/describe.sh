@@ -11,7 +11,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CONFIG=${CONFIG:-$LAUNCH_DIR/profiles/rtx4090.yaml}
 NUM_GPUS=${NUM_GPUS:-1}
+check_num_gpus "$NUM_GPUS"  # a positive number (common.sh)
 if [[ "$NUM_GPUS" -gt 1 ]]; then
+  node_processes "$NUM_GPUS"  # at most the GPUs this node shows (common.sh)
   exec "${TORCHRUN[@]}" --nproc_per_node "$NUM_GPUS" -m mmlnb_dist.cli describe --config "$CONFIG" "$@"
 else
   exec "$PYTHON" -m mmlnb_dist.cli describe --config "$CONFIG" "$@"

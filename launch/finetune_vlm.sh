@@ -17,13 +17,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CONFIG=${CONFIG:-$LAUNCH_DIR/profiles/rtx4090.yaml}
 NUM_GPUS=${NUM_GPUS:-1}
+check_num_gpus "$NUM_GPUS"  # a positive number (common.sh)
 NAMING=(--name-after-fusion-run)
 for arg in "$@"; do [[ "$arg" == run.name=* ]] && NAMING=(); done
 if [[ -n "${HOSTFILE:-}" ]]; then
   run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --num_gpus "$NUM_GPUS" --no_local_rank \
     --module mmlnb_dist.cli finetune-vlm --config "$CONFIG" "${NAMING[@]}" "$@"
 elif [[ "$NUM_GPUS" -gt 1 ]]; then
-  run_launcher "${DEEPSPEED[@]}" --num_gpus "$NUM_GPUS" --no_local_rank \
+  deepspeed_local_gpus "$NUM_GPUS"  # at most the GPUs this node shows, those of CUDA_VISIBLE_DEVICES (common.sh)
+  run_launcher "${DEEPSPEED[@]}" "${DEEPSPEED_GPUS[@]}" --no_local_rank \
     --module mmlnb_dist.cli finetune-vlm --config "$CONFIG" "${NAMING[@]}" "$@"
 else
   exec "$PYTHON" -m mmlnb_dist.cli finetune-vlm --config "$CONFIG" "${NAMING[@]}" "$@"

@@ -7,7 +7,8 @@
 # The same with torchrun:  torchrun --nproc_per_node 8 -m mmlnb_dist.cli train --config <profile> ...
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-NUM_GPUS="${NUM_GPUS:-$("$PYTHON" -c 'import torch; print(max(1, torch.cuda.device_count()))')}"
+# NUM_GPUS processes (default: one per GPU CUDA shows; CUDA_VISIBLE_DEVICES=2,3 picks the GPUs): common.sh
+deepspeed_local_gpus "${NUM_GPUS:-}"
 PROFILE="${PROFILE:-$LAUNCH_DIR/profiles/node-8gpu.yaml}"
-run_launcher "${DEEPSPEED[@]}" --num_gpus "$NUM_GPUS" --no_local_rank --module mmlnb_dist.cli train \
+run_launcher "${DEEPSPEED[@]}" "${DEEPSPEED_GPUS[@]}" --no_local_rank --module mmlnb_dist.cli train \
     --config "$PROFILE" "$@"
