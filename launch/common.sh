@@ -99,3 +99,14 @@ deepspeed_local_gpus() {
     DEEPSPEED_GPUS=(--num_gpus "$NODE_PROCESSES")
   fi
 }
+
+# local_master_port: sets LOCAL_MASTER_PORT, the rendezvous port of a run on this node alone: MASTER_PORT, else a
+# port free here now. The DeepSpeed runner and torchrun rendezvous on 29500 unless told (MASTER_PORT in the
+# environment is not read): a second run beside the first (the machine's other GPUs) failed "address already in use".
+local_master_port() {
+  LOCAL_MASTER_PORT=${MASTER_PORT:-$("$PYTHON" -c 'import socket
+with socket.socket() as s:
+    s.bind(("", 0)); print(s.getsockname()[1])')}
+  [[ "$LOCAL_MASTER_PORT" =~ ^[1-9][0-9]*$ ]] || { echo "$(basename "$0"): MASTER_PORT=$LOCAL_MASTER_PORT is not a" \
+                                                        "port number" >&2; exit 2; }
+}

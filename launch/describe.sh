@@ -14,7 +14,9 @@ NUM_GPUS=${NUM_GPUS:-1}
 check_num_gpus "$NUM_GPUS"  # a positive number (common.sh)
 if [[ "$NUM_GPUS" -gt 1 ]]; then
   node_processes "$NUM_GPUS"  # at most the GPUs this node shows (common.sh)
-  exec "${TORCHRUN[@]}" --nproc_per_node "$NUM_GPUS" -m mmlnb_dist.cli describe --config "$CONFIG" "$@"
+  local_master_port  # MASTER_PORT, else a free port (common.sh)
+  exec "${TORCHRUN[@]}" --nproc_per_node "$NUM_GPUS" --master_port "$LOCAL_MASTER_PORT" \
+    -m mmlnb_dist.cli describe --config "$CONFIG" "$@"
 else
   exec "$PYTHON" -m mmlnb_dist.cli describe --config "$CONFIG" "$@"
 fi

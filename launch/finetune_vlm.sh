@@ -25,7 +25,8 @@ if [[ -n "${HOSTFILE:-}" ]]; then
     --module mmlnb_dist.cli finetune-vlm --config "$CONFIG" "${NAMING[@]}" "$@"
 elif [[ "$NUM_GPUS" -gt 1 ]]; then
   deepspeed_local_gpus "$NUM_GPUS"  # at most the GPUs this node shows, those of CUDA_VISIBLE_DEVICES (common.sh)
-  run_launcher "${DEEPSPEED[@]}" "${DEEPSPEED_GPUS[@]}" --no_local_rank \
+  local_master_port  # MASTER_PORT, else a free port (common.sh)
+  run_launcher "${DEEPSPEED[@]}" "${DEEPSPEED_GPUS[@]}" --master_port "$LOCAL_MASTER_PORT" --no_local_rank \
     --module mmlnb_dist.cli finetune-vlm --config "$CONFIG" "${NAMING[@]}" "$@"
 else
   exec "$PYTHON" -m mmlnb_dist.cli finetune-vlm --config "$CONFIG" "${NAMING[@]}" "$@"

@@ -9,6 +9,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # NUM_GPUS processes (default: one per GPU CUDA shows; CUDA_VISIBLE_DEVICES=2,3 picks the GPUs): common.sh
 deepspeed_local_gpus "${NUM_GPUS:-}"
+local_master_port  # MASTER_PORT, else a free port (common.sh)
 PROFILE="${PROFILE:-$LAUNCH_DIR/profiles/node-8gpu.yaml}"
-run_launcher "${DEEPSPEED[@]}" "${DEEPSPEED_GPUS[@]}" --no_local_rank --module mmlnb_dist.cli train \
+run_launcher "${DEEPSPEED[@]}" "${DEEPSPEED_GPUS[@]}" --master_port "$LOCAL_MASTER_PORT" --no_local_rank --module mmlnb_dist.cli train \
     --config "$PROFILE" "$@"

@@ -118,3 +118,60 @@ def test_a_machine_without_gpus_runs_the_processes_it_is_asked_for(run):
     assert done.returncode == 0, done.stderr
     visible, argv = _seen(done)
     assert argv[argv.index("--num_gpus") + 1] == "3", argv
+
+
+# -- the rendezvous port of a one-node run --------------------------------------------------------------------------
+def _in_use_port():
+    """A socket listening on the launchers' default port 29500 (None where something else holds it already)."""
+    import socket
+
+    sock = socket.socket()
+    try:
+        sock.bind(("", 29500))
+    except OSError:
+        sock.close()
+        return None
+    sock.listen()
+    return sock
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+PORT_OPTION = {"train_node.sh": "--master_port", "finetune_vlm.sh": "--master_port", "describe.sh": "--master_port"}
+
+
+@pytest.mark.parametrize("script, args, count_option", WRAPPERS, ids=IDS)
+def test_a_second_run_on_the_machine_gets_a_free_rendezvous_port(run, script, args, count_option):
+    """Both launchers rendezvous on port 29500 unless told otherwise: a second one-node run beside the first (the
+    other GPUs of the machine, CUDA_VISIBLE_DEVICES) failed at its rendezvous, "address already in use"."""
+    held = _in_use_port()
+    try:
+        done = run(script, args, FAKE_GPUS="0", NUM_GPUS="2")
+        assert done.returncode == 0, done.stderr
+        _, argv = _seen(done)
+        ports = [a.split("=", 1)[1] for a in argv if a.startswith(PORT_OPTION[script] + "=")]
+        ports += [argv[i + 1] for i, a in enumerate(argv) if a == PORT_OPTION[script]]
+        assert len(ports) == 1, argv
+        assert int(ports[0]) != 29500 and _port_is_free(int(ports[0])), ports
+    finally:
+        if held is not None:
+            held.close()
+
+
+@pytest.mark.parametrize("script, args, count_option", WRAPPERS, ids=IDS)
+def test_a_master_port_the_user_sets_is_the_one_the_launcher_gets(run, script, args, count_option):
+    """The DeepSpeed runner and torchrun ignore MASTER_PORT in the environment (their own default, 29500, went to
+    the ranks)."""
+    done = run(script, args, FAKE_GPUS="0", NUM_GPUS="2", MASTER_PORT="29533")
+    assert done.returncode == 0, done.stderr
+    _, argv = _seen(done)
+    assert argv[argv.index(PORT_OPTION[script]) + 1] == "29533", argv
