@@ -110,3 +110,33 @@ with socket.socket() as s:
   [[ "$LOCAL_MASTER_PORT" =~ ^[1-9][0-9]*$ ]] || { echo "$(basename "$0"): MASTER_PORT=$LOCAL_MASTER_PORT is not a" \
                                                         "port number" >&2; exit 2; }
 }
+
+# read_hostfile FILE: sets HOSTS, the hosts of a DeepSpeed hostfile, read as DeepSpeed reads it: blank lines and
+# comments (#) skipped, every other line "<hostname> slots=<GPUs>". Checked before any node starts: a missing file
+# (DeepSpeed's runner went on "with local resources only"), a wrong line or a host listed twice is named with its
+# line; the first host (not the comment a copy of hostfile.example starts with) is the default MASTER_ADDR.
+read_hostfile() {
+  local file=$1 line line_no=0 host me
+  me=$(basename "$0")
+  [[ -f "$file" ]] || { echo "$me: hostfile $file not found (set HOSTFILE; example:" \
+                             "$LAUNCH_DIR/hostfile.example)" >&2; exit 2; }
+  HOSTS=()
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    line_no=$((line_no + 1))
+    [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
+    if ! [[ "$line" =~ ^[[:space:]]*([^[:space:]]+)[[:space:]]+slots=[0-9]+([[:space:]]|$) ]]; then
+      echo "$me: $file:$line_no: '$line' is not '<hostname> slots=<GPUs on it>'" \
+           "(see $LAUNCH_DIR/hostfile.example)" >&2
+      exit 2
+    fi
+    for host in "${HOSTS[@]}"; do
+      if [[ "$host" == "${BASH_REMATCH[1]}" ]]; then
+        echo "$me: $file:$line_no: host $host is listed twice (one line per node)" >&2
+        exit 2
+      fi
+    done
+    HOSTS+=("${BASH_REMATCH[1]}")
+  done < "$file"
+  [[ ${#HOSTS[@]} -ge 1 ]] || { echo "$me: hostfile $file lists no hosts (one line per node:" \
+                                     "'<hostname> slots=<GPUs on it>', see $LAUNCH_DIR/hostfile.example)" >&2; exit 2; }
+}

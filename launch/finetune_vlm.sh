@@ -4,7 +4,8 @@
 #
 #   launch/finetune_vlm.sh                                   # one process (one GPU, or the CPU)
 #   NUM_GPUS=8 launch/finetune_vlm.sh distributed.deepspeed_config=launch/deepspeed/vlm_zero3.json
-#   HOSTFILE=hosts NUM_GPUS=8 launch/finetune_vlm.sh ...    # multi-node (DeepSpeed hostfile, passwordless ssh)
+#   HOSTFILE=hosts launch/finetune_vlm.sh ...    # multi-node (DeepSpeed hostfile, passwordless ssh): its slots
+#                                                # per node (NUM_GPUS=N: N per node), master its first host
 #
 # CONFIG (default launch/profiles/rtx4090.yaml) and any KEY=VALUE overrides are passed through, e.g.
 # vlm.pairs=shards/nbitp run.name=vlm-r64 run.resume=true. Without a run.name=... argument the run is named as the
@@ -16,14 +17,19 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CONFIG=${CONFIG:-$LAUNCH_DIR/profiles/rtx4090.yaml}
-NUM_GPUS=${NUM_GPUS:-1}
-check_num_gpus "$NUM_GPUS"  # a positive number (common.sh)
+[[ -z "${NUM_GPUS:-}" ]] || check_num_gpus "$NUM_GPUS"  # a positive number (common.sh)
 NAMING=(--name-after-fusion-run)
 for arg in "$@"; do [[ "$arg" == run.name=* ]] && NAMING=(); done
 if [[ -n "${HOSTFILE:-}" ]]; then
-  run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --num_gpus "$NUM_GPUS" --no_local_rank \
+  # as train_multinode.sh: the hostfile checked, the master its first host; processes per node: its slots, unless
+  # NUM_GPUS is set (the one-process default below gave every node one rank whatever its slots)
+  read_hostfile "$HOSTFILE"
+  PER_NODE=()
+  [[ -z "${NUM_GPUS:-}" ]] || PER_NODE=(--num_gpus "$NUM_GPUS")
+  run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --master_addr "${MASTER_ADDR:-${HOSTS[0]}}" \
+    --master_port "${MASTER_PORT:-29500}" "${PER_NODE[@]}" --no_local_rank \
     --module mmlnb_dist.cli finetune-vlm --config "$CONFIG" "${NAMING[@]}" "$@"
-elif [[ "$NUM_GPUS" -gt 1 ]]; then
+elif [[ "${NUM_GPUS:-1}" -gt 1 ]]; then
   deepspeed_local_gpus "$NUM_GPUS"  # at most the GPUs this node shows, those of CUDA_VISIBLE_DEVICES (common.sh)
   local_master_port  # MASTER_PORT, else a free port (common.sh)
   run_launcher "${DEEPSPEED[@]}" "${DEEPSPEED_GPUS[@]}" --master_port "$LOCAL_MASTER_PORT" --no_local_rank \
