@@ -1,7 +1,13 @@
-"""The rendezvous port of launch/slurm/train.sbatch. It was 29500 for every job: two jobs sharing their first
+"""How launch/slurm/train.sbatch starts: its rendezvous port, and the config it resolves.
+
+The rendezvous port was 29500 for every job: two jobs sharing their first
 node (`--nodes 1 --gpus-per-node 4` twice on an 8-GPU node, a common sight on a shared cluster) met on one port
 and the second failed at its rendezvous ("address already in use"). Without MASTER_PORT the script now takes a
-port free on the first node, where Slurm runs the batch script. Run outside Slurm with a fake `scontrol`, `srun`
+port free on the first node, where Slurm runs the batch script.
+
+The config is resolved once, in the batch shell, by the job's Python. That Python's start-up messages on stderr (a
+NumPy ABI warning when torch is imported, a site's notice) were captured with the path and became part of --config:
+every rank then failed "config file not found". Run outside Slurm with a fake `scontrol`, `srun`
 and DeepSpeed launcher that record what they are given."""
 from __future__ import annotations
 
@@ -39,12 +45,12 @@ def sbatch(tmp_path):
                SLURM_GPUS_ON_NODE="1", LAUNCHER="deepspeed", DEEPSPEED=str(bin_dir / "deepspeed"),
                HOSTFILE=str(tmp_path / "hosts"))
 
-    def go(**extra):
-        done = subprocess.run(["bash", str(SBATCH), str(CPU_DEMO), "data.shards=/shared/shards"], cwd=ROOT,
+    def go(config=str(CPU_DEMO), **extra):
+        done = subprocess.run(["bash", str(SBATCH), config, "data.shards=/shared/shards"], cwd=ROOT,
                               env={**env, **extra}, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         argv = (tmp_path / "deepspeed.args").read_text().splitlines()
-        return int(argv[argv.index("--master_port") + 1]), done.stderr
+        return int(argv[argv.index("--master_port") + 1]), done.stderr, argv
     return go
 
 
@@ -65,7 +71,7 @@ def test_a_job_whose_first_node_has_29500_in_use_gets_another_port(sbatch):
             held.listen()
         except OSError:
             pass  # something else holds it: in use all the same
-        port, err = sbatch()
+        port, err, _ = sbatch()
         assert port != 29500 and _free(port), port
         assert f"rendezvous gpu-a:{port}" in err, err
     finally:
@@ -74,3 +80,34 @@ def test_a_job_whose_first_node_has_29500_in_use_gets_another_port(sbatch):
 
 def test_a_master_port_given_is_kept(sbatch):
     assert sbatch(MASTER_PORT="29633")[0] == 29633
+
+
+NOISY_PYTHON = """#!/usr/bin/env bash
+echo "UserWarning: Failed to initialize NumPy: _ARRAY_API not found" >&2
+exec {python} "$@"
+"""
+
+
+def test_the_interpreters_warnings_on_stderr_do_not_become_part_of_the_config(sbatch, tmp_path):
+    noisy = tmp_path / "noisy-python"
+    noisy.write_text(NOISY_PYTHON.format(python=PY))
+    noisy.chmod(0o755)
+    _, err, argv = sbatch(config="rtx4090", PYTHON=str(noisy))
+    config = argv[argv.index("--config") + 1]
+    assert config == str(ROOT / "mmlnb_dist" / "profiles" / "rtx4090.yaml"), config
+    assert "_ARRAY_API" in err, "the warning still reaches the job's log"
+
+
+def test_a_config_refused_is_named_without_the_interpreters_warnings(tmp_path):
+    from support.fusion import ROOT as root
+
+    noisy = tmp_path / "noisy-python"
+    noisy.write_text(NOISY_PYTHON.format(python=PY))
+    noisy.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(PYTHON=str(noisy), SLURM_SUBMIT_DIR=str(root))
+    done = subprocess.run(["bash", str(SBATCH), "rtx4909"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("train.sbatch: config file rtx4909 not found") and "shipped profiles" in last, last
