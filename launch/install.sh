@@ -3,6 +3,11 @@
 #   bash launch/install.sh          # the stack + the package
 #   bash launch/install.sh --test   # also what the tests need (sample slides, pytest)
 set -euo pipefail
+# Anything but --test (a typo such as --tests) used to be ignored: the stack went in without the tests' needs.
+if [[ $# -gt 1 || ( $# -eq 1 && "$1" != --test ) ]]; then
+  echo "usage: bash launch/install.sh [--test]   (got: $*)" >&2
+  exit 2
+fi
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
