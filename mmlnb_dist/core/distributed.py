@@ -188,18 +188,27 @@ class BatchPlan:
 def plan_batch(global_batch: int, world_size: int, micro_batch: Optional[int],
                key: str = "train.global_batch_size", micro_key: str = "distributed.micro_batch_per_gpu") -> BatchPlan:
     """Derive micro batch and gradient accumulation; an indivisible combination is a `ConfigError` naming `key`
-    (and `micro_key`, the setting of the micro batch, as the remedy)."""
+    and a remedy that plans: global batches or process counts the world size fits, or micro batches (`micro_key`)
+    that divide a rank's share."""
+    if global_batch % world_size:
+        # No micro batch helps (global = micro x accumulation x world): the refusal said to set one, in vain.
+        lower = global_batch - global_batch % world_size
+        batches = " or ".join(str(b) for b in (lower, lower + world_size) if b > 0)
+        fitting = [n for n in range(1, 2 * world_size + 1) if global_batch % n == 0][-6:]
+        raise ConfigError(
+            f"{key}: global batch {global_batch} is not divisible by world size {world_size} (global = micro x "
+            f"accumulation x world, whatever the micro batch): set {key} to {batches}, or run on "
+            f"{', '.join(map(str, fitting))} processes (a resumed run keeps its global batch)"
+        )
     if micro_batch is None:
-        if global_batch % world_size:
-            raise ConfigError(
-                f"{key}: global batch {global_batch} is not divisible by world size {world_size}; "
-                f"set {micro_key} or change the global batch"
-            )
         micro_batch = global_batch // world_size
     per_step = micro_batch * world_size
     if global_batch % per_step:
+        share = global_batch // world_size  # each rank's samples per optimizer step: the micro batch divides it
+        fitting = [m for m in range(1, share + 1) if share % m == 0]
         raise ConfigError(
             f"{key}: global batch {global_batch} is not a multiple of micro batch {micro_batch} x world size "
-            f"{world_size} = {per_step}"
+            f"{world_size} = {per_step}; set {micro_key} to {', '.join(map(str, fitting[-6:]))} (a divisor of "
+            f"{share}, a rank's share), or leave it unset"
         )
     return BatchPlan(global_batch, micro_batch, global_batch // per_step, world_size)
