@@ -175,3 +175,41 @@ def test_a_master_port_the_user_sets_is_the_one_the_launcher_gets(run, script, a
     assert done.returncode == 0, done.stderr
     _, argv = _seen(done)
     assert argv[argv.index(PORT_OPTION[script]) + 1] == "29533", argv
+
+
+def test_deepspeeds_runner_gives_the_ranks_the_gpus_cuda_visible_devices_names(run, monkeypatch):
+    """The wrapper's command line and environment, given to DeepSpeed's own runner on a node of 4 GPUs (its
+    process start stubbed): the ranks' GPUs (world_info, which its launch turns into their CUDA_VISIBLE_DEVICES)
+    are 2 and 3. With --num_gpus 2, what the wrapper passed before, they were 0 and 1."""
+    import base64
+    import json
+
+    from deepspeed.accelerator import get_accelerator
+    from deepspeed.launcher import runner
+
+    done = run("train_node.sh", ["data.shards=empty"], FAKE_GPUS="4", CUDA_VISIBLE_DEVICES="2,3", NUM_GPUS="2")
+    assert done.returncode == 0, done.stderr
+    visible, argv = _seen(done)
+    started = []
+
+    class Started:
+        returncode = 0
+
+        def __init__(self, cmd, **kw):
+            started.append(cmd)
+
+        def wait(self):
+            return 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    monkeypatch.setattr(type(get_accelerator()), "device_count", lambda self: 4)
+    monkeypatch.setattr(runner.subprocess, "Popen", Started)
+    try:
+        runner.main(argv)
+    except SystemExit as ended:
+        assert ended.code in (0, None), ended
+    info = [a for a in started[0] if a.startswith("--world_info=")][0].split("=", 1)[1]
+    assert json.loads(base64.urlsafe_b64decode(info)) == {"localhost": [2, 3]}
