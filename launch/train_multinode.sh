@@ -3,6 +3,7 @@
 # checkout and venv path on every node; the folder it is run from, the shards and the runs on shared storage or at
 # the same path: the DeepSpeed launcher starts every node's processes in this folder).
 #   HOSTFILE=launch/hostfile MASTER_ADDR=node1 launch/train_multinode.sh data.shards=/shared/shards/nbpath
+# One process per slot of the hostfile on every node; NUM_GPUS=N starts N per node.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 HOSTFILE="${HOSTFILE:-$LAUNCH_DIR/hostfile}"
@@ -10,7 +11,10 @@ read_hostfile "$HOSTFILE"  # HOSTS; a missing file or a wrong line is refused he
 PROFILE="${PROFILE:-$LAUNCH_DIR/profiles/multi-node.yaml}"
 MASTER_ADDR="${MASTER_ADDR:-${HOSTS[0]}}"
 MASTER_PORT="${MASTER_PORT:-29500}"
+# Processes per node: the hostfile's slots, or NUM_GPUS where set (as finetune_vlm.sh; it used to be ignored here)
+PER_NODE=()
+if [[ -n "${NUM_GPUS:-}" ]]; then check_num_gpus "$NUM_GPUS"; PER_NODE=(--num_gpus "$NUM_GPUS"); fi
 # A SIGTERM to this script reaches the DeepSpeed runner and this node's processes (run_launcher, common.sh); the
 # runner then stops the other nodes' ranks over pdsh (pkill: SIGTERM; see docs/scaling.md).
 run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" \
-    --no_local_rank --module mmlnb_dist.cli train --config "$PROFILE" "$@"
+    "${PER_NODE[@]}" --no_local_rank --module mmlnb_dist.cli train --config "$PROFILE" "$@"

@@ -1,4 +1,5 @@
-"""launch/finetune_vlm.sh across nodes (HOSTFILE=...) reads the hostfile as launch/train_multinode.sh does.
+"""launch/finetune_vlm.sh across nodes (HOSTFILE=...) reads the hostfile as launch/train_multinode.sh does, and both
+take NUM_GPUS as the processes per node.
 
 - A HOSTFILE that does not exist (a typo): DeepSpeed's runner logs "Unable to find hostfile, will proceed with
   training with local resources only" and fine-tuned on this node alone; it is now refused, naming the file.
@@ -78,3 +79,32 @@ def test_a_master_addr_and_port_given_are_kept(run, tmp_path):
     assert done.returncode == 0, done.stderr
     ds = parse_args(done.stdout.splitlines())
     assert (ds.master_addr, ds.master_port) == ("10.0.0.7", 29611)
+
+
+# -- train_multinode.sh: the same rule for NUM_GPUS ------------------------------------------------------------------
+@pytest.mark.parametrize("num_gpus, expected", [(None, -1), ("2", 2)], ids=["slots", "NUM_GPUS"])
+def test_train_multinode_takes_num_gpus_per_node_as_finetune_vlm_does(tmp_path, num_gpus, expected):
+    """NUM_GPUS (what narrows train_node.sh and finetune_vlm.sh) was ignored by train_multinode.sh: every slot of the
+    hostfile trained whatever it said."""
+    from deepspeed.launcher.runner import parse_args
+
+    fake = tmp_path / "fakepy"
+    fake.write_text(FAKE.format(python=str(REAL_PYTHON if REAL_PYTHON.exists() else sys.executable)))
+    fake.chmod(0o755)
+    (tmp_path / "hosts").write_text("gpu-a slots=8\ngpu-b slots=8\n")
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("PYTHON", "CONFIG", "PROFILE", "HOSTFILE", "NUM_GPUS", "MASTER_ADDR", "MASTER_PORT")}
+    environ.update(PYTHON=str(fake), HOSTFILE="hosts", **({"NUM_GPUS": num_gpus} if num_gpus else {}))
+    done = subprocess.run(["bash", str(LAUNCH / "train_multinode.sh"), "data.shards=s"], cwd=tmp_path, env=environ,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert parse_args(done.stdout.splitlines()).num_gpus == expected
+
+
+def test_train_multinode_refuses_a_num_gpus_that_is_no_number(tmp_path):
+    (tmp_path / "hosts").write_text("gpu-a slots=8\n")
+    environ = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "CONFIG", "PROFILE")}
+    done = subprocess.run(["bash", str(LAUNCH / "train_multinode.sh"), "data.shards=s"], cwd=tmp_path,
+                          env={**environ, "HOSTFILE": "hosts", "NUM_GPUS": "all"}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "NUM_GPUS=all is not a positive number" in done.stderr, done.stderr
