@@ -43,6 +43,7 @@ def _tune(args) -> int:
     if summary.get("best_config"):
         print(f"best config: {summary['best_config']}  (train it: mmlnb-dist train --config {summary['best_config']})")
         return 1 if summary["errored"] else 0
+    trials = Path(summary["figure"]).with_name("trials.csv") if summary.get("figure") else "trials.csv"  # beside it
     print(f"no trial ended with a finite {cfg.tune.metric} ({summary.get('diverged', 0)} of {summary['trials']} "
-          f"diverged, {summary['errored']} errored): nothing to pick; see trials.csv", file=sys.stderr)
+          f"diverged, {summary['errored']} errored): nothing to pick; see {trials}", file=sys.stderr)
     return 1

@@ -14,8 +14,9 @@ from mmlnb_dist.cli import main
 @pytest.mark.parametrize("summary, code, says", [
     ({"trials": 2, "errored": 0, "diverged": 1, "best_config": "best.yaml"}, 0, "best config: best.yaml"),
     ({"trials": 2, "errored": 1, "diverged": 0, "best_config": "best.yaml"}, 1, "best config: best.yaml"),
-    ({"trials": 2, "errored": 0, "diverged": 2}, 1, "no trial ended with a finite val/balanced_accuracy (2 of 2 "
-                                                    "diverged, 0 errored): nothing to pick"),
+    ({"trials": 2, "errored": 0, "diverged": 2, "figure": "/s/search/search.png"}, 1,
+     "no trial ended with a finite val/balanced_accuracy (2 of 2 diverged, 0 errored): nothing to pick; see "
+     "/s/search/trials.csv"),  # the file named where it is (the folder was only in the JSON above)
 ])
 def test_the_exit_code_says_whether_the_search_picked_a_configuration(monkeypatch, summary, code, says):
     from mmlnb_dist.tuning import driver
