@@ -76,8 +76,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     args = parse_arguments(argv)
 
-    setup_logging(DistEnv.from_environment().rank, logging.DEBUG if args.verbose else logging.INFO)
     try:
+        setup_logging(DistEnv.from_environment().rank, logging.DEBUG if args.verbose else logging.INFO)
         # A scheduler's SIGTERM ends every command as Ctrl-C does: `finally` blocks run (locks, stage records)
         # and the exit code is 130. Training asks for more inside (`core.signals.GracefulStop`).
         with sigterm_as_interrupt():
@@ -144,7 +144,8 @@ def console() -> None:
     both: destroying groups while other ranks are still inside a collective can hang. Not inside `main`: tests call
     it many times in one process, and DeepSpeed keeps its groups at module level for the next engine."""
     leave_with = []
-    # registered before the command imports anything: exit handlers run last-registered first, so this runs last
+    # registered before the command imports anything: exit handlers run last-registered first, so this runs after
+    # the command's (MLflow's); only logging's, imported with this module, comes earlier, and this runs it
     atexit.register(_leave_before_teardown, leave_with)
     code = main()
     if code == 0 and "torch.distributed" in sys.modules:  # nothing to end when no command imported torch (--help)

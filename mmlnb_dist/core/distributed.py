@@ -17,7 +17,7 @@ from typing import Any, Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.distributed as dist
 
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .logging import library_prints
 from .sections import DistributedConfig
 
@@ -42,13 +42,33 @@ class DistEnv:
     @staticmethod
     def from_environment(device: Optional[torch.device] = None) -> "DistEnv":
         """Read the launcher's variables (absent: one process) and pick this rank's device."""
-        rank = int(os.environ.get("RANK", 0))
-        world = int(os.environ.get("WORLD_SIZE", 1))
-        local = int(os.environ.get("LOCAL_RANK", 0))
+        rank, world, local = (_launcher_number(k, d) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
+        if world < 1:
+            raise UserError(f"WORLD_SIZE={world} is not a positive number ({SET_BY_LAUNCHER})")
+        if rank >= world:
+            raise UserError(f"RANK={rank} is not below WORLD_SIZE={world} ({SET_BY_LAUNCHER})")
         if device is None:
             device = torch.device("cuda", local % torch.cuda.device_count()) if torch.cuda.is_available() \
                 else torch.device("cpu")
         return DistEnv(rank=rank, world_size=world, local_rank=local, device=device)
+
+
+SET_BY_LAUNCHER = ("set by the launcher: torchrun, deepspeed and launch/*.sh set RANK, WORLD_SIZE and LOCAL_RANK; "
+                   "a job script that sets them by hand must give every process its own")
+
+
+def _launcher_number(key: str, default: int) -> int:
+    """A launcher variable as a number (absent: `default`), refused with its name when it is none."""
+    text = os.environ.get(key)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise UserError(f"{key}={text!r} is not a whole number ({SET_BY_LAUNCHER})") from None
+    if value < 0:
+        raise UserError(f"{key}={value} is negative ({SET_BY_LAUNCHER})")
+    return value
 
 
 def resolve_backend(cfg: DistributedConfig, device: torch.device) -> str:

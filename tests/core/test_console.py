@@ -54,11 +54,21 @@ def test_verbose_flag_shows_the_step_records_on_the_console(shards, tmp_path, ca
 
 # The process group is checked by a hook that runs after everything the program itself does at exit.
 END_OF_PROCESS = """
-import atexit, runpy, sys
+import atexit, sys
 import torch.distributed as dist
-atexit.register(lambda: print(f"process group at exit: {'alive' if dist.is_initialized() else 'ended'}"))
+from mmlnb_dist import cli
+
+command = cli.main
+
+
+def main():  # the check is an exit handler the command registers, as MLflow's are: console() runs them all
+    atexit.register(lambda: print(f"process group at exit: {'alive' if dist.is_initialized() else 'ended'}"))
+    return command()
+
+
+cli.main = main
 sys.argv = ["mmlnb-dist", *sys.argv[1:]]
-runpy.run_module("mmlnb_dist.cli", run_name="__main__")  # what torchrun and the deepspeed launcher run (launch/)
+cli.console()  # what `python -m mmlnb_dist.cli` runs (torchrun, the deepspeed launcher: launch/)
 """
 
 
