@@ -46,7 +46,7 @@ import logging
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Protocol, Sequence, Tuple, Type
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, Set, Tuple, Type
 
 import yaml
 
@@ -57,7 +57,7 @@ from .provenance import flatten, format_changes, read_record, refuse_changes, wr
 from .runlock import FolderLock, ReadLock
 from .sections import WAIT_FIELDS
 from .signals import sigterm_as_interrupt
-from .tracking.lineage import check_resumed_datasets
+from .tracking.lineage import check_resumed_datasets, recorded_datasets
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +130,13 @@ def _run_checked(recipe_cls: Type[Recipe], cfg: Any, env: DistEnv, report: Optio
         lock.acquire()
     try:
         if cfg.run.resume:
-            check_resume_config(cfg, run_dir, recipe_cls, record=env.is_main)
-            # the config names data.shards by path: a set rebuilt there since is only seen in its manifest digest
-            for stage, specs in getattr(recipe_cls, "trained_on", lambda _: {})(cfg).items():
+            # the config names data.shards by path: a set rebuilt there since is only seen in its manifest digest,
+            # and a set moved elsewhere unchanged is the same data (its path may change). Checked before the
+            # config, so that a refused resume records no allowed changes.
+            trained = getattr(recipe_cls, "trained_on", lambda _: {})(cfg)
+            for stage, specs in trained.items():
                 check_resumed_datasets(run_dir, stage, specs)
+            check_resume_config(cfg, run_dir, recipe_cls, record=env.is_main, moved=moved_data(run_dir, trained))
         init_engine_process_group(env, cfg.distributed)
         recipe = recipe_cls(cfg, env, report)
         status = "FAILED"
@@ -166,10 +169,34 @@ def config_sections(cfg: Any, sections: Optional[Sequence[str]]) -> Dict[str, An
     return {k: v for k, v in data.items() if sections is None or k in sections}
 
 
-def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool = True) -> None:
+def moved_data(run_dir: Path, trained: Mapping[str, Sequence[Dict[str, Any]]]) -> Set[Tuple[str, str]]:
+    """(recorded folder, folder now) of each shard set the run was trained on (`trained`: the recipe's
+    `trained_on`) that now lies in another folder with the same manifest digest in every split: the same data
+    moved. A stage that recorded no digests (or other splits) is not taken for moved."""
+    moved = set()
+    for stage, specs in trained.items():
+        old = {str(s.get("context")): s for s in recorded_datasets(run_dir, stage) or []}
+        new = {str(s.get("context")): s for s in specs}
+        digests = {split: [(e.get("profile") or {}).get("manifest_sha256") for e in (old[split], new[split])]
+                   for split in old if split in new}
+        if not old or set(old) != set(new) or any(not a or a != b for a, b in digests.values()):
+            continue
+        folders = {(str(old[split].get("source")), str(new[split].get("source"))) for split in old}
+        if len(folders) == 1:
+            moved |= folders
+    return moved
+
+
+def _resolved(value: Any) -> Optional[str]:
+    return str(Path(value).expanduser().resolve()) if isinstance(value, str) and value else None
+
+
+def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool = True,
+                        moved: Set[Tuple[str, str]] = frozenset()) -> None:
     """Refuse a resume whose config differs from the stored one in a way that changes results (listing every
     such key); log and record the allowed changes. Nothing stored (a run killed before it saved its config):
-    nothing to compare."""
+    nothing to compare. A key naming a shard set in `moved` ((recorded folder, folder now), `moved_data`)
+    by its old and new folder may change: the same data, elsewhere."""
     stored_path = run_dir / "config.yaml"
     if not stored_path.is_file():
         return
@@ -186,7 +213,11 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
         log.warning("%s has no %s (added since the run started): taken at the default%s, as the run started",
                     stored_path, ", ".join(f"{k}={v!r}" for k, v in assumed.items()), "s" if len(assumed) > 1 else "")
     old.update(assumed)
-    changes = refuse_changes(f"{run_dir} (run.resume=true)", old, config_sections(cfg, sections), allow=allow,
+    new = config_sections(cfg, sections)
+    flat_new = flatten(new)
+    allow = (*allow, *(key for key, value in old.items() if value != flat_new.get(key)
+                       and (_resolved(value), _resolved(flat_new.get(key))) in moved))
+    changes = refuse_changes(f"{run_dir} (run.resume=true)", old, new, allow=allow,
                              remedy="Resume with the stored settings (they are in config.yaml), or start a new run "
                                     "under another run.name.")
     changes = [c for c in changes if c[0] != "run.resume"]  # how this process started: every resume has it
