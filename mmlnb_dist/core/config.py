@@ -51,6 +51,8 @@ class Section(BaseModel):
         """`~` at the start of a path setting is the home folder, in every section (recipes' too), from a file, an
         override or an assignment: nothing expanded it, and `data.synth_dir=~/x` made a folder named `~`."""
         field = cls.model_fields[info.field_name] if info.field_name is not None else None
+        if isinstance(value, bool) and field is not None and _takes_only(field.annotation, (int, float)):
+            raise ValueError("a number, not true/false")  # lax pydantic read `train.epochs=true` as 1 epoch
         if field is not None and is_path_text(field):
             return str(_expand(value)) if isinstance(value, str) else value
         if field is None or not _holds_paths(field.annotation):
@@ -143,22 +145,21 @@ def field_annotation(root: type, dotted: str) -> Any:
             raise ConfigError(f"config key '{dotted}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
 
 
-def _takes_text_only(annotation: Any) -> bool:
-    """A field whose values are text: str, a path, a Literal of strings, or an Optional/Union of those."""
+def _takes_only(annotation: Any, kinds: tuple) -> bool:
+    """A field whose values are all `kinds` (bool is no number), a Literal of them, or an Optional/Union of those."""
     origin = typing.get_origin(annotation)
     if origin is Annotated:  # Optional[PathText] keeps its Annotated inside the Union
-        return _takes_text_only(typing.get_args(annotation)[0])
+        return _takes_only(typing.get_args(annotation)[0], kinds)
     if origin is Union or origin is types.UnionType:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return bool(args) and all(_takes_text_only(a) for a in args)
+        return bool(args) and all(_takes_only(a, kinds) for a in args)
     if origin is Literal:
-        return all(isinstance(a, str) for a in typing.get_args(annotation))
-    return isinstance(annotation, type) and issubclass(annotation, (str, Path))
+        return all(isinstance(a, kinds) and not isinstance(a, bool) for a in typing.get_args(annotation))
+    return isinstance(annotation, type) and issubclass(annotation, kinds) and not issubclass(annotation, bool)
 
 
 def _is_optional(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    return (origin is Union or origin is types.UnionType) and type(None) in typing.get_args(annotation)
+    return typing.get_origin(annotation) in (Union, types.UnionType) and type(None) in typing.get_args(annotation)
 
 
 NULL_WORDS = ("~", "null", "Null", "NULL")
@@ -169,7 +170,7 @@ def _parse_value(text: str, annotation: Any = None) -> Any:
     # A text field gets the text as typed (`run.name=2024`, `run.name=exp #1`, `vlm.prompt=Describe: the nuclei`):
     # read as YAML, a number or a boolean would be refused, `#` would start a comment, `: ` or braces a mapping.
     # Nothing, or YAML's null for an Optional field, is None (unset; a field that needs text refuses it).
-    if annotation is not None and _takes_text_only(annotation):
+    if annotation is not None and _takes_only(annotation, (str, Path)):
         typed = text.strip()
         if len(typed) > 1 and typed[0] == typed[-1] and typed[0] in "\"'":  # quoted: YAML's quoting, unquoted
             try:
@@ -193,7 +194,7 @@ def _parse_value(text: str, annotation: Any = None) -> Any:
 
 def _is_list_of_text(annotation: Any) -> bool:
     args = typing.get_args(annotation)
-    return typing.get_origin(annotation) is list and len(args) == 1 and _takes_text_only(args[0])
+    return typing.get_origin(annotation) is list and len(args) == 1 and _takes_only(args[0], (str, Path))
 
 
 def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
