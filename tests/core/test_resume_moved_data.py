@@ -50,3 +50,14 @@ def test_a_moved_folder_allows_its_key_alone(tmp_path):
     with pytest.raises(UserError, match=r"data\.shards: "):  # moved data, but the config names a third folder
         check_resume_config(_cfg(tmp_path, tmp_path / "c", "run.resume=true"), cfg.run.dir, FusionRecipe,
                             record=False, moved=moved)
+
+
+def test_where_the_run_folder_lies_may_change_and_what_it_trains_may_not(tmp_path):
+    cfg = _cfg(tmp_path, tmp_path / "shards")
+    save_config(cfg, cfg.run.dir / "config.yaml")
+    moved = load_config("cpu-demo", [f"run.output_dir={tmp_path}/elsewhere", "run.name=r2", "run.resume=true",
+                                     f"data.shards={tmp_path / 'shards'}"])
+    check_resume_config(moved, cfg.run.dir, FusionRecipe, record=False)
+    with pytest.raises(UserError, match=r"run\.seed: 0 -> 1"):
+        check_resume_config(moved.model_copy(update={"run": moved.run.model_copy(update={"seed": 1})}),
+                            cfg.run.dir, FusionRecipe, record=False)
