@@ -52,6 +52,8 @@ import yaml
 
 from .distributed import DistEnv, init_engine_process_group
 from .engine import check_precision
+from .errors import ConfigError
+from .files import load_yaml
 from .logging import setup_logging, stopped_on_request
 from .provenance import flatten, format_changes, read_record, refuse_changes, write_record
 from .runlock import FolderLock, ReadLock
@@ -192,6 +194,27 @@ def _resolved(value: Any) -> Optional[str]:
     return str(Path(value).expanduser().resolve()) if isinstance(value, str) and value else None
 
 
+def _stored_config(path: Path) -> Dict[str, Any]:
+    """The resolved config a run saved at start (`path`, its config.yaml), or a `ConfigError` naming the file when it
+    is not one (edited by hand): a traceback, or an empty file read as "every setting added since the run started"."""
+    try:
+        stored = load_yaml(path)
+    except yaml.YAMLError as err:
+        stored, why = None, f"not YAML: {err}"
+    else:
+        if stored is None:
+            why = "empty"
+        elif not isinstance(stored, dict):
+            why = f"not a mapping of sections (a {type(stored).__name__})"
+        else:
+            why = next((f"section '{k}' is not a mapping ({v!r})" for k, v in stored.items()
+                        if not isinstance(v, dict)), "")
+    if why:
+        raise ConfigError(f"{path}: the config the run started with is {why}. Resuming compares it with this one: put "
+                          f"back what the run wrote, or start a new run under another run.name.")
+    return stored
+
+
 def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool = True,
                         moved: Set[Tuple[str, str]] = frozenset()) -> None:
     """Refuse a resume whose config differs from the stored one in a way that changes results (listing every
@@ -203,8 +226,7 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
         return
     sections = getattr(recipe_cls, "result_sections", None)
     allow = (*RESUME_MAY_CHANGE, *getattr(recipe_cls, "resume_may_change", ()))
-    old = flatten({k: v for k, v in (yaml.safe_load(stored_path.read_text()) or {}).items()
-                   if sections is None or k in sections})
+    old = flatten({k: v for k, v in _stored_config(stored_path).items() if sections is None or k in sections})
     # A setting added since the run started (an upgrade between kill and resume) is taken at its default, how the
     # older version ran (such a key refused every resume: "vlm.keep_best: '<absent>' -> False"); said and recorded,
     # since a default that does not reproduce the older behaviour would change the result
