@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --print-deepspeed-config: the world size to derive batch keys for (default: "
                    "the launcher's, else 1)")
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher adds it
+    p.add_argument("--resume", nargs=0, action=_NoResumeFlag, help=argparse.SUPPRESS)
     p.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="print the metrics of a trained model on one split",
@@ -51,6 +52,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--split", default="val", choices=SPLITS, help="split to evaluate (default: val)")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
     e.set_defaults(func=_evaluate)
+
+
+class _NoResumeFlag(argparse.Action):
+    """`--resume`, as other tools spell it: refused naming the override that continues a run (it was "unrecognized
+    arguments: --resume")."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error("--resume: no such option; continue the run in the run folder with the override "
+                     "run.resume=true (same config and run.name)")
 
 
 def generated_deepspeed_config(cfg, world_size: int) -> dict:
