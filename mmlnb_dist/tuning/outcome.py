@@ -26,8 +26,13 @@ def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float, extra: Dict
     errored = [r for r in rows if r["status"] == "ERROR"]
     summary: Dict[str, Any] = {**extra, "trials": len(rows), "errored": len(errored),
                                "diverged": sum(1 for r in rows if r["status"] == "DIVERGED"), "wall_s": round(wall, 1),
-                               "experiment_dir": str(dirs["exp"]), "parent_run_id": parent.run_id if parent else None,
-                               "stopped_early": sum(1 for r in rows if not r["completed"] and r["status"] == "OK")}
+                               "experiment_dir": str(dirs["exp"]), "parent_run_id": parent.run_id if parent else None}
+    # OK without a result: ASHA stopped it, or (FIFO stops nothing; a stop cuts trials off) it did not finish
+    cut = sum(1 for r in rows if not r["completed"] and r["status"] == "OK")
+    by_scheduler = cfg.tune.scheduler == "asha" and not interrupted
+    summary["stopped_early"] = cut if by_scheduler else 0
+    if not by_scheduler and cut:
+        summary["unfinished"] = cut  # a resume runs them again
     write_trials_csv(rows, dirs["exp"] / "trials.csv")
     best = None if interrupted else pick_best(rows, cfg.tune.metric, search_mode(cfg))
     if interrupted:
