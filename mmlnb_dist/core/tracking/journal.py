@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..files import replace_text
+from .metric_name import mlflow_metrics
 
 log = logging.getLogger(__name__)
 
@@ -225,14 +226,13 @@ def _log_params(client, run_id: str, params: Dict[str, str]) -> None:
 
 def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
     """Send one journal event to MLflow (raises when the server does not accept it)."""
-    from mlflow.entities import Metric, RunTag
+    from mlflow.entities import RunTag
 
     op = event["op"]
     if op == "params":
         _log_params(client, run_id, event["params"])
     elif op == "metrics":
-        items = [Metric(k, v, event["ts"], event["step"]) for k, v in event["metrics"].items()]
-        client.log_batch(run_id, metrics=items)
+        client.log_batch(run_id, metrics=mlflow_metrics(event))
     elif op == "tags":
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in event["tags"].items()])
     elif op == "artifact":
@@ -321,8 +321,6 @@ def send_pending(client, run_id: str, spool: Spool) -> int:
     """Send every unacknowledged event in order, moving `acked` past each one the server accepted; the first
     failure raises and leaves it and everything after it pending. Runs of metric events go as one request
     (up to `METRICS_PER_BATCH` metrics), acknowledged together. Returns how many events were sent."""
-    from mlflow.entities import Metric
-
     pending = spool.pending()
     sent, i = 0, 0
     while i < len(pending):
@@ -335,7 +333,7 @@ def send_pending(client, run_id: str, spool: Spool) -> int:
             while i < len(pending) and pending[i][1]["op"] == "metrics" and (
                     not batch or len(batch) + len(pending[i][1]["metrics"]) <= METRICS_PER_BATCH):
                 index, event = pending[i]
-                batch.extend(Metric(k, v, event["ts"], event["step"]) for k, v in event["metrics"].items())
+                batch.extend(mlflow_metrics(event))
                 i += 1
             if len(batch) > METRICS_PER_BATCH:  # one event with more metrics than a request takes
                 for j in range(0, len(batch), METRICS_PER_BATCH):

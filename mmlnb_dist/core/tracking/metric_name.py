@@ -1,14 +1,21 @@
-"""The metric that decides an alias must be one the run logged: a mistyped `register --metric
+"""Metric names: the one that decides an alias must be one the run logged: a mistyped `register --metric
 best/val/balanced_acc` (or `tracking.register_metric`) registered a first version with no metric, and every later
 one "None does not beat None", so the alias never moved again. It is refused before anything is registered,
 naming the metric, the closest name the run has and the metrics it has.
+
+A metric name MLflow refuses (`val/acc@5`) is logged under one it takes (`mlflow_key`): refused, the call turned
+the run's tracking off, and the journal, sent in order, failed on it at every later resume and `tracking sync`.
 """
 from __future__ import annotations
 
 import difflib
-from typing import List, Mapping, Optional
+import logging
+import re
+from typing import Any, Dict, List, Mapping, Optional, Set
 
 from ..errors import UserError
+
+log = logging.getLogger(__name__)
 
 BEST = "best/"
 """`best/<split>/<name>`: the exported best checkpoint's value, which falls back to `<split>/<name>`."""
@@ -51,3 +58,26 @@ def require_metric(metrics: Mapping[str, float], metric: str, run_id: str, what:
         f"{what} {metric} is not a metric of run {run_id}" + (f" (did you mean {near}?)" if near else "")
         + f"; its metrics (each also as best/<metric>, the exported checkpoint's): {shown or 'none'}. Nothing was "
         f"registered")
+
+
+MLFLOW_REFUSED = re.compile(r"[^/\w.\- :]")
+"""A character MLflow refuses in a metric name (it takes alphanumerics, `_ - . : /` and spaces)."""
+_renamed: Set[str] = set()
+
+
+def mlflow_key(name: str) -> str:
+    """`name` as MLflow takes it: each refused character an underscore, and the path MLflow reads it as made
+    plain (`val//acc`, `/val/acc` -> `val/acc`; a `..` part `__`). A renamed metric is warned about once."""
+    parts = [("__" if p == ".." else p) for p in MLFLOW_REFUSED.sub("_", name).split("/") if p not in ("", ".")]
+    key = "/".join(parts) or "_"
+    if key != name and name not in _renamed:
+        _renamed.add(name)
+        log.warning("metric name %r has characters MLflow refuses: logged to MLflow as %r", name, key)
+    return key
+
+
+def mlflow_metrics(event: Dict[str, Any]) -> List[Any]:
+    """A journal `metrics` event as MLflow `Metric`s, each name one MLflow takes (`mlflow_key`)."""
+    from mlflow.entities import Metric
+
+    return [Metric(mlflow_key(k), v, event["ts"], event["step"]) for k, v in event["metrics"].items()]

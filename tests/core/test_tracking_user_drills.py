@@ -1,0 +1,66 @@
+"""What a new user hit in the tracking commands and the MLflow logger (defect hunt, track 3).
+
+- A metric name MLflow refuses (`val/acc@5`: MLflow takes alphanumerics, `_ - . : /` and spaces only) turned the
+  whole run's tracking off at that call: the run stayed RUNNING with the metrics before it, and since the journal
+  sends in order, every later resume and `tracking sync` failed on the same event, for good.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mmlnb_dist.config import load_config
+from mmlnb_dist.core.tracking import build_logger
+
+from support.cli import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+CPU_DEMO = ROOT / "launch" / "profiles" / "cpu-demo.yaml"
+
+
+def _cfg(tmp_path: Path, *extra: str):
+    return load_config(CPU_DEMO, [f"run.output_dir={tmp_path / 'runs'}", "tracking.backends=[mlflow]",
+                                  "tracking.log_environment=false", "run.name=t", *extra])
+
+
+def _client(tmp_path: Path):
+    import mlflow
+
+    return mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}")
+
+
+def test_a_metric_name_mlflow_refuses_is_logged_under_a_valid_name_and_tracking_goes_on(tmp_path, caplog):
+    cfg = _cfg(tmp_path)
+    logger = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / "t", "train")
+    logger.log_metrics({"train/loss": 1.0, "val/acc@5": 0.5}, step=0)
+    logger.log_metrics({"train/loss": 0.5, "val/acc@5": 0.75}, step=1)
+    assert logger.online
+    logger.close()
+    client = _client(tmp_path)
+    run = client.get_run(logger.run_id)
+    assert run.info.status == "FINISHED"
+    assert [(m.step, m.value) for m in client.get_metric_history(logger.run_id, "train/loss")] == [(0, 1.0), (1, 0.5)]
+    assert sorted((m.step, m.value) for m in client.get_metric_history(logger.run_id, "val/acc_5")) == \
+        [(0, 0.5), (1, 0.75)]
+    warned = [r.getMessage() for r in caplog.records if "val/acc@5" in r.getMessage()]
+    assert len(warned) == 1 and "val/acc_5" in warned[0]  # once, naming both, not once a step
+
+
+def test_a_journal_holding_a_refused_metric_name_still_syncs(tmp_path, monkeypatch):
+    """Journaled offline (or by a version before the fix): `tracking sync` used to fail on it every time."""
+    from mmlnb_dist.core.tracking import mlflow_logger
+
+    run_dir = tmp_path / "runs" / "t"
+    cfg = _cfg(tmp_path)
+    monkeypatch.setattr(mlflow_logger, "server_reachable", lambda *a, **k: False)
+    logger = build_logger(cfg.tracking, cfg.run, 0, run_dir, "train")
+    logger.log_metrics({"val/f1 (macro)": 0.25}, step=0)
+    logger.log_metrics({"train/loss": 0.5}, step=1)
+    logger.close()
+    monkeypatch.undo()
+    code, out, err = run_cli(["tracking", "sync", str(run_dir)])
+    assert code == 0, err
+    client = _client(tmp_path)
+    (run,) = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics == {"val/f1 _macro_": 0.25, "train/loss": 0.5}
+
