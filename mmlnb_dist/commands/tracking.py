@@ -123,9 +123,14 @@ def _server(args) -> int:
     except ValueError as err:
         raise UserError(f"--backend-store: {err}") from None
     server.require_free_port(args.host, args.port)
-    args.artifacts_dir.mkdir(parents=True, exist_ok=True)
-    if args.backend_store.startswith("sqlite:///"):
-        Path(args.backend_store[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    store = server.sqlite_store(args.backend_store)
+    for flag, folder in (("--artifacts-dir", args.artifacts_dir), ("--backend-store", store and store.parent)):
+        try:  # a path under a file was a FileExistsError traceback
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"{flag}: cannot make the folder {folder} ({err.strerror}: {err.filename}); give a "
+                            f"path whose folders are folders you can write") from None
     uri = server.http_uri(args.host, args.port)
     cmd = server.server_command(args.port, args.backend_store, args.artifacts_dir, host=args.host)
     return server.serve_foreground(cmd, uri, f"MLflow server on {uri} (store {args.backend_store}, artifacts "

@@ -3,6 +3,8 @@
 - A metric name MLflow refuses (`val/acc@5`: MLflow takes alphanumerics, `_ - . : /` and spaces only) turned the
   whole run's tracking off at that call: the run stayed RUNNING with the metrics before it, and since the journal
   sends in order, every later resume and `tracking sync` failed on the same event, for good.
+- `mlflow-server` with `--backend-store` or `--artifacts-dir` under a path that is a file ended in a
+  FileExistsError traceback (exit 1) instead of a message naming the flag.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from mmlnb_dist.config import load_config
 from mmlnb_dist.core.tracking import build_logger
+from mmlnb_dist.core.tracking.server import free_port
 
 from support.cli import run_cli
 
@@ -64,3 +67,13 @@ def test_a_journal_holding_a_refused_metric_name_still_syncs(tmp_path, monkeypat
     assert run.info.status == "FINISHED"
     assert run.data.metrics == {"val/f1 _macro_": 0.25, "train/loss": 0.5}
 
+
+def test_mlflow_server_store_or_artifacts_under_a_file_is_refused_by_flag(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    code, out, err = run_cli(["mlflow-server", "--port", str(free_port()), "--backend-store", f"sqlite:///{blocker}/m.db",
+                              "--artifacts-dir", str(tmp_path / "art")])
+    assert code == 2 and "--backend-store" in err and str(blocker) in err, err
+    code, out, err = run_cli(["mlflow-server", "--port", str(free_port()), "--backend-store", f"sqlite:///{tmp_path}/s/m.db",
+                              "--artifacts-dir", str(blocker / "art")])
+    assert code == 2 and "--artifacts-dir" in err and str(blocker) in err, err
