@@ -216,6 +216,8 @@ def _refuse_registry_names(name: str, alias: str) -> None:
     if "/" in name or ":" in name:
         raise UserError(f"--name {name!r}: a registered model name cannot contain '/' or ':' (models:/NAME@ALIAS "
                         f"reads them as separators)")
+    if name in (".", ".."):  # MLflow reads names as paths: refused only after the model was logged
+        raise UserError(f"--name {name!r}: MLflow refuses a registered model name that reads as a path ('.', '..')")
     if alias and not re.fullmatch(r"[\w\-]+", alias):
         raise UserError(f"--alias {alias!r}: an alias may only contain alphanumerics, underscores (_) and dashes (-)")
     if alias and (alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias)):

@@ -77,3 +77,31 @@ def test_mlflow_server_store_or_artifacts_under_a_file_is_refused_by_flag(tmp_pa
     code, out, err = run_cli(["mlflow-server", "--port", str(free_port()), "--backend-store", f"sqlite:///{tmp_path}/s/m.db",
                               "--artifacts-dir", str(blocker / "art")])
     assert code == 2 and "--artifacts-dir" in err and str(blocker) in err, err
+
+
+def test_a_second_registration_under_a_name_with_a_quote_gives_the_same_version_back(tmp_path):
+    """`name='it's'` broke the registry search that finds an earlier registration of the same run and weights:
+    the error was taken for "nothing registered yet", so every rerun of `register --name "it's"` made a copy."""
+    import mlflow
+
+    from mmlnb_dist.core.tracking.versions import ARTIFACTS_TAG, registered_before
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(uri, registry_uri=uri)
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    for name in ("it's", "plain", """both ' and " """):
+        client.create_registered_model(name)
+        version = client.create_model_version(name, source="file:///nowhere", run_id=run_id).version
+        client.set_model_version_tag(name, version, ARTIFACTS_TAG, "d1")
+    assert registered_before(client, "it's", run_id, "d1") == "1"
+    assert registered_before(client, "it's", run_id, "other weights") is None
+    assert registered_before(client, """both ' and " """, run_id, "d1") == "1"
+    assert registered_before(client, "new name", run_id, "d1") is None
+
+
+def test_register_refuses_a_model_name_mlflow_reads_as_a_path_before_any_work(tmp_path):
+    """`--name ..` passed the command's checks; MLflow refused it only after the model was logged to the run."""
+    for name in ("..", "."):
+        code, out, err = run_cli(["register", "--run", str(tmp_path / "nowhere"), "--name", name])
+        assert code == 2 and f"--name {name!r}" in err, err
+

@@ -85,12 +85,17 @@ def check_export_unchanged(run, export_dir: Path, run_dir: Optional[Path]) -> No
 
 
 def registered_before(client, name: str, run_id: str, digest: str) -> Optional[str]:
-    """The version of `name` registered from `run_id` with artifacts of `digest`, if any (None for a new name)."""
+    """The version of `name` registered from `run_id` with artifacts of `digest`, if any (None for a new name).
+    A name with a quote is quoted with the other kind (`name='it's'` broke the search, taken for "nothing before",
+    so each rerun made a copy); one with both kinds is compared here, after a search by run only."""
+    both = "'" in name and '"' in name
+    quoted = f'"{name}"' if "'" in name else f"'{name}'"
     try:
-        versions = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+        query = f"run_id='{run_id}'" if both else f"name={quoted} and run_id='{run_id}'"
+        versions = client.search_model_versions(query)
     except Exception:  # noqa: BLE001 - a name not registered yet: nothing before
         return None
-    same = [mv for mv in versions if (mv.tags or {}).get(ARTIFACTS_TAG) == digest]
+    same = [mv for mv in versions if (not both or mv.name == name) and (mv.tags or {}).get(ARTIFACTS_TAG) == digest]
     return str(min(int(mv.version) for mv in same)) if same else None
 
 
