@@ -105,3 +105,21 @@ def test_register_refuses_a_model_name_mlflow_reads_as_a_path_before_any_work(tm
         code, out, err = run_cli(["register", "--run", str(tmp_path / "nowhere"), "--name", name])
         assert code == 2 and f"--name {name!r}" in err, err
 
+
+def test_a_killed_run_whose_last_metric_record_was_cut_short_is_imported_as_killed(tmp_path):
+    """`tracking import` imports a run that never finished as KILLED, but a kill mid-write leaves its last
+    metrics.jsonl line cut short, and the import refused the whole folder over it ("not a metric record")."""
+    from mmlnb_dist.config import save_config
+
+    run_dir = tmp_path / "runs" / "t"
+    run_dir.mkdir(parents=True)
+    save_config(_cfg(tmp_path, "tracking.backends=[stdout]"), run_dir / "config.yaml")
+    (run_dir / "metrics.jsonl").write_text('{"step": 0, "train/loss": 1.0}\n{"step": 1, "train/loss": 0.5}\n'
+                                           '{"step": 2, "train/lo')
+    code, out, err = run_cli(["tracking", "import", str(run_dir)])
+    assert code == 0, err
+    client = _client(tmp_path)
+    (run,) = client.search_runs([client.get_experiment_by_name("mmlnb-demo").experiment_id])
+    assert run.info.status == "KILLED"
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [(0, 1.0),
+                                                                                                  (1, 0.5)]

@@ -41,8 +41,11 @@ class FolderImportError(UserError):
 
 
 def _metric_records(path: Path) -> List[Dict[str, Any]]:
+    """The records of `path`; a last line a killed run left cut short (no newline) is left out, with a warning."""
+    text = path.read_text()
+    lines = text.splitlines()
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -50,6 +53,9 @@ def _metric_records(path: Path) -> List[Dict[str, Any]]:
             step = int(record.pop("step"))
             records.append({"step": step, "metrics": {k: float(v) for k, v in record.items()}})
         except (ValueError, KeyError, TypeError, AttributeError) as err:
+            if n == len(lines) and not text.endswith("\n"):
+                log.warning("%s:%d: the last record was cut short (the run was killed writing it): left out", path, n)
+                continue
             raise FolderImportError(f"{path}:{n}: not a metric record ({type(err).__name__}: {err})") from None
     return records
 
