@@ -47,7 +47,8 @@ def test_a_local_store_is_always_reachable():
 def test_an_existing_experiment_is_reused_and_a_new_one_keeps_artifacts_under_the_root(tmp_path):
     made = []
     client = SimpleNamespace(
-        get_experiment_by_name=lambda name: SimpleNamespace(experiment_id="7") if name == "old" else None,
+        get_experiment_by_name=lambda name: SimpleNamespace(experiment_id="7", lifecycle_stage="active")
+        if name == "old" else None,
         create_experiment=lambda name, artifact_location=None: made.append((name, artifact_location)) or "8")
     assert server.get_or_create_experiment(client, "old", tmp_path / "art") == "7" and made == []
     assert server.get_or_create_experiment(client, "new", tmp_path / "art") == "8"

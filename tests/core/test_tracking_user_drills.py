@@ -123,3 +123,19 @@ def test_a_killed_run_whose_last_metric_record_was_cut_short_is_imported_as_kill
     assert run.info.status == "KILLED"
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [(0, 1.0),
                                                                                                   (1, 0.5)]
+
+
+def test_a_deleted_experiment_is_named_with_the_way_out(tmp_path, caplog):
+    """An experiment deleted in the MLflow UI keeps its name: each later run went offline with MLflow's "must be in
+    the 'active' state" and the advice to `tracking sync` later, which failed the same way for good."""
+    cfg = _cfg(tmp_path)
+    _client(tmp_path).create_experiment(cfg.tracking.experiment)
+    client = _client(tmp_path)
+    exp_id = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+    client.delete_experiment(exp_id)
+    logger = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / "t", "train")
+    assert not logger.online
+    logger.close()
+    (warning,) = [r.getMessage() for r in caplog.records if "tracking disabled" in r.getMessage()]
+    assert f"experiment '{cfg.tracking.experiment}'" in warning and "deleted" in warning
+    assert f"mlflow experiments restore --experiment-id {exp_id}" in warning and "tracking.experiment" in warning

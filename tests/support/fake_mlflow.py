@@ -34,7 +34,9 @@ class FakeStore:
 
     # experiments and runs
     def get_experiment_by_name(self, name):
-        return SimpleNamespace(experiment_id=self.experiments[name]) if name in self.experiments else None
+        if name not in self.experiments:
+            return None
+        return SimpleNamespace(experiment_id=self.experiments[name], lifecycle_stage="active")
 
     def create_experiment(self, name, artifact_location=None):
         self.experiments[name] = str(len(self.experiments) + 1)

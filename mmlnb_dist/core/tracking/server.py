@@ -88,7 +88,12 @@ def server_reachable(uri: str, timeout_s: float = 3.0) -> bool:
 
 
 def get_or_create_experiment(client, name: str, artifact_root: Optional[Path]) -> str:
+    """The id of experiment `name`, created on first use. A deleted one (it keeps its name) is refused with the
+    ways out: MLflow's own refusal ("must be in the 'active' state") named neither."""
     exp = client.get_experiment_by_name(name)
+    if exp is not None and exp.lifecycle_stage == "deleted":
+        raise UserError(f"experiment '{name}' was deleted: `mlflow experiments restore --experiment-id "
+                        f"{exp.experiment_id}` (MLFLOW_TRACKING_URI: this store) or another tracking.experiment")
     if exp is not None:
         return exp.experiment_id
     location = None
