@@ -139,3 +139,24 @@ def test_a_deleted_experiment_is_named_with_the_way_out(tmp_path, caplog):
     (warning,) = [r.getMessage() for r in caplog.records if "tracking disabled" in r.getMessage()]
     assert f"experiment '{cfg.tracking.experiment}'" in warning and "deleted" in warning
     assert f"mlflow experiments restore --experiment-id {exp_id}" in warning and "tracking.experiment" in warning
+
+
+def test_a_resume_after_its_mlflow_run_was_deleted_logs_to_a_live_run_with_the_whole_history(tmp_path):
+    """A run deleted in the MLflow UI can still be fetched by id: the resumed process (and `tracking sync`) kept
+    logging into it, out of sight in the UI and gone at the next `mlflow gc`. Without the journal
+    (`tracking.spool=false`) a resume already started a new run; with it, the new run gets the journal's history."""
+    run_dir = tmp_path / "runs" / "t"
+    cfg = _cfg(tmp_path)
+    first = build_logger(cfg.tracking, cfg.run, 0, run_dir, "train")
+    first.log_metrics({"train/loss": 1.0}, step=0)
+    first.close("KILLED")
+    client = _client(tmp_path)
+    client.delete_run(first.run_id)
+    resumed = build_logger(cfg.tracking, _cfg(tmp_path, "run.resume=true").run, 0, run_dir, "train")
+    resumed.log_metrics({"train/loss": 0.5}, step=1)
+    resumed.close()
+    assert resumed.run_id != first.run_id
+    run = client.get_run(resumed.run_id)
+    assert run.info.lifecycle_stage == "active" and run.info.status == "FINISHED"
+    assert [(m.step, m.value) for m in client.get_metric_history(resumed.run_id, "train/loss")] == [(0, 1.0),
+                                                                                                   (1, 0.5)]

@@ -289,12 +289,13 @@ def ensure_run(client, spool: Spool, uri: str, experiment: Optional[str] = None)
     if state.get("run_id") and absolute_sqlite_uri(state.get("tracking_uri") or "") == absolute_sqlite_uri(uri):
         # a store that is gone is not a fresh server: a new run there would orphan the recorded one
         require_sqlite_store(uri, f"run {state['run_id']} of {spool.path}")
-        try:
-            client.get_run(state["run_id"])
-            return state["run_id"], False
+        try:  # a run deleted in the UI is still fetched by id: logged to, it stayed out of sight until `mlflow gc`
+            if client.get_run(state["run_id"]).info.lifecycle_stage == "active":
+                return state["run_id"], False
         except Exception:  # noqa: BLE001 - the run is gone (e.g. a fresh server): make a new one
-            log.warning("run %s is not at %s any more; uploading %s into a new run", state["run_id"], uri,
-                        spool.path)
+            pass
+        log.warning("run %s is not at %s any more (or was deleted); uploading %s into a new run", state["run_id"],
+                    uri, spool.path)
     start = next((e for e in spool.events() if e["op"] == "start"), None)
     if start is None:
         raise ValueError(f"{spool.path} has no start event")
