@@ -160,3 +160,24 @@ def test_a_resume_after_its_mlflow_run_was_deleted_logs_to_a_live_run_with_the_w
     assert run.info.lifecycle_stage == "active" and run.info.status == "FINISHED"
     assert [(m.step, m.value) for m in client.get_metric_history(resumed.run_id, "train/loss")] == [(0, 1.0),
                                                                                                    (1, 0.5)]
+
+
+def test_an_import_into_a_store_that_cannot_be_opened_says_how_to_upload_it_elsewhere(tmp_path):
+    """`tracking import FOLDER --uri sqlite:///<file>/x.db` ended in a FileExistsError traceback with the journal
+    written, so a second import was refused, and the `tracking sync FOLDER` it named went to the same bad store."""
+    from mmlnb_dist.config import save_config
+
+    run_dir = tmp_path / "runs" / "t"
+    run_dir.mkdir(parents=True)
+    save_config(_cfg(tmp_path, "tracking.backends=[stdout]"), run_dir / "config.yaml")
+    (run_dir / "metrics.jsonl").write_text('{"step": 0, "train/loss": 1.0}\n')
+    (run_dir / "metrics.json").write_text("{}")
+    (tmp_path / "afile").write_text("not a folder")
+    code, out, err = run_cli(["tracking", "import", str(run_dir), "--uri", f"sqlite:///{tmp_path}/afile/x.db"])
+    assert code == 2 and "afile" in err and f"tracking sync {run_dir} --uri" in err, err
+    good = f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}"
+    code, out, err = run_cli(["tracking", "sync", str(run_dir), "--uri", good])
+    assert code == 0, err
+    client = _client(tmp_path)
+    (run,) = client.search_runs([client.get_experiment_by_name("mmlnb-demo").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.metrics == {"train/loss": 1.0}

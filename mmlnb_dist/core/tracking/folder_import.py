@@ -113,6 +113,10 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
     except ConnectionError as err:
         raise FolderImportError(f"{err}; the run's journal is written ({spool.path}): `mmlnb-dist tracking sync "
                                 f"{run_dir}` uploads it when the server is up") from None
+    except Exception as err:  # noqa: BLE001 - a store that cannot be opened or refuses: named, not a traceback
+        raise FolderImportError(f"could not upload to {uri} ({type(err).__name__}: {str(err)[:300]}); the run's "
+                                f"journal is written ({spool.path}): `mmlnb-dist tracking sync {run_dir} --uri URI` "
+                                f"uploads it to a store that works") from None
     log.info("imported %s as MLflow run %s (%d metric records, %d dataset inputs) at %s", run_dir, result["run_id"],
              sum(e["op"] == "metrics" for e in events), len(datasets or ()), uri)
     return result
