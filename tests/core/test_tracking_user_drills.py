@@ -181,3 +181,31 @@ def test_an_import_into_a_store_that_cannot_be_opened_says_how_to_upload_it_else
     client = _client(tmp_path)
     (run,) = client.search_runs([client.get_experiment_by_name("mmlnb-demo").experiment_id])
     assert run.info.status == "FINISHED" and run.data.metrics == {"train/loss": 1.0}
+
+
+def test_a_damaged_journal_line_is_reported_once_by_its_number_and_the_rest_is_synced(tmp_path, monkeypatch):
+    """One damaged line was warned about once per read of the journal (4 times in one `tracking sync`), with no line
+    number: it read as several damaged lines, and nothing said which. Bytes that are not UTF-8 crashed the read."""
+    from mmlnb_dist.core.tracking import mlflow_logger
+
+    run_dir = tmp_path / "runs" / "t"
+    cfg = _cfg(tmp_path)
+    monkeypatch.setattr(mlflow_logger, "server_reachable", lambda *a, **k: False)
+    logger = build_logger(cfg.tracking, cfg.run, 0, run_dir, "train")
+    for step in range(3):
+        logger.log_metrics({"train/loss": float(step)}, step=step)
+    logger.close()
+    monkeypatch.undo()
+    journal = run_dir / "tracking" / "train.jsonl"
+    lines = journal.read_bytes().splitlines(True)
+    damaged = next(n for n, line in enumerate(lines, 1) if b'"step": 1' in line)
+    lines[damaged - 1] = lines[damaged - 1][:15] + b"\x00\xff\xfe\n"  # not even UTF-8
+    journal.write_bytes(b"".join(lines))
+    code, out, err = run_cli(["tracking", "sync", str(run_dir)])
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "unreadable" in line]
+    assert len(warned) == 1 and f"line {damaged}" in warned[0], warned
+    client = _client(tmp_path)
+    (run,) = client.search_runs([client.get_experiment_by_name("mmlnb-demo").experiment_id])
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [(0, 0.0),
+                                                                                                    (2, 2.0)]

@@ -58,6 +58,7 @@ class Spool:
         self.lock_path = self.path.with_suffix(".lock")
         self._lock_fh = None
         self._repaired = False
+        self._unreadable: set = set()  # line numbers warned about: once each, not once per read
         self.count = sum(1 for _ in self.events())
 
     @classmethod
@@ -68,8 +69,8 @@ class Spool:
     def events(self) -> Iterator[Dict[str, Any]]:
         if not self.path.is_file():
             return
-        with open(self.path) as fh:
-            for line in fh:
+        with open(self.path, errors="replace") as fh:  # bytes a crash garbled are an unreadable line, no more
+            for number, line in enumerate(fh, 1):
                 if not line.endswith("\n"):
                     return  # a line cut short by a crash (repaired before the next append)
                 line = line.strip()
@@ -77,7 +78,10 @@ class Spool:
                     try:
                         yield json.loads(line)
                     except json.JSONDecodeError:
-                        log.warning("%s: skipping an unreadable journal line", self.path)
+                        if number not in self._unreadable:
+                            self._unreadable.add(number)
+                            log.warning("%s: skipping unreadable line %d (the event it held is lost)", self.path,
+                                        number)
 
     def _repair_tail(self) -> None:
         """Drop a last line a killed process left half written, so later appends start on a fresh line."""
