@@ -209,3 +209,16 @@ def test_a_damaged_journal_line_is_reported_once_by_its_number_and_the_rest_is_s
     (run,) = client.search_runs([client.get_experiment_by_name("mmlnb-demo").experiment_id])
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [(0, 0.0),
                                                                                                     (2, 2.0)]
+
+
+def test_a_metric_name_longer_than_mlflow_takes_is_cut_to_its_limit_and_tracking_goes_on(tmp_path):
+    """MLflow refuses a metric name of more than 250 characters, which turned tracking off as a refused character
+    did."""
+    cfg = _cfg(tmp_path)
+    long_name = "val/" + "per_class_f1_" * 30
+    logger = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / "t", "train")
+    logger.log_metrics({long_name: 0.5, "train/loss": 1.0}, step=0)
+    assert logger.online
+    logger.close()
+    run = _client(tmp_path).get_run(logger.run_id)
+    assert run.data.metrics == {long_name[:250]: 0.5, "train/loss": 1.0}

@@ -62,17 +62,20 @@ def require_metric(metrics: Mapping[str, float], metric: str, run_id: str, what:
 
 MLFLOW_REFUSED = re.compile(r"[^/\w.\- :]")
 """A character MLflow refuses in a metric name (it takes alphanumerics, `_ - . : /` and spaces)."""
+MLFLOW_KEY_LENGTH = 250
+"""The longest metric name MLflow takes."""
 _renamed: Set[str] = set()
 
 
 def mlflow_key(name: str) -> str:
-    """`name` as MLflow takes it: each refused character an underscore, and the path MLflow reads it as made
-    plain (`val//acc`, `/val/acc` -> `val/acc`; a `..` part `__`). A renamed metric is warned about once."""
-    parts = [("__" if p == ".." else p) for p in MLFLOW_REFUSED.sub("_", name).split("/") if p not in ("", ".")]
-    key = "/".join(parts) or "_"
+    """`name` as MLflow takes it: each refused character an underscore, the path MLflow reads it as made plain
+    (`val//acc`, `/val/acc` -> `val/acc`; a `..` part `__`), cut to `MLFLOW_KEY_LENGTH`. Warned about once."""
+    cut = MLFLOW_REFUSED.sub("_", name)[:MLFLOW_KEY_LENGTH]
+    key = "/".join(("__" if p == ".." else p) for p in cut.split("/") if p not in ("", ".")) or "_"
     if key != name and name not in _renamed:
         _renamed.add(name)
-        log.warning("metric name %r has characters MLflow refuses: logged to MLflow as %r", name, key)
+        log.warning("MLflow refuses the metric name %r (a character, a path or its length): logged to MLflow as "
+                    "%r", name, key)
     return key
 
 
