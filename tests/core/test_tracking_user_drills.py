@@ -222,3 +222,20 @@ def test_a_metric_name_longer_than_mlflow_takes_is_cut_to_its_limit_and_tracking
     logger.close()
     run = _client(tmp_path).get_run(logger.run_id)
     assert run.data.metrics == {long_name[:250]: 0.5, "train/loss": 1.0}
+
+
+def test_an_import_under_a_stage_that_is_a_path_is_refused_before_anything_is_written(tmp_path):
+    """`--stage ../x` wrote the journal and the run record beside the run folder's files (`<run_dir>/x.jsonl`),
+    where neither `tracking sync` nor a resume looks, after making the MLflow run."""
+    from mmlnb_dist.config import save_config
+
+    run_dir = tmp_path / "runs" / "t"
+    run_dir.mkdir(parents=True)
+    save_config(_cfg(tmp_path, "tracking.backends=[stdout]"), run_dir / "config.yaml")
+    (run_dir / "metrics.jsonl").write_text('{"step": 0, "train/loss": 1.0}\n')
+    before = sorted(p.name for p in run_dir.iterdir())
+    for stage in ("../x", "a/b", ""):
+        code, out, err = run_cli(["tracking", "import", str(run_dir), "--stage", stage])
+        assert code == 2 and f"--stage {stage!r}" in err, err
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    assert not (tmp_path / "runs" / "mlflow.db").exists()

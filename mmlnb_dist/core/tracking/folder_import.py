@@ -65,6 +65,8 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
     there. `uri`: the tracking store (default: the run's `tracking.uri`, else the SQLite store beside the run
     folder, as training would have used). Returns `journal.upload`'s result ({"run_id", "sent", "uri", ...})."""
     run_dir = Path(run_dir)
+    if not stage or stage in (".", "..") or any(c in stage for c in "/\\"):  # its journal would sit elsewhere
+        raise FolderImportError(f"--stage {stage!r}: a stage is a plain name (train, evaluate, ...), not a path")
     config_path, metrics_path = run_dir / CONFIG_FILE, run_dir / METRICS_FILE
     if not config_path.is_file():
         raise FolderImportError(f"{run_dir} is not a run folder: no {CONFIG_FILE} (a run folder is what `train` "
