@@ -1,14 +1,19 @@
-"""What a new user hit in the tracking commands and the MLflow logger (defect hunt, track 3).
+"""What a new user hit in the tracking commands and the MLflow logger (defect hunt, track 3); each test names it.
 
-- A metric name MLflow refuses (`val/acc@5`: MLflow takes alphanumerics, `_ - . : /` and spaces only) turned the
-  whole run's tracking off at that call: the run stayed RUNNING with the metrics before it, and since the journal
-  sends in order, every later resume and `tracking sync` failed on the same event, for good.
-- `mlflow-server` with `--backend-store` or `--artifacts-dir` under a path that is a file ended in a
-  FileExistsError traceback (exit 1) instead of a message naming the flag.
+- A metric name MLflow refuses (`val/acc@5`, or more than 250 characters) turned the run's tracking off, and since
+  the journal sends in order, every later resume and `tracking sync` failed on the same event, for good.
+- `mlflow-server` and `tracking import` gave tracebacks for a store or folder under a file; `register --name ..`
+  was refused by MLflow only after the model was logged; a name with a quote made a copy on every rerun.
+- `tracking import` refused a killed run's cut-short last record, and wrote a `--stage ../x` journal outside
+  `tracking/`; a deleted experiment or run was logged into (or refused) with the wrong advice; one damaged journal
+  line was reported as several, and non-UTF-8 bytes crashed the read.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+import pytest
 
 from mmlnb_dist.config import load_config
 from mmlnb_dist.core.tracking import build_logger
@@ -25,13 +30,31 @@ def _cfg(tmp_path: Path, *extra: str):
                                   "tracking.log_environment=false", "run.name=t", *extra])
 
 
+@pytest.fixture(scope="module")
+def template_store(tmp_path_factory):
+    """An empty MLflow SQLite store, made once: making one costs seconds (MLflow's schema migrations)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, template_store):
+    """`<tmp_path>/runs/mlflow.db` (the embedded default store of `_cfg`), a copy of the empty template."""
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    shutil.copy(template_store, tmp_path / "runs" / "mlflow.db")
+    return tmp_path / "runs" / "mlflow.db"
+
+
 def _client(tmp_path: Path):
     import mlflow
 
     return mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'runs' / 'mlflow.db').resolve()}")
 
 
-def test_a_metric_name_mlflow_refuses_is_logged_under_a_valid_name_and_tracking_goes_on(tmp_path, caplog):
+def test_a_metric_name_mlflow_refuses_is_logged_under_a_valid_name_and_tracking_goes_on(tmp_path, store, caplog):
     cfg = _cfg(tmp_path)
     logger = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / "t", "train")
     logger.log_metrics({"train/loss": 1.0, "val/acc@5": 0.5}, step=0)
@@ -48,7 +71,7 @@ def test_a_metric_name_mlflow_refuses_is_logged_under_a_valid_name_and_tracking_
     assert len(warned) == 1 and "val/acc_5" in warned[0]  # once, naming both, not once a step
 
 
-def test_a_journal_holding_a_refused_metric_name_still_syncs(tmp_path, monkeypatch):
+def test_a_journal_holding_a_refused_metric_name_still_syncs(tmp_path, store, monkeypatch):
     """Journaled offline (or by a version before the fix): `tracking sync` used to fail on it every time."""
     from mmlnb_dist.core.tracking import mlflow_logger
 
@@ -79,14 +102,14 @@ def test_mlflow_server_store_or_artifacts_under_a_file_is_refused_by_flag(tmp_pa
     assert code == 2 and "--artifacts-dir" in err and str(blocker) in err, err
 
 
-def test_a_second_registration_under_a_name_with_a_quote_gives_the_same_version_back(tmp_path):
+def test_a_second_registration_under_a_name_with_a_quote_gives_the_same_version_back(tmp_path, store):
     """`name='it's'` broke the registry search that finds an earlier registration of the same run and weights:
     the error was taken for "nothing registered yet", so every rerun of `register --name "it's"` made a copy."""
     import mlflow
 
     from mmlnb_dist.core.tracking.versions import ARTIFACTS_TAG, registered_before
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{store}"
     client = mlflow.MlflowClient(uri, registry_uri=uri)
     run_id = client.create_run(client.create_experiment("e")).info.run_id
     for name in ("it's", "plain", """both ' and " """):
@@ -106,13 +129,13 @@ def test_register_refuses_a_model_name_mlflow_reads_as_a_path_before_any_work(tm
         assert code == 2 and f"--name {name!r}" in err, err
 
 
-def test_a_killed_run_whose_last_metric_record_was_cut_short_is_imported_as_killed(tmp_path):
+def test_a_killed_run_whose_last_metric_record_was_cut_short_is_imported_as_killed(tmp_path, store):
     """`tracking import` imports a run that never finished as KILLED, but a kill mid-write leaves its last
     metrics.jsonl line cut short, and the import refused the whole folder over it ("not a metric record")."""
     from mmlnb_dist.config import save_config
 
     run_dir = tmp_path / "runs" / "t"
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     save_config(_cfg(tmp_path, "tracking.backends=[stdout]"), run_dir / "config.yaml")
     (run_dir / "metrics.jsonl").write_text('{"step": 0, "train/loss": 1.0}\n{"step": 1, "train/loss": 0.5}\n'
                                            '{"step": 2, "train/lo')
@@ -125,7 +148,7 @@ def test_a_killed_run_whose_last_metric_record_was_cut_short_is_imported_as_kill
                                                                                                   (1, 0.5)]
 
 
-def test_a_deleted_experiment_is_named_with_the_way_out(tmp_path, caplog):
+def test_a_deleted_experiment_is_named_with_the_way_out(tmp_path, store, caplog):
     """An experiment deleted in the MLflow UI keeps its name: each later run went offline with MLflow's "must be in
     the 'active' state" and the advice to `tracking sync` later, which failed the same way for good."""
     cfg = _cfg(tmp_path)
@@ -141,7 +164,7 @@ def test_a_deleted_experiment_is_named_with_the_way_out(tmp_path, caplog):
     assert f"mlflow experiments restore --experiment-id {exp_id}" in warning and "tracking.experiment" in warning
 
 
-def test_a_resume_after_its_mlflow_run_was_deleted_logs_to_a_live_run_with_the_whole_history(tmp_path):
+def test_a_resume_after_its_mlflow_run_was_deleted_logs_to_a_live_run_with_the_whole_history(tmp_path, store):
     """A run deleted in the MLflow UI can still be fetched by id: the resumed process (and `tracking sync`) kept
     logging into it, out of sight in the UI and gone at the next `mlflow gc`. Without the journal
     (`tracking.spool=false`) a resume already started a new run; with it, the new run gets the journal's history."""
@@ -162,13 +185,13 @@ def test_a_resume_after_its_mlflow_run_was_deleted_logs_to_a_live_run_with_the_w
                                                                                                    (1, 0.5)]
 
 
-def test_an_import_into_a_store_that_cannot_be_opened_says_how_to_upload_it_elsewhere(tmp_path):
+def test_an_import_into_a_store_that_cannot_be_opened_says_how_to_upload_it_elsewhere(tmp_path, store):
     """`tracking import FOLDER --uri sqlite:///<file>/x.db` ended in a FileExistsError traceback with the journal
     written, so a second import was refused, and the `tracking sync FOLDER` it named went to the same bad store."""
     from mmlnb_dist.config import save_config
 
     run_dir = tmp_path / "runs" / "t"
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     save_config(_cfg(tmp_path, "tracking.backends=[stdout]"), run_dir / "config.yaml")
     (run_dir / "metrics.jsonl").write_text('{"step": 0, "train/loss": 1.0}\n')
     (run_dir / "metrics.json").write_text("{}")
@@ -183,7 +206,7 @@ def test_an_import_into_a_store_that_cannot_be_opened_says_how_to_upload_it_else
     assert run.info.status == "FINISHED" and run.data.metrics == {"train/loss": 1.0}
 
 
-def test_a_damaged_journal_line_is_reported_once_by_its_number_and_the_rest_is_synced(tmp_path, monkeypatch):
+def test_a_damaged_journal_line_is_reported_once_by_its_number_and_the_rest_is_synced(tmp_path, store, monkeypatch):
     """One damaged line was warned about once per read of the journal (4 times in one `tracking sync`), with no line
     number: it read as several damaged lines, and nothing said which. Bytes that are not UTF-8 crashed the read."""
     from mmlnb_dist.core.tracking import mlflow_logger
@@ -211,7 +234,7 @@ def test_a_damaged_journal_line_is_reported_once_by_its_number_and_the_rest_is_s
                                                                                                     (2, 2.0)]
 
 
-def test_a_metric_name_longer_than_mlflow_takes_is_cut_to_its_limit_and_tracking_goes_on(tmp_path):
+def test_a_metric_name_longer_than_mlflow_takes_is_cut_to_its_limit_and_tracking_goes_on(tmp_path, store):
     """MLflow refuses a metric name of more than 250 characters, which turned tracking off as a refused character
     did."""
     cfg = _cfg(tmp_path)
@@ -230,7 +253,7 @@ def test_an_import_under_a_stage_that_is_a_path_is_refused_before_anything_is_wr
     from mmlnb_dist.config import save_config
 
     run_dir = tmp_path / "runs" / "t"
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     save_config(_cfg(tmp_path, "tracking.backends=[stdout]"), run_dir / "config.yaml")
     (run_dir / "metrics.jsonl").write_text('{"step": 0, "train/loss": 1.0}\n')
     before = sorted(p.name for p in run_dir.iterdir())
