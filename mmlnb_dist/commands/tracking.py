@@ -179,6 +179,9 @@ def _register(args) -> int:
     from . import load_from_args
 
     _refuse_registry_names(args.name, args.alias)
+    if args.export is not None and not args.export.is_dir():  # was a FileNotFoundError from the ownership check
+        raise UserError(f"--export {args.export}: {'not a folder' if args.export.exists() else 'no such folder'} "
+                        f"(the model folder: <run folder>/export, or a copy of it)")
     inside = Path(args.run)
     if inside.is_dir() and not (inside / "tracking").is_dir() and (inside.parent / "tracking" / "train.json").is_file():
         raise UserError(f"--run {inside} is a folder inside the run {inside.parent} (its export or checkpoints); "

@@ -262,3 +262,18 @@ def test_an_import_under_a_stage_that_is_a_path_is_refused_before_anything_is_wr
         assert code == 2 and f"--stage {stage!r}" in err, err
     assert sorted(p.name for p in run_dir.iterdir()) == before
     assert not (tmp_path / "runs" / "mlflow.db").exists()
+
+
+def test_register_refuses_an_export_that_is_no_folder_by_flag(tmp_path, store):
+    """`register --export` of a mistyped path ended in a FileNotFoundError traceback (from the ownership check)."""
+    from mmlnb_dist.config import save_config
+
+    run_dir = tmp_path / "runs" / "t"
+    (run_dir / "export").mkdir(parents=True)
+    save_config(_cfg(tmp_path, "tracking.backends=[stdout]"), run_dir / "config.yaml")
+    (run_dir / "metrics.jsonl").write_text('{"step": 0, "val/loss": 1.0}\n')
+    assert run_cli(["tracking", "import", str(run_dir)])[0] == 0
+    (tmp_path / "afile").write_text("not a model folder")
+    for export, why in ((tmp_path / "missing", "no such folder"), (tmp_path / "afile", "not a folder")):
+        code, out, err = run_cli(["register", "--run", str(run_dir), "--metric", "val/loss", "--export", str(export)])
+        assert code == 2 and f"--export {export}: {why}" in err, err
