@@ -277,3 +277,23 @@ def test_register_refuses_an_export_that_is_no_folder_by_flag(tmp_path, store):
     for export, why in ((tmp_path / "missing", "no such folder"), (tmp_path / "afile", "not a folder")):
         code, out, err = run_cli(["register", "--run", str(run_dir), "--metric", "val/loss", "--export", str(export)])
         assert code == 2 and f"--export {export}: {why}" in err, err
+
+
+def test_a_resume_without_the_journal_logs_a_renamed_metric_once_a_step(tmp_path, store):
+    """Without the journal (`tracking.spool=false`) a resume reads the steps the killed process logged from MLflow,
+    under the names MLflow took (`val/acc_5`), and compared them with the names given (`val/acc@5`): those steps
+    were logged twice."""
+    run_dir = tmp_path / "runs" / "t"
+    first = build_logger(_cfg(tmp_path, "tracking.spool=false").tracking, _cfg(tmp_path).run, 0, run_dir, "train")
+    for step in range(3):
+        first.log_metrics({"val/acc@5": float(step)}, step=step)
+    first.close("KILLED")
+    cfg = _cfg(tmp_path, "tracking.spool=false", "run.resume=true")
+    resumed = build_logger(cfg.tracking, cfg.run, 0, run_dir, "train")
+    resumed.resumed_at(0)
+    for step in (1, 2):
+        resumed.log_metrics({"val/acc@5": 10.0 + step}, step=step)
+    resumed.close()
+    assert resumed.run_id == first.run_id
+    history = _client(tmp_path).get_metric_history(first.run_id, "val/acc_5")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.0), (1, 1.0), (2, 2.0)]

@@ -16,6 +16,7 @@ from ..sections import TrackingConfig
 from .journal import (Spool, apply_event, ensure_run, now_ms, recorded_run, send_pending, upload,
                       write_run_record)
 from .loggers import NullLogger
+from .metric_name import mlflow_key
 from .server import absolute_sqlite_uri, get_or_create_experiment, limit_http_retries, server_reachable
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,9 @@ class MLflowLogger(NullLogger):
         step = int(step)
         # Only the keys the killed process logged at this step are dropped, never the whole step: a kill during
         # the epoch-end evaluation leaves that step with `train_epoch/*` but without its `val/*`/`best/*`.
-        fresh = {k: float(v) for k, v in metrics.items() if (k, step) not in self._replayed}
+        # (without the journal they are read from MLflow, under the names it took: `mlflow_key`)
+        fresh = {k: float(v) for k, v in metrics.items()
+                 if (k, step) not in self._replayed and (mlflow_key(k), step) not in self._replayed}
         if fresh:
             self._emit({"op": "metrics", "step": step, "ts": now_ms(), "metrics": fresh})
 
