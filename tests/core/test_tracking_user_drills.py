@@ -297,3 +297,22 @@ def test_a_resume_without_the_journal_logs_a_renamed_metric_once_a_step(tmp_path
     assert resumed.run_id == first.run_id
     history = _client(tmp_path).get_metric_history(first.run_id, "val/acc_5")
     assert sorted((m.step, m.value) for m in history) == [(0, 0.0), (1, 1.0), (2, 2.0)]
+
+
+def test_register_refuses_a_deleted_run_before_any_work(tmp_path, store):
+    """A run deleted in the MLflow UI is still found by id: `register` packaged its model, then MLflow refused to
+    log into it ("in the deleted state"), a traceback."""
+    import json
+
+    from mmlnb_dist.config import save_config
+
+    run_dir = tmp_path / "runs" / "t"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(_cfg(tmp_path, "tracking.backends=[stdout]"), run_dir / "config.yaml")
+    (run_dir / "metrics.jsonl").write_text('{"step": 0, "val/loss": 1.0}\n')
+    assert run_cli(["tracking", "import", str(run_dir)])[0] == 0
+    run_id = json.loads((run_dir / "tracking" / "train.json").read_text())["run_id"]
+    _client(tmp_path).delete_run(run_id)
+    code, out, err = run_cli(["register", "--run", str(run_dir), "--metric", "val/loss"])
+    assert code == 2 and f"run {run_id}" in err and "deleted" in err and f"mlflow runs restore --run-id {run_id}" \
+        in err, err

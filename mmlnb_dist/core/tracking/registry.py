@@ -214,6 +214,9 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
         found = client.get_run(run_id)
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run
         raise RegistryError(f"run {run_id} not found at {tracking_uri}: {err}") from None
+    if found.info.lifecycle_stage != "active":  # MLflow refused to log into it only after the model was packaged
+        raise RegistryError(f"run {run_id} at {tracking_uri} was deleted; restore it first (MLFLOW_TRACKING_URI="
+                            f"{tracking_uri} mlflow runs restore --run-id {run_id})")
     tagged = found.data.tags.get("run_dir")
     run_dir = export_dir.parent if export_dir is not None else Path(tagged) if tagged else None
     return RunToRegister(run_id, tracking_uri, dict(found.data.params), export_dir, run_dir, dict(found.data.metrics))
