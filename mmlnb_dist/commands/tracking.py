@@ -108,9 +108,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _tracking_uri(args, cfg) -> str:
-    from ..core.tracking.server import absolute_sqlite_uri, default_tracking_uri
+    from ..core.tracking.server import default_tracking_uri
 
-    return absolute_sqlite_uri(args.uri) if args.uri else default_tracking_uri(cfg.tracking, cfg.run.output_dir)
+    return _given_uri(args.uri) if args.uri else default_tracking_uri(cfg.tracking, cfg.run.output_dir)
+
+
+def _given_uri(uri: str) -> str:
+    """`--uri` checked as tracking.uri is (a malformed one was a SQLAlchemy or MLflow traceback, after `tracking
+    import` had written the folder's journal), a relative SQLite path made absolute."""
+    from ..core.errors import UserError
+    from ..core.sections import refuse_malformed_tracking_uri
+    from ..core.tracking.server import absolute_sqlite_uri
+
+    try:
+        return absolute_sqlite_uri(refuse_malformed_tracking_uri(uri))
+    except ValueError as err:
+        raise UserError(f"--uri: {err}") from None
 
 
 def _server(args) -> int:
@@ -140,10 +153,9 @@ def _server(args) -> int:
 def _sync(args) -> int:
     from ..core.errors import UserError
     from ..core.tracking.journal import sync_run_dir
-    from ..core.tracking.server import absolute_sqlite_uri
 
     failed = 0
-    uri = absolute_sqlite_uri(args.uri) if args.uri else None  # the store this folder means, wherever it is read
+    uri = _given_uri(args.uri) if args.uri else None  # the store this folder means, wherever it is read
     for folder in args.run_dirs:
         try:
             results = sync_run_dir(folder, uri=uri)
@@ -164,7 +176,7 @@ def _sync(args) -> int:
 def _import(args) -> int:
     from ..core.tracking.folder_import import import_run_folder
 
-    result = import_run_folder(args.run_dir, args.stage, args.uri)
+    result = import_run_folder(args.run_dir, args.stage, _given_uri(args.uri) if args.uri else None)
     print(f"{args.run_dir}: MLflow run {result['run_id']} at {result['uri']} ({result['sent']} event(s)); register "
           f"it: mmlnb-dist register --run {args.run_dir} --name NAME")
     return 0
@@ -179,6 +191,8 @@ def _register(args) -> int:
     from . import load_from_args
 
     _refuse_registry_names(args.name, args.alias)
+    if args.uri:
+        _given_uri(args.uri)
     if args.export is not None and not args.export.is_dir():  # was a FileNotFoundError from the ownership check
         raise UserError(f"--export {args.export}: {'not a folder' if args.export.exists() else 'no such folder'} "
                         f"(the model folder: <run folder>/export, or a copy of it)")

@@ -316,3 +316,24 @@ def test_register_refuses_a_deleted_run_before_any_work(tmp_path, store):
     code, out, err = run_cli(["register", "--run", str(run_dir), "--metric", "val/loss"])
     assert code == 2 and f"run {run_id}" in err and "deleted" in err and f"mlflow runs restore --run-id {run_id}" \
         in err, err
+
+
+@pytest.mark.parametrize("command", [["register", "--run", "0123abcd"], ["tracking", "import", "RUN"],
+                                     ["tracking", "sync", "RUN"]])
+def test_a_malformed_uri_flag_is_refused_by_flag_before_any_work(tmp_path, command):
+    """`--uri sqlite://x.db` (two slashes) was a SQLAlchemy traceback from `register`, an MLflow error from `sync`,
+    and `tracking import` wrote the folder's journal first (a second import was then refused)."""
+    from mmlnb_dist.config import save_config
+
+    run_dir = tmp_path / "runs" / "t"
+    run_dir.mkdir(parents=True)
+    save_config(_cfg(tmp_path, "tracking.backends=[stdout]"), run_dir / "config.yaml")
+    (run_dir / "metrics.jsonl").write_text('{"step": 0, "val/loss": 1.0}\n')
+    if command[-1] == "RUN":
+        command = [*command[:-1], str(run_dir)]
+        if command[1] == "sync":
+            assert run_cli(["tracking", "import", str(run_dir), "--uri", f"sqlite:///{tmp_path}/a.db"])[0] == 0
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    code, out, err = run_cli([*command, "--uri", "sqlite://x.db"])
+    assert code == 2 and "--uri" in err and "sqlite:///PATH" in err, err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
