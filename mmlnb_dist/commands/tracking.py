@@ -152,15 +152,16 @@ def _server(args) -> int:
 
 def _sync(args) -> int:
     from ..core.errors import UserError
-    from ..core.tracking.journal import sync_run_dir
+    from ..core.tracking.journal import JOURNAL_DIR, find_journals, sync_run_dir
 
     failed = 0
     uri = _given_uri(args.uri) if args.uri else None  # the store this folder means, wherever it is read
+    empty = [str(folder) for folder in args.run_dirs if not find_journals(folder)]
+    if empty:  # before anything is sent: a typo among several folders stopped the sync halfway
+        raise UserError(f"no MLflow journal in {', '.join(empty)} (expected <run folder>/{JOURNAL_DIR}/<stage>.jsonl "
+                        f"in it or in a folder below it); nothing was sent")
     for folder in args.run_dirs:
-        try:
-            results = sync_run_dir(folder, uri=uri)
-        except FileNotFoundError as err:
-            raise UserError(str(err)) from None
+        results = sync_run_dir(folder, uri=uri)
         for res in results:
             if res.get("error"):
                 print(f"{res['journal']}: {res['error']}", file=sys.stderr)

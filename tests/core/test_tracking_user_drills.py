@@ -337,3 +337,23 @@ def test_a_malformed_uri_flag_is_refused_by_flag_before_any_work(tmp_path, comma
     code, out, err = run_cli([*command, "--uri", "sqlite://x.db"])
     assert code == 2 and "--uri" in err and "sqlite:///PATH" in err, err
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_sync_of_several_folders_refuses_one_without_a_journal_before_sending_anything(tmp_path, store,
+                                                                                         monkeypatch):
+    """`tracking sync runs/a runs/typo runs/c` sent a's journal, then stopped at the typo: c was never synced, and
+    the refusal did not say a had been."""
+    from mmlnb_dist.core.tracking import mlflow_logger
+    from mmlnb_dist.core.tracking.journal import Spool
+
+    cfg = _cfg(tmp_path)
+    monkeypatch.setattr(mlflow_logger, "server_reachable", lambda *a, **k: False)
+    for name in ("a", "c"):
+        logger = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / name, "train")
+        logger.log_metrics({"train/loss": 1.0}, step=0)
+        logger.close()
+    monkeypatch.undo()
+    folders = [str(tmp_path / "runs" / n) for n in ("a", "typo", "c")]
+    code, out, err = run_cli(["tracking", "sync", *folders])
+    assert code == 2 and folders[1] in err, err
+    assert all(Spool.for_stage(tmp_path / "runs" / n, "train").pending() for n in ("a", "c"))
