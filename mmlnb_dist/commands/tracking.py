@@ -187,6 +187,7 @@ def _register(args) -> int:
     from ..core.errors import UserError
     from ..core.tracking.metric_name import require_metric
     from ..core.tracking.ownership import check_export_owner
+    from ..core.runlock import FolderLock
     from ..core.tracking.registry import find_run
     from ..recipes import load_class, spec_for
     from . import load_from_args
@@ -203,6 +204,8 @@ def _register(args) -> int:
                         f"give the run folder: --run {inside.parent}")
     cfg = load_from_args(args)
     target = find_run(args.run, _tracking_uri(args, cfg), uri_given=args.uri is not None)
+    if target.run_dir is not None and target.run_dir.is_dir():  # a live job's export may be half written or stale
+        FolderLock(target.run_dir, "register").refuse_if_held()
     # the run's own recipe and selection metric unless the flags say otherwise: a clip run registers as clip
     # without --config, and a run trained with another train.best_metric is judged on it
     recipe = args.recipe or target.params.get("train.recipe") or cfg.train.recipe

@@ -357,3 +357,22 @@ def test_sync_of_several_folders_refuses_one_without_a_journal_before_sending_an
     code, out, err = run_cli(["tracking", "sync", *folders])
     assert code == 2 and folders[1] in err, err
     assert all(Spool.for_stage(tmp_path / "runs" / n, "train").pending() for n in ("a", "c"))
+
+
+def test_register_refuses_a_run_folder_a_live_job_still_writes(tmp_path, store):
+    """`register --run runs/t` while `train` still ran in the folder registered whatever export it held (a rerun
+    into the folder: the earlier run's weights, under the new run's metrics), without a word."""
+    from mmlnb_dist.config import save_config
+    from mmlnb_dist.core.runlock import FolderLock
+
+    run_dir = tmp_path / "runs" / "t"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(_cfg(tmp_path, "tracking.backends=[stdout]"), run_dir / "config.yaml")
+    (run_dir / "metrics.jsonl").write_text('{"step": 0, "val/loss": 1.0}\n')
+    assert run_cli(["tracking", "import", str(run_dir)])[0] == 0
+    lock = FolderLock(run_dir, "train").acquire()
+    try:
+        code, out, err = run_cli(["register", "--run", str(run_dir), "--metric", "val/loss"])
+    finally:
+        lock.release()
+    assert code == 2 and f"{run_dir} is in use" in err, err
