@@ -7,6 +7,8 @@
 - `tracking import` refused a killed run's cut-short last record, and wrote a `--stage ../x` journal outside
   `tracking/`; a deleted experiment or run was logged into (or refused) with the wrong advice; one damaged journal
   line was reported as several, and non-UTF-8 bytes crashed the read.
+- `register` took a missing `--export`, a malformed `--uri`, a deleted run or a folder a live job holds as far as
+  a traceback (or silently); `tracking sync A TYPO C` stopped halfway.
 """
 from __future__ import annotations
 
