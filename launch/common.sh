@@ -112,7 +112,7 @@ with socket.socket() as s:
 }
 
 # read_hostfile FILE: sets HOSTS, the hosts of a DeepSpeed hostfile, read as DeepSpeed reads it: blank lines and
-# comments (#) skipped, every other line "<hostname> slots=<GPUs>". Checked before any node starts: a missing file
+# comments (#) skipped, every other line "<hostname> slots=<GPUs>" (at least 1). Checked before any node starts: a missing file
 # (DeepSpeed's runner went on "with local resources only"), a wrong line or a host listed twice is named with its
 # line; the first host (not the comment a copy of hostfile.example starts with) is the default MASTER_ADDR.
 read_hostfile() {
@@ -124,7 +124,7 @@ read_hostfile() {
   while IFS= read -r line || [[ -n "$line" ]]; do
     line_no=$((line_no + 1))
     [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
-    if ! [[ "$line" =~ ^[[:space:]]*([^[:space:]]+)[[:space:]]+slots=[0-9]+([[:space:]]|$) ]]; then
+    if ! [[ "$line" =~ ^[[:space:]]*([^[:space:]]+)[[:space:]]+slots=0*[1-9][0-9]*([[:space:]]|$) ]]; then
       echo "$me: $file:$line_no: '$line' is not '<hostname> slots=<GPUs on it>'" \
            "(see $LAUNCH_DIR/hostfile.example)" >&2
       exit 2

@@ -174,7 +174,8 @@ def test_train_multinode_keeps_a_master_addr_it_is_given(elsewhere, fake_python)
     ("# only comments\n\n   \n", "no hosts"),
     ("# nodes\nnode1 slots=8\n\nnode2\n", ":4"),
     ("node1 slots=eight\n", ":1"),
-], ids=["no-hosts", "no-slots", "bad-slots"])
+    ("node1 slots=4\nnode2 slots=0\n", ":2"),  # DeepSpeed's runner would start no rank there, or fail on it
+], ids=["no-hosts", "no-slots", "bad-slots", "zero-slots"])
 def test_train_multinode_refuses_a_hostfile_deepspeed_would_misread(elsewhere, fake_python, text, message):
     hostfile = elsewhere / "hosts"
     hostfile.write_text(text)
