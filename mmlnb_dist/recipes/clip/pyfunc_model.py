@@ -161,7 +161,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     export_dir = Path(export_dir) if export_dir is not None else run_folder(run) / EXPORT_FOLDER
     if not export_dir.is_dir():
         raise RegistryError(f"export folder {export_dir} of run {run.info.run_id} does not exist "
-                            f"(was the run trained to the end?)")
+                            f"(was the run trained to the end? If its folder moved, give it to register --export)")
     predictor = ClipPredictor(export_dir, device="cpu")
     classes = predictor.classes
     example = pd.DataFrame({"image": [example_image_b64(predictor.transform.image_size)],
