@@ -21,6 +21,7 @@ import sys
 import pytest
 
 from support.fusion import ROOT
+from support.ranks import port_is_free
 
 LAUNCH = ROOT / "launch"
 REAL_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -135,17 +136,6 @@ def _in_use_port():
     return sock
 
 
-def _port_is_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("", port))
-        except OSError:
-            return False
-    return True
-
-
 PORT_OPTION = {"train_node.sh": "--master_port", "finetune_vlm.sh": "--master_port", "describe.sh": "--master_port"}
 
 
@@ -161,7 +151,7 @@ def test_a_second_run_on_the_machine_gets_a_free_rendezvous_port(run, script, ar
         ports = [a.split("=", 1)[1] for a in argv if a.startswith(PORT_OPTION[script] + "=")]
         ports += [argv[i + 1] for i, a in enumerate(argv) if a == PORT_OPTION[script]]
         assert len(ports) == 1, argv
-        assert int(ports[0]) != 29500 and _port_is_free(int(ports[0])), ports
+        assert int(ports[0]) != 29500 and port_is_free(int(ports[0])), ports
     finally:
         if held is not None:
             held.close()

@@ -19,6 +19,7 @@ import sys
 import pytest
 
 from support.fusion import CPU_DEMO, ROOT
+from support.ranks import port_is_free
 
 SBATCH = ROOT / "launch" / "slurm" / "train.sbatch"
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
@@ -54,15 +55,6 @@ def sbatch(tmp_path):
     return go
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("", port))
-        except OSError:
-            return False
-    return True
-
-
 def test_a_job_whose_first_node_has_29500_in_use_gets_another_port(sbatch):
     held = socket.socket()
     try:
@@ -72,7 +64,7 @@ def test_a_job_whose_first_node_has_29500_in_use_gets_another_port(sbatch):
         except OSError:
             pass  # something else holds it: in use all the same
         port, err, _ = sbatch()
-        assert port != 29500 and _free(port), port
+        assert port != 29500 and port_is_free(port), port
         assert f"rendezvous gpu-a:{port}" in err, err
     finally:
         held.close()

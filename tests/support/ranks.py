@@ -20,3 +20,15 @@ def run_ranks(code: str, args_for_rank: Callable[[int], Sequence[object]], world
     procs = [subprocess.Popen([sys.executable, "-c", code, str(r), *map(str, args_for_rank(r))], cwd=ROOT, env=env)
              for r in range(world_size)]
     assert [p.wait(timeout=timeout) for p in procs] == [0] * world_size
+
+
+def port_is_free(port: int) -> bool:
+    """Nothing listens on `port` of this machine (a launcher's rendezvous port left for another job)."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True

@@ -33,3 +33,15 @@ def assert_interrupted(runs: Path, name: str) -> dict:
     assert parent.info.status == "KILLED"
     assert not any(k.startswith("best") for k in [*parent.data.tags, *parent.data.metrics, *parent.data.params])
     return summary
+
+
+def use_stand_in_tuner(monkeypatch, tuner_cls) -> None:
+    """Make `run_search` drive `tuner_cls` (its `fit()` stands in for Ray Tune's) without starting Ray."""
+    from ray import tune
+
+    from mmlnb_dist.tuning import driver
+
+    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
+    monkeypatch.setattr(tune, "Tuner", tuner_cls)
+    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
+    monkeypatch.setattr(tune, "with_resources", lambda fn, res: fn)

@@ -9,15 +9,15 @@ import json
 
 import pytest
 
+from support.tune_signals import use_stand_in_tuner
+
 
 @pytest.mark.parametrize("raised", ["TuneError", "OSError"])
 def test_a_search_that_fails_ends_its_parent_run_failed(tmp_path, monkeypatch, raised):
     import mlflow
-    from ray import tune
     from ray.tune.error import TuneError
 
     from mmlnb_dist.cli import main
-    from mmlnb_dist.tuning import driver
 
     class Tuner:
         def __init__(self, *args, **kwargs):
@@ -26,10 +26,7 @@ def test_a_search_that_fails_ends_its_parent_run_failed(tmp_path, monkeypatch, r
         def fit(self):
             raise TuneError("a trial's actor died unexpectedly") if raised == "TuneError" else OSError("disk gone")
 
-    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
-    monkeypatch.setattr(tune, "Tuner", Tuner)
-    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
-    monkeypatch.setattr(tune, "with_resources", lambda fn, res: fn)
+    use_stand_in_tuner(monkeypatch, Tuner)
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), \
             pytest.raises((TuneError, OSError)):  # the failure itself still reaches the user

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from support.tune_signals import assert_interrupted, install_tune_like_handler
+from support.tune_signals import assert_interrupted, install_tune_like_handler, use_stand_in_tuner
 
 
 METRIC = "val/balanced_accuracy"
@@ -68,10 +68,8 @@ def _trial(tid, started, status):
 def test_an_interrupted_search_names_no_best_and_exits_130(tmp_path, monkeypatch, signum):
     """Ray's Tuner replaced by one that behaves as Tune does on a stop signal: trial 1 of 3 had reported a fine epoch,
     the signal comes, Tune stops and returns its trials (one running, the others not started)."""
-    from ray import tune
 
     from mmlnb_dist.cli import main
-    from mmlnb_dist.tuning import driver
 
     class Tuner:
         def __init__(self, *args, **kwargs):
@@ -88,10 +86,7 @@ def test_an_interrupted_search_names_no_best_and_exits_130(tmp_path, monkeypatch
             return _Grid([result, pending, pending],
                          [_trial("t1", 10.0, "RUNNING"), _trial("t2", None, "PENDING"), _trial("t3", None, "PENDING")])
 
-    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
-    monkeypatch.setattr(tune, "Tuner", Tuner)
-    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
-    monkeypatch.setattr(tune, "with_resources", lambda fn, res: fn)
+    use_stand_in_tuner(monkeypatch, Tuner)
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = main(["tune", "--config", "cpu-demo", "--space", "optimisation", f"run.output_dir={tmp_path}/runs",

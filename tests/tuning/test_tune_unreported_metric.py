@@ -9,6 +9,8 @@ import contextlib
 import io
 import json
 
+from support.tune_signals import use_stand_in_tuner
+
 METRIC_TEXT = ("Trial returned a result which did not include the specified metric(s) `val/nope` that "
                "`tune.TuneConfig()` expects. Make sure your calls to `tune.report()` include the metric, or set the "
                "TUNE_DISABLE_STRICT_METRIC_CHECKING environment variable to 1. Result: {'val/loss': 1.06, "
@@ -18,11 +20,9 @@ METRIC_TEXT = ("Trial returned a result which did not include the specified metr
 
 def test_trials_that_never_report_the_metric_end_the_search_with_one_clear_line(tmp_path, monkeypatch):
     import mlflow
-    from ray import tune
     from ray.tune.error import TuneError
 
     from mmlnb_dist.cli import main
-    from mmlnb_dist.tuning import driver
 
     class Tuner:
         def __init__(self, *args, **kwargs):
@@ -32,10 +32,7 @@ def test_trials_that_never_report_the_metric_end_the_search_with_one_clear_line(
             raise TuneError(f"Traceback (most recent call last):\n  File \"tune_controller.py\"\nValueError: "
                             f"{METRIC_TEXT}")
 
-    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
-    monkeypatch.setattr(tune, "Tuner", Tuner)
-    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
-    monkeypatch.setattr(tune, "with_resources", lambda fn, res: fn)
+    use_stand_in_tuner(monkeypatch, Tuner)
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         code = main(["tune", "--config", "cpu-demo", "--space", "optimisation", f"run.output_dir={tmp_path}/runs",
