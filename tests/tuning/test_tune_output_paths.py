@@ -6,23 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from mmlnb_dist.config import load_config
-
-
-class _RayStarts(Exception):
-    pass
+from support.tune_search import RayStarts, search_config, stop_where_ray_starts
 
 
 def _search(tmp_path, monkeypatch, *extra):
     from mmlnb_dist.tuning import driver
 
-    def stop(cfg):
-        raise _RayStarts
-
-    monkeypatch.setattr(driver, "_init_ray", stop)
-    cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}/runs", "tracking.backends=[stdout]",
-                                   "tune.recipe=mmlnb_dist.tuning.smoke:run", "tune.num_cpus=2", *extra])
-    driver.run_search(cfg, "optimisation")
+    stop_where_ray_starts(monkeypatch)
+    driver.run_search(search_config(tmp_path, *extra), "optimisation")
 
 
 def test_a_folder_given_as_the_best_config_is_refused_before_anything_runs(tmp_path, monkeypatch):
@@ -49,5 +40,5 @@ def test_a_file_where_a_search_output_folder_goes_is_refused_before_anything_run
 
 
 def test_the_default_outputs_still_start_the_search(tmp_path, monkeypatch):
-    with pytest.raises(_RayStarts):
+    with pytest.raises(RayStarts):
         _search(tmp_path, monkeypatch)

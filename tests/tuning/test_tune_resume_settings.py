@@ -8,40 +8,17 @@ import logging
 
 import pytest
 
-from mmlnb_dist.config import load_config
-
-
-class _RayStarts(Exception):
-    pass
-
-
-def _tune_saved_its_state(tmp_path):
-    """What a started search leaves for `Tuner.restore`: Tune's tuner.pkl in the search folder."""
-    from ray import tune
-
-    tune.Tuner(lambda config: None, param_space={"train.lr": tune.uniform(1e-4, 1e-3)},
-               tune_config=tune.TuneConfig(metric="val/balanced_accuracy", mode="max", num_samples=4),
-               run_config=tune.RunConfig(name="search", storage_path=str(tmp_path / "runs" / "tune"), verbose=0))
+from support.tune_search import run_until_ray, search_config, tune_saved_its_state
 
 
 def _run(tmp_path, monkeypatch, *extra):
-    from mmlnb_dist.tuning import driver
-
-    def stop(cfg):
-        raise _RayStarts
-
-    monkeypatch.setattr(driver, "_init_ray", stop)
-    cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}/runs", "tracking.backends=[stdout]",
-                                   "tune.recipe=mmlnb_dist.tuning.smoke:run", "tune.num_cpus=2", *extra])
-    with pytest.raises(_RayStarts):
-        driver.run_search(cfg, "optimisation")
-    return json.loads((tmp_path / "runs" / "tune" / "search" / "search.json").read_text())
+    return run_until_ray(tmp_path, monkeypatch, "optimisation", *extra)
 
 
 def test_a_resume_with_another_sample_count_or_searcher_warns_naming_both(tmp_path, monkeypatch, caplog):
     first = _run(tmp_path, monkeypatch, "tune.num_samples=4", "tune.searcher=random")
     assert (first["num_samples"], first["searcher"]) == (4, "random")
-    _tune_saved_its_state(tmp_path)
+    tune_saved_its_state(tmp_path)
     with caplog.at_level(logging.WARNING, logger="mmlnb_dist"):
         again = _run(tmp_path, monkeypatch, "tune.num_samples=8", "tune.searcher=optuna", "tune.resume=true")
     assert "tune.num_samples=8 is ignored: search 'search' was started with tune.num_samples=4" in caplog.text
@@ -51,7 +28,7 @@ def test_a_resume_with_another_sample_count_or_searcher_warns_naming_both(tmp_pa
 
 def test_a_resume_with_the_same_settings_says_nothing(tmp_path, monkeypatch, caplog):
     _run(tmp_path, monkeypatch, "tune.num_samples=4")
-    _tune_saved_its_state(tmp_path)
+    tune_saved_its_state(tmp_path)
     with caplog.at_level(logging.WARNING, logger="mmlnb_dist"):
         _run(tmp_path, monkeypatch, "tune.num_samples=4", "tune.resume=true")
     assert "is ignored" not in caplog.text
@@ -72,7 +49,7 @@ def test_a_resume_of_a_search_recorded_before_these_settings_records_no_start_va
     first = _run(tmp_path, monkeypatch, "tune.num_samples=4")
     path = tmp_path / "runs" / "tune" / "search" / "search.json"
     path.write_text(json.dumps({k: v for k, v in first.items() if k not in ("num_samples", "searcher")}))
-    _tune_saved_its_state(tmp_path)
+    tune_saved_its_state(tmp_path)
     again = _run(tmp_path, monkeypatch, "tune.num_samples=8", "tune.resume=true")
     assert "num_samples" not in again and "searcher" not in again
     with caplog.at_level(logging.WARNING, logger="mmlnb_dist"):
@@ -107,8 +84,7 @@ def _tuner_calls(tmp_path, monkeypatch, *extra):
 
     monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
     monkeypatch.setattr(tune, "Tuner", Recorded)
-    cfg = load_config("cpu-demo", [f"run.output_dir={tmp_path}/runs", "tracking.backends=[stdout]",
-                                   "tune.recipe=mmlnb_dist.tuning.smoke:run", "tune.num_cpus=2", *extra])
+    cfg = search_config(tmp_path, *extra)
     with pytest.raises(_FitStarts):
         driver.run_search(cfg, "optimisation")
     import ray
@@ -122,7 +98,7 @@ def test_a_resume_of_a_stored_search_restores_it_with_its_errored_trials(tmp_pat
     (docs/tune.md: finished trials are kept, interrupted and errored ones run again). Without it a resume would start
     a new experiment in the folder: every finished trial run again, the stored searcher's history lost."""
     _run(tmp_path, monkeypatch, "tune.num_samples=4")
-    _tune_saved_its_state(tmp_path)
+    tune_saved_its_state(tmp_path)
     calls = _tuner_calls(tmp_path, monkeypatch, "tune.num_samples=4", "tune.resume=true")
     assert len(calls) == 1 and calls[0][0] == "restore", calls
     _, path, kwargs = calls[0]
