@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
-from support.fusion import ROOT
-
-LAUNCH = ROOT / "launch"
-REAL_PYTHON = ROOT / ".venv" / "bin" / "python"
+from support.launch_wrappers import LAUNCH, wrapper_runner
 
 FAKE = """#!/usr/bin/env bash
 if [[ "$1 $2" == "-m deepspeed.launcher.runner" ]]; then shift 2; printf '%s\\n' "$@"; exit 0; fi
@@ -30,17 +26,8 @@ exec {python} "$@"
 
 @pytest.fixture
 def run(tmp_path):
-    fake = tmp_path / "fakepy"
-    fake.write_text(FAKE.format(python=str(REAL_PYTHON if REAL_PYTHON.exists() else sys.executable)))
-    fake.chmod(0o755)
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHON", "CONFIG", "PROFILE", "HOSTFILE", "NUM_GPUS", "MASTER_ADDR", "MASTER_PORT")}
-
-    def go(**env):
-        return subprocess.run(["bash", str(LAUNCH / "finetune_vlm.sh"), "vlm.pairs=p"], cwd=tmp_path,
-                              capture_output=True, text=True, env={**environ, "PYTHON": str(fake), **env},
-                              timeout=120)
-    return go
+    go = wrapper_runner(tmp_path, FAKE)
+    return lambda **env: go("finetune_vlm.sh", ["vlm.pairs=p"], **env)
 
 
 def test_a_hostfile_that_does_not_exist_is_refused(run, tmp_path):
@@ -88,15 +75,9 @@ def test_train_multinode_takes_num_gpus_per_node_as_finetune_vlm_does(tmp_path, 
     hostfile trained whatever it said."""
     from deepspeed.launcher.runner import parse_args
 
-    fake = tmp_path / "fakepy"
-    fake.write_text(FAKE.format(python=str(REAL_PYTHON if REAL_PYTHON.exists() else sys.executable)))
-    fake.chmod(0o755)
     (tmp_path / "hosts").write_text("gpu-a slots=8\ngpu-b slots=8\n")
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHON", "CONFIG", "PROFILE", "HOSTFILE", "NUM_GPUS", "MASTER_ADDR", "MASTER_PORT")}
-    environ.update(PYTHON=str(fake), HOSTFILE="hosts", **({"NUM_GPUS": num_gpus} if num_gpus else {}))
-    done = subprocess.run(["bash", str(LAUNCH / "train_multinode.sh"), "data.shards=s"], cwd=tmp_path, env=environ,
-                          capture_output=True, text=True, timeout=120)
+    done = wrapper_runner(tmp_path, FAKE)("train_multinode.sh", ["data.shards=s"], HOSTFILE="hosts",
+                                          **({"NUM_GPUS": num_gpus} if num_gpus else {}))
     assert done.returncode == 0, done.stderr
     assert parse_args(done.stdout.splitlines()).num_gpus == expected
 

@@ -14,17 +14,10 @@ prints the launcher's command line with the CUDA_VISIBLE_DEVICES it sees instead
 else runs the real interpreter."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from support.fusion import ROOT
+from support.launch_wrappers import wrapper_runner
 from support.ranks import port_is_free
-
-LAUNCH = ROOT / "launch"
-REAL_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 FAKE = """#!/usr/bin/env bash
 if [[ "$1" == -c && "$2" == *device_count* ]]; then
@@ -52,16 +45,7 @@ IDS = [w[0] for w in WRAPPERS]
 
 @pytest.fixture
 def run(tmp_path):
-    fake = tmp_path / "fakepy"
-    fake.write_text(FAKE.format(python=str(REAL_PYTHON if REAL_PYTHON.exists() else sys.executable)))
-    fake.chmod(0o755)
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("PYTHON", "CONFIG", "PROFILE", "HOSTFILE", "NUM_GPUS", "CUDA_VISIBLE_DEVICES")}
-
-    def go(script, args, **env):
-        return subprocess.run(["bash", str(LAUNCH / script), *args], cwd=tmp_path, capture_output=True, text=True,
-                              env={**environ, "PYTHON": str(fake), **env}, timeout=120)
-    return go
+    return wrapper_runner(tmp_path, FAKE)
 
 
 def _seen(done):

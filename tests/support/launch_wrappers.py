@@ -1,0 +1,30 @@
+"""The launch/*.sh wrappers run with a stand-in interpreter (`PYTHON`): it answers what the wrapper asks Python
+(or runs the real one) and prints the launcher's command line instead of starting it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = ROOT / "launch"
+REAL_PYTHON = ROOT / ".venv" / "bin" / "python"
+WRAPPER_VARIABLES = ("PYTHON", "CONFIG", "PROFILE", "HOSTFILE", "NUM_GPUS", "CUDA_VISIBLE_DEVICES", "MASTER_ADDR",
+                     "MASTER_PORT")
+"""What the wrappers read from the environment: the tests' own runs start without any of them."""
+
+
+def wrapper_runner(folder: Path, fake_python: str) -> Callable[..., subprocess.CompletedProcess]:
+    """`go(script, args, **env)`: launch/<script> run in `folder` with `fake_python` (a bash script whose `{python}`
+    is the real interpreter) as PYTHON, on an environment without the wrapper variables but `env`."""
+    fake = folder / "fakepy"
+    fake.write_text(fake_python.format(python=str(REAL_PYTHON if REAL_PYTHON.exists() else sys.executable)))
+    fake.chmod(0o755)
+    environ = {k: v for k, v in os.environ.items() if k not in WRAPPER_VARIABLES}
+
+    def go(script: str, args, **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(LAUNCH / script), *args], cwd=folder, capture_output=True, text=True,
+                              env={**environ, "PYTHON": str(fake), **env}, timeout=120)
+    return go
