@@ -355,9 +355,7 @@ def upload(spool: Spool, uri: Optional[str] = None, experiment: Optional[str] = 
     nothing. A journal whose writer died mid-segment is closed as KILLED first; one still being written by a live
     process is left alone (its logger sends it). Returns {"run_id", "sent", "created", "uri", "journal",
     "skipped"}."""
-    import mlflow
-
-    from .server import limit_http_retries, server_reachable
+    from .server import limit_http_retries, open_client, server_reachable
 
     result: Dict[str, Any] = {"journal": str(spool.path), "run_id": spool.state().get("run_id"), "sent": 0,
                               "created": False, "uri": uri or spool.state().get("tracking_uri"), "skipped": None}
@@ -373,7 +371,7 @@ def upload(spool: Spool, uri: Optional[str] = None, experiment: Optional[str] = 
     limit_http_retries()
     if not server_reachable(uri):
         raise ConnectionError(f"tracking server {uri} is not reachable")
-    client = mlflow.MlflowClient(tracking_uri=uri)
+    client = open_client(uri)
     run_id, created = ensure_run(client, spool, uri, experiment)
     result.update(run_id=run_id, created=created, sent=send_pending(client, run_id, spool))
     return result

@@ -17,7 +17,8 @@ from .journal import (Spool, apply_event, ensure_run, now_ms, recorded_run, send
                       write_run_record)
 from .loggers import NullLogger
 from .metric_name import mlflow_key
-from .server import absolute_sqlite_uri, get_or_create_experiment, limit_http_retries, server_reachable
+from .server import (absolute_sqlite_uri, get_or_create_experiment, limit_http_retries, open_client,
+                     server_reachable)
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,12 @@ class MLflowLogger(NullLogger):
     def __init__(self, tracking: TrackingConfig, uri: str, artifact_root: Path, run_name: str,
                  tags: Optional[Mapping[str, str]] = None, run_dir: Optional[Path] = None, *,
                  stage: str = "run", resume: bool = False):
-        import mlflow
-
         limit_http_retries(tracking)
         self.tracking = tracking
         self.uri = uri
         self.run_dir = Path(run_dir) if run_dir is not None else None
         try:  # a store MLflow cannot open is a lost server too: training goes on, journaled
-            self.client = mlflow.MlflowClient(tracking_uri=uri)
+            self.client = open_client(uri)
         except Exception as err:  # noqa: BLE001
             self.client, client_error = None, f"{type(err).__name__}: {str(err)[:200]}"
         self.run_id: Optional[str] = None

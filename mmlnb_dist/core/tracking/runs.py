@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from ..sections import TrackingConfig
-from .server import get_or_create_experiment, limit_http_retries, server_reachable
+from .server import get_or_create_experiment, limit_http_retries, open_client, server_reachable
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,13 @@ class ParentRun:
              artifacts: Sequence[Path] = (), resume_id: Optional[str] = None) -> Optional["ParentRun"]:
         """Reuse `resume_id` when that run still exists (a resumed search), else create one; None when the
         tracking server cannot be reached (the children then log without a parent)."""
-        import mlflow
         from mlflow.entities import Param
 
         limit_http_retries(tracking)
         if not server_reachable(uri, tracking.request_timeout_s):
             log.warning("tracking server %s unreachable; no MLflow parent run for %s", uri, name)
             return None
-        client = mlflow.MlflowClient(uri)
+        client = open_client(uri)
         if resume_id:
             try:
                 client.get_run(resume_id)

@@ -48,6 +48,26 @@ def absolute_sqlite_uri(uri: str) -> str:
     return f"sqlite:///{path.resolve()}{query}"
 
 
+def open_client(uri: str, registry_uri: Optional[str] = None):
+    """An `mlflow.MlflowClient` on `uri`. A SQLite store is opened under an flock on `<db>.lock` beside it: MLflow
+    creates (migrates) a new store's schema on first open, and two commands started together into one fresh
+    run.output_dir did so at once; the second crashed ("table _alembic_tmp_experiments already exists")."""
+    import fcntl
+
+    import mlflow
+
+    path = sqlite_store(uri)
+    try:
+        lock = open(f"{path}.lock", "a") if path is not None and str(path) != ":memory:" else None
+    except OSError:  # no folder to lock in: MLflow's own error says so
+        lock = None
+    if lock is None:
+        return mlflow.MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return mlflow.MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
+
+
 STORE_REMEDY = "put the file back or pass its tracking URI (--uri sqlite:////ABSOLUTE/PATH)"
 """What `require_sqlite_store` tells a user of the tracking commands to do (the pipeline names tracking.uri)."""
 
