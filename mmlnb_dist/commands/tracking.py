@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import sys
 from pathlib import Path
 
 from ..data.shardset import SPLITS
 from . import add_config_args, port_number, positive_int
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -144,10 +147,15 @@ def _server(args) -> int:
         except OSError as err:
             raise UserError(f"{flag}: cannot make the folder {folder} ({err.strerror}: {err.filename}); give a "
                             f"path whose folders are folders you can write") from None
-    uri = server.http_uri(args.host, args.port)
+    poll_host, shown_host = server.client_host(args.host)
+    uri = server.http_uri(shown_host, args.port)
+    if server.exposed(args.host):
+        log.warning("--host %s: this MLflow server has no authentication; anyone who can reach %s can read, change "
+                    "and delete every run and model in %s. Keep the default 127.0.0.1 unless a firewall or an "
+                    "authenticating proxy guards it", args.host, uri, args.backend_store)
     cmd = server.server_command(args.port, args.backend_store, args.artifacts_dir, host=args.host)
-    return server.serve_foreground(cmd, uri, f"MLflow server on {uri} (store {args.backend_store}, artifacts "
-                                   f"{args.artifacts_dir}); use tracking.uri={uri}")
+    return server.serve_foreground(cmd, server.http_uri(poll_host, args.port), f"MLflow server on {uri} (store "
+                                   f"{args.backend_store}, artifacts {args.artifacts_dir}); use tracking.uri={uri}")
 
 
 def _sync(args) -> int:

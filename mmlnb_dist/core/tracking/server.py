@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from ..errors import UserError
 from ..sections import TrackingConfig
@@ -141,6 +141,34 @@ def _server_env() -> dict:
 def http_uri(host: str, port: int) -> str:
     """`http://HOST:PORT`, an IPv6 address in brackets (`http://[::1]:5000`: unbracketed, its colons read as a port)."""
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def client_host(host: str) -> Tuple[str, str]:
+    """(where to poll a server bound to `host`, what host to tell its clients): a wildcard bind (0.0.0.0, ::) is
+    polled on loopback and named by this machine's host name (`http://0.0.0.0:P` is no address a client can use)."""
+    import ipaddress
+    import socket
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host, host
+    if not address.is_unspecified:
+        return host, host
+    return ("127.0.0.1" if address.version == 4 else "::1"), socket.gethostname()
+
+
+def exposed(host: str) -> bool:
+    """Whether a server bound to `host` is reachable from other machines (any address it resolves to is not
+    loopback); a host that does not resolve is not (`require_free_port` refuses it)."""
+    import ipaddress
+    import socket
+
+    try:
+        addresses = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return False
+    return any(not ipaddress.ip_address(a[4][0].split("%")[0]).is_loopback for a in addresses)
 
 
 def require_free_port(host: str, port: int) -> None:
