@@ -12,6 +12,7 @@ MLflow run.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 from pathlib import Path
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 """Where the stdout backend keeps a run's metric records (`loggers.StdoutLogger`)."""
 CONFIG_FILE = "config.yaml"
+STAGES = ("train", "evaluate", "finetune-vlm", "describe", "smoke", "slides")
+"""The stages the recipes and commands log under (`build_logger(..., stage)`); `--stage` is one of them."""
 FINISHED_FILE = "metrics.json"
 """What a recipe writes when its training ends (the final metrics): without it the run is imported as KILLED."""
 
@@ -67,6 +70,11 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
     run_dir = Path(run_dir)
     if not stage or stage in (".", "..") or any(c in stage for c in "/\\"):  # its journal would sit elsewhere
         raise FolderImportError(f"--stage {stage!r}: a stage is a plain name (train, evaluate, ...), not a path")
+    if stage not in STAGES:  # a typo made a run under a stage nothing reads (`register --run` found none)
+        close = difflib.get_close_matches(stage, STAGES, n=1)
+        raise FolderImportError(f"--stage {stage!r} is not a stage a run logs under"
+                                + (f"; did you mean {close[0]!r}?" if close else "")
+                                + f" (stages: {', '.join(STAGES)})")
     config_path, metrics_path = run_dir / CONFIG_FILE, run_dir / METRICS_FILE
     if not config_path.is_file():
         raise FolderImportError(f"{run_dir} is not a run folder: no {CONFIG_FILE} (a run folder is what `train` "
