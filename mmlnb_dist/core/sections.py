@@ -242,7 +242,31 @@ class TrackingConfig(Section):
     @field_validator("uri")
     @classmethod
     def _a_tracking_store(cls, value):
-        return refuse_malformed_tracking_uri(value)
+        return refuse_unmakeable_sqlite_store(refuse_malformed_tracking_uri(value))
+
+
+def refuse_unmakeable_sqlite_store(uri):
+    """`uri`, unless it is a SQLite store whose file cannot be: a path under a file, a folder, or a folder to make
+    in one that cannot be written. Such a store was taken for a lost server (the run went offline, and `tracking
+    sync`, which it then suggested, failed the same way)."""
+    if not uri or not uri.lower().startswith("sqlite:///"):
+        return uri
+    import os
+
+    path = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    if str(path) == ":memory:":
+        return uri
+    if path.is_dir():
+        raise ValueError(f"the SQLite store {path} is a folder; name a file in it (.../mlflow.db)")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not path.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder (a file), so the SQLite store {path} cannot be made "
+                         f"under it; give a path whose folders are folders")
+    if not path.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"the SQLite store {path} cannot be made: {folder} cannot be written")
+    return uri
 
 
 TRACKING_URI_FORMS = ("sqlite:///PATH (three slashes; four for an absolute path), http(s)://HOST[:PORT], "
