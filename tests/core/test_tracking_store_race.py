@@ -22,6 +22,7 @@ OPEN_LOGGER = textwrap.dedent("""
 
 
 def test_three_processes_creating_one_fresh_store_all_log_to_it(tmp_path):
+    tmp_path = tmp_path / "new" / "folder"  # the store's folder is made too, once
     procs = [subprocess.Popen([sys.executable, "-c", OPEN_LOGGER, str(tmp_path), f"run{i}"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
     outs = [p.communicate(timeout=120) for p in procs]

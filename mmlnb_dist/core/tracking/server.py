@@ -57,10 +57,13 @@ def open_client(uri: str, registry_uri: Optional[str] = None):
     import mlflow
 
     path = sqlite_store(uri)
-    try:
-        lock = open(f"{path}.lock", "a") if path is not None and str(path) != ":memory:" else None
-    except OSError:  # no folder to lock in: MLflow's own error says so
-        lock = None
+    lock = None
+    if path is not None and str(path) != ":memory:":
+        try:  # MLflow makes a new store's folder: made here first, the lock beside it serializes that store too
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(f"{path}.lock", "a")
+        except OSError:  # no folder to lock in: MLflow's own error says so
+            pass
     if lock is None:
         return mlflow.MlflowClient(tracking_uri=uri, registry_uri=registry_uri)
     with lock:
