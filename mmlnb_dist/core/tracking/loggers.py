@@ -65,11 +65,16 @@ class StdoutLogger(NullLogger):
             # and config.yaml beside it is this run's. A resumed run continues its own records.
             self.path = run_dir / "metrics.jsonl"
             self.jsonl = open(self.path, "a" if resume else "w")
+        self.resumed_step: Optional[int] = None
+        self.kept_at_resume: set = set()
+        """The keys the stopped process logged at the checkpoint's own step (after it: a finished run's `best/*`)."""
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         if log.isEnabledFor(logging.DEBUG):
             text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
             log.debug("[step %d] %s", step, text)
+        if self.jsonl and step == self.resumed_step and self.kept_at_resume.intersection(metrics):
+            self._drop_at_resumed_step(set(metrics))
         if self.jsonl:
             self.jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
             self.jsonl.flush()
@@ -81,19 +86,40 @@ class StdoutLogger(NullLogger):
             return
         self.jsonl.close()
         kept, dropped = [], 0
+        self.resumed_step, self.kept_at_resume = step, set()
         for line in self.path.read_text().splitlines():
             try:
-                keep = int(json.loads(line)["step"]) <= step
+                record = json.loads(line)
+                keep = int(record["step"]) <= step
             except (ValueError, KeyError, TypeError):
                 keep = False
             if keep:
                 kept.append(line)
+                if int(record["step"]) == step:
+                    self.kept_at_resume.update(k for k in record if k != "step")
             else:
                 dropped += 1
         if dropped:
             replace_text(self.path, "".join(line + "\n" for line in kept))
             log.info("%s: %d record(s) after step %d, from the process that was stopped, replaced by this run's",
                      self.path, dropped, step)
+        self.jsonl = open(self.path, "a")
+
+    def _drop_at_resumed_step(self, keys: set) -> None:
+        """This process logs again keys the stopped one logged at the checkpoint's step (a finished run resumed, or
+        one killed in its finish, evaluates the best checkpoint again): its records replace the earlier ones."""
+        self.jsonl.close()
+        lines = []
+        for line in self.path.read_text().splitlines():
+            record = json.loads(line)
+            if int(record["step"]) == self.resumed_step:
+                record = {k: v for k, v in record.items() if k not in keys}
+                if len(record) == 1:
+                    continue
+                line = json.dumps(record)
+            lines.append(line)
+        replace_text(self.path, "".join(line + "\n" for line in lines))
+        self.kept_at_resume -= keys
         self.jsonl = open(self.path, "a")
 
     def close(self, status: str = "FINISHED") -> None:
