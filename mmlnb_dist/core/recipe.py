@@ -53,9 +53,9 @@ import yaml
 from .distributed import DistEnv, init_engine_process_group
 from .engine import check_precision
 from .errors import ConfigError
-from .files import load_yaml
+from .files import load_yaml, sha256_file
 from .logging import setup_logging, stopped_on_request
-from .provenance import flatten, format_changes, read_record, refuse_changes, write_record
+from .provenance import allowed, flatten, format_changes, read_record, refuse_changes, write_record
 from .runlock import FolderLock, ReadLock
 from .sections import WAIT_FIELDS
 from .signals import sigterm_as_interrupt
@@ -140,6 +140,8 @@ def _run_checked(recipe_cls: Type[Recipe], cfg: Any, env: DistEnv, report: Optio
             for stage, specs in trained.items():
                 check_resumed_datasets(run_dir, stage, specs)
             check_resume_config(cfg, run_dir, recipe_cls, record=env.is_main, moved=moved_data(run_dir, trained))
+        if env.is_main:
+            record_deepspeed_json(cfg, run_dir)
         init_engine_process_group(env, cfg.distributed)
         recipe = recipe_cls(cfg, env, report)
         status = "FAILED"
@@ -190,6 +192,28 @@ def moved_data(run_dir: Path, trained: Mapping[str, Sequence[Dict[str, Any]]]) -
     return moved
 
 
+DEEPSPEED_RECORD = "deepspeed_config_source.json"
+"""In the run folder: the path and sha256 of the user's `distributed.deepspeed_config` the run started with (a
+resume compares the file's content too: the same path edited trains another model)."""
+DEEPSPEED_CONTENT = "distributed.deepspeed_config (content)"
+
+
+def _deepspeed_content(cfg: Any) -> Optional[str]:
+    """The user's DeepSpeed JSON as compared on resume: its path and content digest (None: none is used)."""
+    path = _dotted(cfg, "distributed.deepspeed_config")
+    if not path or not Path(path).is_file():
+        return None
+    return f"{path} (sha256 {sha256_file(path)[:16]})"
+
+
+def record_deepspeed_json(cfg: Any, run_dir: Path) -> None:
+    """Write `DEEPSPEED_RECORD` for this start (a resume that passed its check records the file it now reads)."""
+    content = _deepspeed_content(cfg)
+    if content is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_record(run_dir / DEEPSPEED_RECORD, {"deepspeed_config": content})
+
+
 def _resolved(value: Any) -> Optional[str]:
     return str(Path(value).expanduser().resolve()) if isinstance(value, str) and value else None
 
@@ -237,6 +261,12 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
                     stored_path, ", ".join(f"{k}={v!r}" for k, v in assumed.items()), "s" if len(assumed) > 1 else "")
     old.update(assumed)
     new = config_sections(cfg, sections)
+    recorded = run_dir / DEEPSPEED_RECORD
+    if recorded.is_file() and (sections is None or "distributed" in sections):
+        old[DEEPSPEED_CONTENT] = read_record(recorded).get("deepspeed_config")
+        new = {**new, DEEPSPEED_CONTENT: _deepspeed_content(cfg)}
+        if allowed("distributed.deepspeed_config", allow):
+            allow = (*allow, DEEPSPEED_CONTENT)
     flat_new = flatten(new)
     allow = (*allow, *(key for key, value in old.items() if value != flat_new.get(key)
                        and (_resolved(value), _resolved(flat_new.get(key))) in moved))
