@@ -157,6 +157,8 @@ class DataConfig(Section):
     @field_validator("classes")
     @classmethod
     def _distinct_classes(cls, classes: List[str]) -> List[str]:
+        if not classes:  # every label would be unknown: a shard build or a training with nothing to predict
+            raise ValueError("no class listed: give the class names in index order, e.g. [UD, PD, D]")
         twice = sorted({c for c in classes if classes.count(c) > 1})
         if twice:  # a label maps to its first index: the other would be a class no sample can have
             raise ValueError(f"'{twice[0]}' is listed twice (each class once, in index order)")
