@@ -26,6 +26,7 @@ from ..core.errors import UserError
 from ..core.files import refuse_file_in_the_way, replace_text
 from ..core.runlock import FolderLock
 from ..core.sections import DistributedConfig
+from ..core.tracking.lineage import DATASETS_RECORD
 from ..data.shardset import ShardSet
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ def stage_file(out: Path) -> Path:
 
 def stopped_reading_elsewhere(run_dir: Path, key: str, folder: Path) -> bool:
     """`run_dir` holds a run that stopped (its stage record open) while its config.yaml's `key` (dotted: `vlm.pairs`,
-    `data.shards`) named another folder than `folder`: the same data moved. Its recipe refuses to resume on a
-    changed path, so the stage fingerprints the folder too and starts again."""
+    `data.shards`) named another folder than `folder`, and the data there is not known to be what the run recorded:
+    its recipe would refuse that resume, so the stage fingerprints the folder too and starts again. The same set
+    moved (the run recorded the same manifest digest in every split, `core.recipe.moved_data`) is resumed."""
     import yaml
 
     if read_stage(run_dir).get("status") != "running" or not (run_dir / "config.yaml").is_file():
@@ -48,7 +50,22 @@ def stopped_reading_elsewhere(run_dir: Path, key: str, folder: Path) -> bool:
         stored = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get(section, {}).get(name)
     except (OSError, yaml.YAMLError, AttributeError):
         return False  # the run says what is wrong with it when it resumes
-    return stored is not None and Path(stored) != Path(folder)
+    return stored is not None and Path(stored) != Path(folder) and not _moved_here(run_dir, Path(stored), folder)
+
+
+def _moved_here(run_dir: Path, stored: Path, folder: Path) -> bool:
+    """Whether a stage of `run_dir` recorded the shard set at `stored` with the digests the one at `folder` has."""
+    from ..core.recipe import moved_data
+
+    try:
+        specs = ShardSet.open(folder).dataset_specs()
+        stages = json.loads((Path(run_dir) / DATASETS_RECORD).read_text())
+    except (OSError, ValueError, KeyError, TypeError, UserError):  # not readable: the run is started again
+        return False
+    pair = (str(stored.expanduser().resolve()), str(Path(folder).expanduser().resolve()))
+    return isinstance(stages, dict) and any(
+        pair in {(str(Path(a).resolve()), str(Path(b).resolve())) for a, b in moved_data(run_dir, {stage: specs})}
+        for stage in stages)
 
 
 def fingerprint(*parts: Any) -> str:
