@@ -122,3 +122,26 @@ def test_a_resume_after_a_kill_during_validation_keeps_that_epochs_validation_me
     assert _history(tmp_path, resumed.run_id, "best/val/acc") == [(4, 0.5), (8, 0.75)]
     assert _history(tmp_path, resumed.run_id, "train_epoch/loss") == [(8, 0.07)]  # logged once, not twice
     assert _mlflow_steps(tmp_path, resumed.run_id) == [(s, s / 100) for s in range(1, 9)]
+
+
+@pytest.mark.parametrize("spool", ["true", "false"])
+def test_a_finished_run_resumed_logs_its_final_records_once(tmp_path, spool):
+    """`run.resume=true` on a run that ended: the resumed process starts at the last checkpoint's step and logs the
+    finish's records (`best/val/*`) there again; the MLflow run held each twice at that step."""
+    extra = (f"tracking.spool={spool}",)
+    cfg = _cfg(tmp_path, "run.resume=false", *extra)
+    finished = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / "t", "train")
+    for step in range(1, 5):
+        finished.log_metrics({"train/loss": step / 100}, step=step)
+    finished.log_metrics({"best/val/acc": 0.5}, step=4)
+    finished.close()
+
+    cfg = _cfg(tmp_path, "run.resume=true", *extra)
+    resumed = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / "t", "train")
+    resumed.resumed_at(4)
+    resumed.log_metrics({"best/val/acc": 0.5}, step=4)
+    resumed.close()
+
+    assert resumed.run_id == finished.run_id
+    assert _history(tmp_path, resumed.run_id, "best/val/acc") == [(4, 0.5)]
+    assert _mlflow_steps(tmp_path, resumed.run_id) == [(s, s / 100) for s in range(1, 5)]

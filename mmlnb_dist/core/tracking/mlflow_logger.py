@@ -209,10 +209,11 @@ class MLflowLogger(NullLogger):
             self._emit({"op": "metrics", "step": step, "ts": now_ms(), "metrics": fresh})
 
     def resumed_at(self, step: int) -> None:
-        """MLflow cannot delete a metric point, so the (metric, step) pairs after `step` that the killed process
+        """MLflow cannot delete a metric point, so the (metric, step) pairs from `step` on that the stopped process
         logged keep its values and this process does not log them again: one value per step, as an uninterrupted
-        run has (with a bit-identical resume, the same values; `metrics.jsonl` holds this process's)."""
-        self._replayed = {(key, logged) for key, logged in self._logged_pairs() if logged > step}
+        run has (with a bit-identical resume, the same values; `metrics.jsonl` holds this process's). From `step`,
+        not after it: a finished run resumed logs its finish's records (`best/val/*`) at its last step again."""
+        self._replayed = {(key, logged) for key, logged in self._logged_pairs() if logged >= step}
         if self._replayed:
             steps = sorted({logged for _, logged in self._replayed})
             log.info("MLflow run %s already has metrics at steps %d-%d from the process that was stopped: those "
