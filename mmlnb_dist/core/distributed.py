@@ -218,7 +218,8 @@ def plan_batch(global_batch: int, world_size: int, micro_batch: Optional[int],
         raise ConfigError(
             f"{key}: global batch {global_batch} is not divisible by world size {world_size} (global = micro x "
             f"accumulation x world, whatever the micro batch): set {key} to {batches}, or run on "
-            f"{', '.join(map(str, fitting))} processes (a resumed run keeps its global batch)"
+            f"{', '.join(map(str, fitting))} process{'' if fitting == [1] else 'es'} (a resumed run keeps its global "
+            f"batch)"
         )
     if micro_batch is None:
         micro_batch = global_batch // world_size

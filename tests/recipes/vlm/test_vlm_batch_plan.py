@@ -13,7 +13,13 @@ from mmlnb_dist.recipes.vlm.finetune import FinetuneVLMRecipe
 def test_an_indivisible_vlm_batch_names_the_vlm_keys():
     cfg = load_config("cpu-demo", ["vlm.global_batch_size=5", "vlm.micro_batch_per_gpu=null",
                                    "distributed.micro_batch_per_gpu=null"])
-    with pytest.raises(ConfigError, match=r"^vlm\.global_batch_size: .*set vlm\.micro_batch_per_gpu or change"):
+    with pytest.raises(ConfigError) as err:
+        FinetuneVLMRecipe.check_config(cfg, 2)
+    assert str(err.value).startswith("vlm.global_batch_size: global batch 5 is not divisible by world size 2")
+    assert "set vlm.global_batch_size to 4 or 6, or run on 1 process " in str(err.value)
+    assert "distributed." not in str(err.value)
+    cfg = load_config("cpu-demo", ["vlm.global_batch_size=8", "vlm.micro_batch_per_gpu=3"])
+    with pytest.raises(ConfigError, match=r"^vlm\.global_batch_size: .*set vlm\.micro_batch_per_gpu to 1, 2, 4"):
         FinetuneVLMRecipe.check_config(cfg, 2)
 
 
