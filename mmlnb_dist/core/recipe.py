@@ -53,7 +53,7 @@ import yaml
 from .distributed import DistEnv, init_engine_process_group
 from .engine import check_precision
 from .errors import ConfigError
-from .files import load_yaml, sha256_file
+from .files import load_yaml
 from .logging import setup_logging, stopped_on_request
 from .provenance import allowed, flatten, format_changes, read_record, refuse_changes, write_record
 from .runlock import FolderLock, ReadLock
@@ -199,11 +199,11 @@ DEEPSPEED_CONTENT = "distributed.deepspeed_config (content)"
 
 
 def _deepspeed_content(cfg: Any) -> Optional[str]:
-    """The user's DeepSpeed JSON as compared on resume: its path and content digest (None: none is used)."""
-    path = _dotted(cfg, "distributed.deepspeed_config")
-    if not path or not Path(path).is_file():
-        return None
-    return f"{path} (sha256 {sha256_file(path)[:16]})"
+    """The user's DeepSpeed JSON as compared on resume: its path and content digest (None: none is used), the
+    digest the pipeline's fingerprints hold (`DistributedConfig.results_dump`)."""
+    dist = getattr(cfg, "distributed", None)
+    digest = dist.results_dump().get("deepspeed_config_sha256") if dist is not None else None
+    return None if digest is None else f"{dist.deepspeed_config} (sha256 {digest[:16]})"
 
 
 def record_deepspeed_json(cfg: Any, run_dir: Path) -> None:
