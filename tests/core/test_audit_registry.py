@@ -10,7 +10,7 @@ import pytest
 
 from mmlnb_dist.core.errors import UserError
 from mmlnb_dist.core.sections import TrackingConfig
-from mmlnb_dist.core.tracking import registry
+from mmlnb_dist.core.tracking import card, registry
 from mmlnb_dist.core.tracking.lineage import (DataChangedError, check_resumed_datasets, metric_split, not_comparable,
                                               record_datasets)
 from mmlnb_dist.core.tracking.metric_name import UnknownMetricError, has_metric, require_metric
@@ -176,10 +176,10 @@ def test_registering_needs_the_mlflow_backend():
 
 def test_a_card_of_exactly_the_limit_is_kept_whole():
     """The registry keeps `limit` characters: a card that long is whole; one longer is cut on a line."""
-    card = ("x" * 9 + "\n") * 10
-    assert registry.version_description(card, limit=100) == card
-    cut = registry.version_description(card + "y\n", limit=100)
-    assert len(cut) <= 100 and cut.endswith(registry.CARD_CUT)
+    text = ("x" * 9 + "\n") * 10
+    assert card.version_description(text, limit=100) == text
+    cut = card.version_description(text + "y\n", limit=100)
+    assert len(cut) <= 100 and cut.endswith(card.CARD_CUT)
 
 
 def test_a_version_is_given_back_only_for_the_same_run_and_files(tmp_path):

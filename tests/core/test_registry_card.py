@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from mmlnb_dist.core.tracking.registry import ModelPackage, model_card, version_description
+from mmlnb_dist.core.tracking.card import model_card, version_description
+from mmlnb_dist.core.tracking.registry import ModelPackage
 
 
 def _run(metrics):

@@ -11,7 +11,6 @@ holder's own run, not from the latest version (aliases, not the deprecated stage
 """
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tu
 
 from ..checkpoint import better
 from ..errors import ConfigError, UserError
+from .card import model_card, run_config_text, version_description
 from .lineage import not_comparable, scored_on  # noqa: F401 - scored_on: the registry's rule, documented here
 from .metric_name import UnknownMetricError, require_metric
 from .versions import (ARTIFACTS_TAG, alias_holder, alias_turn, artifacts_digest, check_export_unchanged,
@@ -222,49 +222,6 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
     return RunToRegister(run_id, tracking_uri, dict(found.data.params), export_dir, run_dir, dict(found.data.metrics))
 
 
-def model_card(run, package: ModelPackage, metric: str) -> str:
-    """A Markdown model card: the recipe's sections, data lineage (dataset inputs), metrics, environment, config."""
-    lines = [f"# {package.title} from run `{run.info.run_id}` ({run.info.run_name})", ""]
-    for title, body in package.card_sections.items():
-        lines += [f"## {title}", body.rstrip(), ""]
-    lines.append("## Data")
-    for ds_input in getattr(run.inputs, "dataset_inputs", None) or []:
-        ds = ds_input.dataset
-        ctx = next((t.value for t in ds_input.tags if t.key == "mlflow.data.context"), "?")
-        profile = json.loads(ds.profile) if ds.profile else {}
-        lines.append(f"- {ctx}: `{ds.name}` digest `{ds.digest}`, {profile.get('num_samples')} samples, "
-                     f"class counts {profile.get('class_counts')}, source {ds.source}")
-        if profile.get("provenance"):
-            lines.append(f"  - provenance: `{json.dumps(profile['provenance'])[:500]}`")
-    lines += ["", f"## Metrics (selection metric: `{metric}`)"]
-    # the registered model is the exported (best) checkpoint: its `best/*` values, not the last epoch's
-    best = {k: v for k, v in run.data.metrics.items() if k.startswith(("best/val/", "best/test/"))}
-    if best:
-        lines.append("Of the exported checkpoint (the best validation epoch), the model registered here:")
-    else:
-        lines.append("The run's last logged values (it logged no `best/*` of an exported checkpoint):")
-        best = {k: v for k, v in run.data.metrics.items() if k.startswith(("val/", "test/", "train/", "train_epoch/"))}
-    lines += [f"- {k}: {v:.4f}" for k, v in sorted(best.items())]
-    env = {k: v for k, v in run.data.tags.items() if k.startswith(("version.", "git.", "device"))}
-    lines += ["", "## Environment"] + [f"- {k}: {v}" for k, v in sorted(env.items())]
-    cfg_path = run.data.tags.get("run_dir") and Path(run.data.tags["run_dir"]) / "config.yaml"
-    if cfg_path and cfg_path.is_file():
-        lines += ["", "## Config", "```yaml", cfg_path.read_text().rstrip(), "```"]
-    return "\n".join(lines) + "\n"
-
-
-CARD_CUT = "\n… (truncated; the full card is MODEL_CARD.md in the model's artifacts)\n"
-
-
-def version_description(card: str, limit: int = 5000) -> str:
-    """The model card as a version description (the registry keeps `limit` characters): whole, or cut at the
-    last line that fits, with a marker saying where the rest is, never mid-key."""
-    if len(card) <= limit:
-        return card
-    kept = card[:limit - len(CARD_CUT)]
-    return kept[:kept.rfind("\n") + 1 or len(kept)].rstrip("\n") + CARD_CUT
-
-
 BASE_REQUIREMENTS = ("torch", "torchvision", "transformers", "safetensors", "tokenizers", "numpy", "pandas",
                      "pillow", "pyyaml", "pydantic", "mlflow")
 
@@ -300,7 +257,7 @@ def _log_version(client, run, name: str, package: ModelPackage, code: Path, metr
     import mlflow
 
     run_id = run.info.run_id
-    card = model_card(run, package, metric)
+    card = model_card(run, package, metric, run_config_text(client, run))
     # None when unset: `get_tracking_uri` would give MLflow's default (`<cwd>/mlflow.db`), and setting that back
     # would export it as MLFLOW_TRACKING_URI to everything this process runs afterwards
     previous_tracking = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
