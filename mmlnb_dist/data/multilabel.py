@@ -72,17 +72,42 @@ def load_label_merge(path: Union[str, Path]) -> Dict[str, str]:
     return merge
 
 
+MISSING_CELLS = frozenset({"nan", "none", "null", "na", "n/a", "<na>"})
+"""Whole label cells that mean "no value" (how pandas writes a missing cell with `astype(str)` or `na_rep`, and
+the markers pandas itself reads as missing): no label, not a class named `nan`."""
+
+
 def parse_label_cell(cell: str, separator: str) -> List[str]:
-    """Label names of one cell: a JSON list (`["a", "b"]`) or names joined by `separator`; blanks removed."""
+    """Label names of one cell: a JSON list (`["a", "b"]`), a Python list or tuple literal (`['a', 'b']`: a
+    pandas list column saved with `to_csv`), or names joined by `separator`; blanks, nulls and NaNs removed. A
+    missing-value marker (`MISSING_CELLS`) is no label."""
     cell = (cell or "").strip()
-    if cell.startswith("["):
-        try:
-            names = json.loads(cell)
-        except json.JSONDecodeError:
-            names = None
-        if isinstance(names, list):
-            return [str(n).strip() for n in names if str(n).strip()]
+    if cell.casefold() in MISSING_CELLS:
+        return []
+    if cell.startswith(("[", "(")):
+        names = _list_literal(cell)
+        if names is not None:
+            return [str(n).strip() for n in names if not _missing(n) and str(n).strip()]
     return [n.strip() for n in cell.split(separator) if n.strip()]
+
+
+def _list_literal(cell: str) -> Optional[List[Any]]:
+    """The items of a cell written as a JSON list or a Python list / tuple literal, else None (plain text)."""
+    import ast
+
+    try:
+        names = json.loads(cell)
+    except json.JSONDecodeError:
+        try:
+            names = ast.literal_eval(cell)  # literals only: nothing in the cell is run
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return None
+    return list(names) if isinstance(names, (list, tuple)) else None
+
+
+def _missing(item: Any) -> bool:
+    """A list item that holds no label: null / None, or a float NaN."""
+    return item is None or (isinstance(item, float) and item != item)
 
 
 def _merged(names: Sequence[str], merge: Mapping[str, str]) -> List[str]:
