@@ -50,7 +50,10 @@ def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, classes: Seq
                            "labels_without_positives": [classes[i] for i in range(n_labels) if positives[i] == 0],
                            "labels_without_negatives": [classes[i] for i in range(n_labels)
                                                         if positives[i] == len(target)]}
-    probs = scores.sigmoid()
+    # AUROC reads only the order of the scores: their dense ranks over the whole split, scaled into [0, 1] (a
+    # float32 sigmoid rounds CLIP-scale logits, zero-shot's 15-35, all to 1.0 and ties them)
+    ranks = torch.unique(scores, return_inverse=True)[1].double()
+    probs = ranks / max(float(ranks.max()), 1.0) if ranks.numel() else ranks
     out["micro_auroc"] = float(multilabel_auroc(probs, target, n_labels, average="micro"))
     out["macro_auroc"] = (float(multilabel_auroc(probs[:, defined], target[:, defined], len(defined),
                                                  average="macro")) if len(defined) > 1 else

@@ -82,7 +82,9 @@ class ClipPredictor:
         pixels = torch.stack([self.transform(img) for img in images])
         with torch.no_grad():
             logits = self.model(**self.model.inputs(pixels, [t or "" for t in texts], self.device))
-        return torch.sigmoid(logits.float()).cpu().numpy()
+        # float64: a float32 sigmoid rounds CLIP-scale logits (zero-shot's 15-35) to 1.0, and the tied labels
+        # would be chosen by their position
+        return torch.sigmoid(logits.double()).cpu().numpy()
 
 
 def predictions_frame(predictor: ClipPredictor, images: Sequence[Any], texts: Sequence[str], keys: Sequence[Any],
