@@ -77,6 +77,10 @@ MISSING_CELLS = frozenset({"nan", "none", "null", "na", "n/a", "<na>"})
 the markers pandas itself reads as missing): no label, not a class named `nan`."""
 
 
+INDICATOR_VALUES = frozenset({"0", "1", "true", "false", "yes", "no", "y", "n"})
+"""Cell values of a one-hot indicator column: a labels column holding only these is not a column of label sets."""
+
+
 def parse_label_cell(cell: str, separator: str) -> List[str]:
     """Label names of one cell: a JSON list (`["a", "b"]`), a Python list or tuple literal (`['a', 'b']`: a
     pandas list column saved with `to_csv`), or names joined by `separator`; blanks, nulls and NaNs removed. A
@@ -219,8 +223,14 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
     if not kept:
         listing = "; ".join(f"row {d['row']}: {d['reason']}" for d in dropped[:10])
         raise ShardError(f"no usable row in {csv_path} ({len(dropped)} dropped): {listing}")
-    check_label_spellings(parsed, kept, csv_path, opts.separator)
     used = {x for n in kept for x in parsed[n]}
+    if classes is None and all(x.casefold() in INDICATOR_VALUES for x in used):
+        raise ShardError(f"CSV {csv_path}: the labels column '{opts.labels_column}' holds only indicator values "
+                         f"({', '.join(sorted(used))}), not label names: a one-hot CSV (one 0/1 or yes/no column "
+                         f"per label) is not read, and these values would be classes of their own. Write each "
+                         f"row's label names into one column (e.g. `fat{opts.separator}necrosis`) and name it with "
+                         f"data.multilabel.labels_column (--labels-column)")
+    check_label_spellings(parsed, kept, csv_path, opts.separator)
     if classes is not None:
         vocabulary = [c for c in classes if c not in rare]
         unused = [c for c in vocabulary if c not in used]
