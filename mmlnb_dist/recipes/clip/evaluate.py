@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ...core.distributed import DistEnv, gather_tensors, init_process_group
 from ...core.errors import UserError
+from ...core.files import strict_json
 from ...data.loader import build_loader
 from ...data.preprocess import ImageSamplePreprocess, MultiHotLabel
 from ...data.shardset import ShardSet
@@ -114,5 +115,5 @@ def evaluate_command(cfg: "Config", *, export: Optional[str], checkpoint: Option
     metrics, classes = evaluate_export(cfg, export, split)
     track_evaluation(cfg, str(export), split, metrics, classes)
     if as_json:
-        return json.dumps(metrics, indent=2)
+        return json.dumps(strict_json(metrics), indent=2, allow_nan=False)  # an undefined AUROC: null, not NaN
     return format_metrics_table(metrics, classes, f"{split} split ({export})")
