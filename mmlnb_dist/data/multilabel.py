@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import unicodedata
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -264,21 +265,23 @@ with another separator than `data.multilabel.separator`."""
 
 def check_label_spellings(parsed: Mapping[int, List[str]], rows: Sequence[int], csv_path: Path,
                           separator: str) -> None:
-    """Refuse label names of `rows` that differ only in case or spacing (two classes of one label, each with half
-    its samples); warn about names holding another separator character (`fat;necrosis` read whole under `|`)."""
+    """Refuse label names of `rows` that differ only in case, spacing or Unicode form (two classes of one label,
+    each with half its samples); warn about names holding another separator character (`fat;necrosis` read whole
+    under `|`)."""
     first_row: Dict[str, int] = {}
     for n in rows:
         for label in parsed[n]:
             first_row.setdefault(label, n)
     spellings: Dict[str, List[str]] = {}
     for label in first_row:
-        spellings.setdefault("".join(label.split()).casefold(), []).append(label)
+        # one Unicode form (NFKC: composed `Ö` and `O` + combining diaeresis alike), no spaces, one case
+        spellings.setdefault(unicodedata.normalize("NFKC", "".join(label.split())).casefold(), []).append(label)
     clashes = [names for names in spellings.values() if len(names) > 1]
     if clashes:
         listing = "; ".join(" and ".join(f"'{name}' (row {first_row[name]})" for name in names) for names in clashes)
-        raise ShardError(f"{csv_path}: label names that differ only in case or spacing would be separate classes: "
-                         f"{listing}. Write each label one way, or unite the spellings with a label merge "
-                         f"(data.multilabel.label_merge / --label-merge: `Target: [spelling, ...]`)")
+        raise ShardError(f"{csv_path}: label names that differ only in case, spacing or Unicode form would be "
+                         f"separate classes: {listing}. Write each label one way, or unite the spellings with a "
+                         f"label merge (data.multilabel.label_merge / --label-merge: `Target: [spelling, ...]`)")
     odd = {label: [c for c in SEPARATOR_LOOKALIKES if c != separator and c in label] for label in first_row}
     odd = {label: chars for label, chars in odd.items() if chars}
     if odd:
