@@ -74,8 +74,9 @@ def load_label_merge(path: Union[str, Path]) -> Dict[str, str]:
 
 
 MISSING_CELLS = frozenset({"nan", "none", "null", "na", "n/a", "<na>"})
-"""Whole label cells that mean "no value" (how pandas writes a missing cell with `astype(str)` or `na_rep`, and
-the markers pandas itself reads as missing): no label, not a class named `nan`."""
+"""Whole label (or group) cells that mean "no value" (how pandas writes a missing cell with `astype(str)` or
+`na_rep`, and the markers pandas itself reads as missing): no label, not a class named `nan`; no group, not one
+slide named `nan` holding every row without one."""
 
 
 INDICATOR_VALUES = frozenset({"0", "1", "true", "false", "yes", "no", "y", "n"})
@@ -251,7 +252,8 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
         while key in keys:  # one image with several captions (Quilt-style): one sample per row; again if another
             key = f"{key}-r{n}"  # image's own key reads so (`a-r3.png`)
         keys.add(key)
-        group = (row.get(group_col) or "").strip() or None if group_col else None
+        group = (row.get(group_col) or "").strip() if group_col else ""
+        group = None if not group or group.casefold() in MISSING_CELLS else group  # `nan`: a missing cell
         samples.append(SampleSpec(key, labels[0], paths[n], group, row[opts.text_column].strip(),
                                   {"file": rel, "row": n, "labels": labels}))
     counts = Counter(x for s in samples for x in s.meta["labels"])

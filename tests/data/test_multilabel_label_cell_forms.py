@@ -35,3 +35,18 @@ def test_a_pandas_written_csv_reads_its_list_column_and_drops_its_missing_rows(t
     assert [(d["row"], d["reason"]) for d in got.dropped] == [(3, "no labels")]
     assert [s.meta["labels"] for s in got.samples] == [["fat", "necrosis"], ["mitoses"], ["fat"]]
     assert got.label_counts == {"fat": 2, "mitoses": 1, "necrosis": 1}
+
+
+def test_a_missing_group_written_as_nan_is_no_group(tmp_path):
+    """A slide id column with missing cells saved by pandas with `astype(str)` holds `nan`: those rows have no
+    group (each its own split unit), not one slide named `nan` that the split keeps whole."""
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()
+    lines = ["image,text,labels,slide_id"]
+    for i, slide in enumerate(["S1", "nan", "NaN", "None", "S1"]):
+        Image.new("RGB", (8, 8), (9 * i, 0, 0)).save(tmp_path / "img" / f"p{i}.png")
+        lines.append(f"img/p{i}.png,caption {i},fat,{slide}")
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    got = read_multilabel_csv(tmp_path / "pairs.csv", MultiLabelConfig())
+    assert [s.slide_id for s in got.samples] == ["S1", None, None, None, "S1"]
