@@ -74,7 +74,7 @@ def load_label_merge(path: Union[str, Path]) -> Dict[str, str]:
 
 
 MISSING_CELLS = frozenset({"nan", "none", "null", "na", "n/a", "<na>"})
-"""Whole label (or group) cells that mean "no value" (how pandas writes a missing cell with `astype(str)` or
+"""Whole label (or group, or text) cells that mean "no value" (how pandas writes a missing cell with `astype(str)` or
 `na_rep`, and the markers pandas itself reads as missing): no label, not a class named `nan`; no group, not one
 slide named `nan` holding every row without one."""
 
@@ -189,7 +189,8 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
             why.append("no image path")
         elif not path.is_file():
             why.append("image file not found")
-        if not (row.get(opts.text_column) or "").strip():
+        text = (row.get(opts.text_column) or "").strip()
+        if not text or text.casefold() in MISSING_CELLS:  # `nan`: a missing caption written by pandas
             why.append("empty text")
         labels = _merged(parse_label_cell(row.get(opts.labels_column) or "", opts.separator), merge)
         if not labels:

@@ -50,3 +50,12 @@ def test_a_missing_group_written_as_nan_is_no_group(tmp_path):
     (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
     got = read_multilabel_csv(tmp_path / "pairs.csv", MultiLabelConfig())
     assert [s.slide_id for s in got.samples] == ["S1", None, None, None, "S1"]
+
+
+def test_a_missing_caption_written_as_nan_drops_the_row_as_empty_text(tmp_path):
+    """A caption cell of `nan` (pandas' missing text through `astype(str)`) is no caption: the row is dropped as
+    "empty text", not trained and scored on the word `nan`."""
+    path = write_pairs_csv(tmp_path, ["fat", "fat|necrosis", "necrosis"], texts={1: "nan", 2: "None"})
+    got = read_multilabel_csv(path, MultiLabelConfig())
+    assert [(d["row"], d["reason"]) for d in got.dropped] == [(2, "empty text"), (3, "empty text")]
+    assert [s.description for s in got.samples] == ["caption 0"]
