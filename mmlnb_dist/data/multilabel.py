@@ -6,9 +6,10 @@
 
 A row is dropped (and reported by its row number, the 1-based data row after the header, with every reason
 found) when its image path is empty, missing or unreadable, its text is empty, it has no label, a label falls
-outside a given vocabulary after merging, it has more labels than `max_labels`, or all of its labels are rarer
-than `min_frequency`. The good rows are still built. Each kept sample carries its label set in the `json` member
-(`labels`: names, `multi_hot`: 0/1 per class), never pickled, and its text in the `txt` member.
+outside a given vocabulary after merging, it has more labels than `max_labels`, it repeats an earlier row whole
+(the same image and label set, every other cell equal), or all of its labels are rarer than `min_frequency`.
+The good rows are still built. Each kept sample carries its label set in the `json` member (`labels`: names,
+`multi_hot`: 0/1 per class), never pickled, and its text in the `txt` member.
 """
 from __future__ import annotations
 
@@ -121,6 +122,23 @@ def _merged(names: Sequence[str], merge: Mapping[str, str]) -> List[str]:
     return list(dict.fromkeys(merge.get(n, n) for n in names))
 
 
+def _repeated_rows(candidates: Sequence[int], rows: Sequence[Mapping[str, Any]], paths: Mapping[int, Path],
+                   parsed: Mapping[int, List[str]], opts: MultiLabelConfig) -> Dict[int, List[str]]:
+    """{row: [reason]} for each row that repeats an earlier one whole (the same image file and label set, every
+    other cell equal: text, slide): one sample, not two that count twice in the label counts and the metrics."""
+    first: Dict[Any, int] = {}
+    out: Dict[int, List[str]] = {}
+    for n in candidates:
+        cells = sorted((str(k), str(v or "").strip()) for k, v in rows[n - 1].items()
+                       if k not in (opts.image_column, opts.labels_column))
+        same = (paths[n].resolve(), frozenset(parsed[n]), tuple(cells))
+        if same in first:
+            out[n] = [f"repeats row {first[same]} (the same image, text and labels)"]
+        else:
+            first[same] = n
+    return out
+
+
 def _image_problem(path: Path) -> Optional[str]:
     """Why the image cannot be used, or None. Decodes it fully: a truncated file fails here, not in the build."""
     from PIL import Image
@@ -209,6 +227,7 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
         for n, problem in zip(candidates, pool.map(lambda k: _image_problem(paths[k]), candidates)):
             if problem:
                 reasons[n] = [problem]
+    reasons.update(_repeated_rows([n for n in parsed if n not in reasons], rows, paths, parsed, opts))
     kept = [n for n in parsed if n not in reasons]
     freq = Counter(x for n in kept for x in parsed[n])
     rare = {x for x, c in freq.items() if c < opts.min_frequency}
