@@ -69,6 +69,17 @@ def _attach_descriptions(samples: List[SampleSpec], source: Path, root: Path) ->
                     f" ({_listed(unused)})" if unused else "")
 
 
+MISSING_CELLS = frozenset({"nan", "none", "null", "na", "n/a", "<na>"})
+"""Whole cells that mean "no value" (how pandas writes a missing cell with `astype(str)` or `na_rep`, and the
+markers pandas itself reads as missing): no slide, description or label, not one named `nan`."""
+
+
+def present(cell: Optional[str]) -> Optional[str]:
+    """`cell` stripped, or None when it is empty or a missing-value marker (`MISSING_CELLS`)."""
+    text = (cell or "").strip()
+    return None if not text or text.casefold() in MISSING_CELLS else text
+
+
 def read_patch_csv(csv_path: Path) -> List[SampleSpec]:
     """The samples a patches CSV lists (path|file, label[, slide_id, description]). A row without a path or label
     is refused by its line; blank rows (Excel's `,,`) are skipped and counted."""
@@ -94,12 +105,12 @@ def read_patch_csv(csv_path: Path) -> List[SampleSpec]:
                 short = " missing: the row has fewer fields than the header" if row[column] is None else ""
                 raise ShardError(f"{csv_path} line {line}: no {what} (column '{column}'{short})")
         # a CSV written on Windows names `UD\x.png`; a backslash is no file-name character anyone means here
-        listed.append((Path(values[path_col].replace("\\", "/")).as_posix(), values, row.get("description") or None))
+        listed.append((Path(values[path_col].replace("\\", "/")).as_posix(), values, present(row.get("description"))))
     if blank:
         log.warning("%s: %d blank row%s skipped (line%s %s)", csv_path, len(blank), "s" if len(blank) > 1 else "",
                     "s" if len(blank) > 1 else "", _listed([str(n) for n in blank]))
     keys = sample_keys([rel for rel, _, _ in listed])
-    return [SampleSpec(keys[rel], values["label"], csv_path.parent / rel, values.get("slide_id") or None, desc,
+    return [SampleSpec(keys[rel], values["label"], csv_path.parent / rel, present(values.get("slide_id")), desc,
                        {"file": rel}) for rel, values, desc in listed]
 
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ..core.files import dict_reader, load_yaml, open_csv
 from .build import SampleSpec, build_shards
-from .collect import sample_keys
+from .collect import MISSING_CELLS, sample_keys
 from .config import BuildConfig, MultiLabelConfig
 from .shardset import ShardError
 
@@ -72,12 +72,6 @@ def load_label_merge(path: Union[str, Path]) -> Dict[str, str]:
                                  f"'{target}'; list it under one target")
             merge[source] = str(target)
     return merge
-
-
-MISSING_CELLS = frozenset({"nan", "none", "null", "na", "n/a", "<na>"})
-"""Whole label (or group, or text) cells that mean "no value" (how pandas writes a missing cell with `astype(str)` or
-`na_rep`, and the markers pandas itself reads as missing): no label, not a class named `nan`; no group, not one
-slide named `nan` holding every row without one."""
 
 
 INDICATOR_VALUES = frozenset({"0", "1", "true", "false", "yes", "no", "y", "n"})
