@@ -234,13 +234,13 @@ def tile_slides(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path,
     from ..core.runlock import FolderLock
     from ..data.build import discard_empty_output
 
-    refuse_file_out(Path(out))
     if s.mask_dir is not None:
         masks = _absolute(Path(s.mask_dir))
         for replaced in (_absolute(Path(out)), staging_folder(Path(out)) / "qc"):
             if masks == replaced or replaced in masks.parents:
                 raise TilingInputError(f"--mask-dir {s.mask_dir} is inside {replaced}, which this run replaces (its "
                                        f"masks would go with it): copy the corrected masks to a folder of their own")
+    refuse_file_out(Path(out))
     lock = FolderLock(Path(out), "slides tile").acquire()
     try:
         report = _tile_slides_locked(s, build, slides, labels, out, classes, progress, logger)

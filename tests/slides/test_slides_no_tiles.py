@@ -82,7 +82,8 @@ def test_a_folder_that_is_not_a_shard_set_is_left_alone(wsi, tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    assert _tile(wsi, "two", out, "slides.qc.min_blur=100000") == 1
+    # refused before any slide is tiled (exit 2), as a run that keeps tiles would be refused at the shards
+    assert _tile(wsi, "two", out, "slides.qc.min_blur=100000") == 2
     assert (out / "notes.txt").read_text() == "keep me"
 
 
