@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> list:
+    if args.mpp is not None and args.magnification is not None:
+        from ..core.errors import UserError
+
+        # one tile resolution: which one was meant is the user's call (--mpp was dropped silently)
+        raise UserError(f"--mpp {args.mpp:g} and --magnification {args.magnification:g}: give one of them (the "
+                        f"tile resolution in um/px, or as objective power)")
     extra = []
     for attr, key in FLAG_KEYS.items():
         value = getattr(args, attr, None)
