@@ -134,8 +134,7 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
                               f"tile ({size0} px at level 0: slides.tile_size={cfg.tile_size} at slides.mpp="
                               f"{target_mpp})")
             elif not mask.polygons or not cands:
-                result["status"] = "no_tissue"
-                result["error"] = "no tissue found" if not mask.polygons else "no tile fits inside the tissue"
+                result.update(status="no_tissue", error=_no_tissue_reason(job.mask_path, mask, (w0, h0)))
             normalizer = job.normalizer or StainNormalizer("none")
             boxes = _tile_loop(reader, job, cands, quota, size0, level, target_mpp, mask, normalizer, tmp, result)
             if result["status"] == "ok" and result["kept"] == 0:
@@ -164,6 +163,26 @@ def upsampling_note(level0_mpp: float, target_mpp: float) -> Optional[str]:
         return None
     return (f"tiles at {target_mpp:.4g} um/px are finer than the scan ({level0_mpp:.4g} um/px): upsampled "
             f"{level0_mpp / target_mpp:.3g}x, with no detail gained (--mpp {level0_mpp:.4g} or coarser avoids it)")
+
+
+def _no_tissue_reason(mask_path: Optional[Path], mask: TissueMask, dims: tuple) -> str:
+    """Why a slide has no candidate tile; a corrected mask's own problem names its file (it is not a detection
+    that found nothing): no region in it, or every region outside the slide."""
+    if mask_path is None:
+        return "no tissue found" if not mask.polygons else "no tile fits inside the tissue"
+    name = Path(mask_path).name
+    if not mask.polygons:
+        return (f"its mask {name} holds no tissue region (no Polygon or MultiPolygon annotation but exclusions; "
+                f"points, lines and detections are not regions)")
+    w0, h0 = dims
+    boxes = [(p.outer[:, 0].min(), p.outer[:, 1].min(), p.outer[:, 0].max(), p.outer[:, 1].max())
+             for p in mask.polygons]
+    if all(x1 <= 0 or y1 <= 0 or x0 >= w0 or y0 >= h0 for x0, y0, x1, y1 in boxes):
+        x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        return (f"the regions of its mask {name} (x {x0:.0f} to {x1:.0f}, y {y0:.0f} to {y1:.0f}) lie outside the "
+                f"slide ({w0} x {h0} px at level 0): a mask of another slide, or coordinates not in level-0 pixels?")
+    return "no tile fits inside the tissue"
 
 
 def _no_tile_reason(job: SlideJob, quota: Optional[int], result: Dict[str, Any]) -> str:
