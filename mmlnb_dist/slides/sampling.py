@@ -39,9 +39,11 @@ def mask_fractions(raster: np.ndarray, scale: float, xs: np.ndarray, ys: np.ndar
 def grid_candidates(raster: np.ndarray, scale: float, dims: Tuple[int, int], size0: int,
                     cfg: SamplingConfig, rng: np.random.Generator) -> List[Candidate]:
     w0, h0 = dims
+    if w0 < size0 or h0 < size0:  # no tile fits: (0, 0) would reach past the edge (counted by balanced quotas)
+        return []
     stride = max(1, int(round(size0 * (1.0 - cfg.overlap))))
-    xs = np.arange(0, max(w0 - size0, 0) + 1, stride)
-    ys = np.arange(0, max(h0 - size0, 0) + 1, stride)
+    xs = np.arange(0, w0 - size0 + 1, stride)
+    ys = np.arange(0, h0 - size0 + 1, stride)
     gx, gy = np.meshgrid(xs, ys)
     gx, gy = gx.ravel(), gy.ravel()
     frac = mask_fractions(raster, scale, gx, gy, size0)
