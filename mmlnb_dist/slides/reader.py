@@ -73,6 +73,22 @@ def _mpp_problem(mpp_x: float, mpp_y: float) -> Optional[str]:
     return None
 
 
+def objective_power(properties) -> Tuple[Optional[float], Optional[str]]:
+    """The scan's objective power, and a note when the metadata's value is no magnification (0, negative, not a
+    number): it is then ignored as a missing one is (a power of 0 gave tiles of 0 um/px, a run that never ended)."""
+    text = properties.get("openslide.objective-power")
+    if text in (None, ""):
+        return None, None
+    try:
+        power = float(text)
+    except ValueError:
+        power = float("nan")
+    if np.isfinite(power) and power > 0:
+        return power, None
+    return None, (f"objective power {text!r} in the slide metadata is not a magnification: ignored, so "
+                  f"--magnification M tiles at 10/M um/px (the usual 20x ~ 0.5 um/px); --mpp avoids the guess")
+
+
 class SlideReader:
     """An open slide with its id, level-0 resolution and a `read_tile` at any resolution.
 
@@ -94,8 +110,7 @@ class SlideReader:
         self.dimensions: Tuple[int, int] = self._slide.dimensions
         self.level_downsamples = tuple(float(d) for d in self._slide.level_downsamples)
         self.level_dimensions = tuple(self._slide.level_dimensions)
-        power = self._slide.properties.get("openslide.objective-power")
-        self.objective_power = float(power) if power not in (None, "") else None
+        self.objective_power, self.power_note = objective_power(self._slide.properties)
         self.vendor = self._slide.properties.get("openslide.vendor", "unknown")
 
     def close(self) -> None:

@@ -119,7 +119,9 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
             result.update(level0_mpp=reader.mpp, mpp_source=reader.mpp_source, mpp=target_mpp, level=level,
                           size0=size0, tissue_fraction=mask.fraction, dimensions=list(reader.dimensions))
             # Recorded, not logged here: a pool or Ray worker's log goes nowhere the user looks; the driver logs them.
-            warnings = [w for w in (reader.mpp_note, upsampling_note(reader.mpp, target_mpp), *mask_notes) if w]
+            power_note = reader.power_note if cfg.magnification is not None else None
+            warnings = [w for w in (reader.mpp_note, power_note, upsampling_note(reader.mpp, target_mpp),
+                                    *mask_notes) if w]
             if warnings:
                 result["warnings"] = warnings
             quota = job.quota if job.quota is not None else cfg.sampling.max_tiles_per_slide
