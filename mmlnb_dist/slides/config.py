@@ -4,9 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..core.config import Section
+
+
+# The coarsest level-0 resolution a scan has (a 0.5x overview); reader.PLAUSIBLE_MPP holds slide metadata to it.
+MAX_SCAN_MPP = 20.0
 
 
 class TissueConfig(Section):
@@ -88,7 +92,8 @@ class SlidesConfig(Section):
     """Requested objective magnification (e.g. 20); converted with the slide's objective power."""
 
     assume_mpp: Optional[float] = Field(None, gt=0.0)
-    """Level-0 microns per pixel for slides whose metadata carry no resolution (otherwise they are rejected)."""
+    """Level-0 microns per pixel for slides whose metadata carry no resolution (otherwise they are rejected); at
+    most 20, as a scan's (a 40x scan is about 0.25)."""
 
     tile_size: int = Field(256, ge=16)
     """Tile side in pixels at the requested resolution."""
@@ -124,6 +129,16 @@ class SlidesConfig(Section):
 
     log_to_tracking: bool = False
     """Log the QC pictures and summary through the tracking logger (`tracking.*` backends)."""
+
+    @field_validator("assume_mpp")
+    @classmethod
+    def _a_scan_resolution(cls, value: Optional[float]) -> Optional[float]:
+        # the bound slide metadata is held to (reader.PLAUSIBLE_MPP): coarser, each tile is a few level-0 pixels
+        # blown up to the tile size, and a large slide has hundreds of millions of candidate positions
+        if value is not None and value > MAX_SCAN_MPP:
+            raise ValueError(f"{value:g} um/px is not a scan's level-0 resolution (at most {MAX_SCAN_MPP:g}; a 40x "
+                             f"scan is about 0.25 um/px, a 20x one 0.5): a magnification given as --assume-mpp?")
+        return value
 
     @model_validator(mode="after")
     def _resolution_given(self) -> "SlidesConfig":

@@ -11,6 +11,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from .config import MAX_SCAN_MPP
+
 
 class SlideError(Exception):
     """A slide cannot be used (unreadable, truncated, no resolution); the message names the slide."""
@@ -27,7 +29,7 @@ class Resolution:
 # Level-0 resolutions a slide scan can have: 0.05 um/px is beyond any objective, 20 um/px a 0.5x overview. Outside
 # it the tag is not a scan resolution: a TIFF written at 72 dpi reads as 352.78 um/px, which would tile 1-pixel
 # squares blown up to the tile size (millions of candidates, no usable tile).
-PLAUSIBLE_MPP = (0.05, 20.0)
+PLAUSIBLE_MPP = (0.05, MAX_SCAN_MPP)
 # Pixels whose x and y sizes differ by more than this are not square: tiles square in level-0 pixels would be
 # stretched. Within it, the difference is scanner calibration rounding and the mean is used.
 MAX_ANISOTROPY = 0.10
