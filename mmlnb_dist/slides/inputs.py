@@ -230,12 +230,32 @@ def refuse_file_out(out: Path) -> None:
                                f"the shard set would replace them; give a new or empty folder")
 
 
+def nested_slides(folder: Path, stem: str = "*", limit: int = 3) -> List[str]:
+    """Up to `limit` slide files (named `<stem>.*`) one or two subfolders below `folder`, as paths relative to it:
+    `--slides` reads its top level only, and a cohort kept one folder per site or patient is passed over."""
+    import itertools
+
+    found = (p for pattern in (f"*/{stem}.*", f"*/*/{stem}.*") for p in Path(folder).glob(pattern)
+             if p.suffix.lower() in SLIDE_EXTENSIONS and p.is_file() and not p.name.startswith("."))
+    return sorted(p.relative_to(folder).as_posix() for p in itertools.islice(found, limit))
+
+
+def no_slide_files(slides: Path) -> str:
+    """The message for a `--slides` with no slide file, naming slides in its subfolders when there are some."""
+    message = f"--slides {slides}: no slide files ({', '.join(SLIDE_EXTENSIONS)})"
+    nested = nested_slides(slides) if Path(slides).is_dir() else []
+    if nested:
+        message += (f"; subfolders hold some ({', '.join(nested)}{', ...' if len(nested) == 3 else ''}), which are "
+                    f"not searched: list the slides in a CSV with a 'path' column and pass it as --slides")
+    return message
+
+
 def check_input_paths(slides: Path, labels: Path, out: Path) -> None:
     """The usage errors about the paths themselves, before anything is written (a tracking run in `<out>.work`):
     `--out` a file, no slide in `--slides`, an unreadable `--labels`. `tile_slides` meets them again."""
     refuse_file_out(out)
     if not find_slides(Path(slides)):
-        raise TilingInputError(f"--slides {slides}: no slide files ({', '.join(SLIDE_EXTENSIONS)})")
+        raise TilingInputError(no_slide_files(Path(slides)))
     read_labels(Path(labels))
 
 
@@ -271,6 +291,10 @@ def _no_slide_file(slide_id: str, folder: Optional[Path]) -> str:
     others = sorted(p.name for p in Path(folder).glob(f"{glob.escape(slide_id)}.*")
                     if p.is_file() and p.stem == slide_id) if folder is not None and Path(folder).is_dir() else []
     if not others:
+        nested = nested_slides(Path(folder), glob.escape(slide_id), 1) if folder is not None else []
+        if nested and Path(nested[0]).stem == slide_id:
+            return (f"named in the label file; {nested[0]} is in a subfolder, which is not searched (list the slides "
+                    f"in a CSV with a 'path' column and pass it as --slides)")
         return "named in the label file, no slide file"
     return (f"named in the label file; {others[0]} is there, but {Path(others[0]).suffix or 'its suffix'} is not a "
             f"slide format ({', '.join(SLIDE_EXTENSIONS)})")

@@ -21,10 +21,10 @@ import numpy as np
 
 from ..core.progress import progress_bar
 from ..data.config import BuildConfig
-from ..data.images import SLIDE_EXTENSIONS
 from .config import SlidesConfig
 from .inputs import (MASK_SUFFIX, TilingInputError, check_mask_dir, find_slides, mask_path, match_inputs,
-                     no_usable_slide, problem_record, qc_file_name, read_labels, refuse_file_out)
+                     no_slide_files, no_usable_slide, problem_record, qc_file_name, read_labels,
+                     refuse_file_out)
 from .ray_tasks import ray_results
 from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, safe_key
 
@@ -265,7 +265,7 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     work = staging_folder(out)
     found = find_slides(Path(slides))
     if not found:
-        raise TilingInputError(f"--slides {slides}: no slide files ({', '.join(SLIDE_EXTENSIONS)})")
+        raise TilingInputError(no_slide_files(Path(slides)))
     usable, problems = match_inputs(found, read_labels(Path(labels)), classes,
                                     folder=Path(slides) if Path(slides).is_dir() else None)
     if not usable:
