@@ -201,6 +201,7 @@ def _tile_loop(reader: SlideReader, job: SlideJob, cands, quota: Optional[int], 
     """Read, QC, normalise and stage tiles until `quota` are kept; returns (x, y, reason) boxes for the picture."""
     cfg = job.cfg
     rejected: Counter = Counter()
+    unnormalised: Counter = Counter()  # kept tiles the normaliser gave back as they came, by what it recorded
     boxes: List[tuple] = []
     kept = 0
     with open(tmp / TILES, "w") as index, open(tmp / REJECTED, "w") as rejects:
@@ -216,6 +217,8 @@ def _tile_loop(reader: SlideReader, job: SlideJob, cands, quota: Optional[int], 
                                           "qc": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
                 continue
             out, used = normalizer(tile)
+            if "-failed" in used:
+                unnormalised[used] += 1
             key = f"{safe_key(job.slide_id)}_x{x}_y{y}"
             (tmp / "tiles" / f"{key}.jpg").write_bytes(encode_jpeg(out, cfg.stage_jpeg_quality))
             meta = {"source": f"slides:{Path(job.path).name}", "slide_id": job.slide_id, "level": level,
@@ -226,4 +229,8 @@ def _tile_loop(reader: SlideReader, job: SlideJob, cands, quota: Optional[int], 
             kept += 1
     result["kept"] = kept
     result["rejected"] = {r: int(rejected.get(r, 0)) for r in REASONS}
+    for used, n in sorted(unnormalised.items()):  # else one shard set mixes them with no word outside the meta
+        result.setdefault("warnings", []).append(
+            f"{n} of {kept} kept tiles could not be stain-normalised and are stored unnormalised (normalisation "
+            f"{used!r} in their meta: too little stain for the method)")
     return boxes
