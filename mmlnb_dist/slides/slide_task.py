@@ -174,7 +174,7 @@ def _no_tissue_reason(mask_path: Optional[Path], mask: TissueMask, dims: tuple) 
         return "no tissue found" if not mask.polygons else "no tile fits inside the tissue"
     name = Path(mask_path).name
     if not mask.polygons:
-        return (f"its mask {name} holds no tissue region (no Polygon or MultiPolygon annotation but exclusions; "
+        return (f"its mask {name} holds no tissue region (no Polygon or MultiPolygon annotation other than exclusions; "
                 f"points, lines and detections are not regions)")
     w0, h0 = dims
     boxes = [(p.outer[:, 0].min(), p.outer[:, 1].min(), p.outer[:, 0].max(), p.outer[:, 1].max())
