@@ -137,6 +137,8 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
                               f"{target_mpp})")
             elif not mask.polygons or not cands:
                 result.update(status="no_tissue", error=_no_tissue_reason(job.mask_path, mask, (w0, h0)))
+                if job.mask_path is None and not mask.polygons:
+                    result["error"] += _colourless_hint(thumb, cfg)
             normalizer = job.normalizer or StainNormalizer("none")
             boxes = _tile_loop(reader, job, cands, quota, size0, level, target_mpp, mask, normalizer, tmp, result)
             if result["status"] == "ok" and result["kept"] == 0:
@@ -165,6 +167,21 @@ def upsampling_note(level0_mpp: float, target_mpp: float) -> Optional[str]:
         return None
     return (f"tiles at {target_mpp:.4g} um/px are finer than the scan ({level0_mpp:.4g} um/px): upsampled "
             f"{level0_mpp / target_mpp:.3g}x, with no detail gained (--mpp {level0_mpp:.4g} or coarser avoids it)")
+
+
+def _colourless_hint(thumb: np.ndarray, cfg: SlidesConfig) -> str:
+    """For a slide with no tissue found on the saturation channel: a hint when it has no colour (a greyscale scan)
+    but dark regions, which the optical-density channel finds; else nothing."""
+    from .stain import STAINED_OD
+    from .tissue import tissue_channel
+
+    if cfg.tissue.channel != "saturation" or cfg.tissue.threshold is not None or thumb.size == 0:
+        return ""
+    colourless = np.percentile(tissue_channel(thumb, "saturation"), 99) < cfg.tissue.min_otsu_threshold
+    if not colourless or np.percentile(tissue_channel(thumb, "optical_density"), 99) < STAINED_OD:
+        return ""
+    return ("; the slide has no colour (a greyscale scan?) but dark regions: slides.tissue.channel=optical_density "
+            "detects tissue by its darkness")
 
 
 def _no_tissue_reason(mask_path: Optional[Path], mask: TissueMask, dims: tuple) -> str:
