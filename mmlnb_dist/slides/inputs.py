@@ -60,12 +60,16 @@ def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str]) -> None:
     if not mask_dir.is_dir():
         raise TilingInputError(f"slides.mask_dir {mask_dir}: no such folder")
     used = set()
+    slide_ids = list(slide_ids)
     for sid in slide_ids:
         paths = [mask_dir / n for n in mask_names(sid) if (mask_dir / n).is_file()]
         if len(paths) == 2 and paths[0].read_bytes() != paths[1].read_bytes():
             raise TilingInputError(f"slides.mask_dir {mask_dir}: slide '{sid}' has two different masks, "
                                    f"{paths[0].name} and {paths[1].name}; keep the corrected one")
         used.update(p.name for p in paths)
+    if slide_ids and not used:  # the wrong folder, or masks not exported yet: every slide is detected
+        log.warning("slides.mask_dir %s: none of the %d slide(s) being tiled has a mask there (<slide_id>%s): "
+                    "their tissue is detected automatically", mask_dir, len(slide_ids), MASK_SUFFIX)
     unused = sorted(p.name for p in mask_dir.iterdir()
                     if p.suffix.lower() == MASK_SUFFIX and p.name not in used and not p.name.startswith("."))
     if unused:
