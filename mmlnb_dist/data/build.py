@@ -117,11 +117,17 @@ def _user_entries(out_dir: Path) -> List[Path]:
             if not is_lock_file(p.name) and p.name != INCOMPLETE and not p.name.startswith(PARTIAL_PREFIX)]
 
 
-def _check_replaceable(out_dir: Path) -> None:
+def check_replaceable(out_dir: Path) -> None:
+    """Refuse (`ShardError`) an output a shard set may not replace: a file, or a folder of other files (no
+    manifest, no unfinished build of ours). Commands that work long before they build call it first."""
+    out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ShardError(f"refusing to replace {out_dir}: it is a file, not a shard set folder")
-    if _user_entries(out_dir) and not (out_dir / MANIFEST).is_file() and not (out_dir / INCOMPLETE).exists():
-        raise ShardError(f"refusing to replace {out_dir}: it exists and is not a shard set (no {MANIFEST})")
+    others = sorted(p.name for p in _user_entries(out_dir))
+    if others and not (out_dir / MANIFEST).is_file() and not (out_dir / INCOMPLETE).exists():
+        raise ShardError(f"refusing to replace {out_dir}: it holds other files ({', '.join(others[:3])}"
+                         f"{', ...' if len(others) > 3 else ''}) and is not a shard set (no {MANIFEST}): the shard "
+                         f"set would replace them; give a new or empty folder")
 
 
 def _move_into_place(tmp: Path, out_dir: Path) -> None:
@@ -209,7 +215,7 @@ def build_shards(
     classes = list(classes)
     out_dir = Path(out_dir)
     validate_samples(samples, classes)
-    _check_replaceable(out_dir)
+    check_replaceable(out_dir)
     present = {s.label for s in samples} | {c for s in samples for c in (s.meta.get("labels") or ())}
     absent = [c for c in classes if c not in present]
     if absent:  # a class of data.classes (or --classes) this data does not have: an output never trained
@@ -232,7 +238,7 @@ def build_shards(
 def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSpec]], out_dir: Path,
                   build: BuildConfig, classes: List[str], provenance: Optional[Mapping[str, Any]],
                   progress: bool, dropped_rows: Optional[Sequence[Mapping[str, Any]]] = None) -> Dict[str, Any]:
-    _check_replaceable(out_dir)  # again: another job may have written it before we held it
+    check_replaceable(out_dir)  # again: another job may have written it before we held it
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = partial_dir(out_dir, job_digest(samples, build.model_dump(mode="json"), classes))
     _clean_stale(out_dir, keep=tmp)

@@ -216,22 +216,13 @@ def read_labels(path: Path) -> Dict[str, str]:
 def refuse_file_out(out: Path) -> None:
     """Refuse an `--out` the shard set cannot replace (a file, or a folder of other files: the slide folder
     itself, say) before any slide is tiled, not after hours of tiling when the shards are written."""
-    from ..core.runlock import is_lock_file
-    from ..data.build import INCOMPLETE
-    from ..data.build_journal import PARTIAL_PREFIX
-    from ..data.shardset import MANIFEST
+    from ..data.build import check_replaceable
+    from ..data.shardset import ShardError
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TilingInputError(f"--out {out}: it is a file, not a shard set folder")
-    if not out.is_dir() or (out / MANIFEST).is_file() or (out / INCOMPLETE).exists():
-        return
-    others = sorted(p.name for p in out.iterdir()
-                    if not is_lock_file(p.name) and p.name != INCOMPLETE and not p.name.startswith(PARTIAL_PREFIX))
-    if others:
-        raise TilingInputError(f"--out {out}: it holds other files ({', '.join(others[:3])}"
-                               f"{', ...' if len(others) > 3 else ''}) and is not a shard set (no {MANIFEST}): "
-                               f"the shard set would replace them; give a new or empty folder")
+    try:
+        check_replaceable(Path(out))
+    except ShardError as err:
+        raise TilingInputError(f"--out {out}: {err}") from None
 
 
 def nested_slides(folder: Path, stem: str = "*", limit: int = 3) -> List[str]:
