@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +23,7 @@ def _extract(args: argparse.Namespace) -> int:
                                                      "pretrained": _pretrained(args.encoder, args.overrides,
                                                                                encoder_cfg.pretrained)})
     shards = Path(args.shards or cfg.data.shards)
-    out = args.out or Path(f"{shards}-features-{encoder_cfg.name}")
+    out = args.out or default_out(shards, encoder_cfg.name)
     lc = cfg.data.loader
     with settings_named({"model.image_encoder": "fusion.model.image_encoder"}):  # where this command reads them
         result = extract_features(encoder_cfg, shards, out, env=env, dist=cfg.distributed, seed=cfg.run.seed,
@@ -32,6 +33,12 @@ def _extract(args: argparse.Namespace) -> int:
     if env.is_main:
         print(json.dumps(result, indent=2))
     return 0
+
+
+def default_out(shards: Path, encoder: str) -> Path:
+    """`<shards>-features-<encoder>` beside the shard set, however its folder was spelled (`.`, `x/..`): the
+    name of `.` is empty, so its spelling would give a hidden `.-features-<encoder>` inside the shard set."""
+    return Path(f"{Path(os.path.abspath(shards))}-features-{encoder}")
 
 
 PRETRAINED_KEY = "fusion.model.image_encoder.pretrained"
