@@ -9,9 +9,10 @@
 - Batches are fixed offsets in the shard; images are decoded by a small thread pool one batch ahead of the
   encoder. On CUDA the encoder runs in the precision `distributed.precision` asks for (bf16/fp16 autocast, or
   fp32), on the CPU in fp32; the precision is part of the features' identity; features are stored as float32.
-- A rerun skips shards whose file is complete (a torn or stale file is redone) and refuses to continue an
-  output made with different settings (`core.provenance.check_or_record`: encoder, weights digest, transform,
-  shard set digest, precision, dtype and package versions), naming what differs.
+- A rerun removes a killed run's half-written temporaries, skips shards whose file is complete (a torn or
+  stale file is redone) and refuses to continue an output made with different settings
+  (`core.provenance.check_or_record`: encoder, weights digest, transform, shard set digest, precision, dtype and
+  package versions), naming what differs.
 - Rank 0 then checks every input sample is in exactly one file (or listed as skipped: an undecodable image,
   counted against `max_bad_sample_rate`) and writes `index.json`, which marks the extraction finished.
 """
@@ -227,6 +228,8 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
     owns_group = env.is_distributed and not torch.distributed.is_initialized()
     init_process_group(env, dist or DistributedConfig())
     try:
+        if lock is not None:  # (before `_extract`'s first collective: no rank writes yet)
+            store.remove_temporaries(out)
         return _extract(encoder_cfg, source, out, env=env, seed=seed, precision=precision, batch_size=batch_size,
                         image_size=image_size, loader_image_size=loader_image_size, decode_threads=decode_threads,
                         max_bad_sample_rate=max_bad_sample_rate, max_member_bytes=max_member_bytes,

@@ -39,6 +39,7 @@ from .image_digests import image_differences, recorded_images, shard_set_images
 PROVENANCE_FILE = "provenance.json"
 INDEX_FILE = "index.json"
 FORMAT = "mmlnb-features/1"
+TMP_SUFFIX = ".tmp"
 TRANSFORM = "resize shorter side, centre crop (data.images.ImageTransform), no augmentation"
 RANDOM_WEIGHTS = "none (random initialisation)"
 """The licence recorded for features of an encoder built without weights: its weights' licence does not apply,
@@ -107,13 +108,24 @@ def write_shard_features(path: Path, keys: Sequence[str], features: torch.Tensor
     image member of every sample of the shard, skipped ones included (`image_digests.sample_image_sha256`)."""
     from safetensors.torch import save_file
 
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
     meta = {"format": FORMAT, "keys": json.dumps(list(keys)), "skipped": json.dumps(list(skipped)),
             "shard_sha256": shard_sha256, "split": split, "images": json.dumps(dict(images))}
-    save_file({"features": features.float().contiguous()}, str(tmp), metadata=meta)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        save_file({"features": features.float().contiguous()}, str(tmp), metadata=meta)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:  # (disk full, Ctrl-C): no half-written file left to fill the disk of the rerun
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_temporaries(out: Path) -> None:
+    """The half-written files of a killed extraction (SIGKILL, OOM: no `except` ran); only the holder of the
+    folder's lock calls this, before any rank writes."""
+    for leftover in Path(out).glob(f"*.safetensors.*{TMP_SUFFIX}"):
+        leftover.unlink(missing_ok=True)
 
 
 def read_shard_features(path: Path) -> Tuple[List[str], torch.Tensor, Dict[str, str]]:

@@ -1,0 +1,58 @@
+"""A shard's features are written under a temporary name and renamed: a write that fails (disk full) must not
+leave its half-written temporary file behind, and a rerun removes those a killed run left (they hold no usable
+features and take the disk space a rerun after "disk full" needs)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    from support.shards import make_shard_set
+
+    return make_shard_set(tmp_path_factory.mktemp("set"), per_class=2, max_per_shard=4, val_fraction=0.25)
+
+
+def extract(shards, out):
+    from mmlnb_dist.core.distributed import DistEnv
+    from mmlnb_dist.features import extract_features
+    from mmlnb_dist.models.config import ImageEncoderConfig
+
+    return extract_features(ImageEncoderConfig(name="tiny", pretrained=False), shards, out, env=DistEnv(), seed=0,
+                            batch_size=4, loader_image_size=24, progress=False)
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    from mmlnb_dist.features.store import write_shard_features
+
+    def torn(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", torn)
+    with pytest.raises(OSError, match="disk full"):
+        write_shard_features(tmp_path / "a.safetensors", ["k"], torch.ones(1, 3), shard_sha256="x", skipped=[],
+                             split="train", images={"k": "d"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_rerun_removes_what_a_killed_write_left_and_keeps_other_files(shards, tmp_path):
+    from mmlnb_dist.features.store import read_shard_features
+
+    out = tmp_path / "f"
+    extract(shards, out)
+    first = sorted(out.glob("*.safetensors"))[0]
+    keys, feats, _ = read_shard_features(first)
+    first.unlink()
+    leftover = out / f"{first.name}.4242.tmp"  # a SIGKILLed run's half-written file (another pid)
+    leftover.write_bytes(b"half")
+    result = extract(shards, out)
+    assert result["processed_now"] == len(keys)
+    assert not leftover.exists() and not list(out.glob("*.tmp"))
+    again, feats_again, _ = read_shard_features(first)
+    assert again == keys and torch.equal(feats_again, feats)
+    assert (out / "index.json").is_file() and (out / "provenance.json").is_file()
