@@ -270,7 +270,13 @@ def check_shards_fit(folder: Path, shards: ShardSet, *, remedy: str = "") -> Non
         raise FeaturesError(f"{where}, and were extracted before extractions recorded each sample's image, so "
                             f"whether the images are the same cannot be told. {again} (to reuse features across "
                             f"re-described shard sets, extract them again with this version)")
-    lines = image_differences(recorded_images(folder, index["files"]), shard_set_images(shards))
+    recorded_by_sample: Dict[Tuple[str, str], str] = {}
+    for item in index["files"]:
+        try:
+            recorded_by_sample.update(recorded_images(folder, [item]))
+        except Exception as err:  # noqa: BLE001 - absent, torn or foreign: whatever safetensors raises
+            raise FeaturesError(_gone(folder, item, f"{type(err).__name__}: {err}")) from None
+    lines = image_differences(recorded_by_sample, shard_set_images(shards))
     if lines:
         raise FeaturesError(f"{where} whose images differ:\n  " + "\n  ".join(lines) + f"\n{again}")
     _FITTING.add(_fit_key(folder, shards))
