@@ -33,7 +33,7 @@ from ..core.engine import precision_of, read_user_deepspeed_json
 from ..core.errors import UserError
 from ..core.provenance import ProvenanceError, differences, format_changes
 from ..core.sections import DistributedConfig
-from ..data.shardset import ShardSet
+from ..data.shardset import MANIFEST, ShardSet
 from .image_digests import image_differences, recorded_images, shard_set_images
 
 PROVENANCE_FILE = "provenance.json"
@@ -172,6 +172,12 @@ def finished_shard(path: Path, entry: Mapping[str, Any]) -> Optional[Dict[str, A
 def read_index(folder: Path) -> Dict[str, Any]:
     folder = Path(folder)
     index = folder / INDEX_FILE
+    if folder.exists() and not folder.is_dir():
+        raise FeaturesError(f"{folder} is a file, not a folder of extracted features (what `mmlnb-dist features "
+                            f"extract` writes: {PROVENANCE_FILE}, {INDEX_FILE} and one .safetensors per shard)")
+    if (folder / MANIFEST).is_file() and not (folder / PROVENANCE_FILE).is_file():
+        raise FeaturesError(f"{folder} is a shard set, not extracted features; extract them from it with "
+                            f"`mmlnb-dist features extract --shards {folder}` and give its output folder")
     if not (folder / PROVENANCE_FILE).is_file():
         raise FeaturesError(f"{folder} holds no extracted features ({PROVENANCE_FILE} missing); run "
                             f"`mmlnb-dist features extract --out {folder}` first")
