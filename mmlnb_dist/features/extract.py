@@ -229,7 +229,7 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
     init_process_group(env, dist or DistributedConfig())
     try:
         if lock is not None:  # (before `_extract`'s first collective: no rank writes yet)
-            store.remove_temporaries(out)
+            store.remove_temporaries(out, [e["file"] for _, _, e in source.entries()])
         return _extract(encoder_cfg, source, out, env=env, seed=seed, precision=precision, batch_size=batch_size,
                         image_size=image_size, loader_image_size=loader_image_size, decode_threads=decode_threads,
                         max_bad_sample_rate=max_bad_sample_rate, max_member_bytes=max_member_bytes,

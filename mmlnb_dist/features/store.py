@@ -121,11 +121,14 @@ def write_shard_features(path: Path, keys: Sequence[str], features: torch.Tensor
         raise
 
 
-def remove_temporaries(out: Path) -> None:
-    """The half-written files of a killed extraction (SIGKILL, OOM: no `except` ran); only the holder of the
-    folder's lock calls this, before any rank writes."""
-    for leftover in Path(out).glob(f"*.safetensors.*{TMP_SUFFIX}"):
-        leftover.unlink(missing_ok=True)
+def remove_temporaries(out: Path, shard_files: Sequence[str]) -> None:
+    """The half-written files a killed extraction (SIGKILL, OOM: no `except` ran) left for `shard_files`
+    (`<stem>.safetensors.<pid>.tmp`); only the holder of the folder's lock calls this, before any rank writes."""
+    for shard_file in shard_files:
+        final = feature_file(out, shard_file)
+        for leftover in final.parent.glob(f"{final.name}.*{TMP_SUFFIX}"):
+            if leftover.name[len(final.name) + 1:-len(TMP_SUFFIX)].isdigit():
+                leftover.unlink(missing_ok=True)
 
 
 def read_shard_features(path: Path) -> Tuple[List[str], torch.Tensor, Dict[str, str]]:

@@ -56,3 +56,14 @@ def test_a_rerun_removes_what_a_killed_write_left_and_keeps_other_files(shards, 
     again, feats_again, _ = read_shard_features(first)
     assert again == keys and torch.equal(feats_again, feats)
     assert (out / "index.json").is_file() and (out / "provenance.json").is_file()
+
+
+def test_only_temporaries_of_this_shard_set_s_feature_files_are_removed(tmp_path):
+    from mmlnb_dist.features.store import remove_temporaries
+
+    ours, other, odd = (tmp_path / n for n in ("train-000000.safetensors.77.tmp", "notes.safetensors.77.tmp",
+                                                "train-000000.safetensors.backup.tmp"))
+    for path in (ours, other, odd):
+        path.write_bytes(b"x")
+    remove_temporaries(tmp_path, ["train-000000.tar", "val-000000.tar"])
+    assert not ours.exists() and other.exists() and odd.exists()
