@@ -158,6 +158,8 @@ def _claim(out: Path, record: Mapping[str, Any]) -> bool:
     """Record what these features are, or refuse other settings; True when this run made the record."""
     out.mkdir(parents=True, exist_ok=True)
     new = not (out / store.PROVENANCE_FILE).is_file()
+    if not new:
+        store.read_record(out)  # a damaged record is refused as such, not as a JSON traceback
     check_or_record(out / store.PROVENANCE_FILE, record, what=f"{out} (extracted features)",
                     remedy=f"Extract into another folder, or delete {out} to start over.")
     return new

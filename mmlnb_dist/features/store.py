@@ -187,7 +187,11 @@ def read_index(folder: Path) -> Dict[str, Any]:
     if not index.is_file():
         raise FeaturesError(f"{folder}: the extraction is unfinished ({INDEX_FILE} missing); rerun the same "
                             f"`mmlnb-dist features extract` command to finish it")
-    return json.loads(index.read_text())
+    try:
+        return json.loads(index.read_text())
+    except ValueError as err:
+        raise FeaturesError(f"{index} is damaged ({err}); rerun the same `mmlnb-dist features extract` command "
+                            f"to rewrite it (its finished shard files are kept)") from None
 
 
 def check_files_present(folder: Path) -> None:
@@ -205,7 +209,13 @@ def _gone(folder: Path, item: Mapping[str, Any], why: str) -> str:
 
 
 def read_record(folder: Path) -> Dict[str, Any]:
-    return json.loads((Path(folder) / PROVENANCE_FILE).read_text())["record"]
+    path = Path(folder) / PROVENANCE_FILE
+    try:
+        return json.loads(path.read_text())["record"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise FeaturesError(f"{path} is damaged ({type(err).__name__}: {err}), so what made the features in "
+                            f"{folder} cannot be told; extract them again into another --out, or delete {folder} "
+                            f"first") from None
 
 
 def refuse_mismatch(what: str, recorded: Mapping[str, Any], expected: Mapping[str, Any], remedy: str) -> None:
