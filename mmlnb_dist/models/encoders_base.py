@@ -2,6 +2,7 @@
 error, and the safe weights-file reader; shared by the registries in encoders.py and pathology.py."""
 from __future__ import annotations
 
+import pickle
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,12 +79,20 @@ def load_state_file(path: str | Path) -> Dict[str, torch.Tensor]:
     """A state dict from a .safetensors file or a torch file (loaded with weights_only=True: no pickles run)."""
     path = Path(path)
     if not path.is_file():
-        raise EncoderError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        raise EncoderError(f"weights file not found: {path}{' (a folder, not a file)' if path.is_dir() else ''}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    return torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's refusal of a pickled payload says why itself
+        raise
+    except Exception as err:  # noqa: BLE001 - a text file, a cut copy: whatever safetensors / torch.load raise
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise EncoderError(f"{path} cannot be read as a weights file ({type(err).__name__}: {reason}); give a "
+                           f".safetensors or torch state-dict file (or a model folder, for a pathology "
+                           f"model)") from None
 
 
 def hub_download_hint(repo: str) -> str:

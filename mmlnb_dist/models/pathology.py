@@ -304,6 +304,11 @@ def build_pathology_encoder(name: str, pretrained: bool, weights_path: Optional[
     try:
         body = _body(entry, pretrained and local is None, folder, tiny)
     except (OSError, ValueError, RuntimeError) as err:
+        if folder is not None:  # a local model folder that is not one (empty, another model's, cut short)
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+            raise EncoderError(f"model.image_encoder.weights_path {folder} is no {entry.loader} model folder of "
+                               f"'{name}' ({type(err).__name__}: {reason}); give the folder as downloaded from "
+                               f"{entry.hub_id} (config.json and its weights), or a weights file") from None
         if not pretrained or local is not None:
             raise
         raise EncoderError(access_message(entry, err)) from None
