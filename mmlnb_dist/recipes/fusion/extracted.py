@@ -31,9 +31,13 @@ KEY = "fusion.image_features"
 
 def _remedy(cfg: "Config") -> str:
     enc = cfg.fusion.model.image_encoder
-    return (f"Extract features for this run (`mmlnb-dist features extract --encoder {enc.name} --shards "
-            f"{cfg.data.shards} --image-size {cfg.data.loader.image_size} ...` with the same run.seed and "
-            f"fusion.model.image_encoder settings) or drop {KEY}.")
+    size, own = cfg.data.loader.image_size, image_normalisation(enc.name)["input_size"]
+    at_own = (f"Train at {enc.name}'s own input size (data.loader.image_size={own}: features extracted without "
+              f"--image-size have it), or e" if own and own != size else "E")
+    return (f"{at_own}xtract features for this run (`mmlnb-dist features extract --encoder {enc.name} --shards "
+            f"{cfg.data.shards} --image-size {size} ...` with the same run.seed and fusion.model.image_encoder "
+            f"settings{f'; refused if {enc.name} cannot take {size} px' if own and own != size else ''}) or drop "
+            f"{KEY}.")
 
 
 def check_config(cfg: "Config", shards: ShardSet) -> None:
