@@ -16,7 +16,7 @@ import hashlib
 import importlib.util
 import math
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -190,17 +190,19 @@ BUILTIN_LICENCES = {
 }
 
 
+def did_you_mean(name: str, known: Iterable[str], cutoff: float = 0.75) -> str:
+    """"did you mean 'X'? " for the known name closest to `name` (case, `-` and `_` aside), or "" for none close."""
+    import difflib
+
+    by_plain = {k.lower().replace("-", "_"): k for k in known}
+    close = difflib.get_close_matches(name.lower().replace("-", "_"), list(by_plain), n=1, cutoff=cutoff)
+    return f"did you mean '{by_plain[close[0]]}'? " if close else ""
+
+
 def unknown_image_encoder(name: str) -> str:
     """Why `name` is no image encoder: the registry's names, the closest first when one is close
     (`efficientnet-lite0` -> `efficientnet_lite0`, `UNI` -> `uni`)."""
-    import difflib
-
-    def plain(text: str) -> str:
-        return text.lower().replace("-", "_")
-
-    by_plain = {plain(known): known for known in IMAGE_ENCODERS}
-    close = difflib.get_close_matches(plain(name), list(by_plain), n=1, cutoff=0.75)
-    hint = f"did you mean '{by_plain[close[0]]}'? " if close else ""
+    hint = did_you_mean(name, IMAGE_ENCODERS)
     return f"unknown image encoder '{name}'; {hint}choose one of {sorted(IMAGE_ENCODERS)}"
 
 
@@ -350,8 +352,9 @@ def build_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
 
 def _text_encoder_unavailable(name: str, source: str, err: BaseException) -> EncoderError:
     named = f" ({source})" if source != name else ""
+    guess = did_you_mean(name, ["minilm", "tiny-bert", *TEXT_ENCODER_ALIASES], cutoff=0.8) if source == name else ""
     return EncoderError(f"text encoder '{name}'{named} could not be loaded offline ({err.__class__.__name__}); "
-                        f"{hub_download_hint(source)}, give a local folder as model.text_encoder.name, or use "
+                        f"{guess}{hub_download_hint(source)}, give a local folder as model.text_encoder.name, or use "
                         f"'minilm' / 'tiny-bert'")
 
 
