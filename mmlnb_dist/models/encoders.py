@@ -25,7 +25,7 @@ from torch import nn
 from ..core.progress import route_library_bars
 from .config import ImageEncoderConfig, TextEncoderConfig
 from .encoders_base import (IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, hub_download_hint,
-                            load_state_file, require_hub_file)
+                            load_state_file, load_weights, require_hub_file)
 from .pathology import (PATHOLOGY_MODELS, TINY_SUFFIX, access_message, build_pathology_encoder, pathology_builders,
                         pathology_entry)
 
@@ -226,11 +226,7 @@ def build_image_encoder(cfg: ImageEncoderConfig) -> ImageEncoder:
     else:
         encoder = IMAGE_ENCODERS[cfg.name](cfg.pretrained and cfg.weights_path is None)
         if cfg.weights_path:
-            state = load_state_file(cfg.weights_path)
-            missing, unexpected = encoder.body.load_state_dict(state, strict=False)
-            if missing:
-                raise EncoderError(f"{cfg.weights_path} lacks {len(missing)} weights of '{cfg.name}', "
-                                   f"e.g. {missing[:3]}")
+            load_weights(encoder.body, load_state_file(cfg.weights_path), cfg.weights_path, cfg.name)
         encoder.licence = encoder.licence or BUILTIN_LICENCES.get(cfg.name, "")
     if cfg.pretrained or cfg.weights_path:
         # The identity of the weights training starts from (the same hash the feature cache uses).

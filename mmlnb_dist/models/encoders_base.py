@@ -6,7 +6,7 @@ import pickle
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +93,23 @@ def load_state_file(path: str | Path) -> Dict[str, torch.Tensor]:
         raise EncoderError(f"{path} cannot be read as a weights file ({type(err).__name__}: {reason}); give a "
                            f".safetensors or torch state-dict file (or a model folder, for a pathology "
                            f"model)") from None
+
+
+def load_weights(module: nn.Module, state: Mapping[str, torch.Tensor], path: Any, name: str,
+                 which: str = "") -> List[str]:
+    """Load `state` (read from `path`) into `name`'s `module`, not strictly; an EncoderError when weights of
+    `name` are missing or have other shapes (another model's checkpoint); returns the unused keys. `which`: the
+    checkpoint it should be, for the message."""
+    hint = f"; is it the {which} checkpoint?" if which else ""
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that differ under the same key names
+        lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
+        raise EncoderError(f"{path} does not fit '{name}' ({len(lines)} weights of other shapes, e.g. "
+                           f"{lines[0] if lines else str(err).splitlines()[0]}){hint}") from None
+    if missing:
+        raise EncoderError(f"{path} lacks {len(missing)} weights of '{name}', e.g. {missing[:3]}{hint}")
+    return list(unexpected)
 
 
 def hub_download_hint(repo: str) -> str:

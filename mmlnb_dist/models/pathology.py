@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from ..core.progress import route_library_bars
-from .encoders_base import IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, load_state_file
+from .encoders_base import (IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, load_state_file,
+                            load_weights)
 
 log = logging.getLogger(__name__)
 
@@ -318,10 +319,7 @@ def build_pathology_encoder(name: str, pretrained: bool, weights_path: Optional[
         if entry.loader == "open_clip" and any(k.startswith("visual.") for k in state):
             # a whole-CLIP checkpoint (as open_clip saves one): keep the image tower; a tower file is used as it is
             state = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
-        missing, unexpected = target.load_state_dict(state, strict=False)
-        if missing:
-            raise EncoderError(f"{local} lacks {len(missing)} weights of '{name}', e.g. {missing[:3]}; is it the "
-                               f"{entry.hub_id} checkpoint?")
+        unexpected = load_weights(target, state, local, name, which=entry.hub_id)
         if unexpected:
             log.warning("%s: %d weights not used by '%s', e.g. %s", local, len(unexpected), name, unexpected[:3])
     return PathologyImageEncoder(entry, name, body, _out_dim(entry, body))

@@ -42,3 +42,20 @@ def test_an_empty_folder_is_named(bad, name):
     with pytest.raises(EncoderError) as err:
         build(name, bad / "empty")
     assert str(bad / "empty") in str(err.value)
+
+
+@pytest.mark.parametrize("source, name", [("uni-tiny", "uni2-h-tiny"), ("tiny", "resnet50")])
+def test_another_model_s_checkpoint_with_the_same_key_names_is_refused_by_name(tmp_path, source, name):
+    # Both are timm ViTs (both Sequential convnets): the keys match, the shapes do not; load_state_dict's
+    # "size mismatch" RuntimeError came through as a traceback.
+    from safetensors.torch import save_file
+
+    from mmlnb_dist.models.config import ImageEncoderConfig
+    from mmlnb_dist.models.encoders import EncoderError, build_image_encoder
+
+    other = build_image_encoder(ImageEncoderConfig(name=source, pretrained=False))
+    path = tmp_path / "other.safetensors"
+    save_file({k: v.contiguous() for k, v in other.body.state_dict().items()}, str(path))
+    with pytest.raises(EncoderError, match=f"{path} does not fit '{name}'") as err:
+        build(name, path)
+    assert "size mismatch" in str(err.value)
