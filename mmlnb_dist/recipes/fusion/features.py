@@ -92,8 +92,12 @@ class FeatureCache:
         metadata = {"keys": json.dumps(keys)}
         if self.provenance is not None:
             metadata["provenance"] = json.dumps(self.provenance, sort_keys=True, default=str)
-        save_file({"features": self.stacked(keys).contiguous()}, str(tmp), metadata=metadata)
-        tmp.replace(self.path)  # atomic: a killed run never leaves a half-written cache
+        try:
+            save_file({"features": self.stacked(keys).contiguous()}, str(tmp), metadata=metadata)
+            tmp.replace(self.path)  # atomic: a killed run never leaves a half-written cache
+        except BaseException:  # (disk full, Ctrl-C): no half-written temporary left in the shared folder
+            tmp.unlink(missing_ok=True)
+            raise
         return self.path
 
     def load(self) -> bool:
