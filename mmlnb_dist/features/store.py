@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -116,9 +117,16 @@ def write_shard_features(path: Path, keys: Sequence[str], features: torch.Tensor
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         tmp.replace(path)
-    except BaseException:  # (disk full, Ctrl-C): no half-written file left to fill the disk of the rerun
+    except BaseException as err:  # (disk full, Ctrl-C): no half-written file left to fill the disk of the rerun
         tmp.unlink(missing_ok=True)
-        raise
+        raise as_os_error(err, tmp) from err
+
+
+def as_os_error(err: BaseException, path: Path) -> BaseException:
+    """`err`, or the OSError inside a SafetensorError ("... No space left on device (os error 28)"): safetensors
+    reports a full disk as its own error, which the CLI's one-line disk-full message would not recognise."""
+    found = re.search(r"\(os error (\d+)\)", str(err)) if type(err).__name__ == "SafetensorError" else None
+    return OSError(int(found.group(1)), os.strerror(int(found.group(1))), str(path)) if found else err
 
 
 def remove_temporaries(out: Path, shard_files: Sequence[str]) -> None:

@@ -3,6 +3,8 @@ leave its half-written temporary file behind, and a rerun removes those a killed
 features and take the disk space a rerun after "disk full" needs)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -67,3 +69,40 @@ def test_only_temporaries_of_this_shard_set_s_feature_files_are_removed(tmp_path
         path.write_bytes(b"x")
     remove_temporaries(tmp_path, ["train-000000.tar", "val-000000.tar"])
     assert not ours.exists() and other.exists() and odd.exists()
+
+
+def test_a_full_disk_is_reported_as_one_line_and_the_rerun_continues(shards, tmp_path, monkeypatch):
+    # safetensors reports a full disk as its own SafetensorError ("... (os error 28)"), not an OSError: the CLI's
+    # disk-full message (free space, run the same command again) did not apply and a traceback came out.
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from support.cli import run_cli
+
+    from mmlnb_dist.features.store import read_shard_features
+
+    real = safetensors.torch.save_file
+    calls = []
+
+    def full_on_second(tensors, filename, metadata=None):
+        calls.append(filename)
+        if len(calls) == 2:
+            with open(filename, "wb") as f:
+                f.write(b"half")
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_on_second)
+    out = tmp_path / "f"
+    args = ["features", "extract", "--encoder", "tiny", "--shards", str(shards), "--out", str(out), "--batch-size",
+            "4", "data.loader.num_workers=0"]
+    code, _, err = run_cli(args)
+    assert code == 1 and "no space left on device" in err.lower() and "run the same command again" in err
+    kept = list(out.glob("*.safetensors"))
+    assert len(kept) == 1 and not list(out.glob("*.tmp"))
+    monkeypatch.setattr(safetensors.torch, "save_file", real)
+    code, stdout, err = run_cli(args)
+    assert code == 0, err
+    result = json.loads(stdout[stdout.index("{"):])
+    assert result["num_features"] == 6  # the first shard's file was kept, the rest computed now
+    assert result["processed_now"] == 6 - len(read_shard_features(kept[0])[0])
