@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 import torch
 
 from ...core.provenance import refuse_changes
+from ...features import as_os_error
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,9 @@ class FeatureCache:
         try:
             save_file({"features": self.stacked(keys).contiguous()}, str(tmp), metadata=metadata)
             tmp.replace(self.path)  # atomic: a killed run never leaves a half-written cache
-        except BaseException:  # (disk full, Ctrl-C): no half-written temporary left in the shared folder
+        except BaseException as err:  # (disk full, Ctrl-C): no half-written temporary left in the shared folder
             tmp.unlink(missing_ok=True)
-            raise
+            raise as_os_error(err, tmp) from err  # (safetensors' own error for a full disk: the OSError it is)
         return self.path
 
     def load(self) -> bool:
