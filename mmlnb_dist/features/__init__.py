@@ -6,10 +6,10 @@ Below the recipes, above the models and the data layer: it uses `models` (the en
 and `core` (ranks, provenance), and knows no recipe.
 """
 from .extract import extract_features, extraction_image_size
-from .store import (FeaturesError, as_os_error, check_files_present, check_identity, check_precision_fits,
+from .store import (FeaturesError, os_error_of, check_files_present, check_identity, check_precision_fits,
                     check_shards_fit, feature_identity, load_features, read_index, read_record, refuse_mismatch,
                     run_precision)
 
-__all__ = ["extract_features", "extraction_image_size", "FeaturesError", "as_os_error", "check_files_present",
+__all__ = ["extract_features", "extraction_image_size", "FeaturesError", "os_error_of", "check_files_present",
            "check_identity", "check_precision_fits", "check_shards_fit", "feature_identity", "load_features",
            "read_index", "read_record", "refuse_mismatch", "run_precision"]

@@ -119,14 +119,18 @@ def write_shard_features(path: Path, keys: Sequence[str], features: torch.Tensor
         tmp.replace(path)
     except BaseException as err:  # (disk full, Ctrl-C): no half-written file left to fill the disk of the rerun
         tmp.unlink(missing_ok=True)
-        raise as_os_error(err, tmp) from err
+        os_error = os_error_of(err, tmp)
+        if os_error is None:
+            raise
+        raise os_error from err
 
 
-def as_os_error(err: BaseException, path: Path) -> BaseException:
-    """`err`, or the OSError inside a SafetensorError ("... No space left on device (os error 28)"): safetensors
-    reports a full disk as its own error, which the CLI's one-line disk-full message would not recognise."""
+def os_error_of(err: BaseException, path: Path) -> Optional[OSError]:
+    """The OSError inside a SafetensorError ("... No space left on device (os error 28)"), naming `path`; None for
+    any other error. safetensors reports a full disk as its own error, which the CLI's one-line disk-full message
+    would not recognise."""
     found = re.search(r"\(os error (\d+)\)", str(err)) if type(err).__name__ == "SafetensorError" else None
-    return OSError(int(found.group(1)), os.strerror(int(found.group(1))), str(path)) if found else err
+    return OSError(int(found.group(1)), os.strerror(int(found.group(1))), str(path)) if found else None
 
 
 def remove_temporaries(out: Path, shard_files: Sequence[str]) -> None:

@@ -106,3 +106,21 @@ def test_a_full_disk_is_reported_as_one_line_and_the_rerun_continues(shards, tmp
     result = json.loads(stdout[stdout.index("{"):])
     assert result["num_features"] == 6  # the first shard's file was kept, the rest computed now
     assert result["processed_now"] == 6 - len(read_shard_features(kept[0])[0])
+
+
+def test_ctrl_c_during_a_write_reaches_the_caller_as_itself(tmp_path, monkeypatch):
+    """Only safetensors' disk errors become an OSError: a Ctrl-C is re-raised unchanged (not chained to itself)."""
+    import safetensors.torch
+
+    from mmlnb_dist.features.store import write_shard_features
+
+    def interrupted(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.torch, "save_file", interrupted)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        write_shard_features(tmp_path / "a.safetensors", ["k"], torch.ones(1, 3), shard_sha256="x", skipped=[],
+                             split="train", images={"k": "d"})
+    assert caught.value.__cause__ is None and list(tmp_path.iterdir()) == []

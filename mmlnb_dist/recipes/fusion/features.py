@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 import torch
 
 from ...core.provenance import refuse_changes
-from ...features import as_os_error
+from ...features import os_error_of
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,10 @@ class FeatureCache:
             tmp.replace(self.path)  # atomic: a killed run never leaves a half-written cache
         except BaseException as err:  # (disk full, Ctrl-C): no half-written temporary left in the shared folder
             tmp.unlink(missing_ok=True)
-            raise as_os_error(err, tmp) from err  # (safetensors' own error for a full disk: the OSError it is)
+            os_error = os_error_of(err, tmp)  # (safetensors' own error for a full disk: the OSError it is)
+            if os_error is None:
+                raise
+            raise os_error from err
         return self.path
 
     def load(self) -> bool:
