@@ -83,7 +83,15 @@ def check_or_record(path: Path, record: Mapping[str, Any], *, what: str, allow: 
     if not path.is_file():
         write_record(path, {"record": dict(record), "changes": []})
         return []
-    stored = read_record(path)
+    try:
+        stored = read_record(path)
+        if not (isinstance(stored, dict) and isinstance(stored.get("record"), dict)):
+            raise ValueError("no 'record' mapping in it")
+    except (OSError, ValueError) as err:  # (JSONDecodeError is a ValueError)
+        raise ProvenanceError(f"{path} (the record of what made {what}) is damaged ({type(err).__name__}: "
+                              f"{str(err)[:200] or 'empty'}), so the settings it was made with cannot be compared: "
+                              f"write a new output (another output folder), or, only if you know {what} was made "
+                              f"with these settings, delete {path} to record them anew") from None
     changes = refuse_changes(what, stored["record"], record, allow=allow, remedy=remedy)
     if changes:
         history = list(stored.get("changes", []))
