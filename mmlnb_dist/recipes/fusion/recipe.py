@@ -69,6 +69,8 @@ class FusionRecipe:
         self.watch = LossWatch(env, {"train.lr": cfg.train.lr}, cfg.distributed)
         """A non-finite loss stops the run at that optimizer step, before anything of it is saved (`loop`)."""
         self.logger = None
+        self.ledger_logged: Dict[str, int] = {}
+        """The step each split's bad-sample ledger was last logged at (`evaluate`)."""
 
     @classmethod
     def check_models(cls, cfg: "Config") -> None:
@@ -245,7 +247,11 @@ class FusionRecipe:
 
         result = evaluate_split(self.model, forward, self.eval_loaders[split], self.phases.caches,
                                 self.env, self.classes, progress=bar)
-        self.eval_loaders[split].end_epoch(self.run_dir, self.logger, step=self.global_step)
+        # The last epoch's validation and the finish's (best checkpoint) run at one step: the ledger's metrics are
+        # logged once per step, as every other metric is (the pass is still checked against the budget).
+        logger = self.logger if self.ledger_logged.get(split) != self.global_step else None
+        self.ledger_logged[split] = self.global_step
+        self.eval_loaders[split].end_epoch(self.run_dir, logger, step=self.global_step)
         return result
 
     def is_better(self, value: float) -> bool:
