@@ -80,15 +80,18 @@ def planned_lrs(schedule: LRScheduleConfig, total_steps: int, lr: float) -> List
     return [lr * factor(s) for s in range(total_steps)]
 
 
-def planned_group_lrs(schedule: GroupSchedule, total_steps: int) -> Dict[str, List[float]]:
-    """Each parameter group's learning rate at every optimizer step of the run, groups of one peak rate as one
-    curve named by their names (a VLM's merger and LoRA groups, CLIP's towers and head, apart when their rates
-    differ): what the run's lr figure shows, so it agrees with the rates the run logs."""
-    by_peak: Dict[float, List[str]] = {}
+def planned_group_lrs(schedule: GroupSchedule, total_steps: int,
+                      frozen_at: Optional[Callable[[int], Iterable[str]]] = None) -> Dict[str, List[float]]:
+    """Each parameter group's learning rate at every optimizer step of the run, groups of one curve as one curve
+    named by their names (a VLM's merger and LoRA groups, CLIP's towers and head, apart when their rates differ):
+    what the run's lr figure shows, so it agrees with the rates the run logs. `frozen_at(step)` names the groups
+    frozen at that step (the fusion curriculum's phases): the schedule gives them 0 there, and so does the plan."""
+    frozen = [frozenset(frozen_at(s)) if frozen_at is not None else frozenset() for s in range(total_steps)]
+    by_curve: Dict[tuple, List[str]] = {}
     for i, (group, peak) in enumerate(zip(schedule.optimizer.param_groups, schedule.base_lrs)):
-        by_peak.setdefault(peak, []).append(str(group.get("name", f"group {i}")))
-    return {", ".join(names): [peak * schedule.factor(s) for s in range(total_steps)]
-            for peak, names in by_peak.items()}
+        curve = tuple(0.0 if group.get("name") in frozen[s] else peak * schedule.factor(s) for s in range(total_steps))
+        by_curve.setdefault(curve, []).append(str(group.get("name", f"group {i}")))
+    return {", ".join(names): list(curve) for curve, names in by_curve.items()}
 
 
 def schedule_figure(lrs: Union[List[float], Dict[str, List[float]]], title: Optional[str] = None):

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from ...core.distributed import DistEnv, plan_batch
-from ...core.schedule import GroupSchedule
+from ...core.schedule import GroupSchedule, planned_group_lrs
 from ...data.loader import build_loader
 from ...models.encoders import module_fingerprint
-from .curriculum import phase_index
+from .config import CurriculumConfig, PhaseConfig
+from .curriculum import phase_for_epoch, phase_index
 from .features import CachedKeys, FeatureCache, FeatureTable
 from .steps import fill_caches
 
@@ -26,6 +27,23 @@ if TYPE_CHECKING:
     from ...config import Config
 
 log = logging.getLogger(__name__)
+
+
+def frozen_groups(model, phase: PhaseConfig) -> List[str]:
+    """The parameter groups `phase` freezes: those of the model's encoders it does not train."""
+    return [name for name, encoder, trains in (("image_encoder", model.image_encoder, phase.train_image_encoder),
+                                               ("text_encoder", model.text_encoder, phase.train_text_encoder))
+            if encoder is not None and not trains]
+
+
+def planned_phase_lrs(schedule: GroupSchedule, curriculum: CurriculumConfig, model, steps_per_epoch: int,
+                      total_steps: int) -> Dict[str, List[float]]:
+    """Each group's planned learning rate at every optimizer step, 0 while a phase freezes it (the run's
+    lr_schedule.png): the rates the schedule gives once `PhaseController.enter` has frozen each epoch's groups."""
+    def frozen_at(step: int) -> List[str]:
+        return frozen_groups(model, phase_for_epoch(curriculum, step // max(1, steps_per_epoch)))
+
+    return planned_group_lrs(schedule, total_steps, frozen_at)
 
 
 class PhaseController:
@@ -52,9 +70,7 @@ class PhaseController:
         phase = cur.phases[index]
         model = self.model
         model.set_trainable(phase.train_image_encoder, phase.train_text_encoder)
-        frozen = [name for name, trains in (("image_encoder", model.image_trainable),
-                                            ("text_encoder", model.text_trainable)) if not trains]
-        self.schedule.set_frozen(frozen)
+        self.schedule.set_frozen(frozen_groups(model, phase))
         log.info("%s: phase %d (image encoder %s, text encoder %s)", what or f"epoch {epoch}", index,
                  "trains" if model.image_trainable else "frozen", "trains" if model.text_trainable else "frozen")
         self._build_caches()

@@ -24,7 +24,7 @@ from ...core.engine import OptimizerSpec, build_engine, read_user_deepspeed_json
 from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ...core.recipe import Report
-from ...core.schedule import planned_group_lrs, schedule_figure
+from ...core.schedule import schedule_figure
 from ...core.signals import GracefulStop
 from ...core.tracking import build_logger, epoch_summary
 from ...core.tracking.registry import check_registration
@@ -35,7 +35,7 @@ from .curriculum import CurriculumState
 from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume
 from .loop import train_epoch
 from .metrics import format_metrics_table, scalar_metrics
-from .phases import PhaseController
+from .phases import PhaseController, planned_phase_lrs
 from .steps import evaluate as evaluate_split
 from .steps import preprocess_for
 
@@ -203,7 +203,9 @@ class FusionRecipe:
                                    datasets=self.shards.dataset_specs(),
                                    tags={"recipe": self.name, "world_size": str(env.world_size)})
         if self.logger.wants_figures:
-            lrs = planned_group_lrs(self.engine.schedule, self.engine.total_steps)
+            # 0 where a curriculum phase freezes a group (the figure shows what each branch trained at)
+            lrs = planned_phase_lrs(self.engine.schedule, cfg.fusion.curriculum, model, self.steps_per_epoch,
+                                    self.engine.total_steps)
             self.logger.log_figure(schedule_figure(lrs), "lr_schedule.png")
         log.info("%d classes %s; world %d; global batch %d = micro %d x accumulation %d x world %d; ZeRO %d, %s; "
                  "%d optimizer steps (%s lr schedule)", len(self.classes), self.classes, env.world_size,
