@@ -103,7 +103,9 @@ def schedule_figure(lrs: Union[List[float], Dict[str, List[float]]], title: Opti
     fig = Figure(figsize=(6, 3))
     ax = fig.add_subplot(1, 1, 1)
     for name, values in curves.items():
-        ax.plot(range(len(values)), values, label=f"{name} (peak {max(values, default=0):.2g})" if name else None)
+        # each rate holds for its whole step (a phase boundary is a jump to 0, not a ramp)
+        ax.plot(range(len(values)), values, drawstyle="steps-post",
+                label=f"{name} (peak {max(values, default=0):.2g})" if name else None)
     if len(curves) > 1:
         ax.legend(fontsize="small")
     ax.set(xlabel="optimizer step", ylabel="learning rate", title=title or "Learning-rate schedule")

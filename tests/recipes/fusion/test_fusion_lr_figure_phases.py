@@ -73,3 +73,10 @@ def test_a_curriculum_that_never_freezes_draws_one_curve():
     schedule, seen = _run_rates(cfg, model, 2, 2, LRScheduleConfig(name="constant"))
     planned = planned_phase_lrs(schedule, cfg.fusion.curriculum, model, 2, 4)
     assert planned == {"image_encoder, text_encoder, heads": pytest.approx(seen["heads"])}
+
+
+def test_the_figure_holds_each_rate_over_its_step():
+    """A freeze that starts at a phase boundary is a jump to 0, not a ramp across the step before it."""
+    line = schedule_figure({"text_encoder": [0.0, 1e-3, 1e-3, 0.0]}).axes[0].lines[0]
+    assert line.get_drawstyle() == "steps-post"
+    assert list(line.get_ydata()) == [0.0, 1e-3, 1e-3, 0.0]
