@@ -13,6 +13,7 @@ from ...core.logging import DETAIL
 from ...core.tracking.registry import EXPORT_FOLDER, register_or_explain
 from ...core.tracking.versions import record_export
 from ...models.encoders import encoder_provenance
+from .curriculum import curriculum_lambda
 from .export import export_model
 from .metrics import format_metrics_table, scalar_metrics
 from .plots import log_evaluation_figures
@@ -25,9 +26,14 @@ log = logging.getLogger(__name__)
 
 
 def curriculum_used(recipe: "FusionRecipe") -> Dict[str, Any]:
-    """The lambda of every epoch the run trained (from its history, so a resumed run shows all of them)."""
-    return {"epochs": [h["epoch"] for h in recipe.history], "lambdas": [h["train/lambda"] for h in recipe.history],
-            "phases": [p.model_dump() for p in recipe.cfg.fusion.curriculum.phases]}
+    """The lambda of every epoch the run trained: its history's (so a resumed run shows all of them), and for an
+    epoch it did not evaluate (`train.eval_every` > 1: no history entry) the curriculum's lambda of that epoch,
+    the one the loop trained it with."""
+    cur = recipe.cfg.fusion.curriculum
+    logged = {int(h["epoch"]): h["train/lambda"] for h in recipe.history}
+    epochs = list(range(max(logged) + 1)) if logged else []
+    return {"epochs": epochs, "lambdas": [logged[e] if e in logged else curriculum_lambda(cur, e) for e in epochs],
+            "phases": [p.model_dump() for p in cur.phases]}
 
 
 def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
