@@ -28,12 +28,16 @@ log = logging.getLogger(__name__)
 def curriculum_used(recipe: "FusionRecipe") -> Dict[str, Any]:
     """The lambda of every epoch the run trained: its history's (so a resumed run shows all of them), and for an
     epoch it did not evaluate (`train.eval_every` > 1: no history entry) the curriculum's lambda of that epoch,
-    the one the loop trained it with."""
+    the one the loop trained it with. The phases name only the encoders the model has (a text-only model's phase
+    that "trains the image encoder" trains none)."""
     cur = recipe.cfg.fusion.curriculum
     logged = {int(h["epoch"]): h["train/lambda"] for h in recipe.history}
     epochs = list(range(max(logged) + 1)) if logged else []
+    mode = recipe.cfg.fusion.model.mode
+    has = {"train_image_encoder": mode != "text_only", "train_text_encoder": mode != "image_only"}
+    phases = [{**p.model_dump(), **{k: bool(getattr(p, k)) and there for k, there in has.items()}} for p in cur.phases]
     return {"epochs": epochs, "lambdas": [logged[e] if e in logged else curriculum_lambda(cur, e) for e in epochs],
-            "phases": [p.model_dump() for p in cur.phases]}
+            "phases": phases}
 
 
 def finish(recipe: "FusionRecipe") -> Dict[str, Any]:

@@ -52,7 +52,7 @@ def _recipe(tmp_path, *, best=None, ckpt_best=None, has_test=False, figures=True
 
     cfg = SimpleNamespace(distributed=SimpleNamespace(rank0_wait_s=None), data=SimpleNamespace(
         shards="/shards", loader=SimpleNamespace(image_size=32)), tracking=SimpleNamespace(register_name=None),
-        fusion=SimpleNamespace(model=None, curriculum=CurriculumConfig()))
+        fusion=SimpleNamespace(model=SimpleNamespace(mode="prmf"), curriculum=CurriculumConfig()))
     recipe = SimpleNamespace(
         cfg=cfg, env=DistEnv(), run_dir=tmp_path, best=best, has_test=has_test, classes=CLASSES, global_step=12,
         history=[{"epoch": 0, "train/lambda": 0.3}, {"epoch": 1, "train/lambda": 0.44}],

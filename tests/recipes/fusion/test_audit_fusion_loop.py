@@ -238,7 +238,8 @@ def test_the_curriculum_figure_gets_every_trained_epochs_lambda_and_the_phase_ta
 
     phases = CurriculumConfig().phases
     recipe = SimpleNamespace(history=[{"epoch": 0, "train/lambda": 0.3}, {"epoch": 1, "train/lambda": 0.44}],
-                             cfg=SimpleNamespace(fusion=SimpleNamespace(curriculum=SimpleNamespace(phases=phases))))
+                             cfg=SimpleNamespace(fusion=SimpleNamespace(curriculum=SimpleNamespace(phases=phases),
+                                                                 model=SimpleNamespace(mode="prmf"))))
     assert curriculum_used(recipe) == {
         "epochs": [0, 1], "lambdas": [0.3, 0.44],
         "phases": [{"start_epoch": 0, "train_image_encoder": True, "train_text_encoder": False},
