@@ -98,6 +98,7 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
             out = engine(**inputs)
             loss = curriculum_loss(out["logits"], out["image_logits"], label, lam)
         engine.backward(loss)
+        lr = recipe.engine.lr()  # the rate this step trains at: DeepSpeed's step advances the schedule after it
         engine.step()
         b = label.numel()
         seen += b
@@ -122,7 +123,7 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
             bar.set_postfix(loss=f"{loss_value:.3f}", lam=f"{lam:.2f}", alpha=f"{alpha:.2f}", sps=f"{rate:.0f}")
             if recipe.global_step % cfg.train.log_every == 0:
                 recipe.logger.log_metrics({"train/loss": loss_value, "train/lambda": lam, "train/alpha_mean": alpha,
-                                           "train/lr": recipe.engine.lr(), "train/samples_per_s": rate},
+                                           "train/lr": lr, "train/samples_per_s": rate},
                                           step=recipe.global_step)
             if periodic:
                 save_mid_epoch(recipe, epoch, step_in_epoch, loader, sums)
