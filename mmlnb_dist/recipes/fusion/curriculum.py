@@ -44,6 +44,12 @@ def curriculum_lambda(cfg: CurriculumConfig, epoch: int) -> float:
     return cfg.start + frac * (cfg.end - cfg.start)
 
 
+def trained_lambda(cfg: CurriculumConfig, epoch: int, two_branch: bool) -> float:
+    """The fused-loss weight the loss trains with at `epoch` (what the run logs and draws): lambda(epoch) for a
+    two-branch model; 1 for a single-branch one, which has no image-only head and trains on CE(fused) alone."""
+    return curriculum_lambda(cfg, epoch) if two_branch else 1.0
+
+
 def phase_index(cfg: CurriculumConfig, epoch: int) -> int:
     """Index of the freezing phase that holds `epoch` (phases start at 0 and increase; checked by the config)."""
     index = 0

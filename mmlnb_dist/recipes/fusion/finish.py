@@ -13,9 +13,10 @@ from ...core.logging import DETAIL
 from ...core.tracking.registry import EXPORT_FOLDER, register_or_explain
 from ...core.tracking.versions import record_export
 from ...models.encoders import encoder_provenance
-from .curriculum import curriculum_lambda
+from .curriculum import trained_lambda
 from .export import export_model
 from .metrics import format_metrics_table, scalar_metrics
+from .model import TWO_BRANCH_MODES
 from .plots import log_evaluation_figures
 from .record import what_trained
 
@@ -36,8 +37,8 @@ def curriculum_used(recipe: "FusionRecipe") -> Dict[str, Any]:
     mode = recipe.cfg.fusion.model.mode
     has = {"train_image_encoder": mode != "text_only", "train_text_encoder": mode != "image_only"}
     phases = [{**p.model_dump(), **{k: bool(getattr(p, k)) and there for k, there in has.items()}} for p in cur.phases]
-    return {"epochs": epochs, "lambdas": [logged[e] if e in logged else curriculum_lambda(cur, e) for e in epochs],
-            "phases": phases}
+    lambdas = [logged[e] if e in logged else trained_lambda(cur, e, mode in TWO_BRANCH_MODES) for e in epochs]
+    return {"epochs": epochs, "lambdas": lambdas, "phases": phases}
 
 
 def finish(recipe: "FusionRecipe") -> Dict[str, Any]:

@@ -17,7 +17,7 @@ from ...core.engine import seed_everything
 from ...core.errors import ConfigError
 from ...core.progress import progress_bar
 from ..epochs import MidEpochResume, mid_epoch_state, restore_rng
-from .curriculum import curriculum_lambda, curriculum_loss
+from .curriculum import curriculum_loss, trained_lambda
 from .steps import prepare_inputs
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:
     # Derived per-epoch seed (dropout etc.): a resumed run replays an epoch exactly without relying on where the
     # RNG stood when the previous process died. A mid-epoch resume restores the saved state instead (below).
     seed_everything(cfg.run.seed * 100_003 + epoch * 101 + env.rank)
-    lam = curriculum_lambda(cfg.fusion.curriculum, epoch)
+    lam = trained_lambda(cfg.fusion.curriculum, epoch, two_branch=recipe.model.image_head is not None)
     recipe.state.epoch = epoch
     engine.train()
     batches, n, loader = epoch_batches(recipe, epoch, resume)

@@ -80,3 +80,21 @@ def test_each_logged_rate_is_the_rate_its_step_trained_with(tmp_path):
     assert [step for step, _ in recipe.logged] == list(range(1, total + 1))
     assert [lr for _, lr in recipe.logged] == pytest.approx(engine.used, rel=1e-12)
     assert engine.used == pytest.approx(planned, rel=1e-12)  # the figure's curve, step for step
+
+
+@pytest.mark.parametrize("mode, want", [("image_only", 1.0), ("text_only", 1.0), ("prmf", 0.3)])
+def test_the_logged_lambda_is_the_fused_loss_weight_the_model_trains_with(tmp_path, mode, want):
+    """A single-branch model has no image-only head: its loss is CE(fused) alone (docs/fusion.md), a fused-loss
+    weight of 1, but its run logged (and drew) the curriculum's 0.3."""
+    from mmlnb_dist.recipes.fusion.finish import curriculum_used
+
+    batches = feature_batches()
+    engine = ScheduledEngine(stand_in_fusion(mode, 0.0, 0), LRScheduleConfig(name="constant"), len(batches))
+    recipe = _recipe(tmp_path, engine, batches)
+    seen = []
+    recipe.logger = SimpleNamespace(log_metrics=lambda metrics, step: seen.append(metrics["train/lambda"]))
+    stats = loop.train_epoch(recipe, 0)
+    assert CUR.start == 0.3 and stats["train/lambda"] == want and seen == [want] * len(batches)
+    recipe.cfg.fusion.model = SimpleNamespace(mode=mode)
+    recipe.history = [{"epoch": 1, "train/lambda": want}]  # epoch 0 not evaluated: its lambda is filled in
+    assert curriculum_used(recipe)["lambdas"] == [want, want]
