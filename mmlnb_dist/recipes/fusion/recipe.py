@@ -190,7 +190,8 @@ class FusionRecipe:
         t = cfg.train
         self.engine = build_engine(model, model.param_groups(),
                                    optimizer=OptimizerSpec(t.optimizer, t.lr, t.weight_decay), schedule=t.lr_schedule,
-                                   total_steps=t.epochs * self.steps_per_epoch, plan=plan, dist=cfg.distributed, env=env)
+                                   total_steps=t.epochs * self.steps_per_epoch, plan=plan, dist=cfg.distributed,
+                                   env=env)
         # After the engine: its start-up broadcast views parameters as bytes, which channels-last weights refuse.
         model.speed_up(channels_last=cfg.fusion.channels_last, compile=cfg.fusion.compile)
         self.phases = PhaseController(cfg, model, self.engine.schedule, self.eval_loaders["train"], env, self.run_dir)
