@@ -103,8 +103,9 @@ def schedule_figure(lrs: Union[List[float], Dict[str, List[float]]], title: Opti
     fig = Figure(figsize=(6, 3))
     ax = fig.add_subplot(1, 1, 1)
     for name, values in curves.items():
-        # each rate holds for its whole step (a phase boundary is a jump to 0, not a ramp)
-        ax.plot(range(len(values)), values, drawstyle="steps-post",
+        # each rate holds for its whole step (a phase boundary is a jump to 0, not a ramp); steps are counted from 1,
+        # as the run's metrics count them (train/lr at step k is the plan's value k-1)
+        ax.plot(range(1, len(values) + 1), values, drawstyle="steps-post",
                 label=f"{name} (peak {max(values, default=0):.2g})" if name else None)
     if len(curves) > 1:
         ax.legend(fontsize="small")

@@ -80,3 +80,10 @@ def test_the_figure_holds_each_rate_over_its_step():
     line = schedule_figure({"text_encoder": [0.0, 1e-3, 1e-3, 0.0]}).axes[0].lines[0]
     assert line.get_drawstyle() == "steps-post"
     assert list(line.get_ydata()) == [0.0, 1e-3, 1e-3, 0.0]
+
+
+def test_the_figure_counts_steps_as_the_run_logs_them():
+    """Step k of metrics.jsonl (global_step, from 1) trained at the plan's value k-1: the figure drew that value at
+    x = k-1, one step left of where train/lr puts it."""
+    line = schedule_figure({"heads": [5e-4, 1e-3, 1e-3]}).axes[0].lines[0]
+    assert list(line.get_xdata()) == [1, 2, 3]
