@@ -102,10 +102,14 @@ def schedule_figure(lrs: Union[List[float], Dict[str, List[float]]], title: Opti
     curves = lrs if isinstance(lrs, dict) else {"": lrs}
     fig = Figure(figsize=(6, 3))
     ax = fig.add_subplot(1, 1, 1)
-    for name, values in curves.items():
+    styles = ("-", "--", ":", "-.")
+    for i, (name, values) in enumerate(curves.items()):
         # each rate holds for its whole step (a phase boundary is a jump to 0, not a ramp); steps are counted from 1,
-        # as the run's metrics count them (train/lr at step k is the plan's value k-1)
-        ax.plot(range(1, len(values) + 1), values, drawstyle="steps-post",
+        # as the run's metrics count them (train/lr at step k is the plan's value k-1). Curves coincide over spans
+        # (a group frozen later trains at the others' rate until then): each drawn narrower and in another style
+        # than the one before, so none hides another.
+        ax.plot(range(1, len(values) + 1), values, drawstyle="steps-post", linestyle=styles[i % len(styles)],
+                linewidth=max(0.8, 2.2 - 0.6 * i),
                 label=f"{name} (peak {max(values, default=0):.2g})" if name else None)
     if len(curves) > 1:
         ax.legend(fontsize="small")

@@ -87,3 +87,14 @@ def test_the_figure_counts_steps_as_the_run_logs_them():
     x = k-1, one step left of where train/lr puts it."""
     line = schedule_figure({"heads": [5e-4, 1e-3, 1e-3]}).axes[0].lines[0]
     assert list(line.get_xdata()) == [1, 2, 3]
+
+
+def test_curves_that_coincide_over_a_span_stay_visible():
+    """The image encoder trains at the heads' rate until a phase freezes it: drawn alike, the later curve hid the
+    earlier one wherever they coincide."""
+    lines = schedule_figure({"image_encoder": [1e-3, 1e-3, 0.0], "text_encoder": [0.0, 1e-3, 0.0],
+                             "heads": [1e-3, 1e-3, 1e-3]}).axes[0].lines
+    styles = [(line.get_linestyle(), line.get_linewidth()) for line in lines]
+    assert len(set(styles)) == 3
+    widths = [width for _, width in styles]
+    assert widths == sorted(widths, reverse=True)  # the first drawn is the widest: it shows around the later ones
