@@ -61,9 +61,14 @@ def epoch_batches(recipe: "FusionRecipe", epoch: int,
         n = min(n, (recipe.steps_per_epoch - done) * acc)
         return table.batches(epoch=epoch, num_micro_batches=n), n, loader
     if n == 0 and resume is None:
-        raise ConfigError(f"train.global_batch_size: an epoch has {len(loader)} micro batches per rank, fewer than "
-                          f"the gradient accumulation {acc}; lower the global batch")
+        raise too_few_micro_batches(len(loader), acc)
     return iter(loader), n, loader
+
+
+def too_few_micro_batches(micro_batches: int, accumulation: int) -> ConfigError:
+    """An epoch too short for one optimizer step (the recipe's setup says it before any work, the loop again)."""
+    return ConfigError(f"train.global_batch_size: an epoch has {micro_batches} micro batches per rank, fewer than "
+                       f"the gradient accumulation {accumulation}; lower the global batch")
 
 
 def train_epoch(recipe: "FusionRecipe", epoch: int) -> Dict[str, float]:

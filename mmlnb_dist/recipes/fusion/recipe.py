@@ -33,7 +33,7 @@ from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
 from .curriculum import CurriculumState
 from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume
-from .loop import train_epoch
+from .loop import too_few_micro_batches, train_epoch
 from .metrics import format_metrics_table, scalar_metrics
 from .phases import PhaseController, planned_phase_lrs
 from .steps import evaluate as evaluate_split
@@ -175,6 +175,8 @@ class FusionRecipe:
         self.eval_loaders = {s: build_loader(self.shards, s, preprocess, lc, rank=env.rank, world_size=env.world_size,
                                              batch_size=eval_bs, mode="eval", seed=cfg.run.seed)
                              for s in (["train", "val", "test"] if self.has_test else ["train", "val"])}
+        if len(self.train_loader) < plan.accumulation:  # no optimizer step in an epoch: said before any work
+            raise too_few_micro_batches(len(self.train_loader), plan.accumulation)
         micro_batches = -(-self.train_loader.per_rank // plan.micro_batch)
         self.steps_per_epoch = max(1, micro_batches // plan.accumulation)
 
