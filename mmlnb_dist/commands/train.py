@@ -144,6 +144,9 @@ def _refuse_model_path(args: argparse.Namespace) -> None:
     flag, given, inside = ("--export", args.export, "export") if args.export else \
         ("--checkpoint", args.checkpoint, "checkpoints")
     path = Path(given)
+    if args.export and args.tag:  # an export holds one set of weights: its metrics are no checkpoint's
+        raise UserError(f"--tag {args.tag} names a checkpoint, and --export {path} has none; evaluate that "
+                        f"checkpoint with --checkpoint {path.parent / 'checkpoints'} --tag {args.tag}, or drop --tag")
     if not path.exists():
         raise UserError(f"{flag} {path}: no such folder")
     if not path.is_dir():
