@@ -6,9 +6,8 @@ of image-caption pairs (seed 002), under DeepSpeed (one process, N GPUs, several
 Per epoch: train with BCEWithLogitsLoss (optional positive-class weights), evaluate on `val` every
 `train.eval_every` epochs (metrics over the whole split gathered from every rank), checkpoint; inside an epoch,
 checkpoint every `train.checkpoint_every_steps` optimizer steps and at the step a SIGTERM stops the run
-(`recipes.epochs`: the resume continues the epoch with its remaining batches). At the end
-(export.finish): reload the best checkpoint (chosen on `val` by `train.best_metric`), evaluate `val` and `test`
-with it, export fp32 safetensors + JSON.
+(`recipes.epochs`: the resume continues the epoch with its remaining batches). At the end (export.finish): reload
+the best checkpoint (chosen on `val` by `train.best_metric`), evaluate `val` and `test`, export safetensors + JSON.
 """
 from __future__ import annotations
 
@@ -278,6 +277,7 @@ class ClipRecipe:
             labels = batch["label"].to(env.device)
             loss = self._loss(engine(**self._inputs(batch)), labels)
             engine.backward(loss)
+            lr = self.engine.lr()  # the rate this step trains at: DeepSpeed's step advances the schedule after it
             engine.step()
             value = float(loss.detach())
             self.watch.see(value)
@@ -293,7 +293,7 @@ class ClipRecipe:
                 self.watch.step_done(engine.was_step_applied(), f"at step {step_in_epoch} of epoch {epoch} "
                                      f"(optimizer step {self.global_step})", engine.module if saved else None)
                 if self.global_step % cfg.train.log_every == 0:
-                    self.logger.log_metrics({"train/loss": value, "train/lr": self.engine.lr()}, step=self.global_step)
+                    self.logger.log_metrics({"train/loss": value, "train/lr": lr}, step=self.global_step)
                 if not last:
                     if periodic:
                         self.save_mid_epoch(epoch, step_in_epoch, sums)

@@ -291,6 +291,7 @@ class FinetuneVLMRecipe:
         every rank agrees on when one was sent SIGTERM."""
         losses, batches = [], self.micro_batches(self.step)
         weights = token_weights(self.env, batches, self.plan.accumulation)  # every answer token weighs the same
+        lr = self.built.lr()  # the rate this step trains at: DeepSpeed's step advances the schedule after it
         for i, batch in enumerate(batches):
             # Dropout masks from a seed of (run.seed, step, micro batch's place in the global batch): independent
             # of the run's history and, for a given micro batch size, of the number of processes.
@@ -313,7 +314,7 @@ class FinetuneVLMRecipe:
         bar.set_postfix(loss=f"{step_loss:.3f}")
         if self.step % vcfg.log_every == 0 or self.step == self.total_steps:
             self.last_train = {"train/loss": float(np.mean(self.loss_window)),
-                               "train/epoch": self.step / self.steps_per_epoch, "train/lr": self.built.lr()}
+                               "train/epoch": self.step / self.steps_per_epoch, "train/lr": lr}
             self.loss_window = []
             self.logger.log_metrics(self.last_train, step=self.step)
         if vcfg.eval_every and self.step % vcfg.eval_every == 0 and self.step < self.total_steps:
