@@ -275,7 +275,7 @@ class CheckpointManager:
              strict: bool = True) -> Tuple[Optional[str], Dict[str, Any]]:
         """Load a checkpoint (the latest by default) into the engine; returns (tag, client_state) and, unless
         `module_only`, restores this rank's RNG state as it was when the checkpoint was saved."""
-        if not self.dir.is_dir():
+        if not self.has_checkpoints():  # (an empty folder: a run stopped before its first checkpoint)
             return None, {}
         require_marker(self.dir)
         tag = tag or self.latest()
@@ -359,6 +359,9 @@ def fp32_state_dict_from_checkpoint(ckpt_dir: Path, tag: Optional[str] = None) -
     manager = CheckpointManager(ckpt_dir, DistEnv())
     if not ckpt_dir.is_dir():
         raise UserError(f"no checkpoint folder {ckpt_dir}")
+    if not manager.has_checkpoints():
+        raise UserError(f"no checkpoint in {ckpt_dir}: the folder is empty (its run stopped before its first "
+                        f"checkpoint); resume the run (run.resume=true) to train one")
     require_marker(ckpt_dir)
     best = manager.best
     tag = tag or (best["tag"] if best else None) or manager.latest()
