@@ -194,9 +194,10 @@ def _kind(feature: Dict[str, Any]) -> Tuple[str, Optional[str]]:
     name = str(name).strip() if name else ""
     if not name:
         return "unclassified", None
-    if name.casefold() == TISSUE_CLASS.casefold():
+    base = name.split(":", 1)[0].strip()  # a QuPath derived class (`Artefact: Pen`) is one of its base class
+    if base.casefold() == TISSUE_CLASS.casefold():
         return "tissue", name
-    if name.rstrip("*").strip().casefold() in EXCLUSION_CLASSES:
+    if base.rstrip("*").strip().casefold() in EXCLUSION_CLASSES:
         return "exclusion", name
     return "other", name
 

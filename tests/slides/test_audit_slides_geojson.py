@@ -104,3 +104,20 @@ def test_an_exported_corrected_mask_keeps_exclusions_as_their_own_annotations(tm
     again.write_text(json.dumps(doc))
     assert np.array_equal(rasterize(read_geojson(again), (40, 40), 16.0), rasterize(polys, (40, 40), 16.0))
 
+
+
+def test_derived_classes_count_as_their_base_class(tmp_path):
+    """QuPath's derived classes (`Base: Sub`, written as the name or as `names`): `Artefact: Pen` and
+    `Ignore*: Fold` are cut out like their base class (they were read as tissue classes, so a pen region was tissue),
+    and `Tissue: Viable` marks tissue like `Tissue` (so a `Tumor` region beside it is not)."""
+    derived_names = {"classification": {"names": ["Ignore*", "Fold"]}, "objectType": "annotation"}
+    path = _write(tmp_path, [_feat(_poly(_ring(0, 0, 320, 320)), "Tissue: Viable"),
+                             _feat(_poly(_ring(320, 320, 640, 640)), "Tumor"),
+                             _feat(_poly(_ring(0, 0, 160, 160)), "Artefact: Pen"),
+                             {"type": "Feature", "geometry": _poly(_ring(160, 160, 320, 320)),
+                              "properties": derived_names}])
+    raster = rasterize(read_geojson(path), (40, 40), 16.0)
+    expected = _expected((0, 0, 320, 320))
+    expected[:10, :10] = False
+    expected[10:20, 10:20] = False
+    assert _inner(raster, expected)
