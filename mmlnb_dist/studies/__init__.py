@@ -40,7 +40,7 @@ from ..config import Config, apply_overrides, config_from_dict
 from ..core.distributed import DistEnv, init_engine_process_group
 from ..core.divergence import TrainingDiverged
 from ..core.errors import ConfigError, UserError
-from ..core.files import refuse_file_in_the_way
+from ..core.files import refuse_file_in_the_way, strict_json
 from ..core.logging import DETAIL
 from ..pipeline import run_stage
 from ..recipes import RECIPES, recipe_class
@@ -269,8 +269,8 @@ def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available
         table[row]["trained"] = [results[(row, s)]["trained"] for s in seeds]
     markdown = format_table(table, metrics, split, study_dir.name, seeds) + "\n" + format_cache(cache) + "\n"
     (study_dir / "table.md").write_text(markdown)
-    (study_dir / "table.json").write_text(json.dumps({"split": split, "seeds": list(seeds), "metrics": metrics,
-                                                      "rows": table, "cache": cache}, indent=2))
+    stored = {"split": split, "seeds": list(seeds), "metrics": metrics, "rows": table, "cache": cache}
+    (study_dir / "table.json").write_text(json.dumps(strict_json(stored), indent=2, allow_nan=False))  # NaN: null
     figure = save_study_figure(table, metrics, split, study_dir.name, study_dir / "table.png")
     if parent is not None:
         flat = {f"{row}/{m}_{stat}": table[row][f"{m}_{stat}"] for row in chosen for m in metrics
@@ -338,6 +338,11 @@ def summarise(results: Dict[Tuple[str, int], Dict[str, Any]], available: Rows, c
     return table
 
 
+def _cell(mean: float, std: Optional[float]) -> str:
+    """`mean ± std` (the mean alone for one seed); n/a, not "nan ± nan", where a seed's value is undefined (NaN)."""
+    return "n/a" if not _finite(mean) else f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
+
+
 def _finite(x: float) -> bool:
     return isinstance(x, float) and math.isfinite(x)
 
@@ -355,8 +360,7 @@ def format_table(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split
         if diverged:  # no number to average: say so rather than print nan
             cells = [f"diverged (seed {', '.join(map(str, diverged))})"] * len(metrics)
         else:
-            cells = [f"{entry[f'{m}_mean']:.4f}" + ("" if entry[f"{m}_std"] is None else
-                                                    f" ± {entry[f'{m}_std']:.4f}") for m in metrics]
+            cells = [_cell(entry[f"{m}_mean"], entry[f"{m}_std"]) for m in metrics]
         lines.append(f"| {row} | {' | '.join(cells)} | {entry['description']} |")
     return "\n".join(lines) + "\n"
 
