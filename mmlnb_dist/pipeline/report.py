@@ -40,11 +40,18 @@ def recipe_rows(evaluation: Dict[str, Any]) -> List[str]:
     test first."""
     patch = evaluation.get("patch") or {}
     splits = sorted(patch, key=lambda s: (s != "test", s))
-    names = sorted({k for m in patch.values() for k in m if isinstance(m[k], (int, float)) and k != "num_samples"})
-    heads = [f"{s} (n={patch[s]['num_samples']:.0f})" if "num_samples" in patch[s] else s for s in splits]
+    # an undefined metric (NaN, null in evaluation.json: macro AUROC on a split lacking a label's negatives) is n/a
+    names = sorted({k for m in patch.values() for k in m if (m[k] is None or isinstance(m[k], (int, float)))
+                    and k != "num_samples"})
+    heads = [f"{s} (n={patch[s]['num_samples']:.0f})" if patch[s].get("num_samples") is not None else s
+             for s in splits]
     lines = ["| metric | " + " | ".join(heads) + " |", "|---|" + "---|" * len(splits)]
-    lines += [f"| {n} | " + " | ".join(f"{patch[s].get(n, float('nan')):.4f}" for s in splits) + " |" for n in names]
+    lines += [f"| {n} | " + " | ".join(_plain(patch[s].get(n)) for s in splits) + " |" for n in names]
     return lines
+
+
+def _plain(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
 def stage_rows(results: Sequence[StageResult]) -> List[str]:
