@@ -15,6 +15,9 @@ from . import DEFAULT_PROFILE, add_config_args, load_from_args
 DEMO_PROFILES = {"mmlnb": DEFAULT_PROFILE, "clip-multilabel": "clip-demo"}
 """`--recipe` -> the shipped profile the demo runs."""
 
+DEMO_RECIPES = {"mmlnb": "fusion", "clip-multilabel": "clip"}
+"""`--recipe` -> the `train.recipe` it trains (checked against a `--config` given with it)."""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -29,8 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Stages whose outputs are up to date are skipped, so a rerun continues where it stopped.",
     )
     add_config_args(p, default=None)
-    p.add_argument("--recipe", choices=sorted(DEMO_PROFILES), default="mmlnb",
-                   help="which recipe's demo (default mmlnb); picks its profile unless --config is given")
+    p.add_argument("--recipe", choices=sorted(DEMO_PROFILES), default=None,
+                   help="which recipe's demo (default mmlnb); picks its profile unless --config is given (whose "
+                   "train.recipe must then be this recipe's)")
     p.add_argument("--from", dest="first", metavar="STAGE", help="first stage to run (see `pipeline --help`)")
     p.add_argument("--until", dest="last", metavar="STAGE", help="last stage to run")
     p.set_defaults(func=_demo)
@@ -39,7 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from .pipeline import run_command
 
-    args.config = args.config or DEMO_PROFILES[args.recipe]
+    from ..core.errors import ConfigError
+
+    args.config = args.config or DEMO_PROFILES[args.recipe or "mmlnb"]
     args.slides = args.labels = args.patches = None
     args.synthetic = True
-    return run_command(args, load_from_args(args))
+    cfg = load_from_args(args)
+    if args.recipe and cfg.train.recipe != DEMO_RECIPES[args.recipe]:  # not the other recipe's demo, silently
+        raise ConfigError(f"--recipe {args.recipe} trains train.recipe={DEMO_RECIPES[args.recipe]}, but --config "
+                          f"{args.config} (with its overrides) gives train.recipe={cfg.train.recipe}; drop --config "
+                          f"to run the {args.recipe} demo's profile ({DEMO_PROFILES[args.recipe]}), or drop --recipe")
+    return run_command(args, cfg)
