@@ -69,6 +69,8 @@ def stage_rows(results: Sequence[StageResult]) -> List[str]:
             note += f" (resumed: {float(r.info[WALL_SECONDS]):.1f} s{over})"
         if r.status != "ran" and r.info.get(WALL_SECONDS) is not None:
             note = f" (took {float(r.info[WALL_SECONDS]):.1f} s{over} when it ran)"
+        if r.status == "ran" and r.rebuilt:  # it had run before: why it was not skipped
+            note = (f"{note[:-1]}; " if note else " (") + f"rebuilt: {r.rebuilt})"
         lines.append(f"| {r.name} | {state} | {r.seconds:.1f} s{note} | `{r.output}` |")
     lines.append(f"| total | | {sum(r.seconds for r in results):.1f} s | |")
     return lines

@@ -108,6 +108,8 @@ class StageResult:
     status: str = "ran"
     """`ran`, `skipped` (up to date), `reused` (made by an earlier run, before `--from`; `reused-other`: with other
     settings or inputs than this config's) or `input` (given)."""
+    rebuilt: Optional[str] = None
+    """Why a stage that ran was not skipped though it had run before (for the report), else None."""
 
 
 Recheck = Callable[[Dict[str, Any]], Optional[str]]
@@ -228,16 +230,17 @@ def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, A
     state = read_stage(out)
     barrier(env)  # every rank has read the record before rank 0 changes it
     gone = bool(state) and not out.exists()  # a user deleted the output to have it rebuilt: the record is stale
-    changed = f"inputs or settings changed since {out} was built"
+    changed, why = f"inputs or settings changed since {out} was built", "its inputs or settings changed"
     if is_up_to_date(state, out, fp):
         lost = _lost(recheck, state, env) if recheck is not None else None
         if lost is None:
             say(f"{name}: up to date in {out} (fingerprint {fp}): skipped")
             return StageResult(name, out, fp, True, 0.0, state, status="skipped")
-        changed = lost
+        changed = why = lost
     if gone:
         say(f"{name}: {out} is gone (its record says {state.get('status')}): running it afresh")
     resume = state.get("fingerprint") == fp and state.get("status") == "running" and not gone
+    rebuilt = None if resume or not state else "its output was deleted" if gone else why  # (for the report)
     if out.exists() and not resume and not state and any(out.iterdir()):
         raise UserError(f"{name}: {out} exists and was not made by this pipeline; move it away or point the "
                         f"config elsewhere")
@@ -286,7 +289,7 @@ def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, A
         say(f"{name}: not finished after {secs:.1f}s (the next run retries it): {info.get('reason', '')}")
     else:
         say(f"{name}: done in {secs:.1f}s")
-    return StageResult(name, out, fp, False, secs, {**info, **recorded})
+    return StageResult(name, out, fp, False, secs, {**info, **recorded}, rebuilt=rebuilt)
 
 
 def _record_stop(name: str, out: Path, fp: str, owner: Optional[str], env: DistEnv, err: BaseException,

@@ -1,0 +1,49 @@
+"""A rerun after changing one override: the stages it reaches run again, the others are skipped. The report's stage
+table said "ran" alike for a first build and for a rebuild, so a user could not tell from it why a stage that had
+finished ran again; it now says why (its inputs or settings changed, its output was deleted) beside the wall time,
+and says nothing of the kind for a first run or a resumed one."""
+from __future__ import annotations
+
+import pytest
+
+from support.report import stage_statuses
+
+from mmlnb_dist.pipeline.report import stage_rows
+from mmlnb_dist.pipeline.stages import run_stage
+
+
+def _stage(out, fp, fail=False):
+    def work(resume):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "x.txt").write_text(fp)
+        if fail:
+            raise RuntimeError("stopped")
+        return {"built": fp}
+
+    return run_stage("train", out, fp, work)
+
+
+def _row(result):
+    return stage_rows([result])[2]
+
+
+def test_the_report_says_why_a_stage_that_ran_before_ran_again(tmp_path):
+    out = tmp_path / "train"
+    first = _stage(out, "a")
+    assert "rebuilt" not in _row(first) and stage_statuses(_row(first)) == {"train": "ran"}
+    assert _stage(out, "a").status == "skipped"
+    changed = _stage(out, "b")
+    assert "(rebuilt: its inputs or settings changed)" in _row(changed), _row(changed)
+    assert stage_statuses(_row(changed)) == {"train": "ran"}  # the status column stays what it was
+    (out / "x.txt").unlink()
+    out.rmdir()
+    gone = _stage(out, "b")
+    assert "(rebuilt: its output was deleted)" in _row(gone), _row(gone)
+
+
+def test_a_resumed_stage_is_not_called_rebuilt(tmp_path):
+    out = tmp_path / "train"
+    with pytest.raises(RuntimeError):
+        _stage(out, "a", fail=True)
+    resumed = _stage(out, "a")
+    assert resumed.status == "ran" and resumed.rebuilt is None and "rebuilt" not in _row(resumed), _row(resumed)
