@@ -52,7 +52,10 @@ def _ablate(args: argparse.Namespace) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"--seeds: '{args.seeds}' is not a comma-separated list of integers") from None
-    rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows is not None else None
+    if rows == []:  # `--rows "$ROWS"` with an empty variable: not every row of the recipe (hours of training)
+        raise ConfigError(f"--rows '{args.rows}' names no row; give some of {', '.join(study_rows(cfg)[0])}, or "
+                          f"leave --rows out for all of them")
     train_jobs = None
     if cfg.tune.max_concurrent > 1:  # concurrent rows: Ray Tune trials (tuning sits above studies)
         from ..tuning.study import train_as_trials as train_jobs
