@@ -47,3 +47,22 @@ def test_a_resumed_stage_is_not_called_rebuilt(tmp_path):
         _stage(out, "a", fail=True)
     resumed = _stage(out, "a")
     assert resumed.status == "ran" and resumed.rebuilt is None and "rebuilt" not in _row(resumed), _row(resumed)
+
+
+def test_a_stage_stopped_before_making_its_output_is_rebuilt_for_its_new_settings_only(tmp_path):
+    """A stage that stopped before its output folder existed (a bad input) and runs again with the same settings
+    was not deleted by anyone; with other settings (the fixed input), that is why it runs."""
+    out = tmp_path / "shards"
+
+    def refuse(resume):
+        raise RuntimeError("bad input")
+
+    with pytest.raises(RuntimeError):
+        run_stage("shards", out, "a", refuse)
+    assert not out.exists()
+    fixed = _stage(out, "b")
+    assert "(rebuilt: its inputs or settings changed)" in _row(fixed), _row(fixed)
+    with pytest.raises(RuntimeError):
+        run_stage("shards", tmp_path / "other", "a", refuse)
+    again = _stage(tmp_path / "other", "a")
+    assert again.rebuilt is None and "rebuilt" not in _row(again), _row(again)

@@ -240,7 +240,9 @@ def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, A
     if gone:
         say(f"{name}: {out} is gone (its record says {state.get('status')}): running it afresh")
     resume = state.get("fingerprint") == fp and state.get("status") == "running" and not gone
-    rebuilt = None if resume or not state else "its output was deleted" if gone else why  # (for the report)
+    same = state.get("fingerprint") == fp  # (for the report: why a stage that had run runs again)
+    rebuilt = None if resume or not state or (gone and same and state.get("status") != "done") else \
+        "its output was deleted" if gone and same else why
     if out.exists() and not resume and not state and any(out.iterdir()):
         raise UserError(f"{name}: {out} exists and was not made by this pipeline; move it away or point the "
                         f"config elsewhere")
