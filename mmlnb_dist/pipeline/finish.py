@@ -281,6 +281,31 @@ def _alias_version(uri: str, res: Any) -> Optional[str]:
     return str(holder.version) if holder is not None else None
 
 
+def refresh_alias(registration: Dict[str, Any], uri: str,
+                  tracking: Optional[TrackingConfig] = None) -> Dict[str, Any]:
+    """A skipped (up-to-date) registration's record with `alias_version` as the store has it now: another run may
+    have taken the alias since, and the report and its predict line would serve that run's model as this one's.
+    The record as it is when the store cannot be asked (a server down: warned)."""
+    if not registration.get("registered") or not registration.get("alias"):
+        return registration
+    import mlflow
+
+    from ..core.tracking import server
+    from ..core.tracking.versions import alias_holder
+
+    if not server.server_reachable(uri, (tracking or TrackingConfig()).request_timeout_s):
+        log.warning("register: the MLflow server %s does not answer: the report says where the alias %s was "
+                    "when this run registered, not where it is now", uri, registration["alias"])
+        return registration
+    holder, _ = alias_holder(mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri), registration["name"],
+                             registration["alias"])
+    now = str(holder.version) if holder is not None else None
+    if now != registration.get("alias_version"):
+        log.info("register: %s@%s is on version %s now (this run registered version %s)", registration["name"],
+                 registration["alias"], now, registration["version"])
+    return {**registration, "alias_version": now}
+
+
 def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
     """The recipe's `register` hook: a new version of `tracking.register_name` (default `run.name`); the alias
     (`tracking.register_alias`, champion) moves to it only when its metric beats the holder's."""

@@ -253,6 +253,8 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
         run.evaluation = finish.read_evaluation(evaluation)
         registration = do(finish.plan_register(cfg, train))
         run.registration = dict(registration.info) if registration else None
+        if registration is not None and registration.skipped and env.is_main:  # the alias may have moved since
+            run.registration = finish.refresh_alias(run.registration, finish.tracking_uri(cfg), cfg.tracking)
     return _finish(cfg, run, shards, env, report_file)
 
 
