@@ -23,7 +23,7 @@ from ..core.recipe import Report
 from ..recipes import RECIPES, check_configs
 from ..recipes.vlm.config import vlm_run_name
 from . import finish, steps
-from .stages import PlannedStage, StageResult, existing_shards, recorded, run_planned
+from .stages import PlannedStage, StageResult, existing_shards, recorded, require_done, run_planned
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +184,11 @@ def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = N
             not (Path(cfg.data.shards) / "manifest.json").is_file():
         raise UserError(f"data.shards {cfg.data.shards}: no shard set there; give --slides DIR --labels CSV, "
                         f"--patches DIR_OR_CSV or --synthetic, or point data.shards at a shard set")
+    if start > 0:  # the first stage ran before (the later ones' records are checked as the pipeline reaches them)
+        first_out = steps.plan_synth(cfg).output if inputs.synthetic else Path(cfg.data.shards) if inputs.slides \
+            else steps.plan_shards(cfg, steps.given_input(Path(inputs.patches), "patches")).output if \
+            inputs.patches else steps.plan_verify(cfg).output  # (their planners' outputs, as run_pipeline's)
+        require_done(names[0], first_out, names[start])
     return PipelinePlan(names, start, stop)
 
 

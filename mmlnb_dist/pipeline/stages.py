@@ -348,11 +348,7 @@ def run_planned(stage: PlannedStage, env: Optional[DistEnv] = None) -> StageResu
 
 def recorded(stage: PlannedStage, first: str) -> StageResult:
     """A stage before `--from`: its output as an earlier run left it (done), taken as it is."""
-    state = read_stage(stage.output)
-    if state.get("status") != "done" or not stage.output.exists():
-        found = "is missing" if not stage.output.exists() else f"is not complete (status {state.get('status')})"
-        raise UserError(f"--from {first}: the output of the earlier stage '{stage.name}' ({stage.output}) {found}; "
-                        f"start from an earlier stage (--from {stage.name}) or drop --from")
+    state = require_done(stage.name, stage.output, first)
     if state["fingerprint"] != stage.fingerprint:
         # --from means "take it as it is", so it is used; but this run's results are not this config's alone
         log.warning("--from %s: %s (%s) was built with other settings or inputs than this config gives it; it is "
@@ -360,6 +356,16 @@ def recorded(stage: PlannedStage, first: str) -> StageResult:
                     first, stage.name, stage.output, stage.name)
         return StageResult(stage.name, stage.output, state["fingerprint"], True, 0.0, state, status="reused-other")
     return StageResult(stage.name, stage.output, state["fingerprint"], True, 0.0, state, status="reused")
+
+
+def require_done(name: str, output: Path, first: str) -> Dict[str, Any]:
+    """The record of stage `name` before `--from first`, refused unless its output is there and done."""
+    state = read_stage(output)
+    if state.get("status") != "done" or not output.exists():
+        found = "is missing" if not output.exists() else f"is not complete (status {state.get('status')})"
+        raise UserError(f"--from {first}: the output of the earlier stage '{name}' ({output}) {found}; "
+                        f"start from an earlier stage (--from {name}) or drop --from")
+    return state
 
 
 def existing_shards(path: Path) -> StageResult:
