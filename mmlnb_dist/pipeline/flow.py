@@ -158,6 +158,7 @@ def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = N
     for flag, given in (("--slides", inputs.slides), ("--labels", inputs.labels), ("--patches", inputs.patches)):
         if given is not None and not Path(given).exists():
             raise UserError(f"{flag} {given}: not found")  # not by the first stage, after the log was opened
+    refuse_inputs_of_another_task(cfg, inputs)
     start, stop = names.index(first or names[0]), names.index(last or names[-1])
     if "finetune-vlm" in names and start <= names.index("finetune-vlm") <= stop:
         source = next((n for n, given in (("synth", inputs.synthetic), ("slides", inputs.slides),
@@ -190,6 +191,27 @@ def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = N
             inputs.patches else steps.plan_verify(cfg).output  # (their planners' outputs, as run_pipeline's)
         require_done(names[0], first_out, names[start])
     return PipelinePlan(names, start, stop)
+
+
+def refuse_inputs_of_another_task(cfg: Config, inputs: PipelineInputs) -> None:
+    """A recipe that trains on label sets (`RecipeSpec.shard_task`: clip) from inputs the pipeline makes one label
+    per patch of (`--slides`, `--patches`) or from single-label synthetic data: its train stage would refuse the
+    shard set after every stage before it had run (hours of tiling), and running again could never help."""
+    spec = RECIPES.get(cfg.train.recipe)
+    if spec is None:
+        return
+    if inputs.synthetic and cfg.data.synth.task != spec.shard_task:
+        raise UserError(f"data.synth.task={cfg.data.synth.task}: the {spec.name} recipe trains on "
+                        f"{'label sets' if spec.shard_task == 'multilabel' else 'one label per patch'}; set "
+                        f"data.synth.task={spec.shard_task} (as its shipped profiles do)")
+    if spec.shard_task != "multilabel":
+        return
+    build = ("build its shard set with `mmlnb-dist shards build --input PAIRS.csv --task multilabel --out DIR` "
+             "(image, text and label-set columns: docs/data.md), then run the pipeline on it with data.shards=DIR")
+    for flag, given in (("--slides", inputs.slides), ("--patches", inputs.patches)):
+        if given is not None:
+            raise UserError(f"{flag}: the {spec.name} recipe trains on label sets, and the pipeline builds one label "
+                            f"per patch from {flag}; {build}")
 
 
 def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = None, last: Optional[str] = None,

@@ -60,6 +60,9 @@ class RecipeSpec:
     not one per `train.epochs` epoch (ASHA's max_t); None when its inputs cannot be read. "": one per epoch."""
     report_count_keys: Tuple[str, ...] = ()
     """Config keys that change that count: a search space varying one needs `tune.max_t`."""
+    shard_task: str = "single"
+    """The shard sets it trains on: "single" (one label per patch, what `slides tile` and `shards build` make) or
+    "multilabel" (label sets: `shards build --task multilabel`, `data.synth.task=multilabel`)."""
 
 
 RECIPES: Dict[str, RecipeSpec] = {spec.name: spec for spec in (
@@ -79,7 +82,7 @@ RECIPES: Dict[str, RecipeSpec] = {spec.name: spec for spec in (
                metrics=(*CLIP_METRICS, "loss"), lower_is_better=CLIP_LOWER_IS_BETTER,
                register="mmlnb_dist.recipes.clip.pyfunc_model:register_run",
                evaluate="mmlnb_dist.recipes.clip.evaluate:evaluate_command",
-               variants="mmlnb_dist.recipes.clip.variants", tune_space="clip"),
+               variants="mmlnb_dist.recipes.clip.variants", tune_space="clip", shard_task="multilabel"),
 )}
 
 
