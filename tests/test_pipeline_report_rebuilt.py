@@ -66,3 +66,25 @@ def test_a_stage_stopped_before_making_its_output_is_rebuilt_for_its_new_setting
         run_stage("shards", tmp_path / "other", "a", refuse)
     again = _stage(tmp_path / "other", "a")
     assert again.rebuilt is None and "rebuilt" not in _row(again), _row(again)
+
+
+def test_the_log_does_not_call_an_output_never_made_gone(tmp_path):
+    """The log of a stage that stopped before making its output said "<out> is gone (its record says running):
+    running it afresh", as if someone had deleted it; a deleted output is still called gone."""
+    said = []
+    out = tmp_path / "shards"
+
+    def refuse(resume):
+        raise RuntimeError("bad input")
+
+    with pytest.raises(RuntimeError):
+        run_stage("shards", out, "a", refuse, say=said.append)
+    said.clear()
+    run_stage("shards", out, "a", lambda resume: out.mkdir() or {}, say=said.append)
+    assert not any("is gone" in line for line in said) and any("is not there" in line for line in said), said
+    train = tmp_path / "train"
+    run_stage("train", train, "a", lambda resume: train.mkdir() or {}, say=said.append)
+    train.rmdir()  # deleted by the user to have it rebuilt
+    said.clear()
+    run_stage("train", train, "a", lambda resume: train.mkdir() or {}, say=said.append)
+    assert any("is gone (its record says done)" in line for line in said), said

@@ -237,8 +237,10 @@ def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, A
             say(f"{name}: up to date in {out} (fingerprint {fp}): skipped")
             return StageResult(name, out, fp, True, 0.0, state, status="skipped")
         changed = why = lost
-    if gone:
-        say(f"{name}: {out} is gone (its record says {state.get('status')}): running it afresh")
+    if gone and state.get("status") == "done":
+        say(f"{name}: {out} is gone (its record says done): running it afresh")
+    elif gone:  # (most often stopped before its output was made, a refused input: nobody deleted anything)
+        say(f"{name}: {out} is not there (its last run stopped before it finished): running it")
     resume = state.get("fingerprint") == fp and state.get("status") == "running" and not gone
     same = state.get("fingerprint") == fp  # (for the report: why a stage that had run runs again)
     rebuilt = None if resume or not state or (gone and same and state.get("status") != "done") else \
