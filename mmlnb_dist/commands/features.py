@@ -19,7 +19,10 @@ def _extract(args: argparse.Namespace) -> int:
     env = DistEnv.from_environment()
     encoder_cfg = cfg.fusion.model.image_encoder
     if args.encoder:
-        encoder_cfg = encoder_cfg.model_copy(update={"name": args.encoder,
+        # the config's weights file is its own encoder's: another one loads it only when the command line gives it
+        weights = encoder_cfg.weights_path if args.encoder == encoder_cfg.name or _given(WEIGHTS_KEY, args.overrides) \
+            else None
+        encoder_cfg = encoder_cfg.model_copy(update={"name": args.encoder, "weights_path": weights,
                                                      "pretrained": _pretrained(args.encoder, args.overrides,
                                                                                encoder_cfg.pretrained)})
     shards = Path(args.shards or cfg.data.shards)
@@ -42,6 +45,12 @@ def default_out(shards: Path, encoder: str) -> Path:
 
 
 PRETRAINED_KEY = "fusion.model.image_encoder.pretrained"
+WEIGHTS_KEY = "fusion.model.image_encoder.weights_path"
+
+
+def _given(key: str, overrides: Sequence[str]) -> bool:
+    """Whether the command line's overrides set `key`."""
+    return any(o.split("=", 1)[0].strip() == key for o in overrides or ())
 
 
 def _pretrained(encoder: str, overrides: Sequence[str], configured: bool) -> bool:
@@ -51,7 +60,7 @@ def _pretrained(encoder: str, overrides: Sequence[str], configured: bool) -> boo
     (cpu-demo: false, for `tiny`), so it does not decide for another one."""
     from ..models.pathology import TINY_SUFFIX
 
-    if any(o.split("=", 1)[0].strip() == PRETRAINED_KEY for o in overrides or ()):
+    if _given(PRETRAINED_KEY, overrides):
         return configured
     return not (encoder == "tiny" or encoder.endswith(TINY_SUFFIX))
 
@@ -72,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--encoder", default=None,
                    help="image encoder name (models registry); default fusion.model.image_encoder.name. A "
-                   "named encoder loads its pretrained weights (or fusion.model.image_encoder.weights_path); "
+                   "named encoder loads its pretrained weights (or fusion.model.image_encoder.weights_path when "
+                   "it is the config's own encoder or the command line gives the file); "
                    "random ones only with fusion.model.image_encoder.pretrained=false on the command line "
                    "(`tiny` and `<name>-tiny` are always random). provenance.json records which")
     p.add_argument("--shards", default=None, type=Path, help="input shard set; default data.shards")
