@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 from ..core.files import sha256_file
 from ..core.progress import progress_bar
@@ -43,6 +43,23 @@ def _label_set(sample: Dict) -> Optional[List[str]]:
     return names if isinstance(names, list) and names else None
 
 
+_ENTRY_FIELDS = (("file", str), ("num_samples", int), ("class_counts", dict))
+
+
+def _malformed(split: str, i: int, entry: object) -> Optional[str]:
+    """Why a manifest shard entry cannot be checked (a field missing or of the wrong type: a hand edit), or None."""
+    if not isinstance(entry, dict):
+        return f"manifest split {split} shard #{i}: not a JSON object ({entry!r}); rebuild the shard set or restore " \
+               f"its manifest.json"
+    bad = [name for name, kind in _ENTRY_FIELDS
+           if not isinstance(entry.get(name), kind) or isinstance(entry.get(name), bool)]
+    if not bad:
+        return None
+    name = entry["file"] if isinstance(entry.get("file"), str) else f"split {split} shard #{i}"
+    return (f"manifest {name}: field(s) {', '.join(bad)} missing or of the wrong type; rebuild the shard set or "
+            f"restore its manifest.json")
+
+
 def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyReport:
     """Check every shard against the manifest: file present, bytes, sha256, counts per class, unique keys,
     every image decodable, every `cls` a valid class index matching the `json` label; on multi-label sets also
@@ -56,15 +73,24 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
     counts: Dict[str, Dict[str, int]] = {}
     keys: Dict[str, str] = {}
     listed = set()
-    total = sum(int(s["num_samples"]) for split in manifest["splits"].values() for s in split["shards"])
+    missing: Dict[Optional[str], Tuple[int, str]] = {}  # sha256 -> (problem line, file) of shards not found
+    total = sum(s["num_samples"] for split in manifest["splits"].values() for s in split["shards"]
+                if isinstance(s, dict) and isinstance(s.get("num_samples"), int))
     bar = progress_bar(total=total, desc="verify", unit="sample", enabled=progress)
     ordered = sorted(manifest["splits"].items(), key=lambda kv: (SPLITS + (kv[0],)).index(kv[0]))
     for split, info in ordered:
         split_counts: Counter = Counter()
-        for entry in info["shards"]:
+        for i, entry in enumerate(info["shards"]):
+            malformed = _malformed(split, i, entry)
+            if malformed:
+                problems.append(malformed)
+                if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+                    listed.add(entry["file"])
+                continue
             path = shard_dir / entry["file"]
             listed.add(entry["file"])
             if not path.is_file():
+                missing[entry.get("sha256")] = (len(problems), entry["file"])
                 problems.append(f"{entry['file']}: missing")
                 continue
             if path.stat().st_size != entry.get("bytes"):
@@ -128,5 +154,11 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
     bar.close()
     for extra in sorted(p.name for p in shard_dir.glob("*.tar")):
         if extra not in listed:
-            problems.append(f"{extra}: tar file not listed in the manifest")
+            found = missing.pop(sha256_file(shard_dir / extra), None) if missing else None
+            if found is None:
+                problems.append(f"{extra}: tar file not listed in the manifest")
+                continue
+            line, name = found  # a listed shard renamed: the same bytes under another name
+            problems[line] = (f"{name}: missing, but {extra} holds its exact bytes (sha256): rename {extra} back "
+                              f"to {name}")
     return VerifyReport(problems, counts, classes)
