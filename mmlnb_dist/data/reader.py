@@ -50,6 +50,11 @@ def iter_shard_samples(tar_path: Union[str, Path],
                 if current is None:
                     current = {"__key__": stem, "__shard__": shard}
                 current[ext] = data
+            end = tar.offset  # where tarfile stopped: an end-of-archive block, the file's end or a bad header
+        if _bad_header_at(tar_path, end):
+            after = f" after key '{last_key}'" if last_key else " at its start"
+            raise ShardError(f"shard {shard}: truncated or corrupt tar{after} (invalid member header at byte {end}); "
+                             f"restore the shard or rebuild the shard set")
     except FileNotFoundError:
         raise ShardError(f"shard not found: {tar_path}") from None
     except (tarfile.TarError, EOFError, OSError) as err:
@@ -57,3 +62,13 @@ def iter_shard_samples(tar_path: Union[str, Path],
         raise ShardError(f"shard {shard}: truncated or corrupt tar{after} ({err})") from None
     if current is not None:
         yield current
+
+
+def _bad_header_at(tar_path: Path, offset: int) -> bool:
+    """Whether the 512-byte block at `offset`, where `tarfile` ended its pass, is neither an end-of-archive block
+    (zeros) nor the file's end. `tarfile` takes a header it cannot parse after the first one (a flipped byte breaks
+    its checksum) for the end of the archive, so a corrupt shard would read as a short one, without a word."""
+    with open(tar_path, "rb") as f:
+        f.seek(offset)
+        block = f.read(tarfile.BLOCKSIZE)
+    return bool(block.strip(b"\0"))
