@@ -91,7 +91,14 @@ class ShardSet:
         """`(path, num_samples)` of every shard of `split`, in manifest order."""
         if split not in self.manifest["splits"]:
             raise ShardError(f"{self.root / MANIFEST}: no split '{split}' (has: {', '.join(self.manifest['splits'])})")
-        return [(self.root / s["file"], int(s["num_samples"])) for s in self.manifest["splits"][split]["shards"]]
+        found = []
+        for i, s in enumerate(self.manifest["splits"][split]["shards"]):
+            try:
+                found.append((self.root / s["file"], int(s["num_samples"])))
+            except (TypeError, KeyError, ValueError):  # a hand edit: a field missing, or not a name / a count
+                raise ShardError(f"{self.root / MANIFEST}: split '{split}' shard #{i} ({s!r:.120}) lacks a 'file' name "
+                                 f"or a 'num_samples' count; restore the manifest or rebuild the shard set") from None
+        return found
 
     def entries(self) -> List[Tuple[str, int, Dict[str, Any]]]:
         """(split, position in split, manifest entry) of every shard, in manifest order."""
