@@ -54,6 +54,9 @@ def check_shard_files(shard_set: ShardSet, mode: str = "checksum", *, splits: Op
         raise ShardError(f"data.loader.preflight: {mode!r} is not one of {', '.join(MODES)}")
     if mode == "off":
         return 0
+    for split in shard_set.manifest["splits"]:
+        if splits is None or split in splits:
+            shard_set.shards(split)  # a ShardError naming a hand-edited entry without a file or count
     entries = [e for split, _, e in shard_set.entries() if splits is None or split in splits]
     problems = [p for p in (_size_problem(shard_set.root / e["file"], e) for e in entries) if p]
     bad = {p.split(":", 1)[0] for p in problems}

@@ -31,3 +31,14 @@ def test_an_intact_manifest_lists_its_shards_with_counts(tmp_path):
     shards = make_shard_set(tmp_path, per_class=2, max_per_shard=3, val_fraction=0.0)
     listed = ShardSet.open(shards).shards("train")
     assert [(p.name, n) for p, n in listed] == [("train-000000.tar", 3), ("train-000001.tar", 3)]
+
+
+def test_the_preflight_check_names_a_hand_edited_entry_too(tmp_path):
+    from mmlnb_dist.data.preflight import check_shard_files
+
+    shards = make_shard_set(tmp_path, per_class=2, max_per_shard=3, val_fraction=0.0)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    del manifest["splits"]["train"]["shards"][0]["file"]
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match=r"split 'train' shard #0 .* lacks a 'file' name"):
+        check_shard_files(ShardSet.open(shards), "size")
