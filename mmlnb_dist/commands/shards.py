@@ -115,6 +115,9 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"{len(report.problems)} problem(s):")
     for line in report.problems:
         print(f"  {line}")
+    print(f"to repair: restore the shards named above (or {args.shard_dir}/manifest.json, if it was edited) from a "
+          f"good copy, or rebuild the set with `mmlnb-dist shards build` (the same inputs and seed give the same "
+          f"shards)")
     return 1
 
 
