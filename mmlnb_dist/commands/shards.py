@@ -134,7 +134,14 @@ def _print_label_counts(shard_dir: str, title: str = "label counts (samples hold
     print(title)
     print(f"{'label'.ljust(width)}  " + "  ".join(s.rjust(6) for s in splits))
     for c in vocab:
-        print(f"{c.ljust(width)}  " + "  ".join(str(manifest["splits"][s]["label_counts"][c]).rjust(6) for s in splits))
+        print(f"{c.ljust(width)}  " + "  ".join(str(_listed(manifest["splits"][s], c)).rjust(6)
+                                                  for s in splits))
+
+
+def _listed(split: dict, label: str) -> object:
+    """A split's manifest count of `label`; '?' where a hand edit removed it (verify reports that split)."""
+    counts = split.get("label_counts")
+    return counts.get(label, "?") if isinstance(counts, dict) else "?"
 
 
 def _build_multilabel(args: argparse.Namespace) -> int:

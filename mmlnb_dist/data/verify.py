@@ -148,6 +148,15 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
             if "label_counts" in entry and any(shard_labels.get(c, 0) != entry["label_counts"].get(c, 0) for c in classes):
                 problems.append(f"{entry['file']}: label counts {dict(shard_labels)} differ from manifest {entry['label_counts']}")
             split_counts.update(shard_counts)
+        if manifest.get("task") == "multilabel":  # the per-label table `shards verify` prints reads these
+            # against its shards' entries (each checked against its samples above): a hand edit of the table
+            listed_labels = info.get("label_counts")
+            total_labels = {c: sum(int((e.get("label_counts") or {}).get(c, 0)) for e in info["shards"]
+                                   if isinstance(e, dict)) for c in classes}
+            if not isinstance(listed_labels, dict) or any(total_labels[c] != listed_labels.get(c, 0)
+                                                          for c in classes):
+                problems.append(f"split {split}: label counts {listed_labels} differ from its shards' "
+                                f"{total_labels}; restore manifest.json or rebuild the shard set")
         if sum(split_counts.values()) != info["num_samples"]:
             problems.append(f"split {split}: {sum(split_counts.values())} valid samples, manifest says {info['num_samples']}")
         counts[split] = {c: split_counts.get(c, 0) for c in classes}

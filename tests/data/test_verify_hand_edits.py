@@ -60,3 +60,36 @@ def test_a_stray_tar_beside_a_missing_shard_is_still_named_as_stray(built):
         (built / "stray.tar").unlink()
     assert "stray.tar: tar file not listed in the manifest" in problems
     assert f"{name}: missing, but held.tar holds its exact bytes (sha256): rename held.tar back to {name}" in problems
+
+
+def test_a_multilabel_split_whose_label_counts_were_edited_is_reported_and_the_table_still_prints(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from mmlnb_dist.cli import main
+    from mmlnb_dist.data.build import SampleSpec, build_shards
+    from mmlnb_dist.data.config import BuildConfig
+
+    vocab, rng, specs = ["fat", "mit", "nec"], np.random.default_rng(0), []
+    for i in range(8):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(buf, format="PNG")
+        labels = [vocab[i % 3]] + ([vocab[(i + 1) % 3]] if i % 2 else [])
+        specs.append(SampleSpec(f"s{i:02d}", labels[0], buf.getvalue(), meta={"labels": labels}))
+    build = BuildConfig(max_samples_per_shard=8, val_fraction=0.25, image_format="png", image_size=16, seed=0)
+    out = tmp_path / "shards"
+    build_shards(specs, out, build, vocab, progress=False)
+    assert verify_shards(out, progress=False).problems == []
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["task"] == "multilabel"
+    right = manifest["splits"]["val"].pop("label_counts")
+    manifest["splits"]["train"]["label_counts"]["mit"] += 1
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    problems = verify_shards(out, progress=False).problems
+    assert [p.split(":")[0] for p in problems] == ["split train", "split val"], problems
+    shards_say = {c: right.get(c, 0) for c in vocab}
+    assert problems[1] == (f"split val: label counts None differ from its shards' {shards_say}; restore manifest.json "
+                           f"or rebuild the shard set")
+    assert main(["shards", "verify", str(out), "--no-progress"]) == 1  # the label table prints '?', no traceback
