@@ -25,7 +25,7 @@ def test_from_a_stage_whose_earlier_stages_never_ran_writes_nothing(tmp_path, fi
 def test_from_shards_with_patches_that_were_never_built(tmp_path):
     patches = tmp_path / "patches"
     (patches / "UD").mkdir(parents=True)
-    code, _, err = run_cli(["pipeline", "--config", "clip-demo", "--patches", str(patches), "--from", "train",
+    code, _, err = run_cli(["pipeline", "--config", "cpu-demo", "--patches", str(patches), "--from", "train",
                             *_into(tmp_path)])
     assert code == 2 and "--from train: the output of the earlier stage 'shards'" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["patches"]
