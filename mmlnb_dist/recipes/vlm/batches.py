@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ...core.distributed import BatchPlan, all_reduce_sum, plan_batch
+from ...core.errors import ConfigError
 from ...data.images import image_member
 from ...data.reader import iter_shard_samples
 from ...data.shardset import ShardError, ShardSet
@@ -72,6 +73,19 @@ def count_pairs(shards: ShardSet, split: str) -> int:
 def total_steps(vcfg: "VLMConfig", n_train: int) -> int:
     """The optimizer steps of a fine-tuning run of `n_train` train pairs (an epoch's last partial batch dropped)."""
     return vcfg.max_steps or vcfg.epochs * (n_train // vcfg.global_batch_size)
+
+
+def check_resume_length(vcfg: "VLMConfig", total: int, latest: Optional[str]) -> None:
+    """Refuse (ConfigError) a resume whose run ends at step `total` while its newest complete checkpoint
+    `latest` (a `step-NNNNNN` tag) is past it: it would train nothing and keep the later step's adapter under a
+    config (vlm.max_steps / vlm.epochs) that does not describe it."""
+    if not latest or not latest.startswith("step-") or int(latest.split("-", 1)[1]) <= total:
+        return
+    key = f"vlm.max_steps={vcfg.max_steps}" if vcfg.max_steps else f"vlm.epochs={vcfg.epochs}"
+    trained = int(latest.split("-", 1)[1])
+    raise ConfigError(f"{key}: this resume ends at step {total}, but the run has trained to step {trained} (its "
+                      f"latest checkpoint {latest}); resume with at least {trained} steps, or start a new run "
+                      f"(another run.name) for a shorter one")
 
 
 def validation_reports(vcfg: "VLMConfig", n_train: int) -> int:

@@ -54,8 +54,8 @@ from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
 from . import model as V
 from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
-from .batches import (Pair, count_pairs, pair_encoder, read_pairs, step_indices, step_seed,  # noqa: F401
-                      token_weights, total_steps, truncate_data_order, vlm_batch_plan)
+from .batches import (Pair, check_resume_length, count_pairs, pair_encoder, read_pairs,  # noqa: F401
+                      step_indices, step_seed, token_weights, total_steps, truncate_data_order, vlm_batch_plan)
 from .best import LAST_ADAPTER, BestAdapter, check_keep_best, check_keep_best_resume
 from .config import check_part_rates_config
 from .deepspeed_configs import SHIPPED_DEEPSPEED, shipped_deepspeed_configs  # noqa: F401  (public here too)
@@ -154,7 +154,9 @@ class FinetuneVLMRecipe:
             raise ConfigError(f"vlm.eval_every={vcfg.eval_every}{asked}: {vcfg.pairs} has no val pairs to compute a "
                               f"validation loss on; set {remedy} or build the set with a val split")
         check_keep_best_resume(cfg, total_steps(vcfg, n_train))
-        CheckpointManager(Path(cfg.run.dir) / "checkpoints", env).check_fresh_start(cfg.run.resume)
+        ckpts = CheckpointManager(Path(cfg.run.dir) / "checkpoints", env)
+        ckpts.check_fresh_start(cfg.run.resume)
+        check_resume_length(vcfg, total_steps(vcfg, n_train), ckpts.latest() if cfg.run.resume else None)
         # LoRA names, rates, prompt and length (at each image size): on the model's structure, before the folder
         check_finetune_model(vcfg, train_sizes + val_sizes)
 
