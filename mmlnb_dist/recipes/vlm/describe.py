@@ -232,7 +232,9 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
             seconds = mapped["seconds"] - fn.load_seconds  # generation only: the model loads on the first batch
             result.update({"num_samples": mapped["num_samples"], "described_now": mapped["processed_now"],
                            "seconds": seconds, "load_seconds": fn.load_seconds, "quality": report,
-                           "samples_per_s": mapped["processed_now"] / seconds if seconds > 0 else None})
+                           # none when nothing was described now (a rerun of a finished output): not 0/s
+                           "samples_per_s": (mapped["processed_now"] / seconds
+                                             if mapped["processed_now"] and seconds > 0 else None)})
             _track(cfg, source, out, result)
         return result
     finally:
