@@ -75,7 +75,7 @@ class GenerationConfig(Section):
         if self.preset == "greedy" and given:
             raise ValueError(f"{', '.join(given)} shape sampling, and preset 'greedy' does not sample: set "
                              f"preset: authors (then these replace the authors' values) or drop them (as overrides: "
-                             f"{' '.join(k + '=null' for k in given)})")
+                             f"{' '.join(f'vlm.generation.{k}=null' for k in given)})")
         return self
 
 

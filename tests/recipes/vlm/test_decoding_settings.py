@@ -66,8 +66,8 @@ def test_sampling_settings_under_greedy_are_refused_and_the_provenance_records_w
 
     from support.fusion import make_shards
 
-    with pytest.raises(ConfigError, match=r"vlm\.generation.*temperature, top_k.*preset: authors.*temperature=null "
-                                          r"top_k=null"):
+    with pytest.raises(ConfigError, match=r"vlm\.generation.*temperature, top_k.*preset: authors.*"
+                                          r"vlm\.generation\.temperature=null vlm\.generation\.top_k=null"):
         load_config("cpu-demo", ["vlm.generation.preset=greedy", "vlm.generation.temperature=0.5",
                                  "vlm.generation.top_k=5"])
     shards = make_shards(tmp_path / "s", n=12, size=32)
