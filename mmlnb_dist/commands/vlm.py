@@ -54,8 +54,11 @@ def _export(args: argparse.Namespace) -> int:
     from ..recipes.vlm.merge import merge_and_export
     from ..recipes.vlm.model import dtype_for
 
+    from ..recipes.vlm.trained_with import check_export_settings
+
     cfg = load_from_args(args)
     _check_adapter(args.adapter)
+    check_export_settings(cfg.vlm, args.base or cfg.vlm.model, args.adapter)  # before the model loads
     out = merge_and_export(args.base or cfg.vlm.model, args.adapter, args.out, min_pixels=cfg.vlm.min_pixels,
                            max_pixels=cfg.vlm.max_pixels, dtype=dtype_for(args.dtype), seed=cfg.vlm.tiny_seed,
                            cache_dir=cfg.vlm.cache_dir, tiny_vision=cfg.vlm.tiny_vision, overwrite=args.overwrite)

@@ -85,3 +85,18 @@ def check_describe_settings(vcfg: "VLMConfig", vlm: str, adapter: Optional[Union
         raise ConfigError(f"{what} was fine-tuned with other vlm settings than given ({path}): "
                           f"{'; '.join(differences)}. The model only learned to describe with its training prompt "
                           f"and image size: pass --config {path}, or set these keys as there")
+
+
+def check_export_settings(vcfg: "VLMConfig", base: str, adapter: Union[str, Path]) -> None:
+    """Refuse (ConfigError) to merge a fine-tuning run's adapter under other pixel bounds or another base than the
+    run recorded: the export saves the processor with the bounds given, so the merged model would resize images as
+    the adapter never saw them. The prompt is not part of an export (describe checks it against the run)."""
+    path = training_config_path(base, adapter)
+    if path is None or merged_from(base).get("adapter"):  # (a merged --base: merge_and_export refuses it by name)
+        return
+    differences = [d for d in settings_differences(vcfg, base, adapter, trained_vlm_section(path))
+                   if not d.startswith("vlm.prompt:")]
+    if differences:
+        raise ConfigError(f"--adapter {adapter} was fine-tuned with other vlm settings than given ({path}): "
+                          f"{'; '.join(differences)}. The merged model keeps the base and image size given here: "
+                          f"pass --config {path}, or set these keys as there")
