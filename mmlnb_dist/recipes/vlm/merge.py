@@ -38,6 +38,9 @@ def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path]
     `MERGED_RECORD` naming the base and the adapter (path and digest): its descriptions are that adapter's.
     `out` must be new, empty, or (with `overwrite`) an earlier export; it is replaced whole."""
     out = Path(out)
+    if out.resolve() == Path.cwd().resolve():  # ('.': no name to build beside; replaced, it would strand the shell)
+        raise ExportError(f"--out {out} is the current folder, which the export would replace whole: give "
+                          f"another folder, such as ../{Path.cwd().name}-merged, or run from outside it")
     _refuse_to_write(out, overwrite)  # before the model loads
     held = merged_from(base).get("adapter")
     if held:  # (check_adapter_base only warns when the names differ: LoRA would be folded in twice)
