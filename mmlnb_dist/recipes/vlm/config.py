@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ...core.config import PathText, Section
 from ...core.errors import ConfigError
@@ -68,6 +68,14 @@ class GenerationConfig(Section):
 
     merge_adapter: bool = True
     """Fold the LoRA weights into the base model before generating (same outputs, faster decoding)."""
+
+    @field_validator("temperature", mode="before")
+    @classmethod
+    def _temperature_zero_is_greedy(cls, value):
+        if value is not None and not isinstance(value, bool) and value == 0:  # (vLLM's and LLaMA-Factory's greedy)
+            raise ValueError("temperature 0 asks for greedy decoding, which is a preset here: set "
+                             "vlm.generation.preset=greedy vlm.generation.temperature=null")
+        return value
 
     @model_validator(mode="after")
     def _sampling_settings_need_sampling(self) -> "GenerationConfig":
