@@ -53,7 +53,6 @@ def _describe(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from ..recipes.vlm.merge import merge_and_export
     from ..recipes.vlm.model import dtype_for
-
     from ..recipes.vlm.trained_with import check_export_settings
 
     cfg = load_from_args(args)
