@@ -2,10 +2,14 @@
 anything in it would be unpickled to load."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Optional
 
 from .errors import ModelNotFound, UnsafeModel
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+"""What an MLflow run id looks like (given as `--model`, it is no folder: the run's model is `runs:/ID/model`)."""
 
 
 def load_model(model_uri: str, tracking_uri: Optional[str] = None):
@@ -17,7 +21,8 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
 
     local = not model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:"))
     if local and not Path(model_uri).exists():
-        raise ModelNotFound(f"model not found: {model_uri} (no such folder; use models:/NAME@ALIAS)")
+        run_id = f"; an MLflow run id? its model is runs:/{model_uri}/model" if RUN_ID.match(model_uri) else ""
+        raise ModelNotFound(f"model not found: {model_uri} (no such folder; use models:/NAME@ALIAS{run_id})")
     if local and (Path(model_uri) / "model_config.json").is_file() and not (Path(model_uri) / "MLmodel").is_file():
         run_dir = Path(model_uri).parent
         raise ModelNotFound(f"{model_uri} is a training export (the weights `evaluate --export` scores), not an "
@@ -29,6 +34,8 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
         _check_store(model_uri, tracking_uri)
     try:
         folder = Path(model_uri) if local else _download_model(model_uri, tracking_uri)
+    except ModelNotFound:
+        raise
     except Exception as err:  # noqa: BLE001 - MLflow raises MlflowException / OSError variants
         where = f" in {tracking_uri}" if tracking_uri and not local else ""
         raise ModelNotFound(f"model not found: {model_uri}{where} ({_first_line(err)})") from None
@@ -77,17 +84,36 @@ def _download_model(model_uri: str, tracking_uri: Optional[str]) -> Path:
     if not tracking_uri:
         return Path(mlflow.artifacts.download_artifacts(model_uri))
     source = model_uri
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if model_uri.startswith("runs:/"):
+        source = _run_model_source(client, model_uri)
     if model_uri.startswith("models:/"):
         from mlflow.store.artifact.utils.models import get_model_name_and_version
 
-        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        if "/" in model_uri[len("models:/"):].rstrip("/") or "@" in model_uri:  # (not a logged model's `m-` id)
+        named = model_uri[len("models:/"):].rstrip("/")
+        if "/" not in named and "@" not in named and not named.startswith("m-"):  # (MLflow: a logged model's id)
+            raise ModelNotFound(f"model not found: {model_uri} names no version or alias: give "
+                                f"models:/{named}@champion (an alias) or models:/{named}/1 (a version)")
+        if "/" in named or "@" in named:  # (not a logged model's `m-` id)
             # MLflow's own resolution: a version, an alias, `latest` or a stage, through this explicit client
             name, version = get_model_name_and_version(client, model_uri)
             source = client.get_model_version(name, version).source
         if source.startswith("models:/m-"):  # MLflow 3: a version's source is its logged model
             source = client.get_logged_model(source[len("models:/"):].rstrip("/")).artifact_location
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, tracking_uri=tracking_uri))
+
+
+def _run_model_source(client, model_uri: str) -> str:
+    """Where `runs:/RUN_ID/PATH` lives, found in the store of `client`: the run's logged model named PATH (MLflow 3
+    logs models apart from the run's artifacts), else PATH under the run's artifacts. (MLflow resolves `runs:/`
+    only in the process-wide store: the current folder's default one, which it creates.)"""
+    run_id, _, path = model_uri[len("runs:/"):].partition("/")
+    run = client.get_run(run_id)
+    path = path.strip("/")
+    for logged in client.search_logged_models(experiment_ids=[run.info.experiment_id]):
+        if logged.source_run_id == run_id and logged.name == path:
+            return logged.artifact_location
+    return f"{run.info.artifact_uri.rstrip('/')}/{path}" if path else run.info.artifact_uri
 
 
 def _first_line(err: Exception) -> str:
