@@ -174,6 +174,10 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
     if adapter is not None and not vlm:  # (else ignored: the images would go undescribed)
         raise PredictError(f"--adapter {adapter} is the LoRA adapter of the VLM that describes the images: give "
                            f"--vlm MODEL with it")
+    if descriptions is None and (slide_column or description_column != "description"):  # (else ignored)
+        flag = f"--slide-column {slide_column}" if slide_column else f"--description-column {description_column}"
+        raise PredictError(f"{flag} names a column of --descriptions FILE, and none is given: give the file, or "
+                           f"leave {flag.split()[0]} out (shard sets carry their own descriptions and slide ids)")
     table = DescriptionTable.read(descriptions, description_column, slide_column, require_text=not vlm) \
         if descriptions else None
     items, failed = collect_inputs(inputs, split)
