@@ -80,6 +80,19 @@ def _missing(given: Input) -> str:
     return "no such file or folder"
 
 
+def _no_images(folder: Path) -> str:
+    """Why a folder without images gives no inputs: its whole-slide images (to tile first), its shard sets (a
+    `shards/` folder given for the `shards/NAME` in it: each is an input of its own), or nothing."""
+    slides = sum(1 for p in folder.rglob("*") if p.is_file() and is_slide_file(p.name))
+    if slides:
+        return f"folder holds no images but {slides} whole-slide image(s): {TILE_THEM_FIRST.format(it='them')}"
+    sets = sorted(str(m.parent) for m in folder.rglob("manifest.json"))
+    if sets:
+        return (f"folder holds no images but {len(sets)} shard set(s): give them as inputs ({', '.join(sets[:3])}"
+                f"{', ...' if len(sets) > 3 else ''})")
+    return "folder holds no images"
+
+
 def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
     """(width, height) from the image header, without decoding; None when PIL cannot tell (decoding then says)."""
     from PIL import Image
@@ -203,9 +216,7 @@ def collect_inputs(paths: Sequence[Input],
                                 "s" if len(others) > 1 else "", ", ".join(others[:3]),
                                 ", ..." if len(others) > 3 else "")
                 if not files:
-                    slides = sum(1 for p in path.rglob("*") if p.is_file() and is_slide_file(p.name))
-                    failed.append((str(given), f"folder holds no images but {slides} whole-slide image(s): "
-                                   f"{TILE_THEM_FIRST.format(it='them')}" if slides else "folder holds no images"))
+                    failed.append((str(given), _no_images(path)))
                 items.extend({"key": str(f.relative_to(path).with_suffix("")).replace("/", "_"), "source": str(f),
                               "path": f, "named": f.relative_to(path).as_posix()} for f in files)
             elif is_slide_file(path.name):
