@@ -245,6 +245,9 @@ def _refuse_registry_names(name: str, alias: str) -> None:
     if "/" in name or ":" in name:
         raise UserError(f"--name {name!r}: a registered model name cannot contain '/' or ':' (models:/NAME@ALIAS "
                         f"reads them as separators)")
+    if "?" in name:  # MLflow registers it, and reads `models:/a?b@champion` as the model `a` with a query
+        raise UserError(f"--name {name!r}: a registered model name cannot contain '?' (models:/NAME@ALIAS would read "
+                        f"what follows it as a query string, and predict could not load the model)")
     if name in (".", ".."):  # MLflow reads names as paths: refused only after the model was logged
         raise UserError(f"--name {name!r}: MLflow refuses a registered model name that reads as a path ('.', '..')")
     if alias and not re.fullmatch(r"[\w\-]+", alias):
