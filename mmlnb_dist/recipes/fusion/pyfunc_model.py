@@ -43,13 +43,17 @@ class MMLNBClassifier(mlflow.pyfunc.PythonModel):
     # The hint is what MLflow reads (a DataFrame hint: no schema inference, no validation); without one it
     # warns on every import of this class, inside a `catch_warnings` that no filter of ours can reach.
     def predict(self, context, model_input: pd.DataFrame, params: Optional[Dict[str, Any]] = None):
+        batch_size = int((params or {}).get("batch_size", 32))
+        if batch_size < 1:  # (0: a range() traceback; below: no batch run, and a frame of unequal columns)
+            raise MlflowException(f"params batch_size must be at least 1 (got {batch_size})",
+                                  error_code=INVALID_PARAMETER_VALUE)
         try:
             req = read_request(model_input, self.predictor.transform.image_size,
                                require_text=getattr(self.predictor.model, "text_encoder", None) is not None)
         except MissingDescriptions as err:  # served: an HTTP 400 with this message, not a meaningless answer
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
-                                 int((params or {}).get("batch_size", 32)))
+                                 batch_size)
 
 
 def predictions_frame(predictor, images: Sequence[Any], texts: Sequence[str], keys: Sequence[Any],
