@@ -61,7 +61,15 @@ def read_export_config(export_dir: Union[str, Path]) -> Tuple[Dict[str, Any], Fu
     meta_path = Path(export_dir) / "model_config.json"
     if not meta_path.is_file():
         raise UserError(f"{meta_path} not found: not a fusion export folder")
-    meta = json.loads(meta_path.read_text())
+    try:
+        meta = json.loads(meta_path.read_text())
+    except ValueError as err:  # (JSONDecodeError, UnicodeDecodeError)
+        meta = err
+    if not isinstance(meta, dict):  # cut short by a kill while it was written, or not an export's
+        raise UserError(f"{meta_path} is not a fusion export description ("
+                        f"{meta if isinstance(meta, ValueError) else 'no JSON object'}): not written whole; evaluate "
+                        f"the run's checkpoints (evaluate --checkpoint), or copy the export again from where it "
+                        f"came from")
     if meta.get("format") in OLDER_FORMATS:
         model = dict(meta["model"])
         model.update(model.pop("fusion", {}))
