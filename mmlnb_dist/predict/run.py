@@ -183,7 +183,8 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
     items, failed = collect_inputs(inputs, split)
     if not items:  # (a typo in the only path: no model loaded, no empty predictions file written)
         raise PredictError("nothing to predict: " + "; ".join(f"{source}: {why}" for source, why in failed)
-                           if failed else "nothing to predict: no inputs given")
+                           if failed else f"nothing to predict: {', '.join(map(str, inputs))} hold(s) no images "
+                           f"or shard samples" if inputs else "nothing to predict: no inputs given")
     # matched before the model loads: a row that fits two images is refused in seconds, not after minutes
     matched = table.match([(it["key"], it.get("path")) for it in items]) if table else []
     for it, row in zip(items, matched):
