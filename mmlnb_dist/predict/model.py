@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from .errors import ModelNotFound, UnsafeModel
 
@@ -19,6 +21,9 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
 
     from ..core.tracking.registry import RegistryError, refuse_unpickling
 
+    url = urlsplit(model_uri)
+    if url.scheme == "file" and url.netloc in ("", "localhost"):  # MLflow's form of a local model folder
+        model_uri = url2pathname(url.path)
     local = not model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:"))
     if local and not Path(model_uri).exists():
         run_id = f"; an MLflow run id? its model is runs:/{model_uri}/model" if RUN_ID.match(model_uri) else ""

@@ -52,3 +52,19 @@ def test_a_bare_run_id_is_refused_naming_the_runs_form(reg, tmp_path, monkeypatc
     with pytest.raises(ModelNotFound) as err:
         predict_to_file(reg["run_id"], [reg["shards"]], tmp_path / "p.csv", tracking_uri=reg["uri"])
     assert f"runs:/{reg['run_id']}/model" in str(err.value), err.value
+
+
+def test_a_file_url_of_a_model_folder_predicts_as_the_folder(reg, tmp_path):
+    """`file:///path/to/model` (MLflow's own form of a local model) was "no such folder" for a folder that exists."""
+    import shutil
+
+    from mmlnb_dist.predict.model import _download_model
+
+    folder = tmp_path / "my model"
+    shutil.copytree(_download_model(f"models:/{NAME}@champion", reg["uri"]), folder)
+    val = [reg["shards"] / "val-000000.tar"]
+    predict_to_file(str(folder), val, tmp_path / "folder.csv")
+    predict_to_file(folder.as_uri(), val, tmp_path / "url.csv")
+    pd.testing.assert_frame_equal(_probs(tmp_path / "url.csv"), _probs(tmp_path / "folder.csv"))
+    with pytest.raises(ModelNotFound, match="no such folder"):
+        predict_to_file((tmp_path / "gone").as_uri(), val, tmp_path / "gone.csv")
