@@ -273,11 +273,16 @@ def _once(items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return kept
 
 
-def require_descriptions(model_uri: str, items: List[Dict[str, Any]]) -> None:
+def require_descriptions(model_uri: str, items: List[Dict[str, Any]], table: Optional[Path] = None) -> None:
     """A model that reads a description with each image would score images without one on empty text: refused,
-    unless none of those images can be read (they are reported as unreadable, the others predicted)."""
+    unless none of those images can be read (they are reported as unreadable, the others predicted). `table`: the
+    `--descriptions` file given, named as lacking their rows."""
     missing = [it for it in items if not str(it.get("description") or "").strip()]
     first = next((it for it in missing if readable(it)), None)
+    if first is not None and table is not None:
+        raise PredictError(f"{model_uri} reads a description with each image, and {len(missing)} of {len(items)} "
+                           f"have none (first: {first['source']}); nothing was predicted. {table} has no "
+                           f"description for them: add their rows (matched by path), or leave them out")
     if first is not None:
         raise PredictError(f"{model_uri} reads a description with each image, and {len(missing)} of {len(items)} "
                            f"have none (first: {first['source']}); nothing was predicted. Give --descriptions FILE "

@@ -210,7 +210,7 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
                                f"predicts one class per image (its `label` column)")
         reads_text = bool(model_meta.get("reads_text"))  # (models registered before this key existed: not checked)
         if reads_text and not vlm:
-            require_descriptions(model_uri, items)  # before a single image is decoded
+            require_descriptions(model_uri, items, descriptions)  # before a single image is decoded
         writer, vlm_cfg = None, None
         if vlm and items:
             from ..recipes.vlm.merge import fine_tune_sha256
