@@ -14,12 +14,21 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple, Union
+from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 
 from ..core.errors import UserError
 
 FORMAT = "mmlnb-shards/1"
 MANIFEST = "manifest.json"
+ENTRY_FIELDS = (("file", str), ("num_samples", int), ("class_counts", dict))
+"""The fields of a manifest's shard entry and their JSON types (`shards build` writes them; a hand edit may not)."""
+
+
+def bad_entry_fields(entry: Mapping[str, Any], fields: Sequence[Tuple[str, type]] = ENTRY_FIELDS) -> List[str]:
+    """The names of `fields` that shard entry `entry` lacks or holds with another type (a bool is no count)."""
+    return [name for name, kind in fields if not isinstance(entry.get(name), kind) or isinstance(entry.get(name), bool)]
+
+
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
 
 
@@ -93,11 +102,10 @@ class ShardSet:
             raise ShardError(f"{self.root / MANIFEST}: no split '{split}' (has: {', '.join(self.manifest['splits'])})")
         found = []
         for i, s in enumerate(self.manifest["splits"][split]["shards"]):
-            try:
-                found.append((self.root / s["file"], int(s["num_samples"])))
-            except (TypeError, KeyError, ValueError):  # a hand edit: a field missing, or not a name / a count
+            if not isinstance(s, dict) or bad_entry_fields(s, ENTRY_FIELDS[:2]):  # a hand edit
                 raise ShardError(f"{self.root / MANIFEST}: split '{split}' shard #{i} ({s!r:.120}) lacks a 'file' name "
-                                 f"or a 'num_samples' count; restore the manifest or rebuild the shard set") from None
+                                 f"or a 'num_samples' count; restore the manifest or rebuild the shard set")
+            found.append((self.root / s["file"], s["num_samples"]))
         return found
 
     def entries(self) -> List[Tuple[str, int, Dict[str, Any]]]:

@@ -12,7 +12,7 @@ from ..core.files import sha256_file
 from ..core.progress import progress_bar
 from .images import image_member, undecodable
 from .reader import iter_shard_samples
-from .shardset import SPLITS, ShardError, ShardSet
+from .shardset import SPLITS, ShardError, ShardSet, bad_entry_fields
 
 
 @dataclass
@@ -43,16 +43,12 @@ def _label_set(sample: Dict) -> Optional[List[str]]:
     return names if isinstance(names, list) and names else None
 
 
-_ENTRY_FIELDS = (("file", str), ("num_samples", int), ("class_counts", dict))
-
-
 def _malformed(split: str, i: int, entry: object) -> Optional[str]:
     """Why a manifest shard entry cannot be checked (a field missing or of the wrong type: a hand edit), or None."""
     if not isinstance(entry, dict):
         return f"manifest split {split} shard #{i}: not a JSON object ({entry!r}); rebuild the shard set or restore " \
                f"its manifest.json"
-    bad = [name for name, kind in _ENTRY_FIELDS
-           if not isinstance(entry.get(name), kind) or isinstance(entry.get(name), bool)]
+    bad = bad_entry_fields(entry)
     if not bad:
         return None
     name = entry["file"] if isinstance(entry.get("file"), str) else f"split {split} shard #{i}"
