@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import math
 import os
 import uuid
@@ -146,3 +147,35 @@ def strict_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [strict_json(v) for v in value]
     return value
+
+
+EXPORT_DESCRIPTION = "model_config.json"
+"""An export folder's description, written last (and whole, `replace_text`): a folder without it is unfinished."""
+
+
+def start_export(folder: Path) -> None:
+    """Before an export writes into `folder`: remove its old description, so that a folder seen while (or after
+    a kill during) the export is marked unfinished, never an old description beside new weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / EXPORT_DESCRIPTION).unlink(missing_ok=True)
+
+
+def read_export_description(folder: Union[str, Path], what: str) -> dict:
+    """`folder`'s export description (a JSON object): a `UserError` naming the folder where it is missing (not an
+    export folder, or one whose export did not finish) or not written whole, never a JSON traceback."""
+    folder = Path(folder)
+    path = folder / EXPORT_DESCRIPTION
+    unfinished = ("the export did not finish (a run stopped while exporting?); run the training again with "
+                  "run.resume=true (it exports its best checkpoint), or copy the export again from where it came "
+                  "from")
+    if not path.is_file():
+        if (folder / "model.safetensors").is_file():  # written first
+            raise UserError(f"{folder}: no {EXPORT_DESCRIPTION} beside the other files: {unfinished}")
+        raise UserError(f"{path} not found: not a {what} export folder")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # (JSONDecodeError, UnicodeDecodeError)
+        raise UserError(f"{path} in {folder} is not whole ({err}): {unfinished}") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path} in {folder} is not a {what} export description (no JSON object): {unfinished}")
+    return meta

@@ -21,7 +21,7 @@ from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.divergence import EXPORT_REMEDY, load_finite
 from ...core.errors import UserError
-from ...core.files import replace_text, strict_json
+from ...core.files import EXPORT_DESCRIPTION, read_export_description, replace_text, start_export, strict_json
 from ...core.tracking.registry import EXPORT_FOLDER
 from ...core.tracking.versions import record_export
 from .config import ClipModelConfig
@@ -53,7 +53,7 @@ def export_model(state: Dict[str, torch.Tensor], model, model_cfg: ClipModelConf
     """Write model.safetensors, model_config.json and clip/ (rank 0 only)."""
     from safetensors.torch import save_file
 
-    export_dir.mkdir(parents=True, exist_ok=True)
+    start_export(export_dir)  # model_config.json comes last: a folder without it is an unfinished export
     save_file({k: v.contiguous() for k, v in state.items()}, str(export_dir / "model.safetensors"))
     if model.towers is not None:
         model.towers.save(export_dir / "clip")
@@ -65,7 +65,7 @@ def export_model(state: Dict[str, torch.Tensor], model, model_cfg: ClipModelConf
             "towers": towers_meta(model.towers) if model.towers is not None else None,
             "preprocessing": {"image_mean": list(model.image_mean), "image_std": list(model.image_std),
                               "max_length": max_length}, **extra}
-    replace_text(export_dir / "model_config.json", json.dumps(meta, indent=2))
+    replace_text(export_dir / EXPORT_DESCRIPTION, json.dumps(meta, indent=2))
     return export_dir
 
 
@@ -78,10 +78,8 @@ def load_exported_model(export_dir: Union[str, Path]) -> Tuple[torch.nn.Module, 
     from .towers import load_towers
 
     export_dir = Path(export_dir)
-    meta_path = export_dir / "model_config.json"
-    if not meta_path.is_file():
-        raise UserError(f"{meta_path} not found: not a CLIP export folder")
-    meta = json.loads(meta_path.read_text())
+    meta_path = export_dir / EXPORT_DESCRIPTION
+    meta = read_export_description(export_dir, "CLIP")
     if meta.get("format") not in READABLE_FORMATS:
         raise UserError(f"{meta_path}: unknown export format {meta.get('format')!r} (expected {EXPORT_FORMAT})")
     cfg = ClipModelConfig.model_validate(meta["model"])

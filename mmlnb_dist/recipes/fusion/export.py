@@ -19,6 +19,7 @@ import torch
 
 from ...core.divergence import EXPORT_REMEDY, load_finite
 from ...core.errors import UserError
+from ...core.files import EXPORT_DESCRIPTION, read_export_description, replace_text, start_export
 from ...models.encoders import IMAGENET_MEAN, IMAGENET_STD, encoder_provenance
 from .config import FusionModelConfig
 
@@ -31,7 +32,7 @@ def export_model(state: Dict[str, torch.Tensor], model, model_cfg: FusionModelCo
     """Write model.safetensors, model_config.json and the text encoder's tokenizer/config (rank 0 only)."""
     from safetensors.torch import save_file
 
-    export_dir.mkdir(parents=True, exist_ok=True)
+    start_export(export_dir)  # model_config.json comes last: a folder without it is an unfinished export
     save_file({k: v.contiguous() for k, v in state.items()}, str(export_dir / "model.safetensors"))
     if model.text_encoder is not None:
         text_dir = export_dir / "text_encoder"
@@ -52,24 +53,14 @@ def export_model(state: Dict[str, torch.Tensor], model, model_cfg: FusionModelCo
         "image_encoder_provenance": encoder_provenance(image) if image is not None else None,
         **(extra or {}),
     }
-    (export_dir / "model_config.json").write_text(json.dumps(meta, indent=2))
+    replace_text(export_dir / EXPORT_DESCRIPTION, json.dumps(meta, indent=2))
     return export_dir
 
 
 def read_export_config(export_dir: Union[str, Path]) -> Tuple[Dict[str, Any], FusionModelConfig]:
     """The export's description and its model section (format 1 stored the fusion block nested: flattened)."""
-    meta_path = Path(export_dir) / "model_config.json"
-    if not meta_path.is_file():
-        raise UserError(f"{meta_path} not found: not a fusion export folder")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except ValueError as err:  # (JSONDecodeError, UnicodeDecodeError)
-        meta = err
-    if not isinstance(meta, dict):  # cut short by a kill while it was written, or not an export's
-        raise UserError(f"{meta_path} is not a fusion export description ("
-                        f"{meta if isinstance(meta, ValueError) else 'no JSON object'}): not written whole; evaluate "
-                        f"the run's checkpoints (evaluate --checkpoint), or copy the export again from where it "
-                        f"came from")
+    meta_path = Path(export_dir) / EXPORT_DESCRIPTION
+    meta = read_export_description(export_dir, "fusion")
     if meta.get("format") in OLDER_FORMATS:
         model = dict(meta["model"])
         model.update(model.pop("fusion", {}))
