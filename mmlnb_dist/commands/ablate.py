@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..core.errors import ConfigError
@@ -69,4 +70,10 @@ def _ablate(args: argparse.Namespace) -> int:
           + (f"  (MLflow parent run {study.parent_run_id})" if study.parent_run_id else ""))
     print(f"log: {log_path}" + ("  (each trial's run: <row>-seed<N>.log beside it)" if train_jobs else
                                  "  (every run's full metric tables)"))
+    if study.failed:  # the table holds the other runs; the command still fails, so that a script sees it
+        print(f"mmlnb-dist ablate: error: {len(study.failed)} run(s) failed: "
+              + "; ".join(f"{name}: {error}" for name, error in study.failed.items())
+              + f" (tracebacks in {log_path}; rerun the same command to retry them: finished runs are skipped)",
+              file=sys.stderr)
+        return 1
     return 0

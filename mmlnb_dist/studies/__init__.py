@@ -29,9 +29,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import math
 import os
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -49,6 +47,7 @@ from .descriptions import (BASE, FINE_TUNED, SHARDS, DescriptionSets, check_sour
 from .figure import save_study_figure
 from .fingerprints import job_fingerprint
 from .rows import leave_out_unfit
+from .table import finite as _finite, first_line, format_table, summarise
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,8 @@ class StudyResult:
     """Runs that were up to date (`row-seedN`)."""
     cache: Dict[str, Any] = field(default_factory=dict)
     """What was computed once and reused (see `cache_counts`)."""
+    failed: Dict[str, str] = field(default_factory=dict)
+    """Runs that raised (`row-seedN` -> the error's first line): their rows are marked failed in the table."""
 
 
 @dataclass
@@ -258,8 +259,9 @@ def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available
     infos = (train_jobs or train_in_process)(cfg, jobs)
     skipped = [name for name, info in infos.items() if info.get("skipped")]
     results = {(job.row, job.seed): {**infos[name].get("metrics", {}), "run_dir": str(job.cfg.run.dir),
-                                     "trained": infos[name].get("trained"), "diverged": infos[name].get("diverged")}
-               for name, job in jobs.items()}
+                                     "trained": infos[name].get("trained"), "diverged": infos[name].get("diverged"),
+                                     "failed": infos[name].get("failed")} for name, job in jobs.items()}
+    failed = {name: info["failed"] for name, info in infos.items() if info.get("failed")}
     cache = cache_counts(texts, sources, jobs, infos)
     log.info("%s", format_cache(cache), extra=DETAIL)  # (the table printed under it ends with this line)
     split = "test" if any(_split_of(r) == "test" for r in results.values()) else "val"  # a diverged run has none
@@ -276,15 +278,24 @@ def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available
         flat = {f"{row}/{m}_{stat}": table[row][f"{m}_{stat}"] for row in chosen for m in metrics
                 for stat in ("mean", "std") if _finite(table[row][f"{m}_{stat}"])}
         flat.update({f"cache/{k}": float(v) for k, v in cache.items() if isinstance(v, (int, float))})
-        parent.finish(metrics=flat, artifacts=[study_dir / "table.md", study_dir / "table.json", figure])
+        parent.finish(metrics=flat, artifacts=[study_dir / "table.md", study_dir / "table.json", figure],
+                      status="FAILED" if failed else "FINISHED")
     return StudyResult(study_dir, split, metrics, table, markdown, parent.run_id if parent else None, skipped,
-                       cache)
+                       cache, failed)
 
 
 def train_in_process(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str, Any]]:
     for path in dict.fromkeys(str(job.cfg.data.shards) for job in jobs.values()):
         require_shards(path)  # the generated description sets too, before the first row's record says it stopped
-    return {name: train_row(job) for name, job in jobs.items()}
+    infos: Dict[str, Dict[str, Any]] = {}
+    for name, job in jobs.items():
+        try:
+            infos[name] = train_row(job)
+        except Exception as err:  # the other rows still make a table: this one is marked failed (rerun: retried)
+            log.error("study run %s failed: %s", name, first_line(err))
+            log.error("study run %s failed:", name, exc_info=True, extra=DETAIL)  # its traceback: study.log only
+            infos[name] = {"failed": first_line(err), "skipped": False}
+    return infos
 
 
 def cache_counts(texts: DescriptionSets, sources: Dict[str, Optional[str]], jobs: Dict[str, RowJob],
@@ -316,53 +327,6 @@ def format_cache(cache: Dict[str, Any]) -> str:
         line += (f"; descriptions: {cache['description_misses']} set(s) generated, reused by "
                  f"{cache['description_hits']} run(s) ({', '.join(cache['description_sets'])})")
     return line
-
-
-def summarise(results: Dict[Tuple[str, int], Dict[str, Any]], available: Rows, chosen: Sequence[str],
-              seeds: Sequence[int], metrics: Sequence[str], split: str) -> Dict[str, Dict[str, Any]]:
-    """Per row: each metric's values over seeds, their mean and (sample) standard deviation: None for one seed,
-    where it is undefined (a 0 would read as a row that does not vary with the seed); NaN where a seed has none."""
-    table: Dict[str, Dict[str, Any]] = {}
-    for row in chosen:
-        entry: Dict[str, Any] = {"description": available[row][0], "overrides": list(available[row][1]),
-                                 "seeds": list(seeds), "runs": [results[(row, s)]["run_dir"] for s in seeds],
-                                 "diverged": [results[(row, s)].get("diverged") for s in seeds]}
-        for m in metrics:
-            values = [float(results[(row, s)].get(f"{split}/{m}", float("nan"))) for s in seeds]
-            entry[m] = values
-            entry[f"{m}_mean"] = statistics.fmean(values)
-            # NaN (a seed's run diverged): statistics.stdev raises on it instead of answering NaN
-            entry[f"{m}_std"] = (None if len(values) < 2 else statistics.stdev(values)
-                                 if all(map(math.isfinite, values)) else float("nan"))
-        table[row] = entry
-    return table
-
-
-def _cell(mean: float, std: Optional[float]) -> str:
-    """`mean ± std` (the mean alone for one seed); n/a, not "nan ± nan", where a seed's value is undefined (NaN)."""
-    return "n/a" if not _finite(mean) else f"{mean:.4f}" + ("" if std is None else f" ± {std:.4f}")
-
-
-def _finite(x: float) -> bool:
-    return isinstance(x, float) and math.isfinite(x)
-
-
-def format_table(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split: str, name: str,
-                 seeds: Sequence[int]) -> str:
-    """A markdown table: one row per variant (reference first), `mean ± std` per metric (the value alone, and a
-    heading that says so, for one seed)."""
-    head = f"| row | {' | '.join(metrics)} | what it changes |"
-    over = (f"mean ± std over seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else
-            f"seed {seeds[0]} only (no spread: give --seeds 0,1,2 for mean ± std)")
-    lines = [f"Study `{name}`: {split} split, {over}", "", head, "|" + "---|" * (len(metrics) + 2)]
-    for row, entry in table.items():
-        diverged = [s for s, d in zip(entry["seeds"], entry.get("diverged") or []) if d]
-        if diverged:  # no number to average: say so rather than print nan
-            cells = [f"diverged (seed {', '.join(map(str, diverged))})"] * len(metrics)
-        else:
-            cells = [_cell(entry[f"{m}_mean"], entry[f"{m}_std"]) for m in metrics]
-        lines.append(f"| {row} | {' | '.join(cells)} | {entry['description']} |")
-    return "\n".join(lines) + "\n"
 
 
 def _open_parent(cfg: Config, study_dir: Path, rows: Sequence[str], seeds: Sequence[int]):
