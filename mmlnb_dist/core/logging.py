@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
-from .progress import is_terminal
+from .progress import close_open_bars, is_terminal
 
 PACKAGE = "mmlnb_dist"
 
@@ -74,6 +74,8 @@ class _TqdmHandler(logging.StreamHandler):
         try:
             from tqdm import tqdm
 
+            if isinstance(sys.exc_info()[1], KeyboardInterrupt):  # logged while Ctrl-C / SIGTERM unwinds the work
+                close_open_bars()  # its bars end above the message, not redrawn under it
             tqdm.write(self.format(record), file=self.stream)
         except Exception:  # noqa: BLE001 - logging must never break a run
             self.handleError(record)
@@ -275,6 +277,8 @@ def command_log(path: Path, rank: int = 0):
         with _details_off_console():
             yield handler
     except BaseException as err:
+        if isinstance(err, KeyboardInterrupt):
+            close_open_bars()  # before the CLI's "interrupted" line, which must be the console's last
         _log_failure_to_file(handler, err)
         raise
     finally:

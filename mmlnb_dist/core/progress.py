@@ -68,6 +68,15 @@ def progress_bar(iterable: Optional[Iterable] = None, *, enabled: bool = True, f
     return ProgressBar(iterable, disable=not enabled, file=stream, **kwargs)
 
 
+def close_open_bars() -> None:
+    """Close every bar of this package still open: an interruption is unwinding the loops that drew them. Each
+    ends now, above the message that says why the work stopped; left open, tqdm redrew it under every message
+    (`tqdm.write`) and its owner's close came last of all, at garbage collection, below the "interrupted" line."""
+    for bar in list(getattr(ProgressBar, "_instances", ())):
+        if isinstance(bar, ProgressBar) and not bar.disable:
+            bar.close()
+
+
 def route_library_bars() -> None:
     """Draw the bars transformers opens while it loads a model ("Loading weights", once per load) as this package's
     transient bars (`progress_bar(leave=False)`): on a terminal they clear themselves when loading ends; into a file
