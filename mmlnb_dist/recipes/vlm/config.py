@@ -28,7 +28,8 @@ class LoraConfig(Section):
     """LoRA dropout."""
 
     target_modules: List[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    """Projection names adapted in the language model."""
+    """Projection names adapted in the language model (matched by suffix), or `[all-linear]`: every linear layer of
+    the language model but its output head (peft's shorthand)."""
 
     vision_lora: bool = False
     """Also adapt the vision tower's blocks (off: suffix matching must never reach it silently)."""

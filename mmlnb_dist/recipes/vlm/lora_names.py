@@ -18,10 +18,21 @@ if TYPE_CHECKING:
     from .config import LoraConfig, VLMConfig
 
 VISION_PREFIX = "visual."  # (as model.VISION_PREFIX: the vision tower's modules)
+ALL_LINEAR = "all-linear"
+"""peft's shorthand (LLaMA-Factory's, ms-swift's too): every linear layer of the language model but its output head."""
+OUTPUT_HEAD = "lm_head"
 
 
 def _matches(name: str, entry: str) -> bool:
     return name == entry or name.endswith("." + entry)
+
+
+def adapts_language(name: str, targets: List[str]) -> bool:
+    """Whether the language model's linear layer `name` is adapted by `vlm.lora.target_modules` = `targets`: matched
+    by suffix, or any layer but the output head for `[all-linear]` (as peft's `all-linear`)."""
+    if targets == [ALL_LINEAR]:
+        return not _matches(name, OUTPUT_HEAD)
+    return any(_matches(name, t) for t in targets)
 
 
 def _leaf_names(names: Iterable[str]) -> List[str]:
@@ -41,7 +52,12 @@ def check_lora_names(model: torch.nn.Module, lora: "LoraConfig") -> None:
         raise ConfigError(f"vlm.lora.target_modules is empty and vlm.lora.vision_lora is off: LoRA would adapt no "
                           f"layer; available: {', '.join(_leaf_names(language))} (or vlm.lora.vision_lora=true "
                           f"to adapt the vision tower alone)")
-    unmatched = [t for t in lora.target_modules if not any(_matches(n, t) for n in language)]
+    if ALL_LINEAR in lora.target_modules and len(lora.target_modules) > 1:
+        raise ConfigError(f"vlm.lora.target_modules: {ALL_LINEAR} adapts every linear layer of the language model "
+                          f"and goes alone, not beside names ({', '.join(lora.target_modules)}): give [{ALL_LINEAR}] "
+                          f"or the names")
+    unmatched = [t for t in lora.target_modules
+                 if t != ALL_LINEAR and not any(_matches(n, t) for n in language)]
     if unmatched:
         in_vision = [t for t in unmatched if any(_matches(n, t) for n in vision)]
         hint = (f"; {', '.join(in_vision)} name(s) the vision tower's layers, adapted with vlm.lora.vision_lora=true "

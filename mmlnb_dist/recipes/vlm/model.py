@@ -28,7 +28,7 @@ from ...core.errors import UserError
 from ...core.progress import route_library_bars
 from ...data.images import decode_image, to_rgb
 from .config import GenerationConfig, LoraConfig
-from .lora_names import check_lora_names, rate_part
+from .lora_names import adapts_language, check_lora_names, rate_part
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def lora_target_modules(model: torch.nn.Module, lora: LoraConfig) -> List[str]:
         if in_vision:
             if lora.vision_lora and ".blocks." in name and any(name.endswith("." + t) for t in VISION_TARGETS):
                 names.append(name)
-        elif any(name.endswith("." + t) for t in lora.target_modules):
+        elif adapts_language(name, lora.target_modules):
             names.append(name)
     return names
 
