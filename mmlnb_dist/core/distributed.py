@@ -47,6 +47,9 @@ class DistEnv:
             raise UserError(f"WORLD_SIZE={world} is not a positive number ({SET_BY_LAUNCHER})")
         if rank >= world:
             raise UserError(f"RANK={rank} is not below WORLD_SIZE={world} ({SET_BY_LAUNCHER})")
+        for key in ("RANK", "LOCAL_RANK"):  # absent, every process was rank 0, or every rank took GPU 0
+            if world > 1 and key not in os.environ:
+                raise UserError(f"WORLD_SIZE={world} but {key} is not set ({SET_BY_LAUNCHER})")
         if device is None:
             device = torch.device("cuda", local % torch.cuda.device_count()) if torch.cuda.is_available() \
                 else torch.device("cpu")
@@ -81,6 +84,10 @@ def init_process_group(env: DistEnv, cfg: DistributedConfig, timeout_s: int = 18
     """Create the process group once (DeepSpeed and Ray Train reuse an existing one)."""
     if not env.is_distributed or dist.is_initialized():
         return
+    for key in ("MASTER_ADDR", "MASTER_PORT"):  # the env:// rendezvous; absent, DeepSpeed failed on mpi4py
+        if not os.environ.get(key):
+            raise UserError(f"WORLD_SIZE={env.world_size} but {key} is not set, the rendezvous address "
+                            f"({SET_BY_LAUNCHER})")
     if env.device.type == "cuda":
         # The group is created here rather than by DeepSpeed (which adopts it) to bind it to this rank's GPU:
         # without device_id NCCL guesses a barrier's GPU from the global rank, the wrong GPU (a hang) where a

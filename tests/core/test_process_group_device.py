@@ -24,6 +24,8 @@ def recorded(monkeypatch):
 
     monkeypatch.setattr(deepspeed, "init_distributed", lambda **kw: calls["deepspeed"].append(kw))
     monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")  # what a launcher sets beside RANK and WORLD_SIZE
+    monkeypatch.setenv("MASTER_PORT", "29500")
     return calls
 
 
