@@ -26,17 +26,22 @@ TORCHRUN=("$PYTHON" -m torch.distributed.run)
 # loader workers: as Slurm and a terminal signal a job), the ranks finish their step and checkpoint it
 # (`core.signals.GracefulStop`; SIGINT, Ctrl-C, stops them at once), and the wrapper returns once no process of the
 # group is left, with exit code 130 ("interrupted", as mmlnb-dist itself). A second signal is forwarded too (a
-# SIGTERM 5 s or more after the first stops the ranks at once).
+# SIGTERM 5 s or more after the first stops the ranks at once). SIGUSR1 and SIGUSR2 (a scheduler's warning signal,
+# Slurm's --signal=USR1@..., LSF, PBS) are forwarded as SIGTERM, the graceful stop: bash's default ended the wrapper
+# alone and left the launcher and the ranks training, orphaned (as is, they would kill the ranks without a checkpoint).
 run_launcher() {
-  _LAUNCHER_SIGNAL="" _LAUNCHER_PID=""
+  _LAUNCHER_SIGNAL="" _LAUNCHER_PID="" _LAUNCHER_RECEIVED=""
   trap '_forward_to_launcher TERM' TERM
   trap '_forward_to_launcher INT' INT
-  trap '_forward_to_launcher TERM' HUP  # a closed terminal: the graceful stop
+  trap '_forward_to_launcher TERM HUP' HUP  # a closed terminal: the graceful stop
+  trap '_forward_to_launcher TERM USR1' USR1
+  trap '_forward_to_launcher TERM USR2' USR2
   set -m  # the job gets a process group of its own (pgid = its pid) and the default SIGINT / SIGQUIT handlers
   "$@" &  # (the child does not keep the traps: it execs with the default handlers)
   _LAUNCHER_PID=$!
   set +m
-  [[ -z "$_LAUNCHER_SIGNAL" ]] || _forward_to_launcher "$_LAUNCHER_SIGNAL"  # came before the launcher started
+  # a signal that came before the launcher started
+  [[ -z "$_LAUNCHER_SIGNAL" ]] || _forward_to_launcher "$_LAUNCHER_SIGNAL" "$_LAUNCHER_RECEIVED"
   local rc=0
   wait "$_LAUNCHER_PID" || rc=$?
   if [[ -n "$_LAUNCHER_SIGNAL" ]]; then
@@ -46,14 +51,17 @@ run_launcher() {
       wait $! || true
     done
     wait "$_LAUNCHER_PID" 2>/dev/null || true
-    echo "$(basename "$0"): stopped by SIG$_LAUNCHER_SIGNAL (forwarded to the launcher and the ranks)" >&2
+    local as=""
+    [[ "$_LAUNCHER_RECEIVED" == "$_LAUNCHER_SIGNAL" ]] || as=" as SIG$_LAUNCHER_SIGNAL"
+    echo "$(basename "$0"): stopped by SIG$_LAUNCHER_RECEIVED (forwarded$as to the launcher and the ranks)" >&2
     exit 130
   fi
   exit "$rc"
 }
 
+# _forward_to_launcher SIGNAL [RECEIVED]: SIGNAL (for the signal RECEIVED, default the same) to the launcher's group
 _forward_to_launcher() {
-  _LAUNCHER_SIGNAL=$1
+  _LAUNCHER_SIGNAL=$1 _LAUNCHER_RECEIVED=${2:-$1}
   [[ -n "$_LAUNCHER_PID" ]] || return 0
   kill -s "$1" -- "-$_LAUNCHER_PID" 2>/dev/null || kill -s "$1" "$_LAUNCHER_PID" 2>/dev/null || true
 }
