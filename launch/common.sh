@@ -119,7 +119,7 @@ with socket.socket() as s:
                                                         "port number" >&2; exit 2; }
 }
 
-# read_hostfile FILE: sets HOSTS, the hosts of a DeepSpeed hostfile, read as DeepSpeed reads it: blank lines and
+# read_hostfile FILE: sets HOSTS and HOST_SLOTS, the hosts of a DeepSpeed hostfile and their slots, read as DeepSpeed reads it: blank lines and
 # comments (#) skipped, every other line "<hostname> slots=<GPUs>" (at least 1). Checked before any node starts: a missing file
 # (DeepSpeed's runner went on "with local resources only"), a wrong line or a host listed twice is named with its
 # line; the first host (not the comment a copy of hostfile.example starts with) is the default MASTER_ADDR.
@@ -128,11 +128,11 @@ read_hostfile() {
   me=$(basename "$0")
   [[ -f "$file" ]] || { echo "$me: hostfile $file not found (set HOSTFILE; example:" \
                              "$LAUNCH_DIR/hostfile.example)" >&2; exit 2; }
-  HOSTS=()
+  HOSTS=() HOST_SLOTS=()
   while IFS= read -r line || [[ -n "$line" ]]; do
     line_no=$((line_no + 1))
     [[ "$line" =~ ^[[:space:]]*(#|$) ]] && continue
-    if ! [[ "$line" =~ ^[[:space:]]*([^[:space:]]+)[[:space:]]+slots=0*[1-9][0-9]*([[:space:]]|$) ]]; then
+    if ! [[ "$line" =~ ^[[:space:]]*([^[:space:]]+)[[:space:]]+slots=(0*[1-9][0-9]*)([[:space:]]|$) ]]; then
       echo "$me: $file:$line_no: '$line' is not '<hostname> slots=<GPUs on it>'" \
            "(see $LAUNCH_DIR/hostfile.example)" >&2
       exit 2
@@ -144,7 +144,26 @@ read_hostfile() {
       fi
     done
     HOSTS+=("${BASH_REMATCH[1]}")
+    HOST_SLOTS+=("$((10#${BASH_REMATCH[2]}))")  # slots=08 is 8, as DeepSpeed reads it
   done < "$file"
   [[ ${#HOSTS[@]} -ge 1 ]] || { echo "$me: hostfile $file lists no hosts (one line per node:" \
                                      "'<hostname> slots=<GPUs on it>', see $LAUNCH_DIR/hostfile.example)" >&2; exit 2; }
+}
+
+# hostfile_per_node [N]: sets PER_NODE, the DeepSpeed runner's options for N processes on every host of the hostfile
+# read by read_hostfile (empty N: every host's slots). N is checked against every host's slots: the runner gives each
+# host range(N) whatever its slots, so NUM_GPUS=8 started 8 ranks on a `slots=4` node (two a GPU, NCCL failing later).
+hostfile_per_node() {
+  local n=${1:-} i
+  PER_NODE=()
+  [[ -n "$n" ]] || return 0
+  check_num_gpus "$n"
+  for i in "${!HOSTS[@]}"; do
+    if (( n > HOST_SLOTS[i] )); then
+      echo "$(basename "$0"): NUM_GPUS=$n but the hostfile has ${HOSTS[i]} slots=${HOST_SLOTS[i]}: start at most" \
+           "the slots of every host (unset NUM_GPUS: each host's slots)" >&2
+      exit 2
+    fi
+  done
+  PER_NODE=(--num_gpus "$n")
 }

@@ -24,8 +24,7 @@ if [[ -n "${HOSTFILE:-}" ]]; then
   # as train_multinode.sh: the hostfile checked, the master its first host; processes per node: its slots, unless
   # NUM_GPUS is set (the one-process default below gave every node one rank whatever its slots)
   read_hostfile "$HOSTFILE"
-  PER_NODE=()
-  [[ -z "${NUM_GPUS:-}" ]] || PER_NODE=(--num_gpus "$NUM_GPUS")
+  hostfile_per_node "${NUM_GPUS:-}"  # PER_NODE; NUM_GPUS at most every host's slots (common.sh)
   run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --master_addr "${MASTER_ADDR:-${HOSTS[0]}}" \
     --master_port "${MASTER_PORT:-29500}" "${PER_NODE[@]}" --no_local_rank \
     --module mmlnb_dist.cli finetune-vlm --config "$CONFIG" "${NAMING[@]}" "$@"

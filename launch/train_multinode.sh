@@ -12,8 +12,7 @@ PROFILE="${PROFILE:-$LAUNCH_DIR/profiles/multi-node.yaml}"
 MASTER_ADDR="${MASTER_ADDR:-${HOSTS[0]}}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 # Processes per node: the hostfile's slots, or NUM_GPUS where set (as finetune_vlm.sh; it used to be ignored here)
-PER_NODE=()
-if [[ -n "${NUM_GPUS:-}" ]]; then check_num_gpus "$NUM_GPUS"; PER_NODE=(--num_gpus "$NUM_GPUS"); fi
+hostfile_per_node "${NUM_GPUS:-}"  # PER_NODE; NUM_GPUS at most every host's slots (common.sh)
 # A SIGTERM to this script reaches the DeepSpeed runner and this node's processes (run_launcher, common.sh); the
 # runner then stops the other nodes' ranks over pdsh (pkill: SIGTERM; see docs/scaling.md).
 run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" \
