@@ -25,6 +25,7 @@ if [[ -n "${HOSTFILE:-}" ]]; then
   # NUM_GPUS is set (the one-process default below gave every node one rank whatever its slots)
   read_hostfile "$HOSTFILE"
   hostfile_per_node "${NUM_GPUS:-}"  # PER_NODE; NUM_GPUS at most every host's slots (common.sh)
+  pdsh_safe_arguments --config "$CONFIG" "${NAMING[@]}" "$@"  # what the nodes' shell would change (common.sh)
   run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --master_addr "${MASTER_ADDR:-${HOSTS[0]}}" \
     --master_port "${MASTER_PORT:-29500}" "${PER_NODE[@]}" --no_local_rank \
     --module mmlnb_dist.cli finetune-vlm --config "$CONFIG" "${NAMING[@]}" "$@"

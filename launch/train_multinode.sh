@@ -13,6 +13,7 @@ MASTER_ADDR="${MASTER_ADDR:-${HOSTS[0]}}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 # Processes per node: the hostfile's slots, or NUM_GPUS where set (as finetune_vlm.sh; it used to be ignored here)
 hostfile_per_node "${NUM_GPUS:-}"  # PER_NODE; NUM_GPUS at most every host's slots (common.sh)
+pdsh_safe_arguments --config "$PROFILE" "$@"  # what the nodes' remote shell would change is refused (common.sh)
 # A SIGTERM to this script reaches the DeepSpeed runner and this node's processes (run_launcher, common.sh); the
 # runner then stops the other nodes' ranks over pdsh (pkill: SIGTERM; see docs/scaling.md).
 run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" \
