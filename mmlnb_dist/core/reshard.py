@@ -58,8 +58,9 @@ class Layout:
 
     @property
     def partitioned(self) -> bool:
-        """Whether the optimizer state lives in per-rank partition files (ZeRO 1-3, or bf16's optimizer)."""
-        return self.zero_stage > 0 or self.precision == "bf16"
+        """Whether the optimizer state lives in per-rank partition files (ZeRO 1-3, or bf16's optimizer; a stage
+        unknown, -1, is a layout inferred from such files)."""
+        return self.zero_stage != 0 or self.precision == "bf16"
 
 
 def engine_layout(engine) -> Layout:
