@@ -115,8 +115,8 @@ local_master_port() {
   LOCAL_MASTER_PORT=${MASTER_PORT:-$("$PYTHON" -c 'import socket
 with socket.socket() as s:
     s.bind(("", 0)); print(s.getsockname()[1])')}
-  [[ "$LOCAL_MASTER_PORT" =~ ^[1-9][0-9]*$ ]] || { echo "$(basename "$0"): MASTER_PORT=$LOCAL_MASTER_PORT is not a" \
-                                                        "port number" >&2; exit 2; }
+  [[ "$LOCAL_MASTER_PORT" =~ ^[1-9][0-9]{0,4}$ ]] && (( LOCAL_MASTER_PORT <= 65535 )) \
+    || { echo "$(basename "$0"): MASTER_PORT=$LOCAL_MASTER_PORT is not a port number (1-65535)" >&2; exit 2; }
 }
 
 # read_hostfile FILE: sets HOSTS and HOST_SLOTS, the hosts of a DeepSpeed hostfile and their slots, read as DeepSpeed
