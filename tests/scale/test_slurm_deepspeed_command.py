@@ -9,6 +9,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from support.launch_wrappers import REAL_PYTHON, ROOT
 
 SBATCH = ROOT / "launch" / "slurm" / "train.sbatch"
@@ -32,8 +34,8 @@ def _sbatch(tmp: Path, **extra: str) -> list:
     env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=str(ROOT), FAKE_SLURM_LOG=str(tmp), LAUNCHER="deepspeed",
                PYTHON="python3x", SLURM_JOB_NODELIST="node[01-02]", SLURM_JOB_NUM_NODES="2", SLURM_JOB_ID="7",
                SLURM_GPUS_ON_NODE="2", SLURM_SUBMIT_DIR=str(ROOT), HOSTFILE=str(tmp / "hosts"), **extra)
-    done = subprocess.run(["bash", str(SBATCH), "cpu-demo", "run.name=ds"], cwd=tmp, env=env, capture_output=True,
-                          text=True, timeout=120)
+    args = ["cpu-demo", "run.name=ds", *([extra["EXTRA_ARG"]] if "EXTRA_ARG" in extra else [])]
+    done = subprocess.run(["bash", str(SBATCH), *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return (tmp / "step.args").read_text().splitlines()
 
@@ -47,3 +49,11 @@ def test_the_deepspeed_launcher_is_the_one_beside_an_interpreter_found_on_path(t
 
 def test_a_deepspeed_command_given_is_kept(tmp_path):
     assert _sbatch(tmp_path, DEEPSPEED="/opt/ds/bin/deepspeed")[0] == "/opt/ds/bin/deepspeed"
+
+
+def test_an_override_the_nodes_shell_would_change_is_refused_before_the_launch(tmp_path):
+    """The DeepSpeed launcher passes the arguments to every node through a remote shell (pdsh): `run.name=a;b`
+    reached the ranks as `run.name=a` and a command `b` (launch/pdsh_safe.sh)."""
+    with pytest.raises(AssertionError, match="run.name=a;b"):
+        _sbatch(tmp_path, EXTRA_ARG="run.name=a;b")
+    assert not (tmp_path / "step.args").exists()
