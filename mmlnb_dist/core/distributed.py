@@ -45,6 +45,8 @@ class DistEnv:
         rank, world, local = (_launcher_number(k, d) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
         if world < 1:
             raise UserError(f"WORLD_SIZE={world} is not a positive number ({SET_BY_LAUNCHER})")
+        if rank >= world and "WORLD_SIZE" not in os.environ:
+            raise UserError(f"RANK={rank} but WORLD_SIZE is not set ({SET_BY_LAUNCHER})")
         if rank >= world:
             raise UserError(f"RANK={rank} is not below WORLD_SIZE={world} ({SET_BY_LAUNCHER})")
         for key in ("RANK", "LOCAL_RANK"):  # absent, every process was rank 0, or every rank took GPU 0

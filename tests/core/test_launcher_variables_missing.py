@@ -56,3 +56,10 @@ def test_a_rendezvous_without_its_address_is_refused_before_it_starts(launched, 
     launched.setenv(missing, "29511" if missing == "MASTER_PORT" else "127.0.0.1")
     D.init_process_group(env, DistributedConfig())
     assert len(made) == 1
+
+
+def test_a_rank_without_a_world_size_says_it_is_unset(launched):
+    """`RANK=$SLURM_PROCID` alone: the refusal said "RANK=1 is not below WORLD_SIZE=1", a WORLD_SIZE nobody set."""
+    launched.setenv("RANK", "1")
+    with pytest.raises(UserError, match="RANK=1 but WORLD_SIZE is not set"):
+        D.DistEnv.from_environment(torch.device("cpu"))
