@@ -101,6 +101,12 @@ deepspeed_local_gpus() {
   if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]] && (( NODE_GPUS > 0 )); then
     local ids
     IFS=, read -r -a ids <<< "$CUDA_VISIBLE_DEVICES"
+    # the runner reads every slot of --include as a number: GPU-/MIG- UUIDs failed in its parser (a ValueError)
+    if ! [[ "$CUDA_VISIBLE_DEVICES" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+      echo "$(basename "$0"): CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES: DeepSpeed's launcher takes GPUs by index" \
+           "(CUDA_VISIBLE_DEVICES=2,3; nvidia-smi -L lists each GPU's index and UUID)" >&2
+      exit 2
+    fi
     CUDA_VISIBLE_DEVICES=$(IFS=,; echo "${ids[*]:0:NODE_PROCESSES}")
     export CUDA_VISIBLE_DEVICES
     DEEPSPEED_GPUS=()
