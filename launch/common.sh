@@ -92,7 +92,7 @@ node_processes() {
   NODE_PROCESSES=$n
 }
 
-# deepspeed_local_gpus [N]: sets DEEPSPEED_GPUS, the DeepSpeed runner's options for N processes on this node
+# deepspeed_local_gpus [N]: sets DEEPSPEED_GPUS, the DeepSpeed runner's options for N processes on this node alone
 # (node_processes). Given --num_gpus the runner ignores CUDA_VISIBLE_DEVICES and gives the ranks GPUs 0..N-1:
 # `CUDA_VISIBLE_DEVICES=2,3 launch/train_node.sh` trained on GPUs 0 and 1, maybe another job's. Where it is set,
 # the runner gets no --num_gpus and takes its GPUs from it (`--include localhost:...`), narrowed here to the first N.
@@ -113,6 +113,9 @@ deepspeed_local_gpus() {
   else
     DEEPSPEED_GPUS=(--num_gpus "$NODE_PROCESSES")
   fi
+  # This node alone: without --hostfile the runner reads /job/hostfile (DLTS-style clusters write one there) and
+  # started the hosts listed there over pdsh. /dev/null is no file: the runner takes the local resources.
+  DEEPSPEED_GPUS+=(--hostfile /dev/null)
 }
 
 # local_master_port: sets LOCAL_MASTER_PORT, the rendezvous port of a run on this node alone: MASTER_PORT, else a
