@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from . import add_config_args, load_from_args
 
@@ -28,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--min-frequency 5 --max-labels 3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    build.add_argument("--input", "-i", required=True, metavar="PATH", help="folder of class subfolders, or CSV manifest")
+    build.add_argument("--input", "-i", required=True, metavar="PATH",
+                       help="folder of class subfolders, or CSV manifest")
     build.add_argument("--descriptions", metavar="FILE",
                        help="descriptions JSONL ({'file', 'description'} per line) or CSV (file, description), "
                             "matched to the inputs by path")
@@ -77,8 +79,9 @@ def _build(args: argparse.Namespace) -> int:
     from ..data.collect import collect_samples
     from ..data.verify import VerifyReport
 
-    if args.classes is not None:
-        args.overrides = list(args.overrides) + [f"data.classes=[{args.classes}]"]
+    if args.classes is not None:  # as JSON, names stay text: `[1,2,3]` or `[yes,no]` read as YAML were not
+        names = [c.strip() for c in args.classes.split(",") if c.strip()]
+        args.overrides = list(args.overrides) + [f"data.classes={json.dumps(names)}"]
     cfg = load_from_args(args)
     classes = cfg.data.classes
     if len(set(classes)) != len(classes) or len(classes) < 2:
@@ -145,8 +148,6 @@ def _listed(split: dict, label: str) -> object:
 
 
 def _build_multilabel(args: argparse.Namespace) -> int:
-    import json
-
     from ..data.multilabel import build_multilabel_shards, format_dropped
 
     flags = {key: getattr(args, f"ml_{key}") for _, key, _, _ in _MULTILABEL_FLAGS}
