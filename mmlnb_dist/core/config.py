@@ -187,14 +187,14 @@ def _parse_value(text: str, annotation: Any = None) -> Any:
         raise
     except yaml.YAMLError:
         return text
-    if isinstance(value, str) and "," in value and _is_list_of_text(annotation):
-        return [part.strip() for part in value.split(",")]  # `data.classes=UD,PD,D`, as the --classes flags
+    # A (maybe Optional) list of names or numbers takes one item or the comma form, as the --classes flags do:
+    # `data.classes=UD,PD,D`, `clip.model.head_widths=256,128`, `tracking.backends=mlflow`; each item as typed.
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] if _is_optional(annotation) else []
+    item = _list_item(args[0] if len(args) == 1 else annotation)
+    if item is not None and _takes_only(item, (str, Path, int, float)) and value is not None \
+            and not isinstance(value, (list, dict)):
+        return [_parse_value(part, item) for part in text.split(",")]
     return value
-
-
-def _is_list_of_text(annotation: Any) -> bool:
-    args = typing.get_args(annotation)
-    return typing.get_origin(annotation) is list and len(args) == 1 and _takes_only(args[0], (str, Path))
 
 
 def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
