@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any, Dict
 
 from . import add_config_args, load_from_args
 
@@ -27,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--n", type=int, help="number of patches (data.synth.n)")
     synth.add_argument("--size", type=int, help="patch side in pixels (data.synth.size)")
     synth.add_argument("--n-slides", type=int, help="number of slides (data.synth.n_slides)")
-    synth.add_argument("--noisy-rate", type=float, help="share of noisy descriptions (data.synth.noisy_description_rate)")
+    synth.add_argument("--noisy-rate", type=float,
+                       help="share of noisy descriptions (data.synth.noisy_description_rate)")
     synth.add_argument("--seed", type=int, help="seed (data.synth.seed)")
     synth.add_argument("--task", choices=("single", "multilabel"), default=None,
                        help="single: UD/PD/D class folders; multilabel: findings + noisy captions CSV "
@@ -51,6 +53,9 @@ def _synth(args: argparse.Namespace) -> int:
     args.overrides = list(args.overrides) + [f"data.synth.{k}={v}" for k, v in flags.items() if v is not None]
     cfg = load_from_args(args)  # validates the flags too (e.g. --n 0 names data.synth.n)
     s = cfg.data.synth
+    refuse_flags_of_other_task(s.task, {"single": {"--noisy-rate": args.noisy_rate},
+                                        "multilabel": {"--omit-rate": args.omit_rate, "--wrong-rate": args.wrong_rate,
+                                                       "--faint-rate": args.faint_rate}})
     out = args.out or str(cfg.data.synth_dir)
     if s.task == "multilabel":
         return _synth_multilabel(out, s)
@@ -87,3 +92,16 @@ def _synth_multilabel(out: str, s) -> int:
           f"{summary['faint_findings']} findings drawn faint")
     print(f"next: mmlnb-dist shards build --input {out}/pairs.csv --task multilabel --out <shards>")
     return 0
+
+
+def refuse_flags_of_other_task(task: str, flags: Dict[str, Dict[str, Any]]) -> None:
+    """`flags` given ({task: {flag: value or None}}) that `task` does not read: a `UserError` naming them (they were
+    dropped without a word: `data synth --omit-rate 0.3` wrote single-label data)."""
+    from ..core.errors import UserError
+
+    for other, values in flags.items():
+        given = [flag for flag, value in values.items() if value is not None]
+        if other != task and given:
+            raise UserError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} read by --task {other} only "
+                            f"(this command runs --task {task}); drop {'it' if len(given) == 1 else 'them'} or "
+                            f"add --task {other}")

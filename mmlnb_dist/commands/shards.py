@@ -72,6 +72,11 @@ _MULTILABEL_FLAGS = (
 
 
 def _build(args: argparse.Namespace) -> int:
+    from .data import refuse_flags_of_other_task
+
+    refuse_flags_of_other_task(args.task, {
+        "single": {"--descriptions": args.descriptions},
+        "multilabel": {flag: getattr(args, f"ml_{key}") for flag, key, _, _ in _MULTILABEL_FLAGS}})
     if args.task == "multilabel":
         return _build_multilabel(args)
     from ..core.errors import UserError
