@@ -75,8 +75,12 @@ def generated_deepspeed_config(cfg, world_size: int) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     from ..core.distributed import DistEnv
+    from ..core.errors import UserError
     from ..recipes import refuse_unread_overrides
 
+    if args.world_size is not None and not args.print_deepspeed_config:  # it was dropped: one process trained
+        raise UserError("--world-size is read with --print-deepspeed-config only; a run's world size is its "
+                        "launcher's (torchrun --nproc_per_node N, deepspeed --num_gpus N)")
     cfg = load_from_args(args)
     refuse_unread_overrides(args.overrides, cfg.train.recipe)
     env = DistEnv.from_environment()
