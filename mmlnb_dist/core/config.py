@@ -13,6 +13,7 @@ import difflib
 import re
 import types
 import typing
+from contextlib import suppress
 from pathlib import Path
 from typing import Annotated, Any, Dict, Iterable, List, Literal, Optional, Sequence, Type, TypeVar, Union
 
@@ -173,12 +174,9 @@ def _parse_value(text: str, annotation: Any = None) -> Any:
     if annotation is not None and _takes_only(annotation, (str, Path)):
         typed = text.strip()
         if len(typed) > 1 and typed[0] == typed[-1] and typed[0] in "\"'":  # quoted: YAML's quoting, unquoted
-            try:
-                unquoted = load_yaml_text(typed)
-            except yaml.YAMLError:
-                unquoted = None
-            if isinstance(unquoted, str):
-                return unquoted
+            with suppress(yaml.YAMLError):
+                if isinstance(unquoted := load_yaml_text(typed), str):
+                    return unquoted
         return None if not typed or (typed in NULL_WORDS and _is_optional(annotation)) else typed
     # Other fields are YAML, which gives the natural types: 3e-4 -> float, true -> bool, [a, b] -> list.
     try:
@@ -298,6 +296,9 @@ def _did_you_mean(root: type, loc: Sequence[Any]) -> str:
     """A hint for the unknown key at `loc`: the closest field of the section (or list entry) holding it, else the
     closest key of the whole config (`known_keys` cannot list a list entry's fields, which need an index)."""
     key, parent = ".".join(str(p) for p in loc), ".".join(str(p) for p in loc[:-1])
+    if "." in str(loc[-1]) and key in known_keys(root):  # `train.lr: 0.1`: the hint named what was written
+        return ": a YAML file nests its keys (`a.b: 1` is `a:`, then `b: 1` indented under it; dotted keys are " \
+               "for command-line overrides)"
     try:
         holder = _section_type(field_annotation(root, parent)) if parent else root
     except ConfigError:
@@ -345,8 +346,7 @@ def load(root: Type[S], path: Optional[Union[str, Path]] = None, overrides: Iter
         source = str(path)
     overrides = list(overrides)
     apply_overrides(root, raw, overrides)
-    if overrides:
-        source += " + overrides " + " ".join(overrides)
+    source += " + overrides " + " ".join(overrides) if overrides else ""
     return validate(root, raw, source)
 
 
