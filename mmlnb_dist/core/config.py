@@ -336,7 +336,7 @@ def load(root: Type[S], path: Optional[Union[str, Path]] = None, overrides: Iter
             raise ConfigError(f"config file not found: {path}")
         try:
             raw = load_yaml(path)
-        except yaml.YAMLError as err:
+        except (yaml.YAMLError, UnicodeDecodeError) as err:  # an editor's cp1252, an image
             raise ConfigError(f"config file {path} cannot be read as YAML: {err}") from None
         if raw is None:  # a file saved before its settings were written would run as the defaults
             raise ConfigError(f"config file {path} holds no settings (it is empty or only comments); write them, "
