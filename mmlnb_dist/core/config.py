@@ -191,7 +191,7 @@ def _parse_value(text: str, annotation: Any = None) -> Any:
     item = _list_item(args[0] if len(args) == 1 else annotation)
     if item is not None and _takes_only(item, (str, Path, int, float)) and value is not None \
             and not isinstance(value, (list, dict)):
-        return [_parse_value(part, item) for part in text.split(",")]
+        return [_parse_value(part, item) for part in (value.split(",") if isinstance(value, str) else [text])]
     return value
 
 

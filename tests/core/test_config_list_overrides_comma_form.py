@@ -19,6 +19,8 @@ from mmlnb_dist.config import ConfigError, load_config
     ("tracking.backends=stdout,mlflow", "tracking.backends", ["stdout", "mlflow"]),
     ("vlm.lora.target_modules=q_proj", "vlm.lora.target_modules", ["q_proj"]),
     ("data.classes=1,2,3", "data.classes", ["1", "2", "3"]),
+    ("data.classes=yes", "data.classes", ["yes"]),
+    ('data.classes="UD, PD"', "data.classes", ["UD", "PD"]),
     ("clip.model.head_widths=[32, 16]", "clip.model.head_widths", [32, 16]),
     ("clip.model.image_encoder_trainable=null", "clip.model.image_encoder_trainable", None),
 ])
