@@ -275,16 +275,17 @@ def _format_validation_error(root: type, err: ValidationError, source: str) -> s
         # a section's (or the root's) input is all its settings: too long to repeat; any other value, a mapping
         # too (`train.epochs={a: 1}`), is shown as it was read, so a value YAML read otherwise than meant is seen
         quiet = e["type"] == "extra_forbidden" or (isinstance(got, dict) and _names_section(root, e["loc"]))
-        got_text = "" if quiet else f" (got {got!r})"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key" + _did_you_mean(root, e["loc"])
+        elif e["type"] == "model_type":  # `train=1`: pydantic named the section's class (TrainConfig)
+            msg = f"a section: set its keys ({key}.KEY=VALUE), or give it a mapping"
         elif e["type"] == "value_error" and "error" in e.get("ctx", {}):
             msg = str(e["ctx"]["error"])  # the check's own words, without pydantic's "Value error, "
             named = _NAMED_KEY.match(msg)
             if named and (key == "(root)" or f"{named.group(1)}.".startswith(f"{key}.")):
                 key, msg = named.group(1), msg[named.end():]  # it names its key (or one inside the section)
-        lines.append(f"  {key}: {msg}{got_text}")
+        lines.append(f"  {key}: {msg}{'' if quiet else f' (got {got!r})'}")
     return "\n".join(lines)
 
 
@@ -297,8 +298,7 @@ def _did_you_mean(root: type, loc: Sequence[Any]) -> str:
     closest key of the whole config (`known_keys` cannot list a list entry's fields, which need an index)."""
     key, parent = ".".join(str(p) for p in loc), ".".join(str(p) for p in loc[:-1])
     if "." in str(loc[-1]) and key in known_keys(root):  # `train.lr: 0.1`: the hint named what was written
-        return ": a YAML file nests its keys (`a.b: 1` is `a:`, then `b: 1` indented under it; dotted keys are " \
-               "for command-line overrides)"
+        return ": a YAML file nests its keys (`a.b: 1` is `a:`, then `b: 1` indented under it)"
     try:
         holder = _section_type(field_annotation(root, parent)) if parent else root
     except ConfigError:
