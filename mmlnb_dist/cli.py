@@ -88,6 +88,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"mmlnb-dist {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not stdout_closed():  # another pipe (a socket) broke: not the reader of the output
+            raise
+        return 141  # as a program that SIGPIPE stopped (`yes | head`)
     except RuntimeError as err:  # torch.OutOfMemoryError (CUDA) and the CPU allocator's error are RuntimeErrors
         if not out_of_memory(err):
             raise
@@ -105,6 +109,23 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"stopped", file=sys.stderr)
         return 1
     return int(code or 0)
+
+
+def stdout_closed() -> bool:
+    """Whether the reader of stdout has gone (`config explain | head -c 100`, a pager quit early); then stdout writes
+    to /dev/null from here, so that the interpreter's last flush does not fail once more at exit."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a file (a test's capture)
+        return False
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poll.poll(0)):  # a pipe without a reader: POLLERR
+        return False
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return True
 
 
 def out_of_memory(err: BaseException) -> bool:
