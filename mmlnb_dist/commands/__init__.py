@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Optional
 
 
@@ -49,3 +50,9 @@ def load_from_args(args: argparse.Namespace):
 
 DEFAULT_PROFILE = "cpu-demo"
 """The embedded default profile, resolved from the installed package (works from any folder)."""
+
+
+def classes_override(text: str) -> str:
+    """The `data.classes` override of a `--classes a,b,c` flag. As JSON, names stay text: class folders or labels
+    named `1,2,3` (tumour grades) or `yes,no`, passed as the YAML list `[1,2,3]`, were read as numbers and booleans."""
+    return f"data.classes={json.dumps([c.strip() for c in text.split(',') if c.strip()])}"

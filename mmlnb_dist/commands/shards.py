@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import add_config_args, load_from_args
+from . import add_config_args, classes_override, load_from_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,9 +84,8 @@ def _build(args: argparse.Namespace) -> int:
     from ..data.collect import collect_samples
     from ..data.verify import VerifyReport
 
-    if args.classes is not None:  # as JSON, names stay text: `[1,2,3]` or `[yes,no]` read as YAML were not
-        names = [c.strip() for c in args.classes.split(",") if c.strip()]
-        args.overrides = list(args.overrides) + [f"data.classes={json.dumps(names)}"]
+    if args.classes is not None:
+        args.overrides = list(args.overrides) + [classes_override(args.classes)]
     cfg = load_from_args(args)
     classes = cfg.data.classes
     if len(set(classes)) != len(classes) or len(classes) < 2:

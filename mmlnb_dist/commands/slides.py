@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import add_config_args, load_from_args, positive_int
+from . import add_config_args, classes_override, load_from_args, positive_int
 
 # Command-line flags that are shortcuts for config keys (a flag wins over the config file and overrides).
 FLAG_KEYS = {
@@ -84,7 +84,7 @@ def run_tile(args: argparse.Namespace) -> int:
 
     args.overrides = list(args.overrides) + _overrides(args)
     if args.classes is not None:
-        args.overrides.append(f"data.classes=[{args.classes}]")
+        args.overrides.append(classes_override(args.classes))
     cfg = load_from_args(args)
     if args.stain_target is not None and cfg.slides.stain.method == "none":
         from ..core.errors import UserError
