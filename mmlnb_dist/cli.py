@@ -86,6 +86,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"mmlnb-dist {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from .core.progress import close_open_bars
+
+        close_open_bars()  # a command that logged nothing while unwinding: its bars end above this line
         print(f"mmlnb-dist {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

@@ -60,3 +60,22 @@ def test_the_clis_interrupted_line_comes_after_the_bars_of_a_command_log(console
     lines = _lines(console())
     assert lines[-1] == "mmlnb-dist ablate: interrupted", lines
     assert sum("epoch 1:  40%" in line for line in lines[lines.index(lines[-1]) - 1:]) == 1, lines
+
+
+def test_a_command_interrupted_without_a_word_ends_with_the_clis_line(console, monkeypatch):
+    """`train` logs nothing while Ctrl-C unwinds it: `cli.main`'s own line must still be the last."""
+    from mmlnb_dist import cli
+    from mmlnb_dist.commands import config_cmd
+
+    bars = []
+
+    def interrupted(args):
+        bars.append(progress_bar(total=10, desc="epoch 1", leave=True))
+        bars[-1].update(4)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(config_cmd, "_show", interrupted)
+    assert cli.main(["config", "show"]) == 130
+    gc.collect()
+    lines = _lines(console())
+    assert lines[-1] == "mmlnb-dist config: interrupted", lines
