@@ -220,6 +220,7 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
         if twice is not None:  # one run would count as two in the mean and the standard deviation
             what = f"seed {twice}" if flag == "--seeds" else str(twice)
             raise ConfigError(f"{flag}: {what} is listed twice (each is one run of the table; give it once)")
+    seeds = sorted(seeds)  # `--seeds 1,0` is the study of `--seeds 0,1`: the same runs, table and parent run
     sources = description_sources(cfg, chosen, descriptions)
     require_shards(cfg.data.shards)  # every row trains on it or on text generated from it
     study_dir = Path(cfg.run.dir)

@@ -258,3 +258,20 @@ def test_a_description_stage_logs_under_the_study_and_leaves_the_studys_config_a
     assert (cfg.run.output_dir, cfg.run.resume, cfg.tracking.uri) == (tmp_path, True, "sqlite:///own.db")
     alone = _stage_config(cfg, study, "fine_tuned_vlm", None, None)
     assert (alone.tracking.parent_run_id, alone.tracking.uri) == (None, "sqlite:///own.db")
+
+
+def test_seeds_given_in_another_order_are_the_same_study(tmp_path, fake_parent, monkeypatch):
+    """`ablate --seeds 1,0` after `--seeds 0,1` is the same table (the same runs): it started a new MLflow parent
+    run, the first one left with the same rows' metrics."""
+    import mmlnb_dist.studies as studies
+
+    opened = []
+    monkeypatch.setattr(studies, "_open_parent", lambda cfg, study_dir, rows, seeds: opened.append(list(seeds)))
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stop")  # after the parent run is opened: no runs here
+
+    monkeypatch.setattr(studies, "_run_rows", stop)
+    with pytest.raises(RuntimeError, match="stop"):
+        studies.run_study(_config(tmp_path, "p", "tracking.backends=[mlflow]"), ["concat", "sum"], [1, 0])
+    assert opened == [[0, 1]]
