@@ -41,9 +41,20 @@ def _tune(args) -> int:
         return 130
     print(json.dumps({k: v for k, v in summary.items() if k != "cache"}, indent=1, default=str))
     if summary.get("best_config"):
-        print(f"best config: {summary['best_config']}  (train it: mmlnb-dist train --config {summary['best_config']})")
+        print(f"best config: {summary['best_config']}" + _next_command(cfg.tune.recipe, summary["best_config"]))
         return 1 if summary["errored"] else 0
     trials = Path(summary["figure"]).with_name("trials.csv") if summary.get("figure") else "trials.csv"  # beside it
     print(f"no trial ended with a finite {cfg.tune.metric} ({summary.get('diverged', 0)} of {summary['trials']} "
           f"diverged, {summary['errored']} errored): nothing to pick; see {trials}", file=sys.stderr)
     return 1
+
+
+def _next_command(recipe: str, best: str) -> str:
+    """The command that trains the best config (`best.yaml` names the searched table recipe in `train.recipe`): the
+    `vlm-fusion` pipeline's stages run by `pipeline`; a recipe class outside the table has no command."""
+    from ..config.tune import PIPELINES
+    from ..recipes import RECIPES
+
+    if recipe in PIPELINES:
+        return f"  (train it: mmlnb-dist pipeline --config {best})"
+    return f"  (train it: mmlnb-dist train --config {best})" if recipe in RECIPES else ""

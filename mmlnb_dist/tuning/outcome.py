@@ -50,6 +50,7 @@ def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float, extra: Dict
         best_dict, applied = apply_params(cfg.model_dump(mode="json"), {k: best[k] for k in space if k in best},
                                           space)
         best_dict["tune"] = {**best_dict.get("tune", {}), "resume": False}
+        trains_the_searched_recipe(cfg, best_dict)
         best_cfg = config_from_dict(best_dict, "best trial")
         save_config(best_cfg, dirs["best"])
         summary.update({"best_config": str(dirs["best"]), "best_params": applied,
@@ -61,6 +62,22 @@ def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float, extra: Dict
         summary["registered"] = register_best(cfg, parent, summary)
     (dirs["exp"] / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     return summary
+
+
+def trains_the_searched_recipe(cfg: Config, best_dict: Dict[str, Any]) -> None:
+    """Make the best config's `train.recipe` the recipe the trials ran (`tune.recipe`, a table recipe), so `mmlnb-dist
+    train --config best.yaml` trains it: a CLIP or VLM search of cpu-demo kept its `train.recipe: fusion`, and that
+    command trained the fusion classifier. A `train.best_metric` the recipe does not have becomes the search's
+    metric. A pipeline's (its `train.recipe` is its last stage's) and a recipe class outside the table's stay."""
+    from ..recipes import RECIPES
+
+    spec = RECIPES.get(cfg.tune.recipe)
+    if spec is None:
+        return
+    train = best_dict.setdefault("train", {})
+    train["recipe"] = spec.name
+    if train.get("best_metric") not in spec.metrics:
+        train["best_metric"] = cfg.tune.metric.removeprefix("val/")
 
 
 def log_parent(cfg: Config, parent: ParentRun, summary: Dict[str, Any], dirs: Dict[str, Path], errored,
