@@ -80,6 +80,13 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
         raw = load_yaml(path) or {}
     except yaml.YAMLError as err:
         raise SpaceError(f"search space file {path} cannot be read as YAML: {err}") from None
+    unknown = sorted(str(k) for k in set(raw) - {"params", "description"}) if isinstance(raw, dict) else []
+    if unknown:  # a sweep's metric or method beside the params ran the search on the defaults, silently
+        fix = (" rename it 'params'" if unknown == ["parameters"] and "params" not in raw else
+               " set the metric, mode, searcher and sample count as tune.metric, tune.mode, tune.searcher and "
+               "tune.num_samples (overrides or the config's tune: section)")
+        raise SpaceError(f"{path}: unknown top-level keys {unknown}: a space file holds 'params' and 'description' "
+                         f"only;{fix}")
     params = raw.get("params") if isinstance(raw, dict) else None
     if not isinstance(params, dict) or not params:
         raise SpaceError(f"{path}: needs a non-empty 'params' mapping of dotted config keys")
