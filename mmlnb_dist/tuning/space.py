@@ -8,8 +8,8 @@
       vlm.lora.r: {choice: [4, 8, 16, 32, 64]}
       train.global_batch_size: {grid: [16, 32]}   # grid values (also used by searcher=grid)
 
-Distributions: uniform, loguniform, quniform [lo, hi, q] (q > 0; unscaled: ends multiples of q), randint [lo, hi),
-choice [...], grid [...].
+Distributions: uniform, loguniform, quniform [lo, hi, q] (q > 0; unscaled: ends multiples of q; on an integer field
+sampled as whole numbers, Ray's qrandint), randint [lo, hi), choice [...], grid [...].
 `scale: epochs` makes the values fractions of `train.epochs`, so one space fits the 9-epoch demo and the 150-epoch
 paper profile. Ray samples the whole epochs they give (`epochs_of`: times `train.epochs`, halves up, at least 1): a
 range becomes an integer range between its ends' epochs (uniform: randint, loguniform: lograndint), a choice, grid
@@ -337,6 +337,9 @@ def to_tune_space(params: Mapping[str, Dict[str, Any]], searcher: str, epochs: i
     the grid searcher every key becomes a grid (choice/grid values)."""
     from ray import tune
 
+    from ..config import Config
+    from ..core.config import field_annotation
+
     space: Dict[str, Any] = {}
     for key, spec in params.items():
         kind = next(k for k in spec if k in DISTRIBUTIONS)
@@ -355,6 +358,8 @@ def to_tune_space(params: Mapping[str, Dict[str, Any]], searcher: str, epochs: i
             space[key] = tune.uniform(*val)
         elif kind == "loguniform":
             space[key] = tune.loguniform(*val)
+        elif kind == "quniform" and _takes_integers_only(field_annotation(Config, key)):
+            space[key] = tune.qrandint(*(int(v) for v in val))  # whole numbers: quniform's floats said 32.0
         elif kind == "quniform":
             space[key] = tune.quniform(*val)
         elif kind == "randint":
