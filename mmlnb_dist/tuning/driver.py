@@ -272,7 +272,10 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
             )
         with GracefulSearchStop() as stop:
             grid = tuner.fit()
-        wall = time.time() - t0
+        # the whole search's time: a resume's own (0.1 s for a finished search) replaced the earlier runs' in
+        # summary.json and the parent run's tune/wall_s
+        wall = float(state.get("wall_s") or 0.0) + time.time() - t0
+        state_path.write_text(json.dumps({**state, "wall_s": wall}, indent=1))
         rows = trial_rows(grid, dirs, cfg)
         # Tune returns normally after its graceful stop: the signal, or trials it never finished, say it stopped
         interrupted = stop.signal is not None or any(r["status"] not in FINISHED for r in rows)
