@@ -40,10 +40,14 @@ def _tune(args) -> int:
         print(f"mmlnb-dist tune: {err}", file=sys.stderr)
         return 130
     print(json.dumps({k: v for k, v in summary.items() if k != "cache"}, indent=1, default=str))
+    trials = Path(summary["figure"]).with_name("trials.csv") if summary.get("figure") else "trials.csv"  # beside it
+    failed = summary.get("errored_trials") or {}
+    if failed:  # which trials failed and why, not only how many
+        print(f"{len(failed)} of {summary['trials']} trials failed (see {trials}):\n"
+              + "\n".join(f"  {tid}: {error}" for tid, error in failed.items()), file=sys.stderr)
     if summary.get("best_config"):
         print(f"best config: {summary['best_config']}" + _next_command(cfg.tune.recipe, summary["best_config"]))
         return 1 if summary["errored"] else 0
-    trials = Path(summary["figure"]).with_name("trials.csv") if summary.get("figure") else "trials.csv"  # beside it
     print(f"no trial ended with a finite {cfg.tune.metric} ({summary.get('diverged', 0)} of {summary['trials']} "
           f"diverged, {summary['errored']} errored): nothing to pick; see {trials}", file=sys.stderr)
     return 1

@@ -27,6 +27,7 @@ def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float, extra: Dict
     summary: Dict[str, Any] = {**extra, "trials": len(rows), "errored": len(errored),
                                "diverged": sum(1 for r in rows if r["status"] == "DIVERGED"), "wall_s": round(wall, 1),
                                "experiment_dir": str(dirs["exp"]), "parent_run_id": parent.run_id if parent else None}
+    summary["errored_trials"] = {str(r["trial_id"]): r.get("error") or "no error line" for r in errored}
     # OK without a result: ASHA stopped it, or (FIFO stops nothing; a stop cuts trials off) it did not finish
     cut = sum(1 for r in rows if not r["completed"] and r["status"] == "OK")
     by_scheduler = cfg.tune.scheduler == "asha" and not interrupted
