@@ -17,7 +17,7 @@ from ..core.errors import ConfigError, UserError
 from ..core.files import refuse_file_in_the_way
 from .algorithms import asha_horizon
 from .space import SpaceError, load_space, resolve_space, to_tune_space
-from .trial import PIPELINE_RECIPES, PIPELINE_SPACES
+from .trial import PIPELINE_RECIPES, PIPELINE_SPACES, TRIAL_SET_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,15 @@ def default_space(recipe: str) -> str:
 
 def check_space_is_read(space: Dict[str, Any], recipe: str, path: Any) -> None:
     """Refuse a space with keys of a recipe section the trial never reads (the fusion curriculum searched by CLIP
-    trials): every trial would train the same model on them, and the "best" value would be noise."""
+    trials), or keys the search sets in every trial (`TRIAL_SET_KEYS`, `tune.*`): every trial would train the same
+    model on them, and the "best" value would be noise."""
     from ..recipes import RECIPES, unread_keys
 
+    fixed = [key for key in space if key in TRIAL_SET_KEYS or key.startswith("tune.")]
+    if fixed:  # replaced in every trial (tune.*: the driver's): the best value would be noise
+        raise SpaceError(f"{path}: {', '.join(fixed)} is set by the search itself (each trial's run folder, tracking "
+                         f"and validation-only evaluation; tune.* are the search's settings), not by a trial's "
+                         f"sampled values: drop it from the space (set tune.* as overrides)")
     names = PIPELINE_RECIPES.get(recipe, (recipe,))
     unread = unread_keys(list(space), *names)
     if unread:

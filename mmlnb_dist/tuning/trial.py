@@ -195,6 +195,11 @@ def fit_with_ray_train(cfg_dict: Dict[str, Any], recipe: str, run_dir: Path, tun
     trainer.fit()
 
 
+TRIAL_SET_KEYS = ("run.name", "run.output_dir", "run.resume", "run.cache_dir", "tracking.uri", "tracking.parent_run_id",
+                  "tracking.register_name", "train.evaluate_test")
+"""The config keys `trial_config` sets in every trial, whatever the space samples (a space may not search them)."""
+
+
 def trial_config(params: Dict[str, Any], ctx: Dict[str, Any], trial_id: str) -> Dict[str, Any]:
     """The trial's full config: the base config, the sampled values, its own run folder, the shared cache and
     the search's tracking (a child run of the search's parent run; only the driver registers models).
