@@ -51,6 +51,8 @@ def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float, extra: Dict
         best_dict, applied = apply_params(cfg.model_dump(mode="json"), {k: best[k] for k in space if k in best},
                                           space)
         best_dict["tune"] = {**best_dict.get("tune", {}), "resume": False}
+        # its own run folder: the base config's (runs/cpu-demo) held the profile's run, whose checkpoints refused it
+        best_dict["run"] = {**best_dict.get("run", {}), "name": f"{cfg.tune.name}-best", "resume": False}
         trains_the_searched_recipe(cfg, best_dict)
         best_cfg = config_from_dict(best_dict, "best trial")
         save_config(best_cfg, dirs["best"])

@@ -51,3 +51,13 @@ def test_the_printed_command_runs_the_searched_recipe(tmp_path, monkeypatch, cap
             assert f"{expected}{summary['best_config']}" in out, out
         else:
             assert "mmlnb-dist train" not in out, out  # `train` cannot run a recipe class outside the table
+
+
+def test_best_yaml_trains_in_a_folder_of_its_own(tmp_path, monkeypatch):
+    """`best.yaml` kept the base config's `run.name`, so the printed `train --config best.yaml` trained into the
+    profile's own run folder (`runs/cpu-demo`): after a `train` of the profile it was refused ("already holds
+    checkpoints; pass run.resume=true"), and following that advice resumed the old run under the new values. It is
+    named after the search now."""
+    cfg, _, best = _finish(tmp_path, monkeypatch, "val/balanced_accuracy")
+    assert best.run.name == "best-recipe-best" and best.run.dir != cfg.run.dir
+    assert best.run.output_dir == cfg.run.output_dir
