@@ -104,6 +104,11 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
             _check_fractions(path, key, kinds[0], spec[kinds[0]])
     check_keys(params, path)
     check_types(params, path)
+    scaled = [key for key, spec in params.items() if spec.get("scale") == "epochs"]
+    if scaled and "train.epochs" in params:  # Ray samples their epochs before a trial's train.epochs is known
+        raise SpaceError(f"{path}: {', '.join(scaled)} (scale: epochs) is sampled in epochs of the base config's "
+                         f"train.epochs{'' if base is None else f'={_epochs(base)}'}, but the space varies "
+                         f"train.epochs too: give those keys in epochs (no scale), or do not search train.epochs")
     if base is not None:
         check_ranges(params, base, path)
     return params
@@ -388,7 +393,3 @@ def apply_params(cfg_dict: Dict[str, Any], sampled: Mapping[str, Any],
         set_dotted(Config, out, key, value)
         applied[key] = value
     return out, applied
-
-
-def describe(params: Mapping[str, Dict[str, Any]]) -> List[str]:
-    return [f"{k}: {v}" for k, v in params.items()]
