@@ -188,6 +188,41 @@ def check_resume_space(cfg: Config, exp_dir: Path, space: Dict[str, Any], space_
                       f"another tune.name")
 
 
+def recorded_base(base: Dict[str, Any]) -> Dict[str, Any]:
+    """The base config a search records (search.json `base`): all but `tune.*` (checked or warned of on their own),
+    `tracking.*` (where the trials log, not what they train), `run.resume` and the keys each trial sets itself
+    (`TRIAL_SET_KEYS`), as flat dotted keys."""
+    def flat(value: Any, prefix: str) -> Dict[str, Any]:
+        if not isinstance(value, dict):
+            return {prefix: value}
+        return {k: v for key, sub in value.items() for k, v in flat(sub, f"{prefix}.{key}" if prefix else key).items()}
+
+    return {k: v for k, v in flat(base, "").items()
+            if not k.startswith(("tune.", "tracking.")) and k != "run.resume" and k not in TRIAL_SET_KEYS}
+
+
+def check_resume_base(cfg: Config, exp_dir: Path, base: Dict[str, Any]) -> None:
+    """Refuse, before Ray starts, to resume a search with another base config than it was started with (`base`: the
+    config as a dict): the remaining trials trained under other settings (`train.epochs=20`, other shards) than the
+    finished ones, ranked together with them, without a word. A search recorded before the base was goes on."""
+    if not cfg.tune.resume or not (exp_dir / "tuner.pkl").is_file():
+        return
+    try:
+        stored = json.loads((exp_dir / "search.json").read_text()).get("base")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(stored, dict):
+        return
+    now = json.loads(json.dumps(recorded_base(base)))
+    changed = [f"{k}={stored.get(k)!r} (now {now.get(k)!r})" for k in dict.fromkeys([*stored, *now])
+               if stored.get(k) != now.get(k)]
+    if changed:
+        raise SearchError(f"search '{cfg.tune.name}' at {exp_dir} was started with another base config: "
+                          f"{', '.join(changed)}; its remaining trials would train under other settings than its "
+                          f"finished ones. Resume it with the config it was started with, or start a new search "
+                          f"under another tune.name")
+
+
 def warn_ignored_on_resume(cfg: Config, stored: Dict[str, Any]) -> None:
     """Say which settings a resume ignores (`stored`: what the search was started with): Tune restores its searcher
     and sample count, so another `tune.num_samples` or `tune.searcher` changed nothing, without a word."""

@@ -29,9 +29,9 @@ from ..core.runlock import FolderInUseError, FolderLock, describe_holder, read_h
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .algorithms import scheduler, searcher
-from .checks import (RESTORED_SETTINGS, SearchError, check_outputs, check_recipe, check_resources, check_resume_goal,
-                     check_resume_space, check_search, check_space_is_read, default_space, unreported_metric,
-                     warn_ignored_on_resume)
+from .checks import (RESTORED_SETTINGS, SearchError, check_outputs, check_recipe, check_resources, check_resume_base,
+                     check_resume_goal, check_resume_space, check_search, check_space_is_read, default_space,
+                     recorded_base, unreported_metric, warn_ignored_on_resume)
 from .outcome import finish
 from .results import FINISHED, trial_rows
 from .space import load_space, resolve_space, to_tune_space
@@ -178,6 +178,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
         raise SearchError(f"nothing to resume at {exp_dir}; drop tune.resume=true to start this search")
     check_resume_goal(cfg, exp_dir, search_mode(cfg))
     check_resume_space(cfg, exp_dir, space, space_path)
+    check_resume_base(cfg, exp_dir, base)
     lock = _hold(exp_dir, cfg.tune.name)
     try:
         return _run_held(cfg, base, space, space_path, dirs, plan)
@@ -226,7 +227,7 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
     state.update({"parent_run_id": parent.run_id if parent else None, "space": str(space_path), "space_params": space,
                   "tracking_uri": uri,
                   "started": state.get("started", time.time()), "metric": cfg.tune.metric, "mode": search_mode(cfg),
-                  **kept})
+                  **({} if restoring else {"base": recorded_base(base)}), **kept})  # a resume keeps the start's
     state_path.write_text(json.dumps(state, indent=1))
 
     ctx = {"base": base, "space": space, "name": cfg.tune.name, "trials_dir": str(dirs["trials"]),
