@@ -145,11 +145,15 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_fractions(source: Any, key: str, kind: str, val: List[Any]) -> None:
-    """`scale: epochs` multiplies every value by `train.epochs`: text (or true/false) cannot be scaled."""
+    """`scale: epochs` multiplies every value by `train.epochs`: only numbers from 0 to 1 (fractions) can be scaled."""
     odd = [v for v in val if not _is_number(v)]
     if odd:
         raise SpaceError(f"{source}: '{key}': scale: epochs needs numbers (fractions of train.epochs), but the "
                          f"{kind} holds {', '.join(repr(v) for v in odd)}: drop 'scale: epochs' for these values")
+    beyond = [repr(v) for _, v in range_ends({kind: val}) if not 0 <= v <= 1]  # an epoch past the run, or below 1
+    if beyond:
+        raise SpaceError(f"{source}: '{key}': scale: epochs takes fractions of train.epochs from 0 to 1, but the "
+                         f"{kind} holds {', '.join(beyond)}: give fractions (or the key in epochs, without scale)")
 
 
 def _takes_integers_only(annotation: Any) -> bool:
