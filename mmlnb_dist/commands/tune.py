@@ -23,7 +23,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", metavar="ADDR",
                    help="Ray cluster to join: `auto` (the cluster `ray start` recorded on this machine), HOST:PORT "
                    "or ray://HOST:10001; sets tune.address (default: RAY_ADDRESS, else a fresh local instance)")
+    p.add_argument("--resume", nargs=0, action=_NoResumeFlag, help=argparse.SUPPRESS)
     p.set_defaults(func=_tune)
+
+
+class _NoResumeFlag(argparse.Action):
+    """`--resume`, as Ray Tune's users spell it: refused naming the override that resumes a search (it was
+    "unrecognized arguments: --resume", under the top-level usage)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error("--resume: no such option; resume the search with the override tune.resume=true (same command, "
+                     "same tune.name)")
 
 
 def _tune(args) -> int:
