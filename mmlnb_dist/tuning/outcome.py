@@ -2,6 +2,7 @@
 run's summary and, with `tune.register_best`, the best trial's registered model."""
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any, Dict, Optional
 
 from ..config import Config, config_from_dict, save_config
 from ..config.tune import reporting_recipe, search_mode
+from ..core.errors import ConfigError
 from ..core.tracking.registry import metric_mode
 from ..core.tracking.runs import ParentRun
 from .figure import save_search_figure
@@ -53,8 +55,14 @@ def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float, extra: Dict
         best_dict["tune"] = {**best_dict.get("tune", {}), "resume": False}
         # its own run folder: the base config's (runs/cpu-demo) held the profile's run, whose checkpoints refused it
         best_dict["run"] = {**best_dict.get("run", {}), "name": f"{cfg.tune.name}-best", "resume": False}
+        as_searched = copy.deepcopy(best_dict)
         trains_the_searched_recipe(cfg, best_dict)
-        best_cfg = config_from_dict(best_dict, "best trial")
+        try:
+            best_cfg = config_from_dict(best_dict, "best trial")
+        except ConfigError as err:  # a base setting only its own train.recipe takes: best.yaml as the base names it
+            log.warning("best.yaml keeps train.recipe=%s: with train.recipe=%s the config is refused: %s",
+                        cfg.train.recipe, cfg.tune.recipe, err)
+            best_cfg = config_from_dict(as_searched, "best trial")
         save_config(best_cfg, dirs["best"])
         summary.update({"best_config": str(dirs["best"]), "best_params": applied,
                         "best_metric": finite(best[cfg.tune.metric]), "best_trial_id": best["trial_id"],

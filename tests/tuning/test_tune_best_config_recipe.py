@@ -61,3 +61,15 @@ def test_best_yaml_trains_in_a_folder_of_its_own(tmp_path, monkeypatch):
     cfg, _, best = _finish(tmp_path, monkeypatch, "val/balanced_accuracy")
     assert best.run.name == "best-recipe-best" and best.run.dir != cfg.run.dir
     assert best.run.output_dir == cfg.run.output_dir
+
+
+def test_a_base_setting_the_searched_recipe_refuses_keeps_the_base_recipe(tmp_path, monkeypatch, caplog):
+    """A base config that only its own `train.recipe` takes (`tracking.register_metric=val/balanced_accuracy`, a fusion
+    metric, in a CLIP search): the search still ends with its best.yaml, as the base config names it, and says why."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist"):
+        _, summary, best = _finish(tmp_path, monkeypatch, "val/micro_f1", "tune.recipe=clip",
+                                   "tracking.register_metric=val/balanced_accuracy")
+    assert best.train.recipe == "fusion" and best.train.lr == 2e-3 and summary["best_trial_id"] == "a"
+    assert "best.yaml keeps train.recipe=fusion" in caplog.text, caplog.text
