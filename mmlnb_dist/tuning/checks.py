@@ -8,8 +8,10 @@ import logging
 import os
 import pickle
 import re
+import types
+import typing
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 from ..config import Config
 from ..config.tune import metric_direction, reported_metrics, reporting_recipe
@@ -119,6 +121,29 @@ def check_space_is_read(space: Dict[str, Any], recipe: str, path: Any) -> None:
         raise SpaceError(f"{path}: tune.recipe={recipe} never reads {', '.join(unread)}: every trial would train the "
                          f"same model on these keys. Search keys it reads (train.*, {', '.join(reads)}.*), "
                          f"e.g. --space {default_space(recipe)}")
+
+
+def _number_field(annotation: Any) -> bool:
+    """A field of numbers only: int or float, or an Optional/Union of them."""
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(args) and all(_number_field(a) for a in args)
+    return annotation in (int, float)
+
+
+def check_choice_values(space: Dict[str, Any], path: Any) -> None:
+    """Refuse text in a choice or grid of a number field: YAML reads `1e-4` as text, and the trials' config turned it
+    into a number, but Ray's table, trials.csv, best_params, the parent run's tags and search.png held the strings
+    (and Optuna searched them as labels)."""
+    from ..core.config import field_annotation
+
+    for key, spec in space.items():
+        kind = "choice" if "choice" in spec else "grid" if "grid" in spec else None
+        text = [v for v in spec[kind] if isinstance(v, str)] if kind else []
+        if text and _number_field(field_annotation(Config, key)):
+            raise SpaceError(f"{path}: '{key}' takes numbers, but its {kind} holds text "
+                             f"{', '.join(repr(v) for v in text)}: write numbers (YAML reads 1e-4 as text: write "
+                             f"1.0e-4)")
 
 
 def stored_goal(exp_dir: Path) -> Optional[Tuple[str, str]]:

@@ -29,9 +29,9 @@ from ..core.runlock import FolderInUseError, FolderLock, describe_holder, read_h
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .algorithms import scheduler, searcher
-from .checks import (RESTORED_SETTINGS, SearchError, check_outputs, check_recipe, check_resources, check_resume_base,
-                     check_resume_goal, check_resume_space, check_search, check_space_is_read, default_space,
-                     recorded_base, unreported_metric, warn_ignored_on_resume)
+from .checks import (RESTORED_SETTINGS, SearchError, check_choice_values, check_outputs, check_recipe, check_resources,
+                     check_resume_base, check_resume_goal, check_resume_space, check_search, check_space_is_read,
+                     default_space, recorded_base, unreported_metric, warn_ignored_on_resume)
 from .outcome import finish
 from .results import FINISHED, trial_rows
 from .space import load_space, resolve_space, to_tune_space
@@ -164,6 +164,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     base = cfg.model_dump(mode="json")
     space = load_space(space_path, base)  # every range end gives a valid config, checked before Ray starts
     check_space_is_read(space, cfg.tune.recipe, space_path)
+    check_choice_values(space, space_path)
     check_recipe(cfg)
     check_resources(cfg)
     max_t = check_search(cfg, space, space_path)
