@@ -65,10 +65,19 @@ def _tune(args) -> int:
 
 def _next_command(recipe: str, best: str) -> str:
     """The command that trains the best config (`best.yaml` names the searched table recipe in `train.recipe`): the
-    `vlm-fusion` pipeline's stages run by `pipeline`; a recipe class outside the table has no command."""
+    `vlm-fusion` pipeline's stages run by `pipeline`; a recipe class outside the table, or a best.yaml that kept
+    the base config's recipe, has none."""
     from ..config.tune import PIPELINES
+    from ..core.files import load_yaml
     from ..recipes import RECIPES
 
     if recipe in PIPELINES:
         return f"  (train it: mmlnb-dist pipeline --config {best})"
-    return f"  (train it: mmlnb-dist train --config {best})" if recipe in RECIPES else ""
+    if recipe not in RECIPES:
+        return ""
+    try:
+        saved = (load_yaml(Path(best)) or {}).get("train", {}).get("recipe")
+    except OSError:  # not readable here: it names the searched recipe (`tuning.outcome`)
+        saved = recipe
+    # it kept the base config's recipe (one the searched recipe refuses): `train` would train that one
+    return f"  (train it: mmlnb-dist train --config {best})" if saved == recipe else ""

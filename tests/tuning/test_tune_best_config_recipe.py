@@ -73,3 +73,16 @@ def test_a_base_setting_the_searched_recipe_refuses_keeps_the_base_recipe(tmp_pa
                                    "tracking.register_metric=val/balanced_accuracy")
     assert best.train.recipe == "fusion" and best.train.lr == 2e-3 and summary["best_trial_id"] == "a"
     assert "best.yaml keeps train.recipe=fusion" in caplog.text, caplog.text
+
+
+def test_no_train_command_is_printed_for_a_best_yaml_of_another_recipe(tmp_path, monkeypatch, capsys):
+    """The fallback above: `train --config best.yaml` would train the base recipe, not the searched one."""
+    from mmlnb_dist.commands import tune as command
+
+    cfg, summary, _ = _finish(tmp_path, monkeypatch, "val/micro_f1", "tune.recipe=clip",
+                              "tracking.register_metric=val/balanced_accuracy")
+    monkeypatch.setattr(command, "load_from_args", lambda args: cfg)
+    monkeypatch.setattr("mmlnb_dist.tuning.driver.run_search", lambda cfg, space: summary)
+    assert command._tune(SimpleNamespace(ray_address=None, overrides=[], space=None)) == 0
+    out = capsys.readouterr().out
+    assert f"best config: {summary['best_config']}" in out and "mmlnb-dist train" not in out, out
