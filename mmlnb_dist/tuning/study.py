@@ -19,12 +19,12 @@ from typing import Any, Dict
 
 from ..config import Config, config_from_dict
 from ..core.config import absolute_paths
-from ..core.errors import UserError
 from ..core.distributed import forget_launcher
 from ..core.logging import command_log, setup_logging
 from ..core.signals import sigterm_handler_kept
 from ..pipeline import is_up_to_date, stage_file
 from ..studies import RowJob, train_row
+from ..studies.table import first_line
 from .stop import GracefulSearchStop
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,11 @@ def train_as_trials(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str,
         log.warning("study %s: %s received, stopped with its runs unfinished; the same command goes on (runs "
                     "already trained are skipped)", study_dir.name, name)
         raise KeyboardInterrupt(name)
-    failed = [f"{r.config.get('run')}: {r.error}" for r in grid if r.error]
-    if failed:
-        raise UserError(f"{len(failed)} study run(s) failed as Ray Tune trials (logs under {study_dir / 'tune'}):\n"
-                        + "\n".join(failed))
+    # As in-process (`studies.train_in_process`): a failed run is marked failed, the others still make the table
+    failed = {r.config.get("run"): first_line(getattr(r.error, "cause", None) or r.error) for r in grid if r.error}
+    for name, error in failed.items():  # (Ray's error text is a traceback; its cause is the trial's exception)
+        log.error("study run %s failed: %s (its log: %s)", name, error, study_dir / f"{name}.log")
     for name, job in pending.items():
-        infos[name] = {**_stage_record(job), "skipped": False}
+        infos[name] = {"failed": failed[name], "skipped": False} if name in failed \
+            else {**_stage_record(job), "skipped": False}
     return infos

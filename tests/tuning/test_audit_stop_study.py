@@ -127,13 +127,25 @@ def test_a_study_whose_runs_are_all_up_to_date_starts_no_tune(tmp_path, monkeypa
     assert list(infos) == ["a-seed0"] and seen["tuners"] == 0 and "init" not in seen
 
 
-def test_a_failed_run_fails_the_study_naming_it(tmp_path, monkeypatch):
-    from mmlnb_dist.core.errors import UserError
-
+def test_a_failed_run_is_marked_failed_and_the_others_kept(tmp_path, monkeypatch):
+    """As in-process (`studies.train_in_process`): the table of the other runs is still written, the failed row
+    says why (its error's first line) and the command exits non-zero after it; a failed trial raised here, so the
+    study ended with no table at all."""
     results = [SimpleNamespace(config={"run": "a-seed0"}, error=None, metrics={}),
-               SimpleNamespace(config={"run": "b-seed0"}, error=RuntimeError("out of shards"), metrics={})]
-    with pytest.raises(UserError, match=r"1 study run\(s\) failed as Ray Tune trials .*\nb-seed0: out of shards"):
-        _study(tmp_path, monkeypatch, [_job(tmp_path, "a-seed0"), _job(tmp_path, "b-seed0")], results)
+               SimpleNamespace(config={"run": "b-seed0"}, error=RuntimeError("out of shards\n  traceback..."),
+                               metrics={})]
+    infos, _ = _study(tmp_path, monkeypatch, [_job(tmp_path, "a-seed0"), _job(tmp_path, "b-seed0")], results)
+    assert infos["b-seed0"] == {"failed": "RuntimeError: out of shards", "skipped": False}
+    assert not infos["a-seed0"].get("failed") and infos["a-seed0"]["skipped"] is False
+
+
+def test_a_trials_error_is_shown_by_its_cause(tmp_path, monkeypatch):
+    """Ray wraps a trial's exception (RayTaskError, whose text is a traceback): the row shows the cause."""
+    wrapped = RuntimeError("ray::row_trial() (pid=1, ip=127.0.0.1)\n  File ...")
+    wrapped.cause = ValueError("no test split")
+    results = [SimpleNamespace(config={"run": "a-seed0"}, error=wrapped, metrics={})]
+    infos, _ = _study(tmp_path, monkeypatch, [_job(tmp_path, "a-seed0")], results)
+    assert infos["a-seed0"]["failed"] == "ValueError: no test split"
 
 
 def test_only_a_sqlite_store_gets_a_server_and_only_a_started_ray_is_shut_down(tmp_path, monkeypatch):
