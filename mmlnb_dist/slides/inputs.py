@@ -35,47 +35,54 @@ def qc_file_name(slide_id: str, suffix: str) -> str:
     return f"{safe_key(slide_id)}{suffix}"
 
 
-def mask_names(slide_id: str) -> List[str]:
+def mask_names(slide_id: str, file_name: Optional[str] = None) -> List[str]:
     """The names a corrected mask of the slide may have in `--mask-dir`: `<slide_id>.geojson` (as docs/slides.md
-    says) and the name `slides tile` exported it under (they differ when the id holds '.' or a space, as every
-    TCGA id does: QuPath saves back under the exported name)."""
-    return list(dict.fromkeys([f"{slide_id}{MASK_SUFFIX}", qc_file_name(slide_id, MASK_SUFFIX)]))
+    says), the name `slides tile` exported it under (they differ when the id holds '.' or a space, as every
+    TCGA id does: QuPath saves back under the exported name) and, given the slide's `file_name`,
+    `<file name>.geojson` (`S1.svs.geojson`: QuPath's object export and many scripts name it so)."""
+    names = [f"{slide_id}{MASK_SUFFIX}", qc_file_name(slide_id, MASK_SUFFIX)]
+    return list(dict.fromkeys(names + ([f"{file_name}{MASK_SUFFIX}"] if file_name else [])))
 
 
-def mask_path(mask_dir: Optional[Path], slide_id: str) -> Optional[Path]:
+def mask_path(mask_dir: Optional[Path], slide_id: str, file_name: Optional[str] = None) -> Optional[Path]:
     """The slide's corrected mask in `mask_dir` (an absolute path), or None (its tissue is then detected)."""
     if mask_dir is None:
         return None
     mask_dir = Path(mask_dir).absolute()  # read by workers, which may run elsewhere (see find_slides)
-    for name in mask_names(slide_id):
+    for name in mask_names(slide_id, file_name):
         if (mask_dir / name).is_file():
             return mask_dir / name
     return None
 
 
-def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str]) -> None:
+def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str],
+                   file_names: Optional[Dict[str, str]] = None) -> None:
     """Refuse a slide with two different masks (which one the user corrected is their call, not ours), and warn,
-    naming them, about mask files that match no slide being tiled: a mask is never left unused silently."""
+    naming them, about mask files that match no slide being tiled: a mask is never left unused silently.
+    `file_names`: `{slide_id: slide file name}`, for masks named `<file name>.geojson`."""
     mask_dir = Path(mask_dir)
     if not mask_dir.is_dir():
         raise TilingInputError(f"slides.mask_dir {mask_dir}: no such folder")
     used = set()
     slide_ids = list(slide_ids)
     for sid in slide_ids:
-        paths = [mask_dir / n for n in mask_names(sid) if (mask_dir / n).is_file()]
-        if len(paths) == 2 and paths[0].read_bytes() != paths[1].read_bytes():
+        paths = [mask_dir / n for n in mask_names(sid, (file_names or {}).get(sid)) if (mask_dir / n).is_file()]
+        differ = [p for p in paths if p.read_bytes() != paths[0].read_bytes()]
+        if differ:
             raise TilingInputError(f"slides.mask_dir {mask_dir}: slide '{sid}' has two different masks, "
-                                   f"{paths[0].name} and {paths[1].name}; keep the corrected one")
+                                   f"{paths[0].name} and {differ[0].name}; keep the corrected one")
         used.update(p.name for p in paths)
     if slide_ids and not used:  # the wrong folder, or masks not exported yet: every slide is detected
-        log.warning("slides.mask_dir %s: none of the %d slide(s) being tiled has a mask there (<slide_id>%s): "
-                    "their tissue is detected automatically", mask_dir, len(slide_ids), MASK_SUFFIX)
+        log.warning("slides.mask_dir %s: none of the %d slide(s) being tiled has a mask there (<slide_id>%s or "
+                    "<slide file name>%s): "
+                    "their tissue is detected automatically", mask_dir, len(slide_ids), MASK_SUFFIX, MASK_SUFFIX)
     unused = sorted(p.name for p in mask_dir.iterdir()
                     if p.suffix.lower() == MASK_SUFFIX and p.name not in used and not p.name.startswith("."))
     if unused:
         log.warning("slides.mask_dir %s: %d mask file(s) match no slide being tiled and are not used: %s%s (a "
-                    "slide's mask is <slide_id>%s, or the name slides tile wrote it under in qc/masks/)",
-                    mask_dir, len(unused), ", ".join(unused[:10]), ", ..." if len(unused) > 10 else "", MASK_SUFFIX)
+                    "slide's mask is <slide_id>%s, <slide file name>%s or the name slides tile wrote it under in "
+                    "qc/masks/)", mask_dir, len(unused), ", ".join(unused[:10]), ", ..." if len(unused) > 10 else "",
+                    MASK_SUFFIX, MASK_SUFFIX)
 
 
 def find_slides(slides: Path) -> Dict[str, Path]:

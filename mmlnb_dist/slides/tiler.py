@@ -82,7 +82,7 @@ def _target_from_slide(s: SlidesConfig, sid: str, path: Path, side: int = 1024) 
     try:
         with SlideReader(path, sid, s.assume_mpp) as reader:
             mpp = reader.target_mpp(Resolution(s.mpp, s.magnification))
-            _, mask = slide_mask(reader, s, _mask_path(s, sid))
+            _, mask = slide_mask(reader, s, _mask_path(s, sid, path))
             size0 = min(int(round(side * mpp / reader.mpp)), *reader.dimensions)
             step = max(1, size0 // 4)
             gx, gy = np.meshgrid(np.arange(0, reader.dimensions[0] - size0 + 1, step),
@@ -113,7 +113,7 @@ def plan_quotas(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Tuple[D
             with SlideReader(path, sid, s.assume_mpp) as reader:
                 mpp = reader.target_mpp(Resolution(s.mpp, s.magnification))
                 size0 = max(1, int(round(s.tile_size * mpp / reader.mpp)))
-                _, mask = slide_mask(reader, s, _mask_path(s, sid))
+                _, mask = slide_mask(reader, s, _mask_path(s, sid, path))
                 counts[sid] = len(candidates(mask.raster, mask.scale, reader.dimensions, size0, s.sampling, sid))
         except SlideError:
             counts[sid] = 0  # it fails again, and is reported, when it is tiled
@@ -163,9 +163,9 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path))
 
 
-def _mask_path(s, slide_id: str) -> Optional[Path]:
+def _mask_path(s, slide_id: str, path: Path) -> Optional[Path]:
     """The slide's corrected mask in `slides.mask_dir` if there is one (else the slide is detected)."""
-    return mask_path(s.mask_dir, slide_id)
+    return mask_path(s.mask_dir, slide_id, Path(path).name)
 
 
 def _crashed(job: SlideJob, err: BaseException) -> Dict[str, Any]:
@@ -271,7 +271,7 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     if not usable:
         raise TilingInputError(no_usable_slide(slides, labels, problems))
     if s.mask_dir is not None:
-        check_mask_dir(Path(s.mask_dir), usable)
+        check_mask_dir(Path(s.mask_dir), usable, {sid: path.name for sid, (path, _) in usable.items()})
     target, target_source = stain_target(s, usable)
     if s.stain.method != "none" and target is None:
         raise TilingInputError("no stain target: set slides.stain.target (no tiatoolbox, no slide with tissue)")
@@ -284,7 +284,7 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     results: List[Dict[str, Any]] = []
     jobs: List[SlideJob] = []
     for sid, (path, label) in usable.items():
-        mask_path = _mask_path(s, sid)
+        mask_path = _mask_path(s, sid, path)
         fp = fingerprint(s, path, label, quotas[sid], target, mask_path)
         previous = load_result(work, sid)
         # (QC pictures asked for now, not made then: tiled again, to the same tiles, for its picture)
