@@ -66,7 +66,7 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
         ext = ((Path(spec.image).suffix.lstrip(".").lower() if not isinstance(spec.image, bytes) else "")
                or (img.format or "png").lower())
         return ext, raw
-    size = build.image_size
+    size, source_size = build.image_size, img.size
     # draft() lets the JPEG decoder scale by 1/2, 1/4, 1/8 in the DCT domain when the source is much larger.
     img.draft("RGB", (size, size))
     img = to_rgb(img)
@@ -74,9 +74,29 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     buf = io.BytesIO()
     if build.image_format == "jpeg":
         img.save(buf, format="JPEG", quality=build.jpeg_quality, optimize=False, progressive=False)
-        return "jpg", buf.getvalue()
+        return _Encoded("jpg", buf.getvalue(), source_size)
     img.save(buf, format="PNG", optimize=False, compress_level=6)
-    return "png", buf.getvalue()
+    return _Encoded("png", buf.getvalue(), source_size)
+
+
+class _Encoded(tuple):
+    """`(ext, bytes)` of an encoded image, with `source_size`, the (width, height) it was decoded at."""
+
+    def __new__(cls, ext: str, data: bytes, source_size: Tuple[int, int]):
+        new = super().__new__(cls, (ext, data))
+        new.source_size = source_size
+        return new
+
+
+def _warn_upscaled(small: List[Tuple[str, Tuple[int, int]]], total: int, size: int) -> None:
+    """One warning for the images smaller than `size` on their short side (upscaled to it: blurry samples)."""
+    if not small:
+        return
+    w, h = min((wh for _, wh in small), key=lambda wh: (min(wh), wh))
+    names = ", ".join(source for source, _ in small[:5]) + (", ..." if len(small) > 5 else "")
+    log.warning("%d of %d images are smaller than data.build.image_size=%d on their short side and were upscaled "
+                "to it (blurry samples; smallest %dx%d px): %s. Use larger patches, or a smaller "
+                "data.build.image_size", len(small), total, size, w, h, names)
 
 
 def _raw_sample(spec: SampleSpec, ext: str, data: bytes, classes: Sequence[str]) -> Dict[str, Any]:
@@ -245,6 +265,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
     tmp.mkdir(exist_ok=True)
     reused = 0
     skipped: List[Dict[str, str]] = []
+    small: List[Tuple[str, Tuple[int, int]]] = []  # images upscaled to image_size (in input order)
     multilabel = is_multilabel(samples)
     label_counts: Counter = Counter()  # of the shard being written (multi-label builds)
     copies = DuplicateFinder()  # one image under two names, across splits or labels
@@ -275,6 +296,9 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                             source = str(spec.image) if isinstance(spec.image, Path) else "<bytes>"
                             skipped.append({"key": spec.key, "source": source, "reason": reason})
                             continue
+                        wh = getattr(enc, "source_size", None)
+                        if wh is not None and min(wh) < build.image_size:
+                            small.append((str(spec.image) if isinstance(spec.image, Path) else "<bytes>", wh))
                         if multilabel:
                             label_counts.update(set(spec.meta["labels"]))
                         digests[spec.key] = image_digest(enc[1])
@@ -345,6 +369,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
         write_manifest(tmp, manifest)
         _move_into_place(tmp, out_dir)
         warn_duplicates(manifest["duplicates"], str(out_dir))
+        _warn_upscaled(small, len(samples) - reused, build.image_size)
     except BaseException:
         bar.close()
         kept = len(list(tmp.glob(".chunk-*.json")))
