@@ -15,13 +15,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from .config import SlidesConfig
 from .identity import slide_identity
-from .inputs import safe_key
+from .inputs import TilingInputError, safe_key
 from .qc import REASONS, check_tile
 from .reader import Resolution, SlideError, SlideReader
 from .sampling import candidates
@@ -159,6 +159,30 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     return result
+
+
+MAX_UPSAMPLING = 2.0
+"""Tiles at most this much finer than the scan (40x asked of a 20x scan). Beyond, a tile covers a few scan pixels
+(`--mpp 0.005` on a 0.25 um/px scan: 5 px blown up 50x): no detail gained, millions of candidates, memory gone."""
+
+
+def refuse_upsampling(cfg: SlidesConfig, slides: Mapping[str, Tuple[Path, str]]) -> None:
+    """Refuse, before any slide is tiled, a tile resolution more than `MAX_UPSAMPLING` times finer than a slide's
+    scan, naming the slide, its resolution and the request. An unreadable slide is left to its own record."""
+    for sid, (path, _) in slides.items():
+        try:
+            with SlideReader(path, sid, cfg.assume_mpp) as reader:
+                target, level0 = reader.target_mpp(Resolution(cfg.mpp, cfg.magnification)), reader.mpp
+        except SlideError:
+            continue
+        if level0 / target > MAX_UPSAMPLING * 1.01:  # (1%: rounding of the metadata)
+            asked = (f"--magnification {cfg.magnification:g} ({target:.4g} um/px on this scan)"
+                     if cfg.magnification is not None else f"--mpp {target:.4g} um/px")
+            raise TilingInputError(
+                f"slide '{sid}' ({Path(path).name}) is scanned at {level0:.4g} um/px; {asked} asks for tiles "
+                f"{level0 / target:.3g}x finer than the scan, which adds no detail (each tile would cover a few scan "
+                f"pixels: millions of candidates). At most {MAX_UPSAMPLING:g}x finer is tiled: ask "
+                f"{level0 / MAX_UPSAMPLING:.4g} um/px or coarser")
 
 
 def upsampling_note(level0_mpp: float, target_mpp: float) -> Optional[str]:

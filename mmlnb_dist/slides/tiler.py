@@ -26,7 +26,7 @@ from .inputs import (MASK_SUFFIX, TilingInputError, check_mask_dir, find_slides,
                      no_slide_files, no_usable_slide, problem_record, qc_file_name, read_labels,
                      refuse_file_out)
 from .ray_tasks import ray_results
-from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, safe_key
+from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, refuse_upsampling, safe_key
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +272,7 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
         raise TilingInputError(no_usable_slide(slides, labels, problems))
     if s.mask_dir is not None:
         check_mask_dir(Path(s.mask_dir), usable, {sid: path.name for sid, (path, _) in usable.items()})
+    refuse_upsampling(s, usable)
     target, target_source = stain_target(s, usable)
     if s.stain.method != "none" and target is None:
         raise TilingInputError("no stain target: set slides.stain.target (no tiatoolbox, no slide with tissue)")
