@@ -54,7 +54,7 @@ class SampleSpec:
 
 def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     """Encoded image member `(ext, bytes)`; raises on unreadable images (the caller records them as skipped)."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     from .images import square_crop, to_rgb
 
@@ -69,6 +69,7 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     size, source_size = build.image_size, img.size
     # draft() lets the JPEG decoder scale by 1/2, 1/4, 1/8 in the DCT domain when the source is much larger.
     img.draft("RGB", (size, size))
+    ImageOps.exif_transpose(img, in_place=True)  # as displayed: a camera's JPEG says "turn me" in its EXIF
     img = to_rgb(img)
     img = square_crop(img, size, Image.BICUBIC)
     buf = io.BytesIO()
