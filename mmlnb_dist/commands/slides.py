@@ -39,8 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     tile.add_argument("--max-tiles", type=int, help="cap on kept tiles per slide")
     tile.add_argument("--stain", choices=["none", "macenko", "reinhard"], help="stain normalisation")
     tile.add_argument("--stain-target", type=Path, help="stain target image (default: see docs/slides.md)")
-    tile.add_argument("--mask-dir", type=Path, help="corrected tissue masks to use: <slide_id>.geojson, or the "
-                                                    "name a tiling exported in <out>/qc/masks/")
+    tile.add_argument("--mask-dir", type=Path, help="corrected tissue masks to use: <slide_id>.geojson, <slide "
+                                                    "file name>.geojson (S1.svs.geojson), or the name a tiling "
+                                                    "exported in <out>/qc/masks/")
     tile.add_argument("--workers", type=int, help="slides tiled in parallel (process pool)")
     tile.add_argument("--ray-address", metavar="ADDR",
                       help="one Ray task per slide on the cluster at ADDR (auto, HOST:PORT, ray://HOST:10001), or "
