@@ -96,8 +96,8 @@ def _warn_upscaled(small: List[Tuple[str, Tuple[int, int]]], total: int, size: i
     w, h = min((wh for _, wh in small), key=lambda wh: (min(wh), wh))
     names = ", ".join(source for source, _ in small[:5]) + (", ..." if len(small) > 5 else "")
     log.warning("%d of %d images are smaller than data.build.image_size=%d on their short side and were upscaled "
-                "to it (blurry samples; smallest %dx%d px): %s. Use larger patches, or a smaller "
-                "data.build.image_size", len(small), total, size, w, h, names)
+                "to it (blurry samples; smallest %dx%d px): %s. Use larger patches (slides tile: a larger "
+                "slides.tile_size), or a smaller data.build.image_size", len(small), total, size, w, h, names)
 
 
 def _raw_sample(spec: SampleSpec, ext: str, data: bytes, classes: Sequence[str]) -> Dict[str, Any]:
@@ -299,7 +299,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                             continue
                         wh = getattr(enc, "source_size", None)
                         if wh is not None and min(wh) < build.image_size:
-                            small.append((str(spec.image) if isinstance(spec.image, Path) else "<bytes>", wh))
+                            small.append((str(spec.image) if isinstance(spec.image, Path) else spec.key, wh))
                         if multilabel:
                             label_counts.update(set(spec.meta["labels"]))
                         digests[spec.key] = image_digest(enc[1])

@@ -52,3 +52,14 @@ def test_no_warning_when_every_patch_is_at_least_the_size_or_kept_original(tmp_p
         B.build_shards(small, tmp_path / "orig", BuildConfig(image_size=32, image_format="original",
                                                              val_fraction=0.0), CLASSES, progress=False)
     assert not _upscaled(caplog), caplog.text  # an original is stored as it is: nothing is upscaled
+
+
+def test_samples_given_as_bytes_are_named_by_key(tmp_path, caplog):
+    """Slide tiles reach the build as bytes: the warning names their keys, not '<bytes>' four times."""
+    specs = [B.SampleSpec(key=f"S1_{i}", label="UD", image=_patch(tmp_path / f"t{i}.png", 16, 16, i).read_bytes())
+             for i in range(2)]
+    with caplog.at_level("WARNING"):
+        B.build_shards(specs, tmp_path / "out", BuildConfig(image_size=32, val_fraction=0.0), CLASSES,
+                       progress=False)
+    msg = _upscaled(caplog)[0].getMessage()
+    assert "2 of 2" in msg and "S1_0, S1_1" in msg and "<bytes>" not in msg, msg
