@@ -61,6 +61,9 @@ def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str],
     naming them, about mask files that match no slide being tiled: a mask is never left unused silently.
     `file_names`: `{slide_id: slide file name}`, for masks named `<file name>.geojson`."""
     mask_dir = Path(mask_dir)
+    if mask_dir.is_file():  # the mask itself, given for its folder
+        raise TilingInputError(f"slides.mask_dir {mask_dir} is a file: give the folder that holds the masks (each "
+                               f"named <slide_id>{MASK_SUFFIX})")
     if not mask_dir.is_dir():
         raise TilingInputError(f"slides.mask_dir {mask_dir}: no such folder")
     used = set()

@@ -56,3 +56,14 @@ def test_a_file_name_mask_and_a_different_id_mask_are_refused_naming_both(slides
     assert code == 2, last
     assert "'UD-0'" in last and "UD-0.tif.geojson" in last and "UD-0.geojson" in last, last
     assert not out.exists() and not (tmp_path / "out.work").exists()
+
+
+def test_a_mask_file_given_as_the_mask_folder_is_named_as_a_file(tmp_path):
+    """`--mask-dir masks/S1.geojson` (the mask itself) was refused as 'no such folder', though it exists."""
+    from mmlnb_dist.slides.inputs import TilingInputError, check_mask_dir
+
+    mask = tmp_path / "S1.geojson"
+    mask.write_text(json.dumps(SQUARE))
+    with pytest.raises(TilingInputError, match="is a file") as err:
+        check_mask_dir(mask, ["S1"])
+    assert "no such folder" not in str(err.value) and "folder that holds" in str(err.value), err.value
