@@ -67,12 +67,16 @@ def decode_image(data: bytes, size: Optional[int] = None):
     224 px training, the DCT-scaled decode is 1.5-1.9x PIL's full decode + resize, while
     `torchvision.io.decode_jpeg` (the same libjpeg-turbo) gives identical pixels at PIL's speed and offers no
     DCT scaling. The scaled decode differs from full decode + BOX resize by at most 38 (mean 1.1) on 0-255,
-    within JPEG's own rounding (tests/data/test_image_decode.py)."""
-    from PIL import Image
+    within JPEG's own rounding (tests/data/test_image_decode.py).
+
+    An EXIF orientation tag (a camera's JPEG kept as it is: `image_format=original`, a served phone photo) is
+    applied: the image as displayed, as the shard build re-encodes it."""
+    from PIL import Image, ImageOps
 
     img = Image.open(io.BytesIO(data))
     if size is not None:
         img.draft("RGB", (size, size))
+    ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of an image with no tag
     return to_rgb(img)
 
 

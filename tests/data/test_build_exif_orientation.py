@@ -45,3 +45,16 @@ def test_orientation_6_is_built_rotated_as_displayed(tmp_path):
 def test_an_upright_patch_is_built_as_before(tmp_path):
     img = _built(_tagged_jpeg(tmp_path / "p.jpg", 1))
     assert _near(img[16, 3], RED) and _near(img[16, 28], BLUE), (img[16, 3], img[16, 28])
+
+
+def test_an_original_kept_in_the_shards_and_a_served_image_decode_as_displayed(tmp_path):
+    """`image_format=original` keeps the camera's bytes, tag included: training decodes them (decode_image), and
+    a served model reads a phone photo (read_image); both gave the unrotated pixels, unlike a re-encoded build."""
+    from mmlnb_dist.data.images import decode_image, read_image
+
+    path = _tagged_jpeg(tmp_path / "p.jpg", 6)
+    for img in (decode_image(path.read_bytes()), decode_image(path.read_bytes(), 16), read_image(str(path))):
+        pixels = np.asarray(img).astype(int)
+        h, w = pixels.shape[:2]
+        assert h == 2 * w, pixels.shape  # displayed upright: twice as high as wide
+        assert _near(pixels[h // 8, w // 2], RED) and _near(pixels[7 * h // 8, w // 2], BLUE)
