@@ -175,14 +175,16 @@ def refuse_upsampling(cfg: SlidesConfig, slides: Mapping[str, Tuple[Path, str]])
                 target, level0 = reader.target_mpp(Resolution(cfg.mpp, cfg.magnification)), reader.mpp
         except SlideError:
             continue
-        if level0 / target > MAX_UPSAMPLING * 1.01:  # (1%: rounding of the metadata)
+        factor = level0 / target
+        if factor > MAX_UPSAMPLING * 1.01:  # (1%: rounding of the metadata)
             asked = (f"--magnification {cfg.magnification:g} ({target:.4g} um/px on this scan)"
                      if cfg.magnification is not None else f"--mpp {target:.4g} um/px")
             raise TilingInputError(
                 f"slide '{sid}' ({Path(path).name}) is scanned at {level0:.4g} um/px; {asked} asks for tiles "
-                f"{level0 / target:.3g}x finer than the scan, which adds no detail (each tile would cover a few scan "
-                f"pixels: millions of candidates). At most {MAX_UPSAMPLING:g}x finer is tiled: ask "
-                f"{level0 / MAX_UPSAMPLING:.4g} um/px or coarser")
+                f"{factor:.3g}x finer than the scan: no detail gained (a {cfg.tile_size} px tile would be "
+                f"{max(1, round(cfg.tile_size / factor))} scan pixels blown up) and {factor ** 2:.3g}x the "
+                f"candidates of tiles at the scan's resolution. At most {MAX_UPSAMPLING:g}x finer is tiled: ask --mpp "
+                f"{level0 / MAX_UPSAMPLING:.4g} or coarser")
 
 
 def upsampling_note(level0_mpp: float, target_mpp: float) -> Optional[str]:
