@@ -97,8 +97,10 @@ def run_tile(args: argparse.Namespace) -> int:
     if args.track or cfg.slides.log_to_tracking:
         from ..core.tracking import build_logger
         from ..slides.inputs import check_input_paths
+        from ..slides.tiler import check_inputs
 
         check_input_paths(args.slides, args.labels, args.out)  # a usage error leaves no tracking run behind
+        check_inputs(cfg.slides, args.slides, args.labels, cfg.data.classes)  # (masks, resolution: the same)
         logger = build_logger(cfg.tracking, cfg.run, 0, staging_folder(args.out), "slides", config=cfg)
     try:
         report = tile_slides(cfg.slides, cfg.data.build, args.slides, args.labels, args.out, classes=cfg.data.classes,

@@ -182,7 +182,7 @@ def refuse_upsampling(cfg: SlidesConfig, slides: Mapping[str, Tuple[Path, str]])
             raise TilingInputError(
                 f"slide '{sid}' ({Path(path).name}) is scanned at {level0:.4g} um/px; {asked} asks for tiles "
                 f"{factor:.3g}x finer than the scan: no detail gained (a {cfg.tile_size} px tile would be "
-                f"{max(1, round(cfg.tile_size / factor))} scan pixels blown up) and {factor ** 2:.3g}x the "
+                f"{max(1, round(cfg.tile_size / factor))} scan pixels blown up) and {factor ** 2:,.0f}x the "
                 f"candidates of tiles at the scan's resolution. At most {MAX_UPSAMPLING:g}x finer is tiled: ask --mpp "
                 f"{level0 / MAX_UPSAMPLING:.4g} or coarser")
 

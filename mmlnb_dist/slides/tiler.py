@@ -254,15 +254,10 @@ def tile_slides(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path,
         lock.release()
 
 
-def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path, out: Path,
-                        classes: Sequence[str], progress: bool, logger) -> TilingReport:
-    from ..data.build import build_shards
-
-    start = time.perf_counter()
-    # Absolute: a Ray task on an existing cluster runs in the cluster's working directory, not ours (and `--out .`
-    # has a name to stage beside).
-    out = _absolute(Path(out))
-    work = staging_folder(out)
+def check_inputs(s: SlidesConfig, slides: Path, labels: Path, classes: Sequence[str]
+                 ) -> Tuple[Dict[str, Tuple[Path, str]], List[Dict[str, Any]]]:
+    """The slides that can be tiled and the problem records of the others; a usage error (no slide, no usable
+    one, a bad mask folder, tiles far finer than a scan) raised before anything is written."""
     found = find_slides(Path(slides))
     if not found:
         raise TilingInputError(no_slide_files(Path(slides)))
@@ -273,6 +268,19 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     if s.mask_dir is not None:
         check_mask_dir(Path(s.mask_dir), usable, {sid: path.name for sid, (path, _) in usable.items()})
     refuse_upsampling(s, usable)
+    return usable, problems
+
+
+def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path, out: Path,
+                        classes: Sequence[str], progress: bool, logger) -> TilingReport:
+    from ..data.build import build_shards
+
+    start = time.perf_counter()
+    # Absolute: a Ray task on an existing cluster runs in the cluster's working directory, not ours (and `--out .`
+    # has a name to stage beside).
+    out = _absolute(Path(out))
+    work = staging_folder(out)
+    usable, problems = check_inputs(s, slides, labels, classes)
     target, target_source = stain_target(s, usable)
     if s.stain.method != "none" and target is None:
         raise TilingInputError("no stain target: set slides.stain.target (no tiatoolbox, no slide with tissue)")

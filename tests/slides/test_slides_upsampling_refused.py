@@ -27,3 +27,12 @@ def test_a_request_far_finer_than_the_scan_is_refused_before_tiling(slides, tmp_
 
 def test_twice_as_fine_as_the_scan_is_still_tiled(slides, tmp_path, capsys):
     assert tile(slides, tmp_path / "out", "--mpp", "0.25") == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [("--mpp", "0.005"), ("--mask-dir", "labels.csv")])
+def test_with_track_the_refusal_leaves_no_tracking_run(slides, tmp_path, capsys, flags):
+    """`--track` opened its run in `<out>.work/` before these checks: the refusal left a metrics.jsonl behind."""
+    flags = tuple(str(slides / f) if f == "labels.csv" else f for f in flags)
+    code = tile(slides, tmp_path / "out", "--track", "tracking.backends=[stdout]", *flags)
+    assert code == 2, capsys.readouterr().err
+    assert not (tmp_path / "out.work").exists()
