@@ -94,10 +94,10 @@ def _warn_upscaled(small: List[Tuple[str, Tuple[int, int]]], total: int, size: i
     if not small:
         return
     w, h = min((wh for _, wh in small), key=lambda wh: (min(wh), wh))
-    names = ", ".join(source for source, _ in small[:5]) + (", ..." if len(small) > 5 else "")
+    names = ", ".join(sorted(source for source, _ in small)[:5]) + (", ..." if len(small) > 5 else "")
     log.warning("%d of %d images are smaller than data.build.image_size=%d on their short side and were upscaled "
-                "to it (blurry samples; smallest %dx%d px): %s. Use larger patches (slides tile: a larger "
-                "slides.tile_size), or a smaller data.build.image_size", len(small), total, size, w, h, names)
+                "to it (blurry samples; smallest %dx%d px; use larger patches (slides tile: a larger "
+                "slides.tile_size), or a smaller data.build.image_size): %s", len(small), total, size, w, h, names)
 
 
 def _raw_sample(spec: SampleSpec, ext: str, data: bytes, classes: Sequence[str]) -> Dict[str, Any]:
