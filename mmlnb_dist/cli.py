@@ -33,8 +33,21 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that leaves in the namespace (`command_parser`) the innermost (sub)command's parser which
+    parsed the line: the one whose usage an unknown argument is reported under. Subparsers are made of this class
+    too (`add_subparsers` makes them of the parent's type); the innermost one returns first and the outer ones
+    keep its value."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extra = super().parse_known_args(args, namespace)
+        if getattr(namespace, "command_parser", None) is None:
+            namespace.command_parser = self
+        return namespace, extra
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mmlnb-dist",
         description="Distributed multi-modal histopathology classification (MMLNB: VLM descriptions + "
         "PRMF fusion). Every subcommand has --help.",
@@ -55,16 +68,37 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_arguments(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse a command line. `key=value` overrides may also follow the subcommand's options
     (`pipeline --config P --from train train.epochs=2`): argparse fills the `overrides` positional with the
-    first run of them only, so the later ones are appended here, in order. Anything else left over is an error."""
+    first run of them only, so the later ones are appended here, in order. Anything else left over is an error,
+    under the usage of the (sub)command given it, with the override meant when it was spelled as a flag."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    command_parser = vars(args).pop("command_parser", None) or parser
+    takes_overrides = isinstance(getattr(args, "overrides", None), list)
     overrides = [a for a in extra if "=" in a and not a.startswith("-")]
-    if overrides and isinstance(getattr(args, "overrides", None), list):
+    if overrides and takes_overrides:
         args.overrides.extend(overrides)
         extra = [a for a in extra if a not in overrides]
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        meant = _overrides_meant(extra, sys.argv[1:] if argv is None else argv) if takes_overrides else []
+        hint = f" (config overrides are key=value words, without dashes: {' '.join(f'`{m}`' for m in meant)})"
+        command_parser.error(f"unrecognized arguments: {' '.join(extra)}" + (hint if meant else ""))
     return args
+
+
+def _overrides_meant(extra: List[str], line: List[str]) -> List[str]:
+    """The `key=value` overrides that unknown flags spelled as dotted keys stand for: `--train.epochs=3` and
+    `--train.epochs 3` mean `train.epochs=3` (the value is the word after the flag on the command line)."""
+    meant = []
+    for word in extra:
+        key, has_value, value = word.lstrip("-").partition("=")
+        if not word.startswith("--") or "." not in key or not key.replace(".", "").replace("_", "").isalnum():
+            continue
+        if not has_value:
+            at = line.index(word) + 1 if word in line else len(line)
+            following = line[at] if at < len(line) else ""
+            value = following if following and not following.startswith("-") and "=" not in following else "VALUE"
+        meant.append(f"{key}={value}")
+    return meant
 
 
 def main(argv: Optional[List[str]] = None) -> int:
