@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Optional
 
 from . import DEFAULT_PROFILE, add_config_args, load_from_args
 
@@ -44,6 +45,7 @@ def _tune(args) -> int:
     from ..tuning.stop import SearchInterrupted
 
     cfg = load_from_args(args)
+    refuse_best_config_over(cfg.tune.best_config, getattr(args, "config", None), cfg.tune.name)
     try:
         summary = run_search(cfg, args.space)
     except SearchInterrupted as err:  # Ray saved the search's state: no best of a partial search, exit as Ctrl-C
@@ -61,6 +63,33 @@ def _tune(args) -> int:
     print(f"no trial ended with a finite {cfg.tune.metric} ({summary.get('diverged', 0)} of {summary['trials']} "
           f"diverged, {summary['errored']} errored): nothing to pick; see {trials}", file=sys.stderr)
     return 1
+
+
+def refuse_best_config_over(best: Optional[Path], config: Optional[str], name: str) -> None:
+    """Refuse, before the search starts, a `tune.best_config` that names a file the search would overwrite when it
+    ends and did not write: the `--config` file it starts from, or any file other than a best config of this search
+    (`run.name: <tune.name>-best` under the same `tune.name`, which a resumed search writes again)."""
+    import yaml
+
+    from ..config import resolve_profile
+    from ..core.errors import ConfigError
+    from ..core.files import load_yaml
+
+    if best is None or not best.is_file():
+        return
+    if config is not None and best.resolve() == resolve_profile(config).resolve():
+        raise ConfigError(f"tune.best_config: {best} is the config file this search starts from (--config {config}): "
+                          f"the search would overwrite it with the best trial's config when it ends; give another "
+                          f"file (or leave tune.best_config unset: <storage_path>/<name>/best.yaml)")
+    try:
+        saved = load_yaml(best)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        saved = None
+    run, tune = (saved.get(k) if isinstance(saved, dict) else None for k in ("run", "tune"))
+    if not (isinstance(run, dict) and isinstance(tune, dict) and tune.get("name") == name
+            and run.get("name") == f"{name}-best"):
+        raise ConfigError(f"tune.best_config: {best} exists and is not a best config this search (tune.name={name}) "
+                          f"wrote: the search would overwrite it when it ends; give a new file, or move that one away")
 
 
 def _next_command(recipe: str, best: str) -> str:
