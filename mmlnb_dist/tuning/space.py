@@ -38,16 +38,13 @@ import yaml
 
 from ..core.errors import ConfigError
 from ..core.files import load_yaml
+from .shapes import SpaceError, check_shape
 
 DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
 
 
 SPACES_DIR = Path(__file__).resolve().parent / "spaces"
 """The shipped search spaces (package data; `tune/spaces` links here in a source checkout)."""
-
-
-class SpaceError(ConfigError):
-    """A search-space file is malformed or gives invalid configs; the message names the file and key."""
 
 
 def shipped_spaces() -> List[str]:
@@ -99,7 +96,7 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
             raise SpaceError(f"{path}: '{key}' has unknown fields {sorted(extra)}")
         if spec.get("scale") not in (None, "epochs"):
             raise SpaceError(f"{path}: '{key}': scale must be 'epochs'")
-        _check_shape(path, key, kinds[0], spec[kinds[0]], scaled=spec.get("scale") == "epochs")
+        check_shape(path, key, kinds[0], spec[kinds[0]], scaled=spec.get("scale") == "epochs")
         if spec.get("scale") == "epochs":
             _check_fractions(path, key, kinds[0], spec[kinds[0]])
     check_keys(params, path)
@@ -112,32 +109,6 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
     if base is not None:
         check_ranges(params, base, path)
     return params
-
-
-def _check_shape(source: Any, key: str, kind: str, val: Any, scaled: bool = False) -> None:
-    """The distribution's arguments, so Ray never sees a range it cannot sample (`scaled`: `scale: epochs`, whose
-    quniform Ray never sees: it samples the epochs of low + i*q)."""
-    if kind in ("choice", "grid"):
-        if not isinstance(val, list) or not val:
-            raise SpaceError(f"{source}: '{key}': {kind} needs a non-empty list of values (got {val!r})")
-        return
-    size = 3 if kind == "quniform" else 2
-    if not isinstance(val, list) or len(val) != size or \
-            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in val):
-        raise SpaceError(f"{source}: '{key}': {kind} needs [{'low, high, q' if size == 3 else 'low, high'}] numbers "
-                         f"(got {val!r}; YAML reads 1e-4 as text, write 1.0e-4)")
-    low, high = val[0], val[1]
-    if kind == "randint" and not all(isinstance(v, int) for v in (low, high)):
-        raise SpaceError(f"{source}: '{key}': randint needs integer ends (got {val!r})")
-    if not low < high:
-        raise SpaceError(f"{source}: '{key}': {kind} needs low < high (got low end {low!r}, high end {high!r})")
-    if kind == "loguniform" and low <= 0:
-        raise SpaceError(f"{source}: '{key}': loguniform needs a positive low end (got low end {low!r})")
-    if kind == "quniform" and not val[2] > 0:
-        raise SpaceError(f"{source}: '{key}': quniform needs a positive step q (got q {val[2]!r})")
-    if kind == "quniform" and not scaled and not all(math.isclose(v / val[2], round(v / val[2])) for v in val[:2]):
-        raise SpaceError(f"{source}: '{key}': quniform needs ends that are whole multiples of its step q (got low end "
-                         f"{low!r}, high end {high!r}, q {val[2]!r}): Ray refuses the others")
 
 
 def _is_number(value: Any) -> bool:
