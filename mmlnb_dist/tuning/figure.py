@@ -2,14 +2,17 @@
 every trial's metric in the order the trials started, with the best so far as a step line (trials stopped
 early by the scheduler hollow: their metric is an earlier epoch's; diverged or errored ones as crosses on the bottom
 edge; the trial the search picked as best, a star); then one panel per searched parameter, the metric against its
-value (choices as categories; hollow again for trials stopped early). Built without pyplot."""
+value (choices as categories; a log axis for a log-uniform one; hollow again for trials stopped early). Built without
+pyplot."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 MAX_PARAMETER_PANELS = 8
+LOG_DISTRIBUTIONS = ("loguniform", "qloguniform")
+"""Distributions sampled uniformly in log space: their parameter's panel has a log axis."""
 
 
 def _value(row: Dict[str, Any], metric: str) -> Optional[float]:
@@ -32,13 +35,15 @@ def best_so_far(values: Sequence[Optional[float]], mode: str) -> List[Optional[f
     return out
 
 
-def search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric: str, mode: str, name: str = "",
-                  best: Optional[str] = None):
-    """A `matplotlib.figure.Figure` of the trials' rows (`trials.csv`'s, in the order the trials started); `best`:
-    the trial id the search picked (`results.pick_best`, as summary.json names it), marked with a star."""
+def search_figure(rows: Sequence[Dict[str, Any]], params: Union[Sequence[str], Mapping[str, Any]], metric: str,
+                  mode: str, name: str = "", best: Optional[str] = None):
+    """A `matplotlib.figure.Figure` of the trials' rows (`trials.csv`'s, in the order the trials started); `params`:
+    the searched keys, or the space ({key: spec}), whose log-uniform keys get a log axis; `best`: the trial id the
+    search picked (`results.pick_best`, as summary.json names it), marked with a star."""
     from matplotlib.figure import Figure
 
-    shown = list(params[:MAX_PARAMETER_PANELS])
+    specs = params if isinstance(params, Mapping) else {}
+    shown = list(params)[:MAX_PARAMETER_PANELS]
     panels = 1 + len(shown)
     cols = min(3, panels)
     lines = math.ceil(panels / cols)
@@ -77,6 +82,8 @@ def search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric:
             ax.set_xticklabels(categories)
         fill = ["tab:blue" if i in done else "none" for i in order if values[i] is not None]  # hollow: stopped early
         ax.scatter(xs, [v for _, v in points], facecolors=fill, edgecolors="tab:blue", gid=f"param:{key}")
+        if numeric and any(kind in (specs.get(key) or {}) for kind in LOG_DISTRIBUTIONS):
+            ax.set_xscale("log")
         ax.set(title=key, ylabel=metric)
     if name:
         fig.suptitle(f"Search {name}: {len(rows)} trial(s)")
@@ -84,7 +91,7 @@ def search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric:
     return fig
 
 
-def save_search_figure(rows: Sequence[Dict[str, Any]], params: Sequence[str], metric: str, mode: str, path: Path,
-                       name: str = "", best: Optional[str] = None) -> Path:
+def save_search_figure(rows: Sequence[Dict[str, Any]], params: Union[Sequence[str], Mapping[str, Any]], metric: str,
+                       mode: str, path: Path, name: str = "", best: Optional[str] = None) -> Path:
     search_figure(rows, params, metric, mode, name, best).savefig(path, dpi=110)
     return path

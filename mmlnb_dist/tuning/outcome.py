@@ -40,7 +40,7 @@ def finish(cfg: Config, rows, dirs, uri, parent, space, wall: float, extra: Dict
     best = None if interrupted else pick_best(rows, cfg.tune.metric, search_mode(cfg))
     if interrupted:
         summary["interrupted"] = True
-    summary["figure"] = str(save_search_figure(rows, list(space), cfg.tune.metric, search_mode(cfg),
+    summary["figure"] = str(save_search_figure(rows, dict(space), cfg.tune.metric, search_mode(cfg),
                                                dirs["exp"] / "search.png", cfg.tune.name,
                                                best=best["trial_id"] if best else None))
     summary["cache"] = cache_stats(dirs["cache"], rows)
