@@ -116,10 +116,21 @@ def convert_to_universal(ckpt_dir: Path, tag: str, env: DistEnv) -> str:
     error = all_gather_object(env, error)[0]
     barrier(env)
     if error is not None:
-        raise ReshardError(f"checkpoint {ckpt_dir / tag} could not be re-partitioned for {env.world_size} "
-                           f"processes ({error}); resume on the number of processes it was saved with "
-                           f"(its {LAYOUT} says how many)")
+        saved = _saved_world_size(ckpt_dir / tag)
+        raise ReshardError(f"checkpoint {ckpt_dir / tag}, saved on {saved or 'an unknown number of'} processes, could "
+                           f"not be re-partitioned for {env.world_size} processes ({error}); resume on "
+                           + (f"{saved} processes" if saved else f"the number of processes it was saved with "
+                              f"(its {LAYOUT} says how many)"))
     return name
+
+
+def _saved_world_size(tag_dir: Path) -> Optional[int]:
+    """The world size a checkpoint was saved with (its layout, recorded or inferred), None when it cannot be told."""
+    try:
+        layout = read_layout(tag_dir)
+    except (OSError, ValueError, TypeError):  # an unreadable layout.json: the error names the file instead
+        return None
+    return layout.world_size if layout is not None and layout.world_size > 0 else None
 
 
 def restore_buffers(module: torch.nn.Module, tag_dir: Path) -> List[str]:
