@@ -5,13 +5,16 @@ beside their code. `mmlnb_dist.config.Config` assembles the root.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .config import PathText, Section
 from .files import sha256_file
+
+log = logging.getLogger(__name__)
 
 
 class RunConfig(Section):
@@ -114,6 +117,18 @@ class DistributedConfig(Section):
     deepspeed_config: Optional[PathText] = None
     """A DeepSpeed JSON used instead of the generated one: batch keys are still derived, and it may not set
     `optimizer` or `scheduler` (the recipe builds both from its config, so that one place sets the lr)."""
+
+    @model_validator(mode="after")
+    def _warn_offload_below_its_stage(self):
+        """An offload the ZeRO stage does not take is dropped from the DeepSpeed config (`core.engine`): said once
+        when the config is validated, not refused (a search space may sample offload and stage apart)."""
+        ignored = ([f"distributed.offload_optimizer=true needs distributed.zero_stage 2 or 3 (this config has "
+                    f"{self.zero_stage})"] if self.offload_optimizer and self.zero_stage < 2 else []) + \
+                  ([f"distributed.offload_params=true needs distributed.zero_stage 3 (this config has "
+                    f"{self.zero_stage})"] if self.offload_params and self.zero_stage < 3 else [])
+        if ignored:
+            log.warning("%s: ignored, nothing is offloaded to the CPU", "; ".join(ignored))
+        return self
 
     def results_dump(self) -> Dict[str, Any]:
         """The fields that decide results, for fingerprints: all but `WAIT_FIELDS` (waiting longer does not
