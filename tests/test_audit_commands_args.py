@@ -32,7 +32,7 @@ def _ablate(monkeypatch, tmp_path, *argv):
 
     def run_study(cfg, rows, seeds, descriptions=None, train_jobs=None):
         seen.update(rows=rows, seeds=seeds, descriptions=descriptions, train_jobs=train_jobs)
-        return SimpleNamespace(markdown="| table |", study_dir=Path(cfg.run.dir), parent_run_id=None)
+        return SimpleNamespace(markdown="| table |", study_dir=Path(cfg.run.dir), parent_run_id=None, failed={})
 
     monkeypatch.setattr(studies, "run_study", run_study)
     code, out, err = run_cli(["ablate", "--config", "cpu-demo", f"run.output_dir={tmp_path}", *argv])

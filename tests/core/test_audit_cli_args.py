@@ -31,6 +31,7 @@ def test_a_config_error_exits_2_naming_the_command(capsys):
 def test_under_a_launcher_only_rank_0_prints(package_logger, monkeypatch, capsys):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # (a launcher sets all three; without it every rank took GPU 0)
     assert main(["config", "explain", "run.seed"]) == 0
     capsys.readouterr()
     logging.getLogger("mmlnb_dist.core.engine").info("a line every rank would print")
