@@ -226,7 +226,8 @@ def _staged_whole(work: Path, slide_id: str, previous: Dict[str, Any]) -> bool:
 
 
 def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
-    """SampleSpecs of every kept tile of the completed slides, read back from the staging folder."""
+    """SampleSpecs of every kept tile of the completed slides, naming the staged files (read when encoded: a
+    cohort's tiles held as bytes here filled the memory before the first shard was written)."""
     from ..data.build import SampleSpec
 
     samples = []
@@ -238,7 +239,7 @@ def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
             for line in f:
                 rec = json.loads(line)
                 samples.append(SampleSpec(key=rec["key"], label=r["label"],
-                                          image=(slide_dir / "tiles" / f"{rec['key']}.jpg").read_bytes(),
+                                          image=slide_dir / "tiles" / f"{rec['key']}.jpg",
                                           slide_id=r["slide_id"], meta=rec["meta"]))
     return samples
 
