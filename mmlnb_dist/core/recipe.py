@@ -69,8 +69,10 @@ FINAL_REPORT = "trial/final"
 
 RESUME_MAY_CHANGE: Sequence[str] = ("run.resume", "run.output_dir", "run.name", "tracking.*", "train.epochs",
                                     "train.log_every", "train.keep_checkpoints", "train.eval_batch_size",
-                                    "train.checkpoint_every", *(f"distributed.{k}" for k in WAIT_FIELDS))
-"""Keys any resume may change: more epochs, logging and retention, tracking, how long ranks wait for each other,
+                                    "train.checkpoint_every", "train.checkpoint_every_steps",
+                                    *(f"distributed.{k}" for k in WAIT_FIELDS))
+"""Keys any resume may change: more epochs, logging, checkpoint cadence (how often a run saves changes no weight: a
+preempted run may ask for step checkpoints) and retention, tracking, how long ranks wait for each other,
 where the run folder lies (the stored config is read from the folder resumed: a run moved or renamed is that run).
 Everything else in a recipe's `result_sections` decides its results (seed, learning rate, shards, model, world
 size...) and is refused."""
