@@ -70,10 +70,13 @@ FINAL_REPORT = "trial/final"
 RESUME_MAY_CHANGE: Sequence[str] = ("run.resume", "run.output_dir", "run.name", "tracking.*", "train.epochs",
                                     "train.log_every", "train.keep_checkpoints", "train.eval_batch_size",
                                     "train.checkpoint_every", "train.checkpoint_every_steps",
+                                    "data.loader.preflight", "data.loader.max_bad_sample_rate",
                                     *(f"distributed.{k}" for k in WAIT_FIELDS))
 """Keys any resume may change: more epochs, logging, checkpoint cadence (how often a run saves changes no weight: a
-preempted run may ask for step checkpoints) and retention, tracking, how long ranks wait for each other,
-where the run folder lies (the stored config is read from the folder resumed: a run moved or renamed is that run).
+preempted run may ask for step checkpoints) and retention, tracking, how long ranks wait for each other, what
+only decides whether the run goes on (the shard-file preflight, the bad-sample budget: the samples skipped are the
+same), where the run folder lies (the stored config is read from the folder resumed: a run moved or renamed is
+that run).
 Everything else in a recipe's `result_sections` decides its results (seed, learning rate, shards, model, world
 size...) and is refused."""
 
