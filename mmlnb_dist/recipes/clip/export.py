@@ -109,7 +109,9 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
         recipe.checkpoints.load(recipe.engine.engine, tag=best["tag"], module_only=True)
         result.update({"best_epoch": best["epoch"], "best_metric": best["metric"], "best_value": best["value"]})
     for split in ["val"] + (["test"] if recipe.has_test else []):
-        metrics = recipe.evaluate(split)
+        # log_data=False: a trained run evaluated val at this step (its last epoch, or the killed process before
+        # this resume), so `data/bad_samples/val` is logged there once (the same samples; only the weights differ)
+        metrics = recipe.evaluate(split, log_data=split != "val" or recipe.engine is None)
         result.update(scalar_metrics(metrics, f"{split}/"))
         for key in ("labels_without_positives", "labels_without_negatives", "per_label_f1"):
             result[f"{split}/{key}"] = metrics[key]

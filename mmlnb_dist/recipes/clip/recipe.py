@@ -307,7 +307,7 @@ class ClipRecipe:
                 "train/samples_per_s": seen * env.world_size / max(elapsed, 1e-9)}
 
     @torch.no_grad()
-    def evaluate(self, split: str = "val") -> Dict[str, Any]:
+    def evaluate(self, split: str = "val", log_data: bool = True) -> Dict[str, Any]:
         """Metrics of the current weights over the whole split (each sample once across ranks) and its loss."""
         engine = self.engine.engine if self.engine is not None else self.module
         engine.eval()
@@ -319,7 +319,7 @@ class ClipRecipe:
         local = (torch.cat(logits) if logits else torch.zeros(0, n_labels),
                  torch.cat(labels) if labels else torch.zeros(0, n_labels))
         scores, targets = gather_tensors(self.env, local)
-        self.eval_loaders[split].end_epoch(self.run_dir, self.logger, step=self.global_step)
+        self.eval_loaders[split].end_epoch(self.run_dir, self.logger if log_data else None, step=self.global_step)
         metrics = multilabel_metrics(scores, targets, self.classes, self.cfg.clip.top_k, split)
         metrics["loss"] = float(self._loss(scores, targets))
         return metrics
