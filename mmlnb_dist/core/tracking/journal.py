@@ -106,9 +106,7 @@ class Spool:
 
     # -- state
     def state(self) -> Dict[str, Any]:
-        if self.state_path.is_file():
-            return json.loads(self.state_path.read_text())
-        return {}
+        return json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
 
     def write_state(self, **updates: Any) -> None:
         write_run_record(self.state_path, **updates)
@@ -260,23 +258,32 @@ def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
 
 
 def recorded_run(run_dir: Path, stage: str = "train") -> Dict[str, Any]:
-    """The MLflow run that run folder `run_dir`'s `stage` logged to: its record's `run_id`, `tracking_uri`,
-    `experiment`, `run_name` and (with the journal) `acked`; {} when the stage never reached a tracking server.
-    Reads only: nothing is created in the folder."""
+    """The MLflow run `run_dir`'s `stage` logged to: the record's `run_id`, `tracking_uri`, `experiment`,
+    `run_name` and (with the journal) `acked`; {} when it never reached a server (reads only, creates nothing)."""
     path = run_record_path(run_dir, stage)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def find_journals(root: Path) -> List[Path]:
-    """Every journal (`tracking/*.jsonl`) in run folder `root` or anywhere below it (a whole runs folder)."""
-    root = Path(root)
+    """Every journal (`tracking/*.jsonl`) in run folder `root` or anywhere below it (a whole runs folder), also
+    below a `tracking` folder: a run named `tracking` keeps its journal in `tracking/tracking/`."""
     found: List[Path] = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(Path(root)):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "mlartifacts")
         if Path(folder).name == JOURNAL_DIR:
-            found.extend(Path(folder) / f for f in sorted(files) if f.endswith(".jsonl"))
-            dirs[:] = []
+            found.extend(path for path in (Path(folder, f) for f in sorted(files) if f.endswith(".jsonl"))
+                         if _is_journal(path))
     return found
+
+
+def _is_journal(path: Path) -> bool:
+    """False for a file whose first record is no journal event (a run's own `metrics.jsonl`)."""
+    with open(path, errors="replace") as fh:
+        first = next((line for line in fh if line.strip()), "")
+    try:
+        return "op" in json.loads(first)
+    except (ValueError, TypeError):
+        return True  # empty, or a damaged line (`upload` names it)
 
 
 JOURNAL_TAG = "mmlnb.journal_start"
@@ -340,11 +347,8 @@ def send_pending(client, run_id: str, spool: Spool) -> int:
                 index, event = pending[i]
                 batch.extend(mlflow_metrics(event))
                 i += 1
-            if len(batch) > METRICS_PER_BATCH:  # one event with more metrics than a request takes
-                for j in range(0, len(batch), METRICS_PER_BATCH):
-                    client.log_batch(run_id, metrics=batch[j:j + METRICS_PER_BATCH])
-            else:
-                client.log_batch(run_id, metrics=batch)
+            for j in range(0, len(batch), METRICS_PER_BATCH):  # more than one request: one event's many metrics
+                client.log_batch(run_id, metrics=batch[j:j + METRICS_PER_BATCH])
         spool.write_state(acked=index + 1)
         sent = i
     return sent

@@ -1,0 +1,72 @@
+"""What a new user hit in the tracking commands (defect hunt, track 5); each test names it.
+
+- A run named `tracking` (runs/tracking/, its journal in runs/tracking/tracking/train.jsonl) or a runs folder named
+  `tracking` was never synced: `tracking sync` took the run's own metrics.jsonl for a journal (a `KeyError: 'op'`
+  and a stray metrics.lock) and never looked below it, where the real journal was.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mmlnb_dist.config import load_config
+from mmlnb_dist.core.tracking import build_logger
+
+from support.cli import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+CPU_DEMO = ROOT / "mmlnb_dist" / "profiles" / "cpu-demo.yaml"
+
+
+def _cfg(runs: Path, name: str, *extra: str):
+    return load_config(CPU_DEMO, [f"run.output_dir={runs}", "tracking.log_environment=false", f"run.name={name}",
+                                  f"tracking.uri=sqlite:///{runs / 'mlflow.db'}", *extra])
+
+
+@pytest.fixture(scope="module")
+def template_store(tmp_path_factory):
+    """An empty MLflow SQLite store, made once: making one costs seconds (MLflow's schema migrations)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def _offline_run(runs: Path, name: str, monkeypatch, template_store) -> Path:
+    """A run journaled with its store unreachable (stdout and mlflow backends, as cpu-demo), then the store made."""
+    from mmlnb_dist.core.tracking import mlflow_logger
+
+    cfg = _cfg(runs, name)
+    run_dir = runs / name
+    monkeypatch.setattr(mlflow_logger, "server_reachable", lambda *a, **k: False)
+    logger = build_logger(cfg.tracking, cfg.run, 0, run_dir, "train")
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    logger.log_metrics({"train/loss": 0.5}, step=1)
+    logger.close()
+    monkeypatch.undo()
+    shutil.copy(template_store, runs / "mlflow.db")
+    return run_dir
+
+
+@pytest.mark.parametrize("runs_name, sync_what", [("runs", "runs"), ("runs", "run"), ("tracking", "runs")])
+def test_a_run_or_runs_folder_named_tracking_is_synced_from_its_journal(tmp_path, monkeypatch, template_store,
+                                                                        runs_name, sync_what):
+    import mlflow
+
+    runs = tmp_path / runs_name
+    run_name = "tracking" if runs_name == "runs" else "r"
+    run_dir = _offline_run(runs, run_name, monkeypatch, template_store)
+    assert (run_dir / "metrics.jsonl").is_file()  # the stdout backend's records, no journal
+    code, out, err = run_cli(["tracking", "sync", str(runs if sync_what == "runs" else run_dir)])
+    assert code == 0, err
+    assert "sent" in out and "metrics.jsonl" not in out + err
+    assert not (run_dir / "metrics.lock").exists()
+    record = json.loads((run_dir / "tracking" / "train.json").read_text())
+    client = mlflow.MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    assert [(m.step, m.value) for m in client.get_metric_history(record["run_id"], "train/loss")] == \
+        [(0, 1.0), (1, 0.5)]
+    assert client.get_run(record["run_id"]).info.status == "FINISHED"
