@@ -70,3 +70,25 @@ def test_a_run_or_runs_folder_named_tracking_is_synced_from_its_journal(tmp_path
     assert [(m.step, m.value) for m in client.get_metric_history(record["run_id"], "train/loss")] == \
         [(0, 1.0), (1, 0.5)]
     assert client.get_run(record["run_id"]).info.status == "FINISHED"
+
+
+@pytest.mark.parametrize("online, raises", [(False, None), (True, "metric")])
+def test_the_register_later_command_is_one_a_shell_runs_as_printed(tmp_path, online, raises):
+    """`tracking.register_name=my model` with the server lost: the printed `register --run DIR --name my model`
+    registered a model named `my` (and `model` was an unknown argument); a run folder with a space broke it too."""
+    import shlex
+
+    from mmlnb_dist.core.tracking.metric_name import UnknownMetricError
+    from mmlnb_dist.core.tracking.registry import register_or_explain
+
+    def register(run_id):
+        raise UnknownMetricError("no such metric")
+
+    run_dir = tmp_path / "my runs" / "r 1"
+    res = register_or_explain("abc" if online else None, online, "my model", run_dir, register)
+    assert res["registered"] is False
+    words = shlex.split(res["register_later"])
+    register_words = words[words.index("register"):]
+    assert register_words[:5] == ["register", "--run", str(run_dir), "--name", "my model"]
+    if not online:
+        assert words[:4] == ["mmlnb-dist", "tracking", "sync", str(run_dir)]

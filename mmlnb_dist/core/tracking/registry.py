@@ -12,6 +12,7 @@ holder's own run, not from the latest version (aliases, not the deprecated stage
 from __future__ import annotations
 
 import logging
+import shlex
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,7 +60,8 @@ def register_or_explain(run_id: Optional[str], online: bool, name: str, run_dir:
     `run_dir` once the server is back. The finished, exported run is never failed by the server."""
     import mlflow
 
-    later = f"mmlnb-dist tracking sync {run_dir} && mmlnb-dist register --run {run_dir} --name {name}"
+    folder, model = shlex.quote(str(run_dir)), shlex.quote(name)  # a shell runs the commands as printed
+    later = f"mmlnb-dist tracking sync {folder} && mmlnb-dist register --run {folder} --name {model}"
     if not run_id or not online:
         reason = "the tracking server was not reachable during training"
     else:
@@ -72,7 +74,7 @@ def register_or_explain(run_id: Optional[str], online: bool, name: str, run_dir:
         except (OSError, mlflow.exceptions.MlflowException) as err:  # OSError: requests' errors, lost sockets
             reason = f"the tracking server failed the registration: {type(err).__name__}: {str(err)[:300]}"
         except UnknownMetricError as err:  # tracking.register_metric mistyped: the trained run stays a success
-            later = f"mmlnb-dist register --run {run_dir} --name {name} --metric METRIC"
+            later = f"mmlnb-dist register --run {folder} --name {model} --metric METRIC"
             log.warning("not registered as %s: tracking.register_metric: %s; register it with the metric you "
                         "meant: %s", name, err, later)
             return {"registered": False, "reason": str(err), "register_later": later}
