@@ -135,7 +135,7 @@ def _server(args) -> int:
     from ..core.tracking import server
 
     try:  # as tracking.uri is checked: MLflow's own refusal is a traceback from the server, after it started
-        refuse_malformed_tracking_uri(args.backend_store)
+        args.backend_store = server.lower_scheme(refuse_malformed_tracking_uri(args.backend_store))
     except ValueError as err:
         raise UserError(f"--backend-store: {err}") from None
     server.require_free_port(args.host, args.port)

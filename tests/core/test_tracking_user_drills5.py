@@ -92,3 +92,32 @@ def test_the_register_later_command_is_one_a_shell_runs_as_printed(tmp_path, onl
     assert register_words[:5] == ["register", "--run", str(run_dir), "--name", "my model"]
     if not online:
         assert words[:4] == ["mmlnb-dist", "tracking", "sync", str(run_dir)]
+
+
+def test_a_tracking_uri_scheme_in_capitals_is_tracked_to_as_the_docs_promise(tmp_path, template_store):
+    """`tracking.uri=SQLITE:///...` passed `config validate` ("schemes in any case"), then MLflow could not load the
+    dialect `SQLITE`: the whole training ran offline, and every `tracking sync` failed on the recorded URI."""
+    import mlflow
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copy(template_store, runs / "mlflow.db")
+    cfg = _cfg(runs, "caps", f"tracking.uri=SQLITE:///{runs / 'mlflow.db'}")
+    logger = build_logger(cfg.tracking, cfg.run, 0, runs / "caps", "train")
+    logger.log_metrics({"train/loss": 1.0}, step=0)
+    logger.close()
+    assert logger.online
+    client = mlflow.MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    assert [m.value for m in client.get_metric_history(logger.run_id, "train/loss")] == [1.0]
+    assert json.loads((runs / "caps" / "tracking" / "train.json").read_text())["tracking_uri"] == \
+        f"sqlite:///{runs / 'mlflow.db'}"  # what `register --run` and `tracking sync` open
+
+
+def test_a_lost_server_named_with_a_scheme_in_capitals_is_found_lost_at_once(tmp_path, monkeypatch):
+    """`HTTP://127.0.0.1:PORT`: its `/health` was never asked (only `http://` was), so a dead server was taken for a
+    live one and the run went offline only after MLflow's first failed call."""
+    from mmlnb_dist.core.tracking.server import default_tracking_uri, free_port, server_reachable
+
+    cfg = _cfg(tmp_path / "runs", "caps", f"tracking.uri=HTTP://127.0.0.1:{free_port()}")
+    uri = default_tracking_uri(cfg.tracking, cfg.run.output_dir)
+    assert uri.startswith("http://") and server_reachable(uri, 1.0) is False

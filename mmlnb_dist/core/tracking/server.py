@@ -38,9 +38,17 @@ def sqlite_store(uri: str) -> Optional[Path]:
     return Path(uri[len("sqlite:///"):].split("?", 1)[0])
 
 
+def lower_scheme(uri: str) -> str:
+    """`uri` with its scheme in lower case, as MLflow opens it: the config takes `SQLITE:///x.db`, which SQLAlchemy
+    refused (no dialect `SQLITE`: the whole training ran offline), and `HTTP://` skipped the `/health` check."""
+    scheme, sep, rest = uri.partition("://")
+    return f"{scheme.lower()}{sep}{rest}" if sep else uri
+
+
 def absolute_sqlite_uri(uri: str) -> str:
-    """`uri` with a relative SQLite path made absolute (from the working folder): recorded as written, a
-    `register` or `tracking sync` run from another folder opened a new, empty store there."""
+    """`uri` (its scheme in lower case) with a relative SQLite path made absolute (from the working folder):
+    recorded as written, a `register` or `tracking sync` run from another folder opened a new, empty store there."""
+    uri = lower_scheme(uri)
     path = sqlite_store(uri)
     if path is None or path.is_absolute() or str(path) == ":memory:":
         return uri
