@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -187,7 +188,7 @@ def _import(args) -> int:
 
     result = import_run_folder(args.run_dir, args.stage, _given_uri(args.uri) if args.uri else None)
     print(f"{args.run_dir}: MLflow run {result['run_id']} at {result['uri']} ({result['sent']} event(s)); register "
-          f"it: mmlnb-dist register --run {args.run_dir} --name NAME")
+          f"it: mmlnb-dist register --run {shlex.quote(str(args.run_dir))} --name NAME")
     return 0
 
 

@@ -121,3 +121,17 @@ def test_a_lost_server_named_with_a_scheme_in_capitals_is_found_lost_at_once(tmp
     cfg = _cfg(tmp_path / "runs", "caps", f"tracking.uri=HTTP://127.0.0.1:{free_port()}")
     uri = default_tracking_uri(cfg.tracking, cfg.run.output_dir)
     assert uri.startswith("http://") and server_reachable(uri, 1.0) is False
+
+
+def test_the_offline_warning_names_a_sync_command_a_shell_runs_as_printed(tmp_path, monkeypatch, template_store,
+                                                                          caplog):
+    """run.output_dir with a space (`/data/my runs`): the warning's `tracking sync /data/my runs/r` synced nothing
+    (two folders, neither the run)."""
+    import shlex
+
+    run_dir = _offline_run(tmp_path / "my runs", "r", monkeypatch, template_store)
+    (warning,) = [r.getMessage() for r in caplog.records if "tracking sync" in r.getMessage()]
+    command = warning.split("`")[1]
+    assert shlex.split(command) == ["mmlnb-dist", "tracking", "sync", str(run_dir)]
+    code, out, err = run_cli(shlex.split(command)[1:])
+    assert code == 0 and "sent" in out, err

@@ -9,6 +9,7 @@ and `mmlnb-dist tracking sync RUNS_FOLDER` uploads every journal left with unsen
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
@@ -153,8 +154,8 @@ class MLflowLogger(NullLogger):
         if not self._warned:
             self._warned = True
             where = f"; metrics are kept in {self.spool.path} - upload them later with " \
-                    f"`mmlnb-dist tracking sync {self.run_dir}` (a resumed run sends them itself)" if self.spool \
-                else ""
+                    f"`mmlnb-dist tracking sync {shlex.quote(str(self.run_dir))}` (a resumed run sends them itself)" \
+                if self.spool else ""
             log.warning("MLflow tracking disabled for this run: %s%s", reason, where)
 
     def _record(self, event: Dict[str, Any]) -> None:
