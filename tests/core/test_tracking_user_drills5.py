@@ -135,3 +135,16 @@ def test_the_offline_warning_names_a_sync_command_a_shell_runs_as_printed(tmp_pa
     assert shlex.split(command) == ["mmlnb-dist", "tracking", "sync", str(run_dir)]
     code, out, err = run_cli(shlex.split(command)[1:])
     assert code == 0 and "sent" in out, err
+
+
+def test_register_with_a_runs_folder_or_a_run_name_says_what_run_takes(tmp_path, monkeypatch, template_store):
+    """`register --run runs` (the runs folder) was told to `tracking import runs` / `tracking sync runs`, which
+    could not help; `--run r` (the run's name) was only "Run with id=r not found"."""
+    runs = tmp_path / "runs"
+    run_dir = _offline_run(runs, "r", monkeypatch, template_store)
+    assert run_cli(["tracking", "sync", str(run_dir)])[0] == 0
+    code, out, err = run_cli(["register", "--run", str(runs), "--uri", f"sqlite:///{runs / 'mlflow.db'}"])
+    assert code == 2 and f"--run {run_dir}" in err and "tracking import" not in err, err
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["register", "--run", "r", "--uri", f"sqlite:///{runs / 'mlflow.db'}"])
+    assert code == 2 and "run folder" in err and "32-hex" in err, err

@@ -12,6 +12,7 @@ holder's own run, not from the latest version (aliases, not the deprecated stage
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -198,6 +199,11 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
     export_dir = None
     if folder.is_dir():
         state = recorded_run(folder)
+        runs = sorted(str(d) for d in folder.iterdir() if (d / JOURNAL_DIR / "train.json").is_file()) \
+            if not state.get("run_id") else []
+        if runs:  # a runs folder: the import and sync it was told to try would not have helped
+            raise RegistryError(f"--run {run} is a folder of runs; give one run folder: --run {shlex.quote(runs[0])}"
+                                f" ({len(runs)} there: {', '.join(runs[:10])}{', ...' if len(runs) > 10 else ''})")
         if not state.get("run_id"):
             raise RegistryError(
                 f"--run {run}: the folder has no MLflow training run on record ({folder / JOURNAL_DIR}/train.json "
@@ -215,7 +221,10 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
     try:
         found = client.get_run(run_id)
     except Exception as err:  # noqa: BLE001 - MLflow raises several types for a missing run
-        raise RegistryError(f"run {run_id} not found at {tracking_uri}: {err}") from None
+        hint = "" if re.fullmatch(r"[0-9a-f]{32}", run_id) else (  # a run's name (what the MLflow UI shows) or a typo
+            f" (--run takes a run folder, runs/NAME as `train` prints it, or a 32-hex MLflow run id; no folder "
+            f"{run} is here, in {Path.cwd()})")
+        raise RegistryError(f"run {run_id} not found at {tracking_uri}: {err}{hint}") from None
     if found.info.lifecycle_stage != "active":  # MLflow refused to log into it only after the model was packaged
         raise RegistryError(f"run {run_id} at {tracking_uri} was deleted; restore it first (MLFLOW_TRACKING_URI="
                             f"{tracking_uri} mlflow runs restore --run-id {run_id})")
