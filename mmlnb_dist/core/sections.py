@@ -259,6 +259,13 @@ class TrackingConfig(Section):
     def _a_tracking_store(cls, value):
         return refuse_unmakeable_sqlite_store(refuse_malformed_tracking_uri(value))
 
+    @field_validator("experiment")
+    @classmethod
+    def _an_experiment_name(cls, value):
+        if not value:  # MLflow refuses it only at the run's start: the run went offline, and every sync failed
+            raise ValueError("an MLflow experiment needs a name (e.g. mmlnb)")
+        return value
+
 
 def refuse_unmakeable_sqlite_store(uri):
     """`uri`, unless it is a SQLite store whose file cannot be: a path under a file, a folder, or a folder to make

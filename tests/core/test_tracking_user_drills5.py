@@ -148,3 +148,16 @@ def test_register_with_a_runs_folder_or_a_run_name_says_what_run_takes(tmp_path,
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(["register", "--run", "r", "--uri", f"sqlite:///{runs / 'mlflow.db'}"])
     assert code == 2 and "run folder" in err and "32-hex" in err, err
+
+
+def test_an_empty_experiment_name_is_a_config_error(tmp_path):
+    """`experiment: ""` in a YAML config passed `config validate`; MLflow refused it at the run's start, so the run
+    trained offline and every `tracking sync` of its journal failed ("Invalid experiment name")."""
+    import yaml
+
+    from mmlnb_dist.core.errors import ConfigError
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"tracking": {"experiment": ""}}))
+    with pytest.raises(ConfigError, match="tracking.experiment"):
+        load_config(path, [])
