@@ -165,6 +165,12 @@ def _sync(args) -> int:
 
     failed = 0
     uri = _given_uri(args.uri) if args.uri else None  # the store this folder means, wherever it is read
+    for path in args.run_dirs:  # a journal named itself found nothing in it: its run folder is what is synced
+        if path.is_file() and path.suffix == ".jsonl" and path.parent.name == JOURNAL_DIR:
+            raise UserError(f"{path} is a journal: sync its run folder, `mmlnb-dist tracking sync "
+                            f"{shlex.quote(str(path.parent.parent))}` (only what was not sent is sent)")
+        if not path.exists():
+            raise UserError(f"{path}: no such folder (give run folders or a runs folder); nothing was sent")
     empty = [str(folder) for folder in args.run_dirs if not find_journals(folder)]
     if empty:  # before anything is sent: a typo among several folders stopped the sync halfway
         raise UserError(f"no MLflow journal in {', '.join(empty)} (expected <run folder>/{JOURNAL_DIR}/<stage>.jsonl "

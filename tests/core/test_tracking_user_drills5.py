@@ -161,3 +161,13 @@ def test_an_empty_experiment_name_is_a_config_error(tmp_path):
     path.write_text(yaml.safe_dump({"tracking": {"experiment": ""}}))
     with pytest.raises(ConfigError, match="tracking.experiment"):
         load_config(path, [])
+
+
+def test_sync_of_a_journal_file_or_a_missing_path_says_what_to_give(tmp_path, monkeypatch, template_store):
+    """`tracking sync runs/r/tracking/train.jsonl` (the file the offline warning names) said "no MLflow journal in"
+    the journal itself; a missing path read as a folder without journals."""
+    run_dir = _offline_run(tmp_path / "runs", "r", monkeypatch, template_store)
+    code, out, err = run_cli(["tracking", "sync", str(run_dir / "tracking" / "train.jsonl")])
+    assert code == 2 and f"tracking sync {run_dir}`" in err and "no MLflow journal" not in err, err
+    code, out, err = run_cli(["tracking", "sync", str(run_dir), str(tmp_path / "typo")])
+    assert code == 2 and "no such folder" in err and "nothing was sent" in err, err
