@@ -3,6 +3,11 @@
 - A run named `tracking` (runs/tracking/, its journal in runs/tracking/tracking/train.jsonl) or a runs folder named
   `tracking` was never synced: `tracking sync` took the run's own metrics.jsonl for a journal (a `KeyError: 'op'`
   and a stray metrics.lock) and never looked below it, where the real journal was.
+- The commands printed to run later (register after a lost server, the offline warning's sync, import's register)
+  broke on a model name or run folder with a space.
+- `tracking.uri=SQLITE:///...` ("schemes in any case") trained offline; `HTTP://` skipped the `/health` check.
+- `register --run RUNS_FOLDER` or `--run NAME`, `tracking sync JOURNAL_FILE` or a missing path, and an empty
+  `tracking.experiment` were answered with advice that could not help, or not until the run had trained offline.
 """
 from __future__ import annotations
 
