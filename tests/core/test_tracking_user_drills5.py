@@ -176,3 +176,13 @@ def test_sync_of_a_journal_file_or_a_missing_path_says_what_to_give(tmp_path, mo
     assert code == 2 and f"tracking sync {run_dir}`" in err and "no MLflow journal" not in err, err
     code, out, err = run_cli(["tracking", "sync", str(run_dir), str(tmp_path / "typo")])
     assert code == 2 and "no such folder" in err and "nothing was sent" in err, err
+
+
+def test_import_of_a_tracked_run_names_a_sync_command_a_shell_runs_as_printed(tmp_path, monkeypatch, template_store):
+    import shlex
+
+    run_dir = _offline_run(tmp_path / "my runs", "r", monkeypatch, template_store)
+    (run_dir / "config.yaml").write_text("{}\n")  # what every run folder holds
+    code, out, err = run_cli(["tracking", "import", str(run_dir)])
+    assert code == 2 and "already has an MLflow run" in err, err
+    assert shlex.split(err.split("`")[1]) == ["mmlnb-dist", "tracking", "sync", str(run_dir)]

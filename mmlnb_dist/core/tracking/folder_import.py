@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -85,7 +86,8 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
     if record.get("run_id") or journal.is_file():
         raise FolderImportError(
             f"{run_dir} already has an MLflow run for its {stage} stage ({record.get('run_id') or journal}): "
-            f"nothing to import (`mmlnb-dist tracking sync {run_dir}` sends what its server has not received)")
+            f"nothing to import (`mmlnb-dist tracking sync {shlex.quote(str(run_dir))}` sends what its server has "
+            f"not received)")
     if not metrics_path.is_file():
         raise FolderImportError(f"{run_dir} kept no metrics ({METRICS_FILE} is missing: tracking.backends had "
                                 f"neither mlflow nor stdout), so there is no run to import")
@@ -122,11 +124,11 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
         result = upload(spool)
     except ConnectionError as err:
         raise FolderImportError(f"{err}; the run's journal is written ({spool.path}): `mmlnb-dist tracking sync "
-                                f"{run_dir}` uploads it when the server is up") from None
+                                f"{shlex.quote(str(run_dir))}` uploads it when the server is up") from None
     except Exception as err:  # noqa: BLE001 - a store that cannot be opened or refuses: named, not a traceback
         raise FolderImportError(f"could not upload to {uri} ({type(err).__name__}: {str(err)[:300]}); the run's "
-                                f"journal is written ({spool.path}): `mmlnb-dist tracking sync {run_dir} --uri URI` "
-                                f"uploads it to a store that works") from None
+                                f"journal is written ({spool.path}): `mmlnb-dist tracking sync "
+                                f"{shlex.quote(str(run_dir))} --uri URI` uploads it to a store that works") from None
     log.info("imported %s as MLflow run %s (%d metric records, %d dataset inputs) at %s", run_dir, result["run_id"],
              sum(e["op"] == "metrics" for e in events), len(datasets or ()), uri)
     return result
