@@ -186,3 +186,16 @@ def test_import_of_a_tracked_run_names_a_sync_command_a_shell_runs_as_printed(tm
     code, out, err = run_cli(["tracking", "import", str(run_dir)])
     assert code == 2 and "already has an MLflow run" in err, err
     assert shlex.split(err.split("`")[1]) == ["mmlnb-dist", "tracking", "sync", str(run_dir)]
+
+
+def test_register_of_an_untracked_folder_names_import_and_sync_commands_a_shell_runs(tmp_path):
+    import shlex
+
+    run_dir = tmp_path / "my runs" / "r"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("{}\n")
+    code, out, err = run_cli(["register", "--run", str(run_dir)])
+    assert code == 2, err
+    commands = [shlex.split(part) for part in err.split("`")[1::2] if part.startswith("mmlnb-dist")]
+    assert [c[:3] for c in commands] == [["mmlnb-dist", "tracking", "import"], ["mmlnb-dist", "tracking", "sync"]]
+    assert all(c[3:] == [str(run_dir)] for c in commands), err

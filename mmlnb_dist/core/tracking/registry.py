@@ -207,9 +207,10 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
         if not state.get("run_id"):
             raise RegistryError(
                 f"--run {run}: the folder has no MLflow training run on record ({folder / JOURNAL_DIR}/train.json "
-                f"with a run id). Trained without mlflow in tracking.backends: `mmlnb-dist tracking import {run}` "
+                f"with a run id). Trained without mlflow in tracking.backends: `mmlnb-dist tracking import "
+                f"{shlex.quote(run)}` "
                 f"makes its MLflow run from the metrics the folder kept; if the tracking server was unreachable, "
-                f"`mmlnb-dist tracking sync {run}` uploads the run first; or pass the run id.")
+                f"`mmlnb-dist tracking sync {shlex.quote(run)}` uploads the run first; or pass the run id.")
         run_id, export_dir = state["run_id"], folder / EXPORT_FOLDER
         tracking_uri = tracking_uri if uri_given else state.get("tracking_uri") or tracking_uri
     elif "/" in run or folder.exists():
