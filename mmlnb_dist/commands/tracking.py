@@ -249,6 +249,9 @@ def _refuse_registry_names(name: str, alias: str) -> None:
 
     if not name.strip():
         raise UserError(f"--name {name!r}: a registered model name cannot be empty")
+    if name != name.strip():  # registered with them, models:/NAME@ALIAS as typed without them found no model
+        raise UserError(f"--name {name!r}: a registered model name cannot begin or end with a space; --name "
+                        f"{shlex.quote(name.strip())}?")
     if "/" in name or ":" in name:
         raise UserError(f"--name {name!r}: a registered model name cannot contain '/' or ':' (models:/NAME@ALIAS "
                         f"reads them as separators)")

@@ -199,3 +199,9 @@ def test_register_of_an_untracked_folder_names_import_and_sync_commands_a_shell_
     commands = [shlex.split(part) for part in err.split("`")[1::2] if part.startswith("mmlnb-dist")]
     assert [c[:3] for c in commands] == [["mmlnb-dist", "tracking", "import"], ["mmlnb-dist", "tracking", "sync"]]
     assert all(c[3:] == [str(run_dir)] for c in commands), err
+
+
+def test_register_refuses_a_name_with_surrounding_spaces_before_any_work(tmp_path):
+    """`--name " spaced "` registered the model ' spaced ': `predict --model models:/spaced@champion` found none."""
+    code, out, err = run_cli(["register", "--run", str(tmp_path / "nowhere"), "--name", " spaced "])
+    assert code == 2 and "--name ' spaced '" in err and "--name spaced?" in err, err
