@@ -327,4 +327,6 @@ def refuse_malformed_tracking_uri(value):
     if not ok:
         raise ValueError(f"'{value}' is not a tracking store MLflow 3 can use; accepted forms: {TRACKING_URI_FORMS} "
                          f"(a file store: file:PATH with MLFLOW_ALLOW_FILE_STORE=true; a plugin's scheme)")
-    return uri
+    # stored with its scheme in lower case, as MLflow opens it: every reader of tracking.uri (`startswith("sqlite:")`
+    # in the tune driver, the study, predict) then sees one spelling
+    return f"{scheme}{sep}{rest}" if sep else uri

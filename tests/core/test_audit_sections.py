@@ -56,4 +56,5 @@ def test_a_tracking_uri_mlflow_cannot_open_is_refused(uri, monkeypatch):
 @pytest.mark.parametrize("uri", ["databricks", "Databricks", "databricks://profile", "SQLITE:///x.db",
                                  "postgresql+psycopg2://u@h/db", "mysql://h/db"])
 def test_the_tracking_stores_mlflow_opens_are_accepted(uri):
-    assert load_config(None, [f"tracking.uri={uri}"]).tracking.uri == uri
+    scheme, sep, rest = uri.partition("://")
+    assert load_config(None, [f"tracking.uri={uri}"]).tracking.uri == (f"{scheme.lower()}{sep}{rest}" if sep else uri)

@@ -77,7 +77,7 @@ def test_the_accepted_tracking_uri_forms_pass(tmp_path, uri):
     assert _cfg(tmp_path / "runs", f"tracking.uri={uri}").tracking.uri == uri
 
 
-@pytest.mark.parametrize("uri, stored", [("HTTP://host:5000", "HTTP://host:5000"), (" sqlite:///x.db ", "sqlite:///x.db"),
+@pytest.mark.parametrize("uri, stored", [("HTTP://host:5000", "http://host:5000"), ("SQLITE:///x.db", "sqlite:///x.db"), (" sqlite:///x.db ", "sqlite:///x.db"),
                                          ("databricks://profile", "databricks://profile")])
 def test_scheme_case_and_surrounding_spaces_do_not_refuse_a_store(tmp_path, uri, stored):
     assert _cfg(tmp_path / "runs", f"tracking.uri={uri}").tracking.uri == stored
