@@ -135,3 +135,11 @@ def test_every_documented_config_name_is_a_shipped_profile():
     unknown = sorted({n for n in concrete if Path(n).stem not in shipped_profiles()})
     assert not unknown, unknown
     assert len(concrete) > 20, concrete
+
+
+def test_the_readme_names_every_config_section():
+    """README's Configuration section lists the sections; the clip recipe's was missing from it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    paragraph = readme.split("\nSections: ", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"`([a-z]+)`", paragraph))
+    assert set(Config.model_fields) <= named, sorted(set(Config.model_fields) - named)
