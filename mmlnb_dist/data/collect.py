@@ -151,6 +151,13 @@ def _is_shard_output(folder: Path) -> bool:
         p.name.startswith(PARTIAL_PREFIX) or is_lock_file(p.name) for p in folder.iterdir())
 
 
+def check_patch_source(path: Path) -> None:
+    """Refuse an image file given where patches come from (it was read as a CSV: "'utf-8' codec can't decode")."""
+    if Path(path).is_file() and Path(path).suffix.lower().lstrip(".") in IMAGE_EXTENSIONS:
+        raise ShardError(f"{path}: an image file; patches come from a folder (class subfolders or labels.csv) or a "
+                         f"CSV of image paths and labels (a whole-slide image: tile it with --slides)")
+
+
 def collect_samples(
     input_path: Union[str, Path],
     classes: Sequence[str],
@@ -165,6 +172,7 @@ def collect_samples(
     input_path = Path(input_path)
     if not input_path.exists():
         raise ShardError(f"input not found: {input_path}")
+    check_patch_source(input_path)
     if input_path.is_file():
         samples = read_patch_csv(input_path)
         root = input_path.parent

@@ -158,6 +158,14 @@ def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = N
     for flag, given in (("--slides", inputs.slides), ("--labels", inputs.labels), ("--patches", inputs.patches)):
         if given is not None and not Path(given).exists():
             raise UserError(f"{flag} {given}: not found")  # not by the first stage, after the log was opened
+    if inputs.patches is not None:
+        from ..data.collect import check_patch_source
+        from ..data.shardset import ShardError
+
+        try:
+            check_patch_source(Path(inputs.patches))
+        except ShardError as err:
+            raise UserError(f"--patches {err}") from None
     refuse_inputs_of_another_task(cfg, inputs)
     start, stop = names.index(first or names[0]), names.index(last or names[-1])
     if "finetune-vlm" in names and start <= names.index("finetune-vlm") <= stop:
