@@ -47,3 +47,17 @@ def tune_saved_its_state(tmp_path: Path) -> None:
     tune.Tuner(lambda config: None, param_space={"train.lr": tune.uniform(1e-4, 1e-3)},
                tune_config=tune.TuneConfig(metric="val/balanced_accuracy", mode="max", num_samples=4),
                run_config=tune.RunConfig(name="search", storage_path=str(tmp_path / "runs" / "tune"), verbose=0))
+
+
+def replace_ray_tuner(monkeypatch, tuner_cls, with_resources=None) -> None:
+    """Run a search without Ray: `tuner_cls` stands in for `tune.Tuner` (its `fit()` returns the trials' results),
+    no shard set is read and Ray is not started. `with_resources`: a stand-in that records what trials ask for."""
+    from ray import tune
+
+    from mmlnb_dist.tuning import driver
+
+    monkeypatch.setattr(driver, "check_recipe", lambda cfg: None)  # no shard set needed
+    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
+    monkeypatch.setattr(tune, "Tuner", tuner_cls)
+    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
+    monkeypatch.setattr(tune, "with_resources", with_resources or (lambda fn, res: fn))

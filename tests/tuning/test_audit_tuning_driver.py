@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from support.tune_search import replace_ray_tuner
+
 from mmlnb_dist.config import load_config
 from mmlnb_dist.core.recipe import FINAL_REPORT
 
@@ -38,7 +40,6 @@ def test_the_best_pick_keeps_the_first_of_equals_and_skips_infinite_values():
 def _search(tmp_path, monkeypatch, results, *extra, name="audit", pool=None):
     """`run_search` with Ray's Tuner replaced; returns (summary, what the driver handed Tune)."""
     import ray
-    from ray import tune
 
     from mmlnb_dist.tuning import driver
 
@@ -64,12 +65,8 @@ def _search(tmp_path, monkeypatch, results, *extra, name="audit", pool=None):
         seen["resources"] = res
         return fn
 
-    monkeypatch.setattr(driver, "check_recipe", lambda cfg: None)  # no shard set needed
     monkeypatch.setattr(driver, "check_resources", lambda cfg: None)  # a GPU asked of this GPU-less machine
-    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
-    monkeypatch.setattr(tune, "Tuner", Tuner)
-    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
-    monkeypatch.setattr(tune, "with_resources", with_resources)
+    replace_ray_tuner(monkeypatch, Tuner, with_resources)
     if pool is not None:
         from mmlnb_dist.tuning import pool as pool_module
 

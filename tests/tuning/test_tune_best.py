@@ -53,7 +53,7 @@ class _Grid(list):
 
 
 def _fake_search(tmp_path, monkeypatch, results, name="best", extra=()):
-    from ray import tune
+    from support.tune_search import replace_ray_tuner  # (not at the top: Ray's workers import this module alone)
 
     from mmlnb_dist.tuning import driver
 
@@ -64,11 +64,7 @@ def _fake_search(tmp_path, monkeypatch, results, name="best", extra=()):
         def fit(self):
             return _Grid(results)
 
-    monkeypatch.setattr(driver, "check_recipe", lambda cfg: None)  # no shard set needed
-    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
-    monkeypatch.setattr(tune, "Tuner", Tuner)
-    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
-    monkeypatch.setattr(tune, "with_resources", lambda fn, res: fn)
+    replace_ray_tuner(monkeypatch, Tuner)
     (tmp_path / "space.yaml").write_text("params:\n  train.lr: {grid: [1.0e-4, 5.0e-3]}\n")
     cfg = load_config("cpu-demo", [f"data.shards={tmp_path}/shards", f"run.output_dir={tmp_path}/runs",
                                    "tracking.backends=[stdout]", "train.epochs=2", "tune.num_cpus=2",

@@ -12,6 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from support.tune_search import replace_ray_tuner
+
 from mmlnb_dist.config import load_config
 from mmlnb_dist.core.errors import ConfigError
 
@@ -60,8 +62,6 @@ class _Grid(list):
 def test_a_search_on_the_loss_minimises_it(tmp_path, monkeypatch):
     """The repro: `tune ... tune.metric=val/loss` (mode unset). The Tuner, ASHA and the searcher get mode=min, and the
     best trial in summary.json and best.yaml is the one with the lowest loss."""
-    from ray import tune
-
     from mmlnb_dist.tuning import driver
 
     seen = {}
@@ -75,11 +75,7 @@ def test_a_search_on_the_loss_minimises_it(tmp_path, monkeypatch):
                                          metrics={"val/loss": loss, "trial_id": tid, "training_iteration": 2})
                          for tid, lr, loss in (("a", 1e-3, 0.9), ("b", 3e-3, 0.3), ("c", 2e-3, 0.6)))
 
-    monkeypatch.setattr(driver, "check_recipe", lambda cfg: None)  # no shard set needed
-    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
-    monkeypatch.setattr(tune, "Tuner", Tuner)
-    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
-    monkeypatch.setattr(tune, "with_resources", lambda fn, res: fn)
+    replace_ray_tuner(monkeypatch, Tuner)
     (tmp_path / "space.yaml").write_text("params:\n  train.lr: {loguniform: [1.0e-3, 3.0e-3]}\n")
     cfg = load_config("cpu-demo", [f"data.shards={tmp_path}/shards", f"run.output_dir={tmp_path}/runs",
                                    "tracking.backends=[stdout]", "train.epochs=2", "tune.num_cpus=2",

@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+from support.tune_search import replace_ray_tuner
+
 from mmlnb_dist.config import load_config
 
 METRIC = "val/balanced_accuracy"
 
 
 def test_a_resumed_search_reports_the_time_of_all_its_runs(tmp_path, monkeypatch):
-    from ray import tune
-
     from mmlnb_dist.tuning import driver
 
     clock = [1000.0]
@@ -38,11 +38,7 @@ def test_a_resumed_search_reports_the_time_of_all_its_runs(tmp_path, monkeypatch
                                     metrics={METRIC: 0.6, "trial_id": "t1", "training_iteration": 2})]
 
     monkeypatch.setattr(driver, "time", SimpleNamespace(time=lambda: clock[0]))
-    monkeypatch.setattr(driver, "check_recipe", lambda cfg: None)  # no shard set needed
-    monkeypatch.setattr(driver, "_init_ray", lambda cfg: False)
-    monkeypatch.setattr(tune, "Tuner", Tuner)
-    monkeypatch.setattr(tune, "with_parameters", lambda fn, **kw: fn)
-    monkeypatch.setattr(tune, "with_resources", lambda fn, res: fn)
+    replace_ray_tuner(monkeypatch, Tuner)
     (tmp_path / "space.yaml").write_text("params:\n  train.lr: {grid: [1.0e-4, 5.0e-3]}\n")
 
     def search(*extra):
