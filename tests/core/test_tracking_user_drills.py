@@ -22,6 +22,7 @@ from mmlnb_dist.core.tracking import build_logger
 from mmlnb_dist.core.tracking.server import free_port
 
 from support.cli import run_cli
+from support.offline_runs import journal_offline
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_DEMO = ROOT / "launch" / "profiles" / "cpu-demo.yaml"
@@ -75,16 +76,9 @@ def test_a_metric_name_mlflow_refuses_is_logged_under_a_valid_name_and_tracking_
 
 def test_a_journal_holding_a_refused_metric_name_still_syncs(tmp_path, store, monkeypatch):
     """Journaled offline (or by a version before the fix): `tracking sync` used to fail on it every time."""
-    from mmlnb_dist.core.tracking import mlflow_logger
-
-    run_dir = tmp_path / "runs" / "t"
     cfg = _cfg(tmp_path)
-    monkeypatch.setattr(mlflow_logger, "server_reachable", lambda *a, **k: False)
-    logger = build_logger(cfg.tracking, cfg.run, 0, run_dir, "train")
-    logger.log_metrics({"val/f1 (macro)": 0.25}, step=0)
-    logger.log_metrics({"train/loss": 0.5}, step=1)
-    logger.close()
-    monkeypatch.undo()
+    run_dir = journal_offline(monkeypatch, cfg, tmp_path / "runs" / "t",
+                              [(0, {"val/f1 (macro)": 0.25}), (1, {"train/loss": 0.5})])
     code, out, err = run_cli(["tracking", "sync", str(run_dir)])
     assert code == 0, err
     client = _client(tmp_path)
@@ -211,16 +205,8 @@ def test_an_import_into_a_store_that_cannot_be_opened_says_how_to_upload_it_else
 def test_a_damaged_journal_line_is_reported_once_by_its_number_and_the_rest_is_synced(tmp_path, store, monkeypatch):
     """One damaged line was warned about once per read of the journal (4 times in one `tracking sync`), with no line
     number: it read as several damaged lines, and nothing said which. Bytes that are not UTF-8 crashed the read."""
-    from mmlnb_dist.core.tracking import mlflow_logger
-
-    run_dir = tmp_path / "runs" / "t"
-    cfg = _cfg(tmp_path)
-    monkeypatch.setattr(mlflow_logger, "server_reachable", lambda *a, **k: False)
-    logger = build_logger(cfg.tracking, cfg.run, 0, run_dir, "train")
-    for step in range(3):
-        logger.log_metrics({"train/loss": float(step)}, step=step)
-    logger.close()
-    monkeypatch.undo()
+    run_dir = journal_offline(monkeypatch, _cfg(tmp_path), tmp_path / "runs" / "t",
+                              [(step, {"train/loss": float(step)}) for step in range(3)])
     journal = run_dir / "tracking" / "train.jsonl"
     lines = journal.read_bytes().splitlines(True)
     damaged = next(n for n, line in enumerate(lines, 1) if b'"step": 1' in line)
@@ -345,16 +331,11 @@ def test_sync_of_several_folders_refuses_one_without_a_journal_before_sending_an
                                                                                          monkeypatch):
     """`tracking sync runs/a runs/typo runs/c` sent a's journal, then stopped at the typo: c was never synced, and
     the refusal did not say a had been."""
-    from mmlnb_dist.core.tracking import mlflow_logger
     from mmlnb_dist.core.tracking.journal import Spool
 
     cfg = _cfg(tmp_path)
-    monkeypatch.setattr(mlflow_logger, "server_reachable", lambda *a, **k: False)
     for name in ("a", "c"):
-        logger = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / name, "train")
-        logger.log_metrics({"train/loss": 1.0}, step=0)
-        logger.close()
-    monkeypatch.undo()
+        journal_offline(monkeypatch, cfg, tmp_path / "runs" / name, [(0, {"train/loss": 1.0})])
     folders = [str(tmp_path / "runs" / n) for n in ("a", "typo", "c")]
     code, out, err = run_cli(["tracking", "sync", *folders])
     assert code == 2 and folders[1] in err, err

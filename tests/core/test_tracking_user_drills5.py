@@ -21,6 +21,7 @@ from mmlnb_dist.config import load_config
 from mmlnb_dist.core.tracking import build_logger
 
 from support.cli import run_cli
+from support.offline_runs import journal_offline
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_DEMO = ROOT / "mmlnb_dist" / "profiles" / "cpu-demo.yaml"
@@ -43,16 +44,8 @@ def template_store(tmp_path_factory):
 
 def _offline_run(runs: Path, name: str, monkeypatch, template_store) -> Path:
     """A run journaled with its store unreachable (stdout and mlflow backends, as cpu-demo), then the store made."""
-    from mmlnb_dist.core.tracking import mlflow_logger
-
-    cfg = _cfg(runs, name)
-    run_dir = runs / name
-    monkeypatch.setattr(mlflow_logger, "server_reachable", lambda *a, **k: False)
-    logger = build_logger(cfg.tracking, cfg.run, 0, run_dir, "train")
-    logger.log_metrics({"train/loss": 1.0}, step=0)
-    logger.log_metrics({"train/loss": 0.5}, step=1)
-    logger.close()
-    monkeypatch.undo()
+    run_dir = journal_offline(monkeypatch, _cfg(runs, name), runs / name,
+                              [(0, {"train/loss": 1.0}), (1, {"train/loss": 0.5})])
     shutil.copy(template_store, runs / "mlflow.db")
     return run_dir
 
