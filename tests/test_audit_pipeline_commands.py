@@ -70,7 +70,8 @@ def _ablate(monkeypatch, tmp_path, *argv, parent_run_id=None):
     def run_study(cfg, rows, seeds, descriptions=None, train_jobs=None):
         seen.update(rows=rows, seeds=seeds, run_dir=Path(cfg.run.dir))
         logging.getLogger("mmlnb_dist.studies").info("row full, seed 0: trained")
-        return SimpleNamespace(markdown="| row | accuracy |", study_dir=Path(cfg.run.dir), parent_run_id=parent_run_id)
+        return SimpleNamespace(markdown="| row | accuracy |", study_dir=Path(cfg.run.dir), parent_run_id=parent_run_id,
+                               failed={})
 
     monkeypatch.setattr(studies, "run_study", run_study)
     code, out, err = run_cli(["ablate", "--config", "cpu-demo", f"run.output_dir={tmp_path}", "run.name=study",
