@@ -93,18 +93,18 @@ def run_tile(args: argparse.Namespace) -> int:
         # else tiled with no normalisation and no word about the target given
         raise UserError(f"--stain-target {args.stain_target}: no stain method to use it with (slides.stain.method "
                         f"is none); add --stain macenko or --stain reinhard")
-    logger = None
+    logger = checked = None
     if args.track or cfg.slides.log_to_tracking:
         from ..core.tracking import build_logger
         from ..slides.inputs import check_input_paths
         from ..slides.tiler import check_inputs
 
         check_input_paths(args.slides, args.labels, args.out)  # a usage error leaves no tracking run behind
-        check_inputs(cfg.slides, args.slides, args.labels, cfg.data.classes)  # (masks, resolution: the same)
+        checked = check_inputs(cfg.slides, args.slides, args.labels, cfg.data.classes)  # (masks, resolution)
         logger = build_logger(cfg.tracking, cfg.run, 0, staging_folder(args.out), "slides", config=cfg)
     try:
         report = tile_slides(cfg.slides, cfg.data.build, args.slides, args.labels, args.out, classes=cfg.data.classes,
-                             progress=not args.quiet, logger=logger)
+                             progress=not args.quiet, logger=logger, checked=checked)
     finally:
         if logger is not None:
             logger.close()

@@ -54,9 +54,9 @@ class SampleSpec:
 
 def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     """Encoded image member `(ext, bytes)`; raises on unreadable images (the caller records them as skipped)."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    from .images import square_crop, to_rgb
+    from .images import decode_opened, square_crop, to_rgb
 
     raw = spec.image if isinstance(spec.image, bytes) else Path(spec.image).read_bytes()
     img = Image.open(io.BytesIO(raw))
@@ -66,12 +66,9 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
         ext = ((Path(spec.image).suffix.lstrip(".").lower() if not isinstance(spec.image, bytes) else "")
                or (img.format or "png").lower())
         return ext, raw
-    size, source_size = build.image_size, img.size
-    # draft() lets the JPEG decoder scale by 1/2, 1/4, 1/8 in the DCT domain when the source is much larger.
-    img.draft("RGB", (size, size))
-    ImageOps.exif_transpose(img, in_place=True)  # as displayed: a camera's JPEG says "turn me" in its EXIF
-    img = to_rgb(img)
-    img = square_crop(img, size, Image.BICUBIC)
+    size, source_size = build.image_size, img.size  # (before the decoder's DCT scaling shrinks it)
+    # as training decodes (DCT-scaled JPEG, EXIF orientation applied: a camera's JPEG says "turn me")
+    img = square_crop(decode_opened(img, size), size, Image.BICUBIC)
     buf = io.BytesIO()
     if build.image_format == "jpeg":
         img.save(buf, format="JPEG", quality=build.jpeg_quality, optimize=False, progressive=False)

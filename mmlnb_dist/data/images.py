@@ -71,9 +71,16 @@ def decode_image(data: bytes, size: Optional[int] = None):
 
     An EXIF orientation tag (a camera's JPEG kept as it is: `image_format=original`, a served phone photo) is
     applied: the image as displayed, as the shard build re-encodes it."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    img = Image.open(io.BytesIO(data))
+    return decode_opened(Image.open(io.BytesIO(data)), size)
+
+
+def decode_opened(img, size: Optional[int] = None):
+    """`decode_image` of an image PIL has opened (not yet decoded): the one decode path of training, serving and
+    the shard build."""
+    from PIL import ImageOps
+
     if size is not None:
         img.draft("RGB", (size, size))
     ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of an image with no tag

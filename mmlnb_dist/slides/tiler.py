@@ -245,9 +245,10 @@ def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
 
 
 def tile_slides(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path, out: Path, classes: Sequence[str],
-                progress: bool = True, logger=None) -> TilingReport:
+                progress: bool = True, logger=None, checked=None) -> TilingReport:
     """Tile every labelled slide and write the shard set `out` (see the module docstring), holding a
-    `FolderLock` on `out` for the whole job (a second job into it stops at once, naming this one)."""
+    `FolderLock` on `out` for the whole job (a second job into it stops at once, naming this one). `checked`: what
+    `check_inputs` returned for these inputs, when the caller ran it already (it opens every slide)."""
     from ..core.runlock import FolderLock
     from ..data.build import discard_empty_output
 
@@ -260,7 +261,7 @@ def tile_slides(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path,
     refuse_file_out(Path(out))
     lock = FolderLock(Path(out), "slides tile").acquire()
     try:
-        report = _tile_slides_locked(s, build, slides, labels, out, classes, progress, logger)
+        report = _tile_slides_locked(s, build, slides, labels, out, classes, progress, logger, checked)
         if report.manifest is None:
             discard_empty_output(Path(out), lock)  # no shards (the QC files are in <out>.work/qc): no folder
         return report
@@ -289,7 +290,7 @@ def check_inputs(s: SlidesConfig, slides: Path, labels: Path, classes: Sequence[
 
 
 def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, labels: Path, out: Path,
-                        classes: Sequence[str], progress: bool, logger) -> TilingReport:
+                        classes: Sequence[str], progress: bool, logger, checked=None) -> TilingReport:
     from ..data.build import build_shards
 
     start = time.perf_counter()
@@ -297,7 +298,7 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     # has a name to stage beside).
     out = _absolute(Path(out))
     work = staging_folder(out)
-    usable, problems = check_inputs(s, slides, labels, classes)
+    usable, problems = checked or check_inputs(s, slides, labels, classes)
     target, target_source = stain_target(s, usable)
     if s.stain.method != "none" and target is None:
         raise TilingInputError("no stain target: set slides.stain.target (no tiatoolbox, no slide with tissue)")
