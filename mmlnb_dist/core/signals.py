@@ -7,6 +7,10 @@ the run as KILLED exactly as it does for Ctrl-C:
 
     with sigterm_as_interrupt():
         recipe.setup(); recipe.train()          # SIGTERM -> Terminated -> cleanup("KILLED")
+
+SIGUSR1 and SIGUSR2 are taken the same way: a scheduler's warning before its time limit (Slurm
+`#SBATCH --signal=USR1@120`, the form PyTorch Lightning's Slurm users know; LSF, PBS) means "checkpoint and stop",
+and Python's default for them ended the process at once.
 """
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ from typing import Any, Callable, Iterator, Optional
 
 log = logging.getLogger(__name__)
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+"""The signals that stop a run the way SIGTERM does (the launch/ wrappers forward USR1/USR2 as SIGTERM)."""
+
 
 class Terminated(KeyboardInterrupt):
     """The process received SIGTERM (raised in the main thread by `sigterm_as_interrupt`)."""
@@ -27,25 +34,27 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame) -> None:
     # Restore the default first: a second SIGTERM (an impatient scheduler) ends the process for good.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    log.warning("SIGTERM received: stopping, as Ctrl-C would (a tracked run ends as KILLED)")
+    signal.signal(signum, signal.SIG_DFL)
+    log.warning("%s received: stopping, as Ctrl-C would (a tracked run ends as KILLED)", signal.Signals(signum).name)
     raise Terminated(f"signal {signum}")
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` while the block runs; the previous handler comes back afterwards.
+    """Turn SIGTERM (and SIGUSR1/2, `STOP_SIGNALS`) into `Terminated` while the block runs; the previous handlers
+    come back afterwards.
 
     Does nothing outside the main thread (Python only lets the main thread set handlers; a Ray or Tune worker
     thread keeps its host's handling)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {sig: signal.signal(sig, _raise_terminated) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -76,8 +85,8 @@ forwards the scheduler's SIGTERM to ranks that the scheduler signalled already."
 
 
 class GracefulStop:
-    """While entered, the first SIGTERM only asks the training loop to stop: it checks `agreed(env)` at each
-    optimizer step, every rank stops at the same step, saves a checkpoint there and raises `Terminated`, so a
+    """While entered, the first SIGTERM (or SIGUSR1/2) only asks the training loop to stop: it checks `agreed(env)`
+    at each optimizer step, every rank stops at the same step, saves a checkpoint there and raises `Terminated`, so a
     scheduler's time limit or a preemption loses no trained step. A second SIGTERM stops at once (`Terminated`),
     unless it comes within `REPEAT_AFTER_S` of the first (a launcher forwarding the scheduler's signal).
 
@@ -98,18 +107,19 @@ class GracefulStop:
                 return  # the launcher's copy of the scheduler's SIGTERM, not an impatient second one
             _raise_terminated(signum, frame)
         self.requested, self.first_at = True, time.monotonic()
-        log.warning("SIGTERM received: stopping after the current optimizer step, with a checkpoint there (another "
-                    "SIGTERM, %.0f s or more later, stops at once)", REPEAT_AFTER_S)
+        log.warning("%s received: stopping after the current optimizer step, with a checkpoint there (a SIGTERM, "
+                    "%.0f s or more later, stops at once)", signal.Signals(signum).name, REPEAT_AFTER_S)
 
     def __enter__(self) -> "GracefulStop":
         if threading.current_thread() is threading.main_thread() and not _in_ray_worker():
-            self._previous = signal.signal(signal.SIGTERM, self._ask)
+            self._previous = {sig: signal.signal(sig, self._ask) for sig in STOP_SIGNALS}
             self._installed = True
         return self
 
     def __exit__(self, *exc) -> None:
         if self._installed:
-            signal.signal(signal.SIGTERM, self._previous)
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
             self._installed = False
 
     def agreed(self, env) -> bool:

@@ -67,7 +67,11 @@ def sigterm_from_parent_only(worker_id: int) -> None:
     mask) and one thread takes it with `sigwaitinfo`, which names the sender. A worker whose parent is gone ends
     anyway (torch's watchdog ends it too). Where `sigwaitinfo` is missing (macOS, Windows) torch's handler stays.
     The worker is born with SIGTERM blocked (`_workers_born_with_sigterm_blocked`), so one sent before this runs
-    waits for the thread instead of reaching torch's handler."""
+    waits for the thread instead of reaching torch's handler. A scheduler's warning signal (SIGUSR1/2, Slurm's
+    `--signal=USR1@...`, which reaches the workers too) is the parent's to handle: ignored here (its default ended
+    the worker, and the run crashed at its next batch)."""
+    for warning in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(warning, signal.SIG_IGN)
     if not hasattr(signal, "sigwaitinfo"):
         return
     parent = os.getppid()

@@ -91,7 +91,8 @@ def checkpoint_weights(ckpt_dir: Path, tag: str):
 # "saving:epoch-0002" (during that save: DeepSpeed's files are in `checkpoints/.partial-epoch-0002/`, no checksums
 # recorded, nothing renamed). `predict`: "journaled:2" (just after its second chunk is in `<out>.resume/`).
 # "sigterm:7" sends the child SIGTERM as it logs optimizer step 7 (it then stops by itself: nothing to wait for);
-# "sigterm-group:7" sends it to the child's whole process group (start the child with start_new_session=True).
+# "sigterm-group:7" sends it to the child's whole process group (start the child with start_new_session=True);
+# "sigusr1:7", "sigusr1-group:7" (USR2 likewise) send a scheduler's warning signal instead.
 GATE_ENV, GATE_AT_ENV = "MMLNB_TEST_KILL_GATE", "MMLNB_TEST_KILL_AT"
 _GATE_BOOT = ("import sys; sys.path.insert(0, {tests!r}); from support.fusion import run_gated_cli; "
               "sys.exit(run_gated_cli(sys.argv[1:]))")
@@ -159,28 +160,29 @@ def run_gated_cli(argv: List[str]) -> int:
                     _wait_at_gate(Path(gate), at)
 
             PredictJournal.append = append_then_wait
-        elif kind in ("sigterm", "sigterm-group"):  # the scheduler's SIGTERM, when training logs step <tag>
+        elif kind.split("-")[0] in ("sigterm", "sigusr1", "sigusr2"):  # a scheduler's signal at step <tag>
             import signal
             import threading
 
             from mmlnb_dist.core.tracking import loggers
 
             log_metrics = loggers.MultiLogger.log_metrics
+            name = kind.split("-")[0][3:].upper()
 
             def log_then_signal(self, metrics, step):
                 log_metrics(self, metrics, step)
                 if step == int(tag) and "train/loss" in metrics:
-                    if kind == "sigterm":
-                        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+                    if not kind.endswith("-group"):
+                        signal.pthread_kill(threading.get_ident(), getattr(signal, "SIG" + name))
                     else:  # to every process of the job, loader workers too, from outside as Slurm does
                         import subprocess  # (the child runs with start_new_session=True: its group is the job)
 
-                        subprocess.run(["kill", "-TERM", "--", f"-{os.getpgid(0)}"], check=False)
+                        subprocess.run(["kill", f"-{name}", "--", f"-{os.getpgid(0)}"], check=False)
 
             loggers.MultiLogger.log_metrics = log_then_signal
         else:
             raise ValueError(f"{GATE_AT_ENV}={at!r}: expected saved:<tag>, saving:<tag>, journaled:<chunks>, "
-                             f"sigterm:<step> or sigterm-group:<step>")
+                             f"sig{{term,usr1,usr2}}[-group]:<step>")
     return cli.main(argv)
 
 
