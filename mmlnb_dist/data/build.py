@@ -308,7 +308,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                     chunk = specs[start:start + step]
                     done = finished_chunk(tmp, split, i)  # by a stopped run of this same job
                     if done is None:
-                        before, digests = len(skipped), {}
+                        before, before_small, digests = len(skipped), len(small), {}
                         label_counts.clear()
                         entry = write_tar_shard(tmp / f"{split}-{i:06d}.tar", encoded(chunk, digests), classes)
                         if multilabel:
@@ -316,10 +316,11 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
                         if entry["num_samples"] == 0:  # every image of this chunk was unreadable
                             (tmp / entry["file"]).unlink()
                             entry = None
-                        record_chunk(tmp, split, i, entry, skipped[before:], digests)
+                        record_chunk(tmp, split, i, entry, skipped[before:], digests, small[before_small:])
                     else:
                         entry, digests = done["entry"], done.get("digests", {})
                         skipped.extend(done["skipped"])
+                        small.extend((name, tuple(wh)) for name, wh in done.get("upscaled", ()))
                         reused += len(chunk)
                         bar.update(len(chunk))
                     if entry is not None:
@@ -367,7 +368,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
         write_manifest(tmp, manifest)
         _move_into_place(tmp, out_dir)
         warn_duplicates(manifest["duplicates"], str(out_dir))
-        _warn_upscaled(small, len(samples) - reused, build.image_size)
+        _warn_upscaled(small, len(samples), build.image_size)
     except BaseException:
         bar.close()
         kept = len(list(tmp.glob(".chunk-*.json")))

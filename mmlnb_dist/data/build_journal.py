@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..core.files import replace_text
 from .writer import sha256_file
@@ -44,11 +44,14 @@ def _record_path(tmp: Path, split: str, index: int) -> Path:
 
 
 def record_chunk(tmp: Path, split: str, index: int, entry: Optional[Dict[str, Any]],
-                 skipped: List[Dict[str, str]], digests: Dict[str, str]) -> None:
+                 skipped: List[Dict[str, str]], digests: Dict[str, str],
+                 upscaled: Sequence[Tuple[str, Tuple[int, int]]] = ()) -> None:
     """Record a finished chunk (`entry` None: every image of it was unreadable, no tar), atomically, with the
-    digests of its images (a resumed build finds copies in it without reading it back)."""
+    digests of its images (a resumed build finds copies in it without reading it back) and the images it upscaled
+    (name, source width and height: a resumed build's warning counts them too)."""
     path = _record_path(tmp, split, index)
-    replace_text(path, json.dumps({"entry": entry, "skipped": skipped, "digests": digests}, sort_keys=True))
+    replace_text(path, json.dumps({"entry": entry, "skipped": skipped, "digests": digests,
+                                   "upscaled": [[name, list(wh)] for name, wh in upscaled]}, sort_keys=True))
 
 
 def finished_chunk(tmp: Path, split: str, index: int) -> Optional[Dict[str, Any]]:

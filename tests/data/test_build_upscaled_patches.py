@@ -64,3 +64,35 @@ def test_samples_given_as_bytes_are_named_by_key(tmp_path, caplog):
                        progress=False)
     msg = _upscaled(caplog)[0].getMessage()
     assert "2 of 2" in msg and "S1_0, S1_1" in msg and "<bytes>" not in msg, msg
+
+
+def test_a_resumed_build_counts_the_upscaled_images_of_the_shards_it_reused(tmp_path, caplog, monkeypatch):
+    """A build stopped after its first shards and run again warned about the images it encoded this time only
+    ("1 of 2": the reused shards' small images were not counted, nor named): the same numbers as an uninterrupted
+    build now."""
+    sizes = [(16, 16), (32, 32), (40, 20), (64, 48), (24, 24), (48, 64)]
+    specs = _specs(tmp_path, sizes)
+    build = BuildConfig(image_size=32, image_format="png", val_fraction=0.0, max_samples_per_shard=2)
+    real, calls = B._encode, [0]
+
+    def stop_in_the_third_shard(spec, config):
+        calls[0] += 1
+        if calls[0] > 4:
+            raise KeyboardInterrupt
+        return real(spec, config)
+
+    monkeypatch.setattr(B, "_encode", stop_in_the_third_shard)
+    try:
+        B.build_shards(specs, tmp_path / "out", build, CLASSES, progress=False)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(B, "_encode", real)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        B.build_shards(specs, tmp_path / "out", build, CLASSES, progress=False)
+    found = _upscaled(caplog)
+    assert len(found) == 1, caplog.text
+    msg = found[0].getMessage()
+    assert "3 of 6" in msg and "16x16" in msg, msg
+    assert msg.endswith(f"{tmp_path / 'p0.png'}, {tmp_path / 'p2.png'}, {tmp_path / 'p4.png'}"), msg
