@@ -52,7 +52,8 @@ class TuneConfig(Section):
 
     max_t: Optional[int] = Field(None, ge=1)
     """ASHA: the most reports a trial makes; default `train.epochs` (one report per epoch), for `tune.recipe=vlm`
-    the base config's validation count (every `vlm.eval_every` steps and at the end)."""
+    the base config's validation count (every `vlm.eval_every` steps and at the end). Less than that count is
+    refused: ASHA would stop every trial before the end of its training."""
 
     seed: int = Field(0, ge=0)
     """Seed of the searcher (random and Optuna sampling)."""

@@ -66,6 +66,8 @@ def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: An
         raise ConfigError(f"tune.grace_period={t.grace_period} is more than {compared}, the most reports ASHA lets "
                           f"a trial make: it cannot let every trial run that long before stopping one. Set "
                           f"tune.grace_period to at most {max_t}, or use tune.scheduler=fifo")
+    if t.scheduler == "asha" and t.max_t:
+        _refuse_max_t_below_the_reports(cfg, spec)
     if t.searcher == "grid":
         try:
             to_tune_space(space, "grid", cfg.train.epochs)
@@ -73,6 +75,26 @@ def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: An
             raise SpaceError(f"{source or 'the search space'}: tune.{err}; use tune.searcher=random or optuna for "
                              f"its ranges, or give every key a choice or grid") from None
     return max_t
+
+
+def _refuse_max_t_below_the_reports(cfg: Config, spec: Any) -> None:
+    """ASHA stops every trial at `tune.max_t` reports: below the reports a trial of the base config makes, no trial
+    trained as configured (no test split, no export), the best was picked from partial runs, and best.yaml then
+    trains the whole run."""
+    from ..recipes import load_class
+
+    t = cfg.tune
+    if spec is not None and spec.reports:  # vlm: one report per validation
+        made = load_class(spec.reports, "tune.recipe")(cfg)
+        what = f"one per validation of a tune.recipe={t.recipe} trial"
+        fix = f"make fewer ({', '.join(spec.report_count_keys)})"
+    else:
+        made = cfg.train.epochs
+        what, fix = f"one per epoch, train.epochs={made}", f"set train.epochs={t.max_t}"
+    if made is not None and t.max_t < made:
+        raise ConfigError(f"tune.max_t={t.max_t} is less than the {made} reports a trial makes ({what}): ASHA would "
+                          f"stop every trial after {t.max_t}, none would train as configured, and best.yaml would "
+                          f"train all {made}. Set tune.max_t to at least {made} (or leave it unset), or {fix}")
 
 
 def check_recipe(cfg: Config) -> None:
