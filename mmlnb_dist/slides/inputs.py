@@ -49,10 +49,25 @@ def mask_path(mask_dir: Optional[Path], slide_id: str, file_name: Optional[str] 
     if mask_dir is None:
         return None
     mask_dir = Path(mask_dir).absolute()  # read by workers, which may run elsewhere (see find_slides)
-    for name in mask_names(slide_id, file_name):
+    names = mask_names(slide_id, file_name)
+    for name in names:
         if (mask_dir / name).is_file():
             return mask_dir / name
+    found = _masks_by_name(mask_dir) if mask_dir.is_dir() else {}
+    for name in names:  # the suffix in another case: S1.GEOJSON
+        if name in found:
+            return found[name][0]
     return None
+
+
+def _masks_by_name(mask_dir: Path) -> Dict[str, List[Path]]:
+    """The mask files of `mask_dir` by their name with the suffix in lower case: `S1.GEOJSON` and `S1.GeoJSON`
+    (Windows and some QuPath scripts write these) are masks named `S1.geojson`."""
+    found: Dict[str, List[Path]] = {}
+    for p in sorted(mask_dir.iterdir()):
+        if p.suffix.lower() == MASK_SUFFIX and p.is_file():
+            found.setdefault(p.stem + MASK_SUFFIX, []).append(p)
+    return found
 
 
 def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str],
@@ -68,8 +83,9 @@ def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str],
         raise TilingInputError(f"slides.mask_dir {mask_dir}: no such folder")
     used = set()
     slide_ids = list(slide_ids)
+    found = _masks_by_name(mask_dir)
     for sid in slide_ids:
-        paths = [mask_dir / n for n in mask_names(sid, (file_names or {}).get(sid)) if (mask_dir / n).is_file()]
+        paths = [p for n in mask_names(sid, (file_names or {}).get(sid)) for p in found.get(n, ())]
         differ = [p for p in paths if p.read_bytes() != paths[0].read_bytes()]
         if differ:
             raise TilingInputError(f"slides.mask_dir {mask_dir}: slide '{sid}' has two different masks, "
@@ -79,8 +95,7 @@ def check_mask_dir(mask_dir: Path, slide_ids: Iterable[str],
         log.warning("slides.mask_dir %s: none of the %d slide(s) being tiled has a mask there (<slide_id>%s or "
                     "<slide file name>%s): "
                     "their tissue is detected automatically", mask_dir, len(slide_ids), MASK_SUFFIX, MASK_SUFFIX)
-    unused = sorted(p.name for p in mask_dir.iterdir()
-                    if p.suffix.lower() == MASK_SUFFIX and p.name not in used and not p.name.startswith("."))
+    unused = sorted(p.name for ps in found.values() for p in ps if p.name not in used and not p.name.startswith("."))
     if unused:
         log.warning("slides.mask_dir %s: %d mask file(s) match no slide being tiled and are not used: %s%s (a "
                     "slide's mask is <slide_id>%s, <slide file name>%s or the name slides tile wrote it under in "
