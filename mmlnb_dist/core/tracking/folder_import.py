@@ -27,6 +27,7 @@ from ..runlock import FolderLock
 from ..sections import TrackingConfig
 from .journal import Spool, recorded_run, run_record_path, upload
 from .lineage import DATASETS_RECORD, recorded_datasets
+from .params import param_values
 from .server import absolute_sqlite_uri, default_tracking_uri
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,8 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
         log.warning("%s recorded no shard sets (%s: trained before they were recorded): imported without dataset "
                     "inputs, so `register` will not compare its score with another version's", run_dir,
                     DATASETS_RECORD)
-    params = {k: str(v)[:6000] for k, v in flatten_dict(config).items() if k != "run.resume"}
+    params = param_values({k: v for k, v in flatten_dict(config).items() if k != "run.resume"},
+                          f"{config_path} (the run's config.yaml artifact)")
     started, ended = int(config_path.stat().st_mtime * 1000), int(metrics_path.stat().st_mtime * 1000)
     events = [
         {"op": "start", "run_name": run_name, "experiment": tracking.experiment, "ts": started,

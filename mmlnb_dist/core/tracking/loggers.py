@@ -213,7 +213,8 @@ def build_logger(tracking: TrackingConfig, run: RunConfig, rank: int, run_dir: P
         loggers.append(ml)
         if config is not None:
             # `run.resume` says how this process started, not what the run is (a resumed run keeps its params).
-            ml.log_params({k: v for k, v in flatten(config).items() if k != "run.resume"})
+            ml.log_params({k: v for k, v in flatten(config).items() if k != "run.resume"},
+                          f"{run_dir / 'config.yaml'} (the run's config.yaml artifact)")
             ml.log_artifact(save_config(config, run_dir / "config.yaml"))
         if tracking.log_dataset and datasets:
             ml.log_datasets(list(datasets))

@@ -18,6 +18,7 @@ from .journal import (Spool, apply_event, ensure_run, now_ms, recorded_run, send
                       write_run_record)
 from .loggers import NullLogger
 from .metric_name import mlflow_key
+from .params import param_values
 from .server import (absolute_sqlite_uri, get_or_create_experiment, limit_http_retries, open_client,
                      server_reachable)
 
@@ -196,8 +197,9 @@ class MLflowLogger(NullLogger):
             self._monitor = None
 
     # -- the MetricLogger protocol
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        self._emit({"op": "params", "params": {k: str(v)[:6000] for k, v in params.items()}})
+    def log_params(self, params: Mapping[str, Any], full_values: Optional[str] = None) -> None:
+        """`full_values`: where the whole values are, named in the warning about a value cut to MLflow's limit."""
+        self._emit({"op": "params", "params": param_values(params, full_values)})
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         step = int(step)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from ..sections import TrackingConfig
+from .params import param_values
 from .server import get_or_create_experiment, limit_http_retries, open_client, server_reachable
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class ParentRun:
         exp_id = get_or_create_experiment(client, tracking.experiment, Path(output_dir) / "mlartifacts")
         run = client.create_run(exp_id, run_name=name, tags=dict(tags or {}))
         run_id = run.info.run_id
-        items = [Param(k, str(v)[:6000]) for k, v in (params or {}).items()]
+        items = [Param(k, v) for k, v in param_values(params or {}).items()]
         for i in range(0, len(items), 100):
             client.log_batch(run_id, params=items[i:i + 100])
         for path in artifacts:
