@@ -73,6 +73,19 @@ def generated_deepspeed_config(cfg, world_size: int) -> dict:
     return deepspeed_config(cfg.distributed, plan)
 
 
+def _refuse_tune_overrides(overrides) -> None:
+    """`train` reads no `tune.*` key: such an override (`tune.num_samples=8`, meant for `mmlnb-dist tune`) gave a
+    plain training run without a word. Refused before any work; a profile's own `tune:` section is fine."""
+    from ..core.errors import ConfigError
+
+    keys = [o.split("=", 1)[0].strip() for o in overrides or ()]
+    tune_keys = [k for k in keys if k == "tune" or k.startswith("tune.")]
+    if tune_keys:
+        raise ConfigError(f"train never reads {', '.join(tune_keys)}: these overrides would change nothing. The "
+                          f"tune.* settings are read by `mmlnb-dist tune` (a search; give them there), or drop them "
+                          f"to train one run")
+
+
 def _train(args: argparse.Namespace) -> int:
     from ..core.distributed import DistEnv
     from ..core.errors import UserError
@@ -81,6 +94,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.world_size is not None and not args.print_deepspeed_config:  # it was dropped: one process trained
         raise UserError("--world-size is read with --print-deepspeed-config only; a run's world size is its "
                         "launcher's (torchrun --nproc_per_node N, deepspeed --num_gpus N)")
+    _refuse_tune_overrides(args.overrides)
     cfg = load_from_args(args)
     refuse_unread_overrides(args.overrides, cfg.train.recipe)
     env = DistEnv.from_environment()
