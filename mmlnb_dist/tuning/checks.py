@@ -67,7 +67,7 @@ def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: An
                           f"a trial make: it cannot let every trial run that long before stopping one. Set "
                           f"tune.grace_period to at most {max_t}, or use tune.scheduler=fifo")
     if t.scheduler == "asha" and t.max_t:
-        _refuse_max_t_below_the_reports(cfg, spec)
+        _refuse_max_t_below_the_reports(cfg, spec, space, source)
     if t.searcher == "grid":
         try:
             to_tune_space(space, "grid", cfg.train.epochs)
@@ -77,10 +77,10 @@ def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: An
     return max_t
 
 
-def _refuse_max_t_below_the_reports(cfg: Config, spec: Any) -> None:
-    """ASHA stops every trial at `tune.max_t` reports: below the reports a trial of the base config makes, no trial
-    trained as configured (no test split, no export), the best was picked from partial runs, and best.yaml then
-    trains the whole run."""
+def _refuse_max_t_below_the_reports(cfg: Config, spec: Any, space: Optional[Dict[str, Any]], source: Any) -> None:
+    """ASHA stops every trial at `tune.max_t` reports: below the reports a trial of the base config makes (or, for
+    a space's `train.epochs` choices, its longest trial), no trial trained as configured (no test split, no
+    export), the best was picked from partial runs, and best.yaml then trains the whole run."""
     from ..recipes import load_class
 
     t = cfg.tune
@@ -89,12 +89,29 @@ def _refuse_max_t_below_the_reports(cfg: Config, spec: Any) -> None:
         what = f"one per validation of a tune.recipe={t.recipe} trial"
         fix = f"make fewer ({', '.join(spec.report_count_keys)})"
     else:
-        made = cfg.train.epochs
-        what, fix = f"one per epoch, train.epochs={made}", f"set train.epochs={t.max_t}"
+        made, what, fix = cfg.train.epochs, f"one per epoch, train.epochs={cfg.train.epochs}", \
+            f"set train.epochs={t.max_t}"
+        most = _most_epochs((space or {}).get("train.epochs"))
+        if most is not None and most > made:
+            made, what = most, f"one per epoch, up to train.epochs={most} in {source or 'the search space'}"
+            fix = f"keep the space's train.epochs at most {t.max_t}"
     if made is not None and t.max_t < made:
-        raise ConfigError(f"tune.max_t={t.max_t} is less than the {made} reports a trial makes ({what}): ASHA would "
-                          f"stop every trial after {t.max_t}, none would train as configured, and best.yaml would "
-                          f"train all {made}. Set tune.max_t to at least {made} (or leave it unset), or {fix}")
+        raise ConfigError(f"tune.max_t={t.max_t} is less than the {made} reports a trial makes ({what}): ASHA stops "
+                          f"every trial at max_t, so such a trial would never train as configured (no test split, no "
+                          f"export) and the best config, which best.yaml trains in full, would be chosen on partial "
+                          f"runs. Set tune.max_t to at least {made} (or leave it unset), or {fix}")
+
+
+def _most_epochs(entry: Any) -> Optional[int]:
+    """The most epochs a space's `train.epochs` entry gives (its choice or grid values, a randint's high - 1);
+    None for another distribution or a fixed value."""
+    if not isinstance(entry, dict):
+        return None
+    values = entry.get("choice") or entry.get("grid")
+    if isinstance(values, list) and values and all(isinstance(v, int) for v in values):
+        return max(values)
+    ends = entry.get("randint")
+    return ends[1] - 1 if isinstance(ends, list) and len(ends) >= 2 and isinstance(ends[1], int) else None
 
 
 def check_recipe(cfg: Config) -> None:

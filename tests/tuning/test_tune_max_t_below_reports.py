@@ -36,3 +36,17 @@ def test_a_max_t_that_lets_trials_finish_passes(tmp_path, extra):
     from mmlnb_dist.tuning.checks import check_search
 
     check_search(_cfg(tmp_path, "tune.grace_period=1", *extra))
+
+
+@pytest.mark.parametrize("entry, most", [("{choice: [3, 6]}", 6), ("{randint: [2, 8]}", 7)])
+def test_max_t_below_the_longest_trial_of_a_space_varying_epochs_is_refused(tmp_path, entry, most):
+    from mmlnb_dist.tuning.checks import check_search
+    from mmlnb_dist.tuning.space import load_space
+
+    path = tmp_path / "space.yaml"
+    path.write_text(f"params:\n  train.epochs: {entry}\n  train.lr: {{loguniform: [1.0e-4, 1.0e-3]}}\n")
+    cfg = _cfg(tmp_path, "train.epochs=4", "tune.max_t=5", "tune.grace_period=1")
+    with pytest.raises(ConfigError, match=rf"tune\.max_t=5 is less than the {most} reports.*space\.yaml.*"
+                                          rf"tune\.max_t to at least {most}"):
+        check_search(cfg, load_space(path), path)
+    assert check_search(_cfg(tmp_path, "train.epochs=4", f"tune.max_t={most}"), load_space(path), path) == most
