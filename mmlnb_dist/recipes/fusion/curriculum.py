@@ -50,6 +50,24 @@ def trained_lambda(cfg: CurriculumConfig, epoch: int, two_branch: bool) -> float
     return curriculum_lambda(cfg, epoch) if two_branch else 1.0
 
 
+def ramp_cut_short(cfg: CurriculumConfig, epochs: int, two_branch: bool) -> Optional[str]:
+    """Why the lambda schedule cannot reach `end` within `epochs` epochs (its ramp ends at or after the last
+    epoch, `epochs - 1`), or None when it does, or lambda does not follow the ramp (disabled, constant, one branch).
+    A profile's ramp with fewer `train.epochs` (the paper's 50..100 in a 5-epoch run) trains part of it only."""
+    if not two_branch or not cfg.enabled or cfg.schedule == "constant" or cfg.ramp_end < epochs:
+        return None
+    last = epochs - 1
+    reached = curriculum_lambda(cfg, last)
+    if math.isclose(reached, cfg.end):
+        return None
+    where = (f"never leaves fusion.curriculum.start={cfg.start:g}" if cfg.ramp_start >= last
+             else f"stops at {reached:.2f} at the last epoch ({last})")
+    return (f"fusion.curriculum.ramp_start={cfg.ramp_start}, ramp_end={cfg.ramp_end} with train.epochs={epochs} "
+            f"(epochs 0..{last}): lambda {where} and never reaches fusion.curriculum.end={cfg.end:g}, so the fused "
+            f"loss never takes over; to train the whole schedule, set fusion.curriculum.ramp_end to at most {last} "
+            f"(and ramp_start below it), or raise train.epochs above {cfg.ramp_end}")
+
+
 def phase_index(cfg: CurriculumConfig, epoch: int) -> int:
     """Index of the freezing phase that holds `epoch` (phases start at 0 and increase; checked by the config)."""
     index = 0

@@ -31,7 +31,7 @@ from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
-from .curriculum import CurriculumState
+from .curriculum import CurriculumState, ramp_cut_short
 from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume
 from .loop import too_few_micro_batches, train_epoch
 from .metrics import format_metrics_table, scalar_metrics
@@ -147,7 +147,7 @@ class FusionRecipe:
 
     # -- setup -------------------------------------------------------------------------------------------------
     def setup(self) -> None:
-        from .model import build_classifier
+        from .model import TWO_BRANCH_MODES, build_classifier
 
         cfg, env = self.cfg, self.env
         # said by the run itself, not by `check`: a search checks its base config, whose phases its trials rescale
@@ -155,6 +155,9 @@ class FusionRecipe:
         if last_phase >= cfg.train.epochs:
             log.info("note: fusion.curriculum.phases start at epoch %d >= train.epochs %d; later phases never run",
                      last_phase, cfg.train.epochs)
+        cut_short = ramp_cut_short(cfg.fusion.curriculum, cfg.train.epochs, cfg.fusion.model.mode in TWO_BRANCH_MODES)
+        if cut_short:
+            log.warning("%s", cut_short)
         self.shards = ShardSet.open(cfg.data.shards)
         self.classes = self.shards.classes
         self.has_test = self.shards.num_samples("test") > 0 and cfg.train.evaluate_test
