@@ -63,9 +63,9 @@ def ramp_cut_short(cfg: CurriculumConfig, epochs: int, two_branch: bool) -> Opti
     where = (f"never leaves fusion.curriculum.start={cfg.start:g}" if cfg.ramp_start >= last
              else f"stops at {reached:.2f} at the last epoch ({last})")
     return (f"fusion.curriculum.ramp_start={cfg.ramp_start}, ramp_end={cfg.ramp_end} with train.epochs={epochs} "
-            f"(epochs 0..{last}): lambda {where} and never reaches fusion.curriculum.end={cfg.end:g}, so the fused "
-            f"loss never takes over; to train the whole schedule, set fusion.curriculum.ramp_end to at most {last} "
-            f"(and ramp_start below it), or raise train.epochs above {cfg.ramp_end}")
+            f"(epochs 0..{last}): lambda {where} and never reaches fusion.curriculum.end={cfg.end:g} (no epoch "
+            f"trains at the end of the schedule); to train the whole schedule, set fusion.curriculum.ramp_end to at "
+            f"most {last} (and ramp_start to at most that), or raise train.epochs above {cfg.ramp_end}")
 
 
 def phase_index(cfg: CurriculumConfig, epoch: int) -> int:
