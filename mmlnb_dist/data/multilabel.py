@@ -13,6 +13,7 @@ The good rows are still built. Each kept sample carries its label set in the `js
 """
 from __future__ import annotations
 
+import ast
 import csv
 import json
 import logging
@@ -94,16 +95,22 @@ def parse_label_cell(cell: str, separator: str) -> List[str]:
 
 def _list_literal(cell: str) -> Optional[List[Any]]:
     """The items of a cell written as a JSON list or a Python list / tuple literal, else None (plain text)."""
-    import ast
-
     try:
         names = json.loads(cell)
     except json.JSONDecodeError:
-        try:
-            names = ast.literal_eval(cell)  # literals only: nothing in the cell is run
+        try:  # literals only: nothing in the cell is run; a bare `nan` item is how pandas writes a missing one
+            names = ast.literal_eval(_NanAsNone().visit(ast.parse(cell, mode="eval")))
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             return None
     return list(names) if isinstance(names, (list, tuple)) else None
+
+
+class _NanAsNone(ast.NodeTransformer):
+    """`['a', nan]` (a pandas list column with a missing item, saved with `to_csv`): the name `nan` read as None,
+    a missing item, instead of the whole cell failing to parse and becoming one label named `['a', nan]`."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.copy_location(ast.Constant(None), node) if node.id in ("nan", "NaN") else node
 
 
 def _missing(item: Any) -> bool:

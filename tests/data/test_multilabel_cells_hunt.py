@@ -1,0 +1,28 @@
+"""Label cells as data tools write them (defect hunt, clip4): a pandas list column with a missing item."""
+from __future__ import annotations
+
+import pandas as pd
+
+from mmlnb_dist.data.config import MultiLabelConfig
+from mmlnb_dist.data.multilabel import parse_label_cell, read_multilabel_csv
+
+from support.shards import write_pairs_csv
+
+
+def test_a_missing_item_of_a_pandas_list_column_is_no_label():
+    """pandas writes `[\"a\", NaN]` of a list column as `['a', nan]`: the item is missing, not part of a label name
+    (the cell used to fall back to plain text and make one class named `['a', nan]`)."""
+    cell = pd.DataFrame({"labels": [["a", float("nan")]]}).to_csv(index=False).splitlines()[1].strip('"')
+    assert cell == "['a', nan]"
+    assert parse_label_cell(cell, "|") == ["a"]
+    assert parse_label_cell("('b', NaN, 'c')", "|") == ["b", "c"]
+    assert parse_label_cell("[nan]", "|") == []
+    assert parse_label_cell("[a, b]", "|") == ["[a, b]"]  # other names still mean plain text, as before
+
+
+def test_a_pandas_list_column_with_missing_items_reads_as_its_label_sets(tmp_path):
+    path = write_pairs_csv(tmp_path, ["['a', nan]", "['a', 'b']", "[nan]", "b"])
+    got = read_multilabel_csv(path, MultiLabelConfig())
+    assert got.classes == ["a", "b"]
+    assert [s.meta["labels"] for s in got.samples] == [["a"], ["a", "b"], ["b"]]
+    assert [(d["row"], d["reason"]) for d in got.dropped] == [(3, "no labels")]
