@@ -54,7 +54,10 @@ def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, classes: Seq
     # float32 sigmoid rounds CLIP-scale logits, zero-shot's 15-35, all to 1.0 and ties them)
     ranks = torch.unique(scores, return_inverse=True)[1].double()
     probs = ranks / max(float(ranks.max()), 1.0) if ranks.numel() else ranks
-    out["micro_auroc"] = float(multilabel_auroc(probs, target, n_labels, average="micro"))
+    # undefined when every (sample, label) pair is of one kind: NaN as macro AUROC's, not torchmetrics' 0.0
+    pairs = int(target.sum())
+    out["micro_auroc"] = (float(multilabel_auroc(probs, target, n_labels, average="micro"))
+                          if 0 < pairs < target.numel() else float("nan"))
     out["macro_auroc"] = (float(multilabel_auroc(probs[:, defined], target[:, defined], len(defined),
                                                  average="macro")) if len(defined) > 1 else
                           _binary_auroc(probs, target, defined))
