@@ -82,15 +82,16 @@ INDICATOR_VALUES = frozenset({"0", "1", "true", "false", "yes", "no", "y", "n"})
 def parse_label_cell(cell: str, separator: str) -> List[str]:
     """Label names of one cell: a JSON list (`["a", "b"]`), a Python list or tuple literal (`['a', 'b']`: a
     pandas list column saved with `to_csv`), or names joined by `separator`; blanks, nulls and NaNs removed. A
-    missing-value marker (`MISSING_CELLS`) is no label."""
+    missing-value marker (`MISSING_CELLS`), whole or as one of the names (`fat|nan`: columns joined after
+    `astype(str)`), is no label."""
     cell = (cell or "").strip()
     if cell.casefold() in MISSING_CELLS:
         return []
-    if cell.startswith(("[", "(")):
-        names = _list_literal(cell)
-        if names is not None:
-            return [str(n).strip() for n in names if not _missing(n) and str(n).strip()]
-    return [n.strip() for n in cell.split(separator) if n.strip()]
+    names: Optional[List[Any]] = _list_literal(cell) if cell.startswith(("[", "(")) else None
+    if names is None:
+        names = cell.split(separator)
+    names = [str(n).strip() for n in names if not _missing(n)]
+    return [n for n in names if n and n.casefold() not in MISSING_CELLS]
 
 
 def _list_literal(cell: str) -> Optional[List[Any]]:

@@ -26,3 +26,16 @@ def test_a_pandas_list_column_with_missing_items_reads_as_its_label_sets(tmp_pat
     assert got.classes == ["a", "b"]
     assert [s.meta["labels"] for s in got.samples] == [["a"], ["a", "b"], ["b"]]
     assert [(d["row"], d["reason"]) for d in got.dropped] == [(3, "no labels")]
+
+
+def test_a_missing_marker_among_separated_names_is_no_label(tmp_path):
+    """Label columns joined after `astype(str)` (`df.a + "|" + df.b`, one of them missing) read `fat|nan`: the
+    `nan` is a missing name, as a whole `nan` cell is, not a class named `nan` (nor `None`, `N/A`)."""
+    assert parse_label_cell("fat|nan", "|") == ["fat"]
+    assert parse_label_cell("None | necrosis | N/A", "|") == ["necrosis"]
+    assert parse_label_cell("nanoparticles|fat", "|") == ["nanoparticles", "fat"]
+    path = write_pairs_csv(tmp_path, ["fat|nan", "necrosis|nan", "nan|nan", "fat|necrosis"])
+    got = read_multilabel_csv(path, MultiLabelConfig())
+    assert got.classes == ["fat", "necrosis"]
+    assert [s.meta["labels"] for s in got.samples] == [["fat"], ["necrosis"], ["fat", "necrosis"]]
+    assert [(d["row"], d["reason"]) for d in got.dropped] == [(3, "no labels")]
