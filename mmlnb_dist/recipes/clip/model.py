@@ -57,6 +57,7 @@ class ClipMultiLabel(nn.Module):
                 raise ConfigError("clip.model.fusion: zero_shot compares CLIP's own image and text embeddings; "
                                   "set clip.model.image_encoder=clip and clip.model.text_encoder=clip")
             self.prompts = zero_shot_prompts(cfg.zero_shot_prompt, classes, num_labels)
+            check_prompts_differ(towers, self.prompts, classes)
             towers.set_unfrozen_blocks(0)  # the baseline is CLIP as it is: nothing trains
             return
         image_dim = self._image_side().embed_dim if self.uses_image else 0
@@ -172,6 +173,24 @@ def zero_shot_prompts(template: str, classes: Optional[List[str]], num_labels: i
     if classes is None or len(classes) != num_labels:
         raise ValueError(f"fusion=zero_shot needs the {num_labels} label names (classes), got {classes!r}")
     return [template.replace("{label}", name) for name in classes]
+
+
+def check_prompts_differ(towers: Towers, prompts: List[str], classes: List[str]) -> None:
+    """A ConfigError when two labels' prompts are the same tokens to the text tower (cut at its token limit, or
+    spelt alike to its tokenizer: the tiny towers' uncased one drops accents): their zero-shot scores would be
+    equal for every image, the top-k choosing between them by position."""
+    ids = towers.tokenize(prompts)["input_ids"]
+    first: Dict[tuple, int] = {}
+    same = []
+    for i, row in enumerate(ids.tolist()):
+        j = first.setdefault(tuple(row), i)
+        if j != i:
+            same.append(f"'{classes[j]}' and '{classes[i]}'")
+    if same:
+        raise ConfigError(f"clip.model.zero_shot_prompt: the prompts of labels {'; '.join(same)} are the same "
+                          f"{ids.shape[1]} tokens to the text tower, so their zero-shot scores would be equal; "
+                          f"raise clip.model.towers.max_length (now {towers.max_length}), shorten the prompt, or "
+                          f"rename the labels")
 
 
 def build_model(cfg: ClipModelConfig, num_labels: int, image_size: int,
