@@ -159,9 +159,12 @@ def _columns(rows_header: Sequence[str], csv_path: Path, opts: MultiLabelConfig)
     for key in ("image_column", "text_column", "labels_column"):
         name = getattr(opts, key)
         if name not in rows_header:
+            spaced = [h for h in rows_header if h.strip() == name.strip()]
+            hint = (f"its column {spaced[0]!r} has spaces around the name (a header written `a, b, c`): write the "
+                    f"header without them" if spaced else f"Name the column with `data.multilabel.{key}=...` or "
+                    f"the matching shards build flag")
             raise ShardError(f"CSV {csv_path} has no column '{name}' (data.multilabel.{key}); it has: "
-                             f"{', '.join(rows_header) or 'no header'}. Name the column with "
-                             f"`data.multilabel.{key}=...` or the matching shards build flag")
+                             f"{', '.join(repr(h) for h in rows_header) or 'no header'}. {hint}")
     if opts.group_column is not None and opts.group_column not in rows_header:
         raise ShardError(f"CSV {csv_path} has no column '{opts.group_column}' (data.multilabel.group_column); "
                          f"it has: {', '.join(rows_header)}")

@@ -1,10 +1,13 @@
-"""Label cells as data tools write them (defect hunt, clip4): a pandas list column with a missing item."""
+"""Multi-label CSVs as data tools and hands write them (defect hunt, clip4): pandas list cells with missing items,
+missing markers among separated names, a header with spaces after its commas."""
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from mmlnb_dist.data.config import MultiLabelConfig
 from mmlnb_dist.data.multilabel import parse_label_cell, read_multilabel_csv
+from mmlnb_dist.data.shardset import ShardError
 
 from support.shards import write_pairs_csv
 
@@ -39,3 +42,13 @@ def test_a_missing_marker_among_separated_names_is_no_label(tmp_path):
     assert got.classes == ["fat", "necrosis"]
     assert [s.meta["labels"] for s in got.samples] == [["fat"], ["necrosis"], ["fat", "necrosis"]]
     assert [(d["row"], d["reason"]) for d in got.dropped] == [(3, "no labels")]
+
+
+def test_a_header_with_spaces_after_the_commas_is_named_as_the_cause(tmp_path):
+    """`image, text, labels` (a hand-written header) has the columns ' text' and ' labels': the error said "no column
+    'text'; it has: image,  text,  labels", the spaces hard to see; now it names the spaced column."""
+    path = tmp_path / "pairs.csv"
+    path.write_text("image, text, labels\nimg/p0.png, a caption, a|b\n", encoding="utf-8")
+    with pytest.raises(ShardError, match=r"no column 'text'.*'image', ' text', ' labels'.*column ' text' has "
+                                         r"spaces around the name"):
+        read_multilabel_csv(path, MultiLabelConfig())
