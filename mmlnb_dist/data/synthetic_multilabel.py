@@ -23,7 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..core.progress import progress_bar
-from .generated import refuse_foreign_files
+from .generated import refuse_foreign_files, remove_stale_files
 
 FINDINGS: Tuple[str, ...] = (
     "calcification", "dense small nuclei", "fat", "fibrovascular stroma", "ganglion-like cells", "haemorrhage",
@@ -250,8 +250,10 @@ def make_multilabel_dataset(out_dir: Union[str, Path], n: int = 600, size: int =
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"{name} must be within [0, 1], got {rate}")
     out_dir = Path(out_dir)
-    refuse_foreign_files(out_dir, re.compile(r"pairs\.csv|images/p\d{5}\.png"), "data synth --task multilabel",
-                         "pairs.csv and images/pNNNNN.png")
+    own = re.compile(r"pairs\.csv|images/p\d{5,}\.png")  # p100000.png on: a set of more than 99999 patches
+    refuse_foreign_files(out_dir, own, "data synth --task multilabel", "pairs.csv and images/pNNNNN.png")
+    # an earlier run's extra patches: the folder holds this run's set alone (`predict images/` reads them all)
+    remove_stale_files(out_dir, own, ["pairs.csv", *(f"images/p{i:05d}.png" for i in range(n))])
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     slide_rng = np.random.default_rng([seed, 1])
     favoured = slide_rng.integers(0, len(FINDINGS), n_slides)
