@@ -301,11 +301,15 @@ def check_label_spellings(parsed: Mapping[int, List[str]], rows: Sequence[int], 
             first_row.setdefault(label, n)
     spellings: Dict[str, List[str]] = {}
     for label in first_row:
-        # one Unicode form (NFKC: composed `Ö` and `O` + combining diaeresis alike), no spaces, one case
-        spellings.setdefault(unicodedata.normalize("NFKC", "".join(label.split())).casefold(), []).append(label)
+        # one Unicode form (NFKC: composed `Ö` and `O` + combining diaeresis alike), no spaces, no invisible format
+        # characters (a zero-width space or BOM pasted with the name), one case
+        plain = "".join(c for c in unicodedata.normalize("NFKC", "".join(label.split()))
+                        if unicodedata.category(c) != "Cf")
+        spellings.setdefault(plain.casefold(), []).append(label)
     clashes = [names for names in spellings.values() if len(names) > 1]
     if clashes:
-        listing = "; ".join(" and ".join(f"'{name}' (row {first_row[name]})" for name in names) for names in clashes)
+        listing = "; ".join(" and ".join(f"'{_shown(name)}' (row {first_row[name]})" for name in names)
+                            for names in clashes)
         raise ShardError(f"{csv_path}: label names that differ only in case, spacing or Unicode form would be "
                          f"separate classes: {listing}. Write each label one way, or unite the spellings with a "
                          f"label merge (data.multilabel.label_merge / --label-merge: `Target: [spelling, ...]`)")
@@ -317,6 +321,12 @@ def check_label_spellings(parsed: Mapping[int, List[str]], rows: Sequence[int], 
                     csv_path, separator, "; ".join(f"'{label}' (row {first_row[label]}: "
                                                    f"{', '.join(repr(c) for c in chars)})"
                                                    for label, chars in sorted(odd.items())))
+
+
+def _shown(name: str) -> str:
+    """A label name with its invisible format characters written out (`fat\\u200b`): two names that print alike
+    in an error are told apart."""
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) == "Cf" else c for c in name)
 
 
 def format_dropped(dropped: Sequence[Mapping[str, Any]]) -> List[str]:

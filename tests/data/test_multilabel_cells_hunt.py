@@ -52,3 +52,14 @@ def test_a_header_with_spaces_after_the_commas_is_named_as_the_cause(tmp_path):
     with pytest.raises(ShardError, match=r"no column 'text'.*'image', ' text', ' labels'.*column ' text' has "
                                          r"spaces around the name"):
         read_multilabel_csv(path, MultiLabelConfig())
+
+
+def test_a_label_holding_an_invisible_character_is_refused_as_a_second_spelling(tmp_path):
+    """`fat` and `fat` + a zero-width space (pasted from a web page or a PDF) print alike but were two classes, each
+    with part of the samples; now refused like a case or spacing variant, both rows named, the character
+    written out."""
+    path = write_pairs_csv(tmp_path, ["fat|necrosis", "fat\u200b", "necrosis", "\ufeffnecrosis|fat"])
+    with pytest.raises(ShardError, match=r"differ only in case, spacing or Unicode form.*'fat' \(row 1\) and "
+                                         r"'fat\\u200b' \(row 2\).*'necrosis' \(row 1\) and "
+                                         r"'\\ufeffnecrosis' \(row 4\)"):
+        read_multilabel_csv(path, MultiLabelConfig())
