@@ -90,8 +90,19 @@ def parse_label_cell(cell: str, separator: str) -> List[str]:
     names: Optional[List[Any]] = _list_literal(cell) if cell.startswith(("[", "(")) else None
     if names is None:
         names = cell.split(separator)
-    names = [str(n).strip() for n in names if not _missing(n)]
+    names = [_trimmed(str(n)) for n in names if not _missing(n)]
     return [n for n in names if n and n.casefold() not in MISSING_CELLS]
+
+
+def _trimmed(name: str) -> str:
+    """`name` without the spaces and invisible format characters around it (a zero-width space or BOM pasted with
+    it: `fat` + U+200B would be a second class that prints as `fat`)."""
+    i, j = 0, len(name)
+    while i < j and (name[i].isspace() or unicodedata.category(name[i]) == "Cf"):
+        i += 1
+    while j > i and (name[j - 1].isspace() or unicodedata.category(name[j - 1]) == "Cf"):
+        j -= 1
+    return name[i:j]
 
 
 def _list_literal(cell: str) -> Optional[List[Any]]:
