@@ -229,7 +229,21 @@ def collect_inputs(paths: Sequence[Input],
     if split and not any(map(_is_shard_set, paths)):
         raise PredictError(f"--split {split} chooses a split of shard sets, and none of the inputs is one "
                            f"({', '.join(map(str, paths))}); leave it out, or give the shard set folder")
-    return _unique_keys(_once(items)), failed
+    items = _unique_keys(_once(items))
+    for it in items:  # what is written of an input: its key and source (the path it is read from is kept as it is)
+        it["key"], it["source"] = shown(str(it["key"])), shown(str(it["source"]))
+    return items, [(shown(source), shown(why)) for source, why in failed]
+
+
+def shown(text: str) -> str:
+    """`text` as UTF-8 can hold it: a file name's bytes that are not UTF-8 (read by Python as lone surrogates, which
+    pandas, the CSV and the JSON writers cannot encode) escaped, `caf\\xe9.png`; any other text as it is."""
+    if text.isascii():
+        return text
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _unique_keys(items: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
