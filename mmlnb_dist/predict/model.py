@@ -35,6 +35,11 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
                             f"predict with --model models:/NAME@champion")
     if local and Path(model_uri).is_dir() and not (Path(model_uri) / "MLmodel").is_file():
         _refuse_local_folder(Path(model_uri))
+    if model_uri.startswith("runs:/"):  # (the run alone: MLflow fetched all its artifacts, then found no MLmodel)
+        run_id, _, path = model_uri[len("runs:/"):].strip("/").partition("/")
+        if not path.strip("/"):
+            raise ModelNotFound(f"model not found: {model_uri} names no model path in the run: give "
+                                f"runs:/{run_id or 'RUN_ID'}/model (the path the model is logged under)")
     if not local:
         _check_store(model_uri, tracking_uri)
     try:
