@@ -74,17 +74,27 @@ def _request_frame(good: List[Dict[str, Any]]):
                          "slide_id": [str(it["slide_id"]) if it.get("slide_id") else "" for it in good]})
 
 
-def _write(rows: List[Dict[str, Any]], path: Path) -> None:
-    """Write `rows` to `path` (CSV or JSONL) whole or not at all (`core.files.replace_text`)."""
+def _write(rows: List[Dict[str, Any]], path: Path, columns: Sequence[str] = ()) -> None:
+    """Write `rows` to `path` (CSV or JSONL) whole or not at all (`core.files.replace_text`); a CSV of no rows has
+    the header `columns` (a blank line is no CSV a reader takes)."""
     if path.suffix == ".jsonl":
         text = "".join(json.dumps(strict_json(r), default=str, allow_nan=False) + "\n" for r in rows)
     else:
         buffer = io.StringIO(newline="")
-        writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in rows for k in r)) or list(columns))
         writer.writeheader()
         writer.writerows(rows)
         text = buffer.getvalue()
     replace_text(path, text)
+
+
+def _output_columns(model) -> List[str]:
+    """The columns of the model's predictions (its signature's outputs) and the `source` predict adds; none when
+    the model was logged without a signature."""
+    try:
+        return [*model.metadata.get_output_schema().input_names(), "source"]
+    except Exception:  # noqa: BLE001 - no signature (None), or metadata of another shape
+        return []
 
 
 def _check_arguments(out: Path, top_k: Optional[int], threshold: Optional[float], chunk_size: int) -> None:
@@ -256,7 +266,7 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
         bar.close()
         warnings = text_writer_warnings(model_uri, model_meta, writers)
         classes = [k[len("prob_"):] for k in (rows[0] if rows else {}) if k.startswith("prob_")]
-        _write(rows, out)
+        _write(rows, out, _output_columns(model) if not rows else ())
         slides_out = None
         if multilabel:
             agg = multilabel_slide_aggregates(rows, classes, top_k or int(model_meta.get("top_k", 1)),
