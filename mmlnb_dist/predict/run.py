@@ -224,6 +224,10 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
             raise PredictError(f"--top-k / --threshold choose the label set of a multi-label model; {model_uri} "
                                f"predicts one class per image (its `label` column)")
         reads_text = bool(model_meta.get("reads_text"))  # (models registered before this key existed: not checked)
+        if vlm and model_meta.get("reads_text") is False:  # (else hours of descriptions the model ignores)
+            raise PredictError(f"--vlm {vlm} writes the descriptions a model reads with each image, and {model_uri} "
+                               f"reads no text (an image-only model): leave --vlm{' and --adapter' if adapter else ''} "
+                               f"out")
         if reads_text and not vlm:
             require_descriptions(model_uri, items, descriptions)  # before a single image is decoded
         writer, vlm_cfg = None, None
