@@ -52,8 +52,26 @@ class MMLNBClassifier(mlflow.pyfunc.PythonModel):
                                require_text=getattr(self.predictor.model, "text_encoder", None) is not None)
         except MissingDescriptions as err:  # served: an HTTP 400 with this message, not a meaningless answer
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
+        except ValueError as err:  # served, a ValueError is "an unexpected error" with the reason in a stack trace
+            raise MlflowException(_bad_row(model_input, err, self.predictor.transform.image_size),
+                                  error_code=INVALID_PARAMETER_VALUE) from None
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
                                  batch_size)
+
+
+def _bad_row(model_input: Any, err: ValueError, size: int) -> str:
+    """Why a request cannot be read (`err`), naming its first unreadable image's row and key when that is why."""
+    try:
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        keys = list(frame["key"]) if "key" in frame.columns else [None] * len(frame)
+        for i, (value, key) in enumerate(zip(frame["image"], keys)):
+            try:
+                read_image(value, size)
+            except ValueError as bad:
+                return f"row {i}" + (f", key {key}" if key is not None else "") + f": {bad}"
+    except Exception:  # noqa: BLE001 - no image column, no frame: the error says why
+        pass
+    return str(err)
 
 
 def predictions_frame(predictor, images: Sequence[Any], texts: Sequence[str], keys: Sequence[Any],
