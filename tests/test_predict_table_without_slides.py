@@ -46,3 +46,17 @@ def test_no_warning_when_every_image_has_its_slide(tmp_path, monkeypatch, caplog
     with caplog.at_level(logging.WARNING, logger="mmlnb_dist.predict"):
         predict_to_file("models:/stand-in@champion", [folder], tmp_path / "p.csv", descriptions=table)
     assert not [r for r in caplog.records if "slide id" in r.getMessage()], caplog.text
+
+
+def test_no_warning_when_the_table_gives_no_slides_at_all(tmp_path, monkeypatch, caplog):
+    """A table of descriptions only (no slide column): the user asked for no slides; nothing to warn about."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in "ab":
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(folder / f"{name}.png")
+    table = tmp_path / "texts.csv"
+    table.write_text("path,description\nin/a.png,x\nin/b.png,y\n")
+    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: StandIn())
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist.predict"):
+        predict_to_file("models:/stand-in@champion", [folder], tmp_path / "p.csv", descriptions=table)
+    assert not [r for r in caplog.records if "slide id" in r.getMessage()], caplog.text

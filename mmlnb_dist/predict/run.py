@@ -203,7 +203,7 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
                 it["description"], it["written_by"] = table.description(row), None
             it["slide_id"] = it.get("slide_id") or table.slide_id(row)
     unslid = [it for it in items if not it.get("slide_id")] if table else []
-    if unslid and (slide_column or len(unslid) < len(items)):  # the table gives slides, and not to these
+    if unslid and (slide_column or any(row and table.slide_id(row) for row in matched)):  # slides, not to these
         log.warning("%d of %d input(s) have no slide id (no row of %s, or an empty '%s' cell; first: %s): "
                     "predicted, but left out of the per-slide aggregates", len(unslid), len(items), descriptions,
                     table.slide_column, unslid[0]["source"])
