@@ -252,7 +252,11 @@ def read_image(value: Any, size: Optional[int] = None):
         raise ValueError(f"not a readable image ({decoder_error(err)})") from None
 
 
-class MissingDescriptions(ValueError):
+class BadRequest(ValueError):
+    """A prediction request a served model cannot read (a served model answers it as HTTP 400 with this message)."""
+
+
+class MissingDescriptions(BadRequest):
     """A request to a model that reads a description with each image has rows without one."""
 
 
@@ -261,12 +265,13 @@ def read_request(model_input: Any, size: Optional[int] = None, require_text: boo
     decoded `images` (the required `image` column: file path or base64 bytes; decoded for input size `size` as
     `read_image` does), `texts` (`description`, "" when absent), `keys` and `slide_ids` (None when absent). One
     parser for every recipe's MLflow model. `require_text` (a model that reads the description): rows without one
-    raise `MissingDescriptions`, instead of being scored on empty text."""
+    raise `MissingDescriptions`, instead of being scored on empty text. Whatever cannot be read raises `BadRequest`
+    (its row and key named for an unreadable image)."""
     import pandas as pd
 
     df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
     if "image" not in df.columns:
-        raise ValueError("input needs an 'image' column (file path or base64-encoded image bytes)")
+        raise BadRequest("input needs an 'image' column (file path or base64-encoded image bytes)")
 
     def column(name: str, default: Any) -> List[Any]:
         if name not in df.columns:
@@ -281,8 +286,13 @@ def read_request(model_input: Any, size: Optional[int] = None, require_text: boo
             f"this model reads a description with each image, and {len(missing)} of {len(df)} rows have none "
             f"(first: row {first}" + (f", key {keys[first]}" if keys[first] is not None else "") + "); give each "
             "row its 'description' (a row scored on empty text would get a prediction that means nothing)")
-    return {"images": [read_image(v, size) for v in df["image"]], "texts": texts, "keys": keys,
-            "slide_ids": column("slide_id", None)}
+    images = []
+    for i, value in enumerate(df["image"]):
+        try:
+            images.append(read_image(value, size))
+        except ValueError as err:
+            raise BadRequest(f"row {i}" + (f", key {keys[i]}" if keys[i] is not None else "") + f": {err}") from None
+    return {"images": images, "texts": texts, "keys": keys, "slide_ids": column("slide_id", None)}
 
 
 def example_image_b64(size: int) -> str:

@@ -29,7 +29,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, register_model, register_trained,
                                        run_folder)
 from ...core.tracking.signature import signature_requiring
-from ...data.images import MissingDescriptions, example_image_b64, read_image, read_request
+from ...data.images import BadRequest, example_image_b64, read_image, read_request
 from .config import LOWER_IS_BETTER, METRIC_SETTINGS
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
         try:
             req = read_request(model_input, self.predictor.transform.image_size,
                                require_text=bool(self.predictor.model.uses_text))
-        except MissingDescriptions as err:  # served: an HTTP 400 with this message, not a meaningless answer
+        except BadRequest as err:  # served: an HTTP 400 with this message (a ValueError: "an unexpected error")
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
                                  batch_size, top_k=top_k, threshold=threshold)

@@ -28,7 +28,7 @@ from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResu
                                        run_folder)
 from ...core.tracking.signature import signature_requiring
 from .config import LOWER_IS_BETTER
-from ...data.images import MissingDescriptions, example_image_b64, read_image, read_request
+from ...data.images import BadRequest, example_image_b64, read_image, read_request
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -50,28 +50,10 @@ class MMLNBClassifier(mlflow.pyfunc.PythonModel):
         try:
             req = read_request(model_input, self.predictor.transform.image_size,
                                require_text=getattr(self.predictor.model, "text_encoder", None) is not None)
-        except MissingDescriptions as err:  # served: an HTTP 400 with this message, not a meaningless answer
+        except BadRequest as err:  # served: an HTTP 400 with this message (a ValueError: "an unexpected error")
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
-        except ValueError as err:  # served, a ValueError is "an unexpected error" with the reason in a stack trace
-            raise MlflowException(_bad_row(model_input, err, self.predictor.transform.image_size),
-                                  error_code=INVALID_PARAMETER_VALUE) from None
         return predictions_frame(self.predictor, req["images"], req["texts"], req["keys"], req["slide_ids"],
                                  batch_size)
-
-
-def _bad_row(model_input: Any, err: ValueError, size: int) -> str:
-    """Why a request cannot be read (`err`), naming its first unreadable image's row and key when that is why."""
-    try:
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        keys = list(frame["key"]) if "key" in frame.columns else [None] * len(frame)
-        for i, (value, key) in enumerate(zip(frame["image"], keys)):
-            try:
-                read_image(value, size)
-            except ValueError as bad:
-                return f"row {i}" + (f", key {key}" if key is not None else "") + f": {bad}"
-    except Exception:  # noqa: BLE001 - no image column, no frame: the error says why
-        pass
-    return str(err)
 
 
 def predictions_frame(predictor, images: Sequence[Any], texts: Sequence[str], keys: Sequence[Any],
