@@ -286,10 +286,11 @@ def _encode_all(encoder: Any, digest: str, size: int, record: Mapping[str, Any],
                 max_member_bytes: int, progress: bool) -> Dict[str, Any]:
     """This rank's shards encoded and written (finished ones skipped); rank 0 then verifies and indexes all."""
     mine = source.entries()[env.rank::env.world_size]
+    stamp = store.identity_sha256(record["identity"])  # a file made otherwise (its record deleted) is redone
     summaries: List[Summary] = []
     todo = []
     for split, _, entry in mine:
-        done = store.finished_shard(store.feature_file(out, entry["file"]), entry)
+        done = store.finished_shard(store.feature_file(out, entry["file"]), entry, stamp)
         if done is not None:
             summaries.append(done)
         else:
@@ -314,7 +315,7 @@ def _encode_all(encoder: Any, digest: str, size: int, record: Mapping[str, Any],
             keys, feats, skipped = work.encode_shard(samples, entry["file"], bar.update)
             path = store.feature_file(out, entry["file"])
             store.write_shard_features(path, keys, feats, shard_sha256=entry["sha256"], skipped=skipped, split=split,
-                                       images={s["__key__"]: sample_image_sha256(s) for s in samples})
+                                       images={s["__key__"]: sample_image_sha256(s) for s in samples}, identity=stamp)
             summaries.append({"file": path.name, "shard": entry["file"], "num_features": len(keys),
                               "dim": int(feats.shape[1]), "skipped": skipped})
     finally:

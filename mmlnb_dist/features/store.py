@@ -3,7 +3,8 @@
     <out>/provenance.json                what made the features (`core.provenance.check_or_record` format)
     <out>/<shard stem>.safetensors       one file per input shard: `features` float32 [N, D] with the sample keys
                                          (and the keys skipped as unreadable), the shard's split and the SHA-256
-                                         of every sample's image member in its metadata; never a pickle
+                                         of every sample's image member and the digest of the record's identity
+                                         (a rerun redoes a file made otherwise) in its metadata; never a pickle
     <out>/index.json                     written last, when every shard is done: files, counts, dimension and
                                          `images_sha256` (split, key and image bytes of every sample)
 
@@ -103,15 +104,24 @@ def feature_identity(encoder: Any, weights_digest: str, image_size: int, shards:
     }
 
 
+def identity_sha256(identity: Mapping[str, Any]) -> str:
+    """The digest of a record's `identity` that each shard file carries (`write_shard_features(identity=...)`)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
 def write_shard_features(path: Path, keys: Sequence[str], features: torch.Tensor, *, shard_sha256: str,
-                         skipped: Sequence[Mapping[str, str]], split: str, images: Mapping[str, str]) -> None:
+                         skipped: Sequence[Mapping[str, str]], split: str, images: Mapping[str, str],
+                         identity: Optional[str] = None) -> None:
     """Atomically write one shard's features (temporary name, fsync, rename). `images`: key -> SHA-256 of the
-    image member of every sample of the shard, skipped ones included (`image_digests.sample_image_sha256`)."""
+    image member of every sample of the shard, skipped ones included (`image_digests.sample_image_sha256`);
+    `identity`: `identity_sha256` of what made them, so that a rerun tells its own files from another run's."""
     from safetensors.torch import save_file
 
     tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
     meta = {"format": FORMAT, "keys": json.dumps(list(keys)), "skipped": json.dumps(list(skipped)),
             "shard_sha256": shard_sha256, "split": split, "images": json.dumps(dict(images))}
+    if identity is not None:
+        meta["identity_sha256"] = identity
     try:
         save_file({"features": features.float().contiguous()}, str(tmp), metadata=meta)
         with open(tmp, "rb") as f:
@@ -167,9 +177,10 @@ def read_shard_keys(path: Path) -> List[str]:
         return json.loads((f.metadata() or {})["keys"])
 
 
-def finished_shard(path: Path, entry: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+def finished_shard(path: Path, entry: Mapping[str, Any], identity: Optional[str] = None) -> Optional[Dict[str, Any]]:
     """The summary of a complete features file for manifest entry `entry`, or None when it must be (re)done:
-    absent, torn, or made from another version of the shard."""
+    absent, torn, made from another version of the shard, or (`identity` given) not stamped with that
+    `identity_sha256`: made by other settings, or by a run whose provenance.json is gone (its encoder unknown)."""
     if not path.is_file():
         return None
     try:
@@ -179,6 +190,8 @@ def finished_shard(path: Path, entry: Mapping[str, Any]) -> Optional[Dict[str, A
     except Exception:  # any failure to read back means the file is not whole
         return None
     if meta.get("shard_sha256") != entry.get("sha256") or len(keys) + len(skipped) != int(entry["num_samples"]):
+        return None
+    if identity is not None and meta.get("identity_sha256") != identity:
         return None
     return {"file": path.name, "shard": entry["file"], "num_features": len(keys), "dim": int(features.shape[1]),
             "skipped": skipped}
