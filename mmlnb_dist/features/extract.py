@@ -67,9 +67,9 @@ def check_image_size(encoder: Any, size: int) -> None:
             encoder(torch.zeros(1, 3, size, size))
     except Exception as err:  # noqa: BLE001 - whatever the library raises (timm: AssertionError) means "not this size"
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"--image-size {size}: image encoder '{encoder.name}' takes {encoder.input_size} x "
-                        f"{encoder.input_size} px images ({reason}); leave --image-size out to use "
-                        f"{encoder.input_size}") from None
+        # (not "takes only N px": some take any multiple of their patch size, uni2-h 42 px but not 40)
+        raise UserError(f"--image-size {size}: image encoder '{encoder.name}' cannot take {size} x {size} px images "
+                        f"({reason}); leave --image-size out to use its own {encoder.input_size}") from None
 
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
