@@ -290,6 +290,23 @@ def _weights_file(folder: Path) -> Path:
                        f"in {folder}")
 
 
+def _check_folder_model_type(entry: PathologyModel, name: str, folder: Path) -> None:
+    """Refuse a model folder of another kind of model (a BERT text encoder's for plip): transformers would build a
+    random CLIP from it without a word, or a BERT that fails in its forward pass. A folder without a readable
+    config.json is left to `from_pretrained`, whose error says what is missing."""
+    import json
+
+    expected = "clip" if entry.loader == "transformers-clip" else entry.config.get("model_type")
+    try:
+        found = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return
+    if expected and found and found != expected:
+        raise EncoderError(f"model.image_encoder.weights_path {folder} holds a '{found}' model (config.json "
+                           f"model_type), but '{name}' ({entry.hub_id}) is a '{expected}' model; give the folder as "
+                           f"downloaded from {entry.hub_id} (config.json and its weights), or a weights file")
+
+
 def build_pathology_encoder(name: str, pretrained: bool, weights_path: Optional[str] = None) -> ImageEncoder:
     """`name` (an entry, or `<entry>-tiny`) as an `ImageEncoder`. Weights: `weights_path` (a state-dict file,
     or a model folder as downloaded from the Hub), else the Hub / HF cache when `pretrained`, else random."""
@@ -302,6 +319,8 @@ def build_pathology_encoder(name: str, pretrained: bool, weights_path: Optional[
     if local is not None and not local.exists():
         raise EncoderError(f"model.image_encoder.weights_path {local} does not exist")
     folder = local if local is not None and local.is_dir() and entry.loader.startswith("transformers") else None
+    if folder is not None:
+        _check_folder_model_type(entry, name, folder)
     try:
         body = _body(entry, pretrained and local is None, folder, tiny)
     except (OSError, ValueError, RuntimeError) as err:
