@@ -31,7 +31,7 @@ import torch
 from ..core.distributed import DistEnv, all_gather_object, barrier, destroy_process_group, init_process_group
 from ..core.engine import seed_everything
 from ..core.errors import UserError
-from ..core.files import replace_text
+from ..core.files import replace_text, sha256_file
 from ..core.progress import progress_bar
 from ..core.provenance import check_or_record
 from ..core.runlock import FolderLock, ReadLock
@@ -295,6 +295,10 @@ def _encode_all(encoder: Any, digest: str, size: int, record: Mapping[str, Any],
             summaries.append(done)
         else:
             todo.append((split, entry))
+    absent = [e["file"] for _, e in todo if not (source.root / e["file"]).is_file()]
+    if absent:  # before any work, not at the missing shard's turn
+        raise ShardError(f"input shards missing from {source.root}: {', '.join(absent[:5])}"
+                         f"{', ...' if len(absent) > 5 else ''}; restore them or rebuild the shard set")
     total = sum(int(e["num_samples"]) for _, e in todo)
     log.info("features extract: %s (%d-d, weights %s) at %d px on %s in %s; %d of %d shards to do here (rank %d of "
              "%d)", encoder.name, encoder.out_dim, digest, size, env.device, record["identity"]["precision"], len(todo),
@@ -308,6 +312,10 @@ def _encode_all(encoder: Any, digest: str, size: int, record: Mapping[str, Any],
     t0 = time.perf_counter()
     try:
         for split, entry in todo:
+            if sha256_file(source.root / entry["file"]) != entry["sha256"]:  # (its features would claim that sha)
+                raise ShardError(f"input shard {source.root / entry['file']} is not the one its manifest entry "
+                                 f"names (other sha256: changed in place since the build); restore or rebuild it "
+                                 f"(`mmlnb-dist shards verify {source.root}` checks every shard)")
             samples = list(iter_shard_samples(source.root / entry["file"], max_member_bytes))
             if len(samples) != int(entry["num_samples"]):
                 raise ShardError(f"input shard {source.root / entry['file']} holds {len(samples)} samples, its "
