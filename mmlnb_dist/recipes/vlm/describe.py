@@ -186,16 +186,24 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
 
 
 def check_out_folder(out: Path, source: ShardSet, restart: bool = False) -> None:
-    """Refuse (UserError) an `--out` that is a file, the input shard set itself, or a folder holding files that
-    describe does not write, before any work (the folder lock met the first two as a traceback, or as the user's
-    own run holding the input; the shard set was written in among the others). With `restart`, the last is
-    `data.map.clear_output`'s to refuse."""
+    """Refuse (UserError) an `--out` that is a file, the input shard set itself, a folder inside it or holding it
+    (the descriptions landed among the input's files), or a folder holding files that describe does not write,
+    before any work (the folder lock met the first two as a traceback, or as the user's own run holding the input;
+    the shard set was written in among the others). With `restart`, the last is `data.map.clear_output`'s to
+    refuse."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder (a new one, or an earlier describe output to "
                         f"continue)")
     if out.resolve() == source.root.resolve():
         raise UserError(f"--out {out} is the input shard set (--shards {source.root}): describe writes a new shard "
                         f"set; give another folder, such as {source.root}-described")
+    inside = out.resolve().is_relative_to(source.root.resolve())
+    if inside or source.root.resolve().is_relative_to(out.resolve()):
+        where = f"is inside the input shard set --shards {source.root}" if inside else \
+            f"holds the input shard set --shards {source.root}"
+        raise UserError(f"--out {out} {where}: the descriptions would land among its files (where `shards verify` "
+                        f"and a rebuild of the input meet them); give a folder beside it, such as "
+                        f"{source.root}-described")
     ours = set(MAP_OUTPUTS) | {QUALITY_FILE}  # (as data.map.clear_output tells its own files from others')
     foreign = sorted(p.name for p in out.iterdir() if p.name not in ours and not is_lock_file(p.name)
                      and not p.name.endswith((".tar", ".partial", ".tmp"))) if out.is_dir() and not restart else []
