@@ -172,7 +172,7 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
     with ReadLock(Path(shards_in or cfg.data.shards), "describe") if env.is_main else nullcontext():
         source = ShardSet.open(shards_in or cfg.data.shards)  # (a rebuild under it is refused while it runs)
         out = Path(out or f"{source.root}-described")
-        check_out_folder(out, source, restart)
+        check_out_folder(out, source, restart, adapter)
         lc = cfg.data.loader
         check_shard_files(source, lc.preflight, rank=env.rank, world_size=env.world_size)  # before any work
         check_vlm_loadable(vlm, "--vlm" if vlm != cfg.vlm.model else "vlm.model")
@@ -185,12 +185,12 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
                 lock.release()
 
 
-def check_out_folder(out: Path, source: ShardSet, restart: bool = False) -> None:
+def check_out_folder(out: Path, source: ShardSet, restart: bool = False, adapter: Optional[str] = None) -> None:
     """Refuse (UserError) an `--out` that is a file, the input shard set itself, a folder inside it or holding it
-    (the descriptions landed among the input's files), or a folder holding files that describe does not write,
-    before any work (the folder lock met the first two as a traceback, or as the user's own run holding the input;
-    the shard set was written in among the others). With `restart`, the last is `data.map.clear_output`'s to
-    refuse."""
+    (the descriptions landed among the input's files), one inside `adapter` (its digest changed), or a folder
+    holding files that describe does not write, before any work (the folder lock met the first two as a traceback,
+    or as the user's own run holding the input; the shard set was written in among the others). With `restart`,
+    the last is `data.map.clear_output`'s to refuse."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder (a new one, or an earlier describe output to "
                         f"continue)")
@@ -204,6 +204,10 @@ def check_out_folder(out: Path, source: ShardSet, restart: bool = False) -> None
         raise UserError(f"--out {out} {where}: the descriptions would land among its files (where `shards verify` "
                         f"and a rebuild of the input meet them); give a folder beside it, such as "
                         f"{source.root}-described")
+    if adapter and out.resolve().is_relative_to(Path(adapter).resolve()):  # (its digest covers every file under it)
+        raise UserError(f"--out {out} is inside --adapter {adapter}: the shard set would become part of the adapter "
+                        f"and change its fingerprint (adapter_sha256), which the output's provenance records; give a "
+                        f"folder outside it, such as {source.root}-described")
     ours = set(MAP_OUTPUTS) | {QUALITY_FILE}  # (as data.map.clear_output tells its own files from others')
     foreign = sorted(p.name for p in out.iterdir() if p.name not in ours and not is_lock_file(p.name)
                      and not p.name.endswith((".tar", ".partial", ".tmp"))) if out.is_dir() and not restart else []

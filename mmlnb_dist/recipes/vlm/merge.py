@@ -41,6 +41,10 @@ def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path]
     if out.resolve() == Path.cwd().resolve():  # ('.': no name to build beside; replaced, it would strand the shell)
         raise ExportError(f"--out {out} is the current folder, which the export would replace whole: give "
                           f"another folder, such as ../{Path.cwd().name}-merged, or run from outside it")
+    if out.resolve().is_relative_to(Path(adapter).resolve()):  # (its digest covers every file under it)
+        raise ExportError(f"--out {out} is inside --adapter {adapter}: the merged model would become part of the "
+                          f"adapter and change its fingerprint (adapter_sha256), which the export records; give a "
+                          f"folder outside it, such as {Path(adapter).parent / 'merged'}")
     _refuse_to_write(out, overwrite)  # before the model loads
     held = merged_from(base).get("adapter")
     if held:  # (check_adapter_base only warns when the names differ: LoRA would be folded in twice)
