@@ -160,15 +160,19 @@ class PairEncoder:
         self.processor, self.prompt, self.max_length = processor, prompt, max_length
         self.n_pairs, self.cache_bytes = n_pairs, cache_bytes
         self.cache: Dict[str, V.Encoded] = {}
+        self.cached_pairs: Dict[str, Pair] = {}
+        """The pair each cached encoding is of: a shard set may hold one key twice (a train and a val sample of a
+        hand-merged set), and the other pair must not take its encoding."""
 
     def __call__(self, pairs: List[Pair]) -> List[V.Encoded]:
         out = []
         for p in pairs:
             enc = self.cache.get(p.key)
-            if enc is None:
+            if enc is None or self.cached_pairs[p.key] != p:
                 enc = V.encode_pair(self.processor, p.image, self.prompt, p.text, self.max_length)
-                if enc.pixel_values.numel() * enc.pixel_values.element_size() * self.n_pairs <= self.cache_bytes:
-                    self.cache[p.key] = enc
+                size = enc.pixel_values.numel() * enc.pixel_values.element_size()
+                if p.key not in self.cache and size * self.n_pairs <= self.cache_bytes:
+                    self.cache[p.key], self.cached_pairs[p.key] = enc, p
             out.append(enc)
         return out
 
