@@ -9,6 +9,7 @@ any parameter that is still partitioned, so a missing gather is an error and nev
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -71,8 +72,16 @@ def save_adapter(model, out_dir: Path, env: DistEnv, base_path: Optional[str] = 
         peft_state = get_peft_model_state_dict(model, state_dict=state)
         if not peft_state or any(t.numel() == 0 for t in peft_state.values()):
             raise PartitionedParameterError("refusing to save an empty LoRA adapter (parameters were not gathered)")
-        out_dir.mkdir(parents=True, exist_ok=True)
         if base_path is not None:
             model.peft_config["default"].base_model_name_or_path = base_path
-        model.save_pretrained(str(out_dir), state_dict=state, safe_serialization=True)
+        # Written beside, then moved into place: a kill or a full disk while saving (the end of a resumed run
+        # rewrites `adapter/`) left new weights torn under the earlier adapter's config, which describe took.
+        staging, old = (out_dir.with_name(f".{out_dir.name}.{what}") for what in ("saving", "replaced"))
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(str(staging), state_dict=state, safe_serialization=True)
+        shutil.rmtree(old, ignore_errors=True)
+        if out_dir.exists():
+            out_dir.rename(old)
+        staging.rename(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
     barrier(env)
