@@ -35,6 +35,13 @@ def _check_adapter(adapter) -> None:
         inside = Path(adapter) / "adapter"  # a fine-tuning run's folder: its adapter is in `adapter/`
         hint = (f"; {adapter} is a fine-tuning run's folder: give --adapter {inside}"
                 if (inside / "adapter_config.json").is_file() else " (a peft adapter folder is expected)")
+        # an unfinished run's folder, or one of its DeepSpeed checkpoints: the adapter comes at the run's end
+        run = next((d for d in (Path(adapter), Path(adapter).parent.parent) if (d / "checkpoints").is_dir()
+                    and (d / "config.yaml").is_file() and not (inside / "adapter_config.json").is_file()), None)
+        if run is not None:
+            hint = (f"; {run} is a fine-tuning run that has not finished: it writes {run / 'adapter'} at its end, and "
+                    f"its DeepSpeed checkpoints are no adapters; finish it with `finetune-vlm --config "
+                    f"{run / 'config.yaml'} run.resume=true`")
         raise UserError(f"--adapter {adapter}: no adapter_config.json{hint}")
 
 
