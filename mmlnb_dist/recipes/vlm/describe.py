@@ -144,6 +144,8 @@ def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet
     if sampling["do_sample"]:
         sampling["draw"] = "per-image-gumbel"
     settings = {"preset": gen.preset, "max_new_tokens": gen.max_new_tokens, "batch_size": gen.batch_size, **sampling}
+    if adapter and not gen.merge_adapter:  # bf16 rounds W + BA and W x + B A x apart; the default (True) left out
+        settings["merge_adapter"] = False  # (so that outputs recorded before this key continue)
     resolved = V.resolve_model_path(vlm, v.tiny_seed, v.cache_dir, v.tiny_vision)
     return {"source": str(source.root), "source_manifest_sha256": source.digest, "model": vlm,
             "resolved_model": resolved, "model_config_sha256": _config_digest(resolved), "tiny_seed": v.tiny_seed,
