@@ -173,7 +173,7 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
     vlm = vlm or cfg.vlm.model
     with ReadLock(Path(shards_in or cfg.data.shards), "describe") if env.is_main else nullcontext():
         source = ShardSet.open(shards_in or cfg.data.shards)  # (a rebuild under it is refused while it runs)
-        out = Path(out or f"{source.root}-described")
+        out = Path(out or default_out(source))
         check_out_folder(out, source, restart, adapter)
         lc = cfg.data.loader
         check_shard_files(source, lc.preflight, rank=env.rank, world_size=env.world_size)  # before any work
@@ -187,6 +187,13 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
                 lock.release()
 
 
+def default_out(source: ShardSet) -> Path:
+    """`<shards>-described` beside the input; `--shards .` or `..` named it `.-described` inside the input (or
+    `..-described` in the current folder), so such a name is resolved first."""
+    root = source.root.resolve() if source.root.name in ("", "..") else source.root
+    return Path(f"{root}-described")
+
+
 def check_out_folder(out: Path, source: ShardSet, restart: bool = False, adapter: Optional[str] = None) -> None:
     """Refuse (UserError) an `--out` that is a file, the input shard set itself, a folder inside it or holding it
     (the descriptions landed among the input's files), one inside `adapter` (its digest changed), or a folder
@@ -198,18 +205,18 @@ def check_out_folder(out: Path, source: ShardSet, restart: bool = False, adapter
                         f"continue)")
     if out.resolve() == source.root.resolve():
         raise UserError(f"--out {out} is the input shard set (--shards {source.root}): describe writes a new shard "
-                        f"set; give another folder, such as {source.root}-described")
+                        f"set; give another folder, such as {default_out(source)}")
     inside = out.resolve().is_relative_to(source.root.resolve())
     if inside or source.root.resolve().is_relative_to(out.resolve()):
         where = f"is inside the input shard set --shards {source.root}" if inside else \
             f"holds the input shard set --shards {source.root}"
         raise UserError(f"--out {out} {where}: the descriptions would land among its files (where `shards verify` "
                         f"and a rebuild of the input meet them); give a folder beside it, such as "
-                        f"{source.root}-described")
+                        f"{default_out(source)}")
     if adapter and out.resolve().is_relative_to(Path(adapter).resolve()):  # (its digest covers every file under it)
         raise UserError(f"--out {out} is inside --adapter {adapter}: the shard set would become part of the adapter "
                         f"and change its fingerprint (adapter_sha256), which the output's provenance records; give a "
-                        f"folder outside it, such as {source.root}-described")
+                        f"folder outside it, such as {default_out(source)}")
     ours = set(MAP_OUTPUTS) | {QUALITY_FILE}  # (as data.map.clear_output tells its own files from others')
     foreign = sorted(p.name for p in out.iterdir() if p.name not in ours and not is_lock_file(p.name)
                      and not p.name.endswith((".tar", ".partial", ".tmp"))) if out.is_dir() and not restart else []
