@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -49,6 +50,11 @@ VISION_PREFIX = "visual."
 # Loading
 # ---------------------------------------------------------------------------------------------------------
 
+BUILD_SECONDS: Dict[str, float] = {}
+"""Seconds this process spent in `resolve_model_path` per tiny model folder (its build, on first use): finetune-vlm
+reports them, whichever of its checks built the model."""
+
+
 def resolve_model_path(name: str, seed: int = 0, cache_dir: Optional[Path] = None,
                        tiny_vision: str = "random") -> str:
     """`tiny` -> the cached tiny model folder of (seed, tiny_vision) (built on first use); anything else is passed
@@ -56,7 +62,10 @@ def resolve_model_path(name: str, seed: int = 0, cache_dir: Optional[Path] = Non
     if name == TINY:
         from .tiny_qwen import ensure_tiny_model
 
-        return str(ensure_tiny_model(seed=seed, cache_dir=cache_dir, vision=tiny_vision))
+        started = time.perf_counter()
+        path = str(ensure_tiny_model(seed=seed, cache_dir=cache_dir, vision=tiny_vision))
+        BUILD_SECONDS[path] = BUILD_SECONDS.get(path, 0.0) + time.perf_counter() - started
+        return path
     return str(name)
 
 
