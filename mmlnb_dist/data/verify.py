@@ -56,6 +56,17 @@ def _malformed(split: str, i: int, entry: object) -> Optional[str]:
             f"restore its manifest.json")
 
 
+def _split_class_table(split: str, info: Dict, counts: Counter) -> List[str]:
+    """The split's `class_counts`, the table training reads (whether the val split can score AUROC / kappa, the
+    run's dataset lineage), against the classes its shards hold. Called only for a split whose shards were found
+    right (a wrong shard is reported, and leaves the table stale, already)."""
+    listed = info.get("class_counts")
+    if isinstance(listed, dict) and all(listed.get(c, 0) == counts.get(c, 0) for c in set(listed) | set(counts)):
+        return []
+    return [f"split {split}: class counts {listed} differ from its shards' {dict(counts)}; restore manifest.json "
+            f"or rebuild the shard set"]
+
+
 def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyReport:
     """Check every shard against the manifest: file present, bytes, sha256, counts per class, unique keys,
     every image decodable, every `cls` a valid class index matching the `json` label; on multi-label sets also
@@ -76,6 +87,7 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
     ordered = sorted(manifest["splits"].items(), key=lambda kv: (SPLITS + (kv[0],)).index(kv[0]))
     for split, info in ordered:
         split_counts: Counter = Counter()
+        found_before = len(problems)
         for i, entry in enumerate(info["shards"]):
             malformed = _malformed(split, i, entry)
             if malformed:
@@ -153,6 +165,8 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
                                                           for c in classes):
                 problems.append(f"split {split}: label counts {listed_labels} differ from its shards' "
                                 f"{total_labels}; restore manifest.json or rebuild the shard set")
+        if len(problems) == found_before:
+            problems.extend(_split_class_table(split, info, Counter({c: split_counts[c] for c in classes})))
         if sum(split_counts.values()) != info["num_samples"]:
             problems.append(f"split {split}: {sum(split_counts.values())} valid samples, manifest says {info['num_samples']}")
         counts[split] = {c: split_counts.get(c, 0) for c in classes}
