@@ -9,7 +9,8 @@ needed. So any number of shards works with any number of slots.
 - `mode="train"`: the sequence is the shards in an epoch-seeded order, repeated (each repetition re-permuted)
   when `epoch_samples` exceeds the split: that is the resampling.
   `epoch_samples` (global) is split evenly over ranks (`epoch_samples // world_size` each, the remainder
-  dropped), and every rank yields the same number of batches of the same sizes, so DDP never waits on a rank
+  dropped: other samples each epoch, as each cycle is rotated by a seeded offset),
+  and every rank yields the same number of batches of the same sizes, so DDP never waits on a rank
   that ran out. A slot's range is shuffled through a seeded buffer. A bad sample is replaced by reading on past
   the range, so batch counts stay equal.
 - `mode="eval"`: slot `s` of `S` reads global indices `[s*N//S, (s+1)*N//S)` in manifest order: every sample

@@ -40,19 +40,40 @@ def sequence_segments(counts: Sequence[int], start: int, seed: int, epoch: int, 
     """`(shard_index, first, end)` pieces of the global sequence from position `start` onward (endless).
 
     Without shuffle the sequence is the shards in manifest order (once around: callers stop at the split's end).
-    With shuffle it is cycle after cycle of shard permutations seeded by (seed, epoch, cycle).
+    With shuffle it is cycle after cycle of shard permutations seeded by (seed, epoch, cycle), each cycle rotated
+    by a seeded number of samples (its first shard may then be read in two pieces, its tail first and its head
+    last). Without the rotation the positions an epoch drops (the `epoch_samples % world_size` past the last rank)
+    were always the tail of some shard, and of a one-shard split the same samples: never trained in any epoch.
     """
-    # No random start offset: a window of one split's length starting at 0 then covers each sample once.
+    # No random start offset: a window of one split's length starting at 0 then covers each sample once (a
+    # rotation of one cycle still does).
     cycle, within = divmod(start, sum(counts))
     while True:
-        order = np.random.default_rng([seed, epoch, cycle]).permutation(len(counts)) if shuffle else np.arange(len(counts))
+        if shuffle:
+            rng = np.random.default_rng([seed, epoch, cycle])
+            pieces = _rotated([(int(j), 0, counts[j]) for j in rng.permutation(len(counts))],
+                              int(rng.integers(sum(counts))))
+        else:
+            pieces = [(j, 0, n) for j, n in enumerate(counts)]
         cum = 0
-        for j in order:
-            n = counts[j]
+        for j, first, end in pieces:
+            n = end - first
             if within < cum + n:
-                yield int(j), max(0, within - cum), n
+                yield j, first + max(0, within - cum), end
             cum += n
         cycle, within = cycle + 1, 0
+
+
+def _rotated(pieces: List[Tuple[int, int, int]], offset: int) -> List[Tuple[int, int, int]]:
+    """The pieces laid end to end, starting `offset` samples in (the piece holding it split in two)."""
+    cum = 0
+    for i, (j, first, end) in enumerate(pieces):
+        if offset < cum + end - first:
+            cut = first + offset - cum
+            head = [(j, first, cut)] if cut > first else []
+            return [(j, cut, end)] + pieces[i + 1:] + pieces[:i] + head
+        cum += end - first
+    return pieces
 
 
 def slot_name(rank: int, worker: int) -> str:

@@ -40,18 +40,23 @@ def test_sequence_segments_start_mid_shard_and_at_a_shard_boundary():
 
 
 def test_shuffled_sequence_follows_the_seeded_permutation_of_each_cycle():
+    """Each cycle: the shards in the seeded permutation, rotated by the seeded offset drawn after it."""
     counts = [2, 5, 3, 4]
     start = sum(counts) + 6  # cycle 1, position 6
-    order1 = np.random.default_rng([7, 2, 1]).permutation(4)
-    order2 = np.random.default_rng([7, 2, 2]).permutation(4)
-    expected, cum = [], 0
-    for j in order1:
-        if 6 < cum + counts[j]:
-            expected.append((int(j), max(0, 6 - cum), counts[j]))
-        cum += counts[j]
-    expected += [(int(j), 0, counts[j]) for j in order2]
+
+    def cycle_samples(cycle):
+        rng = np.random.default_rng([7, 2, cycle])
+        laid = [(int(j), i) for j in rng.permutation(4) for i in range(counts[j])]
+        offset = int(rng.integers(sum(counts)))
+        return laid[offset:] + laid[:offset]
+
+    expected = cycle_samples(1)[6:] + cycle_samples(2)
     segs = sequence_segments(counts, start=start, seed=7, epoch=2, shuffle=True)
-    assert [next(segs) for _ in range(len(expected))] == expected
+    got = []
+    while len(got) < len(expected):
+        j, first, end = next(segs)
+        got += [(j, i) for i in range(first, end)]
+    assert got[:len(expected)] == expected
 
 
 def _position(**kw):
