@@ -59,6 +59,8 @@ def _encode(spec: SampleSpec, build: BuildConfig) -> Tuple[str, bytes]:
     from .images import decode_opened, square_crop, to_rgb
 
     raw = spec.image if isinstance(spec.image, bytes) else Path(spec.image).read_bytes()
+    if not raw:  # PIL says only "cannot identify image file"
+        raise ValueError("the file is empty (0 bytes): an interrupted copy or export? copy it again")
     img = Image.open(io.BytesIO(raw))
     if build.image_format == "original":
         to_rgb(img)  # decodability check, as training decodes: a corrupt or 32-bit float original must not reach

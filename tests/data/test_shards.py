@@ -312,7 +312,7 @@ def test_rebuild_with_an_unreadable_image_is_byte_identical(tmp_path):
     builds of the same inputs wrote different manifests (and the described set's provenance, which digests the
     manifest, saw a changed input)."""
     src = write_patch_folder(tmp_path / "src", per_class=5)
-    (src / "UD" / "empty.png").write_bytes(b"")
+    (src / "UD" / "empty.png").write_bytes(b"not an image")
     specs = specs_for(src, slides_per_class=2)
     build = BuildConfig(max_samples_per_shard=4, image_format="png", image_size=16, seed=3, max_skipped_rate=0.2)
     for out in ("a", "b"):
