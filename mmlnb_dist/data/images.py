@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import re
 import zlib
 from pathlib import Path
@@ -234,10 +235,15 @@ def read_image(value: Any, size: Optional[int] = None):
     try:
         if isinstance(value, (bytes, bytearray)):
             data = bytes(value)
-        elif isinstance(value, str) and len(value) < 4096 and is_image_file(value):
-            data = Path(value).read_bytes()
+        elif isinstance(value, str) and len(value) < 4096 and (os.path.isfile(value) or is_image_file(value)):
+            data = Path(value).read_bytes()  # an existing file whatever its name; a missing `x.png` is named missing
         elif isinstance(value, str):
-            data = base64.b64decode(value, validate=True)
+            try:
+                data = base64.b64decode(value, validate=True)
+            except binascii.Error as err:
+                shown = value if len(value) <= 200 else value[:200] + "..."
+                raise ValueError(f"not a readable image ({decoder_error(err)}): no such file as {shown!r}, and not "
+                                 f"base64-encoded image bytes") from None
         else:
             raise ValueError(f"unsupported image value of type {type(value).__name__}")
         return decode_image(data, size)
