@@ -80,6 +80,12 @@ class DescriptionTable:
         when the file has one; a named column must exist). `require_text=False`: the text comes from elsewhere
         (a VLM) and the file may be a plain labels table, read for its slide ids."""
         path = Path(path)
+        if path.is_dir():  # (not "not found": the user sees the folder is there)
+            inside = sorted(p.name for p in path.iterdir() if p.suffix in (".csv", ".jsonl", ".json"))[:3]
+            text = f" and its text in a '{column}' column" if require_text else " and its slide id"
+            raise DescriptionsError(f"{path} is a folder, not a descriptions file: give the CSV or JSONL file itself "
+                                    f"(a row per image: an image column, {' / '.join(ID_COLUMNS)},{text})"
+                                    + (f"; the folder holds {', '.join(inside)}" if inside else ""))
         if not path.is_file():
             raise DescriptionsError(f"descriptions file not found: {path}")
         try:
