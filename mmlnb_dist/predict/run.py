@@ -138,8 +138,12 @@ def _predict_chunk(model, model_uri: str, params: Dict[str, Any], chunk: List[Di
             require_descriptions(model_uri, good)
     rows = []
     if good:
-        pred = model.predict(_request_frame(good), params=params)
-        for it, rec in zip(good, pred.to_dict("records")):
+        records = model.predict(_request_frame(good), params=params).to_dict("records")
+        if len(records) != len(good):  # zipped, the inputs past its last row would be dropped without a word
+            raise PredictError(f"{model_uri} answered {len(records)} rows for {len(good)} inputs (first: "
+                               f"{good[0]['source']}): a row per input is expected, and its rows cannot be matched "
+                               f"to the inputs; no predictions written for them")
+        for it, rec in zip(good, records):
             rec["source"] = it["source"]
             rec["slide_id"] = rec.get("slide_id") or None
             # the label a labelled shard gives the input, beside the prediction (a label set for a label set)
