@@ -20,7 +20,7 @@ from ..data.images import image_files, image_member, is_slide_file, other_files,
 from ..data.text_writer import shard_text_writer
 from .errors import PredictError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__package__)  # "[predict]" on the console, as the rest of predict
 
 TILE_THEM_FIRST = ("predict takes patches; tile {it} first (mmlnb-dist slides tile --slides DIR --labels CSV --out "
                    "shards/NAME), then predict on shards/NAME")
