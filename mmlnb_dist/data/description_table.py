@@ -96,10 +96,18 @@ class DescriptionTable:
                     rows = list(dict_reader(fh))
         except (OSError, UnicodeDecodeError, csv.Error) as err:
             raise DescriptionsError(f"cannot read {path}: {err}") from None
-        columns = list(rows[0]) if rows else []
+        columns = [c for c in rows[0] if c is not None] if rows else []
+        long = next((n for n, row in enumerate(rows, 1) if row.get(None)), None)  # DictReader's extra cells
+        if long is not None:  # (else the text is cut at the comma without a word)
+            raise DescriptionsError(f"{path}: row {long} has {len(columns) + len(rows[long - 1][None])} cells for "
+                                    f"the header's {len(columns)}: quote a text that holds a comma (\"a, b\", with "
+                                    f"no space before the quote)")
         if not rows or (require_text and any(column not in row for row in rows)):
+            spaced = [c for c in columns if c.strip() == column and c != column]
             raise DescriptionsError(f"{path}: no '{column}' column (its columns: {', '.join(columns) or 'none'}); "
-                                    f"name the column that holds the text with --description-column")
+                                    + (f"its column {spaced[0]!r} has spaces around the name (a header written "
+                                       f"`a, b`): write the header without them" if spaced else
+                                       "name the column that holds the text with --description-column"))
         if slide_column is not None and slide_column not in columns:
             raise DescriptionsError(f"{path}: no '{slide_column}' column (its columns: {', '.join(columns)})")
         if not any(c in columns for c in ID_COLUMNS):
