@@ -1,6 +1,7 @@
 """One console style: stdlib logging, with the rank-0 rule inside the logger.
 
-Every module logs with `logging.getLogger(__name__)`; `setup_logging(rank)` (called by the CLI and by
+Every module logs with `logging.getLogger(__name__)` (a command whose modules should read as one component, as
+predict's do, uses `__package__`); `setup_logging(rank)` (called by the CLI and by
 `core.recipe.run`) gives the package one handler that prints `[component] message` lines through tqdm, so
 progress bars are not torn apart, and drops records on ranks other than 0 unless they are marked
 `extra={"all_ranks": True}`. Warnings print as `WARNING [component] message`.
