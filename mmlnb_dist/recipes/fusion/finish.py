@@ -49,9 +49,11 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
     best = recipe.best or recipe.checkpoints.best
     if best is not None:
         recipe.checkpoints.load(recipe.engine.engine, tag=best["tag"], module_only=True)
-        # caches were built for the last weights: rebuild them for the best checkpoint's
-        recipe.phases.enter(best["epoch"], force=True, what=f"best checkpoint (epoch {best['epoch']}, chosen on "
-                                                            f"val {best['metric']} {best['value']:.4f})")
+        # caches were built for the last weights: new ones for the best checkpoint's, filled by the val/test
+        # passes below (no pass over the train split: nothing trains any more)
+        recipe.phases.enter(best["epoch"], force=True, evaluate_only=True,
+                            what=f"best checkpoint (epoch {best['epoch']}, chosen on val {best['metric']} "
+                                 f"{best['value']:.4f})")
         result.update({"best_epoch": best["epoch"], "best_metric": best["metric"], "best_value": best["value"]})
     for split in ["val"] + (["test"] if recipe.has_test else []):
         metrics, preds = recipe.evaluate(split)

@@ -59,9 +59,13 @@ class PhaseController:
         self.cache_loads = {"hits": 0, "misses": 0}
         """Feature caches found on disk (hits) or computed (misses) so far: a search reports them per trial."""
 
-    def enter(self, epoch: int, force: bool = False, what: Optional[str] = None) -> int:
+    def enter(self, epoch: int, force: bool = False, what: Optional[str] = None,
+              evaluate_only: bool = False) -> int:
         """Apply the phase of `epoch` unless it is already applied; returns the phase index. `what` names the
-        weights in the log line when they are not the epoch about to be trained (the reloaded best checkpoint)."""
+        weights in the log line when they are not the epoch about to be trained (the reloaded best checkpoint).
+        `evaluate_only` (the end of a run: only val/test are evaluated next): the frozen encoders get new, empty
+        caches, filled by the evaluation passes themselves; the train split is neither read from disk nor
+        encoded (a pass as long as an epoch of encoding) and no feature table is built."""
         cur = self.cfg.fusion.curriculum
         index = phase_index(cur, epoch)
         if index == self.entered and not force:
@@ -73,7 +77,7 @@ class PhaseController:
         self.schedule.set_frozen(frozen_groups(model, phase))
         log.info("%s: phase %d (image encoder %s, text encoder %s)", what or f"epoch {epoch}", index,
                  "trains" if model.image_trainable else "frozen", "trains" if model.text_trainable else "frozen")
-        self._build_caches()
+        self._build_caches(fill_train=not evaluate_only)
         return index
 
     def cache_dir(self) -> Optional[Path]:
@@ -90,7 +94,7 @@ class PhaseController:
         return build_loader(self.loader.shard_set, "train", CachedKeys(keys), cfg.data.loader, rank=env.rank,
                             world_size=env.world_size, batch_size=plan.micro_batch, mode="train", seed=cfg.run.seed)
 
-    def _build_caches(self) -> None:
+    def _build_caches(self, fill_train: bool = True) -> None:
         cfg, model = self.cfg, self.model
         self.caches = {"image": None, "text": None}
         self.table = None
@@ -119,7 +123,7 @@ class PhaseController:
             ident = module_fingerprint(f"{te.name}@{te.pooling}@{te.max_length}@{digest}", te)
             self.caches["text"] = FeatureCache("text", ident, directory, provenance=provenance)
         active = {k: c for k, c in self.caches.items() if c is not None}
-        if not active:
+        if not active or not fill_train:
             return
         loaded = {k: c.load() for k, c in active.items()}
         for found in loaded.values():

@@ -59,7 +59,8 @@ def _recipe(tmp_path, *, best=None, ckpt_best=None, has_test=False, figures=True
         checkpoints=SimpleNamespace(best=ckpt_best, load=lambda engine, tag, module_only: log["loaded"].append(
             (tag, module_only))),
         engine=SimpleNamespace(engine="engine"),
-        phases=SimpleNamespace(enter=lambda epoch, force, what: log["entered"].append((epoch, force)),
+        phases=SimpleNamespace(enter=lambda epoch, force, what, evaluate_only=False: log["entered"].append(
+            (epoch, force, evaluate_only)),
                                cache_loads={"hits": 3, "misses": 1}),
         evaluate=evaluate, model=SimpleNamespace(image_encoder=None),
         logger=SimpleNamespace(wants_figures=figures, log_metrics=lambda m, step: log["metrics"].append((step, m)),
@@ -73,7 +74,8 @@ def test_the_final_metrics_come_from_the_best_checkpoint_this_run_chose(tmp_path
     recipe, log = _recipe(tmp_path, best=best, ckpt_best={"tag": "epoch-0000", "epoch": 0, "metric": "loss",
                                                            "value": 1.0})
     result = finish_module.finish(recipe)
-    assert log["loaded"] == [("epoch-0001", True)] and log["entered"] == [(1, True)]
+    # the best phase is re-entered for evaluation only: no pass over the train split to refill its caches
+    assert log["loaded"] == [("epoch-0001", True)] and log["entered"] == [(1, True, True)]
     assert (result["best_epoch"], result["best_metric"], result["best_value"]) == (1, "balanced_accuracy", 0.5)
     assert log["evaluated"] == ["val"] and not any(k.startswith("test/") for k in result)
     assert result["val/accuracy"] == pytest.approx(1.0)
