@@ -89,11 +89,16 @@ def alpha_distribution_figure(alpha: Sequence[float], y_true: Sequence[int], y_p
 def curriculum_figure(epochs: Sequence[int], lambdas: Sequence[float],
                       phases: Optional[Sequence[Dict[str, Any]]] = None,
                       title: str = "Curriculum used: lambda(e) and freezing phases"):
-    """The lambda actually used per epoch, with the freezing phases shaded (dicts as in `PhaseConfig`)."""
+    """The lambda actually used per epoch, with the freezing phases shaded (dicts as in `PhaseConfig`). Epoch e
+    spans [e, e + 1): its lambda is drawn over that span (the line ends where the last epoch, and the shading, ends)
+    with a marker at its start."""
     fig, ax = _figure(7, 3.5)
-    ax.step(list(epochs), list(lambdas), where="post", marker="o", ms=3, label="lambda (fused-loss weight)")
+    epochs, lambdas = list(epochs), list(lambdas)
+    last = max(epochs) + 1 if epochs else 1
+    ends = [last] if epochs else []  # the end of the last epoch, holding its lambda (no marker: no epoch there)
+    ax.step(epochs + ends, lambdas + lambdas[-1:], where="post", marker="o", ms=3,
+            markevery=list(range(len(epochs))), label="lambda (fused-loss weight)")
     if phases:
-        last = max(epochs) + 1 if len(epochs) else 1
         starts = [int(p["start_epoch"]) for p in phases] + [last]
         colors = ["#e8f0fe", "#fef7e0", "#e6f4ea", "#fce8e6"]
         for i, p in enumerate(phases):

@@ -71,7 +71,8 @@ def test_curriculum_figure_shades_each_phase_over_its_epochs_and_names_what_trai
     assert spans == [(0, 3), (3, 6), (6, 8)]  # the last phase runs to the end of the last trained epoch
     assert [t.get_text() for t in ax.texts] == ["trains: image", "trains: image+text", "trains: heads only"]
     line = ax.get_lines()[0]
-    assert list(line.get_xdata()) == epochs and list(line.get_ydata()) == lambdas
+    # each epoch's lambda over that epoch: the line ends with the last epoch, at 8 (where the shading ends)
+    assert list(line.get_xdata()) == [*epochs, 8] and list(line.get_ydata()) == [*lambdas, 1.0]
 
 
 class _Collect:

@@ -25,7 +25,8 @@ def test_epochs_without_an_evaluation_are_drawn_at_the_lambda_they_trained_with(
     assert used["epochs"] == [0, 1, 2, 3]
     assert used["lambdas"] == pytest.approx([0.3, 0.3, 0.65, 1.0])
     line = curriculum_figure(used["epochs"], used["lambdas"], used["phases"]).axes[0].lines[0]
-    assert list(line.get_xdata()) == [0, 1, 2, 3]
+    assert list(line.get_xdata()) == [0, 1, 2, 3, 4]  # epoch 3's lambda drawn over [3, 4), as far as the shading
+    assert list(line.get_ydata()) == pytest.approx([0.3, 0.3, 0.65, 1.0, 1.0])
 
 
 def test_an_evaluated_epoch_keeps_the_lambda_its_history_logged():
