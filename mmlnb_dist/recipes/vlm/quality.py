@@ -10,6 +10,8 @@ import json
 from collections import Counter
 from typing import Any, Dict, Mapping, Optional, Sequence
 
+import numpy as np
+
 from ...data.reader import iter_shard_samples
 from ...data.shardset import ShardSet
 
@@ -62,7 +64,8 @@ def quality_report(shards: ShardSet, keywords: Optional[Mapping[str, Sequence[st
     counts = Counter(texts)
 
     def pct(q: float) -> float:
-        return float(lengths[min(len(lengths) - 1, int(q * len(lengths)))]) if lengths else 0.0
+        # numpy's (linear) percentile; the element at index int(q * n) was the upper median, and p90 the max for n=10
+        return float(np.percentile(lengths, 100 * q)) if lengths else 0.0
 
     report = {
         "n": len(texts),
@@ -83,7 +86,7 @@ def quality_report(shards: ShardSet, keywords: Optional[Mapping[str, Sequence[st
 def format_report(report: Dict[str, Any]) -> str:
     w = report["words"]
     lines = [f"descriptions: {report['n']} ({report['distinct']} distinct)",
-             f"words: mean {w['mean']:.1f}, min {w['min']:.0f}, median {w['p50']:.0f}, p90 {w['p90']:.0f}, "
+             f"words: mean {w['mean']:.1f}, min {w['min']:.0f}, median {w['p50']:g}, p90 {w['p90']:g}, "
              f"max {w['max']:.0f}",
              f"empty: {report['empty_share']:.1%}, same text as another description: {report['repeated_share']:.1%}"]
     ref = report.get("reference")

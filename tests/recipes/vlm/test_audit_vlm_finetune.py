@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -242,8 +243,8 @@ def test_memory_terms_by_hand_and_each_setting_moves_the_estimate_the_right_way(
 # -- quality --------------------------------------------------------------------------------------------
 
 def test_quality_word_statistics_and_shares_by_hand(tmp_path):
-    """Word counts 0, 1, 2, 3, 3, 9 (sorted): mean 3, min 0, median (index 3) 3, p90 (index 5) 9, max 9; one
-    empty, two identical."""
+    """Word counts 0, 1, 2, 3, 3, 9 (sorted): mean 3, min 0, max 9, median and p90 as numpy's percentiles (2.5 and
+    6.0: the report gave the upper median 3 and, for p90, the max 9); one empty, two identical."""
     import io
 
     from PIL import Image
@@ -262,7 +263,10 @@ def test_quality_word_statistics_and_shares_by_hand(tmp_path):
     report = quality_report(ShardSet.open(tmp_path / "d"))
     words = report["words"]
     assert report["n"] == 6 and report["distinct"] == 5
-    assert (words["mean"], words["min"], words["p50"], words["p90"], words["max"]) == (3.0, 0.0, 3.0, 9.0, 9.0)
+    lengths = [0, 1, 2, 3, 3, 9]
+    assert (words["mean"], words["min"], words["max"]) == (3.0, 0.0, 9.0)
+    assert (words["p50"], words["p90"]) == pytest.approx((np.percentile(lengths, 50), np.percentile(lengths, 90)))
+    assert (words["p50"], words["p90"]) == pytest.approx((2.5, 6.0))
     assert report["empty_share"] == pytest.approx(1 / 6) and report["repeated_share"] == pytest.approx(2 / 6)
     assert report["reference"] is None
 
