@@ -2,7 +2,8 @@
 metric (the first four of the recipe's), one line per row: its mean over seeds as a diamond, the standard deviation
 as an error bar, each seed's value as a dot, and a dashed line at the reference row's mean (the reference on top).
 Points, not bars: the rows differ by a few points near the top of the scale, which bars from 0 would flatten and
-bars from elsewhere would exaggerate. A row whose runs diverged has no point, and its label says so. Built without
+bars from elsewhere would exaggerate. A row with a run that diverged or failed has no point (nor, for the reference,
+its dashed line), and its label says so. Built without
 pyplot (no backend to choose, no display needed)."""
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ def study_figure(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split
     fig = Figure(figsize=(3.2 * len(shown) + 1.8, 0.45 * len(rows) + 1.6))
     axes = [fig.add_subplot(1, len(shown), i + 1) for i in range(len(shown))]
     ys = list(range(len(rows)))[::-1]  # the reference (first) row on top
+    marks = {row: _mark(table[row]) for row in rows}
     for ax, metric in zip(axes, shown):
         for y, row in zip(ys, rows):
             entry = table[row]
-            if any(entry.get("diverged") or []):
+            if marks[row]:
                 continue
             mean, std = entry[f"{metric}_mean"], entry[f"{metric}_std"]
             colour = "tab:blue" if y == ys[0] else "tab:gray"
@@ -38,14 +40,18 @@ def study_figure(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split
             if y == ys[0]:
                 ax.axvline(mean, color=colour, ls="--", lw=0.8)
         ax.set(title=metric, yticks=ys, ylim=(-0.6, len(rows) - 0.4))
-        ax.set_yticklabels([row + (" (diverged)" if any(table[row].get("diverged") or []) else "") for row in rows]
-                           if ax is axes[0] else [])
+        ax.set_yticklabels([row + (f" ({marks[row]})" if marks[row] else "") for row in rows] if ax is axes[0] else [])
         ax.grid(axis="x", alpha=0.3)
     seeds = len(next(iter(table.values()))["seeds"]) if table else 0
     fig.suptitle(f"Study {name}: {split} split, " + (f"mean ± std over {seeds} seeds (dots: each seed)" if seeds > 1
                                                       else "one seed"))
     fig.tight_layout()
     return fig
+
+
+def _mark(entry: Dict[str, Any]) -> str:
+    """Why a row has no number to draw: a seed's run diverged or failed (as its table row says), else ""."""
+    return ", ".join(what for what in ("diverged", "failed") if any(entry.get(what) or []))
 
 
 def save_study_figure(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split: str, name: str,
