@@ -317,7 +317,9 @@ def _finish(cfg: Config, run: PipelineRun, shards: Optional[StageResult] = None,
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(run.report)
         if report_file != REPORT:
-            log.info("report of this slice: %s (%s keeps the last full run's)", path, path.with_name(REPORT))
+            full = path.with_name(REPORT)  # (a first slice has no full run's report to point at)
+            log.info("report of this slice: %s%s", path, f" ({full} keeps the last full run's)" if full.is_file()
+                     else "")
             return run
         save_config(cfg, finish.pipeline_config(cfg))  # the settings the printed predict line describes with
         train = run.stage("train")
