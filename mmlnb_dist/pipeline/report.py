@@ -71,7 +71,9 @@ def stage_rows(results: Sequence[StageResult]) -> List[str]:
             note = f" (took {float(r.info[WALL_SECONDS]):.1f} s{over} when it ran)"
         if r.status == "ran" and r.rebuilt:  # it had run before: why it was not skipped
             note = (f"{note[:-1]}; " if note else " (") + f"rebuilt: {r.rebuilt})"
-        lines.append(f"| {r.name} | {state} | {r.seconds:.1f} s{note} | `{r.output}` |")
+        # an existing shard set's check: the set the later stages read, not the folder of its check's record
+        output = f"`{r.info['shards']}` (verified; record `{r.output}`)" if r.info.get("shards") else f"`{r.output}`"
+        lines.append(f"| {r.name} | {state} | {r.seconds:.1f} s{note} | {output} |")
     lines.append(f"| total | | {sum(r.seconds for r in results):.1f} s | |")
     return lines
 
