@@ -133,8 +133,14 @@ def serving_row(registration: Dict[str, Any]) -> Optional[str]:
 
 
 def tracking_rows(cfg: Config, results: Sequence[StageResult], uri: str) -> List[str]:
-    """Where the MLflow runs are; with MLflow off, that nothing was tracked there and how to make the run later."""
+    """Where the MLflow runs are (a store no stage has made yet is not offered to `mlflow ui`, which would make it
+    empty); with MLflow off, that nothing was tracked there and how to make the run later."""
     if "mlflow" in cfg.tracking.backends:
+        from ..core.tracking.server import sqlite_store
+
+        store, logged = sqlite_store(uri), any(r.name in ("finetune-vlm", "train") for r in results)
+        if store is not None and not store.is_file() and not logged:  # a slice stopped before them
+            return [f"- MLflow store: `{uri}` (not made yet: no stage of this run has logged to it)"]
         return [f"- MLflow store: `{uri}` (browse: `mlflow ui --backend-store-uri {uri}`)"]
     backends = ", ".join(cfg.tracking.backends) or "none"
     row = f"- MLflow: off (tracking.backends: {backends}): no MLflow run was made"
