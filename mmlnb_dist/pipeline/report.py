@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..config import Config
 from ..recipes.vlm.quality import QUALITY_FILE, format_report
-from .finish import pipeline_config
+from .finish import pipeline_config, recipe_metrics
 from .stages import RUNS, SKIPPED_IMAGES, WALL_SECONDS, StageResult
 
 PAPER_COLUMNS = [("accuracy", "Acc"), ("balanced_accuracy", "BAcc"), ("kappa", "Kappa"),
@@ -161,6 +161,17 @@ def copy_rows(evaluation: Dict[str, Any]) -> List[str]:
             f"'duplicates'): the rows above score them as held out, so they overstate.", ""]
 
 
+def trained_rows(results: Sequence[StageResult]) -> List[str]:
+    """Without an evaluation (a slice that stops at train): the numbers the training run scored its best checkpoint
+    with on each split, from the train stage's record, said to be its own; nothing without a train stage."""
+    train = next((r for r in results if r.name == "train"), None)
+    scored = recipe_metrics((train.info.get("metrics") or {}) if train else {})
+    if not scored["patch"]:
+        return []
+    return ["## Results: the training run's own, best checkpoint (not the evaluate stage's: this slice stops "
+            "before evaluate)", ""] + recipe_rows(scored) + [""]
+
+
 def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Optional[Dict[str, Any]],
                  registration: Optional[Dict[str, Any]], uri: str, predict: Optional[str],
                  log_file: Optional[str]) -> str:
@@ -179,6 +190,8 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
         else:
             lines += recipe_rows(evaluation) + [""]
         lines += copy_rows(evaluation)
+    else:
+        lines += trained_rows(results)
     lines += description_rows(results)
     lines += ["## Stages", ""] + stage_rows(results) + [""]
     left_out = [f"- {r.name}: {r.info[SKIPPED_IMAGES]}" for r in results if r.info.get(SKIPPED_IMAGES)]
