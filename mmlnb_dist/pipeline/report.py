@@ -208,6 +208,7 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
     if predict:
         lines += ["", "Predict new images with the model this run registered:", "", "```", predict, "```"]
     if log_file:
-        lines += ["", f"Full log (per-epoch tables; the best checkpoint's per-class metrics and confusion matrices): "
-                      f"`{log_file}`"]
+        holds = " (per-epoch tables; the best checkpoint's per-class metrics and confusion matrices)" if any(
+            r.name == "train" for r in results) else ""  # a slice that stopped before train has none of them
+        lines += ["", f"Full log{holds}: `{log_file}`"]
     return "\n".join(lines) + "\n"
