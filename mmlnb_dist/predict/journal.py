@@ -7,10 +7,12 @@ and a line cut by the kill is dropped on reading). The same command again reads 
 inputs after them; the predictions file is then what one uninterrupted run writes, and the folder is removed.
 
 The journal's first line is the job: the model (its URI and the `model_uuid` the URI resolved to, so a moved
-alias is another job), the inputs in order, the descriptions file's digest, the VLM and adapter, the split and
-the label-set rule. A journal of another job is dropped with a warning naming what changed (its rows could not
-become this output), and the job starts from the first input. The folder is held with a `FolderLock`: a second
-`predict` into the same output while the first runs is refused, naming it, instead of both writing one file.
+alias is another job), the inputs in order, each shard set's manifest digest (a set rebuilt in place under the
+same names is another job; image files are known by their paths only), the descriptions file's digest, the VLM
+and adapter, the split and the label-set rule. A journal of another job is dropped with a warning naming what
+changed (its rows could not become this output), and the job starts from the first input. The folder is held
+with a `FolderLock`: a second `predict` into the same output while the first runs is refused, naming it, instead
+of both writing one file.
 """
 from __future__ import annotations
 

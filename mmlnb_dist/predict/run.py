@@ -246,6 +246,8 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
         done = journal.resume({
             "model": model_uri, "model_uuid": getattr(getattr(model, "metadata", None), "model_uuid", None),
             "inputs": digest([it["source"] for it in items]), "n_inputs": len(items), "split": split,
+            # a set rebuilt in place keeps its names: its manifest (the shards' sha256) tells the builds apart
+            "shard_sets": [file_digest(folder / "manifest.json") for folder in shard_sets_read(inputs)],
             "descriptions": file_digest(descriptions), "description_column": description_column,
             "slide_column": slide_column, "vlm": writer, "top_k": top_k, "threshold": threshold})
         if done.upto:
