@@ -175,7 +175,8 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
         if extra not in listed:
             found = missing.pop(sha256_file(shard_dir / extra), None) if missing else None
             if found is None:
-                problems.append(f"{extra}: tar file not listed in the manifest")
+                problems.append(f"{extra}: tar file not listed in the manifest; move it out of the shard folder "
+                                f"(a shard of another set?) or rebuild the set")
                 continue
             line, name = found  # a listed shard renamed: the same bytes under another name
             problems[line] = (f"{name}: missing, but {extra} holds its exact bytes (sha256): rename {extra} back "

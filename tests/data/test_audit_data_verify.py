@@ -70,7 +70,8 @@ def test_a_key_in_two_shards_a_stray_tar_and_a_wrong_byte_count_are_named(tmp_pa
     assert verify_shards(shards, progress=False).problems == [
         f"{first['file']}: {first['bytes'] - 1} bytes, manifest says {first['bytes']}",
         f"train-000001.tar key {copy['__key__']}: duplicate key (also in {first['file']})",
-        "stray.tar: tar file not listed in the manifest"]
+        ("stray.tar: tar file not listed in the manifest; move it out of the shard folder (a shard of another set?) "
+         "or rebuild the set")]
 
 
 def test_class_counts_differing_from_the_manifest_are_reported(tmp_path):

@@ -58,7 +58,8 @@ def test_a_stray_tar_beside_a_missing_shard_is_still_named_as_stray(built):
     finally:
         (built / "held.tar").rename(built / name)
         (built / "stray.tar").unlink()
-    assert "stray.tar: tar file not listed in the manifest" in problems
+    assert ("stray.tar: tar file not listed in the manifest; move it out of the shard folder (a shard of another set?) "
+            "or rebuild the set") in problems
     assert f"{name}: missing, but held.tar holds its exact bytes (sha256): rename held.tar back to {name}" in problems
 
 
