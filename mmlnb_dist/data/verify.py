@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -14,14 +15,18 @@ from .images import image_member, undecodable
 from .reader import iter_shard_samples
 from .shardset import SPLITS, ShardError, ShardSet, bad_entry_fields
 
+log = logging.getLogger(__package__)
+
 
 @dataclass
 class VerifyReport:
-    """What `verify_shards` found: problems (one line each, naming shard and key) and per-split class counts."""
+    """What `verify_shards` found: problems (one line each, naming shard and key), per-split class counts, and
+    warnings (true of the set as built, yet worth knowing before training: a class no split holds a sample of)."""
 
     problems: List[str]
     counts: Dict[str, Dict[str, int]]
     classes: List[str]
+    warnings: List[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -79,6 +84,7 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
     problems: List[str] = []
     counts: Dict[str, Dict[str, int]] = {}
     keys: Dict[str, str] = {}
+    held: Counter = Counter()  # samples holding each class anywhere (as its `cls`, or among multi-label `labels`)
     listed = set()
     missing: Dict[Optional[str], Tuple[int, str]] = {}  # sha256 -> (problem line, file) of shards not found
     total = sum(s["num_samples"] for split in manifest["splits"].values() for s in split["shards"]
@@ -156,6 +162,7 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
             if "label_counts" in entry and any(shard_labels.get(c, 0) != entry["label_counts"].get(c, 0) for c in classes):
                 problems.append(f"{entry['file']}: label counts {dict(shard_labels)} differ from manifest {entry['label_counts']}")
             split_counts.update(shard_counts)
+            held.update(shard_counts + shard_labels)
         if manifest.get("task") == "multilabel":  # the per-label table `shards verify` prints reads these
             # against its shards' entries (each checked against its samples above): a hand edit of the table
             listed_labels = info.get("label_counts")
@@ -181,4 +188,13 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
             line, name = found  # a listed shard renamed: the same bytes under another name
             problems[line] = (f"{name}: missing, but {extra} holds its exact bytes (sha256): rename {extra} back "
                               f"to {name}")
-    return VerifyReport(problems, counts, classes)
+    # a class of the manifest no split holds (a hand edit, or a build with a class its data lacks): the model gets
+    # an output no sample trains, and every metric leaves the class out; a set may be built so, so not a problem
+    # (and not judged beside problems: a shard missing or unreadable leaves the counts short)
+    warnings = [] if problems else [
+        f"class {c}: no sample in any split; the model trained on this set gets an output no sample trains and no "
+        f"metric scores it (unless that is meant: rebuild without it, or undo a hand edit of manifest.json)"
+        for c in classes if not held[c]]
+    for line in warnings:
+        log.warning("%s: %s", shard_dir, line)
+    return VerifyReport(problems, counts, classes, warnings)
