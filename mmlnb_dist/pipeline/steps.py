@@ -331,10 +331,10 @@ def stage_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] 
 def plan_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Optional[DistEnv] = None,
                   cache_root: Optional[Path] = None) -> PlannedStage:
     """Stage 1b: the fine-tuned VLM describes every patch; the output is a new shard set with `txt`."""
-    from ..recipes.vlm.describe import run_describe
+    from ..recipes.vlm.describe import described_beside, run_describe
 
     fp = fingerprint("describe", vlm.fingerprint, shards.fingerprint, cfg.vlm.prompt, cfg.vlm.generation.model_dump())
-    out = Path(cache_root) / "described" / fp if cache_root is not None else Path(f"{shards.output}-described")
+    out = Path(cache_root) / "described" / fp if cache_root is not None else described_beside(shards.output)
 
     def work(resume: bool) -> Dict[str, Any]:  # describe resumes from its own progress files
         result = run_describe(cfg, vlm=cfg.vlm.model, adapter=vlm.info["adapter_dir"], shards_in=shards.output,

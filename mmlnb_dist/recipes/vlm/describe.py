@@ -188,10 +188,15 @@ def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str
 
 
 def default_out(source: ShardSet) -> Path:
-    """`<shards>-described` beside the input; `--shards .` or `..` named it `.-described` inside the input (or
-    `..-described` in the current folder), so such a name is resolved first."""
-    root = source.root.resolve() if source.root.name in ("", "..") else source.root
-    return Path(f"{root}-described")
+    """`<shards>-described` beside the input (`described_beside`)."""
+    return described_beside(source.root)
+
+
+def described_beside(shards: Path) -> Path:
+    """`<shards>-described`, beside the shard set (describe's and the pipeline's default output); `.` or `..` named
+    it `.-described` inside the input (or `..-described` in the current folder), so such a name is resolved first."""
+    shards = Path(shards)
+    return Path(f"{shards.resolve() if shards.name in ('', '..') else shards}-described")
 
 
 def check_out_folder(out: Path, source: ShardSet, restart: bool = False, adapter: Optional[str] = None) -> None:
