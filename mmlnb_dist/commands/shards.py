@@ -122,6 +122,8 @@ def _verify(args: argparse.Namespace) -> int:
     print(f"{len(report.problems)} problem(s):")
     for line in report.problems:
         print(f"  {line}")
+    if len(report.problems) == len(report.strays):  # stray tars alone: each line says what to do with it
+        return 1
     print(f"to repair: restore the shards named above (or {args.shard_dir}/manifest.json, if it was edited) from a "
           f"good copy, or rebuild the set with `mmlnb-dist shards build` (the same inputs and seed give the same "
           f"shards)")

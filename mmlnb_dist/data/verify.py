@@ -27,6 +27,8 @@ class VerifyReport:
     counts: Dict[str, Dict[str, int]]
     classes: List[str]
     warnings: List[str] = field(default_factory=list)
+    strays: List[str] = field(default_factory=list)
+    """Tar files in the folder that the manifest does not list (each also a problem line, with its own remedy)."""
 
     @property
     def ok(self) -> bool:
@@ -178,12 +180,14 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
             problems.append(f"split {split}: {sum(split_counts.values())} valid samples, manifest says {info['num_samples']}")
         counts[split] = {c: split_counts.get(c, 0) for c in classes}
     bar.close()
+    strays: List[str] = []
     for extra in sorted(p.name for p in shard_dir.glob("*.tar")):
         if extra not in listed:
             found = missing.pop(sha256_file(shard_dir / extra), None) if missing else None
             if found is None:
                 problems.append(f"{extra}: tar file not listed in the manifest; move it out of the shard folder "
                                 f"(a shard of another set?) or rebuild the set")
+                strays.append(extra)
                 continue
             line, name = found  # a listed shard renamed: the same bytes under another name
             problems[line] = (f"{name}: missing, but {extra} holds its exact bytes (sha256): rename {extra} back "
@@ -197,4 +201,4 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
         for c in classes if not held[c]]
     for line in warnings:
         log.warning("%s: %s", shard_dir, line)
-    return VerifyReport(problems, counts, classes, warnings)
+    return VerifyReport(problems, counts, classes, warnings, strays)
