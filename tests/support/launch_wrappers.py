@@ -28,3 +28,40 @@ def wrapper_runner(folder: Path, fake_python: str) -> Callable[..., subprocess.C
         return subprocess.run(["bash", str(LAUNCH / script), *args], cwd=folder, capture_output=True, text=True,
                               env={**environ, "PYTHON": str(fake), **env}, timeout=120)
     return go
+
+
+SIGNAL_PROBE = """#!/usr/bin/env bash
+# The launcher (`-m {launcher}`) says it is ready, then reports the signal that reaches it and exits.
+if [[ "$1" == -c && "$2" == *device_count* ]]; then echo 0; exit 0; fi
+if [[ "$1 $2" == "-m {launcher}" ]]; then
+  exec {python} -c "import signal, sys, time
+def got(signum, frame):
+    print('got', signal.Signals(signum).name, flush=True); sys.exit(1)
+for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+    signal.signal(s, got)
+print('ready', flush=True)
+time.sleep(60)"
+fi
+exec {python} "$@"
+"""
+
+
+def signal_wrapper(folder: Path, script: str, args, launcher: str, sig: int, **env: str):
+    """Run launch/<script> with a stand-in interpreter whose launcher (`-m <launcher>`) waits for a signal; send the
+    wrapper `sig` once the launcher is up. Returns (the launcher's stdout, the wrapper's stderr, its exit code)."""
+    probe = folder / "probe"
+    probe.write_text(SIGNAL_PROBE.replace("{launcher}", launcher).replace(
+        "{python}", str(REAL_PYTHON if REAL_PYTHON.exists() else sys.executable)))
+    probe.chmod(0o755)
+    environ = {k: v for k, v in os.environ.items() if k not in WRAPPER_VARIABLES}
+    wrapper = subprocess.Popen(["bash", str(LAUNCH / script), *args], cwd=folder,
+                               env={**environ, "PYTHON": str(probe), **env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert wrapper.stdout.readline().strip() == "ready"
+        wrapper.send_signal(sig)
+        out, err = wrapper.communicate(timeout=60)
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+    return out, err, wrapper.returncode
