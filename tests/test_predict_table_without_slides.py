@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from mmlnb_dist.predict import predict_to_file
@@ -35,27 +36,17 @@ def test_images_the_table_gives_no_slide_are_counted_and_named(tmp_path, monkeyp
     assert str(table) in warned[0], warned
 
 
-def test_no_warning_when_every_image_has_its_slide(tmp_path, monkeypatch, caplog):
+@pytest.mark.parametrize("table_text", [
+    "path,description,slide_id\nin/a.png,x,s1\nin/b.png,x,s2\n",  # every image has its slide
+    "path,description\nin/a.png,x\nin/b.png,y\n",  # a table of descriptions only: no slides asked for
+], ids=["every-image-has-its-slide", "no-slides-at-all"])
+def test_no_warning_when_no_image_is_left_out_of_the_slides(tmp_path, monkeypatch, caplog, table_text):
     folder = tmp_path / "in"
     folder.mkdir()
     for name in "ab":
         Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(folder / f"{name}.png")
-    table = tmp_path / "slides.csv"
-    table.write_text("path,description,slide_id\nin/a.png,x,s1\nin/b.png,x,s2\n")
-    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: StandIn())
-    with caplog.at_level(logging.WARNING, logger="mmlnb_dist.predict"):
-        predict_to_file("models:/stand-in@champion", [folder], tmp_path / "p.csv", descriptions=table)
-    assert not [r for r in caplog.records if "slide id" in r.getMessage()], caplog.text
-
-
-def test_no_warning_when_the_table_gives_no_slides_at_all(tmp_path, monkeypatch, caplog):
-    """A table of descriptions only (no slide column): the user asked for no slides; nothing to warn about."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for name in "ab":
-        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(folder / f"{name}.png")
-    table = tmp_path / "texts.csv"
-    table.write_text("path,description\nin/a.png,x\nin/b.png,y\n")
+    table = tmp_path / "table.csv"
+    table.write_text(table_text)
     monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: StandIn())
     with caplog.at_level(logging.WARNING, logger="mmlnb_dist.predict"):
         predict_to_file("models:/stand-in@champion", [folder], tmp_path / "p.csv", descriptions=table)
