@@ -45,7 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-
     flags = {"n": args.n, "size": args.size, "n_slides": args.n_slides,
              "noisy_description_rate": args.noisy_rate, "seed": args.seed, "caption_omit_rate": args.omit_rate,
              "caption_wrong_rate": args.wrong_rate, "faint_rate": args.faint_rate, "task": args.task}
