@@ -63,6 +63,27 @@ def trainable_state_dict(model: torch.nn.Module, env: DistEnv) -> Dict[str, torc
     return copy_trainable(named) if env.is_main else {}
 
 
+def clear_unfinished_saves(run_dir: Path) -> None:
+    """Remove what an adapter save killed mid-way (`save_adapter`) left beside its folder in `run_dir`: a hidden
+    `.<folder>.saving` (the new adapter, perhaps torn) and `.<folder>.replaced` (the earlier one, set aside). Killed
+    between the two moves, the folder itself is missing: the earlier adapter goes back in place, as a failed save
+    leaves it. Rank 0, at the start of a fine-tuning run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    for staging in sorted(run_dir.glob(".*.saving")):
+        out = run_dir / staging.name[1:-len(".saving")]
+        old = out.with_name(f".{out.name}.replaced")
+        if not out.exists() and old.is_dir():
+            old.rename(out)
+            log.warning("%s/ restored: a save of it was killed between its two moves", out)
+        shutil.rmtree(staging, ignore_errors=True)
+        log.warning("removed %s, what a save of %s/ killed mid-way left", staging, out.name)
+    for old in sorted(run_dir.glob(".*.replaced")):
+        shutil.rmtree(old, ignore_errors=True)
+        log.warning("removed %s, an earlier adapter a killed save had set aside", old)
+
+
 def save_adapter(model, out_dir: Path, env: DistEnv, base_path: Optional[str] = None) -> None:
     """Gather (all ranks) then write the peft adapter (rank 0); refuses to write an empty one."""
     from peft import get_peft_model_state_dict

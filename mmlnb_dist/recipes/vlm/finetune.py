@@ -52,7 +52,7 @@ from ...core.tracking import build_logger
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
 from . import model as V
-from .adapter import save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
+from .adapter import clear_unfinished_saves, save_adapter, trainable_state_dict  # noqa: F401  (trainable_state_dict: public here too)
 from .batches import (Pair, check_resume_length, count_pairs, pair_encoder, read_pairs,  # noqa: F401
                       step_indices, step_seed, token_weights, total_steps, truncate_data_order, vlm_batch_plan)
 from .best import LAST_ADAPTER, BestAdapter, check_keep_best, check_keep_best_resume
@@ -164,6 +164,8 @@ class FinetuneVLMRecipe:
         cfg, env, vcfg = self.cfg, self.env, self.cfg.vlm
         seed_everything(cfg.run.seed)  # the same on every rank: identical LoRA initialisation
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if env.is_main:
+            clear_unfinished_saves(self.run_dir)  # a save killed mid-way: its hidden staging folders
         pairs = ShardSet.open(vcfg.pairs)
         self.train_pairs = read_pairs(pairs, "train")
         self.val_pairs = read_pairs(pairs, "val")[: vcfg.val_max_samples]

@@ -11,6 +11,7 @@ is replaced only when asked (`overwrite`).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
@@ -21,6 +22,8 @@ from ...core.errors import UserError
 from ...core.runlock import FolderLock
 from .model import adapter_sha256, load_adapter, load_vlm
 from .source import check_vlm_loadable
+
+log = logging.getLogger(__name__)
 
 
 MERGED_RECORD = "merged_from.json"
@@ -57,7 +60,9 @@ def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path]
     try:
         _refuse_to_write(out, overwrite)  # (another export may have finished meanwhile)
         built = staging / "model"
-        shutil.rmtree(built, ignore_errors=True)  # what a killed export left
+        if built.exists():
+            shutil.rmtree(built, ignore_errors=True)
+            log.warning("removed %s, what a killed export into %s left", built.parent, out)
         model, processor = load_vlm(base, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype, seed=seed,
                                     cache_dir=cache_dir, tiny_vision=tiny_vision)
         merged = load_adapter(model, adapter).merge_and_unload()
