@@ -6,7 +6,8 @@
 
 - `stages`: fingerprints, the stage record beside each output, skip / resume / rebuild (`run_stage`);
 - `steps`: the data, VLM and training stages; `finish`: evaluate (patch and slide level) and register;
-- `flow`: the pipelines and `--from` / `--until`; `report`: the final report and the paper's tables.
+- `flow`: the pipelines and `--from` / `--until`; `report`: the final report and the paper's tables;
+- `changes`: what a rebuilt stage's record says changed (its settings and inputs, by name).
 """
 from __future__ import annotations
 

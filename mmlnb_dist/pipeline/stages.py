@@ -28,6 +28,7 @@ from ..core.runlock import FolderLock
 from ..core.sections import DistributedConfig
 from ..core.tracking.lineage import DATASETS_RECORD
 from ..data.shardset import ShardSet
+from .changes import SETTINGS, changed_settings
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,10 @@ def read_stage(out: Path) -> Dict[str, Any]:
         return {}
 
 
-def _write_stage(out: Path, fp: str, status: str, info: Dict[str, Any], owner: Optional[str] = None) -> None:
-    record = {"fingerprint": fp, "status": status, **({"owner": owner} if owner else {}), **info}
+def _write_stage(out: Path, fp: str, status: str, info: Dict[str, Any], owner: Optional[str] = None,
+                 settings: Optional[Dict[str, Any]] = None) -> None:
+    record = {"fingerprint": fp, "status": status, **({"owner": owner} if owner else {}),
+              **({SETTINGS: settings} if settings else {}), **info}
     replace_text(stage_file(out), json.dumps(record, indent=2, default=str))
 
 
@@ -138,6 +141,9 @@ class PlannedStage:
     recheck: Optional[Recheck] = None
     """For an output whose record says up to date: whether what it records outside the pipeline's folders is
     still there (`Recheck`); None: the record is trusted."""
+    settings: Optional[Dict[str, Any]] = None
+    """What the fingerprint covers, by name (`stage_settings`): kept in the record, so that a rebuild names what
+    changed; None: a rebuild says only that its inputs or settings changed."""
 
 
 def rank0_stage(distributed: DistributedConfig, name: str, output: Path, fingerprint: str,
@@ -179,7 +185,8 @@ def stage_turn(name: str, out: Path, env: DistEnv, say: Callable[[str], None],
 def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]],
               say: Callable[[str], None] = log.info, env: Optional[DistEnv] = None,
               main_only: bool = False, rank0_wait_s: Optional[int] = None,
-              owner: Optional[str] = None, shared: bool = False, recheck: Optional[Recheck] = None) -> StageResult:
+              owner: Optional[str] = None, shared: bool = False, recheck: Optional[Recheck] = None,
+              settings: Optional[Dict[str, Any]] = None) -> StageResult:
     """Run `work(resume)` unless `out` already holds this fingerprint as done.
 
     - done with this fingerprint: skipped;
@@ -193,11 +200,12 @@ def run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, An
     others wait (up to `rank0_wait_s`; None: `distributed.rank0_wait_s`'s default) and then read its record.
     Rank 0 alone writes the records. `shared`: wait for another job building `out` first (`stage_turn`).
     `recheck`: an up-to-date output is skipped only when it also says its result is still there (`Recheck`).
+    `settings`: what `fp` covers, by name (`stage_settings`), recorded so that a rebuild names what changed.
     """
     env = env or DistEnv()
     refuse_file_in_the_way(out, f"{name}: its output {out}")
     with stage_turn(name, out, env, say, rank0_wait_s) if shared else nullcontext():
-        return _run_stage(name, out, fp, work, say, env, main_only, rank0_wait_s, owner, recheck)
+        return _run_stage(name, out, fp, work, say, env, main_only, rank0_wait_s, owner, recheck, settings)
 
 
 def _lost(recheck: Recheck, state: Dict[str, Any], env: DistEnv) -> Optional[str]:
@@ -225,12 +233,14 @@ def _lost(recheck: Recheck, state: Dict[str, Any], env: DistEnv) -> Optional[str
 
 def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, Any]], say: Callable[[str], None],
                env: DistEnv, main_only: bool, rank0_wait_s: Optional[int], owner: Optional[str],
-               recheck: Optional[Recheck] = None) -> StageResult:
+               recheck: Optional[Recheck] = None, settings: Optional[Dict[str, Any]] = None) -> StageResult:
     """`run_stage` once it is this job's turn at `out`."""
     state = read_stage(out)
     barrier(env)  # every rank has read the record before rank 0 changes it
     gone = bool(state) and not out.exists()  # a user deleted the output to have it rebuilt: the record is stale
-    changed, why = f"inputs or settings changed since {out} was built", "its inputs or settings changed"
+    why = (changed_settings(state.get(SETTINGS), settings) if state.get("fingerprint") != fp else None) or \
+        "its inputs or settings changed"
+    changed = f"{why} since {out} was built"
     if is_up_to_date(state, out, fp):
         lost = _lost(recheck, state, env) if recheck is not None else None
         if lost is None:
@@ -256,7 +266,7 @@ def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, A
             if state:
                 say(f"{name}: {changed}: rebuilding it")
             shutil.rmtree(out)
-        _write_stage(out, fp, "running", {}, owner)
+        _write_stage(out, fp, "running", {}, owner, settings)
     barrier(env)
     last_stop = f" (it stopped last time: {state[STOPPED_BY]})" if resume and state.get(STOPPED_BY) else ""
     say(f"{name}: {'resuming' if resume else 'running'} -> {out}{last_stop}")
@@ -277,13 +287,13 @@ def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, A
             with rank0_alone(env, rank0_wait_s):  # hours of tiling must not trip the collectives' timeout
                 info = (work(resume) or {}) if env.is_main else {}
                 if env.is_main:
-                    _write_stage(out, fp, _end_status(info), {**info, **timing()}, owner)
+                    _write_stage(out, fp, _end_status(info), {**info, **timing()}, owner, settings)
             if not env.is_main:
                 info = read_stage(out)  # what rank 0 recorded
         else:
             info = work(resume) or {}
             if env.is_main:
-                _write_stage(out, fp, _end_status(info), {**info, **timing()}, owner)
+                _write_stage(out, fp, _end_status(info), {**info, **timing()}, owner, settings)
             barrier(env)
     except BaseException as err:
         _record_stop(name, out, fp, owner, env, err, timing())
@@ -345,7 +355,7 @@ def _end_status(info: Dict[str, Any]) -> str:
 def run_planned(stage: PlannedStage, env: Optional[DistEnv] = None) -> StageResult:
     return run_stage(stage.name, stage.output, stage.fingerprint, stage.work, env=env, main_only=stage.main_only,
                      rank0_wait_s=stage.rank0_wait_s, owner=stage.owner, shared=stage.shared,
-                     recheck=stage.recheck)
+                     recheck=stage.recheck, settings=stage.settings)
 
 
 def recorded(stage: PlannedStage, first: str) -> StageResult:

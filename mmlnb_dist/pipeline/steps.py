@@ -8,6 +8,7 @@ Shards without descriptions (tiled slides) fine-tune on `vlm.pairs` instead.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -22,6 +23,7 @@ from ..data.shardset import ShardError, ShardSet
 from ..data.skipped import skipped_summary
 from ..recipes import RECIPES, recipe_class
 from ..recipes.vlm.config import vlm_run_name
+from .changes import stage_settings
 from .stages import (SKIPPED_IMAGES, PlannedStage, StageResult, fingerprint, rank0_stage, read_stage, run_planned,
                      stopped_reading_elsewhere)
 
@@ -169,7 +171,9 @@ def plan_shards(cfg: Config, source: StageResult) -> PlannedStage:
         return {"counts": {k: v["class_counts"] for k, v in manifest["splits"].items()},
                 SKIPPED_IMAGES: skipped_summary(manifest["skipped"]) if manifest["skipped"] else None}
 
-    return rank0_stage(cfg.distributed, "shards", out, fp, work)
+    labels = {"data.multilabel": cfg.data.multilabel.model_dump()} if multilabel else {"data.classes": cfg.data.classes}
+    return dataclasses.replace(rank0_stage(cfg.distributed, "shards", out, fp, work), settings=stage_settings(
+        {"data.build": cfg.data.build.model_dump(), **labels}, {source.name: source.fingerprint}))
 
 
 def stage_shards(cfg: Config, source: StageResult, env: Optional[DistEnv] = None) -> StageResult:
@@ -374,7 +378,12 @@ def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) 
         return {"metrics": {k: v for k, v in result.items() if isinstance(v, (int, float, str))},
                 "run_dir": str(cfg.run.dir), "mlflow_run_id": run_id, "data_shards": str(shards.output)}
 
-    return PlannedStage("train", Path(cfg.run.dir), fp, work)
+    section = RECIPES[cfg.train.recipe].section
+    settings = stage_settings({"run.seed": cfg.run.seed, section: recipe_section.model_dump(),
+                               "train": cfg.train.model_dump(), "distributed": cfg.distributed.results_dump(),
+                               "data.loader": cfg.data.loader.model_dump()},
+                              {"shards": shards.fingerprint, **dict(local_inputs(recipe_section, f"{section}."))})
+    return PlannedStage("train", Path(cfg.run.dir), fp, work, settings=settings)
 
 
 def stage_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) -> StageResult:

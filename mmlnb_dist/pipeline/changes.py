@@ -1,0 +1,43 @@
+"""What changed between two runs of a stage: its record keeps what its fingerprint covers, by name
+(`stage_settings`), so that a rebuild says which settings or inputs changed (`changed_settings`), in the log and
+in the report, instead of "its inputs or settings changed"."""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Optional
+
+SETTINGS = "settings"
+"""The stage record's fingerprinted settings (dotted key: value) and inputs ("<input> changed": fingerprint)."""
+
+CHANGED = " changed"
+
+
+def stage_settings(settings: Dict[str, Any], inputs: Dict[str, Any]) -> Dict[str, Any]:
+    """`settings` (nested sections: dotted keys) and `inputs` (name: fingerprint) as a stage record keeps them."""
+    flat: Dict[str, Any] = {f"{name}{CHANGED}": value for name, value in inputs.items()}
+
+    def add(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                add(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            flat[prefix] = json.loads(json.dumps(value, default=str))
+
+    add("", settings)
+    return flat
+
+
+def changed_settings(before: Any, now: Optional[Dict[str, Any]], most: int = 3) -> Optional[str]:
+    """What differs between two `stage_settings` ("train.lr 0.001 -> 0.0003; shards changed"), `most` names at
+    most; None when either is not known (a record written before they were kept) or nothing differs in them."""
+    if not isinstance(before, dict) or not now:
+        return None
+    keys = sorted(k for k in before.keys() | now.keys() if before.get(k, ...) != now.get(k, ...))
+
+    def show(key: str, value: Any) -> str:
+        return "(unset)" if value is ... else json.dumps(value)[:40] if not isinstance(value, str) else value[:40]
+
+    names = [k if k.endswith(CHANGED) else f"{k} {show(k, before.get(k, ...))} -> {show(k, now.get(k, ...))}"
+             for k in keys]
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return "; ".join(names[:most]) + more if names else None
