@@ -162,14 +162,26 @@ def collect_samples(
     input_path: Union[str, Path],
     classes: Sequence[str],
     descriptions: Optional[Union[str, Path]] = None,
+    flag: Optional[str] = None,
 ) -> List[SampleSpec]:
     """Input samples from a folder of class subfolders (`UD/*.png`, ...) or a CSV (path|file, label[, slide_id]).
 
     A folder that holds a `labels.csv` is read through it (to get slide ids); a `descriptions.jsonl` beside
     the inputs is used when `descriptions` is not given. Errors (missing folder, unknown label folder, empty
-    class folder, bad CSV columns) are raised before anything is written.
+    class folder, bad CSV columns) are raised before anything is written; with `flag` (`--patches`: the
+    option that gave `input_path`), each starts with `<flag> <input_path>: `, so a command with several inputs
+    says which one is wrong.
     """
-    input_path = Path(input_path)
+    try:
+        return _collect(Path(input_path), classes, descriptions)
+    except ShardError as err:
+        if flag is None:
+            raise
+        text, given = str(err), f"{flag} {input_path}"
+        raise ShardError(f"{flag} {text}" if text.startswith(f"{input_path}: ") else f"{given}: {text}") from None
+
+
+def _collect(input_path: Path, classes: Sequence[str], descriptions: Optional[Union[str, Path]]) -> List[SampleSpec]:
     if not input_path.exists():
         raise ShardError(f"input not found: {input_path}")
     check_patch_source(input_path)

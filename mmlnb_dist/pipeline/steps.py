@@ -163,7 +163,8 @@ def plan_shards(cfg: Config, source: StageResult) -> PlannedStage:
         if multilabel:
             manifest = build_multilabel_shards(source.output / "pairs.csv", out, cfg.data.build, cfg.data.multilabel)
             return {"label_counts": {k: v.get("label_counts") for k, v in manifest["splits"].items()}}
-        samples = collect_samples(source.output, cfg.data.classes)
+        given = "--patches" if source.name == "patches" else None  # (errors name the flag of a user-given input)
+        samples = collect_samples(source.output, cfg.data.classes, flag=given)
         manifest = build_shards(samples, out, cfg.data.build, cfg.data.classes,
                                 provenance={"input": str(source.output)})
         if manifest["skipped"]:  # under data.build.max_skipped_rate: the build went on without them
@@ -248,7 +249,7 @@ def require_pairs(cfg: Config, source: str, path: Optional[Path] = None) -> None
     if source == "patches":
         from ..data.collect import collect_samples
 
-        if any(s.description for s in collect_samples(path, cfg.data.classes)):
+        if any(s.description for s in collect_samples(path, cfg.data.classes, flag="--patches")):
             return
         why = f"the patches in {path} carry no descriptions"
     elif source == "slides":
