@@ -10,7 +10,7 @@ import logging
 from mmlnb_dist.config import load_config
 from mmlnb_dist.pipeline.report import stage_rows
 from mmlnb_dist.pipeline.stages import StageResult, run_planned
-from mmlnb_dist.pipeline.steps import plan_shards, plan_train
+from mmlnb_dist.pipeline.steps import plan_describe, plan_shards, plan_train
 
 
 def _train(tmp_path, overrides, shards_fp="s1"):
@@ -59,3 +59,20 @@ def test_the_shards_stage_names_a_changed_build_setting(tmp_path):
 
     shards([])
     assert shards(["data.build.val_fraction=0.3"]).rebuilt == "data.build.val_fraction 0.2 -> 0.3"
+
+
+def test_the_describe_stage_names_a_changed_generation_setting_and_a_new_adapter(tmp_path):
+    def describe(overrides, adapter_fp="a1"):
+        cfg = load_config(None, [f"run.output_dir={tmp_path / 'runs'}", *overrides])
+        vlm = StageResult("finetune-vlm", tmp_path / "runs" / "ft", adapter_fp, True, 0.0, {"adapter_dir": "x"})
+        stage = plan_describe(cfg, vlm, StageResult("shards", tmp_path / "shards", "s1", True, 0.0))
+
+        def work(resume):
+            stage.output.mkdir(parents=True, exist_ok=True)
+            return {}
+
+        return run_planned(dataclasses.replace(stage, work=work))
+
+    describe([])
+    assert describe(["vlm.generation.max_new_tokens=64"]).rebuilt == "vlm.generation.max_new_tokens 256 -> 64"
+    assert describe(["vlm.generation.max_new_tokens=64"], adapter_fp="a2").rebuilt == "finetune-vlm changed"

@@ -325,7 +325,9 @@ def plan_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] =
                 "base_model_seconds": result.get("base_model_seconds", 0.0),
                 "losses": {k: v for k, v in result.items() if k.endswith("loss")}}
 
-    return PlannedStage("finetune-vlm", Path(cfg.run.dir), fp, work, shared=cache_root is not None)
+    named = stage_settings({"run.seed": cfg.run.seed, "vlm": settings, "distributed": dist},
+                           {"shards": shards.fingerprint, **dict(local)})
+    return PlannedStage("finetune-vlm", Path(cfg.run.dir), fp, work, shared=cache_root is not None, settings=named)
 
 
 def stage_finetune_vlm(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None,
@@ -346,7 +348,9 @@ def plan_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Optio
                               out=out, env=env, progress=cache_root is None)
         return {"num_samples": result.get("num_samples"), "quality": result.get("quality")}
 
-    return PlannedStage("describe", out, fp, work, shared=cache_root is not None)
+    named = stage_settings({"vlm.prompt": cfg.vlm.prompt, "vlm.generation": cfg.vlm.generation.model_dump()},
+                           {vlm.name: vlm.fingerprint, "shards": shards.fingerprint})
+    return PlannedStage("describe", out, fp, work, shared=cache_root is not None, settings=named)
 
 
 def stage_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Optional[DistEnv] = None,
