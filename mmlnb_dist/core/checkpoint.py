@@ -49,7 +49,7 @@ TAG_RE = re.compile(r"^(epoch|step)-(\d+)$")
 MARKER = "run.json"
 CHECKSUMS = "checksums.json"
 SAVED = "saved.json"
-"""In each tag folder: its save's sequence number in the run (`list_tags` orders by it)."""
+"""In each tag folder: its save's sequence number in the run (`list_tags` orders by it), its data position."""
 PARTIAL = ".partial-"
 
 
@@ -87,6 +87,18 @@ def save_sequence(tag_dir: Path) -> int:
         return int(json.loads((tag_dir / SAVED).read_text())["sequence"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+def recorded_epochs(tag_dir: Path) -> Tuple[Optional[int], bool]:
+    """(epochs a checkpoint has trained in, whether the last only in part): from the `data_position` its save
+    recorded in `saved.json`, else (an older save, a recipe without one) an epoch tag's name; (None, False): unknown."""
+    try:
+        position = json.loads((tag_dir / SAVED).read_text())["position"]
+        partial = position.get("granularity") == "step"  # saved inside the epoch it would re-enter
+        return int(position["next_epoch"]) + partial, partial
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        match = TAG_RE.match(tag_dir.name)
+        return (int(match.group(2)) + 1, False) if match and match.group(1) == "epoch" else (None, False)
 
 
 def list_tags(ckpt_dir: Path) -> List[str]:
@@ -185,19 +197,19 @@ class CheckpointManager:
     def check_fresh_start(self, resume: bool, epochs: Optional[int] = None) -> None:
         """Refuse to start a new run on top of an old run's checkpoints (it would mix the two), and, with `epochs`
         (train.epochs), a resume that asks for fewer epochs than the run has trained: it would train nothing and
-        record a config that does not describe its model. (Judged from the name of the tag the resume will load,
-        the newest complete one: a torn newer tag is no epoch trained; a run whose newest complete checkpoint is a
-        mid-epoch step tag is not judged.)"""
+        record a config that does not describe its model. (Judged from the tag the resume will load, the newest
+        complete one: a torn newer tag is no epoch trained; by the data position its save recorded, as a run
+        tagged by step has no epoch in its tags' names; a checkpoint inside an epoch needs that epoch too.)"""
         if not resume and self.has_checkpoints():
             raise UserError(f"{self.dir} already holds checkpoints; pass run.resume=true to continue that run, "
                             f"or choose another run.name / run.output_dir")
         resumed = self.latest() if resume and epochs is not None and self.dir.is_dir() else None
-        if resumed and resumed.startswith("epoch-"):
-            trained = int(resumed.split("-", 1)[1]) + 1
-            if epochs < trained:
-                raise UserError(f"train.epochs={epochs}: the run in {self.dir.parent} has trained {trained} epochs "
-                                f"(its latest checkpoint {resumed}); resume with train.epochs of at least "
-                                f"{trained}, or start a new run (another run.name) for a shorter one")
+        trained, partial = recorded_epochs(self.dir / resumed) if resumed else (None, False)
+        if trained is not None and epochs < trained:
+            done = f"{trained - 1} epoch(s) and part of the next" if partial else f"{trained} epochs"
+            raise UserError(f"train.epochs={epochs}: the run in {self.dir.parent} has trained {done} (its latest "
+                            f"checkpoint {resumed}); resume with train.epochs of at least {trained}, or start a "
+                            f"new run (another run.name) for a shorter one")
 
     @property
     def best(self) -> Optional[Dict[str, Any]]:
@@ -223,7 +235,9 @@ class CheckpointManager:
             with self._space_named(tag):
                 write_layout(self.dir / partial, engine_layout(engine))  # before the checksums: covered by them
                 sequence = 1 + max((save_sequence(self.dir / t) for t in self.tags()), default=0)
-                (self.dir / partial / SAVED).write_text(json.dumps({"sequence": sequence}))
+                position = client_state.get("data_position") or {}  # (what `check_fresh_start` reads back)
+                (self.dir / partial / SAVED).write_text(json.dumps({"sequence": sequence, "position": {
+                    k: position[k] for k in ("next_epoch", "granularity") if k in position}}))
                 record_checksums(self.dir / partial)
             if (self.dir / tag).exists():  # an earlier save of the same tag (a resumed run repeating it)
                 shutil.rmtree(self.dir / tag)
