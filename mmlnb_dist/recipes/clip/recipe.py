@@ -73,8 +73,7 @@ class ClipRecipe:
         self.global_step = 0
         self.history: List[Dict[str, float]] = []
         self.start_epoch = 0
-        self.mid_epoch: Optional[MidEpochResume] = None
-        """Set by a resume from a mid-epoch checkpoint until that epoch ends."""
+        self.mid_epoch: Optional[MidEpochResume] = None  # set by a mid-epoch checkpoint's resume until the epoch ends
         self.stop = GracefulStop()
         """A SIGTERM while training stops the run at the next optimizer step, with a checkpoint there."""
         self.watch = LossWatch(env, {"train.lr": cfg.train.lr, "clip.tower_lr": cfg.clip.tower_lr}, cfg.distributed)
@@ -351,15 +350,16 @@ class ClipRecipe:
         return self.checkpoints.save(self.engine.engine, tag, client, best=self.best)
 
     def train(self) -> Dict[str, Any]:
+        from .export import drop_result, finish
+
         cfg = self.cfg
         if self.engine is None:
             return self.evaluate_untrained()
         last = cfg.train.epochs - 1
+        drop_result(self)  # a finished run resumed for more epochs is unfinished until its finish below
         with self.stop:  # a SIGTERM (time limit, preemption) stops at a step, with its checkpoint
             for epoch in range(self.start_epoch, cfg.train.epochs):
                 self._train_and_evaluate(epoch, last)
-        from .export import finish
-
         return finish(self)
 
     def _train_and_evaluate(self, epoch: int, last: int) -> None:
