@@ -59,6 +59,7 @@ from .provenance import allowed, flatten, format_changes, read_record, refuse_ch
 from .runlock import FolderLock, ReadLock
 from .sections import WAIT_FIELDS
 from .signals import sigterm_as_interrupt
+from .tracking.folder_import import FINISHED_FILE
 from .tracking.lineage import check_resumed_datasets, recorded_datasets
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,9 @@ def _run_checked(recipe_cls: Type[Recipe], cfg: Any, env: DistEnv, report: Optio
             check_resume_config(cfg, run_dir, recipe_cls, record=env.is_main, moved=moved_data(run_dir, trained))
         if env.is_main:
             record_deepspeed_json(cfg, run_dir)
+            # A finished run resumed for more epochs is unfinished until its new finish writes the result again:
+            # the shorter run's result beside the longer run's config.yaml read as finished (`tracking import`).
+            (run_dir / FINISHED_FILE).unlink(missing_ok=True)
         init_engine_process_group(env, cfg.distributed)
         recipe = recipe_cls(cfg, env, report)
         status = "FAILED"

@@ -98,14 +98,6 @@ def load_exported_model(export_dir: Union[str, Path]) -> Tuple[torch.nn.Module, 
     return model.eval(), meta
 
 
-def drop_result(recipe: "ClipRecipe") -> None:
-    """Before training: remove an earlier finish's metrics.json (rank 0). A finished run resumed for more epochs
-    kept it, the shorter run's result beside the longer run's config.yaml, and `tracking import` takes it for a
-    finished run (`FINISHED_FILE`): a continuation killed mid-way read as finished. `finish` writes it again."""
-    if recipe.env.is_main:
-        (recipe.run_dir / "metrics.json").unlink(missing_ok=True)
-
-
 def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
     """Reload the best checkpoint, evaluate val (and test) with it, export, write metrics.json. Returns
     `run_dir`, `best_*`, `val/<metric>` (and `test/<metric>`), `val/labels_without_positives`, `export_dir`."""

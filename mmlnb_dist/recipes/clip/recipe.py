@@ -350,13 +350,12 @@ class ClipRecipe:
         return self.checkpoints.save(self.engine.engine, tag, client, best=self.best)
 
     def train(self) -> Dict[str, Any]:
-        from .export import drop_result, finish
+        from .export import finish
 
         cfg = self.cfg
         if self.engine is None:
             return self.evaluate_untrained()
         last = cfg.train.epochs - 1
-        drop_result(self)  # a finished run resumed for more epochs is unfinished until its finish below
         with self.stop:  # a SIGTERM (time limit, preemption) stops at a step, with its checkpoint
             for epoch in range(self.start_epoch, cfg.train.epochs):
                 self._train_and_evaluate(epoch, last)
