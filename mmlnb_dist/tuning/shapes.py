@@ -1,9 +1,9 @@
 """The shape of one search-space distribution (`tuning.space`'s `load_space` checks every key with it): the
-arguments Ray needs, and no value listed twice."""
+arguments Ray needs, and no value listed twice; and of the space's keys (`check_key_names`)."""
 from __future__ import annotations
 
 import math
-from typing import Any, List
+from typing import Any, Iterable, List
 
 from ..core.errors import ConfigError
 
@@ -50,3 +50,20 @@ def _refuse_repeats(source: Any, key: str, kind: str, values: List[Any]) -> None
             raise SpaceError(f"{source}: '{key}': {kind} holds {value!r} twice: {kind} values must differ (a repeat "
                              f"runs the same trials again); drop the repeat")
         seen.append(same)
+
+
+def check_key_names(source: Any, keys: Iterable[Any]) -> None:
+    """Every key is a dotted text key (YAML reads `1:`, `on:`, `null:` as a number, a boolean, None: an
+    AttributeError traceback), and none lies inside another (`fusion.curriculum.phases.1` and
+    `fusion.curriculum.phases.1.start_epoch`): a trial applied both, the later replacing what the other set, so the
+    inner key's sampled value (Ray's table, trials.csv, best.yaml) was not the one trained with."""
+    keys = list(keys)
+    for key in keys:
+        if not isinstance(key, str):
+            raise SpaceError(f"{source}: params key {key!r} is not a dotted config key (YAML reads it as "
+                             f"{type(key).__name__}): write the key as text, e.g. train.lr")
+    for key in keys:
+        outer = next((other for other in keys if key.startswith(other + ".")), None)
+        if outer is not None:
+            raise SpaceError(f"{source}: '{key}' lies inside '{outer}', also in the space: a trial would set one "
+                             f"over the other, so a sampled value would not be the one trained with; keep one of them")

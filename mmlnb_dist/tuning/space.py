@@ -38,7 +38,7 @@ import yaml
 
 from ..core.errors import ConfigError
 from ..core.files import load_yaml
-from .shapes import SpaceError, check_shape
+from .shapes import SpaceError, check_key_names, check_shape
 
 DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
 
@@ -87,6 +87,7 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
     params = raw.get("params") if isinstance(raw, dict) else None
     if not isinstance(params, dict) or not params:
         raise SpaceError(f"{path}: needs a non-empty 'params' mapping of dotted config keys")
+    check_key_names(path, params)
     for key, spec in params.items():
         kinds = [k for k in (spec or {}) if k in DISTRIBUTIONS] if isinstance(spec, dict) else []
         if len(kinds) != 1:
