@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -100,8 +101,9 @@ def _next_command(recipe: str, best: str) -> str:
     from ..core.files import load_yaml
     from ..recipes import RECIPES
 
+    quoted = shlex.quote(best)  # usable as printed: a storage path with a space split into two arguments
     if recipe in PIPELINES:
-        return f"  (train it: mmlnb-dist pipeline --config {best})"
+        return f"  (train it: mmlnb-dist pipeline --config {quoted})"
     if recipe not in RECIPES:
         return ""
     try:
@@ -109,4 +111,4 @@ def _next_command(recipe: str, best: str) -> str:
     except OSError:  # not readable here: it names the searched recipe (`tuning.outcome`)
         saved = recipe
     # it kept the base config's recipe (one the searched recipe refuses): `train` would train that one
-    return f"  (train it: mmlnb-dist train --config {best})" if saved == recipe else ""
+    return f"  (train it: mmlnb-dist train --config {quoted})" if saved == recipe else ""
