@@ -244,8 +244,16 @@ def check_resume_space(cfg: Config, exp_dir: Path, space: Dict[str, Any], space_
             stored = load_space(stored_path)
         except (SpaceError, OSError):
             return
-    if stored is None or stored == json.loads(json.dumps(space)):
+    now = json.loads(json.dumps(space))
+    if stored is None or stored == now:
         return
+    if stored_path and Path(stored_path).resolve() == Path(space_path).resolve():  # the file was edited in place
+        changed = "; ".join(f"{k}: {stored.get(k, 'absent')} then, {now.get(k, 'absent')} now"
+                            for k in dict.fromkeys([*stored, *now]) if stored.get(k) != now.get(k))
+        raise SearchError(f"the space file {space_path} changed since search '{cfg.tune.name}' started ({changed}), "
+                          f"and a resumed search keeps its own (Ray restores it): restore the file as it was "
+                          f"(space_params in {exp_dir / 'search.json'}), or start a new search under another "
+                          f"tune.name")
     raise SearchError(f"search '{cfg.tune.name}' at {exp_dir} was started with the space {stored_path} "
                       f"({', '.join(stored)}), not {space_path} ({', '.join(space)}), and a resumed search keeps its "
                       f"own (Ray restores it): resume it with --space {stored_path}, or start a new search under "
