@@ -34,7 +34,7 @@ from .checks import (RESTORED_SETTINGS, SearchError, check_choice_values, check_
                      default_space, recorded_base, unreported_metric, warn_ignored_on_resume)
 from .outcome import finish
 from .results import FINISHED, trial_rows
-from .space import load_space, resolve_space, to_tune_space
+from .space import DISTRIBUTIONS, apply_params, load_space, resolve_space, to_tune_space
 from .stop import GracefulSearchStop, SearchInterrupted
 from .trial import trial_main
 
@@ -163,6 +163,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     cfg = absolute_paths(cfg, Path.cwd())
     base = cfg.model_dump(mode="json")
     space = load_space(space_path, base)  # every range end gives a valid config, checked before Ray starts
+    space = absolute_values(space, base, Path.cwd())  # a trial runs in a folder of its own
     check_space_is_read(space, cfg.tune.recipe, space_path)
     check_choice_values(space, space_path)
     check_recipe(cfg)
@@ -185,6 +186,32 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
         return _run_held(cfg, base, space, space_path, dirs, plan)
     finally:
         lock.release()
+
+
+def absolute_values(params: Dict[str, Dict[str, Any]], base: Dict[str, Any], root: Path) -> Dict[str, Any]:
+    """The space with its choice and grid values of path fields made absolute against `root`, as `absolute_paths`
+    makes the base config's (`base`: that config as a dict): a trial runs in its own folder, where a relative
+    `data.shards: {grid: [shards/a, shards/b]}` named nothing and every trial failed. Other values stay as written."""
+    from ..config import config_from_dict
+    from ..core.errors import ConfigError
+
+    def absolute(key: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            got = absolute_paths(config_from_dict(apply_params(base, {key: value}, params)[0], "space"), root)
+        except ConfigError:  # `check_ranges` names it
+            return value
+        got = got.model_dump(mode="json")
+        for part in key.split("."):
+            got = got[int(part)] if isinstance(got, list) else got[part]
+        return got if isinstance(got, str) and got != value and Path(got).is_absolute() else value
+
+    out = {}
+    for key, spec in params.items():
+        kind = next(k for k in spec if k in DISTRIBUTIONS)
+        out[key] = {**spec, kind: [absolute(key, v) for v in spec[kind]]} if kind in ("choice", "grid") else spec
+    return out
 
 
 def _hold(exp_dir: Path, name: str) -> FolderLock:
