@@ -334,6 +334,8 @@ def check_outputs(dirs: Dict[str, Path]) -> None:
     """Refuse, before anything runs, outputs the search could not write: `tune.best_config` is written once every
     trial has run (a folder there, or a file where its folder goes, ended the search in a traceback and without its
     summary), and the shared cache folder is made before Ray starts (`dirs`: the driver's resolved paths)."""
+    # first: the default cache and best.yaml lie in it, and were named for a storage path that is a file
+    refuse_file_in_the_way(dirs["exp"], "the search's storage folder (tune.storage_path, else <run.output_dir>/tune)")
     refuse_file_in_the_way(dirs["cache"], "tune.shared_cache_dir")
     best = dirs["best"]
     if best.is_dir():
