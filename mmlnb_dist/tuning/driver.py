@@ -167,6 +167,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     check_space_is_read(space, cfg.tune.recipe, space_path)
     check_choice_values(space, space_path)
     check_recipe(cfg)
+    _check_path_values(space, base, space_path)
     check_resources(cfg)
     max_t = check_search(cfg, space, space_path)
     # Built before anything is written: a setting they refuse must not leave a search folder or a parent run
@@ -212,6 +213,26 @@ def absolute_values(params: Dict[str, Dict[str, Any]], base: Dict[str, Any], roo
         kind = next(k for k in spec if k in DISTRIBUTIONS)
         out[key] = {**spec, kind: [absolute(key, v) for v in spec[kind]]} if kind in ("choice", "grid") else spec
     return out
+
+
+def _check_path_values(space: Dict[str, Dict[str, Any]], base: Dict[str, Any], source: Any) -> None:
+    """The trial recipe's own checks (`check_recipe`) on every path a choice or grid gives other than the base
+    config's (`data.shards: {grid: [shards/a, shards/missing]}`), before Ray starts: a missing shard set failed its
+    trials only, after the search folder and its parent run were made."""
+    from ..config import config_from_dict
+    from ..core.errors import UserError
+
+    for key, spec in space.items():
+        kind = next(k for k in spec if k in DISTRIBUTIONS)
+        held: Any = base
+        for part in key.split("."):
+            held = held[int(part)] if isinstance(held, list) else (held or {}).get(part)
+        for value in spec[kind] if kind in ("choice", "grid") else ():
+            if isinstance(value, str) and Path(value).is_absolute() and value != held:
+                try:
+                    check_recipe(config_from_dict(apply_params(base, {key: value}, space)[0], str(source)))
+                except UserError as err:
+                    raise SearchError(f"{source}: '{key}' {kind} value {value}: {err}") from None
 
 
 def _hold(exp_dir: Path, name: str) -> FolderLock:
