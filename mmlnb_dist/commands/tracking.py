@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -244,27 +243,17 @@ def _register(args) -> int:
 
 def _refuse_registry_names(name: str, alias: str) -> None:
     """The model name and alias MLflow's registry refuses, named by flag before any work (they were an MLflow
-    traceback once the run had been found and checked)."""
+    traceback once the run had been found and checked); the rule is `tracking.register_name`'s and
+    `tracking.register_alias`'s."""
     from ..core.errors import UserError
+    from ..core.sections import refuse_registry_alias, refuse_registry_name
 
-    if not name.strip():
-        raise UserError(f"--name {name!r}: a registered model name cannot be empty")
-    if name != name.strip():  # registered with them, models:/NAME@ALIAS as typed without them found no model
-        raise UserError(f"--name {name!r}: a registered model name cannot begin or end with a space; --name "
-                        f"{shlex.quote(name.strip())}?")
-    if "/" in name or ":" in name:
-        raise UserError(f"--name {name!r}: a registered model name cannot contain '/' or ':' (models:/NAME@ALIAS "
-                        f"reads them as separators)")
-    if "?" in name:  # MLflow registers it, and reads `models:/a?b@champion` as the model `a` with a query
-        raise UserError(f"--name {name!r}: a registered model name cannot contain '?' (models:/NAME@ALIAS would read "
-                        f"what follows it as a query string, and predict could not load the model)")
-    if name in (".", ".."):  # MLflow reads names as paths: refused only after the model was logged
-        raise UserError(f"--name {name!r}: MLflow refuses a registered model name that reads as a path ('.', '..')")
-    if alias and not re.fullmatch(r"[\w\-]+", alias):
-        raise UserError(f"--alias {alias!r}: an alias may only contain alphanumerics, underscores (_) and dashes (-)")
-    if alias and (alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias)):
-        raise UserError(f"--alias {alias!r}: reserved by MLflow ('latest' and v<number> name versions); choose "
-                        f"another, e.g. champion")
+    for flag, value, check in (("--name", name, lambda v: refuse_registry_name(v, "--name ")),
+                               ("--alias", alias, refuse_registry_alias)):
+        try:
+            check(value)
+        except ValueError as err:
+            raise UserError(f"{flag} {value!r}: {err}") from None
 
 
 def _selection(args, cfg, spec, run_best_metric=None):

@@ -259,12 +259,55 @@ class TrackingConfig(Section):
     def _a_tracking_store(cls, value):
         return refuse_unmakeable_sqlite_store(refuse_malformed_tracking_uri(value))
 
+    @field_validator("register_name")
+    @classmethod
+    def _a_registry_name(cls, value):  # refused by MLflow only after the training, the version already logged
+        return value if value is None else refuse_registry_name(value)
+
+    @field_validator("register_alias")
+    @classmethod
+    def _a_registry_alias(cls, value):
+        return refuse_registry_alias(value)
+
     @field_validator("experiment")
     @classmethod
     def _an_experiment_name(cls, value):
         if not value:  # MLflow refuses it only at the run's start: the run went offline, and every sync failed
             raise ValueError("an MLflow experiment needs a name (e.g. mmlnb)")
         return value
+
+
+def refuse_registry_name(name: str, suggest: str = "tracking.register_name=") -> str:
+    """`name` when MLflow's registry takes it as a registered model name that `models:/NAME@ALIAS` reads back;
+    else a ValueError saying why (`register --name` and `tracking.register_name` share the rule; `suggest` prefixes
+    the name it suggests)."""
+    import shlex
+
+    if not name.strip():
+        raise ValueError("a registered model name cannot be empty")
+    if name != name.strip():  # registered with them, models:/NAME@ALIAS as typed without them found no model
+        raise ValueError(f"a registered model name cannot begin or end with a space; "
+                         f"{suggest}{shlex.quote(name.strip())}?")
+    if "/" in name or ":" in name:
+        raise ValueError("a registered model name cannot contain '/' or ':' (models:/NAME@ALIAS reads them as "
+                         "separators)")
+    if "?" in name:  # MLflow registers it, and reads `models:/a?b@champion` as the model `a` with a query
+        raise ValueError("a registered model name cannot contain '?' (models:/NAME@ALIAS would read what follows "
+                         "it as a query string, and predict could not load the model)")
+    if name in (".", ".."):  # MLflow reads names as paths: refused only after the model was logged
+        raise ValueError("MLflow refuses a registered model name that reads as a path ('.', '..')")
+    return name
+
+
+def refuse_registry_alias(alias: str) -> str:
+    """`alias` ('' for none) when MLflow takes it as a model alias; else a ValueError saying why."""
+    import re
+
+    if alias and not re.fullmatch(r"[\w\-]+", alias):
+        raise ValueError("an alias may only contain alphanumerics, underscores (_) and dashes (-)")
+    if alias and (alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias)):
+        raise ValueError("reserved by MLflow ('latest' and v<number> name versions); choose another, e.g. champion")
+    return alias
 
 
 def refuse_unmakeable_sqlite_store(uri):
