@@ -4,6 +4,9 @@
   `nb/fusion`, `..`) were accepted by the config, unlike `register --alias/--name`: the whole training ran, a
   version was logged and registered, and only then did the alias fail, reported as "the tracking server failed
   the registration ... once the server is back" (a `register_later` that could not help).
+- `tracking import FOLDER` of a run whose saved config names a tracking store that cannot be made here (a folder
+  copied from a cluster: its `sqlite:///` path lies under what is a file on this machine) was a pydantic
+  `ValidationError` traceback, `--uri` given or not: the config's tracking section was validated whole.
 """
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from mmlnb_dist.config import load_config
+from mmlnb_dist.config import load_config, save_config
 from mmlnb_dist.core.errors import ConfigError
+
+from support.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_DEMO = ROOT / "mmlnb_dist" / "profiles" / "cpu-demo.yaml"
@@ -33,3 +38,44 @@ def test_a_registry_name_or_alias_mlflow_refuses_is_a_config_error_before_traini
                                       "tracking.register_name=nb fusion"])
 def test_a_registry_name_or_alias_mlflow_takes_is_still_accepted(override):
     load_config(CPU_DEMO, [override])
+
+
+@pytest.fixture(scope="module")
+def template_store(tmp_path_factory):
+    """An empty MLflow SQLite store, made once: making one costs seconds (MLflow's schema migrations)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+def test_import_of_a_folder_whose_saved_store_cannot_be_made_here_takes_uri_or_says_so(tmp_path, template_store):
+    import shutil
+
+    import mlflow
+    import yaml
+
+    run_dir = tmp_path / "runs" / "copied"
+    run_dir.mkdir(parents=True)
+    save_config(load_config(CPU_DEMO, [f"run.output_dir={tmp_path / 'runs'}", "run.name=copied",
+                                       "tracking.backends=[stdout]"]), run_dir / "config.yaml")
+    (tmp_path / "afile").write_text("not a folder")  # on the cluster, a folder
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["tracking"]["uri"] = f"sqlite:///{tmp_path}/afile/mlflow.db"
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    (run_dir / "metrics.jsonl").write_text('{"step": 0, "train/loss": 1.0}\n{"step": 1, "train/loss": 0.5}\n')
+    (run_dir / "metrics.json").write_text("{}")
+
+    code, _, err = run_cli(["tracking", "import", str(run_dir)])
+    assert code == 2 and "Traceback" not in err and "afile" in err and "--uri" in err, err
+    assert not (run_dir / "tracking").exists()  # refused before the journal was written
+
+    store = tmp_path / "here.db"
+    shutil.copy(template_store, store)
+    code, out, err = run_cli(["tracking", "import", str(run_dir), "--uri", f"sqlite:///{store}"])
+    assert code == 0, err
+    client = mlflow.MlflowClient(f"sqlite:///{store}")
+    (run,) = client.search_runs([client.get_experiment_by_name(config["tracking"]["experiment"]).experiment_id])
+    assert run.info.status == "FINISHED" and run.data.metrics == {"train/loss": 0.5}
+

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
+from pydantic import ValidationError
 
 from ..config import flatten_dict
 from ..errors import UserError
@@ -93,7 +94,16 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
         raise FolderImportError(f"{run_dir} kept no metrics ({METRICS_FILE} is missing: tracking.backends had "
                                 f"neither mlflow nor stdout), so there is no run to import")
     config = yaml.safe_load(config_path.read_text()) or {}
-    tracking = TrackingConfig(**(config.get("tracking") or {}))
+    # only what the import reads: the saved store is not checked when --uri replaces it (a folder copied from a
+    # cluster names a path that may not exist here), and a setting refused since is no traceback
+    saved = {k: v for k, v in (config.get("tracking") or {}).items()
+             if k in ("experiment", "log_dataset") or (k == "uri" and not uri)}
+    try:
+        tracking = TrackingConfig(**saved)
+    except ValidationError as err:  # the saved tracking.uri cannot be used here
+        why = "; ".join(f"tracking.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise FolderImportError(f"{config_path}: its tracking section cannot be used here ({why}); pass the store "
+                                f"to import into: --uri URI") from None
     # a relative SQLite store made absolute: recorded as written, it meant another file from every other folder
     uri = absolute_sqlite_uri(uri) if uri else default_tracking_uri(tracking, run_dir.resolve().parent)
     run_name = f"{(config.get('run') or {}).get('name') or run_dir.name}-{stage}"
