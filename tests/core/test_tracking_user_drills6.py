@@ -7,6 +7,9 @@
 - `tracking import FOLDER` of a run whose saved config names a tracking store that cannot be made here (a folder
   copied from a cluster: its `sqlite:///` path lies under what is a file on this machine) was a pydantic
   `ValidationError` traceback, `--uri` given or not: the config's tracking section was validated whole.
+- The folder of another stage (`runs/NAME-describe`, `runs/NAME-evaluate-val`) given to `register --run` was told it
+  had no training run on record and to `tracking import` it; that import (stage train by default) made a training
+  run named NAME-train out of the describe run's metrics.
 """
 from __future__ import annotations
 
@@ -79,3 +82,30 @@ def test_import_of_a_folder_whose_saved_store_cannot_be_made_here_takes_uri_or_s
     (run,) = client.search_runs([client.get_experiment_by_name(config["tracking"]["experiment"]).experiment_id])
     assert run.info.status == "FINISHED" and run.data.metrics == {"train/loss": 0.5}
 
+
+
+def _stage_folder(root: Path, stage: str) -> Path:
+    """A run folder another stage wrote (describe's `<name>-describe`): its config, metrics and shard sets."""
+    run_dir = root / "runs" / f"a-{stage}"
+    run_dir.mkdir(parents=True)
+    save_config(load_config(CPU_DEMO, [f"run.output_dir={root / 'runs'}", "run.name=a",
+                                       "tracking.backends=[stdout]"]), run_dir / "config.yaml")
+    (run_dir / "metrics.jsonl").write_text('{"step": 0, "describe/mean_words": 12.0}\n')
+    (run_dir / "datasets.json").write_text('{"%s": [{"name": "demo:train", "context": "train"}]}' % stage)
+    return run_dir
+
+
+def test_import_of_another_stage_folder_as_a_training_run_is_refused_naming_its_stage(tmp_path):
+    run_dir = _stage_folder(tmp_path, "describe")
+    code, _, err = run_cli(["tracking", "import", str(run_dir), "--uri", f"sqlite:///{tmp_path}/mlflow.db"])
+    assert code == 2 and "describe" in err and "--stage describe" in err, err
+    assert not (run_dir / "tracking").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_register_of_another_stage_folder_names_its_stage_not_import(tmp_path):
+    run_dir = _stage_folder(tmp_path, "evaluate")
+    (run_dir / "tracking").mkdir()
+    (run_dir / "tracking" / "evaluate.json").write_text('{"run_id": "%s", "tracking_uri": "sqlite:///%s"}'
+                                                         % ("e" * 32, tmp_path / "mlflow.db"))
+    code, _, err = run_cli(["register", "--run", str(run_dir), "--name", "nb"])
+    assert code == 2 and "evaluate" in err and "tracking import" not in err, err

@@ -38,6 +38,12 @@ def recorded_datasets(run_dir: Path, stage: str) -> Optional[List[Dict[str, Any]
     return list(specs) if isinstance(specs, list) else None
 
 
+def recorded_stages(run_dir: Path) -> List[str]:
+    """The stages whose shard sets run folder `run_dir` recorded (a training folder: train; `<name>-describe`:
+    describe), in their order there."""
+    return list(_read(Path(run_dir) / DATASETS_RECORD))
+
+
 class DataChangedError(UserError):
     """A resumed run would read other shard sets than the ones it was trained on."""
 

@@ -204,6 +204,11 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
         if runs:  # a runs folder: the import and sync it was told to try would not have helped
             raise RegistryError(f"--run {run} is a folder of runs; give one run folder: --run {shlex.quote(runs[0])}"
                                 f" ({len(runs)} there: {', '.join(runs[:10])}{', ...' if len(runs) > 10 else ''})")
+        other = next(((p.stem, rec["run_id"]) for p in sorted((folder / JOURNAL_DIR).glob("*.json"))
+                      if "." not in p.stem and (rec := recorded_run(folder, p.stem)).get("run_id")), None)
+        if not state.get("run_id") and other:  # `<name>-describe`, `<name>-evaluate-val`: no model of its own
+            raise RegistryError(f"--run {run} is the folder of a {other[0]} run (MLflow run {other[1]}), not of a "
+                                f"training run; give the training run's folder (runs/NAME, as `train` prints it)")
         if not state.get("run_id"):
             raise RegistryError(
                 f"--run {run}: the folder has no MLflow training run on record ({folder / JOURNAL_DIR}/train.json "
