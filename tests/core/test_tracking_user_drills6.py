@@ -10,6 +10,9 @@
 - The folder of another stage (`runs/NAME-describe`, `runs/NAME-evaluate-val`) given to `register --run` was told it
   had no training run on record and to `tracking import` it; that import (stage train by default) made a training
   run named NAME-train out of the describe run's metrics.
+- The model card of a run whose folder a later run of the same `run.name` had taken over (`run.resume=false` into
+  the same folder) showed the later run's config.yaml as the registered model's config: the card read the folder
+  by the run's `run_dir` tag without asking whose folder it now is.
 """
 from __future__ import annotations
 
@@ -109,3 +112,27 @@ def test_register_of_another_stage_folder_names_its_stage_not_import(tmp_path):
                                                          % ("e" * 32, tmp_path / "mlflow.db"))
     code, _, err = run_cli(["register", "--run", str(run_dir), "--name", "nb"])
     assert code == 2 and "evaluate" in err and "tracking import" not in err, err
+
+
+def test_the_model_card_config_is_the_run_own_when_its_folder_now_holds_another_run(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from mmlnb_dist.core.tracking.card import run_config_text
+
+    folder = tmp_path / "runs" / "a"
+    (folder / "tracking").mkdir(parents=True)
+    (folder / "config.yaml").write_text("train:\n  lr: 0.5\n")  # the second run's, same run.name
+    (folder / "tracking" / "train.json").write_text(json.dumps({"run_id": "b" * 32}))
+
+    class Client:
+        def download_artifacts(self, run_id, path, dst):
+            assert run_id == "a" * 32 and path == "config.yaml"
+            (Path(dst) / path).write_text("train:\n  lr: 0.001\n")  # what run a logged
+            return str(Path(dst) / path)
+
+    run = SimpleNamespace(info=SimpleNamespace(run_id="a" * 32),
+                          data=SimpleNamespace(tags={"run_dir": str(folder), "stage": "train"}))
+    assert run_config_text(Client(), run) == "train:\n  lr: 0.001\n"
+    (folder / "tracking" / "train.json").write_text(json.dumps({"run_id": "a" * 32}))  # its own folder still
+    assert run_config_text(Client(), run) == "train:\n  lr: 0.5\n"

@@ -15,11 +15,15 @@ CONFIG_FILE = "config.yaml"
 
 
 def run_config_text(client: Any, run: Any) -> Optional[str]:
-    """The config run `run` trained with: `<run_dir tag>/config.yaml` while that folder is still there, else the
-    copy the run logged as an artifact (a run folder moved or deleted since training, or another machine's), None
-    when neither is found."""
+    """The config run `run` trained with: `<run_dir tag>/config.yaml` while that folder is still the run's (its
+    tracking record names no other run), else the copy the run logged as an artifact (a run folder moved or deleted
+    since training, another machine's, or taken over by a later run of the same run.name, whose config it now
+    holds), None when neither is found."""
+    from .journal import recorded_run
+
     tagged = run.data.tags.get("run_dir")
-    if tagged and (Path(tagged) / CONFIG_FILE).is_file():
+    owner = recorded_run(Path(tagged), run.data.tags.get("stage", "train")).get("run_id") if tagged else None
+    if tagged and (Path(tagged) / CONFIG_FILE).is_file() and owner in (None, run.info.run_id):
         return (Path(tagged) / CONFIG_FILE).read_text()
     with tempfile.TemporaryDirectory() as tmp:
         try:
