@@ -13,6 +13,8 @@
 - The model card of a run whose folder a later run of the same `run.name` had taken over (`run.resume=false` into
   the same folder) showed the later run's config.yaml as the registered model's config: the card read the folder
   by the run's `run_dir` tag without asking whose folder it now is.
+- `tracking sync` of a journal holding no event (its process killed while writing its first line) printed "sent 0
+  event(s) to run None at None", and with `--uri` failed the whole sync ("has no start event", exit 1).
 """
 from __future__ import annotations
 
@@ -136,3 +138,14 @@ def test_the_model_card_config_is_the_run_own_when_its_folder_now_holds_another_
     assert run_config_text(Client(), run) == "train:\n  lr: 0.001\n"
     (folder / "tracking" / "train.json").write_text(json.dumps({"run_id": "a" * 32}))  # its own folder still
     assert run_config_text(Client(), run) == "train:\n  lr: 0.5\n"
+
+
+@pytest.mark.parametrize("content", ["", '{"op": "start", "run_na'])
+@pytest.mark.parametrize("with_uri", [False, True])
+def test_sync_of_a_journal_without_any_event_says_so_and_succeeds(tmp_path, content, with_uri):
+    journal = tmp_path / "runs" / "x" / "tracking" / "train.jsonl"
+    journal.parent.mkdir(parents=True)
+    journal.write_text(content)
+    uri = ["--uri", f"sqlite:///{tmp_path}/other.db"] if with_uri else []
+    code, out, err = run_cli(["tracking", "sync", str(tmp_path / "runs"), *uri])
+    assert code == 0 and "None" not in out + err and "skipped" in out and "no event" in out, out + err

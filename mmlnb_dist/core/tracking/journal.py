@@ -1,5 +1,4 @@
-"""The MLflow journal: every call a stage makes is appended to `<run_dir>/tracking/<stage>.jsonl` before it is
-sent, so a run never depends on the tracking server.
+"""The MLflow journal: each call of a stage goes to `<run_dir>/tracking/<stage>.jsonl` first (never lost to a server).
 
 One journal is one MLflow run. `<run_dir>/tracking/<stage>.json` (the state) records the tracking URI, the run
 id and `acked`: how many leading events the server acknowledged. Events are sent strictly in journal order and
@@ -357,8 +356,7 @@ def send_pending(client, run_id: str, spool: Spool) -> int:
 def upload(spool: Spool, uri: Optional[str] = None, experiment: Optional[str] = None) -> Dict[str, Any]:
     """Upload what one journal holds but the server has not acknowledged. Idempotent: a second call sends
     nothing. A journal whose writer died mid-segment is closed as KILLED first; one still being written by a live
-    process is left alone (its logger sends it). Returns {"run_id", "sent", "created", "uri", "journal",
-    "skipped"}."""
+    process, or holding no event, is skipped. Returns {"run_id", "sent", "created", "uri", "journal", "skipped"}."""
     from .server import limit_http_retries, open_client, server_reachable
 
     result: Dict[str, Any] = {"journal": str(spool.path), "run_id": spool.state().get("run_id"), "sent": 0,
@@ -366,6 +364,8 @@ def upload(spool: Spool, uri: Optional[str] = None, experiment: Optional[str] = 
     if spool.writer_alive():
         result["skipped"] = "a live process is still writing it"
         return result
+    if next(spool.events(), None) is None:  # its process was killed writing its first line: no run to make
+        return {**result, "skipped": "it holds no event (its process stopped before logging one)"}
     spool.close_killed_segment()
     if not spool.pending() and (uri is None or uri == spool.state().get("tracking_uri")):
         return result
