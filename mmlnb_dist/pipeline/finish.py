@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -338,19 +336,9 @@ def plan_register(cfg: Config, train: StageResult) -> PlannedStage:
         info = {"registered": True, "tracking_uri": uri, "run_id": run_id, **res.as_dict(),
                 "alias_version": _alias_version(uri, res)}
         (out / "registered.json").write_text(json.dumps(info, indent=2, default=str))
-        log.info("registered %s version %s: %s", res.name, res.version, readable_reason(info))
+        log.info("registered %s version %s: %s", res.name, res.version, res.reason)
         return info
 
     stage = rank0_stage(cfg.distributed, "register", out, fp, work)
     stage.recheck = registration_lost(uri, t)
     return stage
-
-
-def readable_reason(registration: Dict[str, Any]) -> str:
-    """A registration record's reason for a human: its metric values (`value`, `previous_value`, written in full
-    into the reason) given to 4 significant places; the record keeps the full values."""
-    reason = str(registration.get("reason", ""))
-    for number in (registration.get("value"), registration.get("previous_value")):
-        if isinstance(number, float) and math.isfinite(number):
-            reason = re.sub(rf"(?<![\w.]){re.escape(str(number))}(?![\w.])", f"{number:.4g}", reason)
-    return reason

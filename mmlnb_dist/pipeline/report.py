@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..config import Config
 from ..recipes.vlm.quality import QUALITY_FILE, format_report
-from .finish import pipeline_config, readable_reason, recipe_metrics
+from .finish import pipeline_config, recipe_metrics
 from .stages import RUNS, SKIPPED_IMAGES, WALL_SECONDS, StageResult
 
 PAPER_COLUMNS = [("accuracy", "Acc"), ("balanced_accuracy", "BAcc"), ("kappa", "Kappa"),
@@ -199,7 +199,7 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
     lines += ["## Tracking and model", ""] + tracking_rows(cfg, results, uri)
     if registration and registration.get("registered"):
         lines.append(f"- registered: `models:/{registration['name']}/{registration['version']}` "
-                     f"({readable_reason(registration)})")
+                     f"({registration['reason']})")
         serving = serving_row(registration)
         if serving:
             lines.append(serving)

@@ -100,3 +100,16 @@ def test_a_registry_metric_that_is_a_loss_is_minimised_unless_told_otherwise():
     assert chosen("tracking.register_metric=best/val/auroc") == ("best/val/auroc", "max")
     assert chosen("tracking.register_metric=best/val/loss", "tracking.register_mode=max") == ("best/val/loss", "max")
     assert chosen() == ("best/val/balanced_accuracy", "max")
+
+
+def test_the_reason_gives_scores_to_four_significant_places_or_as_many_as_tell_them_apart(store):
+    # a reason is read by people (the pipeline's report and log, `register`'s output): 0.6666666666666666 was
+    # printed in full; two scores alike to 4 places keep the digits that tell them apart
+    spec = _val_spec("same", "c" * 64)
+    _version(store, "nb-digits", 1 / 3, spec)
+    better = _version(store, "nb-digits", 2 / 3, spec)
+    assert better.alias_moved and f"{METRIC} 0.6667 beats 0.3333 (version 1)" in better.reason, better.reason
+    assert better.value == 2 / 3 and better.previous_value == 1 / 3  # the record keeps the full values
+    close = _version(store, "nb-digits", 2 / 3 - 1e-6, spec)
+    assert not close.alias_moved and f"{METRIC} 0.666666 does not beat 0.666667 (version 2" in close.reason, \
+        close.reason

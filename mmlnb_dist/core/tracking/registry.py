@@ -346,6 +346,16 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
     return RegisterResult(name, version, f"models:/{name}/{version}", alias, moved, metric, value, previous, reason)
 
 
+def readable_pair(value: Optional[float], previous: Optional[float]) -> Tuple[str, str]:
+    """Two scores for a person (the reason): 4 significant places, or as many as tell two different ones apart
+    (0.666666 vs 0.666667); the result keeps the full values."""
+    for places in range(4, 18):
+        shown = tuple("None" if v is None else f"{v:.{places}g}" for v in (value, previous))
+        if shown[0] != shown[1] or value == previous:
+            return shown
+    return str(value), str(previous)
+
+
 def _move_alias(client, name: str, alias: str, version: str, run, package: ModelPackage, metric: str, mode: str,
                 value: Optional[float]) -> Tuple[Optional[float], bool, str]:
     """Move `alias` to `version` when its `metric` beats the holder's (held in `alias_turn`): (the holder's value,
@@ -363,9 +373,11 @@ def _move_alias(client, name: str, alias: str, version: str, run, package: Model
                   f"evaluate`; if this one is better, move the alias in MLflow: MlflowClient("
                   f"'{client.tracking_uri}').set_registered_model_alias('{name}', '{alias}', {version}))")
     elif better(value, previous, mode):
-        moved, reason = True, f"{metric} {value} beats {previous} (version {holder.version})"
+        shown, held = readable_pair(value, previous)
+        moved, reason = True, f"{metric} {shown} beats {held} (version {holder.version})"
     else:
-        reason = f"{metric} {value} does not beat {previous} (version {holder.version} keeps '{alias}')"
+        shown, held = readable_pair(value, previous)
+        reason = f"{metric} {shown} does not beat {held} (version {holder.version} keeps '{alias}')"
     if moved:
         client.set_registered_model_alias(name, alias, version)
     return previous, moved, reason
