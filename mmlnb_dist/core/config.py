@@ -123,9 +123,7 @@ def field_annotation(root: type, dotted: str) -> Any:
         part, fields = parts[i], model.model_fields
         if part not in fields:
             where = ".".join(parts[:i]) or "the top level"
-            inner = known_keys(model, where + ".") if i else []
-            close = difflib.get_close_matches(dotted, inner + known_keys(root), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = _hint(root, dotted, known_keys(model, where + ".") if i else [])
             raise ConfigError(f"unknown config key '{dotted}': '{part}' is not a field of {where}{hint}")
         annotation = fields[part].annotation
         if i == len(parts) - 1:
@@ -303,9 +301,17 @@ def _did_you_mean(root: type, loc: Sequence[Any]) -> str:
         holder = _section_type(field_annotation(root, parent)) if parent else root
     except ConfigError:
         holder = None
-    inner = known_keys(holder, parent + "." if parent else "") if holder is not None else []
-    close = difflib.get_close_matches(key, inner, n=1) or difflib.get_close_matches(key, known_keys(root), n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return _hint(root, key, known_keys(holder, parent + "." if parent else "") if holder is not None else [])
+
+
+def _hint(root: type, key: str, inner: List[str]) -> str:
+    """Every key a bare name ends (`lr`: train.lr, vlm.lr), else the closest of `inner` (the keys of the section
+    holding `key`), else of all; in any case (`train.LR` is `train.lr`, not the section `train`)."""
+    key, every = key.lower(), known_keys(root)
+    close = [k for k in every if "." not in key and k.endswith("." + key)] or \
+        difflib.get_close_matches(key, inner, n=1) or difflib.get_close_matches(key, every, n=1)
+    *head, last = map(repr, close or [""])
+    return f"; did you mean {', '.join(head) + ' or ' if head else ''}{last}?" if close else ""
 
 
 def _names_section(root: type, loc: Sequence[Any]) -> bool:
@@ -369,15 +375,8 @@ def flatten(cfg: Section) -> Dict[str, Any]:
 def flatten_dict(tree: Dict[str, Any]) -> Dict[str, Any]:
     """A nested dict (a config as saved in YAML) as {dotted.key: value}, as `flatten` gives a config's."""
     out: Dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.")
-        else:
-            out[prefix[:-1]] = node
-
-    walk(tree, "")
+    for k, v in tree.items():
+        out.update({f"{k}.{kk}": vv for kk, vv in flatten_dict(v).items()} if isinstance(v, dict) else {k: v})
     return out
 
 
