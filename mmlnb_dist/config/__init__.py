@@ -97,6 +97,9 @@ def shipped_profiles() -> List[str]:
 def resolve_profile(path: Union[str, Path]) -> Path:
     """A config path as given, else a shipped profile by name (`cpu-demo`, `rtx4090.yaml`) or by its source
     checkout path (`launch/profiles/cpu-demo.yaml`), so commands work from any folder."""
+    if not str(path).strip():  # `--config "$CONFIG"` with CONFIG unset: Path("") is the current folder
+        raise ConfigError(f"--config is empty; give a YAML file or a shipped profile's name "
+                          f"({', '.join(shipped_profiles())})")
     given = Path(path)
     if given.is_file():
         return given
