@@ -56,6 +56,17 @@ class RunConfig(Section):
         return refuse_folder_path(value, "the run folder is <run.output_dir>/<run.name>; put folders in "
                                          "run.output_dir, and give run.name")
 
+    @field_validator("cache_dir")
+    @classmethod
+    def _a_folder_to_be(cls, value):
+        # a file there (or above it) failed the first feature-cache write with a traceback, after the shards had
+        # been read and the first batches encoded
+        file = next((p for p in (value, *value.parents) if p.is_file()), None) if value is not None else None
+        if file is not None:
+            raise ValueError(f"{file} is a file, not a folder" + (f" (it would hold {value})" if file != value else "")
+                             + "; give a folder for the caches, or leave run.cache_dir unset (inside the run folder)")
+        return value
+
 
 def refuse_folder_path(value, where: str):
     """`value` unless it is more (or less) than one folder name: `.`, `..`, or a name holding `/` or `\\`;
