@@ -161,21 +161,22 @@ def _is_optional(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (Union, types.UnionType) and type(None) in typing.get_args(annotation)
 
 
-NULL_WORDS = ("~", "null", "Null", "NULL")
-"""YAML's spellings of null: they unset an Optional text field (`tracking.register_name=null`)."""
+NULL_WORDS = ("~", "null", "Null", "NULL", "None")
+"""YAML's spellings of null, and Python's None: they unset an Optional field (`tracking.register_name=null`)."""
 
 
 def _parse_value(text: str, annotation: Any = None) -> Any:
     # A text field gets the text as typed (`run.name=2024`, `run.name=exp #1`, `vlm.prompt=Describe: the nuclei`):
     # read as YAML, a number or a boolean would be refused, `#` would start a comment, `: ` or braces a mapping.
-    # Nothing, or YAML's null for an Optional field, is None (unset; a field that needs text refuses it).
+    if _is_optional(annotation) and text.strip() in NULL_WORDS:  # unset (`None` was the text 'None': a folder None)
+        return None
     if annotation is not None and _takes_only(annotation, (str, Path)):
         typed = text.strip()
         if len(typed) > 1 and typed[0] == typed[-1] and typed[0] in "\"'":  # quoted: YAML's quoting, unquoted
             with suppress(yaml.YAMLError):
                 if isinstance(unquoted := load_yaml_text(typed), str):
                     return unquoted
-        return None if not typed or (typed in NULL_WORDS and _is_optional(annotation)) else typed
+        return typed or None  # nothing is unset too (a field that needs text refuses it)
     # Other fields are YAML, which gives the natural types: 3e-4 -> float, true -> bool, [a, b] -> list.
     try:
         value = load_yaml_text(text)
