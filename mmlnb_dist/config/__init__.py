@@ -103,13 +103,14 @@ def resolve_profile(path: Union[str, Path]) -> Path:
     given = Path(path)
     if given.is_file():
         return given
+    name = (given.stem if given.suffix in (".yaml", ".yml") else given.name) + ".yaml"  # shipped ones are .yaml
+    shipped = PROFILES_DIR / name
+    # before a folder of that name (a folder is never a config): `--config cpu-demo` from `runs/`, beside its run
+    if shipped.is_file() and (len(given.parts) == 1 or given.parent.as_posix().endswith("launch/profiles")):
+        return shipped
     if given.is_dir():
         raise ConfigError(f"config file {path} is a folder; give a YAML file (e.g. {given / 'config.yaml'}) or a "
                           f"shipped profile's name ({', '.join(shipped_profiles())})")
-    name = (given.stem if given.suffix in (".yaml", ".yml") else given.name) + ".yaml"  # shipped ones are .yaml
-    shipped = PROFILES_DIR / name
-    if shipped.is_file() and (len(given.parts) == 1 or given.parent.as_posix().endswith("launch/profiles")):
-        return shipped
     raise ConfigError(f"config file {path} not found (from {Path.cwd()}); shipped profiles: "
                       f"{', '.join(shipped_profiles())} (give a name, e.g. --config cpu-demo)")
 
