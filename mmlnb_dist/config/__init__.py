@@ -8,6 +8,7 @@ Every error names the dotted key and the reason (`ConfigError`), and is raised b
 """
 from __future__ import annotations
 
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
@@ -101,6 +102,8 @@ def resolve_profile(path: Union[str, Path]) -> Path:
         raise ConfigError(f"--config is empty; give a YAML file or a shipped profile's name "
                           f"({', '.join(shipped_profiles())})")
     given = Path(path)
+    with suppress(RuntimeError):  # `--config=~/cfg.yaml`: bash leaves that `~` to us, as path settings read it
+        given = given.expanduser()
     if given.is_file():
         return given
     name = (given.stem if given.suffix in (".yaml", ".yml") else given.name) + ".yaml"  # shipped ones are .yaml
