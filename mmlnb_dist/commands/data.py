@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any, Dict
 
 from . import add_config_args, load_from_args
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  mmlnb-dist shards build --input shards/ml-src/pairs.csv --task multilabel --out shards/ml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    synth.add_argument("--out", metavar="DIR", help="output folder (default: data.synth_dir)")
+    synth.add_argument("--out", metavar="DIR", type=user_path, help="output folder (default: data.synth_dir)")
     synth.add_argument("--n", type=int, help="number of patches (data.synth.n)")
     synth.add_argument("--size", type=int, help="patch side in pixels (data.synth.size)")
     synth.add_argument("--n-slides", type=int, help="number of slides (data.synth.n_slides)")
@@ -42,6 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(data.synth.faint_rate)")
     add_config_args(synth)
     synth.set_defaults(func=_synth)
+
+
+def user_path(text: str) -> str:
+    """argparse type of a path flag: a leading `~` is the home folder, as in path settings (`--out=~/x`: bash leaves
+    that `~` to the program, and a folder named `~` was made in the current folder)."""
+    return os.path.expanduser(text)
 
 
 def _synth(args: argparse.Namespace) -> int:

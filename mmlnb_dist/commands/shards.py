@@ -5,6 +5,7 @@ import argparse
 import json
 
 from . import add_config_args, classes_override, load_from_args
+from .data import user_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,12 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--min-frequency 5 --max-labels 3",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    build.add_argument("--input", "-i", required=True, metavar="PATH",
+    build.add_argument("--input", "-i", required=True, metavar="PATH", type=user_path,
                        help="folder of class subfolders, or CSV manifest")
-    build.add_argument("--descriptions", metavar="FILE",
+    build.add_argument("--descriptions", metavar="FILE", type=user_path,
                        help="descriptions JSONL ({'file', 'description'} per line) or CSV (file, description), "
                             "matched to the inputs by path")
-    build.add_argument("--out", "-o", metavar="DIR", help="output shard folder (default: data.shards)")
+    build.add_argument("--out", "-o", metavar="DIR", type=user_path, help="output shard folder (default: data.shards)")
     build.add_argument("--classes", default=None,
                        help="comma-separated class names, in index order (default: data.classes, UD,PD,D; "
                        "multilabel: the sorted labels kept)")
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "per-class counts, unique keys, every image decodable, every class index valid. Prints a per-split, "
         "per-class table; exit code 1 and one line per problem (shard and key) when something is wrong.",
     )
-    verify.add_argument("shard_dir", metavar="DIR", help="shard set folder (holds manifest.json)")
+    verify.add_argument("shard_dir", metavar="DIR", type=user_path, help="shard set folder (holds manifest.json)")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")
     verify.set_defaults(func=_verify)
 
