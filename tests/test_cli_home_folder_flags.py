@@ -17,3 +17,11 @@ def test_data_synth_and_shards_build_read_tilde_as_the_home_folder(tmp_path, mon
     assert main(["shards", "verify", "~/shards", "--no-progress"]) == 0
     assert (home / "src" / "labels.csv").is_file() and (home / "shards" / "manifest.json").is_file()
     assert not (here / "~").exists()
+
+
+def test_evaluate_reads_tilde_in_its_model_folder_as_the_home_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "a-file").write_text("x")
+    for flag in ("--export", "--checkpoint"):
+        assert main(["evaluate", f"{flag}=~/a-file"]) == 2
+        assert f"{flag} {tmp_path / 'a-file'}: not a folder" in capsys.readouterr().err

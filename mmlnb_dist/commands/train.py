@@ -21,6 +21,7 @@ from ..core.files import refuse_file_in_the_way, strict_json
 from ..core.runlock import FolderLock, ReadLock
 from ..data.shardset import SPLITS
 from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int
+from .data import user_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        f"and shard set; override data.shards=... for another set), else {DEFAULT_PROFILE}.")
     add_config_args(e)
     src = e.add_mutually_exclusive_group(required=True)
-    src.add_argument("--export", metavar="DIR", help="an export folder (runs/<name>/export)")
-    src.add_argument("--checkpoint", metavar="DIR", help="a checkpoints folder (runs/<name>/checkpoints)")
+    src.add_argument("--export", metavar="DIR", type=user_path, help="an export folder (runs/<name>/export)")
+    src.add_argument("--checkpoint", metavar="DIR", type=user_path,
+                     help="a checkpoints folder (runs/<name>/checkpoints)")
     e.add_argument("--tag", default=None, help="checkpoint tag (default: the best, else the latest)")
     e.add_argument("--split", default="val", choices=SPLITS, help="split to evaluate (default: val)")
     e.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
