@@ -63,6 +63,10 @@ class SharedConfig(Section):
         if self.train.best_metric not in spec.metrics:
             raise ValueError(f"train.best_metric: '{self.train.best_metric}' is not a metric of the "
                              f"{spec.name} recipe (choose one of {', '.join(spec.metrics)})")
+        if "recipe" not in self.tune.model_fields_set:  # a CLIP config's search searches CLIP, on its own metric
+            self.tune.recipe = spec.name
+            if "metric" not in self.tune.model_fields_set:
+                self.tune.metric = f"val/{self.train.best_metric}"
         check_goal(self)  # what a search optimises: a metric its trials report, in its own direction
         if self.tracking.register_metric is not None:  # else found only when training ends, then not registered
             check_register_metric(self.tracking.register_metric, spec)

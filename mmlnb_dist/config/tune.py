@@ -17,8 +17,9 @@ class TuneConfig(Section):
     `tune/spaces/*.yaml`); unset: the trial recipe's own (`curriculum` for fusion). `--space` sets it."""
 
     recipe: str = "fusion"
-    """What one trial runs: a recipe of the recipe table (`fusion`), the `vlm-fusion` pipeline (fine-tune the
-    VLM, describe, train), or `package.module:Recipe` (a recipe class outside the table)."""
+    """What one trial runs: a recipe of the recipe table (`fusion`, `clip`), the `vlm-fusion` pipeline (fine-tune
+    the VLM, describe, train), or `package.module:Recipe` (a recipe class outside the table); unset: `train.recipe`
+    (and an unset `metric`: `val/<train.best_metric>`)."""
 
     searcher: Literal["random", "grid", "optuna"] = "random"
     """Search algorithm: random sampling, grid (every `grid` value; `num_samples` repeats), Optuna TPE."""
