@@ -11,12 +11,15 @@ cannot move a frozen weight (DeepSpeed hands frozen parameters zero gradients, n
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import torch
 
 from .sections import LRScheduleConfig
+
+log = logging.getLogger(__name__)
 
 
 def warmup_steps(schedule: LRScheduleConfig, total_steps: int) -> int:
@@ -71,6 +74,11 @@ class GroupSchedule(torch.optim.lr_scheduler.LRScheduler):
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, schedule: LRScheduleConfig, total_steps: int) -> GroupSchedule:
+    if schedule.warmup_ratio > 0 and warmup_steps(schedule, total_steps) == 0:  # (asked for, and silently none)
+        log.warning("lr_schedule.warmup_ratio=%g of this run's %d optimizer steps rounds to 0 warmup steps: the run "
+                    "trains at the full learning rate from its first step; at least 1 warmup step needs a ratio "
+                    "above %g (0.5 / %d steps), or train longer", schedule.warmup_ratio, total_steps,
+                    0.5 / max(total_steps, 1), total_steps)
     return GroupSchedule(optimizer, lr_factor(schedule, total_steps))
 
 
