@@ -8,7 +8,8 @@ inputs after them; the predictions file is then what one uninterrupted run write
 
 The journal's first line is the job: the model (its URI and the `model_uuid` the URI resolved to, so a moved
 alias is another job), the inputs in order, each shard set's manifest digest (a set rebuilt in place under the
-same names is another job; image files are known by their paths only), the descriptions file's digest, the VLM
+same names is another job), each image file's and lone shard's path, size and mtime_ns (`files_digest`: an image
+overwritten in place is another job), the descriptions file's digest, the VLM
 and adapter, the split and the label-set rule. A journal of another job is dropped with a warning naming what
 changed (its rows could not become this output), and the job starts from the first input. The folder is held
 with a `FolderLock`: a second `predict` into the same output while the first runs is refused, naming it, instead
@@ -43,6 +44,19 @@ def digest(texts: Sequence[str]) -> str:
     for text in texts:
         h.update(text.encode("utf-8", "surrogatepass") + b"\0")
     return h.hexdigest()
+
+
+def files_digest(paths: Sequence[Path]) -> str:
+    """sha256 of each file's path, size and mtime_ns, in order (what rsync and make compare: cheap, and a file
+    overwritten in place between a kill and the rerun tells); a file gone or unreadable counts as such."""
+    def stamp(path: Path) -> str:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return f"{path}\0-"
+        return f"{path}\0{st.st_size}\0{st.st_mtime_ns}"
+
+    return digest([stamp(p) for p in paths])
 
 
 def file_digest(path: Optional[Path]) -> Optional[str]:

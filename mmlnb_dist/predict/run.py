@@ -21,7 +21,7 @@ from ..data.text_writer import text_writer_warnings
 from .errors import PredictError
 from .agreement import agreement
 from .inputs import collect_inputs, decoded, require_descriptions, shard_sets_read, with_image_bytes
-from .journal import PredictJournal, digest, file_digest
+from .journal import PredictJournal, digest, file_digest, files_digest
 from .model import load_model
 from .skipped import write_skipped
 from .slides import multilabel_slide_aggregates, slide_aggregates
@@ -122,6 +122,14 @@ def _writers(good: List[Dict[str, Any]]) -> List[Tuple[Any, int]]:
     """Who wrote the descriptions of a chunk's predicted inputs, with counts (None: unknown, e.g. a table's)."""
     counts = Counter(json.dumps(it.get("written_by"), sort_keys=True) for it in good)
     return [(json.loads(w), n) for w, n in counts.items()]
+
+
+def _loose_files(items: List[Dict[str, Any]], sets: List[Path]) -> List[Path]:
+    """The image files and the shards outside a shard set that the inputs read: overwritten in place between a
+    kill and the rerun, they keep their names, and only their size and mtime tell (`journal.files_digest`); a
+    set's shards are told by its manifest."""
+    read = dict.fromkeys(it.get("path") or it.get("tar") for it in items)  # (a shard once, not per sample)
+    return [f for f in read if f is not None and not (Path(f).suffix == ".tar" and Path(f).parent.resolve() in sets)]
 
 
 def _predict_chunk(model, model_uri: str, params: Dict[str, Any], chunk: List[Dict[str, Any]],
@@ -243,11 +251,13 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
             writer = {"model": vlm, "adapter_sha256": fine_tune_sha256(vlm, adapter),
                       "settings": digest([json.dumps(vlm_cfg.vlm.model_dump(mode="json"), sort_keys=True),
                                           str(vlm_cfg.distributed.precision)])}
+        sets = shard_sets_read(inputs)
         done = journal.resume({
             "model": model_uri, "model_uuid": getattr(getattr(model, "metadata", None), "model_uuid", None),
             "inputs": digest([it["source"] for it in items]), "n_inputs": len(items), "split": split,
             # a set rebuilt in place keeps its names: its manifest (the shards' sha256) tells the builds apart
-            "shard_sets": [file_digest(folder / "manifest.json") for folder in shard_sets_read(inputs)],
+            "shard_sets": [file_digest(folder / "manifest.json") for folder in sets],
+            "files": files_digest(_loose_files(items, sets)),
             "descriptions": file_digest(descriptions), "description_column": description_column,
             "slide_column": slide_column, "vlm": writer, "top_k": top_k, "threshold": threshold})
         if done.upto:
