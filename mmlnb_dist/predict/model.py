@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Tuple
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -130,3 +130,20 @@ def _first_line(err: Exception) -> str:
     return str(err).splitlines()[0][:300] if str(err) else type(err).__name__
 
 
+def registered_version(model_uri: str, tracking_uri: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+    """(name, version) a `models:/NAME@ALIAS` or `models:/NAME/VERSION` URI resolves to in the store `tracking_uri`
+    (what `predict` records of the model it used); (None, None) without a store given (MLflow would create its
+    default one in the current folder), for a store not there, or when it cannot be resolved."""
+    named = model_uri[len("models:/"):].strip("/") if model_uri.startswith("models:/") else ""
+    if not tracking_uri or ("/" not in named and "@" not in named):  # (a logged model's `m-` id: no version)
+        return None, None
+    try:
+        _check_store(model_uri, tracking_uri)
+        import mlflow
+        from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        name, version = get_model_name_and_version(client, model_uri)
+        return str(name), str(version)
+    except Exception:  # noqa: BLE001 - a record of the model, not a reason to fail the job that just loaded it
+        return None, None

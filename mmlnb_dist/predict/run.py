@@ -23,6 +23,7 @@ from .agreement import agreement
 from .inputs import collect_inputs, decoded, require_descriptions, shard_sets_read, with_image_bytes
 from .journal import PredictJournal, digest, file_digest, files_digest
 from .model import load_model
+from .provenance import model_identity, model_record_file, warn_if_other_model, write_model_record
 from .skipped import write_skipped
 from .slides import multilabel_slide_aggregates, slide_aggregates
 
@@ -260,6 +261,8 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
             "files": files_digest(_loose_files(items, sets)),
             "descriptions": file_digest(descriptions), "description_column": description_column,
             "slide_column": slide_column, "vlm": writer, "top_k": top_k, "threshold": threshold})
+        identity = model_identity(model_uri, model, tracking_uri)
+        warn_if_other_model(out, identity)
         if done.upto:
             log.info("resuming: %d of %d inputs were predicted by an interrupted run (%s)", done.upto, len(items),
                      journal.folder)
@@ -286,7 +289,9 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
         bar.close()
         warnings = text_writer_warnings(model_uri, model_meta, writers)
         classes = [k[len("prob_"):] for k in (rows[0] if rows else {}) if k.startswith("prob_")]
+        model_record_file(out).unlink(missing_ok=True)  # (a write cut short leaves no record naming another model)
         _write(rows, out, _output_columns(model) if not rows else ())
+        write_model_record(out, identity)
         slides_out = None
         if multilabel:
             agg = multilabel_slide_aggregates(rows, classes, top_k or int(model_meta.get("top_k", 1)),
