@@ -15,10 +15,9 @@ recorded, so a kill mid-save leaves no folder that looks complete. Resume takes 
 match (falling back, with a message, past a torn or damaged one). DeepSpeed's files are pickles: they are only
 loaded from folders that carry the marker and whose digests match what this tool recorded at save time.
 
-The recipe passes its own client state (where it stands, its best so far, its history); the manager adds the
-RNG states of every rank so that a resumed run draws the same random numbers as an uninterrupted one.
-Recipes that export a model for inference do so themselves (the export format is theirs); the consolidated
-fp32 weights they need come from `full_fp32_state_dict`.
+The recipe passes its own client state (where it stands, its best so far, its history); the manager adds the RNG
+states of every rank so that a resumed run draws the same random numbers as an uninterrupted one. Recipes export
+their models themselves (the format is theirs), from the consolidated fp32 weights of `full_fp32_state_dict`.
 """
 from __future__ import annotations
 
