@@ -37,8 +37,9 @@ def test_a_prompt_template_with_braces_is_text():
 
 
 def test_a_path_and_an_optional_text_field_get_the_text_and_null_still_unsets():
-    cfg = load_config("cpu-demo", ["data.shards=shards/a #2", "tracking.register_name=model: v2"])
-    assert cfg.data.shards == Path("shards/a #2") and cfg.tracking.register_name == "model: v2"
+    # (a registered model name cannot hold ':', a path can)
+    cfg = load_config("cpu-demo", ["data.shards=shards/a: v2 #2", "tracking.register_name=model v2 #2"])
+    assert cfg.data.shards == Path("shards/a: v2 #2") and cfg.tracking.register_name == "model v2 #2"
     for unset in ("null", "~", ""):
         assert load_config("cpu-demo", [f"tracking.register_name={unset}"]).tracking.register_name is None
 
