@@ -107,8 +107,9 @@ class ClipModelConfig(Section):
     text_encoder_pooling: Literal["pooler", "cls", "mean"] = "cls"
     """How the BERT text encoder's token states become one vector (its pooler stays frozen when used)."""
 
-    head_widths: List[int] = [512, 512, 512]
-    """Hidden widths of the MLP head (the seed's 4 layers: 3 hidden of 512, then one per label)."""
+    head_widths: List[Annotated[int, Field(ge=1)]] = [512, 512, 512]
+    """Hidden widths of the MLP head (the seed's 4 layers: 3 hidden of 512, then one per label), each at least 1;
+    an empty list is a linear head on the fused embedding."""
 
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     """Dropout after each hidden layer of the head (the seed uses none)."""
