@@ -130,7 +130,8 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
                          extra={"best": best, "shards": str(cfg.data.shards), "pos_weight": cfg.clip.pos_weight})
             # what `register` checks the export against: a changed or replaced export is refused
             record_export(recipe.logger, recipe.run_dir, export_dir)
-            (recipe.run_dir / "metrics.json").write_text(json.dumps(strict_json(result), indent=2, allow_nan=False))
+            # atomic: `tracking import` reads this file as "the run finished"; a kill leaves none, never half
+            replace_text(recipe.run_dir / "metrics.json", json.dumps(strict_json(result), indent=2, allow_nan=False))
             recipe.logger.log_artifact(export_dir / "model_config.json", "export")
             recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
             result.update(publish_run(recipe, result, export_dir))  # figures; the registry when asked (pyfunc_model)

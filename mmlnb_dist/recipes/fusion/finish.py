@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Dict
 
 from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
-from ...core.files import strict_json
+from ...core.files import replace_text, strict_json
 from ...core.logging import DETAIL
 from ...core.tracking.registry import EXPORT_FOLDER, register_or_explain
 from ...core.tracking.versions import record_export
@@ -85,7 +85,8 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
                 recipe.logger.set_tags({f"image_encoder.{k}": str(v) for k, v in prov.items()})
             # what `register` checks the export against: a changed or replaced export is refused
             record_export(recipe.logger, recipe.run_dir, export_dir)
-            (recipe.run_dir / "metrics.json").write_text(json.dumps(strict_json(result), indent=2, allow_nan=False))
+            # atomic: `tracking import` reads this file as "the run finished"; a kill leaves none, never half
+            replace_text(recipe.run_dir / "metrics.json", json.dumps(strict_json(result), indent=2, allow_nan=False))
             recipe.logger.log_artifact(export_dir / "model_config.json", "export")
             recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
             if cfg.tracking.register_name:
