@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ import numpy as np
 
 from ..core.progress import progress_bar
 from .generated import refuse_foreign_files, remove_stale_files
+
+log = logging.getLogger(__name__)
 
 CLASSES: Tuple[str, ...] = ("UD", "PD", "D")
 
@@ -71,8 +74,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
 
 def _fibres(rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
     """Fibrillary texture in [0, 1]: two crossing sets of fine wavy streaks (neuropil)."""
-    yy = np.arange(size, dtype=np.float32)[:, None]
-    xx = np.arange(size, dtype=np.float32)[None, :]
+    yy, xx = np.arange(size, dtype=np.float32)[:, None], np.arange(size, dtype=np.float32)[None, :]
     out = np.zeros((size, size), np.float32)
     for weight in (0.65, 0.35):
         theta = rng.uniform(0, np.pi)
@@ -122,15 +124,13 @@ def _scatter(rng: np.random.Generator, n: int, size: int, min_dist: float) -> np
 def render_patch(label: str, size: int, rng: np.random.Generator, stain: Optional[Stain] = None) -> np.ndarray:
     """Paint one H&E-like patch of class `label` ("UD", "PD" or "D"); returns uint8 `[size, size, 3]`.
 
-    Deterministic for the generator's state. Reused by the slides part to paint synthetic whole slides.
-    """
+    Deterministic for the generator's state. Reused by the slides part to paint synthetic whole slides."""
     if label not in CLASSES:
         raise ValueError(f"unknown label {label!r} (synthetic classes: {', '.join(CLASSES)})")
     stain = stain or Stain()
     k = size / 256.0  # all lengths below are for a 256-pixel patch at about 20x
     area = (size / 256.0) ** 2
-    hema = np.zeros((size, size), np.float32)
-    eos = np.zeros((size, size), np.float32)
+    hema, eos = np.zeros((size, size), np.float32), np.zeros((size, size), np.float32)
     chromatin = 0.75 + 0.5 * _smooth_noise(rng, size, max(4, size // 6))  # granular nuclear texture
 
     if label == "UD":
@@ -361,7 +361,7 @@ def make_synthetic_dataset(
     pick = np.random.default_rng([seed, 4])
     ambiguous = {int(i): str(pick.choice(classes)) for i in pick.permutation(n)[: int(round(n * ambiguous_rate))]}
     dealt = {c: 0 for c in classes}
-    jobs, rows = [], []
+    jobs, rows, descs = [], [], []
     for i in range(n):
         label = classes[i % len(classes)]
         slide = slides_of[label][dealt[label] % len(slides_of[label])]
@@ -369,9 +369,11 @@ def make_synthetic_dataset(
         job = (i, label, size, stains[slide], seed, slide, i in noisy, tuple(classes))
         jobs.append(job + (ambiguous[i],) if i in ambiguous else job)
         rows.append((f"{label}/{label}_{i:05d}.png", label, f"slide-{slide:03d}"))
+    filled = len({r[2] for r in rows})  # a slide holds patches of its class only: few patches leave slides empty
+    if filled < n_slides:
+        log.warning("data synth: %d patches fill only %d of the %d slides asked for (n_slides)", n, filled, n_slides)
     remove_stale_files(out_dir, own, [r[0] for r in rows])  # an earlier run's extra patches
     workers = workers or (1 if n < 64 else min(os.cpu_count() or 1, 8))
-    descs = []
     # Patches are independent (own generator), so a process pool gives the same bytes as one process;
     # imap keeps the order. Fork is the cheap start method and safe here (no threads hold locks yet).
     pool = get_context("fork").Pool(workers) if workers > 1 else None
@@ -393,6 +395,5 @@ def make_synthetic_dataset(
         for d in descs:
             f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
     counts = {c: sum(1 for r in rows if r[1] == c) for c in classes}
-    # fewer patches than slides leave slides without any: count the slides the set has
-    return {"out_dir": str(out_dir), "num_samples": n, "class_counts": counts, "n_slides": len({r[2] for r in rows}),
+    return {"out_dir": str(out_dir), "num_samples": n, "class_counts": counts, "n_slides": filled,
             "noisy_descriptions": len(noisy), "size": size, "seed": seed, "ambiguous_patches": len(ambiguous)}
