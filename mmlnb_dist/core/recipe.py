@@ -279,9 +279,12 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
     flat_new = flatten(new)
     allow = (*allow, *(key for key, value in old.items() if value != flat_new.get(key)
                        and (_resolved(value), _resolved(flat_new.get(key))) in moved))
-    changes = refuse_changes(f"{run_dir} (run.resume=true)", old, new, allow=allow,
-                             remedy="Resume with the stored settings (they are in config.yaml), or start a new run "
-                                    "under another run.name.")
+    ckpts = run_dir / "checkpoints"  # none: killed before its first save, nothing trained that a change would mix
+    remedy = "Resume with the stored settings (they are in config.yaml), or start a new run under another run.name." \
+        if ckpts.is_dir() and any(ckpts.iterdir()) else (
+            f"Nothing was trained yet ({ckpts} holds no checkpoint): rerun without run.resume (same run.name) to "
+            f"start the run afresh with these settings, or resume with the stored ones (they are in config.yaml).")
+    changes = refuse_changes(f"{run_dir} (run.resume=true)", old, new, allow=allow, remedy=remedy)
     changes = [c for c in changes if c[0] != "run.resume"]  # how this process started: every resume has it
     if record and (changes or assumed):
         path = run_dir / "resume_changes.json"
