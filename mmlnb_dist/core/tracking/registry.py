@@ -234,6 +234,10 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
     if found.info.lifecycle_stage != "active":  # MLflow refused to log into it only after the model was packaged
         raise RegistryError(f"run {run_id} at {tracking_uri} was deleted; restore it first (MLFLOW_TRACKING_URI="
                             f"{tracking_uri} mlflow runs restore --run-id {run_id})")
+    if found.info.status != "FINISHED":  # a finished run resumed and killed keeps its earlier finish's export
+        raise RegistryError(f"run {run_id} at {tracking_uri} is {found.info.status}, not finished: its export, if "
+                            f"any, is of an earlier finish and not of the run its config describes; finish it "
+                            f"(rerun its command with run.resume=true), then register it")
     tagged = found.data.tags.get("run_dir")
     run_dir = export_dir.parent if export_dir is not None else Path(tagged) if tagged else None
     return RunToRegister(run_id, tracking_uri, dict(found.data.params), export_dir, run_dir, dict(found.data.metrics))
