@@ -285,13 +285,18 @@ def match_inputs(found: Dict[str, Path], labels: Dict[str, str], classes: Sequen
     row may name a slide by its id (the file stem) or by its file name (`a.svs`). `folder`: the slide folder, where
     a labelled slide with no slide file may be there in a format that is not read (said so in its record)."""
     labels = dict(labels)
+    conflicts: Dict[str, str] = {}  # a file-name row whose label differs from its slide's id row
     for sid, path in found.items():
-        if path.name != sid and path.name in labels and sid not in labels:
-            labels[sid] = labels.pop(path.name)
+        if path.name != sid and path.name in labels and (sid not in labels or labels[sid] == labels[path.name]):
+            labels[sid] = labels.pop(path.name)  # (a row by id and one by file name, one label: one slide)
+        elif path.name != sid and path.name in labels:
+            conflicts[path.name] = (f"names the file of slide '{sid}' and labels it {labels[path.name]!r}, but the "
+                                    f"row of '{sid}' labels it {labels[sid]!r} (used); give each slide one row")
     usable, problems = {}, []
     for sid in sorted(set(found) | set(labels)):
         if sid not in found:
-            problems.append(problem_record(sid, labels[sid], "missing_slide", _no_slide_file(sid, folder)))
+            problems.append(problem_record(sid, labels[sid], "missing_slide",
+                                           conflicts.get(sid) or _no_slide_file(sid, folder)))
         elif sid not in labels:
             problems.append(problem_record(sid, "", "unlabelled", f"{found[sid].name} is not in the label file"))
         elif not found[sid].exists():
