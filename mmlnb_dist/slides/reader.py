@@ -91,6 +91,16 @@ def objective_power(properties) -> Tuple[Optional[float], Optional[str]]:
                   f"--magnification M tiles at 10/M um/px (the usual 20x ~ 0.5 um/px); --mpp avoids the guess")
 
 
+def _format_hint(path: Path) -> str:
+    """What to do with a TIFF that OpenSlide does not open (its own message reads as a missing file): an image
+    program's plain TIFF is not tiled."""
+    convert = f"vips tiffsave {path.name} {path.stem}-pyramid.tif --tile --pyramid --compression jpeg"
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return (f" (OpenSlide reads a TIFF that is tiled, as a scanner's or a pyramidal TIFF is; an image program's "
+                f"plain TIFF is not: convert it, e.g. `{convert}`, and set its resolution or pass --assume-mpp)")
+    return ""
+
+
 class SlideReader:
     """An open slide with its id, level-0 resolution and a `read_tile` at any resolution.
 
@@ -106,7 +116,9 @@ class SlideReader:
             self._slide = openslide.OpenSlide(str(self.path))
             # Touch the smallest level: a truncated file often opens but fails on the first decode.
             self._slide.read_region((0, 0), self._slide.level_count - 1, (1, 1))
-        except Exception as err:  # OpenSlideError, OpenSlideUnsupportedFormatError, OSError
+        except openslide.OpenSlideUnsupportedFormatError as err:  # "Unsupported or missing image file"
+            raise SlideError(f"cannot read slide {self.path.name}: {err}{_format_hint(self.path)}") from None
+        except Exception as err:  # OpenSlideError, OSError
             raise SlideError(f"cannot read slide {self.path.name}: {err}") from None
         self.mpp, self.mpp_source, self.mpp_note = resolve_mpp(self._slide.properties, assume_mpp)
         self.dimensions: Tuple[int, int] = self._slide.dimensions
