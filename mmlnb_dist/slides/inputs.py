@@ -213,7 +213,8 @@ def reject_misnamed_slide_column(path: Path, columns: Sequence[str]) -> None:
 
 
 def read_labels(path: Path) -> Dict[str, str]:
-    """`{slide_id: label}` from a CSV with `slide_id` and `label` columns; a slide given two labels is refused."""
+    """`{slide_id: label}` from a CSV with `slide_id` and `label` columns; a slide given two labels is refused. In a
+    CSV that also has a `path` column (the `--slides` list used as the label file), an empty id is the file stem."""
     path = Path(path)
     if not path.is_file():
         raise TilingInputError(f"--labels {path}: no such file")
@@ -227,6 +228,8 @@ def read_labels(path: Path) -> Dict[str, str]:
         first_row: Dict[str, int] = {}
         for n, row in enumerate(reader, 2):  # row 1 is the header
             slide = (row.get("slide_id") or "").strip()
+            if not slide and (row.get("path") or "").strip():  # one table as --slides and --labels: as there, the
+                slide = Path(row["path"].strip().replace("\\", "/")).stem  # empty id is the file stem
             if not slide:
                 continue
             label = (row.get("label") or "").strip()
