@@ -121,7 +121,7 @@ def process_slide(job: SlideJob) -> Dict[str, Any]:
             # Recorded, not logged here: a pool or Ray worker's log goes nowhere the user looks; the driver logs them.
             power_note = reader.power_note if cfg.magnification is not None else None
             warnings = [w for w in (reader.mpp_note, power_note, upsampling_note(reader.mpp, target_mpp),
-                                    *mask_notes) if w]
+                                    *mask_notes, _mask_extent_note(job.mask_path, mask, reader.dimensions)) if w]
             if warnings:
                 result["warnings"] = warnings
             quota = job.quota if job.quota is not None else cfg.sampling.max_tiles_per_slide
@@ -228,6 +228,22 @@ def _no_tissue_reason(mask_path: Optional[Path], mask: TissueMask, dims: tuple) 
         return (f"the regions of its mask {name} (x {x0:.0f} to {x1:.0f}, y {y0:.0f} to {y1:.0f}) lie outside the "
                 f"slide ({w0} x {h0} px at level 0): a mask of another slide, or coordinates not in level-0 pixels?")
     return "no tile fits inside the tissue"
+
+
+def _mask_extent_note(mask_path: Optional[Path], mask: TissueMask, dims: tuple, slack: float = 0.1) -> Optional[str]:
+    """A warning when a corrected mask's regions reach past the slide by more than `slack` of its size (a brush
+    stroke over the edge does not): coordinates at another scale, or a mask of a larger slide."""
+    if mask_path is None or not mask.polygons:
+        return None
+    pts = np.concatenate([p.outer for p in mask.polygons])
+    (x0, y0), (x1, y1), (w0, h0) = pts.min(0), pts.max(0), dims
+    if x0 >= -slack * w0 and y0 >= -slack * h0 and x1 <= (1 + slack) * w0 and y1 <= (1 + slack) * h0:
+        return None
+    if x1 <= 0 or y1 <= 0 or x0 >= w0 or y0 >= h0:  # wholly outside: the slide's error says so
+        return None
+    return (f"the regions of its mask {Path(mask_path).name} (x {x0:.0f} to {x1:.0f}, y {y0:.0f} to {y1:.0f}) reach "
+            f"far past the slide ({w0} x {h0} px at level 0): coordinates not in this slide's level-0 pixels (another "
+            f"level's or scan's scale)? Tiled where they overlap it")
 
 
 def _no_tile_reason(job: SlideJob, quota: Optional[int], result: Dict[str, Any]) -> str:
