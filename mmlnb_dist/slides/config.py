@@ -61,6 +61,19 @@ class SamplingConfig(Section):
     seed: int = Field(0, ge=0)
     """Seed of the candidate order and of random sampling; the same seed gives the same tiles."""
 
+    @field_validator("overlap", mode="before")
+    @classmethod
+    def _a_fraction(cls, value):
+        # other tilers (TRIDENT's --overlap) take pixels: 'less than 0.95' alone does not say what was wrong
+        try:
+            number = float(value) if not isinstance(value, bool) else 0.0
+        except (TypeError, ValueError):
+            return value  # the type check says what is wrong (a bool too)
+        if number >= 1:
+            raise ValueError(f"{number:g} is not a fraction of the tile side (0 = no overlap, below 0.95): an overlap "
+                             f"in pixels? Give pixels / slides.tile_size, e.g. 32 px of a 256 px tile is 0.125")
+        return value
+
 
 class TileQCConfig(Section):
     min_tissue_fraction: float = Field(0.5, ge=0.0, le=1.0)
