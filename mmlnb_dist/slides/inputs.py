@@ -289,7 +289,12 @@ def match_inputs(found: Dict[str, Path], labels: Dict[str, str], classes: Sequen
     a labelled slide with no slide file may be there in a format that is not read (said so in its record)."""
     labels = dict(labels)
     conflicts: Dict[str, str] = {}  # a file-name row whose label differs from its slide's id row
+    # a file-name row with the suffix in another case (`S1.svs` for the scanner's `S1.SVS`) names the file too
+    by_suffix = {(head, tail.lower()): k for k in labels for head, _, tail in [k.rpartition(".")] if head}
     for sid, path in found.items():
+        name = path.name if path.name in labels else by_suffix.get((path.stem, path.suffix[1:].lower()))
+        if name is not None and name != path.name and path.name != sid:
+            labels[path.name] = labels.pop(name)
         if path.name != sid and path.name in labels and (sid not in labels or labels[sid] == labels[path.name]):
             labels[sid] = labels.pop(path.name)  # (a row by id and one by file name, one label: one slide)
         elif path.name != sid and path.name in labels:
