@@ -50,7 +50,6 @@ class TilingReport:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Inputs
 # Stain target and balanced quotas
 # ----------------------------------------------------------------------------------------------------------------
 def stain_target(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Tuple[Optional[np.ndarray], str]:
@@ -61,7 +60,8 @@ def stain_target(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Tuple[
         return None, "none"
     if s.stain.target is not None:
         if not Path(s.stain.target).is_file():
-            raise TilingInputError(f"slides.stain.target {s.stain.target}: no such file")
+            what = "a folder, not an image file" if Path(s.stain.target).is_dir() else "no such file"
+            raise TilingInputError(f"slides.stain.target {s.stain.target}: {what}")
         return load_rgb(s.stain.target), str(s.stain.target)
     default = default_target_path()
     if default is not None:
