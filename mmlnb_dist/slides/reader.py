@@ -33,6 +33,8 @@ PLAUSIBLE_MPP = (0.05, MAX_SCAN_MPP)
 # Pixels whose x and y sizes differ by more than this are not square: tiles square in level-0 pixels would be
 # stretched. Within it, the difference is scanner calibration rounding and the mean is used.
 MAX_ANISOTROPY = 0.10
+# The most level pixels the thumbnail reads at once (256 Mpx: 1 GiB of RGBA), in bands of rows beyond.
+THUMBNAIL_READ_PIXELS = 1 << 28
 
 
 def resolve_mpp(properties, assume_mpp: Optional[float]) -> Tuple[float, str, Optional[str]]:
@@ -182,8 +184,16 @@ class SlideReader:
         want = max(1.0, mpp / self.mpp)
         level = self.best_level(want)
         w0, h0 = self.dimensions
-        img = self.read_level0_rect(0, 0, w0, h0, level)
         out_w, out_h = max(1, int(round(w0 / want))), max(1, int(round(h0 / want)))
-        if (out_w, out_h) != (img.shape[1], img.shape[0]):
-            img = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
-        return img, w0 / out_w
+        ds = self.level_downsamples[level]
+        # in bands of output rows: a slide without a pyramid would be read whole at level 0 (width x height x 4 bytes)
+        rows = max(1, int(THUMBNAIL_READ_PIXELS / max(1.0, (w0 / ds) * (h0 / ds)) * out_h))
+        bands = []
+        for j0 in range(0, out_h, rows):
+            j1 = min(out_h, j0 + rows)
+            y0, y1 = int(round(j0 * h0 / out_h)), int(round(j1 * h0 / out_h))
+            img = self.read_level0_rect(0, y0, w0, y1 - y0, level)
+            if (out_w, j1 - j0) != (img.shape[1], img.shape[0]):
+                img = cv2.resize(img, (out_w, j1 - j0), interpolation=cv2.INTER_AREA)
+            bands.append(img)
+        return (bands[0] if len(bands) == 1 else np.concatenate(bands)), w0 / out_w
