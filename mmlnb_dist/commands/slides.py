@@ -142,7 +142,12 @@ def run_synth(args: argparse.Namespace) -> int:
     # an earlier run's extra slides: `slides tile` would report them as unlabelled
     remove_stale_files(args.out, own, [f"synth-{label}-{k}.tif" for label in ("UD", "PD", "D")
                                        for k in range(args.per_class)])
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # --out below a file, a read-only disk: one line, not a traceback
+        where = err.filename or args.out
+        raise UserError(f"cannot write the synthetic slides to {args.out}: {err.strerror or err} ({where}); give "
+                        f"--out a folder that can be created and written") from None
     rows = ["slide_id,label"]
     for c, label in enumerate(("UD", "PD", "D")):
         for k in range(args.per_class):
