@@ -216,6 +216,10 @@ def read_labels(path: Path) -> Dict[str, str]:
     """`{slide_id: label}` from a CSV with `slide_id` and `label` columns; a slide given two labels is refused. In a
     CSV that also has a `path` column (the `--slides` list used as the label file), an empty id is the file stem."""
     path = Path(path)
+    if path.is_dir():  # the slide folder, its labels.csv left off
+        csvs = sorted(p.name for p in path.glob("*.csv"))[:3]
+        raise TilingInputError(f"--labels {path} is a folder: give the label CSV (slide_id,label)"
+                               + (f", e.g. {path / csvs[0]} (CSVs there: {', '.join(csvs)})" if csvs else ""))
     if not path.is_file():
         raise TilingInputError(f"--labels {path}: no such file")
     with _csv_text(path, "--labels") as f:

@@ -23,3 +23,16 @@ def test_a_label_file_without_paths_still_skips_rows_without_a_slide_id(tmp_path
     labels = tmp_path / "labels.csv"
     labels.write_text("slide_id,label\na,UD\n,PD\n")
     assert read_labels(labels) == {"a": "UD"}
+
+
+def test_a_folder_as_label_file_is_named_as_a_folder(tmp_path):
+    """`--labels wsi/` (the slide folder, its labels.csv left off): said to be a folder, naming a CSV in it, not
+    'no such file' (the folder is right there)."""
+    import pytest
+
+    from mmlnb_dist.slides.inputs import TilingInputError
+
+    (tmp_path / "labels.csv").write_text("slide_id,label\nS1,UD\n")
+    with pytest.raises(TilingInputError) as err:
+        read_labels(tmp_path)
+    assert "folder" in str(err.value) and "no such file" not in str(err.value) and "labels.csv" in str(err.value)
