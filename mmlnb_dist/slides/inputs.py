@@ -232,8 +232,9 @@ def read_labels(path: Path) -> Dict[str, str]:
         first_row: Dict[str, int] = {}
         for n, row in enumerate(reader, 2):  # row 1 is the header
             slide = (row.get("slide_id") or "").strip()
-            if not slide and (row.get("path") or "").strip():  # one table as --slides and --labels: as there, the
-                slide = Path(row["path"].strip().replace("\\", "/")).stem  # empty id is the file stem
+            # one table as --slides and --labels: as there, an empty id is the file stem (of a row with a label)
+            if not slide and (row.get("path") or "").strip() and (row.get("label") or "").strip():
+                slide = Path(row["path"].strip().replace("\\", "/")).stem
             if not slide:
                 continue
             label = (row.get("label") or "").strip()

@@ -36,3 +36,12 @@ def test_a_folder_as_label_file_is_named_as_a_folder(tmp_path):
     with pytest.raises(TilingInputError) as err:
         read_labels(tmp_path)
     assert "folder" in str(err.value) and "no such file" not in str(err.value) and "labels.csv" in str(err.value)
+
+
+def test_a_row_with_a_path_and_no_label_stays_unlabelled(tmp_path):
+    """A cohort table with a blank label for a slide not to tile: the slide is `unlabelled` (as before), not given
+    the label ''."""
+    (tmp_path / "S1.tif").write_bytes(b"x")
+    table = tmp_path / "cohort.csv"
+    table.write_text("path,slide_id,label\nS1.tif,,\n")
+    assert read_labels(table) == {}
