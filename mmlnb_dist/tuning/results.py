@@ -1,5 +1,5 @@
-"""A search's trials as rows (`trials.csv`): one per Tune trial, with its sampled values, its last reported metric,
-its status and where its run folder is."""
+"""A search's trials as rows (`trials.csv`): one per Tune trial, with its sampled values, its metric for the model it
+keeps (`trial_metric`: its best epoch's, not its last report's), its status and where its run folder is."""
 from __future__ import annotations
 
 import csv
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..config import Config
+from ..config.tune import search_mode
 from .trial import read_trial_result
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -53,6 +54,33 @@ def kept_value(metrics: Dict[str, Any], metric: str) -> Any:
     return kept if kept is not None else metrics.get(metric)
 
 
+def best_report(result, metric: str, mode: str) -> Any:
+    """The best finite `metric` among all of a trial's reports in `mode` (Ray's scope "all"; its history,
+    `metrics_dataframe`), else its last report's: the epoch whose checkpoint a trial stopped early kept."""
+    metrics = result.metrics or {}
+    frame = getattr(result, "metrics_dataframe", None)
+    column = frame[metric] if frame is not None and metric in getattr(frame, "columns", ()) else []
+    values = [v for v in (finite(x) for x in column) if v is not None]
+    last = kept_value(metrics, metric)
+    if finite(last) is not None:
+        values.append(finite(last))
+    if not values:
+        return last
+    return max(values) if mode == "max" else min(values)
+
+
+def trial_metric(result, res: Dict[str, Any], status: str, metric: str, mode: str) -> Any:
+    """The number a trial is ranked and shown by: what the model it keeps gives (its best epoch's checkpoint, a
+    VLM's best adapter), not its last epoch's. A finished trial: its result file's (`trial_result.json`, evaluated
+    with its kept checkpoint, as its export); one stopped early (no result file): its best report in the search's
+    mode; an errored or diverged one: its last report."""
+    if res and not res.get("diverged") and finite(kept_value(res, metric)) is not None:
+        return kept_value(res, metric)
+    if status == "OK" and not res:
+        return best_report(result, metric, mode)
+    return kept_value(result.metrics or {}, metric)
+
+
 def trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, Any]]:
     """One row per trial, in the order the trials started."""
     records = _tune_records(results)
@@ -65,12 +93,12 @@ def trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, An
         row: Dict[str, Any] = {"status": status}
         row.update({k: v for k, v in (r.config or {}).items()})
         row["iterations"] = metrics.get("training_iteration")
-        row[cfg.tune.metric] = kept_value(metrics, cfg.tune.metric)
         # a trial that failed before its first report has no metrics: Tune's record still names it
         row["trial_id"] = record.trial_id if record is not None else (metrics.get("trial_id") or "?")
         row["started"] = getattr(getattr(record, "run_metadata", None), "start_time", None)
         row["run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{row['trial_id']}")
         res = read_trial_result(Path(row["run_dir"])) or {}
+        row[cfg.tune.metric] = trial_metric(r, res, status, cfg.tune.metric, search_mode(cfg))
         row["completed"] = bool(res) and not res.get("diverged")
         if res.get("diverged") and status == "OK":  # a result of the search, not an error (trial.run_target)
             row["status"], row["error"] = "DIVERGED", str(res["diverged"])[:300]
