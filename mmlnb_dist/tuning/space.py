@@ -28,6 +28,7 @@ loguniform on an integer field, `scale: epochs` only on integer fields and only 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import types
 import typing
@@ -39,6 +40,8 @@ import yaml
 from ..core.errors import ConfigError
 from ..core.files import load_yaml
 from .shapes import SpaceError, check_key_names, check_shape
+
+log = logging.getLogger(__name__)
 
 DISTRIBUTIONS = ("uniform", "loguniform", "quniform", "randint", "choice", "grid")
 
@@ -108,8 +111,31 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
                          f"train.epochs{'' if base is None else f'={_epochs(base)}'}, but the space varies "
                          f"train.epochs too: give those keys in epochs (no scale), or do not search train.epochs")
     if base is not None:
+        check_scaled_epochs(params, _epochs(base), path)
         check_ranges(params, base, path)
     return params
+
+
+def check_scaled_epochs(params: Mapping[str, Dict[str, Any]], epochs: int, source: Any = "space") -> None:
+    """`scale: epochs` values rounding to one epoch train the same: a choice or grid of them searched fewer values
+    than it lists, silently (refused, naming them and their epoch); a range of one epoch is a constant (warned)."""
+    for key, spec in ((key, spec) for key, spec in params.items() if spec.get("scale") == "epochs"):
+        kind = next(k for k in spec if k in DISTRIBUTIONS)
+        if kind not in ("choice", "grid"):
+            ends = {epochs_of(spec, v, epochs) for _, v in range_ends(spec)}
+            if len(ends) == 1:
+                log.warning("%s: '%s': %s %r (scale: epochs) gives epoch %d only of train.epochs=%d: every trial "
+                            "trains the same value", source, key, kind, spec[kind], ends.pop(), epochs)
+            continue
+        by_epoch: Dict[int, List[Any]] = {}
+        for value in spec[kind]:
+            by_epoch.setdefault(epochs_of(spec, value, epochs), []).append(value)
+        same = [f"{', '.join(repr(v) for v in values)} (scale: epochs) all give epoch {epoch}"
+                for epoch, values in by_epoch.items() if len(values) > 1]
+        if same:
+            raise SpaceError(f"{source}: '{key}': {kind} values {'; '.join(same)} of train.epochs={epochs}: the "
+                             f"search would try {len(by_epoch)} distinct value(s), not {len(spec[kind])}. Spread or "
+                             f"drop the values, or raise train.epochs")
 
 
 def _is_number(value: Any) -> bool:
