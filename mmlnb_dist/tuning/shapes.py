@@ -55,15 +55,24 @@ def _refuse_repeats(source: Any, key: str, kind: str, values: List[Any]) -> None
 def check_key_names(source: Any, keys: Iterable[Any]) -> None:
     """Every key is a dotted text key (YAML reads `1:`, `on:`, `null:` as a number, a boolean, None: an
     AttributeError traceback), and none lies inside another (`fusion.curriculum.phases.1` and
-    `fusion.curriculum.phases.1.start_epoch`): a trial applied both, the later replacing what the other set, so the
-    inner key's sampled value (Ray's table, trials.csv, best.yaml) was not the one trained with."""
+    `fusion.curriculum.phases.1.start_epoch`) or names the same setting (`phases.01` and `phases.1`): a trial applied
+    both, the later replacing what the other set, so one key's sampled value (Ray's table, trials.csv, best.yaml) was
+    not the one trained with."""
     keys = list(keys)
     for key in keys:
         if not isinstance(key, str):
             raise SpaceError(f"{source}: params key {key!r} is not a dotted config key (YAML reads it as "
                              f"{type(key).__name__}): write the key as text, e.g. train.lr")
-    for key in keys:
-        outer = next((other for other in keys if key.startswith(other + ".")), None)
+    # a list index is a number: `phases.01` is `phases.1`
+    parts = {key: tuple(str(int(p)) if p.isdecimal() else p for p in key.split(".")) for key in keys}
+    for i, key in enumerate(keys):
+        same = next((other for other in keys[:i] if parts[other] == parts[key]), None)
+        if same is not None:
+            raise SpaceError(f"{source}: '{key}' and '{same}' name the same setting (a list index is a number): a "
+                             f"trial would set one over the other, so a sampled value would not be the one trained "
+                             f"with; keep one of them")
+        outer = next((other for other in keys if parts[key][:len(parts[other])] == parts[other]
+                      and len(parts[key]) > len(parts[other])), None)
         if outer is not None:
             raise SpaceError(f"{source}: '{key}' lies inside '{outer}', also in the space: a trial would set one "
                              f"over the other, so a sampled value would not be the one trained with; keep one of them")
