@@ -2,8 +2,8 @@
 every trial's metric in the order the trials started, with the best so far as a step line (trials stopped
 early by the scheduler hollow: their metric is an earlier epoch's; diverged or errored ones as crosses on the bottom
 edge; the trial the search picked as best, a star); then one panel per searched parameter, the metric against its
-value (choices as categories; a log axis for a log-uniform one; hollow again for trials stopped early). Built without
-pyplot."""
+value (choices as categories, numbers by value: `category_order`; a log axis for a log-uniform one; hollow again
+for trials stopped early). Built without pyplot."""
 from __future__ import annotations
 
 import math
@@ -33,6 +33,20 @@ def best_so_far(values: Sequence[Optional[float]], mode: str) -> List[Optional[f
             best = v
         out.append(best)
     return out
+
+
+def category_order(values: Sequence[Any]) -> List[Any]:
+    """The distinct values of a parameter drawn as categories, in axis order: None first, then numbers by value (they
+    were ordered as text: 16 before 4), then the rest as text (booleans too). Values are told apart by their text."""
+    def rank(value: Any):
+        if value is None:
+            return (0, 0.0, "")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return (1, float(value), str(value))
+        return (2, 0.0, str(value))
+
+    distinct = {str(v): v for v in reversed(list(values))}  # the first of each text
+    return sorted(distinct.values(), key=rank)
 
 
 def search_figure(rows: Sequence[Dict[str, Any]], params: Union[Sequence[str], Mapping[str, Any]], metric: str,
@@ -76,7 +90,7 @@ def search_figure(rows: Sequence[Dict[str, Any]], params: Union[Sequence[str], M
         if numeric:
             xs = [float(x) for x, _ in points]
         else:
-            categories = sorted({str(x) for x, _ in points})
+            categories = [str(x) for x in category_order([x for x, _ in points])]
             xs = [float(categories.index(str(x))) for x, _ in points]
             ax.set_xticks(range(len(categories)))
             ax.set_xticklabels(categories)
