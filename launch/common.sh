@@ -118,15 +118,37 @@ deepspeed_local_gpus() {
   DEEPSPEED_GPUS+=(--hostfile /dev/null)
 }
 
+# check_master_port PORT: exit 2, naming MASTER_PORT, unless PORT is a port number (1-65535): the launchers passed
+# any number on to every node, whose rendezvous failed on a port that cannot exist.
+check_master_port() {
+  [[ "$1" =~ ^[1-9][0-9]{0,4}$ ]] && (( $1 <= 65535 )) \
+    || { echo "$(basename "$0"): MASTER_PORT=$1 is not a port number (1-65535)" >&2; exit 2; }
+}
+
 # local_master_port: sets LOCAL_MASTER_PORT, the rendezvous port of a run on this node alone: MASTER_PORT, else a
 # port free here now. The DeepSpeed runner and torchrun rendezvous on 29500 unless told (MASTER_PORT in the
 # environment is not read): a second run beside the first (the machine's other GPUs) failed "address already in use".
+# A MASTER_PORT that some process here listens on already (another run's rendezvous) is refused before the start:
+# torchrun failed on it with an EADDRINUSE traceback, the DeepSpeed launcher's ranks after their imports.
 local_master_port() {
-  LOCAL_MASTER_PORT=${MASTER_PORT:-$("$PYTHON" -c 'import socket
+  if [[ -z "${MASTER_PORT:-}" ]]; then
+    LOCAL_MASTER_PORT=$("$PYTHON" -c 'import socket
 with socket.socket() as s:
-    s.bind(("", 0)); print(s.getsockname()[1])')}
-  [[ "$LOCAL_MASTER_PORT" =~ ^[1-9][0-9]{0,4}$ ]] && (( LOCAL_MASTER_PORT <= 65535 )) \
-    || { echo "$(basename "$0"): MASTER_PORT=$LOCAL_MASTER_PORT is not a port number (1-65535)" >&2; exit 2; }
+    s.bind(("", 0)); print(s.getsockname()[1])')
+    return 0
+  fi
+  LOCAL_MASTER_PORT=$MASTER_PORT
+  check_master_port "$LOCAL_MASTER_PORT"
+  # bound as the rendezvous store binds it (SO_REUSEADDR: a port a finished run left in TIME_WAIT is free)
+  "$PYTHON" -c 'import errno, socket, sys
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("", int(sys.argv[1])))
+    except OSError as err:
+        sys.exit(3 if err.errno == errno.EADDRINUSE else 0)' "$LOCAL_MASTER_PORT" \
+    || { echo "$(basename "$0"): MASTER_PORT=$LOCAL_MASTER_PORT is in use on this machine (another run's" \
+              "rendezvous?): choose another port, or unset MASTER_PORT for a free one" >&2; exit 2; }
 }
 
 # read_hostfile FILE: sets HOSTS and HOST_SLOTS, the hosts of a DeepSpeed hostfile and their slots, read as DeepSpeed

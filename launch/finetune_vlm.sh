@@ -24,6 +24,7 @@ if [[ -n "${HOSTFILE:-}" ]]; then
   # as train_multinode.sh: the hostfile checked, the master its first host; processes per node: its slots, unless
   # NUM_GPUS is set (the one-process default below gave every node one rank whatever its slots)
   read_hostfile "$HOSTFILE"
+  check_master_port "${MASTER_PORT:-29500}"  # a port number, before any node starts (common.sh)
   hostfile_per_node "${NUM_GPUS:-}"  # PER_NODE; NUM_GPUS at most every host's slots (common.sh)
   pdsh_safe_arguments --config "$CONFIG" "${NAMING[@]}" "$@"  # what the nodes' shell would change (common.sh)
   run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --master_addr "${MASTER_ADDR:-${HOSTS[0]}}" \
