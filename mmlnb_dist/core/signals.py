@@ -32,9 +32,26 @@ class Terminated(KeyboardInterrupt):
     """The process received SIGTERM (raised in the main thread by `sigterm_as_interrupt`)."""
 
 
+_stopping = {"since": None, "depth": 0}
+"""When this process took its first stop signal (`time.monotonic()`; None: not yet), and how many
+`sigterm_as_interrupt` blocks are open (the state is forgotten when the outermost one closes)."""
+
+
 def _raise_terminated(signum, frame) -> None:
-    # Restore the default first: a second SIGTERM (an impatient scheduler) ends the process for good.
-    signal.signal(signum, signal.SIG_DFL)
+    since = _stopping["since"]
+    if since is not None:
+        if time.monotonic() - since < REPEAT_AFTER_S:
+            # A launcher's copy of the signal this process is already stopping for (torchrun and the DeepSpeed
+            # launcher forward the scheduler's to ranks it signalled too): the default ended the rank in its cleanup.
+            return
+        # An impatient second signal (a user, a scheduler) ends the process for good, as the default does.
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+        return
+    if _stopping["depth"]:
+        _stopping["since"] = time.monotonic()
+    else:  # called outside `sigterm_as_interrupt` (GracefulStop's second signal): the default stops a third
+        signal.signal(signum, signal.SIG_DFL)
     log.warning("%s received: stopping, as Ctrl-C would (a tracked run ends as KILLED)", signal.Signals(signum).name)
     raise Terminated(f"signal {signum}")
 
@@ -42,7 +59,8 @@ def _raise_terminated(signum, frame) -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM (and SIGUSR1/2, `STOP_SIGNALS`) into `Terminated` while the block runs; the previous handlers
-    come back afterwards.
+    come back afterwards. A repeat within `REPEAT_AFTER_S` of the first (a launcher's copy) is ignored, so the
+    cleanup that `Terminated` starts runs to its end; a later one ends the process at once.
 
     Does nothing outside the main thread (Python only lets the main thread set handlers; a Ray or Tune worker
     thread keeps its host's handling)."""
@@ -50,9 +68,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     previous = {sig: signal.signal(sig, _raise_terminated) for sig in STOP_SIGNALS}
+    _stopping["depth"] += 1
     try:
         yield
     finally:
+        _stopping["depth"] -= 1
+        if not _stopping["depth"]:
+            _stopping["since"] = None
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
