@@ -32,51 +32,57 @@ class Terminated(KeyboardInterrupt):
     """The process received SIGTERM (raised in the main thread by `sigterm_as_interrupt`)."""
 
 
-_stopping = {"since": None, "depth": 0}
-"""When this process took its first stop signal (`time.monotonic()`; None: not yet), and how many
-`sigterm_as_interrupt` blocks are open (the state is forgotten when the outermost one closes)."""
-
-
 def _raise_terminated(signum, frame) -> None:
-    since = _stopping["since"]
-    if since is not None:
-        if time.monotonic() - since < REPEAT_AFTER_S:
-            # A launcher's copy of the signal this process is already stopping for (torchrun and the DeepSpeed
-            # launcher forward the scheduler's to ranks it signalled too): the default ended the rank in its cleanup.
-            return
-        # An impatient second signal (a user, a scheduler) ends the process for good, as the default does.
-        signal.signal(signum, signal.SIG_DFL)
-        signal.raise_signal(signum)
-        return
-    if _stopping["depth"]:
-        _stopping["since"] = time.monotonic()
-    else:  # called outside `sigterm_as_interrupt` (GracefulStop's second signal): the default stops a third
-        signal.signal(signum, signal.SIG_DFL)
+    """A stop signal outside a `sigterm_as_interrupt` block's handler (GracefulStop's impatient second one):
+    `Terminated`, and the default for a third."""
+    signal.signal(signum, signal.SIG_DFL)
+    _terminate(signum)
+
+
+def _terminate(signum) -> None:
     log.warning("%s received: stopping, as Ctrl-C would (a tracked run ends as KILLED)", signal.Signals(signum).name)
     raise Terminated(f"signal {signum}")
+
+
+class _InterruptOnStop:
+    """The handler of an outermost `sigterm_as_interrupt` block: the first stop signal raises `Terminated`; a repeat
+    within `REPEAT_AFTER_S` is a launcher's copy of it (torchrun and the DeepSpeed launcher forward the scheduler's
+    signal to ranks it signalled too), ignored so that the cleanup runs to its end (the default ended the rank in
+    it); a later one (an impatient user or scheduler) ends the process for good, as the default does."""
+
+    def __init__(self) -> None:
+        self.since: Optional[float] = None
+        """When the first stop signal came (`time.monotonic()`); None: not yet."""
+
+    def __call__(self, signum, frame) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            _terminate(signum)
+        if time.monotonic() - self.since >= REPEAT_AFTER_S:
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM (and SIGUSR1/2, `STOP_SIGNALS`) into `Terminated` while the block runs; the previous handlers
     come back afterwards. A repeat within `REPEAT_AFTER_S` of the first (a launcher's copy) is ignored, so the
-    cleanup that `Terminated` starts runs to its end; a later one ends the process at once.
+    cleanup that `Terminated` starts runs to its end; a later one ends the process at once. A block inside another
+    keeps the outer one's handler (and its memory of a first signal).
 
     Does nothing outside the main thread (Python only lets the main thread set handlers; a Ray or Tune worker
     thread keeps its host's handling)."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or \
+            isinstance(signal.getsignal(signal.SIGTERM), _InterruptOnStop):
         yield
         return
-    previous = {sig: signal.signal(sig, _raise_terminated) for sig in STOP_SIGNALS}
-    _stopping["depth"] += 1
+    handler = _InterruptOnStop()
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
-        _stopping["depth"] -= 1
-        if not _stopping["depth"]:
-            _stopping["since"] = None
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, before in previous.items():
+            signal.signal(sig, before)
 
 
 @contextlib.contextmanager
@@ -127,7 +133,8 @@ class GracefulStop:
         if self.requested:
             if time.monotonic() - (self.first_at or 0.0) < REPEAT_AFTER_S:
                 return  # the launcher's copy of the scheduler's SIGTERM, not an impatient second one
-            _raise_terminated(signum, frame)
+            outer = (self._previous or {}).get(signum)  # an enclosing block's handler remembers this second one
+            (outer if isinstance(outer, _InterruptOnStop) and outer.since is None else _raise_terminated)(signum, frame)
         self.requested, self.first_at = True, time.monotonic()
         log.warning("%s received: stopping after the current optimizer step, with a checkpoint there (a SIGTERM, "
                     "%.0f s or more later, stops at once)", signal.Signals(signum).name, REPEAT_AFTER_S)
