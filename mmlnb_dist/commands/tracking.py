@@ -220,6 +220,7 @@ def _register(args) -> int:
     target = find_run(args.run, _tracking_uri(args, cfg), uri_given=args.uri is not None)
     if target.run_dir is not None and target.run_dir.is_dir():  # a live job's export may be half written or stale
         FolderLock(target.run_dir, "register").refuse_if_held()
+    target.refuse_unfinished()  # after the lock: a live job's run is "in use", not "RUNNING"
     # the run's own recipe and selection metric unless the flags say otherwise: a clip run registers as clip
     # without --config, and a run trained with another train.best_metric is judged on it
     recipe = args.recipe or target.params.get("train.recipe") or cfg.train.recipe

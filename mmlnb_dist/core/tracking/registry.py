@@ -185,6 +185,16 @@ class RunToRegister:
     """The run's folder: the one given, else the run's `run_dir` tag (None when it has none)."""
     metrics: Dict[str, float] = field(default_factory=dict)
     """The run's logged metrics (latest values): the selection metric must be one of them."""
+    status: str = "FINISHED"
+    """The MLflow run's status (`refuse_unfinished`)."""
+
+    def refuse_unfinished(self) -> None:
+        """Refuse a run that did not finish: a finished run resumed and killed keeps its earlier finish's export,
+        which is not the model of the run its config describes (and was registered under the KILLED run)."""
+        if self.status != "FINISHED":
+            raise RegistryError(f"run {self.run_id} at {self.tracking_uri} is {self.status}, not finished: its "
+                                f"export, if any, is of an earlier finish and not of the run its config describes; "
+                                f"finish it (rerun its command with run.resume=true), then register it")
 
 
 def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRegister:
@@ -234,13 +244,10 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
     if found.info.lifecycle_stage != "active":  # MLflow refused to log into it only after the model was packaged
         raise RegistryError(f"run {run_id} at {tracking_uri} was deleted; restore it first (MLFLOW_TRACKING_URI="
                             f"{tracking_uri} mlflow runs restore --run-id {run_id})")
-    if found.info.status != "FINISHED":  # a finished run resumed and killed keeps its earlier finish's export
-        raise RegistryError(f"run {run_id} at {tracking_uri} is {found.info.status}, not finished: its export, if "
-                            f"any, is of an earlier finish and not of the run its config describes; finish it "
-                            f"(rerun its command with run.resume=true), then register it")
     tagged = found.data.tags.get("run_dir")
     run_dir = export_dir.parent if export_dir is not None else Path(tagged) if tagged else None
-    return RunToRegister(run_id, tracking_uri, dict(found.data.params), export_dir, run_dir, dict(found.data.metrics))
+    return RunToRegister(run_id, tracking_uri, dict(found.data.params), export_dir, run_dir, dict(found.data.metrics),
+                         found.info.status)
 
 
 BASE_REQUIREMENTS = ("torch", "torchvision", "transformers", "safetensors", "tokenizers", "numpy", "pandas",
