@@ -255,8 +255,9 @@ class TrackingConfig(Section):
     register_name: Optional[str] = None
     """Register the exported classifier under this Model Registry name at the end of training (off: None)."""
 
-    register_alias: str = "champion"
-    """Alias the new version takes, only when it beats the current holder on `register_metric`."""
+    register_alias: Optional[str] = "champion"
+    """Alias the new version takes, only when it beats the current holder on `register_metric` (null or '': none,
+    the version is registered and no alias moves)."""
 
     register_metric: Optional[str] = None
     """Metric that decides the alias, e.g. `best/val/balanced_accuracy`; default `best/val/<train.best_metric>`."""
@@ -277,8 +278,8 @@ class TrackingConfig(Section):
 
     @field_validator("register_alias")
     @classmethod
-    def _a_registry_alias(cls, value):
-        return refuse_registry_alias(value)
+    def _a_registry_alias(cls, value):  # null was the text 'null': an alias of that name moved
+        return refuse_registry_alias(value or "")
 
     @field_validator("experiment")
     @classmethod

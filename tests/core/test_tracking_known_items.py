@@ -1,0 +1,32 @@
+"""What a user of the tracking settings hit (defect hunt, known items); each test names it.
+
+- `tracking.register_alias=null` (or `None`, `~` in a YAML file) was the alias named "null" ("None"): the model was
+  registered, and an alias of that name moved to it. `null` now means no alias, as `''` (and `register --alias ''`)
+  already did: a new version is registered and no alias moves.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mmlnb_dist.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CPU_DEMO = ROOT / "mmlnb_dist" / "profiles" / "cpu-demo.yaml"
+
+
+@pytest.mark.parametrize("typed", ["null", "None", "NULL", "~", "''"])
+def test_a_null_register_alias_is_no_alias_not_an_alias_named_null(typed):
+    assert load_config(CPU_DEMO, [f"tracking.register_alias={typed}"]).tracking.register_alias == ""
+
+
+def test_a_null_register_alias_in_a_yaml_file_is_no_alias(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("tracking:\n  register_alias: null\n")
+    assert load_config(path).tracking.register_alias == ""
+
+
+def test_the_default_alias_and_a_named_one_are_kept():
+    assert load_config(CPU_DEMO).tracking.register_alias == "champion"
+    assert load_config(CPU_DEMO, ["tracking.register_alias=prod"]).tracking.register_alias == "prod"
