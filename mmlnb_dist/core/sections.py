@@ -281,6 +281,15 @@ class TrackingConfig(Section):
     def _a_registry_alias(cls, value):  # null was the text 'null': an alias of that name moved
         return refuse_registry_alias(value or "")
 
+    @field_validator("backends")
+    @classmethod
+    def _each_backend_once(cls, value):  # listed twice, every metric was logged twice
+        twice = sorted({b for b in value if value.count(b) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]} is listed twice (it would log every metric twice); list each backend "
+                             f"once, e.g. [stdout, mlflow]")
+        return value
+
     @field_validator("experiment")
     @classmethod
     def _an_experiment_name(cls, value):

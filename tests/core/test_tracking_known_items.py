@@ -3,6 +3,8 @@
 - `tracking.register_alias=null` (or `None`, `~` in a YAML file) was the alias named "null" ("None"): the model was
   registered, and an alias of that name moved to it. `null` now means no alias, as `''` (and `register --alias ''`)
   already did: a new version is registered and no alias moves.
+- `tracking.backends=[stdout,stdout]` (or mlflow twice) was accepted: every metric was logged twice (to MLflow, two
+  loggers of one run). A backend listed twice is refused, naming it.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmlnb_dist.config import load_config
+from mmlnb_dist.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU_DEMO = ROOT / "mmlnb_dist" / "profiles" / "cpu-demo.yaml"
@@ -30,3 +33,16 @@ def test_a_null_register_alias_in_a_yaml_file_is_no_alias(tmp_path):
 def test_the_default_alias_and_a_named_one_are_kept():
     assert load_config(CPU_DEMO).tracking.register_alias == "champion"
     assert load_config(CPU_DEMO, ["tracking.register_alias=prod"]).tracking.register_alias == "prod"
+
+
+@pytest.mark.parametrize("backends, twice", [("[stdout,stdout]", "stdout"), ("[mlflow,stdout,mlflow]", "mlflow"),
+                                             ("stdout,stdout", "stdout")])
+def test_a_backend_listed_twice_is_refused_naming_it(backends, twice):
+    with pytest.raises(ConfigError) as err:
+        load_config(CPU_DEMO, [f"tracking.backends={backends}"])
+    assert "tracking.backends" in str(err.value) and f"{twice} is listed twice" in str(err.value), err.value
+
+
+@pytest.mark.parametrize("backends", ["[stdout]", "[mlflow,stdout]", "[]"])
+def test_backends_each_listed_once_are_accepted(backends):
+    load_config(CPU_DEMO, [f"tracking.backends={backends}"])
