@@ -5,6 +5,8 @@
   already did: a new version is registered and no alias moves.
 - `tracking.backends=[stdout,stdout]` (or mlflow twice) was accepted: every metric was logged twice (to MLflow, two
   loggers of one run). A backend listed twice is refused, naming it.
+- `ParentRun.finish` (the tune / study parent run) sent metric names as given, while the per-run loggers rename the
+  ones MLflow refuses (`metric_name.mlflow_key`): the whole metrics batch of the parent was refused and lost.
 """
 from __future__ import annotations
 
@@ -46,3 +48,19 @@ def test_a_backend_listed_twice_is_refused_naming_it(backends, twice):
 @pytest.mark.parametrize("backends", ["[stdout]", "[mlflow,stdout]", "[]"])
 def test_backends_each_listed_once_are_accepted(backends):
     load_config(CPU_DEMO, [f"tracking.backends={backends}"])
+
+
+def test_a_parent_run_logs_a_metric_name_mlflow_refuses_under_the_name_the_runs_use(tmp_path):
+    import mlflow
+
+    from mmlnb_dist.core.sections import TrackingConfig
+    from mmlnb_dist.core.tracking.metric_name import mlflow_key
+    from mmlnb_dist.core.tracking.runs import ParentRun
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = ParentRun.open(TrackingConfig(), uri, tmp_path, "search")
+    parent.finish(metrics={"best/val/acc@5": 0.75, "best/val/loss": 0.5}, tags={"best_trial": "2"})
+    run = mlflow.MlflowClient(uri).get_run(parent.run_id)
+    assert mlflow_key("best/val/acc@5") == "best/val/acc_5"
+    assert run.data.metrics == {"best/val/acc_5": 0.75, "best/val/loss": 0.5}
+    assert run.data.tags["best_trial"] == "2" and run.info.status == "FINISHED"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from ..sections import TrackingConfig
+from .metric_name import mlflow_key
 from .params import param_values
 from .server import get_or_create_experiment, limit_http_retries, open_client, server_reachable
 
@@ -60,8 +61,8 @@ class ParentRun:
 
     def finish(self, *, metrics: Mapping[str, float] = (), artifacts: Sequence[Path] = (),
                tags: Mapping[str, str] = (), status: str = "FINISHED", step: int = 0) -> None:
-        """Log the group's summary (`metrics` at `step`; a tag given as None is removed) and close the run as
-        `status`.
+        """Log the group's summary (`metrics` at `step`, each name one MLflow takes, as the runs' loggers log them:
+        `mlflow_key`; a tag given as None is removed) and close the run as `status`.
 
         Each part goes on its own: MLflow rejects a whole batch for one param logged before with another value (a
         resumed search), and that rejection used to skip the artifacts and the run's end, leaving it RUNNING with
@@ -75,8 +76,9 @@ class ParentRun:
             return
         client = mlflow.MlflowClient(self.uri)
         now = int(time.time() * 1000)
+        named = {mlflow_key(k): float(v) for k, v in dict(metrics).items()}
         parts = [("metrics", lambda: client.log_batch(
-                     self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in dict(metrics).items()])),
+                     self.run_id, metrics=[Metric(k, v, now, step) for k, v in named.items()])),
                  ("tags", lambda: client.log_batch(
                      self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in dict(tags).items() if v is not None])),
                  *((f"tag {k} (stale)", lambda k=k: client.delete_tag(self.run_id, k))
