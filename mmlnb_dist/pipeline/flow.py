@@ -168,6 +168,7 @@ def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = N
             raise UserError(f"--patches {err}") from None
     refuse_inputs_of_another_task(cfg, inputs)
     start, stop = names.index(first or names[0]), names.index(last or names[-1])
+    refuse_unregistrable_run_name(cfg, names[start:stop + 1])
     if "finetune-vlm" in names and start <= names.index("finetune-vlm") <= stop:
         source = next((n for n, given in (("synth", inputs.synthetic), ("slides", inputs.slides),
                                           ("patches", inputs.patches)) if given), "shards")
@@ -199,6 +200,25 @@ def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = N
             inputs.patches else steps.plan_verify(cfg).output  # (their planners' outputs, as run_pipeline's)
         require_done(names[0], first_out, names[start])
     return PipelinePlan(names, start, stop)
+
+
+def refuse_unregistrable_run_name(cfg: Config, ran: Sequence[str]) -> None:
+    """The register stage registers under `tracking.register_name`, else `run.name`: a run.name the registry
+    refuses (`exp:1`, a fine folder name) failed that stage after the whole training."""
+    import re
+
+    from ..core.sections import refuse_registry_name
+
+    spec = RECIPES.get(cfg.train.recipe)
+    if "register" not in ran or cfg.tracking.register_name or spec is None or not spec.register:
+        return
+    try:
+        refuse_registry_name(cfg.run.name)
+    except ValueError as err:
+        suggested = re.sub(r"[/:?]+", "-", cfg.run.name).strip(" -.") or "mmlnb"
+        raise UserError(f"run.name '{cfg.run.name}' is the name the register stage would register the model under "
+                        f"(tracking.register_name is unset), and {err}; give a valid one: "
+                        f"tracking.register_name={suggested}") from None
 
 
 def refuse_inputs_of_another_task(cfg: Config, inputs: PipelineInputs) -> None:
