@@ -80,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "aggregates when slide ids are known. A multi-label model "
                        "gives every label's probability and a label set (its top k, --top-k or --threshold); its "
                        "slide aggregates are mean probabilities per label. Interrupted, the same command resumes "
-                       "after the last finished chunk (journaled in <out>.resume/). Exit 1 when some "
+                       "after the last finished chunk (journaled in <out>.resume/). <out stem>.model.json records "
+                       "the model that wrote the predictions. Exit 1 when some "
                        "inputs could not be read (the rest still get results), 2 when the model is missing.")
     q.add_argument("inputs", nargs="+", metavar="IMAGES_OR_SHARDS")
     q.add_argument("--model", required=True, help="model URI, e.g. models:/mmlnb-nb@champion, or a model folder")
@@ -282,6 +283,7 @@ def _selection(args, cfg, spec, run_best_metric=None):
 def _predict(args) -> int:
     from ..predict import predict_to_file
     from ..predict.agreement import agreement_lines
+    from ..predict.provenance import model_record_file
     from . import load_from_args
 
     cfg = load_from_args(args)
@@ -294,6 +296,7 @@ def _predict(args) -> int:
     skipped = report["skipped_out"]
     print(f"{report['predicted']} prediction(s) -> {args.out}"
           + (f" ({report['resumed']} input(s) done by the interrupted run it resumed)" if report["resumed"] else "")
+          + f"; model record -> {model_record_file(Path(report['out']))}"
           + (f"; per-slide aggregates -> {report['slides_out']}" if report.get("slides_out") else "")
           + (f"; {len(report['failed'])} unreadable input(s) -> {skipped}" if skipped else ""))
     for line in agreement_lines(report["agreement"]):  # labelled shards: how the predictions agree with them
