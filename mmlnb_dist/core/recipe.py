@@ -42,6 +42,7 @@ The recipe table (`mmlnb_dist/recipes/__init__.py`) names every recipe; `core` k
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import ExitStack
@@ -53,7 +54,7 @@ import yaml
 from .distributed import DistEnv, init_engine_process_group
 from .engine import check_precision
 from .errors import ConfigError
-from .files import load_yaml
+from .files import load_yaml, replace_text, strict_json
 from .logging import setup_logging, stopped_on_request
 from .provenance import allowed, flatten, format_changes, read_record, refuse_changes, write_record
 from .runlock import FolderLock, ReadLock
@@ -175,6 +176,15 @@ def _run_checked(recipe_cls: Type[Recipe], cfg: Any, env: DistEnv, report: Optio
     finally:
         if lock is not None:
             lock.release()
+
+
+def write_result(run_dir: Path, result: Mapping[str, Any]) -> Path:
+    """Write a finished run's result, `metrics.json` (what `tracking import` reads as "the run finished"; `run`
+    removes it before a run trains), whole or not at all: a kill during a plain write left a torn file that read as
+    a finished run, or destroyed a resumed run's earlier result."""
+    path = Path(run_dir) / FINISHED_FILE
+    replace_text(path, json.dumps(strict_json(dict(result)), indent=2, allow_nan=False))
+    return path
 
 
 def config_sections(cfg: Any, sections: Optional[Sequence[str]]) -> Dict[str, Any]:

@@ -21,7 +21,8 @@ from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.divergence import EXPORT_REMEDY, load_finite
 from ...core.errors import UserError
-from ...core.files import EXPORT_DESCRIPTION, read_export_description, replace_text, start_export, strict_json
+from ...core.files import EXPORT_DESCRIPTION, read_export_description, replace_text, start_export
+from ...core.recipe import write_result
 from ...core.tracking.registry import EXPORT_FOLDER
 from ...core.tracking.versions import record_export
 from .config import ClipModelConfig
@@ -131,7 +132,7 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
             # what `register` checks the export against: a changed or replaced export is refused
             record_export(recipe.logger, recipe.run_dir, export_dir)
             # atomic: `tracking import` reads this file as "the run finished"; a kill leaves none, never half
-            replace_text(recipe.run_dir / "metrics.json", json.dumps(strict_json(result), indent=2, allow_nan=False))
+            write_result(recipe.run_dir, result)
             recipe.logger.log_artifact(export_dir / "model_config.json", "export")
             recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
             result.update(publish_run(recipe, result, export_dir))  # figures; the registry when asked (pyfunc_model)

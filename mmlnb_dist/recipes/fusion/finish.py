@@ -2,13 +2,12 @@
 export the weights for inference, write `metrics.json`, and register the model when asked."""
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any, Dict
 
 from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
-from ...core.files import replace_text, strict_json
+from ...core.recipe import write_result
 from ...core.logging import DETAIL
 from ...core.tracking.registry import EXPORT_FOLDER, register_or_explain
 from ...core.tracking.versions import record_export
@@ -86,7 +85,7 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
             # what `register` checks the export against: a changed or replaced export is refused
             record_export(recipe.logger, recipe.run_dir, export_dir)
             # atomic: `tracking import` reads this file as "the run finished"; a kill leaves none, never half
-            replace_text(recipe.run_dir / "metrics.json", json.dumps(strict_json(result), indent=2, allow_nan=False))
+            write_result(recipe.run_dir, result)
             recipe.logger.log_artifact(export_dir / "model_config.json", "export")
             recipe.logger.log_artifact(recipe.run_dir / "metrics.json")
             if cfg.tracking.register_name:

@@ -4,9 +4,7 @@ should be. It is now written through a temporary file and a rename: a kill leave
 never half of one. The run's collaborators (DeepSpeed, the export, figures) are stand-ins: only the write is real."""
 from __future__ import annotations
 
-import builtins
 import contextlib
-import io
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,44 +12,10 @@ from types import SimpleNamespace
 import pytest
 
 from mmlnb_dist.core.distributed import DistEnv
+from support.result_write import Killed, is_result, kill_result_writes
 from mmlnb_dist.recipes.clip import export as finish_module
 
 CLASSES = ["red", "fat"]
-
-
-class Killed(KeyboardInterrupt):
-    pass
-
-
-def _is_result(file) -> bool:
-    """metrics.json itself, or a temporary file that becomes it (not metrics.jsonl)."""
-    name = Path(str(file)).name
-    return name == "metrics.json" or (name.startswith("metrics.json.") and name.endswith(".tmp"))
-
-
-@pytest.fixture
-def kill_mid_write(monkeypatch):
-    """Arms it: from then on, a write of the result dies after its first half reached the disk (a kill during
-    the write)."""
-    real_open = builtins.open
-
-    def opening(file, mode="r", *args, **kwargs):
-        handle = real_open(file, mode, *args, **kwargs)
-        if not _is_result(file) or not any(c in mode for c in "wxa"):
-            return handle
-        real_write = handle.write
-
-        def half_then_die(text):
-            real_write(text[: len(text) // 2])
-            handle.flush()
-            raise Killed("killed during the write of metrics.json")
-        handle.write = half_then_die
-        return handle
-
-    def arm():
-        monkeypatch.setattr(builtins, "open", opening)
-        monkeypatch.setattr(io, "open", opening)
-    return arm
 
 
 def _recipe(run_dir: Path):
@@ -82,17 +46,17 @@ def test_the_stand_in_finish_writes_its_result(tmp_path, stand_ins):
     assert written["val/micro_auroc"] == 0.75 and written["run_dir"] == result["run_dir"]
 
 
-def test_a_kill_during_the_write_leaves_no_torn_result(tmp_path, stand_ins, kill_mid_write):
-    kill_mid_write()
+def test_a_kill_during_the_write_leaves_no_torn_result(tmp_path, stand_ins, monkeypatch):
+    kill_result_writes(monkeypatch)
     with pytest.raises(Killed):
         finish_module.finish(_recipe(tmp_path))
     assert not (tmp_path / "metrics.json").exists(), (tmp_path / "metrics.json").read_text()
-    assert not [p.name for p in tmp_path.iterdir() if _is_result(p)]  # nor a temporary file left behind
+    assert not [p.name for p in tmp_path.iterdir() if is_result(p)]  # nor a temporary file left behind
 
 
-def test_a_kill_during_the_rewrite_keeps_the_earlier_result_whole(tmp_path, stand_ins, kill_mid_write):
+def test_a_kill_during_the_rewrite_keeps_the_earlier_result_whole(tmp_path, stand_ins, monkeypatch):
     (tmp_path / "metrics.json").write_text('{"val/micro_auroc": 0.5}')  # a resumed run's earlier result
-    kill_mid_write()
+    kill_result_writes(monkeypatch)
     with pytest.raises(Killed):
         finish_module.finish(_recipe(tmp_path))
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"val/micro_auroc": 0.5}
