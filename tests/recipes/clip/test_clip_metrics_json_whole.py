@@ -1,7 +1,7 @@
-"""`metrics.json` is what `tracking import` (and a pipeline) reads as "the run finished". CLIP's finish wrote it with
-a plain `write_text`: a process killed half-way through the write left a torn file where a finished run's result
-should be. It is now written through a temporary file and a rename: a kill leaves no result (or the old one),
-never half of one. The run's collaborators (DeepSpeed, the export, figures) are stand-ins: only the write is real."""
+"""CLIP's finish writes `metrics.json` (what `tracking import` reads as "the run finished") through
+`core.recipe.write_result`, which writes it whole or not at all (tests/core/test_write_result.py); it wrote it
+with a plain `write_text`, and a kill mid-write left a torn file. The run's collaborators (DeepSpeed, the export,
+figures) are stand-ins."""
 from __future__ import annotations
 
 import contextlib
@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 
 from mmlnb_dist.core.distributed import DistEnv
-from support.result_write import Killed, is_result, kill_result_writes
 from mmlnb_dist.recipes.clip import export as finish_module
 
 CLASSES = ["red", "fat"]
@@ -46,17 +45,11 @@ def test_the_stand_in_finish_writes_its_result(tmp_path, stand_ins):
     assert written["val/micro_auroc"] == 0.75 and written["run_dir"] == result["run_dir"]
 
 
-def test_a_kill_during_the_write_leaves_no_torn_result(tmp_path, stand_ins, monkeypatch):
-    kill_result_writes(monkeypatch)
-    with pytest.raises(Killed):
-        finish_module.finish(_recipe(tmp_path))
-    assert not (tmp_path / "metrics.json").exists(), (tmp_path / "metrics.json").read_text()
-    assert not [p.name for p in tmp_path.iterdir() if is_result(p)]  # nor a temporary file left behind
+def test_the_finish_writes_its_result_through_write_result(tmp_path, stand_ins, monkeypatch):
+    from mmlnb_dist.core import recipe as core_recipe
 
-
-def test_a_kill_during_the_rewrite_keeps_the_earlier_result_whole(tmp_path, stand_ins, monkeypatch):
-    (tmp_path / "metrics.json").write_text('{"val/micro_auroc": 0.5}')  # a resumed run's earlier result
-    kill_result_writes(monkeypatch)
-    with pytest.raises(Killed):
-        finish_module.finish(_recipe(tmp_path))
-    assert json.loads((tmp_path / "metrics.json").read_text()) == {"val/micro_auroc": 0.5}
+    written = []
+    monkeypatch.setattr(finish_module, "write_result",
+                        lambda run_dir, result: written.append(result) or core_recipe.write_result(run_dir, result))
+    result = finish_module.finish(_recipe(tmp_path))
+    assert len(written) == 1 and written[0]["run_dir"] == result["run_dir"]
