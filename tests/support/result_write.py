@@ -1,4 +1,4 @@
-"""A kill during the write of a run's result (`metrics.json`, `core.recipe.write_result`), for the recipes' finish
+"""Probes of a run's result write (`metrics.json`, `core.recipe.write_result`) and the recipes' finish
 tests: `kill_result_writes(monkeypatch)` arms it; from then on a write of the result dies after its first half
 reached the disk."""
 from __future__ import annotations
@@ -36,3 +36,24 @@ def kill_result_writes(monkeypatch) -> None:
 
     monkeypatch.setattr(builtins, "open", opening)
     monkeypatch.setattr(io, "open", opening)
+
+
+def finish_writes_through_write_result(finish_module, recipe, monkeypatch) -> None:
+    """A recipe's `finish(recipe)` writes its result once, through `core.recipe.write_result` (whole or not at all)."""
+    from mmlnb_dist.core import recipe as core_recipe
+
+    written = []
+    monkeypatch.setattr(finish_module, "write_result",
+                        lambda run_dir, result: written.append(result) or core_recipe.write_result(run_dir, result))
+    result = finish_module.finish(recipe)
+    assert len(written) == 1 and written[0]["run_dir"] == result["run_dir"]
+
+
+def stand_in_finish_parts(finish_module, monkeypatch) -> None:
+    """A recipe's finish without DeepSpeed's consolidation, the rank-0 barrier, the export and its record."""
+    import contextlib
+
+    monkeypatch.setattr(finish_module, "full_fp32_state_dict", lambda model: {})
+    monkeypatch.setattr(finish_module, "rank0_alone", lambda env, wait: contextlib.nullcontext())
+    monkeypatch.setattr(finish_module, "export_model", lambda *a, **k: None)
+    monkeypatch.setattr(finish_module, "record_export", lambda *a: None)

@@ -4,7 +4,6 @@ with a plain `write_text`, and a kill mid-write left a torn file. The run's coll
 figures) are stand-ins."""
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from mmlnb_dist.core.distributed import DistEnv
+from support.result_write import finish_writes_through_write_result, stand_in_finish_parts
 from mmlnb_dist.recipes.clip import export as finish_module
 
 CLASSES = ["red", "fat"]
@@ -32,10 +32,7 @@ def _recipe(run_dir: Path):
 
 @pytest.fixture
 def stand_ins(monkeypatch):
-    monkeypatch.setattr(finish_module, "full_fp32_state_dict", lambda model: {})
-    monkeypatch.setattr(finish_module, "rank0_alone", lambda env, wait: contextlib.nullcontext())
-    monkeypatch.setattr(finish_module, "export_model", lambda *a, **k: None)
-    monkeypatch.setattr(finish_module, "record_export", lambda *a: None)
+    stand_in_finish_parts(finish_module, monkeypatch)
     monkeypatch.setattr(finish_module, "publish_run", lambda recipe, result, export_dir: {})
 
 
@@ -46,10 +43,4 @@ def test_the_stand_in_finish_writes_its_result(tmp_path, stand_ins):
 
 
 def test_the_finish_writes_its_result_through_write_result(tmp_path, stand_ins, monkeypatch):
-    from mmlnb_dist.core import recipe as core_recipe
-
-    written = []
-    monkeypatch.setattr(finish_module, "write_result",
-                        lambda run_dir, result: written.append(result) or core_recipe.write_result(run_dir, result))
-    result = finish_module.finish(_recipe(tmp_path))
-    assert len(written) == 1 and written[0]["run_dir"] == result["run_dir"]
+    finish_writes_through_write_result(finish_module, _recipe(tmp_path), monkeypatch)
