@@ -1,6 +1,7 @@
 """Probes for the write of a run's result (`metrics.json`, `core.recipe.write_result`) and the recipes' finish:
 `kill_result_writes(monkeypatch)` makes every later write of the result die after its first half reached the disk
-(a kill during the write); `stand_in_finish_parts` and `finish_writes_through_write_result` run a finish on stand-ins."""
+(a kill during the write); `stand_in_finish_parts` and `finish_writes_through_write_result` run a finish on
+stand-ins."""
 from __future__ import annotations
 
 import builtins
