@@ -14,6 +14,14 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 """What an MLflow run id looks like (given as `--model`, it is no folder: the run's model is `runs:/ID/model`)."""
 
 
+def local_folder(model_uri: str) -> Optional[Path]:
+    """The folder a local model URI names (a path, or MLflow's `file:` form of one); None for a store's URI."""
+    url = urlsplit(model_uri)
+    if url.scheme == "file" and url.netloc in ("", "localhost"):
+        return Path(url2pathname(url.path))
+    return None if model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:")) else Path(model_uri)
+
+
 def load_model(model_uri: str, tracking_uri: Optional[str] = None):
     """`mlflow.pyfunc.load_model` with a clear error for a missing model. The model folder is fetched first and
     refused (`UnsafeModel`, naming the file) when anything in it would be unpickled to load."""
@@ -21,10 +29,9 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
 
     from ..core.tracking.registry import RegistryError, refuse_unpickling
 
-    url = urlsplit(model_uri)
-    if url.scheme == "file" and url.netloc in ("", "localhost"):  # MLflow's form of a local model folder
-        model_uri = url2pathname(url.path)
-    local = not model_uri.startswith(("models:/", "runs:/", "http", "s3:", "gs:"))
+    given = local_folder(model_uri)
+    local = given is not None
+    model_uri = str(given) if local else model_uri
     if local and not Path(model_uri).exists():
         run_id = f"; an MLflow run id? its model is runs:/{model_uri}/model" if RUN_ID.match(model_uri) else ""
         raise ModelNotFound(f"model not found: {model_uri} (no such folder; use models:/NAME@ALIAS{run_id})")

@@ -11,10 +11,9 @@ import json
 import logging
 from pathlib import Path
 from typing import Any, Dict, Optional
-from urllib.parse import urlsplit
-from urllib.request import url2pathname
 
 from ..core.files import replace_text
+from .model import local_folder, registered_version
 
 log = logging.getLogger(__package__)  # "[predict]" on the console
 
@@ -34,12 +33,9 @@ def model_identity(model_uri: str, model: Any, tracking_uri: Optional[str] = Non
     record: Dict[str, Any] = {"uri": model_uri, "model_uuid": getattr(meta, "model_uuid", None),
                               "run_id": getattr(meta, "run_id", None), "model_id": getattr(meta, "model_id", None)}
     if model_uri.startswith("models:/"):
-        from .model import registered_version
-
         record["name"], record["version"] = registered_version(model_uri, tracking_uri)
-    url = urlsplit(model_uri)
-    folder = Path(url2pathname(url.path)) if url.scheme == "file" else Path(model_uri)
-    if url.scheme in ("", "file") and (folder / "MLmodel").is_file():
+    folder = local_folder(model_uri)
+    if folder is not None and (folder / "MLmodel").is_file():
         record["path"] = str(folder.resolve())
         record["mlmodel_sha256"] = hashlib.sha256((folder / "MLmodel").read_bytes()).hexdigest()
     return record
