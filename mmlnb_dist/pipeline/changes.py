@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Optional
 
+from ..core.config import flatten_dict
+
 SETTINGS = "settings"
 """The stage record's fingerprinted settings (dotted key: value) and inputs ("<input> changed": fingerprint)."""
 
@@ -14,17 +16,8 @@ CHANGED = " changed"
 
 def stage_settings(settings: Dict[str, Any], inputs: Dict[str, Any]) -> Dict[str, Any]:
     """`settings` (nested sections: dotted keys) and `inputs` (name: fingerprint) as a stage record keeps them."""
-    flat: Dict[str, Any] = {f"{name}{CHANGED}": value for name, value in inputs.items()}
-
-    def add(prefix: str, value: Any) -> None:
-        if isinstance(value, dict) and value:
-            for key, item in value.items():
-                add(f"{prefix}.{key}" if prefix else str(key), item)
-        else:
-            flat[prefix] = json.loads(json.dumps(value, default=str))
-
-    add("", settings)
-    return flat
+    flat = {key: json.loads(json.dumps(value, default=str)) for key, value in flatten_dict(settings).items()}
+    return {**{f"{name}{CHANGED}": value for name, value in inputs.items()}, **flat}
 
 
 def changed_settings(before: Any, now: Optional[Dict[str, Any]], most: int = 3) -> Optional[str]:
