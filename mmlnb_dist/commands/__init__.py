@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Optional
 
 
@@ -29,6 +30,12 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer (got {value})")
     return value
+
+
+def user_path(text: str) -> str:
+    """argparse type of a path flag: a leading `~` is the home folder, as in path settings (`--out=~/x`: bash leaves
+    that `~` to the program, and a folder named `~` was made in the current folder)."""
+    return os.path.expanduser(text)
 
 
 def port_number(text: str) -> int:

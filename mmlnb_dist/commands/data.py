@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any, Dict
 
-from . import add_config_args, load_from_args
+from . import add_config_args, load_from_args, user_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,12 +42,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "(data.synth.faint_rate)")
     add_config_args(synth)
     synth.set_defaults(func=_synth)
-
-
-def user_path(text: str) -> str:
-    """argparse type of a path flag: a leading `~` is the home folder, as in path settings (`--out=~/x`: bash leaves
-    that `~` to the program, and a folder named `~` was made in the current folder)."""
-    return os.path.expanduser(text)
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -4,8 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import add_config_args, classes_override, load_from_args
-from .data import user_path
+from . import add_config_args, classes_override, load_from_args, user_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:

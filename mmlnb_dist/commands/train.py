@@ -20,8 +20,7 @@ from pathlib import Path
 from ..core.files import refuse_file_in_the_way, strict_json
 from ..core.runlock import FolderLock, ReadLock
 from ..data.shardset import SPLITS
-from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int
-from .data import user_path
+from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int, user_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
