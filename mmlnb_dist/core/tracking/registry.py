@@ -374,6 +374,7 @@ def _move_alias(client, name: str, alias: str, version: str, run, package: Model
     moved = False
     holder, holder_run = alias_holder(client, name, alias)
     previous = run_metric(holder_run, metric) if holder_run is not None else None
+    shown, held = readable_pair(value, previous)
     if holder is not None and str(holder.version) == version:
         reason = f"version {version} holds '{alias}'"
     elif holder is None:
@@ -384,10 +385,8 @@ def _move_alias(client, name: str, alias: str, version: str, run, package: Model
                   f"evaluate`; if this one is better, move the alias in MLflow: MlflowClient("
                   f"'{client.tracking_uri}').set_registered_model_alias('{name}', '{alias}', {version}))")
     elif better(value, previous, mode):
-        shown, held = readable_pair(value, previous)
         moved, reason = True, f"{metric} {shown} beats {held} (version {holder.version})"
     else:
-        shown, held = readable_pair(value, previous)
         reason = f"{metric} {shown} does not beat {held} (version {holder.version} keeps '{alias}')"
     if moved:
         client.set_registered_model_alias(name, alias, version)
