@@ -62,7 +62,7 @@ def merge_and_export(base: str, adapter: Union[str, Path], out: Union[str, Path]
         built = staging / "model"
         if built.exists():
             shutil.rmtree(built, ignore_errors=True)
-            log.warning("removed %s, what a killed export into %s left", built.parent, out)
+            log.warning("removed %s, what a killed export into %s left", built, out)
         model, processor = load_vlm(base, min_pixels=min_pixels, max_pixels=max_pixels, dtype=dtype, seed=seed,
                                     cache_dir=cache_dir, tiny_vision=tiny_vision)
         merged = load_adapter(model, adapter).merge_and_unload()
