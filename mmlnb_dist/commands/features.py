@@ -5,7 +5,7 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from . import DEFAULT_PROFILE, add_config_args, load_from_args, positive_int
 
@@ -24,7 +24,7 @@ def _extract(args: argparse.Namespace) -> int:
             else None
         encoder_cfg = encoder_cfg.model_copy(update={"name": args.encoder, "weights_path": weights,
                                                      "pretrained": _pretrained(args.encoder, args.overrides,
-                                                                               encoder_cfg.pretrained)})
+                                                                               encoder_cfg)})
     shards = Path(args.shards or cfg.data.shards)
     out = args.out or default_out(shards, encoder_cfg.name)
     lc = cfg.data.loader
@@ -53,16 +53,21 @@ def _given(key: str, overrides: Sequence[str]) -> bool:
     return any(o.split("=", 1)[0].strip() == key for o in overrides or ())
 
 
-def _pretrained(encoder: str, overrides: Sequence[str], configured: bool) -> bool:
+def _pretrained(encoder: str, overrides: Sequence[str], configured: Any) -> bool:
     """Whether `--encoder NAME` loads NAME's pretrained weights: yes (what a TRIDENT user expects of a named
     encoder), except for the random-by-design `tiny` / `<name>-tiny` encoders, or when the command line sets
-    fusion.model.image_encoder.pretrained itself. The profile's value was chosen for the profile's own encoder
-    (cpu-demo: false, for `tiny`), so it does not decide for another one."""
+    fusion.model.image_encoder.pretrained itself, or when NAME is the config's own encoder (`configured`, its
+    image_encoder section). The profile's value was chosen for the profile's own encoder (cpu-demo: false, for
+    `tiny`), so it does not decide for another one; for that one it does, as its weights_path does: a run refused
+    on features of other weights is told to extract with `--encoder NAME` and its own settings, which must then
+    give the weights that run builds."""
     from ..models.pathology import TINY_SUFFIX
 
     if _given(PRETRAINED_KEY, overrides):
-        return configured
-    return not (encoder == "tiny" or encoder.endswith(TINY_SUFFIX))
+        return configured.pretrained
+    if encoder == "tiny" or encoder.endswith(TINY_SUFFIX):
+        return False
+    return configured.pretrained if encoder == configured.name else True
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,7 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="image encoder name (models registry); default fusion.model.image_encoder.name. A "
                    "named encoder loads its pretrained weights (or fusion.model.image_encoder.weights_path when "
                    "it is the config's own encoder or the command line gives the file); "
-                   "random ones only with fusion.model.image_encoder.pretrained=false on the command line "
+                   "random ones only with fusion.model.image_encoder.pretrained=false on the command line or in "
+                   "the config naming that same encoder "
                    "(`tiny` and `<name>-tiny` are always random). provenance.json records which")
     p.add_argument("--shards", default=None, type=Path, help="input shard set; default data.shards")
     p.add_argument("--out", default=None, type=Path, help="output folder; default <shards>-features-<encoder>")

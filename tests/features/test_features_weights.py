@@ -120,3 +120,15 @@ def test_a_folder_extracted_before_pretrained_was_recorded_is_refused_up_front(s
     with pytest.raises(FeaturesError, match=r"extracted before feature records said whether the encoder's weights "
                                             r"were pretrained or random.*features extract --encoder tiny"):
         check_config(cfg, ShardSet.open(shards))
+
+
+def test_the_configs_own_encoder_named_again_keeps_the_configs_pretrained_setting(shards, tmp_path):
+    # A run of efficientnet_lite0 with `pretrained: false` is refused on pretrained features, and its remedy says
+    # `features extract --encoder efficientnet_lite0 ... with the same fusion.model.image_encoder settings`: with
+    # that config, `--encoder efficientnet_lite0` still loaded the ImageNet weights, so the refusal came again.
+    config = tmp_path / "random-lite0.yaml"
+    config.write_text("fusion:\n  model:\n    image_encoder: {name: efficientnet_lite0, pretrained: false}\n")
+    assert cli_extract(shards, tmp_path / "f", "-c", str(config), "--encoder", "efficientnet_lite0") == 0
+    assert encoder_record(tmp_path / "f")["pretrained"] is False
+    assert cli_extract(shards, tmp_path / "g", "-c", str(config)) == 0  # what `--encoder` left out gives
+    assert encoder_record(tmp_path / "g") == encoder_record(tmp_path / "f")
