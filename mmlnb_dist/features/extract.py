@@ -160,6 +160,8 @@ def _claim(out: Path, record: Mapping[str, Any]) -> bool:
     new = not (out / store.PROVENANCE_FILE).is_file()
     if not new:
         store.read_record(out)  # a damaged record is refused as such, not as a JSON traceback
+    else:  # an index left without its record is another run's: until this one indexes, the folder is unfinished
+        (out / store.INDEX_FILE).unlink(missing_ok=True)  # (else a kill leaves old files read as this record's)
     check_or_record(out / store.PROVENANCE_FILE, record, what=f"{out} (extracted features)",
                     remedy=f"Extract into another folder, or delete {out} to start over.")
     return new

@@ -50,3 +50,35 @@ def test_a_rerun_with_the_same_settings_after_the_record_went_keeps_the_files(sh
     assert sorted(first) == sorted(second)
     for key in first:
         torch.testing.assert_close(first[key], second[key])
+
+
+def test_a_rerun_killed_after_the_record_went_leaves_the_folder_unfinished_not_mixed(shards, tmp_path, monkeypatch):
+    # The old index.json stayed: the folder read as finished with the new record and a mix of the new encoder's
+    # first file and the old encoder's others (same width), and a run trained on it without a word.
+    from mmlnb_dist.features import FeaturesError, read_index, store
+
+    out = tmp_path / "out"
+    extract(shards, out, seed=0)
+    (out / "provenance.json").unlink()
+    write, calls = store.write_shard_features, []
+
+    def write_then_die(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # killed after the first shard of the new run
+            raise KeyboardInterrupt
+        write(path, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "write_shard_features", write_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            extract(shards, out, seed=1)
+    with pytest.raises(FeaturesError, match="unfinished"):
+        read_index(out)
+    extract(shards, out, seed=1)  # the same command finishes it, with the new encoder's features only
+    reference = extract(shards, tmp_path / "fresh", seed=1)
+    assert reference["num_features"] == read_index(out)["num_features"]
+    from mmlnb_dist.features import load_features
+
+    got, want = load_features(out), load_features(tmp_path / "fresh")
+    for key in want:
+        torch.testing.assert_close(got[key], want[key])
