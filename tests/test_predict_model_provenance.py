@@ -1,6 +1,6 @@
 """Which model wrote a finished predictions file. Nothing recorded it: a rerun into the same `--out` after the
 registry alias moved to another version overwrote the old model's predictions without a word, and a reader of the
-file could not tell which model it holds. `predict` now writes `<out stem>.model.json` beside the predictions (the
+file could not tell which model it holds. `predict` now writes `<out>.model.json` beside the predictions (the
 URI as given, the registered name and version it resolved to, the run id and model uuid, the MLmodel digest), and a
 rerun with another model redoes the whole job (no row of the old model kept) with a warning naming both models."""
 from __future__ import annotations
@@ -36,7 +36,7 @@ def test_the_model_that_wrote_the_predictions_is_recorded_beside_them(tmp_path, 
     _use(monkeypatch, _model("uuid-1", "run1"))
     predict_to_file(MODEL, [images], out)
     record = json.loads(model_record_file(out).read_text())
-    assert model_record_file(out) == tmp_path / "p.model.json"
+    assert model_record_file(out) == tmp_path / "p.csv.model.json"
     assert {k: record[k] for k in ("uri", "model_uuid", "run_id")} == {
         "uri": MODEL, "model_uuid": "uuid-1", "run_id": "run1"}
 
@@ -124,3 +124,22 @@ def test_no_version_is_looked_up_in_a_store_that_is_not_there(tmp_path):
     assert registered_version("models:/m@champion", f"sqlite:///{db}") == (None, None)
     assert registered_version("models:/m@champion", None) == (None, None)
     assert not db.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_csv_and_a_jsonl_of_one_stem_each_keep_the_record_of_their_own_model(tmp_path, monkeypatch, caplog):
+    """`--out p.csv` and `--out p.jsonl` both recorded their model in `p.csv.model.json`: the second job's record
+    replaced the first's, so p.csv named a model that never wrote it, and a rerun of p.csv with its own model
+    warned of "another model"."""
+    images = images_with_a_broken_one(tmp_path / "in", ["a"])
+    csv_out, jsonl_out = tmp_path / "p.csv", tmp_path / "p.jsonl"
+    assert model_record_file(csv_out) != model_record_file(jsonl_out)
+    _use(monkeypatch, _model("uuid-1", "run1"))
+    predict_to_file(MODEL, [images], csv_out)
+    _use(monkeypatch, _model("uuid-2", "run2"))
+    predict_to_file(MODEL, [images], jsonl_out)
+    assert json.loads(model_record_file(csv_out).read_text())["model_uuid"] == "uuid-1"
+    assert json.loads(model_record_file(jsonl_out).read_text())["model_uuid"] == "uuid-2"
+    _use(monkeypatch, _model("uuid-1", "run1"))
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist.predict"):
+        predict_to_file(MODEL, [images], csv_out)
+    assert not [r for r in caplog.records if "another model" in r.getMessage()], caplog.text

@@ -1,4 +1,4 @@
-"""`predict`'s summary line names the predictions file and, beside it, `<out stem>.model.json`, which records the
+"""`predict`'s summary line names the predictions file and, beside it, `<out>.model.json`, which records the
 model that wrote them (a rerun with another model warns naming both): nothing on the console said the file was
 there, so a user reading the line could not know which file tells whose predictions these are."""
 from __future__ import annotations
@@ -19,5 +19,5 @@ def test_the_summary_line_names_the_model_record_beside_the_predictions(tmp_path
     summary = [line for line in printed.splitlines() if "prediction(s) ->" in line]
     assert len(summary) == 1, printed
     assert f"2 prediction(s) -> {out}" in summary[0], summary
-    assert f"model record -> {tmp_path / 'p.model.json'}" in summary[0], summary
-    assert (tmp_path / "p.model.json").is_file()
+    assert f"model record -> {tmp_path / 'p.csv.model.json'}" in summary[0], summary
+    assert (tmp_path / "p.csv.model.json").is_file()

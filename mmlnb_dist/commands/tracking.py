@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "aggregates when slide ids are known. A multi-label model "
                        "gives every label's probability and a label set (its top k, --top-k or --threshold); its "
                        "slide aggregates are mean probabilities per label. Interrupted, the same command resumes "
-                       "after the last finished chunk (journaled in <out>.resume/). <out stem>.model.json records "
+                       "after the last finished chunk (journaled in <out>.resume/). <out>.model.json records "
                        "the model that wrote the predictions. Exit 1 when some "
                        "inputs could not be read (the rest still get results), 2 when the model is missing.")
     q.add_argument("inputs", nargs="+", metavar="IMAGES_OR_SHARDS")

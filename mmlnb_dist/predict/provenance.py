@@ -1,4 +1,4 @@
-"""Which model wrote a predictions file: `<out stem>.model.json` beside it (the URI as given; for a registered
+"""Which model wrote a predictions file: `<out name>.model.json` beside it (the URI as given; for a registered
 model the name and version it resolved to; the run id and model uuid of the MLmodel; for a local folder its path
 and the MLmodel's sha256). Nothing recorded it: a rerun into the same `--out` after the registry alias moved to
 another version overwrote the old model's predictions without a word, and the file did not say whose they were.
@@ -23,8 +23,10 @@ record lacks (a version looked up in no store) is not compared."""
 
 
 def model_record_file(out: Path) -> Path:
-    """Where `predict --out preds.csv` records its model: `preds.model.json`."""
-    return Path(out).with_name(f"{Path(out).stem}.model.json")
+    """Where `predict --out preds.csv` records its model: `preds.csv.model.json`. The whole name, suffix included:
+    `preds.csv` and `preds.jsonl` (two outputs, two jobs, maybe two models) each keep their own record; under the
+    stem alone the second job's record replaced the first's, which then named a model that never wrote it."""
+    return Path(out).with_name(f"{Path(out).name}.model.json")
 
 
 def model_identity(model_uri: str, model: Any, tracking_uri: Optional[str] = None) -> Dict[str, Any]:
