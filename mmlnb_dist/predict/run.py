@@ -104,6 +104,15 @@ def _check_arguments(out: Path, top_k: Optional[int], threshold: Optional[float]
     if out.is_dir():  # (else a traceback once every input is predicted)
         raise PredictError(f"--out {out} is a folder; give a file path, e.g. {out / ('preds' + out.suffix)}")
     refuse_file_in_the_way(out.parent, f"--out {out}")
+    # `p.slides.csv` / `p.skipped.csv` are the side files of `--out p.csv`, which that job overwrites or removes:
+    # predictions written under such a name would be lost to it without a word
+    for side in (".slides", ".skipped"):
+        if out.stem.endswith(side):
+            owner = out.with_name(out.stem[:-len(side)] + out.suffix)
+            raise PredictError(f"--out {out} is the name `predict --out {owner}` gives its "
+                               f"{'per-slide aggregates' if side == '.slides' else 'unreadable inputs'} (and "
+                               f"replaces or removes them): give the predictions another name, e.g. "
+                               f"{out.with_name(out.stem.replace(side, '_' + side[1:]) + out.suffix)}")
     if chunk_size < 1:
         raise PredictError(f"--chunk-size must be at least 1 (got {chunk_size})")
     if top_k is not None and threshold is not None:
