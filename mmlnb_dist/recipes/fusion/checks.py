@@ -62,3 +62,16 @@ def check_best_metric_defined(cfg: "Config", shards: ShardSet) -> None:
     if absent:
         log.warning("the val split of %s has no samples of %s: those classes are left out of balanced accuracy "
                     "and AUROC on val", shards.root, ", ".join(absent))
+
+
+def warn_untrained_classes(shards: ShardSet) -> None:
+    """A class with no train sample (its only slides landed in val or test) gets an output no sample trains: its
+    val and test samples all count as misses. The build warns about classes missing from val and test only."""
+    counts = shards.manifest["splits"].get("train", {}).get("class_counts", {})
+    absent = [c for c in shards.classes if not counts.get(c)]
+    if absent:
+        log.warning("the train split of %s has no samples of %s: the model's output for %s is never trained, and "
+                    "their val/test samples all count as misses (balanced accuracy, per-class recall). Give them "
+                    "train slides (more slides per class, or a smaller data.build.val_fraction / test_fraction), "
+                    "or drop them from data.classes", shards.root, ", ".join(absent),
+                    "it" if len(absent) == 1 else "them")

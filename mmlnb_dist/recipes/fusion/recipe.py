@@ -122,7 +122,7 @@ class FusionRecipe:
     def check(cls, cfg: "Config", env: DistEnv) -> None:
         """Problems found without touching a GPU (and reading at most a few samples of one shard, when the
         manifest does not record descriptions): raised before any work starts."""
-        from .checks import check_best_metric_defined, check_text_available
+        from .checks import check_best_metric_defined, check_text_available, warn_untrained_classes
 
         cls.check_config(cfg, env.world_size)
         try:
@@ -139,6 +139,7 @@ class FusionRecipe:
         check_shard_files(shards, cfg.data.loader.preflight, rank=env.rank, world_size=env.world_size)
         check_text_available(cfg, shards)
         check_best_metric_defined(cfg, shards)
+        warn_untrained_classes(shards)
         if cfg.fusion.image_features:
             from .extracted import check_config
 
