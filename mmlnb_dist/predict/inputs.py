@@ -104,22 +104,28 @@ def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
         return None
 
 
-def _shard_items(tar: Path) -> List[Dict[str, Any]]:
-    """A shard's samples as items without their image bytes (`with_image_bytes` reads them when predicted)."""
+def _shard_items(tar: Path, failed: List[Tuple[str, str]]) -> List[Dict[str, Any]]:
+    """A shard's samples as items without their image bytes (`with_image_bytes` reads them when predicted). A shard
+    truncated or corrupt (`ShardError`) gives the samples before its cut and a failure naming it: the other shards
+    of its set, and its own samples up to the cut, are still predicted (reading stopped at it and lost them)."""
     from ..data.reader import iter_shard_samples
+    from ..data.shardset import ShardError
 
-    items = []
-    for s in iter_shard_samples(tar):
-        meta = {}
-        if "json" in s:
-            try:
-                meta = json.loads(s["json"])
-            except ValueError:
-                meta = {}
-        text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
-        items.append({"key": s["__key__"], "sample_key": s["__key__"], "source": f"{tar}:{s['__key__']}", "tar": tar,
-                      "slide_id": meta.get("slide_id"), "description": text,
-                      "true_label": meta.get("label"), "true_labels": meta.get("labels")})
+    items: List[Dict[str, Any]] = []
+    try:
+        for s in iter_shard_samples(tar):
+            meta = {}
+            if "json" in s:
+                try:
+                    meta = json.loads(s["json"])
+                except ValueError:
+                    meta = {}
+            text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
+            items.append({"key": s["__key__"], "sample_key": s["__key__"], "source": f"{tar}:{s['__key__']}",
+                          "tar": tar, "slide_id": meta.get("slide_id"), "description": text,
+                          "true_label": meta.get("label"), "true_labels": meta.get("labels")})
+    except ShardError as err:
+        failed.append((str(tar), f"{err}; its {len(items)} sample(s) before that are predicted, the rest are not"))
     return items
 
 
@@ -138,6 +144,7 @@ def with_image_bytes(items: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
     """The items in order, each shard sample with its image bytes (`data`), every shard read once: only what is
     being predicted is held, not every image of the inputs."""
     from ..data.reader import iter_shard_samples
+    from ..data.shardset import ShardError
 
     i = 0
     while i < len(items):
@@ -149,12 +156,16 @@ def with_image_bytes(items: List[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
         while j < len(items) and items[j].get("tar") == tar:
             j += 1
         wanted = {it["sample_key"]: it for it in items[i:j]}  # (`key` may be the source: see `_unique_keys`)
-        for s in iter_shard_samples(tar):
-            it = wanted.pop(s["__key__"], None)
-            if it is not None:
-                ext = image_member(s)
-                it["data"] = s[ext] if ext else None
-                yield it
+        try:
+            for s in iter_shard_samples(tar):
+                it = wanted.pop(s["__key__"], None)
+                if it is not None:
+                    ext = image_member(s)
+                    it["data"] = s[ext] if ext else None
+                    yield it
+        except ShardError as err:  # cut short (listed up to its cut): what it held before is predicted
+            for it in wanted.values():
+                it["unreadable"] = str(err)
         yield from wanted.values()  # (gone from the shard since it was listed: reported as unreadable)
         i = j
 
@@ -183,11 +194,11 @@ def collect_inputs(paths: Sequence[Input],
         try:
             path, member = _local_path(given), _member(given)
             if member is not None and path == member[0]:
-                writer, (tar, key) = _set_writer(member[0]), member
-                found = [{**it, "written_by": writer} for it in _shard_items(tar) if it["sample_key"] == key]
+                writer, (tar, key), cut = _set_writer(member[0]), member, []
+                found = [{**it, "written_by": writer} for it in _shard_items(tar, cut) if it["sample_key"] == key]
                 items.extend(found)
-                if not found:
-                    failed.append((str(given), f"no sample '{member[1]}' in the shard {member[0]}"))
+                if not found:  # (a cut before the sample is the reason; one after it does not concern it)
+                    failed.append((str(given), cut[0][1] if cut else f"no sample '{key}' in the shard {tar}"))
             elif not path.exists():
                 failed.append((str(given), _missing(given)))
             elif path.is_dir() and (path / "manifest.json").is_file():
@@ -204,10 +215,11 @@ def collect_inputs(paths: Sequence[Input],
                     if split and name != split:
                         continue
                     for shard in info.get("shards", []):
-                        items.extend({**it, "written_by": writer} for it in _shard_items(path / shard["file"]))
+                        items.extend({**it, "written_by": writer}
+                                     for it in _shard_items(path / shard["file"], failed))
             elif path.suffix == ".tar":
                 writer = _set_writer(path)
-                items.extend({**it, "written_by": writer} for it in _shard_items(path))
+                items.extend({**it, "written_by": writer} for it in _shard_items(path, failed))
             elif path.is_dir():
                 files = image_files(path)
                 others = other_files(path, files) if files else []  # (without images: a failure says why)
@@ -309,6 +321,8 @@ def image_bytes(item: Dict[str, Any]) -> bytes:
     """An item's encoded image: its bytes (a shard sample's, once read), else its file's."""
     if item.get("data") is not None:
         return item["data"]
+    if item.get("unreadable"):
+        raise ValueError(item["unreadable"])
     if item.get("path") is None:
         raise ValueError("no image in the shard sample")
     return Path(item["path"]).read_bytes()
