@@ -126,16 +126,18 @@ class PredictJournal:
             os.fsync(fh.fileno())
 
     def finish(self) -> None:
-        """The output is written: the journal is no longer needed."""
-        self._lock.release()
+        """The output is written: the journal is no longer needed. Removed while still held: removed after the
+        release, the folder took the lock file of a job into the same output that started in between, and a third
+        job then got a lock of its own beside it (two jobs writing one file)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        self._lock.release()
 
     def release(self) -> None:
         """The job stopped before its output was written: keep the journal for the next run (a folder with no
-        journal yet is removed, so a refused command leaves nothing behind)."""
-        self._lock.release()
+        journal yet is removed, so a refused command leaves nothing behind; while held, as in `finish`)."""
         if not self.path.is_file():
             shutil.rmtree(self.folder, ignore_errors=True)
+        self._lock.release()
 
     def _read(self) -> Optional[Tuple[Dict[str, Any], List[Dict[str, Any]], bool]]:
         """(job, finished chunks, whether a cut line followed them), or None without a journal."""
