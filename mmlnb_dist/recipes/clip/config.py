@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, List, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ...core.config import PathText, Section
 
@@ -74,6 +74,16 @@ class ClipModelConfig(Section):
 
     zero_shot_prompt: str = "A pathology image of {label}"
     """The zero-shot prompt of each label (fusion=zero_shot); `{label}` is replaced by the label name."""
+
+    @field_validator("zero_shot_prompt")
+    @classmethod
+    def _has_label_placeholder(cls, template: str) -> str:
+        # checked when the config loads (whatever the fusion: an ablation's zero_shot row sets it later), so
+        # `config validate` and a pipeline's start refuse it before any stage; every label would get one prompt
+        if "{label}" not in template:
+            raise ValueError("no {label} placeholder (each label's prompt would be the same "
+                             "text, so the same score); e.g. 'A pathology image of {label}'")
+        return template
 
     prmf_confidence: Literal["paper", "authors"] = "paper"
     """PRMF's confidence network (fusion=prmf): one linear layer on [I; T] (the paper's equation) or the MLP of

@@ -167,9 +167,7 @@ class ClipMultiLabel(nn.Module):
 
 
 def zero_shot_prompts(template: str, classes: Optional[List[str]], num_labels: int) -> List[str]:
-    if "{label}" not in template:
-        raise ConfigError(f"clip.model.zero_shot_prompt: {template!r} has no {{label}} placeholder; e.g. "
-                          f"'A pathology image of {{label}}'")
+    """One prompt per label; the template's `{label}` placeholder is checked by ClipModelConfig when it loads."""
     if classes is None or len(classes) != num_labels:
         raise ValueError(f"fusion=zero_shot needs the {num_labels} label names (classes), got {classes!r}")
     return [template.replace("{label}", name) for name in classes]
