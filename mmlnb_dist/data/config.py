@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Any, List, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
@@ -153,6 +153,22 @@ class DataConfig(Section):
 
     classes: List[str] = ["UD", "PD", "D"]
     """Class names in index order when building shards from patches or slides (the MMLNB subtypes by default)."""
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _names_are_text(cls, classes: Any) -> Any:
+        # YAML reads unquoted 1, 3.5, yes, no, null as numbers, booleans and None: class folders named after tumour
+        # grades hit this, and pydantic's "Input should be a valid string" (once per item) did not say to quote
+        if isinstance(classes, list):
+            read = [c for c in classes if not isinstance(c, str)]
+            if read:
+                numbers = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in read)
+                names = [str(c) for c in classes] if numbers else ["UD", "yes", "no"]  # a boolean's text is lost
+                raise ValueError(f"class names are text, but YAML read {', '.join(repr(c) for c in read)} as "
+                                 f"{'numbers' if numbers else 'numbers, booleans (yes/no/on/off) or null'}: quote "
+                                 f"each name in a file, e.g. {names}, or give them without brackets on the command "
+                                 f"line (data.classes={','.join(names)}: each as typed)")
+        return classes
 
     @field_validator("classes")
     @classmethod
