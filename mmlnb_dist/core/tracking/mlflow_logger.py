@@ -56,6 +56,8 @@ class MLflowLogger(NullLogger):
         tags = dict(tags or {})
         if tracking.parent_run_id:
             tags["mlflow.parentRunId"] = tracking.parent_run_id
+        if resume and self.run_dir is not None:
+            self._warn_other_store(stage, uri)
         self.spool = self._open_journal(stage, resume) if self.run_dir is not None else None
         if self.spool is not None:
             if self.spool.count == 0:
@@ -94,6 +96,20 @@ class MLflowLogger(NullLogger):
             return
         if tracking.system_metrics:
             self._start_system_metrics()
+
+    def _warn_other_store(self, stage: str, uri: str) -> None:
+        """A resume logging to another store than its run's (tracking.uri changed, or the default store moved with
+        run.output_dir) leaves the run in two stores: said, naming both, before anything is sent."""
+        record = recorded_run(self.run_dir, stage)
+        old = record.get("tracking_uri")
+        if not (record.get("run_id") and old) or absolute_sqlite_uri(old) == absolute_sqlite_uri(uri):
+            return
+        gets = ("a new run holding the whole run again (replayed from the journal)" if self.tracking.spool else
+                "a new run holding only what this process logs (tracking.spool is off: nothing replays the rest)")
+        log.warning("this resume logs to another MLflow store than its run did: run %s of %s was logged to %s, and "
+                    "the store is now %s, which gets %s; run %s at %s is left as it is (a killed process's run stays "
+                    "RUNNING). To keep the run in one store, resume with tracking.uri=%s", record["run_id"],
+                    self.run_dir, old, uri, gets, record["run_id"], old, old)
 
     def _continue_recorded_run(self, stage: str, uri: str) -> Optional[str]:
         """Without a journal, a resumed process continues the MLflow run its folder records (RUNNING again, its
