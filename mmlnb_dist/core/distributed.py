@@ -42,6 +42,7 @@ class DistEnv:
     @staticmethod
     def from_environment(device: Optional[torch.device] = None) -> "DistEnv":
         """Read the launcher's variables (absent: one process) and pick this rank's device."""
+        _refuse_bare_slurm_tasks()
         rank, world, local = (_launcher_number(k, d) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
         if world < 1:
             raise UserError(f"WORLD_SIZE={world} is not a positive number ({SET_BY_LAUNCHER})")
@@ -60,6 +61,23 @@ class DistEnv:
 
 SET_BY_LAUNCHER = ("set by the launcher: torchrun, deepspeed and launch/*.sh set RANK, WORLD_SIZE and LOCAL_RANK; "
                    "a job script that sets them by hand must give every process its own")
+
+
+SLURM_TASK_VARIABLES = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS")
+"""What `srun` gives each task of a job step: its index and the step's task count (the batch script has no step)."""
+
+
+def _refuse_bare_slurm_tasks() -> None:
+    """`srun -n 2 mmlnb-dist ...`: several Slurm tasks and no launcher variables. Each task ran as rank 0 of 1 on the
+    same run folder (one trained alone, the other failed on the folder's lock); refused in every task instead."""
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "")
+    if any(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK")) or not tasks.isdigit() or int(tasks) < 2:
+        return
+    raise UserError(
+        f"started as a Slurm task (SLURM_PROCID={os.environ.get('SLURM_PROCID', '?')}, SLURM_STEP_NUM_TASKS={tasks}) "
+        f"without a launcher: each of the {tasks} tasks would run alone as rank 0 of 1 in the same run folder. Start "
+        f"one task per node that runs torchrun (launch/slurm/train.sbatch; docs/scaling.md, Slurm), or run one task "
+        f"(srun -n 1), or set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT in each task")
 
 
 def _launcher_number(key: str, default: int) -> int:
@@ -139,8 +157,9 @@ LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER
 
 def forget_launcher() -> None:
     """Make this process rank 0 of 1 (a Ray trial): drop the launcher variables it may have inherited from whoever
-    started Ray, which would make it rendezvous (a stale MASTER_PORT failed trials with EADDRINUSE)."""
-    for key in LAUNCHER_VARIABLES:
+    started Ray, which would make it rendezvous (a stale MASTER_PORT failed trials with EADDRINUSE), and the Slurm
+    task's identity of a `ray start` run by `srun -N 2` (refused as a task without a launcher otherwise)."""
+    for key in LAUNCHER_VARIABLES + SLURM_TASK_VARIABLES:
         os.environ.pop(key, None)
 
 
