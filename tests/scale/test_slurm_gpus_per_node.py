@@ -1,0 +1,61 @@
+"""The processes per node of launch/slurm/train.sbatch, from Slurm's `--gpus-per-node` as the job sees it
+(SLURM_GPUS_PER_NODE, when SLURM_GPUS_ON_NODE is not set): `[type:]count`, or several types (`a100:2,v100:1`: three
+GPUs, not the last count alone, which started one process on a three-GPU node), and a count repeated per node
+(`4(x2)`). A form it cannot read, or nodes with different counts, is refused naming the variable and GPUS_PER_NODE."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from support.launch_wrappers import REAL_PYTHON, ROOT
+
+SBATCH = ROOT / "launch" / "slurm" / "train.sbatch"
+FAKE_SRUN = r"""#!/usr/bin/env bash
+while [[ $# -gt 0 && "$1" == -* ]]; do case "$1" in --*=*) shift ;; *) shift 2 ;; esac; done
+printf '%s\n' "$@" > "$FAKE_SLURM_LOG/step.args"
+"""
+FAKE_SCONTROL = "#!/usr/bin/env bash\nprintf '%s\\n' node01 node02\n"
+
+
+def _sbatch(tmp: Path, **extra: str) -> subprocess.CompletedProcess:
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in {"srun": FAKE_SRUN, "scontrol": FAKE_SCONTROL}.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in (
+        "MASTER_ADDR", "MASTER_PORT", "GPUS_PER_NODE", "HOSTFILE", "DEEPSPEED", "PYTHON", "LAUNCHER")}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=str(ROOT), FAKE_SLURM_LOG=str(tmp), LAUNCHER="deepspeed",
+               PYTHON=str(REAL_PYTHON), DEEPSPEED="deepspeed", SLURM_JOB_NODELIST="node[01-02]", SLURM_JOB_NUM_NODES="2",
+               SLURM_JOB_ID="7", SLURM_SUBMIT_DIR=str(ROOT), HOSTFILE=str(tmp / "hosts"), **extra)
+    return subprocess.run(["bash", str(SBATCH), "cpu-demo", "run.name=g"], cwd=tmp, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("value, count", [("8", "8"), ("a100:2", "2"), ("gpu:a100:4", "4"), ("a100:2,v100:1", "3"),
+                                          ("4(x2)", "4")])
+def test_slurm_gpus_per_node_forms_give_the_node_count(tmp_path, value, count):
+    done = _sbatch(tmp_path, SLURM_GPUS_PER_NODE=value)
+    assert done.returncode == 0, done.stderr
+    argv = (tmp_path / "step.args").read_text().splitlines()
+    assert argv[argv.index("--num_gpus") + 1] == count, argv
+    assert (tmp_path / "hosts").read_text().splitlines() == [f"node01 slots={count}", f"node02 slots={count}"]
+
+
+@pytest.mark.parametrize("value", ["4(x1),2(x1)", "a100", "gpu:a100:x"])
+def test_a_form_it_cannot_read_is_refused_naming_the_variable(tmp_path, value):
+    done = _sbatch(tmp_path, SLURM_GPUS_PER_NODE=value)
+    assert done.returncode == 2, done.stderr
+    assert f"SLURM_GPUS_PER_NODE={value}" in done.stderr and "GPUS_PER_NODE=" in done.stderr, done.stderr
+    assert not (tmp_path / "step.args").exists()
+
+
+def test_gpus_per_node_given_wins_and_a_bad_one_is_named(tmp_path):
+    done = _sbatch(tmp_path, SLURM_GPUS_PER_NODE="a100:2", GPUS_PER_NODE="two")
+    assert done.returncode == 2 and "GPUS_PER_NODE=two" in done.stderr, done.stderr
+    done = _sbatch(tmp_path, SLURM_GPUS_PER_NODE="a100:2", SLURM_GPUS_ON_NODE="3")
+    argv = (tmp_path / "step.args").read_text().splitlines()
+    assert argv[argv.index("--num_gpus") + 1] == "3", argv
