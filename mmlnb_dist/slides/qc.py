@@ -2,7 +2,7 @@
 
 Scores: tissue fraction (pixels above the slide's tissue threshold on the same channel as the mask), blur
 (variance of the Laplacian of the grey image: sharp nuclei edges give a high variance), contrast (grey-level
-standard deviation) and pen fraction (ink hues that H&E never has: green/blue marker, or near-black).
+standard deviation) and pen fraction (ink hues that H&E never has: green/blue marker, or near-black and colourless).
 """
 from __future__ import annotations
 
@@ -23,8 +23,10 @@ def tile_scores(rgb: np.ndarray, threshold: float, channel: str) -> Dict[str, fl
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)  # hue in 0-179
     hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     # H&E hues are pink/purple (hue < 15 or > 120 on OpenCV's 0-179 scale); marker ink is green/blue (35-115)
-    # and strongly saturated, or black (very dark). Both thresholds are loose on purpose: only obvious ink.
-    ink = ((hue >= 35) & (hue <= 115) & (sat > 90) & (val < 220)) | (val < 40)
+    # and strongly saturated, or black: very dark and colourless. Dark alone is not ink: the nuclei of a heavily
+    # stained section are as dark, but saturated purple (every dark pixel counted made cellular tiles `pen`).
+    # Both thresholds are loose on purpose: only obvious ink.
+    ink = ((hue >= 35) & (hue <= 115) & (sat > 90) & (val < 220)) | ((val < 40) & (sat < 100))
     values = sat if channel == "saturation" else tissue_channel(rgb, channel)  # reuse the HSV conversion
     return {
         "tissue_fraction": float((values > threshold).mean()),
