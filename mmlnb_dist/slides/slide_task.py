@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import time
@@ -26,6 +27,8 @@ from .qc import REASONS, check_tile
 from .reader import Resolution, SlideError, SlideReader
 from .sampling import candidates
 from .tissue import TissueMask, detect_tissue, mask_from_polygons
+
+log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 TILES = "tiles.jsonl"
@@ -51,8 +54,10 @@ class SlideJob:
 def fingerprint(cfg: SlidesConfig, path: Path, label: str, quota: Optional[int], target: Optional[np.ndarray],
                 mask_path: Optional[Path]) -> str:
     """What a staged slide depends on; a changed option or input re-runs that slide on resume."""
+    # (not `assume_mpp`: it changes only the slides without a usable resolution of their own, and `reusable`
+    # checks those; in here, adding it on a rerun re-tiled every slide)
     options = cfg.model_dump(mode="json", exclude={"workers", "ray_address", "log_to_tracking", "qc_pictures",
-                                                   "mask_dir"})
+                                                   "mask_dir", "assume_mpp"})
     h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     h.update(f"{slide_identity(path)}|{label}|{quota}".encode())  # not name + size: see slides/identity.py
     if target is not None:
@@ -70,6 +75,36 @@ def load_result(work_dir: Path, slide_id: str) -> Optional[Dict[str, Any]]:
         return json.loads(path.read_text())
     except ValueError:
         return None
+
+
+def reusable(work: Path, slide_id: str, previous: Optional[Dict[str, Any]], fp: str, cfg: SlidesConfig) -> bool:
+    """Whether a slide staged by an earlier run stands for this run: the same fingerprint, every staged tile still
+    there, a QC picture when pictures are asked for now (else tiled again, to the same tiles, for it), and, for a
+    slide tiled at an assumed level-0 resolution, the same `--assume-mpp` now (a slide with its own resolution is
+    tiled the same whatever `--assume-mpp` says)."""
+    if previous is None or previous.get("fingerprint") != fp or not _staged_whole(work, slide_id, previous):
+        return False
+    if cfg.qc_pictures and not (Path(work) / "slides" / safe_key(slide_id) / "qc.png").is_file():
+        return False
+    if previous.get("mpp_source") == "assumed":
+        return cfg.assume_mpp is not None and float(cfg.assume_mpp) == previous.get("level0_mpp")
+    return True
+
+
+def _staged_whole(work: Path, slide_id: str, previous: Dict[str, Any]) -> bool:
+    """Whether every tile a completed slide staged is still there (else it is tiled again, said so)."""
+    if previous.get("status") != "ok":
+        return True
+    slide_dir = work / "slides" / safe_key(slide_id)
+    try:
+        keys = [json.loads(line)["key"] for line in (slide_dir / TILES).read_text().splitlines() if line.strip()]
+        missing = sum(not (slide_dir / "tiles" / f"{k}.jpg").is_file() for k in keys)
+    except (OSError, ValueError, KeyError, TypeError):
+        keys, missing = [], -1
+    if missing:
+        log.warning("slide %s: %s in %s: tiled again", slide_id, "its tile index is unreadable" if missing < 0
+                    else f"{missing} of {len(keys)} staged tile(s) are missing", slide_dir)
+    return not missing
 
 
 def slide_mask(reader: SlideReader, cfg: SlidesConfig, mask_path: Optional[Path] = None,

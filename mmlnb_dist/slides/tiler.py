@@ -26,7 +26,8 @@ from .inputs import (MASK_SUFFIX, TilingInputError, check_mask_dir, find_slides,
                      no_slide_files, no_usable_slide, problem_record, qc_file_name, read_labels,
                      refuse_file_out)
 from .ray_tasks import ray_results
-from .slide_task import TILES, SlideJob, fingerprint, load_result, process_slide, refuse_upsampling, safe_key
+from .slide_task import (TILES, SlideJob, fingerprint, load_result, process_slide, refuse_upsampling, reusable,
+                         safe_key)
 
 log = logging.getLogger(__name__)
 
@@ -209,22 +210,6 @@ def _pool_results(jobs: List[SlideJob], workers: int) -> Iterable[Dict[str, Any]
             isolate = True
 
 
-def _staged_whole(work: Path, slide_id: str, previous: Dict[str, Any]) -> bool:
-    """Whether every tile a completed slide staged is still there (else it is tiled again, said so)."""
-    if previous.get("status") != "ok":
-        return True
-    slide_dir = work / "slides" / safe_key(slide_id)
-    try:
-        keys = [json.loads(line)["key"] for line in (slide_dir / TILES).read_text().splitlines() if line.strip()]
-        missing = sum(not (slide_dir / "tiles" / f"{k}.jpg").is_file() for k in keys)
-    except (OSError, ValueError, KeyError, TypeError):
-        keys, missing = [], -1
-    if missing:
-        log.warning("slide %s: %s in %s: tiled again", slide_id, "its tile index is unreadable" if missing < 0
-                    else f"{missing} of {len(keys)} staged tile(s) are missing", slide_dir)
-    return not missing
-
-
 def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
     """SampleSpecs of every kept tile of the completed slides, naming the staged files (read when encoded: a
     cohort's tiles held as bytes here filled the memory before the first shard was written)."""
@@ -314,9 +299,7 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
         mask_path = _mask_path(s, sid, path)
         fp = fingerprint(s, path, label, quotas[sid], target, mask_path)
         previous = load_result(work, sid)
-        # (QC pictures asked for now, not made then: tiled again, to the same tiles, for its picture)
-        if previous is not None and previous.get("fingerprint") == fp and _staged_whole(work, sid, previous) and (
-                not s.qc_pictures or (work / "slides" / safe_key(sid) / "qc.png").is_file()):
+        if reusable(work, sid, previous, fp, s):
             results.append({**previous, "resumed": True})
             continue
         jobs.append(SlideJob(sid, _absolute(path), label, s, work, fp, quotas[sid],
