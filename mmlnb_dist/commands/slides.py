@@ -114,8 +114,12 @@ def run_tile(args: argparse.Namespace) -> int:
     if resumed:
         print(f"resumed: {resumed} slide(s) reused from {staging_folder(args.out)} (staged by an earlier run)")
     where = args.out if report.manifest is not None else "(no shards: no tile was kept)"
+    # after a resume, this run's seconds cover only the slides tiled now: said so, with what the reused ones took
+    earlier = sum(float(r.get("seconds") or 0.0) for r in report.results if r.get("resumed"))
+    took = (f"{report.seconds:.1f} s this run; the {resumed} reused slide(s) took {earlier:.1f} s when tiled"
+            if resumed else f"{report.seconds:.1f} s")
     print(f"{kept} tiles from {len(report.results) - len(report.problems)} slide(s) -> {where}; "
-          f"QC pictures, masks and summary.csv in {report.qc_dir} ({report.seconds:.1f} s)")
+          f"QC pictures, masks and summary.csv in {report.qc_dir} ({took})")
     if report.problems:
         names = ", ".join(f"{p['slide_id']} ({p['status']})" for p in report.problems)
         print(f"{len(report.problems)} slide(s) with problems: {names}", file=sys.stderr)

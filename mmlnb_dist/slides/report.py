@@ -41,8 +41,9 @@ def qc_picture(thumb: np.ndarray, mask: TissueMask, boxes: Sequence[tuple], size
     return path
 
 
+# `resumed`: "yes" for a slide reused from the staging of an earlier run (its `seconds` are that run's, not this one's)
 SUMMARY_COLUMNS = ["slide_id", "label", "status", "candidates", "kept", *[f"rejected_{r}" for r in REASONS],
-                   "seconds", "error"]
+                   "seconds", "resumed", "error"]
 
 
 def summary_rows(results: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -52,6 +53,7 @@ def summary_rows(results: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         for reason in REASONS:
             row[f"rejected_{reason}"] = (r.get("rejected") or {}).get(reason, 0)
         row["seconds"] = f"{float(r.get('seconds') or 0.0):.2f}"
+        row["resumed"] = "yes" if r.get("resumed") else ""
         row["error"] = r.get("error") or ""
         rows.append(row)
     return rows
