@@ -8,6 +8,7 @@ from typing import Any, List, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ..core.config import Section
+from ..core.errors import ConfigError
 from ..core.sections import refuse_folder_path, refuse_glob_characters
 
 
@@ -236,3 +237,23 @@ def check_goal(cfg: Any) -> None:
         raise ValueError(f"tune.mode: '{mode}' contradicts tune.metric={metric}, where "
                          f"{'lower' if direction == 'min' else 'higher'} is better ({spec.name} recipe): set "
                          f"tune.mode={direction}, or leave tune.mode unset (it follows the metric)")
+
+
+def kept_metric(cfg: Any) -> Optional[str]:
+    """The `train.best_metric` a search's trials keep their checkpoint by, so that the model a trial keeps (evaluates
+    and exports) is the one its `tune.metric` ranks: `tune.metric`'s name when the trials train `train.recipe` (a
+    table recipe, or a pipeline whose last stage it is); None when they train another recipe. A search ranking on
+    `val/kappa` while each trial kept its best-balanced-accuracy epoch named a best trial whose kept model was not
+    the one scored. A `train.best_metric` set (in the config or an override) apart from it is a `ConfigError`
+    naming both."""
+    spec = reporting_recipe(cfg)
+    metric = cfg.tune.metric
+    if spec is None or spec.name != cfg.train.recipe or not metric.startswith("val/"):
+        return None
+    name = metric[len("val/"):]
+    if name != cfg.train.best_metric and "best_metric" in cfg.train.model_fields_set:
+        raise ConfigError(f"tune.metric={metric} ranks the trials, but train.best_metric={cfg.train.best_metric} "
+                         f"picks the checkpoint each trial keeps: the best trial's model would not be the one "
+                         f"scored. Set train.best_metric={name} or tune.metric=val/{cfg.train.best_metric}, or leave "
+                         f"train.best_metric unset (a search's trials then keep the checkpoint best on tune.metric)")
+    return name

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 from ..config import Config
-from ..config.tune import metric_direction, reported_metrics, reporting_recipe
+from ..config.tune import kept_metric, metric_direction, reported_metrics, reporting_recipe
 from ..core.errors import ConfigError, UserError
 from ..core.files import refuse_file_in_the_way
 from .algorithms import asha_horizon
@@ -41,6 +41,7 @@ def check_search(cfg: Config, space: Optional[Dict[str, Any]] = None, source: An
     from ..recipes import RECIPES
 
     t = cfg.tune
+    kept_metric(cfg)  # refuses a train.best_metric set apart from tune.metric (`run_search` gives trials this one)
     spec = RECIPES.get(t.recipe)
     counted = spec is not None and bool(spec.reports) and not t.max_t  # reports not one per epoch (vlm)
     # the keys that change how many reports a trial makes: an epoch-reporting recipe's `train.epochs`

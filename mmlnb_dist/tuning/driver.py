@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from ..config import Config
-from ..config.tune import search_mode
+from ..config.tune import kept_metric, search_mode
 from ..core.config import absolute_paths
 from ..core.runlock import FolderInUseError, FolderLock, describe_holder, read_holder
 from ..core.signals import sigterm_handler_kept
@@ -161,6 +161,9 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     space_path = resolve_space(space_path or cfg.tune.space or default_space(cfg.tune.recipe))
     # Trials run in folders of their own (on a cluster, on other machines): relative paths would point elsewhere
     cfg = absolute_paths(cfg, Path.cwd())
+    kept = kept_metric(cfg)  # each trial keeps the checkpoint best on the metric the search ranks it by
+    if kept is not None and kept != cfg.train.best_metric:
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"best_metric": kept})})
     base = cfg.model_dump(mode="json")
     space = load_space(space_path, base)  # every range end gives a valid config, checked before Ray starts
     space = absolute_values(space, base, Path.cwd())  # a trial runs in a folder of its own
