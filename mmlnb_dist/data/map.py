@@ -140,9 +140,18 @@ def _map_shard(src: Path, expected: int, dst: Path, fn: Callable[[List[Dict[str,
     return entry, skipped
 
 
-def _finished_skips(out: Path, shard: str) -> List[Dict[str, str]]:
+def _finished_skips(out: Path, shard: str, desc: str, source: ShardSet) -> List[Dict[str, str]]:
+    """The skips of a shard an earlier run finished: its skip list, or, once a finished run has removed the
+    journal folder, the manifest that run wrote (a rerun into a finished output must not read its shards as
+    skipping nothing: the skip list would be lost and the exactly-once check fail on the skipped keys). That
+    manifest lists the input's skips first: those (an earlier stage of the same name) are not this run's."""
     path = _skipped_path(out, shard)
-    return json.loads(path.read_text()) if path.is_file() else []
+    if path.is_file():
+        return json.loads(path.read_text())
+    listed = json.loads((out / MANIFEST).read_text()).get("skipped", []) if (out / MANIFEST).is_file() else []
+    inherited = source.manifest.get("skipped", [])
+    return [{k: v for k, v in s.items() if k != "stage"} for s in listed[len(inherited):]
+            if isinstance(s, dict) and s.get("stage") == desc and s.get("shard") == shard]
 
 
 def verify_exactly_once(source: ShardSet, out: Path, skipped: Iterable[str] = ()) -> int:
@@ -266,7 +275,7 @@ def _map_locked(source: ShardSet, out: Path, fn: Callable, *, env: DistEnv, batc
     for split, i, entry in mine:
         dst = out / entry["file"]
         if dst.is_file():  # finished by an earlier run (written atomically)
-            on_skip(_finished_skips(out, dst.name))
+            on_skip(_finished_skips(out, dst.name, desc, source))
             entries.append((split, i, _existing_entry(dst, classes)))
         else:
             done_entry, _ = _map_shard(source.root / entry["file"], int(entry["num_samples"]), dst, fn, batch_size,

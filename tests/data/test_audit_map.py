@@ -147,3 +147,18 @@ def test_an_output_folder_holding_another_shard_set_is_refused_and_left_as_it_wa
         map_shard_set(src, other, _text, env=DistEnv(), batch_size=2, progress=False, record={"made": "by test"},
                       restart=restart)
     assert {p.name: p.read_bytes() for p in sorted(other.iterdir()) if p.is_file()} == before
+
+
+def test_a_rerun_of_a_finished_output_with_skips_keeps_them_and_passes_the_exactly_once_check(tmp_path):
+    """The finished run removes its journal folder with the per-shard skip lists; a rerun (describe again into
+    its finished output) took the finished shards as skipping nothing, and its exactly-once check then failed on
+    the keys the first run had skipped ("does not match its input: 2 missing"), and the skip list was lost."""
+    src = _source(tmp_path)
+    kw = dict(env=DistEnv(), batch_size=2, progress=False, max_bad_sample_rate=0.6)
+    first = map_shard_set(src, tmp_path / "out", _skip_first, **kw)
+    manifest = (tmp_path / "out" / "manifest.json").read_text()
+    calls = []
+    again = map_shard_set(src, tmp_path / "out", lambda batch: calls.append(batch) or _skip_first(batch), **kw)
+    assert not calls and again["processed_now"] == 0
+    assert again["skipped"] == first["skipped"] and again["num_samples"] == first["num_samples"] == 12 - 7
+    assert (tmp_path / "out" / "manifest.json").read_text() == manifest
