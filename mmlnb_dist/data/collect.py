@@ -81,8 +81,8 @@ def present(cell: Optional[str]) -> Optional[str]:
 
 
 def read_patch_csv(csv_path: Path) -> List[SampleSpec]:
-    """The samples a patches CSV lists (path|file, label[, slide_id, description]). A row without a path or label
-    is refused by its line; blank rows (Excel's `,,`) are skipped and counted."""
+    """The samples a patches CSV lists (path|file, label[, slide_id, patient_id, description]). A row without a
+    path or label is refused by its line; blank rows (Excel's `,,`) are skipped and counted."""
     try:
         with open_csv(csv_path) as f:
             reader = dict_reader(f)
@@ -110,8 +110,10 @@ def read_patch_csv(csv_path: Path) -> List[SampleSpec]:
         log.warning("%s: %d blank row%s skipped (line%s %s)", csv_path, len(blank), "s" if len(blank) > 1 else "",
                     "s" if len(blank) > 1 else "", _listed([str(n) for n in blank]))
     keys = sample_keys([rel for rel, _, _ in listed])
+    # a patient's slides (blocks, re-scans) share tissue and diagnosis: the split keeps the patient whole
     return [SampleSpec(keys[rel], values["label"], csv_path.parent / rel, present(values.get("slide_id")), desc,
-                       {"file": rel}) for rel, values, desc in listed]
+                       {"file": rel, **({"patient_id": patient} if (patient := present(values.get("patient_id")))
+                                        else {})}) for rel, values, desc in listed]
 
 
 def _compare_with_folder(samples: List[SampleSpec], root: Path, classes: Sequence[str]) -> None:

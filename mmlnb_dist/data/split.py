@@ -101,19 +101,21 @@ def _image_of(sample: SampleSpec) -> Optional[str]:
 def split_samples(samples: Sequence[SampleSpec], build: BuildConfig) -> Dict[str, List[SampleSpec]]:
     """Split samples into train/val/test: stratified by class, grouped by slide when slide ids are present.
 
-    Grouping: each slide is one unit, stratified by its majority label (multi-label samples: by the union of its
+    Grouping: each patient (`meta["patient_id"]`, a patients CSV's column) or else slide is one unit, stratified by its majority label (multi-label samples: by the union of its
     samples' label sets, with iterative stratification); samples without a slide id are units of their own, except
     rows that share one image file (several captions of it), which are one unit.
     Deterministic for `build.seed` and the set of samples (input order does not matter).
     Each split is then shuffled with the seed, so shards mix classes and slides.
     """
     samples = sorted(samples, key=lambda s: s.key)
-    group = build.group_by_slide and any(s.slide_id is not None for s in samples)
+    group = build.group_by_slide and any(s.slide_id is not None or s.meta.get("patient_id") for s in samples)
     images = [_image_of(s) for s in samples]
     shared = Counter(images)
     units: Dict[str, List[SampleSpec]] = defaultdict(list)
     for s, image in zip(samples, images):
-        if group and s.slide_id is not None:
+        if group and s.meta.get("patient_id"):  # (a patients CSV column): a patient's slides share their tissue
+            units[f"patient:{s.meta['patient_id']}"].append(s)
+        elif group and s.slide_id is not None:
             units[f"slide:{s.slide_id}"].append(s)
         elif image is not None and shared[image] > 1:
             # rows of one image (several captions, Quilt-style) are one unit: an image trained on under one caption
@@ -150,7 +152,7 @@ def warn_unfit_splits(samples: Sequence[SampleSpec], splits: Dict[str, List[Samp
     held_out = {"val": build.val_fraction, "test": build.test_fraction}
     if not any(held_out.values()):
         return
-    loose = sum(1 for s in samples if s.slide_id is None or not grouped)
+    loose = sum(1 for s in samples if (s.slide_id is None and not s.meta.get("patient_id")) or not grouped)
     if loose:
         why = ("data.build.group_by_slide=false" if any(s.slide_id is not None for s in samples) and not grouped
                else f"{loose} of {len(samples)} samples carry no slide id")

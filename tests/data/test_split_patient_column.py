@@ -1,0 +1,40 @@
+"""A patches CSV with a `patient_id` column: the split keeps each patient whole, not only each slide. Slides of
+one patient (two blocks, a re-scan) share the patient's tissue and diagnosis; split by slide, one patient's
+slides landed in train and val, and the patient-level leak inflated validation metrics without a word."""
+from __future__ import annotations
+
+import csv
+import json
+
+from support.shards import CLASSES, write_patch_folder
+
+from mmlnb_dist.data.collect import collect_samples
+from mmlnb_dist.data.config import BuildConfig
+from mmlnb_dist.data.split import split_samples
+
+
+def _patients_csv(tmp_path):
+    root = write_patch_folder(tmp_path / "p", per_class=12, size=8)
+    rows = []
+    for c in CLASSES:
+        for i in range(12):  # 3 patients a class, 2 slides each, 2 patches a slide
+            rows.append({"path": f"{c}/{c}_{i:03d}.png", "label": c, "slide_id": f"{c}-s{i // 2}",
+                         "patient_id": f"{c}-p{i // 4}"})
+    with open(root / "labels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+def test_every_patient_lands_in_one_split(tmp_path):
+    samples = collect_samples(_patients_csv(tmp_path), CLASSES)
+    assert all(s.meta["patient_id"] for s in samples)  # (and so stored in each sample's json member)
+    for seed in range(8):
+        splits = split_samples(samples, BuildConfig(val_fraction=0.3, test_fraction=0.3, seed=seed))
+        where = {}
+        for name, members in splits.items():
+            for s in members:
+                assert where.setdefault(s.meta["patient_id"], name) == name, (seed, s.meta["patient_id"])
+        assert splits["val"] and splits["test"]
+    json.dumps(samples[0].meta)
