@@ -27,7 +27,7 @@ from .build_journal import PARTIAL_PREFIX, drop_records, finished_chunk, job_dig
 from .config import BuildConfig
 from .duplicates import DuplicateFinder, image_digest, warn_duplicates
 from .shardset import FORMAT, MANIFEST, SPLITS, ShardError
-from .split import is_multilabel, split_samples
+from .split import is_grouped, is_multilabel, split_samples
 from .writer import KEY_RE, write_manifest, write_tar_shard
 
 log = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ def _build_locked(samples: Sequence[SampleSpec], splits: Dict[str, List[SampleSp
             listing = "\n  ".join(f"{s['source']}: {s['reason']}" for s in skipped[:10])
             raise ShardError(f"{len(skipped)} of {len(samples)} input images unreadable ({rate:.1%} > "
                              f"data.build.max_skipped_rate={build.max_skipped_rate}):\n  {listing}")
-        group = build.group_by_slide and any(s.slide_id is not None for s in samples)
+        group = is_grouped(samples, build)  # (the effective setting, as the split used it)
         manifest = {
             "format": FORMAT,
             "classes": classes,

@@ -91,6 +91,11 @@ def _iterative_assignment(units: List[Tuple[str, List[SampleSpec]]], build: Buil
     return assignment
 
 
+def is_grouped(samples: Sequence[SampleSpec], build: BuildConfig) -> bool:
+    """Whether the split keeps slides (or patients, a patients CSV's `patient_id`) whole: asked, and ids given."""
+    return build.group_by_slide and any(s.slide_id is not None or s.meta.get("patient_id") for s in samples)
+
+
 def _image_of(sample: SampleSpec) -> Optional[str]:
     """The image file a sample was read from (its input path), None for an image given as bytes."""
     if sample.meta.get("file"):
@@ -108,7 +113,7 @@ def split_samples(samples: Sequence[SampleSpec], build: BuildConfig) -> Dict[str
     Each split is then shuffled with the seed, so shards mix classes and slides.
     """
     samples = sorted(samples, key=lambda s: s.key)
-    group = build.group_by_slide and any(s.slide_id is not None or s.meta.get("patient_id") for s in samples)
+    group = is_grouped(samples, build)
     images = [_image_of(s) for s in samples]
     shared = Counter(images)
     units: Dict[str, List[SampleSpec]] = defaultdict(list)

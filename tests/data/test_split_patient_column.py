@@ -38,3 +38,15 @@ def test_every_patient_lands_in_one_split(tmp_path):
                 assert where.setdefault(s.meta["patient_id"], name) == name, (seed, s.meta["patient_id"])
         assert splits["val"] and splits["test"]
     json.dumps(samples[0].meta)
+
+
+def test_the_manifest_records_the_grouped_split(tmp_path):
+    """A CSV with patient ids but no slide ids: the manifest said `group_by_slide: false` of a grouped split."""
+    from mmlnb_dist.data.build import build_shards
+
+    samples = collect_samples(_patients_csv(tmp_path), CLASSES)
+    for s in samples:
+        s.slide_id = None
+    build = BuildConfig(val_fraction=0.3, test_fraction=0.3, image_size=16, image_format="png")
+    manifest = build_shards(samples, tmp_path / "shards", build, CLASSES, progress=False)
+    assert manifest["split"]["group_by_slide"] is True
