@@ -17,6 +17,7 @@ from ..data.images import SLIDE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 MASK_SUFFIX = ".geojson"
+DICOM = ".dcm"
 
 
 class TilingInputError(UserError, ValueError):
@@ -114,9 +115,9 @@ def find_slides(slides: Path) -> Dict[str, Path]:
     slides = Path(slides)
     if slides.is_dir():
         # hidden files are no slides: macOS copies leave an AppleDouble `._S1.svs` beside each `S1.svs`
-        paths = sorted(p for p in slides.absolute().iterdir()
-                       if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS and not p.name.startswith("."))
-        entries = [(p.stem, p, None) for p in paths]
+        paths = sorted(p for p in slides.absolute().iterdir() if p.is_file() and p.suffix.lower() in SLIDE_EXTENSIONS
+                       and p.suffix.lower() != DICOM and not p.name.startswith("."))
+        entries = [(p.stem, p, None) for p in paths] + _dicom_slides(slides.absolute())
         remedy = ("rename one, or list the slides in a CSV with 'path' and 'slide_id' columns (--slides) to give "
                   "each its own id")
     elif slides.is_file():
@@ -131,6 +132,20 @@ def find_slides(slides: Path) -> Dict[str, Path]:
     found = _one_file_per_id(slides, entries, remedy)
     _one_key_per_id(slides, found, remedy)
     return dict(sorted(found.items()))
+
+
+def _dicom_slides(folder: Path) -> List[Tuple[str, Path, None]]:
+    """The DICOM slides of a `--slides` folder: a DICOM whole-slide image is a folder of `.dcm` files (its levels,
+    label and overview; OpenSlide opens any one and finds the rest of its series beside it), so each folder of
+    them is one slide, named by the folder: `folder` itself when it holds them, and each subfolder that does. One
+    slide per file tiled one scan once per level, under as many ids (and split its tiles between train and val)."""
+    entries = []
+    for d in [folder, *sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))]:
+        files = sorted(p for p in d.iterdir()
+                       if p.is_file() and p.suffix.lower() == DICOM and not p.name.startswith("."))
+        if files:
+            entries.append((d.name, files[0], None))
+    return entries
 
 
 def _one_file_per_id(slides: Path, entries: List[Tuple[str, Path, Optional[int]]],
