@@ -93,14 +93,59 @@ def objective_power(properties) -> Tuple[Optional[float], Optional[str]]:
                   f"--magnification M tiles at 10/M um/px (the usual 20x ~ 0.5 um/px); --mpp avoids the guess")
 
 
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # little/big-endian TIFF and BigTIFF
+TIFF_BASED = (".tif", ".tiff", ".svs", ".ndpi", ".scn", ".bif")
+
+
 def _format_hint(path: Path) -> str:
-    """What to do with a TIFF that OpenSlide does not open (its own message reads as a missing file): an image
-    program's plain TIFF is not tiled."""
+    """What is wrong with a file OpenSlide does not open (its own message reads as a missing file): empty, not a
+    TIFF though named as one, cut short (an interrupted copy), or an image program's plain, untiled TIFF. Each
+    used to get the plain-TIFF hint, which sent users converting a file that was a renamed or truncated copy."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return ""
+    if size == 0:
+        return " (the file is empty, 0 bytes: an interrupted copy or download? copy it again)"
+    suffix = path.suffix.lower()
+    if suffix not in TIFF_BASED:
+        return ""
+    if head not in TIFF_MAGIC:
+        return (f" (not a TIFF file, as a {suffix} slide is: it starts with {head!r}; another kind of file under "
+                f"this name, or a damaged copy)")
+    cut = _tiff_cut_short(path, size)
+    if cut or suffix not in (".tif", ".tiff"):
+        return cut
     convert = f"vips tiffsave {path.name} {path.stem}-pyramid.tif --tile --pyramid --compression jpeg"
-    if path.suffix.lower() in (".tif", ".tiff"):
-        return (f" (OpenSlide reads a TIFF that is tiled, as a scanner's or a pyramidal TIFF is; an image program's "
-                f"plain TIFF is not: convert it, e.g. `{convert}`, and set its resolution or pass --assume-mpp)")
-    return ""
+    return (f" (OpenSlide reads a TIFF that is tiled, as a scanner's or a pyramidal TIFF is; an image program's "
+            f"plain TIFF is not: convert it, e.g. `{convert}`, and set its resolution or pass --assume-mpp)")
+
+
+def _tiff_cut_short(path: Path, size: int) -> str:
+    """A hint when the TIFF's image data runs past its end (a copy cut short), else ''."""
+    import logging
+
+    try:
+        import tifffile
+    except ImportError:
+        return ""
+    quiet = logging.getLogger("tifffile")  # it logs each page offset past the end; the hint says it once
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            end = max((int(o) + int(n) for page in tif.pages for o, n in zip(page.dataoffsets, page.databytecounts)),
+                      default=0)
+    except Exception:
+        return " (a TIFF whose structure cannot be read: damaged or cut short? copy it again)"
+    finally:
+        quiet.setLevel(level)
+    if end <= size:
+        return ""
+    return (f" (the file is cut short: {size:,} bytes, but its image data runs to byte {end:,}: an interrupted "
+            f"copy? copy it again)")
 
 
 class SlideReader:
