@@ -75,6 +75,11 @@ def check_stained(rgb: np.ndarray, where: str) -> None:
     pixels = np.asarray(rgb)[..., :3].reshape(-1, 3)
     od = -np.log((pixels.astype(np.float64) + 1.0) / BACKGROUND_INTENSITY)
     stained = int(np.all(od >= STAINED_OD, axis=1).sum())
+    if MIN_STAINED_FRACTION * len(pixels) <= stained < MIN_STAINED_PIXELS:  # stained enough, but a tiny image
+        h, w = np.asarray(rgb).shape[:2]
+        raise StainTargetError(
+            f"{where}: too small to fit the stain vectors ({w} x {h} px, {stained} stained pixels; at least "
+            f"{MIN_STAINED_PIXELS} stained pixels needed): give a larger region of well-stained H&E tissue")
     if stained < max(MIN_STAINED_PIXELS, MIN_STAINED_FRACTION * len(pixels)):
         raise StainTargetError(
             f"{where}: too little stained tissue to fit the stain vectors ({stained} of {len(pixels)} pixels "
