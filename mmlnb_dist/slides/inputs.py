@@ -141,11 +141,16 @@ def _dicom_slides(folder: Path) -> List[Tuple[str, Path, None]]:
     slide per file tiled one scan once per level, under as many ids (and split its tiles between train and val)."""
     entries = []
     for d in [folder, *sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))]:
-        files = sorted(p for p in d.iterdir()
-                       if p.is_file() and p.suffix.lower() == DICOM and not p.name.startswith("."))
+        files = _dicom_files(d)
         if files:
             entries.append((d.name, files[0], None))
     return entries
+
+
+def _dicom_files(folder: Path) -> List[Path]:
+    """The `.dcm` files of `folder` (not of its subfolders), sorted: a DICOM slide opens by any one of them."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() == DICOM and not p.name.startswith("."))
 
 
 def _one_file_per_id(slides: Path, entries: List[Tuple[str, Path, Optional[int]]],
@@ -188,6 +193,13 @@ def _slide_rows(slides: Path, reader) -> List[Tuple[str, Path, int]]:
                                    f"give the slide's file in its 'path' cell or delete the row")
         p = Path(text)
         p = p if p.is_absolute() else slides.absolute().parent / p
+        if p.is_dir():  # a DICOM slide is its folder (see _dicom_slides); any other folder is no slide
+            files = _dicom_files(p)
+            if not files:
+                raise TilingInputError(f"{slides}: row {n}: path {text} is a folder with no .dcm files (only a DICOM "
+                                       f"slide is a folder); give the slide's file in its 'path' cell")
+            entries.append(((row.get("slide_id") or "").strip() or p.name, files[0], n))
+            continue
         entries.append(((row.get("slide_id") or "").strip() or p.stem, p, n))
     return entries
 

@@ -44,3 +44,17 @@ def test_the_tile_command_sees_one_slide_in_a_dicom_folder(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 1  # the fake files do not open: one slide failed, named by its folder
     assert "1 slide(s) with problems: S1 (failed)" in captured.err, captured.err
+
+
+def test_a_slide_list_row_may_name_a_dicom_folder(tmp_path):
+    import pytest
+
+    from mmlnb_dist.slides.inputs import TilingInputError
+
+    _dicom(tmp_path / "site" / "S1", "b.dcm", "a.dcm")
+    (tmp_path / "site" / "empty").mkdir()
+    (tmp_path / "list.csv").write_text("path,slide_id\nsite/S1,\n")
+    assert find_slides(tmp_path / "list.csv") == {"S1": tmp_path.absolute() / "site" / "S1" / "a.dcm"}
+    (tmp_path / "list.csv").write_text("path,slide_id\nsite/S1,\nsite/empty,E1\n")
+    with pytest.raises(TilingInputError, match=r"row 3: path site/empty is a folder with no \.dcm files"):
+        find_slides(tmp_path / "list.csv")
