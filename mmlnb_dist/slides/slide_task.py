@@ -51,15 +51,16 @@ class SlideJob:
     quota_note: Optional[str] = None  # why `quota` is 0 (balanced sampling), for the slide's error message
 
 
-def fingerprint(cfg: SlidesConfig, path: Path, label: str, quota: Optional[int], target: Optional[np.ndarray],
+def fingerprint(cfg: SlidesConfig, path: Path, quota: Optional[int], target: Optional[np.ndarray],
                 mask_path: Optional[Path]) -> str:
-    """What a staged slide depends on; a changed option or input re-runs that slide on resume."""
+    """What a staged slide depends on; a changed option or input re-runs that slide on resume. Not its label: no
+    tile depends on it (a class's balanced quota is `quota`), and a corrected label only relabels the reused slide."""
     # (not `assume_mpp`: it changes only the slides without a usable resolution of their own, and `reusable`
     # checks those; in here, adding it on a rerun re-tiled every slide)
     options = cfg.model_dump(mode="json", exclude={"workers", "ray_address", "log_to_tracking", "qc_pictures",
                                                    "mask_dir", "assume_mpp"})
     h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
-    h.update(f"{slide_identity(path)}|{label}|{quota}".encode())  # not name + size: see slides/identity.py
+    h.update(f"{slide_identity(path)}|{quota}".encode())  # not name + size: see slides/identity.py
     if target is not None:
         h.update(np.ascontiguousarray(target).tobytes())
     if mask_path is not None and Path(mask_path).is_file():

@@ -297,10 +297,10 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
     jobs: List[SlideJob] = []
     for sid, (path, label) in usable.items():
         mask_path = _mask_path(s, sid, path)
-        fp = fingerprint(s, path, label, quotas[sid], target, mask_path)
+        fp = fingerprint(s, path, quotas[sid], target, mask_path)
         previous = load_result(work, sid)
         if reusable(work, sid, previous, fp, s):
-            results.append({**previous, "resumed": True})
+            results.append({**previous, "label": label, "resumed": True})  # (a corrected label: see fingerprint)
             continue
         jobs.append(SlideJob(sid, _absolute(path), label, s, work, fp, quotas[sid],
                              None if mask_path is None else _absolute(mask_path), normalizer, quota_notes.get(sid)))

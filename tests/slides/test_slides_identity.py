@@ -72,7 +72,7 @@ def test_a_slide_replaced_by_one_of_the_same_size_and_time_is_tiled_again(twins,
 def _fingerprint(path: Path) -> str:
     from mmlnb_dist.slides.slide_task import fingerprint
 
-    return fingerprint(load_config(None, SMALL).slides, path, "UD", None, None, None)
+    return fingerprint(load_config(None, SMALL).slides, path, None, None, None)
 
 
 def test_a_touched_slide_is_not_resumed(twins, tmp_path):
