@@ -105,6 +105,9 @@ def run_tile(args: argparse.Namespace) -> int:
     try:
         report = tile_slides(cfg.slides, cfg.data.build, args.slides, args.labels, args.out, classes=cfg.data.classes,
                              progress=not args.quiet, logger=logger, checked=checked)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: "interrupted" alone left the user to start over
+        _say_resumable(staging_folder(args.out))
+        raise
     finally:
         if logger is not None:
             logger.close()
@@ -130,6 +133,16 @@ def run_tile(args: argparse.Namespace) -> int:
               f"error column above and {report.qc_dir}/summary.csv)", file=sys.stderr)
         return 1
     return 1 if report.problems else 0
+
+
+def _say_resumable(work: Path) -> None:
+    """Before the CLI's "interrupted": how many slides are staged for good, and that a rerun resumes from them."""
+    import logging
+
+    done = [p for p in (work / "slides").glob("*/result.json") if not p.parent.name.endswith(".tmp")]
+    logging.getLogger(__name__).warning(
+        "stopped: %d slide(s) tiled so far are kept in %s; rerun the same command to resume from them (the slides "
+        "being tiled when it stopped are tiled again)", len(done), work)
 
 
 def run_synth(args: argparse.Namespace) -> int:
