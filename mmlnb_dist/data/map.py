@@ -85,6 +85,17 @@ def read_progress(path: Path) -> Done:
     return done
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a journal after its last complete line. A kill mid-write leaves a torn last line, and the resumed run's
+    rows appended to it would share its line, which `read_progress` stops at: every batch journaled since would
+    be done again after the next stop."""
+    if path.is_file():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+
+
 def _append_progress(path: Path, rows: Iterable[Tuple[str, Union[Updates, SkipSample]]]) -> None:
     with open(path, "a", encoding="utf-8") as f:
         for key, updates in rows:
@@ -110,6 +121,7 @@ def _map_shard(src: Path, expected: int, dst: Path, fn: Callable[[List[Dict[str,
                batch_size: int, classes: Sequence[str], on_batch: Callable[[int], None], max_member_bytes: int,
                on_skip: Callable[[List[Dict[str, str]]], None]) -> Tuple[Dict[str, Any], List[Dict[str, str]]]:
     progress = dst.parent / PROGRESS_DIR / (dst.name + ".jsonl")
+    _drop_torn_tail(progress)
     done = read_progress(progress)
     samples = list(iter_shard_samples(src, max_member_bytes))
     if len(samples) != expected:

@@ -162,3 +162,33 @@ def test_a_rerun_of_a_finished_output_with_skips_keeps_them_and_passes_the_exact
     assert not calls and again["processed_now"] == 0
     assert again["skipped"] == first["skipped"] and again["num_samples"] == first["num_samples"] == 12 - 7
     assert (tmp_path / "out" / "manifest.json").read_text() == manifest
+
+
+def test_a_batch_journaled_after_a_torn_line_is_not_done_again(tmp_path):
+    """A kill mid-write leaves a torn last journal line; the resumed run appended its batches right after it, on
+    the same line, so the run after that read neither (the journal stops at the first bad line) and did those
+    batches again: every stop after a torn write lost all the work since. The torn tail is dropped first."""
+    src = _source(tmp_path)
+    out = tmp_path / "out"
+    kw = dict(env=DistEnv(), batch_size=1, progress=False)
+    seen = []
+
+    def stopping_at(n):
+        def fn(batch):
+            seen.append(batch[0]["__key__"])
+            if len(seen) == n:
+                raise RuntimeError("stopped")
+            return _text(batch)
+        return fn
+
+    with pytest.raises(RuntimeError):
+        map_shard_set(src, out, stopping_at(2), **kw)  # the first sample of shard 0 journaled
+    journal = next((out / ".progress").glob("*.jsonl"))
+    with open(journal, "a") as f:
+        f.write('{"key": "torn", "mem')  # killed in the middle of a line
+    with pytest.raises(RuntimeError):
+        map_shard_set(src, out, stopping_at(4), **kw)  # the 2nd sample (after the torn line), then stopped
+    done_before = seen[0], seen[2]
+    seen.clear()
+    map_shard_set(src, out, stopping_at(-1), **kw)
+    assert not set(done_before) & set(seen), (done_before, seen)
