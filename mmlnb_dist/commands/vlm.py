@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from . import DEFAULT_PROFILE, add_config_args, load_from_args
+from . import DEFAULT_PROFILE, add_config_args, load_from_args, user_path
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -90,10 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "describe", help="generate a description for every patch of a shard set (cached, resumable)",
         description="Batched, distributed description generation into a new shard set with `txt` members.",
     )
-    p.add_argument("--vlm", default=None, help="base model (hub id, folder or `tiny`); default vlm.model")
-    p.add_argument("--adapter", default=None, help="LoRA adapter folder from finetune-vlm")
-    p.add_argument("--shards", default=None, type=Path, help="input shard set; default data.shards")
-    p.add_argument("--out", default=None, type=Path, help="output shard set; default <shards>-described")
+    p.add_argument("--vlm", default=None, type=user_path, help="base model (hub id, folder or `tiny`); default vlm.model")
+    p.add_argument("--adapter", default=None, type=user_path, help="LoRA adapter folder from finetune-vlm")
+    p.add_argument("--shards", default=None, type=user_path, help="input shard set; default data.shards")
+    p.add_argument("--out", default=None, type=user_path, help="output shard set; default <shards>-described")
     p.add_argument("--restart", action="store_true",
                    help="delete an earlier (partial) output in --out and start over; without it a run continues "
                    "the output only if it was made with the same model, adapter, prompt, generation settings and "
@@ -104,9 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export-vlm", help="merge a LoRA adapter into its base model and save it (safetensors + processor)",
     )
-    p.add_argument("--base", default=None, help="base model (hub id, folder or `tiny`); default vlm.model")
-    p.add_argument("--adapter", required=True, help="LoRA adapter folder")
-    p.add_argument("--out", required=True, type=Path,
+    p.add_argument("--base", default=None, type=user_path, help="base model (hub id, folder or `tiny`); default vlm.model")
+    p.add_argument("--adapter", required=True, type=user_path, help="LoRA adapter folder")
+    p.add_argument("--out", required=True, type=user_path,
                    help="output folder: new or empty (built beside it, moved into place whole)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export-vlm output in --out")
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="saved weight dtype")
