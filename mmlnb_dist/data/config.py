@@ -54,7 +54,8 @@ class BuildConfig(Section):
     """Keep class proportions equal across splits (exact to one sample per class)."""
 
     group_by_slide: bool = True
-    """When samples carry a slide id, keep every slide in exactly one split (no slide leakage)."""
+    """When samples carry a slide id, keep every slide in exactly one split (no slide leakage); a patches CSV's
+    `patient_id` column keeps every patient whole instead (a patient's slides share tissue and diagnosis)."""
 
     image_format: Literal["jpeg", "png", "original"] = "jpeg"
     """Store images re-encoded as JPEG or PNG at `image_size`, or as the original file bytes."""
