@@ -256,7 +256,9 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
             (out / QUALITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
             log.info("%s", format_report(report))
             seconds = mapped["seconds"] - fn.load_seconds  # generation only: the model loads on the first batch
-            result.update({"num_samples": mapped["num_samples"], "described_now": mapped["processed_now"],
+            _say_skipped(mapped["skipped"], mapped["num_samples"] + len(mapped["skipped"]), out)
+            result.update({"num_samples": mapped["num_samples"], "skipped": len(mapped["skipped"]),
+                           "described_now": mapped["processed_now"],
                            "seconds": seconds, "load_seconds": fn.load_seconds, "quality": report,
                            # none when nothing was described now (a rerun of a finished output): not 0/s
                            "samples_per_s": (mapped["processed_now"] / seconds
@@ -266,6 +268,16 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
     finally:
         if owns_group:
             destroy_process_group()
+
+
+def _say_skipped(skipped: List[Dict[str, str]], total: int, out: Path, shown: int = 5) -> None:
+    """Name the samples left undescribed (listed in the manifest, but the summary's count alone hid them: their
+    missing description surfaced only in a later stage)."""
+    if skipped:
+        first = "; ".join(f"{s['key']} ({s['shard']}): {s['reason']}" for s in skipped[:shown])
+        log.warning("%d of %d samples not described and left out of %s (listed in its manifest.json 'skipped'): "
+                    "%s%s", len(skipped), total, out, first, f"; and {len(skipped) - shown} more"
+                    if len(skipped) > shown else "")
 
 
 def naming_keywords(source: ShardSet) -> Optional[Dict[str, Any]]:
