@@ -290,8 +290,11 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
         keys.add(key)
         group = (row.get(group_col) or "").strip() if group_col else ""
         group = None if not group or group.casefold() in MISSING_CELLS else group  # `nan`: a missing cell
+        # a patient column beside the slide group: the split keeps the patient whole too (its slides share tissue)
+        patient = (row.get("patient_id") or "").strip() if group_col == "slide_id" and not opts.group_column else ""
+        patient_meta = {"patient_id": patient} if patient and patient.casefold() not in MISSING_CELLS else {}
         samples.append(SampleSpec(key, labels[0], paths[n], group, row[opts.text_column].strip(),
-                                  {"file": rel, "row": n, "labels": labels}))
+                                  {"file": rel, "row": n, "labels": labels, **patient_meta}))
     counts = Counter(x for s in samples for x in s.meta["labels"])
     return MultiLabelInput(samples, vocabulary, dropped, {c: counts.get(c, 0) for c in vocabulary})
 
