@@ -166,9 +166,12 @@ def warn_unfit_splits(samples: Sequence[SampleSpec], splits: Dict[str, List[Samp
     for name, fraction in held_out.items():
         if fraction > 0 and not splits[name]:
             if grouped:
-                per_class = Counter(s.label for s in {s.slide_id: s for s in samples if s.slide_id}.values())
+                # the units the split dealt: patients where the samples name them, else slides
+                kind = "patient(s)" if any(s.meta.get("patient_id") for s in samples) else "slide(s)"
+                per_class = Counter(s.label for s in {s.meta.get("patient_id") or s.slide_id: s for s in samples
+                                                      if s.meta.get("patient_id") or s.slide_id}.values())
                 counts = ", ".join(f"{c} {n}" for c, n in sorted(per_class.items()))
-                where = f"{sum(per_class.values())} slide(s) ({counts}) are too few to give"
+                where = f"{sum(per_class.values())} {kind} ({counts}) are too few to give"
             else:
                 where = f"{len(samples)} sample(s) are too few to give"
             log.warning("the %s split is empty: %s data.build.%s_fraction=%s a whole slide or sample of any class. "
@@ -183,9 +186,10 @@ def _warn_missing_classes(name: str, splits: Dict[str, List[SampleSpec]], groupe
     """A held-out split with samples but none of a class that train has: its metrics leave that class out."""
     have = {s.label for s in splits[name]}
     for label in sorted({s.label for s in splits["train"]} - have):
-        units = ({s.slide_id for s in splits["train"] if s.label == label} if grouped
+        by_patient = grouped and any(s.meta.get("patient_id") for s in splits["train"])
+        units = ({s.meta.get("patient_id") or s.slide_id for s in splits["train"] if s.label == label} if grouped
                  else [s for s in splits["train"] if s.label == label])
-        kind = "slide(s)" if grouped else "sample(s)"
+        kind = "patient(s)" if by_patient else "slide(s)" if grouped else "sample(s)"
         log.warning("the %s split has no %s: its %d %s of %s are all in train, so %s metrics leave %s out. Remedies: "
                     "more %s of %s, or a larger data.build.%s_fraction", name, label, len(units), kind, label, name,
                     label, kind, label, name)

@@ -50,3 +50,14 @@ def test_the_manifest_records_the_grouped_split(tmp_path):
     build = BuildConfig(val_fraction=0.3, test_fraction=0.3, image_size=16, image_format="png")
     manifest = build_shards(samples, tmp_path / "shards", build, CLASSES, progress=False)
     assert manifest["split"]["group_by_slide"] is True
+
+
+def test_an_empty_held_out_split_is_explained_by_the_patients(tmp_path, caplog):
+    """Grouped by patient ids alone, the empty-split warning counted slides: "0 slide(s) () are too few"."""
+    samples = collect_samples(_patients_csv(tmp_path), CLASSES)
+    for s in samples:
+        s.slide_id = None
+        s.meta["patient_id"] = s.label  # one patient a class: nothing to spare for val
+    split_samples(samples, BuildConfig(val_fraction=0.2, seed=0))
+    said = [r.getMessage() for r in caplog.records if "split is empty" in r.getMessage()]
+    assert said and "3 patient(s) (D 1, PD 1, UD 1)" in said[0], said
