@@ -1,7 +1,7 @@
 """A resume whose `tracking.uri` (or default store) is not the one its MLflow run was logged to: the run is then in
 two stores, the first one's copy left as it was (a killed process's run stays RUNNING there), and nothing said so
 beyond the config change listed among others. Now a warning names both stores, the run left at the first, and
-what the second gets (with a journal, the whole run again; without one, only this process's part)."""
+what the second gets (with a journal, what it lacks of the run; without one, only this process's part)."""
 from __future__ import annotations
 
 import logging
@@ -42,7 +42,7 @@ def test_a_resume_at_another_store_warns_naming_both(tmp_path, stores, caplog, s
         again = _logger(run_dir, uri=OTHER, resume=True, spool=spool)
     said = [w for w in _warnings(caplog) if URI in w and OTHER in w]
     assert said and first.run_id in said[0], _warnings(caplog)
-    assert ("whole run" in said[0]) == spool, said[0]
+    assert ("replayed from the journal" in said[0]) == spool, said[0]
     again.close()
 
 

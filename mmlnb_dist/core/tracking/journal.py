@@ -1,7 +1,7 @@
 """The MLflow journal: each call of a stage goes to `<run_dir>/tracking/<stage>.jsonl` first (never lost to a server).
 
 One journal is one MLflow run. `<run_dir>/tracking/<stage>.json` (the state) records the tracking URI, the run
-id and `acked`: how many leading events the server acknowledged. Events are sent strictly in journal order and
+id and `acked`: how many leading events the server acknowledged (other stores': `stores.switch_store`). Events are sent strictly in journal order and
 `acked` moves past an event only after the server accepted it, so whatever a crash or a lost server leaves
 behind is exactly the events after `acked` (`pending()`), and `upload` sends those and nothing else.
 
@@ -293,7 +293,8 @@ def ensure_run(client, spool: Spool, uri: str, experiment: Optional[str] = None)
     """The MLflow run of this journal at `uri`: the recorded one when the server still has it, else a new run
     built from the `start` event (then every event is pending again). Returns (run_id, created)."""
     from .server import absolute_sqlite_uri, get_or_create_experiment, require_sqlite_store
-
+    from .stores import switch_store
+    switch_store(spool, uri)  # the run and acknowledged count of `uri` when it was sent there before
     state = spool.state()
     # a journal written before relative SQLite paths were recorded absolute still names the same store
     if state.get("run_id") and absolute_sqlite_uri(state.get("tracking_uri") or "") == absolute_sqlite_uri(uri):

@@ -104,7 +104,8 @@ class MLflowLogger(NullLogger):
         old = record.get("tracking_uri")
         if not (record.get("run_id") and old) or absolute_sqlite_uri(old) == absolute_sqlite_uri(uri):
             return
-        gets = ("a new run holding the whole run again (replayed from the journal)" if self.tracking.spool else
+        gets = ("what it lacks of the run, replayed from the journal (the whole run, in a new run, when it has none "
+                "of it)" if self.tracking.spool else
                 "a new run holding only what this process logs (tracking.spool is off: nothing replays the rest)")
         log.warning("this resume logs to another MLflow store than its run did: run %s of %s was logged to %s, and "
                     "the store is now %s, which gets %s; run %s at %s is left as it is (a killed process's run stays "
