@@ -33,8 +33,10 @@ def _evaluate(cfg: "Config", model: torch.nn.Module, classes: List[str], split: 
     shards = ShardSet.open(cfg.data.shards)
     shards.require_split(split, "the split to evaluate")
     if shards.classes != list(classes):
-        raise UserError(f"the model's classes {list(classes)} differ from the shards' {shards.classes} "
-                        f"({cfg.data.shards})")
+        raise UserError(f"the model's classes {list(classes)} differ from the shards' {shards.classes} (data.shards "
+                        f"{cfg.data.shards}): its logit columns would be scored against other labels. Evaluate on a "
+                        f"shard set of these classes in this order (data.shards=DIR, e.g. the set it trained on; "
+                        f"without --config the run's own config.yaml names it)")
     if getattr(model, "text_encoder", None) is not None and not train_has_descriptions(shards):
         # the shard set before `describe` (a common slip): the text branch would read empty strings
         raise UserError(f"the model reads descriptions, but data.shards {shards.root} carries no descriptions (no "
