@@ -80,6 +80,11 @@ def build_model_from_export(export_dir: Union[str, Path]) -> Tuple[torch.nn.Modu
     export_dir = Path(export_dir)
     meta, cfg = read_export_config(export_dir)
     image = None
+    if meta["image_encoder"] is not None and meta["image_encoder"] not in IMAGE_ENCODERS:
+        # (a newer version's or a plugin's encoder, a hand edit): a KeyError traceback from evaluate, register, serving
+        raise UserError(f"{export_dir / EXPORT_DESCRIPTION}: image_encoder '{meta['image_encoder']}' is no image "
+                        f"encoder of this installation (it has {', '.join(sorted(IMAGE_ENCODERS))}); load the export "
+                        f"where that encoder is installed (the mmlnb-dist version that trained it)")
     if meta["image_encoder"] is not None:
         image = IMAGE_ENCODERS[meta["image_encoder"]](False)  # architecture only; weights come from the export
     text = None
