@@ -19,5 +19,26 @@ def test_a_local_folder_mlflow_cannot_load_is_a_model_not_found_naming_it(tmp_pa
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "MLmodel").write_text("flavors: {}\n")  # no python_function flavour
-    with pytest.raises(ModelNotFound, match=f"model not found: {folder} \\("):
+    with pytest.raises(ModelNotFound, match=f"model {folder} was found but could not be loaded \\("):
         load_model(str(folder))
+
+
+def test_a_model_our_code_refuses_to_load_says_so_whole_not_not_found(tmp_path, monkeypatch):
+    """A model that is there but that `load_context` refuses (an export naming an encoder this installation lacks)
+    was reported as "model not found", its reason cut at 300 characters: the user looked for a wrong path."""
+    import mlflow
+
+    from mmlnb_dist.core.errors import UserError
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "MLmodel").write_text("flavors: {}\n")
+    reason = "export/model_config.json: image_encoder 'x' is no image encoder of this installation " + "y" * 400
+
+    def refuse(path):
+        raise UserError(reason)
+
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", refuse)
+    with pytest.raises(ModelNotFound) as err:
+        load_model(str(folder))
+    assert "not found" not in str(err.value) and reason in str(err.value), err.value

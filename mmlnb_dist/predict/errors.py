@@ -14,3 +14,8 @@ class ModelNotFound(PredictError):
 
 class UnsafeModel(PredictError):
     """The model folder holds a file that would be unpickled to load (a pickled pyfunc, a torch checkpoint)."""
+
+
+class ModelNotLoadable(ModelNotFound):
+    """The model is there but does not load (no pyfunc flavour, its `load_context` refused it): told apart from a
+    missing one, which sends the user looking for another path (a ModelNotFound still, for callers catching that)."""

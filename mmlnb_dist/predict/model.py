@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from .errors import ModelNotFound, UnsafeModel
+from .errors import ModelNotFound, ModelNotLoadable, UnsafeModel
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 """What an MLflow run id looks like (given as `--model`, it is no folder: the run's model is `runs:/ID/model`)."""
@@ -27,6 +27,7 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
     refused (`UnsafeModel`, naming the file) when anything in it would be unpickled to load."""
     import mlflow
 
+    from ..core.errors import UserError
     from ..core.tracking.registry import RegistryError, refuse_unpickling
 
     given = local_folder(model_uri)
@@ -62,8 +63,10 @@ def load_model(model_uri: str, tracking_uri: Optional[str] = None):
         raise UnsafeModel(str(err)) from None
     try:
         return mlflow.pyfunc.load_model(str(folder))
+    except UserError as err:  # our own loader's refusal (e.g. an export's unknown encoder): whole, it says what to do
+        raise ModelNotLoadable(f"model {model_uri} was found but could not be loaded: {err}") from None
     except Exception as err:  # noqa: BLE001
-        raise ModelNotFound(f"model not found: {model_uri} ({_first_line(err)})") from None
+        raise ModelNotLoadable(f"model {model_uri} was found but could not be loaded ({_first_line(err)})") from None
 
 
 def _refuse_local_folder(folder: Path) -> None:
