@@ -50,12 +50,21 @@ class OptimizerSpec:
 def read_user_deepspeed_json(path: Union[str, Path], key: str = "distributed.deepspeed_config") -> Dict[str, Any]:
     """A user's DeepSpeed JSON, checked: it must exist, parse, and leave optimizer and scheduler to us."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{key}: file not found: {path}")
+    if path.is_dir():  # "file not found" sent the user looking for a path that exists
+        raise ConfigError(f"{key}: {path} is a folder; give the DeepSpeed JSON file in it "
+                          f"(for example launch/deepspeed/vlm_zero3.json)")
+    if not path.is_file():  # a relative path is read from the folder the command runs in: said, not guessed
+        raise ConfigError(f"{key}: file not found: {path}" + ("" if path.is_absolute() else
+                          f" (relative to {Path.cwd()}, the folder the command runs in)"))
     try:
-        ds = json.loads(path.read_text())
+        ds = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{key}: {path} is not UTF-8 text; give a DeepSpeed JSON file") from None
     except json.JSONDecodeError as err:
         raise ConfigError(f"{key}: {path} is not valid JSON ({err})") from None
+    if not isinstance(ds, dict):  # the batch keys are set in it: a list or a number failed with a TypeError
+        raise ConfigError(f"{key}: {path} is not a JSON object ({{\"zero_optimization\": ...}}) but a "
+                          f"{type(ds).__name__}; give a DeepSpeed config file")
     conflicts = [k for k in OWNED_KEYS if k in ds]
     if conflicts:
         raise ConfigError(
