@@ -234,21 +234,24 @@ class BatchPlan:
 
 
 def plan_batch(global_batch: int, world_size: int, micro_batch: Optional[int],
-               key: str = "train.global_batch_size", micro_key: str = "distributed.micro_batch_per_gpu") -> BatchPlan:
+               key: str = "train.global_batch_size", micro_key: str = "distributed.micro_batch_per_gpu",
+               resuming: bool = False) -> BatchPlan:
     """Derive micro batch and gradient accumulation; an indivisible combination is a `ConfigError` naming `key`
     and a remedy that plans: global batches or process counts the world size fits, or micro batches (`micro_key`)
-    that divide a rank's share."""
+    that divide a rank's share. `resuming` (`run.resume`): the process counts come first, since a resume keeps
+    the global batch it was saved with."""
     if global_batch % world_size:
         # No micro batch helps (global = micro x accumulation x world): the refusal said to set one, in vain.
         lower = global_batch - global_batch % world_size
         batches = " or ".join(str(b) for b in (lower, lower + world_size) if b > 0)
         fitting = [n for n in range(1, 2 * world_size + 1) if global_batch % n == 0][-6:]
-        raise ConfigError(
-            f"{key}: global batch {global_batch} is not divisible by world size {world_size} (global = micro x "
-            f"accumulation x world, whatever the micro batch): set {key} to {batches}, or run on "
-            f"{', '.join(map(str, fitting))} process{'' if fitting == [1] else 'es'} (a resumed run keeps its global "
-            f"batch)"
-        )
+        counts = f"{', '.join(map(str, fitting))} process{'' if fitting == [1] else 'es'}"
+        why = (f"{key}: global batch {global_batch} is not divisible by world size {world_size} (global = micro x "
+               f"accumulation x world, whatever the micro batch)")
+        if resuming:  # "set {key} to ..." led a resume into the refusal of a changed global batch
+            raise ConfigError(f"{why}, and a resumed run keeps the global batch it was saved with: resume on "
+                              f"{counts}, or start a new run (another run.name) with {key} set to {batches}")
+        raise ConfigError(f"{why}: set {key} to {batches}, or run on {counts} (a resumed run keeps its global batch)")
     if micro_batch is None:
         micro_batch = global_batch // world_size
     per_step = micro_batch * world_size

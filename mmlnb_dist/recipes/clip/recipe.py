@@ -118,7 +118,8 @@ class ClipRecipe:
         and the pipeline's start call them, before any stage."""
         c = cfg.clip
         check_registration(cfg.tracking)
-        plan_batch(cfg.train.global_batch_size, world_size, cfg.distributed.micro_batch_per_gpu)
+        plan_batch(cfg.train.global_batch_size, world_size, cfg.distributed.micro_batch_per_gpu,
+                   resuming=cfg.run.resume)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
         from ...models.encoders import IMAGE_ENCODERS, unknown_image_encoder

@@ -107,7 +107,8 @@ class FusionRecipe:
         name = cfg.fusion.model.image_encoder.name
         if cfg.fusion.model.mode != "text_only" and name not in IMAGE_ENCODERS:
             raise ConfigError(f"fusion.model.image_encoder.name: {unknown_image_encoder(name)}")
-        plan_batch(cfg.train.global_batch_size, world_size, cfg.distributed.micro_batch_per_gpu)
+        plan_batch(cfg.train.global_batch_size, world_size, cfg.distributed.micro_batch_per_gpu,
+                   resuming=cfg.run.resume)
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
         if cfg.fusion.channels_last and (cfg.distributed.zero_stage > 0 or cfg.distributed.precision != "fp32"

@@ -188,4 +188,4 @@ def vlm_batch_plan(cfg: "Config", world_size: int) -> BatchPlan:
     `vlm.micro_batch_per_gpu` (else `distributed.micro_batch_per_gpu`); a refusal names the vlm keys."""
     micro = cfg.vlm.micro_batch_per_gpu or cfg.distributed.micro_batch_per_gpu
     return plan_batch(cfg.vlm.global_batch_size, world_size, micro, key="vlm.global_batch_size",
-                      micro_key="vlm.micro_batch_per_gpu")
+                      micro_key="vlm.micro_batch_per_gpu", resuming=cfg.run.resume)
