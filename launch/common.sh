@@ -151,6 +151,26 @@ with socket.socket() as s:
               "rendezvous?): choose another port, or unset MASTER_PORT for a free one" >&2; exit 2; }
 }
 
+# hostfile_master_port ADDR: sets MASTER_PORT for a hostfile run whose rendezvous host is ADDR. Where ADDR is this
+# machine (an address of it binds here: localhost, its name, its IP), the port is chosen and checked as on one node
+# (local_master_port): the fixed 29500 made a second multi-node run started from the same first node, or a port some
+# process listens on here, fail at the rendezvous on every node after their start-up. A host elsewhere: MASTER_PORT,
+# else 29500 (only that host could tell which port is free), checked to be a port number.
+hostfile_master_port() {
+  if "$PYTHON" -c 'import socket, sys
+try:
+    with socket.socket() as s:
+        s.bind((sys.argv[1], 0))
+except OSError:
+    sys.exit(1)' "$1" 2>/dev/null; then
+    local_master_port
+    MASTER_PORT=$LOCAL_MASTER_PORT
+  else
+    MASTER_PORT=${MASTER_PORT:-29500}
+    check_master_port "$MASTER_PORT"
+  fi
+}
+
 # read_hostfile FILE: sets HOSTS and HOST_SLOTS, the hosts of a DeepSpeed hostfile and their slots, read as DeepSpeed
 # reads it: blank lines and comments (#) skipped, every other line "<hostname> slots=<GPUs>" (at least 1). Checked
 # before any node starts: a missing file (DeepSpeed's runner went on "with local resources only"), a wrong line or a

@@ -24,11 +24,12 @@ if [[ -n "${HOSTFILE:-}" ]]; then
   # as train_multinode.sh: the hostfile checked, the master its first host; processes per node: its slots, unless
   # NUM_GPUS is set (the one-process default below gave every node one rank whatever its slots)
   read_hostfile "$HOSTFILE"
-  check_master_port "${MASTER_PORT:-29500}"  # a port number, before any node starts (common.sh)
+  MASTER_ADDR=${MASTER_ADDR:-${HOSTS[0]}}
+  hostfile_master_port "$MASTER_ADDR"  # a port number; on this machine, a free one (common.sh)
   hostfile_per_node "${NUM_GPUS:-}"  # PER_NODE; NUM_GPUS at most every host's slots (common.sh)
   pdsh_safe_arguments --config "$CONFIG" "${NAMING[@]}" "$@"  # what the nodes' shell would change (common.sh)
-  run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --master_addr "${MASTER_ADDR:-${HOSTS[0]}}" \
-    --master_port "${MASTER_PORT:-29500}" "${PER_NODE[@]}" --no_local_rank \
+  run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" \
+    --master_port "$MASTER_PORT" "${PER_NODE[@]}" --no_local_rank \
     --module mmlnb_dist.cli finetune-vlm --config "$CONFIG" "${NAMING[@]}" "$@"
 elif [[ "${NUM_GPUS:-1}" -gt 1 ]]; then
   deepspeed_local_gpus "$NUM_GPUS"  # at most the GPUs this node shows, those of CUDA_VISIBLE_DEVICES (common.sh)
