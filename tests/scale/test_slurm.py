@@ -105,7 +105,7 @@ def test_torchrun_mode_trains_with_world_size_two(tmp_path):
                          "data.loader.image_size=64", "train.epochs=1"])
     assert proc.returncode == 0, proc.stderr[-4000:]
     srun_args = (tmp_path / "srun.args").read_text().split()
-    assert srun_args[:5] == ["--nodes", "2", "--ntasks-per-node", "1", "--kill-on-bad-exit=1"]
+    assert srun_args[:7] == ["--nodes", "2", "--ntasks", "2", "--ntasks-per-node", "1", "--kill-on-bad-exit=1"]
     # torchrun lets the ranks finish their step and checkpoint after a SIGTERM (its default kills them at 30 s)
     assert (tmp_path / "shutdown_timeout").read_text().strip() == "110"
     assert "world 2; global batch 32 = micro 16 x accumulation 1 x world 2" in proc.stderr + proc.stdout
