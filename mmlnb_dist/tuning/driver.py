@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+import typing
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -214,8 +215,27 @@ def absolute_values(params: Dict[str, Dict[str, Any]], base: Dict[str, Any], roo
     out = {}
     for key, spec in params.items():
         kind = next(k for k in spec if k in DISTRIBUTIONS)
-        out[key] = {**spec, kind: [absolute(key, v) for v in spec[kind]]} if kind in ("choice", "grid") else spec
+        # a whole config is built per value: only for a field that may name a path (not a Literal, not a number)
+        paths = kind in ("choice", "grid") and _may_name_a_path(key)
+        out[key] = {**spec, kind: [absolute(key, v) for v in spec[kind]]} if paths else spec
     return out
+
+
+def _may_name_a_path(key: str) -> bool:
+    """Whether the field `key` names can hold a path: a `Path` or a str (a `PathText` is one) in its annotation;
+    an unknown key: yes (`check_ranges` names it)."""
+    from ..core.config import field_annotation
+    from ..core.errors import ConfigError
+
+    def holds(annotation: Any) -> bool:
+        if annotation is str or (isinstance(annotation, type) and issubclass(annotation, Path)):
+            return True
+        return any(holds(a) for a in typing.get_args(annotation))
+
+    try:
+        return holds(field_annotation(Config, key))
+    except ConfigError:
+        return True
 
 
 def _check_path_values(space: Dict[str, Dict[str, Any]], base: Dict[str, Any], source: Any) -> None:
