@@ -4,7 +4,6 @@ where the command says, and `ablate --list` lists without running. The library c
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -68,10 +67,10 @@ def _ablate(monkeypatch, tmp_path, *argv, parent_run_id=None):
     seen = {}
 
     def run_study(cfg, rows, seeds, descriptions=None, train_jobs=None):
-        seen.update(rows=rows, seeds=seeds, run_dir=Path(cfg.run.dir))
+        seen.update(rows=rows, seeds=seeds, run_dir=studies.study_folder(cfg))
         logging.getLogger("mmlnb_dist.studies").info("row full, seed 0: trained")
-        return SimpleNamespace(markdown="| row | accuracy |", study_dir=Path(cfg.run.dir), parent_run_id=parent_run_id,
-                               failed={})
+        return SimpleNamespace(markdown="| row | accuracy |", study_dir=studies.study_folder(cfg),
+                               parent_run_id=parent_run_id, failed={})
 
     monkeypatch.setattr(studies, "run_study", run_study)
     code, out, err = run_cli(["ablate", "--config", "cpu-demo", f"run.output_dir={tmp_path}", "run.name=study",
@@ -82,9 +81,9 @@ def _ablate(monkeypatch, tmp_path, *argv, parent_run_id=None):
 
 def test_ablate_says_where_its_table_figure_and_log_are_and_logs_there(monkeypatch, tmp_path):
     out, seen = _ablate(monkeypatch, tmp_path)
-    study = tmp_path / "study"
+    study = tmp_path / "study-study"  # beside the train run of the config (tmp_path / "study"), not in it
     assert seen["run_dir"] == study
-    assert out.splitlines() == ["| row | accuracy |",
+    assert out.splitlines() == [f"study: {study}", "| row | accuracy |",
                                 f"table: {study / 'table.md'}, as a figure: {study / 'table.png'}",
                                 f"log: {study / 'study.log'}  (every run's full metric tables)"]
     assert "row full, seed 0: trained" in (study / "study.log").read_text()
@@ -92,7 +91,7 @@ def test_ablate_says_where_its_table_figure_and_log_are_and_logs_there(monkeypat
 
 def test_ablate_names_its_mlflow_parent_run_when_there_is_one(monkeypatch, tmp_path):
     out, _ = _ablate(monkeypatch, tmp_path, parent_run_id="0a1b2c")
-    assert f"as a figure: {tmp_path / 'study' / 'table.png'}  (MLflow parent run 0a1b2c)" in out, out
+    assert f"as a figure: {tmp_path / 'study-study' / 'table.png'}  (MLflow parent run 0a1b2c)" in out, out
 
 
 def test_ablate_list_prints_the_recipe_s_rows_and_runs_nothing(monkeypatch, tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from ..core.errors import ConfigError
 from . import DEFAULT_PROFILE, add_config_args, load_from_args
@@ -19,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ablate", help="train a recipe's ablation / baseline rows over seeds and print one table",
                        description="Train each row of the recipe's ablation table (fusion: the paper's Table 2; "
                        "clip: the fused model against its baselines) on the same shards, for each seed, into "
-                       "<run.output_dir>/<run.name>/<row>-seed<N>, and write table.md / table.json (mean ± std over "
+                       "<run.output_dir>/<run.name>-study/<row>-seed<N> (beside the train run of the config, not in "
+                       "it), and write table.md / table.json (mean ± std over "
                        "seeds, test split when the shards have one, the full model first). A rerun skips finished "
                        "runs and resumes an interrupted one. With MLflow tracking the rows are child runs of one "
                        "parent run. Fusion: data.shards holds the reference descriptions; the VLM is fine-tuned and "
@@ -41,7 +41,7 @@ def _ablate(args: argparse.Namespace) -> int:
     from ..core.distributed import DistEnv
     from ..core.logging import command_log
     from ..core.files import refuse_file_in_the_way
-    from ..studies import run_study, study_rows
+    from ..studies import run_study, study_folder, study_rows
 
     cfg = load_from_args(args)
     if args.list:
@@ -61,8 +61,11 @@ def _ablate(args: argparse.Namespace) -> int:
     if cfg.tune.max_concurrent > 1:  # concurrent rows: Ray Tune trials (tuning sits above studies)
         from ..tuning.study import train_as_trials as train_jobs
     env = DistEnv.from_environment()
-    refuse_file_in_the_way(Path(cfg.run.dir), "the study's folder <run.output_dir>/<run.name>")  # before its log
-    log_path = Path(cfg.run.dir) / "study.log"
+    folder = study_folder(cfg)  # beside the train run of this config (<run.output_dir>/<run.name>), not in it
+    refuse_file_in_the_way(folder, "the study's folder <run.output_dir>/<run.name>-study")  # before its log
+    log_path = folder / "study.log"
+    if env.rank == 0:
+        print(f"study: {folder}", flush=True)
     with command_log(log_path, env.rank):  # every run's full tables go to study.log; the console gets the table
         study = run_study(cfg, rows, seeds, descriptions=args.descriptions, train_jobs=train_jobs)
     print(study.markdown)

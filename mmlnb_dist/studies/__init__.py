@@ -6,7 +6,8 @@
 A recipe lists its rows in a `variants` module named by the recipe table (`RecipeSpec.variants`), which defines
 `rows(cfg) -> {row: (description, [dotted overrides])}` (the first row is the reference: the full model) and
 `METRICS` (the table's columns, metric names of the recipe). Each row x seed is one training run of the recipe in
-`<run.output_dir>/<run.name>/<row>-seed<s>`, driven as a pipeline stage: a rerun skips the runs that finished with
+`<run.output_dir>/<run.name>-study/<row>-seed<s>` (the study's folder, `study_folder`: beside the train run of the
+same config, not in it), driven as a pipeline stage: a rerun skips the runs that finished with
 the same settings, resumes an interrupted one and reruns one whose settings changed. Runs that share a setting
 share its caches (`run.cache_dir`: the study's `cache/`).
 
@@ -91,6 +92,12 @@ class RowJob:
 TrainJobs = Callable[[Config, Dict[str, RowJob]], Dict[str, Dict[str, Any]]]
 """Runs the jobs that are not up to date and returns each one's stage info (`train_row`'s); `tuning.study`
 provides one that runs them as Ray Tune trials."""
+
+
+def study_folder(cfg: Config) -> Path:
+    """The study's folder, `<run.output_dir>/<run.name>-study`: beside the train run of the same config
+    (`<run.output_dir>/<run.name>`), not in it, so neither writes into the other's folder."""
+    return Path(cfg.run.output_dir) / f"{cfg.run.name}-study"
 
 
 def study_rows(cfg: Config) -> Tuple[Rows, List[str]]:
@@ -223,8 +230,11 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
     seeds = sorted(seeds)  # `--seeds 1,0` is the study of `--seeds 0,1`: the same runs, table and parent run
     sources = description_sources(cfg, chosen, descriptions)
     require_shards(cfg.data.shards)  # every row trains on it or on text generated from it
-    study_dir = Path(cfg.run.dir)
-    refuse_file_in_the_way(study_dir, "the study's folder <run.output_dir>/<run.name>")
+    study_dir = study_folder(cfg)
+    refuse_file_in_the_way(study_dir, "the study's folder <run.output_dir>/<run.name>-study")
+    if (study_dir / "config.yaml").is_file():  # a train run named <name>-study: its folder is no study's
+        raise UserError(f"{study_dir} holds a run (its config.yaml), not a study: give the study another run.name "
+                        f"(its folder is <run.output_dir>/<run.name>-study), or move that run away")
     # Every run's config is built (and validated) before the first one starts.
     configs = {(row, s): row_config(cfg, row, available[row][1], s, study_dir) for row in chosen for s in seeds}
     chosen, configs = leave_out_unfit(chosen, configs, _variants(cfg), asked=bool(rows))
@@ -355,7 +365,7 @@ def _open_parent(cfg: Config, study_dir: Path, rows: Sequence[str], seeds: Seque
                  "parent run (the earlier one, %s, keeps its table)", study_dir.name, params["rows"],
                  params["seeds"], earlier.get("rows"), earlier.get("seeds"), resume_id)
         resume_id = None
-    parent = ParentRun.open(cfg.tracking, uri, cfg.run.output_dir, f"{study_dir.name}-study",
+    parent = ParentRun.open(cfg.tracking, uri, cfg.run.output_dir, f"{cfg.run.name}-study",
                             tags={"stage": "ablate", "recipe": cfg.train.recipe}, params=params,
                             resume_id=resume_id)
     if parent is not None:

@@ -23,7 +23,7 @@ from ..core.distributed import forget_launcher
 from ..core.logging import command_log, setup_logging
 from ..core.signals import sigterm_handler_kept
 from ..pipeline import is_up_to_date, stage_file
-from ..studies import RowJob, train_row
+from ..studies import RowJob, study_folder, train_row
 from ..studies.table import first_line
 from .stop import GracefulSearchStop
 
@@ -68,7 +68,7 @@ def train_as_trials(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str,
     pending = {name: job for name, job in jobs.items() if name not in infos}
     if not pending:
         return infos
-    study_dir = Path(cfg.run.dir)
+    study_dir = study_folder(cfg)
     server = None
     uri = next(iter(pending.values())).cfg.tracking.uri
     if uri and uri.startswith("sqlite:") and cfg.tune.max_concurrent > 1:

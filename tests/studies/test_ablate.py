@@ -32,7 +32,7 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
     for row, entry in study.table.items():
         values = []
         for seed, run_dir in zip([0, 1], entry["runs"]):
-            assert Path(run_dir) == tmp_path / "runs" / "baselines" / f"{row}-seed{seed}"
+            assert Path(run_dir) == tmp_path / "runs" / "baselines-study" / f"{row}-seed{seed}"
             stored = json.loads((Path(run_dir) / "metrics.json").read_text())
             values.append(stored["test/micro_f1"])
         assert entry["micro_f1"] == pytest.approx(values)
@@ -40,10 +40,10 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
         assert entry["micro_f1_std"] == pytest.approx(statistics.stdev(values))
     # the two seeds are really different runs (different seeds, different weights)
     assert len(set(study.table["concat"]["micro_auroc"])) == 2
-    table = (tmp_path / "runs" / "baselines" / "table.md").read_text()
+    table = (tmp_path / "runs" / "baselines-study" / "table.md").read_text()
     assert table.index("| concat |") < table.index("| text_only |") and "± " in table
 
-    client = mlflow.MlflowClient(json.loads((tmp_path / "runs" / "baselines" / "study.json").read_text())
+    client = mlflow.MlflowClient(json.loads((tmp_path / "runs" / "baselines-study" / "study.json").read_text())
                                  ["tracking_uri"])
     parent = client.get_run(study.parent_run_id)
     children = client.search_runs([parent.info.experiment_id],
@@ -56,7 +56,8 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
     assert client.search_registered_models() == []  # no row registered itself (a text-only row as champion)
     from mmlnb_dist.cli import main  # the way the study's log line gives to register a row: by its run folder
 
-    assert main(["register", "--run", str(tmp_path / "runs" / "baselines" / "concat-seed0"), "--name", "chosen"]) == 0
+    row_run = tmp_path / "runs" / "baselines-study" / "concat-seed0"
+    assert main(["register", "--run", str(row_run), "--name", "chosen"]) == 0
     assert [m.name for m in client.search_registered_models()] == ["chosen"]
 
     again = run_study(cfg, rows=["text_only", "concat"], seeds=[0, 1])
@@ -154,10 +155,10 @@ def test_a_row_that_diverges_is_a_row_of_the_table_not_the_end_of_the_study(shar
     hot, concat = study.table["hot"], study.table["concat"]
     assert hot["diverged"][0].startswith("training diverged at step"), hot
     assert concat["diverged"] == [None] and 0.0 <= concat["micro_f1_mean"] <= 1.0
-    table = (tmp_path / "runs" / "hot" / "table.md").read_text()
+    table = (tmp_path / "runs" / "hot-study" / "table.md").read_text()
     hot_line = next(line for line in table.splitlines() if line.startswith("| hot |"))
     assert "diverged" in hot_line and "nan" not in hot_line, table
-    saved = json.loads((tmp_path / "runs" / "hot" / "table.json").read_text())
+    saved = json.loads((tmp_path / "runs" / "hot-study" / "table.json").read_text())
     assert saved["rows"]["hot"]["diverged"] == hot["diverged"]
     again = run_study(cfg, seeds=[0])
     assert sorted(again.skipped) == ["concat-seed0", "hot-seed0"]

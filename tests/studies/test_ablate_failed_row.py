@@ -69,4 +69,4 @@ def test_the_ablate_command_prints_the_table_and_exits_non_zero(tmp_path, fake_r
     assert code == 1, (out, err)
     assert "| concat | 0.5000 |" in out and "failed (seed 0)" in out, out
     assert "1 run(s) failed: sum-seed0: RuntimeError: boom in the sum head" in err and "Traceback" not in err, err
-    assert (tmp_path / "c" / "table.md").is_file()
+    assert (tmp_path / "c-study" / "table.md").is_file()

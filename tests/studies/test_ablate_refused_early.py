@@ -20,7 +20,7 @@ def test_the_clip_recipe_refuses_vlm_descriptions_it_would_never_read(tmp_path):
     code, _, err = run_cli(["ablate", "--config", "clip-demo", "--descriptions", "vlm", f"run.output_dir={tmp_path}"])
     assert code == 2, err
     assert "--descriptions vlm: the clip recipe" in err and "data.shards" in err and "Traceback" not in err, err
-    assert _left(tmp_path) in ([], ["clip-demo", "clip-demo/study.log"])  # no MLflow store, no run started
+    assert _left(tmp_path) in ([], ["clip-demo-study", "clip-demo-study/study.log"])  # no MLflow store, no run started
 
 
 def test_the_clip_recipe_reads_the_shards_own_text_as_descriptions_shards_asks():
@@ -44,4 +44,4 @@ def test_a_study_without_a_shard_set_starts_no_row(tmp_path, profile, flags):
     assert code == 2, err
     assert f"shard folder not found: {tmp_path / 'nowhere'}" in err and "Traceback" not in err, err
     assert "resumes it" not in err and not list(tmp_path.rglob(".*.stage.json")), _left(tmp_path)
-    assert _left(tmp_path) in ([], [profile, f"{profile}/study.log"])  # no MLflow store, no run started
+    assert _left(tmp_path) in ([], [f"{profile}-study", f"{profile}-study/study.log"])  # no MLflow store, no run started
