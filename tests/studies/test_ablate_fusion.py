@@ -193,4 +193,4 @@ def test_the_console_shows_the_study_table_and_the_study_log_keeps_each_runs_tab
     assert (out + err).count("runs: 2 trained, 0 up to date") == 1, out + err  # once, under the table
     log = (tmp_path / "runs" / "quiet-study" / "study.log").read_text()
     assert log.count("test split, best checkpoint") == 2 and log.count("val split, best checkpoint") == 2, log
-    assert f"log: {tmp_path / 'runs' / 'quiet' / 'study.log'}" in out
+    assert f"log: {tmp_path / 'runs' / 'quiet-study' / 'study.log'}" in out
