@@ -227,6 +227,9 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
         if twice is not None:  # one run would count as two in the mean and the standard deviation
             what = f"seed {twice}" if flag == "--seeds" else str(twice)
             raise ConfigError(f"{flag}: {what} is listed twice (each is one run of the table; give it once)")
+    negative = next((s for s in seeds if s < 0), None)
+    if negative is not None:  # else refused as each row's run.seed, not as the flag that gave it
+        raise ConfigError(f"--seeds: {negative} is negative (run.seed takes 0 or more); give seeds such as 0,1,2")
     seeds = sorted(seeds)  # `--seeds 1,0` is the study of `--seeds 0,1`: the same runs, table and parent run
     sources = description_sources(cfg, chosen, descriptions)
     require_shards(cfg.data.shards)  # every row trains on it or on text generated from it

@@ -82,6 +82,8 @@ def test_study_table_holds_each_runs_own_metrics_and_a_rerun_trains_nothing(shar
     # one run counted twice: "mean ± std over seeds 0, 0" with a std of 0 read as a perfectly stable model
     (["concat"], [0, 0], "--seeds: seed 0 is listed twice"),
     (["concat", "concat"], [0], "--rows: concat is listed twice"),
+    # named as the flag it came from, not as each row's run.seed
+    (["concat"], [0, -1], "--seeds: -1 is negative (run.seed takes 0 or more)"),
 ])
 def test_bad_rows_or_seeds_are_refused_before_any_run(shards, tmp_path, rows, seeds, message):
     from mmlnb_dist.studies import run_study
