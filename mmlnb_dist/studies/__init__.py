@@ -287,7 +287,9 @@ def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available
     (study_dir / "table.md").write_text(markdown)
     stored = {"split": split, "seeds": list(seeds), "metrics": metrics, "rows": table, "cache": cache}
     (study_dir / "table.json").write_text(json.dumps(strict_json(stored), indent=2, allow_nan=False))  # NaN: null
-    figure = save_study_figure(table, metrics, split, study_dir.name, study_dir / "table.png")
+    reference = next(iter(available))  # drawn as the reference only when the study trained it
+    figure = save_study_figure(table, metrics, split, study_dir.name, study_dir / "table.png",
+                               reference=reference if reference in chosen else None)
     if parent is not None:
         flat = {f"{row}/{m}_{stat}": table[row][f"{m}_{stat}"] for row in chosen for m in metrics
                 for stat in ("mean", "std") if _finite(table[row][f"{m}_{stat}"])}

@@ -1,6 +1,7 @@
 """The study table as a picture (`<study dir>/table.png`, also in the study's MLflow parent run): one panel per
 metric (the first four of the recipe's), one line per row: its mean over seeds as a diamond, the standard deviation
-as an error bar, each seed's value as a dot, and a dashed line at the reference row's mean (the reference on top).
+as an error bar, each seed's value as a dot, and a dashed line at the reference row's mean (the reference on top;
+no row is drawn as the reference when the study did not train the recipe's reference row).
 Points, not bars: the rows differ by a few points near the top of the scale, which bars from 0 would flatten and
 bars from elsewhere would exaggerate. A row with a run that diverged or failed has no point (nor, for the reference,
 its dashed line), and its label says so. Built without
@@ -9,14 +10,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 SHOWN_METRICS = 4
 """Panels: the recipe's first metrics (fusion: accuracy, balanced accuracy, kappa, weighted F1)."""
 
 
-def study_figure(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split: str, name: str):
-    """A `matplotlib.figure.Figure` of `table` (`studies.summarise`'s, rows in table order)."""
+_FIRST_ROW: Any = object()
+
+
+def study_figure(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split: str, name: str,
+                 reference: Optional[str] = _FIRST_ROW):
+    """A `matplotlib.figure.Figure` of `table` (`studies.summarise`'s, rows in table order). `reference`: the row
+    drawn as the one the others read against (its colour, a dashed line at its mean); default the first row; None
+    when the study did not train the recipe's reference (`--rows sum,prmf`: `sum` is no baseline of `prmf`)."""
     from matplotlib.figure import Figure
 
     shown = list(metrics[:SHOWN_METRICS])
@@ -24,6 +31,8 @@ def study_figure(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split
     fig = Figure(figsize=(3.2 * len(shown) + 1.8, 0.45 * len(rows) + 1.6))
     axes = [fig.add_subplot(1, len(shown), i + 1) for i in range(len(shown))]
     ys = list(range(len(rows)))[::-1]  # the reference (first) row on top
+    if reference is _FIRST_ROW:
+        reference = rows[0] if rows else None
     marks = {row: _mark(table[row]) for row in rows}
     for ax, metric in zip(axes, shown):
         for y, row in zip(ys, rows):
@@ -31,14 +40,14 @@ def study_figure(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split
             if marks[row]:
                 continue
             mean, std = entry[f"{metric}_mean"], entry[f"{metric}_std"]
-            colour = "tab:blue" if y == ys[0] else "tab:gray"
+            colour = "tab:blue" if row == reference else "tab:gray"
             if std is not None and math.isfinite(std):
                 ax.errorbar(mean, y, xerr=std, color=colour, capsize=3, lw=1.2)
             ax.scatter([mean], [y], marker="D", s=36, color=colour, zorder=3, gid=f"mean:{row}")
             ax.scatter(entry[metric], [y] * len(entry[metric]), s=9, color="black", alpha=0.6, zorder=4,
                        gid=f"seeds:{row}")
-            if y == ys[0]:
-                ax.axvline(mean, color=colour, ls="--", lw=0.8)
+            if row == reference:
+                ax.axvline(mean, color=colour, ls="--", lw=0.8, gid=f"reference:{row}")
         ax.set(title=metric, yticks=ys, ylim=(-0.6, len(rows) - 0.4))
         ax.set_yticklabels([row + (f" ({marks[row]})" if marks[row] else "") for row in rows] if ax is axes[0] else [])
         ax.grid(axis="x", alpha=0.3)
@@ -55,6 +64,6 @@ def _mark(entry: Dict[str, Any]) -> str:
 
 
 def save_study_figure(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split: str, name: str,
-                      path: Path) -> Path:
-    study_figure(table, metrics, split, name).savefig(path, dpi=110)
+                      path: Path, reference: Optional[str] = _FIRST_ROW) -> Path:
+    study_figure(table, metrics, split, name, reference).savefig(path, dpi=110)
     return path
