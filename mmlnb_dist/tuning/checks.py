@@ -274,6 +274,15 @@ def recorded_base(base: Dict[str, Any]) -> Dict[str, Any]:
             if not k.startswith(("tune.", "tracking.")) and k != "run.resume" and k not in TRIAL_SET_KEYS}
 
 
+def started_with(exp_dir: Path, key: str) -> Any:
+    """The dotted `key`'s value in the base config the search at `exp_dir` recorded (search.json), else None."""
+    try:
+        base = json.loads((exp_dir / "search.json").read_text()).get("base")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return base.get(key) if isinstance(base, dict) else None
+
+
 def check_resume_base(cfg: Config, exp_dir: Path, base: Dict[str, Any]) -> None:
     """Refuse, before Ray starts, to resume a search with another base config than it was started with (`base`: the
     config as a dict): the remaining trials trained under other settings (`train.epochs=20`, other shards) than the

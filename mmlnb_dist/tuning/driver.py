@@ -32,7 +32,7 @@ from ..core.tracking.runs import ParentRun
 from .algorithms import scheduler, searcher
 from .checks import (RESTORED_SETTINGS, SearchError, check_choice_values, check_outputs, check_recipe, check_resources,
                      check_resume_base, check_resume_goal, check_resume_space, check_search, check_space_is_read,
-                     default_space, recorded_base, unreported_metric, warn_ignored_on_resume)
+                     default_space, recorded_base, started_with, unreported_metric, warn_ignored_on_resume)
 from .outcome import finish
 from .results import FINISHED, trial_rows
 from .space import DISTRIBUTIONS, apply_params, load_space, resolve_space, to_tune_space
@@ -163,6 +163,8 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     # Trials run in folders of their own (on a cluster, on other machines): relative paths would point elsewhere
     cfg = absolute_paths(cfg, Path.cwd())
     kept = kept_metric(cfg)  # each trial keeps the checkpoint best on the metric the search ranks it by
+    if kept is not None and cfg.tune.resume:  # unless its search started with another: its finished trials kept that
+        kept = started_with(_dirs(cfg)["exp"], "train.best_metric") or kept
     if kept is not None and kept != cfg.train.best_metric:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"best_metric": kept})})
     base = cfg.model_dump(mode="json")
