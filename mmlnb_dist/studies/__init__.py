@@ -238,6 +238,9 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
     if (study_dir / "config.yaml").is_file():  # a train run named <name>-study: its folder is no study's
         raise UserError(f"{study_dir} holds a run (its config.yaml), not a study: give the study another run.name "
                         f"(its folder is <run.output_dir>/<run.name>-study), or move that run away")
+    if not study_dir.exists() and (Path(cfg.run.dir) / "table.json").is_file():  # written before the move
+        log.warning("an earlier study of this config lies in %s (its table.json: studies went in the run's folder "
+                    "then); this one trains its runs anew in %s", cfg.run.dir, study_dir)
     # Every run's config is built (and validated) before the first one starts.
     configs = {(row, s): row_config(cfg, row, available[row][1], s, study_dir) for row in chosen for s in seeds}
     chosen, configs = leave_out_unfit(chosen, configs, _variants(cfg), asked=bool(rows))

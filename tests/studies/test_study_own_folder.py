@@ -72,3 +72,18 @@ def test_ablate_prints_the_study_folder_and_logs_there(tmp_path, monkeypatch, ca
     assert f"study: {tmp_path / 'runs' / 'exp-study'}" in out.out + out.err
     assert (tmp_path / "runs" / "exp-study" / "study.log").is_file()
     assert not (tmp_path / "runs" / "exp").exists()
+
+
+def test_a_study_left_in_the_train_runs_folder_is_named(tmp_path, caplog):
+    """A study an earlier version wrote into `<run.name>/` is not found by a rerun (its runs train again in
+    `<run.name>-study/`): the rerun says where the earlier one lies."""
+    from mmlnb_dist.studies import run_study
+
+    cfg = _config(tmp_path)
+    earlier = tmp_path / "runs" / "exp"
+    earlier.mkdir(parents=True)
+    (earlier / "table.json").write_text("{}")
+    with caplog.at_level("WARNING", logger="mmlnb_dist.studies"):
+        run_study(cfg, rows=["concat"], seeds=[0], train_jobs=train_jobs)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{earlier}" in said and "exp-study" in said and "table.json" in said, said
