@@ -13,12 +13,18 @@ from typing import Any, Dict, List, Optional
 
 REFERENCE = "reference"
 """The writer of a shard set's own text (no `describe` in its provenance): reference descriptions."""
+TINY_KEYS = ("tiny_seed", "tiny_vision")
+"""What tells two `tiny` VLMs apart: `tiny` names a random model built from `vlm.tiny_seed` and `vlm.tiny_vision`."""
 
 
 def shard_text_writer(manifest: Dict[str, Any]) -> Any:
-    """Who wrote a shard set's `txt`: the VLM and adapter of its `describe` provenance, else `REFERENCE`."""
+    """Who wrote a shard set's `txt`: the VLM and adapter of its `describe` provenance (and the tiny model's seed
+    and tower where recorded), else `REFERENCE`."""
     made = (manifest.get("provenance") or {}).get("describe")
-    return {"model": made.get("model"), "adapter_sha256": made.get("adapter_sha256")} if made else REFERENCE
+    if not made:
+        return REFERENCE
+    return {"model": made.get("model"), "adapter_sha256": made.get("adapter_sha256"),
+            **{k: made[k] for k in TINY_KEYS if k in made}}
 
 
 def trained_writer(model_meta: Dict[str, Any]) -> Any:
@@ -38,12 +44,17 @@ def writer_name(writer: Any) -> str:
 
 
 def same_writer(a: Any, b: Any) -> bool:
-    """Whether writers `a` and `b` write alike: the same adapter (by digest), or without adapters the same VLM."""
+    """Whether writers `a` and `b` write alike: the same adapter (by digest), or without adapters the same VLM (for
+    `tiny`, also the same `TINY_KEYS` where both record them)."""
     if REFERENCE in (a, b):
         return a == b
     if a.get("adapter_sha256") or b.get("adapter_sha256"):  # the fine-tune decides, whatever the base is called
         return a.get("adapter_sha256") == b.get("adapter_sha256")
-    return a.get("model") == b.get("model")
+    if a.get("model") != b.get("model"):
+        return False
+    # two `tiny` models of other seeds or towers are two random models: their text differs though the name does
+    # not (a key missing on one side, a record older than it, is not judged)
+    return a.get("model") != "tiny" or all(a[k] == b[k] for k in TINY_KEYS if k in a and k in b)
 
 
 def mismatch(model: str, trained: Any, writer: Any, inputs: str, shards: Optional[str] = None) -> str:

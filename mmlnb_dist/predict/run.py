@@ -17,7 +17,7 @@ from ..core.files import refuse_file_in_the_way, replace_text, strict_json
 from ..core.progress import progress_bar
 from ..core.runlock import ReadLock
 from ..data.description_table import DescriptionTable
-from ..data.text_writer import text_writer_warnings
+from ..data.text_writer import TINY_KEYS, text_writer_warnings
 from .errors import PredictError
 from .agreement import agreement
 from .inputs import collect_inputs, decoded, require_descriptions, shard_sets_read, with_image_bytes
@@ -261,6 +261,7 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
             vlm_cfg = vlm_settings(vlm, adapter, vlm_config)
             # the settings are part of the job: a resume under another prompt or decoding would mix two kinds of text
             writer = {"model": vlm, "adapter_sha256": fine_tune_sha256(vlm, adapter),
+                      **{k: getattr(vlm_cfg.vlm, k) for k in TINY_KEYS},  # (which `tiny`: `same_writer`)
                       "settings": digest([json.dumps(vlm_cfg.vlm.model_dump(mode="json"), sort_keys=True),
                                           str(vlm_cfg.distributed.precision)])}
         sets = shard_sets_read(inputs)

@@ -39,3 +39,14 @@ def test_warnings_count_inputs_per_other_writer_and_skip_unknown_ones():
     vlm = {"reads_text": True, "descriptions_written_by": TINY}
     lines = text_writer_warnings("models:/m/1", vlm, items)
     assert len(lines) == 1 and "1 of 5 images here" in lines[0] and "--vlm tiny" in lines[0]
+
+
+def test_two_tiny_models_of_other_seeds_or_towers_are_other_writers():
+    # `tiny` names a random model built from vlm.tiny_seed and vlm.tiny_vision: the name alone is not the writer
+    seed0 = {"model": "tiny", "adapter_sha256": None, "tiny_seed": 0, "tiny_vision": "random"}
+    assert not same_writer(seed0, {**seed0, "tiny_seed": 1})
+    assert not same_writer(seed0, {**seed0, "tiny_vision": "pretrained"})
+    assert same_writer(seed0, dict(seed0))
+    assert same_writer(seed0, TINY)  # a writer recorded without them (older records): not judged on them
+    made = {"provenance": {"describe": {"model": "tiny", "adapter_sha256": None, "tiny_seed": 1, "tiny_vision": "random"}}}
+    assert not same_writer(shard_text_writer(made), seed0)
