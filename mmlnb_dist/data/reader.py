@@ -72,3 +72,13 @@ def _bad_header_at(tar_path: Path, offset: int) -> bool:
         f.seek(offset)
         block = f.read(tarfile.BLOCKSIZE)
     return bool(block.strip(b"\0"))
+
+
+def lacks_end_block(tar_path: Path) -> bool:
+    """Whether the tar's last 512-byte block is not zeros: every tar writer ends with an end-of-archive block, so the
+    file was cut (a copy or download stopped early). `tarfile` reads a tar cut on a block boundary between samples
+    as a short one, without error (`iter_shard_samples` yields its samples; the loader counts the rest missing)."""
+    with open(tar_path, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(size - tarfile.BLOCKSIZE, 0))
+        return bool(f.read().strip(b"\0"))

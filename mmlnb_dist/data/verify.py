@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from ..core.files import sha256_file
 from ..core.progress import progress_bar
 from .images import image_member, undecodable
-from .reader import iter_shard_samples
+from .reader import iter_shard_samples, lacks_end_block
 from .shardset import SPLITS, ShardError, ShardSet, bad_entry_fields
 
 log = logging.getLogger(__package__)
@@ -109,13 +109,16 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
                 missing[entry.get("sha256")] = (len(problems), entry["file"])
                 problems.append(f"{entry['file']}: missing")
                 continue
-            if path.stat().st_size != entry.get("bytes"):
-                problems.append(f"{entry['file']}: {path.stat().st_size} bytes, manifest says {entry.get('bytes')}")
+            size = path.stat().st_size
+            # a tar cut on a block boundary reads as a short one without error: said "truncated" after the read
+            cut = size != entry.get("bytes") and lacks_end_block(path)
+            if size != entry.get("bytes") and not cut:
+                problems.append(f"{entry['file']}: {size} bytes, manifest says {entry.get('bytes')}")
             if sha256_file(path) != entry.get("sha256"):
                 problems.append(f"{entry['file']}: sha256 differs from the manifest")
             shard_counts: Counter = Counter()
             shard_labels: Counter = Counter()  # multi-label sets: samples holding each label
-            n = 0
+            n, key = 0, None
             try:
                 for sample in iter_shard_samples(path):
                     n += 1
@@ -157,6 +160,12 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
                             shard_labels.update(set(names))
             except ShardError as err:
                 problems.append(str(err))
+                cut = False
+            if cut:  # (a cut inside a member raised ShardError above, which says "truncated" itself)
+                after = f"after key '{key}'" if key is not None else "before its first sample"
+                problems.append(f"{entry['file']}: truncated: the tar ends {after} without its end-of-archive block "
+                                f"({size} bytes, manifest says {entry.get('bytes')}); restore the shard or rebuild "
+                                f"the shard set")
             if n != entry["num_samples"]:
                 problems.append(f"{entry['file']}: {n} samples, manifest says {entry['num_samples']}")
             if any(shard_counts.get(c, 0) != entry["class_counts"].get(c, 0) for c in classes):

@@ -113,3 +113,21 @@ def test_multilabel_sets_count_each_label_once_per_sample_and_refuse_unknown_lab
     assert problems[0] == f"{entry['file']} key {by_row[2]['__key__']}: json 'labels' ['B', 'Q'] is not a non-empty " \
                           f"list of classes"
     assert len(problems) == 2 and "label counts" in problems[1], problems  # B no longer counted for it
+
+
+def test_a_shard_cut_on_a_block_boundary_between_samples_is_called_truncated(tmp_path):
+    # tarfile reads such a tar as a short one without error: only the sizes and counts differed, and no line said
+    # the file had been cut (a copy or download stopped early)
+    import tarfile
+
+    shards = make_shard_set(tmp_path, per_class=2, max_per_shard=10, val_fraction=0.0)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    entry = manifest["splits"]["train"]["shards"][0]
+    path = shards / entry["file"]
+    keys = [s["__key__"] for s in iter_shard_samples(path)]
+    with tarfile.open(path) as tar:
+        cut = next(m.offset for m in tar.getmembers() if m.name.startswith(keys[3] + "."))
+    path.write_bytes(path.read_bytes()[:cut])
+    problems = verify_shards(shards, progress=False).problems
+    assert (f"{entry['file']}: truncated: the tar ends after key '{keys[2]}' without its end-of-archive block "
+            f"({cut} bytes, manifest says {entry['bytes']}); restore the shard or rebuild the shard set") in problems
