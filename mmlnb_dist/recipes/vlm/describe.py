@@ -136,6 +136,18 @@ def _config_digest(model_path: str) -> Optional[str]:
     return hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
 
 
+def _weights_fingerprint(model_path: str) -> Optional[str]:
+    """A cheap digest of a local model folder's weight files: name, size and mtime of each (a 7B's are not read).
+    The config digest alone let weights replaced under the same config (a fine-tune saved over the folder) continue
+    an output the old weights began. None for a hub id (not a folder) or a folder without weight files."""
+    folder = Path(model_path)
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files:
+        return None
+    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
+
+
 def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, world_size: int,
                dtype: torch.dtype = torch.float32) -> Dict[str, Any]:
     v, gen = cfg.vlm, cfg.vlm.generation
@@ -150,6 +162,9 @@ def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet
     return {"source": str(source.root), "source_manifest_sha256": source.digest, "model": vlm,
             "resolved_model": resolved, "model_config_sha256": _config_digest(resolved), "tiny_seed": v.tiny_seed,
             "tiny_vision": v.tiny_vision,
+            # a local folder's weights (`tiny` is told by its seed and tower: its cache may be rebuilt, new mtimes);
+            # absent for a hub id, so that its outputs recorded before this key continue
+            **({"model_weights": weights} if vlm != "tiny" and (weights := _weights_fingerprint(resolved)) else {}),
             "adapter": str(adapter) if adapter else None, "adapter_sha256": fine_tune_sha256(vlm, adapter),
             "prompt": v.prompt, "min_pixels": v.min_pixels, "max_pixels": v.max_pixels, "generation": settings,
             "world_size": world_size,
