@@ -8,6 +8,7 @@ structure (no weights) before the run folder is taken.
 """
 from __future__ import annotations
 
+import difflib
 from typing import TYPE_CHECKING, Iterable, List
 
 import torch
@@ -40,6 +41,12 @@ def _leaf_names(names: Iterable[str]) -> List[str]:
     return sorted({n.rsplit(".", 1)[-1] for n in names if n and not n.rsplit(".", 1)[-1].isdigit()})
 
 
+def _did_you_mean(entries: List[str], names: List[str]) -> str:
+    """"; did you mean v_proj (for v_prj)" for the entries a typo away from a name (empty when none is close)."""
+    close = [f"{m[0]} (for {e})" for e in entries if (m := difflib.get_close_matches(e, names, n=1, cutoff=0.7))]
+    return f"; did you mean {', '.join(close)}" if close else ""
+
+
 def check_lora_names(model: torch.nn.Module, lora: "LoraConfig") -> None:
     """Refuse (ConfigError) target modules that match no linear layer of the language model, an empty target list
     without the vision tower, and modules to save that match no module, naming the entries and the names
@@ -63,12 +70,14 @@ def check_lora_names(model: torch.nn.Module, lora: "LoraConfig") -> None:
         hint = (f"; {', '.join(in_vision)} name(s) the vision tower's layers, adapted with vlm.lora.vision_lora=true "
                 f"(its blocks' attn.qkv, attn.proj and MLP)" if in_vision else "")
         raise ConfigError(f"vlm.lora.target_modules: {', '.join(unmatched)} match(es) no linear layer of the language "
-                          f"model; available: {', '.join(_leaf_names(language))}{hint}")
+                          f"model{_did_you_mean(unmatched, _leaf_names(language))}; available: "
+                          f"{', '.join(_leaf_names(language))}{hint}")
     missing = [m for m in lora.modules_to_save if not any(_matches(n, m) for n in modules)]
     if missing:
         candidates = _leaf_names(n for n in modules if VISION_PREFIX not in n and "layers." not in n)
-        raise ConfigError(f"vlm.lora.modules_to_save: {', '.join(missing)} match(es) no module of the model; "
-                          f"modules outside the repeated layers: {', '.join(candidates)}")
+        raise ConfigError(f"vlm.lora.modules_to_save: {', '.join(missing)} match(es) no module of the model"
+                          f"{_did_you_mean(missing, candidates)}; modules outside the repeated layers: "
+                          f"{', '.join(candidates)}")
 
 
 def rate_part(param_name: str) -> str:
@@ -96,6 +105,17 @@ def check_part_rates(model: torch.nn.Module, vcfg: "VLMConfig") -> None:
     for rate, flag in PART_RATES:
         if getattr(vcfg, rate) is not None and rate.split("_")[0] not in trained:
             raise ConfigError(part_rate_error(rate, flag, getattr(vcfg, rate)))
+
+
+def tiny_skeleton() -> torch.nn.Module:
+    """The `tiny` model's structure from its config alone (the same for every seed and tower), so that its names are
+    checked before the model is built: on first use building it trains and writes weights (seconds to minutes)."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from .tiny_qwen import build_tiny_tokenizer, tiny_config
+
+    with torch.device("meta"):
+        return Qwen2_5_VLForConditionalGeneration._from_config(tiny_config(build_tiny_tokenizer()))
 
 
 def model_skeleton(path: str) -> torch.nn.Module:

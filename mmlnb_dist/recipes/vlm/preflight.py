@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 from ...core.errors import ConfigError, UserError
 from ...data.map import PROGRESS_DIR, PROVENANCE_FILE
 from . import model as V
-from .lora_names import check_lora_names, check_part_rates, model_skeleton
+from .lora_names import check_lora_names, check_part_rates, model_skeleton, tiny_skeleton
 from .merge import merged_from
 from .pair_lengths import prompt_tokens_by_size
 from .trained_with import check_describe_settings
@@ -74,6 +74,8 @@ def check_finetune_model(vcfg: "VLMConfig", sizes: Sequence[Tuple[str, Tuple[int
     square image and beside each image size of `sizes` ((key, size) of the pairs to train and validate on: a
     narrow image can take more tokens). Builds the `tiny` model when missing (setup would)."""
     check_prompt_text(vcfg.prompt)
+    if vcfg.model == V.TINY:  # a misspelt name is refused before `tiny` is built (first use: seconds to minutes)
+        check_lora_names(tiny_skeleton(), vcfg.lora)
     resolved = V.resolve_model_path(vcfg.model, vcfg.tiny_seed, vcfg.cache_dir, vcfg.tiny_vision)
     skeleton = model_skeleton(resolved)
     check_lora_names(skeleton, vcfg.lora)
