@@ -27,16 +27,27 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class _ModelClassIndex:
+    """A shard set's class index (`label`) as the index of the same class name among the model's classes: a set of
+    the model's classes listed in another order is scored against the logit column of each sample's own class."""
+
+    def __init__(self, label, shard_classes: List[str], model_classes: List[str]):
+        self.label, self.to_model = label, [list(model_classes).index(c) for c in shard_classes]
+
+    def __call__(self, raw: Dict[str, Any], meta: Dict[str, Any]) -> int:
+        return self.to_model[self.label(raw, meta)]
+
+
 def _evaluate(cfg: "Config", model: torch.nn.Module, classes: List[str], split: str, image_size: int,
               env: DistEnv, image_encoder: Optional[str],
               normalisation: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     shards = ShardSet.open(cfg.data.shards)
     shards.require_split(split, "the split to evaluate")
-    if shards.classes != list(classes):
+    if sorted(shards.classes) != sorted(classes):
         raise UserError(f"the model's classes {list(classes)} differ from the shards' {shards.classes} (data.shards "
                         f"{cfg.data.shards}): its logit columns would be scored against other labels. Evaluate on a "
-                        f"shard set of these classes in this order (data.shards=DIR, e.g. the set it trained on; "
-                        f"without --config the run's own config.yaml names it)")
+                        f"shard set of these classes (data.shards=DIR, e.g. the set it trained on; without --config "
+                        f"the run's own config.yaml names it)")
     if getattr(model, "text_encoder", None) is not None and not train_has_descriptions(shards):
         # the shard set before `describe` (a common slip): the text branch would read empty strings
         raise UserError(f"the model reads descriptions, but data.shards {shards.root} carries no descriptions (no "
@@ -45,6 +56,8 @@ def _evaluate(cfg: "Config", model: torch.nn.Module, classes: List[str], split: 
     # The image encoder's own normalisation, as in training (`steps.preprocess_for`).
     preprocess = preprocess_for(shards.classes, image_size, augment=False, image_encoder=image_encoder,
                                 normalisation=normalisation, device=env.device)
+    if shards.classes != list(classes):  # the same classes in another order: each label read by its name
+        preprocess.label = _ModelClassIndex(preprocess.label, shards.classes, classes)
     loader = build_loader(shards, split, preprocess, cfg.data.loader, rank=env.rank, world_size=env.world_size,
                           batch_size=cfg.train.eval_batch_size or 64, mode="eval", seed=cfg.run.seed)
     model.to(env.device).eval()
