@@ -4,7 +4,8 @@ of them has no agreement to report.
 
 Single-label rows compare `label` (the prediction) with `true_label`: accuracy and balanced accuracy (the mean
 recall over the true classes, as scikit-learn computes it), and per slide `label_majority` with the slide's
-majority `true_label`. Multi-label rows compare the `labels` set with `true_labels`: micro F1 and exact match."""
+majority `true_label`. Multi-label rows compare the `labels` set with `true_labels`: micro F1 and exact match; a
+multi-label model's row of a single-label input (`true_label` only) is compared with the one-label set {true_label}."""
 from __future__ import annotations
 
 import warnings
@@ -17,6 +18,12 @@ def _split(value: Any) -> List[str]:
     return [v for v in str(value or "").split("|") if v]
 
 
+def _truth_set(row: Dict[str, Any]) -> List[str]:
+    """A multi-label row's true labels: its set, or {true_label} for an input labelled with one class (a
+    single-label shard set predicted by a multi-label model would otherwise report no agreement at all)."""
+    return _split(row.get("true_labels")) or _split(row.get("true_label"))
+
+
 def agreement(rows: List[Dict[str, Any]], slide_rows: Optional[List[Dict[str, Any]]],
               classes: Sequence[str], multilabel: bool) -> Optional[Dict[str, Any]]:
     """{"patches": {n, metrics...}, "slides": {n, accuracy} or None, "unknown": true classes the model does not
@@ -25,17 +32,16 @@ def agreement(rows: List[Dict[str, Any]], slide_rows: Optional[List[Dict[str, An
 
     known = set(classes)
     if multilabel:
-        labelled = [r for r in rows if _split(r.get("true_labels"))]
-        unknown = sorted({c for r in labelled for c in _split(r["true_labels"])} - known)
+        labelled = [r for r in rows if _truth_set(r)]
+        unknown = sorted({c for r in labelled for c in _truth_set(r)} - known)
         if not labelled:
             return None
 
-        def hot(value):
-            names = set(_split(value))
-            return [int(c in names) for c in classes]
+        def hot(names):
+            return [int(c in set(names)) for c in classes]
 
-        truth = [hot(r["true_labels"]) for r in labelled]
-        pred = [hot(r.get("labels")) for r in labelled]
+        truth = [hot(_truth_set(r)) for r in labelled]
+        pred = [hot(_split(r.get("labels"))) for r in labelled]
         patches = {"n": len(labelled), "micro_f1": float(f1_score(truth, pred, average="micro", zero_division=0)),
                    "exact_match": float(accuracy_score(truth, pred))}
         return {"patches": patches, "slides": None, "unknown": unknown, "multilabel": True}

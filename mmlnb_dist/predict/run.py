@@ -166,10 +166,11 @@ def _predict_chunk(model, model_uri: str, params: Dict[str, Any], chunk: List[Di
             rec["slide_id"] = rec.get("slide_id") or None
             # the label a labelled shard gives the input, beside the prediction (a label set for a label set). A
             # multi-label sample's `label` is only the first of its set: a single-label model's row gets the set,
-            # and no single truth that `agreement` would score it against
+            # and no single truth that `agreement` would score it against. A single-label sample's label is kept
+            # for a multi-label model's row too (`agreement` compares its label set with {true_label})
             if it.get("true_labels") is not None:
                 rec["true_labels"] = "|".join(it["true_labels"])
-            elif "labels" not in rec and it.get("true_label") is not None:
+            elif it.get("true_label") is not None:
                 rec["true_label"] = it["true_label"]
             rows.append(_plain(rec))
     for it in chunk:
