@@ -306,11 +306,12 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
         _write(rows, out, _output_columns(model) if not rows else ())
         write_model_record(out, identity)
         slides_out = None
+        slide_ids = [it.get("slide_id") for it in items]  # (a slide of only unreadable patches keeps its row)
         if multilabel:
             agg = multilabel_slide_aggregates(rows, classes, top_k or int(model_meta.get("top_k", 1)),
-                                              threshold or 0.0)
+                                              threshold or 0.0, slide_ids)
         else:
-            agg = slide_aggregates(rows, classes)
+            agg = slide_aggregates(rows, classes, slide_ids)
         slides_file = out.with_name(out.stem + ".slides" + out.suffix)
         if agg:
             slides_out = slides_file
