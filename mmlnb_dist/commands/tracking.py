@@ -171,6 +171,9 @@ def _sync(args) -> int:
                             f"{shlex.quote(str(path.parent.parent))}` (only what was not sent is sent)")
         if not path.exists():
             raise UserError(f"{path}: no such folder (give run folders or a runs folder); nothing was sent")
+        if path.is_file():  # a run's config.yaml or metrics.jsonl: "no journal in FILE" read as an empty folder
+            raise UserError(f"{path} is a file, not a run folder: sync the folder it is in, `mmlnb-dist tracking "
+                            f"sync {shlex.quote(str(path.parent))}` (or a runs folder); nothing was sent")
     empty = [str(folder) for folder in args.run_dirs if not find_journals(folder)]
     if empty:  # before anything is sent: a typo among several folders stopped the sync halfway
         raise UserError(f"no MLflow journal in {', '.join(empty)} (expected <run folder>/{JOURNAL_DIR}/<stage>.jsonl "
