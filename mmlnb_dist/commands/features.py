@@ -53,6 +53,15 @@ def _given(key: str, overrides: Sequence[str]) -> bool:
     return any(o.split("=", 1)[0].strip() == key for o in overrides or ())
 
 
+def _encoder_name(text: str) -> str:
+    """argparse type of --encoder: an empty name (`--encoder "$UNSET"`) read as "not given" and silently
+    extracted with the config's encoder instead."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"empty encoder name ({text!r}): give a models registry name, e.g. "
+                                         "`--encoder tiny`, or leave the flag out for fusion.model.image_encoder.name")
+    return text
+
+
 def _pretrained(encoder: str, overrides: Sequence[str], configured: Any) -> bool:
     """Whether `--encoder NAME` loads NAME's pretrained weights: yes (what a TRIDENT user expects of a named
     encoder), except for the random-by-design `tiny` / `<name>-tiny` encoders, or when the command line sets
@@ -84,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "run continues with the same command (finished shards are skipped); different settings are refused. "
         "Train on the result with fusion.image_features=OUT.",
     )
-    p.add_argument("--encoder", default=None,
+    p.add_argument("--encoder", default=None, type=_encoder_name,
                    help="image encoder name (models registry); default fusion.model.image_encoder.name. A "
                    "named encoder loads its pretrained weights (or fusion.model.image_encoder.weights_path when "
                    "it is the config's own encoder or the command line gives the file); "
