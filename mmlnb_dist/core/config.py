@@ -38,13 +38,8 @@ class Section(BaseModel):
     """A config section: unknown keys are errors, assignments are validated, docstrings document fields, and
     float settings are finite numbers (`train.lr=inf` passed `gt=0` and trained to NaN at the first step)."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_assignment=True,
-        use_attribute_docstrings=True,
-        protected_namespaces=(),
-        allow_inf_nan=False,
-    )
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True,
+                              protected_namespaces=(), allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -197,8 +192,9 @@ def _parse_value(text: str, annotation: Any = None) -> Any:
 def apply_overrides(root: type, raw: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
     """Apply `a.b.c=value` overrides to a raw (dict) config of model `root`; returns the same dict."""
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key=value (for example train.lr=3e-4)")
+        if "=" not in item or not item.split("=", 1)[0].strip():  # `train.lr =3`: the shell makes `=3` an item
+            raise ConfigError(f"override '{item}' is not of the form key=value (for example train.lr=3e-4, with no "
+                              f"space before or after '=')")
         key, text = item.split("=", 1)
         key = key.strip()
         try:
