@@ -36,7 +36,8 @@ def _modules():
 
 
 def test_no_module_over_400_lines():
-    long = {str(p.relative_to(ROOT)): n for p in _modules() if (n := len(p.read_text().splitlines())) > 400}
+    # under 400, as CONTRACTS.md says: `> 400` let a module sit at exactly 400 (core/tracking/journal.py did)
+    long = {str(p.relative_to(ROOT)): n for p in _modules() if (n := len(p.read_text().splitlines())) >= 400}
     assert not long, f"split these by responsibility: {long}"
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from ..sections import TrackingConfig
-from .journal import (Spool, apply_event, ensure_run, now_ms, recorded_run, send_pending, upload,
-                      write_run_record)
+from .events import apply_event
+from .journal import Spool, ensure_run, now_ms, recorded_run, send_pending, upload, write_run_record
 from .loggers import NullLogger
 from .metric_name import mlflow_key
 from .params import param_values

@@ -1,0 +1,94 @@
+"""One journal event sent to MLflow (`apply_event`), with the retries and fallbacks its calls need: a dataset
+insert raced by another run, a param a resumed run changed. The journal (`journal.py`) decides what is sent and
+when; this module only how."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+from .metric_name import mlflow_metrics
+
+log = logging.getLogger(__name__)
+
+
+def dataset_inputs(specs: List[Dict[str, Any]]):
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for s in specs:
+        ds = Dataset(name=s["name"], digest=s["digest"], source_type="local",
+                     source=json.dumps({"uri": s["source"]}), profile=json.dumps(s["profile"]))
+        inputs.append(DatasetInput(ds, tags=[InputTag("mlflow.data.context", s["context"])]))
+    return inputs
+
+
+DATASET_INSERT_RACE = ("UNIQUE constraint failed: datasets", "duplicate key value", "Duplicate entry")
+"""How SQLite, PostgreSQL and MySQL stores refuse a second insert of one dataset (`log_inputs`)."""
+
+
+def log_inputs(client, run_id: str, inputs, attempts: int = 3) -> None:
+    """`log_inputs`, sent again when another run inserted the same dataset at the same moment: MLflow's SQL store
+    looks a dataset up, then inserts it, so two runs starting together on one shard set (Tune trials) race, and
+    the loser's insert fails on the unique key. By the next try the dataset exists and is only linked."""
+    for attempt in range(attempts):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except Exception as err:  # noqa: BLE001 - only the insert race is retried; the rest re-raises
+            if attempt == attempts - 1 or not any(text in str(err) for text in DATASET_INSERT_RACE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
+def log_params(client, run_id: str, params: Dict[str, str]) -> None:
+    """Params in chunks of 100 (re-sending a chunk after a failure is harmless: same values). MLflow refuses to
+    change a param, which a resumed run with an edited config would do: the run keeps the values it started with
+    and each changed value becomes a `param_changed.<key>` tag."""
+    from mlflow.entities import Param, RunTag
+
+    items = [Param(k, v) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        try:
+            client.log_batch(run_id, params=items[i:i + 100])
+        except Exception as err:  # noqa: BLE001 - only a refused change is handled; the rest re-raises
+            if getattr(err, "error_code", None) != "INVALID_PARAMETER_VALUE":
+                raise
+            logged = client.get_run(run_id).data.params
+            new = [p for p in items[i:i + 100] if p.key not in logged]
+            changed = [RunTag(f"param_changed.{p.key}", p.value[:5000]) for p in items[i:i + 100]
+                       if p.key in logged and logged[p.key] != p.value]
+            client.log_batch(run_id, params=new, tags=changed)
+
+
+def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
+    """Send one journal event to MLflow (raises when the server does not accept it)."""
+    from mlflow.entities import RunTag
+
+    op = event["op"]
+    if op == "params":
+        log_params(client, run_id, event["params"])
+    elif op == "metrics":
+        client.log_batch(run_id, metrics=mlflow_metrics(event))
+    elif op == "tags":
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in event["tags"].items()])
+    elif op == "artifact":
+        path = Path(event["path"])
+        if not path.exists():
+            log.warning("artifact %s no longer exists; not uploaded", path)
+        elif path.is_dir():
+            client.log_artifacts(run_id, str(path), event.get("artifact_path"))
+        else:
+            client.log_artifact(run_id, str(path), event.get("artifact_path"))
+    elif op == "inputs":
+        log_inputs(client, run_id, dataset_inputs(event["datasets"]))
+    elif op == "close":
+        client.set_terminated(run_id, status=event["status"], end_time=event.get("ts"))
+    elif op == "resume":
+        # The same run continues: RUNNING again, with a count of how often it was resumed.
+        client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, "resume_count", str(event.get("resume_count", 1)))
+    elif op != "start":
+        raise ValueError(f"unknown journal event {op!r}")
