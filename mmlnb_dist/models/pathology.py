@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from ..core.progress import route_library_bars
-from .encoders_base import (IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, load_state_file,
-                            load_weights)
+from .encoders_base import (IMAGENET_MEAN, IMAGENET_STD, EncoderError, ImageEncoder, hub_download_hint,
+                            load_state_file, load_weights)
 
 log = logging.getLogger(__name__)
 
@@ -267,18 +267,16 @@ def _out_dim(entry: PathologyModel, body: nn.Module) -> int:
 
 
 def access_message(entry: PathologyModel, err: BaseException) -> str:
-    """How to get a model that is not on this machine (gated models need an accepted request and a login)."""
-    from huggingface_hub import constants
-
+    """How to get a model that is not on this machine (gated models need an accepted request and a login); the
+    download step is `hub_download_hint`'s, the one the text encoders give too (it names the command)."""
     url = f"https://huggingface.co/{entry.repo_id}"
     steps = (f"request access at {url} (gated: accept its conditions there, {entry.licence}), then run "
-             f"`huggingface-cli login` (or set HF_TOKEN) on a machine with internet, and download it"
-             if entry.gated else f"download it from {url}")
+             f"`huggingface-cli login` (or set HF_TOKEN) on a machine with internet, and "
+             if entry.gated else f"its page: {url}; ")
     return (f"image encoder '{entry.name}' ({entry.hub_id}) is not available on this machine "
-            f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}); {steps}. "
-            f"Files go to the Hugging Face cache {constants.HF_HUB_CACHE} (HF_HOME / HF_HUB_CACHE move it; "
-            f"copy the cache folder to offline machines and set HF_HUB_OFFLINE=1), or set "
-            f"model.image_encoder.weights_path to a local weights file or model folder")
+            f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}); {steps}"
+            f"{hub_download_hint(entry.repo_id)}. HF_HOME / HF_HUB_CACHE move the cache (copy the folder to offline "
+            f"machines), or set model.image_encoder.weights_path to a local weights file or model folder")
 
 
 def _weights_file(folder: Path) -> Path:

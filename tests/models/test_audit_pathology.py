@@ -74,7 +74,7 @@ def test_repo_ids_drop_the_loader_prefix_of_either_spelling():
 
 def test_a_missing_open_model_says_where_to_download_it_without_asking_for_access():
     msg = access_message(PATHOLOGY_MODELS["plip"], OSError("not cached\nsecond line"))
-    assert "download it from https://huggingface.co/vinid/plip" in msg
+    assert "https://huggingface.co/vinid/plip" in msg and "`huggingface-cli download vinid/plip`" in msg
     assert "request access" not in msg and "OSError: not cached" in msg and "second line" not in msg
     assert "model.image_encoder.weights_path" in msg
 
