@@ -54,7 +54,7 @@ def test_an_ablate_whose_study_folder_is_a_file_is_refused_before_any_work(tmp_p
         blocked = runs
     else:
         runs.mkdir()
-        blocked = runs / "cpu-demo"
+        blocked = runs / "cpu-demo-study"  # ablate's own folder, beside the train run's
         blocked.write_text("")
     code, _, err = run_cli(["ablate", "--config", "cpu-demo", "--descriptions", "shards",
                             f"run.output_dir={runs}", f"data.shards={tmp_path / 'shards'}"])
