@@ -68,6 +68,18 @@ def ramp_cut_short(cfg: CurriculumConfig, epochs: int, two_branch: bool) -> Opti
             f"most {last} (and ramp_start to at most that), or raise train.epochs above {cfg.ramp_end}")
 
 
+def phases_never_run(cfg: CurriculumConfig, epochs: int) -> Optional[str]:
+    """Which freezing phases start at or after `epochs` (so their encoder settings never apply), each named with
+    its index and start epoch, or None when every phase runs. Naming only the last phase hid the others a short
+    run skips (phases 0, 3, 6 in one epoch skip two)."""
+    skipped = [f"fusion.curriculum.phases[{i}] (start_epoch {p.start_epoch})"
+               for i, p in enumerate(cfg.phases) if p.start_epoch >= epochs]
+    if not skipped:
+        return None
+    return (f"{', '.join(skipped)} start at or after train.epochs={epochs} (epochs 0..{epochs - 1}) and never run; "
+            f"to run them, raise train.epochs above {cfg.phases[-1].start_epoch} or lower their start_epoch")
+
+
 def phase_index(cfg: CurriculumConfig, epoch: int) -> int:
     """Index of the freezing phase that holds `epoch` (phases start at 0 and increase; checked by the config)."""
     index = 0

@@ -31,7 +31,7 @@ from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
-from .curriculum import CurriculumState, ramp_cut_short
+from .curriculum import CurriculumState, phases_never_run, ramp_cut_short
 from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume
 from .loop import too_few_micro_batches, train_epoch
 from .metrics import format_metrics_table, scalar_metrics
@@ -153,10 +153,9 @@ class FusionRecipe:
 
         cfg, env = self.cfg, self.env
         # said by the run itself, not by `check`: a search checks its base config, whose phases its trials rescale
-        last_phase = cfg.fusion.curriculum.phases[-1].start_epoch
-        if last_phase >= cfg.train.epochs:
-            log.info("note: fusion.curriculum.phases start at epoch %d >= train.epochs %d; later phases never run",
-                     last_phase, cfg.train.epochs)
+        skipped = phases_never_run(cfg.fusion.curriculum, cfg.train.epochs)
+        if skipped:  # a warning: the skipped phases' freezing settings are part of what the user asked for
+            log.warning("%s", skipped)
         cut_short = ramp_cut_short(cfg.fusion.curriculum, cfg.train.epochs, cfg.fusion.model.mode in TWO_BRANCH_MODES)
         if cut_short:
             log.warning("%s", cut_short)
