@@ -67,6 +67,29 @@ def describe_holder(holder: Optional[Dict[str, Any]]) -> str:
     return f"`{holder.get('command', '?')}` (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {since})"
 
 
+STUDY_MARKERS = ("study.log", "table.json", "study.json")
+"""Files `ablate` leaves in its study folder (<run.output_dir>/<run.name>-study): its log, table, MLflow state."""
+SEARCH_MARKER = "search.json"
+"""The file each `tune` search keeps in its folder <tune.storage_path>/<tune.name>."""
+
+
+def refuse_other_jobs_folder(folder: Path, command: str) -> None:
+    """Refuse `folder` when it holds another kind of job than a run: a study (`train run.name=<x>-study` put a
+    run's files among the study's rows and table) or the storage of searches (`train run.name=tune` at the
+    default <run.output_dir>/tune). A run's own folder (its config.yaml) is its own, whatever else lies there."""
+    if not folder.is_dir() or (folder / "config.yaml").is_file():
+        return
+    study = [m for m in STUDY_MARKERS if (folder / m).is_file()]
+    if study:
+        raise UserError(f"{command}: {folder} holds an ablate study (its {', '.join(study)}), not a run: give this "
+                        f"job another run.name (or output folder), or move the study away")
+    searches = sorted(p.parent.name for p in folder.glob(f"*/{SEARCH_MARKER}"))
+    if searches:
+        raise UserError(f"{command}: {folder} holds tune searches ({', '.join(searches[:5])}: the storage of "
+                        f"tune.storage_path, else <run.output_dir>/tune), not a run: give this job another run.name "
+                        f"(or output folder)")
+
+
 class FolderLock:
     """Exclusive, non-blocking lock on `folder` (created if missing). Not re-entrant: a second FolderLock on the
     same folder fails even in the same process, so exactly one layer (the recipe runner, a command) takes it."""
@@ -84,6 +107,7 @@ class FolderLock:
         before its config checks, which must not create the folder either). A file where the folder would be is
         a `UserError` naming it (every recipe's run folder; it was a NotADirectoryError traceback)."""
         refuse_file_in_the_way(self.folder, f"{self.command}: its folder")
+        refuse_other_jobs_folder(self.folder, self.command)
         if not (self.folder / LOCK_FILE).is_file():
             return
         probe = FileLock(str(self.folder / LOCK_FILE), timeout=0)
@@ -104,6 +128,7 @@ class FolderLock:
 
     def acquire(self) -> "FolderLock":
         refuse_file_in_the_way(self.folder, f"{self.command}: its folder")
+        refuse_other_jobs_folder(self.folder, self.command)  # (also here: some jobs take the lock directly)
         self.found_empty = self.folder.is_dir() and not any(self.folder.iterdir())
         self.folder.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.folder / LOCK_FILE), timeout=0)
