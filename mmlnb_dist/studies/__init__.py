@@ -48,7 +48,7 @@ from .descriptions import (BASE, FINE_TUNED, SHARDS, DescriptionSets, check_sour
 from .figure import save_study_figure
 from .fingerprints import job_fingerprint
 from .rows import leave_out_unfit
-from .table import finite as _finite, first_line, format_table, summarise
+from .table import finite as _finite, first_line, format_table, keep_earlier_table, summarise
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +287,9 @@ def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available
         table[row]["descriptions"] = sources[row]
         table[row]["trained"] = [results[(row, s)]["trained"] for s in seeds]
     markdown = format_table(table, metrics, split, study_dir.name, seeds) + "\n" + format_cache(cache) + "\n"
+    kept = keep_earlier_table(study_dir, chosen, seeds)  # another study's table (other rows or seeds) stays
+    if kept is not None:
+        log.warning("study %s: the earlier table (other rows or seeds) is kept as %s (and .md, .png)", study_dir, kept)
     (study_dir / "table.md").write_text(markdown)
     stored = {"split": split, "seeds": list(seeds), "metrics": metrics, "rows": table, "cache": cache}
     (study_dir / "table.json").write_text(json.dumps(strict_json(stored), indent=2, allow_nan=False))  # NaN: null

@@ -2,9 +2,12 @@
 number (it diverged, or it failed) is marked as such in its row instead of printing nan."""
 from __future__ import annotations
 
+import json
 import math
 import statistics
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
 
 Rows = Dict[str, Tuple[str, List[str]]]
 
@@ -67,3 +70,23 @@ def format_table(table: Dict[str, Dict[str, Any]], metrics: Sequence[str], split
     if errors:
         lines += ["", "Failed runs (traceback in study.log; a rerun retries them, finished runs are skipped):", *errors]
     return "\n".join(lines) + "\n"
+
+
+def keep_earlier_table(study_dir: Path, rows: Sequence[str], seeds: Sequence[int]) -> Optional[Path]:
+    """Move the table of an earlier study in `study_dir` with other rows or seeds (`--rows full,concat`, then
+    `--rows sum`) to table-<rows>-seeds-<seeds>.md / json / png before this one writes its own: the second call
+    rewrote table.* with its rows alone and the first table was gone without a word. It is another study (its
+    own MLflow parent run too), so both tables stay. Returns the kept table.json, or None (a rerun with the same
+    rows and seeds, or no readable earlier table: written over as before)."""
+    try:
+        earlier = json.loads((study_dir / "table.json").read_text())
+        earlier_rows, earlier_seeds = list(earlier["rows"]), sorted(int(s) for s in earlier["seeds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if set(earlier_rows) == set(rows) and earlier_seeds == sorted(seeds):
+        return None
+    stem = f"table-{'+'.join(earlier_rows)}-seeds-{'+'.join(map(str, earlier_seeds))}"
+    for suffix in (".md", ".json", ".png"):
+        if (study_dir / f"table{suffix}").is_file():
+            (study_dir / f"table{suffix}").replace(study_dir / f"{stem}{suffix}")
+    return study_dir / f"{stem}.json"
