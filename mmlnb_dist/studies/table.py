@@ -77,13 +77,13 @@ def keep_earlier_table(study_dir: Path, rows: Sequence[str], seeds: Sequence[int
     `--rows sum`) to table-<rows>-seeds-<seeds>.md / json / png before this one writes its own: the second call
     rewrote table.* with its rows alone and the first table was gone without a word. It is another study (its
     own MLflow parent run too), so both tables stay. Returns the kept table.json, or None (a rerun with the same
-    rows and seeds, or no readable earlier table: written over as before)."""
+    rows and seeds or more, whose table holds the earlier one's, or no readable earlier table: written over)."""
     try:
         earlier = json.loads((study_dir / "table.json").read_text())
         earlier_rows, earlier_seeds = list(earlier["rows"]), sorted(int(s) for s in earlier["seeds"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if set(earlier_rows) == set(rows) and earlier_seeds == sorted(seeds):
+    if set(earlier_rows) <= set(rows) and set(earlier_seeds) <= set(seeds):  # the new table holds it all
         return None
     stem = f"table-{'+'.join(earlier_rows)}-seeds-{'+'.join(map(str, earlier_seeds))}"
     for suffix in (".md", ".json", ".png"):

@@ -2,7 +2,8 @@
 rewrote table.md / table.json / table.png with the new rows alone: the first table's numbers were gone from the
 folder without a word (its runs stayed, but no table named them). Other rows or seeds are another study (its own MLflow
 parent run, tests/studies/test_ablate.py): the earlier table now stays beside the new one, as
-table-<rows>-seeds-<seeds>.md / json / png; a rerun with the same rows and seeds writes its table over its own."""
+table-<rows>-seeds-<seeds>.md / json / png; a rerun, or one adding rows or seeds, writes the
+table over the one it holds."""
 from __future__ import annotations
 
 import pytest
@@ -44,10 +45,12 @@ def test_a_study_with_other_rows_or_seeds_keeps_the_earlier_table_beside_its_own
     assert (second.study_dir / "table.md").read_text() == second.markdown
 
 
-def test_a_rerun_writes_its_table_over_its_own(tmp_path):
+def test_a_rerun_or_a_larger_study_writes_its_table_over_the_earlier_one_it_holds(tmp_path):
     from mmlnb_dist.studies import run_study
 
     cfg = clip_config(tmp_path / "no-shards", tmp_path / "runs", name="t")
     run_study(cfg, rows=["concat", "sum"], seeds=[0], train_jobs=_train_jobs)
     again = run_study(cfg, rows=["sum", "concat"], seeds=[0], train_jobs=_train_jobs)
+    larger = run_study(cfg, rows=["concat", "sum"], seeds=[0, 1], train_jobs=_train_jobs)
+    assert set(larger.table) == {"concat", "sum"}
     assert sorted(p.name for p in again.study_dir.glob("table*")) == ["table.json", "table.md", "table.png"]
