@@ -20,14 +20,6 @@ exec {python} "$@"
 SCRIPTS = [("train_multinode.sh", ["data.shards=s"]), ("finetune_vlm.sh", ["vlm.pairs=p"])]
 
 
-@pytest.fixture
-def busy_port():
-    with socket.socket() as held:
-        held.bind(("", 0))
-        held.listen()
-        yield held.getsockname()[1]
-
-
 @pytest.mark.parametrize("script, args", SCRIPTS, ids=[s[0] for s in SCRIPTS])
 def test_a_master_port_in_use_on_the_rendezvous_host_here_is_refused(tmp_path, busy_port, script, args):
     (tmp_path / "hosts").write_text("localhost slots=1\nnode2 slots=1\n")

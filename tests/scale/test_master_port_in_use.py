@@ -22,14 +22,6 @@ ONE_NODE = [("train_node.sh", ["data.shards=s"]), ("finetune_vlm.sh", ["vlm.pair
 HOSTFILE = [("train_multinode.sh", ["data.shards=s"]), ("finetune_vlm.sh", ["vlm.pairs=p"])]
 
 
-@pytest.fixture
-def busy_port():
-    with socket.socket() as held:
-        held.bind(("", 0))
-        held.listen()
-        yield held.getsockname()[1]
-
-
 @pytest.mark.parametrize("script, args", ONE_NODE, ids=[w[0] for w in ONE_NODE])
 def test_a_master_port_in_use_here_is_refused_before_the_launch(tmp_path, busy_port, script, args):
     done = wrapper_runner(tmp_path, FAKE)(script, args, MASTER_PORT=str(busy_port), NUM_GPUS="2")

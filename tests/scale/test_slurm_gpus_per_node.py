@@ -4,35 +4,15 @@ GPUs, not the last count alone, which started one process on a three-GPU node), 
 (`4(x2)`). A form it cannot read, or nodes with different counts, is refused naming the variable and GPUS_PER_NODE."""
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from support.launch_wrappers import REAL_PYTHON, ROOT
-
-SBATCH = ROOT / "launch" / "slurm" / "train.sbatch"
-FAKE_SRUN = r"""#!/usr/bin/env bash
-while [[ $# -gt 0 && "$1" == -* ]]; do case "$1" in --*=*) shift ;; *) shift 2 ;; esac; done
-printf '%s\n' "$@" > "$FAKE_SLURM_LOG/step.args"
-"""
-FAKE_SCONTROL = "#!/usr/bin/env bash\nprintf '%s\\n' node01 node02\n"
-
+from support.slurm_deepspeed import sbatch_deepspeed
 
 def _sbatch(tmp: Path, **extra: str) -> subprocess.CompletedProcess:
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for name, text in {"srun": FAKE_SRUN, "scontrol": FAKE_SCONTROL}.items():
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in (
-        "MASTER_ADDR", "MASTER_PORT", "GPUS_PER_NODE", "HOSTFILE", "DEEPSPEED", "PYTHON", "LAUNCHER")}
-    env.update(PATH=f"{bin_dir}:{env['PATH']}", PYTHONPATH=str(ROOT), FAKE_SLURM_LOG=str(tmp), LAUNCHER="deepspeed",
-               PYTHON=str(REAL_PYTHON), DEEPSPEED="deepspeed", SLURM_JOB_NODELIST="node[01-02]", SLURM_JOB_NUM_NODES="2",
-               SLURM_JOB_ID="7", SLURM_SUBMIT_DIR=str(ROOT), HOSTFILE=str(tmp / "hosts"), **extra)
-    return subprocess.run(["bash", str(SBATCH), "cpu-demo", "run.name=g"], cwd=tmp, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return sbatch_deepspeed(tmp, "g", HOSTFILE=str(tmp / "hosts"), **extra)
 
 
 @pytest.mark.parametrize("value, count", [("8", "8"), ("a100:2", "2"), ("gpu:a100:4", "4"), ("a100:2,v100:1", "3"),
