@@ -6,23 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from support.fake_mlflow import URI, install
+from support.fake_mlflow import OTHER, URI, install, train_logger
 
-from mmlnb_dist.core.sections import TrackingConfig
-from mmlnb_dist.core.tracking import mlflow_logger
 from mmlnb_dist.core.tracking.journal import Spool, upload
-
-OTHER = "http://other.invalid:5000"
-
 
 @pytest.fixture
 def stores(monkeypatch):
     return install(monkeypatch)
-
-
-def _logger(run_dir, uri=URI, resume=False):
-    return mlflow_logger.MLflowLogger(TrackingConfig(), uri, run_dir.parent / "mlartifacts", "r-train",
-                                      run_dir=run_dir, stage="train", resume=resume)
 
 
 def _points(store, run_id):
@@ -31,12 +21,12 @@ def _points(store, run_id):
 
 def test_a_copy_to_another_store_then_a_resume_at_the_first_sends_each_point_once(tmp_path, stores):
     run_dir = tmp_path / "run"
-    first = _logger(run_dir)
+    first = train_logger(run_dir)
     first.log_metrics({"a": 1.0}, 1)
     first.close()
     copy = upload(Spool.for_stage(run_dir, "train"), OTHER)  # `tracking sync --uri OTHER run`
     assert copy["created"] and _points(stores[OTHER], copy["run_id"]) == [("a", 1)]
-    again = _logger(run_dir, resume=True)
+    again = train_logger(run_dir, resume=True)
     again.log_metrics({"a": 2.0}, 2)
     again.close()
     assert again.run_id == first.run_id
@@ -48,12 +38,12 @@ def test_a_copy_to_another_store_then_a_resume_at_the_first_sends_each_point_onc
 
 def test_a_store_whose_run_is_gone_gets_a_new_one_with_everything(tmp_path, stores):
     run_dir = tmp_path / "run"
-    first = _logger(run_dir)
+    first = train_logger(run_dir)
     first.log_metrics({"a": 1.0}, 1)
     first.close()
     upload(Spool.for_stage(run_dir, "train"), OTHER)
     del stores[URI].runs[first.run_id]  # the first store lost it (a fresh server)
     stores[URI].metrics.clear()
-    again = _logger(run_dir, resume=True)
+    again = train_logger(run_dir, resume=True)
     again.close()
     assert _points(stores[URI], again.run_id) == [("a", 1)]  # a new run, sent the whole journal

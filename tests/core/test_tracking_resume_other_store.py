@@ -8,22 +8,12 @@ import logging
 
 import pytest
 
-from support.fake_mlflow import URI, install
-
-from mmlnb_dist.core.sections import TrackingConfig
-from mmlnb_dist.core.tracking import mlflow_logger
-
-OTHER = "http://other.invalid:5000"
+from support.fake_mlflow import OTHER, URI, install, train_logger
 
 
 @pytest.fixture
 def stores(monkeypatch):
     return install(monkeypatch)
-
-
-def _logger(run_dir, uri=URI, resume=False, **tracking):
-    return mlflow_logger.MLflowLogger(TrackingConfig(**tracking), uri, run_dir.parent / "mlartifacts", "r-train",
-                                      run_dir=run_dir, stage="train", resume=resume)
 
 
 def _warnings(caplog):
@@ -33,13 +23,13 @@ def _warnings(caplog):
 @pytest.mark.parametrize("spool", [True, False])
 def test_a_resume_at_another_store_warns_naming_both(tmp_path, stores, caplog, spool):
     run_dir = tmp_path / "run"
-    first = _logger(run_dir, spool=spool)
+    first = train_logger(run_dir, spool=spool)
     first.log_metrics({"a": 1.0}, 1)
     if first.spool is not None:
         first.spool.unlock()  # killed: no close
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        again = _logger(run_dir, uri=OTHER, resume=True, spool=spool)
+        again = train_logger(run_dir, uri=OTHER, resume=True, spool=spool)
     said = [w for w in _warnings(caplog) if URI in w and OTHER in w]
     assert said and first.run_id in said[0], _warnings(caplog)
     assert ("replayed from the journal" in said[0]) == spool, said[0]
@@ -49,9 +39,9 @@ def test_a_resume_at_another_store_warns_naming_both(tmp_path, stores, caplog, s
 @pytest.mark.parametrize("spool", [True, False])
 def test_a_resume_at_the_same_store_says_nothing_of_stores(tmp_path, stores, caplog, spool):
     run_dir = tmp_path / "run"
-    first = _logger(run_dir, spool=spool)
+    first = train_logger(run_dir, spool=spool)
     first.close()
     with caplog.at_level(logging.INFO):
-        again = _logger(run_dir, resume=True, spool=spool)
+        again = train_logger(run_dir, resume=True, spool=spool)
     assert again.run_id == first.run_id
     assert not [w for w in _warnings(caplog) if "store" in w], _warnings(caplog)

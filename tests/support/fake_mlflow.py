@@ -12,9 +12,12 @@ from types import SimpleNamespace
 
 import mlflow
 
+from mmlnb_dist.core.sections import TrackingConfig
 from mmlnb_dist.core.tracking import mlflow_logger, runs, server
 
 URI = "http://tracking.invalid:5000"
+OTHER = "http://other.invalid:5000"
+"""A second store: a resume or a `tracking sync --uri` elsewhere."""
 
 
 class FakeStore:
@@ -123,3 +126,9 @@ def install(monkeypatch) -> FakeServers:
     for module in (server, mlflow_logger, runs):
         monkeypatch.setattr(module, "server_reachable", reachable)
     return servers
+
+
+def train_logger(run_dir: Path, uri: str = URI, resume: bool = False, **tracking) -> mlflow_logger.MLflowLogger:
+    """The train stage's MLflow logger of the run in `run_dir` (experiment `r-train`, artifacts beside the run)."""
+    return mlflow_logger.MLflowLogger(TrackingConfig(**tracking), uri, run_dir.parent / "mlartifacts", "r-train",
+                                      run_dir=run_dir, stage="train", resume=resume)
