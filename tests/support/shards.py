@@ -92,3 +92,12 @@ class FailingKeys:
 
     def finalize(self, batch):
         return self.inner.finalize(batch)
+
+
+def split_of_each_patient(splits) -> dict:
+    """{patient_id: split name} of `split_samples`' result, asserting no patient is in two splits."""
+    where = {}
+    for name, members in splits.items():
+        for s in members:
+            assert where.setdefault(s.meta["patient_id"], name) == name, (s.meta["patient_id"], where)
+    return where
