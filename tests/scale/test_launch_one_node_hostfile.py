@@ -8,13 +8,9 @@ import os
 
 import pytest
 
-from support.launch_wrappers import wrapper_runner
+from support.launch_wrappers import NO_GPU_DEEPSPEED_PRINTER, wrapper_runner
 
-FAKE = """#!/usr/bin/env bash
-if [[ "$1" == -c && "$2" == *device_count* ]]; then echo 0; exit 0; fi
-if [[ "$1 $2" == "-m deepspeed.launcher.runner" ]]; then shift 2; printf '%s\\n' "$@"; exit 0; fi
-exec {python} "$@"
-"""
+FAKE = NO_GPU_DEEPSPEED_PRINTER
 WRAPPERS = [("train_node.sh", ["data.shards=s"]), ("finetune_vlm.sh", ["vlm.pairs=p"])]
 
 

@@ -8,13 +8,9 @@ import subprocess
 
 import pytest
 
-from support.launch_wrappers import REAL_PYTHON, ROOT, wrapper_runner
+from support.launch_wrappers import NO_GPU_DEEPSPEED_PRINTER, REAL_PYTHON, ROOT, wrapper_runner
 
-FAKE = """#!/usr/bin/env bash
-if [[ "$1" == -c && "$2" == *device_count* ]]; then echo 0; exit 0; fi
-if [[ "$1 $2" == "-m deepspeed.launcher.runner" ]]; then shift 2; printf '%s\\n' "$@"; exit 0; fi
-exec {python} "$@"
-"""
+FAKE = NO_GPU_DEEPSPEED_PRINTER
 FAKE_SRUN = "#!/usr/bin/env bash\necho started > \"$FAKE_SLURM_LOG/srun.ran\"\n"
 
 

@@ -15,6 +15,14 @@ WRAPPER_VARIABLES = ("PYTHON", "CONFIG", "PROFILE", "HOSTFILE", "NUM_GPUS", "CUD
                      "MASTER_PORT")
 """What the wrappers read from the environment: the tests' own runs start without any of them."""
 
+NO_GPU_DEEPSPEED_PRINTER = """#!/usr/bin/env bash
+if [[ "$1" == -c && "$2" == *device_count* ]]; then echo 0; exit 0; fi
+if [[ "$1 $2" == "-m deepspeed.launcher.runner" ]]; then shift 2; printf '%s\\n' "$@"; exit 0; fi
+exec {python} "$@"
+"""
+"""A `fake_python` for `wrapper_runner`: a machine without GPUs whose DeepSpeed runner prints its arguments, one a
+line, instead of starting anything; anything else is the real Python."""
+
 
 def wrapper_runner(folder: Path, fake_python: str) -> Callable[..., subprocess.CompletedProcess]:
     """`go(script, args, **env)`: launch/<script> run in `folder` with `fake_python` (a bash script whose `{python}`
