@@ -90,7 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "describe", help="generate a description for every patch of a shard set (cached, resumable)",
         description="Batched, distributed description generation into a new shard set with `txt` members.",
     )
-    p.add_argument("--vlm", default=None, type=user_path, help="base model (hub id, folder or `tiny`); default vlm.model")
+    p.add_argument("--vlm", default=None, type=user_path,
+                   help="base model (hub id, folder or `tiny`); default vlm.model")
     p.add_argument("--adapter", default=None, type=user_path, help="LoRA adapter folder from finetune-vlm")
     p.add_argument("--shards", default=None, type=user_path, help="input shard set; default data.shards")
     p.add_argument("--out", default=None, type=user_path, help="output shard set; default <shards>-described")
@@ -104,7 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export-vlm", help="merge a LoRA adapter into its base model and save it (safetensors + processor)",
     )
-    p.add_argument("--base", default=None, type=user_path, help="base model (hub id, folder or `tiny`); default vlm.model")
+    p.add_argument("--base", default=None, type=user_path,
+                   help="base model (hub id, folder or `tiny`); default vlm.model")
     p.add_argument("--adapter", required=True, type=user_path, help="LoRA adapter folder")
     p.add_argument("--out", required=True, type=user_path,
                    help="output folder: new or empty (built beside it, moved into place whole)")

@@ -106,9 +106,10 @@ def _image_of(sample: SampleSpec) -> Optional[str]:
 def split_samples(samples: Sequence[SampleSpec], build: BuildConfig) -> Dict[str, List[SampleSpec]]:
     """Split samples into train/val/test: stratified by class, grouped by slide when slide ids are present.
 
-    Grouping: each patient (`meta["patient_id"]`, a patients CSV's column) or else slide is one unit, stratified by its majority label (multi-label samples: by the union of its
-    samples' label sets, with iterative stratification); samples without a slide id are units of their own, except
-    rows that share one image file (several captions of it), which are one unit.
+    Grouping: each patient (`meta["patient_id"]`, a patients CSV's column) or else slide is one unit, stratified
+    by its majority label (multi-label samples: by the union of its samples' label sets, with iterative
+    stratification); samples without a slide id are units of their own, except rows that share one image file
+    (several captions of it), which are one unit.
     Deterministic for `build.seed` and the set of samples (input order does not matter).
     Each split is then shuffled with the seed, so shards mix classes and slides.
     """

@@ -8,7 +8,8 @@
   rank, and each shard's features are written by one process in one atomic rename (`store.write_shard_features`).
 - Batches are fixed offsets in the shard; images are decoded by a small thread pool one batch ahead of the
   encoder. On CUDA the encoder runs in the precision `distributed.precision` asks for (cast to bf16/fp16 as
-  DeepSpeed casts a training run's model, or fp32), on the CPU in fp32; the precision is part of the features' identity; features are stored as float32.
+  DeepSpeed casts a training run's model, or fp32), on the CPU in fp32; the precision is part of the features'
+  identity; features are stored as float32.
 - A rerun removes a killed run's half-written temporaries, skips shards whose file is complete (a torn or
   stale file is redone) and refuses to continue an output made with different settings
   (`core.provenance.check_or_record`: encoder, weights digest, transform, shard set digest, precision, dtype and

@@ -1,9 +1,10 @@
 """The MLflow journal: each call of a stage goes to `<run_dir>/tracking/<stage>.jsonl` first (never lost to a server).
 
 One journal is one MLflow run. `<run_dir>/tracking/<stage>.json` (the state) records the tracking URI, the run
-id and `acked`: how many leading events the server acknowledged (other stores': `stores.switch_store`). Events are sent strictly in journal order and
-`acked` moves past an event only after the server accepted it, so whatever a crash or a lost server leaves
-behind is exactly the events after `acked` (`pending()`), and `upload` sends those and nothing else.
+id and `acked`: how many leading events the server acknowledged (other stores': `stores.switch_store`). Events
+are sent strictly in journal order and `acked` moves past an event only after the server accepted it, so
+whatever a crash or a lost server leaves behind is exactly the events after `acked` (`pending()`), and `upload`
+sends those and nothing else.
 
 Lifecycle events mark the process segments of the run: `start` (the first process), `resume` (each resumed
 process, which continues the same MLflow run), `close` (the status a process ended with). A segment with no
