@@ -66,7 +66,7 @@ def _job(tmp_path, name, uri=None, done=False):
     from mmlnb_dist.pipeline import run_stage
     from mmlnb_dist.studies import RowJob
 
-    cfg = load_config(None, [f"run.output_dir={tmp_path}/runs/study", f"run.name={name}",
+    cfg = load_config(None, [f"run.output_dir={tmp_path}/runs/study-study", f"run.name={name}",
                              "tracking.backends=[stdout]", *([f"tracking.uri={uri}"] if uri else [])])
     job = RowJob(name.split("-")[0], 0, cfg, "f" * 16)
     if done:
@@ -163,9 +163,9 @@ def test_a_trial_is_handed_absolute_paths(tmp_path, monkeypatch):
     assert not Path(job.cfg.run.output_dir).is_absolute()
     _, seen = _study(Path("rel"), monkeypatch, [job])
     spec = seen["specs"]["a-seed0"]
-    assert spec["cfg"]["run"]["output_dir"] == str(tmp_path / "rel" / "runs" / "study")
+    assert spec["cfg"]["run"]["output_dir"] == str(tmp_path / "rel" / "runs" / "study-study")
     assert (spec["row"], spec["seed"], spec["fingerprint"]) == ("a", 0, "f" * 16)
-    assert Path(seen["storage"]) == tmp_path / "rel" / "runs" / "study" / "tune"
+    assert Path(seen["storage"]) == tmp_path / "rel" / "runs" / "study-study" / "tune"
 
 
 def test_a_trial_drops_the_launchers_rank_and_reports_its_numeric_metrics(tmp_path, monkeypatch):
