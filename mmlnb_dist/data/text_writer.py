@@ -40,7 +40,9 @@ def writer_name(writer: Any) -> str:
     if writer == REFERENCE:
         return "from the shard set itself (reference text, not written by a VLM)"
     sha = writer.get("adapter_sha256")
-    return f"written by the VLM {writer.get('model')} ({f'adapter sha256 {sha[:12]}' if sha else 'no adapter'})"
+    tiny = ", ".join(f"{k}={writer[k]}" for k in TINY_KEYS if k in writer) if writer.get("model") == "tiny" else ""
+    return (f"written by the VLM {writer.get('model')} ({f'adapter sha256 {sha[:12]}' if sha else 'no adapter'})"
+            + (f" of {tiny}" if tiny else ""))  # two tiny models differ by these alone
 
 
 def same_writer(a: Any, b: Any) -> bool:

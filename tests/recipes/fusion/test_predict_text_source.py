@@ -78,10 +78,29 @@ def test_images_described_by_the_training_writer_pass_without_a_word(vlm_trained
     ext = next(k for k in ("png", "jpg") if k in sample)
     image = tmp_path / f"patch.{ext}"
     image.write_bytes(sample[ext])
+    # the training run's config: its vlm settings (tiny_vision, tiny_seed) made the tiny VLM that wrote its text
     code = main(["predict", "--model", "models:/nb-src@champion", str(image), "--out", str(tmp_path / "p.csv"),
-                 "--uri", vlm_trained["uri"], "--vlm", "tiny"])
+                 "--uri", vlm_trained["uri"], "--vlm", "tiny",
+                 "--config", str(vlm_trained["root"] / "runs" / "src" / "config.yaml")])
     err = capsys.readouterr().err
     assert code == 0 and "trained on descriptions written by" not in err, err
+
+
+def test_images_described_by_another_tiny_vlm_are_named_with_what_differs(vlm_trained, tmp_path, capsys):
+    """`--vlm tiny` without the training config builds the default tiny VLM (another vision tower than the
+    profile's): another writer, and the warning says which settings tell the two apart."""
+    from mmlnb_dist.data.reader import iter_shard_samples
+
+    sample = next(iter_shard_samples(next(iter(sorted(vlm_trained["reference"].glob("val-*.tar"))))))
+    ext = next(k for k in ("png", "jpg") if k in sample)
+    (tmp_path / f"patch.{ext}").write_bytes(sample[ext])
+    code = main(["predict", "--model", "models:/nb-src@champion", str(tmp_path / f"patch.{ext}"), "--out",
+                 str(tmp_path / "p.csv"), "--uri", vlm_trained["uri"], "--vlm", "tiny"])  # tiny_vision: random
+    err = capsys.readouterr().err
+    assert code == 0, err
+    trained = "trained on descriptions written by the VLM tiny (no adapter) of tiny_seed=0, tiny_vision=distilled"
+    assert trained in err, err
+    assert "written by the VLM tiny (no adapter) of tiny_seed=0, tiny_vision=random" in err, err
 
 
 def test_with_the_vlm_describing_a_labels_table_gives_the_slides(vlm_trained, tmp_path, capsys):
