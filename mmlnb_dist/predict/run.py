@@ -24,7 +24,7 @@ from .inputs import collect_inputs, decoded, require_descriptions, shard_sets_re
 from .journal import PredictJournal, digest, file_digest, files_digest
 from .model import load_model
 from .provenance import model_identity, model_record_file, warn_if_other_model, write_model_record
-from .skipped import write_skipped
+from .skipped import SIDE_FILES, side_file, write_skipped
 from .slides import multilabel_slide_aggregates, slide_aggregates
 
 log = logging.getLogger(__package__)  # "[predict]" on the console
@@ -106,13 +106,12 @@ def _check_arguments(out: Path, top_k: Optional[int], threshold: Optional[float]
     refuse_file_in_the_way(out.parent, f"--out {out}")
     # `p.slides.csv` / `p.skipped.csv` are the side files of `--out p.csv`, which that job overwrites or removes:
     # predictions written under such a name would be lost to it without a word
-    for side in (".slides", ".skipped"):
-        if out.stem.endswith(side):
-            owner = out.with_name(out.stem[:-len(side)] + out.suffix)
-            raise PredictError(f"--out {out} is the name `predict --out {owner}` gives its "
-                               f"{'per-slide aggregates' if side == '.slides' else 'unreadable inputs'} (and "
-                               f"replaces or removes them): give the predictions another name, e.g. "
-                               f"{out.with_name(out.stem.replace(side, '_' + side[1:]) + out.suffix)}")
+    for kind, what in SIDE_FILES.items():
+        if out.stem.endswith(f".{kind}"):
+            owner = out.with_name(out.stem[:-len(kind) - 1] + out.suffix)
+            raise PredictError(f"--out {out} is the name `predict --out {owner}` gives its {what} (and replaces or "
+                               f"removes them): give the predictions another name, e.g. "
+                               f"{out.with_name(out.stem.replace('.' + kind, '_' + kind) + out.suffix)}")
     if chunk_size < 1:
         raise PredictError(f"--chunk-size must be at least 1 (got {chunk_size})")
     if top_k is not None and threshold is not None:
@@ -266,15 +265,15 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
                       "settings": digest([json.dumps(vlm_cfg.vlm.model_dump(mode="json"), sort_keys=True),
                                           str(vlm_cfg.distributed.precision)])}
         sets = shard_sets_read(inputs)
+        identity = model_identity(model_uri, model, tracking_uri)
         done = journal.resume({
-            "model": model_uri, "model_uuid": getattr(getattr(model, "metadata", None), "model_uuid", None),
+            "model": model_uri, "model_uuid": identity["model_uuid"],
             "inputs": digest([it["source"] for it in items]), "n_inputs": len(items), "split": split,
             # a set rebuilt in place keeps its names: its manifest (the shards' sha256) tells the builds apart
             "shard_sets": [file_digest(folder / "manifest.json") for folder in sets],
             "files": files_digest(_loose_files(items, sets)),
             "descriptions": file_digest(descriptions), "description_column": description_column,
             "slide_column": slide_column, "vlm": writer, "top_k": top_k, "threshold": threshold})
-        identity = model_identity(model_uri, model, tracking_uri)
         warn_if_other_model(out, identity)
         if done.upto:
             log.info("resuming: %d of %d inputs were predicted by an interrupted run (%s)", done.upto, len(items),
@@ -312,7 +311,7 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
                                               threshold or 0.0, slide_ids)
         else:
             agg = slide_aggregates(rows, classes, slide_ids)
-        slides_file = out.with_name(out.stem + ".slides" + out.suffix)
+        slides_file = side_file(out, "slides")
         if agg:
             slides_out = slides_file
             _write(agg, slides_out)

@@ -12,10 +12,19 @@ from typing import Optional, Sequence, Tuple
 from ..core.files import replace_text
 
 
+SIDE_FILES = {"slides": "per-slide aggregates", "skipped": "unreadable inputs"}
+"""The files `predict --out preds.csv` writes (or removes) beside its predictions: `preds.<kind>.csv`."""
+
+
+def side_file(out: Path, kind: str) -> Path:
+    """`preds.<kind>.csv` beside `--out preds.csv` (`.jsonl` beside a JSONL output), `kind` one of `SIDE_FILES`."""
+    return out.with_name(f"{out.stem}.{kind}{out.suffix}")
+
+
 def skipped_file(out: Path) -> Path:
-    """Where `predict --out preds.csv` lists the inputs it could not read: `preds.skipped.csv` (`.jsonl` beside a
-    JSONL output), next to the predictions as the slide aggregates are."""
-    return out.with_name(f"{out.stem}.skipped{out.suffix}")
+    """Where `predict --out preds.csv` lists the inputs it could not read: `preds.skipped.csv`, next to the
+    predictions as the slide aggregates are."""
+    return side_file(out, "skipped")
 
 
 def write_skipped(out: Path, failed: Sequence[Tuple[str, str]]) -> Optional[Path]:
