@@ -91,9 +91,15 @@ def _iterative_assignment(units: List[Tuple[str, List[SampleSpec]]], build: Buil
     return assignment
 
 
+def group_of(sample: SampleSpec) -> Optional[str]:
+    """What a grouped split keeps whole for `sample`: its patient (a patients CSV's `patient_id`: a patient's slides
+    share their tissue and diagnosis), else its slide; None for a sample with neither."""
+    return sample.meta.get("patient_id") or sample.slide_id
+
+
 def is_grouped(samples: Sequence[SampleSpec], build: BuildConfig) -> bool:
     """Whether the split keeps slides (or patients, a patients CSV's `patient_id`) whole: asked, and ids given."""
-    return build.group_by_slide and any(s.slide_id is not None or s.meta.get("patient_id") for s in samples)
+    return build.group_by_slide and any(group_of(s) is not None for s in samples)
 
 
 def _image_of(sample: SampleSpec) -> Optional[str]:
@@ -158,7 +164,7 @@ def warn_unfit_splits(samples: Sequence[SampleSpec], splits: Dict[str, List[Samp
     held_out = {"val": build.val_fraction, "test": build.test_fraction}
     if not any(held_out.values()):
         return
-    loose = sum(1 for s in samples if (s.slide_id is None and not s.meta.get("patient_id")) or not grouped)
+    loose = sum(1 for s in samples if group_of(s) is None or not grouped)
     if loose:
         why = ("data.build.group_by_slide=false" if any(s.slide_id is not None for s in samples) and not grouped
                else f"{loose} of {len(samples)} samples carry no slide id")
@@ -169,8 +175,7 @@ def warn_unfit_splits(samples: Sequence[SampleSpec], splits: Dict[str, List[Samp
             if grouped:
                 # the units the split dealt: patients where the samples name them, else slides
                 kind = "patient(s)" if any(s.meta.get("patient_id") for s in samples) else "slide(s)"
-                per_class = Counter(s.label for s in {s.meta.get("patient_id") or s.slide_id: s for s in samples
-                                                      if s.meta.get("patient_id") or s.slide_id}.values())
+                per_class = Counter(s.label for s in {group_of(s): s for s in samples if group_of(s)}.values())
                 counts = ", ".join(f"{c} {n}" for c, n in sorted(per_class.items()))
                 where = f"{sum(per_class.values())} {kind} ({counts}) are too few to give"
             else:
@@ -188,7 +193,7 @@ def _warn_missing_classes(name: str, splits: Dict[str, List[SampleSpec]], groupe
     have = {s.label for s in splits[name]}
     for label in sorted({s.label for s in splits["train"]} - have):
         by_patient = grouped and any(s.meta.get("patient_id") for s in splits["train"])
-        units = ({s.meta.get("patient_id") or s.slide_id for s in splits["train"] if s.label == label} if grouped
+        units = ({group_of(s) for s in splits["train"] if s.label == label} if grouped
                  else [s for s in splits["train"] if s.label == label])
         kind = "patient(s)" if by_patient else "slide(s)" if grouped else "sample(s)"
         log.warning("the %s split has no %s: its %d %s of %s are all in train, so %s metrics leave %s out. Remedies: "
