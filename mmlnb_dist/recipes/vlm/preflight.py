@@ -74,11 +74,13 @@ def check_finetune_model(vcfg: "VLMConfig", sizes: Sequence[Tuple[str, Tuple[int
     square image and beside each image size of `sizes` ((key, size) of the pairs to train and validate on: a
     narrow image can take more tokens). Builds the `tiny` model when missing (setup would)."""
     check_prompt_text(vcfg.prompt)
-    if vcfg.model == V.TINY:  # a misspelt name is refused before `tiny` is built (first use: seconds to minutes)
-        check_lora_names(tiny_skeleton(), vcfg.lora)
+    if vcfg.model == V.TINY:  # from its config: a misspelt name is refused before `tiny` is built (seconds to minutes)
+        skeleton = tiny_skeleton()
+        check_lora_names(skeleton, vcfg.lora)
     resolved = V.resolve_model_path(vcfg.model, vcfg.tiny_seed, vcfg.cache_dir, vcfg.tiny_vision)
-    skeleton = model_skeleton(resolved)
-    check_lora_names(skeleton, vcfg.lora)
+    if vcfg.model != V.TINY:
+        skeleton = model_skeleton(resolved)
+        check_lora_names(skeleton, vcfg.lora)
     check_part_rates(skeleton, vcfg)
     processor = V.load_processor(resolved, vcfg.min_pixels, vcfg.max_pixels)
     check_prompt_fits(processor, vcfg)
