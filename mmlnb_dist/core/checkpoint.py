@@ -22,7 +22,6 @@ their models themselves (the format is theirs), from the consolidated fp32 weigh
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import math
@@ -38,7 +37,7 @@ import torch
 
 from .distributed import DistEnv, all_gather_object, barrier
 from .errors import UserError
-from .files import replace_text, sha256_file
+from .files import replace_text, sha256_file, storage_failure
 from .reshard import (UNIVERSAL_SUFFIX, Layout, check_compatible, convert_to_universal, describe_change,
                       engine_layout, read_layout, restore_buffers, write_layout)
 
@@ -251,23 +250,24 @@ class CheckpointManager:
 
     @contextlib.contextmanager
     def _space_named(self, tag: str):
-        """A full disk (or quota) while `tag` is written: its half-written folder is removed (it would only hold
-        the space), and the error names the folder, the space left and the checkpoint a resume starts from."""
+        """A full disk (or quota) while `tag` is written (an OSError, or torch's writer failing without errno:
+        `storage_failure`): the half-written folder is removed, the error names it, the space left, the resume's."""
         try:
             yield
-        except OSError as err:
-            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        except (OSError, RuntimeError) as err:
+            why = storage_failure(err)
+            if why is None:
                 raise
             shutil.rmtree(self.dir / (PARTIAL + tag), ignore_errors=True)
-            free = shutil.disk_usage(self.dir).free
-            last = self.latest()
+            free, last = shutil.disk_usage(self.dir).free, self.latest()
             size = sum(f.stat().st_size for f in (self.dir / last).rglob("*") if f.is_file()) if last else 0
             kept = (f"{last} is intact (a checkpoint of this run takes about {size / 2**20:.0f} MB)" if last else
                     "no earlier checkpoint of this run was complete")
-            raise UserError(f"no space left on device saving checkpoint {tag} in {self.dir} ({err.strerror}; "
-                            f"{free / 2**20:.0f} MB free there now). The half-written checkpoint was removed; "
-                            f"{kept}. Free space (fewer train.keep_checkpoints, or another run.output_dir), then "
-                            f"continue with run.resume=true") from err
+            what, why = ("no space left on device saving", why) if isinstance(err, OSError) else \
+                ("could not write", f"{why}: a full disk, an exhausted quota or a failing disk")
+            raise UserError(f"{what} checkpoint {tag} in {self.dir} ({why}; {free / 2**20:.0f} MB free there now). "
+                            f"The half-written checkpoint was removed; {kept}. Free space (fewer train.keep_checkpoints"
+                            f", or another run.output_dir), then continue with run.resume=true") from err
 
     def _write_best(self, best: Dict[str, Any]) -> None:
         replace_text(self.dir / "best.json", json.dumps(best, indent=2))

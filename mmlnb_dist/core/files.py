@@ -4,13 +4,14 @@ where a command writes a folder"."""
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import math
 import os
 import uuid
 from pathlib import Path
-from typing import Any, TextIO, Union
+from typing import Any, Optional, TextIO, Union
 
 import yaml
 
@@ -179,3 +180,21 @@ def read_export_description(folder: Union[str, Path], what: str) -> dict:
     if not isinstance(meta, dict):
         raise UserError(f"{path} in {folder} is not a {what} export description (no JSON object): {unfinished}")
     return meta
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+TORCH_WRITE_FAILED = ("inline_container.cc", "PytorchStreamWriter", "iostream error")
+"""How torch's C++ file writer (`torch.save`, which DeepSpeed saves checkpoints with) reports a write the disk
+refused: a RuntimeError without an errno ("basic_ios::clear: iostream error", "[enforce fail at
+inline_container.cc:672] . unexpected pos ...", "PytorchStreamWriter failed writing file ...")."""
+
+
+def storage_failure(err: BaseException) -> Optional[str]:
+    """Why writing failed, when the storage refused it: a full disk or an exhausted quota (OSError ENOSPC/EDQUOT),
+    or torch's writer failing a write (no errno: a full disk, a quota, or a failing disk); None for anything else
+    (a bug keeps its traceback)."""
+    if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+        return err.strerror or os.strerror(err.errno)
+    if isinstance(err, RuntimeError) and any(mark in str(err) for mark in TORCH_WRITE_FAILED):
+        return f"torch: {str(err).splitlines()[0].strip()}"
+    return None
