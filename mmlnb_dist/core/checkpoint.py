@@ -223,7 +223,10 @@ class CheckpointManager:
         partial = PARTIAL + tag
         if self.env.is_main:
             self._mark()
-            shutil.rmtree(self.dir / partial, ignore_errors=True)  # left by a save that was killed
+            # every save or conversion a kill cut short (not only this tag's: a SIGTERM's step tag killed mid-save
+            # is never saved again by the resumed run, and its half would hold a checkpoint's space for good)
+            for stale in self.dir.glob(PARTIAL + "*"):
+                shutil.rmtree(stale, ignore_errors=True)
         barrier(self.env)
         with self._space_named(tag):
             engine.save_checkpoint(str(self.dir), tag=partial, client_state=state, save_latest=False,
@@ -243,7 +246,7 @@ class CheckpointManager:
             (self.dir / partial).rename(self.dir / tag)
             replace_text(self.dir / "latest", tag)
             if best is not None:
-                self._write_best(best)
+                replace_text(self.dir / "best.json", json.dumps(best, indent=2))
             self._retain(protect=[best["tag"]] if best else [])
         barrier(self.env)
         return tag
@@ -269,13 +272,9 @@ class CheckpointManager:
                             f"The half-written checkpoint was removed; {kept}. Free space (fewer train.keep_checkpoints"
                             f", or another run.output_dir), then continue with run.resume=true") from err
 
-    def _write_best(self, best: Dict[str, Any]) -> None:
-        replace_text(self.dir / "best.json", json.dumps(best, indent=2))
-
     def _retain(self, protect: Sequence[str]) -> List[str]:
-        tags = self.tags()
         removed = []
-        for tag in tags[:-self.keep]:
+        for tag in self.tags()[:-self.keep]:
             if tag in protect:
                 continue
             shutil.rmtree(self.dir / tag, ignore_errors=True)
