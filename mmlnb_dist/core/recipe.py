@@ -307,7 +307,13 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
         for schedule_key, length_keys in getattr(recipe_cls, "schedule_lengths", SCHEDULE_LENGTHS):
             schedule = _dotted(cfg, schedule_key)
             changed = [key for key, _, _ in changes if key in length_keys]
+            warmup = getattr(schedule, "warmup_ratio", 0.0) or 0.0
             if changed and getattr(schedule, "name", "constant") != "constant":
                 log.warning("%s changed under a %s learning-rate schedule (%s): the rest of the schedule is "
                             "stretched to the new length, so the result equals no uninterrupted run",
                             " and ".join(changed), schedule.name, schedule_key)
+            elif changed and warmup > 0:  # the warmup is a share of the steps: a resume inside the new one slows
+                log.warning("%s changed under a constant learning-rate schedule with a warmup (%s, warmup_ratio %g): "
+                            "the warmup is stretched to the new length (a resumed step inside it trains at a lower "
+                            "rate than before), so the result equals no uninterrupted run",
+                            " and ".join(changed), schedule_key, warmup)

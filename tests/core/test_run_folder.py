@@ -158,7 +158,8 @@ def test_a_vlm_resume_that_trains_longer_under_its_cosine_schedule_is_warned_abo
                             FinetuneVLMRecipe, record=False)
     assert "vlm.epochs changed under a cosine learning-rate schedule (vlm.lr_schedule)" in caplog.text
     caplog.clear()
-    constant = ["vlm.lr_schedule.name=constant"]
+    # no warmup either: a warmup is a share of the steps, stretched too (tests/core/test_resume_warmup_stretched.py)
+    constant = ["vlm.lr_schedule.name=constant", "vlm.lr_schedule.warmup_ratio=0"]
     save_config(load_config("rtx4090", ["vlm.epochs=5", *constant]), tmp_path / "config.yaml")
     with caplog.at_level("WARNING"):
         check_resume_config(load_config("rtx4090", ["vlm.epochs=10", *constant, "run.resume=true"]), tmp_path,
