@@ -25,19 +25,18 @@ import contextlib
 import json
 import logging
 import math
-import random
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 
 from .distributed import DistEnv, all_gather_object, barrier
 from .errors import UserError
 from .files import replace_text, sha256_file, storage_failure
+from .rng import rng_state, set_rng_state
 from .reshard import (UNIVERSAL_SUFFIX, Layout, check_compatible, convert_to_universal, describe_change,
                       engine_layout, read_layout, restore_buffers, write_layout)
 
@@ -61,22 +60,6 @@ def epoch_tag(epoch: int) -> str:
 
 def step_tag(step: int) -> str:
     return f"step-{step:06d}"
-
-
-def rng_state() -> Dict[str, Any]:
-    """Every generator a step may draw from: Python, NumPy, torch CPU and (on GPUs) every CUDA device's."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_sequence(tag_dir: Path) -> int:
@@ -182,6 +165,13 @@ class CheckpointManager:
                 return tag
             log.warning("skipping checkpoint %s: %s; falling back to an older one", tag, problem)
         return None
+
+    def none_complete(self) -> CheckpointError:
+        """The error for a folder whose checkpoints are all torn or damaged, naming what is wrong with each."""
+        problems = [checkpoint_problem(self.dir / t) for t in self.tags()]
+        return CheckpointError(f"no complete checkpoint in {self.dir}" + "".join(f"; {p}" for p in problems if p) +
+                               ". Copy the run folder again, whole, from where it trained, or start a new run "
+                               "(another run.name)")
 
     def has_checkpoints(self) -> bool:
         return self.dir.is_dir() and any(self.dir.iterdir())
@@ -291,7 +281,9 @@ class CheckpointManager:
             return None, {}
         require_marker(self.dir)
         tag = tag or self.latest()
-        if tag is None:
+        if tag is None:  # checkpoints named but none complete: "resuming" would train the run afresh over them
+            if self.tags():
+                raise self.none_complete()
             return None, {}
         problem = checkpoint_problem(self.dir / tag)
         if problem is not None:
@@ -378,8 +370,7 @@ def fp32_state_dict_from_checkpoint(ckpt_dir: Path, tag: Optional[str] = None) -
     best = manager.best
     tag = tag or (best["tag"] if best else None) or manager.latest()
     if tag is None:
-        problems = [checkpoint_problem(ckpt_dir / t) for t in manager.tags()]
-        raise CheckpointError(f"no complete checkpoint in {ckpt_dir}" + "".join(f"; {p}" for p in problems if p))
+        raise manager.none_complete()
     if not (ckpt_dir / tag).is_dir():
         raise UserError(f"no checkpoint {tag} in {ckpt_dir} (has: {', '.join(manager.tags()) or 'none'})")
     problem = checkpoint_problem(ckpt_dir / tag)
