@@ -288,6 +288,9 @@ class FusionRecipe:
         with self.stop:
             for epoch in range(self.start_epoch, cfg.train.epochs):
                 self._train_and_evaluate(epoch, last)
+            # a SIGTERM in the last epoch's last step or validation: its checkpoint is written (the last epoch's
+            # always is); stop before the finish, which the scheduler's SIGKILL would otherwise cut anywhere
+            self.stop.stop_if_asked(self.env, None, f"after the last epoch ({last}), before the finish")
         from .finish import finish
 
         return finish(self)
