@@ -92,6 +92,13 @@ def list_tags(ckpt_dir: Path) -> List[str]:
     return sorted(tags, key=lambda t: (save_sequence(ckpt_dir / t), int(TAG_RE.match(t).group(2))))
 
 
+def holds_checkpoints(ckpt_dir: Path) -> bool:
+    """Whether a checkpoint folder holds anything but the marker and what killed saves left (`.partial-*`): a run
+    killed in its first save kept nothing, as one killed before it (a new start or other settings are no mix)."""
+    ckpt_dir = Path(ckpt_dir)
+    return ckpt_dir.is_dir() and any(p.name != MARKER and not p.name.startswith(PARTIAL) for p in ckpt_dir.iterdir())
+
+
 def record_checksums(tag_dir: Path) -> Dict[str, Dict[str, Any]]:
     """Write `checksums.json` (size and sha256 of every file under `tag_dir`)."""
     files = {str(p.relative_to(tag_dir)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
@@ -188,7 +195,7 @@ class CheckpointManager:
         record a config that does not describe its model. (Judged from the tag the resume will load, the newest
         complete one: a torn newer tag is no epoch trained; by the data position its save recorded, as a run
         tagged by step has no epoch in its tags' names; a checkpoint inside an epoch needs that epoch too.)"""
-        if not resume and self.has_checkpoints():
+        if not resume and holds_checkpoints(self.dir):
             raise UserError(f"{self.dir} already holds checkpoints; pass run.resume=true to continue that run, "
                             f"or choose another run.name / run.output_dir")
         resumed = self.latest() if resume and epochs is not None and self.dir.is_dir() else None

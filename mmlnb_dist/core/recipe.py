@@ -51,6 +51,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, S
 
 import yaml
 
+from .checkpoint import holds_checkpoints
 from .distributed import DistEnv, init_engine_process_group
 from .engine import check_precision
 from .errors import ConfigError
@@ -289,9 +290,9 @@ def check_resume_config(cfg: Any, run_dir: Path, recipe_cls: type, record: bool 
     flat_new = flatten(new)
     allow = (*allow, *(key for key, value in old.items() if value != flat_new.get(key)
                        and (_resolved(value), _resolved(flat_new.get(key))) in moved))
-    ckpts = run_dir / "checkpoints"  # none: killed before its first save, nothing trained that a change would mix
+    ckpts = run_dir / "checkpoints"  # none: killed before (or in) its first save, nothing trained a change would mix
     remedy = "Resume with the stored settings (they are in config.yaml), or start a new run under another run.name." \
-        if ckpts.is_dir() and any(ckpts.iterdir()) else (
+        if holds_checkpoints(ckpts) else (
             f"Nothing was trained yet ({ckpts} holds no checkpoint): rerun without run.resume (same run.name) to "
             f"start the run afresh with these settings, or resume with the stored ones (they are in config.yaml).")
     changes = refuse_changes(f"{run_dir} (run.resume=true)", old, new, allow=allow, remedy=remedy)
