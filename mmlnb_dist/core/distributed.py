@@ -258,6 +258,13 @@ def plan_batch(global_batch: int, world_size: int, micro_batch: Optional[int],
     if global_batch % per_step:
         share = global_batch // world_size  # each rank's samples per optimizer step: the micro batch divides it
         fitting = [m for m in range(1, share + 1) if share % m == 0]
+        if resuming:  # the micro batch is the run's too (config.yaml): "set it to ..." led into a refused change
+            counts = [n for n in range(1, 2 * world_size + 1) if global_batch % (micro_batch * n) == 0][-6:]
+            raise ConfigError(
+                f"{key}: global batch {global_batch} is not a multiple of micro batch {micro_batch} x world size "
+                f"{world_size} = {per_step}, and a resumed run keeps the {micro_key}={micro_batch} it was saved "
+                f"with: resume on {', '.join(map(str, counts))} process{'' if counts == [1] else 'es'}, or start a "
+                f"new run (another run.name) with {micro_key} set to {', '.join(map(str, fitting[-6:]))} or unset")
         raise ConfigError(
             f"{key}: global batch {global_batch} is not a multiple of micro batch {micro_batch} x world size "
             f"{world_size} = {per_step}; set {micro_key} to {', '.join(map(str, fitting[-6:]))} (a divisor of "
