@@ -41,9 +41,15 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     classes = list(meta["classes"])
     shards = ShardSet.open(cfg.data.shards)
     shards.require_split(split, "the split to evaluate")
-    if shards.classes != classes:
-        raise UserError(f"the model's labels {classes} differ from the shards' {shards.classes} "
-                        f"({cfg.data.shards}): evaluate it on the shard set it was trained for")
+    if sorted(shards.classes) != sorted(classes):
+        # only the same label set can be scored: a shard label without a logit column has no score
+        missing = [c for c in shards.classes if c not in classes]
+        extra = [c for c in classes if c not in shards.classes]
+        raise UserError(f"the model's labels {classes} differ from the shards' {shards.classes} (data.shards "
+                        f"{cfg.data.shards}): shard labels without a model column {missing}, model labels not in "
+                        f"the shards {extra}; evaluate it on a shard set of its labels (e.g. the one it trained on)")
+    # the same labels in another order are fine: the targets are built by label name in the model's column order
+    # (MultiHotLabel(classes)), so every logit column is scored against the shards' label of its name
     pre = meta["preprocessing"]
     preprocess = ImageSamplePreprocess(int(meta["image_size"]), MultiHotLabel(classes), augment=False,
                                        mean=pre["image_mean"], std=pre["image_std"], text=True, device=env.device)

@@ -1,8 +1,8 @@
 """Audit of `mmlnb-dist evaluate` for the CLIP recipe (recipes/clip/evaluate.py) on an export written without a run:
 the metrics equal scikit-learn's on the export's own logits of the raw validation samples (every sample once, no
 augmentation even when the config trains with it, the export's top-k rather than the config's, the loss weighted
-by `clip.pos_weight`); an export whose labels are in another order than the shards' is refused, as is
-`--checkpoint`. Also the recipe's check against the same shard set: `clip.top_k` up to the label count, one
+by `clip.pos_weight`); an export whose labels are in another order than the shards' is scored by label name, one
+with other labels is refused, as is `--checkpoint`. Also the recipe's check against the same shard set: `clip.top_k` up to the label count, one
 `clip.pos_weight` per label."""
 from __future__ import annotations
 
@@ -89,16 +89,48 @@ def test_the_loss_is_weighted_as_the_run_was_whatever_the_config_says(setup, run
     assert metrics["loss"] == pytest.approx(float(by_hand), rel=1e-4)
 
 
-def test_an_export_with_the_labels_in_another_order_is_refused(setup):
-    """A model whose label i is another name than the shards' label i would score every label against the wrong
-    column: refused, naming both orders."""
+def test_an_export_with_the_labels_in_another_order_is_scored_by_label_name(setup):
+    """A model whose label i is another name than the shards' label i (the same label set): each logit column is
+    scored against the shards' label of the same name (it used to be refused), per-label values in the model's
+    order, equal to scikit-learn's on the export's own logits."""
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from mmlnb_dist.recipes.clip.evaluate import evaluate_export
+
+    cfg, shards, _, _, root = setup
+    order = VOCAB[::-1]
+    model, export_dir = _export(cfg.clip.model, order, root / "export-reversed", top_k=2)
+    metrics, classes = evaluate_export(cfg, export_dir, "val")
+    assert classes == order
+    samples = raw_split(shards, "val")
+    pixels = normalised_pixels([s["png"] for s in samples], model.image_mean, model.image_std)
+    with torch.no_grad():
+        logits = model(**model.inputs(pixels, [s["text"] for s in samples], torch.device("cpu"))).double().numpy()
+    y = np.array([[c in s["labels"] for c in order] for s in samples], dtype=np.float64)
+    top2 = np.zeros_like(y)
+    np.put_along_axis(top2, np.argsort(-logits, axis=1)[:, :2], 1, axis=1)
+    per_label = f1_score(y, top2, average=None, zero_division=0)
+    for i, value in enumerate(metrics["per_label_f1"]):
+        assert (value is None) == (y[:, i].sum() == 0)
+        if value is not None:
+            assert value == pytest.approx(per_label[i], abs=1e-5), order[i]
+    assert metrics["micro_auroc"] == pytest.approx(roc_auc_score(y.ravel(), logits.ravel()), abs=1e-5)
+
+
+def test_an_export_with_other_labels_is_refused_naming_both_orders(setup):
+    """Another label set cannot be scored (a shard label the model has no column for): refused, naming both
+    orders and the labels that differ."""
     from mmlnb_dist.core.errors import UserError
     from mmlnb_dist.recipes.clip.evaluate import evaluate_export
 
     cfg, _, _, _, root = setup
-    _, export_dir = _export(cfg.clip.model, VOCAB[::-1], root / "export-reversed", top_k=2)
-    with pytest.raises(UserError, match="differ from the shards"):
+    other = VOCAB[:-1] + ["stroma"]
+    _, export_dir = _export(cfg.clip.model, other, root / "export-other", top_k=2)
+    with pytest.raises(UserError) as err:
         evaluate_export(cfg, export_dir, "val")
+    message = str(err.value)
+    assert str(other) in message and str(VOCAB) in message, message
+    assert "stroma" in message and VOCAB[-1] in message and "data.shards" in message, message
 
 
 def test_evaluate_refuses_a_checkpoint_or_no_export(setup):
