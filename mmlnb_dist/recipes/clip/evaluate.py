@@ -121,5 +121,7 @@ def evaluate_command(cfg: "Config", *, export: Optional[str], checkpoint: Option
     metrics, classes = evaluate_export(cfg, export, split)
     track_evaluation(cfg, str(export), split, metrics, classes)
     if as_json:
-        return json.dumps(strict_json(metrics), indent=2, allow_nan=False)  # an undefined AUROC: null, not NaN
+        # an undefined AUROC: null, not NaN; `classes` names per_label_f1's entries (the model's order, which may
+        # differ from the shards')
+        return json.dumps(strict_json({**metrics, "classes": list(classes)}), indent=2, allow_nan=False)
     return format_metrics_table(metrics, classes, f"{split} split ({export})")
