@@ -20,7 +20,7 @@ from ...core.files import strict_json
 from ...data.loader import build_loader
 from ...data.preprocess import ImageSamplePreprocess, MultiHotLabel
 from ...data.shardset import ShardSet
-from .config import METRIC_NAMES
+from .config import MAX_K, METRIC_NAMES
 from .metrics import multilabel_metrics, scalar_metrics
 
 if TYPE_CHECKING:
@@ -76,7 +76,9 @@ def format_metrics_table(metrics: Dict[str, Any], classes: List[str], title: str
     """The scalar metrics (the seed's table, top-k prediction), then F1 per label and the excluded labels."""
     k = metrics["top_k"]
     lines = [title, f"  samples: {metrics['num_samples']}   prediction: top-{k} labels per sample"]
-    names = [m for m in METRIC_NAMES if m in metrics] + [m for m in ("loss",) if m in metrics]
+    # j-of-k beyond the named ones (clip.top_k > 3): metrics.json and MLflow hold them, the table shows them too
+    beyond = [f"at_least_{j}_of_top_k" for j in range(MAX_K + 1, k + 1)]
+    names = [m for m in (*METRIC_NAMES, *beyond, "loss") if m in metrics]
     width = max(len(m) for m in names)
     lines += [f"  {m:<{width}}  {metrics[m]:.4f}" for m in names]
     lines.append("  per-label F1 (top-k prediction):")

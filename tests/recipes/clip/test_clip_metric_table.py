@@ -5,6 +5,7 @@ F1 as 0.0000 and say only that they were left out of macro AUROC, while macro F1
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from sklearn.metrics import f1_score
 
@@ -34,3 +35,19 @@ def test_labels_without_positives_show_na_and_the_footer_says_they_count_zero_in
     footer = next(line for line in table.splitlines() if "without positives" in line)
     assert "rare" in footer and "they count 0 in macro F1, precision and recall" in footer, footer
     assert "left out of macro AUROC" in footer, footer
+
+
+def test_the_table_shows_every_j_of_top_k_accuracy_when_k_is_above_three():
+    """`clip.top_k=5`: metrics.json, `--json` and MLflow hold `at_least_4_of_top_k` and `at_least_5_of_top_k`; the
+    printed table stopped at j = 3 (the table's names were fixed up to the seed's k), dropping two of them."""
+    rng = np.random.default_rng(1)
+    classes = [f"l{i}" for i in range(7)]
+    targets = (rng.random((40, 7)) < 0.6).astype(np.float32)
+    scores = torch.tensor(rng.normal(size=(40, 7)), dtype=torch.float32)
+    metrics = multilabel_metrics(scores, torch.tensor(targets), classes, 5, "test")
+    table = format_metrics_table(metrics, classes, "test split (export)")
+    shown = {line.split()[0]: float(line.split()[1]) for line in table.splitlines()
+             if line.startswith("  ") and not line.startswith("    ") and len(line.split()) == 2}
+    for j in range(1, 6):
+        name = f"at_least_{j}_of_top_k"
+        assert shown.get(name) == pytest.approx(metrics[name], abs=1e-4), table
