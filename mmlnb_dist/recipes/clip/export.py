@@ -101,10 +101,13 @@ def load_exported_model(export_dir: Union[str, Path]) -> Tuple[torch.nn.Module, 
 
 def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
     """Reload the best checkpoint, evaluate val (and test) with it, export, write metrics.json. Returns
-    `run_dir`, `best_*`, `val/<metric>` (and `test/<metric>`), `val/labels_without_positives`, `export_dir`."""
+    `run_dir`, `classes`, `best_*`, `val/<metric>` (and `test/<metric>`), `val/labels_without_positives`,
+    `export_dir`."""
     cfg, env = recipe.cfg, recipe.env
     result: Dict[str, Any] = {"run_dir": str(recipe.run_dir), "world_size": env.world_size,
-                              "epochs_trained": cfg.train.epochs if recipe.engine is not None else 0}
+                              "epochs_trained": cfg.train.epochs if recipe.engine is not None else 0,
+                              # the labels of every `<split>/per_label_f1` entry, in order (a bare list otherwise)
+                              "classes": list(recipe.classes)}
     best = recipe.best or recipe.checkpoints.best
     if best is not None:
         recipe.checkpoints.load(recipe.engine.engine, tag=best["tag"], module_only=True)

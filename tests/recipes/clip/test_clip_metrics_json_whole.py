@@ -44,3 +44,12 @@ def test_the_stand_in_finish_writes_its_result(tmp_path, stand_ins):
 
 def test_the_finish_writes_its_result_through_write_result(tmp_path, stand_ins, monkeypatch):
     finish_writes_through_write_result(finish_module, _recipe(tmp_path), monkeypatch)
+
+
+def test_metrics_json_names_the_labels_of_per_label_f1(tmp_path, stand_ins):
+    """`val/per_label_f1` is a bare list: metrics.json must say which label each entry is (the run's label order),
+    or a reader pairs the F1s with whatever order it assumes (another shard set's, a sorted vocabulary)."""
+    finish_module.finish(_recipe(tmp_path))
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["classes"] == CLASSES
+    assert dict(zip(written["classes"], written["val/per_label_f1"])) == {"red": 0.5, "fat": 0.25}
