@@ -5,7 +5,8 @@ Input: a pandas DataFrame with columns
   - `description` (str, optional): the caption / report the text tower reads ("" when none);
   - `key`, `slide_id` (str, optional): carried through to the output.
 Params (optional): `batch_size`; `top_k` (> 0: predict the k most probable labels; 0: the model's own k) or
-`threshold` (in (0, 1]: predict every label with probability >= threshold, instead of the top k); not both.
+`threshold` (in (0, 1]: predict every label with probability >= threshold, instead of the top k; refused for a
+zero-shot model, whose scores are not probabilities); not both.
 Output: a DataFrame with `key`, `slide_id`, `prob_<label>` per label (sigmoid of the logits: independent
 probabilities, not a distribution), `labels` (the predicted label set, `|`-joined, most probable first),
 `label_probs` (JSON [[label, probability], ...] of that set), `selection` (`top-3`, `p>=0.5`) and `description`.
@@ -72,6 +73,8 @@ class ClipPredictor:
         self.model = model.to(self.device).eval()
         self.classes: List[str] = list(meta["classes"])
         self.top_k = int(meta["top_k"])
+        # zero-shot logits are logit_scale x cosine (CLIP's scale is 100): their sigmoids are not probabilities
+        self.zero_shot = meta["model"]["fusion"] == "zero_shot"
         pre = meta["preprocessing"]
         self.transform = ImageTransform(int(meta["image_size"]), augment=False, mean=pre["image_mean"],
                                         std=pre["image_std"])
@@ -129,6 +132,12 @@ class ClipClassifier(mlflow.pyfunc.PythonModel):
         if top_k > n_labels:  # every label would be predicted, and the selection column would say "top-<k>"
             raise MlflowException(f"params top_k={top_k} is more than the {n_labels} labels of this model; give at "
                                   f"most {n_labels} (0: the model's own top-{self.predictor.top_k})",
+                                  error_code=INVALID_PARAMETER_VALUE)
+        if threshold and self.predictor.zero_shot:  # every label's sigmoid is about 1: all would pass any threshold
+            raise MlflowException(f"params threshold={threshold:g}: this is a zero-shot CLIP model, whose scores are "
+                                  f"logit_scale x cosine similarity (15-35 for CLIP's scale of 100), not calibrated "
+                                  f"probabilities, so a threshold would pass every label; choose the labels by "
+                                  f"top_k (default its top-{self.predictor.top_k})",
                                   error_code=INVALID_PARAMETER_VALUE)
         batch_size = int(params.get("batch_size", 32))
         if batch_size < 1:  # range() refuses 0; a negative size ran no batch and built a frame of unequal columns

@@ -18,8 +18,8 @@ PROBS = np.array([[1.0, 0.2, 0.9, 0.4], [0.3, 1.0, 1.0, 0.1], [0.5, 0.6, 0.7, 0.
 
 
 class Stub:
-    def __init__(self, uses_text=True, top_k=2):
-        self.classes, self.top_k = list(LABELS), top_k
+    def __init__(self, uses_text=True, top_k=2, zero_shot=False):
+        self.classes, self.top_k, self.zero_shot = list(LABELS), top_k, zero_shot
         self.transform = SimpleNamespace(image_size=16)
         self.model = SimpleNamespace(uses_text=uses_text)
         self.batches = []
@@ -70,3 +70,38 @@ def test_a_caption_reading_model_refuses_rows_without_one_and_an_image_only_mode
     out = image_only.predict(None, _frame(("a", "", "c")))
     assert list(out["description"]) == ["a", "", "c"] and len(out) == 3
     assert list(out["key"]) == [None] * 3 and list(out["slide_id"]) == [None] * 3  # not the text "None"
+
+
+def test_a_zero_shot_model_refuses_a_threshold_and_predicts_its_top_k():
+    """Zero-shot scores are logit_scale x cosine similarity (CLIP's scale is 100: logits of 15-35), not calibrated
+    probabilities: their sigmoids are all about 1, so `threshold=0.5` predicted every label of every image. A
+    threshold is refused as a bad request naming the top-k alternative; the top k still works."""
+    from mlflow.exceptions import MlflowException
+
+    served = _served(uses_text=False, zero_shot=True)
+    with pytest.raises(MlflowException, match="zero-shot") as err:
+        served.predict(None, _frame(), params={"threshold": 0.5})
+    assert err.value.get_http_status_code() == 400 and "top_k" in str(err.value)
+    assert served.predictor.batches == []
+    out = served.predict(None, _frame(), params={"top_k": 1})
+    assert list(out["labels"]) == ["fat", "necrosis", "tissue"]
+
+
+def test_the_predictor_of_a_zero_shot_export_knows_it_is_one(tmp_path):
+    """`ClipPredictor.zero_shot` comes from the export's own description (what the refusal above reads)."""
+    import torch
+
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.recipes.clip.export import export_model
+    from mmlnb_dist.recipes.clip.model import build_model
+    from mmlnb_dist.recipes.clip.pyfunc_model import ClipPredictor
+    from support.clip import CLIP_PROFILE
+
+    for fusion in ("zero_shot", "concat"):
+        cfg = load_config(CLIP_PROFILE, [f"clip.model.fusion={fusion}", "clip.model.towers.tiny.layers=1",
+                                         "clip.model.towers.unfreeze_blocks=1"]).clip.model
+        torch.manual_seed(0)
+        model = build_model(cfg, len(LABELS), 32, classes=LABELS).eval()
+        export_model(dict(model.state_dict()), model, cfg, LABELS, tmp_path / fusion, image_size=32, top_k=2,
+                     extra={})
+        assert ClipPredictor(tmp_path / fusion, device="cpu").zero_shot is (fusion == "zero_shot")
