@@ -243,6 +243,10 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
             if top_k is not None and n_labels and top_k > n_labels:  # it would predict every label as "top-k"
                 raise PredictError(f"--top-k {top_k} is more than the {n_labels} labels {model_uri} predicts; "
                                    f"give at most {n_labels}")
+            if threshold is not None and model_meta.get("zero_shot"):  # (the served model refuses it too, mid-run)
+                raise PredictError(f"--threshold {threshold:g}: {model_uri} is a zero-shot CLIP model, whose scores "
+                                   f"are logit_scale x cosine similarity, not probabilities (every label's sigmoid "
+                                   f"is near 1 and would pass); choose its labels by --top-k (default its own)")
             params.update({"top_k": top_k or 0, "threshold": threshold or 0.0})
         elif top_k is not None or threshold is not None:
             raise PredictError(f"--top-k / --threshold choose the label set of a multi-label model; {model_uri} "

@@ -190,7 +190,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
         input_example=example, title="CLIP multi-label classifier",
         card_sections={"Labels": f"{len(classes)} labels: " + ", ".join(classes), "Top-k": top_k, "Use": USAGE},
         metadata={"classes": classes, "task": TASK, "top_k": predictor.top_k,
-                  "reads_text": bool(predictor.model.uses_text)},
+                  "reads_text": bool(predictor.model.uses_text), "zero_shot": predictor.zero_shot},
         version_tags={"classes": json.dumps(classes), "task": TASK, "top_k": str(predictor.top_k)},
         code_paths=[str(package_root)], metric_settings=list(METRIC_SETTINGS),
         # the encoder registries rebuild timm / open_clip architectures when the export names one
