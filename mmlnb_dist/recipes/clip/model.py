@@ -173,6 +173,18 @@ def zero_shot_prompts(template: str, classes: Optional[List[str]], num_labels: i
     return [template.replace("{label}", name) for name in classes]
 
 
+def check_captions(cfg: ClipModelConfig, has_captions: bool, shards) -> None:
+    """A ConfigError when the model reads captions (every fusion but image_only and zero_shot) and the shard set
+    has none (`has_captions`: its manifest's `has_descriptions`): the text side would read "" for every sample."""
+    if has_captions or not branch_plan(cfg)["clip_text"] and not branch_plan(cfg)["encoder_text"] \
+            or cfg.fusion == "zero_shot":  # zero-shot reads its prompts, never the captions
+        return
+    raise ConfigError(f"clip.model.fusion={cfg.fusion} reads each sample's caption, but the samples of data.shards "
+                      f"{shards} carry none (no `txt` members; built without a caption column): its text side would "
+                      f"train on empty text. Train on the images alone (clip.model.fusion=image_only), or rebuild the "
+                      f"shards with captions (`shards build --task multilabel` with the CSV's caption column)")
+
+
 def check_prompts_differ(towers: Towers, prompts: List[str], classes: List[str]) -> None:
     """A ConfigError when two labels' prompts are the same tokens to the text tower (cut at its token limit, or
     spelt alike to its tokenizer: the tiny towers' uncased one drops accents): their zero-shot scores would be

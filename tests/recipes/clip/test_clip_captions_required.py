@@ -1,0 +1,50 @@
+"""A multi-label shard set built without captions (a labels CSV with no caption column: no `txt` members) trained
+a caption-reading CLIP model (concat, sum, prmf, text_only) on empty strings for every sample, without a word,
+while the fusion recipe refuses its text branch on such shards. Refused before any work, naming the setting and
+the shards; the image-only and zero-shot models (which read no caption) still train on them."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from support.clip import VOCAB, clip_config
+
+
+@pytest.fixture(scope="module")
+def captionless(tmp_path_factory):
+    from mmlnb_dist.data.build import SampleSpec, build_shards
+    from mmlnb_dist.data.config import BuildConfig
+
+    root = tmp_path_factory.mktemp("clip-captionless")
+    rng = np.random.default_rng(0)
+    specs = []
+    for i in range(24):
+        labels = [VOCAB[i % len(VOCAB)], VOCAB[(i + 1) % len(VOCAB)]]
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)).save(buf, format="PNG")
+        specs.append(SampleSpec(f"s{i:03d}", labels[0], buf.getvalue(), meta={"labels": labels}))
+    build = BuildConfig(max_samples_per_shard=16, val_fraction=0.25, image_format="png", image_size=32, seed=0)
+    build_shards(specs, root / "shards", build, VOCAB, progress=False)
+    return root
+
+
+@pytest.mark.parametrize("fusion, refused", [("concat", True), ("text_only", True), ("image_only", False),
+                                             ("zero_shot", False)])
+def test_a_caption_reading_model_is_refused_on_shards_without_captions(captionless, fusion, refused):
+    from mmlnb_dist.core.distributed import DistEnv
+    from mmlnb_dist.core.errors import ConfigError
+    from mmlnb_dist.recipes.clip.recipe import ClipRecipe
+
+    cfg = clip_config(captionless / "shards", captionless / f"runs-{fusion}", f"clip.model.fusion={fusion}",
+                      "train.best_metric=micro_f1")
+    if refused:
+        with pytest.raises(ConfigError) as err:
+            ClipRecipe.check(cfg, DistEnv.from_environment())
+        message = str(err.value)
+        assert f"clip.model.fusion={fusion}" in message and str(captionless / "shards") in message, message
+        assert "caption" in message and "image_only" in message, message
+    else:
+        ClipRecipe.check(cfg, DistEnv.from_environment())
