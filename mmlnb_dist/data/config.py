@@ -114,7 +114,8 @@ class LoaderConfig(Section):
     preflight: Literal["checksum", "size", "off"] = "checksum"
     """Check the shard files before `train`, `finetune-vlm` and `describe` start: `checksum` = every file present,
     its byte size and SHA-256 as in the manifest (ranks share the hashing, a thread pool reads in parallel);
-    `size` = presence and byte size only (cheap on huge sets); `off` = no check."""
+    `size` = presence and byte size, plus SHA-256 of only the shards modified since the manifest was written
+    (cheap on huge sets, yet an in-place edit that kept the size is caught); `off` = no check."""
 
 
 class MultiLabelConfig(Section):

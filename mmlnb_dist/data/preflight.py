@@ -8,8 +8,11 @@ shard cut cleanly between two samples is read to its end and the run trains on f
 The manifest records every shard's byte size and SHA-256, so `train`, `finetune-vlm` and `describe` compare
 the files with it first and stop with one `ShardError` (exit code 2) naming every bad shard.
 
-Modes (`data.loader.preflight`): `checksum` (size and SHA-256), `size` (presence and size only: a stat per
-shard, for sets too large to hash at every start), `off`. Every rank checks every file's size (cheap); the
+Modes (`data.loader.preflight`): `checksum` (size and SHA-256), `size` (presence and size, a stat per shard,
+for sets too large to hash at every start; a shard modified at or after its manifest was written is hashed too),
+`off`. A tar's size moves in 10 KiB records, so a shard edited or replaced in place (another image, another
+shard's bytes) often keeps its size; `shards build` and `describe` write the manifest after every shard, so only
+a shard changed since (or a copy made without keeping times, `cp -r`) is newer, and only it costs a hash. Every rank checks every file's size (cheap); the
 hashing is shared: rank r hashes shards r, r + W, ... in a thread pool (hashlib releases the GIL), so each file
 is read once per job whatever the number of ranks, and a bad shard stops the rank that found it (the launcher
 stops the others).
@@ -61,7 +64,10 @@ def check_shard_files(shard_set: ShardSet, mode: str = "checksum", *, splits: Op
     problems = [p for p in (_size_problem(shard_set.root / e["file"], e) for e in entries) if p]
     bad = {p.split(":", 1)[0] for p in problems}
     mine = [e for e in entries[rank::world_size] if e["file"] not in bad]
-    if mode == "checksum" and mine:
+    if mode == "size":  # the same size is no proof of the same bytes: hash what changed after the manifest
+        written = (shard_set.root / MANIFEST).stat().st_mtime_ns
+        mine = [e for e in mine if (shard_set.root / e["file"]).stat().st_mtime_ns >= written]
+    if mine:
         workers = threads or min(8, os.cpu_count() or 1, len(mine))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             problems += [p for p in pool.map(lambda e: _hash_problem(shard_set.root / e["file"], e), mine) if p]
