@@ -45,7 +45,7 @@ from ..core.runlock import HOLDER_FILE, LOCK_FILE, FolderLock, is_lock_file
 from .ledger import BadSample, BadSampleRateError, exceeds, rate_message
 from .reader import DEFAULT_MAX_MEMBER_BYTES, iter_shard_samples
 from .shardset import MANIFEST, ShardError, ShardSet, updated_manifest
-from .writer import SIZES, as_bytes, shard_entry, write_manifest, write_tar_shard
+from .writer import SIZES, as_bytes, has_text, shard_entry, write_manifest, write_tar_shard
 
 PROGRESS_DIR = ".progress"
 PROVENANCE_FILE = "provenance.json"
@@ -113,8 +113,12 @@ def _skipped_path(out: Path, shard: str) -> Path:
 
 def _existing_entry(path: Path, classes: Sequence[str]) -> Dict[str, Any]:
     """Manifest entry of a finished output shard (after a restart)."""
-    counts = Counter(classes[int(s["cls"])] for s in iter_shard_samples(path))
-    return shard_entry(path, sum(counts.values()), counts, classes)
+    counts: Counter = Counter()
+    described = 0
+    for sample in iter_shard_samples(path):
+        counts[classes[int(sample["cls"])]] += 1
+        described += has_text(sample)
+    return shard_entry(path, sum(counts.values()), counts, classes, described)
 
 
 def _map_shard(src: Path, expected: int, dst: Path, fn: Callable[[List[Dict[str, Any]]], List[Any]],

@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..core.errors import UserError
 
@@ -82,6 +82,23 @@ class ShardSet:
     @property
     def has_descriptions(self) -> bool:
         return bool(self.manifest.get("has_descriptions"))
+
+    def num_described(self, split: str) -> Optional[int]:
+        """Samples of `split` that carry a description (`txt`), from the shard entries; None when the manifest
+        predates the count. `has_descriptions` says only that some sample of the set has one."""
+        entries = self.manifest["splits"].get(split, {}).get("shards", [])
+        counts = [e.get("num_described") for e in entries if isinstance(e, dict)]
+        if len(counts) != len(entries) or not all(isinstance(n, int) and not isinstance(n, bool) for n in counts):
+            return None
+        return sum(counts)
+
+    def undescribed_shards(self, split: str) -> List[Tuple[str, int]]:
+        """(shard file, samples without a description) of every shard of `split` holding such samples, as far as
+        the manifest records it."""
+        return [(e["file"], e["num_samples"] - e["num_described"])
+                for e in self.manifest["splits"].get(split, {}).get("shards", [])
+                if isinstance(e, dict) and isinstance(e.get("num_described"), int)
+                and e["num_described"] < e["num_samples"]]
 
     @property
     def task(self) -> str:

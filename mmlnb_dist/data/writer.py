@@ -32,11 +32,18 @@ def as_bytes(value: Any) -> bytes:
     return str(value).encode("utf-8")
 
 
-def shard_entry(path: Path, num_samples: int, counts: Mapping[str, int], classes: Sequence[str]) -> Dict[str, Any]:
-    """A shard's manifest entry."""
+def shard_entry(path: Path, num_samples: int, counts: Mapping[str, int], classes: Sequence[str],
+                described: int) -> Dict[str, Any]:
+    """A shard's manifest entry. `num_described`: its samples with a non-empty `txt` member (a set described in
+    part feeds its text branch empty strings for the rest; `ShardSet.num_described` tells training)."""
     return {"file": path.name, "num_samples": num_samples,
             "class_counts": {c: int(counts.get(c, 0)) for c in classes}, "sha256": sha256_file(path),
-            "bytes": path.stat().st_size}
+            "bytes": path.stat().st_size, "num_described": int(described)}
+
+
+def has_text(sample: Mapping[str, Any]) -> bool:
+    """Whether a raw sample carries a description (a `txt` member that is not blank)."""
+    return "txt" in sample and bool(as_bytes(sample["txt"]).strip())
 
 
 def _class_index(sample: Mapping[str, Any], n_classes: int, shard: str) -> int:
@@ -60,7 +67,7 @@ def write_tar_shard(path: Union[str, Path], samples: Iterable[Mapping[str, Any]]
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
     counts: Counter = Counter()
-    n = 0
+    n = described = 0
     seen = set()
     try:
         with open(tmp, "wb") as stream:
@@ -77,13 +84,14 @@ def write_tar_shard(path: Union[str, Path], samples: Iterable[Mapping[str, Any]]
                                                       if not ext.startswith("__")}})
                     counts[classes[_class_index(sample, len(classes), path.name)]] += 1
                     n += 1
+                    described += has_text(sample)
             finally:
                 writer.close()  # also on errors: the tar stream must not outlive the file it writes to
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return shard_entry(path, n, counts, classes)
+    return shard_entry(path, n, counts, classes, described)
 
 
 SIZES = "sizes.json"

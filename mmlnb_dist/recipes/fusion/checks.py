@@ -35,8 +35,20 @@ def train_has_descriptions(shards: ShardSet) -> bool:
 def check_text_available(cfg: "Config", shards: ShardSet) -> None:
     """A fusion mode with a text branch on shards without descriptions would feed it empty strings."""
     mode = cfg.fusion.model.mode
-    if mode == "image_only" or train_has_descriptions(shards):
+    if mode == "image_only":
         return
+    if train_has_descriptions(shards):
+        # `has_descriptions` says some sample has one: a set described in part (a descriptions file that covers
+        # some patches) would train the text branch on empty strings for the rest, without a word
+        described, total = shards.num_described("train"), shards.num_samples("train")
+        if described is None or described >= total:
+            return
+        listing = ", ".join(f"{name} ({n})" for name, n in shards.undescribed_shards("train")[:5])
+        raise ConfigError(f"fusion.model.mode={mode} uses a text branch, but {total - described} of the {total} train "
+                          f"samples of data.shards {shards.root} carry no description (shards, samples without: "
+                          f"{listing}): it would train on empty text for them. Describe every patch with "
+                          f"`mmlnb-dist describe --shards {shards.root}` and train on its output, give the build a "
+                          f"description for each patch, or train on images alone with fusion.model.mode=image_only")
     raise ConfigError(f"fusion.model.mode={mode} uses a text branch, but the train samples of data.shards "
                       f"{shards.root} carry no descriptions (no `txt` members): it would train on empty text. "
                       f"Train on images alone with fusion.model.mode=image_only, or write descriptions first "

@@ -1,0 +1,54 @@
+"""A shard set whose descriptions cover only some patches (a descriptions file missing rows): the manifest counts
+the described samples per shard, and a fusion run with a text branch is refused naming the shards, instead of
+training that branch on empty strings for the rest (`has_descriptions` only says some sample has one)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from mmlnb_dist.core.errors import ConfigError
+from mmlnb_dist.data.build import build_shards
+from mmlnb_dist.data.config import BuildConfig
+from mmlnb_dist.data.reader import iter_shard_samples
+from mmlnb_dist.data.shardset import ShardSet
+from mmlnb_dist.recipes.fusion.checks import check_text_available
+
+from support.shards import CLASSES, specs_for, write_patch_folder
+
+
+def _cfg(mode):
+    return SimpleNamespace(fusion=SimpleNamespace(model=SimpleNamespace(mode=mode)))
+
+
+def _build(tmp_path, describe_every):
+    specs = specs_for(write_patch_folder(tmp_path / "src", per_class=6, size=16))
+    for i, spec in enumerate(specs):
+        if i % describe_every:
+            spec.description = None
+    build = BuildConfig(max_samples_per_shard=4, val_fraction=0.0, test_fraction=0.0, image_format="png",
+                        image_size=16)
+    build_shards(specs, tmp_path / "shards", build, CLASSES, progress=False)
+    return ShardSet.open(tmp_path / "shards")
+
+
+def _described_in(shards, split):
+    return sum(1 for path, _ in shards.shards(split) for s in iter_shard_samples(path) if s.get("txt", b"").strip())
+
+
+def test_the_manifest_counts_described_samples_and_training_refuses_a_partial_set(tmp_path):
+    shards = _build(tmp_path, describe_every=3)
+    assert shards.has_descriptions
+    assert shards.num_described("train") == _described_in(shards, "train") == 6
+    undescribed = shards.undescribed_shards("train")
+    assert sum(n for _, n in undescribed) == 12 and all(name.startswith("train-") for name, _ in undescribed)
+    with pytest.raises(ConfigError, match=r"12 of the 18 train samples .* carry no description.*train-000000\.tar"):
+        check_text_available(_cfg("prmf"), shards)
+    check_text_available(_cfg("image_only"), shards)  # images alone need no text
+
+
+def test_a_fully_described_set_trains(tmp_path):
+    shards = _build(tmp_path, describe_every=1)
+    assert shards.num_described("train") == shards.num_samples("train") == 18
+    assert shards.undescribed_shards("train") == []
+    check_text_available(_cfg("prmf"), shards)
