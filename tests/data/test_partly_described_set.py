@@ -21,15 +21,15 @@ def _cfg(mode):
     return SimpleNamespace(fusion=SimpleNamespace(model=SimpleNamespace(mode=mode)))
 
 
-def _build(tmp_path, describe_every):
+def _build(tmp_path, describe_every=1, undescribed=(), val_fraction=0.0, out="shards"):
     specs = specs_for(write_patch_folder(tmp_path / "src", per_class=6, size=16))
     for i, spec in enumerate(specs):
-        if i % describe_every:
+        if i % describe_every or spec.key in undescribed:
             spec.description = None
-    build = BuildConfig(max_samples_per_shard=4, val_fraction=0.0, test_fraction=0.0, image_format="png",
+    build = BuildConfig(max_samples_per_shard=4, val_fraction=val_fraction, test_fraction=0.0, image_format="png",
                         image_size=16)
-    build_shards(specs, tmp_path / "shards", build, CLASSES, progress=False)
-    return ShardSet.open(tmp_path / "shards")
+    build_shards(specs, tmp_path / out, build, CLASSES, progress=False)
+    return ShardSet.open(tmp_path / out)
 
 
 def _described_in(shards, split):
@@ -42,7 +42,7 @@ def test_the_manifest_counts_described_samples_and_training_refuses_a_partial_se
     assert shards.num_described("train") == _described_in(shards, "train") == 6
     undescribed = shards.undescribed_shards("train")
     assert sum(n for _, n in undescribed) == 12 and all(name.startswith("train-") for name, _ in undescribed)
-    with pytest.raises(ConfigError, match=r"12 of the 18 train samples .* carry no description.*train-000000\.tar"):
+    with pytest.raises(ConfigError, match=r"carry no description \(train 12 of 18; .*train-000000\.tar"):
         check_text_available(_cfg("prmf"), shards)
     check_text_available(_cfg("image_only"), shards)  # images alone need no text
 
@@ -52,3 +52,14 @@ def test_a_fully_described_set_trains(tmp_path):
     assert shards.num_described("train") == shards.num_samples("train") == 18
     assert shards.undescribed_shards("train") == []
     check_text_available(_cfg("prmf"), shards)
+
+
+def test_a_val_split_described_in_part_is_refused_too(tmp_path):
+    """Train fully described, val not: val metrics would score the text branch on empty strings."""
+    first = _build(tmp_path, val_fraction=0.34)
+    val_keys = {s["__key__"] for path, _ in first.shards("val") for s in iter_shard_samples(path)}
+    shards = _build(tmp_path, undescribed=val_keys, val_fraction=0.34, out="partial")
+    assert shards.num_described("train") == shards.num_samples("train") and shards.num_described("val") == 0
+    with pytest.raises(ConfigError, match=rf"carry no description \(val {len(val_keys)} of {len(val_keys)}; "
+                                          r"shards, samples without: val-000000\.tar"):
+        check_text_available(_cfg("concat"), shards)

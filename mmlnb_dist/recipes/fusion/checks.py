@@ -39,16 +39,19 @@ def check_text_available(cfg: "Config", shards: ShardSet) -> None:
         return
     if train_has_descriptions(shards):
         # `has_descriptions` says some sample has one: a set described in part (a descriptions file that covers
-        # some patches) would train the text branch on empty strings for the rest, without a word
-        described, total = shards.num_described("train"), shards.num_samples("train")
-        if described is None or described >= total:
+        # some patches) would train the text branch on empty strings for the rest, and score val/test so, without
+        # a word
+        missing = {split: shards.num_samples(split) - n for split in shards.manifest["splits"]
+                   if (n := shards.num_described(split)) is not None and n < shards.num_samples(split)}
+        if not missing:
             return
-        listing = ", ".join(f"{name} ({n})" for name, n in shards.undescribed_shards("train")[:5])
-        raise ConfigError(f"fusion.model.mode={mode} uses a text branch, but {total - described} of the {total} train "
-                          f"samples of data.shards {shards.root} carry no description (shards, samples without: "
-                          f"{listing}): it would train on empty text for them. Describe every patch with "
-                          f"`mmlnb-dist describe --shards {shards.root}` and train on its output, give the build a "
-                          f"description for each patch, or train on images alone with fusion.model.mode=image_only")
+        counts = ", ".join(f"{split} {n} of {shards.num_samples(split)}" for split, n in missing.items())
+        listing = ", ".join(f"{name} ({n})" for split in missing for name, n in shards.undescribed_shards(split))
+        raise ConfigError(f"fusion.model.mode={mode} uses a text branch, but samples of data.shards {shards.root} "
+                          f"carry no description ({counts}; shards, samples without: {listing[:400]}): the text "
+                          f"branch would read empty text for them. Describe every patch with `mmlnb-dist describe "
+                          f"--shards {shards.root}` and train on its output, give the build a description for each "
+                          f"patch, or train on images alone with fusion.model.mode=image_only")
     raise ConfigError(f"fusion.model.mode={mode} uses a text branch, but the train samples of data.shards "
                       f"{shards.root} carry no descriptions (no `txt` members): it would train on empty text. "
                       f"Train on images alone with fusion.model.mode=image_only, or write descriptions first "
