@@ -109,32 +109,58 @@ def _image_of(sample: SampleSpec) -> Optional[str]:
     return str(sample.image) if isinstance(sample.image, Path) else None
 
 
+def _units(samples: Sequence[SampleSpec], group: bool) -> Dict[str, List[SampleSpec]]:
+    """The samples in the units a split deals whole: when grouped, each patient (`meta["patient_id"]`), else slide;
+    rows that share one image file (several captions of it, Quilt-style) together in any case; else one sample.
+
+    Ids overlap in real tables (a slide whose patient cell is empty on some rows, an image file listed under two
+    slides or once without one): samples linked by any shared patient, slide or image are one unit, else that slide
+    or image was dealt to two splits. A unit is named by the first (sorted) of its samples' own unit names, so a
+    table without such links splits exactly as one unit per patient / slide / image / sample did."""
+    images = [_image_of(s) for s in samples]
+    shared = Counter(images)
+    parent: Dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    own: List[str] = []
+    for s, image in zip(samples, images):
+        ids = [f"patient:{s.meta['patient_id']}"] if group and s.meta.get("patient_id") else []
+        ids += [f"slide:{s.slide_id}"] if group and s.slide_id is not None else []
+        ids += [f"image:{image}"] if image is not None and shared[image] > 1 else []
+        ids = ids or [f"key:{s.key}"]
+        own.append(ids[0])
+        for other in ids[1:]:
+            a, b = root(ids[0]), root(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    names: Dict[str, str] = {}  # component root -> the first own unit name among its samples
+    for name in sorted(set(own)):
+        names.setdefault(root(name), name)
+    units: Dict[str, List[SampleSpec]] = defaultdict(list)
+    for s, name in zip(samples, own):
+        units[names[root(name)]].append(s)
+    return units
+
+
 def split_samples(samples: Sequence[SampleSpec], build: BuildConfig) -> Dict[str, List[SampleSpec]]:
     """Split samples into train/val/test: stratified by class, grouped by slide when slide ids are present.
 
     Grouping: each patient (`meta["patient_id"]`, a patients CSV's column) or else slide is one unit, stratified
     by its majority label (multi-label samples: by the union of its samples' label sets, with iterative
     stratification); samples without a slide id are units of their own, except rows that share one image file
-    (several captions of it), which are one unit.
+    (several captions of it), which are one unit; samples linked by a shared patient, slide or image are one unit
+    (`_units`).
     Deterministic for `build.seed` and the set of samples (input order does not matter).
     Each split is then shuffled with the seed, so shards mix classes and slides.
     """
     samples = sorted(samples, key=lambda s: s.key)
     group = is_grouped(samples, build)
-    images = [_image_of(s) for s in samples]
-    shared = Counter(images)
-    units: Dict[str, List[SampleSpec]] = defaultdict(list)
-    for s, image in zip(samples, images):
-        if group and s.meta.get("patient_id"):  # (a patients CSV column): a patient's slides share their tissue
-            units[f"patient:{s.meta['patient_id']}"].append(s)
-        elif group and s.slide_id is not None:
-            units[f"slide:{s.slide_id}"].append(s)
-        elif image is not None and shared[image] > 1:
-            # rows of one image (several captions, Quilt-style) are one unit: an image trained on under one caption
-            # must not be scored in validation under another
-            units[f"image:{image}"].append(s)
-        else:
-            units[f"key:{s.key}"].append(s)
+    units = _units(samples, group)
     rng = np.random.default_rng(build.seed)
     if build.stratify and is_multilabel(samples):
         assignment = _iterative_assignment(sorted(units.items()), build)
