@@ -14,6 +14,7 @@ from ..core.progress import progress_bar
 from .images import image_member, undecodable
 from .reader import iter_shard_samples, lacks_end_block
 from .shardset import SPLITS, ShardError, ShardSet, bad_entry_fields
+from .writer import has_text
 
 log = logging.getLogger(__package__)
 
@@ -118,10 +119,11 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
                 problems.append(f"{entry['file']}: sha256 differs from the manifest")
             shard_counts: Counter = Counter()
             shard_labels: Counter = Counter()  # multi-label sets: samples holding each label
-            n, key = 0, None
+            n, key, described = 0, None, 0
             try:
                 for sample in iter_shard_samples(path):
                     n += 1
+                    described += has_text(sample)
                     bar.update(1)
                     key = sample["__key__"]
                     where = f"{entry['file']} key {key}"
@@ -168,6 +170,10 @@ def verify_shards(shard_dir: Union[str, Path], progress: bool = True) -> VerifyR
                                 f"the shard set")
             if n != entry["num_samples"]:
                 problems.append(f"{entry['file']}: {n} samples, manifest says {entry['num_samples']}")
+            if isinstance(entry.get("num_described"), int) and described != entry["num_described"]:
+                # training's text check reads this count (a set described in part is refused)
+                problems.append(f"{entry['file']}: {described} samples with a description, manifest says "
+                                f"{entry['num_described']}")
             if any(shard_counts.get(c, 0) != entry["class_counts"].get(c, 0) for c in classes):
                 problems.append(f"{entry['file']}: class counts {dict(shard_counts)} differ from manifest {entry['class_counts']}")
             if "label_counts" in entry and any(shard_labels.get(c, 0) != entry["label_counts"].get(c, 0) for c in classes):

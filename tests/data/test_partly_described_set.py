@@ -63,3 +63,18 @@ def test_a_val_split_described_in_part_is_refused_too(tmp_path):
     with pytest.raises(ConfigError, match=rf"carry no description \(val {len(val_keys)} of {len(val_keys)}; "
                                           r"shards, samples without: val-000000\.tar"):
         check_text_available(_cfg("concat"), shards)
+
+
+def test_verify_checks_the_described_count_against_the_shard(tmp_path):
+    import json
+
+    from mmlnb_dist.data.verify import verify_shards
+
+    shards = _build(tmp_path, describe_every=3)
+    assert verify_shards(shards.root, progress=False).ok
+    manifest = json.loads((shards.root / "manifest.json").read_text())
+    entry = manifest["splits"]["train"]["shards"][0]
+    claimed, entry["num_described"] = entry["num_described"], entry["num_samples"]  # a hand edit: "all described"
+    (shards.root / "manifest.json").write_text(json.dumps(manifest))
+    problems = verify_shards(shards.root, progress=False).problems
+    assert problems == [f"train-000000.tar: {claimed} samples with a description, manifest says {entry['num_samples']}"]
