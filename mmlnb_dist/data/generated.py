@@ -4,11 +4,13 @@ layout the patch generator writes) would otherwise get its labels.csv and descri
 patches mixed in with the real ones."""
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Iterator, Union
 
 from ..core.errors import UserError
+from ..core.runlock import FolderLock
 
 
 def refuse_foreign_files(out_dir: Union[str, Path], own: "re.Pattern[str]", what: str, writes: str) -> None:
@@ -39,3 +41,14 @@ def remove_stale_files(out_dir: Union[str, Path], own: "re.Pattern[str]", keep: 
         rel = p.relative_to(out_dir).as_posix()
         if p.is_file() and own.fullmatch(rel) and rel not in keep:
             p.unlink()
+
+
+@contextlib.contextmanager
+def generator_output(out_dir: Union[str, Path], own: "re.Pattern[str]", what: str, writes: str) -> Iterator[None]:
+    """`refuse_foreign_files`, then the folder's `FolderLock` for the whole generation: a second generator (or a
+    `data synth` beside a pipeline's synth stage) into the same folder stops at once (`FolderInUseError` naming the
+    holder) instead of writing its patches among the first one's under the other's labels.csv."""
+    refuse_foreign_files(out_dir, own, what, writes)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)  # (an OSError here: --out below a file, said as before)
+    with FolderLock(Path(out_dir), what):
+        yield

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..core.progress import progress_bar
-from .generated import refuse_foreign_files, remove_stale_files
+from .generated import generator_output, remove_stale_files
 
 log = logging.getLogger(__name__)
 
@@ -351,49 +351,49 @@ def make_synthetic_dataset(
             raise ValueError(f"{name}={rate} must be within [0, 1]")
     out_dir = Path(out_dir)
     own = re.compile(r"labels\.csv|descriptions\.jsonl|(?P<c>[A-Z]+)/(?P=c)_\d{5}\.png")
-    refuse_foreign_files(out_dir, own, "data synth", "labels.csv, descriptions.jsonl and <class>/<class>_NNNNN.png")
-    for c in classes:
-        (out_dir / c).mkdir(parents=True, exist_ok=True)
-    slide_class = [classes[i % len(classes)] for i in range(n_slides)]
-    slides_of = {c: [i for i, sc in enumerate(slide_class) if sc == c] for c in classes}
-    stains = [random_stain(np.random.default_rng([seed, 1, i])) for i in range(n_slides)]
-    noisy = set(np.random.default_rng([seed, 3]).permutation(n)[: int(round(n * noisy_description_rate))].tolist())
-    pick = np.random.default_rng([seed, 4])
-    ambiguous = {int(i): str(pick.choice(classes)) for i in pick.permutation(n)[: int(round(n * ambiguous_rate))]}
-    dealt = {c: 0 for c in classes}
-    jobs, rows, descs = [], [], []
-    for i in range(n):
-        label = classes[i % len(classes)]
-        slide = slides_of[label][dealt[label] % len(slides_of[label])]
-        dealt[label] += 1
-        job = (i, label, size, stains[slide], seed, slide, i in noisy, tuple(classes))
-        jobs.append(job + (ambiguous[i],) if i in ambiguous else job)
-        rows.append((f"{label}/{label}_{i:05d}.png", label, f"slide-{slide:03d}"))
-    filled = len({r[2] for r in rows})  # a slide holds patches of its class only: few patches leave slides empty
-    if filled < n_slides:
-        log.warning("data synth: %d patches fill only %d of the %d slides asked for (n_slides)", n, filled, n_slides)
-    remove_stale_files(out_dir, own, [r[0] for r in rows])  # an earlier run's extra patches
-    workers = workers or (1 if n < 64 else min(os.cpu_count() or 1, 8))
-    # Patches are independent (own generator), so a process pool gives the same bytes as one process;
-    # imap keeps the order. Fork is the cheap start method and safe here (no threads hold locks yet).
-    pool = get_context("fork").Pool(workers) if workers > 1 else None
-    try:
-        results = pool.imap(_render_item, jobs, chunksize=8) if pool else map(_render_item, jobs)
-        for (rel, _, _), (png, text) in progress_bar(zip(rows, results), total=n, desc="synthetic patches",
-                                                       enabled=progress):
-            (out_dir / rel).write_bytes(png)
-            descs.append({"file": rel, "description": text})
-    finally:
-        if pool:
-            pool.close()
-            pool.join()
-    with open(out_dir / "labels.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["file", "label", "slide_id"])
-        writer.writerows(rows)
-    with open(out_dir / "descriptions.jsonl", "w", encoding="utf-8") as f:
-        for d in descs:
-            f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
-    counts = {c: sum(1 for r in rows if r[1] == c) for c in classes}
-    return {"out_dir": str(out_dir), "num_samples": n, "class_counts": counts, "n_slides": filled,
-            "noisy_descriptions": len(noisy), "size": size, "seed": seed, "ambiguous_patches": len(ambiguous)}
+    with generator_output(out_dir, own, "data synth", "labels.csv, descriptions.jsonl and <class>/<class>_NNNNN.png"):  # one job per folder
+        for c in classes:
+            (out_dir / c).mkdir(parents=True, exist_ok=True)
+        slide_class = [classes[i % len(classes)] for i in range(n_slides)]
+        slides_of = {c: [i for i, sc in enumerate(slide_class) if sc == c] for c in classes}
+        stains = [random_stain(np.random.default_rng([seed, 1, i])) for i in range(n_slides)]
+        noisy = set(np.random.default_rng([seed, 3]).permutation(n)[: int(round(n * noisy_description_rate))].tolist())
+        pick = np.random.default_rng([seed, 4])
+        ambiguous = {int(i): str(pick.choice(classes)) for i in pick.permutation(n)[: int(round(n * ambiguous_rate))]}
+        dealt = {c: 0 for c in classes}
+        jobs, rows, descs = [], [], []
+        for i in range(n):
+            label = classes[i % len(classes)]
+            slide = slides_of[label][dealt[label] % len(slides_of[label])]
+            dealt[label] += 1
+            job = (i, label, size, stains[slide], seed, slide, i in noisy, tuple(classes))
+            jobs.append(job + (ambiguous[i],) if i in ambiguous else job)
+            rows.append((f"{label}/{label}_{i:05d}.png", label, f"slide-{slide:03d}"))
+        filled = len({r[2] for r in rows})  # a slide holds patches of its class only: few patches leave slides empty
+        if filled < n_slides:
+            log.warning("data synth: %d patches fill only %d of the %d slides asked for (n_slides)", n, filled, n_slides)
+        remove_stale_files(out_dir, own, [r[0] for r in rows])  # an earlier run's extra patches
+        workers = workers or (1 if n < 64 else min(os.cpu_count() or 1, 8))
+        # Patches are independent (own generator), so a process pool gives the same bytes as one process;
+        # imap keeps the order. Fork is the cheap start method and safe here (no threads hold locks yet).
+        pool = get_context("fork").Pool(workers) if workers > 1 else None
+        try:
+            results = pool.imap(_render_item, jobs, chunksize=8) if pool else map(_render_item, jobs)
+            for (rel, _, _), (png, text) in progress_bar(zip(rows, results), total=n, desc="synthetic patches",
+                                                           enabled=progress):
+                (out_dir / rel).write_bytes(png)
+                descs.append({"file": rel, "description": text})
+        finally:
+            if pool:
+                pool.close()
+                pool.join()
+        with open(out_dir / "labels.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["file", "label", "slide_id"])
+            writer.writerows(rows)
+        with open(out_dir / "descriptions.jsonl", "w", encoding="utf-8") as f:
+            for d in descs:
+                f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+        counts = {c: sum(1 for r in rows if r[1] == c) for c in classes}
+        return {"out_dir": str(out_dir), "num_samples": n, "class_counts": counts, "n_slides": filled,
+                "noisy_descriptions": len(noisy), "size": size, "seed": seed, "ambiguous_patches": len(ambiguous)}

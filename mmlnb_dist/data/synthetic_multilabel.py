@@ -23,7 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..core.progress import progress_bar
-from .generated import refuse_foreign_files, remove_stale_files
+from .generated import generator_output, remove_stale_files
 
 FINDINGS: Tuple[str, ...] = (
     "calcification", "dense small nuclei", "fat", "fibrovascular stroma", "ganglion-like cells", "haemorrhage",
@@ -251,42 +251,42 @@ def make_multilabel_dataset(out_dir: Union[str, Path], n: int = 600, size: int =
             raise ValueError(f"{name} must be within [0, 1], got {rate}")
     out_dir = Path(out_dir)
     own = re.compile(r"pairs\.csv|images/p\d{5,}\.png")  # p100000.png on: a set of more than 99999 patches
-    refuse_foreign_files(out_dir, own, "data synth --task multilabel", "pairs.csv and images/pNNNNN.png")
-    # an earlier run's extra patches: the folder holds this run's set alone (`predict images/` reads them all)
-    remove_stale_files(out_dir, own, ["pairs.csv", *(f"images/p{i:05d}.png" for i in range(n))])
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    slide_rng = np.random.default_rng([seed, 1])
-    favoured = slide_rng.integers(0, len(FINDINGS), n_slides)
-    tint = slide_rng.uniform(0.94, 1.04, (n_slides, 3))
-    rows: List[Tuple[str, str, str, str, str]] = []
-    counts = {f: 0 for f in FINDINGS}
-    omitted_total = wrong_total = faint_total = 0
-    for i in progress_bar(range(n), desc="synthetic multi-label patches", enabled=progress):
-        rng = np.random.default_rng([seed, 2, i])  # per patch: independent of the order patches are drawn in
-        slide = i % n_slides
-        k = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
-        chosen = [i] if i < len(FINDINGS) else []
-        if rng.random() < 0.5 and int(favoured[slide]) not in chosen:
-            chosen.append(int(favoured[slide]))
-        rest = [j for j in rng.permutation(len(FINDINGS)) if j not in chosen]
-        chosen += [int(j) for j in rest[: max(0, k - len(chosen))]]
-        truth = sorted(FINDINGS[j] for j in chosen)
-        fade = {f: 0.35 for f in truth if rng.random() < faint_rate}
-        faint_total += len(fade)
-        img = render_findings(truth, size, rng, fade).astype(np.float64) * tint[slide]
-        rel = f"images/p{i:05d}.png"
-        (out_dir / rel).write_bytes(_png_bytes(np.clip(img, 0, 255).astype(np.uint8)))
-        text, omitted, wrong = caption_for(truth, rng, omit_rate, wrong_rate)
-        omitted_total, wrong_total = omitted_total + omitted, wrong_total + wrong
-        for f in truth:
-            counts[f] += 1
-        rows.append((rel, text, "|".join(truth), f"slide-{slide:03d}", "|".join(sorted(fade))))
-    with open(out_dir / "pairs.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["image", "text", "labels", "slide_id", "faint"])
-        writer.writerows(rows)
-    return {"out_dir": str(out_dir), "num_samples": n, "label_counts": counts,
-            "n_slides": min(n, n_slides),  # the slides holding patches (patch i is on slide i % n_slides)
-            "omitted_mentions": omitted_total, "wrong_mentions": wrong_total, "faint_findings": faint_total,
-            "size": size, "seed": seed,
-            "findings": list(FINDINGS)}
+    with generator_output(out_dir, own, "data synth --task multilabel", "pairs.csv and images/pNNNNN.png"):  # one job per folder
+        # an earlier run's extra patches: the folder holds this run's set alone (`predict images/` reads them all)
+        remove_stale_files(out_dir, own, ["pairs.csv", *(f"images/p{i:05d}.png" for i in range(n))])
+        (out_dir / "images").mkdir(parents=True, exist_ok=True)
+        slide_rng = np.random.default_rng([seed, 1])
+        favoured = slide_rng.integers(0, len(FINDINGS), n_slides)
+        tint = slide_rng.uniform(0.94, 1.04, (n_slides, 3))
+        rows: List[Tuple[str, str, str, str, str]] = []
+        counts = {f: 0 for f in FINDINGS}
+        omitted_total = wrong_total = faint_total = 0
+        for i in progress_bar(range(n), desc="synthetic multi-label patches", enabled=progress):
+            rng = np.random.default_rng([seed, 2, i])  # per patch: independent of the order patches are drawn in
+            slide = i % n_slides
+            k = int(rng.choice([1, 2, 3], p=[0.3, 0.45, 0.25]))
+            chosen = [i] if i < len(FINDINGS) else []
+            if rng.random() < 0.5 and int(favoured[slide]) not in chosen:
+                chosen.append(int(favoured[slide]))
+            rest = [j for j in rng.permutation(len(FINDINGS)) if j not in chosen]
+            chosen += [int(j) for j in rest[: max(0, k - len(chosen))]]
+            truth = sorted(FINDINGS[j] for j in chosen)
+            fade = {f: 0.35 for f in truth if rng.random() < faint_rate}
+            faint_total += len(fade)
+            img = render_findings(truth, size, rng, fade).astype(np.float64) * tint[slide]
+            rel = f"images/p{i:05d}.png"
+            (out_dir / rel).write_bytes(_png_bytes(np.clip(img, 0, 255).astype(np.uint8)))
+            text, omitted, wrong = caption_for(truth, rng, omit_rate, wrong_rate)
+            omitted_total, wrong_total = omitted_total + omitted, wrong_total + wrong
+            for f in truth:
+                counts[f] += 1
+            rows.append((rel, text, "|".join(truth), f"slide-{slide:03d}", "|".join(sorted(fade))))
+        with open(out_dir / "pairs.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(["image", "text", "labels", "slide_id", "faint"])
+            writer.writerows(rows)
+        return {"out_dir": str(out_dir), "num_samples": n, "label_counts": counts,
+                "n_slides": min(n, n_slides),  # the slides holding patches (patch i is on slide i % n_slides)
+                "omitted_mentions": omitted_total, "wrong_mentions": wrong_total, "faint_findings": faint_total,
+                "size": size, "seed": seed,
+                "findings": list(FINDINGS)}
