@@ -78,3 +78,18 @@ def test_verify_checks_the_described_count_against_the_shard(tmp_path):
     (shards.root / "manifest.json").write_text(json.dumps(manifest))
     problems = verify_shards(shards.root, progress=False).problems
     assert problems == [f"train-000000.tar: {claimed} samples with a description, manifest says {entry['num_samples']}"]
+
+
+def test_evaluating_a_text_model_on_a_split_described_in_part_is_refused(tmp_path):
+    """`evaluate` runs no training check: a val split without text for some samples scored them on empty text."""
+    from mmlnb_dist.core.errors import UserError
+    from mmlnb_dist.recipes.fusion.evaluate import _evaluate
+
+    first = _build(tmp_path, val_fraction=0.34)
+    val_keys = sorted(s["__key__"] for path, _ in first.shards("val") for s in iter_shard_samples(path))
+    shards = _build(tmp_path, undescribed=val_keys[:2], val_fraction=0.34, out="partial")
+    cfg = SimpleNamespace(data=SimpleNamespace(shards=str(shards.root)))
+    model = SimpleNamespace(text_encoder=object())
+    with pytest.raises(UserError, match=rf"samples of the val split .* carry none \(val 2 of {len(val_keys)}; "
+                                        r"shards, samples without: val-000000\.tar"):
+        _evaluate(cfg, model, CLASSES, "val", 16, None, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, List
 
 from ...core.errors import ConfigError
 from ...data.reader import iter_shard_samples
@@ -32,6 +32,18 @@ def train_has_descriptions(shards: ShardSet) -> bool:
     return any(sample.get("txt", b"").strip() for sample in probe)
 
 
+def undescribed(shards: ShardSet, splits: List[str]) -> str:
+    """How many samples of `splits` carry no description, per split, and the shards holding them ("" when every
+    sample has one, or the manifest predates the count): `has_descriptions` says only that some sample has one."""
+    missing = {split: shards.num_samples(split) - n for split in splits
+               if (n := shards.num_described(split)) is not None and n < shards.num_samples(split)}
+    if not missing:
+        return ""
+    counts = ", ".join(f"{split} {n} of {shards.num_samples(split)}" for split, n in missing.items())
+    listing = ", ".join(f"{name} ({n})" for split in missing for name, n in shards.undescribed_shards(split))
+    return f"{counts}; shards, samples without: {listing[:400]}"
+
+
 def check_text_available(cfg: "Config", shards: ShardSet) -> None:
     """A fusion mode with a text branch on shards without descriptions would feed it empty strings."""
     mode = cfg.fusion.model.mode
@@ -41,17 +53,14 @@ def check_text_available(cfg: "Config", shards: ShardSet) -> None:
         # `has_descriptions` says some sample has one: a set described in part (a descriptions file that covers
         # some patches) would train the text branch on empty strings for the rest, and score val/test so, without
         # a word
-        missing = {split: shards.num_samples(split) - n for split in shards.manifest["splits"]
-                   if (n := shards.num_described(split)) is not None and n < shards.num_samples(split)}
-        if not missing:
-            return
-        counts = ", ".join(f"{split} {n} of {shards.num_samples(split)}" for split, n in missing.items())
-        listing = ", ".join(f"{name} ({n})" for split in missing for name, n in shards.undescribed_shards(split))
-        raise ConfigError(f"fusion.model.mode={mode} uses a text branch, but samples of data.shards {shards.root} "
-                          f"carry no description ({counts}; shards, samples without: {listing[:400]}): the text "
-                          f"branch would read empty text for them. Describe every patch with `mmlnb-dist describe "
-                          f"--shards {shards.root}` and train on its output, give the build a description for each "
-                          f"patch, or train on images alone with fusion.model.mode=image_only")
+        partly = undescribed(shards, list(shards.manifest["splits"]))
+        if partly:
+            raise ConfigError(f"fusion.model.mode={mode} uses a text branch, but samples of data.shards "
+                              f"{shards.root} carry no description ({partly}): the text branch would read empty "
+                              f"text for them. Describe every patch with `mmlnb-dist describe --shards "
+                              f"{shards.root}` and train on its output, give the build a description for each "
+                              f"patch, or train on images alone with fusion.model.mode=image_only")
+        return
     raise ConfigError(f"fusion.model.mode={mode} uses a text branch, but the train samples of data.shards "
                       f"{shards.root} carry no descriptions (no `txt` members): it would train on empty text. "
                       f"Train on images alone with fusion.model.mode=image_only, or write descriptions first "

@@ -18,7 +18,7 @@ from ...core.errors import UserError
 from ...data.loader import build_loader
 from ...data.shardset import ShardSet
 from ...data.text_writer import mismatch, same_writer, shard_text_writer, trained_writer
-from .checks import train_has_descriptions
+from .checks import train_has_descriptions, undescribed
 from .steps import evaluate, preprocess_for
 
 if TYPE_CHECKING:
@@ -53,6 +53,11 @@ def _evaluate(cfg: "Config", model: torch.nn.Module, classes: List[str], split: 
         raise UserError(f"the model reads descriptions, but data.shards {shards.root} carries no descriptions (no "
                         f"`txt` members): its metrics would be those of empty text. Evaluate on the described "
                         f"shard set (`describe`'s output, which the pipeline writes to <shards>-described)")
+    partly = undescribed(shards, [split]) if getattr(model, "text_encoder", None) is not None else ""
+    if partly:  # a set described in part: its metrics would score empty text for the rest
+        raise UserError(f"the model reads descriptions, but samples of the {split} split of data.shards {shards.root} "
+                        f"carry none ({partly}): their scores would be those of empty text. Evaluate on a shard set "
+                        f"with a description for every patch (`describe`'s output)")
     # The image encoder's own normalisation, as in training (`steps.preprocess_for`).
     preprocess = preprocess_for(shards.classes, image_size, augment=False, image_encoder=image_encoder,
                                 normalisation=normalisation, device=env.device)
