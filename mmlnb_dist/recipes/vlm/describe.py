@@ -43,6 +43,7 @@ from ...data.preflight import check_shard_files
 from ...data.shardset import ShardSet
 from . import model as V
 from .merge import fine_tune_sha256
+from .weights_identity import model_folder, weights_identity
 from .quality import QUALITY_FILE, format_report, quality_report
 from .source import check_vlm_loadable
 from .preflight import check_describe_ready, drop_claim_without_output
@@ -131,21 +132,9 @@ def describe_dtype(device: torch.device, precision: str) -> torch.dtype:
     return V.dtype_for(precision) if device.type == "cuda" else torch.float32
 
 
-def _config_digest(model_path: str) -> Optional[str]:
-    config = Path(model_path) / "config.json"
+def _config_digest(folder: Path) -> Optional[str]:
+    config = folder / "config.json"
     return hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else None
-
-
-def _weights_fingerprint(model_path: str) -> Optional[str]:
-    """A cheap digest of a local model folder's weight files: name, size and mtime of each (a 7B's are not read).
-    The config digest alone let weights replaced under the same config (a fine-tune saved over the folder) continue
-    an output the old weights began. None for a hub id (not a folder) or a folder without weight files."""
-    folder = Path(model_path)
-    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
-    if not files:
-        return None
-    stats = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()
 
 
 def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet, world_size: int,
@@ -160,11 +149,12 @@ def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet
         settings["merge_adapter"] = False  # (so that outputs recorded before this key continue)
     resolved = V.resolve_model_path(vlm, v.tiny_seed, v.cache_dir, v.tiny_vision)
     return {"source": str(source.root), "source_manifest_sha256": source.digest, "model": vlm,
-            "resolved_model": resolved, "model_config_sha256": _config_digest(resolved), "tiny_seed": v.tiny_seed,
-            "tiny_vision": v.tiny_vision,
-            # a local folder's weights (`tiny` is told by its seed and tower: its cache may be rebuilt, new mtimes);
-            # absent for a hub id, so that its outputs recorded before this key continue
-            **({"model_weights": weights} if vlm != "tiny" and (weights := _weights_fingerprint(resolved)) else {}),
+            "resolved_model": resolved, "model_config_sha256": _config_digest(model_folder(vlm, resolved)),
+            "tiny_seed": v.tiny_seed, "tiny_vision": v.tiny_vision,
+            # the weights' bytes (and a hub id's cached commit), not their mtimes: a copy of the same weights
+            # continues, other weights under kept times do not (`weights_identity`); `tiny` is told by its seed and
+            # tower (its cache may be rebuilt)
+            **(weights_identity(vlm, resolved) if vlm != V.TINY else {}),
             "adapter": str(adapter) if adapter else None, "adapter_sha256": fine_tune_sha256(vlm, adapter),
             "prompt": v.prompt, "min_pixels": v.min_pixels, "max_pixels": v.max_pixels, "generation": settings,
             "world_size": world_size,
@@ -176,6 +166,13 @@ def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet
 RESUME_MAY_CHANGE = ("describe.world_size", "describe.source", "describe.adapter", "describe.resolved_model")
 """Provenance keys a resumed describe may change: ranks, and where the same input/adapter/model files live
 (their digests must still match)."""
+
+
+def resume_may_change(made: Dict[str, Any]) -> tuple:
+    """`RESUME_MAY_CHANGE`, and the model's name when `made` (a `provenance()`) records its weights' digest: the
+    same bytes moved or copied to another folder (or a hub id's snapshot copied out of the cache) write the same
+    text, and the digest, which must still match, tells other weights apart."""
+    return RESUME_MAY_CHANGE + (("describe.model",) if made.get("model_weights") else ())
 
 
 def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str] = None,
@@ -257,7 +254,8 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
         claims_now = env.is_main and (restart or not (out / PROVENANCE_FILE).is_file())
         try:
             mapped = map_shard_set(source, out, fn, env=env, batch_size=cfg.vlm.generation.batch_size,
-                                   provenance=made_by, record=made_by, allow=RESUME_MAY_CHANGE, restart=restart,
+                                   provenance=made_by, record=made_by, allow=resume_may_change(made_by["describe"]),
+                                   restart=restart,
                                    lock=False, max_bad_sample_rate=lc.max_bad_sample_rate,
                                    max_member_bytes=lc.max_member_bytes, progress=progress, desc="describe",
                                    reports=(QUALITY_FILE,), has_descriptions=True)
