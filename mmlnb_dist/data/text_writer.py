@@ -15,6 +15,8 @@ REFERENCE = "reference"
 """The writer of a shard set's own text (no `describe` in its provenance): reference descriptions."""
 TINY_KEYS = ("tiny_seed", "tiny_vision")
 """What tells two `tiny` VLMs apart: `tiny` names a random model built from `vlm.tiny_seed` and `vlm.tiny_vision`."""
+WEIGHTS_KEY = "model_weights"
+"""describe's digest of the base VLM's weight bytes (a local folder or a cached hub id; not `tiny`)."""
 
 
 def shard_text_writer(manifest: Dict[str, Any]) -> Any:
@@ -24,7 +26,7 @@ def shard_text_writer(manifest: Dict[str, Any]) -> Any:
     if not made:
         return REFERENCE
     return {"model": made.get("model"), "adapter_sha256": made.get("adapter_sha256"),
-            **{k: made[k] for k in TINY_KEYS if k in made}}
+            **{k: made[k] for k in (*TINY_KEYS, WEIGHTS_KEY) if k in made}}
 
 
 def trained_writer(model_meta: Dict[str, Any]) -> Any:
@@ -46,12 +48,15 @@ def writer_name(writer: Any) -> str:
 
 
 def same_writer(a: Any, b: Any) -> bool:
-    """Whether writers `a` and `b` write alike: the same adapter (by digest), or without adapters the same VLM (for
-    `tiny`, also the same `TINY_KEYS` where both record them)."""
+    """Whether writers `a` and `b` write alike: the same adapter (by digest), or without adapters the same base
+    weights (`WEIGHTS_KEY`, where both record it), else the same VLM name (for `tiny`, also the same `TINY_KEYS`
+    where both record them)."""
     if REFERENCE in (a, b):
         return a == b
     if a.get("adapter_sha256") or b.get("adapter_sha256"):  # the fine-tune decides, whatever the base is called
         return a.get("adapter_sha256") == b.get("adapter_sha256")
+    if a.get(WEIGHTS_KEY) and b.get(WEIGHTS_KEY):  # the weights decide: a hub id and a local copy of it write
+        return a[WEIGHTS_KEY] == b[WEIGHTS_KEY]   # alike, a folder whose weights were replaced does not
     if a.get("model") != b.get("model"):
         return False
     # two `tiny` models of other seeds or towers are two random models: their text differs though the name does
