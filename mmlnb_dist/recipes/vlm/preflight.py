@@ -107,8 +107,50 @@ def check_describe_ready(vcfg: "VLMConfig", vlm: str, adapter: Optional[str]) ->
     if adapter:
         V.check_adapter_base(resolved, adapter)
         V.check_adapter_finite(adapter)
+        check_adapter_shapes(resolved, adapter)
     largest_prompt_tokens(V.load_processor(resolved, vcfg.min_pixels, vcfg.max_pixels), vcfg.prompt,
                           vcfg.max_pixels)
+
+
+PEFT_PREFIX = "base_model.model."
+
+
+def check_adapter_shapes(resolved: str, adapter: str) -> None:
+    """Refuse an adapter whose tensors do not fit the base model's layers (trained on another model size: a 3B's
+    adapter on a 7B). Base names that differ are only warned about (`check_adapter_base`), so peft's `size
+    mismatch` traceback came in the first batch, after the output was claimed. Shapes only: the base's structure
+    on the meta device, the adapter's safetensors headers."""
+    from safetensors import safe_open
+
+    base = model_skeleton(resolved)
+    modules, params = dict(base.named_modules()), dict(base.named_parameters())
+    for path in sorted(Path(adapter).glob("*.safetensors")):
+        with safe_open(str(path), "pt") as f:
+            for key in f.keys():
+                shape = list(f.get_slice(key).get_shape())
+                expected = _expected_shape(key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key,
+                                           shape, modules, params)
+                if expected != shape:
+                    raise UserError(f"--adapter {adapter} does not fit the base model {resolved}: its {key} has "
+                                    f"shape {shape}, the base's layer needs "
+                                    f"{expected if expected is not None else 'no such module'} (the adapter was "
+                                    f"trained on another model: give its base as --vlm / vlm.model, named in "
+                                    f"{Path(adapter) / 'adapter_config.json'} base_model_name_or_path)")
+
+
+def _expected_shape(name: str, shape: list, modules: dict, params: dict) -> Optional[list]:
+    """The shape `name` (an adapter tensor, peft's prefix dropped) must have on the base: LoRA A's weight is (r, in)
+    and B's (out, r) of the linear layer it adapts (None, refused, when the base has no such linear layer); a fully
+    trained module's tensor (`modules_to_save`) is the base's own. Any other tensor (a LoRA bias, DoRA's magnitude,
+    embedding LoRA) is not judged: its own shape is returned."""
+    for part in ("lora_A", "lora_B"):
+        if name.endswith(f".{part}.weight") and len(shape) == 2:
+            layer = modules.get(name[:-len(f".{part}.weight")])
+            if layer is None or not hasattr(layer, "in_features"):
+                return None
+            return [shape[0], layer.in_features] if part == "lora_A" else [layer.out_features, shape[1]]
+    param = params.get(name)
+    return list(param.shape) if param is not None and ".lora_" not in name else shape
 
 
 def drop_claim_without_output(out: Path) -> None:
