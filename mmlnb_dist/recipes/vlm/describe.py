@@ -163,9 +163,11 @@ def provenance(cfg: "Config", vlm: str, adapter: Optional[str], source: ShardSet
             **({"dtype": str(dtype).replace("torch.", "")} if dtype != torch.float32 else {})}
 
 
-RESUME_MAY_CHANGE = ("describe.world_size", "describe.source", "describe.adapter", "describe.resolved_model")
-"""Provenance keys a resumed describe may change: ranks, and where the same input/adapter/model files live
-(their digests must still match)."""
+RESUME_MAY_CHANGE = ("describe.world_size", "describe.source", "describe.adapter", "describe.resolved_model",
+                     "describe.generation.batch_size")
+"""Provenance keys a resumed describe may change: ranks, where the same input/adapter/model files live (their
+digests must still match), and the batch size: a description does not depend on its batch (left padding, per-image
+draws), and a describe that ran out of memory is told to continue with a smaller one (`cli.DESCRIBE_MEMORY`)."""
 
 
 def resume_may_change(made: Dict[str, Any]) -> tuple:
