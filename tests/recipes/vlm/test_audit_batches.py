@@ -100,7 +100,7 @@ def _shard_with(tmp_path, edits):
     """The first train shard of a small pair set rewritten with `edits` (index -> member changes; None: drop)."""
     from mmlnb_dist.data.reader import iter_shard_samples
     from mmlnb_dist.data.shardset import ShardSet
-    from mmlnb_dist.data.writer import shard_entry, write_tar_shard
+    from mmlnb_dist.data.writer import write_tar_shard
 
     from support.vlm import make_pairs
 
@@ -113,11 +113,11 @@ def _shard_with(tmp_path, edits):
                 samples[i].pop(member)
             else:
                 samples[i][member] = value
-    write_tar_shard(path, samples, ["UD", "PD", "D"])
+    entry = write_tar_shard(path, samples, ["UD", "PD", "D"])  # the altered shard's manifest entry
     manifest = ShardSet.open(src).manifest
     for e in manifest["splits"]["train"]["shards"]:
         if e["file"] == path.name:
-            e.update(shard_entry(path, e["num_samples"], e["class_counts"], ["UD", "PD", "D"]))
+            e.update(entry)
     (src / "manifest.json").write_text(json.dumps(manifest))
     return ShardSet.open(src), [s["__key__"] for s in samples]
 

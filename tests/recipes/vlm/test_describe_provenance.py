@@ -130,14 +130,12 @@ def test_bad_images_are_skipped_under_the_budget_and_the_manifest_counts_what_wa
     samples = list(iter_shard_samples(path))
     samples[1]["png"] = b"not an image"
     bad_key = samples[1]["__key__"]
-    write_tar_shard(path, samples, CLASSES)
+    entry = write_tar_shard(path, samples, CLASSES)  # the altered shard's manifest entry
     shards = ShardSet.open(src)  # re-record the altered shard's checksum so only the image is bad
     manifest = shards.manifest
     for e in manifest["splits"]["train"]["shards"]:
         if e["file"] == path.name:
-            from mmlnb_dist.data.writer import shard_entry
-
-            e.update(shard_entry(path, e["num_samples"], e["class_counts"], CLASSES))
+            e.update(entry)
     (src / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BadSampleRateError, match=rf"{path.name}.*{bad_key}"):
         D.run_describe(_cfg(data, "data.loader.max_bad_sample_rate=0.05"), "tiny", None, src, data / "bad-strict",
