@@ -13,7 +13,7 @@ from mmlnb_dist.config import load_config
 from mmlnb_dist.core.distributed import DistEnv
 from mmlnb_dist.core.errors import UserError
 from mmlnb_dist.pipeline import PipelineInputs, fingerprint, finish, read_stage, run_pipeline, stages_for, steps
-from mmlnb_dist.pipeline import flow
+from mmlnb_dist.pipeline import flow, inputs
 from mmlnb_dist.pipeline.flow import check_slice
 from mmlnb_dist.pipeline.stages import PlannedStage, StageResult, recorded, run_stage
 
@@ -220,14 +220,14 @@ def test_a_user_s_input_folder_changes_its_fingerprint_with_any_file_s_size_or_t
     (folder / "a").mkdir(parents=True)
     image = folder / "a" / "1.png"
     image.write_bytes(b"xx")
-    before = steps.files_fingerprint(folder)
+    before = inputs.files_fingerprint(folder)
     stat = image.stat()
     image.write_bytes(b"yy")  # same size: only its time tells
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    touched = steps.files_fingerprint(folder)
+    touched = inputs.files_fingerprint(folder)
     image.write_bytes(b"yyy")
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # same time: only its size tells
-    assert len({before, touched, steps.files_fingerprint(folder)}) == 3
+    assert len({before, touched, inputs.files_fingerprint(folder)}) == 3
 
 
 def test_another_pipeline_run_s_stale_output_is_refused_not_rebuilt(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from mmlnb_dist.config import load_config
 from mmlnb_dist.core.errors import UserError
-from mmlnb_dist.pipeline import steps
+from mmlnb_dist.pipeline import inputs, steps
 from mmlnb_dist.pipeline.stages import StageResult
 from support.shards import write_patch_folder
 
@@ -27,9 +27,9 @@ def _cfg(tmp_path, *overrides):
 
 def test_an_input_that_is_not_there_is_refused_by_its_path(tmp_path):
     with pytest.raises(UserError, match=f"input not found: {tmp_path / 'patches'}"):
-        steps.files_fingerprint(tmp_path / "patches")
+        inputs.files_fingerprint(tmp_path / "patches")
     with pytest.raises(UserError, match="input not found"):
-        steps.patches_fingerprint(tmp_path / "labels.csv")
+        inputs.patches_fingerprint(tmp_path / "labels.csv")
 
 
 def test_a_folder_s_labels_csv_listing_an_image_outside_it_follows_that_image(tmp_path):
@@ -39,11 +39,11 @@ def test_a_folder_s_labels_csv_listing_an_image_outside_it_follows_that_image(tm
     folder.mkdir()
     image = elsewhere / "UD" / "UD_000.png"
     (folder / "labels.csv").write_text(f"path,label\n{image},UD\n")
-    before = steps.patches_fingerprint(folder)
-    assert steps.patches_fingerprint(folder) == before
+    before = inputs.patches_fingerprint(folder)
+    assert inputs.patches_fingerprint(folder) == before
     stat = image.stat()
     os.utime(image, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    assert steps.patches_fingerprint(folder) != before
+    assert inputs.patches_fingerprint(folder) != before
 
 
 def test_a_patches_csv_that_cannot_be_read_is_still_fingerprinted_for_the_shards_stage_to_refuse(tmp_path):
@@ -51,9 +51,9 @@ def test_a_patches_csv_that_cannot_be_read_is_still_fingerprinted_for_the_shards
     refuses it with its own message), it does not fail before that."""
     table = tmp_path / "labels.csv"
     table.write_text("image,class\na.png,UD\n")
-    before = steps.patches_fingerprint(table)
+    before = inputs.patches_fingerprint(table)
     table.write_text("image,class\na.png,UD\nb.png,D\n")
-    assert steps.patches_fingerprint(table) != before
+    assert inputs.patches_fingerprint(table) != before
 
 
 def test_a_patches_csv_listing_an_image_that_is_missing_is_still_fingerprinted(tmp_path):
@@ -61,10 +61,10 @@ def test_a_patches_csv_listing_an_image_that_is_missing_is_still_fingerprinted(t
     later changes the fingerprint (the shards are rebuilt with it)."""
     table = tmp_path / "labels.csv"
     table.write_text("path,label\nUD/gone.png,UD\n")
-    before = steps.patches_fingerprint(table)
+    before = inputs.patches_fingerprint(table)
     write_patch_folder(tmp_path, per_class=1)
     (tmp_path / "UD" / "UD_000.png").rename(tmp_path / "UD" / "gone.png")
-    assert steps.patches_fingerprint(table) != before
+    assert inputs.patches_fingerprint(table) != before
 
 
 def test_an_input_file_s_name_is_part_of_what_it_holds(tmp_path):
@@ -73,7 +73,7 @@ def test_an_input_file_s_name_is_part_of_what_it_holds(tmp_path):
     for f in (first, second):
         f.write_text("path,label\n")
         os.utime(f, ns=(0, 1_000_000_000))
-    assert steps.files_fingerprint(first) != steps.files_fingerprint(second)
+    assert inputs.files_fingerprint(first) != inputs.files_fingerprint(second)
 
 
 # --- tiling -----------------------------------------------------------------------------------------------------

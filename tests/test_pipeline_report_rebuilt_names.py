@@ -41,7 +41,7 @@ def test_an_upstream_change_is_named_as_its_input_and_a_long_list_is_capped(tmp_
     _train(tmp_path, [])
     upstream = _train(tmp_path, [], shards_fp="s2")
     assert upstream.rebuilt == "shards changed", upstream.rebuilt
-    many = _train(tmp_path, ["train.lr=0.5", "train.epochs=3", "train.log_every=2", "train.eval_every=2",
+    many = _train(tmp_path, ["train.lr=0.5", "train.epochs=3", "train.weight_decay=0.1", "train.eval_every=2",
                              "run.seed=7"], shards_fp="s3")
     assert many.rebuilt == "run.seed 0 -> 7; shards changed; train.epochs 150 -> 3 and 3 more", many.rebuilt
 

@@ -7,16 +7,18 @@
 - `stages`: fingerprints, the stage record beside each output, skip / resume / rebuild (`run_stage`);
 - `steps`: the data, VLM and training stages; `finish`: evaluate (patch and slide level) and register;
 - `flow`: the pipelines and `--from` / `--until`; `report`: the final report and the paper's tables;
-- `changes`: what a rebuilt stage's record says changed (its settings and inputs, by name).
+- `changes`: what a rebuilt stage's record says changed (its settings and inputs, by name);
+- `inputs`: what user-given folders and the local files a setting names hold (their fingerprints).
 """
 from __future__ import annotations
 
 from .finish import pipeline_dir, plan_evaluate, plan_register, registered_name, slide_level
 from .flow import STAGES, PipelineInputs, PipelineRun, run_demo, run_pipeline, run_vlm_fusion, stages_for
+from .inputs import local_inputs
 from .report import PAPER_COLUMNS, final_report
 from .stages import (PlannedStage, StageResult, existing_shards, fingerprint, is_up_to_date, read_stage, recorded,
                      run_planned, run_stage, stage_file, stopped_reading_elsewhere)
-from .steps import (base_vlm_stage, local_inputs, plan_describe, plan_finetune_vlm, plan_shards, plan_synth, plan_tile,
+from .steps import (base_vlm_stage, plan_describe, plan_finetune_vlm, plan_shards, plan_synth, plan_tile,
                     plan_train, stage_describe, stage_finetune_vlm, stage_shards, stage_synth, stage_train)
 
 __all__ = [

@@ -25,7 +25,9 @@ def changed_settings(before: Any, now: Optional[Dict[str, Any]], most: int = 3) 
     most; None when either is not known (a record written before they were kept) or nothing differs in them."""
     if not isinstance(before, dict) or not now:
         return None
-    keys = sorted(k for k in before.keys() | now.keys() if before.get(k, ...) != now.get(k, ...))
+    # a key only `before` has is one the fingerprint no longer covers (a record made before the train stage left
+    # its cadence settings out of it): no change of the user's, so not named
+    keys = sorted(k for k in now if before.get(k, ...) != now[k])
 
     def show(key: str, value: Any) -> str:
         return "(unset)" if value is ... else json.dumps(value)[:40] if not isinstance(value, str) else value[:40]

@@ -23,6 +23,7 @@ from ..core.recipe import Report
 from ..recipes import RECIPES, check_configs
 from ..recipes.vlm.config import vlm_run_name
 from . import finish, steps
+from .inputs import given_input
 from .stages import PlannedStage, StageResult, existing_shards, recorded, require_done, run_planned
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ def check_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = N
                         f"--patches DIR_OR_CSV or --synthetic, or point data.shards at a shard set")
     if start > 0:  # the first stage ran before (the later ones' records are checked as the pipeline reaches them)
         first_out = steps.plan_synth(cfg).output if inputs.synthetic else Path(cfg.data.shards) if inputs.slides \
-            else steps.plan_shards(cfg, steps.given_input(Path(inputs.patches), "patches")).output if \
+            else steps.plan_shards(cfg, given_input(Path(inputs.patches), "patches")).output if \
             inputs.patches else steps.plan_verify(cfg).output  # (their planners' outputs, as run_pipeline's)
         require_done(names[0], first_out, names[start])
     return PipelinePlan(names, start, stop)
@@ -277,7 +278,7 @@ def run_pipeline(cfg: Config, inputs: PipelineInputs, first: Optional[str] = Non
     elif inputs.slides is not None:
         shards = do(steps.plan_tile(cfg, Path(inputs.slides), Path(inputs.labels)))
     elif inputs.patches is not None:
-        shards = do(steps.plan_shards(cfg, steps.given_input(Path(inputs.patches), "patches")))
+        shards = do(steps.plan_shards(cfg, given_input(Path(inputs.patches), "patches")))
     else:  # data.shards holds a shard set (`check_pipeline`)
         shards = do(steps.plan_verify(cfg))
     if shards is None:

@@ -11,85 +11,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from ..config import Config
-from ..core.config import Section, is_path_text
 from ..core.distributed import DistEnv
 from ..core.errors import UserError
 from ..core.recipe import run as run_recipe
-from ..data.collect import read_patch_csv
-from ..data.shardset import ShardError, ShardSet
+from ..data.shardset import ShardSet
 from ..data.skipped import skipped_summary
 from ..recipes import RECIPES, recipe_class
 from ..recipes.vlm.config import vlm_run_name
 from .changes import stage_settings
+from .inputs import files_fingerprint, local_inputs
 from .stages import (SKIPPED_IMAGES, PlannedStage, StageResult, fingerprint, rank0_stage, read_stage, run_planned,
                      stopped_reading_elsewhere)
 
 log = logging.getLogger(__name__)
-
-
-def files_fingerprint(path: Path) -> str:
-    """What a user-given input folder (slides, patches) or file holds: names, sizes and modification times."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"input not found: {path}")
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return fingerprint([(str(p.relative_to(path.parent)), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
-
-
-def local_inputs(section: Section, prefix: str = "") -> List[Any]:
-    """[dotted key, what it holds] for every `PathText` setting of `section` and its sections that names an existing
-    local file or folder (features, weights, a model folder): the setting alone misses a file replaced at the same
-    path. Empty for hub names, so a stage fingerprinted before this was checked keeps its fingerprint."""
-    found: List[Any] = []
-    for name, field in type(section).model_fields.items():
-        value = getattr(section, name)
-        if isinstance(value, Section):
-            found += local_inputs(value, f"{prefix}{name}.")
-        elif value and isinstance(value, str) and is_path_text(field) and Path(value).exists():
-            found.append([f"{prefix}{name}", files_fingerprint(Path(value))])
-    return found
-
-
-def _file_state(path: Path) -> Tuple[str, Optional[int], Optional[int]]:
-    """(path, size, modification time); no size or time for a missing file (the shards stage says so)."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return str(path), None, None
-    return str(path), stat.st_size, stat.st_mtime_ns
-
-
-def listed_images(table: Path) -> List[Path]:
-    """The images a patches CSV lists, read as `collect_samples` reads them; none when the CSV cannot be read
-    (the shards stage then says why)."""
-    try:
-        return [Path(s.image) for s in read_patch_csv(table)]
-    except ShardError:
-        return []
-
-
-def patches_fingerprint(path: Path) -> str:
-    """What the shards stage reads from `--patches`: the folder's files, or the CSV, each image it lists and the
-    `descriptions.jsonl` beside it (`collect_samples`); a folder's labels.csv may list images outside it too."""
-    path = Path(path)
-    held = files_fingerprint(path)
-    table = path if path.is_file() else path / "labels.csv"
-    if not table.is_file():
-        return held
-    folder = path.resolve()
-    images = [p for p in listed_images(table) if path.is_file() or not p.resolve().is_relative_to(folder)]
-    beside = [table.parent / "descriptions.jsonl"] if path.is_file() else []  # (a folder's is among its files)
-    if not images and not beside:
-        return held
-    return fingerprint(held, [_file_state(p) for p in images + beside])
-
-
-def given_input(path: Path, name: str = "input") -> StageResult:
-    """A user-given source (patch folder or CSV) as the input of the shards stage."""
-    return StageResult(name, Path(path), patches_fingerprint(path), True, 0.0, status="input")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -358,6 +295,15 @@ def stage_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Opti
     return run_planned(plan_describe(cfg, vlm, shards, env, cache_root), env)
 
 
+TRAIN_CADENCE = {"train": {"log_every", "keep_checkpoints", "eval_batch_size", "checkpoint_every",
+                           "checkpoint_every_steps"},
+                 "data.loader": {"preflight", "max_bad_sample_rate"}}
+"""Settings of the train stage that do not change the trained model (how often it logs and checkpoints, how many
+checkpoints it keeps, the evaluation batch, the shard preflight and the bad-sample budget): left out of its
+fingerprint, so a rerun that changes only these keeps a finished stage and resumes a stopped one (the recipes'
+resume accepts them: `core.recipe.RESUME_MAY_CHANGE`) instead of deleting the run folder and training again."""
+
+
 def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) -> PlannedStage:
     """Stage 2: the training recipe (`train.recipe`, the fusion classifier) on `shards.output`. Registering is
     the pipeline's own stage, so the recipe's end-of-training registration is off here."""
@@ -367,13 +313,22 @@ def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) 
     cfg.data.shards = shards.output
     cfg.run.name = f"{cfg.run.name}-{cfg.train.recipe}"
     cfg.tracking.register_name = None
-    recipe_section = getattr(cfg, RECIPES[cfg.train.recipe].section)
-    fp = fingerprint("train", shards.fingerprint, cfg.run.seed, recipe_section.model_dump(), cfg.train.model_dump(),
-                     cfg.distributed.results_dump(), cfg.data.loader.model_dump(),
-                     *local_inputs(recipe_section, f"{RECIPES[cfg.train.recipe].section}."))
+    section = RECIPES[cfg.train.recipe].section
+    recipe_section = getattr(cfg, section)
+    local = local_inputs(recipe_section, f"{section}.")
+    train_dump, loader_dump = (cfg.train.model_dump(exclude=TRAIN_CADENCE["train"]),
+                               cfg.data.loader.model_dump(exclude=TRAIN_CADENCE["data.loader"]))
+    dist = cfg.distributed.results_dump()
+    fp = fingerprint("train", shards.fingerprint, cfg.run.seed, recipe_section.model_dump(), train_dump, dist,
+                     loader_dump, *local)
+    # a stage recorded while the fingerprint held the cadence settings keeps its record (no retraining on upgrade)
+    legacy = fingerprint("train", shards.fingerprint, cfg.run.seed, recipe_section.model_dump(),
+                         cfg.train.model_dump(), dist, cfg.data.loader.model_dump(), *local)
+    run_dir, held = Path(cfg.run.dir), read_stage(Path(cfg.run.dir)).get("fingerprint")
+    if held in (legacy, fingerprint(legacy, str(shards.output))):
+        fp = legacy
     placed = fingerprint(fp, str(shards.output))  # a run stopped on its shards elsewhere starts again (placed)
-    if read_stage(Path(cfg.run.dir)).get("fingerprint") == placed or \
-            stopped_reading_elsewhere(Path(cfg.run.dir), "data.shards", shards.output):
+    if held == placed or stopped_reading_elsewhere(run_dir, "data.shards", shards.output):
         fp = placed
 
     def work(resume: bool) -> Dict[str, Any]:
@@ -383,11 +338,9 @@ def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) 
         return {"metrics": {k: v for k, v in result.items() if isinstance(v, (int, float, str))},
                 "run_dir": str(cfg.run.dir), "mlflow_run_id": run_id, "data_shards": str(shards.output)}
 
-    section = RECIPES[cfg.train.recipe].section
-    settings = stage_settings({"run.seed": cfg.run.seed, section: recipe_section.model_dump(),
-                               "train": cfg.train.model_dump(), "distributed": cfg.distributed.results_dump(),
-                               "data.loader": cfg.data.loader.model_dump()},
-                              {"shards": shards.fingerprint, **dict(local_inputs(recipe_section, f"{section}."))})
+    settings = stage_settings({"run.seed": cfg.run.seed, section: recipe_section.model_dump(), "train": train_dump,
+                               "distributed": dist, "data.loader": loader_dump},
+                              {"shards": shards.fingerprint, **dict(local)})
     return PlannedStage("train", Path(cfg.run.dir), fp, work, settings=settings)
 
 
