@@ -76,3 +76,20 @@ def test_the_describe_stage_names_a_changed_generation_setting_and_a_new_adapter
     describe([])
     assert describe(["vlm.generation.max_new_tokens=64"]).rebuilt == "vlm.generation.max_new_tokens 256 -> 64"
     assert describe(["vlm.generation.max_new_tokens=64"], adapter_fp="a2").rebuilt == "finetune-vlm changed"
+
+
+def test_a_stage_that_stopped_still_names_what_changed(tmp_path):
+    """The record a stopped stage leaves (open, with why it stopped) kept no settings, so the next run with a
+    changed setting said only "its inputs or settings changed"."""
+    import pytest
+
+    cfg = load_config(None, [f"run.output_dir={tmp_path / 'runs'}", "run.name=p", "train.lr=0.001"])
+    stage = plan_train(cfg, StageResult("shards", tmp_path / "shards", "s1", True, 0.0, status="skipped"))
+
+    def stopped(resume):
+        stage.output.mkdir(parents=True, exist_ok=True)
+        raise RuntimeError("killed mid-epoch")
+
+    with pytest.raises(RuntimeError):
+        run_planned(dataclasses.replace(stage, work=stopped))
+    assert _train(tmp_path, ["train.lr=0.0003"]).rebuilt == "train.lr 0.001 -> 0.0003"

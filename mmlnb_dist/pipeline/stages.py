@@ -296,7 +296,7 @@ def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, A
                 _write_stage(out, fp, _end_status(info), {**info, **timing()}, owner, settings)
             barrier(env)
     except BaseException as err:
-        _record_stop(name, out, fp, owner, env, err, timing())
+        _record_stop(name, out, fp, owner, env, err, timing(), settings)
         raise
     secs = recorded[WALL_SECONDS] - earlier_seconds if recorded else time.time() - t0
     if info.get(KEEP_OPEN):
@@ -307,13 +307,14 @@ def _run_stage(name: str, out: Path, fp: str, work: Callable[[bool], Dict[str, A
 
 
 def _record_stop(name: str, out: Path, fp: str, owner: Optional[str], env: DistEnv, err: BaseException,
-                 timing: Dict[str, Any]) -> None:
+                 timing: Dict[str, Any], settings: Optional[Dict[str, Any]] = None) -> None:
     """A stage stopped by an error, Ctrl-C or SIGTERM: its record stays open (`running`, so the same command
-    resumes it) and keeps the reason, and the log says all that where an overnight run is read, its log file."""
+    resumes it) and keeps the reason, and the log says all that where an overnight run is read, its log file. It
+    keeps the stage's `settings` too, so that a rerun with a changed one names it (not "its settings changed")."""
     reason = "interrupted" if isinstance(err, KeyboardInterrupt) else \
         str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
     if env.is_main:
-        _write_stage(out, fp, "running", {STOPPED_BY: reason, **timing}, owner)
+        _write_stage(out, fp, "running", {STOPPED_BY: reason, **timing}, owner, settings)
         level = logging.WARNING if isinstance(err, KeyboardInterrupt) else logging.ERROR  # a user's Ctrl-C
         if isinstance(err, TrainingDiverged):  # resuming would replay the same steps into the same NaN
             log.log(level, "%s: stopped after %.1f s (%s). Its output %s keeps its checkpoints from before that "
