@@ -48,3 +48,21 @@ def test_a_store_that_cannot_be_asked_keeps_the_record(tmp_path):
     assert refresh_alias(recorded, "http://127.0.0.1:9") == recorded  # no server there: the record as it was
     assert refresh_alias({"registered": False, "reason": "x"}, "http://127.0.0.1:9") == {"registered": False,
                                                                                           "reason": "x"}
+
+
+def test_an_alias_deleted_since_is_not_served(tmp_path, store):
+    """The alias removed from the model since this run registered (by hand, in the MLflow UI): the store says no
+    version holds it, but the report fell back to the record's "alias moved" and served `models:/m@champion`,
+    which no longer resolves."""
+    import mlflow
+
+    mlflow.MlflowClient(tracking_uri=store, registry_uri=store).delete_registered_model_alias("m", "champion")
+    recorded = {"registered": True, "name": "m", "version": "2", "alias": "champion", "alias_moved": True,
+                "alias_version": "2", "reason": "beat version 1", "run_id": "r2"}
+    now = refresh_alias(recorded, store)
+    assert now["alias_version"] is None
+    assert served_model(now) == "models:/m/2"
+    cfg = load_config("clip-demo", [f"run.output_dir={tmp_path}"])
+    report = final_report(cfg, [], None, now, store, None, None)
+    assert "`models:/m@champion` (version 2)" not in report, report
+    assert "models:/m/2" in report, report

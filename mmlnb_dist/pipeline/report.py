@@ -102,10 +102,12 @@ def predict_line(cfg: Config, model_uri: str, shards: str, uri: str, out: str, r
 
 
 def alias_version(registration: Dict[str, Any]) -> Optional[str]:
-    """The version the registration's alias points at, when known: recorded since the register stage kept it;
-    in older records only when the alias moved (to the version just registered)."""
-    if registration.get("alias_version") is not None:
-        return str(registration["alias_version"])
+    """The version the registration's alias points at, when known: recorded since the register stage kept it
+    (None: no version holds it, e.g. the alias was deleted since, which `finish.refresh_alias` finds); in older
+    records, without the key, only when the alias moved (to the version just registered)."""
+    if "alias_version" in registration:  # a recorded None is an answer, not a missing one
+        held = registration["alias_version"]
+        return str(held) if held is not None else None
     return str(registration["version"]) if registration.get("alias_moved") else None
 
 
