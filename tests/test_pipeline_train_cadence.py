@@ -83,3 +83,14 @@ def test_every_cadence_setting_is_one_a_resume_accepts():
     for section, names in TRAIN_CADENCE.items():
         for name in names:
             assert f"{section}.{name}" in RESUME_MAY_CHANGE, f"{section}.{name}"
+
+
+def test_a_rebuild_of_a_stage_recorded_before_names_only_what_the_user_changed(tmp_path):
+    stage = _plan(tmp_path, [])
+    cfg = load_config(None, [f"run.output_dir={tmp_path / 'runs'}", "run.name=p"])
+    old = fingerprint("train", "s1", cfg.run.seed, cfg.fusion.model_dump(), cfg.train.model_dump(),
+                      cfg.distributed.results_dump(), cfg.data.loader.model_dump())
+    settings = {**stage.settings, "train.log_every": 10, "data.loader.preflight": "checksum"}  # as recorded then
+    stage.output.mkdir(parents=True)
+    stage_file(stage.output).write_text(json.dumps({"fingerprint": old, "status": "done", "settings": settings}))
+    assert _train(tmp_path, ["train.lr=0.001"]).rebuilt == "train.lr 0.0001 -> 0.001"

@@ -25,9 +25,11 @@ def changed_settings(before: Any, now: Optional[Dict[str, Any]], most: int = 3) 
     most; None when either is not known (a record written before they were kept) or nothing differs in them."""
     if not isinstance(before, dict) or not now:
         return None
-    # a key only `before` has is one the fingerprint no longer covers (a record made before the train stage left
-    # its cadence settings out of it): no change of the user's, so not named
-    keys = sorted(k for k in now if before.get(k, ...) != now[k])
+    # a setting only `before` has is one the fingerprint no longer covers (a record made before the train stage
+    # left its cadence settings out): no change of the user's, so not named; an input gone (a local folder
+    # deleted) is
+    keys = sorted(k for k in before.keys() | now.keys()
+                  if before.get(k, ...) != now.get(k, ...) and (k in now or k.endswith(CHANGED)))
 
     def show(key: str, value: Any) -> str:
         return "(unset)" if value is ... else json.dumps(value)[:40] if not isinstance(value, str) else value[:40]
