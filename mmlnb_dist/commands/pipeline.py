@@ -36,8 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_command(args: argparse.Namespace, cfg=None) -> int:
+    from contextlib import nullcontext
+
     from ..core.distributed import DistEnv
     from ..core.logging import command_log
+    from ..core.runlock import FolderLock
     from ..pipeline import PipelineInputs, pipeline_dir, run_pipeline
     from ..pipeline.flow import check_pipeline
 
@@ -47,7 +50,11 @@ def run_command(args: argparse.Namespace, cfg=None) -> int:
                             synthetic=bool(getattr(args, "synthetic", False)))
     # refused before its log file is opened: a command that did nothing leaves nothing behind
     plan = check_pipeline(cfg, inputs, args.first, args.last, env, overrides=args.overrides)
-    with command_log(pipeline_dir(cfg) / "pipeline.log", env.rank):  # the report holds the results
+    # One pipeline of a run.name at a time: a second found the first's open stages "running" and resumed them
+    # beside it (both writing the synthetic set, the evaluation, the report). Taken before the log is opened, so a
+    # refused second leaves nothing in the first's log. Rank 0 holds it for every rank.
+    held = FolderLock(pipeline_dir(cfg), "mmlnb-dist pipeline") if env.is_main else nullcontext()
+    with held, command_log(pipeline_dir(cfg) / "pipeline.log", env.rank):  # the report holds the results
         run = run_pipeline(cfg, inputs, env=env, plan=plan)
     if env.is_main:
         print("\n" + (run.report or ""))
