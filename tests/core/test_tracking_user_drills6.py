@@ -149,3 +149,13 @@ def test_sync_of_a_journal_without_any_event_says_so_and_succeeds(tmp_path, cont
     uri = ["--uri", f"sqlite:///{tmp_path}/other.db"] if with_uri else []
     code, out, err = run_cli(["tracking", "sync", str(tmp_path / "runs"), *uri])
     assert code == 0 and "None" not in out + err and "skipped" in out and "no event" in out, out + err
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "describe"])
+def test_register_of_an_untracked_stage_folder_names_its_stage_as_import_does(tmp_path, stage):
+    """The two detections of another stage's folder disagreed: `register --run` looked only for that stage's MLflow
+    record, so the folder of an untracked describe or evaluate run (`tracking.backends=[stdout]`, its shard sets in
+    datasets.json) was told to `tracking import` itself, which then refused it as the folder of that stage."""
+    run_dir = _stage_folder(tmp_path, stage)
+    code, _, err = run_cli(["register", "--run", str(run_dir), "--name", "nb"])
+    assert code == 2 and f"folder of a {stage} run" in err and "tracking import" not in err, err

@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..runlock import FolderLock
 from ..sections import TrackingConfig
 from .journal import Spool, recorded_run, run_record_path, upload
-from .lineage import DATASETS_RECORD, recorded_datasets, recorded_stages
+from .lineage import DATASETS_RECORD, other_stage, recorded_datasets
 from .params import param_values
 from .server import absolute_sqlite_uri, default_tracking_uri
 
@@ -82,12 +82,12 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
     if not config_path.is_file():
         raise FolderImportError(f"{run_dir} is not a run folder: no {CONFIG_FILE} (a run folder is what `train` "
                                 f"prints as run_dir)")
-    others = [s for s in recorded_stages(run_dir) if s != stage]
-    if others and recorded_datasets(run_dir, stage) is None:  # its metrics.jsonl are another stage's
-        raise FolderImportError(f"{run_dir} is the folder of a {others[0]} run ({DATASETS_RECORD} records "
-                                f"{', '.join(others)}, not {stage}): its metrics are not a {stage} run's. Import it "
-                                f"as what it is (`mmlnb-dist tracking import {shlex.quote(str(run_dir))} --stage "
-                                f"{others[0]}`) or give the {stage} run's own folder")
+    other = other_stage(run_dir, stage)
+    if other:  # its metrics.jsonl are another stage's
+        raise FolderImportError(f"{run_dir} is the folder of a {other[0]} run (its records name {other[0]}, not "
+                                f"{stage}): its metrics are not a {stage} run's. Import it as what it is (`mmlnb-dist "
+                                f"tracking import {shlex.quote(str(run_dir))} --stage {other[0]}`) or give the "
+                                f"{stage} run's own folder")
     FolderLock(run_dir, "tracking import").refuse_if_held()  # a live run still writes its metrics
     journal = run_record_path(run_dir, stage).with_suffix(".jsonl")
     record = recorded_run(run_dir, stage)

@@ -44,6 +44,24 @@ def recorded_stages(run_dir: Path) -> List[str]:
     return list(_read(Path(run_dir) / DATASETS_RECORD))
 
 
+def other_stage(run_dir: Path, stage: str = "train") -> Optional[Tuple[str, Optional[str]]]:
+    """(the stage, its MLflow run id or None) whose folder `run_dir` is when it is another stage's than `stage`
+    (`<name>-describe`, `<name>-evaluate-val`): one a tracking record with a run id (`tracking/<s>.json`) or the
+    shard-set record names while neither names `stage`. None when `stage` is recorded there, or nothing is (a folder
+    kept before either record existed is taken as `stage`'s). The one test `register --run` and `tracking import`
+    share: `register` looked at the tracking records alone and sent an untracked describe folder to an import that
+    refused it as describe's."""
+    from .journal import JOURNAL_DIR, recorded_run
+
+    run_dir = Path(run_dir)
+    if recorded_run(run_dir, stage).get("run_id") or recorded_datasets(run_dir, stage) is not None:
+        return None
+    tracked = [(p.stem, rec["run_id"]) for p in sorted((run_dir / JOURNAL_DIR).glob("*.json"))
+               if "." not in p.stem and p.stem != stage and (rec := recorded_run(run_dir, p.stem)).get("run_id")]
+    found = tracked + [(s, None) for s in recorded_stages(run_dir) if s != stage and s not in dict(tracked)]
+    return found[0] if found else None
+
+
 class DataChangedError(UserError):
     """A resumed run would read other shard sets than the ones it was trained on."""
 

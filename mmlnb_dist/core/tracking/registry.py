@@ -22,7 +22,7 @@ from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tu
 from ..checkpoint import better
 from ..errors import ConfigError, UserError
 from .card import model_card, run_config_text, version_description
-from .lineage import not_comparable, scored_on  # noqa: F401 - scored_on: the registry's rule, documented here
+from .lineage import not_comparable, other_stage, scored_on  # noqa: F401 - scored_on: the registry's rule
 from .metric_name import UnknownMetricError, require_metric
 from .versions import (ARTIFACTS_TAG, alias_holder, alias_turn, artifacts_digest, check_export_unchanged,
                        new_version, registered_before)
@@ -214,11 +214,11 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
         if runs:  # a runs folder: the import and sync it was told to try would not have helped
             raise RegistryError(f"--run {run} is a folder of runs; give one run folder: --run {shlex.quote(runs[0])}"
                                 f" ({len(runs)} there: {', '.join(runs[:10])}{', ...' if len(runs) > 10 else ''})")
-        other = next(((p.stem, rec["run_id"]) for p in sorted((folder / JOURNAL_DIR).glob("*.json"))
-                      if "." not in p.stem and (rec := recorded_run(folder, p.stem)).get("run_id")), None)
-        if not state.get("run_id") and other:  # `<name>-describe`, `<name>-evaluate-val`: no model of its own
-            raise RegistryError(f"--run {run} is the folder of a {other[0]} run (MLflow run {other[1]}), not of a "
-                                f"training run; give the training run's folder (runs/NAME, as `train` prints it)")
+        other = other_stage(folder)
+        if other:  # `<name>-describe`, `<name>-evaluate-val`: no model of its own
+            tracked = f" (MLflow run {other[1]})" if other[1] else ""
+            raise RegistryError(f"--run {run} is the folder of a {other[0]} run{tracked}, not of a training run; "
+                                f"give the training run's folder (runs/NAME, as `train` prints it)")
         if not state.get("run_id"):
             raise RegistryError(
                 f"--run {run}: the folder has no MLflow training run on record ({folder / JOURNAL_DIR}/train.json "
