@@ -125,7 +125,10 @@ def checkpoint_problem(tag_dir: Path) -> Optional[str]:
             return f"{path} is missing"
         if path.stat().st_size != want["size"] or sha256_file(path) != want["sha256"]:
             return f"{path} differs from what was saved (size or sha256)"
-    return None
+    # added since: DeepSpeed finds ZeRO partition files by pattern, so an unrecorded one would be unpickled too
+    added = sorted(p for p in tag_dir.rglob("*")
+                   if p.is_file() and p.name != CHECKSUMS and str(p.relative_to(tag_dir)) not in files)
+    return f"{added[0]} was not there when the checkpoint was saved" if added else None
 
 
 def require_marker(ckpt_dir: Path) -> None:
@@ -176,9 +179,8 @@ class CheckpointManager:
     def none_complete(self) -> CheckpointError:
         """The error for a folder whose checkpoints are all torn or damaged, naming what is wrong with each."""
         problems = [checkpoint_problem(self.dir / t) for t in self.tags()]
-        return CheckpointError(f"no complete checkpoint in {self.dir}" + "".join(f"; {p}" for p in problems if p) +
-                               ". Copy the run folder again, whole, from where it trained, or start a new run "
-                               "(another run.name)")
+        return CheckpointError(f"no complete checkpoint in {self.dir}" + "".join(f"; {p}" for p in problems if p)
+                               + ". Copy the run folder again, whole, from where it trained, or start a new run")
 
     def has_checkpoints(self) -> bool:
         return self.dir.is_dir() and any(self.dir.iterdir())
