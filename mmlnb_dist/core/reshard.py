@@ -31,6 +31,7 @@ import torch
 
 from .distributed import DistEnv, all_gather_object, barrier
 from .errors import UserError
+from .files import storage_failure
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ def convert_to_universal(ckpt_dir: Path, tag: str, env: DistEnv) -> str:
     ckpt_dir = Path(ckpt_dir)
     name = universal_name(tag)
     error: Optional[str] = None
+    space: Optional[str] = None  # the storage refused the writes (full disk, quota): said so, not "cannot re-partition"
     if env.is_main and (not (ckpt_dir / name).is_dir() or checkpoint_problem(ckpt_dir / name) is not None):
         partial = ckpt_dir / (PARTIAL + name)
         shutil.rmtree(partial, ignore_errors=True)
@@ -110,13 +112,22 @@ def convert_to_universal(ckpt_dir: Path, tag: str, env: DistEnv) -> str:
             partial.rename(ckpt_dir / name)
         except Exception as err:  # noqa: BLE001  (reported on every rank below, not only on rank 0)
             log.exception("converting %s to a universal checkpoint failed", ckpt_dir / tag)
-            error = f"{type(err).__name__}: {err}"
+            error, space = f"{type(err).__name__}: {err}", storage_failure(err)
             shutil.rmtree(partial, ignore_errors=True)
+            if space is not None:
+                space += f"; {shutil.disk_usage(ckpt_dir).free / 2**20:.0f} MB free there now"
         (ckpt_dir / "latest_universal").unlink(missing_ok=True)  # DeepSpeed's pointer; ours is `latest`
-    error = all_gather_object(env, error)[0]
+    error, space = all_gather_object(env, (error, space))[0]
     barrier(env)
     if error is not None:
         saved = _saved_world_size(ckpt_dir / tag)
+        back = f"{saved} processes" if saved else f"the number of processes it was saved with (its {LAYOUT} says)"
+        if space is not None:
+            raise ReshardError(f"no space to convert checkpoint {ckpt_dir / tag} for {env.world_size} processes in "
+                               f"{ckpt_dir} ({space}); the half-written conversion was removed. It needs at least "
+                               f"three times the model's fp32 size (weights and both Adam moments): free space "
+                               f"there (fewer train.keep_checkpoints) and resume again, or resume on {back}, which "
+                               f"needs no conversion")
         raise ReshardError(f"checkpoint {ckpt_dir / tag}, saved on {saved or 'an unknown number of'} processes, could "
                            f"not be re-partitioned for {env.world_size} processes ({error}); resume on "
                            + (f"{saved} processes" if saved else f"the number of processes it was saved with "
