@@ -195,6 +195,8 @@ def storage_failure(err: BaseException) -> Optional[str]:
     (a bug keeps its traceback)."""
     if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
         return err.strerror or os.strerror(err.errno)
-    if isinstance(err, RuntimeError) and any(mark in str(err) for mark in TORCH_WRITE_FAILED):
+    # (a reader's failure, "PytorchStreamReader ... inline_container.cc", is a damaged file, not the storage)
+    if isinstance(err, RuntimeError) and any(mark in str(err) for mark in TORCH_WRITE_FAILED) \
+            and "PytorchStreamReader" not in str(err):
         return f"torch: {str(err).splitlines()[0].strip()}"
     return None

@@ -56,3 +56,11 @@ def test_other_runtime_errors_of_a_save_pass_through(tmp_path):
     m = CheckpointManager(tmp_path / "ckpt", DistEnv(), keep=5)
     with pytest.raises(RuntimeError, match="a bug in the engine"):
         m.save(Broken(), epoch_tag(0), {})
+
+
+def test_a_torch_reader_failure_is_no_full_disk():
+    from mmlnb_dist.core.files import storage_failure
+
+    assert storage_failure(RuntimeError("PytorchStreamReader failed reading zip archive: failed finding central "
+                                        "directory [enforce fail at inline_container.cc:238]")) is None
+    assert storage_failure(RuntimeError("basic_ios::clear: iostream error")) == "torch: basic_ios::clear: iostream error"
