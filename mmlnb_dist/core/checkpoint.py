@@ -289,12 +289,12 @@ class CheckpointManager:
         if not self.has_checkpoints():  # (an empty folder: a run stopped before its first checkpoint)
             return None, {}
         require_marker(self.dir)
-        tag = tag or self.latest()
+        named, tag = tag, tag or self.latest()
         if tag is None:  # checkpoints named but none complete: "resuming" would train the run afresh over them
             if self.tags():
                 raise self.none_complete()
             return None, {}
-        problem = checkpoint_problem(self.dir / tag)
+        problem = checkpoint_problem(self.dir / tag) if named else None  # (`latest()` has just verified it)
         if problem is not None:
             raise CheckpointError(f"cannot load checkpoint {tag}: {problem}")
         load_tag = self._tag_for_this_world(engine, tag)
