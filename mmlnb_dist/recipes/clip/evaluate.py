@@ -20,7 +20,7 @@ from ...core.files import strict_json
 from ...data.loader import build_loader
 from ...data.preprocess import ImageSamplePreprocess, MultiHotLabel
 from ...data.shardset import ShardSet
-from .config import MAX_K, METRIC_NAMES
+from .config import MAX_K, METRIC_NAMES, ClipModelConfig
 from .metrics import multilabel_metrics, scalar_metrics
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     loss uses the run's `clip.pos_weight` (recorded in the export), so it is the run's loss whatever `cfg` says;
     an export written before the weights were recorded uses `cfg`'s."""
     from .export import load_exported_model
+    from .model import check_captions
 
     env = env or DistEnv.from_environment()
     init_process_group(env, cfg.distributed)
@@ -50,6 +51,8 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
                         f"the shards {extra}; evaluate it on a shard set of its labels (e.g. the one it trained on)")
     # the same labels in another order are fine: the targets are built by label name in the model's column order
     # (MultiHotLabel(classes)), so every logit column is scored against the shards' label of its name
+    # a caption-reading model scored on shards without captions would read empty text for every sample
+    check_captions(ClipModelConfig.model_validate(meta["model"]), shards.has_descriptions, cfg.data.shards)
     pre = meta["preprocessing"]
     preprocess = ImageSamplePreprocess(int(meta["image_size"]), MultiHotLabel(classes), augment=False,
                                        mean=pre["image_mean"], std=pre["image_std"], text=True, device=env.device)

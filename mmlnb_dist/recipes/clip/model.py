@@ -181,7 +181,7 @@ def check_captions(cfg: ClipModelConfig, has_captions: bool, shards) -> None:
         return
     raise ConfigError(f"clip.model.fusion={cfg.fusion} reads each sample's caption, but the samples of data.shards "
                       f"{shards} carry none (no `txt` members; built without a caption column): its text side would "
-                      f"train on empty text. Train on the images alone (clip.model.fusion=image_only), or rebuild the "
+                      f"read empty text. Use an image-only model (clip.model.fusion=image_only), or rebuild the "
                       f"shards with captions (`shards build --task multilabel` with the CSV's caption column)")
 
 

@@ -2,8 +2,8 @@
 the metrics equal scikit-learn's on the export's own logits of the raw validation samples (every sample once, no
 augmentation even when the config trains with it, the export's top-k rather than the config's, the loss weighted
 by `clip.pos_weight`); an export whose labels are in another order than the shards' is scored by label name, one
-with other labels is refused, as is `--checkpoint`. Also the recipe's check against the same shard set: `clip.top_k` up to the label count, one
-`clip.pos_weight` per label."""
+with other labels is refused, as is `--checkpoint`. Also the recipe's check against the same shard set:
+`clip.top_k` up to the label count, one `clip.pos_weight` per label."""
 from __future__ import annotations
 
 import json

@@ -48,3 +48,22 @@ def test_a_caption_reading_model_is_refused_on_shards_without_captions(captionle
         assert "caption" in message and "image_only" in message, message
     else:
         ClipRecipe.check(cfg, DistEnv.from_environment())
+
+
+def test_evaluating_a_caption_reading_export_on_shards_without_captions_is_refused(captionless):
+    """`evaluate --export` of a concat model on such shards scored it on empty captions: refused the same way."""
+    import torch
+
+    from mmlnb_dist.core.errors import UserError
+    from mmlnb_dist.recipes.clip.evaluate import evaluate_export
+    from mmlnb_dist.recipes.clip.export import export_model
+    from mmlnb_dist.recipes.clip.model import build_model
+
+    cfg = clip_config(captionless / "shards", captionless / "runs-eval", "clip.model.towers.tiny.layers=1",
+                      "clip.model.towers.unfreeze_blocks=1")
+    torch.manual_seed(0)
+    model = build_model(cfg.clip.model, len(VOCAB), 32, classes=VOCAB).eval()
+    export = export_model(dict(model.state_dict()), model, cfg.clip.model, VOCAB, captionless / "export",
+                          image_size=32, top_k=2, extra={})
+    with pytest.raises(UserError, match=r"clip\.model\.fusion=concat reads each sample's caption"):
+        evaluate_export(cfg, export, "val")
