@@ -184,6 +184,11 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
     top_k = (f"The predicted label set is the model's top {predictor.top_k} labels by probability (the `top_k` its "
              f"run was evaluated on). Each `prob_<label>` is an independent sigmoid probability. Pass "
              f"`params={{'top_k': K}}` for another k or `params={{'threshold': T}}` for every label with p >= T.")
+    if predictor.zero_shot:  # the card must not offer what `predict` refuses
+        top_k = (f"The predicted label set is the model's top {predictor.top_k} labels by score (the `top_k` its "
+                 f"run was evaluated on); pass `params={{'top_k': K}}` for another k. This is zero-shot CLIP: each "
+                 f"`prob_<label>` is the sigmoid of logit_scale x cosine similarity, not a probability, so "
+                 f"`threshold` is refused.")
     return ModelPackage(
         python_model=str(Path(__file__).with_name("pyfunc_code.py")), artifacts={"export": str(export_dir)},
         signature=signature_requiring(example, out, {"batch_size": 32, "top_k": 0, "threshold": 0.0}),

@@ -51,3 +51,5 @@ def test_the_registered_metadata_says_whether_the_model_is_zero_shot(tmp_path, f
                  top_k=1, extra={})
     package = model_package(None, tmp_path / "export")
     assert package.metadata["zero_shot"] is (fusion == "zero_shot")
+    # the model card offers a threshold only where one is accepted
+    assert ("'threshold'" in package.card_sections["Top-k"]) is (fusion != "zero_shot"), package.card_sections
