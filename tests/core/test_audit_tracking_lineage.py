@@ -124,7 +124,7 @@ def test_a_version_of_a_model_that_exists_already_is_registered():
         def create_registered_model(self, name):
             raise MlflowException("no", error_code=self.refusal)
 
-        def create_model_version(self, name, source, run_id, model_id):
+        def create_model_version(self, name, source, run_id, model_id, tags=None, description=None):
             self.versions.append(source)
             return SimpleNamespace(version=len(self.versions))
 

@@ -304,16 +304,15 @@ def _log_version(client, run, name: str, package: ModelPackage, code: Path, metr
                     metadata={**package.metadata, "metric": metric, "metric_value": value},
                 )
             # while the tracking URI is this store's: the version's source (models:/<id>) resolves through it
-            version = new_version(client, name, info.model_uri, run_id, info.model_id)
+            # The version is made whole in one call, its tags (the ones `registered_before` finds it by) and its
+            # card included: set one by one after it, a server lost in between left a version a retry could not
+            # find, and the retry registered a second copy of the same run's weights.
+            tags = {"source_run_id": run_id, ARTIFACTS_TAG: digest, **package.version_tags,
+                    **({metric: str(value)} if value is not None else {})}
+            version = new_version(client, name, info.model_uri, run_id, info.model_id, tags=tags,
+                                  description=version_description(card))
         finally:
             mlflow.set_tracking_uri(previous_tracking)
-    client.update_model_version(name, version, description=version_description(card))
-    client.set_model_version_tag(name, version, "source_run_id", run_id)
-    client.set_model_version_tag(name, version, ARTIFACTS_TAG, digest)
-    for key, tag in package.version_tags.items():
-        client.set_model_version_tag(name, version, key, tag)
-    if value is not None:
-        client.set_model_version_tag(name, version, metric, str(value))
     return version
 
 

@@ -99,9 +99,11 @@ def registered_before(client, name: str, run_id: str, digest: str) -> Optional[s
     return str(min(int(mv.version) for mv in same)) if same else None
 
 
-def new_version(client, name: str, model_uri: str, run_id: str, model_id: Optional[str]) -> str:
+def new_version(client, name: str, model_uri: str, run_id: str, model_id: Optional[str],
+                tags: Optional[Dict[str, str]] = None, description: Optional[str] = None) -> str:
     """Register `model_uri` as a new version of `name` in `client`'s registry (created on first use; a second job
-    creating it at the same moment is fine); returns the version number."""
+    creating it at the same moment is fine), with its `tags` and `description` in the same call; returns the
+    version number."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -109,7 +111,8 @@ def new_version(client, name: str, model_uri: str, run_id: str, model_id: Option
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    return str(client.create_model_version(name, source=model_uri, run_id=run_id, model_id=model_id).version)
+    return str(client.create_model_version(name, source=model_uri, run_id=run_id, tags=tags,
+                                           description=description, model_id=model_id).version)
 
 
 @contextmanager
