@@ -4,7 +4,8 @@ A run whose `tracking.backends` had no mlflow (a cluster without a tracking serv
 settings in `<run_dir>/config.yaml` and every metric record, step by step, in `<run_dir>/metrics.jsonl` (the
 stdout backend). Importing writes the journal the MLflow logger would have written
 (`<run_dir>/tracking/<stage>.jsonl`: start, params, the config as an artifact, the dataset inputs the run's logger
-recorded in `<run_dir>/datasets.json`, each metric record at its step, close: FINISHED, or KILLED when the run
+recorded in `<run_dir>/datasets.json`, each metric record at its step, the export digest `export.json` records
+(tagged as the backend tags it), close: FINISHED, or KILLED when the run
 never wrote its final `metrics.json`) and uploads it (`journal.upload`).
 From then on the folder is a tracked run like any other: `register --run FOLDER` and the pipeline's register
 stage find its run, `tracking sync` sends what a lost server missed, and a resume with mlflow continues the same
@@ -30,6 +31,7 @@ from .journal import Spool, recorded_run, run_record_path, upload
 from .lineage import DATASETS_RECORD, other_stage, recorded_datasets
 from .params import param_values
 from .server import absolute_sqlite_uri, default_tracking_uri
+from .versions import EXPORT_TAG, recorded_export
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,11 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
         *([{"op": "inputs", "datasets": datasets, "ts": started}] if datasets and tracking.log_dataset else []),
         *({"op": "metrics", "step": r["step"], "metrics": r["metrics"], "ts": ended}
           for r in _metric_records(metrics_path)),
+        # the export these metrics describe, tagged as the MLflow backend tags it at export: without the tag,
+        # `register` read the digest from export.json, which a later resume without mlflow rewrites, and
+        # registered that resume's weights under this run's metrics
+        *([{"op": "tags", "tags": {EXPORT_TAG: exported}, "ts": ended}]
+          if (exported := recorded_export(run_dir).get(EXPORT_TAG)) else []),
         # a run that never wrote its final metrics stopped before its end (a resume continues it)
         {"op": "close", "status": "FINISHED" if (run_dir / FINISHED_FILE).is_file() else "KILLED", "ts": ended},
     ]

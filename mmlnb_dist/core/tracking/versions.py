@@ -54,16 +54,21 @@ def record_export(logger, run_dir: Path, export_dir: Path) -> None:
     logger.set_tags({EXPORT_TAG: digest})
 
 
+def recorded_export(run_dir: Path) -> Dict[str, Any]:
+    """The folder's `export.json` (`record_export`): {EXPORT_TAG: digest, "files": {...}}; {} when absent or
+    unreadable."""
+    path = Path(run_dir) / EXPORT_RECORD
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
 def check_export_unchanged(run, export_dir: Path, run_dir: Optional[Path]) -> None:
     """Refuse (`UserError`, naming the files) to register `export_dir` for `run` when its files are not the ones
     the run exported: its digest tag (or its folder's `export.json`) records them. A run exported before these
     were recorded has nothing to compare and passes."""
-    record: Dict[str, Any] = {}
-    if run_dir is not None and (Path(run_dir) / EXPORT_RECORD).is_file():
-        try:
-            record = json.loads((Path(run_dir) / EXPORT_RECORD).read_text())
-        except ValueError:
-            record = {}
+    record = recorded_export(run_dir) if run_dir is not None else {}
     expected = run.data.tags.get(EXPORT_TAG) or record.get(EXPORT_TAG)
     if not expected:
         return
