@@ -8,11 +8,13 @@ and `mmlnb-dist tracking sync RUNS_FOLDER` uploads every journal left with unsen
 """
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
+from ..files import replace_text
 from ..sections import TrackingConfig
 from .events import apply_event
 from .journal import Spool, ensure_run, now_ms, recorded_run, send_pending, upload, write_run_record
@@ -65,6 +67,7 @@ class MLflowLogger(NullLogger):
                 self._record({"op": "start", "run_name": run_name, "experiment": tracking.experiment,
                               "artifact_root": str(Path(artifact_root).resolve()), "tags": tags})
             else:  # resume: the earlier process may have died without a word; say so, then continue its run
+                self._fork_if_copied(stage, run_name, tags)
                 if self.spool.close_killed_segment():
                     log.info("the previous process of this run was killed; its MLflow run is marked KILLED and "
                              "continued")
@@ -126,9 +129,39 @@ class MLflowLogger(NullLogger):
             return None
         if run.info.lifecycle_stage != "active":
             return None
+        if self._copy_of(stage, run.info.run_id, run.data.tags.get("run_dir")):
+            log.info("%s is a copy of run folder %s: logging to a new MLflow run, not to its run %s", self.run_dir,
+                     run.data.tags.get("run_dir"), run.info.run_id)
+            return None
         apply_event(self.client, run.info.run_id,  # what a journaled resume sends
                     {"op": "resume", "resume_count": int(run.data.tags.get("resume_count", 0)) + 1})
         return run.info.run_id
+
+    def _copy_of(self, stage: str, run_id: Optional[str], origin: Optional[str]) -> Optional[Path]:
+        """The run folder this one was copied from (`cp -r runs/a runs/a2` to branch a run), when the run it records
+        (`run_id`) was logged from another folder (`origin`, its `run_dir`) that still records that run; None for
+        the run's own folder, or one moved (the old folder gone, or recording another run since)."""
+        if not (run_id and origin) or Path(origin) == self.run_dir.resolve():
+            return None
+        return Path(origin) if recorded_run(Path(origin), stage).get("run_id") == run_id else None
+
+    def _fork_if_copied(self, stage: str, run_name: str, tags: Mapping[str, str]) -> None:
+        """A copied folder's journal names the original's MLflow run, and resumed, the copy logged its own steps
+        into it (the original's run then read as the branch's). It becomes the journal of a new run instead: the
+        copied history under a new start event (this folder's name and tags), sent whole to a run of its own."""
+        events = list(self.spool.events())
+        start = next((e for e in events if e["op"] == "start"), None)
+        origin = self._copy_of(stage, self.spool.state().get("run_id"),
+                               ((start or {}).get("tags") or {}).get("run_dir"))
+        if start is None or origin is None:
+            return
+        log.info("%s is a copy of run folder %s: its MLflow history goes to a new run, not to run %s", self.run_dir,
+                 origin, self.spool.state().get("run_id"))
+        start = {**start, "run_name": run_name, "tags": {**(start.get("tags") or {}), **tags}, "ts": now_ms()}
+        replace_text(self.spool.path, "".join(json.dumps(e) + "\n" for e in
+                                              [start, *(e for e in events if e["op"] != "start")]))
+        self.spool.state_path.unlink(missing_ok=True)  # no run yet: `ensure_run` makes it and sends everything
+        self.spool.count = len(events)
 
     def _record_run_without_journal(self, stage: str, uri: str, run_name: str) -> None:
         """Write the run record (`journal.run_record_path`) of a run logged without a journal. A journal an
