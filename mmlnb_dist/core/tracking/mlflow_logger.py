@@ -20,7 +20,7 @@ from .events import apply_event
 from .journal import Spool, ensure_run, now_ms, recorded_run, send_pending, upload, write_run_record
 from .loggers import NullLogger
 from .metric_name import mlflow_key
-from .params import param_values
+from .params import TAG_VALUE_LIMIT, param_values
 from .server import (absolute_sqlite_uri, get_or_create_experiment, limit_http_retries, open_client,
                      server_reachable)
 
@@ -299,7 +299,7 @@ class MLflowLogger(NullLogger):
         self.log_artifact(out, sub)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._emit({"op": "tags", "tags": {k: str(v)[:5000] for k, v in tags.items()}})
+        self._emit({"op": "tags", "tags": {k: str(v)[:TAG_VALUE_LIMIT] for k, v in tags.items()}})
 
     def log_datasets(self, specs: List[Dict[str, Any]]) -> None:
         """Dataset inputs (see `dataset_specs`): the run's lineage to its exact shards."""

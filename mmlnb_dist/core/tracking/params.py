@@ -7,6 +7,9 @@ from typing import Any, Dict, Mapping, Optional
 log = logging.getLogger(__name__)
 PARAM_VALUE_LIMIT = 6000
 """The most characters MLflow takes in a param value (a longer one fails the whole call)."""
+TAG_VALUE_LIMIT = 8000
+"""The most characters MLflow keeps in a run tag value: more than any param value, so a `param_changed.<key>` tag
+holds the whole (cut-to-`PARAM_VALUE_LIMIT`) new value of a param."""
 
 
 def param_values(params: Mapping[str, Any], full_values: Optional[str] = None) -> Dict[str, str]:

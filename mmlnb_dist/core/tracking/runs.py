@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..sections import TrackingConfig
 from .metric_name import mlflow_key
-from .params import param_values
+from .params import TAG_VALUE_LIMIT, param_values
 from .server import get_or_create_experiment, limit_http_retries, open_client, server_reachable
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class ParentRun:
         parts = [("metrics", lambda: client.log_batch(
                      self.run_id, metrics=[Metric(k, v, now, step) for k, v in named.items()])),
                  ("tags", lambda: client.log_batch(
-                     self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in dict(tags).items() if v is not None])),
+                     self.run_id,
+                     tags=[RunTag(k, str(v)[:TAG_VALUE_LIMIT]) for k, v in dict(tags).items() if v is not None])),
                  *((f"tag {k} (stale)", lambda k=k: client.delete_tag(self.run_id, k))
                    for k, v in dict(tags).items() if v is None and k in self._tags(client)),
                  *((f"artifact {path}", lambda path=path: client.log_artifact(self.run_id, str(path), "search"))
