@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 import torch
 
 from mmlnb_dist.config import load_config
@@ -327,7 +329,7 @@ class _Store:
     def get_model_version_by_alias(self, name, alias):
         self.asked.append("get_model_version_by_alias")
         if self.alias_on is None:
-            raise LookupError("no alias")
+            raise MlflowException("Registered model alias not found.", error_code=INVALID_PARAMETER_VALUE)
         return SimpleNamespace(version=self.alias_on, run_id="r0")
 
 

@@ -7,6 +7,8 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mmlnb_dist.core.errors import UserError
 from mmlnb_dist.core.sections import TrackingConfig
@@ -53,7 +55,7 @@ class Registry:
 
     def get_model_version_by_alias(self, name, alias):
         if self.holder is None:
-            raise LookupError("no alias")
+            raise MlflowException("Registered model alias not found.", error_code=INVALID_PARAMETER_VALUE)
         return self.holder
 
     def set_registered_model_alias(self, name, alias, version):

@@ -84,3 +84,37 @@ def test_a_retry_after_a_registration_lost_halfway_gives_back_its_version(tmp_pa
     assert versions == ["1"], again.reason
     assert again.version == "1" and again.reason.startswith("already, by an earlier registration")
     assert str(client.get_model_version_by_alias("nb-retry", "champion").version) == "1"
+
+
+@pytest.mark.parametrize("lost_call", ["get_model_version_by_alias", "get_run"])
+def test_a_holder_the_server_failed_to_read_is_no_missing_holder(tmp_path, monkeypatch, lost_call):
+    """The alias holder read from a server that failed the call (a 503, a dropped connection) was taken for "no
+    holder" (or a holder whose run was deleted): the alias moved to the worse version, "first version with alias".
+    The registration now fails, naming the error, and its retry decides on the real holder."""
+    import mlflow
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    uri, client, best_run, package = _run_and_package(tmp_path)
+    registry.register_model(best_run, "nb-lost", package, alias="champion", tracking_uri=uri, metric="val/acc")
+    exp = client.get_run(best_run).info.experiment_id
+    worse_run = client.create_run(exp).info.run_id
+    client.log_metric(worse_run, "val/acc", 0.1)
+    client.set_terminated(worse_run)
+    real = getattr(mlflow.MlflowClient, lost_call)
+    lost = []
+
+    def unavailable(self, *args, **kwargs):
+        reading_holder = lost_call == "get_model_version_by_alias" or args[0] == best_run
+        if reading_holder and not lost:
+            lost.append(args)
+            raise mlflow.exceptions.MlflowException("service unavailable", error_code=TEMPORARILY_UNAVAILABLE)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, lost_call, unavailable)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="service unavailable"):
+        registry.register_model(worse_run, "nb-lost", package, alias="champion", tracking_uri=uri, metric="val/acc")
+    assert str(client.get_model_version_by_alias("nb-lost", "champion").version) == "1"
+    again = registry.register_model(worse_run, "nb-lost", package, alias="champion", tracking_uri=uri,
+                                    metric="val/acc")
+    assert (again.version, again.alias_moved) == ("2", False), again.reason
+    assert str(client.get_model_version_by_alias("nb-lost", "champion").version) == "1"

@@ -148,13 +148,25 @@ def user_lock_folder() -> Path:
     return folder
 
 
+NOT_THERE = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+"""How MLflow says a registered model, an alias or a run is not there (an alias: INVALID_PARAMETER_VALUE)."""
+
+
 def alias_holder(client, name: str, alias: str):
-    """The version holding `alias` and its run (None, None: no holder; the run None when it was deleted)."""
+    """The version holding `alias` and its run (None, None: no holder; the run None when it was deleted for good).
+    Any other failure (a server error, a lost connection) raises: read as "no holder", it moved the alias to a
+    version whatever its score."""
+    from mlflow.exceptions import MlflowException
+
     try:
         holder = client.get_model_version_by_alias(name, alias)
-    except Exception:  # noqa: BLE001 - no holder yet
+    except MlflowException as err:
+        if err.error_code not in NOT_THERE:
+            raise
         return None, None
     try:
         return holder, client.get_run(holder.run_id) if holder.run_id else None
-    except Exception:  # noqa: BLE001 - the holder's run was deleted
+    except MlflowException as err:
+        if err.error_code not in NOT_THERE:
+            raise
         return holder, None
