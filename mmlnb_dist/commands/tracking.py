@@ -203,6 +203,7 @@ def _import(args) -> int:
 
 def _register(args) -> int:
     from ..core.errors import UserError
+    from ..core.tracking.journal import unsent_events
     from ..core.tracking.metric_name import require_metric
     from ..core.tracking.ownership import check_export_owner
     from ..core.runlock import FolderLock
@@ -224,6 +225,14 @@ def _register(args) -> int:
     target = find_run(args.run, _tracking_uri(args, cfg), uri_given=args.uri is not None)
     if target.run_dir is not None and target.run_dir.is_dir():  # a live job's export may be half written or stale
         FolderLock(target.run_dir, "register").refuse_if_held()
+        # a server lost mid-run: the store lacks the run's last metrics and its end, which its journal holds
+        unsent = unsent_events(target.run_dir, "train", target.run_id, target.tracking_uri)
+        if unsent:
+            folder = shlex.quote(str(target.run_dir))
+            raise UserError(f"run {target.run_id} at {target.tracking_uri}: its journal ({target.run_dir}/tracking/"
+                            f"train.jsonl) holds {unsent} event(s) the store has not received (the tracking server "
+                            f"was lost during the run); send them, then register: `mmlnb-dist tracking sync "
+                            f"{folder}`")
     target.refuse_unfinished()  # after the lock: a live job's run is "in use", not "RUNNING"
     # the run's own recipe and selection metric unless the flags say otherwise: a clip run registers as clip
     # without --config, and a run trained with another train.best_metric is judged on it

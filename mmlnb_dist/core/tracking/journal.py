@@ -185,6 +185,22 @@ def recorded_run(run_dir: Path, stage: str = "train") -> Dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def unsent_events(run_dir: Path, stage: str, run_id: str, uri: str) -> int:
+    """How many events of `run_dir`'s `stage` journal MLflow run `run_id` at `uri` has not received (0 without a
+    journal of that run and store, or while a live process still writes it)."""
+    from .server import absolute_sqlite_uri
+
+    path = run_record_path(run_dir, stage).with_suffix(".jsonl")
+    if not path.is_file():
+        return 0
+    spool = Spool(path)
+    state = spool.state()
+    if state.get("run_id") != run_id or absolute_sqlite_uri(state.get("tracking_uri") or "") != \
+            absolute_sqlite_uri(uri) or spool.writer_alive():
+        return 0
+    return len(spool.pending())
+
+
 def find_journals(root: Path) -> List[Path]:
     """Every journal (`tracking/*.jsonl`) in run folder `root` or anywhere below it (a whole runs folder), also
     below a `tracking` folder: a run named `tracking` keeps its journal in `tracking/tracking/`."""
