@@ -254,11 +254,14 @@ def refuse_mismatch(what: str, recorded: Mapping[str, Any], expected: Mapping[st
                               f"{remedy}".rstrip())
 
 
-def check_identity(folder: Path, identity: Mapping[str, Any], shards: ShardSet, *, what_uses: str,
+def check_identity(folder: Path, identity: Mapping[str, Any], shards: Optional[ShardSet], *, what_uses: str,
                    remedy: str = "") -> None:
     """Refuse features whose identity (encoder, weights, transform) differs from `identity`, naming every
     differing key (`core.provenance.ProvenanceError`), or whose shard set does not fit `shards`
-    (`check_shards_fit`)."""
+    (`check_shards_fit`). `shards` None: the caller compared the shard set already and has held both folders'
+    read locks since (`core.recipe.run`), so nothing can have changed them; comparing again would read every
+    image of a re-described set a second time. (No process-wide memory of sets found fitting instead: it
+    outlived the locks, so a later run in the same process, a pipeline's or a Tune worker's, trusted it.)"""
     read_index(folder)
     own = ("shards", "precision")  # compared by their own checks, which tell more than "differs"
     recorded = {k: v for k, v in read_record(folder)["identity"].items() if k not in own}
@@ -266,7 +269,8 @@ def check_identity(folder: Path, identity: Mapping[str, Any], shards: ShardSet, 
                     remedy=f"These features were made by another encoder, weights or transform than {what_uses}. "
                            + (remedy or "Extract features with its settings into another folder."))
     check_precision_fits(folder, identity["precision"])
-    check_shards_fit(folder, shards, remedy=remedy)
+    if shards is not None:
+        check_shards_fit(folder, shards, remedy=remedy)
 
 
 def check_precision_fits(folder: Path, precision: str) -> None:
@@ -292,25 +296,13 @@ def check_precision_fits(folder: Path, precision: str) -> None:
         f"its image encoder in fp32 on images when it predicts (docs/encoders.md, 'Precision').")
 
 
-_FITTING: set = set()
-"""(features folder, its index's sha256, shard set digest) found to fit in this process: a run checks before any
-work and again once its encoder is built, and the second look need not read every image of the shard set again.
-The index's digest names the extraction: features extracted again into the folder are compared again."""
-
-
-def _fit_key(folder: Path, shards: ShardSet) -> Tuple[str, str, str]:
-    index = folder / INDEX_FILE
-    digest = hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else ""
-    return str(folder.resolve()), digest, shards.digest
-
-
 def check_shards_fit(folder: Path, shards: ShardSet, *, remedy: str = "") -> None:
     """Features fit `shards` when extracted from that very set (equal manifest digests) or from one with the same
     samples in the same splits and the same image bytes (its descriptions may differ). Else `FeaturesError`
     naming what differs; a folder from before the images record fits its own shard set only."""
     folder = Path(folder)
     recorded = read_record(folder)["identity"]["shards"]
-    if recorded["manifest_sha256"] == shards.digest or _fit_key(folder, shards) in _FITTING:
+    if recorded["manifest_sha256"] == shards.digest:
         return
     described = ((shards.manifest.get("provenance") or {}).get("describe") or {}).get("source_manifest_sha256")
     if described == recorded["manifest_sha256"]:  # `describe`'s output of that set: its keys, splits and image
@@ -332,7 +324,6 @@ def check_shards_fit(folder: Path, shards: ShardSet, *, remedy: str = "") -> Non
     lines = image_differences(recorded_by_sample, shard_set_images(shards))
     if lines:
         raise FeaturesError(f"{where} whose images differ:\n  " + "\n  ".join(lines) + f"\n{again}")
-    _FITTING.add(_fit_key(folder, shards))
 
 
 def load_features(folder: Path) -> Dict[str, torch.Tensor]:

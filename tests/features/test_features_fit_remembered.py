@@ -1,8 +1,7 @@
-"""A process remembers which features folder fits which shard set (a run checks before any work and again once its
-encoder is built, and the second look need not read every image again), but only for the extraction it compared:
-features extracted again into the same folder from other images are compared again and refused. The memory was
-keyed on the folder's path and the shard set, so a long-lived process (a pipeline, a reused Tune worker) went on
-training a set on features of other images."""
+"""Whether a features folder fits a shard set is decided by each check, from the files as they are: a process keeps
+no memory of sets found fitting. Such a memory (keyed on the folder's path, its index and the manifest digest)
+outlived the read locks of the run that made it, so a long-lived process (a pipeline, a reused Tune worker) went on
+training a set on features of other images: extracted again into the same folder, or a shard replaced in place."""
 from __future__ import annotations
 
 import json
@@ -51,3 +50,25 @@ def test_features_extracted_again_from_other_images_are_compared_again(tmp_path)
     _extract(_build(tmp_path / "other", tmp_path / "other_shards"), features)
     with pytest.raises(FeaturesError, match="images differ"):
         check_shards_fit(features, redescribed)
+
+
+def test_a_shard_replaced_in_place_after_a_fitting_check_is_compared_again(tmp_path):
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.data.synthetic import make_synthetic_dataset
+    from mmlnb_dist.features.store import FeaturesError, check_shards_fit
+
+    make_synthetic_dataset(tmp_path / "src", n=24, size=32, n_slides=6, seed=0)
+    make_synthetic_dataset(tmp_path / "other", n=24, size=32, n_slides=6, seed=1)
+    lines = [json.loads(x) for x in (tmp_path / "src" / "descriptions.jsonl").read_text().splitlines() if x.strip()]
+    (tmp_path / "desc2.jsonl").write_text("".join(json.dumps({**x, "description": "Again. " + x["description"]})
+                                                  + "\n" for x in lines))
+    features = tmp_path / "features"
+    _extract(_build(tmp_path / "src", tmp_path / "first"), features)
+    redescribed = _build(tmp_path / "src", tmp_path / "redescribed", tmp_path / "desc2.jsonl")
+    other = _build(tmp_path / "other", tmp_path / "other_shards")
+    check_shards_fit(features, ShardSet.open(redescribed))  # fits: the same images
+
+    for tar in sorted(redescribed.glob("train-*.tar")):  # (manifest untouched: its digest is the same)
+        shutil.copyfile(other / tar.name, tar)
+    with pytest.raises(FeaturesError, match="features do not have|images differ"):
+        check_shards_fit(features, ShardSet.open(redescribed))

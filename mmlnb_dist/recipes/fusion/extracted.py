@@ -80,10 +80,12 @@ def _subset(record: Mapping[str, Any], like: Mapping[str, Any]) -> Dict[str, Any
 
 
 def check_encoder(cfg: "Config", encoder: Any, shards: ShardSet) -> None:
-    """The whole identity, weights digest included, against the encoder this run built (before training)."""
+    """The whole identity, weights digest included, against the encoder this run built (before training). The
+    shard set is not compared again: `check_config` did, and the run has held the read locks of the shard set and
+    the features folder since (`FusionRecipe.reads`)."""
     digest = module_fingerprint(encoder.name, encoder.body)
     identity = feature_identity(encoder, digest, cfg.data.loader.image_size, shards, run_precision(cfg.distributed))
-    check_identity(Path(cfg.fusion.image_features), identity, shards,
+    check_identity(Path(cfg.fusion.image_features), identity, None,
                    what_uses=f"this run's image encoder ({encoder.name}, weights {digest})", remedy=_remedy(cfg))
 
 

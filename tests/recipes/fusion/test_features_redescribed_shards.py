@@ -128,7 +128,20 @@ def test_describe_s_output_of_the_extracted_set_fits_without_reading_its_images(
         raise AssertionError("every image of the shard set was read")
 
     monkeypatch.setattr(store, "shard_set_images", no_full_read)
-    monkeypatch.setattr(store, "_FITTING", set())  # (what earlier tests found fitting is remembered per process)
     store.check_shards_fit(sets["features"], ShardSet.open(out))
     with pytest.raises(AssertionError, match="every image"):  # another set is still compared image by image
         store.check_shards_fit(sets["features"], ShardSet.open(sets["described"]))
+
+
+def test_a_run_reads_the_images_of_a_redescribed_set_once(sets, tmp_path, monkeypatch):
+    """`check` compares the set image by image before any work; setup's look at the built encoder does not read
+    every image again (the run holds both folders' read locks in between), and no process-wide memory does it."""
+    from mmlnb_dist.core.recipe import run
+    from mmlnb_dist.features import store
+    from mmlnb_dist.recipes.fusion.recipe import FusionRecipe
+
+    reads = []
+    real = store.shard_set_images
+    monkeypatch.setattr(store, "shard_set_images", lambda shards, *a, **k: reads.append(shards.root) or real(shards))
+    run(FusionRecipe, config(sets["described"], sets["features"], tmp_path))
+    assert reads == [sets["described"]]
