@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "explain", help="list every key (or the KEYs and sections given) with its value and documentation",
         description="One line per key: value and documentation. Name keys or sections (vlm.pairs fusion.curriculum) "
                     "to see only those. The values are the config's (--config, default the profile train runs, "
-                    "and KEY=VALUE overrides), with the built-in default beside each one that differs.")
+                    "and KEY=VALUE overrides), with the built-in default beside each one that differs and where "
+                    "each was set: (from PROFILE_OR_FILE), (from override); nothing: the default.")
     exp.add_argument("--config", "-c", default=DEFAULT_PROFILE, metavar="FILE",
                      help=f"a YAML config or a shipped profile's name (cpu-demo, rtx4090, ...): show its values, "
                           f"with the built-in default beside each one that differs; default {DEFAULT_PROFILE}, "
@@ -61,10 +62,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from ..config import explain, load_config
+    from ..config import config_origin, explain, load_config
 
     items = list(args.items) + list(args.overrides)  # `main` may move KEY=VALUE items to the overrides
     overrides = [i for i in items if "=" in i]
-    cfg = load_config(args.config, overrides)
-    print("\n".join(explain(cfg, [i for i in items if "=" not in i])))
+    cfg = load_config(args.config, overrides)  # (first: a bad file or override is refused as a command would)
+    print("\n".join(explain(cfg, [i for i in items if "=" not in i], config_origin(args.config, overrides))))
     return 0

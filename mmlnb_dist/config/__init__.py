@@ -128,10 +128,22 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Iterable[str
     return machinery.load(Config, resolve_profile(path) if path is not None else None, overrides)
 
 
-def explain(cfg: Optional[Config] = None, keys: Sequence[str] = ()) -> List[str]:
+def explain(cfg: Optional[Config] = None, keys: Sequence[str] = (), origin: Optional[explaining.Origin] = None
+            ) -> List[str]:
     """One line per key of the root config (only `keys` and their sections' when given): dotted key, value (`cfg`'s,
-    with the default beside it where they differ; the defaults when None), docstring."""
-    return explaining.explain(Config, cfg, keys)
+    with the default beside it where they differ and, with `origin` (`config_origin`), where it was set; the
+    defaults when None), docstring."""
+    return explaining.explain(Config, cfg, keys, origin)
+
+
+def config_origin(path: Optional[Union[str, Path]], overrides: Iterable[str] = ()) -> explaining.Origin:
+    """Where `load_config(path, overrides)`'s values come from, for `explain`: the file is named as given (a shipped
+    profile by its name)."""
+    from ..core.files import load_yaml
+
+    raw = load_yaml(resolve_profile(path)) if path is not None else None
+    return explaining.Origin(str(path) if path is not None else None, raw if isinstance(raw, dict) else None,
+                             list(overrides))
 
 
 def check_register_metric(metric: str, spec: Any) -> None:

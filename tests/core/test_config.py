@@ -139,7 +139,7 @@ def test_explain_shows_one_key_or_section_with_a_profiles_values_beside_the_defa
 
     assert main(["config", "explain", "vlm.pairs", "fusion.curriculum"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert any(line.startswith('vlm.pairs = "shards/demo"  # ') for line in lines), lines
+    assert any(line.startswith('vlm.pairs = "shards/demo"  (from cpu-demo)  # ') for line in lines), lines
     assert all(line.startswith(("vlm.pairs ", "fusion.curriculum")) for line in lines), lines
     assert any(line.startswith("fusion.curriculum.ramp_start = ") for line in lines)
     assert "PosixPath" not in "\n".join(lines)
@@ -147,8 +147,8 @@ def test_explain_shows_one_key_or_section_with_a_profiles_values_beside_the_defa
     profile = load_config("rtx4090")
     assert main(["config", "explain", "--config", "rtx4090", "vlm.pairs", "run.seed", "run.seed=7"]) == 0
     out = capsys.readouterr().out
-    assert f'vlm.pairs = "{profile.vlm.pairs}"  (default "shards/demo")  # ' in out, out
-    assert "run.seed = 7  (default 0)  # " in out, out
+    assert f'vlm.pairs = "{profile.vlm.pairs}"  (default "shards/demo"; from rtx4090)  # ' in out, out
+    assert "run.seed = 7  (default 0; from override)  # " in out, out
     assert "vlm.max_steps" not in out
 
     assert main(["config", "explain", "vlm.pair"]) == 2

@@ -31,7 +31,7 @@ def test_show_and_explain_without_config_give_the_default_profiles_values(capsys
     assert main(["config", "show"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["train"]["epochs"] == profile.train.epochs
     assert main(["config", "explain", "train.epochs"]) == 0
-    assert f"train.epochs = {profile.train.epochs}  (default 150)" in capsys.readouterr().out
+    assert f"train.epochs = {profile.train.epochs}  (default 150; from {DEFAULT_PROFILE})" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("action", ["show", "validate", "explain"])

@@ -21,15 +21,15 @@ def test_a_list_entry_of_sections_lists_its_fields(capsys):
     assert [line.split(" = ")[0] for line in lines] == [
         "fusion.curriculum.phases.1.start_epoch", "fusion.curriculum.phases.1.train_image_encoder",
         "fusion.curriculum.phases.1.train_text_encoder"], lines
-    assert lines[0].startswith("fusion.curriculum.phases.1.start_epoch = 3  (default 50)  # First epoch"), lines
-    assert lines[1].startswith("fusion.curriculum.phases.1.train_image_encoder = true  # "), lines
+    assert lines[0].startswith("fusion.curriculum.phases.1.start_epoch = 3  (default 50; from cpu-demo)  # First epoch"), lines
+    assert lines[1].startswith("fusion.curriculum.phases.1.train_image_encoder = true  (from cpu-demo)  # "), lines
 
 
 def test_one_field_of_a_list_entry_and_an_override_of_it(capsys):
     code, lines, _ = _explain(capsys, "fusion.curriculum.phases.2.start_epoch",
                               "fusion.curriculum.phases.2.start_epoch=7")
     assert code == 0
-    assert len(lines) == 1 and lines[0].startswith("fusion.curriculum.phases.2.start_epoch = 7  (default 100)  # ")
+    assert len(lines) == 1 and lines[0].startswith("fusion.curriculum.phases.2.start_epoch = 7  (default 100; from override)  # ")
 
 
 def test_an_entry_of_a_list_of_values(capsys):
