@@ -85,9 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = group.add_subparsers(dest="features_command", required=True, metavar="ACTION")
     p = actions.add_parser(
         "extract", help="features of every sample of a shard set (distributed, exactly once, resumable)",
-        description="Every rank encodes whole shards (exactly once across ranks), batched, in distributed.precision on "
-        "CUDA (bf16/fp16 cast as training casts the model, or fp32) and fp32 on the CPU, one safetensors file "
-        "per shard written atomically, "
+        description="Every rank encodes whole shards (exactly once across ranks), batched, in distributed.precision "
+        "(bf16/fp16 cast as training casts the model, or fp32; fp16 needs a GPU, as for training), one "
+        "safetensors file per shard written atomically, "
         "with the encoder, weights digest, transform, shard-set digest, precision and package versions in "
         "provenance.json. Run as one process or "
         "under `deepspeed --no_local_rank --module mmlnb_dist.cli features extract ...` / torchrun. A killed "

@@ -7,9 +7,9 @@
   `data.map.map_shard_set` and `describe` do: no shard is shared, so every sample is encoded by exactly one
   rank, and each shard's features are written by one process in one atomic rename (`store.write_shard_features`).
 - Batches are fixed offsets in the shard; images are decoded by a small thread pool one batch ahead of the
-  encoder. On CUDA the encoder runs in the precision `distributed.precision` asks for (cast to bf16/fp16 as
-  DeepSpeed casts a training run's model, or fp32), on the CPU in fp32; the precision is part of the features'
-  identity; features are stored as float32.
+  encoder. The encoder runs in the precision `distributed.precision` asks for (cast to bf16/fp16 as DeepSpeed
+  casts a training run's model, or fp32; fp16 needs a GPU, as for training); the precision is part of the
+  features' identity; features are stored as float32.
 - A rerun removes a killed run's half-written temporaries, skips shards whose file is complete (a torn or
   stale file is redone) and refuses to continue an output made with different settings
   (`core.provenance.check_or_record`: encoder, weights digest, transform, shard set digest, precision, dtype and
@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import torch
 
 from ..core.distributed import DistEnv, all_gather_object, barrier, destroy_process_group, init_process_group
-from ..core.engine import match_buffers_to_parameters, seed_everything
+from ..core.engine import check_precision, match_buffers_to_parameters, seed_everything
 from ..core.errors import UserError
 from ..core.files import replace_text, sha256_file
 from ..core.progress import progress_bar
@@ -76,9 +76,11 @@ CAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def extraction_precision(device: torch.device, asked: str) -> str:
-    """The precision the encoder runs in: `asked` (distributed.precision) on CUDA, fp32 on the CPU (no fp16
-    there, and bf16 on most CPUs is slower than fp32)."""
-    return asked if device.type == "cuda" and asked in CAST_DTYPES else "fp32"
+    """The precision the encoder runs in: `asked` (distributed.precision), on the CPU too, because a run of that
+    precision computes in it there (DeepSpeed casts the model to bf16 on the CPU as well): features made in fp32
+    instead were refused by that run, and extracting again gave fp32 again. fp16 on the CPU is refused before
+    this (`core.engine.check_precision`, as for a training run)."""
+    return asked if asked in CAST_DTYPES else "fp32"
 
 
 def cast_as_training_does(encoder: torch.nn.Module, precision: str) -> torch.nn.Module:
@@ -225,6 +227,7 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
     source = source if isinstance(source, ShardSet) else ShardSet.open(source)
     out = Path(out)
     precision = store.run_precision(dist or DistributedConfig())  # (a bad deepspeed_config stops before any lock)
+    check_precision(dist or DistributedConfig(), env.device)  # fp16 on the CPU: refused as a training run is
     if out.resolve() == source.root.resolve():
         raise UserError(f"--out {out}: features must go to another folder than the shard set")
     if env.is_main:  # (rank 0 alone, as it alone takes the folder: a launcher stops the others when it exits)

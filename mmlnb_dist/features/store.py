@@ -291,9 +291,10 @@ def check_precision_fits(folder: Path, precision: str) -> None:
     raise FeaturesError(
         f"extracted features {folder} were computed in {recorded} ({dtype}), but this run's image encoder computes "
         f"in {precision} (distributed.precision={precision}). Extract them again with "
-        f"distributed.precision={precision} (bf16/fp16 are applied on a GPU only; the CPU extracts in fp32), or "
-        f"train with distributed.precision={recorded}. Whatever the training precision, the registered model runs "
-        f"its image encoder in fp32 on images when it predicts (docs/encoders.md, 'Precision').")
+        f"distributed.precision={precision} (an extraction before this version computed fp32 on the CPU whatever "
+        f"was asked), or train with distributed.precision={recorded}. Whatever the training precision, the "
+        f"registered model runs its image encoder in fp32 on images when it predicts (docs/encoders.md, "
+        f"'Precision').")
 
 
 def check_shards_fit(folder: Path, shards: ShardSet, *, remedy: str = "") -> None:

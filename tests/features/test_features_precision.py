@@ -1,6 +1,7 @@
-"""The precision image features are computed in is the one `distributed.precision` asks for (autocast only for
-bf16/fp16 on CUDA, fp32 otherwise), is part of what the features are (`identity.precision`), and a fusion run
-refuses features computed in another precision than its own frozen encoder would run in, naming both."""
+"""The precision image features are computed in is the one `distributed.precision` asks for (the encoder cast to
+bf16/fp16 as a training run casts it, on the CPU too; fp16 there is refused as for training), is part of what the
+features are (`identity.precision`), and a fusion run refuses features computed in another precision than its
+own frozen encoder would run in, naming both."""
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ FROZEN = ["train.epochs=1", "fusion.curriculum.ramp_start=0", "fusion.curriculum
 
 @pytest.mark.parametrize("device,asked,computed", [
     ("cuda", "fp32", "fp32"), ("cuda", "bf16", "bf16"), ("cuda", "fp16", "fp16"),
-    ("cpu", "fp32", "fp32"), ("cpu", "bf16", "fp32")])
-def test_extraction_computes_in_the_precision_asked_for_on_cuda_and_fp32_on_the_cpu(device, asked, computed):
+    ("cpu", "fp32", "fp32"), ("cpu", "bf16", "bf16")])
+def test_extraction_computes_in_the_precision_asked_for(device, asked, computed):
     from mmlnb_dist.features.extract import extraction_precision
 
     assert extraction_precision(torch.device(device), asked) == computed
@@ -84,9 +85,9 @@ def record(out):
 
 
 def test_the_precision_is_recorded_in_the_identity(shards, tmp_path):
-    out = extract(shards, tmp_path / "f", precision="bf16")  # on the CPU: computed in fp32, and recorded so
-    assert record(out)["record"]["identity"]["precision"] == "fp32"
-    assert record(out)["record"]["compute"]["dtype"] == "float32"
+    out = extract(shards, tmp_path / "f", precision="bf16")  # (on the CPU too: a bf16 run computes in it there)
+    assert record(out)["record"]["identity"]["precision"] == "bf16"
+    assert record(out)["record"]["compute"]["dtype"] == "bfloat16"
 
 
 def as_if_extracted_in(out, identity_precision, compute_dtype):
@@ -141,3 +142,47 @@ def test_bf16_features_made_under_autocast_are_refused_by_a_bf16_run(shards, tmp
     as_if_extracted_in(out, "bf16", "bfloat16-autocast")  # an extraction before this version
     with pytest.raises(FeaturesError, match=r"(?s)under bf16 autocast.*Extract them again.*distributed\.precision=bf16"):
         check(config(shards, out, tmp_path, "distributed.precision=bf16"))
+
+
+def test_on_the_cpu_bf16_features_are_those_a_bf16_run_computes_and_it_trains_on_them(shards, tmp_path):
+    """A bf16 run on the CPU casts its frozen encoder to bf16 (DeepSpeed runs bf16 there); the extraction computed
+    fp32 there whatever was asked, so that run refused every CPU extraction and its remedy ("extract them again
+    with distributed.precision=bf16") gave fp32 features again."""
+    import copy
+
+    from mmlnb_dist.core.engine import seed_everything
+    from mmlnb_dist.data.preprocess import ImageSamplePreprocess, SampleContext
+    from mmlnb_dist.data.reader import iter_shard_samples
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.features import load_features
+    from mmlnb_dist.models.config import ImageEncoderConfig
+    from mmlnb_dist.models.encoders import build_image_encoder
+
+    out = extract(shards, tmp_path / "f", precision="bf16")
+    assert record(out)["record"]["identity"]["precision"] == "bf16"
+    assert record(out)["record"]["compute"]["dtype"] == "bfloat16"
+    check(config(shards, out, tmp_path, "distributed.precision=bf16"))  # the bf16 run takes them
+
+    seed_everything(0)  # the reference: the encoder the run builds with run.seed 0, cast as DeepSpeed casts it
+    encoder = build_image_encoder(ImageEncoderConfig(name="tiny", pretrained=False)).eval()
+    cast = copy.deepcopy(encoder).bfloat16()
+    for name, buf in encoder.named_buffers():  # DeepSpeed leaves batch norm's statistics; the run casts them too
+        if buf.is_floating_point():
+            cast.get_buffer(name).data = buf.data.bfloat16()
+    s = ShardSet.open(shards)
+    raws = [r for _, _, e in s.entries() for r in iter_shard_samples(s.root / e["file"])][:8]
+    prep = ImageSamplePreprocess(32, None, augment=False, mean=encoder.mean, std=encoder.std, text=False)
+    batch = prep.finalize(prep.collate([prep.decode(r, SampleContext(seed=0, epoch=0, train=False)) for r in raws]))
+    with torch.no_grad():
+        want, fp32 = cast(batch["image"].bfloat16()).float(), encoder(batch["image"])
+    got = torch.stack([load_features(out)[k] for k in batch["key"]])
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, fp32)
+
+
+def test_fp16_extraction_on_the_cpu_is_refused_as_an_fp16_run_there_is(shards, tmp_path):
+    from mmlnb_dist.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"distributed\.precision: fp16 needs a GPU"):
+        extract(shards, tmp_path / "f", precision="fp16")
+    assert not (tmp_path / "f").exists()
