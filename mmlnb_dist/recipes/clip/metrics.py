@@ -18,9 +18,12 @@ from ...core.errors import ConfigError, UserError
 
 
 def top_k_prediction(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Long [N, L]: 1 for the k highest-scoring labels of each sample."""
+    """Long [N, L]: 1 for the k highest-scoring labels of each sample; among tied scores the lower label index
+    first, as `predict` chooses (`pyfunc_model.select_labels`): torch.topk's choice among ties is unspecified, and
+    bf16 logits tie often."""
     pred = torch.zeros_like(scores, dtype=torch.long)
-    return pred.scatter_(1, scores.topk(k, dim=1).indices, 1)
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    return pred.scatter_(1, order[:, :k], 1)
 
 
 def multilabel_metrics(scores: torch.Tensor, targets: torch.Tensor, classes: Sequence[str], k: int,
