@@ -118,3 +118,27 @@ def test_a_holder_the_server_failed_to_read_is_no_missing_holder(tmp_path, monke
                                     metric="val/acc")
     assert (again.version, again.alias_moved) == ("2", False), again.reason
     assert str(client.get_model_version_by_alias("nb-lost", "champion").version) == "1"
+
+
+def test_a_failed_search_for_the_earlier_version_is_no_empty_registry(tmp_path, monkeypatch):
+    """The search for the version a run's weights already made, failed by the server, was taken for "nothing
+    before": the rerun registered a second copy. It now fails, and its retry gives the version back."""
+    import mlflow
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    uri, client, run_id, package = _run_and_package(tmp_path)
+    first = registry.register_model(run_id, "nb-search", package, alias=None, tracking_uri=uri, metric="val/acc")
+    real, lost = mlflow.MlflowClient.search_model_versions, []
+
+    def unavailable(self, *args, **kwargs):
+        if not lost:
+            lost.append(args)
+            raise mlflow.exceptions.MlflowException("service unavailable", error_code=TEMPORARILY_UNAVAILABLE)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "search_model_versions", unavailable)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="service unavailable"):
+        registry.register_model(run_id, "nb-search", package, alias=None, tracking_uri=uri, metric="val/acc")
+    again = registry.register_model(run_id, "nb-search", package, alias=None, tracking_uri=uri, metric="val/acc")
+    assert again.version == first.version == "1"
+    assert [str(mv.version) for mv in real(client, "name='nb-search'")] == ["1"]

@@ -89,16 +89,25 @@ def check_export_unchanged(run, export_dir: Path, run_dir: Optional[Path]) -> No
         f"came from")
 
 
+NOT_THERE = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+"""How MLflow says a registered model, an alias or a run is not there (an alias: INVALID_PARAMETER_VALUE)."""
+
+
 def registered_before(client, name: str, run_id: str, digest: str) -> Optional[str]:
     """The version of `name` registered from `run_id` with artifacts of `digest`, if any (None for a new name).
     A name with a quote is quoted with the other kind (`name='it's'` broke the search, taken for "nothing before",
     so each rerun made a copy); one with both kinds is compared here, after a search by run only."""
+    from mlflow.exceptions import MlflowException
+
     both = "'" in name and '"' in name
     quoted = f'"{name}"' if "'" in name else f"'{name}'"
     try:
         query = f"run_id='{run_id}'" if both else f"name={quoted} and run_id='{run_id}'"
         versions = client.search_model_versions(query)
-    except Exception:  # noqa: BLE001 - a name not registered yet: nothing before
+    except MlflowException as err:  # a name not registered yet: nothing before
+        # any other failure (a server error) raises: read as "nothing before", the rerun registered a copy
+        if err.error_code not in NOT_THERE:
+            raise
         return None
     same = [mv for mv in versions if (not both or mv.name == name) and (mv.tags or {}).get(ARTIFACTS_TAG) == digest]
     return str(min(int(mv.version) for mv in same)) if same else None
@@ -146,10 +155,6 @@ def user_lock_folder() -> Path:
     folder = Path(tempfile.gettempdir()) / f"mmlnb-dist-{user}"
     folder.mkdir(mode=0o700, exist_ok=True)
     return folder
-
-
-NOT_THERE = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
-"""How MLflow says a registered model, an alias or a run is not there (an alias: INVALID_PARAMETER_VALUE)."""
 
 
 def alias_holder(client, name: str, alias: str):
