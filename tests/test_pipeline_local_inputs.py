@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mmlnb_dist.core.recipe import TRAIN_CADENCE
 from mmlnb_dist.config import load_config
 from mmlnb_dist.pipeline import steps
 from mmlnb_dist.pipeline.stages import StageResult
@@ -59,8 +60,8 @@ def test_a_hub_name_keeps_the_fingerprint_it_had():
     """A setting that names no local path adds nothing: runs made before this check stay up to date."""
     cfg = load_config("cpu-demo", ["run.output_dir=/nowhere"])
     plain = steps.fingerprint("train", SHARDS.fingerprint, cfg.run.seed, cfg.fusion.model_dump(),
-                              cfg.train.model_dump(exclude=steps.TRAIN_CADENCE["train"]), cfg.distributed.results_dump(),
-                              cfg.data.loader.model_dump(exclude=steps.TRAIN_CADENCE["data.loader"]))
+                              cfg.train.model_dump(exclude=TRAIN_CADENCE["train"]), cfg.distributed.results_dump(),
+                              cfg.data.loader.model_dump(exclude=TRAIN_CADENCE["data.loader"]))
     assert steps.plan_train(cfg, SHARDS).fingerprint == plain
 
 

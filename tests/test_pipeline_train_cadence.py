@@ -14,7 +14,8 @@ import pytest
 from mmlnb_dist.config import load_config
 from mmlnb_dist.core.recipe import RESUME_MAY_CHANGE
 from mmlnb_dist.pipeline.stages import StageResult, fingerprint, run_planned, stage_file
-from mmlnb_dist.pipeline.steps import TRAIN_CADENCE, plan_train
+from mmlnb_dist.core.recipe import TRAIN_CADENCE
+from mmlnb_dist.pipeline.steps import plan_train
 
 
 def _plan(tmp_path, overrides):

@@ -47,7 +47,7 @@ import logging
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, Set, Tuple, Type
+from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Protocol, Sequence, Set, Tuple, Type
 
 import yaml
 
@@ -70,10 +70,18 @@ Report = Callable[[int, Dict[str, float]], None]
 FINAL_REPORT = "trial/final"
 """The metric (1.0) that marks a run's last report when its reports are not one per `train.epochs` epoch."""
 
+TRAIN_CADENCE: Dict[str, FrozenSet[str]] = {
+    "train": frozenset({"log_every", "keep_checkpoints", "eval_batch_size", "checkpoint_every",
+                        "checkpoint_every_steps"}),
+    "data.loader": frozenset({"preflight", "max_bad_sample_rate"})}
+"""Settings of a training run that do not change the trained model (how often it logs and checkpoints, how many
+checkpoints it keeps, the evaluation batch, the shard preflight and the bad-sample budget), by section: a resume
+accepts them (`RESUME_MAY_CHANGE`), and the pipeline's train stage and a study's rows leave them out of their
+fingerprints, so a rerun changing only these keeps a finished run and resumes a stopped one."""
+
 RESUME_MAY_CHANGE: Sequence[str] = ("run.resume", "run.output_dir", "run.name", "tracking.*", "train.epochs",
-                                    "train.log_every", "train.keep_checkpoints", "train.eval_batch_size",
-                                    "train.checkpoint_every", "train.checkpoint_every_steps",
-                                    "data.loader.preflight", "data.loader.max_bad_sample_rate",
+                                    *(f"{section}.{name}" for section, names in TRAIN_CADENCE.items()
+                                      for name in sorted(names)),
                                     *(f"distributed.{k}" for k in WAIT_FIELDS))
 """Keys any resume may change: more epochs, logging, checkpoint cadence (how often a run saves changes no weight: a
 preempted run may ask for step checkpoints) and retention, tracking, how long ranks wait for each other, what

@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional
 from ..config import Config
 from ..core.distributed import DistEnv
 from ..core.errors import UserError
+from ..core.recipe import TRAIN_CADENCE
 from ..core.recipe import run as run_recipe
 from ..data.shardset import ShardSet
 from ..data.skipped import skipped_summary
@@ -293,15 +294,6 @@ def plan_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Optio
 def stage_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Optional[DistEnv] = None,
                    cache_root: Optional[Path] = None) -> StageResult:
     return run_planned(plan_describe(cfg, vlm, shards, env, cache_root), env)
-
-
-TRAIN_CADENCE = {"train": {"log_every", "keep_checkpoints", "eval_batch_size", "checkpoint_every",
-                           "checkpoint_every_steps"},
-                 "data.loader": {"preflight", "max_bad_sample_rate"}}
-"""Settings of the train stage that do not change the trained model (how often it logs and checkpoints, how many
-checkpoints it keeps, the evaluation batch, the shard preflight and the bad-sample budget): left out of its
-fingerprint, so a rerun that changes only these keeps a finished stage and resumes a stopped one (the recipes'
-resume accepts them: `core.recipe.RESUME_MAY_CHANGE`) instead of deleting the run folder and training again."""
 
 
 def plan_train(cfg: Config, shards: StageResult, env: Optional[DistEnv] = None) -> PlannedStage:

@@ -8,6 +8,7 @@ from typing import Any, Dict
 
 from ..config import Config
 from ..core.config import Section
+from ..core.recipe import TRAIN_CADENCE
 from ..data.shardset import MANIFEST, ShardSet
 from ..pipeline import fingerprint, local_inputs, read_stage, stopped_reading_elsewhere
 from ..recipes import recipe_class
@@ -25,17 +26,46 @@ def job_fingerprint(run_cfg: Config) -> str:
     stays there (no retraining on upgrade), and a run stopped on the set in another folder gets that fingerprint
     (its recipe refuses to resume on a moved set: it starts again); a folder that is no shard set is named by its
     path (its run refuses it)."""
-    settings = _result_settings(run_cfg)
+    full = _result_settings(run_cfg)
+    settings = _without_cadence(full)
     # features, weights or a model folder a setting names, by what they hold (empty for hub names)
     local = [found for section in settings if isinstance(getattr(run_cfg, section, None), Section)
              for found in local_inputs(getattr(run_cfg, section), f"{section}.")]
+    run_dir = Path(run_cfg.run.dir)
+    held = read_stage(run_dir).get("fingerprint")
     with_folder = fingerprint("study-run", settings, *local)
     shards = Path(run_cfg.data.shards)
     if "data" not in settings or not (shards / MANIFEST).is_file():
-        return with_folder
-    settings["data"] = {**settings["data"], "shards": ShardSet.open(shards).digest}
-    run_dir = Path(run_cfg.run.dir)  # (a run stopped on the set elsewhere would be refused its resume: rebuilt)
-    if read_stage(run_dir).get("fingerprint") == with_folder or \
-            stopped_reading_elsewhere(run_dir, "data.shards", shards):
+        legacy = fingerprint("study-run", full, *local)
+        return legacy if held == legacy else with_folder
+    # a row recorded while the fingerprint held the cadence settings keeps its record (no retraining on upgrade)
+    legacy_folder = fingerprint("study-run", full, *local)
+    if held == legacy_folder:
+        return legacy_folder
+    digest = ShardSet.open(shards).digest
+    legacy = fingerprint("study-run", {**full, "data": {**full["data"], "shards": digest}}, *local)
+    if held == legacy:
+        return legacy
+    settings["data"] = {**settings["data"], "shards": digest}
+    # (a run stopped on the set elsewhere would be refused its resume: rebuilt)
+    if held == with_folder or stopped_reading_elsewhere(run_dir, "data.shards", shards):
         return with_folder
     return fingerprint("study-run", settings, *local)
+
+
+def _without_cadence(settings: Dict[str, Any]) -> Dict[str, Any]:
+    """`settings` less the keys that change no weight (`TRAIN_CADENCE`: logging, checkpoint cadence, preflight):
+    a rerun changing only these keeps a finished row (its resume accepts them), as the pipeline's train stage."""
+    out = dict(settings)
+    for dotted, names in TRAIN_CADENCE.items():
+        head, _, rest = dotted.partition(".")
+        if not isinstance(out.get(head), dict):
+            continue
+        out[head] = section = dict(out[head])
+        if rest:  # one level down (data.loader)
+            if not isinstance(section.get(rest), dict):
+                continue
+            section[rest] = {k: v for k, v in section[rest].items() if k not in names}
+        else:
+            out[head] = {k: v for k, v in section.items() if k not in names}
+    return out
