@@ -204,8 +204,9 @@ class TrainConfig(Section):
     """Also save a resumable checkpoint every this many optimizer steps inside an epoch (0: off; fusion and CLIP
     training). It records the data position (which samples each rank and loader worker has consumed), so a
     resumed run continues the epoch with exactly the remaining samples, on the same or a different number of
-    processes. When on, every checkpoint of the run (epoch ends too) is tagged `step-NNNNNN` by its optimizer step;
-    it cannot be changed on resume."""
+    processes. When on, every checkpoint of the run (epoch ends too) is tagged `step-NNNNNN` by its optimizer step.
+    A resume may change it (how often a run saves changes no weight: a run preempted once may resume with step
+    checkpoints, `core.recipe.RESUME_MAY_CHANGE`)."""
 
     keep_checkpoints: int = Field(2, ge=1)
     """Latest checkpoints kept (the best one is always kept as well)."""
