@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from ..config import Config
 from ..recipes.vlm.quality import QUALITY_FILE, format_report
 from .finish import pipeline_config, recipe_metrics
+from .changes import SETTINGS
 from .stages import RUNS, SKIPPED_IMAGES, WALL_SECONDS, StageResult
 
 PAPER_COLUMNS = [("accuracy", "Acc"), ("balanced_accuracy", "BAcc"), ("kappa", "Kappa"),
@@ -174,6 +175,16 @@ def trained_rows(results: Sequence[StageResult]) -> List[str]:
             "before evaluate)", ""] + recipe_rows(scored) + [""]
 
 
+def chosen_on(cfg: Config, results: Sequence[StageResult]) -> str:
+    """The metric the train stage's run chose its best checkpoint on, from the stage's record: a train stage reused
+    as it is (`--from evaluate`) may have been built with another `train.best_metric` than this config's; this
+    config's for a record that keeps no settings (written before they were kept)."""
+    train = next((r for r in results if r.name == "train"), None)
+    settings = train.info.get(SETTINGS) if train else None
+    held = settings.get("train.best_metric") if isinstance(settings, dict) else None
+    return held if isinstance(held, str) else cfg.train.best_metric
+
+
 def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Optional[Dict[str, Any]],
                  registration: Optional[Dict[str, Any]], uri: str, predict: Optional[str],
                  log_file: Optional[str]) -> str:
@@ -183,7 +194,7 @@ def final_report(cfg: Config, results: Sequence[StageResult], evaluation: Option
         has_paper = any("balanced_accuracy" in m for m in (evaluation.get("patch") or {}).values())
         on = "the held-out test split" if "test" in (evaluation.get("patch") or {}) else \
             "the validation split (the shards have no test split: the split that chose it, so optimistic)"
-        lines += [f"## Results: best checkpoint (chosen on val {cfg.train.best_metric}) on {on}"
+        lines += [f"## Results: best checkpoint (chosen on val {chosen_on(cfg, results)}) on {on}"
                   + (", %" if has_paper else ""), ""]
         if has_paper:
             lines += results_table(evaluation)
