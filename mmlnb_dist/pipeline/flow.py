@@ -131,8 +131,10 @@ def stage_folders(cfg: Config, inputs: PipelineInputs, ran: Sequence[str]) -> Di
         folders["data.shards"] = Path(cfg.data.shards)
     if "finetune-vlm" in ran:
         folders["the VLM's run folder"] = Path(cfg.run.output_dir) / vlm_run_name(cfg.run.name)
-    if "describe" in ran:
-        folders["the described shard set"] = Path(f"{cfg.data.shards}-described")
+    if "describe" in ran:  # where the describe stage writes (`plan_describe`): one rule, `.` and `..` resolved
+        from ..recipes.vlm.describe import described_beside
+
+        folders["the described shard set"] = described_beside(Path(cfg.data.shards))
     if "train" in ran:
         folders["the training run folder"] = Path(cfg.run.output_dir) / f"{cfg.run.name}-{cfg.train.recipe}"
     return folders
