@@ -54,52 +54,21 @@ def _synth(args: argparse.Namespace) -> int:
     refuse_flags_of_other_task(s.task, {"single": {"--noisy-rate": args.noisy_rate},
                                         "multilabel": {"--omit-rate": args.omit_rate, "--wrong-rate": args.wrong_rate,
                                                        "--faint-rate": args.faint_rate}})
+    from ..data.synth_set import write_synth_set
+
     out = args.out or str(cfg.data.synth_dir)
+    summary = write_synth_set(out, s, "--out" if args.out else "--out (or data.synth_dir)")
     if s.task == "multilabel":
-        return _synth_multilabel(out, s)
-
-    from ..data.synthetic import make_synthetic_dataset
-
-    try:
-        summary = make_synthetic_dataset(out, n=s.n, size=s.size, n_slides=s.n_slides,
-                                         noisy_description_rate=s.noisy_description_rate, seed=s.seed,
-                                         progress=True)
-    except (ValueError, OSError) as err:
-        raise _as_user_error(err, out) from None
+        counts = ", ".join(f"{k} {v}" for k, v in summary["label_counts"].items())
+        print(f"wrote {summary['num_samples']} multi-label patches from {summary['n_slides']} slides to {out} "
+              f"({counts}); captions omit {summary['omitted_mentions']} and add {summary['wrong_mentions']} wrong "
+              f"findings; {summary['faint_findings']} findings drawn faint")
+        print(f"next: mmlnb-dist shards build --input {out}/pairs.csv --task multilabel --out <shards>")
+        return 0
     counts = ", ".join(f"{k} {v}" for k, v in summary["class_counts"].items())
     print(f"wrote {summary['num_samples']} patches ({counts}) from {summary['n_slides']} slides to {out}; "
           f"{summary['noisy_descriptions']} noisy descriptions")
     return 0
-
-
-def _synth_multilabel(out: str, s) -> int:
-    from ..data.synthetic_multilabel import make_multilabel_dataset
-
-    try:
-        summary = make_multilabel_dataset(out, n=s.n, size=s.size, n_slides=s.n_slides, omit_rate=s.caption_omit_rate,
-                                          wrong_rate=s.caption_wrong_rate, faint_rate=s.faint_rate, seed=s.seed,
-                                          progress=True)
-    except (ValueError, OSError) as err:
-        raise _as_user_error(err, out) from None
-    counts = ", ".join(f"{k} {v}" for k, v in summary["label_counts"].items())
-    print(f"wrote {summary['num_samples']} multi-label patches from {summary['n_slides']} slides to {out} ({counts}); "
-          f"captions omit {summary['omitted_mentions']} and add {summary['wrong_mentions']} wrong findings; "
-          f"{summary['faint_findings']} findings drawn faint")
-    print(f"next: mmlnb-dist shards build --input {out}/pairs.csv --task multilabel --out <shards>")
-    return 0
-
-
-def _as_user_error(err: Exception, out: str) -> Exception:
-    """A generator's error as the command's one-line error: an OSError (--out under a file, a read-only or full
-    disk) names the path it could not write, rather than ending in a traceback."""
-    from ..core.errors import UserError
-
-    if isinstance(err, UserError):
-        return err
-    if isinstance(err, OSError):
-        return UserError(f"cannot write the synthetic set to {out}: {err.strerror or err} ({err.filename or out}); "
-                         f"give --out a folder that can be created and written")
-    return UserError(str(err))
 
 
 def refuse_flags_of_other_task(task: str, flags: Dict[str, Dict[str, Any]]) -> None:

@@ -36,22 +36,13 @@ log = logging.getLogger(__name__)
 
 def plan_synth(cfg: Config) -> PlannedStage:
     """The synthetic source set of `data.synth.task`: class folders (single) or a pairs CSV (multilabel)."""
-    from ..data.synthetic import make_synthetic_dataset
-    from ..data.synthetic_multilabel import make_multilabel_dataset
+    from ..data.synth_set import write_synth_set
 
     s = cfg.data.synth
     out = Path(cfg.data.synth_dir)
 
     def work(resume: bool) -> Dict[str, Any]:
-        if s.task == "multilabel":
-            summary = make_multilabel_dataset(out, n=s.n, size=s.size, n_slides=s.n_slides,
-                                              omit_rate=s.caption_omit_rate, wrong_rate=s.caption_wrong_rate,
-                                              faint_rate=s.faint_rate, seed=s.seed, progress=True)
-        else:
-            summary = make_synthetic_dataset(out, n=s.n, size=s.size, n_slides=s.n_slides,
-                                             noisy_description_rate=s.noisy_description_rate, seed=s.seed,
-                                             progress=True)
-        return {"summary": summary}
+        return {"summary": write_synth_set(out, s, "data.synth_dir")}
 
     return rank0_stage(cfg.distributed, "synth", out, fingerprint("synth", s.model_dump()), work)
 
