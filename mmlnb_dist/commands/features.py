@@ -102,7 +102,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the config naming that same encoder "
                    "(`tiny` and `<name>-tiny` are always random). provenance.json records which")
     p.add_argument("--shards", default=None, type=Path, help="input shard set; default data.shards")
-    p.add_argument("--out", default=None, type=Path, help="output folder; default <shards>-features-<encoder>")
+    p.add_argument("--out", default=None, type=Path,
+                   help="output folder, outside the shard set (a rebuild of the set replaces its folder); "
+                   "default <shards>-features-<encoder>")
     p.add_argument("--batch-size", default=64, type=positive_int, help="images per encoder pass and rank (default 64)")
     p.add_argument("--image-size", default=None, type=positive_int,
                    help="resize side; default the encoder's own input size, else data.loader.image_size")

@@ -230,6 +230,9 @@ def extract_features(encoder_cfg: ImageEncoderConfig, source: Union[ShardSet, st
     check_precision(dist or DistributedConfig(), env.device)  # fp16 on the CPU: refused as a training run is
     if out.resolve() == source.root.resolve():
         raise UserError(f"--out {out}: features must go to another folder than the shard set")
+    if source.root.resolve() in out.resolve().parents:  # `shards build` into the set replaces its folder whole
+        raise UserError(f"--out {out} is inside the shard set {source.root}: a rebuild of the set deletes it with "
+                        f"the features; give a folder beside it (default: <shards>-features-<encoder>)")
     if env.is_main:  # (rank 0 alone, as it alone takes the folder: a launcher stops the others when it exits)
         _refuse_foreign_out(out, source)
     reading = ReadLock(source.root, "features extract").acquire() if env.is_main else None  # nothing rebuilds it

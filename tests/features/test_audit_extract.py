@@ -207,3 +207,16 @@ def test_features_into_the_shard_set_folder_are_refused(shards):
 
     with pytest.raises(UserError, match="another folder than the shard set"):
         _extract(shards, shards)
+
+
+def test_features_into_a_folder_inside_the_shard_set_are_refused(shards):
+    """`shards build` into the set's folder replaces it whole: features written inside it were deleted by the next
+    rebuild without a word."""
+    from pathlib import Path
+
+    from mmlnb_dist.core.errors import UserError
+
+    inside = Path(shards) / "features"
+    with pytest.raises(UserError, match=r"inside the shard set .*rebuild"):
+        _extract(shards, inside)
+    assert not inside.exists()
