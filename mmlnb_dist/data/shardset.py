@@ -53,7 +53,12 @@ class ShardSet:
             inside = f": give the folder that holds it, {root.parent}" if (root.parent / MANIFEST).is_file() else ""
             raise ShardError(f"{root} is a file, not a shard set folder{inside}")
         if not root.is_dir():
-            raise ShardError(f"shard folder not found: {root}")
+            # A run's config.yaml keeps the path as given: read from another folder (evaluate, predict), a
+            # relative one names nothing, and the bare path did not say where it was looked for.
+            where = "" if root.is_absolute() else (
+                f" (a relative path, looked for at {root.absolute()}: run from the folder it is relative to, or "
+                f"give the set's absolute path, e.g. data.shards=/path/to/{root.name})")
+            raise ShardError(f"shard folder not found: {root}{where}")
         if not path.is_file():
             raise ShardError(f"{path} not found: {root} is not a shard set (build one with `mmlnb-dist shards "
                              f"build`)")
