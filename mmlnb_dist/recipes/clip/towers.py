@@ -56,6 +56,7 @@ class ClipTowers(nn.Module):
                                             requires_grad=clip.logit_scale.requires_grad)
         self.clip = clip
         self.tokenizer = tokenizer  # not a module: rebuilt from the name (or the export folder)
+        self._cut_reported = False  # captions cut to max_length are warned about once, not every batch
         self.max_length = min(max_length, int(clip.config.text_config.max_position_embeddings))
         self.embed_dim = int(clip.config.projection_dim)
         self.image_size = int(clip.config.vision_config.image_size)
@@ -88,7 +89,24 @@ class ClipTowers(nn.Module):
     def tokenize(self, texts: List[str]) -> Dict[str, torch.Tensor]:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
+        if not self._cut_reported:
+            self._report_cut(list(texts), enc["attention_mask"])
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def _report_cut(self, texts: List[str], mask: torch.Tensor) -> None:
+        """Warn once (per towers) that captions were cut to max_length: the model would otherwise train on their
+        first tokens only without a word. Only rows that fill max_length are re-tokenized to tell cut from fit."""
+        full = [i for i, n in enumerate(mask.sum(dim=1).tolist()) if n >= self.max_length]
+        if not full:
+            return
+        lengths = [len(ids) for ids in self.tokenizer([texts[i] for i in full])["input_ids"]]
+        cut = [n for n in lengths if n > self.max_length]
+        if cut:
+            self._cut_reported = True
+            log.warning("%d of %d captions in a batch are longer than clip.model.towers.max_length %d tokens (the "
+                        "longest %d tokens) and are cut to it; the text tower sees only their first %d tokens. Raise "
+                        "max_length (up to the text tower's position table) or shorten the captions (reported once)",
+                        len(cut), len(texts), self.max_length, max(cut), self.max_length)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         resize = pixel_values.shape[-1] != self.image_size  # position embeddings interpolated to other sizes

@@ -1,0 +1,47 @@
+"""Captions longer than clip.model.towers.max_length were cut to it with no word: a run on long captions trained on
+their first tokens only, unknowingly. The first batch that cuts any now warns once, with how many captions were cut,
+the longest one's length and the max_length (later batches do not repeat it; short captions warn nothing)."""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+LOGGER = "mmlnb_dist.recipes.clip.towers"
+
+
+def _towers(max_length: int):
+    from mmlnb_dist.recipes.clip.config import ClipTowersConfig
+    from mmlnb_dist.recipes.clip.towers import build_towers
+
+    torch.manual_seed(0)
+    cfg = ClipTowersConfig.model_validate({"name": "tiny", "max_length": max_length, "unfreeze_blocks": 0,
+                                           "tiny": {"layers": 1}})
+    return build_towers(cfg, image_size=32)
+
+
+def _warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING]
+
+
+def test_cut_captions_are_counted_and_reported_once(caplog):
+    towers = _towers(max_length=8)
+    long = " ".join(["cell"] * 20)  # 20 word tokens + [CLS] + [SEP]
+    full = len(towers.tokenizer(long)["input_ids"])
+    exact = " ".join(["cell"] * 6)  # 6 + 2 special tokens: fits exactly, not cut
+    assert len(towers.tokenizer(exact)["input_ids"]) == 8
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        enc = towers.tokenize([long, "stroma", long, exact])
+        assert enc["input_ids"].shape[1] == 8
+        towers.tokenize([long])
+    said = _warnings(caplog)
+    assert len(said) == 1, said
+    assert "2 of 4 captions" in said[0] and f"{full} tokens" in said[0], said[0]
+    assert "clip.model.towers.max_length" in said[0] and " 8" in said[0], said[0]
+
+
+def test_captions_that_fit_warn_nothing(caplog):
+    towers = _towers(max_length=8)
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        towers.tokenize(["stroma", " ".join(["cell"] * 6)])
+    assert _warnings(caplog) == []
