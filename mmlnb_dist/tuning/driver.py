@@ -30,6 +30,7 @@ from ..core.runlock import FolderInUseError, FolderLock, describe_holder, read_h
 from ..core.signals import sigterm_handler_kept
 from ..core.tracking.runs import ParentRun
 from .algorithms import scheduler, searcher
+from .fit import leave_out_unfit_values
 from .checks import (RESTORED_SETTINGS, SearchError, check_choice_values, check_outputs, check_recipe, check_resources,
                      check_resume_base, check_resume_goal, check_resume_space, check_search, check_space_is_read,
                      default_space, recorded_base, started_with, unreported_metric, warn_ignored_on_resume)
@@ -170,6 +171,7 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     base = cfg.model_dump(mode="json")
     space = load_space(space_path, base)  # every range end gives a valid config, checked before Ray starts
     space = absolute_values(space, base, Path.cwd())  # a trial runs in a folder of its own
+    space = leave_out_unfit_values(space, base, cfg.tune.recipe, space_path)  # e.g. `sum` on unequal widths
     check_space_is_read(space, cfg.tune.recipe, space_path)
     check_choice_values(space, space_path)
     check_recipe(cfg)
