@@ -70,9 +70,12 @@ def _refused_key(cfg_a, cfg_b, data, tmp_path):
     ("vlm.generation.preset=greedy vlm.generation.temperature=null", "do_sample")])
 def test_a_continued_output_must_share_the_generation_settings_and_pixel_bounds(data, tmp_path, override, key):
     """Each of these changes what is written: a continued output made with another value would mix two writers.
-    The ranks and the batch size may change (test_describe_resume_batch_size.py)."""
+    The ranks and the batch size may change (world_size 1 -> 2 is allowed; a description does not depend on its
+    batch: test_describe_resume_batch_size.py)."""
     base = _cfg(data, "vlm.generation.preset=authors")
     assert _refused_key(base, base, data, tmp_path) is None
+    assert _refused_key(base, _cfg(data, "vlm.generation.preset=authors", "vlm.generation.batch_size=3"), data,
+                        tmp_path) is None
     message = _refused_key(base, _cfg(data, "vlm.generation.preset=authors", *override.split()), data, tmp_path)
     assert message is not None and key in message, message
 
@@ -147,18 +150,18 @@ def _texts(out: Path):
 
 def test_a_batch_with_an_unreadable_image_first_gives_every_other_sample_its_own_text(data, tmp_path, monkeypatch):
     """The skipped image leaves a gap in the batch sent to the VLM: each text must still go to its own sample."""
-    from mmlnb_dist.data.writer import write_tar_shard
+    from mmlnb_dist.data.writer import shard_entry, write_tar_shard
 
     src = tmp_path / "in"
     shutil.copytree(data / "in", src)
     path = src / "train-000000.tar"
     samples = list(iter_shard_samples(path))
     samples[0]["png"] = b"not an image"
-    entry = write_tar_shard(path, samples, ["UD", "PD", "D"])  # the altered shard's manifest entry
+    write_tar_shard(path, samples, ["UD", "PD", "D"])
     manifest = json.loads((src / "manifest.json").read_text())
     for e in manifest["splits"]["train"]["shards"]:
         if e["file"] == path.name:
-            e.update(entry)
+            e.update(shard_entry(path, e["num_samples"], e["class_counts"], ["UD", "PD", "D"]))
     (src / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setattr(D, "Describer", _Fake)
     cfg = _cfg(data, "vlm.generation.batch_size=4", "data.loader.max_bad_sample_rate=0.1")
