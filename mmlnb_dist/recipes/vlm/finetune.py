@@ -61,6 +61,7 @@ from .deepspeed_configs import SHIPPED_DEEPSPEED, shipped_deepspeed_configs  # n
 from .pair_lengths import pair_counts, pair_sizes
 from .preflight import check_finetune_model
 from .source import check_vlm_loadable
+from .weights_identity import check_resumed_base, record_base
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -69,10 +70,6 @@ log = logging.getLogger(__name__)
 STAGE = "finetune-vlm"
 DATA_ORDER = "data_order.jsonl"
 
-
-# ---------------------------------------------------------------------------------------------------------
-# The recipe
-# ---------------------------------------------------------------------------------------------------------
 
 def require_one_batch(n_pairs: int, global_batch: int, pairs_dir: Path) -> None:
     if n_pairs < global_batch:
@@ -155,6 +152,7 @@ class FinetuneVLMRecipe:
         check_keep_best_resume(cfg, total_steps(vcfg, n_train))
         ckpts = CheckpointManager(Path(cfg.run.dir) / "checkpoints", env)
         ckpts.check_fresh_start(cfg.run.resume)
+        check_resumed_base(vcfg, Path(cfg.run.dir), bool(cfg.run.resume and ckpts.latest()))
         check_resume_length(vcfg, total_steps(vcfg, n_train), ckpts.latest() if cfg.run.resume else None)
         # LoRA names, rates, prompt and length (at each image size): on the model's structure, before the folder
         check_finetune_model(vcfg, train_sizes + val_sizes)
@@ -211,6 +209,7 @@ class FinetuneVLMRecipe:
             self.logger.log_figure(schedule_figure(lrs, "VLM learning-rate schedule"), "lr_schedule.png")
         if env.is_main:
             save_config(cfg, self.run_dir / "config.yaml")  # core.recipe compares it on resume
+            record_base(vcfg, self.run_dir)  # (`check_resumed_base` compares it on resume)
         # Frozen base weights are not in the checkpoint (excluded at save): load non-strictly.
         client = self.checkpoints.resume(self.engine, cfg.run.resume, strict=False)
         if client:

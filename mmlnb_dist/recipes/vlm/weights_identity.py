@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")  # what from_pretrained loads (not a
 # checkpoint folder's optimizer.bin or training_args.bin)
@@ -83,3 +83,41 @@ def model_folder(name: str, resolved: str) -> Path:
     """The folder the VLM's files are read from: a cached hub id's snapshot, else `resolved`."""
     snapshot = hub_snapshot(name)
     return snapshot[1] if snapshot else Path(resolved)
+
+
+BASE_RECORD = "base_model.json"
+"""In a fine-tuning run's folder: `weights_identity` of the base it began on (`record_base`)."""
+
+
+def _base_identity(vcfg: Any) -> Dict[str, str]:
+    """The base's weights identity; {} for `tiny` (its seed and tower, in the compared config, name it)."""
+    if vcfg.model == "tiny":
+        return {}
+    from .model import resolve_model_path
+
+    return weights_identity(vcfg.model, resolve_model_path(vcfg.model))
+
+
+def check_resumed_base(vcfg: Any, run_dir: Path, resuming: bool) -> None:
+    """Refuse a resume whose base weights differ from those the run began on: the checkpoints hold the LoRA weights
+    alone, so the resume would go on training them on another model (a base folder overwritten, a newer hub
+    revision pulled between the kill and the resume). The same bytes elsewhere (a copy, new mtimes) resume.
+    Reads only (`check` creates nothing)."""
+    record = Path(run_dir) / BASE_RECORD
+    if not resuming or not record.is_file():
+        return
+    began = json.loads(record.read_text())
+    now = _base_identity(vcfg)
+    changed = [f"{k}: {began.get(k)} -> {now.get(k)}" for k in sorted(set(began) | set(now))
+               if began.get(k) != now.get(k)]
+    if changed:
+        from ...core.errors import UserError
+
+        raise UserError(f"run.resume=true: vlm.model {vcfg.model} is not the base this run began on "
+                        f"({'; '.join(changed)}; {record}): its checkpoints hold LoRA weights trained on that base. "
+                        f"Give the base it began on, or start a new run (another run.name)")
+
+
+def record_base(vcfg: Any, run_dir: Path) -> None:
+    """Write `BASE_RECORD` (rank 0, at setup: `check_resumed_base` has passed or there is nothing to resume)."""
+    (Path(run_dir) / BASE_RECORD).write_text(json.dumps(_base_identity(vcfg), indent=1, sort_keys=True) + "\n")
