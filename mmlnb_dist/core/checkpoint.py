@@ -210,8 +210,9 @@ class CheckpointManager:
 
     @property
     def best(self) -> Optional[Dict[str, Any]]:
-        path = self.dir / "best.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        saved = self.dir / (self.latest() or "-") / SAVED  # first: best.json is stale after a kill past the rename
+        return (json.loads(saved.read_text()).get("best") if saved.is_file() else None) or \
+            (json.loads(path.read_text()) if (path := self.dir / "best.json").is_file() else None)
 
     # -- writing -----------------------------------------------------------------------------------------
     def save(self, engine, tag: str, client_state: Dict[str, Any], best: Optional[Dict[str, Any]] = None,
@@ -236,8 +237,8 @@ class CheckpointManager:
                 write_layout(self.dir / partial, engine_layout(engine))  # before the checksums: covered by them
                 sequence = 1 + max((save_sequence(self.dir / t) for t in self.tags()), default=0)
                 position = client_state.get("data_position") or {}  # (what `check_fresh_start` reads back)
-                (self.dir / partial / SAVED).write_text(json.dumps({"sequence": sequence, "position": {
-                    k: position[k] for k in ("next_epoch", "granularity") if k in position}}))
+                (self.dir / partial / SAVED).write_text(json.dumps({"sequence": sequence, "best": best, "position": {
+                    k: position[k] for k in ("next_epoch", "granularity") if k in position}}))  # best: see `best`
                 record_checksums(self.dir / partial)
             if (self.dir / tag).exists():  # an earlier save of the same tag (a resumed run repeating it)
                 shutil.rmtree(self.dir / tag)
