@@ -18,6 +18,7 @@ epoch (the recipe's own: loss x n, n, ...). A resumed run then:
 
 The recipe keeps its loop; these functions are the parts every such loop shares:
 
+    train_epochs(recipe)                                    # the epochs, stopping before the finish on SIGTERM
     end_epoch(recipe, epoch, last, value)                                   # after the epoch's evaluation
 
     resume = mid_epoch_resume(client, env, plan, num_workers, logger)     # at setup, from the checkpoint
@@ -69,6 +70,18 @@ def end_epoch(recipe: EpochRecipe, epoch: int, last: int, value: Optional[float]
     if epoch < last:
         recipe.stop.stop_if_asked(recipe.env, None if saved else lambda: recipe.save_checkpoint(epoch),
                                   f"after epoch {epoch}")
+
+
+def train_epochs(recipe: Any) -> None:
+    """The epochs from `recipe.start_epoch` (`recipe._train_and_evaluate(epoch, last)` each), under `recipe.stop`.
+    A SIGTERM in the last epoch's last step or validation: that epoch's checkpoint is written (the last epoch's
+    always is), so stop here, before the recipe's finish, which the scheduler's SIGKILL would otherwise cut anywhere
+    (`GracefulStop` is only asked at the steps and epoch ends before the last)."""
+    last = recipe.cfg.train.epochs - 1
+    with recipe.stop:
+        for epoch in range(recipe.start_epoch, recipe.cfg.train.epochs):
+            recipe._train_and_evaluate(epoch, last)
+        recipe.stop.stop_if_asked(recipe.env, None, f"after the last epoch ({last}), before the finish")
 
 
 @dataclass

@@ -36,7 +36,7 @@ from ...data.preflight import check_shard_files
 from ...data.preprocess import ImageSamplePreprocess, MultiHotLabel
 from ...data.shardset import ShardError, ShardSet
 from ...data.stain_augment import StainAugmentConfig
-from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume, mid_epoch_state, restore_rng
+from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume, mid_epoch_state, restore_rng, train_epochs
 from .config import LOWER_IS_BETTER
 from .metrics import check_best_metric, multilabel_metrics, scalar_metrics
 from .plots import save_figures
@@ -353,13 +353,9 @@ class ClipRecipe:
     def train(self) -> Dict[str, Any]:
         from .export import finish
 
-        cfg = self.cfg
         if self.engine is None:
             return self.evaluate_untrained()
-        last = cfg.train.epochs - 1
-        with self.stop:  # a SIGTERM (time limit, preemption) stops at a step, with its checkpoint
-            for epoch in range(self.start_epoch, cfg.train.epochs):
-                self._train_and_evaluate(epoch, last)
+        train_epochs(self)  # a SIGTERM (time limit, preemption) stops at a step or before the finish, checkpointed
         return finish(self)
 
     def _train_and_evaluate(self, epoch: int, last: int) -> None:

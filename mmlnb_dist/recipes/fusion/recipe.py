@@ -32,7 +32,7 @@ from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
 from .curriculum import CurriculumState, phases_never_run, ramp_cut_short
-from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume
+from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume, train_epochs
 from .loop import too_few_micro_batches, train_epoch
 from .metrics import format_metrics_table, scalar_metrics
 from .phases import PhaseController, planned_phase_lrs
@@ -283,14 +283,7 @@ class FusionRecipe:
         return self.checkpoints.save(self.engine.engine, self.checkpoint_tag(epoch), client, best=self.best)
 
     def train(self) -> Dict[str, Any]:
-        cfg = self.cfg
-        last = cfg.train.epochs - 1
-        with self.stop:
-            for epoch in range(self.start_epoch, cfg.train.epochs):
-                self._train_and_evaluate(epoch, last)
-            # a SIGTERM in the last epoch's last step or validation: its checkpoint is written (the last epoch's
-            # always is); stop before the finish, which the scheduler's SIGKILL would otherwise cut anywhere
-            self.stop.stop_if_asked(self.env, None, f"after the last epoch ({last}), before the finish")
+        train_epochs(self)  # (a SIGTERM in the last epoch stops there, before the finish)
         from .finish import finish
 
         return finish(self)
