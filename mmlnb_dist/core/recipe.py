@@ -82,9 +82,12 @@ fingerprints, so a rerun changing only these keeps a finished run and resumes a 
 RESUME_MAY_CHANGE: Sequence[str] = ("run.resume", "run.output_dir", "run.name", "tracking.*", "train.epochs",
                                     *(f"{section}.{name}" for section, names in TRAIN_CADENCE.items()
                                       for name in sorted(names)),
+                                    # not cadence: a kept finished run would not score its test split when asked
+                                    "train.evaluate_test",
                                     *(f"distributed.{k}" for k in WAIT_FIELDS))
 """Keys any resume may change: more epochs, logging, checkpoint cadence (how often a run saves changes no weight: a
-preempted run may ask for step checkpoints) and retention, tracking, how long ranks wait for each other, what
+preempted run may ask for step checkpoints) and retention, whether the finish also scores the test split (no weight
+depends on it: a run started without may ask for its test numbers), tracking, how long ranks wait for each other, what
 only decides whether the run goes on (the shard-file preflight, the bad-sample budget: the samples skipped are the
 same), where the run folder lies (the stored config is read from the folder resumed: a run moved or renamed is
 that run).
