@@ -28,7 +28,8 @@ class FakeStore:
     (run id, file name, artifact path)) and each logging call, in order (`calls`: (kind, run id)).
     `down`: `server_reachable` says no. `fail_on`: a kind of logging call ("metrics", "params", "tags", "set_tag",
     "delete_tag", "resume", "close", "artifact", "inputs"), or "all", that raises `ConnectionError`.
-    Like MLflow, it refuses to change a param a run has (`error_code` INVALID_PARAMETER_VALUE)."""
+    Like MLflow, it refuses to change a param a run has (`error_code` INVALID_PARAMETER_VALUE), and a `log_batch`
+    over MLflow's limits (100 params, 100 tags, 1000 metrics, 1000 in all: `mlflow.utils.validation`)."""
 
     def __init__(self):
         self.runs, self.experiments = {}, {}
@@ -70,6 +71,9 @@ class FakeStore:
 
     def log_batch(self, run_id, metrics=(), params=(), tags=()):
         self._call("metrics" if metrics else "params" if params else "tags", run_id)
+        from mlflow.utils.validation import _validate_batch_log_limits
+
+        _validate_batch_log_limits(list(metrics), list(params), list(tags))  # what a real store refuses
         data = self.runs[run_id].data
         if any(p.key in data.params and data.params[p.key] != p.value for p in params):
             err = RuntimeError("changing a param")

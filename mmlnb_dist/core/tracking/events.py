@@ -14,6 +14,11 @@ from .params import TAG_VALUE_LIMIT
 
 log = logging.getLogger(__name__)
 
+PARAMS_PER_BATCH = TAGS_PER_BATCH = 100
+METRICS_PER_BATCH = 1000
+"""MLflow's limits for one `log_batch` request (`mlflow.utils.validation`): a request over them is refused whole,
+so an event with more goes out in several requests (re-sending one after a failure is harmless: same values)."""
+
 
 def dataset_inputs(specs: List[Dict[str, Any]]):
     from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -45,23 +50,30 @@ def log_inputs(client, run_id: str, inputs, attempts: int = 3) -> None:
 
 
 def log_params(client, run_id: str, params: Dict[str, str]) -> None:
-    """Params in chunks of 100 (re-sending a chunk after a failure is harmless: same values). MLflow refuses to
+    """Params in chunks of `PARAMS_PER_BATCH` (re-sending a chunk after a failure is harmless). MLflow refuses to
     change a param, which a resumed run with an edited config would do: the run keeps the values it started with
     and each changed value becomes a `param_changed.<key>` tag."""
     from mlflow.entities import Param, RunTag
 
     items = [Param(k, v) for k, v in params.items()]
-    for i in range(0, len(items), 100):
+    for i in range(0, len(items), PARAMS_PER_BATCH):
+        chunk = items[i:i + PARAMS_PER_BATCH]
         try:
-            client.log_batch(run_id, params=items[i:i + 100])
+            client.log_batch(run_id, params=chunk)
         except Exception as err:  # noqa: BLE001 - only a refused change is handled; the rest re-raises
             if getattr(err, "error_code", None) != "INVALID_PARAMETER_VALUE":
                 raise
             logged = client.get_run(run_id).data.params
-            new = [p for p in items[i:i + 100] if p.key not in logged]
-            changed = [RunTag(f"param_changed.{p.key}", p.value[:TAG_VALUE_LIMIT]) for p in items[i:i + 100]
+            new = [p for p in chunk if p.key not in logged]
+            changed = [RunTag(f"param_changed.{p.key}", p.value[:TAG_VALUE_LIMIT]) for p in chunk
                        if p.key in logged and logged[p.key] != p.value]
             client.log_batch(run_id, params=new, tags=changed)
+
+
+def log_metrics(client, run_id: str, metrics: List[Any]) -> None:
+    """MLflow `Metric`s in requests of at most `METRICS_PER_BATCH`."""
+    for i in range(0, len(metrics), METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[i:i + METRICS_PER_BATCH])
 
 
 def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
@@ -72,9 +84,11 @@ def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
     if op == "params":
         log_params(client, run_id, event["params"])
     elif op == "metrics":
-        client.log_batch(run_id, metrics=mlflow_metrics(event))
+        log_metrics(client, run_id, mlflow_metrics(event))
     elif op == "tags":
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in event["tags"].items()])
+        tags = [RunTag(k, v) for k, v in event["tags"].items()]
+        for i in range(0, len(tags), TAGS_PER_BATCH):
+            client.log_batch(run_id, tags=tags[i:i + TAGS_PER_BATCH])
     elif op == "artifact":
         path = Path(event["path"])
         if not path.exists():

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..files import replace_text
-from .events import apply_event
+from .events import METRICS_PER_BATCH, apply_event, log_metrics
 from .metric_name import mlflow_metrics
 
 log = logging.getLogger(__name__)
@@ -263,10 +263,6 @@ def ensure_run(client, spool: Spool, uri: str, experiment: Optional[str] = None)
     return run.info.run_id, not found
 
 
-METRICS_PER_BATCH = 1000
-"""MLflow's limit of metrics in one `log_batch` request."""
-
-
 def send_pending(client, run_id: str, spool: Spool) -> int:
     """Send every unacknowledged event in order, moving `acked` past each one the server accepted; the first
     failure raises and leaves it and everything after it pending. Runs of metric events go as one request
@@ -285,8 +281,7 @@ def send_pending(client, run_id: str, spool: Spool) -> int:
                 index, event = pending[i]
                 batch.extend(mlflow_metrics(event))
                 i += 1
-            for j in range(0, len(batch), METRICS_PER_BATCH):  # more than one request: one event's many metrics
-                client.log_batch(run_id, metrics=batch[j:j + METRICS_PER_BATCH])
+            log_metrics(client, run_id, batch)  # more than one request: one event's many metrics
         spool.write_state(acked=index + 1)
         sent = i
     return sent
