@@ -30,7 +30,7 @@ from ..sections import TrackingConfig
 from .journal import Spool, recorded_run, run_record_path, upload
 from .lineage import DATASETS_RECORD, other_stage, recorded_datasets
 from .params import param_values
-from .server import absolute_sqlite_uri, default_tracking_uri
+from .server import absolute_sqlite_uri, default_tracking_uri, sqlite_store
 from .versions import EXPORT_TAG, recorded_export
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,35 @@ def _metric_records(path: Path) -> List[Dict[str, Any]]:
                 continue
             raise FolderImportError(f"{path}:{n}: not a metric record ({type(err).__name__}: {err})") from None
     return records
+
+
+def _training_folder(run_dir: Path, output_dir: str) -> Optional[Path]:
+    """The folder training ran in: the run folder sits in `<there>/<run.output_dir>`, so a relative `output_dir`
+    (as saved) is stripped from the end of the run folder's parent. None when that cannot be known (an absolute
+    or `..` output_dir, or a folder moved since)."""
+    out = [part for part in Path(output_dir).parts if part != "."]
+    parent = run_dir.resolve().parent
+    if Path(output_dir).is_absolute() or ".." in out or (out and list(parent.parts[-len(out):]) != out):
+        return None
+    return Path(*parent.parts[:len(parent.parts) - len(out)])
+
+
+def _saved_store(tracking: TrackingConfig, config: Dict[str, Any], run_dir: Path, config_path: Path) -> str:
+    """The store training would have used: the default one beside the run folder, or the saved `tracking.uri`,
+    whose relative SQLite path training read from the folder it ran in (read from where the import runs, it
+    named another file: a new, empty store)."""
+    relative = tracking.uri and sqlite_store(tracking.uri)  # the validator stored the scheme in lower case
+    if not relative or relative.is_absolute() or str(relative) == ":memory:":
+        return default_tracking_uri(tracking, run_dir.resolve().parent)
+    trained_in = _training_folder(run_dir, str((config.get("run") or {}).get("output_dir") or "runs"))
+    if trained_in is None:
+        trained_in = Path.cwd().resolve()
+        log.warning("%s: tracking.uri %s is relative to the folder training ran in, which the run folder no longer "
+                    "tells (run.output_dir is absolute or the folder was moved): read from %s, the folder this "
+                    "command runs in; pass --uri to import into another store", config_path, tracking.uri,
+                    trained_in)
+    _, query, options = tracking.uri.partition("?")
+    return absolute_sqlite_uri(f"sqlite:///{trained_in / sqlite_store(tracking.uri)}{query}{options}")
 
 
 def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = None) -> Dict[str, Any]:
@@ -113,7 +142,7 @@ def import_run_folder(run_dir: Path, stage: str = "train", uri: Optional[str] = 
         raise FolderImportError(f"{config_path}: its tracking section cannot be used here ({why}); pass the store "
                                 f"to import into: --uri URI") from None
     # a relative SQLite store made absolute: recorded as written, it meant another file from every other folder
-    uri = absolute_sqlite_uri(uri) if uri else default_tracking_uri(tracking, run_dir.resolve().parent)
+    uri = absolute_sqlite_uri(uri) if uri else _saved_store(tracking, config, run_dir, config_path)
     run_name = f"{(config.get('run') or {}).get('name') or run_dir.name}-{stage}"
     datasets = recorded_datasets(run_dir, stage)
     if datasets is None and tracking.log_dataset:
