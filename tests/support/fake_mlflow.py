@@ -27,7 +27,8 @@ class FakeStore:
     (run id, key, step, value)), the size of each metrics request (`batches`), each artifact logged (`artifacts`:
     (run id, file name, artifact path)) and each logging call, in order (`calls`: (kind, run id)).
     `down`: `server_reachable` says no. `fail_on`: a kind of logging call ("metrics", "params", "tags", "set_tag",
-    "delete_tag", "resume", "close", "artifact", "inputs"), or "all", that raises `ConnectionError`.
+    "delete_tag", "resume", "close", "artifact", "inputs"), or "all", that raises `ConnectionError`; "get_run":
+    reading a run fails with a server error (TEMPORARILY_UNAVAILABLE; a missing run is RESOURCE_DOES_NOT_EXIST).
     Like MLflow, it refuses to change a param a run has (`error_code` INVALID_PARAMETER_VALUE), and a `log_batch`
     over MLflow's limits (100 params, 100 tags, 1000 metrics, 1000 in all: `mlflow.utils.validation`)."""
 
@@ -55,6 +56,13 @@ class FakeStore:
         return self.runs[run_id]
 
     def get_run(self, run_id):
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+
+        if self.fail_on == "get_run":  # the server answers, with an error of its own (not "no such run")
+            raise MlflowException("API request failed with error code 503", error_code=TEMPORARILY_UNAVAILABLE)
+        if run_id not in self.runs:  # what MLflow says of a run it does not have
+            raise MlflowException(f"Run '{run_id}' not found", error_code=RESOURCE_DOES_NOT_EXIST)
         return self.runs[run_id]
 
     def search_runs(self, exp_ids, filter_string="", max_results=None):

@@ -241,8 +241,12 @@ def ensure_run(client, spool: Spool, uri: str, experiment: Optional[str] = None)
         try:  # a run deleted in the UI is still fetched by id: logged to, it stayed out of sight until `mlflow gc`
             if client.get_run(state["run_id"]).info.lifecycle_stage == "active":
                 return state["run_id"], False
-        except Exception:  # noqa: BLE001 - the run is gone (e.g. a fresh server): make a new one
-            pass
+        except Exception as err:  # noqa: BLE001 - only "no such run" (e.g. a fresh server) means make a new one
+            # any other error (a 503, a timeout) says nothing about the run: taken for "gone", the whole journal
+            # went again and every point the run already had was logged twice. It stays pending for a later sync.
+            if getattr(err, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+                raise ConnectionError(f"could not read run {state['run_id']} at {uri} ({type(err).__name__}: "
+                                      f"{str(err)[:200]}); {spool.path} stays pending") from err
         log.warning("run %s is not at %s any more (or was deleted); uploading %s into a new run", state["run_id"],
                     uri, spool.path)
     start = next((e for e in spool.events() if e["op"] == "start"), None)
