@@ -65,11 +65,16 @@ class FakeStore:
             raise MlflowException(f"Run '{run_id}' not found", error_code=RESOURCE_DOES_NOT_EXIST)
         return self.runs[run_id]
 
-    def search_runs(self, exp_ids, filter_string="", max_results=None):
-        """Only the filter the code uses: tags.`KEY` = 'VALUE'."""
+    def search_runs(self, exp_ids, filter_string="", max_results=1000, page_token=None):
+        """Only the filter the code uses: tags.`KEY` = 'VALUE'. Pages as MLflow's do (1000 runs by default; the
+        page's `token` names the next one, None on the last)."""
         key, want = filter_string.split("tags.`")[-1].split("` = '")
-        return [r for r in self.runs.values() if r.data.tags.get(key) == want.rstrip("'")
-                and r.info.experiment_id in exp_ids]
+        found = [r for r in self.runs.values() if r.data.tags.get(key) == want.rstrip("'")
+                 and r.info.experiment_id in exp_ids]
+        start = int(page_token or 0)
+        page = PagedRuns(found[start:start + max_results])
+        page.token = str(start + max_results) if start + max_results < len(found) else None
+        return page
 
     # logging
     def _call(self, kind, run_id):
@@ -115,6 +120,11 @@ class FakeStore:
 
     def log_inputs(self, run_id, datasets=None):
         self._call("inputs", run_id)
+
+
+class PagedRuns(list):
+    """One page of a search (MLflow's `PagedList`): the runs, and `token` for the next page."""
+    token = None
 
 
 class FakeServers(dict):

@@ -104,7 +104,13 @@ class ParentRun:
         import mlflow
 
         client = mlflow.MlflowClient(self.uri)
-        runs = client.search_runs([client.get_run(self.run_id).info.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}'")
-        match = [r for r in runs if r.data.tags.get(key) == value]
-        return match[0].info.run_id if match else None
+        experiment, token = client.get_run(self.run_id).info.experiment_id, None
+        while True:  # every page: a search returns 1000 runs at most, and a search may have more trials
+            page = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}'",
+                                      max_results=1000, page_token=token)
+            match = [r for r in page if r.data.tags.get(key) == value]
+            if match:
+                return match[0].info.run_id
+            token = page.token
+            if not token:
+                return None
