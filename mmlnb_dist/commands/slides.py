@@ -149,6 +149,7 @@ def run_synth(args: argparse.Namespace) -> int:
     import re
 
     from ..core.errors import UserError
+    from ..core.runlock import FolderLock
     from ..data.generated import refuse_foreign_files, remove_stale_files
     from ..slides.synthetic_slides import write_synthetic_slide
 
@@ -156,22 +157,25 @@ def run_synth(args: argparse.Namespace) -> int:
         raise UserError(f"--size {args.size}: must be a multiple of 256 and at least 1024")
     own = re.compile(r"labels\.csv|synth-[A-Z]+-\d+\.tif")
     refuse_foreign_files(args.out, own, "slides synth", "labels.csv and synth-<class>-<k>.tif")
-    # an earlier run's extra slides: `slides tile` would report them as unlabelled
-    remove_stale_files(args.out, own, [f"synth-{label}-{k}.tif" for label in ("UD", "PD", "D")
-                                       for k in range(args.per_class)])
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # --out below a file, a read-only disk: one line, not a traceback
         where = err.filename or args.out
         raise UserError(f"cannot write the synthetic slides to {args.out}: {err.strerror or err} ({where}); give "
                         f"--out a folder that can be created and written") from None
-    rows = ["slide_id,label"]
-    for c, label in enumerate(("UD", "PD", "D")):
-        for k in range(args.per_class):
-            sid = f"synth-{label}-{k}"
-            write_synthetic_slide(args.out / f"{sid}.tif", label, width=args.size, height=args.size,
-                                  seed=args.seed * 1000 + c * 100 + k)
-            rows.append(f"{sid},{label}")
-    (args.out / "labels.csv").write_text("\n".join(rows) + "\n")
+    # One job per folder, as `data synth`: a second generator into it stops naming the holder, instead of
+    # removing the first one's slides as stale and writing its own labels.csv over theirs.
+    with FolderLock(args.out, "slides synth"):
+        # an earlier run's extra slides: `slides tile` would report them as unlabelled
+        remove_stale_files(args.out, own, [f"synth-{label}-{k}.tif" for label in ("UD", "PD", "D")
+                                           for k in range(args.per_class)])
+        rows = ["slide_id,label"]
+        for c, label in enumerate(("UD", "PD", "D")):
+            for k in range(args.per_class):
+                sid = f"synth-{label}-{k}"
+                write_synthetic_slide(args.out / f"{sid}.tif", label, width=args.size, height=args.size,
+                                      seed=args.seed * 1000 + c * 100 + k)
+                rows.append(f"{sid},{label}")
+        (args.out / "labels.csv").write_text("\n".join(rows) + "\n")
     print(f"{len(rows) - 1} synthetic slides and labels.csv in {args.out}")
     return 0

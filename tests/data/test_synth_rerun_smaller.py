@@ -7,13 +7,14 @@ from __future__ import annotations
 import pytest
 
 from mmlnb_dist.core.errors import UserError
+from mmlnb_dist.core.runlock import is_lock_file
 from mmlnb_dist.data.synthetic import make_synthetic_dataset
 
 from support.cli import run_cli
 
 
-def _files(folder):
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+def _files(folder):  # the generators' folder lock (.lock, .lock.json) is not an output
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and not is_lock_file(p.name))
 
 
 def test_data_synth_rerun_with_fewer_patches_keeps_only_this_runs(tmp_path):
