@@ -178,16 +178,24 @@ def _refuse_model_path(args: argparse.Namespace) -> None:
 
 
 def _refuse_early(cfg, spec, split: str) -> None:
-    """Input mistakes found without work (the manifest is read, no sample), before the evaluation's folder and its
-    lock exist: a refused command leaves nothing behind (docs/reliability.md)."""
+    """Input mistakes found without work (the manifest is read and the split's shard files checked against it, no
+    sample decoded), before the evaluation's folder and its lock exist: a refused command leaves nothing behind
+    (docs/reliability.md)."""
+    from ..core.distributed import DistEnv
     from ..core.errors import UserError
+    from ..data.preflight import check_shard_files
     from ..data.shardset import ShardSet
     from ..recipes import RECIPES
 
     if not spec.evaluate and spec.name != "fusion":
         raise UserError(f"train.recipe: the {spec.name} recipe has no `evaluate` (recipes with one: fusion, "
                         f"{', '.join(n for n, s in sorted(RECIPES.items()) if s.evaluate)})")
-    ShardSet.open(cfg.data.shards).require_split(split, "the split to evaluate")
+    shards = ShardSet.open(cfg.data.shards)
+    shards.require_split(split, "the split to evaluate")
+    # The split's shard files as the manifest records them, as `train` checks before training: a shard edited in
+    # place (same size, other labels or descriptions) was scored silently, its metrics taken for the set's.
+    env = DistEnv.from_environment()
+    check_shard_files(shards, cfg.data.loader.preflight, splits=[split], rank=env.rank, world_size=env.world_size)
 
 
 def _evaluate_with(args: argparse.Namespace, cfg, spec, is_main: bool) -> int:

@@ -5,8 +5,8 @@
 
 A missing, truncated or altered shard found an hour into training ends a run with a traceback or, worse, a
 shard cut cleanly between two samples is read to its end and the run trains on fewer samples without a word.
-The manifest records every shard's byte size and SHA-256, so `train`, `finetune-vlm` and `describe` compare
-the files with it first and stop with one `ShardError` (exit code 2) naming every bad shard.
+The manifest records every shard's byte size and SHA-256, so `train`, `finetune-vlm`, `describe` and `evaluate`
+compare the files with it first and stop with one `ShardError` (exit code 2) naming every bad shard.
 
 Modes (`data.loader.preflight`): `checksum` (size and SHA-256), `size` (presence and size, a stat per shard,
 for sets too large to hash at every start; a shard modified at or after its manifest was written is hashed too),
