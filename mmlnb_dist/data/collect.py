@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from ..core.files import dict_reader, open_csv
 from .build import SampleSpec, validate_samples
 from .description_table import DescriptionsError, DescriptionTable
+from .generated import refuse_incomplete
 from .images import IMAGE_EXTENSIONS, image_files, other_files
 from .shardset import ShardError
 
@@ -187,6 +188,7 @@ def _collect(input_path: Path, classes: Sequence[str], descriptions: Optional[Un
     if not input_path.exists():
         raise ShardError(f"input not found: {input_path}")
     check_patch_source(input_path)
+    refuse_incomplete(input_path if input_path.is_dir() else input_path.parent)  # a stopped `data synth`
     if input_path.is_file():
         samples = read_patch_csv(input_path)
         root = input_path.parent

@@ -11,6 +11,7 @@ from typing import Iterable, Iterator, Union
 
 from ..core.errors import UserError
 from ..core.runlock import FolderLock
+from .shardset import ShardError
 
 
 def refuse_foreign_files(out_dir: Union[str, Path], own: "re.Pattern[str]", what: str, writes: str) -> None:
@@ -51,4 +52,25 @@ def generator_output(out_dir: Union[str, Path], own: "re.Pattern[str]", what: st
     refuse_foreign_files(out_dir, own, what, writes)
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # (an OSError here: --out below a file, said as before)
     with FolderLock(Path(out_dir), what):
+        # Marked incomplete until the job returns: a generator stopped part-way (Ctrl-C, a killed job) left class
+        # folders without labels.csv (written last), or an earlier run's labels.csv over half-rewritten patches,
+        # and a build read them as a finished set (`refuse_incomplete` refuses it; a rerun completes it).
+        marker = Path(out_dir) / INCOMPLETE_MARKER
+        marker.write_text(f"{what} started writing this folder and has not finished\n")
         yield
+        marker.unlink()
+
+
+INCOMPLETE_MARKER = ".generating"
+"""The file a generator keeps in its output folder while it writes it (hidden: never taken for an input)."""
+
+
+def refuse_incomplete(folder: Union[str, Path]) -> None:
+    """Raise a `ShardError` (a build input error) when `folder` is a generator's output it has not finished
+    (`INCOMPLETE_MARKER`)."""
+    marker = Path(folder) / INCOMPLETE_MARKER
+    if marker.is_file():
+        what = marker.read_text(errors="replace").split(" started", 1)[0].strip() or "a generator"
+        raise ShardError(f"{folder}: a `{what}` into it did not finish (stopped part-way: its patches are incomplete "
+                        f"and labels.csv missing or an earlier run's); rerun the same `{what}` to complete it, or "
+                        f"give another folder")

@@ -28,6 +28,7 @@ from ..core.files import dict_reader, load_yaml, open_csv
 from .build import SampleSpec, build_shards
 from .collect import MISSING_CELLS, sample_keys
 from .config import BuildConfig, MultiLabelConfig
+from .generated import refuse_incomplete
 from .shardset import ShardError
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,7 @@ def read_multilabel_csv(csv_path: Union[str, Path], opts: MultiLabelConfig,
     file or a column is missing, or when no row is usable.
     """
     csv_path = Path(csv_path)
+    refuse_incomplete(csv_path.parent)  # a stopped `data synth --task multilabel`: an earlier run's pairs.csv
     twice = [c for c, n in Counter(classes or ()).items() if n > 1]
     if twice:  # two outputs of one name; the multi-hot vector would set only the last
         raise ShardError(f"the vocabulary names {', '.join(repr(c) for c in twice)} twice ({', '.join(classes)}); "
