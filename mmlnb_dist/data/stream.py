@@ -7,6 +7,7 @@ positions and new ledger entries. How samples are dealt and why: `data.loader`.
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -20,6 +21,8 @@ from .preprocess import SampleContext
 from .reader import DEFAULT_MAX_MEMBER_BYTES, iter_shard_samples
 
 __all__ = ["ShardStream"]
+
+log = logging.getLogger(__name__)
 
 
 class ShardStream(IterableDataset):
@@ -44,6 +47,8 @@ class ShardStream(IterableDataset):
         """Set when a resumed epoch deals its unconsumed positions anew (`data.position`)."""
         self.skip, self.expect = skip or {}, expect or {}
         """Same-layout resume: per worker, the batches trained on before the checkpoint and their positions."""
+        self._said_extra: set = set()
+        """Shards already said to hold more samples than their manifest entry (`_say_extra_samples`)."""
 
     # -- planning for this worker --------------------------------------------------------------------------------
     def plan(self, worker: int) -> Tuple[int, List[int], Optional[int]]:
@@ -71,7 +76,14 @@ class ShardStream(IterableDataset):
             take = end - first if remaining is None else min(end - first, remaining)
             path = self.shards[j][0]
             got = 0
-            for sample in itertools.islice(iter_shard_samples(path, self.max_member_bytes), first, first + take):
+            # read to the shard's end: one sample more than the manifest's count, to see a shard that holds more
+            # (written or replaced after its manifest entry; with data.loader.preflight=off nothing else would)
+            past = 1 if first + take == counts[j] else 0
+            for sample in itertools.islice(iter_shard_samples(path, self.max_member_bytes), first,
+                                           first + take + past):
+                if got == take:
+                    self._say_extra_samples(path, counts[j])
+                    break
                 got += 1
                 yield {**sample, "__pos__": position}
                 position += 1
@@ -86,6 +98,17 @@ class ShardStream(IterableDataset):
                 remaining -= take
                 if remaining <= 0:
                     return
+
+    def _say_extra_samples(self, path: Path, listed: int) -> None:
+        """Warn (once per shard and process) that `path` holds samples its manifest entry does not count: they
+        are not read, so the split is smaller than the shard files."""
+        if path in self._said_extra:
+            return
+        self._said_extra.add(path)
+        held = sum(1 for _ in iter_shard_samples(path, self.max_member_bytes))
+        log.warning("%s holds %d samples, its manifest entry says %d: the %d extra are not read (the shard was "
+                    "changed after the manifest was written; `mmlnb-dist shards verify %s`, then rebuild it)",
+                    path, held, listed, held - listed, path.parent)
 
     def _shuffled(self, samples: Iterator[Dict[str, Any]], rng: np.random.Generator) -> Iterator[Dict[str, Any]]:
         """Seeded buffer shuffle (raw bytes are buffered: decoding happens after)."""
