@@ -10,6 +10,19 @@ import shutil
 import pytest
 
 
+@pytest.fixture
+def sources(tmp_path):
+    """Under tmp_path: two synthetic patch folders of other images (`src`, `other`) and `desc2.jsonl`, other
+    descriptions of `src`'s images."""
+    from mmlnb_dist.data.synthetic import make_synthetic_dataset
+
+    make_synthetic_dataset(tmp_path / "src", n=24, size=32, n_slides=6, seed=0)
+    make_synthetic_dataset(tmp_path / "other", n=24, size=32, n_slides=6, seed=1)
+    lines = [json.loads(x) for x in (tmp_path / "src" / "descriptions.jsonl").read_text().splitlines() if x.strip()]
+    (tmp_path / "desc2.jsonl").write_text("".join(json.dumps({**x, "description": "Again. " + x["description"]})
+                                                  + "\n" for x in lines))
+
+
 def _build(src, out, descriptions=None):
     from mmlnb_dist.config import BuildConfig
     from mmlnb_dist.data.build import build_shards
@@ -30,16 +43,10 @@ def _extract(shards, out):
                      batch_size=16, image_size=32, progress=False)
 
 
-def test_features_extracted_again_from_other_images_are_compared_again(tmp_path):
+def test_features_extracted_again_from_other_images_are_compared_again(tmp_path, sources):
     from mmlnb_dist.data.shardset import ShardSet
-    from mmlnb_dist.data.synthetic import make_synthetic_dataset
     from mmlnb_dist.features.store import FeaturesError, check_shards_fit
 
-    make_synthetic_dataset(tmp_path / "src", n=24, size=32, n_slides=6, seed=0)
-    make_synthetic_dataset(tmp_path / "other", n=24, size=32, n_slides=6, seed=1)
-    lines = [json.loads(x) for x in (tmp_path / "src" / "descriptions.jsonl").read_text().splitlines() if x.strip()]
-    (tmp_path / "desc2.jsonl").write_text("".join(json.dumps({**x, "description": "Again. " + x["description"]})
-                                                  + "\n" for x in lines))
     first = _build(tmp_path / "src", tmp_path / "first")
     redescribed = ShardSet.open(_build(tmp_path / "src", tmp_path / "redescribed", tmp_path / "desc2.jsonl"))
     features = tmp_path / "features"
@@ -52,16 +59,10 @@ def test_features_extracted_again_from_other_images_are_compared_again(tmp_path)
         check_shards_fit(features, redescribed)
 
 
-def test_a_shard_replaced_in_place_after_a_fitting_check_is_compared_again(tmp_path):
+def test_a_shard_replaced_in_place_after_a_fitting_check_is_compared_again(tmp_path, sources):
     from mmlnb_dist.data.shardset import ShardSet
-    from mmlnb_dist.data.synthetic import make_synthetic_dataset
     from mmlnb_dist.features.store import FeaturesError, check_shards_fit
 
-    make_synthetic_dataset(tmp_path / "src", n=24, size=32, n_slides=6, seed=0)
-    make_synthetic_dataset(tmp_path / "other", n=24, size=32, n_slides=6, seed=1)
-    lines = [json.loads(x) for x in (tmp_path / "src" / "descriptions.jsonl").read_text().splitlines() if x.strip()]
-    (tmp_path / "desc2.jsonl").write_text("".join(json.dumps({**x, "description": "Again. " + x["description"]})
-                                                  + "\n" for x in lines))
     features = tmp_path / "features"
     _extract(_build(tmp_path / "src", tmp_path / "first"), features)
     redescribed = _build(tmp_path / "src", tmp_path / "redescribed", tmp_path / "desc2.jsonl")
