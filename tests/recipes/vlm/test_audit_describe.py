@@ -150,18 +150,18 @@ def _texts(out: Path):
 
 def test_a_batch_with_an_unreadable_image_first_gives_every_other_sample_its_own_text(data, tmp_path, monkeypatch):
     """The skipped image leaves a gap in the batch sent to the VLM: each text must still go to its own sample."""
-    from mmlnb_dist.data.writer import shard_entry, write_tar_shard
+    from mmlnb_dist.data.writer import write_tar_shard
 
     src = tmp_path / "in"
     shutil.copytree(data / "in", src)
     path = src / "train-000000.tar"
     samples = list(iter_shard_samples(path))
     samples[0]["png"] = b"not an image"
-    write_tar_shard(path, samples, ["UD", "PD", "D"])
+    entry = write_tar_shard(path, samples, ["UD", "PD", "D"])  # the altered shard's manifest entry
     manifest = json.loads((src / "manifest.json").read_text())
     for e in manifest["splits"]["train"]["shards"]:
         if e["file"] == path.name:
-            e.update(shard_entry(path, e["num_samples"], e["class_counts"], ["UD", "PD", "D"]))
+            e.update(entry)
     (src / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setattr(D, "Describer", _Fake)
     cfg = _cfg(data, "vlm.generation.batch_size=4", "data.loader.max_bad_sample_rate=0.1")
