@@ -12,10 +12,10 @@ Modes (`data.loader.preflight`): `checksum` (size and SHA-256), `size` (presence
 for sets too large to hash at every start; a shard modified at or after its manifest was written is hashed too),
 `off`. A tar's size moves in 10 KiB records, so a shard edited or replaced in place (another image, another
 shard's bytes) often keeps its size; `shards build` and `describe` write the manifest after every shard, so only
-a shard changed since (or a copy made without keeping times, `cp -r`) is newer, and only it costs a hash. Every rank checks every file's size (cheap); the
-hashing is shared: rank r hashes shards r, r + W, ... in a thread pool (hashlib releases the GIL), so each file
-is read once per job whatever the number of ranks, and a bad shard stops the rank that found it (the launcher
-stops the others).
+a shard changed since (or a copy made without keeping times, `cp -r`) is newer, and only it costs a hash.
+Every rank checks every file's size (cheap); the hashing is shared: rank r hashes shards r, r + W, ... in a
+thread pool (hashlib releases the GIL), so each file is read once per job whatever the number of ranks, and a bad
+shard stops the rank that found it (the launcher stops the others).
 """
 from __future__ import annotations
 
