@@ -4,7 +4,7 @@ in: a study rerun on its shard set moved elsewhere keeps its finished rows inste
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..config import Config
 from ..core.config import Section
@@ -27,30 +27,31 @@ def job_fingerprint(run_cfg: Config) -> str:
     (its recipe refuses to resume on a moved set: it starts again); a folder that is no shard set is named by its
     path (its run refuses it)."""
     full = _result_settings(run_cfg)
-    settings = _without_cadence(full)
+    lean = _without_cadence(full)
     # features, weights or a model folder a setting names, by what they hold (empty for hub names)
-    local = [found for section in settings if isinstance(getattr(run_cfg, section, None), Section)
+    local = [found for section in lean if isinstance(getattr(run_cfg, section, None), Section)
              for found in local_inputs(getattr(run_cfg, section), f"{section}.")]
     run_dir = Path(run_cfg.run.dir)
     held = read_stage(run_dir).get("fingerprint")
-    with_folder = fingerprint("study-run", settings, *local)
+
+    def of(settings: Dict[str, Any], digest: Optional[str] = None) -> str:
+        if digest is not None:
+            settings = {**settings, "data": {**settings["data"], "shards": digest}}
+        return fingerprint("study-run", settings, *local)
+
     shards = Path(run_cfg.data.shards)
-    if "data" not in settings or not (shards / MANIFEST).is_file():
-        legacy = fingerprint("study-run", full, *local)
-        return legacy if held == legacy else with_folder
-    # a row recorded while the fingerprint held the cadence settings keeps its record (no retraining on upgrade)
-    legacy_folder = fingerprint("study-run", full, *local)
-    if held == legacy_folder:
-        return legacy_folder
+    if "data" not in lean or not (shards / MANIFEST).is_file():
+        # a row recorded while the fingerprint held the cadence settings keeps its record (no retraining on upgrade)
+        earlier = of(full)
+        return earlier if earlier == held else of(lean)
     digest = ShardSet.open(shards).digest
-    legacy = fingerprint("study-run", {**full, "data": {**full["data"], "shards": digest}}, *local)
-    if held == legacy:
-        return legacy
-    settings["data"] = {**settings["data"], "shards": digest}
-    # (a run stopped on the set elsewhere would be refused its resume: rebuilt)
-    if held == with_folder or stopped_reading_elsewhere(run_dir, "data.shards", shards):
-        return with_folder
-    return fingerprint("study-run", settings, *local)
+    # a row recorded under an earlier form (the cadence settings in; the folder instead of the digest) is kept
+    kept = next((f for f in (of(full), of(full, digest), of(lean)) if f == held), None)
+    if kept is not None:
+        return kept
+    if stopped_reading_elsewhere(run_dir, "data.shards", shards):  # its resume on the moved set is refused: rebuilt
+        return of(lean)
+    return of(lean, digest)
 
 
 def _without_cadence(settings: Dict[str, Any]) -> Dict[str, Any]:
