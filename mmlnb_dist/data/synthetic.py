@@ -351,7 +351,7 @@ def make_synthetic_dataset(
             raise ValueError(f"{name}={rate} must be within [0, 1]")
     out_dir = Path(out_dir)
     own = re.compile(r"labels\.csv|descriptions\.jsonl|(?P<c>[A-Z]+)/(?P=c)_\d{5}\.png")
-    with generator_output(out_dir, own, "data synth", "labels.csv, descriptions.jsonl and <class>/<class>_NNNNN.png"):  # one job per folder
+    with generator_output(out_dir, own, "data synth", "labels.csv, descriptions.jsonl and <class>/<class>_NNNNN.png"):
         for c in classes:
             (out_dir / c).mkdir(parents=True, exist_ok=True)
         slide_class = [classes[i % len(classes)] for i in range(n_slides)]
@@ -371,7 +371,7 @@ def make_synthetic_dataset(
             rows.append((f"{label}/{label}_{i:05d}.png", label, f"slide-{slide:03d}"))
         filled = len({r[2] for r in rows})  # a slide holds patches of its class only: few patches leave slides empty
         if filled < n_slides:
-            log.warning("data synth: %d patches fill only %d of the %d slides asked for (n_slides)", n, filled, n_slides)
+            log.warning("data synth: %d patches fill only %d of n_slides=%d", n, filled, n_slides)
         remove_stale_files(out_dir, own, [r[0] for r in rows])  # an earlier run's extra patches
         workers = workers or (1 if n < 64 else min(os.cpu_count() or 1, 8))
         # Patches are independent (own generator), so a process pool gives the same bytes as one process;

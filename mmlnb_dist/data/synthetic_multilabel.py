@@ -251,7 +251,7 @@ def make_multilabel_dataset(out_dir: Union[str, Path], n: int = 600, size: int =
             raise ValueError(f"{name} must be within [0, 1], got {rate}")
     out_dir = Path(out_dir)
     own = re.compile(r"pairs\.csv|images/p\d{5,}\.png")  # p100000.png on: a set of more than 99999 patches
-    with generator_output(out_dir, own, "data synth --task multilabel", "pairs.csv and images/pNNNNN.png"):  # one job per folder
+    with generator_output(out_dir, own, "data synth --task multilabel", "pairs.csv and images/pNNNNN.png"):
         # an earlier run's extra patches: the folder holds this run's set alone (`predict images/` reads them all)
         remove_stale_files(out_dir, own, ["pairs.csv", *(f"images/p{i:05d}.png" for i in range(n))])
         (out_dir / "images").mkdir(parents=True, exist_ok=True)
