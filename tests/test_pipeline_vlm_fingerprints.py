@@ -58,3 +58,47 @@ def test_a_vlm_fusion_trial_with_the_base_vlm_reports_no_vlm_loss(tmp_path, monk
     monkeypatch.setattr(steps, "run_recipe", lambda *a, **k: {"val/balanced_accuracy": 0.5})
     result = pipeline.run_vlm_fusion(cfg)
     assert result["val/balanced_accuracy"] == 0.5 and result["vlm/val_loss"] is None
+
+
+def _describe(tmp_path, *overrides, cache_root=None):
+    cfg = _cfg(f"run.output_dir={tmp_path}", *overrides)
+    return steps.plan_describe(cfg, steps.base_vlm_stage(cfg), StageResult(
+        "shards", tmp_path / "shards", "fp-shards", True, 0.0, {}, status="skipped"), cache_root=cache_root)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_describe_stopped_for_memory_continues_with_a_smaller_batch(tmp_path, cached):
+    """Out of memory, the pipeline names `vlm.generation.batch_size`; a rerun with a smaller one must continue the
+    stopped describe (a description does not depend on its batch: `describe` itself resumes across batch sizes),
+    not describe every patch again from the first."""
+    import dataclasses
+    import json
+
+    from mmlnb_dist.pipeline.stages import run_planned, stage_file
+
+    cache = tmp_path / "cache" if cached else None
+    stopped = _describe(tmp_path, "vlm.generation.batch_size=8", cache_root=cache)
+    stopped.output.mkdir(parents=True)
+    (stopped.output / "shard-000000.tar").write_bytes(b"half of the work")
+    stage_file(stopped.output).write_text(json.dumps({"fingerprint": stopped.fingerprint, "status": "running"}))
+    calls = []
+    smaller = dataclasses.replace(_describe(tmp_path, "vlm.generation.batch_size=2", cache_root=cache),
+                                  work=lambda resume: calls.append(resume) or {})
+    run_planned(smaller)
+    assert smaller.output == stopped.output and calls == [True]
+    assert (stopped.output / "shard-000000.tar").read_bytes() == b"half of the work"
+
+
+def test_a_describe_done_before_the_batch_size_left_its_fingerprint_is_kept(tmp_path):
+    """A describe recorded while the fingerprint held `vlm.generation.batch_size` is up to date after the upgrade."""
+    import json
+
+    from mmlnb_dist.pipeline import stages
+
+    plan = _describe(tmp_path)
+    cfg = _cfg(f"run.output_dir={tmp_path}")
+    old = stages.fingerprint("describe", steps.base_vlm_stage(cfg).fingerprint, "fp-shards", cfg.vlm.prompt,
+                             cfg.vlm.generation.model_dump())
+    plan.output.mkdir(parents=True)
+    stages.stage_file(plan.output).write_text(json.dumps({"fingerprint": old, "status": "done"}))
+    assert _describe(tmp_path).fingerprint == old

@@ -269,15 +269,25 @@ def plan_describe(cfg: Config, vlm: StageResult, shards: StageResult, env: Optio
     """Stage 1b: the fine-tuned VLM describes every patch; the output is a new shard set with `txt`."""
     from ..recipes.vlm.describe import described_beside, run_describe
 
-    fp = fingerprint("describe", vlm.fingerprint, shards.fingerprint, cfg.vlm.prompt, cfg.vlm.generation.model_dump())
-    out = Path(cache_root) / "described" / fp if cache_root is not None else described_beside(shards.output)
+    # Not the batch size: a description does not depend on its batch (`describe.RESUME_MAY_CHANGE`), and a describe
+    # out of memory is told to lower it, so a rerun with a smaller one continues instead of describing all again.
+    generation = cfg.vlm.generation.model_dump(exclude={"batch_size"})
+    fp = fingerprint("describe", vlm.fingerprint, shards.fingerprint, cfg.vlm.prompt, generation)
+    # a describe recorded while the fingerprint held the batch size keeps its record (not described again on upgrade)
+    legacy = fingerprint("describe", vlm.fingerprint, shards.fingerprint, cfg.vlm.prompt,
+                         cfg.vlm.generation.model_dump())
+    beside = described_beside(shards.output)
+    if read_stage(Path(cache_root) / "described" / legacy if cache_root is not None else beside).get(
+            "fingerprint") == legacy:
+        fp = legacy
+    out = Path(cache_root) / "described" / fp if cache_root is not None else beside
 
     def work(resume: bool) -> Dict[str, Any]:  # describe resumes from its own progress files
         result = run_describe(cfg, vlm=cfg.vlm.model, adapter=vlm.info["adapter_dir"], shards_in=shards.output,
                               out=out, env=env, progress=cache_root is None)
         return {"num_samples": result.get("num_samples"), "quality": result.get("quality")}
 
-    named = stage_settings({"vlm.prompt": cfg.vlm.prompt, "vlm.generation": cfg.vlm.generation.model_dump()},
+    named = stage_settings({"vlm.prompt": cfg.vlm.prompt, "vlm.generation": generation},
                            {vlm.name: vlm.fingerprint, "shards": shards.fingerprint})
     return PlannedStage("describe", out, fp, work, shared=cache_root is not None, settings=named)
 
