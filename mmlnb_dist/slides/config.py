@@ -24,7 +24,8 @@ class TissueConfig(Section):
     """Fixed threshold on the channel (saturation 0-255, optical density 0-3); None: Otsu per slide."""
 
     min_otsu_threshold: float = Field(12.0, ge=0.0)
-    """Lower bound on the Otsu saturation threshold, so a pale slide's background noise is not called tissue."""
+    """Lower bound on the Otsu saturation threshold, so a pale slide's background noise is not called tissue
+    (on the optical-density channel: this / 255, and at least 0.12, above clean glass)."""
 
     closing_um: float = Field(32.0, ge=0.0)
     """Diameter in microns of the morphological closing that bridges small gaps inside tissue."""

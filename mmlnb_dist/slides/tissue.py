@@ -13,6 +13,12 @@ import numpy as np
 
 from .config import TissueConfig
 
+# The lowest Otsu threshold on the optical-density channel: above clean glass as scanners image it (grey levels
+# 230-250, OD 0.02-0.1, with noise). The saturation floor's share of its scale (min_otsu_threshold / 255, 0.047)
+# is below glass, and on a blank slide Otsu splits the glass's noise: the whole slide became tissue. A pale stain
+# (eosin at 225/190/215: OD 0.2) stays above it.
+MIN_OTSU_OD = 0.12
+
 Ring = np.ndarray  # (N, 2) float64 level-0 (x, y)
 
 
@@ -78,7 +84,7 @@ def threshold_channel(values: np.ndarray, cfg: TissueConfig) -> float:
     if cfg.channel == "saturation":
         t = max(t, cfg.min_otsu_threshold)
     else:
-        t = max(t, cfg.min_otsu_threshold / 255.0)
+        t = max(t, cfg.min_otsu_threshold / 255.0, MIN_OTSU_OD)
     return t
 
 

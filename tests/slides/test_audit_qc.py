@@ -17,7 +17,7 @@ from mmlnb_dist.slides.qc import rejection_reason, tile_scores
 from mmlnb_dist.slides.report import summary_rows, write_summary_csv
 from mmlnb_dist.slides.stain import StainNormalizer, StainTargetError, check_stained
 from mmlnb_dist.slides.tiler import tile_slides
-from mmlnb_dist.slides.tissue import detect_tissue, rasterize, threshold_channel
+from mmlnb_dist.slides.tissue import MIN_OTSU_OD, detect_tissue, rasterize, threshold_channel
 
 QC = TileQCConfig(min_tissue_fraction=0.5, min_blur=40.0, min_contrast=12.0, max_pen_fraction=0.05)
 GOOD = {"tissue_fraction": 0.9, "blur": 100.0, "contrast": 30.0, "pen_fraction": 0.0}
@@ -75,11 +75,13 @@ def test_threshold_channel_fixed_floor_and_blank():
     values = np.concatenate([np.full(500, 2.0), np.full(500, 8.0)]).astype(np.float32)  # Otsu ~5
     assert threshold_channel(values, TissueConfig(threshold=3.5)) == 3.5
     assert threshold_channel(values, TissueConfig(min_otsu_threshold=12.0)) == 12.0
-    od = values / 100.0  # Otsu ~0.05, floor 12/255 ~0.047 -> Otsu
+    od = values / 25.0  # Otsu ~0.2, above both floors (12/255 ~0.047 and clean glass's MIN_OTSU_OD) -> Otsu
     t = threshold_channel(od, TissueConfig(channel="optical_density", min_otsu_threshold=12.0))
-    assert 0.02 < t < 0.08
-    t = threshold_channel(od, TissueConfig(channel="optical_density", min_otsu_threshold=25.5))
-    assert t == pytest.approx(0.1)
+    assert 0.1 < t < 0.3
+    t = threshold_channel(od, TissueConfig(channel="optical_density", min_otsu_threshold=76.5))
+    assert t == pytest.approx(0.3)
+    # Otsu ~0.05 lies in the noise of clean glass (OD 0.02-0.1): floored above glass
+    assert threshold_channel(values / 100.0, TissueConfig(channel="optical_density")) == pytest.approx(MIN_OTSU_OD)
     flat = np.full(100, 7.0, np.float32)
     assert not (flat > threshold_channel(flat, TissueConfig())).any()
 
