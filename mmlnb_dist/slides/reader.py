@@ -229,16 +229,21 @@ class SlideReader:
         want = max(1.0, mpp / self.mpp)
         level = self.best_level(want)
         w0, h0 = self.dimensions
-        out_w, out_h = max(1, int(round(w0 / want))), max(1, int(round(h0 / want)))
+        out_w = max(1, int(round(w0 / want)))
+        # One scale for both axes, the one returned (masks and tiles map rows and columns back with it): the height
+        # rounded on its own gave rows another scale, which slid a tall slide's mask down by thumbnail pixels.
+        # The last row may reach under half a pixel past the slide (read as white) or stop as much short of it.
+        scale = w0 / out_w
+        out_h = max(1, int(round(h0 / scale)))
         ds = self.level_downsamples[level]
         # in bands of output rows: a slide without a pyramid would be read whole at level 0 (width x height x 4 bytes)
         rows = max(1, int(THUMBNAIL_READ_PIXELS / max(1.0, (w0 / ds) * (h0 / ds)) * out_h))
         bands = []
         for j0 in range(0, out_h, rows):
             j1 = min(out_h, j0 + rows)
-            y0, y1 = int(round(j0 * h0 / out_h)), int(round(j1 * h0 / out_h))
+            y0, y1 = int(round(j0 * scale)), int(round(j1 * scale))
             img = self.read_level0_rect(0, y0, w0, y1 - y0, level)
             if (out_w, j1 - j0) != (img.shape[1], img.shape[0]):
                 img = cv2.resize(img, (out_w, j1 - j0), interpolation=cv2.INTER_AREA)
             bands.append(img)
-        return (bands[0] if len(bands) == 1 else np.concatenate(bands)), w0 / out_w
+        return (bands[0] if len(bands) == 1 else np.concatenate(bands)), scale

@@ -62,8 +62,9 @@ def test_pixels_up_to_ten_percent_from_square_are_accepted_against_the_smaller_s
 
 
 def test_the_thumbnail_scale_maps_its_pixels_onto_the_whole_slide(tmp_path):
-    """A 1000 x 600 slide at 0.5 um/px, thumbnail at 8 um/px: 62 x 38 pixels (1000/16 rounds down), so one
-    thumbnail pixel is 1000/62 level-0 pixels, not the 16 asked for (else the mask would end 8 px short). A
+    """A 1000 x 600 slide at 0.5 um/px, thumbnail at 8 um/px: 62 x 37 pixels (1000/16 rounds down), so one
+    thumbnail pixel is 1000/62 level-0 pixels, not the 16 asked for (else the mask would end 8 px short), along
+    both axes (37 rows: test_slides_thumbnail_aspect.py). A
     thumbnail finer than the scan is never upsampled: it is level 0, one pixel per pixel."""
     import tifffile
 
@@ -78,5 +79,6 @@ def test_the_thumbnail_scale_maps_its_pixels_onto_the_whole_slide(tmp_path):
         thumb, scale = reader.thumbnail(8.0)
         fine, fine_scale = reader.thumbnail(0.25)
     assert fine.shape[:2] == (600, 1000) and fine_scale == 1.0
-    assert thumb.shape[:2] == (38, 62)
+    assert thumb.shape[:2] == (37, 62)  # rows at the columns' scale: 600 / (1000 / 62) rounds to 37
     assert scale == pytest.approx(1000 / 62) and thumb.shape[1] * scale == pytest.approx(1000)
+    assert abs(thumb.shape[0] * scale - 600) <= scale / 2
