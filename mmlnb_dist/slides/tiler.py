@@ -210,9 +210,12 @@ def _pool_results(jobs: List[SlideJob], workers: int) -> Iterable[Dict[str, Any]
             isolate = True
 
 
-def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
+def staged_samples(work_dir: Path, results: List[Dict[str, Any]], image_size: Optional[int] = None):
     """SampleSpecs of every kept tile of the completed slides, naming the staged files (read when encoded: a
-    cohort's tiles held as bytes here filled the memory before the first shard was written)."""
+    cohort's tiles held as bytes here filled the memory before the first shard was written). `image_size`: the
+    side the shards store the tiles at (`data.build.image_size`; None: as staged); each sample's meta records it and
+    the resolution it makes (`image_size`, `image_mpp`), which differ from the tile's own (`tile_size`, `mpp`)
+    when the build resizes the tiles."""
     from ..data.build import SampleSpec
 
     samples = []
@@ -223,9 +226,11 @@ def staged_samples(work_dir: Path, results: List[Dict[str, Any]]):
         with open(slide_dir / TILES) as f:
             for line in f:
                 rec = json.loads(line)
+                meta, side = rec["meta"], image_size or rec["meta"]["tile_size"]
+                meta = {**meta, "image_size": side, "image_mpp": round(meta["mpp"] * meta["tile_size"] / side, 6)}
                 samples.append(SampleSpec(key=rec["key"], label=r["label"],
                                           image=slide_dir / "tiles" / f"{rec['key']}.jpg",
-                                          slide_id=r["slide_id"], meta=rec["meta"]))
+                                          slide_id=r["slide_id"], meta=meta))
     return samples
 
 
@@ -312,7 +317,13 @@ def _tile_slides_locked(s: SlidesConfig, build: BuildConfig, slides: Path, label
         for warning in r.get("warnings", ()):
             log.warning("slide %s (%s): %s", r["slide_id"], r.get("file"), warning)
 
-    samples = staged_samples(work, results)
+    stored = None if build.image_format == "original" else build.image_size
+    if stored is not None and stored != s.tile_size:  # else `--tile-size 512` made 256 px shards without a word
+        log.warning("slides.tile_size=%d px tiles are stored in the shards at data.build.image_size=%d px: %.3gx %s "
+                    "than tiled (each sample's json: image_size, image_mpp); data.build.image_size=%d keeps them as "
+                    "tiled", s.tile_size, stored, max(s.tile_size / stored, stored / s.tile_size),
+                    "coarser" if stored < s.tile_size else "upsampled, finer", s.tile_size)
+    samples = staged_samples(work, results, stored)
     manifest, removed = None, False
     if not samples:
         removed = discard_old_shard_set(out)
