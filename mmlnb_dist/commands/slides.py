@@ -74,8 +74,12 @@ def _overrides(args: argparse.Namespace) -> list:
         value = getattr(args, attr, None)
         if value is not None:
             extra.append(f"{key}={value}")
+    # one resolution flag clears the other key: a `slides.magnification` in the --config (or a key=value) won over
+    # `--mpp` (the model's rule: mpp is ignored when magnification is set), and flags win over both (docs/slides.md)
     if args.magnification is not None:
         extra.append("slides.mpp=null")
+    if args.mpp is not None:
+        extra.append("slides.magnification=null")
     return extra
 
 
