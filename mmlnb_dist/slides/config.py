@@ -48,7 +48,8 @@ class SamplingConfig(Section):
     """Grid mode: fraction of the tile side shared by neighbouring tiles (0 = no overlap)."""
 
     min_distance: float = Field(1.0, gt=0.0)
-    """Random mode: minimum distance between tile corners, as a multiple of the tile side (1 = no overlap)."""
+    """Random mode: minimum distance between tile corners along x or y, as a multiple of the tile side (1 = no
+    overlap)."""
 
     min_mask_fraction: float = Field(0.5, ge=0.0, le=1.0)
     """A candidate tile is kept only if at least this share of it lies inside the tissue mask."""

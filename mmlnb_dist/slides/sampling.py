@@ -54,7 +54,10 @@ def grid_candidates(raster: np.ndarray, scale: float, dims: Tuple[int, int], siz
 
 def poisson_candidates(raster: np.ndarray, scale: float, dims: Tuple[int, int], size0: int,
                        cfg: SamplingConfig, rng: np.random.Generator, limit: Optional[int]) -> List[Candidate]:
-    """Dart throwing over tissue pixels with a minimum corner distance (a spatial hash keeps it O(n))."""
+    """Dart throwing over tissue pixels with a minimum corner distance (a spatial hash keeps it O(n)).
+
+    The distance is along the farther axis (Chebyshev), so at `min_distance=1` no two tiles share a pixel: a
+    Euclidean tile side let two tiles offset diagonally by (0.75, 0.75) sides share a corner square."""
     w0, h0 = dims
     radius = cfg.min_distance * size0
     cell = radius / np.sqrt(2.0)
@@ -72,7 +75,6 @@ def poisson_candidates(raster: np.ndarray, scale: float, dims: Tuple[int, int], 
     frac = mask_fractions(raster, scale, cx, cy, size0)
     grid: Dict[Tuple[int, int], Tuple[int, int]] = {}
     out: List[Candidate] = []
-    r2 = radius * radius
     for x, y, f in zip(cx.tolist(), cy.tolist(), frac.tolist()):
         if f < cfg.min_mask_fraction:
             continue
@@ -81,7 +83,7 @@ def poisson_candidates(raster: np.ndarray, scale: float, dims: Tuple[int, int], 
         for di in (-2, -1, 0, 1, 2):
             for dj in (-2, -1, 0, 1, 2):
                 other = grid.get((gi + di, gj + dj))
-                if other is not None and (other[0] - x) ** 2 + (other[1] - y) ** 2 < r2:
+                if other is not None and max(abs(other[0] - x), abs(other[1] - y)) < radius:
                     clash = True
                     break
             if clash:
