@@ -1,6 +1,7 @@
 """Whole-slide tiling: resolution, tissue detection, sampling, tile QC, stain normalisation, parallelism."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -38,6 +39,18 @@ class TissueConfig(Section):
 
     min_hole_area_um2: float = Field(10000.0, ge=0.0)
     """Holes smaller than this are filled; larger holes stay holes in the mask and the GeoJSON."""
+
+    @model_validator(mode="after")
+    def _threshold_on_the_channel_scale(self) -> "TissueConfig":
+        # tissue is `channel > threshold`: at or above the channel's largest value no slide has tissue, and each
+        # read `no tissue found` (a saturation threshold kept when switching to optical_density, say)
+        top = {"saturation": 255.0, "optical_density": math.log(256.0)}[self.channel]
+        if self.threshold is not None and self.threshold >= top:
+            scale = ("0-255" if self.channel == "saturation" else
+                     f"0-{top:.2f}, tissue about 0.2-1.5: a saturation threshold (0-255) kept from channel=saturation?")
+            raise ValueError(f"threshold {self.threshold:g} is at or above every value of channel={self.channel} "
+                             f"({scale}): no pixel would be tissue")
+        return self
 
 
 class SamplingConfig(Section):
