@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--out", required=True, type=Path, help="folder for <id>.tif and labels.csv")
     synth.add_argument("--per-class", type=positive_int, default=2, help="slides per class (default 2)")
     synth.add_argument("--size", type=int, default=4096, help="slide side in pixels (multiple of 256)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="0 or more (default 0)")
     synth.set_defaults(func=run_synth)
 
 
@@ -159,6 +159,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
     if args.size % 256 or args.size < 1024:
         raise UserError(f"--size {args.size}: must be a multiple of 256 and at least 1024")
+    if args.seed < 0:  # numpy's seeding refuses it mid-slide, after --out was made (a traceback)
+        raise UserError(f"--seed {args.seed}: must be 0 or more")
     own = re.compile(r"labels\.csv|synth-[A-Z]+-\d+\.tif")
     refuse_foreign_files(args.out, own, "slides synth", "labels.csv and synth-<class>-<k>.tif")
     try:
