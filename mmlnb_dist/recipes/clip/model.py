@@ -173,15 +173,30 @@ def zero_shot_prompts(template: str, classes: Optional[List[str]], num_labels: i
     return [template.replace("{label}", name) for name in classes]
 
 
-def check_captions(cfg: ClipModelConfig, has_captions: bool, shards) -> None:
-    """A ConfigError when the model reads captions (every fusion but image_only and zero_shot) and the shard set
-    has none (`has_captions`: its manifest's `has_descriptions`): the text side would read "" for every sample."""
-    if has_captions or not branch_plan(cfg)["clip_text"] and not branch_plan(cfg)["encoder_text"] \
-            or cfg.fusion == "zero_shot":  # zero-shot reads its prompts, never the captions
-        return
+def check_captions(cfg: ClipModelConfig, shards) -> None:
+    """A ConfigError when the model reads captions (every fusion but image_only and zero_shot) and samples of the
+    shard set (`data.shardset.ShardSet`) carry none: its text side would read "" for them. The manifest's
+    `has_descriptions` says only that SOME sample has one, so the per-shard `num_described` counts are read too (a
+    set captioned in part trained and scored its text side on empty strings for the rest, without a word)."""
+    plan = branch_plan(cfg)
+    if not plan["clip_text"] and not plan["encoder_text"] or cfg.fusion == "zero_shot":
+        return  # zero-shot reads its prompts, never the captions
+    if shards.has_descriptions:
+        missing = {split: (shards.num_samples(split) - n, shards.num_samples(split))
+                   for split in shards.manifest["splits"]
+                   if (n := shards.num_described(split)) is not None and n < shards.num_samples(split)}
+        if not missing:
+            return
+        counts = ", ".join(f"{split} {n} of {total}" for split, (n, total) in missing.items())
+        listing = ", ".join(f"{name} ({n})" for split in missing for name, n in shards.undescribed_shards(split))
+        raise ConfigError(f"clip.model.fusion={cfg.fusion} reads each sample's caption, but samples of data.shards "
+                          f"{shards.root} carry none ({counts}; shards, samples without: {listing[:400]}): its "
+                          f"text side would read empty text for them. Give every sample a caption (the CSV's "
+                          f"caption column) and rebuild the shards, or use an image-only model "
+                          f"(clip.model.fusion=image_only)")
     raise ConfigError(f"clip.model.fusion={cfg.fusion} reads each sample's caption, but the samples of data.shards "
-                      f"{shards} carry none (no `txt` members; built without a caption column): its text side would "
-                      f"read empty text. Use an image-only model (clip.model.fusion=image_only), or rebuild the "
+                      f"{shards.root} carry none (no `txt` members; built without a caption column): its text side "
+                      f"would read empty text. Use an image-only model (clip.model.fusion=image_only), or rebuild the "
                       f"shards with captions (`shards build --task multilabel` with the CSV's caption column)")
 
 

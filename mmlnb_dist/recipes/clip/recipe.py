@@ -168,7 +168,7 @@ class ClipRecipe:
                               f"the clip recipe ranks labels and needs at least 2: build the set from a labels "
                               f"CSV naming two or more (a high --min-frequency or label merge can leave one)")
         from .model import check_captions, zero_shot_prompts
-        check_captions(c.model, shards.has_descriptions, cfg.data.shards)  # not empty text for every sample
+        check_captions(c.model, shards)  # not empty text for every sample
         if c.model.fusion == "zero_shot":
             zero_shot_prompts(c.model.zero_shot_prompt, list(shards.classes), n_labels)
         if c.top_k > n_labels:

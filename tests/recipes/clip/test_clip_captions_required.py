@@ -67,3 +67,46 @@ def test_evaluating_a_caption_reading_export_on_shards_without_captions_is_refus
                           image_size=32, top_k=2, extra={})
     with pytest.raises(UserError, match=r"clip\.model\.fusion=concat reads each sample's caption"):
         evaluate_export(cfg, export, "val")
+
+
+@pytest.fixture(scope="module")
+def partly_captioned(tmp_path_factory):
+    """Half the samples carry a caption: the manifest's `has_descriptions` is true (some sample has one)."""
+    from mmlnb_dist.data.build import SampleSpec, build_shards
+    from mmlnb_dist.data.config import BuildConfig
+
+    root = tmp_path_factory.mktemp("clip-partly-captioned")
+    rng = np.random.default_rng(0)
+    specs = []
+    for i in range(24):
+        labels = [VOCAB[i % len(VOCAB)], VOCAB[(i + 1) % len(VOCAB)]]
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)).save(buf, format="PNG")
+        caption = f"a patch of {' and '.join(labels)}" if i % 2 else None
+        specs.append(SampleSpec(f"s{i:03d}", labels[0], buf.getvalue(), description=caption,
+                                meta={"labels": labels}))
+    build = BuildConfig(max_samples_per_shard=16, val_fraction=0.25, image_format="png", image_size=32, seed=0)
+    build_shards(specs, root / "shards", build, VOCAB, progress=False)
+    return root
+
+
+def test_a_caption_reading_model_is_refused_on_partly_captioned_shards(partly_captioned):
+    """Half the samples without a caption trained (and scored) the text side on empty strings for them, while
+    fusion refuses its partly described sets: refused, naming the setting, the splits' counts and the shards."""
+    from mmlnb_dist.core.distributed import DistEnv
+    from mmlnb_dist.core.errors import ConfigError
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.recipes.clip.recipe import ClipRecipe
+
+    shards = ShardSet.open(partly_captioned / "shards")
+    assert shards.has_descriptions  # the set-wide flag alone does not show it
+    cfg = clip_config(partly_captioned / "shards", partly_captioned / "runs", "train.best_metric=micro_f1")
+    with pytest.raises(ConfigError) as err:
+        ClipRecipe.check(cfg, DistEnv.from_environment())
+    message = str(err.value)
+    missing = shards.num_samples("train") - shards.num_described("train")
+    assert "clip.model.fusion=concat" in message and f"train {missing} of {shards.num_samples('train')}" in message
+    assert ".tar" in message and "image_only" in message, message
+    ClipRecipe.check(clip_config(partly_captioned / "shards", partly_captioned / "runs-img",
+                                 "clip.model.fusion=image_only", "train.best_metric=micro_f1"),
+                     DistEnv.from_environment())
