@@ -1,5 +1,9 @@
-"""Selective unfreezing shared by both tower kinds (transformers CLIP in towers.py, open_clip in openclip_towers.py)."""
+"""What both tower kinds share (transformers CLIP in towers.py, open_clip in openclip_towers.py): selective
+unfreezing, and the warning about captions cut at the token limit."""
 from __future__ import annotations
+
+import logging
+from typing import List
 
 from torch import nn
 
@@ -21,3 +25,13 @@ def unfreeze_last_blocks(towers: nn.Module, n: int, key: str) -> None:
         for blocks in (towers.image_blocks, towers.text_blocks):
             for block in blocks[len(blocks) - n:]:
                 block.requires_grad_(True)
+
+
+def warn_cut_captions(log: logging.Logger, cut: List[int], batch: int, max_length: int, limit: str) -> None:
+    """The one warning (per towers) that `cut` captions of a batch of `batch` (their token counts) were cut to
+    `max_length` (`limit` names where it is set): the model would otherwise see their first tokens only without a
+    word. Both tower kinds say it in the same words."""
+    log.warning("%d of %d captions in a batch are longer than %s %d tokens (the longest %d tokens) and are cut to "
+                "it; the text tower sees only their first %d tokens. Raise max_length (up to the text tower's "
+                "position table) or shorten the captions (reported once)",
+                len(cut), batch, limit, max_length, max(cut), max_length)

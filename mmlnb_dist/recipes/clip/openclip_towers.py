@@ -25,7 +25,7 @@ from torch import nn
 
 from ...core.errors import ConfigError, UserError
 from ...models.encoders_base import hub_download_hint
-from .blocks import unfreeze_last_blocks
+from .blocks import unfreeze_last_blocks, warn_cut_captions
 from .config import ClipTowersConfig, TinyClipConfig
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,7 @@ class OpenClipTowers(nn.Module):
         self.model_cfg = copy.deepcopy(model_cfg)
         self.preprocess_cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in preprocess_cfg.items()}
         self.max_length = _token_limit(name, clip, tokenizer)
+        self._cut_reported = False  # captions cut to max_length are warned about once, as towers.ClipTowers does
         self.embed_dim = int(model_cfg["embed_dim"])
         size = getattr(clip.visual, "image_size", None)
         self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -101,8 +102,29 @@ class OpenClipTowers(nn.Module):
 
     def tokenize(self, texts: List[str]) -> Dict[str, torch.Tensor]:
         ids = self.tokenizer(list(texts))
+        if not self._cut_reported:
+            self._report_cut(list(texts), ids)
         # open_clip pools at the end token and masks causally: the mask is informational (pad id 0)
         return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+    def _report_cut(self, texts: List[str], ids: torch.Tensor) -> None:
+        """Warn once that captions were cut to the context length (open_clip's tokenizers cut silently). Only rows
+        that fill it are re-tokenized, at a doubling length, to tell cut from fit and find the full length."""
+        full = [i for i in range(len(texts)) if int(ids[i, -1]) != 0]
+        cut = []
+        for i in full:
+            length = 2 * ids.shape[1]
+            row = self.tokenizer([texts[i]], context_length=length)[0]
+            while int(row[-1]) != 0 and length < 1 << 16:
+                length *= 2
+                row = self.tokenizer([texts[i]], context_length=length)[0]
+            if int((row != 0).sum()) > ids.shape[1]:
+                cut.append(int((row != 0).sum()))
+        if cut:
+            self._cut_reported = True
+            # tiny-open_clip's context length is clip.model.towers.max_length; a real model's is its tokenizer's
+            limit = "clip.model.towers.max_length" if self.name == TINY_OPEN_CLIP else f"'{self.name}' context length"
+            warn_cut_captions(log, cut, len(texts), self.max_length, limit)
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.shape[-1] != self.image_size:

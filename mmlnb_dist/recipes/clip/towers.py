@@ -28,7 +28,7 @@ from torch import nn
 from ...core.errors import ConfigError, UserError
 from ...core.progress import route_library_bars
 from ...models.encoders_base import hub_download_hint, require_hub_file
-from .blocks import unfreeze_last_blocks
+from .blocks import unfreeze_last_blocks, warn_cut_captions
 from .config import ClipTowersConfig, TinyClipConfig
 from .openclip_towers import (TINY_OPEN_CLIP, OpenClipTowers, build_open_clip_towers, is_open_clip_name,
                               load_open_clip_towers)
@@ -103,10 +103,7 @@ class ClipTowers(nn.Module):
         cut = [n for n in lengths if n > self.max_length]
         if cut:
             self._cut_reported = True
-            log.warning("%d of %d captions in a batch are longer than clip.model.towers.max_length %d tokens (the "
-                        "longest %d tokens) and are cut to it; the text tower sees only their first %d tokens. Raise "
-                        "max_length (up to the text tower's position table) or shorten the captions (reported once)",
-                        len(cut), len(texts), self.max_length, max(cut), self.max_length)
+            warn_cut_captions(log, cut, len(texts), self.max_length, "clip.model.towers.max_length")
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         resize = pixel_values.shape[-1] != self.image_size  # position embeddings interpolated to other sizes

@@ -45,3 +45,27 @@ def test_captions_that_fit_warn_nothing(caplog):
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         towers.tokenize(["stroma", " ".join(["cell"] * 6)])
     assert _warnings(caplog) == []
+
+
+def test_open_clip_towers_report_cut_captions_the_same_way(caplog):
+    """open_clip's tokenizer cut captions at its context length without a word (the transformers towers warn):
+    the same single warning, counting the cut captions of the batch and the longest one's length."""
+    from mmlnb_dist.recipes.clip.config import ClipTowersConfig
+    from mmlnb_dist.recipes.clip.towers import build_towers
+
+    torch.manual_seed(0)
+    cfg = ClipTowersConfig.model_validate({"name": "tiny-open_clip", "max_length": 8, "unfreeze_blocks": 0,
+                                           "tiny": {"layers": 1}})
+    towers = build_towers(cfg, image_size=32)
+    long = " ".join(["cell"] * 20)
+    full = len(towers.tokenizer.encode(long)) + 2  # <start_of_text> ... <end_of_text>
+    exact = " ".join(["cell"] * 6)  # 6 + 2 special tokens: fits exactly, not cut
+    assert len(towers.tokenizer.encode(exact)) + 2 == 8
+    logger = "mmlnb_dist.recipes.clip.openclip_towers"
+    with caplog.at_level(logging.WARNING, logger=logger):
+        assert towers.tokenize([long, "stroma", long, exact])["input_ids"].shape[1] == 8
+        towers.tokenize([long])
+    said = [r.getMessage() for r in caplog.records if r.name == logger and r.levelno == logging.WARNING]
+    assert len(said) == 1, said
+    assert "2 of 4 captions" in said[0] and f"{full} tokens" in said[0], said[0]
+    assert "clip.model.towers.max_length 8" in said[0], said[0]
