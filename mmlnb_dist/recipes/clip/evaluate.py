@@ -71,7 +71,8 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     # the run's weights, recorded in its export; an export made before they were falls back to the config's
     pos_weight = meta["pos_weight"] if "pos_weight" in meta else cfg.clip.pos_weight
     weight = torch.tensor(pos_weight) if pos_weight is not None else None
-    metrics["loss"] = float(F.binary_cross_entropy_with_logits(scores, targets, pos_weight=weight))
+    if model.head is not None:  # zero-shot: no loss, as in the run's own metrics.json (ClipRecipe.evaluate)
+        metrics["loss"] = float(F.binary_cross_entropy_with_logits(scores, targets, pos_weight=weight))
     return metrics, classes
 
 

@@ -321,7 +321,10 @@ class ClipRecipe:
         scores, targets = gather_tensors(self.env, local)
         self.eval_loaders[split].end_epoch(self.run_dir, self.logger if log_data else None, step=self.global_step)
         metrics = multilabel_metrics(scores, targets, self.classes, self.cfg.clip.top_k, split)
-        metrics["loss"] = float(self._loss(scores, targets))
+        if self.model.head is not None:
+            # zero-shot logits are logit_scale x cosine (sigmoids all near 1): a BCE of them measures nothing, and
+            # would be compared with trained runs' losses (registry alias, ablation tables); left out
+            metrics["loss"] = float(self._loss(scores, targets))
         return metrics
 
     def is_better(self, value: float) -> bool:

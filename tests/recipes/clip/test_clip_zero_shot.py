@@ -105,6 +105,9 @@ def test_zero_shot_through_the_recipe_trains_nothing_exports_and_a_random_model_
     assert result["val/num_samples"] == len(targets) == 53
     assert result["epochs_trained"] == 0 and "best_epoch" not in result
     assert not (run_dir / "checkpoints" / "epoch-0000").exists()  # nothing trained: nothing to checkpoint
+    # BCE on logit_scale x cosine (sigmoids all near 1) says nothing: no `loss` in the result nor metrics.json
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert not [k for k in (*result, *written) if k.endswith("/loss")], sorted(result)
 
     # chance: sklearn's top-3 micro F1 of random scores on these 50 targets, averaged over 2000 draws
     assert targets.shape == (53, len(VOCAB))
@@ -144,3 +147,24 @@ def test_zero_shot_config_mistakes_are_named_before_work_starts(shards, tmp_path
     with pytest.raises(ConfigError, match=message):
         run(recipe_class("clip"), clip_config(shards, tmp_path, "clip.model.fusion=zero_shot", *override))
     assert not (tmp_path / "clip").exists()
+
+
+def test_evaluating_a_zero_shot_export_reports_no_loss(shards, tmp_path):
+    """`evaluate --export` of a zero-shot model printed a BCE "loss" of its scaled cosines (all sigmoids near 1:
+    a large number that measures nothing, and that `train.best_metric=loss` registries compared with trained
+    models' losses): left out; a trained model's export still reports its loss."""
+    from mmlnb_dist.recipes.clip.evaluate import evaluate_export, format_metrics_table
+    from mmlnb_dist.recipes.clip.export import export_model
+    from mmlnb_dist.recipes.clip.model import build_model
+
+    cfg = clip_config(shards, tmp_path / "runs", "clip.model.fusion=zero_shot", "clip.model.towers.tiny.layers=1",
+                      "clip.model.towers.unfreeze_blocks=1")
+    for fusion in ("zero_shot", "image_only"):
+        model_cfg = cfg.clip.model.model_copy(update={"fusion": fusion})
+        torch.manual_seed(0)
+        model = build_model(model_cfg, len(VOCAB), 32, classes=VOCAB).eval()
+        export = export_model(dict(model.state_dict()), model, model_cfg, VOCAB, tmp_path / fusion,
+                              image_size=32, top_k=3, extra={})
+        metrics, _ = evaluate_export(cfg, export, "val")
+        assert ("loss" in metrics) == (fusion != "zero_shot"), sorted(metrics)
+        assert ("  loss " in format_metrics_table(metrics, VOCAB, "t")) == (fusion != "zero_shot")
