@@ -25,6 +25,15 @@ METRIC_SETTINGS = ["clip.top_k"]
 """Config keys that change how the metrics are computed (the F1s are of the top-k prediction): the registry's
 alias compares only runs with equal values (`ModelPackage.metric_settings`)."""
 
+LOSS_SETTINGS = ["clip.pos_weight"]
+"""Config keys that change the `loss` alone (BCE's positive weights scale it; the top-k and AUROC metrics do not
+read them): a loss-chosen alias compares only runs with equal values."""
+
+
+def metric_settings(metric: str) -> List[str]:
+    """The config keys two runs must share for their `metric` (`best/val/loss`, `val/micro_f1`) to be compared."""
+    return METRIC_SETTINGS + (LOSS_SETTINGS if metric.rsplit("/", 1)[-1] == "loss" else [])
+
 
 class TinyClipConfig(Section):
     """A random CLIP of test size (both towers), built from a transformers `CLIPConfig`, for tests and demos."""

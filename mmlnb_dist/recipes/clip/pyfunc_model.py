@@ -27,11 +27,11 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, register_model, register_trained,
-                                       run_folder)
+from ...core.tracking.registry import (EXPORT_FOLDER, ModelPackage, RegisterResult, alias_selection, register_model,
+                                       register_trained, run_folder)
 from ...core.tracking.signature import signature_requiring
 from ...data.images import BadRequest, example_image_b64, read_image, read_request
-from .config import LOWER_IS_BETTER, METRIC_SETTINGS
+from .config import LOWER_IS_BETTER, metric_settings
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -162,9 +162,10 @@ Command line: `mmlnb-dist predict --model models:/<name>@<alias> IMAGES_OR_SHARD
 --threshold T]`."""
 
 
-def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
+def model_package(run, export_dir: Optional[Path] = None, metric: str = "") -> ModelPackage:
     """What the registry logs for a CLIP run: the pyfunc around its export (default `<run folder>/export`), with a
-    signature and an example from a real prediction (which also checks the export loads before registering)."""
+    signature and an example from a real prediction (which also checks the export loads before registering).
+    `metric` (the alias's) decides which settings runs must share to be compared (`config.metric_settings`)."""
     import pandas as pd
 
     from ...core.tracking.registry import RegistryError
@@ -197,7 +198,7 @@ def model_package(run, export_dir: Optional[Path] = None) -> ModelPackage:
         metadata={"classes": classes, "task": TASK, "top_k": predictor.top_k,
                   "reads_text": bool(predictor.model.uses_text), "zero_shot": predictor.zero_shot},
         version_tags={"classes": json.dumps(classes), "task": TASK, "top_k": str(predictor.top_k)},
-        code_paths=[str(package_root)], metric_settings=list(METRIC_SETTINGS),
+        code_paths=[str(package_root)], metric_settings=metric_settings(metric),
         # the encoder registries rebuild timm / open_clip architectures when the export names one
         requirements=["timm", "open_clip_torch"])
 
@@ -206,7 +207,7 @@ def register_run(run_id: str, name: str, *, alias: Optional[str], tracking_uri: 
                  mode: str, model_dir: Optional[Path] = None) -> RegisterResult:
     """Register a CLIP run's export (`model_dir`, default `<run folder>/export`): the recipe-table entry point
     that `mmlnb-dist register` and a search's best trial use."""
-    return register_model(run_id, name, lambda run: model_package(run, model_dir), alias=alias,
+    return register_model(run_id, name, lambda run: model_package(run, model_dir, metric), alias=alias,
                           tracking_uri=tracking_uri, metric=metric, mode=mode)
 
 
@@ -214,5 +215,6 @@ def register_export(cfg: "Config", run_id: str, export_dir: Path) -> RegisterRes
     """Register a finished run's export under `tracking.register_name` (the end-of-training hook, rank 0). The
     metric defaults to `best/val/<train.best_metric>` (the exported checkpoint's), lower-better for the loss and
     the Hamming loss."""
+    metric, _ = alias_selection(cfg.tracking, cfg.train.best_metric, LOWER_IS_BETTER)  # as register_trained does
     return register_trained(cfg.tracking, cfg.run.output_dir, cfg.train.best_metric, LOWER_IS_BETTER, run_id,
-                            lambda run: model_package(run, export_dir))
+                            lambda run: model_package(run, export_dir, metric))

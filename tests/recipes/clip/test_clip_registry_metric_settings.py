@@ -45,3 +45,40 @@ def test_alias_stays_when_the_challenger_was_scored_at_another_top_k(trained):
     same_k = register(0.6, 3)
     assert same_k.alias_moved, same_k.reason
     assert str(client.get_model_version_by_alias("clip-topk", "champion").version) == same_k.version
+
+
+def _run_with_pos_weight(client, trained, metric: str, value: float, pos_weight) -> str:
+    """Another 'training run' of the same export at the same top-k, its loss weighted by `pos_weight`."""
+    src = client.get_run(trained["run_id"])
+    run = client.create_run(src.info.experiment_id, tags={"run_dir": src.data.tags["run_dir"]})
+    client.log_inputs(run.info.run_id, datasets=list(src.inputs.dataset_inputs))
+    client.log_param(run.info.run_id, "clip.top_k", "3")
+    client.log_param(run.info.run_id, "clip.pos_weight", str(pos_weight))
+    client.log_metric(run.info.run_id, metric.replace("best/", ""), value)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def test_a_loss_weighted_by_another_pos_weight_is_not_compared(trained):
+    """`clip.pos_weight` scales the BCE loss (a weight of 5 on every positive: a loss several times higher for the
+    same predictions): a loss-chosen alias moved to a worse model whose loss was merely unweighted. Losses of other
+    weights are not compared; the top-k metrics, which no weight changes, still are."""
+    import mlflow
+
+    from mmlnb_dist.recipes.clip.pyfunc_model import register_run
+
+    client = mlflow.MlflowClient(trained["uri"], registry_uri=trained["uri"])
+
+    def register(name, metric, mode, value, pos_weight):
+        return register_run(_run_with_pos_weight(client, trained, metric, value, pos_weight), name,
+                            alias="champion", tracking_uri=trained["uri"], metric=metric, mode=mode)
+
+    weighted = [5.0] * 6
+    assert register("clip-posw-loss", "best/val/loss", "min", 0.9, weighted).alias_moved
+    other = register("clip-posw-loss", "best/val/loss", "min", 0.3, None)  # lower, but unweighted
+    assert not other.alias_moved
+    assert "clip.pos_weight" in other.reason and "5.0" in other.reason, other.reason
+    assert register("clip-posw-loss", "best/val/loss", "min", 0.8, weighted).alias_moved
+
+    assert register("clip-posw-f1", METRIC, "max", 0.5, weighted).alias_moved
+    assert register("clip-posw-f1", METRIC, "max", 0.6, None).alias_moved  # F1 is the same metric whatever weights
