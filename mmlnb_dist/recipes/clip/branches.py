@@ -19,6 +19,7 @@ from ...core.errors import ConfigError
 from ...models.config import ImageEncoderConfig, TextEncoderConfig
 from ...models.encoders import IMAGENET_MEAN, IMAGENET_STD, TextEncoder, build_image_encoder, build_text_encoder
 from ...models.encoders_base import settings_named
+from .blocks import hf_cut_lengths, warn_cut_captions
 from .config import ClipModelConfig
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ class TextEncoderBranch(nn.Module):
         self.encoder = encoder
         self.embed_dim = int(encoder.out_dim)
         self.max_length = encoder.max_length
+        self._cut_reported = False  # captions cut to max_length are warned about once, as the CLIP towers do
         layers = self.blocks
         if n > len(layers):
             raise ConfigError(f"{key}: {n} layers asked, but text encoder '{encoder.name}' has only {len(layers)}; "
@@ -104,7 +106,13 @@ class TextEncoderBranch(nn.Module):
         return inner.layer
 
     def tokenize(self, texts: List[str]) -> Dict[str, torch.Tensor]:
-        return self.encoder.tokenize(texts)
+        enc = self.encoder.tokenize(texts)
+        if not self._cut_reported:  # the encoder cuts at max_length silently: a long report's tail would be lost
+            cut = hf_cut_lengths(self.encoder.tokenizer, list(texts), enc["attention_mask"], self.max_length)
+            if cut:
+                self._cut_reported = True
+                warn_cut_captions(log, cut, len(texts), self.max_length, "clip.model.towers.max_length")
+        return enc
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(input_ids, attention_mask)

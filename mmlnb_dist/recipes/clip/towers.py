@@ -28,7 +28,7 @@ from torch import nn
 from ...core.errors import ConfigError, UserError
 from ...core.progress import route_library_bars
 from ...models.encoders_base import hub_download_hint, require_hub_file
-from .blocks import unfreeze_last_blocks, warn_cut_captions
+from .blocks import hf_cut_lengths, unfreeze_last_blocks, warn_cut_captions
 from .config import ClipTowersConfig, TinyClipConfig
 from .openclip_towers import (TINY_OPEN_CLIP, OpenClipTowers, build_open_clip_towers, is_open_clip_name,
                               load_open_clip_towers)
@@ -95,12 +95,8 @@ class ClipTowers(nn.Module):
 
     def _report_cut(self, texts: List[str], mask: torch.Tensor) -> None:
         """Warn once (per towers) that captions were cut to max_length: the model would otherwise train on their
-        first tokens only without a word. Only rows that fill max_length are re-tokenized to tell cut from fit."""
-        full = [i for i, n in enumerate(mask.sum(dim=1).tolist()) if n >= self.max_length]
-        if not full:
-            return
-        lengths = [len(ids) for ids in self.tokenizer([texts[i] for i in full])["input_ids"]]
-        cut = [n for n in lengths if n > self.max_length]
+        first tokens only without a word."""
+        cut = hf_cut_lengths(self.tokenizer, texts, mask, self.max_length)
         if cut:
             self._cut_reported = True
             warn_cut_captions(log, cut, len(texts), self.max_length, "clip.model.towers.max_length")

@@ -69,3 +69,28 @@ def test_open_clip_towers_report_cut_captions_the_same_way(caplog):
     assert len(said) == 1, said
     assert "2 of 4 captions" in said[0] and f"{full} tokens" in said[0], said[0]
     assert "clip.model.towers.max_length 8" in said[0], said[0]
+
+
+def test_a_bert_text_branch_reports_cut_captions_the_same_way(caplog):
+    """The BERT baseline's text branch (clip.model.text_encoder) cut captions at clip.model.towers.max_length
+    without a word, unlike the CLIP towers: the same single warning."""
+    from mmlnb_dist.recipes.clip.branches import build_text_branch
+    from mmlnb_dist.recipes.clip.config import ClipModelConfig
+
+    cfg = ClipModelConfig.model_validate({"fusion": "text_only", "text_encoder": "tiny-bert",
+                                          "towers": {"max_length": 8, "unfreeze_blocks": 0}})
+    torch.manual_seed(0)
+    branch = build_text_branch(cfg)
+    long = " ".join(["cell"] * 20)
+    full = len(branch.encoder.tokenizer(long)["input_ids"])
+    exact = " ".join(["cell"] * 6)
+    assert len(branch.encoder.tokenizer(exact)["input_ids"]) == 8
+    logger = "mmlnb_dist.recipes.clip.branches"
+    with caplog.at_level(logging.WARNING, logger=logger):
+        assert branch.tokenize([long, "stroma", long, exact])["input_ids"].shape[1] == 8
+        branch.tokenize([long])
+        branch.tokenize(["stroma"])
+    said = [r.getMessage() for r in caplog.records if r.name == logger and r.levelno == logging.WARNING]
+    assert len(said) == 1, said
+    assert "2 of 4 captions" in said[0] and f"{full} tokens" in said[0], said[0]
+    assert "clip.model.towers.max_length 8" in said[0], said[0]
