@@ -52,7 +52,7 @@ def evaluate_export(cfg: "Config", export_dir, split: str = "val",
     # the same labels in another order are fine: the targets are built by label name in the model's column order
     # (MultiHotLabel(classes)), so every logit column is scored against the shards' label of its name
     # a caption-reading model scored on shards without captions would read empty text for every sample
-    check_captions(ClipModelConfig.model_validate(meta["model"]), shards)
+    check_captions(ClipModelConfig.model_validate(meta["model"]), shards, splits=[split])  # the one scored
     pre = meta["preprocessing"]
     preprocess = ImageSamplePreprocess(int(meta["image_size"]), MultiHotLabel(classes), augment=False,
                                        mean=pre["image_mean"], std=pre["image_std"], text=True, device=env.device)

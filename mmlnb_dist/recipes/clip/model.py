@@ -173,9 +173,10 @@ def zero_shot_prompts(template: str, classes: Optional[List[str]], num_labels: i
     return [template.replace("{label}", name) for name in classes]
 
 
-def check_captions(cfg: ClipModelConfig, shards) -> None:
-    """A ConfigError when the model reads captions (every fusion but image_only and zero_shot) and samples of the
-    shard set (`data.shardset.ShardSet`) carry none: its text side would read "" for them. The manifest's
+def check_captions(cfg: ClipModelConfig, shards, splits: Optional[List[str]] = None) -> None:
+    """A ConfigError when the model reads captions (every fusion but image_only and zero_shot) and samples of
+    `splits` (default every split: training reads them all; `evaluate` one) of the shard set
+    (`data.shardset.ShardSet`) carry none: its text side would read "" for them. The manifest's
     `has_descriptions` says only that SOME sample has one, so the per-shard `num_described` counts are read too (a
     set captioned in part trained and scored its text side on empty strings for the rest, without a word)."""
     plan = branch_plan(cfg)
@@ -183,7 +184,7 @@ def check_captions(cfg: ClipModelConfig, shards) -> None:
         return  # zero-shot reads its prompts, never the captions
     if shards.has_descriptions:
         missing = {split: (shards.num_samples(split) - n, shards.num_samples(split))
-                   for split in shards.manifest["splits"]
+                   for split in (splits if splits is not None else shards.manifest["splits"])
                    if (n := shards.num_described(split)) is not None and n < shards.num_samples(split)}
         if not missing:
             return

@@ -110,3 +110,37 @@ def test_a_caption_reading_model_is_refused_on_partly_captioned_shards(partly_ca
     ClipRecipe.check(clip_config(partly_captioned / "shards", partly_captioned / "runs-img",
                                  "clip.model.fusion=image_only", "train.best_metric=micro_f1"),
                      DistEnv.from_environment())
+
+
+class _Manifest:
+    """A shard set's caption counts, as `ShardSet` reports them: train captioned in part, val and test whole."""
+
+    root = "/data/shards"
+    has_descriptions = True
+    manifest = {"splits": {"train": {}, "val": {}, "test": {}}}
+    counts = {"train": (10, 16), "val": (8, 8), "test": (8, 8)}
+
+    def num_described(self, split):
+        return self.counts[split][0]
+
+    def num_samples(self, split):
+        return self.counts[split][1]
+
+    def undescribed_shards(self, split):
+        described, total = self.counts[split]
+        return [(f"{split}-000000.tar", total - described)] if described < total else []
+
+
+def test_only_the_evaluated_splits_need_captions():
+    """`evaluate --split test` scores the test split alone: a set whose train split lacks some captions but whose
+    test split has them all is scored; training on it (every split) is refused, naming the train split."""
+    from mmlnb_dist.core.errors import ConfigError
+    from mmlnb_dist.recipes.clip.config import ClipModelConfig
+    from mmlnb_dist.recipes.clip.model import check_captions
+
+    cfg = ClipModelConfig()
+    check_captions(cfg, _Manifest(), splits=["test"])
+    with pytest.raises(ConfigError, match=r"train 6 of 16; shards, samples without: train-000000\.tar \(6\)"):
+        check_captions(cfg, _Manifest())
+    with pytest.raises(ConfigError, match=r"train 6 of 16"):
+        check_captions(cfg, _Manifest(), splits=["train"])
