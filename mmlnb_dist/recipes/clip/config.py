@@ -64,7 +64,8 @@ class ClipTowersConfig(Section):
     final layer norms, projections) stays frozen. 0 trains the head only."""
 
     max_length: int = Field(77, ge=8)
-    """Caption token limit (CLIP's text position embeddings hold 77)."""
+    """Caption token limit (CLIP's text position embeddings hold 77: a larger value is capped there, with a
+    warning)."""
 
     tiny: TinyClipConfig = TinyClipConfig()
     """The tiny random CLIP's sizes (used when name is `tiny`)."""

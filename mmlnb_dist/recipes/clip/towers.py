@@ -57,7 +57,11 @@ class ClipTowers(nn.Module):
         self.clip = clip
         self.tokenizer = tokenizer  # not a module: rebuilt from the name (or the export folder)
         self._cut_reported = False  # captions cut to max_length are warned about once, not every batch
-        self.max_length = min(max_length, int(clip.config.text_config.max_position_embeddings))
+        positions = int(clip.config.text_config.max_position_embeddings)
+        if max_length > positions:  # said, not silently lowered: the caption limit is not what was asked
+            log.warning("clip.model.towers.max_length %d is more than the %d positions of the text tower of '%s'; "
+                        "captions are cut at %d tokens", max_length, positions, name, positions)
+        self.max_length = min(max_length, positions)
         self.embed_dim = int(clip.config.projection_dim)
         self.image_size = int(clip.config.vision_config.image_size)
 

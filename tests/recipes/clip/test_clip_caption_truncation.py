@@ -94,3 +94,16 @@ def test_a_bert_text_branch_reports_cut_captions_the_same_way(caplog):
     assert len(said) == 1, said
     assert "2 of 4 captions" in said[0] and f"{full} tokens" in said[0], said[0]
     assert "clip.model.towers.max_length 8" in said[0], said[0]
+
+
+def test_a_max_length_beyond_the_position_table_is_said_to_be_capped(caplog):
+    """clip.model.towers.max_length=128 on a CLIP of 77 positions was lowered to 77 without a word (and the cut
+    warning then called 77 the max_length): the build says the setting is capped, once, with both numbers."""
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        assert _towers(max_length=128).max_length == 77
+    said = _warnings(caplog)
+    assert len(said) == 1 and "clip.model.towers.max_length" in said[0] and "128" in said[0] and "77" in said[0], said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        _towers(max_length=77)
+    assert _warnings(caplog) == []
