@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core.progress import progress_bar
 from .generated import generator_output, remove_stale_files
+from .process_map import ordered_process_map
 
 log = logging.getLogger(__name__)
 
@@ -333,7 +334,6 @@ def make_synthetic_dataset(
     a set on which the text carries information the image does not (the ablation study's science test).
     """
     import os
-    from multiprocessing import get_context
 
     classes = list(classes)
     unknown = [c for c in classes if c not in CLASSES]
@@ -374,19 +374,13 @@ def make_synthetic_dataset(
             log.warning("data synth: %d patches fill only %d of n_slides=%d", n, filled, n_slides)
         remove_stale_files(out_dir, own, [r[0] for r in rows])  # an earlier run's extra patches
         workers = workers or (1 if n < 64 else min(os.cpu_count() or 1, 8))
-        # Patches are independent (own generator), so a process pool gives the same bytes as one process;
-        # imap keeps the order. Fork is the cheap start method and safe here (no threads hold locks yet).
-        pool = get_context("fork").Pool(workers) if workers > 1 else None
-        try:
-            results = pool.imap(_render_item, jobs, chunksize=8) if pool else map(_render_item, jobs)
+        # Patches are independent (own generator), so a process pool gives the same bytes as one process, in order;
+        # a stop (Ctrl-C, SIGTERM) ends its workers at once, the folder left marked incomplete for a rerun.
+        with ordered_process_map(_render_item, jobs, workers) as results:
             for (rel, _, _), (png, text) in progress_bar(zip(rows, results), total=n, desc="synthetic patches",
                                                            enabled=progress):
                 (out_dir / rel).write_bytes(png)
                 descs.append({"file": rel, "description": text})
-        finally:
-            if pool:
-                pool.close()
-                pool.join()
         with open(out_dir / "labels.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(["file", "label", "slide_id"])
