@@ -4,6 +4,7 @@ for the later stages. The recipes, the tiler and the describer are stand-ins her
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -195,6 +196,34 @@ def test_shards_that_carry_descriptions_are_what_the_vlm_fine_tunes_on_not_vlm_p
     own, other = make_shard_set(tmp_path / "own"), make_shard_set(tmp_path / "other")
     shards = StageResult("shards", own, "fp-own", False, 1.0)
     assert steps.pairs_for(_cfg(tmp_path, f"vlm.pairs={other}"), shards) is shards
+
+
+def _partly_described(tmp_path):
+    """A shard set whose patches carry a description one in three (a descriptions file missing rows)."""
+    from mmlnb_dist.data.build import build_shards
+    from mmlnb_dist.data.config import BuildConfig
+    from support.shards import CLASSES, specs_for
+
+    specs = specs_for(write_patch_folder(tmp_path / "partly-src", per_class=6, size=16))
+    for i, spec in enumerate(specs):
+        spec.description = spec.description if i % 3 == 0 else None
+    build_shards(specs, tmp_path / "partly", BuildConfig(max_samples_per_shard=6, val_fraction=0.0, test_fraction=0.0,
+                                                         image_format="png", image_size=16), CLASSES, progress=False)
+    return tmp_path / "partly"
+
+
+def test_shards_described_in_part_are_said_with_their_counts_and_the_vlm_pairs_left_unused(tmp_path, caplog):
+    """The pipeline's shards with descriptions for 6 of 18 patches took the place of a vlm.pairs set described in
+    full without a word: the VLM fine-tuned on 6 pairs. They still do (the describe stage describes the rest), and
+    the log says how many and that vlm.pairs is not used."""
+    from support.shards import make_shard_set
+
+    partly, full = _partly_described(tmp_path), make_shard_set(tmp_path / "full")
+    shards = StageResult("shards", partly, "fp-partly", False, 1.0)
+    with caplog.at_level("INFO", logger="mmlnb_dist.pipeline.steps"):
+        assert steps.pairs_for(_cfg(tmp_path, f"vlm.pairs={full}"), shards) is shards
+    assert re.search(r"only 6 of 18 train patches of .*partly carry a description: the VLM fine-tunes on those 6"
+                     r".*vlm\.pairs=.*full/shards \(15 train pairs\) is not used", caplog.text), caplog.text
 
 
 def test_without_keep_best_the_fine_tune_s_fingerprint_holds_no_keep_best_setting(tmp_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from ..config import Config
 from ..core.distributed import DistEnv
@@ -155,12 +155,29 @@ def _is_pairs_set(path: Path) -> bool:
     return (Path(path) / "manifest.json").is_file() and ShardSet.open(path).has_descriptions
 
 
+def _train_described(path: Path) -> Tuple[Optional[int], int]:
+    """(train samples carrying a description, or None where the manifest predates the count; train samples)."""
+    shard_set = ShardSet.open(path)
+    return shard_set.num_described("train"), shard_set.num_samples("train")
+
+
 def pairs_for(cfg: Config, shards: StageResult) -> StageResult:
-    """What the VLM fine-tunes on: the pipeline's shards when they carry descriptions, else `vlm.pairs`."""
-    if _is_pairs_set(shards.output):
-        return shards
+    """What the VLM fine-tunes on: the pipeline's shards when they carry descriptions (the described ones; the
+    describe stage gives the others theirs), else `vlm.pairs`. Shards described only in part are said in a warning
+    with their counts, naming a `vlm.pairs` set left unused: they took its place without a word, and a VLM
+    fine-tuned on a handful of pairs looked like one fine-tuned on the set the config names."""
     pairs = Path(cfg.vlm.pairs)
-    if pairs.resolve() != shards.output.resolve() and _is_pairs_set(pairs):
+    other = pairs.resolve() != shards.output.resolve() and _is_pairs_set(pairs)
+    if _is_pairs_set(shards.output):
+        described, total = _train_described(shards.output)
+        if described is not None and described < total:
+            unused = (f"; vlm.pairs={pairs} ({ShardSet.open(pairs).num_samples('train')} train pairs) is not used: "
+                      f"the pipeline fine-tunes on its own shards when they carry descriptions" if other else "")
+            log.warning("finetune-vlm: only %d of %d train patches of %s carry a description: the VLM fine-tunes on "
+                        "those %d (the describe stage describes every patch)%s", described, total, shards.output,
+                        described, unused)
+        return shards
+    if other:
         pair_set = ShardSet.open(pairs)
         log.info("finetune-vlm: %s carries no descriptions; the VLM fine-tunes on the pairs of vlm.pairs=%s (%d train "
                  "pairs)", shards.output, pairs, pair_set.num_samples("train"))
