@@ -4,9 +4,9 @@ image is decoded and the image encoder never runs.
 
 The features stand in for the encoder only if nothing differs: `check_config` (before any work) refuses a config
 whose image encoder trains in some phase or whose inputs are augmented, and compares what the folder records with
-the config (encoder name, transform, the precision the run's encoder computes in) and the shard set by its images
-(`features.check_shards_fit`: a set rebuilt with other descriptions, same keys, splits and image bytes, reuses
-them); `check_encoder` (in setup, once the encoder is built) also compares the weights digest. Refusals name every
+the config (encoder name, pretrained or random weights, transform, the precision the run's encoder computes in) and
+the shard set by its images (`features.check_shards_fit`: a set rebuilt with other descriptions, same keys, splits
+and image bytes, reuses them); `check_encoder` (in setup, once the encoder is built) also compares the weights digest. Refusals name every
 differing key.
 """
 from __future__ import annotations
@@ -61,7 +61,9 @@ def check_config(cfg: "Config", shards: ShardSet) -> None:
         raise FeaturesError(f"{KEY}: {err}") from None
     enc = f.model.image_encoder
     norm = image_normalisation(enc.name)
-    expected = {"encoder": {"name": enc.name},
+    # Pretrained (or own weights_path) against random weights: other numbers, so refused here (`check`, `config
+    # validate`) as `build_image_encoder` decides it, not only once setup built the encoder and compared digests.
+    expected = {"encoder": {"name": enc.name, "pretrained": bool(enc.pretrained or enc.weights_path)},
                 "transform": {"image_size": cfg.data.loader.image_size, "mean": list(norm["mean"]),
                               "std": list(norm["std"])}}
     recorded = read_record(folder)["identity"]

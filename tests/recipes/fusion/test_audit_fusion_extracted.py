@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mmlnb_dist.core.errors import ConfigError
+from mmlnb_dist.core.provenance import ProvenanceError
 from mmlnb_dist.features import FeaturesError
 from mmlnb_dist.models.encoders import image_normalisation
 from mmlnb_dist.recipes.fusion.extracted import ExtractedImageFeatures, check_config
@@ -64,6 +65,16 @@ def test_the_first_phase_training_the_image_encoder_is_refused_naming_it(tmp_pat
 def test_a_folder_that_does_not_say_whether_its_encoder_was_pretrained_is_refused(tmp_path):
     with pytest.raises(FeaturesError, match="pretrained or random"):
         check_config(_cfg(tmp_path, _folder(tmp_path, pretrained=False)), _shards())
+
+
+def test_features_of_random_weights_for_a_pretrained_encoder_are_refused_before_any_work(tmp_path):
+    """The folder's features come from random weights; the config asks for the pretrained encoder (or its own
+    weights_path): other numbers. Refused here (`check`, `config validate`), not only once setup built it."""
+    for setting in ("fusion.model.image_encoder.pretrained=true",
+                    f"fusion.model.image_encoder.weights_path={tmp_path / 'own.pt'}"):
+        with pytest.raises(ProvenanceError, match=r"encoder\.pretrained: False -> True"):
+            check_config(_cfg(tmp_path, _folder(tmp_path) if setting.endswith("true") else tmp_path / "feats",
+                              setting), _shards())
 
 
 def test_features_of_another_precision_are_refused(tmp_path):
