@@ -156,8 +156,10 @@ def _refuse_foreign_out(out: Path, source: ShardSet) -> None:
         return
     ours = {store.PROVENANCE_FILE, store.INDEX_FILE} | {store.feature_file(out, e["file"]).name
                                                          for _, _, e in source.entries()}
-    others = sorted(p.name for p in out.iterdir()  # (lock files are hidden; a failed write leaves a .tmp)
-                    if p.name not in ours and not p.name.startswith(".") and not p.name.endswith(".tmp"))
+    # Lock files are hidden; a killed write leaves `<one of ours>.<pid>.tmp` (`store.remove_temporaries` removes
+    # it). Any other `.tmp` is another tool's file, among which the features must not go.
+    others = sorted(p.name for p in out.iterdir() if p.name not in ours and not p.name.startswith(".")
+                    and not store.is_own_temporary(p.name, ours))
     if others:
         raise UserError(f"--out {out} holds other files than extracted features of {source.root} "
                         f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); give a new or empty folder")

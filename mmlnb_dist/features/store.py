@@ -27,7 +27,7 @@ import os
 import re
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -146,13 +146,19 @@ def os_error_of(err: BaseException, path: Path) -> Optional[OSError]:
     return OSError(int(found.group(1)), os.strerror(int(found.group(1))), str(path)) if found else None
 
 
+def is_own_temporary(name: str, finals: Iterable[str]) -> bool:
+    """Whether file `name` is the temporary a write of one of `finals` (file names) leaves: `<final>.<pid>.tmp`."""
+    stem, dot, pid = name[:-len(TMP_SUFFIX)].rpartition(".") if name.endswith(TMP_SUFFIX) else ("", "", "")
+    return bool(dot) and pid.isdigit() and stem in set(finals)
+
+
 def remove_temporaries(out: Path, shard_files: Sequence[str]) -> None:
     """The half-written files a killed extraction (SIGKILL, OOM: no `except` ran) left for `shard_files`
     (`<stem>.safetensors.<pid>.tmp`); only the holder of the folder's lock calls this, before any rank writes."""
     for shard_file in shard_files:
         final = feature_file(out, shard_file)
         for leftover in final.parent.glob(f"{final.name}.*{TMP_SUFFIX}"):
-            if leftover.name[len(final.name) + 1:-len(TMP_SUFFIX)].isdigit():
+            if is_own_temporary(leftover.name, [final.name]):
                 leftover.unlink(missing_ok=True)
 
 

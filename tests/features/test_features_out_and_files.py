@@ -48,6 +48,25 @@ def test_a_folder_of_other_things_is_refused_and_left_as_it_was(shards, tmp_path
     assert sorted(p.name for p in run.iterdir()) == before
 
 
+def test_a_folder_of_other_temporary_files_is_refused_and_only_its_own_leftovers_are_let_through(shards, tmp_path):
+    """Every `*.tmp` was let through as an extraction's leftover: a folder of another tool's `.tmp` files took the
+    features in among them. Only this extraction's own leftovers (`<shard file>.<pid>.tmp`) are."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    (scratch / "download.tmp").write_text("another tool's file")
+    with pytest.raises(UserError, match=r"--out .*scratch holds other files than extracted .*\(download\.tmp\)"):
+        _extract(shards, scratch)
+    assert sorted(p.name for p in scratch.iterdir()) == ["download.tmp"]
+    from mmlnb_dist.data.shardset import ShardSet
+    from mmlnb_dist.features.store import feature_file
+
+    own = tmp_path / "own"
+    own.mkdir()
+    first = ShardSet.open(shards).entries()[0][2]["file"]
+    (own / f"{feature_file(own, first).name}.4242.tmp").write_bytes(b"half")  # a killed extraction's leftover
+    assert _extract(shards, own)["processed_now"] > 0
+
+
 def test_an_empty_folder_and_a_finished_extraction_are_used(shards, tmp_path):
     out = tmp_path / "feats"
     out.mkdir()
