@@ -53,8 +53,10 @@ def _validate(args: argparse.Namespace) -> int:
     recipes = recipes_of(cfg)
     check_configs(cfg, args.world_size, recipes)
     from ..tuning.checks import check_search
+    from ..tuning.fit import check_space_fits
 
     check_search(cfg)  # what Ray would refuse once a search had started (ASHA's grace period, a grid's space)
+    check_space_fits(cfg)  # what `tune` refuses before Ray starts: a space key none of whose values builds a model
     print(f"ok: {args.config} (the config, for {' and '.join(recipes)} on {args.world_size} "
           f"process{'es' if args.world_size > 1 else ''}; data, model weights and the machine are checked when a "
           f"command starts)")

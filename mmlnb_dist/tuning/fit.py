@@ -48,3 +48,15 @@ def leave_out_unfit_values(space: Dict[str, Dict[str, Any]], base: Dict[str, Any
             log.warning("%s: '%s' %s value %s left out of this search (%s)", source, key, kind, value, reason)
         kept[key] = {**entry, kind: fit}
     return kept
+
+
+def check_space_fits(cfg: Any) -> None:
+    """`config validate`'s share of `leave_out_unfit_values`: the search space (`tune.space`, else the trial
+    recipe's) with a key none of whose values builds a model on `cfg` is refused, as `tune` refuses it before Ray
+    starts (validate said "ok" to it); values left out are warned about as `tune` does."""
+    from .checks import default_space
+    from .space import load_space, resolve_space
+
+    source = resolve_space(cfg.tune.space or default_space(cfg.tune.recipe))
+    base = cfg.model_dump(mode="json")
+    leave_out_unfit_values(load_space(source, base), base, cfg.tune.recipe, source)

@@ -46,3 +46,15 @@ def test_a_key_with_no_value_that_builds_is_refused_naming_it(tmp_path):
     with pytest.raises(SearchError, match=r"no 'clip.model.fusion' choice value builds a model on this config: "
                                           r"sum: clip.model.fusion: sum needs equal image and text widths"):
         leave_out_unfit_values(load_space(path, base), base, "clip", path)
+
+
+def test_config_validate_refuses_a_space_none_of_whose_values_builds(tmp_path, monkeypatch, capsys):
+    """`tune` refused it before Ray started, but `config validate` of the same config said "ok"."""
+    from mmlnb_dist.cli import main
+
+    (tmp_path / "space.yaml").write_text("params:\n  clip.model.fusion: {choice: [sum]}\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["config", "validate", "--config", "clip-demo", "tune.recipe=clip", "tune.metric=val/micro_f1",
+                 "tune.space=space.yaml"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no 'clip.model.fusion' choice value builds a model" in err and "space.yaml" in err, err
