@@ -188,18 +188,22 @@ class ShardLoader:
         """Positions one pass reads over the whole job (all ranks): the budget's denominator."""
         return self.per_rank * self.world_size if self.mode == "train" else self.split_size
 
+    def _yielded_batch_sizes(self) -> List[int]:
+        """The sizes of the batches this rank yields in this epoch: a same-layout resume replays (and does not
+        yield) each slot's first `skip` batches, trained on before the checkpoint."""
+        ds = self._dataset()
+        resume = self._active_resume()
+        skip = resume.skip if resume is not None and resume.skip else {}
+        return [n for w in range(ds.num_workers) for n in ds.plan(w)[1][skip.get(w, 0):]]
+
     @property
     def num_samples(self) -> int:
-        """Samples this rank yields in this epoch (eval: before skipping bad samples)."""
-        ds = self._dataset()
-        return sum(sum(ds.plan(w)[1]) for w in range(ds.num_workers))
+        """Samples this rank yields in this epoch (eval: before skipping bad samples; a resumed epoch: its rest)."""
+        return sum(self._yielded_batch_sizes())
 
     def __len__(self) -> int:
         """Batches this rank yields in this epoch (train: the same on every rank)."""
-        ds = self._dataset()
-        resume = self._active_resume()
-        skipped = sum(resume.skip.values()) if resume is not None and resume.skip else 0
-        return sum(len(ds.plan(w)[1]) for w in range(ds.num_workers)) - skipped
+        return len(self._yielded_batch_sizes())
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         # A fresh DataLoader per epoch: workers receive a copy of the dataset with the current epoch, so the

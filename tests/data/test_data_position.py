@@ -151,6 +151,18 @@ def test_other_layout_deals_the_rest_anew_each_sample_once(shards, saved, resume
     assert len(epoch_keys) == len(set(epoch_keys)) == 48
 
 
+@pytest.mark.parametrize("resumed", [(2, 2), (1, 2)], ids=["same layout", "dealt anew"])
+def test_num_samples_of_a_resumed_epoch_counts_what_it_yields(shards, resumed):
+    """`num_samples` (samples this rank yields this epoch) counted the batches a same-layout resume skips."""
+    position, _ = stop_after(shards, 2, 2, taken=3)
+    world, workers = resumed
+    for rank in range(world):
+        ld = train_loader(shards, rank, world, workers)
+        ld.resume_from(position)
+        expected = ld.num_samples
+        assert expected == sum(len(b["key"]) for b in ld)
+
+
 def test_a_resume_chain_2_to_1_to_1_to_2_sees_each_key_once(shards):
     """Dealt anew (2 -> 1), checkpointed again and resumed with the same layout (1 -> 1: the re-deal is replayed,
     then skipped into), then dealt anew again (1 -> 2): the four pieces together are the epoch, once."""
