@@ -198,7 +198,8 @@ def _fingerprints(tmp_path, *overrides):
 
 
 @pytest.mark.parametrize("change, first", [
-    ("data.synth.n=60", "synth"), ("data.build.image_size=64", "shards"), ("data.classes=[a,b,c]", "shards"),
+    # data.classes: the classes the synthetic set is painted with, and the shards build with
+    ("data.synth.n=60", "synth"), ("data.build.image_size=64", "shards"), ("data.classes=[UD,D]", "synth"),
     ("vlm.lora.r=8", "finetune-vlm"), ("vlm.prompt=Say it.", "finetune-vlm"),
     ("vlm.generation.max_new_tokens=8", "describe"), ("fusion.model.mode=concat", "train"), ("train.lr=0.01", "train"),
     ("data.loader.image_size=32", "train"), ("run.seed=7", "finetune-vlm"),

@@ -57,7 +57,7 @@ def _synth(args: argparse.Namespace) -> int:
     from ..data.synth_set import write_synth_set
 
     out = args.out or str(cfg.data.synth_dir)
-    summary = write_synth_set(out, s, "--out" if args.out else "--out (or data.synth_dir)")
+    summary = write_synth_set(out, s, "--out" if args.out else "--out (or data.synth_dir)", cfg.data.classes)
     if s.task == "multilabel":
         counts = ", ".join(f"{k} {v}" for k, v in summary["label_counts"].items())
         print(f"wrote {summary['num_samples']} multi-label patches from {summary['n_slides']} slides to {out} "

@@ -38,13 +38,19 @@ def plan_synth(cfg: Config) -> PlannedStage:
     """The synthetic source set of `data.synth.task`: class folders (single) or a pairs CSV (multilabel)."""
     from ..data.synth_set import write_synth_set
 
+    from ..data.synthetic import CLASSES
+
     s = cfg.data.synth
     out = Path(cfg.data.synth_dir)
+    classes = list(cfg.data.classes)
 
     def work(resume: bool) -> Dict[str, Any]:
-        return {"summary": write_synth_set(out, s, "data.synth_dir")}
+        return {"summary": write_synth_set(out, s, "data.synth_dir", classes)}
 
-    return rank0_stage(cfg.distributed, "synth", out, fingerprint("synth", s.model_dump()), work)
+    # The painted classes (data.classes) are fingerprinted unless they are the generator's own three, so that a set
+    # synthesised before they were counts as up to date.
+    painted = [classes] if s.task == "single" and classes != list(CLASSES) else []
+    return rank0_stage(cfg.distributed, "synth", out, fingerprint("synth", s.model_dump(), *painted), work)
 
 
 def stage_synth(cfg: Config, env: Optional[DistEnv] = None) -> StageResult:
