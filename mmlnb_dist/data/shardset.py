@@ -32,6 +32,26 @@ def bad_entry_fields(entry: Mapping[str, Any], fields: Sequence[Tuple[str, type]
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
 
 
+def _check_fields(path: Path, manifest: Mapping[str, Any]) -> None:
+    """The shapes of a manifest's `classes` and `splits`, which a hand edit may break: a class list written as one
+    string was read character by character (a model of 'U', 'D', ',' ... classes trained without a word), and a
+    list where a mapping belongs was an AttributeError traceback."""
+    remedy = "restore the manifest or rebuild the shard set"
+    classes = manifest["classes"]
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) \
+            or len(set(classes)) != len(classes):
+        raise ShardError(f"{path}: 'classes' must be a list of distinct class names (got {classes!r:.80}); {remedy}")
+    if not isinstance(manifest["splits"], dict):
+        raise ShardError(f"{path}: 'splits' must map each split name to its entry (got {manifest['splits']!r:.80}); "
+                         f"{remedy}")
+    for name, split in manifest["splits"].items():
+        if not isinstance(split, dict) or "shards" not in split or "num_samples" not in split:
+            raise ShardError(f"{path}: split '{name}' lacks 'shards' or 'num_samples'")
+        if not isinstance(split["shards"], list):
+            raise ShardError(f"{path}: split '{name}': 'shards' must be a list of shard entries (got "
+                             f"{split['shards']!r:.80}); {remedy}")
+
+
 class ShardError(UserError, ValueError):
     """A shard set, shard or build input is missing or malformed; the message names the path."""
 
@@ -73,9 +93,7 @@ class ShardSet:
         for key in ("classes", "splits"):
             if key not in manifest:
                 raise ShardError(f"{path}: missing field '{key}'")
-        for name, split in manifest["splits"].items():
-            if not isinstance(split, dict) or "shards" not in split or "num_samples" not in split:
-                raise ShardError(f"{path}: split '{name}' lacks 'shards' or 'num_samples'")
+        _check_fields(path, manifest)
         return cls(root, manifest, hashlib.sha256(raw).hexdigest())
 
     # -- what it holds ------------------------------------------------------------------------------------------

@@ -42,3 +42,23 @@ def test_the_preflight_check_names_a_hand_edited_entry_too(tmp_path):
     (shards / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ShardError, match=r"split 'train' shard #0 .* lacks a 'file' name"):
         check_shard_files(ShardSet.open(shards), "size")
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("classes", "UD,PD,D", r"'classes' must be a list of distinct class names \(got 'UD,PD,D'\)"),
+    ("classes", ["UD", "UD", "D"], r"'classes' must be a list of distinct class names"),
+    ("splits", [], r"'splits' must map each split name to its entry \(got \[\]\)"),
+    ("shards", {}, r"split 'train': 'shards' must be a list of shard entries"),
+])
+def test_a_hand_edited_classes_or_splits_field_is_refused_on_opening(tmp_path, field, value, says):
+    """A class list written as one string was read character by character (a 7-class model of 'U', 'D', ',', ...
+    trained without a word); a list of splits or a dict of shards was an AttributeError traceback."""
+    shards = make_shard_set(tmp_path, per_class=2, max_per_shard=3, val_fraction=0.0)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    if field == "shards":
+        manifest["splits"]["train"]["shards"] = value
+    else:
+        manifest[field] = value
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match=r"manifest\.json: " + says + r".*restore the manifest or rebuild"):
+        ShardSet.open(shards)
