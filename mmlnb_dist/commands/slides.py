@@ -155,7 +155,7 @@ def run_synth(args: argparse.Namespace) -> int:
     from ..core.errors import UserError
     from ..core.runlock import FolderLock
     from ..data.generated import refuse_foreign_files, remove_stale_files
-    from ..slides.synthetic_slides import write_synthetic_slide
+    from ..slides.synthetic_slides import synth_slide_seed, write_synthetic_slide
 
     if args.size % 256 or args.size < 1024:
         raise UserError(f"--size {args.size}: must be a multiple of 256 and at least 1024")
@@ -180,7 +180,7 @@ def run_synth(args: argparse.Namespace) -> int:
             for k in range(args.per_class):
                 sid = f"synth-{label}-{k}"
                 write_synthetic_slide(args.out / f"{sid}.tif", label, width=args.size, height=args.size,
-                                      seed=args.seed * 1000 + c * 100 + k)
+                                      seed=synth_slide_seed(args.seed, c, k))
                 rows.append(f"{sid},{label}")
         (args.out / "labels.csv").write_text("\n".join(rows) + "\n")
     print(f"{len(rows) - 1} synthetic slides and labels.csv in {args.out}")

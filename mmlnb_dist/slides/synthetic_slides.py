@@ -123,6 +123,20 @@ def _tiles(layout: SyntheticLayout, ds: int, tile: int, pools, assign: np.ndarra
             yield out
 
 
+def synth_slide_seed(seed: int, class_index: int, k: int) -> int:
+    """The seed of slide `k` of class `class_index` (0-2) in `slides synth --seed seed`, distinct for every triple.
+
+    `seed*1000 + c*100 + k` collided once `--per-class` passed 100 (UD-100 was PD-0: same layout and stain) and
+    across seeds past 700 slides. It is kept for k < 100, so those slides are unchanged; k >= 100 are numbered
+    (Cantor pairing of seed and 3*(k-100)+c) into the values that formula never gives (n % 1000 >= 300).
+    """
+    if k < 100:
+        return seed * 1000 + class_index * 100 + k
+    b = 3 * (k - 100) + class_index
+    pair = (seed + b) * (seed + b + 1) // 2 + b
+    return 1000 * (pair // 700) + 300 + pair % 700
+
+
 def write_synthetic_slide(path: Path, label: str, *, width: int = 4096, height: int = 4096, mpp: float = 0.5,
                           cell: int = 256, tile: int = 256, downsamples: Sequence[int] = (1, 4, 16),
                           seed: int = 0, blur: bool = True, blur_sigma_um: float = 2.0, pool_size: int = 8,
