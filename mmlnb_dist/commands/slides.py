@@ -91,12 +91,6 @@ def run_tile(args: argparse.Namespace) -> int:
     if args.classes is not None:
         args.overrides.append(classes_override(args.classes))
     cfg = load_from_args(args)
-    if args.stain_target is not None and cfg.slides.stain.method == "none":
-        from ..core.errors import UserError
-
-        # else tiled with no normalisation and no word about the target given
-        raise UserError(f"--stain-target {args.stain_target}: no stain method to use it with (slides.stain.method "
-                        f"is none); add --stain macenko or --stain reinhard")
     logger = checked = None
     if args.track or cfg.slides.log_to_tracking:
         from ..core.tracking import build_logger

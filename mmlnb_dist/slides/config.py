@@ -111,6 +111,16 @@ class StainConfig(Section):
     target: Optional[Path] = None
     """Target image; None: tiatoolbox's `data/target_image.png` if installed, else a region of the first slide."""
 
+    @model_validator(mode="after")
+    def _target_needs_a_method(self) -> "StainConfig":
+        # method none never reads the target: tiles came out unnormalised without a word about the target given
+        # (in a --config, a key=value or --stain-target alike; also caught by `config validate`)
+        if self.target is not None and self.method == "none":
+            raise ValueError(f"target {self.target} is set but method is none, so no tile would be normalised to "
+                             f"it: set method macenko or reinhard (slides tile --stain macenko), or drop the target "
+                             f"(no --stain-target; slides.stain.target=null over a --config's)")
+        return self
+
 
 class SlidesConfig(Section):
     mpp: Optional[float] = Field(0.5, gt=0.0)

@@ -46,3 +46,13 @@ def test_with_a_method_the_target_is_used(inputs, tmp_path, method):
     assert _tile(inputs, tmp_path / "out", "--stain-target", str(inputs / "target.png"), *method) == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["provenance"]["stain_target"] == str(inputs / "target.png")
+
+
+def test_a_config_stain_target_without_a_method_is_a_config_error_naming_the_key(inputs, tmp_path, capsys):
+    # only the --stain-target flag was checked: the same target in a --config tiled unnormalised without a word
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"slides:\n  stain:\n    target: {inputs / 'target.png'}\n")
+    assert _tile(inputs, tmp_path / "out", "--config", str(cfg)) == 2
+    err = capsys.readouterr().err
+    assert "slides.stain" in err and "target" in err and "method is none" in err, err
+    assert not (tmp_path / "out").exists()
