@@ -78,19 +78,21 @@ def _mpp_problem(mpp_x: float, mpp_y: float) -> Optional[str]:
 
 
 def objective_power(properties) -> Tuple[Optional[float], Optional[str]]:
-    """The scan's objective power, and a note when the metadata's value is no magnification (0, negative, not a
-    number): it is then ignored as a missing one is (a power of 0 gave tiles of 0 um/px, a run that never ended)."""
+    """The scan's objective power, and a note when there is none or the metadata's value is no magnification (0,
+    negative, not a number): it is then ignored as a missing one is (a power of 0 gave tiles of 0 um/px, a run that
+    never ended). A missing power gets the same note: --magnification then tiles at a guessed 10/M um/px, which
+    was said only for a bad value, so a slide scanned at another scale was tiled at the wrong one silently."""
     text = properties.get("openslide.objective-power")
+    guess = "--magnification M tiles at 10/M um/px (the usual 20x ~ 0.5 um/px); --mpp avoids the guess"
     if text in (None, ""):
-        return None, None
+        return None, f"no objective power in the slide metadata: {guess}"
     try:
         power = float(text)
     except ValueError:
         power = float("nan")
     if np.isfinite(power) and power > 0:
         return power, None
-    return None, (f"objective power {text!r} in the slide metadata is not a magnification: ignored, so "
-                  f"--magnification M tiles at 10/M um/px (the usual 20x ~ 0.5 um/px); --mpp avoids the guess")
+    return None, f"objective power {text!r} in the slide metadata is not a magnification: ignored, so {guess}"
 
 
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # little/big-endian TIFF and BigTIFF
