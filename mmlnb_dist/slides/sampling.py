@@ -113,12 +113,16 @@ def balanced_quotas(candidate_counts: Mapping[str, int], labels: Mapping[str, st
     The class budget is the smallest class's total of available candidates (each slide's count capped at
     `cap`); each class spreads its budget evenly over its slides, handing a small slide's unused share to
     the others. QC rejections can still leave a class a little short: quotas bound kept tiles from above.
+    A class with no candidate at all (`empty_classes`: glass only, or its one slide unreadable) is left out of
+    the smallest-class rule, as a class with no slide is: it set every class's budget to 0, so no slide of any
+    class kept a tile.
     """
     by_class: Dict[str, List[str]] = {}
     for sid in sorted(candidate_counts):
         by_class.setdefault(labels[sid], []).append(sid)
     avail = {sid: min(n, cap) if cap is not None else n for sid, n in candidate_counts.items()}
-    budget = min(sum(avail[s] for s in sids) for sids in by_class.values()) if by_class else 0
+    totals = [sum(avail[s] for s in sids) for sids in by_class.values()]
+    budget = min((t for t in totals if t > 0), default=0)
     quotas: Dict[str, int] = {}
     for sids in by_class.values():
         remaining, todo = budget, sorted(sids, key=lambda s: (avail[s], s))
@@ -129,18 +133,17 @@ def balanced_quotas(candidate_counts: Mapping[str, int], labels: Mapping[str, st
     return quotas
 
 
-def zero_quota_notes(candidate_counts: Mapping[str, int], labels: Mapping[str, str],
-                     quotas: Mapping[str, int]) -> Dict[str, str]:
-    """Why each slide with candidates got a balanced quota of 0 (it keeps no tile, which is reported as a
-    problem: without the reason a user sees tissue on the QC picture and no tile in the shards)."""
+def empty_classes(candidate_counts: Mapping[str, int], labels: Mapping[str, str]) -> List[str]:
+    """Classes none of whose slides has a candidate tile (left out of the balance: see `balanced_quotas`)."""
     totals: Dict[str, int] = {}
     for sid, n in candidate_counts.items():
         totals[labels[sid]] = totals.get(labels[sid], 0) + n
-    empty = sorted(c for c, n in totals.items() if n == 0)
-    if empty:
-        why = (f"class {', '.join(repr(c) for c in empty)} has no candidate tile (no tissue, or unreadable), so "
-               f"every class's budget is 0")
-    else:
-        why = "the smallest class's budget is smaller than this class's number of slides"
+    return sorted(c for c, n in totals.items() if n == 0)
+
+
+def zero_quota_notes(candidate_counts: Mapping[str, int], quotas: Mapping[str, int]) -> Dict[str, str]:
+    """Why each slide with candidates got a balanced quota of 0 (it keeps no tile, which is reported as a
+    problem: without the reason a user sees tissue on the QC picture and no tile in the shards)."""
+    why = "the smallest class's budget is smaller than this class's number of slides"
     return {sid: f"tile quota 0 from slides.sampling.balance_classes: {why}"
             for sid, q in quotas.items() if q == 0 and candidate_counts.get(sid, 0) > 0}

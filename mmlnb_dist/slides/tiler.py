@@ -105,7 +105,7 @@ def plan_quotas(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Tuple[D
     if not s.sampling.balance_classes:
         return {sid: None for sid in usable}, {}
     from .reader import Resolution, SlideError, SlideReader
-    from .sampling import balanced_quotas, candidates, zero_quota_notes
+    from .sampling import balanced_quotas, candidates, empty_classes, zero_quota_notes
     from .slide_task import slide_mask
 
     counts = {}
@@ -120,7 +120,11 @@ def plan_quotas(s: SlidesConfig, usable: Dict[str, Tuple[Path, str]]) -> Tuple[D
             counts[sid] = 0  # it fails again, and is reported, when it is tiled
     labels = {sid: usable[sid][1] for sid in usable}
     quotas = balanced_quotas(counts, labels, s.sampling.max_tiles_per_slide)
-    return dict(quotas), zero_quota_notes(counts, labels, quotas)
+    empty = empty_classes(counts, labels)
+    if empty:  # its slides are reported (no tissue, unreadable); the shards lack the class: said here, once
+        log.warning("slides.sampling.balance_classes: class %s has no candidate tile (no tissue, or unreadable "
+                    "slides): left out, the other classes are balanced among themselves", ", ".join(map(repr, empty)))
+    return dict(quotas), zero_quota_notes(counts, quotas)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -244,3 +244,21 @@ def test_tissue_too_small_for_any_tile_is_no_tissue_not_a_qc_failure(slide03, tm
     result = _process(slide03, tmp_path, (10, 10, 110, 110))
     assert (result["status"], result["candidates"], result["kept"]) == ("no_tissue", 0, 0)
     assert result["error"] == "no tile fits inside the tissue"
+
+
+def test_a_class_with_no_candidate_is_left_out_of_the_balance():
+    """D's one slide unreadable (0 candidates) set every class's budget to 0: no slide of any class kept a tile."""
+    counts = {"u1": 10, "p1": 4, "p2": 3, "d1": 0}
+    labels = {"u1": "UD", "p1": "PD", "p2": "PD", "d1": "D"}
+    assert balanced_quotas(counts, labels, None) == {"u1": 7, "p1": 4, "p2": 3, "d1": 0}
+
+
+def test_a_slide_left_a_quota_of_zero_is_told_why():
+    """PD's one candidate is every class's budget: one of UD's two slides gets 0, and its note says why."""
+    from mmlnb_dist.slides.sampling import zero_quota_notes
+
+    counts, labels = {"u1": 5, "u2": 5, "p1": 1}, {"u1": "UD", "u2": "UD", "p1": "PD"}
+    quotas = balanced_quotas(counts, labels, None)
+    assert quotas == {"u1": 0, "u2": 1, "p1": 1}
+    notes = zero_quota_notes(counts, quotas)
+    assert list(notes) == ["u1"] and "balance_classes" in notes["u1"] and "number of slides" in notes["u1"]
