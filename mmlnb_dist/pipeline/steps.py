@@ -60,13 +60,15 @@ def stage_synth(cfg: Config, env: Optional[DistEnv] = None) -> StageResult:
 def plan_tile(cfg: Config, slides: Path, labels: Path) -> PlannedStage:
     """Whole-slide images -> the shard set `data.shards` (the tiling behind `mmlnb-dist slides tile`)."""
     from ..slides.identity import tiling_inputs_identity
+    from ..slides.slide_task import TILING_VERSION
     from ..slides.tiler import tile_slides
 
     out = Path(cfg.data.shards)
     # Every file tiling reads: a CSV's slides live outside it, and cfg.slides holds only the mask folder's and
     # stain target's paths, so an edited mask or a slide replaced in place would otherwise reuse stale tiles.
     fp = fingerprint("tile", files_fingerprint(slides), files_fingerprint(labels), cfg.slides.model_dump(),
-                     cfg.data.build.model_dump(), cfg.data.classes, tiling_inputs_identity(slides, cfg.slides))
+                     cfg.data.build.model_dump(), cfg.data.classes, tiling_inputs_identity(slides, cfg.slides),
+                     TILING_VERSION)  # tiles staged by older tiling code are not reused either
 
     def work(resume: bool) -> Dict[str, Any]:
         report = tile_slides(cfg.slides, cfg.data.build, slides, labels, out, classes=cfg.data.classes,

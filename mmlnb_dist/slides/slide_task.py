@@ -30,6 +30,11 @@ from .tissue import TissueMask, detect_tissue, mask_from_polygons
 
 log = logging.getLogger(__name__)
 
+# Part of every staged slide's fingerprint: raise it with any change to how the tiles of unchanged inputs and
+# options come out (tissue mask, sampling, QC), so a resume after an upgrade re-tiles instead of reusing slides
+# staged by the old code. 2: the thumbnail aspect scale, blank-glass OD floor and random-tile spacing fixes.
+TILING_VERSION = 2
+
 RESULT = "result.json"
 TILES = "tiles.jsonl"
 REJECTED = "rejected.jsonl"  # every QC-rejected tile with its reason and scores (an audit trail)
@@ -60,7 +65,7 @@ def fingerprint(cfg: SlidesConfig, path: Path, quota: Optional[int], target: Opt
     options = cfg.model_dump(mode="json", exclude={"workers", "ray_address", "log_to_tracking", "qc_pictures",
                                                    "mask_dir", "assume_mpp"})
     h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
-    h.update(f"{slide_identity(path)}|{quota}".encode())  # not name + size: see slides/identity.py
+    h.update(f"{slide_identity(path)}|{quota}|v{TILING_VERSION}".encode())  # not name + size: slides/identity.py
     if target is not None:
         h.update(np.ascontiguousarray(target).tobytes())
     if mask_path is not None and Path(mask_path).is_file():

@@ -56,6 +56,17 @@ def test_the_fingerprint_follows_what_the_tiles_depend_on_and_nothing_else(wsi, 
     assert fingerprint(_cfg(), path, 10, target, mask) != base
 
 
+def test_the_fingerprint_follows_the_tiling_code_version(wsi, tmp_path, monkeypatch):
+    """Slides staged before a fix of the mask code (same options, same slide) were reused with their old masks on
+    resume after an upgrade: a version of the tiling code is part of the fingerprint."""
+    from mmlnb_dist.slides import slide_task
+
+    path, _ = wsi
+    base = fingerprint(_cfg(), path, 10, None, None)
+    monkeypatch.setattr(slide_task, "TILING_VERSION", slide_task.TILING_VERSION + 1)
+    assert fingerprint(_cfg(), path, 10, None, None) != base
+
+
 def test_a_damaged_result_record_is_no_result(tmp_path):
     assert load_result(tmp_path, "S") is None
     (tmp_path / "slides" / "S").mkdir(parents=True)
