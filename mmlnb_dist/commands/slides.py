@@ -155,7 +155,9 @@ def run_synth(args: argparse.Namespace) -> int:
         raise UserError(f"--size {args.size}: must be a multiple of 256 and at least 1024")
     if args.seed < 0:  # numpy's seeding refuses it mid-slide, after --out was made (a traceback)
         raise UserError(f"--seed {args.seed}: must be 0 or more")
-    own = re.compile(r"labels\.csv|synth-[A-Z]+-\d+\.tif")
+    # (with the `.partial` a run stopped mid-slide leaves: its own file, removed below as stale, not a foreign one
+    # that made the rerun refuse the folder)
+    own = re.compile(r"labels\.csv|synth-[A-Z]+-\d+\.tif(\.partial)?")
     refuse_foreign_files(args.out, own, "slides synth", "labels.csv and synth-<class>-<k>.tif")
     try:
         args.out.mkdir(parents=True, exist_ok=True)
