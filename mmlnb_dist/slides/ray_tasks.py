@@ -34,6 +34,7 @@ def ray_results(jobs: List[SlideJob], address: str,
     import ray
 
     started = connect(address)
+    pending: List[Any] = []
     try:
         task = ray.remote(num_cpus=1, max_retries=1)(process_slide)
         refs = {task.remote(job): job for job in jobs}
@@ -45,5 +46,13 @@ def ray_results(jobs: List[SlideJob], address: str,
             except Exception as err:  # noqa: BLE001 - a lost worker or node: that slide fails, the rest go on
                 yield crashed(refs[ready[0]], err)
     finally:
+        # Stopped early (Ctrl-C, SIGTERM, an error): on a Ray this call did not start (a notebook's, a test's) the
+        # queued slides went on being tiled into <out>.work/ after `slides tile` had returned, racing a rerun's
+        # tasks for the same staging folders. Cancelled, as the process pool cancels its queued slides.
+        for ref in pending:
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - a task finished meanwhile, or its worker is gone: nothing to stop
+                pass
         if started:
             ray.shutdown()

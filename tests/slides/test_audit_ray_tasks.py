@@ -46,6 +46,9 @@ class FakeRay(types.ModuleType):
     def shutdown(self):
         self.calls.append(("shutdown", {}))
 
+    def cancel(self, ref):
+        self.calls.append(("cancel", ref[1]))
+
 
 @pytest.mark.parametrize("initialized", [False, True])
 def test_one_task_per_slide_in_completion_order_and_a_lost_worker_fails_its_slide_only(monkeypatch, initialized):
@@ -80,3 +83,26 @@ def test_ray_is_shut_down_when_the_consumer_stops_early(monkeypatch):
     results.close()  # e.g. an interrupted `slides tile`
     assert [name for name, _ in fake.calls][-1] == "shutdown"
     assert ray_tasks.connect("auto") is False  # already initialised now
+
+
+@pytest.mark.parametrize("initialized", [False, True])
+def test_the_queued_slides_are_cancelled_when_the_consumer_stops_early(monkeypatch, initialized):
+    """On a Ray this call did not start (a notebook's), the slides still queued went on being tiled into the
+    staging folder after an interrupted `slides tile` returned, racing a rerun for the same folders."""
+    fake = FakeRay(initialized)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(ray_tasks, "process_slide", lambda job: {"slide_id": job})
+    results = ray_tasks.ray_results(["a", "b", "c"], "auto", lambda job, err: {})
+    assert next(results) == {"slide_id": "c"}
+    results.close()
+    assert sorted(arg for name, arg in fake.calls if name == "cancel") == ["a", "b"]
+    kinds = [name for name, _ in fake.calls]
+    assert ("shutdown" in kinds) is (not initialized)
+
+
+def test_a_finished_run_cancels_nothing(monkeypatch):
+    fake = FakeRay(True)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(ray_tasks, "process_slide", lambda job: {"slide_id": job})
+    assert len(list(ray_tasks.ray_results(["a", "b"], "auto", lambda job, err: {}))) == 2
+    assert not [name for name, _ in fake.calls if name == "cancel"]
