@@ -19,14 +19,20 @@ row reads `fine_tuned_vlm` descriptions."""
 
 
 def rows(cfg: Any) -> Dict[str, Tuple[str, List[str]]]:
-    """{row: (what it changes, overrides)}."""
+    """{row: (what it changes, overrides)}. Every row sets both settings the table varies (the fusion mode and the
+    curriculum), not only the one it changes: the overrides apply to the study's config, and a row that left one
+    to it trained another model than it names on a config of another mode or without the curriculum (`full`
+    trained as `no_curriculum` does, `no_curriculum` concatenation)."""
+    def row(mode: str, curriculum: bool = True, *more: str) -> List[str]:
+        return [f"fusion.model.mode={mode}", *more, f"fusion.curriculum.enabled={str(curriculum).lower()}"]
+
     return {
-        "full": ("image + text, PRMF, curriculum (the paper's model)", ["fusion.model.mode=prmf"]),
-        "no_text": ("no text branch (image only)", ["fusion.model.mode=image_only"]),
-        "no_image": ("no image branch (text only)", ["fusion.model.mode=text_only"]),
-        "no_fine_tune": ("no VLM fine-tuning: descriptions from the base VLM, no adapter", ["fusion.model.mode=prmf"]),
-        "concat": ("concatenation instead of PRMF", ["fusion.model.mode=concat"]),
-        "no_curriculum": ("no curriculum: lambda fixed at 1", ["fusion.curriculum.enabled=false"]),
+        "full": ("image + text, PRMF, curriculum (the paper's model)", row("prmf")),
+        "no_text": ("no text branch (image only)", row("image_only")),
+        "no_image": ("no image branch (text only)", row("text_only")),
+        "no_fine_tune": ("no VLM fine-tuning: descriptions from the base VLM, no adapter", row("prmf")),
+        "concat": ("concatenation instead of PRMF", row("concat")),
+        "no_curriculum": ("no curriculum: lambda fixed at 1", row("prmf", False)),
         "fixed_alpha": ("fixed alpha 0.5 instead of the confidence network",
-                        ["fusion.model.mode=fixed_alpha", "fusion.model.fixed_alpha=0.5"]),
+                        row("fixed_alpha", True, "fusion.model.fixed_alpha=0.5")),
     }
