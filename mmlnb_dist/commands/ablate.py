@@ -59,7 +59,9 @@ def _ablate(args: argparse.Namespace) -> int:
                           f"leave --rows out for all of them")
     train_jobs = None
     if cfg.tune.max_concurrent > 1:  # concurrent rows: Ray Tune trials (tuning sits above studies)
-        from ..tuning.study import train_as_trials as train_jobs
+        from ..tuning.study import check_rows_fit, train_as_trials as train_jobs
+
+        check_rows_fit(cfg)  # before the study's VLM stages: a row Ray could never place waited forever after them
     env = DistEnv.from_environment()
     folder = study_folder(cfg)  # beside the train run of this config (<run.output_dir>/<run.name>), not in it
     refuse_file_in_the_way(folder, "the study's folder <run.output_dir>/<run.name>-study")  # before its log

@@ -354,18 +354,20 @@ def check_outputs(dirs: Dict[str, Path]) -> None:
     refuse_file_in_the_way(best.parent, "tune.best_config")
 
 
-def check_resources(cfg: Config) -> None:
+def check_resources(cfg: Config, ranks: Optional[int] = None) -> None:
     """Refuse, before Ray starts, a search whose trial could never be placed on the local instance it would start
     (Tune and Ray Train otherwise wait for the resources forever, silently). Not for a cluster (`tune.address`,
-    RAY_ADDRESS), which may add nodes as trials wait."""
+    RAY_ADDRESS), which may add nodes as trials wait. `ranks`: a trial that runs that many ranks in its own process
+    (a study's row: one, `tuning.study`), not `tune.workers_per_trial` ranks in a worker group."""
     import ray
 
     t = cfg.tune
     if ray.is_initialized() or t.address or os.environ.get("RAY_ADDRESS"):
         return
-    parts = [f"{t.workers_per_trial} rank(s) x {t.cpus_per_trial:g} CPU"]
-    cpus = t.workers_per_trial * t.cpus_per_trial
-    if t.worker_groups and not t.worker_pool:
+    workers = t.workers_per_trial if ranks is None else ranks
+    parts = [f"{workers} rank(s) x {t.cpus_per_trial:g} CPU"]
+    cpus = workers * t.cpus_per_trial
+    if ranks is None and t.worker_groups and not t.worker_pool:
         cpus += 1
         parts.insert(0, "1 for the trial process driving its TorchTrainer")
     have = {"CPU": float(t.num_cpus or os.cpu_count() or 1)}
@@ -373,14 +375,16 @@ def check_resources(cfg: Config) -> None:
     if t.gpus_per_trial > 0:
         import torch
 
-        need["GPU"] = t.workers_per_trial * t.gpus_per_trial
+        need["GPU"] = workers * t.gpus_per_trial
         have["GPU"] = float(torch.cuda.device_count())
     short = [k for k in need if need[k] > have[k] + 1e-9]
     if short:
+        lower = "tune.workers_per_trial or tune.cpus_per_trial" if ranks is None else \
+            "tune.cpus_per_trial" + (" or tune.gpus_per_trial" if "GPU" in short else "")
         raise SearchError(
             f"one trial needs {need['CPU']:g} CPU ({' + '.join(parts)})"
             + (f" and {need['GPU']:g} GPU" if "GPU" in need else "")
             + f", but the local Ray instance has {have['CPU']:g} CPU" + (f" and {have['GPU']:g} GPU" if "GPU" in have
                                                                           else "")
-            + " (tune.num_cpus, else this machine's count): lower tune.workers_per_trial or tune.cpus_per_trial, or "
+            + f" (tune.num_cpus, else this machine's count): lower {lower}, or "
               "raise tune.num_cpus (Ray may be told of more CPUs than the machine has)")

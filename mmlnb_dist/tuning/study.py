@@ -25,6 +25,7 @@ from ..core.signals import sigterm_handler_kept
 from ..pipeline import is_up_to_date, stage_file
 from ..studies import RowJob, study_folder, train_row
 from ..studies.table import first_line
+from .checks import check_resources
 from .stop import GracefulSearchStop
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,13 @@ def row_trial(params: Dict[str, Any], jobs: Dict[str, Dict[str, Any]]) -> None:
     tune.report({k: float(v) for k, v in info.get("metrics", {}).items() if isinstance(v, (int, float))})
 
 
+def check_rows_fit(cfg: Config) -> None:
+    """Refuse, before the study trains or describes anything, rows that no local Ray instance could place: a row's
+    trial runs one rank in its own process with `tune.cpus_per_trial` / `tune.gpus_per_trial`, and Tune waited for
+    more than the instance has forever, after the VLM stages had run (`checks.check_resources`)."""
+    check_resources(cfg, ranks=1)
+
+
 def train_as_trials(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str, Any]]:
     """`studies.TrainJobs`: runs that are up to date are read from their stage records; the others are trials."""
     import ray
@@ -68,6 +76,7 @@ def train_as_trials(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str,
     pending = {name: job for name, job in jobs.items() if name not in infos}
     if not pending:
         return infos
+    check_rows_fit(cfg)
     study_dir = study_folder(cfg)
     server = None
     uri = next(iter(pending.values())).cfg.tracking.uri
