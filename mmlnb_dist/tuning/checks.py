@@ -104,15 +104,21 @@ def _refuse_max_t_below_the_reports(cfg: Config, spec: Any, space: Optional[Dict
 
 
 def _most_epochs(entry: Any) -> Optional[int]:
-    """The most epochs a space's `train.epochs` entry gives (its choice or grid values, a randint's high - 1);
-    None for another distribution or a fixed value."""
-    if not isinstance(entry, dict):
-        return None
-    values = entry.get("choice") or entry.get("grid")
-    if isinstance(values, list) and values and all(isinstance(v, int) for v in values):
-        return max(values)
-    ends = entry.get("randint")
-    return ends[1] - 1 if isinstance(ends, list) and len(ends) >= 2 and isinstance(ends[1], int) else None
+    """The most epochs a space's `train.epochs` entry gives (its choice or grid values, a randint's high - 1, a
+    quniform's high end, which Ray's qrandint includes); None for a fixed value. Whole floats count (`6.0`, taken
+    as 6): a quniform, or a choice with one, was not counted, and ASHA stopped its longest trials at max_t."""
+    def whole(v: Any) -> Optional[int]:
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v).is_integer() else None
+
+    values = (entry.get("choice") or entry.get("grid")) if isinstance(entry, dict) else None
+    if isinstance(values, list) and values:
+        epochs = [whole(v) for v in values]
+        return max(epochs) if None not in epochs else None  # type: ignore[type-var]
+    for kind, below in (("randint", 1), ("quniform", 0)):  # randint's high end is exclusive
+        ends = entry.get(kind) if isinstance(entry, dict) else None
+        if isinstance(ends, list) and len(ends) >= 2 and whole(ends[1]) is not None:
+            return whole(ends[1]) - below  # type: ignore[operator]
+    return None
 
 
 def check_recipe(cfg: Config) -> None:
