@@ -35,6 +35,7 @@ from .checks import (RESTORED_SETTINGS, SearchError, check_choice_values, check_
                      check_resume_base, check_resume_goal, check_resume_space, check_search, check_space_is_read,
                      default_space, recorded_base, started_with, unreported_metric, warn_ignored_on_resume)
 from .outcome import finish
+from .ranges import trial_config_check
 from .results import FINISHED, trial_rows
 from .space import DISTRIBUTIONS, apply_params, load_space, resolve_space, to_tune_space
 from .stop import GracefulSearchStop, SearchInterrupted
@@ -169,7 +170,8 @@ def run_search(cfg: Config, space_path: Optional[Path] = None) -> Dict[str, Any]
     if kept is not None and kept != cfg.train.best_metric:
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"best_metric": kept})})
     base = cfg.model_dump(mode="json")
-    space = load_space(space_path, base)  # every range end gives a valid config, checked before Ray starts
+    # every range end gives a valid config that the trial's recipe accepts, checked before Ray starts
+    space = load_space(space_path, base, check=trial_config_check(cfg))
     space = absolute_values(space, base, Path.cwd())  # a trial runs in a folder of its own
     space = leave_out_unfit_values(space, base, cfg.tune.recipe, space_path)  # e.g. `sum` on unequal widths
     check_space_is_read(space, cfg.tune.recipe, space_path)

@@ -21,8 +21,8 @@ The shipped spaces are package data (`mmlnb_dist/tuning/spaces/`; `tune/spaces` 
 
 `load_space(path, base)` also checks the space against the base config before Ray starts: both ends of every range
 and every choice, alone and paired with every end of every other key (the rest at their midpoints), must give a
-config that validates, so a range whose high end is invalid fails at search start instead of in some trial.
-Without `base` it checks what the config model's field types alone decide (`check_types`): no uniform or
+config that validates (and that `check`, the trial recipe's config check, accepts; `ranges`), so a range whose
+high end is invalid fails at search start instead of in some trial. Without `base` it checks what the config model's field types alone decide (`check_types`): no uniform or
 loguniform on an integer field, `scale: epochs` only on integer fields and only with numbers.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
 import yaml
 
@@ -70,9 +70,11 @@ def resolve_space(path: Union[str, Path]) -> Path:
                      f"{', '.join(shipped_spaces())} (give a name, e.g. --space curriculum)")
 
 
-def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
+def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None,
+               check: Optional[Callable[[Any], None]] = None) -> Dict[str, Dict[str, Any]]:
     """Read and validate a space file; returns {dotted_key: spec}. With `base` (the search's config as a dict)
-    every range end and choice is also checked to give a valid config (`check_ranges`)."""
+    every range end and choice is also checked to give a valid config (`ranges.check_ranges`), and one `check`
+    (the trial recipe's config check, `ranges.trial_config_check`) does not refuse."""
     path = Path(path)
     if not path.is_file():
         raise SpaceError(f"search space file not found: {path}")
@@ -111,8 +113,10 @@ def load_space(path: Union[str, Path], base: Optional[Dict[str, Any]] = None) ->
                          f"train.epochs{'' if base is None else f'={_epochs(base)}'}, but the space varies "
                          f"train.epochs too: give those keys in epochs (no scale), or do not search train.epochs")
     if base is not None:
+        from .ranges import check_ranges  # (it builds configs the way a trial does: `apply_params` below)
+
         check_scaled_epochs(params, _epochs(base), path)
-        check_ranges(params, base, path)
+        check_ranges(params, base, path, check)
     return params
 
 
@@ -207,103 +211,8 @@ def range_ends(spec: Mapping[str, Any]) -> List[Tuple[str, Any]]:
     return [("low end", val[0]), ("high end", val[1] - 1 if kind == "randint" else val[1])]
 
 
-def _midpoint(spec: Mapping[str, Any]) -> Any:
-    """A value well inside the range (geometric middle of a loguniform), the first choice."""
-    kind = next(k for k in spec if k in DISTRIBUTIONS)
-    val = spec[kind]
-    if kind in ("choice", "grid"):
-        return val[0]
-    if kind == "randint":
-        return (val[0] + val[1] - 1) // 2
-    if kind == "loguniform":
-        return math.sqrt(val[0] * val[1])
-    mid = (val[0] + val[1]) / 2
-    return round(mid / val[2]) * val[2] if kind == "quniform" else mid
-
-
-def check_ranges(params: Mapping[str, Dict[str, Any]], base: Dict[str, Any], source: Any = "space") -> None:
-    """Every end of every range and every choice, alone and paired with every end of every other key (the other
-    keys at their midpoints), must give a valid config through the trial's own path (`apply_params`, then the
-    config validation). Pairs catch ordering constraints (ramp_end >= ramp_start, increasing phase starts).
-    A failure is a SpaceError naming the key(s), the end(s) and the config's own reason; where `scale: epochs`
-    keys are involved and more epochs would give a valid space (fractions that round to the same epoch: three
-    phases in 2 epochs), it names train.epochs and the fewest epochs the space needs."""
-    for picked in _picks(params):
-        try:
-            _validate(base, params, picked, source)
-        except SpaceError as err:
-            scaled = [key for key in ([key for key, _ in picked] or list(params))
-                      if params[key].get("scale") == "epochs"]
-            fewest = _fewest_epochs(params, base) if scaled else None
-            if fewest is None:
-                raise
-            epochs = _epochs(base)
-            detail = str(err).removeprefix(f"{source}: ")
-            raise SpaceError(f"{source}: train.epochs={epochs} is too few for this space: its fractions of "
-                             f"train.epochs ({', '.join(scaled)}) round to colliding epochs. Set "
-                             f"train.epochs={fewest} or more, or narrow or drop those keys. With "
-                             f"train.epochs={epochs}, {detail}") from None
-
-
-def _picks(params: Mapping[str, Dict[str, Any]]) -> Iterator[List[Tuple[str, Tuple[str, Any]]]]:
-    """The (key, (which end, value)) sets `check_ranges` validates: none (all midpoints), each end alone first (a
-    lone bad end is named alone), then every pair of ends of two keys."""
-    yield []
-    keys = list(params)
-    for key in keys:
-        for end in range_ends(params[key]):
-            yield [(key, end)]
-    for i, key in enumerate(keys):
-        for other in keys[i + 1:]:
-            for end in range_ends(params[key]):
-                for other_end in range_ends(params[other]):
-                    yield [(key, end), (other, other_end)]
-
-
 def _epochs(base: Mapping[str, Any]) -> int:
     return int(base.get("train", {}).get("epochs", 1))
-
-
-def _fewest_epochs(params: Mapping[str, Dict[str, Any]], base: Dict[str, Any]) -> Optional[int]:
-    """The fewest epochs above the base config's at which the whole space validates, None if none up to twice
-    as many (at least 20): the hint for a space whose scaled keys have too few epochs to spread over. Only on the
-    error path, so its cost (a full check per candidate, ~50 ms) is paid by a search that is refused anyway."""
-    epochs = _epochs(base)
-    for candidate in range(epochs + 1, max(2 * epochs, 20) + 1):
-        more = {**base, "train": {**base.get("train", {}), "epochs": candidate}}
-        try:
-            for picked in _picks(params):
-                _validate(more, params, picked, "space")
-        except SpaceError:
-            continue
-        return candidate
-    return None
-
-
-def _validate(base: Dict[str, Any], params: Mapping[str, Dict[str, Any]],
-              picked: List[Tuple[str, Tuple[str, Any]]], source: Any) -> None:
-    from ..config import config_from_dict
-
-    epochs = _epochs(base)
-    typical = {k: _midpoint(v) for k, v in params.items()}
-    sampled = {key: epochs_of(params[key], value, epochs)
-               for key, value in {**typical, **{key: value for key, (_, value) in picked}}.items()}
-    try:  # a list index the base config has no entry for (the key itself is a field: `check_keys`)
-        cfg_dict, applied = apply_params(base, sampled, params)
-    except ConfigError as err:
-        raise SpaceError(f"{source}: {err}") from None
-    try:
-        config_from_dict(cfg_dict, f"{source}")
-    except ConfigError as err:
-        if not picked:
-            what = "its midpoint (every range at its middle, every choice at its first value)"
-        else:
-            what = " together with ".join(
-                f"'{key}' {which} {value!r}" + (f" (x train.epochs -> {applied[key]})"
-                                                if params[key].get("scale") == "epochs" else "")
-                for key, (which, value) in picked)
-        raise SpaceError(f"{source}: the space gives an invalid config at {what}: {err}. Narrow the range in the "
-                         f"space file (or change the base config) so every value it can sample is valid") from None
 
 
 def check_keys(params: Mapping[str, Any], source: Any = "space") -> None:
