@@ -25,7 +25,7 @@ from ..core.signals import sigterm_handler_kept
 from ..pipeline import is_up_to_date, stage_file
 from ..studies import RowJob, study_folder, train_row
 from ..studies.table import first_line
-from .checks import check_resources
+from .checks import SearchError, check_resources
 from .stop import GracefulSearchStop
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,18 @@ def row_trial(params: Dict[str, Any], jobs: Dict[str, Dict[str, Any]]) -> None:
 def check_rows_fit(cfg: Config) -> None:
     """Refuse, before the study trains or describes anything, rows that no local Ray instance could place: a row's
     trial runs one rank in its own process with `tune.cpus_per_trial` / `tune.gpus_per_trial`, and Tune waited for
-    more than the instance has forever, after the VLM stages had run (`checks.check_resources`)."""
+    more than the instance has forever, after the VLM stages had run (`checks.check_resources`). A trial of several
+    ranks (`tune.workers_per_trial`, `tune.use_ray_train`: a search's worker group) or GPUs is refused: the row ran on
+    one rank and one GPU without a word."""
+    t = cfg.tune
+    asked = ([f"tune.workers_per_trial={t.workers_per_trial}"] if t.workers_per_trial > 1 else []) + \
+        (["tune.use_ray_train=true"] if t.use_ray_train else []) + \
+        ([f"tune.gpus_per_trial={t.gpus_per_trial:g}"] if t.gpus_per_trial > 1 else [])
+    if asked:
+        raise SearchError(f"{', '.join(asked)}: ablate runs each row as a Ray Tune trial of one rank in the trial's "
+                          f"own process (tune.max_concurrent={t.max_concurrent} rows at a time), which uses one GPU at "
+                          f"most: leave tune.workers_per_trial at 1, tune.use_ray_train unset and tune.gpus_per_trial "
+                          f"at most 1")
     check_resources(cfg, ranks=1)
 
 

@@ -25,8 +25,7 @@ def test_ablate_refuses_rows_no_local_instance_can_place_before_any_stage(tmp_pa
 
 
 def test_train_as_trials_refuses_before_ray_starts(tmp_path, monkeypatch):
-    """A row's trial is one rank in its own process: `tune.workers_per_trial` (a search's worker group) does not
-    count, and a row that fits is not refused because of it."""
+    """Called on its own (the API, not the command) it refuses too; a row that exactly fits is not refused."""
     import ray
 
     from mmlnb_dist.studies import RowJob
@@ -43,4 +42,22 @@ def test_train_as_trials_refuses_before_ray_starts(tmp_path, monkeypatch):
     from mmlnb_dist.tuning.study import check_rows_fit
 
     check_rows_fit(load_config("cpu-demo", [f"run.output_dir={tmp_path}", "tune.num_cpus=2", "tune.address=null",
-                                            "tune.cpus_per_trial=2", "tune.workers_per_trial=2"]))
+                                            "tune.cpus_per_trial=2"]))
+
+
+@pytest.mark.parametrize("extra, named", [(["tune.workers_per_trial=2"], "tune.workers_per_trial=2"),
+                                          (["tune.use_ray_train=true"], "tune.use_ray_train=true"),
+                                          (["tune.gpus_per_trial=2"], "tune.gpus_per_trial=2")])
+def test_ablate_refuses_rows_of_several_ranks_or_gpus(tmp_path, monkeypatch, capsys, extra, named):
+    """A row's trial runs one rank in its own process: `tune.workers_per_trial=2` (or a worker group, or two GPUs a
+    trial) was accepted and each row trained on one rank and one GPU, without a word."""
+    import mmlnb_dist.studies as studies
+    from mmlnb_dist.cli import main
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(studies, "run_study", lambda *a, **k: pytest.fail("the study started: its rows would run on one rank"))
+    code = main(["ablate", "--config", "cpu-demo", f"run.output_dir={tmp_path}", "tune.max_concurrent=2",
+                 "tune.address=auto", *extra])  # a cluster: its resources are not checked, the ranks are
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{named}: ablate runs each row as a Ray Tune trial of one rank" in err
