@@ -94,9 +94,11 @@ class FolderLock:
     """Exclusive, non-blocking lock on `folder` (created if missing). Not re-entrant: a second FolderLock on the
     same folder fails even in the same process, so exactly one layer (the recipe runner, a command) takes it."""
 
-    def __init__(self, folder: Path, command: str):
+    def __init__(self, folder: Path, command: str, study: bool = False):
         self.folder = Path(folder)
         self.command = command
+        self.study = study
+        """The folder is the study's that takes it (`ablate`): its study files are its own, not another job's."""
         self._lock: Optional[FileLock] = None
         self.found_empty = False
         """Whether `folder` existed and was empty when the lock was taken (made by the user for the job: a job
@@ -128,7 +130,8 @@ class FolderLock:
 
     def acquire(self) -> "FolderLock":
         refuse_file_in_the_way(self.folder, f"{self.command}: its folder")
-        refuse_other_jobs_folder(self.folder, self.command)  # (also here: some jobs take the lock directly)
+        if not self.study:  # (also here: some jobs take the lock directly)
+            refuse_other_jobs_folder(self.folder, self.command)
         self.found_empty = self.folder.is_dir() and not any(self.folder.iterdir())
         self.folder.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.folder / LOCK_FILE), timeout=0)
@@ -213,9 +216,11 @@ class ReadLock:
     other readers are not. A folder being written refuses the reader (`FolderInUseError`, naming the writer). A
     missing folder, or one the reader may not write where no lock file exists yet, is read without a lock."""
 
-    def __init__(self, folder: Path, command: str):
+    def __init__(self, folder: Path, command: str, study: bool = False):
         self.folder = Path(folder)
         self.command = command
+        self.study = study
+        """The folder is the study's that takes it (`ablate`): its study files are its own, not another job's."""
         self._fd: Optional[int] = None
         self._record: Optional[Path] = None
 

@@ -41,6 +41,7 @@ from ..core.divergence import TrainingDiverged
 from ..core.errors import ConfigError, UserError
 from ..core.files import refuse_file_in_the_way, strict_json
 from ..core.logging import DETAIL
+from ..core.runlock import FolderLock
 from ..pipeline import run_stage
 from ..recipes import RECIPES, recipe_class
 from .descriptions import (BASE, FINE_TUNED, SHARDS, DescriptionSets, check_source, prepare_descriptions,
@@ -248,13 +249,21 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
         log.info("study %s: its runs are not registered (tracking.register_name=%s is for train and pipeline); "
                  "register one with: mmlnb-dist register --run %s/<row>-seed<seed>", study_dir.name,
                  cfg.tracking.register_name, study_dir)
-    parent = _open_parent(cfg, study_dir, chosen, seeds)
+    # One study per folder: a second ablate of the same config (its rows, table, study.json and parent run) trained
+    # the rows the first had not reached yet, failed on those it held, and both wrote the table
+    lock = FolderLock(study_dir, "mmlnb-dist ablate", study=True).acquire() \
+        if DistEnv.from_environment().is_main else None
     try:
-        return _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available, metrics, train_jobs)
-    except BaseException as err:  # the parent run ends as the study did (it stayed RUNNING for good)
-        if parent is not None:
-            parent.finish(status="KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-        raise
+        parent = _open_parent(cfg, study_dir, chosen, seeds)
+        try:
+            return _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available, metrics, train_jobs)
+        except BaseException as err:  # the parent run ends as the study did (it stayed RUNNING for good)
+            if parent is not None:
+                parent.finish(status="KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
+            raise
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available, metrics,
