@@ -101,13 +101,17 @@ def _base_identity(vcfg: Any) -> Dict[str, str]:
 def check_resumed_base(vcfg: Any, run_dir: Path, resuming: bool) -> None:
     """Refuse a resume whose base weights differ from those the run began on: the checkpoints hold the LoRA weights
     alone, so the resume would go on training them on another model (a base folder overwritten, a newer hub
-    revision pulled between the kill and the resume). The same bytes elsewhere (a copy, new mtimes) resume.
+    revision pulled between the kill and the resume). The same bytes elsewhere (a copy, new mtimes, a newer hub
+    commit that left the weights alone) resume: where both sides have a weights digest, it alone decides.
     Reads only (`check` creates nothing)."""
     record = Path(run_dir) / BASE_RECORD
     if not resuming or not record.is_file():
         return
     began = json.loads(record.read_text())
     now = _base_identity(vcfg)
+    if began.get("model_weights") and now.get("model_weights"):  # the bytes decide, as describe's `same_writer`:
+        began, now = ({"model_weights": d["model_weights"]} for d in (began, now))  # a commit that left the
+        # weights alone (a README, a tokenizer config) is the same base; the commit decides only without digests
     changed = [f"{k}: {began.get(k)} -> {now.get(k)}" for k in sorted(set(began) | set(now))
                if began.get(k) != now.get(k)]
     if changed:
