@@ -17,7 +17,7 @@ from ..core.files import refuse_file_in_the_way, replace_text, strict_json
 from ..core.progress import progress_bar
 from ..core.runlock import ReadLock
 from ..data.description_table import DescriptionTable
-from ..data.text_writer import TINY_KEYS, text_writer_warnings
+from ..data.text_writer import TINY_KEYS, WEIGHTS_KEY, text_writer_warnings
 from .errors import PredictError
 from .agreement import agreement
 from .inputs import collect_inputs, decoded, require_descriptions, shard_sets_read, with_image_bytes
@@ -64,6 +64,20 @@ def _vlm_describer(vlm: str, adapter: Optional[Path], given: Optional[Any] = Non
                            f"--adapter {adapter}: no adapter_config.json (a peft adapter folder is expected)")
     cfg = vlm_settings(vlm, adapter, given)
     return image_describer(vlm, adapter, cfg.vlm, cfg.distributed.precision)
+
+
+def _base_weights(vlm: str) -> Dict[str, str]:
+    """{`WEIGHTS_KEY`: digest} of the base VLM's weight bytes, as describe records them ({} for `tiny`, told by its
+    seed and tower, and for a hub id only the network has): `same_writer` then judges the writer by its bytes, so a
+    copy of the training weights elsewhere is the training writer and a folder whose weights were replaced is not
+    (by name alone it was the other way round), and a journal of other base weights is not resumed."""
+    from ..recipes.vlm.model import TINY
+    from ..recipes.vlm.weights_identity import weights_identity
+
+    if vlm == TINY:
+        return {}
+    digest_ = weights_identity(vlm, vlm).get(WEIGHTS_KEY)
+    return {WEIGHTS_KEY: digest_} if digest_ else {}
 
 
 def _request_frame(good: List[Dict[str, Any]]):
@@ -266,6 +280,7 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
             # the settings are part of the job: a resume under another prompt or decoding would mix two kinds of text
             writer = {"model": vlm, "adapter_sha256": fine_tune_sha256(vlm, adapter),
                       **{k: getattr(vlm_cfg.vlm, k) for k in TINY_KEYS},  # (which `tiny`: `same_writer`)
+                      **_base_weights(vlm),  # (which base bytes, as describe records them: `same_writer`)
                       "settings": digest([json.dumps(vlm_cfg.vlm.model_dump(mode="json"), sort_keys=True),
                                           str(vlm_cfg.distributed.precision)])}
         sets = shard_sets_read(inputs)
