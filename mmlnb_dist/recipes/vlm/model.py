@@ -177,11 +177,11 @@ def param_groups(model: torch.nn.Module, lr: float, merger_lr: Optional[float] =
 
 
 def load_adapter(model: torch.nn.Module, adapter_dir: Union[str, Path], trainable: bool = False):
-    """Base model + a saved peft adapter (safetensors), refused on another tiny base than it was trained on."""
+    """Base model + a saved peft adapter (safetensors), refused by name on another base (`check_adapter_loads`)."""
     from peft import PeftModel
+    from .preflight import check_adapter_loads  # (here, not at the top: preflight imports this module)
 
-    check_adapter_base(model, adapter_dir)
-    check_adapter_finite(adapter_dir)
+    check_adapter_loads(model, adapter_dir)
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
 
 

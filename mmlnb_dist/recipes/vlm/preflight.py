@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple, Union
 
 from ...core.errors import ConfigError, UserError
 from ...data.map import PROGRESS_DIR, PROVENANCE_FILE
@@ -120,9 +120,23 @@ def check_adapter_shapes(resolved: str, adapter: str) -> None:
     adapter on a 7B). Base names that differ are only warned about (`check_adapter_base`), so peft's `size
     mismatch` traceback came in the first batch, after the output was claimed. Shapes only: the base's structure
     on the meta device, the adapter's safetensors headers."""
+    check_adapter_fits(model_skeleton(resolved), resolved, adapter)
+
+
+def check_adapter_loads(model: Any, adapter: Union[str, Path]) -> None:
+    """What `load_adapter` checks on the loaded base before peft loads the adapter: its base by name, finite weights,
+    and shapes that fit (for `predict --vlm` and `export-vlm` too, which have no describe preflight: peft's raw
+    `size mismatch` traceback named neither the adapter nor the base to give)."""
+    V.check_adapter_base(model, adapter)
+    V.check_adapter_finite(adapter)
+    check_adapter_fits(model, getattr(model, "name_or_path", None) or "the loaded model", adapter)
+
+
+def check_adapter_fits(base: Any, name: str, adapter: Union[str, Path]) -> None:
+    """`check_adapter_shapes` against `base` (a skeleton, or the loaded model `load_adapter` is given: `predict
+    --vlm` and `export-vlm` load it without describe's preflight), naming it `name`."""
     from safetensors import safe_open
 
-    base = model_skeleton(resolved)
     modules, params = dict(base.named_modules()), dict(base.named_parameters())
     for path in sorted(Path(adapter).glob("*.safetensors")):
         with safe_open(str(path), "pt") as f:
@@ -131,7 +145,7 @@ def check_adapter_shapes(resolved: str, adapter: str) -> None:
                 expected = _expected_shape(key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key,
                                            shape, modules, params)
                 if expected != shape:
-                    raise UserError(f"--adapter {adapter} does not fit the base model {resolved}: its {key} has "
+                    raise UserError(f"--adapter {adapter} does not fit the base model {name}: its {key} has "
                                     f"shape {shape}, the base's layer needs "
                                     f"{expected if expected is not None else 'no such module'} (the adapter was "
                                     f"trained on another model: give its base as --vlm / vlm.model, named in "

@@ -59,3 +59,17 @@ def test_the_adapter_on_a_base_of_its_shapes_describes(made):
     cfg, tmp, small, _, adapter = made
     result = D.run_describe(cfg, str(small), str(adapter), tmp / "in", tmp / "out-small", progress=False)
     assert result["num_samples"] == 4
+
+
+def test_predict_vlm_and_export_vlm_refuse_an_adapter_of_another_base_shape_by_name(made):
+    """`predict --vlm` (`image_describer`) and `export-vlm` (`merge_and_export`) load the adapter without describe's
+    preflight: peft's raw `size mismatch` traceback named neither the adapter nor the base to give."""
+    from mmlnb_dist.recipes.vlm.merge import merge_and_export
+
+    cfg, tmp, _, big, adapter = made
+    with pytest.raises(UserError, match=r"(?s)adapter.*qwen-big.*mlp\.(gate|up|down)_proj"):
+        D.image_describer(str(big), str(adapter), cfg.vlm)
+    with pytest.raises(UserError, match=r"(?s)adapter.*qwen-big.*mlp\.(gate|up|down)_proj"):
+        merge_and_export(str(big), str(adapter), tmp / "merged", min_pixels=cfg.vlm.min_pixels,
+                         max_pixels=cfg.vlm.max_pixels)
+    assert not (tmp / "merged").exists()
