@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterable, List, Optional
@@ -171,7 +172,8 @@ def ensure_tiny_model(seed: int = 0, cache_dir: Optional[Path] = None, vision: s
     """Build (once) and return the folder of the tiny model + processor for `seed` and `vision` (`VISIONS`).
 
     Concurrent ranks serialise on a file lock; the model is written to a temporary folder and renamed, so a
-    folder with `done.json` is always complete.
+    folder with `done.json` is always complete; a failed or interrupted build removes its temporary folder, and the
+    next build removes those a killed one left.
     """
     import fcntl
 
@@ -186,17 +188,29 @@ def ensure_tiny_model(seed: int = 0, cache_dir: Optional[Path] = None, vision: s
     with open(root / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "done.json").is_file():
+            # a build killed mid-write (SIGKILL, no cleanup ran) left its temporary folder, a model's size, which no
+            # later build reused: with the lock held no other build of `out` is writing one, so they go
+            for left in root.glob(f"{out.name}.*"):
+                if left.is_dir():
+                    shutil.rmtree(left, ignore_errors=True)
             _build(out, seed, vision)
     return out
 
 
 def _build(out: Path, seed: int, vision: str) -> None:
-    import shutil
+    """Build into a temporary folder beside `out`, removed when the build fails or is interrupted (Ctrl-C)."""
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        _build_into(tmp, out, seed, vision)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
+
+def _build_into(tmp: Path, out: Path, seed: int, vision: str) -> None:
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
     tok = build_tiny_tokenizer()
     # Processor pixel bounds are per-run settings (load_vlm overrides them); these are only defaults.
     processor = build_tiny_processor(tok, min_pixels=56 * 56, max_pixels=112 * 112)

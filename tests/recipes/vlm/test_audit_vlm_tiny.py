@@ -1,5 +1,5 @@
 """Mutation audit of the tiny test model (recipes/vlm/tiny_qwen.py, tiny_vision.py): building it leaves the caller's
-random state alone, a folder a killed build left is rebuilt (not reused, not a crash), the distilled tower's tokens
+random state alone, a folder a killed build left is rebuilt (not reused, not a crash) and its temporary folders removed, the distilled tower's tokens
 are rescaled to exactly the random tower's mean norm (on the distillation's probe images), the teacher's targets
 are standardised per channel, and the tower is left in eval mode."""
 from __future__ import annotations
@@ -20,9 +20,25 @@ def test_building_leaves_the_callers_random_state_and_a_half_built_folder_is_reb
     weights = (built / "model.safetensors").read_bytes()
     (built / "done.json").unlink()  # as a build killed before its last step would leave it
     (built / "partial.bin").write_bytes(b"half")
+    killed = tmp_path / f"{built.name}.k1ll3d"  # the temporary folder of a build killed mid-write (SIGKILL)
+    killed.mkdir()
+    (killed / "model.safetensors").write_bytes(b"half")
     assert ensure_tiny_model(seed=1, cache_dir=tmp_path) == built
     assert (built / "done.json").is_file() and not (built / "partial.bin").exists()
     assert (built / "model.safetensors").read_bytes() == weights
+    assert not killed.exists()  # (such folders stayed in the cache forever, a model's size each)
+
+
+def test_an_interrupted_build_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    from mmlnb_dist.recipes.vlm import tiny_qwen
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tiny_qwen, "tiny_config", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_qwen.ensure_tiny_model(seed=1, cache_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
 
 
 @pytest.fixture(scope="module")
