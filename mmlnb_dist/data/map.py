@@ -10,8 +10,10 @@ values). The output keeps the input's split and shard file names, keys and every
 - Ranks take input shards round-robin by their global index (rank r: shards r, r + W, ...): never a shared shard.
 - An output shard is written under a temporary name and renamed when complete, so an existing output tar is
   final. While a shard is in progress, each finished batch's updates are appended to `.progress/<shard>.jsonl`
-  (flushed and fsynced); a restarted run skips those batches. Batch boundaries are fixed offsets in the shard,
-  so a deterministic `fn` gives a resumed run exactly the output of an uninterrupted one.
+  (flushed and fsynced); a restarted run skips those batches, and gives `fn` only the undone samples of a batch
+  that is partly done (a resume at another batch size). Batch boundaries are fixed offsets in the shard, so a
+  deterministic `fn` gives a resumed run exactly the output of an uninterrupted one (across a batch size change,
+  an `fn` whose result for a sample does not depend on the rest of its batch, as describe's).
 - Rank 0 then writes the manifest (the input's, with the new shard entries counted from the written shards,
   `provenance` merged in and the given top-level fields) and checks that the output holds every input key
   exactly once, in the same shard, except the samples `fn` skipped.
@@ -134,8 +136,10 @@ def _map_shard(src: Path, expected: int, dst: Path, fn: Callable[[List[Dict[str,
     skipped = [{"shard": dst.name, "key": k, "reason": u.reason} for k, u in done.items() if isinstance(u, SkipSample)]
     on_skip(skipped)
     for start in range(0, len(samples), batch_size):  # fixed boundaries: a resumed run batches identically
-        batch = samples[start:start + batch_size]
-        if all(s["__key__"] in done for s in batch):
+        # only the samples not journaled yet: a batch is partly done after a resume at another batch size (describe
+        # allows it) or a kill between its journal lines, and mapping it whole did the done samples again
+        batch = [s for s in samples[start:start + batch_size] if s["__key__"] not in done]
+        if not batch:
             continue
         updates = fn(batch)
         if len(updates) != len(batch):

@@ -192,3 +192,32 @@ def test_a_batch_journaled_after_a_torn_line_is_not_done_again(tmp_path):
     seen.clear()
     map_shard_set(src, out, stopping_at(-1), **kw)
     assert not set(done_before) & set(seen), (done_before, seen)
+
+
+def test_a_run_resumed_at_a_larger_batch_size_maps_only_the_samples_not_journaled(tmp_path):
+    """Stopped with one batch of 2 journaled, continued with batches of 4 (describe allows the batch size to change
+    on resume): the partly done batch of 4 is given only its 2 undone samples, `processed_now` is what `fn` was
+    given, and the output is an uninterrupted run's. The whole batch was mapped again (a VLM describing done
+    images twice) and each journaled key written twice to the journal."""
+    src = _source(tmp_path)
+    map_shard_set(src, tmp_path / "ref", _text, env=DistEnv(), batch_size=4, progress=False)
+    calls = [0]
+
+    def stopping(batch):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise RuntimeError("stopped")
+        return _text(batch)
+
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="stopped"):
+        map_shard_set(src, out, stopping, env=DistEnv(), batch_size=2, progress=False)
+    seen = []
+
+    def recording(batch):
+        seen.extend(s["__key__"] for s in batch)
+        return _text(batch)
+
+    resumed = map_shard_set(src, out, recording, env=DistEnv(), batch_size=4, progress=False)
+    assert len(seen) == len(set(seen)) == 12 - 2 and resumed["processed_now"] == len(seen)
+    assert _tars(out) == _tars(tmp_path / "ref")
