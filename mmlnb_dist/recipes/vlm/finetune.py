@@ -85,9 +85,9 @@ class FinetuneVLMRecipe:
     result_sections = ("run", "distributed", "vlm")
     """The sections this recipe reads; `data`, `train`, `fusion`... may differ on resume (core.recipe)."""
     resume_may_change = ("vlm.max_steps", "vlm.epochs", "vlm.log_every", "vlm.eval_every", "vlm.checkpoint_every",
-                         "vlm.generation.*", "vlm.cache_dir", "run.cache_dir")
-    """Train longer, log, validate or checkpoint at another cadence; generation settings (describe's, unused
-    here); where the tiny model is cached (its weights are a function of vlm.tiny_seed). Under vlm.keep_best,
+                         "vlm.generation.*", "vlm.cache_dir", "run.cache_dir", "vlm.model")
+    """Train longer, log, validate or checkpoint at another cadence; describe's generation settings; where the tiny
+    model is cached; the base's name for the same weight bytes (`check_resumed_base` refuses others). Under keep_best,
     `check` refuses a changed vlm.eval_every (the validations pick the adapter; `best.check_keep_best_resume`)."""
     schedule_lengths = (("vlm.lr_schedule", ("vlm.epochs", "vlm.max_steps")),)
     """A resume that trains longer under the cosine schedule stretches it: `core.recipe` warns."""

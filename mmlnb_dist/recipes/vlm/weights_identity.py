@@ -102,24 +102,44 @@ def check_resumed_base(vcfg: Any, run_dir: Path, resuming: bool) -> None:
     """Refuse a resume whose base weights differ from those the run began on: the checkpoints hold the LoRA weights
     alone, so the resume would go on training them on another model (a base folder overwritten, a newer hub
     revision pulled between the kill and the resume). The same bytes elsewhere (a copy, new mtimes, a newer hub
-    commit that left the weights alone) resume: where both sides have a weights digest, it alone decides.
+    commit that left the weights alone, a hub id's snapshot copied to a folder and named so) resume: where both sides
+    have a weights digest, it alone decides; another `vlm.model` name resumes only on the same digest.
     Reads only (`check` creates nothing)."""
     record = Path(run_dir) / BASE_RECORD
-    if not resuming or not record.is_file():
+    named = _began_named(Path(run_dir))
+    renamed = named is not None and named != vcfg.model  # (the recipe lets vlm.model change: decided here)
+    if not resuming or not (record.is_file() or renamed):
         return
-    began = json.loads(record.read_text())
+    began = json.loads(record.read_text()) if record.is_file() else {}
     now = _base_identity(vcfg)
+    same_bytes = bool(began.get("model_weights")) and began.get("model_weights") == now.get("model_weights")
     if began.get("model_weights") and now.get("model_weights"):  # the bytes decide, as describe's `same_writer`:
         began, now = ({"model_weights": d["model_weights"]} for d in (began, now))  # a commit that left the
         # weights alone (a README, a tokenizer config) is the same base; the commit decides only without digests
     changed = [f"{k}: {began.get(k)} -> {now.get(k)}" for k in sorted(set(began) | set(now))
                if began.get(k) != now.get(k)]
+    if renamed and not same_bytes:  # another name is the same base only where both weight digests say so
+        changed.insert(0, f"vlm.model: {named} -> {vcfg.model}")
     if changed:
         from ...core.errors import UserError
 
         raise UserError(f"run.resume=true: vlm.model {vcfg.model} is not the base this run began on "
                         f"({'; '.join(changed)}; {record}): its checkpoints hold LoRA weights trained on that base. "
                         f"Give the base it began on, or start a new run (another run.name)")
+
+
+def _began_named(run_dir: Path) -> Optional[str]:
+    """The `vlm.model` the run began with (its stored config.yaml), or None before the run stored one."""
+    import yaml
+
+    stored = run_dir / "config.yaml"
+    if not stored.is_file():
+        return None
+    try:
+        vlm = (yaml.safe_load(stored.read_text()) or {}).get("vlm")
+    except (yaml.YAMLError, AttributeError):  # (a damaged config: `core.recipe`'s resume check names it)
+        return None
+    return str(vlm["model"]) if isinstance(vlm, dict) and vlm.get("model") is not None else None
 
 
 def record_base(vcfg: Any, run_dir: Path) -> None:
