@@ -163,6 +163,14 @@ def _predict_chunk(model, model_uri: str, params: Dict[str, Any], chunk: List[Di
     failed: List[Tuple[str, str]] = []
     good, images = decoded(chunk, failed)
     if describe is not None and good:
+        from ..recipes.vlm.describe import too_elongated
+
+        # what the VLM's processor refuses is unreadable here, as describe skips it: its ValueError stopped the job
+        refused = [too_elongated(*im.size) for im in images]
+        failed.extend((it["source"], why) for it, why in zip(good, refused) if why)
+        good, images = [it for it, why in zip(good, refused) if not why], [
+            im for im, why in zip(images, refused) if not why]
+    if describe is not None and good:
         for it, text in zip(good, describe(images)):
             it["description"], it["written_by"] = text, writer
         if reads_text:

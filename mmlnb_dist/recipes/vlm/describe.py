@@ -121,9 +121,14 @@ def unreadable(sample: Dict[str, Any]) -> Optional[SkipSample]:
         width, height = decode_image(sample[ext]).size
     except Exception as err:  # any decoder error means: this image is unreadable
         return SkipSample(undecodable(err))
-    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:  # the processor would fail the whole batch
-        return SkipSample(f"aspect ratio of {width}x{height} above {MAX_ASPECT_RATIO}:1, which Qwen2.5-VL's "
-                          f"processor refuses")
+    reason = too_elongated(width, height)
+    return SkipSample(reason) if reason else None
+
+
+def too_elongated(width: int, height: int) -> Optional[str]:
+    """Why Qwen2.5-VL's processor refuses an image of this size (failing its whole batch), or None."""
+    if max(width, height) / max(min(width, height), 1) > MAX_ASPECT_RATIO:
+        return f"aspect ratio of {width}x{height} above {MAX_ASPECT_RATIO}:1, which Qwen2.5-VL's processor refuses"
     return None
 
 
