@@ -176,10 +176,11 @@ draws), and a describe that ran out of memory is told to continue with a smaller
 
 
 def resume_may_change(made: Dict[str, Any]) -> tuple:
-    """`RESUME_MAY_CHANGE`, and the model's name when `made` (a `provenance()`) records its weights' digest: the
-    same bytes moved or copied to another folder (or a hub id's snapshot copied out of the cache) write the same
-    text, and the digest, which must still match, tells other weights apart."""
-    return RESUME_MAY_CHANGE + (("describe.model",) if made.get("model_weights") else ())
+    """`RESUME_MAY_CHANGE`, and the model's name and hub commit when `made` (a `provenance()`) records its weights'
+    digest: the same bytes moved or copied to another folder (or a hub id's snapshot copied out of the cache, which
+    has no commit, or a newer commit that left the weights alone) write the same text, and the digest, which must
+    still match, tells other weights apart."""
+    return RESUME_MAY_CHANGE + (("describe.model", "describe.model_revision") if made.get("model_weights") else ())
 
 
 def run_describe(cfg: "Config", vlm: Optional[str] = None, adapter: Optional[str] = None,

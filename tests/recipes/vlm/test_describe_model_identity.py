@@ -1,8 +1,8 @@
 """describe's record of the base VLM's weights (`provenance()["model_weights"]`, `model_revision`): the weights'
 bytes decide, not their files' times. A copy of the same weights (a `cp` gives new mtimes) continues an output; new
 weights of the same size under an unchanged mtime (a `cp -p` / `rsync -t` of another fine-tune) do not; and a hub id
-records the cached snapshot's commit and weights, so a newer revision pulled into the cache does not continue an
-output the older one began."""
+records the cached snapshot's commit and weights, so a newer revision with other weights pulled into the cache does
+not continue an output the older one began (one that left the weights alone does, as does a local copy of them)."""
 from __future__ import annotations
 
 import os
@@ -94,5 +94,23 @@ def test_a_hub_id_records_its_cached_revision_and_weights(setup, tmp_path, monke
     data = bytearray(weights.read_bytes())
     data[-8:] = bytes(8)
     weights.write_bytes(bytes(data))
-    with pytest.raises(ProvenanceError, match="model_revision"):
+    with pytest.raises(ProvenanceError, match="model_weights"):  # (the digest decides, not the commit)
         _record(record, cfg, repo, source)
+
+
+def test_a_hub_output_continues_from_a_local_copy_or_a_newer_commit_of_the_same_weights(setup, tmp_path, monkeypatch):
+    """The weights' digest decides (`resume_may_change`): the hub snapshot copied out of the cache and given as a
+    folder, or a newer commit that left the weights alone, continue the output; the commit the record named (which a
+    folder has not, or which moved) refused both."""
+    from huggingface_hub import constants
+
+    cfg, source, tiny = setup
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = "someorg/some-vlm"
+    _hub_cache(tmp_path / "hub", repo, "a" * 40, tiny)
+    record = tmp_path / "record.json"
+    _record(record, cfg, repo, source)
+    _record(record, cfg, str(shutil.copytree(tiny, tmp_path / "qwen-local")), source)  # a local copy
+    _record(record, cfg, repo, source)
+    _hub_cache(tmp_path / "hub", repo, "b" * 40, tiny)  # a README commit: the same weights
+    _record(record, cfg, repo, source)
