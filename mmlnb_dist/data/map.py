@@ -125,7 +125,8 @@ def _existing_entry(path: Path, classes: Sequence[str]) -> Dict[str, Any]:
 
 def _map_shard(src: Path, expected: int, dst: Path, fn: Callable[[List[Dict[str, Any]]], List[Any]],
                batch_size: int, classes: Sequence[str], on_batch: Callable[[int], None], max_member_bytes: int,
-               on_skip: Callable[[List[Dict[str, str]]], None]) -> Tuple[Dict[str, Any], List[Dict[str, str]]]:
+               on_skip: Callable[[List[Dict[str, str]]], None]) -> Tuple[Dict[str, Any], int]:
+    """Map one shard into `dst`: (its manifest entry, how many samples `fn` skipped in this run)."""
     progress = dst.parent / PROGRESS_DIR / (dst.name + ".jsonl")
     _drop_torn_tail(progress)
     done = read_progress(progress)
@@ -135,6 +136,7 @@ def _map_shard(src: Path, expected: int, dst: Path, fn: Callable[[List[Dict[str,
                          f"(truncated or replaced); restore or rebuild it (`mmlnb-dist shards verify`)")
     skipped = [{"shard": dst.name, "key": k, "reason": u.reason} for k, u in done.items() if isinstance(u, SkipSample)]
     on_skip(skipped)
+    skipped_before = len(skipped)
     for start in range(0, len(samples), batch_size):  # fixed boundaries: a resumed run batches identically
         # only the samples not journaled yet: a batch is partly done after a resume at another batch size (describe
         # allows it) or a kill between its journal lines, and mapping it whole did the done samples again
@@ -157,7 +159,7 @@ def _map_shard(src: Path, expected: int, dst: Path, fn: Callable[[List[Dict[str,
     _skipped_path(dst.parent, dst.name).write_text(json.dumps(skipped))  # before the shard: a kill in between
     entry = write_tar_shard(dst, out, classes)                             # leaves a file that is rewritten
     progress.unlink(missing_ok=True)
-    return entry, skipped
+    return entry, len(skipped) - skipped_before
 
 
 def _finished_skips(out: Path, shard: str, desc: str, source: ShardSet) -> List[Dict[str, str]]:
@@ -240,7 +242,8 @@ def map_shard_set(source: ShardSet, out: Union[str, Path], fn: Callable[[List[Di
     """Apply `fn` to every sample of `source` into the shard set `out` (see the module docstring). `reports`: names
     of files the caller writes into `out` (e.g. describe's quality report), deleted with it by `restart`.
 
-    Collective: every rank calls it. Returns on every rank {"out", "processed_now", "seconds"}; rank 0 also
+    Collective: every rank calls it. Returns on every rank {"out", "processed_now", "skipped_now", "seconds"}
+    (`processed_now` counts the samples given to `fn` in this run, `skipped_now` those of them it skipped); rank 0 also
     gets "num_samples" (verified exactly once), "skipped" and "manifest".
     """
     out = Path(out)
@@ -284,6 +287,7 @@ def _map_locked(source: ShardSet, out: Path, fn: Callable, *, env: DistEnv, batc
     t0 = time.perf_counter()
     entries: List[Tuple[str, int, Dict[str, Any]]] = []
     skipped: List[Dict[str, str]] = []
+    skipped_now = 0
 
     def on_skip(new: List[Dict[str, str]]) -> None:
         # This rank's skips alone over ALL input samples: a lower bound of the global rate, so stopping here
@@ -298,14 +302,17 @@ def _map_locked(source: ShardSet, out: Path, fn: Callable, *, env: DistEnv, batc
             on_skip(_finished_skips(out, dst.name, desc, source))
             entries.append((split, i, _existing_entry(dst, classes)))
         else:
-            done_entry, _ = _map_shard(source.root / entry["file"], int(entry["num_samples"]), dst, fn, batch_size,
-                                       classes, bar.update, max_member_bytes, on_skip)
+            done_entry, n_skipped = _map_shard(source.root / entry["file"], int(entry["num_samples"]), dst, fn,
+                                               batch_size, classes, bar.update, max_member_bytes, on_skip)
             entries.append((split, i, done_entry))
+            skipped_now += n_skipped
     bar.close()
     seconds = time.perf_counter() - t0
     gathered = all_gather_object(env, {"entries": entries, "processed": total - already, "seconds": seconds,
+                                       "skipped_now": skipped_now,
                                        "skipped": skipped})
     result: Dict[str, Any] = {"out": str(out), "processed_now": sum(g["processed"] for g in gathered),
+                              "skipped_now": sum(g["skipped_now"] for g in gathered),
                               "seconds": max(g["seconds"] for g in gathered)}
     all_skipped = sorted((s for g in gathered for s in g["skipped"]), key=lambda s: (s["shard"], s["key"]))
     if exceeds(len(all_skipped), total_in, max_bad_sample_rate):  # the same numbers on every rank

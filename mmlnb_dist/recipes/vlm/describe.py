@@ -278,12 +278,14 @@ def _describe_locked(cfg: "Config", vlm: str, adapter: Optional[str], source: Sh
             log.info("%s", format_report(report))
             seconds = mapped["seconds"] - fn.load_seconds  # generation only: the model loads on the first batch
             _say_skipped(mapped["skipped"], mapped["num_samples"] + len(mapped["skipped"]), out)
+            # what the VLM described in this run: not the samples it skipped (undecodable, too elongated), which
+            # were counted as described and in the rate, though no text was generated for them
+            now = mapped["processed_now"] - mapped["skipped_now"]
             result.update({"num_samples": mapped["num_samples"], "skipped": len(mapped["skipped"]),
-                           "described_now": mapped["processed_now"],
+                           "described_now": now,
                            "seconds": seconds, "load_seconds": fn.load_seconds, "quality": report,
                            # none when nothing was described now (a rerun of a finished output): not 0/s
-                           "samples_per_s": (mapped["processed_now"] / seconds
-                                             if mapped["processed_now"] and seconds > 0 else None)})
+                           "samples_per_s": (now / seconds if now and seconds > 0 else None)})
             _track(cfg, source, out, result)
         return result
     finally:

@@ -1,7 +1,8 @@
 """`describe` skips a sample it cannot describe (an undecodable image, a strip the processor refuses) and lists it
 in the output manifest's `skipped`, but said nothing: the printed summary gave `num_samples` one short of the input
 without a word of why, and the missing description surfaced only when the fusion stage lacked it. The summary now
-counts the skipped samples and a warning names each (key, shard, reason)."""
+counts the skipped samples and a warning names each (key, shard, reason); `described_now` (and samples/s) counts
+only what the VLM described, not the skipped samples."""
 from __future__ import annotations
 
 import json
@@ -30,5 +31,6 @@ def test_describe_counts_and_names_the_samples_it_skipped(tmp_path, cache):
     assert code == 0, err[-3000:]
     summary = json.loads(out[out.index("{"):])
     assert summary["num_samples"] == 3 and summary["skipped"] == 1, summary
+    assert summary["described_now"] == 3, summary  # (the skipped strip was counted as described, and in samples/s)
     said = [line for line in err.splitlines() if "strip0" in line]
     assert said and "1 of 4" in said[0] and "aspect ratio" in said[0] and "train-000000.tar" in said[0], err[-2000:]
