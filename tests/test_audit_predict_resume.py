@@ -35,9 +35,15 @@ def _use(monkeypatch, model):
     return model
 
 
-def _vlm(monkeypatch):
-    """A stand-in VLM that writes a description from each image's size, and its adapter digest."""
+def _vlm(monkeypatch, tmp_path):
+    """A stand-in VLM that writes a description from each image's size, and its adapter digest; adapter folders
+    `ad1` and `ad2` (relative to the current folder, `tmp_path`), which predict checks before the model loads."""
     from mmlnb_dist.recipes.vlm import merge
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("ad1", "ad2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "adapter_config.json").write_text("{}")
 
     monkeypatch.setattr(merge, "fine_tune_sha256", lambda vlm, adapter: f"sha-{adapter}")
     monkeypatch.setattr(predict_run, "_vlm_describer",
@@ -62,7 +68,7 @@ def test_a_resumed_job_writes_what_one_run_writes_even_with_another_chunk_size(i
     """Killed at its third chunk of 2 (the unreadable input in the first), resumed with chunks of 3: the same
     rows, per-slide file, skipped inputs and writer warnings (with their counts) as one uninterrupted run, and only
     the inputs after the journaled chunks predicted again."""
-    _vlm(monkeypatch)
+    _vlm(monkeypatch, tmp_path)
     meta = {"reads_text": True, "descriptions_written_by": None}  # trained on reference text: the VLM's is named
     kwargs = dict(descriptions=_table(tmp_path, images), vlm="tiny-vlm", adapter="ad1")
     _use(monkeypatch, StandIn(meta))
@@ -110,7 +116,7 @@ def test_a_journal_another_job_took_over_is_not_continued_by_the_first_job(image
 def test_a_journal_of_other_settings_starts_over_naming_what_changed(images, tmp_path, monkeypatch, caplog, first,
                                                                      then, changed):
     """Rows journaled under another label-set rule, adapter or table column would mix two settings in one output."""
-    _vlm(monkeypatch)
+    _vlm(monkeypatch, tmp_path)
     meta = {"task": "multilabel", "classes": ["A", "B"], "top_k": 1}
     out = tmp_path / "p.jsonl"
 

@@ -59,9 +59,6 @@ def _vlm_describer(vlm: str, adapter: Optional[Path], given: Optional[Any] = Non
     """The VLM, loaded once, generating descriptions as `describe` does with `vlm_settings`."""
     from ..recipes.vlm.describe import image_describer
 
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():  # as `describe` checks it
-        raise PredictError(f"--adapter {adapter}: no such folder" if not Path(adapter).is_dir() else
-                           f"--adapter {adapter}: no adapter_config.json (a peft adapter folder is expected)")
     cfg = vlm_settings(vlm, adapter, given)
     return image_describer(vlm, adapter, cfg.vlm, cfg.distributed.precision)
 
@@ -230,6 +227,10 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
     if adapter is not None and not vlm:  # (else ignored: the images would go undescribed)
         raise PredictError(f"--adapter {adapter} is the LoRA adapter of the VLM that describes the images: give "
                            f"--vlm MODEL with it")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():  # as `describe` checks it;
+        # here, not where the VLM loads: after the model's load (a registry download) and the journal's claim
+        raise PredictError(f"--adapter {adapter}: no such folder" if not Path(adapter).is_dir() else
+                           f"--adapter {adapter}: no adapter_config.json (a peft adapter folder is expected)")
     if descriptions is None and (slide_column or description_column != "description"):  # (else ignored)
         flag = f"--slide-column {slide_column}" if slide_column else f"--description-column {description_column}"
         raise PredictError(f"{flag} names a column of --descriptions FILE, and none is given: give the file, or "

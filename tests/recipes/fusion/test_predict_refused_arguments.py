@@ -3,7 +3,7 @@
   before a model is loaded or an image predicted, naming it: it was a traceback (`IsADirectoryError`) once every
   input had been predicted, or (`NotADirectoryError`) from the journal's folder.
 - `predict --adapter` that is no peft adapter folder (mistyped, or without adapter_config.json) is refused naming
-  it before the VLM loads or any image is described: it was peft's `ValueError` traceback. `--adapter` without
+  it before the model loads (a registry download) or any image is described: it was peft's `ValueError` traceback. `--adapter` without
   `--vlm`, ignored without a word (the images went undescribed), is refused before the model loads."""
 from __future__ import annotations
 
@@ -52,13 +52,15 @@ def test_an_out_under_a_file_is_refused_before_any_work(tmp_path, image):
 def test_an_adapter_folder_that_is_no_adapter_is_refused_naming_it(tmp_path, image, make, monkeypatch):
     from support.predict_stand_in import StandIn
 
-    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: StandIn())
+    loads = []
+    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: loads.append(a) or StandIn())
     adapter = tmp_path / "adapter"
     if make == "empty":
         adapter.mkdir()
     with pytest.raises(PredictError, match=r"--adapter .*adapter: .*adapter_config\.json|--adapter .*no such folder"):
         predict_to_file("models:/m@champion", [image], tmp_path / "p.csv", vlm="tiny", adapter=adapter)
     assert not (tmp_path / "p.csv").exists()
+    assert loads == [] and not (tmp_path / "p.csv.resume").exists()  # (refused after a registry download)
 
 
 def test_an_adapter_without_a_vlm_is_refused(tmp_path, image):
