@@ -76,19 +76,24 @@ def log_metrics(client, run_id: str, metrics: List[Any]) -> None:
         client.log_batch(run_id, metrics=metrics[i:i + METRICS_PER_BATCH])
 
 
-def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
-    """Send one journal event to MLflow (raises when the server does not accept it)."""
+def log_tags(client, run_id: str, tags: Dict[str, str]) -> None:
+    """Tags in requests of at most `TAGS_PER_BATCH`."""
     from mlflow.entities import RunTag
 
+    items = [RunTag(k, v) for k, v in tags.items()]
+    for i in range(0, len(items), TAGS_PER_BATCH):
+        client.log_batch(run_id, tags=items[i:i + TAGS_PER_BATCH])
+
+
+def apply_event(client, run_id: str, event: Dict[str, Any]) -> None:
+    """Send one journal event to MLflow (raises when the server does not accept it)."""
     op = event["op"]
     if op == "params":
         log_params(client, run_id, event["params"])
     elif op == "metrics":
         log_metrics(client, run_id, mlflow_metrics(event))
     elif op == "tags":
-        tags = [RunTag(k, v) for k, v in event["tags"].items()]
-        for i in range(0, len(tags), TAGS_PER_BATCH):
-            client.log_batch(run_id, tags=tags[i:i + TAGS_PER_BATCH])
+        log_tags(client, run_id, event["tags"])
     elif op == "artifact":
         path = Path(event["path"])
         if not path.exists():

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from ..sections import TrackingConfig
+from .events import log_metrics, log_tags
 from .metric_name import mlflow_key
 from .params import TAG_VALUE_LIMIT, param_values
 from .server import get_or_create_experiment, limit_http_retries, open_client, server_reachable
@@ -68,7 +69,7 @@ class ParentRun:
         resumed search), and that rejection used to skip the artifacts and the run's end, leaving it RUNNING with
         stale artifacts. Values that change between calls belong in tags and metrics, which MLflow updates."""
         import mlflow
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import Metric
 
         if not server_reachable(self.uri):
             log.warning("tracking server %s unreachable: the summary of parent run %s stays on disk only", self.uri,
@@ -77,11 +78,11 @@ class ParentRun:
         client = mlflow.MlflowClient(self.uri)
         now = int(time.time() * 1000)
         named = {mlflow_key(k): float(v) for k, v in dict(metrics).items()}
-        parts = [("metrics", lambda: client.log_batch(
-                     self.run_id, metrics=[Metric(k, v, now, step) for k, v in named.items()])),
-                 ("tags", lambda: client.log_batch(
-                     self.run_id,
-                     tags=[RunTag(k, str(v)[:TAG_VALUE_LIMIT]) for k, v in dict(tags).items() if v is not None])),
+        # In requests within MLflow's log_batch limits (a larger one is refused whole: a big search's summary).
+        parts = [("metrics", lambda: log_metrics(
+                     client, self.run_id, [Metric(k, v, now, step) for k, v in named.items()])),
+                 ("tags", lambda: log_tags(client, self.run_id, {
+                     k: str(v)[:TAG_VALUE_LIMIT] for k, v in dict(tags).items() if v is not None})),
                  *((f"tag {k} (stale)", lambda k=k: client.delete_tag(self.run_id, k))
                    for k, v in dict(tags).items() if v is None and k in self._tags(client)),
                  *((f"artifact {path}", lambda path=path: client.log_artifact(self.run_id, str(path), "search"))
