@@ -64,10 +64,24 @@ class StdoutLogger(NullLogger):
             # profile share `<name>-describe/`; a run that died before its first checkpoint leaves its folder),
             # and config.yaml beside it is this run's. A resumed run continues its own records.
             self.path = run_dir / "metrics.jsonl"
+            if resume:
+                self._drop_torn_last_line()
             self.jsonl = open(self.path, "a" if resume else "w")
         self.resumed_step: Optional[int] = None
         self.kept_at_resume: set = set()
         """The keys the stopped process logged at the checkpoint's own step (after it: a finished run's `best/*`)."""
+
+    def _drop_torn_last_line(self) -> None:
+        """Cut a last line a killed process left without its newline: appended to, it glued this process's first
+        record onto it (one unreadable line; stages that resume without `resumed_at`: describe, evaluate)."""
+        if not self.path.is_file():
+            return
+        with open(self.path, "r+b") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)
+                log.warning("%s: its last record was cut short (the process writing it was stopped): left out",
+                            self.path)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         if log.isEnabledFor(logging.DEBUG):

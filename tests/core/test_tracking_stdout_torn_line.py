@@ -1,0 +1,19 @@
+"""A resumed stdout backend never appends to a line a killed process left cut short. `describe` and `evaluate`
+resume their logger without `resumed_at` (no checkpoint step), so the new record was glued onto the torn one:
+one unreadable line in the middle of `metrics.jsonl`, which lost the new record and made `tracking import` refuse
+the folder."""
+from __future__ import annotations
+
+import json
+
+from mmlnb_dist.core.tracking.loggers import StdoutLogger
+
+
+def test_a_resumed_log_drops_a_torn_last_line_and_keeps_every_record_readable(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 1, "describe/rows": 8.0}) + "\n" + '{"step": 2, "describe/ro')
+    logger = StdoutLogger(tmp_path, resume=True)
+    logger.log_metrics({"describe/rows": 16.0}, step=2)
+    logger.close()
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [
+        {"step": 1, "describe/rows": 8.0}, {"step": 2, "describe/rows": 16.0}]
