@@ -35,6 +35,7 @@ class FakeStore:
     def __init__(self):
         self.runs, self.experiments = {}, {}
         self.metrics, self.batches, self.artifacts, self.calls = [], [], [], []
+        self.uploaded_from = []
         self.down, self.fail_on = False, None
 
     # experiments and runs
@@ -117,6 +118,7 @@ class FakeStore:
     def log_artifact(self, run_id, path, artifact_path=None):
         self._call("artifact", run_id)
         self.artifacts.append((run_id, Path(path).name, artifact_path))
+        self.uploaded_from.append(Path(path))
 
     def log_inputs(self, run_id, datasets=None):
         self._call("inputs", run_id)

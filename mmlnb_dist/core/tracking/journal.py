@@ -267,16 +267,37 @@ def ensure_run(client, spool: Spool, uri: str, experiment: Optional[str] = None)
     return run.info.run_id, not found
 
 
+def journal_folder(spool: Spool) -> Optional[Path]:
+    """The run folder a journal was written in (its start event's `run_dir` tag), or None when it names none."""
+    start = next((e for e in spool.events() if e["op"] == "start"), None)
+    written_in = ((start or {}).get("tags") or {}).get("run_dir")
+    return Path(written_in) if written_in else None
+
+
+def relocated(event: Dict[str, Any], written_in: Optional[Path], here: Path) -> Dict[str, Any]:
+    """An artifact event of a journal written in run folder `written_in`, read from run folder `here`: a file of
+    that folder is taken from `here` when it is there. Events name files by absolute path, so a folder moved (to
+    another disk, another machine for `tracking sync`) uploaded nothing, and a copy uploaded the original's files."""
+    if event.get("op") != "artifact" or written_in is None or Path(written_in) == Path(here):
+        return event
+    try:
+        local = Path(here) / Path(event["path"]).relative_to(written_in)
+    except ValueError:  # a file from outside the run folder stays where it is
+        return event
+    return {**event, "path": str(local)} if local.exists() else event
+
+
 def send_pending(client, run_id: str, spool: Spool) -> int:
     """Send every unacknowledged event in order, moving `acked` past each one the server accepted; the first
     failure raises and leaves it and everything after it pending. Runs of metric events go as one request
     (up to `METRICS_PER_BATCH` metrics), acknowledged together. Returns how many events were sent."""
     pending = spool.pending()
+    written_in, here = journal_folder(spool), spool.path.resolve().parent.parent  # `<run_dir>/tracking/x.jsonl`
     sent, i = 0, 0
     while i < len(pending):
         index, event = pending[i]
         if event["op"] != "metrics":
-            apply_event(client, run_id, event)
+            apply_event(client, run_id, relocated(event, written_in, here))
             i += 1
         else:
             batch: List[Any] = []

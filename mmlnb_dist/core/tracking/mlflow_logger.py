@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 from ..files import replace_text
 from ..sections import TrackingConfig
 from .events import apply_event
-from .journal import Spool, ensure_run, now_ms, recorded_run, send_pending, upload, write_run_record
+from .journal import Spool, ensure_run, now_ms, recorded_run, relocated, send_pending, upload, write_run_record
 from .loggers import NullLogger
 from .metric_name import mlflow_key
 from .params import TAG_VALUE_LIMIT, param_values
@@ -158,10 +158,11 @@ class MLflowLogger(NullLogger):
         log.info("%s is a copy of run folder %s: its MLflow history goes to a new run, not to run %s", self.run_dir,
                  origin, self.spool.state().get("run_id"))
         start = {**start, "run_name": run_name, "tags": {**(start.get("tags") or {}), **tags}, "ts": now_ms()}
-        replace_text(self.spool.path, "".join(json.dumps(e) + "\n" for e in
-                                              [start, *(e for e in events if e["op"] != "start")]))
+        # the start now names this folder, so the copied artifact events are made to name this folder's files
+        events = [relocated(e, origin, self.run_dir.resolve()) for e in events if e["op"] != "start"]
+        replace_text(self.spool.path, "".join(json.dumps(e) + "\n" for e in [start, *events]))
         self.spool.state_path.unlink(missing_ok=True)  # no run yet: `ensure_run` makes it and sends everything
-        self.spool.count = len(events)
+        self.spool.count = len(events) + 1
 
     def _record_run_without_journal(self, stage: str, uri: str, run_name: str) -> None:
         """Write the run record (`journal.run_record_path`) of a run logged without a journal. A journal an
