@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from .metric_name import mlflow_metrics
-from .params import TAG_VALUE_LIMIT
+from .params import PARAM_CHANGED, TAG_VALUE_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def log_params(client, run_id: str, params: Dict[str, str]) -> None:
                 raise
             logged = client.get_run(run_id).data.params
             new = [p for p in chunk if p.key not in logged]
-            changed = [RunTag(f"param_changed.{p.key}", p.value[:TAG_VALUE_LIMIT]) for p in chunk
+            changed = [RunTag(PARAM_CHANGED + p.key, p.value[:TAG_VALUE_LIMIT]) for p in chunk
                        if p.key in logged and logged[p.key] != p.value]
             client.log_batch(run_id, params=new, tags=changed)
 

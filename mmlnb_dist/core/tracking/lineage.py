@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from ..files import replace_text
+from .params import effective_param
 
 DATASETS_RECORD = "datasets.json"
 """`<run_dir>/datasets.json`: {stage: the dataset specs its logger was given (`ShardSet.dataset_specs()`)}."""
@@ -122,7 +123,8 @@ def not_comparable(holder_run, holder_version: str, run, metric: str,
     params, that change how the recipe computes its metrics: clip's `clip.top_k`) and scored on one set of
     patches. A metric of no split (`train_epoch/x`) has no dataset input to check, and is compared."""
     for key in metric_settings:  # a top-5 F1 "beats" a top-3 F1 of the same weights: another metric
-        theirs_value, ours_value = holder_run.data.params.get(key), run.data.params.get(key)
+        # the value each run was scored with: a resume that changed it logged the new one as a tag
+        theirs_value, ours_value = effective_param(holder_run, key), effective_param(run, key)
         if theirs_value != ours_value:
             return (f"{metric} is not comparable: version {holder_version} was scored with {key}="
                     f"{theirs_value if theirs_value is not None else '(not logged)'}, this run with {key}="

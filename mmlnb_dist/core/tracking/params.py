@@ -10,6 +10,13 @@ PARAM_VALUE_LIMIT = 6000
 TAG_VALUE_LIMIT = 8000
 """The most characters MLflow keeps in a run tag value: more than any param value, so a `param_changed.<key>` tag
 holds the whole (cut-to-`PARAM_VALUE_LIMIT`) new value of a param."""
+PARAM_CHANGED = "param_changed."
+"""Tag prefix of a param's value changed on resume (MLflow keeps a param's first value): `param_changed.<key>`."""
+
+
+def effective_param(run, key: str) -> Optional[str]:
+    """The value of param `key` that `run` ended with: the one a resume changed it to, else the one it logged."""
+    return run.data.tags.get(PARAM_CHANGED + key, run.data.params.get(key))
 
 
 def param_values(params: Mapping[str, Any], full_values: Optional[str] = None) -> Dict[str, str]:
