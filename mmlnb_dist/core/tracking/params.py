@@ -14,6 +14,12 @@ PARAM_CHANGED = "param_changed."
 """Tag prefix of a param's value changed on resume (MLflow keeps a param's first value): `param_changed.<key>`."""
 
 
+def effective_params(run) -> Dict[str, str]:
+    """Every param of `run` at the value it ended with (`effective_param`)."""
+    return {**run.data.params, **{k[len(PARAM_CHANGED):]: v for k, v in run.data.tags.items()
+                                  if k.startswith(PARAM_CHANGED) and k[len(PARAM_CHANGED):] in run.data.params}}
+
+
 def effective_param(run, key: str) -> Optional[str]:
     """The value of param `key` that `run` ended with: the one a resume changed it to, else the one it logged."""
     return run.data.tags.get(PARAM_CHANGED + key, run.data.params.get(key))

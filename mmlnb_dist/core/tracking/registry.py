@@ -24,6 +24,7 @@ from ..errors import ConfigError, UserError
 from .card import model_card, run_config_text, version_description
 from .lineage import not_comparable, other_stage, scored_on  # noqa: F401 - scored_on: the registry's rule
 from .metric_name import UnknownMetricError, require_metric
+from .params import effective_params
 from .versions import (ARTIFACTS_TAG, alias_holder, alias_turn, artifacts_digest, check_export_unchanged,
                        new_version, registered_before)
 
@@ -246,7 +247,8 @@ def find_run(run: str, tracking_uri: str, *, uri_given: bool = False) -> RunToRe
                             f"{tracking_uri} mlflow runs restore --run-id {run_id})")
     tagged = found.data.tags.get("run_dir")
     run_dir = export_dir.parent if export_dir is not None else Path(tagged) if tagged else None
-    return RunToRegister(run_id, tracking_uri, dict(found.data.params), export_dir, run_dir, dict(found.data.metrics),
+    # the values the run ended with: a resume that changed a setting (train.best_metric) logged it as a tag
+    return RunToRegister(run_id, tracking_uri, effective_params(found), export_dir, run_dir, dict(found.data.metrics),
                          found.info.status)
 
 
