@@ -35,7 +35,7 @@ class FakeStore:
     def __init__(self):
         self.runs, self.experiments = {}, {}
         self.metrics, self.batches, self.artifacts, self.calls = [], [], [], []
-        self.uploaded_from = []
+        self.uploaded_from, self.searches = [], 0
         self.down, self.fail_on = False, None
 
     # experiments and runs
@@ -67,11 +67,12 @@ class FakeStore:
         return self.runs[run_id]
 
     def search_runs(self, exp_ids, filter_string="", max_results=1000, page_token=None):
-        """Only the filter the code uses: tags.`KEY` = 'VALUE'. Pages as MLflow's do (1000 runs by default; the
-        page's `token` names the next one, None on the last)."""
-        key, want = filter_string.split("tags.`")[-1].split("` = '")
-        found = [r for r in self.runs.values() if r.data.tags.get(key) == want.rstrip("'")
-                 and r.info.experiment_id in exp_ids]
+        """Only the filters the code uses: tags.`KEY` = 'VALUE', several joined by ` and `. Pages as MLflow's do
+        (1000 runs by default; the page's `token` names the next one, None on the last). Counted in `searches`."""
+        self.searches += 1
+        wanted = [term.split("tags.`")[-1].split("` = '") for term in filter_string.split(" and ")]
+        found = [r for r in self.runs.values() if r.info.experiment_id in exp_ids
+                 and all(r.data.tags.get(key) == want.rstrip("'") for key, want in wanted)]
         start = int(page_token or 0)
         page = PagedRuns(found[start:start + max_results])
         page.token = str(start + max_results) if start + max_results < len(found) else None

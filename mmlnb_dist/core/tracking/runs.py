@@ -106,9 +106,13 @@ class ParentRun:
 
         client = mlflow.MlflowClient(self.uri)
         experiment, token = client.get_run(self.run_id).info.experiment_id, None
+        children = f"tags.`mlflow.parentRunId` = '{self.run_id}'"
+        # The server filters on the tag too (one request; reading every child took one per 1000 trials). A quote
+        # in the value cannot be written in MLflow's filter syntax: those are matched here, page by page.
+        server_side = "'" not in value and "`" not in key
+        query = f"{children} and tags.`{key}` = '{value}'" if server_side else children
         while True:  # every page: a search returns 1000 runs at most, and a search may have more trials
-            page = client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{self.run_id}'",
-                                      max_results=1000, page_token=token)
+            page = client.search_runs([experiment], filter_string=query, max_results=1000, page_token=token)
             match = [r for r in page if r.data.tags.get(key) == value]
             if match:
                 return match[0].info.run_id
