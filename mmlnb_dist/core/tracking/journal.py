@@ -257,11 +257,17 @@ def ensure_run(client, spool: Spool, uri: str, experiment: Optional[str] = None)
     # A process killed between create_run and recording the run id left a run that no journal named, RUNNING for
     # good beside the one its journal's upload then created: the run carries its start event's digest, and a run
     # with it is this journal's.
-    journal_tag = hashlib.sha256(json.dumps(start, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    identity, tags = start, dict(start.get("tags") or {})
+    here, written_in = spool.path.resolve().parent.parent, journal_folder(spool)
+    if written_in is not None and written_in != here and (written_in / JOURNAL_DIR / spool.path.name).is_file():
+        # a copy of a folder that still has this journal (`cp -r runs/a runs/a2` before a run was made): its own
+        # run, named by its own folder; sharing the start's digest, both folders went into one run. (A folder
+        # moved, the old one gone, is still the same run: it finds the one a killed process made.)
+        identity, tags = {**start, "copied_to": str(here)}, {**tags, "run_dir": str(here)}
+    journal_tag = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
     found = client.search_runs([exp_id], filter_string=f"tags.`{JOURNAL_TAG}` = '{journal_tag}'", max_results=1)
     run = found[0] if found else client.create_run(
-        exp_id, run_name=start["run_name"], tags={**(start.get("tags") or {}), JOURNAL_TAG: journal_tag},
-        start_time=start.get("ts"))
+        exp_id, run_name=start["run_name"], tags={**tags, JOURNAL_TAG: journal_tag}, start_time=start.get("ts"))
     spool.write_state(tracking_uri=uri, experiment=experiment, run_name=start["run_name"],
                       run_id=run.info.run_id, acked=0)
     return run.info.run_id, not found
