@@ -322,7 +322,7 @@ def upload(spool: Spool, uri: Optional[str] = None, experiment: Optional[str] = 
     """Upload what one journal holds but the server has not acknowledged. Idempotent: a second call sends
     nothing. A journal whose writer died mid-segment is closed as KILLED first; one still being written by a live
     process, or holding no event, is skipped. Returns {"run_id", "sent", "created", "uri", "journal", "skipped"}."""
-    from .server import limit_http_retries, open_client, server_reachable
+    from .server import absolute_sqlite_uri, limit_http_retries, open_client, server_reachable
 
     result: Dict[str, Any] = {"journal": str(spool.path), "run_id": spool.state().get("run_id"), "sent": 0,
                               "created": False, "uri": uri or spool.state().get("tracking_uri"), "skipped": None}
@@ -332,7 +332,8 @@ def upload(spool: Spool, uri: Optional[str] = None, experiment: Optional[str] = 
     if next(spool.events(), None) is None:  # its process was killed writing its first line: no run to make
         return {**result, "skipped": "it holds no event (its process stopped before logging one)"}
     spool.close_killed_segment()
-    if not spool.pending() and (uri is None or uri == spool.state().get("tracking_uri")):
+    if not spool.pending() and (uri is None or absolute_sqlite_uri(uri) == absolute_sqlite_uri(
+            spool.state().get("tracking_uri") or "")):  # one store, however spelled: nothing to send
         return result
     uri = result["uri"]
     if not uri:

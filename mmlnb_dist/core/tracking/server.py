@@ -47,8 +47,12 @@ def lower_scheme(uri: str) -> str:
 
 def absolute_sqlite_uri(uri: str) -> str:
     """`uri` (its scheme in lower case) with a relative SQLite path made absolute (from the working folder):
-    recorded as written, a `register` or `tracking sync` run from another folder opened a new, empty store there."""
+    recorded as written, a `register` or `tracking sync` run from another folder opened a new, empty store there.
+    A server URI loses a trailing slash (`http://host:5000/`, as a browser shows it, is the same server: compared
+    as another store, `tracking sync --uri` sent its run the whole journal again)."""
     uri = lower_scheme(uri)
+    if uri.startswith(("http://", "https://")):
+        return uri.rstrip("/")
     path = sqlite_store(uri)
     if path is None or path.is_absolute() or str(path) == ":memory:":
         return uri
