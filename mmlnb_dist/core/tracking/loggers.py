@@ -99,22 +99,28 @@ class StdoutLogger(NullLogger):
         if not self.jsonl:
             return
         self.jsonl.close()
-        kept, dropped = [], 0
+        kept, dropped, damaged = [], 0, 0
         self.resumed_step, self.kept_at_resume = step, set()
-        for line in self.path.read_text().splitlines():
+        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
             try:
                 record = json.loads(line)
                 keep = int(record["step"]) <= step
             except (ValueError, KeyError, TypeError):
-                keep = False
+                # not one of the records after the checkpoint: a damaged line, named so the loss is found
+                log.warning("%s:%d: not a metric record (damaged); left out: %.80s", self.path, number, line)
+                damaged += 1
+                continue
             if keep:
                 kept.append(line)
                 if int(record["step"]) == step:
                     self.kept_at_resume.update(k for k in record if k != "step")
             else:
                 dropped += 1
-        if dropped:
+        if dropped or damaged:
             replace_text(self.path, "".join(line + "\n" for line in kept))
+        if dropped:
             log.info("%s: %d record(s) after step %d, from the process that was stopped, replaced by this run's",
                      self.path, dropped, step)
         self.jsonl = open(self.path, "a")
