@@ -35,3 +35,16 @@ def test_a_refused_summary_part_still_logs_the_others_and_ends_the_run(tmp_path,
     run = store.runs[parent.run_id]
     assert run.data.tags["best_trial"] == "3" and run.info.status == "FINISHED"
     assert store.artifacts == [(parent.run_id, "summary.json", "search")]
+
+
+def test_a_resumed_search_keeps_its_parent_run_through_a_server_error(tmp_path, store):
+    """Reading the recorded parent run failed with a server error (a 503), taken for "the run is gone": a second
+    parent run was made, and the resumed search's trials were split between two parents. Only "no such run" makes
+    a new one."""
+    first = ParentRun.open(TrackingConfig(), URI, tmp_path, "search")
+    store.fail_on = "get_run"
+    again = ParentRun.open(TrackingConfig(), URI, tmp_path, "search", resume_id=first.run_id)
+    assert again.run_id == first.run_id and list(store.runs) == [first.run_id]
+    store.fail_on = None
+    store.runs.clear()  # a fresh store: the recorded run is gone
+    assert ParentRun.open(TrackingConfig(), URI, tmp_path, "search", resume_id=first.run_id).run_id in store.runs

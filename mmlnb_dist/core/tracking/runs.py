@@ -48,8 +48,12 @@ class ParentRun:
                 client.get_run(resume_id)
                 client.update_run(resume_id, status="RUNNING")
                 return cls(uri, resume_id)
-            except Exception:  # noqa: BLE001 - the run is gone (a fresh store): create a new one
-                pass
+            except Exception as err:  # noqa: BLE001 - only "no such run" (a fresh store) makes a new one
+                if getattr(err, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+                    # a server error says nothing about the run: a new parent split the search's trials in two
+                    log.warning("could not reopen parent run %s of %s at %s (%s); its trials still nest under it",
+                                resume_id, name, uri, str(err)[:200])
+                    return cls(uri, resume_id)
         exp_id = get_or_create_experiment(client, tracking.experiment, Path(output_dir) / "mlartifacts")
         run = client.create_run(exp_id, run_name=name, tags=dict(tags or {}))
         run_id = run.info.run_id
