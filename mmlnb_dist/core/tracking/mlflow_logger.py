@@ -123,7 +123,13 @@ class MLflowLogger(NullLogger):
             return None
         try:
             run = self.client.get_run(record["run_id"])
-        except Exception:  # noqa: BLE001 - the run is gone (e.g. a fresh store): a new run it is
+        except Exception as err:  # noqa: BLE001 - the run is gone (e.g. a fresh store): a new run it is
+            if getattr(err, "error_code", None) != "RESOURCE_DOES_NOT_EXIST":
+                # a server error says nothing about the run: a new one split the run's history in two
+                log.warning("could not read run %s recorded in %s (%s); continuing it", record["run_id"],
+                            self.run_dir, str(err)[:200])
+                self.client.update_run(record["run_id"], status="RUNNING")  # resume_count unknown: left as is
+                return record["run_id"]
             log.warning("run %s recorded in %s is not at %s any more; logging to a new run", record["run_id"],
                         self.run_dir, uri)
             return None
