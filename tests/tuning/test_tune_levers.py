@@ -37,11 +37,9 @@ def _in_process_search(shards: Path, out: Path, name: str, reuse: bool, mode: st
         "tune.mode=min", "tune.num_cpus=2", "tune.scheduler=fifo",
         "tune.searcher=grid", "tune.num_samples=1", "tune.max_failures=0", f"tune.name={name}",
         f"tune.reuse_actors={str(reuse).lower()}"] + ([f"tune.use_ray_train={mode}"] if mode else []))
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        summary = run_search(cfg, space)
-    finally:
-        ray.shutdown()
+    assert ray.is_initialized()  # the caller's instance: the search neither starts nor stops one
+    summary = run_search(cfg, space)
+    assert ray.is_initialized()
     assert summary["trials"] == 2 and summary["errored"] == 0, summary
     with open(Path(summary["experiment_dir"]) / "trials.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -55,10 +53,18 @@ def _in_process_search(shards: Path, out: Path, name: str, reuse: bool, mode: st
 
 @pytest.mark.slow
 def test_reused_trial_process_gives_the_same_metrics(tmp_path):
+    import ray
+
     shards = make_shards(tmp_path / "data", n=90, size=48)
-    # one worker per trial: in the trial process without being told (tune.use_ray_train unset)
-    fresh = _in_process_search(shards, tmp_path / "fresh", "fresh", reuse=False, mode="")
-    reused = _in_process_search(shards, tmp_path / "reused", "reused", reuse=True, mode="false")
+    # One Ray instance for both searches (a start costs 5-15 s on two busy cores): Tune ends each search's trial
+    # processes with the search, so the second search's pids are its own.
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        # one worker per trial: in the trial process without being told (tune.use_ray_train unset)
+        fresh = _in_process_search(shards, tmp_path / "fresh", "fresh", reuse=False, mode="")
+        reused = _in_process_search(shards, tmp_path / "reused", "reused", reuse=True, mode="false")
+    finally:
+        ray.shutdown()
     print(json.dumps({"fresh": fresh, "reused": reused}))
     assert len({pid for _, pid in fresh.values()}) == 2  # a new process per trial
     assert len({pid for _, pid in reused.values()}) == 1  # one process ran both
