@@ -149,6 +149,21 @@ class MultiLabelConfig(Section):
     """Rows with more labels than this (after merging) are dropped and reported; None: no limit."""
 
 
+def _class_name_problem(name: str) -> str:
+    """Why `name` cannot be a class (a folder name and a stripped CSV cell), or ''."""
+    if not name.strip():
+        return "is empty"
+    if name != name.strip():
+        return "starts or ends with a space (label cells are read stripped, so no label matches it)"
+    if name in (".", ".."):
+        return "is not a folder name"
+    if "/" in name or "\\" in name:
+        return "holds a path separator (a class is one folder name)"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "holds a control character (a line break or tab)"
+    return ""
+
+
 class DataConfig(Section):
     shards: Path = Path("shards/demo")
     """Shard set folder (holds manifest.json) that training reads."""
@@ -180,6 +195,13 @@ class DataConfig(Section):
         twice = sorted({c for c in classes if classes.count(c) > 1})
         if twice:  # a label maps to its first index: the other would be a class no sample can have
             raise ValueError(f"'{twice[0]}' is listed twice (each class once, in index order)")
+        for name in classes:
+            # a class is a folder name (data synth, shards build --input DIR) and a label cell (CSV cells are
+            # stripped): '', '.', 'a/b' or ' PD' name no class folder and match no label, so every sample of
+            # that class would be refused or written somewhere else
+            bad = _class_name_problem(name)
+            if bad:
+                raise ValueError(f"class {name!r} {bad}: name each class as its folder is named, e.g. [UD, PD, D]")
         return classes
 
     synth_dir: Path = Path("shards/demo-src")

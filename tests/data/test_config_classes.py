@@ -20,3 +20,16 @@ def test_a_class_listed_twice_is_refused_naming_it():
 
 def test_distinct_classes_are_kept_in_order():
     assert load_config(None, ["data.classes=[b,a]"]).data.classes == ["b", "a"]
+
+
+@pytest.mark.parametrize("item, reason", [
+    ('""', "is empty"),
+    ("a/b", "path separator"),
+    ("..", "not a folder name"),
+    ('" PD"', "starts or ends with a space"),
+])
+def test_a_class_name_no_folder_or_label_can_hold_is_refused_naming_it(item, reason):
+    # a class is a folder (data synth, shards build --input DIR) and a stripped label cell: such a name lost or
+    # misplaced every sample of its class
+    with pytest.raises(UserError, match=rf"data\.classes.*{reason}"):
+        load_config(None, [f"data.classes=[UD,{item},D]"])
