@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tarfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 from .shardset import ShardError
 
@@ -21,7 +21,7 @@ def iter_shard_samples(tar_path: Union[str, Path],
                        max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES) -> Iterator[Dict[str, Any]]:
     """Raw samples of one shard, in file order: `{"__key__": str, "__shard__": str, "jpg": bytes, "cls": bytes, ...}`.
 
-    Members are grouped by the stem before the first dot (keys contain no dots). A truncated or corrupt tar
+    Members are grouped by the stem before the first dot of the file name (`member_key`). A truncated or corrupt tar
     raises `ShardError` naming the shard and the last complete key; a member larger than `max_member_bytes`
     raises `ShardError` naming shard, key and size before it is read (a corrupt size field or a wrong file in
     the shard would otherwise be read whole into memory).
@@ -36,7 +36,7 @@ def iter_shard_samples(tar_path: Union[str, Path],
             for member in tar:
                 if not member.isfile():
                     continue
-                stem, _, ext = member.name.partition(".")
+                stem, ext = member_key(member.name)
                 if member.size > max_member_bytes:
                     raise ShardError(
                         f"shard {tar_path}: key '{stem}' member {member.name} is {member.size} bytes, over "
@@ -62,6 +62,17 @@ def iter_shard_samples(tar_path: Union[str, Path],
         raise ShardError(f"shard {shard}: truncated or corrupt tar{after} ({err})") from None
     if current is not None:
         yield current
+
+
+def member_key(name: str) -> Tuple[str, str]:
+    """(key, extension) of a tar member name, as webdataset splits it: the extension starts at the first dot of the
+    file's own name (a folder `v1.2/` keeps its dot), and a leading `./` (`tar -C dir -cf shard.tar .`, a shard
+    packed by hand) is not part of the key (it made the key empty: every member one sample)."""
+    while name.startswith("./"):
+        name = name[2:]
+    folder, slash, base = name.rpartition("/")
+    stem, _, ext = base.partition(".")
+    return folder + slash + stem, ext
 
 
 def _bad_header_at(tar_path: Path, offset: int) -> bool:

@@ -1,0 +1,31 @@
+"""Shards packed by hand (`tar -C dir -cf shard.tar .`) name their members `./key.jpg`: the reader keys them by the
+file's own stem, as webdataset does, instead of reading every member as one sample with the empty key."""
+from __future__ import annotations
+
+import io
+import tarfile
+
+from mmlnb_dist.data.reader import iter_shard_samples
+
+
+def _tar(path, names):
+    with tarfile.open(path, "w") as tar:
+        for name in names:
+            data = name.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_members_under_dot_slash_are_keyed_by_their_stem(tmp_path):
+    _tar(tmp_path / "s.tar", ["./a.jpg", "./a.cls", "./b.jpg", "./b.cls"])
+    samples = list(iter_shard_samples(tmp_path / "s.tar"))
+    assert [(s["__key__"], s["jpg"], s["cls"]) for s in samples] == [
+        ("a", b"./a.jpg", b"./a.cls"), ("b", b"./b.jpg", b"./b.cls")]
+
+
+def test_a_dotted_folder_does_not_split_the_key(tmp_path):
+    # the extension starts at the first dot of the file name, not of the folder ("v1.2/a.jpg")
+    _tar(tmp_path / "s.tar", ["v1.2/a.jpg", "v1.2/a.json.gz"])
+    (sample,) = iter_shard_samples(tmp_path / "s.tar")
+    assert sample["__key__"] == "v1.2/a" and set(sample) == {"__key__", "__shard__", "jpg", "json.gz"}
