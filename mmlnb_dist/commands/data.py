@@ -57,7 +57,15 @@ def _synth(args: argparse.Namespace) -> int:
     from ..data.synth_set import write_synth_set
 
     out = args.out or str(cfg.data.synth_dir)
-    summary = write_synth_set(out, s, "--out" if args.out else "--out (or data.synth_dir)", cfg.data.classes)
+    try:
+        summary = write_synth_set(out, s, "--out" if args.out else "--out (or data.synth_dir)", cfg.data.classes)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: "interrupted" alone left the user to delete the folder by hand
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "stopped: %s is incomplete (a shards build from it is refused); rerun the same command to complete it "
+            "(the same settings write the same bytes)", out)
+        raise
     if s.task == "multilabel":
         counts = ", ".join(f"{k} {v}" for k, v in summary["label_counts"].items())
         print(f"wrote {summary['num_samples']} multi-label patches from {summary['n_slides']} slides to {out} "
