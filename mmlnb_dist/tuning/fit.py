@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 
 def leave_out_unfit_values(space: Dict[str, Dict[str, Any]], base: Dict[str, Any], recipe: str,
-                           source: Any) -> Dict[str, Dict[str, Any]]:
-    """`space` without the choice/grid values whose config the `recipe`'s `unfit` rejects (a warning names each)."""
+                           source: Any, note: str = "") -> Dict[str, Dict[str, Any]]:
+    """`space` without the choice/grid values whose config the `recipe`'s `unfit` rejects (a warning names each,
+    followed by `note`)."""
     from ..config import config_from_dict
     from ..recipes import RECIPES
 
@@ -45,7 +46,7 @@ def leave_out_unfit_values(space: Dict[str, Dict[str, Any]], base: Dict[str, Any
             raise SearchError(f"{source}: no '{key}' {kind} value builds a model on this config: "
                               + "; ".join(f"{v}: {r}" for v, r in why.items()))
         for value, reason in why.items():
-            log.warning("%s: '%s' %s value %s left out of this search (%s)", source, key, kind, value, reason)
+            log.warning("%s: '%s' %s value %s left out of this search (%s)%s", source, key, kind, value, reason, note)
         kept[key] = {**entry, kind: fit}
     return kept
 
@@ -59,4 +60,6 @@ def check_space_fits(cfg: Any) -> None:
 
     source = resolve_space(cfg.tune.space or default_space(cfg.tune.recipe))
     base = cfg.model_dump(mode="json")
-    leave_out_unfit_values(load_space(source, base), base, cfg.tune.recipe, source)
+    # said to a user who may only train: the warning is about a later `tune`, not about this config
+    leave_out_unfit_values(load_space(source, base), base, cfg.tune.recipe, source,
+                           note="; this concerns `mmlnb-dist tune` only: train and the pipeline use the config as is")

@@ -58,3 +58,14 @@ def test_config_validate_refuses_a_space_none_of_whose_values_builds(tmp_path, m
                  "tune.space=space.yaml"])
     err = capsys.readouterr().err
     assert code == 2 and "no 'clip.model.fusion' choice value builds a model" in err and "space.yaml" in err, err
+
+
+def test_config_validate_says_the_left_out_value_concerns_tune_only(caplog, capsys):
+    """`config validate --config clip-demo` warned that `sum` is left out "of this search" to a user who only
+    trains: the warning now says it concerns `tune` and that the config itself is unaffected."""
+    from mmlnb_dist.cli import main
+
+    with caplog.at_level(logging.WARNING, logger="mmlnb_dist.tuning.fit"):
+        assert main(["config", "validate", "--config", "clip-demo"]) == 0
+    said = [m for m in caplog.text.splitlines() + capsys.readouterr().err.splitlines() if "left out" in m]
+    assert said and all("mmlnb-dist tune" in m and "train" in m for m in said), said
