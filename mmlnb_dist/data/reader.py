@@ -67,12 +67,14 @@ def iter_shard_samples(tar_path: Union[str, Path],
 def member_key(name: str) -> Tuple[str, str]:
     """(key, extension) of a tar member name, as webdataset splits it: the extension starts at the first dot of the
     file's own name (a folder `v1.2/` keeps its dot), and a leading `./` (`tar -C dir -cf shard.tar .`, a shard
-    packed by hand) is not part of the key (it made the key empty: every member one sample)."""
+    packed by hand) is not part of the key (it made the key empty: every member one sample). The extension is
+    lower-cased, as webdataset does: `a.JPG` (a camera's or Windows' export) is the sample's `jpg`, which the decoders
+    look for (an upper-case one made every such sample "no image member"); keys keep their case."""
     while name.startswith("./"):
         name = name[2:]
     folder, slash, base = name.rpartition("/")
     stem, _, ext = base.partition(".")
-    return folder + slash + stem, ext
+    return folder + slash + stem, ext.lower()
 
 
 def _bad_header_at(tar_path: Path, offset: int) -> bool:

@@ -29,3 +29,13 @@ def test_a_dotted_folder_does_not_split_the_key(tmp_path):
     _tar(tmp_path / "s.tar", ["v1.2/a.jpg", "v1.2/a.json.gz"])
     (sample,) = iter_shard_samples(tmp_path / "s.tar")
     assert sample["__key__"] == "v1.2/a" and set(sample) == {"__key__", "__shard__", "jpg", "json.gz"}
+
+
+def test_an_upper_case_extension_is_read_as_its_lower_case_member(tmp_path):
+    # camera and Windows exports name files a.JPG: webdataset lower-cases extensions; the reader kept "JPG", which no
+    # decoder looks for, so every such sample was a bad sample "no image member"
+    from mmlnb_dist.data.images import image_member
+
+    _tar(tmp_path / "s.tar", ["A1.JPG", "A1.Cls"])
+    (sample,) = iter_shard_samples(tmp_path / "s.tar")
+    assert sample["__key__"] == "A1" and image_member(sample) == "jpg" and sample["cls"] == b"A1.Cls"
