@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tarfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Set, Tuple, Union
 
 from .shardset import ShardError
 
@@ -30,6 +30,7 @@ def iter_shard_samples(tar_path: Union[str, Path],
     shard = tar_path.name
     current: Optional[Dict[str, Any]] = None
     last_key = None
+    done: Set[str] = set()  # keys whose sample was yielded
     try:
         # Streaming mode ("r|"): one sequential pass, no seeking, the same way a remote stream would be read.
         with tarfile.open(tar_path, mode="r|") as tar:
@@ -45,9 +46,17 @@ def iter_shard_samples(tar_path: Union[str, Path],
                 data = tar.extractfile(member).read()  # type: ignore[union-attr]
                 if current is not None and current["__key__"] != stem:
                     last_key = current["__key__"]
+                    done.add(last_key)
                     yield current
                     current = None
                 if current is None:
+                    if stem in done:
+                        # a sample is its adjacent members (as in webdataset): `tar -cf s.tar *.jpg *.cls` split each
+                        # one into an image without its label and a label without its image
+                        raise ShardError(
+                            f"shard {tar_path}: key '{stem}' appears again at member {member.name}, after other keys: "
+                            f"the members of a sample must be next to each other in the tar; repack it with the files "
+                            f"in name order (tar --sort=name, or a sorted file list)")
                     current = {"__key__": stem, "__shard__": shard}
                 current[ext] = data
             end = tar.offset  # where tarfile stopped: an end-of-archive block, the file's end or a bad header

@@ -39,3 +39,15 @@ def test_an_upper_case_extension_is_read_as_its_lower_case_member(tmp_path):
     _tar(tmp_path / "s.tar", ["A1.JPG", "A1.Cls"])
     (sample,) = iter_shard_samples(tmp_path / "s.tar")
     assert sample["__key__"] == "A1" and image_member(sample) == "jpg" and sample["cls"] == b"A1.Cls"
+
+
+def test_a_sample_whose_members_are_apart_is_refused_naming_the_key(tmp_path):
+    # `tar -cf s.tar *.jpg *.cls` puts every image first: each key became two samples, one without its label and one
+    # without its image (as many bad samples as samples, or predictions without labels), with no word on why
+    import pytest
+
+    from mmlnb_dist.data.shardset import ShardError
+
+    _tar(tmp_path / "s.tar", ["a.jpg", "b.jpg", "a.cls", "b.cls"])
+    with pytest.raises(ShardError, match=r"s\.tar.*key 'a'.*a\.cls.*next to each other"):
+        list(iter_shard_samples(tmp_path / "s.tar"))
