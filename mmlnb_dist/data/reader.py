@@ -38,6 +38,8 @@ def iter_shard_samples(tar_path: Union[str, Path],
                 if not member.isfile():
                     continue
                 stem, ext = member_key(member.name)
+                if not stem:  # a hidden file (`._a.jpg`, `.DS_Store` of a macOS tar): no sample's member
+                    continue
                 if member.size > max_member_bytes:
                     raise ShardError(
                         f"shard {tar_path}: key '{stem}' member {member.name} is {member.size} bytes, over "
@@ -78,10 +80,13 @@ def member_key(name: str) -> Tuple[str, str]:
     file's own name (a folder `v1.2/` keeps its dot), and a leading `./` (`tar -C dir -cf shard.tar .`, a shard
     packed by hand) is not part of the key (it made the key empty: every member one sample). The extension is
     lower-cased, as webdataset does: `a.JPG` (a camera's or Windows' export) is the sample's `jpg`, which the decoders
-    look for (an upper-case one made every such sample "no image member"); keys keep their case."""
+    look for (an upper-case one made every such sample "no image member"); keys keep their case. A hidden file's
+    name gives the empty key: it is no sample's member."""
     while name.startswith("./"):
         name = name[2:]
     folder, slash, base = name.rpartition("/")
+    if base.startswith("."):  # hidden: macOS tar's `._a.jpg` resource forks, `.DS_Store` (webdataset skips them)
+        return "", ""
     stem, _, ext = base.partition(".")
     return folder + slash + stem, ext.lower()
 

@@ -51,3 +51,12 @@ def test_a_sample_whose_members_are_apart_is_refused_naming_the_key(tmp_path):
     _tar(tmp_path / "s.tar", ["a.jpg", "b.jpg", "a.cls", "b.cls"])
     with pytest.raises(ShardError, match=r"s\.tar.*key 'a'.*a\.cls.*next to each other"):
         list(iter_shard_samples(tmp_path / "s.tar"))
+
+
+def test_hidden_files_of_a_mac_packed_shard_are_not_samples(tmp_path):
+    # macOS tar adds an AppleDouble `._a.jpg` before each file and may pack `.DS_Store`: webdataset skips names
+    # without a stem; here they made samples with the empty key (and then "key '' appears again")
+    _tar(tmp_path / "s.tar", ["./.DS_Store", "./._a.jpg", "./a.jpg", "./._a.cls", "./a.cls", "./._b.jpg", "./b.jpg",
+                              "./b.cls"])
+    samples = list(iter_shard_samples(tmp_path / "s.tar"))
+    assert [(s["__key__"], s["jpg"]) for s in samples] == [("a", b"./a.jpg"), ("b", b"./b.jpg")]
