@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -50,6 +51,19 @@ def _check_fields(path: Path, manifest: Mapping[str, Any]) -> None:
         if not isinstance(split["shards"], list):
             raise ShardError(f"{path}: split '{name}': 'shards' must be a list of shard entries (got "
                              f"{split['shards']!r:.80}); {remedy}")
+    # a shard file listed twice (a hand-made manifest): under val too, the model was scored on what it trained on;
+    # twice in train, trained on twice an epoch; the size and checksum checks pass either way
+    where: Dict[str, str] = {}
+    for name, split in manifest["splits"].items():
+        for entry in split["shards"]:
+            file = entry.get("file") if isinstance(entry, dict) else None
+            if not isinstance(file, str):
+                continue  # a malformed entry: `ShardSet.shards` names it
+            same = os.path.normpath(file)
+            if same in where:
+                raise ShardError(f"{path}: {file} is listed twice (split '{where[same]}' and split '{name}'); list "
+                                 f"each shard once, or rebuild the shard set")
+            where[same] = name
 
 
 class ShardError(UserError, ValueError):

@@ -62,3 +62,18 @@ def test_a_hand_edited_classes_or_splits_field_is_refused_on_opening(tmp_path, f
     (shards / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ShardError, match=r"manifest\.json: " + says + r".*restore the manifest or rebuild"):
         ShardSet.open(shards)
+
+
+@pytest.mark.parametrize("into", ["val", "train"])
+def test_a_shard_listed_twice_is_refused_naming_it_and_both_splits(tmp_path, into):
+    # a hand-made manifest listing a train shard under val too scored the model on what it trained on (and listed
+    # twice in train, trained it twice an epoch); the preflight check and the loader read it without a word
+    shards = make_shard_set(tmp_path, per_class=2, max_per_shard=3, val_fraction=0.0)
+    manifest = json.loads((shards / "manifest.json").read_text())
+    entry = manifest["splits"]["train"]["shards"][0]
+    split = manifest["splits"].setdefault(into, {"shards": [], "num_samples": 0})
+    split["shards"].append(dict(entry))
+    split["num_samples"] += entry["num_samples"]
+    (shards / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ShardError, match=rf"train-000000\.tar is listed twice \(split 'train' and split '{into}'\)"):
+        ShardSet.open(shards)
