@@ -208,7 +208,13 @@ def _collect(input_path: Path, classes: Sequence[str], descriptions: Optional[Un
             subdirs.remove(sub)
         for sub in subdirs:
             if sub.name not in classes:
-                raise ShardError(f"{sub}: unknown label folder '{sub.name}' (classes: {', '.join(classes)})")
+                # as an unknown CSV label is (`build.validate_samples`): the class it likely means, and the way on
+                near = [c for c in classes if c.strip().lower() == sub.name.strip().lower()]
+                hint = f"; did you mean {near[0]!r}? folder names match the classes exactly, case included" \
+                    if near else ""
+                raise ShardError(f"{sub}: unknown label folder '{sub.name}' (classes: {', '.join(classes)}){hint}; "
+                                 f"rename the folder, or give the classes its folders name with --classes "
+                                 f"(data.classes)")
             files = image_files(sub)
             if not files:
                 raise ShardError(f"{sub}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} images)")

@@ -87,3 +87,11 @@ def test_windows_paths_in_a_csv_are_read(tmp_path):
     samples = collect_samples(_csv(tmp_path / "win.csv", ["path,label,slide_id", *rows]), CLASSES)
     assert [s.meta["file"] for s in samples] == [f"{c}/{c}_000.png" for c in CLASSES]
     assert all(s.image.is_file() for s in samples)
+
+
+def test_a_class_folder_spelt_in_another_case_is_refused_with_the_class_it_means(tmp_path):
+    # `ud/` for UD (a folder renamed on a case-insensitive disk): the refusal named the folder but not the class it
+    # meant nor how to go on (the CSV path has said "did you mean" for a label)
+    write_patch_folder(tmp_path, per_class=1, classes=("ud", "PD", "D"))
+    with pytest.raises(ShardError, match=r"unknown label folder 'ud'.*did you mean 'UD'\?.*--classes"):
+        collect_samples(tmp_path, CLASSES)
