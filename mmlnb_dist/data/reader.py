@@ -69,6 +69,11 @@ def iter_shard_samples(tar_path: Union[str, Path],
     except FileNotFoundError:
         raise ShardError(f"shard not found: {tar_path}") from None
     except (tarfile.TarError, EOFError, OSError) as err:
+        packed = None if last_key else _compression(tar_path)
+        if packed:  # webdataset reads compressed shards, so users pack them: intact, not "corrupt"
+            raise ShardError(f"shard {tar_path} is {packed}-compressed; shards are read as plain tars: decompress it "
+                             f"(gunzip / bunzip2 / unxz / unzstd) and list the .tar (its bytes and sha256) in the "
+                             f"manifest, or rebuild the shard set") from None
         after = f" after key '{last_key}'" if last_key else " at its start"
         raise ShardError(f"shard {shard}: truncated or corrupt tar{after} ({err})") from None
     if current is not None:
@@ -89,6 +94,21 @@ def member_key(name: str) -> Tuple[str, str]:
         return "", ""
     stem, _, ext = base.partition(".")
     return folder + slash + stem, ext.lower()
+
+
+COMPRESSED_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+                    (b"\x28\xb5\x2f\xfd", "zstd"))
+"""Leading bytes of the compressed files a shard may be packed as (`.tar.gz`, `.tgz`, ...)."""
+
+
+def _compression(tar_path: Path) -> Optional[str]:
+    """The compression `tar_path` starts with (gzip, bzip2, xz, zstd), or None."""
+    try:
+        with open(tar_path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return None
+    return next((name for magic, name in COMPRESSED_MAGIC if head.startswith(magic)), None)
 
 
 def _bad_header_at(tar_path: Path, offset: int) -> bool:

@@ -60,3 +60,18 @@ def test_hidden_files_of_a_mac_packed_shard_are_not_samples(tmp_path):
                               "./b.cls"])
     samples = list(iter_shard_samples(tmp_path / "s.tar"))
     assert [(s["__key__"], s["jpg"]) for s in samples] == [("a", b"./a.jpg"), ("b", b"./b.jpg")]
+
+
+def test_a_compressed_shard_is_refused_as_compressed_not_as_corrupt(tmp_path):
+    # webdataset reads .tar.gz shards, so users pack them; the reader reads plain tars, and said "truncated or corrupt
+    # tar at its start" of an intact gzip file (restore or rebuild: the wrong remedy)
+    import pytest
+
+    from mmlnb_dist.data.shardset import ShardError
+
+    with tarfile.open(tmp_path / "s.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("a.jpg")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(ShardError, match=r"s\.tar\.gz.* gzip-compressed.*plain.*gunzip"):
+        list(iter_shard_samples(tmp_path / "s.tar.gz"))
