@@ -60,6 +60,9 @@ def iter_shard_samples(tar_path: Union[str, Path],
                             f"the members of a sample must be next to each other in the tar; repack it with the files "
                             f"in name order (tar --sort=name, or a sorted file list)")
                     current = {"__key__": stem, "__shard__": shard}
+                if ext in current:  # `tar -rf` appended a second copy: one of them would be dropped unseen
+                    raise ShardError(f"shard {tar_path}: key '{stem}' holds {member.name} twice (appended to the "
+                                     f"tar?); repack the shard with each file once")
                 current[ext] = data
             end = tar.offset  # where tarfile stopped: an end-of-archive block, the file's end or a bad header
         if _bad_header_at(tar_path, end):

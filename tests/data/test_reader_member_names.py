@@ -75,3 +75,15 @@ def test_a_compressed_shard_is_refused_as_compressed_not_as_corrupt(tmp_path):
         tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(ShardError, match=r"s\.tar\.gz.* gzip-compressed.*plain.*gunzip"):
         list(iter_shard_samples(tmp_path / "s.tar.gz"))
+
+
+def test_a_member_packed_twice_is_refused_naming_it(tmp_path):
+    # `tar -rf s.tar a.jpg` appends a second a.jpg (the usual way to "replace" a file in a tar): the later bytes
+    # silently won over the earlier; webdataset refuses a duplicate file name in a sample
+    import pytest
+
+    from mmlnb_dist.data.shardset import ShardError
+
+    _tar(tmp_path / "s.tar", ["a.jpg", "a.cls", "a.jpg"])
+    with pytest.raises(ShardError, match=r"s\.tar: key 'a' holds a\.jpg twice"):
+        list(iter_shard_samples(tmp_path / "s.tar"))
