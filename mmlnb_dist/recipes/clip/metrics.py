@@ -108,6 +108,27 @@ def check_best_metric(metric: str, label_counts: Mapping[str, int], n: int, spli
                       f"{split} split")
 
 
+def check_metric_config(cfg: Any) -> None:
+    """A ConfigError when `cfg` picks, searches or registers by a metric its runs never report: `at_least_j` with
+    j above clip.top_k, or the loss of a zero-shot run (`ClipRecipe.evaluate` leaves it out: a BCE of scaled
+    cosines measures nothing). Found before any work, not as a missing value once the run ends."""
+    from .config import METRIC_NAMES
+
+    best, top_k = cfg.train.best_metric, cfg.clip.top_k
+    if best.startswith("at_least_") and int(best.split("_")[2]) > top_k:
+        raise ConfigError(f"train.best_metric: '{best}' needs clip.top_k >= {best.split('_')[2]} "
+                          f"(clip.top_k is {top_k})")
+    if cfg.clip.model.fusion != "zero_shot":
+        return
+    reported = [m for m in METRIC_NAMES if not m.startswith("at_least_") or int(m.split("_")[2]) <= top_k]
+    for key, metric in (("train.best_metric", best), ("tune.metric", cfg.tune.metric),
+                        ("tracking.register_metric", cfg.tracking.register_metric)):
+        if metric and metric.rsplit("/", 1)[-1] == "loss":
+            raise ConfigError(f"{key}: '{metric}' is the loss, which clip.model.fusion=zero_shot runs do not report "
+                              f"(nothing trains; a BCE of scaled cosines measures nothing); choose one of "
+                              f"{', '.join(reported)}")
+
+
 def gathered_metrics(env: DistEnv, scores: torch.Tensor, targets: torch.Tensor, classes: Sequence[str],
                      k: int, split: str = "?") -> Dict[str, Any]:
     """`multilabel_metrics` over every rank's share of the split (uneven shares are fine; each sample once)."""

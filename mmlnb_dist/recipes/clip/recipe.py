@@ -38,7 +38,7 @@ from ...data.shardset import ShardError, ShardSet
 from ...data.stain_augment import StainAugmentConfig
 from ..epochs import MidEpochResume, end_epoch, mid_epoch_resume, mid_epoch_state, restore_rng, train_epochs
 from .config import LOWER_IS_BETTER
-from .metrics import check_best_metric, multilabel_metrics, scalar_metrics
+from .metrics import check_best_metric, check_metric_config, multilabel_metrics, scalar_metrics
 from .plots import save_figures
 from .towers import CLIP_MEAN, CLIP_STD
 
@@ -139,10 +139,7 @@ class ClipRecipe:
             if cfg.data.loader.image_size % towers.tiny.patch_size:
                 raise ConfigError(f"data.loader.image_size: {cfg.data.loader.image_size} is not a multiple of "
                                   f"clip.model.towers.tiny.patch_size {towers.tiny.patch_size}")
-        best = cfg.train.best_metric
-        if best.startswith("at_least_") and int(best.split("_")[2]) > c.top_k:
-            raise ConfigError(f"train.best_metric: '{best}' needs clip.top_k >= {best.split('_')[2]} "
-                              f"(clip.top_k is {c.top_k})")
+        check_metric_config(cfg)  # metrics this config's runs report: top-k j-of-k, no loss when zero-shot
 
     @classmethod
     def check(cls, cfg: "Config", env: DistEnv) -> None:

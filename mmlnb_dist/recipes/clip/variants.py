@@ -42,11 +42,13 @@ def unfit(cfg: Any) -> Optional[str]:
     failed when the row's turn came, after the rows before it had trained for minutes)."""
     from ...core.errors import ConfigError
     from .branches import build_image_branch, build_text_branch
+    from .metrics import check_metric_config
     from .model import branch_plan
 
     m = cfg.clip.model
     try:
         plan = branch_plan(m)
+        check_metric_config(cfg)  # a zero_shot row of a loss-chosen study reports no loss to pick or tune by
     except ConfigError as err:
         return str(err)
     if m.fusion == "sum" and plan["encoder_image"] and plan["encoder_text"]:  # (two CLIP towers share a width)
