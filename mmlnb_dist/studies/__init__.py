@@ -102,9 +102,11 @@ def study_folder(cfg: Config) -> Path:
 
 
 def study_rows(cfg: Config) -> Tuple[Rows, List[str]]:
-    """The recipe's rows for `cfg` and the metrics its table reports."""
+    """The recipe's rows for `cfg` and the metrics its table reports (the variants module's `metrics(cfg)` where it
+    has one: columns that depend on the config, else its `METRICS`)."""
     module = _variants(cfg)
-    return module.rows(cfg), list(module.METRICS)
+    columns = module.metrics(cfg) if hasattr(module, "metrics") else module.METRICS
+    return module.rows(cfg), list(columns)
 
 
 def _variants(cfg: Config):

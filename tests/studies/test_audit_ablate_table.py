@@ -138,3 +138,16 @@ def test_a_seed_that_diverged_among_several_still_gives_the_table(tmp_path):
     sum_line = next(line for line in study.markdown.splitlines() if line.startswith("| sum |"))
     assert "diverged (seed 1)" in sum_line
     assert (study.study_dir / "table.json").is_file() and (study.study_dir / "table.png").is_file()
+
+
+@pytest.mark.parametrize("top_k, dropped", [(1, ["at_least_2_of_top_k"]), (2, []), (3, [])])
+def test_the_clip_table_has_no_j_of_k_column_that_top_k_leaves_empty(top_k, dropped):
+    """A run reports `at_least_{j}_of_top_k` for j <= clip.top_k only: with top_k=1 the j=2 column read n/a in
+    every row of the table."""
+    from mmlnb_dist.config import load_config
+    from mmlnb_dist.studies import study_rows
+
+    from support.clip import CLIP_PROFILE
+
+    _, metrics = study_rows(load_config(CLIP_PROFILE, [f"clip.top_k={top_k}"]))
+    assert metrics == [m for m in METRICS if m not in dropped]

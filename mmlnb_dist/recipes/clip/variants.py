@@ -17,6 +17,13 @@ METRICS = ("micro_f1", "macro_f1", "micro_auroc", "macro_auroc", "hamming_loss",
 """The table's columns: the seed's metrics on the top-k prediction and the threshold-free AUROCs."""
 
 
+def metrics(cfg: Any) -> List[str]:
+    """The columns of `cfg`'s table: METRICS without the `at_least_{j}_of_top_k` that clip.top_k < j leaves with
+    no value (a run reports j-of-k accuracies for j <= k only: the column would read n/a in every row)."""
+    top_k = cfg.clip.top_k
+    return [m for m in METRICS if not m.startswith("at_least_") or int(m.split("_")[2]) <= top_k]
+
+
 def rows(cfg: Any) -> Dict[str, Tuple[str, List[str]]]:
     """{row: (what it changes, overrides)} for `cfg` (its towers decide the baselines' encoders)."""
     tiny = str(cfg.clip.model.towers.name).startswith("tiny")
