@@ -3,7 +3,7 @@ branch in branches.py): selective unfreezing, and the warning about captions cut
 from __future__ import annotations
 
 import logging
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -11,19 +11,23 @@ from torch import nn
 from ...core.errors import ConfigError
 
 
-def unfreeze_last_blocks(towers: nn.Module, n: int, key: str) -> None:
+def unfreeze_last_blocks(towers: nn.Module, n: int, key: str,
+                         sides: Tuple[str, ...] = ("image", "text")) -> None:
     """Freeze all of `towers.clip`, then let the last `n` blocks of `towers.image_blocks` and `towers.text_blocks`
     train (both tower kinds: transformers CLIP and open_clip); more blocks than a tower has is a ConfigError.
     `n=0` reads no blocks: towers without transformer blocks (open_clip's ResNet, timm or Hugging Face towers,
-    whose `*_blocks` raise) run frozen under the head."""
+    whose `*_blocks` raise) run frozen under the head. Only the towers of `sides` are read: a single-tower run
+    (text_only on a ResNet image tower) never runs the other one, whose lack of blocks is no reason to refuse."""
     if n:
-        for tower, blocks in (("image", towers.image_blocks), ("text", towers.text_blocks)):
+        for tower in sides:
+            blocks = getattr(towers, f"{tower}_blocks")
             if n > len(blocks):
                 raise ConfigError(f"{key}: {n} blocks asked, but the {tower} tower of '{towers.name}' has only "
                                   f"{len(blocks)}; choose 0..{len(blocks)}")
     towers.clip.requires_grad_(False)
     if n:
-        for blocks in (towers.image_blocks, towers.text_blocks):
+        for tower in sides:
+            blocks = getattr(towers, f"{tower}_blocks")
             for block in blocks[len(blocks) - n:]:
                 block.requires_grad_(True)
 

@@ -75,7 +75,7 @@ def load_exported_model(export_dir: Union[str, Path]) -> Tuple[torch.nn.Module, 
     `model(pixel_values=x, **model.towers.tokenize(texts))` -> logits [B, labels]; sigmoid gives probabilities
     in `meta["classes"]` order; x normalised with `meta["preprocessing"]` at `meta["image_size"]`."""
     from .branches import build_image_branch, load_text_branch
-    from .model import ClipMultiLabel, branch_plan, freeze_unused_tower
+    from .model import ClipMultiLabel, branch_plan, freeze_unused_tower, tower_sides
     from .towers import load_towers
 
     export_dir = Path(export_dir)
@@ -90,7 +90,8 @@ def load_exported_model(export_dir: Union[str, Path]) -> Tuple[torch.nn.Module, 
     if towers_info is not None:
         towers = load_towers(towers_info["kind"], cfg.towers.name, export_dir / "clip",
                              meta["preprocessing"]["max_length"])
-        towers.set_unfrozen_blocks(cfg.towers.unfreeze_blocks if cfg.fusion != "zero_shot" else 0)
+        towers.set_unfrozen_blocks(cfg.towers.unfreeze_blocks if cfg.fusion != "zero_shot" else 0,
+                                   sides=tower_sides(plan))  # as build_model: the towers the model runs
         freeze_unused_tower(towers, plan)
     image_branch = build_image_branch(cfg, pretrained=False) if plan["encoder_image"] else None  # weights below
     text_branch = load_text_branch(cfg, export_dir / TEXT_ENCODER_DIR) if plan["encoder_text"] else None

@@ -13,7 +13,7 @@ gradients (nothing to train there, and no activations to keep).
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -228,10 +228,13 @@ def build_model(cfg: ClipModelConfig, num_labels: int, image_size: int,
     if num_labels < 2:
         raise ValueError(f"need at least 2 labels, got {num_labels}")
     plan = branch_plan(cfg)
+    # built frozen, then unfrozen on the towers the model runs only (a text_only run on a ResNet image tower);
     # zero-shot trains nothing: its towers' unfreeze_blocks is not applied (nor refused for towers without blocks)
-    towers_cfg = cfg.towers.model_copy(update={"unfreeze_blocks": 0}) if cfg.fusion == "zero_shot" else cfg.towers
-    towers = build_towers(towers_cfg, image_size) if plan["clip_image"] or plan["clip_text"] else None
-    if towers is not None:
+    towers = None
+    if plan["clip_image"] or plan["clip_text"]:
+        towers = build_towers(cfg.towers.model_copy(update={"unfreeze_blocks": 0}), image_size)
+        towers.set_unfrozen_blocks(cfg.towers.unfreeze_blocks if cfg.fusion != "zero_shot" else 0,
+                                   sides=tower_sides(plan))
         freeze_unused_tower(towers, plan)
     image_branch = build_image_branch(cfg) if plan["encoder_image"] else None
     text_branch = build_text_branch(cfg) if plan["encoder_text"] else None
@@ -272,6 +275,11 @@ def branch_summary(cfg: ClipModelConfig) -> str:
     else:
         text = "not used"
     return f"image: {image}; text: {text}; fusion {cfg.fusion}"
+
+
+def tower_sides(plan: Dict[str, bool]) -> Tuple[str, ...]:
+    """The CLIP towers ("image", "text") a model of this `branch_plan` runs: the ones whose blocks may train."""
+    return tuple(side for side in ("image", "text") if plan[f"clip_{side}"])
 
 
 def freeze_unused_tower(towers: Towers, plan: Dict[str, bool]) -> None:

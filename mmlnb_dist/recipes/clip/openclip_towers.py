@@ -96,9 +96,10 @@ class OpenClipTowers(nn.Module):
                                                     f"open_clip's"))
         return blocks
 
-    def set_unfrozen_blocks(self, n: int, key: str = "clip.model.towers.unfreeze_blocks") -> None:
-        """Freeze everything, then let the last `n` resblocks of each tower train."""
-        unfreeze_last_blocks(self, n, key)
+    def set_unfrozen_blocks(self, n: int, key: str = "clip.model.towers.unfreeze_blocks",
+                            sides: Tuple[str, ...] = ("image", "text")) -> None:
+        """Freeze everything, then let the last `n` resblocks of each tower in `sides` train."""
+        unfreeze_last_blocks(self, n, key, sides)
 
     def tokenize(self, texts: List[str]) -> Dict[str, torch.Tensor]:
         ids = self.tokenizer(list(texts))
@@ -155,14 +156,19 @@ def _no_blocks(name: str, tower: str) -> str:
             f"a ViT image tower and open_clip's own text tower")
 
 
-def check_open_clip_blocks(name: str, n: int) -> None:
+def check_open_clip_blocks(name: str, n: int, sides: Tuple[str, ...] = ("image", "text")) -> None:
     """The ConfigError that unfreezing `n` blocks of `open_clip:MODEL[:TAG]` would raise once built (a ResNet or
     timm image tower, a Hugging Face text tower), read from open_clip's bundled config: nothing built or fetched.
-    Other names (hf-hub: configs live on the Hub) are left to the build."""
+    Only the towers of `sides` (those the run uses) are checked. Other names (hf-hub: configs live on the Hub)
+    are left to the build."""
     if not n or not name.startswith("open_clip:"):
         return
     model_cfg = _open_clip_model_config(name[len("open_clip:"):].partition(":")[0])
     vision, text = model_cfg.get("vision_cfg", {}), model_cfg.get("text_cfg", {})
+    if "image" not in sides:
+        vision = {}
+    if "text" not in sides:
+        text = {}
     if vision.get("timm_model_name"):
         raise ConfigError(_no_blocks(name, f"a timm ({vision['timm_model_name']}) image tower, not a ViT"))
     if isinstance(vision.get("layers"), (list, tuple)):

@@ -123,7 +123,7 @@ class ClipRecipe:
         if cfg.distributed.deepspeed_config:
             read_user_deepspeed_json(cfg.distributed.deepspeed_config)
         from ...models.encoders import IMAGE_ENCODERS, unknown_image_encoder
-        from .model import branch_plan
+        from .model import branch_plan, tower_sides
         from .openclip_towers import check_open_clip_blocks
 
         plan = branch_plan(c.model)  # combinations that cannot work (zero-shot needs CLIP's two towers)
@@ -131,7 +131,7 @@ class ClipRecipe:
             raise ConfigError(f"clip.model.image_encoder: {unknown_image_encoder(c.model.image_encoder)}")
         towers = c.model.towers
         if (plan["clip_image"] or plan["clip_text"]) and c.model.fusion != "zero_shot":  # zero-shot trains none
-            check_open_clip_blocks(towers.name, towers.unfreeze_blocks)
+            check_open_clip_blocks(towers.name, towers.unfreeze_blocks, tower_sides(plan))
         if towers.name in ("tiny", "tiny-open_clip") and (plan["clip_image"] or plan["clip_text"]):
             if towers.unfreeze_blocks > towers.tiny.layers:
                 raise ConfigError(f"clip.model.towers.unfreeze_blocks: {towers.unfreeze_blocks} blocks asked, but "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -86,9 +86,10 @@ class ClipTowers(nn.Module):
     def text_blocks(self) -> nn.ModuleList:
         return self.clip.text_model.encoder.layers
 
-    def set_unfrozen_blocks(self, n: int, key: str = "clip.model.towers.unfreeze_blocks") -> None:
-        """Freeze everything, then let the last `n` transformer blocks of each tower train."""
-        unfreeze_last_blocks(self, n, key)
+    def set_unfrozen_blocks(self, n: int, key: str = "clip.model.towers.unfreeze_blocks",
+                            sides: Tuple[str, ...] = ("image", "text")) -> None:
+        """Freeze everything, then let the last `n` transformer blocks of each tower in `sides` train."""
+        unfreeze_last_blocks(self, n, key, sides)
 
     def tokenize(self, texts: List[str]) -> Dict[str, torch.Tensor]:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
