@@ -133,7 +133,7 @@ class ClipRecipe:
         if (plan["clip_image"] or plan["clip_text"]) and c.model.fusion != "zero_shot":  # zero-shot trains none
             check_open_clip_blocks(towers.name, towers.unfreeze_blocks, tower_sides(plan))
         if towers.name in ("tiny", "tiny-open_clip") and (plan["clip_image"] or plan["clip_text"]):
-            if towers.unfreeze_blocks > towers.tiny.layers:
+            if towers.unfreeze_blocks > towers.tiny.layers and c.model.fusion != "zero_shot":  # built frozen
                 raise ConfigError(f"clip.model.towers.unfreeze_blocks: {towers.unfreeze_blocks} blocks asked, but "
                                   f"the tiny towers have clip.model.towers.tiny.layers={towers.tiny.layers}")
             if cfg.data.loader.image_size % towers.tiny.patch_size:

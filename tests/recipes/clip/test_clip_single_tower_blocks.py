@@ -48,3 +48,13 @@ def test_config_validate_checks_only_the_towers_the_run_uses(capsys):
         capsys.readouterr().err
     assert main(["config", "validate", "--config", PROFILE, *resnet, "clip.model.fusion=image_only"]) == 2
     assert "ResNet image tower" in capsys.readouterr().err
+
+
+def test_zero_shot_ignores_unfreeze_blocks_on_tiny_towers_as_on_open_clip_ones(capsys):
+    """Zero-shot trains nothing and builds its towers frozen whatever unfreeze_blocks says (open_clip ResNets
+    pass): the tiny towers' block count refused it all the same."""
+    zero_shot = ["clip.model.fusion=zero_shot", *CLIP_TOWERS[:2], "clip.model.towers.name=tiny",
+                 "clip.model.towers.unfreeze_blocks=9"]
+    assert main(["config", "validate", "--config", PROFILE, *zero_shot]) == 0, capsys.readouterr().err
+    assert main(["config", "validate", "--config", PROFILE, *zero_shot, "clip.model.fusion=concat"]) == 2
+    assert "clip.model.towers.tiny.layers=4" in capsys.readouterr().err
