@@ -73,8 +73,9 @@ def trial_metric(result, res: Dict[str, Any], status: str, metric: str, mode: st
     """The number a trial is ranked and shown by: what the model it keeps gives (its best epoch's checkpoint, a
     VLM's best adapter), not its last epoch's. A finished trial: its result file's (`trial_result.json`, evaluated
     with its kept checkpoint, as its export); one stopped early (no result file): its best report in the search's
-    mode; an errored or diverged one: its last report."""
-    if res and not res.get("diverged") and finite(kept_value(res, metric)) is not None:
+    mode; an errored or diverged one: its last report. A result file's NaN stays NaN (ranked after every finite
+    value by `pick_best`): the last report's number would rank the trial on a model it did not keep."""
+    if res and not res.get("diverged") and kept_value(res, metric) is not None:
         return kept_value(res, metric)
     if status == "OK" and not res:
         return best_report(result, metric, mode)
