@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from ..config import Config
 from ..config.tune import search_mode
-from .trial import read_trial_result
+from .trial import REPORTS, read_trial_result
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 RAY_STATUS = {"TERMINATED": "OK", "ERROR": "ERROR"}
@@ -93,12 +93,13 @@ def trial_rows(results, dirs: Dict[str, Path], cfg: Config) -> List[Dict[str, An
             ("ERROR" if r.error else "OK")
         row: Dict[str, Any] = {"status": status}
         row.update({k: v for k, v in (r.config or {}).items()})
-        row["iterations"] = metrics.get("training_iteration")
         # a trial that failed before its first report has no metrics: Tune's record still names it
         row["trial_id"] = record.trial_id if record is not None else (metrics.get("trial_id") or "?")
         row["started"] = getattr(getattr(record, "run_metadata", None), "start_time", None)
         row["run_dir"] = str(dirs["trials"] / f"{cfg.tune.name}-{row['trial_id']}")
         res = read_trial_result(Path(row["run_dir"])) or {}
+        # a finished trial Tune restored after a kill reported its result file once: its count is the file's
+        row["iterations"] = res.get(REPORTS) or metrics.get("training_iteration")
         row[cfg.tune.metric] = trial_metric(r, res, status, cfg.tune.metric, search_mode(cfg))
         row["completed"] = bool(res) and not res.get("diverged")
         if res.get("diverged") and status == "OK":  # a result of the search, not an error (trial.run_target)

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 RESULT_FILE = "trial_result.json"
 PARAMS_FILE = "trial_params.json"
 LAST_REPORT = "last_report"  # the result file's record of the trial's last report (`_write_result`)
+REPORTS = "reports"  # the result file's count of the trial's reports (`_write_result`)
 PG_FILE = "train_placement_group.txt"
 WORKER_FILE = "ray_worker_rank{rank}.json"  # where each Ray Train rank of the trial ran (node, pid)
 TRIAL_LOG = "trial.log"
@@ -73,10 +74,11 @@ def clean_metrics(metrics: Dict[str, Any]) -> Dict[str, float]:
 
 
 def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float, last_epoch: Optional[int],
-                  last_report: Optional[Dict[str, float]] = None) -> None:
+                  last_report: Optional[Dict[str, float]] = None, reports: Optional[int] = None) -> None:
     """The trial's 'finished' mark: written whole (`core.files.replace_text`), so it exists only complete.
     `last_report`: the metrics the trial last reported, which a run of it again (`trial_main`) reports: the search
-    ranked it by them, while a recipe's result may hold its kept (best) epoch's validation."""
+    ranked it by them, while a recipe's result may hold its kept (best) epoch's validation. `reports`: how many
+    reports it made (`trials.csv`'s iterations): Tune counts 1 for a finished trial it restored after a kill."""
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in result.items()}
     payload["trial_seconds"] = seconds
@@ -84,6 +86,8 @@ def _write_result(run_dir: Path, result: Dict[str, Any], seconds: float, last_ep
     payload["last_epoch"] = last_epoch
     if last_report is not None:
         payload[LAST_REPORT] = last_report
+    if reports is not None:
+        payload[REPORTS] = reports
     replace_text(run_dir / RESULT_FILE, json.dumps(payload, indent=1, default=str))
 
 
@@ -133,17 +137,18 @@ def run_rank(cfg_dict: Dict[str, Any], recipe: str, env, report: Callable[[int, 
     (cfg.run.dir / WORKER_FILE.format(rank=env.rank)).write_text(json.dumps(
         {"rank": env.rank, "node_id": node_id, "pid": os.getpid()}))
     t0 = time.time()
-    last_epoch, last_report = [None], [None]
+    last_epoch, last_report, reports = [None], [None], [0]
 
     def report_epoch(epoch: int, metrics: Dict[str, Any]) -> None:
         last_epoch[0], last_report[0] = epoch, clean_metrics(metrics)
+        reports[0] += 1
         report(epoch, marked_final(recipe, cfg, epoch, last_report[0]))
 
     setup_logging(env.rank)
     with command_log(cfg.run.dir / TRIAL_LOG, env.rank):
         result = run_target(recipe, cfg, env, report_epoch, last_epoch)
     if env.rank == 0:
-        _write_result(cfg.run.dir, result, time.time() - t0, last_epoch[0], last_report[0])
+        _write_result(cfg.run.dir, result, time.time() - t0, last_epoch[0], last_report[0], reports[0])
 
 
 def _worker_loop(config: Dict[str, Any]) -> None:
@@ -261,16 +266,17 @@ def trial_main(params: Dict[str, Any], ctx: Dict[str, Any]) -> None:
         fit_with_ray_train(cfg.model_dump(mode="json"), ctx["recipe"], run_dir, tune_cfg, Path(ctx["storage"]))
     else:
         forget_launcher()  # rank 0 of 1 (a reused process's group serves it: core.distributed)
-        last_epoch, last_report = [None], [None]
+        last_epoch, last_report, reports = [None], [None], [0]
 
         def report(epoch: int, metrics: Dict[str, Any]) -> None:
             last_epoch[0], last_report[0] = epoch, clean_metrics(metrics)
+            reports[0] += 1
             tune.report({**marked_final(ctx["recipe"], cfg, epoch, last_report[0]), "epoch": float(epoch)})
 
         setup_logging(0)
         with command_log(run_dir / TRIAL_LOG):
             result = run_target(ctx["recipe"], cfg, None, report, last_epoch)
-        _write_result(run_dir, result, time.time() - t0, last_epoch[0], last_report[0])
+        _write_result(run_dir, result, time.time() - t0, last_epoch[0], last_report[0], reports[0])
 
 
 def set_aside_other_trials_folder(run_dir: Path, applied: Dict[str, Any]) -> Optional[Path]:
