@@ -70,6 +70,8 @@ def _ablate(args: argparse.Namespace) -> int:
         print(f"study: {folder}", flush=True)
     with command_log(log_path, env.rank):  # every run's full tables go to study.log; the console gets the table
         study = run_study(cfg, rows, seeds, descriptions=args.descriptions, train_jobs=train_jobs)
+    if env.rank != 0:  # under a launcher every rank ran the study: rank 0 alone prints it (the exit code is all's)
+        return 1 if study.failed else 0
     print(study.markdown)
     print(f"table: {study.study_dir / 'table.md'}, as a figure: {study.study_dir / 'table.png'}"
           + (f"  (MLflow parent run {study.parent_run_id})" if study.parent_run_id else ""))

@@ -253,10 +253,11 @@ def run_study(cfg: Config, rows: Optional[Sequence[str]] = None, seeds: Sequence
                  cfg.tracking.register_name, study_dir)
     # One study per folder: a second ablate of the same config (its rows, table, study.json and parent run) trained
     # the rows the first had not reached yet, failed on those it held, and both wrote the table
-    lock = FolderLock(study_dir, "mmlnb-dist ablate", study=True).acquire() \
-        if DistEnv.from_environment().is_main else None
+    main = DistEnv.from_environment().is_main
+    lock = FolderLock(study_dir, "mmlnb-dist ablate", study=True).acquire() if main else None
     try:
-        parent = _open_parent(cfg, study_dir, chosen, seeds)
+        # rank 0's alone under a launcher: every rank runs the study, and each opened a parent run of its own
+        parent = _open_parent(cfg, study_dir, chosen, seeds) if main else None
         try:
             return _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available, metrics, train_jobs)
         except BaseException as err:  # the parent run ends as the study did (it stayed RUNNING for good)
@@ -298,6 +299,10 @@ def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available
         table[row]["descriptions"] = sources[row]
         table[row]["trained"] = [results[(row, s)]["trained"] for s in seeds]
     markdown = format_table(table, metrics, split, study_dir.name, seeds) + "\n" + format_cache(cache) + "\n"
+    result = StudyResult(study_dir, split, metrics, table, markdown, parent.run_id if parent else None, skipped,
+                         cache, failed)
+    if not DistEnv.from_environment().is_main:  # every rank knows the table; rank 0 alone writes it (one writer)
+        return result
     kept = keep_earlier_table(study_dir, chosen, seeds)  # another study's table (other rows or seeds) stays
     if kept is not None:
         log.warning("study %s: the earlier table (other rows or seeds) is kept as %s (and .md, .png)", study_dir, kept)
@@ -313,8 +318,7 @@ def _run_rows(cfg, parent, study_dir, chosen, seeds, configs, sources, available
         flat.update({f"cache/{k}": float(v) for k, v in cache.items() if isinstance(v, (int, float))})
         parent.finish(metrics=flat, artifacts=[study_dir / "table.md", study_dir / "table.json", figure],
                       status="FAILED" if failed else "FINISHED")
-    return StudyResult(study_dir, split, metrics, table, markdown, parent.run_id if parent else None, skipped,
-                       cache, failed)
+    return result
 
 
 def train_in_process(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str, Any]]:
