@@ -15,9 +15,9 @@ recorded, so a kill mid-save leaves no folder that looks complete. Resume takes 
 match (falling back, with a message, past a torn or damaged one). DeepSpeed's files are pickles: they are only
 loaded from folders that carry the marker and whose digests match what this tool recorded at save time.
 
-The recipe passes its own client state (where it stands, its best so far, its history); the manager adds the RNG
-states of every rank so that a resumed run draws the same random numbers as an uninterrupted one. Recipes export
-their models themselves (the format is theirs), from the consolidated fp32 weights of `full_fp32_state_dict`.
+The recipe passes its own client state (where it stands, its best so far, its history); the manager adds every
+rank's RNG state (a resumed run draws the random numbers of an uninterrupted one). Recipes export their models
+themselves, from the consolidated fp32 weights of `full_fp32_state_dict`.
 """
 from __future__ import annotations
 
@@ -155,9 +155,7 @@ class CheckpointManager:
     """Save and resume DeepSpeed checkpoints of one run, keep the newest `keep` and the best."""
 
     def __init__(self, directory: Path, env: DistEnv, keep: int = 2):
-        self.dir = Path(directory)
-        self.env = env
-        self.keep = keep
+        self.dir, self.env, self.keep = Path(directory), env, keep
         self.loaded_layout: Optional[Layout] = None
         """The layout the last loaded checkpoint was saved with (None before a load, or when not recorded)."""
 
@@ -186,8 +184,7 @@ class CheckpointManager:
         return self.dir.is_dir() and any(self.dir.iterdir())
 
     def _mark(self) -> None:
-        marker = self.dir / MARKER
-        if not marker.is_file():
+        if not (marker := self.dir / MARKER).is_file():
             self.dir.mkdir(parents=True, exist_ok=True)
             marker.write_text(json.dumps({"tool": "mmlnb-dist", "format": 1, "created": time.time()}))
 
@@ -208,9 +205,11 @@ class CheckpointManager:
                             f"checkpoint {resumed}); resume with train.epochs of at least {trained}, or start a "
                             f"new run (another run.name) for a shorter one")
 
-    @property
-    def best(self) -> Optional[Dict[str, Any]]:
-        saved = self.dir / (self.latest() or "-") / SAVED  # first: best.json is stale after a kill past the rename
+    best = property(lambda self: self.best_recorded_in(self.latest()))
+
+    def best_recorded_in(self, latest: Optional[str]) -> Optional[Dict[str, Any]]:
+        """The best checkpoint as the newest complete tag `latest` (verified by the caller) records it."""
+        saved = self.dir / (latest or "-") / SAVED  # first: best.json is stale after a kill past the rename
         return (json.loads(saved.read_text()).get("best") if saved.is_file() else None) or \
             (json.loads(path.read_text()) if (path := self.dir / "best.json").is_file() else None)
 
@@ -367,8 +366,7 @@ def fp32_state_dict_from_checkpoint(ckpt_dir: Path, tag: Optional[str] = None) -
     """The consolidated fp32 module weights of a saved checkpoint, without building an engine (evaluation).
 
     ZeRO 1-3 checkpoints are consolidated by DeepSpeed's `zero_to_fp32`; a ZeRO-0 checkpoint holds the module
-    whole in its model-states file. Only for run folders this tool wrote: DeepSpeed's files are pickles.
-    """
+    whole in its model-states file. Only for run folders this tool wrote: DeepSpeed's files are pickles."""
     ckpt_dir = Path(ckpt_dir)
     manager = CheckpointManager(ckpt_dir, DistEnv())
     if not ckpt_dir.is_dir():
@@ -377,13 +375,15 @@ def fp32_state_dict_from_checkpoint(ckpt_dir: Path, tag: Optional[str] = None) -
         raise UserError(f"no checkpoint in {ckpt_dir}: the folder is empty (its run stopped before its first "
                         f"checkpoint); resume the run (run.resume=true) to train one")
     require_marker(ckpt_dir)
-    best = manager.best
-    tag = tag or (best["tag"] if best else None) or manager.latest()
+    verified = None  # the tag whose digests were just checked: each file is hashed once (a large model's is slow)
+    if tag is None:
+        best = manager.best_recorded_in(verified := manager.latest())
+        tag = (best["tag"] if best else None) or verified
     if tag is None:
         raise manager.none_complete()
     if not (ckpt_dir / tag).is_dir():
         raise UserError(f"no checkpoint {tag} in {ckpt_dir} (has: {', '.join(manager.tags()) or 'none'})")
-    problem = checkpoint_problem(ckpt_dir / tag)
+    problem = checkpoint_problem(ckpt_dir / tag) if tag != verified else None
     if problem is not None:
         raise CheckpointError(f"cannot load checkpoint {tag}: {problem}")
     model_states = sorted((ckpt_dir / tag).glob("*model_states.pt"))

@@ -215,3 +215,30 @@ def test_fewer_epochs_than_the_resumed_checkpoint_are_still_refused(tmp_path):
     m.save(StandInEngine(weight=3.0), epoch_tag(2), {})
     with pytest.raises(UserError, match=r"has trained 3 epochs \(its latest checkpoint epoch-0002\)"):
         m.check_fresh_start(resume=True, epochs=2)
+
+
+def test_evaluation_reads_each_checkpoint_it_verifies_once(tmp_path, monkeypatch):
+    """Choosing the evaluated tag hashes the newest complete checkpoint (its record names the best) and the chosen
+    one, each once: export and evaluate of a large run read its checkpoint twice or three times before loading it;
+    an explicit tag hashes only that one."""
+    import mmlnb_dist.core.checkpoint as checkpoint
+
+    m = manager(tmp_path)
+    for epoch in range(3):
+        m.save(StandInEngine(weight=float(epoch)), epoch_tag(epoch), {},
+               best={"tag": epoch_tag(0), "value": 0.9} if epoch == 2 else None)
+    hashed = []
+    real = checkpoint.sha256_file
+    monkeypatch.setattr(checkpoint, "sha256_file", lambda p: (hashed.append(Path(p).parent.name), real(p))[1])
+    files = len(list((m.dir / epoch_tag(0)).iterdir())) - 1  # all but checksums.json
+    assert fp32_state_dict_from_checkpoint(m.dir)[0] == epoch_tag(0)  # the best, named by the newest's record
+    assert sorted(hashed) == sorted([epoch_tag(0)] * files + [epoch_tag(2)] * files)
+    (m.dir / epoch_tag(2) / "saved.json").write_text('{"sequence": 3, "best": null}')  # no best: the newest
+    record_checksums(m.dir / epoch_tag(2))
+    (m.dir / "best.json").unlink()
+    hashed.clear()
+    assert fp32_state_dict_from_checkpoint(m.dir)[0] == epoch_tag(2)
+    assert hashed == [epoch_tag(2)] * files
+    hashed.clear()
+    assert fp32_state_dict_from_checkpoint(m.dir, epoch_tag(1))[0] == epoch_tag(1)
+    assert hashed == [epoch_tag(1)] * files
