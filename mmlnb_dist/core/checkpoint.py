@@ -38,7 +38,7 @@ from .errors import UserError
 from .files import replace_text, sha256_file, storage_failure
 from .rng import rng_state, set_rng_state
 from .reshard import (UNIVERSAL_SUFFIX, Layout, check_compatible, convert_to_universal, describe_change,
-                      engine_layout, read_layout, restore_buffers, write_layout)
+                      engine_layout, partition_files, read_layout, restore_buffers, write_layout)
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ class CheckpointManager:
         check_compatible(saved, current, self.dir / tag, param_groups=groups)
         if self.env.is_main:
             log.warning(describe_change(saved, current))
-        if not saved.partitioned:  # ZeRO-0 (fp32/fp16): one whole copy of model and optimizer, loads anywhere
+        if not saved.partitioned or not partition_files(self.dir / tag):  # ZeRO-0: one whole copy, loads anywhere
             return tag
         return convert_to_universal(self.dir, tag, self.env)
 

@@ -7,7 +7,8 @@ state kind:
 
 - ZeRO-0 in fp32 or fp16: every rank holds the whole model and optimizer, saved once in the model-states file;
   DeepSpeed loads it on any number of processes as it is.
-- ZeRO 1/2/3 (and bf16, whose optimizer keeps per-rank fp32 partitions even at stage 0): the per-rank partitions
+- ZeRO 1/2/3 (and bf16 when its optimizer keeps per-rank fp32 partitions at stage 0, `partition_files`; by default
+  it keeps whole copies in the model-states file, as fp16 does, and loads as it is): the per-rank partitions
   are converted once into DeepSpeed's universal checkpoint (`deepspeed.checkpoint.ds_to_universal`: one folder per
   parameter with its fp32 weight and Adam moments), written beside the tag as `<tag>-universal/` (temporary name,
   checksums, rename, like a save), and loaded with DeepSpeed's `load_universal`, which slices every parameter for
@@ -82,10 +83,17 @@ def read_layout(tag_dir: Path) -> Optional[Layout]:
     path = Path(tag_dir) / LAYOUT
     if path.is_file():
         return Layout(**json.loads(path.read_text()))
-    optim = sorted(Path(tag_dir).glob("*zero_pp_rank_*_optim_states.pt"))
+    optim = partition_files(tag_dir)
     if optim:
         return Layout(world_size=len(optim), zero_stage=-1, micro_batch=0, accumulation=0, precision="unknown")
     return None
+
+
+def partition_files(tag_dir: Path) -> List[Path]:
+    """The per-rank optimizer partition files of a checkpoint. A bf16 run at ZeRO-0 has none with DeepSpeed 0.19.8
+    (its optimizer keeps whole fp32 copies in the model-states file, like fp16): it loads on any number of processes
+    as it is, where a conversion to a universal checkpoint found nothing to convert and the resume was refused."""
+    return sorted(Path(tag_dir).glob("*zero_pp_rank_*_optim_states.pt"))
 
 
 def universal_name(tag: str) -> str:

@@ -242,3 +242,29 @@ def test_evaluation_reads_each_checkpoint_it_verifies_once(tmp_path, monkeypatch
     hashed.clear()
     assert fp32_state_dict_from_checkpoint(m.dir, epoch_tag(1))[0] == epoch_tag(1)
     assert hashed == [epoch_tag(1)] * files
+
+
+class _Bf16(StandInEngine):
+    """bf16 at ZeRO-0 on `dp_world_size` processes: DeepSpeed 0.19.8 writes no optimizer partition files then (its
+    optimizer's fp32 copies are whole, in the model-states file: checked on the CPU)."""
+
+    def __init__(self, world_size: int, accumulation: int, weight: float = 0.0):
+        super().__init__(weight)
+        self.dp_world_size, self.accumulation, self.optimizer = world_size, accumulation, None
+
+    def bfloat16_enabled(self):
+        return True
+
+    def gradient_accumulation_steps(self):
+        return self.accumulation
+
+
+def test_a_bf16_zero0_checkpoint_resumes_on_another_world_size_as_it_is(tmp_path):
+    """Saved on 2 processes, resumed on 1 (the same global batch): no partition files to re-partition, so it loads
+    as it is; a conversion to a universal checkpoint found nothing to convert and refused the resume."""
+    m = manager(tmp_path)
+    m.save(_Bf16(world_size=2, accumulation=1, weight=4.0), epoch_tag(0), {"where": "e0"})
+    engine = _Bf16(world_size=1, accumulation=2)
+    tag, client = m.load(engine)
+    assert tag == epoch_tag(0) and client["where"] == "e0" and engine.loaded[0][0] == epoch_tag(0)
+    assert not (m.dir / (epoch_tag(0) + "-universal")).exists()
