@@ -178,7 +178,7 @@ VLM_MEMORY = ("vlm.micro_batch_per_gpu, vlm.max_pixels (fewer image tokens), vlm
               "distributed.zero_stage=3 with distributed.offload_optimizer=true")
 DESCRIBE_MEMORY = "vlm.generation.batch_size, vlm.max_pixels"
 MEMORY_SETTINGS = {"train": TRAIN_MEMORY, "evaluate": "train.eval_batch_size", "finetune-vlm": VLM_MEMORY,
-                   "describe": DESCRIBE_MEMORY, "predict": "--batch-size, --chunk-size",
+                   "describe": DESCRIBE_MEMORY, "predict": "--batch-size, --chunk-size, and with --vlm vlm.generation.batch_size=N",
                    "features": "--batch-size"}
 """The settings that lower what one step of a command holds in memory, named when it runs out."""
 ALL_MEMORY_SETTINGS = f"for training {TRAIN_MEMORY}; for VLM fine-tuning {VLM_MEMORY}; for describe {DESCRIBE_MEMORY}"

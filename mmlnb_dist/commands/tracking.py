@@ -292,6 +292,11 @@ def _selection(args, cfg, spec, run_best_metric=None):
     return metric, mode
 
 
+def _sets_vlm(overrides) -> bool:
+    """Whether key=value overrides set VLM settings (else, with no --config, the defaults are no given config)."""
+    return any(o.split("=", 1)[0].startswith(("vlm.", "distributed.precision")) for o in overrides or ())
+
+
 def _predict(args) -> int:
     from ..predict import predict_to_file
     from ..predict.agreement import agreement_lines
@@ -303,7 +308,8 @@ def _predict(args) -> int:
                              vlm=args.vlm, adapter=args.adapter, split=args.split, batch_size=args.batch_size,
                              top_k=args.top_k, threshold=args.threshold, description_column=args.description_column,
                              slide_column=args.slide_column, tracking_uri=_tracking_uri(args, cfg),
-                             vlm_config=cfg if args.config else None,
+                             # key=value without --config too (vlm.generation.batch_size=N: the OOM remedy)
+                             vlm_config=cfg if args.config or _sets_vlm(args.overrides) else None,
                              **({"chunk_size": args.chunk_size} if args.chunk_size is not None else {}))
     skipped = report["skipped_out"]
     print(f"{report['predicted']} prediction(s) -> {args.out}"

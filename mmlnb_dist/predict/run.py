@@ -44,7 +44,18 @@ def vlm_settings(vlm: str, adapter: Optional[Path], given: Optional[Any] = None)
 
     trained_with = training_config_path(vlm, adapter)
     if trained_with is not None:
-        return load_config(trained_with)
+        if given is None:
+            return load_config(trained_with)
+        # the generation batch size does not change the text (`describe.RESUME_MAY_CHANGE`): a predict out of
+        # memory lowers it here; what changes the text stays the run's, and a given value kept from it is said
+        cfg = load_config(trained_with, [f"vlm.generation.batch_size={given.vlm.generation.batch_size}"])
+        ours, theirs = text_settings(cfg), text_settings(given)
+        kept = [f"{k}={theirs[k]!r}" for k in ours if ours[k] != theirs[k]]
+        if kept:
+            log.warning("--config / key=value settings not applied: %s (the VLM settings that change the text are "
+                        "those of the adapter's fine-tuning run, %s, whose descriptions the model learned from; "
+                        "only vlm.generation.batch_size is taken)", ", ".join(kept), trained_with)
+        return cfg
     adapter_dir = adapter or merged_from(vlm).get("adapter")
     if given is not None:
         return given
@@ -53,6 +64,17 @@ def vlm_settings(vlm: str, adapter: Optional[Path], given: Optional[Any] = None)
                 "the model's training descriptions, or its text may be unlike what the model learned from",
                 vlm, adapter_dir or "an adapter")
     return load_config(None)
+
+
+def text_settings(cfg: Any) -> Dict[str, Any]:
+    """The settings of `cfg` that change what the VLM writes (as `describe.provenance` records them), by key."""
+    v = cfg.vlm
+    generation = v.generation.model_dump(mode="json")
+    generation.pop("batch_size")  # (an image's text does not depend on its batch)
+    return {"vlm.prompt": v.prompt, "vlm.min_pixels": v.min_pixels, "vlm.max_pixels": v.max_pixels,
+            "vlm.tiny_seed": v.tiny_seed, "vlm.tiny_vision": v.tiny_vision,
+            **{f"vlm.generation.{k}": val for k, val in generation.items()},
+            "distributed.precision": str(cfg.distributed.precision)}
 
 
 def _vlm_describer(vlm: str, adapter: Optional[Path], given: Optional[Any] = None) -> Callable[[List[Any]], List[str]]:
@@ -75,6 +97,18 @@ def _base_weights(vlm: str) -> Dict[str, str]:
         return {}
     digest_ = weights_identity(vlm, vlm).get(WEIGHTS_KEY)
     return {WEIGHTS_KEY: digest_} if digest_ else {}
+
+
+def vlm_writer(vlm: str, adapter: Optional[Path], cfg: Any) -> Dict[str, Any]:
+    """Who writes the descriptions with `cfg` (`vlm_settings`), as the journal's job and `same_writer` know it. The
+    settings are part of it: a resume under another prompt or decoding would mix two kinds of text; the generation
+    batch size is not (a job out of memory continues with a smaller one)."""
+    from ..recipes.vlm.merge import fine_tune_sha256
+
+    return {"model": vlm, "adapter_sha256": fine_tune_sha256(vlm, adapter),
+            **{k: getattr(cfg.vlm, k) for k in TINY_KEYS},  # (which `tiny`: `same_writer`)
+            **_base_weights(vlm),  # (which base bytes, as describe records them: `same_writer`)
+            "settings": digest([json.dumps(text_settings(cfg), sort_keys=True)])}
 
 
 def _request_frame(good: List[Dict[str, Any]]):
@@ -283,15 +317,8 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
             require_descriptions(model_uri, items, descriptions)  # before a single image is decoded
         writer, vlm_cfg = None, None
         if vlm and items:
-            from ..recipes.vlm.merge import fine_tune_sha256
-
             vlm_cfg = vlm_settings(vlm, adapter, vlm_config)
-            # the settings are part of the job: a resume under another prompt or decoding would mix two kinds of text
-            writer = {"model": vlm, "adapter_sha256": fine_tune_sha256(vlm, adapter),
-                      **{k: getattr(vlm_cfg.vlm, k) for k in TINY_KEYS},  # (which `tiny`: `same_writer`)
-                      **_base_weights(vlm),  # (which base bytes, as describe records them: `same_writer`)
-                      "settings": digest([json.dumps(vlm_cfg.vlm.model_dump(mode="json"), sort_keys=True),
-                                          str(vlm_cfg.distributed.precision)])}
+            writer = vlm_writer(vlm, adapter, vlm_cfg)
         sets = shard_sets_read(inputs)
         identity = model_identity(model_uri, model, tracking_uri)
         done = journal.resume({

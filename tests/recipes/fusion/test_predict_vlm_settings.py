@@ -32,3 +32,58 @@ def test_the_pipeline_s_predict_line_passes_its_config_when_there_is_no_adapter(
     assert f"--config {tmp_path / 'base-pipeline' / 'config.yaml'}" in line
     with_adapter = predict_line(cfg, "models:/m@champion", "shards", "sqlite:///x.db", "p.csv", True, "runs/a/adapter")
     assert "--adapter runs/a/adapter" in with_adapter and "--config" not in with_adapter
+
+
+def test_with_an_adapter_s_run_the_generation_batch_size_may_change_and_text_settings_are_said(tmp_path, caplog):
+    """A `predict --vlm` out of memory is told to lower the generation batch size; with the adapter's run beside it,
+    `--config` and key=value were silently ignored (the batch size too). The batch size, which does not change the
+    text, is now taken; a prompt or decoding the given config would change stays the run's, and a warning says so."""
+    run = tmp_path / "runs" / "ft"
+    (run / "adapter").mkdir(parents=True)
+    save_config(load_config("cpu-demo", ["vlm.min_pixels=1024", "vlm.max_pixels=1024",
+                                         "vlm.generation.batch_size=8"]), run / "config.yaml")
+    smaller = load_config("cpu-demo", ["vlm.min_pixels=1024", "vlm.max_pixels=1024", "vlm.generation.batch_size=2"])
+    with caplog.at_level(logging.WARNING):
+        cfg = vlm_settings("tiny", run / "adapter", smaller)
+    assert cfg.vlm.generation.batch_size == 2 and cfg.vlm.min_pixels == 1024
+    assert "not applied" not in caplog.text
+    other = load_config("cpu-demo", ["vlm.prompt=other", "vlm.generation.batch_size=2"])
+    with caplog.at_level(logging.WARNING):
+        cfg = vlm_settings("tiny", run / "adapter", other)
+    assert cfg.vlm.prompt != "other" and cfg.vlm.min_pixels == 1024 and cfg.vlm.generation.batch_size == 2
+    assert "not applied" in caplog.text and "vlm.prompt" in caplog.text and "vlm.min_pixels" in caplog.text
+
+
+def test_a_smaller_generation_batch_continues_the_same_predict_job():
+    """The OOM remedy must not cost the finished chunks: the job key (`vlm_writer`) held the whole vlm section, the
+    batch size too, so a resume with a smaller batch started from the first image."""
+    from mmlnb_dist.predict.run import vlm_writer
+
+    big, small = (load_config("cpu-demo", [f"vlm.generation.batch_size={n}"]) for n in (8, 2))
+    assert vlm_writer("tiny", None, big) == vlm_writer("tiny", None, small)
+    assert vlm_writer("tiny", None, big) != vlm_writer("tiny", None, load_config("cpu-demo", ["vlm.prompt=other"]))
+
+
+def test_a_vlm_override_without_config_reaches_predict(monkeypatch, tmp_path):
+    """`predict --vlm ... vlm.generation.batch_size=2` (the OOM message's remedy) was dropped without --config."""
+    import mmlnb_dist.predict as predict
+    from mmlnb_dist.cli import main
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(predict, "predict_to_file", fake)
+    base = ["predict", "x.png", "--model", "m", "--out", str(tmp_path / "p.csv"), "--vlm", "tiny"]
+    try:
+        main([*base, "vlm.generation.batch_size=2"])
+    except SystemExit:
+        pass
+    assert seen["vlm_config"].vlm.generation.batch_size == 2
+    try:
+        main([*base, "tracking.experiment=x"])  # no VLM setting given: the defaults are no given config
+    except SystemExit:
+        pass
+    assert seen["vlm_config"] is None
