@@ -9,11 +9,11 @@ inputs after them; the predictions file is then what one uninterrupted run write
 The journal's first line is the job: the model (its URI and the `model_uuid` the URI resolved to, so a moved
 alias is another job), the inputs in order, each shard set's manifest digest (a set rebuilt in place under the
 same names is another job), each image file's and lone shard's path, size and mtime_ns (`files_digest`: an image
-overwritten in place is another job), the descriptions file's digest, the VLM
-and adapter, the split and the label-set rule. A journal of another job is dropped with a warning naming what
-changed (its rows could not become this output), and the job starts from the first input. The folder is held
-with a `FolderLock`: a second `predict` into the same output while the first runs is refused, naming it, instead
-of both writing one file.
+overwritten in place is another job), the descriptions file's digest, the VLM (by its weights' digest where
+recorded: a copy of the same weights is the same VLM) and adapter, the split and the label-set rule. A journal
+of another job is dropped with a warning naming what changed (its rows could not become this output), and the job
+starts from the first input. The folder is held with a `FolderLock`: a second `predict` into the same output while
+the first runs is refused, naming it, instead of both writing one file.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..core.files import replace_text
 from ..core.runlock import FolderLock
+from ..data.text_writer import WEIGHTS_KEY
 
 log = logging.getLogger(__package__)  # "[predict]" on the console
 
@@ -67,6 +68,15 @@ def file_digest(path: Optional[Path]) -> Optional[str]:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def writer_job(writer: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The job's part of `writer` (`run.vlm_writer`): without the VLM's name when its weights' digest is recorded,
+    so the same bytes under another name (a copied folder, a hub id vs its local copy) continue the job, as they
+    continue a describe (`describe.resume_may_change`); other weights, adapter or settings still start over."""
+    if not writer or not writer.get(WEIGHTS_KEY):
+        return writer
+    return {k: v for k, v in writer.items() if k != "model"}
 
 
 class Done:

@@ -21,7 +21,7 @@ from ..data.text_writer import TINY_KEYS, WEIGHTS_KEY, text_writer_warnings
 from .errors import PredictError
 from .agreement import agreement
 from .inputs import collect_inputs, decoded, require_descriptions, shard_sets_read, with_image_bytes
-from .journal import PredictJournal, digest, file_digest, files_digest
+from .journal import PredictJournal, digest, file_digest, files_digest, writer_job
 from .model import load_model
 from .provenance import model_identity, model_record_file, warn_if_other_model, write_model_record
 from .skipped import SIDE_FILES, side_file, write_skipped
@@ -328,7 +328,7 @@ def _predict_to_file(model_uri: str, inputs: Sequence[Path], out: Path, descript
             "shard_sets": [file_digest(folder / "manifest.json") for folder in sets],
             "files": files_digest(_loose_files(items, sets)),
             "descriptions": file_digest(descriptions), "description_column": description_column,
-            "slide_column": slide_column, "vlm": writer, "top_k": top_k, "threshold": threshold})
+            "slide_column": slide_column, "vlm": writer_job(writer), "top_k": top_k, "threshold": threshold})
         warn_if_other_model(out, identity)
         if done.upto:
             log.info("resuming: %d of %d inputs were predicted by an interrupted run (%s)", done.upto, len(items),

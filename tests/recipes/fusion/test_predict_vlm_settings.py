@@ -87,3 +87,18 @@ def test_a_vlm_override_without_config_reaches_predict(monkeypatch, tmp_path):
     except SystemExit:
         pass
     assert seen["vlm_config"] is None
+
+
+def test_the_same_base_weights_under_another_name_continue_the_predict_job(tmp_path):
+    """The journal's job held the VLM's name as given: a predict resumed with a copy of the same weights (or a hub
+    id vs its local copy) started over. The weights' digest decides, as for describe; other weights do not resume."""
+    from mmlnb_dist.predict.journal import writer_job
+    from mmlnb_dist.predict.run import vlm_writer
+
+    cfg = load_config("cpu-demo")
+    folders = [tmp_path / name for name in ("a", "copy", "other")]
+    for folder, data in zip(folders, (b"w" * 64, b"w" * 64, b"x" * 64)):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(data)
+    a, copy, other = (writer_job(vlm_writer(str(f), None, cfg)) for f in folders)
+    assert a == copy and a != other
