@@ -46,9 +46,13 @@ class Registry:
         self.runs = {r.info.run_id: r for r in runs}
         self.holder = SimpleNamespace(version=holder_version, run_id=holder_run.info.run_id) if holder_run else None
         self.moved_to, self.tracking_uri = None, None
+        self.histories = {}  # (run id, metric) -> its values in step order
 
     def get_run(self, run_id):
         return self.runs[run_id]
+
+    def get_metric_history(self, run_id, key):
+        return [SimpleNamespace(key=key, value=v, step=s) for s, v in enumerate(self.histories.get((run_id, key), []))]
 
     def search_model_versions(self, query):
         return [SimpleNamespace(version="2", tags={ARTIFACTS_TAG: artifacts_digest({})})]
@@ -149,6 +153,20 @@ def test_best_metric_falls_back_to_the_plain_value():
     assert registry.run_metric(run, "best/val/acc") == 0.6 and registry.run_metric(run, "best/val/f1") == 0.5
     assert registry.run_metric(run, "val/loss") is None
     assert has_metric(run.data.metrics, "best/val/acc") and not has_metric(run.data.metrics, "val/loss")
+
+
+@pytest.mark.parametrize("mode, history, holder, moves", [
+    ("max", [0.9, 0.5], 0.8, True), ("max", [0.5, 0.7], 0.8, False), ("min", [0.2, 0.6], 0.3, True)])
+def test_a_run_without_best_metrics_is_judged_on_its_best_value_not_its_last(register, mode, history, holder, moves):
+    """`best/val/x` falls back to the best `val/x` the run logged in the metric's direction: the model registered
+    is the best checkpoint's, not the last epoch's (the last value decided the alias on another model's score)."""
+    plain = METRIC[len("best/"):]
+    new = _run("n", {plain: history[-1]})
+    client = Registry([_run("h", {METRIC: holder}), new], _run("h", {METRIC: holder}))
+    client.histories[("n", plain)] = history
+    result = register(client, mode=mode)
+    assert result.alias_moved is moves
+    assert result.value == (max(history) if mode == "max" else min(history))
 
 
 def test_a_mistyped_selection_metric_is_refused_with_the_closest_name():

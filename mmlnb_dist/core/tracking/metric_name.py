@@ -13,6 +13,7 @@ import logging
 import re
 from typing import Any, Dict, List, Mapping, Optional, Set
 
+from ..checkpoint import better
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -22,12 +23,28 @@ BEST = "best/"
 SELECTABLE = ("best/", "val/", "test/")
 
 
+def run_metric(run, metric: str, mode: str = "max", client=None) -> Optional[float]:
+    """A run's value of `metric`; `best/val/x` (the exported best checkpoint) falls back to `val/x`. The fallback
+    is the best `val/x` the run logged in `mode`'s direction, read from its history through `client` (the run's
+    metrics hold only the last value: the alias was decided on the last epoch's score while the model registered
+    is the best checkpoint's); without a client, the last value."""
+    value = run.data.metrics.get(metric)
+    if value is None and metric.startswith("best/"):
+        plain = metric[len("best/"):]
+        value = run.data.metrics.get(plain)
+        if value is not None and client is not None:
+            for point in client.get_metric_history(run.info.run_id, plain):
+                if better(point.value, value, mode):
+                    value = point.value
+    return value
+
+
 class UnknownMetricError(UserError):
     """The selection metric is none the run logged; the message names the metric and the run's metrics."""
 
 
 def has_metric(metrics: Mapping[str, float], metric: str) -> bool:
-    """Whether `metric` has a value in `metrics` (`best/x` falls back to `x`, as `registry.run_metric` reads it)."""
+    """Whether `metric` has a value in `metrics` (`best/x` falls back to `x`, as `run_metric` reads it)."""
     return metric in metrics or (metric.startswith(BEST) and metric[len(BEST):] in metrics)
 
 

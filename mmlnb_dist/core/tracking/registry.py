@@ -23,7 +23,7 @@ from ..checkpoint import better
 from ..errors import ConfigError, UserError
 from .card import model_card, run_config_text, version_description
 from .lineage import not_comparable, other_stage, scored_on  # noqa: F401 - scored_on: the registry's rule
-from .metric_name import UnknownMetricError, require_metric
+from .metric_name import UnknownMetricError, require_metric, run_metric
 from .params import effective_params
 from .versions import (ARTIFACTS_TAG, alias_holder, alias_turn, artifacts_digest, check_export_unchanged,
                        new_version, registered_before)
@@ -150,14 +150,6 @@ def refuse_unpickling(folder: Path, what: str = "model folder") -> None:
         raise RegistryError(f"{what} {folder} holds {found[0].relative_to(folder)}{more}, a file that would be "
                             f"unpickled to load; refusing it (our models are safetensors + JSON + model code). "
                             f"Re-register the run with this version (`mmlnb-dist register`) or remove the file.")
-
-
-def run_metric(run, metric: str) -> Optional[float]:
-    """A run's value of `metric`; `best/val/x` (the exported best checkpoint) falls back to `val/x`."""
-    value = run.data.metrics.get(metric)
-    if value is None and metric.startswith("best/"):
-        value = run.data.metrics.get(metric[len("best/"):])
-    return value
 
 
 def run_folder(run) -> Path:
@@ -338,7 +330,7 @@ def register_model(run_id: str, name: str, package_fn: Callable[[Any], ModelPack
     if not (isinstance(package.python_model, (str, Path)) and code.suffix == ".py" and code.is_file()):
         raise RegistryError(f"the model package of run {run_id} must name its model code file (.py, MLflow models "
                             f"from code), not {package.python_model!r}: a logged object would be pickled")
-    value = run_metric(run, metric)
+    value = run_metric(run, metric, mode, client)
     if "export" in package.artifacts:  # the files the run exported, not a changed or replaced copy
         tagged = run.data.tags.get("run_dir")
         check_export_unchanged(run, Path(package.artifacts["export"]), Path(tagged) if tagged else None)
@@ -374,7 +366,7 @@ def _move_alias(client, name: str, alias: str, version: str, run, package: Model
     whether it moved, why)."""
     moved = False
     holder, holder_run = alias_holder(client, name, alias)
-    previous = run_metric(holder_run, metric) if holder_run is not None else None
+    previous = run_metric(holder_run, metric, mode, client) if holder_run is not None else None
     shown, held = readable_pair(value, previous)
     if holder is not None and str(holder.version) == version:
         reason = f"version {version} holds '{alias}'"
