@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 
 from mmlnb_dist.core.errors import UserError
 from mmlnb_dist.core.sections import TrackingConfig
@@ -96,12 +96,34 @@ def _move(register, holder_value, new_value, mode="max", holder_inputs=(("val", 
 @pytest.mark.parametrize("mode, holder, new, moves", [
     ("max", 0.7, 0.8, True), ("max", 0.8, 0.7, False), ("max", 0.75, 0.75, False),
     ("min", 0.5, 0.4, True), ("min", 0.4, 0.5, False), ("min", 0.4, 0.4, False),
-    ("max", None, 0.1, True), ("min", 0.3, float("nan"), False)])
+    ("min", 0.3, float("nan"), False)])
 def test_the_alias_moves_only_to_a_strictly_better_score(register, mode, holder, new, moves):
-    """Higher wins under max, lower under min; a tie keeps the holder; a holder without the metric loses; a new
-    version whose score is NaN never takes it."""
+    """Higher wins under max, lower under min; a tie keeps the holder; a new version whose score is NaN never
+    takes it."""
     previous, moved = _move(register, holder, new, mode)
     assert moved is moves and previous == holder
+
+
+def test_a_holder_whose_run_is_deleted_gives_the_alias_up_and_the_reason_says_so(register):
+    """The holder's run is gone for good: there is no score to keep it by, so the new version takes the alias, and
+    the reason names the deleted run instead of "0.8 beats None"."""
+    client = Registry([_run("n", {METRIC: 0.8})], _run("gone"))
+    client.get_run = lambda run_id: client.runs[run_id] if run_id in client.runs else (_ for _ in ()).throw(
+        MlflowException(f"Run '{run_id}' not found", error_code=RESOURCE_DOES_NOT_EXIST))
+    result = register(client)
+    assert result.alias_moved and result.previous_value is None
+    assert "None" not in result.reason and "gone" in result.reason and "deleted" in result.reason
+
+
+def test_a_holder_that_never_logged_the_metric_keeps_the_alias_and_the_reason_says_why(register):
+    """A holder registered under another metric (or another recipe) has no score of this one: nothing is compared,
+    so it keeps the alias (as a holder scored on unknown patches does), the reason naming its run and the metric,
+    instead of "0.8 beats None" moving the alias on no comparison at all."""
+    result = register(Registry([_run("h", {"best/val/f1": 0.9}), _run("n", {METRIC: 0.8})],
+                               _run("h", {"best/val/f1": 0.9})))
+    assert not result.alias_moved and result.previous_value is None
+    assert "None" not in result.reason and "run h" in result.reason and f"never logged {METRIC}" in result.reason
+    assert "set_registered_model_alias" in result.reason  # how to move it by hand
 
 
 def test_a_run_without_the_selection_metric_is_refused_and_the_alias_stays(register):

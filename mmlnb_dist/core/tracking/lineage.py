@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from ..files import replace_text
+from .metric_name import has_metric
 from .params import effective_param
 
 DATASETS_RECORD = "datasets.json"
@@ -114,6 +115,16 @@ def scored_on(run, metric: str) -> Optional[Tuple[str, str]]:
         described = ((profile.get("provenance") or {}).get("describe") or {}).get("source_manifest_sha256")
         return ds_input.dataset.name, described or profile.get("manifest_sha256") or ds_input.dataset.digest
     return None
+
+
+def unscored(holder_run, holder_version: str, metric: str) -> Optional[str]:
+    """Why the alias holder (version `holder_version`, run `holder_run`) has no `metric` to compare with (None when
+    it has): registered under another selection metric or by another recipe. Read as no score, "0.8 beats None"
+    moved the alias on no comparison at all; the registry keeps it with its holder, as for unknown patches."""
+    if has_metric(holder_run.data.metrics, metric):
+        return None
+    return (f"{metric} is not comparable: version {holder_version}'s run {holder_run.info.run_id} never logged "
+            f"{metric} (registered under another selection metric or recipe)")
 
 
 def not_comparable(holder_run, holder_version: str, run, metric: str,

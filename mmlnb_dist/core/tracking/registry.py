@@ -22,7 +22,7 @@ from typing import Any, Callable, Collection, Dict, List, Optional, Sequence, Tu
 from ..checkpoint import better
 from ..errors import ConfigError, UserError
 from .card import model_card, run_config_text, version_description
-from .lineage import not_comparable, other_stage, scored_on  # noqa: F401 - scored_on: the registry's rule
+from .lineage import not_comparable, other_stage, scored_on, unscored  # noqa: F401 - scored_on: the registry's rule
 from .metric_name import UnknownMetricError, require_metric, run_metric
 from .params import effective_params
 from .versions import (ARTIFACTS_TAG, alias_holder, alias_turn, artifacts_digest, check_export_unchanged,
@@ -372,8 +372,11 @@ def _move_alias(client, name: str, alias: str, version: str, run, package: Model
         reason = f"version {version} holds '{alias}'"
     elif holder is None:
         moved, reason = True, f"first version with alias '{alias}'"
-    elif holder_run is not None and (why := not_comparable(holder_run, str(holder.version), run, metric,
-                                                            package.metric_settings)):
+    elif holder_run is None:  # nothing left to keep it by (it read "X beats None")
+        moved, reason = True, (f"version {holder.version} held '{alias}', but its run {holder.run_id or '(none)'} is "
+                               f"gone (deleted for good): no score to compare with")
+    elif why := (unscored(holder_run, str(holder.version), metric)
+                 or not_comparable(holder_run, str(holder.version), run, metric, package.metric_settings)):
         reason = (f"{why}; version {holder.version} keeps '{alias}' (score both alike with `mmlnb-dist "
                   f"evaluate`; if this one is better, move the alias in MLflow: MlflowClient("
                   f"'{client.tracking_uri}').set_registered_model_alias('{name}', '{alias}', {version}))")
