@@ -74,6 +74,21 @@ def test_a_metric_name_mlflow_refuses_is_logged_under_a_valid_name_and_tracking_
     assert len(warned) == 1 and "val/acc_5" in warned[0]  # once, naming both, not once a step
 
 
+def test_two_metric_names_mlflow_takes_as_one_key_are_refused_naming_both(tmp_path, store):
+    """`val/acc@5` and `val/acc_5` both go to MLflow as `val/acc_5`: a SQLite store keeps both values at one step
+    under that key, one metric's history mixed with the other's. Refused when logged, in one call or two."""
+    cfg = _cfg(tmp_path)
+    logger = build_logger(cfg.tracking, cfg.run, 0, tmp_path / "runs" / "t", "train")
+    with pytest.raises(ValueError, match=r"'val/acc@5' and 'val/acc_5' are both logged to MLflow as 'val/acc_5'"):
+        logger.log_metrics({"val/acc@5": 0.5, "val/acc_5": 0.9}, step=0)
+    logger.log_metrics({"val/acc@5": 0.5}, step=1)  # the first name alone goes on
+    with pytest.raises(ValueError, match="'val/acc@5' and 'val/acc_5'"):
+        logger.log_metrics({"val/acc_5": 0.9}, step=1)
+    logger.close()
+    history = _client(tmp_path).get_metric_history(logger.run_id, "val/acc_5")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5)]
+
+
 def test_a_journal_holding_a_refused_metric_name_still_syncs(tmp_path, store, monkeypatch):
     """Journaled offline (or by a version before the fix): `tracking sync` used to fail on it every time."""
     cfg = _cfg(tmp_path)

@@ -5,6 +5,7 @@ naming the metric, the closest name the run has and the metrics it has.
 
 A metric name MLflow refuses (`val/acc@5`) is logged under one it takes (`mlflow_key`): refused, the call turned
 the run's tracking off, and the journal, sent in order, failed on it at every later resume and `tracking sync`.
+Two names it takes as one key are refused when logged (`MLflowLogger.log_metrics`): the store mixed their values.
 """
 from __future__ import annotations
 

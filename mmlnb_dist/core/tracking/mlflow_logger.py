@@ -55,6 +55,7 @@ class MLflowLogger(NullLogger):
         self._monitor = None
         # (metric key, step) pairs after the resumed checkpoint that the killed process logged (`resumed_at`)
         self._replayed: Set[Tuple[str, int]] = set()
+        self._named: Dict[str, str] = {}  # MLflow key -> the metric name logged under it (`log_metrics`)
         tags = dict(tags or {})
         if tracking.parent_run_id:
             tags["mlflow.parentRunId"] = tracking.parent_run_id
@@ -260,6 +261,12 @@ class MLflowLogger(NullLogger):
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         step = int(step)
+        for name in metrics:  # two names MLflow takes as one key: the store keeps both values under it, mixed
+            first = self._named.setdefault(mlflow_key(name), name)
+            if first != name:
+                raise ValueError(f"metrics {first!r} and {name!r} are both logged to MLflow as {mlflow_key(name)!r} "
+                                 f"(it refuses a character or the length of a name): their values would be mixed "
+                                 f"in one metric; rename one of them")
         # Only the keys the killed process logged at this step are dropped, never the whole step: a kill during
         # the epoch-end evaluation leaves that step with `train_epoch/*` but without its `val/*`/`best/*`.
         # (without the journal they are read from MLflow, under the names it took: `mlflow_key`)
