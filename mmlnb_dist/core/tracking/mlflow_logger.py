@@ -55,6 +55,7 @@ class MLflowLogger(NullLogger):
         self._monitor = None
         # (metric key, step) pairs after the resumed checkpoint that the killed process logged (`resumed_at`)
         self._replayed: Set[Tuple[str, int]] = set()
+        self._resume_count = 0  # this run's resumes, this one included (`_continue_recorded_run`)
         self._named: Dict[str, str] = {}  # MLflow key -> the metric name logged under it (`log_metrics`)
         tags = dict(tags or {})
         if tracking.parent_run_id:
@@ -129,7 +130,12 @@ class MLflowLogger(NullLogger):
                 # a server error says nothing about the run: a new one split the run's history in two
                 log.warning("could not read run %s recorded in %s (%s); continuing it", record["run_id"],
                             self.run_dir, str(err)[:200])
-                self.client.update_run(record["run_id"], status="RUNNING")  # resume_count unknown: left as is
+                # counted on from the folder's record (the tag cannot be read): left as it was, it fell behind
+                if record.get("resume_count") is None:
+                    self.client.update_run(record["run_id"], status="RUNNING")  # a record from before the count
+                else:
+                    self._resume_count = int(record["resume_count"]) + 1
+                    apply_event(self.client, record["run_id"], {"op": "resume", "resume_count": self._resume_count})
                 return record["run_id"]
             log.warning("run %s recorded in %s is not at %s any more; logging to a new run", record["run_id"],
                         self.run_dir, uri)
@@ -140,8 +146,10 @@ class MLflowLogger(NullLogger):
             log.info("%s is a copy of run folder %s: logging to a new MLflow run, not to its run %s", self.run_dir,
                      run.data.tags.get("run_dir"), run.info.run_id)
             return None
+        # the folder's record holds the count too: a resume that could not read the tag counted on from it
+        self._resume_count = max(int(run.data.tags.get("resume_count", 0)), int(record.get("resume_count", 0))) + 1
         apply_event(self.client, run.info.run_id,  # what a journaled resume sends
-                    {"op": "resume", "resume_count": int(run.data.tags.get("resume_count", 0)) + 1})
+                    {"op": "resume", "resume_count": self._resume_count})
         return run.info.run_id
 
     def _copy_of(self, stage: str, run_id: Optional[str], origin: Optional[str]) -> Optional[Path]:
@@ -180,7 +188,7 @@ class MLflowLogger(NullLogger):
                      spool.archive().name)
         spool.state_path.unlink(missing_ok=True)
         write_run_record(spool.state_path, run_id=self.run_id, tracking_uri=uri,
-                         experiment=self.tracking.experiment, run_name=run_name)
+                         experiment=self.tracking.experiment, run_name=run_name, resume_count=self._resume_count)
 
     def _open_journal(self, stage: str, resume: bool) -> Optional[Spool]:
         if not self.tracking.spool:
