@@ -64,3 +64,20 @@ def test_a_parent_run_logs_a_metric_name_mlflow_refuses_under_the_name_the_runs_
     assert mlflow_key("best/val/acc@5") == "best/val/acc_5"
     assert run.data.metrics == {"best/val/acc_5": 0.75, "best/val/loss": 0.5}
     assert run.data.tags["best_trial"] == "2" and run.info.status == "FINISHED"
+
+
+def test_a_parent_run_refuses_two_metric_names_mlflow_takes_as_one_key_and_still_ends(tmp_path, caplog):
+    """`best/val/acc@5` and `best/val/acc_5` are one MLflow key: one value was dropped without a word. The summary's
+    metrics are refused naming both (warned: the summary stays on disk), its tags and end still go."""
+    import mlflow
+
+    from mmlnb_dist.core.sections import TrackingConfig
+    from mmlnb_dist.core.tracking.runs import ParentRun
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = ParentRun.open(TrackingConfig(), uri, tmp_path, "search")
+    parent.finish(metrics={"best/val/acc@5": 0.75, "best/val/acc_5": 0.5}, tags={"best_trial": "2"})
+    run = mlflow.MlflowClient(uri).get_run(parent.run_id)
+    assert "best/val/acc_5" not in run.data.metrics
+    assert run.data.tags["best_trial"] == "2" and run.info.status == "FINISHED"
+    assert any("'best/val/acc@5' and 'best/val/acc_5'" in r.getMessage() for r in caplog.records)

@@ -97,6 +97,20 @@ def mlflow_key(name: str) -> str:
     return key
 
 
+def mlflow_names(names, seen: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The MLflow key of each metric name (`mlflow_key`): {key: name}, added to `seen` (the names logged before
+    under each key, in the same run) when given. Two names of one key raise `ValueError` naming both: a store keeps
+    both values under the key, one metric's history mixed with the other's (or one dropped)."""
+    seen = {} if seen is None else seen
+    for name in names:
+        first = seen.setdefault(mlflow_key(name), name)
+        if first != name:
+            raise ValueError(f"metrics {first!r} and {name!r} are both logged to MLflow as {mlflow_key(name)!r} (it "
+                             f"refuses a character or the length of a name): their values would be mixed in one "
+                             f"metric; rename one of them")
+    return seen
+
+
 def mlflow_metrics(event: Dict[str, Any]) -> List[Any]:
     """A journal `metrics` event as MLflow `Metric`s, each name one MLflow takes (`mlflow_key`)."""
     from mlflow.entities import Metric

@@ -19,7 +19,7 @@ from ..sections import TrackingConfig
 from .events import apply_event
 from .journal import Spool, ensure_run, now_ms, recorded_run, relocated, send_pending, upload, write_run_record
 from .loggers import NullLogger
-from .metric_name import mlflow_key
+from .metric_name import mlflow_key, mlflow_names
 from .params import TAG_VALUE_LIMIT, param_values
 from .server import (absolute_sqlite_uri, get_or_create_experiment, limit_http_retries, open_client,
                      server_reachable)
@@ -269,12 +269,7 @@ class MLflowLogger(NullLogger):
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         step = int(step)
-        for name in metrics:  # two names MLflow takes as one key: the store keeps both values under it, mixed
-            first = self._named.setdefault(mlflow_key(name), name)
-            if first != name:
-                raise ValueError(f"metrics {first!r} and {name!r} are both logged to MLflow as {mlflow_key(name)!r} "
-                                 f"(it refuses a character or the length of a name): their values would be mixed "
-                                 f"in one metric; rename one of them")
+        mlflow_names(metrics, self._named)  # two names MLflow takes as one key: refused, naming both
         # Only the keys the killed process logged at this step are dropped, never the whole step: a kill during
         # the epoch-end evaluation leaves that step with `train_epoch/*` but without its `val/*`/`best/*`.
         # (without the journal they are read from MLflow, under the names it took: `mlflow_key`)

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from ..sections import TrackingConfig
 from .events import log_metrics, log_tags
-from .metric_name import mlflow_key
+from .metric_name import mlflow_names
 from .params import TAG_VALUE_LIMIT, param_values
 from .server import get_or_create_experiment, limit_http_retries, open_client, server_reachable
 
@@ -81,10 +81,11 @@ class ParentRun:
             return
         client = mlflow.MlflowClient(self.uri)
         now = int(time.time() * 1000)
-        named = {mlflow_key(k): float(v) for k, v in dict(metrics).items()}
+        metrics = dict(metrics)
         # In requests within MLflow's log_batch limits (a larger one is refused whole: a big search's summary).
-        parts = [("metrics", lambda: log_metrics(
-                     client, self.run_id, [Metric(k, v, now, step) for k, v in named.items()])),
+        # Two names of one MLflow key are refused naming both (warned below): a dict of keys dropped one silently.
+        parts = [("metrics", lambda: log_metrics(client, self.run_id, [
+                     Metric(k, float(metrics[name]), now, step) for k, name in mlflow_names(metrics).items()])),
                  ("tags", lambda: log_tags(client, self.run_id, {
                      k: str(v)[:TAG_VALUE_LIMIT] for k, v in dict(tags).items() if v is not None})),
                  *((f"tag {k} (stale)", lambda k=k: client.delete_tag(self.run_id, k))
