@@ -13,22 +13,29 @@ from PIL import Image
 from support.clip import VOCAB, clip_config
 
 
-@pytest.fixture(scope="module")
-def captionless(tmp_path_factory):
+def _build(root, caption_every: int = 0):
+    """24 two-label samples as shards under `root/shards`; with `caption_every`, every such sample has a caption
+    (the others none); without it, none has."""
     from mmlnb_dist.data.build import SampleSpec, build_shards
     from mmlnb_dist.data.config import BuildConfig
 
-    root = tmp_path_factory.mktemp("clip-captionless")
     rng = np.random.default_rng(0)
     specs = []
     for i in range(24):
         labels = [VOCAB[i % len(VOCAB)], VOCAB[(i + 1) % len(VOCAB)]]
         buf = io.BytesIO()
         Image.fromarray(rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)).save(buf, format="PNG")
-        specs.append(SampleSpec(f"s{i:03d}", labels[0], buf.getvalue(), meta={"labels": labels}))
+        caption = f"a patch of {' and '.join(labels)}" if caption_every and i % caption_every else None
+        specs.append(SampleSpec(f"s{i:03d}", labels[0], buf.getvalue(), description=caption,
+                                meta={"labels": labels}))
     build = BuildConfig(max_samples_per_shard=16, val_fraction=0.25, image_format="png", image_size=32, seed=0)
     build_shards(specs, root / "shards", build, VOCAB, progress=False)
     return root
+
+
+@pytest.fixture(scope="module")
+def captionless(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("clip-captionless"))
 
 
 @pytest.mark.parametrize("fusion, refused", [("concat", True), ("text_only", True), ("image_only", False),
@@ -72,22 +79,7 @@ def test_evaluating_a_caption_reading_export_on_shards_without_captions_is_refus
 @pytest.fixture(scope="module")
 def partly_captioned(tmp_path_factory):
     """Half the samples carry a caption: the manifest's `has_descriptions` is true (some sample has one)."""
-    from mmlnb_dist.data.build import SampleSpec, build_shards
-    from mmlnb_dist.data.config import BuildConfig
-
-    root = tmp_path_factory.mktemp("clip-partly-captioned")
-    rng = np.random.default_rng(0)
-    specs = []
-    for i in range(24):
-        labels = [VOCAB[i % len(VOCAB)], VOCAB[(i + 1) % len(VOCAB)]]
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)).save(buf, format="PNG")
-        caption = f"a patch of {' and '.join(labels)}" if i % 2 else None
-        specs.append(SampleSpec(f"s{i:03d}", labels[0], buf.getvalue(), description=caption,
-                                meta={"labels": labels}))
-    build = BuildConfig(max_samples_per_shard=16, val_fraction=0.25, image_format="png", image_size=32, seed=0)
-    build_shards(specs, root / "shards", build, VOCAB, progress=False)
-    return root
+    return _build(tmp_path_factory.mktemp("clip-partly-captioned"), caption_every=2)
 
 
 def test_a_caption_reading_model_is_refused_on_partly_captioned_shards(partly_captioned):
