@@ -46,9 +46,12 @@ def sbatch(tmp_path):
                SLURM_GPUS_ON_NODE="1", LAUNCHER="deepspeed", DEEPSPEED=str(bin_dir / "deepspeed"),
                HOSTFILE=str(tmp_path / "hosts"))
 
-    def go(config=str(CPU_DEMO), **extra):
+    def go(config=str(CPU_DEMO), refused=False, **extra):
         done = subprocess.run(["bash", str(SBATCH), config, "data.shards=/shared/shards"], cwd=ROOT,
                               env={**env, **extra}, capture_output=True, text=True, timeout=120)
+        if refused:
+            assert done.returncode == 2 and not (tmp_path / "deepspeed.args").exists(), done.stderr
+            return done.stderr
         assert done.returncode == 0, done.stderr
         argv = (tmp_path / "deepspeed.args").read_text().splitlines()
         return int(argv[argv.index("--master_port") + 1]), done.stderr, argv
@@ -72,6 +75,23 @@ def test_a_job_whose_first_node_has_29500_in_use_gets_another_port(sbatch):
 
 def test_a_master_port_given_is_kept(sbatch):
     assert sbatch(MASTER_PORT="29633")[0] == 29633
+
+
+def test_a_master_port_given_that_the_first_node_listens_on_is_refused_before_the_start(sbatch):
+    # sbatch passes the submitting shell's MASTER_PORT on: two jobs sharing their first node met on it and the
+    # second failed at its rendezvous on every node, after start-up; it is refused, as the launch/ wrappers do
+    held = socket.socket()
+    try:
+        held.bind(("", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        err = sbatch(refused=True, MASTER_PORT=str(port))
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"train.sbatch: MASTER_PORT={port} is in use on the rendezvous node gpu-a"), last
+    finally:
+        held.close()
+    # a rendezvous host elsewhere: only that host could tell, the port is passed on
+    assert sbatch(MASTER_PORT=str(port), MASTER_ADDR="gpu-z.invalid")[0] == port
 
 
 NOISY_PYTHON = """#!/usr/bin/env bash
