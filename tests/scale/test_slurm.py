@@ -237,3 +237,20 @@ def test_the_early_sigterm_reaches_the_deepspeed_launcher(tmp_path):
                 os.killpg(int(pgid), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_grace_written_with_a_leading_zero_is_waited(tmp_path):
+    """DEEPSPEED_STOP_GRACE_S=05 passed the check (digits) and then failed bash's arithmetic (08: "value too great
+    for base", 05 read as octal): the wait was skipped without a word, and the job's end killed the ranks saving
+    their step. It is read as the decimal it says, like a hostfile's slots=08. `sleep` is a fake that records."""
+    env = _slurm_env(tmp_path, "gpu-a gpu-b", "gpu-[a-b]", LAUNCHER="deepspeed", SLURM_GPUS_ON_NODE="1",
+                     HOSTFILE=str(tmp_path / "hosts"), DEEPSPEED_STOP_GRACE_S="08")
+    for name, text in {"failing-deepspeed": "#!/usr/bin/env bash\nexit 1\n",
+                       "sleep": '#!/usr/bin/env bash\necho "$@" >> "$FAKE_SLURM_LOG/sleeps"\n'}.items():
+        (tmp_path / "bin" / name).write_text(text)
+        (tmp_path / "bin" / name).chmod(0o755)
+    env["DEEPSPEED"] = str(tmp_path / "bin" / "failing-deepspeed")
+    proc = _sbatch(env, [str(CPU_DEMO), "data.shards=/shared/shards"], timeout=60)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "waiting 8 s" in proc.stderr, proc.stderr[-3000:]
+    assert (tmp_path / "sleeps").read_text().split() == ["8"]
