@@ -254,3 +254,19 @@ def test_a_grace_written_with_a_leading_zero_is_waited(tmp_path):
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "waiting 8 s" in proc.stderr, proc.stderr[-3000:]
     assert (tmp_path / "sleeps").read_text().split() == ["8"]
+
+
+@pytest.mark.parametrize("name, named_after_fusion", [(None, True), ("run.name=my-vlm", False)])
+def test_a_finetune_vlm_job_is_named_beside_the_fusion_run_as_by_the_wrapper(tmp_path, name, named_after_fusion):
+    """`COMMAND=finetune-vlm sbatch ... CONFIG` without run.name=... fine-tuned into runs/<run.name>, the folder the
+    fusion `train` job of the same config writes (the second job refused, or lost, its folder); the job now names its
+    run `<run.name>-vlm`, as launch/finetune_vlm.sh and the pipeline do, unless a run.name is given."""
+    from deepspeed.launcher.runner import parse_args
+
+    env = _slurm_env(tmp_path, "gpu-a gpu-b", "gpu-[a-b]", LAUNCHER="deepspeed", SLURM_GPUS_ON_NODE="1",
+                     HOSTFILE=str(tmp_path / "hosts"), COMMAND="finetune-vlm")
+    proc = _sbatch(env, [str(CPU_DEMO), "vlm.pairs=/shared/pairs", *([name] if name else [])], timeout=60)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ds = parse_args((tmp_path / "deepspeed.args").read_text().splitlines())
+    assert ds.user_args[:3] == ["finetune-vlm", "--config", str(CPU_DEMO)]
+    assert ("--name-after-fusion-run" in ds.user_args) == named_after_fusion, ds.user_args
