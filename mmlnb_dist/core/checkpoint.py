@@ -17,7 +17,7 @@ loaded from folders that carry the marker and whose digests match what this tool
 
 The recipe passes its own client state (where it stands, its best so far, its history); the manager adds every
 rank's RNG state (a resumed run draws the random numbers of an uninterrupted one). Recipes export their models
-themselves, from the consolidated fp32 weights of `full_fp32_state_dict`.
+themselves, from the consolidated fp32 weights of `core.fp32_weights.full_fp32_state_dict`.
 """
 from __future__ import annotations
 
@@ -346,22 +346,6 @@ class CheckpointManager:
         return {**client, "tag": tag}
 
 
-def full_fp32_state_dict(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
-    """Consolidated fp32 weights. Collective under ZeRO 1/2 (master weights are partitioned across ranks and
-    gathered by DeepSpeed's `safe_get_full_fp32_param`); buffers (batch-norm statistics) come from the module."""
-    from deepspeed.utils import safe_get_full_fp32_param
-
-    params = dict(module.named_parameters())
-    state: Dict[str, torch.Tensor] = {}
-    for name, tensor in module.state_dict().items():  # persistent buffers only, as load_state_dict expects
-        if name in params:
-            full = safe_get_full_fp32_param(params[name])
-            tensor = full if full is not None else params[name].detach()
-        tensor = tensor.detach().cpu()
-        state[name] = (tensor.float() if tensor.is_floating_point() else tensor).clone()
-    return state
-
-
 def fp32_state_dict_from_checkpoint(ckpt_dir: Path, tag: Optional[str] = None) -> Tuple[str, Dict[str, torch.Tensor]]:
     """The consolidated fp32 module weights of a saved checkpoint, without building an engine (evaluation).
 
@@ -396,4 +380,14 @@ def fp32_state_dict_from_checkpoint(ckpt_dir: Path, tag: Optional[str] = None) -
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         return tag, dict(get_fp32_state_dict_from_zero_checkpoint(str(ckpt_dir), tag=tag))
+    low = sorted({str(v.dtype).replace("torch.", "") for v in states["module"].values()
+                  if v.is_floating_point() and v.dtype != torch.float32})
+    if low:
+        # The optimizer's fp32 masters are in the file (`fp32_groups`), but DeepSpeed records no parameter names for
+        # them at ZeRO-0 and which parameters each group holds is the recipe's choice: matching them to the
+        # module's names would be a guess, so the module's own 16-bit weights are read instead, and said.
+        log.warning("%s was saved in %s at ZeRO stage 0: its weights are read as the module's %s copies (the "
+                    "fp32 master weights cannot be matched to parameter names from the file), so they are "
+                    "rounded to %s, as the training forward passes saw them", ckpt_dir / tag, "/".join(low),
+                    "/".join(low), "/".join(low))
     return tag, {k: (v.float() if v.is_floating_point() else v) for k, v in states["module"].items()}

@@ -54,7 +54,7 @@ def stand_in_finish_parts(finish_module, monkeypatch) -> None:
     """A recipe's finish without DeepSpeed's consolidation, the rank-0 barrier, the export and its record."""
     import contextlib
 
-    monkeypatch.setattr(finish_module, "full_fp32_state_dict", lambda model: {})
+    monkeypatch.setattr(finish_module, "full_fp32_state_dict", lambda model, optimizer: {})
     monkeypatch.setattr(finish_module, "rank0_alone", lambda env, wait: contextlib.nullcontext())
     monkeypatch.setattr(finish_module, "export_model", lambda *a, **k: None)
     monkeypatch.setattr(finish_module, "record_export", lambda *a: None)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Union
 
 import torch
 
-from ...core.checkpoint import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.divergence import EXPORT_REMEDY, load_finite
 from ...core.errors import UserError
 from ...core.files import EXPORT_DESCRIPTION, read_export_description, replace_text, start_export
+from ...core.fp32_weights import full_fp32_state_dict
 from ...core.recipe import write_result
 from ...core.tracking.registry import EXPORT_FOLDER
 from ...core.tracking.versions import record_export
@@ -124,7 +124,8 @@ def finish(recipe: "ClipRecipe") -> Dict[str, Any]:
         if metrics["labels_without_positives"]:
             log.info("%s: macro AUROC leaves out labels without positives: %s", split,
                      ", ".join(metrics["labels_without_positives"]))
-    state = full_fp32_state_dict(recipe.model)  # collective under ZeRO
+    # collective under ZeRO; the engine's optimizer holds the fp32 masters at ZeRO-0 bf16 (none when zero-shot)
+    state = full_fp32_state_dict(recipe.model, recipe.engine.engine.optimizer if recipe.engine is not None else None)
     export_dir = recipe.run_dir / EXPORT_FOLDER
     # rank 0 exports and may register (an upload to the tracking server, unbounded): the others wait for it
     with rank0_alone(env, cfg.distributed.rank0_wait_s):

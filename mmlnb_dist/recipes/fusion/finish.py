@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Dict
 
-from ...core.checkpoint import full_fp32_state_dict
+from ...core.fp32_weights import full_fp32_state_dict
 from ...core.distributed import rank0_alone
 from ...core.recipe import write_result
 from ...core.logging import DETAIL
@@ -69,7 +69,8 @@ def finish(recipe: "FusionRecipe") -> Dict[str, Any]:
     result["cache/hits"] = recipe.phases.cache_loads["hits"]
     result["cache/misses"] = recipe.phases.cache_loads["misses"]
     result["trained"] = what_trained(recipe)  # what the optimizer held, lambda/alpha per epoch, the descriptions
-    state = full_fp32_state_dict(recipe.model)  # collective under ZeRO
+    # collective under ZeRO; the engine's optimizer holds the fp32 masters at ZeRO-0 bf16
+    state = full_fp32_state_dict(recipe.model, recipe.engine.engine.optimizer)
     export_dir = recipe.run_dir / EXPORT_FOLDER
     # rank 0 exports and may register (an upload to the tracking server, unbounded): the others wait for it
     with rank0_alone(env, cfg.distributed.rank0_wait_s):

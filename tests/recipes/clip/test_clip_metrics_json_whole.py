@@ -25,7 +25,8 @@ def _recipe(run_dir: Path):
                           clip=SimpleNamespace(model=None, top_k=1, pos_weight=None))
     return SimpleNamespace(
         cfg=cfg, env=DistEnv(), run_dir=run_dir, best=None, has_test=False, classes=CLASSES, global_step=4,
-        engine=SimpleNamespace(engine="engine"), checkpoints=SimpleNamespace(best=None), model=None,
+        engine=SimpleNamespace(engine=SimpleNamespace(optimizer=None)), checkpoints=SimpleNamespace(best=None),
+        model=None,
         evaluate=lambda split, log_data: dict(metrics),
         logger=SimpleNamespace(log_metrics=lambda m, step: None, log_artifact=lambda *a: None))
 

@@ -23,7 +23,7 @@ CLASSES = ["UD", "PD", "D"]
 @pytest.fixture
 def calls(monkeypatch):
     got = {"export": [], "figures": []}
-    monkeypatch.setattr(finish_module, "full_fp32_state_dict", lambda model: {"w": torch.zeros(1)})
+    monkeypatch.setattr(finish_module, "full_fp32_state_dict", lambda model, optimizer: {"w": torch.zeros(1)})
     monkeypatch.setattr(finish_module, "rank0_alone", lambda env, wait: contextlib.nullcontext())
     monkeypatch.setattr(finish_module, "export_model", lambda *a, **k: got["export"].append((a, k)))
     monkeypatch.setattr(finish_module, "record_export", lambda *a: None)
@@ -58,7 +58,7 @@ def _recipe(tmp_path, *, best=None, ckpt_best=None, has_test=False, figures=True
         history=[{"epoch": 0, "train/lambda": 0.3}, {"epoch": 1, "train/lambda": 0.44}],
         checkpoints=SimpleNamespace(best=ckpt_best, load=lambda engine, tag, module_only: log["loaded"].append(
             (tag, module_only))),
-        engine=SimpleNamespace(engine="engine"),
+        engine=SimpleNamespace(engine=SimpleNamespace(optimizer=None)),
         phases=SimpleNamespace(enter=lambda epoch, force, what, evaluate_only=False: log["entered"].append(
             (epoch, force, evaluate_only)),
                                cache_loads={"hits": 3, "misses": 1}),

@@ -35,7 +35,8 @@ def _recipe(run_dir: Path):
         fusion=SimpleNamespace(model=SimpleNamespace(mode="prmf"), curriculum=CurriculumConfig()))
     return SimpleNamespace(
         cfg=cfg, env=DistEnv(), run_dir=run_dir, best=None, has_test=False, classes=CLASSES, global_step=3,
-        history=[], checkpoints=SimpleNamespace(best=None), engine=SimpleNamespace(engine="engine"),
+        history=[], checkpoints=SimpleNamespace(best=None),
+        engine=SimpleNamespace(engine=SimpleNamespace(optimizer=None)),
         phases=SimpleNamespace(cache_loads={"hits": 0, "misses": 0}), model=SimpleNamespace(image_encoder=None),
         evaluate=lambda split: (compute_metrics(preds.probs, preds.targets, CLASSES, split=split), preds),
         logger=SimpleNamespace(wants_figures=False, log_metrics=lambda m, step: None, log_artifact=lambda *a: None))
