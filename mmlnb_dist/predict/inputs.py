@@ -120,6 +120,9 @@ def _shard_items(tar: Path, failed: List[Tuple[str, str]]) -> List[Dict[str, Any
                     meta = json.loads(s["json"])
                 except ValueError:
                     meta = {}
+            if not isinstance(meta, dict):  # (a list): its .get raised for the whole shard, skipping its good samples
+                failed.append((f"{tar}:{s['__key__']}", f"its .json is not an object but a {type(meta).__name__}"))
+                continue
             text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
             items.append({"key": s["__key__"], "sample_key": s["__key__"], "source": f"{tar}:{s['__key__']}",
                           "tar": tar, "slide_id": meta.get("slide_id"), "description": text,

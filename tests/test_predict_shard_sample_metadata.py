@@ -1,0 +1,34 @@
+"""A shard sample's `.json` as `predict` reads it. A sample whose JSON is not an object (a list) raised
+AttributeError, caught for the whole input: every sample of that shard was skipped, not just the bad one. And an
+integer slide id 0 is falsy: its patches were left out of the per-slide results
+(`test_predict_slide_id_zero.py`)."""
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+from mmlnb_dist.predict.inputs import _shard_items
+
+
+def _shard(path, samples):
+    """A plain shard: per (key, meta) a PNG and the JSON of `meta` (any JSON value)."""
+    png = io.BytesIO()
+    from PIL import Image
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(png, format="PNG")
+    with tarfile.open(path, "w") as tar:
+        for key, meta in samples:
+            for name, data in ((f"{key}.png", png.getvalue()), (f"{key}.json", json.dumps(meta).encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_a_sample_whose_json_is_not_an_object_is_the_only_one_skipped(tmp_path):
+    tar = _shard(tmp_path / "s.tar", [("a", {"slide_id": "s1"}), ("bad", ["not", "an", "object"]),
+                                      ("c", {"slide_id": "s2"})])
+    failed = []
+    items = _shard_items(tar, failed)
+    assert [it["key"] for it in items] == ["a", "c"]
+    assert len(failed) == 1 and failed[0][0] == f"{tar}:bad" and "not an object" in failed[0][1], failed
