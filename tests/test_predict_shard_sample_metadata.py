@@ -1,14 +1,20 @@
 """A shard sample's `.json` as `predict` reads it. A sample whose JSON is not an object (a list) raised
 AttributeError, caught for the whole input: every sample of that shard was skipped, not just the bad one. And an
-integer slide id 0 is falsy: its patches were left out of the per-slide results
-(`test_predict_slide_id_zero.py`)."""
+integer slide id 0 is falsy: its rows were written with no slide id and its patches left out of the per-slide
+results; a slide id is kept as text, so 0 is a slide like any other."""
 from __future__ import annotations
 
 import io
 import json
 import tarfile
 
+import pandas as pd
+
+from mmlnb_dist.predict import predict_to_file
+from mmlnb_dist.predict import run as predict_run
 from mmlnb_dist.predict.inputs import _shard_items
+
+from support.predict_stand_in import StandIn
 
 
 def _shard(path, samples):
@@ -32,3 +38,14 @@ def test_a_sample_whose_json_is_not_an_object_is_the_only_one_skipped(tmp_path):
     items = _shard_items(tar, failed)
     assert [it["key"] for it in items] == ["a", "c"]
     assert len(failed) == 1 and failed[0][0] == f"{tar}:bad" and "not an object" in failed[0][1], failed
+
+
+def test_slide_id_0_is_a_slide(tmp_path, monkeypatch):
+    tar = _shard(tmp_path / "s.tar", [("a", {"slide_id": 0}), ("b", {"slide_id": 0}), ("c", {"slide_id": 1})])
+    monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: StandIn({"classes": ["A", "B"]}))
+    out = tmp_path / "p.csv"
+    report = predict_to_file("models:/stand-in@champion", [tar], out)
+    rows = pd.read_csv(out, keep_default_na=False, dtype=str)
+    assert list(rows["slide_id"]) == ["0", "0", "1"]
+    slides = pd.read_csv(report["slides_out"], keep_default_na=False, dtype=str)
+    assert dict(zip(slides["slide_id"], slides["n_patches"])) == {"0": "2", "1": "1"}

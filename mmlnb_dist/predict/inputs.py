@@ -123,9 +123,10 @@ def _shard_items(tar: Path, failed: List[Tuple[str, str]]) -> List[Dict[str, Any
             if not isinstance(meta, dict):  # (a list): its .get raised for the whole shard, skipping its good samples
                 failed.append((f"{tar}:{s['__key__']}", f"its .json is not an object but a {type(meta).__name__}"))
                 continue
+            slide = meta.get("slide_id")  # as text, as a table's: an integer id 0 is falsy and lost its slide
             text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
             items.append({"key": s["__key__"], "sample_key": s["__key__"], "source": f"{tar}:{s['__key__']}",
-                          "tar": tar, "slide_id": meta.get("slide_id"), "description": text,
+                          "tar": tar, "slide_id": None if slide in (None, "") else str(slide), "description": text,
                           "true_label": meta.get("label"), "true_labels": meta.get("labels")})
     except ShardError as err:
         failed.append((str(tar), f"{err}; its {len(items)} sample(s) before that are predicted, the rest are not"))
