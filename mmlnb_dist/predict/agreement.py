@@ -4,8 +4,8 @@ of them has no agreement to report.
 
 Single-label rows compare `label` (the prediction) with `true_label`: accuracy and balanced accuracy (the mean
 recall over the true classes, as scikit-learn computes it), and per slide `label_majority` with the slide's
-majority `true_label`. Multi-label rows compare the `labels` set with `true_labels`: micro F1 and exact match; a
-multi-label model's row of a single-label input (`true_label` only) is compared with the one-label set {true_label}."""
+majority `true_label`. Multi-label rows compare the `labels` set with `true_labels`: micro F1 and exact match (a true label the model
+does not predict is a miss: the full label sets are scored); a multi-label model's row of a single-label input (`true_label` only) is compared with the one-label set {true_label}."""
 from __future__ import annotations
 
 import warnings
@@ -27,7 +27,8 @@ def _truth_set(row: Dict[str, Any]) -> List[str]:
 def agreement(rows: List[Dict[str, Any]], slide_rows: Optional[List[Dict[str, Any]]],
               classes: Sequence[str], multilabel: bool) -> Optional[Dict[str, Any]]:
     """{"patches": {n, metrics...}, "slides": {n, accuracy} or None, "unknown": true classes the model does not
-    predict (their rows left out)}, or None when no row has a label."""
+    predict (single-label: their rows left out; multi-label: counted, each a miss)}, or None when no row has a
+    label."""
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
     known = set(classes)
@@ -37,8 +38,12 @@ def agreement(rows: List[Dict[str, Any]], slide_rows: Optional[List[Dict[str, An
         if not labelled:
             return None
 
+        # a true label the model cannot predict is a miss (false negative), as scikit-learn scores the full sets:
+        # dropping it let a row missing it count as an exact match and inflated micro F1
+        columns = list(classes) + unknown
+
         def hot(names):
-            return [int(c in set(names)) for c in classes]
+            return [int(c in set(names)) for c in columns]
 
         truth = [hot(_truth_set(r)) for r in labelled]
         pred = [hot(_split(r.get("labels"))) for r in labelled]
@@ -78,7 +83,7 @@ def agreement_lines(result: Optional[Dict[str, Any]]) -> List[str]:
         s = result["slides"]
         lines.append(f"per slide ({s['n']}, majority vote): accuracy {s['accuracy']:.3f}")
     if result["unknown"] and result["multilabel"]:
-        lines.append(f"not counted: labels {', '.join(result['unknown'])}, which the model does not predict")
+        lines.append(f"counted as misses: labels {', '.join(result['unknown'])}, which the model does not predict")
     elif result["unknown"]:
         lines.append(f"left out: patches labelled {', '.join(result['unknown'])}, which the model does not predict")
     return lines

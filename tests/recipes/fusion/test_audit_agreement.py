@@ -38,7 +38,8 @@ def test_rows_only_of_unknown_classes_report_them_and_no_labels_report_nothing()
 
 
 def test_label_set_agreement_equals_sklearn_micro_f1_and_exact_match():
-    """Guards the multi-label branch: micro F1 and exact match over the labelled rows, unknown labels named."""
+    """Guards the multi-label branch: micro F1 and exact match over the labelled rows, unknown labels
+    named and counted as misses."""
     rng = np.random.default_rng(1)
     names = ["a", "b", "c", "d"]
     truth = rng.random((30, 4)) < 0.4
@@ -54,8 +55,9 @@ def test_label_set_agreement_equals_sklearn_micro_f1_and_exact_match():
     rows.append({"labels": "a", "true_labels": ""})  # no labels: left out
     rows[1] = {**rows[1], "true_labels": rows[1]["true_labels"] + "|zz"}  # a label the model does not know
     got = agreement(rows, None, names, multilabel=True)
-    y = np.array([t for t, _ in kept], int)
-    p = np.array([q for _, q in kept], int)
+    # scored on the full label sets: "zz", which the model cannot predict, is a miss of row 1 (a column of its own)
+    y = np.array([list(t) + [i == 1] for i, (t, _) in enumerate(kept)], int)
+    p = np.array([list(q) + [False] for _, q in kept], int)
     assert got["patches"]["n"] == len(kept) and got["unknown"] == ["zz"]
     assert got["patches"]["micro_f1"] == pytest.approx(f1_score(y, p, average="micro", zero_division=0))
     assert got["patches"]["exact_match"] == pytest.approx(accuracy_score(y, p))
