@@ -49,3 +49,14 @@ def test_slide_id_0_is_a_slide(tmp_path, monkeypatch):
     assert list(rows["slide_id"]) == ["0", "0", "1"]
     slides = pd.read_csv(report["slides_out"], keep_default_na=False, dtype=str)
     assert dict(zip(slides["slide_id"], slides["n_patches"])) == {"0": "2", "1": "1"}
+
+
+def test_a_sample_given_by_name_is_told_apart_from_a_bad_one_beside_it(tmp_path):
+    from mmlnb_dist.predict.inputs import collect_inputs
+
+    tar = _shard(tmp_path / "s.tar", [("bad", ["x"]), ("c", {"slide_id": "s2"})])
+    items, failed = collect_inputs([f"{tar}:missing", f"{tar}:bad", f"{tar}:c"])
+    assert [it["key"] for it in items] == ["c"]
+    why = dict(failed)
+    assert "no sample 'missing'" in why[f"{tar}:missing"], failed
+    assert "not an object" in why[f"{tar}:bad"], failed

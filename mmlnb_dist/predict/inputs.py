@@ -201,8 +201,11 @@ def collect_inputs(paths: Sequence[Input],
                 writer, (tar, key), cut = _set_writer(member[0]), member, []
                 found = [{**it, "written_by": writer} for it in _shard_items(tar, cut) if it["sample_key"] == key]
                 items.extend(found)
-                if not found:  # (a cut before the sample is the reason; one after it does not concern it)
-                    failed.append((str(given), cut[0][1] if cut else f"no sample '{key}' in the shard {tar}"))
+                # the reason: a cut before the sample (named by the shard), or the sample's own bad metadata; one
+                # after it, or another sample's bad metadata, does not concern it
+                why = [w for source, w in cut if source in (str(tar), f"{tar}:{key}")]
+                if not found:
+                    failed.append((str(given), why[0] if why else f"no sample '{key}' in the shard {tar}"))
             elif not path.exists():
                 failed.append((str(given), _missing(given)))
             elif path.is_dir() and (path / "manifest.json").is_file():
