@@ -40,6 +40,21 @@ def test_a_sample_whose_json_is_not_an_object_is_the_only_one_skipped(tmp_path):
     assert len(failed) == 1 and failed[0][0] == f"{tar}:bad" and "not an object" in failed[0][1], failed
 
 
+def test_a_sample_whose_json_does_not_parse_is_named_not_predicted_without_its_label(tmp_path):
+    tar = _shard(tmp_path / "s.tar", [("a", {"label": "UD"}), ("c", {"label": "PD"})])
+    broken = tmp_path / "broken.tar"
+    with tarfile.open(tar) as src, tarfile.open(broken, "w") as dst:  # c.json cut: {"label": "PD" with no brace
+        for m in src.getmembers():
+            data = src.extractfile(m).read()
+            data = data[:-1] if m.name == "c.json" else data
+            m.size = len(data)
+            dst.addfile(m, io.BytesIO(data))
+    failed = []
+    items = _shard_items(broken, failed)
+    assert [(it["key"], it["true_label"]) for it in items] == [("a", "UD")]
+    assert len(failed) == 1 and failed[0][0] == f"{broken}:c" and "not valid JSON" in failed[0][1], failed
+
+
 def test_slide_id_0_is_a_slide(tmp_path, monkeypatch):
     tar = _shard(tmp_path / "s.tar", [("a", {"slide_id": 0}), ("b", {"slide_id": 0}), ("c", {"slide_id": 1})])
     monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: StandIn({"classes": ["A", "B"]}))

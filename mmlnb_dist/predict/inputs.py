@@ -114,12 +114,13 @@ def _shard_items(tar: Path, failed: List[Tuple[str, str]]) -> List[Dict[str, Any
     items: List[Dict[str, Any]] = []
     try:
         for s in iter_shard_samples(tar):
-            meta = {}
+            meta: Any = {}
             if "json" in s:
                 try:
                     meta = json.loads(s["json"])
-                except ValueError:
-                    meta = {}
+                except ValueError as err:  # (read as {}, it was predicted without its label and slide, unnamed)
+                    failed.append((f"{tar}:{s['__key__']}", f"its .json is not valid JSON ({err})"))
+                    continue
             if not isinstance(meta, dict):  # (a list): its .get raised for the whole shard, skipping its good samples
                 failed.append((f"{tar}:{s['__key__']}", f"its .json is not an object but a {type(meta).__name__}"))
                 continue
