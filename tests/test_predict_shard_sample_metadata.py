@@ -55,6 +55,16 @@ def test_a_sample_whose_json_does_not_parse_is_named_not_predicted_without_its_l
     assert len(failed) == 1 and failed[0][0] == f"{broken}:c" and "not valid JSON" in failed[0][1], failed
 
 
+def test_a_label_set_that_is_not_a_list_of_names_is_named_not_scored_letter_by_letter(tmp_path):
+    tar = _shard(tmp_path / "s.tar", [("a", {"labels": ["UD", "D"]}), ("s", {"labels": "UD"}),
+                                      ("e", {"labels": []})])
+    failed = []
+    items = _shard_items(tar, failed)
+    assert [(it["key"], it["true_labels"]) for it in items] == [("a", ["UD", "D"])]
+    assert [source for source, _ in failed] == [f"{tar}:s", f"{tar}:e"], failed
+    assert "'UD', not a non-empty list of label names" in failed[0][1], failed
+
+
 def test_slide_id_0_is_a_slide(tmp_path, monkeypatch):
     tar = _shard(tmp_path / "s.tar", [("a", {"slide_id": 0}), ("b", {"slide_id": 0}), ("c", {"slide_id": 1})])
     monkeypatch.setattr(predict_run, "load_model", lambda *a, **k: StandIn({"classes": ["A", "B"]}))

@@ -124,6 +124,12 @@ def _shard_items(tar: Path, failed: List[Tuple[str, str]]) -> List[Dict[str, Any
             if not isinstance(meta, dict):  # (a list): its .get raised for the whole shard, skipping its good samples
                 failed.append((f"{tar}:{s['__key__']}", f"its .json is not an object but a {type(meta).__name__}"))
                 continue
+            labels = meta.get("labels")  # as training reads it (`MultiHotLabel`): a string was joined letter by letter
+            names = isinstance(labels, list) and labels and all(isinstance(n, str) for n in labels)
+            if labels is not None and not names:
+                failed.append((f"{tar}:{s['__key__']}", f"its .json 'labels' is {labels!r}, not a non-empty list of "
+                                                         f"label names"))
+                continue
             slide = meta.get("slide_id")  # as text, as a table's: an integer id 0 is falsy and lost its slide
             text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
             items.append({"key": s["__key__"], "sample_key": s["__key__"], "source": f"{tar}:{s['__key__']}",
