@@ -4,8 +4,9 @@ of them has no agreement to report.
 
 Single-label rows compare `label` (the prediction) with `true_label`: accuracy and balanced accuracy (the mean
 recall over the true classes, as scikit-learn computes it), and per slide `label_majority` with the slide's
-majority `true_label`. Multi-label rows compare the `labels` set with `true_labels`: micro F1 and exact match (a true label the model
-does not predict is a miss: the full label sets are scored); a multi-label model's row of a single-label input (`true_label` only) is compared with the one-label set {true_label}."""
+majority `true_label`. Multi-label rows compare the `labels` set with `true_labels`: micro F1 and exact match (a
+true label the model does not predict is a miss: the full label sets are scored); a multi-label model's row of a
+single-label input (`true_label` only) is compared with the one-label set {true_label}."""
 from __future__ import annotations
 
 import warnings
