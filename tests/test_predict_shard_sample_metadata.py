@@ -85,3 +85,13 @@ def test_a_sample_given_by_name_is_told_apart_from_a_bad_one_beside_it(tmp_path)
     why = dict(failed)
     assert "no sample 'missing'" in why[f"{tar}:missing"], failed
     assert "not an object" in why[f"{tar}:bad"], failed
+
+
+def test_a_bad_sample_of_a_shard_given_twice_is_counted_once(tmp_path):
+    """The shard's samples are predicted once (`_once`); its bad sample was listed, and counted, once per mention."""
+    from mmlnb_dist.predict.inputs import collect_inputs
+
+    tar = _shard(tmp_path / "s.tar", [("a", {"slide_id": "s1"}), ("bad", ["x"])])
+    items, failed = collect_inputs([tar, tar])
+    assert [it["key"] for it in items] == ["a"]
+    assert failed == [(f"{tar}:bad", "its .json is not an object but a list")]

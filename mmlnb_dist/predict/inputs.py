@@ -258,7 +258,8 @@ def collect_inputs(paths: Sequence[Input],
     items = _unique_keys(_once(items))
     for it in items:  # what is written of an input: its key and source (the path it is read from is kept as it is)
         it["key"], it["source"] = shown(str(it["key"])), shown(str(it["source"]))
-    return items, [(shown(source), shown(why)) for source, why in failed]
+    # once each, as `_once` predicts each input once: a shard named twice listed (and counted) its failures twice
+    return items, [(shown(source), shown(why)) for source, why in dict.fromkeys(failed)]
 
 
 def shown(text: str) -> str:
