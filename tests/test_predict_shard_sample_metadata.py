@@ -95,3 +95,17 @@ def test_a_bad_sample_of_a_shard_given_twice_is_counted_once(tmp_path):
     items, failed = collect_inputs([tar, tar])
     assert [it["key"] for it in items] == ["a"]
     assert failed == [(f"{tar}:bad", "its .json is not an object but a list")]
+
+
+def test_an_integer_label_is_named_as_a_class_the_model_does_not_predict(tmp_path):
+    """A shard of another tool labels by class index: 0 was falsy (dropped unnamed), and an index beside a name
+    crashed the agreement's sorting and printing after every input was predicted."""
+    from mmlnb_dist.predict.agreement import agreement, agreement_lines
+
+    tar = _shard(tmp_path / "s.tar", [("a", {"label": 0}), ("b", {"label": 2}), ("c", {"label": "A"})])
+    items = _shard_items(tar, [])
+    assert [it["true_label"] for it in items] == ["0", "2", "A"]
+    rows = [{"label": "A", "true_label": it["true_label"]} for it in items]
+    got = agreement(rows, None, ["A", "B"], multilabel=False)
+    assert got["patches"]["n"] == 1 and got["unknown"] == ["0", "2"]
+    assert "left out: patches labelled 0, 2, which the model does not predict" in agreement_lines(got)

@@ -104,6 +104,12 @@ def _header_size(data: bytes) -> Optional[Tuple[int, int]]:
         return None
 
 
+def _text(value: Any) -> Optional[str]:
+    """A sample's slide id or label as text, as a table's (None when absent or empty): an integer id or class index
+    0 is falsy and lost its slide or label, and an index beside names crashed the agreement's sorting."""
+    return None if value in (None, "") else str(value)
+
+
 def _shard_items(tar: Path, failed: List[Tuple[str, str]]) -> List[Dict[str, Any]]:
     """A shard's samples as items without their image bytes (`with_image_bytes` reads them when predicted). A shard
     truncated or corrupt (`ShardError`) gives the samples before its cut and a failure naming it: the other shards
@@ -130,11 +136,10 @@ def _shard_items(tar: Path, failed: List[Tuple[str, str]]) -> List[Dict[str, Any
                 failed.append((f"{tar}:{s['__key__']}", f"its .json 'labels' is {labels!r}, not a non-empty list of "
                                                          f"label names"))
                 continue
-            slide = meta.get("slide_id")  # as text, as a table's: an integer id 0 is falsy and lost its slide
             text = s["txt"].decode("utf-8", "replace") if isinstance(s.get("txt"), bytes) else (s.get("txt") or "")
             items.append({"key": s["__key__"], "sample_key": s["__key__"], "source": f"{tar}:{s['__key__']}",
-                          "tar": tar, "slide_id": None if slide in (None, "") else str(slide), "description": text,
-                          "true_label": meta.get("label"), "true_labels": meta.get("labels")})
+                          "tar": tar, "slide_id": _text(meta.get("slide_id")), "description": text,
+                          "true_label": _text(meta.get("label")), "true_labels": meta.get("labels")})
     except ShardError as err:
         failed.append((str(tar), f"{err}; its {len(items)} sample(s) before that are predicted, the rest are not"))
     return items
