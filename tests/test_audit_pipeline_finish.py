@@ -169,6 +169,15 @@ def test_slide_level_means_the_probabilities_and_takes_the_majority_label():
     assert finish.slide_level(rows[-1:], 3) == (None, None, [])
 
 
+def test_a_slide_whose_id_is_the_integer_0_is_a_slide():
+    """A labels CSV read with integer slide ids stores 0 as a number: it is a slide (it was taken for "no slide"
+    and left out of the slide level), an empty id is not."""
+    rows = [{"slide_id": 0, "label": 1, "probs": [0.2, 0.8]}, {"slide_id": 1, "label": 0, "probs": [0.9, 0.1]},
+            {"slide_id": "", "label": 0, "probs": [0.5, 0.5]}]
+    probs, targets, slides = finish.slide_level(rows, 2)
+    assert slides == ["0", "1"] and targets.tolist() == [1, 0]
+
+
 def test_recipe_metrics_keeps_only_the_held_out_splits_numbers():
     """A recipe's result also holds train numbers, paths and bare keys: only test/ and val/ numbers are kept."""
     metrics = {"val/micro_f1": 0.5, "test/micro_f1": 0.25, "train/loss": 1.0, "test/": 3.0, "export_dir": "/x",

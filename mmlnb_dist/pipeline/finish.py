@@ -75,7 +75,7 @@ def slide_level(rows: List[Dict[str, Any]], n_classes: int):
 
     by_slide: Dict[str, List[Dict[str, Any]]] = {}
     for r in rows:
-        if r["slide_id"]:
+        if r["slide_id"] not in (None, ""):  # (an integer id 0 is a slide)
             by_slide.setdefault(str(r["slide_id"]), []).append(r)
     if not by_slide:
         return None, None, []
