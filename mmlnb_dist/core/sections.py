@@ -224,6 +224,9 @@ class TrackingConfig(Section):
     absolute; `http(s)://HOST[:PORT]`; `postgresql://`, `mysql://`, `mssql://` (`+driver` too); `databricks`);
     default: `sqlite:///<run.output_dir>/mlflow.db` created on first use."""
 
+    server: Optional[str] = None
+    """Address the run logs through to `uri` (tune's own server of a SQLite `uri`); never in its config.yaml."""
+
     experiment: str = "mmlnb"
     """MLflow experiment name."""
 
@@ -392,6 +395,5 @@ def refuse_malformed_tracking_uri(value):
     if not ok:
         raise ValueError(f"'{value}' is not a tracking store MLflow 3 can use; accepted forms: {TRACKING_URI_FORMS} "
                          f"(a file store: file:PATH with MLFLOW_ALLOW_FILE_STORE=true; a plugin's scheme)")
-    # stored with its scheme in lower case, as MLflow opens it: every reader of tracking.uri (`startswith("sqlite:")`
-    # in the tune driver, the study, predict) then sees one spelling
+    # stored with its scheme in lower case, as MLflow opens it: every reader (tune, study, predict) sees one spelling
     return f"{scheme}{sep}{rest}" if sep else uri

@@ -132,20 +132,21 @@ def _init_ray(cfg: Config) -> bool:
     return True
 
 
-def _tracking(cfg: Config, dirs: Dict[str, Path]) -> Tuple[Optional[str], Any]:
-    """The URI trials log to. SQLite has one writer: concurrent trials go through a local server instead."""
+def _tracking(cfg: Config, dirs: Dict[str, Path]) -> Tuple[Optional[str], Optional[str], Any]:
+    """(the store trials log to, the address of the local server they log through or None, its process). SQLite
+    has one writer: concurrent trials go through a local server instead, which ends with the search."""
     from ..core.tracking.server import default_tracking_uri, start_server
 
     if "mlflow" not in cfg.tracking.backends:
-        return None, None
+        return None, None, None
     uri = default_tracking_uri(cfg.tracking, cfg.run.output_dir)
     if uri.startswith("sqlite:") and cfg.tune.max_concurrent > 1:
         proc, server_uri = start_server(uri, cfg.run.output_dir / "mlartifacts",
                                         log_path=dirs["exp"] / "mlflow_server.log")
         log.info("%d concurrent trials log through a local MLflow server %s (backed by %s)",
                  cfg.tune.max_concurrent, server_uri, uri)
-        return server_uri, proc
-    return uri, None
+        return uri, server_uri, proc
+    return uri, None, None
 
 
 def _parent_run(cfg: Config, uri: str, state: Dict[str, Any], space_path: Path) -> Optional[ParentRun]:
@@ -300,7 +301,8 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
     if restoring:
         warn_ignored_on_resume(cfg, kept)
 
-    uri, server = _tracking(cfg, dirs)
+    store, server_uri, server = _tracking(cfg, dirs)
+    uri = server_uri or store  # where the driver logs (the parent run) while the search runs
     parent = _parent_run(cfg, uri, state, space_path) if uri else None
     state.update({"parent_run_id": parent.run_id if parent else None, "space": str(space_path), "space_params": space,
                   "tracking_uri": uri,
@@ -309,7 +311,8 @@ def _run_held(cfg: Config, base: Dict[str, Any], space: Dict[str, Any], space_pa
     state_path.write_text(json.dumps(state, indent=1))
 
     ctx = {"base": base, "space": space, "name": cfg.tune.name, "trials_dir": str(dirs["trials"]),
-           "uri": uri, "parent_run_id": parent.run_id if parent else None, "recipe": cfg.tune.recipe,
+           "uri": store, "server": server_uri, "parent_run_id": parent.run_id if parent else None,
+           "recipe": cfg.tune.recipe,
            "tune": cfg.tune.model_dump(mode="json"), "storage": str(dirs["storage"]), "cache_dir": str(dirs["cache"])}
     started_ray = _init_ray(cfg)
     t0 = time.time()

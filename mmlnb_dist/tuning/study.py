@@ -94,8 +94,8 @@ def train_as_trials(cfg: Config, jobs: Dict[str, RowJob]) -> Dict[str, Dict[str,
     if uri and uri.startswith("sqlite:") and cfg.tune.max_concurrent > 1:
         server, server_uri = start_server(uri, cfg.run.output_dir / "mlartifacts",
                                           log_path=study_dir / "mlflow_server.log")
-        for job in pending.values():
-            job.cfg.tracking.uri = server_uri
+        for job in pending.values():  # logged through the server; the run folders record the store (`uri`)
+            job.cfg.tracking.server = server_uri
     # a trial runs in a folder of its own: relative paths are made absolute here, where they were written
     specs = {name: {"cfg": absolute_paths(job.cfg, Path.cwd()).model_dump(mode="json"), "row": job.row,
                     "seed": job.seed, "fingerprint": job.fingerprint} for name, job in pending.items()}

@@ -200,8 +200,8 @@ def fit_with_ray_train(cfg_dict: Dict[str, Any], recipe: str, run_dir: Path, tun
     trainer.fit()
 
 
-TRIAL_SET_KEYS = ("run.name", "run.output_dir", "run.resume", "run.cache_dir", "tracking.uri", "tracking.parent_run_id",
-                  "tracking.register_name", "train.evaluate_test")
+TRIAL_SET_KEYS = ("run.name", "run.output_dir", "run.resume", "run.cache_dir", "tracking.uri", "tracking.server",
+                  "tracking.parent_run_id", "tracking.register_name", "train.evaluate_test")
 """The config keys `trial_config` sets in every trial, whatever the space samples (a space may not search them)."""
 
 
@@ -220,7 +220,9 @@ def trial_config(params: Dict[str, Any], ctx: Dict[str, Any], trial_id: str) -> 
     run.update({"name": name, "output_dir": ctx["trials_dir"], "resume": earlier_attempt,
                 "cache_dir": ctx["cache_dir"]})
     tracking = cfg_dict.setdefault("tracking", {})
-    tracking.update({"uri": ctx["uri"], "parent_run_id": ctx["parent_run_id"], "register_name": None})
+    # the store in `uri` (what the trial's folder records), the search's server, if any, in `server` (logged through)
+    tracking.update({"uri": ctx["uri"], "server": ctx.get("server"), "parent_run_id": ctx["parent_run_id"],
+                     "register_name": None})
     # Trials stop at validation: test numbers beside every configuration invite choosing one by them.
     cfg_dict.setdefault("train", {})["evaluate_test"] = False
     return {"cfg": cfg_dict, "applied": applied}

@@ -154,6 +154,9 @@ def test_only_a_sqlite_store_gets_a_server_and_only_a_started_ray_is_shut_down(t
     _, seen = _study(tmp_path, monkeypatch, [_job(tmp_path, "b-seed0", uri=f"sqlite:///{tmp_path}/m.db")],
                      initialized=False)
     assert seen["servers"] == [f"sqlite:///{tmp_path}/m.db"] and seen["shutdown"] == 1 and "init" in seen
+    # the run logs through the server; its folder's config.yaml keeps the store (the server ends with the study)
+    tracking = seen["specs"]["b-seed0"]["cfg"]["tracking"]
+    assert (tracking["uri"], tracking["server"]) == (f"sqlite:///{tmp_path}/m.db", "http://s")
 
 
 def test_a_trial_is_handed_absolute_paths(tmp_path, monkeypatch):

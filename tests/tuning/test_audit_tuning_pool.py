@@ -193,4 +193,6 @@ def test_a_study_runs_its_trials_with_the_asked_resources_and_concurrency(tmp_pa
     train_as_trials(cfg, {"a-seed0": RowJob("a", 0, run_cfg, "f" * 16)})
     assert seen["resources"] == {"CPU": 2.0, "GPU": 0.5}
     assert seen["tune_config"].max_concurrent_trials == 2
-    assert run_cfg.tracking.uri == "http://h:1" and seen["stopped"] == "proc"  # SQLite has one writer
+    # SQLite has one writer: the run logs through the server, and its folder records the store the server served
+    assert (run_cfg.tracking.uri, run_cfg.tracking.server) == (f"sqlite:///{tmp_path}/mlflow.db", "http://h:1")
+    assert seen["stopped"] == "proc"

@@ -196,6 +196,16 @@ class MultiLogger(NullLogger):
 
 
 
+def recorded_config(config: Section) -> Section:
+    """`config` as its run folder records it: without `tracking.server`, a server that ends with the tune search
+    that started it (its `tracking.uri`, the store that server served, is where the run's MLflow run lives: what
+    `tracking import` and a resume outside the search read)."""
+    tracking = getattr(config, "tracking", None)
+    if not isinstance(tracking, TrackingConfig) or tracking.server is None:
+        return config
+    return config.model_copy(update={"tracking": tracking.model_copy(update={"server": None})})
+
+
 def build_logger(tracking: TrackingConfig, run: RunConfig, rank: int, run_dir: Path, stage: str, *,
                  config: Optional[Section] = None, datasets: Sequence[Dict[str, Any]] = (),
                  tags: Optional[Mapping[str, str]] = None) -> MetricLogger:
@@ -227,11 +237,14 @@ def build_logger(tracking: TrackingConfig, run: RunConfig, rank: int, run_dir: P
         base_tags = {"stage": stage, "run_dir": str(run_dir.resolve()), **dict(tags or {})}
         if tracking.log_environment:
             base_tags.update(environment_tags())
-        ml = MLflowLogger(tracking, default_tracking_uri(tracking, run.output_dir), run.output_dir / "mlartifacts",
+        # through `tracking.server` when the run has one (concurrent tune trials share a SQLite store that way)
+        ml = MLflowLogger(tracking, tracking.server or default_tracking_uri(tracking, run.output_dir),
+                          run.output_dir / "mlartifacts",
                           run_name=f"{run.name}-{stage}", tags=base_tags, run_dir=run_dir, stage=stage,
                           resume=run.resume)
         loggers.append(ml)
         if config is not None:
+            config = recorded_config(config)
             # `run.resume` says how this process started, not what the run is (a resumed run keeps its params).
             ml.log_params({k: v for k, v in flatten(config).items() if k != "run.resume"},
                           f"{run_dir / 'config.yaml'} (the run's config.yaml artifact)")

@@ -26,7 +26,7 @@ from ...core.progress import progress_bar
 from ...core.recipe import Report
 from ...core.schedule import schedule_figure
 from ...core.signals import GracefulStop
-from ...core.tracking import build_logger, epoch_summary
+from ...core.tracking import build_logger, epoch_summary, recorded_config
 from ...core.tracking.registry import check_registration
 from ...data.loader import build_loader
 from ...data.preflight import check_shard_files
@@ -204,7 +204,7 @@ class FusionRecipe:
 
         if env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir / "config.yaml")
+            save_config(recorded_config(cfg), self.run_dir / "config.yaml")
             (self.run_dir / "deepspeed_config.json").write_text(json.dumps(self.engine.ds_config, indent=2))
         self.logger = build_logger(cfg.tracking, cfg.run, env.rank, self.run_dir, "train", config=cfg,
                                    datasets=self.shards.dataset_specs(),

@@ -48,7 +48,7 @@ from ...core.progress import progress_bar
 from ...core.recipe import FINAL_REPORT, Report
 from ...core.schedule import planned_group_lrs, schedule_figure
 from ...core.signals import GracefulStop
-from ...core.tracking import build_logger
+from ...core.tracking import build_logger, recorded_config
 from ...data.preflight import check_shard_files
 from ...data.shardset import ShardError, ShardSet
 from . import model as V
@@ -208,7 +208,7 @@ class FinetuneVLMRecipe:
             lrs = planned_group_lrs(self.built.schedule, self.total_steps)  # merger/vision groups at their rates
             self.logger.log_figure(schedule_figure(lrs, "VLM learning-rate schedule"), "lr_schedule.png")
         if env.is_main:
-            save_config(cfg, self.run_dir / "config.yaml")  # core.recipe compares it on resume
+            save_config(recorded_config(cfg), self.run_dir / "config.yaml")  # core.recipe compares it on resume
             record_base(vcfg, self.run_dir)  # (`check_resumed_base` compares it on resume)
         # Frozen base weights are not in the checkpoint (excluded at save): load non-strictly.
         client = self.checkpoints.resume(self.engine, cfg.run.resume, strict=False)
