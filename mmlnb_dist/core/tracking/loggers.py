@@ -237,9 +237,7 @@ def build_logger(tracking: TrackingConfig, run: RunConfig, rank: int, run_dir: P
         base_tags = {"stage": stage, "run_dir": str(run_dir.resolve()), **dict(tags or {})}
         if tracking.log_environment:
             base_tags.update(environment_tags())
-        # through `tracking.server` when the run has one (concurrent tune trials share a SQLite store that way)
-        ml = MLflowLogger(tracking, tracking.server or default_tracking_uri(tracking, run.output_dir),
-                          run.output_dir / "mlartifacts",
+        ml = MLflowLogger(tracking, default_tracking_uri(tracking, run.output_dir), run.output_dir / "mlartifacts",
                           run_name=f"{run.name}-{stage}", tags=base_tags, run_dir=run_dir, stage=stage,
                           resume=run.resume)
         loggers.append(ml)

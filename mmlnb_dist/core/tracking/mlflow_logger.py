@@ -42,10 +42,12 @@ class MLflowLogger(NullLogger):
                  stage: str = "run", resume: bool = False):
         limit_http_retries(tracking)
         self.tracking = tracking
-        self.uri = uri
+        self.uri = uri  # the store: what the run folder records and a resume or `tracking sync` compares
+        # where the calls go: `tracking.server` (a tune search's own server, gone after it) in front of `uri`
+        self.address = tracking.server or uri
         self.run_dir = Path(run_dir) if run_dir is not None else None
         try:  # a store MLflow cannot open is a lost server too: training goes on, journaled
-            self.client = open_client(uri)
+            self.client = open_client(self.address)
         except Exception as err:  # noqa: BLE001
             self.client, client_error = None, f"{type(err).__name__}: {str(err)[:200]}"
         self.run_id: Optional[str] = None
@@ -78,10 +80,10 @@ class MLflowLogger(NullLogger):
             if not self.spool.state().get("run_id"):
                 self.spool.write_state(tracking_uri=uri, experiment=tracking.experiment, run_name=run_name)
         if self.client is None:
-            self._go_offline(f"could not open the MLflow store {uri} ({client_error})")
+            self._go_offline(f"could not open the MLflow store {self.address} ({client_error})")
             return
-        if not server_reachable(uri, tracking.request_timeout_s):
-            self._go_offline(f"tracking server {uri} is not reachable")
+        if not server_reachable(self.address, tracking.request_timeout_s):
+            self._go_offline(f"tracking server {self.address} is not reachable")
             return
         try:
             if self.spool is not None:
@@ -248,7 +250,7 @@ class MLflowLogger(NullLogger):
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
             self._monitor = SystemMetricsMonitor(self.run_id, sampling_interval=self.tracking.system_metrics_interval_s,
-                                                 tracking_uri=self.uri)
+                                                 tracking_uri=self.address)
             self._monitor.start()
         except Exception as err:  # noqa: BLE001 - psutil missing etc.: training matters more
             log.warning("system metrics not logged: %s", err)
