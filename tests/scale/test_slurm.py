@@ -158,7 +158,10 @@ def test_without_scontrol_a_compressed_node_list_is_refused(tmp_path):
     ("0", [], "train", False),
     ("2", ["run.resume=true"], "train", False),
     ("1", [], "finetune-vlm", True),
-], ids=["requeued", "first-start", "already-asked", "finetune-vlm"])
+    # the subcommand's first word decides, not the whole COMMAND string (a trailing space, or an option with it)
+    ("1", [], "train ", True),
+    ("1", [], "finetune-vlm --name-after-fusion-run", True),
+], ids=["requeued", "first-start", "already-asked", "finetune-vlm", "train-trailing-space", "finetune-vlm-option"])
 def test_a_requeued_job_resumes_its_run(tmp_path, restart, given, command, added):
     """`sbatch --requeue` (preemption, a node failure) starts the same script with the same arguments again: the
     training refused the folder holding the first start's checkpoints ("pass run.resume=true") and the requeued
