@@ -90,8 +90,22 @@ def test_a_master_port_given_that_the_first_node_listens_on_is_refused_before_th
         assert last.startswith(f"train.sbatch: MASTER_PORT={port} is in use on the rendezvous node gpu-a"), last
     finally:
         held.close()
-    # a rendezvous host elsewhere: only that host could tell, the port is passed on
-    assert sbatch(MASTER_PORT=str(port), MASTER_ADDR="gpu-z.invalid")[0] == port
+
+
+@pytest.mark.parametrize("port", [None, "29633"], ids=["port-chosen", "port-given"])
+def test_a_master_addr_that_is_not_the_first_node_is_refused_before_the_start(sbatch, port):
+    # The rendezvous is hosted on the first node, where the batch script runs (torchrun's node 0, is_host=1; the
+    # DeepSpeed launcher's rank 0): a MASTER_ADDR of another host had every node wait for a store nobody listens
+    # on (and the port was "chosen free" on the first node, not there), failing only at the rendezvous timeout.
+    extra = {"MASTER_PORT": port} if port else {}
+    err = sbatch(refused=True, MASTER_ADDR="gpu-z.invalid", **extra)
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("train.sbatch: MASTER_ADDR=gpu-z.invalid is not an address of this node"), last
+    assert "gpu-a" in last, last
+    # an address of the first node (its loopback here; an InfiniBand name on a cluster) is kept
+    for addr in ("127.0.0.1", "::1"):  # IPv6 too
+        argv = sbatch(MASTER_ADDR=addr, **extra)[2]
+        assert argv[argv.index("--master_addr") + 1] == addr, argv
 
 
 NOISY_PYTHON = """#!/usr/bin/env bash
