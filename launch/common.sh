@@ -155,14 +155,22 @@ with socket.socket() as s:
 # machine (an address of it binds here: localhost, its name, its IP), the port is chosen and checked as on one node
 # (local_master_port): the fixed 29500 made a second multi-node run started from the same first node, or a port some
 # process listens on here, fail at the rendezvous on every node after their start-up. A host elsewhere: MASTER_PORT,
-# else 29500 (only that host could tell which port is free), checked to be a port number.
+# else 29500 (only that host could tell which port is free), checked to be a port number. Every address ADDR resolves
+# to is tried, IPv6 too: an IPv4 socket could not bind ::1 or a v6-only name, and their port went unchecked.
 hostfile_master_port() {
   if "$PYTHON" -c 'import socket, sys
 try:
-    with socket.socket() as s:
-        s.bind((sys.argv[1], 0))
+    found = socket.getaddrinfo(sys.argv[1], 0, type=socket.SOCK_STREAM)
 except OSError:
-    sys.exit(1)' "$1" 2>/dev/null; then
+    sys.exit(1)
+for family, kind, proto, _, address in found:
+    try:
+        with socket.socket(family, kind, proto) as s:
+            s.bind(address)
+        sys.exit(0)
+    except OSError:
+        pass
+sys.exit(1)' "$1" 2>/dev/null; then
     local_master_port
     MASTER_PORT=$LOCAL_MASTER_PORT
   else

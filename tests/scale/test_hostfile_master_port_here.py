@@ -46,3 +46,14 @@ def test_a_rendezvous_host_elsewhere_keeps_the_default_port(tmp_path, script, ar
     assert done.returncode == 0, done.stderr
     argv = done.stdout.splitlines()
     assert argv[argv.index("--master_addr") + 1] == "node1.invalid" and argv[argv.index("--master_port") + 1] == "29500"
+
+
+@pytest.mark.parametrize("script, args", SCRIPTS, ids=[s[0] for s in SCRIPTS])
+def test_an_ipv6_rendezvous_host_here_is_this_machine(tmp_path, busy_port, script, args):
+    # ::1 (or a name with IPv6 addresses alone) is this machine too: an IPv4 socket could not bind it, so the port
+    # given went unchecked as for a host elsewhere
+    (tmp_path / "hosts").write_text("localhost slots=1\nnode2 slots=1\n")
+    done = wrapper_runner(tmp_path, FAKE)(script, args, HOSTFILE="hosts", MASTER_ADDR="::1",
+                                          MASTER_PORT=str(busy_port))
+    assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+    assert f"MASTER_PORT={busy_port} is in use" in done.stderr, done.stderr
