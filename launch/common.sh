@@ -151,12 +151,14 @@ with socket.socket() as s:
               "rendezvous?): choose another port, or unset MASTER_PORT for a free one" >&2; exit 2; }
 }
 
-# hostfile_master_port ADDR: sets MASTER_PORT for a hostfile run whose rendezvous host is ADDR. Where ADDR is this
-# machine (an address of it binds here: localhost, its name, its IP), the port is chosen and checked as on one node
-# (local_master_port): the fixed 29500 made a second multi-node run started from the same first node, or a port some
-# process listens on here, fail at the rendezvous on every node after their start-up. A host elsewhere: MASTER_PORT,
-# else 29500 (only that host could tell which port is free), checked to be a port number. Every address ADDR resolves
-# to is tried, IPv6 too: an IPv4 socket could not bind ::1 or a v6-only name, and their port went unchecked.
+# hostfile_master_port ADDR [ARG...]: sets MASTER_PORT for a hostfile run whose rendezvous host is ADDR. Where ADDR
+# is this machine (an address of it binds here: localhost, its name, its IP), the port is chosen and checked as on one
+# node (local_master_port): the fixed 29500 made a second multi-node run started from the same first node, or a port
+# some process listens on here, fail at the rendezvous on every node after their start-up. Every address ADDR resolves
+# to is tried, IPv6 too: an IPv4 socket could not bind ::1 or a v6-only name, and their port went unchecked. A host
+# elsewhere: MASTER_PORT, checked to be a port number, else a port derived from the run (this folder, HOSTFILE and
+# the run's ARGs, 20000-29999, below Linux's ephemeral ports): only that host could tell which port is free, and the
+# fixed 29500 made two runs with the same remote master clash at the rendezvous; the same command gets the same port.
 hostfile_master_port() {
   if "$PYTHON" -c 'import socket, sys
 try:
@@ -174,7 +176,13 @@ sys.exit(1)' "$1" 2>/dev/null; then
     local_master_port
     MASTER_PORT=$LOCAL_MASTER_PORT
   else
-    MASTER_PORT=${MASTER_PORT:-29500}
+    if [[ -z "${MASTER_PORT:-}" ]]; then
+      local sum
+      sum=$(printf '%s\0' "$PWD" "${HOSTFILE:-}" "$@" | cksum)
+      MASTER_PORT=$(( 20000 + ${sum%% *} % 10000 ))
+      echo "$(basename "$0"): rendezvous on $1:$MASTER_PORT (a port derived from this run; set MASTER_PORT to" \
+           "choose one free on $1)" >&2
+    fi
     check_master_port "$MASTER_PORT"
   fi
 }

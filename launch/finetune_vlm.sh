@@ -25,7 +25,7 @@ if [[ -n "${HOSTFILE:-}" ]]; then
   # NUM_GPUS is set (the one-process default below gave every node one rank whatever its slots)
   read_hostfile "$HOSTFILE"
   MASTER_ADDR=${MASTER_ADDR:-${HOSTS[0]}}
-  hostfile_master_port "$MASTER_ADDR"  # a port number; on this machine, a free one (common.sh)
+  hostfile_master_port "$MASTER_ADDR" --config "$CONFIG" "${NAMING[@]}" "$@"  # a port (common.sh)
   hostfile_per_node "${NUM_GPUS:-}"  # PER_NODE; NUM_GPUS at most every host's slots (common.sh)
   pdsh_safe_arguments --config "$CONFIG" "${NAMING[@]}" "$@"  # what the nodes' shell would change (common.sh)
   run_launcher "${DEEPSPEED[@]}" --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" \

@@ -10,8 +10,9 @@ HOSTFILE="${HOSTFILE:-$LAUNCH_DIR/hostfile}"
 read_hostfile "$HOSTFILE"  # HOSTS; a missing file or a wrong line is refused here (common.sh)
 PROFILE="${PROFILE:-$LAUNCH_DIR/profiles/multi-node.yaml}"
 MASTER_ADDR="${MASTER_ADDR:-${HOSTS[0]}}"
-# a port number, before any node starts; on this machine, a free one (or the one given, checked free): common.sh
-hostfile_master_port "$MASTER_ADDR"
+# a port number, before any node starts; on this machine, a free one (or the one given, checked free); on another
+# host, one derived from this run: common.sh
+hostfile_master_port "$MASTER_ADDR" --config "$PROFILE" "$@"
 # Processes per node: the hostfile's slots, or NUM_GPUS where set (as finetune_vlm.sh; it used to be ignored here)
 hostfile_per_node "${NUM_GPUS:-}"  # PER_NODE; NUM_GPUS at most every host's slots (common.sh)
 pdsh_safe_arguments --config "$PROFILE" "$@"  # what the nodes' remote shell would change is refused (common.sh)

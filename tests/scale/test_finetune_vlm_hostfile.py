@@ -54,7 +54,8 @@ def test_the_hostfile_slots_decide_the_processes_per_node_unless_num_gpus_is_set
     assert done.returncode == 0, done.stderr
     ds = parse_args(done.stdout.splitlines())
     assert ds.hostfile == "hosts" and ds.num_gpus == expected  # -1: every slot of every host
-    assert (ds.master_addr, ds.master_port) == ("node1", 29500)
+    # node1 is elsewhere: a port derived from the run, not the fixed 29500 (test_hostfile_master_port_here.py)
+    assert ds.master_addr == "node1" and 20000 <= ds.master_port < 30000
     assert [ds.user_script, *ds.user_args][:2] == ["mmlnb_dist.cli", "finetune-vlm"]
 
 

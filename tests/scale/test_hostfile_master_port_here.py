@@ -40,12 +40,24 @@ def test_without_a_master_port_a_free_one_is_chosen_here(tmp_path, script, args)
 
 
 @pytest.mark.parametrize("script, args", SCRIPTS, ids=[s[0] for s in SCRIPTS])
-def test_a_rendezvous_host_elsewhere_keeps_the_default_port(tmp_path, script, args):
+def test_two_runs_with_a_rendezvous_host_elsewhere_get_different_ports(tmp_path, script, args):
+    # Only that host could tell which port is free: the fixed 29500 made a second run with the same remote master
+    # fail at the rendezvous on every node after start-up. The port is derived from the run (its folder, hostfile
+    # and arguments): two runs get two ports, the same command line the same one; MASTER_PORT given is kept.
     (tmp_path / "hosts").write_text("node1.invalid slots=1\nnode2.invalid slots=1\n")
-    done = wrapper_runner(tmp_path, FAKE)(script, args, HOSTFILE="hosts")
-    assert done.returncode == 0, done.stderr
-    argv = done.stdout.splitlines()
-    assert argv[argv.index("--master_addr") + 1] == "node1.invalid" and argv[argv.index("--master_port") + 1] == "29500"
+    go = wrapper_runner(tmp_path, FAKE)
+
+    def port(*extra, **env):
+        done = go(script, [*args, *extra], HOSTFILE="hosts", **env)
+        assert done.returncode == 0, done.stderr
+        argv = done.stdout.splitlines()
+        assert argv[argv.index("--master_addr") + 1] == "node1.invalid", argv
+        return int(argv[argv.index("--master_port") + 1])
+
+    first, second = port("run.name=a"), port("run.name=b")
+    assert first != second and 1024 < first < 32768 and 1024 < second < 32768, (first, second)
+    assert port("run.name=a") == first
+    assert port("run.name=a", MASTER_PORT="29611") == 29611
 
 
 @pytest.mark.parametrize("script, args", SCRIPTS, ids=[s[0] for s in SCRIPTS])
