@@ -39,3 +39,27 @@ def test_gpus_per_node_given_wins_and_a_bad_one_is_named(tmp_path):
     done = _sbatch(tmp_path, SLURM_GPUS_PER_NODE="a100:2", SLURM_GPUS_ON_NODE="3")
     argv = (tmp_path / "step.args").read_text().splitlines()
     assert argv[argv.index("--num_gpus") + 1] == "3", argv
+
+
+@pytest.mark.parametrize("known", [{"SLURM_GPUS_ON_NODE": "2"}, {"SLURM_GPUS_PER_NODE": "a100:2"}],
+                         ids=["gpus-on-node", "gpus-per-node"])
+def test_gpus_per_node_above_the_nodes_gpus_is_refused_before_the_start(tmp_path, known):
+    # GPUS_PER_NODE exported by the submitting shell (or set for a bigger node) started more ranks than the node's
+    # GPUs: two ranks on a GPU and NCCL failing on every node after start-up; the wrappers refuse it (NUM_GPUS)
+    name, value = next(iter(known.items()))
+    done = _sbatch(tmp_path, GPUS_PER_NODE="4", **known)
+    assert done.returncode == 2 and not (tmp_path / "step.args").exists(), done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "GPUS_PER_NODE=4" in last and f"{name}={value}" in last, last
+    done = _sbatch(tmp_path, GPUS_PER_NODE="1", **known)  # fewer is a choice, kept
+    assert done.returncode == 0, done.stderr
+    argv = (tmp_path / "step.args").read_text().splitlines()
+    assert argv[argv.index("--num_gpus") + 1] == "1", argv
+
+
+def test_gpus_per_node_given_for_nodes_with_different_counts_is_kept(tmp_path):
+    # the refusal of such a SLURM_GPUS_PER_NODE asks for GPUS_PER_NODE (at most the smallest): it must be taken
+    done = _sbatch(tmp_path, SLURM_GPUS_PER_NODE="4(x1),2(x1)", GPUS_PER_NODE="2")
+    assert done.returncode == 0, done.stderr
+    argv = (tmp_path / "step.args").read_text().splitlines()
+    assert argv[argv.index("--num_gpus") + 1] == "2", argv
