@@ -4,25 +4,14 @@
 every node of the allocation, after srun had started them all."""
 from __future__ import annotations
 
-import os
-import subprocess
-
-from support.launch_wrappers import REAL_PYTHON, ROOT
+from support.launch_wrappers import ROOT, fake_sbatch
 
 FAKE_SRUN = "#!/usr/bin/env bash\nprintf '%s\\n' \"$@\" > \"$FAKE_SLURM_LOG/srun.args\"\n"
 PROFILE = str(ROOT / "mmlnb_dist" / "profiles" / "cpu-demo.yaml")
 
 
 def _sbatch(tmp, command, *args):
-    (tmp / "srun").write_text(FAKE_SRUN)
-    (tmp / "srun").chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in (
-        "MASTER_ADDR", "MASTER_PORT", "PYTHON", "LAUNCHER", "GPUS_PER_NODE", "COMMAND")}
-    env.update(PATH=f"{tmp}:{env['PATH']}", PYTHONPATH=str(ROOT), PYTHON=str(REAL_PYTHON), FAKE_SLURM_LOG=str(tmp),
-               SLURM_JOB_NODELIST="node1,node2", SLURM_JOB_NUM_NODES="2", SLURM_SUBMIT_DIR=str(ROOT),
-               SLURM_GPUS_ON_NODE="1", COMMAND=command)
-    return subprocess.run(["bash", str(ROOT / "launch" / "slurm" / "train.sbatch"), *args], cwd=tmp, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return fake_sbatch(tmp, FAKE_SRUN, args, COMMAND=command)
 
 
 def test_a_two_word_command_reaches_the_ranks_as_two_words(tmp_path):

@@ -73,3 +73,18 @@ def signal_wrapper(folder: Path, script: str, args, launcher: str, sig: int, **e
         if wrapper.poll() is None:
             wrapper.kill()
     return out, err, wrapper.returncode
+
+
+def fake_sbatch(folder: Path, srun_script: str, args, **env: str) -> subprocess.CompletedProcess:
+    """`launch/slurm/train.sbatch args` in `folder` as on a 2-node job of 1 GPU each, with `srun_script` as `srun`
+    (it finds `$FAKE_SLURM_LOG` = `folder`) and `env` over a shell environment without Slurm's or the launch
+    variables."""
+    (folder / "srun").write_text(srun_script)
+    (folder / "srun").chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in (
+        "MASTER_ADDR", "MASTER_PORT", "PYTHON", "LAUNCHER", "GPUS_PER_NODE", "COMMAND")}
+    base.update(PATH=f"{folder}:{base['PATH']}", PYTHONPATH=str(ROOT), PYTHON=str(REAL_PYTHON),
+                FAKE_SLURM_LOG=str(folder), SLURM_JOB_NODELIST="node1,node2", SLURM_JOB_NUM_NODES="2",
+                SLURM_SUBMIT_DIR=str(ROOT), SLURM_GPUS_ON_NODE="1", **env)
+    return subprocess.run(["bash", str(LAUNCH / "slurm" / "train.sbatch"), *args], cwd=folder, env=base,
+                          capture_output=True, text=True, timeout=120)
