@@ -92,7 +92,7 @@ def test_tiling_inputs_identity_follows_companions_masks_and_the_stain_target(tm
     (masks / "notes.txt").write_text("not a mask")
     target = tmp_path / "target.png"
     target.write_bytes(b"png v1")
-    cfg = _cfg(mask_dir=masks, **{"stain.target": target})
+    cfg = _cfg(mask_dir=masks, **{"stain.method": "macenko", "stain.target": target})
     first = tiling_inputs_identity(folder, cfg)
     assert set(first["slides"]) == {"m"} and first["slides"]["m"] == slide_identity(slide)
     assert first["masks"] == [file_identity(masks / "m.geojson")]  # notes.txt is no mask

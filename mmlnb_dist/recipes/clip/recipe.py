@@ -318,7 +318,7 @@ class ClipRecipe:
         scores, targets = gather_tensors(self.env, local)
         self.eval_loaders[split].end_epoch(self.run_dir, self.logger if log_data else None, step=self.global_step)
         metrics = multilabel_metrics(scores, targets, self.classes, self.cfg.clip.top_k, split)
-        if self.model.head is not None:
+        if self.cfg.clip.model.fusion != "zero_shot":
             # zero-shot logits are logit_scale x cosine (sigmoids all near 1): a BCE of them measures nothing, and
             # would be compared with trained runs' losses (registry alias, ablation tables); left out
             metrics["loss"] = float(self._loss(scores, targets))

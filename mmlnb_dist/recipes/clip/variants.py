@@ -47,7 +47,7 @@ def unfit(cfg: Any) -> Optional[str]:
     """Why a study row's config (`cfg`, the row's overrides applied) builds no model, else None: checked for every
     row before the study trains its first one (`zero_shot` on encoder branches, `sum` on encoders of two widths
     failed when the row's turn came, after the rows before it had trained for minutes)."""
-    from ...core.errors import ConfigError
+    from ...core.errors import ConfigError, UserError
     from .branches import build_image_branch, build_text_branch
     from .metrics import check_metric_config
     from .model import branch_plan
@@ -59,7 +59,10 @@ def unfit(cfg: Any) -> Optional[str]:
     except ConfigError as err:
         return str(err)
     if m.fusion == "sum" and plan["encoder_image"] and plan["encoder_text"]:  # (two CLIP towers share a width)
-        image, text = build_image_branch(m, pretrained=False).embed_dim, build_text_branch(m).embed_dim
+        try:
+            image, text = build_image_branch(m, pretrained=False).embed_dim, build_text_branch(m).embed_dim
+        except UserError as err:  # an encoder name no branch builds (read by this row, maybe not by the config)
+            return str(err)
         if image != text:
             return (f"clip.model.fusion: sum needs equal image and text widths, but {m.image_encoder} gives "
                     f"{image} and {m.text_encoder} {text}")

@@ -48,7 +48,6 @@ def test_config_check_accepts_the_boundaries_and_ignores_towers_not_built(cfg, o
     (["clip.top_k=2", "train.best_metric=at_least_3_of_top_k"], "train.best_metric"),
     (["data.loader.image_size=36"], "data.loader.image_size"),
     (["clip.model.towers.name=tiny-open_clip", "data.loader.image_size=36"], "data.loader.image_size"),
-    (["clip.model.fusion=zero_shot", "clip.model.towers.unfreeze_blocks=5"], "clip.model.towers.unfreeze_blocks"),
     (["clip.model.fusion=image_only", "clip.model.image_encoder=nosuch"], "clip.model.image_encoder"),
 ])
 def test_config_check_refuses_past_the_boundaries(cfg, overrides, key):
