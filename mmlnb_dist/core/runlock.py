@@ -109,7 +109,7 @@ class FolderLock:
         before its config checks, which must not create the folder either). A file where the folder would be is
         a `UserError` naming it (every recipe's run folder; it was a NotADirectoryError traceback)."""
         refuse_file_in_the_way(self.folder, f"{self.command}: its folder")
-        refuse_other_jobs_folder(self.folder, self.command)
+        self._refuse_other_jobs()
         if not (self.folder / LOCK_FILE).is_file():
             return
         probe = FileLock(str(self.folder / LOCK_FILE), timeout=0)
@@ -118,6 +118,10 @@ class FolderLock:
         except Timeout:
             raise self._in_use() from None
         probe.release()
+
+    def _refuse_other_jobs(self) -> None:
+        if not self.study:  # a study's own files (`study.json`, `study.log`) are no other job's
+            refuse_other_jobs_folder(self.folder, self.command)
 
     def _in_use(self) -> FolderInUseError:
         readers = live_readers(self.folder) if _shared_free(self.folder) else []
@@ -130,8 +134,7 @@ class FolderLock:
 
     def acquire(self) -> "FolderLock":
         refuse_file_in_the_way(self.folder, f"{self.command}: its folder")
-        if not self.study:  # (also here: some jobs take the lock directly)
-            refuse_other_jobs_folder(self.folder, self.command)
+        self._refuse_other_jobs()  # (also here: some jobs take the lock directly)
         self.found_empty = self.folder.is_dir() and not any(self.folder.iterdir())
         self.folder.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.folder / LOCK_FILE), timeout=0)
@@ -216,11 +219,9 @@ class ReadLock:
     other readers are not. A folder being written refuses the reader (`FolderInUseError`, naming the writer). A
     missing folder, or one the reader may not write where no lock file exists yet, is read without a lock."""
 
-    def __init__(self, folder: Path, command: str, study: bool = False):
+    def __init__(self, folder: Path, command: str):
         self.folder = Path(folder)
         self.command = command
-        self.study = study
-        """The folder is the study's that takes it (`ablate`): its study files are its own, not another job's."""
         self._fd: Optional[int] = None
         self._record: Optional[Path] = None
 

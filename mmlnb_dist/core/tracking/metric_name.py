@@ -14,7 +14,6 @@ import logging
 import re
 from typing import Any, Dict, List, Mapping, Optional, Set
 
-from ..checkpoint import better
 from ..errors import UserError
 
 log = logging.getLogger(__name__)
@@ -34,6 +33,8 @@ def run_metric(run, metric: str, mode: str = "max", client=None) -> Optional[flo
         plain = metric[len("best/"):]
         value = run.data.metrics.get(plain)
         if value is not None and client is not None:
+            from ..checkpoint import better  # (here: checkpoint loads torch, which the journal and sync never need)
+
             for point in client.get_metric_history(run.info.run_id, plain):
                 if better(point.value, value, mode):
                     value = point.value

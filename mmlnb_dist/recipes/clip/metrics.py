@@ -108,6 +108,11 @@ def check_best_metric(metric: str, label_counts: Mapping[str, int], n: int, spli
                       f"{split} split")
 
 
+def within_top_k(name: str, top_k: int) -> bool:
+    """Whether metric `name` has a value at `top_k`: a run reports `at_least_{j}_of_top_k` for j <= top_k only."""
+    return not name.startswith("at_least_") or int(name.split("_")[2]) <= top_k
+
+
 def check_metric_config(cfg: Any) -> None:
     """A ConfigError when `cfg` picks, searches or registers by a metric its runs never report: `at_least_j` with
     j above clip.top_k, or the loss of a zero-shot run (`ClipRecipe.evaluate` leaves it out: a BCE of scaled
@@ -115,12 +120,12 @@ def check_metric_config(cfg: Any) -> None:
     from .config import METRIC_NAMES
 
     best, top_k = cfg.train.best_metric, cfg.clip.top_k
-    if best.startswith("at_least_") and int(best.split("_")[2]) > top_k:
+    if not within_top_k(best, top_k):
         raise ConfigError(f"train.best_metric: '{best}' needs clip.top_k >= {best.split('_')[2]} "
                           f"(clip.top_k is {top_k})")
     if cfg.clip.model.fusion != "zero_shot":
         return
-    reported = [m for m in METRIC_NAMES if not m.startswith("at_least_") or int(m.split("_")[2]) <= top_k]
+    reported = [m for m in METRIC_NAMES if within_top_k(m, top_k)]
     for key, metric in (("train.best_metric", best), ("tune.metric", cfg.tune.metric),
                         ("tracking.register_metric", cfg.tracking.register_metric)):
         if metric and metric.rsplit("/", 1)[-1] == "loss":

@@ -20,8 +20,9 @@ METRICS = ("micro_f1", "macro_f1", "micro_auroc", "macro_auroc", "hamming_loss",
 def metrics(cfg: Any) -> List[str]:
     """The columns of `cfg`'s table: METRICS without the `at_least_{j}_of_top_k` that clip.top_k < j leaves with
     no value (a run reports j-of-k accuracies for j <= k only: the column would read n/a in every row)."""
-    top_k = cfg.clip.top_k
-    return [m for m in METRICS if not m.startswith("at_least_") or int(m.split("_")[2]) <= top_k]
+    from .metrics import within_top_k
+
+    return [m for m in METRICS if within_top_k(m, cfg.clip.top_k)]
 
 
 def rows(cfg: Any) -> Dict[str, Tuple[str, List[str]]]:
