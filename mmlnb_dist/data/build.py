@@ -178,6 +178,12 @@ def discard_empty_output(out_dir: Path, lock: FolderLock) -> None:
             pass
 
 
+def near_class_hint(name: Any, classes: Sequence[str], what: str) -> str:
+    """The "did you mean" of a `name` that is a class in another case or spacing ("" when none is)."""
+    near = [c for c in classes if c.strip().lower() == str(name).strip().lower()]
+    return f"; did you mean {near[0]!r}? {what} are matched exactly, case included" if near else ""
+
+
 def validate_samples(samples: Sequence[SampleSpec], classes: Sequence[str]) -> None:
     """Check keys, labels and image paths before anything is written; `ShardError` naming the first problems."""
     if not samples:
@@ -194,8 +200,7 @@ def validate_samples(samples: Sequence[SampleSpec], classes: Sequence[str]) -> N
             problems.append(f"{where}: duplicate key {s.key!r}")
         seen[s.key] = s
         if s.label not in classes:
-            near = [c for c in classes if c.strip().lower() == str(s.label).strip().lower()]
-            hint = f"; did you mean {near[0]!r}? labels are matched exactly, case included" if near else ""
+            hint = near_class_hint(s.label, classes, "labels")
             problems.append(f"{where}: unknown label {s.label!r} (classes: {', '.join(classes)}){hint}")
         labels = s.meta.get("labels")
         if labels is not None and (not isinstance(labels, list) or not labels or s.label not in labels

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 from ..core.files import dict_reader, open_csv
-from .build import SampleSpec, validate_samples
+from .build import SampleSpec, near_class_hint, validate_samples
 from .description_table import DescriptionsError, DescriptionTable
 from .generated import refuse_incomplete
 from .images import IMAGE_EXTENSIONS, image_files, other_files
@@ -209,9 +209,7 @@ def _collect(input_path: Path, classes: Sequence[str], descriptions: Optional[Un
         for sub in subdirs:
             if sub.name not in classes:
                 # as an unknown CSV label is (`build.validate_samples`): the class it likely means, and the way on
-                near = [c for c in classes if c.strip().lower() == sub.name.strip().lower()]
-                hint = f"; did you mean {near[0]!r}? folder names match the classes exactly, case included" \
-                    if near else ""
+                hint = near_class_hint(sub.name, classes, "folder names")
                 raise ShardError(f"{sub}: unknown label folder '{sub.name}' (classes: {', '.join(classes)}){hint}; "
                                  f"rename the folder, or give the classes its folders name with --classes "
                                  f"(data.classes)")

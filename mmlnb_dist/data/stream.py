@@ -79,10 +79,11 @@ class ShardStream(IterableDataset):
             # read to the shard's end: one sample more than the manifest's count, to see a shard that holds more
             # (written or replaced after its manifest entry; with data.loader.preflight=off nothing else would)
             past = 1 if first + take == counts[j] else 0
-            for sample in itertools.islice(iter_shard_samples(path, self.max_member_bytes), first,
-                                           first + take + past):
-                if got == take:
-                    self._say_extra_samples(path, counts[j])
+            samples = iter_shard_samples(path, self.max_member_bytes)
+            for sample in itertools.islice(samples, first, first + take + past):
+                if got == take:  # one past the count: the rest of this same read says how many more
+                    if path not in self._said_extra:
+                        self._say_extra_samples(path, counts[j], 1 + sum(1 for _ in samples))
                     break
                 got += 1
                 yield {**sample, "__pos__": position}
@@ -99,13 +100,11 @@ class ShardStream(IterableDataset):
                 if remaining <= 0:
                     return
 
-    def _say_extra_samples(self, path: Path, listed: int) -> None:
-        """Warn (once per shard and process) that `path` holds samples its manifest entry does not count: they
-        are not read, so the split is smaller than the shard files."""
-        if path in self._said_extra:
-            return
+    def _say_extra_samples(self, path: Path, listed: int, extra: int) -> None:
+        """Warn (once per shard and process) that `path` holds `extra` samples its manifest entry does not count:
+        they are not read, so the split is smaller than the shard files."""
         self._said_extra.add(path)
-        held = sum(1 for _ in iter_shard_samples(path, self.max_member_bytes))
+        held = listed + extra
         log.warning("%s holds %d samples, its manifest entry says %d: the %d extra are not read (the shard was "
                     "changed after the manifest was written; `mmlnb-dist shards verify %s`, then rebuild it)",
                     path, held, listed, held - listed, path.parent)
