@@ -60,7 +60,7 @@ def poisson_candidates(raster: np.ndarray, scale: float, dims: Tuple[int, int], 
     Euclidean tile side let two tiles offset diagonally by (0.75, 0.75) sides share a corner square."""
     w0, h0 = dims
     radius = cfg.min_distance * size0
-    cell = radius / np.sqrt(2.0)
+    cell = radius  # a cell holds one tile at most (closer than `radius` on both axes) and a clash is one cell away
     ty, tx = np.nonzero(raster)
     if len(tx) == 0 or w0 < size0 or h0 < size0:
         return []
@@ -79,16 +79,8 @@ def poisson_candidates(raster: np.ndarray, scale: float, dims: Tuple[int, int], 
         if f < cfg.min_mask_fraction:
             continue
         gi, gj = int(x // cell), int(y // cell)
-        clash = False
-        for di in (-2, -1, 0, 1, 2):
-            for dj in (-2, -1, 0, 1, 2):
-                other = grid.get((gi + di, gj + dj))
-                if other is not None and max(abs(other[0] - x), abs(other[1] - y)) < radius:
-                    clash = True
-                    break
-            if clash:
-                break
-        if clash:
+        near = (grid.get((gi + di, gj + dj)) for di in (-1, 0, 1) for dj in (-1, 0, 1))
+        if any(o is not None and max(abs(o[0] - x), abs(o[1] - y)) < radius for o in near):
             continue
         grid[(gi, gj)] = (x, y)
         out.append((x, y, f))
