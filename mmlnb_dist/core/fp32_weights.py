@@ -14,21 +14,12 @@ import torch
 
 
 def fp32_masters(optimizer: Any) -> Dict[int, torch.Tensor]:
-    """id(module parameter) -> its fp32 master, for DeepSpeed's unfused 16-bit optimizer (ZeRO-0); {} for any
-    other optimizer, or where the groups do not pair one to one with the same shapes (nothing is guessed)."""
-    low = getattr(optimizer, "fp16_groups", None) or getattr(optimizer, "bf16_groups", None)
-    masters = getattr(optimizer, "fp32_groups", None)
-    if not low or not masters or len(low) != len(masters):
+    """id(module parameter) -> its fp32 master, for DeepSpeed's unfused 16-bit optimizer (ZeRO-0), which builds
+    `fp32_groups[i]` from `fp16_groups[i]` parameter by parameter; {} for any other optimizer."""
+    low, masters = getattr(optimizer, "fp16_groups", None), getattr(optimizer, "fp32_groups", None)
+    if not low or not masters:
         return {}
-    found: Dict[int, torch.Tensor] = {}
-    for params, copies in zip(low, masters):
-        if not isinstance(copies, (list, tuple)) or len(params) != len(copies):
-            return {}
-        for param, master in zip(params, copies):
-            if not torch.is_tensor(master) or master.shape != param.shape or master.dtype != torch.float32:
-                return {}
-            found[id(param)] = master
-    return found
+    return {id(param): master for params, copies in zip(low, masters) for param, master in zip(params, copies)}
 
 
 def full_fp32_state_dict(module: torch.nn.Module, optimizer: Optional[Any] = None) -> Dict[str, torch.Tensor]:

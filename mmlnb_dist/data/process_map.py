@@ -1,4 +1,4 @@
-"""An ordered map over a process pool that stops with its caller: the synthetic generators' patches, rendered in
+"""An ordered map over a process pool that stops with its caller: the synthetic generator's patches, rendered in
 worker processes, in order."""
 from __future__ import annotations
 
@@ -30,13 +30,7 @@ def ordered_process_map(func: Callable[[Any], Any], jobs: Sequence[Any], workers
         return
     from multiprocessing import get_context
 
-    pool = get_context("fork").Pool(workers, initializer=_worker_signals)
-    try:
+    # the pool's exit terminates its workers (and waits for them): at once on a stop, and idle ones once every
+    # result has been read
+    with get_context("fork").Pool(workers, initializer=_worker_signals) as pool:
         yield pool.imap(func, jobs, chunksize=chunksize)
-    except BaseException:
-        pool.terminate()
-        raise
-    else:
-        pool.close()
-    finally:
-        pool.join()
